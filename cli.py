@@ -1,0 +1,313 @@
+"""Command line of the CNN ensemble toolkit: prepare, train members, vote, predict.
+
+Each command parses its options and calls one library function. TensorFlow is imported
+lazily inside the commands that need it, so ``python cli.py --help`` starts at once.
+Results go to stdout; progress and logs to stderr. A user error prints one plain
+sentence and exits 1 (bad options exit 2, typer's convention), never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train several CNN members, combine them by voting or stacking, and report honestly whether the ensemble beats the single models.",
+)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def user_errors(func):
+    """Turn a UserError into one plain sentence on stderr and exit code 1; Ctrl-C into exit 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from members.errors import UserError
+
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            _stderr(f"Error: {exc}")
+            raise typer.Exit(code=1) from None
+        except KeyboardInterrupt:
+            _stderr("Interrupted. Finished epochs are kept: run the same command again to resume.")
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="The workdir (prepared by `prepare`).")]
+
+
+class Method(str, Enum):
+    all = "all"
+    hard = "hard"
+    soft = "soft"
+    weighted = "weighted"
+    caruana = "caruana"
+    stack = "stack"
+
+
+class CacheMode(str, Enum):
+    auto = "auto"
+    memory = "memory"
+    disk = "disk"
+    none = "none"
+
+
+class Backend(str, Enum):
+    loky = "loky"
+    dask = "dask"
+    ray = "ray"
+    sequential = "sequential"
+
+
+@app.command("demo-data")
+@user_errors
+def demo_data(
+    out: Annotated[Path, typer.Argument(help="Output folder: OUT/images/*.jpeg and OUT/trainLabels.csv.")],
+    images: Annotated[int, typer.Option(help="Number of images (both eyes of each patient).")] = 800,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 128,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same files.")] = 0,
+    balanced: Annotated[bool, typer.Option("--balanced", help="Equal grade counts instead of the EyePACS mix.")] = False,
+) -> None:
+    """Write a synthetic fundus set in the Kaggle EyePACS layout (image,level)."""
+    from members.synthetic import write_demo_data
+
+    summary = write_demo_data(out, images=images, size=size, seed=seed, balanced=balanced)
+    counts = ", ".join(f"grade {g}: {n}" for g, n in sorted(summary.counts.items()))
+    print(f"wrote {summary.images} images ({summary.size}px) to {summary.out} in {summary.seconds:.1f}s — {counts}")
+
+
+@app.command()
+@user_errors
+def prepare(
+    workdir: WorkdirOpt,
+    labels: Annotated[Optional[Path], typer.Option(help="Labels CSV (Kaggle trainLabels.csv: image,level).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Folder with the images named in the CSV.")] = None,
+    npz: Annotated[Optional[Path], typer.Option(help="A MedMNIST-style .npz (train/val/test images and labels).")] = None,
+    medmnist: Annotated[Optional[str], typer.Option(help="Download a MedMNIST dataset by name (e.g. retinamnist).")] = None,
+    size: Annotated[int, typer.Option(help="MedMNIST image size: 28, 64, 128 or 224.")] = 28,
+    image_column: Annotated[str, typer.Option(help="CSV column holding image names.")] = "image",
+    label_column: Annotated[str, typer.Option(help="CSV column holding integer labels.")] = "level",
+    val_fraction: Annotated[float, typer.Option(help="Share of rows for validation.")] = 0.15,
+    test_fraction: Annotated[float, typer.Option(help="Share of rows for test.")] = 0.15,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a workdir prepared from other data.")] = False,
+) -> None:
+    """Check every row, drop bad ones with a reason, and write the train/val/test split."""
+    from members import dataset as ds
+    from members.errors import UserError
+
+    sources = [s for s in (labels or images, npz, medmnist) if s]
+    if len(sources) != 1:
+        raise UserError("Give exactly one data source: --labels CSV --images DIR, or --npz FILE, or --medmnist NAME.")
+    if npz or medmnist:
+        path = npz or ds.fetch_medmnist(medmnist, size=size)
+        result = ds.prepare_npz(workdir, path, force=force)
+    else:
+        if not (labels and images):
+            raise UserError("--labels and --images go together: pass the labels CSV and the image folder.")
+        result = ds.prepare_csv(
+            workdir, labels, images, image_column=image_column, label_column=label_column,
+            val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, force=force,
+        )
+    per_split = "; ".join(f"{split} {sum(c.values())}" for split, c in result.counts.items())
+    dropped = sum(result.skipped.values())
+    print(f"prepared {workdir}: kept {result.kept} ({per_split}), dropped {dropped}"
+          + (" (both eyes of a patient kept in one split)" if result.grouped else ""))
+
+
+@app.command()
+@user_errors
+def presets() -> None:
+    """List the built-in member presets with input size, depth, width and parameter count."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from members.architecture import build_model
+    from members.spec import list_presets, load_preset, schedule_label
+
+    table = Table(title="member presets (parameters for 5 classes)")
+    for col in ("preset", "input", "architecture", "depth", "width", "head", "params", "description"):
+        table.add_column(col, justify="right" if col in ("depth", "width", "params") else "left")
+    for name in list_presets():
+        spec = load_preset(name)
+        params = build_model(spec, 5).count_params()
+        depth = "16 conv" if spec.architecture == "article" else f"{spec.depth}×{spec.convs_per_block}"
+        width = "16–128" if spec.architecture == "article" else str(spec.width)
+        table.add_row(name, schedule_label(spec), spec.architecture, depth, width, spec.pooling, f"{params:,}", spec.description)
+    Console().print(table)
+
+
+def _resolve_spec(preset: str, overrides: dict, sets: list[str]):
+    import tomllib
+
+    from members.errors import UserError
+    from members.spec import load_preset
+
+    spec = load_preset(preset)
+    extra = {}
+    for item in sets or []:
+        if "=" not in item:
+            raise UserError(f"--set takes FIELD=VALUE (e.g. --set l2=0.001); got {item!r}.")
+        key, value = item.split("=", 1)
+        try:
+            extra[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            extra[key.strip()] = value
+    if isinstance(overrides.get("resize_schedule"), str):
+        text = overrides["resize_schedule"]
+        try:
+            overrides["resize_schedule"] = tuple(int(v) for v in text.replace("→", ",").split(",") if v.strip())
+        except ValueError:
+            raise UserError(f"--resize-schedule takes sizes separated by commas (e.g. 64,128); got {text!r}.") from None
+    return spec.replace(**overrides, **extra)
+
+
+
+
+@app.command("train-member")
+@user_errors
+def train_member_cmd(
+    workdir: WorkdirOpt,
+    preset: Annotated[str, typer.Option(help="Built-in preset (see `presets`) or a TOML spec file.")] = "small",
+    name: Annotated[Optional[str], typer.Option(help="Member name (folder under members/); default: the preset.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs per resize stage.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (per device).")] = None,
+    input_size: Annotated[Optional[int], typer.Option(help="Input size in pixels (final stage).")] = None,
+    resize_schedule: Annotated[Optional[str], typer.Option(help="Progressive resizing stages, e.g. 64,128.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Initial learning rate (SGD, Nesterov).")] = None,
+    lr_decay: Annotated[Optional[float], typer.Option(help="Per-epoch learning-rate multiplier.")] = None,
+    depth: Annotated[Optional[int], typer.Option(help="Convolution blocks.")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Filters of the first block (doubling per block).")] = None,
+    l2: Annotated[Optional[float], typer.Option(help="L2 penalty on kernels.")] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout rate of the dense head.")] = None,
+    head: Annotated[Optional[str], typer.Option(help="softmax or ordinal.")] = None,
+    class_weight: Annotated[Optional[str], typer.Option(help="balanced, sqrt or none.")] = None,
+    undersample_epochs: Annotated[Optional[int], typer.Option(help="Fine-tuning epochs on an undersampled subset.")] = None,
+    retrain_rounds: Annotated[Optional[int], typer.Option(help="Rounds of retraining on mispredicted images.")] = None,
+    preprocessing: Annotated[Optional[str], typer.Option(help="none or ben (Graham's local-colour subtraction).")] = None,
+    tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="Average flips at evaluation.")] = None,
+    cache: Annotated[Optional[CacheMode], typer.Option(help="Where decoded images are cached.")] = None,
+    mixed_precision: Annotated[Optional[bool], typer.Option("--mixed-precision/--no-mixed-precision", help="mixed_float16 (GPU).")] = None,
+    jit_compile: Annotated[Optional[bool], typer.Option("--jit-compile/--no-jit-compile", help="XLA compilation.")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="default, or mirrored (all visible GPUs).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any spec field, FIELD=VALUE (repeatable).")] = None,
+) -> None:
+    """Train one member with the article's full technique set and write its artifacts."""
+    from members.training import train_member
+
+    overrides = dict(
+        epochs=epochs, batch_size=batch_size, input_size=input_size, resize_schedule=resize_schedule, lr=lr,
+        lr_decay=lr_decay, depth=depth, width=width, l2=l2, dropout=dropout, head=head, class_weight=class_weight,
+        undersample_epochs=undersample_epochs, retrain_rounds=retrain_rounds, preprocessing=preprocessing, tta=tta,
+        cache=cache.value if cache else None, mixed_precision=mixed_precision, jit_compile=jit_compile,
+        strategy=strategy, seed=seed,
+    )
+    spec = _resolve_spec(preset, overrides, set_ or [])
+    member = name or Path(preset).stem
+    result = train_member(workdir, spec, name=member, preset=Path(preset).stem)
+    m = result.metrics
+    print(
+        f"{member}: test accuracy {m['test'].get('accuracy', float('nan')):.3f}, balanced accuracy "
+        f"{m['test'].get('balanced_accuracy', float('nan')):.3f}, QWK {m['test'].get('qwk', float('nan')):.3f} "
+        f"(val QWK {m['val']['qwk']:.3f}); {m['params']:,} parameters, {m['train_seconds']:.0f}s, "
+        f"{m['images_per_second']:.0f} images/s, input wait {m['input_wait_share']:.0%} → {result.member_dir}"
+    )
+
+
+@app.command("train-members")
+@user_errors
+def train_members_cmd(
+    workdir: WorkdirOpt,
+    preset: Annotated[list[str], typer.Option(help="Preset of each member (repeat: --preset small --preset wide).")],
+    name: Annotated[Optional[list[str]], typer.Option(help="Member names, in the order of --preset.")] = None,
+    jobs: Annotated[int, typer.Option(help="Members trained at once.")] = 2,
+    backend: Annotated[Backend, typer.Option(help="loky (local processes), dask (a dask.distributed cluster), ray, sequential.")] = Backend.loky,
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address tcp://host:port (default: start a local cluster).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs per resize stage, for every member.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Base seed; member i gets seed + i.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any spec field for every member, FIELD=VALUE.")] = None,
+) -> None:
+    """Train several members in parallel: local processes or a Dask cluster."""
+    from members.parallel import train_members
+
+    outcome = train_members(workdir, preset, names=name, jobs=jobs, backend=backend.value, scheduler=scheduler,
+                            overrides={"epochs": epochs}, sets=set_ or [], seed=seed)
+    if outcome.failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+@user_errors
+def vote(
+    workdir: WorkdirOpt,
+    method: Annotated[Method, typer.Option(help="Combiner to fit, or all.")] = Method.all,
+    members: Annotated[Optional[str], typer.Option(help="Comma-separated member names (default: every complete member).")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % intervals.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    coverage: Annotated[float, typer.Option(help="Target coverage of the refer threshold (screening).")] = 0.9,
+) -> None:
+    """Fit combiners on validation, score everything on test, write the report."""
+    from rich.console import Console
+
+    from ensemble.vote import run_vote
+
+    names = [m.strip() for m in members.split(",") if m.strip()] if members else None
+    run_vote(workdir, methods=(method.value,), members=names, n_boot=bootstrap, seed=seed,
+             target_coverage=coverage, console=Console())
+
+
+@app.command()
+@user_errors
+def predict(
+    workdir: WorkdirOpt,
+    images: Annotated[list[Path], typer.Argument(help="Image files to grade.")],
+    out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout).")] = None,
+    method: Annotated[Optional[str], typer.Option(help="Fitted combiner to use (default: the best on validation).")] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Average over flipped copies.")] = False,
+) -> None:
+    """Ensemble predictions (and member disagreement) for new images."""
+    from ensemble.inference import predict_images
+
+    predict_images(workdir, [str(p) for p in images], out=out, method=method, tta=tta)
+
+
+@app.command()
+@user_errors
+def demo(
+    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Where the demo writes everything.")] = Path("demo-work"),
+    images: Annotated[int, typer.Option(help="Synthetic images.")] = 800,
+    seed: Annotated[int, typer.Option(help="Seed of the data and the members.")] = 0,
+    quick: Annotated[bool, typer.Option("--quick", help="A one-minute smoke run (tiny members).")] = False,
+) -> None:
+    """The main job: synthetic data → prepare → train three members → vote → comparison."""
+    from ensemble.demo import run_demo
+
+    run_demo(workdir, images=images, seed=seed, quick=quick)
+
+
+def main() -> None:
+    """Console-script entry point (``cnn-ensemble``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""The member spec: every knob of one CNN member, frozen, loaded from TOML, validated in one place.
+
+A spec covers the article's whole technique set: depth, width, input size and the
+progressive-resize schedule, L2, dropout, batch size, epochs, the initial learning rate
+and its per-epoch decay, SGD momentum with Nesterov, augmentation, class weights,
+undersampling for a fine-tuning phase, rounds of retraining on mispredicted training
+images, and the seed. Built-in presets live in ``members/presets/*.toml``.
+
+Example:
+    >>> spec = load_preset("tiny").replace(epochs=2)
+    >>> spec.stage_sizes
+    (32,)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from members.errors import UserError
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+ARCHITECTURES = ("convnet", "article")
+HEADS = ("softmax", "ordinal")
+POOLINGS = ("avg", "flatten")
+CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+MONITORS = ("val_loss", "val_qwk", "val_balanced_accuracy", "val_accuracy", "val_macro_f1")
+PREPROCESSING = ("none", "ben")
+CACHES = ("auto", "memory", "disk", "none")
+STRATEGIES = ("default", "mirrored")
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """Everything that defines one member. Field docs are the README's technique table."""
+
+    description: str = ""
+    # capacity
+    architecture: str = "convnet"
+    depth: int = 4
+    width: int = 16
+    max_width: int = 256
+    convs_per_block: int = 1
+    pooling: str = "avg"
+    dense_units: int = 64
+    dense_layers: int = 1
+    head: str = "softmax"
+    # resolution
+    input_size: int = 96
+    resize_schedule: tuple[int, ...] = ()
+    # regularisation
+    l2: float = 1e-4
+    dropout: float = 0.3
+    batch_norm: bool = True
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 0.05
+    lr_decay: float = 0.9
+    momentum: float = 0.9
+    nesterov: bool = True
+    monitor: str = "val_qwk"
+    # augmentation
+    rotation: float = 30.0
+    width_shift: float = 0.1
+    height_shift: float = 0.1
+    horizontal_flip: bool = True
+    vertical_flip: bool = True
+    # imbalance and hard examples
+    class_weight: str = "balanced"
+    undersample_epochs: int = 0
+    undersample_ratio: float = 1.0
+    undersample_lr_factor: float = 0.3
+    retrain_rounds: int = 0
+    retrain_epochs: int = 1
+    retrain_replay: float = 0.5
+    retrain_lr_factor: float = 0.1
+    # data and evaluation
+    preprocessing: str = "none"
+    tta: bool = False
+    cache: str = "auto"
+    # hardware
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    strategy: str = "default"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.resize_schedule, list):
+            object.__setattr__(self, "resize_schedule", tuple(self.resize_schedule))
+        validate(self)
+
+    @property
+    def stage_sizes(self) -> tuple[int, ...]:
+        """Input size of each training stage: the resize schedule, or the one input size."""
+        return self.resize_schedule or (self.input_size,)
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs of all phases: every resize stage, the undersampled fine-tune, the retraining rounds."""
+        return self.epochs * len(self.stage_sizes) + self.undersample_epochs + self.retrain_rounds * self.retrain_epochs
+
+    def replace(self, **changes: Any) -> "MemberSpec":
+        """A copy with ``changes`` applied (and validated); ``None`` values are ignored."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        unknown = sorted(set(changes) - field_names())
+        if unknown:
+            raise UserError(_unknown_fields_message(unknown, "override"))
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (tuples become lists)."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+    def to_toml(self) -> str:
+        """The fully resolved spec as TOML text (every field, stable order)."""
+        lines = ["# fully resolved member spec, written by train-member"]
+        for key, value in self.to_dict().items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def field_names() -> set[str]:
+    """Names of every spec field."""
+    return {f.name for f in fields(MemberSpec)}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _unknown_fields_message(unknown: list[str], where: str) -> str:
+    import difflib
+
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(field_names()), n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (
+        f"Unknown spec field in {where}: {', '.join(hints)}. "
+        f"Known fields: {', '.join(sorted(field_names()))}."
+    )
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+def _choice(spec: MemberSpec, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(spec, name)
+    _check(value in choices, f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+
+
+def validate(spec: MemberSpec) -> None:
+    """Check every field and every combination of fields; raise :class:`UserError` on the first problem."""
+    for f in fields(spec):
+        value = getattr(spec, f.name)
+        expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(str(f.type))
+        if expected is not None:
+            bad = not isinstance(value, expected) or (expected is int and isinstance(value, bool))
+            bad = bad or (expected == (int, float) and isinstance(value, bool))
+            _check(not bad, f"{f.name} must be of type {f.type}; got {value!r} ({type(value).__name__}).")
+    for name, choices in (("architecture", ARCHITECTURES), ("head", HEADS), ("pooling", POOLINGS),
+                          ("class_weight", CLASS_WEIGHTS), ("monitor", MONITORS),
+                          ("preprocessing", PREPROCESSING), ("cache", CACHES), ("strategy", STRATEGIES)):
+        _choice(spec, name, choices)
+    for name, low in (("epochs", 1), ("batch_size", 1), ("depth", 1), ("width", 1), ("max_width", 1),
+                      ("convs_per_block", 1), ("dense_units", 1), ("dense_layers", 0), ("undersample_epochs", 0),
+                      ("retrain_rounds", 0), ("retrain_epochs", 1)):
+        value = getattr(spec, name)
+        _check(value >= low, f"{name} must be at least {low}; got {value}. Received: {name}={value!r}")
+    _check(spec.input_size >= 8, f"input_size must be at least 8 pixels; got {spec.input_size}.")
+    _check(0.0 <= spec.dropout < 1.0, f"dropout must be in [0, 1); got {spec.dropout}. Use e.g. 0.3.")
+    _check(spec.l2 >= 0, f"l2 must be non-negative; got {spec.l2}.")
+    _check(spec.lr > 0, f"lr must be positive; got {spec.lr}. Use e.g. 0.01.")
+    _check(0 < spec.lr_decay <= 1, f"lr_decay is the per-epoch multiplier of the learning rate and must be in (0, 1]; got {spec.lr_decay}.")
+    _check(0 <= spec.momentum < 1, f"momentum must be in [0, 1); got {spec.momentum}.")
+    _check(0 <= spec.rotation <= 180, f"rotation is in degrees and must be in [0, 180]; got {spec.rotation}.")
+    for name in ("width_shift", "height_shift"):
+        value = getattr(spec, name)
+        _check(0 <= value < 1, f"{name} is a fraction of the image and must be in [0, 1); got {value}.")
+    _check(spec.undersample_ratio > 0, f"undersample_ratio must be positive; got {spec.undersample_ratio}.")
+    for name in ("undersample_lr_factor", "retrain_lr_factor"):
+        value = getattr(spec, name)
+        _check(0 < value <= 1, f"{name} multiplies the learning rate and must be in (0, 1]; got {value}.")
+    _check(0 <= spec.retrain_replay <= 10, f"retrain_replay is the number of correct images replayed per mispredicted one and must be in [0, 10]; got {spec.retrain_replay}.")
+    sizes = spec.stage_sizes
+    _check(all(isinstance(s, int) and not isinstance(s, bool) and s >= 8 for s in sizes),
+           f"resize_schedule must list input sizes of at least 8 pixels; got {list(spec.resize_schedule)}.")
+    if spec.resize_schedule:
+        _check(list(sizes) == sorted(set(sizes)),
+               f"resize_schedule must increase strictly (e.g. [64, 128]); got {list(sizes)}.")
+        _check(sizes[-1] == spec.input_size,
+               f"resize_schedule must end at input_size; got schedule {list(sizes)} and input_size {spec.input_size}. "
+               f"Set input_size = {sizes[-1]} or end the schedule at {spec.input_size}.")
+    flatten = spec.architecture == "article" or spec.pooling == "flatten"
+    if flatten and len(sizes) > 1:
+        raise UserError(
+            "Progressive resizing needs a resolution-agnostic head, but this spec ends in Flatten, which fixes the "
+            f"input size; got resize_schedule {list(sizes)} with "
+            + ("architecture 'article'" if spec.architecture == "article" else "pooling 'flatten'")
+            + ". Use pooling = \"avg\" (global average pooling) or remove resize_schedule."
+        )
+    if spec.architecture == "convnet":
+        smallest = min(sizes)
+        _check(smallest // (2 ** spec.depth) >= 1,
+               f"depth {spec.depth} halves the image {spec.depth} times, too often for input size {smallest}; "
+               f"use depth <= {max(smallest.bit_length() - 1, 1)} or a larger input size.")
+    else:
+        _check(spec.input_size >= 64, f"The article's network needs input_size >= 64 (it was built for 256); got {spec.input_size}.")
+
+
+def list_presets() -> list[str]:
+    """Names of the built-in presets, sorted."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def load_spec_file(path: str | Path, *, base: MemberSpec | None = None) -> MemberSpec:
+    """Load a TOML spec file; unknown fields are refused with the list of known ones."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"Spec file {path} does not exist.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"Spec file {path} is not valid TOML ({exc}); fix the line it names.") from None
+    data.pop("preset", None)
+    unknown = sorted(set(data) - field_names())
+    if unknown:
+        raise UserError(_unknown_fields_message(unknown, str(path)))
+    return dataclasses.replace(base or MemberSpec(), **data)
+
+
+def load_preset(name: str) -> MemberSpec:
+    """Load a built-in preset by name, or a TOML file when ``name`` is a path.
+
+    Raises:
+        UserError: unknown preset (the message lists the known ones).
+    """
+    if name.endswith(".toml") or "/" in name:
+        return load_spec_file(name)
+    path = PRESET_DIR / f"{name}.toml"
+    if not path.exists():
+        raise UserError(
+            f"Unknown preset {name!r}; known presets: {', '.join(list_presets())}. "
+            "Run `python cli.py presets` to see them, or pass a TOML file path."
+        )
+    return load_spec_file(path)
+
+
+def schedule_label(spec: MemberSpec) -> str:
+    """Human label of the input size, e.g. ``96`` or ``64→128``."""
+    return "→".join(str(s) for s in spec.stage_sizes)

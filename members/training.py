@@ -1,0 +1,409 @@
+"""Train one member with the article's whole technique set and write its artifacts.
+
+Phases, each recorded in ``history.csv``:
+
+1. ``train`` — one stage per input size of the resize schedule (progressive resizing keeps
+   the same weights), SGD with Nesterov momentum, the learning rate decayed every epoch,
+   class weights, on-the-fly augmentation; the best weights on validation are kept.
+2. ``undersample`` — optional fine-tuning on a subset where over-represented classes are cut.
+3. ``retrain<r>`` — optional rounds on the training images the model got wrong (plus a
+   replay share of correct ones) at a lower rate; a round is kept only if validation
+   improves, otherwise the previous weights are restored and the history says so.
+
+After every epoch the trainer saves a resume point (model with optimizer state, best
+weights, history): a killed run started again resumes after the last finished epoch.
+``metrics.json`` is written last, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from members import atomic
+from members.artifacts import plot_curves, save_model, save_predictions, write_history
+from members.errors import UserError
+from members.lock import MemberLock
+from members.progress import EpochProgress
+from members.sampling import class_weights, retrain_subset, undersample
+from members.scoring import score
+from members.spec import MemberSpec
+
+RESUME_DIR = ".resume"
+
+
+@dataclass
+class TrainResult:
+    """What ``train_member`` returns: where the member is and its metrics (the content of metrics.json)."""
+
+    name: str
+    member_dir: Path
+    metrics: dict = field(repr=False)
+
+    @property
+    def seconds(self) -> float:
+        return self.metrics["train_seconds"]
+
+
+def _better(monitor: str, new: float, old: float | None) -> bool:
+    if old is None or not math.isfinite(old):
+        return math.isfinite(new)
+    return new < old if monitor == "val_loss" else new > old
+
+
+class Trainer:
+    """Runs the phases of one member; ``train_member`` is the public entry point."""
+
+    def __init__(self, dataset, spec: MemberSpec, name: str, member_dir: Path, *, preset: str, log, show_progress: bool):
+        import tensorflow as tf  # noqa: F401  (import here: keep module import light)
+
+        self.data = dataset
+        self.spec = spec
+        self.name = name
+        self.dir = member_dir
+        self.preset = preset
+        self.log = log
+        self.k = dataset.num_classes
+        self.resume_dir = member_dir / RESUME_DIR
+        self.progress = EpochProgress(name, enabled=show_progress)
+        self.rows = {s: dataset.rows(s) for s in ("train", "val", "test")}
+        for split, rows in self.rows.items():
+            if split != "test" and len(rows) == 0:
+                raise UserError(f"The {split} split of {dataset.workdir} is empty; prepare the workdir with more images.")
+        self.paths = {s: [str(dataset.image_root / p) for p in r["path"]] for s, r in self.rows.items()}
+        self.labels = {s: r["label"].to_numpy(np.int64) for s, r in self.rows.items()}
+        self.history: list[dict] = []
+        self.best_score: float | None = None
+        self.timing = {"images": 0, "step_seconds": 0.0, "wait_seconds": 0.0, "first_wait_share": None}
+        self._datasets: dict = {}
+
+    # ----- setup -------------------------------------------------------------------------
+    def _configure(self) -> None:
+        import keras
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(self.spec.seed)
+        keras.mixed_precision.set_global_policy("mixed_float16" if self.spec.mixed_precision else "float32")
+        self.strategy = tf.distribute.MirroredStrategy() if self.spec.strategy == "mirrored" else tf.distribute.get_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        self.batch_size = self.spec.batch_size * replicas  # batch_size is per replica
+        if replicas > 1:
+            self.log(f"[{self.name}] mirrored strategy over {replicas} devices: global batch {self.batch_size}")
+
+    def _build(self):
+        import keras
+
+        from members.architecture import build_model
+
+        with self.strategy.scope():
+            model = build_model(self.spec, self.k)
+            model.compile(
+                optimizer=keras.optimizers.SGD(learning_rate=self.spec.lr, momentum=self.spec.momentum, nesterov=self.spec.nesterov),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+                jit_compile=self.spec.jit_compile,
+            )
+        return model
+
+    def _dataset(self, split: str, size: int, *, training: bool, subset: np.ndarray | None = None, seed_offset: int = 0):
+        from members.pipeline import Augmentation, make_dataset
+
+        key = (split, size, training, None if subset is None else subset.tobytes(), seed_offset)
+        if key in self._datasets:
+            return self._datasets[key]
+        paths, labels = self.paths[split], self.labels[split]
+        if subset is not None:
+            paths, labels = [paths[i] for i in subset], labels[subset]
+        weights = None
+        if training and self.spec.class_weight != "none":
+            weights = class_weights(labels, self.k, self.spec.class_weight)[labels]
+        ds = make_dataset(
+            paths, labels, size=size, batch_size=self.batch_size, training=training,
+            augmentation=Augmentation.from_spec(self.spec) if training else None, sample_weights=weights,
+            preprocessing=self.spec.preprocessing, cache=self.spec.cache, cache_dir=self.dir / ".cache",
+            seed=self.spec.seed + 1000 * seed_offset,
+        )
+        if subset is None:  # subsets change every round; don't keep them
+            self._datasets[key] = (ds, len(paths))
+        return ds, len(paths)
+
+    # ----- epochs ------------------------------------------------------------------------
+    def _run_epoch(self, model, phase: str, size: int, lr: float, ds_n, *, note: str = "") -> dict:
+        from members.loop import evaluate, predict_probs, train_epoch
+
+        ds, n = ds_n
+        steps = max(1, math.ceil(n / self.batch_size))
+        model.optimizer.learning_rate.assign(lr)
+        start = time.perf_counter()
+        epoch_no = len(self.history) + 1
+        where = f"in epoch {epoch_no} (phase {phase}, {size} px, lr {lr:.3g})"
+        with self.progress.epoch(epoch_no, self.spec.total_epochs, phase, size, steps) as update:
+            stats = train_epoch(model, ds, steps=steps, progress=update, where=where)
+        val_ds, _ = self._dataset("val", size, training=False)
+        val = evaluate(self.labels["val"], predict_probs(model, val_ds), self.k)
+        row = {
+            "phase": phase, "epoch": epoch_no, "input_size": size, "lr": lr, "loss": stats.loss,
+            "accuracy": stats.accuracy, **val, "seconds": time.perf_counter() - start,
+            "images_per_second": stats.images_per_second, "input_wait_share": stats.wait_share, "note": note,
+        }
+        if self.timing["first_wait_share"] is None:
+            self.timing["first_wait_share"] = stats.wait_share  # first epoch: decode + cache fill
+        else:
+            self.timing["images"] += stats.images
+            self.timing["step_seconds"] += stats.step_seconds
+            self.timing["wait_seconds"] += stats.wait_seconds
+        self.history.append(row)
+        self.log(
+            f"[{self.name}] epoch {epoch_no}/{self.spec.total_epochs} {phase} {size}px lr={lr:.3g} "
+            f"loss={stats.loss:.4f} acc={stats.accuracy:.3f} val_loss={val['val_loss']:.4f} "
+            f"val_acc={val['val_accuracy']:.3f} val_bal_acc={val['val_balanced_accuracy']:.3f} "
+            f"val_qwk={val['val_qwk']:.3f} wait={stats.wait_share:.0%} {row['seconds']:.1f}s"
+        )
+        return row
+
+    def _plan(self) -> list[tuple[str, int, float]]:
+        """(phase, input size, learning rate) of every epoch before the retraining rounds."""
+        s, plan, g = self.spec, [], 0
+        for size in s.stage_sizes:
+            for _ in range(s.epochs):
+                plan.append(("train", size, s.lr * s.lr_decay**g))
+                g += 1
+        for _ in range(s.undersample_epochs):
+            plan.append(("undersample", s.input_size, s.lr * s.undersample_lr_factor * s.lr_decay**g))
+            g += 1
+        return plan
+
+    # ----- resume ------------------------------------------------------------------------
+    def _state_matches(self, state: dict) -> bool:
+        return state.get("spec") == self.spec.to_dict() and state.get("fingerprint") == self.data.fingerprint
+
+    def _save_resume(self, model, stage: str, extra: dict | None = None) -> None:
+        self.resume_dir.mkdir(parents=True, exist_ok=True)
+        save_model(model, self.resume_dir / "last.keras")
+        state = {"spec": self.spec.to_dict(), "fingerprint": self.data.fingerprint, "stage": stage,
+                 "history": self.history, "best_score": self.best_score, "timing": self.timing, **(extra or {})}
+        atomic.write_json(self.resume_dir / "state.json", _jsonable(state))
+
+    def _load_resume(self):
+        import keras
+
+        state_path = self.resume_dir / "state.json"
+        if not state_path.exists():
+            return None, None
+        try:
+            state = json.loads(state_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            state = {}
+        if not self._state_matches(state):
+            self.log(f"[{self.name}] the resume point belongs to another spec or dataset; starting over")
+            shutil.rmtree(self.resume_dir, ignore_errors=True)
+            return None, None
+        try:
+            from members.architecture import OrdinalHead  # noqa: F401  (registers the custom layer)
+
+            with self.strategy.scope():
+                model = keras.saving.load_model(self.resume_dir / "last.keras", safe_mode=True)
+        except Exception as exc:  # a torn resume file: start over rather than trust it
+            self.log(f"[{self.name}] the resume point is unreadable ({exc.__class__.__name__}); starting over")
+            shutil.rmtree(self.resume_dir, ignore_errors=True)
+            return None, None
+        self.history = state["history"]
+        self.best_score = state["best_score"]
+        self.timing = state["timing"]
+        self.log(f"[{self.name}] resuming after epoch {len(self.history)} ({state['stage']})")
+        return model, state
+
+    def _best_path(self) -> Path:
+        return self.resume_dir / "best.weights.h5"
+
+    def _keep_if_best(self, model, row: dict) -> None:
+        value = row[self.spec.monitor]
+        if _better(self.spec.monitor, value, self.best_score):
+            self.best_score = value
+            row["note"] = (row["note"] + "; " if row["note"] else "") + f"best {self.spec.monitor}"
+            self.resume_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.resume_dir / ".best.tmp.weights.h5"
+            model.save_weights(tmp)
+            tmp.replace(self._best_path())
+
+    # ----- phases ------------------------------------------------------------------------
+    def _undersample_subset(self) -> np.ndarray:
+        return undersample(self.labels["train"], self.spec.undersample_ratio, seed=self.spec.seed)
+
+    def _retrain_round(self, model, r: int) -> None:
+        from members.loop import predict_probs
+
+        s = self.spec
+        size = s.input_size
+        train_eval, _ = self._dataset("train", size, training=False)
+        pred = predict_probs(model, train_eval).argmax(axis=1)
+        wrong = pred != self.labels["train"]
+        phase = f"retrain{r + 1}"
+        if not wrong.any():
+            self.log(f"[{self.name}] {phase}: no mispredicted training image; round skipped")
+            return
+        subset = retrain_subset(wrong, replay=s.retrain_replay, seed=s.seed + r)
+        lr = s.lr * s.lr_decay ** (len(self._plan())) * s.retrain_lr_factor
+        before = self.best_score
+        model.save_weights(self.resume_dir / ".before_retrain.weights.h5")
+        self.log(f"[{self.name}] {phase}: {int(wrong.sum())} mispredicted training images + {len(subset) - int(wrong.sum())} replayed, lr {lr:.3g}")
+        round_best = None
+        for e in range(s.retrain_epochs):
+            ds_n = self._dataset("train", size, training=True, subset=subset, seed_offset=r + 1)
+            row = self._run_epoch(model, phase, size, lr, ds_n, note=f"{int(wrong.sum())} wrong + {len(subset) - int(wrong.sum())} replayed")
+            if _better(s.monitor, row[s.monitor], round_best):
+                round_best = row[s.monitor]
+                model.save_weights(self.resume_dir / ".round_best.weights.h5")
+        if round_best is not None and _better(s.monitor, round_best, before):
+            model.load_weights(self.resume_dir / ".round_best.weights.h5")
+            self.best_score = round_best
+            model.save_weights(self._best_path())
+            self.history[-1]["note"] += f"; kept: {s.monitor} {round_best:.4f} > {before:.4f}" if s.monitor != "val_loss" else f"; kept: val_loss {round_best:.4f} < {before:.4f}"
+        else:
+            model.load_weights(self.resume_dir / ".before_retrain.weights.h5")
+            self.history[-1]["note"] += f"; rolled back: {s.monitor} {round_best:.4f} did not improve on {before:.4f}, previous weights restored"
+            self.log(f"[{self.name}] {phase} did not improve {s.monitor}; previous weights restored")
+
+    def run(self) -> TrainResult:
+        started = time.perf_counter()
+        self._configure()
+        model, state = self._load_resume()
+        if model is None:
+            shutil.rmtree(self.resume_dir, ignore_errors=True)
+            model = self._build()
+            state = {"stage": "start"}
+        plan = self._plan()
+        elapsed_before = float(state.get("elapsed", 0.0))
+        with self.progress:
+            first = {"plan": len(self.history), "retrain": len(plan)}.get(state["stage"], 0)
+            for i in range(first, len(plan)):
+                phase, size, lr = plan[i]
+                if phase == "undersample":
+                    ds_n = self._dataset("train", size, training=True, subset=self._undersample_subset())
+                else:
+                    ds_n = self._dataset("train", size, training=True)
+                row = self._run_epoch(model, phase, size, lr, ds_n)
+                self._keep_if_best(model, row)
+                self._save_resume(model, "plan", {"elapsed": elapsed_before + time.perf_counter() - started})
+            if self._best_path().exists():
+                model.load_weights(self._best_path())
+            rounds_done = int(state.get("rounds_done", 0))
+            for r in range(rounds_done, self.spec.retrain_rounds):
+                self._retrain_round(model, r)
+                self._save_resume(model, "retrain", {"rounds_done": r + 1, "elapsed": elapsed_before + time.perf_counter() - started})
+        seconds = elapsed_before + time.perf_counter() - started
+        return self._finish(model, seconds)
+
+    # ----- artifacts ---------------------------------------------------------------------
+    def _finish(self, model, seconds: float) -> TrainResult:
+        from members.loop import predict_probs
+
+        size = self.spec.input_size
+        results = {}
+        for split in ("val", "test"):
+            ds, _ = self._dataset(split, size, training=False)
+            if len(self.labels[split]) == 0:
+                probs = np.zeros((0, self.k))
+            else:
+                probs = predict_probs(model, ds, tta=self.spec.tta)
+            save_predictions(self.dir / f"{split}.npz", probs, self.labels[split], self.rows[split]["row_id"].to_numpy(), self.data.fingerprint)
+            results[split] = score(self.labels[split], probs, num_classes=self.k) if len(probs) else {}
+        save_model(model, self.dir / "model.keras")
+        write_history(self.dir / "history.csv", self.history)
+        plot_curves(self.dir / "curves.png", self.history, f"{self.name} ({self.preset})")
+        t = self.timing
+        steady = t["step_seconds"] > 0
+        metrics = {
+            "name": self.name, "preset": self.preset, "num_classes": self.k, "classes": list(self.data.classes),
+            "fingerprint": self.data.fingerprint, "model_sha256": atomic.sha256_file(self.dir / "model.keras"),
+            "input_size": size, "stage_sizes": list(self.spec.stage_sizes), "head": self.spec.head,
+            "params": int(model.count_params()), "epochs_run": len(self.history),
+            "best_epoch": _best_epoch(self.history), "monitor": self.spec.monitor,
+            "train_seconds": round(seconds, 3),
+            "images_per_second": round(t["images"] / t["step_seconds"], 2) if steady else _first_ips(self.history),
+            "input_wait_share": round(t["wait_seconds"] / t["step_seconds"], 4) if steady else t["first_wait_share"],
+            "input_wait_share_first_epoch": t["first_wait_share"],
+            "tta": self.spec.tta, "train_size": len(self.labels["train"]),
+            "val": results["val"], "test": results["test"],
+        }
+        shutil.rmtree(self.dir / ".cache", ignore_errors=True)
+        atomic.write_json(self.dir / "metrics.json", _jsonable(metrics))
+        shutil.rmtree(self.resume_dir, ignore_errors=True)
+        return TrainResult(self.name, self.dir, metrics)
+
+
+def _best_epoch(history: list[dict]) -> int | None:
+    for row in reversed(history):
+        if "best" in str(row.get("note", "")) or "kept" in str(row.get("note", "")):
+            return int(row["epoch"])
+    return None
+
+
+def _first_ips(history: list[dict]) -> float:
+    return round(float(history[0]["images_per_second"]), 2) if history else 0.0
+
+
+def _jsonable(obj):
+    """NaN/inf → None and numpy scalars → Python, recursively, for strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(float(obj)) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def member_dir(workdir: str | Path, name: str) -> Path:
+    """``<workdir>/members/<name>``, refusing names that are not plain folder names."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.startswith("."):
+        raise UserError(f"Member name {name!r} is not a plain folder name; use letters, digits, '-' and '_'.")
+    return Path(workdir) / "members" / name
+
+
+def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: str = "custom",
+                 log=None, show_progress: bool | None = None) -> TrainResult:
+    """Train one member on a prepared workdir and write every artifact of the contract.
+
+    Args:
+        workdir: a folder prepared by ``python cli.py prepare``.
+        spec: the fully resolved member spec.
+        name: the member's folder name under ``<workdir>/members``.
+        preset: the preset the spec came from (recorded in metrics.json).
+        log: a callable taking one line of text (default: print to stderr).
+        show_progress: Rich progress bar; default when stderr is a terminal.
+
+    Returns:
+        A :class:`TrainResult` with the member's metrics.
+
+    Raises:
+        UserError: the workdir is not prepared, the member is locked by another run, or the loss diverged.
+
+    Example:
+        >>> train_member("work", load_preset("tiny"), name="tiny")  # doctest: +SKIP
+    """
+    from members.dataset import load_dataset
+    from members.loop import is_terminal
+
+    if log is None:
+        import sys
+
+        def log(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+    data = load_dataset(workdir)
+    directory = member_dir(workdir, name)
+    with MemberLock(directory):
+        (directory / "metrics.json").unlink(missing_ok=True)  # from here on the member is incomplete
+        atomic.write_text(directory / "spec.toml", f'preset = "{preset}"\n' + spec.to_toml())
+        trainer = Trainer(data, spec, name, directory, preset=preset, log=log,
+                          show_progress=is_terminal() if show_progress is None else show_progress)
+        return trainer.run()
