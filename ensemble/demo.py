@@ -1,0 +1,100 @@
+"""The demo: the whole workflow on the embedded synthetic data, with progress throughout.
+
+synthetic fundus set (Kaggle layout) → prepare → three members that differ in depth, width
+and input size → vote → the comparison table. A second run reuses finished steps.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# (member name, preset, overrides): the demo's three members differ in depth, width and input size.
+DEMO_MEMBERS = (
+    ("small", "small", {"epochs": 10}),
+    ("wide", "wide", {"epochs": 10}),
+    ("deep", "deep", {"epochs": 8}),
+)
+QUICK_MEMBERS = (
+    ("tiny-a", "tiny", {"epochs": 2, "input_size": 32, "width": 8}),
+    ("tiny-b", "tiny", {"epochs": 2, "input_size": 24, "width": 12, "depth": 2}),
+    ("tiny-c", "tiny", {"epochs": 2, "input_size": 40, "width": 6, "depth": 3}),
+)
+
+
+@dataclass
+class DemoResult:
+    workdir: Path
+    seconds: float
+    report: dict | None
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _member_done(member_dir: Path, spec) -> bool:
+    """A finished member trained with the same spec is reused."""
+    from members.spec import load_spec_file
+
+    if not (member_dir / "metrics.json").exists() or not (member_dir / "spec.toml").exists():
+        return False
+    try:
+        return load_spec_file(member_dir / "spec.toml") == spec
+    except Exception:
+        return False
+
+
+def run_demo(workdir: str | Path, *, images: int = 800, seed: int = 0, quick: bool = False) -> DemoResult:
+    """Run the demo end to end and print the comparison table on stdout.
+
+    Args:
+        workdir: where the synthetic data (``<workdir>/data``) and the workdir artifacts go.
+        images: number of synthetic images.
+        seed: seed of the data, the split and the members.
+        quick: tiny members and few images, for a one-minute smoke run.
+    """
+    from rich.console import Console
+
+    from members.dataset import prepare_csv
+    from members.spec import load_preset
+    from members.synthetic import write_demo_data
+    from members.training import member_dir, train_member
+
+    started = time.perf_counter()
+    workdir = Path(workdir)
+    data = workdir / "data"
+    if quick:
+        images = min(images, 200)
+    size = 64 if quick else 128
+    stamp = data / ".demo-params"
+    params = f"images={images} size={size} seed={seed}\n"
+    if not (stamp.exists() and stamp.read_text() == params and (data / "trainLabels.csv").exists()):
+        _log(f"[demo] 1/4 writing {images} synthetic fundus images ({size}px) to {data}")
+        write_demo_data(data, images=images, size=size, seed=seed)
+        stamp.write_text(params)
+    else:
+        _log(f"[demo] 1/4 reusing the synthetic images in {data}")
+    _log("[demo] 2/4 preparing the workdir (checks every image, stratified split by patient)")
+    prepare_csv(workdir, data / "trainLabels.csv", data / "images", seed=seed, force=True)
+    members = QUICK_MEMBERS if quick else DEMO_MEMBERS
+    for i, (name, preset, overrides) in enumerate(members, 1):
+        spec = load_preset(preset).replace(seed=seed + i, **overrides)
+        if _member_done(member_dir(workdir, name), spec):
+            _log(f"[demo] 3/4 member {i}/{len(members)} {name}: already trained, reused")
+            continue
+        _log(f"[demo] 3/4 training member {i}/{len(members)}: {name} (preset {preset}, "
+             f"{spec.input_size}px, depth {spec.depth}, width {spec.width})")
+        result = train_member(workdir, spec, name=name, preset=preset)
+        t = result.metrics["test"]
+        _log(f"[demo]     {name}: test balanced accuracy {t['balanced_accuracy']:.3f}, QWK {t['qwk']:.3f}, "
+             f"{result.seconds:.0f}s")
+    _log("[demo] 4/4 voting: fitting the combiners on validation, scoring on test")
+    from ensemble.vote import run_vote
+
+    report = run_vote(workdir, methods=("all",), n_boot=1000, seed=seed, console=Console())
+    seconds = time.perf_counter() - started
+    print(f"demo finished in {seconds / 60:.1f} min; report: {workdir / 'ensemble' / 'report.md'}")
+    return DemoResult(workdir, seconds, report)

@@ -1,0 +1,228 @@
+"""Tests for members/dataset.py: prepare_csv end to end, the workdir files, load_dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from members import labels as L
+from members.dataset import PreparedDataset, load_dataset, prepare_csv
+from members.errors import UserError
+
+IDRID = Path(__file__).resolve().parents[2] / "shared" / "data" / "idrid_grading_512"
+RNG = np.random.default_rng(0)
+
+
+def image(path: Path, mode="RGB", fmt="JPEG"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(RNG.integers(0, 255, (8, 8, 3), dtype=np.uint8)).convert(mode).save(path, fmt)
+
+
+def simple_set(tmp_path: Path, n: int = 24, k: int = 3, prefix: str = "img", header: str = "image,level", extra=""):
+    """n good JPEGs labelled i % k, listed without extension."""
+    images = tmp_path / "images"
+    for i in range(n):
+        image(images / f"{prefix}{i}.jpeg")
+    csv = tmp_path / "labels.csv"
+    csv.write_text(header + "\n" + "".join(f"{prefix}{i},{i % k}{extra}\n" for i in range(n)))
+    return csv, images
+
+
+@pytest.fixture()
+def messy(tmp_path):
+    """A Kaggle-style folder with every kind of bad row, a BOM and CRLF line ends."""
+    images = tmp_path / "images"
+    rows = []
+    for i in range(18):  # the good ones: 6 per class, listed in various spellings
+        name = f"good {i} ñ"
+        image(images / f"{name}.JPEG")
+        rows.append((name if i % 2 else f"{name}.jpeg", str(i % 3)))
+    image(images / "cmyk.jpg", mode="CMYK")
+    rows.append(("cmyk", "0"))
+    Image.fromarray((np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)).save(images / "deep.png")
+    rows.append(("deep.png", "1"))
+    image(images / "png_inside.jpeg", fmt="PNG")
+    rows.append(("png_inside", "2.0"))
+    image(images / "scan.tif", fmt="TIFF")
+    (images / "empty.jpeg").write_bytes(b"")
+    (images / "text.jpeg").write_text("hello")
+    image(tmp_path / "secret.jpeg")
+    (images / "link.jpeg").symlink_to(tmp_path / "secret.jpeg")
+    rows += [("scan.tif", "1"), ("empty", "1"), ("text", "1"), ("link", "1"), ("../secret", "1"),
+             (str(tmp_path / "secret.jpeg"), "1"), ("missing", "1"), ("good 0 ñ", "0"), ("good 1 ñ", "2"),
+             ("good 2 ñ", ""), ("good 3 ñ", "-1"), ("good 3 ñ", "abc"), ("good 4 ñ", "2.5")]
+    csv = tmp_path / "labels.csv"
+    body = "image,level\r\n" + "".join(f'"{a}",{b}\r\n' for a, b in rows)
+    csv.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+    return csv, images
+
+
+def test_prepare_messy_csv(tmp_path, messy):
+    csv, images = messy
+    work = tmp_path / "work"
+    result = prepare_csv(work, csv, images, progress=False)
+    assert result.kept == 20  # 18 good - good 1 (conflict) + cmyk + deep + png_inside
+    assert result.skipped == {
+        L.REASON_OUTSIDE: 3, L.REASON_BAD_LABEL: 3, L.REASON_CONFLICT: 2, L.REASON_FORMAT: 1, L.REASON_EMPTY: 1,
+        L.REASON_UNDECODABLE: 1, L.REASON_MISSING: 1, L.REASON_DUPLICATE: 1, L.REASON_NO_LABEL: 1}
+    assert not result.grouped
+    info = json.loads((work / "dataset.json").read_text())
+    assert info["classes"] == [0, 1, 2] and info["num_classes"] == 3
+    assert info["source"] == f"csv:{csv.resolve()}" and info["image_root"] == str(images.resolve())
+    assert info["fingerprint"] == hashlib.sha256((work / "split.csv").read_bytes()).hexdigest() == result.fingerprint
+    assert info["skipped"] == result.skipped and info["kept"] == 20 and info["seed"] == 0
+    assert info["val_fraction"] == 0.15 and info["test_fraction"] == 0.15 and info["grouped"] is False
+    split = pd.read_csv(work / "split.csv", keep_default_na=False)
+    assert split.columns.tolist() == ["path", "label", "split"]
+    assert {"cmyk.jpg", "deep.png", "png_inside.jpeg", "good 0 ñ.JPEG"} <= set(split["path"])
+    assert "good 1 ñ.JPEG" not in set(split["path"])
+    assert all((images / p).is_file() for p in split["path"])
+    assert sum(sum(c.values()) for c in result.counts.values()) == 20
+    assert all(result.counts[s][c] >= 1 for s in ("train", "val", "test") for c in range(3))
+    report = pd.read_csv(work / "data_report.csv", keep_default_na=False)
+    assert report.columns.tolist() == ["row", "image", "label", "reason"]
+    assert len(report) == 14 and report["row"].is_monotonic_increasing
+    assert report.loc[report["image"] == "scan.tif", "row"].item() == 23  # 1-based CSV line, header is 1
+
+
+def test_load_dataset_rows_and_paths(tmp_path):
+    csv, images = simple_set(tmp_path)
+    prepare_csv(tmp_path / "w", csv, images, progress=False)
+    data = load_dataset(tmp_path / "w")
+    assert isinstance(data, PreparedDataset) and data.num_classes == 3 and data.classes == [0, 1, 2]
+    table = pd.read_csv(tmp_path / "w" / "split.csv")
+    for split in ("train", "val", "test"):
+        rows = data.rows(split)
+        assert rows.columns.tolist()[:4] == ["row_id", "path", "label", "split"]
+        assert (table.loc[rows["row_id"], "path"].to_numpy() == rows["path"].to_numpy()).all()
+        assert all(Path(p).is_file() and Path(p).is_absolute() for p in data.absolute_paths(split))
+    assert sum(len(data.rows(s)) for s in ("train", "val", "test")) == 24
+    with pytest.raises(ValueError):
+        data.rows("training")
+
+
+def test_load_dataset_errors(tmp_path):
+    with pytest.raises(UserError) as info:
+        load_dataset(tmp_path / "w")
+    work = tmp_path / "w"
+    assert str(info.value) == f"{work} is not prepared: run `python cli.py prepare --workdir {work} ...` first."
+    csv, images = simple_set(tmp_path)
+    prepare_csv(tmp_path / "w", csv, images, progress=False)
+    split_csv = tmp_path / "w" / "split.csv"
+    split_csv.write_text(split_csv.read_text().replace(",0,", ",1,", 1))
+    with pytest.raises(UserError, match="was changed after prepare"):
+        load_dataset(tmp_path / "w")
+
+
+def test_same_data_is_noop_other_data_needs_force(tmp_path):
+    csv, images = simple_set(tmp_path)
+    first = prepare_csv(tmp_path / "w", csv, images, progress=False)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "w").iterdir()}
+    again = prepare_csv(tmp_path / "w", csv, images, progress=False)
+    assert again == first
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "w").iterdir()}
+    with pytest.raises(UserError) as info:
+        prepare_csv(tmp_path / "w", csv, images, seed=1, progress=False)
+    assert str(info.value) == (f"{tmp_path / 'w'} was prepared from other data; pass --force to overwrite it "
+                               "(trained members there will be invalidated).")
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "w").iterdir()}
+    forced = prepare_csv(tmp_path / "w", csv, images, seed=1, force=True, progress=False)
+    assert forced.fingerprint != first.fingerprint
+    assert load_dataset(tmp_path / "w").fingerprint == forced.fingerprint
+
+
+def test_split_is_deterministic_per_seed(tmp_path):
+    csv, images = simple_set(tmp_path, n=60)
+    a = prepare_csv(tmp_path / "a", csv, images, progress=False)
+    b = prepare_csv(tmp_path / "b", csv, images, progress=False)
+    c = prepare_csv(tmp_path / "c", csv, images, seed=7, progress=False)
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+
+
+def test_moved_images_folder_updates_image_root_only(tmp_path):
+    csv, images = simple_set(tmp_path)
+    first = prepare_csv(tmp_path / "w", csv, images, progress=False)
+    moved = shutil.copytree(images, tmp_path / "moved")
+    again = prepare_csv(tmp_path / "w", csv, moved, progress=False)
+    assert again.fingerprint == first.fingerprint
+    assert load_dataset(tmp_path / "w").image_root == moved.resolve()
+
+
+def test_patient_names_are_grouped(tmp_path):
+    images = tmp_path / "images"
+    lines = ["image,level"]
+    for patient in range(40):
+        for eye in ("left", "Right"):
+            image(images / f"{patient}_{eye}.jpeg")
+            lines.append(f"{patient}_{eye},{patient % 4}")
+    (tmp_path / "l.csv").write_text("\n".join(lines) + "\n")
+    result = prepare_csv(tmp_path / "w", tmp_path / "l.csv", images, progress=False)
+    assert result.grouped
+    split = pd.read_csv(tmp_path / "w" / "split.csv", dtype={"group": str})
+    assert split.columns.tolist() == ["path", "label", "split", "group"]
+    assert split.groupby("group")["split"].nunique().max() == 1
+    assert split.groupby("group").size().eq(2).all()
+    groups = load_dataset(tmp_path / "w").table["group"].tolist()
+    assert groups.count("0") == 2 and all(isinstance(g, str) for g in groups)
+
+
+def test_split_column_is_honoured_and_val_carved(tmp_path):
+    csv, images = simple_set(tmp_path, n=40, k=2, header="image,level,split")
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0]] + [f"{line},{'TEST' if i >= 30 else 'train'}"
+                                           for i, line in enumerate(lines[1:])]) + "\n")
+    result = prepare_csv(tmp_path / "w", csv, images, progress=False)
+    split = pd.read_csv(tmp_path / "w" / "split.csv")
+    assert (split["split"].iloc[30:] == "test").all()
+    assert result.counts["val"] == {0: 3, 1: 3}  # 15 % of 20 rows per class, taken from train
+    assert json.loads((tmp_path / "w" / "dataset.json").read_text())["split_source"] == "csv column"
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("no_images", "Images folder"),
+    ("columns", "has no column 'level'; its columns are 'image', 'grade'"),
+    ("header_only", "has a header but no rows"),
+    ("too_few", "Class 2 has only 2 rows, too few to split"),
+    ("all_dropped", "No usable row in"),
+    ("one_class", "at least two classes"),
+    ("fractions", r"val_fraction \+ test_fraction must be below 1"),
+])
+def test_fatal_errors_write_nothing(tmp_path, case, needle):
+    csv, images = simple_set(tmp_path, n=12)
+    kwargs = {}
+    if case == "no_images":
+        images = tmp_path / "nope"
+    elif case == "columns":
+        csv.write_text(csv.read_text().replace("image,level", "image,grade"))
+    elif case == "header_only":
+        csv.write_text("image,level\n")
+    elif case == "too_few":
+        csv.write_text("image,level\n" + "".join(f"img{i},{i % 2}\n" for i in range(10)) + "img10,2\nimg11,2\n")
+    elif case == "all_dropped":
+        images = tmp_path / "empty_dir"
+        images.mkdir()
+    elif case == "one_class":
+        csv.write_text("image,level\n" + "".join(f"img{i},0\n" for i in range(12)))
+    elif case == "fractions":
+        kwargs = {"val_fraction": 0.5, "test_fraction": 0.5}
+    with pytest.raises(UserError, match=needle):
+        prepare_csv(tmp_path / "w", csv, images, progress=False, **kwargs)
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.skipif(not (IDRID / "labels.csv").exists(), reason="shared IDRiD set absent")
+def test_idrid(tmp_path):
+    result = prepare_csv(tmp_path / "w", IDRID / "labels.csv", IDRID / "images", progress=False)
+    assert result.kept == 516 and result.skipped == {} and not result.grouped
+    assert sum(result.counts["test"].values()) == 103
+    assert result.counts["test"] == {0: 34, 1: 5, 2: 32, 3: 19, 4: 13}
+    assert sum(result.counts["val"].values()) == 77  # 15 % of 516, carved from IDRiD's train
+    data = load_dataset(tmp_path / "w")
+    assert all(p.startswith("test_") for p in data.rows("test")["path"])

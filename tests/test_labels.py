@@ -1,0 +1,232 @@
+"""Tests for members/labels.py: CSV reading, name resolution, decode checks, row checks."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from members import labels as L
+from members.errors import UserError
+
+RNG = np.random.default_rng(0)
+PIXELS = RNG.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+
+
+def save(path, mode="RGB", fmt="JPEG", **kw):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(PIXELS).convert(mode).save(path, fmt, **kw)
+    return path
+
+
+def png16(path):
+    Image.fromarray((np.arange(256, dtype=np.uint16).reshape(16, 16) * 257)).save(path, "PNG")
+    assert Image.open(path).mode == "I;16"
+    return path
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("3", 3), ("3.0", 3), (" 4 ", 4), ("+2", 2), ("0", 0), ("12", 12),
+    ("", None), ("-1", None), ("2.5", None), ("abc", None), ("1e0", None), ("3.", 3),
+    ("12345678901234567890", 12345678901234567890),
+])
+def test_parse_label(text, expected):
+    assert L.parse_label(text) == expected
+
+
+# ---- name resolution -------------------------------------------------------------------
+
+@pytest.fixture()
+def root(tmp_path):
+    images = tmp_path / "images"
+    save(images / "10_left.JPEG")
+    save(images / "a b ñandú.png", fmt="PNG")
+    save(images / "sub" / "x.jpg")
+    save(tmp_path / "outside.jpeg")
+    (images / "link.jpeg").symlink_to(tmp_path / "outside.jpeg")
+    (images / "inner_link.jpeg").symlink_to(images / "10_left.JPEG")
+    return images
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("10_left", "10_left.JPEG"),
+    ("10_left.jpeg", "10_left.JPEG"),
+    ("10_LEFT.JPEG", "10_left.JPEG"),
+    ("10_left.JPEG", "10_left.JPEG"),
+    ("a b ñandú", "a b ñandú.png"),
+    ("a b ñandú.png", "a b ñandú.png"),
+    ("a b n\u0303andu\u0301.png", "a b ñandú.png"),  # decomposed (NFD) spelling of the same name
+    ("sub/x", "sub/x.jpg"),
+    ("sub/../10_left", "10_left.JPEG"),
+    ("inner_link", "inner_link.jpeg"),
+])
+def test_resolve_finds_files(root, name, expected):
+    assert L.NameResolver(root).resolve(name) == (expected, None)
+
+
+def test_resolve_absolute_path_inside_is_accepted(root):
+    assert L.NameResolver(root).resolve(str(root / "10_left.JPEG")) == ("10_left.JPEG", None)
+
+
+@pytest.mark.parametrize("name", ["../outside.jpeg", "../outside", "link", "link.jpeg", "sub/../../outside"])
+def test_resolve_refuses_names_outside(root, name):
+    assert L.NameResolver(root).resolve(name) == (None, L.REASON_OUTSIDE)
+
+
+def test_resolve_refuses_absolute_path_outside(root, tmp_path):
+    assert L.NameResolver(root).resolve(str(tmp_path / "outside.jpeg")) == (None, L.REASON_OUTSIDE)
+
+
+@pytest.mark.parametrize("name", ["nope", "10_right", "sub", "nosuchdir/x"])
+def test_resolve_missing(root, name):
+    assert L.NameResolver(root).resolve(name) == (None, L.REASON_MISSING)
+
+
+# ---- decode checks (what tf.io.decode_image(channels=3) reads) ----------------------------
+
+@pytest.mark.parametrize("mode,fmt", [
+    ("RGB", "JPEG"), ("L", "JPEG"), ("CMYK", "JPEG"), ("RGB", "PNG"), ("L", "PNG"), ("RGBA", "PNG"),
+    ("P", "PNG"), ("LA", "PNG"), ("1", "PNG"), ("RGB", "BMP"), ("L", "BMP"), ("RGBA", "BMP"), ("P", "GIF"),
+])
+def test_check_image_accepts_decodable(tmp_path, mode, fmt):
+    assert L.check_image(save(tmp_path / f"img.{fmt.lower()}", mode, fmt)) is None
+
+
+def test_check_image_accepts_16_bit_png_and_png_behind_jpeg_name(tmp_path):
+    assert L.check_image(png16(tmp_path / "deep.png")) is None
+    assert L.check_image(save(tmp_path / "really_png.jpeg", fmt="PNG")) is None
+
+
+def test_check_image_big_jpeg_uses_draft(tmp_path):
+    big = tmp_path / "big.jpeg"
+    Image.new("RGB", (1600, 1200), (90, 40, 20)).save(big, quality=90)
+    assert L.check_image(big) is None
+
+
+def test_check_image_rejects(tmp_path):
+    empty = tmp_path / "empty.jpeg"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.jpeg"
+    text.write_text("not an image at all")
+    good = save(tmp_path / "good.jpeg")
+    cut = tmp_path / "cut.jpeg"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    cut_png = tmp_path / "cut.png"
+    cut_png.write_bytes(save(tmp_path / "full.png", fmt="PNG").read_bytes()[:200])
+    assert L.check_image(empty) == L.REASON_EMPTY
+    assert L.check_image(text) == L.REASON_UNDECODABLE
+    assert L.check_image(cut) == L.REASON_UNDECODABLE
+    assert L.check_image(cut_png) == L.REASON_UNDECODABLE
+    assert L.check_image(save(tmp_path / "t.tiff", fmt="TIFF")) == L.REASON_FORMAT
+    assert L.check_image(save(tmp_path / "mono.bmp", "1", "BMP")) == L.REASON_FORMAT
+    assert L.check_image(save(tmp_path / "palette.bmp", "P", "BMP")) == L.REASON_FORMAT  # TF ignores palettes
+    assert "convert it to PNG or JPEG" in L.REASON_FORMAT
+
+
+def test_check_image_decompression_bomb(tmp_path, monkeypatch):
+    path = save(tmp_path / "img.png", fmt="PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # 16*16 = 256 > 2 * 50
+    assert L.check_image(path) == L.REASON_TOO_LARGE
+
+
+# ---- reading the CSV ----------------------------------------------------------------------
+
+def test_read_csv_with_bom_crlf_and_blank_lines(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_bytes("\ufeffimage,level\r\n10_left,1\r\n\r\nñandú ojo,2\r\n".encode("utf-8"))
+    table = L.read_labels_csv(path, image_column="image", label_column="level", split_column="split")
+    assert table["image"].tolist() == ["10_left", "ñandú ojo"]
+    assert table["label_text"].tolist() == ["1", "2"]
+    assert table["row"].tolist() == [2, 4]
+    assert "split_text" not in table
+
+
+def test_read_csv_split_column_and_case_insensitive_header(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("Image,Level,SPLIT\na,1,Train\n")
+    table = L.read_labels_csv(path, image_column="image", label_column="level", split_column="split")
+    assert table["split_text"].tolist() == ["Train"]
+
+
+@pytest.mark.parametrize("content,needle", [
+    (None, "does not exist"),
+    (b"", "is empty"),
+    (b"image,level\n", "has a header but no rows"),
+    (b"image,level\n\n\n", "has a header but no rows"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary", "not a UTF-8 CSV"),
+    (b"name,grade\na,1\n",
+     "its columns are 'name', 'grade'; name the ones to use with --image-column and --label-column"),
+    (b"image;level\na;1\n", "another separator than a comma"),
+])
+def test_read_csv_fatal_errors(tmp_path, content, needle):
+    path = tmp_path / "labels.csv"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match="labels.csv") as info:
+        L.read_labels_csv(path, image_column="image", label_column="level", split_column="split")
+    assert needle in str(info.value)
+
+
+# ---- checking the rows --------------------------------------------------------------------
+
+def test_check_rows_reasons_duplicates_and_conflicts(tmp_path):
+    images = tmp_path / "images"
+    for name in ["a", "b", "c", "d", "e"]:
+        save(images / f"{name}.jpeg")
+    (images / "empty.jpeg").write_bytes(b"")
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text(
+        "image,level\n"
+        "a,0\n"        # 2 kept
+        "a.jpeg,0\n"   # 3 duplicate of a (same file), same label
+        "b,1\n"        # 4 conflict
+        "b,2\n"        # 5 conflict
+        "c,\n"         # 6 empty label
+        "d,-1\n"       # 7
+        "e,2.5\n"      # 8
+        "e,3.0\n"      # 9 kept (label 3)
+        ",1\n"         # 10 no name
+        "missing,1\n"  # 11
+        "empty,1\n"    # 12
+        "../x,1\n"     # 13
+    )
+    table = L.read_labels_csv(csv_path, image_column="image", label_column="level", split_column="split")
+    result = L.check_rows(table, images, progress=False)
+    assert result.kept[["row", "path", "label"]].values.tolist() == [[2, "a.jpeg", 0], [9, "e.jpeg", 3]]
+    reasons = dict(zip(result.dropped["row"], result.dropped["reason"]))
+    assert reasons == {3: L.REASON_DUPLICATE, 4: L.REASON_CONFLICT, 5: L.REASON_CONFLICT, 6: L.REASON_NO_LABEL,
+                       7: L.REASON_BAD_LABEL, 8: L.REASON_BAD_LABEL, 10: L.REASON_NO_NAME, 11: L.REASON_MISSING,
+                       12: L.REASON_EMPTY, 13: L.REASON_OUTSIDE}
+    assert result.dropped.columns.tolist() == ["row", "image", "label", "reason"]
+    assert not result.has_split
+
+
+def test_check_rows_split_values(tmp_path):
+    images = tmp_path / "images"
+    for name in "abcd":
+        save(images / f"{name}.jpeg")
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("image,level,split\na,0,TRAIN\nb,0,Test\nc,0,validation\nd,0,holdout\n")
+    table = L.read_labels_csv(csv_path, image_column="image", label_column="level", split_column="split")
+    result = L.check_rows(table, images, progress=False)
+    assert result.kept["split"].tolist() == ["train", "test", "val"]
+    assert result.dropped["reason"].tolist() == [L.REASON_BAD_SPLIT]
+
+
+def test_check_rows_with_progress_bar_on_many_rows(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    data = io.BytesIO()
+    Image.fromarray(PIXELS[:8, :8]).save(data, "PNG")
+    lines = ["image,level"]
+    for i in range(L.PROGRESS_MIN_ROWS + 40):
+        (images / f"{i}.png").write_bytes(data.getvalue())
+        lines.append(f"{i},{i % 3}")
+    (tmp_path / "l.csv").write_text("\n".join(lines) + "\n")
+    table = L.read_labels_csv(tmp_path / "l.csv", image_column="image", label_column="level", split_column="split")
+    result = L.check_rows(table, images, progress=True)
+    assert len(result.kept) == L.PROGRESS_MIN_ROWS + 40
+    assert result.kept["path"].tolist()[:2] == ["0.png", "1.png"]
+    assert capsys.readouterr().out == ""  # progress goes to stderr only
