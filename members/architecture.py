@@ -87,7 +87,7 @@ def _dense_stack(x, spec: MemberSpec, reg):
 
 def build_convnet(spec: MemberSpec, num_classes: int, reg) -> keras.Model:
     """Depth × width family with a global-pooling (or Flatten) head."""
-    size = None if spec.pooling == "avg" else spec.input_size
+    size = None if spec.pooling != "flatten" else spec.input_size
     inputs = keras.Input(shape=(size, size, 3), name="image")
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(inputs)
     for block in range(spec.depth):
@@ -101,6 +101,9 @@ def build_convnet(spec: MemberSpec, num_classes: int, reg) -> keras.Model:
         x = layers.MaxPooling2D(2, name=f"block{block + 1}_pool")(x)
     if spec.pooling == "avg":
         x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    elif spec.pooling == "avgmax":  # max keeps small sparse lesions that an average dilutes
+        x = layers.Concatenate(name="global_pool")([layers.GlobalAveragePooling2D(name="global_avg")(x),
+                                                    layers.GlobalMaxPooling2D(name="global_max")(x)])
     else:
         x = layers.Flatten(name="flatten")(x)
     if spec.dropout > 0:

@@ -26,7 +26,7 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 ARCHITECTURES = ("convnet", "article")
 HEADS = ("softmax", "ordinal")
-POOLINGS = ("avg", "flatten")
+POOLINGS = ("avgmax", "avg", "flatten")
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 MONITORS = ("val_loss", "val_qwk", "val_balanced_accuracy", "val_accuracy", "val_macro_f1")
 PREPROCESSING = ("none", "ben")
@@ -45,7 +45,7 @@ class MemberSpec:
     width: int = 16
     max_width: int = 256
     convs_per_block: int = 1
-    pooling: str = "avg"
+    pooling: str = "avgmax"
     dense_units: int = 64
     dense_layers: int = 1
     head: str = "softmax"
@@ -212,7 +212,7 @@ def validate(spec: MemberSpec) -> None:
             "Progressive resizing needs a resolution-agnostic head, but this spec ends in Flatten, which fixes the "
             f"input size; got resize_schedule {list(sizes)} with "
             + ("architecture 'article'" if spec.architecture == "article" else "pooling 'flatten'")
-            + ". Use pooling = \"avg\" (global average pooling) or remove resize_schedule."
+            + ". Use pooling = \"avgmax\" or \"avg\" (global pooling) or remove resize_schedule."
         )
     if spec.architecture == "convnet":
         smallest = min(sizes)
@@ -264,3 +264,30 @@ def load_preset(name: str) -> MemberSpec:
 def schedule_label(spec: MemberSpec) -> str:
     """Human label of the input size, e.g. ``96`` or ``64→128``."""
     return "→".join(str(s) for s in spec.stage_sizes)
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Parse ``FIELD=VALUE`` strings (the CLI's ``--set``) into spec overrides.
+
+    Each value is read as a TOML value (``0.001``, ``true``, ``[64, 128]``, ``"ben"``);
+    anything that is not valid TOML is kept as a plain string (``head=ordinal``).
+    Field names are checked later by :meth:`MemberSpec.replace`.
+
+    Raises:
+        UserError: an item without ``=`` or with an empty field name.
+
+    Example:
+        >>> parse_set(["l2=0.001", "head=ordinal", "resize_schedule=[16, 32]"])
+        {'l2': 0.001, 'head': 'ordinal', 'resize_schedule': [16, 32]}
+    """
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set takes FIELD=VALUE (e.g. --set l2=0.001); got {item!r}.")
+        try:
+            values[key] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key] = value.strip()
+    return values

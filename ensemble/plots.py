@@ -1,0 +1,120 @@
+"""The vote report's figures: metric comparison with 95 % intervals, confusion matrices, diversity.
+
+Matplotlib is imported lazily with the Agg backend (no display needed), and every
+PNG is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from members.atomic import write_bytes
+
+HEADLINE = (("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro-F1"), ("qwk", "QWK"), ("auc", "AUC"))
+MEMBER_COLOR, METHOD_COLOR, BASELINE_COLOR = "tab:blue", "tab:orange", "grey"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    plt = _pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return write_bytes(path, buf.getvalue())
+
+
+def plot_comparison(path: str | Path, report: dict) -> Path:
+    """One panel per headline metric: each member and method on test, point with 95 % CI whiskers.
+
+    Args:
+        path: the PNG to write.
+        report: the ``report.json`` dict (``members``, ``ensembles``, ``baseline``,
+            ``best_single``, ``best_method``).
+    """
+    plt = _pyplot()
+    rows = [(name, "member", m) for name, m in report["members"].items()]
+    rows += [(name, "method", m) for name, m in report["ensembles"].items()]
+    best = {report.get("best_single"), report.get("best_method")}
+    y = np.arange(len(rows))[::-1]
+    fig, axes = plt.subplots(1, len(HEADLINE), figsize=(3.4 * len(HEADLINE), 0.9 + 0.32 * len(rows)), sharey=True)
+    for ax, (key, title) in zip(axes, HEADLINE):
+        for kind, color in (("member", MEMBER_COLOR), ("method", METHOD_COLOR)):
+            pts = [(yi, m[key]["value"], *m[key]["ci"]) for yi, (name, k, m) in zip(y, rows)
+                   if k == kind and m[key]["value"] is not None and m[key]["ci"][0] is not None]
+            if pts:
+                yy, value, lo, hi = np.array(pts, dtype=float).T
+                ax.errorbar(value, yy, xerr=[value - lo, hi - value], fmt="o", ms=5, color=color, capsize=3, lw=1.2)
+        chosen = [(yi, m[key]["value"]) for yi, (name, _, m) in zip(y, rows)
+                  if name in best and m[key]["value"] is not None]
+        if chosen:
+            ax.plot([v for _, v in chosen], [yi for yi, _ in chosen], "*", ms=12, color="black", zorder=3)
+        base = report["baseline"][key]["value"]
+        if base is not None:
+            ax.axvline(base, color=BASELINE_COLOR, ls="--", lw=1)
+        ax.set_title(title)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, [f"{name}{' *' if name in best else ''}" for name, _, _ in rows])
+    fig.suptitle(f"Test set (n={report['test_size']}): members (blue), ensembles (orange), * = chosen on val; "
+                 "whiskers = 95 % bootstrap CI; dashed = majority class", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def plot_confusions(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], classes: Sequence) -> Path:
+    """Row-normalised confusion matrices side by side, each cell annotated with its count.
+
+    Args:
+        path: the PNG to write.
+        panels: ``(title, k x k count matrix)`` pairs, rows = true class.
+        classes: class names for the axes.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels) + 0.8, 4.0), squeeze=False)
+    fig.subplots_adjust(left=0.08, right=0.88, bottom=0.14, top=0.9, wspace=0.3)
+    for ax, (title, cm) in zip(axes[0], panels):
+        cm = np.asarray(cm)
+        support = cm.sum(axis=1, keepdims=True)
+        share = np.divide(cm, support, out=np.zeros(cm.shape), where=support > 0)
+        image = ax.imshow(share, vmin=0, vmax=1, cmap="Blues")
+        for (i, j), count in np.ndenumerate(cm):
+            ax.text(j, i, f"{count}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=7,
+                    color="white" if share[i, j] > 0.55 else "black")
+        ticks = np.arange(len(classes))
+        ax.set_xticks(ticks, [str(c) for c in classes])
+        ax.set_yticks(ticks, [str(c) for c in classes])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(image, cax=fig.add_axes((0.9, 0.2, 0.015, 0.6)), label="share of the true class")
+    return _save(fig, Path(path))
+
+
+def plot_diversity(path: str | Path, diversity: dict) -> Path:
+    """Heatmaps of pairwise disagreement and Yule's Q between members (test predictions)."""
+    plt = _pyplot()
+    names = diversity["members"]
+    fig, axes = plt.subplots(1, 2, figsize=(3.0 + 1.2 * len(names), 1.2 + 0.6 * len(names)))
+    for ax, (key, title, vmin) in zip(axes, (("disagreement", "disagreement", 0.0), ("q_statistic", "Yule's Q", -1.0))):
+        values = np.array([[np.nan if v is None else v for v in row] for row in diversity[key]], dtype=float)
+        ax.imshow(values, vmin=vmin, vmax=1.0, cmap="viridis")
+        for (i, j), v in np.ndenumerate(values):
+            light = np.isnan(v) or (v - vmin) / (1.0 - vmin) > 0.6
+            ax.text(j, i, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="black" if light else "white")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, Path(path))

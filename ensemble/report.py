@@ -1,0 +1,164 @@
+"""The vote report as text: report.json, report.md and the Rich table printed on stdout.
+
+``report`` here is the JSON-ready dict that :func:`ensemble.vote.run_vote` builds
+(``nan`` already turned into ``None``); this module only renders and writes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from members.atomic import write_json, write_text
+from members.scoring import LOWER_IS_BETTER, METRICS
+
+COLUMNS = (("accuracy", "acc"), ("balanced_accuracy", "bal-acc"), ("macro_f1", "macro-F1"), ("qwk", "QWK"),
+           ("auc", "AUC"), ("log_loss", "log-loss"), ("ece", "ECE"))
+WITH_CI = ("balanced_accuracy", "macro_f1", "qwk", "auc")
+
+
+def write_report(folder: str | Path, report: dict) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.md`` into ``folder`` atomically."""
+    folder = Path(folder)
+    return write_json(folder / "report.json", report), write_text(folder / "report.md", render_markdown(report))
+
+
+def _num(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(entry: dict) -> str:
+    lo, hi = entry["ci"]
+    return f"{_num(entry['value'])} [{_num(lo)}, {_num(hi)}]"
+
+
+def _rows(report: dict) -> list[tuple[str, str, dict]]:
+    rows = [("majority class", "baseline", report["baseline"])]
+    rows += [(name, "member", m) for name, m in report["members"].items()]
+    rows += [(name, "ensemble", m) for name, m in report["ensembles"].items()]
+    return rows
+
+
+def _best_per_metric(report: dict) -> dict[str, set[str]]:
+    """Names holding the best test value of each metric among members and ensembles."""
+    out = {}
+    rows = [(name, m) for name, kind, m in _rows(report) if kind != "baseline"]
+    for metric in METRICS:
+        values = [(m[metric]["value"], name) for name, m in rows if m[metric]["value"] is not None]
+        if values:
+            pick = min if metric in LOWER_IS_BETTER else max
+            best = pick(v for v, _ in values)
+            out[metric] = {name for v, name in values if v == best}
+    return out
+
+
+def _label(name: str, report: dict) -> str:
+    roles = (("best_single", "best single"), ("best_method", "best ensemble"))
+    tags = [tag for key, tag in roles if report.get(key) == name]
+    return f"{name} ({', '.join(tags)})" if tags else name
+
+
+def render_markdown(report: dict) -> str:
+    """``report.md``: setup, test table with 95 % CIs, val table, significance, diversity, referral, verdict."""
+    lines = ["# Ensemble vote report", "", f"**Verdict.** {report['verdict']}", "", "## Setup", ""]
+    lines += [
+        f"- Test rows: {report['test_size']}; val rows: {report['val_size']}; classes: {report['num_classes']}.",
+        f"- Members voted: {', '.join(report['members'])}.",
+        f"- Skipped members: {', '.join(f'{k} ({v})' for k, v in report['skipped'].items()) or 'none'}.",
+        f"- Selection (never on test): {report['selection_metric']}.",
+        f"- Combiners: {report['combiner_protocol']}",
+        f"- Grade thresholds: {report['thresholds']['note']}",
+        f"- Intervals: {report['bootstrap']['note']}",
+        (f"- Baseline: always predict the majority class of val (class {report['baseline_class']}), "
+         "with the val class frequencies as probabilities."),
+        "",
+        "## Test set (95 % bootstrap intervals)",
+        "",
+        "| model | kind | " + " | ".join(short for _, short in COLUMNS) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in COLUMNS) + " |",
+    ]
+    best = _best_per_metric(report)
+    for name, kind, m in _rows(report):
+        cells = [("**" + _cell(m[key]) + "**") if name in best.get(key, ()) else _cell(m[key]) for key, _ in COLUMNS]
+        lines.append(f"| {_label(name, report)} | {kind} | " + " | ".join(cells) + " |")
+    lines += ["", "Bold: best test value among members and ensembles (log-loss and ECE: lowest).", "",
+              "## Validation set (selection happens here)", "",
+              "| model | kind | " + " | ".join(short for _, short in COLUMNS) + " |",
+              "| --- | --- | " + " | ".join("---" for _ in COLUMNS) + " |"]
+    val = report["val"]
+    for kind, block in (("baseline", {"majority class": val["baseline"]}), ("member", val["members"]),
+                        ("ensemble (out-of-fold)", val["ensembles"])):
+        for name, m in block.items():
+            cells = " | ".join(_num(m[key]) for key, _ in COLUMNS)
+            lines.append(f"| {_label(name, report)} | {kind} | {cells} |")
+    lines += ["", f"## Significance: each ensemble against {report['best_single']} (test)", "",
+              "McNemar's exact test on the rows exactly one of the two gets right (two-sided).", "",
+              "| ensemble | ensemble alone right | single alone right | p |", "| --- | --- | --- | --- |"]
+    for method, s in report["significance"].items():
+        lines.append(f"| {method} | {s['method_only_correct']} | {s['single_only_correct']} | {s['mcnemar_p']:.4g} |")
+    diff = report["difference"]
+    lines += ["", f"Paired bootstrap difference {diff['method']} minus {diff['vs']} on test:", "",
+              "| metric | difference [95 % CI] |", "| --- | --- |"]
+    lines += [f"| {short} | {_cell(diff['metrics'][key])} |" for key, short in COLUMNS]
+    lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"])
+    return "\n".join(lines) + "\n"
+
+
+def _diversity_md(div: dict) -> list[str]:
+    names = div["members"]
+    out = ["", "## Diversity of the members (test, right/wrong per row)", "",
+           ("Disagreement: share of rows exactly one of the pair gets right. Yule's Q: 1 = they err on the same rows, "
+            "0 = independent, negative = they err on different rows. Double fault: share both get wrong."), ""]
+    for key, title in (("disagreement", "Disagreement"), ("q_statistic", "Yule's Q"), ("double_fault", "Double fault")):
+        out += [f"**{title}**", "", "| | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+        out += [f"| {name} | " + " | ".join(_num(v, 2) for v in row) + " |" for name, row in zip(names, div[key])]
+        out.append("")
+    return out
+
+
+def _referral_md(ref: dict) -> list[str]:
+    out = ["## Referral (screening)", "",
+           (f"Rows whose {ref['confidence']} is below {_num(ref['threshold'])} (chosen on val for "
+            f"{ref['target_coverage']:.0%} coverage) are referred to a human grader."), "",
+           (f"- Test coverage {_num(ref['test_coverage'])}; accuracy on the kept rows "
+            f"{_num(ref['test_accuracy_kept'])}, on the referred rows {_num(ref['test_accuracy_referred'])}, "
+            f"on all rows {_num(ref['test_accuracy_all'])}."),
+           "", "| coverage | accuracy | threshold |", "| --- | --- | --- |"]
+    curve = ref["test_curve"]
+    points = zip(curve["coverage"], curve["accuracy"], curve["threshold"])
+    out += [f"| {c:.2f} | {_num(a)} | {_num(t)} |" for c, a, t in points]
+    return out
+
+
+def print_table(report: dict, console=None) -> None:
+    """The test comparison as a Rich table on ``console`` (stdout by default), best values in bold.
+
+    Rows: the majority-class baseline, the members, the ensembles; ``*`` marks the best
+    single member and ``**`` the best ensemble (both chosen on val).
+    """
+    from rich import box
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"Test set, n={report['test_size']}: value and 95 % bootstrap CI",
+                  box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False,
+                  caption="* best single member, ** best ensemble (chosen on val); bold = best on test")
+    table.add_column("model", no_wrap=True)
+    for _, short in COLUMNS:
+        table.add_column(short, justify="right", no_wrap=True)
+    best = _best_per_metric(report)
+    marks = {report.get("best_single"): " *", report.get("best_method"): " **"}
+    for name, kind, m in _rows(report):
+        cells = []
+        for key, _ in COLUMNS:
+            text = _num(m[key]["value"])
+            if key in WITH_CI:
+                lo, hi = m[key]["ci"]
+                text += f"\n[dim]{_num(lo, 2)}–{_num(hi, 2)}[/dim]"
+            cells.append(f"[bold green]{text}[/bold green]" if name in best.get(key, ()) else text)
+        end = kind == "baseline" or name == list(report["members"])[-1]
+        label = "majority class" if kind == "baseline" else name + marks.get(name, "")
+        table.add_row(escape(label), *cells, end_section=end)
+    console.print(table)
+    console.print(escape(report["verdict"]))

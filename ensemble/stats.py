@@ -1,0 +1,259 @@
+"""Statistics for comparing models on one test set: bootstrap intervals, McNemar, diversity, referral.
+
+The bootstrap is vectorised across resamples: a resample is a vector of draw counts
+per row, and :func:`members.scoring.score_weighted` scores all of them with a few
+matrix products and one sort per class (for AUC), never a Python loop over
+resamples. Pass the same ``indices`` to every model so that comparisons are paired.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from members.scoring import METRICS, score, score_weighted
+
+BLOCK_CELLS = 1 << 18  # rows x resamples scored per block (~2 MB per float64 array: cache-friendly)
+MIN_BLOCK = 64
+
+
+def bootstrap_indices(n: int, n_boot: int, seed: int, stratify: np.ndarray | None = None) -> np.ndarray:
+    """Row indices of ``n_boot`` resamples with replacement, shape ``(n_boot, n)``.
+
+    Args:
+        n: number of rows.
+        n_boot: number of resamples.
+        seed: seed of ``numpy.random.default_rng``; same seed, same indices.
+        stratify: optional labels; each resample then keeps every class's row count
+            (resampling within classes), the right mimic of a stratified test split.
+
+    Example:
+        >>> bootstrap_indices(4, 2, seed=0).shape
+        (2, 4)
+    """
+    if n < 1 or n_boot < 1:
+        raise ValueError(f"n and n_boot must be at least 1; got n={n}, n_boot={n_boot}.")
+    rng = np.random.default_rng(seed)
+    if stratify is None:
+        return rng.integers(0, n, size=(n_boot, n))
+    stratify = np.asarray(stratify)
+    if len(stratify) != n:
+        raise ValueError(f"stratify has {len(stratify)} rows but n={n}.")
+    out = np.empty((n_boot, n), dtype=np.int64)
+    for value in np.unique(stratify):
+        rows = np.flatnonzero(stratify == value)
+        out[:, rows] = rows[rng.integers(0, len(rows), size=(n_boot, len(rows)))]
+    return out
+
+
+def bootstrap_samples(
+    labels: np.ndarray,
+    probs: np.ndarray | None,
+    pred: np.ndarray | None = None,
+    *,
+    indices: np.ndarray,
+    num_classes: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Every metric on every resample: ``{metric: array (n_boot,)}`` (``nan`` where undefined)."""
+    indices = np.asarray(indices)
+    n_boot, n = indices.shape
+    if n != len(labels):
+        raise ValueError(f"indices resample {n} rows but labels has {len(labels)}.")
+    chunk = max(MIN_BLOCK, BLOCK_CELLS // max(n, 1))
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, n_boot, chunk):
+        block = indices[start : start + chunk]
+        b = len(block)
+        offsets = (block * b + np.arange(b)[:, None]).ravel()  # counts laid out rows first
+        counts = np.bincount(offsets, minlength=n * b).reshape(n, b).astype(np.float64)
+        parts.append(score_weighted(labels, probs, counts, pred=pred, num_classes=num_classes))
+    return {name: np.concatenate([p[name] for p in parts]) for name in METRICS}
+
+
+def percentile_interval(samples: np.ndarray, value: float, level: float = 0.95) -> list[float]:
+    """Percentile interval of ``samples``, widened if needed so that it contains ``value``.
+
+    Widening only happens when the bootstrap distribution is shifted away from the point
+    estimate (typical of biased metrics such as ECE on small test sets); it makes the
+    interval more conservative, never narrower. ``nan`` samples are ignored.
+    """
+    finite = samples[np.isfinite(samples)]
+    if not np.isfinite(value) or finite.size == 0:
+        return [float("nan"), float("nan")]
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(finite, [tail, 100 - tail])
+    return [float(min(lo, value)), float(max(hi, value))]
+
+
+def bootstrap_metrics(
+    labels: np.ndarray,
+    probs: np.ndarray | None,
+    pred: np.ndarray | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    indices: np.ndarray | None = None,
+    num_classes: int | None = None,
+) -> dict[str, dict]:
+    """Point value and 95 % percentile bootstrap interval of every metric.
+
+    Args:
+        labels: true classes ``(n,)``.
+        probs: probabilities ``(n, k)`` (or ``None``: probability metrics are ``nan``).
+        pred: predicted classes; defaults to ``argmax(probs)``.
+        n_boot: resamples, used when ``indices`` is ``None``.
+        seed: seed, used when ``indices`` is ``None``.
+        indices: ``(n_boot, n)`` resample indices from :func:`bootstrap_indices`; share
+            them across models for paired comparisons.
+        num_classes: ``k`` when ``probs`` is ``None``.
+
+    Returns:
+        ``{metric: {"value": float, "ci": [lo, hi]}}``.
+
+    Example:
+        >>> y = np.array([0, 1, 0, 1]); p = np.array([[.9, .1], [.2, .8], [.6, .4], [.4, .6]])
+        >>> bootstrap_metrics(y, p, n_boot=50)["accuracy"]["value"]
+        1.0
+    """
+    if indices is None:
+        indices = bootstrap_indices(len(labels), n_boot, seed)
+    point = score(labels, probs, pred=pred, num_classes=num_classes)
+    samples = bootstrap_samples(labels, probs, pred, indices=indices, num_classes=num_classes)
+    return {m: {"value": point[m], "ci": percentile_interval(samples[m], point[m])} for m in METRICS}
+
+
+def bootstrap_difference(
+    labels: np.ndarray,
+    a: tuple[np.ndarray | None, np.ndarray | None],
+    b: tuple[np.ndarray | None, np.ndarray | None],
+    *,
+    indices: np.ndarray,
+    num_classes: int | None = None,
+) -> dict[str, dict]:
+    """Paired bootstrap of ``metric(a) - metric(b)``; ``a`` and ``b`` are ``(probs, pred)`` pairs.
+
+    Returns:
+        ``{metric: {"value": float, "ci": [lo, hi]}}``; an interval that excludes 0 means
+        the difference holds on at least 95 % of the paired resamples.
+    """
+    out = {}
+    sa = bootstrap_samples(labels, *a, indices=indices, num_classes=num_classes)
+    sb = bootstrap_samples(labels, *b, indices=indices, num_classes=num_classes)
+    pa = score(labels, a[0], pred=a[1], num_classes=num_classes)
+    pb = score(labels, b[0], pred=b[1], num_classes=num_classes)
+    for m in METRICS:
+        value = pa[m] - pb[m]
+        out[m] = {"value": value, "ci": percentile_interval(sa[m] - sb[m], value)}
+    return out
+
+
+def mcnemar_exact(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> float:
+    """Exact two-sided McNemar p-value on the discordant pairs (1.0 when there are none).
+
+    Example:
+        >>> y = np.zeros(10, int); a = np.r_[0, np.ones(9, int)]; b = np.r_[1, np.zeros(9, int)]
+        >>> mcnemar_exact(y, a, b)  # a alone right once, b alone right 9 times
+        0.021484375
+    """
+    right_a, right_b = np.asarray(pred_a) == labels, np.asarray(pred_b) == labels
+    only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
+    if only_a + only_b == 0:
+        return 1.0
+    n = only_a + only_b
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))  # exact integers, no scipy import
+    return float(min(Fraction(1), Fraction(2 * tail, 2**n)))
+
+
+def diversity(labels: np.ndarray, preds: dict[str, np.ndarray]) -> dict:
+    """Pairwise diversity of members' oracle outputs (right/wrong per row), after Kuncheva.
+
+    - ``disagreement``: share of rows where exactly one of the two is right.
+    - ``q_statistic``: Yule's Q ``(N11 N00 - N10 N01) / (N11 N00 + N10 N01)``; 1 on the
+      diagonal by definition, ``nan`` where the denominator is 0.
+    - ``double_fault``: share of rows both get wrong (the diagonal is the error rate).
+
+    Returns:
+        ``{"members": [...], "disagreement": [[...]], "q_statistic": [[...]], "double_fault": [[...]]}``.
+    """
+    names = list(preds)
+    right = np.stack([np.asarray(preds[name]) == labels for name in names]).astype(np.float64)
+    n, m = right.shape[1], len(names)
+    n11 = right @ right.T
+    n00 = (1 - right) @ (1 - right).T
+    n10 = right @ (1 - right).T
+    n01 = n10.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = (n11 * n00 - n10 * n01) / (n11 * n00 + n10 * n01)
+    q[np.arange(m), np.arange(m)] = 1.0
+    return {
+        "members": names,
+        "disagreement": ((n10 + n01) / n).tolist(),
+        "q_statistic": q.tolist(),
+        "double_fault": (n00 / n).tolist(),
+    }
+
+
+@dataclass(frozen=True)
+class CoverageCurve:
+    """Accuracy on the rows kept when the least confident rows are referred to a grader."""
+
+    coverage: list[float]
+    accuracy: list[float]
+    threshold: list[float]
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict of the three lists."""
+        return asdict(self)
+
+
+def coverage_curve(
+    labels: np.ndarray,
+    pred: np.ndarray,
+    confidence: np.ndarray,
+    agreement: np.ndarray | None = None,
+    *,
+    levels: np.ndarray | None = None,
+) -> CoverageCurve:
+    """Accuracy against coverage when rows are kept from most to least confident.
+
+    Args:
+        labels: true classes ``(n,)``.
+        pred: predicted classes ``(n,)``.
+        confidence: the score used for referral, higher = keep (e.g. top-class probability).
+        agreement: optional tie-breaker, higher = keep (e.g. share of members that agree).
+        levels: coverages to report; default 0.05, 0.10, ..., 1.0.
+
+    Returns:
+        A :class:`CoverageCurve`; ``threshold[i]`` is the confidence of the last row kept.
+    """
+    labels, pred, confidence = np.asarray(labels), np.asarray(pred), np.asarray(confidence, float)
+    n = len(labels)
+    levels = np.linspace(0.05, 1.0, 20) if levels is None else np.asarray(levels, float)
+    keys = (confidence,) if agreement is None else (np.asarray(agreement, float), confidence)
+    order = np.lexsort(keys)[::-1]  # descending by confidence, then agreement
+    hits = np.cumsum(pred[order] == labels[order])
+    kept = np.clip(np.ceil(levels * n - 1e-9).astype(int), 1, n)
+    return CoverageCurve(
+        coverage=(kept / n).tolist(),
+        accuracy=(hits[kept - 1] / kept).tolist(),
+        threshold=confidence[order][kept - 1].tolist(),
+    )
+
+
+def choose_refer_threshold(confidence: np.ndarray, target_coverage: float) -> float:
+    """The highest confidence threshold that keeps at least ``target_coverage`` of the rows.
+
+    Rows with ``confidence >= threshold`` are kept (graded automatically); the rest are referred.
+
+    Example:
+        >>> choose_refer_threshold(np.array([0.9, 0.8, 0.7, 0.6]), 0.5)
+        0.8
+    """
+    if not 0.0 < target_coverage <= 1.0:
+        raise ValueError(f"target_coverage must be in (0, 1]; got {target_coverage}.")
+    ranked = np.sort(np.asarray(confidence, dtype=np.float64))[::-1]
+    keep = max(1, int(np.ceil(target_coverage * len(ranked) - 1e-9)))
+    return float(ranked[keep - 1])

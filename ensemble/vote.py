@@ -1,0 +1,282 @@
+"""``vote``: fit the combiners on val, compare everything on test, write the report.
+
+Nothing is chosen on test: the combiners are fitted on the val split, the best single
+member and the best method are picked by their val scores (methods by out-of-fold val
+scores, see :mod:`ensemble.crossfit`), and the referral threshold is set on val. Test
+only measures, with paired bootstrap intervals (the same resamples for every model).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ensemble import stats
+from ensemble.crossfit import cross_fit
+from ensemble.members import MemberSet, load_members
+from members.errors import UserError
+from members.scoring import confusion, nan_to_none, score
+
+THRESHOLD_MODES = ("auto", "on", "off")
+THR = "+thr"
+SELECTION = "qwk (ties: macro_f1), on val"
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One model's outputs on val (out-of-fold for methods) and on test."""
+
+    val_probs: np.ndarray
+    val_pred: np.ndarray
+    test_probs: np.ndarray
+    test_pred: np.ndarray
+
+
+def run_vote(
+    workdir: str | Path,
+    *,
+    methods: Sequence[str] = ("all",),
+    members: Sequence[str] | None = None,
+    thresholds: str | bool = "auto",
+    n_boot: int = 1000,
+    seed: int = 0,
+    target_coverage: float = 0.9,
+    console=None,
+) -> dict:
+    """Fit the combiners on val, score baseline, members and methods on test, write the report.
+
+    Args:
+        workdir: a workdir with at least two complete members.
+        methods: combiner methods (:data:`ensemble.combiners.METHODS`), ``"all"``, or
+            ``"<method>+thr"`` for one thresholded variant.
+        members: member names to vote; ``None`` = every complete member.
+        thresholds: ``"auto"`` adds a ``<method>+thr`` variant of every method when the
+            classes are ordered grades (3 or more); ``"on"`` always, ``"off"`` never.
+        n_boot: bootstrap resamples for the 95 % intervals.
+        seed: seed of the resamples and of the cross-fitting folds.
+        target_coverage: share of val rows the referral threshold keeps.
+        console: a Rich console for the table; ``None`` prints on stdout.
+
+    Returns:
+        The ``report.json`` dict (``nan`` as ``None``).
+
+    Raises:
+        UserError: bad options, or a workdir that cannot be voted (see :func:`load_members`).
+
+    Example:
+        >>> report = run_vote("runs/dr", methods=["soft", "stack"])  # doctest: +SKIP
+        >>> report["best_method"]  # doctest: +SKIP
+        'soft+thr'
+    """
+    if n_boot < 1:
+        raise UserError(f"n_boot must be at least 1; got {n_boot}. Pass --bootstrap 1000.")
+    if not 0.0 < target_coverage <= 1.0:
+        raise UserError(f"target_coverage must be in (0, 1]; got {target_coverage}. Pass e.g. --coverage 0.9.")
+    workdir = Path(workdir)
+    ms = load_members(workdir, members)
+    variants = resolve_methods(methods, thresholds, ms.num_classes)
+    out = workdir / "ensemble"
+    baseline_class, baseline = _baseline(ms)
+    models = {name: Predictions(val, val.argmax(1), test, test.argmax(1))
+              for name, val, test in zip(ms.names, ms.val_probs, ms.test_probs)}
+    methods_out, saved = _fit_methods(ms, variants, out / "combiners", seed)
+    val = {"baseline": score(ms.val_labels, baseline.val_probs, pred=baseline.val_pred),
+           "members": {n: _val_score(ms, p) for n, p in models.items()},
+           "ensembles": {n: _val_score(ms, p) for n, p in methods_out.items()}}
+    best_single, best_method = _select(val["members"]), _select(val["ensembles"])
+    indices = stats.bootstrap_indices(len(ms.test_labels), n_boot, seed, stratify=ms.test_labels)
+
+    def test(p: Predictions) -> dict:
+        return stats.bootstrap_metrics(ms.test_labels, p.test_probs, p.test_pred, indices=indices)
+
+    single, best = models[best_single], methods_out[best_method]
+    report = {
+        "test_size": len(ms.test_labels),
+        "val_size": len(ms.val_labels),
+        "num_classes": ms.num_classes,
+        "classes": ms.classes,
+        "baseline": test(baseline),
+        "baseline_class": baseline_class,
+        "members": {n: test(p) for n, p in models.items()},
+        "ensembles": {n: test(p) for n, p in methods_out.items()},
+        "best_single": best_single,
+        "best_method": best_method,
+        "selection_metric": SELECTION,
+        "significance": _significance(ms.test_labels, methods_out, best_single, single),
+        "difference": {"method": best_method, "vs": best_single, "metrics": stats.bootstrap_difference(
+            ms.test_labels, (best.test_probs, best.test_pred), (single.test_probs, single.test_pred), indices=indices)},
+        "diversity": stats.diversity(ms.test_labels, {n: p.test_pred for n, p in models.items()}),
+        "val": val,
+        "referral": _referral(ms, best, target_coverage),
+        "skipped": ms.skipped,
+        "thresholds": _threshold_note(thresholds, ms.num_classes, variants),
+        "combiner_protocol": (
+            "fitted on the val split only and evaluated on test; their val scores are out-of-fold (each val row is "
+            "predicted by a copy fitted on the other folds, up to 5 stratified folds), so the best method is chosen "
+            "on val without in-sample optimism. Saved as ensemble/combiners/<method>.json."),
+        "combiners": saved,
+        "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95, "stratified": True, "note": (
+            f"{n_boot} bootstrap resamples of the test rows, stratified by class (class counts kept, as in the split), "
+            f"seed {seed}; the same resamples for every model, so differences are paired; percentile intervals, "
+            "widened to contain the point value where the resamples are shifted away from it (ECE on small sets).")},
+    }
+    report["verdict"] = _verdict(report)
+    report = nan_to_none(report)
+    _write_outputs(out, report, ms, single, best)
+    from ensemble.report import print_table
+
+    print_table(report, console)
+    return report
+
+
+def resolve_methods(methods: Sequence[str], thresholds: str | bool, num_classes: int) -> list[tuple[str, str, bool]]:
+    """``(name, base method, thresholds)`` for every variant to fit, in report order."""
+    from ensemble.combiners import METHODS
+
+    mode = {True: "on", False: "off"}.get(thresholds, thresholds)
+    if mode not in THRESHOLD_MODES:
+        raise UserError(f"thresholds must be one of {', '.join(THRESHOLD_MODES)}; got {thresholds!r}.")
+    add_thr = mode == "on" or (mode == "auto" and num_classes >= 3)
+    names: list[str] = []
+    for method in methods:
+        base, explicit_thr = method.removesuffix(THR), method.endswith(THR)
+        if method != "all" and base not in METHODS:
+            raise UserError(f"Unknown method {method!r}; expected 'all' or one of {', '.join(METHODS)} "
+                            f"(optionally with '{THR}'). Received: methods={list(methods)}")
+        for b in METHODS if method == "all" else (base,):
+            names += [] if explicit_thr else [b]
+            names += [b + THR] if add_thr or explicit_thr else []
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise UserError(f"No combiner method selected; expected one of {', '.join(METHODS)}. "
+                        f"Received: methods={list(methods)}")
+    return [(name, name.removesuffix(THR), name.endswith(THR)) for name in names]
+
+
+def _baseline(ms: MemberSet) -> tuple[int, Predictions]:
+    k = ms.num_classes
+    freq = np.bincount(ms.val_labels, minlength=k) / len(ms.val_labels)
+    cls = int(freq.argmax())
+    n_val, n_test = len(ms.val_labels), len(ms.test_labels)
+    return cls, Predictions(np.tile(freq, (n_val, 1)), np.full(n_val, cls),
+                            np.tile(freq, (n_test, 1)), np.full(n_test, cls))
+
+
+def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int) -> tuple[dict[str, Predictions], dict[str, str]]:
+    """Cross-fit each base method on val (out-of-fold scores), then fit every variant on all val rows."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ensemble.combiners import make_combiner
+
+    bases = list(dict.fromkeys(base for _, base, _ in variants))
+    out, saved = {}, {}
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("Fitting combiners on val", total=len(bases) + len(variants))
+        oof = {}
+        for base in bases:
+            progress.update(task, description=f"Cross-fitting {base} on val")
+            wants_thr = any(b == base and thr for _, b, thr in variants)
+            oof[base] = cross_fit(base, ms.val_probs, ms.val_labels, thresholds=wants_thr, seed=seed)
+            progress.advance(task)
+        for name, base, thr in variants:
+            progress.update(task, description=f"Fitting {name} on val")
+            combiner = make_combiner(base, thresholds=thr).fit(ms.val_probs, ms.val_labels, member_names=ms.names)
+            saved[name] = str(combiner.save(folder / f"{name}.json").relative_to(folder.parent.parent))
+            fold = oof[base]
+            out[name] = Predictions(fold.probs, fold.pred_thr if thr else fold.pred,
+                                    combiner.predict_proba(ms.test_probs), combiner.predict(ms.test_probs))
+            progress.advance(task)
+    return out, saved
+
+
+def _val_score(ms: MemberSet, p: Predictions) -> dict[str, float]:
+    return score(ms.val_labels, p.val_probs, pred=p.val_pred, num_classes=ms.num_classes)
+
+
+def _select(scores: dict[str, dict]) -> str:
+    """The name with the best val QWK, ties broken by macro-F1, then by order."""
+    def key(name: str) -> tuple[float, float]:
+        return tuple(-math.inf if math.isnan(scores[name][m]) else scores[name][m] for m in ("qwk", "macro_f1"))
+
+    return max(scores, key=key)
+
+
+def _significance(labels, methods_out: dict[str, Predictions], vs: str, single: Predictions) -> dict:
+    out = {}
+    for name, p in methods_out.items():
+        right, right_single = p.test_pred == labels, single.test_pred == labels
+        out[name] = {"vs": vs, "mcnemar_p": stats.mcnemar_exact(labels, p.test_pred, single.test_pred),
+                     "method_only_correct": int(np.sum(right & ~right_single)),
+                     "single_only_correct": int(np.sum(~right & right_single))}
+    return out
+
+
+def _confidence(p_probs: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    return p_probs[np.arange(len(pred)), pred]
+
+
+def _referral(ms: MemberSet, best: Predictions, target: float) -> dict:
+    threshold = stats.choose_refer_threshold(_confidence(best.val_probs, best.val_pred), target)
+    conf = _confidence(best.test_probs, best.test_pred)
+    agreement = (ms.test_probs.argmax(axis=2) == best.test_pred).mean(axis=0)
+    kept, right = conf >= threshold, best.test_pred == ms.test_labels
+    return {
+        "confidence": "ensemble probability of its predicted grade",
+        "tie_break": "share of members agreeing with the ensemble",
+        "target_coverage": target,
+        "threshold": threshold,
+        "val_coverage": float(np.mean(_confidence(best.val_probs, best.val_pred) >= threshold)),
+        "test_coverage": float(kept.mean()),
+        "test_referred": int((~kept).sum()),
+        "test_accuracy_kept": _mean(right[kept]),
+        "test_accuracy_referred": _mean(right[~kept]),
+        "test_accuracy_all": float(right.mean()),
+        "test_curve": stats.coverage_curve(ms.test_labels, best.test_pred, conf, agreement).to_dict(),
+    }
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
+
+
+def _threshold_note(mode, k: int, variants) -> dict:
+    applied = any(t for _, _, t in variants)
+    note = ("`<method>` predicts the most probable class (hard vote: the most votes); `<method>+thr` cuts the "
+            "expected grade of the same probabilities at k-1 thresholds tuned on val for QWK, so only its label "
+            "metrics differ (AUC, log-loss and ECE equal the plain method's)." if applied else
+            f"not used ({'2 classes are not ordered grades' if k < 3 else 'turned off'}).")
+    return {"mode": {True: "on", False: "off"}.get(mode, mode), "applied": applied, "note": note}
+
+
+def _verdict(r: dict) -> str:
+    bm, bs = r["best_method"], r["best_single"]
+    a, b = r["ensembles"][bm], r["members"][bs]
+    diff = r["difference"]["metrics"]["qwk"]
+    p = r["significance"][bm]["mcnemar_p"]
+    beat = a["qwk"]["value"] > b["qwk"]["value"]
+    return (
+        f"The best ensemble, {bm} (chosen on val), {'beat' if beat else 'did not beat'} the best single member, "
+        f"{bs} (chosen on val by {SELECTION.split(' (')[0].upper()}), on test: QWK {a['qwk']['value']:.3f} vs "
+        f"{b['qwk']['value']:.3f} (difference {diff['value']:+.3f}, 95 % paired-bootstrap CI "
+        f"[{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]), accuracy {a['accuracy']['value']:.3f} vs "
+        f"{b['accuracy']['value']:.3f}. McNemar's exact test on the rows only one of them gets right: p = {p:.3g}, "
+        f"{'significant' if p < 0.05 else 'not significant'} at 0.05."
+    )
+
+
+def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, best: Predictions) -> None:
+    from ensemble import plots
+    from ensemble.report import write_report
+
+    write_report(out, report)
+    k = ms.num_classes
+    plots.plot_comparison(out / "comparison.png", report)
+    plots.plot_confusions(out / "confusion.png", [
+        (f"best ensemble: {report['best_method']}", confusion(ms.test_labels, best.test_pred, k)),
+        (f"best single: {report['best_single']}", confusion(ms.test_labels, single.test_pred, k))], ms.classes)
+    plots.plot_diversity(out / "diversity.png", report["diversity"])

@@ -1,0 +1,252 @@
+"""Score one set of predictions: the seven metrics every report of the toolkit shows.
+
+A leaf module (numpy only at import; scikit-learn is the reference in the tests).
+Every metric is computed from *weighted* sufficient statistics, so the same code
+scores one prediction set (weights of one) and a thousand bootstrap resamples at
+once (weights = how often each row was drawn): :func:`score_weighted` is what
+``ensemble.stats`` calls, :func:`score` is the one-set convenience.
+
+Definitions (they match scikit-learn to 1e-9 on float64 input):
+
+- ``accuracy``; ``balanced_accuracy``: mean recall over the classes present in ``labels``.
+- ``macro_f1``: mean F1 over the classes present in ``labels`` or ``pred``.
+- ``qwk``: quadratic weighted Cohen's kappa on the full grade scale ``0..k-1``
+  (``cohen_kappa_score(..., weights="quadratic", labels=range(k))``).
+- ``auc``: macro one-vs-rest ROC AUC over the classes that have both positives and
+  negatives; for ``k == 2`` the binary AUC of ``probs[:, 1]``.
+- ``log_loss``: mean ``-log p[true]`` with ``p`` clipped to ``[eps, 1 - eps]``, ``eps``
+  the machine epsilon of the probabilities' dtype (scikit-learn's rule).
+- ``ece``: expected calibration error of the top-class confidence ``max(probs)``
+  against the correctness of ``argmax(probs)``, 15 equal-width bins ``(lo, hi]``.
+
+Undefined values (AUC with one class, kappa with no spread) are ``nan``; convert
+them to ``None`` only at the JSON boundary (:func:`nan_to_none`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "qwk", "auc", "log_loss", "ece")
+LOWER_IS_BETTER = ("log_loss", "ece")
+ECE_BINS = 15
+
+
+def confusion(labels: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """The ``k x k`` confusion matrix, rows = true class, columns = predicted class.
+
+    Example:
+        >>> confusion(np.array([0, 1, 1]), np.array([0, 1, 0]), 2).tolist()
+        [[1, 0], [1, 1]]
+    """
+    labels, pred = _check_labels(labels, k), _check_labels(pred, k, name="pred")
+    return np.bincount(labels * k + pred, minlength=k * k).reshape(k, k)
+
+
+def qwk(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> float:
+    """Quadratic weighted kappa on the grade scale ``0..num_classes-1`` (``nan`` if undefined).
+
+    Example:
+        >>> qwk(np.array([0, 1, 2, 2]), np.array([0, 1, 2, 1]), 3)
+        0.8
+    """
+    cm = confusion(labels, pred, num_classes).astype(np.float64)
+    return float(_kappa(cm[None])[0])
+
+
+def score(
+    labels: np.ndarray,
+    probs: np.ndarray | None,
+    *,
+    pred: np.ndarray | None = None,
+    num_classes: int | None = None,
+) -> dict[str, float]:
+    """Every metric of :data:`METRICS` for one set of predictions.
+
+    Args:
+        labels: true classes, ints ``0..k-1``, shape ``(n,)``.
+        probs: class probabilities ``(n, k)``, or ``None`` (probability metrics are then ``nan``).
+        pred: predicted classes; defaults to ``argmax(probs)``.
+        num_classes: ``k``; defaults to ``probs.shape[1]``.
+
+    Returns:
+        ``{metric: float}`` in :data:`METRICS` order; ``nan`` where undefined.
+
+    Example:
+        >>> s = score(np.array([0, 1]), np.array([[0.8, 0.2], [0.3, 0.7]]))
+        >>> s["accuracy"], s["auc"]
+        (1.0, 1.0)
+    """
+    n = len(np.asarray(labels))
+    values = score_weighted(labels, probs, np.ones((n, 1)), pred=pred, num_classes=num_classes)
+    return {name: float(v[0]) for name, v in values.items()}
+
+
+def score_weighted(
+    labels: np.ndarray,
+    probs: np.ndarray | None,
+    weights: np.ndarray,
+    *,
+    pred: np.ndarray | None = None,
+    num_classes: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Every metric for ``B`` weightings of the same rows at once (bootstrap = draw counts).
+
+    Args:
+        labels: true classes ``(n,)``.
+        probs: ``(n, k)`` probabilities or ``None``.
+        weights: ``(n, B)`` non-negative row weights; column ``b`` scores the data set in
+            which row ``i`` appears ``weights[i, b]`` times (rows first, so that gathering
+            rows copies contiguous memory).
+        pred: predicted classes ``(n,)``; defaults to ``argmax(probs)``.
+        num_classes: ``k``; defaults to ``probs.shape[1]``.
+
+    Returns:
+        ``{metric: array of shape (B,)}``.
+    """
+    labels, probs, pred, k = _validate(labels, probs, pred, num_classes)
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 2 or weights.shape[0] != len(labels):
+        raise ValueError(f"weights must have shape ({len(labels)}, B); got {weights.shape}.")
+    # One matrix product gathers every linear statistic: confusion cells, row losses, ECE bins.
+    columns = [np.eye(k * k)[labels * k + pred]]
+    if probs is not None:
+        columns += _probability_columns(labels, probs)
+    stats = weights.T @ np.concatenate(columns, axis=1)
+    cm = stats[:, : k * k].reshape(-1, k, k)
+    total = cm.sum(axis=(1, 2))
+    out = _label_metrics(cm, total)
+    if probs is None:
+        nan = np.full(weights.shape[1], np.nan)
+        out.update(auc=nan, log_loss=nan.copy(), ece=nan.copy())
+    else:
+        rest = stats[:, k * k :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["log_loss"] = rest[:, 0] / total
+            ece_conf, ece_hit = rest[:, 1 : 1 + ECE_BINS], rest[:, 1 + ECE_BINS :]
+            out["ece"] = np.abs(ece_hit - ece_conf).sum(axis=1) / total
+        out["auc"] = _macro_auc(labels, probs, weights, k)
+    return {name: out[name] for name in METRICS}
+
+
+def nan_to_none(obj: Any) -> Any:
+    """Replace every ``nan``/``inf`` float (also numpy scalars) in nested dicts/lists by ``None``."""
+    if isinstance(obj, dict):
+        return {key: nan_to_none(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nan_to_none(value) for value in obj]
+    if isinstance(obj, np.ndarray):
+        return nan_to_none(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _validate(labels, probs, pred, num_classes):
+    if probs is not None:
+        probs = np.asarray(probs)
+        if probs.ndim != 2:
+            raise ValueError(f"probs must have shape (n, k); got {probs.shape}.")
+        if num_classes is None:
+            num_classes = probs.shape[1]
+        elif probs.shape[1] != num_classes:
+            raise ValueError(f"probs has {probs.shape[1]} columns but num_classes={num_classes}.")
+    if num_classes is None:
+        raise ValueError("num_classes is required when probs is None.")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2; got {num_classes}.")
+    labels = _check_labels(labels, num_classes)
+    if pred is None:
+        if probs is None:
+            raise ValueError("pass pred or probs; got neither.")
+        pred = probs.argmax(axis=1)
+    pred = _check_labels(pred, num_classes, name="pred")
+    for name, arr in (("probs", probs), ("pred", pred)):
+        if arr is not None and len(arr) != len(labels):
+            raise ValueError(f"{name} has {len(arr)} rows but labels has {len(labels)}.")
+    return labels, probs, pred, int(num_classes)
+
+
+def _check_labels(values, k: int, name: str = "labels") -> np.ndarray:
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise ValueError(f"{name} must be 1-D; got shape {values.shape}.")
+    if values.size and (values.min() < 0 or values.max() >= k):
+        raise ValueError(f"{name} must be in 0..{k - 1}; got {values.min()}..{values.max()}.")
+    return values.astype(np.int64, copy=False)
+
+
+def _probability_columns(labels, probs) -> list[np.ndarray]:
+    eps = np.finfo(probs.dtype if np.issubdtype(probs.dtype, np.floating) else np.float64).eps
+    p64 = probs.astype(np.float64)
+    true_p = np.clip(p64[np.arange(len(labels)), labels], eps, 1 - eps)
+    conf = p64.max(axis=1)
+    hit = (p64.argmax(axis=1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
+    bins = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, ECE_BINS - 1)
+    onehot = np.eye(ECE_BINS)[bins]
+    return [-np.log(true_p)[:, None], onehot * conf[:, None], onehot * hit[:, None]]
+
+
+def _label_metrics(cm: np.ndarray, total: np.ndarray) -> dict[str, np.ndarray]:
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    support, predicted = cm.sum(axis=2), cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = tp.sum(axis=1) / total
+        recall = np.where(support > 0, tp / np.where(support > 0, support, 1), 0.0)
+        balanced = recall.sum(axis=1) / (support > 0).sum(axis=1)
+        present = (support + predicted) > 0
+        denom = support + predicted  # 2tp + fp + fn
+        f1 = np.where(present, 2 * tp / np.where(present, denom, 1), 0.0)
+        macro_f1 = f1.sum(axis=1) / present.sum(axis=1)
+    return {"accuracy": accuracy, "balanced_accuracy": balanced, "macro_f1": macro_f1, "qwk": _kappa(cm)}
+
+
+def _kappa(cm: np.ndarray) -> np.ndarray:
+    k = cm.shape[-1]
+    grid = np.arange(k)
+    w = (grid[:, None] - grid[None, :]) ** 2.0
+    rows, cols, total = cm.sum(axis=2), cm.sum(axis=1), cm.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        observed = (cm * w).sum(axis=(1, 2))
+        expected = np.einsum("bi,ij,bj->b", rows, w, cols) / total
+        kappa = 1.0 - observed / expected
+    return np.where(expected > 0, kappa, np.nan)
+
+
+def _macro_auc(labels, probs, weights, k) -> np.ndarray:
+    classes = [1] if k == 2 else range(k)
+    aucs = [_weighted_auc(probs[:, c], labels == c, weights) for c in classes]
+    stacked = np.stack(aucs)
+    defined = ~np.isnan(stacked)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(defined.any(axis=0), np.nansum(stacked, axis=0) / defined.sum(axis=0), np.nan)
+
+
+def _weighted_auc(score: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUC (ties count one half) for every column of ``weights``.
+
+    Only the negatives are sorted and cumulated; each positive then looks up the weight
+    of the negatives below its score, so the work is one pass over the rows per class.
+    """
+    pos_rows, neg_rows = np.flatnonzero(positive), np.flatnonzero(~positive)
+    neg_rows = neg_rows[np.argsort(score[neg_rows], kind="stable")]
+    neg_scores, pos_scores = score[neg_rows], score[pos_rows]
+    neg_w, pos_w = weights[neg_rows], weights[pos_rows]
+    below = np.zeros((len(neg_rows) + 1, weights.shape[1]))
+    np.cumsum(neg_w, axis=0, out=below[1:])
+    left = np.searchsorted(neg_scores, pos_scores, side="left")
+    right = np.searchsorted(neg_scores, pos_scores, side="right")
+    lookup = below[left]
+    if np.any(left != right):  # negatives tied with a positive count one half
+        lookup += below[right]
+        lookup *= 0.5
+    n_pos, n_neg = pos_w.sum(axis=0), below[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = np.einsum("ib,ib->b", pos_w, lookup) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)

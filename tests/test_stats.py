@@ -1,0 +1,117 @@
+"""ensemble.stats: bootstrap, McNemar, diversity and referral against known values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ensemble.stats import (
+    bootstrap_difference,
+    bootstrap_indices,
+    bootstrap_metrics,
+    bootstrap_samples,
+    choose_refer_threshold,
+    coverage_curve,
+    diversity,
+    mcnemar_exact,
+    percentile_interval,
+)
+from members.scoring import METRICS, score
+
+
+def _model(n: int, k: int = 5, skill: float = 0.15, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    p = (1 - skill) * rng.dirichlet(np.ones(k), n) + skill * np.eye(k)[y]
+    return y, p / p.sum(axis=1, keepdims=True)
+
+
+def test_indices_seeded_and_stratified() -> None:
+    y = np.array([0] * 7 + [1] * 3)
+    a, b = bootstrap_indices(10, 50, seed=1, stratify=y), bootstrap_indices(10, 50, seed=1, stratify=y)
+    assert a.shape == (50, 10) and np.array_equal(a, b)
+    assert not np.array_equal(a, bootstrap_indices(10, 50, seed=2, stratify=y))
+    assert (y[a] == y).all()  # each class is resampled within itself
+
+
+def test_resamples_are_scored_exactly() -> None:
+    y, p = _model(60, k=3)
+    idx = bootstrap_indices(60, 4, seed=0)
+    samples = bootstrap_samples(y, p, indices=idx)
+    for b in range(4):
+        direct = score(y[idx[b]], p[idx[b]], num_classes=3)
+        for name in METRICS:
+            assert samples[name][b] == pytest.approx(direct[name], abs=1e-12, nan_ok=True), name
+
+
+def test_interval_contains_value_and_shrinks_with_n() -> None:
+    widths = []
+    for n in (100, 2000):
+        y, p = _model(n, seed=n)
+        result = bootstrap_metrics(y, p, n_boot=300, seed=0)
+        assert set(result) == set(METRICS)
+        for name, entry in result.items():
+            lo, hi = entry["ci"]
+            assert lo <= entry["value"] <= hi, name
+        widths.append(np.diff(result["accuracy"]["ci"])[0])
+    assert widths[1] < widths[0] / 2  # ~ 1/sqrt(n): 4.5x narrower for 20x the rows
+
+
+def test_bootstrap_is_seeded() -> None:
+    y, p = _model(80)
+    assert bootstrap_metrics(y, p, n_boot=100, seed=3) == bootstrap_metrics(y, p, n_boot=100, seed=3)
+    assert bootstrap_metrics(y, p, n_boot=100, seed=3) != bootstrap_metrics(y, p, n_boot=100, seed=4)
+
+
+def test_percentile_interval_widens_to_value_and_ignores_nan() -> None:
+    assert percentile_interval(np.array([0.5, 0.6, np.nan]), 0.1) == [0.1, pytest.approx(0.5975)]
+    assert all(np.isnan(percentile_interval(np.array([np.nan]), 0.5)))
+
+
+def test_paired_difference() -> None:
+    y, p = _model(200)
+    idx = bootstrap_indices(200, 200, seed=0)
+    same = bootstrap_difference(y, (p, None), (p, None), indices=idx)
+    assert all(same[m]["value"] == 0 and same[m]["ci"] == [0, 0] for m in METRICS)
+    _, worse = _model(200, skill=0.0, seed=9)
+    diff = bootstrap_difference(y, (p, None), (worse, None), indices=idx)
+    assert diff["accuracy"]["ci"][0] > 0
+
+
+def test_mcnemar_hand_values() -> None:
+    y = np.zeros(10, int)
+    a = np.r_[0, np.ones(9, int)]  # right on row 0 only
+    b = np.r_[1, np.zeros(9, int)]  # right on rows 1..9
+    assert mcnemar_exact(y, a, b) == 0.021484375  # 2 * (1 + 10) / 2**10
+    assert mcnemar_exact(y, b, a) == 0.021484375
+    assert mcnemar_exact(y, a, a) == 1.0
+    assert mcnemar_exact(np.zeros(6, int), np.r_[0, 0, 0, 1, 1, 1], np.r_[1, 1, 1, 0, 0, 0]) == 1.0
+
+
+def test_diversity_hand_example() -> None:
+    y = np.zeros(6, int)
+    a = np.array([0, 0, 0, 0, 1, 1])  # right, right, right, right, wrong, wrong
+    b = np.array([0, 0, 0, 1, 0, 1])  # N11 = 3, N10 = 1, N01 = 1, N00 = 1
+    d = diversity(y, {"a": a, "b": b})
+    assert d["members"] == ["a", "b"]
+    assert d["q_statistic"][0][1] == pytest.approx((3 * 1 - 1 * 1) / (3 * 1 + 1 * 1))
+    assert d["disagreement"][0][1] == pytest.approx(2 / 6)
+    assert d["double_fault"][0][1] == pytest.approx(1 / 6)
+    assert d["double_fault"][0][0] == pytest.approx(2 / 6)  # the diagonal is the error rate
+    assert d["q_statistic"][1][1] == 1.0
+
+
+def test_coverage_curve_and_threshold() -> None:
+    y = np.array([0, 0, 0, 0])
+    pred = np.array([0, 0, 1, 1])
+    conf = np.array([0.9, 0.8, 0.7, 0.6])
+    curve = coverage_curve(y, pred, conf, levels=np.array([0.5, 0.75, 1.0]))
+    assert curve.coverage == [0.5, 0.75, 1.0]
+    assert curve.accuracy == [1.0, pytest.approx(2 / 3), 0.5]
+    assert curve.threshold == [0.8, 0.7, 0.6]
+    tied = coverage_curve(y, pred, np.full(4, 0.5), agreement=np.array([0.0, 1.0, 0.0, 0.0]), levels=np.array([0.25]))
+    assert tied.accuracy == [1.0]  # agreement breaks the tie: row 1 (right) is kept first
+    assert choose_refer_threshold(conf, 0.5) == 0.8
+    assert choose_refer_threshold(np.arange(1, 11) / 10, 0.9) == 0.2  # 0.9 * 10 rounds to 9.000000000000002: keep 9
+    with pytest.raises(ValueError, match="target_coverage"):
+        choose_refer_threshold(conf, 0.0)

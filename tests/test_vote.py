@@ -1,0 +1,191 @@
+"""run_vote and load_members on a hand-built workdir (60 rows, 3 complete members, 1 incomplete)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from ensemble.members import load_members
+from ensemble.vote import resolve_methods, run_vote
+from members.atomic import save_npz
+from members.errors import UserError
+from members.scoring import METRICS
+
+K = 5
+SPLIT = ["train"] * 20 + ["val"] * 20 + ["test"] * 20
+LABELS = np.tile(np.arange(K), 12)  # 4 rows of each grade in every split
+
+
+def _probs(labels: np.ndarray, skill: float, seed: int) -> np.ndarray:
+    """Probabilities that put ``skill`` extra mass on the true grade (0 = noise, 1 = near perfect)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.dirichlet(np.ones(K), size=len(labels))
+    p = (1 - skill) * noise + skill * np.eye(K)[labels]
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_workdir(root: Path, skills: dict[str, tuple[float, float]], incomplete: str | None = "d") -> Path:
+    """A workdir with dataset.json, split.csv and one member per ``skills`` entry ((val skill, test skill))."""
+    rows = ["path,label,split"] + [f"img_{i}.png,{LABELS[i]},{SPLIT[i]}" for i in range(len(SPLIT))]
+    csv = ("\n".join(rows) + "\n").encode()
+    (root / "split.csv").write_bytes(csv)
+    fingerprint = hashlib.sha256(csv).hexdigest()
+    meta = {"classes": list(range(K)), "num_classes": K, "source": "test", "image_root": str(root),
+            "fingerprint": fingerprint, "skipped": {}}
+    (root / "dataset.json").write_text(json.dumps(meta))
+    split = np.array(SPLIT)
+    names = list(skills) + ([incomplete] if incomplete else [])
+    for j, name in enumerate(names):
+        folder = root / "members" / name
+        folder.mkdir(parents=True)
+        val_skill, test_skill = skills.get(name, (0.5, 0.5))
+        for s, skill in (("val", val_skill), ("test", test_skill)):
+            ids = np.flatnonzero(split == s)
+            save_npz(folder / f"{s}.npz", probs=_probs(LABELS[ids], skill, seed=10 * j + len(s)),
+                     labels=LABELS[ids].astype(np.int64), row_ids=ids.astype(np.int64),
+                     fingerprint=np.array(fingerprint))
+        if name != incomplete:
+            (folder / "metrics.json").write_text(json.dumps(
+                {"name": name, "num_classes": K, "classes": list(range(K)), "fingerprint": fingerprint}))
+    return root
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path) -> Path:
+    # "a" is best on val but worst on test: best_single must still be "a".
+    return make_workdir(tmp_path, {"a": (0.8, 0.0), "b": (0.1, 0.7), "c": (0.05, 0.6)})
+
+
+def test_load_members_skips_incomplete_by_name(workdir: Path, capsys) -> None:
+    ms = load_members(workdir)
+    assert ms.names == ["a", "b", "c"]
+    assert "d" in ms.skipped and "metrics.json" in ms.skipped["d"]
+    assert "'d'" in capsys.readouterr().err
+    assert ms.val_probs.shape == (3, 20, K) and ms.test_probs.shape == (3, 20, K)
+    assert ms.test_row_ids.tolist() == list(range(40, 60))
+
+
+def test_load_members_refuses_foreign_fingerprint(workdir: Path) -> None:
+    path = workdir / "members" / "b" / "test.npz"
+    data = dict(np.load(path))
+    data["fingerprint"] = np.array("0" * 64)
+    save_npz(path, **data)
+    with pytest.raises(UserError, match=r"Member 'b'.*test\.npz.*fingerprint"):
+        load_members(workdir)
+
+
+def test_load_members_refuses_shuffled_row_ids(workdir: Path) -> None:
+    path = workdir / "members" / "c" / "val.npz"
+    data = dict(np.load(path))
+    data["row_ids"] = data["row_ids"][::-1].copy()
+    save_npz(path, **data)
+    with pytest.raises(UserError, match=r"Member 'c'.*val\.npz.*row_ids"):
+        load_members(workdir)
+
+
+def test_load_members_refuses_other_classes(workdir: Path) -> None:
+    path = workdir / "members" / "a" / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "num_classes": 3}))
+    with pytest.raises(UserError, match=r"Member 'a'.*metrics\.json.*num_classes"):
+        load_members(workdir)
+
+
+def test_load_members_refuses_truncated_npz(workdir: Path) -> None:
+    path = workdir / "members" / "a" / "val.npz"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(UserError, match=r"val\.npz"):
+        load_members(workdir)
+
+
+def test_load_members_needs_two_complete(tmp_path: Path) -> None:
+    make_workdir(tmp_path, {"a": (0.5, 0.5)})
+    with pytest.raises(UserError, match=r"at least two complete members; found 1 \(a\).*train-member"):
+        load_members(tmp_path)
+
+
+def test_load_members_unknown_name_lists_available(workdir: Path) -> None:
+    with pytest.raises(UserError, match=r"'zz'.*complete members are a, b, c \(incomplete: d\)"):
+        load_members(workdir, ["a", "zz"])
+
+
+def test_resolve_methods() -> None:
+    assert [n for n, _, _ in resolve_methods(["soft"], "auto", 5)] == ["soft", "soft+thr"]
+    assert [n for n, _, _ in resolve_methods(["soft"], "auto", 2)] == ["soft"]
+    assert [n for n, _, _ in resolve_methods(["stack+thr"], "off", 5)] == ["stack+thr"]
+    assert len(resolve_methods(["all"], "off", 5)) == 5
+    with pytest.raises(UserError, match="Unknown method 'mean'"):
+        resolve_methods(["mean"], "auto", 5)
+
+
+def _check_entry(entry: dict) -> None:
+    assert set(entry) == set(METRICS)
+    for metric, v in entry.items():
+        assert set(v) == {"value", "ci"}, metric
+        lo, hi = v["ci"]
+        assert lo <= v["value"] <= hi, (metric, v)
+
+
+@pytest.fixture(scope="module")
+def voted(tmp_path_factory) -> tuple[Path, dict, str]:
+    """One full run (every method, grade thresholds) shared by the report tests."""
+    root = make_workdir(tmp_path_factory.mktemp("vote"), {"a": (0.8, 0.0), "b": (0.1, 0.7), "c": (0.05, 0.6)})
+    console = Console(file=io.StringIO(), width=120)
+    report = run_vote(root, n_boot=200, console=console)
+    return root, report, console.file.getvalue()
+
+
+def test_report_schema(voted) -> None:
+    root, report, _ = voted
+    assert json.loads((root / "ensemble" / "report.json").read_text()) == report
+    for key in ("test_size", "baseline", "members", "ensembles", "best_single", "significance", "diversity",
+                "val", "best_method", "referral", "skipped", "verdict", "difference", "selection_metric"):
+        assert key in report, key
+    assert report["test_size"] == 20
+    assert list(report["members"]) == ["a", "b", "c"] and "d" in report["skipped"]
+    assert len(report["ensembles"]) == 10  # 5 methods, each also with grade thresholds (5 ordered classes)
+    for entry in [report["baseline"], *report["members"].values(), *report["ensembles"].values()]:
+        _check_entry(entry)
+    assert report["baseline"]["accuracy"]["value"] == pytest.approx(0.2)  # 4 rows of each grade
+    assert all(s["vs"] == report["best_single"] and 0 <= s["mcnemar_p"] <= 1 for s in report["significance"].values())
+    assert report["diversity"]["members"] == ["a", "b", "c"]
+    assert np.array(report["diversity"]["q_statistic"]).shape == (3, 3)
+    assert 0 < report["referral"]["test_coverage"] <= 1
+
+
+def test_best_single_is_chosen_on_val_not_test(voted) -> None:
+    _, report, _ = voted
+    assert report["best_single"] == "a"
+    assert report["val"]["members"]["a"]["qwk"] > report["val"]["members"]["b"]["qwk"]
+    assert report["members"]["a"]["qwk"]["value"] < report["members"]["b"]["qwk"]["value"]
+    best = report["best_method"]
+    assert all(report["val"]["ensembles"][best]["qwk"] >= v["qwk"] for v in report["val"]["ensembles"].values())
+
+
+def test_files_written(voted) -> None:
+    root, report, printed = voted
+    out = root / "ensemble"
+    for name, rel in report["combiners"].items():
+        saved = json.loads((root / rel).read_text())
+        assert rel == f"ensemble/combiners/{name}.json" and saved["member_names"] == ["a", "b", "c"]
+    for png in ("comparison.png", "confusion.png", "diversity.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    assert report["verdict"] in md and "+thr" in md and "| majority class |" in md
+    assert "a *" in printed and "majority class" in printed
+
+
+def test_run_vote_binary(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "K", 2)
+    monkeypatch.setattr(sys.modules[__name__], "LABELS", np.tile(np.arange(2), 30))
+    make_workdir(tmp_path, {"a": (0.5, 0.5), "b": (0.3, 0.6)}, incomplete=None)
+    report = run_vote(tmp_path, methods=["soft", "caruana"], n_boot=100, console=Console(file=io.StringIO()))
+    assert list(report["ensembles"]) == ["soft", "caruana"]  # no grade thresholds for two classes
+    assert report["members"]["a"]["auc"]["value"] is not None
+    assert report["thresholds"]["applied"] is False
