@@ -63,6 +63,12 @@ class Method(str, Enum):
     stack = "stack"
 
 
+class Thresholds(str, Enum):
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
 class CacheMode(str, Enum):
     auto = "auto"
     memory = "memory"
@@ -264,6 +270,7 @@ def vote(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % intervals.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     coverage: Annotated[float, typer.Option(help="Target coverage of the refer threshold (screening).")] = 0.9,
+    thresholds: Annotated[Thresholds, typer.Option(help="Grade thresholds on the expected grade, fitted for QWK: auto (3+ ordered classes), on, off.")] = None,
 ) -> None:
     """Fit combiners on validation, score everything on test, write the report."""
     from rich.console import Console
@@ -272,7 +279,7 @@ def vote(
 
     names = [m.strip() for m in members.split(",") if m.strip()] if members else None
     run_vote(workdir, methods=(method.value,), members=names, n_boot=bootstrap, seed=seed,
-             target_coverage=coverage, console=Console())
+             target_coverage=coverage, thresholds=(thresholds or Thresholds.auto).value, console=Console())
 
 
 @app.command()

@@ -1,0 +1,95 @@
+"""Member spec: presets load, every bad value is refused with a plain message, TOML round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from members.errors import UserError
+from members.spec import MemberSpec, list_presets, load_preset, load_spec_file
+
+REQUIRED_PRESETS = {"tiny", "small", "wide", "deep", "hires", "article"}
+
+
+def test_required_presets_exist_and_validate():
+    assert REQUIRED_PRESETS <= set(list_presets())
+    for name in list_presets():
+        spec = load_preset(name)
+        assert spec.input_size == spec.stage_sizes[-1]
+
+
+def test_hires_preset_resizes_progressively():
+    spec = load_preset("hires")
+    assert len(spec.stage_sizes) >= 2 and list(spec.stage_sizes) == sorted(spec.stage_sizes)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"epochs": 0}, "epochs must be at least 1; got 0"),
+        ({"batch_size": 0}, "batch_size must be at least 1; got 0"),
+        ({"input_size": 4}, "input_size must be at least 8 pixels; got 4"),
+        ({"dropout": 1.0}, "dropout must be in [0, 1); got 1.0"),
+        ({"lr": 0.0}, "lr must be positive"),
+        ({"lr_decay": 1.5}, "lr_decay is the per-epoch multiplier"),
+        ({"momentum": 1.0}, "momentum must be in [0, 1)"),
+        ({"rotation": 200.0}, "rotation is in degrees"),
+        ({"width_shift": 1.0}, "width_shift is a fraction"),
+        ({"head": "sigmoid"}, "head must be one of softmax, ordinal; got 'sigmoid'"),
+        ({"class_weight": "auto"}, "class_weight must be one of none, balanced, sqrt"),
+        ({"monitor": "loss"}, "monitor must be one of"),
+        ({"cache": "ram"}, "cache must be one of auto, memory, disk, none"),
+        ({"resize_schedule": (128, 64), "input_size": 64}, "resize_schedule must increase strictly"),
+        ({"resize_schedule": (32, 64), "input_size": 96}, "resize_schedule must end at input_size"),
+        ({"depth": 8, "input_size": 32}, "depth 8 halves the image 8 times, too often for input size 32"),
+        ({"epochs": "3"}, "epochs must be of type int; got '3'"),
+        ({"nesterov": 1}, "nesterov must be of type bool"),
+    ],
+)
+def test_bad_values_are_refused_with_the_reason(changes, message):
+    with pytest.raises(UserError) as info:
+        load_preset("small").replace(**changes)
+    assert message in str(info.value)
+
+
+def test_progressive_resizing_on_flatten_head_is_explained():
+    with pytest.raises(UserError, match="Progressive resizing needs a resolution-agnostic head.*Flatten"):
+        load_preset("article").replace(resize_schedule=(128, 256))
+    with pytest.raises(UserError, match="pooling 'flatten'"):
+        load_preset("small").replace(pooling="flatten", resize_schedule=(64, 96))
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(UserError) as info:
+        load_preset("huge")
+    assert "Unknown preset 'huge'" in str(info.value)
+    for name in REQUIRED_PRESETS:
+        assert name in str(info.value)
+
+
+def test_unknown_field_is_refused_with_a_suggestion(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text('input_size = 64\nlearning_rate = 0.1\n')
+    with pytest.raises(UserError, match="Unknown spec field.*'learning_rate'.*Known fields"):
+        load_spec_file(path)
+    with pytest.raises(UserError, match="did you mean 'epochs'"):
+        MemberSpec().replace(epoch=3)
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("input_size = = 3\n")
+    with pytest.raises(UserError, match="bad.toml is not valid TOML"):
+        load_spec_file(path)
+
+
+def test_toml_round_trip_keeps_every_field(tmp_path):
+    spec = load_preset("hires").replace(seed=7, head="ordinal", rotation=12.5)
+    path = tmp_path / "spec.toml"
+    path.write_text('preset = "hires"\n' + spec.to_toml())
+    assert load_spec_file(path) == spec
+
+
+def test_replace_ignores_none_and_total_epochs():
+    spec = load_preset("hires").replace(epochs=2, undersample_epochs=1, retrain_rounds=2, retrain_epochs=1, lr=None)
+    assert spec.lr == load_preset("hires").lr
+    assert spec.total_epochs == 2 * 2 + 1 + 2
