@@ -1,0 +1,141 @@
+"""Accuracy benchmark on real fundus data: several members, every combiner, the honest comparison.
+
+    python bench/accuracy.py retinamnist          # RetinaMNIST (MedMNIST v2), official split, ≤ 30 min on 2 cores
+    python bench/accuracy.py idrid                # IDRiD disease grading, 413 train + 103 test photographs
+    python bench/accuracy.py retinamnist --quick  # a few minutes: fewer epochs
+
+Trains the documented member set (they differ in depth, width and input size) from scratch,
+votes with every method, and writes ``bench/results/<dataset>.json``: the ``report.json``
+schema plus each member's training time and spec. Everything that is chosen — the best
+epoch of each member, the best single member, the combiner and the grade thresholds — is
+chosen on validation; the test split is scored once. Data is read from ``../shared/data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED = ROOT.parent / "shared" / "data"
+
+# Members per dataset: (name, preset, overrides). Documented in BENCHMARKS.md.
+COMMON = {"lr": 0.01, "lr_decay": 0.93, "class_weight": "sqrt", "rotation": 15.0, "width_shift": 0.05,
+          "height_shift": 0.05}
+MEMBERS = {
+    "retinamnist": (
+        ("r28-wide", "small", {**COMMON, "input_size": 28, "depth": 3, "width": 48, "epochs": 30}),
+        ("r32-small", "small", {**COMMON, "input_size": 32, "depth": 4, "width": 24, "epochs": 30}),
+        ("r48-deep", "small", {**COMMON, "input_size": 48, "depth": 4, "width": 16, "convs_per_block": 2, "epochs": 24}),
+        ("r64-ordinal", "small", {**COMMON, "input_size": 64, "depth": 5, "width": 16, "head": "ordinal", "epochs": 20}),
+        ("r56-prog", "small", {**COMMON, "input_size": 56, "resize_schedule": [28, 56], "depth": 4, "width": 24, "epochs": 12}),
+    ),
+    "idrid": (
+        ("i128-small", "small", {**COMMON, "input_size": 128, "depth": 5, "width": 16, "epochs": 25, "preprocessing": "ben"}),
+        ("i160-wide", "small", {**COMMON, "input_size": 160, "depth": 5, "width": 24, "epochs": 20, "preprocessing": "ben"}),
+        ("i192-deep", "small", {**COMMON, "input_size": 192, "depth": 6, "width": 12, "convs_per_block": 2, "epochs": 16, "preprocessing": "ben"}),
+        ("i128-ordinal", "small", {**COMMON, "input_size": 128, "depth": 5, "width": 16, "head": "ordinal", "epochs": 25}),
+    ),
+}
+
+PUBLISHED = {  # MedMNIST v2 (Yang et al. 2023), Table 3, RetinaMNIST test: ACC, AUC
+    "ResNet-18 (28)": (0.524, 0.717), "ResNet-18 (224)": (0.493, 0.710), "ResNet-50 (28)": (0.528, 0.726),
+    "ResNet-50 (224)": (0.511, 0.716), "auto-sklearn": (0.515, 0.690), "AutoKeras": (0.503, 0.719),
+    "Google AutoML Vision": (0.531, 0.750),
+}
+
+
+def prepare(dataset: str, workdir: Path) -> None:
+    from members.dataset import prepare_csv, prepare_npz
+
+    if dataset == "retinamnist":
+        source = SHARED / "retinamnist.npz"
+        if not source.exists():
+            sys.exit(f"{source} is missing; this benchmark needs ../shared/data (see its README).")
+        prepare_npz(workdir, source, force=True)
+    else:
+        root = SHARED / "idrid_grading_512"
+        if not (root / "labels.csv").exists():
+            sys.exit(f"{root} is missing; this benchmark needs ../shared/data (see its README).")
+        prepare_csv(workdir, root / "labels.csv", root / "images", force=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=sorted(MEMBERS))
+    parser.add_argument("--workdir", type=Path, default=None, help="default: bench/work/<dataset>")
+    parser.add_argument("--quick", action="store_true", help="a quarter of the epochs (smoke run)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from rich.console import Console
+
+    from ensemble.vote import run_vote
+    from members.atomic import write_json
+    from members.spec import load_preset
+    from members.training import train_member
+
+    workdir = args.workdir or ROOT / "bench" / "work" / args.dataset
+    started = time.perf_counter()
+    prepare(args.dataset, workdir)
+    members = {}
+    for i, (name, preset, overrides) in enumerate(MEMBERS[args.dataset]):
+        overrides = dict(overrides)
+        if args.quick:
+            overrides["epochs"] = max(1, overrides["epochs"] // 4)
+        spec = load_preset(preset).replace(seed=args.seed + i, **overrides)
+        print(f"[accuracy] training {name} ({spec.input_size}px, depth {spec.depth}, width {spec.width}, "
+              f"head {spec.head})", file=sys.stderr, flush=True)
+        result = train_member(workdir, spec, name=name, preset=preset)
+        members[name] = {"train_seconds": result.metrics["train_seconds"], "params": result.metrics["params"],
+                         "spec": spec.to_dict()}
+    report = run_vote(workdir, methods=("all",), n_boot=1000, seed=args.seed, console=Console(stderr=True))
+    seconds = time.perf_counter() - started
+    out = {
+        **report,
+        "benchmark": {
+            "dataset": args.dataset, "quick": args.quick, "seconds_total": round(seconds, 1),
+            "members": members, "published": PUBLISHED if args.dataset == "retinamnist" else None,
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+            "date": time.strftime("%Y-%m-%d"),
+            "command": "python bench/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        },
+    }
+    name = f"{args.dataset}{'-quick' if args.quick else ''}.json"
+    write_json(ROOT / "bench" / "results" / name, out)
+    if args.json:
+        write_json(args.json, out)
+    summarize(out)
+    return 0
+
+
+def summarize(out: dict) -> None:
+    """Print the headline: best single (val-chosen), best method (val-chosen), baseline, published rows."""
+    def fmt(entry, key):
+        m = entry[key]
+        return f"{m['value']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]" if m["value"] is not None else "n/a"
+
+    best_single, best_method = out["best_single"], out.get("best_method")
+    rows = [("majority class", out["baseline"]), (f"best single: {best_single}", out["members"][best_single])]
+    if best_method:
+        rows.append((f"best method: {best_method}", out["ensembles"][best_method]))
+    print(f"{'model':40s} {'ACC':24s} {'AUC':24s} {'QWK':24s}")
+    for label, entry in rows:
+        print(f"{label:40s} {fmt(entry, 'accuracy'):24s} {fmt(entry, 'auc'):24s} {fmt(entry, 'qwk'):24s}")
+    if out["benchmark"]["published"]:
+        for label, (acc, auc) in out["benchmark"]["published"].items():
+            print(f"{'published ' + label:40s} {acc:<24.3f} {auc:<24.3f}")
+    print(f"total {out['benchmark']['seconds_total'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

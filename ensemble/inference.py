@@ -1,0 +1,407 @@
+"""``predict``: grade new images with the fitted ensemble, with member agreement and referral.
+
+The only module of ``ensemble/`` that runs networks; TensorFlow and Keras are imported
+inside functions, so ``python cli.py --help`` stays fast.
+
+How one call works:
+
+1. The fitted combiner is read from ``ensemble/combiners/<method>.json`` (default: the
+   report's ``best_method``), then the members it was fitted on, in its order. Each
+   ``model.keras`` is checked against ``metrics.json``'s SHA-256 *before* loading (a
+   modified file is refused) and loaded with ``safe_mode=True``.
+2. Files are checked one by one (missing, a folder, empty); the rest stream through one
+   ``tf.data`` pipeline that reads and decodes each image **once**, at the largest member
+   input size ``L`` (reduced-scale JPEG decode), centre-crops and resizes it to ``L`` (the
+   largest member's exact training pixels), then resizes whole batches of those to every
+   smaller member's size (one antialiased resize per batch, not per image); a member whose
+   spec says ``preprocessing = "ben"`` gets Ben Graham's preprocessing per image, as in
+   training. Pixels are rounded to ``uint8`` as in the training cache. An image that fails
+   to decode (not an image, truncated) is dropped by ``ignore_errors`` *before* batching,
+   so it never costs the other images of its batch; it is listed on stderr.
+3. Batches of 64 images go through every member; with ``tta`` the member's probabilities
+   are averaged over four flips (identity, horizontal, vertical, both). A member trained
+   with ``tta = true`` (its ``metrics.json``) always gets TTA: its cached val
+   probabilities, on which the combiner was fitted, were made that way.
+4. The combiner's ``predict_proba`` and ``predict`` (grade thresholds included) give the
+   ensemble's probabilities and label; ``confidence`` is the probability of that label
+   (the top probability unless grade thresholds moved it), the score the referral
+   threshold of ``report.json`` was chosen on (val, for the target coverage).
+
+A smaller member sees an image decoded at the largest member's scale and resized down,
+where training decoded it at its own scale: on 256 px JPEGs the pixels differ from the
+training pipeline's by about 1–1.5 grey levels on average (0 for the largest member).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from members.atomic import read_json, sha256_file, write_text
+from members.errors import UserError
+
+BATCH_SIZE = 64
+FLIP_AXES = ((), (2,), (1,), (1, 2))  # identity, horizontal, vertical, both (on NHWC batches)
+AGREEMENT_FALLBACK = 0.5
+VOTE_HINT = "run `python cli.py vote --workdir {workdir}` first"
+
+
+@dataclass(frozen=True)
+class LoadedMember:
+    """One member network, ready to predict.
+
+    Attributes:
+        name: the member's folder name.
+        model: the Keras model (inputs: float32 pixels 0–255).
+        input_size: square input side in pixels.
+        preprocessing: ``"none"`` or ``"ben"``.
+        tta: the member was trained (and its val probabilities cached) with flip TTA.
+        num_classes: output classes.
+    """
+
+    name: str
+    model: Any = field(repr=False)
+    input_size: int
+    preprocessing: str = "none"
+    tta: bool = False
+    num_classes: int = 0
+
+
+@dataclass
+class Ensemble:
+    """A fitted combiner, its members (in the combiner's order) and the referral rule."""
+
+    workdir: Path
+    method: str
+    combiner: Any
+    members: list[LoadedMember]
+    refer_threshold: float | None
+    referral_note: str
+
+
+@dataclass
+class PredictionResult:
+    """The ensemble's output for the readable images (``n`` rows, ``k`` classes).
+
+    Attributes:
+        paths: the readable images, in the order given.
+        probs: ``(n, k)`` ensemble probabilities, rows sum to 1.
+        labels: ``(n,)`` ensemble labels.
+        agreement: ``(n,)`` share of members whose argmax equals the ensemble label.
+        confidence: ``(n,)`` ensemble probability of its label.
+        refer: ``(n,)`` bool, True where the image should go to a human grader.
+        skipped: unreadable inputs, ``{path: reason}``.
+        method: the combiner used; ``members``: its members; ``referral_note``: the rule used.
+    """
+
+    paths: list[str]
+    probs: np.ndarray
+    labels: np.ndarray
+    agreement: np.ndarray
+    confidence: np.ndarray
+    refer: np.ndarray
+    skipped: dict[str, str]
+    method: str
+    members: list[str]
+    referral_note: str
+
+    def to_csv(self) -> str:
+        """``path,label,prob_0..prob_{k-1},agreement,confidence,refer``, one row per image."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        k = self.probs.shape[1]
+        writer.writerow(["path", "label", *(f"prob_{j}" for j in range(k)), "agreement", "confidence", "refer"])
+        for i, path in enumerate(self.paths):
+            writer.writerow([path, int(self.labels[i]), *(f"{p:.8g}" for p in self.probs[i]),
+                             f"{self.agreement[i]:.6g}", f"{self.confidence[i]:.8g}", int(self.refer[i])])
+        return buf.getvalue()
+
+
+# ---- loading ---------------------------------------------------------------------------
+def fitted_methods(workdir: str | Path) -> list[str]:
+    """The combiner methods fitted by ``vote`` in ``workdir`` (file stems, sorted)."""
+    folder = Path(workdir) / "ensemble" / "combiners"
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def load_member(member_dir: str | Path) -> LoadedMember:
+    """Load one complete member, refusing a ``model.keras`` that differs from ``metrics.json``'s SHA-256.
+
+    Raises:
+        UserError: no ``metrics.json``, a modified, corrupt or truncated ``model.keras``.
+    """
+    import keras
+
+    import members.architecture  # noqa: F401  (registers OrdinalHead for safe_mode loading)
+    from members.spec import load_spec_file
+
+    member_dir = Path(member_dir)
+    name = member_dir.name
+    if not (member_dir / "metrics.json").exists():
+        raise UserError(f"Member {name!r} is incomplete: {member_dir / 'metrics.json'} does not exist; "
+                        "finish its training or re-run vote without it.")
+    metrics = read_json(member_dir / "metrics.json")
+    path = member_dir / "model.keras"
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; retrain the member {name!r}.")
+    if sha256_file(path) != metrics.get("model_sha256"):
+        raise UserError(f"{path} was modified after training (SHA-256 differs from metrics.json); "
+                        f"retrain the member {name!r}.")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 (zip, HDF5 and config errors all mean the same to the user)
+        raise UserError(f"{path} could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                        f"the file is corrupt or truncated, retrain the member {name!r}.") from None
+    spec_path = member_dir / "spec.toml"
+    preprocessing = load_spec_file(spec_path).preprocessing if spec_path.exists() else "none"
+    return LoadedMember(name=name, model=model, input_size=int(metrics["input_size"]), preprocessing=preprocessing,
+                        tta=bool(metrics.get("tta", False)), num_classes=int(metrics.get("num_classes", 0)))
+
+
+def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
+    """The fitted combiner ``method`` (default: the report's best) with its members loaded.
+
+    Raises:
+        UserError: ``vote`` was never run, an unknown method (the message lists the fitted
+            ones), a member missing, modified or corrupt.
+    """
+    from ensemble.combiners import load_combiner
+
+    workdir = Path(workdir)
+    report_path = workdir / "ensemble" / "report.json"
+    if not report_path.is_file():
+        raise UserError(f"No fitted ensemble in {workdir}: {report_path} does not exist; "
+                        f"{VOTE_HINT.format(workdir=workdir)}.")
+    report = read_json(report_path)
+    best = report.get("best_method")
+    chosen = method or best
+    fitted = fitted_methods(workdir)
+    if chosen not in fitted:
+        raise UserError(f"No fitted combiner {chosen!r} in {workdir / 'ensemble' / 'combiners'}; expected one of "
+                        f"{', '.join(fitted) or 'none'} (re-run vote to fit others). Received: method={chosen!r}")
+    combiner = load_combiner(workdir / "ensemble" / "combiners" / f"{chosen}.json")
+    names = list(getattr(combiner, "member_names_", []))
+    members = [load_member(workdir / "members" / name) for name in names]
+    for m in members:
+        if m.num_classes and m.num_classes != combiner.n_classes_:
+            raise UserError(f"Member {m.name!r} has {m.num_classes} classes but the {chosen!r} combiner was fitted "
+                            f"on {combiner.n_classes_}; {VOTE_HINT.format(workdir=workdir)} again.")
+    threshold = (report.get("referral") or {}).get("threshold")
+    coverage = (report.get("referral") or {}).get("target_coverage")
+    if chosen == best and threshold is not None:
+        note = (f"referred when the ensemble's confidence < {threshold:.4g} (chosen on val to keep "
+                f"{coverage:.0%} of images)" if coverage else f"referred when confidence < {threshold:.4g}")
+    else:
+        threshold = None
+        note = (f"referred when fewer than {AGREEMENT_FALLBACK:.0%} of members agree with the ensemble "
+                f"(report.json holds a referral threshold only for {best!r}, not {chosen!r})")
+    return Ensemble(workdir, chosen, combiner, members, threshold, note)
+
+
+# ---- images ----------------------------------------------------------------------------
+def check_file(path: str) -> str | None:
+    """Why ``path`` cannot be an image file (missing, a folder, empty, unreadable), or None."""
+    p = Path(path)
+    if not p.exists():
+        return "does not exist"
+    if p.is_dir():
+        return "is a directory, not an image file"
+    if not p.is_file():
+        return "is not a regular file"
+    if p.stat().st_size == 0:
+        return "is empty (0 bytes)"
+    if not os.access(p, os.R_OK):
+        return "cannot be read (permission denied)"
+    return None
+
+
+def _to_uint8(image):
+    import tensorflow as tf
+
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def _fit_to(image, size: int, preprocessing: str):
+    """Crop, resize (+ Ben) one decoded image to one member's input, ``uint8`` as in the training cache."""
+    from members.pipeline import square_resize
+    from members.preprocess import ben_graham
+
+    out = square_resize(image, size)
+    out = _to_uint8(ben_graham(out) if preprocessing == "ben" else out)
+    out.set_shape([size, size, 3])
+    return out
+
+
+def image_batches(paths: Sequence[str], variants: Sequence[tuple[int, str]], *, batch_size: int = BATCH_SIZE):
+    """Batches ``(indices, images per variant)``: each file read and decoded once, resized to every variant.
+
+    Each image is decoded at the largest input size ``L`` and cropped and resized to ``L``
+    (the largest member's exact training pixels); the smaller plain variants are resized
+    from those ``L`` px images a whole batch at a time (one antialiased resize per batch
+    instead of one per image); Ben variants are made per image from the decoded image.
+
+    Args:
+        paths: readable image files (see :func:`check_file`).
+        variants: ``(input size, preprocessing)`` pairs.
+        batch_size: images per batch.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(int64 indices into paths, (uint8 batch per variant, ...))``; images
+        that fail to decode are missing from ``indices``.
+    """
+    import tensorflow as tf
+
+    from members.pipeline import decode
+
+    largest = max(size for size, _ in variants)
+    bens = [size for size, prep in variants if prep == "ben"]
+
+    def load(i, path):
+        image = decode(tf.io.read_file(path), largest)
+        return i, _fit_to(image, largest, "none"), {str(s): _fit_to(image, s, "ben") for s in bens}
+
+    def per_variant(i, base, ben):
+        out = []
+        for size, prep in variants:
+            if prep == "ben":
+                out.append(ben[str(size)])
+            elif size == largest:
+                out.append(base)
+            else:
+                small = _to_uint8(tf.image.resize(tf.cast(base, tf.float32), [size, size], antialias=True))
+                out.append(tf.ensure_shape(small, [None, size, size, 3]))
+        return i, tuple(out)
+
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), [str(p) for p in paths]))
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=False).batch(batch_size)
+    return ds.map(per_variant, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def member_probs(model, images, *, tta: bool = False) -> np.ndarray:
+    """One member's probabilities for a batch of images (float 0–255), rows renormalised to 1.
+
+    With ``tta`` the model sees the batch and its horizontal, vertical and double flips (one
+    call on the stacked copies) and the four probability vectors are averaged.
+    """
+    import tensorflow as tf
+
+    x = tf.cast(images, tf.float32)
+    n = int(x.shape[0])
+    if tta:
+        x = tf.concat([x if not axes else tf.reverse(x, axis=list(axes)) for axes in FLIP_AXES], axis=0)
+    p = np.asarray(model.predict_on_batch(x), dtype=np.float64)
+    if tta:
+        p = p.reshape(len(FLIP_AXES), n, -1).mean(axis=0)
+    p = np.clip(p, 1e-7, None)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def ensemble_member_probs(members: Sequence[LoadedMember], paths: Sequence[str], *, tta: bool = False,
+                          batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Every member's probabilities for the decodable ``paths``: ``(P (m, n, k), indices (n,))``."""
+    variants = list(dict.fromkeys((m.input_size, m.preprocessing) for m in members))
+    slot = [variants.index((m.input_size, m.preprocessing)) for m in members]
+    parts: list[list[np.ndarray]] = [[] for _ in members]
+    kept: list[np.ndarray] = []
+    for indices, images in _progress(image_batches(paths, variants, batch_size=batch_size), len(paths), batch_size):
+        kept.append(indices.numpy())
+        for j, m in enumerate(members):
+            parts[j].append(member_probs(m.model, images[slot[j]], tta=tta or m.tta))
+    if not kept:
+        return np.zeros((len(members), 0, 0)), np.zeros(0, dtype=np.int64)
+    return np.stack([np.concatenate(p) for p in parts]), np.concatenate(kept)
+
+
+def _progress(batches, n: int, batch_size: int):
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("Predicting", total=n)
+        for batch in batches:
+            yield batch
+            progress.advance(task, int(batch[0].shape[0]))
+
+
+# ---- the verb --------------------------------------------------------------------------
+def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path | None = None,
+                   method: str | None = None, tta: bool = False, batch_size: int = BATCH_SIZE) -> PredictionResult:
+    """Grade ``paths`` with the fitted ensemble; write the CSV to ``out`` (or stdout) and a summary to stderr.
+
+    Args:
+        workdir: a workdir where ``vote`` has run.
+        paths: image files; missing or unreadable ones are listed on stderr and skipped.
+        out: the CSV to write (atomically); ``None`` prints it on stdout.
+        method: a fitted combiner (``ensemble/combiners/<method>.json``); default: the report's best.
+        tta: average every member over four flips (members trained with TTA always get it).
+        batch_size: images per batch.
+
+    Returns:
+        A :class:`PredictionResult`.
+
+    Raises:
+        UserError: no fitted ensemble, an unknown method, a modified or corrupt member model,
+            or no readable image.
+
+    Example:
+        >>> r = predict_images("runs/dr", ["eye1.jpeg", "eye2.jpeg"], out="grades.csv")  # doctest: +SKIP
+        >>> r.probs.shape  # doctest: +SKIP
+        (2, 5)
+    """
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise UserError("No image given; pass one or more image files. Received: paths=[]")
+    ens = load_ensemble(workdir, method)
+    skipped = {p: why for p in paths if (why := check_file(p)) is not None}
+    candidates = [p for p in paths if p not in skipped]
+    P, kept = ensemble_member_probs(ens.members, candidates, tta=tta, batch_size=batch_size) if candidates else (
+        None, np.zeros(0, dtype=np.int64))
+    decoded = set(kept.tolist())
+    for i, p in enumerate(candidates):
+        if i not in decoded:
+            skipped.setdefault(p, "cannot be decoded as an image (not an image, or truncated/corrupt)")
+    if not len(kept):
+        _report_skipped(skipped)
+        raise UserError(f"None of the {len(paths)} image(s) could be read; pass JPEG or PNG files "
+                        f"(see the list above). Received: paths={paths[:3]}{'...' if len(paths) > 3 else ''}")
+    result = _combine(ens, [candidates[i] for i in kept], P, skipped)
+    text = result.to_csv()
+    if out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_text(out, text)
+    _summary(result, out)
+    return result
+
+
+def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, str]) -> PredictionResult:
+    probs = np.asarray(ens.combiner.predict_proba(P), dtype=np.float64)
+    labels = np.asarray(ens.combiner.predict(P), dtype=np.int64)
+    agreement = (P.argmax(axis=2) == labels).mean(axis=0)
+    confidence = probs[np.arange(len(labels)), labels]
+    refer = confidence < ens.refer_threshold if ens.refer_threshold is not None else agreement < AGREEMENT_FALLBACK
+    return PredictionResult(paths, probs, labels, agreement, confidence, refer, skipped, ens.method,
+                            [m.name for m in ens.members], ens.referral_note)
+
+
+def _report_skipped(skipped: dict[str, str]) -> None:
+    for path, why in skipped.items():
+        print(f"Skipped {path}: {why}.", file=sys.stderr)
+
+
+def _summary(r: PredictionResult, out: str | Path | None) -> None:
+    _report_skipped(r.skipped)
+    where = f" → {out}" if out is not None else ""
+    print(f"Predicted {len(r.paths)} image(s) with {r.method} over {len(r.members)} members "
+          f"({', '.join(r.members)}){where}; referred {int(r.refer.sum())}, skipped {len(r.skipped)}. "
+          f"Referral: {r.referral_note}.", file=sys.stderr)

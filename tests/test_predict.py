@@ -1,0 +1,192 @@
+"""predict on a tiny voted workdir: two members (16 and 24 px, one epoch), combiners from run_vote."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from ensemble.inference import check_file, load_ensemble, member_probs, predict_images
+from members.atomic import read_json, sha256_file, write_json
+from members.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def voted(tmp_path_factory, trained) -> Path:
+    """``trained`` (member t1, 16 px) plus t2 (24 px), voted with soft and hard (each also +thr)."""
+    from ensemble.vote import run_vote
+    from members.spec import load_preset
+    from members.training import train_member
+
+    work = tmp_path_factory.mktemp("voted") / "w"
+    shutil.copytree(trained, work)
+    train_member(work, load_preset("tiny").replace(input_size=24, epochs=1, seed=1), name="t2", preset="tiny",
+                 log=lambda line: None, show_progress=False)
+    run_vote(work, methods=("soft", "hard"), n_boot=50, console=Console(file=io.StringIO()))
+    return work
+
+
+@pytest.fixture(scope="module")
+def images(demo_images, tmp_path_factory) -> dict[str, list[str]]:
+    """Five good JPEGs and five bad inputs: missing, text, empty, truncated JPEG, a directory."""
+    good = sorted(str(p) for p in (demo_images / "images").glob("*.jpeg"))[:5]
+    bad_dir = tmp_path_factory.mktemp("bad")
+    (bad_dir / "notes.jpeg").write_text("this is not an image\n")
+    (bad_dir / "empty.png").write_bytes(b"")
+    data = Path(good[0]).read_bytes()
+    (bad_dir / "cut.jpeg").write_bytes(data[: len(data) // 2])
+    (bad_dir / "folder.jpeg").mkdir()
+    bad = [str(bad_dir / n) for n in ("missing.jpeg", "notes.jpeg", "empty.png", "cut.jpeg", "folder.jpeg")]
+    return {"good": good, "bad": bad}
+
+
+def _run(work: Path, paths: list[str], tmp_path: Path, **kwargs):
+    out = tmp_path / "pred.csv"
+    result = predict_images(work, paths, out=out, **kwargs)
+    return result, pd.read_csv(out)
+
+
+def test_csv_rows_probabilities_agreement_and_referral(voted, images, tmp_path, capsys) -> None:
+    good, bad = images["good"], images["bad"]
+    mixed = [good[0], bad[0], good[1], bad[1], bad[2], good[2], bad[3], good[3], bad[4], good[4]]
+    result, table = _run(voted, mixed, tmp_path)
+    k = 5
+    assert list(table.columns) == ["path", "label", *(f"prob_{j}" for j in range(k)), "agreement", "confidence", "refer"]
+    assert table["path"].tolist() == good  # only the readable ones, in the order given
+    probs = table[[f"prob_{j}" for j in range(k)]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert table["label"].between(0, k - 1).all()
+    assert table["agreement"].isin([0.0, 0.5, 1.0]).all()  # two members
+    np.testing.assert_allclose(table["confidence"], probs[np.arange(len(table)), table["label"]], atol=1e-7)
+    report = read_json(voted / "ensemble" / "report.json")
+    assert result.method == report["best_method"]
+    threshold = report["referral"]["threshold"]
+    assert set(table["refer"]) <= {0, 1}
+    assert (table["refer"] == (result.confidence < threshold).astype(int)).all()
+    assert set(result.skipped) == set(bad)
+    err = capsys.readouterr().err
+    for path in bad:
+        assert f"Skipped {path}" in err
+    assert "does not exist" in err and "empty" in err and "directory" in err and "cannot be decoded" in err
+    assert "Predicted 5 image(s)" in err and "skipped 5" in err
+
+
+def test_other_method_falls_back_to_agreement(voted, images, tmp_path, capsys) -> None:
+    best = read_json(voted / "ensemble" / "report.json")["best_method"]
+    other = "hard" if best != "hard" else "soft"
+    result, table = _run(voted, images["good"], tmp_path, method=other)
+    assert result.method == other
+    assert (table["refer"] == (table["agreement"] < 0.5).astype(int)).all()
+    assert "fewer than 50% of members agree" in capsys.readouterr().err
+
+
+def test_stdout_when_no_out(voted, images, capsys) -> None:
+    predict_images(voted, images["good"][:2])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("path,label,prob_0") and len(lines) == 3
+
+
+def test_unknown_method_lists_fitted_ones(voted, images) -> None:
+    with pytest.raises(UserError, match=r"No fitted combiner 'nope'.*soft\+thr.*Received: method='nope'"):
+        predict_images(voted, images["good"], method="nope")
+
+
+def test_vote_never_run(trained, images) -> None:
+    with pytest.raises(UserError, match=r"run `python cli\.py vote --workdir"):
+        predict_images(trained, images["good"])
+
+
+def test_no_readable_image(voted, images) -> None:
+    with pytest.raises(UserError, match="None of the 5 image"):
+        predict_images(voted, images["bad"])
+
+
+def test_tampered_model_is_refused(voted, images, tmp_path) -> None:
+    work = tmp_path / "w"
+    shutil.copytree(voted, work)
+    model = work / "members" / "t1" / "model.keras"
+    with open(model, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(UserError, match=r"t1/model\.keras was modified after training \(SHA-256 differs"):
+        predict_images(work, images["good"])
+
+
+def test_corrupt_model_is_refused(voted, images, tmp_path) -> None:
+    work = tmp_path / "w"
+    shutil.copytree(voted, work)
+    folder = work / "members" / "t2"
+    data = (folder / "model.keras").read_bytes()
+    (folder / "model.keras").write_bytes(data[: len(data) // 3])
+    metrics = read_json(folder / "metrics.json")
+    metrics["model_sha256"] = sha256_file(folder / "model.keras")  # a consistent but truncated file
+    write_json(folder / "metrics.json", metrics)
+    with pytest.raises(UserError, match=r"t2/model\.keras could not be loaded"):
+        load_ensemble(work)
+
+
+def test_cli_predict(voted, images, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    out = tmp_path / "cli.csv"
+    res = CliRunner().invoke(app, ["predict", "--workdir", str(voted), *images["good"][:3], images["bad"][1],
+                                   "--out", str(out), "--tta"])
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_csv(out)) == 3
+
+
+def test_check_file(images) -> None:
+    reasons = [check_file(p) for p in images["bad"]]
+    assert reasons[0] == "does not exist" and reasons[2] == "is empty (0 bytes)"
+    assert "directory" in reasons[4]
+    assert reasons[1] is None and reasons[3] is None  # found only by decoding
+    assert check_file(images["good"][0]) is None
+
+
+def _tiny_model(flatten: bool):
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Flatten()(inputs) if flatten else keras.layers.GlobalAveragePooling2D()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+
+
+def test_tta_flip_invariant_model_unchanged() -> None:
+    x = np.random.default_rng(0).uniform(0, 255, (6, 8, 8, 3)).astype(np.float32)
+    model = _tiny_model(flatten=False)  # global average pooling: flip-invariant by construction
+    np.testing.assert_allclose(member_probs(model, x, tta=True), member_probs(model, x, tta=False), atol=1e-6)
+
+
+def test_tta_averages_the_four_flips() -> None:
+    x = np.random.default_rng(1).uniform(0, 255, (4, 8, 8, 3)).astype(np.float32)
+    model = _tiny_model(flatten=True)
+    flips = [x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]
+    expected = np.mean([member_probs(model, np.ascontiguousarray(f)) for f in flips], axis=0)
+    np.testing.assert_allclose(member_probs(model, x, tta=True), expected, atol=1e-6)
+    assert not np.allclose(member_probs(model, x, tta=True), member_probs(model, x), atol=1e-4)
+
+
+def test_combiner_member_order_and_cached_probs(voted) -> None:
+    """The members load in the combiner's order; predicting the test images reproduces the cached test probs."""
+    from ensemble.inference import ensemble_member_probs
+    from members.atomic import load_npz
+
+    ens = load_ensemble(voted, "soft")
+    assert [m.name for m in ens.members] == ens.combiner.member_names_ == ["t1", "t2"]
+    split = pd.read_csv(voted / "split.csv")
+    root = Path(json.loads((voted / "dataset.json").read_text())["image_root"])
+    test = split[split["split"] == "test"]
+    P, kept = ensemble_member_probs(ens.members, [str(root / p) for p in test["path"]])
+    assert len(kept) == len(test)
+    for j, m in enumerate(ens.members):
+        cached = load_npz(voted / "members" / m.name / "test.npz")["probs"]
+        # t2 (the largest input) sees exactly its training pixels; t1's images are decoded at t2's
+        # scale and resized down, where training decoded at half scale: close, not identical
+        np.testing.assert_allclose(P[j], cached, atol=1e-5 if m.name == "t2" else 0.03)
