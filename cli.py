@@ -47,6 +47,11 @@ def user_errors(func):
         except KeyboardInterrupt:
             _stderr("Interrupted. Finished epochs are kept: run the same command again to resume.")
             raise typer.Exit(code=130) from None
+        except OSError as exc:  # a full disk, a missing permission... outside the atomic writes
+            where = f" ({exc.filename})" if exc.filename else ""
+            _stderr(f"Error: {exc.strerror or exc}{where}; files already written are complete: free some disk "
+                    "space or fix the permissions, then run the command again.")
+            raise typer.Exit(code=1) from None
 
     return wrapper
 
@@ -183,7 +188,12 @@ def _resolve_spec(preset: str, overrides: dict, sets: list[str]):
             overrides["resize_schedule"] = tuple(int(v) for v in text.replace("→", ",").split(",") if v.strip())
         except ValueError:
             raise UserError(f"--resize-schedule takes sizes separated by commas (e.g. 64,128); got {text!r}.") from None
-    return spec.replace(**overrides, **extra)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    both = sorted(set(given) & set(extra))
+    if both:
+        raise UserError(f"{', '.join(both)} given both as an option and with --set; pass each field once. "
+                        f"Received: --set {', '.join(both)}")
+    return spec.replace(**given, **extra)
 
 
 

@@ -12,15 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # (member name, preset, overrides): the demo's three members differ in depth, width and input size.
+# All use Ben Graham's preprocessing: on fundus photographs it is what lets a small CNN learn from
+# a few hundred images (without it the demo members barely beat the majority class).
 DEMO_MEMBERS = (
-    ("small", "small", {"epochs": 10}),
-    ("wide", "wide", {"epochs": 10}),
-    ("deep", "deep", {"epochs": 8}),
+    ("small", "small", {"epochs": 12, "preprocessing": "ben"}),
+    ("wide", "wide", {"epochs": 12, "preprocessing": "ben"}),
+    ("deep", "deep", {"epochs": 10, "preprocessing": "ben"}),
 )
 QUICK_MEMBERS = (
-    ("tiny-a", "tiny", {"epochs": 2, "input_size": 32, "width": 8}),
-    ("tiny-b", "tiny", {"epochs": 2, "input_size": 24, "width": 12, "depth": 2}),
-    ("tiny-c", "tiny", {"epochs": 2, "input_size": 40, "width": 6, "depth": 3}),
+    ("tiny-a", "tiny", {"epochs": 2, "input_size": 32, "width": 8, "preprocessing": "ben"}),
+    ("tiny-b", "tiny", {"epochs": 2, "input_size": 24, "width": 12, "depth": 2, "preprocessing": "ben"}),
+    ("tiny-c", "tiny", {"epochs": 2, "input_size": 40, "width": 6, "depth": 3, "preprocessing": "ben"}),
 )
 
 

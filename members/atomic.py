@@ -7,6 +7,7 @@ leaves either the previous file or the new one, never half of one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -34,10 +35,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
 
     Returns:
         The final path.
+
+    Raises:
+        UserError: the file could not be written (a full disk, no permission, a read-only
+            file system...); the message names it, and the previous file is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     try:
         encoding = None if "b" in mode else "utf-8"
         newline = None if "b" in mode else "\n"
@@ -47,13 +55,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
         raise
     return path
+
+
+def _write_error(path: Path, exc: OSError) -> UserError:
+    reason = exc.strerror or str(exc) or exc.__class__.__name__
+    hint = ("free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            else "check that the folder exists and is writable")
+    return UserError(f"Could not write {path} ({reason}); the previous version of the file, if any, is unchanged: "
+                     f"{hint} and run the command again.")
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

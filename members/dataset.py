@@ -229,11 +229,18 @@ def prepare_npz(workdir: str | os.PathLike, npz_path: str | os.PathLike, *, forc
                    write_images=lambda: write_pngs(source, images, progress=progress))
 
 
+def _leaves_root(path: str) -> bool:
+    """Whether a split.csv path could leave the image root: empty, absolute, or with a ``..`` part."""
+    parts = path.replace("\\", "/").split("/")
+    return not path or path.startswith(("/", "\\")) or ".." in parts or (os.name == "nt" and ":" in parts[0])
+
+
 def load_dataset(workdir: str | os.PathLike) -> PreparedDataset:
     """Read a prepared workdir, checking that ``split.csv`` still matches its fingerprint.
 
     Raises:
-        UserError: the workdir is not prepared, or ``split.csv`` was changed since.
+        UserError: the workdir is not prepared, ``split.csv`` was changed since, or it names an
+            image outside the image root.
     """
     workdir = Path(workdir)
     meta = workdir / "dataset.json"
@@ -246,6 +253,11 @@ def load_dataset(workdir: str | os.PathLike) -> PreparedDataset:
                         f"{meta}); run `python cli.py prepare --workdir {workdir} ... --force` again.")
     table = pd.read_csv(split_csv, dtype={"path": str, "label": "int64", "split": str, "group": str},
                         keep_default_na=False)
+    outside = [p for p in table["path"] if _leaves_root(p)]
+    if outside:
+        raise UserError(f"{split_csv} names {len(outside)} image(s) outside the image root, e.g. {outside[0]!r}; "
+                        f"its paths must be relative to {info.get('image_root')} without '..'; run "
+                        f"`python cli.py prepare --workdir {workdir} ... --force` again.")
     image_root = Path(info["image_root"])
     if not image_root.is_dir() and str(info.get("source", "")).startswith("npz:") and (workdir / "images").is_dir():
         image_root = (workdir / "images").resolve()  # the workdir was moved

@@ -51,11 +51,10 @@ def train_epoch(model, dataset: tf.data.Dataset, *, steps: int, progress=None, w
         progress: optional callable ``(done_steps, steps, loss)`` for a progress bar.
         where: words naming the epoch for the NaN message.
     """
-    model.reset_metrics()
     iterator = iter(dataset)
     wait = total = 0.0
     images = 0
-    logs: dict = {}
+    loss_sum = acc_sum = 0.0
     done = 0
     while True:
         t0 = time.perf_counter()
@@ -66,25 +65,36 @@ def train_epoch(model, dataset: tf.data.Dataset, *, steps: int, progress=None, w
         t1 = time.perf_counter()
         x, y = batch[0], batch[1]
         w = batch[2] if len(batch) > 2 else None
+        model.reset_metrics()  # per-batch figures; the epoch means are weighted by batch size below
         logs = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
         t2 = time.perf_counter()
+        n = int(x.shape[0])
         wait += t1 - t0
         total += t2 - t0
-        images += int(x.shape[0])
+        images += n
         done += 1
         loss = float(logs["loss"])
+        loss_sum += loss * n
+        acc_sum += float(logs.get("accuracy", logs.get("sparse_categorical_accuracy", float("nan")))) * n
         if not math.isfinite(loss) or loss > 1e6:
             raise TrainingDiverged(
                 f"The training loss became {loss:g} {where}; the learning rate is too high for this model. "
-                "Lower it (e.g. --lr 0.005) and train again."
+                f"Lower it (e.g. --lr {_lower_lr(model):.2g}) and train again."
             )
         if progress is not None:
             progress(done, steps, loss)
     return EpochStats(
-        loss=float(logs.get("loss", float("nan"))),
-        accuracy=float(logs.get("accuracy", logs.get("sparse_categorical_accuracy", float("nan")))),
+        loss=loss_sum / images if images else float("nan"),
+        accuracy=acc_sum / images if images else float("nan"),
         images=images, step_seconds=total, wait_seconds=wait,
     )
+
+
+def _lower_lr(model) -> float:
+    try:
+        return float(model.optimizer.learning_rate.numpy()) / 10
+    except Exception:  # noqa: BLE001 - only for the message
+        return 0.001
 
 
 def _flip(images, mode: int):

@@ -59,10 +59,11 @@ class MemberSpec:
     # optimisation
     epochs: int = 10
     batch_size: int = 32
-    lr: float = 0.05
+    lr: float = 0.02
     lr_decay: float = 0.9
     momentum: float = 0.9
     nesterov: bool = True
+    clipnorm: float = 1.0
     monitor: str = "val_qwk"
     # augmentation
     rotation: float = 30.0
@@ -71,7 +72,7 @@ class MemberSpec:
     horizontal_flip: bool = True
     vertical_flip: bool = True
     # imbalance and hard examples
-    class_weight: str = "balanced"
+    class_weight: str = "sqrt"
     undersample_epochs: int = 0
     undersample_ratio: float = 1.0
     undersample_lr_factor: float = 0.3
@@ -187,6 +188,7 @@ def validate(spec: MemberSpec) -> None:
     _check(spec.l2 >= 0, f"l2 must be non-negative; got {spec.l2}.")
     _check(spec.lr > 0, f"lr must be positive; got {spec.lr}. Use e.g. 0.01.")
     _check(0 < spec.lr_decay <= 1, f"lr_decay is the per-epoch multiplier of the learning rate and must be in (0, 1]; got {spec.lr_decay}.")
+    _check(spec.clipnorm >= 0, f"clipnorm is the global gradient-norm limit (0 = off) and must be non-negative; got {spec.clipnorm}.")
     _check(0 <= spec.momentum < 1, f"momentum must be in [0, 1); got {spec.momentum}.")
     _check(0 <= spec.rotation <= 180, f"rotation is in degrees and must be in [0, 180]; got {spec.rotation}.")
     for name in ("width_shift", "height_shift"):

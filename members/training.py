@@ -36,6 +36,7 @@ from members.scoring import score
 from members.spec import MemberSpec
 
 RESUME_DIR = ".resume"
+SCRATCH_WEIGHTS = (".before_retrain.weights.h5", ".round_best.weights.h5")  # within one retraining round
 
 
 @dataclass
@@ -80,6 +81,8 @@ class Trainer:
         self.labels = {s: r["label"].to_numpy(np.int64) for s, r in self.rows.items()}
         self.history: list[dict] = []
         self.best_score: float | None = None
+        self._best_file: str | None = None  # in resume_dir; named by state.json
+        self._save_no = 0  # resume points saved so far
         self.timing = {"images": 0, "step_seconds": 0.0, "wait_seconds": 0.0, "first_wait_share": None}
         self._datasets: dict = {}
 
@@ -104,7 +107,8 @@ class Trainer:
         with self.strategy.scope():
             model = build_model(self.spec, self.k)
             model.compile(
-                optimizer=keras.optimizers.SGD(learning_rate=self.spec.lr, momentum=self.spec.momentum, nesterov=self.spec.nesterov),
+                optimizer=keras.optimizers.SGD(learning_rate=self.spec.lr, momentum=self.spec.momentum, nesterov=self.spec.nesterov,
+                                               global_clipnorm=self.spec.clipnorm or None),
                 loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"],
                 jit_compile=self.spec.jit_compile,
@@ -184,11 +188,31 @@ class Trainer:
         return state.get("spec") == self.spec.to_dict() and state.get("fingerprint") == self.data.fingerprint
 
     def _save_resume(self, model, stage: str, extra: dict | None = None) -> None:
+        """Save a resume point: the model (with its optimizer state) and ``state.json``, which names it.
+
+        Each resume point has files of its own (``last-<n>.keras``, and ``best-<n>.weights.h5``
+        when the epoch was the best), and ``state.json``, written last and atomically, names
+        them: a kill at any moment leaves the previous resume point whole. Files no state names
+        any more are deleted afterwards.
+        """
         self.resume_dir.mkdir(parents=True, exist_ok=True)
-        save_model(model, self.resume_dir / "last.keras")
+        number = self._save_no + 1
+        model_file = f"last-{number}.keras"
+        save_model(model, self.resume_dir / model_file)
         state = {"spec": self.spec.to_dict(), "fingerprint": self.data.fingerprint, "stage": stage,
-                 "history": self.history, "best_score": self.best_score, "timing": self.timing, **(extra or {})}
+                 "history": self.history, "best_score": self.best_score, "timing": self.timing,
+                 "save_no": number, "model_file": model_file, "best_file": self._best_file, **(extra or {})}
         atomic.write_json(self.resume_dir / "state.json", _jsonable(state))
+        self._save_no = number
+        keep = {"state.json", model_file, self._best_file, *SCRATCH_WEIGHTS}
+        for path in self.resume_dir.iterdir():
+            if path.name not in keep and path.is_file():
+                path.unlink(missing_ok=True)
+
+    def _drop_resume(self, why: str) -> tuple[None, None]:
+        self.log(f"[{self.name}] {why}; starting over")
+        shutil.rmtree(self.resume_dir, ignore_errors=True)
+        return None, None
 
     def _load_resume(self):
         import keras
@@ -197,40 +221,44 @@ class Trainer:
         if not state_path.exists():
             return None, None
         try:
-            state = json.loads(state_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            state = {}
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+            model_path, best = self.resume_dir / state["model_file"], state["best_file"]
+            history, timing, stage = list(state["history"]), dict(state["timing"]), str(state["stage"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # torn, edited or from an older version
+            return self._drop_resume(f"the resume point {state_path} is unreadable ({exc.__class__.__name__})")
         if not self._state_matches(state):
-            self.log(f"[{self.name}] the resume point belongs to another spec or dataset; starting over")
-            shutil.rmtree(self.resume_dir, ignore_errors=True)
-            return None, None
+            return self._drop_resume("the resume point belongs to another spec or dataset")
+        if best is not None and not (self.resume_dir / best).is_file():
+            return self._drop_resume(f"the resume point lacks its best weights {self.resume_dir / best}")
         try:
             from members.architecture import OrdinalHead  # noqa: F401  (registers the custom layer)
 
             with self.strategy.scope():
-                model = keras.saving.load_model(self.resume_dir / "last.keras", safe_mode=True)
+                model = keras.saving.load_model(model_path, safe_mode=True)
         except Exception as exc:  # a torn resume file: start over rather than trust it
-            self.log(f"[{self.name}] the resume point is unreadable ({exc.__class__.__name__}); starting over")
-            shutil.rmtree(self.resume_dir, ignore_errors=True)
-            return None, None
-        self.history = state["history"]
-        self.best_score = state["best_score"]
-        self.timing = state["timing"]
-        self.log(f"[{self.name}] resuming after epoch {len(self.history)} ({state['stage']})")
+            return self._drop_resume(f"the resume point {model_path} is unreadable ({exc.__class__.__name__})")
+        self.history, self.timing, self.best_score = history, timing, state.get("best_score")
+        self._best_file, self._save_no = best, int(state.get("save_no", 0))
+        self.log(f"[{self.name}] resuming after epoch {len(self.history)} ({stage})")
         return model, state
 
-    def _best_path(self) -> Path:
-        return self.resume_dir / "best.weights.h5"
+    def _best_path(self) -> Path | None:
+        """The best weights so far (None before the first epoch)."""
+        return None if self._best_file is None else self.resume_dir / self._best_file
+
+    def _new_best(self, model) -> None:
+        """Save ``model``'s weights as the best ones, under the name of the next resume point."""
+        self.resume_dir.mkdir(parents=True, exist_ok=True)
+        name = f"best-{self._save_no + 1}.weights.h5"
+        model.save_weights(self.resume_dir / name)
+        self._best_file = name
 
     def _keep_if_best(self, model, row: dict) -> None:
         value = row[self.spec.monitor]
         if _better(self.spec.monitor, value, self.best_score):
             self.best_score = value
             row["note"] = (row["note"] + "; " if row["note"] else "") + f"best {self.spec.monitor}"
-            self.resume_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.resume_dir / ".best.tmp.weights.h5"
-            model.save_weights(tmp)
-            tmp.replace(self._best_path())
+            self._new_best(model)
 
     # ----- phases ------------------------------------------------------------------------
     def _undersample_subset(self) -> np.ndarray:
@@ -263,7 +291,7 @@ class Trainer:
         if round_best is not None and _better(s.monitor, round_best, before):
             model.load_weights(self.resume_dir / ".round_best.weights.h5")
             self.best_score = round_best
-            model.save_weights(self._best_path())
+            self._new_best(model)
             self.history[-1]["note"] += f"; kept: {s.monitor} {round_best:.4f} > {before:.4f}" if s.monitor != "val_loss" else f"; kept: val_loss {round_best:.4f} < {before:.4f}"
         else:
             model.load_weights(self.resume_dir / ".before_retrain.weights.h5")
@@ -291,7 +319,7 @@ class Trainer:
                 row = self._run_epoch(model, phase, size, lr, ds_n)
                 self._keep_if_best(model, row)
                 self._save_resume(model, "plan", {"elapsed": elapsed_before + time.perf_counter() - started})
-            if self._best_path().exists():
+            if self._best_path() is not None:
                 model.load_weights(self._best_path())
             rounds_done = int(state.get("rounds_done", 0))
             for r in range(rounds_done, self.spec.retrain_rounds):
@@ -362,6 +390,16 @@ def _jsonable(obj):
     return obj
 
 
+def _remove_temp_files(directory: Path) -> None:
+    """Delete the temp files of writes a killed run left unfinished (safe: the caller holds the lock).
+
+    Lock temp files (``.lock.<pid>...``) are left alone: another process may be about to link one.
+    """
+    for path in directory.glob(".*.tmp*"):
+        if path.is_file() and not path.name.startswith(".lock."):
+            path.unlink(missing_ok=True)
+
+
 def member_dir(workdir: str | Path, name: str) -> Path:
     """``<workdir>/members/<name>``, refusing names that are not plain folder names."""
     if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.startswith("."):
@@ -391,7 +429,6 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
         >>> train_member("work", load_preset("tiny"), name="tiny")  # doctest: +SKIP
     """
     from members.dataset import load_dataset
-    from members.loop import is_terminal
 
     if log is None:
         import sys
@@ -402,7 +439,11 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
     data = load_dataset(workdir)
     directory = member_dir(workdir, name)
     with MemberLock(directory):
+        # imports TensorFlow: only once the workdir and the lock are fine, so refusals come at once
+        from members.loop import is_terminal
+
         (directory / "metrics.json").unlink(missing_ok=True)  # from here on the member is incomplete
+        _remove_temp_files(directory)
         atomic.write_text(directory / "spec.toml", f'preset = "{preset}"\n' + spec.to_toml())
         trainer = Trainer(data, spec, name, directory, preset=preset, log=log,
                           show_progress=is_terminal() if show_progress is None else show_progress)

@@ -1,0 +1,404 @@
+"""Robustness of ``prepare``: odd images, messy labels CSVs and malformed npz files, through the CLI.
+
+Every case runs ``python cli.py prepare`` in-process and checks the exit code, the message and
+what was written: a bad row is kept (it decodes) or dropped with its reason in
+``data_report.csv``; a fatal problem exits 1 with one plain sentence, creates no workdir and
+leaves an existing one (even with ``--force``) byte for byte as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cli import app
+from members import labels as L
+
+RNG = np.random.default_rng(7)
+PIXELS = RNG.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+GOOD = 30  # good images, labels i % 3: ten of each class
+
+
+# ----- helpers -------------------------------------------------------------------------------
+
+def run_cli(*args) -> tuple[int, str, str]:
+    """Run the CLI in-process; fail on any escaped exception (a traceback for the user)."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
+    return result.exit_code, result.stdout, result.stderr
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every entry under ``root``: kind, mtime and content hash, to prove nothing changed."""
+    if not root.exists():
+        return {}
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        if p.is_symlink():
+            out[p.relative_to(root).as_posix()] = ("link", str(p.readlink()))
+        elif p.is_dir():
+            out[p.relative_to(root).as_posix()] = ("dir",)
+        else:
+            out[p.relative_to(root).as_posix()] = ("file", st.st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+    return out
+
+
+def one_sentence_error(code: int, err: str, *needles: str) -> None:
+    """Exit 1, a single ``Error: ...`` line on stderr holding every needle, no traceback."""
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def save(path: Path, mode: str = "RGB", fmt: str = "PNG") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(PIXELS).convert(mode).save(path, fmt)
+    return path
+
+
+def good_set(root: Path) -> tuple[Path, list[str]]:
+    """``root/images`` with GOOD decodable PNGs; returns the folder and CSV lines ``name,label``."""
+    images = root / "images"
+    for i in range(GOOD):
+        save(images / f"g{i}.png")
+    return images, [f"g{i},{i % 3}" for i in range(GOOD)]
+
+
+def write_csv(path: Path, lines: list[str], header: str = "image,level", *, bom: bool = False, eol: str = "\n") -> Path:
+    body = eol.join([header, *lines]) + eol
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + body.encode("utf-8"))
+    return path
+
+
+def report(work: Path) -> list[dict]:
+    with open(work / "data_report.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def split_paths(work: Path) -> list[str]:
+    with open(work / "split.csv", newline="", encoding="utf-8") as f:
+        return [row["path"] for row in csv.DictReader(f)]
+
+
+def prepare(work: Path, labels: Path, images: Path, *extra) -> tuple[int, str, str]:
+    return run_cli("prepare", "--workdir", work, "--labels", labels, "--images", images, *extra)
+
+
+# ----- images: each one kept (it decodes) or dropped with its reason -------------------------
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG that claims ``width``×``height`` (gray) with one row of data: tiny on disk, huge when decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1)))
+                     + chunk(b"IEND", b""))
+
+
+def _truncated(path: Path, fmt: str) -> None:
+    save(path, fmt=fmt)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _png16(path: Path) -> None:
+    Image.fromarray(np.arange(256, dtype=np.uint16).reshape(16, 16) * 257).save(path, "PNG")
+    assert Image.open(path).mode == "I;16"
+
+
+IMAGE_CASES = {
+    # case: (file name, how to make it, reason or None when kept)
+    "zero_bytes": ("empty.jpeg", lambda p: p.write_bytes(b""), L.REASON_EMPTY),
+    "truncated_jpeg": ("cut.jpeg", lambda p: _truncated(p, "JPEG"), L.REASON_UNDECODABLE),
+    "truncated_png": ("cut.png", lambda p: _truncated(p, "PNG"), L.REASON_UNDECODABLE),
+    "not_an_image": ("notes.jpeg", lambda p: p.write_text("this is not an image\n"), L.REASON_UNDECODABLE),
+    "tiff_format": ("scan.tif", lambda p: save(p, fmt="TIFF"), L.REASON_FORMAT),
+    "huge_dimensions": ("huge.png", lambda p: _png_header_only(p, 20000, 20000), L.REASON_TOO_LARGE),
+    "png_behind_jpeg_name": ("really_png.jpeg", lambda p: save(p, fmt="PNG"), None),
+    "grayscale": ("gray.jpeg", lambda p: save(p, "L", "JPEG"), None),
+    "cmyk": ("cmyk.jpeg", lambda p: save(p, "CMYK", "JPEG"), None),
+    "rgba": ("alpha.png", lambda p: save(p, "RGBA"), None),
+    "palette": ("palette.png", lambda p: save(p, "P"), None),
+    "png_16_bit": ("deep.png", _png16, None),
+    "name_with_spaces": ("fundus left eye 1.png", lambda p: save(p), None),
+    "name_non_ascii": ("ñandú 眼底 é.jpeg", lambda p: save(p, fmt="JPEG"), None),
+}
+
+
+@pytest.mark.parametrize("case", list(IMAGE_CASES))
+def test_image_is_kept_or_dropped_with_its_reason(tmp_path, case):
+    name, make, reason = IMAGE_CASES[case]
+    images, lines = good_set(tmp_path)
+    make(images / name)
+    labels = write_csv(tmp_path / "labels.csv", lines + [f'"{name}",1'])
+    before = snapshot(images)
+    code, out, err = prepare(tmp_path / "w", labels, images)
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert snapshot(images) == before  # the images folder is only read
+    dropped = report(tmp_path / "w")
+    if reason is None:
+        assert f"kept {GOOD + 1} " in out and "dropped 0" in out
+        assert dropped == []
+        assert name in split_paths(tmp_path / "w")
+    else:
+        assert f"kept {GOOD} " in out and "dropped 1" in out
+        assert dropped == [{"row": str(GOOD + 2), "image": name, "label": "1", "reason": reason}]
+        assert reason in " ".join(err.split())  # the summary on stderr names the reason (rich wraps lines)
+        assert name not in split_paths(tmp_path / "w")
+
+
+def test_decompression_bomb_limit_is_honoured(tmp_path, monkeypatch):
+    """An image over PIL's pixel limit (lowered here to keep the file small) is dropped, not decoded."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)  # > 2 × 1500 pixels raises DecompressionBombError
+    images, lines = good_set(tmp_path)  # 16×16 = 256 pixels: fine
+    Image.fromarray(RNG.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(images / "big.png")
+    labels = write_csv(tmp_path / "labels.csv", lines + ["big,2"])
+    code, _out, err = prepare(tmp_path / "w", labels, images)
+    assert code == 0, err
+    assert report(tmp_path / "w") == [{"row": str(GOOD + 2), "image": "big", "label": "2", "reason": L.REASON_TOO_LARGE}]
+
+
+def test_every_kept_odd_image_decodes_in_the_training_pipeline(tmp_path):
+    """What prepare keeps, TensorFlow decodes: same pixels as PIL (up to JPEG rounding), 3 channels."""
+    tf = pytest.importorskip("tensorflow")
+    from members.pipeline import load_image
+
+    kept = {case: spec for case, spec in IMAGE_CASES.items() if spec[2] is None}
+    images = tmp_path / "images"
+    for name, make, _ in kept.values():
+        images.mkdir(exist_ok=True)
+        make(images / name)
+    for case, (name, _, _) in kept.items():
+        got = load_image(tf.constant(str(images / name)), 16).numpy().astype(int)
+        with Image.open(images / name) as im:
+            ref = np.asarray(im.convert("RGB") if im.mode != "I;16" else
+                             Image.fromarray((np.asarray(im) / 257).round().astype(np.uint8)).convert("RGB")).astype(int)
+        assert got.shape == (16, 16, 3), case
+        assert np.abs(got - ref).mean() < 2.0, case  # a CMYK or 16-bit image must not come out inverted or black
+
+
+# ----- labels CSV ----------------------------------------------------------------------------
+
+@pytest.fixture()
+def existing(tmp_path):
+    """A workdir already prepared from a good set (the target of ``--force`` runs) and its snapshot."""
+    images, lines = good_set(tmp_path / "old")
+    work = tmp_path / "existing"
+    code, _, err = prepare(work, write_csv(tmp_path / "old" / "labels.csv", lines), images)
+    assert code == 0, err
+    return work, snapshot(work)
+
+
+def assert_fatal(tmp_path, existing, args: list, *needles: str) -> None:
+    """A fatal prepare: no new workdir is created, and an existing one is unchanged even with --force."""
+    fresh = tmp_path / "fresh"
+    code, out, err = run_cli("prepare", "--workdir", fresh, *args)
+    one_sentence_error(code, err, *needles)
+    assert out == "" and not fresh.exists()
+    work, before = existing
+    code, out, err = run_cli("prepare", "--workdir", work, *args, "--force")
+    one_sentence_error(code, err, *needles)
+    assert snapshot(work) == before
+
+
+def test_missing_columns_names_the_columns_and_the_options(tmp_path, existing):
+    images, lines = good_set(tmp_path)
+    labels = write_csv(tmp_path / "labels.csv", lines, header="file,grade")
+    assert_fatal(tmp_path, existing, ["--labels", labels, "--images", images],
+                 "has no column 'image' or 'level'", "its columns are 'file', 'grade'",
+                 "--image-column", "--label-column")
+
+
+def test_other_column_names_work_with_the_options(tmp_path):
+    images, lines = good_set(tmp_path)
+    labels = write_csv(tmp_path / "labels.csv", lines, header="file,grade")
+    code, out, err = prepare(tmp_path / "w", labels, images, "--image-column", "file", "--label-column", "grade")
+    assert code == 0, err
+    assert f"kept {GOOD} " in out
+
+
+def test_header_only(tmp_path, existing):
+    images, _ = good_set(tmp_path)
+    labels = write_csv(tmp_path / "labels.csv", [])
+    assert_fatal(tmp_path, existing, ["--labels", labels, "--images", images], "has a header but no rows")
+
+
+def test_empty_file(tmp_path, existing):
+    images, _ = good_set(tmp_path)
+    (tmp_path / "labels.csv").write_bytes(b"")
+    assert_fatal(tmp_path, existing, ["--labels", tmp_path / "labels.csv", "--images", images], "is empty")
+
+
+def test_not_a_text_file(tmp_path, existing):
+    images, _ = good_set(tmp_path)
+    (tmp_path / "labels.csv").write_bytes(b"\xff\xfe\x00\x01binary\x00\x9c")
+    assert_fatal(tmp_path, existing, ["--labels", tmp_path / "labels.csv", "--images", images], "is not a UTF-8 CSV")
+
+
+@pytest.mark.parametrize("bom,eol", [(True, "\n"), (False, "\r\n"), (True, "\r\n")], ids=["bom", "crlf", "bom_crlf"])
+def test_bom_and_crlf_are_read_transparently(tmp_path, bom, eol):
+    images, lines = good_set(tmp_path)
+    labels = write_csv(tmp_path / "labels.csv", lines, bom=bom, eol=eol)
+    code, out, err = prepare(tmp_path / "w", labels, images)
+    assert code == 0, err
+    assert f"kept {GOOD} " in out and "dropped 0" in out
+    paths = split_paths(tmp_path / "w")
+    assert sorted(paths) == sorted(f"g{i}.png" for i in range(GOOD))  # no "\ufeff" or "\r" left in a name
+
+
+def test_duplicate_rows_keep_the_first(tmp_path):
+    images, lines = good_set(tmp_path)
+    labels = write_csv(tmp_path / "labels.csv", lines + ["g0,0", "g0.png,0", "G0.PNG,0"])
+    code, _out, err = prepare(tmp_path / "w", labels, images)
+    assert code == 0, err
+    assert [(r["row"], r["image"], r["reason"]) for r in report(tmp_path / "w")] == [
+        (str(GOOD + 2), "g0", L.REASON_DUPLICATE), (str(GOOD + 3), "g0.png", L.REASON_DUPLICATE),
+        (str(GOOD + 4), "G0.PNG", L.REASON_DUPLICATE)]
+    assert split_paths(tmp_path / "w").count("g0.png") == 1
+
+
+def test_conflicting_duplicates_drop_every_row_of_that_image(tmp_path):
+    images, lines = good_set(tmp_path)
+    labels = write_csv(tmp_path / "labels.csv", lines + ["g0,2"])
+    code, _out, err = prepare(tmp_path / "w", labels, images)
+    assert code == 0, err
+    assert {(r["row"], r["reason"]) for r in report(tmp_path / "w")} == {("2", L.REASON_CONFLICT),
+                                                                         (str(GOOD + 2), L.REASON_CONFLICT)}
+    assert "g0.png" not in split_paths(tmp_path / "w")
+
+
+@pytest.mark.parametrize("label,reason", [
+    ("", L.REASON_NO_LABEL), ("-1", L.REASON_BAD_LABEL), ("2.5", L.REASON_BAD_LABEL),
+    ("moderate", L.REASON_BAD_LABEL), ("1e3", L.REASON_BAD_LABEL),
+], ids=["empty", "negative", "non_integer", "text", "exponent"])
+def test_bad_label_drops_the_row(tmp_path, label, reason):
+    images, lines = good_set(tmp_path)
+    save(images / "extra.png")
+    labels = write_csv(tmp_path / "labels.csv", lines + [f"extra,{label}"])
+    code, out, err = prepare(tmp_path / "w", labels, images)
+    assert code == 0, err
+    assert report(tmp_path / "w") == [{"row": str(GOOD + 2), "image": "extra", "label": label, "reason": reason}]
+    assert "dropped 1" in out
+
+
+def test_float_spelling_of_an_integer_label_is_kept(tmp_path):
+    images, lines = good_set(tmp_path)
+    save(images / "extra.png")
+    labels = write_csv(tmp_path / "labels.csv", lines + ["extra,2.0"])
+    code, _out, err = prepare(tmp_path / "w", labels, images)
+    assert code == 0, err
+    assert report(tmp_path / "w") == [] and "extra.png" in split_paths(tmp_path / "w")
+
+
+def test_empty_name_and_missing_file_are_reported(tmp_path):
+    images, lines = good_set(tmp_path)
+    labels = write_csv(tmp_path / "labels.csv", lines + [",1", "nowhere,1"])
+    code, _out, err = prepare(tmp_path / "w", labels, images)
+    assert code == 0, err
+    assert [r["reason"] for r in report(tmp_path / "w")] == [L.REASON_NO_NAME, L.REASON_MISSING]
+
+
+def test_class_too_small_to_split(tmp_path, existing):
+    images, lines = good_set(tmp_path)
+    lines = [f"g{i},{i % 2}" for i in range(GOOD - 2)] + [f"g{GOOD - 2},2", f"g{GOOD - 1},2"]
+    labels = write_csv(tmp_path / "labels.csv", lines)
+    assert_fatal(tmp_path, existing, ["--labels", labels, "--images", images],
+                 "Class 2 has only 2 rows, too few to split", "add images of class 2")
+
+
+def test_every_row_dropped(tmp_path, existing):
+    images, _ = good_set(tmp_path)
+    labels = write_csv(tmp_path / "labels.csv", [f"missing{i},{i % 3}" for i in range(6)])
+    assert_fatal(tmp_path, existing, ["--labels", labels, "--images", images],
+                 "No usable row", L.REASON_MISSING)
+
+
+def _outside(tmp_path: Path, images: Path, how: str) -> str:
+    secret = save(tmp_path / "secret" / "private.png")
+    if how == "dotdot":
+        return "../secret/private.png"
+    if how == "absolute":
+        return str(secret)
+    if how == "symlink":
+        (images / "innocent.png").symlink_to(secret)
+        return "innocent.png"
+    (images / "sub").symlink_to(secret.parent, target_is_directory=True)  # a linked folder
+    return "sub/private.png"
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink", "symlinked_folder"])
+def test_names_that_escape_the_image_folder_are_dropped(tmp_path, how):
+    images, lines = good_set(tmp_path)
+    name = _outside(tmp_path, images, how)
+    labels = write_csv(tmp_path / "labels.csv", lines + [f'"{name}",1'])
+    code, _out, err = prepare(tmp_path / "w", labels, images)
+    assert code == 0, err
+    assert report(tmp_path / "w") == [{"row": str(GOOD + 2), "image": name, "label": "1", "reason": L.REASON_OUTSIDE}]
+    assert all(".." not in p.split("/") and not p.startswith("/") for p in split_paths(tmp_path / "w"))
+    assert not any("private" in p or "innocent" in p or p.startswith("sub/") for p in split_paths(tmp_path / "w"))
+
+
+def test_symlink_inside_the_folder_is_kept(tmp_path):
+    images, lines = good_set(tmp_path)
+    (images / "alias.png").symlink_to(images / "g0.png")
+    labels = write_csv(tmp_path / "labels.csv", [line for line in lines if not line.startswith("g0,")] + ["alias,0"])
+    code, _out, err = prepare(tmp_path / "w", labels, images)
+    assert code == 0, err
+    assert "alias.png" in split_paths(tmp_path / "w")
+
+
+# ----- npz -----------------------------------------------------------------------------------
+
+def _npz(path: Path, **override) -> Path:
+    arrays = {}
+    for split, n in (("train", 9), ("val", 6), ("test", 6)):
+        arrays[f"{split}_images"] = RNG.integers(0, 255, (n, 8, 8), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 3).reshape(-1, 1)
+    arrays.update(override)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+def test_npz_that_is_not_an_npz(tmp_path, existing):
+    path = tmp_path / "data.npz"
+    path.write_text("image,level\na,1\n")
+    assert_fatal(tmp_path, existing, ["--npz", path], f"{path} is not a readable .npz archive")
+
+
+def test_npz_truncated(tmp_path, existing):
+    path = _npz(tmp_path / "data.npz")
+    path.write_bytes(path.read_bytes()[:700])
+    assert_fatal(tmp_path, existing, ["--npz", path], f"{path} is not a readable .npz archive")
+
+
+def test_npz_missing(tmp_path, existing):
+    assert_fatal(tmp_path, existing, ["--npz", tmp_path / "nope.npz"], "does not exist")
+
+
+def test_npz_missing_keys(tmp_path, existing):
+    path = _npz(tmp_path / "data.npz", val_labels=None, test_images=None)
+    assert_fatal(tmp_path, existing, ["--npz", path], "lacks the keys val_labels, test_images",
+                 "Received: keys=")
+
+
+def test_npz_images_and_labels_of_different_lengths(tmp_path, existing):
+    path = _npz(tmp_path / "data.npz", train_labels=np.zeros((8, 1), dtype=np.int64))
+    assert_fatal(tmp_path, existing, ["--npz", path], "has 9 train images and 8 train labels")
+
+
+def test_npz_with_object_arrays_is_refused_without_unpickling(tmp_path, existing):
+    path = _npz(tmp_path / "data.npz", train_labels=np.array([{"x": 1}] * 9, dtype=object))
+    assert_fatal(tmp_path, existing, ["--npz", path], "train_labels", "must hold one integer class per image")
