@@ -1,22 +1,30 @@
 """The tf.data input pipeline: parallel decode and resize, cache, shuffle, augment, batch, prefetch.
 
-Design (each step chosen for speed, see ``bench/pipeline.py``):
+Design (each step chosen for speed, measured by ``bench/pipeline.py``):
 
 * JPEGs are decoded at reduced scale (``decode_jpeg(ratio=2|4|8)``) whenever the source is
   at least twice the target, which skips most of the IDCT work on large photographs;
   other formats go through ``decode_image``. Images are centre-cropped to a square and
-  resized with antialiasing, optionally preprocessed (Ben Graham's local-colour
-  subtraction), and stored as ``uint8`` so the cache is four times smaller.
+  resized with antialiasing (skipped when the decode already has the target size),
+  optionally preprocessed (Ben Graham's local-colour subtraction), and stored as
+  ``uint8`` so the cache is four times smaller.
 * The cache (memory, a file on disk, or none) holds decoded, resized images; random
   augmentation runs after it, so each epoch sees new variants at no decode cost.
 * Augmentation is one fused affine transform per image — rotation, width/height shift
-  and both flips composed into a single matrix — applied to a whole batch by one
-  ``ImageProjectiveTransformV3`` call, with stateless random numbers seeded per batch, so
-  runs are reproducible.
+  and both flips composed into a single matrix, drawn from TensorFlow's stateless
+  generator with one seed per batch, so runs are reproducible — and the image is
+  resampled once by Pillow's affine warp (GIL released, so parallel map calls use
+  every core). Nearest-neighbour resampling is the default, as in torchvision's
+  ``RandomAffine``: it keeps lesion contrast (no blur that test images never get) and
+  its warp costs about a tenth of ``ImageProjectiveTransformV3``'s bilinear one on CPU;
+  ``Augmentation(interpolation="bilinear")`` is smoother, its warp about 7× the CPU time.
+* Shuffling never holds more decoded images than the cache does (see ``make_dataset``),
+  so the disk cache keeps memory bounded for datasets larger than RAM.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -25,29 +33,49 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from members.errors import UserError
 from members.preprocess import ben_graham
 
 AUTOTUNE = tf.data.AUTOTUNE
 JPEG_MAGIC = b"\xff\xd8\xff"
+DISK_SHARD_IMAGES = 128  # images per disk-cache shard file (training)...
+MAX_DISK_SHARDS = 64  # ...but no more shard files than this
+DISK_SHUFFLE_BYTES = 32 << 20  # shuffle buffer over the disk shards: about 32 MiB of decoded images
+
+INTERPOLATIONS = ("nearest", "bilinear")
 
 
 @dataclass(frozen=True)
 class Augmentation:
-    """The random augmentation family (Keras ``ImageDataGenerator`` names and meanings)."""
+    """The random augmentation family (Keras ``ImageDataGenerator`` names and meanings).
+
+    Example:
+        >>> Augmentation(rotation=30, horizontal_flip=True).active
+        True
+    """
 
     rotation: float = 0.0  # degrees, uniform in [-rotation, rotation]
     width_shift: float = 0.0  # fraction of the width
     height_shift: float = 0.0
     horizontal_flip: bool = False
     vertical_flip: bool = False
+    interpolation: str = "nearest"  # resampling of the warp: "nearest" or "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise UserError(
+                f"Augmentation interpolation must be one of {', '.join(INTERPOLATIONS)}; "
+                f"choose one of those. Received: interpolation={self.interpolation!r}"
+            )
 
     @property
     def active(self) -> bool:
         return bool(self.rotation or self.width_shift or self.height_shift or self.horizontal_flip or self.vertical_flip)
 
     @classmethod
-    def from_spec(cls, spec) -> "Augmentation":
-        return cls(spec.rotation, spec.width_shift, spec.height_shift, spec.horizontal_flip, spec.vertical_flip)
+    def from_spec(cls, spec) -> Augmentation:
+        return cls(spec.rotation, spec.width_shift, spec.height_shift, spec.horizontal_flip, spec.vertical_flip,
+                   getattr(spec, "interpolation", "nearest"))
 
 
 def _decode_jpeg_scaled(data: tf.Tensor, size: int) -> tf.Tensor:
@@ -71,28 +99,46 @@ def decode(data: tf.Tensor, size: int) -> tf.Tensor:
     return image
 
 
-def square_resize(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Centre-crop to a square on the short side, then resize to ``size``×``size`` (float32, 0–255)."""
+def crop_square(image: tf.Tensor) -> tf.Tensor:
+    """Centre-crop an image to a square on its short side."""
     shape = tf.shape(image)
     h, w = shape[0], shape[1]
     side = tf.minimum(h, w)
-    image = tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2, side, side)
-    image = tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear", antialias=True)
-    return image
+    return tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2, side, side)
+
+
+def square_resize(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Centre-crop to a square on the short side, then resize to ``size``×``size`` (float32, 0–255)."""
+    image = crop_square(image)
+    return tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear", antialias=True)
+
+
+def _to_uint8(image: tf.Tensor) -> tf.Tensor:
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
 def load_image(path: tf.Tensor, size: int, preprocessing: str = "none") -> tf.Tensor:
-    """Read, decode, crop and resize one image file; returns ``uint8`` (size, size, 3)."""
-    image = square_resize(decode(tf.io.read_file(path), size), size)
+    """Read, decode, crop and resize one image file; returns ``uint8`` (size, size, 3).
+
+    A square image decoded at exactly ``size`` (e.g. a 512 px JPEG decoded at ratio 2 for
+    256 px) skips the resize, which would only copy it.
+    """
+    image = decode(tf.io.read_file(path), size)
     if preprocessing == "ben":
-        image = ben_graham(image)
-    image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+        image = _to_uint8(ben_graham(square_resize(image, size)))
+    else:
+        image = crop_square(image)
+        image = tf.cond(
+            tf.equal(tf.shape(image)[0], size),
+            lambda: image,
+            lambda: _to_uint8(tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear", antialias=True)),
+        )
     image.set_shape([size, size, 3])
     return image
 
 
 def affine_matrices(batch: tf.Tensor, size: int, aug: Augmentation, seed: tf.Tensor) -> tf.Tensor:
-    """Random fused transforms for a batch: ``(batch, 8)`` rows for ``ImageProjectiveTransformV3``.
+    """Random fused transforms for a batch: ``(batch, 8)`` projective rows (``ImageProjectiveTransformV3`` layout).
 
     Each row maps an output pixel to its input pixel: flip, then rotate about the centre,
     then shift — composed into one matrix, so an image is resampled once.
@@ -116,17 +162,37 @@ def affine_matrices(batch: tf.Tensor, size: int, aug: Augmentation, seed: tf.Ten
     return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
+def _warp_batch(images: np.ndarray, transforms: np.ndarray, interpolation: str) -> np.ndarray:
+    """Resample each ``uint8`` image with its affine row (black outside) using Pillow."""
+    from PIL import Image
+
+    resample = Image.Resampling.NEAREST if interpolation == "nearest" else Image.Resampling.BILINEAR
+    out = np.empty_like(images)
+    height, width = images.shape[1:3]
+    for i, (image, t) in enumerate(zip(images, transforms.astype(np.float64))):
+        a0, a1, a2, b0, b1, b2 = t[:6]
+        # Pillow maps pixel centres (x + 0.5); the rows map pixel indices
+        coeffs = (a0, a1, a2 + 0.5 - 0.5 * (a0 + a1), b0, b1, b2 + 0.5 - 0.5 * (b0 + b1))
+        warped = Image.fromarray(image).transform((width, height), Image.Transform.AFFINE, coeffs, resample=resample)
+        out[i] = np.asarray(warped)
+    return out
+
+
 def augment_batch(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation) -> tf.Tensor:
-    """Apply one random fused affine transform per image of a ``uint8`` batch; returns float32."""
-    images = tf.cast(images, tf.float32)
+    """Apply one random fused affine transform per image of a ``uint8`` batch; returns float32.
+
+    Args:
+        images: ``uint8`` (batch, size, size, 3).
+        seed: int64 pair for the stateless generator; the same seed gives the same transforms.
+        aug: the transform family and the resampling.
+    """
     if not aug.active:
-        return images
-    shape = tf.shape(images)
-    transforms = affine_matrices(shape[0], images.shape[1], aug, seed)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="CONSTANT",
-    )
+        return tf.cast(images, tf.float32)
+    transforms = affine_matrices(tf.shape(images)[0], images.shape[1], aug, seed)
+    warped = tf.numpy_function(lambda x, t: _warp_batch(x, t, aug.interpolation), [images, transforms], tf.uint8,
+                               stateful=False)
+    warped.set_shape(images.shape)
+    return tf.cast(warped, tf.float32)
 
 
 def cache_mode(cache: str, n_images: int, size: int, budget_bytes: int | None = None) -> str:
@@ -140,6 +206,35 @@ def cache_mode(cache: str, n_images: int, size: int, budget_bytes: int | None = 
             total = 8 << 30
         budget_bytes = total // 4
     return "memory" if n_images * size * size * 3 <= budget_bytes else "disk"
+
+
+def _cache_prefix(folder: Path, paths: list[str], size: int, preprocessing: str, tag: str) -> str:
+    """A cache file prefix unique to the image list, size and preprocessing: subsets never collide."""
+    digest = hashlib.sha1("\n".join(paths).encode("utf-8"))
+    digest.update(f"|{size}|{preprocessing}|{tag}".encode())
+    prefix = folder / f"cache_{size}px_{digest.hexdigest()[:16]}"
+    if not Path(f"{prefix}.index").exists():
+        # a run killed while filling the cache leaves ``<prefix>_0.lockfile`` (and partial files),
+        # which would stop every later run; one process per member folder (members.lock), so
+        # anything found here is stale
+        for leftover in folder.glob(f"{prefix.name}_*"):
+            leftover.unlink(missing_ok=True)
+    return str(prefix)
+
+
+def _disk_shards(items: tuple, n: int, load, folder: Path, size: int, preprocessing: str, seed: int):
+    """Training on a disk cache: images in random order (seeded) split into shard files, read in a new
+    random interleaving each epoch, so shuffling needs no buffer the size of the dataset."""
+    order = np.random.default_rng(seed).permutation(n)
+    shards = min(MAX_DISK_SHARDS, max(1, math.ceil(n / DISK_SHARD_IMAGES)))
+    parts = []
+    for k, chunk in enumerate(np.array_split(order, shards)):
+        sub = tuple(np.asarray(a)[chunk] for a in items)
+        prefix = _cache_prefix(folder, list(sub[0]), size, preprocessing, f"train{seed}_{k}of{shards}")
+        parts.append(tf.data.Dataset.from_tensor_slices(sub).map(load, num_parallel_calls=AUTOTUNE).cache(prefix))
+    if len(parts) == 1:
+        return parts[0]
+    return tf.data.Dataset.sample_from_datasets(parts, seed=seed, rerandomize_each_iteration=True)
 
 
 def make_dataset(
@@ -158,6 +253,11 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of ``(images float32 0–255, labels int32[, sample weights])``.
 
+    Shuffling never holds more decoded images than the cache already does: with the memory
+    cache the shuffle buffer shares the cached tensors; without a cache the file list is
+    shuffled before decoding; with the disk cache (datasets larger than memory) training
+    reads shard files in a new random interleaving each epoch through a bounded buffer.
+
     Args:
         paths: image files.
         labels: integer labels, one per path.
@@ -167,27 +267,41 @@ def make_dataset(
         augmentation: the random transform family; ``None`` means none.
         sample_weights: optional per-image weights (class weights), yielded as a third element.
         preprocessing: ``"none"`` or ``"ben"`` (computed once, before the cache).
-        cache: ``"memory"``, ``"disk"`` (a file under ``cache_dir``), ``"none"`` or ``"auto"``.
-        cache_dir: folder for the disk cache.
+        cache: ``"memory"``, ``"disk"`` (files under ``cache_dir``), ``"none"`` or ``"auto"``.
+        cache_dir: folder for the disk cache (default: the working directory).
         seed: seeds the shuffle order and the augmentation.
 
     Returns:
         A ``tf.data.Dataset``; evaluation datasets keep the order of ``paths``.
+
+    Example:
+        >>> ds = make_dataset(["a.jpeg", "b.jpeg"], [0, 1], size=64, batch_size=2)  # doctest: +SKIP
     """
+    paths = list(map(str, paths))
+    n = len(paths)
     labels = np.asarray(labels, dtype=np.int32)
-    items = (list(map(str, paths)), labels) if sample_weights is None else (
-        list(map(str, paths)), labels, np.asarray(sample_weights, dtype=np.float32))
-    ds = tf.data.Dataset.from_tensor_slices(items)
-    ds = ds.map(lambda p, *rest: (load_image(p, size, preprocessing), *rest), num_parallel_calls=AUTOTUNE)
-    mode = cache_mode(cache, len(paths), size)
-    if mode == "memory":
-        ds = ds.cache()
-    elif mode == "disk":
-        folder = Path(cache_dir or ".")
+    items = (paths, labels) if sample_weights is None else (paths, labels, np.asarray(sample_weights, dtype=np.float32))
+    load = lambda p, *rest: (load_image(p, size, preprocessing), *rest)  # noqa: E731
+    mode = cache_mode(cache, n, size)
+    folder = Path(cache_dir or ".")
+    if mode == "disk":
         folder.mkdir(parents=True, exist_ok=True)
-        ds = ds.cache(str(folder / f"cache_{size}_{preprocessing}_{len(paths)}"))
-    if training:
-        ds = ds.shuffle(max(len(paths), 1), seed=seed, reshuffle_each_iteration=True)
+    if mode == "disk" and training:
+        ds = _disk_shards(items, n, load, folder, size, preprocessing, seed)
+        image_bytes = size * size * 3
+        buffer = max(4 * batch_size, DISK_SHUFFLE_BYTES // image_bytes)
+        ds = ds.shuffle(max(1, min(n, buffer)), seed=seed, reshuffle_each_iteration=True)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(items)
+        if training and mode == "none":
+            ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+        if mode == "memory":
+            ds = ds.cache()
+        elif mode == "disk":
+            ds = ds.cache(_cache_prefix(folder, paths, size, preprocessing, "ordered"))
+        if training and mode == "memory":
+            ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     aug = augmentation or Augmentation()
     if training and aug.active:

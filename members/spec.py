@@ -32,6 +32,7 @@ MONITORS = ("val_loss", "val_qwk", "val_balanced_accuracy", "val_accuracy", "val
 PREPROCESSING = ("none", "ben")
 CACHES = ("auto", "memory", "disk", "none")
 STRATEGIES = ("default", "mirrored")
+INTERPOLATIONS = ("nearest", "bilinear")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class MemberSpec:
     height_shift: float = 0.1
     horizontal_flip: bool = True
     vertical_flip: bool = True
+    interpolation: str = "nearest"
     # imbalance and hard examples
     class_weight: str = "sqrt"
     undersample_epochs: int = 0
@@ -176,7 +178,8 @@ def validate(spec: MemberSpec) -> None:
             _check(not bad, f"{f.name} must be of type {f.type}; got {value!r} ({type(value).__name__}).")
     for name, choices in (("architecture", ARCHITECTURES), ("head", HEADS), ("pooling", POOLINGS),
                           ("class_weight", CLASS_WEIGHTS), ("monitor", MONITORS),
-                          ("preprocessing", PREPROCESSING), ("cache", CACHES), ("strategy", STRATEGIES)):
+                          ("preprocessing", PREPROCESSING), ("cache", CACHES), ("strategy", STRATEGIES),
+                          ("interpolation", INTERPOLATIONS)):
         _choice(spec, name, choices)
     for name, low in (("epochs", 1), ("batch_size", 1), ("depth", 1), ("width", 1), ("max_width", 1),
                       ("convs_per_block", 1), ("dense_units", 1), ("dense_layers", 0), ("undersample_epochs", 0),

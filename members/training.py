@@ -91,6 +91,7 @@ class Trainer:
         import keras
         import tensorflow as tf
 
+        tf.get_logger().setLevel("ERROR")  # retracing notices on new input sizes are expected, not news
         keras.utils.set_random_seed(self.spec.seed)
         keras.mixed_precision.set_global_policy("mixed_float16" if self.spec.mixed_precision else "float32")
         self.strategy = tf.distribute.MirroredStrategy() if self.spec.strategy == "mirrored" else tf.distribute.get_strategy()

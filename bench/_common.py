@@ -1,0 +1,210 @@
+"""Shared helpers of the benchmarks: arguments, machine facts, timing, demo data, tables, JSON.
+
+Every benchmark is a script (``python bench/<name>.py [--quick] [--json PATH] [--repeats N]``)
+that prints a table on stdout and writes its figures to ``bench/results/<name>.json``.
+Importing this module puts the repository root on ``sys.path`` so the scripts run from
+anywhere without installing the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from members import atomic  # noqa: E402  (after the sys.path insert)
+
+RESULTS = ROOT / "bench" / "results"
+DATA_ROOT = Path(os.environ.get("BENCH_DATA", Path(tempfile.gettempdir()) / "cnn-ensemble-bench"))
+
+
+def parse_args(description: str, *, name: str, repeats: int = 3,
+               extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The common command line: ``--quick``, ``--json PATH`` (default ``bench/results/<name>.json``), ``--repeats``.
+
+    Args:
+        description: the script's one-line purpose (``--help``).
+        name: the result file's stem.
+        repeats: default number of repeats (medians are taken over them).
+        extra: optional callable adding the script's own options to the parser.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="small sizes, finishes in under a minute")
+    parser.add_argument("--json", type=Path, default=RESULTS / f"{name}.json", help="where to write the figures")
+    parser.add_argument("--repeats", type=int, default=repeats, help="repeats per measurement (medians)")
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1; got {args.repeats}")
+    return args
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """Date, host, CPU count, load, Python/TensorFlow/Keras versions: the context of every figure."""
+    info: dict[str, Any] = {
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average": load_average(),
+    }
+    try:
+        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        info["memory_gb"] = None
+    for module in ("tensorflow", "keras", "numpy"):
+        mod = sys.modules.get(module)
+        if mod is not None:
+            info[module] = getattr(mod, "__version__", None)
+    return info
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def current_rss_mb() -> float | None:
+    """Resident memory now, in MiB (psutil when installed, else ``/proc/self/statm``)."""
+    try:
+        import psutil
+
+        return round(psutil.Process().memory_info().rss / 2**20, 1)
+    except ImportError:
+        try:
+            pages = int(Path("/proc/self/statm").read_text().split()[1])
+            return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far (user + system, every thread)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds taken by ``fn()`` and its result."""
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall seconds and CPU seconds (all threads of this process) taken by ``fn()``, and its result.
+
+    On a shared machine the CPU time per item is the steadier figure: wall time depends on
+    what else runs, CPU time much less so.
+    """
+    cpu0, start = cpu_seconds(), time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, cpu_seconds() - cpu0, result
+
+
+def median_time(fn: Callable[[], Any], repeats: int, *, warmup: int = 0) -> tuple[float, list[float]]:
+    """Median seconds of ``repeats`` calls of ``fn`` (after ``warmup`` untimed calls), and every time."""
+    for _ in range(warmup):
+        fn()
+    times = [timed(fn)[0] for _ in range(repeats)]
+    return statistics.median(times), times
+
+
+def median(values: Sequence[float]) -> float | None:
+    """Median of ``values``, None when empty."""
+    return statistics.median(values) if values else None
+
+
+def demo_images(images: int, size: int, *, seed: int = 0) -> tuple[list[str], Any]:
+    """``(paths, labels)`` of ``images`` synthetic demo photographs (``write_demo_data``) of ``size`` px.
+
+    Sets live in ``$BENCH_DATA`` (default ``<tmp>/cnn-ensemble-bench``) as ``demo_<size>_<n>_s<seed>``
+    and are written once: a set of at least ``images`` photographs of that size is reused (its first
+    ``images`` rows), so a quick run after a full one writes nothing. The labels file is written last,
+    so its presence means a complete set.
+    """
+    import pandas as pd
+
+    from members.synthetic import LABELS_NAME, write_demo_data
+
+    folder = None
+    for candidate in sorted(DATA_ROOT.glob(f"demo_{size}_*_s{seed}")):
+        try:
+            n = int(candidate.name.split("_")[2])
+        except (IndexError, ValueError):
+            continue
+        if n >= images and (candidate / LABELS_NAME).exists():
+            folder = candidate
+            break
+    if folder is None:
+        folder = DATA_ROOT / f"demo_{size}_{images}_s{seed}"
+        print(f"writing {images} synthetic {size} px images to {folder} (once)...", file=sys.stderr, flush=True)
+        write_demo_data(folder, images=images, size=size, seed=seed, progress=False)
+    table = pd.read_csv(folder / LABELS_NAME).head(images)
+    paths = [str(folder / "images" / f"{name}.jpeg") for name in table["image"]]
+    return paths, table["level"].to_numpy("int64")
+
+
+def write_result(path: Path, result: dict[str, Any]) -> Path:
+    """Write the figures as JSON (atomically) and say where on stderr."""
+    atomic.write_json(path, result)
+    print(f"wrote {path}", file=sys.stderr)
+    return path
+
+
+def verdict(passed: bool | None) -> str:
+    """Rich markup for a target check: pass, FAIL, or n/a when the figure is missing."""
+    return {True: "[green]pass[/green]", False: "[red]FAIL[/red]"}.get(passed, "[yellow]n/a[/yellow]")
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A rich table on stdout; floats shown with sensible precision."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)  # redirected output: wide enough for one line per row
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up chatter (set before importing it)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
