@@ -336,11 +336,10 @@ class Trainer:
         size = self.spec.input_size
         results = {}
         for split in ("val", "test"):
-            ds, _ = self._dataset(split, size, training=False)
             if len(self.labels[split]) == 0:
                 probs = np.zeros((0, self.k))
             else:
-                probs = predict_probs(model, ds, tta=self.spec.tta)
+                probs = predict_probs(model, self._dataset(split, size, training=False)[0], tta=self.spec.tta)
             save_predictions(self.dir / f"{split}.npz", probs, self.labels[split], self.rows[split]["row_id"].to_numpy(), self.data.fingerprint)
             results[split] = score(self.labels[split], probs, num_classes=self.k) if len(probs) else {}
         save_model(model, self.dir / "model.keras")

@@ -1,0 +1,163 @@
+"""Tests for members/parallel.py: several members on loky, Dask and in-process; failures; mirrored on two CPUs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import joblib
+import pytest
+from typer.testing import CliRunner
+
+from members.errors import UserError
+from members.parallel import _Job, plan_members, run_job, train_members
+from members.spec import load_preset, parse_set
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """40 balanced 32 px demo images, prepared with a test split (a few seconds)."""
+    from members.dataset import prepare_csv
+    from members.synthetic import write_demo_data
+
+    base = tmp_path_factory.mktemp("parallel")
+    write_demo_data(base / "data", images=40, size=32, seed=0, balanced=True, progress=False)
+    prepare_csv(base / "w", base / "data" / "trainLabels.csv", base / "data" / "images",
+                val_fraction=0.2, test_fraction=0.2, progress=False)
+    return base / "w"
+
+
+def member_seed(workdir: Path, name: str) -> int:
+    return tomllib.loads((workdir / "members" / name / "spec.toml").read_text())["seed"]
+
+
+# ----- planning: no TensorFlow ---------------------------------------------------------------
+def test_parse_set_reads_toml_values_and_keeps_plain_words():
+    assert parse_set(["l2=0.001", "head=ordinal", "tta=true", "resize_schedule=[16, 32]", "epochs = 3"]) == {
+        "l2": 0.001, "head": "ordinal", "tta": True, "resize_schedule": [16, 32], "epochs": 3}
+    with pytest.raises(UserError, match="FIELD=VALUE.*'dropout'"):
+        parse_set(["dropout"])
+
+
+def test_duplicate_presets_get_distinct_names_and_seeds():
+    planned = plan_members(["tiny", "tiny", "small", "tiny"], seed=10, overrides={"epochs": 2, "lr": None})
+    assert [p.name for p in planned] == ["tiny", "tiny-2", "small", "tiny-3"]
+    assert [p.spec.seed for p in planned] == [10, 11, 12, 13]
+    assert all(p.spec.epochs == 2 and p.spec.lr == load_preset(p.preset).lr for p in planned)
+    # without a base seed each member's own spec seed is the base
+    assert [p.spec.seed for p in plan_members(["tiny", "tiny"], sets=["seed=7"])] == [7, 8]
+
+
+def test_a_bad_member_fails_alone_in_planning():
+    planned = plan_members(["tiny", "nope", "tiny"], names=["a", "b", "c"], sets=["dropout=0.5"])
+    assert [p.error is None for p in planned] == [True, False, True]
+    assert planned[1].error.startswith("UserError: Unknown preset 'nope'")
+    assert all("dropout must be" in p.error for p in plan_members(["tiny"], sets=["dropout=2"]))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"names": ["a"]}, "got 1 names, 2 presets"),
+    ({"names": ["a", "a"]}, "unique; 'a'"),
+    ({"names": ["a", "../b"]}, "not a plain folder name"),
+    ({"overrides": {"epochs": 1}, "sets": ["epochs=2"]}, "epochs is given both"),
+])
+def test_bad_names_and_options_fail_fast(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        plan_members(["tiny", "tiny"], **kwargs)
+
+
+def test_run_job_returns_a_failure_record_instead_of_raising(tmp_path):
+    job = _Job(str(tmp_path), "m", "tiny", load_preset("tiny"), None, echo=False, show_progress=False)
+    run = run_job(job)
+    assert not run.ok and run.error.startswith("UserError: ") and "not prepared" in run.error
+    assert "Traceback" in (tmp_path / "members" / "m" / "train.log").read_text()
+
+
+def test_unprepared_workdir_and_bad_options_are_user_errors(tmp_path, workdir):
+    with pytest.raises(UserError, match="not prepared"):
+        train_members(tmp_path, ["tiny"])
+    with pytest.raises(UserError, match="--jobs must be at least 1"):
+        train_members(workdir, ["tiny"], jobs=0)
+    with pytest.raises(UserError, match="--scheduler is used by --backend dask"):
+        train_members(workdir, ["tiny"], backend="loky", scheduler="tcp://x:1")
+
+
+# ----- training: tiny members, one epoch -----------------------------------------------------
+def test_loky_trains_two_members_and_reports_the_failed_one(workdir):
+    from cli import app
+
+    result = CliRunner().invoke(app, ["train-members", "--workdir", str(workdir), "--preset", "tiny", "--preset", "tiny",
+                                      "--preset", "nope", "--jobs", "2", "--seed", "3"])
+    assert result.exit_code == 1, result.output
+    assert "nope" in result.output and "Unknown preset 'nope'" in result.output
+    assert "tiny-2" in result.output and "failed" in result.output  # the summary table
+    for name, seed in (("tiny", 3), ("tiny-2", 4)):
+        metrics = json.loads((workdir / "members" / name / "metrics.json").read_text())
+        assert metrics["name"] == name and metrics["epochs_run"] == 1 and "qwk" in metrics["val"]
+        assert member_seed(workdir, name) == seed
+        assert "started (preset tiny" in (workdir / "members" / name / "train.log").read_text()
+    assert not (workdir / "members" / "nope").exists()
+    # the same command again keeps the complete members instead of training them again
+    again = train_members(workdir, ["tiny", "tiny", "nope"], jobs=2, seed=3, log=lambda line: None)
+    assert [r.status for r in again.results] == ["kept", "kept", "failed"]
+    assert again.results[1].score("val") == json.loads((workdir / "members" / "tiny-2" / "metrics.json").read_text())["val"]["qwk"]
+
+
+def test_dask_cluster_trains_a_member_with_limited_threads(workdir):
+    distributed = pytest.importorskip("distributed")
+    # in-process workers keep the test fast; the code path is the one of a remote scheduler
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        lines: list[str] = []
+        outcome = train_members(workdir, ["tiny"], names=["dasky"], backend="dask", scheduler=cluster.scheduler_address,
+                                sets=["input_size=16"], log=lines.append)
+    assert outcome.failed == []
+    (run,) = outcome.results
+    assert "dask worker inproc://" in run.host  # it ran on the cluster, not in the caller
+    assert run.ok and run.metrics["input_size"] == 16 and run.score("val") is not None
+    assert run.threads == max(1, joblib.cpu_count() // 2)  # two member slots on this host
+    assert any(line.startswith("[dasky] done in") and "val QWK" in line for line in lines)
+    assert any("--nthreads 1" in line for line in lines)  # two threads per worker: warned
+    assert (workdir / "members" / "dasky" / "metrics.json").exists()
+
+
+def test_one_thread_dask_cluster_runs_on_the_cluster_and_reports_a_locked_member(workdir):
+    distributed = pytest.importorskip("distributed")
+    lock = workdir / "members" / "locked" / ".lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))  # held by a live process
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        outcome = train_members(workdir, ["tiny"], names=["locked"], backend="dask", scheduler=cluster.scheduler_address,
+                                log=lambda line: None)
+    (run,) = outcome.results
+    assert "dask worker inproc://" in run.host
+    assert outcome.failed == [("locked", run.error)] and "is being trained by another process" in run.error
+    assert not (workdir / "members" / "locked" / "metrics.json").exists()
+
+
+MIRRORED = textwrap.dedent("""
+    import sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from members.parallel import train_members
+    outcome = train_members(sys.argv[1], ["tiny"], names=["mirrored"], backend="sequential", sets=["strategy=mirrored"])
+    sys.exit(1 if outcome.failed else 0)
+""")
+
+
+def test_mirrored_strategy_trains_one_epoch_on_two_logical_cpus(workdir):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-c", MIRRORED, str(workdir)], cwd=ROOT, env=env, check=False,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mirrored strategy over 2 devices: global batch 32" in proc.stderr
+    metrics = json.loads((workdir / "members" / "mirrored" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 1
