@@ -39,10 +39,10 @@ MEMBERS = {
         ("r56-prog", "small", {**COMMON, "input_size": 56, "resize_schedule": [28, 56], "depth": 4, "width": 24, "epochs": 12}),
     ),
     "idrid": (
-        ("i128-small", "small", {**COMMON, "input_size": 128, "depth": 5, "width": 16, "epochs": 25, "preprocessing": "ben"}),
-        ("i160-wide", "small", {**COMMON, "input_size": 160, "depth": 5, "width": 24, "epochs": 20, "preprocessing": "ben"}),
-        ("i192-deep", "small", {**COMMON, "input_size": 192, "depth": 6, "width": 12, "convs_per_block": 2, "epochs": 16, "preprocessing": "ben"}),
-        ("i128-ordinal", "small", {**COMMON, "input_size": 128, "depth": 5, "width": 16, "head": "ordinal", "epochs": 25}),
+        ("i96-small", "small", {**COMMON, "input_size": 96, "depth": 4, "width": 16, "epochs": 25, "preprocessing": "ben"}),
+        ("i128-wide", "small", {**COMMON, "input_size": 128, "depth": 4, "width": 32, "epochs": 20, "preprocessing": "ben"}),
+        ("i128-deep", "small", {**COMMON, "input_size": 128, "depth": 5, "width": 12, "convs_per_block": 2, "epochs": 16, "preprocessing": "ben"}),
+        ("i112-ordinal", "small", {**COMMON, "input_size": 112, "depth": 5, "width": 16, "head": "ordinal", "epochs": 20, "preprocessing": "ben"}),
     ),
 }
 

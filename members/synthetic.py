@@ -48,15 +48,15 @@ MARKER_NAME = "demo-data.json"
 # ---------------------------------------------------------------- difficulty knobs
 # Mean lesion counts per grade (index = grade). An image draws Poisson(mean * severity)
 # with severity ~ LogNormal(0, SEVERITY_SIGMA), so neighbouring grades overlap.
-MICROANEURYSMS = (0.0, 5.0, 10.0, 15.0, 15.0)
-HAEMORRHAGES = (0.0, 0.0, 5.0, 18.0, 18.0)
-EXUDATE_CLUSTERS = (0.0, 0.0, 1.5, 2.5, 2.5)
+MICROANEURYSMS = (0.0, 6.0, 10.0, 15.0, 15.0)
+HAEMORRHAGES = (0.0, 0.0, 6.0, 18.0, 18.0)
+EXUDATE_CLUSTERS = (0.0, 0.0, 2.0, 2.5, 2.5)
 COTTON_WOOL = (0.0, 0.0, 0.5, 3.0, 3.0)
 NEOVASCULAR = (0.0, 0.0, 0.0, 0.0, 1.5)  # grade 4 always gets at least one tangle
 PRERETINAL_RATE = 0.5  # grade 4: share with a large boat-shaped preretinal haemorrhage
 SEVERITY_SIGMA = 0.4
 # Lesion sizes, in units of the fundus radius (0.01 is ~0.6 px at 128 px, 2.4 px at 512 px).
-MA_RADIUS = (0.01, 0.018)
+MA_RADIUS = (0.011, 0.018)
 HAEM_RADIUS = (0.025, 0.06)
 EXUDATE_RADIUS = (0.008, 0.016)
 COTTON_RADIUS = (0.04, 0.07)
@@ -106,10 +106,18 @@ class DemoDataSummary:
 def grade_counts(images: int, *, balanced: bool = False) -> np.ndarray:
     """Images per grade: ``GRADE_MIX`` by largest remainder, or as equal as possible.
 
+    Args:
+        images: total number of images (>= 1).
+        balanced: equal counts (the extra ones go to the lowest grades) instead of ``GRADE_MIX``.
+
+    Returns:
+        int array of length 5 summing to ``images``.
+
     Example:
         >>> grade_counts(800).tolist(), grade_counts(7, balanced=True).tolist()
         ([584, 56, 120, 20, 20], [2, 2, 1, 1, 1])
     """
+    images, _ = _check_args(images, 0)
     if balanced:
         return np.array([images // NUM_GRADES + (g < images % NUM_GRADES) for g in range(NUM_GRADES)])
     exact = images * np.asarray(GRADE_MIX) / sum(GRADE_MIX)
@@ -122,9 +130,21 @@ def grade_counts(images: int, *, balanced: bool = False) -> np.ndarray:
 def plan_images(images: int, *, seed: int = 0, balanced: bool = False) -> list[DemoImage]:
     """Patients, eyes and grades in Kaggle row order, without rendering anything.
 
-    Both eyes of a patient get neighbouring grades (usually equal, sometimes +-1); the
-    overall counts are exactly ``grade_counts``. With an odd ``images`` the last patient
-    has only a left eye.
+    Both eyes of a patient get neighbouring grades (usually equal, sometimes +-1, as in
+    EyePACS); the overall counts are exactly ``grade_counts``. Patient ids start at 10 and
+    grow by 1-3. With an odd ``images`` the last patient has only a left eye.
+
+    Args:
+        images: number of images (>= 1).
+        seed: random seed (>= 0); the plan depends on nothing else.
+        balanced: equal counts per grade instead of ``GRADE_MIX``.
+
+    Returns:
+        One :class:`DemoImage` per image, left eye before right, patients in order.
+
+    Example:
+        >>> [item.name for item in plan_images(3)]
+        ['10_left', '10_right', '11_left']
     """
     images, seed = _check_args(images, seed)
     rng = np.random.default_rng([seed, 0])
@@ -235,11 +255,13 @@ def _walks(rng, starts, angles, lengths, wiggle, bend, *, n: int) -> np.ndarray:
     return np.concatenate([starts[:, None], starts[:, None] + moves], 1)
 
 
-def _blobs(rng, centres, radii, *, elong=1.0, rough: float = 0.25, n: int = 10) -> np.ndarray:
-    """Irregular closed polygons around ``centres``, as a ``(k, n, 2)`` array."""
+def _blobs(rng, centres, radii, *, elong=1.0, rough: float = 0.25, n: int = 14) -> np.ndarray:
+    """Irregular closed outlines with smooth edges around ``centres``, as a ``(k, n, 2)`` array."""
     k = len(centres)
     t = _ramp(n, 2 * np.pi, False)
-    r = np.asarray(radii)[:, None] * (1 + rough * rng.uniform(-1, 1, (k, n)))
+    phase = rng.uniform(0, 2 * np.pi, (3, k, 1))
+    wobble = (np.sin(2 * t + phase[0]) + np.sin(3 * t + phase[1]) + 0.5 * np.sin(5 * t + phase[2])) / 1.8
+    r = np.asarray(radii)[:, None] * (1 + rough * wobble)
     x, y = r * np.cos(t) * np.reshape(elong, (-1, 1)), r * np.sin(t)
     a = rng.uniform(0, np.pi, (k, 1))
     ca, sa = np.cos(a), np.sin(a)
@@ -384,15 +406,8 @@ def _lesions(rng, grade: int, layers: _Layers, frame: _Frame, disc, disc_r: floa
         loops_per = rng.integers(4, 9, n)
         k = int(loops_per.sum())
         loop_centres = np.repeat(centres, loops_per, 0) + rng.normal(0, NV_RADIUS[1] * 0.5, (k, 2))
-        t = _ramp(17, 2 * np.pi)  # smooth wiggly closed loops
-        r = (
-            rng.uniform(*NV_RADIUS, (k, 1))
-            * 0.5
-            * (1 + 0.3 * np.sin(2 * t + rng.uniform(0, 6, (k, 1))) + 0.25 * np.sin(3 * t + rng.uniform(0, 6, (k, 1))))
-        )
-        a, e = rng.uniform(0, np.pi, (k, 1)), rng.uniform(1, 2, (k, 1))
-        x, y = r * np.cos(t) * e, r * np.sin(t)
-        loops = loop_centres[:, None] + _xy(x * np.cos(a) - y * np.sin(a), x * np.sin(a) + y * np.cos(a))
+        loops = _blobs(rng, loop_centres, rng.uniform(*NV_RADIUS, k) * 0.5, elong=rng.uniform(1, 2, k), rough=0.5)
+        loops = np.concatenate([loops, loops[:, :1]], 1)  # closed wiggly loops
         for poly in _ribbons(frame, loops, NV_WIDTH, NV_WIDTH):
             layers["red"].polygon(poly, fill=210)
     if grade == 4 and rng.random() < PRERETINAL_RATE:  # blood under the hyaloid: flat top (fluid level)
@@ -525,8 +540,11 @@ def _camera(img: np.ndarray, rng, frame: _Frame, size: int, band: float) -> np.n
     img += 0.5
     planes = np.clip(img, 0, 255, out=img).astype(np.uint8)
     out = Image.merge("RGB", [Image.fromarray(p) for p in planes])
-    blur = (rng.uniform(0.006, 0.015) if rng.random() < BLURRY_RATE else rng.uniform(0.0, 0.005)) * frame.radius
-    return np.asarray(out.filter(ImageFilter.GaussianBlur(blur)) if blur > 0.3 else out)
+    if rng.random() < BLURRY_RATE:  # out of focus
+        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.006, 0.015) * frame.radius))
+    elif (sigma := rng.uniform(0.0, 0.005) * frame.radius) > 0.3:  # slightly soft: one box pass is enough
+        out = out.filter(ImageFilter.BoxBlur(sigma * math.sqrt(3)))
+    return np.asarray(out)
 
 
 def render_fundus(grade: int, *, size: int, rng: np.random.Generator, eye: str = "left") -> np.ndarray:
