@@ -32,6 +32,7 @@ from members import atomic
 from members.atomic import load_npz, read_json, save_npz, sha256_file
 from members.errors import UserError
 from members.lock import MemberLock
+from tests.helpers import one_sentence_error, run_cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -39,21 +40,6 @@ ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 # ----- helpers -------------------------------------------------------------------------------
 
-def run_cli(*args) -> tuple[int, str, str]:
-    """Run the CLI in-process; fail on any escaped exception (a traceback for the user)."""
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
-    return result.exit_code, result.stdout, result.stderr
-
-
-def one_sentence_error(code: int, err: str, *needles: str) -> str:
-    assert code == 1, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def files(root: Path) -> dict[str, bytes]:

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from members import labels as L
+from tests.helpers import one_sentence_error, run_cli  # noqa: E402
 
 RNG = np.random.default_rng(7)
 PIXELS = RNG.integers(0, 255, (16, 16, 3), dtype=np.uint8)
@@ -28,12 +29,6 @@ GOOD = 30  # good images, labels i % 3: ten of each class
 
 
 # ----- helpers -------------------------------------------------------------------------------
-
-def run_cli(*args) -> tuple[int, str, str]:
-    """Run the CLI in-process; fail on any escaped exception (a traceback for the user)."""
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
-    return result.exit_code, result.stdout, result.stderr
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -51,15 +46,6 @@ def snapshot(root: Path) -> dict[str, tuple]:
             out[p.relative_to(root).as_posix()] = ("file", st.st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
     return out
 
-
-def one_sentence_error(code: int, err: str, *needles: str) -> None:
-    """Exit 1, a single ``Error: ...`` line on stderr holding every needle, no traceback."""
-    assert code == 1, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def save(path: Path, mode: str = "RGB", fmt: str = "PNG") -> Path:

@@ -19,14 +19,9 @@ from typer.testing import CliRunner
 from cli import app
 from members.atomic import load_npz, save_npz
 from members.spec import list_presets
+from tests.helpers import one_sentence_error, run_cli  # noqa: E402
 
 # ----- helpers -------------------------------------------------------------------------------
-
-def run_cli(*args) -> tuple[int, str, str]:
-    """Run the CLI in-process; fail on any escaped exception (a traceback for the user)."""
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
-    return result.exit_code, result.stdout, result.stderr
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -42,20 +37,6 @@ def snapshot(root: Path) -> dict[str, tuple]:
             out[key] = ("file", p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
     return out
 
-
-def one_sentence_error(code: int, err: str, *needles: str) -> str:
-    """Exit 1, one ``Error: ...`` line last on stderr holding every needle, no traceback.
-
-    Only "Skipping member ..." notes may come before it.
-    """
-    assert code == 1, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("Error: "), err
-    assert all(line.startswith("Skipping member ") for line in lines[:-1]), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[-1], (needle, lines[-1])
-    return lines[-1]
 
 
 def refused(work: Path, args: list, *needles: str) -> str:
