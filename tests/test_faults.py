@@ -25,9 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from cli import app
 from members import atomic
 from members.atomic import load_npz, read_json, save_npz, sha256_file
 from members.errors import UserError

@@ -17,9 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from cli import app
 from members import labels as L
 from tests.helpers import one_sentence_error, run_cli  # noqa: E402
 

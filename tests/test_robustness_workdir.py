@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from cli import app
 from members.atomic import load_npz, save_npz
 from members.spec import list_presets
 from tests.helpers import one_sentence_error, run_cli  # noqa: E402
