@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 from typer.testing import CliRunner
 
 from cli import app
+from members.atomic import save_npz
 
 
 def run_cli(*args) -> tuple[int, str, str]:
@@ -27,3 +32,23 @@ def one_sentence_error(code: int, err: str, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[-1], (needle, lines[-1])
     return lines[-1]
+
+
+def add_member(work: Path, name: str, *, seed: int = 0, complete: bool = True) -> Path:
+    """A member with the contract's val/test predictions for ``work``'s split (no training needed)."""
+    from members.dataset import load_dataset
+
+    data = load_dataset(work)
+    folder = work / "members" / name
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for split in ("val", "test"):
+        rows = data.rows(split)
+        probs = rng.dirichlet(np.ones(data.num_classes), size=len(rows)) + 2 * np.eye(data.num_classes)[rows["label"]]
+        save_npz(folder / f"{split}.npz", probs=(probs / probs.sum(axis=1, keepdims=True)).astype(np.float32),
+                 labels=rows["label"].to_numpy(np.int64), row_ids=rows["row_id"].to_numpy(np.int64),
+                 fingerprint=np.array(data.fingerprint))
+    if complete:
+        (folder / "metrics.json").write_text(json.dumps({
+            "name": name, "num_classes": data.num_classes, "classes": data.classes, "fingerprint": data.fingerprint}))
+    return folder

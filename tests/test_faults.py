@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 
 from members import atomic
-from members.atomic import load_npz, read_json, save_npz, sha256_file
+from members.atomic import load_npz, read_json, sha256_file
 from members.errors import UserError
 from members.lock import MemberLock
-from tests.helpers import one_sentence_error, run_cli  # noqa: E402
+from tests.helpers import add_member, one_sentence_error, run_cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -47,23 +47,6 @@ def files(root: Path) -> dict[str, bytes]:
 def temp_files(root: Path) -> list[str]:
     return [p.name for p in root.rglob("*") if ".tmp" in p.name]
 
-
-def add_member(work: Path, name: str, seed: int) -> None:
-    """A complete member built by hand (predictions only), so vote has company for the killed one."""
-    from members.dataset import load_dataset
-
-    data = load_dataset(work)
-    folder = work / "members" / name
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for split in ("val", "test"):
-        rows = data.rows(split)
-        probs = rng.dirichlet(np.ones(data.num_classes), size=len(rows)).astype(np.float32)
-        save_npz(folder / f"{split}.npz", probs=probs / probs.sum(axis=1, keepdims=True),
-                 labels=rows["label"].to_numpy(np.int64), row_ids=rows["row_id"].to_numpy(np.int64),
-                 fingerprint=np.array(data.fingerprint))
-    (folder / "metrics.json").write_text(json.dumps({"name": name, "num_classes": data.num_classes,
-                                                     "classes": data.classes, "fingerprint": data.fingerprint}))
 
 
 def trusted_by_vote(work: Path, name: str) -> bool:
@@ -169,8 +152,8 @@ def test_prepare_on_a_full_disk_is_one_sentence_and_keeps_the_split(workdir_copy
 
 
 def test_vote_on_a_full_disk_is_one_sentence(workdir_copy, request):
-    add_member(workdir_copy, "a", 1)
-    add_member(workdir_copy, "b", 2)
+    add_member(workdir_copy, "a", seed=1)
+    add_member(workdir_copy, "b", seed=2)
     request.getfixturevalue("full_disk")
     code, _out, err = run_cli("vote", "--workdir", workdir_copy, "--method", "soft", "--bootstrap", "10")
     one_sentence_error(code, err, "Could not write", str(workdir_copy / "ensemble"), "No space left on device")
@@ -283,8 +266,8 @@ def test_nan_loss_stops_with_a_lower_learning_rate_hint(workdir_copy):
     assert "learning rate is too high" in last and "--lr" in last
     member = workdir_copy / "members" / "nan"
     assert not (member / "metrics.json").exists() and not (member / ".lock").exists()
-    add_member(workdir_copy, "a", 1)
-    add_member(workdir_copy, "b", 2)
+    add_member(workdir_copy, "a", seed=1)
+    add_member(workdir_copy, "b", seed=2)
     assert not trusted_by_vote(workdir_copy, "nan")
 
 
@@ -455,8 +438,8 @@ def killed(tmp_path_factory, prepared):
     """Run train-member (3 epochs) and interrupt it at several moments, then let it finish."""
     work = tmp_path_factory.mktemp("faults") / "w"
     shutil.copytree(prepared, work)
-    add_member(work, "a", 1)
-    add_member(work, "b", 2)
+    add_member(work, "a", seed=1)
+    add_member(work, "b", seed=2)
     member = work / "members" / "k"
     args = _train_args(work, "k", "--epochs", "3", "--no-tta")
     moments: dict[str, Moment] = {}

@@ -17,7 +17,7 @@ import pytest
 
 from members.atomic import load_npz, save_npz
 from members.spec import list_presets
-from tests.helpers import one_sentence_error, run_cli  # noqa: E402
+from tests.helpers import add_member, one_sentence_error, run_cli  # noqa: E402
 
 # ----- helpers -------------------------------------------------------------------------------
 
@@ -47,25 +47,6 @@ def refused(work: Path, args: list, *needles: str) -> str:
     assert work.exists() == existed and snapshot(work) == before
     return line
 
-
-def add_member(work: Path, name: str, *, seed: int = 0, complete: bool = True) -> Path:
-    """A member with the contract's val/test predictions for ``work``'s split (no training needed)."""
-    from members.dataset import load_dataset
-
-    data = load_dataset(work)
-    folder = work / "members" / name
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for split in ("val", "test"):
-        rows = data.rows(split)
-        probs = rng.dirichlet(np.ones(data.num_classes), size=len(rows)) + 2 * np.eye(data.num_classes)[rows["label"]]
-        save_npz(folder / f"{split}.npz", probs=(probs / probs.sum(axis=1, keepdims=True)).astype(np.float32),
-                 labels=rows["label"].to_numpy(np.int64), row_ids=rows["row_id"].to_numpy(np.int64),
-                 fingerprint=np.array(data.fingerprint))
-    if complete:
-        (folder / "metrics.json").write_text(json.dumps({
-            "name": name, "num_classes": data.num_classes, "classes": data.classes, "fingerprint": data.fingerprint}))
-    return folder
 
 
 @pytest.fixture()
