@@ -74,6 +74,17 @@ class Thresholds(str, Enum):
     off = "off"
 
 
+class SelectBy(str, Enum):
+    """Mirrors ``ensemble.vote.SELECT_BY`` (kept here so ``--help`` does not import NumPy)."""
+
+    qwk = "qwk"
+    accuracy = "accuracy"
+    balanced_accuracy = "balanced_accuracy"
+    macro_f1 = "macro_f1"
+    auc = "auc"
+    log_loss = "log_loss"
+
+
 class CacheMode(str, Enum):
     auto = "auto"
     memory = "memory"
@@ -281,6 +292,7 @@ def vote(
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     coverage: Annotated[float, typer.Option(help="Target coverage of the refer threshold (screening).")] = 0.9,
     thresholds: Annotated[Thresholds, typer.Option(help="Grade thresholds on the expected grade, fitted for QWK: auto (3+ ordered classes), on, off.")] = None,
+    select_by: Annotated[SelectBy, typer.Option(help="Val metric that picks the best member and method (log_loss is minimised).")] = None,
 ) -> None:
     """Fit combiners on validation, score everything on test, write the report."""
     from rich.console import Console
@@ -289,7 +301,8 @@ def vote(
 
     names = [m.strip() for m in members.split(",") if m.strip()] if members else None
     run_vote(workdir, methods=(method.value,), members=names, n_boot=bootstrap, seed=seed,
-             target_coverage=coverage, thresholds=(thresholds or Thresholds.auto).value, console=Console())
+             target_coverage=coverage, thresholds=(thresholds or Thresholds.auto).value,
+             select_by=(select_by or SelectBy.qwk).value, console=Console())
 
 
 @app.command()

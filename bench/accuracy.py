@@ -30,21 +30,32 @@ SHARED = ROOT.parent / "shared" / "data"
 # Members per dataset: (name, preset, overrides). Documented in BENCHMARKS.md.
 COMMON = {"lr": 0.01, "lr_decay": 0.93, "class_weight": "sqrt", "rotation": 15.0, "width_shift": 0.05,
           "height_shift": 0.05}
+IDRID = {**COMMON, "lr_decay": 0.95, "batch_size": 8, "rotation": 30.0, "preprocessing": "ben"}
+R28 = {"input_size": 28, "depth": 3, "width": 48, "epochs": 30}
+R64 = {"input_size": 64, "depth": 5, "width": 16, "head": "ordinal", "epochs": 20}
 MEMBERS = {
     "retinamnist": (
-        ("r28-wide", "small", {**COMMON, "input_size": 28, "depth": 3, "width": 48, "epochs": 30}),
+        ("r28-wide", "small", {**COMMON, **R28}),
+        ("r28-wide-b", "small", {**COMMON, **R28}),  # same net, another seed
         ("r32-small", "small", {**COMMON, "input_size": 32, "depth": 4, "width": 24, "epochs": 30}),
+        ("r40-wide", "small", {**COMMON, "input_size": 40, "depth": 4, "width": 32, "epochs": 24}),
         ("r48-deep", "small", {**COMMON, "input_size": 48, "depth": 4, "width": 16, "convs_per_block": 2, "epochs": 24}),
-        ("r64-ordinal", "small", {**COMMON, "input_size": 64, "depth": 5, "width": 16, "head": "ordinal", "epochs": 20}),
-        ("r56-prog", "small", {**COMMON, "input_size": 56, "resize_schedule": [28, 56], "depth": 4, "width": 24, "epochs": 12}),
+        ("r64-ordinal", "small", {**COMMON, **R64}),
+        ("r64-ordinal-b", "small", {**COMMON, **R64}),
     ),
+    # IDRiD: 336 training photographs, so batches of 8 (42 SGD steps an epoch; at 32 the members
+    # never left the majority class in 20 epochs), a slower decay, Ben Graham preprocessing.
     "idrid": (
-        ("i96-small", "small", {**COMMON, "input_size": 96, "depth": 4, "width": 16, "epochs": 25, "preprocessing": "ben"}),
-        ("i128-wide", "small", {**COMMON, "input_size": 128, "depth": 4, "width": 32, "epochs": 20, "preprocessing": "ben"}),
-        ("i128-deep", "small", {**COMMON, "input_size": 128, "depth": 5, "width": 12, "convs_per_block": 2, "epochs": 16, "preprocessing": "ben"}),
-        ("i112-ordinal", "small", {**COMMON, "input_size": 112, "depth": 5, "width": 16, "head": "ordinal", "epochs": 20, "preprocessing": "ben"}),
+        ("i128-small", "small", {**IDRID, "input_size": 128, "depth": 5, "width": 16, "epochs": 30}),
+        ("i96-wide", "small", {**IDRID, "input_size": 96, "depth": 4, "width": 32, "epochs": 30}),
+        ("i112-deep", "small", {**IDRID, "input_size": 112, "depth": 5, "width": 12, "convs_per_block": 2, "epochs": 24}),
+        ("i112-ordinal", "small", {**IDRID, "input_size": 112, "depth": 5, "width": 16, "head": "ordinal", "epochs": 30}),
     ),
 }
+# The val metric that picks the best single member and the best method. RetinaMNIST's target is
+# ACC and AUC (the published table), so its choice is made by val log-loss, the proper scoring
+# rule that rewards both and is the least noisy on 120 val images; IDRiD keeps QWK, the DR metric.
+SELECT_BY = {"retinamnist": "log_loss", "idrid": "qwk"}
 
 PUBLISHED = {  # MedMNIST v2 (Yang et al. 2023), Table 3, RetinaMNIST test: ACC, AUC
     "ResNet-18 (28)": (0.524, 0.717), "ResNet-18 (224)": (0.493, 0.710), "ResNet-50 (28)": (0.528, 0.726),
@@ -75,6 +86,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a quarter of the epochs (smoke run)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--select-by", default=None, help="val selection metric (default: per dataset, see SELECT_BY)")
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -98,7 +110,8 @@ def main(argv=None) -> int:
         result = train_member(workdir, spec, name=name, preset=preset)
         members[name] = {"train_seconds": result.metrics["train_seconds"], "params": result.metrics["params"],
                          "spec": spec.to_dict()}
-    report = run_vote(workdir, methods=("all",), n_boot=1000, seed=args.seed, console=Console(stderr=True))
+    report = run_vote(workdir, methods=("all",), n_boot=1000, seed=args.seed,
+                      select_by=args.select_by or SELECT_BY[args.dataset], console=Console(stderr=True))
     seconds = time.perf_counter() - started
     out = {
         **report,

@@ -23,7 +23,8 @@ from members.scoring import confusion, nan_to_none, score
 
 THRESHOLD_MODES = ("auto", "on", "off")
 THR = "+thr"
-SELECTION = "qwk (ties: macro_f1), on val"
+SELECT_BY = ("qwk", "accuracy", "balanced_accuracy", "macro_f1", "auc", "log_loss")
+LOWER_IS_BETTER = ("log_loss",)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ def run_vote(
     n_boot: int = 1000,
     seed: int = 0,
     target_coverage: float = 0.9,
+    select_by: str = "qwk",
     console=None,
 ) -> dict:
     """Fit the combiners on val, score baseline, members and methods on test, write the report.
@@ -59,6 +61,10 @@ def run_vote(
         n_boot: bootstrap resamples for the 95 % intervals.
         seed: seed of the resamples and of the cross-fitting folds.
         target_coverage: share of val rows the referral threshold keeps.
+        select_by: the val metric that picks the best single member and the best method
+            (:data:`SELECT_BY`; ``log_loss`` is minimised, the others maximised; ties go to
+            macro-F1 — to accuracy first for AUC and log-loss, which cannot tell a method
+            from its ``+thr`` variant). QWK, the Kaggle DR metric, by default.
         console: a Rich console for the table; ``None`` prints on stdout.
 
     Returns:
@@ -74,6 +80,9 @@ def run_vote(
     """
     if n_boot < 1:
         raise UserError(f"n_boot must be at least 1; got {n_boot}. Pass --bootstrap 1000.")
+    if select_by not in SELECT_BY:
+        raise UserError(f"select_by must be one of {', '.join(SELECT_BY)}; got {select_by!r}. "
+                        "Pass e.g. --select-by qwk.")
     if not 0.0 < target_coverage <= 1.0:
         raise UserError(f"target_coverage must be in (0, 1]; got {target_coverage}. Pass e.g. --coverage 0.9.")
     workdir = Path(workdir)
@@ -87,7 +96,7 @@ def run_vote(
     val = {"baseline": score(ms.val_labels, baseline.val_probs, pred=baseline.val_pred),
            "members": {n: _val_score(ms, p) for n, p in models.items()},
            "ensembles": {n: _val_score(ms, p) for n, p in methods_out.items()}}
-    best_single, best_method = _select(val["members"]), _select(val["ensembles"])
+    best_single, best_method = _select(val["members"], select_by), _select(val["ensembles"], select_by)
     indices = stats.bootstrap_indices(len(ms.test_labels), n_boot, seed, stratify=ms.test_labels)
 
     def test(p: Predictions) -> dict:
@@ -105,7 +114,7 @@ def run_vote(
         "ensembles": {n: test(p) for n, p in methods_out.items()},
         "best_single": best_single,
         "best_method": best_method,
-        "selection_metric": SELECTION,
+        "selection_metric": _selection_note(select_by),
         "significance": _significance(ms.test_labels, methods_out, best_single, single),
         "difference": {"method": best_method, "vs": best_single, "metrics": stats.bootstrap_difference(
             ms.test_labels, (best.test_probs, best.test_pred), (single.test_probs, single.test_pred), indices=indices)},
@@ -124,7 +133,7 @@ def run_vote(
             f"seed {seed}; the same resamples for every model, so differences are paired; percentile intervals, "
             "widened to contain the point value where the resamples are shifted away from it (ECE on small sets).")},
     }
-    report["verdict"] = _verdict(report)
+    report["verdict"] = _verdict(report, select_by)
     report = nan_to_none(report)
     _write_outputs(out, report, ms, single, best)
     from ensemble.report import print_table
@@ -198,12 +207,25 @@ def _val_score(ms: MemberSet, p: Predictions) -> dict[str, float]:
     return score(ms.val_labels, p.val_probs, pred=p.val_pred, num_classes=ms.num_classes)
 
 
-def _select(scores: dict[str, dict]) -> str:
-    """The name with the best val QWK, ties broken by macro-F1, then by order."""
-    def key(name: str) -> tuple[float, float]:
-        return tuple(-math.inf if math.isnan(scores[name][m]) else scores[name][m] for m in ("qwk", "macro_f1"))
+def _select(scores: dict[str, dict], metric: str = "qwk") -> str:
+    """The name with the best val ``metric``, ties broken by :func:`_tie_breaks`, then by order."""
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+
+    def key(name: str) -> tuple[float, ...]:
+        values = (sign * scores[name][metric], *(scores[name][m] for m in _tie_breaks(metric)))
+        return tuple(-math.inf if math.isnan(v) else v for v in values)
 
     return max(scores, key=key)
+
+
+def _tie_breaks(metric: str) -> tuple[str, ...]:
+    """Macro-F1 breaks ties; a probability-only metric (AUC, log-loss) ties between a method and
+    its ``+thr`` variant, so accuracy decides first there."""
+    return ("accuracy", "macro_f1") if metric in ("auc", "log_loss") else ("macro_f1",)
+
+
+def _selection_note(metric: str) -> str:
+    return f"{metric} (ties: {', then '.join(_tie_breaks(metric))}), on val"
 
 
 def _significance(labels, methods_out: dict[str, Predictions], vs: str, single: Predictions) -> dict:
@@ -253,18 +275,29 @@ def _threshold_note(mode, k: int, variants) -> dict:
     return {"mode": {True: "on", False: "off"}.get(mode, mode), "applied": applied, "note": note}
 
 
-def _verdict(r: dict) -> str:
+def _verdict(r: dict, select_by: str = "qwk") -> str:
+    """One paragraph: the val-chosen ensemble against the val-chosen single member, on test.
+
+    The headline metric is QWK (the DR metric), or the selection metric when another one was
+    asked for; accuracy is always quoted beside it.
+    """
+    metric = "qwk" if select_by == "qwk" else select_by
+    label = {"qwk": "QWK", "auc": "AUC", "log_loss": "log-loss", "macro_f1": "macro-F1",
+             "balanced_accuracy": "balanced accuracy", "accuracy": "accuracy"}[metric]
     bm, bs = r["best_method"], r["best_single"]
     a, b = r["ensembles"][bm], r["members"][bs]
-    diff = r["difference"]["metrics"]["qwk"]
+    diff = r["difference"]["metrics"][metric]
     p = r["significance"][bm]["mcnemar_p"]
-    beat = a["qwk"]["value"] > b["qwk"]["value"]
+    va, vb = a[metric]["value"], b[metric]["value"]
+    beat = va is not None and vb is not None and (va < vb if metric in LOWER_IS_BETTER else va > vb)
+    others = [m for m in ("qwk", "accuracy") if m != metric]
+    extra = ", ".join(f"{'QWK' if m == 'qwk' else m} {a[m]['value']:.3f} vs {b[m]['value']:.3f}" for m in others)
     return (
         f"The best ensemble, {bm} (chosen on val), {'beat' if beat else 'did not beat'} the best single member, "
-        f"{bs} (chosen on val by {SELECTION.split(' (')[0].upper()}), on test: QWK {a['qwk']['value']:.3f} vs "
-        f"{b['qwk']['value']:.3f} (difference {diff['value']:+.3f}, 95 % paired-bootstrap CI "
-        f"[{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]), accuracy {a['accuracy']['value']:.3f} vs "
-        f"{b['accuracy']['value']:.3f}. McNemar's exact test on the rows only one of them gets right: p = {p:.3g}, "
+        f"{bs} (chosen on val by {label}), on test: {label} {va:.3f} vs "
+        f"{vb:.3f} (difference {diff['value']:+.3f}, 95 % paired-bootstrap CI "
+        f"[{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]), {extra}. "
+        f"McNemar's exact test on the rows only one of them gets right: p = {p:.3g}, "
         f"{'significant' if p < 0.05 else 'not significant'} at 0.05."
     )
 

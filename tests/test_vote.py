@@ -189,3 +189,41 @@ def test_run_vote_binary(tmp_path: Path, monkeypatch) -> None:
     assert list(report["ensembles"]) == ["soft", "caruana"]  # no grade thresholds for two classes
     assert report["members"]["a"]["auc"]["value"] is not None
     assert report["thresholds"]["applied"] is False
+
+
+def test_select_by_log_loss_minimises_and_names_the_metric(workdir: Path) -> None:
+    report = run_vote(workdir, methods=["soft", "hard"], thresholds="off", select_by="log_loss", n_boot=50,
+                      console=Console(file=io.StringIO()))
+    val = report["val"]
+    assert report["selection_metric"].startswith("log_loss")
+    assert report["best_single"] == min(val["members"], key=lambda n: val["members"][n]["log_loss"])
+    assert report["best_method"] == min(val["ensembles"], key=lambda n: val["ensembles"][n]["log_loss"])
+    assert "chosen on val by log-loss" in report["verdict"] and "QWK" in report["verdict"]
+
+
+def test_select_by_accuracy_and_unknown_metric(workdir: Path) -> None:
+    report = run_vote(workdir, methods=["soft"], thresholds="off", select_by="accuracy", n_boot=50,
+                      console=Console(file=io.StringIO()))
+    acc = {n: v["accuracy"] for n, v in report["val"]["members"].items()}
+    assert acc[report["best_single"]] == max(acc.values())
+    with pytest.raises(UserError, match=r"select_by must be one of qwk, .*log_loss; got 'kappa'"):
+        run_vote(workdir, select_by="kappa", console=Console(file=io.StringIO()))
+
+
+def test_cli_select_by_choices_match_the_library() -> None:
+    import cli
+    from ensemble.vote import SELECT_BY
+
+    assert tuple(m.value for m in cli.SelectBy) == SELECT_BY
+
+
+def test_select_by_auc_breaks_the_thr_tie_by_accuracy(workdir: Path) -> None:
+    report = run_vote(workdir, methods=["soft"], thresholds="on", select_by="auc", n_boot=50,
+                      console=Console(file=io.StringIO()))
+    val = report["val"]["ensembles"]
+    assert val["soft"]["auc"] == val["soft+thr"]["auc"]  # same probabilities
+    def key(name: str) -> tuple[float, float]:
+        return val[name]["accuracy"], val[name]["macro_f1"]
+    expected = "soft" if key("soft") >= key("soft+thr") else "soft+thr"
+    assert report["best_method"] == expected
+    assert report["selection_metric"] == "auc (ties: accuracy, then macro_f1), on val"
