@@ -110,7 +110,9 @@ def main(argv=None) -> int:
         result = train_member(workdir, spec, name=name, preset=preset)
         members[name] = {"train_seconds": result.metrics["train_seconds"], "params": result.metrics["params"],
                          "spec": spec.to_dict()}
-    report = run_vote(workdir, methods=("all",), n_boot=1000, seed=args.seed,
+    # Only this run's members: a workdir reused from an older member set keeps the old members'
+    # folders (prepare keeps members whose split is unchanged), and they must not be voted.
+    report = run_vote(workdir, methods=("all",), members=list(members), n_boot=1000, seed=args.seed,
                       select_by=args.select_by or SELECT_BY[args.dataset], console=Console(stderr=True))
     seconds = time.perf_counter() - started
     out = {
