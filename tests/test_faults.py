@@ -458,11 +458,17 @@ def killed(tmp_path_factory, prepared):
     assert (member / ".lock").exists(), proc.stderr
     record("kill_at_lock", proc, proc.kill())
 
-    # 2. the next run takes the dead run's lock over; a second run meanwhile is refused; Ctrl-C after epoch 2
+    # 2. the next run takes the dead run's lock over; a second run meanwhile is refused; Ctrl-C after epoch 2.
+    # The first run is stopped (SIGSTOP: alive, lock held) while the second one is refused, so that the
+    # refusal, slow on a loaded machine, cannot let it finish its 0.1 s epochs before the Ctrl-C.
     proc = Proc(args)
     proc.wait_for(r"\[k\] epoch 1/3 ")
-    code, _, err = run_cli(*args)
-    second = {"code": code, "stderr": err, "lock": json.loads((member / ".lock").read_text())}
+    os.kill(proc.popen.pid, signal.SIGSTOP)
+    try:
+        code, _, err = run_cli(*args)
+        second = {"code": code, "stderr": err, "lock": json.loads((member / ".lock").read_text())}
+    finally:
+        os.kill(proc.popen.pid, signal.SIGCONT)
     proc.wait_for(r"\[k\] epoch 2/3 ")
     proc.popen.send_signal(signal.SIGINT)
     record("ctrl_c", proc, proc.finish(), second=second,

@@ -17,6 +17,7 @@ from ensemble.vote import resolve_methods, run_vote
 from members.atomic import save_npz
 from members.errors import UserError
 from members.scoring import METRICS
+from tests.helpers import run_cli
 
 K = 5
 SPLIT = ["train"] * 20 + ["val"] * 20 + ["test"] * 20
@@ -227,3 +228,13 @@ def test_select_by_auc_breaks_the_thr_tie_by_accuracy(workdir: Path) -> None:
     expected = "soft" if key("soft") >= key("soft+thr") else "soft+thr"
     assert report["best_method"] == expected
     assert report["selection_metric"] == "auc (ties: accuracy, then macro_f1), on val"
+
+
+def test_cli_vote_select_by(workdir: Path) -> None:
+    code, out, _err = run_cli("vote", "--workdir", workdir, "--method", "soft", "--bootstrap", "20",
+                              "--select-by", "auc")
+    assert code == 0
+    report = json.loads((workdir / "ensemble" / "report.json").read_text())
+    assert report["selection_metric"].startswith("auc") and "chosen on val by AUC" in report["verdict"]
+    code, _out, err = run_cli("vote", "--workdir", workdir, "--select-by", "kappa")
+    assert code == 2 and "kappa" in err  # typer names the bad choice and the valid ones
