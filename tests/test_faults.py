@@ -371,13 +371,21 @@ def test_metrics_json_is_written_last(trained):
 
 # ----- kill -9 and Ctrl-C on real train-member processes ------------------------------------
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Proc:
     """``python cli.py train-member ...`` in a subprocess, its stderr collected line by line."""
 
     def __init__(self, args: list):
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
+        # A shell without job control starts background jobs (`make test &`, some CI runners) with
+        # SIGINT ignored, and children inherit that: Python then leaves it ignored and a Ctrl-C would
+        # never reach the run. Give the child the disposition of a terminal's foreground process.
         self.popen = subprocess.Popen([sys.executable, "cli.py", *map(str, args)], cwd=REPO, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      preexec_fn=_default_sigint)
         self.lines: list[str] = []
         self._done = False
         self._cv = threading.Condition()
@@ -462,7 +470,7 @@ def killed(tmp_path_factory, prepared):
     # 2. the next run takes the dead run's lock over; a second run meanwhile is refused; Ctrl-C after epoch 2.
     # The first run is stopped (SIGSTOP: alive, lock held) while the second one is refused, and it has
     # KILLED_EPOCHS epochs of ~0.1 s, so that a slow refusal or a late Ctrl-C on a loaded machine cannot
-    # let it finish before the Ctrl-C lands (with 3 epochs it did, once in a while, in full-suite runs).
+    # let it finish before the Ctrl-C lands.
     proc = Proc(args)
     proc.wait_for(rf"\[k\] epoch 1/{KILLED_EPOCHS} ")
     os.kill(proc.popen.pid, signal.SIGSTOP)
