@@ -38,16 +38,20 @@ def parse_args(description: str, *, name: str, repeats: int = 3,
     Args:
         description: the script's one-line purpose (``--help``).
         name: the result file's stem.
-        repeats: default number of repeats (medians are taken over them).
+        repeats: default number of repeats (medians are taken over them); ``--quick`` makes it
+            1 unless ``--repeats`` is given.
         extra: optional callable adding the script's own options to the parser.
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small sizes, finishes in under a minute")
     parser.add_argument("--json", type=Path, default=RESULTS / f"{name}.json", help="where to write the figures")
-    parser.add_argument("--repeats", type=int, default=repeats, help="repeats per measurement (medians)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"repeats per measurement (medians; default {repeats}, --quick 1)")
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else repeats
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1; got {args.repeats}")
     return args

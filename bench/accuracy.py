@@ -80,13 +80,16 @@ def prepare(dataset: str, workdir: Path) -> None:
 
 
 def main(argv=None) -> int:
+    from ensemble.vote import SELECT_BY as SELECT_METRICS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sorted(MEMBERS))
     parser.add_argument("--workdir", type=Path, default=None, help="default: bench/work/<dataset>")
     parser.add_argument("--quick", action="store_true", help="a quarter of the epochs (smoke run)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--select-by", default=None, help="val selection metric (default: per dataset, see SELECT_BY)")
+    parser.add_argument("--select-by", default=None, choices=SELECT_METRICS,
+                        help="val selection metric (default: per dataset, see SELECT_BY)")
     args = parser.parse_args(argv)
 
     from rich.console import Console

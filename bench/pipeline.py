@@ -288,8 +288,6 @@ def _extra(parser) -> None:
 def main() -> None:
     args = common.parse_args("Input pipeline throughput against ImageDataGenerator.", name="pipeline",
                              repeats=3, extra=_extra)
-    if args.quick and args.repeats == 3:
-        args.repeats = 1
     images = args.images or (200 if args.quick else 1000)
     if args.worker:
         print(json.dumps(measure(args.worker, images, args.repeats)), flush=True)

@@ -210,8 +210,6 @@ def report(r: dict) -> None:
 def main() -> None:
     args = common.parse_args("Ensemble inference: decode once vs once per member.", name="predict", repeats=3,
                              extra=_extra)
-    if args.quick and args.repeats == 3:
-        args.repeats = 1
     images = args.images or (100 if args.quick else 300)
     common.quiet_tensorflow()
     paths, _ = common.demo_images(images, args.source_size)

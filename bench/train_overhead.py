@@ -188,8 +188,6 @@ def _extra(parser) -> None:
 def main() -> None:
     args = common.parse_args("Training-loop overhead against a bare model.fit.", name="train_overhead",
                              repeats=3, extra=_extra)
-    if args.quick and args.repeats == 3:
-        args.repeats = 1
     images = args.images or (64 if args.quick else 512)
     epochs = args.epochs or (2 if args.quick else 3)
     if epochs < 2:

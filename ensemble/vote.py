@@ -25,6 +25,8 @@ THRESHOLD_MODES = ("auto", "on", "off")
 THR = "+thr"
 SELECT_BY = ("qwk", "accuracy", "balanced_accuracy", "macro_f1", "auc", "log_loss")
 LOWER_IS_BETTER = ("log_loss",)
+METRIC_LABELS = {"qwk": "QWK", "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
+                 "macro_f1": "macro-F1", "auc": "AUC", "log_loss": "log-loss"}
 
 
 @dataclass(frozen=True)
@@ -278,20 +280,18 @@ def _threshold_note(mode, k: int, variants) -> dict:
 def _verdict(r: dict, select_by: str = "qwk") -> str:
     """One paragraph: the val-chosen ensemble against the val-chosen single member, on test.
 
-    The headline metric is QWK (the DR metric), or the selection metric when another one was
-    asked for; accuracy is always quoted beside it.
+    The headline metric is the selection metric (QWK, the DR metric, by default); QWK and
+    accuracy are always quoted beside it.
     """
-    metric = "qwk" if select_by == "qwk" else select_by
-    label = {"qwk": "QWK", "auc": "AUC", "log_loss": "log-loss", "macro_f1": "macro-F1",
-             "balanced_accuracy": "balanced accuracy", "accuracy": "accuracy"}[metric]
     bm, bs = r["best_method"], r["best_single"]
     a, b = r["ensembles"][bm], r["members"][bs]
-    diff = r["difference"]["metrics"][metric]
+    diff = r["difference"]["metrics"][select_by]
     p = r["significance"][bm]["mcnemar_p"]
-    va, vb = a[metric]["value"], b[metric]["value"]
-    beat = va is not None and vb is not None and (va < vb if metric in LOWER_IS_BETTER else va > vb)
-    others = [m for m in ("qwk", "accuracy") if m != metric]
-    extra = ", ".join(f"{'QWK' if m == 'qwk' else m} {a[m]['value']:.3f} vs {b[m]['value']:.3f}" for m in others)
+    va, vb = a[select_by]["value"], b[select_by]["value"]
+    beat = va < vb if select_by in LOWER_IS_BETTER else va > vb  # False for NaN
+    label = METRIC_LABELS[select_by]
+    extra = ", ".join(f"{METRIC_LABELS[m]} {a[m]['value']:.3f} vs {b[m]['value']:.3f}"
+                      for m in ("qwk", "accuracy") if m != select_by)
     return (
         f"The best ensemble, {bm} (chosen on val), {'beat' if beat else 'did not beat'} the best single member, "
         f"{bs} (chosen on val by {label}), on test: {label} {va:.3f} vs "

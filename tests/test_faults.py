@@ -34,7 +34,6 @@ from tests.helpers import add_member, one_sentence_error, run_cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-KILLED_EPOCHS = 12  # epochs of the killed/interrupted run (see the ``killed`` fixture)
 
 
 # ----- helpers -------------------------------------------------------------------------------
@@ -444,13 +443,13 @@ class Moment:
 
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory, prepared):
-    """Run train-member (KILLED_EPOCHS epochs) and interrupt it at several moments, then let it finish."""
+    """Run train-member (3 epochs) and interrupt it at several moments, then let it finish."""
     work = tmp_path_factory.mktemp("faults") / "w"
     shutil.copytree(prepared, work)
     add_member(work, "a", seed=1)
     add_member(work, "b", seed=2)
     member = work / "members" / "k"
-    args = _train_args(work, "k", "--epochs", str(KILLED_EPOCHS), "--no-tta")
+    args = _train_args(work, "k", "--epochs", "3", "--no-tta")
     moments: dict[str, Moment] = {}
 
     def record(name: str, proc: Proc, code: int, **extra) -> None:
@@ -467,19 +466,12 @@ def killed(tmp_path_factory, prepared):
     assert (member / ".lock").exists(), proc.stderr
     record("kill_at_lock", proc, proc.kill())
 
-    # 2. the next run takes the dead run's lock over; a second run meanwhile is refused; Ctrl-C after epoch 2.
-    # The first run is stopped (SIGSTOP: alive, lock held) while the second one is refused, and it has
-    # KILLED_EPOCHS epochs of ~0.1 s, so that a slow refusal or a late Ctrl-C on a loaded machine cannot
-    # let it finish before the Ctrl-C lands.
+    # 2. the next run takes the dead run's lock over; a second run meanwhile is refused; Ctrl-C after epoch 2
     proc = Proc(args)
-    proc.wait_for(rf"\[k\] epoch 1/{KILLED_EPOCHS} ")
-    os.kill(proc.popen.pid, signal.SIGSTOP)
-    try:
-        code, _, err = run_cli(*args)
-        second = {"code": code, "stderr": err, "lock": json.loads((member / ".lock").read_text())}
-    finally:
-        os.kill(proc.popen.pid, signal.SIGCONT)
-    proc.wait_for(rf"\[k\] epoch 2/{KILLED_EPOCHS} ")
+    proc.wait_for(r"\[k\] epoch 1/3 ")
+    code, _, err = run_cli(*args)
+    second = {"code": code, "stderr": err, "lock": json.loads((member / ".lock").read_text())}
+    proc.wait_for(r"\[k\] epoch 2/3 ")
     proc.popen.send_signal(signal.SIGINT)
     code = proc.finish()
     state = member / ".resume" / "state.json"
@@ -488,7 +480,7 @@ def killed(tmp_path_factory, prepared):
 
     # 3. kill -9 right after the last epoch's log line (saving its resume point, or writing artifacts)
     proc = Proc(args)
-    proc.wait_for(rf"\[k\] epoch {KILLED_EPOCHS}/{KILLED_EPOCHS} ")
+    proc.wait_for(r"\[k\] epoch 3/3 ")
     record("kill_in_last_epoch", proc, proc.kill())
 
     # 4. the same command again completes
@@ -507,7 +499,7 @@ def test_kill_9_while_starting_leaves_a_member_vote_skips(killed):
 
 def test_next_run_takes_over_the_lock_of_a_killed_run(killed):
     _work, moments = killed
-    assert f"[k] epoch 1/{KILLED_EPOCHS} " in moments["ctrl_c"].stderr  # it ran despite the dead run's lock
+    assert "[k] epoch 1/3 " in moments["ctrl_c"].stderr  # it ran despite the dead run's lock
 
 
 def test_second_run_on_the_same_member_is_refused_while_the_first_runs(killed):
@@ -550,9 +542,7 @@ def test_every_visible_file_after_a_kill_is_whole(killed):
 def test_rerun_resumes_after_the_last_finished_epoch(killed):
     _work, moments = killed
     saved = len(moments["ctrl_c"].extra["state"]["history"])  # Ctrl-C came after epoch 2 was logged
-    # logged is not yet saved (the signal may land while epoch 2 is being saved), and a loaded machine
-    # may deliver it an epoch or two later; it never lands after the last epoch
-    assert 1 <= saved < KILLED_EPOCHS
+    assert saved in (1, 2)  # (logged is not yet saved: the signal may land while epoch 2 is being saved)
     resumed = [int(n) for n in re.findall(r"resuming after epoch (\d+)", moments["kill_in_last_epoch"].stderr)]
     assert resumed == [saved]
     m = moments["rerun"]
@@ -568,6 +558,6 @@ def test_rerun_completes_a_whole_member(killed):
     assert m.trusted is True and "k:" in m.stdout
     metrics = read_json(member / "metrics.json")
     assert metrics["model_sha256"] == sha256_file(member / "model.keras")
-    assert [row["epoch"] for row in _history(member)] == [str(e) for e in range(1, KILLED_EPOCHS + 1)]
+    assert [row["epoch"] for row in _history(member)] == ["1", "2", "3"]
     assert not (member / ".resume").exists() and not (member / ".lock").exists()
     assert temp_files(member) == []
