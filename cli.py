@@ -293,6 +293,7 @@ def vote(
     coverage: Annotated[float, typer.Option(help="Target coverage of the refer threshold (screening).")] = 0.9,
     thresholds: Annotated[Thresholds, typer.Option(help="Grade thresholds on the expected grade, fitted for QWK: auto (3+ ordered classes), on, off.")] = None,
     select_by: Annotated[SelectBy, typer.Option(help="Val metric that picks the best member and method (log_loss is minimised).")] = None,
+    keep_collapsed: Annotated[bool, typer.Option("--keep-collapsed", help="Also vote members whose metrics.json says collapsed (one class on val); by default they are skipped.")] = False,
 ) -> None:
     """Fit combiners on validation, score everything on test, write the report."""
     from rich.console import Console
@@ -302,7 +303,7 @@ def vote(
     names = [m.strip() for m in members.split(",") if m.strip()] if members else None
     run_vote(workdir, methods=(method.value,), members=names, n_boot=bootstrap, seed=seed,
              target_coverage=coverage, thresholds=(thresholds or Thresholds.auto).value,
-             select_by=(select_by or SelectBy.qwk).value, console=Console())
+             select_by=(select_by or SelectBy.qwk).value, keep_collapsed=keep_collapsed, console=Console())
 
 
 @app.command()

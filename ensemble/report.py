@@ -51,10 +51,24 @@ def _best_per_metric(report: dict) -> dict[str, set[str]]:
     return out
 
 
-def _label(name: str, report: dict) -> str:
+BELOW = "†"
+"""Marks a model whose test accuracy is below the majority baseline's."""
+
+
+def _below(name: str, kind: str, report: dict) -> bool:
+    block = (report.get("below_baseline") or {}).get({"member": "members"}.get(kind, "ensembles"), ())
+    return kind != "baseline" and name in block
+
+
+def _label(name: str, report: dict, kind: str = "") -> str:
     roles = (("best_single", "best single"), ("best_method", "best ensemble"))
     tags = [tag for key, tag in roles if report.get(key) == name]
-    return f"{name} ({', '.join(tags)})" if tags else name
+    label = f"{name} ({', '.join(tags)})" if tags else name
+    return label + (f" {BELOW}" if kind and _below(name, kind, report) else "")
+
+
+def _skipped_lines(report: dict) -> list[str]:
+    return [f"{name}: {why}" for name, why in (report.get("skipped") or {}).items()]
 
 
 def render_markdown(report: dict) -> str:
@@ -63,7 +77,8 @@ def render_markdown(report: dict) -> str:
     lines += [
         f"- Test rows: {report['test_size']}; val rows: {report['val_size']}; classes: {report['num_classes']}.",
         f"- Members voted: {', '.join(report['members'])}.",
-        f"- Skipped members: {', '.join(f'{k} ({v})' for k, v in report['skipped'].items()) or 'none'}.",
+        f"- Skipped members: {'none' if not report['skipped'] else 'see Skipped below'}.",
+        f"- Protocol: combiners fitted and models chosen on {_protocol(report)}.",
         f"- Selection (never on test): {report['selection_metric']}.",
         f"- Combiners: {report['combiner_protocol']}",
         f"- Grade thresholds: {report['thresholds']['note']}",
@@ -79,8 +94,14 @@ def render_markdown(report: dict) -> str:
     best = _best_per_metric(report)
     for name, kind, m in _rows(report):
         cells = [("**" + _cell(m[key]) + "**") if name in best.get(key, ()) else _cell(m[key]) for key, _ in COLUMNS]
-        lines.append(f"| {_label(name, report)} | {kind} | " + " | ".join(cells) + " |")
-    lines += ["", "Bold: best test value among members and ensembles (log-loss and ECE: lowest).", "",
+        lines.append(f"| {_label(name, report, kind)} | {kind} | " + " | ".join(cells) + " |")
+    base_acc = _num((report.get("below_baseline") or {}).get("baseline"))
+    lines += ["", "Bold: best test value among members and ensembles (log-loss and ECE: lowest). "
+              f"{BELOW}: test accuracy below the majority class's ({base_acc}).", ""]
+    if report["skipped"]:
+        lines += ["## Skipped", "", "Members left out of the vote, with the reason:", ""]
+        lines += [f"- {line}" for line in _skipped_lines(report)] + [""]
+    lines += [
               "## Validation set (selection happens here)", "",
               "| model | kind | " + " | ".join(short for _, short in COLUMNS) + " |",
               "| --- | --- | " + " | ".join("---" for _ in COLUMNS) + " |"]
@@ -92,15 +113,24 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| {_label(name, report)} | {kind} | {cells} |")
     lines += ["", f"## Significance: each ensemble against {report['best_single']} (test)", "",
               "McNemar's exact test on the rows exactly one of the two gets right (two-sided).", "",
-              "| ensemble | ensemble alone right | single alone right | p |", "| --- | --- | --- | --- |"]
+              "| ensemble | ensemble alone right | single alone right | favours | p |",
+              "| --- | --- | --- | --- | --- |"]
     for method, s in report["significance"].items():
-        lines.append(f"| {method} | {s['method_only_correct']} | {s['single_only_correct']} | {s['mcnemar_p']:.4g} |")
+        favours = {"ensemble": method, "single": report["best_single"]}.get(s.get("direction"), "neither")
+        lines.append(f"| {method} | {s['method_only_correct']} | {s['single_only_correct']} | {favours} "
+                     f"| {s['mcnemar_p']:.4g} |")
     diff = report["difference"]
     lines += ["", f"Paired bootstrap difference {diff['method']} minus {diff['vs']} on test:", "",
               "| metric | difference [95 % CI] |", "| --- | --- |"]
     lines += [f"| {short} | {_cell(diff['metrics'][key])} |" for key, short in COLUMNS]
     lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"])
     return "\n".join(lines) + "\n"
+
+
+def _protocol(report: dict) -> str:
+    protocol = report.get("protocol") or {"name": "val", "rows": report.get("val_size")}
+    words = {"val": "the val split", "oof": "out-of-fold predictions"}.get(protocol["name"], protocol["name"])
+    return f"{words} ({protocol['rows']} rows)"
 
 
 def _diversity_md(div: dict) -> list[str]:
@@ -143,7 +173,8 @@ def print_table(report: dict, console=None) -> None:
     console = console or Console()
     table = Table(title=f"Test set, n={report['test_size']}: value and 95 % bootstrap CI",
                   box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False,
-                  caption="* best single member, ** best ensemble (chosen on val); bold = best on test")
+                  caption=("* best single member, ** best ensemble (chosen on val); bold = best on test; "
+                           f"{BELOW} = accuracy below the majority class"))
     table.add_column("model", no_wrap=True)
     for _, short in COLUMNS:
         table.add_column(short, justify="right", no_wrap=True)
@@ -159,6 +190,9 @@ def print_table(report: dict, console=None) -> None:
             cells.append(f"[bold green]{text}[/bold green]" if name in best.get(key, ()) else text)
         end = kind == "baseline" or name == list(report["members"])[-1]
         label = "majority class" if kind == "baseline" else name + marks.get(name, "")
+        label += f" {BELOW}" if _below(name, kind, report) else ""
         table.add_row(escape(label), *cells, end_section=end)
     console.print(table)
+    for line in _skipped_lines(report):
+        console.print(escape(f"Skipped {line}"))
     console.print(escape(report["verdict"]))

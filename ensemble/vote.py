@@ -9,8 +9,9 @@ only measures, with paired bootstrap intervals (the same resamples for every mod
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ def run_vote(
     seed: int = 0,
     target_coverage: float = 0.9,
     select_by: str = "qwk",
+    keep_collapsed: bool = False,
     console=None,
 ) -> dict:
     """Fit the combiners on val, score baseline, members and methods on test, write the report.
@@ -67,6 +69,9 @@ def run_vote(
             (:data:`SELECT_BY`; ``log_loss`` is minimised, the others maximised; ties go to
             macro-F1 — to accuracy first for AUC and log-loss, which cannot tell a method
             from its ``+thr`` variant). QWK, the Kaggle DR metric, by default.
+        keep_collapsed: also vote members whose ``metrics.json`` says ``collapsed: true``
+            (they predict one class on val); by default they are left out and listed under
+            ``skipped`` with the reason.
         console: a Rich console for the table; ``None`` prints on stdout.
 
     Returns:
@@ -88,7 +93,7 @@ def run_vote(
     if not 0.0 < target_coverage <= 1.0:
         raise UserError(f"target_coverage must be in (0, 1]; got {target_coverage}. Pass e.g. --coverage 0.9.")
     workdir = Path(workdir)
-    ms = load_members(workdir, members)
+    ms = drop_collapsed(load_members(workdir, members), keep=keep_collapsed)
     variants = resolve_methods(methods, thresholds, ms.num_classes)
     out = workdir / "ensemble"
     baseline_class, baseline = _baseline(ms)
@@ -108,6 +113,7 @@ def run_vote(
     report = {
         "test_size": len(ms.test_labels),
         "val_size": len(ms.val_labels),
+        "protocol": {"name": "val", "rows": len(ms.val_labels)},
         "num_classes": ms.num_classes,
         "classes": ms.classes,
         "baseline": test(baseline),
@@ -135,6 +141,8 @@ def run_vote(
             f"seed {seed}; the same resamples for every model, so differences are paired; percentile intervals, "
             "widened to contain the point value where the resamples are shifted away from it (ECE on small sets).")},
     }
+    report["below_baseline"] = _below_baseline(report)
+    report["outcome"] = _outcome(report, select_by)
     report["verdict"] = _verdict(report, select_by)
     report = nan_to_none(report)
     _write_outputs(out, report, ms, single, best)
@@ -142,6 +150,47 @@ def run_vote(
 
     print_table(report, console)
     return report
+
+
+def is_collapsed(metrics: dict) -> bool:
+    """Whether a member's ``metrics.json`` marks it as collapsed (predicting one class on val)."""
+    return bool(metrics.get("collapsed", False))
+
+
+def _collapse_reason(metrics: dict) -> str:
+    info = metrics.get("collapse")
+    detail = next((info[key] for key in ("reason", "message", "note")
+                   if isinstance(info, dict) and isinstance(info.get(key), str)), None)
+    return (f"collapsed: {detail or 'its val predictions fall into one class'} "
+            "(metrics.json collapsed: true; vote --keep-collapsed keeps it)")
+
+
+def drop_collapsed(ms: MemberSet, *, keep: bool = False) -> MemberSet:
+    """``ms`` without the members whose ``metrics.json`` says ``collapsed: true``, listed in ``skipped``.
+
+    Args:
+        ms: the loaded members.
+        keep: keep the collapsed members (they are still named in ``collapsed_kept``).
+
+    Raises:
+        UserError: fewer than two members left; the message names the collapsed ones.
+    """
+    collapsed = [name for name in ms.names if is_collapsed(ms.metrics[name])]
+    if keep or not collapsed:
+        return ms
+    kept = [j for j, name in enumerate(ms.names) if name not in collapsed]
+    if len(kept) < 2:
+        left = ", ".join(ms.names[j] for j in kept) or "none"
+        raise UserError(
+            f"vote needs at least two members that did not collapse, but {', '.join(collapsed)} collapsed "
+            f"(metrics.json collapsed: true, they predict one class on val) and only {len(kept)} remain ({left}); "
+            "retrain them with the remedies their training warning names, or pass --keep-collapsed to vote them anyway.")
+    skipped = dict(ms.skipped)
+    for name in collapsed:
+        skipped[name] = _collapse_reason(ms.metrics[name])
+        print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
+    return replace(ms, names=[ms.names[j] for j in kept], val_probs=ms.val_probs[kept], test_probs=ms.test_probs[kept],
+                   metrics={ms.names[j]: ms.metrics[ms.names[j]] for j in kept}, skipped=skipped)
 
 
 def resolve_methods(methods: Sequence[str], thresholds: str | bool, num_classes: int) -> list[tuple[str, str, bool]]:
@@ -234,9 +283,10 @@ def _significance(labels, methods_out: dict[str, Predictions], vs: str, single: 
     out = {}
     for name, p in methods_out.items():
         right, right_single = p.test_pred == labels, single.test_pred == labels
+        only_m, only_s = int(np.sum(right & ~right_single)), int(np.sum(~right & right_single))
         out[name] = {"vs": vs, "mcnemar_p": stats.mcnemar_exact(labels, p.test_pred, single.test_pred),
-                     "method_only_correct": int(np.sum(right & ~right_single)),
-                     "single_only_correct": int(np.sum(~right & right_single))}
+                     "method_only_correct": only_m, "single_only_correct": only_s,
+                     "direction": "ensemble" if only_m > only_s else "single" if only_s > only_m else "even"}
     return out
 
 
@@ -277,29 +327,91 @@ def _threshold_note(mode, k: int, variants) -> dict:
     return {"mode": {True: "on", False: "off"}.get(mode, mode), "applied": applied, "note": note}
 
 
-def _verdict(r: dict, select_by: str = "qwk") -> str:
-    """One paragraph: the val-chosen ensemble against the val-chosen single member, on test.
+def _below_baseline(r: dict) -> dict:
+    """The members and methods whose test accuracy is below the majority baseline's."""
+    base = r["baseline"]["accuracy"]["value"]
 
-    The headline metric is the selection metric (QWK, the DR metric, by default); QWK and
-    accuracy are always quoted beside it.
+    def below(block: dict) -> list[str]:
+        return [name for name, m in block.items()
+                if base is not None and m["accuracy"]["value"] is not None and m["accuracy"]["value"] < base]
+
+    return {"metric": "accuracy", "baseline": base, "members": below(r["members"]), "ensembles": below(r["ensembles"])}
+
+
+def _outcome(r: dict, select_by: str) -> dict:
+    """``beat`` / ``worse`` only when the paired-bootstrap CI of the difference excludes 0, else
+    ``no clear difference``."""
+    diff = r["difference"]["metrics"][select_by]
+    lo, hi = diff["ci"]
+    sign = -1.0 if select_by in LOWER_IS_BETTER else 1.0
+    if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
+        word = "no clear difference"
+    elif sign * lo > 0 and sign * hi > 0:
+        word = "beat"
+    elif sign * lo < 0 and sign * hi < 0:
+        word = "worse"
+    else:
+        word = "no clear difference"
+    s = r["significance"][r["best_method"]]
+    only_m, only_s = s["method_only_correct"], s["single_only_correct"]
+    return {"verdict": word, "metric": select_by, "difference": diff["value"], "ci": [lo, hi],
+            "mcnemar_p": s["mcnemar_p"], "ensemble_only_correct": only_m, "single_only_correct": only_s}
+
+
+def _f(value, sign: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:+.3f}" if sign else f"{value:.3f}"
+
+
+def _verdict(r: dict, select_by: str = "qwk") -> str:
+    """A few sentences: the val-chosen ensemble against the val-chosen single member, on test.
+
+    "Beat" only when the 95 % paired-bootstrap CI of the difference in the selection metric
+    excludes 0; otherwise "no clear difference". Both are compared with the majority class on
+    accuracy and balanced accuracy, and McNemar's test is given with its direction.
     """
     bm, bs = r["best_method"], r["best_single"]
-    a, b = r["ensembles"][bm], r["members"][bs]
-    diff = r["difference"]["metrics"][select_by]
-    p = r["significance"][bm]["mcnemar_p"]
-    va, vb = a[select_by]["value"], b[select_by]["value"]
-    beat = va < vb if select_by in LOWER_IS_BETTER else va > vb  # False for NaN
+    a, b, base = r["ensembles"][bm], r["members"][bs], r["baseline"]
+    out = r.get("outcome") or _outcome(r, select_by)
     label = METRIC_LABELS[select_by]
-    extra = ", ".join(f"{METRIC_LABELS[m]} {a[m]['value']:.3f} vs {b[m]['value']:.3f}"
-                      for m in ("qwk", "accuracy") if m != select_by)
-    return (
-        f"The best ensemble, {bm} (chosen on val), {'beat' if beat else 'did not beat'} the best single member, "
-        f"{bs} (chosen on val by {label}), on test: {label} {va:.3f} vs "
-        f"{vb:.3f} (difference {diff['value']:+.3f}, 95 % paired-bootstrap CI "
-        f"[{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]), {extra}. "
-        f"McNemar's exact test on the rows only one of them gets right: p = {p:.3g}, "
-        f"{'significant' if p < 0.05 else 'not significant'} at 0.05."
-    )
+    lo, hi = out["ci"]
+    figures = (f"{label} {_f(a[select_by]['value'])} vs {_f(b[select_by]['value'])} (difference "
+               f"{_f(out['difference'], True)}, 95 % paired-bootstrap CI [{_f(lo, True)}, {_f(hi, True)}]")
+    who = f"the best ensemble, {bm} (chosen on val), {{}} the best single member, {bs} (chosen on val by {label}), on test"
+    if out["verdict"] == "beat":
+        head = who.format("beat") + f": {figures}, which excludes 0)"
+    elif out["verdict"] == "worse":
+        head = who.format("did worse than") + f": {figures}, which excludes 0)"
+    else:
+        head = (f"No clear difference between the best ensemble, {bm} (chosen on val), and the best single member, "
+                f"{bs} (chosen on val by {label}), on test: {figures}, which includes 0)")
+    head = head[0].upper() + head[1:]
+    extra = ", ".join(f"{METRIC_LABELS[m]} {_f(a[m]['value'])} vs {_f(b[m]['value'])}"
+                      for m in ("qwk", "accuracy", "balanced_accuracy") if m != select_by)
+    base_acc, base_bal = base["accuracy"]["value"], base["balanced_accuracy"]["value"]
+    below = [name for name, m in ((bm, a), (bs, b)) if base_acc is not None and m["accuracy"]["value"] is not None
+             and m["accuracy"]["value"] < base_acc]
+    not_above_bal = [name for name, m in ((bm, a), (bs, b)) if base_bal is not None
+                     and m["balanced_accuracy"]["value"] is not None and m["balanced_accuracy"]["value"] <= base_bal]
+    if len(below) == 2:
+        acc_words = "both are below the majority class on accuracy"
+    elif below:
+        acc_words = f"{below[0]} is below the majority class on accuracy"
+    else:
+        acc_words = "neither is below the majority class on accuracy"
+    bal_words = ("" if not not_above_bal else
+                 f"; {' and '.join(not_above_bal)} {'are' if len(not_above_bal) == 2 else 'is'} no better than it "
+                 "on balanced accuracy")
+    baseline = (f"Against the majority class (always class {r['baseline_class']}: accuracy {_f(base_acc)}, "
+                f"balanced accuracy {_f(base_bal)}), {bm} has {_f(a['accuracy']['value'])} and "
+                f"{_f(a['balanced_accuracy']['value'])}, {bs} {_f(b['accuracy']['value'])} and "
+                f"{_f(b['balanced_accuracy']['value'])}: {acc_words}{bal_words}.")
+    p = out["mcnemar_p"]
+    mcnemar = (f"McNemar's exact test: {out['ensemble_only_correct']} test rows only the ensemble gets right vs "
+               f"{out['single_only_correct']} only the single member gets right, p = {p:.3g} "
+               f"({'significant' if p < 0.05 else 'not significant'} at 0.05).")
+    return f"{head}; {extra}. {baseline} {mcnemar}"
 
 
 def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, best: Predictions) -> None:

@@ -17,7 +17,7 @@ from ensemble.vote import resolve_methods, run_vote
 from members.atomic import save_npz
 from members.errors import UserError
 from members.scoring import METRICS
-from tests.helpers import run_cli
+from tests.helpers import one_sentence_error, run_cli
 
 K = 5
 SPLIT = ["train"] * 20 + ["val"] * 20 + ["test"] * 20
@@ -238,3 +238,121 @@ def test_cli_vote_select_by(workdir: Path) -> None:
     assert report["selection_metric"].startswith("auc") and "chosen on val by AUC" in report["verdict"]
     code, _out, err = run_cli("vote", "--workdir", workdir, "--select-by", "kappa")
     assert code == 2 and "kappa" in err  # typer names the bad choice and the valid ones
+
+
+def _mark_collapsed(root: Path, name: str) -> None:
+    path = root / "members" / name / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "collapsed": True,
+                                "collapse": {"reason": "every val prediction is grade 0"}}))
+
+
+def test_collapsed_member_is_skipped_and_listed(tmp_path: Path, capsys) -> None:
+    root = make_workdir(tmp_path, {"a": (0.8, 0.0), "b": (0.1, 0.7), "c": (0.05, 0.6)})
+    _mark_collapsed(root, "b")
+    console = Console(file=io.StringIO(), width=160)
+    report = run_vote(root, methods=["soft"], thresholds="off", n_boot=20, console=console)
+    assert list(report["members"]) == ["a", "c"]
+    assert report["skipped"]["b"].startswith("collapsed: every val prediction is grade 0")
+    assert "--keep-collapsed" in report["skipped"]["b"] and "metrics.json" in report["skipped"]["d"]
+    assert json.loads((root / "ensemble" / "combiners" / "soft.json").read_text())["member_names"] == ["a", "c"]
+    md = (root / "ensemble" / "report.md").read_text()
+    assert "## Skipped" in md and "- b: collapsed: every val prediction is grade 0" in md
+    assert "Skipped b: collapsed" in console.file.getvalue()
+    assert "Skipping member 'b': collapsed" in capsys.readouterr().err
+    kept = run_vote(root, methods=["soft"], thresholds="off", n_boot=20, keep_collapsed=True,
+                    console=Console(file=io.StringIO()))
+    assert list(kept["members"]) == ["a", "b", "c"] and "b" not in kept["skipped"]
+
+
+def test_too_few_members_after_collapse_is_one_sentence(tmp_path: Path) -> None:
+    root = make_workdir(tmp_path, {"a": (0.8, 0.0), "b": (0.1, 0.7)}, incomplete=None)
+    _mark_collapsed(root, "b")
+    with pytest.raises(UserError, match=r"b collapsed .*only 1 remain \(a\).*--keep-collapsed"):
+        run_vote(root, n_boot=20, console=Console(file=io.StringIO()))
+    code, _out, err = run_cli("vote", "--workdir", root, "--bootstrap", "20")
+    one_sentence_error(code, err, "b collapsed", "--keep-collapsed")
+    code, _out, _err = run_cli("vote", "--workdir", root, "--bootstrap", "20", "--method", "soft", "--keep-collapsed")
+    assert code == 0
+
+
+def test_below_baseline_marked_in_json_md_and_table(tmp_path: Path, monkeypatch) -> None:
+    # 12 of 20 val and test rows are grade 0: the majority class scores 0.6; a noise member falls below it.
+    skewed = np.r_[np.zeros(12, int), np.arange(1, K), np.arange(1, K)]
+    labels = np.r_[np.tile(np.arange(K), 4), skewed, skewed]
+    monkeypatch.setattr(sys.modules[__name__], "LABELS", labels)
+    root = make_workdir(tmp_path, {"a": (0.6, 0.9), "b": (0.3, 0.0)}, incomplete=None)
+    console = Console(file=io.StringIO(), width=200)
+    report = run_vote(root, methods=["soft"], thresholds="off", n_boot=20, console=console)
+    base = report["baseline"]["accuracy"]["value"]
+    below = report["below_baseline"]
+    assert below["baseline"] == base and base == pytest.approx(0.6)
+    expected = [n for n, m in report["members"].items() if m["accuracy"]["value"] < base]
+    assert below["members"] == expected and "b" in expected and "a" not in expected
+    assert below["ensembles"] == [n for n, m in report["ensembles"].items() if m["accuracy"]["value"] < base]
+    md = (root / "ensemble" / "report.md").read_text()
+    assert "| b † | member |" in md and "| a (best single) | member |" in md
+    assert "b †" in console.file.getvalue()
+
+
+def _fake_report(diff_ci: tuple[float, float], acc: tuple[float, float], base_acc: float = 0.7) -> dict:
+    def entry(value: float) -> dict:
+        return {"value": value, "ci": [value - 0.05, value + 0.05]}
+
+    def model(qwk: float, accuracy: float) -> dict:
+        return {"qwk": entry(qwk), "accuracy": entry(accuracy), "balanced_accuracy": entry(0.4)}
+
+    return {"best_method": "stack", "best_single": "wide", "baseline_class": 0,
+            "ensembles": {"stack": model(0.55, acc[0])}, "members": {"wide": model(0.50, acc[1])},
+            "baseline": {"qwk": entry(0.0), "accuracy": entry(base_acc), "balanced_accuracy": entry(0.2)},
+            "difference": {"metrics": {"qwk": {"value": 0.05, "ci": list(diff_ci)}}},
+            "significance": {"stack": {"vs": "wide", "mcnemar_p": 0.25, "method_only_correct": 7,
+                                       "single_only_correct": 3}}}
+
+
+def test_verdict_says_beat_only_when_the_ci_excludes_zero() -> None:
+    from ensemble.vote import _outcome, _verdict
+
+    wide = _fake_report((-0.02, 0.12), (0.75, 0.72))
+    assert _outcome(wide, "qwk")["verdict"] == "no clear difference"
+    text = _verdict(wide, "qwk")
+    assert text.startswith("No clear difference between the best ensemble, stack")
+    assert "beat" not in text and "which includes 0" in text
+    narrow = _fake_report((0.01, 0.09), (0.75, 0.72))
+    assert _outcome(narrow, "qwk")["verdict"] == "beat"
+    text = _verdict(narrow, "qwk")
+    assert text.startswith("The best ensemble, stack (chosen on val), beat the best single member, wide")
+    assert "which excludes 0" in text and "neither is below the majority class on accuracy" in text
+    worse = _fake_report((-0.09, -0.01), (0.75, 0.72))
+    assert _outcome(worse, "qwk")["verdict"] == "worse" and "did worse than" in _verdict(worse, "qwk")
+
+
+def test_verdict_compares_both_with_the_majority_class_and_gives_mcnemar_direction() -> None:
+    from ensemble.vote import _verdict
+
+    text = _verdict(_fake_report((0.01, 0.09), (0.62, 0.65), base_acc=0.7), "qwk")
+    assert "both are below the majority class on accuracy" in text
+    assert "accuracy 0.700, balanced accuracy 0.200" in text
+    assert "7 test rows only the ensemble gets right vs 3 only the single member gets right, p = 0.25" in text
+    one = _verdict(_fake_report((0.01, 0.09), (0.75, 0.65), base_acc=0.7), "qwk")
+    assert "wide is below the majority class on accuracy" in one
+
+
+def test_mcnemar_direction_counts_match_a_hand_count(voted) -> None:
+    root, report, _ = voted
+    from ensemble.members import load_members
+    from ensemble.combiners import load_combiner
+
+    ms = load_members(root)
+    labels = ms.test_labels
+    single = ms.test_probs[ms.names.index(report["best_single"])].argmax(1)
+    for method, s in report["significance"].items():
+        pred = load_combiner(root / "ensemble" / "combiners" / f"{method}.json").predict(ms.test_probs)
+        only_m = int(np.sum((pred == labels) & (single != labels)))
+        only_s = int(np.sum((pred != labels) & (single == labels)))
+        assert (s["method_only_correct"], s["single_only_correct"]) == (only_m, only_s), method
+        assert s["direction"] == ("ensemble" if only_m > only_s else "single" if only_s > only_m else "even")
+    out = report["outcome"]
+    best = report["significance"][report["best_method"]]
+    assert (out["ensemble_only_correct"], out["single_only_correct"]) == (best["method_only_correct"],
+                                                                         best["single_only_correct"])
+    assert f"{out['ensemble_only_correct']} test rows only the ensemble gets right" in report["verdict"]
