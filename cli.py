@@ -120,13 +120,17 @@ def demo_data(
 @user_errors
 def prepare(
     workdir: WorkdirOpt,
-    labels: Annotated[Optional[Path], typer.Option(help="Labels CSV (Kaggle trainLabels.csv: image,level).")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Folder with the images named in the CSV.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="Labels CSV (Kaggle trainLabels.csv: image,level); without it --images is a folder per class.")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Folder with the images named in the CSV, or (alone) with one sub-folder per class, optionally under train/ val/ test/.")] = None,
     npz: Annotated[Optional[Path], typer.Option(help="A MedMNIST-style .npz (train/val/test images and labels).")] = None,
     medmnist: Annotated[Optional[str], typer.Option(help="Download a MedMNIST dataset by name (e.g. retinamnist).")] = None,
     size: Annotated[int, typer.Option(help="MedMNIST image size: 28, 64, 128 or 224.")] = 28,
     image_column: Annotated[str, typer.Option(help="CSV column holding image names.")] = "image",
-    label_column: Annotated[str, typer.Option(help="CSV column holding integer labels.")] = "level",
+    label_column: Annotated[str, typer.Option(help="CSV column holding the labels: integers 0..k-1 or class names.")] = "level",
+    classes: Annotated[Optional[str], typer.Option(help="Class names in order, comma-separated (default: alphabetical).")] = None,
+    ordinal: Annotated[Optional[bool], typer.Option("--ordinal/--nominal", help="Ordered grades or unordered classes (default: ordinal for integer labels, nominal for names).")] = None,
+    group_column: Annotated[Optional[str], typer.Option(help="CSV column with the patient id: a patient's images stay in one split.")] = None,
+    group_pattern: Annotated[Optional[str], typer.Option(help="Regex with one capture group giving the patient id from the image path, e.g. '(\\d+)_(?:left|right)'.")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of rows for validation.")] = 0.15,
     test_fraction: Annotated[float, typer.Option(help="Share of rows for test.")] = 0.15,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
@@ -134,20 +138,35 @@ def prepare(
 ) -> None:
     """Check every row, drop bad ones with a reason, and write the train/val/test split."""
     from members import dataset as ds
+    from members.classes import ORDINAL_MEDMNIST, parse_classes_option
     from members.errors import UserError
 
     sources = [s for s in (labels or images, npz, medmnist) if s]
     if len(sources) != 1:
-        raise UserError("Give exactly one data source: --labels CSV --images DIR, or --npz FILE, or --medmnist NAME.")
+        raise UserError("Give exactly one data source: --labels CSV --images DIR, --images DIR (a folder per class), "
+                        "--npz FILE, or --medmnist NAME.")
+    order = parse_classes_option(classes)
     if npz or medmnist:
+        if group_column or group_pattern or order:
+            raise UserError("--group-column, --group-pattern and --classes apply to a CSV or a class-folder set; an "
+                            "npz keeps its official split and integer classes: drop them.")
         path = npz or ds.fetch_medmnist(medmnist, size=size)
-        result = ds.prepare_npz(workdir, path, force=force)
+        if ordinal is None and medmnist:
+            ordinal = medmnist.lower() in ORDINAL_MEDMNIST
+        result = ds.prepare_npz(workdir, path, force=force, ordinal=ordinal)
+    elif not labels:
+        if group_column:
+            raise UserError("--group-column needs a labels CSV; for a folder per class use --group-pattern on the "
+                            "image paths instead.")
+        result = ds.prepare_folders(workdir, images, val_fraction=val_fraction, test_fraction=test_fraction,
+                                    seed=seed, force=force, ordinal=ordinal, classes=order, group_pattern=group_pattern)
     else:
-        if not (labels and images):
-            raise UserError("--labels and --images go together: pass the labels CSV and the image folder.")
+        if not images:
+            raise UserError("--labels needs --images: pass the folder holding the images named in the CSV.")
         result = ds.prepare_csv(
             workdir, labels, images, image_column=image_column, label_column=label_column,
-            val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, force=force,
+            val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, force=force, ordinal=ordinal,
+            classes=order, group_column=group_column, group_pattern=group_pattern,
         )
     per_split = "; ".join(f"{split} {sum(c.values())}" for split, c in result.counts.items())
     dropped = sum(result.skipped.values())
@@ -292,7 +311,7 @@ def vote(
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     coverage: Annotated[float, typer.Option(help="Target coverage of the refer threshold (screening).")] = 0.9,
     thresholds: Annotated[Thresholds, typer.Option(help="Grade thresholds on the expected grade, fitted for QWK: auto (3+ ordered classes), on, off.")] = None,
-    select_by: Annotated[SelectBy, typer.Option(help="Val metric that picks the best member and method (log_loss is minimised).")] = None,
+    select_by: Annotated[SelectBy, typer.Option(help="Val metric that picks the best member and method (log_loss is minimised); default qwk for ordered grades, macro_f1 for nominal classes.")] = None,
     keep_collapsed: Annotated[bool, typer.Option("--keep-collapsed", help="Also vote members whose metrics.json says collapsed (one class on val); by default they are skipped.")] = False,
 ) -> None:
     """Fit combiners on validation, score everything on test, write the report."""
@@ -303,7 +322,7 @@ def vote(
     names = [m.strip() for m in members.split(",") if m.strip()] if members else None
     run_vote(workdir, methods=(method.value,), members=names, n_boot=bootstrap, seed=seed,
              target_coverage=coverage, thresholds=(thresholds or Thresholds.auto).value,
-             select_by=(select_by or SelectBy.qwk).value, keep_collapsed=keep_collapsed, console=Console())
+             select_by=select_by.value if select_by else None, keep_collapsed=keep_collapsed, console=Console())
 
 
 @app.command()

@@ -85,6 +85,7 @@ class Ensemble:
     members: list[LoadedMember]
     refer_threshold: float | None
     referral_note: str
+    classes: list = field(default_factory=list)
 
 
 @dataclass
@@ -100,6 +101,7 @@ class PredictionResult:
         refer: ``(n,)`` bool, True where the image should go to a human grader.
         skipped: unreadable inputs, ``{path: reason}``.
         method: the combiner used; ``members``: its members; ``referral_note``: the rule used.
+        classes: the class of each label index (``dataset.json``'s ``classes``: integers or names).
     """
 
     paths: list[str]
@@ -112,15 +114,22 @@ class PredictionResult:
     method: str
     members: list[str]
     referral_note: str
+    classes: list = field(default_factory=list)
+
+    def class_of(self, label: int) -> str:
+        """The class name (or integer grade) of a label index."""
+        return str(self.classes[label]) if 0 <= label < len(self.classes) else str(label)
 
     def to_csv(self) -> str:
-        """``path,label,prob_0..prob_{k-1},agreement,confidence,refer``, one row per image."""
+        """``path,label,class,prob_0..prob_{k-1},agreement,confidence,refer``, one row per image."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         k = self.probs.shape[1]
-        writer.writerow(["path", "label", *(f"prob_{j}" for j in range(k)), "agreement", "confidence", "refer"])
+        writer.writerow(["path", "label", "class", *(f"prob_{j}" for j in range(k)), "agreement", "confidence",
+                         "refer"])
         for i, path in enumerate(self.paths):
-            writer.writerow([path, int(self.labels[i]), *(f"{p:.8g}" for p in self.probs[i]),
+            writer.writerow([path, int(self.labels[i]), self.class_of(int(self.labels[i])),
+                             *(f"{p:.8g}" for p in self.probs[i]),
                              f"{self.agreement[i]:.6g}", f"{self.confidence[i]:.8g}", int(self.refer[i])])
         return buf.getvalue()
 
@@ -203,7 +212,8 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
         threshold = None
         note = (f"referred when fewer than {AGREEMENT_FALLBACK:.0%} of members agree with the ensemble "
                 f"(report.json holds a referral threshold only for {best!r}, not {chosen!r})")
-    return Ensemble(workdir, chosen, combiner, members, threshold, note)
+    classes = report.get("classes") or list(range(combiner.n_classes_))
+    return Ensemble(workdir, chosen, combiner, members, threshold, note, list(classes))
 
 
 # ---- images ----------------------------------------------------------------------------
@@ -391,7 +401,7 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
     confidence = probs[np.arange(len(labels)), labels]
     refer = confidence < ens.refer_threshold if ens.refer_threshold is not None else agreement < AGREEMENT_FALLBACK
     return PredictionResult(paths, probs, labels, agreement, confidence, refer, skipped, ens.method,
-                            [m.name for m in ens.members], ens.referral_note)
+                            [m.name for m in ens.members], ens.referral_note, ens.classes)
 
 
 def _report_skipped(skipped: dict[str, str]) -> None:

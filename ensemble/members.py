@@ -35,8 +35,9 @@ class MemberSet:
         metrics: each member's ``metrics.json``.
         skipped: incomplete members left out, ``{name: reason}``.
         num_classes: ``k``.
-        classes: the original class values from ``dataset.json``.
+        classes: the classes from ``dataset.json`` (integers or names), in index order.
         fingerprint: sha256 of ``split.csv``.
+        ordinal: whether the classes are ordered grades (``dataset.json``'s ``ordinal``).
     """
 
     names: list[str]
@@ -51,6 +52,7 @@ class MemberSet:
     num_classes: int = 0
     classes: list = field(default_factory=list)
     fingerprint: str = ""
+    ordinal: bool = True
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class _Split:
     fingerprint: str
     num_classes: int
     classes: list
+    ordinal: bool
     row_ids: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
 
@@ -128,6 +131,7 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
         num_classes=split.num_classes,
         classes=split.classes,
         fingerprint=split.fingerprint,
+        ordinal=split.ordinal,
     )
 
 
@@ -141,7 +145,7 @@ def _read_split(workdir: Path) -> _Split:
         if rows.empty:
             raise UserError(f"{workdir / 'split.csv'} has no '{s}' rows; re-run prepare with a non-zero {s} fraction.")
         row_ids[s], labels[s] = rows["row_id"].to_numpy(np.int64), rows["label"].to_numpy(np.int64)
-    return _Split(data.fingerprint, data.num_classes, list(data.classes), row_ids, labels)
+    return _Split(data.fingerprint, data.num_classes, list(data.classes), data.ordinal, row_ids, labels)
 
 
 def _load_member(folder: Path, name: str, split: _Split) -> dict:

@@ -31,6 +31,12 @@ def _cell(entry: dict) -> str:
     return f"{_num(entry['value'])} [{_num(lo)}, {_num(hi)}]"
 
 
+def _class_name(report: dict, index: int) -> str:
+    """The display name of class ``index`` (the index itself when the report has no class list)."""
+    classes = report.get("classes") or []
+    return str(classes[index]) if 0 <= index < len(classes) else str(index)
+
+
 def _rows(report: dict) -> list[tuple[str, str, dict]]:
     rows = [("majority class", "baseline", report["baseline"])]
     rows += [(name, "member", m) for name, m in report["members"].items()]
@@ -75,7 +81,9 @@ def render_markdown(report: dict) -> str:
     """``report.md``: setup, test table with 95 % CIs, val table, significance, diversity, referral, verdict."""
     lines = ["# Ensemble vote report", "", f"**Verdict.** {report['verdict']}", "", "## Setup", ""]
     lines += [
-        f"- Test rows: {report['test_size']}; val rows: {report['val_size']}; classes: {report['num_classes']}.",
+        (f"- Test rows: {report['test_size']}; val rows: {report['val_size']}; classes: {report['num_classes']} "
+         f"({', '.join(map(str, report.get('classes') or []))}; "
+         f"{'ordered grades' if report.get('ordinal', True) else 'nominal, unordered'})."),
         f"- Members voted: {', '.join(report['members'])}.",
         f"- Skipped members: {'none' if not report['skipped'] else 'see Skipped below'}.",
         f"- Protocol: combiners fitted and models chosen on {_protocol(report)}.",
@@ -83,7 +91,7 @@ def render_markdown(report: dict) -> str:
         f"- Combiners: {report['combiner_protocol']}",
         f"- Grade thresholds: {report['thresholds']['note']}",
         f"- Intervals: {report['bootstrap']['note']}",
-        (f"- Baseline: always predict the majority class of val (class {report['baseline_class']}), "
+        (f"- Baseline: always predict the majority class of val (class {_class_name(report, report['baseline_class'])}), "
          "with the val class frequencies as probabilities."),
         "",
         "## Test set (95 % bootstrap intervals)",

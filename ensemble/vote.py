@@ -49,7 +49,7 @@ def run_vote(
     n_boot: int = 1000,
     seed: int = 0,
     target_coverage: float = 0.9,
-    select_by: str = "qwk",
+    select_by: str | None = None,
     keep_collapsed: bool = False,
     console=None,
 ) -> dict:
@@ -68,7 +68,8 @@ def run_vote(
         select_by: the val metric that picks the best single member and the best method
             (:data:`SELECT_BY`; ``log_loss`` is minimised, the others maximised; ties go to
             macro-F1 — to accuracy first for AUC and log-loss, which cannot tell a method
-            from its ``+thr`` variant). QWK, the Kaggle DR metric, by default.
+            from its ``+thr`` variant). ``None``: QWK, the Kaggle DR metric, for ordered
+            grades; macro-F1 for nominal classes (QWK assumes an order), said on stderr.
         keep_collapsed: also vote members whose ``metrics.json`` says ``collapsed: true``
             (they predict one class on val); by default they are left out and listed under
             ``skipped`` with the reason.
@@ -87,14 +88,15 @@ def run_vote(
     """
     if n_boot < 1:
         raise UserError(f"n_boot must be at least 1; got {n_boot}. Pass --bootstrap 1000.")
-    if select_by not in SELECT_BY:
+    if select_by is not None and select_by not in SELECT_BY:
         raise UserError(f"select_by must be one of {', '.join(SELECT_BY)}; got {select_by!r}. "
                         "Pass e.g. --select-by qwk.")
     if not 0.0 < target_coverage <= 1.0:
         raise UserError(f"target_coverage must be in (0, 1]; got {target_coverage}. Pass e.g. --coverage 0.9.")
     workdir = Path(workdir)
     ms = drop_collapsed(load_members(workdir, members), keep=keep_collapsed)
-    variants = resolve_methods(methods, thresholds, ms.num_classes)
+    variants = resolve_methods(methods, thresholds, ms.num_classes, ordinal=ms.ordinal)
+    select_by = default_select_by(select_by, ms.ordinal)
     out = workdir / "ensemble"
     baseline_class, baseline = _baseline(ms)
     models = {name: Predictions(val, val.argmax(1), test, test.argmax(1))
@@ -116,6 +118,7 @@ def run_vote(
         "protocol": {"name": "val", "rows": len(ms.val_labels)},
         "num_classes": ms.num_classes,
         "classes": ms.classes,
+        "ordinal": ms.ordinal,
         "baseline": test(baseline),
         "baseline_class": baseline_class,
         "members": {n: test(p) for n, p in models.items()},
@@ -130,7 +133,7 @@ def run_vote(
         "val": val,
         "referral": _referral(ms, best, target_coverage),
         "skipped": ms.skipped,
-        "thresholds": _threshold_note(thresholds, ms.num_classes, variants),
+        "thresholds": _threshold_note(thresholds, ms.num_classes, variants, ms.ordinal),
         "combiner_protocol": (
             "fitted on the val split only and evaluated on test; their val scores are out-of-fold (each val row is "
             "predicted by a copy fitted on the other folds, up to 5 stratified folds), so the best method is chosen "
@@ -193,14 +196,40 @@ def drop_collapsed(ms: MemberSet, *, keep: bool = False) -> MemberSet:
                    metrics={ms.names[j]: ms.metrics[ms.names[j]] for j in kept}, skipped=skipped)
 
 
-def resolve_methods(methods: Sequence[str], thresholds: str | bool, num_classes: int) -> list[tuple[str, str, bool]]:
-    """``(name, base method, thresholds)`` for every variant to fit, in report order."""
+def default_select_by(select_by: str | None, ordinal: bool) -> str:
+    """The selection metric: the one asked for, else QWK for grades and macro-F1 for nominal classes.
+
+    Raises:
+        UserError: QWK asked for on nominal classes.
+    """
+    if select_by is None:
+        select_by = "qwk" if ordinal else "macro_f1"
+        if not ordinal:
+            print("Nominal classes: the best member and method are chosen by val macro-F1 (QWK assumes ordered "
+                  "grades); pass --select-by to choose another metric.", file=sys.stderr)
+    elif select_by == "qwk" and not ordinal:
+        raise UserError("--select-by qwk needs ordered grades, but this workdir's classes are nominal (dataset.json "
+                        "has ordinal false); choose macro_f1, balanced_accuracy or log_loss.")
+    return select_by
+
+
+def resolve_methods(methods: Sequence[str], thresholds: str | bool, num_classes: int, *,
+                    ordinal: bool = True) -> list[tuple[str, str, bool]]:
+    """``(name, base method, thresholds)`` for every variant to fit, in report order.
+
+    Nominal classes (``ordinal`` false) never get grade thresholds: they cut an expected grade.
+    """
     from ensemble.combiners import METHODS
 
     mode = {True: "on", False: "off"}.get(thresholds, thresholds)
     if mode not in THRESHOLD_MODES:
         raise UserError(f"thresholds must be one of {', '.join(THRESHOLD_MODES)}; got {thresholds!r}.")
-    add_thr = mode == "on" or (mode == "auto" and num_classes >= 3)
+    asked_thr = mode == "on" or any(m.endswith(THR) for m in methods)
+    if not ordinal and asked_thr:
+        raise UserError("Grade thresholds cut the expected grade, which needs ordered classes, but this workdir's "
+                        "classes are nominal (dataset.json has ordinal false); drop --thresholds on and '+thr'. "
+                        f"Received: methods={list(methods)}, thresholds={mode!r}")
+    add_thr = mode == "on" or (mode == "auto" and num_classes >= 3 and ordinal)
     names: list[str] = []
     for method in methods:
         base, explicit_thr = method.removesuffix(THR), method.endswith(THR)
@@ -318,12 +347,12 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def _threshold_note(mode, k: int, variants) -> dict:
+def _threshold_note(mode, k: int, variants, ordinal: bool = True) -> dict:
     applied = any(t for _, _, t in variants)
     note = ("`<method>` predicts the most probable class (hard vote: the most votes); `<method>+thr` cuts the "
             "expected grade of the same probabilities at k-1 thresholds tuned on val for QWK, so only its label "
             "metrics differ (AUC, log-loss and ECE equal the plain method's)." if applied else
-            f"not used ({'2 classes are not ordered grades' if k < 3 else 'turned off'}).")
+            f"not used ({'the classes are nominal (unordered)' if not ordinal else '2 classes are not ordered grades' if k < 3 else 'turned off'}).")
     return {"mode": {True: "on", False: "off"}.get(mode, mode), "applied": applied, "note": note}
 
 
@@ -388,7 +417,8 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
                 f"{bs} (chosen on val by {label}), on test: {figures}, which includes 0)")
     head = head[0].upper() + head[1:]
     extra = ", ".join(f"{METRIC_LABELS[m]} {_f(a[m]['value'])} vs {_f(b[m]['value'])}"
-                      for m in ("qwk", "accuracy", "balanced_accuracy") if m != select_by)
+                      for m in (("qwk",) if r.get("ordinal", True) else ()) + ("accuracy", "balanced_accuracy")
+                      if m != select_by)
     base_acc, base_bal = base["accuracy"]["value"], base["balanced_accuracy"]["value"]
     below = [name for name, m in ((bm, a), (bs, b)) if base_acc is not None and m["accuracy"]["value"] is not None
              and m["accuracy"]["value"] < base_acc]
@@ -403,7 +433,7 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
     bal_words = ("" if not not_above_bal else
                  f"; {' and '.join(not_above_bal)} {'are' if len(not_above_bal) == 2 else 'is'} no better than it "
                  "on balanced accuracy")
-    baseline = (f"Against the majority class (always class {r['baseline_class']}: accuracy {_f(base_acc)}, "
+    baseline = (f"Against the majority class (always class {_class_label(r)}: accuracy {_f(base_acc)}, "
                 f"balanced accuracy {_f(base_bal)}), {bm} has {_f(a['accuracy']['value'])} and "
                 f"{_f(a['balanced_accuracy']['value'])}, {bs} {_f(b['accuracy']['value'])} and "
                 f"{_f(b['balanced_accuracy']['value'])}: {acc_words}{bal_words}.")
@@ -412,6 +442,12 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
                f"{out['single_only_correct']} only the single member gets right, p = {p:.3g} "
                f"({'significant' if p < 0.05 else 'not significant'} at 0.05).")
     return f"{head}; {extra}. {baseline} {mcnemar}"
+
+
+def _class_label(r: dict) -> str:
+    """The baseline's class as shown: its name when the classes are named."""
+    classes, c = r.get("classes") or [], r["baseline_class"]
+    return str(classes[c]) if 0 <= c < len(classes) else str(c)
 
 
 def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, best: Predictions) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,11 +25,14 @@ import pandas as pd
 
 from members.atomic import read_json, sha256_file, write_bytes, write_json, write_text
 from members.errors import UserError
+from members.classes import choose_ordinal, encode_labels
+from members.folders import loose_files, scan_class_folders
+from members.grouping import find_groups, read_group_column
 from members.labels import check_rows, read_labels_csv
 from members.medmnist import fetch_medmnist, read_npz, write_pngs
 from members.split import SPLITS, assign_splits, check_fractions, class_counts, patient_groups
 
-__all__ = ["PrepareResult", "PreparedDataset", "prepare_csv", "prepare_npz", "load_dataset", "fetch_medmnist",
+__all__ = ["PrepareResult", "PreparedDataset", "prepare_csv", "prepare_folders", "prepare_npz", "load_dataset", "fetch_medmnist",
            "class_counts", "SPLITS"]
 
 
@@ -50,10 +55,20 @@ class PreparedDataset:
     workdir: Path
     image_root: Path
     table: pd.DataFrame
-    classes: list[int]
+    classes: list
     num_classes: int
     fingerprint: str
     info: dict
+
+    @property
+    def ordinal(self) -> bool:
+        """Whether the classes are ordered grades (``dataset.json``'s ``ordinal``; True when absent)."""
+        return bool(self.info.get("ordinal", True))
+
+    @property
+    def class_names(self) -> list[str]:
+        """The classes as display texts, in index order."""
+        return [str(c) for c in self.classes]
 
     def rows(self, split: str) -> pd.DataFrame:
         """The rows of one split, with ``row_id`` (the 0-based row of ``split.csv``) first."""
@@ -86,11 +101,13 @@ def _previous(workdir: Path, force: bool) -> dict | None:
         raise UserError(f"{path} is corrupt; pass --force to prepare {workdir} again.") from None
 
 
-def _summary(workdir: Path, info: dict, dropped: pd.DataFrame, unchanged: bool) -> None:
+def _summary(workdir: Path, info: dict, dropped: pd.DataFrame, unchanged: bool, notes: Sequence[str] = ()) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(stderr=True, highlight=False)
+    for note in notes:
+        console.print(note, markup=False)
     if unchanged:
         console.print(f"{workdir} is already prepared from this data; nothing changed.", markup=False)
         return
@@ -102,36 +119,45 @@ def _summary(workdir: Path, info: dict, dropped: pd.DataFrame, unchanged: bool) 
         console.print(f"  every dropped row is listed in {workdir / 'data_report.csv'}", markup=False)
     table = Table("split", *map(str, info["classes"]), "total")
     for split in SPLITS:
-        row = [info["counts"][split][str(c)] for c in info["classes"]]
+        row = [info["counts"][split][str(c)] for c in range(len(info["classes"]))]
         table.add_row(split, *map(str, row), str(sum(row)))
     console.print(table)
 
 
 def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dict, *, force: bool,
-            write_images: Callable[[], None] | None = None) -> PrepareResult:
+            write_images: Callable[[], None] | None = None, class_names: Sequence[str] | None = None,
+            ordinal: bool | None = None, notes: Sequence[str] = ()) -> PrepareResult:
     """Fingerprint the split, compare it with what the workdir holds, and write the files."""
     data = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
     fingerprint = hashlib.sha256(data).hexdigest()
-    k = int(frame["label"].max()) + 1
+    k = len(class_names) if class_names else int(frame["label"].max()) + 1
     if k < 2:
-        raise UserError(f"Every kept row has label 0; a classifier needs at least two classes. "
-                        f"Received: {meta['source']}")
+        raise UserError(f"Every kept row has the same class ({class_names[0] if class_names else 0}); a classifier "
+                        f"needs at least two classes. Received: {meta['source']}")
+    classes = list(class_names) if class_names else list(range(k))
+    ordinal, why = choose_ordinal(bool(class_names), ordinal, classes)
     counts = {s: class_counts(frame.loc[frame["split"] == s, "label"], k) for s in SPLITS}
-    info = {"classes": list(range(k)), "num_classes": k, "source": meta.pop("source"),
+    info = {"classes": classes, "num_classes": k, "ordinal": ordinal, "source": meta.pop("source"),
             "image_root": meta.pop("image_root"), "fingerprint": fingerprint,
             "skipped": {str(r): int(n) for r, n in dropped["reason"].value_counts().items()},
             "kept": len(frame), "counts": {s: {str(c): int(n) for c, n in enumerate(counts[s])} for s in SPLITS},
             "grouped": "group" in frame.columns, **meta}
+    notes = [why, *notes]
     old = _previous(workdir, force)
     same = (old is not None and old.get("fingerprint") == fingerprint
             and old.get("source_sha256") == info.get("source_sha256"))
     if old is not None and not same and not force:
         raise UserError(f"{workdir} was prepared from other data; pass --force to overwrite it "
                         "(trained members there will be invalidated).")
+    if same and old.get("classes") != classes:
+        same = False  # the same split.csv with other class names (or order): members must not carry over
+        if not force:
+            raise UserError(f"{workdir} was prepared with other classes ({old.get('classes')}); pass --force to "
+                            "overwrite it (trained members there will be invalidated).")
     root = Path(info["image_root"])
     images_missing = write_images is not None and not all((root / p).is_file() for p in frame["path"])
     if same and old == info and not images_missing:
-        _summary(workdir, info, dropped, unchanged=True)
+        _summary(workdir, info, dropped, unchanged=True, notes=notes)
         return _result(workdir, info)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "dataset.json").unlink(missing_ok=True)
@@ -141,7 +167,7 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
     write_text(workdir / "data_report.csv", report)
     write_bytes(workdir / "split.csv", data)
     write_json(workdir / "dataset.json", info)
-    _summary(workdir, info, dropped, unchanged=False)
+    _summary(workdir, info, dropped, unchanged=False, notes=notes)
     return _result(workdir, info)
 
 
@@ -156,7 +182,8 @@ def _check_workdir(workdir: str | os.PathLike) -> Path:
 def prepare_csv(workdir: str | os.PathLike, labels_csv: str | os.PathLike, images_dir: str | os.PathLike, *,
                 image_column: str = "image", label_column: str = "level", split_column: str = "split",
                 val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0, force: bool = False,
-                progress: bool = True) -> PrepareResult:
+                progress: bool = True, ordinal: bool | None = None, classes: Sequence[str] | None = None,
+                group_column: str | None = None, group_pattern: str | None = None) -> PrepareResult:
     """Check a labels CSV against an images folder and write the workdir's split.
 
     Args:
@@ -164,13 +191,17 @@ def prepare_csv(workdir: str | os.PathLike, labels_csv: str | os.PathLike, image
         labels_csv: CSV with one row per image (e.g. Kaggle's ``image,level``).
         images_dir: folder the image names are relative to; names may omit the extension.
         image_column: column with the image names.
-        label_column: column with the integer class, ``0..k-1``.
+        label_column: column with the class: an integer ``0..k-1`` or a class name.
         split_column: optional column with train/val/test, honoured when present.
         val_fraction: share of all rows for val (carved from train if the CSV has no val).
         test_fraction: share of all rows for test.
         seed: seed of the split.
         force: overwrite a workdir prepared from other data.
         progress: show a progress bar on stderr for large sets.
+        ordinal: whether the classes are ordered grades; ``None``: integers are, names are not.
+        classes: the class names in order (default: sorted); only for named classes.
+        group_column: a CSV column with the patient id (see :mod:`members.grouping`).
+        group_pattern: a regex with one capture group giving the patient id from the image path.
 
     Returns:
         What was kept, dropped and split.
@@ -185,30 +216,89 @@ def prepare_csv(workdir: str | os.PathLike, labels_csv: str | os.PathLike, image
         raise UserError(f"Images folder {images} does not exist or is not a folder; pass the folder holding the "
                         f"images via --images. Received: images={images}")
     table = read_labels_csv(labels_csv, image_column=image_column, label_column=label_column, split_column=split_column)
-    checked = check_rows(table, images, progress=progress)
+    column = None if group_column is None else read_group_column(labels_csv, group_column, table["row"].tolist())
+    return _prepare_table(workdir, table, images, source=f"csv:{Path(labels_csv).resolve()}", what=str(labels_csv),
+                          val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, force=force,
+                          progress=progress, ordinal=ordinal, classes=classes, group_cells=column,
+                          group_column=group_column, group_pattern=group_pattern, folders=False)
+
+
+def prepare_folders(workdir: str | os.PathLike, images_dir: str | os.PathLike, *, val_fraction: float = 0.15,
+                    test_fraction: float = 0.15, seed: int = 0, force: bool = False, progress: bool = True,
+                    ordinal: bool | None = None, classes: Sequence[str] | None = None,
+                    group_pattern: str | None = None) -> PrepareResult:
+    """Prepare a workdir from a folder-per-class layout (``DIR/<class>/**/*.jpg``, see :mod:`members.folders`).
+
+    Split folders ``DIR/{train,val,test}/<class>/`` are honoured when present (a missing val
+    or test is carved from train). The arguments are :func:`prepare_csv`'s.
+
+    Raises:
+        UserError: no class folder, an empty class folder, a class name that is also an
+            integer, or any of :func:`prepare_csv`'s reasons.
+    """
+    check_fractions(val_fraction, test_fraction)
+    workdir = _check_workdir(workdir)
+    table = scan_class_folders(images_dir)
+    loose = loose_files(images_dir)
+    if loose:
+        print(f"Ignored {loose} image file(s) directly in {images_dir}: only files inside a class folder are used.",
+              file=sys.stderr)
+    return _prepare_table(workdir, table, Path(images_dir), source=f"folders:{Path(images_dir).resolve()}",
+                          what=str(images_dir), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                          force=force, progress=progress, ordinal=ordinal, classes=classes, group_cells=None,
+                          group_column=None, group_pattern=group_pattern, folders=True)
+
+
+def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: str, what: str,
+                   val_fraction: float, test_fraction: float, seed: int, force: bool, progress: bool,
+                   ordinal: bool | None, classes: Sequence[str] | None, group_cells: list[str] | None,
+                   group_column: str | None, group_pattern: str | None, folders: bool) -> PrepareResult:
+    """Encode the labels, check every row, group, split and commit (the shared part of CSV and folders)."""
+    encoding = encode_labels(table["label_text"].tolist(), order=classes, strict=folders)
+    if classes is not None and not encoding.named:
+        raise UserError("--classes names the classes of named labels; these labels are integers, whose order is "
+                        f"their value: drop --classes. Received: classes={list(classes)}")
+    original = dict(zip(table["row"], table["label_text"]))
+    checked = check_rows(table.assign(label_text=encoding.texts), images, progress=progress)
+    dropped = checked.dropped.assign(label=[original.get(r, t) for r, t in zip(checked.dropped["row"],
+                                                                                checked.dropped["label"])])
     if checked.kept.empty:
-        top = checked.dropped["reason"].value_counts()
-        raise UserError(f"No usable row in {labels_csv}: all {len(table)} rows were dropped, mostly because "
+        top = dropped["reason"].value_counts()
+        raise UserError(f"No usable row in {what}: all {len(table)} rows were dropped, mostly because "
                         f"\"{top.index[0]}\" ({top.iloc[0]} rows); check --images and the image names.")
     kept = checked.kept
-    groups = patient_groups(kept["path"].tolist())
+    if encoding.named:
+        have = class_counts(kept["label"], len(encoding.classes))
+        empty = [c for c, n in zip(encoding.classes, have) if n == 0]
+        if empty:
+            raise UserError(f"Class {empty[0]!r} has no usable image: all its rows were dropped (see the reasons "
+                            f"above); add readable images of {empty[0]!r} or remove the class.")
+    paths = kept["path"].tolist()
+    cells = None
+    if group_cells is not None:
+        by_row = dict(zip(table["row"], group_cells))
+        cells = [by_row[r] for r in kept["row"]]
+    grouping = find_groups(paths, column=cells, column_name=group_column, pattern=group_pattern,
+                           by_file_name=folders)
     given = kept["split"].tolist() if checked.has_split else None
-    split = assign_splits(kept["label"].to_numpy(), groups=groups, given=given, val_fraction=val_fraction,
+    split = assign_splits(kept["label"].to_numpy(), groups=grouping.groups, given=given, val_fraction=val_fraction,
                           test_fraction=test_fraction, seed=seed)
     frame = pd.DataFrame({"path": kept["path"].to_numpy(), "label": kept["label"].to_numpy(), "split": split})
-    if groups is not None:
-        frame["group"] = groups
-    meta = {"source": f"csv:{Path(labels_csv).resolve()}", "image_root": str(images.resolve()),
-            "split_source": "csv column" if checked.has_split else "random", "seed": seed,
-            "val_fraction": val_fraction, "test_fraction": test_fraction}
-    return _commit(workdir, frame, checked.dropped, meta, force=force)
+    if grouping.groups is not None:
+        frame["group"] = grouping.groups
+    split_source = ("split folders" if folders else "csv column") if checked.has_split else "random"
+    meta = {"source": source, "image_root": str(images.resolve()), "split_source": split_source, "seed": seed,
+            "val_fraction": val_fraction, "test_fraction": test_fraction, "grouping": grouping.to_json()}
+    return _commit(workdir, frame, dropped, meta, force=force, class_names=encoding.classes, ordinal=ordinal,
+                   notes=[grouping.note])
 
 
 def prepare_npz(workdir: str | os.PathLike, npz_path: str | os.PathLike, *, force: bool = False,
-                progress: bool = True) -> PrepareResult:
+                progress: bool = True, ordinal: bool | None = None) -> PrepareResult:
     """Prepare a workdir from a MedMNIST-style ``.npz``, keeping its official split.
 
-    The images are written once as ``<workdir>/images/{split}_{i:05d}.png``.
+    The images are written once as ``<workdir>/images/{split}_{i:05d}.png``. ``ordinal``:
+    whether the integer labels are ordered grades (default: yes).
 
     Raises:
         UserError: the npz is missing, corrupt or malformed, or the workdir was prepared
@@ -225,8 +315,9 @@ def prepare_npz(workdir: str | os.PathLike, npz_path: str | os.PathLike, *, forc
     meta = {"source": f"npz:{source.path}", "image_root": str(images), "split_source": "official",
             "source_sha256": source.sha256, "seed": None, "val_fraction": None, "test_fraction": None}
     dropped = pd.DataFrame(columns=["row", "image", "label", "reason"])
-    return _commit(workdir, frame, dropped, meta, force=force,
-                   write_images=lambda: write_pngs(source, images, progress=progress))
+    return _commit(workdir, frame, dropped, meta, force=force, ordinal=ordinal,
+                   write_images=lambda: write_pngs(source, images, progress=progress),
+                   notes=["Split: the file's official train/val/test split, kept as is (not grouped by patient)."])
 
 
 def _leaves_root(path: str) -> bool:

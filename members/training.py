@@ -428,6 +428,7 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
     Example:
         >>> train_member("work", load_preset("tiny"), name="tiny")  # doctest: +SKIP
     """
+    from members.classes import check_task
     from members.dataset import load_dataset
 
     if log is None:
@@ -437,6 +438,7 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
             print(line, file=sys.stderr, flush=True)
 
     data = load_dataset(workdir)
+    spec = check_task(spec, data.ordinal, log)  # nominal classes: no grade heads, no QWK monitoring
     directory = member_dir(workdir, name)
     with MemberLock(directory):
         # imports TensorFlow: only once the workdir and the lock are fine, so refusals come at once

@@ -57,7 +57,9 @@ def test_csv_rows_probabilities_agreement_and_referral(voted, images, tmp_path, 
     mixed = [good[0], bad[0], good[1], bad[1], bad[2], good[2], bad[3], good[3], bad[4], good[4]]
     result, table = _run(voted, mixed, tmp_path)
     k = 5
-    assert list(table.columns) == ["path", "label", *(f"prob_{j}" for j in range(k)), "agreement", "confidence", "refer"]
+    assert list(table.columns) == ["path", "label", "class", *(f"prob_{j}" for j in range(k)), "agreement",
+                                   "confidence", "refer"]
+    assert (table["class"] == table["label"]).all()  # integer grades: the class is the label
     assert table["path"].tolist() == good  # only the readable ones, in the order given
     probs = table[[f"prob_{j}" for j in range(k)]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
@@ -89,7 +91,7 @@ def test_other_method_falls_back_to_agreement(voted, images, tmp_path, capsys) -
 def test_stdout_when_no_out(voted, images, capsys) -> None:
     predict_images(voted, images["good"][:2])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("path,label,prob_0") and len(lines) == 3
+    assert lines[0].startswith("path,label,class,prob_0") and len(lines) == 3
 
 
 def test_unknown_method_lists_fitted_ones(voted, images) -> None:

@@ -351,7 +351,7 @@ def test_prepare_with_npz_and_medmnist(tmp_path):
 def test_prepare_labels_without_images(tmp_path, demo_images):
     work = tmp_path / "w"
     refused(work, ["prepare", "--workdir", work, "--labels", demo_images / "trainLabels.csv"],
-            "--labels and --images go together")
+            "--labels needs --images")
 
 
 def test_prepare_without_a_source(tmp_path):

@@ -1,0 +1,249 @@
+"""Input layouts: folder-per-class sets, named classes, ordinal or nominal tasks, patient grouping."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from members.classes import check_task, encode_labels
+from members.errors import UserError
+from members.spec import load_preset
+from tests.helpers import add_member, one_sentence_error, run_cli
+
+RNG = np.random.default_rng(0)
+CLASSES = ("cataract", "glaucoma", "normal")
+
+
+def save(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(RNG.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
+
+
+def class_folders(root: Path, n: int = 8, *, nested: bool = True) -> Path:
+    """``root/<class>/...png``: 8 images per class, half of the normal ones one folder deeper."""
+    for c in CLASSES:
+        for i in range(n):
+            sub = "deeper/" if nested and c == "normal" and i % 2 else ""
+            save(root / c / f"{sub}{c[:3]}{i}.png")
+    return root
+
+
+def info(work: Path) -> dict:
+    return json.loads((work / "dataset.json").read_text())
+
+
+def test_folder_per_class_layout(tmp_path):
+    data = class_folders(tmp_path / "fundus")
+    save(data / "stray.png")  # outside every class folder: ignored, and said so
+    code, out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", data)
+    assert code == 0, err
+    meta = info(tmp_path / "w")
+    assert meta["classes"] == list(CLASSES) and meta["num_classes"] == 3 and meta["ordinal"] is False
+    assert meta["source"] == f"folders:{data.resolve()}"
+    split = pd.read_csv(tmp_path / "w" / "split.csv")
+    assert len(split) == 24 and sorted(split["label"].unique()) == [0, 1, 2]
+    assert all(p.split("/")[0] == CLASSES[label] for p, label in zip(split["path"], split["label"]))
+    assert "normal/deeper/nor1.png" in set(split["path"])
+    assert set(split["split"]) == {"train", "val", "test"}
+    assert "nominal (unordered)" in err and "Ignored 1 image file(s)" in err
+    assert "Not grouped by patient" in err and "may land in different splits" in err
+    assert "prepared" in out
+
+
+def test_split_folders_are_honoured(tmp_path):
+    data = tmp_path / "fundus"
+    for split, n in (("train", 6), ("valid", 2), ("test", 2)):
+        for c in CLASSES:
+            for i in range(n):
+                save(data / split / c / f"{split}_{c}_{i}.png")
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", data)
+    assert code == 0, err
+    split = pd.read_csv(tmp_path / "w" / "split.csv")
+    expected = split["path"].str.split("/").str[0].map({"train": "train", "valid": "val", "test": "test"})
+    assert (split["split"] == expected).all()
+    assert info(tmp_path / "w")["split_source"] == "split folders"
+
+
+def test_integer_class_folders_are_ordinal_grades(tmp_path):
+    for grade in range(3):
+        for i in range(8):
+            save(tmp_path / "g" / str(grade) / f"{grade}_{i}.png")
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", tmp_path / "g")
+    assert code == 0, err
+    assert info(tmp_path / "w")["classes"] == [0, 1, 2] and info(tmp_path / "w")["ordinal"] is True
+    assert "ordinal (ordered grades)" in err
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("empty_class", "holds no image file"),
+    ("integer_name", "a class name that is also an integer is ambiguous"),
+    ("no_class_folder", "has no class folder"),
+    ("mixed_splits", "mixes split folders"),
+])
+def test_bad_folder_layouts(tmp_path, case, needle):
+    data = tmp_path / "fundus"
+    if case != "no_class_folder":
+        class_folders(data)
+    else:
+        save(data / "a.png")
+    if case == "empty_class":
+        (data / "drusen" / "notes").mkdir(parents=True)
+        (data / "drusen" / "notes" / "readme.txt").write_text("no images here")
+    elif case == "integer_name":
+        save(data / "3" / "x.png")
+    elif case == "mixed_splits":
+        save(data / "train" / "normal" / "x.png")
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", data)
+    one_sentence_error(code, err, needle)
+    assert not (tmp_path / "w" / "dataset.json").exists()
+
+
+def _csv_set(tmp_path: Path, labels: list[str], extra: dict[str, list[str]] | None = None) -> tuple[Path, Path]:
+    images = tmp_path / "images"
+    for i in range(len(labels)):
+        save(images / f"im{i}.png")
+    columns = {"image": [f"im{i}" for i in range(len(labels))], "level": labels, **(extra or {})}
+    csv = tmp_path / "labels.csv"
+    pd.DataFrame(columns).to_csv(csv, index=False)
+    return csv, images
+
+
+def test_csv_with_class_names_and_order(tmp_path):
+    names = ["mild", "moderate", "none"]
+    csv, images = _csv_set(tmp_path, [names[i % 3] for i in range(24)] + [""])
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--labels", csv, "--images", images,
+                              "--classes", "none,mild,moderate", "--ordinal")
+    assert code == 0, err
+    meta = info(tmp_path / "w")
+    assert meta["classes"] == ["none", "mild", "moderate"] and meta["ordinal"] is True
+    split = pd.read_csv(tmp_path / "w" / "split.csv")
+    want = {"mild": 1, "moderate": 2, "none": 0}
+    assert all(want[names[int(p[2:-4]) % 3]] == label for p, label in zip(split["path"], split["label"]))
+    report = pd.read_csv(tmp_path / "w" / "data_report.csv", keep_default_na=False)
+    assert report["reason"].tolist() == ["label is empty"]
+
+
+@pytest.mark.parametrize("labels,options,needle", [
+    (["cat", "dog", "cat", "dog", "1"] * 4, [], "a class name that is also an integer is ambiguous"),
+    (["cat", "dog"] * 8, ["--classes", "cat,bird"], "--classes lacks 'dog'"),
+    (["cat", "dog"] * 8, ["--classes", "cat,dog,bird"], "names 'bird', which no row has"),
+    ([str(i % 2) for i in range(16)], ["--classes", "a,b"], "drop --classes"),
+], ids=["name_and_integer", "order_lacks_a_class", "order_has_an_extra_class", "order_for_integers"])
+def test_bad_class_labels(tmp_path, labels, options, needle):
+    csv, images = _csv_set(tmp_path, labels)
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--labels", csv, "--images", images, *options)
+    one_sentence_error(code, err, needle)
+
+
+def test_encode_labels_keeps_integer_csvs_as_they_were():
+    assert encode_labels(["0", "1", "moderate"]).classes is None  # a stray name is dropped row by row
+    enc = encode_labels(["b", "a", "b"])
+    assert enc.classes == ["a", "b"] and enc.texts == ["1", "0", "1"]
+
+
+def test_group_column(tmp_path):
+    patients = [f"p{i // 3}" for i in range(30)]
+    csv, images = _csv_set(tmp_path, [str((i // 3) % 2) for i in range(30)], {"patient": patients})
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--labels", csv, "--images", images,
+                              "--group-column", "patient")
+    assert code == 0, err
+    split = pd.read_csv(tmp_path / "w" / "split.csv", dtype=str)
+    assert split.groupby("group")["split"].nunique().max() == 1  # no patient in two splits
+    assert "Grouped by patient from the column patient: 10 groups for 30 images" in err
+    assert info(tmp_path / "w")["grouping"] == {"by": "column patient", "groups": 10}
+
+
+def test_group_pattern_on_a_folder_set(tmp_path):
+    data = tmp_path / "fundus"
+    for c in CLASSES:
+        for i in range(8):
+            save(data / c / f"{c}{i // 2}_{'left' if i % 2 else 'right'}.png")
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", data, "--group-pattern",
+                              r"/(\w+?\d+)_")
+    assert code == 0, err
+    split = pd.read_csv(tmp_path / "w" / "split.csv", dtype=str)
+    assert split["group"].nunique() == 12 and split.groupby("group")["split"].nunique().max() == 1
+    assert "12 groups for 24 images" in err
+
+
+@pytest.mark.parametrize("pattern,needle,ok", [
+    (r"\d+_left", "has no capture group", False),
+    (r"([", "is not a valid regular expression", False),
+    (r"(zzz)", "gave no patient id for any of the", True),
+])
+def test_group_pattern_problems(tmp_path, pattern, needle, ok):
+    data = class_folders(tmp_path / "fundus")
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", data, "--group-pattern", pattern)
+    if ok:
+        assert code == 0 and needle in err and "may land in different splits" in err
+    else:
+        one_sentence_error(code, err, needle)
+
+
+@pytest.fixture(scope="module")
+def nominal(tmp_path_factory) -> Path:
+    """A prepared folder-per-class workdir (nominal) with two members' cached predictions."""
+    from members.dataset import prepare_folders
+
+    root = tmp_path_factory.mktemp("nominal")
+    data = class_folders(root / "fundus", n=12)
+    prepare_folders(root / "w", data, progress=False)
+    add_member(root / "w", "a", seed=1)
+    add_member(root / "w", "b", seed=2)
+    return root / "w"
+
+
+def test_nominal_vote_has_no_thresholds_and_selects_by_macro_f1(nominal, capsys):
+    from ensemble.vote import run_vote
+
+    report = run_vote(nominal, n_boot=20, console=Console(file=io.StringIO()))
+    assert not any(name.endswith("+thr") for name in report["ensembles"])
+    assert report["selection_metric"].startswith("macro_f1") and report["ordinal"] is False
+    assert report["classes"] == list(CLASSES) and "QWK" not in report["verdict"]
+    assert "chosen by val macro-F1" in capsys.readouterr().err
+    md = (nominal / "ensemble" / "report.md").read_text()
+    assert "cataract, glaucoma, normal; nominal" in md
+
+
+@pytest.mark.parametrize("options,needle", [
+    (["--thresholds", "on"], "Grade thresholds cut the expected grade"),
+    (["--method", "soft"], None),
+    (["--select-by", "qwk"], "--select-by qwk needs ordered grades"),
+])
+def test_nominal_vote_refuses_grade_logic(nominal, tmp_path, options, needle):
+    import shutil
+
+    work = tmp_path / "w"
+    shutil.copytree(nominal, work)
+    code, _out, err = run_cli("vote", "--workdir", work, "--bootstrap", "10", *options)
+    if needle is None:
+        assert code == 0, err
+    else:
+        one_sentence_error(code, err, needle)
+
+
+def test_nominal_task_refuses_grade_heads_and_qwk_monitor():
+    notes = []
+    spec = check_task(load_preset("tiny").replace(monitor="val_qwk"), False, notes.append)
+    assert spec.monitor == "val_macro_f1" and "instead of val_qwk" in notes[0]
+    assert check_task(load_preset("tiny"), True).monitor == load_preset("tiny").monitor
+    with pytest.raises(UserError, match="The ordinal head predicts an ordered grade.*nominal"):
+        check_task(load_preset("tiny").replace(head="ordinal"), False)
+
+
+def test_ordinal_head_refused_at_train_time(nominal, tmp_path):
+    import shutil
+
+    work = tmp_path / "w"
+    shutil.copytree(nominal, work)
+    code, _out, err = run_cli("train-member", "--workdir", work, "--preset", "tiny", "--head", "ordinal",
+                              "--name", "o")
+    one_sentence_error(code, err, "classes are nominal")
+    assert not (work / "members" / "o").exists()
