@@ -2,6 +2,9 @@
 
     python bench/accuracy.py retinamnist          # RetinaMNIST (MedMNIST v2), official split, ≤ 30 min on 2 cores
     python bench/accuracy.py idrid                # IDRiD disease grading, 413 train + 103 test photographs
+    python bench/accuracy.py eyepacs512           # 757 EyePACS photographs (Kaggle layout), every default preset
+    python bench/accuracy.py eyepacs64            # 4,064 EyePACS thumbnails, every default preset
+    python bench/accuracy.py idrid --members defaults   # every built-in preset at its defaults, on any set
     python bench/accuracy.py retinamnist --quick  # a few minutes: fewer epochs
 
 Trains the documented member set (they differ in depth, width and input size) from scratch,
@@ -25,7 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SHARED = ROOT.parent / "shared" / "data"
+from bench.sets import SETS, prepare_set  # noqa: E402
+
+# Presets that are not meant to learn real photographs at their defaults: the article's own
+# recipe (a reference) and the test-sized one.
+NOT_DEFAULT_MEMBERS = ("article", "tiny")
 
 # Members per dataset: (name, preset, overrides). Documented in BENCHMARKS.md.
 COMMON = {"lr": 0.01, "lr_decay": 0.93, "class_weight": "sqrt", "rotation": 15.0, "width_shift": 0.05,
@@ -64,26 +71,21 @@ PUBLISHED = {  # MedMNIST v2 (Yang et al. 2023), Table 3, RetinaMNIST test: ACC,
 }
 
 
-def prepare(dataset: str, workdir: Path) -> None:
-    from members.dataset import prepare_csv, prepare_npz
+def default_members() -> tuple:
+    """Every built-in preset except ``article`` and ``tiny``, at its own defaults (item 1 of issue 11)."""
+    from members.spec import list_presets
 
-    if dataset == "retinamnist":
-        source = SHARED / "retinamnist.npz"
-        if not source.exists():
-            sys.exit(f"{source} is missing; this benchmark needs ../shared/data (see its README).")
-        prepare_npz(workdir, source, force=True)
-    else:
-        root = SHARED / "idrid_grading_512"
-        if not (root / "labels.csv").exists():
-            sys.exit(f"{root} is missing; this benchmark needs ../shared/data (see its README).")
-        prepare_csv(workdir, root / "labels.csv", root / "images", force=True)
+    return tuple((name, name, {}) for name in list_presets() if name not in NOT_DEFAULT_MEMBERS)
 
 
 def main(argv=None) -> int:
     from ensemble.vote import SELECT_BY as SELECT_METRICS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=sorted(MEMBERS))
+    parser.add_argument("dataset", choices=sorted(SETS))
+    parser.add_argument("--members", choices=("tuned", "defaults"), default=None,
+                        help="tuned: the documented member set of the dataset (retinamnist, idrid); "
+                             "defaults: every built-in preset at its defaults (the default for the EyePACS sets)")
     parser.add_argument("--workdir", type=Path, default=None, help="default: bench/work/<dataset>")
     parser.add_argument("--quick", action="store_true", help="a quarter of the epochs (smoke run)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
@@ -101,39 +103,54 @@ def main(argv=None) -> int:
 
     workdir = args.workdir or ROOT / "bench" / "work" / args.dataset
     started = time.perf_counter()
-    prepare(args.dataset, workdir)
+    prepare_set(args.dataset, workdir)
+    which = args.members or ("tuned" if args.dataset in MEMBERS else "defaults")
+    member_set = MEMBERS[args.dataset] if which == "tuned" else default_members()
     members = {}
-    for i, (name, preset, overrides) in enumerate(MEMBERS[args.dataset]):
+    for i, (name, preset, overrides) in enumerate(member_set):
         overrides = dict(overrides)
         if args.quick:
-            overrides["epochs"] = max(1, overrides["epochs"] // 4)
+            overrides["epochs"] = max(1, overrides.get("epochs", load_preset(preset).epochs) // 4)
         spec = load_preset(preset).replace(seed=args.seed + i, **overrides)
         print(f"[accuracy] training {name} ({spec.input_size}px, depth {spec.depth}, width {spec.width}, "
               f"head {spec.head})", file=sys.stderr, flush=True)
         result = train_member(workdir, spec, name=name, preset=preset)
         members[name] = {"train_seconds": result.metrics["train_seconds"], "params": result.metrics["params"],
-                         "spec": spec.to_dict()}
+                         "collapsed": bool(result.metrics.get("collapsed", False)), "spec": spec.to_dict()}
     # Only this run's members: a workdir reused from an older member set keeps the old members'
     # folders (prepare keeps members whose split is unchanged), and they must not be voted.
-    report = run_vote(workdir, methods=("all",), members=list(members), n_boot=1000, seed=args.seed,
-                      select_by=args.select_by or SELECT_BY[args.dataset], console=Console(stderr=True))
+    from members.errors import UserError
+
+    try:
+        report = run_vote(workdir, methods=("all",), members=list(members), n_boot=1000, seed=args.seed,
+                          select_by=args.select_by or SELECT_BY.get(args.dataset, "qwk"), console=Console(stderr=True))
+    except UserError as exc:  # e.g. fewer than two members learned anything: say so, keep the figures
+        print(f"[accuracy] vote refused: {exc}", file=sys.stderr)
+        report = {"vote_error": str(exc), "members": {n: _member_metrics(workdir, n) for n in members}}
     seconds = time.perf_counter() - started
     out = {
         **report,
         "benchmark": {
-            "dataset": args.dataset, "quick": args.quick, "seconds_total": round(seconds, 1),
+            "dataset": args.dataset, "member_set": which, "quick": args.quick, "seconds_total": round(seconds, 1),
             "members": members, "published": PUBLISHED if args.dataset == "retinamnist" else None,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
             "date": time.strftime("%Y-%m-%d"),
             "command": "python bench/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         },
     }
-    name = f"{args.dataset}{'-quick' if args.quick else ''}.json"
+    name = f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}{'-quick' if args.quick else ''}.json"
     write_json(ROOT / "bench" / "results" / name, out)
     if args.json:
         write_json(args.json, out)
     summarize(out)
     return 0
+
+
+def _member_metrics(workdir: Path, name: str) -> dict:
+    from members.atomic import read_json
+
+    m = read_json(workdir / "members" / name / "metrics.json")
+    return {"test": m.get("test"), "val": m.get("val"), "collapsed": m.get("collapsed", False)}
 
 
 def summarize(out: dict) -> None:
@@ -142,6 +159,12 @@ def summarize(out: dict) -> None:
         m = entry[key]
         return f"{m['value']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]" if m["value"] is not None else "n/a"
 
+    if "vote_error" in out:
+        print(f"no vote: {out['vote_error']}")
+        for name, m in out["members"].items():
+            t = m["test"] or {}
+            print(f"{name:30s} collapsed={m['collapsed']} test acc {t.get('accuracy')} QWK {t.get('qwk')}")
+        return
     best_single, best_method = out["best_single"], out.get("best_method")
     rows = [("majority class", out["baseline"]), (f"best single: {best_single}", out["members"][best_single])]
     if best_method:
