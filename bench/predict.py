@@ -1,11 +1,12 @@
-"""Ensemble inference throughput: decode once and resize per member, against one decode per member.
+"""Ensemble inference throughput: one read per file shared by the members, against one read and decode per member.
 
 K = 4 members with different input sizes (32, 48, 64, 96 px; the ``tiny`` preset's
 network, two conv blocks) grade N synthetic 256 px JPEGs (``write_demo_data``), two ways:
 
 * ``toolkit`` — ``ensemble.inference.ensemble_member_probs``: one ``tf.data`` pipeline reads
-  and decodes every file once (at the largest input size), resizes it to each member's
-  size, batches 64 images and runs every member on its batch;
+  every file once and decodes it once per distinct reduced JPEG scale (members whose sizes
+  share a scale share the decode; here 3 decodes for 4 members), so every member gets
+  exactly training's pixels; batches 64 images and runs every member on its batch;
 * ``baseline`` — what a loop over members does: for each member its own ``tf.data``
   pipeline of ``members.pipeline.load_image`` at that member's size (the training
   pipeline's decode, reduced-scale JPEG decoding included), batched the same way, and the
@@ -85,10 +86,11 @@ def baseline_dataset(member, paths: list[str], batch_size: int = BATCH):
     """One member's own pipeline: ``load_image`` at its size (a full read and decode per member)."""
     import tensorflow as tf
 
+    from ensemble.inference import member_variant
     from members.pipeline import load_image
 
     ds = tf.data.Dataset.from_tensor_slices(paths)
-    ds = ds.map(lambda p: load_image(p, member.input_size, member.preprocessing), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda p: load_image(p, *member_variant(member)), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -109,6 +111,7 @@ def measure(work: Path, paths: list[str], repeats: int) -> dict:
         ensemble_member_probs,
         image_batches,
         load_ensemble,
+        member_variant,
     )
 
     ens = load_ensemble(work)
@@ -122,7 +125,7 @@ def measure(work: Path, paths: list[str], repeats: int) -> dict:
         P = baseline_member_probs(ens.members, paths)
         return P, ens.combiner.predict_proba(P), ens.combiner.predict(P)
 
-    variants = list(dict.fromkeys((m.input_size, m.preprocessing) for m in ens.members))
+    variants = list(dict.fromkeys(member_variant(m) for m in ens.members))
 
     def toolkit_input():  # the input side alone: read, decode, resize, batch
         readable = [p for p in paths if check_file(p) is None]

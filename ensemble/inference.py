@@ -9,27 +9,23 @@ How one call works:
    report's ``best_method``), then the members it was fitted on, in its order. Each
    ``model.keras`` is checked against ``metrics.json``'s SHA-256 *before* loading (a
    modified file is refused) and loaded with ``safe_mode=True``.
-2. Files are checked one by one (missing, a folder, empty); the rest stream through one
-   ``tf.data`` pipeline that reads and decodes each image **once**, at the largest member
-   input size ``L`` (reduced-scale JPEG decode), centre-crops and resizes it to ``L`` (the
-   largest member's exact training pixels), then resizes whole batches of those to every
-   smaller member's size (one antialiased resize per batch, not per image); a member whose
-   spec says ``preprocessing = "ben"`` gets Ben Graham's preprocessing per image, as in
-   training. Pixels are rounded to ``uint8`` as in the training cache. An image that fails
-   to decode (not an image, truncated) is dropped by ``ignore_errors`` *before* batching,
-   so it never costs the other images of its batch; it is listed on stderr.
-3. Batches of 64 images go through every member; with ``tta`` the member's probabilities
-   are averaged over four flips (identity, horizontal, vertical, both). A member trained
-   with ``tta = true`` (its ``metrics.json``) always gets TTA: its cached val
-   probabilities, on which the combiner was fitted, were made that way.
+2. Files are checked one by one (missing, a folder, empty, a decompression bomb, a format
+   TensorFlow cannot read); the rest stream through one ``tf.data`` pipeline that reads each
+   file once and prepares it for every member with :func:`members.pipeline.load_variants` —
+   the function training uses, so a member sees exactly the ``uint8`` pixels training's
+   evaluation gave it (decode at the member's reduced JPEG scale, shared by members whose
+   sizes share that scale; fundus crop, resize, Ben preprocessing as its spec says). An image
+   that fails to decode (not an image, truncated) is dropped by ``ignore_errors`` *before*
+   batching, so it never costs the other images of its batch; it is listed on stderr.
+3. Batches of 64 images go through every member with training's own evaluation
+   (:func:`members.loop.predict_probs`); with ``tta`` the member's probabilities are
+   averaged over four flips (identity, horizontal, vertical, both). A member trained with
+   ``tta = true`` (its ``metrics.json``) always gets TTA: its cached val probabilities, on
+   which the combiner was fitted, were made that way.
 4. The combiner's ``predict_proba`` and ``predict`` (grade thresholds included) give the
    ensemble's probabilities and label; ``confidence`` is the probability of that label
    (the top probability unless grade thresholds moved it), the score the referral
    threshold of ``report.json`` was chosen on (val, for the target coverage).
-
-A smaller member sees an image decoded at the largest member's scale and resized down,
-where training decoded it at its own scale: on 256 px JPEGs the pixels differ from the
-training pipeline's by about 1–1.5 grey levels on average (0 for the largest member).
 """
 
 from __future__ import annotations
@@ -49,7 +45,6 @@ from members.atomic import read_json, sha256_file, write_text
 from members.errors import UserError
 
 BATCH_SIZE = 64
-FLIP_AXES = ((), (2,), (1,), (1, 2))  # identity, horizontal, vertical, both (on NHWC batches)
 AGREEMENT_FALLBACK = 0.5
 VOTE_HINT = "run `python cli.py vote --workdir {workdir}` first"
 
@@ -63,6 +58,7 @@ class LoadedMember:
         model: the Keras model (inputs: float32 pixels 0–255).
         input_size: square input side in pixels.
         preprocessing: ``"none"`` or ``"ben"``.
+        fundus_crop: the member's images are cropped to the fundus disc.
         tta: the member was trained (and its val probabilities cached) with flip TTA.
         num_classes: output classes.
     """
@@ -71,6 +67,7 @@ class LoadedMember:
     model: Any = field(repr=False)
     input_size: int
     preprocessing: str = "none"
+    fundus_crop: bool = False
     tta: bool = False
     num_classes: int = 0
 
@@ -170,9 +167,10 @@ def load_member(member_dir: str | Path) -> LoadedMember:
         raise UserError(f"{path} could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                         f"the file is corrupt or truncated, retrain the member {name!r}.") from None
     spec_path = member_dir / "spec.toml"
-    preprocessing = load_spec_file(spec_path).preprocessing if spec_path.exists() else "none"
-    return LoadedMember(name=name, model=model, input_size=int(metrics["input_size"]), preprocessing=preprocessing,
-                        tta=bool(metrics.get("tta", False)), num_classes=int(metrics.get("num_classes", 0)))
+    spec = load_spec_file(spec_path) if spec_path.exists() else None
+    return LoadedMember(name=name, model=model, input_size=int(metrics["input_size"]),
+                        preprocessing=spec.preprocessing if spec else "none",
+                        fundus_crop=spec.fundus_crop if spec else False, tta=bool(metrics.get("tta", False)), num_classes=int(metrics.get("num_classes", 0)))
 
 
 def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
@@ -218,7 +216,16 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
 
 # ---- images ----------------------------------------------------------------------------
 def check_file(path: str) -> str | None:
-    """Why ``path`` cannot be an image file (missing, a folder, empty, unreadable), or None."""
+    """Why ``path`` cannot be graded (missing, a folder, empty, unreadable, too large, a format TensorFlow
+    cannot decode, an animated WebP), or None.
+
+    Besides the file checks, the header is read with Pillow (no pixels are decoded): a
+    decompression bomb (more pixels than Pillow's ``Image.MAX_IMAGE_PIXELS`` limit allows, the
+    rule ``prepare`` applies) is refused before TensorFlow would allocate it, and so is an
+    animated WebP (TensorFlow cannot decode one into RGB). An animated GIF is graded on its
+    first frame, as ``decode_image`` reads it; a file Pillow cannot identify is left to the
+    decoder, which drops it with its own reason.
+    """
     p = Path(path)
     if not p.exists():
         return "does not exist"
@@ -230,37 +237,45 @@ def check_file(path: str) -> str | None:
         return "is empty (0 bytes)"
     if not os.access(p, os.R_OK):
         return "cannot be read (permission denied)"
-    return None
+    return _header_problem(p)
 
 
-def _to_uint8(image):
-    import tensorflow as tf
+def _header_problem(path: Path) -> str | None:
+    from PIL import Image
 
-    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+    from members.labels import TF_FORMATS
+
+    try:
+        with Image.open(path) as im:
+            fmt, frames, pixels = im.format, int(getattr(im, "n_frames", 1)), im.width * im.height
+    except Image.DecompressionBombError:
+        return (f"is too large to decode safely (over Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels, "
+                "the one prepare applies); downscale it first")
+    except Exception:  # noqa: BLE001 - not identified: TensorFlow's decode gives the reason
+        return None
+    if fmt not in TF_FORMATS:
+        return f"is a {fmt} image, which TensorFlow cannot decode; convert it to PNG or JPEG"
+    if fmt == "WEBP" and frames > 1:
+        return f"is an animated WebP ({frames} frames), which TensorFlow cannot decode; save one frame as PNG or JPEG"
+    return None if pixels > 0 else "has no pixels"
 
 
-def _fit_to(image, size: int, preprocessing: str):
-    """Crop, resize (+ Ben) one decoded image to one member's input, ``uint8`` as in the training cache."""
-    from members.pipeline import square_resize
-    from members.preprocess import ben_graham
-
-    out = square_resize(image, size)
-    out = _to_uint8(ben_graham(out) if preprocessing == "ben" else out)
-    out.set_shape([size, size, 3])
-    return out
+def member_variant(member: LoadedMember) -> tuple[int, str, bool]:
+    """How ``member`` wants its images: ``(input size, preprocessing, fundus crop)``."""
+    return member.input_size, member.preprocessing, member.fundus_crop
 
 
-def image_batches(paths: Sequence[str], variants: Sequence[tuple[int, str]], *, batch_size: int = BATCH_SIZE):
-    """Batches ``(indices, images per variant)``: each file read and decoded once, resized to every variant.
+def image_batches(paths: Sequence[str], variants: Sequence[tuple[int, str, bool]], *, batch_size: int = BATCH_SIZE):
+    """Batches ``(indices, images per variant)``, each image exactly as training prepares it.
 
-    Each image is decoded at the largest input size ``L`` and cropped and resized to ``L``
-    (the largest member's exact training pixels); the smaller plain variants are resized
-    from those ``L`` px images a whole batch at a time (one antialiased resize per batch
-    instead of one per image); Ben variants are made per image from the decoded image.
+    Every file is read once and prepared for every variant by
+    :func:`members.pipeline.load_variants`, the function training's pipeline uses, so each
+    member sees the very pixels (``uint8``) it would see in training's evaluation; one decode
+    serves every member size that shares its reduced JPEG scale.
 
     Args:
         paths: readable image files (see :func:`check_file`).
-        variants: ``(input size, preprocessing)`` pairs.
+        variants: ``(input size, preprocessing, fundus crop)`` triples.
         batch_size: images per batch.
 
     Returns:
@@ -269,56 +284,32 @@ def image_batches(paths: Sequence[str], variants: Sequence[tuple[int, str]], *, 
     """
     import tensorflow as tf
 
-    from members.pipeline import decode
+    from members.pipeline import load_variants
 
-    largest = max(size for size, _ in variants)
-    bens = [size for size, prep in variants if prep == "ben"]
-
-    def load(i, path):
-        image = decode(tf.io.read_file(path), largest)
-        return i, _fit_to(image, largest, "none"), {str(s): _fit_to(image, s, "ben") for s in bens}
-
-    def per_variant(i, base, ben):
-        out = []
-        for size, prep in variants:
-            if prep == "ben":
-                out.append(ben[str(size)])
-            elif size == largest:
-                out.append(base)
-            else:
-                small = _to_uint8(tf.image.resize(tf.cast(base, tf.float32), [size, size], antialias=True))
-                out.append(tf.ensure_shape(small, [None, size, size, 3]))
-        return i, tuple(out)
-
+    variants = [(int(size), str(prep), bool(crop)) for size, prep, crop in variants]
     ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), [str(p) for p in paths]))
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=False).batch(batch_size)
-    return ds.map(per_variant, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(lambda i, path: (i, load_variants(path, variants)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.ignore_errors(log_warning=False).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def member_probs(model, images, *, tta: bool = False) -> np.ndarray:
-    """One member's probabilities for a batch of images (float 0–255), rows renormalised to 1.
+    """One member's probabilities for a batch of images (0–255), rows renormalised to 1.
 
-    With ``tta`` the model sees the batch and its horizontal, vertical and double flips (one
-    call on the stacked copies) and the four probability vectors are averaged.
+    Training's own evaluation (:func:`members.loop.predict_probs`) on this one batch, so
+    ``predict`` and the cached val/test probabilities share one TTA (four flips, averaged).
     """
     import tensorflow as tf
 
-    x = tf.cast(images, tf.float32)
-    n = int(x.shape[0])
-    if tta:
-        x = tf.concat([x if not axes else tf.reverse(x, axis=list(axes)) for axes in FLIP_AXES], axis=0)
-    p = np.asarray(model.predict_on_batch(x), dtype=np.float64)
-    if tta:
-        p = p.reshape(len(FLIP_AXES), n, -1).mean(axis=0)
-    p = np.clip(p, 1e-7, None)
-    return p / p.sum(axis=1, keepdims=True)
+    from members.loop import predict_probs
+
+    return predict_probs(model, tf.data.Dataset.from_tensors(images), tta=tta)
 
 
 def ensemble_member_probs(members: Sequence[LoadedMember], paths: Sequence[str], *, tta: bool = False,
                           batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """Every member's probabilities for the decodable ``paths``: ``(P (m, n, k), indices (n,))``."""
-    variants = list(dict.fromkeys((m.input_size, m.preprocessing) for m in members))
-    slot = [variants.index((m.input_size, m.preprocessing)) for m in members]
+    variants = list(dict.fromkeys(member_variant(m) for m in members))
+    slot = [variants.index(member_variant(m)) for m in members]
     parts: list[list[np.ndarray]] = [[] for _ in members]
     kept: list[np.ndarray] = []
     for indices, images in _progress(image_batches(paths, variants, batch_size=batch_size), len(paths), batch_size):

@@ -97,31 +97,28 @@ def _lower_lr(model) -> float:
         return 0.001
 
 
-def _flip(images, mode: int):
-    if mode == 1:
-        return tf.reverse(images, axis=[2])
-    if mode == 2:
-        return tf.reverse(images, axis=[1])
-    if mode == 3:
-        return tf.reverse(images, axis=[1, 2])
-    return images
+FLIP_AXES = ((), (2,), (1,), (1, 2))  # test-time augmentation: identity, horizontal, vertical, both (NHWC)
 
 
 def predict_probs(model, dataset: tf.data.Dataset, *, tta: bool = False) -> np.ndarray:
     """Class probabilities for every image of an (unshuffled) dataset, float64 rows summing to 1.
 
-    With ``tta`` the model also sees the horizontally, vertically and doubly flipped image and
-    the four probability vectors are averaged.
+    The one test-time augmentation of the toolkit (training's val/test caches, ``predict``
+    and ``explain`` all come here): with ``tta`` the model also sees the horizontally,
+    vertically and doubly flipped images and the four probability vectors are averaged.
+
+    Args:
+        model: a Keras model taking float32 pixels 0–255.
+        dataset: batches of images, or of ``(images, ...)`` tuples (only the images are used).
+        tta: average over the four flips.
     """
-    images_only = dataset.map(lambda x, *rest: x)
-    modes = (0, 1, 2, 3) if tta else (0,)
+    images_only = dataset.map(lambda x, *rest: tf.cast(x, tf.float32))
     total = None
-    for mode in modes:
-        ds = images_only if mode == 0 else images_only.map(lambda x, m=mode: _flip(x, m))
+    for axes in FLIP_AXES if tta else FLIP_AXES[:1]:
+        ds = images_only.map(lambda x, a=list(axes): tf.reverse(x, axis=a)) if axes else images_only
         probs = np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
         total = probs if total is None else total + probs
-    probs = total / len(modes)
-    probs = np.clip(probs, 1e-7, None)
+    probs = np.clip(total / (len(FLIP_AXES) if tta else 1), 1e-7, None)
     return probs / probs.sum(axis=1, keepdims=True)
 
 

@@ -4,10 +4,12 @@ Design (each step chosen for speed, measured by ``bench/pipeline.py``):
 
 * JPEGs are decoded at reduced scale (``decode_jpeg(ratio=2|4|8)``) whenever the source is
   at least twice the target, which skips most of the IDCT work on large photographs;
-  other formats go through ``decode_image``. Images are centre-cropped to a square and
-  resized with antialiasing (skipped when the decode already has the target size),
-  optionally preprocessed (Ben Graham's local-colour subtraction), and stored as
-  ``uint8`` so the cache is four times smaller.
+  other formats go through ``decode_image``. Images are squared (centre crop, or the fundus
+  crop of ``members/fundus.py``) and resized with antialiasing (skipped when the decode
+  already has the target size), optionally preprocessed (Ben Graham's local-colour
+  subtraction), and stored as ``uint8`` so the cache is four times smaller. One function,
+  :func:`fit_image`, does this for training, evaluation, ``predict`` and ``explain``
+  (:func:`load_variants` reads a file once for several members, bit-identically).
 * The cache (memory, a file on disk, or none) holds decoded, resized images; random
   augmentation runs after it, so each epoch sees new variants at no decode cost.
 * Augmentation is one fused affine transform per image — rotation, width/height shift
@@ -78,25 +80,41 @@ class Augmentation:
                    getattr(spec, "interpolation", "nearest"))
 
 
-def _decode_jpeg_scaled(data: tf.Tensor, size: int) -> tf.Tensor:
-    shape = tf.image.extract_jpeg_shape(data)
-    short = tf.minimum(shape[0], shape[1])
-    # largest power-of-two ratio that keeps the short side at least `size`
-    index = tf.cast(short >= 2 * size, tf.int32) + tf.cast(short >= 4 * size, tf.int32) + tf.cast(short >= 8 * size, tf.int32)
-    branches = [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r, dct_method="INTEGER_FAST") for r in (1, 2, 4, 8)]
-    return tf.switch_case(index, branches)
+JPEG_RATIOS = (1, 2, 4, 8)
 
 
-def decode(data: tf.Tensor, size: int) -> tf.Tensor:
-    """Decode encoded image bytes to ``uint8`` RGB, at reduced scale for large JPEGs."""
-    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), JPEG_MAGIC)
+def decode_scale(data: tf.Tensor, size: int) -> tf.Tensor:
+    """Index into ``JPEG_RATIOS`` of the reduced-scale decode for ``size`` px (int32; 0 for non-JPEG).
+
+    The largest power-of-two ratio that keeps a JPEG's short side at least ``size``.
+    """
+    def jpeg_index():
+        shape = tf.image.extract_jpeg_shape(data)
+        short = tf.minimum(shape[0], shape[1])
+        return sum(tf.cast(short >= r * size, tf.int32) for r in JPEG_RATIOS[1:])
+
+    return tf.cond(tf.equal(tf.strings.substr(data, 0, 3), JPEG_MAGIC), jpeg_index, lambda: tf.constant(0, tf.int32))
+
+
+def decode_at(data: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+    """Decode encoded bytes to ``uint8`` RGB; a JPEG at ``JPEG_RATIOS[scale]`` (see :func:`decode_scale`).
+
+    Other formats go through ``decode_image`` (an animation gives its first frame).
+    """
+    branches = [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r, dct_method="INTEGER_FAST")
+                for r in JPEG_RATIOS]
     image = tf.cond(
-        is_jpeg,
-        lambda: _decode_jpeg_scaled(data, size),
+        tf.equal(tf.strings.substr(data, 0, 3), JPEG_MAGIC),
+        lambda: tf.switch_case(scale, branches),
         lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8),
     )
     image.set_shape([None, None, 3])
     return image
+
+
+def decode(data: tf.Tensor, size: int) -> tf.Tensor:
+    """Decode encoded image bytes to ``uint8`` RGB, at reduced scale for large JPEGs."""
+    return decode_at(data, decode_scale(data, size))
 
 
 def crop_square(image: tf.Tensor) -> tf.Tensor:
@@ -117,24 +135,61 @@ def _to_uint8(image: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
-def load_image(path: tf.Tensor, size: int, preprocessing: str = "none") -> tf.Tensor:
-    """Read, decode, crop and resize one image file; returns ``uint8`` (size, size, 3).
+def fit_image(image: tf.Tensor, size: int, preprocessing: str = "none", fundus_crop: bool = False) -> tf.Tensor:
+    """Turn one decoded ``uint8`` image into a member's input: ``uint8`` (size, size, 3).
 
-    A square image decoded at exactly ``size`` (e.g. a 512 px JPEG decoded at ratio 2 for
-    256 px) skips the resize, which would only copy it.
+    The one place where an image becomes what a member sees, in training, evaluation,
+    ``predict`` and ``explain``: square it (the fundus crop of :mod:`members.fundus`, or a
+    centre crop on the short side), resize to ``size`` (antialiased; skipped when it already
+    has that size), then Ben Graham's preprocessing when asked (its radius estimate then
+    sees the cropped disc spanning the square).
+
+    Args:
+        image: ``uint8`` (h, w, 3), as decoded.
+        size: the member's square input size.
+        preprocessing: ``"none"`` or ``"ben"``.
+        fundus_crop: cut the black borders to the fundus disc, pad to a square, mask a circle.
     """
-    image = decode(tf.io.read_file(path), size)
+    from members.fundus import circle_mask, crop_fundus
+
+    image = crop_fundus(image) if fundus_crop else crop_square(image)
+    x = tf.cast(image, tf.float32)
+    x = tf.cond(tf.equal(tf.shape(image)[0], size), lambda: x,
+                lambda: tf.image.resize(x, [size, size], method="bilinear", antialias=True))
+    x.set_shape([size, size, 3])
+    if fundus_crop:
+        x = circle_mask(x)
     if preprocessing == "ben":
-        image = _to_uint8(ben_graham(square_resize(image, size)))
-    else:
-        image = crop_square(image)
-        image = tf.cond(
-            tf.equal(tf.shape(image)[0], size),
-            lambda: image,
-            lambda: _to_uint8(tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear", antialias=True)),
-        )
-    image.set_shape([size, size, 3])
-    return image
+        x = ben_graham(x)
+    return _to_uint8(x)
+
+
+def load_variants(path: tf.Tensor, variants) -> tuple[tf.Tensor, ...]:
+    """Read one file once and prepare it for every ``(size, preprocessing, fundus_crop)`` variant.
+
+    The file is decoded once per distinct JPEG scale (members whose sizes share a scale share
+    the decode), so each variant gets exactly the pixels :func:`load_image` gives it alone.
+    """
+    variants = [(int(size), str(prep), bool(crop)) for size, prep, crop in variants]
+    data = tf.io.read_file(path)
+    decoded: dict[int, tuple[tf.Tensor, tf.Tensor]] = {}
+    prev = None
+    for size in sorted({v[0] for v in variants}, reverse=True):  # a smaller size never needs a finer scale
+        scale = decode_scale(data, size)
+        if prev is None:
+            image = decode_at(data, scale)
+        else:
+            prev_scale, prev_image = prev
+            image = tf.cond(tf.equal(scale, prev_scale), lambda p=prev_image: p,
+                            lambda s=scale: decode_at(data, s))
+            image.set_shape([None, None, 3])
+        decoded[size] = prev = (scale, image)
+    return tuple(fit_image(decoded[size][1], size, prep, crop) for size, prep, crop in variants)
+
+
+def load_image(path: tf.Tensor, size: int, preprocessing: str = "none", fundus_crop: bool = False) -> tf.Tensor:
+    """Read, decode (at reduced scale for large JPEGs) and :func:`fit_image` one file; ``uint8`` (size, size, 3)."""
+    return load_variants(path, [(size, preprocessing, fundus_crop)])[0]
 
 
 def affine_matrices(batch: tf.Tensor, size: int, aug: Augmentation, seed: tf.Tensor) -> tf.Tensor:
@@ -209,7 +264,8 @@ def cache_mode(cache: str, n_images: int, size: int, budget_bytes: int | None = 
 
 
 def _cache_prefix(folder: Path, paths: list[str], size: int, preprocessing: str, tag: str) -> str:
-    """A cache file prefix unique to the image list, size and preprocessing: subsets never collide."""
+    """A cache file prefix unique to the image list, size and preparation (``preprocessing`` names it
+    all, fundus crop included): subsets never collide."""
     digest = hashlib.sha1("\n".join(paths).encode("utf-8"))
     digest.update(f"|{size}|{preprocessing}|{tag}".encode())
     prefix = folder / f"cache_{size}px_{digest.hexdigest()[:16]}"
@@ -247,6 +303,7 @@ def make_dataset(
     augmentation: Augmentation | None = None,
     sample_weights: np.ndarray | None = None,
     preprocessing: str = "none",
+    fundus_crop: bool = False,
     cache: str = "memory",
     cache_dir: str | Path | None = None,
     seed: int = 0,
@@ -267,6 +324,7 @@ def make_dataset(
         augmentation: the random transform family; ``None`` means none.
         sample_weights: optional per-image weights (class weights), yielded as a third element.
         preprocessing: ``"none"`` or ``"ben"`` (computed once, before the cache).
+        fundus_crop: crop to the fundus disc first (see :func:`fit_image`).
         cache: ``"memory"``, ``"disk"`` (files under ``cache_dir``), ``"none"`` or ``"auto"``.
         cache_dir: folder for the disk cache (default: the working directory).
         seed: seeds the shuffle order and the augmentation.
@@ -281,13 +339,14 @@ def make_dataset(
     n = len(paths)
     labels = np.asarray(labels, dtype=np.int32)
     items = (paths, labels) if sample_weights is None else (paths, labels, np.asarray(sample_weights, dtype=np.float32))
-    load = lambda p, *rest: (load_image(p, size, preprocessing), *rest)  # noqa: E731
+    load = lambda p, *rest: (load_image(p, size, preprocessing, fundus_crop), *rest)  # noqa: E731
+    prepared_as = preprocessing + ("+fundus" if fundus_crop else "")  # names the cache files
     mode = cache_mode(cache, n, size)
     folder = Path(cache_dir or ".")
     if mode == "disk":
         folder.mkdir(parents=True, exist_ok=True)
     if mode == "disk" and training:
-        ds = _disk_shards(items, n, load, folder, size, preprocessing, seed)
+        ds = _disk_shards(items, n, load, folder, size, prepared_as, seed)
         image_bytes = size * size * 3
         buffer = max(4 * batch_size, DISK_SHUFFLE_BYTES // image_bytes)
         ds = ds.shuffle(max(1, min(n, buffer)), seed=seed, reshuffle_each_iteration=True)
@@ -299,7 +358,7 @@ def make_dataset(
         if mode == "memory":
             ds = ds.cache()
         elif mode == "disk":
-            ds = ds.cache(_cache_prefix(folder, paths, size, preprocessing, "ordered"))
+            ds = ds.cache(_cache_prefix(folder, paths, size, prepared_as, "ordered"))
         if training and mode == "memory":
             ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
@@ -313,9 +372,10 @@ def make_dataset(
     return ds.prefetch(AUTOTUNE)
 
 
-def load_images(paths: list[str], size: int, preprocessing: str = "none", batch_size: int = 64) -> np.ndarray:
+def load_images(paths: list[str], size: int, preprocessing: str = "none", batch_size: int = 64, *,
+                fundus_crop: bool = False) -> np.ndarray:
     """Decode and resize ``paths`` into one ``uint8`` array ``(n, size, size, 3)`` (parallel, ordered)."""
     ds = tf.data.Dataset.from_tensor_slices(list(map(str, paths)))
-    ds = ds.map(lambda p: load_image(p, size, preprocessing), num_parallel_calls=AUTOTUNE).batch(batch_size)
+    ds = ds.map(lambda p: load_image(p, size, preprocessing, fundus_crop), num_parallel_calls=AUTOTUNE).batch(batch_size)
     parts = [b.numpy() for b in ds]
     return np.concatenate(parts) if parts else np.zeros((0, size, size, 3), np.uint8)

@@ -84,6 +84,7 @@ class MemberSpec:
     retrain_lr_factor: float = 0.1
     # data and evaluation
     preprocessing: str = "none"
+    fundus_crop: bool = False  # cut black borders to the fundus disc, pad to a square, circular mask
     tta: bool = False
     cache: str = "auto"
     # hardware

@@ -131,7 +131,8 @@ class Trainer:
         ds = make_dataset(
             paths, labels, size=size, batch_size=self.batch_size, training=training,
             augmentation=Augmentation.from_spec(self.spec) if training else None, sample_weights=weights,
-            preprocessing=self.spec.preprocessing, cache=self.spec.cache, cache_dir=self.dir / ".cache",
+            preprocessing=self.spec.preprocessing, fundus_crop=self.spec.fundus_crop,
+            cache=self.spec.cache, cache_dir=self.dir / ".cache",
             seed=self.spec.seed + 1000 * seed_offset,
         )
         if subset is None:  # subsets change every round; don't keep them

@@ -1,0 +1,84 @@
+"""One image path: training's pipeline and ``predict`` feed every member identical arrays, and one TTA.
+
+For members of two sizes (whose JPEG decode scales differ), with and without Ben preprocessing
+and fundus crop, on a JPEG larger than the member size and on a PNG: the arrays of
+``make_dataset`` (training's evaluation pipeline) and of ``image_batches`` (``predict``, one
+read per file for every member) are equal bit for bit, and so are the probabilities.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+tf = pytest.importorskip("tensorflow")
+
+from ensemble.inference import LoadedMember, ensemble_member_probs, image_batches  # noqa: E402
+from members.loop import predict_probs  # noqa: E402
+from members.pipeline import make_dataset  # noqa: E402
+from members.synthetic import render_fundus  # noqa: E402
+
+SIZES = (24, 40)  # a 200 px JPEG decodes at 1/4 scale for 24 px and at 1/2 for 40 px
+# both sizes, each with and without Ben preprocessing, each with and without fundus crop
+VARIANTS = [(24, "none", False), (24, "ben", True), (40, "ben", False), (40, "none", True)]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A 260×200 JPEG and a 70×90 PNG of synthetic fundi in black frames."""
+    folder = tmp_path_factory.mktemp("one_path")
+    paths = []
+    for name, (h, w), fmt in (("big.jpeg", (200, 260), "JPEG"), ("small.png", (70, 90), "PNG")):
+        frame = np.zeros((h, w, 3), np.uint8)
+        side = min(h, w) - 6
+        frame[3:3 + side, (w - side) // 2:(w - side) // 2 + side] = render_fundus(
+            3, size=side, rng=np.random.default_rng(len(paths)))
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+        path = folder / name
+        path.write_bytes(buffer.getvalue())
+        paths.append(str(path))
+    return paths
+
+
+def _training_arrays(paths, size, prep, crop) -> np.ndarray:
+    ds = make_dataset(paths, np.zeros(len(paths)), size=size, batch_size=8, preprocessing=prep, fundus_crop=crop,
+                      cache="none")
+    return np.concatenate([x.numpy() for x, _ in ds])
+
+
+def test_training_and_predict_feed_identical_arrays(files):
+    (indices, batches), = list(image_batches(files, VARIANTS, batch_size=8))
+    assert indices.numpy().tolist() == [0, 1]
+    for variant, batch in zip(VARIANTS, batches):
+        fed = tf.cast(batch, tf.float32).numpy()  # what member_probs hands the model
+        train = _training_arrays(files, *variant)
+        assert fed.shape == train.shape == (2, variant[0], variant[0], 3)
+        assert np.array_equal(fed, train), (variant, float(np.abs(fed - train).max()))
+    # a variant alone (no shared decode) gets the same pixels
+    (_, alone), = list(image_batches(files, VARIANTS[1:2], batch_size=8))
+    assert np.array_equal(alone[0].numpy(), batches[1].numpy())
+    # the preparations really differ, so the test would catch a member fed another's pixels
+    plain = tf.image.resize(tf.cast(batches[3], tf.float32), [24, 24], antialias=True).numpy()
+    assert np.abs(plain - batches[0].numpy()).mean() > 5  # centre crop vs fundus crop
+
+
+def test_predict_and_training_give_identical_probabilities_with_tta(files):
+    from members.architecture import build_model
+    from members.spec import load_preset
+
+    model = build_model(load_preset("tiny").replace(input_size=24), 3)
+    members = [LoadedMember(name="m24", model=model, input_size=24, preprocessing="ben", fundus_crop=True, tta=True,
+                            num_classes=3)]
+    P, kept = ensemble_member_probs(members, files)
+    assert kept.tolist() == [0, 1]
+    for j, m in enumerate(members):
+        ds = make_dataset(files, np.zeros(2), size=m.input_size, batch_size=64, preprocessing=m.preprocessing,
+                          fundus_crop=m.fundus_crop, cache="none")
+        train = predict_probs(m.model, ds, tta=True)
+        assert np.array_equal(P[j], train)
+        np.testing.assert_allclose(P[j].sum(axis=1), 1.0, atol=1e-12)
+        assert not np.array_equal(train, predict_probs(m.model, ds, tta=False))  # the flips count
