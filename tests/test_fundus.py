@@ -93,3 +93,12 @@ def test_ben_radius_is_estimated_on_the_cropped_disc():
 
     cropped = fit_image(tf.constant(framed(radius=40.0, cx=60.0)), 48, "none", fundus_crop=True)
     assert float(fundus_radius(tf.cast(cropped, tf.float32))) == pytest.approx(24.0, abs=1.5)
+
+
+def test_the_spec_field_is_a_bool_and_defaults_off():
+    from members.errors import UserError
+    from members.spec import MemberSpec
+
+    assert MemberSpec().fundus_crop is False and MemberSpec(fundus_crop=True).fundus_crop is True
+    with pytest.raises(UserError, match="fundus_crop must be of type bool"):
+        MemberSpec(fundus_crop="yes")

@@ -82,3 +82,24 @@ def test_predict_and_training_give_identical_probabilities_with_tta(files):
         assert np.array_equal(P[j], train)
         np.testing.assert_allclose(P[j].sum(axis=1), 1.0, atol=1e-12)
         assert not np.array_equal(train, predict_probs(m.model, ds, tta=False))  # the flips count
+
+
+def _save(path, frames, fmt, **kwargs) -> str:
+    images = [Image.fromarray(np.full((20, 30, 3), v, np.uint8)) for v in frames]
+    images[0].save(path, format=fmt, save_all=len(images) > 1, append_images=images[1:], **kwargs)
+    return str(path)
+
+
+def test_predict_refuses_bombs_animated_webp_and_foreign_formats_but_reads_a_gif(tmp_path, monkeypatch):
+    from ensemble.inference import check_file
+
+    gif = _save(tmp_path / "anim.gif", (50, 150, 250), "GIF", duration=100, loop=0)
+    webp = _save(tmp_path / "anim.webp", (50, 150, 250), "WEBP", duration=100, loop=0)
+    tiff = _save(tmp_path / "eye.tiff", (90,), "TIFF")
+    assert check_file(gif) is None
+    assert "animated WebP (3 frames)" in check_file(webp)
+    assert "TIFF image, which TensorFlow cannot decode" in check_file(tiff)
+    (_, (batch,)), = list(image_batches([gif], [(16, "none", False)]))
+    assert np.all(batch.numpy() == 50)  # the first frame
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # 600 pixels > 2 × 200: Pillow's bomb error
+    assert "too large to decode safely" in check_file(gif)
