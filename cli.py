@@ -256,6 +256,7 @@ def train_member_cmd(
     strategy: Annotated[Optional[str], typer.Option(help="default, or mirrored (all visible GPUs).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any spec field, FIELD=VALUE (repeatable).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a complete member trained with another spec (trained beside it, swapped in when complete).")] = False,
 ) -> None:
     """Train one member with the article's full technique set and write its artifacts."""
     from members.training import train_member
@@ -269,7 +270,7 @@ def train_member_cmd(
     )
     spec = _resolve_spec(preset, overrides, set_ or [])
     member = name or Path(preset).stem
-    result = train_member(workdir, spec, name=member, preset=Path(preset).stem)
+    result = train_member(workdir, spec, name=member, preset=Path(preset).stem, force=force)
     m = result.metrics
     print(
         f"{member}: test accuracy {m['test'].get('accuracy', float('nan')):.3f}, balanced accuracy "
@@ -291,12 +292,13 @@ def train_members_cmd(
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per resize stage, for every member.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Base seed; member i gets seed + i.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any spec field for every member, FIELD=VALUE.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace complete members trained with another spec (each trained beside the old one, swapped in when complete).")] = False,
 ) -> None:
     """Train several members in parallel: local processes or a Dask cluster."""
     from members.parallel import train_members
 
     outcome = train_members(workdir, preset, names=name, jobs=jobs, backend=backend.value, scheduler=scheduler,
-                            overrides={"epochs": epochs}, sets=set_ or [], seed=seed)
+                            overrides={"epochs": epochs}, sets=set_ or [], seed=seed, force=force)
     if outcome.failed:
         raise typer.Exit(code=1)
 

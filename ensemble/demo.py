@@ -93,7 +93,7 @@ def run_demo(workdir: str | Path, *, images: int = 800, seed: int = 0, quick: bo
             continue
         _log(f"[demo] 3/4 training member {i}/{len(members)}: {name} (preset {preset}, "
              f"{spec.input_size}px, depth {spec.depth}, width {spec.width})")
-        result = train_member(workdir, spec, name=name, preset=preset)
+        result = train_member(workdir, spec, name=name, preset=preset, force=True)  # the demo owns its members
         t = result.metrics["test"]
         _log(f"[demo]     {name}: test balanced accuracy {t['balanced_accuracy']:.3f}, QWK {t['qwk']:.3f}, "
              f"{result.seconds:.0f}s")

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ensemble.manifest import check_files, check_member
 from members.atomic import read_json, sha256_file, write_text
 from members.errors import UserError
 
@@ -187,16 +188,20 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     if not report_path.is_file():
         raise UserError(f"No fitted ensemble in {workdir}: {report_path} does not exist; "
                         f"{VOTE_HINT.format(workdir=workdir)}.")
+    manifest = check_files(report_path.parent, ["report.json"])  # one vote wrote it: see ensemble.manifest
     report = read_json(report_path)
-    best = report.get("best_method")
+    best = report.get("best_method") if isinstance(report, dict) else None
     chosen = method or best
     fitted = fitted_methods(workdir)
     if chosen not in fitted:
         raise UserError(f"No fitted combiner {chosen!r} in {workdir / 'ensemble' / 'combiners'}; expected one of "
                         f"{', '.join(fitted) or 'none'} (re-run vote to fit others). Received: method={chosen!r}")
+    check_files(report_path.parent, [f"combiners/{chosen}.json"], manifest)
     combiner = load_combiner(workdir / "ensemble" / "combiners" / f"{chosen}.json")
     names = list(getattr(combiner, "member_names_", []))
     members = [load_member(workdir / "members" / name) for name in names]
+    for name in names:
+        check_member(report_path.parent, name, read_json(workdir / "members" / name / "metrics.json"), manifest)
     for m in members:
         if m.num_classes and m.num_classes != combiner.n_classes_:
             raise UserError(f"Member {m.name!r} has {m.num_classes} classes but the {chosen!r} combiner was fitted "

@@ -91,7 +91,8 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
     workdir = Path(workdir)
     split = _read_split(workdir)
     root = workdir / "members"
-    available = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    available = sorted(p.name for p in root.iterdir()  # hidden folders: a replacement being trained
+                       if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
     if names is None:
         chosen = available
     else:

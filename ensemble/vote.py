@@ -18,6 +18,7 @@ import numpy as np
 
 from ensemble import stats
 from ensemble.crossfit import cross_fit
+from ensemble.manifest import output_folder, transactional
 from ensemble.members import MemberSet, load_members
 from members.errors import UserError
 from members.scoring import confusion, nan_to_none, score
@@ -40,6 +41,7 @@ class Predictions:
     test_pred: np.ndarray
 
 
+@transactional
 def run_vote(
     workdir: str | Path,
     *,
@@ -75,6 +77,10 @@ def run_vote(
             ``skipped`` with the reason.
         console: a Rich console for the table; ``None`` prints on stdout.
 
+    The whole ``ensemble/`` folder (combiners, report, plots, ``manifest.json``) is one
+    transaction: written beside the old one under the workdir's vote lock and swapped in
+    at once (:func:`ensemble.manifest.transactional`).
+
     Returns:
         The ``report.json`` dict (``nan`` as ``None``).
 
@@ -86,6 +92,9 @@ def run_vote(
         >>> report["best_method"]  # doctest: +SKIP
         'soft+thr'
     """
+    from members.validate import check_seed
+
+    check_seed(seed, "--seed")
     if n_boot < 1:
         raise UserError(f"n_boot must be at least 1; got {n_boot}. Pass --bootstrap 1000.")
     if select_by is not None and select_by not in SELECT_BY:
@@ -97,7 +106,7 @@ def run_vote(
     ms = drop_collapsed(load_members(workdir, members), keep=keep_collapsed)
     variants = resolve_methods(methods, thresholds, ms.num_classes, ordinal=ms.ordinal)
     select_by = default_select_by(select_by, ms.ordinal)
-    out = workdir / "ensemble"
+    out = output_folder(workdir)  # a staging folder, swapped in whole at the end (see ensemble.manifest)
     baseline_class, baseline = _baseline(ms)
     models = {name: Predictions(val, val.argmax(1), test, test.argmax(1))
               for name, val, test in zip(ms.names, ms.val_probs, ms.test_probs)}
@@ -275,7 +284,7 @@ def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int) -> tuple[dict
         for name, base, thr in variants:
             progress.update(task, description=f"Fitting {name} on val")
             combiner = make_combiner(base, thresholds=thr).fit(ms.val_probs, ms.val_labels, member_names=ms.names)
-            saved[name] = str(combiner.save(folder / f"{name}.json").relative_to(folder.parent.parent))
+            saved[name] = (Path("ensemble") / combiner.save(folder / f"{name}.json").relative_to(folder.parent)).as_posix()
             fold = oof[base]
             out[name] = Predictions(fold.probs, fold.pred_thr if thr else fold.pred,
                                     combiner.predict_proba(ms.test_probs), combiner.predict(ms.test_probs))

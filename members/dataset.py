@@ -31,6 +31,9 @@ from members.grouping import find_groups, read_group_column
 from members.labels import check_rows, read_labels_csv
 from members.medmnist import fetch_medmnist, read_npz, write_pngs
 from members.split import SPLITS, assign_splits, check_fractions, class_counts, patient_groups
+from members.transaction import WorkdirLock, commit_entries, roll_forward
+
+PREPARE = "prepare"  # the name of prepare's lock and commit folder in the workdir
 
 __all__ = ["PrepareResult", "PreparedDataset", "prepare_csv", "prepare_folders", "prepare_npz", "load_dataset", "fetch_medmnist",
            "class_counts", "SPLITS"]
@@ -125,7 +128,7 @@ def _summary(workdir: Path, info: dict, dropped: pd.DataFrame, unchanged: bool, 
 
 
 def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dict, *, force: bool,
-            write_images: Callable[[], None] | None = None, class_names: Sequence[str] | None = None,
+            write_images: Callable[[Path], None] | None = None, class_names: Sequence[str] | None = None,
             ordinal: bool | None = None, notes: Sequence[str] = ()) -> PrepareResult:
     """Fingerprint the split, compare it with what the workdir holds, and write the files."""
     data = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
@@ -143,6 +146,7 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
             "kept": len(frame), "counts": {s: {str(c): int(n) for c, n in enumerate(counts[s])} for s in SPLITS},
             "grouped": "group" in frame.columns, **meta}
     notes = [why, *notes]
+    roll_forward(workdir, PREPARE)
     old = _previous(workdir, force)
     same = (old is not None and old.get("fingerprint") == fingerprint
             and old.get("source_sha256") == info.get("source_sha256"))
@@ -160,13 +164,18 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
         _summary(workdir, info, dropped, unchanged=True, notes=notes)
         return _result(workdir, info)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "dataset.json").unlink(missing_ok=True)
-    if write_images is not None and (not same or images_missing):
-        write_images()
     report = dropped[["row", "image", "label", "reason"]].to_csv(index=False, lineterminator="\n")
-    write_text(workdir / "data_report.csv", report)
-    write_bytes(workdir / "split.csv", data)
-    write_json(workdir / "dataset.json", info)
+    images = write_images is not None and (not same or images_missing)
+
+    def write(staging: Path) -> None:  # the old dataset stays whole until all of this is written
+        if images:
+            write_images(staging / "images")
+        write_text(staging / "data_report.csv", report)
+        write_bytes(staging / "split.csv", data)
+        write_json(staging / "dataset.json", info)
+
+    with WorkdirLock(workdir, PREPARE):
+        commit_entries(workdir, PREPARE, write, ["images"] * images + ["data_report.csv", "split.csv", "dataset.json"])
     _summary(workdir, info, dropped, unchanged=False, notes=notes)
     return _result(workdir, info)
 
@@ -210,7 +219,10 @@ def prepare_csv(workdir: str | os.PathLike, labels_csv: str | os.PathLike, image
         UserError: bad files or columns, no usable row, a class too small to split, or a
             workdir prepared from other data without ``force``. Nothing is written then.
     """
+    from members.validate import check_seed
+
     check_fractions(val_fraction, test_fraction)
+    check_seed(seed, "--seed")
     workdir, images = _check_workdir(workdir), Path(images_dir)
     if not images.is_dir():
         raise UserError(f"Images folder {images} does not exist or is not a folder; pass the folder holding the "
@@ -316,7 +328,7 @@ def prepare_npz(workdir: str | os.PathLike, npz_path: str | os.PathLike, *, forc
             "source_sha256": source.sha256, "seed": None, "val_fraction": None, "test_fraction": None}
     dropped = pd.DataFrame(columns=["row", "image", "label", "reason"])
     return _commit(workdir, frame, dropped, meta, force=force, ordinal=ordinal,
-                   write_images=lambda: write_pngs(source, images, progress=progress),
+                   write_images=lambda folder: write_pngs(source, folder, progress=progress),
                    notes=["Split: the file's official train/val/test split, kept as is (not grouped by patient)."])
 
 
@@ -334,6 +346,7 @@ def load_dataset(workdir: str | os.PathLike) -> PreparedDataset:
             image outside the image root.
     """
     workdir = Path(workdir)
+    roll_forward(workdir, PREPARE)  # a re-prepare killed after its commit point is finished first
     meta = workdir / "dataset.json"
     if not meta.is_file():
         raise UserError(f"{workdir} is not prepared: run `python cli.py prepare --workdir {workdir} ...` first.")

@@ -79,13 +79,15 @@ class MemberLock:
                 if holder is None or (same_host and not _alive(holder["pid"])):
                     self.path.unlink(missing_ok=True)  # stale: its process is gone
                     continue
-                raise UserError(
-                    f"Member {self.path.parent.name!r} is being trained by another process "
-                    f"(pid {holder.get('pid')} on {holder.get('host')}); wait for it to finish, or choose another --name. "
-                    f"If that process is gone, delete {self.path}."
-                )
+                raise UserError(self.busy_message(holder))
             return
         raise UserError(f"Could not take the lock {self.path}; delete it and try again.")
+
+    def busy_message(self, holder: dict) -> str:
+        """The sentence for a lock held by another live process."""
+        return (f"Member {self.path.parent.name!r} is being trained by another process "
+                f"(pid {holder.get('pid')} on {holder.get('host')}); wait for it to finish, or choose another --name. "
+                f"If that process is gone, delete {self.path}.")
 
     def release(self) -> None:
         holder = self._holder()

@@ -108,6 +108,7 @@ class _Job:
     threads: int | Mapping[str, int] | None  # None: leave TensorFlow's defaults (in-process runs)
     echo: bool  # print log lines on the worker's stderr (the parent's, for local workers)
     show_progress: bool | None
+    force: bool = False  # replace a complete member trained with another spec
 
 
 # ----- planning (parent) ---------------------------------------------------------------------
@@ -123,17 +124,11 @@ def _lost(job: _Job, exc: BaseException) -> MemberRun:
         f"{_error_text(exc)} (the member is incomplete: run the same command again to resume it)"))
 
 
-def _complete(workdir: Path, member: PlannedMember, fingerprint: str) -> dict | None:
-    """The metrics of a member already trained with this very spec on this data, else None."""
-    from members.spec import load_spec_file
+def _complete(workdir: Path, member: PlannedMember, fingerprint: str):
+    """What ``members/<name>`` already holds (:class:`members.guard.ExistingMember`)."""
+    from members.guard import existing_member
 
-    folder = workdir / "members" / member.name
-    try:
-        metrics = atomic.read_json(folder / "metrics.json")
-        same = load_spec_file(folder / "spec.toml") == member.spec and metrics.get("preset") == member.preset
-        return metrics if same and metrics.get("fingerprint") == fingerprint else None
-    except (UserError, OSError, ValueError, TypeError, AttributeError):
-        return None
+    return existing_member(workdir / "members" / member.name, member.spec, fingerprint)
 
 
 def _default_names(presets: list[str]) -> list[str]:
@@ -177,6 +172,11 @@ def plan_members(presets: list[str], *, names: list[str] | None = None, override
         repeated = sorted(n for n, c in Counter(names).items() if c > 1)
         if repeated:
             raise UserError(f"Member names must be unique; {', '.join(map(repr, repeated))} appears more than once. Received: names={names}")
+    if seed is not None:
+        from members.validate import check_seed
+
+        check_seed(seed, "--seed")
+        check_seed(seed + len(presets) - 1, "--seed + the number of members - 1")
     names = names or _default_names(presets)
     for name in names:
         member_dir(".", name)  # refuses names that are not plain folder names
@@ -259,7 +259,7 @@ def run_job(job: _Job) -> MemberRun:
         log(f"[{job.name}] started (preset {job.preset}, seed {job.spec.seed}) on {run.host}"
             + (f", {run.threads} TensorFlow threads" if run.threads else ""))
         result = train_member(job.workdir, job.spec, name=job.name, preset=job.preset, log=log,
-                              show_progress=job.show_progress)
+                              show_progress=job.show_progress, force=job.force)
         run.metrics = result.metrics
     except Exception as exc:  # noqa: BLE001  (a failed member is a record, not a crash)
         run.error = _error_text(exc)
@@ -407,7 +407,7 @@ def _table(outcome: TrainOutcome):
 def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list[str] | None = None, jobs: int = 2,
                   backend: str = "loky", scheduler: str | None = None, overrides: Mapping[str, Any] | None = None,
                   sets: Iterable[str] = (), seed: int | None = None, console=None,
-                  log: Callable[[str], None] | None = None) -> TrainOutcome:
+                  log: Callable[[str], None] | None = None, force: bool = False) -> TrainOutcome:
     """Train every listed member, ``jobs`` at a time, on the chosen backend.
 
     Args:
@@ -423,6 +423,8 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
         seed: base seed; member ``i`` gets ``seed + i``.
         console: Rich console for the summary table (default: stdout).
         log: callable for progress lines (default: stderr).
+        force: replace complete members trained with another spec (the new one is trained beside the
+            old one and swapped in once complete); without it such a member fails with the differing fields.
 
     Returns:
         A :class:`TrainOutcome`; ``outcome.failed`` names each failed member with its error.
@@ -456,19 +458,25 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
         runs[run.name] = run
         log(_line(run, len(runs), len(planned)))
 
+    from members.guard import refusal
+
     todo = []
     for p in planned:
-        metrics = _complete(workdir, p, fingerprint) if p.spec is not None else None
+        existing = _complete(workdir, p, fingerprint) if p.spec is not None else None
         if p.spec is None:
             finished(MemberRun(p.name, p.preset, None, 0.0, error=p.error))
-        elif metrics is not None:
-            finished(MemberRun(p.name, p.preset, p.spec.seed, 0.0, metrics=metrics, kept=True))
+        elif existing.complete and not existing.differences:
+            finished(MemberRun(p.name, p.preset, p.spec.seed, 0.0, metrics=existing.metrics, kept=True))
+        elif existing.complete and not force:  # a finished member is never overwritten
+            why = refusal(p.name, workdir / "members" / p.name, existing.differences,
+                          option="--name" if names else "--name for this preset")
+            finished(MemberRun(p.name, p.preset, p.spec.seed, 0.0, error=_error_text(why)))
         else:
             todo.append(p)
     jobs = min(jobs, max(1, len(todo)))
     local = _in_process(backend, jobs)
     job_list = [_Job(str(workdir), p.name, p.preset, p.spec, None if local else max(1, _cores() // jobs),
-                     echo=True, show_progress=None if local else False) for p in todo]
+                     echo=True, show_progress=None if local else False, force=force) for p in todo]
     where = (f"the Dask cluster at {scheduler}" if backend == "dask" and scheduler
              else "this process, one at a time" if local else f"{backend}, {jobs} at a time")
     log(f"training {len(todo)} of {len(planned)} members on {where}")

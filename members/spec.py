@@ -94,8 +94,9 @@ class MemberSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.resize_schedule, list):
-            object.__setattr__(self, "resize_schedule", tuple(self.resize_schedule))
+        for f in fields(self):  # TOML gives lists where the spec keeps tuples
+            if isinstance(getattr(self, f.name), list) and str(f.type).startswith("tuple"):
+                object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
         validate(self)
 
     @property
@@ -120,29 +121,21 @@ class MemberSpec:
         """Plain dict of every field (tuples become lists)."""
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
 
-    def to_toml(self) -> str:
-        """The fully resolved spec as TOML text (every field, stable order)."""
-        lines = ["# fully resolved member spec, written by train-member"]
-        for key, value in self.to_dict().items():
-            lines.append(f"{key} = {_toml_value(value)}")
-        return "\n".join(lines) + "\n"
+    def to_toml(self, *, preset: str | None = None) -> str:
+        """The fully resolved spec as TOML text (every field, stable order), written by a TOML writer.
+
+        Any string (newlines, quotes, backslashes, any Unicode) reads back unchanged with
+        :func:`load_spec_file`. ``preset`` adds a ``preset = "..."`` line first (ignored on load).
+        """
+        import tomli_w
+
+        data = ({"preset": preset} if preset is not None else {}) | self.to_dict()
+        return "# fully resolved member spec, written by train-member\n" + tomli_w.dumps(data)
 
 
 def field_names() -> set[str]:
     """Names of every spec field."""
     return {f.name for f in fields(MemberSpec)}
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def _unknown_fields_message(unknown: list[str], where: str) -> str:
@@ -170,13 +163,10 @@ def _choice(spec: MemberSpec, name: str, choices: tuple[str, ...]) -> None:
 
 def validate(spec: MemberSpec) -> None:
     """Check every field and every combination of fields; raise :class:`UserError` on the first problem."""
-    for f in fields(spec):
-        value = getattr(spec, f.name)
-        expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(str(f.type))
-        if expected is not None:
-            bad = not isinstance(value, expected) or (expected is int and isinstance(value, bool))
-            bad = bad or (expected == (int, float) and isinstance(value, bool))
-            _check(not bad, f"{f.name} must be of type {f.type}; got {value!r} ({type(value).__name__}).")
+    from members.validate import check_fields, check_seed
+
+    check_seed(spec.seed, "seed")
+    check_fields(spec)  # every field, from its declared type: type, finiteness, magnitude, lists
     for name, choices in (("architecture", ARCHITECTURES), ("head", HEADS), ("pooling", POOLINGS),
                           ("class_weight", CLASS_WEIGHTS), ("monitor", MONITORS),
                           ("preprocessing", PREPROCESSING), ("cache", CACHES), ("strategy", STRATEGIES),
@@ -241,6 +231,11 @@ def load_spec_file(path: str | Path, *, base: MemberSpec | None = None) -> Membe
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"Spec file {path} does not exist.") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"Spec file {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 "
+                        "TOML and try again.") from None
+    except OSError as exc:
+        raise UserError(f"Spec file {path} cannot be read ({exc.strerror or exc}); pass a readable TOML file.") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"Spec file {path} is not valid TOML ({exc}); fix the line it names.") from None
     data.pop("preset", None)

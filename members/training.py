@@ -409,8 +409,13 @@ def member_dir(workdir: str | Path, name: str) -> Path:
 
 
 def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: str = "custom",
-                 log=None, show_progress: bool | None = None) -> TrainResult:
+                 log=None, show_progress: bool | None = None, force: bool = False) -> TrainResult:
     """Train one member on a prepared workdir and write every artifact of the contract.
+
+    A complete member (``metrics.json`` present) is never modified by a run with another
+    spec: that run is refused, naming the differing fields, unless ``force``, which trains
+    the new member beside the old one and swaps it in only once it is complete. The same
+    spec on the same data returns the complete member without training.
 
     Args:
         workdir: a folder prepared by ``python cli.py prepare``.
@@ -419,18 +424,23 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
         preset: the preset the spec came from (recorded in metrics.json).
         log: a callable taking one line of text (default: print to stderr).
         show_progress: Rich progress bar; default when stderr is a terminal.
+        force: replace a complete member trained with another spec or on other data.
 
     Returns:
         A :class:`TrainResult` with the member's metrics.
 
     Raises:
-        UserError: the workdir is not prepared, the member is locked by another run, or the loss diverged.
+        UserError: the workdir is not prepared, the member is locked by another run, complete
+            with another spec (without ``force``), or the loss diverged.
 
     Example:
         >>> train_member("work", load_preset("tiny"), name="tiny")  # doctest: +SKIP
     """
     from members.classes import check_task
     from members.dataset import load_dataset
+    from members.guard import existing_member, refusal
+    from members.transaction import recover_dir
+    from members.validate import check_memory
 
     if log is None:
         import sys
@@ -441,13 +451,43 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
     data = load_dataset(workdir)
     spec = check_task(spec, data.ordinal, log)  # nominal classes: no grade heads, no QWK monitoring
     directory = member_dir(workdir, name)
-    with MemberLock(directory):
+    check_memory(spec, data.num_classes)
+    with MemberLock(directory) as lock:
+        recover_dir(directory, complete="metrics.json")
+        if not lock.path.exists():  # the recovered folder came without our lock
+            lock.acquire()
+        existing = existing_member(directory, spec, data.fingerprint)
+        if existing.complete and not existing.differences:
+            log(f"[{name}] already complete with the same spec and data: nothing to train "
+                f"(delete {directory / 'metrics.json'} to train it again)")
+            return TrainResult(name, directory, existing.metrics)
+        if existing.complete and not force:
+            raise refusal(name, directory, existing.differences)
         # imports TensorFlow: only once the workdir and the lock are fine, so refusals come at once
         from members.loop import is_terminal
 
-        (directory / "metrics.json").unlink(missing_ok=True)  # from here on the member is incomplete
-        _remove_temp_files(directory)
-        atomic.write_text(directory / "spec.toml", f'preset = "{preset}"\n' + spec.to_toml())
-        trainer = Trainer(data, spec, name, directory, preset=preset, log=log,
+        target = directory.with_name(f".{name}.replacement") if existing.complete else directory
+        target.mkdir(parents=True, exist_ok=True)
+        _remove_temp_files(target)
+        atomic.write_text(target / "spec.toml", spec.to_toml(preset=preset))
+        trainer = Trainer(data, spec, name, target, preset=preset, log=log,
                           show_progress=is_terminal() if show_progress is None else show_progress)
-        return trainer.run()
+        result = trainer.run()
+        if target != directory:
+            _swap_in(target, directory, log)
+            result = TrainResult(name, directory, result.metrics)
+        return result
+
+
+def _swap_in(new: Path, directory: Path, log) -> None:
+    """Replace the complete member ``directory`` by the complete member ``new`` in one step."""
+    from members.transaction import replace_dir
+
+    if (directory / "train.log").exists() and not (new / "train.log").exists():
+        shutil.copy2(directory / "train.log", new / "train.log")
+    MemberLock(new).acquire()  # the swapped-in folder carries our lock (the caller releases it)
+    try:
+        replace_dir(new, directory)
+    except OSError as exc:
+        raise atomic._write_error(directory, exc) from exc
+    log(f"[{directory.name}] the new member replaced the previous one")

@@ -1,0 +1,138 @@
+"""``ensemble/manifest.json``: what one vote wrote, so ``predict`` never mixes two votes.
+
+``vote`` writes the whole ``ensemble/`` folder in a staging folder and swaps it in at once
+(:func:`members.transaction.staged`); the manifest is the staging folder's last file. It
+holds the SHA-256 of every other file of the folder (combiners, report, plots), the
+members voted with the identity of each one (the SHA-256 of its ``model.keras`` and of its
+``metrics.json``) and the dataset fingerprint. ``predict`` checks the report and the
+combiner it uses against it, and each member it loads, and refuses a mismatch by name.
+
+Example:
+    >>> manifest = write_manifest(Path("work/.ensemble.staging-1"), members, fingerprint)  # doctest: +SKIP
+    >>> check_files(Path("work/ensemble"), ["report.json", "combiners/soft.json"])           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import time
+from pathlib import Path
+
+from members.atomic import read_json, sha256_file, write_json
+from members.errors import UserError
+
+ENSEMBLE = "ensemble"
+MANIFEST = "manifest.json"
+VERSION = 1
+VOTE_AGAIN = "run `python cli.py vote --workdir {workdir}` again to write a consistent ensemble"
+
+
+def write_manifest(folder: Path, members: dict[str, dict], fingerprint: str, *, member_root: Path) -> dict:
+    """Hash every file under ``folder`` and write ``folder/manifest.json`` last.
+
+    Args:
+        folder: the (staging) ensemble folder, complete but for the manifest.
+        members: ``{name: metrics}`` of the members voted.
+        fingerprint: the dataset fingerprint (sha256 of split.csv).
+        member_root: ``<workdir>/members``, to hash each member's ``metrics.json``.
+    """
+    files = {p.relative_to(folder).as_posix(): sha256_file(p)
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    manifest = {
+        "version": VERSION,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fingerprint": fingerprint,
+        "members": {name: {"model_sha256": m.get("model_sha256"),
+                           "metrics_sha256": _sha_or_none(member_root / name / "metrics.json")}
+                    for name, m in members.items()},
+        "files": files,
+    }
+    write_json(folder / MANIFEST, manifest)
+    return manifest
+
+
+def _sha_or_none(path: Path) -> str | None:
+    return sha256_file(path) if path.is_file() else None
+
+
+def read_manifest(folder: Path) -> dict:
+    """The manifest of ``folder`` (``<workdir>/ensemble``), refusing a missing or malformed one."""
+    workdir = folder.parent
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise UserError(f"{path} is missing, so nothing shows that the files of {folder} come from one vote "
+                        f"(written by an older version, or edited by hand); {VOTE_AGAIN.format(workdir=workdir)}.")
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) \
+            or not isinstance(manifest.get("members"), dict):
+        raise UserError(f"{path} is not a vote manifest (no 'files' and 'members'); {VOTE_AGAIN.format(workdir=workdir)}.")
+    return manifest
+
+
+def check_files(folder: Path, names: list[str], manifest: dict | None = None) -> dict:
+    """Refuse, by name, any of ``names`` (relative to ``folder``) that is not the file the vote wrote.
+
+    Returns:
+        The manifest.
+    """
+    manifest = manifest or read_manifest(folder)
+    for name in names:
+        path = folder / name
+        expected = manifest["files"].get(name)
+        if expected is None:
+            raise UserError(f"{path} is not part of the vote recorded in {folder / MANIFEST} (it was added or "
+                            f"copied in later); {VOTE_AGAIN.format(workdir=folder.parent)}.")
+        if not path.is_file() or sha256_file(path) != expected:
+            raise UserError(f"{path} does not belong to the vote that wrote {folder / 'report.json'} (its SHA-256 "
+                            f"differs from {folder / MANIFEST}); {VOTE_AGAIN.format(workdir=folder.parent)}.")
+    return manifest
+
+
+def check_member(folder: Path, name: str, metrics: dict, manifest: dict) -> None:
+    """Refuse a member that was retrained (or is not one of the members) since the vote."""
+    recorded = manifest["members"].get(name)
+    if recorded is None:
+        raise UserError(f"Member {name!r} is not one of the members of the vote recorded in {folder / MANIFEST}; "
+                        f"{VOTE_AGAIN.format(workdir=folder.parent)}.")
+    if recorded.get("model_sha256") != metrics.get("model_sha256"):
+        raise UserError(f"Member {name!r} was retrained after the vote (its model.keras is not the one the combiners "
+                        f"were fitted on, per {folder / MANIFEST}); {VOTE_AGAIN.format(workdir=folder.parent)}.")
+
+
+_STAGING: contextvars.ContextVar[Path | None] = contextvars.ContextVar("ensemble_staging", default=None)
+
+
+def output_folder(workdir: Path) -> Path:
+    """Where the running vote writes: its staging folder inside :func:`transactional`, else ``workdir/ensemble``."""
+    return _STAGING.get() or Path(workdir) / ENSEMBLE
+
+
+def transactional(func):
+    """Run ``func(workdir, **options)`` (a vote) as one transaction on ``workdir/ensemble``.
+
+    Under the workdir's vote lock, ``func`` writes into a staging folder (see
+    :func:`output_folder`); the manifest is added, then the folder is swapped in whole. A
+    failure (a bad option, a full disk, Ctrl-C) leaves the previous ``ensemble/`` as it was.
+    The returned report's ``members`` are the members recorded in the manifest.
+    """
+    from members.transaction import WorkdirLock, staged
+
+    @functools.wraps(func)
+    def wrapper(workdir, *args, **kwargs):
+        workdir = Path(workdir)
+        if not (workdir / "dataset.json").is_file():
+            return func(workdir, *args, **kwargs)  # refuses (not prepared) without creating anything
+        root = workdir / "members"
+        with WorkdirLock(workdir, "vote"), staged(workdir / ENSEMBLE) as out:
+            token = _STAGING.set(out)
+            try:
+                report = func(workdir, *args, **kwargs)
+            finally:
+                _STAGING.reset(token)
+            members = {name: read_json(root / name / "metrics.json") for name in report.get("members", {})}
+            fingerprint = read_json(workdir / "dataset.json").get("fingerprint", "")
+            write_manifest(out, members, fingerprint, member_root=root)
+        return report
+
+    return wrapper

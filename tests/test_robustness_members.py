@@ -1,0 +1,185 @@
+"""Finished members are sacred: another spec is refused by name, --force swaps a complete replacement in,
+bad options never touch the workdir, and folder swaps survive a kill at any point."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from members import transaction
+from members.transaction import recover_dir, replace_dir
+from tests.helpers import one_sentence_error, run_cli
+
+TINY = ("--preset", "tiny", "--input-size", "16", "--epochs", "1")  # the `trained` fixture's spec
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def trained_copy(tmp_path, trained) -> Path:
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)
+    return work
+
+
+def _hidden(work: Path) -> list[str]:
+    return sorted(p.name for p in (work / "members").iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (("--seed", "7"), "seed 0 → 7"),
+    (("--set", "dense_units=8"), "dense_units 16 → 8"),
+    (("--epochs", "2"), "epochs 1 → 2"),
+])
+def test_another_spec_never_touches_a_complete_member(trained_copy, extra, needle):
+    member = trained_copy / "members" / "t1"
+    before = _snapshot(member)
+    args = [a for a in TINY if a not in ("--epochs", "1")] if "--epochs" in extra else list(TINY)
+    code, _, err = run_cli("train-member", "--workdir", trained_copy, *args, "--name", "t1", *extra)
+    line = one_sentence_error(code, err, "'t1'", "already complete with another spec", needle, "--force")
+    assert "never overwritten" in line
+    assert _snapshot(member) == before
+
+
+def test_the_same_spec_is_already_complete_and_nothing_is_retrained(trained_copy):
+    member = trained_copy / "members" / "t1"
+    before = _snapshot(member)
+    code, out, err = run_cli("train-member", "--workdir", trained_copy, *TINY, "--name", "t1")
+    assert code == 0, err
+    assert "already complete with the same spec" in err and "t1: test accuracy" in out
+    assert _snapshot(member) == before
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (("--seed", "-1"), "seed must be an integer from 0 to 4294967295"),
+    (("--seed", str(2**40)), "seed must be an integer from 0"),
+    (("--set", "undersample_ratio=inf"), "undersample_ratio must be of type float"),
+    (("--set", "resize_schedule=3"), "resize_schedule must be of type tuple[int, ...]"),
+    (("--set", "lr=nan"), "lr must be of type float"),
+    (("--input-size", "100000"), "would need about"),
+    (("--set", "dense_units=2000000000"), "would need about"),
+])
+def test_a_bad_option_is_refused_before_any_file_is_touched(trained_copy, extra, needle):
+    before = _snapshot(trained_copy)
+    code, _, err = run_cli("train-member", "--workdir", trained_copy, *TINY, "--name", "t1", *extra)
+    one_sentence_error(code, err, needle)
+    assert _snapshot(trained_copy) == before
+
+
+def test_memory_estimate_is_in_the_message(trained_copy):
+    code, _, err = run_cli("train-member", "--workdir", trained_copy, *TINY, "--name", "big", "--input-size", "100000")
+    line = one_sentence_error(code, err, "GiB", "input_size=100000", "lower input_size")
+    assert not (trained_copy / "members" / "big").exists(), line
+
+
+def test_force_trains_beside_and_swaps_in_only_a_complete_member(trained_copy):
+    member = trained_copy / "members" / "t1"
+    old_model = (member / "model.keras").read_bytes()
+    code, out, err = run_cli("train-member", "--workdir", trained_copy, *TINY, "--name", "t1", "--seed", "3", "--force")
+    assert code == 0, err
+    assert "replaced the previous one" in err
+    spec = (member / "spec.toml").read_text()
+    assert "seed = 3" in spec
+    metrics = json.loads((member / "metrics.json").read_text())
+    from members.atomic import sha256_file
+
+    assert metrics["model_sha256"] == sha256_file(member / "model.keras")
+    assert (member / "model.keras").read_bytes() != old_model
+    assert _hidden(trained_copy) == [] and not (member / ".lock").exists()
+
+
+@pytest.mark.parametrize("fault", [KeyboardInterrupt(), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))])
+def test_a_forced_run_that_dies_leaves_the_old_member_whole(trained_copy, monkeypatch, fault):
+    from members import training
+
+    member = trained_copy / "members" / "t1"
+    before = _snapshot(member)
+
+    def dies(self, model, seconds):
+        (self.dir / "val.npz").write_bytes(b"half")  # some final artifacts are already written
+        raise fault
+
+    monkeypatch.setattr(training.Trainer, "_finish", dies)
+    code, _, err = run_cli("train-member", "--workdir", trained_copy, *TINY, "--name", "t1", "--seed", "4", "--force")
+    assert code in (1, 130), err
+    assert "Traceback" not in err
+    assert _snapshot(member) == before
+    from members.dataset import load_dataset
+    from members.guard import existing_member
+    from members.spec import load_preset
+
+    spec = load_preset("tiny").replace(input_size=16, epochs=1)
+    assert existing_member(member, spec, load_dataset(trained_copy).fingerprint).differences == []
+
+
+def test_train_members_refuses_an_auto_name_with_another_spec(trained_copy):
+    from members.parallel import train_members
+
+    member = trained_copy / "members" / "t1"
+    before = _snapshot(member)
+    shutil.copytree(member, trained_copy / "members" / "tiny")
+    lines: list[str] = []
+    outcome = train_members(trained_copy, ["tiny"], backend="sequential", sets=["input_size=16", "epochs=1"],
+                            seed=9, log=lines.append)
+    (run,) = outcome.results
+    assert run.status == "failed" and "already complete with another spec" in run.error and "seed 0 → 9" in run.error
+    assert _snapshot(trained_copy / "members" / "tiny") == before
+    again = train_members(trained_copy, ["tiny"], backend="sequential", sets=["input_size=16", "epochs=1"],
+                          log=lines.append)
+    assert again.results[0].status == "kept"
+
+
+def test_train_members_validates_the_base_seed(trained_copy):
+    code, _, err = run_cli("train-members", "--workdir", trained_copy, "--preset", "tiny", "--seed", "-3")
+    one_sentence_error(code, err, "--seed must be an integer from 0")
+
+
+# ----- the folder swap ---------------------------------------------------------------------------
+def _folder(path: Path, **files: str) -> Path:
+    path.mkdir(parents=True)
+    for name, text in files.items():
+        (path / name).write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_replace_dir_swaps_whole_folders(tmp_path, monkeypatch, exchange):
+    if not exchange:
+        monkeypatch.setattr(transaction, "_exchange", lambda a, b: False)
+    target = _folder(tmp_path / "ensemble", **{"report.json": "old", "stale.json": "x"})
+    new = _folder(tmp_path / ".ensemble.staging-1", **{"report.json": "new"})
+    replace_dir(new, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ensemble"]
+    assert sorted(p.name for p in target.iterdir()) == ["report.json"] and (target / "report.json").read_text() == "new"
+
+
+def test_a_kill_between_the_two_renames_is_recovered(tmp_path):
+    target = tmp_path / "members" / "a"
+    aside = _folder(tmp_path / "members" / f".a{transaction.ASIDE}123", **{"metrics.json": "{}", "model.keras": "m"})
+    recover_dir(target, complete="metrics.json")
+    assert (target / "model.keras").read_text() == "m" and not aside.exists()
+    # a folder that exists (the lock re-created it) but lacks the marker gets the complete one back
+    shutil.rmtree(target)
+    _folder(target, **{".lock": "{}"})
+    _folder(aside, **{"metrics.json": "{}"})
+    recover_dir(target, complete="metrics.json")
+    assert (target / "metrics.json").exists() and not aside.exists()
+
+
+def test_staged_folder_appears_only_on_success(tmp_path):
+    target = _folder(tmp_path / "ensemble", **{"report.json": "old"})
+    with pytest.raises(RuntimeError):
+        with transaction.staged(target) as tmp:
+            (tmp / "report.json").write_text("half")
+            raise RuntimeError("killed")
+    assert (target / "report.json").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["ensemble"]
+    with transaction.staged(target) as tmp:
+        (tmp / "report.json").write_text("new")
+    assert (target / "report.json").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["ensemble"]

@@ -1,0 +1,236 @@
+"""vote and prepare are transactions: the whole output appears at once or not at all, under a lock; a
+manifest ties the combiners, the report and the members together, and predict refuses a mix by name."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from members import atomic
+from members.atomic import sha256_file
+from members.errors import UserError
+from tests.helpers import add_member, one_sentence_error, run_cli
+
+ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _vote(work: Path, *extra) -> tuple[int, str, str]:
+    return run_cli("vote", "--workdir", work, "--bootstrap", "10", *extra)
+
+
+@pytest.fixture()
+def voted(workdir_copy) -> Path:
+    """Three fake complete members, voted once on t1 and t2."""
+    for i, name in enumerate(("t1", "t2", "t3"), 1):
+        add_member(workdir_copy, name, seed=i)
+    code, _, err = _vote(workdir_copy, "--members", "t1,t2")
+    assert code == 0, err
+    return workdir_copy
+
+
+def _hidden(work: Path) -> list[str]:
+    return sorted(p.name for p in work.iterdir() if p.name.startswith("."))
+
+
+def test_the_manifest_hashes_every_file_and_names_the_members(voted):
+    folder = voted / "ensemble"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert set(manifest["files"]) == files and "report.json" in files and "combiners/soft.json" in files
+    assert all(manifest["files"][name] == sha256_file(folder / name) for name in files)
+    assert sorted(manifest["members"]) == ["t1", "t2"]
+    assert manifest["members"]["t1"]["metrics_sha256"] == sha256_file(voted / "members" / "t1" / "metrics.json")
+    assert manifest["fingerprint"] == json.loads((voted / "dataset.json").read_text())["fingerprint"]
+    assert _hidden(voted) == []  # no staging folder, no lock left
+
+
+@pytest.mark.parametrize("where", ["plot", "fsync"])
+def test_a_vote_that_fails_midway_leaves_the_previous_ensemble_whole(voted, monkeypatch, where):
+    before = _files(voted / "ensemble")
+    if where == "plot":
+        from ensemble import plots
+
+        def full(*args, **kwargs):
+            raise ENOSPC
+
+        monkeypatch.setattr(plots, "plot_confusions", full)
+    else:  # the atomic writer meets a full disk after a few files
+        calls = {"n": 0}
+        real = os.fsync
+
+        def fsync(fd):
+            calls["n"] += 1
+            if calls["n"] > 3:
+                raise ENOSPC
+            real(fd)
+
+        monkeypatch.setattr(atomic.os, "fsync", fsync)
+    code, _, err = _vote(voted, "--members", "t1,t3")
+    one_sentence_error(code, err, "No space left on device")
+    assert _files(voted / "ensemble") == before
+    assert _hidden(voted) == []
+
+
+def test_ctrl_c_during_a_vote_keeps_the_previous_ensemble(voted, monkeypatch):
+    from ensemble import report
+
+    before = _files(voted / "ensemble")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_report", interrupted)
+    code, _, err = _vote(voted, "--members", "t2,t3")
+    assert code == 130 and "Traceback" not in err
+    assert _files(voted / "ensemble") == before and _hidden(voted) == []
+
+
+def test_a_second_vote_waits_for_the_first(voted):
+    parent = os.getppid()  # a live process that is not this one
+    (voted / ".vote.lock").write_text(json.dumps({"pid": parent, "host": socket.gethostname()}))
+    before = _files(voted / "ensemble")
+    code, _, err = _vote(voted)
+    one_sentence_error(code, err, "Another `vote` is running", str(parent))
+    assert _files(voted / "ensemble") == before
+
+
+def test_a_new_vote_replaces_the_whole_folder(voted):
+    stray = voted / "ensemble" / "combiners" / "old-method.json"
+    stray.write_text("{}")
+    code, _, err = _vote(voted, "--members", "t1,t3", "--method", "soft")
+    assert code == 0, err
+    manifest = json.loads((voted / "ensemble" / "manifest.json").read_text())
+    assert sorted(manifest["members"]) == ["t1", "t3"] and not stray.exists()
+    assert sorted(p.stem for p in (voted / "ensemble" / "combiners").iterdir()) == ["soft", "soft+thr"]
+
+
+# ----- predict checks the manifest -----------------------------------------------------------
+def _load(work: Path, method: str | None = None):
+    from ensemble.inference import load_ensemble
+
+    return load_ensemble(work, method)
+
+
+def test_predict_refuses_a_combiner_from_another_vote(voted, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(voted, other)
+    code, _, err = _vote(other, "--members", "t1,t3")
+    assert code == 0, err
+    shutil.copy(other / "ensemble" / "combiners" / "soft.json", voted / "ensemble" / "combiners" / "soft.json")
+    with pytest.raises(UserError, match=r"combiners/soft\.json does not belong to the vote .*manifest\.json"):
+        _load(voted, "soft")
+
+
+def test_predict_refuses_an_edited_report(voted):
+    path = voted / "ensemble" / "report.json"
+    path.write_text(path.read_text().replace('"best_method"', '"best_method" ', 1))
+    with pytest.raises(UserError, match=r"report\.json does not belong to the vote"):
+        _load(voted)
+
+
+@pytest.mark.parametrize("content", ["", "[]", "{\"files\": 3}"])
+def test_predict_refuses_a_missing_or_corrupt_manifest(voted, content):
+    path = voted / "ensemble" / "manifest.json"
+    if content:
+        path.write_text(content)
+    else:
+        path.unlink()
+    with pytest.raises(UserError, match=r"manifest\.json .*vote --workdir"):
+        _load(voted)
+
+
+def test_predict_refuses_a_combiner_added_after_the_vote(voted):
+    shutil.copy(voted / "ensemble" / "combiners" / "soft.json", voted / "ensemble" / "combiners" / "mine.json")
+    with pytest.raises(UserError, match=r"mine\.json is not part of the vote"):
+        _load(voted, "mine")
+
+
+def test_predict_refuses_a_member_retrained_after_the_vote(tmp_path, trained):
+    pytest.importorskip("tensorflow")
+    import keras
+
+    import members.architecture  # noqa: F401
+
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)
+    shutil.copytree(work / "members" / "t1", work / "members" / "t2")
+    code, _, err = _vote(work)
+    assert code == 0, err
+    _load(work)  # consistent: loads
+    folder = work / "members" / "t2"  # "retrain" t2: another model file, metrics updated to match it
+    model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
+    model.save(folder / "model.keras")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["model_sha256"] = sha256_file(folder / "model.keras")
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(UserError, match=r"Member 't2' was retrained after the vote"):
+        _load(work)
+
+
+# ----- prepare -------------------------------------------------------------------------------
+def _npz(path: Path, labels_mod: int) -> Path:
+    rng = np.random.default_rng(0)
+    np.savez(path, **{f"{s}_{kind}": (rng.integers(0, 255, (8, 8, 8), dtype=np.uint8) if kind == "images"
+                                      else np.arange(8) % labels_mod) for s in ("train", "val", "test")
+                      for kind in ("images", "labels")})
+    return path
+
+
+def test_ctrl_c_during_a_re_prepare_loses_nothing(tmp_path, monkeypatch):
+    from members import medmnist
+
+    work = tmp_path / "w"
+    code, _, err = run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "a.npz", 2))
+    assert code == 0, err
+    before = _files(work)
+    calls = {"n": 0}
+    real = medmnist._save_png
+
+    def save_png(args):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise KeyboardInterrupt
+        real(args)
+
+    monkeypatch.setattr(medmnist, "_save_png", save_png)
+    code, _, err = run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "b.npz", 3), "--force")
+    assert code == 130, err
+    assert _files(work) == before and _hidden(work) == []
+    from members.dataset import load_dataset
+
+    assert load_dataset(work).num_classes == 2
+
+
+def test_a_re_prepare_killed_after_its_commit_point_is_finished_by_the_next_reader(tmp_path, monkeypatch):
+    from members import transaction
+    from members.dataset import load_dataset
+
+    work = tmp_path / "w"
+    assert run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "a.npz", 2))[0] == 0
+    real = transaction.roll_forward
+    state = {"calls": 0}
+
+    def killed_after_journal(folder, what):
+        state["calls"] += 1
+        if state["calls"] == 2:  # the commit_entries call after the journal: the process "dies" here
+            raise KeyboardInterrupt
+        real(folder, what)
+
+    monkeypatch.setattr(transaction, "roll_forward", killed_after_journal)
+    code, _, _ = run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "b.npz", 3), "--force")
+    assert code == 130 and (work / ".prepare.commit" / "journal.json").is_file()
+    monkeypatch.setattr(transaction, "roll_forward", real)
+    data = load_dataset(work)  # finishes the commit: the new dataset, whole
+    assert data.num_classes == 3 and not (work / ".prepare.commit").exists()
+    assert sorted(p.name for p in (work / "images").iterdir())[:1] == ["test_00000.png"]
