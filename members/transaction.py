@@ -23,6 +23,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from members.errors import UserError
 from members.lock import MemberLock
 
 STAGING = ".staging-"
@@ -130,6 +131,14 @@ def staged(target: str | os.PathLike) -> Iterator[Path]:
         tmp.mkdir(parents=True)
         yield tmp
         replace_dir(tmp, target)
+    except UserError as exc:  # name the files as the user knows them, not the staging folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(str(exc).replace(str(tmp), str(target))) from None
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.filename and str(exc.filename).startswith(str(tmp)):
+            exc.filename = str(target) + str(exc.filename)[len(str(tmp)):]
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

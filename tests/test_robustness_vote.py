@@ -34,7 +34,7 @@ def voted(workdir_copy) -> Path:
     """Three fake complete members, voted once on t1 and t2."""
     for i, name in enumerate(("t1", "t2", "t3"), 1):
         add_member(workdir_copy, name, seed=i)
-    code, _, err = _vote(workdir_copy, "--members", "t1,t2")
+    code, _, err = _vote(workdir_copy, "--members", "t1,t2", "--method", "soft")
     assert code == 0, err
     return workdir_copy
 
