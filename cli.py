@@ -344,6 +344,21 @@ def predict(
 
 @app.command()
 @user_errors
+def explain(
+    workdir: WorkdirOpt,
+    images: Annotated[list[Path], typer.Argument(help="Image files to explain.")],
+    out: Annotated[Path, typer.Option(help="Folder for one PNG per image (created when missing).")],
+    method: Annotated[Optional[str], typer.Option(help="Fitted combiner whose grade and weights are shown (default: the best on validation).")] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Score members over flipped copies.")] = False,
+) -> None:
+    """Grad-CAM heatmaps: where each member and the ensemble looked, titled with grade and probability."""
+    from ensemble.explain import explain_images
+
+    explain_images(workdir, [str(p) for p in images], out, method=method, tta=tta)
+
+
+@app.command()
+@user_errors
 def demo(
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Where the demo writes everything.")] = Path("demo-work"),
     images: Annotated[int, typer.Option(help="Synthetic images.")] = 800,

@@ -265,6 +265,22 @@ def _header_problem(path: Path) -> str | None:
     return None if pixels > 0 else "has no pixels"
 
 
+def settle_skipped(paths: Sequence[str], candidates: Sequence[str], kept, skipped: dict[str, str]) -> None:
+    """Add the ``candidates`` the decoder dropped (not in ``kept``) to ``skipped``; refuse when none is left.
+
+    Raises:
+        UserError: no image of ``paths`` could be read (the reasons are listed on stderr first).
+    """
+    decoded = set(np.asarray(kept).tolist())
+    for i, p in enumerate(candidates):
+        if i not in decoded:
+            skipped.setdefault(p, "cannot be decoded as an image (not an image, or truncated/corrupt)")
+    if not decoded:
+        _report_skipped(skipped)
+        raise UserError(f"None of the {len(paths)} image(s) could be read; pass JPEG or PNG files "
+                        f"(see the list above). Received: paths={list(paths[:3])}{'...' if len(paths) > 3 else ''}")
+
+
 def member_variant(member: LoadedMember) -> tuple[int, str, bool]:
     """How ``member`` wants its images: ``(input size, preprocessing, fundus crop)``."""
     return member.input_size, member.preprocessing, member.fundus_crop
@@ -371,14 +387,7 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
     candidates = [p for p in paths if p not in skipped]
     P, kept = ensemble_member_probs(ens.members, candidates, tta=tta, batch_size=batch_size) if candidates else (
         None, np.zeros(0, dtype=np.int64))
-    decoded = set(kept.tolist())
-    for i, p in enumerate(candidates):
-        if i not in decoded:
-            skipped.setdefault(p, "cannot be decoded as an image (not an image, or truncated/corrupt)")
-    if not len(kept):
-        _report_skipped(skipped)
-        raise UserError(f"None of the {len(paths)} image(s) could be read; pass JPEG or PNG files "
-                        f"(see the list above). Received: paths={paths[:3]}{'...' if len(paths) > 3 else ''}")
+    settle_skipped(paths, candidates, kept, skipped)
     result = _combine(ens, [candidates[i] for i in kept], P, skipped)
     text = result.to_csv()
     if out is None:

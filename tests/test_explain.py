@@ -1,0 +1,109 @@
+"""Grad-CAM: the heatmap finds a lesion that decides the grade; the conv block is found in every kind of net."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from ensemble.explain import combiner_weights, conv_target, gradcam  # noqa: E402
+from members.synthetic import render_fundus  # noqa: E402
+
+SIZE = 48
+LESION = (30, 14)  # (row, col), inside the fundus disc
+LESION_COLOUR = (60, 235, 225)  # bright cyan-white: no retina pixel has green + blue this high
+
+
+def fundus_pair() -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic grade-0 fundus and its twin with one round lesion of radius 3 px."""
+    healthy = render_fundus(0, size=SIZE, rng=np.random.default_rng(7))
+    sick = healthy.copy()
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    sick[np.hypot(yy - LESION[0], xx - LESION[1]) <= 3] = LESION_COLOUR
+    return healthy, sick
+
+
+def lesion_net() -> keras.Model:
+    """A convnet-shaped model (conv blocks, avg+max pooling head) whose grade-1 score is the lesion detector.
+
+    block1's first filter fires where green + blue exceed 1.3 × 255 (the lesion, nothing else);
+    block2 passes that channel on; the head's grade-1 logit is 4 × its global maximum − 1.
+    """
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(2, 3, padding="same", name="block1_conv1")(x)
+    x = keras.layers.ReLU(name="block1_relu1")(x)
+    x = keras.layers.MaxPooling2D(2, name="block1_pool")(x)
+    x = keras.layers.Conv2D(2, 3, padding="same", name="block2_conv1")(x)
+    x = keras.layers.ReLU(name="block2_relu1")(x)
+    x = keras.layers.MaxPooling2D(2, name="block2_pool")(x)
+    x = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling2D()(x), keras.layers.GlobalMaxPooling2D()(x)])
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    k1 = np.zeros((3, 3, 3, 2), np.float32)
+    k1[1, 1, 1:, 0] = 1.0  # green + blue
+    model.get_layer("block1_conv1").set_weights([k1, np.array([-1.3, 0.0], np.float32)])
+    k2 = np.zeros((3, 3, 2, 2), np.float32)
+    k2[1, 1, 0, 0] = 1.0
+    model.get_layer("block2_conv1").set_weights([k2, np.zeros(2, np.float32)])
+    dense = np.zeros((4, 2), np.float32)
+    dense[2, 1] = 4.0  # the max-pooled detector channel drives grade 1
+    model.layers[-1].set_weights([dense, np.array([0.0, -1.0], np.float32)])
+    return model
+
+
+def test_the_heatmap_peaks_on_the_lesion_and_is_lower_there_on_the_healthy_twin():
+    healthy, sick = fundus_pair()
+    model = lesion_net()
+    probs = model.predict(np.stack([healthy, sick]).astype(np.float32), verbose=0)
+    assert probs[1, 1] > 0.6 > probs[0, 1]  # the lesion matters to this model
+    nested, layer = conv_target(model)
+    assert nested is None and layer.name == "block2_relu1"  # the last conv block, before pooling
+    maps = gradcam(model, np.stack([healthy, sick]), [1, 1])
+    assert maps.shape == (2, SIZE, SIZE) and np.all(maps >= 0)
+    peak = np.unravel_index(maps[1].argmax(), maps[1].shape)
+    assert np.hypot(peak[0] - LESION[0], peak[1] - LESION[1]) <= 4, peak
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    region = np.hypot(yy - LESION[0], xx - LESION[1]) <= 4
+    assert maps[1][region].mean() > 0.5 * maps[1].max()
+    assert maps[0][region].max() < 0.1 * maps[1][region].mean()
+    far = np.hypot(yy - LESION[0], xx - LESION[1]) > 12
+    assert maps[1][far].max() < 0.1 * maps[1].max()  # nothing else lights up
+
+
+def test_conv_blocks_are_found_in_builtin_nets_and_nested_application_backbones():
+    from members.architecture import build_model
+    from members.spec import load_preset
+
+    images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3)).astype(np.float32)
+    convnet = build_model(load_preset("tiny").replace(input_size=32), 3)
+    assert conv_target(convnet)[1].name.startswith("block")
+    article = build_model(load_preset("article").replace(input_size=64), 3)
+    assert isinstance(conv_target(article)[1], keras.layers.BatchNormalization)
+    backbone = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(64, 64, 3),
+                                                   pooling="avg", include_preprocessing=False)
+    inputs = keras.Input((64, 64, 3))
+    x = backbone(keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs))
+    app = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    nested, layer = conv_target(app)
+    assert nested is backbone and len(layer.output.shape) == 4
+    for model, size in ((convnet, 32), (article, 64), (app, 64)):
+        maps = gradcam(model, images[:, :size, :size], [0, 2])
+        assert maps.shape == (2, size, size) and np.isfinite(maps).all() and np.all(maps >= 0)
+
+
+def test_a_dense_only_model_is_refused_in_one_sentence():
+    from members.errors import UserError
+
+    inputs = keras.Input((8,))
+    with pytest.raises(UserError, match="no convolutional"):
+        conv_target(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
+
+
+def test_combiner_weights_are_read_or_equal():
+    class Weighted:
+        weights_ = np.array([3.0, 1.0])
+
+    assert combiner_weights(Weighted(), 2).tolist() == [0.75, 0.25]
+    assert combiner_weights(object(), 4).tolist() == [0.25] * 4  # stacking: no per-member weights
