@@ -257,6 +257,9 @@ def train_member_cmd(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any spec field, FIELD=VALUE (repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a complete member trained with another spec (trained beside it, swapped in when complete).")] = False,
+    folds: Annotated[Optional[int], typer.Option(help="Train K copies, each on K-1 folds of train+val (a k-fold member with out-of-fold predictions).")] = None,
+    jobs: Annotated[int, typer.Option(help="With --folds: fold copies trained at once.")] = 1,
+    backend: Annotated[Backend, typer.Option(help="With --folds and --jobs > 1: loky, dask, ray or sequential.")] = Backend.loky,
 ) -> None:
     """Train one member with the article's full technique set and write its artifacts."""
     from members.training import train_member
@@ -270,7 +273,13 @@ def train_member_cmd(
     )
     spec = _resolve_spec(preset, overrides, set_ or [])
     member = name or Path(preset).stem
-    result = train_member(workdir, spec, name=member, preset=Path(preset).stem, force=force)
+    if folds is not None:  # k-fold member: members/folds.py
+        from members.folds import train_folded
+
+        result = train_folded(workdir, spec, name=member, k=folds, preset=Path(preset).stem, jobs=jobs, backend=backend.value,
+                              force=force)
+    else:
+        result = train_member(workdir, spec, name=member, preset=Path(preset).stem, force=force)
     m = result.metrics
     print(
         f"{member}: test accuracy {m['test'].get('accuracy', float('nan')):.3f}, balanced accuracy "
@@ -293,12 +302,13 @@ def train_members_cmd(
     seed: Annotated[Optional[int], typer.Option(help="Base seed; member i gets seed + i.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any spec field for every member, FIELD=VALUE.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace complete members trained with another spec (each trained beside the old one, swapped in when complete).")] = False,
+    folds: Annotated[Optional[int], typer.Option(help="Train every member as K copies on K-1 folds of train+val, one task per fold.")] = None,
 ) -> None:
     """Train several members in parallel: local processes or a Dask cluster."""
     from members.parallel import train_members
 
     outcome = train_members(workdir, preset, names=name, jobs=jobs, backend=backend.value, scheduler=scheduler,
-                            overrides={"epochs": epochs}, sets=set_ or [], seed=seed, force=force)
+                            overrides={"epochs": epochs}, sets=set_ or [], seed=seed, force=force, folds=folds)
     if outcome.failed:
         raise typer.Exit(code=1)
 

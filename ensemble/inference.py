@@ -156,6 +156,8 @@ def load_member(member_dir: str | Path) -> LoadedMember:
         raise UserError(f"Member {name!r} is incomplete: {member_dir / 'metrics.json'} does not exist; "
                         "finish its training or re-run vote without it.")
     metrics = read_json(member_dir / "metrics.json")
+    if metrics.get("folds"):  # a k-fold member: its K copies, averaged over one shared decode
+        return _load_folded(member_dir, metrics)
     path = member_dir / "model.keras"
     if not path.is_file():
         raise UserError(f"{path} does not exist; retrain the member {name!r}.")
@@ -172,6 +174,16 @@ def load_member(member_dir: str | Path) -> LoadedMember:
     return LoadedMember(name=name, model=model, input_size=int(metrics["input_size"]),
                         preprocessing=spec.preprocessing if spec else "none",
                         fundus_crop=spec.fundus_crop if spec else False, tta=bool(metrics.get("tta", False)), num_classes=int(metrics.get("num_classes", 0)))
+
+
+def _load_folded(member_dir: Path, metrics: dict) -> LoadedMember:
+    """A k-fold member (``members/folds.py``) as one member whose model averages its K copies' probabilities."""
+    from members.folds import FOLDS_DIR, AveragedModel
+
+    copies = [load_member(member_dir / FOLDS_DIR / str(i)) for i in range(int(metrics["folds"]))]
+    first = copies[0]
+    return LoadedMember(name=member_dir.name, model=AveragedModel([c.model for c in copies]), input_size=first.input_size,
+                        preprocessing=first.preprocessing, tta=first.tta, num_classes=first.num_classes)
 
 
 def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:

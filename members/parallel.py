@@ -69,6 +69,7 @@ class MemberRun:
     threads: int | None = None
     kept: bool = False
     log: list[str] = field(default_factory=list, repr=False)
+    fold: int | None = None  # the copy, for one fold of a k-fold member (members/folds.py)
 
     @property
     def ok(self) -> bool:
@@ -109,6 +110,7 @@ class _Job:
     echo: bool  # print log lines on the worker's stderr (the parent's, for local workers)
     show_progress: bool | None
     force: bool = False  # replace a complete member trained with another spec
+    fold: tuple[int, int] | None = None  # (copy, K): one fold of a k-fold member (members/folds.py)
 
 
 # ----- planning (parent) ---------------------------------------------------------------------
@@ -240,7 +242,13 @@ def run_job(job: _Job) -> MemberRun:
     from members.training import member_dir, train_member
 
     started, cpu_started = time.perf_counter(), time.process_time()
-    log_path = member_dir(job.workdir, job.name) / LOG_NAME
+    if job.fold is not None:  # one copy of a k-fold member: its own folder, the same training
+        import functools
+
+        from members.folds import fold_dir, train_fold
+
+        train_member = functools.partial(train_fold, fold=job.fold[0], k=job.fold[1])  # noqa: F811
+    log_path = (member_dir(job.workdir, job.name) if job.fold is None else fold_dir(job.workdir, job.name, job.fold[0])) / LOG_NAME
     previous = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
     lines: list[str] = []
     stamped: list[str] = []
@@ -252,11 +260,13 @@ def run_job(job: _Job) -> MemberRun:
         if job.echo:
             print(line, file=sys.stderr, flush=True)
 
-    run = MemberRun(job.name, job.preset, job.spec.seed, 0.0, host=f"{socket.gethostname()} pid {os.getpid()}", log=lines)
+    run = MemberRun(job.name, job.preset, job.spec.seed, 0.0, host=f"{socket.gethostname()} pid {os.getpid()}", log=lines,
+                    fold=None if job.fold is None else job.fold[0])
     try:
         if job.threads is not None:
             run.threads = limit_threads(_share(job.threads, run))
-        log(f"[{job.name}] started (preset {job.preset}, seed {job.spec.seed}) on {run.host}"
+        who = job.name if job.fold is None else f"{job.name}/fold{job.fold[0]}"
+        log(f"[{who}] started (preset {job.preset}, seed {job.spec.seed}) on {run.host}"
             + (f", {run.threads} TensorFlow threads" if run.threads else ""))
         result = train_member(job.workdir, job.spec, name=job.name, preset=job.preset, log=log,
                               show_progress=job.show_progress, force=job.force)
@@ -407,7 +417,8 @@ def _table(outcome: TrainOutcome):
 def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list[str] | None = None, jobs: int = 2,
                   backend: str = "loky", scheduler: str | None = None, overrides: Mapping[str, Any] | None = None,
                   sets: Iterable[str] = (), seed: int | None = None, console=None,
-                  log: Callable[[str], None] | None = None, force: bool = False) -> TrainOutcome:
+                  log: Callable[[str], None] | None = None, force: bool = False,
+                  folds: int | None = None) -> TrainOutcome:
     """Train every listed member, ``jobs`` at a time, on the chosen backend.
 
     Args:
@@ -425,6 +436,8 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
         log: callable for progress lines (default: stderr).
         force: replace complete members trained with another spec (the new one is trained beside the
             old one and swapped in once complete); without it such a member fails with the differing fields.
+        folds: train every member as K copies on K-1 folds of train+val, one task per fold
+            (see :mod:`members.folds`); ``None`` trains plain members.
 
     Returns:
         A :class:`TrainOutcome`; ``outcome.failed`` names each failed member with its error.
@@ -448,6 +461,13 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
         raise UserError(f"--jobs must be at least 1; got {jobs}.")
     if scheduler and backend not in ("dask", "ray"):
         raise UserError(f"--scheduler is used by --backend dask (or ray) only; got backend {backend!r}. Received: scheduler={scheduler!r}")
+    if folds is not None:
+        from members.folds import check_folds, existing_folded
+
+        check_folds(folds)
+        if force:
+            raise UserError("--force cannot be combined with --folds yet: a complete member is replaced only by a "
+                            "plain member; choose another --name for the k-fold members.")
     workdir = Path(workdir).resolve()
     fingerprint = load_dataset(workdir).fingerprint  # fails fast when the workdir is not prepared
     started = time.perf_counter()
@@ -462,7 +482,12 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
 
     todo = []
     for p in planned:
-        existing = _complete(workdir, p, fingerprint) if p.spec is not None else None
+        if p.spec is None:
+            existing = None
+        elif folds is None:
+            existing = _complete(workdir, p, fingerprint)
+        else:  # a k-fold member: complete only with the same K too (members/folds.py)
+            existing = existing_folded(workdir, p.name, p.spec, folds, fingerprint)
         if p.spec is None:
             finished(MemberRun(p.name, p.preset, None, 0.0, error=p.error))
         elif existing.complete and not existing.differences:
@@ -473,13 +498,20 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
             finished(MemberRun(p.name, p.preset, p.spec.seed, 0.0, error=_error_text(why)))
         else:
             todo.append(p)
+    if folds is not None:  # k-fold members: one task per fold, then each member assembled (members/folds.py)
+        from members.folds import run_folded
+
+        for run in run_folded(workdir, todo, folds, jobs=jobs, backend=backend, scheduler=scheduler, log=log):
+            finished(run)
+        todo = []
     jobs = min(jobs, max(1, len(todo)))
     local = _in_process(backend, jobs)
     job_list = [_Job(str(workdir), p.name, p.preset, p.spec, None if local else max(1, _cores() // jobs),
                      echo=True, show_progress=None if local else False, force=force) for p in todo]
     where = (f"the Dask cluster at {scheduler}" if backend == "dask" and scheduler
              else "this process, one at a time" if local else f"{backend}, {jobs} at a time")
-    log(f"training {len(todo)} of {len(planned)} members on {where}")
+    if folds is None:
+        log(f"training {len(todo)} of {len(planned)} members on {where}")
     try:
         for run in _execute(job_list, backend, jobs, scheduler, log):
             finished(run)

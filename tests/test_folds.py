@@ -1,0 +1,196 @@
+"""k-fold members (members/folds.py): the out-of-fold property, groups, the bagged test average, resume, predict."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from members.atomic import load_npz, read_json
+from members.errors import UserError
+from members.dataset import load_dataset
+from members.folds import assign_folds, pool_folds, train_folded
+from members.spec import load_preset
+from tests.conftest import quiet
+
+SPEC = load_preset("tiny").replace(input_size=16, epochs=1)
+
+
+@pytest.fixture(scope="module")
+def folded(tmp_path_factory, prepared):
+    """``prepared`` with one 2-fold member ``cv``, and the image paths each copy trained on."""
+    from members import training
+
+    work = tmp_path_factory.mktemp("folded") / "w"
+    shutil.copytree(prepared, work)
+    seen: dict[str, set[str]] = {}
+    original = training.Trainer._dataset
+
+    def spy(self, split, size, *, training=False, subset=None, seed_offset=0):
+        if training:
+            paths = self.paths[split] if subset is None else [self.paths[split][i] for i in subset]
+            seen.setdefault(self.name, set()).update(paths)
+        return original(self, split, size, training=training, subset=subset, seed_offset=seed_offset)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(training.Trainer, "_dataset", spy)
+    try:
+        result = train_folded(work, SPEC, name="cv", k=2, preset="tiny", jobs=1, log=quiet)
+    finally:
+        mp.undo()
+    return work, result, seen
+
+
+def _split(work):
+    return pd.read_csv(work / "split.csv", keep_default_na=False)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_folds_are_stratified_seeded_and_cover_every_row(k):
+    labels = np.repeat(np.arange(4), [9, 7, 5, 3])
+    folds = assign_folds(labels, k, seed=1)
+    assert sorted(set(folds.tolist())) == list(range(k))
+    for c in range(4):
+        counts = np.bincount(folds[labels == c], minlength=k)
+        assert counts.max() - counts.min() <= 1, (c, counts)
+    assert np.array_equal(folds, assign_folds(labels, k, seed=1))
+    assert not np.array_equal(folds, assign_folds(labels, k, seed=2))
+
+
+def test_groups_never_span_two_folds():
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"p{i}" for i in range(30)], 2)
+    labels = np.repeat(rng.integers(0, 3, 30), 2)
+    folds = assign_folds(labels, 3, groups=groups, seed=0)
+    for g in np.unique(groups):
+        assert len(set(folds[groups == g].tolist())) == 1, g
+    assert sorted(set(folds.tolist())) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("k", [1, 21, 2.5, True])
+def test_bad_fold_counts_are_refused(k):
+    with pytest.raises(UserError, match="--folds must be a whole number from 2 to 20"):
+        assign_folds(np.array([0, 1, 0, 1]), k)
+
+
+def test_more_folds_than_groups_is_refused():
+    with pytest.raises(UserError, match="3 folds need at least 3 patient groups .* got 2"):
+        assign_folds(np.array([0, 0, 1, 1]), 3, groups=np.array(["a", "a", "b", "b"]))
+
+
+def test_no_row_is_predicted_by_a_copy_that_trained_on_it(folded):
+    work, result, seen = folded
+    oof = load_npz(work / "members" / "cv" / "oof.npz")
+    assert set(oof) == {"probs", "row_ids", "fold", "fingerprint"}
+    split = _split(work)
+    pool = split[split["split"].isin(["train", "val"])]
+    assert oof["row_ids"].tolist() == pool.index.tolist()  # every train+val row, once, in split.csv order
+    assert oof["probs"].shape == (len(pool), 5)
+    np.testing.assert_allclose(oof["probs"].sum(axis=1), 1.0, atol=1e-5)
+    root = read_json(work / "dataset.json")["image_root"]
+    for i in range(2):
+        trained_on = seen[f"cv/fold{i}"]
+        predicted = {f"{root}/{p}" for p in split.loc[oof["row_ids"][oof["fold"] == i], "path"]}
+        assert predicted and not predicted & trained_on  # the copy that predicted a row never trained on it
+        assert len(trained_on | predicted) == len(pool)  # ... and trained on every other train+val row
+        held = load_npz(work / "members" / "cv" / "folds" / str(i) / "val.npz")
+        assert np.array_equal(held["row_ids"], oof["row_ids"][oof["fold"] == i])
+        np.testing.assert_allclose(held["probs"], oof["probs"][oof["fold"] == i], atol=1e-6)
+
+
+def test_patients_never_span_two_folds_of_the_member(folded):
+    work, _, _ = folded
+    oof = load_npz(work / "members" / "cv" / "oof.npz")
+    groups = _split(work).loc[oof["row_ids"], "group"].to_numpy()
+    assert len(set(groups)) < len(groups)  # the demo set has both eyes of each patient
+    for g in set(groups):
+        assert len(set(oof["fold"][groups == g].tolist())) == 1, g
+
+
+def test_test_is_the_mean_of_the_copies_and_val_is_the_val_rows_of_oof(folded):
+    work, result, _ = folded
+    member = work / "members" / "cv"
+    test = load_npz(member / "test.npz")
+    copies = [load_npz(member / "folds" / str(i) / "test.npz")["probs"].astype(np.float64) for i in range(2)]
+    mean = np.mean(copies, axis=0)
+    np.testing.assert_allclose(test["probs"], mean / mean.sum(axis=1, keepdims=True), atol=1e-6)
+    oof, val = load_npz(member / "oof.npz"), load_npz(member / "val.npz")
+    split = _split(work)
+    assert val["row_ids"].tolist() == split.index[split["split"] == "val"].tolist()
+    np.testing.assert_allclose(val["probs"], oof["probs"][np.isin(oof["row_ids"], val["row_ids"])], atol=1e-6)
+    m = read_json(member / "metrics.json")
+    assert m == result.metrics and m["folds"] == 2 and len(m["fold_scores"]) == 2
+    assert m["oof_rows"] == len(oof["row_ids"]) and set(m["single_fold_test"]) >= {"accuracy", "qwk"}
+    assert m["single_fold_test"] == read_json(member / "folds" / "0" / "metrics.json")["test"]
+
+
+def test_a_killed_fold_resumes_alone_and_a_finished_fold_is_never_retrained(folded, tmp_path, monkeypatch):
+    from members import training
+
+    work = tmp_path / "w"
+    shutil.copytree(folded[0], work)
+    member = work / "members" / "cv"
+    (member / "metrics.json").unlink()  # killed after copy 0, during copy 1
+    (member / "folds" / "1" / "metrics.json").unlink()
+    before = (member / "folds" / "0" / "model.keras").stat().st_mtime_ns
+    trained = []
+    original = training.Trainer.run
+    monkeypatch.setattr(training.Trainer, "run", lambda self: (trained.append(self.name), original(self))[1])
+    result = train_folded(work, SPEC, name="cv", k=2, preset="tiny", log=quiet)
+    assert trained == ["cv/fold1"]
+    assert (member / "folds" / "0" / "model.keras").stat().st_mtime_ns == before
+    assert result.metrics["folds"] == 2 and (member / "metrics.json").exists()
+    trained.clear()
+    train_folded(work, SPEC, name="cv", k=2, preset="tiny", log=quiet)  # complete: kept
+    assert trained == []
+
+
+def test_another_fold_plan_drops_the_old_folds_and_makes_the_member_incomplete(folded, tmp_path):
+    from members.folds import _start
+
+    work = tmp_path / "w"
+    shutil.copytree(folded[0], work)
+    member = work / "members" / "cv"
+    data = load_dataset(work)
+    _start(data, "cv", SPEC, "tiny", 2, quiet)  # the same plan keeps the finished copies
+    assert (member / "folds" / "0" / "metrics.json").exists() and not (member / "metrics.json").exists()
+    _start(data, "cv", SPEC, "tiny", 3, quiet)
+    assert not (member / "folds").exists() and not (member / "oof.npz").exists()
+    pool, folds = pool_folds(data, 3, SPEC.seed)
+    assert read_json(member / "folds.json")["folds"] == 3 and read_json(member / "folds.json")["rows"] == len(pool)
+
+
+def test_predict_averages_the_copies_over_one_decode(folded):
+    from ensemble.inference import ensemble_member_probs, load_member
+
+    work, _, _ = folded
+    member = work / "members" / "cv"
+    split = _split(work)
+    root = read_json(work / "dataset.json")["image_root"]
+    paths = [f"{root}/{p}" for p in split.loc[split["split"] == "test", "path"]]
+    bagged = load_member(member)
+    assert bagged.name == "cv" and len(bagged.model.models) == 2
+    copies = [load_member(member / "folds" / str(i)) for i in range(2)]
+    P, kept = ensemble_member_probs([bagged, *copies], paths)
+    assert kept.tolist() == list(range(len(paths)))
+    np.testing.assert_allclose(P[0], P[1:].mean(axis=0), atol=1e-5)
+    cached = load_npz(member / "test.npz")["probs"]
+    np.testing.assert_allclose(P[0], cached, atol=2e-2)  # the training pipeline's pixels, within resize noise
+
+
+def test_train_members_with_folds_runs_one_task_per_fold(workdir_copy):
+    from members.parallel import train_members
+
+    outcome = train_members(workdir_copy, ["tiny"], names=["b"], jobs=2, backend="loky", folds=2,
+                            overrides={"input_size": 16}, log=quiet, console=Console(file=io.StringIO()))
+    assert not outcome.failed
+    member = workdir_copy / "members" / "b"
+    assert read_json(member / "metrics.json")["folds"] == 2
+    assert all((member / "folds" / str(i) / "train.log").exists() for i in range(2))
+    again = train_members(workdir_copy, ["tiny"], names=["b"], backend="sequential", folds=2,
+                          overrides={"input_size": 16}, log=quiet, console=Console(file=io.StringIO()))
+    assert again.results[0].kept
