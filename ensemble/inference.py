@@ -35,7 +35,7 @@ import io
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -181,9 +181,7 @@ def _load_folded(member_dir: Path, metrics: dict) -> LoadedMember:
     from members.folds import FOLDS_DIR, AveragedModel
 
     copies = [load_member(member_dir / FOLDS_DIR / str(i)) for i in range(int(metrics["folds"]))]
-    first = copies[0]
-    return LoadedMember(name=member_dir.name, model=AveragedModel([c.model for c in copies]), input_size=first.input_size,
-                        preprocessing=first.preprocessing, tta=first.tta, num_classes=first.num_classes)
+    return replace(copies[0], name=member_dir.name, model=AveragedModel([c.model for c in copies]))
 
 
 def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:

@@ -166,6 +166,9 @@ class AveragedModel:
     def __init__(self, models: list):
         self.models = list(models)
 
+    def predict(self, x, **kwargs) -> np.ndarray:
+        return np.mean([np.asarray(m.predict(x, **kwargs), dtype=np.float64) for m in self.models], axis=0)
+
     def predict_on_batch(self, x) -> np.ndarray:
         return np.mean([np.asarray(m.predict_on_batch(x), dtype=np.float64) for m in self.models], axis=0)
 
