@@ -40,6 +40,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -230,11 +231,20 @@ def folded_complete(workdir: str | Path, name: str, spec: MemberSpec, preset: st
     folder = member_dir(workdir, name)
     try:
         metrics = atomic.read_json(folder / "metrics.json")
+        spec = _task_spec(spec, workdir)
         same = (load_spec_file(folder / "spec.toml") == spec and metrics.get("preset") == preset
                 and metrics.get("folds") == k and metrics.get("fingerprint") == fingerprint)
         return metrics if same else None
     except (UserError, OSError, ValueError, TypeError, AttributeError):
         return None
+
+
+def _task_spec(spec: MemberSpec, workdir, log=None) -> MemberSpec:
+    """The spec the copies train with on this task (nominal classes: no grade head, no QWK monitor)."""
+    from members.classes import check_task
+    from members.dataset import load_dataset
+
+    return check_task(spec, load_dataset(workdir).ordinal, log)
 
 
 def _start(data, name: str, spec: MemberSpec, preset: str, k: int, log) -> dict:
@@ -395,6 +405,7 @@ def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, bac
         for p in planned:
             stack.enter_context(MemberLock(member_dir(workdir, p.name)))
         todo, runs = [], []
+        planned = [replace(p, spec=_task_spec(p.spec, workdir, log)) for p in planned]
         for p in planned:
             _start(data, p.name, p.spec, p.preset, k, log)
             done = [i for i in range(k) if finished_fold(workdir, p.name, i, p.spec, data.fingerprint) is not None]
