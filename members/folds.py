@@ -179,11 +179,12 @@ class AveragedModel:
 
 # ----- one copy (worker) -------------------------------------------------------------------
 def train_fold(workdir: str | Path, spec: MemberSpec, *, name: str, fold: int, k: int, preset: str = "custom",
-               log: Callable[[str], None] | None = None, show_progress: bool | None = None):
+               log: Callable[[str], None] | None = None, show_progress: bool | None = None, force: bool = False):
     """Train copy ``fold`` of the k-fold member ``name`` into ``members/<name>/folds/<fold>``.
 
     ``spec`` is the member's spec; the copy gets :func:`copy_spec`. A killed copy resumes after
-    its last finished epoch, like any member.
+    its last finished epoch, like any member. ``force`` is accepted for the worker's sake and
+    unused: the copies of an incomplete member are never finished members themselves.
 
     Returns:
         The copy's :class:`members.training.TrainResult`.
@@ -202,7 +203,7 @@ def train_fold(workdir: str | Path, spec: MemberSpec, *, name: str, fold: int, k
 
         (directory / "metrics.json").unlink(missing_ok=True)
         _remove_temp_files(directory)
-        atomic.write_text(directory / "spec.toml", f'preset = "{preset}"\n' + this.to_toml())
+        atomic.write_text(directory / "spec.toml", this.to_toml(preset=preset))
         trainer = Trainer(FoldView(data, pool, folds, fold), this, f"{name}/fold{fold}", directory, preset=preset,
                           log=log, show_progress=is_terminal() if show_progress is None else show_progress)
         return trainer.run()
@@ -222,21 +223,20 @@ def finished_fold(workdir: str | Path, name: str, fold: int, spec: MemberSpec, f
 
 
 # ----- the member (parent) -----------------------------------------------------------------
-def folded_complete(workdir: str | Path, name: str, spec: MemberSpec, preset: str, k: int,
-                    fingerprint: str) -> dict | None:
-    """The metrics of a k-fold member already assembled with this spec, K and data, else None."""
-    from members.spec import load_spec_file
+def existing_folded(workdir: str | Path, name: str, spec: MemberSpec, k: int, fingerprint: str):
+    """What ``members/<name>`` holds compared with a k-fold member of ``spec`` and ``k`` folds on this data.
+
+    Returns:
+        A :class:`members.guard.ExistingMember`; a complete member with another K (or a plain
+        member) differs by ``folds``.
+    """
+    from members.guard import ExistingMember, existing_member
     from members.training import member_dir
 
-    folder = member_dir(workdir, name)
-    try:
-        metrics = atomic.read_json(folder / "metrics.json")
-        spec = _task_spec(spec, workdir)
-        same = (load_spec_file(folder / "spec.toml") == spec and metrics.get("preset") == preset
-                and metrics.get("folds") == k and metrics.get("fingerprint") == fingerprint)
-        return metrics if same else None
-    except (UserError, OSError, ValueError, TypeError, AttributeError):
-        return None
+    state = existing_member(member_dir(workdir, name), _task_spec(spec, workdir), fingerprint)
+    if state.complete and state.metrics.get("folds") != k:
+        return ExistingMember(True, state.metrics, [*state.differences, f"folds {state.metrics.get('folds')} → {k}"])
+    return state
 
 
 def _task_spec(spec: MemberSpec, workdir, log=None) -> MemberSpec:
@@ -264,7 +264,7 @@ def _start(data, name: str, spec: MemberSpec, preset: str, k: int, log) -> dict:
         shutil.rmtree(folder / FOLDS_DIR, ignore_errors=True)
     for stale in (OOF_FILE, "val.npz", "test.npz"):
         (folder / stale).unlink(missing_ok=True)
-    atomic.write_text(folder / "spec.toml", f'preset = "{preset}"\n' + spec.to_toml())
+    atomic.write_text(folder / "spec.toml", spec.to_toml(preset=preset))
     atomic.write_json(folder / PLAN_FILE, plan)
     return plan
 
@@ -447,7 +447,7 @@ def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, bac
 
 def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, preset: str = "custom",
                  jobs: int = 1, backend: str = "loky", scheduler: str | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, force: bool = False):
     """Train one k-fold member (``train-member --folds K``): its K copies, then its assembled artifacts.
 
     Args:
@@ -460,14 +460,17 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
         backend: ``loky``, ``dask``, ``ray`` or ``sequential`` (see :mod:`members.parallel`).
         scheduler: a Dask scheduler address.
         log: progress lines (default: stderr).
+        force: refused for now (a complete member is never overwritten by a k-fold one).
 
     Returns:
         A :class:`members.training.TrainResult` of the member.
 
     Raises:
-        UserError: bad folds, an unprepared workdir, a locked member, or a copy that failed.
+        UserError: bad folds, an unprepared workdir, a locked member, a complete member with
+            another spec or K, or a copy that failed.
     """
     from members.dataset import load_dataset
+    from members.guard import refusal
     from members.parallel import BACKENDS, PlannedMember
     from members.training import TrainResult, member_dir
 
@@ -476,13 +479,18 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
         raise UserError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
     if not isinstance(jobs, int) or jobs < 1:
         raise UserError(f"--jobs must be at least 1; got {jobs}.")
+    if force:
+        raise UserError("--force cannot be combined with --folds yet: a complete member is replaced only by a plain "
+                        "member; choose another --name for the k-fold member.")
     workdir = Path(workdir).resolve()
     data = load_dataset(workdir)
-    kept = folded_complete(workdir, name, spec, preset, k, data.fingerprint)
-    if kept is not None:
-        (log or _stderr)(f"[{name}] already complete with the same spec, folds and data: kept "
+    existing = existing_folded(workdir, name, spec, k, data.fingerprint)
+    if existing.complete and not existing.differences:
+        (log or _stderr)(f"[{name}] already complete with the same spec, folds and data: nothing to train "
                          "(delete its metrics.json to train it again)")
-        return TrainResult(name, member_dir(workdir, name), kept)
+        return TrainResult(name, member_dir(workdir, name), existing.metrics)
+    if existing.complete:
+        raise refusal(name, member_dir(workdir, name), existing.differences)
     member = PlannedMember(name, preset, spec)
     [run] = run_folded(workdir, [member], k, jobs=jobs, backend=backend, scheduler=scheduler, log=log)
     if run.error:
