@@ -85,6 +85,13 @@ class SelectBy(str, Enum):
     log_loss = "log_loss"
 
 
+class Calibrate(str, Enum):
+    """Mirrors ``ensemble.calibration.CALIBRATIONS``."""
+
+    none = "none"
+    temperature = "temperature"
+
+
 class CacheMode(str, Enum):
     auto = "auto"
     memory = "memory"
@@ -325,6 +332,9 @@ def vote(
     thresholds: Annotated[Thresholds, typer.Option(help="Grade thresholds on the expected grade, fitted for QWK: auto (3+ ordered classes), on, off.")] = None,
     select_by: Annotated[SelectBy, typer.Option(help="Val metric that picks the best member and method (log_loss is minimised); default qwk for ordered grades, macro_f1 for nominal classes.")] = None,
     keep_collapsed: Annotated[bool, typer.Option("--keep-collapsed", help="Also vote members whose metrics.json says collapsed (one class on val); by default they are skipped.")] = False,
+    referable_grade: Annotated[int, typer.Option(help="Referable DR = this grade or worse (ordinal grade tasks): sensitivity/specificity, roc.png.")] = 2,
+    sensitivity_target: Annotated[float, typer.Option(help="Val sensitivity the referable-DR threshold must reach.")] = 0.9,
+    calibrate: Annotated[Calibrate, typer.Option(help="temperature: one temperature per member and for the combined output, fitted on val, saved in the combiner JSON, applied by predict.")] = None,
 ) -> None:
     """Fit combiners on validation, score everything on test, write the report."""
     from rich.console import Console
@@ -334,7 +344,9 @@ def vote(
     names = [m.strip() for m in members.split(",") if m.strip()] if members else None
     run_vote(workdir, methods=(method.value,), members=names, n_boot=bootstrap, seed=seed,
              target_coverage=coverage, thresholds=(thresholds or Thresholds.auto).value,
-             select_by=select_by.value if select_by else None, keep_collapsed=keep_collapsed, console=Console())
+             select_by=select_by.value if select_by else None, keep_collapsed=keep_collapsed,
+             referable_grade=referable_grade, sensitivity_target=sensitivity_target,
+             calibrate=(calibrate or Calibrate.none).value, console=Console())
 
 
 @app.command()
@@ -346,7 +358,24 @@ def predict(
     method: Annotated[Optional[str], typer.Option(help="Fitted combiner to use (default: the best on validation).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over flipped copies.")] = False,
 ) -> None:
-    """Ensemble predictions (and member disagreement) for new images."""
+    """Ensemble predictions (and member disagreement) for new images.
+
+    One CSV row per readable image (unreadable ones are listed on stderr):
+
+    \b
+    path        the image
+    label       the ensemble's class index (+thr methods: expected grade cut
+                at thresholds tuned on val)
+    class       that class's grade or name (dataset.json classes)
+    label_prob  the ensemble's probability of label (refer uses it)
+    top_class   the most probable class; differs from label only for +thr
+    top_prob    the probability of top_class (the largest prob_*)
+    agreement   share of members whose own top class is label (1 = all)
+    refer       1 = send to a human grader: label_prob below the threshold
+                chosen on val (other methods: under half the members agree)
+    prob_0..    the ensemble's probability of each class (calibrated when
+                vote ran with --calibrate temperature)
+    """
     from ensemble.inference import predict_images
 
     predict_images(workdir, [str(p) for p in images], out=out, method=method, tta=tta)

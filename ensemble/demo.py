@@ -100,7 +100,7 @@ def run_demo(workdir: str | Path, *, images: int = 800, seed: int = 0, quick: bo
     _log("[demo] 4/4 voting: fitting the combiners on validation, scoring on test")
     from ensemble.vote import run_vote
 
-    report = run_vote(workdir, methods=("all",), n_boot=1000, seed=seed, console=Console())
+    report = run_vote(workdir, methods=("all",), n_boot=1000, seed=seed, calibrate="temperature", console=Console())
     seconds = time.perf_counter() - started
     print(f"demo finished in {seconds / 60:.1f} min; report: {workdir / 'ensemble' / 'report.md'}")
     return DemoResult(workdir, seconds, report)

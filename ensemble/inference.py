@@ -23,9 +23,13 @@ How one call works:
    ``tta = true`` (its ``metrics.json``) always gets TTA: its cached val probabilities, on
    which the combiner was fitted, were made that way.
 4. The combiner's ``predict_proba`` and ``predict`` (grade thresholds included) give the
-   ensemble's probabilities and label; ``confidence`` is the probability of that label
-   (the top probability unless grade thresholds moved it), the score the referral
-   threshold of ``report.json`` was chosen on (val, for the target coverage).
+   ensemble's probabilities and label (a combiner saved by ``vote --calibrate temperature``
+   scales every member and the output by their val-fitted temperatures first). The CSV
+   gives ``label_prob``, the probability of that label, and ``top_class`` / ``top_prob``,
+   the most probable class and its probability: they differ only for a ``+thr`` method,
+   whose grade thresholds cut the expected grade instead of taking the argmax.
+   ``label_prob`` is the score the referral threshold of ``report.json`` was chosen on
+   (val, for the target coverage).
 """
 
 from __future__ import annotations
@@ -47,6 +51,13 @@ from members.errors import UserError
 
 BATCH_SIZE = 64
 AGREEMENT_FALLBACK = 0.5
+CSV_COLUMNS = ("path", "label", "class", "label_prob", "top_class", "top_prob", "agreement", "refer")
+"""The ``predict`` CSV's leading columns (then ``prob_0..prob_{k-1}``); their meaning is in
+``predict --help`` and the README: ``label`` the ensemble's class index, ``class`` its grade or
+name, ``label_prob`` its probability,
+``top_class``/``top_prob`` the most probable class and its probability (they differ from
+``label``/``label_prob`` only for ``+thr`` methods), ``agreement`` the share of members whose
+own top class is ``label``, ``refer`` 1 = send to a human grader."""
 VOTE_HINT = "run `python cli.py vote --workdir {workdir}` first"
 
 
@@ -95,7 +106,7 @@ class PredictionResult:
         probs: ``(n, k)`` ensemble probabilities, rows sum to 1.
         labels: ``(n,)`` ensemble labels.
         agreement: ``(n,)`` share of members whose argmax equals the ensemble label.
-        confidence: ``(n,)`` ensemble probability of its label.
+        confidence: ``(n,)`` ensemble probability of its label (``label_prob`` in the CSV).
         refer: ``(n,)`` bool, True where the image should go to a human grader.
         skipped: unreadable inputs, ``{path: reason}``.
         method: the combiner used; ``members``: its members; ``referral_note``: the rule used.
@@ -118,17 +129,27 @@ class PredictionResult:
         """The class name (or integer grade) of a label index."""
         return str(self.classes[label]) if 0 <= label < len(self.classes) else str(label)
 
+    @property
+    def top_class(self) -> np.ndarray:
+        """``(n,)`` the most probable class of the ensemble probabilities."""
+        return self.probs.argmax(axis=1)
+
+    @property
+    def top_prob(self) -> np.ndarray:
+        """``(n,)`` the largest ensemble probability (of :attr:`top_class`)."""
+        return self.probs.max(axis=1)
+
     def to_csv(self) -> str:
-        """``path,label,class,prob_0..prob_{k-1},agreement,confidence,refer``, one row per image."""
+        """One row per image, columns :data:`CSV_COLUMNS` then ``prob_0..prob_{k-1}``."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         k = self.probs.shape[1]
-        writer.writerow(["path", "label", "class", *(f"prob_{j}" for j in range(k)), "agreement", "confidence",
-                         "refer"])
+        writer.writerow([*CSV_COLUMNS, *(f"prob_{j}" for j in range(k))])
+        top_class, top_prob = self.top_class, self.top_prob
         for i, path in enumerate(self.paths):
-            writer.writerow([path, int(self.labels[i]), self.class_of(int(self.labels[i])),
-                             *(f"{p:.8g}" for p in self.probs[i]),
-                             f"{self.agreement[i]:.6g}", f"{self.confidence[i]:.8g}", int(self.refer[i])])
+            writer.writerow([path, int(self.labels[i]), self.class_of(int(self.labels[i])), f"{self.confidence[i]:.8g}",
+                             int(top_class[i]), f"{top_prob[i]:.8g}", f"{self.agreement[i]:.6g}", int(self.refer[i]),
+                             *(f"{p:.8g}" for p in self.probs[i])])
         return buf.getvalue()
 
 

@@ -1,4 +1,5 @@
-"""The vote report's figures: metric comparison with 95 % intervals, confusion matrices, diversity.
+"""The vote report's figures: metric comparison with 95 % intervals, confusion matrices, diversity,
+ROC of referable DR, reliability diagrams.
 
 Matplotlib is imported lazily with the Agg backend (no display needed), and every
 PNG is written atomically.
@@ -14,7 +15,7 @@ import numpy as np
 
 from members.atomic import write_bytes
 
-HEADLINE = (("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro-F1"), ("qwk", "QWK"), ("auc", "AUC"))
+HEADLINE = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro-F1"), ("qwk", "QWK"), ("auc", "AUC"))
 MEMBER_COLOR, METHOD_COLOR, BASELINE_COLOR = "tab:blue", "tab:orange", "grey"
 
 
@@ -67,7 +68,7 @@ def plot_comparison(path: str | Path, report: dict) -> Path:
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, [f"{name}{' *' if name in best else ''}" for name, _, _ in rows])
     fig.suptitle(f"Test set (n={report['test_size']}): members (blue), ensembles (orange), * = chosen on val; "
-                 "whiskers = 95 % bootstrap CI; dashed = majority class", fontsize=9)
+                 "whiskers = 95 % bootstrap CI; dashed = majority class (always the most common val grade)", fontsize=9)
     fig.tight_layout()
     return _save(fig, Path(path))
 
@@ -116,5 +117,71 @@ def plot_diversity(path: str | Path, diversity: dict) -> Path:
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
         ax.set_yticks(range(len(names)), names)
         ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def plot_roc(path: str | Path, curves: Sequence[tuple[str, str, np.ndarray, np.ndarray]],
+             points: Sequence[tuple[str, str, float, float]], title: str) -> Path:
+    """ROC curves of referable DR: members grey, the ensemble coloured, operating points marked.
+
+    Args:
+        path: the PNG to write.
+        curves: ``(label, kind, positive (n,) bool, score (n,))`` with kind ``member``,
+            ``single`` (the best single member) or ``ensemble``.
+        points: ``(label, kind, 1 - specificity, sensitivity)`` operating points on test.
+        title: the figure title.
+    """
+    from sklearn.metrics import roc_curve
+
+    plt = _pyplot()
+    style = {"member": ("0.7", 1.0), "single": (MEMBER_COLOR, 1.8), "ensemble": (METHOD_COLOR, 2.2)}
+    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    ax.plot([0, 1], [0, 1], ls=":", color="0.6", lw=1)
+    for label, kind, positive, score in sorted(curves, key=lambda c: c[1] != "member"):
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(positive.astype(int), score)
+        color, lw = style[kind]
+        ax.plot(fpr, tpr, color=color, lw=lw, label=label if kind != "member" else None)
+    if any(kind == "member" for _, kind, _, _ in curves):
+        ax.plot([], [], color="0.7", lw=1, label="other members")
+    for label, kind, fpr, tpr in points:
+        ax.plot(fpr, tpr, "*" if kind == "ensemble" else "o", ms=13 if kind == "ensemble" else 8,
+                color=style[kind][0], markeredgecolor="black", zorder=4, label=label)
+    _unit_axes(ax, title, "1 - specificity (false referral rate)", "sensitivity", "lower right")
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def _unit_axes(ax, title: str, xlabel: str, ylabel: str, legend: str) -> None:
+    """Both axes 0..1, a small title, a light grid and a small legend."""
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=xlabel, ylabel=ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc=legend)
+
+
+def plot_calibration(path: str | Path, panels: Sequence[tuple[str, Sequence[tuple[str, dict]]]]) -> Path:
+    """Reliability diagrams: accuracy against confidence per bin, one panel per model.
+
+    Args:
+        path: the PNG to write.
+        panels: ``(title, [(curve label, bins from ensemble.stats.reliability), ...])``; the first
+            curve of a panel is drawn solid, the others (e.g. before calibration) dashed.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.4), squeeze=False)
+    for ax, (title, series) in zip(axes[0], panels):
+        ax.plot([0, 1], [0, 1], ls=":", color="0.5", lw=1, label="perfect calibration")
+        for i, (label, bins) in enumerate(series):
+            conf, acc = np.array(bins["confidence"], float), np.array(bins["accuracy"], float)
+            keep = np.array(bins["count"]) > 0
+            ax.plot(conf[keep], acc[keep], "o-" if i == 0 else "s--", ms=4, lw=1.5 if i == 0 else 1,
+                    color=METHOD_COLOR if i == 0 else "0.5", label=label)
+        edges, counts = np.array(series[0][1]["edges"]), np.array(series[0][1]["count"], float)
+        ax.bar(edges[:-1], counts / max(counts.sum(), 1.0), width=np.diff(edges), align="edge", color=MEMBER_COLOR,
+               alpha=0.15, label="share of rows")
+        _unit_axes(ax, title, "confidence (top-class probability)", "accuracy", "upper left")
     fig.tight_layout()
     return _save(fig, Path(path))

@@ -78,7 +78,8 @@ def _skipped_lines(report: dict) -> list[str]:
 
 
 def render_markdown(report: dict) -> str:
-    """``report.md``: setup, test table with 95 % CIs, val table, significance, diversity, referral, verdict."""
+    """``report.md``: verdict, setup, test and val tables, significance, diversity, referral, referable DR,
+    calibration, glossary."""
     lines = ["# Ensemble vote report", "", f"**Verdict.** {report['verdict']}", "", "## Setup", ""]
     lines += [
         (f"- Test rows: {report['test_size']}; val rows: {report['val_size']}; classes: {report['num_classes']} "
@@ -132,6 +133,8 @@ def render_markdown(report: dict) -> str:
               "| metric | difference [95 % CI] |", "| --- | --- |"]
     lines += [f"| {short} | {_cell(diff['metrics'][key])} |" for key, short in COLUMNS]
     lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"])
+    lines += _referable_md(report.get("referable")) + _calibration_md(report.get("calibration"))
+    lines += _glossary_md()
     return "\n".join(lines) + "\n"
 
 
@@ -164,6 +167,119 @@ def _referral_md(ref: dict) -> list[str]:
     curve = ref["test_curve"]
     points = zip(curve["coverage"], curve["accuracy"], curve["threshold"])
     out += [f"| {c:.2f} | {_num(a)} | {_num(t)} |" for c, a, t in points]
+    return out
+
+
+def _ci_text(entry: dict, digits: int = 3) -> str:
+    lo, hi = entry["ci"]
+    return f"{_num(entry['value'], digits)} [{_num(lo, digits)}, {_num(hi, digits)}]"
+
+
+def _referable_md(ref: dict | None) -> list[str]:
+    if not ref:
+        return []
+    out = ["", "## Referable DR (operating point chosen on val)", ""]
+    if not ref.get("applicable"):
+        return out + [ref["note"]]
+    cut = ref["cut_grade"]
+    out += [(f"Referable = {ref['positive']} ({ref['test_positives']} of {ref['test_positives'] + ref['test_negatives']} "
+             f"test rows). Score: {ref['score']}. Each model's threshold is the highest one reaching "
+             f"{ref['sensitivity_target']:.0%} sensitivity on {ref['chosen_on']}; test only measures. "
+             "Intervals: the same paired bootstrap as above. ROC curves: `roc.png`."), "",
+            "| model | threshold | val sensitivity | test sensitivity | test specificity | AUC (referable) | referred |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for role, title in (("best_single", "best single"), ("ensemble", "best ensemble")):
+        r = ref[role]
+        out.append(f"| {r['name']} ({title}) | {_num(r['threshold'], 4)} | {_num(r['val_sensitivity'])} | "
+                   f"{_ci_text(r['sensitivity'])} | {_ci_text(r['specificity'])} | {_ci_text(r['auc'])} | "
+                   f"{r['test_referred']} |")
+    grades = list(ref["best_single"]["per_grade"])
+    out += ["", "Per-grade recall on test (share of each true grade given that grade) and share referred "
+            f"(score at or above the threshold; grades >= {cut} should be referred):", "",
+            "| grade | n | " + " | ".join(f"{ref[r]['name']} recall | {ref[r]['name']} referred"
+                                       for r in ("best_single", "ensemble")) + " |",
+            "| --- | --- |" + " --- | --- |" * 2]
+    for g in grades:
+        cells = []
+        for role in ("best_single", "ensemble"):
+            pg = ref[role]["per_grade"][g]
+            cells += [_num(pg["recall"]), _num(pg["referred"])]
+        out.append(f"| {g} | {ref['best_single']['per_grade'][g]['n']} | " + " | ".join(cells) + " |")
+    if ref.get("member_auc"):
+        out += ["", "AUC of referable DR, every member (test): "
+                + ", ".join(f"{n} {_num(v)}" for n, v in ref["member_auc"].items()) + "."]
+    return out
+
+
+def _calibration_md(cal: dict | None) -> list[str]:
+    if not cal:
+        return []
+    out = ["", "## Calibration", "", "Reliability diagrams of the best single member and the best ensemble: "
+           "`calibration.png`.", ""]
+    if cal["method"] == "none":
+        return out + [f"Probabilities {cal['note']}"]
+    out += [f"Temperature scaling, fitted on {cal['fitted_on']}. {cal['note']}", "",
+            "| model | T | val log-loss | val ECE | test log-loss | test ECE |", "| --- | --- | --- | --- | --- | --- |"]
+
+    def arrow(pair: dict) -> str:
+        return f"{_num(pair['before'])} → {_num(pair['after'])}"
+
+    for name, m in cal["members"].items():
+        out.append(f"| {name} | {_num(m['temperature'])} | {arrow(m['val']['log_loss'])} | {arrow(m['val']['ece'])} "
+                   f"| {arrow(m['test']['log_loss'])} | {arrow(m['test']['ece'])} |")
+    ens = cal.get("ensemble")
+    if ens:
+        out.append(f"| {ens['method']} (best ensemble; before = fitted on the unscaled members) | "
+                   f"{_num(ens['output_temperature'])} | | | {arrow(ens['test']['log_loss'])} | "
+                   f"{arrow(ens['test']['ece'])} |")
+    return out
+
+
+GLOSSARY = (
+    ("Out-of-fold (OOF)", "a prediction for a row made by a copy of the model that did not see that row while "
+     "fitting (the val rows are split into folds; each fold is predicted by a copy fitted on the others). Scores on "
+     "out-of-fold rows are honest estimates; scores on the rows a model was fitted on are optimistic."),
+    ("QWK", "quadratic weighted kappa: agreement between predicted and true grades, 1 = perfect, 0 = no better than "
+     "chance; a prediction two grades off costs four times as much as one grade off. The Kaggle DR metric."),
+    ("ECE", "expected calibration error: how far the stated confidence is from the observed accuracy, averaged over "
+     "confidence bins (0 = a model that says 80 % is right 80 % of the time). Lower is better."),
+    ("McNemar's test", "looks only at the rows exactly one of two models gets right and asks whether one model wins "
+     "those rows more often than a coin flip would; a small p says the two models really differ."),
+    ("Yule's Q", "whether two members make their mistakes on the same rows: 1 = always the same rows, 0 = unrelated, "
+     "negative = different rows. Members with low or negative Q help each other most in a vote."),
+    ("Referable DR", "diabetic retinopathy of the cut grade or worse (grade 2, moderate, by default): the eyes a "
+     "screening programme sends to an eye specialist. Sensitivity = share of those eyes the model flags; "
+     "specificity = share of the other eyes it lets pass."),
+    ("Referral", "sending an eye to a human grader: either because it looks referable, or (the screening table) "
+     "because the ensemble is not confident enough about its grade."),
+    ("Majority baseline", "always answering the most common grade of val; a model below it on accuracy has learned "
+     "less than the class frequencies (marked †)."),
+)
+
+
+def _glossary_md() -> list[str]:
+    return ["", "## Glossary", ""] + [f"- **{term}**: {words}" for term, words in GLOSSARY]
+
+
+def summary_lines(report: dict) -> list[str]:
+    """Plain lines printed under the table: skipped members, referable DR, calibration."""
+    out = [f"Skipped {line}" for line in _skipped_lines(report)]
+    ref = report.get("referable") or {}
+    if ref.get("applicable"):
+        for role in ("best_single", "ensemble"):
+            r = ref[role]
+            out.append(f"Referable DR ({ref['positive']}), {r['name']}: test sensitivity {_ci_text(r['sensitivity'], 2)}, "
+                       f"specificity {_ci_text(r['specificity'], 2)}, AUC {_ci_text(r['auc'], 2)} at threshold "
+                       f"{_num(r['threshold'], 3)} (val sensitivity {_num(r['val_sensitivity'], 2)}, target "
+                       f"{ref['sensitivity_target']:.0%}).")
+    elif ref:
+        out.append(ref["note"])
+    cal = report.get("calibration") or {}
+    if cal.get("method") == "temperature" and cal.get("ensemble"):
+        e = cal["ensemble"]["test"]
+        out.append(f"Calibration (temperature, fitted on val): {cal['ensemble']['method']} test log-loss "
+                   f"{_num(e['log_loss']['before'])} → {_num(e['log_loss']['after'])}, ECE {_num(e['ece']['before'])} → "
+                   f"{_num(e['ece']['after'])}.")
     return out
 
 
@@ -201,6 +317,6 @@ def print_table(report: dict, console=None) -> None:
         label += f" {BELOW}" if _below(name, kind, report) else ""
         table.add_row(escape(label), *cells, end_section=end)
     console.print(table)
-    for line in _skipped_lines(report):
-        console.print(escape(f"Skipped {line}"))
+    for line in summary_lines(report):
+        console.print(escape(line))
     console.print(escape(report["verdict"]))

@@ -257,3 +257,63 @@ def choose_refer_threshold(confidence: np.ndarray, target_coverage: float) -> fl
     ranked = np.sort(np.asarray(confidence, dtype=np.float64))[::-1]
     keep = max(1, int(np.ceil(target_coverage * len(ranked) - 1e-9)))
     return float(ranked[keep - 1])
+
+
+def threshold_for_sensitivity(scores: np.ndarray, positive: np.ndarray, target: float) -> float:
+    """The highest threshold at which ``scores >= threshold`` flags at least ``target`` of the positives.
+
+    Example:
+        >>> threshold_for_sensitivity(np.array([0.9, 0.2, 0.6, 0.4]), np.array([1, 0, 1, 1], bool), 0.6)
+        0.6
+    """
+    positive = np.asarray(positive, dtype=bool)
+    if not positive.any():
+        raise ValueError("threshold_for_sensitivity needs at least one positive row.")
+    return choose_refer_threshold(np.asarray(scores, dtype=np.float64)[positive], target)
+
+
+def sensitivity_specificity(
+    positive: np.ndarray, flagged: np.ndarray, *, indices: np.ndarray | None = None
+) -> dict[str, dict]:
+    """Sensitivity (flagged share of positives) and specificity (unflagged share of negatives).
+
+    Args:
+        positive: true condition per row ``(n,)`` bool.
+        flagged: the test's call per row ``(n,)`` bool.
+        indices: ``(n_boot, n)`` resamples (:func:`bootstrap_indices`) for the 95 % intervals.
+
+    Returns:
+        ``{"sensitivity": {"value", "ci"}, "specificity": {...}}`` (``nan`` without positives/negatives).
+    """
+    positive, flagged = np.asarray(positive, dtype=bool), np.asarray(flagged, dtype=bool)
+    out = {}
+    for key, cond, hit in (("sensitivity", positive, flagged), ("specificity", ~positive, ~flagged)):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = float((cond & hit).sum() / cond.sum()) if cond.any() else float("nan")
+            samples = (np.empty(0) if indices is None else
+                       (cond & hit)[indices].sum(axis=1) / cond[indices].sum(axis=1))
+        ci = percentile_interval(samples, value) if indices is not None else [float("nan")] * 2
+        out[key] = {"value": value, "ci": ci}
+    return out
+
+
+def reliability(labels: np.ndarray, probs: np.ndarray, bins: int | None = None) -> dict[str, list]:
+    """Reliability-diagram bins of the top-class confidence (the bins of ECE in :mod:`members.scoring`).
+
+    Returns:
+        ``{"edges": [...], "confidence": [...], "accuracy": [...], "count": [...]}``, one entry per
+        bin ``(lo, hi]`` (``nan`` confidence and accuracy in empty bins).
+    """
+    from members.scoring import ECE_BINS
+
+    bins = bins or ECE_BINS
+    probs = np.asarray(probs, dtype=np.float64)
+    conf, hit = probs.max(axis=1), probs.argmax(axis=1) == np.asarray(labels)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)  # (lo, hi]
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, conf, minlength=bins) / count
+        acc = np.bincount(which, hit.astype(float), minlength=bins) / count
+    return {"edges": edges.tolist(), "confidence": mean_conf.tolist(), "accuracy": acc.tolist(),
+            "count": count.tolist()}

@@ -53,6 +53,9 @@ def run_vote(
     target_coverage: float = 0.9,
     select_by: str | None = None,
     keep_collapsed: bool = False,
+    referable_grade: int = 2,
+    sensitivity_target: float = 0.90,
+    calibrate: str = "none",
     console=None,
 ) -> dict:
     """Fit the combiners on val, score baseline, members and methods on test, write the report.
@@ -75,6 +78,11 @@ def run_vote(
         keep_collapsed: also vote members whose ``metrics.json`` says ``collapsed: true``
             (they predict one class on val); by default they are left out and listed under
             ``skipped`` with the reason.
+        referable_grade: the lowest referable grade of the referable-DR summary (ordinal
+            grade tasks only; skipped with a note otherwise).
+        sensitivity_target: val sensitivity of the referable-DR operating point.
+        calibrate: ``"temperature"`` fits a temperature per member and for each combiner's
+            output on val (saved in the combiner JSON, applied by ``predict``); ``"none"``.
         console: a Rich console for the table; ``None`` prints on stdout.
 
     The whole ``ensemble/`` folder (combiners, report, plots, ``manifest.json``) is one
@@ -103,14 +111,22 @@ def run_vote(
     if not 0.0 < target_coverage <= 1.0:
         raise UserError(f"target_coverage must be in (0, 1]; got {target_coverage}. Pass e.g. --coverage 0.9.")
     workdir = Path(workdir)
+    from ensemble import calibration, referable
+
+    calibrate = calibration.check_calibration(calibrate)
     ms = drop_collapsed(load_members(workdir, members), keep=keep_collapsed)
     variants = resolve_methods(methods, thresholds, ms.num_classes, ordinal=ms.ordinal)
     select_by = default_select_by(select_by, ms.ordinal)
+    if referable.not_applicable(ms.classes, ms.ordinal, ms.num_classes) is None:
+        referable.check_options(referable_grade, sensitivity_target, ms.num_classes)
+    raw, temps = ms, None
+    if calibrate == "temperature":
+        ms, temps = calibration.calibrate_members(ms)
     out = output_folder(workdir)  # a staging folder, swapped in whole at the end (see ensemble.manifest)
     baseline_class, baseline = _baseline(ms)
     models = {name: Predictions(val, val.argmax(1), test, test.argmax(1))
               for name, val, test in zip(ms.names, ms.val_probs, ms.test_probs)}
-    methods_out, saved = _fit_methods(ms, variants, out / "combiners", seed)
+    methods_out, saved, out_temps = _fit_methods(ms, variants, out / "combiners", seed, temps=temps, raw=raw)
     val = {"baseline": score(ms.val_labels, baseline.val_probs, pred=baseline.val_pred),
            "members": {n: _val_score(ms, p) for n, p in models.items()},
            "ensembles": {n: _val_score(ms, p) for n, p in methods_out.items()}}
@@ -121,6 +137,7 @@ def run_vote(
         return stats.bootstrap_metrics(ms.test_labels, p.test_probs, p.test_pred, indices=indices)
 
     single, best = models[best_single], methods_out[best_method]
+    uncal = _uncalibrated(raw, best_method, out_temps, best) if temps else None
     report = {
         "test_size": len(ms.test_labels),
         "val_size": len(ms.val_labels),
@@ -141,6 +158,16 @@ def run_vote(
         "diversity": stats.diversity(ms.test_labels, {n: p.test_pred for n, p in models.items()}),
         "val": val,
         "referral": _referral(ms, best, target_coverage),
+        "referable": referable.referable_section(
+            {"best_single": (best_single, ((single.val_probs, ms.val_labels),
+                                           (single.test_probs, ms.test_labels, single.test_pred))),
+             "ensemble": (best_method, ((best.val_probs, ms.val_labels),
+                                        (best.test_probs, ms.test_labels, best.test_pred)))},
+            classes=ms.classes, ordinal=ms.ordinal, cut=referable_grade, target=sensitivity_target, indices=indices,
+            member_auc=_referable_auc(ms, models, referable_grade)),
+        "calibration": calibration.calibration_section(
+            raw, ms if temps else None, temps, uncal),
+        "collapsed_kept": [n for n in ms.names if is_collapsed(ms.metrics[n])],
         "skipped": ms.skipped,
         "thresholds": _threshold_note(thresholds, ms.num_classes, variants, ms.ordinal),
         "combiner_protocol": (
@@ -157,7 +184,8 @@ def run_vote(
     report["outcome"] = _outcome(report, select_by)
     report["verdict"] = _verdict(report, select_by)
     report = nan_to_none(report)
-    _write_outputs(out, report, ms, single, best)
+    before = None if uncal is None else (raw.test_probs[raw.names.index(best_single)], uncal[2])
+    _write_outputs(out, report, ms, single, best, before=before)
     from ensemble.report import print_table
 
     print_table(report, console)
@@ -182,7 +210,7 @@ def drop_collapsed(ms: MemberSet, *, keep: bool = False) -> MemberSet:
 
     Args:
         ms: the loaded members.
-        keep: keep the collapsed members (they are still named in ``collapsed_kept``).
+        keep: keep the collapsed members (``report.json`` then names them in ``collapsed_kept``).
 
     Raises:
         UserError: fewer than two members left; the message names the collapsed ones.
@@ -264,15 +292,24 @@ def _baseline(ms: MemberSet) -> tuple[int, Predictions]:
                             np.tile(freq, (n_test, 1)), np.full(n_test, cls))
 
 
-def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int) -> tuple[dict[str, Predictions], dict[str, str]]:
-    """Cross-fit each base method on val (out-of-fold scores), then fit every variant on all val rows."""
+def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int, *, temps=None,
+                 raw: MemberSet | None = None) -> tuple[dict[str, Predictions], dict[str, str], dict[str, float]]:
+    """Cross-fit each base method on val (out-of-fold scores), then fit every variant on all val rows.
+
+    With member temperatures ``temps`` (``ms`` then holds the scaled members, ``raw`` the
+    unscaled ones), each variant's output also gets a temperature fitted on its out-of-fold
+    val output, and the saved combiner is the :class:`~ensemble.combiners.Calibrated` wrapper
+    that ``predict`` applies to the raw member outputs.
+    """
+    from ensemble.combiners import Calibrated, TemperatureScaling
+
     from rich.console import Console
     from rich.progress import Progress
 
     from ensemble.combiners import make_combiner
 
     bases = list(dict.fromkeys(base for _, base, _ in variants))
-    out, saved = {}, {}
+    out, saved, out_temps = {}, {}, {}
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("Fitting combiners on val", total=len(bases) + len(variants))
         oof = {}
@@ -284,12 +321,42 @@ def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int) -> tuple[dict
         for name, base, thr in variants:
             progress.update(task, description=f"Fitting {name} on val")
             combiner = make_combiner(base, thresholds=thr).fit(ms.val_probs, ms.val_labels, member_names=ms.names)
-            saved[name] = (Path("ensemble") / combiner.save(folder / f"{name}.json").relative_to(folder.parent)).as_posix()
             fold = oof[base]
-            out[name] = Predictions(fold.probs, fold.pred_thr if thr else fold.pred,
-                                    combiner.predict_proba(ms.test_probs), combiner.predict(ms.test_probs))
+            val_probs, test_in = fold.probs, ms.test_probs
+            if temps is not None:
+                output = TemperatureScaling().fit(fold.probs, ms.val_labels)
+                combiner, test_in = Calibrated(combiner, temps, output), raw.test_probs
+                val_probs, out_temps[name] = output.predict_proba(fold.probs), output.temperature_
+            saved[name] = (Path("ensemble") / combiner.save(folder / f"{name}.json").relative_to(folder.parent)).as_posix()
+            out[name] = Predictions(val_probs, fold.pred_thr if thr else fold.pred,
+                                    combiner.predict_proba(test_in), combiner.predict(test_in))
             progress.advance(task)
-    return out, saved
+    return out, saved, out_temps
+
+
+def _uncalibrated(raw: MemberSet, name: str, out_temps: dict[str, float], best: Predictions):
+    """``(method, output temperature, test probs of the method fitted on the raw members, calibrated test probs)``."""
+    from ensemble.combiners import make_combiner
+
+    combiner = make_combiner(name.removesuffix(THR), thresholds=name.endswith(THR))
+    before = combiner.fit(raw.val_probs, raw.val_labels, member_names=raw.names).predict_proba(raw.test_probs)
+    return name, out_temps.get(name), before, best.test_probs
+
+
+def _referable_auc(ms: MemberSet, models: dict[str, Predictions], cut: int) -> dict[str, float]:
+    from ensemble.referable import not_applicable, referable_score
+    from members.scoring import score as _score
+
+    if not_applicable(ms.classes, ms.ordinal, ms.num_classes) or not 1 <= cut < ms.num_classes:
+        return {}
+    pos = (ms.test_labels >= cut).astype(np.int64)
+    if pos.min() == pos.max():
+        return {}
+    out = {}
+    for name, p in models.items():
+        s = referable_score(p.test_probs, cut)
+        out[name] = _score(pos, np.stack([1 - s, s], axis=1).clip(0, 1))["auc"]
+    return out
 
 
 def _val_score(ms: MemberSet, p: Predictions) -> dict[str, float]:
@@ -459,7 +526,8 @@ def _class_label(r: dict) -> str:
     return str(classes[c]) if 0 <= c < len(classes) else str(c)
 
 
-def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, best: Predictions) -> None:
+def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, best: Predictions,
+                   *, before: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     from ensemble import plots
     from ensemble.report import write_report
 
@@ -470,3 +538,39 @@ def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, 
         (f"best ensemble: {report['best_method']}", confusion(ms.test_labels, best.test_pred, k)),
         (f"best single: {report['best_single']}", confusion(ms.test_labels, single.test_pred, k))], ms.classes)
     plots.plot_diversity(out / "diversity.png", report["diversity"])
+    _write_clinical_figures(out, report, ms, single, best, before)
+
+
+def _write_clinical_figures(out: Path, report: dict, ms: MemberSet, single: Predictions, best: Predictions,
+                            before: tuple[np.ndarray, np.ndarray] | None) -> None:
+    """``calibration.png`` (reliability of the best single member and the ensemble) and, for
+    ordinal grades, ``roc.png`` (referable DR)."""
+    from ensemble import plots
+    from ensemble.referable import referable_score
+
+    bs, bm = report["best_single"], report["best_method"]
+    panels = []
+    for j, (title, probs) in enumerate(((f"best single: {bs}", single.test_probs),
+                                        (f"best ensemble: {bm}", best.test_probs))):
+        series = [("calibrated" if before is not None else "test", stats.reliability(ms.test_labels, probs))]
+        if before is not None:
+            series.append(("before calibration", stats.reliability(ms.test_labels, before[j])))
+        panels.append((f"{title} (test, n={len(ms.test_labels)})", series))
+    plots.plot_calibration(out / "calibration.png", panels)
+    ref = report.get("referable") or {}
+    if not ref.get("applicable"):
+        return
+    cut, pos = ref["cut_grade"], ms.test_labels >= ref["cut_grade"]
+    curves = [(f"best single {name}" if name == bs else name, "single" if name == bs else "member", pos,
+               referable_score(p, cut))
+              for name, p in zip(ms.names, ms.test_probs)]
+    curves.append((f"ensemble {bm}", "ensemble", pos, referable_score(best.test_probs, cut)))
+    points = []
+    for role, kind in (("best_single", "single"), ("ensemble", "ensemble")):
+        r = ref[role]
+        if r["specificity"]["value"] is not None and r["sensitivity"]["value"] is not None:
+            points.append((f"{r['name']} at val-chosen threshold {r['threshold']:.4g}", kind,
+                           1 - r["specificity"]["value"], r["sensitivity"]["value"]))
+    plots.plot_roc(out / "roc.png", curves, points, title=(
+        f"Referable DR (grade >= {cut}) on test: n={len(pos)}, {int(pos.sum())} referable\n"
+        f"operating points: thresholds chosen on val for {ref['sensitivity_target']:.0%} sensitivity"))

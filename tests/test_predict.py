@@ -57,15 +57,18 @@ def test_csv_rows_probabilities_agreement_and_referral(voted, images, tmp_path, 
     mixed = [good[0], bad[0], good[1], bad[1], bad[2], good[2], bad[3], good[3], bad[4], good[4]]
     result, table = _run(voted, mixed, tmp_path)
     k = 5
-    assert list(table.columns) == ["path", "label", "class", *(f"prob_{j}" for j in range(k)), "agreement",
-                                   "confidence", "refer"]
+    assert list(table.columns) == ["path", "label", "class", "label_prob", "top_class", "top_prob", "agreement",
+                                   "refer", *(f"prob_{j}" for j in range(k))]
     assert (table["class"] == table["label"]).all()  # integer grades: the class is the label
     assert table["path"].tolist() == good  # only the readable ones, in the order given
     probs = table[[f"prob_{j}" for j in range(k)]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     assert table["label"].between(0, k - 1).all()
     assert table["agreement"].isin([0.0, 0.5, 1.0]).all()  # two members
-    np.testing.assert_allclose(table["confidence"], probs[np.arange(len(table)), table["label"]], atol=1e-7)
+    np.testing.assert_allclose(table["label_prob"], probs[np.arange(len(table)), table["label"]], atol=1e-7)
+    assert (table["top_class"] == probs.argmax(axis=1)).all()
+    np.testing.assert_allclose(table["top_prob"], probs.max(axis=1), atol=1e-7)
+    assert (table["top_prob"] >= table["label_prob"] - 1e-7).all()
     report = read_json(voted / "ensemble" / "report.json")
     assert result.method == report["best_method"]
     threshold = report["referral"]["threshold"]
@@ -91,7 +94,7 @@ def test_other_method_falls_back_to_agreement(voted, images, tmp_path, capsys) -
 def test_stdout_when_no_out(voted, images, capsys) -> None:
     predict_images(voted, images["good"][:2])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("path,label,class,prob_0") and len(lines) == 3
+    assert lines[0].startswith("path,label,class,label_prob,top_class,top_prob,agreement,refer,prob_0") and len(lines) == 3
 
 
 def test_unknown_method_lists_fitted_ones(voted, images) -> None:
@@ -212,3 +215,56 @@ def test_cli_explain_writes_one_png_per_image_and_refuses_bad_inputs(voted, prep
     code, _, err = run_cli("explain", "--workdir", voted, bad, "--out", out)
     assert code == 1 and err.splitlines()[-1].startswith("Error: None of the 1 image(s) could be read")
     assert "Traceback" not in err
+
+
+def test_thr_method_label_and_top_class_columns(voted, images, tmp_path) -> None:
+    """A +thr method cuts the expected grade: label_prob is its label's probability, top_* the argmax's."""
+    from ensemble.combiners import load_combiner
+    from ensemble.inference import ensemble_member_probs, load_ensemble
+
+    result, table = _run(voted, images["good"], tmp_path, method="soft+thr")
+    ens = load_ensemble(voted, "soft+thr")
+    P, kept = ensemble_member_probs(ens.members, images["good"])
+    combiner = load_combiner(voted / "ensemble" / "combiners" / "soft+thr.json")
+    expected = combiner.predict(P)
+    probs = combiner.predict_proba(P)
+    assert table["label"].tolist() == expected.tolist()
+    np.testing.assert_allclose(table["label_prob"], probs[np.arange(len(kept)), expected], rtol=1e-6)
+    np.testing.assert_allclose(table["top_prob"], probs.max(axis=1), rtol=1e-6)
+    assert table["top_class"].tolist() == probs.argmax(axis=1).tolist()
+    assert table["agreement"].tolist() == pytest.approx((P.argmax(axis=2) == expected).mean(axis=0).tolist())
+
+
+def test_calibrated_combiner_is_applied_by_predict(voted, images, tmp_path) -> None:
+    """vote --calibrate temperature saves member and output temperatures; predict applies them."""
+    from ensemble.combiners import load_combiner
+    from ensemble.combiners.temperature import apply_temperature
+    from ensemble.inference import ensemble_member_probs, load_ensemble
+    from ensemble.vote import run_vote
+
+    work = tmp_path / "w"
+    shutil.copytree(voted, work)
+    run_vote(work, methods=("soft",), thresholds="off", calibrate="temperature", n_boot=20,
+             console=Console(file=io.StringIO()))
+    saved = read_json(work / "ensemble" / "combiners" / "soft.json")
+    assert saved["method"] == "calibrated" and len(saved["member_temperatures"]) == 2
+    result, table = _run(work, images["good"], tmp_path, method="soft")
+    P, _ = ensemble_member_probs(load_ensemble(work, "soft").members, images["good"])
+    temps = [t["temperature"] for t in saved["member_temperatures"]]
+    by_hand = apply_temperature(np.mean([apply_temperature(P[j], temps[j]) for j in range(2)], axis=0),
+                                saved["output_temperature"]["temperature"])
+    np.testing.assert_allclose(result.probs, by_hand, rtol=1e-6, atol=1e-9)
+    plain = load_combiner(voted / "ensemble" / "combiners" / "soft.json").predict_proba(P)
+    if not np.allclose(temps + [saved["output_temperature"]["temperature"]], 1.0):
+        assert not np.allclose(result.probs, plain)
+
+
+def test_predict_help_explains_every_column() -> None:
+    from ensemble.inference import CSV_COLUMNS
+    from tests.helpers import run_cli
+
+    code, out, _ = run_cli("predict", "--help")
+    assert code == 0
+    rows = [line.split()[0] for line in out.splitlines() if line.strip() and line.startswith(" ")]
+    for column in (*CSV_COLUMNS, "prob_0.."):
+        assert column in rows, column  # each column starts a line of the help, with its meaning

@@ -115,3 +115,45 @@ def test_coverage_curve_and_threshold() -> None:
     assert choose_refer_threshold(np.arange(1, 11) / 10, 0.9) == 0.2  # 0.9 * 10 rounds to 9.000000000000002: keep 9
     with pytest.raises(ValueError, match="target_coverage"):
         choose_refer_threshold(conf, 0.0)
+
+
+def test_threshold_for_sensitivity_hand_example() -> None:
+    from ensemble.stats import threshold_for_sensitivity
+
+    scores = np.array([0.95, 0.10, 0.70, 0.40, 0.30, 0.80, 0.20])
+    positive = np.array([1, 0, 1, 1, 0, 1, 0], bool)  # positives score 0.95, 0.80, 0.70, 0.40
+    assert threshold_for_sensitivity(scores, positive, 0.75) == 0.70  # 3 of 4 flagged
+    assert threshold_for_sensitivity(scores, positive, 0.76) == 0.40  # needs all 4
+    assert threshold_for_sensitivity(scores, positive, 0.25) == 0.95
+    with pytest.raises(ValueError, match="at least one positive"):
+        threshold_for_sensitivity(scores, np.zeros(7, bool), 0.9)
+
+
+def test_sensitivity_specificity_counts_and_paired_intervals() -> None:
+    from ensemble.stats import bootstrap_indices, sensitivity_specificity
+
+    positive = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], bool)
+    flagged = np.array([1, 1, 1, 0, 1, 0, 0, 0, 0, 0], bool)
+    idx = bootstrap_indices(10, 300, seed=1, stratify=positive.astype(int))
+    out = sensitivity_specificity(positive, flagged, indices=idx)
+    assert out["sensitivity"]["value"] == 0.75 and out["specificity"]["value"] == pytest.approx(5 / 6)
+    for key in ("sensitivity", "specificity"):
+        lo, hi = out[key]["ci"]
+        assert 0 <= lo <= out[key]["value"] <= hi <= 1 and lo < hi
+    perfect = sensitivity_specificity(positive, positive, indices=idx)
+    assert perfect["sensitivity"]["ci"] == [1.0, 1.0] and perfect["specificity"]["ci"] == [1.0, 1.0]
+
+
+def test_reliability_bins_reproduce_ece() -> None:
+    from ensemble.stats import reliability
+    from members.scoring import score
+
+    rng = np.random.default_rng(4)
+    probs = rng.dirichlet(np.ones(4), size=200)
+    labels = rng.integers(0, 4, 200)
+    bins = reliability(labels, probs)
+    count = np.array(bins["count"])
+    assert count.sum() == 200 and len(bins["edges"]) == len(count) + 1
+    conf, acc = np.nan_to_num(bins["confidence"]), np.nan_to_num(bins["accuracy"])
+    ece = float(np.sum(count * np.abs(acc - conf)) / 200)
+    assert ece == pytest.approx(score(labels, probs)["ece"], abs=1e-12)

@@ -356,3 +356,93 @@ def test_mcnemar_direction_counts_match_a_hand_count(voted) -> None:
     assert (out["ensemble_only_correct"], out["single_only_correct"]) == (best["method_only_correct"],
                                                                          best["single_only_correct"])
     assert f"{out['ensemble_only_correct']} test rows only the ensemble gets right" in report["verdict"]
+
+
+# ---- referable DR and calibration -------------------------------------------------------
+def test_referable_threshold_reaches_the_val_target_and_test_figures_match_a_hand_count(voted) -> None:
+    from ensemble.combiners import load_combiner
+    from ensemble.crossfit import cross_fit
+
+    root, report, printed = voted
+    ref = report["referable"]
+    assert ref["applicable"] and ref["cut_grade"] == 2 and ref["sensitivity_target"] == 0.9
+    ms = load_members(root)
+    val_pos, test_pos = ms.val_labels >= 2, ms.test_labels >= 2
+    assert (ref["test_positives"], ref["test_negatives"]) == (int(test_pos.sum()), int((~test_pos).sum()))
+    best = report["best_method"]
+    oof = cross_fit(best.removesuffix("+thr"), ms.val_probs, ms.val_labels, thresholds=best.endswith("+thr"))
+    combiner = load_combiner(root / "ensemble" / "combiners" / f"{best}.json")
+    j = ms.names.index(report["best_single"])
+    for role, val_probs, test_probs in (("best_single", ms.val_probs[j], ms.test_probs[j]),
+                                        ("ensemble", oof.probs, combiner.predict_proba(ms.test_probs))):
+        r = ref[role]
+        val_score = val_probs.astype(np.float64)[:, 2:].sum(1)
+        test_score = test_probs.astype(np.float64)[:, 2:].sum(1)
+        t, pos_scores = r["threshold"], val_score[val_pos]
+        # the highest threshold that still reaches the target on val
+        assert np.mean(pos_scores >= t) >= 0.9 and r["val_sensitivity"] == np.mean(pos_scores >= t)
+        assert t in pos_scores and all(np.mean(pos_scores >= h) < 0.9 for h in pos_scores[pos_scores > t])
+        tp = int(np.sum((test_score >= t) & test_pos))
+        tn = int(np.sum((test_score < t) & ~test_pos))
+        assert r["sensitivity"]["value"] == pytest.approx(tp / test_pos.sum())
+        assert r["specificity"]["value"] == pytest.approx(tn / (~test_pos).sum())
+        lo, hi = r["sensitivity"]["ci"]
+        assert lo <= r["sensitivity"]["value"] <= hi
+        assert set(r["per_grade"]) == {str(g) for g in range(K)}
+        assert r["per_grade"]["3"]["referred"] == pytest.approx(np.mean(test_score[ms.test_labels == 3] >= t))
+    assert (root / "ensemble" / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    assert (root / "ensemble" / "calibration.png").read_bytes()[:4] == b"\x89PNG"
+    md = (root / "ensemble" / "report.md").read_text()
+    assert "## Referable DR" in md and "## Calibration" in md and "## Glossary" in md and "Yule's Q" in md
+    assert "Referable DR (grade >= 2)" in printed
+
+
+def test_referable_skipped_for_nominal_classes_and_bad_cut(workdir: Path) -> None:
+    meta = json.loads((workdir / "dataset.json").read_text())
+    (workdir / "dataset.json").write_text(json.dumps({**meta, "ordinal": False}))
+    report = run_vote(workdir, methods=["soft"], thresholds="off", n_boot=20, console=Console(file=io.StringIO()))
+    assert report["referable"]["applicable"] is False and "ordinal: false" in report["referable"]["note"]
+    assert not (workdir / "ensemble" / "roc.png").exists()
+    assert "## Referable DR" in (workdir / "ensemble" / "report.md").read_text()
+    (workdir / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"--referable-grade must be a grade between 1 and 4.*got 5"):
+        run_vote(workdir, referable_grade=5, n_boot=20, console=Console(file=io.StringIO()))
+
+
+def test_vote_calibrate_temperature(tmp_path: Path) -> None:
+    from ensemble.combiners import Calibrated, load_combiner
+
+    # over-confident members: sharpened probabilities of moderate skill
+    root = make_workdir(tmp_path, {"a": (0.5, 0.5), "b": (0.4, 0.4), "c": (0.3, 0.3)}, incomplete=None)
+    rng = np.random.default_rng(5)
+    for name in ("a", "b", "c"):
+        for s in ("val", "test"):
+            path = root / "members" / name / f"{s}.npz"
+            data = dict(np.load(path))
+            z = 5.0 * (rng.normal(size=data["probs"].shape) + 1.2 * np.eye(K)[data["labels"]])  # right ~60 %, too sure
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            data["probs"] = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+            save_npz(path, **data)
+    plain = run_vote(root, methods=["soft"], thresholds="off", n_boot=20, console=Console(file=io.StringIO()))
+    assert plain["calibration"]["method"] == "none"
+    console = Console(file=io.StringIO(), width=200)
+    report = run_vote(root, methods=["soft"], thresholds="off", n_boot=20, calibrate="temperature", console=console)
+    cal = report["calibration"]
+    assert cal["method"] == "temperature"
+    for name, m in cal["members"].items():
+        assert m["temperature"] > 1  # over-confident: softened
+        assert m["val"]["log_loss"]["after"] < m["val"]["log_loss"]["before"]
+        assert report["members"][name]["accuracy"] == plain["members"][name]["accuracy"]
+    ens = cal["ensemble"]
+    assert ens["method"] == "soft" and ens["test"]["log_loss"]["before"] == pytest.approx(
+        plain["ensembles"]["soft"]["log_loss"]["value"])
+    assert ens["test"]["log_loss"]["after"] == pytest.approx(report["ensembles"]["soft"]["log_loss"]["value"])
+    saved = load_combiner(root / "ensemble" / "combiners" / "soft.json")
+    assert isinstance(saved, Calibrated) and saved.output_.temperature_ == ens["output_temperature"]
+    ms = load_members(root)
+    np.testing.assert_allclose(saved.predict_proba(ms.test_probs)[:, 2:].sum(1) >= 0, True)
+    md = (root / "ensemble" / "report.md").read_text()
+    assert "Temperature scaling, fitted on val" in md and "→" in md
+    assert "Calibration (temperature, fitted on val): soft test log-loss" in console.file.getvalue()
+    with pytest.raises(UserError, match="calibrate must be one of none, temperature; got 'platt'"):
+        run_vote(root, calibrate="platt", console=Console(file=io.StringIO()))

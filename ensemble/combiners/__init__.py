@@ -22,6 +22,7 @@ from ensemble.combiners.caruana import CaruanaSelection
 from ensemble.combiners.hard import HardVote
 from ensemble.combiners.soft import SoftVote
 from ensemble.combiners.stack import Stacking
+from ensemble.combiners.temperature import Calibrated, TemperatureScaling
 from ensemble.combiners.thresholds import GradeThresholds
 from ensemble.combiners.weighted import WeightedVote
 from members.atomic import read_json
@@ -54,31 +55,45 @@ def make_combiner(method: str, **kwargs: Any) -> Combiner:
         raise UserError(f"Bad option for the '{method}' combiner: {exc}.") from None
 
 
-def load_combiner(path: str | os.PathLike) -> Combiner | GradeThresholds:
-    """Rebuild a fitted combiner saved with ``.save(path)``, dispatching on its ``"method"`` key."""
-    data = read_json(path)
+def combiner_from_dict(data: Any) -> Combiner | Calibrated | GradeThresholds:
+    """Rebuild a fitted combiner from its ``to_dict`` output, dispatching on its ``"method"`` key."""
     method = data.get("method") if isinstance(data, dict) else None
     if method == GradeThresholds.method:
         return GradeThresholds.from_dict(data)
+    if method == Calibrated.method:
+        return Calibrated.from_dict(data)
     if method not in _CLASSES:
+        raise UserError(f"not a saved combiner: its \"method\" is {method!r}, expected one of {', '.join(METHODS)} "
+                        f"or {Calibrated.method!r}; re-run vote.")
+    return _CLASSES[method].from_dict(data)
+
+
+def load_combiner(path: str | os.PathLike) -> Combiner | Calibrated | GradeThresholds:
+    """Rebuild a fitted combiner saved with ``.save(path)``, dispatching on its ``"method"`` key."""
+    data = read_json(path)
+    method = data.get("method") if isinstance(data, dict) else None
+    if method not in (*_CLASSES, GradeThresholds.method, Calibrated.method):
         raise UserError(
             f"{path} is not a saved combiner: its \"method\" is {method!r}, expected one of {', '.join(METHODS)}; re-run vote."
         )
     try:
-        return _CLASSES[method].from_dict(data)
+        return combiner_from_dict(data)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
 
 
 __all__ = [
     "METHODS",
+    "Calibrated",
     "CaruanaSelection",
     "Combiner",
     "GradeThresholds",
     "HardVote",
     "SoftVote",
     "Stacking",
+    "TemperatureScaling",
     "WeightedVote",
+    "combiner_from_dict",
     "load_combiner",
     "make_combiner",
 ]

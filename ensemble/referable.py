@@ -1,0 +1,134 @@
+"""Referable DR: grade >= a cut grade (2, moderate or worse, by default), as screening programmes judge it.
+
+For an ordinal grade task, a model's score of referable disease is the probability it puts
+on the grades at or above the cut, ``P(grade >= cut) = sum(probs[:, cut:])``. The
+operating point is chosen on val (out-of-fold rows for the ensemble): the highest
+threshold whose val sensitivity reaches the target (0.90 by default). Test only
+measures: sensitivity and specificity at that threshold, the AUC of the score, and the
+recall of every grade, each with its 95 % paired-bootstrap interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ensemble import stats
+from members.errors import UserError
+
+DEFAULT_CUT = 2
+DEFAULT_TARGET = 0.90
+
+
+def referable_score(probs: np.ndarray, cut: int) -> np.ndarray:
+    """``P(grade >= cut)`` per row: the summed probabilities of the grades ``cut..k-1``.
+
+    Example:
+        >>> referable_score(np.array([[0.5, 0.2, 0.2, 0.1]]), 2).round(3).tolist()
+        [0.3]
+    """
+    return np.asarray(probs, dtype=np.float64)[:, cut:].sum(axis=1)
+
+
+def not_applicable(classes: Sequence, ordinal: bool | None, k: int) -> str | None:
+    """Why a referable-DR summary does not apply to this task, or ``None`` when it does."""
+    if ordinal is False:
+        return "dataset.json says ordinal: false (the classes are not ordered grades)"
+    if any(isinstance(c, str) and not c.lstrip("-").isdigit() for c in classes):
+        return "the classes are names, not ordered grades"
+    if k < 3:
+        return f"{k} classes: a referable cut needs at least three ordered grades"
+    return None
+
+
+def check_options(cut: int, target: float, k: int) -> None:
+    """Raise a one-sentence error for a cut grade outside ``1..k-1`` or a target outside (0, 1]."""
+    if not 1 <= cut <= k - 1:
+        raise UserError(f"--referable-grade must be a grade between 1 and {k - 1} (grade >= it is referable); "
+                        f"got {cut}. Pass e.g. --referable-grade 2.")
+    if not 0.0 < target <= 1.0:
+        raise UserError(f"--sensitivity-target must be in (0, 1]; got {target}. Pass e.g. --sensitivity-target 0.9.")
+
+
+def operating_point(
+    name: str,
+    val: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    cut: int,
+    target: float,
+    indices: np.ndarray,
+) -> dict:
+    """One model's referable-DR figures: the val-chosen threshold and the test measures.
+
+    Args:
+        name: the model's name.
+        val: ``(probs, labels)`` on val (out-of-fold for a combiner).
+        test: ``(probs, labels, predicted grades)`` on test.
+        cut: the lowest referable grade.
+        target: the val sensitivity the threshold must reach.
+        indices: the test bootstrap resamples shared with the rest of the report.
+    """
+    val_probs, val_labels = val
+    test_probs, test_labels, test_pred = test
+    val_score, val_pos = referable_score(val_probs, cut), val_labels >= cut
+    threshold = stats.threshold_for_sensitivity(val_score, val_pos, target)
+    val_ss = stats.sensitivity_specificity(val_pos, val_score >= threshold)
+    score, pos = referable_score(test_probs, cut), test_labels >= cut
+    flagged = score >= threshold
+    test_ss = stats.sensitivity_specificity(pos, flagged, indices=indices)
+    binary = np.stack([1.0 - score, score], axis=1).clip(0.0, 1.0)
+    auc = stats.bootstrap_metrics(pos.astype(np.int64), binary, indices=indices)["auc"]
+    k = test_probs.shape[1]
+    per_grade = {}
+    for g in range(k):
+        rows = test_labels == g
+        per_grade[str(g)] = {"n": int(rows.sum()),
+                             "recall": float(np.mean(test_pred[rows] == g)) if rows.any() else float("nan"),
+                             "referred": float(np.mean(flagged[rows])) if rows.any() else float("nan")}
+    return {"name": name, "threshold": threshold,
+            "val_sensitivity": val_ss["sensitivity"]["value"], "val_specificity": val_ss["specificity"]["value"],
+            "sensitivity": test_ss["sensitivity"], "specificity": test_ss["specificity"], "auc": auc,
+            "test_referred": int(flagged.sum()), "per_grade": per_grade}
+
+
+def referable_section(
+    models: dict[str, tuple[str, tuple[tuple, tuple]]],
+    *,
+    classes: Sequence,
+    ordinal: bool | None,
+    cut: int = DEFAULT_CUT,
+    target: float = DEFAULT_TARGET,
+    indices: np.ndarray,
+    member_auc: dict[str, float] | None = None,
+) -> dict:
+    """``report.json``'s ``referable`` section for the best single member and the chosen ensemble.
+
+    Args:
+        models: ``{role: (model name, (val, test))}`` with ``val`` and ``test`` as in
+            :func:`operating_point`; roles ``best_single`` and ``ensemble``.
+        classes: the task's classes (``dataset.json``).
+        ordinal: ``dataset.json``'s ``ordinal`` (``None`` when absent: grades assumed ordered).
+        cut: the lowest referable grade.
+        target: val sensitivity of the operating point.
+        indices: the test bootstrap resamples.
+        member_auc: every member's test AUC of referable DR (for the ROC figure's legend).
+    """
+    k = len(classes)
+    why = not_applicable(classes, ordinal, k)
+    if why is not None:
+        return {"applicable": False, "note": f"Referable-DR summary skipped: {why}."}
+    check_options(cut, target, k)
+    _, (val, test) = next(iter(models.values()))
+    val_labels, test_labels = val[1], test[1]
+    if not np.any(val_labels >= cut):
+        return {"applicable": False, "note": f"Referable-DR summary skipped: no val row has grade >= {cut}, "
+                                             "so no operating point can be chosen."}
+    out = {"applicable": True, "cut_grade": cut, "positive": f"grade >= {cut}", "sensitivity_target": target,
+           "chosen_on": "val (out-of-fold rows for the ensemble)", "score": f"P(grade >= {cut}), summed probabilities"}
+    for role, (name, (val, test)) in models.items():
+        out[role] = operating_point(name, val, test, cut=cut, target=target, indices=indices)
+    out["test_positives"], out["test_negatives"] = int((test_labels >= cut).sum()), int((test_labels < cut).sum())
+    out["member_auc"] = member_auc or {}
+    return out
