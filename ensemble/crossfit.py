@@ -89,3 +89,91 @@ def cross_fit(
             grades = GradeThresholds().fit(combiner.predict_proba(P[:, kept]), y[kept])
             pred_thr[held] = grades.predict(probs[held])
     return OutOfFold(probs, pred, pred_thr, n_splits)
+
+
+# ----- the out-of-fold protocol (k-fold members, members/folds.py) ----------------------------
+OOF_FILE = "oof.npz"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The rows ``vote`` fits and chooses on: ``val`` (the val split) or ``oof`` (every train+val row, out of fold)."""
+
+    name: str
+    rows: int
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        """``report.json``'s ``protocol``: ``{"name": "val" | "oof", "rows": n}``."""
+        return {"name": self.name, "rows": self.rows}
+
+
+def oof_protocol(workdir, ms):
+    """``ms`` with its val rows replaced by the out-of-fold train+val rows when every member has them.
+
+    When every voted member is a k-fold member (``metrics.json`` ``folds`` and ``oof.npz``),
+    the combiners, grade thresholds, referral threshold and the choice of the best member and
+    method all use the OOF predictions of every train+val row (each predicted by a member copy
+    that never trained on it), and the selection scores of the combiners are cross-fitted on
+    those rows by :func:`cross_fit` — folds inside the members' folds, so nothing is scored
+    in-sample. A mixed workdir keeps the val protocol and says so on stderr and in the note.
+
+    Args:
+        workdir: the workdir.
+        ms: the loaded :class:`ensemble.members.MemberSet`.
+
+    Returns:
+        ``(member set, Protocol)``; the member set is ``ms`` itself under the val protocol.
+
+    Raises:
+        UserError: an ``oof.npz`` that does not match the workdir's split (the message names the member and file).
+    """
+    import sys
+    from dataclasses import replace
+    from pathlib import Path
+
+    from members.dataset import load_dataset
+    from members.folds import pool_rows
+
+    root = Path(workdir) / "members"
+    have = [n for n in ms.names if ms.metrics[n].get("folds") and (root / n / OOF_FILE).is_file()]
+    n_val = len(ms.val_labels)
+    if not have:
+        return ms, Protocol("val", n_val)
+    if len(have) < len(ms.names):
+        lacking = [n for n in ms.names if n not in have]
+        note = (f"mixed workdir: {', '.join(have)} {'has' if len(have) == 1 else 'have'} out-of-fold predictions but "
+                f"{', '.join(lacking)} {'does' if len(lacking) == 1 else 'do'} not, so the combiners are fitted and the "
+                f"models chosen on the val split ({n_val} rows); train {', '.join(lacking)} with --folds K (or vote "
+                "only the k-fold members with --members) to use every train+val row")
+        print(f"Note: {note}.", file=sys.stderr)
+        return ms, Protocol("val", n_val, note)
+    pool = pool_rows(load_dataset(workdir))
+    row_ids, labels = pool["row_id"].to_numpy(np.int64), pool["label"].to_numpy(np.int64)
+    probs = np.stack([_load_oof(root / n / OOF_FILE, n, row_ids, ms.num_classes, ms.fingerprint) for n in ms.names])
+    note = (f"out-of-fold: the combiners are fitted and the models chosen on the {len(row_ids)} train+val rows, each "
+            "predicted by the member copy that never trained on it (k-fold members); the combiners' selection scores "
+            "are cross-fitted on those rows (up to 5 stratified folds), so nothing is scored in-sample")
+    return replace(ms, val_probs=probs, val_labels=labels, val_row_ids=row_ids), Protocol("oof", len(row_ids), note)
+
+
+def _load_oof(path, name: str, row_ids: np.ndarray, k: int, fingerprint: str) -> np.ndarray:
+    from ensemble.members import ROW_SUM_TOL, _mismatch
+    from members.atomic import load_npz
+    from members.errors import UserError
+
+    data = load_npz(path)
+    missing = {"probs", "row_ids", "fold", "fingerprint"} - set(data)
+    if missing:
+        raise UserError(f"Member {name!r}: {path} lacks the array(s) {sorted(missing)}; retrain it with --folds K.")
+    if str(data["fingerprint"]) != fingerprint:
+        raise _mismatch(name, path, "fingerprint", fingerprint, str(data["fingerprint"]))
+    if not np.array_equal(np.asarray(data["row_ids"]), row_ids):
+        raise _mismatch(name, path, "row_ids", f"the {row_ids.size} train+val rows of split.csv",
+                        f"{np.asarray(data['row_ids']).size} values")
+    probs = np.asarray(data["probs"])
+    if probs.shape != (row_ids.size, k) or not np.isfinite(probs).all() or probs.min() < 0 \
+            or np.abs(probs.sum(axis=1, dtype=np.float64) - 1).max() > ROW_SUM_TOL:
+        raise UserError(f"Member {name!r}: {path} must hold finite probabilities of shape {(row_ids.size, k)} with rows "
+                        f"summing to 1; retrain it with --folds K. Received: shape={probs.shape}")
+    return probs.astype(np.float32, copy=False)

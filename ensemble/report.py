@@ -141,7 +141,8 @@ def render_markdown(report: dict) -> str:
 def _protocol(report: dict) -> str:
     protocol = report.get("protocol") or {"name": "val", "rows": report.get("val_size")}
     words = {"val": "the val split", "oof": "out-of-fold predictions"}.get(protocol["name"], protocol["name"])
-    return f"{words} ({protocol['rows']} rows)"
+    note = report.get("protocol_note") if protocol["name"] != "oof" else None
+    return f"{words} ({protocol['rows']} rows)" + (f" — {note}" if note else "")
 
 
 def _diversity_md(div: dict) -> list[str]:

@@ -4,6 +4,10 @@ Nothing is chosen on test: the combiners are fitted on the val split, the best s
 member and the best method are picked by their val scores (methods by out-of-fold val
 scores, see :mod:`ensemble.crossfit`), and the referral threshold is set on val. Test
 only measures, with paired bootstrap intervals (the same resamples for every model).
+
+When every voted member is a k-fold member (``--folds K``), "val" above means every
+train+val row, each predicted out of fold (:func:`ensemble.crossfit.oof_protocol`): the
+same rules on about six times the rows. A mixed workdir keeps the val split and says so.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble import stats
-from ensemble.crossfit import cross_fit
+from ensemble.crossfit import cross_fit, oof_protocol
 from ensemble.manifest import output_folder, transactional
 from ensemble.members import MemberSet, load_members
 from members.errors import UserError
@@ -115,6 +119,7 @@ def run_vote(
 
     calibrate = calibration.check_calibration(calibrate)
     ms = drop_collapsed(load_members(workdir, members), keep=keep_collapsed)
+    ms, protocol = oof_protocol(workdir, ms)  # k-fold members: "val" becomes every out-of-fold train+val row
     variants = resolve_methods(methods, thresholds, ms.num_classes, ordinal=ms.ordinal)
     select_by = default_select_by(select_by, ms.ordinal)
     if referable.not_applicable(ms.classes, ms.ordinal, ms.num_classes) is None:
@@ -141,7 +146,7 @@ def run_vote(
     report = {
         "test_size": len(ms.test_labels),
         "val_size": len(ms.val_labels),
-        "protocol": {"name": "val", "rows": len(ms.val_labels)},
+        "protocol": protocol.to_dict(),
         "num_classes": ms.num_classes,
         "classes": ms.classes,
         "ordinal": ms.ordinal,
@@ -180,6 +185,10 @@ def run_vote(
             f"seed {seed}; the same resamples for every model, so differences are paired; percentile intervals, "
             "widened to contain the point value where the resamples are shifted away from it (ECE on small sets).")},
     }
+    if protocol.note:  # the out-of-fold protocol, or why a mixed workdir fell back to val
+        report["protocol_note"] = protocol.note
+        if protocol.name == "oof":
+            report["combiner_protocol"] = f"{protocol.note}. Saved as ensemble/combiners/<method>.json."
     report["below_baseline"] = _below_baseline(report)
     report["outcome"] = _outcome(report, select_by)
     report["verdict"] = _verdict(report, select_by)
