@@ -244,6 +244,9 @@ def _task_spec(spec: MemberSpec, workdir, log=None) -> MemberSpec:
     from members.classes import check_task
     from members.dataset import load_dataset
 
+    if spec.snapshots:
+        raise UserError("snapshots cannot be combined with --folds: every copy would make its own snapshot members; "
+                        f"use one of them (swa works with --folds). Received: snapshots={spec.snapshots}")
     return check_task(spec, load_dataset(workdir).ordinal, log)
 
 

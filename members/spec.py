@@ -66,6 +66,8 @@ class MemberSpec:
     nesterov: bool = True
     clipnorm: float = 1.0
     monitor: str = "val_qwk"
+    snapshots: int = 0  # members for free (members/snapshots.py): M cosine-restart cycles, one member each
+    swa: int = 0  # average the weights of the last N epochs (batch norm recomputed)
     # augmentation
     rotation: float = 30.0
     width_shift: float = 0.1
@@ -217,6 +219,9 @@ def validate(spec: MemberSpec) -> None:
                f"use depth <= {max(smallest.bit_length() - 1, 1)} or a larger input size.")
     else:
         _check(spec.input_size >= 64, f"The article's network needs input_size >= 64 (it was built for 256); got {spec.input_size}.")
+    from members.snapshots import check_spec as check_free_members
+
+    check_free_members(spec)  # snapshots and swa against the plan's epochs
 
 
 def list_presets() -> list[str]:

@@ -33,6 +33,7 @@ from members.lock import MemberLock
 from members.progress import EpochProgress
 from members.sampling import class_weights, retrain_subset, undersample
 from members.scoring import score
+from members.snapshots import FreeMembers
 from members.spec import MemberSpec
 
 RESUME_DIR = ".resume"
@@ -309,26 +310,33 @@ class Trainer:
             model = self._build()
             state = {"stage": "start"}
         plan = self._plan()
+        free = FreeMembers(self)  # snapshots and SWA (members/snapshots.py); a no-op unless the spec asks
+        free.start(None if state["stage"] == "start" else len(self.history))
         elapsed_before = float(state.get("elapsed", 0.0))
         with self.progress:
             first = {"plan": len(self.history), "retrain": len(plan)}.get(state["stage"], 0)
             for i in range(first, len(plan)):
                 phase, size, lr = plan[i]
+                lr = free.lr(i, lr)
                 if phase == "undersample":
                     ds_n = self._dataset("train", size, training=True, subset=self._undersample_subset())
                 else:
                     ds_n = self._dataset("train", size, training=True)
                 row = self._run_epoch(model, phase, size, lr, ds_n)
                 self._keep_if_best(model, row)
+                free.after_epoch(model, i, row)
                 self._save_resume(model, "plan", {"elapsed": elapsed_before + time.perf_counter() - started})
             if self._best_path() is not None:
                 model.load_weights(self._best_path())
+            free.after_plan(model)
             rounds_done = int(state.get("rounds_done", 0))
             for r in range(rounds_done, self.spec.retrain_rounds):
                 self._retrain_round(model, r)
                 self._save_resume(model, "retrain", {"rounds_done": r + 1, "elapsed": elapsed_before + time.perf_counter() - started})
         seconds = elapsed_before + time.perf_counter() - started
-        return self._finish(model, seconds)
+        result = self._finish(model, seconds)
+        free.done()
+        return result
 
     # ----- artifacts ---------------------------------------------------------------------
     def _finish(self, model, seconds: float) -> TrainResult:

@@ -1,0 +1,94 @@
+"""Members for free (members/snapshots.py): cosine-restart snapshots as members, SWA with batch norm recomputed."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from members.atomic import load_npz, read_json
+from members.errors import UserError
+from members.snapshots import FreeMembers, cosine_lr, cycle_ends, recompute_batch_norm
+from members.spec import load_preset
+from members.training import train_member
+from tests.conftest import quiet
+
+TINY = load_preset("tiny").replace(input_size=16)
+
+
+def test_cycles_and_cosine_restarts():
+    assert cycle_ends(4, 2) == [1, 3] and cycle_ends(10, 3) == [3, 6, 9]
+    lrs = [cosine_lr(0.1, e, [1, 3]) for e in range(4)]
+    np.testing.assert_allclose(lrs, [0.1, 0.05, 0.1, 0.05])
+    assert cosine_lr(0.1, 7, [1, 3]) == 0.1  # after the cycles (undersample epochs): the base rate
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"epochs": 3, "snapshots": 1}, "snapshots must be 0 .off. or from 2 to the train phase's 3 epochs"),
+    ({"epochs": 3, "snapshots": 4}, "snapshots must be 0 .off. or from 2"),
+    ({"epochs": 3, "swa": 4}, "swa averages the last N epochs and must be at most the plan's 3 epochs"),
+    ({"epochs": 4, "swa": 2, "snapshots": 2}, "swa and snapshots cannot be combined"),
+    ({"epochs": 4, "swa": 2, "retrain_rounds": 1}, "swa cannot be combined with retrain_rounds"),
+])
+def test_bad_snapshot_and_swa_settings_are_refused(changes, message):
+    with pytest.raises(UserError, match=message):
+        TINY.replace(**changes)
+
+
+def test_snapshots_become_members_with_every_artifact(workdir_copy):
+    result = train_member(workdir_copy, TINY.replace(epochs=4, snapshots=2), name="s", preset="tiny", log=quiet,
+                          show_progress=False)
+    with open(workdir_copy / "members" / "s" / "history.csv", newline="") as f:
+        lrs = [float(row["lr"]) for row in csv.DictReader(f)]
+    np.testing.assert_allclose(lrs, [0.02, 0.01, 0.02, 0.01], rtol=1e-5)  # two cosine cycles, restarted
+    probs = []
+    for j, epochs in ((1, 2), (2, 4)):
+        folder = workdir_copy / "members" / f"s-snap{j}"
+        for artifact in ("spec.toml", "model.keras", "history.csv", "curves.png", "val.npz", "test.npz", "metrics.json"):
+            assert (folder / artifact).is_file(), (j, artifact)
+        m = read_json(folder / "metrics.json")
+        assert (m["name"], m["snapshot"], m["snapshots"], m["snapshot_of"], m["best_epoch"]) == (f"s-snap{j}", j, 2, "s", epochs)
+        with open(folder / "history.csv", newline="") as f:
+            assert len(list(csv.DictReader(f))) == epochs
+        probs.append(load_npz(folder / "val.npz")["probs"])
+    assert not np.allclose(probs[0], probs[1])  # two different networks
+    assert result.metrics["epochs_run"] == 4 and not (workdir_copy / "members" / "s" / ".snapshots").exists()
+
+
+def test_swa_member_holds_the_average_of_the_last_epochs(workdir_copy, monkeypatch):
+    seen = []
+    original = FreeMembers.after_epoch
+
+    def spy(self, model, epoch, row):
+        if epoch >= self.swa_from:
+            seen.append([w.copy() for w in model.get_weights()])
+        return original(self, model, epoch, row)
+
+    monkeypatch.setattr(FreeMembers, "after_epoch", spy)
+    train_member(workdir_copy, TINY.replace(epochs=3, swa=2), name="w", preset="tiny", log=quiet, show_progress=False)
+    import keras
+
+    model = keras.saving.load_model(workdir_copy / "members" / "w" / "model.keras", safe_mode=True)
+    assert len(seen) == 2
+    names = [w.path for w in model.weights]
+    for got, name, a, b in zip(model.get_weights(), names, *seen):
+        if "moving_" in name:
+            continue  # recomputed, not averaged
+        np.testing.assert_allclose(got, (a + b) / 2, rtol=1e-5, atol=1e-6, err_msg=name)
+    with open(workdir_copy / "members" / "w" / "history.csv", newline="") as f:
+        assert "SWA average of the last 2 epochs" in list(csv.DictReader(f))[-1]["note"]
+
+
+def test_recompute_batch_norm_sets_the_exact_mean_of_the_batch_statistics():
+    import keras
+    import tensorflow as tf
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
+    batches = [np.full((4, 3), v, dtype=np.float32) + np.arange(4, dtype=np.float32)[:, None] for v in (1.0, 5.0, 9.0)]
+    assert recompute_batch_norm(model, tf.data.Dataset.from_tensor_slices(np.concatenate(batches)).batch(4)) == 3
+    bn = model.layers[-1]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), [np.mean([b.mean(0) for b in batches], axis=0)][0], rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), np.full(3, 1.25), rtol=1e-4)  # var of 0..3 in every batch
+    assert bn.momentum == 0.99  # restored
