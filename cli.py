@@ -349,6 +349,25 @@ def vote(
              calibrate=(calibrate or Calibrate.none).value, console=Console())
 
 
+@app.command("import-member")
+@user_errors
+def import_member_cmd(
+    workdir: WorkdirOpt,
+    name: Annotated[str, typer.Option(help="Member name (folder under members/).")],
+    model: Annotated[Optional[Path], typer.Option(help="A Keras .keras model (loaded with safe_mode), run on val/test here.")] = None,
+    val_csv: Annotated[Optional[Path], typer.Option(help="Val probabilities: image,prob_0..prob_{k-1} (or class-name columns).")] = None,
+    test_csv: Annotated[Optional[Path], typer.Option(help="Test probabilities, same columns.")] = None,
+    input_size: Annotated[Optional[int], typer.Option(help="Input size for a model that accepts any size.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing member of that name.")] = False,
+) -> None:
+    """Add a member trained elsewhere: a Keras model, or its val/test probabilities."""
+    from ensemble.importer import import_member
+
+    folder = import_member(workdir, name, model=model, val_csv=val_csv, test_csv=test_csv, input_size=input_size,
+                           force=force)
+    print(f"imported {name} → {folder}")
+
+
 @app.command()
 @user_errors
 def predict(

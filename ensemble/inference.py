@@ -160,6 +160,12 @@ def fitted_methods(workdir: str | Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
+def _refuse_without_model(name: str, metrics: dict) -> None:
+    if (metrics.get("imported") or {}).get("kind") == "probabilities":
+        raise UserError(f"Member {name!r} was imported as val/test probabilities and has no model, so predict cannot "
+                        f"grade new images with it: vote with --members naming only members that have a model.")
+
+
 def load_member(member_dir: str | Path) -> LoadedMember:
     """Load one complete member, refusing a ``model.keras`` that differs from ``metrics.json``'s SHA-256.
 
@@ -177,6 +183,7 @@ def load_member(member_dir: str | Path) -> LoadedMember:
         raise UserError(f"Member {name!r} is incomplete: {member_dir / 'metrics.json'} does not exist; "
                         "finish its training or re-run vote without it.")
     metrics = read_json(member_dir / "metrics.json")
+    _refuse_without_model(name, metrics)
     if metrics.get("folds"):  # a k-fold member: its K copies, averaged over one shared decode
         return _load_folded(member_dir, metrics)
     path = member_dir / "model.keras"
@@ -230,6 +237,10 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     check_files(report_path.parent, [f"combiners/{chosen}.json"], manifest)
     combiner = load_combiner(workdir / "ensemble" / "combiners" / f"{chosen}.json")
     names = list(getattr(combiner, "member_names_", []))
+    for name in names:  # before any model loads: one sentence, not a half-loaded ensemble
+        path = workdir / "members" / name / "metrics.json"
+        if path.is_file():
+            _refuse_without_model(name, read_json(path))
     members = [load_member(workdir / "members" / name) for name in names]
     for name in names:
         check_member(report_path.parent, name, read_json(workdir / "members" / name / "metrics.json"), manifest)
@@ -387,7 +398,8 @@ def _progress(batches, n: int, batch_size: int):
 
 # ---- the verb --------------------------------------------------------------------------
 def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path | None = None,
-                   method: str | None = None, tta: bool = False, batch_size: int = BATCH_SIZE) -> PredictionResult:
+                   method: str | None = None, tta: bool = False, batch_size: int = BATCH_SIZE,
+                   print_csv: bool = True) -> PredictionResult:
     """Grade ``paths`` with the fitted ensemble; write the CSV to ``out`` (or stdout) and a summary to stderr.
 
     Args:
@@ -397,6 +409,7 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
         method: a fitted combiner (``ensemble/combiners/<method>.json``); default: the report's best.
         tta: average every member over four flips (members trained with TTA always get it).
         batch_size: images per batch.
+        print_csv: print the CSV on stdout when ``out`` is None (the Python API turns it off).
 
     Returns:
         A :class:`PredictionResult`.
@@ -421,11 +434,11 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
     settle_skipped(paths, candidates, kept, skipped)
     result = _combine(ens, [candidates[i] for i in kept], P, skipped)
     text = result.to_csv()
-    if out is None:
+    if out is not None:
+        write_text(out, text)
+    elif print_csv:
         sys.stdout.write(text)
         sys.stdout.flush()
-    else:
-        write_text(out, text)
     _summary(result, out)
     return result
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from members.atomic import write_json
 from members.errors import UserError
@@ -123,13 +124,24 @@ def as_floats(a: np.ndarray) -> list:
     return np.asarray(a, dtype=np.float64).tolist()
 
 
-class Combiner:
+class Combiner(ClassifierMixin, BaseEstimator):
     """Base class: ``fit(P, y)``, ``predict_proba(P)``, ``predict(P)``, JSON round-trip.
+
+    A scikit-learn estimator: ``get_params``/``set_params``, ``sklearn.base.clone`` and
+    ``sklearn.utils.validation.check_is_fitted`` work, ``classes_`` is set by ``fit``, and
+    ``score(P, y)`` is the accuracy. Its input is the members' stacked probabilities ``P``
+    (m, n, k) rather than a 2-D ``X``.
 
     Subclasses set ``method``, ``_param_names`` and implement ``_fit``,
     ``_proba``, ``_state`` and ``_set_state``. With ``thresholds=True`` the fit
     also fits :class:`~ensemble.combiners.thresholds.GradeThresholds` on the
     combiner's own fitted probabilities and ``predict`` uses them.
+
+    Example:
+        >>> from sklearn.base import clone
+        >>> from ensemble.combiners import SoftVote
+        >>> clone(SoftVote(weights=[2, 1])).get_params()
+        {'weights': [2, 1], 'thresholds': False}
     """
 
     method: ClassVar[str] = ""
@@ -176,9 +188,12 @@ class Combiner:
                 return self.grade_thresholds_.predict(proba)
             return self._labels(P, proba)
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor arguments."""
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments, in their order (``deep`` is accepted for scikit-learn: no sub-estimators)."""
         return {name: getattr(self, name) for name in self._param_names}
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "n_members_")
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted combiner as JSON-safe plain lists, floats and strings."""

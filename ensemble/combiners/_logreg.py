@@ -1,15 +1,16 @@
-"""A small L2-regularised multinomial logistic regression in numpy + scipy L-BFGS.
+"""Logistic-regression helpers of :class:`~ensemble.combiners.stack.Stacking`.
 
-Used by :class:`~ensemble.combiners.stack.Stacking`. Written out (rather than
-sklearn's ``LogisticRegression``) so that the stacker can warm-start along the
-``C`` path and across folds, run its matrix products in float32, and predict
-from plain stored coefficients. The objective is sklearn's,
-``C * sum_i log_loss_i + 0.5 * ||W||^2`` (intercept not penalised), divided by
-``C * n`` for the optimiser.
+The regression itself is scikit-learn's ``LogisticRegression`` (L-BFGS, multinomial,
+objective ``C * sum_i log_loss_i + 0.5 * ||W||^2`` with the intercept not penalised),
+warm-started along the ``C`` path and across folds through its ``warm_start`` option.
+What is kept of it are plain coefficients: the stacker predicts with numpy from them
+(:func:`logits`, :func:`softmax_columns`), so a saved stacker needs no scikit-learn object.
 
 Features are stored feature-major, ``XT`` of shape (d, n): then the logits
 ``coef @ XT`` come out as (k, n), and every reduction over the k classes is a
 handful of fast row operations instead of numpy's slow short-axis reductions.
+An earlier hand-written L-BFGS solver was replaced by scikit-learn's; ``tests``
+check the stacker's probabilities against ``LogisticRegression`` fitted directly.
 """
 
 from __future__ import annotations
@@ -39,60 +40,58 @@ def softmax_columns(Z: np.ndarray) -> np.ndarray:
     return Z
 
 
-def _objective(theta: np.ndarray, XT: np.ndarray, y: np.ndarray, C: float, k: int) -> tuple[float, np.ndarray]:
-    d, n = XT.shape
-    coef, intercept = theta[: k * d].reshape(k, d), theta[k * d :]
-    cols = np.arange(n)
-    Z = logits(XT, coef, intercept)
-    Z -= _row_max(Z)
-    z_true = Z[y, cols]
-    np.exp(Z, out=Z)
-    s = Z.sum(axis=0)
-    loss = float(np.log(s).sum() - z_true.sum()) / n + float(coef.ravel() @ coef.ravel()) / (2.0 * C * n)
-    Z /= s
-    Z[y, cols] -= 1.0  # Z is now softmax - onehot: the loss gradient in the logits
-    g_coef = (Z.astype(XT.dtype) @ XT.T).astype(np.float64)
-    g_coef += coef / C
-    g_coef /= n
-    return loss, np.concatenate([g_coef.ravel(), Z.sum(axis=1) / n])
-
-
-def fit_logreg(
-    XT: np.ndarray, y: np.ndarray, k: int, C: float, *, init: np.ndarray | None = None, max_iter: int = 100, tol: float = 1e-5
-) -> tuple[np.ndarray, int]:
-    """Minimise the regularised multinomial log-loss.
+def fit_logreg(XT: np.ndarray, y: np.ndarray, C: float, *, init: tuple[np.ndarray, np.ndarray] | None = None,
+               max_iter: int = 100, tol: float = 1e-5):
+    """scikit-learn's L2 multinomial ``LogisticRegression`` fitted on feature-major ``XT`` (d, n).
 
     Args:
         XT: features, feature-major (d, n), float32 or float64.
-        y: labels (n,) in ``0..k-1``.
-        k: number of classes.
-        C: inverse regularisation strength (sklearn's meaning).
-        init: a start ``theta`` (warm start); zeros when ``None``.
-        max_iter: L-BFGS iteration cap.
-        tol: L-BFGS projected-gradient tolerance.
+        y: labels (n,).
+        C: inverse regularisation strength.
+        init: ``(coef_, intercept_)`` of an earlier fit on the same classes (warm start), or None.
+        max_iter: L-BFGS iteration cap (hitting it is expected for a capped refit: no warning).
+        tol: L-BFGS tolerance.
 
     Returns:
-        ``theta`` (flat: ``coef`` (k, d) row-major, then ``intercept`` (k,)) and the iteration count.
+        The fitted ``LogisticRegression``.
     """
-    from scipy.optimize import minimize
+    import warnings
 
-    d = XT.shape[0]
-    theta0 = np.zeros(k * d + k) if init is None else init
-    result = minimize(
-        _objective, theta0, args=(XT, y, float(C), k), jac=True, method="L-BFGS-B",
-        options={"maxiter": int(max_iter), "gtol": float(tol)},
-    )
-    return result.x, int(result.nit)
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
 
-
-def split_theta(theta: np.ndarray, d: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``coef`` (k, d) and ``intercept`` (k,) from a flat ``theta``."""
-    return theta[: k * d].reshape(k, d).copy(), theta[k * d :].copy()
+    model = LogisticRegression(C=float(C), max_iter=int(max_iter), tol=float(tol), warm_start=init is not None)
+    if init is not None:
+        model.coef_, model.intercept_ = np.array(init[0], dtype=np.float64), np.array(init[1], dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(XT.T, y)
+    return model
 
 
-def mean_log_loss(XT: np.ndarray, y: np.ndarray, theta: np.ndarray, k: int) -> float:
-    """Unregularised mean log-loss of ``theta`` on (XT, y)."""
-    coef, intercept = split_theta(theta, XT.shape[0], k)
+ABSENT_LOGIT_GAP = 30.0
+"""A class absent from the fit labels gets an intercept this far below the lowest other one (p ~ 1e-13)."""
+
+
+def embed_classes(model, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``coef`` (k, d) and ``intercept`` (k,) acting on softmax logits, for all ``k`` classes.
+
+    A binary ``LogisticRegression`` holds one vector ``w`` for the second class; the softmax
+    pair ``(-w/2, w/2)`` gives the same probabilities. Classes absent from the fit labels get
+    zero coefficients and an intercept :data:`ABSENT_LOGIT_GAP` below the others.
+    """
+    coef, intercept = np.asarray(model.coef_, dtype=np.float64), np.asarray(model.intercept_, dtype=np.float64)
+    if coef.shape[0] == 1:
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    present = np.asarray(model.classes_, dtype=np.int64)
+    full_coef = np.zeros((k, coef.shape[1]))
+    full_intercept = np.full(k, intercept.min() - ABSENT_LOGIT_GAP)
+    full_coef[present], full_intercept[present] = coef, intercept
+    return full_coef, full_intercept
+
+
+def mean_log_loss(XT: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> float:
+    """Unregularised mean log-loss of the logistic model ``(coef, intercept)`` on (XT, y)."""
     proba = softmax_columns(logits(XT, coef, intercept))
     return float(-np.log(np.maximum(proba[y, np.arange(y.shape[0])], 1e-15)).mean())
 

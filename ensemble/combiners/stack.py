@@ -1,4 +1,4 @@
-"""Stacking: multinomial logistic regression on the members' log-probabilities."""
+"""Stacking: multinomial logistic regression (scikit-learn's) on the members' log-probabilities."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 
 from ensemble.combiners._base import Combiner, as_floats, one_blas_thread
 from ensemble.combiners._logreg import (
+    embed_classes,
     fit_logreg,
     logits,
     mean_log_loss,
     softmax_columns,
-    split_theta,
     stratified_folds,
     stratified_subsample,
 )
@@ -23,7 +23,10 @@ MAX_ITER = 200
 """L-BFGS iteration cap of the CV fits (and of the final fit when it is not capped by ``refit_max_iter``)."""
 
 CV_TOL = 1e-3
-"""L-BFGS gradient tolerance while choosing C (the final fit uses 1e-5)."""
+"""L-BFGS gradient tolerance while choosing C."""
+
+FINAL_TOL = 1e-6
+"""L-BFGS gradient tolerance of the final fit."""
 
 MIN_CV_ROWS = 4
 """Below this many fit rows ``C`` is not cross-validated: the smallest (strongest) ``C`` is used."""
@@ -44,6 +47,9 @@ def stack_features(P: np.ndarray, eps: float) -> np.ndarray:
 
 class Stacking(Combiner):
     """L2-regularised multinomial logistic regression on clipped member log-probabilities.
+
+    The regression is scikit-learn's ``LogisticRegression`` (L-BFGS); only its fitted
+    coefficients are kept, so the JSON holds plain numbers and no scikit-learn object.
 
     The features are the members' log-probabilities ``log(max(p, eps))``,
     (n, m*k), standardised with the fit data's column means and deviations;
@@ -113,7 +119,7 @@ class Stacking(Combiner):
         XT -= mean.astype(np.float32)[:, None]
         XT /= scale.astype(np.float32)[:, None]
         rng = np.random.default_rng(self.seed)
-        import scipy.optimize  # noqa: F401  (load scipy's own BLAS before limiting its threads)
+        import sklearn.linear_model  # noqa: F401  (load its BLAS before limiting the threads)
 
         with one_blas_thread():
             if len(Cs) == 1 or n < MIN_CV_ROWS:  # nothing to choose, or too few rows to split
@@ -122,8 +128,9 @@ class Stacking(Combiner):
                 self.C_, self.cv_scores_, self.n_folds_, start = self._choose_C(XT, y, Cs, rng)
             capped = start is not None and n > int(self.cv_max_rows)
             max_iter = self.refit_max_iter if capped else MAX_ITER
-            theta, self.n_iter_ = fit_logreg(XT, y, k, self.C_, init=start, max_iter=max_iter)
-        coef, intercept = split_theta(theta, XT.shape[0], k)
+            model = fit_logreg(XT, y, self.C_, init=start, max_iter=max_iter, tol=FINAL_TOL)
+        self.n_iter_ = int(np.max(model.n_iter_))
+        coef, intercept = embed_classes(model, k)
         self.Cs_ = np.asarray(Cs, dtype=np.float64)
         self.coef_ = coef / scale  # acts on the raw log-probabilities
         self.intercept_ = intercept - coef @ (mean / scale)
@@ -155,21 +162,22 @@ class Stacking(Combiner):
         n_folds = max(2, min(int(self.cv), smallest))
         folds = stratified_folds(y, n_folds, rng)
         losses = np.zeros(len(Cs))
-        thetas = np.zeros((len(Cs), XT.shape[0] * k + k))
-        previous: list[np.ndarray | None] = [None] * len(Cs)
+        means: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(Cs)
+        previous: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(Cs)
         for f in range(n_folds):
             train, held = folds != f, folds == f
-            X_train, y_train, X_held, theta = XT[:, train], y[train], XT[:, held], None
+            X_train, y_train, X_held, last = XT[:, train], y[train], XT[:, held], None
             for i, C in enumerate(Cs):
                 # warm start: the previous fold at this C, else the previous C of this fold
-                start = previous[i] if previous[i] is not None else theta
-                theta, _ = fit_logreg(X_train, y_train, k, C, init=start, max_iter=MAX_ITER, tol=CV_TOL)
-                previous[i] = theta
-                losses[i] += mean_log_loss(X_held, y[held], theta, k) * held.sum()
-                thetas[i] += theta / n_folds
+                start = previous[i] if previous[i] is not None else last
+                model = fit_logreg(X_train, y_train, C, init=start, max_iter=MAX_ITER, tol=CV_TOL)
+                previous[i] = last = (model.coef_, model.intercept_)
+                losses[i] += mean_log_loss(X_held, y[held], *embed_classes(model, k)) * held.sum()
+                means[i] = last if means[i] is None else (means[i][0] + last[0], means[i][1] + last[1])
         losses /= y.shape[0]
         best = int(np.argmin(losses))  # the first minimum: the smaller C on ties
-        return Cs[best], losses, n_folds, thetas[best]
+        coef_sum, intercept_sum = means[best]
+        return Cs[best], losses, n_folds, (coef_sum / n_folds, intercept_sum / n_folds)
 
     def _proba(self, P: np.ndarray) -> np.ndarray:
         X = stack_features(P, self.eps)

@@ -1,0 +1,143 @@
+"""The workflow from Python: ``prepare``, ``train_member``, ``vote``, ``predict``, and ``compare`` for arrays.
+
+Each verb is the CLI command of the same name, with the same checks and the same files
+in the workdir; errors are :class:`members.errors.UserError` with the CLI's sentence.
+
+Example:
+    >>> from ensemble import api
+    >>> api.prepare("work", images="fundus/")                            # doctest: +SKIP
+    >>> api.train_member("work", "small", name="a", epochs=2)            # doctest: +SKIP
+    >>> api.train_member("work", "wide", name="b")                        # doctest: +SKIP
+    >>> report = api.vote("work", methods=["soft", "stack"])              # doctest: +SKIP
+    >>> api.predict("work", ["eye.jpeg"]).classes                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from members.errors import UserError
+
+PathLike = str | os.PathLike
+
+
+def prepare(workdir: PathLike, *, labels: PathLike | None = None, images: PathLike | None = None,
+            npz: PathLike | None = None, **options: Any):
+    """Prepare a workdir from a labels CSV + images folder, a folder per class, or an npz.
+
+    Args:
+        workdir: the folder to prepare.
+        labels: a labels CSV (with ``images``); omit it for a folder-per-class ``images``.
+        images: the image folder.
+        npz: a MedMNIST-style ``.npz`` instead.
+        **options: keyword options of :func:`members.dataset.prepare_csv` (``ordinal``,
+            ``classes``, ``group_column``, ``group_pattern``, ``seed``, ``force``, ...).
+
+    Returns:
+        A :class:`members.dataset.PrepareResult`.
+    """
+    from members import dataset
+
+    if npz is not None:
+        if labels is not None or images is not None:
+            raise UserError("Give either npz or labels/images, not both.")
+        return dataset.prepare_npz(workdir, npz, **options)
+    if images is None:
+        raise UserError("prepare needs images (a folder), with labels (a CSV) unless it holds a folder per class.")
+    if labels is None:
+        return dataset.prepare_folders(workdir, images, **options)
+    return dataset.prepare_csv(workdir, labels, images, **options)
+
+
+def train_member(workdir: PathLike, preset: str = "small", *, name: str | None = None, log=None,
+                 **overrides: Any):
+    """Train one member from a preset (or a TOML spec file) with spec fields overridden.
+
+    Args:
+        workdir: a prepared workdir.
+        preset: a built-in preset name or a TOML spec file.
+        name: the member's folder name (default: the preset's).
+        log: a callable for progress lines (default: stderr).
+        **overrides: any :class:`members.spec.MemberSpec` field, e.g. ``epochs=2, input_size=64``.
+
+    Returns:
+        A :class:`members.training.TrainResult`.
+    """
+    from members.spec import load_preset
+    from members.training import train_member as _train
+
+    spec = load_preset(preset).replace(**overrides) if overrides else load_preset(preset)
+    stem = Path(preset).stem
+    return _train(workdir, spec, name=name or stem, preset=stem, log=log)
+
+
+def vote(workdir: PathLike, *, methods: Sequence[str] = ("all",), quiet: bool = True, **options: Any) -> dict:
+    """Fit the combiners on val, score everything on test, write the report; returns ``report.json``'s dict.
+
+    Args:
+        workdir: a workdir with at least two complete members.
+        methods: combiner methods or ``"all"``.
+        quiet: do not print the table (it is still in ``ensemble/report.md``).
+        **options: keyword options of :func:`ensemble.vote.run_vote` (``members``, ``select_by``, ...).
+    """
+    from rich.console import Console
+
+    from ensemble.vote import run_vote
+
+    console = Console(file=io.StringIO()) if quiet else None
+    return run_vote(workdir, methods=tuple(methods), console=console, **options)
+
+
+def predict(workdir: PathLike, images: Sequence[PathLike], *, method: str | None = None, tta: bool = False,
+            out: PathLike | None = None):
+    """Grade images with the fitted ensemble; returns a :class:`ensemble.inference.PredictionResult`.
+
+    Nothing goes to stdout (the CSV is written only to ``out`` when given).
+    """
+    from ensemble.inference import predict_images
+
+    return predict_images(workdir, [str(p) for p in images], out=out, method=method, tta=tta,
+                          print_csv=False)
+
+
+def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Score two models' probabilities on the same rows with the report's statistics.
+
+    Args:
+        labels: true classes ``(n,)``.
+        probs_a: ``(n, k)`` probabilities of model A (e.g. an ensemble's ``predict_proba``).
+        probs_b: ``(n, k)`` probabilities of model B (e.g. the best single member).
+        n_boot: stratified bootstrap resamples (the same for both: a paired comparison).
+        seed: seed of the resamples.
+
+    Returns:
+        ``{"a": metrics, "b": metrics, "difference": metrics of A minus B, "mcnemar_p": float}``
+        where each metrics maps ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``qwk``,
+        ``auc``, ``log_loss``, ``ece`` to ``{"value", "ci"}`` — as in ``report.json``.
+
+    Example:
+        >>> y = np.array([0, 1, 1, 0]); a = np.eye(2)[y] * 0.8 + 0.1; b = np.full((4, 2), 0.5)
+        >>> round(compare(y, a, b, n_boot=20)["a"]["accuracy"]["value"], 2)
+        1.0
+    """
+    from ensemble import stats
+
+    labels = np.asarray(labels, dtype=np.int64)
+    pa, pb = np.asarray(probs_a, dtype=np.float64), np.asarray(probs_b, dtype=np.float64)
+    if pa.shape != pb.shape or pa.ndim != 2 or pa.shape[0] != labels.shape[0]:
+        raise UserError(f"compare needs two (n, k) probability arrays for the same n labels; got {pa.shape} and "
+                        f"{pb.shape} for {labels.shape[0]} labels.")
+    indices = stats.bootstrap_indices(len(labels), n_boot, seed, stratify=labels)
+    pred_a, pred_b = pa.argmax(axis=1), pb.argmax(axis=1)
+    return {
+        "a": stats.bootstrap_metrics(labels, pa, pred_a, indices=indices),
+        "b": stats.bootstrap_metrics(labels, pb, pred_b, indices=indices),
+        "difference": stats.bootstrap_difference(labels, (pa, pred_a), (pb, pred_b), indices=indices),
+        "mcnemar_p": stats.mcnemar_exact(labels, pred_a, pred_b),
+    }

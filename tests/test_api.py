@@ -1,0 +1,59 @@
+"""The Python API: combiners as scikit-learn estimators, the stacker against scikit-learn, `ensemble` exports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted
+
+from ensemble.combiners import METHODS, Stacking, load_combiner, make_combiner
+
+RNG = np.random.default_rng(0)
+Y = np.arange(90) % 3
+_LOGITS = 2.0 * np.eye(3)[Y][None] + RNG.normal(size=(3, Y.size, 3))
+P = np.exp(_LOGITS) / np.exp(_LOGITS).sum(axis=2, keepdims=True)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_combiners_follow_the_estimator_protocol(method, tmp_path):
+    combiner = make_combiner(method)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(combiner)
+    twin = clone(combiner)
+    assert type(twin) is type(combiner) and twin.get_params() == combiner.get_params()
+    twin.set_params(thresholds=True)
+    assert twin.thresholds is True and combiner.thresholds is False
+    fitted = combiner.fit(P, Y)
+    check_is_fitted(fitted)
+    assert fitted.classes_.tolist() == [0, 1, 2]
+    proba = fitted.predict_proba(P)
+    assert proba.shape == (90, 3) and np.allclose(proba.sum(axis=1), 1.0)
+    assert 0.5 < fitted.score(P, Y) <= 1.0
+    with pytest.raises(NotFittedError):
+        check_is_fitted(clone(fitted))  # a clone is a fresh, unfitted copy
+    loaded = load_combiner(fitted.save(tmp_path / f"{method}.json"))
+    assert np.array_equal(loaded.predict_proba(P), proba)  # the JSON round trip stays bit for bit
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_stacker_matches_scikit_learn(k):
+    y = np.arange(120) % k
+    logits = 1.5 * np.eye(k)[y][None] + RNG.normal(size=(2, y.size, k))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    stack = Stacking(Cs=(0.5,)).fit(probs, y)
+    X = np.log(np.maximum(probs, 1e-6)).transpose(1, 0, 2).reshape(y.size, -1)
+    X_std = (X - X.mean(axis=0)) / X.std(axis=0)
+    reference = LogisticRegression(C=0.5, tol=1e-10, max_iter=1000).fit(X_std, y)
+    np.testing.assert_allclose(stack.predict_proba(probs), reference.predict_proba(X_std), atol=5e-4)  # float32 features
+    assert (stack.predict(probs) == reference.predict(X_std)).all()
+
+
+def test_stacker_gives_a_class_missing_from_val_almost_no_probability():
+    y = np.arange(60) % 2  # class 2 of 3 never occurs
+    logits = 2.0 * np.eye(3)[y][None] + RNG.normal(size=(2, y.size, 3))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    proba = Stacking().fit(probs, y).predict_proba(probs)
+    assert proba.shape == (60, 3) and proba[:, 2].max() < 1e-9 and np.allclose(proba.sum(axis=1), 1.0)
