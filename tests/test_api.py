@@ -57,3 +57,12 @@ def test_stacker_gives_a_class_missing_from_val_almost_no_probability():
     probs = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
     proba = Stacking().fit(probs, y).predict_proba(probs)
     assert proba.shape == (60, 3) and proba[:, 2].max() < 1e-9 and np.allclose(proba.sum(axis=1), 1.0)
+
+
+def test_stacker_with_a_class_of_one_row_warm_starts_only_on_the_same_classes():
+    y = np.array([0] * 10 + [1] * 10 + [2])  # one CV fold trains without class 2
+    logits = 2.0 * np.eye(3)[y][None] + RNG.normal(size=(2, y.size, 3))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    stack = Stacking(cv=5).fit(probs, y)
+    assert stack.n_folds_ == 2 and stack.coef_.shape == (3, 6)
+    assert np.allclose(stack.predict_proba(probs).sum(axis=1), 1.0)

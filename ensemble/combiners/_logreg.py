@@ -40,7 +40,7 @@ def softmax_columns(Z: np.ndarray) -> np.ndarray:
     return Z
 
 
-def fit_logreg(XT: np.ndarray, y: np.ndarray, C: float, *, init: tuple[np.ndarray, np.ndarray] | None = None,
+def fit_logreg(XT: np.ndarray, y: np.ndarray, C: float, *, init: tuple[np.ndarray, ...] | None = None,
                max_iter: int = 100, tol: float = 1e-5):
     """scikit-learn's L2 multinomial ``LogisticRegression`` fitted on feature-major ``XT`` (d, n).
 
@@ -48,7 +48,8 @@ def fit_logreg(XT: np.ndarray, y: np.ndarray, C: float, *, init: tuple[np.ndarra
         XT: features, feature-major (d, n), float32 or float64.
         y: labels (n,).
         C: inverse regularisation strength.
-        init: ``(coef_, intercept_)`` of an earlier fit on the same classes (warm start), or None.
+        init: ``(coef_, intercept_, classes_)`` of an earlier fit (warm start), or None; ignored
+            when that fit saw other classes (a rare class missing from a fold).
         max_iter: L-BFGS iteration cap (hitting it is expected for a capped refit: no warning).
         tol: L-BFGS tolerance.
 
@@ -60,6 +61,8 @@ def fit_logreg(XT: np.ndarray, y: np.ndarray, C: float, *, init: tuple[np.ndarra
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    if init is not None and not np.array_equal(init[2], np.unique(y)):
+        init = None
     model = LogisticRegression(C=float(C), max_iter=int(max_iter), tol=float(tol), warm_start=init is not None)
     if init is not None:
         model.coef_, model.intercept_ = np.array(init[0], dtype=np.float64), np.array(init[1], dtype=np.float64)

@@ -162,8 +162,9 @@ class Stacking(Combiner):
         n_folds = max(2, min(int(self.cv), smallest))
         folds = stratified_folds(y, n_folds, rng)
         losses = np.zeros(len(Cs))
-        means: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(Cs)
-        previous: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(Cs)
+        sums: list[list] = [[] for _ in Cs]
+        previous: list[tuple | None] = [None] * len(Cs)
+        every_class = np.unique(y)
         for f in range(n_folds):
             train, held = folds != f, folds == f
             X_train, y_train, X_held, last = XT[:, train], y[train], XT[:, held], None
@@ -171,13 +172,16 @@ class Stacking(Combiner):
                 # warm start: the previous fold at this C, else the previous C of this fold
                 start = previous[i] if previous[i] is not None else last
                 model = fit_logreg(X_train, y_train, C, init=start, max_iter=MAX_ITER, tol=CV_TOL)
-                previous[i] = last = (model.coef_, model.intercept_)
+                previous[i] = last = (model.coef_, model.intercept_, model.classes_)
                 losses[i] += mean_log_loss(X_held, y[held], *embed_classes(model, k)) * held.sum()
-                means[i] = last if means[i] is None else (means[i][0] + last[0], means[i][1] + last[1])
+                if np.array_equal(model.classes_, every_class):
+                    sums[i].append(last)
         losses /= y.shape[0]
         best = int(np.argmin(losses))  # the first minimum: the smaller C on ties
-        coef_sum, intercept_sum = means[best]
-        return Cs[best], losses, n_folds, (coef_sum / n_folds, intercept_sum / n_folds)
+        found = sums[best]
+        start = None if not found else (np.mean([c for c, _, _ in found], axis=0),
+                                        np.mean([b for _, b, _ in found], axis=0), every_class)
+        return Cs[best], losses, n_folds, start
 
     def _proba(self, P: np.ndarray) -> np.ndarray:
         X = stack_features(P, self.eps)
