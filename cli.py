@@ -19,6 +19,8 @@ from typing import Annotated, Optional
 import typer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+    os.environ["COLUMNS"] = "200"  # piped or captured: render tables and --help wide instead of cutting them at 80
 
 app = typer.Typer(
     add_completion=False,
@@ -26,6 +28,43 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Train several CNN members, combine them by voting or stacking, and report honestly whether the ensemble beats the single models.",
 )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cnn-ensemble")
+    except PackageNotFoundError:  # a plain checkout: read pyproject.toml beside this file
+        import tomllib
+
+        with open(Path(__file__).with_name("pyproject.toml"), "rb") as f:
+            return tomllib.load(f)["project"]["version"]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"cnn-ensemble {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show TensorFlow's start-up and log lines on stderr.")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """Train several CNN members, combine them by voting or stacking, and report honestly whether the ensemble beats the single models."""
+    from members.quiet import install
+
+    install(verbose=verbose)
+
+
+def _print_json(data) -> None:
+    import json
+
+    from members.scoring import nan_to_none
+
+    print(json.dumps(nan_to_none(data), indent=2, ensure_ascii=False))
 
 
 def _stderr(message: str) -> None:
@@ -183,7 +222,9 @@ def prepare(
 
 @app.command()
 @user_errors
-def presets() -> None:
+def presets(
+    json_: Annotated[bool, typer.Option("--json", help="Print the presets as JSON on stdout instead of a table.")] = False,
+) -> None:
     """List the built-in member presets with input size, depth, width and parameter count."""
     from rich.console import Console
     from rich.table import Table
@@ -191,15 +232,24 @@ def presets() -> None:
     from members.architecture import build_model
     from members.spec import list_presets, load_preset, schedule_label
 
-    table = Table(title="member presets (parameters for 5 classes)")
-    for col in ("preset", "input", "architecture", "depth", "width", "head", "params", "description"):
-        table.add_column(col, justify="right" if col in ("depth", "width", "params") else "left")
+    columns = ("preset", "input", "architecture", "depth", "width", "pooling", "head", "params", "description")
+    rows = []
     for name in list_presets():
         spec = load_preset(name)
         params = build_model(spec, 5).count_params()
         depth = "16 conv" if spec.architecture == "article" else f"{spec.depth}×{spec.convs_per_block}"
         width = "16–128" if spec.architecture == "article" else str(spec.width)
-        table.add_row(name, schedule_label(spec), spec.architecture, depth, width, spec.pooling, f"{params:,}", spec.description)
+        rows.append((name, schedule_label(spec), spec.architecture, depth, width, spec.pooling, spec.head, params,
+                     spec.description))
+    if json_:
+        _print_json([dict(zip(columns, row)) for row in rows])
+        return
+    table = Table(title="member presets (parameters for 5 classes)")
+    for col in columns:
+        table.add_column(col, justify="right" if col in ("depth", "width", "params") else "left",
+                         no_wrap=col != "description", min_width=len(col))
+    for row in rows:
+        table.add_row(*row[:7], f"{row[7]:,}", row[8])
     Console().print(table)
 
 
@@ -262,6 +312,7 @@ def train_member_cmd(
     jit_compile: Annotated[Optional[bool], typer.Option("--jit-compile/--no-jit-compile", help="XLA compilation.")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="default, or mirrored (all visible GPUs).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Write Keras TensorBoard logs into the member folder (logs/).")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any spec field, FIELD=VALUE (repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a complete member trained with another spec (trained beside it, swapped in when complete).")] = False,
     folds: Annotated[Optional[int], typer.Option(help="Train K copies, each on K-1 folds of train+val (a k-fold member with out-of-fold predictions).")] = None,
@@ -276,7 +327,7 @@ def train_member_cmd(
         lr_decay=lr_decay, depth=depth, width=width, l2=l2, dropout=dropout, head=head, class_weight=class_weight,
         undersample_epochs=undersample_epochs, retrain_rounds=retrain_rounds, preprocessing=preprocessing, tta=tta,
         cache=cache.value if cache else None, mixed_precision=mixed_precision, jit_compile=jit_compile,
-        strategy=strategy, seed=seed,
+        strategy=strategy, seed=seed, tensorboard=tensorboard or None,
     )
     spec = _resolve_spec(preset, overrides, set_ or [])
     member = name or Path(preset).stem
@@ -307,6 +358,7 @@ def train_members_cmd(
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address tcp://host:port (default: start a local cluster).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per resize stage, for every member.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Base seed; member i gets seed + i.")] = None,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Write Keras TensorBoard logs into each member folder (logs/).")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any spec field for every member, FIELD=VALUE.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace complete members trained with another spec (each trained beside the old one, swapped in when complete).")] = False,
     folds: Annotated[Optional[int], typer.Option(help="Train every member as K copies on K-1 folds of train+val, one task per fold.")] = None,
@@ -315,7 +367,8 @@ def train_members_cmd(
     from members.parallel import train_members
 
     outcome = train_members(workdir, preset, names=name, jobs=jobs, backend=backend.value, scheduler=scheduler,
-                            overrides={"epochs": epochs}, sets=set_ or [], seed=seed, force=force, folds=folds)
+                            overrides={"epochs": epochs}, sets=(set_ or []) + (["tensorboard=true"] if tensorboard else []),
+                            seed=seed, force=force, folds=folds)
     if outcome.failed:
         raise typer.Exit(code=1)
 
@@ -331,6 +384,7 @@ def vote(
     coverage: Annotated[float, typer.Option(help="Target coverage of the refer threshold (screening).")] = 0.9,
     thresholds: Annotated[Thresholds, typer.Option(help="Grade thresholds on the expected grade, fitted for QWK: auto (3+ ordered classes), on, off.")] = None,
     select_by: Annotated[SelectBy, typer.Option(help="Val metric that picks the best member and method (log_loss is minimised); default qwk for ordered grades, macro_f1 for nominal classes.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print report.json on stdout instead of the table.")] = False,
     keep_collapsed: Annotated[bool, typer.Option("--keep-collapsed", help="Also vote members whose metrics.json says collapsed (one class on val); by default they are skipped.")] = False,
     referable_grade: Annotated[int, typer.Option(help="Referable DR = this grade or worse (ordinal grade tasks): sensitivity/specificity, roc.png.")] = 2,
     sensitivity_target: Annotated[float, typer.Option(help="Val sensitivity the referable-DR threshold must reach.")] = 0.9,
@@ -342,11 +396,15 @@ def vote(
     from ensemble.vote import run_vote
 
     names = [m.strip() for m in members.split(",") if m.strip()] if members else None
-    run_vote(workdir, methods=(method.value,), members=names, n_boot=bootstrap, seed=seed,
-             target_coverage=coverage, thresholds=(thresholds or Thresholds.auto).value,
-             select_by=select_by.value if select_by else None, keep_collapsed=keep_collapsed,
-             referable_grade=referable_grade, sensitivity_target=sensitivity_target,
-             calibrate=(calibrate or Calibrate.none).value, console=Console())
+    import io
+
+    report = run_vote(workdir, methods=(method.value,), members=names, n_boot=bootstrap, seed=seed,
+                      target_coverage=coverage, thresholds=(thresholds or Thresholds.auto).value,
+                      select_by=select_by.value if select_by else None, keep_collapsed=keep_collapsed,
+                      referable_grade=referable_grade, sensitivity_target=sensitivity_target,
+                      calibrate=(calibrate or Calibrate.none).value, console=Console(file=io.StringIO()) if json_ else Console())
+    if json_:
+        _print_json(report)
 
 
 @app.command("import-member")
@@ -376,6 +434,7 @@ def predict(
     out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout).")] = None,
     method: Annotated[Optional[str], typer.Option(help="Fitted combiner to use (default: the best on validation).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over flipped copies.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON on stdout instead of CSV.")] = False,
 ) -> None:
     """Ensemble predictions (and member disagreement) for new images.
 
@@ -397,7 +456,9 @@ def predict(
     """
     from ensemble.inference import predict_images
 
-    predict_images(workdir, [str(p) for p in images], out=out, method=method, tta=tta)
+    result = predict_images(workdir, [str(p) for p in images], out=out, method=method, tta=tta, print_csv=not json_)
+    if json_:
+        _print_json(result.to_json())
 
 
 @app.command()

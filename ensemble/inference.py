@@ -139,6 +139,17 @@ class PredictionResult:
         """``(n,)`` the largest ensemble probability (of :attr:`top_class`)."""
         return self.probs.max(axis=1)
 
+    def to_json(self) -> dict:
+        """The predictions as plain JSON values: method, members, classes, one entry per image, skipped inputs."""
+        top_class, top_prob = self.top_class, self.top_prob
+        rows = [{"path": path, "label": int(self.labels[i]), "class": self.class_of(int(self.labels[i])),
+                 "label_prob": float(self.confidence[i]), "top_class": int(top_class[i]),
+                 "top_prob": float(top_prob[i]), "agreement": float(self.agreement[i]), "refer": bool(self.refer[i]),
+                 "probs": [float(p) for p in self.probs[i]]}
+                for i, path in enumerate(self.paths)]
+        return {"method": self.method, "members": list(self.members), "classes": list(self.classes),
+                "referral": self.referral_note, "predictions": rows, "skipped": dict(self.skipped)}
+
     def to_csv(self) -> str:
         """One row per image, columns :data:`CSV_COLUMNS` then ``prob_0..prob_{k-1}``."""
         buf = io.StringIO()

@@ -94,6 +94,8 @@ class MemberSpec:
     jit_compile: bool = False
     strategy: str = "default"
     seed: int = 0
+    # logging
+    tensorboard: bool = False  # Keras TensorBoard logs in <member>/logs/{train,validation}
 
     def __post_init__(self) -> None:
         for f in fields(self):  # TOML gives lists where the spec keeps tuples

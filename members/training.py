@@ -166,6 +166,11 @@ class Trainer:
             self.timing["step_seconds"] += stats.step_seconds
             self.timing["wait_seconds"] += stats.wait_seconds
         self.history.append(row)
+        if self.spec.tensorboard:  # Keras-layout event files in <member>/logs (members/tensorboard.py)
+            from members.tensorboard import TensorBoardLog
+
+            self._tb = getattr(self, "_tb", None) or TensorBoardLog(self.dir)
+            self._tb.epoch(row)
         self.log(
             f"[{self.name}] epoch {epoch_no}/{self.spec.total_epochs} {phase} {size}px lr={lr:.3g} "
             f"loss={stats.loss:.4f} acc={stats.accuracy:.3f} val_loss={val['val_loss']:.4f} "

@@ -147,6 +147,21 @@ def test_cli_predict(voted, images, tmp_path) -> None:
     assert len(pd.read_csv(out)) == 3
 
 
+def test_cli_predict_json(voted, images) -> None:
+    import json
+
+    from tests.helpers import run_cli
+
+    code, out, err = run_cli("predict", "--workdir", voted, *images["good"][:2], images["bad"][0], "--json")
+    assert code == 0, err
+    data = json.loads(out)  # stdout is the JSON only: no CSV before it
+    assert [row["path"] for row in data["predictions"]] == images["good"][:2]
+    assert data["classes"] == [0, 1, 2, 3, 4] and list(data["skipped"]) == [images["bad"][0]]
+    for row in data["predictions"]:
+        assert abs(sum(row["probs"]) - 1) < 1e-6 and row["class"] == str(row["label"])
+        assert isinstance(row["refer"], bool)
+
+
 def test_check_file(images) -> None:
     reasons = [check_file(p) for p in images["bad"]]
     assert reasons[0] == "does not exist" and reasons[2] == "is empty (0 bytes)"

@@ -1,0 +1,102 @@
+"""Quiet, complete output: no TensorFlow start-up noise, wide tables and help when piped, --version, --json, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from members.spec import list_presets, load_preset
+from tests.helpers import add_member, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TF_CPP_MIN_LOG_LEVEL", "CNN_ENSEMBLE_QUIET")}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_version():
+    code, out, _err = run_cli("--version")
+    assert code == 0 and out.strip() == "cnn-ensemble 0.1.0"
+
+
+def test_piped_help_is_not_cut():
+    result = _run("cli.py", "train-member", "--help")
+    assert result.returncode == 0
+    assert "--resize-schedule" in result.stdout and "…" not in result.stdout
+
+
+def test_presets_json_is_complete_and_stderr_is_quiet():
+    result = _run("cli.py", "presets", "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no absl / oneDNN / CUDA start-up lines
+    rows = json.loads(result.stdout)
+    assert [r["preset"] for r in rows] == list_presets()
+    for r in rows:
+        spec = load_preset(r["preset"])
+        assert r["head"] == spec.head and r["pooling"] == spec.pooling
+        assert isinstance(r["params"], int) and r["params"] > 0
+
+
+def test_workers_inherit_the_quiet_import():
+    code = ("import sys, members; from members.quiet import _QuietFinder; "
+            "print(any(isinstance(f, _QuietFinder) for f in sys.meta_path))")
+    assert _run("-c", code, env_extra={"CNN_ENSEMBLE_QUIET": "1"}).stdout.strip() == "True"
+    assert _run("-c", code).stdout.strip() == "False"
+
+
+def test_verbose_leaves_tensorflow_alone(monkeypatch):
+    from members import quiet
+
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    quiet.install(verbose=True)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0" and os.environ[quiet.ENV] == "0"
+    assert not any(isinstance(f, quiet._QuietFinder) for f in sys.meta_path)
+
+
+def test_quiet_capture_replays_on_failure(capfd):
+    from members.quiet import stderr_captured
+
+    with stderr_captured():
+        os.write(2, b"dropped noise\n")
+    with pytest.raises(RuntimeError), stderr_captured():
+        os.write(2, b"the real reason\n")
+        raise RuntimeError("import failed")
+    err = capfd.readouterr().err
+    assert "the real reason" in err and "dropped noise" not in err
+
+
+def test_vote_json(workdir_copy):
+    add_member(workdir_copy, "a", seed=1)
+    add_member(workdir_copy, "b", seed=2)
+    code, out, err = run_cli("vote", "--workdir", workdir_copy, "--method", "soft", "--bootstrap", "10", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report == json.loads((workdir_copy / "ensemble" / "report.json").read_text())
+    assert set(report["members"]) == {"a", "b"} and report["best_method"] in report["ensembles"]
+
+
+def test_tensorboard_logs(workdir_copy):
+    import tensorflow as tf
+
+    code, _out, err = run_cli("train-member", "--workdir", workdir_copy, "--preset", "tiny", "--input-size", "16",
+                              "--epochs", "2", "--name", "tb", "--tensorboard")
+    assert code == 0, err
+    for split, tags in (("train", {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"}),
+                        ("validation", {"epoch_loss", "epoch_accuracy", "epoch_qwk"})):
+        files = list((workdir_copy / "members" / "tb" / "logs" / split).glob("events.out.tfevents.*"))
+        assert len(files) == 1, files
+        seen: dict[str, list[int]] = {}
+        for event in tf.compat.v1.train.summary_iterator(str(files[0])):
+            for value in event.summary.value:
+                seen.setdefault(value.tag, []).append(event.step)
+        assert tags <= set(seen), (split, seen)
+        assert seen["epoch_loss"] == [1, 2]
