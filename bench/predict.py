@@ -57,6 +57,7 @@ def build_workdir(root: Path, sizes=SIZES) -> Path:
 
     from ensemble.combiners import make_combiner
     from members import atomic
+    from ensemble.manifest import write_manifest
     from members.architecture import build_model
     from members.artifacts import save_model
     from members.spec import load_preset
@@ -79,6 +80,8 @@ def build_workdir(root: Path, sizes=SIZES) -> Path:
     make_combiner("soft").fit(P, y, member_names=names).save(root / "ensemble" / "combiners" / "soft.json")
     atomic.write_json(root / "ensemble" / "report.json",
                       {"best_method": "soft", "referral": {"threshold": 0.5, "target_coverage": 0.9}})
+    metrics = {name: atomic.read_json(root / "members" / name / "metrics.json") for name in names}
+    write_manifest(root / "ensemble", metrics, "bench", member_root=root / "members")  # what vote writes last
     return root
 
 

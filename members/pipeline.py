@@ -153,9 +153,13 @@ def fit_image(image: tf.Tensor, size: int, preprocessing: str = "none", fundus_c
     from members.fundus import circle_mask, crop_fundus
 
     image = crop_fundus(image) if fundus_crop else crop_square(image)
-    x = tf.cast(image, tf.float32)
-    x = tf.cond(tf.equal(tf.shape(image)[0], size), lambda: x,
-                lambda: tf.image.resize(x, [size, size], method="bilinear", antialias=True))
+    same_size = tf.equal(tf.shape(image)[0], size)
+    resize = lambda: tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear", antialias=True)  # noqa: E731
+    if not fundus_crop and preprocessing != "ben":  # uint8 all the way: no copy when the decode has the size
+        out = tf.cond(same_size, lambda: image, lambda: _to_uint8(resize()))
+        out.set_shape([size, size, 3])
+        return out
+    x = tf.cond(same_size, lambda: tf.cast(image, tf.float32), resize)
     x.set_shape([size, size, 3])
     if fundus_crop:
         x = circle_mask(x)
@@ -307,11 +311,12 @@ def make_dataset(
     cache: str = "memory",
     cache_dir: str | Path | None = None,
     seed: int = 0,
-) -> tf.data.Dataset:
+) -> tf.data.Dataset | FirstEpochFirst:
     """Batches of ``(images float32 0–255, labels int32[, sample weights])``.
 
     Shuffling never holds more decoded images than the cache already does: with the memory
-    cache the shuffle buffer shares the cached tensors; without a cache the file list is
+    cache the shuffle buffer shares the cached tensors (from the second epoch; the first reads
+    the files in a seeded random order, so decoding overlaps augmentation); without a cache the file list is
     shuffled before decoding; with the disk cache (datasets larger than memory) training
     reads shard files in a new random interleaving each epoch through a bounded buffer.
 
@@ -330,7 +335,8 @@ def make_dataset(
         seed: seeds the shuffle order and the augmentation.
 
     Returns:
-        A ``tf.data.Dataset``; evaluation datasets keep the order of ``paths``.
+        A ``tf.data.Dataset`` (training on the memory cache: a :class:`FirstEpochFirst` of two, iterated
+        the same way); evaluation datasets keep the order of ``paths``.
 
     Example:
         >>> ds = make_dataset(["a.jpeg", "b.jpeg"], [0, 1], size=64, batch_size=2)  # doctest: +SKIP
@@ -350,6 +356,14 @@ def make_dataset(
         image_bytes = size * size * 3
         buffer = max(4 * batch_size, DISK_SHUFFLE_BYTES // image_bytes)
         ds = ds.shuffle(max(1, min(n, buffer)), seed=seed, reshuffle_each_iteration=True)
+    elif training and mode == "memory":
+        # the first epoch streams the files in a random (seeded) order, so decoding overlaps
+        # augmentation; later epochs reshuffle the whole cache (a buffer of the cached tensors)
+        cached = tf.data.Dataset.from_tensor_slices(items).shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=False)
+        cached = cached.map(load, num_parallel_calls=AUTOTUNE).cache()
+        later = cached.shuffle(max(n, 1), seed=seed + 1, reshuffle_each_iteration=True)
+        return FirstEpochFirst(_batches(cached, batch_size, training, augmentation, seed),
+                               _batches(later, batch_size, training, augmentation, seed + 1))
     else:
         ds = tf.data.Dataset.from_tensor_slices(items)
         if training and mode == "none":
@@ -359,8 +373,12 @@ def make_dataset(
             ds = ds.cache()
         elif mode == "disk":
             ds = ds.cache(_cache_prefix(folder, paths, size, prepared_as, "ordered"))
-        if training and mode == "memory":
-            ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
+    return _batches(ds, batch_size, training, augmentation, seed)
+
+
+def _batches(ds: tf.data.Dataset, batch_size: int, training: bool, augmentation: Augmentation | None,
+             seed: int) -> tf.data.Dataset:
+    """Batch, augment (training) or cast to float32, prefetch."""
     ds = ds.batch(batch_size)
     aug = augmentation or Augmentation()
     if training and aug.active:
@@ -370,6 +388,30 @@ def make_dataset(
     else:
         ds = ds.map(lambda images, *rest: (tf.cast(images, tf.float32), *rest), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
+
+
+class FirstEpochFirst:
+    """A training dataset over a memory cache whose first pass differs from the later ones.
+
+    Iterating it (one ``iter`` per epoch, as the trainer does) gives ``first`` once — the files
+    in a random order, decoded as they stream, filling the cache — then ``later`` every time
+    after — the whole cache reshuffled. Both read the same cache (``tf.data`` shares a
+    dataset's memory cache with every dataset built on it). A full shuffle buffer in the first
+    epoch would wait for every image to be decoded before the first batch, so decoding and
+    augmentation would run one after the other instead of together.
+    """
+
+    def __init__(self, first: tf.data.Dataset, later: tf.data.Dataset) -> None:
+        self.first, self.later, self.passes = first, later, 0
+
+    def __iter__(self):
+        ds = self.first if self.passes == 0 else self.later
+        self.passes += 1
+        return iter(ds)
+
+    @property
+    def element_spec(self):
+        return self.later.element_spec
 
 
 def load_images(paths: list[str], size: int, preprocessing: str = "none", batch_size: int = 64, *,

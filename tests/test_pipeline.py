@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +90,27 @@ def test_training_reshuffles_and_reaugments_each_epoch(images):
     ds = make_dataset(paths, labels, size=SIZE, batch_size=8, training=True, augmentation=FULL, seed=1)
     (x1, _), (x2, _) = _epoch(ds), _epoch(ds)
     assert not np.array_equal(x1, x2)
+
+
+def test_memory_cache_first_epoch_streams_and_later_epochs_reshuffle_the_cache(images, tmp_path):
+    """Epoch 1 reads the files in a seeded random order; later epochs reshuffle the cached images, no file read."""
+    import shutil
+
+    _, pixels, labels = images
+    copies = [shutil.copy(p, tmp_path / f"{i}.png") for i, p in enumerate(images[0])]
+    ds = make_dataset(copies, labels, size=SIZE, batch_size=3, training=True, cache="memory", seed=5)
+    x1, y1 = _epoch(ds)
+    for path in copies:  # later epochs must come from the cache
+        Path(path).unlink()
+    x2, y2 = _epoch(ds)
+    x3, y3 = _epoch(ds)
+    for x, y in ((x1, y1), (x2, y2), (x3, y3)):
+        assert sorted(y.tolist()) == labels.tolist()
+        np.testing.assert_array_equal(x, pixels[y].astype(np.float32))  # no augmentation: the images themselves
+    assert y1.tolist() != labels.tolist()  # the first epoch is shuffled too
+    assert len({tuple(y1), tuple(y2), tuple(y3)}) == 3
+    again = make_dataset(images[0], labels, size=SIZE, batch_size=3, training=True, cache="memory", seed=5)
+    assert _epoch(again)[1].tolist() == y1.tolist()  # seeded
 
 
 @pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
