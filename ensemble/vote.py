@@ -523,7 +523,8 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
                 f"{_f(a['balanced_accuracy']['value'])}, {bs} {_f(b['accuracy']['value'])} and "
                 f"{_f(b['balanced_accuracy']['value'])}: {acc_words}{bal_words}.")
     p = out["mcnemar_p"]
-    mcnemar = (f"McNemar's exact test: {out['ensemble_only_correct']} test rows only the ensemble gets right vs "
+    n_only = out["ensemble_only_correct"]
+    mcnemar = (f"McNemar's exact test: {n_only} test row{'' if n_only == 1 else 's'} only the ensemble gets right vs "
                f"{out['single_only_correct']} only the single member gets right, p = {p:.3g} "
                f"({'significant' if p < 0.05 else 'not significant'} at 0.05).")
     return f"{head}; {extra}. {baseline} {mcnemar}"

@@ -333,6 +333,9 @@ def test_verdict_compares_both_with_the_majority_class_and_gives_mcnemar_directi
     assert "both are below the majority class on accuracy" in text
     assert "accuracy 0.700, balanced accuracy 0.200" in text
     assert "7 test rows only the ensemble gets right vs 3 only the single member gets right, p = 0.25" in text
+    single_row = _fake_report((0.01, 0.09), (0.75, 0.72))
+    single_row["significance"]["stack"]["method_only_correct"] = 1
+    assert "McNemar's exact test: 1 test row only the ensemble gets right vs 3" in _verdict(single_row, "qwk")
     one = _verdict(_fake_report((0.01, 0.09), (0.75, 0.65), base_acc=0.7), "qwk")
     assert "wide is below the majority class on accuracy" in one
 
@@ -355,7 +358,8 @@ def test_mcnemar_direction_counts_match_a_hand_count(voted) -> None:
     best = report["significance"][report["best_method"]]
     assert (out["ensemble_only_correct"], out["single_only_correct"]) == (best["method_only_correct"],
                                                                          best["single_only_correct"])
-    assert f"{out['ensemble_only_correct']} test rows only the ensemble gets right" in report["verdict"]
+    n = out["ensemble_only_correct"]
+    assert f"{n} test row{'' if n == 1 else 's'} only the ensemble gets right" in report["verdict"]
 
 
 # ---- referable DR and calibration -------------------------------------------------------
