@@ -217,7 +217,7 @@ def prepare(
     per_split = "; ".join(f"{split} {sum(c.values())}" for split, c in result.counts.items())
     dropped = sum(result.skipped.values())
     print(f"prepared {workdir}: kept {result.kept} ({per_split}), dropped {dropped}"
-          + (" (both eyes of a patient kept in one split)" if result.grouped else ""))
+          + (" (a patient's images kept in one split)" if result.grouped else " (not grouped by patient)"))
 
 
 @app.command()
@@ -339,10 +339,11 @@ def train_member_cmd(
     else:
         result = train_member(workdir, spec, name=member, preset=Path(preset).stem, force=force)
     m = result.metrics
+    key, label = ("macro_f1", "macro-F1") if m.get("monitor") == "val_macro_f1" else ("qwk", "QWK")
     print(
         f"{member}: test accuracy {m['test'].get('accuracy', float('nan')):.3f}, balanced accuracy "
-        f"{m['test'].get('balanced_accuracy', float('nan')):.3f}, QWK {m['test'].get('qwk', float('nan')):.3f} "
-        f"(val QWK {m['val']['qwk']:.3f}); {m['params']:,} parameters, {m['train_seconds']:.0f}s, "
+        f"{m['test'].get('balanced_accuracy', float('nan')):.3f}, {label} {m['test'].get(key, float('nan')):.3f} "
+        f"(val {label} {m['val'].get(key, float('nan')):.3f}); {m['params']:,} parameters, {m['train_seconds']:.0f}s, "
         f"{m['images_per_second']:.0f} images/s, input wait {m['input_wait_share']:.0%} → {result.member_dir}"
     )
 

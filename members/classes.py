@@ -106,16 +106,6 @@ def choose_ordinal(named: bool, ordinal: bool | None, classes: Sequence) -> tupl
     return bool(ordinal), sentence
 
 
-def is_ordinal(info: dict) -> bool:
-    """``dataset.json``'s ``ordinal``; a workdir prepared before the key existed had integer grades: True."""
-    return bool(info.get("ordinal", True))
-
-
-def class_names(classes: Sequence) -> list[str]:
-    """The classes as display texts: ``["0", "1"]`` or the names."""
-    return [str(c) for c in classes]
-
-
 def parse_classes_option(text: str | None) -> list[str] | None:
     """``--classes "a, b,c"`` -> ``["a", "b", "c"]``; None stays None."""
     if text is None:

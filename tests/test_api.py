@@ -66,3 +66,25 @@ def test_stacker_with_a_class_of_one_row_warm_starts_only_on_the_same_classes():
     stack = Stacking(cv=5).fit(probs, y)
     assert stack.n_folds_ == 2 and stack.coef_.shape == (3, 6)
     assert np.allclose(stack.predict_proba(probs).sum(axis=1), 1.0)
+
+
+def test_workflow_from_python(tmp_path):
+    import ensemble
+    from ensemble import compare, prepare, score, vote
+    from tests.helpers import add_member
+    from tests.test_layouts import class_folders
+
+    assert {"SoftVote", "Stacking", "score", "prepare", "train_member", "vote", "predict", "import_member"} <= set(
+        ensemble.__all__)
+    result = prepare(tmp_path / "w", images=class_folders(tmp_path / "fundus", n=10), progress=False)
+    assert result.kept == 30
+    add_member(tmp_path / "w", "a", seed=1)
+    add_member(tmp_path / "w", "b", seed=2)
+    report = vote(tmp_path / "w", methods=["soft"], n_boot=10)  # quiet: no table on stdout
+    assert report["classes"] == ["cataract", "glaucoma", "normal"] and "soft" in report["ensembles"]
+    y = np.array([0, 1, 2, 1, 0, 2])
+    good, flat = np.eye(3)[y] * 0.7 + 0.1, np.full((6, 3), 1 / 3)
+    assert score(y, good)["accuracy"] == 1.0
+    out = compare(y, good, flat, n_boot=50)
+    assert out["difference"]["accuracy"]["value"] == pytest.approx(1.0 - out["b"]["accuracy"]["value"])
+    assert 0.0 <= out["mcnemar_p"] <= 1.0
