@@ -14,7 +14,8 @@ Combiners (scikit-learn estimators on stacked probabilities ``P``): ``HardVote``
 ``WeightedVote``, ``CaruanaSelection``, ``Stacking``, ``GradeThresholds``, ``make_combiner``,
 ``load_combiner``. Statistics of the report: ``score`` (point metrics), ``bootstrap_metrics``
 (95 % intervals), ``bootstrap_difference``, ``mcnemar_exact``, ``diversity``, ``compare``.
-Workflow: ``prepare``, ``train_member``, ``vote``, ``predict``, ``import_member``.
+The workflow verbs live in :mod:`ensemble.api` (``ensemble.vote`` is the vote module):
+``from ensemble.api import prepare, train_member, vote, predict, import_member``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ _EXPORTS = {
     **{name: "ensemble.stats" for name in ("bootstrap_metrics", "bootstrap_difference", "bootstrap_indices",
                                           "mcnemar_exact", "diversity")},
     "score": "members.scoring",
-    **{name: "ensemble.api" for name in ("prepare", "train_member", "vote", "predict", "compare")},
-    "import_member": "ensemble.importer",
+    "compare": "ensemble.api",
 }
 
 __all__ = sorted(_EXPORTS)

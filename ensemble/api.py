@@ -4,12 +4,12 @@ Each verb is the CLI command of the same name, with the same checks and the same
 in the workdir; errors are :class:`members.errors.UserError` with the CLI's sentence.
 
 Example:
-    >>> from ensemble import api
-    >>> api.prepare("work", images="fundus/")                            # doctest: +SKIP
-    >>> api.train_member("work", "small", name="a", epochs=2)            # doctest: +SKIP
-    >>> api.train_member("work", "wide", name="b")                        # doctest: +SKIP
-    >>> report = api.vote("work", methods=["soft", "stack"])              # doctest: +SKIP
-    >>> api.predict("work", ["eye.jpeg"]).classes                         # doctest: +SKIP
+    >>> from ensemble.api import prepare, train_member, vote, predict      # doctest: +SKIP
+    >>> prepare("work", images="fundus/")                                 # doctest: +SKIP
+    >>> train_member("work", "small", name="a", epochs=2)                 # doctest: +SKIP
+    >>> train_member("work", "wide", name="b")                            # doctest: +SKIP
+    >>> report = vote("work", methods=["soft", "stack"])                  # doctest: +SKIP
+    >>> predict("work", ["eye.jpeg"]).classes                             # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from ensemble.importer import import_member
 from members.errors import UserError
+
+__all__ = ["prepare", "train_member", "vote", "predict", "import_member", "compare"]
 
 PathLike = str | os.PathLike
 
