@@ -50,6 +50,8 @@ def calibration_section(
     scaled: MemberSet | None,
     temps: list[TemperatureScaling] | None,
     ensemble: tuple[str, float | None, np.ndarray | None, np.ndarray] | None,
+    *,
+    rows: str = "val",
 ) -> dict:
     """``report.json``'s ``calibration`` section.
 
@@ -59,6 +61,7 @@ def calibration_section(
         temps: their temperatures.
         ensemble: ``(method, output temperature, test probabilities before, after)`` for the
             chosen ensemble; ``before`` is the method fitted on the unscaled members.
+        rows: what the fitted rows are (``"val"``, or the out-of-fold train+val rows).
     """
     if scaled is None or temps is None:
         return {"method": "none", "note": ("not calibrated; `vote --calibrate temperature` fits a temperature per "
@@ -68,11 +71,11 @@ def calibration_section(
         members[name] = {"temperature": temps[j].temperature_,
                          "val": _pair(raw.val_labels, raw.val_probs[j], scaled.val_probs[j]),
                          "test": _pair(raw.test_labels, raw.test_probs[j], scaled.test_probs[j])}
-    out = {"method": "temperature", "fitted_on": f"val ({len(raw.val_labels)} rows); never test",
+    out = {"method": "temperature", "fitted_on": f"{rows} ({len(raw.val_labels)} rows); never test",
            "note": ("p_T = softmax(log p / T): T > 1 softens over-confident probabilities, T < 1 sharpens "
                     "under-confident ones; a member's labels, accuracy and QWK do not change (the combiners are "
                     "refitted on the scaled members, so the ensemble's can). The member and ensemble rows of the "
-                    "tables above are the calibrated ones. Member val figures are in-sample for T."),
+                    "tables above are the calibrated ones. Member 'val' figures are on the rows T was fitted on."),
            "members": members}
     if ensemble is not None:
         method, t_out, before, after = ensemble

@@ -102,6 +102,7 @@ def referable_section(
     target: float = DEFAULT_TARGET,
     indices: np.ndarray,
     member_auc: dict[str, float] | None = None,
+    rows: str = "val",
 ) -> dict:
     """``report.json``'s ``referable`` section for the best single member and the chosen ensemble.
 
@@ -114,6 +115,7 @@ def referable_section(
         target: val sensitivity of the operating point.
         indices: the test bootstrap resamples.
         member_auc: every member's test AUC of referable DR (for the ROC figure's legend).
+        rows: what the selection rows are (``"val"``, or the out-of-fold train+val rows).
     """
     k = len(classes)
     why = not_applicable(classes, ordinal, k)
@@ -126,7 +128,7 @@ def referable_section(
         return {"applicable": False, "note": f"Referable-DR summary skipped: no val row has grade >= {cut}, "
                                              "so no operating point can be chosen."}
     out = {"applicable": True, "cut_grade": cut, "positive": f"grade >= {cut}", "sensitivity_target": target,
-           "chosen_on": "val (out-of-fold rows for the ensemble)", "score": f"P(grade >= {cut}), summed probabilities"}
+           "chosen_on": f"{rows} (out-of-fold combiner predictions for the ensemble)", "score": f"P(grade >= {cut}), summed probabilities"}
     for role, (name, (val, test)) in models.items():
         out[role] = operating_point(name, val, test, cut=cut, target=target, indices=indices)
     out["test_positives"], out["test_negatives"] = int((test_labels >= cut).sum()), int((test_labels < cut).sum())

@@ -179,7 +179,7 @@ def _ci_text(entry: dict, digits: int = 3) -> str:
 def _referable_md(ref: dict | None) -> list[str]:
     if not ref:
         return []
-    out = ["", "## Referable DR (operating point chosen on val)", ""]
+    out = ["", "## Referable DR (operating point chosen before test)", ""]
     if not ref.get("applicable"):
         return out + [ref["note"]]
     cut = ref["cut_grade"]
@@ -278,7 +278,8 @@ def summary_lines(report: dict) -> list[str]:
     cal = report.get("calibration") or {}
     if cal.get("method") == "temperature" and cal.get("ensemble"):
         e = cal["ensemble"]["test"]
-        out.append(f"Calibration (temperature, fitted on val): {cal['ensemble']['method']} test log-loss "
+        out.append(f"Calibration (temperature, fitted on {cal['fitted_on'].split(';')[0]}): "
+                   f"{cal['ensemble']['method']} test log-loss "
                    f"{_num(e['log_loss']['before'])} → {_num(e['log_loss']['after'])}, ECE {_num(e['ece']['before'])} → "
                    f"{_num(e['ece']['after'])}.")
     return out

@@ -169,9 +169,9 @@ def run_vote(
              "ensemble": (best_method, ((best.val_probs, ms.val_labels),
                                         (best.test_probs, ms.test_labels, best.test_pred)))},
             classes=ms.classes, ordinal=ms.ordinal, cut=referable_grade, target=sensitivity_target, indices=indices,
-            member_auc=_referable_auc(ms, models, referable_grade)),
+            member_auc=_referable_auc(ms, models, referable_grade), rows=_rows_word(protocol)),
         "calibration": calibration.calibration_section(
-            raw, ms if temps else None, temps, uncal),
+            raw, ms if temps else None, temps, uncal, rows=_rows_word(protocol)),
         "collapsed_kept": [n for n in ms.names if is_collapsed(ms.metrics[n])],
         "skipped": ms.skipped,
         "thresholds": _threshold_note(thresholds, ms.num_classes, variants, ms.ordinal),
@@ -341,6 +341,11 @@ def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int, *, temps=None
                                     combiner.predict_proba(test_in), combiner.predict(test_in))
             progress.advance(task)
     return out, saved, out_temps
+
+
+def _rows_word(protocol) -> str:
+    """The rows that combiners, thresholds and temperatures are fitted on, in words."""
+    return "val" if protocol.name == "val" else "the out-of-fold train+val rows"
 
 
 def _uncalibrated(raw: MemberSet, name: str, out_temps: dict[str, float], best: Predictions):

@@ -85,3 +85,11 @@ def test_an_oof_file_of_another_split_is_refused_in_one_sentence(workdir: Path) 
     save_npz(path, **{**data, "row_ids": data["row_ids"][::-1].copy()})
     code, _, err = run_cli("vote", "--workdir", workdir, "--bootstrap", 10)
     one_sentence_error(code, err, "'b'", "oof.npz", "row_ids")
+
+
+def test_calibration_and_referable_threshold_use_the_oof_rows(workdir: Path) -> None:
+    for name, skill, seed in (("a", 0.0, 1), ("b", 0.8, 2), ("c", 0.4, 3)):
+        add_oof(workdir, name, skill, seed)
+    report = run_vote(workdir, methods=["soft"], thresholds="off", calibrate="temperature", n_boot=20)
+    assert report["calibration"]["fitted_on"] == "the out-of-fold train+val rows (40 rows); never test"
+    assert report["referable"]["chosen_on"].startswith("the out-of-fold train+val rows")

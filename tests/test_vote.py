@@ -447,6 +447,7 @@ def test_vote_calibrate_temperature(tmp_path: Path) -> None:
     np.testing.assert_allclose(saved.predict_proba(ms.test_probs)[:, 2:].sum(1) >= 0, True)
     md = (root / "ensemble" / "report.md").read_text()
     assert "Temperature scaling, fitted on val" in md and "→" in md
-    assert "Calibration (temperature, fitted on val): soft test log-loss" in console.file.getvalue()
+    assert "Calibration (temperature, fitted on val (20 rows)): soft test log-loss" in console.file.getvalue()
+    assert cal["fitted_on"] == "val (20 rows); never test"
     with pytest.raises(UserError, match="calibrate must be one of none, temperature; got 'platt'"):
         run_vote(root, calibrate="platt", console=Console(file=io.StringIO()))
