@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from ensemble.manifest import check_files, check_member
+from members import csvsafe
 from members.atomic import read_json, sha256_file, write_text
 from members.errors import UserError
 
@@ -155,13 +156,19 @@ class PredictionResult:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         k = self.probs.shape[1]
-        writer.writerow([*CSV_COLUMNS, *(f"prob_{j}" for j in range(k))])
+        writer.writerow(csvsafe.row([*CSV_COLUMNS, *(f"prob_{j}" for j in range(k))]))
         top_class, top_prob = self.top_class, self.top_prob
-        for i, path in enumerate(self.paths):
-            writer.writerow([path, int(self.labels[i]), self.class_of(int(self.labels[i])), f"{self.confidence[i]:.8g}",
-                             int(top_class[i]), f"{top_prob[i]:.8g}", f"{self.agreement[i]:.6g}", int(self.refer[i]),
-                             *(f"{p:.8g}" for p in self.probs[i])])
+        for i, path in enumerate(self.paths):  # csvsafe: no cell a spreadsheet would run as a formula
+            writer.writerow(csvsafe.row([
+                printable_path(path), int(self.labels[i]), self.class_of(int(self.labels[i])), f"{self.confidence[i]:.8g}",
+                int(top_class[i]), f"{top_prob[i]:.8g}", f"{self.agreement[i]:.6g}", int(self.refer[i]),
+                *(f"{p:.8g}" for p in self.probs[i])]))
         return buf.getvalue()
+
+
+def printable_path(path: str) -> str:
+    """``path`` as text that any UTF-8 output takes: bytes that are not UTF-8 become ``\\xNN`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 # ---- loading ---------------------------------------------------------------------------
@@ -193,7 +200,7 @@ def load_member(member_dir: str | Path) -> LoadedMember:
     if not (member_dir / "metrics.json").exists():
         raise UserError(f"Member {name!r} is incomplete: {member_dir / 'metrics.json'} does not exist; "
                         "finish its training or re-run vote without it.")
-    metrics = read_json(member_dir / "metrics.json")
+    metrics = read_json(member_dir / "metrics.json", keys=("input_size",), fix=f"retrain the member {name!r}")
     _refuse_without_model(name, metrics)
     if metrics.get("folds"):  # a k-fold member: its K copies, averaged over one shared decode
         return _load_folded(member_dir, metrics)
@@ -210,6 +217,9 @@ def load_member(member_dir: str | Path) -> LoadedMember:
                         f"the file is corrupt or truncated, retrain the member {name!r}.") from None
     spec_path = member_dir / "spec.toml"
     spec = load_spec_file(spec_path) if spec_path.exists() else None
+    if not isinstance(metrics["input_size"], int) or isinstance(metrics["input_size"], bool):
+        raise UserError(f"{member_dir / 'metrics.json'} is corrupt: input_size is {metrics['input_size']!r}, not an "
+                        f"integer; retrain the member {name!r}.")
     return LoadedMember(name=name, model=model, input_size=int(metrics["input_size"]),
                         preprocessing=spec.preprocessing if spec else "none",
                         fundus_crop=spec.fundus_crop if spec else False, tta=bool(metrics.get("tta", False)), num_classes=int(metrics.get("num_classes", 0)))
@@ -238,8 +248,8 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
         raise UserError(f"No fitted ensemble in {workdir}: {report_path} does not exist; "
                         f"{VOTE_HINT.format(workdir=workdir)}.")
     manifest = check_files(report_path.parent, ["report.json"])  # one vote wrote it: see ensemble.manifest
-    report = read_json(report_path)
-    best = report.get("best_method") if isinstance(report, dict) else None
+    report = read_json(report_path, keys=("best_method",), fix=VOTE_HINT.format(workdir=workdir))
+    best = report.get("best_method")
     chosen = method or best
     fitted = fitted_methods(workdir)
     if chosen not in fitted:
@@ -361,7 +371,8 @@ def image_batches(paths: Sequence[str], variants: Sequence[tuple[int, str, bool]
     from members.pipeline import load_variants
 
     variants = [(int(size), str(prep), bool(crop)) for size, prep, crop in variants]
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), [str(p) for p in paths]))
+    names = [os.fsencode(str(p)) for p in paths]  # bytes: file names in any encoding reach the file system as they are
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), names))
     ds = ds.map(lambda i, path: (i, load_variants(path, variants)), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.ignore_errors(log_warning=False).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -466,7 +477,7 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
 
 def _report_skipped(skipped: dict[str, str]) -> None:
     for path, why in skipped.items():
-        print(f"Skipped {path}: {why}.", file=sys.stderr)
+        print(f"Skipped {printable_path(path)}: {why}.", file=sys.stderr)
 
 
 def _summary(r: PredictionResult, out: str | Path | None) -> None:

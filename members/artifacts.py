@@ -77,12 +77,73 @@ def save_predictions(path: Path, probs: np.ndarray, labels: np.ndarray, row_ids:
     )
 
 
-def save_model(model, path: Path) -> None:
-    """``model.save`` to a temp ``.keras`` file beside ``path``, then ``os.replace``."""
+MIN_FREE_BYTES = 16 * 2**20  # kept free beyond the estimate: the HDF5 writer must never meet a full disk
+
+
+def _weight_bytes(model) -> int:
+    """Bytes of ``model``'s weights (float32 or what they are), plus the optimizer's variables when built."""
+    total = sum(int(np.prod(w.shape)) * np.dtype(getattr(w, "dtype", "float32")).itemsize
+                for w in getattr(model, "weights", []))
+    optimizer = getattr(model, "optimizer", None)
+    for v in getattr(optimizer, "variables", []) or []:
+        try:
+            total += int(np.prod(v.shape)) * 4
+        except (TypeError, ValueError):
+            continue
+    return total
+
+
+def ensure_free_space(folder: Path, needed: int) -> None:
+    """Refuse (one sentence, ENOSPC wording) to write ``needed`` bytes where the disk has less free.
+
+    HDF5 and zip writers may crash the process when the disk fills mid-file, so every
+    model and weights file checks first.
+    """
+    import errno
+    import os
+    import shutil
+
+    from members.errors import UserError
+
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed + MIN_FREE_BYTES:
+        raise UserError(
+            f"Could not write in {folder} ({os.strerror(errno.ENOSPC)}: {free / 2**20:,.0f} MiB free, "
+            f"about {(needed + MIN_FREE_BYTES) / 2**20:,.0f} MiB needed); the files already written are unchanged: "
+            "free some disk space and run the command again (a training run resumes after its last finished epoch).")
+
+
+def _write_model_file(path: Path, tmp: Path, save) -> None:
+    """``save(tmp)``, fsync, ``os.replace(tmp, path)``; any OSError becomes a UserError and the temp file goes."""
     import os
 
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        save(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise atomic._write_error(path, exc) from exc
+        raise
+
+
+def save_model(model, path: Path) -> None:
+    """``model.save`` to a temp ``.keras`` file beside ``path``, then ``os.replace`` (free space checked first)."""
+    ensure_free_space(path.parent, 2 * _weight_bytes(model))
+    _write_model_file(path, path.with_name(f".{path.stem}.tmp.keras"), model.save)
+
+
+def save_weights(model, path: Path) -> None:
+    """``model.save_weights`` (HDF5) to a temp file beside ``path``, then ``os.replace`` (free space checked first)."""
+    ensure_free_space(path.parent, _weight_bytes(model))
+    _write_model_file(path, path.with_name(f".{path.name.removesuffix('.weights.h5')}.tmp.weights.h5"),
+                      model.save_weights)

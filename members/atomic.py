@@ -89,15 +89,31 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file; a missing or corrupt file is a :class:`UserError` naming it."""
+def read_json(path: str | os.PathLike, *, keys: tuple[str, ...] | None = None,
+              fix: str = "delete it and re-create it") -> Any:
+    """Read a JSON file; a missing or corrupt file is a :class:`UserError` naming it and saying ``fix``.
+
+    Args:
+        path: the file.
+        keys: when given, the file must hold a JSON object with at least these keys.
+        fix: what the user should do about a corrupt file (ends the message).
+    """
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path} does not exist.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); delete it and re-create it.") from None
+        raise UserError(f"{path} is not valid JSON ({exc}); {fix}.") from None
+    except OSError as exc:
+        raise UserError(f"{path} cannot be read ({exc.strerror or exc}); {fix}.") from None
+    if keys is not None:
+        if not isinstance(data, dict):
+            raise UserError(f"{path} is corrupt: it holds a JSON {type(data).__name__}, not an object; {fix}.")
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise UserError(f"{path} is corrupt: it lacks {', '.join(map(repr, missing))}; {fix}.")
+    return data
 
 
 def save_npz(path: str | os.PathLike, **arrays: Any) -> Path:

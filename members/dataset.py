@@ -23,6 +23,7 @@ from typing import Callable
 
 import pandas as pd
 
+from members import csvsafe
 from members.atomic import read_json, sha256_file, write_bytes, write_json, write_text
 from members.errors import UserError
 from members.classes import choose_ordinal, encode_labels
@@ -164,7 +165,7 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
         _summary(workdir, info, dropped, unchanged=True, notes=notes)
         return _result(workdir, info)
     workdir.mkdir(parents=True, exist_ok=True)
-    report = dropped[["row", "image", "label", "reason"]].to_csv(index=False, lineterminator="\n")
+    report = csvsafe.frame(dropped[["row", "image", "label", "reason"]]).to_csv(index=False, lineterminator="\n")
     images = write_images is not None and (not same or images_missing)
 
     def write(staging: Path) -> None:  # the old dataset stays whole until all of this is written
@@ -248,7 +249,10 @@ def prepare_folders(workdir: str | os.PathLike, images_dir: str | os.PathLike, *
         UserError: no class folder, an empty class folder, a class name that is also an
             integer, or any of :func:`prepare_csv`'s reasons.
     """
+    from members.validate import check_seed
+
     check_fractions(val_fraction, test_fraction)
+    check_seed(seed, "--seed")
     workdir = _check_workdir(workdir)
     table = scan_class_folders(images_dir)
     loose = loose_files(images_dir)
@@ -350,7 +354,8 @@ def load_dataset(workdir: str | os.PathLike) -> PreparedDataset:
     meta = workdir / "dataset.json"
     if not meta.is_file():
         raise UserError(f"{workdir} is not prepared: run `python cli.py prepare --workdir {workdir} ...` first.")
-    info = read_json(meta)
+    info = read_json(meta, keys=("classes", "num_classes", "fingerprint", "image_root"),
+                     fix=f"run `python cli.py prepare --workdir {workdir} ... --force` again")
     split_csv = workdir / "split.csv"
     if not split_csv.is_file() or sha256_file(split_csv) != info.get("fingerprint"):
         raise UserError(f"{split_csv} is missing or was changed after prepare (its fingerprint does not match "

@@ -23,6 +23,7 @@ from members.errors import UserError
 REASON_NO_NAME = "image name is empty"
 REASON_NO_LABEL = "label is empty"
 REASON_BAD_LABEL = "label is not a non-negative integer"
+REASON_LABEL_RANGE = "label is too large for a class index (at most 999)"
 REASON_BAD_SPLIT = "split is not train, val or test"
 REASON_DUPLICATE = "image listed twice (kept the first row)"
 REASON_CONFLICT = "image listed with conflicting labels (all its rows dropped)"
@@ -32,6 +33,11 @@ REASON_EMPTY = "image file is empty (0 bytes)"
 REASON_UNDECODABLE = "image file does not decode (truncated or not an image)"
 REASON_FORMAT = "image format TensorFlow cannot decode (convert it to PNG or JPEG)"
 REASON_TOO_LARGE = "image too large to decode safely (PIL decompression-bomb limit)"
+REASON_LOOP = "image file is a symlink loop (or a chain of links too long to follow)"
+REASON_AMBIGUOUS = "image name is ambiguous: several files match it (another extension or case); name it exactly"
+REASON_SAME_FILE = "image is the same file as another listed image (a link or another spelling; kept the first)"
+REASON_SAME_CONTENT = "image is byte-identical to another listed image (kept the first)"
+REASON_SAME_CONTENT_CONFLICT = "image is byte-identical to another listed image with another label (all dropped)"
 
 # What tf.io.decode_image(channels=3, expand_animations=False) reads (MPO is a camera JPEG).
 TF_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"})
@@ -73,24 +79,22 @@ class NameResolver:
     def __init__(self, root: str | os.PathLike):
         self.root = os.path.realpath(root)
         self._prefix = self.root.rstrip(os.sep) + os.sep
-        self._folders: dict[str, tuple[str, set[str], dict[str, str], set[str]]] = {}
+        self._folders: dict[str, tuple[str, set[str], dict[str, list[str]], set[str]]] = {}
+        self.loops: set[str] = set()  # symlinks that cannot be followed (loops), as full paths
 
     def _inside(self, real: str) -> bool:
         return real == self.root or real.startswith(self._prefix)
 
-    def _folder(self, folder: str) -> tuple[str, set[str], dict[str, str], set[str]]:
-        """(real path, file names, case-folded name -> name, names that are symlinks)."""
+    def _folder(self, folder: str) -> tuple[str, set[str], dict[str, list[str]], set[str]]:
+        """(real path, file names, case-folded name -> names, names that are symlinks); loops go to ``self.loops``."""
         if folder not in self._folders:
-            try:
-                with os.scandir(folder) as entries:
-                    files = sorted((e.name, e.is_symlink()) for e in entries if e.is_file())
-            except OSError:
-                files = []
-            folded: dict[str, str] = {}
-            for name, _ in files:
-                folded.setdefault(_key(name), name)
-            links = {name for name, link in files if link}
-            self._folders[folder] = (os.path.realpath(folder), {n for n, _ in files}, folded, links)
+            files, loops = _list_files(folder)
+            folded: dict[str, list[str]] = {}
+            for name, _ in files + [(n, True) for n in loops]:
+                folded.setdefault(_key(name), []).append(name)
+            links = {name for name, link in files if link} | loops
+            self.loops |= {os.path.join(folder, n) for n in loops}
+            self._folders[folder] = (os.path.realpath(folder), {n for n, _ in files} | loops, folded, links)
         return self._folders[folder]
 
     def resolve(self, name: str) -> tuple[str | None, str | None]:
@@ -99,18 +103,45 @@ class NameResolver:
         real_folder, names, folded, links = self._folder(folder)
         if not self._inside(real_folder):
             return None, REASON_OUTSIDE
-        found = base if base in names else None
-        for key in [_key(base)] + [_key(base + ext) for ext in EXTENSIONS]:
-            if found is None and key in folded:
-                found = folded[key]
+        found, reason = _match(base, names, folded)
         if found is None:
-            return None, REASON_MISSING
+            return None, reason
+        if os.path.join(folder, found) in self.loops:
+            return None, REASON_LOOP
         path = os.path.join(folder, found)
         real = os.path.realpath(path) if found in links else os.path.join(real_folder, found)
         if not self._inside(real):
             return None, REASON_OUTSIDE
         rel = os.path.relpath(path, self.root)
         return Path(rel if not rel.startswith("..") else os.path.relpath(real, self.root)).as_posix(), None
+
+
+def _list_files(folder: str) -> tuple[list[tuple[str, bool]], set[str]]:
+    """``([(file name, is a symlink)], {names of links that loop})``: one bad entry never hides the others."""
+    files, loops = [], set()
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_file():
+                        files.append((entry.name, entry.is_symlink()))
+                except OSError:  # ELOOP: a link to itself, or a chain too long
+                    loops.add(entry.name)
+    except OSError:
+        pass
+    return sorted(files), loops
+
+
+def _match(base: str, names: set[str], folded: dict[str, list[str]]) -> tuple[str | None, str | None]:
+    """The one file ``base`` names: exactly, else ignoring case and the extension; two candidates are ambiguous."""
+    if base in names:
+        return base, None
+    candidates: list[str] = []
+    for key in [_key(base)] + [_key(base + ext) for ext in EXTENSIONS]:
+        candidates += [n for n in folded.get(key, []) if n not in candidates]
+    if len(candidates) > 1:
+        return None, REASON_AMBIGUOUS
+    return (candidates[0], None) if candidates else (None, REASON_MISSING)
 
 
 def _bmp_decodable(path: str | os.PathLike) -> bool:
@@ -151,7 +182,17 @@ def check_image(path: str | os.PathLike) -> str | None:
 def parse_label(text: str) -> int | None:
     """``"3"`` and ``"3.0"`` -> 3; anything else (``""``, ``"-1"``, ``"2.5"``, ``"abc"``) -> None."""
     text = text.strip()
-    return int(text.lstrip("+").split(".")[0]) if _INT.match(text) else None
+    if not _INT.match(text):
+        return None
+    digits = text.lstrip("+").split(".")[0].lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else 10**18  # a huge number is "too large", never a slow int()
+
+
+def label_in_range(label: int) -> bool:
+    """Whether an integer label can be a class index (``0 <= label < MAX_CLASSES``)."""
+    from members.validate import MAX_CLASSES
+
+    return 0 <= label < MAX_CLASSES
 
 
 def _find_column(header: list[str], wanted: str) -> int | None:
@@ -224,6 +265,8 @@ def _first_problem(row, resolver: NameResolver, has_split: bool) -> tuple[str | 
     label = parse_label(row.label_text)
     if label is None:
         return None, None, REASON_BAD_LABEL
+    if not label_in_range(label):
+        return None, None, REASON_LABEL_RANGE
     if has_split and row.split_text.casefold() not in _SPLIT_NAMES:
         return None, label, REASON_BAD_SPLIT
     rel, reason = resolver.resolve(row.image)
@@ -256,27 +299,69 @@ def check_rows(table: pd.DataFrame, images_dir: str | os.PathLike, *, progress: 
             split = _SPLIT_NAMES[row.split_text.casefold()] if has_split else None
             ok.append((row.row, row.image, row.label_text, rel, label, split))
 
-    labels_of: dict[str, set[int]] = {}  # same file (however spelled) -> its labels
-    for item in ok:
-        labels_of.setdefault(item[3], set()).add(item[4])
-    seen: set[str] = set()
+    ids = [file_identity(root / item[3]) for item in ok]  # a link and its target are one file
+    labels_of: dict = {}  # same file (however spelled or linked) -> its labels
+    for item, fid in zip(ok, ids):
+        labels_of.setdefault(fid, set()).add(item[4])
+    seen: dict = {}
     unique = []
-    for item in ok:
-        reason = REASON_CONFLICT if len(labels_of[item[3]]) > 1 else REASON_DUPLICATE if item[3] in seen else None
+    for item, fid in zip(ok, ids):
+        reason = (REASON_CONFLICT if len(labels_of[fid]) > 1 else None if fid not in seen
+                  else REASON_DUPLICATE if seen[fid] == item[3] else REASON_SAME_FILE)
         if reason is not None:
             dropped.append((*item[:3], reason))
         else:
-            seen.add(item[3])
+            seen[fid] = item[3]
             unique.append(item)
 
     reasons = _decode_all([root / item[3] for item in unique], progress=progress, workers=workers)
     kept = [item for item, reason in zip(unique, reasons) if reason is None]
     dropped += [(*item[:3], reason) for item, reason in zip(unique, reasons) if reason is not None]
+    same = same_content([root / item[3] for item in kept], [item[4] for item in kept])
+    dropped += [(*item[:3], same[i]) for i, item in enumerate(kept) if i in same]
+    kept = [item for i, item in enumerate(kept) if i not in same]
     kept_df = pd.DataFrame(kept, columns=["row", "image", "label_text", "path", "label", "split"])
     kept_df = kept_df.drop(columns=["label_text"] + ([] if has_split else ["split"]))
     kept_df["label"] = kept_df["label"].astype("int64")
     dropped_df = pd.DataFrame(dropped, columns=["row", "image", "label", "reason"]).sort_values("row", kind="stable")
     return CheckedRows(kept=kept_df, dropped=dropped_df.reset_index(drop=True), has_split=has_split)
+
+
+def file_identity(path: str | os.PathLike) -> tuple:
+    """``(device, inode)`` of the file ``path`` leads to (links followed), or its real path where stat fails."""
+    try:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return (os.path.realpath(path),)
+
+
+def same_content(paths: list[Path], labels: list[int]) -> dict[int, str]:
+    """Rows to drop because their file is byte-identical to another one's: ``{index: reason}``.
+
+    Only files of equal size are hashed (SHA-256), so a set without duplicates costs one
+    ``stat`` per file. The first of identical files is kept; when they carry different
+    labels, all of them are dropped.
+    """
+    import hashlib
+
+    by_size: dict[int, list[int]] = {}
+    for i, path in enumerate(paths):
+        try:
+            by_size.setdefault(os.path.getsize(path), []).append(i)
+        except OSError:
+            continue
+    out: dict[int, str] = {}
+    for group in (g for g in by_size.values() if len(g) > 1):
+        by_hash: dict[str, list[int]] = {}
+        for i in group:
+            with open(paths[i], "rb") as f:
+                by_hash.setdefault(hashlib.file_digest(f, "sha256").hexdigest(), []).append(i)
+        for same in (h for h in by_hash.values() if len(h) > 1):
+            conflict = len({labels[i] for i in same}) > 1
+            for i in same if conflict else same[1:]:
+                out[i] = REASON_SAME_CONTENT_CONFLICT if conflict else REASON_SAME_CONTENT
+    return out
 
 
 def _decode_all(paths: list[Path], *, progress: bool, workers: int, chunk: int = 32) -> list[str | None]:

@@ -100,10 +100,32 @@ def _check_shapes(path: Path, split: str, headers: dict) -> tuple[int, ...]:
     if len(lshape) not in (1, 2) or (len(lshape) == 2 and lshape[1] != 1) or ldtype.kind not in "biuf":
         raise UserError(f"{split}_labels in {path} must hold one integer class per image, shape (n,) or (n, 1) "
                         f"(multi-label sets are not supported). Received: dtype={ldtype}, shape={lshape}")
+    if any(side < 1 for side in ishape[1:3]):
+        raise UserError(f"{split}_images in {path} are {ishape[1]}×{ishape[2]} pixels; an image needs at least one "
+                        f"pixel a side: re-create the file. Received: {split}_images={ishape}")
     if ishape[0] != lshape[0] or ishape[0] == 0:
         raise UserError(f"{path} has {ishape[0]} {split} images and {lshape[0]} {split} labels; they must be "
                         f"equal and above zero. Received: {split}_images={ishape}, {split}_labels={lshape}")
     return ishape
+
+
+def _label_values(path: Path, split: str, raw: np.ndarray) -> np.ndarray:
+    """The labels as int64, refusing non-finite, negative, fractional or too large values (before any cast)."""
+    from members.validate import MAX_CLASSES
+
+    values = raw.astype(np.float64) if raw.dtype.kind == "f" else raw
+    bad = None
+    if raw.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        bad = "finite"
+    elif np.any(values < 0) or (raw.dtype.kind == "f" and np.any(values != np.round(values))):
+        bad = "non-negative integers"
+    elif len(values) and np.max(values) >= MAX_CLASSES:
+        bad = f"class indices below {MAX_CLASSES}"
+    if bad is not None:
+        shown = np.unique(raw)[:10].tolist()
+        raise UserError(f"{split}_labels in {path} must be {bad} (one class index 0..k-1 per image); re-create the "
+                        f"file. Received: values={shown}")
+    return values.astype(np.int64)
 
 
 def read_npz(path: str | os.PathLike) -> NpzSource:
@@ -131,10 +153,7 @@ def read_npz(path: str | os.PathLike) -> NpzSource:
         with np.load(path, allow_pickle=False) as data:
             for split in SPLITS:
                 raw = data[f"{split}_labels"].reshape(-1)
-                if np.any(raw < 0) or np.any(raw != np.round(raw)):
-                    raise UserError(f"{split}_labels in {path} must be non-negative integers; re-create the file. "
-                                    f"Received: values={np.unique(raw)[:10].tolist()}")
-                labels[split] = raw.astype(np.int64)
+                labels[split] = _label_values(path, split, raw)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise _corrupt(path, exc) from None
     return NpzSource(path=path.resolve(), sha256=sha256_file(path), labels=labels, shapes=shapes)

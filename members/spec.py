@@ -131,10 +131,15 @@ class MemberSpec:
         Any string (newlines, quotes, backslashes, any Unicode) reads back unchanged with
         :func:`load_spec_file`. ``preset`` adds a ``preset = "..."`` line first (ignored on load).
         """
-        import tomli_w
-
         data = ({"preset": preset} if preset is not None else {}) | self.to_dict()
-        return "# fully resolved member spec, written by train-member\n" + tomli_w.dumps(data)
+        return "# fully resolved member spec, written by train-member\n" + toml_text(data)
+
+
+def toml_text(data: dict[str, Any]) -> str:
+    """``data`` (strings, numbers, booleans, lists) as TOML text, by a TOML writer: every value reads back equal."""
+    import tomli_w
+
+    return tomli_w.dumps(data)
 
 
 def field_names() -> set[str]:

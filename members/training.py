@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from members import atomic
-from members.artifacts import plot_curves, save_model, save_predictions, write_history
+from members.artifacts import plot_curves, save_model, save_predictions, save_weights, write_history
 from members.errors import UserError
 from members.lock import MemberLock
 from members.progress import EpochProgress
@@ -258,7 +258,7 @@ class Trainer:
         """Save ``model``'s weights as the best ones, under the name of the next resume point."""
         self.resume_dir.mkdir(parents=True, exist_ok=True)
         name = f"best-{self._save_no + 1}.weights.h5"
-        model.save_weights(self.resume_dir / name)
+        save_weights(model, self.resume_dir / name)
         self._best_file = name
 
     def _keep_if_best(self, model, row: dict) -> None:
@@ -287,7 +287,7 @@ class Trainer:
         subset = retrain_subset(wrong, replay=s.retrain_replay, seed=s.seed + r)
         lr = s.lr * s.lr_decay ** (len(self._plan())) * s.retrain_lr_factor
         before = self.best_score
-        model.save_weights(self.resume_dir / ".before_retrain.weights.h5")
+        save_weights(model, self.resume_dir / ".before_retrain.weights.h5")
         self.log(f"[{self.name}] {phase}: {int(wrong.sum())} mispredicted training images + {len(subset) - int(wrong.sum())} replayed, lr {lr:.3g}")
         round_best = None
         for e in range(s.retrain_epochs):
@@ -295,7 +295,7 @@ class Trainer:
             row = self._run_epoch(model, phase, size, lr, ds_n, note=f"{int(wrong.sum())} wrong + {len(subset) - int(wrong.sum())} replayed")
             if _better(s.monitor, row[s.monitor], round_best):
                 round_best = row[s.monitor]
-                model.save_weights(self.resume_dir / ".round_best.weights.h5")
+                save_weights(model, self.resume_dir / ".round_best.weights.h5")
         if round_best is not None and _better(s.monitor, round_best, before):
             model.load_weights(self.resume_dir / ".round_best.weights.h5")
             self.best_score = round_best

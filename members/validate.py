@@ -26,6 +26,7 @@ from typing import Any
 from members.errors import UserError
 
 MAX_SEED = 2**32 - 1
+MAX_CLASSES = 1000  # labels are class indices 0..k-1; a larger one is a typo or a code, not a class
 MAX_INT = 2**31 - 1  # TensorFlow shapes and counts are int32 in many places
 MEMORY_ENV = "CNN_ENSEMBLE_MAX_MEMORY_GB"
 BYTES_PER_FLOAT = 4

@@ -1,0 +1,43 @@
+"""CSV cells that are safe to open in a spreadsheet (no formula injection).
+
+Excel, LibreOffice and Google Sheets run a cell that starts with ``=``, ``+``, ``-`` or
+``@`` (and some also after a leading tab or carriage return) as a formula, so an image
+named ``=HYPERLINK(...)`` or a class folder ``+cmd`` in a CSV we write could run code in
+the reader's spreadsheet. :func:`cell` prefixes such text with a single quote, which the
+spreadsheet shows as plain text; plain numbers (``-1``, ``+0.5``, ``-1e-05``) are left as
+they are, so numeric columns stay numeric.
+
+Example:
+    >>> cell("=1+1"), cell("-0.25"), cell("a.jpeg")
+    ("'=1+1", '-0.25', 'a.jpeg')
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def cell(value: Any) -> Any:
+    """``value`` with a leading ``'`` when it is text a spreadsheet would run as a formula; other values unchanged."""
+    if not isinstance(value, str) or not value.startswith(TRIGGERS) or _NUMBER.match(value):
+        return value
+    return "'" + value
+
+
+def row(values: Iterable[Any]) -> list[Any]:
+    """:func:`cell` over one CSV row."""
+    return [cell(v) for v in values]
+
+
+def frame(table):
+    """A copy of a pandas DataFrame whose text cells are made safe with :func:`cell`."""
+    out = table.copy()
+    for column in out.columns:
+        if not (out[column].dtype.kind in "biuf"):  # text columns (object or pandas' string dtype)
+            out[column] = out[column].map(cell)
+    return out
