@@ -25,6 +25,7 @@ import pandas as pd
 
 from members import csvsafe
 from members.atomic import read_json, sha256_file, write_bytes, write_json, write_text
+from members.duplicates import describe, merge_groups
 from members.errors import UserError
 from members.classes import choose_ordinal, encode_labels
 from members.folders import loose_files, scan_class_folders
@@ -297,14 +298,18 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     grouping = find_groups(paths, column=cells, column_name=group_column, pattern=group_pattern,
                            by_file_name=folders)
     given = kept["split"].tolist() if checked.has_split else None
-    split = assign_splits(kept["label"].to_numpy(), groups=grouping.groups, given=given, val_fraction=val_fraction,
-                          test_fraction=test_fraction, seed=seed)
+    split = assign_splits(kept["label"].to_numpy(), groups=merge_groups(grouping.groups, checked.identical, len(kept)),
+                          given=given, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    if checked.identical:  # copies of one photo stay in one split (see members.duplicates)
+        print(describe(paths, checked.identical, kept["label"].tolist()), file=sys.stderr)
     frame = pd.DataFrame({"path": kept["path"].to_numpy(), "label": kept["label"].to_numpy(), "split": split})
     if grouping.groups is not None:
         frame["group"] = grouping.groups
     split_source = ("split folders" if folders else "csv column") if checked.has_split else "random"
     meta = {"source": source, "image_root": str(images.resolve()), "split_source": split_source, "seed": seed,
             "val_fraction": val_fraction, "test_fraction": test_fraction, "grouping": grouping.to_json()}
+    if checked.identical:
+        meta["identical"] = [[paths[i] for i in same] for same in checked.identical]
     return _commit(workdir, frame, dropped, meta, force=force, class_names=encoding.classes, ordinal=ordinal,
                    notes=[grouping.note])
 

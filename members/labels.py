@@ -13,7 +13,7 @@ import os
 import re
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -36,8 +36,6 @@ REASON_TOO_LARGE = "image too large to decode safely (PIL decompression-bomb lim
 REASON_LOOP = "image file is a symlink loop (or a chain of links too long to follow)"
 REASON_AMBIGUOUS = "image name is ambiguous: several files match it (another extension or case); name it exactly"
 REASON_SAME_FILE = "image is the same file as another listed image (a link or another spelling; kept the first)"
-REASON_SAME_CONTENT = "image is byte-identical to another listed image (kept the first)"
-REASON_SAME_CONTENT_CONFLICT = "image is byte-identical to another listed image with another label (all dropped)"
 
 # What tf.io.decode_image(channels=3, expand_animations=False) reads (MPO is a camera JPEG).
 TF_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"})
@@ -57,11 +55,13 @@ class CheckedRows:
             is relative to the images folder, POSIX style; in CSV order.
         dropped: columns ``row, image, label, reason``; ``row`` is the CSV line number.
         has_split: whether the CSV had a split column.
+        identical: sets of byte-identical kept rows (indices into ``kept``), each kept in one split.
     """
 
     kept: pd.DataFrame
     dropped: pd.DataFrame
     has_split: bool
+    identical: list[list[int]] = field(default_factory=list)  # sets of byte-identical kept rows (indices)
 
 
 def _key(name: str) -> str:
@@ -185,7 +185,7 @@ def parse_label(text: str) -> int | None:
     if not _INT.match(text):
         return None
     digits = text.lstrip("+").split(".")[0].lstrip("0") or "0"
-    return int(digits) if len(digits) <= 18 else 10**18  # a huge number is "too large", never a slow int()
+    return int(digits) if len(digits) <= 4000 else 10**4000  # past int()'s digit limit: still "too large"
 
 
 def label_in_range(label: int) -> bool:
@@ -317,14 +317,15 @@ def check_rows(table: pd.DataFrame, images_dir: str | os.PathLike, *, progress: 
     reasons = _decode_all([root / item[3] for item in unique], progress=progress, workers=workers)
     kept = [item for item, reason in zip(unique, reasons) if reason is None]
     dropped += [(*item[:3], reason) for item, reason in zip(unique, reasons) if reason is not None]
-    same = same_content([root / item[3] for item in kept], [item[4] for item in kept])
-    dropped += [(*item[:3], same[i]) for i, item in enumerate(kept) if i in same]
-    kept = [item for i, item in enumerate(kept) if i not in same]
+    from members.duplicates import identical_sets
+
+    sets = identical_sets([root / item[3] for item in kept])  # kept, each set in one split (members.duplicates)
     kept_df = pd.DataFrame(kept, columns=["row", "image", "label_text", "path", "label", "split"])
     kept_df = kept_df.drop(columns=["label_text"] + ([] if has_split else ["split"]))
     kept_df["label"] = kept_df["label"].astype("int64")
     dropped_df = pd.DataFrame(dropped, columns=["row", "image", "label", "reason"]).sort_values("row", kind="stable")
-    return CheckedRows(kept=kept_df, dropped=dropped_df.reset_index(drop=True), has_split=has_split)
+    return CheckedRows(kept=kept_df, dropped=dropped_df.reset_index(drop=True), has_split=has_split,
+                       identical=sets)
 
 
 def file_identity(path: str | os.PathLike) -> tuple:
@@ -334,34 +335,6 @@ def file_identity(path: str | os.PathLike) -> tuple:
         return (st.st_dev, st.st_ino)
     except OSError:
         return (os.path.realpath(path),)
-
-
-def same_content(paths: list[Path], labels: list[int]) -> dict[int, str]:
-    """Rows to drop because their file is byte-identical to another one's: ``{index: reason}``.
-
-    Only files of equal size are hashed (SHA-256), so a set without duplicates costs one
-    ``stat`` per file. The first of identical files is kept; when they carry different
-    labels, all of them are dropped.
-    """
-    import hashlib
-
-    by_size: dict[int, list[int]] = {}
-    for i, path in enumerate(paths):
-        try:
-            by_size.setdefault(os.path.getsize(path), []).append(i)
-        except OSError:
-            continue
-    out: dict[int, str] = {}
-    for group in (g for g in by_size.values() if len(g) > 1):
-        by_hash: dict[str, list[int]] = {}
-        for i in group:
-            with open(paths[i], "rb") as f:
-                by_hash.setdefault(hashlib.file_digest(f, "sha256").hexdigest(), []).append(i)
-        for same in (h for h in by_hash.values() if len(h) > 1):
-            conflict = len({labels[i] for i in same}) > 1
-            for i in same if conflict else same[1:]:
-                out[i] = REASON_SAME_CONTENT_CONFLICT if conflict else REASON_SAME_CONTENT
-    return out
 
 
 def _decode_all(paths: list[Path], *, progress: bool, workers: int, chunk: int = 32) -> list[str | None]:

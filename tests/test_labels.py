@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +17,16 @@ RNG = np.random.default_rng(0)
 PIXELS = RNG.integers(0, 255, (16, 16, 3), dtype=np.uint8)
 
 
+def distinct_pixels(path: Path) -> np.ndarray:
+    """PIXELS with the file name's CRC in the first row: every file its own photo (no byte-identical copies)."""
+    pixels = PIXELS.copy()
+    pixels[0, :4, :] = np.frombuffer(zlib.crc32(path.name.encode()).to_bytes(4, "little"), np.uint8)[:, None]
+    return pixels
+
+
 def save(path, mode="RGB", fmt="JPEG", **kw):
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(PIXELS).convert(mode).save(path, fmt, **kw)
+    Image.fromarray(distinct_pixels(path)).convert(mode).save(path, fmt, **kw)
     return path
 
 

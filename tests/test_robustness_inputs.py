@@ -238,16 +238,26 @@ def test_two_names_for_one_file_are_duplicates(tmp_path, wild):
     assert "alias" not in split and "hard" not in split
 
 
-def test_byte_identical_images_are_found_and_kept_once(tmp_path, wild):
+def test_byte_identical_images_are_reported_and_kept_in_one_split(tmp_path, wild):
     images, rows = wild
-    shutil.copy(images / f"{rows[0][0]}.jpeg", images / "copy.jpeg")
-    shutil.copy(images / f"{rows[1][0]}.jpeg", images / "copy2.jpeg")
+    for i in range(4):  # four copies of one photo: without the check they would spread over the splits
+        shutil.copy(images / f"{rows[0][0]}.jpeg", images / f"copy{i}.jpeg")
+    shutil.copy(images / f"{rows[1][0]}.jpeg", images / "relabelled.jpeg")
     other = str((int(rows[1][1]) + 1) % 5)
-    work, report = _prepare(tmp_path, images, rows + [("copy", rows[0][1]), ("copy2", other)])
-    assert "byte-identical to another listed image (kept the first)" in report["copy"]
-    assert "with another label" in report["copy2"] and "with another label" in report[rows[1][0]]
-    split = (work / "split.csv").read_text()
-    assert f"{rows[0][0]}.jpeg" in split and "copy" not in split
+    rows = rows + [(f"copy{i}", rows[0][1]) for i in range(4)] + [("relabelled", other)]
+    work = tmp_path / "w"
+    code, _, err = run_cli("prepare", "--workdir", work, "--labels", _csv(tmp_path / "l.csv", rows), "--images", images)
+    assert code == 0, err
+    assert "Found 5 byte-identical copies" in err and "each set is kept in one split" in err
+    assert "1 of them with different labels" in err and "relabelled.jpeg" in err
+    with open(work / "split.csv", newline="") as f:
+        split = {r["path"]: r["split"] for r in csv.DictReader(f)}
+    copies = [f"{rows[0][0]}.jpeg"] + [f"copy{i}.jpeg" for i in range(4)]
+    assert len({split[c] for c in copies}) == 1
+    assert split[f"{rows[1][0]}.jpeg"] == split["relabelled.jpeg"]
+    info = json.loads((work / "dataset.json").read_text())
+    assert copies in info["identical"] and [f"{rows[1][0]}.jpeg", "relabelled.jpeg"] in info["identical"]
+    assert info["kept"] == len(rows)
 
 
 def test_the_same_stem_with_two_extensions_is_ambiguous(tmp_path, wild):
