@@ -27,6 +27,7 @@ from ensemble.members import MemberSet, load_members
 from members.errors import UserError
 from members.scoring import confusion, nan_to_none, score
 
+MAX_BOOT = 100_000  # resamples × test rows are held in memory at once
 THRESHOLD_MODES = ("auto", "on", "off")
 THR = "+thr"
 SELECT_BY = ("qwk", "accuracy", "balanced_accuracy", "macro_f1", "auc", "log_loss")
@@ -109,6 +110,9 @@ def run_vote(
     check_seed(seed, "--seed")
     if n_boot < 1:
         raise UserError(f"n_boot must be at least 1; got {n_boot}. Pass --bootstrap 1000.")
+    if n_boot > MAX_BOOT:
+        raise UserError(f"n_boot must be at most {MAX_BOOT:,} (the resamples are held in memory); got {n_boot}. "
+                        "Pass --bootstrap 1000.")
     if select_by is not None and select_by not in SELECT_BY:
         raise UserError(f"select_by must be one of {', '.join(SELECT_BY)}; got {select_by!r}. "
                         "Pass e.g. --select-by qwk.")

@@ -127,12 +127,7 @@ def _write_model_file(path: Path, tmp: Path, save) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise atomic._write_error(path, exc) from exc
+        atomic.discard_temp(tmp, path, exc)
         raise
 
 

@@ -56,14 +56,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
         os.chmod(tmp, 0o644 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise _write_error(path, exc) from exc
+        discard_temp(tmp, path, exc)
         raise
     return path
+
+
+def discard_temp(tmp: str | os.PathLike, path: Path, exc: BaseException) -> None:
+    """After a failed write of ``path``: delete its temp file; an OSError becomes the one-sentence :class:`UserError`."""
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+    if isinstance(exc, OSError):
+        raise _write_error(path, exc) from exc
 
 
 def _write_error(path: Path, exc: OSError) -> UserError:

@@ -44,6 +44,7 @@ EYES = ("left", "right")
 JPEG_QUALITY = 90
 LABELS_NAME = "trainLabels.csv"
 MARKER_NAME = "demo-data.json"
+MAX_IMAGES = 1_000_000  # a synthetic set larger than this is a typo
 
 # ---------------------------------------------------------------- difficulty knobs
 # Mean lesion counts per grade (index = grade). An image draws Poisson(mean * severity)
@@ -621,8 +622,11 @@ def _check_args(images, seed) -> tuple[int, int]:
         raise UserError(f"Images and seed must be whole numbers. Received: images={images!r}, seed={seed!r}") from None
     if images < 1:
         raise UserError(f"The number of images must be at least 1; pass e.g. --images 800. Received: images={images}")
-    if seed < 0:
-        raise UserError(f"The seed must be a non-negative integer; pass e.g. --seed 0. Received: seed={seed}")
+    if images > MAX_IMAGES:
+        raise UserError(f"The number of images must be at most {MAX_IMAGES:,}; pass e.g. --images 800. "
+                        f"Received: images={images}")
+    if seed < 0 or seed > 2**32 - 1:
+        raise UserError(f"The seed must be an integer from 0 to 4294967295; pass e.g. --seed 0. Received: seed={seed}")
     return images, seed
 
 

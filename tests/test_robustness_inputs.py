@@ -87,6 +87,7 @@ def test_a_spec_file_with_a_number_where_a_list_is_expected(tmp_path, workdir_co
 @pytest.mark.parametrize("args, needle", [
     (("vote", "--seed", "-1"), "--seed must be an integer from 0"),
     (("vote", "--seed", str(2**33)), "--seed must be an integer from 0"),
+    (("vote", "--bootstrap", str(10**12)), "n_boot must be at most 100,000"),
 ])
 def test_vote_seeds(workdir_copy, args, needle):
     add_member(workdir_copy, "a", seed=1)
