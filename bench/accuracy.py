@@ -6,12 +6,19 @@
     python bench/accuracy.py eyepacs64            # 4,064 EyePACS thumbnails, every default preset
     python bench/accuracy.py idrid --members defaults   # every built-in preset at its defaults, on any set
     python bench/accuracy.py retinamnist --quick  # a few minutes: fewer epochs
+    python bench/accuracy.py retinamnist --folds 5 --jobs 2   # the bagged protocol: k-fold members, vote on OOF rows
+    python bench/accuracy.py synthetic --folds 2 --quick      # a smoke run on the synthetic demo set (no shared data)
 
 Trains the documented member set (they differ in depth, width and input size) from scratch,
 votes with every method, and writes ``bench/results/<dataset>.json``: the ``report.json``
 schema plus each member's training time and spec. Everything that is chosen — the best
 epoch of each member, the best single member, the combiner and the grade thresholds — is
 chosen on validation; the test split is scored once. Data is read from ``../shared/data``.
+
+With ``--folds K`` every member is a k-fold member (``members/folds.py``): K copies, each on
+K-1 folds of train+val; ``vote`` then fits and chooses on every out-of-fold train+val row,
+and the report's ``bagging`` section shows each member's K-fold average against its
+single-fold copy on test (paired CIs). The result goes to ``<dataset>-folds<K>.json``.
 """
 
 from __future__ import annotations
@@ -59,6 +66,12 @@ MEMBERS = {
         ("i112-ordinal", "small", {**IDRID, "input_size": 112, "depth": 5, "width": 16, "head": "ordinal", "epochs": 30}),
     ),
 }
+# The synthetic demo set (members/synthetic.py), for smoke runs of the protocol without ../shared/data.
+SYNTHETIC = {"images": 240, "size": 64}
+MEMBERS["synthetic"] = (
+    ("s32-tiny", "tiny", {"input_size": 32, "epochs": 8}),
+    ("s48-small", "small", {"input_size": 48, "depth": 3, "width": 8, "epochs": 8}),
+)
 # The val metric that picks the best single member and the best method. RetinaMNIST's target is
 # ACC and AUC (the published table), so its choice is made by val log-loss, the proper scoring
 # rule that rewards both and is the least noisy on 120 val images; IDRiD keeps QWK, the DR metric.
@@ -82,7 +95,7 @@ def main(argv=None) -> int:
     from ensemble.vote import SELECT_BY as SELECT_METRICS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=sorted(SETS))
+    parser.add_argument("dataset", choices=sorted([*SETS, "synthetic"]))
     parser.add_argument("--members", choices=("tuned", "defaults"), default=None,
                         help="tuned: the documented member set of the dataset (retinamnist, idrid); "
                              "defaults: every built-in preset at its defaults (the default for the EyePACS sets)")
@@ -90,6 +103,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a quarter of the epochs (smoke run)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folds", type=int, default=None,
+                        help="train every member as K copies on K-1 folds of train+val and vote on the OOF rows")
+    parser.add_argument("--jobs", type=int, default=1, help="with --folds: fold copies trained at once (loky)")
     parser.add_argument("--select-by", default=None, choices=SELECT_METRICS,
                         help="val selection metric (default: per dataset, see SELECT_BY)")
     args = parser.parse_args(argv)
@@ -103,7 +119,10 @@ def main(argv=None) -> int:
 
     workdir = args.workdir or ROOT / "bench" / "work" / args.dataset
     started = time.perf_counter()
-    prepare_set(args.dataset, workdir)
+    if args.dataset == "synthetic":
+        _prepare_synthetic(workdir, args.seed)
+    else:
+        prepare_set(args.dataset, workdir)
     which = args.members or ("tuned" if args.dataset in MEMBERS else "defaults")
     member_set = MEMBERS[args.dataset] if which == "tuned" else default_members()
     members = {}
@@ -114,7 +133,12 @@ def main(argv=None) -> int:
         spec = load_preset(preset).replace(seed=args.seed + i, **overrides)
         print(f"[accuracy] training {name} ({spec.input_size}px, depth {spec.depth}, width {spec.width}, "
               f"head {spec.head})", file=sys.stderr, flush=True)
-        result = train_member(workdir, spec, name=name, preset=preset)
+        if args.folds:
+            from members.folds import train_folded
+
+            result = train_folded(workdir, spec, name=name, k=args.folds, preset=preset, jobs=args.jobs)
+        else:
+            result = train_member(workdir, spec, name=name, preset=preset)
         members[name] = {"train_seconds": result.metrics["train_seconds"], "params": result.metrics["params"],
                          "collapsed": bool(result.metrics.get("collapsed", False)), "spec": spec.to_dict()}
     # Only this run's members: a workdir reused from an older member set keeps the old members'
@@ -132,18 +156,29 @@ def main(argv=None) -> int:
         **report,
         "benchmark": {
             "dataset": args.dataset, "member_set": which, "quick": args.quick, "seconds_total": round(seconds, 1),
+            "folds": args.folds,
             "members": members, "published": PUBLISHED if args.dataset == "retinamnist" else None,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
             "date": time.strftime("%Y-%m-%d"),
             "command": "python bench/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         },
     }
-    name = f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}{'-quick' if args.quick else ''}.json"
+    name = f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}{f'-folds{args.folds}' if args.folds else ''}{'-quick' if args.quick else ''}.json"
     write_json(ROOT / "bench" / "results" / name, out)
     if args.json:
         write_json(args.json, out)
     summarize(out)
     return 0
+
+
+def _prepare_synthetic(workdir: Path, seed: int) -> None:
+    from members.dataset import prepare_csv
+    from members.synthetic import write_demo_data
+
+    data = workdir.parent / f"{workdir.name}-data"
+    if not (data / "trainLabels.csv").exists():
+        write_demo_data(data, seed=seed, progress=False, **SYNTHETIC)
+    prepare_csv(workdir, data / "trainLabels.csv", data / "images", seed=seed, force=True, progress=False)
 
 
 def _member_metrics(workdir: Path, name: str) -> dict:
@@ -172,6 +207,16 @@ def summarize(out: dict) -> None:
     print(f"{'model':40s} {'ACC':24s} {'AUC':24s} {'QWK':24s}")
     for label, entry in rows:
         print(f"{label:40s} {fmt(entry, 'accuracy'):24s} {fmt(entry, 'auc'):24s} {fmt(entry, 'qwk'):24s}")
+    protocol = out.get("protocol") or {}
+    print(f"protocol: {protocol.get('name')} ({protocol.get('rows')} rows)")
+    def signed(v):
+        return "n/a" if v is None else f"{v:+.3f}"
+
+    for name, b in (out.get("bagging") or {}).items():
+        d = b["difference"]
+        print(f"bagging {name:24s} K={b['folds']}: average minus copy 0 on test " + ", ".join(
+            f"{key} {signed(d[key]['value'])} [{signed(d[key]['ci'][0])}, {signed(d[key]['ci'][1])}]"
+            for key in ("accuracy", "qwk", "auc")))
     if out["benchmark"]["published"]:
         for label, (acc, auc) in out["benchmark"]["published"].items():
             print(f"{'published ' + label:40s} {acc:<24.3f} {auc:<24.3f}")

@@ -177,3 +177,42 @@ def _load_oof(path, name: str, row_ids: np.ndarray, k: int, fingerprint: str) ->
         raise UserError(f"Member {name!r}: {path} must hold finite probabilities of shape {(row_ids.size, k)} with rows "
                         f"summing to 1; retrain it with --folds K. Received: shape={probs.shape}")
     return probs.astype(np.float32, copy=False)
+
+
+def bagging_gain(workdir, ms, indices: np.ndarray) -> dict:
+    """Per k-fold member: its K-fold average against one single-fold copy (copy 0) on test, paired.
+
+    Args:
+        workdir: the workdir.
+        ms: the voted :class:`ensemble.members.MemberSet` (its ``test_probs`` are the K-fold averages).
+        indices: the report's bootstrap resamples of the test rows (the same for every model).
+
+    Returns:
+        ``{member: {"folds": K, "copy": "folds/0", "single_fold": metrics, "difference": metrics}}``
+        where ``difference`` is average minus copy with its 95 % paired-bootstrap CI; empty
+        without k-fold members.
+    """
+    from pathlib import Path
+
+    from ensemble import stats
+    from members.atomic import load_npz
+    from members.errors import UserError
+
+    out = {}
+    for j, name in enumerate(ms.names):
+        k = ms.metrics[name].get("folds")
+        path = Path(workdir) / "members" / name / "folds" / "0" / "test.npz"
+        if not k or not path.is_file():
+            continue
+        copy = load_npz(path)
+        if not np.array_equal(np.asarray(copy.get("row_ids")), ms.test_row_ids) or copy["probs"].shape != ms.test_probs[j].shape:
+            raise UserError(f"Member {name!r}: {path} does not hold this workdir's test rows; retrain it with --folds {k}.")
+        single = np.asarray(copy["probs"], dtype=np.float64)
+        avg = np.asarray(ms.test_probs[j], dtype=np.float64)
+        out[name] = {
+            "folds": int(k), "copy": "folds/0",
+            "single_fold": stats.bootstrap_metrics(ms.test_labels, single, single.argmax(1), indices=indices),
+            "difference": stats.bootstrap_difference(ms.test_labels, (avg, avg.argmax(1)), (single, single.argmax(1)),
+                                                     indices=indices),
+        }
+    return out

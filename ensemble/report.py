@@ -132,10 +132,27 @@ def render_markdown(report: dict) -> str:
     lines += ["", f"Paired bootstrap difference {diff['method']} minus {diff['vs']} on test:", "",
               "| metric | difference [95 % CI] |", "| --- | --- |"]
     lines += [f"| {short} | {_cell(diff['metrics'][key])} |" for key, short in COLUMNS]
+    lines += _bagging_md(report.get("bagging"))
     lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"])
     lines += _referable_md(report.get("referable")) + _calibration_md(report.get("calibration"))
     lines += _glossary_md()
     return "\n".join(lines) + "\n"
+
+
+def _bagging_md(bagging: dict | None) -> list[str]:
+    """The gain of bagging: each k-fold member's K-fold average against its single-fold copy 0, on test."""
+    if not bagging:
+        return []
+    keys = (("accuracy", "acc"), ("qwk", "QWK"), ("auc", "AUC"), ("log_loss", "log-loss"))
+    out = ["", "## Bagging: the K-fold average against a single-fold copy (test)", "",
+           "Each k-fold member's test probabilities are the mean of its K copies; copy 0 alone was trained on "
+           "(K-1)/K of the train+val rows. Difference: average minus copy, 95 % paired-bootstrap CI.", "",
+           "| member | K | " + " | ".join(f"{short} copy 0 | {short} difference" for _, short in keys) + " |",
+           "| --- | --- | " + " | ".join("--- | ---" for _ in keys) + " |"]
+    for name, b in bagging.items():
+        cells = " | ".join(f"{_num(b['single_fold'][key]['value'])} | {_cell(b['difference'][key])}" for key, _ in keys)
+        out.append(f"| {name} | {b['folds']} | {cells} |")
+    return out
 
 
 def _protocol(report: dict) -> str:

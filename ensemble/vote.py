@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble import stats
-from ensemble.crossfit import cross_fit, oof_protocol
+from ensemble.crossfit import bagging_gain, cross_fit, oof_protocol
 from ensemble.manifest import output_folder, transactional
 from ensemble.members import MemberSet, load_members
 from members.errors import UserError
@@ -189,6 +189,9 @@ def run_vote(
             f"seed {seed}; the same resamples for every model, so differences are paired; percentile intervals, "
             "widened to contain the point value where the resamples are shifted away from it (ECE on small sets).")},
     }
+    bagging = bagging_gain(workdir, ms, indices)  # k-fold members: K-fold average vs one copy, on test
+    if bagging:
+        report["bagging"] = bagging
     if protocol.note:  # the out-of-fold protocol, or why a mixed workdir fell back to val
         report["protocol_note"] = protocol.note
         if protocol.name == "oof":

@@ -93,3 +93,26 @@ def test_calibration_and_referable_threshold_use_the_oof_rows(workdir: Path) -> 
     report = run_vote(workdir, methods=["soft"], thresholds="off", calibrate="temperature", n_boot=20)
     assert report["calibration"]["fitted_on"] == "the out-of-fold train+val rows (40 rows); never test"
     assert report["referable"]["chosen_on"].startswith("the out-of-fold train+val rows")
+
+
+def test_the_bagging_gain_is_shown_per_k_fold_member(workdir: Path) -> None:
+    from ensemble import stats
+
+    for name, seed in (("a", 1), ("b", 2), ("c", 3)):
+        add_oof(workdir, name, 0.5, seed)
+    folder = workdir / "members" / "b"
+    test = load_npz(folder / "test.npz")
+    copy = _probs(test["labels"], 0.2, seed=9)  # a weaker single-fold copy than the K-fold average
+    (folder / "folds" / "0").mkdir(parents=True)
+    save_npz(folder / "folds" / "0" / "test.npz", **{**test, "probs": copy})
+    report = run_vote(workdir, methods=["soft"], n_boot=50)
+    assert list(report["bagging"]) == ["b"]  # only members with a copy on disk
+    b = report["bagging"]["b"]
+    indices = stats.bootstrap_indices(len(test["labels"]), 50, 0, stratify=test["labels"])
+    want = stats.bootstrap_difference(test["labels"], (test["probs"], test["probs"].argmax(1)), (copy, copy.argmax(1)),
+                                      indices=indices)
+    assert b["folds"] == 2 and b["difference"]["qwk"]["value"] == pytest.approx(want["qwk"]["value"])
+    assert b["difference"]["qwk"]["ci"] == pytest.approx(want["qwk"]["ci"])
+    assert b["single_fold"]["accuracy"]["value"] == pytest.approx(float(np.mean(copy.argmax(1) == test["labels"])))
+    assert "## Bagging: the K-fold average against a single-fold copy (test)" in (
+        workdir / "ensemble" / "report.md").read_text()
