@@ -243,7 +243,7 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
     candidates = [p for p in paths if p not in skipped]
     variants = list(dict.fromkeys(member_variant(m) for m in ens.members))
     slot = [variants.index(member_variant(m)) for m in ens.members]
-    forwards = [_forward(m.model) for m in ens.members]
+    forwards = [[_forward(c) for c in _copies(m.model)] for m in ens.members]
     written: list[Path] = []
     used_names: set[str] = set()
     done = set()
@@ -254,9 +254,9 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
         own, for_ensemble = [], []
         for j, m in enumerate(ens.members):
             grades = P[j].argmax(axis=1)
-            own.append(_scaled(gradcam(m.model, batches[slot[j]], grades, forward=forwards[j])))
+            own.append(_scaled(_cam(m.model, batches[slot[j]], grades, forwards[j])))
             for_ensemble.append(own[-1] if np.array_equal(grades, ens_grades) else
-                                _scaled(gradcam(m.model, batches[slot[j]], ens_grades, forward=forwards[j])))
+                                _scaled(_cam(m.model, batches[slot[j]], ens_grades, forwards[j])))
         for row, i in enumerate(indices.numpy().tolist()):
             done.add(i)
             image, windows = _display(candidates[i], variants)
@@ -276,6 +276,16 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
     print(f"Explained {len(written)} image(s) with {ens.method} over {len(ens.members)} members → {folder}; "
           f"skipped {len(skipped)}.", file=sys.stderr)
     return written
+
+
+def _copies(model) -> list:
+    """The networks behind a member: its K copies for a k-fold member (``members.folds.AveragedModel``), else itself."""
+    return list(getattr(model, "models", [model]))
+
+
+def _cam(model, images, grades, forwards) -> np.ndarray:
+    """Grad-CAM of one member; a k-fold member's is the mean of its copies' (each copy's map scaled alike)."""
+    return np.mean([_scaled(gradcam(c, images, grades, forward=f)) for c, f in zip(_copies(model), forwards)], axis=0)
 
 
 def _unique(stem: str, used: set[str]) -> str:

@@ -194,3 +194,22 @@ def test_train_members_with_folds_runs_one_task_per_fold(workdir_copy):
     again = train_members(workdir_copy, ["tiny"], names=["b"], backend="sequential", folds=2,
                           overrides={"input_size": 16}, log=quiet, console=Console(file=io.StringIO()))
     assert again.results[0].kept
+
+
+def test_explain_maps_a_k_fold_member_as_the_mean_of_its_copies(folded):
+    from ensemble.explain import _cam, _copies, _forward, _scaled, gradcam
+    from ensemble.inference import image_batches, load_member, member_variant
+
+    work, _, _ = folded
+    bagged = load_member(work / "members" / "cv")
+    split = _split(work)
+    root = read_json(work / "dataset.json")["image_root"]
+    paths = [f"{root}/{p}" for p in split.loc[split["split"] == "test", "path"]][:3]
+    _, (images,) = next(iter(image_batches(paths, [member_variant(bagged)], batch_size=3)))
+    copies = _copies(bagged.model)
+    forwards = [_forward(c) for c in copies]
+    grades = np.array([0, 1, 2])
+    cam = _cam(bagged.model, images, grades, forwards)
+    assert cam.shape == (3, 16, 16) and np.isfinite(cam).all() and cam.min() >= 0
+    each = [_scaled(gradcam(c, images, grades, forward=f)) for c, f in zip(copies, forwards)]
+    np.testing.assert_allclose(cam, np.mean(each, axis=0), atol=1e-6)
