@@ -149,7 +149,7 @@ def test_rerun_replaces_its_own_output(tmp_path):
     [
         ({"images": 0}, "number of images must be at least 1"),
         ({"size": 8}, "between 16 and 4096 pixels"),
-        ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"seed": -1}, "seed must be an integer from 0"),
         ({"images": 2.5}, "whole numbers"),
     ],
 )
