@@ -224,6 +224,7 @@ def prepare(
 @user_errors
 def presets(
     json_: Annotated[bool, typer.Option("--json", help="Print the presets as JSON on stdout instead of a table.")] = False,
+    workdir: Annotated[Optional[Path], typer.Option(help="Also list the members trained in this workdir, marking (†) those whose test accuracy is below the majority class's.")] = None,
 ) -> None:
     """List the built-in member presets with input size, depth, width and parameter count."""
     from rich.console import Console
@@ -232,13 +233,18 @@ def presets(
     from members.architecture import build_model
     from members.spec import list_presets, load_preset, schedule_label
 
+    if workdir is not None:
+        _trained_members(workdir, json_)
+        return
+
     columns = ("preset", "input", "architecture", "depth", "width", "pooling", "head", "params", "description")
     rows = []
     for name in list_presets():
         spec = load_preset(name)
-        params = build_model(spec, 5).count_params()
-        depth = "16 conv" if spec.architecture == "article" else f"{spec.depth}×{spec.convs_per_block}"
-        width = "16–128" if spec.architecture == "article" else str(spec.width)
+        params = build_model(spec.replace(weights="none", freeze_epochs=0), 5).count_params()  # no weights download
+        depth = ("16 conv" if spec.architecture == "article" else "-" if spec.is_backbone
+                 else f"{spec.depth}×{spec.convs_per_block}")
+        width = "16–128" if spec.architecture == "article" else "-" if spec.is_backbone else str(spec.width)
         rows.append((name, schedule_label(spec), spec.architecture, depth, width, spec.pooling, spec.head, params,
                      spec.description))
     if json_:
@@ -250,6 +256,58 @@ def presets(
                          no_wrap=col != "description", min_width=len(col))
     for row in rows:
         table.add_row(*row[:7], f"{row[7]:,}", row[8])
+    Console().print(table)
+
+
+def member_marks(m: dict) -> str:
+    """The warnings of a member's metrics.json as words: collapsed, † below the majority class on test."""
+    marks = []
+    if m.get("collapsed"):
+        marks.append(f"COLLAPSED ({(m.get('collapse') or {}).get('reason', 'one class on val')}; vote leaves it out)")
+    base = (m.get("majority") or {}).get("test") or {}
+    if (m.get("below_majority") or {}).get("test"):
+        marks.append(f"† test accuracy below the majority class's {base.get('accuracy', float('nan')):.3f}")
+    return "; ".join(marks)
+
+
+def _trained_members(workdir: Path, json_: bool) -> None:
+    """The members of ``workdir``: test figures beside the majority baseline, collapsed and † marks."""
+    import json as _json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from members.errors import UserError
+
+    folder = Path(workdir) / "members"
+    if not folder.is_dir():
+        raise UserError(f"{workdir} has no members/ folder; train members first (python cli.py train-member --workdir {workdir}).")
+    rows = []
+    for metrics_path in sorted(folder.glob("*/metrics.json")):
+        try:
+            m = _json.loads(metrics_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        t = m.get("test") or {}
+        base = (m.get("majority") or {}).get("test") or {}
+        rows.append({"member": metrics_path.parent.name, "preset": m.get("preset"), "input": m.get("input_size"),
+                     "head": m.get("head"), "test_accuracy": t.get("accuracy"), "majority_accuracy": base.get("accuracy"),
+                     "test_balanced_accuracy": t.get("balanced_accuracy"), "test_qwk": t.get("qwk"),
+                     "collapsed": bool(m.get("collapsed")), "below_majority": bool((m.get("below_majority") or {}).get("test")),
+                     "marks": member_marks(m)})
+    if json_:
+        _print_json(rows)
+        return
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    table = Table(title=f"members of {workdir} († test accuracy below the majority class's)")
+    for col in ("member", "preset", "input", "head", "test acc", "majority acc", "test bal-acc", "test QWK", "collapsed"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["member"] + (" †" if r["below_majority"] else ""), str(r["preset"]), str(r["input"]), str(r["head"]),
+                      f(r["test_accuracy"]), f(r["majority_accuracy"]), f(r["test_balanced_accuracy"]), f(r["test_qwk"]),
+                      "yes" if r["collapsed"] else "no")
     Console().print(table)
 
 
@@ -295,14 +353,14 @@ def train_member_cmd(
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (per device).")] = None,
     input_size: Annotated[Optional[int], typer.Option(help="Input size in pixels (final stage).")] = None,
     resize_schedule: Annotated[Optional[str], typer.Option(help="Progressive resizing stages, e.g. 64,128.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Initial learning rate (SGD, Nesterov).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Initial learning rate (of the spec's optimizer: sgd, adam or adamw).")] = None,
     lr_decay: Annotated[Optional[float], typer.Option(help="Per-epoch learning-rate multiplier.")] = None,
     depth: Annotated[Optional[int], typer.Option(help="Convolution blocks.")] = None,
     width: Annotated[Optional[int], typer.Option(help="Filters of the first block (doubling per block).")] = None,
     l2: Annotated[Optional[float], typer.Option(help="L2 penalty on kernels.")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout rate of the dense head.")] = None,
-    head: Annotated[Optional[str], typer.Option(help="softmax or ordinal.")] = None,
-    class_weight: Annotated[Optional[str], typer.Option(help="balanced, sqrt or none.")] = None,
+    head: Annotated[Optional[str], typer.Option(help="softmax, ordinal or regression.")] = None,
+    class_weight: Annotated[Optional[str], typer.Option(help="auto, balanced, sqrt or none.")] = None,
     undersample_epochs: Annotated[Optional[int], typer.Option(help="Fine-tuning epochs on an undersampled subset.")] = None,
     retrain_rounds: Annotated[Optional[int], typer.Option(help="Rounds of retraining on mispredicted images.")] = None,
     preprocessing: Annotated[Optional[str], typer.Option(help="none or ben (Graham's local-colour subtraction).")] = None,
@@ -346,6 +404,8 @@ def train_member_cmd(
         f"(val {label} {m['val'].get(key, float('nan')):.3f}); {m['params']:,} parameters, {m['train_seconds']:.0f}s, "
         f"{m['images_per_second']:.0f} images/s, input wait {m['input_wait_share']:.0%} → {result.member_dir}"
     )
+    if member_marks(m):
+        print(f"{member}: {member_marks(m)}")
 
 
 @app.command("train-members")

@@ -30,21 +30,30 @@ def write_history(path: Path, rows: list[dict]) -> None:
     atomic.write_text(path, buf.getvalue())
 
 
-def plot_curves(path: Path, rows: list[dict], title: str) -> None:
-    """Loss and accuracy per epoch (train and validation), phases shaded, as a PNG."""
+def plot_curves(path: Path, rows: list[dict], title: str, *, monitor: str | None = None, best_epoch: int | None = None) -> None:
+    """Loss, accuracy and the monitored metric per epoch (train and validation), phases marked, the
+    chosen (best) epoch marked with a star and a vertical line, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     x = np.arange(1, len(rows) + 1)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, (train_key, val_key, label) in zip(axes, (("loss", "val_loss", "loss"),
-                                                      ("accuracy", "val_accuracy", "accuracy"))):
-        ax.plot(x, [r[train_key] for r in rows], "o-", label=f"train {label}")
-        ax.plot(x, [r[val_key] for r in rows], "s-", label=f"val {label}")
+    panels = [("loss", "val_loss", "loss"), ("accuracy", "val_accuracy", "accuracy")]
+    if monitor and monitor not in ("val_loss", "val_accuracy"):
+        panels.append((None, monitor, f"{monitor} (monitored)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8))
+    for ax, (train_key, val_key, label) in zip(axes, panels):
+        if train_key is not None:
+            ax.plot(x, [_num(r.get(train_key)) for r in rows], "o-", label=f"train {label}")
+        ax.plot(x, [_num(r.get(val_key)) for r in rows], "s-", label=f"val {label}" if train_key else label)
         if label == "accuracy":
             ax.plot(x, [r["val_balanced_accuracy"] for r in rows], "^--", label="val balanced acc.")
+        if best_epoch is not None and 1 <= best_epoch <= len(rows):
+            ax.axvline(best_epoch, color="tab:red", lw=1.0, alpha=0.6)
+            if val_key == (monitor or "val_loss"):
+                ax.plot([best_epoch], [_num(rows[best_epoch - 1].get(val_key))], "*", color="tab:red", ms=14,
+                        label=f"chosen epoch {best_epoch}")
         previous = None
         for i, r in enumerate(rows):
             key = (r["phase"], r["input_size"])
@@ -62,6 +71,14 @@ def plot_curves(path: Path, rows: list[dict], title: str) -> None:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     atomic.write_bytes(path, buf.getvalue())
+
+
+def _num(value) -> float:
+    """A float for plotting (missing or None as NaN, so a regression head's absent accuracy draws nothing)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def save_predictions(path: Path, probs: np.ndarray, labels: np.ndarray, row_ids: np.ndarray, fingerprint: str) -> None:

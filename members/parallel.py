@@ -406,11 +406,16 @@ def _table(outcome: TrainOutcome):
     from rich.table import Table
 
     table = Table(title=f"{len(outcome.results)} members on {outcome.backend} in {outcome.seconds:.0f}s")
-    for col in ("member", "preset", "seed", "status", "seconds", "val QWK", "test QWK"):
-        table.add_column(col, justify="right" if col in ("seed", "seconds", "val QWK", "test QWK") else "left")
+    numbers = ("seed", "seconds", "val QWK", "test QWK", "test acc", "majority acc")
+    for col in ("member", "preset", "seed", "status", "seconds", "val QWK", "test QWK", "test acc", "majority acc", "warnings"):
+        table.add_column(col, justify="right" if col in numbers else "left")
     for r in outcome.results:
-        table.add_row(r.name, r.preset, "—" if r.seed is None else str(r.seed),
-                      "[red]failed[/red]" if r.error else r.status, f"{r.seconds:.1f}", _fmt(r.score("val")), _fmt(r.score("test")))
+        m = r.metrics or {}
+        below = bool((m.get("below_majority") or {}).get("test"))
+        warnings = ", ".join(w for w, on in (("[red]collapsed[/red]", m.get("collapsed")), ("† below majority", below)) if on)
+        table.add_row(r.name + (" †" if below else ""), r.preset, "—" if r.seed is None else str(r.seed),
+                      "[red]failed[/red]" if r.error else r.status, f"{r.seconds:.1f}", _fmt(r.score("val")), _fmt(r.score("test")),
+                      _fmt(r.score("test", "accuracy")), _fmt(((m.get("majority") or {}).get("test") or {}).get("accuracy")), warnings)
     return table
 
 

@@ -306,6 +306,7 @@ def make_dataset(
     training: bool = False,
     augmentation: Augmentation | None = None,
     sample_weights: np.ndarray | None = None,
+    acceptance: np.ndarray | None = None,
     preprocessing: str = "none",
     fundus_crop: bool = False,
     cache: str = "memory",
@@ -328,6 +329,9 @@ def make_dataset(
         training: shuffle each epoch and apply ``augmentation`` (never in evaluation).
         augmentation: the random transform family; ``None`` means none.
         sample_weights: optional per-image weights (class weights), yielded as a third element.
+        acceptance: class-rebalanced batches (training only): per-class probabilities of keeping a
+            drawn image (:func:`members.sampling.sampling_acceptance`); an epoch is then ``len(paths)``
+            images drawn from the repeated, shuffled set and kept with their class's probability.
         preprocessing: ``"none"`` or ``"ben"`` (computed once, before the cache).
         fundus_crop: crop to the fundus disc first (see :func:`fit_image`).
         cache: ``"memory"``, ``"disk"`` (files under ``cache_dir``), ``"none"`` or ``"auto"``.
@@ -351,29 +355,47 @@ def make_dataset(
     folder = Path(cache_dir or ".")
     if mode == "disk":
         folder.mkdir(parents=True, exist_ok=True)
+    resample = (lambda d, s: _resampled(d, acceptance, n, s)) if training and acceptance is not None else (lambda d, s: d)
     if mode == "disk" and training:
         ds = _disk_shards(items, n, load, folder, size, prepared_as, seed)
         image_bytes = size * size * 3
         buffer = max(4 * batch_size, DISK_SHUFFLE_BYTES // image_bytes)
-        ds = ds.shuffle(max(1, min(n, buffer)), seed=seed, reshuffle_each_iteration=True)
+        ds = resample(ds.shuffle(max(1, min(n, buffer)), seed=seed, reshuffle_each_iteration=True), seed)
     elif training and mode == "memory":
         # the first epoch streams the files in a random (seeded) order, so decoding overlaps
         # augmentation; later epochs reshuffle the whole cache (a buffer of the cached tensors)
         cached = tf.data.Dataset.from_tensor_slices(items).shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=False)
         cached = cached.map(load, num_parallel_calls=AUTOTUNE).cache()
         later = cached.shuffle(max(n, 1), seed=seed + 1, reshuffle_each_iteration=True)
-        return FirstEpochFirst(_batches(cached, batch_size, training, augmentation, seed),
-                               _batches(later, batch_size, training, augmentation, seed + 1))
+        return FirstEpochFirst(_batches(resample(cached, seed), batch_size, training, augmentation, seed),
+                               _batches(resample(later, seed + 1), batch_size, training, augmentation, seed + 1))
     else:
         ds = tf.data.Dataset.from_tensor_slices(items)
-        if training and mode == "none":
-            ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
+        if training and mode == "none":  # resampled before decoding: dropped draws cost nothing
+            ds = resample(ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True), seed)
         ds = ds.map(load, num_parallel_calls=AUTOTUNE)
         if mode == "memory":
             ds = ds.cache()
         elif mode == "disk":
             ds = ds.cache(_cache_prefix(folder, paths, size, prepared_as, "ordered"))
     return _batches(ds, batch_size, training, augmentation, seed)
+
+
+def _resampled(ds: tf.data.Dataset, acceptance: np.ndarray, n: int, seed: int) -> tf.data.Dataset:
+    """``n`` elements drawn from ``ds`` repeated, each kept with its class's acceptance probability.
+
+    The draws are seeded and differ every epoch (``rerandomize_each_iteration``); element
+    ``[1]`` is the label.
+    """
+    accept = tf.constant(np.asarray(acceptance, dtype=np.float32))
+    draws = tf.data.Dataset.random(seed=seed + 7919, rerandomize_each_iteration=True)
+    pairs = tf.data.Dataset.zip((ds.repeat(), draws))
+
+    def keep(element, r):
+        u = tf.cast(r % 1_000_003, tf.float32) / 1_000_003.0
+        return u < tf.gather(accept, tf.cast(element[1], tf.int32))
+
+    return pairs.filter(keep).map(lambda element, r: element).take(max(n, 1))
 
 
 def _batches(ds: tf.data.Dataset, batch_size: int, training: bool, augmentation: Augmentation | None,

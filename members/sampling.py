@@ -31,6 +31,36 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str = "balanced") 
     return weights
 
 
+def sampling_acceptance(labels: np.ndarray, num_classes: int, mode: str = "balanced") -> np.ndarray | None:
+    """Per-class acceptance probabilities that turn the natural class mix into ``mode``'s.
+
+    Rows are drawn from the (repeated, shuffled) training set and a row of class ``c`` is kept
+    with probability ``a_c``; the kept stream has class shares ``target_c``: equal for
+    ``balanced``, proportional to ``sqrt(count_c)`` for ``sqrt``. ``natural`` returns ``None``
+    (no resampling). The largest ``a_c`` is 1, so the rarest-to-target class is never dropped.
+
+    Example:
+        >>> sampling_acceptance(np.array([0] * 8 + [1] * 2), 2).tolist()
+        [0.25, 1.0]
+    """
+    if mode == "natural":
+        return None
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    target = np.where(present, 1.0 if mode == "balanced" else np.sqrt(counts), 0.0)
+    target = target / target.sum()
+    share = counts / counts.sum()
+    ratio = np.zeros(num_classes)
+    ratio[present] = target[present] / share[present]
+    return ratio / ratio.max()
+
+
+def sampled_shares(labels: np.ndarray, acceptance: np.ndarray) -> np.ndarray:
+    """The class shares of the stream :func:`sampling_acceptance` keeps (for logs and tests)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=acceptance.size) * acceptance
+    return counts / counts.sum()
+
+
 def undersample(labels: np.ndarray, ratio: float = 1.0, *, seed: int = 0) -> np.ndarray:
     """Indices of a subset where no class has more than ``ceil(ratio × median class count)`` rows.
 

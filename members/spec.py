@@ -24,10 +24,16 @@ from members.errors import UserError
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
-ARCHITECTURES = ("convnet", "article")
-HEADS = ("softmax", "ordinal")
+BACKBONES = ("efficientnetb0", "resnet50v2", "mobilenetv3small", "densenet121", "convnext_tiny")  # Keras applications
+ARCHITECTURES = ("convnet", "article", *BACKBONES)
+HEADS = ("softmax", "ordinal", "regression")
+REGRESSION_LOSSES = ("mse", "huber")
 POOLINGS = ("avgmax", "avg", "flatten")
-CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+BLOCKS = ("plain", "residual")
+CLASS_WEIGHTS = ("auto", "none", "balanced", "sqrt")
+SAMPLINGS = ("natural", "balanced", "sqrt")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULES = ("exponential", "cosine")
 MONITORS = ("val_loss", "val_qwk", "val_balanced_accuracy", "val_accuracy", "val_macro_f1")
 PREPROCESSING = ("none", "ben")
 CACHES = ("auto", "memory", "disk", "none")
@@ -46,10 +52,15 @@ class MemberSpec:
     width: int = 16
     max_width: int = 256
     convs_per_block: int = 1
+    block: str = "plain"  # "residual": each block adds a 1x1-projected shortcut around its convolutions
     pooling: str = "avgmax"
     dense_units: int = 64
     dense_layers: int = 1
     head: str = "softmax"
+    regression_loss: str = "mse"  # head = "regression": loss on the expected grade
+    weights: str = "none"  # backbones: "none", "imagenet" or a path to a weights file
+    freeze_epochs: int = 0  # backbones: epochs of head warm-up on a frozen base, then the base is unfrozen
+    finetune_lr_factor: float = 0.1  # the learning rate after unfreezing, as a share of the plan's
     # resolution
     input_size: int = 96
     resize_schedule: tuple[int, ...] = ()
@@ -60,12 +71,17 @@ class MemberSpec:
     # optimisation
     epochs: int = 10
     batch_size: int = 32
+    optimizer: str = "sgd"  # "sgd" (with momentum and Nesterov: the article's), "adam" or "adamw"
     lr: float = 0.02
+    lr_schedule: str = "exponential"  # "exponential": lr x lr_decay each epoch; "cosine": half a cosine to 0
     lr_decay: float = 0.9
+    warmup_epochs: int = 0  # linear warm-up of the learning rate over the first epochs
+    weight_decay: float = 0.01  # adamw: decoupled weight decay
     momentum: float = 0.9
     nesterov: bool = True
     clipnorm: float = 1.0
     monitor: str = "val_qwk"
+    patience: int = 0  # early stopping: epochs without a better monitor value before training stops (0 = off)
     snapshots: int = 0  # members for free (members/snapshots.py): M cosine-restart cycles, one member each
     swa: int = 0  # average the weights of the last N epochs (batch norm recomputed)
     # augmentation
@@ -76,7 +92,8 @@ class MemberSpec:
     vertical_flip: bool = True
     interpolation: str = "nearest"
     # imbalance and hard examples
-    class_weight: str = "sqrt"
+    class_weight: str = "auto"  # "auto": sqrt with natural sampling, none when sampling rebalances batches
+    sampling: str = "natural"  # batch composition: "natural", "balanced" (equal classes) or "sqrt" (∝ √count)
     undersample_epochs: int = 0
     undersample_ratio: float = 1.0
     undersample_lr_factor: float = 0.3
@@ -102,6 +119,18 @@ class MemberSpec:
             if isinstance(getattr(self, f.name), list) and str(f.type).startswith("tuple"):
                 object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
         validate(self)
+
+    @property
+    def effective_class_weight(self) -> str:
+        """The class weighting used: ``auto`` is ``sqrt`` with natural sampling, else ``none`` (no double correction)."""
+        if self.class_weight != "auto":
+            return self.class_weight
+        return "sqrt" if self.sampling == "natural" else "none"
+
+    @property
+    def is_backbone(self) -> bool:
+        """Whether the architecture is a Keras application model."""
+        return self.architecture in BACKBONES
 
     @property
     def stage_sizes(self) -> tuple[int, ...]:
@@ -178,12 +207,15 @@ def validate(spec: MemberSpec) -> None:
     check_fields(spec)  # every field, from its declared type: type, finiteness, magnitude, lists
     for name, choices in (("architecture", ARCHITECTURES), ("head", HEADS), ("pooling", POOLINGS),
                           ("class_weight", CLASS_WEIGHTS), ("monitor", MONITORS),
+                          ("block", BLOCKS), ("sampling", SAMPLINGS), ("optimizer", OPTIMIZERS),
+                          ("lr_schedule", LR_SCHEDULES), ("regression_loss", REGRESSION_LOSSES),
                           ("preprocessing", PREPROCESSING), ("cache", CACHES), ("strategy", STRATEGIES),
                           ("interpolation", INTERPOLATIONS)):
         _choice(spec, name, choices)
     for name, low in (("epochs", 1), ("batch_size", 1), ("depth", 1), ("width", 1), ("max_width", 1),
                       ("convs_per_block", 1), ("dense_units", 1), ("dense_layers", 0), ("undersample_epochs", 0),
-                      ("retrain_rounds", 0), ("retrain_epochs", 1)):
+                      ("retrain_rounds", 0), ("retrain_epochs", 1), ("warmup_epochs", 0),
+                      ("patience", 0), ("freeze_epochs", 0)):
         value = getattr(spec, name)
         _check(value >= low, f"{name} must be at least {low}; got {value}. Received: {name}={value!r}")
     _check(spec.input_size >= 8, f"input_size must be at least 8 pixels; got {spec.input_size}.")
@@ -192,6 +224,24 @@ def validate(spec: MemberSpec) -> None:
     _check(spec.lr > 0, f"lr must be positive; got {spec.lr}. Use e.g. 0.01.")
     _check(0 < spec.lr_decay <= 1, f"lr_decay is the per-epoch multiplier of the learning rate and must be in (0, 1]; got {spec.lr_decay}.")
     _check(spec.clipnorm >= 0, f"clipnorm is the global gradient-norm limit (0 = off) and must be non-negative; got {spec.clipnorm}.")
+    _check(spec.weight_decay >= 0, f"weight_decay must be non-negative; got {spec.weight_decay}. Use e.g. 0.01.")
+    _check(0 < spec.finetune_lr_factor <= 1, f"finetune_lr_factor multiplies the learning rate after unfreezing and must be in (0, 1]; got {spec.finetune_lr_factor}.")
+    _check(spec.warmup_epochs < spec.epochs or spec.warmup_epochs == 0,
+           f"warmup_epochs ({spec.warmup_epochs}) must be fewer than epochs ({spec.epochs}); lower it or train longer.")
+    _check(spec.weights.strip() != "", 'weights must be "none", "imagenet" or the path to a weights file; got an empty string.')
+    if not spec.is_backbone:
+        _check(spec.weights == "none", f'weights = {spec.weights!r} loads pretrained weights into a Keras application, but '
+               f'architecture {spec.architecture!r} is built from scratch; use weights = "none" or an architecture among '
+               f'{", ".join(BACKBONES)}.')
+        _check(spec.freeze_epochs == 0, f"freeze_epochs freezes a pretrained base, which architecture {spec.architecture!r} "
+               f"has not; set freeze_epochs = 0 or use one of {', '.join(BACKBONES)}.")
+    else:
+        _check(spec.freeze_epochs == 0 or spec.weights != "none",
+               f"freeze_epochs = {spec.freeze_epochs} would freeze a randomly initialised {spec.architecture} base; "
+               'set weights = "imagenet" (or a weights file) or freeze_epochs = 0.')
+        _check(spec.freeze_epochs < spec.total_epochs or spec.freeze_epochs == 0,
+               f"freeze_epochs ({spec.freeze_epochs}) must be fewer than the member's {spec.total_epochs} epochs, "
+               "or the base would never be fine-tuned.")
     _check(0 <= spec.momentum < 1, f"momentum must be in [0, 1); got {spec.momentum}.")
     _check(0 <= spec.rotation <= 180, f"rotation is in degrees and must be in [0, 180]; got {spec.rotation}.")
     for name in ("width_shift", "height_shift"):
@@ -219,7 +269,9 @@ def validate(spec: MemberSpec) -> None:
             + ("architecture 'article'" if spec.architecture == "article" else "pooling 'flatten'")
             + ". Use pooling = \"avgmax\" or \"avg\" (global pooling) or remove resize_schedule."
         )
-    if spec.architecture == "convnet":
+    if spec.is_backbone:
+        _check(min(sizes) >= 32, f"{spec.architecture} needs input sizes of at least 32 pixels; got {min(sizes)}.")
+    elif spec.architecture == "convnet":
         smallest = min(sizes)
         _check(smallest // (2 ** spec.depth) >= 1,
                f"depth {spec.depth} halves the image {spec.depth} times, too often for input size {smallest}; "

@@ -31,12 +31,17 @@ from members.artifacts import plot_curves, save_model, save_predictions, save_we
 from members.errors import UserError
 from members.lock import MemberLock
 from members.progress import EpochProgress
-from members.sampling import class_weights, retrain_subset, undersample
+from members.sampling import class_weights, retrain_subset, sampled_shares, sampling_acceptance, undersample
 from members.scoring import score
 from members.snapshots import FreeMembers
 from members.spec import MemberSpec
 
 RESUME_DIR = ".resume"
+COLLAPSE_EPOCHS = 3  # consecutive epochs at one class (or chance) before the collapse warning
+COLLAPSE_ADVICE = (
+    "Likely causes: one class dominates the training rows, the learning rate is too high or too low, the images "
+    "are too small to show lesions, or too few epochs. Try --set sampling=balanced (or sqrt), --set head=regression, "
+    "--set block=residual, a larger input_size, --set preprocessing=ben --set fundus_crop=true, or more epochs.")
 SCRATCH_WEIGHTS = (".before_retrain.weights.h5", ".round_best.weights.h5")  # within one retraining round
 
 
@@ -57,6 +62,23 @@ def _better(monitor: str, new: float, old: float | None) -> bool:
     if old is None or not math.isfinite(old):
         return math.isfinite(new)
     return new < old if monitor == "val_loss" else new > old
+
+
+def _better_row(monitor: str, row: dict, best: dict | None) -> bool:
+    """Whether epoch ``row`` beats the best so far: a better monitor value, or an equal one
+    (e.g. val QWK 0.000 at every epoch of a collapsed run) with a lower val loss."""
+    new = row[monitor]
+    old = None if best is None else best.get(monitor)
+    if _better(monitor, new, old):
+        return True
+    if old is None or not (math.isfinite(new) and math.isfinite(old)) or abs(new - old) > 1e-12 or monitor == "val_loss":
+        return False
+    return math.isfinite(row["val_loss"]) and row["val_loss"] < best.get("val_loss", math.inf) - 1e-6
+
+
+def _is_chance(row: dict, k: int) -> bool:
+    """Val predictions in one class, or val balanced accuracy at chance (1/k)."""
+    return row.get("val_classes_predicted", k) <= 1 or row["val_balanced_accuracy"] <= 1.0 / k + 1e-9
 
 
 class Trainer:
@@ -108,14 +130,40 @@ class Trainer:
 
         with self.strategy.scope():
             model = build_model(self.spec, self.k)
-            model.compile(
-                optimizer=keras.optimizers.SGD(learning_rate=self.spec.lr, momentum=self.spec.momentum, nesterov=self.spec.nesterov,
-                                               global_clipnorm=self.spec.clipnorm or None),
-                loss="sparse_categorical_crossentropy",
-                metrics=["accuracy"],
-                jit_compile=self.spec.jit_compile,
-            )
+            self._compile(model)
         return model
+
+    def _compile(self, model, lr: float | None = None) -> None:
+        """Compile with the spec's optimizer and the head's loss (again after a base is unfrozen)."""
+        import keras
+
+        from members.architecture import ExpectedGradeLoss
+
+        s = self.spec
+        lr = s.lr if lr is None else lr
+        clip = s.clipnorm or None
+        if s.optimizer == "adamw":
+            optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=s.weight_decay, global_clipnorm=clip)
+        elif s.optimizer == "adam":
+            optimizer = keras.optimizers.Adam(learning_rate=lr, global_clipnorm=clip)
+        else:
+            optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=s.momentum, nesterov=s.nesterov, global_clipnorm=clip)
+        loss = ExpectedGradeLoss(s.regression_loss) if s.head == "regression" else "sparse_categorical_crossentropy"
+        with self.strategy.scope():
+            model.compile(optimizer=optimizer, loss=loss, metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                          jit_compile=s.jit_compile)
+
+    def _set_frozen(self, model, frozen: bool, lr: float) -> None:
+        """Freeze or unfreeze a Keras application's base (``backbone`` layer); recompile on a change."""
+        if not self.spec.is_backbone or self.spec.freeze_epochs == 0:
+            return
+        base = model.get_layer("backbone")
+        if base.trainable == (not frozen):
+            return
+        base.trainable = not frozen
+        self._compile(model, lr)
+        self.log(f"[{self.name}] {'froze' if frozen else 'unfroze'} the {self.spec.architecture} base"
+                 + ("" if frozen else f" (lr x {self.spec.finetune_lr_factor:g} from now on)"))
 
     def _dataset(self, split: str, size: int, *, training: bool, subset: np.ndarray | None = None, seed_offset: int = 0):
         from members.pipeline import Augmentation, make_dataset
@@ -126,12 +174,19 @@ class Trainer:
         paths, labels = self.paths[split], self.labels[split]
         if subset is not None:
             paths, labels = [paths[i] for i in subset], labels[subset]
-        weights = None
-        if training and self.spec.class_weight != "none":
-            weights = class_weights(labels, self.k, self.spec.class_weight)[labels]
+        weights = acceptance = None
+        if training and self.spec.effective_class_weight != "none":
+            weights = class_weights(labels, self.k, self.spec.effective_class_weight)[labels]
+        if training and self.spec.sampling != "natural":
+            acceptance = sampling_acceptance(labels, self.k, self.spec.sampling)
+            if not getattr(self, "_told_sampling", False):
+                shares = ", ".join(f"{x:.0%}" for x in sampled_shares(labels, acceptance))
+                self.log(f"[{self.name}] {self.spec.sampling} sampling: batches drawn with class shares {shares}")
+                self._told_sampling = True
         ds = make_dataset(
             paths, labels, size=size, batch_size=self.batch_size, training=training,
             augmentation=Augmentation.from_spec(self.spec) if training else None, sample_weights=weights,
+            acceptance=acceptance,
             preprocessing=self.spec.preprocessing, fundus_crop=self.spec.fundus_crop,
             cache=self.spec.cache, cache_dir=self.dir / ".cache",
             seed=self.spec.seed + 1000 * seed_offset,
@@ -153,7 +208,9 @@ class Trainer:
         with self.progress.epoch(epoch_no, self.spec.total_epochs, phase, size, steps) as update:
             stats = train_epoch(model, ds, steps=steps, progress=update, where=where)
         val_ds, _ = self._dataset("val", size, training=False)
-        val = evaluate(self.labels["val"], predict_probs(model, val_ds), self.k)
+        val_probs = predict_probs(model, val_ds)
+        val = evaluate(self.labels["val"], val_probs, self.k)
+        val["val_classes_predicted"] = int(np.unique(val_probs.argmax(axis=1)).size)
         row = {
             "phase": phase, "epoch": epoch_no, "input_size": size, "lr": lr, "loss": stats.loss,
             "accuracy": stats.accuracy, **val, "seconds": time.perf_counter() - start,
@@ -177,17 +234,51 @@ class Trainer:
             f"val_acc={val['val_accuracy']:.3f} val_bal_acc={val['val_balanced_accuracy']:.3f} "
             f"val_qwk={val['val_qwk']:.3f} wait={stats.wait_share:.0%} {row['seconds']:.1f}s"
         )
+        self._watch_collapse(row, val_probs)
         return row
+
+    def _watch_collapse(self, row: dict, val_probs: np.ndarray) -> None:
+        """Warn once when the val predictions stay in one class (or at chance) for a few epochs."""
+        run = 0
+        for r in reversed(self.history):
+            if not _is_chance(r, self.k):
+                break
+            run += 1
+        needed = min(COLLAPSE_EPOCHS, self.spec.total_epochs)
+        if run >= needed and not getattr(self, "_warned_collapse", False):
+            pred = np.bincount(val_probs.argmax(axis=1), minlength=self.k)
+            top = int(pred.argmax())
+            what = (f"every val image was predicted as class {self.data.classes[top]}" if row["val_classes_predicted"] <= 1
+                    else f"val balanced accuracy stayed at chance ({row['val_balanced_accuracy']:.3f} <= 1/{self.k})")
+            self.log(f"[{self.name}] WARNING: the member is collapsing: for {run} epochs {what}; it is learning the "
+                     f"class mix, not the images. {COLLAPSE_ADVICE}")
+            self._warned_collapse = True
+
+    def _lr_at(self, g: int, total: int) -> float:
+        """The planned learning rate of epoch ``g`` (0-based) of ``total``: warm-up, then the schedule;
+        after a frozen base's warm-up epochs, times ``finetune_lr_factor``."""
+        s = self.spec
+        w = s.warmup_epochs
+        if g < w:
+            lr = s.lr * (g + 1) / (w + 1)
+        elif s.lr_schedule == "cosine":
+            lr = s.lr * 0.5 * (1 + math.cos(math.pi * (g - w) / max(total - w, 1)))
+        else:
+            lr = s.lr * s.lr_decay ** (g - w)
+        if s.is_backbone and s.freeze_epochs and g >= s.freeze_epochs:
+            lr *= s.finetune_lr_factor
+        return lr
 
     def _plan(self) -> list[tuple[str, int, float]]:
         """(phase, input size, learning rate) of every epoch before the retraining rounds."""
         s, plan, g = self.spec, [], 0
+        total = s.epochs * len(s.stage_sizes) + s.undersample_epochs
         for size in s.stage_sizes:
             for _ in range(s.epochs):
-                plan.append(("train", size, s.lr * s.lr_decay**g))
+                plan.append(("train", size, self._lr_at(g, total)))
                 g += 1
         for _ in range(s.undersample_epochs):
-            plan.append(("undersample", s.input_size, s.lr * s.undersample_lr_factor * s.lr_decay**g))
+            plan.append(("undersample", s.input_size, s.undersample_lr_factor * self._lr_at(g, total)))
             g += 1
         return plan
 
@@ -262,11 +353,29 @@ class Trainer:
         self._best_file = name
 
     def _keep_if_best(self, model, row: dict) -> None:
-        value = row[self.spec.monitor]
-        if _better(self.spec.monitor, value, self.best_score):
-            self.best_score = value
-            row["note"] = (row["note"] + "; " if row["note"] else "") + f"best {self.spec.monitor}"
+        best = self._best_row()
+        if _better_row(self.spec.monitor, row, best):
+            tie = best is not None and row[self.spec.monitor] == best[self.spec.monitor]
+            self.best_score = row[self.spec.monitor]
+            row["note"] = (row["note"] + "; " if row["note"] else "") + f"best {self.spec.monitor}" + (" (tie broken by val_loss)" if tie else "")
             self._new_best(model)
+
+    def _best_row(self) -> dict | None:
+        """The history row of the best epoch so far (None before any)."""
+        epoch = _best_epoch(self.history[:-1]) if self.history else None
+        return next((r for r in self.history if r["epoch"] == epoch), None) if epoch is not None else None
+
+    def _stale_epochs(self) -> int:
+        """Epochs of the current stage since its best one (early stopping)."""
+        if not self.history:
+            return 0
+        stage = (self.history[-1]["phase"], self.history[-1]["input_size"])
+        n = 0
+        for r in reversed(self.history):
+            if (r["phase"], r["input_size"]) != stage or "best" in str(r.get("note", "")):
+                break
+            n += 1
+        return n
 
     # ----- phases ------------------------------------------------------------------------
     def _undersample_subset(self) -> np.ndarray:
@@ -285,7 +394,8 @@ class Trainer:
             self.log(f"[{self.name}] {phase}: no mispredicted training image; round skipped")
             return
         subset = retrain_subset(wrong, replay=s.retrain_replay, seed=s.seed + r)
-        lr = s.lr * s.lr_decay ** (len(self._plan())) * s.retrain_lr_factor
+        plan = self._plan()
+        lr = (plan[-1][2] if s.lr_schedule == "cosine" else s.lr * s.lr_decay ** len(plan)) * s.retrain_lr_factor
         before = self.best_score
         save_weights(model, self.resume_dir / ".before_retrain.weights.h5")
         self.log(f"[{self.name}] {phase}: {int(wrong.sum())} mispredicted training images + {len(subset) - int(wrong.sum())} replayed, lr {lr:.3g}")
@@ -319,18 +429,28 @@ class Trainer:
         free.start(None if state["stage"] == "start" else len(self.history))
         elapsed_before = float(state.get("elapsed", 0.0))
         with self.progress:
-            first = {"plan": len(self.history), "retrain": len(plan)}.get(state["stage"], 0)
+            first = {"plan": int(state.get("next_plan", len(self.history))), "retrain": len(plan)}.get(state["stage"], 0)
+            stopped: tuple | None = None  # (phase, size) of a stage stopped early
             for i in range(first, len(plan)):
                 phase, size, lr = plan[i]
+                if stopped == (phase, size):
+                    continue
                 lr = free.lr(i, lr)
+                self._set_frozen(model, i < self.spec.freeze_epochs, lr)
                 if phase == "undersample":
                     ds_n = self._dataset("train", size, training=True, subset=self._undersample_subset())
                 else:
                     ds_n = self._dataset("train", size, training=True)
-                row = self._run_epoch(model, phase, size, lr, ds_n)
+                row = self._run_epoch(model, phase, size, lr, ds_n, note="base frozen" if self.spec.is_backbone and i < self.spec.freeze_epochs else "")
                 self._keep_if_best(model, row)
                 free.after_epoch(model, i, row)
-                self._save_resume(model, "plan", {"elapsed": elapsed_before + time.perf_counter() - started})
+                if self.spec.patience and self._stale_epochs() >= self.spec.patience and i + 1 < len(plan) and plan[i + 1][:2] == (phase, size):
+                    stopped = (phase, size)
+                    row["note"] = (row["note"] + "; " if row["note"] else "") + f"early stop: no better {self.spec.monitor} for {self.spec.patience} epochs"
+                    self.log(f"[{self.name}] early stop of {phase} {size}px after epoch {row['epoch']}: "
+                             f"no better {self.spec.monitor} for {self.spec.patience} epochs")
+                    i = max(j for j in range(len(plan)) if plan[j][:2] == (phase, size))
+                self._save_resume(model, "plan", {"elapsed": elapsed_before + time.perf_counter() - started, "next_plan": i + 1})
             if self._best_path() is not None:
                 model.load_weights(self._best_path())
             free.after_plan(model)
@@ -344,21 +464,61 @@ class Trainer:
         return result
 
     # ----- artifacts ---------------------------------------------------------------------
+    def _health(self, predictions: dict, results: dict) -> dict:
+        """``collapsed`` / ``collapse`` (the kept weights on val) and the majority baseline (``majority``,
+        ``below_majority``) for metrics.json."""
+        k = self.k
+        val_pred = predictions["val"].argmax(axis=1)
+        counts = np.bincount(val_pred, minlength=k)
+        bal = results["val"].get("balanced_accuracy", float("nan"))
+        one_class = int((counts > 0).sum()) <= 1
+        at_chance = bal <= 1.0 / k + 1e-9
+        collapsed = bool(one_class or at_chance) and len(np.unique(self.labels["val"])) > 1
+        collapse = {"judged_on": "argmax of the kept weights' val probabilities", "val_predicted_counts": counts.tolist(),
+                    "val_balanced_accuracy": bal, "chance": 1.0 / k,
+                    "epochs_at_chance": sum(1 for r in self.history if _is_chance(r, k))}
+        if collapsed:
+            top = self.data.classes[int(counts.argmax())]
+            collapse["reason"] = (f"its val predictions fall into one class ({top})" if one_class
+                                  else f"its val balanced accuracy {bal:.3f} is at chance (1/{k})")
+            collapse["advice"] = COLLAPSE_ADVICE
+            self.log(f"[{self.name}] WARNING: collapsed: {collapse['reason']}. vote will leave it out. {COLLAPSE_ADVICE}")
+        majority, below = {}, {}
+        for split in ("val", "test"):
+            base = majority_baseline(self.labels["train"], self.labels[split], k)
+            majority[split] = base
+            acc = results[split].get("accuracy") if results[split] else None
+            below[split] = None if acc is None or base["accuracy"] is None else bool(acc < base["accuracy"])
+        return {"collapsed": collapsed, "collapse": collapse, "majority": majority, "below_majority": below}
+
     def _finish(self, model, seconds: float) -> TrainResult:
         from members.loop import predict_probs
 
         size = self.spec.input_size
         results = {}
+        regression = None
+        if self.spec.head == "regression" and len(self.labels["val"]):
+            from members.regression import calibrate_head
+
+            val_probs = predict_probs(model, self._dataset("val", size, training=False)[0], tta=self.spec.tta)
+            regression = calibrate_head(model, val_probs, self.labels["val"])
+            self.log(f"[{self.name}] regression cuts {', '.join(f'{c:.2f}' for c in regression['cuts'])} "
+                     f"(val QWK {regression['val_qwk_default_cuts']:.3f} at 0.5, 1.5, ... -> {regression['val_qwk_tuned_cuts']:.3f}"
+                     f"{'' if regression['tuned'] else ', defaults kept'}), scale {regression['scale']:.3g}")
+        predictions = {}
         for split in ("val", "test"):
             if len(self.labels[split]) == 0:
                 probs = np.zeros((0, self.k))
             else:
                 probs = predict_probs(model, self._dataset(split, size, training=False)[0], tta=self.spec.tta)
+            predictions[split] = probs
             save_predictions(self.dir / f"{split}.npz", probs, self.labels[split], self.rows[split]["row_id"].to_numpy(), self.data.fingerprint)
             results[split] = score(self.labels[split], probs, num_classes=self.k) if len(probs) else {}
         save_model(model, self.dir / "model.keras")
         write_history(self.dir / "history.csv", self.history)
-        plot_curves(self.dir / "curves.png", self.history, f"{self.name} ({self.preset})")
+        best_epoch = _best_epoch(self.history)
+        plot_curves(self.dir / "curves.png", self.history, f"{self.name} ({self.preset})",
+                    monitor=self.spec.monitor, best_epoch=best_epoch)
         t = self.timing
         steady = t["step_seconds"] > 0
         metrics = {
@@ -366,18 +526,28 @@ class Trainer:
             "fingerprint": self.data.fingerprint, "model_sha256": atomic.sha256_file(self.dir / "model.keras"),
             "input_size": size, "stage_sizes": list(self.spec.stage_sizes), "head": self.spec.head,
             "params": int(model.count_params()), "epochs_run": len(self.history),
-            "best_epoch": _best_epoch(self.history), "monitor": self.spec.monitor,
+            "best_epoch": best_epoch, "monitor": self.spec.monitor,
             "train_seconds": round(seconds, 3),
             "images_per_second": round(t["images"] / t["step_seconds"], 2) if steady else _first_ips(self.history),
             "input_wait_share": round(t["wait_seconds"] / t["step_seconds"], 4) if steady else t["first_wait_share"],
             "input_wait_share_first_epoch": t["first_wait_share"],
             "tta": self.spec.tta, "train_size": len(self.labels["train"]),
             "val": results["val"], "test": results["test"],
+            **self._health(predictions, results),
         }
+        if regression is not None:
+            metrics["regression"] = regression
         shutil.rmtree(self.dir / ".cache", ignore_errors=True)
         atomic.write_json(self.dir / "metrics.json", _jsonable(metrics))
         shutil.rmtree(self.resume_dir, ignore_errors=True)
         return TrainResult(self.name, self.dir, metrics)
+
+
+def majority_baseline(train_labels: np.ndarray, labels: np.ndarray, k: int) -> dict:
+    """The majority-class baseline: the most frequent training class predicted for every row."""
+    c = int(np.bincount(train_labels, minlength=k).argmax())
+    return {"class": c, "accuracy": float(np.mean(labels == c)) if len(labels) else None,
+            "balanced_accuracy": (1.0 / len(np.unique(labels))) if len(labels) else None}
 
 
 def _best_epoch(history: list[dict]) -> int | None:

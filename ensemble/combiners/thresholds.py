@@ -10,7 +10,6 @@ is kept when it raises the kappa. Rounds repeat until nothing changes.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,61 +19,7 @@ import numpy as np
 
 from members.atomic import write_json
 from members.errors import UserError
-from members.scoring import qwk
-
-
-def _qwk_parts(y: np.ndarray, pred: np.ndarray, k: int) -> tuple[float, float]:
-    """Observed and expected weighted disagreement: ``kappa = 1 - num / den``.
-
-    The coordinate search updates these two sums incrementally; the kappa
-    itself comes from :func:`members.scoring.qwk`.
-    """
-    n = y.shape[0]
-    conf = np.bincount(y * k + pred, minlength=k * k).reshape(k, k).astype(np.float64)
-    grid = np.arange(k, dtype=np.float64)
-    W = (grid[:, None] - grid[None, :]) ** 2
-    expected = np.outer(conf.sum(axis=1), conf.sum(axis=0)) / n
-    return float((W * conf).sum()), float((W * expected).sum())
-
-
-def kappa_or_zero(y: np.ndarray, pred: np.ndarray, k: int) -> float:
-    """Quadratic weighted kappa (:func:`members.scoring.qwk`), with undefined (no spread) as 0.0.
-
-    Searches need a number to compare and JSON needs a finite one.
-    """
-    value = qwk(y, pred, k)
-    return 0.0 if math.isnan(value) else value
-
-
-def _best_cut(E: np.ndarray, y: np.ndarray, pred: np.ndarray, thr: np.ndarray, j: int, k: int) -> tuple[float, float]:
-    """Best value for threshold ``j`` with the others fixed: (threshold, kappa)."""
-    n = y.shape[0]
-    lo = thr[j - 1] if j > 0 else -np.inf
-    hi = thr[j + 1] if j + 1 < thr.shape[0] else np.inf
-    inside = np.flatnonzero((E >= lo) & (E < hi))  # these rows are graded j or j + 1
-    base = pred.copy()
-    base[inside] = j + 1
-    num0, den0 = _qwk_parts(y, base, k)
-    if inside.size == 0:
-        return float(thr[j]), kappa_or_zero(y, pred, k)
-    order = inside[np.argsort(E[inside], kind="stable")]
-    e, t = E[order], y[order]
-    grid = np.arange(k, dtype=np.float64)
-    v = ((grid[:, None] - grid[None, :]) ** 2).T @ np.bincount(y, minlength=k)  # W^T a
-    # The first i rows (ascending E) move from grade j + 1 to grade j.
-    num = num0 + np.concatenate(([0.0], np.cumsum((t - j) ** 2 - (t - j - 1.0) ** 2)))
-    den = den0 + np.arange(e.size + 1) * (v[j] - v[j + 1]) / n
-    kappa = np.where(den > 0, 1.0 - num / np.where(den > 0, den, 1.0), 0.0)
-    valid = np.ones(e.size + 1, dtype=bool)
-    valid[1:-1] = e[1:] > e[:-1]  # a cut must fall between two different E values
-    cuts = np.empty(e.size + 1)
-    cuts[0] = e[0]
-    cuts[1:-1] = (e[:-1] + e[1:]) / 2.0
-    cuts[-1] = (e[-1] + hi) / 2.0 if np.isfinite(hi) else e[-1] + 0.5
-    kappa = np.where(valid, kappa, -np.inf)
-    best = np.flatnonzero(kappa == kappa.max())
-    pick = best[np.argmin(np.abs(cuts[best] - thr[j]))]  # ties: stay nearest the current value
-    return float(cuts[pick]), float(kappa[pick])
+from members.cuts import _best_cut, kappa_or_zero, tune_cuts  # noqa: F401  (re-exported)
 
 
 class GradeThresholds:
@@ -111,21 +56,8 @@ class GradeThresholds:
                 f"init has {thr.size} threshold(s) but {k} classes need {k - 1} increasing ones. "
                 f"Received: init={np.asarray(self.init).tolist()}"
             )
-        E = self._expected(probs)
-        pred = np.searchsorted(thr, E, side="right")
-        kappa = kappa_or_zero(y, pred, k)
-        self.init_kappa_ = kappa
-        for _ in range(int(self.max_rounds)):
-            changed = False
-            for j in range(k - 1):
-                cut, value = _best_cut(E, y, pred, thr, j, k)
-                if value > kappa + 1e-12:
-                    thr[j], kappa, changed = cut, value, True
-                    pred = np.searchsorted(thr, E, side="right")
-            if not changed:
-                break
+        thr, self.kappa_, self.init_kappa_ = tune_cuts(self._expected(probs), y, k, thr, max_rounds=int(self.max_rounds))
         self.thresholds_ = thr
-        self.kappa_ = kappa_or_zero(y, pred, k)
         return self
 
     def predict(self, probs: Any) -> np.ndarray:

@@ -1,0 +1,245 @@
+"""The training recipe beyond the article: optimizers and schedules, class-rebalanced batches, residual
+blocks, the regression head and its val-tuned cuts, early stopping, best-epoch ties, collapse detection
+and the majority baseline in metrics.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from members.errors import UserError
+from members.regression import fit_cuts, head_probs, recover_score
+from members.sampling import sampled_shares, sampling_acceptance
+from members.spec import MemberSpec, load_preset
+from members.training import _better_row, _is_chance, majority_baseline
+from tests.conftest import quiet
+
+
+# ----- spec ------------------------------------------------------------------------------
+@pytest.mark.parametrize("changes, words", [
+    ({"optimizer": "lion"}, "optimizer must be one of sgd, adam, adamw"),
+    ({"sampling": "oversample"}, "sampling must be one of natural, balanced, sqrt"),
+    ({"block": "dense"}, "block must be one of plain, residual"),
+    ({"weights": "imagenet"}, "built from scratch"),
+    ({"freeze_epochs": 1}, "freeze_epochs freezes a pretrained base"),
+    ({"architecture": "resnet50v2", "freeze_epochs": 1}, "randomly initialised resnet50v2"),
+    ({"warmup_epochs": 5, "epochs": 5}, "warmup_epochs (5) must be fewer than epochs (5)"),
+    ({"finetune_lr_factor": 0.0}, "finetune_lr_factor"),
+    ({"weight_decay": -1.0}, "weight_decay must be non-negative"),
+    ({"patience": -1}, "patience must be at least 0"),
+])
+def test_bad_recipe_fields_are_refused_in_one_sentence(changes, words):
+    with pytest.raises(UserError) as info:
+        MemberSpec(**changes)
+    assert words in str(info.value)
+
+
+def test_auto_class_weight_does_not_correct_twice():
+    assert MemberSpec().effective_class_weight == "sqrt"
+    assert MemberSpec(sampling="balanced").effective_class_weight == "none"
+    assert MemberSpec(sampling="sqrt", class_weight="balanced").effective_class_weight == "balanced"
+
+
+# ----- sampling --------------------------------------------------------------------------
+def test_acceptance_gives_the_target_shares():
+    labels = np.array([0] * 80 + [1] * 15 + [2] * 5)
+    assert sampling_acceptance(labels, 3, "natural") is None
+    balanced = sampling_acceptance(labels, 3, "balanced")
+    assert balanced.max() == 1.0
+    np.testing.assert_allclose(sampled_shares(labels, balanced), [1 / 3] * 3)
+    sqrt = sampled_shares(labels, sampling_acceptance(labels, 3, "sqrt"))
+    np.testing.assert_allclose(sqrt, np.sqrt([80, 15, 5]) / np.sqrt([80, 15, 5]).sum())
+    # a class absent from training is never drawn
+    assert sampling_acceptance(np.array([0, 0, 2]), 3, "balanced")[1] == 0.0
+
+
+@pytest.mark.parametrize("cache", ["memory", "none", "disk"])
+def test_balanced_batches_from_an_imbalanced_set(tmp_path, cache):
+    pytest.importorskip("tensorflow")
+    from PIL import Image
+
+    from members.pipeline import make_dataset
+
+    paths, labels = [], []
+    for i in range(60):
+        label = 0 if i < 50 else 1
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((8, 8, 3), 40 * label + i % 7, np.uint8)).save(path)
+        paths.append(str(path))
+        labels.append(label)
+    acc = sampling_acceptance(np.array(labels), 2, "balanced")
+    ds = make_dataset(paths, labels, size=8, batch_size=10, training=True, acceptance=acc, cache=cache,
+                      cache_dir=tmp_path / "c", seed=1)
+    seen = []
+    for _ in range(3):  # three epochs: each has len(paths) images, about half of them class 1
+        epoch = np.concatenate([b[1].numpy() for b in ds])
+        assert epoch.size == 60
+        seen.append(epoch.mean())
+    assert 0.35 < np.mean(seen) < 0.65  # 1/6 without rebalancing
+    assert len({round(float(x), 4) for x in seen}) > 1 or seen[0] != 50 / 60  # the draws change per epoch
+
+
+# ----- architecture and heads --------------------------------------------------------------
+def test_residual_blocks_add_a_projected_shortcut():
+    pytest.importorskip("tensorflow")
+    from members.architecture import build_model
+
+    plain = build_model(MemberSpec(input_size=32, depth=3, width=8, convs_per_block=2), 5)
+    res = build_model(MemberSpec(input_size=32, depth=3, width=8, convs_per_block=2, block="residual"), 5)
+    adds = [layer.name for layer in res.layers if layer.name.endswith("_add")]
+    assert adds == ["block1_add", "block2_add", "block3_add"]
+    assert not any(layer.name.endswith("_add") for layer in plain.layers)
+    # 1x1 projections (8*3... per block, no bias with batch norm) + their batch norms
+    extra = sum(c_in * c_out + 4 * c_out for c_in, c_out in ((3, 8), (8, 16), (16, 32)))
+    assert res.count_params() - plain.count_params() == extra
+    assert res(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 5)
+
+
+def test_regression_head_probabilities_and_loss():
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from members.architecture import ExpectedGradeLoss, build_model
+
+    model = build_model(MemberSpec(input_size=16, depth=2, width=4, head="regression"), 5)
+    probs = np.asarray(model(np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")))
+    assert probs.shape == (4, 5)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    one_hot = np.eye(5, dtype="float32")[[2, 4]]
+    loss = ExpectedGradeLoss("mse")(np.array([0, 4]), one_hot)
+    assert float(loss) == pytest.approx(2.0)  # ((2-0)^2 + 0) / 2
+    huber = ExpectedGradeLoss("huber")(np.array([0]), one_hot[:1])
+    assert float(huber) == pytest.approx(1.5)  # |err| - 0.5 beyond 1
+    assert isinstance(keras.losses.deserialize(keras.losses.serialize(ExpectedGradeLoss("huber"))), ExpectedGradeLoss)
+
+
+def test_score_recovery_inverts_the_head():
+    score = np.linspace(-1.5, 5.5, 57)
+    cuts = np.array([0.5, 1.5, 2.5, 3.5])
+    for scale in (0.3, 1.0):
+        np.testing.assert_allclose(recover_score(head_probs(score, cuts, scale), cuts, scale), score, atol=1e-4)
+
+
+def test_fit_cuts_tunes_for_qwk_and_keeps_argmax_on_the_cuts():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 300)
+    score = 0.5 * y + rng.normal(0, 0.2, 300)  # a member that under-spreads the grades
+    fitted = fit_cuts(score, y, 5)
+    assert fitted["tuned"] and fitted["val_qwk_tuned_cuts"] > fitted["val_qwk_default_cuts"] + 0.1
+    assert np.all(np.diff(fitted["cuts"]) > 0)
+    probs = head_probs(score, np.array(fitted["cuts"]), fitted["scale"])
+    grades = np.searchsorted(fitted["cuts"], score, side="right")
+    assert np.mean(probs.argmax(axis=1) == grades) >= 0.95
+    # already right: the defaults are kept
+    kept = fit_cuts(np.arange(5, dtype=float).repeat(3), np.arange(5).repeat(3), 5)
+    assert not kept["tuned"] and kept["cuts"] == [0.5, 1.5, 2.5, 3.5]
+
+
+# ----- epochs ----------------------------------------------------------------------------
+def _trainer(spec, k=5):
+    from members.training import Trainer
+
+    t = Trainer.__new__(Trainer)
+    t.spec, t.k, t.history, t.name, t.log = spec, k, [], "m", quiet
+    return t
+
+
+def test_learning_rate_schedules():
+    t = _trainer(MemberSpec(lr=0.1, lr_decay=0.5, epochs=4))
+    assert [round(lr, 6) for _, _, lr in t._plan()] == [0.1, 0.05, 0.025, 0.0125]  # the article's decay
+    t = _trainer(MemberSpec(lr=0.1, lr_schedule="cosine", warmup_epochs=1, epochs=5))
+    lrs = [lr for _, _, lr in t._plan()]
+    assert lrs[0] == pytest.approx(0.05)  # warm-up: half way
+    assert lrs[1] == pytest.approx(0.1)
+    assert lrs[3] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 2 / 4)))
+    assert all(a > b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] > 0
+
+
+def test_ties_on_the_monitor_go_to_the_lower_val_loss():
+    best = {"val_qwk": 0.0, "val_loss": 1.4}
+    assert _better_row("val_qwk", {"val_qwk": 0.0, "val_loss": 1.2}, best)
+    assert not _better_row("val_qwk", {"val_qwk": 0.0, "val_loss": 1.5}, best)
+    assert not _better_row("val_qwk", {"val_qwk": 0.0, "val_loss": 1.4 - 1e-9}, best)  # equal within 1e-6
+    assert _better_row("val_qwk", {"val_qwk": 0.1, "val_loss": 9.0}, best)
+    assert _better_row("val_qwk", {"val_qwk": 0.0, "val_loss": 9.0}, None)
+
+
+def test_chance_and_majority_baseline():
+    assert _is_chance({"val_classes_predicted": 1, "val_balanced_accuracy": 0.2}, 5)
+    assert _is_chance({"val_classes_predicted": 3, "val_balanced_accuracy": 0.2}, 5)
+    assert not _is_chance({"val_classes_predicted": 3, "val_balanced_accuracy": 0.31}, 5)
+    base = majority_baseline(np.array([0, 0, 0, 1, 2]), np.array([0, 1, 1, 0]), 3)
+    assert base == {"class": 0, "accuracy": 0.5, "balanced_accuracy": 0.5}
+
+
+def test_collapse_warning_after_three_epochs_at_one_class():
+    lines = []
+    t = _trainer(MemberSpec(epochs=5))
+    t.log = lines.append
+    t.data = type("D", (), {"classes": ["0", "1", "2", "3", "4"]})()
+    probs = np.tile([0.9, 0.025, 0.025, 0.025, 0.025], (10, 1))
+    for epoch in range(1, 5):
+        row = {"epoch": epoch, "val_classes_predicted": 1, "val_balanced_accuracy": 0.2}
+        t.history.append(row)
+        t._watch_collapse(row, probs)
+        assert len(lines) == (0 if epoch < 3 else 1)  # once, at the third epoch
+    assert "every val image was predicted as class 0" in lines[0] and "sampling=balanced" in lines[0]
+
+
+# ----- end to end --------------------------------------------------------------------------
+def test_recipe_member_end_to_end(tmp_path, prepared):
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from members.atomic import load_npz
+    from members.training import train_member
+
+    work = tmp_path / "w"
+    shutil.copytree(prepared, work)
+    spec = load_preset("tiny").replace(
+        input_size=16, epochs=2, head="regression", block="residual", convs_per_block=2, optimizer="adamw",
+        lr=0.003, lr_schedule="cosine", warmup_epochs=1, sampling="balanced")
+    lines = []
+    result = train_member(work, spec, name="r", log=lines.append, show_progress=False)
+    m = result.metrics
+    assert {"collapsed", "collapse", "majority", "below_majority", "regression"} <= set(m)
+    assert isinstance(m["collapsed"], bool)
+    assert m["majority"]["test"]["accuracy"] == pytest.approx(
+        float(np.mean(load_npz(result.member_dir / "test.npz")["labels"] == m["majority"]["test"]["class"])))
+    assert m["below_majority"]["test"] == (m["test"]["accuracy"] < m["majority"]["test"]["accuracy"])
+    assert len(m["regression"]["cuts"]) == 4 and m["regression"]["scale"] > 0
+    assert any("balanced sampling: batches drawn with class shares" in line for line in lines)
+    # the saved model carries the tuned cuts: it reproduces val.npz exactly
+    model = keras.saving.load_model(result.member_dir / "model.keras", safe_mode=True)
+    np.testing.assert_allclose(model.get_layer("regression_head").cuts.numpy(), m["regression"]["cuts"], rtol=1e-6)
+    saved = json.loads((result.member_dir / "metrics.json").read_text())
+    assert saved["regression"] == m["regression"]
+
+
+def test_early_stopping_and_the_chosen_epoch(tmp_path, prepared):
+    pytest.importorskip("tensorflow")
+    from members.training import train_member
+
+    work = tmp_path / "w"
+    shutil.copytree(prepared, work)
+    # a learning rate of ~0 and no batch norm: every epoch scores the same, so epoch 1 stays best
+    spec = load_preset("tiny").replace(input_size=16, epochs=5, lr=1e-12, batch_norm=False, patience=2, rotation=0.0)
+    lines = []
+    m = train_member(work, spec, name="es", log=lines.append, show_progress=False).metrics
+    assert m["epochs_run"] == 3 and m["best_epoch"] == 1
+    assert any("early stop of train 16px after epoch 3" in line for line in lines)
+
+
+def test_tuned_cuts_stay_near_the_grade_scale():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 5, 80)
+    score = y + rng.normal(0, 0.9, 80)  # a noisy member on a small val set
+    fitted = fit_cuts(score, y, 5)
+    cuts = np.array(fitted["cuts"])
+    assert np.all(np.abs(cuts - (np.arange(4) + 0.5)) <= 0.5 + 1e-9)
+    assert np.all(np.diff(cuts) >= 0.5 - 1e-9)
+    assert fitted["val_qwk_tuned_cuts"] >= fitted["val_qwk_default_cuts"]
