@@ -38,10 +38,20 @@ from members.spec import MemberSpec
 
 RESUME_DIR = ".resume"
 COLLAPSE_EPOCHS = 3  # consecutive epochs at one class (or chance) before the collapse warning
-COLLAPSE_ADVICE = (
-    "Likely causes: one class dominates the training rows, the learning rate is too high or too low, the images "
-    "are too small to show lesions, or too few epochs. Try --set sampling=balanced (or sqrt), --set head=regression, "
-    "--set block=residual, a larger input_size, --set preprocessing=ben --set fundus_crop=true, or more epochs.")
+
+
+def collapse_advice(spec) -> str:
+    """The likely causes of a collapse and what to try, leaving out what ``spec`` already does."""
+    tries = [text for text, done in (
+        ("--set sampling=balanced", spec.sampling == "balanced"),
+        ("--set head=regression", spec.head == "regression"),
+        ("--set block=residual", spec.block == "residual" or spec.architecture != "convnet"),
+        ("--set preprocessing=ben --set fundus_crop=true", spec.preprocessing == "ben" and spec.fundus_crop),
+        ("--batch-size 8", spec.batch_size <= 8),
+    ) if not done]
+    tries += [f"a larger input_size (now {spec.input_size})", f"a lower or higher lr (now {spec.lr:g})", "more epochs"]
+    return ("Likely causes: one class dominates the training rows, the learning rate is too high or too low, the "
+            "images are too small to show lesions, or too few epochs. Try " + ", ".join(tries) + ".")
 SCRATCH_WEIGHTS = (".before_retrain.weights.h5", ".round_best.weights.h5")  # within one retraining round
 
 
@@ -251,7 +261,7 @@ class Trainer:
             what = (f"every val image was predicted as class {self.data.classes[top]}" if row["val_classes_predicted"] <= 1
                     else f"val balanced accuracy stayed at chance ({row['val_balanced_accuracy']:.3f} <= 1/{self.k})")
             self.log(f"[{self.name}] WARNING: the member is collapsing: for {run} epochs {what}; it is learning the "
-                     f"class mix, not the images. {COLLAPSE_ADVICE}")
+                     f"class mix, not the images. {collapse_advice(self.spec)}")
             self._warned_collapse = True
 
     def _lr_at(self, g: int, total: int) -> float:
@@ -481,8 +491,8 @@ class Trainer:
             top = self.data.classes[int(counts.argmax())]
             collapse["reason"] = (f"its val predictions fall into one class ({top})" if one_class
                                   else f"its val balanced accuracy {bal:.3f} is at chance (1/{k})")
-            collapse["advice"] = COLLAPSE_ADVICE
-            self.log(f"[{self.name}] WARNING: collapsed: {collapse['reason']}. vote will leave it out. {COLLAPSE_ADVICE}")
+            collapse["advice"] = collapse_advice(self.spec)
+            self.log(f"[{self.name}] WARNING: collapsed: {collapse['reason']}. vote will leave it out. {collapse['advice']}")
         majority, below = {}, {}
         for split in ("val", "test"):
             base = majority_baseline(self.labels["train"], self.labels[split], k)
