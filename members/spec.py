@@ -236,9 +236,6 @@ def validate(spec: MemberSpec) -> None:
         _check(spec.freeze_epochs == 0, f"freeze_epochs freezes a pretrained base, which architecture {spec.architecture!r} "
                f"has not; set freeze_epochs = 0 or use one of {', '.join(BACKBONES)}.")
     else:
-        _check(spec.freeze_epochs == 0 or spec.weights != "none",
-               f"freeze_epochs = {spec.freeze_epochs} would freeze a randomly initialised {spec.architecture} base; "
-               'set weights = "imagenet" (or a weights file) or freeze_epochs = 0.')
         _check(spec.freeze_epochs < spec.total_epochs or spec.freeze_epochs == 0,
                f"freeze_epochs ({spec.freeze_epochs}) must be fewer than the member's {spec.total_epochs} epochs, "
                "or the base would never be fine-tuned.")

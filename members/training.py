@@ -165,8 +165,8 @@ class Trainer:
 
     def _set_frozen(self, model, frozen: bool, lr: float) -> None:
         """Freeze or unfreeze a Keras application's base (``backbone`` layer); recompile on a change."""
-        if not self.spec.is_backbone or self.spec.freeze_epochs == 0:
-            return
+        if not self.spec.is_backbone or self.spec.freeze_epochs == 0 or self.spec.weights == "none":
+            return  # a randomly initialised base is never frozen (weights = "none" ignores freeze_epochs)
         base = model.get_layer("backbone")
         if base.trainable == (not frozen):
             return
@@ -275,7 +275,7 @@ class Trainer:
             lr = s.lr * 0.5 * (1 + math.cos(math.pi * (g - w) / max(total - w, 1)))
         else:
             lr = s.lr * s.lr_decay ** (g - w)
-        if s.is_backbone and s.freeze_epochs and g >= s.freeze_epochs:
+        if s.is_backbone and s.freeze_epochs and s.weights != "none" and g >= s.freeze_epochs:
             lr *= s.finetune_lr_factor
         return lr
 
@@ -451,7 +451,7 @@ class Trainer:
                     ds_n = self._dataset("train", size, training=True, subset=self._undersample_subset())
                 else:
                     ds_n = self._dataset("train", size, training=True)
-                row = self._run_epoch(model, phase, size, lr, ds_n, note="base frozen" if self.spec.is_backbone and i < self.spec.freeze_epochs else "")
+                row = self._run_epoch(model, phase, size, lr, ds_n, note="base frozen" if self.spec.is_backbone and self.spec.weights != "none" and i < self.spec.freeze_epochs else "")
                 self._keep_if_best(model, row)
                 free.after_epoch(model, i, row)
                 if self.spec.patience and self._stale_epochs() >= self.spec.patience and i + 1 < len(plan) and plan[i + 1][:2] == (phase, size):

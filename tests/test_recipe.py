@@ -26,7 +26,6 @@ from tests.conftest import quiet
     ({"block": "dense"}, "block must be one of plain, residual"),
     ({"weights": "imagenet"}, "built from scratch"),
     ({"freeze_epochs": 1}, "freeze_epochs freezes a pretrained base"),
-    ({"architecture": "resnet50v2", "freeze_epochs": 1}, "randomly initialised resnet50v2"),
     ({"warmup_epochs": 5, "epochs": 5}, "warmup_epochs (5) must be fewer than epochs (5)"),
     ({"finetune_lr_factor": 0.0}, "finetune_lr_factor"),
     ({"weight_decay": -1.0}, "weight_decay must be non-negative"),
