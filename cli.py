@@ -311,38 +311,6 @@ def _trained_members(workdir: Path, json_: bool) -> None:
     Console().print(table)
 
 
-def _resolve_spec(preset: str, overrides: dict, sets: list[str]):
-    import tomllib
-
-    from members.errors import UserError
-    from members.spec import load_preset
-
-    spec = load_preset(preset)
-    extra = {}
-    for item in sets or []:
-        if "=" not in item:
-            raise UserError(f"--set takes FIELD=VALUE (e.g. --set l2=0.001); got {item!r}.")
-        key, value = item.split("=", 1)
-        try:
-            extra[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            extra[key.strip()] = value
-    if isinstance(overrides.get("resize_schedule"), str):
-        text = overrides["resize_schedule"]
-        try:
-            overrides["resize_schedule"] = tuple(int(v) for v in text.replace("→", ",").split(",") if v.strip())
-        except ValueError:
-            raise UserError(f"--resize-schedule takes sizes separated by commas (e.g. 64,128); got {text!r}.") from None
-    given = {key: value for key, value in overrides.items() if value is not None}
-    both = sorted(set(given) & set(extra))
-    if both:
-        raise UserError(f"{', '.join(both)} given both as an option and with --set; pass each field once. "
-                        f"Received: --set {', '.join(both)}")
-    return spec.replace(**given, **extra)
-
-
-
-
 @app.command("train-member")
 @user_errors
 def train_member_cmd(
@@ -378,6 +346,7 @@ def train_member_cmd(
     backend: Annotated[Backend, typer.Option(help="With --folds and --jobs > 1: loky, dask, ray or sequential.")] = Backend.loky,
 ) -> None:
     """Train one member with the article's full technique set and write its artifacts."""
+    from members.spec import resolve_spec
     from members.training import train_member
 
     overrides = dict(
@@ -387,7 +356,7 @@ def train_member_cmd(
         cache=cache.value if cache else None, mixed_precision=mixed_precision, jit_compile=jit_compile,
         strategy=strategy, seed=seed, tensorboard=tensorboard or None,
     )
-    spec = _resolve_spec(preset, overrides, set_ or [])
+    spec = resolve_spec(preset, overrides, set_ or [])
     member = name or Path(preset).stem
     if folds is not None:  # k-fold member: members/folds.py
         from members.folds import train_folded

@@ -72,10 +72,10 @@ def train_member(workdir: PathLike, preset: str = "small", *, name: str | None =
     Returns:
         A :class:`members.training.TrainResult`.
     """
-    from members.spec import load_preset
+    from members.spec import resolve_spec
     from members.training import train_member as _train
 
-    spec = load_preset(preset).replace(**overrides) if overrides else load_preset(preset)
+    spec = resolve_spec(preset, overrides)
     stem = Path(preset).stem
     return _train(workdir, spec, name=name or stem, preset=stem, log=log)
 

@@ -65,7 +65,7 @@ def run_demo(workdir: str | Path, *, images: int = 800, seed: int = 0, quick: bo
     from rich.console import Console
 
     from members.dataset import prepare_csv
-    from members.spec import load_preset
+    from members.spec import resolve_spec
     from members.synthetic import write_demo_data
     from members.training import member_dir, train_member
 
@@ -87,7 +87,7 @@ def run_demo(workdir: str | Path, *, images: int = 800, seed: int = 0, quick: bo
     prepare_csv(workdir, data / "trainLabels.csv", data / "images", seed=seed, force=True)
     members = QUICK_MEMBERS if quick else DEMO_MEMBERS
     for i, (name, preset, overrides) in enumerate(members, 1):
-        spec = load_preset(preset).replace(seed=seed + i, **overrides)
+        spec = resolve_spec(preset, {**overrides, "seed": seed + i})
         if _member_done(member_dir(workdir, name), spec):
             _log(f"[demo] 3/4 member {i}/{len(members)} {name}: already trained, reused")
             continue

@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 
 from members import atomic
 from members.errors import UserError
-from members.spec import MemberSpec, load_preset, parse_set
+from members.spec import MemberSpec, resolve_overrides, resolve_spec
 
 BACKENDS = ("loky", "dask", "ray", "sequential")
 LOG_NAME = "train.log"
@@ -155,11 +155,12 @@ def plan_members(presets: list[str], *, names: list[str] | None = None, override
         presets: preset name or TOML file of each member; a preset may repeat.
         names: member names in the order of ``presets`` (default: the preset, then ``-2``, ``-3``...).
         overrides: spec fields for every member (``None`` values are ignored).
-        sets: ``FIELD=VALUE`` strings for every member (see :func:`members.spec.parse_set`).
+        sets: ``FIELD=VALUE`` strings for every member (see :func:`members.spec.resolve_overrides`).
         seed: base seed; member ``i`` gets ``seed + i`` (default base: the member's own spec seed).
 
     Raises:
-        UserError: no preset, names that do not match the presets, or malformed ``sets``.
+        UserError: no preset, names that do not match the presets, malformed ``sets``, or a field given both
+            in ``overrides`` and in ``sets``.
     """
     from members.training import member_dir
 
@@ -182,16 +183,11 @@ def plan_members(presets: list[str], *, names: list[str] | None = None, override
     names = names or _default_names(presets)
     for name in names:
         member_dir(".", name)  # refuses names that are not plain folder names
-    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
-    extra = parse_set(list(sets))
-    both = sorted(set(changes) & set(extra))
-    if both:
-        raise UserError(f"{', '.join(both)} is given both as an option and with --set; give it once.")
-    changes.update(extra)
+    changes = resolve_overrides(overrides, sets)  # malformed or doubled changes fail the whole call
     planned = []
     for i, (preset, name) in enumerate(zip(presets, names)):
         try:
-            spec = load_preset(preset).replace(**changes)
+            spec = resolve_spec(preset, changes)
             spec = spec.replace(seed=(spec.seed if seed is None else seed) + i)
             planned.append(PlannedMember(name, Path(preset).stem, spec))
         except (UserError, TypeError, ValueError) as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -353,3 +354,62 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         except tomllib.TOMLDecodeError:
             values[key] = value.strip()
     return values
+
+
+def parse_schedule(text: str) -> tuple[int, ...]:
+    """Input sizes from text such as ``"64,128"`` or ``"64→128"`` (the CLI's ``--resize-schedule``).
+
+    Raises:
+        UserError: a part that is not an integer.
+
+    Example:
+        >>> parse_schedule("64, 128")
+        (64, 128)
+    """
+    try:
+        return tuple(int(v) for v in text.replace("→", ",").split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"--resize-schedule takes sizes separated by commas (e.g. 64,128); got {text!r}.") from None
+
+
+def resolve_overrides(options: Mapping[str, Any] | None = None, sets: Iterable[str] = ()) -> dict[str, Any]:
+    """The spec changes of named options and ``--set`` strings, merged; nothing is validated against a spec yet.
+
+    ``None`` options are left out, ``sets`` are read by :func:`parse_set`, a ``resize_schedule``
+    given as text is read by :func:`parse_schedule`. Field names and values are checked when
+    the changes are applied (:meth:`MemberSpec.replace`).
+
+    Raises:
+        UserError: a malformed ``--set`` or schedule, or a field given both as an option and with ``--set``.
+
+    Example:
+        >>> resolve_overrides({"epochs": 2, "lr": None, "resize_schedule": "16,32"}, ["head=ordinal"])
+        {'epochs': 2, 'resize_schedule': (16, 32), 'head': 'ordinal'}
+    """
+    given = {key: value for key, value in (options or {}).items() if value is not None}
+    if isinstance(given.get("resize_schedule"), str):
+        given["resize_schedule"] = parse_schedule(given["resize_schedule"])
+    extra = parse_set(list(sets or ()))
+    both = sorted(set(given) & set(extra))
+    if both:
+        raise UserError(f"{', '.join(both)} {'is' if len(both) == 1 else 'are'} given both as an option and with "
+                        f"--set; pass each field once. Received: --set {', '.join(both)}")
+    return given | extra
+
+
+def resolve_spec(preset: str, options: Mapping[str, Any] | None = None, sets: Iterable[str] = ()) -> MemberSpec:
+    """The spec of a preset (or TOML file) with named options and ``--set`` strings applied, validated.
+
+    The one resolver behind ``train-member``, ``train-members`` (:func:`members.parallel.plan_members`)
+    and :func:`ensemble.api.train_member`; see :func:`resolve_overrides` for the changes.
+
+    Raises:
+        UserError: an unknown preset, a malformed change, a field given twice, or an invalid spec.
+
+    Example:
+        >>> resolve_spec("tiny", {"epochs": 2}, ["l2=0.001"]).l2
+        0.001
+    """
+    changes = resolve_overrides(options, sets)
+    spec = load_preset(preset)
+    return spec.replace(**changes) if changes else spec

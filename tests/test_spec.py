@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from members.errors import UserError
-from members.spec import MemberSpec, list_presets, load_preset, load_spec_file
+from members.spec import MemberSpec, list_presets, load_preset, load_spec_file, resolve_overrides, resolve_spec
 
 REQUIRED_PRESETS = {"tiny", "small", "wide", "deep", "hires", "article"}
 
@@ -93,3 +95,24 @@ def test_replace_ignores_none_and_total_epochs():
     spec = load_preset("hires").replace(epochs=2, undersample_epochs=1, retrain_rounds=2, retrain_epochs=1, lr=None)
     assert spec.lr == load_preset("hires").lr
     assert spec.total_epochs == 2 * 2 + 1 + 2
+
+
+def test_resolve_spec_applies_options_and_sets_once():
+    spec = resolve_spec("tiny", {"epochs": 2, "lr": None, "input_size": 32, "resize_schedule": "16, 32"},
+                        ["head=ordinal", " l2 = 0.001 "])
+    assert (spec.epochs, spec.resize_schedule, spec.head, spec.l2) == (2, (16, 32), "ordinal", 0.001)
+    assert spec.lr == load_preset("tiny").lr
+    assert resolve_spec("tiny") == load_preset("tiny")
+    assert resolve_overrides({"resize_schedule": "64→128"}) == {"resize_schedule": (64, 128)}
+
+
+@pytest.mark.parametrize("options,sets,message", [
+    ({"epochs": 2}, ["epochs=3"], "epochs is given both as an option and with --set; pass each field once"),
+    ({"epochs": 2, "lr": 0.1}, ["lr=1", "epochs=3"], "epochs, lr are given both"),
+    ({}, ["=3"], "--set takes FIELD=VALUE"),
+    ({}, ["dropout"], "--set takes FIELD=VALUE"),
+    ({"resize_schedule": "sixteen"}, [], "--resize-schedule takes sizes separated by commas"),
+])
+def test_resolve_spec_refuses_malformed_changes(options, sets, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        resolve_spec("tiny", options, sets)
