@@ -18,6 +18,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from ensemble.constants import CALIBRATIONS, METHODS, SELECT_BY, THR, THRESHOLD_MODES
+from members.spec import BACKENDS, CACHES, CLASS_WEIGHTS, HEADS, OPTIMIZERS, PREPROCESSING, STRATEGIES
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
     os.environ["COLUMNS"] = "200"  # piped or captured: render tables and --help wide instead of cutting them at 80
@@ -98,51 +101,26 @@ def user_errors(func):
 WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="The workdir (prepared by `prepare`).")]
 
 
-class Method(str, Enum):
-    all = "all"
-    hard = "hard"
-    soft = "soft"
-    weighted = "weighted"
-    caruana = "caruana"
-    stack = "stack"
+def _choices(name: str, values: tuple[str, ...], doc: str) -> type[Enum]:
+    """A ``str`` Enum of the library's own ``values``: typer lists them in ``--help`` and refuses any other."""
+    choice = Enum(name, [(value, value) for value in values], type=str)
+    choice.__doc__ = doc
+    return choice
 
 
-class Thresholds(str, Enum):
-    auto = "auto"
-    on = "on"
-    off = "off"
+def _metavar(values: tuple[str, ...]) -> str:
+    """``<a|b|c>``, as ``--help`` shows an Enum's choices, for a text option the spec validates itself."""
+    return f"<{'|'.join(values)}>"
 
 
-class SelectBy(str, Enum):
-    """Mirrors ``ensemble.vote.SELECT_BY`` (kept here so ``--help`` does not import NumPy)."""
-
-    qwk = "qwk"
-    accuracy = "accuracy"
-    balanced_accuracy = "balanced_accuracy"
-    macro_f1 = "macro_f1"
-    auc = "auc"
-    log_loss = "log_loss"
-
-
-class Calibrate(str, Enum):
-    """Mirrors ``ensemble.calibration.CALIBRATIONS``."""
-
-    none = "none"
-    temperature = "temperature"
-
-
-class CacheMode(str, Enum):
-    auto = "auto"
-    memory = "memory"
-    disk = "disk"
-    none = "none"
-
-
-class Backend(str, Enum):
-    loky = "loky"
-    dask = "dask"
-    ray = "ray"
-    sequential = "sequential"
+# Built from the library's tuples (members.spec and ensemble.constants import nothing heavy).
+Method = _choices("Method", ("all", *METHODS), "``vote --method``: ensemble.constants.METHODS, or all.")
+Thresholds = _choices("Thresholds", THRESHOLD_MODES, "``vote --thresholds``: ensemble.constants.THRESHOLD_MODES.")
+SelectBy = _choices("SelectBy", SELECT_BY, "``vote --select-by``: ensemble.constants.SELECT_BY.")
+Calibrate = _choices("Calibrate", CALIBRATIONS, "``vote --calibrate``: ensemble.constants.CALIBRATIONS.")
+CacheMode = _choices("CacheMode", CACHES, "``train-member --cache``: members.spec.CACHES.")
+Backend = _choices("Backend", BACKENDS, "``--backend``: members.spec.BACKENDS.")
+METHOD_HELP = f"{', '.join(METHODS)}, each also with {THR} where vote fitted grade thresholds"
 
 
 @app.command("demo-data")
@@ -321,31 +299,34 @@ def train_member_cmd(
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (per device).")] = None,
     input_size: Annotated[Optional[int], typer.Option(help="Input size in pixels (final stage).")] = None,
     resize_schedule: Annotated[Optional[str], typer.Option(help="Progressive resizing stages, e.g. 64,128.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Initial learning rate (of the spec's optimizer: sgd, adam or adamw).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"Initial learning rate (of the spec's optimizer: {', '.join(OPTIMIZERS)}).")] = None,
     lr_decay: Annotated[Optional[float], typer.Option(help="Per-epoch learning-rate multiplier.")] = None,
     depth: Annotated[Optional[int], typer.Option(help="Convolution blocks.")] = None,
     width: Annotated[Optional[int], typer.Option(help="Filters of the first block (doubling per block).")] = None,
     l2: Annotated[Optional[float], typer.Option(help="L2 penalty on kernels.")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout rate of the dense head.")] = None,
-    head: Annotated[Optional[str], typer.Option(help="softmax, ordinal or regression.")] = None,
-    class_weight: Annotated[Optional[str], typer.Option(help="auto, balanced, sqrt or none.")] = None,
+    head: Annotated[Optional[str], typer.Option(metavar=_metavar(HEADS), help="Output head.")] = None,
+    class_weight: Annotated[Optional[str], typer.Option(metavar=_metavar(CLASS_WEIGHTS), help="Class weighting of the loss (auto: sqrt with natural sampling, none when batches are rebalanced).")] = None,
     undersample_epochs: Annotated[Optional[int], typer.Option(help="Fine-tuning epochs on an undersampled subset.")] = None,
     retrain_rounds: Annotated[Optional[int], typer.Option(help="Rounds of retraining on mispredicted images.")] = None,
-    preprocessing: Annotated[Optional[str], typer.Option(help="none or ben (Graham's local-colour subtraction).")] = None,
+    preprocessing: Annotated[Optional[str], typer.Option(metavar=_metavar(PREPROCESSING), help="ben: Graham's local-colour subtraction.")] = None,
     tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="Average flips at evaluation.")] = None,
     cache: Annotated[Optional[CacheMode], typer.Option(help="Where decoded images are cached.")] = None,
     mixed_precision: Annotated[Optional[bool], typer.Option("--mixed-precision/--no-mixed-precision", help="mixed_float16 (GPU).")] = None,
     jit_compile: Annotated[Optional[bool], typer.Option("--jit-compile/--no-jit-compile", help="XLA compilation.")] = None,
-    strategy: Annotated[Optional[str], typer.Option(help="default, or mirrored (all visible GPUs).")] = None,
+    strategy: Annotated[Optional[str], typer.Option(metavar=_metavar(STRATEGIES), help="mirrored: all visible GPUs.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Write Keras TensorBoard logs into the member folder (logs/).")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any spec field, FIELD=VALUE (repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a complete member trained with another spec (trained beside it, swapped in when complete).")] = False,
     folds: Annotated[Optional[int], typer.Option(help="Train K copies, each on K-1 folds of train+val (a k-fold member with out-of-fold predictions).")] = None,
     jobs: Annotated[int, typer.Option(help="With --folds: fold copies trained at once.")] = 1,
-    backend: Annotated[Backend, typer.Option(help="With --folds and --jobs > 1: loky, dask, ray or sequential.")] = Backend.loky,
+    backend: Annotated[Backend, typer.Option(help="With --folds and --jobs > 1: how the fold copies are run.")] = Backend.loky,
 ) -> None:
-    """Train one member with the article's full technique set and write its artifacts."""
+    """Train one member with the article's full technique set and write its artifacts.
+
+    Every spec option left out keeps the preset's value (`presets` lists them; --set changes any other field).
+    """
     from members.spec import resolve_spec
     from members.training import train_member
 
@@ -412,13 +393,13 @@ def vote(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % intervals.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     coverage: Annotated[float, typer.Option(help="Target coverage of the refer threshold (screening).")] = 0.9,
-    thresholds: Annotated[Thresholds, typer.Option(help="Grade thresholds on the expected grade, fitted for QWK: auto (3+ ordered classes), on, off.")] = None,
-    select_by: Annotated[SelectBy, typer.Option(help="Val metric that picks the best member and method (log_loss is minimised); default qwk for ordered grades, macro_f1 for nominal classes.")] = None,
+    thresholds: Annotated[Thresholds, typer.Option(help="Grade thresholds on the expected grade, fitted for QWK: auto (3+ ordered classes), on, off.")] = Thresholds.auto,
+    select_by: Annotated[Optional[SelectBy], typer.Option(help="Val metric that picks the best member and method (log_loss is minimised); default qwk for ordered grades, macro_f1 for nominal classes.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print report.json on stdout instead of the table.")] = False,
     keep_collapsed: Annotated[bool, typer.Option("--keep-collapsed", help="Also vote members whose metrics.json says collapsed (one class on val); by default they are skipped.")] = False,
     referable_grade: Annotated[int, typer.Option(help="Referable DR = this grade or worse (ordinal grade tasks): sensitivity/specificity, roc.png.")] = 2,
     sensitivity_target: Annotated[float, typer.Option(help="Val sensitivity the referable-DR threshold must reach.")] = 0.9,
-    calibrate: Annotated[Calibrate, typer.Option(help="temperature: one temperature per member and for the combined output, fitted on val, saved in the combiner JSON, applied by predict.")] = None,
+    calibrate: Annotated[Calibrate, typer.Option(help="temperature: one temperature per member and for the combined output, fitted on val, saved in the combiner JSON, applied by predict.")] = Calibrate.none,
 ) -> None:
     """Fit combiners on validation, score everything on test, write the report."""
     from rich.console import Console
@@ -429,10 +410,10 @@ def vote(
     import io
 
     report = run_vote(workdir, methods=(method.value,), members=names, n_boot=bootstrap, seed=seed,
-                      target_coverage=coverage, thresholds=(thresholds or Thresholds.auto).value,
+                      target_coverage=coverage, thresholds=thresholds.value,
                       select_by=select_by.value if select_by else None, keep_collapsed=keep_collapsed,
                       referable_grade=referable_grade, sensitivity_target=sensitivity_target,
-                      calibrate=(calibrate or Calibrate.none).value, console=Console(file=io.StringIO()) if json_ else Console())
+                      calibrate=calibrate.value, console=Console(file=io.StringIO()) if json_ else Console())
     if json_:
         _print_json(report)
 
@@ -462,7 +443,7 @@ def predict(
     workdir: WorkdirOpt,
     images: Annotated[list[Path], typer.Argument(help="Image files to grade.")],
     out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout).")] = None,
-    method: Annotated[Optional[str], typer.Option(help="Fitted combiner to use (default: the best on validation).")] = None,
+    method: Annotated[Optional[str], typer.Option(help=f"Fitted combiner to use: {METHOD_HELP} (default: the best on validation).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over flipped copies.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON on stdout instead of CSV.")] = False,
 ) -> None:
@@ -497,7 +478,7 @@ def explain(
     workdir: WorkdirOpt,
     images: Annotated[list[Path], typer.Argument(help="Image files to explain.")],
     out: Annotated[Path, typer.Option(help="Folder for one PNG per image (created when missing).")],
-    method: Annotated[Optional[str], typer.Option(help="Fitted combiner whose grade and weights are shown (default: the best on validation).")] = None,
+    method: Annotated[Optional[str], typer.Option(help=f"Fitted combiner whose grade and weights are shown: {METHOD_HELP} (default: the best on validation).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Score members over flipped copies.")] = False,
 ) -> None:
     """Grad-CAM heatmaps: where each member and the ensemble looked, titled with grade and probability."""

@@ -16,11 +16,10 @@ from dataclasses import replace
 import numpy as np
 
 from ensemble.combiners.temperature import TemperatureScaling
+from ensemble.constants import CALIBRATIONS
 from ensemble.members import MemberSet
 from members.errors import UserError
 from members.scoring import score
-
-CALIBRATIONS = ("none", "temperature")
 
 
 def check_calibration(calibrate: str | None) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble import stats
+from ensemble.constants import MINIMISED_SELECT_BY, SELECT_BY, THR, THRESHOLD_MODES
 from ensemble.crossfit import bagging_gain, cross_fit, oof_protocol
 from ensemble.manifest import output_folder, transactional
 from ensemble.members import MemberSet, load_members
@@ -28,10 +29,6 @@ from members.errors import UserError
 from members.scoring import confusion, nan_to_none, score
 
 MAX_BOOT = 100_000  # resamples × test rows are held in memory at once
-THRESHOLD_MODES = ("auto", "on", "off")
-THR = "+thr"
-SELECT_BY = ("qwk", "accuracy", "balanced_accuracy", "macro_f1", "auc", "log_loss")
-LOWER_IS_BETTER = ("log_loss",)
 METRIC_LABELS = {"qwk": "QWK", "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
                  "macro_f1": "macro-F1", "auc": "AUC", "log_loss": "log-loss"}
 
@@ -386,7 +383,7 @@ def _val_score(ms: MemberSet, p: Predictions) -> dict[str, float]:
 
 def _select(scores: dict[str, dict], metric: str = "qwk") -> str:
     """The name with the best val ``metric``, ties broken by :func:`_tie_breaks`, then by order."""
-    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    sign = -1.0 if metric in MINIMISED_SELECT_BY else 1.0
 
     def key(name: str) -> tuple[float, ...]:
         values = (sign * scores[name][metric], *(scores[name][m] for m in _tie_breaks(metric)))
@@ -469,7 +466,7 @@ def _outcome(r: dict, select_by: str) -> dict:
     ``no clear difference``."""
     diff = r["difference"]["metrics"][select_by]
     lo, hi = diff["ci"]
-    sign = -1.0 if select_by in LOWER_IS_BETTER else 1.0
+    sign = -1.0 if select_by in MINIMISED_SELECT_BY else 1.0
     if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
         word = "no clear difference"
     elif sign * lo > 0 and sign * hi > 0:

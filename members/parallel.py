@@ -36,9 +36,8 @@ from urllib.parse import urlparse
 
 from members import atomic
 from members.errors import UserError
-from members.spec import MemberSpec, resolve_overrides, resolve_spec
+from members.spec import BACKENDS, MemberSpec, resolve_overrides, resolve_spec
 
-BACKENDS = ("loky", "dask", "ray", "sequential")
 LOG_NAME = "train.log"
 WAIT_FOR_WORKERS = 60  # seconds an external Dask scheduler may take to show its first worker
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")

@@ -40,6 +40,7 @@ PREPROCESSING = ("none", "ben")
 CACHES = ("auto", "memory", "disk", "none")
 STRATEGIES = ("default", "mirrored")
 INTERPOLATIONS = ("nearest", "bilinear")
+BACKENDS = ("loky", "dask", "ray", "sequential")  # how train-members runs members (members/parallel.py), not a spec field
 
 
 @dataclass(frozen=True)

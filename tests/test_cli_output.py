@@ -33,6 +33,29 @@ def test_piped_help_is_not_cut():
     assert "--resize-schedule" in result.stdout and "…" not in result.stdout
 
 
+def test_cli_choices_are_the_library_tuples():
+    import cli
+    from ensemble.calibration import CALIBRATIONS
+    from ensemble.combiners import METHODS
+    from ensemble.vote import SELECT_BY, THRESHOLD_MODES
+    from members.parallel import BACKENDS
+    from members.spec import CACHES
+
+    values = lambda choice: tuple(m.value for m in choice)  # noqa: E731
+    assert values(cli.Method) == ("all", *METHODS) and values(cli.SelectBy) == SELECT_BY
+    assert values(cli.Thresholds) == THRESHOLD_MODES and values(cli.Calibrate) == CALIBRATIONS
+    assert values(cli.CacheMode) == CACHES and values(cli.Backend) == BACKENDS
+
+
+def test_help_shows_choices_and_defaults_without_numpy():
+    vote = _run("cli.py", "vote", "--help").stdout
+    assert "<auto|on|off>" in vote and "[default: auto]" in vote and "[default: none]" in vote
+    train = _run("cli.py", "train-member", "--help").stdout
+    assert "<softmax|ordinal|regression>" in train and "<none|ben>" in train and "preset's value" in train
+    result = _run("-X", "importtime", "cli.py", "--help")
+    assert result.returncode == 0 and "numpy" not in result.stderr
+
+
 def test_presets_json_is_complete_and_stderr_is_quiet():
     result = _run("cli.py", "presets", "--json")
     assert result.returncode == 0, result.stderr

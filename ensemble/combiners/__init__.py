@@ -25,11 +25,9 @@ from ensemble.combiners.stack import Stacking
 from ensemble.combiners.temperature import Calibrated, TemperatureScaling
 from ensemble.combiners.thresholds import GradeThresholds
 from ensemble.combiners.weighted import WeightedVote
+from ensemble.constants import METHODS
 from members.atomic import read_json
 from members.errors import UserError
-
-METHODS = ("hard", "soft", "weighted", "caruana", "stack")
-"""The combiner methods, in the order reports list them."""
 
 _CLASSES: dict[str, type] = {
     "hard": HardVote,
