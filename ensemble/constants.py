@@ -22,3 +22,6 @@ MINIMISED_SELECT_BY = ("log_loss",)
 
 CALIBRATIONS = ("none", "temperature")
 """``vote --calibrate``."""
+
+ROW_SUM_TOL = 1e-3
+"""How far a row of probabilities may sum from 1 (combiner inputs, member and imported predictions)."""

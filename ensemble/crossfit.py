@@ -27,8 +27,11 @@ class OutOfFold:
     n_splits: int
 
 
-def stratified_folds(y: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
-    """Fold number of every row: each class is shuffled and dealt round-robin over the folds.
+def stratified_folds(y: np.ndarray, n_splits: int, seed: int | np.random.Generator) -> np.ndarray:
+    """Fold number (0..n_splits-1) of every row: each class is shuffled and dealt round-robin over the folds.
+
+    The classes are dealt one after the other, continuing the round, so every fold is non-empty
+    when ``n >= n_splits``. ``seed`` may be a generator (the stacker's C search passes its own).
 
     Example:
         >>> np.bincount(stratified_folds(np.array([0] * 6 + [1] * 4), 2, seed=0)).tolist()
@@ -158,7 +161,8 @@ def oof_protocol(workdir, ms):
 
 
 def _load_oof(path, name: str, row_ids: np.ndarray, k: int, fingerprint: str) -> np.ndarray:
-    from ensemble.members import ROW_SUM_TOL, _mismatch
+    from ensemble.constants import ROW_SUM_TOL
+    from ensemble.members import _mismatch
     from members.atomic import load_npz
     from members.errors import UserError
 

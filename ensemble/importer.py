@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ensemble.constants import ROW_SUM_TOL
 from members import atomic
 from members.errors import UserError
 
-ROW_SUM_TOL = 1e-3
 IMAGE_COLUMNS = ("image", "path")
 KIND_MODEL, KIND_PROBS = "keras", "probabilities"
 BATCH_SIZE = 32
@@ -234,8 +234,7 @@ def _check_rows_sum(probs: np.ndarray, what, fix: str) -> None:
 # ---- the member files ---------------------------------------------------------------------
 def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], extra: dict) -> None:
     from members.artifacts import save_predictions
-    from members.scoring import score
-    from members.training import _jsonable
+    from members.scoring import nan_to_none, score
 
     model_src = extra.pop("_model", None)
     if folder.exists():  # --force was given (checked before anything was computed)
@@ -254,7 +253,7 @@ def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], e
     if model_src is not None:
         atomic.write_bytes(folder / "model.keras", Path(model_src).read_bytes())
         metrics["model_sha256"] = atomic.sha256_file(folder / "model.keras")
-    atomic.write_json(folder / "metrics.json", _jsonable(metrics))
+    atomic.write_json(folder / "metrics.json", nan_to_none(metrics))
 
 
 def has_model(metrics: dict) -> bool:

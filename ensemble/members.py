@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ensemble.constants import ROW_SUM_TOL
 from members.atomic import load_npz, read_json
 from members.errors import UserError
 
 SPLITS = ("val", "test")
-ROW_SUM_TOL = 1e-3
 TRAIN_HINT = "`python cli.py train-member --workdir {workdir} --preset <preset> --name <name>`"
 
 

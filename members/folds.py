@@ -287,8 +287,8 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
     """
     from members.artifacts import save_predictions
     from members.dataset import load_dataset
-    from members.scoring import score
-    from members.training import _jsonable, member_dir
+    from members.scoring import nan_to_none, score
+    from members.training import member_dir
 
     data = load_dataset(workdir)
     folder = member_dir(workdir, name)
@@ -349,7 +349,7 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
         "protocol": "k-fold bagging: test = mean of the K copies' test probabilities; oof.npz and val.npz hold "
                     "each train+val row as predicted by the copy that did not train on it",
     }
-    metrics = _jsonable(metrics)
+    metrics = nan_to_none(metrics)
     atomic.write_json(folder / "metrics.json", metrics)
     return metrics
 

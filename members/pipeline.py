@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from members.errors import UserError
 from members.preprocess import ben_graham
+from members.spec import INTERPOLATIONS
 
 AUTOTUNE = tf.data.AUTOTUNE
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -44,7 +45,6 @@ DISK_SHARD_IMAGES = 128  # images per disk-cache shard file (training)...
 MAX_DISK_SHARDS = 64  # ...but no more shard files than this
 DISK_SHUFFLE_BYTES = 32 << 20  # shuffle buffer over the disk shards: about 32 MiB of decoded images
 
-INTERPOLATIONS = ("nearest", "bilinear")
 
 
 @dataclass(frozen=True)

@@ -133,9 +133,13 @@ def score_weighted(
 
 
 def nan_to_none(obj: Any) -> Any:
-    """Replace every ``nan``/``inf`` float (also numpy scalars) in nested dicts/lists by ``None``."""
+    """Strict-JSON values: every ``nan``/``inf`` float becomes ``None``, numpy scalars and arrays Python ones.
+
+    Recursive through dicts, lists and tuples; a dict key JSON cannot take (a numpy scalar, a
+    path...) becomes its ``str``. Every JSON file the toolkit writes goes through it.
+    """
     if isinstance(obj, dict):
-        return {key: nan_to_none(value) for key, value in obj.items()}
+        return {_json_key(key): nan_to_none(value) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [nan_to_none(value) for value in obj]
     if isinstance(obj, np.ndarray):
@@ -145,6 +149,10 @@ def nan_to_none(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
+
+
+def _json_key(key: Any) -> Any:
+    return key if key is None or isinstance(key, (str, int, float, bool)) else str(key)
 
 
 def _validate(labels, probs, pred, num_classes):

@@ -32,7 +32,7 @@ from members.errors import UserError
 from members.lock import MemberLock
 from members.progress import EpochProgress
 from members.sampling import class_weights, retrain_subset, sampled_shares, sampling_acceptance, undersample
-from members.scoring import score
+from members.scoring import nan_to_none as _jsonable, score  # the one strict-JSON cleaner
 from members.snapshots import FreeMembers
 from members.spec import MemberSpec
 
@@ -569,19 +569,6 @@ def _best_epoch(history: list[dict]) -> int | None:
 
 def _first_ips(history: list[dict]) -> float:
     return round(float(history[0]["images_per_second"]), 2) if history else 0.0
-
-
-def _jsonable(obj):
-    """NaN/inf → None and numpy scalars → Python, recursively, for strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def _remove_temp_files(directory: Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ensemble.combiners import load_combiner, make_combiner
-from ensemble.crossfit import oof_protocol
+from ensemble.crossfit import oof_protocol, stratified_folds
 from ensemble.members import load_members
 from ensemble.vote import run_vote
 from members.atomic import load_npz, save_npz
@@ -116,3 +116,12 @@ def test_the_bagging_gain_is_shown_per_k_fold_member(workdir: Path) -> None:
     assert b["single_fold"]["accuracy"]["value"] == pytest.approx(float(np.mean(copy.argmax(1) == test["labels"])))
     assert "## Bagging: the K-fold average against a single-fold copy (test)" in (
         workdir / "ensemble" / "report.md").read_text()
+
+
+def test_stratified_folds_takes_a_seed_or_a_generator():
+    y = np.array([0] * 7 + [1] * 5 + [2] * 3)
+    folds = stratified_folds(y, 3, 4)
+    assert np.array_equal(folds, stratified_folds(y, 3, np.random.default_rng(4)))
+    assert np.bincount(folds).tolist() == [5, 5, 5]
+    assert all(np.bincount(folds[y == c], minlength=3).max() - np.bincount(folds[y == c], minlength=3).min() <= 1
+               for c in range(3))

@@ -111,3 +111,9 @@ def test_label_only_scoring_and_errors() -> None:
 def test_nan_to_none_makes_strict_json() -> None:
     obj = {"a": float("nan"), "b": [np.float32(1.5), np.inf], "c": {"d": np.int64(3)}}
     assert json.dumps(nan_to_none(obj), allow_nan=False) == '{"a": null, "b": [1.5, null], "c": {"d": 3}}'
+
+
+def test_nan_to_none_takes_numpy_keys_arrays_and_tuples() -> None:
+    obj = {np.int64(2): (np.float64(0.5), -np.inf), 1: np.array([np.nan, 2.0]), "k": None}
+    assert nan_to_none(obj) == {"2": [0.5, None], 1: [None, 2.0], "k": None}
+    assert json.dumps(nan_to_none(obj), allow_nan=False) == '{"2": [0.5, null], "1": [null, 2.0], "k": null}'

@@ -99,18 +99,6 @@ def mean_log_loss(XT: np.ndarray, y: np.ndarray, coef: np.ndarray, intercept: np
     return float(-np.log(np.maximum(proba[y, np.arange(y.shape[0])], 1e-15)).mean())
 
 
-def stratified_folds(y: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
-    """A fold number (0..n_folds-1) per row, each class spread evenly over the folds.
-
-    Rows are shuffled within their class, the classes laid end to end, and
-    folds dealt round-robin, so every fold is non-empty when ``n >= n_folds``.
-    """
-    order = np.concatenate([rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)])
-    folds = np.empty(y.shape[0], dtype=np.int64)
-    folds[order] = np.arange(order.size) % n_folds
-    return folds
-
-
 def stratified_subsample(y: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """Sorted row indices of a class-proportional random subsample of about ``size`` rows."""
     keep = []

@@ -14,9 +14,9 @@ from ensemble.combiners._logreg import (
     logits,
     mean_log_loss,
     softmax_columns,
-    stratified_folds,
     stratified_subsample,
 )
+from ensemble.crossfit import stratified_folds
 from members.errors import UserError
 
 MAX_ITER = 200

@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ensemble.combiners._base import FORMAT_VERSION, check_labels, check_probs
+from ensemble.combiners._base import FORMAT_VERSION
+from ensemble.combiners._validation import check_labels, check_probs
 from members.atomic import write_json
 from members.errors import UserError
 

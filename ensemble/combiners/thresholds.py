@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ensemble.combiners._validation import check_labels, check_probs
 from members.atomic import write_json
 from members.errors import UserError
 from members.cuts import _best_cut, kappa_or_zero, tune_cuts  # noqa: F401  (re-exported)
@@ -45,8 +46,6 @@ class GradeThresholds:
 
     def fit(self, probs: Any, y: Any) -> GradeThresholds:
         """Tune the thresholds on probabilities (n, k) and labels (n,)."""
-        from ensemble.combiners._base import check_labels, check_probs
-
         probs = check_probs(np.asarray(probs)[None])[0]
         n, k = probs.shape
         y = check_labels(y, n, k)
