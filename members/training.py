@@ -482,15 +482,18 @@ class Trainer:
         counts = np.bincount(val_pred, minlength=k)
         bal = results["val"].get("balanced_accuracy", float("nan"))
         one_class = int((counts > 0).sum()) <= 1
-        at_chance = bal <= 1.0 / k + 1e-9
+        auc = results["val"].get("auc", float("nan"))
+        # at chance: balanced accuracy 1/k and no ranking either (a grade member whose cuts squeeze the
+        # rare grades can sit at 1/k balanced accuracy with a real val AUC and QWK: that one learned)
+        at_chance = bal <= 1.0 / k + 1e-9 and not (auc > 0.55)
         collapsed = bool(one_class or at_chance) and len(np.unique(self.labels["val"])) > 1
         collapse = {"judged_on": "argmax of the kept weights' val probabilities", "val_predicted_counts": counts.tolist(),
-                    "val_balanced_accuracy": bal, "chance": 1.0 / k,
+                    "val_balanced_accuracy": bal, "val_auc": auc, "chance": 1.0 / k,
                     "epochs_at_chance": sum(1 for r in self.history if _is_chance(r, k))}
         if collapsed:
             top = self.data.classes[int(counts.argmax())]
             collapse["reason"] = (f"its val predictions fall into one class ({top})" if one_class
-                                  else f"its val balanced accuracy {bal:.3f} is at chance (1/{k})")
+                                  else f"its val balanced accuracy {bal:.3f} is at chance (1/{k}) and its val AUC {auc:.3f} near 0.5")
             collapse["advice"] = collapse_advice(self.spec)
             self.log(f"[{self.name}] WARNING: collapsed: {collapse['reason']}. vote will leave it out. {collapse['advice']}")
         majority, below = {}, {}

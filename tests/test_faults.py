@@ -155,7 +155,7 @@ def test_vote_on_a_full_disk_is_one_sentence(workdir_copy, request):
     add_member(workdir_copy, "a", seed=1)
     add_member(workdir_copy, "b", seed=2)
     request.getfixturevalue("full_disk")
-    code, _out, err = run_cli("vote", "--workdir", workdir_copy, "--method", "soft", "--bootstrap", "10")
+    code, _out, err = run_cli("vote", "--workdir", workdir_copy, "--method", "soft", "--bootstrap", "10", "--keep-collapsed")
     one_sentence_error(code, err, "Could not write", str(workdir_copy / "ensemble"), "No space left on device")
     assert temp_files(workdir_copy) == []
 

@@ -51,7 +51,7 @@ def test_probability_csvs_become_a_member(workdir_copy, tmp_path):
     add_member(workdir_copy, "other", seed=4)
     from ensemble.vote import run_vote
 
-    report = run_vote(workdir_copy, methods=("soft",), n_boot=10, console=Console(file=io.StringIO()))
+    report = run_vote(workdir_copy, methods=("soft",), n_boot=10, keep_collapsed=True, console=Console(file=io.StringIO()))
     assert "outside" in report["members"]
     from ensemble.inference import predict_images
 
@@ -127,7 +127,7 @@ def test_keras_model_becomes_a_member_that_predict_uses(trained, tmp_path):
     from ensemble.inference import predict_images
     from ensemble.vote import run_vote
 
-    run_vote(work, methods=("soft",), n_boot=10, console=Console(file=io.StringIO()))
+    run_vote(work, methods=("soft",), n_boot=10, keep_collapsed=True, console=Console(file=io.StringIO()))
     data = load_dataset(work)
     images = [str(data.image_root / p) for p in data.rows("test")["path"].iloc[:2]]
     result = predict_images(work, images, method="soft", print_csv=False)

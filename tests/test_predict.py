@@ -28,7 +28,7 @@ def voted(tmp_path_factory, trained) -> Path:
     shutil.copytree(trained, work)
     train_member(work, load_preset("tiny").replace(input_size=24, epochs=1, seed=1), name="t2", preset="tiny",
                  log=lambda line: None, show_progress=False)
-    run_vote(work, methods=("soft", "hard"), n_boot=50, console=Console(file=io.StringIO()))
+    run_vote(work, methods=("soft", "hard"), n_boot=50, keep_collapsed=True, console=Console(file=io.StringIO()))
     return work
 
 
@@ -259,7 +259,7 @@ def test_calibrated_combiner_is_applied_by_predict(voted, images, tmp_path) -> N
 
     work = tmp_path / "w"
     shutil.copytree(voted, work)
-    run_vote(work, methods=("soft",), thresholds="off", calibrate="temperature", n_boot=20,
+    run_vote(work, methods=("soft",), thresholds="off", calibrate="temperature", n_boot=20, keep_collapsed=True,
              console=Console(file=io.StringIO()))
     saved = read_json(work / "ensemble" / "combiners" / "soft.json")
     assert saved["method"] == "calibrated" and len(saved["member_temperatures"]) == 2

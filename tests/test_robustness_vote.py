@@ -26,7 +26,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def _vote(work: Path, *extra) -> tuple[int, str, str]:
-    return run_cli("vote", "--workdir", work, "--bootstrap", "10", *extra)
+    return run_cli("vote", "--workdir", work, "--bootstrap", "10", "--keep-collapsed", *extra)
 
 
 @pytest.fixture()

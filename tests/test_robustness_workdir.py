@@ -58,7 +58,7 @@ def voteable(workdir_copy) -> Path:
 
 
 def vote_args(work: Path) -> list:
-    return ["vote", "--workdir", work, "--bootstrap", "20"]
+    return ["vote", "--workdir", work, "--bootstrap", "20", "--keep-collapsed"]
 
 
 def edit_npz(path: Path, **changes) -> None:
