@@ -29,6 +29,15 @@ from keras import layers
 from members.spec import MemberSpec
 
 
+def cumulative_probs(above):
+    """Class probabilities (n, k) from ``P(y > j)`` (n, k-1): the differences, floored at 1e-7, rows summing to 1."""
+    ops = keras.ops
+    ones = ops.ones_like(above[:, :1])
+    zeros = ops.zeros_like(above[:, :1])
+    probs = ops.maximum(ops.concatenate([ones, above], axis=1) - ops.concatenate([above, zeros], axis=1), 1e-7)
+    return probs / ops.sum(probs, axis=1, keepdims=True)
+
+
 @keras.saving.register_keras_serializable(package="members")
 class OrdinalHead(layers.Layer):
     """Cumulative-link (ordinal) output: one score and k-1 ordered cut points → k probabilities.
@@ -59,13 +68,7 @@ class OrdinalHead(layers.Layer):
         ops = keras.ops
         score = ops.cast(self.score(inputs), "float32")
         cuts = ops.concatenate([self.first_cut, self.first_cut + ops.cumsum(ops.softplus(self.gaps))])
-        above = ops.sigmoid(score - ops.expand_dims(cuts, 0))  # (n, k-1): P(y > j)
-        ones = ops.ones_like(above[:, :1])
-        zeros = ops.zeros_like(above[:, :1])
-        upper = ops.concatenate([ones, above], axis=1)
-        lower = ops.concatenate([above, zeros], axis=1)
-        probs = ops.maximum(upper - lower, 1e-7)
-        return probs / ops.sum(probs, axis=1, keepdims=True)
+        return cumulative_probs(ops.sigmoid(score - ops.expand_dims(cuts, 0)))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
@@ -110,11 +113,7 @@ class RegressionHead(layers.Layer):
     def call(self, inputs):
         ops = keras.ops
         score = ops.cast(self.score(inputs), "float32")
-        above = ops.sigmoid((score - ops.expand_dims(self.cuts, 0)) / self.scale)  # (n, k-1): P(y > j)
-        ones = ops.ones_like(above[:, :1])
-        zeros = ops.zeros_like(above[:, :1])
-        probs = ops.maximum(ops.concatenate([ones, above], axis=1) - ops.concatenate([above, zeros], axis=1), 1e-7)
-        return probs / ops.sum(probs, axis=1, keepdims=True)
+        return cumulative_probs(ops.sigmoid((score - ops.expand_dims(self.cuts, 0)) / self.scale))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
