@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 import typer
 
 from ensemble.constants import CALIBRATIONS, METHODS, SELECT_BY, THR, THRESHOLD_MODES
-from members.spec import BACKENDS, CACHES, CLASS_WEIGHTS, HEADS, OPTIMIZERS, PREPROCESSING, STRATEGIES
+from members.model.spec import BACKENDS, CACHES, CLASS_WEIGHTS, HEADS, OPTIMIZERS, PREPROCESSING, STRATEGIES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
@@ -57,7 +57,7 @@ def _options(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     """Train several CNN members, combine them by voting or stacking, and report honestly whether the ensemble beats the single models."""
-    from members.quiet import install
+    from members.infra.quiet import install
 
     install(verbose=verbose)
 
@@ -79,7 +79,7 @@ def user_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from members.errors import UserError
+        from members.infra.errors import UserError
 
         try:
             return func(*args, **kwargs)
@@ -113,13 +113,13 @@ def _metavar(values: tuple[str, ...]) -> str:
     return f"<{'|'.join(values)}>"
 
 
-# Built from the library's tuples (members.spec and ensemble.constants import nothing heavy).
+# Built from the library's tuples (members.model.spec and ensemble.constants import nothing heavy).
 Method = _choices("Method", ("all", *METHODS), "``vote --method``: ensemble.constants.METHODS, or all.")
 Thresholds = _choices("Thresholds", THRESHOLD_MODES, "``vote --thresholds``: ensemble.constants.THRESHOLD_MODES.")
 SelectBy = _choices("SelectBy", SELECT_BY, "``vote --select-by``: ensemble.constants.SELECT_BY.")
 Calibrate = _choices("Calibrate", CALIBRATIONS, "``vote --calibrate``: ensemble.constants.CALIBRATIONS.")
-CacheMode = _choices("CacheMode", CACHES, "``train-member --cache``: members.spec.CACHES.")
-Backend = _choices("Backend", BACKENDS, "``--backend``: members.spec.BACKENDS.")
+CacheMode = _choices("CacheMode", CACHES, "``train-member --cache``: members.model.spec.CACHES.")
+Backend = _choices("Backend", BACKENDS, "``--backend``: members.model.spec.BACKENDS.")
 METHOD_HELP = f"{', '.join(METHODS)}, each also with {THR} where vote fitted grade thresholds"
 
 
@@ -133,7 +133,7 @@ def demo_data(
     balanced: Annotated[bool, typer.Option("--balanced", help="Equal grade counts instead of the EyePACS mix.")] = False,
 ) -> None:
     """Write a synthetic fundus set in the Kaggle EyePACS layout (image,level)."""
-    from members.synthetic import write_demo_data
+    from members.data.synthetic import write_demo_data
 
     summary = write_demo_data(out, images=images, size=size, seed=seed, balanced=balanced)
     counts = ", ".join(f"grade {g}: {n}" for g, n in sorted(summary.counts.items()))
@@ -161,9 +161,9 @@ def prepare(
     force: Annotated[bool, typer.Option("--force", help="Overwrite a workdir prepared from other data.")] = False,
 ) -> None:
     """Check every row, drop bad ones with a reason, and write the train/val/test split."""
-    from members import dataset as ds
-    from members.classes import ORDINAL_MEDMNIST, parse_classes_option
-    from members.errors import UserError
+    from members.data import dataset as ds
+    from members.data.classes import ORDINAL_MEDMNIST, parse_classes_option
+    from members.infra.errors import UserError
 
     sources = [s for s in (labels or images, npz, medmnist) if s]
     if len(sources) != 1:
@@ -208,8 +208,8 @@ def presets(
     from rich.console import Console
     from rich.table import Table
 
-    from members.architecture import build_model
-    from members.spec import list_presets, load_preset, schedule_label
+    from members.model.architecture import build_model
+    from members.model.spec import list_presets, load_preset, schedule_label
 
     if workdir is not None:
         _trained_members(workdir, json_)
@@ -255,7 +255,7 @@ def _trained_members(workdir: Path, json_: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from members.errors import UserError
+    from members.infra.errors import UserError
 
     folder = Path(workdir) / "members"
     if not folder.is_dir():
@@ -327,8 +327,8 @@ def train_member_cmd(
 
     Every spec option left out keeps the preset's value (`presets` lists them; --set changes any other field).
     """
-    from members.spec import resolve_spec
-    from members.training import train_member
+    from members.model.spec import resolve_spec
+    from members.training.trainer import train_member
 
     overrides = dict(
         epochs=epochs, batch_size=batch_size, input_size=input_size, resize_schedule=resize_schedule, lr=lr,
@@ -339,8 +339,8 @@ def train_member_cmd(
     )
     spec = resolve_spec(preset, overrides, set_ or [])
     member = name or Path(preset).stem
-    if folds is not None:  # k-fold member: members/folds.py
-        from members.folds import train_folded
+    if folds is not None:  # k-fold member: members/training/folds.py
+        from members.training.folds import train_folded
 
         result = train_folded(workdir, spec, name=member, k=folds, preset=Path(preset).stem, jobs=jobs, backend=backend.value,
                               force=force)
@@ -375,7 +375,7 @@ def train_members_cmd(
     folds: Annotated[Optional[int], typer.Option(help="Train every member as K copies on K-1 folds of train+val, one task per fold.")] = None,
 ) -> None:
     """Train several members in parallel: local processes or a Dask cluster."""
-    from members.parallel import train_members
+    from members.training.parallel import train_members
 
     outcome = train_members(workdir, preset, names=name, jobs=jobs, backend=backend.value, scheduler=scheduler,
                             overrides={"epochs": epochs}, sets=(set_ or []) + (["tensorboard=true"] if tensorboard else []),

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from members import atomic  # noqa: E402  (after the sys.path insert)
+from members.infra import atomic  # noqa: E402  (after the sys.path insert)
 
 RESULTS = ROOT / "bench" / "results"
 DATA_ROOT = Path(os.environ.get("BENCH_DATA", Path(tempfile.gettempdir()) / "cnn-ensemble-bench"))
@@ -153,7 +153,7 @@ def demo_images(images: int, size: int, *, seed: int = 0) -> tuple[list[str], An
     """
     import pandas as pd
 
-    from members.synthetic import LABELS_NAME, write_demo_data
+    from members.data.synthetic import LABELS_NAME, write_demo_data
 
     folder = None
     for candidate in sorted(DATA_ROOT.glob(f"demo_{size}_*_s{seed}")):

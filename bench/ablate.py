@@ -27,7 +27,7 @@ from bench.sets import SETS, prepare_set  # noqa: E402
 
 def _parse_variant(text: str, base: str) -> tuple[str, str, dict]:
     """``"name: a=1 b=2"`` or ``"name@preset: a=1"`` → (name, preset, overrides)."""
-    from members.spec import parse_set
+    from members.model.spec import parse_set
 
     name, sep, rest = text.partition(":")
     if not sep:
@@ -49,9 +49,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="default: bench/results/ablate-<dataset>.json")
     args = parser.parse_args(argv)
 
-    from members import atomic
-    from members.spec import load_preset
-    from members.training import train_member
+    from members.infra import atomic
+    from members.model.spec import load_preset
+    from members.training.trainer import train_member
 
     bases = args.base or ["small"]
     runs = [(f"{b} (defaults)", b, {}) for b in bases] if not args.variant else []

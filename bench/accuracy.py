@@ -15,7 +15,7 @@ schema plus each member's training time and spec. Everything that is chosen — 
 epoch of each member, the best single member, the combiner and the grade thresholds — is
 chosen on validation; the test split is scored once. Data is read from ``../shared/data``.
 
-With ``--folds K`` every member is a k-fold member (``members/folds.py``): K copies, each on
+With ``--folds K`` every member is a k-fold member (``members/training/folds.py``): K copies, each on
 K-1 folds of train+val; ``vote`` then fits and chooses on every out-of-fold train+val row,
 and the report's ``bagging`` section shows each member's K-fold average against its
 single-fold copy on test (paired CIs). The result goes to ``<dataset>-folds<K>.json``.
@@ -71,7 +71,7 @@ MEMBERS = {
         ("i112-ordinal", "small", {**IDRID, "input_size": 112, "depth": 5, "width": 16, "head": "ordinal", "epochs": 30}),
     ),
 }
-# The synthetic demo set (members/synthetic.py), for smoke runs of the protocol without ../shared/data.
+# The synthetic demo set (members/data/synthetic.py), for smoke runs of the protocol without ../shared/data.
 SYNTHETIC = {"images": 240, "size": 64}
 MEMBERS["synthetic"] = (
     ("s32-tiny", "tiny", {"input_size": 32, "epochs": 8}),
@@ -91,7 +91,7 @@ PUBLISHED = {  # MedMNIST v2 (Yang et al. 2023), Table 3, RetinaMNIST test: ACC,
 
 def default_members() -> tuple:
     """Every built-in preset except ``article`` and ``tiny``, at its own defaults (item 1 of issue 11)."""
-    from members.spec import list_presets
+    from members.model.spec import list_presets
 
     return tuple((name, name, {}) for name in list_presets() if name not in NOT_DEFAULT_MEMBERS)
 
@@ -100,8 +100,8 @@ def unavailable(spec) -> str | None:
     """Why a member cannot be trained on this machine (pretrained weights it cannot get), or None."""
     if not spec.is_backbone or spec.weights == "none":
         return None
-    from members.backbones import resolve_weights
-    from members.errors import UserError
+    from members.model.backbones import resolve_weights
+    from members.infra.errors import UserError
 
     try:
         resolve_weights(spec)
@@ -132,9 +132,9 @@ def main(argv=None) -> int:
     from rich.console import Console
 
     from ensemble.vote import run_vote
-    from members.atomic import write_json
-    from members.spec import load_preset
-    from members.training import train_member
+    from members.infra.atomic import write_json
+    from members.model.spec import load_preset
+    from members.training.trainer import train_member
 
     workdir = args.workdir or ROOT / "bench" / "work" / args.dataset
     started = time.perf_counter()
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
         print(f"[accuracy] training {name} ({spec.input_size}px, depth {spec.depth}, width {spec.width}, "
               f"head {spec.head})", file=sys.stderr, flush=True)
         if args.folds:
-            from members.folds import train_folded
+            from members.training.folds import train_folded
 
             result = train_folded(workdir, spec, name=name, k=args.folds, preset=preset, jobs=args.jobs)
         else:
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
                          "collapsed": bool(result.metrics.get("collapsed", False)), "spec": spec.to_dict()}
     # Only this run's members: a workdir reused from an older member set keeps the old members'
     # folders (prepare keeps members whose split is unchanged), and they must not be voted.
-    from members.errors import UserError
+    from members.infra.errors import UserError
 
     try:
         report = run_vote(workdir, methods=("all",), members=list(members), n_boot=1000, seed=args.seed,
@@ -196,8 +196,8 @@ def main(argv=None) -> int:
 
 
 def _prepare_synthetic(workdir: Path, seed: int) -> None:
-    from members.dataset import prepare_csv
-    from members.synthetic import write_demo_data
+    from members.data.dataset import prepare_csv
+    from members.data.synthetic import write_demo_data
 
     data = workdir.parent / f"{workdir.name}-data"
     if not (data / "trainLabels.csv").exists():
@@ -206,7 +206,7 @@ def _prepare_synthetic(workdir: Path, seed: int) -> None:
 
 
 def _member_metrics(workdir: Path, name: str) -> dict:
-    from members.atomic import read_json
+    from members.infra.atomic import read_json
 
     m = read_json(workdir / "members" / name / "metrics.json")
     return {"test": m.get("test"), "val": m.get("val"), "collapsed": m.get("collapsed", False)}

@@ -4,7 +4,7 @@ The same folder of synthetic 512 px JPEGs, target 256 px, batch 32, the same aug
 family (rotation ±30°, 10 % width/height shifts, both flips; ImageDataGenerator also
 rescales by 1/255, the toolkit does that inside the model), read several ways:
 
-* ``toolkit`` — ``members.pipeline.make_dataset(training=True, cache="memory")``: the first
+* ``toolkit`` — ``members.data.pipeline.make_dataset(training=True, cache="memory")``: the first
   epoch decodes and fills the cache, later epochs only shuffle and augment;
 * ``toolkit_disk`` — the same with ``cache="disk"`` (the choice for sets larger than RAM);
 * ``toolkit_bilinear`` — the memory-cache pipeline with bilinear instead of nearest warps;
@@ -69,7 +69,7 @@ def _epoch(iterable) -> dict:
 
 
 def _toolkit(paths, labels, repeats: int, cache: str, interpolation: str) -> dict:
-    from members.pipeline import Augmentation, make_dataset
+    from members.data.pipeline import Augmentation, make_dataset
 
     phases = {"first": [], "cached": []}
     for r in range(repeats):
@@ -111,7 +111,7 @@ def _imagedatagenerator(paths, labels, repeats: int) -> dict:
 def _decode_limit(paths, repeats: int) -> dict:
     import tensorflow as tf
 
-    from members.pipeline import load_image
+    from members.data.pipeline import load_image
 
     ds = tf.data.Dataset.from_tensor_slices(paths)
     ds = ds.map(lambda p: (load_image(p, SIZE),), num_parallel_calls=tf.data.AUTOTUNE)

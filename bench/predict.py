@@ -8,7 +8,7 @@ network, two conv blocks) grade N synthetic 256 px JPEGs (``write_demo_data``), 
   share a scale share the decode; here 3 decodes for 4 members), so every member gets
   exactly training's pixels; batches 64 images and runs every member on its batch;
 * ``baseline`` — what a loop over members does: for each member its own ``tf.data``
-  pipeline of ``members.pipeline.load_image`` at that member's size (the training
+  pipeline of ``members.data.pipeline.load_image`` at that member's size (the training
   pipeline's decode, reduced-scale JPEG decoding included), batched the same way, and the
   same model call (:func:`ensemble.inference.member_probs`): K reads and K decodes per image.
 
@@ -56,11 +56,11 @@ def build_workdir(root: Path, sizes=SIZES) -> Path:
     import numpy as np
 
     from ensemble.combiners import make_combiner
-    from members import atomic
+    from members.infra import atomic
     from ensemble.manifest import write_manifest
-    from members.architecture import build_model
-    from members.artifacts import save_model
-    from members.spec import load_preset
+    from members.model.architecture import build_model
+    from members.training.artifacts import save_model
+    from members.model.spec import load_preset
 
     names = []
     for size in sizes:
@@ -90,7 +90,7 @@ def baseline_dataset(member, paths: list[str], batch_size: int = BATCH):
     import tensorflow as tf
 
     from ensemble.inference import member_variant
-    from members.pipeline import load_image
+    from members.data.pipeline import load_image
 
     ds = tf.data.Dataset.from_tensor_slices(paths)
     ds = ds.map(lambda p: load_image(p, *member_variant(member)), num_parallel_calls=tf.data.AUTOTUNE)
@@ -191,7 +191,7 @@ def summarise(measured: dict, *, images: int, repeats: int, quick: bool, source_
         "machine": common.machine_info(), "load_before": load_before, "load_after": common.load_average(),
         "note": ("members built, not trained (random weights; throughput does not depend on them); both ways load "
                  "the members once and combine with the same soft vote; the baseline decodes every image once per "
-                 "member with members.pipeline.load_image (reduced-scale JPEG decode at each member's size)."),
+                 "member with members.data.pipeline.load_image (reduced-scale JPEG decode at each member's size)."),
     }
 
 

@@ -43,7 +43,7 @@ SETS = {
 
 def prepare_set(name: str, workdir: Path) -> None:
     """Prepare ``workdir`` from set ``name`` (idempotent: an unchanged split is kept, with its members)."""
-    from members.dataset import prepare_csv, prepare_npz
+    from members.data.dataset import prepare_csv, prepare_npz
 
     s = SETS[name]
     if s.npz:

@@ -2,7 +2,7 @@
 
 Workload: four ``tiny`` members (different seeds) on a balanced synthetic fundus set of
 400 images at 64 px (input 64 px, 6 epochs each), trained three ways with
-``members.parallel.train_members``:
+``members.training.parallel.train_members``:
 
 * ``sequential`` — one after the other in this process (TensorFlow uses every core);
 * ``loky`` — ``--jobs 2``: two worker processes, each limited to its share of the cores;
@@ -40,8 +40,8 @@ QUICK = {"images": 80, "size": 32, "epochs": 1}
 
 def demo_workdir(images: int, size: int, base: Path) -> Path:
     """A prepared workdir on a balanced demo set, written once under ``$BENCH_DATA``."""
-    from members.dataset import prepare_csv
-    from members.synthetic import LABELS_NAME, write_demo_data
+    from members.data.dataset import prepare_csv
+    from members.data.synthetic import LABELS_NAME, write_demo_data
 
     data = common.DATA_ROOT / f"members_{size}_{images}_balanced"
     if not (data / LABELS_NAME).exists():
@@ -54,7 +54,7 @@ def demo_workdir(images: int, size: int, base: Path) -> Path:
 
 def run_mode(mode: str, workdir: Path, config: dict) -> dict:
     """Train the four members with one backend; figures of the run."""
-    from members.parallel import train_members
+    from members.training.parallel import train_members
 
     names = [f"{mode}-{i + 1}" for i in range(MEMBERS)]
     outcome = train_members(workdir, ["tiny"] * MEMBERS, names=names, jobs=1 if mode == "sequential" else JOBS,

@@ -3,8 +3,8 @@
 Like for like, in one process: the same compiled model (preset ``small``, 96 px, built and
 compiled as ``train-member`` does), the same images, batch size and class weights, trained
 
-* ``toolkit`` — ``members.loop.train_epoch`` (the loop ``train-member`` runs, with its per-batch
-  input-wait timing) over ``members.pipeline.make_dataset(training=True)`` with the preset's
+* ``toolkit`` — ``members.training.loop.train_epoch`` (the loop ``train-member`` runs, with its per-batch
+  input-wait timing) over ``members.data.pipeline.make_dataset(training=True)`` with the preset's
   augmentation and the memory cache;
 * ``bare`` — ``model.fit(x, y, sample_weight=w)`` on the same images decoded once into numpy
   arrays (no augmentation, no per-batch bookkeeping).
@@ -37,10 +37,10 @@ NUM_CLASSES = 5
 
 
 def compiled_model(spec):
-    """The member's model compiled exactly as ``members.training.Trainer`` compiles it."""
+    """The member's model compiled exactly as ``members.training.trainer.Trainer`` compiles it."""
     import keras
 
-    from members.architecture import build_model
+    from members.model.architecture import build_model
 
     keras.utils.set_random_seed(spec.seed)
     model = build_model(spec, NUM_CLASSES)
@@ -77,7 +77,7 @@ def run_bare(model, x, y, w, *, batch: int, epochs: int) -> list[dict]:
 
 
 def run_toolkit(model, ds, n: int, *, batch: int, epochs: int) -> list[dict]:
-    from members.loop import train_epoch
+    from members.training.loop import train_epoch
 
     out = []
     for _ in range(epochs):
@@ -90,9 +90,9 @@ def run_toolkit(model, ds, n: int, *, batch: int, epochs: int) -> list[dict]:
 def measure(images: int, epochs: int, repeats: int, size: int) -> dict:
     import numpy as np
 
-    from members.pipeline import Augmentation, load_images, make_dataset
-    from members.sampling import class_weights
-    from members.spec import load_preset
+    from members.data.pipeline import Augmentation, load_images, make_dataset
+    from members.training.sampling import class_weights
+    from members.model.spec import load_preset
 
     spec = load_preset(PRESET).replace(input_size=size)
     paths, labels = common.demo_images(images, SOURCE_SIZE)
@@ -131,7 +131,7 @@ def summarise(measured: dict, *, images: int, epochs: int, repeats: int, size: i
     cpu_ratio = cpu_ms["bare"] / cpu_ms["toolkit"] if cpu_ms["toolkit"] and cpu_ms["bare"] else None
     return {
         "benchmark": "train_overhead",
-        "method": "members.loop.train_epoch on members.pipeline.make_dataset (the loop train-member runs, "
+        "method": "members.training.loop.train_epoch on members.data.pipeline.make_dataset (the loop train-member runs, "
                   "without its per-epoch validation) vs model.fit on numpy arrays, same compiled model, "
                   "alternating, steady state = epochs after the first of each run, median per-epoch wall time; "
                   "cpu_ratio compares CPU seconds per image (all threads), steadier on a shared machine",

@@ -42,7 +42,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from ensemble.combiners import METHODS, make_combiner  # noqa: E402
-from members.atomic import write_json  # noqa: E402
+from members.infra.atomic import write_json  # noqa: E402
 
 DEFAULT_JSON = ROOT / "bench" / "results" / "vote.json"
 TARGET_SECONDS = 2.0

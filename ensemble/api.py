@@ -1,7 +1,7 @@
 """The workflow from Python: ``prepare``, ``train_member``, ``vote``, ``predict``, and ``compare`` for arrays.
 
 Each verb is the CLI command of the same name, with the same checks and the same files
-in the workdir; errors are :class:`members.errors.UserError` with the CLI's sentence.
+in the workdir; errors are :class:`members.infra.errors.UserError` with the CLI's sentence.
 
 Example:
     >>> from ensemble.api import prepare, train_member, vote, predict      # doctest: +SKIP
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ensemble.importer import import_member
-from members.errors import UserError
+from members.infra.errors import UserError
 
 __all__ = ["prepare", "train_member", "vote", "predict", "import_member", "compare"]
 
@@ -39,13 +39,13 @@ def prepare(workdir: PathLike, *, labels: PathLike | None = None, images: PathLi
         labels: a labels CSV (with ``images``); omit it for a folder-per-class ``images``.
         images: the image folder.
         npz: a MedMNIST-style ``.npz`` instead.
-        **options: keyword options of :func:`members.dataset.prepare_csv` (``ordinal``,
+        **options: keyword options of :func:`members.data.dataset.prepare_csv` (``ordinal``,
             ``classes``, ``group_column``, ``group_pattern``, ``seed``, ``force``, ...).
 
     Returns:
-        A :class:`members.dataset.PrepareResult`.
+        A :class:`members.data.dataset.PrepareResult`.
     """
-    from members import dataset
+    from members.data import dataset
 
     if npz is not None:
         if labels is not None or images is not None:
@@ -67,13 +67,13 @@ def train_member(workdir: PathLike, preset: str = "small", *, name: str | None =
         preset: a built-in preset name or a TOML spec file.
         name: the member's folder name (default: the preset's).
         log: a callable for progress lines (default: stderr).
-        **overrides: any :class:`members.spec.MemberSpec` field, e.g. ``epochs=2, input_size=64``.
+        **overrides: any :class:`members.model.spec.MemberSpec` field, e.g. ``epochs=2, input_size=64``.
 
     Returns:
-        A :class:`members.training.TrainResult`.
+        A :class:`members.training.trainer.TrainResult`.
     """
-    from members.spec import resolve_spec
-    from members.training import train_member as _train
+    from members.model.spec import resolve_spec
+    from members.training.trainer import train_member as _train
 
     spec = resolve_spec(preset, overrides)
     stem = Path(preset).stem

@@ -17,8 +17,8 @@ import numpy as np
 
 from ensemble.combiners.temperature import TemperatureScaling
 from ensemble.constants import CALIBRATIONS
-from ensemble.members import MemberSet
-from members.errors import UserError
+from ensemble.member_set import MemberSet
+from members.infra.errors import UserError
 from members.scoring import score
 
 

@@ -94,7 +94,7 @@ def cross_fit(
     return OutOfFold(probs, pred, pred_thr, n_splits)
 
 
-# ----- the out-of-fold protocol (k-fold members, members/folds.py) ----------------------------
+# ----- the out-of-fold protocol (k-fold members, members/training/folds.py) ----------------------------
 OOF_FILE = "oof.npz"
 
 
@@ -123,7 +123,7 @@ def oof_protocol(workdir, ms):
 
     Args:
         workdir: the workdir.
-        ms: the loaded :class:`ensemble.members.MemberSet`.
+        ms: the loaded :class:`ensemble.member_set.MemberSet`.
 
     Returns:
         ``(member set, Protocol)``; the member set is ``ms`` itself under the val protocol.
@@ -135,8 +135,8 @@ def oof_protocol(workdir, ms):
     from dataclasses import replace
     from pathlib import Path
 
-    from members.dataset import load_dataset
-    from members.folds import pool_rows
+    from members.data.dataset import load_dataset
+    from members.training.folds import pool_rows
 
     root = Path(workdir) / "members"
     have = [n for n in ms.names if ms.metrics[n].get("folds") and (root / n / OOF_FILE).is_file()]
@@ -162,9 +162,9 @@ def oof_protocol(workdir, ms):
 
 def _load_oof(path, name: str, row_ids: np.ndarray, k: int, fingerprint: str) -> np.ndarray:
     from ensemble.constants import ROW_SUM_TOL
-    from ensemble.members import _mismatch
-    from members.atomic import load_npz
-    from members.errors import UserError
+    from ensemble.member_set import _mismatch
+    from members.infra.atomic import load_npz
+    from members.infra.errors import UserError
 
     data = load_npz(path)
     missing = {"probs", "row_ids", "fold", "fingerprint"} - set(data)
@@ -188,7 +188,7 @@ def bagging_gain(workdir, ms, indices: np.ndarray) -> dict:
 
     Args:
         workdir: the workdir.
-        ms: the voted :class:`ensemble.members.MemberSet` (its ``test_probs`` are the K-fold averages).
+        ms: the voted :class:`ensemble.member_set.MemberSet` (its ``test_probs`` are the K-fold averages).
         indices: the report's bootstrap resamples of the test rows (the same for every model).
 
     Returns:
@@ -199,8 +199,8 @@ def bagging_gain(workdir, ms, indices: np.ndarray) -> dict:
     from pathlib import Path
 
     from ensemble import stats
-    from members.atomic import load_npz
-    from members.errors import UserError
+    from members.infra.atomic import load_npz
+    from members.infra.errors import UserError
 
     out = {}
     for j, name in enumerate(ms.names):

@@ -43,7 +43,7 @@ def _log(line: str) -> None:
 
 def _member_done(member_dir: Path, spec) -> bool:
     """A finished member trained with the same spec is reused."""
-    from members.spec import load_spec_file
+    from members.model.spec import load_spec_file
 
     if not (member_dir / "metrics.json").exists() or not (member_dir / "spec.toml").exists():
         return False
@@ -64,10 +64,10 @@ def run_demo(workdir: str | Path, *, images: int = 800, seed: int = 0, quick: bo
     """
     from rich.console import Console
 
-    from members.dataset import prepare_csv
-    from members.spec import resolve_spec
-    from members.synthetic import write_demo_data
-    from members.training import member_dir, train_member
+    from members.data.dataset import prepare_csv
+    from members.model.spec import resolve_spec
+    from members.data.synthetic import write_demo_data
+    from members.training.trainer import member_dir, train_member
 
     started = time.perf_counter()
     workdir = Path(workdir)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from members.atomic import read_json
-from members.errors import UserError
+from members.infra.atomic import read_json
+from members.infra.errors import UserError
 
 DISPLAY_SIZE = 320  # the photograph's longer side in the figure (reduced-scale decode)
 POOLING_WORDS = ("pooling", "flatten")
@@ -138,8 +138,8 @@ def _display(path: str, variants: Sequence[tuple[int, str, bool]]):
     """The photograph at display scale and, per variant, its square window ``(top, left, side)`` on it."""
     import tensorflow as tf
 
-    from members.fundus import fundus_box
-    from members.pipeline import decode
+    from members.data.fundus import fundus_box
+    from members.data.pipeline import decode
 
     image = decode(tf.io.read_file(path), DISPLAY_SIZE)
     h, w = int(image.shape[0]), int(image.shape[1])
@@ -279,7 +279,7 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
 
 
 def _copies(model) -> list:
-    """The networks behind a member: its K copies for a k-fold member (``members.folds.AveragedModel``), else itself."""
+    """The networks behind a member: its K copies for a k-fold member (``members.training.folds.AveragedModel``), else itself."""
     return list(getattr(model, "models", [model]))
 
 

@@ -8,7 +8,7 @@ it like a trained one.
 - A Keras ``.keras`` model is loaded with ``safe_mode=True`` (no Lambda layers, no pickle),
   its square input size read from the model, its output count checked against the
   workdir's classes; it is run on the val and test images through the project's own image
-  path (:func:`members.pipeline.make_dataset`: decode, centre crop, resize, RGB 0–255 —
+  path (:func:`members.data.pipeline.make_dataset`: decode, centre crop, resize, RGB 0–255 —
   the model must do its own rescaling) and copied to ``model.keras``.
 - Probability CSVs (one for val, one for test) have an ``image`` (or ``path``) column and
   one column per class (``prob_0..prob_{k-1}`` or the class names). Every row of the split
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from ensemble.constants import ROW_SUM_TOL
-from members import atomic
-from members.errors import UserError
+from members.infra import atomic
+from members.infra.errors import UserError
 
 IMAGE_COLUMNS = ("image", "path")
 KIND_MODEL, KIND_PROBS = "keras", "probabilities"
@@ -61,8 +61,8 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
             probabilities out, or a CSV with missing, extra, unknown or duplicated rows,
             wrong columns, or rows that do not sum to 1.
     """
-    from members.dataset import load_dataset
-    from members.training import member_dir
+    from members.data.dataset import load_dataset
+    from members.training.trainer import member_dir
 
     if (model is None) == (val_csv is None and test_csv is None) or (model is None and None in (val_csv, test_csv)):
         raise UserError("Give either --model FILE.keras, or both --val-csv and --test-csv; not both kinds.")
@@ -94,7 +94,7 @@ def _accuracy(probs: np.ndarray, data, split: str) -> float:
 def _load_keras(path: Path):
     import keras
 
-    import members.architecture  # noqa: F401  (registers the project's custom layers for safe_mode)
+    import members.model.architecture  # noqa: F401  (registers the project's custom layers for safe_mode)
 
     if not path.is_file() or path.suffix != ".keras":
         raise UserError(f"{path} is not a .keras file; save the model with model.save('name.keras') (Keras 3 "
@@ -125,7 +125,7 @@ def _input_size(model, path: Path, given: int | None) -> int:
 
 
 def _predict_with_model(path: Path, data, given_size: int | None):
-    from members.pipeline import make_dataset
+    from members.data.pipeline import make_dataset
 
     model = _load_keras(path)
     size = _input_size(model, path, given_size)
@@ -233,7 +233,7 @@ def _check_rows_sum(probs: np.ndarray, what, fix: str) -> None:
 
 # ---- the member files ---------------------------------------------------------------------
 def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], extra: dict) -> None:
-    from members.artifacts import save_predictions
+    from members.training.artifacts import save_predictions
     from members.scoring import nan_to_none, score
 
     model_src = extra.pop("_model", None)

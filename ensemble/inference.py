@@ -11,14 +11,14 @@ How one call works:
    modified file is refused) and loaded with ``safe_mode=True``.
 2. Files are checked one by one (missing, a folder, empty, a decompression bomb, a format
    TensorFlow cannot read); the rest stream through one ``tf.data`` pipeline that reads each
-   file once and prepares it for every member with :func:`members.pipeline.load_variants` —
+   file once and prepares it for every member with :func:`members.data.pipeline.load_variants` —
    the function training uses, so a member sees exactly the ``uint8`` pixels training's
    evaluation gave it (decode at the member's reduced JPEG scale, shared by members whose
    sizes share that scale; fundus crop, resize, Ben preprocessing as its spec says). An image
    that fails to decode (not an image, truncated) is dropped by ``ignore_errors`` *before*
    batching, so it never costs the other images of its batch; it is listed on stderr.
 3. Batches of 64 images go through every member with training's own evaluation
-   (:func:`members.loop.predict_probs`); with ``tta`` the member's probabilities are
+   (:func:`members.training.loop.predict_probs`); with ``tta`` the member's probabilities are
    averaged over four flips (identity, horizontal, vertical, both). A member trained with
    ``tta = true`` (its ``metrics.json``) always gets TTA: its cached val probabilities, on
    which the combiner was fitted, were made that way.
@@ -46,9 +46,9 @@ from typing import Any
 import numpy as np
 
 from ensemble.manifest import check_files, check_member
-from members import csvsafe
-from members.atomic import read_json, sha256_file, write_text
-from members.errors import UserError
+from members.infra import csvsafe
+from members.infra.atomic import read_json, sha256_file, write_text
+from members.infra.errors import UserError
 
 BATCH_SIZE = 64
 AGREEMENT_FALLBACK = 0.5
@@ -192,8 +192,8 @@ def load_member(member_dir: str | Path) -> LoadedMember:
     """
     import keras
 
-    import members.architecture  # noqa: F401  (registers OrdinalHead for safe_mode loading)
-    from members.spec import load_spec_file
+    import members.model.architecture  # noqa: F401  (registers OrdinalHead for safe_mode loading)
+    from members.model.spec import load_spec_file
 
     member_dir = Path(member_dir)
     name = member_dir.name
@@ -226,8 +226,8 @@ def load_member(member_dir: str | Path) -> LoadedMember:
 
 
 def _load_folded(member_dir: Path, metrics: dict) -> LoadedMember:
-    """A k-fold member (``members/folds.py``) as one member whose model averages its K copies' probabilities."""
-    from members.folds import FOLDS_DIR, AveragedModel
+    """A k-fold member (``members/training/folds.py``) as one member whose model averages its K copies' probabilities."""
+    from members.training.folds import FOLDS_DIR, AveragedModel
 
     copies = [load_member(member_dir / FOLDS_DIR / str(i)) for i in range(int(metrics["folds"]))]
     return replace(copies[0], name=member_dir.name, model=AveragedModel([c.model for c in copies]))
@@ -311,7 +311,7 @@ def check_file(path: str) -> str | None:
 def _header_problem(path: Path) -> str | None:
     from PIL import Image
 
-    from members.labels import TF_FORMATS
+    from members.data.labels import TF_FORMATS
 
     try:
         with Image.open(path) as im:
@@ -353,7 +353,7 @@ def image_batches(paths: Sequence[str], variants: Sequence[tuple[int, str, bool]
     """Batches ``(indices, images per variant)``, each image exactly as training prepares it.
 
     Every file is read once and prepared for every variant by
-    :func:`members.pipeline.load_variants`, the function training's pipeline uses, so each
+    :func:`members.data.pipeline.load_variants`, the function training's pipeline uses, so each
     member sees the very pixels (``uint8``) it would see in training's evaluation; one decode
     serves every member size that shares its reduced JPEG scale.
 
@@ -368,7 +368,7 @@ def image_batches(paths: Sequence[str], variants: Sequence[tuple[int, str, bool]
     """
     import tensorflow as tf
 
-    from members.pipeline import load_variants
+    from members.data.pipeline import load_variants
 
     variants = [(int(size), str(prep), bool(crop)) for size, prep, crop in variants]
     names = [os.fsencode(str(p)) for p in paths]  # bytes: file names in any encoding reach the file system as they are
@@ -380,12 +380,12 @@ def image_batches(paths: Sequence[str], variants: Sequence[tuple[int, str, bool]
 def member_probs(model, images, *, tta: bool = False) -> np.ndarray:
     """One member's probabilities for a batch of images (0–255), rows renormalised to 1.
 
-    Training's own evaluation (:func:`members.loop.predict_probs`) on this one batch, so
+    Training's own evaluation (:func:`members.training.loop.predict_probs`) on this one batch, so
     ``predict`` and the cached val/test probabilities share one TTA (four flips, averaged).
     """
     import tensorflow as tf
 
-    from members.loop import predict_probs
+    from members.training.loop import predict_probs
 
     return predict_probs(model, tf.data.Dataset.from_tensors(images), tta=tta)
 

@@ -1,7 +1,7 @@
 """``ensemble/manifest.json``: what one vote wrote, so ``predict`` never mixes two votes.
 
 ``vote`` writes the whole ``ensemble/`` folder in a staging folder and swaps it in at once
-(:func:`members.transaction.staged`); the manifest is the staging folder's last file. It
+(:func:`members.infra.transaction.staged`); the manifest is the staging folder's last file. It
 holds the SHA-256 of every other file of the folder (combiners, report, plots), the
 members voted with the identity of each one (the SHA-256 of its ``model.keras`` and of its
 ``metrics.json``) and the dataset fingerprint. ``predict`` checks the report and the
@@ -19,8 +19,8 @@ import functools
 import time
 from pathlib import Path
 
-from members.atomic import read_json, sha256_file, write_json
-from members.errors import UserError
+from members.infra.atomic import read_json, sha256_file, write_json
+from members.infra.errors import UserError
 
 ENSEMBLE = "ensemble"
 MANIFEST = "manifest.json"
@@ -116,7 +116,7 @@ def transactional(func):
     failure (a bad option, a full disk, Ctrl-C) leaves the previous ``ensemble/`` as it was.
     The returned report's ``members`` are the members recorded in the manifest.
     """
-    from members.transaction import WorkdirLock, staged
+    from members.infra.transaction import WorkdirLock, staged
 
     @functools.wraps(func)
     def wrapper(workdir, *args, **kwargs):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from members.atomic import write_bytes
+from members.infra.atomic import write_bytes
 
 HEADLINE = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro-F1"), ("qwk", "QWK"), ("auc", "AUC"))
 MEMBER_COLOR, METHOD_COLOR, BASELINE_COLOR = "tab:blue", "tab:orange", "grey"

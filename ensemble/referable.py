@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ensemble import stats
-from members.errors import UserError
+from members.infra.errors import UserError
 
 DEFAULT_CUT = 2
 DEFAULT_TARGET = 0.90

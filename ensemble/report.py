@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from members.atomic import write_json, write_text
+from members.infra.atomic import write_json, write_text
 from members.scoring import LOWER_IS_BETTER, METRICS
 
 COLUMNS = (("accuracy", "acc"), ("balanced_accuracy", "bal-acc"), ("macro_f1", "macro-F1"), ("qwk", "QWK"),

@@ -24,8 +24,8 @@ from ensemble import stats
 from ensemble.constants import MINIMISED_SELECT_BY, SELECT_BY, THR, THRESHOLD_MODES
 from ensemble.crossfit import bagging_gain, cross_fit, oof_protocol
 from ensemble.manifest import output_folder, transactional
-from ensemble.members import MemberSet, load_members
-from members.errors import UserError
+from ensemble.member_set import MemberSet, load_members
+from members.infra.errors import UserError
 from members.scoring import confusion, nan_to_none, score
 
 MAX_BOOT = 100_000  # resamples × test rows are held in memory at once
@@ -102,7 +102,7 @@ def run_vote(
         >>> report["best_method"]  # doctest: +SKIP
         'soft+thr'
     """
-    from members.validate import check_seed
+    from members.infra.validate import check_seed
 
     check_seed(seed, "--seed")
     if n_boot < 1:

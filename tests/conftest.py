@@ -20,7 +20,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 @pytest.fixture(scope="session")
 def demo_images(tmp_path_factory) -> Path:
     """48 synthetic fundus images (32 px, balanced grades) in the Kaggle layout."""
-    from members.synthetic import write_demo_data
+    from members.data.synthetic import write_demo_data
 
     out = tmp_path_factory.mktemp("demo") / "data"
     write_demo_data(out, images=48, size=32, seed=3, balanced=True, progress=False)
@@ -30,7 +30,7 @@ def demo_images(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory, demo_images) -> Path:
     """A workdir prepared from ``demo_images``."""
-    from members.dataset import prepare_csv
+    from members.data.dataset import prepare_csv
 
     work = tmp_path_factory.mktemp("work") / "w"
     prepare_csv(work, demo_images / "trainLabels.csv", demo_images / "images", seed=0, progress=False)
@@ -40,8 +40,8 @@ def prepared(tmp_path_factory, demo_images) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, prepared) -> Path:
     """``prepared`` plus one trained ``tiny`` member named ``t1`` (one epoch, 16 px)."""
-    from members.spec import load_preset
-    from members.training import train_member
+    from members.model.spec import load_preset
+    from members.training.trainer import train_member
 
     work = tmp_path_factory.mktemp("trained") / "w"
     shutil.copytree(prepared, work)

@@ -9,7 +9,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from cli import app
-from members.atomic import save_npz
+from members.infra.atomic import save_npz
 
 
 def run_cli(*args) -> tuple[int, str, str]:
@@ -36,7 +36,7 @@ def one_sentence_error(code: int, err: str, *needles: str) -> str:
 
 def add_member(work: Path, name: str, *, seed: int = 0, complete: bool = True) -> Path:
     """A member with the contract's val/test predictions for ``work``'s split (no training needed)."""
-    from members.dataset import load_dataset
+    from members.data.dataset import load_dataset
 
     data = load_dataset(work)
     folder = work / "members" / name

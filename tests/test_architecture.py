@@ -7,8 +7,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from members.architecture import OrdinalHead, build_model  # noqa: E402
-from members.spec import load_preset  # noqa: E402
+from members.model.architecture import OrdinalHead, build_model  # noqa: E402
+from members.model.spec import load_preset  # noqa: E402
 
 
 def test_article_network_has_exactly_the_published_parameter_count():

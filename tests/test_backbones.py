@@ -10,10 +10,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from members import backbones  # noqa: E402
-from members.backbones import APPLICATIONS, build_backbone, resolve_weights  # noqa: E402
-from members.errors import UserError  # noqa: E402
-from members.spec import BACKBONES, MemberSpec  # noqa: E402
+from members.model import backbones  # noqa: E402
+from members.model.backbones import APPLICATIONS, build_backbone, resolve_weights  # noqa: E402
+from members.infra.errors import UserError  # noqa: E402
+from members.model.spec import BACKBONES, MemberSpec  # noqa: E402
 
 X = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
 
@@ -198,7 +198,7 @@ def test_efficientnet_imagenet_h5_gets_the_keras_input_scaling(tmp_path):
 
 @pytest.mark.parametrize("name, arch", [("mobilenet", "mobilenetv3small"), ("efficientnet", "efficientnetb0")])
 def test_pretrained_presets_load_and_build_offline_without_freezing(name, arch):
-    from members.spec import load_preset
+    from members.model.spec import load_preset
 
     preset = load_preset(name)
     assert preset.architecture == arch and preset.weights == "imagenet" and preset.freeze_epochs > 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from members.spec import list_presets, load_preset
+from members.model.spec import list_presets, load_preset
 from tests.helpers import add_member, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +38,8 @@ def test_cli_choices_are_the_library_tuples():
     from ensemble.calibration import CALIBRATIONS
     from ensemble.combiners import METHODS
     from ensemble.vote import SELECT_BY, THRESHOLD_MODES
-    from members.parallel import BACKENDS
-    from members.spec import CACHES
+    from members.training.parallel import BACKENDS
+    from members.model.spec import CACHES
 
     values = lambda choice: tuple(m.value for m in choice)  # noqa: E731
     assert values(cli.Method) == ("all", *METHODS) and values(cli.SelectBy) == SELECT_BY
@@ -69,14 +69,14 @@ def test_presets_json_is_complete_and_stderr_is_quiet():
 
 
 def test_workers_inherit_the_quiet_import():
-    code = ("import sys, members; from members.quiet import _QuietFinder; "
+    code = ("import sys, members; from members.infra.quiet import _QuietFinder; "
             "print(any(isinstance(f, _QuietFinder) for f in sys.meta_path))")
     assert _run("-c", code, env_extra={"CNN_ENSEMBLE_QUIET": "1"}).stdout.strip() == "True"
     assert _run("-c", code).stdout.strip() == "False"
 
 
 def test_verbose_leaves_tensorflow_alone(monkeypatch):
-    from members import quiet
+    from members.infra import quiet
 
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
@@ -86,7 +86,7 @@ def test_verbose_leaves_tensorflow_alone(monkeypatch):
 
 
 def test_quiet_capture_replays_on_failure(capfd):
-    from members.quiet import stderr_captured
+    from members.infra.quiet import stderr_captured
 
     with stderr_captured():
         os.write(2, b"dropped noise\n")

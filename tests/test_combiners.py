@@ -19,7 +19,7 @@ from ensemble.combiners import (
     make_combiner,
 )
 from ensemble.combiners.thresholds import _best_cut, kappa_or_zero
-from members.errors import UserError
+from members.infra.errors import UserError
 from members.scoring import qwk
 
 

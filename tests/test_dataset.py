@@ -1,4 +1,4 @@
-"""Tests for members/dataset.py: prepare_csv end to end, the workdir files, load_dataset."""
+"""Tests for members/data/dataset.py: prepare_csv end to end, the workdir files, load_dataset."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from members import labels as L
-from members.dataset import PreparedDataset, load_dataset, prepare_csv
-from members.errors import UserError
+from members.data import labels as L
+from members.data.dataset import PreparedDataset, load_dataset, prepare_csv
+from members.infra.errors import UserError
 
 IDRID = Path(__file__).resolve().parents[2] / "shared" / "data" / "idrid_grading_512"
 RNG = np.random.default_rng(0)

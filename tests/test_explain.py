@@ -9,7 +9,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from ensemble.explain import combiner_weights, conv_target, gradcam  # noqa: E402
-from members.synthetic import render_fundus  # noqa: E402
+from members.data.synthetic import render_fundus  # noqa: E402
 
 SIZE = 48
 LESION = (30, 14)  # (row, col), inside the fundus disc
@@ -73,8 +73,8 @@ def test_the_heatmap_peaks_on_the_lesion_and_is_lower_there_on_the_healthy_twin(
 
 
 def test_conv_blocks_are_found_in_builtin_nets_and_nested_application_backbones():
-    from members.architecture import build_model
-    from members.spec import load_preset
+    from members.model.architecture import build_model
+    from members.model.spec import load_preset
 
     images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3)).astype(np.float32)
     convnet = build_model(load_preset("tiny").replace(input_size=32), 3)
@@ -94,7 +94,7 @@ def test_conv_blocks_are_found_in_builtin_nets_and_nested_application_backbones(
 
 
 def test_a_dense_only_model_is_refused_in_one_sentence():
-    from members.errors import UserError
+    from members.infra.errors import UserError
 
     inputs = keras.Input((8,))
     with pytest.raises(UserError, match="no convolutional"):

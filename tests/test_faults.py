@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from members import atomic
-from members.atomic import load_npz, read_json, sha256_file
-from members.errors import UserError
-from members.lock import MemberLock
+from members.infra import atomic
+from members.infra.atomic import load_npz, read_json, sha256_file
+from members.infra.errors import UserError
+from members.infra.lock import MemberLock
 from tests.helpers import add_member, one_sentence_error, run_cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def temp_files(root: Path) -> list[str]:
 
 def trusted_by_vote(work: Path, name: str) -> bool:
     """Whether vote would use member ``name``; raises when it would refuse the whole workdir."""
-    from ensemble.members import load_members
+    from ensemble.member_set import load_members
 
     members = load_members(work)
     assert name in members.names or name in members.skipped
@@ -165,7 +165,7 @@ def test_full_disk_while_writing_pngs_keeps_the_images_folder(tmp_path, monkeypa
 
     The one-sentence part needs ``cli.user_errors`` to catch OSError (see the issue-6 report).
     """
-    from members import medmnist
+    from members.data import medmnist
 
     npz = tmp_path / "d.npz"
     rng = np.random.default_rng(0)
@@ -277,7 +277,7 @@ class _Crash(BaseException):
 
 def _crash_at_state_save(monkeypatch, n: int, after=None):
     """Crash just before the ``n``-th resume point's state.json is written; ``after(path)`` runs after the others."""
-    from members import training
+    from members.training import trainer as training
 
     real = atomic.write_json
     calls = {"n": 0}
@@ -299,8 +299,8 @@ def _crash_at_state_save(monkeypatch, n: int, after=None):
 def test_crash_between_the_files_of_a_resume_point_resumes_from_the_previous_one(workdir_copy, monkeypatch, tmp_path):
     """Killed after epoch 2's model and best weights were saved but before its state: resume from epoch 1, whole."""
     keras = pytest.importorskip("keras")
-    from members import training
-    from members.spec import load_preset
+    from members.training import trainer as training
+    from members.model.spec import load_preset
 
     spec = load_preset("tiny").replace(input_size=16, epochs=2)
     snap = tmp_path / "after_epoch_1"
@@ -338,9 +338,9 @@ def _history(member: Path) -> list[dict]:
 def test_unreadable_resume_point_is_named_and_training_starts_over(workdir_copy, torn):
     """What a kill leaves (a torn resume point, temp files of unfinished writes) is named or cleaned."""
     pytest.importorskip("tensorflow")
-    from members import training
-    from members.dataset import load_dataset
-    from members.spec import load_preset
+    from members.training import trainer as training
+    from members.data.dataset import load_dataset
+    from members.model.spec import load_preset
 
     spec = load_preset("tiny").replace(input_size=16)
     resume = workdir_copy / "members" / "u" / ".resume"

@@ -1,4 +1,4 @@
-"""k-fold members (members/folds.py): the out-of-fold property, groups, the bagged test average, resume, predict."""
+"""k-fold members (members/training/folds.py): the out-of-fold property, groups, the bagged test average, resume, predict."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from members.atomic import load_npz, read_json
-from members.errors import UserError
-from members.dataset import load_dataset
-from members.folds import assign_folds, pool_folds, train_folded
-from members.spec import load_preset
+from members.infra.atomic import load_npz, read_json
+from members.infra.errors import UserError
+from members.data.dataset import load_dataset
+from members.training.folds import assign_folds, pool_folds, train_folded
+from members.model.spec import load_preset
 from tests.conftest import quiet
 
 SPEC = load_preset("tiny").replace(input_size=16, epochs=1)
@@ -23,7 +23,7 @@ SPEC = load_preset("tiny").replace(input_size=16, epochs=1)
 @pytest.fixture(scope="module")
 def folded(tmp_path_factory, prepared):
     """``prepared`` with one 2-fold member ``cv``, and the image paths each copy trained on."""
-    from members import training
+    from members.training import trainer as training
 
     work = tmp_path_factory.mktemp("folded") / "w"
     shutil.copytree(prepared, work)
@@ -129,7 +129,7 @@ def test_test_is_the_mean_of_the_copies_and_val_is_the_val_rows_of_oof(folded):
 
 
 def test_a_killed_fold_resumes_alone_and_a_finished_fold_is_never_retrained(folded, tmp_path, monkeypatch):
-    from members import training
+    from members.training import trainer as training
 
     work = tmp_path / "w"
     shutil.copytree(folded[0], work)
@@ -150,7 +150,7 @@ def test_a_killed_fold_resumes_alone_and_a_finished_fold_is_never_retrained(fold
 
 
 def test_another_fold_plan_drops_the_old_folds_and_makes_the_member_incomplete(folded, tmp_path):
-    from members.folds import _start
+    from members.training.folds import _start
 
     work = tmp_path / "w"
     shutil.copytree(folded[0], work)
@@ -183,7 +183,7 @@ def test_predict_averages_the_copies_over_one_decode(folded):
 
 
 def test_train_members_with_folds_runs_one_task_per_fold(workdir_copy):
-    from members.parallel import train_members
+    from members.training.parallel import train_members
 
     outcome = train_members(workdir_copy, ["tiny"], names=["b"], jobs=2, backend="loky", folds=2,
                             overrides={"input_size": 16}, log=quiet, console=Console(file=io.StringIO()))

@@ -7,9 +7,9 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from members.fundus import circle_mask, crop_fundus, fundus_box  # noqa: E402
-from members.pipeline import fit_image  # noqa: E402
-from members.synthetic import render_fundus  # noqa: E402
+from members.data.fundus import circle_mask, crop_fundus, fundus_box  # noqa: E402
+from members.data.pipeline import fit_image  # noqa: E402
+from members.data.synthetic import render_fundus  # noqa: E402
 
 H, W = 150, 260  # a wide frame, like a camera's 3:2 sensor
 
@@ -89,15 +89,15 @@ def test_the_crop_is_deterministic_and_runs_inside_a_dataset_map():
 
 
 def test_ben_radius_is_estimated_on_the_cropped_disc():
-    from members.preprocess import fundus_radius
+    from members.data.preprocess import fundus_radius
 
     cropped = fit_image(tf.constant(framed(radius=40.0, cx=60.0)), 48, "none", fundus_crop=True)
     assert float(fundus_radius(tf.cast(cropped, tf.float32))) == pytest.approx(24.0, abs=1.5)
 
 
 def test_the_spec_field_is_a_bool_and_defaults_off():
-    from members.errors import UserError
-    from members.spec import MemberSpec
+    from members.infra.errors import UserError
+    from members.model.spec import MemberSpec
 
     assert MemberSpec().fundus_crop is False and MemberSpec(fundus_crop=True).fundus_crop is True
     with pytest.raises(UserError, match="fundus_crop must be of type bool"):

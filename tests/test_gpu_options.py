@@ -1,6 +1,6 @@
 """GPU readiness on CPU: the spec's ``mixed_precision`` and ``jit_compile`` options build and train.
 
-``members.training`` sets the global policy to ``mixed_float16`` and compiles with
+``members.training.trainer`` sets the global policy to ``mixed_float16`` and compiles with
 ``jit_compile`` when the spec asks; these tests run the same calls on tiny arrays (16 px),
 so a GPU run cannot fail on a dtype or an XLA-incompatible layer that CPU runs never hit.
 """
@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-from members.architecture import build_model
-from members.spec import load_preset
+from members.model.architecture import build_model
+from members.model.spec import load_preset
 
 SIZE = 16
 K = 5

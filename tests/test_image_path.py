@@ -17,9 +17,9 @@ from PIL import Image
 tf = pytest.importorskip("tensorflow")
 
 from ensemble.inference import LoadedMember, ensemble_member_probs, image_batches  # noqa: E402
-from members.loop import predict_probs  # noqa: E402
-from members.pipeline import make_dataset  # noqa: E402
-from members.synthetic import render_fundus  # noqa: E402
+from members.training.loop import predict_probs  # noqa: E402
+from members.data.pipeline import make_dataset  # noqa: E402
+from members.data.synthetic import render_fundus  # noqa: E402
 
 SIZES = (24, 40)  # a 200 px JPEG decodes at 1/4 scale for 24 px and at 1/2 for 40 px
 # both sizes, each with and without Ben preprocessing, each with and without fundus crop
@@ -67,8 +67,8 @@ def test_training_and_predict_feed_identical_arrays(files):
 
 
 def test_predict_and_training_give_identical_probabilities_with_tta(files):
-    from members.architecture import build_model
-    from members.spec import load_preset
+    from members.model.architecture import build_model
+    from members.model.spec import load_preset
 
     model = build_model(load_preset("tiny").replace(input_size=24), 3)
     members = [LoadedMember(name="m24", model=model, input_size=24, preprocessing="ben", fundus_crop=True, tta=True,

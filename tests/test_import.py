@@ -13,9 +13,9 @@ import pytest
 from rich.console import Console
 
 from ensemble.importer import import_member
-from members.atomic import load_npz
-from members.dataset import load_dataset
-from members.errors import UserError
+from members.infra.atomic import load_npz
+from members.data.dataset import load_dataset
+from members.infra.errors import UserError
 from tests.helpers import add_member, one_sentence_error, run_cli
 
 
@@ -91,7 +91,7 @@ def test_bad_probability_csvs(workdir_copy, tmp_path, case, needle):
 
 
 def test_class_name_columns_on_a_named_workdir(tmp_path):
-    from members.dataset import prepare_folders
+    from members.data.dataset import prepare_folders
     from PIL import Image
 
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Tests for members/labels.py: CSV reading, name resolution, decode checks, row checks."""
+"""Tests for members/data/labels.py: CSV reading, name resolution, decode checks, row checks."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from members import labels as L
-from members.errors import UserError
+from members.data import labels as L
+from members.infra.errors import UserError
 
 RNG = np.random.default_rng(0)
 PIXELS = RNG.integers(0, 255, (16, 16, 3), dtype=np.uint8)

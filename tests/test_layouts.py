@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from members.classes import check_task, encode_labels
-from members.errors import UserError
-from members.spec import load_preset
+from members.data.classes import check_task, encode_labels
+from members.infra.errors import UserError
+from members.model.spec import load_preset
 from tests.helpers import add_member, one_sentence_error, run_cli
 
 RNG = np.random.default_rng(0)
@@ -190,7 +190,7 @@ def test_group_pattern_problems(tmp_path, pattern, needle, ok):
 @pytest.fixture(scope="module")
 def nominal(tmp_path_factory) -> Path:
     """A prepared folder-per-class workdir (nominal) with two members' cached predictions."""
-    from members.dataset import prepare_folders
+    from members.data.dataset import prepare_folders
 
     root = tmp_path_factory.mktemp("nominal")
     data = class_folders(root / "fundus", n=12)

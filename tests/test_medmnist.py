@@ -1,4 +1,4 @@
-"""Tests for members/medmnist.py and prepare_npz: validation, PNG export, cached download."""
+"""Tests for members/data/medmnist.py and prepare_npz: validation, PNG export, cached download."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from members.dataset import load_dataset, prepare_npz
-from members.errors import UserError
-from members.medmnist import MEDMNIST_MD5, MEDMNIST_URL, fetch_medmnist, read_npz
+from members.data.dataset import load_dataset, prepare_npz
+from members.infra.errors import UserError
+from members.data.medmnist import MEDMNIST_MD5, MEDMNIST_URL, fetch_medmnist, read_npz
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RETINA, BREAST = DATA / "retinamnist.npz", DATA / "breastmnist.npz"

@@ -10,9 +10,9 @@ import pytest
 
 from ensemble.combiners import load_combiner, make_combiner
 from ensemble.crossfit import oof_protocol, stratified_folds
-from ensemble.members import load_members
+from ensemble.member_set import load_members
 from ensemble.vote import run_vote
-from members.atomic import load_npz, save_npz
+from members.infra.atomic import load_npz, save_npz
 from tests.helpers import one_sentence_error, run_cli
 from tests.test_vote import LABELS, SPLIT, _probs, make_workdir
 

@@ -1,4 +1,4 @@
-"""Tests for members/parallel.py: several members on loky, Dask and in-process; failures; mirrored on two CPUs."""
+"""Tests for members/training/parallel.py: several members on loky, Dask and in-process; failures; mirrored on two CPUs."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import joblib
 import pytest
 from typer.testing import CliRunner
 
-from members.errors import UserError
-from members.parallel import _Job, plan_members, run_job, train_members
-from members.spec import load_preset, parse_set
+from members.infra.errors import UserError
+from members.training.parallel import _Job, plan_members, run_job, train_members
+from members.model.spec import load_preset, parse_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     """40 balanced 32 px demo images, prepared with a test split (a few seconds)."""
-    from members.dataset import prepare_csv
-    from members.synthetic import write_demo_data
+    from members.data.dataset import prepare_csv
+    from members.data.synthetic import write_demo_data
 
     base = tmp_path_factory.mktemp("parallel")
     write_demo_data(base / "data", images=40, size=32, seed=0, balanced=True, progress=False)
@@ -152,7 +152,7 @@ MIRRORED = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from members.parallel import train_members
+    from members.training.parallel import train_members
     outcome = train_members(sys.argv[1], ["tiny"], names=["mirrored"], backend="sequential", sets=["strategy=mirrored"])
     sys.exit(1 if outcome.failed else 0)
 """)

@@ -1,4 +1,4 @@
-"""Tests for members/pipeline.py: decode, resize, cache, augmentation, dataset order and shapes."""
+"""Tests for members/data/pipeline.py: decode, resize, cache, augmentation, dataset order and shapes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from members.errors import UserError
-from members.pipeline import (
+from members.infra.errors import UserError
+from members.data.pipeline import (
     Augmentation,
     _warp_batch,
     affine_matrices,
@@ -164,7 +164,7 @@ def test_reduced_scale_decode_gives_the_requested_size(tmp_path):
 def test_skipped_resize_matches_the_resize_it_replaces(images):
     """load_image skips resizing a decode that already has the target size; ensemble inference
     resizes with square_resize: both must give the same pixels."""
-    from members.pipeline import square_resize
+    from members.data.pipeline import square_resize
 
     _, pixels, _ = images
     resized = tf.cast(tf.clip_by_value(tf.round(square_resize(tf.constant(pixels[0]), SIZE)), 0, 255), tf.uint8)
@@ -208,7 +208,7 @@ def test_disk_cache_writes_a_file_under_cache_dir(images, tmp_path):
 
 @pytest.mark.parametrize("cache", ["disk", "none"])
 def test_training_without_memory_cache_sees_every_image_each_epoch(images, tmp_path, monkeypatch, cache):
-    from members import pipeline
+    from members.data import pipeline
 
     monkeypatch.setattr(pipeline, "DISK_SHARD_IMAGES", 3)  # 8 images -> 3 shard files
     paths, _, labels = images
@@ -226,7 +226,7 @@ def test_training_without_memory_cache_sees_every_image_each_epoch(images, tmp_p
 
 
 def test_stale_cache_lockfile_from_a_killed_run_is_cleared(images, tmp_path):
-    from members.pipeline import _cache_prefix
+    from members.data.pipeline import _cache_prefix
 
     paths, pixels, labels = images
     prefix = _cache_prefix(tmp_path, paths, SIZE, "none", "ordered")

@@ -13,16 +13,16 @@ import pytest
 from rich.console import Console
 
 from ensemble.inference import check_file, load_ensemble, member_probs, predict_images
-from members.atomic import read_json, sha256_file, write_json
-from members.errors import UserError
+from members.infra.atomic import read_json, sha256_file, write_json
+from members.infra.errors import UserError
 
 
 @pytest.fixture(scope="module")
 def voted(tmp_path_factory, trained) -> Path:
     """``trained`` (member t1, 16 px) plus t2 (24 px), voted with soft and hard (each also +thr)."""
     from ensemble.vote import run_vote
-    from members.spec import load_preset
-    from members.training import train_member
+    from members.model.spec import load_preset
+    from members.training.trainer import train_member
 
     work = tmp_path_factory.mktemp("voted") / "w"
     shutil.copytree(trained, work)
@@ -196,7 +196,7 @@ def test_tta_averages_the_four_flips() -> None:
 def test_combiner_member_order_and_cached_probs(voted) -> None:
     """The members load in the combiner's order; predicting the test images reproduces the cached test probs."""
     from ensemble.inference import ensemble_member_probs
-    from members.atomic import load_npz
+    from members.infra.atomic import load_npz
 
     ens = load_ensemble(voted, "soft")
     assert [m.name for m in ens.members] == ens.combiner.member_names_ == ["t1", "t2"]

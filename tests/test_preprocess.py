@@ -7,7 +7,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from members.preprocess import ben_graham, fundus_radius, gaussian_blur  # noqa: E402
+from members.data.preprocess import ben_graham, fundus_radius, gaussian_blur  # noqa: E402
 
 SIZE = 64
 

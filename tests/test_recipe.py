@@ -11,11 +11,12 @@ import shutil
 import numpy as np
 import pytest
 
-from members.errors import UserError
-from members.regression import fit_cuts, head_probs, recover_score
-from members.sampling import sampled_shares, sampling_acceptance
-from members.spec import MemberSpec, load_preset
-from members.training import _better_row, _is_chance, majority_baseline
+from members.infra.errors import UserError
+from members.model.regression import fit_cuts, head_probs, recover_score
+from members.training.sampling import sampled_shares, sampling_acceptance
+from members.model.spec import MemberSpec, load_preset
+from members.training.checkpoint import better_row as _better_row
+from members.training.collapse import CollapseWatch, is_chance as _is_chance, majority_baseline
 from tests.conftest import quiet
 
 
@@ -61,7 +62,7 @@ def test_balanced_batches_from_an_imbalanced_set(tmp_path, cache):
     pytest.importorskip("tensorflow")
     from PIL import Image
 
-    from members.pipeline import make_dataset
+    from members.data.pipeline import make_dataset
 
     paths, labels = [], []
     for i in range(60):
@@ -85,7 +86,7 @@ def test_balanced_batches_from_an_imbalanced_set(tmp_path, cache):
 # ----- architecture and heads --------------------------------------------------------------
 def test_residual_blocks_add_a_projected_shortcut():
     pytest.importorskip("tensorflow")
-    from members.architecture import build_model
+    from members.model.architecture import build_model
 
     plain = build_model(MemberSpec(input_size=32, depth=3, width=8, convs_per_block=2), 5)
     res = build_model(MemberSpec(input_size=32, depth=3, width=8, convs_per_block=2, block="residual"), 5)
@@ -102,7 +103,7 @@ def test_regression_head_probabilities_and_loss():
     pytest.importorskip("tensorflow")
     import keras
 
-    from members.architecture import ExpectedGradeLoss, build_model
+    from members.model.architecture import ExpectedGradeLoss, build_model
 
     model = build_model(MemberSpec(input_size=16, depth=2, width=4, head="regression"), 5)
     probs = np.asarray(model(np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")))
@@ -140,7 +141,7 @@ def test_fit_cuts_tunes_for_qwk_and_keeps_argmax_on_the_cuts():
 
 # ----- epochs ----------------------------------------------------------------------------
 def _trainer(spec, k=5):
-    from members.training import Trainer
+    from members.training.trainer import Trainer
 
     t = Trainer.__new__(Trainer)
     t.spec, t.k, t.history, t.name, t.log = spec, k, [], "m", quiet
@@ -177,14 +178,13 @@ def test_chance_and_majority_baseline():
 
 def test_collapse_warning_after_three_epochs_at_one_class():
     lines = []
-    t = _trainer(MemberSpec(epochs=5))
-    t.log = lines.append
-    t.data = type("D", (), {"classes": ["0", "1", "2", "3", "4"]})()
+    watch = CollapseWatch("m", MemberSpec(epochs=5), ["0", "1", "2", "3", "4"], lines.append)
+    history = []
     probs = np.tile([0.9, 0.025, 0.025, 0.025, 0.025], (10, 1))
     for epoch in range(1, 5):
         row = {"epoch": epoch, "val_classes_predicted": 1, "val_balanced_accuracy": 0.2}
-        t.history.append(row)
-        t._watch_collapse(row, probs)
+        history.append(row)
+        watch.after_epoch(history, probs)
         assert len(lines) == (0 if epoch < 3 else 1)  # once, at the third epoch
     assert "every val image was predicted as class 0" in lines[0] and "sampling=balanced" in lines[0]
 
@@ -194,8 +194,8 @@ def test_recipe_member_end_to_end(tmp_path, prepared):
     pytest.importorskip("tensorflow")
     import keras
 
-    from members.atomic import load_npz
-    from members.training import train_member
+    from members.infra.atomic import load_npz
+    from members.training.trainer import train_member
 
     work = tmp_path / "w"
     shutil.copytree(prepared, work)
@@ -221,7 +221,7 @@ def test_recipe_member_end_to_end(tmp_path, prepared):
 
 def test_early_stopping_and_the_chosen_epoch(tmp_path, prepared):
     pytest.importorskip("tensorflow")
-    from members.training import train_member
+    from members.training.trainer import train_member
 
     work = tmp_path / "w"
     shutil.copytree(prepared, work)

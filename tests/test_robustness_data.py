@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from members import labels as L
+from members.data import labels as L
 from tests.helpers import one_sentence_error, run_cli  # noqa: E402
 
 RNG = np.random.default_rng(7)
@@ -165,7 +165,7 @@ def test_decompression_bomb_limit_is_honoured(tmp_path, monkeypatch):
 def test_every_kept_odd_image_decodes_in_the_training_pipeline(tmp_path):
     """What prepare keeps, TensorFlow decodes: same pixels as PIL (up to JPEG rounding), 3 channels."""
     tf = pytest.importorskip("tensorflow")
-    from members.pipeline import load_image
+    from members.data.pipeline import load_image
 
     kept = {case: spec for case, spec in IMAGE_CASES.items() if spec[2] is None}
     images = tmp_path / "images"

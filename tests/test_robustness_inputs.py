@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from members.errors import UserError
-from members.spec import field_names, load_preset, load_spec_file, toml_text
+from members.infra.errors import UserError
+from members.model.spec import field_names, load_preset, load_spec_file, toml_text
 from tests.helpers import add_member, one_sentence_error, run_cli
 
 HOSTILE = ['a "quoted" word', "new\nline", "back\\slash \\n \\u0041", "tab\tand\r\nCRLF", "ünïcødé ✓ 眼底 🩺",
@@ -313,7 +313,7 @@ def test_prediction_csv_cells_never_start_a_formula():
 
 
 def test_csvsafe_leaves_numbers_alone():
-    from members.csvsafe import cell
+    from members.infra.csvsafe import cell
 
     assert [cell(v) for v in ("-1", "+0.5", "-1e-05", "3", 4, "-", "-x")] == ["-1", "+0.5", "-1e-05", "3", 4, "'-", "'-x"]
 

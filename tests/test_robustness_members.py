@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from members import transaction
-from members.transaction import recover_dir, replace_dir
+from members.infra import transaction
+from members.infra.transaction import recover_dir, replace_dir
 from tests.helpers import one_sentence_error, run_cli
 
 TINY = ("--preset", "tiny", "--input-size", "16", "--epochs", "1")  # the `trained` fixture's spec
@@ -88,7 +88,7 @@ def test_force_trains_beside_and_swaps_in_only_a_complete_member(trained_copy):
     spec = (member / "spec.toml").read_text()
     assert "seed = 3" in spec
     metrics = json.loads((member / "metrics.json").read_text())
-    from members.atomic import sha256_file
+    from members.infra.atomic import sha256_file
 
     assert metrics["model_sha256"] == sha256_file(member / "model.keras")
     assert (member / "model.keras").read_bytes() != old_model
@@ -97,7 +97,7 @@ def test_force_trains_beside_and_swaps_in_only_a_complete_member(trained_copy):
 
 @pytest.mark.parametrize("fault", [KeyboardInterrupt(), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))])
 def test_a_forced_run_that_dies_leaves_the_old_member_whole(trained_copy, monkeypatch, fault):
-    from members import training
+    from members.training import trainer as training
 
     member = trained_copy / "members" / "t1"
     before = _snapshot(member)
@@ -111,16 +111,16 @@ def test_a_forced_run_that_dies_leaves_the_old_member_whole(trained_copy, monkey
     assert code in (1, 130), err
     assert "Traceback" not in err
     assert _snapshot(member) == before
-    from members.dataset import load_dataset
-    from members.guard import existing_member
-    from members.spec import load_preset
+    from members.data.dataset import load_dataset
+    from members.training.guard import existing_member
+    from members.model.spec import load_preset
 
     spec = load_preset("tiny").replace(input_size=16, epochs=1)
     assert existing_member(member, spec, load_dataset(trained_copy).fingerprint).differences == []
 
 
 def test_train_members_refuses_an_auto_name_with_another_spec(trained_copy):
-    from members.parallel import train_members
+    from members.training.parallel import train_members
 
     member = trained_copy / "members" / "t1"
     before = _snapshot(member)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from members import atomic
-from members.atomic import sha256_file
-from members.errors import UserError
+from members.infra import atomic
+from members.infra.atomic import sha256_file
+from members.infra.errors import UserError
 from tests.helpers import add_member, one_sentence_error, run_cli
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -160,7 +160,7 @@ def test_predict_refuses_a_member_retrained_after_the_vote(tmp_path, trained):
     pytest.importorskip("tensorflow")
     import keras
 
-    import members.architecture  # noqa: F401
+    import members.model.architecture  # noqa: F401
 
     work = tmp_path / "w"
     shutil.copytree(trained, work)
@@ -188,7 +188,7 @@ def _npz(path: Path, labels_mod: int) -> Path:
 
 
 def test_ctrl_c_during_a_re_prepare_loses_nothing(tmp_path, monkeypatch):
-    from members import medmnist
+    from members.data import medmnist
 
     work = tmp_path / "w"
     code, _, err = run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "a.npz", 2))
@@ -207,14 +207,14 @@ def test_ctrl_c_during_a_re_prepare_loses_nothing(tmp_path, monkeypatch):
     code, _, err = run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "b.npz", 3), "--force")
     assert code == 130, err
     assert _files(work) == before and _hidden(work) == []
-    from members.dataset import load_dataset
+    from members.data.dataset import load_dataset
 
     assert load_dataset(work).num_classes == 2
 
 
 def test_a_re_prepare_killed_after_its_commit_point_is_finished_by_the_next_reader(tmp_path, monkeypatch):
-    from members import transaction
-    from members.dataset import load_dataset
+    from members.infra import transaction
+    from members.data.dataset import load_dataset
 
     work = tmp_path / "w"
     assert run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "a.npz", 2))[0] == 0

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from members.atomic import load_npz, save_npz
-from members.spec import list_presets
+from members.infra.atomic import load_npz, save_npz
+from members.model.spec import list_presets
 from tests.helpers import add_member, one_sentence_error, run_cli  # noqa: E402
 
 # ----- helpers -------------------------------------------------------------------------------

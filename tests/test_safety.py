@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from members.atomic import read_json, sha256_file
-from members.dataset import load_dataset
-from members.errors import UserError
+from members.infra.atomic import read_json, sha256_file
+from members.data.dataset import load_dataset
+from members.infra.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*REPO.glob("members/**/*.py"), *REPO.glob("ensemble/**/*.py"), REPO / "cli.py"])
@@ -83,7 +83,7 @@ def unsafe_uses(source: str, name: str = "<source>") -> list[str]:
 
 def test_the_scan_covers_the_package():
     names = {p.relative_to(REPO).as_posix() for p in SOURCES}
-    assert {"cli.py", "members/atomic.py", "members/training.py", "ensemble/members.py"} <= names
+    assert {"cli.py", "members/infra/atomic.py", "members/training/trainer.py", "ensemble/member_set.py"} <= names
 
 
 @pytest.mark.parametrize("snippet", [
@@ -144,7 +144,7 @@ def test_model_sha256_is_recorded_in_metrics(trained):
 
 def test_trained_model_loads_with_safe_mode(trained):
     keras = pytest.importorskip("keras")
-    import members.architecture  # noqa: F401  (registers the custom layers)
+    import members.model.architecture  # noqa: F401  (registers the custom layers)
 
     model = keras.saving.load_model(trained / "members" / "t1" / "model.keras", safe_mode=True)
     assert model.output_shape[-1] == read_json(trained / "members" / "t1" / "metrics.json")["num_classes"]
@@ -213,7 +213,7 @@ def test_a_split_naming_images_outside_the_root_is_refused(workdir_copy, bad):
 
 
 def test_npz_loads_never_unpickle(tmp_path):
-    from members.atomic import load_npz
+    from members.infra.atomic import load_npz
 
     path = tmp_path / "evil.npz"
     np.savez(path, probs=np.array([object()], dtype=object))

@@ -1,4 +1,4 @@
-"""Members for free (members/snapshots.py): cosine-restart snapshots as members, SWA with batch norm recomputed."""
+"""Members for free (members/training/snapshots.py): cosine-restart snapshots as members, SWA with batch norm recomputed."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import csv
 import numpy as np
 import pytest
 
-from members.atomic import load_npz, read_json
-from members.errors import UserError
-from members.snapshots import FreeMembers, cosine_lr, cycle_ends, recompute_batch_norm
-from members.spec import load_preset
-from members.training import train_member
+from members.infra.atomic import load_npz, read_json
+from members.infra.errors import UserError
+from members.training.snapshots import FreeMembers, cosine_lr, cycle_ends, recompute_batch_norm
+from members.model.spec import load_preset
+from members.training.trainer import train_member
 from tests.conftest import quiet
 
 TINY = load_preset("tiny").replace(input_size=16)

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from members.errors import UserError
-from members.spec import MemberSpec, list_presets, load_preset, load_spec_file, resolve_overrides, resolve_spec
+from members.infra.errors import UserError
+from members.model.spec import MemberSpec, list_presets, load_preset, load_spec_file, resolve_overrides, resolve_spec
 
 REQUIRED_PRESETS = {"tiny", "small", "wide", "deep", "hires", "article"}
 

@@ -1,12 +1,12 @@
-"""Tests for members/split.py: stratified, grouped and given splits."""
+"""Tests for members/data/split.py: stratified, grouped and given splits."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from members.errors import UserError
-from members.split import assign_splits, class_counts, patient_groups
+from members.infra.errors import UserError
+from members.data.split import assign_splits, class_counts, patient_groups
 
 RNG = np.random.default_rng(42)
 # ~DR-like imbalance: 400 rows over 5 grades.

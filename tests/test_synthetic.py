@@ -1,4 +1,4 @@
-"""Tests for the synthetic fundus generator (members/synthetic.py)."""
+"""Tests for the synthetic fundus generator (members/data/synthetic.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from members.errors import UserError
-from members.synthetic import (
+from members.infra.errors import UserError
+from members.data.synthetic import (
     GRADE_MIX,
     LABELS_NAME,
     MARKER_NAME,

@@ -9,7 +9,7 @@ import pytest
 
 from ensemble.combiners import Calibrated, TemperatureScaling, load_combiner, make_combiner
 from ensemble.combiners.temperature import apply_temperature
-from members.errors import UserError
+from members.infra.errors import UserError
 from members.scoring import score
 
 

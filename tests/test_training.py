@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from members.atomic import load_npz  # noqa: E402
-from members.dataset import load_dataset  # noqa: E402
-from members.spec import load_preset  # noqa: E402
-from members.training import train_member  # noqa: E402
+from members.infra.atomic import load_npz  # noqa: E402
+from members.data.dataset import load_dataset  # noqa: E402
+from members.model.spec import load_preset  # noqa: E402
+from members.training.trainer import train_member  # noqa: E402
 from tests.conftest import quiet  # noqa: E402
 
 CONTRACT_FILES = ("spec.toml", "model.keras", "history.csv", "curves.png", "val.npz", "test.npz", "metrics.json")
@@ -81,7 +81,7 @@ def test_undersample_phase_and_retraining_are_recorded(workdir_copy):
 
 
 def test_retraining_round_that_hurts_validation_is_rolled_back(workdir_copy, monkeypatch):
-    import members.loop as loop
+    import members.training.loop as loop
 
     real = loop.evaluate
     scores = iter([0.6, 0.1])  # the first (train) epoch scores 0.6 on val, the retraining epoch only 0.1
@@ -92,7 +92,7 @@ def test_retraining_round_that_hurts_validation_is_rolled_back(workdir_copy, mon
         return out
 
     monkeypatch.setattr(loop, "evaluate", scripted)
-    from members.training import Trainer
+    from members.training.trainer import Trainer
 
     before = {}
     original_round = Trainer._retrain_round
@@ -120,7 +120,7 @@ def test_retraining_round_that_hurts_validation_is_rolled_back(workdir_copy, mon
 
 
 def test_nan_loss_stops_with_a_clear_message(workdir_copy):
-    from members.errors import UserError
+    from members.infra.errors import UserError
 
     spec = load_preset("tiny").replace(input_size=16, epochs=2, lr=1e9, batch_norm=False, l2=0.0, class_weight="none")
     with pytest.raises(UserError, match="learning rate is too high.*--lr"):

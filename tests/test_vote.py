@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from ensemble.members import load_members
+from ensemble.member_set import load_members
 from ensemble.vote import resolve_methods, run_vote
-from members.atomic import save_npz
-from members.errors import UserError
+from members.infra.atomic import save_npz
+from members.infra.errors import UserError
 from members.scoring import METRICS
 from tests.helpers import one_sentence_error, run_cli
 
@@ -342,7 +342,7 @@ def test_verdict_compares_both_with_the_majority_class_and_gives_mcnemar_directi
 
 def test_mcnemar_direction_counts_match_a_hand_count(voted) -> None:
     root, report, _ = voted
-    from ensemble.members import load_members
+    from ensemble.member_set import load_members
     from ensemble.combiners import load_combiner
 
     ms = load_members(root)

@@ -26,8 +26,8 @@ from ensemble.combiners.temperature import Calibrated, TemperatureScaling
 from ensemble.combiners.thresholds import GradeThresholds
 from ensemble.combiners.weighted import WeightedVote
 from ensemble.constants import METHODS
-from members.atomic import read_json
-from members.errors import UserError
+from members.infra.atomic import read_json
+from members.infra.errors import UserError
 
 _CLASSES: dict[str, type] = {
     "hard": HardVote,

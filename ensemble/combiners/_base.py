@@ -21,8 +21,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ensemble.combiners._validation import ROW_SUM_TOL, check_labels, check_member_names, check_probs  # noqa: F401  (re-exported)
 from ensemble.combiners.thresholds import GradeThresholds
-from members.atomic import write_json
-from members.errors import UserError
+from members.infra.atomic import write_json
+from members.infra.errors import UserError
 
 FORMAT_VERSION = 1
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ensemble.constants import ROW_SUM_TOL
-from members.errors import UserError
+from members.infra.errors import UserError
 
 __all__ = ["ROW_SUM_TOL", "check_labels", "check_member_names", "check_probs"]
 

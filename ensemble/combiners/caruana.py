@@ -9,7 +9,7 @@ import numpy as np
 from ensemble.combiners._base import Combiner, as_floats, weighted_mean
 from ensemble.combiners.thresholds import kappa_or_zero
 from ensemble.combiners.weighted import EPS, true_class_probs
-from members.errors import UserError
+from members.infra.errors import UserError
 
 METRICS = ("log_loss", "accuracy", "qwk")
 """Selection metrics; log-loss is minimised, the others maximised."""

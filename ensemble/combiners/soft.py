@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ensemble.combiners._base import Combiner, as_floats, weighted_mean
-from members.errors import UserError
+from members.infra.errors import UserError
 
 
 def check_weights(weights: Sequence[float], m: int) -> np.ndarray:

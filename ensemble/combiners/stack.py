@@ -17,7 +17,7 @@ from ensemble.combiners._logreg import (
     stratified_subsample,
 )
 from ensemble.crossfit import stratified_folds
-from members.errors import UserError
+from members.infra.errors import UserError
 
 MAX_ITER = 200
 """L-BFGS iteration cap of the CV fits (and of the final fit when it is not capped by ``refit_max_iter``)."""

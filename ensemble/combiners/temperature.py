@@ -22,8 +22,8 @@ import numpy as np
 
 from ensemble.combiners._base import FORMAT_VERSION
 from ensemble.combiners._validation import check_labels, check_probs
-from members.atomic import write_json
-from members.errors import UserError
+from members.infra.atomic import write_json
+from members.infra.errors import UserError
 
 LOG_T_BOUNDS = (math.log(0.05), math.log(20.0))
 """The search interval of ``log T``: temperatures from 0.05 to 20."""

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from ensemble.combiners._validation import check_labels, check_probs
-from members.atomic import write_json
-from members.errors import UserError
-from members.cuts import _best_cut, kappa_or_zero, tune_cuts  # noqa: F401  (re-exported)
+from members.infra.atomic import write_json
+from members.infra.errors import UserError
+from members.model.cuts import _best_cut, kappa_or_zero, tune_cuts  # noqa: F401  (re-exported)
 
 
 class GradeThresholds:

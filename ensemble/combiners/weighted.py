@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ensemble.combiners._base import Combiner, as_floats, one_blas_thread, weighted_mean
-from members.errors import UserError
+from members.infra.errors import UserError
 
 EPS = 1e-15
 """Floor on the ensemble's probability of the true class inside the log."""

@@ -1,0 +1,203 @@
+"""Load the complete members' cached val/test predictions from a workdir, checked against its split.
+
+``vote`` never runs a network: it reads ``members/<name>/val.npz`` and ``test.npz``
+(written by training) and refuses any file that does not belong to the workdir's
+current split, naming the member and the file.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ensemble.constants import ROW_SUM_TOL
+from members.infra.atomic import load_npz, read_json
+from members.infra.errors import UserError
+
+SPLITS = ("val", "test")
+TRAIN_HINT = "`python cli.py train-member --workdir {workdir} --preset <preset> --name <name>`"
+
+
+@dataclass
+class MemberSet:
+    """The complete members of a workdir, aligned on the same val and test rows.
+
+    Attributes:
+        names: member names, sorted (or in the order asked for).
+        val_probs: ``(m, n_val, k)`` float32 probabilities on the val split.
+        test_probs: ``(m, n_test, k)`` on the test split.
+        val_labels, test_labels: true classes ``(n,)``.
+        val_row_ids, test_row_ids: row ids into ``split.csv`` ``(n,)``.
+        metrics: each member's ``metrics.json``.
+        skipped: incomplete members left out, ``{name: reason}``.
+        num_classes: ``k``.
+        classes: the classes from ``dataset.json`` (integers or names), in index order.
+        fingerprint: sha256 of ``split.csv``.
+        ordinal: whether the classes are ordered grades (``dataset.json``'s ``ordinal``).
+    """
+
+    names: list[str]
+    val_probs: np.ndarray
+    test_probs: np.ndarray
+    val_labels: np.ndarray
+    test_labels: np.ndarray
+    val_row_ids: np.ndarray
+    test_row_ids: np.ndarray
+    metrics: dict[str, dict]
+    skipped: dict[str, str] = field(default_factory=dict)
+    num_classes: int = 0
+    classes: list = field(default_factory=list)
+    fingerprint: str = ""
+    ordinal: bool = True
+
+
+@dataclass(frozen=True)
+class _Split:
+    fingerprint: str
+    num_classes: int
+    classes: list
+    ordinal: bool
+    row_ids: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+
+
+def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> MemberSet:
+    """Load every complete member (or the named ones) of ``workdir``.
+
+    A member without ``metrics.json`` is incomplete (training did not finish): it is
+    skipped by name, with the reason logged on stderr and kept in ``skipped``.
+
+    Args:
+        workdir: the workdir written by ``prepare`` and ``train-member``.
+        names: members to load; ``None`` loads all.
+
+    Returns:
+        A :class:`MemberSet` with at least two members.
+
+    Raises:
+        UserError: an unknown name, fewer than two complete members, or a member whose
+            predictions do not match the workdir's split (fingerprint, classes, row ids,
+            labels, shapes, corrupt files); the message names the member and the file.
+
+    Example:
+        >>> ms = load_members("runs/dr")  # doctest: +SKIP
+        >>> ms.val_probs.shape  # doctest: +SKIP
+        (3, 120, 5)
+    """
+    workdir = Path(workdir)
+    split = _read_split(workdir)
+    root = workdir / "members"
+    available = sorted(p.name for p in root.iterdir()  # hidden folders: a replacement being trained
+                       if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+    if names is None:
+        chosen = available
+    else:
+        chosen = list(dict.fromkeys(names))
+        unknown = [name for name in chosen if name not in available]
+        if unknown:
+            complete = [name for name in available if (root / name / "metrics.json").exists()]
+            partial = [name for name in available if name not in complete]
+            note = f" (incomplete: {', '.join(partial)})" if partial else ""
+            raise UserError(
+                f"No member named {', '.join(map(repr, unknown))} in {root}; the complete members are "
+                f"{', '.join(complete) or 'none'}{note}. Received: members={list(names)}"
+            )
+    loaded, skipped = [], {}
+    for name in chosen:
+        if not (root / name / "metrics.json").exists():
+            skipped[name] = "incomplete: no metrics.json (training did not finish)"
+            print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
+            continue
+        loaded.append((name, _load_member(root / name, name, split)))
+    if len(loaded) < 2:
+        found = ", ".join(name for name, _ in loaded) or "none"
+        raise UserError(
+            f"vote needs at least two complete members; found {len(loaded)} ({found}). "
+            f"Train another with {TRAIN_HINT.format(workdir=workdir)}."
+        )
+    return MemberSet(
+        names=[name for name, _ in loaded],
+        val_probs=np.stack([m["val"] for _, m in loaded]),
+        test_probs=np.stack([m["test"] for _, m in loaded]),
+        val_labels=split.labels["val"],
+        test_labels=split.labels["test"],
+        val_row_ids=split.row_ids["val"],
+        test_row_ids=split.row_ids["test"],
+        metrics={name: m["metrics"] for name, m in loaded},
+        skipped=skipped,
+        num_classes=split.num_classes,
+        classes=split.classes,
+        fingerprint=split.fingerprint,
+        ordinal=split.ordinal,
+    )
+
+
+def _read_split(workdir: Path) -> _Split:
+    from members.data.dataset import load_dataset
+
+    data = load_dataset(workdir)  # checks that split.csv still matches dataset.json's fingerprint
+    row_ids, labels = {}, {}
+    for s in SPLITS:
+        rows = data.rows(s)
+        if rows.empty:
+            raise UserError(f"{workdir / 'split.csv'} has no '{s}' rows; re-run prepare with a non-zero {s} fraction.")
+        row_ids[s], labels[s] = rows["row_id"].to_numpy(np.int64), rows["label"].to_numpy(np.int64)
+    return _Split(data.fingerprint, data.num_classes, list(data.classes), data.ordinal, row_ids, labels)
+
+
+def _load_member(folder: Path, name: str, split: _Split) -> dict:
+    metrics_path = folder / "metrics.json"
+    metrics = read_json(metrics_path)
+    if not isinstance(metrics, dict):
+        raise UserError(f"Member {name!r}: {metrics_path} is not a JSON object; retrain the member.")
+    expected = {"fingerprint": split.fingerprint, "num_classes": split.num_classes, "classes": split.classes}
+    for key, want in expected.items():
+        if key in metrics and metrics[key] != want:
+            raise _mismatch(name, metrics_path, key, want, metrics[key])
+    out = {"metrics": metrics}
+    for s in SPLITS:
+        out[s] = _load_predictions(folder / f"{s}.npz", name, s, split)
+    return out
+
+
+def _load_predictions(path: Path, name: str, s: str, split: _Split) -> np.ndarray:
+    data = load_npz(path)
+    missing = {"probs", "labels", "row_ids", "fingerprint"} - set(data)
+    if missing:
+        raise UserError(f"Member {name!r}: {path} lacks the array(s) {sorted(missing)}; retrain the member.")
+    if str(data["fingerprint"]) != split.fingerprint:
+        raise _mismatch(name, path, "fingerprint", split.fingerprint, str(data["fingerprint"]))
+    probs, n, k = data["probs"], split.row_ids[s].size, split.num_classes
+    if probs.shape != (n, k):
+        raise _mismatch(name, path, "probs shape", (n, k), probs.shape)
+    if not np.issubdtype(probs.dtype, np.floating) or not np.isfinite(probs).all():
+        raise UserError(f"Member {name!r}: {path} holds non-finite or non-float probabilities; retrain the member.")
+    worst = float(np.abs(probs.sum(axis=1, dtype=np.float64) - 1.0).max())
+    if worst > ROW_SUM_TOL or probs.min() < 0:
+        raise UserError(
+            f"Member {name!r}: {path} probabilities must be >= 0 with rows summing to 1; a row is off by {worst:.3g}. "
+            "Retrain the member."
+        )
+    for key, want in (("row_ids", split.row_ids[s]), ("labels", split.labels[s])):
+        got = np.asarray(data[key])
+        if got.shape != want.shape or not np.array_equal(got, want):
+            raise _mismatch(name, path, key, f"the {want.size} '{s}' rows of split.csv", _describe(got, want))
+    return probs.astype(np.float32, copy=False)
+
+
+def _describe(got: np.ndarray, want: np.ndarray) -> str:
+    if got.shape != want.shape:
+        return f"{got.size} values"
+    first = int(np.flatnonzero(got != want)[0])
+    return f"{got[first]} at position {first} where split.csv has {want[first]}"
+
+
+def _mismatch(name: str, path: Path, key: str, want, got) -> UserError:
+    return UserError(
+        f"Member {name!r} does not match this workdir's split: {path} has a different {key} "
+        f"(expected {want!r}). Retrain it on this workdir or remove {path.parent}. Received: {key}={got!r}"
+    )

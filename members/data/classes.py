@@ -1,0 +1,145 @@
+"""The classes of a data set: integer grades or class names, and whether they are ordered.
+
+``prepare`` turns the labels it reads into class indices ``0..k-1`` (what ``split.csv``
+holds) and stores the classes in order in ``dataset.json``: integers (``[0, 1, 2]``) or
+names (``["cataract", "glaucoma", "normal"]``), with ``ordinal`` saying whether they are
+ordered grades. Everything that shows a label uses :func:`class_names`.
+
+Example:
+    >>> enc = encode_labels(["normal", "cataract", "normal", ""])
+    >>> enc.classes, enc.texts
+    (['cataract', 'normal'], ['1', '0', '1', ''])
+    >>> encode_labels(["0", "2", "abc"]).classes is None   # integer grades (a stray name is dropped later)
+    True
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from members.infra.errors import UserError
+
+_INT = re.compile(r"^\+?\d+(\.0*)?$")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+ORDINAL_MEDMNIST = ("retinamnist",)
+"""MedMNIST sets whose integer labels are ordered grades (the others are nominal)."""
+
+
+@dataclass(frozen=True)
+class LabelEncoding:
+    """Labels as class-index texts.
+
+    Attributes:
+        classes: the class names in index order, or ``None`` for integer labels (the index is the label).
+        texts: one text per input label: the index as text for a name, the label itself otherwise
+            (empty stays empty, so the row is dropped with its reason).
+    """
+
+    classes: list[str] | None
+    texts: list[str]
+
+    @property
+    def named(self) -> bool:
+        return self.classes is not None
+
+
+def encode_labels(texts: Sequence[str], *, order: Sequence[str] | None = None, strict: bool = False) -> LabelEncoding:
+    """Integer labels stay as they are; class names become indices in ``order`` (default: sorted).
+
+    Labels are integers when at least half of the non-empty ones are (other texts are then
+    dropped as bad labels, row by row); otherwise they are class names, and an integer among
+    them is refused: it could be a grade or a name.
+
+    Args:
+        texts: the label of every row, stripped.
+        order: the class names in order (``--classes``); every name must be among them.
+        strict: every label is a class (folder names): any integer beside a name is refused.
+
+    Raises:
+        UserError: names mixed with integers, a name missing from ``order``, or ``order``
+            naming a class twice or one without rows.
+    """
+    given = [t for t in texts if t]
+    ints = [t for t in given if _INT.match(t)]
+    numeric = [t for t in given if _NUMBER.match(t)]
+    names = sorted(set(given) - set(numeric))
+    if not given or not names or (order is None and not strict and 2 * len(ints) >= len(given)):
+        return LabelEncoding(None, list(texts))
+    if ints:
+        raise UserError(
+            f"The labels mix class names ({', '.join(map(repr, names[:3]))}) with integers "
+            f"({', '.join(map(repr, sorted(set(ints))[:3]))}); a class name that is also an integer is ambiguous: "
+            "name every class (e.g. 'grade 3') or number every class 0..k-1.")
+    classes = list(order) if order is not None else names
+    if order is not None:
+        twice = sorted({c for c in classes if classes.count(c) > 1})
+        unknown = sorted(set(given) - set(classes))
+        absent = [c for c in classes if c not in set(given)]
+        if twice or unknown or absent:
+            what = (f"names {twice[0]!r} twice" if twice else f"lacks {unknown[0]!r}, a label of the data" if unknown
+                    else f"names {absent[0]!r}, which no row has")
+            raise UserError(f"--classes {what}; list every class of the labels exactly once, in order. "
+                            f"Received: classes={list(order)}, labels={names[:10]}")
+    index = {name: str(i) for i, name in enumerate(classes)}
+    return LabelEncoding(classes, [index.get(t, t) if t else "" for t in texts])
+
+
+def choose_ordinal(named: bool, ordinal: bool | None, classes: Sequence) -> tuple[bool, str]:
+    """Whether the classes are ordered grades, and one sentence saying why (for stderr).
+
+    Default: integer grades are ordinal, class names are not.
+    """
+    shown = ", ".join(map(str, classes[:8])) + (", ..." if len(classes) > 8 else "")
+    if ordinal is None:
+        ordinal = not named
+        why = ("integer labels are taken as ordered grades; pass --nominal if they are unordered classes"
+               if ordinal else "class names are taken as unordered; pass --ordinal (and --classes in grade order) "
+               "if they are ordered grades")
+    else:
+        why = "as asked"
+    kind = "ordinal (ordered grades)" if ordinal else "nominal (unordered)"
+    sentence = f"Classes: {shown} — {kind}, {why}."
+    if ordinal and named and why == "as asked":
+        sentence += " Their order is the order of --classes (default: alphabetical)."
+    return bool(ordinal), sentence
+
+
+def parse_classes_option(text: str | None) -> list[str] | None:
+    """``--classes "a, b,c"`` -> ``["a", "b", "c"]``; None stays None."""
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if len(names) < 2:
+        raise UserError(f"--classes takes at least two class names separated by commas; got {text!r}.")
+    return names
+
+
+def check_task(spec, ordinal: bool, log=None):
+    """The spec a member of this task trains with: nominal tasks refuse grade heads and QWK monitoring.
+
+    Args:
+        spec: the resolved member spec.
+        ordinal: ``dataset.json``'s ``ordinal``.
+        log: a callable for one line of text (the monitor note).
+
+    Returns:
+        ``spec``, or a copy monitoring ``val_macro_f1`` instead of ``val_qwk`` for a nominal task.
+
+    Raises:
+        UserError: an ``ordinal`` or ``regression`` head on a nominal task.
+    """
+    if ordinal:
+        return spec
+    head = getattr(spec, "head", "softmax")
+    if head in ("ordinal", "regression"):
+        raise UserError(
+            f"The {head} head predicts an ordered grade, but this workdir's classes are nominal (unordered: "
+            "dataset.json has ordinal false); use --head softmax, or prepare again with --ordinal if the classes "
+            f"are ordered grades. Received: head={head!r}")
+    if getattr(spec, "monitor", None) == "val_qwk":
+        if log is not None:
+            log("Nominal classes: keeping the best epoch by val_macro_f1 instead of val_qwk (QWK assumes ordered grades).")
+        return spec.replace(monitor="val_macro_f1")
+    return spec

@@ -1,0 +1,379 @@
+"""The prepared data set of a workdir: ``prepare`` writes it once, ``load_dataset`` reads it back.
+
+``prepare_csv`` checks every row of a labels CSV (dropping bad rows with a reason) and
+writes a stratified, seeded split; ``prepare_npz`` keeps a MedMNIST file's official split.
+Both write ``data_report.csv``, ``split.csv`` and, last, ``dataset.json`` (whose
+``fingerprint`` is the sha256 of ``split.csv``), each atomically.
+
+Example:
+    >>> result = prepare_csv("work", "trainLabels.csv", "images")     # doctest: +SKIP
+    >>> data = load_dataset("work")                                   # doctest: +SKIP
+    >>> data.rows("val")[["row_id", "path", "label"]]                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from members.infra import csvsafe
+from members.infra.atomic import read_json, sha256_file, write_bytes, write_json, write_text
+from members.data.duplicates import describe, merge_groups
+from members.infra.errors import UserError
+from members.data.classes import choose_ordinal, encode_labels
+from members.data.folders import loose_files, scan_class_folders
+from members.data.grouping import find_groups, read_group_column
+from members.data.labels import check_rows, read_labels_csv
+from members.data.medmnist import fetch_medmnist, read_npz, write_pngs
+from members.data.split import SPLITS, assign_splits, check_fractions, class_counts, patient_groups
+from members.infra.transaction import WorkdirLock, commit_entries, roll_forward
+
+PREPARE = "prepare"  # the name of prepare's lock and commit folder in the workdir
+
+__all__ = ["PrepareResult", "PreparedDataset", "prepare_csv", "prepare_folders", "prepare_npz", "load_dataset", "fetch_medmnist",
+           "class_counts", "SPLITS"]
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    """What ``prepare`` did. ``counts`` maps split -> label -> rows; ``skipped`` maps reason -> rows."""
+
+    workdir: Path
+    counts: dict[str, dict[int, int]]
+    kept: int
+    skipped: dict[str, int]
+    grouped: bool
+    fingerprint: str
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedDataset:
+    """A prepared workdir's split table (``path, label, split[, group]``) and its metadata."""
+
+    workdir: Path
+    image_root: Path
+    table: pd.DataFrame
+    classes: list
+    num_classes: int
+    fingerprint: str
+    info: dict
+
+    @property
+    def ordinal(self) -> bool:
+        """Whether the classes are ordered grades (``dataset.json``'s ``ordinal``; True when absent)."""
+        return bool(self.info.get("ordinal", True))
+
+    @property
+    def class_names(self) -> list[str]:
+        """The classes as display texts, in index order."""
+        return [str(c) for c in self.classes]
+
+    def rows(self, split: str) -> pd.DataFrame:
+        """The rows of one split, with ``row_id`` (the 0-based row of ``split.csv``) first."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
+        part = self.table[self.table["split"] == split]
+        return part.reset_index(names="row_id").astype({"row_id": "int64"})
+
+    def absolute_paths(self, split: str) -> list[str]:
+        """Absolute image paths of one split, in ``rows(split)`` order."""
+        return [str(self.image_root / p) for p in self.rows(split)["path"]]
+
+
+def _result(workdir: Path, info: dict) -> PrepareResult:
+    counts = {s: {int(c): int(n) for c, n in info["counts"][s].items()} for s in SPLITS}
+    return PrepareResult(workdir=workdir, counts=counts, kept=int(info["kept"]), skipped=dict(info["skipped"]),
+                         grouped=bool(info["grouped"]), fingerprint=info["fingerprint"])
+
+
+def _previous(workdir: Path, force: bool) -> dict | None:
+    """The workdir's dataset.json, or None when it has none (or a corrupt one and ``force``)."""
+    path = workdir / "dataset.json"
+    if not path.exists():
+        return None
+    try:
+        return read_json(path)
+    except UserError:
+        if force:
+            return None
+        raise UserError(f"{path} is corrupt; pass --force to prepare {workdir} again.") from None
+
+
+def _summary(workdir: Path, info: dict, dropped: pd.DataFrame, unchanged: bool, notes: Sequence[str] = ()) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True, highlight=False)
+    for note in notes:
+        console.print(note, markup=False)
+    if unchanged:
+        console.print(f"{workdir} is already prepared from this data; nothing changed.", markup=False)
+        return
+    console.print(f"Prepared {workdir}: kept {info['kept']} rows, dropped {len(dropped)}"
+                  f"{', split by patient' if info['grouped'] else ''}.", markup=False)
+    for reason, n in info["skipped"].items():
+        console.print(f"  dropped {n:>6}  {reason}", markup=False)
+    if len(dropped):
+        console.print(f"  every dropped row is listed in {workdir / 'data_report.csv'}", markup=False)
+    table = Table("split", *map(str, info["classes"]), "total")
+    for split in SPLITS:
+        row = [info["counts"][split][str(c)] for c in range(len(info["classes"]))]
+        table.add_row(split, *map(str, row), str(sum(row)))
+    console.print(table)
+
+
+def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dict, *, force: bool,
+            write_images: Callable[[Path], None] | None = None, class_names: Sequence[str] | None = None,
+            ordinal: bool | None = None, notes: Sequence[str] = ()) -> PrepareResult:
+    """Fingerprint the split, compare it with what the workdir holds, and write the files."""
+    data = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    fingerprint = hashlib.sha256(data).hexdigest()
+    k = len(class_names) if class_names else int(frame["label"].max()) + 1
+    if k < 2:
+        raise UserError(f"Every kept row has the same class ({class_names[0] if class_names else 0}); a classifier "
+                        f"needs at least two classes. Received: {meta['source']}")
+    classes = list(class_names) if class_names else list(range(k))
+    ordinal, why = choose_ordinal(bool(class_names), ordinal, classes)
+    counts = {s: class_counts(frame.loc[frame["split"] == s, "label"], k) for s in SPLITS}
+    info = {"classes": classes, "num_classes": k, "ordinal": ordinal, "source": meta.pop("source"),
+            "image_root": meta.pop("image_root"), "fingerprint": fingerprint,
+            "skipped": {str(r): int(n) for r, n in dropped["reason"].value_counts().items()},
+            "kept": len(frame), "counts": {s: {str(c): int(n) for c, n in enumerate(counts[s])} for s in SPLITS},
+            "grouped": "group" in frame.columns, **meta}
+    notes = [why, *notes]
+    roll_forward(workdir, PREPARE)
+    old = _previous(workdir, force)
+    same = (old is not None and old.get("fingerprint") == fingerprint
+            and old.get("source_sha256") == info.get("source_sha256"))
+    if old is not None and not same and not force:
+        raise UserError(f"{workdir} was prepared from other data; pass --force to overwrite it "
+                        "(trained members there will be invalidated).")
+    if same and old.get("classes") != classes:
+        same = False  # the same split.csv with other class names (or order): members must not carry over
+        if not force:
+            raise UserError(f"{workdir} was prepared with other classes ({old.get('classes')}); pass --force to "
+                            "overwrite it (trained members there will be invalidated).")
+    root = Path(info["image_root"])
+    images_missing = write_images is not None and not all((root / p).is_file() for p in frame["path"])
+    if same and old == info and not images_missing:
+        _summary(workdir, info, dropped, unchanged=True, notes=notes)
+        return _result(workdir, info)
+    workdir.mkdir(parents=True, exist_ok=True)
+    report = csvsafe.frame(dropped[["row", "image", "label", "reason"]]).to_csv(index=False, lineterminator="\n")
+    images = write_images is not None and (not same or images_missing)
+
+    def write(staging: Path) -> None:  # the old dataset stays whole until all of this is written
+        if images:
+            write_images(staging / "images")
+        write_text(staging / "data_report.csv", report)
+        write_bytes(staging / "split.csv", data)
+        write_json(staging / "dataset.json", info)
+
+    with WorkdirLock(workdir, PREPARE):
+        commit_entries(workdir, PREPARE, write, ["images"] * images + ["data_report.csv", "split.csv", "dataset.json"])
+    _summary(workdir, info, dropped, unchanged=False, notes=notes)
+    return _result(workdir, info)
+
+
+def _check_workdir(workdir: str | os.PathLike) -> Path:
+    workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"Workdir {workdir} is a file; pass a folder (it is created if missing). "
+                        f"Received: workdir={workdir}")
+    return workdir
+
+
+def prepare_csv(workdir: str | os.PathLike, labels_csv: str | os.PathLike, images_dir: str | os.PathLike, *,
+                image_column: str = "image", label_column: str = "level", split_column: str = "split",
+                val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0, force: bool = False,
+                progress: bool = True, ordinal: bool | None = None, classes: Sequence[str] | None = None,
+                group_column: str | None = None, group_pattern: str | None = None) -> PrepareResult:
+    """Check a labels CSV against an images folder and write the workdir's split.
+
+    Args:
+        workdir: the folder to prepare (created if missing).
+        labels_csv: CSV with one row per image (e.g. Kaggle's ``image,level``).
+        images_dir: folder the image names are relative to; names may omit the extension.
+        image_column: column with the image names.
+        label_column: column with the class: an integer ``0..k-1`` or a class name.
+        split_column: optional column with train/val/test, honoured when present.
+        val_fraction: share of all rows for val (carved from train if the CSV has no val).
+        test_fraction: share of all rows for test.
+        seed: seed of the split.
+        force: overwrite a workdir prepared from other data.
+        progress: show a progress bar on stderr for large sets.
+        ordinal: whether the classes are ordered grades; ``None``: integers are, names are not.
+        classes: the class names in order (default: sorted); only for named classes.
+        group_column: a CSV column with the patient id (see :mod:`members.data.grouping`).
+        group_pattern: a regex with one capture group giving the patient id from the image path.
+
+    Returns:
+        What was kept, dropped and split.
+
+    Raises:
+        UserError: bad files or columns, no usable row, a class too small to split, or a
+            workdir prepared from other data without ``force``. Nothing is written then.
+    """
+    from members.infra.validate import check_seed
+
+    check_fractions(val_fraction, test_fraction)
+    check_seed(seed, "--seed")
+    workdir, images = _check_workdir(workdir), Path(images_dir)
+    if not images.is_dir():
+        raise UserError(f"Images folder {images} does not exist or is not a folder; pass the folder holding the "
+                        f"images via --images. Received: images={images}")
+    table = read_labels_csv(labels_csv, image_column=image_column, label_column=label_column, split_column=split_column)
+    column = None if group_column is None else read_group_column(labels_csv, group_column, table["row"].tolist())
+    return _prepare_table(workdir, table, images, source=f"csv:{Path(labels_csv).resolve()}", what=str(labels_csv),
+                          val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, force=force,
+                          progress=progress, ordinal=ordinal, classes=classes, group_cells=column,
+                          group_column=group_column, group_pattern=group_pattern, folders=False)
+
+
+def prepare_folders(workdir: str | os.PathLike, images_dir: str | os.PathLike, *, val_fraction: float = 0.15,
+                    test_fraction: float = 0.15, seed: int = 0, force: bool = False, progress: bool = True,
+                    ordinal: bool | None = None, classes: Sequence[str] | None = None,
+                    group_pattern: str | None = None) -> PrepareResult:
+    """Prepare a workdir from a folder-per-class layout (``DIR/<class>/**/*.jpg``, see :mod:`members.data.folders`).
+
+    Split folders ``DIR/{train,val,test}/<class>/`` are honoured when present (a missing val
+    or test is carved from train). The arguments are :func:`prepare_csv`'s.
+
+    Raises:
+        UserError: no class folder, an empty class folder, a class name that is also an
+            integer, or any of :func:`prepare_csv`'s reasons.
+    """
+    from members.infra.validate import check_seed
+
+    check_fractions(val_fraction, test_fraction)
+    check_seed(seed, "--seed")
+    workdir = _check_workdir(workdir)
+    table = scan_class_folders(images_dir)
+    loose = loose_files(images_dir)
+    if loose:
+        print(f"Ignored {loose} image file(s) directly in {images_dir}: only files inside a class folder are used.",
+              file=sys.stderr)
+    return _prepare_table(workdir, table, Path(images_dir), source=f"folders:{Path(images_dir).resolve()}",
+                          what=str(images_dir), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                          force=force, progress=progress, ordinal=ordinal, classes=classes, group_cells=None,
+                          group_column=None, group_pattern=group_pattern, folders=True)
+
+
+def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: str, what: str,
+                   val_fraction: float, test_fraction: float, seed: int, force: bool, progress: bool,
+                   ordinal: bool | None, classes: Sequence[str] | None, group_cells: list[str] | None,
+                   group_column: str | None, group_pattern: str | None, folders: bool) -> PrepareResult:
+    """Encode the labels, check every row, group, split and commit (the shared part of CSV and folders)."""
+    encoding = encode_labels(table["label_text"].tolist(), order=classes, strict=folders)
+    if classes is not None and not encoding.named:
+        raise UserError("--classes names the classes of named labels; these labels are integers, whose order is "
+                        f"their value: drop --classes. Received: classes={list(classes)}")
+    original = dict(zip(table["row"], table["label_text"]))
+    checked = check_rows(table.assign(label_text=encoding.texts), images, progress=progress)
+    dropped = checked.dropped.assign(label=[original.get(r, t) for r, t in zip(checked.dropped["row"],
+                                                                                checked.dropped["label"])])
+    if checked.kept.empty:
+        top = dropped["reason"].value_counts()
+        raise UserError(f"No usable row in {what}: all {len(table)} rows were dropped, mostly because "
+                        f"\"{top.index[0]}\" ({top.iloc[0]} rows); check --images and the image names.")
+    kept = checked.kept
+    if encoding.named:
+        have = class_counts(kept["label"], len(encoding.classes))
+        empty = [c for c, n in zip(encoding.classes, have) if n == 0]
+        if empty:
+            raise UserError(f"Class {empty[0]!r} has no usable image: all its rows were dropped (see the reasons "
+                            f"above); add readable images of {empty[0]!r} or remove the class.")
+    paths = kept["path"].tolist()
+    cells = None
+    if group_cells is not None:
+        by_row = dict(zip(table["row"], group_cells))
+        cells = [by_row[r] for r in kept["row"]]
+    grouping = find_groups(paths, column=cells, column_name=group_column, pattern=group_pattern,
+                           by_file_name=folders)
+    given = kept["split"].tolist() if checked.has_split else None
+    split = assign_splits(kept["label"].to_numpy(), groups=merge_groups(grouping.groups, checked.identical, len(kept)),
+                          given=given, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    if checked.identical:  # copies of one photo stay in one split (see members.data.duplicates)
+        print(describe(paths, checked.identical, kept["label"].tolist()), file=sys.stderr)
+    frame = pd.DataFrame({"path": kept["path"].to_numpy(), "label": kept["label"].to_numpy(), "split": split})
+    if grouping.groups is not None:
+        frame["group"] = grouping.groups
+    split_source = ("split folders" if folders else "csv column") if checked.has_split else "random"
+    meta = {"source": source, "image_root": str(images.resolve()), "split_source": split_source, "seed": seed,
+            "val_fraction": val_fraction, "test_fraction": test_fraction, "grouping": grouping.to_json()}
+    if checked.identical:
+        meta["identical"] = [[paths[i] for i in same] for same in checked.identical]
+    return _commit(workdir, frame, dropped, meta, force=force, class_names=encoding.classes, ordinal=ordinal,
+                   notes=[grouping.note])
+
+
+def prepare_npz(workdir: str | os.PathLike, npz_path: str | os.PathLike, *, force: bool = False,
+                progress: bool = True, ordinal: bool | None = None) -> PrepareResult:
+    """Prepare a workdir from a MedMNIST-style ``.npz``, keeping its official split.
+
+    The images are written once as ``<workdir>/images/{split}_{i:05d}.png``. ``ordinal``:
+    whether the integer labels are ordered grades (default: yes).
+
+    Raises:
+        UserError: the npz is missing, corrupt or malformed, or the workdir was prepared
+            from other data without ``force``.
+    """
+    workdir = _check_workdir(workdir)
+    source = read_npz(npz_path)
+    frame = pd.DataFrame({
+        "path": [f"{s}_{i:05d}.png" for s in SPLITS for i in range(len(source.labels[s]))],
+        "label": [int(v) for s in SPLITS for v in source.labels[s]],
+        "split": [s for s in SPLITS for _ in range(len(source.labels[s]))],
+    })
+    images = (workdir / "images").resolve()
+    meta = {"source": f"npz:{source.path}", "image_root": str(images), "split_source": "official",
+            "source_sha256": source.sha256, "seed": None, "val_fraction": None, "test_fraction": None}
+    dropped = pd.DataFrame(columns=["row", "image", "label", "reason"])
+    return _commit(workdir, frame, dropped, meta, force=force, ordinal=ordinal,
+                   write_images=lambda folder: write_pngs(source, folder, progress=progress),
+                   notes=["Split: the file's official train/val/test split, kept as is (not grouped by patient)."])
+
+
+def _leaves_root(path: str) -> bool:
+    """Whether a split.csv path could leave the image root: empty, absolute, or with a ``..`` part."""
+    parts = path.replace("\\", "/").split("/")
+    return not path or path.startswith(("/", "\\")) or ".." in parts or (os.name == "nt" and ":" in parts[0])
+
+
+def load_dataset(workdir: str | os.PathLike) -> PreparedDataset:
+    """Read a prepared workdir, checking that ``split.csv`` still matches its fingerprint.
+
+    Raises:
+        UserError: the workdir is not prepared, ``split.csv`` was changed since, or it names an
+            image outside the image root.
+    """
+    workdir = Path(workdir)
+    roll_forward(workdir, PREPARE)  # a re-prepare killed after its commit point is finished first
+    meta = workdir / "dataset.json"
+    if not meta.is_file():
+        raise UserError(f"{workdir} is not prepared: run `python cli.py prepare --workdir {workdir} ...` first.")
+    info = read_json(meta, keys=("classes", "num_classes", "fingerprint", "image_root"),
+                     fix=f"run `python cli.py prepare --workdir {workdir} ... --force` again")
+    split_csv = workdir / "split.csv"
+    if not split_csv.is_file() or sha256_file(split_csv) != info.get("fingerprint"):
+        raise UserError(f"{split_csv} is missing or was changed after prepare (its fingerprint does not match "
+                        f"{meta}); run `python cli.py prepare --workdir {workdir} ... --force` again.")
+    table = pd.read_csv(split_csv, dtype={"path": str, "label": "int64", "split": str, "group": str},
+                        keep_default_na=False)
+    outside = [p for p in table["path"] if _leaves_root(p)]
+    if outside:
+        raise UserError(f"{split_csv} names {len(outside)} image(s) outside the image root, e.g. {outside[0]!r}; "
+                        f"its paths must be relative to {info.get('image_root')} without '..'; run "
+                        f"`python cli.py prepare --workdir {workdir} ... --force` again.")
+    image_root = Path(info["image_root"])
+    if not image_root.is_dir() and str(info.get("source", "")).startswith("npz:") and (workdir / "images").is_dir():
+        image_root = (workdir / "images").resolve()  # the workdir was moved
+    return PreparedDataset(workdir=workdir, image_root=image_root, table=table, classes=list(info["classes"]),
+                           num_classes=int(info["num_classes"]), fingerprint=info["fingerprint"], info=info)

@@ -1,0 +1,89 @@
+"""Folder-per-class image sets: ``DIR/<class>/**/*.jpg``, optionally under ``DIR/{train,val,test}/``.
+
+The layout of Keras' ``image_dataset_from_directory`` and of most public sets: the class
+is the name of the top folder an image sits in (sub-folders below it are allowed); when
+the top folders are split names (``train``, ``val``/``valid``/``validation``, ``test``),
+each holds class folders and the split is honoured. :func:`scan_class_folders` turns the
+folder tree into the same table :func:`members.data.labels.read_labels_csv` reads from a CSV,
+so the rows are checked (and dropped with reasons) exactly like a CSV's.
+
+Example:
+    >>> table = scan_class_folders("fundus")          # doctest: +SKIP
+    >>> table.columns.tolist()                          # doctest: +SKIP
+    ['row', 'image', 'label_text']
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from members.infra.errors import UserError
+from members.data.labels import EXTENSIONS
+
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+IMAGE_EXTENSIONS = EXTENSIONS + (".tif", ".tiff")  # listed so that they are reported, not silently ignored
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images_under(folder: Path) -> list[Path]:
+    """Image files anywhere below ``folder`` (hidden files and folders skipped), sorted."""
+    found = []
+    for base, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(base) / f for f in sorted(files)
+                  if not f.startswith(".") and os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS]
+    return found
+
+
+def scan_class_folders(images_dir: str | os.PathLike) -> pd.DataFrame:
+    """The rows of a folder-per-class set: ``row, image, label_text`` (+ ``split_text`` with split folders).
+
+    ``image`` is the path relative to ``images_dir`` (POSIX), ``label_text`` the class folder's
+    name, ``row`` a 1-based row number in the sorted listing (used by ``data_report.csv``).
+
+    Raises:
+        UserError: no class folder, split folders mixed with other folders, or a class folder
+            without any image file.
+    """
+    root = Path(images_dir)
+    if not root.is_dir():
+        raise UserError(f"Images folder {root} does not exist or is not a folder; pass a folder with one "
+                        f"sub-folder per class via --images. Received: images={root}")
+    top = _visible_dirs(root)
+    splits = [d for d in top if d.name.casefold() in SPLIT_FOLDERS]
+    if splits and len(splits) != len(top):
+        others = [d.name for d in top if d not in splits]
+        raise UserError(f"{root} mixes split folders ({', '.join(d.name for d in splits)}) with other folders "
+                        f"({', '.join(others[:3])}); put every class folder inside train/, val/ or test/, or use "
+                        f"no split folders at all. Received: images={root}")
+    parts = [(SPLIT_FOLDERS[d.name.casefold()], d) for d in splits] if splits else [(None, root)]
+    rows: list[tuple[str, str, str | None]] = []
+    for split, base in parts:
+        classes = _visible_dirs(base)
+        if not classes:
+            where = f"{base}" if split else f"{root}"
+            raise UserError(f"{where} has no class folder; expected one sub-folder per class (e.g. "
+                            f"{where}/normal/*.jpg), or pass a labels CSV with --labels. Received: images={root}")
+        for folder in classes:
+            files = _images_under(folder)
+            if not files:
+                raise UserError(f"Class folder {folder} holds no image file ({', '.join(IMAGE_EXTENSIONS[:4])}, ...); "
+                                f"add images of class {folder.name!r} or remove the folder. Received: images={root}")
+            rows += [(Path(os.path.relpath(f, root)).as_posix(), folder.name, split) for f in files]
+    table = pd.DataFrame({"row": range(1, len(rows) + 1), "image": [r[0] for r in rows],
+                          "label_text": [r[1] for r in rows]})
+    if splits:
+        table["split_text"] = [r[2] for r in rows]
+    return table
+
+
+def loose_files(images_dir: str | os.PathLike) -> int:
+    """Image files directly in ``images_dir`` (outside every class folder): they are ignored."""
+    root = Path(images_dir)
+    return sum(1 for p in root.iterdir() if p.is_file() and p.suffix.casefold() in IMAGE_EXTENSIONS)

@@ -1,0 +1,354 @@
+"""Read a labels CSV and check every row: its label, its image name and its file.
+
+Problems with single rows are not fatal: the row is dropped with one of the ``REASON_*``
+strings below and reported. Problems with the file as a whole (missing, not CSV, wrong
+columns, no rows) raise :class:`UserError`. Decode checks run in a small thread pool,
+with a rich progress bar on stderr for large sets.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from members.infra.errors import UserError
+
+REASON_NO_NAME = "image name is empty"
+REASON_NO_LABEL = "label is empty"
+REASON_BAD_LABEL = "label is not a non-negative integer"
+REASON_LABEL_RANGE = "label is too large for a class index (at most 999)"
+REASON_BAD_SPLIT = "split is not train, val or test"
+REASON_DUPLICATE = "image listed twice (kept the first row)"
+REASON_CONFLICT = "image listed with conflicting labels (all its rows dropped)"
+REASON_OUTSIDE = "image name points outside the images folder"
+REASON_MISSING = "image file not found"
+REASON_EMPTY = "image file is empty (0 bytes)"
+REASON_UNDECODABLE = "image file does not decode (truncated or not an image)"
+REASON_FORMAT = "image format TensorFlow cannot decode (convert it to PNG or JPEG)"
+REASON_TOO_LARGE = "image too large to decode safely (PIL decompression-bomb limit)"
+REASON_LOOP = "image file is a symlink loop (or a chain of links too long to follow)"
+REASON_AMBIGUOUS = "image name is ambiguous: several files match it (another extension or case); name it exactly"
+REASON_SAME_FILE = "image is the same file as another listed image (a link or another spelling; kept the first)"
+
+# What tf.io.decode_image(channels=3, expand_animations=False) reads (MPO is a camera JPEG).
+TF_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"})
+EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp")
+
+_INT = re.compile(r"^\+?\d+(\.0*)?$")
+_SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+PROGRESS_MIN_ROWS = 200
+
+
+@dataclass(frozen=True)
+class CheckedRows:
+    """The outcome of checking a labels CSV.
+
+    Attributes:
+        kept: columns ``row, image, path, label`` (+ ``split`` when the CSV has one); ``path``
+            is relative to the images folder, POSIX style; in CSV order.
+        dropped: columns ``row, image, label, reason``; ``row`` is the CSV line number.
+        has_split: whether the CSV had a split column.
+        identical: sets of byte-identical kept rows (indices into ``kept``), each kept in one split.
+    """
+
+    kept: pd.DataFrame
+    dropped: pd.DataFrame
+    has_split: bool
+    identical: list[list[int]] = field(default_factory=list)  # sets of byte-identical kept rows (indices)
+
+
+def _key(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+class NameResolver:
+    """Find image files under one folder by name, with or without extension, in any case.
+
+    Each folder is listed (and its real path resolved) once, so resolving thousands of names
+    stays fast. A name that leaves the folder (``../x``, an absolute path elsewhere, a
+    symlink to outside) is refused.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = os.path.realpath(root)
+        self._prefix = self.root.rstrip(os.sep) + os.sep
+        self._folders: dict[str, tuple[str, set[str], dict[str, list[str]], set[str]]] = {}
+        self.loops: set[str] = set()  # symlinks that cannot be followed (loops), as full paths
+
+    def _inside(self, real: str) -> bool:
+        return real == self.root or real.startswith(self._prefix)
+
+    def _folder(self, folder: str) -> tuple[str, set[str], dict[str, list[str]], set[str]]:
+        """(real path, file names, case-folded name -> names, names that are symlinks); loops go to ``self.loops``."""
+        if folder not in self._folders:
+            files, loops = _list_files(folder)
+            folded: dict[str, list[str]] = {}
+            for name, _ in files + [(n, True) for n in loops]:
+                folded.setdefault(_key(name), []).append(name)
+            links = {name for name, link in files if link} | loops
+            self.loops |= {os.path.join(folder, n) for n in loops}
+            self._folders[folder] = (os.path.realpath(folder), {n for n, _ in files} | loops, folded, links)
+        return self._folders[folder]
+
+    def resolve(self, name: str) -> tuple[str | None, str | None]:
+        """``(path relative to the root, POSIX style, None)`` or ``(None, reason)``."""
+        folder, base = os.path.split(os.path.normpath(os.path.join(self.root, name)))
+        real_folder, names, folded, links = self._folder(folder)
+        if not self._inside(real_folder):
+            return None, REASON_OUTSIDE
+        found, reason = _match(base, names, folded)
+        if found is None:
+            return None, reason
+        if os.path.join(folder, found) in self.loops:
+            return None, REASON_LOOP
+        path = os.path.join(folder, found)
+        real = os.path.realpath(path) if found in links else os.path.join(real_folder, found)
+        if not self._inside(real):
+            return None, REASON_OUTSIDE
+        rel = os.path.relpath(path, self.root)
+        return Path(rel if not rel.startswith("..") else os.path.relpath(real, self.root)).as_posix(), None
+
+
+def _list_files(folder: str) -> tuple[list[tuple[str, bool]], set[str]]:
+    """``([(file name, is a symlink)], {names of links that loop})``: one bad entry never hides the others."""
+    files, loops = [], set()
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_file():
+                        files.append((entry.name, entry.is_symlink()))
+                except OSError:  # ELOOP: a link to itself, or a chain too long
+                    loops.add(entry.name)
+    except OSError:
+        pass
+    return sorted(files), loops
+
+
+def _match(base: str, names: set[str], folded: dict[str, list[str]]) -> tuple[str | None, str | None]:
+    """The one file ``base`` names: exactly, else ignoring case and the extension; two candidates are ambiguous."""
+    if base in names:
+        return base, None
+    candidates: list[str] = []
+    for key in [_key(base)] + [_key(base + ext) for ext in EXTENSIONS]:
+        candidates += [n for n in folded.get(key, []) if n not in candidates]
+    if len(candidates) > 1:
+        return None, REASON_AMBIGUOUS
+    return (candidates[0], None) if candidates else (None, REASON_MISSING)
+
+
+def _bmp_decodable(path: str | os.PathLike) -> bool:
+    """TensorFlow reads BMPs with a 40+ byte header, 8/24/32 bits per pixel, uncompressed."""
+    with open(path, "rb") as f:
+        head = f.read(34)
+    if len(head) < 34 or int.from_bytes(head[14:18], "little") < 40:
+        return False
+    bits, compression = int.from_bytes(head[28:30], "little"), int.from_bytes(head[30:34], "little")
+    return bits in (8, 24, 32) and compression in (0, 3)
+
+
+def check_image(path: str | os.PathLike) -> str | None:
+    """None when TensorFlow will decode the file, else the reason it will not.
+
+    Opens it with PIL, checks the format, and decodes it fully; JPEGs decode at 1/8 scale
+    (``Image.draft``), which still reads every byte, so big photos verify fast.
+    """
+    from PIL import Image
+
+    try:
+        if os.path.getsize(path) == 0:
+            return REASON_EMPTY
+        with Image.open(path) as im:
+            # TensorFlow ignores a BMP's palette: colour-palette BMPs would decode as grey indices.
+            if im.format not in TF_FORMATS or (im.format == "BMP" and (im.mode == "P" or not _bmp_decodable(path))):
+                return REASON_FORMAT
+            if im.format in ("JPEG", "MPO"):
+                im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
+    except Image.DecompressionBombError:
+        return REASON_TOO_LARGE
+    except Exception:  # noqa: BLE001 - UnidentifiedImageError, truncated data, broken chunks...
+        return REASON_UNDECODABLE
+    return None
+
+
+def parse_label(text: str) -> int | None:
+    """``"3"`` and ``"3.0"`` -> 3; anything else (``""``, ``"-1"``, ``"2.5"``, ``"abc"``) -> None."""
+    text = text.strip()
+    if not _INT.match(text):
+        return None
+    digits = text.lstrip("+").split(".")[0].lstrip("0") or "0"
+    return int(digits) if len(digits) <= 4000 else 10**4000  # past int()'s digit limit: still "too large"
+
+
+def label_in_range(label: int) -> bool:
+    """Whether an integer label can be a class index (``0 <= label < MAX_CLASSES``)."""
+    from members.infra.validate import MAX_CLASSES
+
+    return 0 <= label < MAX_CLASSES
+
+
+def _find_column(header: list[str], wanted: str) -> int | None:
+    """Index of ``wanted`` in the header: exact name first, then ignoring case."""
+    for names, key in ((header, wanted), ([h.casefold() for h in header], wanted.casefold())):
+        if key in names:
+            return names.index(key)
+    return None
+
+
+def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column: str,
+                    split_column: str) -> pd.DataFrame:
+    """Read the CSV into columns ``row, image, label_text`` (+ ``split_text``), all strings.
+
+    UTF-8 with or without BOM, LF or CRLF. Blank lines are skipped; ``row`` is the line number.
+
+    Raises:
+        UserError: the file is missing, not UTF-8 CSV text, lacks a column, or has no rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Labels file {path} does not exist or is not a file; pass a CSV with one row per image "
+                        f"via --labels. Received: labels={path}")
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            records = [(reader.line_num, rec) for rec in reader if any(cell.strip() for cell in rec)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"Labels file {path} is not a UTF-8 CSV text file ({exc}); save it as CSV (UTF-8) "
+                        f"and try again. Received: labels={path}") from None
+    if not header or not any(h.strip() for h in header):
+        raise UserError(f"Labels file {path} is empty; expected a header such as `image,level` and one row per "
+                        f"image. Received: labels={path}")
+    header = [h.strip() for h in header]
+    cols = {name: _find_column(header, name) for name in (image_column, label_column)}
+    missing = [name for name, idx in cols.items() if idx is None]
+    if missing:
+        hint = ""
+        if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+            hint = " (the file seems to use another separator than a comma; save it with commas)"
+        raise UserError(
+            f"Labels file {path} has no column {' or '.join(map(repr, missing))}{hint}; its columns are "
+            f"{', '.join(map(repr, header))}; name the ones to use with --image-column and --label-column. "
+            f"Received: image_column={image_column!r}, label_column={label_column!r}"
+        )
+    split_idx = _find_column(header, split_column) if split_column else None
+    if not records:
+        raise UserError(f"Labels file {path} has a header but no rows; add one row per image. Received: labels={path}")
+
+    def cell(rec: list[str], idx: int) -> str:
+        return rec[idx].strip() if idx < len(rec) else ""
+
+    data = {
+        "row": [line for line, _ in records],
+        "image": [cell(rec, cols[image_column]) for _, rec in records],
+        "label_text": [cell(rec, cols[label_column]) for _, rec in records],
+    }
+    if split_idx is not None:
+        data["split_text"] = [cell(rec, split_idx) for _, rec in records]
+    return pd.DataFrame(data)
+
+
+def _first_problem(row, resolver: NameResolver, has_split: bool) -> tuple[str | None, int | None, str | None]:
+    """(relative path, label, reason) for one row; reason is None when the row is fine so far."""
+    if not row.image:
+        return None, None, REASON_NO_NAME
+    if not row.label_text:
+        return None, None, REASON_NO_LABEL
+    label = parse_label(row.label_text)
+    if label is None:
+        return None, None, REASON_BAD_LABEL
+    if not label_in_range(label):
+        return None, None, REASON_LABEL_RANGE
+    if has_split and row.split_text.casefold() not in _SPLIT_NAMES:
+        return None, label, REASON_BAD_SPLIT
+    rel, reason = resolver.resolve(row.image)
+    return rel, label, reason
+
+
+def check_rows(table: pd.DataFrame, images_dir: str | os.PathLike, *, progress: bool = True,
+               workers: int = 4) -> CheckedRows:
+    """Check every row of :func:`read_labels_csv`'s table against the images folder.
+
+    Args:
+        table: the table read by :func:`read_labels_csv`.
+        images_dir: the folder the image names are relative to.
+        progress: show a progress bar on stderr for the decode checks of large sets.
+        workers: threads for the decode checks.
+
+    Returns:
+        The kept and dropped rows.
+    """
+    root = Path(images_dir).resolve()
+    resolver = NameResolver(root)
+    has_split = "split_text" in table.columns
+    dropped: list[tuple[int, str, str, str]] = []
+    ok: list[tuple] = []
+    for row in table.itertuples(index=False):
+        rel, label, reason = _first_problem(row, resolver, has_split)
+        if reason is not None:
+            dropped.append((row.row, row.image, row.label_text, reason))
+        else:
+            split = _SPLIT_NAMES[row.split_text.casefold()] if has_split else None
+            ok.append((row.row, row.image, row.label_text, rel, label, split))
+
+    ids = [file_identity(root / item[3]) for item in ok]  # a link and its target are one file
+    labels_of: dict = {}  # same file (however spelled or linked) -> its labels
+    for item, fid in zip(ok, ids):
+        labels_of.setdefault(fid, set()).add(item[4])
+    seen: dict = {}
+    unique = []
+    for item, fid in zip(ok, ids):
+        reason = (REASON_CONFLICT if len(labels_of[fid]) > 1 else None if fid not in seen
+                  else REASON_DUPLICATE if seen[fid] == item[3] else REASON_SAME_FILE)
+        if reason is not None:
+            dropped.append((*item[:3], reason))
+        else:
+            seen[fid] = item[3]
+            unique.append(item)
+
+    reasons = _decode_all([root / item[3] for item in unique], progress=progress, workers=workers)
+    kept = [item for item, reason in zip(unique, reasons) if reason is None]
+    dropped += [(*item[:3], reason) for item, reason in zip(unique, reasons) if reason is not None]
+    from members.data.duplicates import identical_sets
+
+    sets = identical_sets([root / item[3] for item in kept])  # kept, each set in one split (members.data.duplicates)
+    kept_df = pd.DataFrame(kept, columns=["row", "image", "label_text", "path", "label", "split"])
+    kept_df = kept_df.drop(columns=["label_text"] + ([] if has_split else ["split"]))
+    kept_df["label"] = kept_df["label"].astype("int64")
+    dropped_df = pd.DataFrame(dropped, columns=["row", "image", "label", "reason"]).sort_values("row", kind="stable")
+    return CheckedRows(kept=kept_df, dropped=dropped_df.reset_index(drop=True), has_split=has_split,
+                       identical=sets)
+
+
+def file_identity(path: str | os.PathLike) -> tuple:
+    """``(device, inode)`` of the file ``path`` leads to (links followed), or its real path where stat fails."""
+    try:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return (os.path.realpath(path),)
+
+
+def _decode_all(paths: list[Path], *, progress: bool, workers: int, chunk: int = 32) -> list[str | None]:
+    """:func:`check_image` over ``paths`` in a thread pool, in order, with an optional progress bar."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+    out: list[str | None] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
+            Progress(console=Console(stderr=True), transient=True,
+                     disable=not progress or len(paths) <= PROGRESS_MIN_ROWS) as bar:
+        task = bar.add_task("Checking images", total=len(paths))
+        for reasons in pool.map(lambda part: [check_image(p) for p in part], chunks):
+            out.extend(reasons)
+            bar.advance(task, len(reasons))
+    return out

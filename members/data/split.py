@@ -1,0 +1,182 @@
+"""Stratified, seeded train/val/test split, optionally by patient group.
+
+Rows of one group (both eyes of a patient) always land in the same split. Without
+groups every class is cut exactly in the requested proportions; with groups a greedy
+assignment keeps each split's class counts close to their targets. A split given in
+the labels file is honoured; a missing val (or test) split is carved from train.
+
+Example:
+    >>> labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    >>> assign_splits(labels, val_fraction=0.15, test_fraction=0.15, seed=0).tolist().count("test")
+    2
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+
+from members.infra.errors import UserError
+
+SPLITS = ("train", "val", "test")
+MAX_CLASSES = 1000
+_EYE = re.compile(r"^(?P<patient>.+)_(left|right)$", re.IGNORECASE)
+
+
+def class_counts(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows per class, ``counts[c]`` for ``c`` in ``0..num_classes-1`` (int64)."""
+    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)[:num_classes]
+
+
+def patient_groups(paths: Sequence[str]) -> list[str] | None:
+    """Patient ids when every file is named ``<patient>_<left|right>``, else ``None``.
+
+    The folder part is kept, so ``a/10_left`` and ``b/10_left`` are different patients.
+    """
+    groups = []
+    for path in paths:
+        folder, _, name = path.rpartition("/")
+        match = _EYE.match(name.rsplit(".", 1)[0] if "." in name else name)
+        if match is None:
+            return None
+        groups.append(f"{folder}/{match['patient']}" if folder else match["patient"])
+    return groups or None
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Raise :class:`UserError` unless both fractions are in (0, 1) and leave room for train."""
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 < value < 1:
+            raise UserError(f"{name} must be between 0 and 1 (exclusive); pass e.g. 0.15. Received: {name}={value}")
+    if val_fraction + test_fraction >= 1:
+        raise UserError(
+            "val_fraction + test_fraction must be below 1 so that rows are left for training; "
+            f"lower them. Received: val_fraction={val_fraction}, test_fraction={test_fraction}"
+        )
+
+
+def _share(n: int, fraction: float) -> int:
+    """Rows of a class for a split: the rounded share, at least one."""
+    return max(1, int(round(n * fraction)))
+
+
+def _too_few(cls: int, have: int, need: int, where: str, counts: np.ndarray, total: int) -> UserError:
+    hint = " (labels must be consecutive integers starting at 0)" if total == 0 else ""
+    return UserError(
+        f"Class {cls} has only {have} rows{where}, too few to split: every split needs at least one row "
+        f"of every class, so it needs at least {need}{hint}; add images of class {cls} or merge it into "
+        f"a neighbouring class. Received: class_counts={ {c: n for c, n in enumerate(counts.tolist()) if n} }"
+    )
+
+
+def _cut(labels: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Ungrouped: shuffle each class and cut it at the target counts. Returns split indices."""
+    out = np.empty(len(labels), dtype=np.int64)
+    for c in range(targets.shape[1]):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        out[idx] = np.repeat(np.arange(targets.shape[0]), targets[:, c])
+    return out
+
+
+def _greedy(labels: np.ndarray, groups: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Grouped: put each group in the split whose class counts it brings closest to the targets.
+
+    First every split gets one small group of each class it needs (rarest class first, val
+    and test before train), so a rare class is not left out of a small split; then the other
+    groups, rare classes first, go one by one where the relative (chi-square) deficit is largest.
+    """
+    k = targets.shape[1]
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    per_group = np.zeros((len(uniq), k), dtype=np.int64)
+    np.add.at(per_group, (inverse, labels), 1)
+    sizes, totals, noise = per_group.sum(axis=1), per_group.sum(axis=0), rng.random(len(uniq))
+    filled = np.zeros_like(targets)
+    choice = np.full(len(uniq), -1, dtype=np.int64)
+    for c in np.argsort(totals, kind="stable"):
+        for s in range(targets.shape[0] - 1, -1, -1):
+            free = (choice < 0) & (per_group[:, c] > 0)
+            if targets[s, c] > 0 and filled[s, c] == 0 and free.any():
+                g = int(np.argmin(np.where(free, sizes + noise, np.inf)))
+                choice[g], filled[s] = s, filled[s] + per_group[g]
+    rarity = np.where(per_group > 0, totals[None, :], np.iinfo(np.int64).max).min(axis=1)
+    order = np.lexsort((noise, -sizes, rarity))
+    scale = np.maximum(targets, 1)  # relative deficits: big classes do not drown small ones
+    share = np.maximum(targets.sum(axis=1), 1)
+    for g in order[choice[order] < 0]:
+        counts = per_group[g]
+        cost = (counts[None, :] * (2 * (filled - targets) + counts[None, :]) / scale).sum(axis=1)
+        best = int(np.argmin(cost + 1e-9 * filled.sum(axis=1) / share))  # ties: the emptiest split
+        choice[g], filled[best] = best, filled[best] + counts
+    return choice[inverse]
+
+
+def _partition(labels: np.ndarray, groups: np.ndarray | None, targets: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+    if groups is None:
+        return _cut(labels, targets, rng)
+    return _greedy(labels, groups, targets, rng)
+
+
+def assign_splits(
+    labels: Sequence[int] | np.ndarray,
+    *,
+    groups: Sequence[str] | None = None,
+    given: Sequence[str] | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+) -> np.ndarray:
+    """Assign every row to ``train``, ``val`` or ``test``, stratified by class.
+
+    Args:
+        labels: int class per row, ``0..k-1``.
+        groups: optional group id per row; a group never spans two splits.
+        given: optional split per row (``train``/``val``/``test``), kept as is; splits
+            missing from it (val, test) are carved from train, stratified.
+        val_fraction: share of the whole data set for val.
+        test_fraction: share of the whole data set for test.
+        seed: seed of the shuffle; the same inputs and seed give the same split.
+
+    Returns:
+        An array of split names, one per row.
+
+    Raises:
+        UserError: bad fractions, or a class with too few rows to give every split one.
+    """
+    check_fractions(val_fraction, test_fraction)
+    labels = np.asarray(labels, dtype=np.int64)
+    k = int(labels.max()) + 1 if len(labels) else 0
+    if k > MAX_CLASSES:
+        raise UserError(f"Labels must be class indices 0..k-1 with k at most {MAX_CLASSES}; renumber the "
+                        f"classes. Received: max_label={k - 1}")
+    counts = class_counts(labels, k)
+    fractions = {"val": val_fraction, "test": test_fraction}
+    rng = np.random.default_rng(seed)
+    groups_arr = None if groups is None else np.asarray(groups, dtype=str)
+    if given is None:
+        pool = np.arange(len(labels))
+        names = list(SPLITS)
+        carve = ["val", "test"]
+        result = np.empty(len(labels), dtype=object)
+    else:
+        result = np.asarray(given, dtype=object).copy()
+        carve = [s for s in ("val", "test") if not np.any(result == s)]
+        if not carve:
+            return result.astype(str)
+        pool = np.flatnonzero(result == "train")
+        names = ["train", *carve]
+    pool_counts = class_counts(labels[pool], k)
+    where = "" if given is None else " in the train split"
+    targets = np.zeros((len(names), k), dtype=np.int64)
+    for c in range(k):
+        need = [_share(int(counts[c]), fractions[s]) for s in carve]
+        if pool_counts[c] - sum(need) < 1:
+            raise _too_few(c, int(pool_counts[c]), sum(need) + 1, where, pool_counts, int(counts[c]))
+        targets[1:, c] = need
+        targets[0, c] = pool_counts[c] - sum(need)
+    sub_groups = None if groups_arr is None else groups_arr[pool]
+    chosen = _partition(labels[pool], sub_groups, targets, rng)
+    result[pool] = np.asarray(names, dtype=object)[chosen]
+    return result.astype(str)

@@ -1,0 +1,159 @@
+"""Crash-safe file writes and pickle-free reads.
+
+Every artifact of the workdir is written to a temporary file in the same folder
+and moved into place with :func:`os.replace`, so a crash, a kill or a full disk
+leaves either the previous file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from members.infra.errors import UserError
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "wb") -> Path:
+    """Call ``write(fileobj)`` on a temp file beside ``path``, fsync it, then ``os.replace`` it.
+
+    Args:
+        path: the final file.
+        write: a function that writes the whole content to the open file object.
+        mode: ``"wb"`` or ``"w"`` (UTF-8 text).
+
+    Returns:
+        The final path.
+
+    Raises:
+        UserError: the file could not be written (a full disk, no permission, a read-only
+            file system...); the message names it, and the previous file is left as it was.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        newline = None if "b" in mode else "\n"
+        with os.fdopen(fd, mode, encoding=encoding, newline=newline) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        discard_temp(tmp, path, exc)
+        raise
+    return path
+
+
+def discard_temp(tmp: str | os.PathLike, path: Path, exc: BaseException) -> None:
+    """After a failed write of ``path``: delete its temp file; an OSError becomes the one-sentence :class:`UserError`."""
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+    if isinstance(exc, OSError):
+        raise _write_error(path, exc) from exc
+
+
+def _write_error(path: Path, exc: OSError) -> UserError:
+    reason = exc.strerror or str(exc) or exc.__class__.__name__
+    hint = ("free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            else "check that the folder exists and is writable")
+    return UserError(f"Could not write {path} ({reason}); the previous version of the file, if any, is unchanged: "
+                     f"{hint} and run the command again.")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike, *, keys: tuple[str, ...] | None = None,
+              fix: str = "delete it and re-create it") -> Any:
+    """Read a JSON file; a missing or corrupt file is a :class:`UserError` naming it and saying ``fix``.
+
+    Args:
+        path: the file.
+        keys: when given, the file must hold a JSON object with at least these keys.
+        fix: what the user should do about a corrupt file (ends the message).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}); {fix}.") from None
+    except OSError as exc:
+        raise UserError(f"{path} cannot be read ({exc.strerror or exc}); {fix}.") from None
+    if keys is not None:
+        if not isinstance(data, dict):
+            raise UserError(f"{path} is corrupt: it holds a JSON {type(data).__name__}, not an object; {fix}.")
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise UserError(f"{path} is corrupt: it lacks {', '.join(map(repr, missing))}; {fix}.")
+    return data
+
+
+def save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
+    """Save arrays to an uncompressed ``.npz`` atomically (no object arrays allowed)."""
+    for key, value in arrays.items():
+        if np.asarray(value).dtype == object:
+            raise TypeError(f"save_npz refuses object arrays (they need pickle); got key={key!r}.")
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Load every array of an ``.npz`` eagerly, never with pickle.
+
+    Raises:
+        UserError: the file is missing, truncated, not an npz, or holds pickled objects;
+            the message names the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist.")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise UserError(f"{path} holds pickled objects, which are never loaded; re-create it.") from None
+        raise UserError(f"{path} is corrupt or not an .npz file ({exc}); re-create it.") from None
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise UserError(f"{path} is corrupt or not an .npz file ({exc}); re-create it.") from None
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,102 @@
+"""A per-member lock file, so two ``train-member`` runs never write the same member at once.
+
+The lock is a file holding the holder's pid and host, created atomically with its content
+(a hard link of a private temp file; ``O_EXCL`` where links are not supported). A lock whose
+process is gone (same host, pid not alive; or an unreadable lock) is stale and is taken over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+from members.infra.errors import UserError
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class MemberLock:
+    """Context manager holding ``<member_dir>/.lock``.
+
+    Example:
+        >>> with MemberLock(Path("/tmp/w/members/a")):  # doctest: +SKIP
+        ...     pass
+    """
+
+    def __init__(self, member_dir: str | os.PathLike):
+        self.path = Path(member_dir) / ".lock"
+
+    def _holder(self) -> dict | None:
+        """The lock's ``{"pid", "host"}``; None when it is missing or unreadable (then it is stale)."""
+        try:
+            holder = json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        pid = holder.get("pid") if isinstance(holder, dict) else None
+        return holder if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
+
+    def _create(self, content: str) -> bool:
+        """Create the lock file with its whole content at once; False when it already exists.
+
+        The content goes to a private temp file that is then hard-linked to the lock's name, so
+        another process never sees an empty lock (which it would take for a stale one).
+        """
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(content)
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links on this file system: exclusive create, then write
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as f:
+                f.write(content)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+        for _ in range(2):
+            if not self._create(me):
+                holder = self._holder()
+                same_host = holder is not None and holder.get("host") == socket.gethostname()
+                if holder is None or (same_host and not _alive(holder["pid"])):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                raise UserError(self.busy_message(holder))
+            return
+        raise UserError(f"Could not take the lock {self.path}; delete it and try again.")
+
+    def busy_message(self, holder: dict) -> str:
+        """The sentence for a lock held by another live process."""
+        return (f"Member {self.path.parent.name!r} is being trained by another process "
+                f"(pid {holder.get('pid')} on {holder.get('host')}); wait for it to finish, or choose another --name. "
+                f"If that process is gone, delete {self.path}.")
+
+    def release(self) -> None:
+        holder = self._holder()
+        if holder is not None and holder.get("pid") == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "MemberLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,230 @@
+"""All-or-nothing folder writes: build a folder beside its target, then swap it in at once.
+
+A command that writes several files (``vote``'s ``ensemble/``, a member replaced with
+``--force``) writes them into a fresh staging folder next to the target
+(``.<name>.staging-<pid>``), and :func:`replace_dir` swaps the two: on Linux with one
+``renameat2(RENAME_EXCHANGE)`` call (readers see the old folder or the new one, never a
+mix), elsewhere by renaming the old folder aside first. The previous folder is deleted
+only after the swap. A run killed at any moment leaves the old folder or the new one
+whole; :func:`recover_dir` (called under the lock before the next write) puts a folder
+that was set aside back and deletes leftovers.
+
+Example:
+    >>> with staged(Path("work/ensemble")) as tmp:        # doctest: +SKIP
+    ...     (tmp / "report.json").write_text("{}")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from members.infra.errors import UserError
+from members.infra.lock import MemberLock
+
+STAGING = ".staging-"
+ASIDE = ".old-"
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2``); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        func = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    if func(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system cannot exchange
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def staging_path(target: Path) -> Path:
+    """A fresh staging folder name beside ``target`` (hidden: ``.<name>.staging-<pid>``)."""
+    return target.with_name(f".{target.name}{STAGING}{os.getpid()}")
+
+
+def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Make folder ``new`` appear at ``target`` at once; the previous ``target`` is deleted afterwards.
+
+    Raises:
+        OSError: the rename failed (then ``target`` is unchanged).
+    """
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.rename(new, target)
+    elif _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # now holds the previous folder
+    else:
+        aside = target.with_name(f".{target.name}{ASIDE}{os.getpid()}")
+        os.rename(target, aside)
+        os.rename(new, target)  # a kill between the two renames: recover_dir puts ``aside`` back
+        shutil.rmtree(aside, ignore_errors=True)
+    _fsync_dir(target.parent)
+
+
+def recover_dir(target: str | os.PathLike, *, complete: str | None = None) -> None:
+    """Undo what a killed :func:`replace_dir` or staging run left beside ``target``.
+
+    A previous folder set aside while ``target`` is missing (or lacks the ``complete``
+    marker file that the aside one has) is put back; staging folders and other set-aside
+    folders are deleted. Call it while holding the lock that guards ``target``.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    prefix = f".{target.name}"
+    asides = sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix + ASIDE) and p.is_dir())
+    for aside in asides:
+        missing = not target.exists() or (complete is not None and not (target / complete).exists()
+                                          and (aside / complete).exists())
+        if missing:
+            replace_dir(aside, target)
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def remove_staging(target: str | os.PathLike, *, keep: Path | None = None) -> None:
+    """Delete staging folders of ``target`` left by killed runs (all but ``keep``)."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    for path in target.parent.iterdir():
+        if path.name.startswith(f".{target.name}{STAGING}") and path != keep and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty staging folder; on a clean exit swap it in as ``target``, else delete it.
+
+    The caller holds the lock that guards ``target``.
+    """
+    target = Path(target)
+    recover_dir(target)
+    remove_staging(target)
+    tmp = staging_path(target)
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        replace_dir(tmp, target)
+    except UserError as exc:  # name the files as the user knows them, not the staging folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(str(exc).replace(str(tmp), str(target))) from None
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.filename and str(exc.filename).startswith(str(tmp)):
+            exc.filename = str(target) + str(exc.filename)[len(str(tmp)):]
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class WorkdirLock(MemberLock):
+    """A lock file at ``<folder>/<name>`` for one kind of work (``vote``, ``prepare``) on a workdir.
+
+    Example:
+        >>> with WorkdirLock(Path("work"), "vote"):  # doctest: +SKIP
+        ...     pass
+    """
+
+    def __init__(self, folder: str | os.PathLike, what: str):
+        super().__init__(folder)
+        self.path = Path(folder) / f".{what}.lock"
+        self.what = what
+
+    def busy_message(self, holder: dict) -> str:
+        return (f"Another `{self.what}` is running on {self.path.parent} (pid {holder.get('pid')} on "
+                f"{holder.get('host')}); wait for it to finish and run the command again. "
+                f"If that process is gone, delete {self.path}.")
+
+
+
+JOURNAL = "journal.json"
+
+
+def journal_path(folder: str | os.PathLike, what: str) -> Path:
+    """The staging folder of a :func:`commit_entries` transaction named ``what`` in ``folder``."""
+    return Path(folder) / f".{what}.commit"
+
+
+def commit_entries(folder: str | os.PathLike, what: str, write, order: list[str]) -> None:
+    """Replace several entries of ``folder`` (files or folders) as one transaction, rolled forward after a kill.
+
+    ``write(staging)`` writes every new entry into an empty staging folder; then a journal
+    naming ``order`` is written there (the commit point), and the entries are moved into
+    ``folder`` in that order (put the file that marks the whole as valid last). A kill
+    before the journal leaves ``folder`` as it was; a kill after it is finished by
+    :func:`roll_forward`, which the readers of ``folder`` call first.
+    """
+    import json
+
+    from members.infra.atomic import write_text
+
+    staging = journal_path(folder, what)
+    roll_forward(folder, what)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        write(staging)
+        missing = [name for name in order if not (staging / name).exists()]
+        if missing:
+            raise RuntimeError(f"commit_entries: {missing} were not written")
+        write_text(staging / JOURNAL, json.dumps(order))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    roll_forward(folder, what)
+
+
+def roll_forward(folder: str | os.PathLike, what: str) -> None:
+    """Finish (or, without its journal, discard) a :func:`commit_entries` transaction that a kill interrupted."""
+    import json
+
+    folder, staging = Path(folder), journal_path(folder, what)
+    if not staging.is_dir():
+        return
+    try:
+        order = json.loads((staging / JOURNAL).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no journal: the transaction never reached its commit point
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    for name in order:
+        new, old = staging / name, folder / name
+        try:
+            if new.is_dir():
+                aside = staging / f"{ASIDE}{name}"
+                if old.exists():
+                    shutil.rmtree(aside, ignore_errors=True)
+                    os.rename(old, aside)
+                os.rename(new, old)  # a kill between the renames: ``new`` is still there, moved next time
+            elif new.exists():
+                os.replace(new, old)
+        except FileNotFoundError:  # moved already (by a concurrent reader finishing the same commit)
+            continue
+    _fsync_dir(folder)
+    shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,161 @@
+"""Writing a member's artifacts: history.csv, curves.png, the cached predictions, metrics.json.
+
+Every write is atomic. ``metrics.json`` is written last by the trainer: a member without
+it is incomplete and is never voted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from members.infra import atomic
+
+HISTORY_COLUMNS = (
+    "phase", "epoch", "input_size", "lr", "loss", "accuracy", "val_loss", "val_accuracy",
+    "val_balanced_accuracy", "val_qwk", "val_macro_f1", "seconds", "images_per_second", "input_wait_share", "note",
+)
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    """One row per epoch, the contract's columns first."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic.write_text(path, buf.getvalue())
+
+
+def plot_curves(path: Path, rows: list[dict], title: str, *, monitor: str | None = None, best_epoch: int | None = None) -> None:
+    """Loss, accuracy and the monitored metric per epoch (train and validation), phases marked, the
+    chosen (best) epoch marked with a star and a vertical line, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(1, len(rows) + 1)
+    panels = [("loss", "val_loss", "loss"), ("accuracy", "val_accuracy", "accuracy")]
+    if monitor and monitor not in ("val_loss", "val_accuracy"):
+        panels.append((None, monitor, f"{monitor} (monitored)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8))
+    for ax, (train_key, val_key, label) in zip(axes, panels):
+        if train_key is not None:
+            ax.plot(x, [_num(r.get(train_key)) for r in rows], "o-", label=f"train {label}")
+        ax.plot(x, [_num(r.get(val_key)) for r in rows], "s-", label=f"val {label}" if train_key else label)
+        if label == "accuracy":
+            ax.plot(x, [r["val_balanced_accuracy"] for r in rows], "^--", label="val balanced acc.")
+        if best_epoch is not None and 1 <= best_epoch <= len(rows):
+            ax.axvline(best_epoch, color="tab:red", lw=1.0, alpha=0.6)
+            if val_key == (monitor or "val_loss"):
+                ax.plot([best_epoch], [_num(rows[best_epoch - 1].get(val_key))], "*", color="tab:red", ms=14,
+                        label=f"chosen epoch {best_epoch}")
+        previous = None
+        for i, r in enumerate(rows):
+            key = (r["phase"], r["input_size"])
+            if previous is not None and key != previous:
+                ax.axvline(i + 0.5, color="grey", lw=0.8, ls=":")
+                ax.text(i + 0.6, ax.get_ylim()[1], f"{r['phase']} {r['input_size']}px", fontsize=7, va="top")
+            previous = key
+        ax.set_xlabel("epoch")
+        ax.set_title(label)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def _num(value) -> float:
+    """A float for plotting (missing or None as NaN, so a regression head's absent accuracy draws nothing)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def save_predictions(path: Path, probs: np.ndarray, labels: np.ndarray, row_ids: np.ndarray, fingerprint: str) -> None:
+    """The cached predictions that ``vote`` reads: probs float32 (rows sum to 1), labels, row ids, fingerprint."""
+    probs = np.asarray(probs, dtype=np.float64)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    atomic.save_npz(
+        path,
+        probs=probs.astype(np.float32),
+        labels=np.asarray(labels, dtype=np.int64),
+        row_ids=np.asarray(row_ids, dtype=np.int64),
+        fingerprint=np.array(fingerprint),
+    )
+
+
+MIN_FREE_BYTES = 16 * 2**20  # kept free beyond the estimate: the HDF5 writer must never meet a full disk
+
+
+def _weight_bytes(model) -> int:
+    """Bytes of ``model``'s weights (float32 or what they are), plus the optimizer's variables when built."""
+    total = sum(int(np.prod(w.shape)) * np.dtype(getattr(w, "dtype", "float32")).itemsize
+                for w in getattr(model, "weights", []))
+    optimizer = getattr(model, "optimizer", None)
+    for v in getattr(optimizer, "variables", []) or []:
+        try:
+            total += int(np.prod(v.shape)) * 4
+        except (TypeError, ValueError):
+            continue
+    return total
+
+
+def ensure_free_space(folder: Path, needed: int) -> None:
+    """Refuse (one sentence, ENOSPC wording) to write ``needed`` bytes where the disk has less free.
+
+    HDF5 and zip writers may crash the process when the disk fills mid-file, so every
+    model and weights file checks first.
+    """
+    import errno
+    import os
+    import shutil
+
+    from members.infra.errors import UserError
+
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed + MIN_FREE_BYTES:
+        raise UserError(
+            f"Could not write in {folder} ({os.strerror(errno.ENOSPC)}: {free / 2**20:,.0f} MiB free, "
+            f"about {(needed + MIN_FREE_BYTES) / 2**20:,.0f} MiB needed); the files already written are unchanged: "
+            "free some disk space and run the command again (a training run resumes after its last finished epoch).")
+
+
+def _write_model_file(path: Path, tmp: Path, save) -> None:
+    """``save(tmp)``, fsync, ``os.replace(tmp, path)``; any OSError becomes a UserError and the temp file goes."""
+    import os
+
+    try:
+        save(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        atomic.discard_temp(tmp, path, exc)
+        raise
+
+
+def save_model(model, path: Path) -> None:
+    """``model.save`` to a temp ``.keras`` file beside ``path``, then ``os.replace`` (free space checked first)."""
+    ensure_free_space(path.parent, 2 * _weight_bytes(model))
+    _write_model_file(path, path.with_name(f".{path.stem}.tmp.keras"), model.save)
+
+
+def save_weights(model, path: Path) -> None:
+    """``model.save_weights`` (HDF5) to a temp file beside ``path``, then ``os.replace`` (free space checked first)."""
+    ensure_free_space(path.parent, _weight_bytes(model))
+    _write_model_file(path, path.with_name(f".{path.name.removesuffix('.weights.h5')}.tmp.weights.h5"),
+                      model.save_weights)

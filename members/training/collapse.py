@@ -1,0 +1,102 @@
+"""A member that learned nothing is said so: the warning while training, the verdict in metrics.json.
+
+- :class:`CollapseWatch` — after every epoch, counts the epochs in a row whose val predictions fall
+  into one class or whose val balanced accuracy sits at chance (1/k); at :data:`COLLAPSE_EPOCHS`
+  it logs one warning with the likely causes and what to try (:func:`collapse_advice`).
+- :func:`health` — the kept weights judged on val (``collapsed``, ``collapse``) and the
+  majority-class baseline (``majority``, ``below_majority``) for ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from members.model.spec import MemberSpec
+
+COLLAPSE_EPOCHS = 3  # consecutive epochs at one class (or chance) before the collapse warning
+
+
+def collapse_advice(spec: MemberSpec) -> str:
+    """The likely causes of a collapse and what to try, leaving out what ``spec`` already does."""
+    tries = [text for text, done in (
+        ("--set sampling=balanced", spec.sampling == "balanced"),
+        ("--set head=regression", spec.head == "regression"),
+        ("--set block=residual", spec.block == "residual" or spec.architecture != "convnet"),
+        ("--set preprocessing=ben --set fundus_crop=true", spec.preprocessing == "ben" and spec.fundus_crop),
+        ("--batch-size 8", spec.batch_size <= 8),
+    ) if not done]
+    tries += [f"a larger input_size (now {spec.input_size})", f"a lower or higher lr (now {spec.lr:g})", "more epochs"]
+    return ("Likely causes: one class dominates the training rows, the learning rate is too high or too low, the "
+            "images are too small to show lesions, or too few epochs. Try " + ", ".join(tries) + ".")
+
+
+def is_chance(row: dict, k: int) -> bool:
+    """Val predictions in one class, or val balanced accuracy at chance (1/k)."""
+    return row.get("val_classes_predicted", k) <= 1 or row["val_balanced_accuracy"] <= 1.0 / k + 1e-9
+
+
+def majority_baseline(train_labels: np.ndarray, labels: np.ndarray, k: int) -> dict:
+    """The majority-class baseline: the most frequent training class predicted for every row."""
+    c = int(np.bincount(train_labels, minlength=k).argmax())
+    return {"class": c, "accuracy": float(np.mean(labels == c)) if len(labels) else None,
+            "balanced_accuracy": (1.0 / len(np.unique(labels))) if len(labels) else None}
+
+
+class CollapseWatch:
+    """Warns once per run when the val predictions stay in one class (or at chance) for a few epochs."""
+
+    def __init__(self, name: str, spec: MemberSpec, classes, log):
+        self.name, self.spec, self.classes, self.log = name, spec, list(classes), log
+        self.k = len(self.classes)
+        self.warned = False
+
+    def after_epoch(self, history: list[dict], val_probs: np.ndarray) -> None:
+        row, run = history[-1], 0
+        for r in reversed(history):
+            if not is_chance(r, self.k):
+                break
+            run += 1
+        if run >= min(COLLAPSE_EPOCHS, self.spec.total_epochs) and not self.warned:
+            top = int(np.bincount(val_probs.argmax(axis=1), minlength=self.k).argmax())
+            what = (f"every val image was predicted as class {self.classes[top]}" if row["val_classes_predicted"] <= 1
+                    else f"val balanced accuracy stayed at chance ({row['val_balanced_accuracy']:.3f} <= 1/{self.k})")
+            self.log(f"[{self.name}] WARNING: the member is collapsing: for {run} epochs {what}; it is learning the "
+                     f"class mix, not the images. {collapse_advice(self.spec)}")
+            self.warned = True
+
+
+def health(*, name: str, spec: MemberSpec, classes, labels: dict, predictions: dict, results: dict,
+           history: list[dict], log) -> dict:
+    """``collapsed`` / ``collapse`` (the kept weights on val) and the majority baseline (``majority``,
+    ``below_majority``) for metrics.json.
+
+    Args:
+        labels: ``{"train", "val", "test"}`` label arrays.
+        predictions: ``{"val", "test"}`` probabilities of the kept weights.
+        results: ``{"val", "test"}`` scores of those predictions (``members.scoring.score``).
+    """
+    k = len(classes)
+    counts = np.bincount(predictions["val"].argmax(axis=1), minlength=k)
+    bal = results["val"].get("balanced_accuracy", float("nan"))
+    one_class = int((counts > 0).sum()) <= 1
+    auc = results["val"].get("auc", float("nan"))
+    # at chance: balanced accuracy 1/k and no ranking either (a grade member whose cuts squeeze the
+    # rare grades can sit at 1/k balanced accuracy with a real val AUC and QWK: that one learned)
+    at_chance = bal <= 1.0 / k + 1e-9 and not (auc > 0.55)
+    collapsed = bool(one_class or at_chance) and len(np.unique(labels["val"])) > 1
+    collapse = {"judged_on": "argmax of the kept weights' val probabilities", "val_predicted_counts": counts.tolist(),
+                "val_balanced_accuracy": bal, "val_auc": auc, "chance": 1.0 / k,
+                "epochs_at_chance": sum(1 for r in history if is_chance(r, k))}
+    if collapsed:
+        top = classes[int(counts.argmax())]
+        collapse["reason"] = (f"its val predictions fall into one class ({top})" if one_class
+                              else f"its val balanced accuracy {bal:.3f} is at chance (1/{k}) and its val AUC {auc:.3f} near 0.5")
+        collapse["advice"] = collapse_advice(spec)
+        log(f"[{name}] WARNING: collapsed: {collapse['reason']}. vote will leave it out. {collapse['advice']}")
+    majority, below = {}, {}
+    for split in ("val", "test"):
+        base = majority_baseline(labels["train"], labels[split], k)
+        majority[split] = base
+        acc = results[split].get("accuracy") if results[split] else None
+        below[split] = None if acc is None or base["accuracy"] is None else bool(acc < base["accuracy"])
+    return {"collapsed": collapsed, "collapse": collapse, "majority": majority, "below_majority": below}

@@ -1,0 +1,135 @@
+"""One training epoch and one evaluation pass, measured.
+
+The epoch loop pulls each batch from the tf.data iterator itself and times the pull, so
+the share of step time spent waiting for input is measured, not guessed; the step is
+Keras' compiled ``train_on_batch``. Evaluation predicts probabilities (optionally
+averaged over flips: test-time augmentation) and scores them with ``members.scoring``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from members.infra.errors import UserError
+from members.scoring import score
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or exploded."""
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    accuracy: float
+    images: int
+    step_seconds: float
+    wait_seconds: float
+
+    @property
+    def wait_share(self) -> float:
+        return self.wait_seconds / self.step_seconds if self.step_seconds > 0 else 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.step_seconds if self.step_seconds > 0 else 0.0
+
+
+def train_epoch(model, dataset: tf.data.Dataset, *, steps: int, progress=None, where: str = "") -> EpochStats:
+    """Run one pass over ``dataset`` with ``train_on_batch``; stop with a clear message on NaN.
+
+    Args:
+        model: a compiled Keras model.
+        dataset: batches of ``(x, y)`` or ``(x, y, sample_weight)``.
+        steps: number of batches (for the progress display).
+        progress: optional callable ``(done_steps, steps, loss)`` for a progress bar.
+        where: words naming the epoch for the NaN message.
+    """
+    iterator = iter(dataset)
+    wait = total = 0.0
+    images = 0
+    loss_sum = acc_sum = 0.0
+    done = 0
+    while True:
+        t0 = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            break
+        t1 = time.perf_counter()
+        x, y = batch[0], batch[1]
+        w = batch[2] if len(batch) > 2 else None
+        model.reset_metrics()  # per-batch figures; the epoch means are weighted by batch size below
+        logs = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
+        t2 = time.perf_counter()
+        n = int(x.shape[0])
+        wait += t1 - t0
+        total += t2 - t0
+        images += n
+        done += 1
+        loss = float(logs["loss"])
+        loss_sum += loss * n
+        acc_sum += float(logs.get("accuracy", logs.get("sparse_categorical_accuracy", float("nan")))) * n
+        if not math.isfinite(loss) or loss > 1e6:
+            raise TrainingDiverged(
+                f"The training loss became {loss:g} {where}; the learning rate is too high for this model. "
+                f"Lower it (e.g. --lr {_lower_lr(model):.2g}) and train again."
+            )
+        if progress is not None:
+            progress(done, steps, loss)
+    return EpochStats(
+        loss=loss_sum / images if images else float("nan"),
+        accuracy=acc_sum / images if images else float("nan"),
+        images=images, step_seconds=total, wait_seconds=wait,
+    )
+
+
+def _lower_lr(model) -> float:
+    try:
+        return float(model.optimizer.learning_rate.numpy()) / 10
+    except Exception:  # noqa: BLE001 - only for the message
+        return 0.001
+
+
+FLIP_AXES = ((), (2,), (1,), (1, 2))  # test-time augmentation: identity, horizontal, vertical, both (NHWC)
+
+
+def predict_probs(model, dataset: tf.data.Dataset, *, tta: bool = False) -> np.ndarray:
+    """Class probabilities for every image of an (unshuffled) dataset, float64 rows summing to 1.
+
+    The one test-time augmentation of the toolkit (training's val/test caches, ``predict``
+    and ``explain`` all come here): with ``tta`` the model also sees the horizontally,
+    vertically and doubly flipped images and the four probability vectors are averaged.
+
+    Args:
+        model: a Keras model taking float32 pixels 0–255.
+        dataset: batches of images, or of ``(images, ...)`` tuples (only the images are used).
+        tta: average over the four flips.
+    """
+    images_only = dataset.map(lambda x, *rest: tf.cast(x, tf.float32))
+    total = None
+    for axes in FLIP_AXES if tta else FLIP_AXES[:1]:
+        ds = images_only.map(lambda x, a=list(axes): tf.reverse(x, axis=a)) if axes else images_only
+        probs = np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
+        total = probs if total is None else total + probs
+    probs = np.clip(total / (len(FLIP_AXES) if tta else 1), 1e-7, None)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def evaluate(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> dict[str, float]:
+    """Validation figures for the history: loss (cross-entropy), accuracy, balanced accuracy, QWK, macro-F1."""
+    s = score(labels, probs, num_classes=num_classes)
+    return {
+        "val_loss": s["log_loss"], "val_accuracy": s["accuracy"], "val_balanced_accuracy": s["balanced_accuracy"],
+        "val_qwk": s["qwk"], "val_macro_f1": s["macro_f1"],
+    }
+
+
+def is_terminal() -> bool:
+    return sys.stderr.isatty()

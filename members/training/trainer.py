@@ -1,0 +1,450 @@
+"""Train one member with the article's whole technique set and write its artifacts.
+
+Phases, each recorded in ``history.csv``:
+
+1. ``train`` — one stage per input size of the resize schedule (progressive resizing keeps
+   the same weights), the optimizer and learning rate of the spec (warm-up, then decayed every
+   epoch), class weights or balanced batches, on-the-fly augmentation; the best weights on
+   validation are kept.
+2. ``undersample`` — optional fine-tuning on a subset where over-represented classes are cut.
+3. ``retrain<r>`` — optional rounds on the training images the model got wrong (plus a
+   replay share of correct ones) at a lower rate; a round is kept only if validation
+   improves, otherwise the previous weights are restored and the history says so.
+
+:class:`Trainer` runs the phases; each other concept is a unit of its own, as Keras splits
+them into callbacks:
+
+- the learning rate of every epoch and the optimizer — :mod:`members.training.schedule`;
+- the best weights, ties and early stopping — :mod:`members.training.checkpoint`;
+- resume points after every epoch (a killed run goes on after its last finished epoch) —
+  :mod:`members.training.resume`;
+- the epoch log line, timing and TensorBoard — :mod:`members.training.epoch_log`;
+- collapse warnings and the majority baseline — :mod:`members.training.collapse`;
+- snapshots and SWA — :mod:`members.training.snapshots`.
+
+The custom epoch loop (:mod:`members.training.loop`) measures the input wait of every step.
+``metrics.json`` is written last, atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from members.infra import atomic
+from members.infra.errors import UserError
+from members.infra.lock import MemberLock
+from members.model.spec import MemberSpec
+from members.scoring import nan_to_none as _jsonable, score  # the one strict-JSON cleaner
+from members.training.artifacts import plot_curves, save_model, save_predictions, save_weights, write_history
+from members.training.checkpoint import BestWeights, better, best_epoch, stale_epochs
+from members.training.collapse import CollapseWatch, health
+from members.training.epoch_log import EpochLog
+from members.training.progress import EpochProgress
+from members.training.resume import RESUME_DIR, ResumePoints
+from members.training.sampling import class_weights, retrain_subset, sampled_shares, sampling_acceptance, undersample
+from members.training.schedule import epoch_plan, make_optimizer, retrain_lr
+from members.training.snapshots import FreeMembers
+
+
+@dataclass
+class TrainResult:
+    """What ``train_member`` returns: where the member is and its metrics (the content of metrics.json)."""
+
+    name: str
+    member_dir: Path
+    metrics: dict = field(repr=False)
+
+    @property
+    def seconds(self) -> float:
+        return self.metrics["train_seconds"]
+
+
+class Trainer:
+    """Runs the phases of one member; ``train_member`` is the public entry point."""
+
+    def __init__(self, dataset, spec: MemberSpec, name: str, member_dir: Path, *, preset: str, log, show_progress: bool):
+        import tensorflow as tf  # noqa: F401  (import here: keep module import light)
+
+        self.data = dataset
+        self.spec = spec
+        self.name = name
+        self.dir = member_dir
+        self.preset = preset
+        self.log = log
+        self.k = dataset.num_classes
+        self.progress = EpochProgress(name, enabled=show_progress)
+        self.rows = {s: dataset.rows(s) for s in ("train", "val", "test")}
+        for split, rows in self.rows.items():
+            if split != "test" and len(rows) == 0:
+                raise UserError(f"The {split} split of {dataset.workdir} is empty; prepare the workdir with more images.")
+        self.paths = {s: [str(dataset.image_root / p) for p in r["path"]] for s, r in self.rows.items()}
+        self.labels = {s: r["label"].to_numpy(np.int64) for s, r in self.rows.items()}
+        self.history: list[dict] = []
+        self.resume_dir = member_dir / RESUME_DIR  # a snapshot member (members/training/snapshots.py) points it at its own
+        self.resume = ResumePoints(self.resume_dir, spec.to_dict(), dataset.fingerprint, log=log, name=name)
+        self.best = BestWeights(self.resume_dir, spec.monitor)
+        self.epoch_log = EpochLog(name, spec.total_epochs, log, tensorboard_dir=member_dir if spec.tensorboard else None)
+        self.collapse = CollapseWatch(name, spec, dataset.classes, log)
+        self._datasets: dict = {}
+
+    @property
+    def timing(self) -> dict:
+        return self.epoch_log.timing
+
+    # ----- setup -------------------------------------------------------------------------
+    def _configure(self) -> None:
+        import keras
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # retracing notices on new input sizes are expected, not news
+        keras.utils.set_random_seed(self.spec.seed)
+        keras.mixed_precision.set_global_policy("mixed_float16" if self.spec.mixed_precision else "float32")
+        self.strategy = tf.distribute.MirroredStrategy() if self.spec.strategy == "mirrored" else tf.distribute.get_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        self.batch_size = self.spec.batch_size * replicas  # batch_size is per replica
+        if replicas > 1:
+            self.log(f"[{self.name}] mirrored strategy over {replicas} devices: global batch {self.batch_size}")
+
+    def _build(self):
+        from members.model.architecture import build_model
+
+        with self.strategy.scope():
+            model = build_model(self.spec, self.k)
+            self._compile(model)
+        return model
+
+    def _compile(self, model, lr: float | None = None) -> None:
+        """Compile with the spec's optimizer and the head's loss (again after a base is unfrozen)."""
+        import keras
+
+        from members.model.architecture import ExpectedGradeLoss
+
+        s = self.spec
+        loss = ExpectedGradeLoss(s.regression_loss) if s.head == "regression" else "sparse_categorical_crossentropy"
+        with self.strategy.scope():
+            model.compile(optimizer=make_optimizer(s, s.lr if lr is None else lr), loss=loss,
+                          metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")], jit_compile=s.jit_compile)
+
+    def _set_frozen(self, model, frozen: bool, lr: float) -> None:
+        """Freeze or unfreeze a Keras application's base (``backbone`` layer); recompile on a change."""
+        if not self.spec.is_backbone or self.spec.freeze_epochs == 0 or self.spec.weights == "none":
+            return  # a randomly initialised base is never frozen (weights = "none" ignores freeze_epochs)
+        base = model.get_layer("backbone")
+        if base.trainable == (not frozen):
+            return
+        base.trainable = not frozen
+        self._compile(model, lr)
+        self.log(f"[{self.name}] {'froze' if frozen else 'unfroze'} the {self.spec.architecture} base"
+                 + ("" if frozen else f" (lr x {self.spec.finetune_lr_factor:g} from now on)"))
+
+    def _dataset(self, split: str, size: int, *, training: bool, subset: np.ndarray | None = None, seed_offset: int = 0):
+        from members.data.pipeline import Augmentation, make_dataset
+
+        key = (split, size, training, None if subset is None else subset.tobytes(), seed_offset)
+        if key in self._datasets:
+            return self._datasets[key]
+        paths, labels = self.paths[split], self.labels[split]
+        if subset is not None:
+            paths, labels = [paths[i] for i in subset], labels[subset]
+        weights = acceptance = None
+        if training and self.spec.effective_class_weight != "none":
+            weights = class_weights(labels, self.k, self.spec.effective_class_weight)[labels]
+        if training and self.spec.sampling != "natural":
+            acceptance = sampling_acceptance(labels, self.k, self.spec.sampling)
+            if not getattr(self, "_told_sampling", False):
+                shares = ", ".join(f"{x:.0%}" for x in sampled_shares(labels, acceptance))
+                self.log(f"[{self.name}] {self.spec.sampling} sampling: batches drawn with class shares {shares}")
+                self._told_sampling = True
+        ds = make_dataset(
+            paths, labels, size=size, batch_size=self.batch_size, training=training,
+            augmentation=Augmentation.from_spec(self.spec) if training else None, sample_weights=weights,
+            acceptance=acceptance,
+            preprocessing=self.spec.preprocessing, fundus_crop=self.spec.fundus_crop,
+            cache=self.spec.cache, cache_dir=self.dir / ".cache",
+            seed=self.spec.seed + 1000 * seed_offset,
+        )
+        if subset is None:  # subsets change every round; don't keep them
+            self._datasets[key] = (ds, len(paths))
+        return ds, len(paths)
+
+    # ----- epochs ------------------------------------------------------------------------
+    def _run_epoch(self, model, phase: str, size: int, lr: float, ds_n, *, note: str = "") -> dict:
+        from members.training.loop import evaluate, predict_probs, train_epoch
+
+        ds, n = ds_n
+        steps = max(1, math.ceil(n / self.batch_size))
+        model.optimizer.learning_rate.assign(lr)
+        start = time.perf_counter()
+        epoch_no = len(self.history) + 1
+        where = f"in epoch {epoch_no} (phase {phase}, {size} px, lr {lr:.3g})"
+        with self.progress.epoch(epoch_no, self.spec.total_epochs, phase, size, steps) as update:
+            stats = train_epoch(model, ds, steps=steps, progress=update, where=where)
+        val_ds, _ = self._dataset("val", size, training=False)
+        val_probs = predict_probs(model, val_ds)
+        val = evaluate(self.labels["val"], val_probs, self.k)
+        val["val_classes_predicted"] = int(np.unique(val_probs.argmax(axis=1)).size)
+        row = {
+            "phase": phase, "epoch": epoch_no, "input_size": size, "lr": lr, "loss": stats.loss,
+            "accuracy": stats.accuracy, **val, "seconds": time.perf_counter() - start,
+            "images_per_second": stats.images_per_second, "input_wait_share": stats.wait_share, "note": note,
+        }
+        self.history.append(row)
+        self.epoch_log.record(row, stats)
+        self.collapse.after_epoch(self.history, val_probs)
+        return row
+
+    def _plan(self) -> list[tuple[str, int, float]]:
+        """(phase, input size, learning rate) of every epoch before the retraining rounds."""
+        return epoch_plan(self.spec)
+
+    def _save_resume(self, model, stage: str, extra: dict | None = None) -> None:
+        self.resume.save(model, stage, history=self.history, timing=self.timing, best=self.best, extra=extra)
+
+    def _load_resume(self):
+        model, state = self.resume.load(self.strategy, self.best)
+        if model is not None:
+            self.history, self.epoch_log.timing = state["history"], state["timing"]
+        return model, state
+
+    # ----- phases ------------------------------------------------------------------------
+    def _undersample_subset(self) -> np.ndarray:
+        return undersample(self.labels["train"], self.spec.undersample_ratio, seed=self.spec.seed)
+
+    def _retrain_round(self, model, r: int) -> None:
+        from members.training.loop import predict_probs
+
+        s = self.spec
+        size = s.input_size
+        train_eval, _ = self._dataset("train", size, training=False)
+        pred = predict_probs(model, train_eval).argmax(axis=1)
+        wrong = pred != self.labels["train"]
+        phase = f"retrain{r + 1}"
+        if not wrong.any():
+            self.log(f"[{self.name}] {phase}: no mispredicted training image; round skipped")
+            return
+        subset = retrain_subset(wrong, replay=s.retrain_replay, seed=s.seed + r)
+        lr = retrain_lr(s, self._plan())
+        before = self.best.score
+        save_weights(model, self.resume_dir / ".before_retrain.weights.h5")
+        self.log(f"[{self.name}] {phase}: {int(wrong.sum())} mispredicted training images + {len(subset) - int(wrong.sum())} replayed, lr {lr:.3g}")
+        round_best = None
+        for e in range(s.retrain_epochs):
+            ds_n = self._dataset("train", size, training=True, subset=subset, seed_offset=r + 1)
+            row = self._run_epoch(model, phase, size, lr, ds_n, note=f"{int(wrong.sum())} wrong + {len(subset) - int(wrong.sum())} replayed")
+            if better(s.monitor, row[s.monitor], round_best):
+                round_best = row[s.monitor]
+                save_weights(model, self.resume_dir / ".round_best.weights.h5")
+        if round_best is not None and better(s.monitor, round_best, before):
+            model.load_weights(self.resume_dir / ".round_best.weights.h5")
+            self.best.score = round_best
+            self.best.save(model)
+            self.history[-1]["note"] += f"; kept: {s.monitor} {round_best:.4f} > {before:.4f}" if s.monitor != "val_loss" else f"; kept: val_loss {round_best:.4f} < {before:.4f}"
+        else:
+            model.load_weights(self.resume_dir / ".before_retrain.weights.h5")
+            self.history[-1]["note"] += f"; rolled back: {s.monitor} {round_best:.4f} did not improve on {before:.4f}, previous weights restored"
+            self.log(f"[{self.name}] {phase} did not improve {s.monitor}; previous weights restored")
+
+    def run(self) -> TrainResult:
+        started = time.perf_counter()
+        self._configure()
+        model, state = self._load_resume()
+        if model is None:
+            self.resume.clear()
+            model = self._build()
+            state = {"stage": "start"}
+        plan = self._plan()
+        free = FreeMembers(self)  # snapshots and SWA (members/training/snapshots.py); a no-op unless the spec asks
+        free.start(None if state["stage"] == "start" else len(self.history))
+        elapsed_before = float(state.get("elapsed", 0.0))
+        s = self.spec
+        with self.progress:
+            first = {"plan": int(state.get("next_plan", len(self.history))), "retrain": len(plan)}.get(state["stage"], 0)
+            stopped: tuple | None = None  # (phase, size) of a stage stopped early
+            for i in range(first, len(plan)):
+                phase, size, lr = plan[i]
+                if stopped == (phase, size):
+                    continue
+                lr = free.lr(i, lr)
+                frozen = s.is_backbone and s.weights != "none" and i < s.freeze_epochs
+                self._set_frozen(model, i < s.freeze_epochs, lr)
+                subset = self._undersample_subset() if phase == "undersample" else None
+                ds_n = self._dataset("train", size, training=True, subset=subset)
+                row = self._run_epoch(model, phase, size, lr, ds_n, note="base frozen" if frozen else "")
+                self.best.offer(model, row, self.history)
+                free.after_epoch(model, i, row)
+                if s.patience and stale_epochs(self.history) >= s.patience and i + 1 < len(plan) and plan[i + 1][:2] == (phase, size):
+                    stopped = (phase, size)
+                    row["note"] = (row["note"] + "; " if row["note"] else "") + f"early stop: no better {s.monitor} for {s.patience} epochs"
+                    self.log(f"[{self.name}] early stop of {phase} {size}px after epoch {row['epoch']}: "
+                             f"no better {s.monitor} for {s.patience} epochs")
+                    i = max(j for j in range(len(plan)) if plan[j][:2] == (phase, size))
+                self._save_resume(model, "plan", {"elapsed": elapsed_before + time.perf_counter() - started, "next_plan": i + 1})
+            if self.best.path is not None:
+                model.load_weights(self.best.path)
+            free.after_plan(model)
+            rounds_done = int(state.get("rounds_done", 0))
+            for r in range(rounds_done, s.retrain_rounds):
+                self._retrain_round(model, r)
+                self._save_resume(model, "retrain", {"rounds_done": r + 1, "elapsed": elapsed_before + time.perf_counter() - started})
+        seconds = elapsed_before + time.perf_counter() - started
+        result = self._finish(model, seconds)
+        free.done()
+        return result
+
+    # ----- artifacts ---------------------------------------------------------------------
+    def _finish(self, model, seconds: float) -> TrainResult:
+        from members.training.loop import predict_probs
+
+        size = self.spec.input_size
+        results = {}
+        regression = None
+        if self.spec.head == "regression" and len(self.labels["val"]):
+            from members.model.regression import calibrate_head
+
+            val_probs = predict_probs(model, self._dataset("val", size, training=False)[0], tta=self.spec.tta)
+            regression = calibrate_head(model, val_probs, self.labels["val"])
+            self.log(f"[{self.name}] regression cuts {', '.join(f'{c:.2f}' for c in regression['cuts'])} "
+                     f"(val QWK {regression['val_qwk_default_cuts']:.3f} at 0.5, 1.5, ... -> {regression['val_qwk_tuned_cuts']:.3f}"
+                     f"{'' if regression['tuned'] else ', defaults kept'}), scale {regression['scale']:.3g}")
+        predictions = {}
+        for split in ("val", "test"):
+            if len(self.labels[split]) == 0:
+                probs = np.zeros((0, self.k))
+            else:
+                probs = predict_probs(model, self._dataset(split, size, training=False)[0], tta=self.spec.tta)
+            predictions[split] = probs
+            save_predictions(self.dir / f"{split}.npz", probs, self.labels[split], self.rows[split]["row_id"].to_numpy(), self.data.fingerprint)
+            results[split] = score(self.labels[split], probs, num_classes=self.k) if len(probs) else {}
+        save_model(model, self.dir / "model.keras")
+        write_history(self.dir / "history.csv", self.history)
+        chosen = best_epoch(self.history)
+        plot_curves(self.dir / "curves.png", self.history, f"{self.name} ({self.preset})",
+                    monitor=self.spec.monitor, best_epoch=chosen)
+        metrics = {
+            "name": self.name, "preset": self.preset, "num_classes": self.k, "classes": list(self.data.classes),
+            "fingerprint": self.data.fingerprint, "model_sha256": atomic.sha256_file(self.dir / "model.keras"),
+            "input_size": size, "stage_sizes": list(self.spec.stage_sizes), "head": self.spec.head,
+            "params": int(model.count_params()), "epochs_run": len(self.history),
+            "best_epoch": chosen, "monitor": self.spec.monitor,
+            "train_seconds": round(seconds, 3),
+            **self.epoch_log.speed(self.history),
+            "input_wait_share_first_epoch": self.timing["first_wait_share"],
+            "tta": self.spec.tta, "train_size": len(self.labels["train"]),
+            "val": results["val"], "test": results["test"],
+            **health(name=self.name, spec=self.spec, classes=self.data.classes, labels=self.labels,
+                     predictions=predictions, results=results, history=self.history, log=self.log),
+        }
+        if regression is not None:
+            metrics["regression"] = regression
+        shutil.rmtree(self.dir / ".cache", ignore_errors=True)
+        atomic.write_json(self.dir / "metrics.json", _jsonable(metrics))
+        shutil.rmtree(self.resume_dir, ignore_errors=True)
+        return TrainResult(self.name, self.dir, metrics)
+
+
+def _remove_temp_files(directory: Path) -> None:
+    """Delete the temp files of writes a killed run left unfinished (safe: the caller holds the lock).
+
+    Lock temp files (``.lock.<pid>...``) are left alone: another process may be about to link one.
+    """
+    for path in directory.glob(".*.tmp*"):
+        if path.is_file() and not path.name.startswith(".lock."):
+            path.unlink(missing_ok=True)
+
+
+def member_dir(workdir: str | Path, name: str) -> Path:
+    """``<workdir>/members/<name>``, refusing names that are not plain folder names."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.startswith("."):
+        raise UserError(f"Member name {name!r} is not a plain folder name; use letters, digits, '-' and '_'.")
+    return Path(workdir) / "members" / name
+
+
+def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: str = "custom",
+                 log=None, show_progress: bool | None = None, force: bool = False) -> TrainResult:
+    """Train one member on a prepared workdir and write every artifact of the contract.
+
+    A complete member (``metrics.json`` present) is never modified by a run with another
+    spec: that run is refused, naming the differing fields, unless ``force``, which trains
+    the new member beside the old one and swaps it in only once it is complete. The same
+    spec on the same data returns the complete member without training.
+
+    Args:
+        workdir: a folder prepared by ``python cli.py prepare``.
+        spec: the fully resolved member spec.
+        name: the member's folder name under ``<workdir>/members``.
+        preset: the preset the spec came from (recorded in metrics.json).
+        log: a callable taking one line of text (default: print to stderr).
+        show_progress: Rich progress bar; default when stderr is a terminal.
+        force: replace a complete member trained with another spec or on other data.
+
+    Returns:
+        A :class:`TrainResult` with the member's metrics.
+
+    Raises:
+        UserError: the workdir is not prepared, the member is locked by another run, complete
+            with another spec (without ``force``), or the loss diverged.
+
+    Example:
+        >>> train_member("work", load_preset("tiny"), name="tiny")  # doctest: +SKIP
+    """
+    from members.data.classes import check_task
+    from members.data.dataset import load_dataset
+    from members.training.guard import existing_member, refusal
+    from members.infra.transaction import recover_dir
+    from members.infra.validate import check_memory
+
+    if log is None:
+        import sys
+
+        def log(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+    data = load_dataset(workdir)
+    spec = check_task(spec, data.ordinal, log)  # nominal classes: no grade heads, no QWK monitoring
+    directory = member_dir(workdir, name)
+    check_memory(spec, data.num_classes)
+    with MemberLock(directory) as lock:
+        recover_dir(directory, complete="metrics.json")
+        if not lock.path.exists():  # the recovered folder came without our lock
+            lock.acquire()
+        existing = existing_member(directory, spec, data.fingerprint)
+        if existing.complete and not existing.differences:
+            log(f"[{name}] already complete with the same spec and data: nothing to train "
+                f"(delete {directory / 'metrics.json'} to train it again)")
+            return TrainResult(name, directory, existing.metrics)
+        if existing.complete and not force:
+            raise refusal(name, directory, existing.differences)
+        # imports TensorFlow: only once the workdir and the lock are fine, so refusals come at once
+        from members.training.loop import is_terminal
+
+        target = directory.with_name(f".{name}.replacement") if existing.complete else directory
+        target.mkdir(parents=True, exist_ok=True)
+        _remove_temp_files(target)
+        atomic.write_text(target / "spec.toml", spec.to_toml(preset=preset))
+        trainer = Trainer(data, spec, name, target, preset=preset, log=log,
+                          show_progress=is_terminal() if show_progress is None else show_progress)
+        result = trainer.run()
+        if target != directory:
+            _swap_in(target, directory, log)
+            result = TrainResult(name, directory, result.metrics)
+        return result
+
+
+def _swap_in(new: Path, directory: Path, log) -> None:
+    """Replace the complete member ``directory`` by the complete member ``new`` in one step."""
+    from members.infra.transaction import replace_dir
+
+    if (directory / "train.log").exists() and not (new / "train.log").exists():
+        shutil.copy2(directory / "train.log", new / "train.log")
+    MemberLock(new).acquire()  # the swapped-in folder carries our lock (the caller releases it)
+    try:
+        replace_dir(new, directory)
+    except OSError as exc:
+        raise atomic._write_error(directory, exc) from exc
+    log(f"[{directory.name}] the new member replaced the previous one")

@@ -1,0 +1,73 @@
+"""The code's shape, checked from the source (README, "How the code is organised"):
+
+imports go ``cli.py`` → ``ensemble`` → ``members`` and never back; TensorFlow stays out of
+``ensemble/`` except the modules that run networks; ``members.scoring`` and the combiners'
+validation are leaves; ``members/`` is grouped into data / model / training / infra.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TF_IN_ENSEMBLE = {"ensemble/inference.py", "ensemble/explain.py", "ensemble/importer.py"}  # they run or load networks
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, at any depth of the file (function-level imports too)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+    return out
+
+
+def _sources(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _top(names: set[str]) -> set[str]:
+    return {n.split(".")[0] for n in names}
+
+
+@pytest.mark.parametrize("package,forbidden", [("members", {"ensemble", "cli"}), ("ensemble", {"cli"})])
+def test_imports_never_point_back(package, forbidden):
+    offenders = {str(p.relative_to(ROOT)): sorted(_top(_imports(p)) & forbidden) for p in _sources(package)}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_tensorflow_stays_out_of_the_ensemble_package():
+    uses = {str(p.relative_to(ROOT)) for p in _sources("ensemble") if _top(_imports(p)) & {"tensorflow", "keras"}}
+    assert uses <= TF_IN_ENSEMBLE, uses - TF_IN_ENSEMBLE
+    assert "ensemble/inference.py" in uses  # the check sees imports at all
+
+
+@pytest.mark.parametrize("leaf,allowed", [
+    ("members/scoring.py", {"__future__", "math", "typing", "numpy"}),
+    ("ensemble/combiners/_validation.py", {"__future__", "collections", "typing", "numpy", "ensemble.constants",
+                                            "members.infra.errors"}),
+])
+def test_leaf_modules_import_nothing_of_their_own_package(leaf, allowed):
+    names = _imports(ROOT / leaf)
+    unexpected = {n for n in names if not any(n == a or n.startswith(a + ".") for a in allowed)}
+    assert unexpected == set()
+
+
+def test_members_is_grouped_into_data_model_training_infra():
+    groups = {p.name for p in (ROOT / "members").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert groups == {"data", "model", "training", "infra"}
+    flat = {p.name for p in (ROOT / "members").glob("*.py")}
+    assert flat == {"__init__.py", "scoring.py"}  # nothing else loose at the top
+
+
+def test_infra_depends_on_no_other_group():
+    """The infrastructure group is what every other group stands on: it imports none of them."""
+    for p in _sources("members/infra"):
+        used = {n for n in _imports(p) if n.startswith("members.")}
+        assert all(n.startswith(("members.infra", "members.scoring")) for n in used), (p.name, used)
