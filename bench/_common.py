@@ -33,7 +33,10 @@ DATA_ROOT = Path(os.environ.get("BENCH_DATA", Path(tempfile.gettempdir()) / "cnn
 
 def parse_args(description: str, *, name: str, repeats: int = 3,
                extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
-    """The common command line: ``--quick``, ``--json PATH`` (default ``bench/results/<name>.json``), ``--repeats``.
+    """The common command line: ``--quick``, ``--json PATH``, ``--repeats``.
+
+    The default result file is ``bench/results/<name>.json``, and ``<name>-quick.json`` with
+    ``--quick``: a smoke run never replaces the full run's figures.
 
     Args:
         description: the script's one-line purpose (``--help``).
@@ -44,12 +47,15 @@ def parse_args(description: str, *, name: str, repeats: int = 3,
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small sizes, finishes in under a minute")
-    parser.add_argument("--json", type=Path, default=RESULTS / f"{name}.json", help="where to write the figures")
+    parser.add_argument("--json", type=Path, default=None,
+                        help=f"where to write the figures (default bench/results/{name}.json, {name}-quick.json with --quick)")
     parser.add_argument("--repeats", type=int, default=None,
                         help=f"repeats per measurement (medians; default {repeats}, --quick 1)")
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
+    if args.json is None:
+        args.json = RESULTS / f"{name}{'-quick' if args.quick else ''}.json"
     if args.repeats is None:
         args.repeats = 1 if args.quick else repeats
     if args.repeats < 1:

@@ -76,8 +76,16 @@ def tables(out: dict) -> str:
                 lines.append(f"| {role.replace('_', ' ')}: {p.get('name')} | {_ci(p.get('sensitivity'))} | "
                              f"{_ci(p.get('specificity'))} | {_ci(p.get('auc')) if isinstance(p.get('auc'), dict) else p.get('auc')} |")
         lines.append("")
+    protocol = out.get("protocol") or {}
+    if protocol:
+        lines.append(f"Protocol: combiners fitted and models chosen on {protocol.get('name')} rows ({protocol.get('rows')}).")
+        lines.append("")
     if out.get("verdict"):
         lines.append(f"Verdict: {out['verdict']}")
+    if out.get("bagging"):
+        from ensemble.report import bagging_md
+
+        lines += ["", "Bagging (test): the K-fold average against its single-fold copy 0."] + bagging_md(out["bagging"])[2:]
     return "\n".join(lines)
 
 

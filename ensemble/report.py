@@ -132,14 +132,14 @@ def render_markdown(report: dict) -> str:
     lines += ["", f"Paired bootstrap difference {diff['method']} minus {diff['vs']} on test:", "",
               "| metric | difference [95 % CI] |", "| --- | --- |"]
     lines += [f"| {short} | {_cell(diff['metrics'][key])} |" for key, short in COLUMNS]
-    lines += _bagging_md(report.get("bagging"))
+    lines += bagging_md(report.get("bagging"))
     lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"])
     lines += _referable_md(report.get("referable")) + _calibration_md(report.get("calibration"))
     lines += _glossary_md()
     return "\n".join(lines) + "\n"
 
 
-def _bagging_md(bagging: dict | None) -> list[str]:
+def bagging_md(bagging: dict | None) -> list[str]:
     """The gain of bagging: each k-fold member's K-fold average against its single-fold copy 0, on test."""
     if not bagging:
         return []
