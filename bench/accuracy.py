@@ -8,6 +8,7 @@
     python bench/accuracy.py retinamnist --quick  # a few minutes: fewer epochs
     python bench/accuracy.py retinamnist --folds 5 --jobs 2   # the bagged protocol: k-fold members, vote on OOF rows
     python bench/accuracy.py synthetic --folds 2 --quick      # a smoke run on the synthetic demo set (no shared data)
+    python bench/accuracy.py eyepacs64 --folds 2 --only small,wide   # a subset of the member set, to fit a budget
 
 Trains the documented member set (they differ in depth, width and input size) from scratch,
 votes with every method, and writes ``bench/results/<dataset>.json``: the ``report.json``
@@ -118,6 +119,8 @@ def main(argv=None) -> int:
     parser.add_argument("--members", choices=("tuned", "defaults"), default=None,
                         help="tuned: the documented member set of the dataset (retinamnist, idrid); "
                              "defaults: every built-in preset at its defaults (the default for the EyePACS sets)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated member names: train and vote only these of the member set (to fit a time budget)")
     parser.add_argument("--workdir", type=Path, default=None, help="default: bench/work/<dataset>")
     parser.add_argument("--quick", action="store_true", help="a quarter of the epochs (smoke run)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
@@ -144,6 +147,13 @@ def main(argv=None) -> int:
         prepare_set(args.dataset, workdir)
     which = args.members or ("tuned" if args.dataset in MEMBERS else "defaults")
     member_set = MEMBERS[args.dataset] if which == "tuned" else default_members()
+    if args.only:
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = sorted(set(wanted) - {name for name, _, _ in member_set})
+        if unknown:
+            parser.error(f"--only names members that are not in the {which} set: {', '.join(unknown)}; "
+                         f"choose from {', '.join(name for name, _, _ in member_set)}")
+        member_set = tuple(m for m in member_set if m[0] in wanted)
     members, not_run = {}, {}
     for i, (name, preset, overrides) in enumerate(member_set):
         overrides = dict(overrides)
@@ -180,14 +190,14 @@ def main(argv=None) -> int:
         **report,
         "benchmark": {
             "dataset": args.dataset, "member_set": which, "quick": args.quick, "seconds_total": round(seconds, 1),
-            "folds": args.folds,
+            "folds": args.folds, "only": args.only,
             "members": members, "not_run": not_run, "published": PUBLISHED if args.dataset == "retinamnist" else None,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
             "date": time.strftime("%Y-%m-%d"),
             "command": "python bench/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         },
     }
-    name = f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}{f'-folds{args.folds}' if args.folds else ''}{'-quick' if args.quick else ''}.json"
+    name = f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}{f'-folds{args.folds}' if args.folds else ''}{'-' + '-'.join(m[0] for m in member_set) if args.only else ''}{'-quick' if args.quick else ''}.json"
     write_json(ROOT / "bench" / "results" / name, out)
     if args.json:
         write_json(args.json, out)
