@@ -77,10 +77,10 @@ def main(argv=None) -> int:
     out = {"dataset": args.dataset, "preset": args.preset, "epochs": epochs, "swa": swa, "snapshots": args.snapshots,
            "train_seconds": seconds, "val": {}, "test": {}, "test_difference_vs_plain": {}}
     for split in ("val", "test"):
-        labels = probs("plain", split)[1]
-        k = probs("plain", split)[0].shape[1]
+        plain, labels = probs("plain", split)
+        k = plain.shape[1]
         idx = bootstrap_indices(len(labels), args.bootstrap, args.seed)
-        sets = {"plain": probs("plain", split)[0], "swa": probs("swa", split)[0],
+        sets = {"plain": plain, "swa": probs("swa", split)[0],
                 "snap (best epoch of the run)": probs("snap", split)[0],
                 f"snapshot ensemble (mean of {len(snaps)})": np.mean([probs(s, split)[0] for s in snaps], axis=0)}
         for j, s in enumerate(snaps, 1):
