@@ -230,7 +230,8 @@ def _load_folded(member_dir: Path, metrics: dict) -> LoadedMember:
     from members.training.folds import FOLDS_DIR, AveragedModel
 
     copies = [load_member(member_dir / FOLDS_DIR / str(i)) for i in range(int(metrics["folds"]))]
-    return replace(copies[0], name=member_dir.name, model=AveragedModel([c.model for c in copies]))
+    return replace(copies[0], name=member_dir.name,
+                   model=AveragedModel([c.model for c in copies], metrics.get("regression")))
 
 
 def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:

@@ -213,3 +213,45 @@ def test_explain_maps_a_k_fold_member_as_the_mean_of_its_copies(folded):
     assert cam.shape == (3, 16, 16) and np.isfinite(cam).all() and cam.min() >= 0
     each = [_scaled(gradcam(c, images, grades, forward=f)) for c, f in zip(copies, forwards)]
     np.testing.assert_allclose(cam, np.mean(each, axis=0), atol=1e-6)
+
+
+def test_a_regression_member_averages_its_copies_scores_not_their_probabilities():
+    from members.model.regression import head_probs
+    from members.training.folds import averaged_head
+
+    cuts = [0.5, 1.5, 2.5, 3.5]
+    copies = [{"cuts": cuts, "scale": 0.1}, {"cuts": cuts, "scale": 0.1}]
+    outputs = [head_probs(np.array([1.0, 0.0]), np.array(cuts), 0.1), head_probs(np.array([3.0, 0.0]), np.array(cuts), 0.1)]
+    member = {"copies": copies, "cuts": cuts, "scale": 0.1}
+    probs = averaged_head(outputs, member)
+    assert probs.argmax(axis=1).tolist() == [2, 0]  # scores 1 and 3 average to 2
+    assert np.mean(outputs, axis=0)[0].argmax() in (1, 3)  # the probability mean splits between 1 and 3
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+    shifted = averaged_head(outputs, {**member, "cuts": [0.5, 2.5, 3.0, 3.5]})  # the member's own cuts decide
+    assert shifted.argmax(axis=1).tolist() == [1, 0]
+
+
+def test_a_regression_k_fold_member_cuts_the_mean_score_with_cuts_tuned_out_of_fold(prepared, tmp_path):
+    from ensemble.inference import ensemble_member_probs, load_member
+    from members.training.folds import averaged_head
+
+    work = tmp_path / "w"
+    shutil.copytree(prepared, work)
+    spec = SPEC.replace(head="regression")
+    result = train_folded(work, spec, name="reg", k=2, preset="tiny", jobs=1, log=quiet)
+    member = work / "members" / "reg"
+    regression = result.metrics["regression"]
+    assert regression["averaging"] == "scores" and len(regression["copies"]) == 2
+    for i, head in enumerate(regression["copies"]):
+        assert head["cuts"] == read_json(member / "folds" / str(i) / "metrics.json")["regression"]["cuts"]
+    assert len(regression["cuts"]) == 4 and all(b - a >= 0.5 - 1e-9 for a, b in zip(regression["cuts"], regression["cuts"][1:]))
+    copies = [load_npz(member / "folds" / str(i) / "test.npz")["probs"].astype(np.float64) for i in range(2)]
+    np.testing.assert_allclose(load_npz(member / "test.npz")["probs"], averaged_head(copies, regression), atol=1e-5)
+    assert "scores" in result.metrics["protocol"]
+    split = _split(work)
+    root = read_json(work / "dataset.json")["image_root"]
+    paths = [f"{root}/{p}" for p in split.loc[split["split"] == "test", "path"]]
+    bagged = load_member(member)
+    each = [load_member(member / "folds" / str(i)) for i in range(2)]
+    P, _ = ensemble_member_probs([bagged, *each], paths)
+    np.testing.assert_allclose(P[0], averaged_head([P[1], P[2]], regression), atol=1e-5)  # predict = assemble

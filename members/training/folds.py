@@ -17,7 +17,8 @@ Then the member itself is assembled, ``metrics.json`` last:
   copy that never trained on it; ``row_ids`` (rows of split.csv, ascending); ``fold`` (each
   row's fold, which is also the copy that predicted it); ``fingerprint``;
 - ``val.npz``: the out-of-fold rows of the val split, so vote's val protocol still works;
-- ``test.npz``: the mean of the K copies' test probabilities;
+- ``test.npz``: the mean of the K copies' test probabilities (regression copies: their mean score, cut
+  by cuts tuned on the out-of-fold scores, ``regression`` in ``metrics.json``);
 - ``metrics.json``: ``folds`` (K), ``fold_scores`` (each copy's held-out and test scores),
   ``oof`` (scores on every OOF row), ``val``, ``test`` (the K-fold average) and
   ``single_fold_test`` (copy 0 alone), so the gain of bagging is on record.
@@ -162,19 +163,70 @@ def fold_plan(data, spec: MemberSpec, k: int) -> dict:
 
 
 class AveragedModel:
-    """The K copies of a k-fold member seen as one model: ``predict_on_batch`` averages their probabilities."""
+    """The K copies of a k-fold member seen as one model.
 
-    def __init__(self, models: list):
+    Softmax and ordinal copies: ``predict_on_batch`` averages their probabilities. Regression
+    copies (``regression`` is the member's ``metrics.json`` entry, with ``copies``): each copy's
+    score is recovered from its probabilities, the K scores are averaged and cut by the member's
+    own cuts and scale (tuned on the out-of-fold scores), the same as ``assemble`` computes test.
+    """
+
+    def __init__(self, models: list, regression: dict | None = None):
         self.models = list(models)
+        self.regression = regression if regression and regression.get("copies") else None
+
+    def _combine(self, outputs: list) -> np.ndarray:
+        outputs = [np.asarray(o, dtype=np.float64) for o in outputs]
+        if self.regression is None:
+            return np.mean(outputs, axis=0)
+        return averaged_head(outputs, self.regression)
 
     def predict(self, x, **kwargs) -> np.ndarray:
-        return np.mean([np.asarray(m.predict(x, **kwargs), dtype=np.float64) for m in self.models], axis=0)
+        return self._combine([m.predict(x, **kwargs) for m in self.models])
 
     def predict_on_batch(self, x) -> np.ndarray:
-        return np.mean([np.asarray(m.predict_on_batch(x), dtype=np.float64) for m in self.models], axis=0)
+        return self._combine([m.predict_on_batch(x) for m in self.models])
 
     def count_params(self) -> int:
         return sum(int(m.count_params()) for m in self.models)
+
+
+def averaged_head(outputs: list, regression: dict) -> np.ndarray:
+    """Probabilities of a regression k-fold member from its copies' probabilities ``outputs``.
+
+    The mean of the copies' scores (:func:`members.model.regression.recover_score` with each
+    copy's cuts and scale), cut by the member's cuts and scale. Averaging probabilities instead
+    spreads mass over the middle grades wherever the copies disagree by a grade.
+    """
+    from members.model.regression import head_probs, recover_score
+
+    scores = np.mean([recover_score(p, np.asarray(c["cuts"]), float(c["scale"]))
+                      for p, c in zip(outputs, regression["copies"], strict=True)], axis=0)
+    return head_probs(scores, np.asarray(regression["cuts"]), float(regression["scale"]))
+
+
+def _regression_member(copies: list[dict], held: list[np.ndarray], tests: list[np.ndarray], folds: np.ndarray,
+                       labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """OOF and test probabilities of a regression k-fold member, and its ``regression`` entry; None otherwise.
+
+    Each held-out row's score comes from the one copy that did not train on it; the member's cuts
+    and scale are tuned on those out-of-fold scores (every train+val row, not one fold), and test
+    is the mean of the copies' scores under them.
+    """
+    from members.model.regression import fit_cuts, head_probs, recover_score
+
+    heads = [m.get("regression") for m in copies]
+    if any(m.get("head") != "regression" for m in copies) or not all(h and h.get("cuts") for h in heads):
+        return None
+    each = [{"cuts": [float(c) for c in h["cuts"]], "scale": float(h["scale"])} for h in heads]
+    oof_score = np.empty(len(folds))
+    for i, (probs, head) in enumerate(zip(held, each, strict=True)):
+        oof_score[folds == i] = recover_score(probs, np.asarray(head["cuts"]), head["scale"])
+    fitted = fit_cuts(oof_score, labels, k)
+    regression = {**fitted, "averaging": "scores", "fitted_on": "out-of-fold scores of every train+val row",
+                  "copies": each}
+    oof = head_probs(oof_score, np.asarray(fitted["cuts"]), fitted["scale"])
+    return oof, averaged_head(tests, regression), regression
 
 
 # ----- one copy (worker) -------------------------------------------------------------------
@@ -295,7 +347,7 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
     pool, folds = pool_folds(data, k, spec.seed)
     n, c = len(pool), data.num_classes
     oof = np.full((n, c), np.nan)
-    tests, copies, history = [], [], []
+    tests, copies, history, helds = [], [], [], []
     for i in range(k):
         d = fold_dir(workdir, name, i)
         metrics = finished_fold(workdir, name, i, spec, data.fingerprint)
@@ -308,17 +360,21 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
             raise UserError(f"The held-out rows of {d / 'val.npz'} are not fold {i}'s; delete {d} and run the same "
                             "command again.")
         oof[folds == i] = held["probs"]
+        helds.append(np.asarray(held["probs"], dtype=np.float64))
         tests.append(np.asarray(atomic.load_npz(d / "test.npz")["probs"], dtype=np.float64))
         copies.append(metrics)
         history += [{**row, "note": f"fold {i}" + (f"; {row['note']}" if row.get("note") else "")}
                     for row in _read_history(d / "history.csv")]
     labels = pool["label"].to_numpy(np.int64)
+    test_rows = data.rows("test")
+    test_labels, test_probs = test_rows["label"].to_numpy(np.int64), np.mean(tests, axis=0)
+    regression = _regression_member(copies, helds, tests, folds, labels, c)
+    if regression is not None:
+        oof, test_probs, regression = regression
     atomic.save_npz(folder / OOF_FILE, probs=(oof / oof.sum(axis=1, keepdims=True)).astype(np.float32),
                     row_ids=pool["row_id"].to_numpy(np.int64), fold=folds, fingerprint=np.array(data.fingerprint))
     val = (pool["split"] == "val").to_numpy()
     save_predictions(folder / "val.npz", oof[val], labels[val], pool["row_id"].to_numpy(np.int64)[val], data.fingerprint)
-    test_rows = data.rows("test")
-    test_labels, test_probs = test_rows["label"].to_numpy(np.int64), np.mean(tests, axis=0)
     save_predictions(folder / "test.npz", test_probs, test_labels, test_rows["row_id"].to_numpy(), data.fingerprint)
     _write_history(folder / "history.csv", history)
     has_test = len(test_labels) > 0
@@ -346,9 +402,12 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
         "val": score(labels[val], oof[val], num_classes=c) if val.any() else {},
         "test": score(test_labels, test_probs, num_classes=c) if has_test else {},
         "single_fold_test": first.get("test", {}),
-        "protocol": "k-fold bagging: test = mean of the K copies' test probabilities; oof.npz and val.npz hold "
-                    "each train+val row as predicted by the copy that did not train on it",
+        "protocol": ("k-fold bagging: test = mean of the K copies' test " +
+                     ("scores, cut by cuts tuned on the out-of-fold scores" if regression else "probabilities") +
+                     "; oof.npz and val.npz hold each train+val row as predicted by the copy that did not train on it"),
     }
+    if regression is not None:
+        metrics["regression"] = regression
     metrics = nan_to_none(metrics)
     atomic.write_json(folder / "metrics.json", metrics)
     return metrics
