@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from members.infra.errors import UserError
-from members.model.regression import fit_cuts, head_probs, recover_score
+from members.model.regression import fit_cuts, head_probs, prior_cuts, recover_score
 from members.training.sampling import sampled_shares, sampling_acceptance
 from members.model.spec import MemberSpec, load_preset
 from members.training.checkpoint import better_row as _better_row
@@ -134,9 +134,33 @@ def test_fit_cuts_tunes_for_qwk_and_keeps_argmax_on_the_cuts():
     probs = head_probs(score, np.array(fitted["cuts"]), fitted["scale"])
     grades = np.searchsorted(fitted["cuts"], score, side="right")
     assert np.mean(probs.argmax(axis=1) == grades) >= 0.95
-    # already right: the defaults are kept
-    kept = fit_cuts(np.arange(5, dtype=float).repeat(3), np.arange(5).repeat(3), 5)
-    assert not kept["tuned"] and kept["cuts"] == [0.5, 1.5, 2.5, 3.5]
+    # already right: the prior-matched start is kept untouched
+    score = np.arange(5, dtype=float).repeat(3)
+    kept = fit_cuts(score, np.arange(5).repeat(3), 5)
+    assert not kept["tuned"] and kept["start"] == "prior" and kept["val_qwk_prior_cuts"] == 1.0
+    assert np.searchsorted(kept["cuts"], score, side="right").tolist() == np.arange(5).repeat(3).tolist()
+
+
+def test_prior_matched_cuts_undo_the_label_shift_of_balanced_batches():
+    from members.model.cuts import tune_cuts
+    from members.model.regression import prior_cuts
+
+    rng = np.random.default_rng(3)
+    prior = np.array([0.75, 0.06, 0.12, 0.04, 0.03])
+    y = rng.choice(5, 400, p=prior)
+    score = 1.6 + 0.6 * y + rng.normal(0, 0.5, 400)  # trained on balanced batches: grade 0 scores ~1.6
+    old, _, _ = tune_cuts(score, y, 5, np.arange(4) + 0.5, reach=0.5, min_gap=0.5)  # the grade-scale start
+    fitted = fit_cuts(score, y, 5, prior=prior * 1000)
+    old_pred = np.searchsorted(old, score, side="right")
+    new_pred = np.searchsorted(fitted["cuts"], score, side="right")
+    assert fitted["start"] == "prior" and np.mean(old_pred == y) < 0.4
+    assert np.mean(new_pred == y) > 0.7 and abs(np.mean(new_pred == 0) - 0.75) < 0.1
+    assert fitted["val_qwk_tuned_cuts"] >= fitted["val_qwk_prior_cuts"] > fitted["val_qwk_default_cuts"]
+    start = prior_cuts(score, prior)
+    assert np.all(np.abs(np.array(fitted["cuts"]) - start) <= 0.5 + 1e-9)  # tuned within half a grade of the start
+    assert prior_cuts(np.ones(5), prior) is None  # no spread: no quantiles (the grade scale is the start)
+    flat = fit_cuts(np.ones(5), np.array([0, 0, 1, 2, 0]), 5)
+    assert flat["start"] == "grade scale" and flat["val_qwk_prior_cuts"] is None
 
 
 # ----- epochs ----------------------------------------------------------------------------
@@ -233,12 +257,13 @@ def test_early_stopping_and_the_chosen_epoch(tmp_path, prepared):
     assert any("early stop of train 16px after epoch 3" in line for line in lines)
 
 
-def test_tuned_cuts_stay_near_the_grade_scale():
+def test_tuned_cuts_stay_near_their_prior_matched_start():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 5, 80)
     score = y + rng.normal(0, 0.9, 80)  # a noisy member on a small val set
     fitted = fit_cuts(score, y, 5)
     cuts = np.array(fitted["cuts"])
-    assert np.all(np.abs(cuts - (np.arange(4) + 0.5)) <= 0.5 + 1e-9)
-    assert np.all(np.diff(cuts) >= 0.5 - 1e-9)
-    assert fitted["val_qwk_tuned_cuts"] >= fitted["val_qwk_default_cuts"]
+    start = prior_cuts(score, np.bincount(y, minlength=5))
+    assert np.all(np.abs(cuts - start) <= 0.5 + 1e-9)
+    assert np.all(np.diff(cuts) >= min(0.5, 0.5 * np.diff(start).min()) - 1e-9)
+    assert fitted["val_qwk_tuned_cuts"] >= fitted["val_qwk_prior_cuts"]

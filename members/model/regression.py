@@ -3,13 +3,25 @@
 A regression member scores each image on one axis (:class:`members.model.architecture.RegressionHead`);
 its probabilities are soft cuts around that score. Training uses the fixed cuts
 ``0.5, 1.5, …`` and scale 1; afterwards :func:`calibrate_head` recovers the score of every val
-row from the probabilities (exactly: the cumulative probability nearest 0.5 is inverted),
-tunes the cuts for val QWK (:func:`members.model.cuts.tune_cuts`) — each within half a grade of
-``j + 0.5`` and at least half a grade from its neighbours, since a few hundred val rows would
-otherwise squeeze a grade into a sliver that does not transfer to test — keeps the defaults when the tuned
-ones do not raise it, and picks the scale that minimises val log-loss among those whose
-argmax grades agree with the cuts on at least 95 % of the val rows. The head's weights are
-then set, so the saved model outputs the calibrated probabilities.
+row from the probabilities (exactly: the cumulative probability nearest 0.5 is inverted) and
+places the cuts in two steps:
+
+1. **Prior-matched start.** The cuts start at the quantiles of the val scores that give each
+   grade its share of the natural label mix (``prior``: the train+val grade shares). A member
+   trained on class-balanced batches scores as if every grade were equally common, so on
+   natural data the grade-scale cuts ``0.5, 1.5, …`` call most grade-0 eyes grade 1 or 2
+   (accuracy far below the majority class); the prior-matched cuts undo that label shift.
+   They are always the start where the scores have any spread (picking between them and
+   ``0.5, 1.5, …`` by val QWK was worse on held-out rows: the comparison is noise on ~100 rows).
+2. **QWK tuning** (:func:`members.model.cuts.tune_cuts`) from that start — each cut within half
+   a grade of its start and no closer to its neighbours than half a grade (or half the start's
+   own gap, where the prior puts two cuts closer), since a few hundred val rows would otherwise
+   squeeze a grade into a sliver that does not transfer to test — kept when it raises the kappa.
+
+The split-half ablation behind this is in BENCHMARKS.md ("Cuts of regression members").
+The scale is the one that minimises val log-loss among those whose argmax grades agree with the
+cuts on at least 95 % of the val rows. The head's weights are then set, so the saved model
+outputs the calibrated probabilities.
 
 Pure numpy except :func:`calibrate_head`'s weight assignment.
 """
@@ -18,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from members.model.cuts import tune_cuts
+from members.model.cuts import kappa_or_zero, tune_cuts
 
 SCALES = np.geomspace(0.05, 2.0, 40)
 REACH = 0.5  # each cut stays within half a grade of j + 0.5
@@ -61,18 +73,56 @@ def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))))
 
 
-def fit_cuts(score: np.ndarray, y: np.ndarray, k: int) -> dict:
-    """Tuned cuts and scale for scores ``score`` and labels ``y`` (the val rows).
+def prior_cuts(score: np.ndarray, prior: np.ndarray) -> np.ndarray | None:
+    """Cuts that give each grade its ``prior`` share of the rows of ``score``; None when they do not exist.
+
+    Cut ``j`` is the quantile of ``score`` at the cumulative share of grades ``0..j``. None when
+    the scores have no spread (every quantile the same) or the prior is unusable.
+
+    Example:
+        >>> prior_cuts(np.arange(10.0), np.array([0.5, 0.3, 0.2])).round(2).tolist()
+        [4.5, 7.2]
+    """
+    score = np.asarray(score, np.float64)
+    prior = np.asarray(prior, np.float64)
+    if score.size < 2 or prior.ndim != 1 or prior.size < 2 or not np.all(np.isfinite(prior)) or prior.sum() <= 0:
+        return None
+    share = np.cumsum(np.clip(prior, 0.0, None) / prior.sum())[:-1]
+    cuts = np.quantile(score, np.clip(share, 0.0, 1.0))
+    if not np.all(np.isfinite(cuts)) or np.ptp(score) <= 0:
+        return None
+    return np.maximum.accumulate(cuts)
+
+
+def fit_cuts(score: np.ndarray, y: np.ndarray, k: int, prior: np.ndarray | None = None) -> dict:
+    """Cuts and scale for scores ``score`` and labels ``y`` (the val rows); see the module docstring.
+
+    Args:
+        score: one score per row.
+        y: the rows' grades.
+        k: number of grades.
+        prior: the natural grade shares (or counts) to match, default the shares of ``y``.
 
     Returns:
-        ``{"cuts", "scale", "val_qwk_default_cuts", "val_qwk_tuned_cuts", "tuned"}``; ``tuned`` is
-        False when tuning did not raise the kappa (the default cuts are kept).
+        ``{"cuts", "scale", "start", "val_qwk_default_cuts", "val_qwk_prior_cuts", "val_qwk_tuned_cuts",
+        "tuned"}``: ``start`` is ``"prior"`` or ``"grade scale"`` (where the tuning began),
+        ``tuned`` False when tuning did not raise the kappa of that start (the start is kept).
     """
+    score = np.asarray(score, np.float64)
+    y = np.asarray(y, np.int64)
     default = np.arange(k - 1) + 0.5
-    cuts, kappa, kappa0 = tune_cuts(score, y, k, default.copy(), reach=REACH, min_gap=MIN_GAP)
+    kappa_default = kappa_or_zero(y, np.searchsorted(default, score, side="right"), k)
+    if prior is None:
+        prior = np.bincount(y, minlength=k)
+    matched = prior_cuts(score, np.asarray(prior, np.float64)[:k]) if len(y) else None
+    kappa_prior = kappa_or_zero(y, np.searchsorted(matched, score, side="right"), k) if matched is not None else None
+    use_prior = matched is not None  # always, where they exist: comparing the two on a few val rows is noise
+    start = matched if use_prior else default
+    gap = MIN_GAP if k < 3 else min(MIN_GAP, 0.5 * float(np.min(np.diff(start))))
+    cuts, kappa, kappa0 = tune_cuts(score, y, k, start.copy(), reach=REACH, min_gap=gap)
     tuned = bool(kappa > kappa0 + 1e-9)
     if not tuned:
-        cuts = default
+        cuts = start.copy()
     grades = np.searchsorted(cuts, score, side="right")
     best = None
     for scale in SCALES:
@@ -84,17 +134,20 @@ def fit_cuts(score: np.ndarray, y: np.ndarray, k: int) -> dict:
         if best is None or loss < best[0]:
             best = (loss, float(scale))
     scale = best[1] if best is not None else float(SCALES[0])
-    return {"cuts": [float(c) for c in cuts], "scale": scale, "val_qwk_default_cuts": float(kappa0),
+    return {"cuts": [float(c) for c in cuts], "scale": scale, "start": "prior" if use_prior else "grade scale",
+            "val_qwk_default_cuts": float(kappa_default),
+            "val_qwk_prior_cuts": None if kappa_prior is None else float(kappa_prior),
             "val_qwk_tuned_cuts": float(kappa), "tuned": tuned}
 
 
-def calibrate_head(model, val_probs: np.ndarray, val_labels: np.ndarray) -> dict:
+def calibrate_head(model, val_probs: np.ndarray, val_labels: np.ndarray, prior: np.ndarray | None = None) -> dict:
     """Tune the regression head of ``model`` on its val probabilities; set its cuts and scale.
 
     Args:
         model: a Keras model with a ``regression_head`` layer at its training cuts.
         val_probs: the model's val probabilities (n, k) at those cuts.
         val_labels: the val grades (n,).
+        prior: the natural grade shares or counts (the trainer passes the train+val counts).
 
     Returns:
         The fitted values (:func:`fit_cuts`), recorded in ``metrics.json`` as ``regression``.
@@ -104,7 +157,22 @@ def calibrate_head(model, val_probs: np.ndarray, val_labels: np.ndarray) -> dict
     scale0 = float(head.scale.numpy())
     k = cuts0.size + 1
     score = recover_score(val_probs, cuts0, scale0)
-    fitted = fit_cuts(score, np.asarray(val_labels, np.int64), k)
+    fitted = fit_cuts(score, np.asarray(val_labels, np.int64), k, prior)
     head.cuts.assign(np.asarray(fitted["cuts"], np.float32))
     head.scale.assign(np.float32(fitted["scale"]))
     return fitted
+
+
+def describe_cuts(fitted: dict) -> str:
+    """One log line for :func:`fit_cuts`'s result: the cuts, where they started and the val QWK of each step.
+
+    Example:
+        >>> describe_cuts({"cuts": [0.9, 1.8], "scale": 0.3, "start": "prior", "val_qwk_default_cuts": 0.1,
+        ...                "val_qwk_prior_cuts": 0.2, "val_qwk_tuned_cuts": 0.25, "tuned": True})
+        'regression cuts 0.90, 1.80 (val QWK 0.100 at 0.5, 1.5, ...; 0.200 prior-matched; 0.250 tuned), scale 0.3'
+    """
+    steps = [f"val QWK {fitted['val_qwk_default_cuts']:.3f} at 0.5, 1.5, ..."]
+    if fitted.get("val_qwk_prior_cuts") is not None:
+        steps.append(f"{fitted['val_qwk_prior_cuts']:.3f} prior-matched")
+    steps.append(f"{fitted['val_qwk_tuned_cuts']:.3f} tuned" if fitted["tuned"] else "tuning kept the start")
+    return f"regression cuts {', '.join(f'{c:.2f}' for c in fitted['cuts'])} ({'; '.join(steps)}), scale {fitted['scale']:.3g}"

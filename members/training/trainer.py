@@ -305,13 +305,13 @@ class Trainer:
         results = {}
         regression = None
         if self.spec.head == "regression" and len(self.labels["val"]):
-            from members.model.regression import calibrate_head
+            from members.model.regression import calibrate_head, describe_cuts
 
             val_probs = predict_probs(model, self._dataset("val", size, training=False)[0], tta=self.spec.tta)
-            regression = calibrate_head(model, val_probs, self.labels["val"])
-            self.log(f"[{self.name}] regression cuts {', '.join(f'{c:.2f}' for c in regression['cuts'])} "
-                     f"(val QWK {regression['val_qwk_default_cuts']:.3f} at 0.5, 1.5, ... -> {regression['val_qwk_tuned_cuts']:.3f}"
-                     f"{'' if regression['tuned'] else ', defaults kept'}), scale {regression['scale']:.3g}")
+            prior = np.bincount(np.concatenate([self.labels["train"], self.labels["val"]]).astype(np.int64),
+                                minlength=self.k)
+            regression = calibrate_head(model, val_probs, self.labels["val"], prior)
+            self.log(f"[{self.name}] {describe_cuts(regression)}")
         predictions = {}
         for split in ("val", "test"):
             if len(self.labels[split]) == 0:

@@ -1,0 +1,136 @@
+"""Val-only ablation of how a regression member's cuts are placed (split-half on its val rows).
+
+    python bench/cuts.py /work/runs/ep512 /work/runs/idrid --json bench/results/cuts.json
+
+For every regression member of the given workdirs (members trained by ``bench/accuracy.py`` or
+``train-member``), the member's raw val scores are recovered from its ``val.npz`` and, ``--repeats``
+times, the val rows are split in two halves stratified by nothing but a seeded shuffle: cuts are
+placed on one half by each rule below and scored on the other half (QWK, accuracy, balanced
+accuracy). The test split is never read. Rules:
+
+- ``grade scale``: ``0.5, 1.5, …`` untouched;
+- ``grade scale + QWK`` (the rule before this ablation): tuned for QWK from ``0.5, 1.5, …``, each
+  cut within half a grade of its start and half a grade from its neighbours, kept when it raised
+  the fitting half's QWK;
+- ``prior-matched``: the quantiles that give each grade its share of the fitting half's labels;
+- ``prior-matched + QWK`` (:func:`members.model.regression.fit_cuts`, the rule now): tuned for QWK
+  from the prior-matched start, within half a grade of it;
+- ``free QWK``: tuned for QWK from ``0.5, 1.5, …`` with no limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+RULES = ("grade scale", "grade scale + QWK", "prior-matched", "prior-matched + QWK", "free QWK")
+
+
+def place(rule: str, score: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """The cuts ``rule`` places on ``score`` / ``y`` (the fitting half)."""
+    from members.model.cuts import tune_cuts
+    from members.model.regression import fit_cuts, prior_cuts
+
+    scale = np.arange(k - 1) + 0.5
+    if rule == "grade scale":
+        return scale
+    if rule == "grade scale + QWK":
+        cuts, kappa, kappa0 = tune_cuts(score, y, k, scale.copy(), reach=0.5, min_gap=0.5)
+        return cuts if kappa > kappa0 + 1e-9 else scale
+    if rule == "prior-matched":
+        matched = prior_cuts(score, np.bincount(y, minlength=k))
+        return scale if matched is None else matched
+    if rule == "prior-matched + QWK":
+        return np.asarray(fit_cuts(score, y, k)["cuts"])
+    if rule == "free QWK":
+        return tune_cuts(score, y, k, scale.copy())[0]
+    raise ValueError(rule)
+
+
+def member_scores(folder: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(val scores, val labels, k) of a finished regression member folder; None for any other."""
+    from members.infra.atomic import load_npz, read_json
+    from members.model.regression import recover_score
+
+    if not (folder / "metrics.json").exists():
+        return None
+    metrics = read_json(folder / "metrics.json")
+    head = metrics.get("regression")
+    if metrics.get("head") != "regression" or not head or not (folder / "val.npz").exists():
+        return None
+    val = load_npz(folder / "val.npz")
+    score = recover_score(np.asarray(val["probs"], np.float64), np.asarray(head["cuts"]), float(head["scale"]))
+    return score, np.asarray(val["labels"], np.int64), int(metrics["num_classes"])
+
+
+def split_half(score: np.ndarray, y: np.ndarray, k: int, repeats: int, seed: int) -> dict:
+    """Mean held-out QWK, accuracy and balanced accuracy of every rule over ``repeats`` random halves."""
+    from members.model.cuts import kappa_or_zero
+
+    rng = np.random.default_rng(seed)
+    sums = {rule: np.zeros(3) for rule in RULES}
+    for _ in range(repeats):
+        order = rng.permutation(len(y))
+        fit, held = order[: len(y) // 2], order[len(y) // 2:]
+        present = np.unique(y[held])
+        for rule in RULES:
+            pred = np.searchsorted(place(rule, score[fit], y[fit], k), score[held], side="right")
+            recall = [np.mean(pred[y[held] == c] == c) for c in present]
+            sums[rule] += (kappa_or_zero(y[held], pred, k), np.mean(pred == y[held]), np.mean(recall))
+    return {rule: dict(zip(("qwk", "accuracy", "balanced_accuracy"), (s / repeats).round(4).tolist()))
+            for rule, s in sums.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workdirs", nargs="+", type=Path)
+    parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "cuts.json")
+    args = parser.parse_args(argv)
+
+    from bench._common import write_result
+
+    members = {}
+    for workdir in args.workdirs:
+        for folder in sorted((workdir / "members").iterdir()) if (workdir / "members").is_dir() else []:
+            found = member_scores(folder)
+            if found is None:
+                continue
+            score, y, k = found
+            members[f"{workdir.name}/{folder.name}"] = {
+                "val_rows": int(len(y)), "majority_accuracy": round(float(np.mean(y == np.bincount(y).argmax())), 4),
+                "rules": split_half(score, y, k, args.repeats, args.seed)}
+    if not members:
+        print("No finished regression member with val.npz was found under the given workdirs; pass workdirs "
+              "written by bench/accuracy.py or train-member.", file=sys.stderr)
+        return 2
+    def mean_of(names: list[str]) -> dict:
+        return {rule: {m: round(float(np.mean([members[n]["rules"][rule][m] for n in names])), 4)
+                       for m in ("qwk", "accuracy", "balanced_accuracy")} for rule in RULES}
+
+    sets = {w.name: [n for n in members if n.startswith(f"{w.name}/")] for w in args.workdirs}
+    means = {f"mean of {w}": mean_of(names) for w, names in sets.items() if names}
+    write_result(args.json, {"protocol": f"split-half on val rows, {args.repeats} repeats; test never read",
+                             "members": members, "means": means})
+    print("| member | val rows | majority acc | " + " | ".join(RULES) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in RULES) + " |")
+    rows = [*members.items(), *((f"**{n}**", {"val_rows": "", "majority_accuracy": "", "rules": m}) for n, m in means.items())]
+    for name, v in rows:
+        cells = [f"{v['rules'][r]['qwk']:.3f} / {v['rules'][r]['accuracy']:.3f} / {v['rules'][r]['balanced_accuracy']:.3f}"
+                 for r in RULES]
+        print(f"| {name} | {v['val_rows']} | {v['majority_accuracy']} | " + " | ".join(cells) + " |")
+    print("(cells: held-out QWK / accuracy / balanced accuracy)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
