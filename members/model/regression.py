@@ -14,7 +14,7 @@ places the cuts in two steps:
    They are always the start where the scores have any spread (picking between them and
    ``0.5, 1.5, …`` by val QWK was worse on held-out rows: the comparison is noise on ~100 rows).
 2. **QWK tuning** (:func:`members.model.cuts.tune_cuts`) from that start — each cut within half
-   a grade of its start and no closer to its neighbours than half a grade (or half the start's
+   a grade of its start (less where the scores spread less than the grades, :func:`reach_for`) and no closer to its neighbours than half a grade (or half the start's
    own gap, where the prior puts two cuts closer), since a few hundred val rows would otherwise
    squeeze a grade into a sliver that does not transfer to test — kept when it raises the kappa.
 
@@ -94,6 +94,22 @@ def prior_cuts(score: np.ndarray, prior: np.ndarray) -> np.ndarray | None:
     return np.maximum.accumulate(cuts)
 
 
+def reach_for(score: np.ndarray, y: np.ndarray) -> float:
+    """How far QWK tuning may move a cut: half a grade, shrunk where the scores spread less than the grades.
+
+    A member whose scores all lie within a tenth of a grade has learned next to nothing; half a
+    grade would let the tuning re-rank every row on noise.
+
+    Example:
+        >>> reach_for(np.array([0.0, 0.1, 0.2, 0.3]), np.array([0, 1, 2, 3]))
+        0.05
+    """
+    spread, grades = float(np.std(score)), float(np.std(y))
+    if not np.isfinite(spread) or grades <= 0:
+        return REACH
+    return round(REACH * min(1.0, spread / grades), 6)
+
+
 def fit_cuts(score: np.ndarray, y: np.ndarray, k: int, prior: np.ndarray | None = None) -> dict:
     """Cuts and scale for scores ``score`` and labels ``y`` (the val rows); see the module docstring.
 
@@ -119,7 +135,7 @@ def fit_cuts(score: np.ndarray, y: np.ndarray, k: int, prior: np.ndarray | None 
     use_prior = matched is not None  # always, where they exist: comparing the two on a few val rows is noise
     start = matched if use_prior else default
     gap = MIN_GAP if k < 3 else min(MIN_GAP, 0.5 * float(np.min(np.diff(start))))
-    cuts, kappa, kappa0 = tune_cuts(score, y, k, start.copy(), reach=REACH, min_gap=gap)
+    cuts, kappa, kappa0 = tune_cuts(score, y, k, start.copy(), reach=reach_for(score, y), min_gap=gap)
     tuned = bool(kappa > kappa0 + 1e-9)
     if not tuned:
         cuts = start.copy()
