@@ -16,6 +16,12 @@ accuracy). The test split is never read. Rules:
 - ``prior-matched + QWK`` (:func:`members.model.regression.fit_cuts`, the rule now): tuned for QWK
   from the prior-matched start, within half a grade of it;
 - ``free QWK``: tuned for QWK from ``0.5, 1.5, …`` with no limits.
+
+A second table does the same for the ensemble's grade-thresholds combiner (``soft+thr``) on each
+workdir's soft vote (the mean of its non-collapsed members' val probabilities), whose expected
+grade is cut by: ``grade scale + free QWK`` (the rule before), ``prior-matched``, and
+``prior-matched + QWK`` (:class:`ensemble.combiners.GradeThresholds` now: within
+:func:`members.model.cuts.reach_for` of the prior-matched start).
 """
 
 from __future__ import annotations
@@ -89,6 +95,58 @@ def split_half(score: np.ndarray, y: np.ndarray, k: int, repeats: int, seed: int
             for rule, s in sums.items()}
 
 
+THRESHOLD_RULES = ("grade scale + free QWK", "prior-matched", "prior-matched + QWK")
+
+
+def place_thresholds(rule: str, E: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """The thresholds ``rule`` places on the expected grade ``E`` of the fitting half."""
+    from members.model.cuts import prior_cuts, reach_for, tune_cuts
+
+    scale = np.arange(k - 1) + 0.5
+    if rule == "grade scale + free QWK":
+        return tune_cuts(E, y, k, scale.copy())[0]
+    matched = prior_cuts(E, np.bincount(y, minlength=k))
+    if matched is None:
+        return scale
+    if rule == "prior-matched":
+        return matched
+    return tune_cuts(E, y, k, matched.copy(), reach=reach_for(E, y))[0]
+
+
+def soft_vote(workdir: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(expected grade of the soft vote, labels, k) on the val rows of a workdir's non-collapsed members."""
+    from members.infra.atomic import load_npz, read_json
+
+    probs, labels = [], None
+    for folder in sorted((workdir / "members").iterdir()) if (workdir / "members").is_dir() else []:
+        if not (folder / "metrics.json").exists() or not (folder / "val.npz").exists():
+            continue
+        if read_json(folder / "metrics.json").get("collapsed"):
+            continue
+        val = load_npz(folder / "val.npz")
+        probs.append(np.asarray(val["probs"], np.float64))
+        labels = np.asarray(val["labels"], np.int64)
+    if not probs:
+        return None
+    k = probs[0].shape[1]
+    return np.mean(probs, axis=0) @ np.arange(k), labels, k
+
+
+def split_half_thresholds(E: np.ndarray, y: np.ndarray, k: int, repeats: int, seed: int) -> dict:
+    """Mean held-out QWK and accuracy of every threshold rule over ``repeats`` random halves."""
+    from members.model.cuts import kappa_or_zero
+
+    rng = np.random.default_rng(seed)
+    sums = {rule: np.zeros(2) for rule in THRESHOLD_RULES}
+    for _ in range(repeats):
+        order = rng.permutation(len(y))
+        fit, held = order[: len(y) // 2], order[len(y) // 2:]
+        for rule in THRESHOLD_RULES:
+            pred = np.searchsorted(place_thresholds(rule, E[fit], y[fit], k), E[held], side="right")
+            sums[rule] += (kappa_or_zero(y[held], pred, k), np.mean(pred == y[held]))
+    return {rule: dict(zip(("qwk", "accuracy"), (s / repeats).round(4).tolist())) for rule, s in sums.items()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workdirs", nargs="+", type=Path)
@@ -119,8 +177,13 @@ def main(argv=None) -> int:
 
     sets = {w.name: [n for n in members if n.startswith(f"{w.name}/")] for w in args.workdirs}
     means = {f"mean of {w}": mean_of(names) for w, names in sets.items() if names}
+    ensembles = {}
+    for workdir in args.workdirs:
+        found = soft_vote(workdir)
+        if found is not None:
+            ensembles[workdir.name] = split_half_thresholds(*found, args.repeats, args.seed)
     write_result(args.json, {"protocol": f"split-half on val rows, {args.repeats} repeats; test never read",
-                             "members": members, "means": means})
+                             "members": members, "means": means, "ensemble_thresholds": ensembles})
     print("| member | val rows | majority acc | " + " | ".join(RULES) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in RULES) + " |")
     rows = [*members.items(), *((f"**{n}**", {"val_rows": "", "majority_accuracy": "", "rules": m}) for n, m in means.items())]
@@ -129,6 +192,12 @@ def main(argv=None) -> int:
                  for r in RULES]
         print(f"| {name} | {v['val_rows']} | {v['majority_accuracy']} | " + " | ".join(cells) + " |")
     print("(cells: held-out QWK / accuracy / balanced accuracy)")
+    print()
+    print("| soft vote of | " + " | ".join(THRESHOLD_RULES) + " |")
+    print("| --- | " + " | ".join("---" for _ in THRESHOLD_RULES) + " |")
+    for name, rules in ensembles.items():
+        print(f"| {name} | " + " | ".join(f"{rules[r]['qwk']:.3f} / {rules[r]['accuracy']:.3f}" for r in THRESHOLD_RULES) + " |")
+    print("(cells: held-out QWK / accuracy of the grade thresholds on the soft vote's expected grade)")
     return 0
 
 

@@ -294,3 +294,21 @@ def test_cross_argument_messages():
         CaruanaSelection(metric="auc").fit(P3, Y3)
     with pytest.raises(RuntimeError, match="Stacking is not fitted yet"):
         Stacking().predict(P3)
+
+
+def test_grade_thresholds_start_prior_matched_and_stay_within_reach():
+    from members.model.cuts import prior_cuts, reach_for
+
+    rng = np.random.default_rng(5)
+    y = rng.choice(5, 300, p=[0.75, 0.06, 0.12, 0.04, 0.03])
+    E = np.clip(1.5 + 0.5 * y + rng.normal(0, 0.6, 300), 0, 4)  # members trained on balanced batches
+    probs = np.zeros((300, 5))
+    lo = np.floor(E).astype(int).clip(0, 3)
+    probs[np.arange(300), lo] = 1 - (E - lo)
+    probs[np.arange(300), lo + 1] += E - lo
+    gt = GradeThresholds().fit(probs, y)
+    start = prior_cuts(E, np.bincount(y, minlength=5))
+    assert np.all(np.abs(gt.thresholds_ - start) <= reach_for(E, y) + 1e-9)
+    assert abs(np.mean(gt.predict(probs) == 0) - 0.75) < 0.1  # the grade-0 share of the labels, not of the scores
+    free = GradeThresholds(init=(0.5, 1.5, 2.5, 3.5)).fit(probs, y)  # an explicit start is tuned without limits
+    assert free.init_kappa_ < gt.init_kappa_ and GradeThresholds.from_dict(gt.to_dict()).thresholds_.tolist() == gt.thresholds_.tolist()

@@ -20,15 +20,21 @@ import numpy as np
 from ensemble.combiners._validation import check_labels, check_probs
 from members.infra.atomic import write_json
 from members.infra.errors import UserError
-from members.model.cuts import _best_cut, kappa_or_zero, tune_cuts  # noqa: F401  (re-exported)
+from members.model.cuts import _best_cut, kappa_or_zero, prior_cuts, reach_for, tune_cuts  # noqa: F401  (re-exported)
 
 
 class GradeThresholds:
     """Thresholds on the expected grade, chosen to maximise quadratic weighted kappa.
 
     Args:
-        init: starting thresholds, ``k - 1`` increasing values; ``None`` gives the
-            midpoints ``0.5, 1.5, ..., k - 1.5`` (``(0.5, 1.5, 2.5, 3.5)`` for 5 grades).
+        init: starting thresholds, ``k - 1`` increasing values, tuned without limits. ``None``
+            (the default) starts *prior-matched* — at the quantiles of ``E`` that give each grade
+            its share of the labels (:func:`members.model.cuts.prior_cuts`) — and tunes each
+            threshold within :func:`members.model.cuts.reach_for` of its start (half a grade, less
+            where ``E`` spreads less than the grades): members trained on class-balanced batches
+            push ``E`` up for every eye, and free tuning on a hundred val rows overfits. Where ``E``
+            has no spread the start is the midpoints ``0.5, 1.5, ..., k - 1.5``. (The val-only
+            split-half ablation: BENCHMARKS.md, "Cuts of regression members".)
         max_rounds: passes over all thresholds.
 
     Example:
@@ -49,13 +55,20 @@ class GradeThresholds:
         probs = check_probs(np.asarray(probs)[None])[0]
         n, k = probs.shape
         y = check_labels(y, n, k)
-        thr = np.arange(k - 1) + 0.5 if self.init is None else np.asarray(self.init, dtype=np.float64)
-        if thr.shape != (k - 1,) or not np.all(np.diff(thr) > 0) or not np.all(np.isfinite(thr)):
+        E = self._expected(probs)
+        reach = None
+        if self.init is None:
+            matched = prior_cuts(E, np.bincount(y, minlength=k)) if n else None
+            thr = np.arange(k - 1) + 0.5 if matched is None else matched
+            reach = None if matched is None else reach_for(E, y)
+        else:
+            thr = np.asarray(self.init, dtype=np.float64)
+        if self.init is not None and (thr.shape != (k - 1,) or not np.all(np.diff(thr) > 0) or not np.all(np.isfinite(thr))):
             raise UserError(
                 f"init has {thr.size} threshold(s) but {k} classes need {k - 1} increasing ones. "
                 f"Received: init={np.asarray(self.init).tolist()}"
             )
-        thr, self.kappa_, self.init_kappa_ = tune_cuts(self._expected(probs), y, k, thr, max_rounds=int(self.max_rounds))
+        thr, self.kappa_, self.init_kappa_ = tune_cuts(E, y, k, thr, max_rounds=int(self.max_rounds), reach=reach)
         self.thresholds_ = thr
         return self
 

@@ -4,7 +4,8 @@ Grade ``g`` of a value ``E`` is the number of cuts ``<= E``. For one cut at a ti
 position between two neighbouring ``E`` values (within its neighbours' interval) is scored at
 once from cumulative sums, and the best is kept when it raises the kappa; rounds repeat
 until nothing changes. Used by the ensemble's grade-thresholds combiner (on the expected
-grade) and by the regression head (on its score).
+grade) and by the regression head (on its score); both start at :func:`prior_cuts` — the grade
+shares of the labels — and tune within :func:`reach_for` of them.
 """
 
 from __future__ import annotations
@@ -117,3 +118,40 @@ def tune_cuts(E: np.ndarray, y: np.ndarray, k: int, init: np.ndarray | None = No
         if not changed:
             break
     return thr, kappa_or_zero(y, pred, k), init_kappa
+
+
+def prior_cuts(score: np.ndarray, prior: np.ndarray) -> np.ndarray | None:
+    """Cuts that give each grade its ``prior`` share of the rows of ``score``; None when they do not exist.
+
+    Cut ``j`` is the quantile of ``score`` at the cumulative share of grades ``0..j``. None when
+    the scores have no spread (every quantile the same) or the prior is unusable.
+
+    Example:
+        >>> prior_cuts(np.arange(10.0), np.array([0.5, 0.3, 0.2])).round(2).tolist()
+        [4.5, 7.2]
+    """
+    score = np.asarray(score, np.float64)
+    prior = np.asarray(prior, np.float64)
+    if score.size < 2 or prior.ndim != 1 or prior.size < 2 or not np.all(np.isfinite(prior)) or prior.sum() <= 0:
+        return None
+    share = np.cumsum(np.clip(prior, 0.0, None) / prior.sum())[:-1]
+    cuts = np.quantile(score, np.clip(share, 0.0, 1.0))
+    if not np.all(np.isfinite(cuts)) or np.ptp(score) <= 0:
+        return None
+    return np.maximum.accumulate(cuts)
+
+
+def reach_for(score: np.ndarray, y: np.ndarray, half: float = 0.5) -> float:
+    """How far QWK tuning may move a cut: ``half`` a grade, shrunk where the scores spread less than the grades.
+
+    A member whose scores all lie within a tenth of a grade has learned next to nothing; half a
+    grade would let the tuning re-rank every row on noise.
+
+    Example:
+        >>> reach_for(np.array([0.0, 0.1, 0.2, 0.3]), np.array([0, 1, 2, 3]))
+        0.05
+    """
+    spread, grades = float(np.std(score)), float(np.std(y))
+    if not np.isfinite(spread) or grades <= 0:
+        return half
+    return round(half * min(1.0, spread / grades), 6)

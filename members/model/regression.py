@@ -14,7 +14,8 @@ places the cuts in two steps:
    They are always the start where the scores have any spread (picking between them and
    ``0.5, 1.5, …`` by val QWK was worse on held-out rows: the comparison is noise on ~100 rows).
 2. **QWK tuning** (:func:`members.model.cuts.tune_cuts`) from that start — each cut within half
-   a grade of its start (less where the scores spread less than the grades, :func:`reach_for`) and no closer to its neighbours than half a grade (or half the start's
+   a grade of its start (less where the scores spread less than the grades,
+   :func:`members.model.cuts.reach_for`) and no closer to its neighbours than half a grade (or half the start's
    own gap, where the prior puts two cuts closer), since a few hundred val rows would otherwise
    squeeze a grade into a sliver that does not transfer to test — kept when it raises the kappa.
 
@@ -30,10 +31,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from members.model.cuts import kappa_or_zero, tune_cuts
+from members.model.cuts import kappa_or_zero, prior_cuts, reach_for, tune_cuts  # noqa: F401  (re-exported)
 
 SCALES = np.geomspace(0.05, 2.0, 40)
-REACH = 0.5  # each cut stays within half a grade of j + 0.5
+REACH = 0.5  # each cut stays within half a grade of its start
 MIN_GAP = 0.5  # and half a grade from its neighbours
 AGREEMENT = 0.95  # share of val rows whose argmax must equal the cut grade
 
@@ -73,43 +74,6 @@ def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))))
 
 
-def prior_cuts(score: np.ndarray, prior: np.ndarray) -> np.ndarray | None:
-    """Cuts that give each grade its ``prior`` share of the rows of ``score``; None when they do not exist.
-
-    Cut ``j`` is the quantile of ``score`` at the cumulative share of grades ``0..j``. None when
-    the scores have no spread (every quantile the same) or the prior is unusable.
-
-    Example:
-        >>> prior_cuts(np.arange(10.0), np.array([0.5, 0.3, 0.2])).round(2).tolist()
-        [4.5, 7.2]
-    """
-    score = np.asarray(score, np.float64)
-    prior = np.asarray(prior, np.float64)
-    if score.size < 2 or prior.ndim != 1 or prior.size < 2 or not np.all(np.isfinite(prior)) or prior.sum() <= 0:
-        return None
-    share = np.cumsum(np.clip(prior, 0.0, None) / prior.sum())[:-1]
-    cuts = np.quantile(score, np.clip(share, 0.0, 1.0))
-    if not np.all(np.isfinite(cuts)) or np.ptp(score) <= 0:
-        return None
-    return np.maximum.accumulate(cuts)
-
-
-def reach_for(score: np.ndarray, y: np.ndarray) -> float:
-    """How far QWK tuning may move a cut: half a grade, shrunk where the scores spread less than the grades.
-
-    A member whose scores all lie within a tenth of a grade has learned next to nothing; half a
-    grade would let the tuning re-rank every row on noise.
-
-    Example:
-        >>> reach_for(np.array([0.0, 0.1, 0.2, 0.3]), np.array([0, 1, 2, 3]))
-        0.05
-    """
-    spread, grades = float(np.std(score)), float(np.std(y))
-    if not np.isfinite(spread) or grades <= 0:
-        return REACH
-    return round(REACH * min(1.0, spread / grades), 6)
-
-
 def fit_cuts(score: np.ndarray, y: np.ndarray, k: int, prior: np.ndarray | None = None) -> dict:
     """Cuts and scale for scores ``score`` and labels ``y`` (the val rows); see the module docstring.
 
@@ -135,7 +99,7 @@ def fit_cuts(score: np.ndarray, y: np.ndarray, k: int, prior: np.ndarray | None 
     use_prior = matched is not None  # always, where they exist: comparing the two on a few val rows is noise
     start = matched if use_prior else default
     gap = MIN_GAP if k < 3 else min(MIN_GAP, 0.5 * float(np.min(np.diff(start))))
-    cuts, kappa, kappa0 = tune_cuts(score, y, k, start.copy(), reach=reach_for(score, y), min_gap=gap)
+    cuts, kappa, kappa0 = tune_cuts(score, y, k, start.copy(), reach=reach_for(score, y, REACH), min_gap=gap)
     tuned = bool(kappa > kappa0 + 1e-9)
     if not tuned:
         cuts = start.copy()
