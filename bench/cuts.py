@@ -77,18 +77,23 @@ def member_scores(folder: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
     return score, np.asarray(val["labels"], np.int64), int(metrics["num_classes"])
 
 
-def split_half(score: np.ndarray, y: np.ndarray, k: int, repeats: int, seed: int) -> dict:
-    """Mean held-out QWK, accuracy and balanced accuracy of every rule over ``repeats`` random halves."""
+def split_half(score: np.ndarray, y: np.ndarray, k: int, repeats: int, seed: int, *,
+               rules: tuple[str, ...] = RULES, placer=None) -> dict:
+    """Mean held-out QWK, accuracy and balanced accuracy of every rule over ``repeats`` random halves.
+
+    ``placer(rule, score, y, k)`` places the cuts on the fitting half (default :func:`place`).
+    """
     from members.model.cuts import kappa_or_zero
 
+    placer = placer or place
     rng = np.random.default_rng(seed)
-    sums = {rule: np.zeros(3) for rule in RULES}
+    sums = {rule: np.zeros(3) for rule in rules}
     for _ in range(repeats):
         order = rng.permutation(len(y))
         fit, held = order[: len(y) // 2], order[len(y) // 2:]
         present = np.unique(y[held])
-        for rule in RULES:
-            pred = np.searchsorted(place(rule, score[fit], y[fit], k), score[held], side="right")
+        for rule in rules:
+            pred = np.searchsorted(placer(rule, score[fit], y[fit], k), score[held], side="right")
             recall = [np.mean(pred[y[held] == c] == c) for c in present]
             sums[rule] += (kappa_or_zero(y[held], pred, k), np.mean(pred == y[held]), np.mean(recall))
     return {rule: dict(zip(("qwk", "accuracy", "balanced_accuracy"), (s / repeats).round(4).tolist()))
@@ -132,21 +137,6 @@ def soft_vote(workdir: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
     return np.mean(probs, axis=0) @ np.arange(k), labels, k
 
 
-def split_half_thresholds(E: np.ndarray, y: np.ndarray, k: int, repeats: int, seed: int) -> dict:
-    """Mean held-out QWK and accuracy of every threshold rule over ``repeats`` random halves."""
-    from members.model.cuts import kappa_or_zero
-
-    rng = np.random.default_rng(seed)
-    sums = {rule: np.zeros(2) for rule in THRESHOLD_RULES}
-    for _ in range(repeats):
-        order = rng.permutation(len(y))
-        fit, held = order[: len(y) // 2], order[len(y) // 2:]
-        for rule in THRESHOLD_RULES:
-            pred = np.searchsorted(place_thresholds(rule, E[fit], y[fit], k), E[held], side="right")
-            sums[rule] += (kappa_or_zero(y[held], pred, k), np.mean(pred == y[held]))
-    return {rule: dict(zip(("qwk", "accuracy"), (s / repeats).round(4).tolist())) for rule, s in sums.items()}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workdirs", nargs="+", type=Path)
@@ -181,7 +171,8 @@ def main(argv=None) -> int:
     for workdir in args.workdirs:
         found = soft_vote(workdir)
         if found is not None:
-            ensembles[workdir.name] = split_half_thresholds(*found, args.repeats, args.seed)
+            ensembles[workdir.name] = split_half(*found, args.repeats, args.seed, rules=THRESHOLD_RULES,
+                                                 placer=place_thresholds)
     write_result(args.json, {"protocol": f"split-half on val rows, {args.repeats} repeats; test never read",
                              "members": members, "means": means, "ensemble_thresholds": ensembles})
     print("| member | val rows | majority acc | " + " | ".join(RULES) + " |")
