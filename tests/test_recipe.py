@@ -31,6 +31,8 @@ from tests.conftest import quiet
     ({"finetune_lr_factor": 0.0}, "finetune_lr_factor"),
     ({"weight_decay": -1.0}, "weight_decay must be non-negative"),
     ({"patience": -1}, "patience must be at least 0"),
+    ({"keep": "first"}, "keep must be one of best, last"),
+    ({"keep": "last", "patience": 2}, 'keep = "last" keeps the last epoch'),
 ])
 def test_bad_recipe_fields_are_refused_in_one_sentence(changes, words):
     with pytest.raises(UserError) as info:
@@ -241,6 +243,34 @@ def test_recipe_member_end_to_end(tmp_path, prepared):
     np.testing.assert_allclose(model.get_layer("regression_head").cuts.numpy(), m["regression"]["cuts"], rtol=1e-6)
     saved = json.loads((result.member_dir / "metrics.json").read_text())
     assert saved["regression"] == m["regression"]
+    # its monitored val_qwk is at prior-matched cuts; the argmax QWK at 0.5, 1.5, ... is kept beside it
+    import pandas as pd
+
+    history = pd.read_csv(result.member_dir / "history.csv")
+    assert history["val_qwk_grade_scale"].notna().all() and history["val_qwk"].between(-1, 1).all()
+
+
+def test_the_monitored_qwk_of_a_regression_member_ignores_the_label_shift():
+    from members.model.regression import prior_matched_qwk
+
+    rng = np.random.default_rng(5)
+    prior = np.array([0.7, 0.1, 0.1, 0.05, 0.05])
+    y = rng.choice(5, 300, p=prior)
+    score = 0.5 * y + rng.normal(0, 0.4, 300)
+    cuts = np.arange(4) + 0.5
+    k_at = {}
+    for shift in (0.0, 1.5):  # 1.5: where class-balanced batches put a natural set's scores
+        probs = head_probs(score + shift, cuts, 1.0)
+        k_at[shift] = (prior_matched_qwk(probs, y, prior * 900), float(_qwk(y, probs.argmax(axis=1))))
+    assert k_at[0.0][0] == pytest.approx(k_at[1.5][0], abs=1e-6) and k_at[0.0][0] > 0.5
+    assert k_at[1.5][1] < k_at[1.5][0] - 0.2  # the grade-scale argmax reads the shift as disease
+    assert prior_matched_qwk(head_probs(np.ones(10), cuts, 1.0), np.arange(10) % 5, prior) == 0.0  # no spread
+
+
+def _qwk(y, pred):
+    from sklearn.metrics import cohen_kappa_score
+
+    return cohen_kappa_score(y, pred, weights="quadratic", labels=list(range(5)))
 
 
 def test_early_stopping_and_the_chosen_epoch(tmp_path, prepared):
@@ -255,6 +285,25 @@ def test_early_stopping_and_the_chosen_epoch(tmp_path, prepared):
     m = train_member(work, spec, name="es", log=lines.append, show_progress=False).metrics
     assert m["epochs_run"] == 3 and m["best_epoch"] == 1
     assert any("early stop of train 16px after epoch 3" in line for line in lines)
+
+
+def test_keep_last_keeps_the_end_of_the_schedule(tmp_path, prepared):
+    pytest.importorskip("tensorflow")
+    from members.training.trainer import train_member
+
+    work = tmp_path / "w"
+    shutil.copytree(prepared, work)
+    # as above every epoch scores the same, so keep = "best" would keep epoch 1
+    spec = load_preset("tiny").replace(input_size=16, epochs=3, lr=1e-12, batch_norm=False, rotation=0.0, keep="last")
+    result = train_member(work, spec, name="last", log=lambda line: None, show_progress=False)
+    assert result.metrics["best_epoch"] == 3 and result.metrics["epochs_run"] == 3
+    import pandas as pd
+
+    notes = pd.read_csv(result.member_dir / "history.csv")["note"].fillna("").tolist()
+    assert notes[-1].endswith("kept: last epoch (keep = last)") and not any("best" in n for n in notes)
+    assert all(load_preset(p).keep == "last" and load_preset(p).patience == 0
+               for p in ("small", "wide", "deep", "hires", "fundus"))
+    assert load_preset("article").keep == "best"  # the article checkpoints its best epoch
 
 
 def test_tuned_cuts_stay_near_their_prior_matched_start():

@@ -143,6 +143,31 @@ def calibrate_head(model, val_probs: np.ndarray, val_labels: np.ndarray, prior: 
     return fitted
 
 
+def prior_matched_qwk(probs: np.ndarray, y: np.ndarray, prior: np.ndarray, *, cuts: np.ndarray | None = None,
+                      scale: float = 1.0) -> float:
+    """QWK of a regression member's probabilities cut where each grade gets its ``prior`` share of the rows.
+
+    The monitor of a regression member while it trains (``val_qwk`` of its history): its scores are
+    recovered from ``probs`` (at the training cuts ``0.5, 1.5, …`` and scale 1 unless given) and cut
+    at :func:`members.model.cuts.prior_cuts`, the start of the cuts it ends with, so the epoch is
+    chosen by how well the member ranks the rows, not by where the label shift of class-balanced
+    batches puts its scores. 0 where the scores have no spread.
+
+    Example:
+        >>> p = head_probs(np.array([0.9, 1.0, 1.1, 1.2]), np.array([0.5, 1.5]), 1.0)
+        >>> prior_matched_qwk(p, np.array([0, 0, 1, 2]), np.array([2, 1, 1]))
+        1.0
+    """
+    probs = np.asarray(probs, np.float64)
+    k = probs.shape[1]
+    cuts = np.arange(k - 1) + 0.5 if cuts is None else np.asarray(cuts, np.float64)
+    raw = recover_score(probs, cuts, scale)
+    matched = prior_cuts(raw, np.asarray(prior, np.float64)[:k])
+    if matched is None:
+        return 0.0
+    return kappa_or_zero(np.asarray(y, np.int64), np.searchsorted(matched, raw, side="right"), k)
+
+
 def describe_cuts(fitted: dict) -> str:
     """One log line for :func:`fit_cuts`'s result: the cuts, where they started and the val QWK of each step.
 

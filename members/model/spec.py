@@ -36,6 +36,7 @@ SAMPLINGS = ("natural", "balanced", "sqrt")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("exponential", "cosine")
 MONITORS = ("val_loss", "val_qwk", "val_balanced_accuracy", "val_accuracy", "val_macro_f1")
+KEEPS = ("best", "last")
 PREPROCESSING = ("none", "ben")
 CACHES = ("auto", "memory", "disk", "none")
 STRATEGIES = ("default", "mirrored")
@@ -84,6 +85,7 @@ class MemberSpec:
     clipnorm: float = 1.0
     monitor: str = "val_qwk"
     patience: int = 0  # early stopping: epochs without a better monitor value before training stops (0 = off)
+    keep: str = "best"  # the weights kept: the best epoch by monitor, or the last epoch of the schedule
     snapshots: int = 0  # members for free (members/training/snapshots.py): M cosine-restart cycles, one member each
     swa: int = 0  # average the weights of the last N epochs (batch norm recomputed)
     # augmentation
@@ -208,7 +210,7 @@ def validate(spec: MemberSpec) -> None:
     check_seed(spec.seed, "seed")
     check_fields(spec)  # every field, from its declared type: type, finiteness, magnitude, lists
     for name, choices in (("architecture", ARCHITECTURES), ("head", HEADS), ("pooling", POOLINGS),
-                          ("class_weight", CLASS_WEIGHTS), ("monitor", MONITORS),
+                          ("class_weight", CLASS_WEIGHTS), ("monitor", MONITORS), ("keep", KEEPS),
                           ("block", BLOCKS), ("sampling", SAMPLINGS), ("optimizer", OPTIMIZERS),
                           ("lr_schedule", LR_SCHEDULES), ("regression_loss", REGRESSION_LOSSES),
                           ("preprocessing", PREPROCESSING), ("cache", CACHES), ("strategy", STRATEGIES),
@@ -220,6 +222,9 @@ def validate(spec: MemberSpec) -> None:
                       ("patience", 0), ("freeze_epochs", 0)):
         value = getattr(spec, name)
         _check(value >= low, f"{name} must be at least {low}; got {value}. Received: {name}={value!r}")
+    _check(spec.keep == "best" or spec.patience == 0,
+           f'patience = {spec.patience} stops a stage when {spec.monitor} stops improving, but keep = "last" keeps the '
+           'last epoch of the schedule whatever it scores; set patience = 0 or keep = "best".')
     _check(spec.input_size >= 8, f"input_size must be at least 8 pixels; got {spec.input_size}.")
     _check(0.0 <= spec.dropout < 1.0, f"dropout must be in [0, 1); got {spec.dropout}. Use e.g. 0.3.")
     _check(spec.l2 >= 0, f"l2 must be non-negative; got {spec.l2}.")

@@ -96,3 +96,14 @@ class BestWeights:
         row["note"] = (row["note"] + "; " if row["note"] else "") + f"best {self.monitor}" + (" (tie broken by val_loss)" if tie else "")
         self.save(model)
         return True
+
+    def keep_last(self, model, history: list[dict]) -> None:
+        """``keep = "last"``: the weights at the end of the schedule are the member's; noted in its last row.
+
+        Its monitor value becomes the score a retraining round must beat.
+        """
+        row = history[-1]
+        self.score = row[self.monitor]
+        row["note"] = (row["note"] + "; " if row["note"] else "") + "kept: last epoch (keep = last)"
+        self.save(model)
+

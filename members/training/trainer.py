@@ -188,6 +188,8 @@ class Trainer:
         val_ds, _ = self._dataset("val", size, training=False)
         val_probs = predict_probs(model, val_ds)
         val = evaluate(self.labels["val"], val_probs, self.k)
+        if self.spec.head == "regression" and len(self.labels["val"]):
+            val["val_qwk_grade_scale"], val["val_qwk"] = val["val_qwk"], self._prior_matched_qwk(model, val_probs)
         val["val_classes_predicted"] = int(np.unique(val_probs.argmax(axis=1)).size)
         row = {
             "phase": phase, "epoch": epoch_no, "input_size": size, "lr": lr, "loss": stats.loss,
@@ -198,6 +200,16 @@ class Trainer:
         self.epoch_log.record(row, stats)
         self.collapse.after_epoch(self.history, val_probs)
         return row
+
+    def _prior_matched_qwk(self, model, val_probs: np.ndarray) -> float:
+        """A regression member's monitored val QWK: its scores cut at the train split's grade shares
+        (:func:`members.model.regression.prior_matched_qwk`; the split-half ablation behind it is
+        BENCHMARKS.md "Which epoch a regression member keeps")."""
+        from members.model.regression import prior_matched_qwk
+
+        head = model.get_layer("regression_head")
+        return prior_matched_qwk(val_probs, self.labels["val"], np.bincount(self.labels["train"], minlength=self.k),
+                                 cuts=np.asarray(head.cuts.numpy(), np.float64), scale=float(head.scale.numpy()))
 
     def _plan(self) -> list[tuple[str, int, float]]:
         """(phase, input size, learning rate) of every epoch before the retraining rounds."""
@@ -276,7 +288,8 @@ class Trainer:
                 subset = self._undersample_subset() if phase == "undersample" else None
                 ds_n = self._dataset("train", size, training=True, subset=subset)
                 row = self._run_epoch(model, phase, size, lr, ds_n, note="base frozen" if frozen else "")
-                self.best.offer(model, row, self.history)
+                if s.keep == "best":
+                    self.best.offer(model, row, self.history)
                 free.after_epoch(model, i, row)
                 if s.patience and stale_epochs(self.history) >= s.patience and i + 1 < len(plan) and plan[i + 1][:2] == (phase, size):
                     stopped = (phase, size)
@@ -285,7 +298,9 @@ class Trainer:
                              f"no better {s.monitor} for {s.patience} epochs")
                     i = max(j for j in range(len(plan)) if plan[j][:2] == (phase, size))
                 self._save_resume(model, "plan", {"elapsed": elapsed_before + time.perf_counter() - started, "next_plan": i + 1})
-            if self.best.path is not None:
+            if s.keep == "last" and state["stage"] in ("start", "plan") and self.history:
+                self.best.keep_last(model, self.history)
+            elif self.best.path is not None:
                 model.load_weights(self.best.path)
             free.after_plan(model)
             rounds_done = int(state.get("rounds_done", 0))
