@@ -19,6 +19,7 @@ from members.infra.errors import UserError
 
 DEFAULT_CUT = 2
 DEFAULT_TARGET = 0.90
+NO_SPECIFICITY = 0.05  # val specificity at or below this: the operating point refers (almost) everyone
 
 
 def referable_score(probs: np.ndarray, cut: int) -> np.ndarray:
@@ -87,10 +88,30 @@ def operating_point(
         per_grade[str(g)] = {"n": int(rows.sum()),
                              "recall": float(np.mean(test_pred[rows] == g)) if rows.any() else float("nan"),
                              "referred": float(np.mean(flagged[rows])) if rows.any() else float("nan")}
-    return {"name": name, "threshold": threshold,
-            "val_sensitivity": val_ss["sensitivity"]["value"], "val_specificity": val_ss["specificity"]["value"],
-            "sensitivity": test_ss["sensitivity"], "specificity": test_ss["specificity"], "auc": auc,
-            "test_referred": int(flagged.sum()), "per_grade": per_grade}
+    out = {"name": name, "threshold": threshold,
+           "val_sensitivity": val_ss["sensitivity"]["value"], "val_specificity": val_ss["specificity"]["value"],
+           "sensitivity": test_ss["sensitivity"], "specificity": test_ss["specificity"], "auc": auc,
+           "test_referred": int(flagged.sum()), "per_grade": per_grade}
+    warning = degenerate_warning(name, out["val_specificity"], cut=cut, target=target)
+    if warning:
+        out["warning"] = warning
+    return out
+
+
+def degenerate_warning(name: str, val_specificity: float, *, cut: int, target: float) -> str | None:
+    """The plain warning for an operating point that reaches the target only by referring (almost) every eye.
+
+    Example:
+        >>> degenerate_warning("hard", 0.0, cut=2, target=0.9).split(":")[0]
+        'hard reaches 90% sensitivity on val only by referring 100% of the val eyes below grade 2'
+        >>> degenerate_warning("hard", 0.4, cut=2, target=0.9) is None
+        True
+    """
+    if not np.isfinite(val_specificity) or val_specificity > NO_SPECIFICITY:
+        return None
+    return (f"{name} reaches {target:.0%} sensitivity on val only by referring {1 - val_specificity:.0%} of the val "
+            f"eyes below grade {cut}: at this target it does not tell referable eyes from the rest, so do not screen "
+            "with it; lower --sensitivity-target or improve the model.")
 
 
 def referable_section(

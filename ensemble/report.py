@@ -211,6 +211,8 @@ def _referable_md(ref: dict | None) -> list[str]:
         out.append(f"| {r['name']} ({title}) | {_num(r['threshold'], 4)} | {_num(r['val_sensitivity'])} | "
                    f"{_ci_text(r['sensitivity'])} | {_ci_text(r['specificity'])} | {_ci_text(r['auc'])} | "
                    f"{r['test_referred']} |")
+    warnings = [f"**Warning:** {ref[role]['warning']}" for role in ("best_single", "ensemble") if ref[role].get("warning")]
+    out += ["", *warnings] if warnings else []
     grades = list(ref["best_single"]["per_grade"])
     out += ["", "Per-grade recall on test (share of each true grade given that grade) and share referred "
             f"(score at or above the threshold; grades >= {cut} should be referred):", "",
@@ -290,6 +292,8 @@ def summary_lines(report: dict) -> list[str]:
                        f"specificity {_ci_text(r['specificity'], 2)}, AUC {_ci_text(r['auc'], 2)} at threshold "
                        f"{_num(r['threshold'], 3)} (val sensitivity {_num(r['val_sensitivity'], 2)}, target "
                        f"{ref['sensitivity_target']:.0%}).")
+            if r.get("warning"):
+                out.append(f"WARNING: {r['warning']}")
     elif ref:
         out.append(ref["note"])
     cal = report.get("calibration") or {}

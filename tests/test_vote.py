@@ -451,3 +451,23 @@ def test_vote_calibrate_temperature(tmp_path: Path) -> None:
     assert cal["fitted_on"] == "val (20 rows); never test"
     with pytest.raises(UserError, match="calibrate must be one of none, temperature; got 'platt'"):
         run_vote(root, calibrate="platt", console=Console(file=io.StringIO()))
+
+
+def test_an_operating_point_that_refers_every_eye_is_called_out() -> None:
+    from ensemble import stats
+    from ensemble.referable import operating_point
+    from ensemble.report import summary_lines
+
+    y = np.repeat(np.arange(5), [60, 10, 20, 5, 5])
+    good = np.eye(5)[y] * 0.8 + 0.04  # rows sum to 1; the true grade gets 0.84
+    bad = good[:, ::-1].copy()  # referable eyes get the lowest P(grade >= 2): 90 % sensitivity means referring all
+    idx = stats.bootstrap_indices(len(y), 50, 0, stratify=y)
+    test = (good, y, good.argmax(1))
+    fine = operating_point("good", (good, y), test, cut=2, target=0.9, indices=idx)
+    flat = operating_point("bad", (bad, y), test, cut=2, target=0.9, indices=idx)
+    assert "warning" not in fine and fine["val_specificity"] == 1.0
+    assert flat["val_specificity"] <= 0.05
+    assert flat["warning"].startswith("bad reaches 90% sensitivity on val only by referring 100% of the val eyes below grade 2")
+    ref = {"applicable": True, "positive": "grade >= 2", "sensitivity_target": 0.9, "best_single": fine, "ensemble": flat}
+    lines = summary_lines({"referable": ref, "skipped": {}})
+    assert sum(line.startswith("WARNING: bad reaches") for line in lines) == 1
