@@ -5,8 +5,9 @@
 Trains each preset once on the set's train split with early stopping off (``patience = 0``),
 keeping every epoch's val probabilities (``<workdir>/members/mon-<preset>/epochs.npz``; a member
 whose file exists is not trained again). Then, ``--repeats`` times, the val rows are split in two
-halves at random: each rule below picks the epoch on one half — with the preset's own patience
-simulated, stage by stage, as the trainer does — the member's cuts are placed on that half as
+halves at random: each rule below picks the epoch on one half — with ``--patience`` (default 8, the
+recipe presets' early stopping before they kept their last epoch) simulated stage by stage, as the
+trainer does — the member's cuts are placed on that half as
 :func:`members.model.regression.fit_cuts` places them, and the other half scores the pick (QWK,
 accuracy, balanced accuracy at those cuts; AUC). The test split is never read. Rules:
 
@@ -38,7 +39,7 @@ from bench.sets import SETS, prepare_set  # noqa: E402
 RULES = ("val_qwk at 0.5, 1.5, …", "val_qwk prior-matched", "val_loss", "val_auc", "last epoch")
 
 
-def train_capturing(workdir: Path, preset: str, seed: int) -> Path:
+def train_capturing(workdir: Path, preset: str, seed: int, patience: int | None = None) -> Path:
     """Train ``preset`` with early stopping off; write every epoch's val probabilities to ``epochs.npz``."""
     import members.training.loop as loop
     from members.infra import atomic
@@ -50,8 +51,8 @@ def train_capturing(workdir: Path, preset: str, seed: int) -> Path:
     if out.exists():
         return out
     spec = load_preset(preset)
-    patience = spec.patience
-    spec = spec.replace(seed=seed, patience=0)
+    patience = spec.patience if patience is None else patience
+    spec = spec.replace(seed=seed, patience=0, keep="best")
     captured: list[np.ndarray] = []
     original = loop.evaluate
 
@@ -168,6 +169,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="default: bench/work/monitor-<dataset>")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--patience", type=int, default=8,
+                        help="the early stopping the picking rules simulate (8: the recipe presets' before keep = last)")
     parser.add_argument("--json", type=Path, default=None, help="default: bench/results/monitor-<dataset>.json")
     args = parser.parse_args(argv)
 
@@ -180,7 +183,7 @@ def main(argv=None) -> int:
     members = {}
     for preset in presets:
         print(f"[monitor] {preset}", file=sys.stderr, flush=True)
-        members[preset] = split_half(train_capturing(workdir, preset, args.seed), args.repeats, args.seed)
+        members[preset] = split_half(train_capturing(workdir, preset, args.seed, args.patience), args.repeats, args.seed)
     means = {rule: {m: round(float(np.mean([members[p][rule][m] for p in presets])), 4)
                     for m in ("qwk", "accuracy", "balanced_accuracy", "auc")} for rule in RULES}
     write_result(args.json or ROOT / "bench" / "results" / f"monitor-{args.dataset}.json", {
