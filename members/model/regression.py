@@ -147,11 +147,11 @@ def prior_matched_qwk(probs: np.ndarray, y: np.ndarray, prior: np.ndarray, *, cu
                       scale: float = 1.0) -> float:
     """QWK of a regression member's probabilities cut where each grade gets its ``prior`` share of the rows.
 
-    The monitor of a regression member while it trains (``val_qwk`` of its history): its scores are
-    recovered from ``probs`` (at the training cuts ``0.5, 1.5, …`` and scale 1 unless given) and cut
-    at :func:`members.model.cuts.prior_cuts`, the start of the cuts it ends with, so the epoch is
-    chosen by how well the member ranks the rows, not by where the label shift of class-balanced
-    batches puts its scores. 0 where the scores have no spread.
+    ``val_qwk_prior_matched`` of a regression member's history: its scores are recovered from
+    ``probs`` (at the training cuts ``0.5, 1.5, …`` and scale 1 unless given) and cut at
+    :func:`members.model.cuts.prior_cuts`, the start of the cuts it ends with, so the figure shows
+    how well the member ranks the rows whatever the label shift of class-balanced batches does to
+    its scores. 0 where the scores have no spread.
 
     Example:
         >>> p = head_probs(np.array([0.9, 1.0, 1.1, 1.2]), np.array([0.5, 1.5]), 1.0)

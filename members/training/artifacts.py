@@ -17,7 +17,7 @@ from members.infra import atomic
 HISTORY_COLUMNS = (
     "phase", "epoch", "input_size", "lr", "loss", "accuracy", "val_loss", "val_accuracy",
     "val_balanced_accuracy", "val_qwk", "val_macro_f1", "seconds", "images_per_second", "input_wait_share", "note",
-    "val_qwk_grade_scale",  # regression members only: val QWK of the argmax at the training cuts 0.5, 1.5, …
+    "val_qwk_prior_matched",  # regression members only: val QWK of the scores cut at the train split's grade shares
 )
 
 
