@@ -85,21 +85,16 @@ def _train_labels(workdir: Path) -> np.ndarray:
 
 def epoch_values(probs: np.ndarray, y: np.ndarray, train_counts: np.ndarray) -> dict[str, np.ndarray]:
     """Per epoch, every rule's value (higher is better) and the log-loss, on rows ``y``."""
-    from members.model.cuts import kappa_or_zero, prior_cuts
-    from members.model.regression import recover_score
+    from members.model.regression import prior_matched_qwk
     from members.scoring import score
 
     k = probs.shape[2]
-    grade_cuts = np.arange(k - 1) + 0.5
     out = {rule: np.zeros(len(probs)) for rule in RULES}
     loss = np.zeros(len(probs))
     for e, p in enumerate(probs):
         s = score(y, p, num_classes=k)
-        raw = recover_score(p, grade_cuts, 1.0)
-        matched = prior_cuts(raw, train_counts.astype(np.float64))
         out["val_qwk at 0.5, 1.5, …"][e] = s["qwk"]
-        out["val_qwk prior-matched"][e] = (kappa_or_zero(y, np.searchsorted(matched, raw, side="right"), k)
-                                           if matched is not None else 0.0)
+        out["val_qwk prior-matched"][e] = prior_matched_qwk(p, y, train_counts)
         out["val_loss"][e] = -s["log_loss"]
         out["val_auc"][e] = s["auc"] if np.isfinite(s["auc"]) else 0.5
         out["last epoch"][e] = e

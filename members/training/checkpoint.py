@@ -106,4 +106,3 @@ class BestWeights:
         self.score = row[self.monitor]
         row["note"] = (row["note"] + "; " if row["note"] else "") + "kept: last epoch (keep = last)"
         self.save(model)
-
