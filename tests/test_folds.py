@@ -231,6 +231,39 @@ def test_a_regression_member_averages_its_copies_scores_not_their_probabilities(
     assert shifted.argmax(axis=1).tolist() == [1, 0]
 
 
+def test_copies_scoring_on_different_scales_are_put_on_one_scale_before_pooling_and_averaging():
+    from members.model.regression import fit_cuts, head_probs, recover_score
+    from members.training.folds import _regression_member, averaged_head
+
+    rng = np.random.default_rng(0)
+    k, cuts = 5, np.array([0.5, 1.5, 2.5, 3.5])
+    labels = np.repeat(np.arange(k), 12)
+    folds = np.tile([0, 1], len(labels) // 2)  # each fold holds six rows of every grade
+    truth = labels + rng.normal(0, 0.2, len(labels))
+    test_truth = np.arange(k, dtype=np.float64)
+    shift = [(0.0, 1.0), (1.5, 0.5)]  # copy 1 scores every eye 1.5 higher and half as spread
+    held = [head_probs(a + b * truth[folds == i], cuts, 1.0) for i, (a, b) in enumerate(shift)]
+    tests = [head_probs(a + b * test_truth, cuts, 1.0) for a, b in shift]
+    copies = [{"head": "regression", "regression": {"cuts": cuts.tolist(), "scale": 1.0}}] * 2
+    oof, test, regression = _regression_member(copies, held, tests, folds, labels, k)
+    c0, c1 = regression["copies"]
+    assert c1["centre"] - c0["centre"] == pytest.approx(1.5 + (0.5 - 1.0) * np.mean(truth[folds == 0]), abs=0.3)
+    assert c1["spread"] / c0["spread"] == pytest.approx(0.5, rel=0.15)
+    assert regression["centre"] == pytest.approx((c0["centre"] + c1["centre"]) / 2)
+    on_common = [recover_score(p, cuts, 1.0) for p in tests]
+    on_common = [regression["centre"] + regression["spread"] * (s - c["centre"]) / c["spread"]
+                 for s, c in zip(on_common, (c0, c1))]
+    np.testing.assert_allclose(on_common[0], on_common[1], atol=0.25)  # one eye, one score, whichever copy
+    assert oof.argmax(axis=1).tolist() == labels.tolist()  # the pooled cuts fit both copies' rows
+    assert test.argmax(axis=1).tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(test, averaged_head(tests, regression), atol=1e-12)
+    raw = np.empty(len(labels))  # pooled as they come, copy 1's grade-0 eyes sit among copy 0's grade-1 and -2 eyes
+    for i, p in enumerate(held):
+        raw[folds == i] = recover_score(p, cuts, 1.0)
+    fitted = fit_cuts(raw, labels, k)
+    assert np.mean(np.searchsorted(fitted["cuts"], raw, side="right") == labels) < 0.9  # common scale: 1.0
+
+
 def test_a_regression_k_fold_member_cuts_the_mean_score_with_cuts_tuned_out_of_fold(prepared, tmp_path):
     from ensemble.inference import ensemble_member_probs, load_member
     from members.training.folds import averaged_head
@@ -242,6 +275,7 @@ def test_a_regression_k_fold_member_cuts_the_mean_score_with_cuts_tuned_out_of_f
     member = work / "members" / "reg"
     regression = result.metrics["regression"]
     assert regression["averaging"] == "scores" and len(regression["copies"]) == 2
+    assert regression["spread"] > 0 and all(c["spread"] > 0 and np.isfinite(c["centre"]) for c in regression["copies"])
     for i, head in enumerate(regression["copies"]):
         assert head["cuts"] == read_json(member / "folds" / str(i) / "metrics.json")["regression"]["cuts"]
     assert len(regression["cuts"]) == 4 and regression["start"] == "prior" and np.all(np.diff(regression["cuts"]) >= 0)
