@@ -79,7 +79,8 @@ def test_verbose_leaves_tensorflow_alone(monkeypatch):
     from members.infra import quiet
 
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
-    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    monkeypatch.setenv(quiet.ENV, "1")
+    monkeypatch.setattr(sys, "meta_path", [quiet._QuietFinder(), *sys.meta_path])  # a quiet install came first
     quiet.install(verbose=True)
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0" and os.environ[quiet.ENV] == "0"
     assert not any(isinstance(f, quiet._QuietFinder) for f in sys.meta_path)

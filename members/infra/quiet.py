@@ -84,6 +84,8 @@ def install(verbose: bool = False) -> None:
     if verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         os.environ[ENV] = "0"
+        # an earlier quiet install (at ``import members`` in a quiet parent's worker) is undone
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietFinder)]
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ[ENV] = "1"
