@@ -73,7 +73,8 @@ def member_scores(folder: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
     if metrics.get("head") != "regression" or not head or not (folder / "val.npz").exists():
         return None
     val = load_npz(folder / "val.npz")
-    score = recover_score(np.asarray(val["probs"], np.float64), np.asarray(head["cuts"]), float(head["scale"]))
+    score = recover_score(np.asarray(val["probs"], np.float64), np.asarray(head["cuts"]), float(head["scale"]),
+                          float(head.get("mix", 0.0)))
     return score, np.asarray(val["labels"], np.int64), int(metrics["num_classes"])
 
 

@@ -124,6 +124,56 @@ def test_score_recovery_inverts_the_head():
     cuts = np.array([0.5, 1.5, 2.5, 3.5])
     for scale in (0.3, 1.0):
         np.testing.assert_allclose(recover_score(head_probs(score, cuts, scale), cuts, scale), score, atol=1e-4)
+        for mix in (0.2, 0.6):  # the uniform mix is taken out before the inversion
+            mixed = head_probs(score, cuts, scale, mix)
+            assert mixed.min() >= mix / 5 - 1e-12
+            np.testing.assert_allclose(mixed.sum(axis=1), 1.0, atol=1e-12)
+            np.testing.assert_allclose(recover_score(mixed, cuts, scale, mix), score, atol=1e-4)
+
+
+def test_the_uniform_mix_bounds_the_log_loss_of_a_sharp_head_without_moving_any_argmax():
+    from members.model.regression import mix_uniform
+
+    rng = np.random.default_rng(5)
+    y = rng.choice(5, 400, p=[0.5, 0.08, 0.27, 0.08, 0.07])
+    score = y + rng.normal(0, 0.9, 400)  # a noisy member: the narrow grade-1 and grade-3 bands need a sharp scale
+    fitted = fit_cuts(score, y, 5)
+    cuts = np.array(fitted["cuts"])
+    sharp, mixed = head_probs(score, cuts, fitted["scale"]), head_probs(score, cuts, fitted["scale"], fitted["mix"])
+
+    def loss(p):
+        return float(-np.mean(np.log(p[np.arange(len(y)), y])))
+
+    assert 0 < fitted["mix"] < 0.95
+    assert loss(mixed) < loss(sharp) and loss(mixed) < np.log(5)  # better than a uniform guess
+    assert mixed.argmax(axis=1).tolist() == sharp.argmax(axis=1).tolist()
+    grades = np.searchsorted(cuts, score, side="right")
+    assert np.mean(mixed.argmax(axis=1) == grades) >= 0.95
+    for m in (fitted["mix"] - 0.05, fitted["mix"] + 0.05):  # the fitted mix is the log-loss minimum
+        assert loss(mix_uniform(sharp, m)) > loss(mixed)
+    assert fit_cuts(score, y, 5, mix=False)["mix"] == 0.0
+
+
+def test_the_regression_head_applies_its_mix_and_a_head_saved_without_one_loads():
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from members.model.architecture import RegressionHead, build_model
+    from members.model.regression import mix_uniform
+
+    model = build_model(MemberSpec(input_size=16, depth=2, width=4, head="regression"), 5)
+    x = np.random.default_rng(1).uniform(0, 255, (3, 16, 16, 3)).astype("float32")
+    head = model.get_layer("regression_head")
+    assert head.uniform_mix and float(head.mix.numpy()) == 0.0
+    before = np.asarray(model(x), np.float64)
+    head.mix.assign(0.3)
+    np.testing.assert_allclose(np.asarray(model(x)), mix_uniform(before, 0.3), atol=1e-6)
+    config = RegressionHead(5).get_config()
+    config.pop("uniform_mix")  # as written before the mix existed
+    old = RegressionHead.from_config(config)
+    old.build((None, 8))
+    assert not old.uniform_mix and [w.name for w in old.weights if not w.trainable] == ["cuts", "scale"]
+    assert keras.ops.convert_to_numpy(old(np.zeros((2, 8), "float32"))).shape == (2, 5)
 
 
 def test_fit_cuts_tunes_for_qwk_and_keeps_argmax_on_the_cuts():
@@ -241,6 +291,7 @@ def test_recipe_member_end_to_end(tmp_path, prepared):
     # the saved model carries the tuned cuts: it reproduces val.npz exactly
     model = keras.saving.load_model(result.member_dir / "model.keras", safe_mode=True)
     np.testing.assert_allclose(model.get_layer("regression_head").cuts.numpy(), m["regression"]["cuts"], rtol=1e-6)
+    assert float(model.get_layer("regression_head").mix.numpy()) == pytest.approx(m["regression"]["mix"], abs=1e-6)
     saved = json.loads((result.member_dir / "metrics.json").read_text())
     assert saved["regression"] == m["regression"]
     # beside the monitored val_qwk (argmax at the training cuts) the history has the prior-matched QWK

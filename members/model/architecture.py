@@ -52,9 +52,10 @@ class OrdinalHead(layers.Layer):
         (2, 5)
     """
 
-    def __init__(self, num_classes: int, kernel_regularizer=None, **kwargs):
+    def __init__(self, num_classes: int, kernel_regularizer=None, uniform_mix: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
+        self.uniform_mix = bool(uniform_mix)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.score = layers.Dense(1, kernel_regularizer=self.kernel_regularizer, dtype=self.dtype_policy, name="score")
 
@@ -75,7 +76,7 @@ class OrdinalHead(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes,
+        config.update(num_classes=self.num_classes, uniform_mix=self.uniform_mix,
                       kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer))
         return config
 
@@ -87,9 +88,11 @@ class RegressionHead(layers.Layer):
     ``P(y > j) = sigmoid((score - cut_j) / scale)`` with fixed (non-trainable) cuts, at first
     ``0.5, 1.5, …`` and scale 1, so the expected grade ``sum_j P(y > j)`` is a smooth, bounded
     read-out of the score that an MSE loss on the grade trains (:class:`ExpectedGradeLoss`).
-    After training the cuts are tuned on val for QWK and the scale for log-loss
-    (:func:`members.model.regression.calibrate_head`); the saved model then outputs calibrated
-    probabilities whose argmax is the grade the tuned cuts give.
+    After training the cuts are tuned on val for QWK and the scale and the uniform mix for
+    log-loss (:func:`members.model.regression.calibrate_head`); the saved model then outputs
+    calibrated probabilities whose argmax is the grade the tuned cuts give. ``uniform_mix``
+    adds the mix weight (``(1 - mix) * p + mix / k``, 0 until calibrated); a head saved without
+    it (before the mix existed) loads without it.
 
     Example:
         >>> head = RegressionHead(5)
@@ -97,9 +100,10 @@ class RegressionHead(layers.Layer):
         (2, 5)
     """
 
-    def __init__(self, num_classes: int, kernel_regularizer=None, **kwargs):
+    def __init__(self, num_classes: int, kernel_regularizer=None, uniform_mix: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
+        self.uniform_mix = bool(uniform_mix)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.score = layers.Dense(1, kernel_regularizer=self.kernel_regularizer, dtype=self.dtype_policy, name="score")
 
@@ -109,18 +113,23 @@ class RegressionHead(layers.Layer):
         self.cuts = self.add_weight(name="cuts", shape=(k - 1,), trainable=False,
                                     initializer=keras.initializers.Constant([j + 0.5 for j in range(k - 1)]))
         self.scale = self.add_weight(name="scale", shape=(), trainable=False, initializer=keras.initializers.Constant(1.0))
+        if self.uniform_mix:
+            self.mix = self.add_weight(name="mix", shape=(), trainable=False, initializer=keras.initializers.Constant(0.0))
 
     def call(self, inputs):
         ops = keras.ops
         score = ops.cast(self.score(inputs), "float32")
-        return cumulative_probs(ops.sigmoid((score - ops.expand_dims(self.cuts, 0)) / self.scale))
+        probs = cumulative_probs(ops.sigmoid((score - ops.expand_dims(self.cuts, 0)) / self.scale))
+        if self.uniform_mix:
+            probs = (1.0 - self.mix) * probs + self.mix / self.num_classes
+        return probs
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes,
+        config.update(num_classes=self.num_classes, uniform_mix=self.uniform_mix,
                       kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer))
         return config
 
@@ -154,7 +163,8 @@ class ExpectedGradeLoss(keras.losses.Loss):
 
 def _head(x, spec: MemberSpec, num_classes: int, reg):
     if spec.head == "regression":
-        return RegressionHead(num_classes, kernel_regularizer=reg, dtype="float32", name="regression_head")(x)
+        return RegressionHead(num_classes, kernel_regularizer=reg, uniform_mix=True, dtype="float32",
+                              name="regression_head")(x)
     if spec.head == "ordinal":
         return OrdinalHead(num_classes, kernel_regularizer=reg, dtype="float32", name="ordinal_head")(x)
     return layers.Dense(num_classes, activation="softmax", kernel_regularizer=reg, dtype="float32", name="probs")(x)

@@ -203,9 +203,10 @@ def averaged_head(outputs: list, regression: dict) -> np.ndarray:
     """
     from members.model.regression import head_probs, recover_score
 
-    scores = np.mean([common_scale(recover_score(p, np.asarray(c["cuts"]), float(c["scale"])), c, regression)
+    scores = np.mean([common_scale(recover_score(p, np.asarray(c["cuts"]), float(c["scale"]), float(c.get("mix", 0.0))),
+                                   c, regression)
                       for p, c in zip(outputs, regression["copies"], strict=True)], axis=0)
-    return head_probs(scores, np.asarray(regression["cuts"]), float(regression["scale"]))
+    return head_probs(scores, np.asarray(regression["cuts"]), float(regression["scale"]), float(regression.get("mix", 0.0)))
 
 
 def common_scale(score: np.ndarray, copy: dict, regression: dict) -> np.ndarray:
@@ -243,8 +244,10 @@ def _regression_member(copies: list[dict], held: list[np.ndarray], tests: list[n
     heads = [m.get("regression") for m in copies]
     if any(m.get("head") != "regression" for m in copies) or not all(h and h.get("cuts") for h in heads):
         return None
-    each = [{"cuts": [float(c) for c in h["cuts"]], "scale": float(h["scale"])} for h in heads]
-    raw = [recover_score(probs, np.asarray(head["cuts"]), head["scale"]) for probs, head in zip(held, each, strict=True)]
+    each = [{"cuts": [float(c) for c in h["cuts"]], "scale": float(h["scale"]), "mix": float(h.get("mix", 0.0))}
+            for h in heads]
+    raw = [recover_score(probs, np.asarray(head["cuts"]), head["scale"], head["mix"])
+           for probs, head in zip(held, each, strict=True)]
     for head, score in zip(each, raw, strict=True):
         head["centre"], head["spread"] = _centre_spread(score)
     common = {"centre": float(np.mean([h["centre"] for h in each])), "spread": float(np.mean([h["spread"] for h in each]))}
@@ -255,7 +258,7 @@ def _regression_member(copies: list[dict], held: list[np.ndarray], tests: list[n
     regression = {**fitted, "averaging": "scores", **common,
                   "fitted_on": "out-of-fold scores of every train+val row, each copy's on the common scale",
                   "copies": each}
-    oof = head_probs(oof_score, np.asarray(fitted["cuts"]), fitted["scale"])
+    oof = head_probs(oof_score, np.asarray(fitted["cuts"]), fitted["scale"], fitted["mix"])
     return oof, averaged_head(tests, regression), regression
 
 

@@ -206,11 +206,12 @@ class Trainer:
         (:func:`members.model.regression.prior_matched_qwk`), recorded beside ``val_qwk``; not
         the monitor: as one, it did no better than ``val_qwk`` in the split-half ablation of
         BENCHMARKS.md "Which epoch a recipe member keeps"."""
-        from members.model.regression import prior_matched_qwk
+        from members.model.regression import head_mix, prior_matched_qwk
 
         head = model.get_layer("regression_head")
         return prior_matched_qwk(val_probs, self.labels["val"], np.bincount(self.labels["train"], minlength=self.k),
-                                 cuts=np.asarray(head.cuts.numpy(), np.float64), scale=float(head.scale.numpy()))
+                                 cuts=np.asarray(head.cuts.numpy(), np.float64), scale=float(head.scale.numpy()),
+                                 mix=head_mix(head))
 
     def _plan(self) -> list[tuple[str, int, float]]:
         """(phase, input size, learning rate) of every epoch before the retraining rounds."""
