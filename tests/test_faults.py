@@ -561,3 +561,25 @@ def test_rerun_completes_a_whole_member(killed):
     assert [row["epoch"] for row in _history(member)] == ["1", "2", "3"]
     assert not (member / ".resume").exists() and not (member / ".lock").exists()
     assert temp_files(member) == []
+
+
+def test_a_ctrl_c_while_sizing_the_weights_stays_an_interrupt():
+    """numpy's array coercion swallows an exception raised inside a shape's ``__len__`` (np.prod then
+    returned the shape itself and a Ctrl-C became a TypeError traceback, once in CI)."""
+    from types import SimpleNamespace
+
+    from members.training.artifacts import _weight_bytes
+
+    class InterruptedShape:
+        def __len__(self):
+            raise KeyboardInterrupt
+
+        def __iter__(self):
+            raise KeyboardInterrupt
+
+    weight = SimpleNamespace(shape=InterruptedShape(), dtype="float32")
+    with pytest.raises(KeyboardInterrupt):
+        _weight_bytes(SimpleNamespace(weights=[weight]))
+    sized = SimpleNamespace(weights=[SimpleNamespace(shape=(3, 4), dtype="float32"),
+                                     SimpleNamespace(shape=(), dtype="float32")])
+    assert _weight_bytes(sized) == (12 + 1) * 4

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -98,14 +99,24 @@ def save_predictions(path: Path, probs: np.ndarray, labels: np.ndarray, row_ids:
 MIN_FREE_BYTES = 16 * 2**20  # kept free beyond the estimate: the HDF5 writer must never meet a full disk
 
 
+def _numel(shape) -> int:
+    """Number of elements of a weight's ``shape`` (a tuple or a ``TensorShape``).
+
+    ``math.prod(tuple(shape))``, not ``np.prod(shape)``: numpy's array coercion swallows an exception
+    raised while it asks a ``TensorShape`` for its length, so a Ctrl-C landing there became a
+    ``TypeError`` traceback instead of the interrupt (seen once in CI).
+    """
+    return math.prod(int(d) for d in tuple(shape))
+
+
 def _weight_bytes(model) -> int:
     """Bytes of ``model``'s weights (float32 or what they are), plus the optimizer's variables when built."""
-    total = sum(int(np.prod(w.shape)) * np.dtype(getattr(w, "dtype", "float32")).itemsize
+    total = sum(_numel(w.shape) * np.dtype(getattr(w, "dtype", "float32")).itemsize
                 for w in getattr(model, "weights", []))
     optimizer = getattr(model, "optimizer", None)
     for v in getattr(optimizer, "variables", []) or []:
         try:
-            total += int(np.prod(v.shape)) * 4
+            total += _numel(v.shape) * 4
         except (TypeError, ValueError):
             continue
     return total
