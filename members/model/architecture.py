@@ -52,10 +52,9 @@ class OrdinalHead(layers.Layer):
         (2, 5)
     """
 
-    def __init__(self, num_classes: int, kernel_regularizer=None, uniform_mix: bool = False, **kwargs):
+    def __init__(self, num_classes: int, kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
-        self.uniform_mix = bool(uniform_mix)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.score = layers.Dense(1, kernel_regularizer=self.kernel_regularizer, dtype=self.dtype_policy, name="score")
 
@@ -76,7 +75,7 @@ class OrdinalHead(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, uniform_mix=self.uniform_mix,
+        config.update(num_classes=self.num_classes,
                       kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer))
         return config
 
