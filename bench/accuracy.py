@@ -9,6 +9,7 @@
     python bench/accuracy.py retinamnist --folds 5 --jobs 2   # the bagged protocol: k-fold members, vote on OOF rows
     python bench/accuracy.py synthetic --folds 2 --quick      # a smoke run on the synthetic demo set (no shared data)
     python bench/accuracy.py eyepacs64 --folds 2 --only small,wide   # a subset of the member set, to fit a budget
+    python bench/accuracy.py eyepacs512 --folds 3 --members defaults --start-from bench/work/idrid   # members started from IDRiD's
 
 Trains the documented member set (they differ in depth, width and input size) from scratch,
 votes with every method, and writes ``bench/results/<dataset>.json``: the ``report.json``
@@ -97,6 +98,16 @@ def default_members() -> tuple:
     return tuple((name, name, {}) for name in list_presets() if name not in NOT_DEFAULT_MEMBERS)
 
 
+def source_member(workdir: Path, name: str) -> Path:
+    """The saved model of member ``name`` in another set's workdir (a k-fold member: its copy 0)."""
+    folder = workdir / "members" / name
+    for path in (folder / "model.keras", folder / "folds" / "0" / "model.keras"):
+        if path.is_file():
+            return path.absolute()
+    raise SystemExit(f"--start-from {workdir}: no member {name!r} there ({folder}/model.keras is missing); "
+                     "train that member set on the source set first.")
+
+
 def unavailable(spec) -> str | None:
     """Why a member cannot be trained on this machine (pretrained weights it cannot get), or None."""
     if not spec.is_backbone or spec.weights == "none":
@@ -128,6 +139,9 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, default=None,
                         help="train every member as K copies on K-1 folds of train+val and vote on the OOF rows")
     parser.add_argument("--jobs", type=int, default=1, help="with --folds: fold copies trained at once (loky)")
+    parser.add_argument("--start-from", type=Path, default=None, metavar="WORKDIR",
+                        help="start every member from the member of the same name in another set's workdir "
+                             "(weights = <WORKDIR>/members/<name>/model.keras; a k-fold member's copy 0)")
     parser.add_argument("--select-by", default=None, choices=SELECT_METRICS,
                         help="val selection metric (default: per dataset, see SELECT_BY)")
     args = parser.parse_args(argv)
@@ -159,6 +173,8 @@ def main(argv=None) -> int:
         overrides = dict(overrides)
         if args.quick:
             overrides["epochs"] = max(1, overrides.get("epochs", load_preset(preset).epochs) // 4)
+        if args.start_from:
+            overrides["weights"] = str(source_member(args.start_from, name))
         spec = load_preset(preset).replace(seed=args.seed + i, **overrides)
         why = unavailable(spec)
         if why:
@@ -190,14 +206,14 @@ def main(argv=None) -> int:
         **report,
         "benchmark": {
             "dataset": args.dataset, "member_set": which, "quick": args.quick, "seconds_total": round(seconds, 1),
-            "folds": args.folds, "only": args.only,
+            "folds": args.folds, "only": args.only, "start_from": str(args.start_from) if args.start_from else None,
             "members": members, "not_run": not_run, "published": PUBLISHED if args.dataset == "retinamnist" else None,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
             "date": time.strftime("%Y-%m-%d"),
             "command": "python bench/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         },
     }
-    name = f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}{f'-folds{args.folds}' if args.folds else ''}{'-' + '-'.join(m[0] for m in member_set) if args.only else ''}{'-quick' if args.quick else ''}.json"
+    name = f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}{f'-folds{args.folds}' if args.folds else ''}{'-' + '-'.join(m[0] for m in member_set) if args.only else ''}{'-start-from' if args.start_from else ''}{'-quick' if args.quick else ''}.json"
     write_json(ROOT / "bench" / "results" / name, out)
     if args.json:
         write_json(args.json, out)

@@ -61,7 +61,7 @@ class MemberSpec:
     dense_layers: int = 1
     head: str = "softmax"
     regression_loss: str = "mse"  # head = "regression": loss on the expected grade
-    weights: str = "none"  # backbones: "none", "imagenet" or a path to a weights file
+    weights: str = "none"  # backbones: "none", "imagenet" or a weights file; built-in: "none" or a member's model.keras
     freeze_epochs: int = 0  # backbones: epochs of head warm-up on a frozen base, then the base is unfrozen
     finetune_lr_factor: float = 0.1  # the learning rate after unfreezing, as a share of the plan's
     # resolution
@@ -237,8 +237,10 @@ def validate(spec: MemberSpec) -> None:
            f"warmup_epochs ({spec.warmup_epochs}) must be fewer than epochs ({spec.epochs}); lower it or train longer.")
     _check(spec.weights.strip() != "", 'weights must be "none", "imagenet" or the path to a weights file; got an empty string.')
     if not spec.is_backbone:
-        _check(spec.weights == "none", f'weights = {spec.weights!r} loads pretrained weights into a Keras application, but '
-               f'architecture {spec.architecture!r} is built from scratch; use weights = "none" or an architecture among '
+        _check(spec.weights == "none" or spec.weights.strip().endswith(".keras"),
+               f'weights = {spec.weights!r} does not apply to architecture {spec.architecture!r}: a built-in network has '
+               'no ImageNet weights and starts from "none" or from a saved member of the same architecture '
+               '(weights = "<workdir>/members/<name>/model.keras"); for ImageNet weights use an architecture among '
                f'{", ".join(BACKBONES)}.')
         _check(spec.freeze_epochs == 0, f"freeze_epochs freezes a pretrained base, which architecture {spec.architecture!r} "
                f"has not; set freeze_epochs = 0 or use one of {', '.join(BACKBONES)}.")

@@ -116,8 +116,25 @@ class Trainer:
 
         with self.strategy.scope():
             model = build_model(self.spec, self.k)
+            if not self.spec.is_backbone and self.spec.weights.strip() != "none":
+                self._start_from_member(model)
             self._compile(model)
         return model
+
+    def _start_from_member(self, model) -> None:
+        """A built-in network starting from a saved member's weights (``weights = "<member>/model.keras"``)."""
+        from pathlib import Path
+
+        from members.infra.errors import UserError
+        from members.model.transfer import transfer_weights
+
+        path = Path(self.spec.weights.strip()).expanduser().absolute()
+        if not path.is_file():
+            what = "is a folder, not a file" if path.is_dir() else "does not exist"
+            raise UserError(f"Weights file {path} {what}; pass the model.keras of a saved member of the same "
+                            "architecture (members/<name>/model.keras), or weights = \"none\".")
+        info = transfer_weights(model, str(path), log=lambda m: self.log(f"[{self.name}] {m}"))
+        self.log(f"[{self.name}] started from {path} ({info['copied']} layers copied)")
 
     def _compile(self, model, lr: float | None = None) -> None:
         """Compile with the spec's optimizer and the head's loss (again after a base is unfrozen)."""
