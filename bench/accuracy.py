@@ -9,7 +9,7 @@
     python bench/accuracy.py retinamnist --folds 5 --jobs 2   # the bagged protocol: k-fold members, vote on OOF rows
     python bench/accuracy.py synthetic --folds 2 --quick      # a smoke run on the synthetic demo set (no shared data)
     python bench/accuracy.py eyepacs64 --folds 2 --only small,wide   # a subset of the member set, to fit a budget
-    python bench/accuracy.py eyepacs512 --folds 3 --members defaults --start-from bench/work/idrid   # members started from IDRiD's
+    python bench/accuracy.py eyepacs512 --folds 3 --start-from bench/work/idrid --workdir bench/work/eyepacs512-from-idrid   # members started from IDRiD's
 
 Trains the documented member set (they differ in depth, width and input size) from scratch,
 votes with every method, and writes ``bench/results/<dataset>.json``: the ``report.json``
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
             "command": "python bench/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         },
     }
-    name = f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}{f'-folds{args.folds}' if args.folds else ''}{'-' + '-'.join(m[0] for m in member_set) if args.only else ''}{'-start-from' if args.start_from else ''}{'-quick' if args.quick else ''}.json"
+    name = f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}{f'-folds{args.folds}' if args.folds else ''}{'-' + '-'.join(m[0] for m in member_set) if args.only else ''}{'-from-' + args.start_from.name if args.start_from else ''}{'-quick' if args.quick else ''}.json"
     write_json(ROOT / "bench" / "results" / name, out)
     if args.json:
         write_json(args.json, out)

@@ -23,6 +23,9 @@ class RealSet:
     labels: str | None = None  # CSV inside folder (Kaggle layout: image,level), None for an npz
     npz: str | None = None
     note: str = ""
+    # Another set's folder whose patients are left out of this one (Kaggle ``<patient>_<eye>`` names):
+    # a set used to pretrain members for that one must not hold its val or test patients.
+    without_patients_of: str | None = None
 
     @property
     def path(self) -> Path:
@@ -38,6 +41,10 @@ SETS = {
                           note="757 EyePACS photographs at real resolution, Kaggle layout, split by patient"),
     "eyepacs64": RealSet("eyepacs64", "eyepacs_dev_64", labels="trainLabels.csv",
                          note="4,064 EyePACS 64 px thumbnails, Kaggle layout, split by patient"),
+    "eyepacs64-disjoint": RealSet("eyepacs64-disjoint", "eyepacs_dev_64", labels="trainLabels.csv",
+                                  without_patients_of="eyepacs_dev_512",
+                                  note="the EyePACS thumbnails less every patient of eyepacs_dev_512 (3,956 images): "
+                                       "a source to pretrain EyePACS-512 members on without leaking its val/test"),
 }
 
 
@@ -54,4 +61,30 @@ def prepare_set(name: str, workdir: Path) -> None:
         return
     if not (s.path / s.labels).exists():
         sys.exit(f"{s.path / s.labels} is missing; this benchmark needs ../shared/data (see its README).")
-    prepare_csv(workdir, s.path / s.labels, s.path / "images", force=True)
+    labels = s.path / s.labels
+    if s.without_patients_of:
+        labels = _without_patients(labels, SHARED / s.without_patients_of / "trainLabels.csv",
+                                   workdir.parent / f"{workdir.name}.labels.csv")
+    prepare_csv(workdir, labels, s.path / "images", force=True)
+
+
+def _without_patients(labels: Path, other: Path, out: Path) -> Path:
+    """Write ``labels`` less the rows of every patient named in ``other`` to ``out`` (atomically)."""
+    import pandas as pd
+
+    from members.data.split import patient_groups
+    from members.infra.atomic import write_text
+
+    if not other.exists():
+        sys.exit(f"{other} is missing; the disjoint set needs it to leave that set's patients out.")
+    table, theirs = pd.read_csv(labels, dtype={"image": str}), pd.read_csv(other, dtype={"image": str})
+    ours_ids, their_ids = patient_groups(table["image"].tolist()), patient_groups(theirs["image"].tolist())
+    if ours_ids is None or their_ids is None:
+        sys.exit(f"{labels} or {other} has names that are not <patient>_<left|right>; cannot match patients.")
+    keep = [pid not in set(their_ids) for pid in ours_ids]
+    dropped = len(keep) - sum(keep)
+    print(f"[sets] {labels.parent.name}: left out {dropped} images of {len(set(ours_ids) & set(their_ids))} patients "
+          f"who are also in {other.parent.name}; {sum(keep)} remain", file=sys.stderr, flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(out, table[keep].to_csv(index=False))
+    return out
