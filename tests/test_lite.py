@@ -234,3 +234,14 @@ def test_the_lite_preset_is_pretrained_and_freezes_first():
     preset = load_preset("lite")
     assert preset.architecture == "efficientnet_lite0" and preset.weights == "imagenet"
     assert 0 < preset.freeze_epochs < preset.total_epochs and preset.input_size == 224
+
+
+@packaged
+def test_a_cut_short_state_dict_is_refused_in_one_sentence(tmp_path):
+    data = lite.packaged_file().read_bytes()
+    for size, words in ((100_000, "ends inside a storage"), (30_000, "damaged or cut short")):
+        path = tmp_path / f"cut{size}.pth"
+        path.write_bytes(data[:size])
+        with pytest.raises(UserError, match=words) as err:
+            read_state_dict(path)
+        assert str(path) in str(err.value) and "\n" not in str(err.value)

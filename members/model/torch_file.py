@@ -158,7 +158,7 @@ def _walk(data: bytes, path, *, start: int = 0) -> tuple[object, int]:
     except (IndexError, KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, UserError):
             raise
-        raise _refuse(path, f"its pickle is malformed: {type(exc).__name__}") from None
+        raise _refuse(path, f"its pickle is damaged or cut short ({type(exc).__name__})") from None
     raise _refuse(path, "its pickle has no end")
 
 
