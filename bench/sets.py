@@ -81,9 +81,10 @@ def _without_patients(labels: Path, other: Path, out: Path) -> Path:
     ours_ids, their_ids = patient_groups(table["image"].tolist()), patient_groups(theirs["image"].tolist())
     if ours_ids is None or their_ids is None:
         sys.exit(f"{labels} or {other} has names that are not <patient>_<left|right>; cannot match patients.")
-    keep = [pid not in set(their_ids) for pid in ours_ids]
+    shared = set(ours_ids) & set(their_ids)
+    keep = [pid not in shared for pid in ours_ids]
     dropped = len(keep) - sum(keep)
-    print(f"[sets] {labels.parent.name}: left out {dropped} images of {len(set(ours_ids) & set(their_ids))} patients "
+    print(f"[sets] {labels.parent.name}: left out {dropped} images of {len(shared)} patients "
           f"who are also in {other.parent.name}; {sum(keep)} remain", file=sys.stderr, flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, table[keep].to_csv(index=False))

@@ -200,15 +200,17 @@ def _array(tensor: _Tensor, raw: bytes, path) -> np.ndarray:
     return np.ascontiguousarray(view).astype(view.dtype.newbyteorder("="))
 
 
-def _tensors(obj, storages: dict, path) -> dict[str, np.ndarray]:
+def _tensor_refs(obj, path) -> dict[str, _Tensor]:
+    """The tensors of a state_dict (or of a training checkpoint's ``state_dict``) by name, not yet read."""
     if not isinstance(obj, dict):
         raise _refuse(path, f"it holds a {type(obj).__name__}, not a dict of tensors")
     if "state_dict" in obj and isinstance(obj["state_dict"], dict):  # a training checkpoint
         obj = obj["state_dict"]
-    out = {}
-    for key, value in obj.items():
-        if isinstance(value, _Tensor):
-            out[str(key)] = _array(value, storages[value.storage.key], path)
+    return {str(key): value for key, value in obj.items() if isinstance(value, _Tensor)}
+
+
+def _tensors(refs: dict[str, _Tensor], storages: dict, path) -> dict[str, np.ndarray]:
+    out = {key: _array(value, storages[value.storage.key], path) for key, value in refs.items()}
     if not out:
         raise _refuse(path, "it holds no tensor")
     return out
@@ -222,13 +224,12 @@ def _read_zip(file: Path) -> dict[str, np.ndarray]:
             raise _refuse(file, "its archive has no data.pkl")
         prefix = pkl[: -len("data.pkl")]
         obj, _ = _walk(archive.read(pkl), file)
-        keys = {v.storage.key for v in (obj.get("state_dict", obj) if isinstance(obj, dict) else {}).values()
-                if isinstance(v, _Tensor)}
+        refs = _tensor_refs(obj, file)
         try:
-            storages = {key: archive.read(f"{prefix}data/{key}") for key in keys}
+            storages = {key: archive.read(f"{prefix}data/{key}") for key in {v.storage.key for v in refs.values()}}
         except KeyError as exc:
             raise _refuse(file, f"its archive lacks the storage {exc}") from None
-    return _tensors(obj, storages, file)
+    return _tensors(refs, storages, file)
 
 
 def _read_legacy(file: Path, data: bytes) -> dict[str, np.ndarray]:
@@ -239,10 +240,9 @@ def _read_legacy(file: Path, data: bytes) -> dict[str, np.ndarray]:
     _, at = _walk(data, file, start=at)  # system info
     obj, at = _walk(data, file, start=at)
     keys, at = _walk(data, file, start=at)
-    storages, dtypes = {}, {}
-    for value in (obj.get("state_dict", obj) if isinstance(obj, dict) else {}).values():
-        if isinstance(value, _Tensor):
-            dtypes[value.storage.key] = value.storage.dtype
+    refs = _tensor_refs(obj, file)
+    dtypes = {value.storage.key: value.storage.dtype for value in refs.values()}
+    storages = {}
     for key in keys:
         (count,) = struct.unpack_from("<q", data, at)
         size = count * np.dtype(dtypes.get(str(key), np.uint8)).itemsize
@@ -251,7 +251,7 @@ def _read_legacy(file: Path, data: bytes) -> dict[str, np.ndarray]:
             raise _refuse(file, "it ends inside a storage (truncated?)")
         storages[str(key)] = data[at:at + size]
         at += size
-    return _tensors(obj, storages, file)
+    return _tensors(refs, storages, file)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
