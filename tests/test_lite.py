@@ -245,3 +245,33 @@ def test_a_cut_short_state_dict_is_refused_in_one_sentence(tmp_path):
         with pytest.raises(UserError, match=words) as err:
             read_state_dict(path)
         assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_early_layers_are_the_stages_up_to_an_output_stride():
+    base = lite.build_lite0((None, None, 3))
+    assert backbones.early_layers(base, 0) == []
+    names = {stride: [layer.name for layer in backbones.early_layers(base, stride)] for stride in (2, 8)}
+    # stride 2: the stem, block 0 and block 1's expansion, which still runs at half resolution
+    assert names[2][0] == "stem_conv" and names[2][-1] == "block1_expand_relu6" and len(names[2]) == 11
+    assert "block1_dwconv" not in names[2] and names[2] == names[8][: len(names[2])]
+    assert names[8][-1] == "block5_expand_relu6" and "block4_project_bn" in names[8]
+
+
+@packaged
+def test_freeze_stride_keeps_the_early_stages_at_their_imagenet_weights(workdir_copy):
+    from members.training.trainer import train_member
+
+    lines: list[str] = []
+    member = spec(weights="imagenet", input_size=32, epochs=2, freeze_epochs=1, freeze_stride=4,
+                  batch_size=8, lr=0.05, optimizer="sgd", cache="none", keep="last")
+    train_member(workdir_copy, member, name="fs", log=lines.append, show_progress=False)
+    trained = keras.saving.load_model(workdir_copy / "members" / "fs" / "model.keras", safe_mode=True)
+    fresh = build_backbone(member, 5, None).get_layer("backbone")
+    base = trained.get_layer("backbone")
+    early = {layer.name for layer in backbones.early_layers(base, 4)}
+    assert "block2_project_conv" in early and "block3_dwconv" not in early
+    for name in ("stem_conv", "block1_dwconv", "block2_project_bn", "block3_dwconv", "top_conv"):
+        same = all(np.array_equal(a, b) for a, b in zip(base.get_layer(name).get_weights(),
+                                                        fresh.get_layer(name).get_weights(), strict=True))
+        assert same == (name in early), name  # early stages untouched (BN statistics too), the rest fine-tuned
+    assert any("its first 29 layers (output stride <= 4) kept frozen" in line for line in lines), lines

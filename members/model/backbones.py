@@ -299,6 +299,35 @@ def build_base(spec: MemberSpec, input_shape: tuple):
     return base
 
 
+def early_layers(base, stride: int, probe: int = 64) -> list:
+    """The layers of ``base`` up to the last one whose output is at output stride ``stride`` or finer.
+
+    These are the stem and the early, high-resolution stages: generic edge and colour filters
+    that fine-tuning changes least and that cost the most to back-propagate through (their
+    activations are the largest), so ``freeze_stride`` keeps them frozen. The strides are found
+    by one forward pass of a ``probe``-pixel black image, so this works for any base whatever its
+    branches (residual shortcuts, squeeze-excitation) and whatever its input size (``None``).
+
+    Example:
+        >>> from members.model.lite import build_lite0
+        >>> [layer.name for layer in early_layers(build_lite0((None, None, 3)), 2)][-1]
+        'block1_expand_relu6'
+    """
+    import keras
+    import numpy as np
+
+    if stride <= 0:
+        return []
+    layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
+    outputs = keras.Model(base.inputs, [layer.output for layer in layers])([np.zeros((1, probe, probe, 3), "float32")])
+    last = -1
+    for i, out in enumerate(outputs):
+        shape = tuple(out.shape)
+        if len(shape) == 4 and shape[1] and probe / shape[1] <= stride:
+            last = i
+    return layers[: last + 1]
+
+
 def _preprocess(x, architecture: str):
     """The input scaling an application expects but does not include (raw 0–255 pixels in)."""
     from keras import layers

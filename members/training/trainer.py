@@ -92,6 +92,7 @@ class Trainer:
         self.epoch_log = EpochLog(name, spec.total_epochs, log, tensorboard_dir=member_dir if spec.tensorboard else None)
         self.collapse = CollapseWatch(name, spec, dataset.classes, log)
         self._datasets: dict = {}
+        self._early: tuple | None = None  # (base, its layers kept frozen by freeze_stride)
 
     @property
     def timing(self) -> dict:
@@ -149,16 +150,33 @@ class Trainer:
                           metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")], jit_compile=s.jit_compile)
 
     def _set_frozen(self, model, frozen: bool, lr: float) -> None:
-        """Freeze or unfreeze a Keras application's base (``backbone`` layer); recompile on a change."""
-        if not self.spec.is_backbone or self.spec.freeze_epochs == 0 or self.spec.weights == "none":
+        """Freeze or unfreeze a pretrained base (``backbone`` layer); recompile on a change.
+
+        Unfrozen, the base still keeps its layers up to ``freeze_stride`` frozen (their batch
+        normalisation then runs in inference mode, on the ImageNet statistics).
+        """
+        s = self.spec
+        if not s.is_backbone or s.weights == "none" or (s.freeze_epochs == 0 and s.freeze_stride == 0):
             return  # a randomly initialised base is never frozen (weights = "none" ignores freeze_epochs)
+        from members.model.backbones import early_layers
+
         base = model.get_layer("backbone")
-        if base.trainable == (not frozen):
+        if s.freeze_stride and (self._early is None or self._early[0] is not base):  # once per built model
+            self._early = (base, early_layers(base, s.freeze_stride))
+        kept = [] if frozen or self._early is None else self._early[1]
+        if base.trainable == (not frozen) and not any(layer.trainable for layer in kept):
             return
         base.trainable = not frozen
+        for layer in kept:
+            layer.trainable = False
         self._compile(model, lr)
-        self.log(f"[{self.name}] {'froze' if frozen else 'unfroze'} the {self.spec.architecture} base"
-                 + ("" if frozen else f" (lr x {self.spec.finetune_lr_factor:g} from now on)"))
+        if frozen:
+            self.log(f"[{self.name}] froze the {s.architecture} base")
+        else:
+            kept_note = (f", its first {len(kept)} layers (output stride <= {s.freeze_stride}) kept frozen"
+                         if kept else "")
+            lr_note = f" (lr x {s.finetune_lr_factor:g} from now on)" if s.freeze_epochs else ""
+            self.log(f"[{self.name}] unfroze the {s.architecture} base{kept_note}{lr_note}")
 
     def _dataset(self, split: str, size: int, *, training: bool, subset: np.ndarray | None = None, seed_offset: int = 0):
         from members.data.pipeline import Augmentation, make_dataset
