@@ -50,18 +50,23 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from members.infra import atomic
+    from members.infra.errors import UserError
     from members.model.spec import load_preset
     from members.training.trainer import train_member
 
     bases = args.base or ["small"]
-    runs = [(f"{b} (defaults)", b, {}) for b in bases] if not args.variant else []
-    runs += [_parse_variant(v, bases[0]) for v in args.variant]
+    try:  # every variant's spec first: a bad one stops the run before any member trains
+        runs = [(f"{b} (defaults)", b, {}) for b in bases] if not args.variant else []
+        runs += [_parse_variant(v, bases[0]) for v in args.variant]
+        specs = [load_preset(preset).replace(seed=args.seed, **overrides) for _, preset, overrides in runs]
+    except UserError as exc:
+        print(f"[ablate] {exc}", file=sys.stderr)
+        return 2
     workdir = args.workdir or ROOT / "bench" / "work" / args.dataset
     prepare_set(args.dataset, workdir)
     out_path = args.json or ROOT / "bench" / "results" / f"ablate-{args.dataset}.json"
     results = atomic.read_json(out_path) if out_path.exists() else {"dataset": args.dataset, "variants": {}}
-    for name, preset, overrides in runs:
-        spec = load_preset(preset).replace(seed=args.seed, **overrides)
+    for (name, preset, overrides), spec in zip(runs, specs, strict=True):
         folder = "abl-" + "-".join("".join(c if c.isalnum() or c in "_" else " " for c in name).split())
         print(f"[ablate] {name}: {preset} + {overrides}", file=sys.stderr, flush=True)
         started = time.perf_counter()

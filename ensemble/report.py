@@ -122,12 +122,13 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| {_label(name, report)} | {kind} | {cells} |")
     lines += ["", f"## Significance: each ensemble against {report['best_single']} (test)", "",
               "McNemar's exact test on the rows exactly one of the two gets right (two-sided).", "",
-              "| ensemble | ensemble alone right | single alone right | favours | p |",
-              "| --- | --- | --- | --- | --- |"]
+              "| ensemble | ensemble alone right | single alone right | favours | p | same grade as the single |",
+              "| --- | --- | --- | --- | --- | --- |"]
     for method, s in report["significance"].items():
         favours = {"ensemble": method, "single": report["best_single"]}.get(s.get("direction"), "neither")
+        same = s.get("same_grades")
         lines.append(f"| {method} | {s['method_only_correct']} | {s['single_only_correct']} | {favours} "
-                     f"| {s['mcnemar_p']:.4g} |")
+                     f"| {s['mcnemar_p']:.4g} | {'n/a' if same is None else f'{same:.0%} of rows'} |")
     diff = report["difference"]
     lines += ["", f"Paired bootstrap difference {diff['method']} minus {diff['vs']} on test:", "",
               "| metric | difference [95 % CI] |", "| --- | --- |"]

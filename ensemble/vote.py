@@ -409,7 +409,8 @@ def _significance(labels, methods_out: dict[str, Predictions], vs: str, single: 
         only_m, only_s = int(np.sum(right & ~right_single)), int(np.sum(~right & right_single))
         out[name] = {"vs": vs, "mcnemar_p": stats.mcnemar_exact(labels, p.test_pred, single.test_pred),
                      "method_only_correct": only_m, "single_only_correct": only_s,
-                     "direction": "ensemble" if only_m > only_s else "single" if only_s > only_m else "even"}
+                     "direction": "ensemble" if only_m > only_s else "single" if only_s > only_m else "even",
+                     "same_grades": float(np.mean(p.test_pred == single.test_pred)) if len(labels) else None}
     return out
 
 
@@ -478,7 +479,8 @@ def _outcome(r: dict, select_by: str) -> dict:
     s = r["significance"][r["best_method"]]
     only_m, only_s = s["method_only_correct"], s["single_only_correct"]
     return {"verdict": word, "metric": select_by, "difference": diff["value"], "ci": [lo, hi],
-            "mcnemar_p": s["mcnemar_p"], "ensemble_only_correct": only_m, "single_only_correct": only_s}
+            "mcnemar_p": s["mcnemar_p"], "ensemble_only_correct": only_m, "single_only_correct": only_s,
+            "same_grades": s.get("same_grades")}
 
 
 def _f(value, sign: bool = False) -> str:
@@ -536,6 +538,10 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
     mcnemar = (f"McNemar's exact test: {n_only} test row{'' if n_only == 1 else 's'} only the ensemble gets right vs "
                f"{out['single_only_correct']} only the single member gets right, p = {p:.3g} "
                f"({'significant' if p < 0.05 else 'not significant'} at 0.05).")
+    same = out.get("same_grades")
+    if same == 1.0:  # e.g. a weighted vote that put nearly all its weight on one member
+        mcnemar += (f" {bm} gives every test row the grade {bs} gives it: on test it is that member in effect, "
+                    "not a combination of members.")
     return f"{head}; {extra}. {baseline} {mcnemar}"
 
 

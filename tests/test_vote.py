@@ -338,6 +338,13 @@ def test_verdict_compares_both_with_the_majority_class_and_gives_mcnemar_directi
     assert "McNemar's exact test: 1 test row only the ensemble gets right vs 3" in _verdict(single_row, "qwk")
     one = _verdict(_fake_report((0.01, 0.09), (0.75, 0.65), base_acc=0.7), "qwk")
     assert "wide is below the majority class on accuracy" in one
+    assert "in effect" not in one  # no same_grades figure (an older report): nothing said
+    twin = _fake_report((0.0, 0.0), (0.75, 0.75))
+    twin["significance"]["stack"].update(method_only_correct=0, single_only_correct=0, same_grades=1.0)
+    assert ("stack gives every test row the grade wide gives it: on test it is that member in effect"
+            in _verdict(twin, "qwk"))
+    twin["significance"]["stack"]["same_grades"] = 0.99
+    assert "in effect" not in _verdict(twin, "qwk")
 
 
 def test_mcnemar_direction_counts_match_a_hand_count(voted) -> None:
@@ -354,12 +361,16 @@ def test_mcnemar_direction_counts_match_a_hand_count(voted) -> None:
         only_s = int(np.sum((pred != labels) & (single == labels)))
         assert (s["method_only_correct"], s["single_only_correct"]) == (only_m, only_s), method
         assert s["direction"] == ("ensemble" if only_m > only_s else "single" if only_s > only_m else "even")
+        assert s["same_grades"] == pytest.approx(float(np.mean(pred == single))), method
     out = report["outcome"]
     best = report["significance"][report["best_method"]]
     assert (out["ensemble_only_correct"], out["single_only_correct"]) == (best["method_only_correct"],
                                                                          best["single_only_correct"])
     n = out["ensemble_only_correct"]
     assert f"{n} test row{'' if n == 1 else 's'} only the ensemble gets right" in report["verdict"]
+    md = (root / "ensemble" / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith(f"| {report['best_method']} | {n} |"))
+    assert row.endswith(f"| {best['same_grades']:.0%} of rows |")
 
 
 # ---- referable DR and calibration -------------------------------------------------------
