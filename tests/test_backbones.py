@@ -204,3 +204,17 @@ def test_pretrained_presets_load_and_build_offline_without_freezing(name, arch):
     assert preset.architecture == arch and preset.weights == "imagenet" and preset.freeze_epochs > 0
     offline = preset.replace(weights="none", freeze_epochs=0)  # a random base is never frozen
     assert offline.is_backbone and offline.input_size >= 128
+
+
+@pytest.mark.parametrize("arch", BACKBONES)
+def test_early_layers_grow_with_the_stride_and_are_a_prefix_of_the_base(models, arch):
+    base = models[arch].get_layer("backbone")
+    layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
+    found = {stride: backbones.early_layers(base, stride) for stride in (4, 8, 16)}
+    assert 0 < len(found[4]) < len(found[8]) < len(found[16]) < len(layers)
+    for chosen in found.values():
+        assert chosen == layers[: len(chosen)]
+    # the first layer left to fine-tune has an output stride above the one asked for
+    probe = keras.Model(base.inputs, [layers[len(found[4])].output, layers[len(found[8])].output])
+    after4, after8 = probe([np.zeros((1, 64, 64, 3), "float32")])
+    assert 64 / after4.shape[1] > 4 and 64 / after8.shape[1] > 8
