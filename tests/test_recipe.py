@@ -269,6 +269,43 @@ def test_collapse_warning_after_three_epochs_at_one_class():
     assert "every val image was predicted as class 0" in lines[0] and "sampling=balanced" in lines[0]
 
 
+
+def _health(history, val_probs):
+    from members.training.collapse import health
+
+    lines = []
+    labels = {"train": np.array([0, 0, 0, 1, 2, 3, 4]), "val": np.array([0, 0, 0, 0, 1, 2, 2, 3, 4, 4]),
+              "test": np.array([0, 1])}
+    results = {"val": {"balanced_accuracy": 0.6, "auc": 0.8, "accuracy": 0.7}, "test": {"accuracy": 0.5}}
+    out = health(name="m", spec=MemberSpec(epochs=5), classes=[0, 1, 2, 3, 4], labels=labels,
+                 predictions={"val": val_probs, "test": val_probs[:2]}, results=results, history=history,
+                 log=lines.append)
+    return out, lines
+
+
+def test_a_collapse_warning_the_kept_weights_overturn_is_said_to_be_overturned():
+    """A regression member whose scores drift below the grade scale warns while training; with its
+    tuned cuts the kept weights predict several grades: the log and metrics.json say the warning
+    does not hold, and the member is kept."""
+    at_chance = {"val_classes_predicted": 1, "val_balanced_accuracy": 0.2}
+    learned = {"val_classes_predicted": 3, "val_balanced_accuracy": 0.4}
+    history = [dict(learned), dict(at_chance), dict(at_chance), dict(at_chance), dict(learned)]
+    spread = np.eye(5)[[0, 0, 0, 0, 1, 2, 2, 3, 4, 4]] * 0.9 + 0.02
+    out, lines = _health(history, spread)
+    assert out["collapsed"] is False
+    assert out["collapse"]["epochs_at_chance"] == 3
+    assert out["collapse"]["recovered"].startswith("warned while training (3 epochs in a row at chance)")
+    assert lines == ["[m] the collapse warning above does not hold for the kept weights: they predict classes "
+                     "0, 1, 2, 3, 4 on val (balanced accuracy 0.600 against chance 0.200, AUC 0.800); the member is kept."]
+    # two chance epochs apart never made the watch warn: nothing to overturn
+    out, lines = _health([at_chance, learned, at_chance, learned, learned], spread)
+    assert "recovered" not in out["collapse"] and lines == []
+    # kept weights that do predict one class: collapsed, and no "recovered"
+    out, lines = _health(history, np.tile([0.9, 0.025, 0.025, 0.025, 0.025], (10, 1)))
+    assert out["collapsed"] is True and "recovered" not in out["collapse"]
+    assert len(lines) == 1 and "WARNING: collapsed: its val predictions fall into one class (0)" in lines[0]
+
+
 # ----- end to end --------------------------------------------------------------------------
 def test_recipe_member_end_to_end(tmp_path, prepared):
     pytest.importorskip("tensorflow")

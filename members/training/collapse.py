@@ -4,7 +4,10 @@
   into one class or whose val balanced accuracy sits at chance (1/k); at :data:`COLLAPSE_EPOCHS`
   it logs one warning with the likely causes and what to try (:func:`collapse_advice`).
 - :func:`health` — the kept weights judged on val (``collapsed``, ``collapse``) and the
-  majority-class baseline (``majority``, ``below_majority``) for ``metrics.json``.
+  majority-class baseline (``majority``, ``below_majority``) for ``metrics.json``. When the
+  watch warned but the kept weights did not collapse (a regression member whose scores drifted
+  off the grade scale until its cuts were tuned, or a late recovery), it says so in the log and
+  in ``collapse.recovered``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,15 @@ def majority_baseline(train_labels: np.ndarray, labels: np.ndarray, k: int) -> d
     c = int(np.bincount(train_labels, minlength=k).argmax())
     return {"class": c, "accuracy": float(np.mean(labels == c)) if len(labels) else None,
             "balanced_accuracy": (1.0 / len(np.unique(labels))) if len(labels) else None}
+
+
+def longest_chance_run(history: list[dict], k: int) -> int:
+    """The most consecutive epochs of ``history`` at chance (:func:`is_chance`)."""
+    best = run = 0
+    for row in history:
+        run = run + 1 if is_chance(row, k) else 0
+        best = max(best, run)
+    return best
 
 
 class CollapseWatch:
@@ -87,6 +99,16 @@ def health(*, name: str, spec: MemberSpec, classes, labels: dict, predictions: d
     collapse = {"judged_on": "argmax of the kept weights' val probabilities", "val_predicted_counts": counts.tolist(),
                 "val_balanced_accuracy": bal, "val_auc": auc, "chance": 1.0 / k,
                 "epochs_at_chance": sum(1 for r in history if is_chance(r, k))}
+    warned_run = longest_chance_run(history, k)
+    if warned_run >= min(COLLAPSE_EPOCHS, spec.total_epochs) and not collapsed and history:
+        # CollapseWatch warned while training (a regression member's fixed grade-scale cuts, or a late
+        # recovery): say that the kept weights, with their tuned cuts, did not collapse after all
+        shown = ", ".join(str(classes[j]) for j in np.flatnonzero(counts))
+        collapse["recovered"] = (
+            f"warned while training ({warned_run} epochs in a row at chance), but the kept weights predict classes "
+            f"{shown} on val (balanced accuracy {bal:.3f}, AUC {auc:.3f})")
+        log(f"[{name}] the collapse warning above does not hold for the kept weights: they predict classes {shown} on "
+            f"val (balanced accuracy {bal:.3f} against chance {1.0 / k:.3f}, AUC {auc:.3f}); the member is kept.")
     if collapsed:
         top = classes[int(counts.argmax())]
         collapse["reason"] = (f"its val predictions fall into one class ({top})" if one_class
