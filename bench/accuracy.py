@@ -7,6 +7,7 @@
     python bench/accuracy.py idrid --members defaults   # every built-in preset at its defaults, on any set
     python bench/accuracy.py eyepacs512 --members pretrained   # three ImageNet EfficientNet-Lite0 members (192/224/256 px)
     python bench/accuracy.py eyepacs512 --members pretrained-fs8   # four, early stages frozen (224/256/288/320 px)
+    python bench/accuracy.py eyepacs512 --members pretrained-fs8 --only lite-224-fs8,lite-256-fs8,lite-288-fs8 --folds 3   # chosen on 644 OOF rows (80 min)
     python bench/accuracy.py retinamnist --quick  # a few minutes: fewer epochs
     python bench/accuracy.py retinamnist --folds 5 --jobs 2   # the bagged protocol: k-fold members, vote on OOF rows
     python bench/accuracy.py synthetic --folds 2 --quick      # a smoke run on the synthetic demo set (no shared data)
@@ -22,7 +23,7 @@ chosen on validation; the test split is scored once. Data is read from ``../shar
 With ``--folds K`` every member is a k-fold member (``members/training/folds.py``): K copies, each on
 K-1 folds of train+val; ``vote`` then fits and chooses on every out-of-fold train+val row,
 and the report's ``bagging`` section shows each member's K-fold average against its
-single-fold copy on test (paired CIs). The result goes to ``<dataset>-folds<K>.json``.
+single-fold copy on test (paired CIs). The result goes to ``<dataset>[-<member set>]-folds<K>[-<only>].json``.
 """
 
 from __future__ import annotations
