@@ -193,6 +193,8 @@ def run_vote(
         report["protocol_note"] = protocol.note
         if protocol.name == "oof":
             report["combiner_protocol"] = f"{protocol.note}. Saved as ensemble/combiners/<method>.json."
+    report["selection"] = _selection(ms, val, models, methods_out, (best_single, best_method), select_by,
+                                     n_boot=n_boot, seed=seed, rows=_rows_word(protocol), protocol=protocol.name)
     report["below_baseline"] = _below_baseline(report)
     report["outcome"] = _outcome(report, select_by)
     report["verdict"] = _verdict(report, select_by)
@@ -345,6 +347,60 @@ def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int, *, temps=None
                                     combiner.predict_proba(test_in), combiner.predict(test_in))
             progress.advance(task)
     return out, saved, out_temps
+
+
+def _selection(ms: MemberSet, val: dict, models: dict[str, Predictions], methods_out: dict[str, Predictions],
+               chosen: tuple[str, str], metric: str, *, n_boot: int, seed: int, rows: str, protocol: str) -> dict:
+    """How clear the choices are on the rows that made them (val, or the out-of-fold rows).
+
+    For the chosen member and the chosen method, each other candidate's difference in the selection
+    ``metric`` (candidate minus chosen) with its 95 % paired-bootstrap CI on those rows; ``within_ci``
+    names the candidates whose interval includes 0, best first: the rows cannot tell them from the
+    chosen one. (The methods' val outputs are out-of-fold, so their differences are not in-sample.)
+    """
+    labels, k = ms.val_labels, ms.num_classes
+    indices = stats.bootstrap_indices(len(labels), n_boot, seed + 1, stratify=labels)
+    sign = -1.0 if metric in MINIMISED_SELECT_BY else 1.0
+    out = {"rows": int(len(labels)), "on": rows, "protocol": protocol, "metric": metric, "level": 0.95}
+    for role, name, pool, preds in (("best_single", chosen[0], val["members"], models),
+                                    ("best_method", chosen[1], val["ensembles"], methods_out)):
+        def samples(p: Predictions) -> np.ndarray:
+            return stats.bootstrap_samples(labels, p.val_probs, p.val_pred, indices=indices, num_classes=k)[metric]
+
+        base = samples(preds[name])
+        others = {}
+        for other, p in preds.items():
+            value = pool[other][metric] - pool[name][metric]
+            if other == name or math.isnan(value):
+                continue
+            lo, hi = stats.percentile_interval(samples(p) - base, value)
+            others[other] = {"difference": float(value), "ci": [float(lo), float(hi)]}
+        inside = sorted((o for o, d in others.items() if d["ci"][0] <= 0.0 <= d["ci"][1]),
+                        key=lambda o: -sign * others[o]["difference"])
+        out[role] = {"name": name, "value": float(pool[name][metric]), "others": others, "within_ci": inside,
+                     "candidates": len(preds) - 1}
+    return out
+
+
+def _selection_words(r: dict, label: str) -> str:
+    """One sentence when the rows that chose cannot tell the chosen member or method from others ("" if they can)."""
+    sel = r.get("selection")
+    if not sel:
+        return ""
+    parts = []
+    for role, kind in (("best_method", "combiners"), ("best_single", "members")):
+        c = sel[role]
+        if c["within_ci"]:
+            shown = ", ".join(c["within_ci"][:3]) + (", …" if len(c["within_ci"]) > 3 else "")
+            parts.append(f"{c['name']} is not clearly ahead of {len(c['within_ci'])} of the other {c['candidates']} "
+                         f"{kind} ({shown})")
+    if not parts:
+        return ""
+    where = "val" if sel["protocol"] == "val" else "out-of-fold train+val"
+    advice = ("; k-fold members (`train-member --folds K`) let vote choose on every train+val row"
+              if sel["protocol"] == "val" else "")
+    return (f" On the {sel['rows']} {where} rows that made the choices, " + " and ".join(parts)
+            + f" (95 % paired-bootstrap CIs of the {label} differences include 0){advice}.")
 
 
 def _rows_word(protocol) -> str:
@@ -503,14 +559,15 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
     lo, hi = out["ci"]
     figures = (f"{label} {_f(a[select_by]['value'])} vs {_f(b[select_by]['value'])} (difference "
                f"{_f(out['difference'], True)}, 95 % paired-bootstrap CI [{_f(lo, True)}, {_f(hi, True)}]")
-    who = f"the best ensemble, {bm} (chosen on val), {{}} the best single member, {bs} (chosen on val by {label}), on test"
+    on = "the out-of-fold rows" if (r.get("protocol") or {}).get("name") == "oof" else "val"
+    who = f"the best ensemble, {bm} (chosen on {on}), {{}} the best single member, {bs} (chosen on {on} by {label}), on test"
     if out["verdict"] == "beat":
         head = who.format("beat") + f": {figures}, which excludes 0)"
     elif out["verdict"] == "worse":
         head = who.format("did worse than") + f": {figures}, which excludes 0)"
     else:
-        head = (f"No clear difference between the best ensemble, {bm} (chosen on val), and the best single member, "
-                f"{bs} (chosen on val by {label}), on test: {figures}, which includes 0)")
+        head = (f"No clear difference between the best ensemble, {bm} (chosen on {on}), and the best single member, "
+                f"{bs} (chosen on {on} by {label}), on test: {figures}, which includes 0)")
     head = head[0].upper() + head[1:]
     extra = ", ".join(f"{METRIC_LABELS[m]} {_f(a[m]['value'])} vs {_f(b[m]['value'])}"
                       for m in (("qwk",) if r.get("ordinal", True) else ()) + ("accuracy", "balanced_accuracy")
@@ -542,7 +599,7 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
     if same == 1.0:  # e.g. a weighted vote that put nearly all its weight on one member
         mcnemar += (f" {bm} gives every test row the grade {bs} gives it: on test it is that member in effect, "
                     "not a combination of members.")
-    return f"{head}; {extra}. {baseline} {mcnemar}"
+    return f"{head}; {extra}. {baseline} {mcnemar}{_selection_words(r, label)}"
 
 
 def _class_label(r: dict) -> str:

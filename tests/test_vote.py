@@ -347,6 +347,64 @@ def test_verdict_compares_both_with_the_majority_class_and_gives_mcnemar_directi
     assert "in effect" not in _verdict(twin, "qwk")
 
 
+
+def test_selection_lists_the_candidates_the_val_rows_cannot_tell_from_the_chosen(voted) -> None:
+    """report.json ``selection``: every other candidate's val difference from the chosen member/method,
+    with a paired-bootstrap CI; ``within_ci`` is exactly those whose CI includes 0."""
+    from ensemble import stats
+    from ensemble.member_set import load_members
+
+    root, report, _ = voted
+    sel = report["selection"]
+    assert (sel["rows"], sel["protocol"], sel["metric"]) == (20, "val", "qwk")
+    ms = load_members(root)
+    for role, pool in (("best_single", "members"), ("best_method", "ensembles")):
+        c, val = sel[role], report["val"][pool]
+        assert c["name"] == report[role] and c["value"] == pytest.approx(val[c["name"]]["qwk"])
+        assert set(c["others"]) == set(val) - {c["name"]} and c["candidates"] == len(val) - 1
+        for other, d in c["others"].items():
+            assert d["difference"] == pytest.approx(val[other]["qwk"] - val[c["name"]]["qwk"])
+            assert d["ci"][0] <= d["difference"] <= d["ci"][1], other
+        assert c["within_ci"] == sorted((o for o, d in c["others"].items() if d["ci"][0] <= 0 <= d["ci"][1]),
+                                        key=lambda o: -c["others"][o]["difference"])
+    # a hand check of one member difference: the same resamples (seed + 1) give the same interval
+    indices = stats.bootstrap_indices(20, 200, 1, stratify=ms.val_labels)
+    a, b = (ms.val_probs[ms.names.index(n)] for n in ("a", "b"))
+    diff = (stats.bootstrap_samples(ms.val_labels, b, b.argmax(1), indices=indices)["qwk"]
+            - stats.bootstrap_samples(ms.val_labels, a, a.argmax(1), indices=indices)["qwk"])
+    expected = stats.percentile_interval(diff, sel["best_single"]["others"]["b"]["difference"])
+    assert sel["best_single"]["others"]["b"]["ci"] == pytest.approx(expected)
+    # "a" (val skill 0.8) is clearly ahead of "b" and "c" (0.1, 0.05) on these 20 rows
+    assert sel["best_single"]["within_ci"] == [] and all(
+        d["ci"][1] < 0 for d in sel["best_single"]["others"].values())
+
+
+def test_verdict_says_when_the_rows_that_chose_cannot_tell_the_candidates_apart() -> None:
+    from ensemble.vote import _verdict
+
+    r = _fake_report((-0.02, 0.12), (0.75, 0.72))
+    r["selection"] = {"rows": 112, "protocol": "val", "on": "val", "metric": "qwk",
+                      "best_method": {"name": "stack", "candidates": 9, "within_ci": ["soft", "hard", "caruana", "weighted"]},
+                      "best_single": {"name": "wide", "candidates": 3, "within_ci": []}}
+    assert _verdict(r, "qwk").endswith(
+        " On the 112 val rows that made the choices, stack is not clearly ahead of 4 of the other 9 combiners "
+        "(soft, hard, caruana, …) (95 % paired-bootstrap CIs of the QWK differences include 0); k-fold members "
+        "(`train-member --folds K`) let vote choose on every train+val row.")
+    r["selection"].update(protocol="oof", rows=644)
+    r["protocol"] = {"name": "oof", "rows": 644}
+    assert _verdict(r, "qwk").startswith("No clear difference between the best ensemble, stack (chosen on the "
+                                         "out-of-fold rows), and the best single member, wide (chosen on the "
+                                         "out-of-fold rows by QWK), on test")
+    r["selection"]["best_single"]["within_ci"] = ["deep"]
+    assert _verdict(r, "qwk").endswith(
+        " On the 644 out-of-fold train+val rows that made the choices, stack is not clearly ahead of 4 of the other "
+        "9 combiners (soft, hard, caruana, …) and wide is not clearly ahead of 1 of the other 3 members (deep) "
+        "(95 % paired-bootstrap CIs of the QWK differences include 0).")
+    r["selection"]["best_method"]["within_ci"] = r["selection"]["best_single"]["within_ci"] = []
+    assert "made the choices" not in _verdict(r, "qwk")
+    del r["selection"]  # a report written before this section: nothing said
+    assert "made the choices" not in _verdict(r, "qwk")
+
 def test_mcnemar_direction_counts_match_a_hand_count(voted) -> None:
     root, report, _ = voted
     from ensemble.member_set import load_members
