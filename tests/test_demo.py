@@ -1,0 +1,44 @@
+"""``cli.py demo --quick``: a smoke run of the pipeline whose seconds-long members may collapse.
+
+Training and voting are replaced by stand-ins here (the real ones are tested elsewhere); what is
+checked is the demo's own decision: under ``--quick`` collapsed members are said so and voted anyway,
+in the full demo they are left out as everywhere else.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ensemble import demo
+from members.training import trainer
+from members.training.trainer import TrainResult
+
+
+@pytest.fixture
+def stand_ins(monkeypatch):
+    calls: dict = {"trained": [], "vote": None}
+
+    def fake_train(workdir, spec, *, name, preset, force):
+        calls["trained"].append(name)
+        metrics = {"collapsed": name != "tiny-b", "train_seconds": 1.0,
+                   "test": {"balanced_accuracy": 0.2, "qwk": 0.0}}
+        return TrainResult(name, trainer.member_dir(workdir, name), metrics)
+
+    def fake_vote(workdir, **kwargs):
+        calls["vote"] = kwargs
+        return {"verdict": "stand-in"}
+
+    monkeypatch.setattr(trainer, "train_member", fake_train)
+    monkeypatch.setattr("ensemble.vote.run_vote", fake_vote)
+    monkeypatch.setattr(demo, "DEMO_MEMBERS", demo.QUICK_MEMBERS)  # the same names, to keep the full run short
+    return calls
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_quick_demo_votes_its_collapsed_members_and_says_so(tmp_path, stand_ins, capsys, quick):
+    result = demo.run_demo(tmp_path / "d", images=120, quick=quick)
+    assert stand_ins["trained"] == ["tiny-a", "tiny-b", "tiny-c"] and result.report == {"verdict": "stand-in"}
+    assert stand_ins["vote"]["keep_collapsed"] is quick
+    err = capsys.readouterr().err
+    said = "[demo] --quick: tiny-a, tiny-c collapsed (see the warnings above)"
+    assert (said in err) is quick and ("votes them anyway, as `vote --keep-collapsed` would" in err) is quick
