@@ -493,7 +493,7 @@ def demo(
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Where the demo writes everything.")] = Path("demo-work"),
     images: Annotated[int, typer.Option(help="Synthetic images.")] = 800,
     seed: Annotated[int, typer.Option(help="Seed of the data and the members.")] = 0,
-    quick: Annotated[bool, typer.Option("--quick", help="A one-minute smoke run (tiny members).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A one-minute smoke run (tiny members; those that collapse are said so and voted anyway).")] = False,
 ) -> None:
     """The main job: synthetic data → prepare → train three members → vote → comparison."""
     from ensemble.demo import run_demo

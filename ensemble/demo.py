@@ -53,15 +53,6 @@ def _member_done(member_dir: Path, spec) -> bool:
         return False
 
 
-def _collapsed(folder: Path) -> bool:
-    from members.infra.atomic import read_json
-
-    try:
-        return bool(read_json(folder / "metrics.json").get("collapsed", False))
-    except Exception:
-        return False
-
-
 def run_demo(workdir: str | Path, *, images: int = 800, seed: int = 0, quick: bool = False) -> DemoResult:
     """Run the demo end to end and print the comparison table on stdout.
 
@@ -96,25 +87,22 @@ def run_demo(workdir: str | Path, *, images: int = 800, seed: int = 0, quick: bo
     _log("[demo] 2/4 preparing the workdir (checks every image, stratified split by patient)")
     prepare_csv(workdir, data / "trainLabels.csv", data / "images", seed=seed, force=True)
     members = QUICK_MEMBERS if quick else DEMO_MEMBERS
-    collapsed = []
     for i, (name, preset, overrides) in enumerate(members, 1):
         spec = resolve_spec(preset, {**overrides, "seed": seed + i})
         if _member_done(member_dir(workdir, name), spec):
             _log(f"[demo] 3/4 member {i}/{len(members)} {name}: already trained, reused")
-            if _collapsed(member_dir(workdir, name)):
-                collapsed.append(name)
             continue
         _log(f"[demo] 3/4 training member {i}/{len(members)}: {name} (preset {preset}, "
              f"{spec.input_size}px, depth {spec.depth}, width {spec.width})")
         result = train_member(workdir, spec, name=name, preset=preset, force=True)  # the demo owns its members
-        if result.metrics.get("collapsed"):
-            collapsed.append(name)
         t = result.metrics["test"]
         _log(f"[demo]     {name}: test balanced accuracy {t['balanced_accuracy']:.3f}, QWK {t['qwk']:.3f}, "
              f"{result.seconds:.0f}s")
     _log("[demo] 4/4 voting: fitting the combiners on validation, scoring on test")
-    from ensemble.vote import run_vote
+    from ensemble.vote import is_collapsed, run_vote
+    from members.infra.atomic import read_json
 
+    collapsed = [name for name, _, _ in members if is_collapsed(read_json(member_dir(workdir, name) / "metrics.json"))]
     keep = quick and bool(collapsed)
     if keep:  # a smoke run of the pipeline: its members train for seconds on 200 images
         _log(f"[demo] --quick: {', '.join(collapsed)} collapsed (see the warnings above): members trained for seconds "

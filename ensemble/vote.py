@@ -362,11 +362,12 @@ def _selection(ms: MemberSet, val: dict, models: dict[str, Predictions], methods
     indices = stats.bootstrap_indices(len(labels), n_boot, seed + 1, stratify=labels)
     sign = -1.0 if metric in MINIMISED_SELECT_BY else 1.0
     out = {"rows": int(len(labels)), "on": rows, "protocol": protocol, "metric": metric, "level": 0.95}
+
+    def samples(p: Predictions) -> np.ndarray:
+        return stats.bootstrap_samples(labels, p.val_probs, p.val_pred, indices=indices, num_classes=k)[metric]
+
     for role, name, pool, preds in (("best_single", chosen[0], val["members"], models),
                                     ("best_method", chosen[1], val["ensembles"], methods_out)):
-        def samples(p: Predictions) -> np.ndarray:
-            return stats.bootstrap_samples(labels, p.val_probs, p.val_pred, indices=indices, num_classes=k)[metric]
-
         base = samples(preds[name])
         others = {}
         for other, p in preds.items():

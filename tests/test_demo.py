@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from ensemble import demo
+from members.infra.atomic import write_json
 from members.training import trainer
 from members.training.trainer import TrainResult
 
@@ -22,7 +23,9 @@ def stand_ins(monkeypatch):
         calls["trained"].append(name)
         metrics = {"collapsed": name != "tiny-b", "train_seconds": 1.0,
                    "test": {"balanced_accuracy": 0.2, "qwk": 0.0}}
-        return TrainResult(name, trainer.member_dir(workdir, name), metrics)
+        folder = trainer.member_dir(workdir, name)
+        write_json(folder / "metrics.json", metrics)  # as the trainer leaves it
+        return TrainResult(name, folder, metrics)
 
     def fake_vote(workdir, **kwargs):
         calls["vote"] = kwargs
