@@ -285,15 +285,15 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
 
 # ---- images ----------------------------------------------------------------------------
 def check_file(path: str) -> str | None:
-    """Why ``path`` cannot be graded (missing, a folder, empty, unreadable, too large, a format TensorFlow
-    cannot decode, an animated WebP), or None.
+    """Why ``path`` cannot be graded (missing, a folder, empty, unreadable, too large, an animated WebP), or None.
 
     Besides the file checks, the header is read with Pillow (no pixels are decoded): a
     decompression bomb (more pixels than Pillow's ``Image.MAX_IMAGE_PIXELS`` limit allows, the
     rule ``prepare`` applies) is refused before TensorFlow would allocate it, and so is an
     animated WebP (TensorFlow cannot decode one into RGB). An animated GIF is graded on its
-    first frame, as ``decode_image`` reads it; a file Pillow cannot identify is left to the
-    decoder, which drops it with its own reason.
+    first frame, as ``decode_image`` reads it; TIFF, PPM, JPEG 2000 and the other formats TensorFlow
+    cannot decode are decoded with Pillow (their first frame); a file Pillow cannot identify is left
+    to the decoder, which drops it with its own reason.
     """
     p = Path(path)
     if not p.exists():
@@ -312,8 +312,6 @@ def check_file(path: str) -> str | None:
 def _header_problem(path: Path) -> str | None:
     from PIL import Image
 
-    from members.data.labels import TF_FORMATS
-
     try:
         with Image.open(path) as im:
             fmt, frames, pixels = im.format, int(getattr(im, "n_frames", 1)), im.width * im.height
@@ -322,8 +320,6 @@ def _header_problem(path: Path) -> str | None:
                 "the one prepare applies); downscale it first")
     except Exception:  # noqa: BLE001 - not identified: TensorFlow's decode gives the reason
         return None
-    if fmt not in TF_FORMATS:
-        return f"is a {fmt} image, which TensorFlow cannot decode; convert it to PNG or JPEG"
     if fmt == "WEBP" and frames > 1:
         return f"is an animated WebP ({frames} frames), which TensorFlow cannot decode; save one frame as PNG or JPEG"
     return None if pixels > 0 else "has no pixels"

@@ -50,12 +50,12 @@ def messy(tmp_path):
     rows.append(("deep.png", "1"))
     image(images / "png_inside.jpeg", fmt="PNG")
     rows.append(("png_inside", "2.0"))
-    image(images / "scan.tif", fmt="TIFF")
+    image(images / "scan.bmp", mode="P", fmt="BMP")  # TensorFlow ignores a BMP palette
     (images / "empty.jpeg").write_bytes(b"")
     (images / "text.jpeg").write_text("hello")
     image(tmp_path / "secret.jpeg")
     (images / "link.jpeg").symlink_to(tmp_path / "secret.jpeg")
-    rows += [("scan.tif", "1"), ("empty", "1"), ("text", "1"), ("link", "1"), ("../secret", "1"),
+    rows += [("scan.bmp", "1"), ("empty", "1"), ("text", "1"), ("link", "1"), ("../secret", "1"),
              (str(tmp_path / "secret.jpeg"), "1"), ("missing", "1"), ("good 0 ñ", "0"), ("good 1 ñ", "2"),
              ("good 2 ñ", ""), ("good 3 ñ", "-1"), ("good 3 ñ", "abc"), ("good 4 ñ", "2.5")]
     csv = tmp_path / "labels.csv"
@@ -89,7 +89,7 @@ def test_prepare_messy_csv(tmp_path, messy):
     report = pd.read_csv(work / "data_report.csv", keep_default_na=False)
     assert report.columns.tolist() == ["row", "image", "label", "reason"]
     assert len(report) == 14 and report["row"].is_monotonic_increasing
-    assert report.loc[report["image"] == "scan.tif", "row"].item() == 23  # 1-based CSV line, header is 1
+    assert report.loc[report["image"] == "scan.bmp", "row"].item() == 23  # 1-based CSV line, header is 1
 
 
 def test_load_dataset_rows_and_paths(tmp_path):

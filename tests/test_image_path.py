@@ -90,7 +90,7 @@ def _save(path, frames, fmt, **kwargs) -> str:
     return str(path)
 
 
-def test_predict_refuses_bombs_animated_webp_and_foreign_formats_but_reads_a_gif(tmp_path, monkeypatch):
+def test_predict_refuses_bombs_and_animated_webp_but_reads_a_gif_and_a_tiff(tmp_path, monkeypatch):
     from ensemble.inference import check_file
 
     gif = _save(tmp_path / "anim.gif", (50, 150, 250), "GIF", duration=100, loop=0)
@@ -98,8 +98,9 @@ def test_predict_refuses_bombs_animated_webp_and_foreign_formats_but_reads_a_gif
     tiff = _save(tmp_path / "eye.tiff", (90,), "TIFF")
     assert check_file(gif) is None
     assert "animated WebP (3 frames)" in check_file(webp)
-    assert "TIFF image, which TensorFlow cannot decode" in check_file(tiff)
-    (_, (batch,)), = list(image_batches([gif], [(16, "none", False)]))
-    assert np.all(batch.numpy() == 50)  # the first frame
+    assert check_file(tiff) is None  # decoded with Pillow
+    (_, (batch,)), = list(image_batches([gif, tiff], [(16, "none", False)]))
+    assert np.all(batch.numpy()[0] == 50)  # the first frame
+    assert np.all(batch.numpy()[1] == 90)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # 600 pixels > 2 × 200: Pillow's bomb error
     assert "too large to decode safely" in check_file(gif)

@@ -24,7 +24,7 @@ from members.infra.errors import UserError
 from members.data.labels import EXTENSIONS
 
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-IMAGE_EXTENSIONS = EXTENSIONS + (".tif", ".tiff")  # listed so that they are reported, not silently ignored
+IMAGE_EXTENSIONS = EXTENSIONS
 
 
 def _visible_dirs(folder: Path) -> list[Path]:

@@ -31,15 +31,17 @@ REASON_OUTSIDE = "image name points outside the images folder"
 REASON_MISSING = "image file not found"
 REASON_EMPTY = "image file is empty (0 bytes)"
 REASON_UNDECODABLE = "image file does not decode (truncated or not an image)"
-REASON_FORMAT = "image format TensorFlow cannot decode (convert it to PNG or JPEG)"
+REASON_FORMAT = "image format TensorFlow misreads (a palette or compressed BMP; convert it to PNG or JPEG)"
 REASON_TOO_LARGE = "image too large to decode safely (PIL decompression-bomb limit)"
 REASON_LOOP = "image file is a symlink loop (or a chain of links too long to follow)"
 REASON_AMBIGUOUS = "image name is ambiguous: several files match it (another extension or case); name it exactly"
 REASON_SAME_FILE = "image is the same file as another listed image (a link or another spelling; kept the first)"
 
-# What tf.io.decode_image(channels=3, expand_animations=False) reads (MPO is a camera JPEG).
+# What tf.io.decode_image(channels=3, expand_animations=False) reads (MPO is a camera JPEG); the
+# pipeline reads every other format Pillow decodes with Pillow (members/data/pillow_image.py).
 TF_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"})
-EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp")
+# The extensions an image name without one is matched against, and a class folder's images.
+EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".jp2")
 
 _INT = re.compile(r"^\+?\d+(\.0*)?$")
 _SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -155,17 +157,26 @@ def _bmp_decodable(path: str | os.PathLike) -> bool:
 
 
 def check_image(path: str | os.PathLike) -> str | None:
-    """None when TensorFlow will decode the file, else the reason it will not.
+    """None when the pipeline will decode the file, else the reason it will not.
 
     Opens it with PIL, checks the format, and decodes it fully; JPEGs decode at 1/8 scale
-    (``Image.draft``), which still reads every byte, so big photos verify fast.
+    (``Image.draft``), which still reads every byte, so big photos verify fast. A format
+    TensorFlow cannot decode (TIFF, PPM, JPEG 2000, 16-bit scans) is decoded as the pipeline
+    decodes it, by :func:`members.data.pillow_image.to_rgb8`.
     """
     from PIL import Image
+
+    from members.data.pillow_image import tensorflow_decodes, to_rgb8
 
     try:
         if os.path.getsize(path) == 0:
             return REASON_EMPTY
+        with open(path, "rb") as f:
+            head = f.read(12)
         with Image.open(path) as im:
+            if not tensorflow_decodes(head):  # the pipeline decodes it with Pillow, by this same call
+                to_rgb8(im)
+                return None
             # TensorFlow ignores a BMP's palette: colour-palette BMPs would decode as grey indices.
             if im.format not in TF_FORMATS or (im.format == "BMP" and (im.mode == "P" or not _bmp_decodable(path))):
                 return REASON_FORMAT

@@ -4,7 +4,8 @@ Design (each step chosen for speed, measured by ``bench/pipeline.py``):
 
 * JPEGs are decoded at reduced scale (``decode_jpeg(ratio=2|4|8)``) whenever the source is
   at least twice the target, which skips most of the IDCT work on large photographs;
-  other formats go through ``decode_image``. Images are squared (centre crop, or the fundus
+  PNG, GIF, BMP and WebP go through ``decode_image``, any other format Pillow reads (TIFF, PPM,
+  JPEG 2000, 16-bit scans) through Pillow. Images are squared (centre crop, or the fundus
   crop of ``members/data/fundus.py``) and resized with antialiasing (skipped when the decode
   already has the target size), optionally preprocessed (Ben Graham's local-colour
   subtraction), and stored as ``uint8`` so the cache is four times smaller. One function,
@@ -99,15 +100,42 @@ def decode_scale(data: tf.Tensor, size: int) -> tf.Tensor:
 def decode_at(data: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
     """Decode encoded bytes to ``uint8`` RGB; a JPEG at ``JPEG_RATIOS[scale]`` (see :func:`decode_scale`).
 
-    Other formats go through ``decode_image`` (an animation gives its first frame).
+    PNG, GIF, BMP and WebP go through ``decode_image`` (an animation gives its first frame); any other
+    format (TIFF, PPM, JPEG 2000, 16-bit scans, ...) through Pillow (:mod:`members.data.pillow_image`).
     """
     branches = [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r, dct_method="INTEGER_FAST")
                 for r in JPEG_RATIOS]
     image = tf.cond(
         tf.equal(tf.strings.substr(data, 0, 3), JPEG_MAGIC),
         lambda: tf.switch_case(scale, branches),
-        lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8),
+        lambda: tf.cond(tensorflow_decodes(data),
+                        lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8),
+                        lambda: pillow_decode(data)),
     )
+    image.set_shape([None, None, 3])
+    return image
+
+
+def tensorflow_decodes(data: tf.Tensor) -> tf.Tensor:
+    """Whether ``decode_image`` recognises the encoded bytes (JPEG, PNG, GIF, BMP, WebP), in-graph.
+
+    The same test as :func:`members.data.pillow_image.tensorflow_decodes`.
+    """
+    from members.data.pillow_image import TF_MAGIC, WEBP_MAGIC
+
+    checks = [tf.equal(tf.strings.substr(data, 0, len(m)), m) for m in TF_MAGIC.values()]
+    checks.append(tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), WEBP_MAGIC[0]),
+                                 tf.equal(tf.strings.substr(data, 8, 4), WEBP_MAGIC[1])))
+    return tf.reduce_any(tf.stack(checks))
+
+
+def pillow_decode(data: tf.Tensor) -> tf.Tensor:
+    """Decode the bytes of a format TensorFlow cannot (TIFF, PPM, JPEG 2000, ...) with Pillow; ``uint8`` RGB."""
+    from members.data.pillow_image import decode_bytes
+
+    # a scalar string arrives as bytes in a tf.data map and as a 0-d object array when eager
+    image = tf.numpy_function(lambda b: decode_bytes(b.item() if isinstance(b, np.ndarray) else b), [data], tf.uint8,
+                              stateful=False)
     image.set_shape([None, None, 3])
     return image
 

@@ -1,0 +1,65 @@
+"""Decode, with Pillow, the image formats TensorFlow cannot: TIFF, PPM/PGM, JPEG 2000, TGA, ...
+
+Fundus sets come in more than JPEG and PNG: Messidor and DRIVE ship TIFF, STARE ships PPM,
+and many scanners write 16-bit greyscale or RGB. TensorFlow's ``decode_image`` reads JPEG, PNG,
+GIF, BMP and WebP only, so :func:`members.data.pipeline.decode_at` sends every other file here
+(through ``tf.numpy_function``); ``prepare`` checks a file with the same :func:`to_rgb8`, so a
+file it keeps is one the pipeline decodes, to the same pixels.
+
+Only the first frame of a multi-page file is read. 16-bit samples keep their high byte, as
+TensorFlow reads a 16-bit PNG, so one scan saved as PNG or as TIFF gives a member the same pixels
+(a 12-bit scan stored in 16-bit words therefore looks dark: stretch it to 16 bits first).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+# The leading bytes by which TensorFlow's decode_image recognises its formats (WebP also needs
+# "WEBP" at offset 8): any other file is Pillow's.
+TF_MAGIC = {"JPEG": b"\xff\xd8\xff", "PNG": b"\x89PNG\r\n\x1a\n", "GIF": b"GIF", "BMP": b"BM"}
+WEBP_MAGIC = (b"RIFF", b"WEBP")
+
+
+def _scale_deep(array: np.ndarray) -> np.ndarray:
+    """Deep samples to ``uint8``: integers by their high byte of 16 bits (``v >> 8``, as TensorFlow reads a
+    16-bit PNG), floats in [0, 1] times 255 (other floats clipped to 0–255)."""
+    if np.issubdtype(array.dtype, np.floating):
+        values = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if values.size and values.max() <= 1.0:
+            values = values * 255.0
+        return np.clip(np.round(values), 0, 255).astype(np.uint8)
+    return np.clip(array.astype(np.int64) >> 8, 0, 255).astype(np.uint8)
+
+
+def to_rgb8(im) -> np.ndarray:
+    """An open Pillow image (its first frame) as ``uint8`` RGB, shape (h, w, 3).
+
+    Raises whatever Pillow raises for a file it cannot decode (truncated data, an unknown codec).
+    """
+    im.seek(0)
+    mode = im.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):  # one deep channel: scale, then grey to RGB
+        grey = _scale_deep(np.asarray(im))
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode.startswith("RGB"):
+        array = np.asarray(im)
+        if array.dtype != np.uint8:  # deep RGB samples
+            return _scale_deep(array[:, :, :3])
+        return np.ascontiguousarray(array[:, :, :3])  # an alpha channel is dropped, as decode_image drops it
+    return np.asarray(im.convert("RGB"))
+
+
+def decode_bytes(data: bytes) -> np.ndarray:
+    """Encoded bytes of a file TensorFlow cannot decode to ``uint8`` RGB (h, w, 3)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return to_rgb8(im)
+
+
+def tensorflow_decodes(head: bytes) -> bool:
+    """Whether ``decode_image`` recognises a file by its first 12 bytes (the test the pipeline makes in-graph)."""
+    return any(head.startswith(m) for m in TF_MAGIC.values()) or (head[:4] == WEBP_MAGIC[0] and head[8:12] == WEBP_MAGIC[1])
