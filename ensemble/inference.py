@@ -249,6 +249,7 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
         raise UserError(f"No fitted ensemble in {workdir}: {report_path} does not exist; "
                         f"{VOTE_HINT.format(workdir=workdir)}.")
     manifest = check_files(report_path.parent, ["report.json"])  # one vote wrote it: see ensemble.manifest
+    _refuse_another_dataset(workdir, manifest)
     report = read_json(report_path, keys=("best_method",), fix=VOTE_HINT.format(workdir=workdir))
     best = report.get("best_method")
     chosen = method or best
@@ -281,6 +282,30 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
                 f"(report.json holds a referral threshold only for {best!r}, not {chosen!r})")
     classes = report.get("classes") or list(range(combiner.n_classes_))
     return Ensemble(workdir, chosen, combiner, members, threshold, note, list(classes))
+
+
+def _refuse_another_dataset(workdir: Path, manifest: dict) -> None:
+    """Refuse an ensemble voted on another prepared dataset than the workdir holds now (``prepare --force`` since).
+
+    Its members and combiners were fitted on the old rows (and maybe other classes); grading with them
+    under the new ``dataset.json`` would mix two datasets silently. A manifest without a fingerprint
+    (an older vote) or a workdir without ``dataset.json`` is not checked.
+    """
+    from members.data.dataset import PREPARE
+    from members.infra.transaction import roll_forward
+
+    voted_on = manifest.get("fingerprint")
+    roll_forward(workdir, PREPARE)  # a re-prepare killed after its commit point is finished first
+    meta = workdir / "dataset.json"
+    if not voted_on or not meta.is_file():
+        return
+    now = read_json(meta).get("fingerprint")
+    if now and now != voted_on:
+        raise UserError(f"The ensemble in {workdir / 'ensemble'} was voted on another prepared dataset than the one "
+                        f"{meta} describes now (split fingerprint {str(voted_on)[:12]}… then, {str(now)[:12]}… now), "
+                        f"as after prepare --force; train the members on the new data and "
+                        f"{VOTE_HINT.format(workdir=workdir).replace(' first', '')}, or predict from a workdir that "
+                        "still holds the old data.")
 
 
 # ---- images ----------------------------------------------------------------------------

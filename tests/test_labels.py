@@ -159,6 +159,14 @@ def test_read_csv_split_column_and_case_insensitive_header(tmp_path):
     assert table["split_text"].tolist() == ["Train"]
 
 
+def test_a_column_name_copied_with_its_trailing_space_matches(tmp_path):
+    path = tmp_path / "IDRiD_Disease Grading_Training Labels.csv"  # the original header ends in a space
+    path.write_text("Image name,Retinopathy grade,Risk of macular edema \nIDRiD_001,3,2\n")
+    table = L.read_labels_csv(path, image_column="Image name ", label_column="Risk of macular edema ",
+                              split_column="")
+    assert table["image"].tolist() == ["IDRiD_001"] and table["label_text"].tolist() == ["2"]
+
+
 @pytest.mark.parametrize("content,needle", [
     (None, "does not exist"),
     (b"", "is empty"),

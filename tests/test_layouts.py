@@ -185,6 +185,7 @@ def test_group_pattern_problems(tmp_path, pattern, needle, ok):
         assert code == 0 and needle in err and "may land in different splits" in err
     else:
         one_sentence_error(code, err, needle)
+        assert "{pattern" not in err and pattern in err  # the pattern itself is quoted back
 
 
 @pytest.fixture(scope="module")

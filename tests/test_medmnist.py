@@ -178,7 +178,7 @@ def test_download_from_file_url_is_verified_and_cached(tmp_path):
     assert [p.name for p in cache.iterdir()] == ["retinamnist.npz"]
 
 
-@pytest.mark.parametrize("url", [closed_port_url(), "file:///nonexistent/dir/retinamnist.npz"])
+@pytest.mark.parametrize("url", [closed_port_url(), "file:///nonexistent/dir/retinamnist.npz"], ids=["closed-port", "missing-file"])
 def test_offline_message(tmp_path, url):
     with pytest.raises(UserError, match="you are offline\\? download it by hand and pass --npz FILE"):
         fetch_medmnist("retinamnist", cache_dir=tmp_path, url=url)

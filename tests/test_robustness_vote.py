@@ -150,6 +150,24 @@ def test_predict_refuses_a_missing_or_corrupt_manifest(voted, content):
         _load(voted)
 
 
+def test_predict_refuses_an_ensemble_voted_on_data_prepare_force_replaced(voted, tmp_path):
+    from members.data.dataset import prepare_csv
+    from members.data.synthetic import write_demo_data
+
+    before = json.loads((voted / "dataset.json").read_text())
+    assert json.loads((voted / "ensemble" / "manifest.json").read_text())["fingerprint"] == before["fingerprint"]
+    with pytest.raises(UserError, match="metrics.json is corrupt"):  # stand-in members: this far and no further
+        _load(voted)
+    data = tmp_path / "other"
+    write_demo_data(data, images=40, size=24, seed=11, balanced=True, progress=False)
+    prepare_csv(voted, data / "trainLabels.csv", data / "images", force=True, progress=False)
+    after = json.loads((voted / "dataset.json").read_text())
+    assert after["fingerprint"] != before["fingerprint"]
+    with pytest.raises(UserError, match=r"was voted on another prepared dataset .* as after prepare --force; "
+                                        r"train the members on the new data"):
+        _load(voted)
+
+
 def test_predict_refuses_a_combiner_added_after_the_vote(voted):
     shutil.copy(voted / "ensemble" / "combiners" / "soft.json", voted / "ensemble" / "combiners" / "mine.json")
     with pytest.raises(UserError, match=r"mine\.json is not part of the vote"):

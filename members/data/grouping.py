@@ -53,7 +53,7 @@ def _compile(pattern: str) -> re.Pattern:
                         r"capture group for the patient id, e.g. '(\d+)_(?:left|right)'.") from None
     if rx.groups < 1:
         raise UserError(f"--group-pattern {pattern!r} has no capture group; put the patient id in parentheses, "
-                        r"e.g. '(\d+)_(?:left|right)'. Received: group_pattern={pattern!r}")
+                        r"e.g. '(\d+)_(?:left|right)'." f" Received: group_pattern={pattern!r}")
     return rx
 
 

@@ -207,7 +207,9 @@ def label_in_range(label: int) -> bool:
 
 
 def _find_column(header: list[str], wanted: str) -> int | None:
-    """Index of ``wanted`` in the header: exact name first, then ignoring case."""
+    """Index of ``wanted`` in the (stripped) header: exact name first, then ignoring case; spaces around
+    ``wanted`` do not count (a name copied from a header cell with a trailing space still matches)."""
+    wanted = wanted.strip()
     for names, key in ((header, wanted), ([h.casefold() for h in header], wanted.casefold())):
         if key in names:
             return names.index(key)
