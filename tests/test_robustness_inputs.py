@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from members.infra.errors import UserError
@@ -376,3 +377,44 @@ def test_predict_takes_a_file_name_that_is_not_utf8(trained, tmp_path, demo_imag
     assert len(result.paths) == 1 and result.skipped == {"=missing.png": "does not exist"}
     rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8"), newline="")))
     assert rows[1][0].endswith("\\xff\\xfeeye.jpeg") and len(rows) == 2
+
+
+# ----- images that change after prepare -----------------------------------------------------------
+@pytest.fixture()
+def own_images(tmp_path, demo_images):
+    """A workdir prepared from a private copy of the demo images (so a test may break them)."""
+    from members.data.dataset import prepare_csv
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_images, data)
+    prepare_csv(tmp_path / "w", data / "trainLabels.csv", data / "images", progress=False)
+    split = pd.read_csv(tmp_path / "w" / "split.csv")
+    return tmp_path / "w", data / "images", split
+
+
+def test_an_image_removed_after_prepare_is_named_before_training(own_images):
+    work, images, split = own_images
+    gone = split.loc[split["split"] == "val", "path"].iloc[0]
+    (images / gone).unlink()
+    code, _, err = run_cli("train-member", "--workdir", work, "--preset", "tiny", "--input-size", "16",
+                           "--epochs", "1", "--name", "t")
+    _last_line_error(code, err, f"1 of the {len(split)} images listed in", repr(gone), "prepare", "--force")
+    assert not (work / "members" / "t").exists()  # refused before any folder was made
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_an_image_corrupted_after_prepare_stops_training_with_one_sentence(own_images, fmt):
+    pytest.importorskip("tensorflow")
+    work, images, split = own_images
+    broken = images / split.loc[split["split"] == "train", "path"].iloc[0]
+    data = broken.read_bytes()
+    if fmt == "TIFF":  # a TIFF header with nothing behind it: Pillow's branch of the decoder
+        data = b"II*\x00" + bytes(60)
+    broken.write_bytes(data[:20] if fmt == "JPEG" else data)
+    code, _, err = run_cli("train-member", "--workdir", work, "--preset", "tiny", "--input-size", "16",
+                           "--epochs", "1", "--name", "t", "--set", "cache=none")
+    _last_line_error(code, err, f"{broken} could not be read: image file does not decode", "changed since",
+                     "--force")
+    detail = "cannot be decoded by Pillow (not an image Pillow recognises)" if fmt == "TIFF" else "Invalid JPEG data"
+    assert detail in err
+    assert not (work / "members" / "t" / "metrics.json").exists()

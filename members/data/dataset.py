@@ -86,6 +86,20 @@ class PreparedDataset:
         """Absolute image paths of one split, in ``rows(split)`` order."""
         return [str(self.image_root / p) for p in self.rows(split)["path"]]
 
+    def check_images(self) -> None:
+        """Refuse, before any training, a workdir whose listed images are not all there any more.
+
+        Raises:
+            UserError: one sentence with the count and the first missing file (removed, moved or
+                renamed after ``prepare``).
+        """
+        missing = [p for p in self.table["path"] if not os.path.isfile(self.image_root / p)]
+        if missing:
+            raise UserError(
+                f"{len(missing)} of the {len(self.table)} images listed in {self.workdir / 'split.csv'} are no longer "
+                f"in {self.image_root} (e.g. {missing[0]!r}): they were removed, moved or renamed after prepare. "
+                f"Restore them, or run `python cli.py prepare --workdir {self.workdir} ... --force` again.")
+
 
 def _result(workdir: Path, info: dict) -> PrepareResult:
     counts = {s: {int(c): int(n) for c, n in info["counts"][s].items()} for s in SPLITS}

@@ -97,7 +97,7 @@ def decode_scale(data: tf.Tensor, size: int) -> tf.Tensor:
     return tf.cond(tf.equal(tf.strings.substr(data, 0, 3), JPEG_MAGIC), jpeg_index, lambda: tf.constant(0, tf.int32))
 
 
-def decode_at(data: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+def decode_at(data: tf.Tensor, scale: tf.Tensor, path: tf.Tensor | None = None) -> tf.Tensor:
     """Decode encoded bytes to ``uint8`` RGB; a JPEG at ``JPEG_RATIOS[scale]`` (see :func:`decode_scale`).
 
     PNG, GIF, BMP and WebP go through ``decode_image`` (an animation gives its first frame); any other
@@ -110,7 +110,7 @@ def decode_at(data: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
         lambda: tf.switch_case(scale, branches),
         lambda: tf.cond(tensorflow_decodes(data),
                         lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8),
-                        lambda: pillow_decode(data)),
+                        lambda: pillow_decode(data, path)),
     )
     image.set_shape([None, None, 3])
     return image
@@ -129,13 +129,27 @@ def tensorflow_decodes(data: tf.Tensor) -> tf.Tensor:
     return tf.reduce_any(tf.stack(checks))
 
 
-def pillow_decode(data: tf.Tensor) -> tf.Tensor:
-    """Decode the bytes of a format TensorFlow cannot (TIFF, PPM, JPEG 2000, ...) with Pillow; ``uint8`` RGB."""
+def pillow_decode(data: tf.Tensor, path: tf.Tensor | None = None) -> tf.Tensor:
+    """Decode the bytes of a format TensorFlow cannot (TIFF, PPM, JPEG 2000, ...) with Pillow; ``uint8`` RGB.
+
+    A file Pillow cannot decode raises an error that names ``path`` (the file name, when given).
+    """
     from members.data.pillow_image import decode_bytes
 
-    # a scalar string arrives as bytes in a tf.data map and as a 0-d object array when eager
-    image = tf.numpy_function(lambda b: decode_bytes(b.item() if isinstance(b, np.ndarray) else b), [data], tf.uint8,
-                              stateful=False)
+    def run(b, p):
+        # a scalar string arrives as bytes in a tf.data map and as a 0-d object array when eager
+        b, p = (v.item() if isinstance(v, np.ndarray) else v for v in (b, p))
+        try:
+            return decode_bytes(b)
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds; the message names the file
+            from PIL import UnidentifiedImageError
+
+            why = "not an image Pillow recognises" if isinstance(exc, UnidentifiedImageError) else \
+                f"{type(exc).__name__}: {exc}"
+            raise ValueError(f"{os.fsdecode(p) or 'an image'} cannot be decoded by Pillow ({why})") from None
+
+    name = tf.constant(b"") if path is None else path
+    image = tf.numpy_function(run, [data, name], tf.uint8, stateful=False)
     image.set_shape([None, None, 3])
     return image
 
@@ -209,11 +223,11 @@ def load_variants(path: tf.Tensor, variants) -> tuple[tf.Tensor, ...]:
     for size in sorted({v[0] for v in variants}, reverse=True):  # a smaller size never needs a finer scale
         scale = decode_scale(data, size)
         if prev is None:
-            image = decode_at(data, scale)
+            image = decode_at(data, scale, path)
         else:
             prev_scale, prev_image = prev
             image = tf.cond(tf.equal(scale, prev_scale), lambda p=prev_image: p,
-                            lambda s=scale: decode_at(data, s))
+                            lambda s=scale: decode_at(data, s, path))
             image.set_shape([None, None, 3])
         decoded[size] = prev = (scale, image)
     return tuple(fit_image(decoded[size][1], size, prep, crop) for size, prep, crop in variants)

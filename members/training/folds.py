@@ -280,6 +280,7 @@ def train_fold(workdir: str | Path, spec: MemberSpec, *, name: str, fold: int, k
 
     log = log or _stderr
     data = load_dataset(workdir)
+    data.check_images()
     pool, folds = pool_folds(data, k, spec.seed)
     directory = fold_dir(workdir, name, fold)
     this = copy_spec(spec, fold)

@@ -9,6 +9,7 @@ averaged over flips: test-time augmentation) and scores them with ``members.scor
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ def train_epoch(model, dataset: tf.data.Dataset, *, steps: int, progress=None, w
             batch = next(iterator)
         except StopIteration:
             break
+        except tf.errors.OpError as exc:  # reading or decoding an image failed
+            raise image_read_error(exc) from None
         t1 = time.perf_counter()
         x, y = batch[0], batch[1]
         w = batch[2] if len(batch) > 2 else None
@@ -90,6 +93,31 @@ def train_epoch(model, dataset: tf.data.Dataset, *, steps: int, progress=None, w
     )
 
 
+class ImageReadError(UserError):
+    """An image listed in ``split.csv`` could not be read or decoded while training or evaluating."""
+
+
+def image_read_error(exc: Exception, *, path: str | None = None, reason: str | None = None) -> ImageReadError:
+    """One sentence for a failed read in the input pipeline: the file changed after ``prepare``.
+
+    Args:
+        exc: TensorFlow's error (its message is cleaned of graph node names and Python tracebacks),
+            or an earlier :class:`ImageReadError`, whose ``detail`` is reused.
+        path, reason: the file found unreadable and why (``prepare``'s reason), when known.
+    """
+    detail = getattr(exc, "detail", None)
+    if detail is None:
+        text = str(getattr(exc, "message", exc)).split("Traceback (most recent call last)")[0]
+        text = re.sub(r"\{\{function_node [^}]*\}\}", "", text).split("[[{{node")[0].split("[Op:")[0]
+        detail = f"{type(exc).__name__}: {' '.join(text.split())[:300]}"
+    what = f"{path} could not be read: {reason} ({detail})" if path else f"An image could not be read ({detail})"
+    error = ImageReadError(
+        f"{what}; the images prepare checked have changed since (a file removed, moved or corrupted). Restore it, "
+        "or run `python cli.py prepare ... --force` again to re-check the images, then train again.")
+    error.detail = detail
+    return error
+
+
 def _lower_lr(model) -> float:
     try:
         return float(model.optimizer.learning_rate.numpy()) / 10
@@ -116,7 +144,12 @@ def predict_probs(model, dataset: tf.data.Dataset, *, tta: bool = False) -> np.n
     total = None
     for axes in FLIP_AXES if tta else FLIP_AXES[:1]:
         ds = images_only.map(lambda x, a=list(axes): tf.reverse(x, axis=a)) if axes else images_only
-        probs = np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
+        try:
+            probs = np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
+        except tf.errors.OpError as exc:
+            if "IteratorGetNext" not in str(exc):  # not the input pipeline
+                raise
+            raise image_read_error(exc) from None
         total = probs if total is None else total + probs
     probs = np.clip(total / (len(FLIP_AXES) if tta else 1), 1e-7, None)
     return probs / probs.sum(axis=1, keepdims=True)

@@ -29,6 +29,7 @@ The custom epoch loop (:mod:`members.training.loop`) measures the input wait of 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -300,6 +301,28 @@ class Trainer:
             self.log(f"[{self.name}] {phase} did not improve {s.monitor}; previous weights restored")
 
     def run(self) -> TrainResult:
+        """Train, evaluate and write the member; an image that no longer reads is named in one sentence."""
+        from members.training.loop import ImageReadError
+
+        try:
+            return self._run()
+        except ImageReadError as exc:
+            raise self._name_unreadable(exc) from None
+
+    def _name_unreadable(self, exc: Exception) -> Exception:
+        """The pipeline's read error with the first listed file that no longer reads (prepare's check) named."""
+        from members.data.labels import check_image
+        from members.training.loop import image_read_error
+
+        self.log(f"[{self.name}] an image could not be read; checking the listed images to name it ...")
+        for split in ("train", "val", "test"):
+            for path in self.data.absolute_paths(split):
+                reason = check_image(path) if os.path.exists(path) else "image file not found"
+                if reason:
+                    return image_read_error(exc, path=path, reason=reason)
+        return exc
+
+    def _run(self) -> TrainResult:
         started = time.perf_counter()
         self._configure()
         model, state = self._load_resume()
@@ -461,6 +484,7 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
     spec = check_task(spec, data.ordinal, log)  # nominal classes: no grade heads, no QWK monitoring
     directory = member_dir(workdir, name)
     check_memory(spec, data.num_classes)
+    data.check_images()  # before the member's folder is made or TensorFlow imported
     with MemberLock(directory) as lock:
         recover_dir(directory, complete="metrics.json")
         if not lock.path.exists():  # the recovered folder came without our lock
