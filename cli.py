@@ -441,11 +441,12 @@ def import_member_cmd(
 @user_errors
 def predict(
     workdir: WorkdirOpt,
-    images: Annotated[list[Path], typer.Argument(help="Image files to grade.")],
-    out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout).")] = None,
+    images: Annotated[list[Path], typer.Argument(help="Image files to grade, or folders of them (not searched recursively).")],
+    out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout); an existing file that is not an earlier predictions CSV is refused unless --force.")] = None,
     method: Annotated[Optional[str], typer.Option(help=f"Fitted combiner to use: {METHOD_HELP} (default: the best on validation).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over flipped copies.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON on stdout instead of CSV.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out whatever it holds.")] = False,
 ) -> None:
     """Ensemble predictions (and member disagreement) for new images.
 
@@ -467,7 +468,8 @@ def predict(
     """
     from ensemble.inference import predict_images
 
-    result = predict_images(workdir, [str(p) for p in images], out=out, method=method, tta=tta, print_csv=not json_)
+    result = predict_images(workdir, [str(p) for p in images], out=out, method=method, tta=tta, print_csv=not json_,
+                            force=force)
     if json_:
         _print_json(result.to_json())
 

@@ -98,15 +98,17 @@ def vote(workdir: PathLike, *, methods: Sequence[str] = ("all",), quiet: bool = 
 
 
 def predict(workdir: PathLike, images: Sequence[PathLike], *, method: str | None = None, tta: bool = False,
-            out: PathLike | None = None):
-    """Grade images with the fitted ensemble; returns a :class:`ensemble.inference.PredictionResult`.
+            out: PathLike | None = None, force: bool = False):
+    """Grade images (files, or folders of them) with the fitted ensemble; returns a
+    :class:`ensemble.inference.PredictionResult`.
 
-    Nothing goes to stdout (the CSV is written only to ``out`` when given).
+    Nothing goes to stdout (the CSV is written only to ``out`` when given; an existing file there
+    that is not an earlier predictions CSV is refused unless ``force``).
     """
     from ensemble.inference import predict_images
 
     return predict_images(workdir, [str(p) for p in images], out=out, method=method, tta=tta,
-                          print_csv=False)
+                          print_csv=False, force=force)
 
 
 def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed: int = 0) -> dict:

@@ -324,7 +324,9 @@ def check_file(path: str) -> str | None:
     if not p.exists():
         return "does not exist"
     if p.is_dir():
-        return "is a directory, not an image file"
+        from members.data.folders import IMAGE_EXTENSIONS
+
+        return f"is a directory with no image file in it ({' '.join(IMAGE_EXTENSIONS)}; sub-folders are not searched)"
     if not p.is_file():
         return "is not a regular file"
     if p.stat().st_size == 0:
@@ -362,7 +364,8 @@ def settle_skipped(paths: Sequence[str], candidates: Sequence[str], kept, skippe
             skipped.setdefault(p, "cannot be decoded as an image (not an image, or truncated/corrupt)")
     if not decoded:
         _report_skipped(skipped)
-        raise UserError(f"None of the {len(paths)} image(s) could be read; pass JPEG or PNG files "
+        raise UserError(f"None of the {len(paths)} image(s) could be read; pass image files (JPEG, PNG, TIFF, "
+                        "or another format Pillow reads) or folders of them "
                         f"(see the list above). Received: paths={list(paths[:3])}{'...' if len(paths) > 3 else ''}")
 
 
@@ -443,17 +446,20 @@ def _progress(batches, n: int, batch_size: int):
 # ---- the verb --------------------------------------------------------------------------
 def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path | None = None,
                    method: str | None = None, tta: bool = False, batch_size: int = BATCH_SIZE,
-                   print_csv: bool = True) -> PredictionResult:
+                   print_csv: bool = True, force: bool = False) -> PredictionResult:
     """Grade ``paths`` with the fitted ensemble; write the CSV to ``out`` (or stdout) and a summary to stderr.
 
     Args:
         workdir: a workdir where ``vote`` has run.
-        paths: image files; missing or unreadable ones are listed on stderr and skipped.
-        out: the CSV to write (atomically); ``None`` prints it on stdout.
+        paths: image files, or folders whose image files (by extension, not recursing) are graded;
+            missing or unreadable ones are listed on stderr and skipped.
+        out: the CSV to write (atomically); ``None`` prints it on stdout. An existing file is only
+            replaced when it is an earlier predictions CSV (its header is this one's), or with ``force``.
         method: a fitted combiner (``ensemble/combiners/<method>.json``); default: the report's best.
         tta: average every member over four flips (members trained with TTA always get it).
         batch_size: images per batch.
         print_csv: print the CSV on stdout when ``out`` is None (the Python API turns it off).
+        force: replace ``out`` whatever it holds.
 
     Returns:
         A :class:`PredictionResult`.
@@ -467,9 +473,11 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
         >>> r.probs.shape  # doctest: +SKIP
         (2, 5)
     """
-    paths = [str(p) for p in paths]
+    paths = expand_folders([str(p) for p in paths])
     if not paths:
-        raise UserError("No image given; pass one or more image files. Received: paths=[]")
+        raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
+    if out is not None:
+        check_out(Path(out), force=force)
     ens = load_ensemble(workdir, method)
     skipped = {p: why for p in paths if (why := check_file(p)) is not None}
     candidates = [p for p in paths if p not in skipped]
@@ -485,6 +493,44 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
         sys.stdout.flush()
     _summary(result, out)
     return result
+
+
+def expand_folders(paths: Sequence[str]) -> list[str]:
+    """``paths`` with each folder replaced by its image files (by extension, sorted, hidden files and
+    sub-folders left out); files are kept as given, whatever their extension, and so is a folder
+    without image files (which :func:`check_file` then skips)."""
+    from members.data.folders import IMAGE_EXTENSIONS
+
+    out: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = sorted(os.path.join(p, f) for f in os.listdir(p) if not f.startswith(".")
+                           and os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS and os.path.isfile(os.path.join(p, f)))
+            if not found:  # left in: check_file skips it with its reason
+                out.append(p)
+                continue
+            print(f"{printable_path(p)}: a folder; its {len(found)} image file(s) are graded "
+                  "(sub-folders are not searched).", file=sys.stderr)
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def check_out(out: Path, *, force: bool = False) -> None:
+    """Refuse an ``--out`` that would replace a file predict did not write (a labels CSV, say), before any work."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; pass a file name for the predictions CSV, e.g. {out / 'predictions.csv'}.")
+    if force or not out.exists():
+        return
+    try:
+        with open(out, encoding="utf-8", newline="") as f:
+            first = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        first = []
+    if first[:len(CSV_COLUMNS)] != list(CSV_COLUMNS):
+        raise UserError(f"--out {out} exists and is not a predictions CSV that predict wrote (its first line is not "
+                        f"{','.join(CSV_COLUMNS)},prob_0,...); pass another --out, or --force to replace it.")
 
 
 def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, str]) -> PredictionResult:

@@ -147,6 +147,46 @@ def test_cli_predict(voted, images, tmp_path) -> None:
     assert len(pd.read_csv(out)) == 3
 
 
+def test_a_folder_is_graded_file_by_file_and_an_empty_one_is_skipped(voted, images, tmp_path, capsys) -> None:
+    import shutil
+
+    from PIL import Image
+
+    folder = tmp_path / "new eyes"
+    (folder / "sub").mkdir(parents=True)
+    for p in images["good"][:2]:
+        shutil.copy(p, folder)
+    Image.open(images["good"][2]).save(folder / "third.tif")  # any format Pillow reads
+    (folder / "notes.txt").write_text("not listed: not an image extension")
+    (folder / ".hidden.jpeg").write_bytes(Path(images["good"][3]).read_bytes())
+    shutil.copy(images["good"][4], folder / "sub")  # sub-folders are not searched
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result, table = _run(voted, [str(folder), str(empty), images["good"][4]], tmp_path)
+    expected = sorted(str(folder / Path(p).name) for p in images["good"][:2]) + [str(folder / "third.tif")]
+    assert table["path"].tolist() == sorted(expected) + [images["good"][4]]
+    err = " ".join(capsys.readouterr().err.split())
+    assert "a folder; its 3 image file(s) are graded (sub-folders are not searched)" in err
+    assert result.skipped == {str(empty): result.skipped[str(empty)]}
+    assert result.skipped[str(empty)].startswith("is a directory with no image file in it (.jpeg .jpg .png")
+
+
+def test_out_never_replaces_a_file_predict_did_not_write(voted, images, tmp_path) -> None:
+    labels = tmp_path / "trainLabels.csv"
+    labels.write_text("image,level\n1_left,0\n")
+    with pytest.raises(UserError, match=r"--out .*trainLabels.csv exists and is not a predictions CSV .* --force"):
+        predict_images(voted, images["good"][:1], out=labels)
+    assert labels.read_text() == "image,level\n1_left,0\n"
+    with pytest.raises(UserError, match="is a folder; pass a file name"):
+        predict_images(voted, images["good"][:1], out=tmp_path)
+    out = tmp_path / "pred.csv"
+    predict_images(voted, images["good"][:1], out=out)
+    predict_images(voted, images["good"][:2], out=out)  # an earlier predictions CSV is replaced
+    assert len(pd.read_csv(out)) == 2
+    predict_images(voted, images["good"][:3], out=labels, force=True)
+    assert len(pd.read_csv(labels)) == 3
+
+
 def test_cli_predict_json(voted, images) -> None:
     import json
 
