@@ -226,3 +226,34 @@ def test_idrid(tmp_path):
     assert sum(result.counts["val"].values()) == 77  # 15 % of 516, carved from IDRiD's train
     data = load_dataset(tmp_path / "w")
     assert all(p.startswith("test_") for p in data.rows("test")["path"])
+
+
+def _with_grade_7(tmp_path: Path, n: int) -> tuple[Path, Path]:
+    csv, images = simple_set(tmp_path, n=n, k=5)
+    image(images / "typo.jpeg")
+    image(images / "twin.jpeg")
+    (images / "twin_copy.jpeg").write_bytes((images / "twin.jpeg").read_bytes())  # byte-identical rows survive
+    with open(csv, "a") as f:
+        f.write("twin,1\ntwin_copy,1\ntypo,7\n")
+    return csv, images
+
+
+def test_a_few_rows_beyond_a_gap_in_the_grades_are_dropped_and_reported(tmp_path, capsys):
+    csv, images = _with_grade_7(tmp_path, 200)
+    result = prepare_csv(tmp_path / "w", csv, images, progress=False)
+    assert result.kept == 202 and sum(result.skipped.values()) == 1
+    (reason,) = result.skipped
+    assert reason.startswith("label beyond a gap in the labels (no row has 5, 6): not one of this set's classes 0–4")
+    info = json.loads((tmp_path / "w" / "dataset.json").read_text())
+    assert info["classes"] == [0, 1, 2, 3, 4] and info["identical"] == [["twin.jpeg", "twin_copy.jpeg"]]
+    report = pd.read_csv(tmp_path / "w" / "data_report.csv", keep_default_na=False)
+    assert report.to_dict("records") == [{"row": 204, "image": "typo", "label": 7, "reason": reason}]
+    assert "Dropped 1 row(s) whose label lies beyond a gap: 7 (1 row(s), line 204)" in capsys.readouterr().err
+
+
+def test_many_rows_beyond_a_gap_are_refused_naming_the_gap_and_the_lines(tmp_path):
+    csv, images = _with_grade_7(tmp_path, 40)
+    with pytest.raises(UserError, match=r"no row has 5, 6, yet 1 of the 43 rows have a larger label: 7 \(1 row\(s\), "
+                                        r"line 44\)\. Labels are the class indices 0 … k-1"):
+        prepare_csv(tmp_path / "w", csv, images, progress=False)
+    assert not (tmp_path / "w" / "split.csv").exists()

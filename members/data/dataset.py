@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from members.infra import csvsafe
@@ -280,6 +281,41 @@ def prepare_folders(workdir: str | os.PathLike, images_dir: str | os.PathLike, *
                           group_column=None, group_pattern=group_pattern, folders=True)
 
 
+GAP_SHARE = 0.01  # rows with a label beyond a gap in the integer labels: dropped when fewer than this share
+
+
+def _drop_beyond_gap(kept: pd.DataFrame, dropped: pd.DataFrame, original: dict,
+                     identical: list[list[int]]) -> tuple[pd.DataFrame, pd.DataFrame, list[list[int]]]:
+    """Integer labels must be the classes 0 … k-1, each with rows. A few rows whose label lies beyond a
+    gap (a grade 7 in a 0–4 set: a typo) are dropped and reported like any bad row; more than
+    :data:`GAP_SHARE` of the rows beyond a gap is refused in one sentence naming the gap and the rows.
+    """
+    counts = np.bincount(kept["label"].to_numpy(np.int64))
+    missing = [c for c in range(len(counts)) if counts[c] == 0]
+    if not missing:
+        return kept, dropped, identical
+    beyond = kept[kept["label"] > missing[0]]
+    values = sorted(set(beyond["label"].tolist()))
+    rows = ", ".join(f"{v} ({int((beyond['label'] == v).sum())} row(s), line "
+                     f"{', '.join(map(str, beyond.loc[beyond['label'] == v, 'row'].tolist()[:3]))})" for v in values[:4])
+    gap = ", ".join(map(str, missing[:6])) + (", ..." if len(missing) > 6 else "")
+    if missing[0] == 0 or len(beyond) >= GAP_SHARE * len(kept):
+        raise UserError(f"The integer labels leave a gap: no row has {gap}, yet {len(beyond)} of the {len(kept)} rows "
+                        f"have a larger label: {rows}. Labels are the class indices 0 … k-1, each with rows; fix or "
+                        f"remove those rows (when they are under {GAP_SHARE:.0%} of the rows prepare drops and reports "
+                        f"them itself).")
+    reason = f"label beyond a gap in the labels (no row has {gap}): not one of this set's classes 0–{missing[0] - 1}"
+    extra = pd.DataFrame({"row": beyond["row"].to_numpy(), "image": beyond["image"].to_numpy(),
+                          "label": [original.get(r, str(v)) for r, v in zip(beyond["row"], beyond["label"])],
+                          "reason": reason})
+    print(f"Dropped {len(beyond)} row(s) whose label lies beyond a gap: {rows}.", file=sys.stderr)
+    dropped = pd.concat([dropped, extra], ignore_index=True).sort_values("row", kind="stable").reset_index(drop=True)
+    keep = (kept["label"] <= missing[0]).to_numpy()
+    new_index = np.cumsum(keep) - 1  # the sets of byte-identical rows index the kept rows
+    identical = [s for s in ([int(new_index[i]) for i in group if keep[i]] for group in identical) if len(s) > 1]
+    return kept[keep].reset_index(drop=True), dropped, identical
+
+
 def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: str, what: str,
                    val_fraction: float, test_fraction: float, seed: int, force: bool, progress: bool,
                    ordinal: bool | None, classes: Sequence[str] | None, group_cells: list[str] | None,
@@ -297,7 +333,9 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
         top = dropped["reason"].value_counts()
         raise UserError(f"No usable row in {what}: all {len(table)} rows were dropped, mostly because "
                         f"\"{top.index[0]}\" ({top.iloc[0]} rows); check --images and the image names.")
-    kept = checked.kept
+    kept, identical = checked.kept, checked.identical
+    if not encoding.named:
+        kept, dropped, identical = _drop_beyond_gap(kept, dropped, original, identical)
     if encoding.named:
         have = class_counts(kept["label"], len(encoding.classes))
         empty = [c for c, n in zip(encoding.classes, have) if n == 0]
@@ -312,18 +350,18 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     grouping = find_groups(paths, column=cells, column_name=group_column, pattern=group_pattern,
                            by_file_name=folders)
     given = kept["split"].tolist() if checked.has_split else None
-    split = assign_splits(kept["label"].to_numpy(), groups=merge_groups(grouping.groups, checked.identical, len(kept)),
+    split = assign_splits(kept["label"].to_numpy(), groups=merge_groups(grouping.groups, identical, len(kept)),
                           given=given, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    if checked.identical:  # copies of one photo stay in one split (see members.data.duplicates)
-        print(describe(paths, checked.identical, kept["label"].tolist()), file=sys.stderr)
+    if identical:  # copies of one photo stay in one split (see members.data.duplicates)
+        print(describe(paths, identical, kept["label"].tolist()), file=sys.stderr)
     frame = pd.DataFrame({"path": kept["path"].to_numpy(), "label": kept["label"].to_numpy(), "split": split})
     if grouping.groups is not None:
         frame["group"] = grouping.groups
     split_source = ("split folders" if folders else "csv column") if checked.has_split else "random"
     meta = {"source": source, "image_root": str(images.resolve()), "split_source": split_source, "seed": seed,
             "val_fraction": val_fraction, "test_fraction": test_fraction, "grouping": grouping.to_json()}
-    if checked.identical:
-        meta["identical"] = [[paths[i] for i in same] for same in checked.identical]
+    if identical:
+        meta["identical"] = [[paths[i] for i in same] for same in identical]
     return _commit(workdir, frame, dropped, meta, force=force, class_names=encoding.classes, ordinal=ordinal,
                    notes=[grouping.note])
 
