@@ -236,24 +236,37 @@ def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], e
     from members.training.artifacts import save_predictions
     from members.scoring import nan_to_none, score
 
+    from members.infra.transaction import replace_dir
+    from members.training.collapse import health
+
     model_src = extra.pop("_model", None)
-    if folder.exists():  # --force was given (checked before anything was computed)
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").unlink(missing_ok=True)  # incomplete until the end
-    results = {}
+    # an existing member (--force) is replaced only once the new one is complete: built beside it, then swapped
+    target = folder.with_name(f".{name}.replacement") if folder.exists() else folder
+    if target.exists() and target != folder:
+        shutil.rmtree(target)  # a replacement left by an import that died
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "metrics.json").unlink(missing_ok=True)  # incomplete until the end
+    results, labels = {}, {"train": data.rows("train")["label"].to_numpy(np.int64)}
     for split in ("val", "test"):
         rows = data.rows(split)
-        labels = rows["label"].to_numpy(np.int64)
-        save_predictions(folder / f"{split}.npz", probs[split], labels, rows["row_id"].to_numpy(np.int64),
+        labels[split] = rows["label"].to_numpy(np.int64)
+        save_predictions(target / f"{split}.npz", probs[split], labels[split], rows["row_id"].to_numpy(np.int64),
                          data.fingerprint)
-        results[split] = score(labels, probs[split], num_classes=data.num_classes) if len(labels) else {}
+        results[split] = score(labels[split], probs[split], num_classes=data.num_classes) if len(labels[split]) else {}
     metrics = {"name": name, "preset": "imported", "num_classes": data.num_classes, "classes": list(data.classes),
                "fingerprint": data.fingerprint, "tta": False, "val": results["val"], "test": results["test"], **extra}
+    # the same collapse and majority-baseline check as a trained member's: vote leaves a collapsed one out
+    metrics.update(health(name=name, spec=None, classes=list(data.classes), labels=labels, predictions=probs,
+                          results=results, history=[], log=lambda line: print(line, file=sys.stderr)))
     if model_src is not None:
-        atomic.write_bytes(folder / "model.keras", Path(model_src).read_bytes())
-        metrics["model_sha256"] = atomic.sha256_file(folder / "model.keras")
-    atomic.write_json(folder / "metrics.json", nan_to_none(metrics))
+        atomic.write_bytes(target / "model.keras", Path(model_src).read_bytes())
+        metrics["model_sha256"] = atomic.sha256_file(target / "model.keras")
+    atomic.write_json(target / "metrics.json", nan_to_none(metrics))
+    if target != folder:
+        try:
+            replace_dir(target, folder)
+        except OSError as exc:
+            raise atomic._write_error(folder, exc) from exc
 
 
 def has_model(metrics: dict) -> bool:

@@ -157,3 +157,64 @@ def test_import_needs_one_source_and_a_free_name(workdir_copy, tmp_path):
     not_keras.write_bytes(b"x")
     code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model", not_keras)
     one_sentence_error(code, err, "is not a .keras file")
+
+
+def _one_class_csvs(work: Path, folder: Path, cls: int) -> dict[str, Path]:
+    """val/test CSVs whose every row puts 0.9 on class ``cls``: a model that learned nothing."""
+    data = load_dataset(work)
+    out = {}
+    for split in ("val", "test"):
+        rows = data.rows(split)
+        probs = np.full((len(rows), data.num_classes), 0.1 / (data.num_classes - 1))
+        probs[:, cls] = 0.9
+        table = pd.DataFrame(probs, columns=[f"prob_{j}" for j in range(data.num_classes)])
+        table.insert(0, "image", [Path(p).stem for p in rows["path"]])
+        out[split] = folder / f"{split}_one_class.csv"
+        table.to_csv(out[split], index=False)
+    return out
+
+
+def test_an_imported_member_gets_the_collapse_check_and_vote_leaves_it_out(workdir_copy, tmp_path, capsys):
+    from ensemble.vote import run_vote
+
+    csvs = _one_class_csvs(workdir_copy, tmp_path, cls=3)
+    folder = import_member(workdir_copy, "flat", val_csv=csvs["val"], test_csv=csvs["test"])
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["collapsed"] is True and metrics["collapse"]["reason"] == "its val predictions fall into one class (3)"
+    assert "trained outside this toolkit" in metrics["collapse"]["advice"]
+    assert set(metrics["majority"]) == {"val", "test"} and set(metrics["below_majority"]) == {"val", "test"}
+    assert "[flat] WARNING: collapsed" in capsys.readouterr().err
+    good = write_probs(workdir_copy, tmp_path, seed=1)
+    fine = json.loads((import_member(workdir_copy, "fine", val_csv=good["val"], test_csv=good["test"])
+                       / "metrics.json").read_text())
+    assert fine["collapsed"] is False and fine["below_majority"] == {"val": False, "test": False}
+    add_member(workdir_copy, "other", seed=4)
+    report = run_vote(workdir_copy, methods=("soft",), n_boot=10, console=Console(file=io.StringIO()))
+    assert "flat" not in report["members"] and {"fine", "other"} <= set(report["members"])
+
+
+def test_a_forced_import_that_fails_leaves_the_previous_member_whole(workdir_copy, tmp_path, monkeypatch):
+    import members.training.artifacts as artifacts
+
+    csvs = write_probs(workdir_copy, tmp_path)
+    folder = import_member(workdir_copy, "outside", val_csv=csvs["val"], test_csv=csvs["test"])
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    (tmp_path / "second").mkdir()
+    other = write_probs(workdir_copy, tmp_path / "second", seed=7)
+    calls = []
+
+    def dies(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:  # the test split: the val file of the replacement is written already
+            raise OSError(28, "No space left on device", str(path))
+        return original(path, *args, **kwargs)
+
+    original = artifacts.save_predictions
+    monkeypatch.setattr(artifacts, "save_predictions", dies)
+    with pytest.raises((UserError, OSError)):
+        import_member(workdir_copy, "outside", val_csv=other["val"], test_csv=other["test"], force=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the old member, byte for byte
+    monkeypatch.setattr(artifacts, "save_predictions", original)
+    import_member(workdir_copy, "outside", val_csv=other["val"], test_csv=other["test"], force=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()}["val.npz"] != before["val.npz"]
+    assert not any(p.name.startswith(".outside") for p in folder.parent.iterdir())

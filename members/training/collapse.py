@@ -77,12 +77,18 @@ class CollapseWatch:
             self.warned = True
 
 
-def health(*, name: str, spec: MemberSpec, classes, labels: dict, predictions: dict, results: dict,
+IMPORTED_ADVICE = ("It was trained outside this toolkit: check its class balance and its input preprocessing "
+                   "against this set's, or keep it anyway with vote --keep-collapsed.")
+
+
+def health(*, name: str, spec: MemberSpec | None, classes, labels: dict, predictions: dict, results: dict,
            history: list[dict], log) -> dict:
     """``collapsed`` / ``collapse`` (the kept weights on val) and the majority baseline (``majority``,
     ``below_majority``) for metrics.json.
 
     Args:
+        spec: the member's spec; None for a member imported from outside (no training history, and
+            the advice is :data:`IMPORTED_ADVICE`).
         labels: ``{"train", "val", "test"}`` label arrays.
         predictions: ``{"val", "test"}`` probabilities of the kept weights.
         results: ``{"val", "test"}`` scores of those predictions (``members.scoring.score``).
@@ -100,7 +106,7 @@ def health(*, name: str, spec: MemberSpec, classes, labels: dict, predictions: d
                 "val_balanced_accuracy": bal, "val_auc": auc, "chance": 1.0 / k,
                 "epochs_at_chance": sum(1 for r in history if is_chance(r, k))}
     warned_run = longest_chance_run(history, k)
-    if warned_run >= min(COLLAPSE_EPOCHS, spec.total_epochs) and not collapsed and history:
+    if spec is not None and history and not collapsed and warned_run >= min(COLLAPSE_EPOCHS, spec.total_epochs):
         # CollapseWatch warned while training (a regression member's fixed grade-scale cuts, or a late
         # recovery): say that the kept weights, with their tuned cuts, did not collapse after all
         shown = ", ".join(str(classes[j]) for j in np.flatnonzero(counts))
@@ -113,7 +119,7 @@ def health(*, name: str, spec: MemberSpec, classes, labels: dict, predictions: d
         top = classes[int(counts.argmax())]
         collapse["reason"] = (f"its val predictions fall into one class ({top})" if one_class
                               else f"its val balanced accuracy {bal:.3f} is at chance (1/{k}) and its val AUC {auc:.3f} near 0.5")
-        collapse["advice"] = collapse_advice(spec)
+        collapse["advice"] = collapse_advice(spec) if spec is not None else IMPORTED_ADVICE
         log(f"[{name}] WARNING: collapsed: {collapse['reason']}. vote will leave it out. {collapse['advice']}")
     majority, below = {}, {}
     for split in ("val", "test"):
