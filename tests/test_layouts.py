@@ -188,6 +188,28 @@ def test_group_pattern_problems(tmp_path, pattern, needle, ok):
         assert "{pattern" not in err and pattern in err  # the pattern itself is quoted back
 
 
+@pytest.mark.parametrize("where", ["top", "in a class", "in a split"])
+def test_a_workdir_inside_the_images_folder_is_not_taken_for_a_class(tmp_path, where, capsys):
+    from members.data.dataset import prepare_folders
+
+    data = tmp_path / "fundus"
+    if where == "in a split":
+        for split in ("train", "val", "test"):
+            class_folders(data / split, n=4, nested=False)
+        work = data / "train" / "work"
+    else:
+        class_folders(data)
+        work = data / ("work" if where == "top" else "normal/work")
+    first = prepare_folders(work, data, progress=False)
+    add_member(work, "a", seed=1)  # the workdir fills up with members' files
+    (work / "members" / "a" / "curves.png").write_bytes((data / "glaucoma" / "gla0.png").read_bytes()
+                                                          if where != "in a split" else b"")
+    again = prepare_folders(work, data, progress=False)  # the same data: unchanged, not "a class named work"
+    assert again.kept == first.kept and info(work)["classes"] == list(CLASSES)
+    if where != "in a class":
+        assert f"Left out {work}: it holds the workdir, not a class of images." in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def nominal(tmp_path_factory) -> Path:
     """A prepared folder-per-class workdir (nominal) with two members' cached predictions."""

@@ -270,7 +270,7 @@ def prepare_folders(workdir: str | os.PathLike, images_dir: str | os.PathLike, *
     check_fractions(val_fraction, test_fraction)
     check_seed(seed, "--seed")
     workdir = _check_workdir(workdir)
-    table = scan_class_folders(images_dir)
+    table = scan_class_folders(images_dir, workdir=workdir)
     loose = loose_files(images_dir)
     if loose:
         print(f"Ignored {loose} image file(s) directly in {images_dir}: only files inside a class folder are used.",

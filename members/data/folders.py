@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -31,21 +32,43 @@ def _visible_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _images_under(folder: Path) -> list[Path]:
-    """Image files anywhere below ``folder`` (hidden files and folders skipped), sorted."""
+def _images_under(folder: Path, skip: Path | None = None) -> list[Path]:
+    """Image files anywhere below ``folder`` (hidden files and folders, and the folder ``skip``, left out), sorted."""
     found = []
     for base, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _same(Path(base) / d, skip))
         found += [Path(base) / f for f in sorted(files)
                   if not f.startswith(".") and os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS]
     return found
 
 
-def scan_class_folders(images_dir: str | os.PathLike) -> pd.DataFrame:
+def _same(folder: Path, other: Path | None) -> bool:
+    return other is not None and folder.resolve() == other
+
+
+def _holds(folder: Path, inner: Path | None) -> bool:
+    """Whether ``inner`` (resolved) is ``folder`` or lies below it."""
+    return inner is not None and inner.is_relative_to(folder.resolve())
+
+
+def _not_the_workdir(dirs: list[Path], skip: Path | None, notes: list[str]) -> list[Path]:
+    """``dirs`` without the one that is (or, holding no image besides it, contains) the workdir ``skip``."""
+    keep = []
+    for d in dirs:
+        if _holds(d, skip) and (_same(d, skip) or not _images_under(d, skip)):
+            notes.append(f"Left out {d}: it holds the workdir, not a class of images.")
+            continue
+        keep.append(d)
+    return keep
+
+
+def scan_class_folders(images_dir: str | os.PathLike, *, workdir: str | os.PathLike | None = None) -> pd.DataFrame:
     """The rows of a folder-per-class set: ``row, image, label_text`` (+ ``split_text`` with split folders).
 
     ``image`` is the path relative to ``images_dir`` (POSIX), ``label_text`` the class folder's
-    name, ``row`` a 1-based row number in the sorted listing (used by ``data_report.csv``).
+    name, ``row`` a 1-based row number in the sorted listing (used by ``data_report.csv``). A
+    ``workdir`` inside ``images_dir`` is left out (said on stderr), so that preparing it again
+    does not take it for a class.
 
     Raises:
         UserError: no class folder, split folders mixed with other folders, or a class folder
@@ -55,7 +78,9 @@ def scan_class_folders(images_dir: str | os.PathLike) -> pd.DataFrame:
     if not root.is_dir():
         raise UserError(f"Images folder {root} does not exist or is not a folder; pass a folder with one "
                         f"sub-folder per class via --images. Received: images={root}")
-    top = _visible_dirs(root)
+    skip = Path(workdir).resolve() if workdir is not None else None
+    notes: list[str] = []
+    top = _not_the_workdir(_visible_dirs(root), skip, notes)
     splits = [d for d in top if d.name.casefold() in SPLIT_FOLDERS]
     if splits and len(splits) != len(top):
         others = [d.name for d in top if d not in splits]
@@ -65,13 +90,13 @@ def scan_class_folders(images_dir: str | os.PathLike) -> pd.DataFrame:
     parts = [(SPLIT_FOLDERS[d.name.casefold()], d) for d in splits] if splits else [(None, root)]
     rows: list[tuple[str, str, str | None]] = []
     for split, base in parts:
-        classes = _visible_dirs(base)
+        classes = _not_the_workdir(_visible_dirs(base), skip, notes) if split else top
         if not classes:
             where = f"{base}" if split else f"{root}"
             raise UserError(f"{where} has no class folder; expected one sub-folder per class (e.g. "
                             f"{where}/normal/*.jpg), or pass a labels CSV with --labels. Received: images={root}")
         for folder in classes:
-            files = _images_under(folder)
+            files = _images_under(folder, skip)
             if not files:
                 raise UserError(f"Class folder {folder} holds no image file ({', '.join(IMAGE_EXTENSIONS[:4])}, ...); "
                                 f"add images of class {folder.name!r} or remove the folder. Received: images={root}")
@@ -80,6 +105,8 @@ def scan_class_folders(images_dir: str | os.PathLike) -> pd.DataFrame:
                           "label_text": [r[1] for r in rows]})
     if splits:
         table["split_text"] = [r[2] for r in rows]
+    for note in notes:
+        print(note, file=sys.stderr)
     return table
 
 
