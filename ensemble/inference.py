@@ -132,8 +132,14 @@ class PredictionResult:
 
     @property
     def top_class(self) -> np.ndarray:
-        """``(n,)`` the most probable class of the ensemble probabilities."""
-        return self.probs.argmax(axis=1)
+        """``(n,)`` the most probable class of the ensemble probabilities; a tie goes to ``label`` when it is
+        among the most probable (a hard vote's 1–1 tie, broken by summed probability), so that
+        ``top_class`` differs from ``label`` only where ``label`` is not a most probable class (``+thr``)."""
+        top = self.probs.argmax(axis=1)
+        if not len(top):
+            return top
+        at_top = self.probs[np.arange(len(top)), self.labels] >= self.probs.max(axis=1)
+        return np.where(at_top, self.labels, top)
 
     @property
     def top_prob(self) -> np.ndarray:

@@ -323,3 +323,23 @@ def test_predict_help_explains_every_column() -> None:
     rows = [line.split()[0] for line in out.splitlines() if line.strip() and line.startswith(" ")]
     for column in (*CSV_COLUMNS, "prob_0.."):
         assert column in rows, column  # each column starts a line of the help, with its meaning
+
+
+def test_a_hard_vote_tie_gives_the_same_label_and_top_class() -> None:
+    from ensemble.combiners.hard import HardVote
+    from ensemble.inference import PredictionResult
+
+    # two members, a 1-1 tie between classes 0 and 2; class 2 has the larger summed probability
+    P = np.array([[[0.55, 0.05, 0.40]], [[0.05, 0.05, 0.90]]])
+    combiner = HardVote().fit(np.concatenate([P, P], axis=1), [0, 2])
+    probs, labels = combiner.predict_proba(P), combiner.predict(P)
+    assert probs.tolist() == [[0.5, 0.0, 0.5]] and labels.tolist() == [2]
+    n = len(labels)
+    result = PredictionResult(["eye.png"], probs, labels, np.ones(n), probs[np.arange(n), labels], np.zeros(n, bool),
+                              {}, "hard", ["a", "b"], "", [0, 1, 2])
+    assert result.top_class.tolist() == [2]  # not argmax's first index, 0
+    row = pd.read_csv(io.StringIO(result.to_csv())).iloc[0]
+    assert row["label"] == row["top_class"] == 2 and row["top_prob"] == row["label_prob"] == 0.5
+    thr = PredictionResult(["eye.png"], np.array([[0.6, 0.3, 0.1]]), np.array([1]), np.ones(1), np.array([0.3]),
+                           np.zeros(1, bool), {}, "soft+thr", ["a", "b"], "", [0, 1, 2])
+    assert thr.top_class.tolist() == [0]  # +thr: the label is not a most probable class, so they differ
