@@ -184,7 +184,9 @@ def run_vote(
         "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95, "stratified": True, "note": (
             f"{n_boot} bootstrap resamples of the test rows, stratified by class (class counts kept, as in the split), "
             f"seed {seed}; the same resamples for every model, so differences are paired; percentile intervals, "
-            "widened to contain the point value where the resamples are shifted away from it (ECE on small sets).")},
+            "widened to contain the point value where the resamples are shifted away from it (ECE on small sets)."),
+            "single_row_classes": [ms.classes[c] if c < len(ms.classes or []) else c for c, n in
+                                   enumerate(np.bincount(ms.test_labels, minlength=ms.num_classes).tolist()) if n == 1]},
     }
     bagging = bagging_gain(workdir, ms, indices)  # k-fold members: K-fold average vs one copy, on test
     if bagging:
@@ -600,7 +602,17 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
     if same == 1.0:  # e.g. a weighted vote that put nearly all its weight on one member
         mcnemar += (f" {bm} gives every test row the grade {bs} gives it: on test it is that member in effect, "
                     "not a combination of members.")
-    return f"{head}; {extra}. {baseline} {mcnemar}{_selection_words(r, label)}"
+    return f"{head}; {extra}. {baseline} {mcnemar}{_selection_words(r, label)}{_thin_test_words(r)}"
+
+
+def _thin_test_words(r: dict) -> str:
+    """A sentence when the stratified bootstrap cannot vary some test classes (one row each)."""
+    thin = (r.get("bootstrap") or {}).get("single_row_classes") or []
+    if not thin:
+        return ""
+    return (f" The test split has {len(thin)} class(es) with a single row ({', '.join(map(str, thin))}), which a "
+            "bootstrap stratified by class never varies, so the intervals above are narrower than the real uncertainty "
+            "(zero-wide when every class has one row); prepare a larger test split (--test-fraction, or more images).")
 
 
 def _class_label(r: dict) -> str:

@@ -540,3 +540,22 @@ def test_an_operating_point_that_refers_every_eye_is_called_out() -> None:
     ref = {"applicable": True, "positive": "grade >= 2", "sensitivity_target": 0.9, "best_single": fine, "ensemble": flat}
     lines = summary_lines({"referable": ref, "skipped": {}})
     assert sum(line.startswith("WARNING: bad reaches") for line in lines) == 1
+
+
+def test_a_test_class_with_one_row_is_said_to_make_the_intervals_too_narrow(tmp_path, monkeypatch, voted) -> None:
+    import tests.test_vote as this
+
+    labels = LABELS.copy()
+    test_rows = np.flatnonzero(np.array(SPLIT) == "test")
+    last = test_rows[labels[test_rows] == K - 1]
+    labels[last[1:]] = 0  # class K-1 keeps a single test row
+    monkeypatch.setattr(this, "LABELS", labels)
+    root = make_workdir(tmp_path, {"a": (0.8, 0.3), "b": (0.6, 0.5)}, incomplete=None)
+    report = run_vote(root, n_boot=50, console=Console(file=io.StringIO()))
+    assert report["bootstrap"]["single_row_classes"] == [K - 1]
+    assert report["verdict"].endswith(
+        f"The test split has 1 class(es) with a single row ({K - 1}), which a bootstrap stratified by class never "
+        "varies, so the intervals above are narrower than the real uncertainty (zero-wide when every class has one "
+        "row); prepare a larger test split (--test-fraction, or more images).")
+    _, balanced, _ = voted
+    assert balanced["bootstrap"]["single_row_classes"] == [] and "single row" not in balanced["verdict"]
