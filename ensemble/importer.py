@@ -28,6 +28,7 @@ import csv
 import os
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,14 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
     from members.data.dataset import load_dataset
     from members.training.trainer import member_dir
 
-    if (model is None) == (val_csv is None and test_csv is None) or (model is None and None in (val_csv, test_csv)):
+    if model is not None and (val_csv is not None or test_csv is not None):
         raise UserError("Give either --model FILE.keras, or both --val-csv and --test-csv; not both kinds.")
+    if model is None and val_csv is None and test_csv is None:
+        raise UserError("Give the member to import: --model FILE.keras, or both --val-csv and --test-csv.")
+    if model is None and None in (val_csv, test_csv):
+        given, other = ("--val-csv", "--test-csv") if val_csv is not None else ("--test-csv", "--val-csv")
+        raise UserError(f"{given} needs {other} too: a member imported as probabilities has both its val and its test "
+                        f"rows; pass {other} FILE.csv as well.")
     data = load_dataset(workdir)
     folder = member_dir(workdir, name)
     if folder.exists() and any(folder.iterdir()) and not force:
@@ -99,11 +106,20 @@ def _load_keras(path: Path):
     if not path.is_file() or path.suffix != ".keras":
         raise UserError(f"{path} is not a .keras file; save the model with model.save('name.keras') (Keras 3 "
                         f"format) and pass that file. Received: model={path}")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not a Keras 3 .keras archive (a .keras file is a zip archive; this one is not, "
+                        "so it is another format renamed, or damaged); save the model again with model.save('name.keras').")
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 (zip, config and deserialisation errors all mean the same here)
-        raise UserError(f"{path} could not be loaded safely ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
-                        "it must be a Keras 3 .keras file without Lambda layers or custom code.") from None
+        text = " ".join(str(exc).split())
+        if "Lambda" in text or "lambda" in text:
+            raise UserError(f"{path} holds a Lambda layer, which safe_mode does not load (it would run code stored in "
+                            "the file); rebuild the model with built-in layers (e.g. Rescaling instead of a Lambda) "
+                            "and save it again.") from None
+        first = text.split(". ")[0][:200]
+        raise UserError(f"{path} could not be loaded safely ({type(exc).__name__}: {first}); it must be a Keras 3 "
+                        ".keras file without Lambda layers or custom code.") from None
 
 
 def _input_size(model, path: Path, given: int | None) -> int:

@@ -130,7 +130,8 @@ def test_same_data_is_noop_other_data_needs_force(tmp_path):
     assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "w").iterdir()}
     with pytest.raises(UserError) as info:
         prepare_csv(tmp_path / "w", csv, images, seed=1, progress=False)
-    assert str(info.value) == (f"{tmp_path / 'w'} was prepared from other data; pass --force to overwrite it "
+    assert str(info.value) == (f"{tmp_path / 'w'} was prepared from the same data with other options (seed 0 then, "
+                               "1 now), which give another split; pass --force to overwrite it "
                                "(trained members there will be invalidated).")
     assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "w").iterdir()}
     forced = prepare_csv(tmp_path / "w", csv, images, seed=1, force=True, progress=False)

@@ -145,9 +145,30 @@ def test_bad_keras_models(workdir_copy, tmp_path, kwargs, needle):
     one_sentence_error(code, err, needle)
 
 
+def test_models_that_are_not_safe_keras_archives_get_their_own_sentence(workdir_copy, tmp_path):
+    import keras
+
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"not a zip archive at all")
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model", garbage)
+    one_sentence_error(code, err, "is not a Keras 3 .keras archive", "save the model again")
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Lambda(lambda t: t / 255.0)(inputs)  # noqa: unsafe on purpose: the import must refuse it
+    x = keras.layers.Dense(5, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(inputs, x).save(tmp_path / "lambda.keras")
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model", tmp_path / "lambda.keras")
+    one_sentence_error(code, err, "holds a Lambda layer, which safe_mode does not load", "Rescaling instead of a Lambda")
+    csvs = write_probs(workdir_copy, tmp_path)
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--val-csv", csvs["val"])
+    one_sentence_error(code, err, "--val-csv needs --test-csv too")
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--val-csv", csvs["val"],
+                              "--test-csv", csvs["test"], "--model", garbage)
+    one_sentence_error(code, err, "not both kinds")
+
+
 def test_import_needs_one_source_and_a_free_name(workdir_copy, tmp_path):
     code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k")
-    one_sentence_error(code, err, "Give either --model")
+    one_sentence_error(code, err, "Give the member to import: --model FILE.keras, or both --val-csv and --test-csv")
     add_member(workdir_copy, "taken")
     csvs = write_probs(workdir_copy, tmp_path)
     code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "taken", "--val-csv", csvs["val"],

@@ -175,7 +175,7 @@ def test_a_column_name_copied_with_its_trailing_space_matches(tmp_path):
     (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary", "not a UTF-8 CSV"),
     (b"name,grade\na,1\n",
      "its columns are 'name', 'grade'; name the ones to use with --image-column and --label-column"),
-    (b"image;level\na;1\n", "another separator than a comma"),
+    (b"image;level\na;1\n", "uses ';' to separate its columns (its header is 'image;level'); save it as CSV with commas"),
 ])
 def test_read_csv_fatal_errors(tmp_path, content, needle):
     path = tmp_path / "labels.csv"

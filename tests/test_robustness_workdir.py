@@ -144,7 +144,8 @@ def test_prepare_twice_with_other_data_needs_force(workdir_copy, demo_images, tm
 
 
 def test_prepare_with_another_seed_needs_force(workdir_copy, demo_images):
-    refused(workdir_copy, _prepare_args(workdir_copy, demo_images, "--seed", "5"), "was prepared from other data")
+    refused(workdir_copy, _prepare_args(workdir_copy, demo_images, "--seed", "5"),
+            "was prepared from the same data with other options (seed 0 then, 5 now), which give another split")
 
 
 def test_members_are_refused_after_prepare_force_with_other_data(voteable, demo_images):

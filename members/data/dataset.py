@@ -168,7 +168,7 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
     same = (old is not None and old.get("fingerprint") == fingerprint
             and old.get("source_sha256") == info.get("source_sha256"))
     if old is not None and not same and not force:
-        raise UserError(f"{workdir} was prepared from other data; pass --force to overwrite it "
+        raise UserError(f"{workdir} was prepared {_what_differs(old, info)}; pass --force to overwrite it "
                         "(trained members there will be invalidated).")
     if same and old.get("classes") != classes:
         same = False  # the same split.csv with other class names (or order): members must not carry over
@@ -195,6 +195,17 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
         commit_entries(workdir, PREPARE, write, ["images"] * images + ["data_report.csv", "split.csv", "dataset.json"])
     _summary(workdir, info, dropped, unchanged=False, notes=notes)
     return _result(workdir, info)
+
+
+def _what_differs(old: dict, new: dict) -> str:
+    """How a workdir's earlier ``dataset.json`` differs from this prepare's: other data, or other options."""
+    if any(old.get(k) != new.get(k) for k in ("source", "image_root", "source_sha256")) or old.get("kept") != new.get("kept"):
+        return f"from other data ({old.get('source')}, {old.get('kept')} rows; now {new.get('source')}, {new.get('kept')} rows)"
+    options = [f"{k} {old.get(k)!r} then, {new.get(k)!r} now" for k in ("seed", "val_fraction", "test_fraction", "grouping")
+               if old.get(k) != new.get(k)]
+    if options:
+        return f"from the same data with other options ({'; '.join(options)}), which give another split"
+    return "from the same data, but its split differs (the images or their labels changed)"
 
 
 def _check_workdir(workdir: str | os.PathLike) -> Path:

@@ -246,7 +246,10 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
     if missing:
         hint = ""
         if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
-            hint = " (the file seems to use another separator than a comma; save it with commas)"
+            sep = next(sep for sep in ";\t|" if sep in header[0])
+            raise UserError(f"Labels file {path} uses {'a tab' if sep == chr(9) else repr(sep)} to separate its columns "
+                            f"(its header is {header[0]!r}); save it as CSV with commas (in Excel: CSV UTF-8) and try "
+                            f"again. Received: labels={path}")
         raise UserError(
             f"Labels file {path} has no column {' or '.join(map(repr, missing))}{hint}; its columns are "
             f"{', '.join(map(repr, header))}; name the ones to use with --image-column and --label-column. "
