@@ -237,9 +237,12 @@ def presets(
     Console().print(table)
 
 
-def member_marks(m: dict) -> str:
-    """The warnings of a member's metrics.json as words: collapsed, † below the majority class on test."""
+def member_marks(m: dict, fingerprint: str | None = None) -> str:
+    """The warnings of a member's metrics.json as words: stale (trained on another prepared dataset than the
+    workdir's ``fingerprint``), collapsed, † below the majority class on test."""
     marks = []
+    if fingerprint and m.get("fingerprint") and m["fingerprint"] != fingerprint:
+        marks.append("STALE (trained on another prepared dataset than this workdir's; vote refuses it: train it again)")
     if m.get("collapsed"):
         marks.append(f"COLLAPSED ({(m.get('collapse') or {}).get('reason', 'one class on val')}; vote leaves it out)")
     base = (m.get("majority") or {}).get("test") or {}
@@ -260,6 +263,10 @@ def _trained_members(workdir: Path, json_: bool) -> None:
     folder = Path(workdir) / "members"
     if not folder.is_dir():
         raise UserError(f"{workdir} has no members/ folder; train members first (python cli.py train-member --workdir {workdir}).")
+    try:
+        fingerprint = _json.loads((Path(workdir) / "dataset.json").read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, ValueError):
+        fingerprint = None
     rows = []
     for metrics_path in sorted(folder.glob("*/metrics.json")):
         try:
@@ -272,7 +279,8 @@ def _trained_members(workdir: Path, json_: bool) -> None:
                      "head": m.get("head"), "test_accuracy": t.get("accuracy"), "majority_accuracy": base.get("accuracy"),
                      "test_balanced_accuracy": t.get("balanced_accuracy"), "test_qwk": t.get("qwk"),
                      "collapsed": bool(m.get("collapsed")), "below_majority": bool((m.get("below_majority") or {}).get("test")),
-                     "marks": member_marks(m)})
+                     "stale": bool(fingerprint and m.get("fingerprint") and m["fingerprint"] != fingerprint),
+                     "marks": member_marks(m, fingerprint)})
     if json_:
         _print_json(rows)
         return
@@ -283,7 +291,8 @@ def _trained_members(workdir: Path, json_: bool) -> None:
     for col in ("member", "preset", "input", "head", "test acc", "majority acc", "test bal-acc", "test QWK", "collapsed"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["member"] + (" †" if r["below_majority"] else ""), str(r["preset"]), str(r["input"]), str(r["head"]),
+        table.add_row(r["member"] + (" †" if r["below_majority"] else "") + (" (stale)" if r["stale"] else ""),
+                      str(r["preset"]), str(r["input"]), str(r["head"]),
                       f(r["test_accuracy"]), f(r["majority_accuracy"]), f(r["test_balanced_accuracy"]), f(r["test_qwk"]),
                       "yes" if r["collapsed"] else "no")
     Console().print(table)

@@ -252,3 +252,28 @@ def test_a_re_prepare_killed_after_its_commit_point_is_finished_by_the_next_read
     data = load_dataset(work)  # finishes the commit: the new dataset, whole
     assert data.num_classes == 3 and not (work / ".prepare.commit").exists()
     assert sorted(p.name for p in (work / "images").iterdir())[:1] == ["test_00000.png"]
+
+
+def test_presets_workdir_marks_collapsed_below_majority_and_stale_members(tmp_path, trained):
+    from members.data.dataset import prepare_csv
+    from members.data.synthetic import write_demo_data
+
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)
+    metrics = json.loads((work / "members" / "t1" / "metrics.json").read_text())
+    code, out, err = run_cli("presets", "--workdir", work, "--json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert row["member"] == "t1" and row["stale"] is False
+    assert row["collapsed"] == bool(metrics["collapsed"]) and row["below_majority"] == bool(metrics["below_majority"]["test"])
+    assert row["test_accuracy"] == metrics["test"]["accuracy"]
+    assert row["majority_accuracy"] == metrics["majority"]["test"]["accuracy"]
+    assert ("COLLAPSED" in row["marks"]) == row["collapsed"] and ("†" in row["marks"]) == row["below_majority"]
+    data = tmp_path / "other"
+    write_demo_data(data, images=40, size=24, seed=11, balanced=True, progress=False)
+    prepare_csv(work, data / "trainLabels.csv", data / "images", force=True, progress=False)
+    code, out, err = run_cli("presets", "--workdir", work, "--json")
+    (row,) = json.loads(out)
+    assert row["stale"] is True and row["marks"].startswith("STALE (trained on another prepared dataset")
+    code, out, err = run_cli("presets", "--workdir", work)
+    assert code == 0 and "t1" in out and "(stale)" in out
