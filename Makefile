@@ -20,8 +20,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) cli.py demo $(ARGS)
 
+# two pytest workers (pytest-xdist), one per core of the 2-core target machine; a module's tests stay
+# on one worker, so its module-scoped fixtures are built once. JOBS=0 runs them in this process.
+JOBS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q $(if $(filter 0,$(JOBS)),-p no:xdist,-n $(JOBS) --dist loadscope) $(ARGS)
 
 clean:
 	rm -rf $(VENV) demo-work .pytest_cache
