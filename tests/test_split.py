@@ -134,3 +134,17 @@ def test_absurd_label_values():
 def test_bad_fractions(val, test):
     with pytest.raises(UserError, match="fraction"):
         assign_splits(LABELS, val_fraction=val, test_fraction=test)
+
+
+def test_a_class_held_by_two_patients_goes_to_train_first_and_the_gap_is_said(capsys):
+    # 30 patients of class 0 (two eyes each), and class 3 in two patients only (two eyes each)
+    labels = [0] * 60 + [3] * 4
+    groups = [f"p{i // 2}" for i in range(60)] + ["q0", "q0", "q1", "q1"]
+    labels = [0 if lab == 0 else 1 for lab in labels]  # classes 0..k-1
+    split = assign_splits(labels, groups=groups, seed=0)
+    rare = {s for s, lab in zip(split, labels) if lab == 1}
+    assert "train" in rare and len(rare) == 2  # train and one of val/test; a patient never spans two splits
+    missing = ({"val", "test"} - rare).pop()
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"Warning: the {missing} split has no row of class 1: its 4 rows belong to 2 patient group(s), too few "
+            "for every split to get one") in err and "members cannot learn it" not in err

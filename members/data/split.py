@@ -83,9 +83,11 @@ def _cut(labels: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> n
 def _greedy(labels: np.ndarray, groups: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Grouped: put each group in the split whose class counts it brings closest to the targets.
 
-    First every split gets one small group of each class it needs (rarest class first, val
-    and test before train), so a rare class is not left out of a small split; then the other
-    groups, rare classes first, go one by one where the relative (chi-square) deficit is largest.
+    First every split gets one small group of each class it needs (rarest class first; train
+    first, since a class missing from train cannot be learned, then test, then val), so a rare class
+    is not left out of a small split; then the other groups, rare classes first, go one by one where
+    the relative (chi-square) deficit is largest. A class held by fewer groups than there are splits
+    leaves the last of them (val, then test) without it: :func:`assign_splits` says so.
     """
     k = targets.shape[1]
     uniq, inverse = np.unique(groups, return_inverse=True)
@@ -95,7 +97,7 @@ def _greedy(labels: np.ndarray, groups: np.ndarray, targets: np.ndarray, rng: np
     filled = np.zeros_like(targets)
     choice = np.full(len(uniq), -1, dtype=np.int64)
     for c in np.argsort(totals, kind="stable"):
-        for s in range(targets.shape[0] - 1, -1, -1):
+        for s in [0, *range(targets.shape[0] - 1, 0, -1)]:
             free = (choice < 0) & (per_group[:, c] > 0)
             if targets[s, c] > 0 and filled[s, c] == 0 and free.any():
                 g = int(np.argmin(np.where(free, sizes + noise, np.inf)))
@@ -179,4 +181,19 @@ def assign_splits(
     sub_groups = None if groups_arr is None else groups_arr[pool]
     chosen = _partition(labels[pool], sub_groups, targets, rng)
     result[pool] = np.asarray(names, dtype=object)[chosen]
+    _say_missing(labels, result, names, groups_arr)
     return result.astype(str)
+
+
+def _say_missing(labels: np.ndarray, result: np.ndarray, names: list[str], groups: np.ndarray | None) -> None:
+    """Warn (stderr) about a split without any row of a class: its patients were too few to go round."""
+    import sys
+
+    for s in names:
+        have = set(labels[result == s].tolist())
+        for c in sorted(set(labels.tolist()) - have):
+            n_groups = len(set(groups[labels == c].tolist())) if groups is not None else int((labels == c).sum())
+            print(f"Warning: the {s} split has no row of class {c}: its {int((labels == c).sum())} rows belong to "
+                  f"{n_groups} patient group(s), too few for every split to get one (a group never spans two splits); "
+                  f"{'members cannot learn it' if s == 'train' else 'its figures for that class are missing'}. "
+                  "Add images of it, or merge it into a neighbouring class.", file=sys.stderr)
