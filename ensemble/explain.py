@@ -19,6 +19,7 @@ cut from.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -227,20 +228,24 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
         load_ensemble,
         member_probs,
         member_variant,
+        expand_folders,
         settle_skipped,
     )
     from ensemble.plots import _pyplot, _save
 
-    paths = [str(p) for p in paths]
+    paths = expand_folders([str(p) for p in paths])
     if not paths:
-        raise UserError("No image given; pass one or more image files. Received: paths=[]")
+        raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
     ens = load_ensemble(workdir, method)
-    folder = _out_folder(out)
     classes = list((read_json(Path(workdir) / "dataset.json") if (Path(workdir) / "dataset.json").is_file()
                     else {}).get("classes", []))
     weights = combiner_weights(ens.combiner, len(ens.members))
     skipped = {p: why for p in paths if (why := check_file(p)) is not None}
     candidates = [p for p in paths if p not in skipped]
+    if not candidates:
+        settle_skipped(paths, candidates, [], skipped)  # refuses, naming each input, before a folder is made
+    made = not Path(out).exists()
+    folder = _out_folder(out)
     variants = list(dict.fromkeys(member_variant(m) for m in ens.members))
     slot = [variants.index(member_variant(m)) for m in ens.members]
     forwards = [[_forward(c) for c in _copies(m.model)] for m in ens.members]
@@ -271,6 +276,8 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
             explanation = Explanation(candidates[i], image, titles, np.stack([*maps, combined]))
             name = _unique(Path(candidates[i]).stem, used_names)
             written.append(_save(plot_explanation(explanation, _pyplot()), folder / f"{name}.png"))
+    if not done and made:  # nothing decoded: leave no empty folder behind
+        shutil.rmtree(folder, ignore_errors=True)
     settle_skipped(paths, candidates, sorted(done), skipped)
     _report_skipped(skipped)
     print(f"Explained {len(written)} image(s) with {ens.method} over {len(ens.members)} members → {folder}; "

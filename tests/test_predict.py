@@ -267,9 +267,16 @@ def test_cli_explain_writes_one_png_per_image_and_refuses_bad_inputs(voted, prep
     assert f"Skipped {bad}" in err and "Explained 2 image(s)" in err
     one_sentence_error(*run_cli("explain", "--workdir", voted, good[0], "--out", pngs[0])[::2], "is a file")
     one_sentence_error(*run_cli("explain", "--workdir", prepared, good[0], "--out", out)[::2], "vote")
-    code, _, err = run_cli("explain", "--workdir", voted, bad, "--out", out)
+    code, _, err = run_cli("explain", "--workdir", voted, bad, "--out", tmp_path / "never")
     assert code == 1 and err.splitlines()[-1].startswith("Error: None of the 1 image(s) could be read")
-    assert "Traceback" not in err
+    assert "Traceback" not in err and not (tmp_path / "never").exists()  # no empty folder left behind
+    folder = tmp_path / "eyes"
+    folder.mkdir()
+    for g in good:
+        (folder / Path(g).name).write_bytes(Path(g).read_bytes())
+    code, _, err = run_cli("explain", "--workdir", voted, folder, "--out", tmp_path / "heat2")
+    assert code == 0, err
+    assert sorted(p.stem for p in (tmp_path / "heat2").glob("*.png")) == sorted(Path(g).stem for g in good)
 
 
 def test_thr_method_label_and_top_class_columns(voted, images, tmp_path) -> None:

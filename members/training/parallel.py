@@ -261,7 +261,8 @@ def run_job(job: _Job) -> MemberRun:
         if job.threads is not None:
             run.threads = limit_threads(_share(job.threads, run))
         who = job.name if job.fold is None else f"{job.name}/fold{job.fold[0]}"
-        log(f"[{who}] started (preset {job.preset}, seed {job.spec.seed}) on {run.host}"
+        seed = job.spec.seed + (job.fold[0] if job.fold is not None else 0)  # copy i trains with seed + i
+        log(f"[{who}] started (preset {job.preset}, seed {seed}) on {run.host}"
             + (f", {run.threads} TensorFlow threads" if run.threads else ""))
         result = train_member(job.workdir, job.spec, name=job.name, preset=job.preset, log=log,
                               show_progress=job.show_progress, force=job.force)
