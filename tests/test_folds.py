@@ -189,7 +189,17 @@ def test_train_members_with_folds_runs_one_task_per_fold(workdir_copy):
                             overrides={"input_size": 16}, log=quiet, console=Console(file=io.StringIO()))
     assert not outcome.failed
     member = workdir_copy / "members" / "b"
-    assert read_json(member / "metrics.json")["folds"] == 2
+    metrics = read_json(member / "metrics.json")
+    assert metrics["folds"] == 2
+    split = _split(workdir_copy)  # the majority baseline, as for a trained member: the pool's most frequent class
+    pool = split.loc[split["split"] != "test", "label"].to_numpy()
+    top = int(np.bincount(pool).argmax())
+    test = split.loc[split["split"] == "test", "label"].to_numpy()
+    assert metrics["majority"]["test"]["class"] == top
+    assert metrics["majority"]["test"]["accuracy"] == pytest.approx(float(np.mean(test == top)))
+    assert metrics["below_majority"]["test"] == (metrics["test"]["accuracy"] < metrics["majority"]["test"]["accuracy"])
+    logs = "".join((member / "folds" / str(i) / "train.log").read_text() for i in range(2))
+    assert "[b/fold1] started (preset tiny, seed 1)" in logs  # copy i trains with the member's seed + i
     assert all((member / "folds" / str(i) / "train.log").exists() for i in range(2))
     again = train_members(workdir_copy, ["tiny"], names=["b"], backend="sequential", folds=2,
                           overrides={"input_size": 16}, log=quiet, console=Console(file=io.StringIO()))
