@@ -69,6 +69,8 @@ def _below(name: str, kind: str, report: dict) -> bool:
 def _label(name: str, report: dict, kind: str = "") -> str:
     roles = (("best_single", "best single"), ("best_method", "best ensemble"))
     tags = [tag for key, tag in roles if report.get(key) == name]
+    if kind == "member" and name in (report.get("collapsed_kept") or []):
+        tags.append("COLLAPSED, kept by --keep-collapsed")
     label = f"{name} ({', '.join(tags)})" if tags else name
     return label + (f" {BELOW}" if kind and _below(name, kind, report) else "")
 
@@ -86,6 +88,9 @@ def render_markdown(report: dict) -> str:
          f"({', '.join(map(str, report.get('classes') or []))}; "
          f"{'ordered grades' if report.get('ordinal', True) else 'nominal, unordered'})."),
         f"- Members voted: {', '.join(report['members'])}.",
+        *([f"- **Collapsed members voted anyway** (`--keep-collapsed`): {', '.join(report['collapsed_kept'])}: each "
+           "predicts one class on val (or sits at chance); their figures say nothing about the images."]
+          if report.get("collapsed_kept") else []),
         f"- Skipped members: {'none' if not report['skipped'] else 'see Skipped below'}.",
         f"- Protocol: combiners fitted and models chosen on {_protocol(report)}.",
         f"- Selection (never on test): {report['selection_metric']}.",

@@ -233,6 +233,10 @@ def drop_collapsed(ms: MemberSet, *, keep: bool = False) -> MemberSet:
         UserError: fewer than two members left; the message names the collapsed ones.
     """
     collapsed = [name for name in ms.names if is_collapsed(ms.metrics[name])]
+    if keep and collapsed:
+        for name in collapsed:
+            print(f"Voting collapsed member {name!r} anyway (--keep-collapsed): {_collapse_reason(ms.metrics[name])}.",
+                  file=sys.stderr)
     if keep or not collapsed:
         return ms
     kept = [j for j, name in enumerate(ms.names) if name not in collapsed]

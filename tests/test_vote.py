@@ -262,6 +262,11 @@ def test_collapsed_member_is_skipped_and_listed(tmp_path: Path, capsys) -> None:
     kept = run_vote(root, methods=["soft"], thresholds="off", n_boot=20, keep_collapsed=True,
                     console=Console(file=io.StringIO()))
     assert list(kept["members"]) == ["a", "b", "c"] and "b" not in kept["skipped"]
+    assert kept["collapsed_kept"] == ["b"]
+    assert "Voting collapsed member 'b' anyway (--keep-collapsed): collapsed" in capsys.readouterr().err
+    md = (root / "ensemble" / "report.md").read_text()
+    assert "- **Collapsed members voted anyway** (`--keep-collapsed`): b: each predicts one class on val" in md
+    assert "b (COLLAPSED, kept by --keep-collapsed)" in md and "a (COLLAPSED" not in md
 
 
 def test_too_few_members_after_collapse_is_one_sentence(tmp_path: Path) -> None:
