@@ -397,7 +397,7 @@ def train_members_cmd(
 @user_errors
 def vote(
     workdir: WorkdirOpt,
-    method: Annotated[Method, typer.Option(help="Combiner to fit, or all.")] = Method.all,
+    method: Annotated[Optional[list[Method]], typer.Option(help="Combiner to fit, or all (default); repeat it to fit several, e.g. --method soft --method stack.")] = None,
     members: Annotated[Optional[str], typer.Option(help="Comma-separated member names (default: every complete member).")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % intervals.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
@@ -418,7 +418,8 @@ def vote(
     names = [m.strip() for m in members.split(",") if m.strip()] if members else None
     import io
 
-    report = run_vote(workdir, methods=(method.value,), members=names, n_boot=bootstrap, seed=seed,
+    methods = tuple(dict.fromkeys(m.value for m in method)) if method else ("all",)
+    report = run_vote(workdir, methods=methods, members=names, n_boot=bootstrap, seed=seed,
                       target_coverage=coverage, thresholds=thresholds.value,
                       select_by=select_by.value if select_by else None, keep_collapsed=keep_collapsed,
                       referable_grade=referable_grade, sensitivity_target=sensitivity_target,

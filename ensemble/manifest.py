@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import sys
 import time
 from pathlib import Path
 
@@ -125,6 +126,7 @@ def transactional(func):
             return func(workdir, *args, **kwargs)  # refuses (not prepared) without creating anything
         root = workdir / "members"
         with WorkdirLock(workdir, "vote"), staged(workdir / ENSEMBLE) as out:
+            before = sorted(p.stem for p in (workdir / ENSEMBLE / "combiners").glob("*.json"))
             token = _STAGING.set(out)
             try:
                 report = func(workdir, *args, **kwargs)
@@ -133,6 +135,12 @@ def transactional(func):
             members = {name: read_json(root / name / "metrics.json") for name in report.get("members", {})}
             fingerprint = read_json(workdir / "dataset.json").get("fingerprint", "")
             write_manifest(out, members, fingerprint, member_root=root)
+            now = sorted(p.stem for p in (out / "combiners").glob("*.json"))
+        gone = [m for m in before if m not in now]
+        if gone:  # a vote is the whole ensemble: say which fitted combiners the new one no longer has
+            print(f"This vote replaced the previous ensemble in {workdir / ENSEMBLE}; its combiners {', '.join(gone)} are "
+                  f"not in the new one (fitted now: {', '.join(now)}); vote with --method all to fit every combiner.",
+                  file=sys.stderr)
         return report
 
     return wrapper

@@ -106,6 +106,14 @@ def test_vote_json(workdir_copy):
     report = json.loads(out)
     assert report == json.loads((workdir_copy / "ensemble" / "report.json").read_text())
     assert set(report["members"]) == {"a", "b"} and report["best_method"] in report["ensembles"]
+    code, out, err = run_cli("vote", "--workdir", workdir_copy, "--method", "soft", "--method", "stack",
+                             "--bootstrap", "10", "--json", "--thresholds", "off")
+    assert code == 0, err
+    assert set(json.loads(out)["ensembles"]) == {"soft", "stack"}  # a repeated --method fits each (it kept the last)
+    code, out, err = run_cli("vote", "--workdir", workdir_copy, "--method", "soft", "--bootstrap", "10",
+                             "--thresholds", "off")
+    assert code == 0 and "replaced the previous ensemble" in " ".join(err.split()) and "combiners stack are not in" in \
+        " ".join(err.split())
 
 
 def test_tensorboard_logs(workdir_copy):
