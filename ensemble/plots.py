@@ -67,7 +67,9 @@ def plot_comparison(path: str | Path, report: dict) -> Path:
         ax.set_title(title)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, [f"{name}{' *' if name in best else ''}" for name, _, _ in rows])
-    fig.suptitle(f"Test set (n={report['test_size']}): members (blue), ensembles (orange), * = chosen on val; "
+    from ensemble.report import chosen_on
+
+    fig.suptitle(f"Test set (n={report['test_size']}): members (blue), ensembles (orange), * = chosen on {chosen_on(report)}; "
                  "whiskers = 95 % bootstrap CI; dashed = majority class (always the most common val grade)", fontsize=9)
     fig.tight_layout()
     return _save(fig, Path(path))

@@ -84,7 +84,9 @@ def render_markdown(report: dict) -> str:
     calibration, glossary."""
     lines = ["# Ensemble vote report", "", f"**Verdict.** {report['verdict']}", "", "## Setup", ""]
     lines += [
-        (f"- Test rows: {report['test_size']}; val rows: {report['val_size']}; classes: {report['num_classes']} "
+        (f"- Test rows: {report['test_size']}; "
+         f"{'out-of-fold (train+val) rows' if chosen_on(report) != 'val' else 'val rows'}: {report['val_size']}; "
+         f"classes: {report['num_classes']} "
          f"({', '.join(map(str, report.get('classes') or []))}; "
          f"{'ordered grades' if report.get('ordinal', True) else 'nominal, unordered'})."),
         f"- Members voted: {', '.join(report['members'])}.",
@@ -116,7 +118,9 @@ def render_markdown(report: dict) -> str:
         lines += ["## Skipped", "", "Members left out of the vote, with the reason:", ""]
         lines += [f"- {line}" for line in _skipped_lines(report)] + [""]
     lines += [
-              "## Validation set (selection happens here)", "",
+              ("## Validation set (selection happens here)" if chosen_on(report) == "val" else
+               "## Out-of-fold rows: every train+val row, predicted by a copy that did not train on it "
+               "(selection happens here)"), "",
               "| model | kind | " + " | ".join(short for _, short in COLUMNS) + " |",
               "| --- | --- | " + " | ".join("---" for _ in COLUMNS) + " |"]
     val = report["val"]
@@ -139,7 +143,7 @@ def render_markdown(report: dict) -> str:
               "| metric | difference [95 % CI] |", "| --- | --- |"]
     lines += [f"| {short} | {_cell(diff['metrics'][key])} |" for key, short in COLUMNS]
     lines += bagging_md(report.get("bagging"))
-    lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"])
+    lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"], chosen_on(report))
     lines += _referable_md(report.get("referable")) + _calibration_md(report.get("calibration"))
     lines += _glossary_md()
     return "\n".join(lines) + "\n"
@@ -161,6 +165,11 @@ def bagging_md(bagging: dict | None) -> list[str]:
     return out
 
 
+def chosen_on(report: dict) -> str:
+    """The rows that made the choices, in words: ``"val"`` or ``"out-of-fold rows"`` (the OOF protocol)."""
+    return "out-of-fold rows" if (report.get("protocol") or {}).get("name") == "oof" else "val"
+
+
 def _protocol(report: dict) -> str:
     protocol = report.get("protocol") or {"name": "val", "rows": report.get("val_size")}
     words = {"val": "the val split", "oof": "out-of-fold predictions"}.get(protocol["name"], protocol["name"])
@@ -180,9 +189,9 @@ def _diversity_md(div: dict) -> list[str]:
     return out
 
 
-def _referral_md(ref: dict) -> list[str]:
+def _referral_md(ref: dict, rows: str = "val") -> list[str]:
     out = ["## Referral (screening)", "",
-           (f"Rows whose {ref['confidence']} is below {_num(ref['threshold'])} (chosen on val for "
+           (f"Rows whose {ref['confidence']} is below {_num(ref['threshold'])} (chosen on {rows} for "
             f"{ref['target_coverage']:.0%} coverage) are referred to a human grader."), "",
            (f"- Test coverage {_num(ref['test_coverage'])}; accuracy on the kept rows "
             f"{_num(ref['test_accuracy_kept'])}, on the referred rows {_num(ref['test_accuracy_referred'])}, "
@@ -263,7 +272,8 @@ def _calibration_md(cal: dict | None) -> list[str]:
 
 GLOSSARY = (
     ("Out-of-fold (OOF)", "a prediction for a row made by a copy of the model that did not see that row while "
-     "fitting (the val rows are split into folds; each fold is predicted by a copy fitted on the others). Scores on "
+     "fitting (the rows that choose — val, or every train+val row when all members are k-fold — are split into folds; "
+     "each fold is predicted by a copy fitted on the others). Scores on "
      "out-of-fold rows are honest estimates; scores on the rows a model was fitted on are optimistic."),
     ("QWK", "quadratic weighted kappa: agreement between predicted and true grades, 1 = perfect, 0 = no better than "
      "chance; a prediction two grades off costs four times as much as one grade off. The Kaggle DR metric."),
@@ -326,7 +336,7 @@ def print_table(report: dict, console=None) -> None:
     console = console or Console()
     table = Table(title=f"Test set, n={report['test_size']}: value and 95 % bootstrap CI",
                   box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False,
-                  caption=("* best single member, ** best ensemble (chosen on val); bold = best on test; "
+                  caption=(f"* best single member, ** best ensemble (chosen on {chosen_on(report)}); bold = best on test; "
                            f"{BELOW} = accuracy below the majority class"))
     table.add_column("model", no_wrap=True)
     for _, short in COLUMNS:

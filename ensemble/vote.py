@@ -157,7 +157,7 @@ def run_vote(
         "ensembles": {n: test(p) for n, p in methods_out.items()},
         "best_single": best_single,
         "best_method": best_method,
-        "selection_metric": _selection_note(select_by),
+        "selection_metric": _selection_note(select_by, _rows_word(protocol)),
         "significance": _significance(ms.test_labels, methods_out, best_single, single),
         "difference": {"method": best_method, "vs": best_single, "metrics": stats.bootstrap_difference(
             ms.test_labels, (best.test_probs, best.test_pred), (single.test_probs, single.test_pred), indices=indices)},
@@ -461,8 +461,8 @@ def _tie_breaks(metric: str) -> tuple[str, ...]:
     return ("accuracy", "macro_f1") if metric in ("auc", "log_loss") else ("macro_f1",)
 
 
-def _selection_note(metric: str) -> str:
-    return f"{metric} (ties: {', then '.join(_tie_breaks(metric))}), on val"
+def _selection_note(metric: str, rows: str = "val") -> str:
+    return f"{metric} (ties: {', then '.join(_tie_breaks(metric))}), on {rows}"
 
 
 def _significance(labels, methods_out: dict[str, Predictions], vs: str, single: Predictions) -> dict:
@@ -659,6 +659,8 @@ def _write_clinical_figures(out: Path, report: dict, ms: MemberSet, single: Pred
     ref = report.get("referable") or {}
     if not ref.get("applicable"):
         return
+    from ensemble.report import chosen_on as report_chosen_on
+
     cut, pos = ref["cut_grade"], ms.test_labels >= ref["cut_grade"]
     curves = [(f"best single {name}" if name == bs else name, "single" if name == bs else "member", pos,
                referable_score(p, cut))
@@ -672,4 +674,4 @@ def _write_clinical_figures(out: Path, report: dict, ms: MemberSet, single: Pred
                            1 - r["specificity"]["value"], r["sensitivity"]["value"]))
     plots.plot_roc(out / "roc.png", curves, points, title=(
         f"Referable DR (grade >= {cut}) on test: n={len(pos)}, {int(pos.sum())} referable\n"
-        f"operating points: thresholds chosen on val for {ref['sensitivity_target']:.0%} sensitivity"))
+        f"operating points: thresholds chosen on {report_chosen_on(report)} for {ref['sensitivity_target']:.0%} sensitivity"))

@@ -49,8 +49,12 @@ def test_vote_on_oof_rows_fits_and_chooses_on_every_train_val_row(workdir: Path,
     fresh = make_combiner("stack").fit(P, LABELS[POOL])
     np.testing.assert_allclose(saved.predict_proba(ms.test_probs), fresh.predict_proba(ms.test_probs), atol=1e-6)
     assert "mixed" not in capsys.readouterr().err
-    assert "Protocol: combiners fitted and models chosen on out-of-fold predictions (40 rows)" in (
-        workdir / "ensemble" / "report.md").read_text()
+    md = (workdir / "ensemble" / "report.md").read_text()
+    assert "Protocol: combiners fitted and models chosen on out-of-fold predictions (40 rows)" in md
+    assert "out-of-fold (train+val) rows: 40" in md and "val rows: 40" not in md
+    assert report["selection_metric"].endswith("on the out-of-fold train+val rows")
+    assert "## Out-of-fold rows: every train+val row" in md and "## Validation set" not in md
+    assert "chosen on val" not in md
 
 
 def test_oof_selection_scores_are_cross_fitted_not_in_sample(workdir: Path) -> None:
