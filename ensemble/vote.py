@@ -106,7 +106,7 @@ def run_vote(
 
     check_seed(seed, "--seed")
     if n_boot < 1:
-        raise UserError(f"n_boot must be at least 1; got {n_boot}. Pass --bootstrap 1000.")
+        raise UserError(f"--bootstrap (n_boot) must be at least 1 resample; got {n_boot}. Pass e.g. --bootstrap 1000.")
     if n_boot > MAX_BOOT:
         raise UserError(f"n_boot must be at most {MAX_BOOT:,} (the resamples are held in memory); got {n_boot}. "
                         "Pass --bootstrap 1000.")
@@ -114,7 +114,8 @@ def run_vote(
         raise UserError(f"select_by must be one of {', '.join(SELECT_BY)}; got {select_by!r}. "
                         "Pass e.g. --select-by qwk.")
     if not 0.0 < target_coverage <= 1.0:
-        raise UserError(f"target_coverage must be in (0, 1]; got {target_coverage}. Pass e.g. --coverage 0.9.")
+        raise UserError(f"--coverage (target_coverage) must be a share in (0, 1]; got {target_coverage}. Pass e.g. "
+                        "--coverage 0.9.")
     workdir = Path(workdir)
     from ensemble import calibration, referable
 

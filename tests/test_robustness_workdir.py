@@ -383,9 +383,9 @@ def test_prepare_with_a_missing_images_folder(tmp_path, demo_images):
 
 
 @pytest.mark.parametrize("extra,needle", [
-    (["--bootstrap", "0"], "n_boot must be at least 1"),
-    (["--coverage", "0"], "target_coverage must be in (0, 1]"),
-    (["--coverage", "1.5"], "target_coverage must be in (0, 1]"),
+    (["--bootstrap", "0"], "--bootstrap (n_boot) must be at least 1 resample"),
+    (["--coverage", "0"], "--coverage (target_coverage) must be a share in (0, 1]"),
+    (["--coverage", "1.5"], "--coverage (target_coverage) must be a share in (0, 1]"),
 ])
 def test_vote_bad_options(voteable, extra, needle):
     refused(voteable, ["vote", "--workdir", voteable, *extra], needle)
