@@ -126,6 +126,10 @@ class PredictionResult:
     referral_note: str
     classes: list = field(default_factory=list)
 
+    def class_value(self, label: int):
+        """The class of a label index as ``dataset.json`` holds it: an integer grade or a name (JSON keeps the type)."""
+        return self.classes[label] if 0 <= label < len(self.classes) else label
+
     def class_of(self, label: int) -> str:
         """The class name (or integer grade) of a label index."""
         return str(self.classes[label]) if 0 <= label < len(self.classes) else str(label)
@@ -149,7 +153,7 @@ class PredictionResult:
     def to_json(self) -> dict:
         """The predictions as plain JSON values: method, members, classes, one entry per image, skipped inputs."""
         top_class, top_prob = self.top_class, self.top_prob
-        rows = [{"path": path, "label": int(self.labels[i]), "class": self.class_of(int(self.labels[i])),
+        rows = [{"path": path, "label": int(self.labels[i]), "class": self.class_value(int(self.labels[i])),
                  "label_prob": float(self.confidence[i]), "top_class": int(top_class[i]),
                  "top_prob": float(top_prob[i]), "agreement": float(self.agreement[i]), "refer": bool(self.refer[i]),
                  "probs": [float(p) for p in self.probs[i]]}
