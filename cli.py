@@ -488,7 +488,7 @@ def predict(
 @user_errors
 def explain(
     workdir: WorkdirOpt,
-    images: Annotated[list[Path], typer.Argument(help="Image files to explain.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files to explain, or folders of them (not searched recursively).")],
     out: Annotated[Path, typer.Option(help="Folder for one PNG per image (created when missing).")],
     method: Annotated[Optional[str], typer.Option(help=f"Fitted combiner whose grade and weights are shown: {METHOD_HELP} (default: the best on validation).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Score members over flipped copies.")] = False,
