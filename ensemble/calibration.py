@@ -11,6 +11,8 @@ fitted on the unscaled members).
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -34,9 +36,27 @@ def check_calibration(calibrate: str | None) -> str:
 def calibrate_members(ms: MemberSet) -> tuple[MemberSet, list[TemperatureScaling]]:
     """A temperature per member fitted on its val rows; ``ms`` with every member's val and test scaled."""
     temps = [TemperatureScaling().fit(p, ms.val_labels) for p in ms.val_probs]
+    warn_at_bound([(name, t) for name, t in zip(ms.names, temps)], len(ms.val_labels))
     scaled = replace(ms, val_probs=np.stack([t.predict_proba(p) for t, p in zip(temps, ms.val_probs)]),
                      test_probs=np.stack([t.predict_proba(p) for t, p in zip(temps, ms.test_probs)]))
     return scaled, temps
+
+
+def at_bound(t: TemperatureScaling) -> bool:
+    """Whether a fitted temperature sits at an end of its search interval (the fit ran out of room)."""
+    return any(abs(math.log(t.temperature_) - b) < 1e-3 for b in t.bounds)
+
+
+def warn_at_bound(fitted: list[tuple[str, TemperatureScaling]], rows: int) -> list[str]:
+    """Say on stderr which temperatures hit their bound; returns their names."""
+    hit = [name for name, t in fitted if at_bound(t)]
+    if hit:
+        shown = ", ".join(f"{name} (T {t.temperature_:.3g})" for name, t in fitted if name in hit)
+        print(f"Warning: the calibration temperature of {shown} sits at the end of its search range (0.05–20): the "
+              f"{rows} rows it was fitted on are too few or too easily separated to fit it, and calibrated "
+              "probabilities may be worse on new images; compare the calibration table's before and after, or vote "
+              "without --calibrate.", file=sys.stderr)
+    return hit
 
 
 def _pair(labels: np.ndarray, before: np.ndarray, after: np.ndarray) -> dict:

@@ -564,3 +564,21 @@ def test_a_test_class_with_one_row_is_said_to_make_the_intervals_too_narrow(tmp_
         "row); prepare a larger test split (--test-fraction, or more images).")
     _, balanced, _ = voted
     assert balanced["bootstrap"]["single_row_classes"] == [] and "single row" not in balanced["verdict"]
+
+
+def test_a_temperature_at_the_end_of_its_range_is_warned(capsys) -> None:
+    from ensemble.calibration import at_bound, warn_at_bound
+    from ensemble.combiners.temperature import TemperatureScaling
+
+    y = np.array([0, 1, 2] * 4)
+    right = np.full((12, 3), 0.2)
+    right[np.arange(12), y] = 0.6  # always right, never sure: sharpening without limit lowers the log-loss
+    sharp = TemperatureScaling().fit(right, y)
+    assert sharp.temperature_ == pytest.approx(0.05, rel=1e-3) and at_bound(sharp)
+    y5 = np.tile(np.arange(K), 8)
+    mild = TemperatureScaling().fit(_probs(y5, 0.1, seed=2), y5)
+    assert 0.5 < mild.temperature_ < 5 and not at_bound(mild)
+    assert warn_at_bound([("a", sharp), ("b", mild)], 12) == ["a"]
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Warning: the calibration temperature of a (T 0.05) sits at the end of its search range" in err
+    assert "the 12 rows it was fitted on are too few" in err and " b (" not in err
