@@ -237,11 +237,16 @@ def presets(
     Console().print(table)
 
 
+def is_stale(m: dict, fingerprint: str | None) -> bool:
+    """Whether a member's metrics.json was written on another prepared dataset than ``fingerprint``."""
+    return bool(fingerprint and m.get("fingerprint") and m["fingerprint"] != fingerprint)
+
+
 def member_marks(m: dict, fingerprint: str | None = None) -> str:
     """The warnings of a member's metrics.json as words: stale (trained on another prepared dataset than the
     workdir's ``fingerprint``), collapsed, † below the majority class on test."""
     marks = []
-    if fingerprint and m.get("fingerprint") and m["fingerprint"] != fingerprint:
+    if is_stale(m, fingerprint):
         marks.append("STALE (trained on another prepared dataset than this workdir's; vote refuses it: train it again)")
     if m.get("collapsed"):
         marks.append(f"COLLAPSED ({(m.get('collapse') or {}).get('reason', 'one class on val')}; vote leaves it out)")
@@ -279,7 +284,7 @@ def _trained_members(workdir: Path, json_: bool) -> None:
                      "head": m.get("head"), "test_accuracy": t.get("accuracy"), "majority_accuracy": base.get("accuracy"),
                      "test_balanced_accuracy": t.get("balanced_accuracy"), "test_qwk": t.get("qwk"),
                      "collapsed": bool(m.get("collapsed")), "below_majority": bool((m.get("below_majority") or {}).get("test")),
-                     "stale": bool(fingerprint and m.get("fingerprint") and m["fingerprint"] != fingerprint),
+                     "stale": is_stale(m, fingerprint),
                      "marks": member_marks(m, fingerprint)})
     if json_:
         _print_json(rows)

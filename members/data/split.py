@@ -83,11 +83,12 @@ def _cut(labels: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> n
 def _greedy(labels: np.ndarray, groups: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Grouped: put each group in the split whose class counts it brings closest to the targets.
 
-    First every split gets one small group of each class it needs (rarest class first; train
-    first, since a class missing from train cannot be learned, then test, then val), so a rare class
-    is not left out of a small split; then the other groups, rare classes first, go one by one where
-    the relative (chi-square) deficit is largest. A class held by fewer groups than there are splits
-    leaves the last of them (val, then test) without it: :func:`assign_splits` says so.
+    First every split gets one small group of each class it needs (rarest class first, val
+    and test before train), so a rare class is not left out of a small split; then the other
+    groups, rare classes first, go one by one where the relative (chi-square) deficit is largest.
+    A class held by fewer free groups than the splits that need it goes to train first (a class
+    missing from train cannot be learned), then test, and leaves val without it:
+    :func:`assign_splits` says so.
     """
     k = targets.shape[1]
     uniq, inverse = np.unique(groups, return_inverse=True)
@@ -97,7 +98,11 @@ def _greedy(labels: np.ndarray, groups: np.ndarray, targets: np.ndarray, rng: np
     filled = np.zeros_like(targets)
     choice = np.full(len(uniq), -1, dtype=np.int64)
     for c in np.argsort(totals, kind="stable"):
-        for s in [0, *range(targets.shape[0] - 1, 0, -1)]:
+        order = list(range(targets.shape[0] - 1, -1, -1))  # val and test before train ...
+        needing = sum(1 for s in order if targets[s, c] > 0 and filled[s, c] == 0)
+        if int(((choice < 0) & (per_group[:, c] > 0)).sum()) < needing:
+            order = [0, *order[:-1]]  # ... unless too few groups go round: then train first
+        for s in order:
             free = (choice < 0) & (per_group[:, c] > 0)
             if targets[s, c] > 0 and filled[s, c] == 0 and free.any():
                 g = int(np.argmin(np.where(free, sizes + noise, np.inf)))

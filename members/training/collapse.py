@@ -121,10 +121,16 @@ def health(*, name: str, spec: MemberSpec | None, classes, labels: dict, predict
                               else f"its val balanced accuracy {bal:.3f} is at chance (1/{k}) and its val AUC {auc:.3f} near 0.5")
         collapse["advice"] = collapse_advice(spec) if spec is not None else IMPORTED_ADVICE
         log(f"[{name}] WARNING: collapsed: {collapse['reason']}. vote will leave it out. {collapse['advice']}")
+    return {"collapsed": collapsed, "collapse": collapse, **majority_section(labels, results, k)}
+
+
+def majority_section(labels: dict, results: dict, k: int) -> dict:
+    """``majority`` (the baseline on val and test) and ``below_majority`` (the member's accuracy under it) for
+    metrics.json; ``labels`` has ``train`` (the rows the member learned from), ``val`` and ``test``."""
     majority, below = {}, {}
     for split in ("val", "test"):
         base = majority_baseline(labels["train"], labels[split], k)
         majority[split] = base
-        acc = results[split].get("accuracy") if results[split] else None
+        acc = (results.get(split) or {}).get("accuracy")
         below[split] = None if acc is None or base["accuracy"] is None else bool(acc < base["accuracy"])
-    return {"collapsed": collapsed, "collapse": collapse, "majority": majority, "below_majority": below}
+    return {"majority": majority, "below_majority": below}

@@ -372,6 +372,7 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
         UserError: a copy is missing or its held-out rows are not its fold's.
     """
     from members.training.artifacts import save_predictions
+    from members.training.collapse import majority_section
     from members.data.dataset import load_dataset
     from members.scoring import nan_to_none, score
     from members.training.trainer import member_dir
@@ -442,24 +443,11 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
     }
     if regression is not None:
         metrics["regression"] = regression
-    metrics.update(_majority(labels, {"val": labels[val], "test": test_labels}, metrics, c))
+    # the copies learned from the train+val pool: its most frequent class is the baseline's
+    metrics.update(majority_section({"train": labels, "val": labels[val], "test": test_labels}, metrics, c))
     metrics = nan_to_none(metrics)
     atomic.write_json(folder / "metrics.json", metrics)
     return metrics
-
-
-def _majority(pool_labels: np.ndarray, labels: dict, metrics: dict, k: int) -> dict:
-    """``majority`` and ``below_majority`` as a trained member has them (the copies trained on the train+val
-    pool, so its most frequent class is the baseline's), for the † marks of every table."""
-    from members.training.collapse import majority_baseline
-
-    majority, below = {}, {}
-    for split in ("val", "test"):
-        base = majority_baseline(pool_labels, labels[split], k)
-        majority[split] = base
-        acc = (metrics.get(split) or {}).get("accuracy")
-        below[split] = None if acc is None or base["accuracy"] is None else bool(acc < base["accuracy"])
-    return {"majority": majority, "below_majority": below}
 
 
 def _mean_or_none(values: list) -> float | None:
