@@ -24,8 +24,8 @@ class EpochLog:
         self._tb = None
         self.timing = {"images": 0, "step_seconds": 0.0, "wait_seconds": 0.0, "first_wait_share": None}
 
-    def record(self, row: dict, stats) -> None:
-        """Count ``stats`` (a :class:`members.training.loop.EpochStats`) and tell ``row``."""
+    def count(self, stats) -> None:
+        """Count ``stats`` (a :class:`members.training.loop.EpochStats`) into :attr:`timing`."""
         t = self.timing
         if t["first_wait_share"] is None:
             t["first_wait_share"] = stats.wait_share  # first epoch: decode + cache fill
@@ -33,6 +33,9 @@ class EpochLog:
             t["images"] += stats.images
             t["step_seconds"] += stats.step_seconds
             t["wait_seconds"] += stats.wait_seconds
+
+    def tell(self, row: dict, stats) -> None:
+        """``row``'s log line, and its TensorBoard scalars when asked for."""
         if self.tensorboard_dir is not None:
             from members.training.tensorboard import TensorBoardLog
 

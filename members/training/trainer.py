@@ -210,7 +210,13 @@ class Trainer:
         return ds, len(paths)
 
     # ----- epochs ------------------------------------------------------------------------
-    def _run_epoch(self, model, phase: str, size: int, lr: float, ds_n, *, note: str = "") -> dict:
+    def _run_epoch(self, model, phase: str, size: int, lr: float, ds_n, *, note: str = "", tell: bool = True) -> dict:
+        """Train one epoch, score val and append the row to ``history``.
+
+        With ``tell=False`` the epoch's log line and collapse check wait for :meth:`_tell`, which
+        the plan loop calls once the epoch's resume point is saved: a run killed right after an
+        epoch line then always resumes after that epoch.
+        """
         from members.training.loop import evaluate, predict_probs, train_epoch
 
         ds, n = ds_n
@@ -233,9 +239,17 @@ class Trainer:
             "images_per_second": stats.images_per_second, "input_wait_share": stats.wait_share, "note": note,
         }
         self.history.append(row)
-        self.epoch_log.record(row, stats)
-        self.collapse.after_epoch(self.history, val_probs)
+        self.epoch_log.count(stats)
+        self._untold = (row, stats, val_probs)
+        if tell:
+            self._tell()
         return row
+
+    def _tell(self) -> None:
+        """The last epoch's log line, then the collapse check (which may warn)."""
+        row, stats, val_probs = self._untold
+        self.epoch_log.tell(row, stats)
+        self.collapse.after_epoch(self.history, val_probs)
 
     def _prior_matched_qwk(self, model, val_probs: np.ndarray) -> float:
         """A regression member's val QWK with its scores cut at the train split's grade shares
@@ -347,17 +361,21 @@ class Trainer:
                 self._set_frozen(model, i < s.freeze_epochs, lr)
                 subset = self._undersample_subset() if phase == "undersample" else None
                 ds_n = self._dataset("train", size, training=True, subset=subset)
-                row = self._run_epoch(model, phase, size, lr, ds_n, note="base frozen" if frozen else "")
+                row = self._run_epoch(model, phase, size, lr, ds_n, note="base frozen" if frozen else "", tell=False)
                 if s.keep == "best":
                     self.best.offer(model, row, self.history)
                 free.after_epoch(model, i, row)
+                early_stop = None
                 if s.patience and stale_epochs(self.history) >= s.patience and i + 1 < len(plan) and plan[i + 1][:2] == (phase, size):
                     stopped = (phase, size)
                     row["note"] = (row["note"] + "; " if row["note"] else "") + f"early stop: no better {s.monitor} for {s.patience} epochs"
-                    self.log(f"[{self.name}] early stop of {phase} {size}px after epoch {row['epoch']}: "
-                             f"no better {s.monitor} for {s.patience} epochs")
+                    early_stop = (f"[{self.name}] early stop of {phase} {size}px after epoch {row['epoch']}: "
+                                  f"no better {s.monitor} for {s.patience} epochs")
                     i = max(j for j in range(len(plan)) if plan[j][:2] == (phase, size))
                 self._save_resume(model, "plan", {"elapsed": elapsed_before + time.perf_counter() - started, "next_plan": i + 1})
+                self._tell()  # the epoch line comes once its resume point is on disk
+                if early_stop:
+                    self.log(early_stop)
             if s.keep == "last" and state["stage"] in ("start", "plan") and self.history:
                 self.best.keep_last(model, self.history)
             elif self.best.path is not None:
