@@ -92,26 +92,38 @@ def operating_point(
            "val_sensitivity": val_ss["sensitivity"]["value"], "val_specificity": val_ss["specificity"]["value"],
            "sensitivity": test_ss["sensitivity"], "specificity": test_ss["specificity"], "auc": auc,
            "test_referred": int(flagged.sum()), "per_grade": per_grade}
-    warning = degenerate_warning(name, out["val_specificity"], cut=cut, target=target)
+    warning = degenerate_warning(name, out["val_specificity"], cut=cut, target=target,
+                                 test_specificity=out["specificity"]["value"])
     if warning:
         out["warning"] = warning
     return out
 
 
-def degenerate_warning(name: str, val_specificity: float, *, cut: int, target: float) -> str | None:
-    """The plain warning for an operating point that reaches the target only by referring (almost) every eye.
+def degenerate_warning(name: str, val_specificity: float, *, cut: int, target: float,
+                       test_specificity: float | None = None) -> str | None:
+    """The plain warning for an operating point that refers (almost) every eye below the cut grade.
+
+    On val that means the target is reached only by referring everyone; on test (the threshold
+    was chosen on val, so test only measures) that the point did not carry over: both are said,
+    since a screening table with a zero-width specificity interval at 0 reads as a result.
 
     Example:
         >>> degenerate_warning("hard", 0.0, cut=2, target=0.9).split(":")[0]
         'hard reaches 90% sensitivity on val only by referring 100% of the val eyes below grade 2'
         >>> degenerate_warning("hard", 0.4, cut=2, target=0.9) is None
         True
+        >>> degenerate_warning("hard", 0.4, cut=2, target=0.9, test_specificity=0.0).split(":")[0]
+        'hard referred 100% of the test eyes below grade 2 at its val-chosen threshold (val specificity 0.40)'
     """
-    if not np.isfinite(val_specificity) or val_specificity > NO_SPECIFICITY:
-        return None
-    return (f"{name} reaches {target:.0%} sensitivity on val only by referring {1 - val_specificity:.0%} of the val "
-            f"eyes below grade {cut}: at this target it does not tell referable eyes from the rest, so do not screen "
-            "with it; lower --sensitivity-target or improve the model.")
+    if np.isfinite(val_specificity) and val_specificity <= NO_SPECIFICITY:
+        return (f"{name} reaches {target:.0%} sensitivity on val only by referring {1 - val_specificity:.0%} of the val "
+                f"eyes below grade {cut}: at this target it does not tell referable eyes from the rest, so do not screen "
+                "with it; lower --sensitivity-target or improve the model.")
+    if test_specificity is not None and np.isfinite(test_specificity) and test_specificity <= NO_SPECIFICITY:
+        return (f"{name} referred {1 - test_specificity:.0%} of the test eyes below grade {cut} at its val-chosen "
+                f"threshold (val specificity {val_specificity:.2f}): the operating point did not carry over to test, so "
+                "do not screen with it; more val rows (or --folds) or a better model would give a steadier threshold.")
+    return None
 
 
 def referable_section(

@@ -547,6 +547,22 @@ def test_an_operating_point_that_refers_every_eye_is_called_out() -> None:
     assert sum(line.startswith("WARNING: bad reaches") for line in lines) == 1
 
 
+def test_an_operating_point_that_refers_every_test_eye_is_called_out() -> None:
+    """Chosen on val where it separates, the threshold refers every test eye: said, not printed as a result."""
+    from ensemble import stats
+    from ensemble.referable import operating_point
+
+    y = np.repeat(np.arange(5), [60, 10, 20, 5, 5])
+    val = np.eye(5)[y] * 0.8 + 0.04
+    test = np.tile([0.0, 0.0, 0.0, 0.0, 1.0], (len(y), 1))  # every test eye: P(grade >= 2) = 1, above the val threshold 0.92
+    idx = stats.bootstrap_indices(len(y), 50, 0, stratify=y)
+    point = operating_point("drift", (val, y), (test, y, test.argmax(1)), cut=2, target=0.9, indices=idx)
+    assert point["val_specificity"] == 1.0 and point["specificity"]["value"] == 0.0
+    assert point["test_referred"] == len(y)
+    assert point["warning"].startswith("drift referred 100% of the test eyes below grade 2 at its val-chosen threshold "
+                                       "(val specificity 1.00)")
+
+
 def test_a_test_class_with_one_row_is_said_to_make_the_intervals_too_narrow(tmp_path, monkeypatch, voted) -> None:
     import tests.test_vote as this
 

@@ -9,7 +9,9 @@ works and written back to stderr when it fails. It also sets ``CNN_ENSEMBLE_QUIE
 that worker processes (``train-members``) install it too when they import ``members``.
 
 Example:
-    >>> install(verbose=True)     # doctest: +SKIP  (the CLI calls it; --verbose leaves everything on)
+    >>> install(verbose=True)  # doctest: +SKIP
+
+(the CLI calls it; ``--verbose`` leaves everything on)
 """
 
 from __future__ import annotations

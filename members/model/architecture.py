@@ -48,7 +48,7 @@ class OrdinalHead(layers.Layer):
 
     Example:
         >>> head = OrdinalHead(5)
-        >>> head(keras.ops.zeros((2, 8))).shape
+        >>> tuple(head(keras.ops.zeros((2, 8))).shape)
         (2, 5)
     """
 
@@ -95,7 +95,7 @@ class RegressionHead(layers.Layer):
 
     Example:
         >>> head = RegressionHead(5)
-        >>> head(keras.ops.zeros((2, 8))).shape
+        >>> tuple(head(keras.ops.zeros((2, 8))).shape)
         (2, 5)
     """
 
