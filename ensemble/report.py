@@ -13,13 +13,25 @@ from members.scoring import LOWER_IS_BETTER, METRICS
 
 COLUMNS = (("accuracy", "acc"), ("balanced_accuracy", "bal-acc"), ("macro_f1", "macro-F1"), ("qwk", "QWK"),
            ("auc", "AUC"), ("log_loss", "log-loss"), ("ece", "ECE"))
-WITH_CI = ("balanced_accuracy", "macro_f1", "qwk", "auc")
 
 
 def write_report(folder: str | Path, report: dict) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.md`` into ``folder`` atomically."""
     folder = Path(folder)
     return write_json(folder / "report.json", report), write_text(folder / "report.md", render_markdown(report))
+
+
+def _short(value) -> str:
+    """A CI bound as compact as the console table needs to fit 80 columns: ``-.14``, ``.60``, ``1``
+    (exactly one), ``7.8`` (one decimal at 1 and above, as log-loss can be)."""
+    if value is None:
+        return "n/a"
+    if round(value, 2) == 1.0:
+        return "1"
+    if abs(value) >= 1:
+        return f"{value:.1f}"
+    text = f"{value:.2f}"
+    return text.replace("0.", ".", 1)
 
 
 def _num(value, digits: int = 3) -> str:
@@ -347,9 +359,9 @@ def print_table(report: dict, console=None) -> None:
         cells = []
         for key, _ in COLUMNS:
             text = _num(m[key]["value"])
-            if key in WITH_CI:
+            if m[key].get("ci") is not None:
                 lo, hi = m[key]["ci"]
-                text += f"\n[dim]{_num(lo, 2)}–{_num(hi, 2)}[/dim]"
+                text += f"\n[dim]{_short(lo)}–{_short(hi)}[/dim]"
             cells.append(f"[bold green]{text}[/bold green]" if name in best.get(key, ()) else text)
         end = kind == "baseline" or name == list(report["members"])[-1]
         label = "majority class" if kind == "baseline" else name + marks.get(name, "")

@@ -160,6 +160,28 @@ def test_report_schema(voted) -> None:
     assert 0 < report["referral"]["test_coverage"] <= 1
 
 
+def test_console_table_gives_every_metric_its_ci_within_80_columns(voted) -> None:
+    from ensemble.report import print_table
+
+    _, report, _ = voted
+    console = Console(file=io.StringIO(), width=80)
+    print_table(report, console)
+    lines = console.file.getvalue().splitlines()
+    table = lines[:next(i for i, line in enumerate(lines) if "best single member" in line)]
+    assert max(len(line) for line in lines) <= 80 and not any("…" in line for line in table)  # nothing cut
+    header = next(i for i, line in enumerate(lines) if line.startswith("model"))
+    row = next(i for i, line in enumerate(lines) if line.startswith("a *"))
+    values, bounds = lines[row].split()[2:], lines[row + 1].split()
+    assert len(values) == len(bounds) == 7 == len(lines[header].split()) - 1  # acc … ECE, each with its interval
+    a = report["members"]["a"]
+    for key, value, bound in zip(("accuracy", "balanced_accuracy", "macro_f1", "qwk", "auc", "log_loss", "ece"),
+                                 values, bounds):
+        lo, hi = (float(b) for b in bound.replace("–", " ").split())
+        assert float(value) == pytest.approx(a[key]["value"], abs=5e-4)
+        for shown, bound in zip((lo, hi), a[key]["ci"]):  # two decimals; one at 1 and above
+            assert shown == pytest.approx(bound, abs=5e-3 if abs(bound) < 0.995 else 0.05), key
+
+
 def test_best_single_is_chosen_on_val_not_test(voted) -> None:
     _, report, _ = voted
     assert report["best_single"] == "a"
