@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from members.infra.errors import UserError
-from members.model.regression import fit_cuts, head_probs, prior_cuts, recover_score
+from members.model.regression import fit_cuts, head_probs, kappa_or_zero, prior_cuts, recover_score
 from members.training.sampling import sampled_shares, sampling_acceptance
 from members.model.spec import MemberSpec, load_preset
 from members.training.checkpoint import better_row as _better_row
@@ -190,6 +190,9 @@ def test_fit_cuts_tunes_for_qwk_and_keeps_argmax_on_the_cuts():
     probs = head_probs(score, np.array(fitted["cuts"]), fitted["scale"])
     grades = np.searchsorted(fitted["cuts"], score, side="right")
     assert np.mean(probs.argmax(axis=1) == grades) >= 0.95
+    head = head_probs(score, np.array(fitted["cuts"]), fitted["scale"], fitted["mix"]).argmax(axis=1)
+    assert fitted["val_agreement"] == pytest.approx(np.mean(head == grades))  # what the saved head grades
+    assert fitted["val_qwk_head"] == pytest.approx(kappa_or_zero(y, head, 5))
     # already right: the prior-matched start is kept untouched
     score = np.arange(5, dtype=float).repeat(3)
     kept = fit_cuts(score, np.arange(5).repeat(3), 5)
@@ -335,6 +338,10 @@ def test_recipe_member_end_to_end(tmp_path, prepared):
     assert float(model.get_layer("regression_head").mix.numpy()) == pytest.approx(m["regression"]["mix"], abs=1e-6)
     saved = json.loads((result.member_dir / "metrics.json").read_text())
     assert saved["regression"] == m["regression"]
+    # the member's val QWK (its saved head's most likely grades) is the one the cuts line ends with
+    assert m["val"]["qwk"] == pytest.approx(m["regression"]["val_qwk_head"], abs=1e-6)
+    if m["regression"]["val_agreement"] < 1:
+        assert any(f"so the member's val QWK is {m['val']['qwk']:.3f}" in line for line in lines), lines
     # beside the monitored val_qwk (argmax at the training cuts) the history has the prior-matched QWK
     import pandas as pd
 

@@ -100,8 +100,11 @@ def fit_cuts(score: np.ndarray, y: np.ndarray, k: int, prior: np.ndarray | None 
 
     Returns:
         ``{"cuts", "scale", "mix", "start", "val_qwk_default_cuts", "val_qwk_prior_cuts",
-        "val_qwk_tuned_cuts", "tuned"}``: ``start`` is ``"prior"`` or ``"grade scale"`` (where the
-        tuning began), ``tuned`` False when tuning did not raise the kappa of that start (the start is kept).
+        "val_qwk_tuned_cuts", "tuned", "val_agreement", "val_qwk_head"}``: ``start`` is ``"prior"`` or
+        ``"grade scale"`` (where the tuning began), ``tuned`` False when tuning did not raise the kappa
+        of that start (the start is kept); ``val_agreement`` is the share of val rows whose most
+        likely grade under the fitted head is their cut grade (at least 95 % unless no scale reaches
+        it), ``val_qwk_head`` the val QWK of those most likely grades, the member's own val QWK.
     """
     score = np.asarray(score, np.float64)
     y = np.asarray(y, np.int64)
@@ -133,11 +136,14 @@ def fit_cuts(score: np.ndarray, y: np.ndarray, k: int, prior: np.ndarray | None 
         if best is None or losses[i] < best[0]:
             best = (losses[i], float(scale), float(mixes[i]))
     scale, mixed = (best[1], best[2]) if best is not None else (float(SCALES[0]), 0.0)
+    head = head_probs(score, cuts, scale, mixed).argmax(axis=1) if len(y) else grades
     return {"cuts": [float(c) for c in cuts], "scale": scale, "mix": mixed,
             "start": "prior" if use_prior else "grade scale",
             "val_qwk_default_cuts": float(kappa_default),
             "val_qwk_prior_cuts": None if kappa_prior is None else float(kappa_prior),
-            "val_qwk_tuned_cuts": float(kappa), "tuned": tuned}
+            "val_qwk_tuned_cuts": float(kappa), "tuned": tuned,
+            "val_agreement": float(np.mean(head == grades)) if len(y) else 1.0,
+            "val_qwk_head": float(kappa_or_zero(y, head, k)) if len(y) else 0.0}
 
 
 def calibrate_head(model, val_probs: np.ndarray, val_labels: np.ndarray, prior: np.ndarray | None = None) -> dict:
@@ -203,11 +209,20 @@ def describe_cuts(fitted: dict) -> str:
         >>> describe_cuts({"cuts": [0.9, 1.8], "scale": 0.3, "start": "prior", "val_qwk_default_cuts": 0.1,
         ...                "val_qwk_prior_cuts": 0.2, "val_qwk_tuned_cuts": 0.25, "tuned": True})
         'regression cuts 0.90, 1.80 (val QWK 0.100 at 0.5, 1.5, ...; 0.200 prior-matched; 0.250 tuned), scale 0.3'
+        >>> describe_cuts({"cuts": [0.9], "scale": 0.3, "start": "prior", "val_qwk_default_cuts": 0.1,
+        ...                "val_qwk_tuned_cuts": 0.25, "tuned": True, "val_agreement": 0.96,
+        ...                "val_qwk_head": 0.21}).split("; ")[-1]
+        "the calibrated head's most likely grade is the cut grade for 96% of val rows, so the member's val QWK is 0.210"
     """
     steps = [f"val QWK {fitted['val_qwk_default_cuts']:.3f} at 0.5, 1.5, ..."]
     if fitted.get("val_qwk_prior_cuts") is not None:
         steps.append(f"{fitted['val_qwk_prior_cuts']:.3f} prior-matched")
     steps.append(f"{fitted['val_qwk_tuned_cuts']:.3f} tuned" if fitted["tuned"] else "tuning kept the start")
     mix = f", uniform mix {fitted['mix']:.2f}" if fitted.get("mix") else ""
-    return (f"regression cuts {', '.join(f'{c:.2f}' for c in fitted['cuts'])} ({'; '.join(steps)}), "
+    line = (f"regression cuts {', '.join(f'{c:.2f}' for c in fitted['cuts'])} ({'; '.join(steps)}), "
             f"scale {fitted['scale']:.3g}{mix}")
+    agreement = fitted.get("val_agreement")
+    if agreement is not None and agreement < 1.0:  # the saved head grades by argmax: say what that gives
+        line += (f"; the calibrated head's most likely grade is the cut grade for {agreement:.0%} of val rows, "
+                 f"so the member's val QWK is {fitted['val_qwk_head']:.3f}")
+    return line
