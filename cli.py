@@ -477,7 +477,8 @@ def predict(
     top_prob    the probability of top_class (the largest prob_*)
     agreement   share of members whose own top class is label (1 = all)
     refer       1 = send to a human grader: label_prob below the threshold
-                chosen on val (other methods: under half the members agree)
+                chosen on val, or agreement 0 (other methods: under half
+                the members agree)
     prob_0..    the ensemble's probability of each class (calibrated when
                 vote ran with --calibrate temperature)
     """

@@ -96,6 +96,7 @@ class Ensemble:
     refer_threshold: float | None
     referral_note: str
     classes: list = field(default_factory=list)
+    refer_without_agreement: bool = False  # report.json referral says rows no member agrees with are referred too
 
 
 @dataclass
@@ -281,17 +282,20 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
         if m.num_classes and m.num_classes != combiner.n_classes_:
             raise UserError(f"Member {m.name!r} has {m.num_classes} classes but the {chosen!r} combiner was fitted "
                             f"on {combiner.n_classes_}; {VOTE_HINT.format(workdir=workdir)} again.")
-    threshold = (report.get("referral") or {}).get("threshold")
-    coverage = (report.get("referral") or {}).get("target_coverage")
+    referral = report.get("referral") or {}
+    threshold, coverage = referral.get("threshold"), referral.get("target_coverage")
+    alone = bool(referral.get("refer_without_agreement"))
     if chosen == best and threshold is not None:
         note = (f"referred when the ensemble's confidence < {threshold:.4g} (chosen on val to keep "
                 f"{coverage:.0%} of images)" if coverage else f"referred when confidence < {threshold:.4g}")
+        note += " or when no member gives the ensemble's grade" if alone else ""
     else:
+        alone = False
         threshold = None
         note = (f"referred when fewer than {AGREEMENT_FALLBACK:.0%} of members agree with the ensemble "
                 f"(report.json holds a referral threshold only for {best!r}, not {chosen!r})")
     classes = report.get("classes") or list(range(combiner.n_classes_))
-    return Ensemble(workdir, chosen, combiner, members, threshold, note, list(classes))
+    return Ensemble(workdir, chosen, combiner, members, threshold, note, list(classes), alone)
 
 
 def _refuse_another_dataset(workdir: Path, manifest: dict) -> None:
@@ -548,7 +552,10 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
     labels = np.asarray(ens.combiner.predict(P), dtype=np.int64)
     agreement = (P.argmax(axis=2) == labels).mean(axis=0)
     confidence = probs[np.arange(len(labels)), labels]
-    refer = confidence < ens.refer_threshold if ens.refer_threshold is not None else agreement < AGREEMENT_FALLBACK
+    if ens.refer_threshold is not None:
+        refer = (confidence < ens.refer_threshold) | ((agreement == 0) if ens.refer_without_agreement else False)
+    else:
+        refer = agreement < AGREEMENT_FALLBACK
     return PredictionResult(paths, probs, labels, agreement, confidence, refer, skipped, ens.method,
                             [m.name for m in ens.members], ens.referral_note, ens.classes)
 

@@ -204,7 +204,10 @@ def _diversity_md(div: dict) -> list[str]:
 def _referral_md(ref: dict, rows: str = "val") -> list[str]:
     out = ["## Referral (screening)", "",
            (f"Rows whose {ref['confidence']} is below {_num(ref['threshold'])} (chosen on {rows} for "
-            f"{ref['target_coverage']:.0%} coverage) are referred to a human grader."), "",
+            f"{ref['target_coverage']:.0%} coverage)"
+            + (f", and rows no member grades as the ensemble does ({ref['val_without_agreement']} on {rows}, "
+               f"{ref['test_without_agreement']} on test), are referred to a human grader."
+               if ref.get("refer_without_agreement") else " are referred to a human grader.")), "",
            (f"- Test coverage {_num(ref['test_coverage'])}; accuracy on the kept rows "
             f"{_num(ref['test_accuracy_kept'])}, on the referred rows {_num(ref['test_accuracy_referred'])}, "
             f"on all rows {_num(ref['test_accuracy_all'])}."),

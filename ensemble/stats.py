@@ -243,19 +243,30 @@ def coverage_curve(
     )
 
 
-def choose_refer_threshold(confidence: np.ndarray, target_coverage: float) -> float:
+def choose_refer_threshold(confidence: np.ndarray, target_coverage: float, referred: np.ndarray | None = None) -> float:
     """The highest confidence threshold that keeps at least ``target_coverage`` of the rows.
 
     Rows with ``confidence >= threshold`` are kept (graded automatically); the rest are referred.
+    ``referred`` marks rows referred whatever their confidence (e.g. no member agrees with the
+    ensemble's grade): the threshold is chosen among the other rows so that the kept share of
+    all rows reaches the target where it can (where it cannot, every other row is kept).
 
     Example:
         >>> choose_refer_threshold(np.array([0.9, 0.8, 0.7, 0.6]), 0.5)
         0.8
+        >>> choose_refer_threshold(np.array([0.9, 0.8, 0.7, 0.6]), 0.5, np.array([True, False, False, False]))
+        0.7
     """
     if not 0.0 < target_coverage <= 1.0:
         raise ValueError(f"target_coverage must be in (0, 1]; got {target_coverage}.")
-    ranked = np.sort(np.asarray(confidence, dtype=np.float64))[::-1]
-    keep = max(1, int(np.ceil(target_coverage * len(ranked) - 1e-9)))
+    confidence = np.asarray(confidence, dtype=np.float64)
+    n = len(confidence)
+    if referred is not None:
+        confidence = confidence[~np.asarray(referred, dtype=bool)]
+    if confidence.size == 0:
+        return 1.0  # nothing left to keep: no confidence reaches past 1 on the other side of it
+    ranked = np.sort(confidence)[::-1]
+    keep = min(max(1, int(np.ceil(target_coverage * n - 1e-9))), ranked.size)
     return float(ranked[keep - 1])
 
 

@@ -483,17 +483,25 @@ def _confidence(p_probs: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def _referral(ms: MemberSet, best: Predictions, target: float) -> dict:
-    threshold = stats.choose_refer_threshold(_confidence(best.val_probs, best.val_pred), target)
+    """``report.json`` ``referral``: a row is referred when the ensemble's probability of its grade is
+    below the val-chosen threshold, or when no member grades it as the ensemble does (a grade
+    only the combination gives, e.g. the expected grade between members that say 0 and 4)."""
+    val_conf = _confidence(best.val_probs, best.val_pred)
+    val_alone = (ms.val_probs.argmax(axis=2) == best.val_pred).mean(axis=0) == 0
+    threshold = stats.choose_refer_threshold(val_conf, target, referred=val_alone)
     conf = _confidence(best.test_probs, best.test_pred)
     agreement = (ms.test_probs.argmax(axis=2) == best.test_pred).mean(axis=0)
-    kept, right = conf >= threshold, best.test_pred == ms.test_labels
+    kept, right = (conf >= threshold) & (agreement > 0), best.test_pred == ms.test_labels
     return {
         "confidence": "ensemble probability of its predicted grade",
         "tie_break": "share of members agreeing with the ensemble",
         "target_coverage": target,
         "threshold": threshold,
-        "val_coverage": float(np.mean(_confidence(best.val_probs, best.val_pred) >= threshold)),
+        "refer_without_agreement": True,
+        "val_coverage": float(np.mean((val_conf >= threshold) & ~val_alone)),
+        "val_without_agreement": int(val_alone.sum()),
         "test_coverage": float(kept.mean()),
+        "test_without_agreement": int((agreement == 0).sum()),
         "test_referred": int((~kept).sum()),
         "test_accuracy_kept": _mean(right[kept]),
         "test_accuracy_referred": _mean(right[~kept]),

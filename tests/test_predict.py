@@ -73,7 +73,8 @@ def test_csv_rows_probabilities_agreement_and_referral(voted, images, tmp_path, 
     assert result.method == report["best_method"]
     threshold = report["referral"]["threshold"]
     assert set(table["refer"]) <= {0, 1}
-    assert (table["refer"] == (result.confidence < threshold).astype(int)).all()
+    assert report["referral"]["refer_without_agreement"] is True
+    assert (table["refer"] == ((result.confidence < threshold) | (table["agreement"] == 0)).astype(int)).all()
     assert set(result.skipped) == set(bad)
     err = capsys.readouterr().err
     for path in bad:
@@ -225,7 +226,10 @@ def test_tta_flip_invariant_model_unchanged() -> None:
 
 
 def test_tta_averages_the_four_flips() -> None:
-    x = np.random.default_rng(1).uniform(0, 255, (4, 8, 8, 3)).astype(np.float32)
+    import keras
+
+    keras.utils.set_random_seed(1)  # unseeded, a draw of weights could saturate the softmax on every flip alike
+    x = np.random.default_rng(1).uniform(0, 1, (4, 8, 8, 3)).astype(np.float32)
     model = _tiny_model(flatten=True)
     flips = [x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]
     expected = np.mean([member_probs(model, np.ascontiguousarray(f)) for f in flips], axis=0)

@@ -549,6 +549,34 @@ def test_vote_calibrate_temperature(tmp_path: Path) -> None:
         run_vote(root, calibrate="platt", console=Console(file=io.StringIO()))
 
 
+def test_referral_refers_rows_no_member_agrees_with_and_keeps_the_val_coverage() -> None:
+    """A grade only the combination gives (members say 0 and 4, the ensemble 2) is referred whatever its confidence."""
+    from types import SimpleNamespace
+
+    from ensemble.vote import Predictions, _referral
+
+    k, n = 5, 40
+    y = np.arange(n) % k
+    one_hot = np.eye(k)
+    members = np.stack([one_hot[y], one_hot[y]])  # both members right ...
+    members[0, :8], members[1, :8] = one_hot[0], one_hot[4]  # ... except 8 rows where they say 0 and 4
+    ens_pred = y.copy()
+    ens_pred[:8] = 2  # the ensemble's expected grade there: a grade neither member gives
+    conf = np.linspace(0.99, 0.6, n)  # the contested rows are the most confident ones
+    probs = np.full((n, k), 0.0)
+    probs[np.arange(n), ens_pred] = conf
+    probs += (1 - probs.sum(axis=1, keepdims=True)) / k
+    ms = SimpleNamespace(val_probs=members, test_probs=members, test_labels=y)
+    best = Predictions(probs, ens_pred, probs, ens_pred)
+    ref = _referral(ms, best, 0.75)
+    assert ref["refer_without_agreement"] and ref["val_without_agreement"] == ref["test_without_agreement"] == 8
+    label_prob = probs[np.arange(n), ens_pred]
+    kept = (label_prob >= ref["threshold"]) & (np.arange(n) >= 8)
+    assert kept.sum() == 30 and ref["val_coverage"] == pytest.approx(0.75)  # 30 of 40 kept: the 75 % target
+    assert ref["test_referred"] == 10 and ref["test_coverage"] == pytest.approx(kept.mean())
+    assert ref["test_accuracy_kept"] == 1.0  # the contested rows are all wrong, and all referred
+
+
 def test_an_operating_point_that_refers_every_eye_is_called_out() -> None:
     from ensemble import stats
     from ensemble.referable import operating_point
