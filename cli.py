@@ -133,11 +133,17 @@ def demo_data(
     balanced: Annotated[bool, typer.Option("--balanced", help="Equal grade counts instead of the EyePACS mix.")] = False,
 ) -> None:
     """Write a synthetic fundus set in the Kaggle EyePACS layout (image,level)."""
-    from members.data.synthetic import write_demo_data
+    from members.data.synthetic import MIN_PER_GRADE, NUM_GRADES, too_few, write_demo_data
 
     summary = write_demo_data(out, images=images, size=size, seed=seed, balanced=balanced)
     counts = ", ".join(f"grade {g}: {n}" for g, n in sorted(summary.counts.items()))
     print(f"wrote {summary.images} images ({summary.size}px) to {summary.out} in {summary.seconds:.1f}s — {counts}")
+    few = too_few([summary.counts.get(g, 0) for g in range(NUM_GRADES)])
+    if few:
+        print(f"Note: grade{'s' if len(few) > 1 else ''} {', '.join(map(str, few))} "
+              f"{'have' if len(few) > 1 else 'has'} fewer than {MIN_PER_GRADE} images (three patients), too few for "
+              f"prepare to put one in each of train, val and test; pass --images {NUM_GRADES * MIN_PER_GRADE} or more "
+              "for a set prepare can split.", file=sys.stderr)
 
 
 @app.command()

@@ -81,6 +81,22 @@ def test_grade_mix_matches_and_eyes_are_correlated():
     assert np.mean(diff == 0) > 0.7 and np.mean(diff <= 1) > 0.95 and np.any(diff == 1)
 
 
+def test_every_grade_of_the_mix_gets_three_patients_from_30_images(tmp_path):
+    """demo-data --images 100 used to give grade 4 two images, a set prepare refused."""
+    from members.data.dataset import prepare_csv
+
+    for n in range(30, 400):
+        counts = grade_counts(n)
+        assert counts.sum() == n and counts.min() >= 6, n
+        assert counts[0] == counts.max()  # still the EyePACS shape: grade 0 the majority
+    assert grade_counts(29).tolist() == [21, 2, 4, 1, 1]  # below 30 the plain mix (demo-data says prepare cannot split it)
+    data = write_demo_data(tmp_path / "d", images=100, size=16, seed=5, progress=False).out
+    prepared = prepare_csv(tmp_path / "w", data / "trainLabels.csv", data / "images", progress=False)
+    assert prepared.kept == 100 and prepared.grouped
+    for split in ("train", "val", "test"):
+        assert all(prepared.counts[split].get(g, 0) >= 1 for g in range(5)), prepared.counts
+
+
 @pytest.mark.parametrize("n", [1, 5, 7, 23, 100])
 def test_balanced_counts_are_as_equal_as_possible(n):
     counts = grade_counts(n, balanced=True)
@@ -176,3 +192,14 @@ def test_render_rejects_bad_grade_and_eye():
         render_fundus(5, size=32, rng=rng)
     with pytest.raises(UserError, match="Eye must be 'left' or 'right'"):
         render_fundus(0, size=32, rng=rng, eye="middle")
+
+
+def test_demo_data_says_when_prepare_could_not_split_the_set(tmp_path):
+    from tests.helpers import run_cli
+
+    code, out, err = run_cli("demo-data", tmp_path / "few", "--images", "20", "--size", "16")
+    assert code == 0 and "grade 4: 0" in out
+    assert ("Note: grades 1, 2, 3, 4 have fewer than 6 images (three patients), too few for prepare to put one in "
+            "each of train, val and test; pass --images 30 or more") in " ".join(err.split())
+    code, _, err = run_cli("demo-data", tmp_path / "enough", "--images", "30", "--size", "16")
+    assert code == 0 and "Note:" not in err

@@ -40,6 +40,7 @@ from members.infra.errors import UserError
 
 GRADE_MIX: tuple[float, ...] = (0.73, 0.07, 0.15, 0.025, 0.025)
 NUM_GRADES = 5
+MIN_PER_GRADE = 6  # three patients (both eyes): one each for train, val and test, as prepare needs
 EYES = ("left", "right")
 JPEG_QUALITY = 90
 LABELS_NAME = "trainLabels.csv"
@@ -107,6 +108,9 @@ class DemoDataSummary:
 def grade_counts(images: int, *, balanced: bool = False) -> np.ndarray:
     """Images per grade: ``GRADE_MIX`` by largest remainder, or as equal as possible.
 
+    With at least ``5 * MIN_PER_GRADE`` images, no grade of the mix gets fewer than
+    :data:`MIN_PER_GRADE` (taken from grade 0), so that ``prepare`` can split the set.
+
     Args:
         images: total number of images (>= 1).
         balanced: equal counts (the extra ones go to the lowest grades) instead of ``GRADE_MIX``.
@@ -117,6 +121,8 @@ def grade_counts(images: int, *, balanced: bool = False) -> np.ndarray:
     Example:
         >>> grade_counts(800).tolist(), grade_counts(7, balanced=True).tolist()
         ([584, 56, 120, 20, 20], [2, 2, 1, 1, 1])
+        >>> grade_counts(100).tolist()  # the mix gives grades 3 and 4 only 2 or 3 images: raised to 6
+        [66, 7, 15, 6, 6]
     """
     images, _ = _check_args(images, 0)
     if balanced:
@@ -125,7 +131,22 @@ def grade_counts(images: int, *, balanced: bool = False) -> np.ndarray:
     counts = np.floor(exact).astype(int)
     order = np.argsort(-(exact - counts), kind="stable")
     counts[order[: images - counts.sum()]] += 1
+    if images >= NUM_GRADES * MIN_PER_GRADE:  # enough for prepare's split: the rare grades get their floor
+        short = np.maximum(MIN_PER_GRADE - counts, 0)
+        counts += short
+        counts[int(np.argmax(counts))] -= int(short.sum())
     return counts
+
+
+def too_few(counts) -> list[int]:
+    """The grades with fewer than :data:`MIN_PER_GRADE` images: too few patients for prepare to put
+    one in each of train, val and test.
+
+    Example:
+        >>> too_few([10, 6, 5, 6, 0])
+        [2, 4]
+    """
+    return [g for g, n in enumerate(counts) if n < MIN_PER_GRADE]
 
 
 def plan_images(images: int, *, seed: int = 0, balanced: bool = False) -> list[DemoImage]:
