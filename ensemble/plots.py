@@ -104,12 +104,20 @@ def plot_confusions(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], 
     return _save(fig, Path(path))
 
 
-def plot_diversity(path: str | Path, diversity: dict) -> Path:
-    """Heatmaps of pairwise disagreement and Yule's Q between members (test predictions)."""
+def plot_diversity(path: str | Path, diversity: dict, n: int | None = None) -> Path:
+    """Heatmaps of pairwise disagreement, Yule's Q and double fault between members (test predictions).
+
+    ``n`` (the test rows) goes in the figure's title.
+    """
     plt = _pyplot()
     names = diversity["members"]
-    fig, axes = plt.subplots(1, 2, figsize=(3.0 + 1.2 * len(names), 1.2 + 0.6 * len(names)))
-    for ax, (key, title, vmin) in zip(axes, (("disagreement", "disagreement", 0.0), ("q_statistic", "Yule's Q", -1.0))):
+    panels = [("disagreement", "disagreement\n(share exactly one gets right)", 0.0),
+              ("q_statistic", "Yule's Q\n(1 = err on the same rows)", -1.0),
+              ("double_fault", "double fault\n(share both get wrong)", 0.0)]
+    panels = [p for p in panels if p[0] in diversity]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.0 + 1.9 * len(panels) + 0.6 * len(names) * len(panels),
+                                                       1.9 + 0.6 * len(names)), squeeze=False)
+    for ax, (key, title, vmin) in zip(axes[0], panels):
         values = np.array([[np.nan if v is None else v for v in row] for row in diversity[key]], dtype=float)
         ax.imshow(values, vmin=vmin, vmax=1.0, cmap="viridis")
         for (i, j), v in np.ndenumerate(values):
@@ -118,7 +126,9 @@ def plot_diversity(path: str | Path, diversity: dict) -> Path:
                     color="black" if light else "white")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
         ax.set_yticks(range(len(names)), names)
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
+    fig.suptitle("Diversity of the members on test" + (f" (n={n})" if n is not None else "")
+                 + ": right/wrong per row, pair by pair", fontsize=10)
     fig.tight_layout()
     return _save(fig, Path(path))
 

@@ -645,7 +645,7 @@ def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, 
     plots.plot_confusions(out / "confusion.png", [
         (f"best ensemble: {report['best_method']}", confusion(ms.test_labels, best.test_pred, k)),
         (f"best single: {report['best_single']}", confusion(ms.test_labels, single.test_pred, k))], ms.classes)
-    plots.plot_diversity(out / "diversity.png", report["diversity"])
+    plots.plot_diversity(out / "diversity.png", report["diversity"], n=len(ms.test_labels))
     _write_clinical_figures(out, report, ms, single, best, before)
 
 
@@ -658,8 +658,9 @@ def _write_clinical_figures(out: Path, report: dict, ms: MemberSet, single: Pred
 
     bs, bm = report["best_single"], report["best_method"]
     panels = []
-    for j, (title, probs) in enumerate(((f"best single: {bs}", single.test_probs),
-                                        (f"best ensemble: {bm}", best.test_probs))):
+    base = bm[:-len("+thr")] if bm.endswith("+thr") else None  # +thr grades differ, its probabilities are base's
+    ens_title = f"best ensemble: {bm}" + (f"\nits probabilities' top class (= {base}'s)" if base else "")
+    for j, (title, probs) in enumerate(((f"best single: {bs}", single.test_probs), (ens_title, best.test_probs))):
         series = [("calibrated" if before is not None else "test", stats.reliability(ms.test_labels, probs))]
         if before is not None:
             series.append(("before calibration", stats.reliability(ms.test_labels, before[j])))
