@@ -29,7 +29,8 @@ VERSION = 1
 VOTE_AGAIN = "run `python cli.py vote --workdir {workdir}` again to write a consistent ensemble"
 
 
-def write_manifest(folder: Path, members: dict[str, dict], fingerprint: str, *, member_root: Path) -> dict:
+def write_manifest(folder: Path, members: dict[str, dict], fingerprint: str, *, member_root: Path,
+                   metrics_sha256: dict[str, str] | None = None) -> dict:
     """Hash every file under ``folder`` and write ``folder/manifest.json`` last.
 
     Args:
@@ -37,7 +38,10 @@ def write_manifest(folder: Path, members: dict[str, dict], fingerprint: str, *, 
         members: ``{name: metrics}`` of the members voted.
         fingerprint: the dataset fingerprint (sha256 of split.csv).
         member_root: ``<workdir>/members``, to hash each member's ``metrics.json``.
+        metrics_sha256: ``{name: sha256}`` of each ``metrics.json`` as the vote read it (hashed
+            from ``member_root`` where not given).
     """
+    metrics_sha256 = metrics_sha256 or {}
     files = {p.relative_to(folder).as_posix(): sha256_file(p)
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
     manifest = {
@@ -45,7 +49,7 @@ def write_manifest(folder: Path, members: dict[str, dict], fingerprint: str, *, 
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fingerprint": fingerprint,
         "members": {name: {"model_sha256": m.get("model_sha256"),
-                           "metrics_sha256": _sha_or_none(member_root / name / "metrics.json")}
+                           "metrics_sha256": metrics_sha256.get(name) or _sha_or_none(member_root / name / "metrics.json")}
                     for name, m in members.items()},
         "files": files,
     }
@@ -102,6 +106,7 @@ def check_member(folder: Path, name: str, metrics: dict, manifest: dict) -> None
 
 
 _STAGING: contextvars.ContextVar[Path | None] = contextvars.ContextVar("ensemble_staging", default=None)
+_LOADED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("ensemble_loaded", default=None)
 
 
 def output_folder(workdir: Path) -> Path:
@@ -109,12 +114,45 @@ def output_folder(workdir: Path) -> Path:
     return _STAGING.get() or Path(workdir) / ENSEMBLE
 
 
+def note_loaded(*, fingerprint: str | None = None, member: str | None = None, metrics_path: Path | None = None) -> None:
+    """Record, for the running vote, the dataset fingerprint it read or the hash of a member's
+    ``metrics.json`` just before it is read (a no-op outside :func:`transactional`).
+
+    The vote's manifest pins these, not what the files hold when it ends: a member replaced
+    (``train-member --force``) or a dataset re-prepared while the vote ran is then refused by
+    name instead of recorded as what the combiners were fitted on.
+    """
+    loaded = _LOADED.get()
+    if loaded is None:
+        return
+    if fingerprint is not None:
+        loaded.setdefault("fingerprint", fingerprint)
+    if member is not None and metrics_path is not None:
+        loaded["members"].setdefault(member, _sha_or_none(metrics_path))
+
+
+def _check_unchanged(workdir: Path, loaded: dict, names) -> None:
+    """Refuse to swap in a vote whose dataset or members were replaced while it ran."""
+    fingerprint = read_json(workdir / "dataset.json").get("fingerprint", "") if (workdir / "dataset.json").is_file() else ""
+    if loaded.get("fingerprint") is not None and fingerprint != loaded["fingerprint"]:
+        raise UserError(f"The dataset of {workdir} was replaced while this vote ran (`prepare --force` finished "
+                        f"meanwhile); the previous ensemble is kept; run `python cli.py vote --workdir {workdir}` again.")
+    for name in names:
+        recorded = loaded["members"].get(name)
+        if recorded is not None and _sha_or_none(workdir / "members" / name / "metrics.json") != recorded:
+            raise UserError(f"Member {name!r} was replaced while this vote ran (a `train-member --force` or "
+                            f"`import-member --force` finished meanwhile), so the combiners were fitted on its old "
+                            f"predictions; the previous ensemble is kept; run `python cli.py vote --workdir {workdir}` "
+                            "again.")
+
+
 def transactional(func):
     """Run ``func(workdir, **options)`` (a vote) as one transaction on ``workdir/ensemble``.
 
     Under the workdir's vote lock, ``func`` writes into a staging folder (see
     :func:`output_folder`); the manifest is added, then the folder is swapped in whole. A
-    failure (a bad option, a full disk, Ctrl-C) leaves the previous ``ensemble/`` as it was.
+    failure (a bad option, a full disk, Ctrl-C) leaves the previous ``ensemble/`` as it was,
+    and so does a member or dataset replaced while the vote ran (:func:`note_loaded`).
     The returned report's ``members`` are the members recorded in the manifest.
     """
     from members.infra.transaction import WorkdirLock, staged
@@ -127,14 +165,18 @@ def transactional(func):
         root = workdir / "members"
         with WorkdirLock(workdir, "vote"), staged(workdir / ENSEMBLE) as out:
             before = sorted(p.stem for p in (workdir / ENSEMBLE / "combiners").glob("*.json"))
-            token = _STAGING.set(out)
+            loaded = {"members": {}}
+            token, token_loaded = _STAGING.set(out), _LOADED.set(loaded)
             try:
                 report = func(workdir, *args, **kwargs)
             finally:
                 _STAGING.reset(token)
-            members = {name: read_json(root / name / "metrics.json") for name in report.get("members", {})}
-            fingerprint = read_json(workdir / "dataset.json").get("fingerprint", "")
-            write_manifest(out, members, fingerprint, member_root=root)
+                _LOADED.reset(token_loaded)
+            names = list(report.get("members", {}))
+            _check_unchanged(workdir, loaded, names)
+            members = {name: read_json(root / name / "metrics.json") for name in names}
+            fingerprint = loaded.get("fingerprint") or read_json(workdir / "dataset.json").get("fingerprint", "")
+            write_manifest(out, members, fingerprint, member_root=root, metrics_sha256=loaded["members"])
             now = sorted(p.stem for p in (out / "combiners").glob("*.json"))
         gone = [m for m in before if m not in now]
         if gone:  # a vote is the whole ensemble: say which fitted combiners the new one no longer has

@@ -139,7 +139,10 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
 def _read_split(workdir: Path) -> _Split:
     from members.data.dataset import load_dataset
 
+    from ensemble.manifest import note_loaded
+
     data = load_dataset(workdir)  # checks that split.csv still matches dataset.json's fingerprint
+    note_loaded(fingerprint=data.fingerprint)
     row_ids, labels = {}, {}
     for s in SPLITS:
         rows = data.rows(s)
@@ -150,7 +153,10 @@ def _read_split(workdir: Path) -> _Split:
 
 
 def _load_member(folder: Path, name: str, split: _Split) -> dict:
+    from ensemble.manifest import note_loaded
+
     metrics_path = folder / "metrics.json"
+    note_loaded(member=name, metrics_path=metrics_path)  # hashed before it is read: a swap after it is caught
     metrics = read_json(metrics_path)
     if not isinstance(metrics, dict):
         raise UserError(f"Member {name!r}: {metrics_path} is not a JSON object; retrain the member.")

@@ -278,3 +278,31 @@ def test_presets_workdir_marks_collapsed_below_majority_and_stale_members(tmp_pa
     monkeypatch.setenv("COLUMNS", "200")  # one table row per member, whatever the terminal
     code, out, err = run_cli("presets", "--workdir", work)
     assert code == 0 and f"t1{' †' if row['below_majority'] else ''} (stale)" in out
+
+
+@pytest.mark.parametrize("replaced", ["member", "dataset"])
+def test_a_member_or_dataset_replaced_while_the_vote_runs_is_refused_and_the_old_ensemble_kept(voted, monkeypatch,
+                                                                                               replaced):
+    """A `train-member --force` (or `prepare --force`) that finishes mid-vote used to be pinned in the new
+    manifest as what the combiners were fitted on, and predict then trusted the mix."""
+    import ensemble.vote as vote_module
+
+    before = _files(voted / "ensemble")
+    real = vote_module.load_members
+
+    def load_then_replace(workdir, names=None):
+        ms = real(workdir, names)
+        if replaced == "member":  # the member folder swapped in by a --force run: another metrics.json
+            path = Path(workdir) / "members" / "t2" / "metrics.json"
+            atomic.write_json(path, {**json.loads(path.read_text()), "train_seconds": 1.0})
+        else:
+            path = Path(workdir) / "dataset.json"
+            atomic.write_json(path, {**json.loads(path.read_text()), "fingerprint": "0" * 64})
+        return ms
+
+    monkeypatch.setattr(vote_module, "load_members", load_then_replace)
+    code, _, err = _vote(voted, "--members", "t1,t2", "--method", "hard")
+    expected = ("Member 't2' was replaced while this vote ran" if replaced == "member"
+                else f"The dataset of {voted} was replaced while this vote ran")
+    one_sentence_error(code, err, expected, "the previous ensemble is kept")
+    assert _files(voted / "ensemble") == before and _hidden(voted) == []
