@@ -239,6 +239,34 @@ def test_stale_or_unreadable_lock_is_taken_over(tmp_path, content):
     assert list(tmp_path.iterdir()) == []  # released, and no temp file left
 
 
+def test_two_takeovers_of_one_stale_lock_cannot_both_hold_it(tmp_path):
+    """Both saw the dead run's lock; the first took it over. The second must read the first's fresh lock
+    (under the folder guard), not delete it as the stale one it saw: 3 of 30 races ended with two holders."""
+    from members.infra.lock import _folder_guard
+
+    (tmp_path / ".lock").write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
+    first, second = MemberLock(tmp_path), MemberLock(tmp_path)
+    result: dict = {}
+    with _folder_guard(tmp_path):  # the first is mid-takeover: it read the stale lock and holds the guard
+        thread = threading.Thread(target=lambda: result.update(error=_acquire_error(second)))
+        thread.start()
+        time.sleep(0.3)
+        assert thread.is_alive()  # the second waits for the guard instead of deleting what it saw
+        (tmp_path / ".lock").unlink()
+        assert first._create(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    thread.join(10)
+    assert "is being trained by another process" in result["error"]  # the first's live lock, refused
+    assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+
+
+def _acquire_error(lock: MemberLock) -> str:
+    try:
+        lock.acquire()
+    except UserError as exc:
+        return str(exc)
+    return ""
+
+
 def test_lock_file_is_never_seen_empty(tmp_path, monkeypatch):
     """The lock appears with its content (link of a complete temp file), so no one takes it for stale."""
     seen = []

@@ -239,11 +239,11 @@ def test_a_re_prepare_killed_after_its_commit_point_is_finished_by_the_next_read
     real = transaction.roll_forward
     state = {"calls": 0}
 
-    def killed_after_journal(folder, what):
+    def killed_after_journal(folder, what, **kwargs):
         state["calls"] += 1
         if state["calls"] == 2:  # the commit_entries call after the journal: the process "dies" here
             raise KeyboardInterrupt
-        real(folder, what)
+        real(folder, what, **kwargs)
 
     monkeypatch.setattr(transaction, "roll_forward", killed_after_journal)
     code, _, _ = run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "b.npz", 3), "--force")
@@ -252,6 +252,32 @@ def test_a_re_prepare_killed_after_its_commit_point_is_finished_by_the_next_read
     data = load_dataset(work)  # finishes the commit: the new dataset, whole
     assert data.num_classes == 3 and not (work / ".prepare.commit").exists()
     assert sorted(p.name for p in (work / "images").iterdir())[:1] == ["test_00000.png"]
+
+
+def test_a_reader_leaves_the_files_of_a_running_prepare_alone(tmp_path):
+    """A reader (vote, predict, train-member, another prepare) used to delete the commit folder of a
+    prepare still writing it; that prepare then moved in what was left and exited 0."""
+    from members.data.dataset import load_dataset
+    from members.infra.transaction import WorkdirLock
+
+    work = tmp_path / "w"
+    assert run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "a.npz", 2))[0] == 0
+    before = _files(work)
+    commit = work / ".prepare.commit"
+    with WorkdirLock(work, "prepare"):  # a live prepare (this process) writing its new files
+        (commit / "images").mkdir(parents=True)
+        (commit / "images" / "new.png").write_bytes(b"half-written")
+        assert load_dataset(work).num_classes == 2  # the old dataset, whole
+        assert (commit / "images" / "new.png").read_bytes() == b"half-written"
+        code, _, err = run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "b.npz", 3), "--force")
+        one_sentence_error(code, err, "Another `prepare` is running")
+        assert (commit / "images" / "new.png").is_file()
+        (commit / "journal.json").write_text('["images"]')  # its commit point: it is moving the files in now
+        with pytest.raises(UserError, match=r"A `prepare` \(pid \d+\) is replacing the files of .* right now; wait"):
+            load_dataset(work)
+        assert (commit / "images" / "new.png").is_file()
+    shutil.rmtree(commit)
+    assert _files(work) == before
 
 
 def test_presets_workdir_marks_collapsed_below_majority_and_stale_members(tmp_path, trained, monkeypatch):

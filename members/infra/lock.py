@@ -26,6 +26,33 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class _folder_guard:
+    """An exclusive ``flock`` on a folder for a few system calls (released on exit or process death).
+
+    A no-op where the system has no ``flock`` or the folder cannot be locked (then the takeover
+    of a stale lock is as before: rare races between processes starting at the same moment).
+    """
+
+    def __init__(self, folder: Path):
+        self.folder, self.fd = folder, None
+
+    def __enter__(self):
+        try:
+            import fcntl
+
+            self.fd = os.open(self.folder, os.O_RDONLY)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except (ImportError, OSError):
+            if self.fd is not None:
+                os.close(self.fd)
+            self.fd = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+
+
 class MemberLock:
     """Context manager holding ``<member_dir>/.lock``.
 
@@ -72,16 +99,28 @@ class MemberLock:
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-        for _ in range(2):
-            if not self._create(me):
-                holder = self._holder()
-                same_host = holder is not None and holder.get("host") == socket.gethostname()
-                if holder is None or (same_host and not _alive(holder["pid"])):
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone
-                    continue
+        for _ in range(3):
+            if self._create(me):
+                return
+            holder = self._remove_if_stale()
+            if holder is not None:
                 raise UserError(self.busy_message(holder))
-            return
         raise UserError(f"Could not take the lock {self.path}; delete it and try again.")
+
+    def _remove_if_stale(self) -> dict | None:
+        """Delete the lock if its process is gone; return its live holder otherwise (None once deleted).
+
+        The read and the delete happen under an exclusive ``flock`` on the lock's folder, so two
+        processes that both found the same stale lock cannot both take it over: the second one
+        reads the first one's fresh lock, not the stale one it saw before.
+        """
+        with _folder_guard(self.path.parent):
+            holder = self._holder()
+            same_host = holder is not None and holder.get("host") == socket.gethostname()
+            if holder is None or (same_host and not _alive(holder["pid"])):
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                return None
+            return holder
 
     def busy_message(self, holder: dict) -> str:
         """The sentence for a lock held by another live process."""

@@ -186,7 +186,7 @@ def commit_entries(folder: str | os.PathLike, what: str, write, order: list[str]
     from members.infra.atomic import write_text
 
     staging = journal_path(folder, what)
-    roll_forward(folder, what)
+    roll_forward(folder, what, locked=True)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
@@ -198,14 +198,43 @@ def commit_entries(folder: str | os.PathLike, what: str, write, order: list[str]
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    roll_forward(folder, what)
+    roll_forward(folder, what, locked=True)
 
 
-def roll_forward(folder: str | os.PathLike, what: str) -> None:
-    """Finish (or, without its journal, discard) a :func:`commit_entries` transaction that a kill interrupted."""
+def roll_forward(folder: str | os.PathLike, what: str, *, locked: bool = False) -> None:
+    """Finish (or, without its journal, discard) a :func:`commit_entries` transaction that a kill interrupted.
+
+    Only the holder of the ``what`` lock may touch the staging folder: a reader (``locked``
+    False) takes the lock for the roll-forward, and where a live process holds it (a
+    ``prepare`` writing its new files, or moving them in) leaves the folder alone: before the
+    journal the old entries stand untouched, and after it the reader is told to wait.
+    """
+    folder, staging = Path(folder), journal_path(folder, what)
+    if not staging.is_dir():
+        return
+    if locked:
+        _roll_forward(folder, staging)
+        return
+    lock = WorkdirLock(folder, what)
+    try:
+        lock.acquire()
+    except UserError:
+        if (staging / JOURNAL).is_file():
+            holder = lock._holder() or {}
+            raise UserError(f"A `{what}` (pid {holder.get('pid')}) is replacing the files of {folder} right now; wait "
+                            "for it to finish and run the command again.") from None
+        return  # it is still writing its new files beside the old ones, which stand until its commit point
+    except OSError:
+        return  # a read-only workdir: nothing this reader may change
+    try:
+        _roll_forward(folder, staging)
+    finally:
+        lock.release()
+
+
+def _roll_forward(folder: Path, staging: Path) -> None:
     import json
 
-    folder, staging = Path(folder), journal_path(folder, what)
     if not staging.is_dir():
         return
     try:
