@@ -56,6 +56,31 @@ def test_snapshots_become_members_with_every_artifact(workdir_copy):
     assert result.metrics["epochs_run"] == 4 and not (workdir_copy / "members" / "s" / ".snapshots").exists()
 
 
+def test_a_snapshot_folder_filled_while_training_is_never_replaced(workdir_copy, monkeypatch):
+    """Checked free at the start, s-snap1 became an imported member mid-run: it used to be overwritten."""
+    import json
+
+    from tests.helpers import add_member
+
+    real = FreeMembers._write_snapshots
+
+    def import_then_write(self, model):
+        folder = add_member(workdir_copy, "s-snap1", seed=7)
+        metrics = {**json.loads((folder / "metrics.json").read_text()), "imported": {"from": "elsewhere"}}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        return real(self, model)
+
+    monkeypatch.setattr(FreeMembers, "_write_snapshots", import_then_write)
+    lines = []
+    train_member(workdir_copy, TINY.replace(epochs=4, snapshots=2), name="s", preset="tiny", log=lines.append,
+                 show_progress=False)
+    imported = read_json(workdir_copy / "members" / "s-snap1" / "metrics.json")
+    assert imported["imported"] == {"from": "elsewhere"} and "snapshot_of" not in imported
+    assert not (workdir_copy / "members" / "s-snap1" / "model.keras").exists()
+    assert read_json(workdir_copy / "members" / "s-snap2" / "metrics.json")["snapshot_of"] == "s"
+    assert any("WARNING: snapshot 1 was not written" in line and "became an imported member" in line for line in lines)
+
+
 def test_swa_member_holds_the_average_of_the_last_epochs(workdir_copy, monkeypatch):
     seen = []
     original = FreeMembers.after_epoch

@@ -154,6 +154,18 @@ class FreeMembers:
             if state.complete and state.differences:
                 raise refusal(folder.name, folder, state.differences, option="--name for this run")
 
+    def _taken_since(self, folder: Path) -> str | None:
+        """Why ``folder`` now holds another finished member (imported, or trained with another spec), else None."""
+        from members.training.guard import existing_member
+
+        state = existing_member(folder, self.t.spec, self.t.data.fingerprint)
+        if not state.complete:
+            return None
+        if state.metrics.get("snapshot_of") != self.t.name:
+            what = "an imported member" if state.metrics.get("imported") else "another member"
+            return f"became {what}"
+        return f"became a member with another spec ({'; '.join(state.differences)})" if state.differences else None
+
     def _write_snapshots(self, model) -> None:
         from members.infra.lock import MemberLock
         from members.training.trainer import member_dir
@@ -165,6 +177,12 @@ class FreeMembers:
             name = snapshot_name(self.t.name, j)
             folder = member_dir(workdir, name)
             with MemberLock(folder):
+                taken = self._taken_since(folder)
+                if taken:  # checked at the start, filled while this run trained: never replaced
+                    self.t.log(f"[{self.t.name}] WARNING: snapshot {j} was not written: {folder} {taken} while this "
+                               "run trained, and a finished member is never replaced; train again with another "
+                               "--name to get the snapshots.")
+                    continue
                 (folder / "metrics.json").unlink(missing_ok=True)
                 model.load_weights(self.snap_dir / f"snap{j}.weights.h5")
                 atomic.write_text(folder / "spec.toml", self.t.spec.to_toml(preset=self.t.preset))
