@@ -87,12 +87,22 @@ def user_errors(func):
             _stderr(f"Error: {exc}")
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
-            _stderr("Interrupted. Finished epochs are kept: run the same command again to resume.")
+            if func.__name__ in ("train_member", "train_members"):
+                _stderr("Interrupted. Finished epochs are kept: run the same command again to resume.")
+            else:
+                _stderr("Interrupted. Nothing finished was changed (what this run had begun is discarded): run the "
+                        "same command again.")
             raise typer.Exit(code=130) from None
         except OSError as exc:  # a full disk, a missing permission... outside the atomic writes
+            import errno
+
             where = f" ({exc.filename})" if exc.filename else ""
-            _stderr(f"Error: {exc.strerror or exc}{where}; files already written are complete: free some disk "
-                    "space or fix the permissions, then run the command again.")
+            if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+                _stderr(f"Error: {exc.strerror or exc}{where}: a file stands where this command needs a folder; "
+                        "move that file away (or choose another name or path), then run the command again.")
+            else:
+                _stderr(f"Error: {exc.strerror or exc}{where}; files already written are complete: free some disk "
+                        "space or fix the permissions, then run the command again.")
             raise typer.Exit(code=1) from None
 
     return wrapper

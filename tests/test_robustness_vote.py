@@ -93,6 +93,7 @@ def test_ctrl_c_during_a_vote_keeps_the_previous_ensemble(voted, monkeypatch):
     monkeypatch.setattr(report, "write_report", interrupted)
     code, _, err = _vote(voted, "--members", "t2,t3")
     assert code == 130 and "Traceback" not in err
+    assert "Nothing finished was changed" in err and "epochs" not in err  # a vote has no epochs to resume
     assert _files(voted / "ensemble") == before and _hidden(voted) == []
 
 

@@ -396,3 +396,12 @@ def test_vote_unknown_method_is_a_usage_error(voteable):
     code, _out, err = run_cli("vote", "--workdir", voteable, "--method", "magic")
     assert code == 2 and "Invalid value for '--method'" in err and "Traceback" not in err
     assert snapshot(voteable) == before
+
+
+def test_a_file_where_a_member_folder_goes_is_named_as_such(workdir_copy):
+    (workdir_copy / "members").mkdir(exist_ok=True)
+    (workdir_copy / "members" / "f").write_text("not a folder")
+    code, _, err = run_cli("train-member", "--workdir", workdir_copy, "--preset", "tiny", "--name", "f", "--epochs", "1")
+    assert code == 1 and "Traceback" not in err
+    assert "a file stands where this command needs a folder; move that file away" in " ".join(err.split())
+    assert (workdir_copy / "members" / "f").read_text() == "not a folder"
