@@ -87,7 +87,7 @@ def user_errors(func):
             _stderr(f"Error: {exc}")
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
-            if func.__name__ in ("train_member", "train_members"):
+            if func.__name__.startswith("train_member"):  # train-member, train-members: epochs to resume
                 _stderr("Interrupted. Finished epochs are kept: run the same command again to resume.")
             else:
                 _stderr("Interrupted. Nothing finished was changed (what this run had begun is discarded): run the "
@@ -535,8 +535,24 @@ def demo(
     run_demo(workdir, images=images, seed=seed, quick=quick)
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (``timeout``, ``kill``, batch schedulers) stops a command as Ctrl-C does: locks released,
+    staging folders removed, worker processes of ``train-members`` ended, exit 130; before, the default
+    action ended the process at once and left its workers training."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):  # not the main thread, or a platform without SIGTERM
+        pass
+
+
 def main() -> None:
     """Console-script entry point (``cnn-ensemble``)."""
+    _terminate_as_interrupt()
     app()
 
 

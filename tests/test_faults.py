@@ -611,3 +611,29 @@ def test_a_ctrl_c_while_sizing_the_weights_stays_an_interrupt():
     sized = SimpleNamespace(weights=[SimpleNamespace(shape=(3, 4), dtype="float32"),
                                      SimpleNamespace(shape=(), dtype="float32")])
     assert _weight_bytes(sized) == (12 + 1) * 4
+
+
+def test_sigterm_stops_train_members_like_ctrl_c_and_ends_its_workers(prepared, tmp_path):
+    """`timeout` and batch schedulers send SIGTERM to the parent only: its loky workers used to go on training."""
+    work = tmp_path / "w"
+    shutil.copytree(prepared, work)
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parents[1] / "cli.py"), "train-members", "--workdir", str(work),
+         "--preset", "tiny", "--preset", "tiny", "--name", "p", "--name", "q", "--jobs", "2", "--epochs", "30",
+         "--set", "input_size=16"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    import psutil
+
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not list((work / "members").glob("*/.resume/state.json")):
+        time.sleep(0.2)  # an epoch is finished: the workers are busy training
+    workers = parent.children(recursive=True)
+    assert workers, "no worker processes"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Interrupted. Finished epochs are kept: run the same command again to resume." in err
+    assert "Traceback" not in err
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], alive
+    assert not (work / "members" / "p" / "metrics.json").exists()  # stopped, not finished behind the user's back
