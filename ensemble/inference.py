@@ -491,7 +491,7 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
     if not paths:
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
     if out is not None:
-        check_out(Path(out), force=force)
+        check_out(Path(out), force=force, workdir=Path(workdir))
     ens = load_ensemble(workdir, method)
     skipped = {p: why for p in paths if (why := check_file(p)) is not None}
     candidates = [p for p in paths if p not in skipped]
@@ -531,8 +531,16 @@ def expand_folders(paths: Sequence[str]) -> list[str]:
     return out
 
 
-def check_out(out: Path, *, force: bool = False) -> None:
-    """Refuse an ``--out`` that would replace a file predict did not write (a labels CSV, say), before any work."""
+def check_out(out: Path, *, force: bool = False, workdir: Path | None = None) -> None:
+    """Refuse an ``--out`` that would replace a file predict did not write (a labels CSV, say), or that
+    lies in a folder the toolkit replaces whole (``ensemble/``, a member's folder), before any work."""
+    if workdir is not None:
+        target = out.resolve()
+        for folder, replaced_by in ((workdir / "ensemble", "the next vote"),
+                                    (workdir / "members", "a member retrained with --force")):
+            if target.is_relative_to(folder.resolve()):
+                raise UserError(f"--out {out} is inside {folder}, which {replaced_by} replaces whole, deleting it; "
+                                f"write the predictions elsewhere, e.g. --out {workdir / 'predictions.csv'}.")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; pass a file name for the predictions CSV, e.g. {out / 'predictions.csv'}.")
     if force or not out.exists():

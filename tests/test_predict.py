@@ -186,6 +186,11 @@ def test_out_never_replaces_a_file_predict_did_not_write(voted, images, tmp_path
     assert len(pd.read_csv(out)) == 2
     predict_images(voted, images["good"][:3], out=labels, force=True)
     assert len(pd.read_csv(labels)) == 3
+    for inside in (voted / "ensemble" / "mine.csv", voted / "members" / "t1" / "mine.csv"):  # deleted by the next swap
+        with pytest.raises(UserError, match=r"--out .*mine.csv is inside .*, which (the next vote|a member retrained "
+                                            r"with --force) replaces whole, deleting it; write the predictions elsewhere"):
+            predict_images(voted, images["good"][:1], out=inside, force=True)
+        assert not inside.exists()
 
 
 def test_cli_predict_json(voted, images) -> None:
