@@ -102,7 +102,7 @@ def choose_ordinal(named: bool, ordinal: bool | None, classes: Sequence) -> tupl
     kind = "ordinal (ordered grades)" if ordinal else "nominal (unordered)"
     sentence = f"Classes: {shown} — {kind}, {why}."
     if ordinal and named and why == "as asked":
-        sentence += " Their order is the order of --classes (default: alphabetical)."
+        sentence += " Their order is the order of --classes."
     return bool(ordinal), sentence
 
 

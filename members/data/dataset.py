@@ -336,6 +336,12 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     if classes is not None and not encoding.named:
         raise UserError("--classes names the classes of named labels; these labels are integers, whose order is "
                         f"their value: drop --classes. Received: classes={list(classes)}")
+    if ordinal and encoding.named and classes is None:
+        shown = ",".join(map(str, encoding.classes))
+        raise UserError(f"--ordinal says the named classes ({', '.join(map(str, encoding.classes))}) are ordered grades, "
+                        "but not in which order (alphabetical order would make QWK, the grade thresholds and referable "
+                        f"DR meaningless); pass --classes with every name from lowest to highest grade, e.g. "
+                        f"--classes \"{shown}\" reordered.")
     original = dict(zip(table["row"], table["label_text"]))
     checked = check_rows(table.assign(label_text=encoding.texts), images, progress=progress)
     dropped = checked.dropped.assign(label=[original.get(r, t) for r, t in zip(checked.dropped["row"],
