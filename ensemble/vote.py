@@ -33,6 +33,9 @@ METRIC_LABELS = {"qwk": "QWK", "accuracy": "accuracy", "balanced_accuracy": "bal
                  "macro_f1": "macro-F1", "auc": "AUC", "log_loss": "log-loss"}
 
 
+SMALL_TEST = 50  # test rows below which the verdict says its intervals cannot be trusted
+FEW_ROWS = 3  # test rows of a class below which the same is said (two: a resample of it is one of four)
+
 @dataclass(frozen=True)
 class Predictions:
     """One model's outputs on val (out-of-fold for methods) and on test."""
@@ -187,7 +190,11 @@ def run_vote(
             f"seed {seed}; the same resamples for every model, so differences are paired; percentile intervals, "
             "widened to contain the point value where the resamples are shifted away from it (ECE on small sets)."),
             "single_row_classes": [ms.classes[c] if c < len(ms.classes or []) else c for c, n in
-                                   enumerate(np.bincount(ms.test_labels, minlength=ms.num_classes).tolist()) if n == 1]},
+                                   enumerate(np.bincount(ms.test_labels, minlength=ms.num_classes).tolist()) if n == 1],
+            "few_row_classes": {str(ms.classes[c] if c < len(ms.classes or []) else c): n for c, n in
+                                enumerate(np.bincount(ms.test_labels, minlength=ms.num_classes).tolist())
+                                if n < FEW_ROWS},
+            "test_rows": int(len(ms.test_labels))},
     }
     bagging = bagging_gain(workdir, ms, indices)  # k-fold members: K-fold average vs one copy, on test
     if bagging:
@@ -619,13 +626,23 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
 
 
 def _thin_test_words(r: dict) -> str:
-    """A sentence when the stratified bootstrap cannot vary some test classes (one row each)."""
-    thin = (r.get("bootstrap") or {}).get("single_row_classes") or []
-    if not thin:
+    """A sentence when the test split is too small for its intervals: a class with one row (which a
+    bootstrap stratified by class never varies), or fewer than :data:`SMALL_TEST` rows or a class
+    with fewer than :data:`FEW_ROWS` (resamples of so few rows vary too little to be trusted)."""
+    boot = r.get("bootstrap") or {}
+    thin = boot.get("single_row_classes") or []
+    if thin:
+        return (f" The test split has {len(thin)} class(es) with a single row ({', '.join(map(str, thin))}), which a "
+                "bootstrap stratified by class never varies, so the intervals above are narrower than the real "
+                "uncertainty (zero-wide when every class has one row); prepare a larger test split (--test-fraction, "
+                "or more images).")
+    n, few = boot.get("test_rows"), boot.get("few_row_classes") or {}
+    if n is None or (n >= SMALL_TEST and not few):
         return ""
-    return (f" The test split has {len(thin)} class(es) with a single row ({', '.join(map(str, thin))}), which a "
-            "bootstrap stratified by class never varies, so the intervals above are narrower than the real uncertainty "
-            "(zero-wide when every class has one row); prepare a larger test split (--test-fraction, or more images).")
+    fewest = f"; class {min(few, key=few.get)} has {min(few.values())}" if few else ""
+    return (f" Caution: these figures rest on {n} test rows{fewest}: bootstrap intervals from so few rows are narrower "
+            "than the real uncertainty, so neither a 'beat' nor a difference above should be trusted; prepare a "
+            f"larger test split (at least {SMALL_TEST} rows and {FEW_ROWS} per class: --test-fraction, or more images).")
 
 
 def _class_label(r: dict) -> str:

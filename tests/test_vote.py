@@ -630,6 +630,21 @@ def test_a_test_class_with_one_row_is_said_to_make_the_intervals_too_narrow(tmp_
         "row); prepare a larger test split (--test-fraction, or more images).")
     _, balanced, _ = voted
     assert balanced["bootstrap"]["single_row_classes"] == [] and "single row" not in balanced["verdict"]
+    # 20 test rows, 4 per class: no single row, but too few rows for any interval to be trusted
+    assert balanced["bootstrap"]["test_rows"] == 20 and balanced["bootstrap"]["few_row_classes"] == {}
+    assert balanced["verdict"].endswith(
+        "Caution: these figures rest on 20 test rows: bootstrap intervals from so few rows are narrower than the real "
+        "uncertainty, so neither a 'beat' nor a difference above should be trusted; prepare a larger test split (at "
+        "least 50 rows and 3 per class: --test-fraction, or more images).")
+
+
+def test_no_caution_on_a_test_split_large_enough() -> None:
+    from ensemble.vote import _thin_test_words
+
+    assert _thin_test_words({"bootstrap": {"single_row_classes": [], "few_row_classes": {}, "test_rows": 113}}) == ""
+    two = _thin_test_words({"bootstrap": {"single_row_classes": [], "few_row_classes": {"4": 2}, "test_rows": 113}})
+    assert two.startswith(" Caution: these figures rest on 113 test rows; class 4 has 2:")
+    assert _thin_test_words({"bootstrap": {}}) == ""  # a report written before these keys
 
 
 def test_a_temperature_at_the_end_of_its_range_is_warned(capsys) -> None:
