@@ -3,9 +3,14 @@
 A member's heatmap is Grad-CAM (Selvaraju et al., 2017) on its last convolutional block:
 the block's feature maps weighted by the spatial mean of the gradient of the log
 probability of the explained grade, summed over channels, ReLU. The block is found
-generically — the last layer with a 4-D output that is not a pooling layer, descending into
-a nested model (a Keras application backbone) when that is the last one — so it works for
-the built-in ``convnet`` and ``article`` nets and for application backbones alike.
+generically — the last layer with a 4-D output that is not a pooling layer and is computed
+from a convolution, descending into a nested model (a Keras application backbone, a
+Sequential block) when that is the last one — so it works for the built-in ``convnet`` and
+``article`` nets, application backbones and imported functional or Sequential models alike.
+A Sequential is traced through a functional copy of its layer stack (same layers, same
+weights), since its layers' remembered outputs need not be connected to its inputs. A member
+without convolution, or without a gradient from its output to that block, is refused in one
+sentence naming it.
 
 Each image goes through :func:`ensemble.inference.image_batches`, the image path of
 ``predict`` and training, and each member is scored as ``predict`` scores it (TTA as
@@ -52,51 +57,179 @@ class Explanation:
 
 
 # ---- Grad-CAM ----------------------------------------------------------------------------
-def _is_4d_feature(layer) -> bool:
-    shape = getattr(layer, "output", None)
-    shape = getattr(shape, "shape", None)
-    name = type(layer).__name__.lower()
-    return shape is not None and len(shape) == 4 and not any(w in name for w in POOLING_WORDS) \
-        and name != "inputlayer"
+def _node_of(tensor):
+    """The graph node that made a symbolic tensor."""
+    operation, index, _ = tensor._keras_history
+    return operation._inbound_nodes[index]
 
 
-def conv_target(model) -> tuple[object | None, object]:
-    """``(nested model or None, layer)``: the last 4-D non-pooling output, inside a nested model when it is last.
+def _connected(model):
+    """``model`` as a functional graph whose every layer output is connected to its inputs.
 
-    Raises:
-        UserError: the model has no 4-D feature layer (not a convolutional network).
+    A ``Sequential`` is rebuilt from a fresh ``keras.Input`` by calling its layers in order (same
+    layers, same weights): the outputs its layers remember may belong to an earlier build that is
+    not connected to ``model.inputs``, so a sub-model cut from them has no gradient or no path.
     """
     import keras
 
-    for layer in reversed(model.layers):
-        if isinstance(layer, keras.Model):
-            inner = [sub for sub in layer.layers if _is_4d_feature(sub)]
-            if inner:
-                return layer, inner[-1]
-        elif _is_4d_feature(layer):
-            return None, layer
-    raise UserError(f"Model {model.name!r} has no convolutional (4-D) layer, so Grad-CAM cannot explain it; "
-                    "explain works on convolutional members only.")
+    if not isinstance(model, keras.Sequential):
+        return model
+    spec = model.inputs[0]
+    x = inputs = keras.Input(batch_shape=tuple(spec.shape), dtype=spec.dtype)
+    for layer in model.layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name=model.name)
 
 
-def _forward(model):
-    """A function ``images -> (feature maps, probabilities)`` through the layer :func:`conv_target` finds."""
+def _nodes(graph) -> list:
+    """The nodes of a functional graph, each after the nodes that feed it (iterative: deep nets are deep)."""
+    order, seen = [], set()
+    stack = [(_node_of(t), False) for t in reversed(graph.outputs)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((_node_of(t), False) for t in reversed(node.input_tensors))
+    return order
+
+
+def _is_conv(layer) -> bool:
+    """A convolutional-family layer (Conv*, DepthwiseConv, SeparableConv, ConvLSTM) or a block holding one."""
+    flatten = getattr(layer, "_flatten_layers", None)
+    subs = list(flatten(include_self=True, recursive=True)) if flatten else [layer, *getattr(layer, "layers", [])]
+    return any("conv" in type(sub).__name__.lower() for sub in subs)
+
+
+def _is_4d_feature(node) -> bool:
+    outs = node.output_tensors
+    name = type(node.operation).__name__.lower()
+    return len(outs) == 1 and len(outs[0].shape) == 4 and not any(w in name for w in POOLING_WORDS) \
+        and name != "inputlayer"
+
+
+@dataclass
+class _Target:
+    """Where Grad-CAM reads feature maps: ``node`` of ``graph`` (the connected form of ``model``);
+    ``inner`` when the maps are inside the nested model that ``node`` calls."""
+
+    model: object
+    graph: object
+    node: object
+    inner: _Target | None = None
+
+    def innermost(self) -> _Target:
+        return self.inner.innermost() if self.inner is not None else self
+
+
+def _locate(model, upstream_conv: bool = False) -> _Target | None:
+    """The last 4-D non-pooling output that depends on a convolution, inside a nested model when that is last."""
     import keras
 
-    nested, target = conv_target(model)
-    if nested is None:
-        both = keras.Model(model.inputs, [target.output, model.outputs[0]])
+    graph = _connected(model)
+    from_conv: dict[int, bool] = {}
+    nodes = _nodes(graph)
+    for node in nodes:
+        parents = [from_conv[id(_node_of(t))] for t in node.input_tensors]
+        from_conv[id(node)] = _is_conv(node.operation) or any(parents) or (not parents and upstream_conv)
+    for node in reversed(nodes):
+        op = node.operation
+        if isinstance(op, keras.Model) and len(node.input_tensors) == 1 and len(node.output_tensors) == 1:
+            inner = _locate(op, any(from_conv[id(_node_of(t))] for t in node.input_tensors))
+            if inner is not None:
+                return _Target(model, graph, node, inner)
+        if from_conv[id(node)] and _is_4d_feature(node):
+            return _Target(model, graph, node)
+    return None
+
+
+def _no_conv(model, member: str | None) -> UserError:
+    who = f"Member {member!r}" if member else f"Model {model.name!r}"
+    return UserError(f"{who} has no convolutional layer (no 4-D feature map computed from a convolution), so "
+                     "Grad-CAM cannot explain it; explain works on convolutional members only, so vote again "
+                     "with --members leaving it out to explain the others.")
+
+
+def conv_target(model, member: str | None = None) -> tuple[object | None, object]:
+    """``(nested model or None, layer)``: the last 4-D non-pooling output computed from a convolution.
+
+    Looks inside a nested model (a Keras application backbone, a Sequential block) when that is
+    last, down to the innermost one. Layers before the first convolution (``Rescaling``,
+    ``Normalization``, augmentation, the input) never count, so a model without convolution has
+    no target.
+
+    Raises:
+        UserError: the model has no convolutional feature map (not a convolutional network).
+    """
+    found = _find(model, member)
+    last = found.innermost()
+    return (last.model if last is not found else None), last.node.operation
+
+
+def _find(model, member: str | None) -> _Target:
+    """:func:`_locate`, or the one-sentence refusal naming the member."""
+    try:
+        found = _locate(model)
+    except (AttributeError, ValueError) as exc:  # e.g. a Sequential that was never built, a subclassed model
+        who = member if member else model.name
+        why = str(exc).splitlines()[0][:160].rstrip(".") if str(exc) else "no detail"
+        raise UserError(f"Grad-CAM cannot trace member {who!r} from its input to its output "
+                        f"({type(exc).__name__}: {why}), so explain cannot draw its heatmap; vote again with "
+                        "--members leaving it out to explain the others.") from None
+    if found is None:
+        raise _no_conv(model, member)
+    return found
+
+
+def _features(target: _Target):
+    """A function ``images -> (feature maps, output)`` through ``target``."""
+    import keras
+
+    graph, node = target.graph, target.node
+    if target.inner is None:
+        both = keras.Model(graph.inputs, [node.output_tensors[0], graph.outputs[0]])
         return lambda x: both(x, training=False)
-    node = nested._inbound_nodes[0]
-    pre = keras.Model(model.inputs, node.input_tensors[0])
-    inner = keras.Model(nested.inputs, [target.output, nested.outputs[0]])
-    post = keras.Model(node.output_tensors[0], model.outputs[0])
+    inner = _features(target.inner)
+    start, end = node.input_tensors[0], node.output_tensors[0]
+    pre = None if start is graph.inputs[0] else keras.Model(graph.inputs, start)
+    post = None if end is graph.outputs[0] else keras.Model(end, graph.outputs[0])
 
     def run(x):
-        feats, out = inner(pre(x, training=False), training=False)
-        return feats, post(out, training=False)
+        feats, out = inner(x if pre is None else pre(x, training=False))
+        return feats, (out if post is None else post(out, training=False))
 
     return run
+
+
+def _forward(model, member: str | None = None):
+    """A function ``images -> (feature maps, probabilities)`` through the layer :func:`conv_target` finds.
+
+    Its ``layer`` attribute names that layer and ``member`` the member, for :func:`gradcam`'s messages.
+
+    Raises:
+        UserError: no convolutional feature map, or none that can be traced from the input to the output.
+    """
+    who = member if member else model.name
+    found = _find(model, member)
+    try:
+        run = _features(found)
+    except ValueError:  # the nested model is bypassed by a skip connection: explain at its output instead
+        if not _is_4d_feature(found.node):
+            raise UserError(f"Grad-CAM cannot trace member {who!r}'s feature maps inside "
+                            f"{found.node.operation.name!r} to its output (a connection bypasses that nested "
+                            "model), so explain cannot draw its heatmap; vote again with --members leaving it "
+                            "out to explain the others.") from None
+        found = _Target(found.model, found.graph, found.node)
+        run = _features(found)
+
+    def forward(x):
+        return run(x)
+
+    forward.layer = found.innermost().node.operation.name
+    forward.member = who
+    return forward
 
 
 def gradcam(model, images, grades: Sequence[int], *, forward=None) -> np.ndarray:
@@ -107,6 +240,9 @@ def gradcam(model, images, grades: Sequence[int], *, forward=None) -> np.ndarray
         images: ``(n, size, size, 3)`` batch, as the member sees it.
         grades: the class explained for each image.
         forward: a cached :func:`_forward` of ``model`` (built when omitted).
+
+    Raises:
+        UserError: the output has no gradient with respect to the feature maps (see :func:`_forward` too).
 
     Example:
         >>> maps = gradcam(model, batch, [2, 0])  # doctest: +SKIP
@@ -119,10 +255,18 @@ def gradcam(model, images, grades: Sequence[int], *, forward=None) -> np.ndarray
     x = tf.cast(images, tf.float32)
     size = int(x.shape[1])
     with tf.GradientTape() as tape:
+        tape.watch(x)  # feature maps of frozen (non-trainable) layers are traced too
         feats, probs = forward(x)
         picked = tf.gather(probs, tf.constant(list(grades), tf.int32), axis=1, batch_dims=1)
         score = tf.math.log(tf.maximum(tf.cast(picked, tf.float32), 1e-12))
     grads = tape.gradient(score, feats)
+    if grads is None:
+        who = getattr(forward, "member", model.name)
+        layer = getattr(forward, "layer", "its last convolutional block")
+        raise UserError(f"Member {who!r} gives no gradient from its output back to its layer {layer!r} (the "
+                        "output does not depend on it differentiably, e.g. an argmax or stop_gradient in between), "
+                        "so Grad-CAM cannot explain it; vote again with --members leaving it out to explain "
+                        "the others.")
     weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(feats, tf.float32), axis=-1))
     cam = tf.image.resize(cam[..., None], [size, size], method="bilinear")[..., 0]
@@ -248,7 +392,7 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
     folder = _out_folder(out)
     variants = list(dict.fromkeys(member_variant(m) for m in ens.members))
     slot = [variants.index(member_variant(m)) for m in ens.members]
-    forwards = [[_forward(c) for c in _copies(m.model)] for m in ens.members]
+    forwards = [[_forward(c, m.name) for c in _copies(m.model)] for m in ens.members]
     written: list[Path] = []
     used_names: set[str] = set()
     done = set()

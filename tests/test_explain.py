@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -99,6 +103,126 @@ def test_a_dense_only_model_is_refused_in_one_sentence():
     inputs = keras.Input((8,))
     with pytest.raises(UserError, match="no convolutional"):
         conv_target(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
+
+
+def lesion_sequential() -> keras.Sequential:
+    """:func:`lesion_net`'s detector as a plain Sequential (max-pooled head), the shape imported models often have."""
+    model = keras.Sequential([
+        keras.Input((None, None, 3)), keras.layers.Rescaling(1 / 255.0),
+        keras.layers.Conv2D(2, 3, padding="same", name="block1_conv1"), keras.layers.ReLU(name="block1_relu1"),
+        keras.layers.MaxPooling2D(2, name="block1_pool"),
+        keras.layers.Conv2D(2, 3, padding="same", name="block2_conv1"),
+        keras.layers.Activation("relu", name="block2_act"),
+        keras.layers.GlobalMaxPooling2D(), keras.layers.Dense(2, activation="softmax")])
+    k1 = np.zeros((3, 3, 3, 2), np.float32)
+    k1[1, 1, 1:, 0] = 1.0
+    model.get_layer("block1_conv1").set_weights([k1, np.array([-1.3, 0.0], np.float32)])
+    k2 = np.zeros((3, 3, 2, 2), np.float32)
+    k2[1, 1, 0, 0] = 1.0
+    model.get_layer("block2_conv1").set_weights([k2, np.zeros(2, np.float32)])
+    dense = np.zeros((2, 2), np.float32)
+    dense[0, 1] = 4.0
+    model.layers[-1].set_weights([dense, np.array([0.0, -1.0], np.float32)])
+    return model
+
+
+def test_a_sequential_model_loaded_from_a_keras_file_is_explained(tmp_path):
+    """Its layers' own outputs are not connected to its inputs; the conv block is still found and differentiated."""
+    healthy, sick = fundus_pair()
+    lesion_sequential().save(tmp_path / "seq.keras")
+    model = keras.saving.load_model(tmp_path / "seq.keras", safe_mode=True, compile=False)
+    assert isinstance(model, keras.Sequential)
+    nested, layer = conv_target(model)
+    assert nested is None and layer.name == "block2_act"  # the last conv block, not Rescaling, before pooling
+    maps = gradcam(model, np.stack([healthy, sick]), [1, 1])
+    assert maps.shape == (2, SIZE, SIZE) and np.isfinite(maps).all() and np.all(maps >= 0)
+    assert maps[1].max() > 0 and maps[1].std() > 0  # not a constant map
+    peak = np.unravel_index(maps[1].argmax(), maps[1].shape)
+    assert np.hypot(peak[0] - LESION[0], peak[1] - LESION[1]) <= 4, peak  # it looks at the lesion
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    assert maps[1][np.hypot(yy - LESION[0], xx - LESION[1]) > 12].max() < 0.1 * maps[1].max()
+
+
+def test_a_sequential_with_a_nested_application_backbone_matches_its_functional_twin():
+    from ensemble.explain import _scaled
+
+    backbone = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3),
+                                                   minimalistic=True)
+    head = keras.layers.Dense(3, activation="softmax")
+    seq = keras.Sequential([keras.Input((32, 32, 3)), backbone, keras.layers.GlobalAveragePooling2D(), head])
+    inputs = keras.Input((32, 32, 3))
+    twin = keras.Model(inputs, head(keras.layers.GlobalAveragePooling2D()(backbone(inputs))))  # same weights
+    nested, layer = conv_target(seq)
+    assert nested is backbone and len(layer.output.shape) == 4 and conv_target(twin)[1] is layer
+    images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3)).astype(np.float32)
+    maps = gradcam(seq, images, [0, 2])
+    assert maps.shape == (2, 32, 32) and np.isfinite(maps).all() and np.all(maps >= 0) and maps.std() > 0
+    np.testing.assert_allclose(_scaled(maps), _scaled(gradcam(twin, images, [0, 2])), atol=1e-4)
+
+
+@pytest.mark.parametrize("layers", [
+    [keras.layers.Rescaling(1 / 255), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")],
+    [keras.layers.Rescaling(1 / 255), keras.layers.RandomFlip(), keras.layers.Normalization(mean=0.5, variance=0.1),
+     keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")],
+], ids=["flatten", "preprocessing-only"])
+def test_a_model_without_convolution_is_refused_not_explained_at_its_rescaling(layers):
+    from ensemble.explain import _forward
+    from members.infra.errors import UserError
+
+    model = keras.Sequential([keras.Input((12, 12, 3)), *layers])
+    with pytest.raises(UserError, match="^Member 'mlp' has no convolutional layer") as caught:
+        _forward(model, "mlp")
+    assert "\n" not in str(caught.value) and "--members" in str(caught.value)
+
+
+def test_a_member_whose_output_has_no_gradient_is_named_in_one_sentence():
+    from members.infra.errors import UserError
+
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(2, 3)(inputs)
+    x = keras.layers.Activation(lambda t: tf.stop_gradient(t) + 0.0, name="frozen_relu")(x)  # cut the gradient
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x)))
+    from ensemble.explain import _forward
+
+    with pytest.raises(UserError, match="^Member 'cut' gives no gradient .* layer 'frozen_relu'"):
+        gradcam(model, np.zeros((1, 12, 12, 3), np.float32), [0], forward=_forward(model, "cut"))
+
+
+def _save(model, path: Path) -> Path:
+    model.save(path)
+    return path
+
+
+def test_cli_explains_imported_sequential_members_and_names_one_without_convolution(trained, tmp_path):
+    """The QA path: import-member a Sequential .keras, vote, explain; a no-conv member gets one sentence."""
+    from rich.console import Console
+
+    from ensemble.importer import import_member
+    from ensemble.vote import run_vote
+    from members.data.dataset import load_dataset
+    from tests.helpers import one_sentence_error, run_cli
+
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)
+    data = load_dataset(work)
+    k = data.num_classes
+    conv = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255),
+                             keras.layers.Conv2D(6, 3, activation="relu"), keras.layers.MaxPooling2D(),
+                             keras.layers.Conv2D(6, 3), keras.layers.Activation("relu"), keras.layers.Flatten(),
+                             keras.layers.Dense(k, activation="softmax")])
+    flat = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                             keras.layers.Dense(k, activation="softmax")])
+    import_member(work, "seq", model=_save(conv, tmp_path / "seq.keras"))
+    import_member(work, "flat", model=_save(flat, tmp_path / "flat.keras"))
+    images = [str(data.image_root / p) for p in data.rows("test")["path"].iloc[:2]]
+    quiet = Console(file=io.StringIO())
+    run_vote(work, methods=("soft",), members=["t1", "seq"], n_boot=10, keep_collapsed=True, console=quiet)
+    code, _, err = run_cli("explain", "--workdir", work, *images, "--out", tmp_path / "heat")
+    assert code == 0 and "Traceback" not in err, err
+    assert sorted(p.stem for p in (tmp_path / "heat").glob("*.png")) == sorted(Path(i).stem for i in images)
+    run_vote(work, methods=("soft",), members=["t1", "seq", "flat"], n_boot=10, keep_collapsed=True, console=quiet)
+    one_sentence_error(*run_cli("explain", "--workdir", work, images[0], "--out", tmp_path / "heat2")[::2],
+                       "Member 'flat' has no convolutional layer", "--members")
 
 
 def test_combiner_weights_are_read_or_equal():
