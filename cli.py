@@ -455,8 +455,9 @@ def import_member_cmd(
     workdir: WorkdirOpt,
     name: Annotated[str, typer.Option(help="Member name (folder under members/).")],
     model: Annotated[Optional[Path], typer.Option(help="A Keras .keras model (loaded with safe_mode), run on val/test here.")] = None,
-    val_csv: Annotated[Optional[Path], typer.Option(help="Val probabilities: image,prob_0..prob_{k-1} (or class-name columns).")] = None,
-    test_csv: Annotated[Optional[Path], typer.Option(help="Test probabilities, same columns.")] = None,
+    val_csv: Annotated[Optional[Path], typer.Option(help="Val probabilities: image,prob_0..prob_{k-1} (or class-name columns), or a member's val.npz.")] = None,
+    test_csv: Annotated[Optional[Path], typer.Option(help="Test probabilities, same columns (or a member's test.npz).")] = None,
+    image_column: Annotated[Optional[str], typer.Option(help="Image column of the probability CSVs (default: the first of image, path, id_code, image_id, filename, file, name; any case).")] = None,
     input_size: Annotated[Optional[int], typer.Option(help="Input size for a model that accepts any size.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing member of that name.")] = False,
 ) -> None:
@@ -464,7 +465,7 @@ def import_member_cmd(
     from ensemble.importer import import_member
 
     folder = import_member(workdir, name, model=model, val_csv=val_csv, test_csv=test_csv, input_size=input_size,
-                           force=force)
+                           force=force, image_column=image_column)
     print(f"imported {name} → {folder}")
 
 

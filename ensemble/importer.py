@@ -6,16 +6,27 @@ labels, row_ids, fingerprint of this workdir's split) and, last, ``metrics.json`
 it like a trained one.
 
 - A Keras ``.keras`` model is loaded with ``safe_mode=True`` (no Lambda layers, no pickle),
-  its square input size read from the model, its output count checked against the
-  workdir's classes; it is run on the val and test images through the project's own image
-  path (:func:`members.data.pipeline.make_dataset`: decode, centre crop, resize, RGB 0–255 —
-  the model must do its own rescaling) and copied to ``model.keras``.
-- Probability CSVs (one for val, one for test) have an ``image`` (or ``path``) column and
-  one column per class (``prob_0..prob_{k-1}`` or the class names). Every row of the split
-  must be there once, each name must resolve to one of its images (path, path without
-  extension, or a unique file name), every row must sum to 1 within 1e-3, and an optional
-  ``fingerprint`` column must equal the workdir's. Such a member has no model: ``predict``
-  refuses a combiner that uses it.
+  its square input size read from the model, its output checked on one image: one
+  ``(batch, k)`` tensor with one unit per class of the workdir (a dict, several heads or a
+  ``(batch, 1, 1, k)`` map are refused with the fix, since ``predict`` would get the same). It is
+  run on the val and test images through the project's own image path
+  (:func:`members.data.pipeline.make_dataset`: decode, centre crop, resize, RGB 0–255 — the
+  model must do its own rescaling) and copied to ``model.keras``. On a two-class workdir a
+  one-unit sigmoid model is read as ``p`` of class 1: ``model.keras`` is then the same graph
+  plus a fixed ``Dense`` layer giving ``[1 - p, p]``, so ``predict`` and ``explain`` see what the
+  import saw.
+- Probability CSVs (one for val, one for test) have an image column (the first of
+  :data:`IMAGE_COLUMNS`, any case) and one column per class (``prob_0..prob_{k-1}`` or the
+  class names, any case; on a two-class workdir ``prob_1`` alone is read as ``[1 - p, p]``);
+  the separator is a comma, or the ``;``, tab or ``|`` of the header (then ``0,25`` reads as a
+  number too). Every row of the split must be there once; each name must resolve to one of
+  its images (path, path without extension, or a unique file name, compared in Unicode NFC
+  and any case; an absolute path, as ``predict --out`` writes, by its place under
+  ``dataset.json``'s ``image_root``). Every value must lie in 0..1 and every row sum to 1
+  within :data:`SUM_RENORMALISED` (rows off 1 are rescaled, with a note on stderr), and an
+  optional ``fingerprint`` column must equal the workdir's. A member's own ``val.npz`` /
+  ``test.npz`` of this split is taken instead of a CSV. Such a member has no model:
+  ``predict`` refuses a combiner that uses it.
 
 Example:
     >>> import_member("work", "effnet", model="effnet.keras")                          # doctest: +SKIP
@@ -25,9 +36,11 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shutil
 import sys
+import unicodedata
 import zipfile
 from pathlib import Path
 
@@ -35,16 +48,25 @@ import numpy as np
 
 from ensemble.constants import ROW_SUM_TOL
 from members.infra import atomic
+from members.infra.csvsafe import TRIGGERS
 from members.infra.errors import UserError
 
-IMAGE_COLUMNS = ("image", "path")
+IMAGE_COLUMNS = ("image", "path", "id_code", "image_id", "filename", "file", "name")
+"""The image column of a probabilities CSV: the first of these names it has, in any case."""
+DELIMITERS = (",", ";", "\t", "|")
+SUM_RENORMALISED = 0.01
+"""An imported probabilities row may sum to 1 within this (rounding); it is rescaled to sum to 1."""
+SUM_SCORES = 0.1
+"""A row further than this from 1 holds scores or logits, not probabilities (the message says so)."""
+SUM_NOTED = 1e-6
+"""Rows further than this from 1 are counted on stderr as renormalised (float noise is not)."""
 KIND_MODEL, KIND_PROBS = "keras", "probabilities"
 BATCH_SIZE = 32
 
 
 def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.PathLike | None = None,
                   val_csv: str | os.PathLike | None = None, test_csv: str | os.PathLike | None = None,
-                  input_size: int | None = None, force: bool = False) -> Path:
+                  input_size: int | None = None, force: bool = False, image_column: str | None = None) -> Path:
     """Add an outside member to ``workdir``; returns its folder.
 
     Args:
@@ -55,12 +77,14 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
         test_csv: test probabilities CSV.
         input_size: the input size for a model whose input size is not fixed.
         force: replace an existing member of that name.
+        image_column: the CSVs' image column (any case); default: the first of :data:`IMAGE_COLUMNS` they have.
 
     Raises:
         UserError: not exactly one source, an existing member without ``force``, a model that
-            does not load safely, has the wrong number of outputs, no square RGB input or no
-            probabilities out, or a CSV with missing, extra, unknown or duplicated rows,
-            wrong columns, or rows that do not sum to 1.
+            does not load safely, has several outputs, an output that is not ``(batch, k)``, the
+            wrong number of outputs, no square RGB input or no probabilities out, or a CSV with
+            missing, extra, unknown or duplicated rows, wrong columns, values outside 0..1, or
+            rows more than :data:`SUM_RENORMALISED` from 1.
     """
     from members.data.dataset import load_dataset
     from members.training.trainer import member_dir
@@ -81,7 +105,8 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
     if model is not None:
         probs, extra = _predict_with_model(Path(model), data, input_size)
     else:
-        probs = {"val": read_probability_csv(val_csv, data, "val"), "test": read_probability_csv(test_csv, data, "test")}
+        probs = {split: read_probability_csv(csv_path, data, split, image_column=image_column)
+                 for split, csv_path in (("val", val_csv), ("test", test_csv))}
         extra = {"imported": {"kind": KIND_PROBS, **{f"{s}_csv": str(Path(p).resolve()) for s, p in
                                                       (("val", val_csv), ("test", test_csv))},
                               **{f"{s}_sha256": atomic.sha256_file(p) for s, p in (("val", val_csv), ("test", test_csv))}}}
@@ -140,102 +165,317 @@ def _input_size(model, path: Path, given: int | None) -> int:
     return int(h)
 
 
+def _shape_text(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def _check_output(model, path: Path, size: int) -> int:
+    """The number of output units, after refusing an output ``predict`` could not use as it is.
+
+    One zero image is run through the model: ``predict`` (and ``explain``) call it the same way,
+    so what passes here is exactly what they get — one ``(batch, k)`` tensor, not a dict, a list
+    or a ``(batch, 1, 1, k)`` map.
+    """
+    try:
+        out = model(np.zeros((1, size, size, 3), np.float32), training=False)
+    except Exception as exc:  # noqa: BLE001 (any failure here is the model's: the same call predict makes)
+        first = " ".join(str(exc).split()).split(". ")[0][:200]
+        raise UserError(f"{path} fails on a {size}x{size} RGB image ({type(exc).__name__}: {first}); it must "
+                        "take a batch of float32 RGB pixels (batch, height, width, 3) and return probabilities.") from None
+    if isinstance(out, (dict, list, tuple)):
+        names = [str(n) for n in out] if isinstance(out, dict) else list(getattr(model, "output_names", None) or [])
+        named = f" ({', '.join(names)})" if len(names) == len(out) else ""
+        if len(out) > 1:
+            raise UserError(f"{path} has {len(out)} outputs{named}; save a model with the grade head alone "
+                            "(keras.Model(model.inputs, model.get_layer(NAME).output)) and import that.")
+        raise UserError(f"{path} returns its output in a {'dict' if isinstance(out, dict) else 'list'}{named}, "
+                        "not as one tensor; save keras.Model(model.inputs, model.outputs[0]) so that it returns the "
+                        "probabilities themselves.")
+    shape = (None, *tuple(out.shape)[1:])
+    if len(shape) != 2:
+        extra, k = shape[1:-1], shape[-1]
+        if all(d == 1 for d in extra):
+            raise UserError(f"{path} outputs shape {_shape_text(shape)}, not (batch, classes); add a Flatten layer "
+                            f"(or keras.layers.Reshape(({k},))) after its last layer and save it again.")
+        raise UserError(f"{path} outputs shape {_shape_text(shape)}, not one probability per class (batch, "
+                        "classes); end the model with a pooling layer and a softmax Dense layer with one unit per "
+                        "class, and save it again.")
+    return int(shape[1])
+
+
+def _sigmoid_as_two_classes(model, path: Path):
+    """A one-unit sigmoid model as a two-class one: the same graph plus a fixed layer ``p -> [1 - p, p]``.
+
+    The extra layer is a plain ``Dense`` (kernel ``[[-1, 1]]``, bias ``[1, 0]``, not trainable), so
+    the saved ``model.keras`` loads with ``safe_mode`` and ``predict``/``explain`` see two
+    probabilities per image, as the import did.
+    """
+    import keras
+
+    refuse = (f"{path} has one sigmoid output (p of class 1) that could not be turned into two; this toolkit needs "
+              "one probability per class: add a layer that outputs [1-p, p] (e.g. keras.layers.Concatenate()"
+              "([1 - p, p])) and save again.")
+    last = model.layers[-1] if model.layers else None
+    activation = getattr(getattr(last, "activation", None), "__name__", None)
+    if activation is not None and activation != "sigmoid":
+        raise UserError(f"{path} has one output unit with a {activation!r} activation, so it is not p of class 1; "
+                        "end the model with Dense(1, activation='sigmoid') (or a softmax with one unit per class) "
+                        "and save it again.")
+    try:
+        to_two = keras.layers.Dense(2, name="sigmoid_to_two_classes", trainable=False, dtype="float32")
+        out = to_two(model.outputs[0])
+        to_two.set_weights([np.array([[-1.0, 1.0]], np.float32), np.array([1.0, 0.0], np.float32)])
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # called with one tensor, as predict does
+        return keras.Model(inputs, out, name=model.name)
+    except Exception:  # noqa: BLE001 (a graph that cannot be extended: the user adds the layer)
+        raise UserError(refuse) from None
+
+
 def _predict_with_model(path: Path, data, given_size: int | None):
+    import tempfile
+
     from members.data.pipeline import make_dataset
 
     model = _load_keras(path)
     size = _input_size(model, path, given_size)
-    outputs = model.output_shape[-1] if not isinstance(model.output_shape, list) else None
-    if outputs != data.num_classes:
-        raise UserError(f"{path} has {outputs} outputs but this workdir has {data.num_classes} classes "
+    outputs, k = _check_output(model, path, size), data.num_classes
+    sigmoid = outputs == 1 and k == 2
+    if outputs != k and not sigmoid:
+        raise UserError(f"{path} has {outputs} output{'s' if outputs != 1 else ''} but this workdir has {k} classes "
                         f"({', '.join(map(str, data.classes))}); import a model trained on these classes.")
+    if sigmoid:
+        model = _sigmoid_as_two_classes(model, path)
+        with tempfile.TemporaryDirectory() as tmp:  # the model predict will load: the import's own graph
+            model.save(Path(tmp) / "model.keras")
+            model_bytes = (Path(tmp) / "model.keras").read_bytes()
+        print(f"{path} has one sigmoid output: it is read as p of class {data.class_names[1]} and the member's "
+              f"model.keras ends in a fixed layer giving [1 - p, p] (classes {', '.join(data.class_names)}).",
+              file=sys.stderr)
+    else:
+        model_bytes = path.read_bytes()
     probs = {}
     for split in ("val", "test"):
         rows = data.rows(split)
         ds = make_dataset(data.absolute_paths(split), rows["label"].to_numpy(np.int64), size=size,
                           batch_size=BATCH_SIZE, training=False, cache="none")
-        raw = np.asarray(model.predict(ds.map(lambda x, *rest: x), verbose=0), dtype=np.float64).reshape(len(rows), -1)
+        raw = np.asarray(model.predict(ds.map(lambda x, *rest: x), verbose=0), dtype=np.float64).reshape(len(rows), k)
+        if sigmoid and len(raw) and (not np.isfinite(raw).all() or raw.min() < 0):
+            p = raw[:, 1][np.isfinite(raw[:, 1])]
+            worst = p[np.argmax(np.abs(p - 0.5))] if len(p) else float("nan")
+            raise UserError(f"{path}'s one output takes values outside 0..1 on the {split} images (e.g. {worst:.4g}), "
+                            "so it is not p of class 1; end the model with a sigmoid and save it again.")
         _check_rows_sum(raw, f"{path}'s outputs on the {split} images",
                         "end the model with a softmax so that it outputs probabilities")
         probs[split] = raw
-    return probs, {"imported": {"kind": KIND_MODEL, "source": str(path.resolve()),
-                                "source_sha256": atomic.sha256_file(path)},
-                   "input_size": size, "_model": path}
+    imported = {"kind": KIND_MODEL, "source": str(path.resolve()), "source_sha256": atomic.sha256_file(path)}
+    if sigmoid:
+        imported["output"] = "one sigmoid unit p, saved with a fixed layer giving [1 - p, p]"
+    return probs, {"imported": imported, "input_size": size, "_model": model_bytes}
 
 
 # ---- case b: probability CSVs -------------------------------------------------------------
-def _keys(paths: list[str]) -> dict[str, int]:
-    """Every spelling that names exactly one row: the path, without extension, the file name, without extension."""
-    out: dict[str, int] = {}
-    ambiguous: set[str] = set()
-    for i, p in enumerate(paths):
-        base = p.rsplit("/", 1)[-1]
-        for key in {p, os.path.splitext(p)[0], base, os.path.splitext(base)[0]}:
-            key = key.casefold()
-            if key in out and out[key] != i:
-                ambiguous.add(key)
-            out.setdefault(key, i)
-    for key in ambiguous:
-        del out[key]
-    return out
+def _nfc(text: str) -> str:
+    """One spelling per name: composed accents (NFC), as prepare compares names (macOS keeps NFD on disk)."""
+    return unicodedata.normalize("NFC", text)
 
 
-def read_probability_csv(path: str | os.PathLike, data, split: str) -> np.ndarray:
+def _keys(paths: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """``(exact, folded)``: every spelling that names exactly one row — the path, without extension, the file
+    name, without extension — in NFC, as it is and case-folded (a spelling two rows share names neither)."""
+    exact: dict[str, int] = {}
+    folded: dict[str, int] = {}
+    for table, fold in ((exact, False), (folded, True)):
+        ambiguous: set[str] = set()
+        for i, p in enumerate(paths):
+            p = _nfc(p)
+            base = p.rsplit("/", 1)[-1]
+            for key in {p, os.path.splitext(p)[0], base, os.path.splitext(base)[0]}:
+                key = key.casefold() if fold else key
+                if key in table and table[key] != i:
+                    ambiguous.add(key)
+                table.setdefault(key, i)
+        for key in ambiguous:
+            del table[key]
+    return exact, folded
+
+
+def _under_root(cell: str, roots: list[str]) -> str | None:
+    """The path relative to the image root (POSIX, NFC) of an absolute (or working-folder) path inside it, else None.
+
+    ``predict --out`` writes the paths it was given, usually absolute: they name split rows by
+    their place under ``dataset.json``'s ``image_root``, as ``prepare`` reads absolute names.
+    """
+    for spelling in {os.path.abspath(cell), os.path.realpath(cell)}:
+        spelling = _nfc(spelling)
+        for root in roots:
+            if spelling.startswith(root + os.sep):
+                return Path(os.path.relpath(spelling, root)).as_posix()
+    return None
+
+
+def _find(header: list[str], alternatives: list[str]) -> int | None:
+    """The column of the first of ``alternatives`` in ``header``: exact spelling first, then ignoring case."""
+    for fold in (False, True):
+        cells = [_nfc(h).casefold() if fold else h for h in header]
+        for name in alternatives:
+            key = _nfc(name).casefold() if fold else name
+            if key in cells:
+                return cells.index(key)
+    return None
+
+
+def _read_records(path: Path, split: str) -> tuple[list[list[str]], str]:
+    """The CSV's records and its separator: a comma, or the ``;``, tab or ``|`` its header uses instead."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not a UTF-8 CSV file ({exc}); save it as CSV (UTF-8) with a header "
+                        f"`image,prob_0,...` and one row per {split} image.") from None
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    counts = {sep: first.count(sep) for sep in DELIMITERS}
+    sep = max(DELIMITERS, key=lambda d: counts[d]) if any(counts.values()) else ","
+    try:
+        return list(csv.reader(io.StringIO(text, newline=""), delimiter=sep)), sep
+    except csv.Error as exc:
+        raise UserError(f"{path} is not a readable CSV file ({exc}); save it as CSV and try again.") from None
+
+
+def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_column: str | None = None) -> np.ndarray:
     """The ``(n, k)`` probabilities of ``split``'s rows, in ``split.csv`` order, from a CSV keyed by image.
+
+    A member's own ``val.npz``/``test.npz`` of this split (same fingerprint) is read as well.
 
     Raises:
         UserError: see :func:`import_member`.
     """
     path = Path(path)
+    option = f"--{split}-csv"
     if not path.is_file():
         raise UserError(f"{split} probabilities file {path} does not exist; pass a CSV with an image column and one "
                         f"column per class. Received: {split}_csv={path}")
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            records = list(csv.reader(f))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise UserError(f"{path} is not a UTF-8 CSV file ({exc}); save it as CSV and try again.") from None
-    if not records:
+    if path.suffix.casefold() == ".npz" or zipfile.is_zipfile(path):
+        return _read_member_npz(path, data, split)
+    records, sep = _read_records(path, split)
+    if not records or not any(c.strip() for c in records[0]):
         raise UserError(f"{path} is empty; expected a header `image,prob_0,...` and one row per {split} image.")
-    header = [h.strip() for h in records[0]]
-    folded = [h.casefold() for h in header]
-    image_col = next((folded.index(c) for c in IMAGE_COLUMNS if c in folded), None)
+    header = [_nfc(h.strip()) for h in records[0]]
+    image_col = _find(header, [image_column.strip()] if image_column else list(IMAGE_COLUMNS))
+    if image_col is None and image_column:
+        raise UserError(f"{path} has no column {image_column.strip()!r} (the image column asked for); its columns are "
+                        f"{', '.join(header)}: name one of them.")
     k, names = data.num_classes, data.class_names
-    wanted = [[f"prob_{j}", names[j]] for j in range(k)]
-    cols = [next((header.index(w) for w in alts if w in header), None) for alts in wanted]
-    if image_col is None or None in cols:
-        raise UserError(f"{path} must have an `image` column and one column per class ({', '.join(f'prob_{j}' for j in range(k))}"
-                        f" or {', '.join(names)}); its columns are {', '.join(header)}.")
-    fp_col = folded.index("fingerprint") if "fingerprint" in folded else None
+    cols = [_find(header, [f"prob_{j}", names[j]]) for j in range(k)]
+    one_column = k == 2 and cols[0] is None and cols[1] is not None  # only p of class 1: read as [1 - p, p]
+    if image_col is None or (None in cols and not one_column):
+        raise UserError(f"{path} must have an image column ({', '.join(IMAGE_COLUMNS)}) and one column per class "
+                        f"({', '.join(f'prob_{j}' for j in range(k))} or {', '.join(names)}; any case); its columns "
+                        f"are {', '.join(header)}.")
+    fp_col = _find(header, ["fingerprint"])
     rows = data.rows(split)
-    keys = _keys(rows["path"].tolist())
+    exact, folded = _keys(rows["path"].tolist())
+    roots = list(dict.fromkeys(_nfc(os.path.abspath(r)) for r in (data.image_root, os.path.realpath(data.image_root))))
     probs = np.full((len(rows), k), np.nan)
-    seen = np.zeros(len(rows), dtype=bool)
+    lines = np.zeros(len(rows), dtype=np.int64)
     for line, rec in enumerate(records[1:], start=2):
         if not any(c.strip() for c in rec):
             continue
-        cell = rec[image_col].strip() if image_col < len(rec) else ""
-        i = keys.get(cell.casefold())
+        cell = _nfc(rec[image_col].strip()) if image_col < len(rec) else ""
+        if cell[:1] == "'" and cell[1:2] in TRIGGERS:
+            cell = cell[1:]  # the quote our own CSVs put before a name a spreadsheet would run as a formula
+        i = exact.get(cell, folded.get(cell.casefold()))
+        if i is None and cell:
+            inside = _under_root(cell, roots)
+            i = None if inside is None else exact.get(inside, folded.get(inside.casefold()))
         if i is None:
+            where = (f" (an absolute path must lie under the image root {data.image_root})"
+                     if os.path.isabs(cell) else "")
             raise UserError(f"{path} line {line} names {cell!r}, which is not one of this workdir's {len(rows)} {split} "
-                            f"images (see split.csv); give the {split} rows of this workdir only.")
-        if seen[i]:
-            raise UserError(f"{path} lists {cell!r} twice (line {line}); give each {split} image once.")
+                            f"images{where} (see split.csv); give the {split} rows of this workdir only.")
+        if lines[i]:
+            raise UserError(f"{path} lists {cell!r} twice (lines {lines[i]} and {line}); give each {split} image once.")
         if fp_col is not None and fp_col < len(rec) and rec[fp_col].strip() not in ("", data.fingerprint):
             raise UserError(f"{path} line {line} has fingerprint {rec[fp_col].strip()[:12]}..., not this workdir's "
                             f"{data.fingerprint[:12]}...; these probabilities belong to another split.")
         try:
-            values = [float(rec[c]) for c in cols]
+            values = [_number(rec[c], sep) for c in cols if c is not None]
         except (ValueError, IndexError):
             raise UserError(f"{path} line {line} ({cell!r}) has a missing or non-numeric probability; give one number "
                             "per class.") from None
-        probs[i], seen[i] = values, True
-    if not seen.all():
-        missing = rows["path"].iloc[int(np.flatnonzero(~seen)[0])]
-        raise UserError(f"{path} lacks {int((~seen).sum())} of the {len(rows)} {split} images, e.g. {missing!r}; "
+        probs[i] = [1.0 - values[0], values[0]] if one_column else values
+        lines[i] = line
+    if not lines.all():
+        missing = rows["path"].iloc[int(np.flatnonzero(lines == 0)[0])]
+        raise UserError(f"{path} lacks {int((lines == 0).sum())} of the {len(rows)} {split} images, e.g. {missing!r}; "
                         f"give a row for every {split} image of split.csv.")
-    _check_rows_sum(probs, path, "give probabilities (e.g. a softmax), not scores or logits")
-    return probs
+    where = [f"line {n} ({_nfc(p)!r})" for n, p in zip(lines, rows["path"])]
+    if one_column:
+        p1 = probs[:, 1]
+        bad = np.flatnonzero(~np.isfinite(p1) | (p1 < 0) | (p1 > 1))
+        if len(bad):
+            raise UserError(f"{path} {where[bad[0]]} gives {p1[bad[0]]:g} for class {names[1]}, not a probability "
+                            "between 0 and 1; give probabilities (e.g. a sigmoid), not scores or logits.")
+        print(f"{path} has one probability column ({header[cols[1]]}): read as p of class {names[1]}, and 1 - p as "
+              f"class {names[0]}'s.", file=sys.stderr)
+    return _renormalised(probs, path, split, where)
+
+
+def _number(text: str, sep: str) -> float:
+    """A probability cell; with a ``;``, tab or ``|`` separator a decimal comma (``0,25``) is read too."""
+    text = text.strip()
+    return float(text.replace(",", ".") if sep != "," and text.count(",") == 1 and "." not in text else text)
+
+
+def _read_member_npz(path: Path, data, split: str) -> np.ndarray:
+    """A member's ``{split}.npz`` (``probs``, ``row_ids``, ``fingerprint``) of this workdir's split, in split order."""
+    arrays = atomic.load_npz(path)
+    if not {"probs", "row_ids", "fingerprint"} <= set(arrays):
+        raise UserError(f"{path} is an .npz file but not a member's {split}.npz (it lacks probs, row_ids or "
+                        f"fingerprint); --{split}-csv takes a CSV with image,prob_0,... or a member's {split}.npz.")
+    fingerprint = str(arrays["fingerprint"])
+    if fingerprint != data.fingerprint:
+        raise UserError(f"{path} has fingerprint {fingerprint[:12]}..., not this workdir's {data.fingerprint[:12]}...; "
+                        "these probabilities belong to another split.")
+    probs, row_ids = np.asarray(arrays["probs"], np.float64), np.asarray(arrays["row_ids"]).ravel()
+    wanted = data.rows(split)["row_id"].to_numpy(np.int64)
+    same_rows = sorted(row_ids.tolist()) == sorted(wanted.tolist())
+    if probs.ndim != 2 or probs.shape != (len(row_ids), data.num_classes) or not same_rows:
+        raise UserError(f"{path} holds {probs.shape} probabilities for rows other than this workdir's {len(wanted)} "
+                        f"{split} rows ({data.num_classes} classes); pass the member's {split}.npz to --{split}-csv.")
+    at = {int(r): n for n, r in enumerate(row_ids)}
+    probs = probs[[at[int(r)] for r in wanted]]
+    return _renormalised(probs, path, split, [f"row {int(r)} of split.csv" for r in wanted])
+
+
+def _renormalised(probs: np.ndarray, path: Path, split: str, where: list[str]) -> np.ndarray:
+    """``probs`` with rows scaled to sum to 1, after refusing values that are not probabilities.
+
+    A row may be off 1 by :data:`SUM_RENORMALISED` (probabilities rounded to 3 decimals are);
+    how many rows were rescaled, and the largest deviation, go to stderr.
+    """
+    hint = "give probabilities (e.g. a softmax), not scores or logits"
+    bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+    if len(bad):
+        raise UserError(f"{path} {where[bad[0]]} holds a value that is not a number (empty, NaN or infinite); give one "
+                        "probability per class.")
+    bad = np.flatnonzero(((probs < 0) | (probs > 1)).any(axis=1))
+    if len(bad):
+        row = probs[bad[0]]
+        value = row[(row < 0) | (row > 1)][0]
+        raise UserError(f"{path} {where[bad[0]]} holds {value:g}, not a probability between 0 and 1; {hint}.")
+    sums = probs.sum(axis=1)
+    deviation = np.abs(sums - 1.0)
+    worst = int(deviation.argmax()) if len(sums) else 0
+    if len(sums) and deviation[worst] > SUM_RENORMALISED:
+        fix = hint if deviation[worst] > SUM_SCORES else ("give the probabilities with more decimals, or every "
+                                                          "class's column")
+        raise UserError(f"{path} {where[worst]} sums to {sums[worst]:.4g}, not 1 (rows up to {SUM_RENORMALISED:g} "
+                        f"off are renormalised); {fix}.")
+    rescaled = int((deviation > SUM_NOTED).sum())
+    if rescaled:
+        print(f"{path}: renormalised {rescaled} of the {len(sums)} {split} rows to sum to 1 (largest deviation "
+              f"{deviation[worst]:.3g}, {where[worst]}).", file=sys.stderr)
+    return probs / sums[:, None] if len(sums) else probs
 
 
 def _check_rows_sum(probs: np.ndarray, what, fix: str) -> None:
@@ -275,7 +515,7 @@ def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], e
     metrics.update(health(name=name, spec=None, classes=list(data.classes), labels=labels, predictions=probs,
                           results=results, history=[], log=lambda line: print(line, file=sys.stderr)))
     if model_src is not None:
-        atomic.write_bytes(target / "model.keras", Path(model_src).read_bytes())
+        atomic.write_bytes(target / "model.keras", model_src)
         metrics["model_sha256"] = atomic.sha256_file(target / "model.keras")
     atomic.write_json(target / "metrics.json", nan_to_none(metrics))
     if target != folder:

@@ -60,19 +60,32 @@ def test_probability_csvs_become_a_member(workdir_copy, tmp_path):
         predict_images(workdir_copy, [image], method="soft")
 
 
-@pytest.mark.parametrize("case,needle", [
-    ("sum", "sums to"),
-    ("missing", "lacks 1 of the"),
-    ("unknown", "which is not one of this workdir's"),
-    ("twice", "twice"),
-    ("columns", "must have an `image` column and one column per class"),
-    ("fingerprint", "belong to another split"),
+@pytest.mark.parametrize("case,needles", [
+    ("sum", ["sums to 1.5, not 1 (rows up to 0.01 off are renormalised)", "not scores or logits"]),
+    ("rounded badly", ["sums to 0.97, not 1", "more decimals"]),
+    ("negative", ["holds -0.5, not a probability between 0 and 1", "not scores or logits"]),
+    ("above one", ["holds 1.2, not a probability between 0 and 1", "not scores or logits"]),
+    ("missing", ["lacks 1 of the"]),
+    ("unknown", ["which is not one of this workdir's"]),
+    ("outside root", ["which is not one of this workdir's", "an absolute path must lie under the image root"]),
+    ("twice", ["twice"]),
+    ("columns", ["must have an image column (image, path, id_code", "and one column per class", "prob_2, prob_3"]),
+    ("fingerprint", ["belong to another split"]),
 ])
-def test_bad_probability_csvs(workdir_copy, tmp_path, case, needle):
+def test_bad_probability_csvs(workdir_copy, tmp_path, case, needles):
     csvs = write_probs(workdir_copy, tmp_path)
     table = pd.read_csv(csvs["val"])
+    probs = [f"prob_{j}" for j in range(5)]
     if case == "sum":
-        table.loc[2, "prob_0"] += 0.3
+        table.loc[2, probs] = 0.3
+    elif case == "rounded badly":
+        table.loc[2, probs] = 0.194
+    elif case == "negative":
+        table.loc[2, probs] = [-0.5, 0.5, 0.5, 0.25, 0.25]
+    elif case == "above one":
+        table.loc[2, probs] = [1.2, -0.2, 0, 0, 0]
+    elif case == "outside root":
+        table.loc[0, "image"] = str(tmp_path / "elsewhere" / f"{table.loc[0, 'image']}.jpeg")
     elif case == "missing":
         table = table.iloc[1:]
     elif case == "unknown":
@@ -86,11 +99,12 @@ def test_bad_probability_csvs(workdir_copy, tmp_path, case, needle):
     table.to_csv(csvs["val"], index=False)
     code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "x", "--val-csv", csvs["val"],
                               "--test-csv", csvs["test"])
-    one_sentence_error(code, err, needle)
+    one_sentence_error(code, err, *needles)
     assert not (workdir_copy / "members" / "x" / "metrics.json").exists()
 
 
-def test_class_name_columns_on_a_named_workdir(tmp_path):
+def _two_class_workdir(tmp_path: Path, *, stem: str = "{c}{i}") -> Path:
+    """A prepared workdir of 20 tiny images in class folders cat/dog, files named ``stem``."""
     from members.data.dataset import prepare_folders
     from PIL import Image
 
@@ -98,20 +112,170 @@ def test_class_name_columns_on_a_named_workdir(tmp_path):
     for c in ("cat", "dog"):
         for i in range(10):
             (tmp_path / "d" / c).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "d" / c / f"{c}{i}.png")
+            pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "d" / c / f"{stem.format(c=c, i=i)}.png")
     prepare_folders(tmp_path / "w", tmp_path / "d", progress=False)
-    csvs = write_probs(tmp_path / "w", tmp_path, columns=["cat", "dog"])
+    return tmp_path / "w"
+
+
+def test_class_name_columns_on_a_named_workdir(tmp_path):
+    csvs = write_probs(_two_class_workdir(tmp_path), tmp_path, columns=["cat", "dog"])
     folder = import_member(tmp_path / "w", "named", val_csv=csvs["val"], test_csv=csvs["test"])
     assert json.loads((folder / "metrics.json").read_text())["classes"] == ["cat", "dog"]
 
 
-def _keras_model(path: Path, *, size=(16, 16), outputs: int = 5, softmax: bool = True) -> Path:
+def test_probabilities_rounded_to_three_decimals_are_renormalised(workdir_copy, tmp_path, capsys):
+    csvs = write_probs(workdir_copy, tmp_path)
+    for split in ("val", "test"):
+        table = pd.read_csv(csvs[split])
+        cols = [f"prob_{j}" for j in range(5)]
+        table[cols] = table[cols].round(3)
+        if split == "val":
+            table.loc[4, cols] = [0.597, 0.1, 0.1, 0.1, 0.1]  # sums to 0.997: rounding, not scores
+        table.to_csv(csvs[split], index=False)
+    folder = import_member(workdir_copy, "rounded", val_csv=csvs["val"], test_csv=csvs["test"])
+    data = load_dataset(workdir_copy)
+    given = pd.read_csv(csvs["val"]).set_index("image").loc[[Path(p).stem for p in data.rows("val")["path"]]].to_numpy()
+    sums = given.sum(axis=1)
+    assert np.abs(sums - 1).max() == pytest.approx(0.003) and (np.abs(sums - 1) > 1e-6).sum() >= 1
+    np.testing.assert_allclose(load_npz(folder / "val.npz")["probs"], given / sums[:, None], atol=1e-6)
+    err = capsys.readouterr().err
+    assert f"renormalised {(np.abs(sums - 1) > 1e-6).sum()} of the {len(sums)} val rows to sum to 1" in err
+    assert "largest deviation 0.003" in err
+
+
+def test_a_binary_workdir_takes_prob_1_alone(tmp_path, capsys):
+    work = _two_class_workdir(tmp_path)
+    data = load_dataset(work)
+    csvs = {}
+    for split in ("val", "test"):
+        rows = data.rows(split)
+        p1 = np.linspace(0.1, 0.9, len(rows))
+        csvs[split] = tmp_path / f"{split}.csv"
+        pd.DataFrame({"image": rows["path"], "prob_1": p1}).to_csv(csvs[split], index=False)
+    folder = import_member(work, "sigmoid-csv", val_csv=csvs["val"], test_csv=csvs["test"])
+    p1 = np.linspace(0.1, 0.9, len(data.rows("val")))
+    np.testing.assert_allclose(load_npz(folder / "val.npz")["probs"], np.stack([1 - p1, p1], axis=1), atol=1e-6)
+    err = capsys.readouterr().err
+    assert "has one probability column (prob_1): read as p of class dog, and 1 - p as class cat's" in err
+    pd.DataFrame({"image": data.rows("val")["path"], "prob_1": 1.5}).to_csv(csvs["val"], index=False)
+    code, _out, err = run_cli("import-member", "--workdir", work, "--name", "x", "--val-csv", csvs["val"],
+                              "--test-csv", csvs["test"])
+    one_sentence_error(code, err, "gives 1.5 for class dog, not a probability between 0 and 1")
+
+
+def test_predict_out_csv_with_absolute_paths_imports(workdir_copy, tmp_path):
+    """The CSV ``predict --out`` writes (absolute ``path`` column, then label, class, ..., prob_k) is a valid import."""
+    from ensemble.inference import PredictionResult
+
+    data = load_dataset(workdir_copy)
+    rng = np.random.default_rng(5)
+    csvs, expected = {}, {}
+    for split in ("val", "test"):
+        rows = data.rows(split).iloc[::-1]
+        probs = rng.dirichlet(np.ones(5), size=len(rows))
+        n = len(rows)
+        result = PredictionResult(paths=[str(data.image_root / p) for p in rows["path"]], probs=probs,
+                                  labels=probs.argmax(axis=1), agreement=np.ones(n), confidence=probs.max(axis=1),
+                                  refer=np.zeros(n, bool), skipped={}, method="soft", members=["a", "b"],
+                                  referral_note="", classes=data.classes)
+        csvs[split] = tmp_path / f"{split}_predict.csv"
+        csvs[split].write_text(result.to_csv())
+        expected[split] = probs[::-1]  # back in split.csv order
+    assert pd.read_csv(csvs["val"]).columns[0] == "path" and pd.read_csv(csvs["val"])["path"].iloc[0].startswith("/")
+    folder = import_member(workdir_copy, "from-predict", val_csv=csvs["val"], test_csv=csvs["test"])
+    for split in ("val", "test"):
+        np.testing.assert_allclose(load_npz(folder / f"{split}.npz")["probs"], expected[split], atol=1e-6)
+
+
+def test_names_match_across_unicode_normalisation(tmp_path):
+    import unicodedata
+
+    work = _two_class_workdir(tmp_path, stem=unicodedata.normalize("NFD", "café_{c}{i}"))
+    data = load_dataset(work)
+    assert all(unicodedata.is_normalized("NFD", p) and not unicodedata.is_normalized("NFC", p)
+               for p in data.rows("val")["path"])  # split.csv keeps the decomposed names of the disk
+    csvs = write_probs(work, tmp_path)
+    for split in ("val", "test"):
+        table = pd.read_csv(csvs[split])
+        table["image"] = [unicodedata.normalize("NFC", name) for name in table["image"]]
+        table.to_csv(csvs[split], index=False)
+    folder = import_member(work, "nfc", val_csv=csvs["val"], test_csv=csvs["test"])
+    expected = pd.read_csv(csvs["val"]).set_index("image").loc[
+        [unicodedata.normalize("NFC", Path(p).stem) for p in data.rows("val")["path"]]]
+    np.testing.assert_allclose(load_npz(folder / "val.npz")["probs"], expected.to_numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["semicolon, decimal comma", "tab", "capitalised columns", "id_code column"])
+def test_probability_csvs_read_like_labels_csvs(workdir_copy, tmp_path, variant):
+    csvs = write_probs(workdir_copy, tmp_path)
+    data = load_dataset(workdir_copy)
+    expected = pd.read_csv(csvs["val"]).set_index("image").loc[[Path(p).stem for p in data.rows("val")["path"]]]
+    for split in ("val", "test"):
+        table = pd.read_csv(csvs[split])
+        if variant == "semicolon, decimal comma":
+            table.to_csv(csvs[split], index=False, sep=";", decimal=",")
+        elif variant == "tab":
+            table.to_csv(csvs[split], index=False, sep="\t")
+        elif variant == "capitalised columns":
+            table.rename(columns={c: c.capitalize() for c in table.columns}).to_csv(csvs[split], index=False)
+        else:
+            table.rename(columns={"image": "id_code"}).to_csv(csvs[split], index=False)
+    if variant == "semicolon, decimal comma":
+        assert ";" in csvs["val"].read_text().splitlines()[1] and "0," in csvs["val"].read_text()
+    folder = import_member(workdir_copy, "v", val_csv=csvs["val"], test_csv=csvs["test"])
+    np.testing.assert_allclose(load_npz(folder / "val.npz")["probs"], expected.to_numpy(), atol=1e-6)
+
+
+def test_an_image_column_can_be_named(workdir_copy, tmp_path):
+    csvs = write_probs(workdir_copy, tmp_path)
+    for split in ("val", "test"):
+        pd.read_csv(csvs[split]).rename(columns={"image": "Bild"}).to_csv(csvs[split], index=False)
+    folder = import_member(workdir_copy, "named-column", val_csv=csvs["val"], test_csv=csvs["test"], image_column="bild")
+    assert load_npz(folder / "val.npz")["probs"].shape == (len(load_dataset(workdir_copy).rows("val")), 5)
+    with pytest.raises(UserError, match="has no column 'Datei' \\(the image column asked for\\); its columns are Bild, "):
+        import_member(workdir_copy, "x", val_csv=csvs["val"], test_csv=csvs["test"], image_column="Datei")
+
+
+def test_a_members_own_npz_imports_and_another_npz_is_named(workdir_copy, tmp_path):
+    source = add_member(workdir_copy, "elsewhere", seed=3)
+    folder = import_member(workdir_copy, "copied", val_csv=source / "val.npz", test_csv=source / "test.npz")
+    for split in ("val", "test"):
+        np.testing.assert_allclose(load_npz(folder / f"{split}.npz")["probs"], load_npz(source / f"{split}.npz")["probs"],
+                                   atol=1e-6)
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "x", "--val-csv",
+                              source / "test.npz", "--test-csv", source / "test.npz")
+    one_sentence_error(code, err, "for rows other than this workdir's", "pass the member's val.npz to --val-csv")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "x", "--val-csv",
+                              tmp_path / "other.npz", "--test-csv", source / "test.npz")
+    one_sentence_error(code, err, "is an .npz file but not a member's val.npz",
+                       "--val-csv takes a CSV with image,prob_0,... or a member's val.npz")
+
+
+def _keras_model(path: Path, *, size=(16, 16), outputs: int = 5, softmax: bool = True, head: str = "dense") -> Path:
+    """A tiny model: ``dense`` (pool, Dense), ``map`` (a (1, 1, k) output), ``spatial`` ((14, 14, k)), ``two`` (two
+    heads grade and dme), ``dict`` ({"grade": ...}), ``sigmoid`` (conv, pool, one sigmoid unit)."""
     import keras
 
     inputs = keras.Input((*size, 3))
     x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dense(outputs, activation="softmax" if softmax else None)(x)
+    if head == "map":
+        x = keras.layers.Softmax()(keras.layers.GlobalAveragePooling2D(keepdims=True)(keras.layers.Conv2D(outputs, 3)(x)))
+    elif head == "spatial":
+        x = keras.layers.Softmax()(keras.layers.Conv2D(outputs, 3)(x))
+    elif head == "two":
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        x = [keras.layers.Dense(outputs, activation="softmax", name="grade")(x),
+             keras.layers.Dense(3, activation="softmax", name="dme")(x)]
+    elif head == "dict":
+        x = {"grade": keras.layers.Dense(outputs, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))}
+    elif head == "sigmoid":
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(x))
+        x = keras.layers.Dense(1, activation="sigmoid" if softmax else None)(x)
+    else:
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        x = keras.layers.Dense(outputs, activation="softmax" if softmax else None)(x)
     keras.Model(inputs, x).save(path)
     return path
 
@@ -136,6 +300,12 @@ def test_keras_model_becomes_a_member_that_predict_uses(trained, tmp_path):
 
 @pytest.mark.parametrize("kwargs,needle", [
     ({"outputs": 3}, "has 3 outputs but this workdir has 5 classes"),
+    ({"head": "sigmoid"}, "has 1 output but this workdir has 5 classes"),
+    ({"head": "map"}, "outputs shape (None, 1, 1, 5), not (batch, classes); add a Flatten layer (or "
+                      "keras.layers.Reshape((5,))) after its last layer"),
+    ({"head": "spatial"}, "outputs shape (None, 14, 14, 5), not one probability per class"),
+    ({"head": "two"}, "has 2 outputs (grade, dme); save a model with the grade head alone"),
+    ({"head": "dict"}, "returns its output in a dict (grade), not as one tensor"),
     ({"softmax": False}, "end the model with a softmax"),
     ({"size": (16, 24)}, "takes 16x24 images"),
 ])
@@ -143,6 +313,44 @@ def test_bad_keras_models(workdir_copy, tmp_path, kwargs, needle):
     model = _keras_model(tmp_path / "m.keras", **kwargs)
     code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model", model)
     one_sentence_error(code, err, needle)
+
+
+def test_a_sigmoid_model_on_a_binary_workdir_predicts_as_it_imported(tmp_path, capsys):
+    """One sigmoid unit p becomes [1 - p, p] in val.npz and in the saved model.keras that predict and explain load."""
+    import keras
+
+    from ensemble.explain import conv_target
+    from ensemble.inference import predict_images
+    from ensemble.vote import run_vote
+
+    work = _two_class_workdir(tmp_path)
+    source = _keras_model(tmp_path / "sigmoid.keras", head="sigmoid")
+    for name in ("s1", "s2"):
+        folder = import_member(work, name, model=source)
+    assert "has one sigmoid output: it is read as p of class dog" in capsys.readouterr().err
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["num_classes"] == 2 and "[1 - p, p]" in metrics["imported"]["output"]
+    saved = keras.saving.load_model(folder / "model.keras", safe_mode=True)
+    original = keras.saving.load_model(source, safe_mode=True)
+    x = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 3)).astype(np.float32)
+    p = np.asarray(original(x)).ravel()
+    np.testing.assert_allclose(np.asarray(saved(x)), np.stack([1 - p, p], axis=1), atol=1e-6)
+    assert isinstance(conv_target(saved)[1], keras.layers.Conv2D)  # explain finds the member's conv layer
+    val = load_npz(folder / "val.npz")["probs"]
+    assert val.shape == (len(load_dataset(work).rows("val")), 2) and 0 < val[:, 1].min() < 1
+    run_vote(work, methods=("soft",), n_boot=10, keep_collapsed=True, console=Console(file=io.StringIO()))
+    data = load_dataset(work)
+    images = [str(data.image_root / path) for path in data.rows("val")["path"].iloc[:2]]
+    result = predict_images(work, images, method="soft", print_csv=False)
+    np.testing.assert_allclose(result.probs, val[:2], atol=1e-4)  # predict sees what the import saw
+
+
+def test_a_one_unit_model_without_sigmoid_is_refused_on_a_binary_workdir(tmp_path):
+    work = _two_class_workdir(tmp_path)
+    model = _keras_model(tmp_path / "logit.keras", head="sigmoid", softmax=False)
+    code, _out, err = run_cli("import-member", "--workdir", work, "--name", "k", "--model", model)
+    one_sentence_error(code, err, "has one output unit with a 'linear' activation, so it is not p of class 1",
+                       "Dense(1, activation='sigmoid')")
 
 
 def test_models_that_are_not_safe_keras_archives_get_their_own_sentence(workdir_copy, tmp_path):
