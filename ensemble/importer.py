@@ -99,22 +99,41 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
                         f"rows; pass {other} FILE.csv as well.")
     data = load_dataset(workdir)
     folder = member_dir(workdir, name)
-    if folder.exists() and any(folder.iterdir()) and not force:
-        raise UserError(f"Member {name!r} already exists in {folder.parent}; pass --force to replace it or choose "
-                        "another --name.")
-    if model is not None:
-        probs, extra = _predict_with_model(Path(model), data, input_size)
-    else:
-        probs = {split: read_probability_csv(csv_path, data, split, image_column=image_column)
-                 for split, csv_path in (("val", val_csv), ("test", test_csv))}
-        extra = {"imported": {"kind": KIND_PROBS, **{f"{s}_csv": str(Path(p).resolve()) for s, p in
-                                                      (("val", val_csv), ("test", test_csv))},
-                              **{f"{s}_sha256": atomic.sha256_file(p) for s, p in (("val", val_csv), ("test", test_csv))}}}
-    _write_member(folder, name, data, probs, extra)
+    existed = folder.exists()
+    try:
+        _import_locked(folder, name, data, model=model, val_csv=val_csv, test_csv=test_csv, input_size=input_size,
+                       force=force, image_column=image_column)
+    except BaseException:
+        if not existed and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # a refused import leaves no empty member folder behind (vote would list it)
+        raise
+    return folder
+
+
+def _import_locked(folder: Path, name: str, data, *, model, val_csv, test_csv, input_size, force, image_column) -> None:
+    from members.infra.lock import MemberLock
+    from members.infra.transaction import recover_dir
+
+    with MemberLock(folder) as lock:  # as train-member: one run per member name at a time, imports included
+        recover_dir(folder, complete="metrics.json")
+        if not lock.path.exists():  # the recovered folder came without our lock
+            lock.acquire()
+        if _has_content(folder) and not force:
+            raise UserError(f"Member {name!r} already exists in {folder.parent}; pass --force to replace it or choose "
+                            "another --name.")
+        if model is not None:
+            probs, extra = _predict_with_model(Path(model), data, input_size)
+        else:
+            probs = {split: read_probability_csv(csv_path, data, split, image_column=image_column)
+                     for split, csv_path in (("val", val_csv), ("test", test_csv))}
+            extra = {"imported": {"kind": KIND_PROBS, **{f"{s}_csv": str(Path(p).resolve()) for s, p in
+                                                          (("val", val_csv), ("test", test_csv))},
+                                  **{f"{s}_sha256": atomic.sha256_file(p) for s, p in
+                                     (("val", val_csv), ("test", test_csv))}}}
+        _write_member(folder, name, data, probs, extra)
     print(f"Imported member {name!r} ({extra['imported']['kind']}) into {folder}: val accuracy "
           f"{_accuracy(probs['val'], data, 'val'):.3f}, test accuracy {_accuracy(probs['test'], data, 'test'):.3f}.",
           file=sys.stderr)
-    return folder
 
 
 def _accuracy(probs: np.ndarray, data, split: str) -> float:
@@ -497,7 +516,7 @@ def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], e
 
     model_src = extra.pop("_model", None)
     # an existing member (--force) is replaced only once the new one is complete: built beside it, then swapped
-    target = folder.with_name(f".{name}.replacement") if folder.exists() else folder
+    target = folder.with_name(f".{name}.replacement") if _has_content(folder) else folder
     if target.exists() and target != folder:
         shutil.rmtree(target)  # a replacement left by an import that died
     target.mkdir(parents=True, exist_ok=True)
@@ -519,10 +538,18 @@ def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], e
         metrics["model_sha256"] = atomic.sha256_file(target / "model.keras")
     atomic.write_json(target / "metrics.json", nan_to_none(metrics))
     if target != folder:
+        from members.infra.lock import MemberLock
+
+        MemberLock(target).acquire()  # the swapped-in folder carries our lock (the caller releases it)
         try:
             replace_dir(target, folder)
         except OSError as exc:
             raise atomic._write_error(folder, exc) from exc
+
+
+def _has_content(folder: Path) -> bool:
+    """Whether ``folder`` holds anything but lock files (a member, whole or begun)."""
+    return folder.is_dir() and any(not p.name.startswith(".lock") for p in folder.iterdir())
 
 
 def has_model(metrics: dict) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -447,3 +448,30 @@ def test_a_forced_import_that_fails_leaves_the_previous_member_whole(workdir_cop
     import_member(workdir_copy, "outside", val_csv=other["val"], test_csv=other["test"], force=True)
     assert {p.name: p.read_bytes() for p in folder.iterdir()}["val.npz"] != before["val.npz"]
     assert not any(p.name.startswith(".outside") for p in folder.parent.iterdir())
+
+
+def test_import_takes_the_member_lock_and_a_refused_one_leaves_no_folder(workdir_copy, tmp_path):
+    """import-member ignored members/<name>/.lock: it replaced a member being trained under it, or was replaced."""
+    import json
+    import socket
+
+    from members.infra.lock import MemberLock
+
+    csvs = write_probs(workdir_copy, tmp_path)
+    folder = workdir_copy / "members" / "busy"
+    with MemberLock(folder):  # a train-member (this process stands in for it) is writing the member
+        (folder / "spec.toml").write_text("being trained")
+        code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "busy", "--val-csv", csvs["val"],
+                                  "--test-csv", csvs["test"], "--force")
+        one_sentence_error(code, err, "Member 'busy' is being trained by another process", f"pid {os.getpid()}")
+        assert (folder / "spec.toml").read_text() == "being trained" and not (folder / "metrics.json").exists()
+        assert json.loads((folder / ".lock").read_text()) == {"pid": os.getpid(), "host": socket.gethostname()}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,prob_0\nx,1\n")
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "fresh", "--val-csv", bad,
+                              "--test-csv", bad)
+    assert code == 1 and not (workdir_copy / "members" / "fresh").exists()  # vote would list an empty folder
+    folder = import_member(workdir_copy, "fresh", val_csv=csvs["val"], test_csv=csvs["test"])
+    again = import_member(workdir_copy, "fresh", val_csv=csvs["val"], test_csv=csvs["test"], force=True)
+    assert again == folder and (folder / "metrics.json").is_file()
+    assert not (folder / ".lock").exists() and not any(p.name.startswith(".fresh") for p in folder.parent.iterdir())
