@@ -273,3 +273,18 @@ def test_ordinal_head_refused_at_train_time(nominal, tmp_path):
                               "--name", "o")
     one_sentence_error(code, err, "classes are nominal")
     assert not (work / "members" / "o").exists()
+
+
+def test_a_test_split_without_labels_is_said_to_be_carved_from_train(tmp_path):
+    """A Kaggle-style CSV whose test rows have no grade: those rows were dropped and test carved from train, silently."""
+    labels = [str(i % 3) for i in range(30)] + [""] * 6
+    split = ["train"] * 24 + ["val"] * 6 + ["test"] * 6
+    csv, images = _csv_set(tmp_path, labels, {"split": split})
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--labels", csv, "--images", images)
+    assert code == 0, err
+    assert ('Note: all 6 test rows of the CSV were dropped, mostly because "label is empty" (6 rows), so test was carved '
+            "from the train rows instead; unlabelled images are graded with `predict`, not scored as test.") in " ".join(
+        err.split())
+    assert "val rows of the CSV" not in err
+    done = pd.read_csv(tmp_path / "w" / "split.csv")
+    assert (done["split"] == "test").sum() > 0 and (done["split"] == "val").sum() == 6

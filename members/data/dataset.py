@@ -367,6 +367,7 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     grouping = find_groups(paths, column=cells, column_name=group_column, pattern=group_pattern,
                            by_file_name=folders)
     given = kept["split"].tolist() if checked.has_split else None
+    lost_notes = _lost_splits(table, dropped, given, folders) if given is not None else []
     split = assign_splits(kept["label"].to_numpy(), groups=merge_groups(grouping.groups, identical, len(kept)),
                           given=given, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     if identical:  # copies of one photo stay in one split (see members.data.duplicates)
@@ -380,7 +381,28 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     if identical:
         meta["identical"] = [[paths[i] for i in same] for same in identical]
     return _commit(workdir, frame, dropped, meta, force=force, class_names=encoding.classes, ordinal=ordinal,
-                   notes=[grouping.note])
+                   notes=[grouping.note, *lost_notes])
+
+
+def _lost_splits(table: pd.DataFrame, dropped: pd.DataFrame, given: list[str], folders: bool) -> list[str]:
+    """A note for each split the CSV (or the split folders) named whose rows were all dropped, so
+    that ``prepare`` carves it from train: a test list without labels, say, is not silently replaced."""
+    from members.data.labels import _SPLIT_NAMES
+
+    if "split_text" not in table.columns:
+        return []
+    named = pd.Series([_SPLIT_NAMES.get(str(t).strip().casefold()) for t in table["split_text"]], index=table["row"])
+    notes = []
+    for split in ("val", "test"):
+        rows = named.index[named == split]
+        if len(rows) and split not in given:
+            reasons = dropped.loc[dropped["row"].isin(rows), "reason"].value_counts()
+            why = f', mostly because "{reasons.index[0]}" ({reasons.iloc[0]} rows)' if len(reasons) else ""
+            where = "split folders" if folders else "CSV"
+            notes.append(f"Note: all {len(rows)} {split} rows of the {where} were dropped{why}, so {split} was carved "
+                         f"from the train rows instead; unlabelled images are graded with `predict`, not scored as "
+                         f"{split}.")
+    return notes
 
 
 def prepare_npz(workdir: str | os.PathLike, npz_path: str | os.PathLike, *, force: bool = False,
