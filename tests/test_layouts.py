@@ -133,11 +133,13 @@ def test_csv_with_class_names_and_order(tmp_path):
 @pytest.mark.parametrize("labels,options,needle", [
     (["cat", "dog", "cat", "dog", "1"] * 4, [], "a class name that is also an integer is ambiguous"),
     (["cat", "dog"] * 8, ["--classes", "cat,bird"], "--classes lacks 'dog'"),
+    (["No DR", "Mild"] * 8 + ["no dr", "No  DR"], [], "The labels 'No  DR' (1 rows) and 'No DR' (8 rows) and 'no dr' "
+                                                    "(1 rows) differ only in case or spacing"),
     (["No DR", "Mild", "Severe"] * 6, ["--ordinal"], "--ordinal says the named classes (Mild, No DR, Severe) are ordered "
                                                     "grades, but not in which order"),
     (["cat", "dog"] * 8, ["--classes", "cat,dog,bird"], "names 'bird', which no row has"),
     ([str(i % 2) for i in range(16)], ["--classes", "a,b"], "drop --classes"),
-], ids=["name_and_integer", "order_lacks_a_class", "ordinal_names_without_order", "order_has_an_extra_class",
+], ids=["name_and_integer", "order_lacks_a_class", "case_variants", "ordinal_names_without_order", "order_has_an_extra_class",
         "order_for_integers"])
 def test_bad_class_labels(tmp_path, labels, options, needle):
     csv, images = _csv_set(tmp_path, labels)

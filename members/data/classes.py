@@ -72,6 +72,15 @@ def encode_labels(texts: Sequence[str], *, order: Sequence[str] | None = None, s
             f"The labels mix class names ({', '.join(map(repr, names[:3]))}) with integers "
             f"({', '.join(map(repr, sorted(set(ints))[:3]))}); a class name that is also an integer is ambiguous: "
             "name every class (e.g. 'grade 3') or number every class 0..k-1.")
+    spellings: dict[str, list[str]] = {}
+    for name in names:
+        spellings.setdefault(" ".join(name.casefold().split()), []).append(name)
+    clash = next((v for v in spellings.values() if len(v) > 1), None)
+    if clash:
+        counts = {v: given.count(v) for v in clash}
+        raise UserError(f"The labels {' and '.join(f'{v!r} ({counts[v]} rows)' for v in clash)} differ only in case or "
+                        "spacing, so they would be two classes; spell each class one way in the labels file (or pass "
+                        "--classes listing one spelling after fixing the file).")
     classes = list(order) if order is not None else names
     if order is not None:
         twice = sorted({c for c in classes if classes.count(c) > 1})
