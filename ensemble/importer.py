@@ -53,7 +53,6 @@ from members.infra.errors import UserError
 
 IMAGE_COLUMNS = ("image", "path", "id_code", "image_id", "filename", "file", "name")
 """The image column of a probabilities CSV: the first of these names it has, in any case."""
-DELIMITERS = (",", ";", "\t", "|")
 SUM_RENORMALISED = 0.01
 """An imported probabilities row may sum to 1 within this (rounding); it is rescaled to sum to 1."""
 SUM_SCORES = 0.1
@@ -351,9 +350,9 @@ def _read_records(path: Path, split: str) -> tuple[list[list[str]], str]:
     except UnicodeDecodeError as exc:
         raise UserError(f"{path} is not a UTF-8 CSV file ({exc}); save it as CSV (UTF-8) with a header "
                         f"`image,prob_0,...` and one row per {split} image.") from None
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    counts = {sep: first.count(sep) for sep in DELIMITERS}
-    sep = max(DELIMITERS, key=lambda d: counts[d]) if any(counts.values()) else ","
+    from members.data.labels import header_delimiter
+
+    sep = header_delimiter(text)
     try:
         return list(csv.reader(io.StringIO(text, newline=""), delimiter=sep)), sep
     except csv.Error as exc:

@@ -9,6 +9,7 @@ with a rich progress bar on stderr for large sets.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 import unicodedata
@@ -216,6 +217,24 @@ def _find_column(header: list[str], wanted: str) -> int | None:
     return None
 
 
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def header_delimiter(text: str) -> str:
+    r"""The column separator of a CSV text: a comma, or the ``;``, tab or ``|`` its header uses more.
+
+    Excel in many locales saves "CSV" with semicolons; TSV exports use tabs. The header line
+    decides (its names hold no separator), so a decimal comma in a ``;`` file stays in its cell.
+
+    Example:
+        >>> header_delimiter("image;level\n1_left;0\n"), header_delimiter("image,level\n")
+        (';', ',')
+    """
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    counts = {sep: first.count(sep) for sep in DELIMITERS}
+    return max(DELIMITERS, key=lambda d: counts[d]) if any(counts.values()) else ","
+
+
 def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column: str,
                     split_column: str) -> pd.DataFrame:
     """Read the CSV into columns ``row, image, label_text`` (+ ``split_text``), all strings.
@@ -231,9 +250,10 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
                         f"via --labels. Received: labels={path}")
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            records = [(reader.line_num, rec) for rec in reader if any(cell.strip() for cell in rec)]
+            text = f.read()
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=header_delimiter(text))
+        header = next(reader, None)
+        records = [(reader.line_num, rec) for rec in reader if any(cell.strip() for cell in rec)]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise UserError(f"Labels file {path} is not a UTF-8 CSV text file ({exc}); save it as CSV (UTF-8) "
                         f"and try again. Received: labels={path}") from None
@@ -245,11 +265,6 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
     missing = [name for name, idx in cols.items() if idx is None]
     if missing:
         hint = ""
-        if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
-            sep = next(sep for sep in ";\t|" if sep in header[0])
-            raise UserError(f"Labels file {path} uses {'a tab' if sep == chr(9) else repr(sep)} to separate its columns "
-                            f"(its header is {header[0]!r}); save it as CSV with commas (in Excel: CSV UTF-8) and try "
-                            f"again. Received: labels={path}")
         raise UserError(
             f"Labels file {path} has no column {' or '.join(map(repr, missing))}{hint}; its columns are "
             f"{', '.join(map(repr, header))}; name the ones to use with --image-column and --label-column. "
