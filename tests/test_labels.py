@@ -255,3 +255,26 @@ def test_check_rows_with_progress_bar_on_many_rows(tmp_path, capsys):
     assert len(result.kept) == L.PROGRESS_MIN_ROWS + 40
     assert result.kept["path"].tolist()[:2] == ["0.png", "1.png"]
     assert capsys.readouterr().out == ""  # progress goes to stderr only
+
+
+def test_bare_names_are_found_in_sub_folders_and_windows_paths_read(tmp_path):
+    """EyePACS delivered in parts (images/part1, images/part2) and CSVs written on Windows dropped every row."""
+    images = tmp_path / "images"
+    save(images / "part1" / "10_left.jpeg")
+    save(images / "part2" / "10_right.jpeg")
+    save(images / "part1" / "twice.jpeg")
+    save(images / "part2" / "twice.jpeg")
+    save(images / "siteB" / "x.png")
+    save(images / "work" / "ghost.png")
+    (images / "work" / "dataset.json").write_text("{}")  # a workdir inside the images folder is not searched
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("image,level\n10_left,0\n10_right,1\ntwice,2\nsiteB\\x.png,3\nghost,1\nnowhere,0\n")
+    table = L.read_labels_csv(csv_path, image_column="image", label_column="level", split_column="split")
+    checked = L.check_rows(table, images, progress=False)
+    assert dict(zip(checked.kept["image"], checked.kept["path"])) == {
+        "10_left": "part1/10_left.jpeg", "10_right": "part2/10_right.jpeg", "siteB\\x.png": "siteB/x.png"}
+    assert dict(zip(checked.dropped["image"], checked.dropped["reason"])) == {
+        "twice": L.REASON_AMBIGUOUS, "ghost": L.REASON_MISSING, "nowhere": L.REASON_MISSING}
+    notes = " ".join(checked.notes)
+    assert "Note: 1 image names were Windows paths" in notes
+    assert "Note: 2 image names were not in" in notes and "'10_left' → part1/10_left.jpeg" in notes

@@ -381,7 +381,7 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     if identical:
         meta["identical"] = [[paths[i] for i in same] for same in identical]
     return _commit(workdir, frame, dropped, meta, force=force, class_names=encoding.classes, ordinal=ordinal,
-                   notes=[grouping.note, *lost_notes])
+                   notes=[*checked.notes, grouping.note, *lost_notes])
 
 
 def _lost_splits(table: pd.DataFrame, dropped: pd.DataFrame, given: list[str], folders: bool) -> list[str]:

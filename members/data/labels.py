@@ -65,6 +65,7 @@ class CheckedRows:
     dropped: pd.DataFrame
     has_split: bool
     identical: list[list[int]] = field(default_factory=list)  # sets of byte-identical kept rows (indices)
+    notes: list[str] = field(default_factory=list)  # names read otherwise than written (NameResolver.notes)
 
 
 def _key(name: str) -> str:
@@ -84,6 +85,9 @@ class NameResolver:
         self._prefix = self.root.rstrip(os.sep) + os.sep
         self._folders: dict[str, tuple[str, set[str], dict[str, list[str]], set[str]]] = {}
         self.loops: set[str] = set()  # symlinks that cannot be followed (loops), as full paths
+        self._tree: dict | None = None  # sub-folders of the root, listed on the first name not found at its place
+        self.elsewhere: list[tuple[str, str]] = []  # (name, path found in a sub-folder)
+        self.backslashed = 0  # names read with \ as /
 
     def _inside(self, real: str) -> bool:
         return real == self.root or real.startswith(self._prefix)
@@ -101,7 +105,60 @@ class NameResolver:
         return self._folders[folder]
 
     def resolve(self, name: str) -> tuple[str | None, str | None]:
-        """``(path relative to the root, POSIX style, None)`` or ``(None, reason)``."""
+        """``(path relative to the root, POSIX style, None)`` or ``(None, reason)``.
+
+        A name not found where it points is looked for again with ``\\`` read as ``/`` (a path
+        written on Windows) and, for a bare file name, in the sub-folders of the root, where it
+        must name exactly one file (EyePACS delivered in parts, ``images/part1/…``,
+        ``images/part2/…``; a name found in two sub-folders is ambiguous).
+        """
+        found, reason = self._resolve(name)
+        if reason == REASON_MISSING and "\\" in name and os.sep == "/":
+            found, reason = self._resolve(name.replace("\\", "/"))
+            self.backslashed += reason is None
+            name = name.replace("\\", "/")
+        if reason == REASON_MISSING and "/" not in name.strip("/"):
+            found, reason = self._in_subfolders(name.strip("/"))
+            if found is not None:
+                self.elsewhere.append((name, found))
+        return found, reason
+
+    def notes(self) -> list[str]:
+        """What :meth:`resolve` read otherwise than written, for prepare's output."""
+        out = []
+        if self.backslashed:
+            out.append(f"Note: {self.backslashed} image names were Windows paths (with \\); they were read with / instead.")
+        if self.elsewhere:
+            name, found = self.elsewhere[0]
+            out.append(f"Note: {len(self.elsewhere)} image names were not in {self.root} itself but each matched one file "
+                       f"in its sub-folders (e.g. {name!r} → {found}); name the sub-folder in the labels file if a "
+                       "name could mean another image.")
+        return out
+
+    def _in_subfolders(self, name: str) -> tuple[str | None, str | None]:
+        if self._tree is None:
+            self._tree = {}
+            for folder, dirs, files in os.walk(self.root):
+                if folder != self.root and "dataset.json" in files:  # a workdir inside the images: not images
+                    dirs[:] = []
+                    continue
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
+                if folder != self.root:
+                    self._tree[folder] = self._folder(folder)
+        hits = []
+        for folder, (_, names, folded, _) in self._tree.items():
+            found, reason = _match(name, names, folded)
+            if reason == REASON_AMBIGUOUS:
+                return None, REASON_AMBIGUOUS
+            if found is not None:
+                hits.append(os.path.relpath(os.path.join(folder, found), self.root))
+        if len(hits) > 1:
+            return None, REASON_AMBIGUOUS
+        if not hits:
+            return None, REASON_MISSING
+        return self._resolve(hits[0])
+
+    def _resolve(self, name: str) -> tuple[str | None, str | None]:
         folder, base = os.path.split(os.path.normpath(os.path.join(self.root, name)))
         real_folder, names, folded, links = self._folder(folder)
         if not self._inside(real_folder):
@@ -356,7 +413,7 @@ def check_rows(table: pd.DataFrame, images_dir: str | os.PathLike, *, progress: 
     kept_df["label"] = kept_df["label"].astype("int64")
     dropped_df = pd.DataFrame(dropped, columns=["row", "image", "label", "reason"]).sort_values("row", kind="stable")
     return CheckedRows(kept=kept_df, dropped=dropped_df.reset_index(drop=True), has_split=has_split,
-                       identical=sets)
+                       identical=sets, notes=resolver.notes())
 
 
 def file_identity(path: str | os.PathLike) -> tuple:
