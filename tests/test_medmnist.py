@@ -82,6 +82,9 @@ def test_prepare_npz_rewrites_deleted_images(tmp_path):
     ({"train_images": np.zeros((12, 8, 8), np.float32)}, "must be uint8"),
     ({"train_images": np.zeros((12, 8, 8, 4), np.uint8)}, "must be uint8 with shape"),
     ({"train_labels": np.zeros((12, 14), np.uint8)}, "one integer class per image"),
+    ({"train_labels": np.eye(3, dtype=np.uint8)[np.arange(12) % 3]}, "one column per class (one-hot), or several labels "
+                                                                     "per image; save one integer class per image "
+                                                                     "instead (for one-hot labels: labels.argmax(axis=1))"),
     ({"val_labels": np.array([0, 1, -1, 2])}, "non-negative integers"),
     ({"val_labels": np.array([0, 1, 1.5, 2])}, "non-negative integers"),
 ])

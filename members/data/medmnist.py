@@ -97,6 +97,10 @@ def _check_shapes(path: Path, split: str, headers: dict) -> tuple[int, ...]:
     if idtype != np.uint8 or len(ishape) not in (3, 4) or (len(ishape) == 4 and ishape[3] not in (1, 3)):
         raise UserError(f"{split}_images in {path} must be uint8 with shape (n, h, w) or (n, h, w, 3); "
                         f"convert it with numpy first. Received: dtype={idtype}, shape={ishape}")
+    if len(lshape) == 2 and lshape[1] > 1 and ldtype.kind in "biuf":
+        raise UserError(f"{split}_labels in {path} have shape {lshape}: one column per class (one-hot), or several "
+                        "labels per image; save one integer class per image instead (for one-hot labels: "
+                        f"labels.argmax(axis=1)); multi-label sets are not supported. Received: dtype={ldtype}")
     if len(lshape) not in (1, 2) or (len(lshape) == 2 and lshape[1] != 1) or ldtype.kind not in "biuf":
         raise UserError(f"{split}_labels in {path} must hold one integer class per image, shape (n,) or (n, 1) "
                         f"(multi-label sets are not supported). Received: dtype={ldtype}, shape={lshape}")
