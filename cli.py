@@ -313,7 +313,8 @@ def _trained_members(workdir: Path, json_: bool) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(r["member"] + (" †" if r["below_majority"] else "") + (" (stale)" if r["stale"] else ""),
-                      str(r["preset"]), str(r["input"]), str(r["head"]),
+                      str(r["preset"]), "-" if r["input"] is None else str(r["input"]),
+                      "-" if r["head"] is None else str(r["head"]),
                       f(r["test_accuracy"]), f(r["majority_accuracy"]), f(r["test_balanced_accuracy"]), f(r["test_qwk"]),
                       "yes" if r["collapsed"] else "no")
     Console().print(table)

@@ -124,6 +124,7 @@ def run_vote(
 
     calibrate = calibration.check_calibration(calibrate)
     ms = drop_collapsed(load_members(workdir, members), keep=keep_collapsed)
+    _say_probabilities_only(ms)
     ms, protocol = oof_protocol(workdir, ms)  # k-fold members: "val" becomes every out-of-fold train+val row
     variants = resolve_methods(methods, thresholds, ms.num_classes, ordinal=ms.ordinal)
     select_by = default_select_by(select_by, ms.ordinal)
@@ -623,6 +624,17 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
         mcnemar += (f" {bm} gives every test row the grade {bs} gives it: on test it is that member in effect, "
                     "not a combination of members.")
     return f"{head}; {extra}. {baseline} {mcnemar}{_selection_words(r, label)}{_thin_test_words(r)}"
+
+
+def _say_probabilities_only(ms: MemberSet) -> None:
+    """A note on stderr: members imported as probabilities have no model, so no combiner with them grades new images."""
+    from ensemble.importer import has_model
+
+    alone = [name for name in ms.names if not has_model(ms.metrics.get(name) or {})]
+    if alone:
+        print(f"Note: {', '.join(alone)} {'were' if len(alone) > 1 else 'was'} imported as probabilities only (no model): "
+              "this vote scores them, but `predict` and `explain` cannot use a combiner that includes them; vote with "
+              "--members leaving them out for an ensemble that grades new images.", file=sys.stderr)
 
 
 def _thin_test_words(r: dict) -> str:

@@ -419,8 +419,12 @@ def test_an_imported_member_gets_the_collapse_check_and_vote_leaves_it_out(workd
                        / "metrics.json").read_text())
     assert fine["collapsed"] is False and fine["below_majority"] == {"val": False, "test": False}
     add_member(workdir_copy, "other", seed=4)
+    capsys.readouterr()
     report = run_vote(workdir_copy, methods=("soft",), n_boot=10, console=Console(file=io.StringIO()))
     assert "flat" not in report["members"] and {"fine", "other"} <= set(report["members"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("Note: fine was imported as probabilities only (no model): this vote scores them, but `predict` and "
+            "`explain` cannot use a combiner that includes them") in err and "flat was imported" not in err
 
 
 def test_a_forced_import_that_fails_leaves_the_previous_member_whole(workdir_copy, tmp_path, monkeypatch):
