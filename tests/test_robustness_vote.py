@@ -333,3 +333,13 @@ def test_a_member_or_dataset_replaced_while_the_vote_runs_is_refused_and_the_old
                 else f"The dataset of {voted} was replaced while this vote ran")
     one_sentence_error(code, err, expected, "the previous ensemble is kept")
     assert _files(voted / "ensemble") == before and _hidden(voted) == []
+
+
+def test_a_file_named_ensemble_is_left_alone_and_named(voted):
+    """vote swapped a regular file at W/ensemble into a hidden staging name, where the user would not find it."""
+    shutil.rmtree(voted / "ensemble")
+    (voted / "ensemble").write_text("my notes")
+    code, _, err = _vote(voted, "--members", "t1,t2", "--method", "soft")
+    one_sentence_error(code, err, f"{voted / 'ensemble'} is a file, where this command writes its folder; move that "
+                                  "file away")
+    assert (voted / "ensemble").read_text() == "my notes" and _hidden(voted) == []

@@ -125,6 +125,9 @@ def staged(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     recover_dir(target)
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{target} is a file, where this command writes its folder; move that file away (it is "
+                        "left as it is), then run the command again.")
     remove_staging(target)
     tmp = staging_path(target)
     try:
