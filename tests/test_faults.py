@@ -625,8 +625,8 @@ def test_sigterm_stops_train_members_like_ctrl_c_and_ends_its_workers(prepared, 
 
     parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not list((work / "members").glob("*/.resume/state.json")):
-        time.sleep(0.2)  # an epoch is finished: the workers are busy training
+    while time.monotonic() < deadline and len(list((work / "members").glob("*/.lock"))) < 2:
+        time.sleep(0.1)  # both workers hold their member's lock: they are at work
     workers = parent.children(recursive=True)
     assert workers, "no worker processes"
     proc.send_signal(signal.SIGTERM)
