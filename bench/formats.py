@@ -1,5 +1,9 @@
 """What a format costs to read: the same photographs as JPEG, PNG, TIFF and LZW TIFF through the one image path.
 
+``jpeg_exif6`` is the JPEG stored sideways with EXIF orientation 6 (as a phone writes it), which the
+path turns upright (``members.data.pipeline.upright``): what reading the tag and turning costs;
+``jpeg_no_orientation_step`` is the plain JPEG through the path without that step (as before it).
+
 TensorFlow decodes JPEG (at reduced scale for large ones) and PNG; TIFF goes through Pillow
 (``members.data.pillow_image``, called by ``tf.numpy_function`` inside the tf.data map). This reads
 the same real fundus photographs (IDRiD, 771×512, from ``../shared/data``; synthetic 768×512 fundi
@@ -25,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common  # noqa: E402
 
 IDRID = Path(__file__).resolve().parents[2] / "shared" / "data" / "idrid_grading_512" / "images"
-FORMATS = {"jpeg": ("JPEG", {"quality": 95}), "png": ("PNG", {}), "tiff": ("TIFF", {}),
-           "tiff_lzw": ("TIFF", {"compression": "tiff_lzw"})}
+FORMATS = {"jpeg": ("JPEG", {"quality": 95}), "jpeg_no_orientation_step": ("JPEG", {"quality": 95}),
+           "jpeg_exif6": ("JPEG", {"quality": 95, "orientation": 6}),
+           "png": ("PNG", {}), "tiff": ("TIFF", {}), "tiff_lzw": ("TIFF", {"compression": "tiff_lzw"})}
 SIZE = 224
 
 
@@ -47,11 +52,18 @@ def sources(n: int) -> tuple[list[np.ndarray], str]:
     return out, "synthetic 768×512 fundi (IDRiD absent)"
 
 
-def one_pass(paths: list[str]) -> tuple[float, float]:
+def one_pass(paths: list[str], *, orientation_step: bool = True) -> tuple[float, float]:
+    from members.data import pipeline
     from members.data.pipeline import make_dataset
 
-    ds = make_dataset(paths, np.zeros(len(paths)), size=SIZE, batch_size=16, preprocessing="ben", fundus_crop=True,
-                      cache="none")
+    real = pipeline.upright
+    if not orientation_step:  # the path as it was before EXIF orientation was read: the step's own cost
+        pipeline.upright = lambda image, data: image
+    try:
+        ds = make_dataset(paths, np.zeros(len(paths)), size=SIZE, batch_size=16, preprocessing="ben",
+                          fundus_crop=True, cache="none")
+    finally:
+        pipeline.upright = real
     cpu, start = common.cpu_seconds(), time.perf_counter()
     n = sum(int(x.shape[0]) for x, _ in ds)
     assert n == len(paths)
@@ -72,16 +84,24 @@ def main() -> int:
             folder.mkdir()
             ext = "jpeg" if fmt == "JPEG" else "png" if fmt == "PNG" else "tif"
             for i, array in enumerate(images):
-                Image.fromarray(array).save(folder / f"{i:04d}.{ext}", fmt, **kwargs)
+                options = dict(kwargs)
+                if options.pop("orientation", None):  # stored sideways, as a phone writes it, tagged to be turned
+                    image = Image.fromarray(np.ascontiguousarray(np.rot90(array, 1)))
+                    exif = image.getexif()
+                    exif[0x0112] = 6
+                    options["exif"] = exif.tobytes()
+                else:
+                    image = Image.fromarray(array)
+                image.save(folder / f"{i:04d}.{ext}", fmt, **options)
             folders[name] = sorted(str(p) for p in folder.iterdir())
             sizes[name] = sum(Path(p).stat().st_size for p in folders[name]) / len(images) / 1024
-        for paths in folders.values():  # warm-up: imports, thread pools, the page cache
-            one_pass(paths[:8])
+        for name, paths in folders.items():  # warm-up: imports, thread pools, the page cache
+            one_pass(paths[:8], orientation_step=name != "jpeg_no_orientation_step")
         walls = {name: [] for name in FORMATS}
         cpus = {name: [] for name in FORMATS}
         for _ in range(args.repeats):
             for name, paths in folders.items():
-                wall, cpu = one_pass(paths)
+                wall, cpu = one_pass(paths, orientation_step=name != "jpeg_no_orientation_step")
                 walls[name].append(wall)
                 cpus[name].append(cpu)
     rows, result = [], {"images": n, "source": what, "size": SIZE, "preparation": "fundus crop + Ben",

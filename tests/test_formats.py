@@ -147,3 +147,39 @@ def test_a_messidor_like_set_of_tiffs_named_without_extension_is_prepared(tmp_pa
     (tmp_path / "labels.csv").write_text("image,level\n" + "\n".join(rows) + "\n")
     result = prepare_csv(tmp_path / "w2", tmp_path / "labels.csv", flat, progress=False)
     assert result.kept == 12 and result.skipped == {}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_an_exif_orientation_is_applied_as_photo_viewers_apply_it(tmp_path, fundus, orientation):
+    """decode_jpeg ignores EXIF orientation: a phone photo stored sideways reached members sideways."""
+    from PIL import ImageOps
+
+    from members.data.pillow_image import orient
+
+    image = Image.fromarray(fundus)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    for fmt, name in (("JPEG", "eye.jpeg"), ("TIFF", "eye.tif")):  # TensorFlow's path and Pillow's
+        kwargs = {"quality": 100, "subsampling": 0} if fmt == "JPEG" else {}
+        image.save(tmp_path / name, fmt, exif=exif.tobytes(), **kwargs)
+        with Image.open(tmp_path / name) as im:
+            shown = np.asarray(ImageOps.exif_transpose(im).convert("RGB")).astype(int)
+        decoded = _decoded(tmp_path / name).astype(int)
+        assert decoded.shape == shown.shape == orient(fundus, orientation).shape, (fmt, orientation)
+        assert np.abs(decoded - shown).mean() < 1.5, (fmt, orientation)  # JPEG: TensorFlow's and Pillow's IDCT
+
+
+def test_training_and_predict_turn_a_sideways_photo_upright(tmp_path, fundus):
+    upright = Image.fromarray(fundus)
+    upright.save(tmp_path / "upright.jpeg", quality=100, subsampling=0)
+    sideways = Image.fromarray(np.ascontiguousarray(np.rot90(fundus, 1)))  # stored turned, tagged to be turned back
+    exif = sideways.getexif()
+    exif[0x0112] = 6
+    sideways.save(tmp_path / "sideways.jpeg", quality=100, subsampling=0, exif=exif.tobytes())
+    paths = [str(tmp_path / "upright.jpeg"), str(tmp_path / "sideways.jpeg")]
+    (_, (batch,)), = list(image_batches(paths, [(32, "none", False)], batch_size=4))
+    fed = batch.numpy().astype(np.float32)
+    assert np.abs(fed[1] - fed[0]).mean() < 2.0  # turned: the same eye, up to JPEG rounding
+    assert np.abs(np.rot90(fed[1], 1) - fed[0]).mean() > 10 * np.abs(fed[1] - fed[0]).mean()
+    ds = make_dataset(paths, np.zeros(2), size=32, batch_size=4, preprocessing="none", fundus_crop=False, cache="none")
+    assert np.array_equal(np.concatenate([x.numpy() for x, _ in ds]), fed)

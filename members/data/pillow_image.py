@@ -53,11 +53,52 @@ def to_rgb8(im) -> np.ndarray:
 
 
 def decode_bytes(data: bytes) -> np.ndarray:
-    """Encoded bytes of a file TensorFlow cannot decode to ``uint8`` RGB (h, w, 3)."""
+    """Encoded bytes of a file TensorFlow cannot decode to ``uint8`` RGB (h, w, 3), upright by its EXIF orientation."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        return to_rgb8(im)
+        return orient(to_rgb8(im), _orientation_of(im))
+
+
+ORIENTATION_TAG = 0x0112  # EXIF Orientation: 1 upright; 2-8 mirrored and/or rotated, as cameras and phones write it
+
+
+def _orientation_of(im) -> int:
+    try:
+        value = int(im.getexif().get(ORIENTATION_TAG, 1))
+    except Exception:  # noqa: BLE001 - a broken EXIF block: take the pixels as stored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def orientation(data) -> np.int32:
+    """The EXIF orientation (1-8; 1 when absent or unreadable) of encoded image bytes.
+
+    Only the header is parsed (by Pillow, no pixels decoded), and only when the bytes hold an
+    ``Exif`` block near their start, so images without one cost a substring search.
+
+    Example:
+        >>> int(orientation(b"\xff\xd8\xff\xe0 no exif here"))
+        1
+    """
+    from PIL import Image
+
+    data = data.item() if isinstance(data, np.ndarray) else data
+    if b"Exif" not in data[:65536]:
+        return np.int32(1)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.int32(_orientation_of(im))
+    except Exception:  # noqa: BLE001 - not an image Pillow reads: the decoder will say so
+        return np.int32(1)
+
+
+def orient(pixels: np.ndarray, value: int) -> np.ndarray:
+    """``pixels`` (h, w, c) turned upright for EXIF orientation ``value`` (what Pillow's ``exif_transpose`` does)."""
+    turns = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+             5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, 3), 7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+             8: lambda a: np.rot90(a, 1)}
+    return np.ascontiguousarray(turns.get(int(value), turns[1])(pixels))
 
 
 def tensorflow_decodes(head: bytes) -> bool:

@@ -107,13 +107,32 @@ def decode_at(data: tf.Tensor, scale: tf.Tensor, path: tf.Tensor | None = None) 
                 for r in JPEG_RATIOS]
     image = tf.cond(
         tf.equal(tf.strings.substr(data, 0, 3), JPEG_MAGIC),
-        lambda: tf.switch_case(scale, branches),
+        lambda: upright(tf.switch_case(scale, branches), data),
         lambda: tf.cond(tensorflow_decodes(data),
                         lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8),
                         lambda: pillow_decode(data, path)),
     )
     image.set_shape([None, None, 3])
     return image
+
+
+def upright(image: tf.Tensor, data: tf.Tensor) -> tf.Tensor:
+    """A decoded JPEG turned upright by its EXIF orientation, as photo viewers show it.
+
+    ``decode_jpeg`` ignores the tag, so a phone or camera photo stored sideways (orientation 6,
+    say) reached the member sideways, in training and ``predict`` alike; Pillow's path
+    (:func:`members.data.pillow_image.decode_bytes`) turns its formats the same way. The tag is
+    read from the header (:func:`members.data.pillow_image.orientation`); without one nothing changes.
+    """
+    from members.data.pillow_image import orientation
+
+    value = tf.numpy_function(orientation, [data], tf.int32, stateful=False)
+    value.set_shape([])
+    turns = [lambda: image, lambda: image, lambda: tf.image.flip_left_right(image),
+             lambda: tf.image.rot90(image, 2), lambda: tf.image.flip_up_down(image),
+             lambda: tf.image.transpose(image), lambda: tf.image.rot90(image, 3),
+             lambda: tf.image.transpose(tf.image.rot90(image, 2)), lambda: tf.image.rot90(image, 1)]
+    return tf.switch_case(value, turns, default=lambda: image)
 
 
 def tensorflow_decodes(data: tf.Tensor) -> tf.Tensor:
