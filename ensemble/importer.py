@@ -484,7 +484,7 @@ def _renormalised(probs: np.ndarray, path: Path, split: str, where: list[str]) -
     sums = probs.sum(axis=1)
     deviation = np.abs(sums - 1.0)
     worst = int(deviation.argmax()) if len(sums) else 0
-    if len(sums) and deviation[worst] > SUM_RENORMALISED:
+    if len(sums) and deviation[worst] > SUM_RENORMALISED + 1e-9:  # 1.01 is 0.01 off, not 0.0100000000000000009
         fix = hint if deviation[worst] > SUM_SCORES else ("give the probabilities with more decimals, or every "
                                                           "class's column")
         raise UserError(f"{path} {where[worst]} sums to {sums[worst]:.4g}, not 1 (rows up to {SUM_RENORMALISED:g} "

@@ -643,18 +643,19 @@ def _thin_test_words(r: dict) -> str:
     with fewer than :data:`FEW_ROWS` (resamples of so few rows vary too little to be trusted)."""
     boot = r.get("bootstrap") or {}
     thin = boot.get("single_row_classes") or []
-    if thin:
-        return (f" The test split has {len(thin)} class(es) with a single row ({', '.join(map(str, thin))}), which a "
-                "bootstrap stratified by class never varies, so the intervals above are narrower than the real "
-                "uncertainty (zero-wide when every class has one row); prepare a larger test split (--test-fraction, "
-                "or more images).")
     n, few = boot.get("test_rows"), boot.get("few_row_classes") or {}
+    fix = (f"prepare a larger test split (at least {SMALL_TEST} rows and {FEW_ROWS} per class: --test-fraction, or "
+           "more images)")
+    if thin:
+        return (f" Caution: the test split has {len(thin)} class(es) with a single row ({', '.join(map(str, thin))}), "
+                "which a bootstrap stratified by class never varies, so the intervals above are narrower than the "
+                "real uncertainty (zero-wide when every class has one row) and neither a 'beat' nor a difference "
+                f"above should be trusted; {fix}.")
     if n is None or (n >= SMALL_TEST and not few):
         return ""
     fewest = f"; class {min(few, key=few.get)} has {min(few.values())}" if few else ""
     return (f" Caution: these figures rest on {n} test rows{fewest}: bootstrap intervals from so few rows are narrower "
-            "than the real uncertainty, so neither a 'beat' nor a difference above should be trusted; prepare a "
-            f"larger test split (at least {SMALL_TEST} rows and {FEW_ROWS} per class: --test-fraction, or more images).")
+            f"than the real uncertainty, so neither a 'beat' nor a difference above should be trusted; {fix}.")
 
 
 def _class_label(r: dict) -> str:

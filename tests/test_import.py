@@ -133,6 +133,8 @@ def test_probabilities_rounded_to_three_decimals_are_renormalised(workdir_copy, 
         table[cols] = table[cols].round(3)
         if split == "val":
             table.loc[4, cols] = [0.597, 0.1, 0.1, 0.1, 0.1]  # sums to 0.997: rounding, not scores
+        else:
+            table.loc[2, cols] = [0.61, 0.1, 0.1, 0.1, 0.1]  # sums to 1.01 (1.0100000000000000089): at the limit, kept
         table.to_csv(csvs[split], index=False)
     folder = import_member(workdir_copy, "rounded", val_csv=csvs["val"], test_csv=csvs["test"])
     data = load_dataset(workdir_copy)

@@ -625,9 +625,10 @@ def test_a_test_class_with_one_row_is_said_to_make_the_intervals_too_narrow(tmp_
     report = run_vote(root, n_boot=50, console=Console(file=io.StringIO()))
     assert report["bootstrap"]["single_row_classes"] == [K - 1]
     assert report["verdict"].endswith(
-        f"The test split has 1 class(es) with a single row ({K - 1}), which a bootstrap stratified by class never "
-        "varies, so the intervals above are narrower than the real uncertainty (zero-wide when every class has one "
-        "row); prepare a larger test split (--test-fraction, or more images).")
+        f"Caution: the test split has 1 class(es) with a single row ({K - 1}), which a bootstrap stratified by class "
+        "never varies, so the intervals above are narrower than the real uncertainty (zero-wide when every class has "
+        "one row) and neither a 'beat' nor a difference above should be trusted; prepare a larger test split (at "
+        "least 50 rows and 3 per class: --test-fraction, or more images).")
     _, balanced, _ = voted
     assert balanced["bootstrap"]["single_row_classes"] == [] and "single row" not in balanced["verdict"]
     # 20 test rows, 4 per class: no single row, but too few rows for any interval to be trusted
