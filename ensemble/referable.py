@@ -4,8 +4,10 @@ For an ordinal grade task, a model's score of referable disease is the probabili
 on the grades at or above the cut, ``P(grade >= cut) = sum(probs[:, cut:])``. The
 operating point is chosen on val (out-of-fold rows for the ensemble): the highest
 threshold whose val sensitivity reaches the target (0.90 by default). Test only
-measures: sensitivity and specificity at that threshold, the AUC of the score, and the
-recall of every grade, each with its 95 % paired-bootstrap interval.
+measures: sensitivity and specificity at that threshold (exact Clopper-Pearson 95 %
+intervals), the AUC of the score (paired bootstrap), the recall of every grade, and —
+``by_grade`` — the sensitivity and specificity of the model's own grades (grade >= cut), the
+decision a grader reading its grades makes.
 """
 
 from __future__ import annotations
@@ -88,10 +90,13 @@ def operating_point(
         per_grade[str(g)] = {"n": int(rows.sum()),
                              "recall": float(np.mean(test_pred[rows] == g)) if rows.any() else float("nan"),
                              "referred": float(np.mean(flagged[rows])) if rows.any() else float("nan")}
+    by_grade = stats.sensitivity_specificity(pos, np.asarray(test_pred) >= cut, indices=indices)
     out = {"name": name, "threshold": threshold,
            "val_sensitivity": val_ss["sensitivity"]["value"], "val_specificity": val_ss["specificity"]["value"],
            "sensitivity": test_ss["sensitivity"], "specificity": test_ss["specificity"], "auc": auc,
-           "test_referred": int(flagged.sum()), "per_grade": per_grade}
+           "test_referred": int(flagged.sum()), "per_grade": per_grade,
+           "by_grade": {"sensitivity": by_grade["sensitivity"], "specificity": by_grade["specificity"],
+                        "referred": int((np.asarray(test_pred) >= cut).sum())}}
     warning = degenerate_warning(name, out["val_specificity"], cut=cut, target=target,
                                  test_specificity=out["specificity"]["value"])
     if warning:

@@ -94,8 +94,11 @@ def _skipped_lines(report: dict) -> list[str]:
 def render_markdown(report: dict) -> str:
     """``report.md``: verdict, setup, test and val tables, significance, diversity, referral, referable DR,
     calibration, glossary."""
-    lines = ["# Ensemble vote report", "", f"**Verdict.** {report['verdict']}", "", "## Setup", ""]
+    lines = ["# Ensemble vote report", "", f"**Verdict.** {report['verdict']}", ""]
+    lines += _glance_md(report)
+    lines += ["## Setup", ""]
     lines += [
+        *_data_lines(report),
         (f"- Test rows: {report['test_size']}; "
          f"{'out-of-fold (train+val) rows' if chosen_on(report) != 'val' else 'val rows'}: {report['val_size']}; "
          f"classes: {report['num_classes']} "
@@ -110,7 +113,9 @@ def render_markdown(report: dict) -> str:
         f"- Selection (never on test): {report['selection_metric']}.",
         f"- Combiners: {report['combiner_protocol']}",
         f"- Grade thresholds: {report['thresholds']['note']}",
-        f"- Intervals: {report['bootstrap']['note']}",
+        f"- Intervals: {report['bootstrap']['note']} Sensitivity and specificity of referable DR: exact "
+        "(Clopper-Pearson) binomial intervals.",
+        *_calibration_setup(report.get("calibration")),
         (f"- Baseline: always predict the majority class of val (class {_class_name(report, report['baseline_class'])}), "
          "with the val class frequencies as probabilities."),
         "",
@@ -126,6 +131,7 @@ def render_markdown(report: dict) -> str:
     base_acc = _num((report.get("below_baseline") or {}).get("baseline"))
     lines += ["", "Bold: best test value among members and ensembles (log-loss and ECE: lowest). "
               f"{BELOW}: test accuracy below the majority class's ({base_acc}).", ""]
+    lines += _referable_md(report.get("referable"))
     if report["skipped"]:
         lines += ["## Skipped", "", "Members left out of the vote, with the reason:", ""]
         lines += [f"- {line}" for line in _skipped_lines(report)] + [""]
@@ -147,6 +153,8 @@ def render_markdown(report: dict) -> str:
               "| --- | --- | --- | --- | --- | --- |"]
     for method, s in report["significance"].items():
         favours = {"ensemble": method, "single": report["best_single"]}.get(s.get("direction"), "neither")
+        if favours != "neither" and s["mcnemar_p"] >= 0.05:
+            favours = f"neither (p ≥ 0.05; {favours} has more)"
         same = s.get("same_grades")
         lines.append(f"| {method} | {s['method_only_correct']} | {s['single_only_correct']} | {favours} "
                      f"| {s['mcnemar_p']:.4g} | {'n/a' if same is None else f'{same:.0%} of rows'} |")
@@ -155,8 +163,9 @@ def render_markdown(report: dict) -> str:
               "| metric | difference [95 % CI] |", "| --- | --- |"]
     lines += [f"| {short} | {_cell(diff['metrics'][key])} |" for key, short in COLUMNS]
     lines += bagging_md(report.get("bagging"))
-    lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"], chosen_on(report))
-    lines += _referable_md(report.get("referable")) + _calibration_md(report.get("calibration"))
+    lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"], chosen_on(report),
+                                                               report["test_size"])
+    lines += _calibration_md(report.get("calibration"))
     lines += _glossary_md()
     return "\n".join(lines) + "\n"
 
@@ -201,17 +210,22 @@ def _diversity_md(div: dict) -> list[str]:
     return out
 
 
-def _referral_md(ref: dict, rows: str = "val") -> list[str]:
-    out = ["## Referral (screening)", "",
+def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None) -> list[str]:
+    n = ref.get("test_referred")
+    counts = (f" ({n} test eyes referred" + (f", {n_test - n} graded automatically" if n_test is not None else "")
+              + ")") if n is not None else ""
+    out = ["## Referral to a human grader for low confidence (not referable DR)", "",
+           ("Coverage is the share of eyes the ensemble grades on its own; the rest go to a human grader. This "
+            "is about the ensemble's confidence in its grade, not about disease: referable DR is above."), "",
            (f"Rows whose {ref['confidence']} is below {_num(ref['threshold'])} (chosen on {rows} for "
             f"{ref['target_coverage']:.0%} coverage)"
             + (f", and rows no member grades as the ensemble does ({ref['val_without_agreement']} on {rows}, "
                f"{ref['test_without_agreement']} on test), are referred to a human grader."
                if ref.get("refer_without_agreement") else " are referred to a human grader.")), "",
-           (f"- Test coverage {_num(ref['test_coverage'])}; accuracy on the kept rows "
+           (f"- Test coverage {_num(ref['test_coverage'])}{counts}; accuracy on the kept rows "
             f"{_num(ref['test_accuracy_kept'])}, on the referred rows {_num(ref['test_accuracy_referred'])}, "
             f"on all rows {_num(ref['test_accuracy_all'])}."),
-           "", "| coverage | accuracy | threshold |", "| --- | --- | --- |"]
+           "", "Test accuracy at each coverage:", "", "| coverage | accuracy | threshold |", "| --- | --- | --- |"]
     curve = ref["test_curve"]
     points = zip(curve["coverage"], curve["accuracy"], curve["threshold"])
     out += [f"| {c:.2f} | {_num(a)} | {_num(t)} |" for c, a, t in points]
@@ -233,7 +247,10 @@ def _referable_md(ref: dict | None) -> list[str]:
     out += [(f"Referable = {ref['positive']} ({ref['test_positives']} of {ref['test_positives'] + ref['test_negatives']} "
              f"test rows). Score: {ref['score']}. Each model's threshold is the highest one reaching "
              f"{ref['sensitivity_target']:.0%} sensitivity on {ref['chosen_on']}; test only measures. "
-             "Intervals: the same paired bootstrap as above. ROC curves: `roc.png`."), "",
+             "Intervals: exact (Clopper-Pearson) for sensitivity and specificity, the paired bootstrap for AUC. "
+             "Rows \"by its grades\" refer an eye when the model's own grade is "
+             f"{cut} or worse — the decision a reader of its grades (and of `predict`'s `class`) makes; they can "
+             "differ from the threshold's. ROC curves: `roc.png`."), "",
             "| model | threshold | val sensitivity | test sensitivity | test specificity | AUC (referable) | referred |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for role, title in (("best_single", "best single"), ("ensemble", "best ensemble")):
@@ -241,6 +258,10 @@ def _referable_md(ref: dict | None) -> list[str]:
         out.append(f"| {r['name']} ({title}) | {_num(r['threshold'], 4)} | {_num(r['val_sensitivity'])} | "
                    f"{_ci_text(r['sensitivity'])} | {_ci_text(r['specificity'])} | {_ci_text(r['auc'])} | "
                    f"{r['test_referred']} |")
+        g = r.get("by_grade")
+        if g:
+            out.append(f"| {r['name']} ({title}), by its grades | grade ≥ {cut} | | {_ci_text(g['sensitivity'])} | "
+                       f"{_ci_text(g['specificity'])} | | {g['referred']} |")
     warnings = [f"**Warning:** {ref[role]['warning']}" for role in ("best_single", "ensemble") if ref[role].get("warning")]
     out += ["", *warnings] if warnings else []
     grades = list(ref["best_single"]["per_grade"])
@@ -259,6 +280,72 @@ def _referable_md(ref: dict | None) -> list[str]:
         out += ["", "AUC of referable DR, every member (test): "
                 + ", ".join(f"{n} {_num(v)}" for n, v in ref["member_auc"].items()) + "."]
     return out
+
+
+def _data_lines(report: dict) -> list[str]:
+    data = report.get("data") or {}
+    if not data.get("source"):
+        return []
+    synthetic = (" — **synthetic images written by `demo-data`, not photographs of real eyes: these figures say "
+                 "nothing about patients**") if data.get("synthetic") else ""
+    return [f"- Data: {data['source']}{synthetic}."]
+
+
+def _glance_md(report: dict) -> list[str]:
+    """The answers a clinician looks for first: which data, referable DR of both models, the grades they miss."""
+    out = ["## At a glance", ""]
+    data = report.get("data") or {}
+    if data.get("synthetic"):
+        out.append("- **Synthetic demo data** (`demo-data`), not real eyes: the figures below show the tool at work, "
+                   "not clinical performance.")
+    n = report["test_size"]
+    out.append(f"- Test set: {n} images, never used to fit or choose anything; intervals are 95 %.")
+    ref = report.get("referable") or {}
+    if ref.get("applicable"):
+        for role, title in (("ensemble", "ensemble"), ("best_single", "best single member")):
+            r = ref[role]
+            g = r.get("by_grade") or {}
+            by = (f"; by its grades {_pct(g['sensitivity'])} and {_pct(g['specificity'])}"
+                  if g else "")
+            out.append(f"- Referable DR ({ref['positive']}, {ref['test_positives']} of "
+                       f"{ref['test_positives'] + ref['test_negatives']} test eyes), {title} {r['name']}: sensitivity "
+                       f"{_pct(r['sensitivity'])}, specificity {_pct(r['specificity'])} at its threshold{by}.")
+        weak = [(gr, pg) for gr, pg in ref["ensemble"]["per_grade"].items()
+                if pg["n"] and pg["recall"] == pg["recall"] and pg["recall"] < 0.5]
+        if weak:
+            out.append("- Grades the ensemble mostly misses on test (recall below 0.5): " + ", ".join(
+                f"grade {gr} ({_num(pg['recall'], 2)} of {pg['n']} eyes right)" for gr, pg in weak) + ".")
+    cal = report.get("calibration") or {}
+    worse = _calibration_worse(cal)
+    if worse:
+        out.append(f"- {worse}")
+    return out + [""]
+
+
+def _pct(entry: dict) -> str:
+    lo, hi = entry["ci"]
+    return f"{_num(entry['value'], 2)} [{_num(lo, 2)}, {_num(hi, 2)}]"
+
+
+def _calibration_setup(cal: dict | None) -> list[str]:
+    if not cal or cal.get("method") in (None, "none"):
+        return []
+    return [f"- Calibration: {cal['method']} scaling, fitted on {cal.get('fitted_on', 'val')}: every probability in "
+            "the tables is the calibrated one (before and after: Calibration, below)."]
+
+
+def _calibration_worse(cal: dict) -> str | None:
+    """A sentence when calibration made the ensemble's test log-loss or ECE worse."""
+    ens = (cal or {}).get("ensemble") or {}
+    test = ens.get("test") or {}
+    worse = [name for key, name in (("log_loss", "log-loss"), ("ece", "ECE"))
+             if key in test and test[key]["after"] is not None and test[key]["before"] is not None
+             and test[key]["after"] > test[key]["before"]]
+    if not worse:
+        return None
+    return (f"Temperature calibration made the ensemble's test {' and '.join(worse)} worse (" + ", ".join(
+        f"{name} {_num(test[key]['before'])} → {_num(test[key]['after'])}" for key, name in
+        (("log_loss", "log-loss"), ("ece", "ECE")) if name in worse) + "): fitted on few rows, it did not carry over.")
 
 
 def _calibration_md(cal: dict | None) -> list[str]:
@@ -282,6 +369,9 @@ def _calibration_md(cal: dict | None) -> list[str]:
         out.append(f"| {ens['method']} (best ensemble; before = fitted on the unscaled members) | "
                    f"{_num(ens['output_temperature'])} | | | {arrow(ens['test']['log_loss'])} | "
                    f"{arrow(ens['test']['ece'])} |")
+    worse = _calibration_worse(cal)
+    if worse:
+        out += ["", f"**{worse}**"]
     return out
 
 
@@ -305,6 +395,25 @@ GLOSSARY = (
      "because the ensemble is not confident enough about its grade."),
     ("Majority baseline", "always answering the most common grade of val; a model below it on accuracy has learned "
      "less than the class frequencies (marked †)."),
+    ("Balanced accuracy", "the mean over grades of the share of each grade's eyes graded right: every grade counts "
+     "the same, however rare, so always answering 'no DR' scores 1/k, not the share of healthy eyes."),
+    ("Macro-F1", "the mean over grades of F1 (the harmonic mean of precision and recall for that grade)."),
+    ("AUC", "area under the ROC curve: the chance that a random eye of a grade scores higher for that grade than a "
+     "random eye of another; here the mean over grades, one against the rest (0.5 = chance, 1 = perfect). For "
+     "referable DR, the AUC of P(referable)."),
+    ("Log-loss", "how much probability a model gave the true grade, on a log scale; lower is better, and a "
+     "confident wrong grade costs most."),
+    ("Combiners", "how member predictions are joined: hard = majority vote of their grades; soft = mean of their "
+     "probabilities; weighted = a weighted mean with weights fitted on the selection rows; caruana = greedy "
+     "selection of members, with repeats, that most improves the selection metric; stack = a logistic regression "
+     "on all members' probabilities. '+thr' cuts the expected grade at thresholds tuned for QWK instead of taking "
+     "the most probable grade."),
+    ("Paired bootstrap", "the test eyes are resampled with replacement 1,000 times (class counts kept) and every "
+     "model is scored on the same resamples; the middle 95 % of a score, or of a difference between two models, is "
+     "its interval. Eyes of one patient are resampled as if independent, so intervals are somewhat too narrow."),
+    ("Coverage", "the share of eyes the ensemble grades without sending them to a human grader."),
+    ("Temperature", "one number dividing a model's logits before the softmax, fitted so that its stated "
+     "probabilities match its accuracy; it never changes which grade is most probable."),
 )
 
 

@@ -283,6 +283,26 @@ def threshold_for_sensitivity(scores: np.ndarray, positive: np.ndarray, target: 
     return choose_refer_threshold(np.asarray(scores, dtype=np.float64)[positive], target)
 
 
+def exact_interval(hits: int, n: int, level: float = 0.95) -> list[float]:
+    """The Clopper-Pearson (exact binomial) interval of the proportion ``hits / n``.
+
+    The interval clinical studies give for sensitivity and specificity: it never has zero width
+    at 0 or 1 (100 of 100 right is still compatible with 0.964), unlike a bootstrap of the rows.
+
+    Example:
+        >>> [round(v, 3) for v in exact_interval(95, 95)]
+        [0.962, 1.0]
+    """
+    from scipy.stats import beta
+
+    if n <= 0:
+        return [float("nan"), float("nan")]
+    a = (1.0 - level) / 2.0
+    lo = 0.0 if hits == 0 else float(beta.ppf(a, hits, n - hits + 1))
+    hi = 1.0 if hits == n else float(beta.ppf(1.0 - a, hits + 1, n - hits))
+    return [lo, hi]
+
+
 def sensitivity_specificity(
     positive: np.ndarray, flagged: np.ndarray, *, indices: np.ndarray | None = None
 ) -> dict[str, dict]:
@@ -291,20 +311,21 @@ def sensitivity_specificity(
     Args:
         positive: true condition per row ``(n,)`` bool.
         flagged: the test's call per row ``(n,)`` bool.
-        indices: ``(n_boot, n)`` resamples (:func:`bootstrap_indices`) for the 95 % intervals.
+        indices: when given, the 95 % intervals are computed (exact Clopper-Pearson intervals of
+            the two proportions, :func:`exact_interval`; the argument is kept for callers that
+            pass the shared bootstrap resamples).
 
     Returns:
-        ``{"sensitivity": {"value", "ci"}, "specificity": {...}}`` (``nan`` without positives/negatives).
+        ``{"sensitivity": {"value", "ci", "hits", "n"}, "specificity": {...}}`` (``nan`` without
+        positives/negatives).
     """
     positive, flagged = np.asarray(positive, dtype=bool), np.asarray(flagged, dtype=bool)
     out = {}
     for key, cond, hit in (("sensitivity", positive, flagged), ("specificity", ~positive, ~flagged)):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            value = float((cond & hit).sum() / cond.sum()) if cond.any() else float("nan")
-            samples = (np.empty(0) if indices is None else
-                       (cond & hit)[indices].sum(axis=1) / cond[indices].sum(axis=1))
-        ci = percentile_interval(samples, value) if indices is not None else [float("nan")] * 2
-        out[key] = {"value": value, "ci": ci}
+        hits, n = int((cond & hit).sum()), int(cond.sum())
+        value = hits / n if n else float("nan")
+        ci = exact_interval(hits, n) if indices is not None else [float("nan")] * 2
+        out[key] = {"value": value, "ci": ci, "hits": hits, "n": n}
     return out
 
 

@@ -168,6 +168,7 @@ def run_vote(
             ms.test_labels, (best.test_probs, best.test_pred), (single.test_probs, single.test_pred), indices=indices)},
         "diversity": stats.diversity(ms.test_labels, {n: p.test_pred for n, p in models.items()}),
         "val": val,
+        "data": _data_words(workdir),
         "referral": _referral(ms, best, target_coverage),
         "referable": referable.referable_section(
             {"best_single": (best_single, ((single.val_probs, ms.val_labels),
@@ -624,6 +625,18 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
         mcnemar += (f" {bm} gives every test row the grade {bs} gives it: on test it is that member in effect, "
                     "not a combination of members.")
     return f"{head}; {extra}. {baseline} {mcnemar}{_selection_words(r, label)}{_thin_test_words(r)}"
+
+
+def _data_words(workdir: Path) -> dict:
+    """``report.json`` ``data``: where the images came from (``dataset.json`` ``source``), and whether they are
+    the synthetic set of ``demo-data`` (its ``demo-data.json`` beside the images), so no reader takes its
+    figures for real eyes."""
+    from members.infra.atomic import read_json
+
+    info = read_json(workdir / "dataset.json")
+    root = Path(str(info.get("image_root", "")))
+    synthetic = bool(str(info.get("image_root", ""))) and (root.parent / "demo-data.json").is_file()
+    return {"source": info.get("source"), "image_root": info.get("image_root"), "synthetic": synthetic}
 
 
 def _say_probabilities_only(ms: MemberSet) -> None:

@@ -129,7 +129,7 @@ def test_threshold_for_sensitivity_hand_example() -> None:
         threshold_for_sensitivity(scores, np.zeros(7, bool), 0.9)
 
 
-def test_sensitivity_specificity_counts_and_paired_intervals() -> None:
+def test_sensitivity_specificity_counts_and_exact_intervals() -> None:
     from ensemble.stats import bootstrap_indices, sensitivity_specificity
 
     positive = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], bool)
@@ -140,8 +140,12 @@ def test_sensitivity_specificity_counts_and_paired_intervals() -> None:
     for key in ("sensitivity", "specificity"):
         lo, hi = out[key]["ci"]
         assert 0 <= lo <= out[key]["value"] <= hi <= 1 and lo < hi
+    assert (out["sensitivity"]["hits"], out["sensitivity"]["n"]) == (3, 4)
+    assert out["sensitivity"]["ci"] == pytest.approx([0.1941, 0.9937], abs=1e-4)  # Clopper-Pearson 3 of 4
     perfect = sensitivity_specificity(positive, positive, indices=idx)
-    assert perfect["sensitivity"]["ci"] == [1.0, 1.0] and perfect["specificity"]["ci"] == [1.0, 1.0]
+    # all 4 and all 6 right: still compatible with less than perfect (a bootstrap gave [1, 1])
+    assert perfect["sensitivity"]["ci"] == pytest.approx([0.3976, 1.0], abs=1e-4)
+    assert perfect["specificity"]["ci"] == pytest.approx([0.5407, 1.0], abs=1e-4)
 
 
 def test_reliability_bins_reproduce_ece() -> None:

@@ -490,11 +490,25 @@ def test_referable_threshold_reaches_the_val_target_and_test_figures_match_a_han
         assert lo <= r["sensitivity"]["value"] <= hi
         assert set(r["per_grade"]) == {str(g) for g in range(K)}
         assert r["per_grade"]["3"]["referred"] == pytest.approx(np.mean(test_score[ms.test_labels == 3] >= t))
+        from ensemble.stats import exact_interval
+
+        assert r["sensitivity"]["ci"] == pytest.approx(exact_interval(tp, int(test_pos.sum())))
+        grade = (test_probs.argmax(1) if role == "best_single" else combiner.predict(ms.test_probs)) >= 2
+        g = r["by_grade"]  # the model's own grades, the decision predict's class column implies
+        assert g["referred"] == int(grade.sum())
+        assert g["sensitivity"]["value"] == pytest.approx(np.mean(grade[test_pos]))
+        assert g["specificity"]["value"] == pytest.approx(np.mean(~grade[~test_pos]))
     assert (root / "ensemble" / "roc.png").read_bytes()[:4] == b"\x89PNG"
     assert (root / "ensemble" / "calibration.png").read_bytes()[:4] == b"\x89PNG"
     md = (root / "ensemble" / "report.md").read_text()
     assert "## Referable DR" in md and "## Calibration" in md and "## Glossary" in md and "Yule's Q" in md
     assert "Referable DR (grade >= 2)" in printed
+    # the clinical answer comes first: at a glance, then the referable section right after the test table
+    assert md.index("## At a glance") < md.index("## Setup") < md.index("## Referable DR") < md.index("## Validation")
+    glance = md[md.index("## At a glance"):md.index("## Setup")]
+    assert f"Test set: {report['test_size']} images" in glance and "Referable DR (grade >= 2" in glance
+    assert "by its grades" in glance and "Synthetic demo data" not in glance  # make_workdir's data are not demo-data's
+    assert report["data"]["synthetic"] is False
 
 
 def test_referable_skipped_for_nominal_classes_and_bad_cut(workdir: Path) -> None:
@@ -664,3 +678,20 @@ def test_a_temperature_at_the_end_of_its_range_is_warned(capsys) -> None:
     err = " ".join(capsys.readouterr().err.split())
     assert "Warning: the calibration temperature of a (T 0.05) sits at the end of its search range" in err
     assert "the 12 rows it was fitted on are too few" in err and " b (" not in err
+
+
+def test_a_workdir_of_demo_data_is_named_synthetic(tmp_path) -> None:
+    from ensemble.report import _data_lines, _glance_md
+    from ensemble.vote import _data_words
+    from members.data.dataset import prepare_csv
+    from members.data.synthetic import write_demo_data
+
+    data = write_demo_data(tmp_path / "d", images=40, size=16, seed=1, balanced=True, progress=False).out
+    prepare_csv(tmp_path / "w", data / "trainLabels.csv", data / "images", progress=False)
+    words = _data_words(tmp_path / "w")
+    assert words["synthetic"] is True and words["source"].endswith("trainLabels.csv")
+    report = {"data": words, "test_size": 6}
+    assert "not photographs of real eyes" in _data_lines(report)[0]
+    assert any("**Synthetic demo data**" in line for line in _glance_md(report))
+    (data / "demo-data.json").unlink()  # the same files without demo-data's record: taken as real
+    assert _data_words(tmp_path / "w")["synthetic"] is False
