@@ -218,7 +218,7 @@ def prepare(
 @user_errors
 def presets(
     json_: Annotated[bool, typer.Option("--json", help="Print the presets as JSON on stdout instead of a table.")] = False,
-    workdir: Annotated[Optional[Path], typer.Option(help="Also list the members trained in this workdir, marking (†) those whose test accuracy is below the majority class's.")] = None,
+    workdir: Annotated[Optional[Path], typer.Option(help="List the members trained in this workdir instead of the presets (with --json: their rows), marking † (test accuracy below the majority class's), collapsed and stale (trained on an earlier prepare) members.")] = None,
 ) -> None:
     """List the built-in member presets with input size, depth, width and parameter count."""
     from rich.console import Console

@@ -685,9 +685,11 @@ def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, 
     write_report(out, report)
     k = ms.num_classes
     plots.plot_comparison(out / "comparison.png", report)
+    n = len(ms.test_labels)
     plots.plot_confusions(out / "confusion.png", [
-        (f"best ensemble: {report['best_method']}", confusion(ms.test_labels, best.test_pred, k)),
-        (f"best single: {report['best_single']}", confusion(ms.test_labels, single.test_pred, k))], ms.classes)
+        (f"best ensemble: {report['best_method']} (test, n={n})", confusion(ms.test_labels, best.test_pred, k)),
+        (f"best single: {report['best_single']} (test, n={n})", confusion(ms.test_labels, single.test_pred, k))],
+        ms.classes)
     plots.plot_diversity(out / "diversity.png", report["diversity"], n=len(ms.test_labels))
     _write_clinical_figures(out, report, ms, single, best, before)
 

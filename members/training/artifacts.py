@@ -32,9 +32,16 @@ def write_history(path: Path, rows: list[dict]) -> None:
     atomic.write_text(path, buf.getvalue())
 
 
-def plot_curves(path: Path, rows: list[dict], title: str, *, monitor: str | None = None, best_epoch: int | None = None) -> None:
+def plot_curves(path: Path, rows: list[dict], title: str, *, monitor: str | None = None, best_epoch: int | None = None,
+                keep: str = "best", metric_note: str | None = None) -> None:
     """Loss, accuracy and the monitored metric per epoch (train and validation), phases marked, the
-    chosen (best) epoch marked with a star and a vertical line, as a PNG."""
+    kept epoch marked with a star and a vertical line, as a PNG.
+
+    ``keep`` is the spec's: ``"best"`` (the epoch the monitored metric chose) or ``"last"`` (the
+    last epoch, whatever the metric says: the panel then shows the metric, not a choice by it);
+    ``metric_note`` is added to that panel's title (a regression member's val QWK is at its
+    training cuts, before the cuts are tuned).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,7 +50,8 @@ def plot_curves(path: Path, rows: list[dict], title: str, *, monitor: str | None
     x = np.arange(1, len(rows) + 1)
     panels = [("loss", "val_loss", "loss"), ("accuracy", "val_accuracy", "accuracy")]
     if monitor and monitor not in ("val_loss", "val_accuracy"):
-        panels.append((None, monitor, f"{monitor} (monitored)"))
+        panels.append((None, monitor, f"{monitor} ({'monitored' if keep == 'best' else 'shown, not used to choose'})"
+                       + (f"\n{metric_note}" if metric_note else "")))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8))
     for ax, (train_key, val_key, label) in zip(axes, panels):
         if train_key is not None:
@@ -55,7 +63,7 @@ def plot_curves(path: Path, rows: list[dict], title: str, *, monitor: str | None
             ax.axvline(best_epoch, color="tab:red", lw=1.0, alpha=0.6)
             if val_key == (monitor or "val_loss"):
                 ax.plot([best_epoch], [_num(rows[best_epoch - 1].get(val_key))], "*", color="tab:red", ms=14,
-                        label=f"chosen epoch {best_epoch}")
+                        label=f"kept epoch {best_epoch}" + (" (the last)" if keep == "last" else " (best)"))
         previous = None
         for i, r in enumerate(rows):
             key = (r["phase"], r["input_size"])

@@ -417,8 +417,10 @@ class Trainer:
         save_model(model, self.dir / "model.keras")
         write_history(self.dir / "history.csv", self.history)
         chosen = best_epoch(self.history)
-        plot_curves(self.dir / "curves.png", self.history, f"{self.name} ({self.preset})",
-                    monitor=self.spec.monitor, best_epoch=chosen)
+        title = self.name if self.name == self.preset else f"{self.name} (preset {self.preset})"
+        plot_curves(self.dir / "curves.png", self.history, title, monitor=self.spec.monitor, best_epoch=chosen,
+                    keep=self.spec.keep, metric_note=("at the training cuts 0.5, 1.5, …; metrics.json has the tuned "
+                                                      "cuts' QWK") if self.spec.head == "regression" else None)
         metrics = {
             "name": self.name, "preset": self.preset, "num_classes": self.k, "classes": list(self.data.classes),
             "fingerprint": self.data.fingerprint, "model_sha256": atomic.sha256_file(self.dir / "model.keras"),
