@@ -192,8 +192,13 @@ def plot_calibration(path: str | Path, panels: Sequence[tuple[str, Sequence[tupl
             ax.plot(conf[keep], acc[keep], "o-" if i == 0 else "s--", ms=4, lw=1.5 if i == 0 else 1,
                     color=METHOD_COLOR if i == 0 else "0.5", label=label)
         edges, counts = np.array(series[0][1]["edges"]), np.array(series[0][1]["count"], float)
-        ax.bar(edges[:-1], counts / max(counts.sum(), 1.0), width=np.diff(edges), align="edge", color=MEMBER_COLOR,
-               alpha=0.15, label="share of rows")
-        _unit_axes(ax, title, "confidence (top-class probability)", "accuracy", "upper left")
+        share = ax.twinx()  # the rows per bin on their own axis: on the accuracy axis a tall bar read as accuracy
+        share.bar(edges[:-1], counts / max(counts.sum(), 1.0), width=np.diff(edges), align="edge", color=MEMBER_COLOR,
+                  alpha=0.15)
+        share.set_ylim(0, 1)
+        share.set_ylabel(f"share of the {int(counts.sum())} rows (bars)", fontsize=8, color="0.4")
+        ax.set_zorder(share.get_zorder() + 1)
+        ax.patch.set_visible(False)
+        _unit_axes(ax, title, "confidence (top-class probability)", "accuracy (lines)", "upper left")
     fig.tight_layout()
     return _save(fig, Path(path))
