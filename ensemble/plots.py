@@ -147,15 +147,18 @@ def plot_roc(path: str | Path, curves: Sequence[tuple[str, str, np.ndarray, np.n
     from sklearn.metrics import roc_curve
 
     plt = _pyplot()
-    style = {"member": ("0.7", 1.0), "single": (MEMBER_COLOR, 1.8), "ensemble": (METHOD_COLOR, 2.2)}
+    style = {"member": ("0.7", 1.0), "single": (MEMBER_COLOR, 2.6), "ensemble": (METHOD_COLOR, 1.6)}
     fig, ax = plt.subplots(figsize=(5.2, 5.0))
     ax.plot([0, 1], [0, 1], ls=":", color="0.6", lw=1)
-    for label, kind, positive, score in sorted(curves, key=lambda c: c[1] != "member"):
+    order = {"member": 0, "single": 1, "ensemble": 2}
+    for label, kind, positive, score in sorted(curves, key=lambda c: order.get(c[1], 0)):
         if positive.all() or not positive.any():
             continue
         fpr, tpr, _ = roc_curve(positive.astype(int), score)
         color, lw = style[kind]
-        ax.plot(fpr, tpr, color=color, lw=lw, label=label if kind != "member" else None)
+        # the best single wide and solid under the ensemble, which is dashed: where they coincide both show
+        ax.plot(fpr, tpr, color=color, lw=lw, ls="--" if kind == "ensemble" else "-",
+                label=label if kind != "member" else None)
     if any(kind == "member" for _, kind, _, _ in curves):
         ax.plot([], [], color="0.7", lw=1, label="other members")
     for label, kind, fpr, tpr in points:
