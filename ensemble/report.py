@@ -314,7 +314,7 @@ def _glance_md(report: dict) -> list[str]:
                 if pg["n"] and pg["recall"] == pg["recall"] and pg["recall"] < 0.5]
         if weak:
             out.append("- Grades the ensemble mostly misses on test (recall below 0.5): " + ", ".join(
-                f"grade {gr} ({_num(pg['recall'], 2)} of {pg['n']} eyes right)" for gr, pg in weak) + ".")
+                f"grade {gr} ({round(pg['recall'] * pg['n'])} of {pg['n']} eyes right)" for gr, pg in weak) + ".")
     cal = report.get("calibration") or {}
     worse = _calibration_worse(cal)
     if worse:
