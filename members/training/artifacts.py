@@ -56,7 +56,7 @@ def plot_curves(path: Path, rows: list[dict], title: str, *, monitor: str | None
     for ax, (train_key, val_key, label) in zip(axes, panels):
         if train_key is not None:
             ax.plot(x, [_num(r.get(train_key)) for r in rows], "o-", label=f"train {label}")
-        ax.plot(x, [_num(r.get(val_key)) for r in rows], "s-", label=f"val {label}" if train_key else label)
+        ax.plot(x, [_num(r.get(val_key)) for r in rows], "s-", label=f"val {label}" if train_key else val_key)
         if label == "accuracy":
             ax.plot(x, [r["val_balanced_accuracy"] for r in rows], "^--", label="val balanced acc.")
         if best_epoch is not None and 1 <= best_epoch <= len(rows):
@@ -72,7 +72,7 @@ def plot_curves(path: Path, rows: list[dict], title: str, *, monitor: str | None
                 ax.text(i + 0.6, ax.get_ylim()[1], f"{r['phase']} {r['input_size']}px", fontsize=7, va="top")
             previous = key
         ax.set_xlabel("epoch")
-        ax.set_title(label)
+        ax.set_title(label, fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(title)

@@ -419,8 +419,8 @@ class Trainer:
         chosen = best_epoch(self.history)
         title = self.name if self.name == self.preset else f"{self.name} (preset {self.preset})"
         plot_curves(self.dir / "curves.png", self.history, title, monitor=self.spec.monitor, best_epoch=chosen,
-                    keep=self.spec.keep, metric_note=("at the training cuts 0.5, 1.5, …; metrics.json has the tuned "
-                                                      "cuts' QWK") if self.spec.head == "regression" else None)
+                    keep=self.spec.keep, metric_note=("at the training cuts (metrics.json: the tuned cuts')"
+                                                      if self.spec.head == "regression" else None))
         metrics = {
             "name": self.name, "preset": self.preset, "num_classes": self.k, "classes": list(self.data.classes),
             "fingerprint": self.data.fingerprint, "model_sha256": atomic.sha256_file(self.dir / "model.keras"),
