@@ -72,7 +72,7 @@ def _orientation_of(im) -> int:
 
 
 def orientation(data) -> np.int32:
-    """The EXIF orientation (1-8; 1 when absent or unreadable) of encoded image bytes.
+    r"""The EXIF orientation (1-8; 1 when absent or unreadable) of encoded image bytes.
 
     Only the header is parsed (by Pillow, no pixels decoded), and only when the bytes hold an
     ``Exif`` block near their start, so images without one cost a substring search.
