@@ -1,7 +1,7 @@
 """What a format costs to read: the same photographs as JPEG, PNG, TIFF and LZW TIFF through the one image path.
 
 ``jpeg_exif6`` is the JPEG stored sideways with EXIF orientation 6 (as a phone writes it), which the
-path turns upright (``members.data.pipeline.upright``): what reading the tag and turning costs;
+path turns upright (``members.data.pipeline.orientation_table`` and ``upright``): what reading the tag and turning costs;
 ``jpeg_no_orientation_step`` is the plain JPEG through the path without that step (as before it).
 
 TensorFlow decodes JPEG (at reduced scale for large ones) and PNG; TIFF goes through Pillow
@@ -56,14 +56,14 @@ def one_pass(paths: list[str], *, orientation_step: bool = True) -> tuple[float,
     from members.data import pipeline
     from members.data.pipeline import make_dataset
 
-    real = pipeline.upright
+    real = pipeline.orientation_table
     if not orientation_step:  # the path as it was before EXIF orientation was read: the step's own cost
-        pipeline.upright = lambda image, data: image
+        pipeline.orientation_table = lambda paths: None
     try:
         ds = make_dataset(paths, np.zeros(len(paths)), size=SIZE, batch_size=16, preprocessing="ben",
                           fundus_crop=True, cache="none")
     finally:
-        pipeline.upright = real
+        pipeline.orientation_table = real
     cpu, start = common.cpu_seconds(), time.perf_counter()
     n = sum(int(x.shape[0]) for x, _ in ds)
     assert n == len(paths)

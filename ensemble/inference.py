@@ -407,12 +407,13 @@ def image_batches(paths: Sequence[str], variants: Sequence[tuple[int, str, bool]
     """
     import tensorflow as tf
 
-    from members.data.pipeline import load_variants
+    from members.data.pipeline import load_variants, orientation_table
 
     variants = [(int(size), str(prep), bool(crop)) for size, prep, crop in variants]
     names = [os.fsencode(str(p)) for p in paths]  # bytes: file names in any encoding reach the file system as they are
+    turns = orientation_table(names)  # EXIF-turned JPEGs, as training turns them
     ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), names))
-    ds = ds.map(lambda i, path: (i, load_variants(path, variants)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda i, path: (i, load_variants(path, variants, turns)), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.ignore_errors(log_warning=False).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -107,7 +107,7 @@ def decode_at(data: tf.Tensor, scale: tf.Tensor, path: tf.Tensor | None = None) 
                 for r in JPEG_RATIOS]
     image = tf.cond(
         tf.equal(tf.strings.substr(data, 0, 3), JPEG_MAGIC),
-        lambda: upright(tf.switch_case(scale, branches), data),
+        lambda: tf.switch_case(scale, branches),
         lambda: tf.cond(tensorflow_decodes(data),
                         lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8),
                         lambda: pillow_decode(data, path)),
@@ -116,23 +116,52 @@ def decode_at(data: tf.Tensor, scale: tf.Tensor, path: tf.Tensor | None = None) 
     return image
 
 
-def upright(image: tf.Tensor, data: tf.Tensor) -> tf.Tensor:
-    """A decoded JPEG turned upright by its EXIF orientation, as photo viewers show it.
+def orientation_table(paths):
+    """A lookup from path to EXIF orientation for the JPEGs among ``paths`` stored turned, or None when none is.
 
-    ``decode_jpeg`` ignores the tag, so a phone or camera photo stored sideways (orientation 6,
-    say) reached the member sideways, in training and ``predict`` alike; Pillow's path
-    (:func:`members.data.pillow_image.decode_bytes`) turns its formats the same way. The tag is
-    read from the header (:func:`members.data.pillow_image.orientation`); without one nothing changes.
+    ``decode_jpeg`` ignores the tag, so a phone or camera photo stored sideways (orientation 6, say)
+    reached the member sideways. The tag is read once per file in Python, from its first 64 KiB
+    (:func:`members.data.pillow_image.orientation`), when a dataset is built; the graph then turns
+    only those files (:func:`upright`), and a set without turned JPEGs — nearly every set — gets no
+    extra op at all (an in-graph check per image slowed small-image epochs by a fifth). Pillow's
+    formats are turned by :func:`members.data.pillow_image.decode_bytes` itself.
     """
-    from members.data.pillow_image import orientation
+    from members.data.pillow_image import TF_MAGIC, orientation
 
-    value = tf.numpy_function(orientation, [data], tf.int32, stateful=False)
-    value.set_shape([])
-    turns = [lambda: image, lambda: image, lambda: tf.image.flip_left_right(image),
-             lambda: tf.image.rot90(image, 2), lambda: tf.image.flip_up_down(image),
-             lambda: tf.image.transpose(image), lambda: tf.image.rot90(image, 3),
-             lambda: tf.image.transpose(tf.image.rot90(image, 2)), lambda: tf.image.rot90(image, 1)]
-    return tf.switch_case(value, turns, default=lambda: image)
+    keys, values = [], []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(65536)
+        except OSError:
+            continue
+        if head.startswith(TF_MAGIC["JPEG"]):
+            value = int(orientation(head))
+            if value != 1:
+                keys.append(path if isinstance(path, bytes) else os.fsencode(str(path)))
+                values.append(value)
+    if not keys:
+        return None
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(keys, tf.string), tf.constant(values, tf.int32)), default_value=1)
+
+
+# EXIF orientation -> (transpose, reverse columns, reverse rows): 1 upright, 2 mirrored, 3 turned 180°,
+# 4 flipped, 5 transposed, 6 turned 90° clockwise to view, 7 transversed, 8 turned 90° anticlockwise to view
+ORIENTATION_STEPS = ((False, False, False), (False, True, False), (False, True, True), (False, False, True),
+                     (True, False, False), (True, True, False), (True, True, True), (True, False, True))
+
+
+def upright(image: tf.Tensor, path: tf.Tensor, turns) -> tf.Tensor:
+    """``image`` turned by its file's EXIF orientation (``turns``: :func:`orientation_table`), as viewers show it."""
+    if turns is None:
+        return image
+    value = tf.clip_by_value(turns.lookup(path), 1, 8)
+    steps = tf.gather(tf.constant(ORIENTATION_STEPS, tf.bool), value - 1)
+    image = tf.transpose(image, tf.where(steps[0], tf.constant([1, 0, 2]), tf.constant([0, 1, 2])))
+    image = tf.reverse(image, tf.boolean_mask(tf.constant([1, 0]), steps[1:]))
+    image.set_shape([None, None, 3])
+    return image
 
 
 def tensorflow_decodes(data: tf.Tensor) -> tf.Tensor:
@@ -229,7 +258,7 @@ def fit_image(image: tf.Tensor, size: int, preprocessing: str = "none", fundus_c
     return _to_uint8(x)
 
 
-def load_variants(path: tf.Tensor, variants) -> tuple[tf.Tensor, ...]:
+def load_variants(path: tf.Tensor, variants, turns=None) -> tuple[tf.Tensor, ...]:
     """Read one file once and prepare it for every ``(size, preprocessing, fundus_crop)`` variant.
 
     The file is decoded once per distinct JPEG scale (members whose sizes share a scale share
@@ -242,19 +271,21 @@ def load_variants(path: tf.Tensor, variants) -> tuple[tf.Tensor, ...]:
     for size in sorted({v[0] for v in variants}, reverse=True):  # a smaller size never needs a finer scale
         scale = decode_scale(data, size)
         if prev is None:
-            image = decode_at(data, scale, path)
+            image = upright(decode_at(data, scale, path), path, turns)
         else:
             prev_scale, prev_image = prev
             image = tf.cond(tf.equal(scale, prev_scale), lambda p=prev_image: p,
-                            lambda s=scale: decode_at(data, s, path))
+                            lambda s=scale: upright(decode_at(data, s, path), path, turns))
             image.set_shape([None, None, 3])
         decoded[size] = prev = (scale, image)
     return tuple(fit_image(decoded[size][1], size, prep, crop) for size, prep, crop in variants)
 
 
-def load_image(path: tf.Tensor, size: int, preprocessing: str = "none", fundus_crop: bool = False) -> tf.Tensor:
-    """Read, decode (at reduced scale for large JPEGs) and :func:`fit_image` one file; ``uint8`` (size, size, 3)."""
-    return load_variants(path, [(size, preprocessing, fundus_crop)])[0]
+def load_image(path: tf.Tensor, size: int, preprocessing: str = "none", fundus_crop: bool = False,
+               turns=None) -> tf.Tensor:
+    """Read, decode (at reduced scale for large JPEGs), turn upright (``turns``: :func:`orientation_table`)
+    and :func:`fit_image` one file; ``uint8`` (size, size, 3)."""
+    return load_variants(path, [(size, preprocessing, fundus_crop)], turns)[0]
 
 
 def affine_matrices(batch: tf.Tensor, size: int, aug: Augmentation, seed: tf.Tensor) -> tf.Tensor:
@@ -410,8 +441,9 @@ def make_dataset(
     n = len(paths)
     labels = np.asarray(labels, dtype=np.int32)
     items = (paths, labels) if sample_weights is None else (paths, labels, np.asarray(sample_weights, dtype=np.float32))
-    load = lambda p, *rest: (load_image(p, size, preprocessing, fundus_crop), *rest)  # noqa: E731
-    prepared_as = preprocessing + ("+fundus" if fundus_crop else "")  # names the cache files
+    turns = orientation_table(paths)
+    load = lambda p, *rest: (load_image(p, size, preprocessing, fundus_crop, turns), *rest)  # noqa: E731
+    prepared_as = preprocessing + ("+fundus" if fundus_crop else "") + ("+exif" if turns is not None else "")
     mode = cache_mode(cache, n, size)
     folder = Path(cache_dir or ".")
     if mode == "disk":
@@ -500,7 +532,9 @@ class FirstEpochFirst:
 def load_images(paths: list[str], size: int, preprocessing: str = "none", batch_size: int = 64, *,
                 fundus_crop: bool = False) -> np.ndarray:
     """Decode and resize ``paths`` into one ``uint8`` array ``(n, size, size, 3)`` (parallel, ordered)."""
+    turns = orientation_table(list(map(str, paths)))
     ds = tf.data.Dataset.from_tensor_slices(list(map(str, paths)))
-    ds = ds.map(lambda p: load_image(p, size, preprocessing, fundus_crop), num_parallel_calls=AUTOTUNE).batch(batch_size)
+    ds = ds.map(lambda p: load_image(p, size, preprocessing, fundus_crop, turns),
+                num_parallel_calls=AUTOTUNE).batch(batch_size)
     parts = [b.numpy() for b in ds]
     return np.concatenate(parts) if parts else np.zeros((0, size, size, 3), np.uint8)
