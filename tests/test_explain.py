@@ -146,6 +146,7 @@ def test_a_sequential_model_loaded_from_a_keras_file_is_explained(tmp_path):
 def test_a_sequential_with_a_nested_application_backbone_matches_its_functional_twin():
     from ensemble.explain import _scaled
 
+    keras.utils.set_random_seed(0)  # unseeded, some draws of weights give an all-zero map (ReLUs dead on 2 images)
     backbone = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3),
                                                    minimalistic=True)
     head = keras.layers.Dense(3, activation="softmax")
