@@ -111,7 +111,8 @@ def predict(workdir: PathLike, images: Sequence[PathLike], *, method: str | None
                           print_csv=False, force=force)
 
 
-def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed: int = 0) -> dict:
+def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed: int = 0,
+            groups: Any = None) -> dict:
     """Score two models' probabilities on the same rows with the report's statistics.
 
     Args:
@@ -120,6 +121,8 @@ def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed
         probs_b: ``(n, k)`` probabilities of model B (e.g. the best single member).
         n_boot: stratified bootstrap resamples (the same for both: a paired comparison).
         seed: seed of the resamples.
+        groups: optional patient id per row; rows of one patient are then resampled together
+            (a cluster bootstrap, as ``vote`` does on a split grouped by patient).
 
     Returns:
         ``{"a": metrics, "b": metrics, "difference": metrics of A minus B, "mcnemar_p": float}``
@@ -138,7 +141,9 @@ def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed
     if pa.shape != pb.shape or pa.ndim != 2 or pa.shape[0] != labels.shape[0]:
         raise UserError(f"compare needs two (n, k) probability arrays for the same n labels; got {pa.shape} and "
                         f"{pb.shape} for {labels.shape[0]} labels.")
-    indices = stats.bootstrap_indices(len(labels), n_boot, seed, stratify=labels)
+    if groups is not None and len(groups) != len(labels):
+        raise UserError(f"compare got {len(groups)} groups for {len(labels)} labels; pass one patient id per row.")
+    indices = stats.bootstrap_indices(len(labels), n_boot, seed, stratify=labels, groups=groups)
     pred_a, pred_b = pa.argmax(axis=1), pb.argmax(axis=1)
     return {
         "a": stats.bootstrap_metrics(labels, pa, pred_a, indices=indices),

@@ -157,7 +157,10 @@ def oof_protocol(workdir, ms):
     note = (f"out-of-fold: the combiners are fitted and the models chosen on the {len(row_ids)} train+val rows, each "
             "predicted by the member copy that never trained on it (k-fold members); the combiners' selection scores "
             "are cross-fitted on those rows (up to 5 stratified folds), so nothing is scored in-sample")
-    return replace(ms, val_probs=probs, val_labels=labels, val_row_ids=row_ids), Protocol("oof", len(row_ids), note)
+    from ensemble.member_set import row_groups
+
+    return (replace(ms, val_probs=probs, val_labels=labels, val_row_ids=row_ids, val_groups=row_groups(pool)),
+            Protocol("oof", len(row_ids), note))
 
 
 def _load_oof(path, name: str, row_ids: np.ndarray, k: int, fingerprint: str) -> np.ndarray:

@@ -38,6 +38,9 @@ class MemberSet:
         classes: the classes from ``dataset.json`` (integers or names), in index order.
         fingerprint: sha256 of ``split.csv``.
         ordinal: whether the classes are ordered grades (``dataset.json``'s ``ordinal``).
+        val_groups, test_groups: the patient of every row (``split.csv``'s ``group``, as text), or
+            ``None`` when the split is not grouped by patient; the report's bootstrap draws whole
+            patients.
     """
 
     names: list[str]
@@ -53,6 +56,8 @@ class MemberSet:
     classes: list = field(default_factory=list)
     fingerprint: str = ""
     ordinal: bool = True
+    val_groups: np.ndarray | None = None
+    test_groups: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class _Split:
     ordinal: bool
     row_ids: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
+    groups: dict[str, np.ndarray | None]
 
 
 def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> MemberSet:
@@ -133,6 +139,8 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
         classes=split.classes,
         fingerprint=split.fingerprint,
         ordinal=split.ordinal,
+        val_groups=split.groups["val"],
+        test_groups=split.groups["test"],
     )
 
 
@@ -143,13 +151,21 @@ def _read_split(workdir: Path) -> _Split:
 
     data = load_dataset(workdir)  # checks that split.csv still matches dataset.json's fingerprint
     note_loaded(fingerprint=data.fingerprint)
-    row_ids, labels = {}, {}
+    row_ids, labels, groups = {}, {}, {}
     for s in SPLITS:
         rows = data.rows(s)
         if rows.empty:
             raise UserError(f"{workdir / 'split.csv'} has no '{s}' rows; re-run prepare with a non-zero {s} fraction.")
         row_ids[s], labels[s] = rows["row_id"].to_numpy(np.int64), rows["label"].to_numpy(np.int64)
-    return _Split(data.fingerprint, data.num_classes, list(data.classes), data.ordinal, row_ids, labels)
+        groups[s] = row_groups(rows)
+    return _Split(data.fingerprint, data.num_classes, list(data.classes), data.ordinal, row_ids, labels, groups)
+
+
+def row_groups(rows) -> np.ndarray | None:
+    """The ``group`` (patient) column of some ``split.csv`` rows as text, or ``None`` when not grouped."""
+    if "group" not in rows.columns:
+        return None
+    return np.array(["" if v is None or v != v else str(v) for v in rows["group"].tolist()], dtype=object)
 
 
 def _load_member(folder: Path, name: str, split: _Split) -> dict:

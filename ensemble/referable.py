@@ -171,4 +171,5 @@ def referable_section(
         out[role] = operating_point(name, val, test, cut=cut, target=target, indices=indices)
     out["test_positives"], out["test_negatives"] = int((test_labels >= cut).sum()), int((test_labels < cut).sum())
     out["member_auc"] = member_auc or {}
+    out["clustered"] = isinstance(indices, stats.GroupDraws)  # intervals on patients, not eyes
     return out

@@ -114,7 +114,8 @@ def render_markdown(report: dict) -> str:
         f"- Combiners: {report['combiner_protocol']}",
         f"- Grade thresholds: {report['thresholds']['note']}",
         f"- Intervals: {report['bootstrap']['note']} Sensitivity and specificity of referable DR: exact "
-        "(Clopper-Pearson) binomial intervals.",
+        "(Clopper-Pearson) binomial intervals"
+        f"{_ON_EFFECTIVE if report['bootstrap'].get('clustered') else ''}.",
         *_calibration_setup(report.get("calibration")),
         (f"- Baseline: always predict the majority class of val (class {_class_name(report, report['baseline_class'])}), "
          "with the val class frequencies as probabilities."),
@@ -247,7 +248,8 @@ def _referable_md(ref: dict | None) -> list[str]:
     out += [(f"Referable = {ref['positive']} ({ref['test_positives']} of {ref['test_positives'] + ref['test_negatives']} "
              f"test rows). Score: {ref['score']}. Each model's threshold is the highest one reaching "
              f"{ref['sensitivity_target']:.0%} sensitivity on {ref['chosen_on']}; test only measures. "
-             "Intervals: exact (Clopper-Pearson) for sensitivity and specificity, the paired bootstrap for AUC. "
+             "Intervals: exact (Clopper-Pearson) for sensitivity and specificity"
+             f"{_ON_EFFECTIVE if ref.get('clustered') else ''}, the paired bootstrap for AUC. "
              "Rows \"by its grades\" refer an eye when the model's own grade is "
              f"{cut} or worse — the decision a reader of its grades (and of `predict`'s `class`) makes; they can "
              "differ from the threshold's. ROC curves: `roc.png`."), "",
@@ -375,6 +377,9 @@ def _calibration_md(cal: dict | None) -> list[str]:
     return out
 
 
+_ON_EFFECTIVE = (" on effective counts (the eye count divided by the design effect of patients' eyes, which are not "
+                 "independent)")
+
 GLOSSARY = (
     ("Out-of-fold (OOF)", "a prediction for a row made by a copy of the model that did not see that row while "
      "fitting (the rows that choose — val, or every train+val row when all members are k-fold — are split into folds; "
@@ -408,9 +413,11 @@ GLOSSARY = (
      "selection of members, with repeats, that most improves the selection metric; stack = a logistic regression "
      "on all members' probabilities. '+thr' cuts the expected grade at thresholds tuned for QWK instead of taking "
      "the most probable grade."),
-    ("Paired bootstrap", "the test eyes are resampled with replacement 1,000 times (class counts kept) and every "
-     "model is scored on the same resamples; the middle 95 % of a score, or of a difference between two models, is "
-     "its interval. Eyes of one patient are resampled as if independent, so intervals are somewhat too narrow."),
+    ("Paired bootstrap", "the test eyes are resampled with replacement 1,000 times and every model is scored on the "
+     "same resamples; the middle 95 % of a score, or of a difference between two models, is its interval. When the "
+     "split is grouped by patient, whole patients are drawn (both eyes together, since a patient's two eyes tend to "
+     "share a grade); otherwise eyes are drawn as if independent, and the intervals are too narrow if several "
+     "images come from one patient. Set-up says which."),
     ("Coverage", "the share of eyes the ensemble grades without sending them to a human grader."),
     ("Temperature", "one number dividing a model's logits before the softmax, fitted so that its stated "
      "probabilities match its accuracy; it never changes which grade is most probable."),

@@ -20,8 +20,57 @@ BLOCK_CELLS = 1 << 18  # rows x resamples scored per block (~2 MB per float64 ar
 MIN_BLOCK = 64
 
 
-def bootstrap_indices(n: int, n_boot: int, seed: int, stratify: np.ndarray | None = None) -> np.ndarray:
-    """Row indices of ``n_boot`` resamples with replacement, shape ``(n_boot, n)``.
+@dataclass(frozen=True, eq=False)
+class GroupDraws:
+    """Cluster-bootstrap resamples: whole groups (patients) drawn with replacement.
+
+    Attributes:
+        draws: ``(n_boot, g)`` group codes drawn per resample (each resample draws ``g`` groups).
+        row_group: ``(n,)`` the group code of every row.
+
+    ``shape`` is ``(n_boot, n)``, as for row indices; a resample holds every row of each drawn
+    group, once per draw, so its size varies with the sizes of the groups drawn.
+    """
+
+    draws: np.ndarray
+    row_group: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.draws.shape[0], self.row_group.shape[0])
+
+    @property
+    def groups(self) -> int:
+        return int(self.row_group.max()) + 1 if self.row_group.size else 0
+
+    def counts(self, start: int, stop: int) -> np.ndarray:
+        """Draw counts of every row in resamples ``start:stop``: ``(n, stop - start)`` float64."""
+        block = self.draws[start:stop]
+        b, g = len(block), self.groups
+        offsets = (block * b + np.arange(b)[:, None]).ravel()
+        per_group = np.bincount(offsets, minlength=g * b).reshape(g, b)
+        return per_group[self.row_group].astype(np.float64)
+
+
+def group_codes(groups) -> np.ndarray | None:
+    """``0..g-1`` codes of a row-wise group label array (``None``, or no repeated group: ``None``).
+
+    Missing labels (``None``, ``nan``, empty) are groups of their own row.
+    """
+    if groups is None:
+        return None
+    labels = [None if g is None or (isinstance(g, float) and math.isnan(g)) or str(g) == "" else str(g)
+              for g in np.asarray(groups, dtype=object).tolist()]
+    codes, seen = np.empty(len(labels), dtype=np.int64), {}
+    for i, g in enumerate(labels):
+        key = ("row", i) if g is None else g
+        codes[i] = seen.setdefault(key, len(seen))
+    return codes if len(seen) < len(labels) else None
+
+
+def bootstrap_indices(n: int, n_boot: int, seed: int, stratify: np.ndarray | None = None,
+                      groups: np.ndarray | None = None) -> np.ndarray | GroupDraws:
+    """Resamples with replacement: row indices of shape ``(n_boot, n)``, or whole groups.
 
     Args:
         n: number of rows.
@@ -29,19 +78,42 @@ def bootstrap_indices(n: int, n_boot: int, seed: int, stratify: np.ndarray | Non
         seed: seed of ``numpy.random.default_rng``; same seed, same indices.
         stratify: optional labels; each resample then keeps every class's row count
             (resampling within classes), the right mimic of a stratified test split.
+        groups: optional group label per row (the patient: both eyes of one person). When some
+            group has several rows, whole groups are drawn (a cluster bootstrap, since the eyes of
+            one patient are not independent) and a :class:`GroupDraws` is returned; with
+            ``stratify``, groups are drawn within the class of their highest row label (a
+            patient's worst grade), keeping each such stratum's group count.
 
     Example:
         >>> bootstrap_indices(4, 2, seed=0).shape
+        (2, 4)
+        >>> bootstrap_indices(4, 2, seed=0, groups=["a", "a", "b", "c"]).shape
         (2, 4)
     """
     if n < 1 or n_boot < 1:
         raise ValueError(f"n and n_boot must be at least 1; got n={n}, n_boot={n_boot}.")
     rng = np.random.default_rng(seed)
+    if stratify is not None:
+        stratify = np.asarray(stratify)
+        if len(stratify) != n:
+            raise ValueError(f"stratify has {len(stratify)} rows but n={n}.")
+    codes = group_codes(groups)
+    if codes is not None:
+        if len(codes) != n:
+            raise ValueError(f"groups has {len(codes)} rows but n={n}.")
+        g = int(codes.max()) + 1
+        strata = np.zeros(g, dtype=np.int64)
+        if stratify is not None:
+            top = np.full(g, -np.inf)
+            np.maximum.at(top, codes, stratify.astype(np.float64))
+            strata = np.unique(top, return_inverse=True)[1]
+        draws = np.empty((n_boot, g), dtype=np.int64)
+        for value in np.unique(strata):
+            members = np.flatnonzero(strata == value)
+            draws[:, members] = members[rng.integers(0, len(members), size=(n_boot, len(members)))]
+        return GroupDraws(draws, codes)
     if stratify is None:
         return rng.integers(0, n, size=(n_boot, n))
-    stratify = np.asarray(stratify)
-    if len(stratify) != n:
-        raise ValueError(f"stratify has {len(stratify)} rows but n={n}.")
     out = np.empty((n_boot, n), dtype=np.int64)
     for value in np.unique(stratify):
         rows = np.flatnonzero(stratify == value)
@@ -54,21 +126,25 @@ def bootstrap_samples(
     probs: np.ndarray | None,
     pred: np.ndarray | None = None,
     *,
-    indices: np.ndarray,
+    indices: np.ndarray | GroupDraws,
     num_classes: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Every metric on every resample: ``{metric: array (n_boot,)}`` (``nan`` where undefined)."""
-    indices = np.asarray(indices)
+    if not isinstance(indices, GroupDraws):
+        indices = np.asarray(indices)
     n_boot, n = indices.shape
     if n != len(labels):
         raise ValueError(f"indices resample {n} rows but labels has {len(labels)}.")
     chunk = max(MIN_BLOCK, BLOCK_CELLS // max(n, 1))
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, n_boot, chunk):
-        block = indices[start : start + chunk]
-        b = len(block)
-        offsets = (block * b + np.arange(b)[:, None]).ravel()  # counts laid out rows first
-        counts = np.bincount(offsets, minlength=n * b).reshape(n, b).astype(np.float64)
+        if isinstance(indices, GroupDraws):
+            counts = indices.counts(start, start + chunk)
+        else:
+            block = indices[start : start + chunk]
+            b = len(block)
+            offsets = (block * b + np.arange(b)[:, None]).ravel()  # counts laid out rows first
+            counts = np.bincount(offsets, minlength=n * b).reshape(n, b).astype(np.float64)
         parts.append(score_weighted(labels, probs, counts, pred=pred, num_classes=num_classes))
     return {name: np.concatenate([p[name] for p in parts]) for name in METRICS}
 
@@ -95,7 +171,7 @@ def bootstrap_metrics(
     *,
     n_boot: int = 1000,
     seed: int = 0,
-    indices: np.ndarray | None = None,
+    indices: np.ndarray | GroupDraws | None = None,
     num_classes: int | None = None,
 ) -> dict[str, dict]:
     """Point value and 95 % percentile bootstrap interval of every metric.
@@ -130,7 +206,7 @@ def bootstrap_difference(
     a: tuple[np.ndarray | None, np.ndarray | None],
     b: tuple[np.ndarray | None, np.ndarray | None],
     *,
-    indices: np.ndarray,
+    indices: np.ndarray | GroupDraws,
     num_classes: int | None = None,
 ) -> dict[str, dict]:
     """Paired bootstrap of ``metric(a) - metric(b)``; ``a`` and ``b`` are ``(probs, pred)`` pairs.
@@ -283,11 +359,12 @@ def threshold_for_sensitivity(scores: np.ndarray, positive: np.ndarray, target: 
     return choose_refer_threshold(np.asarray(scores, dtype=np.float64)[positive], target)
 
 
-def exact_interval(hits: int, n: int, level: float = 0.95) -> list[float]:
+def exact_interval(hits: float, n: float, level: float = 0.95) -> list[float]:
     """The Clopper-Pearson (exact binomial) interval of the proportion ``hits / n``.
 
     The interval clinical studies give for sensitivity and specificity: it never has zero width
     at 0 or 1 (100 of 100 right is still compatible with 0.964), unlike a bootstrap of the rows.
+    ``hits`` and ``n`` may be effective (non-integer) counts, see :func:`effective_counts`.
 
     Example:
         >>> [round(v, 3) for v in exact_interval(95, 95)]
@@ -298,34 +375,71 @@ def exact_interval(hits: int, n: int, level: float = 0.95) -> list[float]:
     if n <= 0:
         return [float("nan"), float("nan")]
     a = (1.0 - level) / 2.0
-    lo = 0.0 if hits == 0 else float(beta.ppf(a, hits, n - hits + 1))
-    hi = 1.0 if hits == n else float(beta.ppf(1.0 - a, hits + 1, n - hits))
+    lo = 0.0 if hits <= 0 else float(beta.ppf(a, hits, n - hits + 1))
+    hi = 1.0 if hits >= n else float(beta.ppf(1.0 - a, hits + 1, n - hits))
     return [lo, hi]
 
 
+def effective_counts(hit: np.ndarray, row_group: np.ndarray) -> tuple[float, float]:
+    """``(hits, n)`` of a proportion over clustered rows, shrunk by the design effect.
+
+    The rows of one group (both eyes of a patient) are not independent: the variance of the
+    proportion is estimated from the groups (the ratio estimator's, with the ``g / (g - 1)``
+    correction) and compared with the binomial one; their ratio, the design effect (at least 1),
+    divides ``n`` and ``hits`` (Korn & Graubard's effective sample size for a Clopper-Pearson
+    interval). Without repeated groups, or at 0 or 1, the counts are returned as they are.
+
+    Example:
+        >>> effective_counts(np.array([1, 1, 0, 0] * 3), np.repeat(np.arange(6), 2))  # 6 patients, eyes agree
+        (2.5, 5.0)
+        >>> effective_counts(np.array([1, 1, 0, 0] * 3), np.arange(12))  # 12 patients
+        (6.0, 12.0)
+    """
+    hit = np.asarray(hit, dtype=np.float64)
+    n, hits = float(hit.size), float(hit.sum())
+    if n == 0 or hits in (0.0, n):
+        return hits, n
+    _, codes = np.unique(np.asarray(row_group), return_inverse=True)
+    g = int(codes.max()) + 1
+    if g == n or g < 2:
+        return hits, n
+    p = hits / n
+    y, m = np.bincount(codes, weights=hit, minlength=g), np.bincount(codes, minlength=g).astype(np.float64)
+    var_cluster = g / (g - 1) * float(((y - p * m) ** 2).sum()) / n ** 2
+    deff = max(1.0, var_cluster / (p * (1 - p) / n))
+    return hits / deff, n / deff
+
+
 def sensitivity_specificity(
-    positive: np.ndarray, flagged: np.ndarray, *, indices: np.ndarray | None = None
+    positive: np.ndarray, flagged: np.ndarray, *, indices: np.ndarray | GroupDraws | None = None
 ) -> dict[str, dict]:
     """Sensitivity (flagged share of positives) and specificity (unflagged share of negatives).
 
     Args:
         positive: true condition per row ``(n,)`` bool.
         flagged: the test's call per row ``(n,)`` bool.
-        indices: when given, the 95 % intervals are computed (exact Clopper-Pearson intervals of
-            the two proportions, :func:`exact_interval`; the argument is kept for callers that
-            pass the shared bootstrap resamples).
+        indices: when given, the 95 % intervals are computed: exact Clopper-Pearson intervals of
+            the two proportions (:func:`exact_interval`); when they are the report's cluster
+            resamples (:class:`GroupDraws`, rows grouped by patient), on the effective counts of
+            :func:`effective_counts`, so that two eyes of one patient do not count as two
+            independent observations.
 
     Returns:
         ``{"sensitivity": {"value", "ci", "hits", "n"}, "specificity": {...}}`` (``nan`` without
-        positives/negatives).
+        positives/negatives); ``n_effective`` is added when the rows are clustered.
     """
     positive, flagged = np.asarray(positive, dtype=bool), np.asarray(flagged, dtype=bool)
     out = {}
     for key, cond, hit in (("sensitivity", positive, flagged), ("specificity", ~positive, ~flagged)):
         hits, n = int((cond & hit).sum()), int(cond.sum())
         value = hits / n if n else float("nan")
-        ci = exact_interval(hits, n) if indices is not None else [float("nan")] * 2
-        out[key] = {"value": value, "ci": ci, "hits": hits, "n": n}
+        entry = {"value": value, "ci": [float("nan")] * 2, "hits": hits, "n": n}
+        if isinstance(indices, GroupDraws):
+            eff_hits, eff_n = effective_counts(hit[cond], indices.row_group[cond])
+            entry["ci"], entry["n_effective"] = exact_interval(eff_hits, eff_n), round(eff_n, 1)
+        elif indices is not None:
+            entry["ci"] = exact_interval(hits, n)
+        out[key] = entry
     return out
 
 

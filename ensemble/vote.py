@@ -142,7 +142,8 @@ def run_vote(
            "members": {n: _val_score(ms, p) for n, p in models.items()},
            "ensembles": {n: _val_score(ms, p) for n, p in methods_out.items()}}
     best_single, best_method = _select(val["members"], select_by), _select(val["ensembles"], select_by)
-    indices = stats.bootstrap_indices(len(ms.test_labels), n_boot, seed, stratify=ms.test_labels)
+    indices = stats.bootstrap_indices(len(ms.test_labels), n_boot, seed, stratify=ms.test_labels,
+                                      groups=ms.test_groups)
 
     def test(p: Predictions) -> dict:
         return stats.bootstrap_metrics(ms.test_labels, p.test_probs, p.test_pred, indices=indices)
@@ -187,10 +188,8 @@ def run_vote(
             "predicted by a copy fitted on the other folds, up to 5 stratified folds), so the best method is chosen "
             "on val without in-sample optimism. Saved as ensemble/combiners/<method>.json."),
         "combiners": saved,
-        "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95, "stratified": True, "note": (
-            f"{n_boot} bootstrap resamples of the test rows, stratified by class (class counts kept, as in the split), "
-            f"seed {seed}; the same resamples for every model, so differences are paired; percentile intervals, "
-            "widened to contain the point value where the resamples are shifted away from it (ECE on small sets)."),
+        "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95, "stratified": True, **_bootstrap_words(
+            indices, n_boot, seed, len(ms.test_labels)),
             "single_row_classes": [ms.classes[c] if c < len(ms.classes or []) else c for c, n in
                                    enumerate(np.bincount(ms.test_labels, minlength=ms.num_classes).tolist()) if n == 1],
             "few_row_classes": {str(ms.classes[c] if c < len(ms.classes or []) else c): n for c, n in
@@ -198,6 +197,12 @@ def run_vote(
                                 if n < FEW_ROWS},
             "test_rows": int(len(ms.test_labels))},
     }
+    if isinstance(indices, stats.GroupDraws):  # a grade whose stratum holds one patient is never varied either
+        worst = np.full(indices.groups, -1)
+        np.maximum.at(worst, indices.row_group, ms.test_labels)
+        report["bootstrap"]["single_patient_classes"] = [
+            ms.classes[c] if c < len(ms.classes or []) else c for c, n in
+            enumerate(np.bincount(worst, minlength=ms.num_classes).tolist()) if n == 1]
     bagging = bagging_gain(workdir, ms, indices)  # k-fold members: K-fold average vs one copy, on test
     if bagging:
         report["bagging"] = bagging
@@ -365,6 +370,20 @@ def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int, *, temps=None
     return out, saved, out_temps
 
 
+def _bootstrap_words(indices, n_boot: int, seed: int, rows: int) -> dict:
+    """``report.json``'s bootstrap ``clustered``, ``patients`` and ``note``: how the test rows were resampled."""
+    common = (f"seed {seed}; the same resamples for every model, so differences are paired; percentile intervals, "
+              "widened to contain the point value where the resamples are shifted away from it (ECE on small sets).")
+    if isinstance(indices, stats.GroupDraws):
+        return {"clustered": True, "patients": indices.groups, "single_patient_classes": [], "note": (
+            f"{n_boot} bootstrap resamples of the {indices.groups} test patients ({rows} rows): the rows of a patient "
+            "(both eyes) are drawn together, since they are not independent, and patients are drawn within the class "
+            f"of their highest grade (so each such stratum keeps its patient count); {common}")}
+    return {"clustered": False, "note": (
+        f"{n_boot} bootstrap resamples of the test rows, stratified by class (class counts kept, as in the split), "
+        f"{common} The split is not grouped by patient, so rows are resampled as independent.")}
+
+
 def _selection(ms: MemberSet, val: dict, models: dict[str, Predictions], methods_out: dict[str, Predictions],
                chosen: tuple[str, str], metric: str, *, n_boot: int, seed: int, rows: str, protocol: str) -> dict:
     """How clear the choices are on the rows that made them (val, or the out-of-fold rows).
@@ -375,7 +394,7 @@ def _selection(ms: MemberSet, val: dict, models: dict[str, Predictions], methods
     chosen one. (The methods' val outputs are out-of-fold, so their differences are not in-sample.)
     """
     labels, k = ms.val_labels, ms.num_classes
-    indices = stats.bootstrap_indices(len(labels), n_boot, seed + 1, stratify=labels)
+    indices = stats.bootstrap_indices(len(labels), n_boot, seed + 1, stratify=labels, groups=ms.val_groups)
     sign = -1.0 if metric in MINIMISED_SELECT_BY else 1.0
     out = {"rows": int(len(labels)), "on": rows, "protocol": protocol, "metric": metric, "level": 0.95}
 
@@ -656,6 +675,7 @@ def _thin_test_words(r: dict) -> str:
     with fewer than :data:`FEW_ROWS` (resamples of so few rows vary too little to be trusted)."""
     boot = r.get("bootstrap") or {}
     thin = boot.get("single_row_classes") or []
+    lone = [c for c in boot.get("single_patient_classes") or [] if c not in thin]
     n, few = boot.get("test_rows"), boot.get("few_row_classes") or {}
     fix = (f"prepare a larger test split (at least {SMALL_TEST} rows and {FEW_ROWS} per class: --test-fraction, or "
            "more images)")
@@ -664,6 +684,12 @@ def _thin_test_words(r: dict) -> str:
                 "which a bootstrap stratified by class never varies, so the intervals above are narrower than the "
                 "real uncertainty (zero-wide when every class has one row) and neither a 'beat' nor a difference "
                 f"above should be trusted; {fix}.")
+    if lone:
+        which = f"class {lone[0]}" if len(lone) == 1 else f"classes {', '.join(map(str, lone))} (one patient each)"
+        return (f" Caution: in the test split a single patient has {which} as their highest grade; the bootstrap "
+                "draws patients within their highest grade, so it never varies that patient's rows, and the intervals "
+                f"above are narrower than the real uncertainty: neither a 'beat' nor a difference above should be "
+                f"trusted; {fix}.")
     if n is None or (n >= SMALL_TEST and not few):
         return ""
     fewest = f"; class {min(few, key=few.get)} has {min(few.values())}" if few else ""

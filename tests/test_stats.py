@@ -161,3 +161,56 @@ def test_reliability_bins_reproduce_ece() -> None:
     conf, acc = np.nan_to_num(bins["confidence"]), np.nan_to_num(bins["accuracy"])
     ece = float(np.sum(count * np.abs(acc - conf)) / 200)
     assert ece == pytest.approx(score(labels, probs)["ece"], abs=1e-12)
+
+
+def test_cluster_bootstrap_draws_whole_patients_within_their_worst_grade() -> None:
+    from ensemble.stats import GroupDraws
+
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 0, 0])
+    groups = ["a", "a", "b", "c", "c", "d", "e", "e", "f", "g"]  # a, c and e have two rows
+    draws = bootstrap_indices(10, 500, seed=0, stratify=labels, groups=groups)
+    assert isinstance(draws, GroupDraws) and draws.shape == (500, 10) and draws.groups == 7
+    counts = draws.counts(0, 500)  # (rows, resamples)
+    assert np.array_equal(counts[0], counts[1]) and np.array_equal(counts[3], counts[4])
+    assert np.array_equal(counts[6], counts[7])
+    # strata by the patient's highest grade: {a, b, f, g} (0), {c, d} (1), {e} (2); each keeps its patient count
+    per_patient = counts[[0, 2, 3, 5, 6, 8, 9]]  # one row per patient a, b, c, d, e, f, g
+    assert np.all(per_patient[[0, 1, 5, 6]].sum(axis=0) == 4) and np.all(per_patient[[2, 3]].sum(axis=0) == 2)
+    assert np.all(per_patient[4] == 1)  # the only grade-2 patient is drawn once in every resample
+    # the same seed gives the same draws; rows without a shared group fall back to row indices
+    assert np.array_equal(draws.draws, bootstrap_indices(10, 500, seed=0, stratify=labels, groups=groups).draws)
+    plain = bootstrap_indices(10, 5, seed=0, groups=[str(i) for i in range(10)])
+    assert isinstance(plain, np.ndarray) and np.array_equal(plain, bootstrap_indices(10, 5, seed=0))
+
+
+def test_cluster_bootstrap_widens_intervals_when_both_eyes_agree() -> None:
+    # 100 patients whose two eyes share label and prediction: 200 rows carry 100 rows' information,
+    # so the interval of a proportion is about sqrt(2) wider than the one that treats eyes as independent.
+    rng = np.random.default_rng(0)
+    y_patient = rng.integers(0, 2, 100)
+    right = rng.random(100) < 0.7
+    pred_patient = np.where(right, y_patient, 1 - y_patient)
+    y, pred = np.repeat(y_patient, 2), np.repeat(pred_patient, 2)
+    groups = np.repeat(np.arange(100), 2).astype(str)
+    eyes = bootstrap_metrics(y, None, pred, indices=bootstrap_indices(200, 2000, 1, stratify=y), num_classes=2)
+    patients = bootstrap_metrics(y, None, pred, num_classes=2,
+                                 indices=bootstrap_indices(200, 2000, 1, stratify=y, groups=groups))
+    width = {name: np.diff(m["accuracy"]["ci"])[0] for name, m in (("eyes", eyes), ("patients", patients))}
+    assert eyes["accuracy"]["value"] == patients["accuracy"]["value"]
+    assert 1.25 < width["patients"] / width["eyes"] < 1.6
+
+
+def test_sensitivity_on_clustered_rows_uses_effective_counts() -> None:
+    from ensemble.stats import effective_counts, exact_interval, sensitivity_specificity
+
+    positive = np.ones(40, dtype=bool)
+    flagged = np.repeat(np.arange(20) % 4 != 0, 2)  # 15 of 20 patients flagged in both eyes
+    groups = np.repeat(np.arange(20), 2).astype(str)
+    draws = bootstrap_indices(40, 10, seed=0, groups=groups)
+    clustered = sensitivity_specificity(positive, flagged, indices=draws)["sensitivity"]
+    plain = sensitivity_specificity(positive, flagged, indices=bootstrap_indices(40, 10, seed=0))["sensitivity"]
+    assert clustered["value"] == plain["value"] == 0.75 and plain["ci"] == exact_interval(30, 40)
+    hits, n = effective_counts(flagged, groups)
+    assert n == pytest.approx(19.0) and hits / n == pytest.approx(0.75)
+    assert clustered["ci"] == exact_interval(hits, n) and clustered["n_effective"] == round(n, 1)
+    assert clustered["ci"][0] < plain["ci"][0] and clustered["ci"][1] > plain["ci"][1]

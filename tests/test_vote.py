@@ -32,9 +32,17 @@ def _probs(labels: np.ndarray, skill: float, seed: int) -> np.ndarray:
     return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def make_workdir(root: Path, skills: dict[str, tuple[float, float]], incomplete: str | None = "d") -> Path:
-    """A workdir with dataset.json, split.csv and one member per ``skills`` entry ((val skill, test skill))."""
-    rows = ["path,label,split"] + [f"img_{i}.png,{LABELS[i]},{SPLIT[i]}" for i in range(len(SPLIT))]
+def make_workdir(root: Path, skills: dict[str, tuple[float, float]], incomplete: str | None = "d",
+                 groups: list[str] | None = None) -> Path:
+    """A workdir with dataset.json, split.csv and one member per ``skills`` entry ((val skill, test skill)).
+
+    ``groups``: a patient id per row, written as split.csv's ``group`` column (a split grouped by patient).
+    """
+    if groups is None:
+        rows = ["path,label,split"] + [f"img_{i}.png,{LABELS[i]},{SPLIT[i]}" for i in range(len(SPLIT))]
+    else:
+        rows = ["path,label,split,group"] + [f"img_{i}.png,{LABELS[i]},{SPLIT[i]},{groups[i]}"
+                                             for i in range(len(SPLIT))]
     csv = ("\n".join(rows) + "\n").encode()
     (root / "split.csv").write_bytes(csv)
     fingerprint = hashlib.sha256(csv).hexdigest()
@@ -695,3 +703,44 @@ def test_a_workdir_of_demo_data_is_named_synthetic(tmp_path) -> None:
     assert any("**Synthetic demo data**" in line for line in _glance_md(report))
     (data / "demo-data.json").unlink()  # the same files without demo-data's record: taken as real
     assert _data_words(tmp_path / "w")["synthetic"] is False
+
+
+def test_a_split_grouped_by_patient_is_bootstrapped_by_patient(tmp_path: Path) -> None:
+    # Rows 2i and 2i+1 are one patient's two eyes (neighbouring grades: LABELS cycles 0..4); the test split
+    # (rows 40..59) holds 10 patients.
+    skills = {"a": (0.8, 0.1), "b": (0.4, 0.15), "c": (0.3, 0.2)}
+    (tmp_path / "plain").mkdir(), (tmp_path / "grouped").mkdir()
+    plain = run_vote(make_workdir(tmp_path / "plain", skills, incomplete=None), n_boot=400)
+    grouped_root = make_workdir(tmp_path / "grouped", skills, incomplete=None,
+                                groups=[f"p{i // 2}" for i in range(len(SPLIT))])
+    grouped = run_vote(grouped_root, n_boot=400)
+    assert plain["bootstrap"]["clustered"] is False and "not grouped by patient" in plain["bootstrap"]["note"]
+    assert grouped["bootstrap"]["clustered"] is True and grouped["bootstrap"]["patients"] == 10
+    assert "10 test patients (20 rows)" in grouped["bootstrap"]["note"]
+    # Same predictions, same point values; other resamples, so other intervals.
+    for name in skills:
+        for metric in ("accuracy", "qwk"):
+            assert grouped["members"][name][metric]["value"] == plain["members"][name][metric]["value"]
+    assert grouped["members"]["a"]["accuracy"]["ci"] != plain["members"]["a"]["accuracy"]["ci"]
+    md = (grouped_root / "ensemble" / "report.md").read_text()
+    assert "whole patients are drawn" in md and "10 test patients" in md
+    ref = grouped["referable"]
+    assert ref["applicable"] and ref["clustered"] is True
+    assert "effective counts" in md
+    for role in ("best_single", "ensemble"):
+        sens = ref[role]["sensitivity"]
+        assert 0 < sens["n_effective"] <= sens["n"] and sens["ci"][0] <= sens["value"] <= sens["ci"][1]
+
+
+def test_a_grade_held_by_one_test_patient_gets_the_caution(tmp_path: Path) -> None:
+    # Test rows 40..59 cycle grades 0..4; the four grade-4 rows are one patient's (the others one row each),
+    # so the stratum "highest grade 4" holds one patient, which a stratified cluster bootstrap never varies.
+    groups = [f"r{i}" for i in range(len(SPLIT))]
+    for i in range(40, 60):
+        if LABELS[i] == 4:
+            groups[i] = "one"
+    root = make_workdir(tmp_path, {"a": (0.8, 0.3), "b": (0.4, 0.3), "c": (0.3, 0.3)}, incomplete=None, groups=groups)
+    report = run_vote(root, n_boot=200)
+    boot = report["bootstrap"]
+    assert boot["clustered"] and boot["patients"] == 17 and boot["single_patient_classes"] == [4]
+    assert "a single patient has class 4 as their highest grade" in report["verdict"]
