@@ -499,6 +499,10 @@ def predict(
                 the members agree)
     prob_0..    the ensemble's probability of each class (calibrated when
                 vote ran with --calibrate temperature)
+    p_referable P(grade >= the referable cut, default 2): ordered grades only
+    referable   1 = referable DR: p_referable at or above the threshold vote
+                chose on val for the sensitivity target (empty for another
+                --method than the one it was chosen for)
     """
     from ensemble.inference import predict_images
 

@@ -58,7 +58,11 @@ CSV_COLUMNS = ("path", "label", "class", "label_prob", "top_class", "top_prob", 
 name, ``label_prob`` its probability,
 ``top_class``/``top_prob`` the most probable class and its probability (they differ from
 ``label``/``label_prob`` only for ``+thr`` methods), ``agreement`` the share of members whose
-own top class is ``label``, ``refer`` 1 = send to a human grader."""
+own top class is ``label``, ``refer`` 1 = send to a human grader. On ordered grades with a
+referable-DR section in ``report.json``, :data:`REFERABLE_COLUMNS` follow the probabilities."""
+REFERABLE_COLUMNS = ("p_referable", "referable")
+"""``p_referable`` = P(grade >= the report's referable cut), ``referable`` 1/0 = at or above the threshold
+``vote`` chose on val for the sensitivity target (empty for a method other than the one it was chosen for)."""
 VOTE_HINT = "run `python cli.py vote --workdir {workdir}` first"
 
 
@@ -97,6 +101,9 @@ class Ensemble:
     referral_note: str
     classes: list = field(default_factory=list)
     refer_without_agreement: bool = False  # report.json referral says rows no member agrees with are referred too
+    referable_cut: int | None = None  # lowest referable grade (report.json referable.cut_grade); None: not applicable
+    referable_threshold: float | None = None  # on P(grade >= cut), chosen on val for this method; None: another method
+    referable_note: str = ""
 
 
 @dataclass
@@ -113,6 +120,8 @@ class PredictionResult:
         skipped: unreadable inputs, ``{path: reason}``.
         method: the combiner used; ``members``: its members; ``referral_note``: the rule used.
         classes: the class of each label index (``dataset.json``'s ``classes``: integers or names).
+        p_referable: ``(n,)`` P(grade >= the referable cut), or ``None`` when the task has no referable cut.
+        referable: ``(n,)`` bool at the val-chosen threshold, or ``None`` (no cut, or no threshold for this method).
     """
 
     paths: list[str]
@@ -126,6 +135,9 @@ class PredictionResult:
     members: list[str]
     referral_note: str
     classes: list = field(default_factory=list)
+    p_referable: np.ndarray | None = None
+    referable: np.ndarray | None = None
+    referable_note: str = ""
 
     def class_value(self, label: int):
         """The class of a label index as ``dataset.json`` holds it: an integer grade or a name (JSON keeps the type)."""
@@ -159,21 +171,30 @@ class PredictionResult:
                  "top_prob": float(top_prob[i]), "agreement": float(self.agreement[i]), "refer": bool(self.refer[i]),
                  "probs": [float(p) for p in self.probs[i]]}
                 for i, path in enumerate(self.paths)]
-        return {"method": self.method, "members": list(self.members), "classes": list(self.classes),
-                "referral": self.referral_note, "predictions": rows, "skipped": dict(self.skipped)}
+        out = {"method": self.method, "members": list(self.members), "classes": list(self.classes),
+               "referral": self.referral_note, "predictions": rows, "skipped": dict(self.skipped)}
+        if self.p_referable is not None:
+            for i, row in enumerate(rows):
+                row["p_referable"] = float(self.p_referable[i])
+                row["referable"] = None if self.referable is None else bool(self.referable[i])
+            out["referable"] = self.referable_note
+        return out
 
     def to_csv(self) -> str:
         """One row per image, columns :data:`CSV_COLUMNS` then ``prob_0..prob_{k-1}``."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         k = self.probs.shape[1]
-        writer.writerow(csvsafe.row([*CSV_COLUMNS, *(f"prob_{j}" for j in range(k))]))
+        extra = REFERABLE_COLUMNS if self.p_referable is not None else ()
+        writer.writerow(csvsafe.row([*CSV_COLUMNS, *(f"prob_{j}" for j in range(k)), *extra]))
         top_class, top_prob = self.top_class, self.top_prob
         for i, path in enumerate(self.paths):  # csvsafe: no cell a spreadsheet would run as a formula
+            tail = [] if not extra else [f"{self.p_referable[i]:.8g}",
+                                         "" if self.referable is None else int(self.referable[i])]
             writer.writerow(csvsafe.row([
                 printable_path(path), int(self.labels[i]), self.class_of(int(self.labels[i])), f"{self.confidence[i]:.8g}",
                 int(top_class[i]), f"{top_prob[i]:.8g}", f"{self.agreement[i]:.6g}", int(self.refer[i]),
-                *(f"{p:.8g}" for p in self.probs[i])]))
+                *(f"{p:.8g}" for p in self.probs[i]), *tail]))
         return buf.getvalue()
 
 
@@ -295,7 +316,24 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
         note = (f"referred when fewer than {AGREEMENT_FALLBACK:.0%} of members agree with the ensemble "
                 f"(report.json holds a referral threshold only for {best!r}, not {chosen!r})")
     classes = report.get("classes") or list(range(combiner.n_classes_))
-    return Ensemble(workdir, chosen, combiner, members, threshold, note, list(classes), alone)
+    cut, ref_threshold, ref_note = _referable_rule(report.get("referable") or {}, chosen)
+    return Ensemble(workdir, chosen, combiner, members, threshold, note, list(classes), alone,
+                    cut, ref_threshold, ref_note)
+
+
+def _referable_rule(ref: dict, chosen: str) -> tuple[int | None, float | None, str]:
+    """``(cut grade, threshold, note)`` of ``report.json``'s referable-DR section for the method ``chosen``."""
+    cut = ref.get("cut_grade")
+    if not ref.get("applicable") or not isinstance(cut, int):
+        return None, None, ""
+    point = ref.get("ensemble") or {}
+    threshold = point.get("threshold")
+    if point.get("name") != chosen or not isinstance(threshold, (int, float)):
+        return cut, None, (f"p_referable = P(grade >= {cut}); `referable` is left empty: vote chose its threshold for "
+                           f"{point.get('name')!r}, not {chosen!r}")
+    target = ref.get("sensitivity_target")
+    why = f", chosen on val for {target:.0%} sensitivity" if isinstance(target, (int, float)) else ""
+    return cut, float(threshold), f"referable DR when P(grade >= {cut}) >= {threshold:.4g}{why}"
 
 
 def _refuse_another_dataset(workdir: Path, manifest: dict) -> None:
@@ -565,8 +603,13 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
         refer = (confidence < ens.refer_threshold) | ((agreement == 0) if ens.refer_without_agreement else False)
     else:
         refer = agreement < AGREEMENT_FALLBACK
+    p_ref = referable = None
+    if ens.referable_cut is not None:
+        p_ref = probs[:, ens.referable_cut:].sum(axis=1)
+        referable = None if ens.referable_threshold is None else p_ref >= ens.referable_threshold
     return PredictionResult(paths, probs, labels, agreement, confidence, refer, skipped, ens.method,
-                            [m.name for m in ens.members], ens.referral_note, ens.classes)
+                            [m.name for m in ens.members], ens.referral_note, ens.classes, p_ref, referable,
+                            ens.referable_note)
 
 
 def _report_skipped(skipped: dict[str, str]) -> None:
@@ -580,3 +623,8 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
     print(f"Predicted {len(r.paths)} image(s) with {r.method} over {len(r.members)} members "
           f"({', '.join(r.members)}){where}; referred {int(r.refer.sum())}, skipped {len(r.skipped)}. "
           f"Referral: {r.referral_note}.", file=sys.stderr)
+    if r.referable is not None:
+        print(f"Referable DR: {int(r.referable.sum())} of {len(r.paths)} image(s) ({r.referable_note}; "
+              "columns p_referable, referable).", file=sys.stderr)
+    elif r.p_referable is not None:
+        print(f"Note: {r.referable_note}.", file=sys.stderr)

@@ -58,7 +58,7 @@ def test_csv_rows_probabilities_agreement_and_referral(voted, images, tmp_path, 
     result, table = _run(voted, mixed, tmp_path)
     k = 5
     assert list(table.columns) == ["path", "label", "class", "label_prob", "top_class", "top_prob", "agreement",
-                                   "refer", *(f"prob_{j}" for j in range(k))]
+                                   "refer", *(f"prob_{j}" for j in range(k)), "p_referable", "referable"]
     assert (table["class"] == table["label"]).all()  # integer grades: the class is the label
     assert table["path"].tolist() == good  # only the readable ones, in the order given
     probs = table[[f"prob_{j}" for j in range(k)]].to_numpy()
@@ -75,6 +75,11 @@ def test_csv_rows_probabilities_agreement_and_referral(voted, images, tmp_path, 
     assert set(table["refer"]) <= {0, 1}
     assert report["referral"]["refer_without_agreement"] is True
     assert (table["refer"] == ((result.confidence < threshold) | (table["agreement"] == 0)).astype(int)).all()
+    # referable DR: P(grade >= 2) against the ensemble's val-chosen operating point in report.json
+    ref = report["referable"]
+    assert ref["applicable"] and ref["ensemble"]["name"] == result.method and ref["cut_grade"] == 2
+    np.testing.assert_allclose(table["p_referable"], probs[:, 2:].sum(axis=1), atol=1e-6)
+    assert (table["referable"] == (result.p_referable >= ref["ensemble"]["threshold"]).astype(int)).all()
     assert set(result.skipped) == set(bad)
     err = capsys.readouterr().err
     for path in bad:
@@ -304,6 +309,17 @@ def test_thr_method_label_and_top_class_columns(voted, images, tmp_path) -> None
     np.testing.assert_allclose(table["top_prob"], probs.max(axis=1), rtol=1e-6)
     assert table["top_class"].tolist() == probs.argmax(axis=1).tolist()
     assert table["agreement"].tolist() == pytest.approx((P.argmax(axis=2) == expected).mean(axis=0).tolist())
+
+
+def test_another_method_than_the_val_chosen_one_leaves_referable_empty(voted, images, tmp_path, capsys) -> None:
+    report = read_json(voted / "ensemble" / "report.json")
+    other = next(m for m in ("soft", "hard", "soft+thr", "hard+thr") if m != report["best_method"])
+    result, table = _run(voted, images["good"][:2], tmp_path, method=other)
+    assert result.referable is None and table["referable"].isna().all()
+    np.testing.assert_allclose(table["p_referable"], result.probs[:, 2:].sum(axis=1), atol=1e-6)
+    assert f"vote chose its threshold for {report['best_method']!r}, not {other!r}" in capsys.readouterr().err
+    rows = result.to_json()["predictions"]
+    assert all(r["referable"] is None and 0 <= r["p_referable"] <= 1 + 1e-9 for r in rows)
 
 
 def test_calibrated_combiner_is_applied_by_predict(voted, images, tmp_path) -> None:
