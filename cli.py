@@ -74,6 +74,17 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _exit_now_if_hdf5_broke(code: int) -> None:
+    """End the process at once after a failed HDF5 write (see ``members.infra.errors.hdf5_write_failed``):
+    HDF5's own shutdown would retry the write and crash. Streams are flushed; locks were released on the way up."""
+    from members.infra.errors import must_exit_hard
+
+    if must_exit_hard():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def user_errors(func):
     """Turn a UserError into one plain sentence on stderr and exit code 1; Ctrl-C into exit 130."""
 
@@ -559,7 +570,11 @@ def _terminate_as_interrupt() -> None:
 def main() -> None:
     """Console-script entry point (``cnn-ensemble``)."""
     _terminate_as_interrupt()
-    app()
+    try:
+        app()
+    except SystemExit as done:
+        _exit_now_if_hdf5_broke(done.code if isinstance(done.code, int) else 1)
+        raise
 
 
 if __name__ == "__main__":

@@ -637,3 +637,38 @@ def test_sigterm_stops_train_members_like_ctrl_c_and_ends_its_workers(prepared, 
     gone, alive = psutil.wait_procs(workers, timeout=30)
     assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], alive
     assert not (work / "members" / "p" / "metrics.json").exists()  # stopped, not finished behind the user's back
+
+
+def test_a_file_size_limit_during_a_weights_save_ends_with_one_sentence_not_a_crash(tmp_path) -> None:
+    """h5py keeps a half-written HDF5 file open; each dropped handle printed a traceback and HDF5's own
+    shutdown at exit segfaulted (exit 139). The CLI now ends such a process at once, with exit 1."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "best.weights.h5"
+    target.write_bytes(b"the previous weights")
+    script = f"""
+import resource, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+import keras
+from pathlib import Path
+from members.infra.errors import UserError
+from members.training.artifacts import save_weights
+import cli
+model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256), keras.layers.Dense(256)])
+resource.setrlimit(resource.RLIMIT_FSIZE, (40 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    save_weights(model, Path({str(target)!r}))
+except UserError as exc:
+    print("Error:", exc, file=sys.stderr)
+    cli._exit_now_if_hdf5_broke(1)
+print("not reached", file=sys.stderr)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    err = "\n".join(line for line in run.stderr.splitlines() if "cuda" not in line.lower() and "absl" not in line)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "Traceback" not in err and "not reached" not in err
+    assert f"Could not write {target} (File too large)" in err and "ulimit -f" in err
+    assert target.read_bytes() == b"the previous weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.weights.h5"]  # the temp file is gone

@@ -73,8 +73,9 @@ def discard_temp(tmp: str | os.PathLike, path: Path, exc: BaseException) -> None
 
 def _write_error(path: Path, exc: OSError) -> UserError:
     reason = exc.strerror or str(exc) or exc.__class__.__name__
-    hint = ("free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-            else "check that the folder exists and is writable")
+    hint = ("free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "raise the file-size limit (`ulimit -f`) or write to a file system that takes larger files"
+            if exc.errno == errno.EFBIG else "check that the folder exists and is writable")
     return UserError(f"Could not write {path} ({reason}); the previous version of the file, if any, is unchanged: "
                      f"{hint} and run the command again.")
 

@@ -17,3 +17,52 @@ class UserError(Exception):
         ...
         members.infra.errors.UserError: Epochs must be at least 1; got 0. Pass --epochs 1 or more.
     """
+
+
+def quiet_h5py_unraisable() -> None:
+    """Stop printing h5py's unraisable errors (tracebacks "Exception ignored in h5py._objects.ObjectID.__dealloc__").
+
+    After an HDF5 write fails mid-way (a full disk, a file-size limit) h5py keeps the file open and
+    HDF5 retries the write whenever a handle is dropped; each retry printed a traceback before the
+    one-sentence error. Other unraisable errors are still printed.
+    """
+    import sys
+    import traceback
+
+    previous, previous_except = sys.unraisablehook, sys.excepthook
+    if getattr(previous, "quiet_h5py", False):
+        return
+
+    def hook(unraisable) -> None:
+        if "h5py" in repr(getattr(unraisable, "object", "")) or "h5py" in str(getattr(unraisable, "err_msg", "")):
+            return
+        previous(unraisable)
+
+    def except_hook(kind, value, tb) -> None:  # Cython prints a __dealloc__ error's traceback through it first
+        frames = traceback.extract_tb(tb) if tb is not None else []
+        if kind is RuntimeError and frames and all("h5py" in f.filename for f in frames):
+            return
+        previous_except(kind, value, tb)
+
+    hook.quiet_h5py = except_hook.quiet_h5py = True
+    sys.unraisablehook, sys.excepthook = hook, except_hook
+
+
+def hdf5_write_failed() -> None:
+    """Note that an HDF5 write failed mid-way: the process must not finalize normally.
+
+    HDF5's shutdown at exit retries the failed write and segfaulted (exit 139 after the clean error
+    message); :func:`must_exit_hard` tells the CLI to end the process with ``os._exit`` once its
+    message is out (every lock and temp file is released before).
+    """
+    global _HARD_EXIT
+    _HARD_EXIT = True
+    quiet_h5py_unraisable()
+
+
+def must_exit_hard() -> bool:
+    """Whether :func:`hdf5_write_failed` was called in this process."""
+    return _HARD_EXIT
+
+
+_HARD_EXIT = False

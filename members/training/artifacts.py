@@ -158,14 +158,34 @@ def _write_model_file(path: Path, tmp: Path, save) -> None:
     """``save(tmp)``, fsync, ``os.replace(tmp, path)``; any OSError becomes a UserError and the temp file goes."""
     import os
 
+    if tmp.name.endswith(".h5"):
+        from members.infra.errors import quiet_h5py_unraisable
+
+        quiet_h5py_unraisable()  # a failed write makes h5py print a traceback per dropped handle
     try:
         save(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
+        if isinstance(exc, OSError) and tmp.name.endswith(".h5"):
+            from members.infra.errors import hdf5_write_failed
+
+            hdf5_write_failed()  # HDF5 keeps the broken file open: no clean interpreter shutdown after this
+            exc = _plain_os_error(exc)
         atomic.discard_temp(tmp, path, exc)
         raise
+
+
+def _plain_os_error(exc: OSError) -> OSError:
+    """h5py's OSError carries HDF5's long multi-line text; its errno (or the one the text names) with the C library's words."""
+    import os
+    import re
+
+    number = exc.errno
+    if number is None and (m := re.search(r"errno = (\d+)", str(exc))):
+        number = int(m.group(1))
+    return exc if number is None else OSError(number, os.strerror(number))
 
 
 def save_model(model, path: Path) -> None:
