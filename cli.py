@@ -310,6 +310,7 @@ def _trained_members(workdir: Path, json_: bool) -> None:
         rows.append({"member": metrics_path.parent.name, "preset": m.get("preset"), "input": m.get("input_size"),
                      "head": m.get("head"), "test_accuracy": t.get("accuracy"), "majority_accuracy": base.get("accuracy"),
                      "test_balanced_accuracy": t.get("balanced_accuracy"), "test_qwk": t.get("qwk"),
+                     "test_macro_f1": t.get("macro_f1"), "nominal": m.get("monitor") == "val_macro_f1",
                      "collapsed": bool(m.get("collapsed")), "below_majority": bool((m.get("below_majority") or {}).get("test")),
                      "stale": is_stale(m, fingerprint),
                      "marks": member_marks(m, fingerprint)})
@@ -320,13 +321,15 @@ def _trained_members(workdir: Path, json_: bool) -> None:
         return "-" if v is None else f"{v:.3f}"
 
     table = Table(title=f"members of {workdir} († test accuracy below the majority class's)")
-    for col in ("member", "preset", "input", "head", "test acc", "majority acc", "test bal-acc", "test QWK", "collapsed"):
+    nominal = any(r["nominal"] for r in rows)  # nominal classes: macro-F1, as they are chosen by; QWK needs an order
+    key, label = ("test_macro_f1", "test macro-F1") if nominal else ("test_qwk", "test QWK")
+    for col in ("member", "preset", "input", "head", "test acc", "majority acc", "test bal-acc", label, "collapsed"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["member"] + (" †" if r["below_majority"] else "") + (" (stale)" if r["stale"] else ""),
                       str(r["preset"]), "-" if r["input"] is None else str(r["input"]),
                       "-" if r["head"] is None else str(r["head"]),
-                      f(r["test_accuracy"]), f(r["majority_accuracy"]), f(r["test_balanced_accuracy"]), f(r["test_qwk"]),
+                      f(r["test_accuracy"]), f(r["majority_accuracy"]), f(r["test_balanced_accuracy"]), f(r[key]),
                       "yes" if r["collapsed"] else "no")
     Console().print(table)
 

@@ -15,6 +15,21 @@ COLUMNS = (("accuracy", "acc"), ("balanced_accuracy", "bal-acc"), ("macro_f1", "
            ("auc", "AUC"), ("log_loss", "log-loss"), ("ece", "ECE"))
 
 
+def columns(report: dict) -> tuple[tuple[str, str], ...]:
+    """The metric columns of the report's tables: no QWK on nominal classes (it depends on an arbitrary class
+    order), and QWK called kappa on two classes (there it is Cohen's kappa)."""
+    if report.get("ordinal", True) is False:
+        return tuple(c for c in COLUMNS if c[0] != "qwk")
+    if report.get("num_classes") == 2:
+        return tuple((key, "kappa" if key == "qwk" else short) for key, short in COLUMNS)
+    return COLUMNS
+
+
+def is_dr(report: dict) -> bool:
+    """Whether the report speaks of eyes and grades: ordered grades, at least three (a DR-like grading task)."""
+    return report.get("ordinal", True) is not False and (report.get("num_classes") or 0) >= 3
+
+
 def write_report(folder: str | Path, report: dict) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.md`` into ``folder`` atomically."""
     folder = Path(folder)
@@ -94,6 +109,7 @@ def _skipped_lines(report: dict) -> list[str]:
 def render_markdown(report: dict) -> str:
     """``report.md``: verdict, setup, test and val tables, significance, diversity, referral, referable DR,
     calibration, glossary."""
+    cols = columns(report)
     lines = ["# Ensemble vote report", "", f"**Verdict.** {report['verdict']}", ""]
     lines += _glance_md(report)
     lines += ["## Setup", ""]
@@ -103,7 +119,7 @@ def render_markdown(report: dict) -> str:
          f"{'out-of-fold (train+val) rows' if chosen_on(report) != 'val' else 'val rows'}: {report['val_size']}; "
          f"classes: {report['num_classes']} "
          f"({', '.join(map(str, report.get('classes') or []))}; "
-         f"{'ordered grades' if report.get('ordinal', True) else 'nominal, unordered'})."),
+         f"{_order_words(report)})."),
         f"- Members voted: {', '.join(report['members'])}.",
         *([f"- **Collapsed members voted anyway** (`--keep-collapsed`): {', '.join(report['collapsed_kept'])}: each "
            "predicts one class on val (or sits at chance); their figures say nothing about the images."]
@@ -113,26 +129,27 @@ def render_markdown(report: dict) -> str:
         f"- Selection (never on test): {report['selection_metric']}.",
         f"- Combiners: {report['combiner_protocol']}",
         f"- Grade thresholds: {report['thresholds']['note']}",
-        f"- Intervals: {report['bootstrap']['note']} Sensitivity and specificity of referable DR: exact "
-        "(Clopper-Pearson) binomial intervals"
-        f"{_ON_EFFECTIVE if report['bootstrap'].get('clustered') else ''}.",
+        f"- Intervals: {report['bootstrap']['note']}" + (
+            " Sensitivity and specificity of referable DR: exact (Clopper-Pearson) binomial intervals"
+            f"{_ON_EFFECTIVE if report['bootstrap'].get('clustered') else ''}."
+            if (report.get("referable") or {}).get("applicable") else ""),
         *_calibration_setup(report.get("calibration")),
         (f"- Baseline: always predict the majority class of val (class {_class_name(report, report['baseline_class'])}), "
          "with the val class frequencies as probabilities."),
         "",
         "## Test set (95 % bootstrap intervals)",
         "",
-        "| model | kind | " + " | ".join(short for _, short in COLUMNS) + " |",
-        "| --- | --- | " + " | ".join("---" for _ in COLUMNS) + " |",
+        "| model | kind | " + " | ".join(short for _, short in cols) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in cols) + " |",
     ]
     best = _best_per_metric(report)
     for name, kind, m in _rows(report):
-        cells = [("**" + _cell(m[key]) + "**") if name in best.get(key, ()) else _cell(m[key]) for key, _ in COLUMNS]
+        cells = [("**" + _cell(m[key]) + "**") if name in best.get(key, ()) else _cell(m[key]) for key, _ in cols]
         lines.append(f"| {_label(name, report, kind)} | {kind} | " + " | ".join(cells) + " |")
     base_acc = _num((report.get("below_baseline") or {}).get("baseline"))
     lines += ["", "Bold: best test value among members and ensembles (log-loss and ECE: lowest). "
               f"{BELOW}: test accuracy below the majority class's ({base_acc}).", ""]
-    lines += _referable_md(report.get("referable"))
+    lines += _referable_md(report.get("referable"), report)
     if report["skipped"]:
         lines += ["## Skipped", "", "Members left out of the vote, with the reason:", ""]
         lines += [f"- {line}" for line in _skipped_lines(report)] + [""]
@@ -140,13 +157,13 @@ def render_markdown(report: dict) -> str:
               ("## Validation set (selection happens here)" if chosen_on(report) == "val" else
                "## Out-of-fold rows: every train+val row, predicted by a copy that did not train on it "
                "(selection happens here)"), "",
-              "| model | kind | " + " | ".join(short for _, short in COLUMNS) + " |",
-              "| --- | --- | " + " | ".join("---" for _ in COLUMNS) + " |"]
+              "| model | kind | " + " | ".join(short for _, short in cols) + " |",
+              "| --- | --- | " + " | ".join("---" for _ in cols) + " |"]
     val = report["val"]
     for kind, block in (("baseline", {"majority class": val["baseline"]}), ("member", val["members"]),
                         ("ensemble (out-of-fold)", val["ensembles"])):
         for name, m in block.items():
-            cells = " | ".join(_num(m[key]) for key, _ in COLUMNS)
+            cells = " | ".join(_num(m[key]) for key, _ in cols)
             lines.append(f"| {_label(name, report)} | {kind} | {cells} |")
     lines += ["", f"## Significance: each ensemble against {report['best_single']} (test)", "",
               "McNemar's exact test on the rows exactly one of the two gets right (two-sided).", "",
@@ -162,20 +179,22 @@ def render_markdown(report: dict) -> str:
     diff = report["difference"]
     lines += ["", f"Paired bootstrap difference {diff['method']} minus {diff['vs']} on test:", "",
               "| metric | difference [95 % CI] |", "| --- | --- |"]
-    lines += [f"| {short} | {_cell(diff['metrics'][key])} |" for key, short in COLUMNS]
-    lines += bagging_md(report.get("bagging"))
+    lines += [f"| {short} | {_cell(diff['metrics'][key])} |" for key, short in cols]
+    lines += bagging_md(report.get("bagging"), cols)
     lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"], chosen_on(report),
-                                                               report["test_size"])
+                                                               report["test_size"], dr=is_dr(report))
     lines += _calibration_md(report.get("calibration"))
-    lines += _glossary_md()
+    lines += _glossary_md(report)
     return "\n".join(lines) + "\n"
 
 
-def bagging_md(bagging: dict | None) -> list[str]:
+def bagging_md(bagging: dict | None, cols: tuple[tuple[str, str], ...] = COLUMNS) -> list[str]:
     """The gain of bagging: each k-fold member's K-fold average against its single-fold copy 0, on test."""
     if not bagging:
         return []
-    keys = (("accuracy", "acc"), ("qwk", "QWK"), ("auc", "AUC"), ("log_loss", "log-loss"))
+    shown = dict(cols)
+    keys = tuple((key, shown[key]) for key in ("accuracy", "qwk", "macro_f1", "auc", "log_loss")
+                 if key in shown and (key != "macro_f1" or "qwk" not in shown))
     out = ["", "## Bagging: the K-fold average against a single-fold copy (test)", "",
            "Each k-fold member's test probabilities are the mean of its K copies; copy 0 alone was trained on "
            "(K-1)/K of the train+val rows. Difference: average minus copy, 95 % paired-bootstrap CI.", "",
@@ -211,13 +230,17 @@ def _diversity_md(div: dict) -> list[str]:
     return out
 
 
-def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None) -> list[str]:
+def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bool = True) -> list[str]:
     n = ref.get("test_referred")
-    counts = (f" ({n} test eyes referred" + (f", {n_test - n} graded automatically" if n_test is not None else "")
+    what, done = ("eyes", "graded") if dr else ("images", "classified")
+    counts = (f" ({n} test {what} referred" + (f", {n_test - n} {done} automatically" if n_test is not None else "")
               + ")") if n is not None else ""
-    out = ["## Referral to a human grader for low confidence (not referable DR)", "",
+    out = ["## Referral to a human grader for low confidence (not referable DR)" if dr else
+           "## Referral to a human reader for low confidence", "",
            ("Coverage is the share of eyes the ensemble grades on its own; the rest go to a human grader. This "
-            "is about the ensemble's confidence in its grade, not about disease: referable DR is above."), "",
+            "is about the ensemble's confidence in its grade, not about disease: referable DR is above." if dr else
+            "Coverage is the share of images the ensemble classifies on its own; the rest go to a human reader. "
+            "This is about the ensemble's confidence in its class, not about which class it is."), "",
            (f"Rows whose {ref['confidence']} is below {_num(ref['threshold'])} (chosen on {rows} for "
             f"{ref['target_coverage']:.0%} coverage)"
             + (f", and rows no member grades as the ensemble does ({ref['val_without_agreement']} on {rows}, "
@@ -238,9 +261,9 @@ def _ci_text(entry: dict, digits: int = 3) -> str:
     return f"{_num(entry['value'], digits)} [{_num(lo, digits)}, {_num(hi, digits)}]"
 
 
-def _referable_md(ref: dict | None) -> list[str]:
-    if not ref:
-        return []
+def _referable_md(ref: dict | None, report: dict | None = None) -> list[str]:
+    if not ref or (report is not None and not ref.get("applicable") and not is_dr(report)):
+        return []  # not a grading task: report.json keeps the note, report.md has no DR section
     out = ["", "## Referable DR (operating point chosen before test)", ""]
     if not ref.get("applicable"):
         return out + [ref["note"]]
@@ -424,8 +447,47 @@ GLOSSARY = (
 )
 
 
-def _glossary_md() -> list[str]:
-    return ["", "## Glossary", ""] + [f"- **{term}**: {words}" for term, words in GLOSSARY]
+GENERIC_GLOSSARY = {
+    "QWK": ("quadratic weighted kappa; with two classes it is Cohen's kappa: agreement between predicted and true "
+            "classes beyond chance, 1 = perfect, 0 = no better than chance."),
+    "Referral": "sending an image to a human reader because the ensemble is not confident enough about its class.",
+    "Majority baseline": ("always answering the most common class of val; a model below it on accuracy has learned "
+                          "less than the class frequencies (marked †)."),
+    "Balanced accuracy": ("the mean over classes of the share of each class's images classified right: every class "
+                          "counts the same, however rare, so always answering the majority class scores 1/k."),
+    "Macro-F1": "the mean over classes of F1 (the harmonic mean of precision and recall for that class).",
+    "AUC": ("area under the ROC curve: the chance that a random image of a class scores higher for that class than a "
+            "random image of another; the mean over classes, one against the rest (0.5 = chance, 1 = perfect)."),
+    "Log-loss": ("how much probability a model gave the true class, on a log scale; lower is better, and a confident "
+                 "wrong class costs most."),
+    "Combiners": ("how member predictions are joined: hard = majority vote of their classes; soft = mean of their "
+                  "probabilities; weighted = a weighted mean with weights fitted on the selection rows; caruana = greedy "
+                  "selection of members, with repeats, that most improves the selection metric; stack = a logistic "
+                  "regression on all members' probabilities."),
+    "Paired bootstrap": ("the test images are resampled with replacement 1,000 times and every model is scored on the "
+                         "same resamples; the middle 95 % of a score, or of a difference between two models, is its "
+                         "interval. When the split is grouped by patient, a patient's images are drawn together; "
+                         "otherwise images are drawn as if independent. Set-up says which."),
+    "Coverage": "the share of images the ensemble classifies without sending them to a human reader.",
+    "Temperature": ("one number dividing a model's logits before the softmax, fitted so that its stated probabilities "
+                    "match its accuracy; it never changes which class is most probable."),
+}
+
+
+def _glossary_md(report: dict | None = None) -> list[str]:
+    """The glossary: DR words (eyes, grades, referable DR) for a grading task, plain words (images, classes) else;
+    no QWK entry on nominal classes (the tables leave it out)."""
+    entries = list(GLOSSARY)
+    if report is not None and not is_dr(report):
+        entries = [(term, GENERIC_GLOSSARY.get(term, words)) for term, words in entries
+                   if term != "Referable DR" and not (term == "QWK" and report.get("ordinal", True) is False)]
+    return ["", "## Glossary", ""] + [f"- **{term}**: {words}" for term, words in entries]
+
+
+def _order_words(report: dict) -> str:
+    if report.get("ordinal", True) is False:
+        return "nominal, unordered"
+    return "two classes" if report.get("num_classes") == 2 else "ordered grades"
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -470,13 +532,14 @@ def print_table(report: dict, console=None) -> None:
                   caption=(f"* best single member, ** best ensemble (chosen on {chosen_on(report)}); bold = best on test; "
                            f"{BELOW} = accuracy below the majority class"))
     table.add_column("model", no_wrap=True)
-    for _, short in COLUMNS:
+    cols = columns(report)
+    for _, short in cols:
         table.add_column(short, justify="right", no_wrap=True)
     best = _best_per_metric(report)
     marks = {report.get("best_single"): " *", report.get("best_method"): " **"}
     for name, kind, m in _rows(report):
         cells = []
-        for key, _ in COLUMNS:
+        for key, _ in cols:
             text = _num(m[key]["value"])
             if m[key].get("ci") is not None:
                 lo, hi = m[key]["ci"]

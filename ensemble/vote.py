@@ -485,9 +485,11 @@ def _select(scores: dict[str, dict], metric: str = "qwk") -> str:
 
 
 def _tie_breaks(metric: str) -> tuple[str, ...]:
-    """Macro-F1 breaks ties; a probability-only metric (AUC, log-loss) ties between a method and
-    its ``+thr`` variant, so accuracy decides first there."""
-    return ("accuracy", "macro_f1") if metric in ("auc", "log_loss") else ("macro_f1",)
+    """Macro-F1 breaks ties (balanced accuracy when macro-F1 is the metric); a probability-only metric (AUC,
+    log-loss) ties between a method and its ``+thr`` variant, so accuracy decides first there."""
+    if metric in ("auc", "log_loss"):
+        return ("accuracy", "macro_f1")
+    return ("balanced_accuracy",) if metric == "macro_f1" else ("macro_f1",)
 
 
 def _selection_note(metric: str, rows: str = "val") -> str:
@@ -547,7 +549,7 @@ def _threshold_note(mode, k: int, variants, ordinal: bool = True) -> dict:
     note = ("`<method>` predicts the most probable class (hard vote: the most votes); `<method>+thr` cuts the "
             "expected grade of the same probabilities at k-1 thresholds tuned on val for QWK, so only its label "
             "metrics differ (AUC, log-loss and ECE equal the plain method's)." if applied else
-            f"not used ({'the classes are nominal (unordered)' if not ordinal else '2 classes are not ordered grades' if k < 3 else 'turned off'}).")
+            f"not used ({'the classes are nominal (unordered)' if not ordinal else 'two classes: the most probable class is taken' if k < 3 else 'turned off'}).")
     return {"mode": {True: "on", False: "off"}.get(mode, mode), "applied": applied, "note": note}
 
 
@@ -599,7 +601,8 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
     bm, bs = r["best_method"], r["best_single"]
     a, b, base = r["ensembles"][bm], r["members"][bs], r["baseline"]
     out = r.get("outcome") or _outcome(r, select_by)
-    label = METRIC_LABELS[select_by]
+    labels = {**METRIC_LABELS, **({"qwk": "kappa"} if r.get("num_classes") == 2 else {})}  # QWK of 2 classes
+    label = labels[select_by]
     lo, hi = out["ci"]
     figures = (f"{label} {_f(a[select_by]['value'])} vs {_f(b[select_by]['value'])} (difference "
                f"{_f(out['difference'], True)}, 95 % paired-bootstrap CI [{_f(lo, True)}, {_f(hi, True)}]")
@@ -613,7 +616,7 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
         head = (f"No clear difference between the best ensemble, {bm} (chosen on {on}), and the best single member, "
                 f"{bs} (chosen on {on} by {label}), on test: {figures}, which includes 0)")
     head = head[0].upper() + head[1:]
-    extra = ", ".join(f"{METRIC_LABELS[m]} {_f(a[m]['value'])} vs {_f(b[m]['value'])}"
+    extra = ", ".join(f"{labels[m]} {_f(a[m]['value'])} vs {_f(b[m]['value'])}"
                       for m in (("qwk",) if r.get("ordinal", True) else ()) + ("accuracy", "balanced_accuracy")
                       if m != select_by)
     base_acc, base_bal = base["accuracy"]["value"], base["balanced_accuracy"]["value"]

@@ -266,6 +266,22 @@ def test_nominal_task_refuses_grade_heads_and_qwk_monitor():
         check_task(load_preset("tiny").replace(head="ordinal"), False)
 
 
+def test_a_recipe_presets_regression_head_becomes_softmax_on_nominal_classes():
+    """small, wide, deep... have a regression head; on a nominal task the preset's own head is swapped, with a note,
+    while a grade head asked for by the user (one the preset does not have) is still refused."""
+    notes = []
+    small = load_preset("small")
+    assert small.head == "regression"
+    spec = check_task(small, False, notes.append, "small")
+    assert spec.head == "softmax" and spec.replace(head="regression") == small.replace(monitor=spec.monitor)
+    assert "preset small has a regression head" in notes[0] and "softmax head instead" in notes[0]
+    assert check_task(small, True, notes.append, "small") is small  # ordered grades: untouched
+    with pytest.raises(UserError, match="The ordinal head predicts an ordered grade"):
+        check_task(small.replace(head="ordinal"), False, None, "small")
+    with pytest.raises(UserError, match="The regression head predicts an ordered grade"):
+        check_task(load_preset("tiny").replace(head="regression"), False, None, "tiny")
+
+
 def test_ordinal_head_refused_at_train_time(nominal, tmp_path):
     import shutil
 
@@ -290,3 +306,13 @@ def test_a_test_split_without_labels_is_said_to_be_carved_from_train(tmp_path):
     assert "val rows of the CSV" not in err
     done = pd.read_csv(tmp_path / "w" / "split.csv")
     assert (done["split"] == "test").sum() > 0 and (done["split"] == "val").sum() == 6
+
+
+def test_collapse_advice_on_nominal_classes_does_not_suggest_a_grade_head():
+    from members.training.collapse import collapse_advice
+
+    tiny = load_preset("tiny")
+    assert "--set head=regression" in collapse_advice(tiny)
+    nominal_advice = collapse_advice(tiny, ordinal=False)
+    assert "head=regression" not in nominal_advice and "--set sampling=balanced" in nominal_advice
+    assert "fundus_crop=true (fundus photographs)" in nominal_advice

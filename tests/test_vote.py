@@ -220,6 +220,10 @@ def test_run_vote_binary(tmp_path: Path, monkeypatch) -> None:
     assert list(report["ensembles"]) == ["soft", "caruana"]  # no grade thresholds for two classes
     assert report["members"]["a"]["auc"]["value"] is not None
     assert report["thresholds"]["applied"] is False
+    md = (tmp_path / "ensemble" / "report.md").read_text()
+    assert "classes: 2 (0, 1; two classes)" in md and "ordered grades" not in md  # it said both "ordered" and "not"
+    assert "| model | kind | acc | bal-acc | macro-F1 | kappa | AUC |" in md and "by kappa" in report["verdict"]
+    assert "Referable DR" not in md and " eyes" not in md
 
 
 def test_select_by_log_loss_minimises_and_names_the_metric(workdir: Path) -> None:
@@ -525,7 +529,13 @@ def test_referable_skipped_for_nominal_classes_and_bad_cut(workdir: Path) -> Non
     report = run_vote(workdir, methods=["soft"], thresholds="off", n_boot=20, console=Console(file=io.StringIO()))
     assert report["referable"]["applicable"] is False and "ordinal: false" in report["referable"]["note"]
     assert not (workdir / "ensemble" / "roc.png").exists()
-    assert "## Referable DR" in (workdir / "ensemble" / "report.md").read_text()
+    md = (workdir / "ensemble" / "report.md").read_text()
+    # not a grading task: no DR section, no DR words, no QWK column (it depends on an arbitrary class order)
+    assert "Referable DR" not in md and "referable DR" not in md and "Kaggle DR" not in md
+    assert "| model | kind | acc | bal-acc | macro-F1 | AUC | log-loss | ECE |" in md
+    assert "QWK" not in md.split("## Glossary")[0].replace("QWK assumes", "")
+    assert "Referral to a human reader for low confidence" in md and " eyes" not in md
+    assert "macro_f1 (ties: balanced_accuracy)" in md
     (workdir / "dataset.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match=r"--referable-grade must be a grade between 1 and 4.*got 5"):
         run_vote(workdir, referable_grade=5, n_boot=20, console=Console(file=io.StringIO()))

@@ -125,23 +125,32 @@ def parse_classes_option(text: str | None) -> list[str] | None:
     return names
 
 
-def check_task(spec, ordinal: bool, log=None):
+def check_task(spec, ordinal: bool, log=None, preset: str | None = None):
     """The spec a member of this task trains with: nominal tasks refuse grade heads and QWK monitoring.
 
     Args:
         spec: the resolved member spec.
         ordinal: ``dataset.json``'s ``ordinal``.
-        log: a callable for one line of text (the monitor note).
+        log: a callable for one line of text (the notes).
+        preset: the built-in preset the spec came from; a grade head that is the preset's own (not
+            asked for with ``--head``/``--set``) becomes ``softmax`` on a nominal task, with a note.
 
     Returns:
-        ``spec``, or a copy monitoring ``val_macro_f1`` instead of ``val_qwk`` for a nominal task.
+        ``spec``, or a copy with a softmax head (see ``preset``) and monitoring ``val_macro_f1``
+        instead of ``val_qwk`` for a nominal task.
 
     Raises:
-        UserError: an ``ordinal`` or ``regression`` head on a nominal task.
+        UserError: an ``ordinal`` or ``regression`` head on a nominal task that the preset does not explain.
     """
     if ordinal:
         return spec
     head = getattr(spec, "head", "softmax")
+    if head in ("ordinal", "regression") and _preset_head(preset) == head:
+        if log is not None:
+            log(f"Nominal classes: preset {preset} has a {head} head, which predicts an ordered grade; training with "
+                "a softmax head instead (pass --head softmax to silence this note).")
+        spec = spec.replace(head="softmax")
+        head = "softmax"
     if head in ("ordinal", "regression"):
         raise UserError(
             f"The {head} head predicts an ordered grade, but this workdir's classes are nominal (unordered: "
@@ -152,3 +161,15 @@ def check_task(spec, ordinal: bool, log=None):
             log("Nominal classes: keeping the best epoch by val_macro_f1 instead of val_qwk (QWK assumes ordered grades).")
         return spec.replace(monitor="val_macro_f1")
     return spec
+
+
+def _preset_head(preset: str | None) -> str | None:
+    """The ``head`` of the built-in preset ``preset`` (``None``: no preset, a TOML file, or an unknown name)."""
+    if not preset or preset == "custom" or preset.endswith(".toml"):
+        return None
+    from members.model.spec import load_preset
+
+    try:
+        return load_preset(preset).head
+    except UserError:
+        return None

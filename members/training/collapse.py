@@ -19,18 +19,20 @@ from members.model.spec import MemberSpec
 COLLAPSE_EPOCHS = 3  # consecutive epochs at one class (or chance) before the collapse warning
 
 
-def collapse_advice(spec: MemberSpec) -> str:
-    """The likely causes of a collapse and what to try, leaving out what ``spec`` already does."""
+def collapse_advice(spec: MemberSpec, ordinal: bool = True) -> str:
+    """The likely causes of a collapse and what to try, leaving out what ``spec`` already does (and, on
+    nominal classes, the grade head that such a task refuses)."""
     tries = [text for text, done in (
         ("--set sampling=balanced", spec.sampling == "balanced"),
-        ("--set head=regression", spec.head == "regression"),
+        ("--set head=regression", spec.head == "regression" or not ordinal),
         ("--set block=residual", spec.block == "residual" or spec.architecture != "convnet"),
-        ("--set preprocessing=ben --set fundus_crop=true", spec.preprocessing == "ben" and spec.fundus_crop),
+        ("--set preprocessing=ben --set fundus_crop=true (fundus photographs)",
+         spec.preprocessing == "ben" and spec.fundus_crop),
         ("--batch-size 8", spec.batch_size <= 8),
     ) if not done]
     tries += [f"a larger input_size (now {spec.input_size})", f"a lower or higher lr (now {spec.lr:g})", "more epochs"]
     return ("Likely causes: one class dominates the training rows, the learning rate is too high or too low, the "
-            "images are too small to show lesions, or too few epochs. Try " + ", ".join(tries) + ".")
+            "images are too small to show what tells the classes apart (lesions, on fundus photographs), or too few epochs. Try " + ", ".join(tries) + ".")
 
 
 def is_chance(row: dict, k: int) -> bool:
@@ -57,8 +59,8 @@ def longest_chance_run(history: list[dict], k: int) -> int:
 class CollapseWatch:
     """Warns once per run when the val predictions stay in one class (or at chance) for a few epochs."""
 
-    def __init__(self, name: str, spec: MemberSpec, classes, log):
-        self.name, self.spec, self.classes, self.log = name, spec, list(classes), log
+    def __init__(self, name: str, spec: MemberSpec, classes, log, ordinal: bool = True):
+        self.name, self.spec, self.classes, self.log, self.ordinal = name, spec, list(classes), log, ordinal
         self.k = len(self.classes)
         self.warned = False
 
@@ -73,7 +75,7 @@ class CollapseWatch:
             what = (f"every val image was predicted as class {self.classes[top]}" if row["val_classes_predicted"] <= 1
                     else f"val balanced accuracy stayed at chance ({row['val_balanced_accuracy']:.3f} <= 1/{self.k})")
             self.log(f"[{self.name}] WARNING: the member is collapsing: for {run} epochs {what}; it is learning the "
-                     f"class mix, not the images. {collapse_advice(self.spec)}")
+                     f"class mix, not the images. {collapse_advice(self.spec, self.ordinal)}")
             self.warned = True
 
 
@@ -82,7 +84,7 @@ IMPORTED_ADVICE = ("It was trained outside this toolkit: check its class balance
 
 
 def health(*, name: str, spec: MemberSpec | None, classes, labels: dict, predictions: dict, results: dict,
-           history: list[dict], log) -> dict:
+           history: list[dict], log, ordinal: bool = True) -> dict:
     """``collapsed`` / ``collapse`` (the kept weights on val) and the majority baseline (``majority``,
     ``below_majority``) for metrics.json.
 
@@ -119,7 +121,7 @@ def health(*, name: str, spec: MemberSpec | None, classes, labels: dict, predict
         top = classes[int(counts.argmax())]
         collapse["reason"] = (f"its val predictions fall into one class ({top})" if one_class
                               else f"its val balanced accuracy {bal:.3f} is at chance (1/{k}) and its val AUC {auc:.3f} near 0.5")
-        collapse["advice"] = collapse_advice(spec) if spec is not None else IMPORTED_ADVICE
+        collapse["advice"] = collapse_advice(spec, ordinal) if spec is not None else IMPORTED_ADVICE
         log(f"[{name}] WARNING: collapsed: {collapse['reason']}. vote will leave it out. {collapse['advice']}")
     return {"collapsed": collapsed, "collapse": collapse, **majority_section(labels, results, k)}
 

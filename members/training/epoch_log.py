@@ -18,8 +18,11 @@ class EpochLog:
             cache), and the first epoch's wait share; ``metrics.json`` reports both.
     """
 
-    def __init__(self, name: str, total_epochs: int, log, *, tensorboard_dir: Path | None = None):
+    def __init__(self, name: str, total_epochs: int, log, *, tensorboard_dir: Path | None = None,
+                 monitor: str | None = None):
         self.name, self.total_epochs, self.log = name, total_epochs, log
+        # nominal classes monitor macro-F1: QWK (an ordered-grade metric) is not shown for them
+        self.score_key = "val_macro_f1" if monitor == "val_macro_f1" else "val_qwk"
         self.tensorboard_dir = tensorboard_dir
         self._tb = None
         self.timing = {"images": 0, "step_seconds": 0.0, "wait_seconds": 0.0, "first_wait_share": None}
@@ -45,7 +48,7 @@ class EpochLog:
             f"[{self.name}] epoch {row['epoch']}/{self.total_epochs} {row['phase']} {row['input_size']}px lr={row['lr']:.3g} "
             f"loss={stats.loss:.4f} acc={stats.accuracy:.3f} val_loss={row['val_loss']:.4f} "
             f"val_acc={row['val_accuracy']:.3f} val_bal_acc={row['val_balanced_accuracy']:.3f} "
-            f"val_qwk={row['val_qwk']:.3f} wait={stats.wait_share:.0%} {row['seconds']:.1f}s"
+            f"{self.score_key}={row[self.score_key]:.3f} wait={stats.wait_share:.0%} {row['seconds']:.1f}s"
         )
 
     def speed(self, history: list[dict]) -> dict:

@@ -309,7 +309,8 @@ def finished_fold(workdir: str | Path, name: str, fold: int, spec: MemberSpec, f
 
 
 # ----- the member (parent) -----------------------------------------------------------------
-def existing_folded(workdir: str | Path, name: str, spec: MemberSpec, k: int, fingerprint: str):
+def existing_folded(workdir: str | Path, name: str, spec: MemberSpec, k: int, fingerprint: str,
+                    preset: str | None = None):
     """What ``members/<name>`` holds compared with a k-fold member of ``spec`` and ``k`` folds on this data.
 
     Returns:
@@ -319,13 +320,13 @@ def existing_folded(workdir: str | Path, name: str, spec: MemberSpec, k: int, fi
     from members.training.guard import ExistingMember, existing_member
     from members.training.trainer import member_dir
 
-    state = existing_member(member_dir(workdir, name), _task_spec(spec, workdir), fingerprint)
+    state = existing_member(member_dir(workdir, name), _task_spec(spec, workdir, preset=preset), fingerprint)
     if state.complete and state.metrics.get("folds") != k:
         return ExistingMember(True, state.metrics, [*state.differences, f"folds {state.metrics.get('folds')} → {k}"])
     return state
 
 
-def _task_spec(spec: MemberSpec, workdir, log=None) -> MemberSpec:
+def _task_spec(spec: MemberSpec, workdir, log=None, preset: str | None = None) -> MemberSpec:
     """The spec the copies train with on this task (nominal classes: no grade head, no QWK monitor)."""
     from members.data.classes import check_task
     from members.data.dataset import load_dataset
@@ -333,7 +334,7 @@ def _task_spec(spec: MemberSpec, workdir, log=None) -> MemberSpec:
     if spec.snapshots:
         raise UserError("snapshots cannot be combined with --folds: every copy would make its own snapshot members; "
                         f"use one of them (swa works with --folds). Received: snapshots={spec.snapshots}")
-    return check_task(spec, load_dataset(workdir).ordinal, log)
+    return check_task(spec, load_dataset(workdir).ordinal, log, preset)
 
 
 def _start(data, name: str, spec: MemberSpec, preset: str, k: int, log) -> dict:
@@ -504,7 +505,7 @@ def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, bac
         for p in planned:
             stack.enter_context(MemberLock(member_dir(workdir, p.name)))
         todo, runs = [], []
-        planned = [replace(p, spec=_task_spec(p.spec, workdir, log)) for p in planned]
+        planned = [replace(p, spec=_task_spec(p.spec, workdir, log, p.preset)) for p in planned]
         for p in planned:
             _start(data, p.name, p.spec, p.preset, k, log)
             done = [i for i in range(k) if finished_fold(workdir, p.name, i, p.spec, data.fingerprint) is not None]
@@ -583,7 +584,7 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
                         "member; choose another --name for the k-fold member.")
     workdir = Path(workdir).resolve()
     data = load_dataset(workdir)
-    existing = existing_folded(workdir, name, spec, k, data.fingerprint)
+    existing = existing_folded(workdir, name, spec, k, data.fingerprint, preset)
     if existing.complete and not existing.differences:
         (log or _stderr)(f"[{name}] already complete with the same spec, folds and data: nothing to train "
                          "(delete its metrics.json to train it again)")

@@ -383,14 +383,21 @@ def _cores() -> int:
 
 
 # ----- the whole run -------------------------------------------------------------------------
+def _metric(runs) -> tuple[str, str]:
+    """``(key, label)`` of the score shown: macro-F1 when the members monitor it (nominal classes), else QWK."""
+    nominal = any((r.metrics or {}).get("monitor") == "val_macro_f1" for r in runs)
+    return ("macro_f1", "macro-F1") if nominal else ("qwk", "QWK")
+
+
 def _line(run: MemberRun, done: int, total: int) -> str:
+    key, label = _metric([run])
     if run.kept:
-        return (f"[{run.name}] already complete with the same spec and data: kept, val QWK {_fmt(run.score('val'))} "
-                f"(delete its metrics.json to train it again) ({done}/{total})")
+        return (f"[{run.name}] already complete with the same spec and data: kept, val {label} "
+                f"{_fmt(run.score('val', key))} (delete its metrics.json to train it again) ({done}/{total})")
     if run.ok:
-        val, test = run.score("val"), run.score("test")
-        qwk = f"val QWK {val:.3f}" + (f", test QWK {test:.3f}" if test is not None else "")
-        return f"[{run.name}] done in {run.seconds:.1f}s — {qwk} ({done}/{total})"
+        val, test = run.score("val", key), run.score("test", key)
+        shown = f"val {label} {_fmt(val)}" + (f", test {label} {test:.3f}" if test is not None else "")
+        return f"[{run.name}] done in {run.seconds:.1f}s — {shown} ({done}/{total})"
     return f"[{run.name}] FAILED after {run.seconds:.1f}s — {run.error} ({done}/{total})"
 
 
@@ -402,15 +409,18 @@ def _table(outcome: TrainOutcome):
     from rich.table import Table
 
     table = Table(title=f"{len(outcome.results)} members on {outcome.backend} in {outcome.seconds:.0f}s")
-    numbers = ("seed", "seconds", "val QWK", "test QWK", "test acc", "majority acc")
-    for col in ("member", "preset", "seed", "status", "seconds", "val QWK", "test QWK", "test acc", "majority acc", "warnings"):
+    key, label = _metric(outcome.results)
+    numbers = ("seed", "seconds", f"val {label}", f"test {label}", "test acc", "majority acc")
+    for col in ("member", "preset", "seed", "status", "seconds", f"val {label}", f"test {label}", "test acc",
+                "majority acc", "warnings"):
         table.add_column(col, justify="right" if col in numbers else "left")
     for r in outcome.results:
         m = r.metrics or {}
         below = bool((m.get("below_majority") or {}).get("test"))
         warnings = ", ".join(w for w, on in (("[red]collapsed[/red]", m.get("collapsed")), ("† below majority", below)) if on)
         table.add_row(r.name + (" †" if below else ""), r.preset, "—" if r.seed is None else str(r.seed),
-                      "[red]failed[/red]" if r.error else r.status, f"{r.seconds:.1f}", _fmt(r.score("val")), _fmt(r.score("test")),
+                      "[red]failed[/red]" if r.error else r.status, f"{r.seconds:.1f}", _fmt(r.score("val", key)),
+                      _fmt(r.score("test", key)),
                       _fmt(r.score("test", "accuracy")), _fmt(((m.get("majority") or {}).get("test") or {}).get("accuracy")), warnings)
     return table
 
@@ -488,7 +498,7 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
         elif folds is None:
             existing = _complete(workdir, p, fingerprint)
         else:  # a k-fold member: complete only with the same K too (members/training/folds.py)
-            existing = existing_folded(workdir, p.name, p.spec, folds, fingerprint)
+            existing = existing_folded(workdir, p.name, p.spec, folds, fingerprint, p.preset)
         if p.spec is None:
             finished(MemberRun(p.name, p.preset, None, 0.0, error=p.error))
         elif existing.complete and not existing.differences:

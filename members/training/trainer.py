@@ -90,8 +90,9 @@ class Trainer:
         self.resume_dir = member_dir / RESUME_DIR  # a snapshot member (members/training/snapshots.py) points it at its own
         self.resume = ResumePoints(self.resume_dir, spec.to_dict(), dataset.fingerprint, log=log, name=name)
         self.best = BestWeights(self.resume_dir, spec.monitor)
-        self.epoch_log = EpochLog(name, spec.total_epochs, log, tensorboard_dir=member_dir if spec.tensorboard else None)
-        self.collapse = CollapseWatch(name, spec, dataset.classes, log)
+        self.epoch_log = EpochLog(name, spec.total_epochs, log, tensorboard_dir=member_dir if spec.tensorboard else None,
+                                  monitor=spec.monitor)
+        self.collapse = CollapseWatch(name, spec, dataset.classes, log, ordinal=dataset.ordinal)
         self._datasets: dict = {}
         self._early: tuple | None = None  # (base, its layers kept frozen by freeze_stride)
 
@@ -433,7 +434,8 @@ class Trainer:
             "tta": self.spec.tta, "train_size": len(self.labels["train"]),
             "val": results["val"], "test": results["test"],
             **health(name=self.name, spec=self.spec, classes=self.data.classes, labels=self.labels,
-                     predictions=predictions, results=results, history=self.history, log=self.log),
+                     predictions=predictions, results=results, history=self.history, log=self.log,
+                     ordinal=self.data.ordinal),
         }
         if regression is not None:
             metrics["regression"] = regression
@@ -501,7 +503,7 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
             print(line, file=sys.stderr, flush=True)
 
     data = load_dataset(workdir)
-    spec = check_task(spec, data.ordinal, log)  # nominal classes: no grade heads, no QWK monitoring
+    spec = check_task(spec, data.ordinal, log, preset)  # nominal classes: no grade heads, no QWK monitoring
     directory = member_dir(workdir, name)
     check_memory(spec, data.num_classes)
     data.check_images()  # before the member's folder is made or TensorFlow imported
