@@ -497,7 +497,7 @@ def predict(
 ) -> None:
     """Ensemble predictions (and member disagreement) for new images.
 
-    One CSV row per readable image (unreadable ones are listed on stderr):
+    One CSV row per input, graded ones first (unreadable ones are also listed on stderr):
 
     \b
     path        the image
@@ -517,6 +517,9 @@ def predict(
     referable   1 = referable DR: p_referable at or above the threshold vote
                 chose on val for the sensitivity target (empty for another
                 --method than the one it was chosen for)
+    note        "not graded: <reason>" (an unreadable input: its row comes
+                after the graded ones, refer 1) or "ungradable: ..." (a flat
+                black or white image: graded, but referred)
     """
     from ensemble.inference import predict_images
 

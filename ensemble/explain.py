@@ -342,10 +342,29 @@ def _out_folder(out: str | Path) -> Path:
     return out
 
 
-def _label(classes: Sequence, grade: int) -> str:
-    """``grade 3`` for graded classes, the class name for named ones."""
+def _label(classes: Sequence, grade: int, ordinal: bool = True) -> str:
+    """``grade 3`` for graded classes, ``class 3`` for unordered integer classes, the class name for named ones."""
     name = classes[grade] if grade < len(classes) else grade
-    return name if isinstance(name, str) else f"grade {name}"
+    return name if isinstance(name, str) else f"{'grade' if ordinal else 'class'} {name}"
+
+
+def _taken_names(folder: Path, inputs: Sequence[str]) -> set[str]:
+    """Stems in ``folder`` that a heatmap must not replace: every ``.png`` this toolkit did not write (a
+    photograph, another program's figure) and every input image. An earlier explain PNG is replaced."""
+    from PIL import Image
+
+    from ensemble.plots import SOFTWARE
+
+    taken = set()
+    for png in folder.glob("*.png"):
+        try:
+            with Image.open(png) as im:
+                ours = im.info.get("Software") == SOFTWARE and png.resolve() not in {Path(p).resolve() for p in inputs}
+        except Exception:  # noqa: BLE001 - unreadable: not ours
+            ours = False
+        if not ours:
+            taken.add(png.stem)
+    return taken
 
 
 def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *, method: str | None = None,
@@ -381,20 +400,23 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
     if not paths:
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
     ens = load_ensemble(workdir, method)
-    classes = list((read_json(Path(workdir) / "dataset.json") if (Path(workdir) / "dataset.json").is_file()
-                    else {}).get("classes", []))
+    dataset = read_json(Path(workdir) / "dataset.json") if (Path(workdir) / "dataset.json").is_file() else {}
+    classes, ordinal = list(dataset.get("classes", [])), dataset.get("ordinal", True) is not False
     weights = combiner_weights(ens.combiner, len(ens.members))
     skipped = {p: why for p in paths if (why := check_file(p)) is not None}
     candidates = [p for p in paths if p not in skipped]
     if not candidates:
         settle_skipped(paths, candidates, [], skipped)  # refuses, naming each input, before a folder is made
+    from ensemble.inference import printable_path, refuse_replaced_folder
+
+    refuse_replaced_folder(Path(out), Path(workdir), "heatmaps")
     made = not Path(out).exists()
     folder = _out_folder(out)
     variants = list(dict.fromkeys(member_variant(m) for m in ens.members))
     slot = [variants.index(member_variant(m)) for m in ens.members]
     forwards = [[_forward(c, m.name) for c in _copies(m.model)] for m in ens.members]
     written: list[Path] = []
-    used_names: set[str] = set()
+    used_names = _taken_names(folder, candidates)  # never replace a photograph or another program's PNG
     done = set()
     for indices, batches in image_batches(candidates, variants, batch_size=16) if candidates else []:
         P = np.stack([member_probs(m.model, batches[slot[j]], tta=tta or m.tta) for j, m in enumerate(ens.members)])
@@ -413,13 +435,14 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
             maps = [_paste(own[j][row], windows[slot[j]], shape) for j in range(len(ens.members))]
             combined = sum(weights[j] * _paste(for_ensemble[j][row], windows[slot[j]], shape)
                            for j in range(len(ens.members)))
-            titles = [f"{m.name}: {_label(classes, int(P[j, row].argmax()))} (p={P[j, row].max():.2f})"
+            titles = [f"{m.name}: {_label(classes, int(P[j, row].argmax()), ordinal)} (p={P[j, row].max():.2f})"
                       for j, m in enumerate(ens.members)]
             g = int(ens_grades[row])
-            titles.append(f"ensemble ({ens.method}): {_label(classes, g)} (p={ens_probs[row, g]:.2f})")
+            titles.append(f"ensemble ({ens.method}): {_label(classes, g, ordinal)} (p={ens_probs[row, g]:.2f})")
             explanation = Explanation(candidates[i], image, titles, np.stack([*maps, combined]))
             name = _unique(Path(candidates[i]).stem, used_names)
             written.append(_save(plot_explanation(explanation, _pyplot()), folder / f"{name}.png"))
+            print(f"{printable_path(candidates[i])}\t{printable_path(str(written[-1]))}", flush=True)  # input → figure
     if not done and made:  # nothing decoded: leave no empty folder behind
         shutil.rmtree(folder, ignore_errors=True)
     settle_skipped(paths, candidates, sorted(done), skipped)
@@ -461,5 +484,9 @@ def plot_explanation(e: Explanation, plt):
         ax.set_title(title, fontsize=9)
     for ax in axes:
         ax.axis("off")
-    fig.tight_layout()
+    import warnings
+
+    with warnings.catch_warnings():  # a file name in a script the font lacks (CJK, say): boxes, not a warning
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.tight_layout()
     return fig

@@ -61,9 +61,14 @@ name, ``label_prob`` its probability,
 own top class is ``label``, ``refer`` 1 = send to a human grader. On ordered grades with a
 referable-DR section in ``report.json``, :data:`REFERABLE_COLUMNS` follow the probabilities."""
 REFERABLE_COLUMNS = ("p_referable", "referable")
+NOTE_COLUMN = "note"
+"""The last column: ``""``, ``ungradable: ...`` (a flat image, graded but referred) or ``not graded: <reason>`` for
+an input that could not be read (its other cells empty, ``refer`` 1): every input given has a row."""
 """``p_referable`` = P(grade >= the report's referable cut), ``referable`` 1/0 = at or above the threshold
 ``vote`` chose on val for the sensitivity target (empty for a method other than the one it was chosen for)."""
 VOTE_HINT = "run `python cli.py vote --workdir {workdir}` first"
+UNIFORM_NOTE = ("ungradable: the image is (nearly) one flat colour — a black or white frame, or samples that decode to "
+                "one value; referred")
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ class PredictionResult:
         classes: the class of each label index (``dataset.json``'s ``classes``: integers or names).
         p_referable: ``(n,)`` P(grade >= the referable cut), or ``None`` when the task has no referable cut.
         referable: ``(n,)`` bool at the val-chosen threshold, or ``None`` (no cut, or no threshold for this method).
+        notes: per graded row, ``""`` or why it is referred whatever its grade (:data:`UNIFORM_NOTE`).
     """
 
     paths: list[str]
@@ -138,6 +144,11 @@ class PredictionResult:
     p_referable: np.ndarray | None = None
     referable: np.ndarray | None = None
     referable_note: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def note_of(self, i: int) -> str:
+        """Why row ``i`` needs a look beyond its grade (an ungradable image), or ``""``."""
+        return self.notes[i] if i < len(self.notes) else ""
 
     def class_value(self, label: int):
         """The class of a label index as ``dataset.json`` holds it: an integer grade or a name (JSON keeps the type)."""
@@ -169,10 +180,13 @@ class PredictionResult:
         rows = [{"path": path, "label": int(self.labels[i]), "class": self.class_value(int(self.labels[i])),
                  "label_prob": float(self.confidence[i]), "top_class": int(top_class[i]),
                  "top_prob": float(top_prob[i]), "agreement": float(self.agreement[i]), "refer": bool(self.refer[i]),
-                 "probs": [float(p) for p in self.probs[i]]}
+                 "probs": [float(p) for p in self.probs[i]], "note": self.note_of(i)}
                 for i, path in enumerate(self.paths)]
+        for row in rows:
+            row["path"] = printable_path(row["path"])  # valid UTF-8 whatever the file name's bytes
         out = {"method": self.method, "members": list(self.members), "classes": list(self.classes),
-               "referral": self.referral_note, "predictions": rows, "skipped": dict(self.skipped)}
+               "referral": self.referral_note, "predictions": rows,
+               "skipped": {printable_path(p): why for p, why in self.skipped.items()}}
         if self.p_referable is not None:
             for i, row in enumerate(rows):
                 row["p_referable"] = float(self.p_referable[i])
@@ -186,7 +200,7 @@ class PredictionResult:
         writer = csv.writer(buf, lineterminator="\n")
         k = self.probs.shape[1]
         extra = REFERABLE_COLUMNS if self.p_referable is not None else ()
-        writer.writerow(csvsafe.row([*CSV_COLUMNS, *(f"prob_{j}" for j in range(k)), *extra]))
+        writer.writerow(csvsafe.row([*CSV_COLUMNS, *(f"prob_{j}" for j in range(k)), *extra, NOTE_COLUMN]))
         top_class, top_prob = self.top_class, self.top_prob
         for i, path in enumerate(self.paths):  # csvsafe: no cell a spreadsheet would run as a formula
             tail = [] if not extra else [f"{self.p_referable[i]:.8g}",
@@ -194,7 +208,11 @@ class PredictionResult:
             writer.writerow(csvsafe.row([
                 printable_path(path), int(self.labels[i]), self.class_of(int(self.labels[i])), f"{self.confidence[i]:.8g}",
                 int(top_class[i]), f"{top_prob[i]:.8g}", f"{self.agreement[i]:.6g}", int(self.refer[i]),
-                *(f"{p:.8g}" for p in self.probs[i]), *tail]))
+                *(f"{p:.8g}" for p in self.probs[i]), *tail, self.note_of(i)]))
+        blank = [""] * (len(CSV_COLUMNS) - 2 + k + len(extra))  # label .. agreement, probs, referable columns
+        for path, why in self.skipped.items():  # every input is accounted for: the ungraded ones, referred
+            row = [printable_path(path), *blank[:6], 1, *blank[6:], f"not graded: {why}"]
+            writer.writerow(csvsafe.row(row))
         return buf.getvalue()
 
 
@@ -276,6 +294,9 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     from ensemble.combiners import load_combiner
 
     workdir = Path(workdir)
+    if not workdir.is_dir():
+        raise UserError(f"The workdir {workdir} {'is a file' if workdir.exists() else 'does not exist'}; pass the "
+                        "folder that prepare, train-member and vote wrote (--workdir).")
     report_path = workdir / "ensemble" / "report.json"
     if not report_path.is_file():
         raise UserError(f"No fitted ensemble in {workdir}: {report_path} does not exist; "
@@ -391,9 +412,13 @@ def check_file(path: str) -> str | None:
 def _header_problem(path: Path) -> str | None:
     from PIL import Image
 
+    from members.data.labels import REASON_FORMAT, _bmp_decodable
+
     try:
         with Image.open(path) as im:
             fmt, frames, pixels = im.format, int(getattr(im, "n_frames", 1)), im.width * im.height
+            if fmt == "BMP" and (im.mode == "P" or not _bmp_decodable(path)):  # prepare's rule: TF reads grey indices
+                return REASON_FORMAT
     except Image.DecompressionBombError:
         return (f"is too large to decode safely (over Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels, "
                 "the one prepare applies); downscale it first")
@@ -468,15 +493,27 @@ def member_probs(model, images, *, tta: bool = False) -> np.ndarray:
     return predict_probs(model, tf.data.Dataset.from_tensors(images), tta=tta)
 
 
+UNIFORM_STD = 2.0
+"""Grey levels: a prepared image whose pixels vary less than this (standard deviation) shows nothing to grade —
+a black frame (lens cap), a white one (over-exposed), or a file whose samples decode to one value."""
+
+
 def ensemble_member_probs(members: Sequence[LoadedMember], paths: Sequence[str], *, tta: bool = False,
-                          batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """Every member's probabilities for the decodable ``paths``: ``(P (m, n, k), indices (n,))``."""
+                          batch_size: int = BATCH_SIZE, uniform: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every member's probabilities for the decodable ``paths``: ``(P (m, n, k), indices (n,))``.
+
+    ``uniform``: when a list is given, one bool per decoded image is appended to it: whether the image,
+    as the first member sees it, is (nearly) one flat colour (:data:`UNIFORM_STD`).
+    """
     variants = list(dict.fromkeys(member_variant(m) for m in members))
     slot = [variants.index(member_variant(m)) for m in members]
     parts: list[list[np.ndarray]] = [[] for _ in members]
     kept: list[np.ndarray] = []
     for indices, images in _progress(image_batches(paths, variants, batch_size=batch_size), len(paths), batch_size):
         kept.append(indices.numpy())
+        if uniform is not None:
+            flat = np.asarray(images[slot[0]], dtype=np.float32).reshape(len(kept[-1]), -1)
+            uniform.extend((flat.std(axis=1) < UNIFORM_STD).tolist())
         for j, m in enumerate(members):
             parts[j].append(member_probs(m.model, images[slot[j]], tta=tta or m.tta))
     if not kept:
@@ -532,12 +569,17 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
     if out is not None:
         check_out(Path(out), force=force, workdir=Path(workdir))
     ens = load_ensemble(workdir, method)
+    if tta and ens.refer_threshold is not None and not all(m.tta for m in ens.members):
+        ens = replace(ens, refer_threshold=None, refer_without_agreement=False, referral_note=(
+            f"referred when fewer than {AGREEMENT_FALLBACK:.0%} of members agree with the ensemble (--tta changes the "
+            "probabilities, so the confidence threshold vote chose without it would not keep its coverage)"))
     skipped = {p: why for p in paths if (why := check_file(p)) is not None}
     candidates = [p for p in paths if p not in skipped]
-    P, kept = ensemble_member_probs(ens.members, candidates, tta=tta, batch_size=batch_size) if candidates else (
-        None, np.zeros(0, dtype=np.int64))
+    uniform: list[bool] = []
+    P, kept = ensemble_member_probs(ens.members, candidates, tta=tta, batch_size=batch_size,
+                                    uniform=uniform) if candidates else (None, np.zeros(0, dtype=np.int64))
     settle_skipped(paths, candidates, kept, skipped)
-    result = _combine(ens, [candidates[i] for i in kept], P, skipped)
+    result = _combine(ens, [candidates[i] for i in kept], P, skipped, uniform=np.asarray(uniform, dtype=bool))
     text = result.to_csv()
     if out is not None:
         write_text(out, text)
@@ -549,37 +591,58 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
 
 
 def expand_folders(paths: Sequence[str]) -> list[str]:
-    """``paths`` with each folder replaced by its image files (by extension, sorted, hidden files and
+    """``paths`` with each folder replaced by its entries with an image extension (sorted, hidden files and
     sub-folders left out); files are kept as given, whatever their extension, and so is a folder
-    without image files (which :func:`check_file` then skips)."""
+    without image files (which :func:`check_file` then skips). An entry with an image extension that is not
+    a regular file (a broken link, a FIFO) is kept too, so that it is skipped with its reason; the other
+    entries are named on stderr, so that every entry of the folder is accounted for."""
     from members.data.folders import IMAGE_EXTENSIONS
 
     out: list[str] = []
     for p in paths:
         if os.path.isdir(p):
-            found = sorted(os.path.join(p, f) for f in os.listdir(p) if not f.startswith(".")
-                           and os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS and os.path.isfile(os.path.join(p, f)))
+            entries = sorted(f for f in os.listdir(p) if not f.startswith("."))
+            found = [os.path.join(p, f) for f in entries if os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS
+                     and not os.path.isdir(os.path.join(p, f))]
             if not found:  # left in: check_file skips it with its reason
                 out.append(p)
                 continue
-            print(f"{printable_path(p)}: a folder; its {len(found)} image file(s) are graded "
-                  "(sub-folders are not searched).", file=sys.stderr)
+            taken = {os.path.basename(f) for f in found}
+            others = [f + ("/" if os.path.isdir(os.path.join(p, f)) else "") for f in entries if f not in taken]
+            also = (f"; {len(others)} other entr{'y is' if len(others) == 1 else 'ies are'} not graded (no image "
+                    f"extension, or a sub-folder): {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}"
+                    if others else "")
+            print(f"{printable_path(p)}: a folder; its {len(found)} image file(s) are graded (sub-folders are not "
+                  f"searched){also}.", file=sys.stderr)
             out += found
         else:
             out.append(p)
     return out
 
 
+def refuse_replaced_folder(out: Path, workdir: Path, example: str) -> None:
+    """Refuse an ``--out`` inside a folder the toolkit replaces whole (``ensemble/``, a member's folder)."""
+    target = out.resolve()
+    for folder, replaced_by in ((workdir / "ensemble", "the next vote"),
+                                (workdir / "members", "a member retrained with --force")):
+        if target.is_relative_to(folder.resolve()):
+            raise UserError(f"--out {out} is inside {folder}, which {replaced_by} replaces whole, deleting it; "
+                            f"write elsewhere, e.g. --out {workdir / example}.")
+
+
 def check_out(out: Path, *, force: bool = False, workdir: Path | None = None) -> None:
-    """Refuse an ``--out`` that would replace a file predict did not write (a labels CSV, say), or that
-    lies in a folder the toolkit replaces whole (``ensemble/``, a member's folder), before any work."""
+    """Refuse an ``--out`` that would replace a file predict did not write (a labels CSV, say), that
+    lies in a folder the toolkit replaces whole (``ensemble/``, a member's folder), or whose folder
+    cannot be written, before any work."""
     if workdir is not None:
-        target = out.resolve()
-        for folder, replaced_by in ((workdir / "ensemble", "the next vote"),
-                                    (workdir / "members", "a member retrained with --force")):
-            if target.is_relative_to(folder.resolve()):
-                raise UserError(f"--out {out} is inside {folder}, which {replaced_by} replaces whole, deleting it; "
-                                f"write the predictions elsewhere, e.g. --out {workdir / 'predictions.csv'}.")
+        refuse_replaced_folder(out, workdir, "predictions.csv")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"--out {out} cannot be written: {parent} is a file, not a folder; pass another --out.")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out} cannot be written: the folder {parent} is not writable; pass another --out.")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; pass a file name for the predictions CSV, e.g. {out / 'predictions.csv'}.")
     if force or not out.exists():
@@ -594,7 +657,8 @@ def check_out(out: Path, *, force: bool = False, workdir: Path | None = None) ->
                         f"{','.join(CSV_COLUMNS)},prob_0,...); pass another --out, or --force to replace it.")
 
 
-def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, str]) -> PredictionResult:
+def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, str],
+             uniform: np.ndarray | None = None) -> PredictionResult:
     probs = np.asarray(ens.combiner.predict_proba(P), dtype=np.float64)
     labels = np.asarray(ens.combiner.predict(P), dtype=np.int64)
     agreement = (P.argmax(axis=2) == labels).mean(axis=0)
@@ -603,13 +667,17 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
         refer = (confidence < ens.refer_threshold) | ((agreement == 0) if ens.refer_without_agreement else False)
     else:
         refer = agreement < AGREEMENT_FALLBACK
+    notes = [""] * len(labels)
+    if uniform is not None and uniform.shape == refer.shape and uniform.any():
+        refer = refer | uniform  # nothing to grade: a human looks at it, whatever the members say
+        notes = [UNIFORM_NOTE if u else "" for u in uniform.tolist()]
     p_ref = referable = None
     if ens.referable_cut is not None:
         p_ref = probs[:, ens.referable_cut:].sum(axis=1)
         referable = None if ens.referable_threshold is None else p_ref >= ens.referable_threshold
     return PredictionResult(paths, probs, labels, agreement, confidence, refer, skipped, ens.method,
                             [m.name for m in ens.members], ens.referral_note, ens.classes, p_ref, referable,
-                            ens.referable_note)
+                            ens.referable_note, notes)
 
 
 def _report_skipped(skipped: dict[str, str]) -> None:
@@ -621,8 +689,13 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
     _report_skipped(r.skipped)
     where = f" → {out}" if out is not None else ""
     print(f"Predicted {len(r.paths)} image(s) with {r.method} over {len(r.members)} members "
-          f"({', '.join(r.members)}){where}; referred {int(r.refer.sum())}, skipped {len(r.skipped)}. "
+          f"({', '.join(r.members)}){where}; referred {int(r.refer.sum())}, skipped {len(r.skipped)}"
+          f"{' (a row each, refer 1, with the reason in note)' if r.skipped else ''}. "
           f"Referral: {r.referral_note}.", file=sys.stderr)
+    flat = sum(1 for n in r.notes if n)
+    if flat:
+        print(f"Ungradable: {flat} image(s) are (nearly) one flat colour (a black or white frame, or samples that decode "
+              "to one value); they are referred whatever their grade (note column).", file=sys.stderr)
     if r.referable is not None:
         print(f"Referable DR: {int(r.referable.sum())} of {len(r.paths)} image(s) ({r.referable_note}; "
               "columns p_referable, referable).", file=sys.stderr)

@@ -28,10 +28,17 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+SOFTWARE = "cnn-ensemble"  # the PNG's Software tag: marks the figures this toolkit wrote
+
+
+def _save(fig, path: Path, *, software: str = SOFTWARE) -> Path:
     plt = _pyplot()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    import warnings
+
+    with warnings.catch_warnings():  # a name in a script the font lacks (CJK, say) is drawn as boxes, silently
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.savefig(buf, format="png", dpi=100, metadata={"Software": software})
     plt.close(fig)
     return write_bytes(path, buf.getvalue())
 

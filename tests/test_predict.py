@@ -55,12 +55,18 @@ def _run(work: Path, paths: list[str], tmp_path: Path, **kwargs):
 def test_csv_rows_probabilities_agreement_and_referral(voted, images, tmp_path, capsys) -> None:
     good, bad = images["good"], images["bad"]
     mixed = [good[0], bad[0], good[1], bad[1], bad[2], good[2], bad[3], good[3], bad[4], good[4]]
-    result, table = _run(voted, mixed, tmp_path)
+    result, full = _run(voted, mixed, tmp_path)
     k = 5
-    assert list(table.columns) == ["path", "label", "class", "label_prob", "top_class", "top_prob", "agreement",
-                                   "refer", *(f"prob_{j}" for j in range(k)), "p_referable", "referable"]
-    assert (table["class"] == table["label"]).all()  # integer grades: the class is the label
-    assert table["path"].tolist() == good  # only the readable ones, in the order given
+    assert list(full.columns) == ["path", "label", "class", "label_prob", "top_class", "top_prob", "agreement",
+                                  "refer", *(f"prob_{j}" for j in range(k)), "p_referable", "referable", "note"]
+    # every input has a row: the graded ones in the order given, then the ones that could not be read, referred
+    assert full["path"].tolist() == good + list(result.skipped)
+    ungraded = full.iloc[len(good):]
+    assert (ungraded["refer"] == 1).all() and ungraded["label"].isna().all() and ungraded["prob_0"].isna().all()
+    assert [n.split(":")[0] for n in ungraded["note"]] == ["not graded"] * len(bad)
+    table = full.iloc[:len(good)].astype({"label": int, "top_class": int, "refer": int})
+    assert table["note"].isna().all()
+    assert (table["class"].astype(int) == table["label"]).all()  # integer grades: the class is the label
     probs = table[[f"prob_{j}" for j in range(k)]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     assert table["label"].between(0, k - 1).all()
@@ -150,7 +156,9 @@ def test_cli_predict(voted, images, tmp_path) -> None:
     res = CliRunner().invoke(app, ["predict", "--workdir", str(voted), *images["good"][:3], images["bad"][1],
                                    "--out", str(out), "--tta"])
     assert res.exit_code == 0, res.output
-    assert len(pd.read_csv(out)) == 3
+    table = pd.read_csv(out)
+    assert len(table) == 4 and table["note"].iloc[3].startswith("not graded: ")  # the unreadable input has its row
+    assert table["refer"].iloc[3] == 1 and table["note"].iloc[:3].isna().all()
 
 
 def test_a_folder_is_graded_file_by_file_and_an_empty_one_is_skipped(voted, images, tmp_path, capsys) -> None:
@@ -170,9 +178,10 @@ def test_a_folder_is_graded_file_by_file_and_an_empty_one_is_skipped(voted, imag
     empty.mkdir()
     result, table = _run(voted, [str(folder), str(empty), images["good"][4]], tmp_path)
     expected = sorted(str(folder / Path(p).name) for p in images["good"][:2]) + [str(folder / "third.tif")]
-    assert table["path"].tolist() == sorted(expected) + [images["good"][4]]
+    assert table["path"].tolist() == sorted(expected) + [images["good"][4], str(empty)]
     err = " ".join(capsys.readouterr().err.split())
-    assert "a folder; its 3 image file(s) are graded (sub-folders are not searched)" in err
+    assert ("a folder; its 3 image file(s) are graded (sub-folders are not searched); 2 other entries are not graded "
+            "(no image extension, or a sub-folder): notes.txt, sub/.") in err
     assert result.skipped == {str(empty): result.skipped[str(empty)]}
     assert result.skipped[str(empty)].startswith("is a directory with no image file in it (.jpeg .jpg .png")
 
@@ -193,7 +202,7 @@ def test_out_never_replaces_a_file_predict_did_not_write(voted, images, tmp_path
     assert len(pd.read_csv(labels)) == 3
     for inside in (voted / "ensemble" / "mine.csv", voted / "members" / "t1" / "mine.csv"):  # deleted by the next swap
         with pytest.raises(UserError, match=r"--out .*mine.csv is inside .*, which (the next vote|a member retrained "
-                                            r"with --force) replaces whole, deleting it; write the predictions elsewhere"):
+                                            r"with --force) replaces whole, deleting it; write elsewhere"):
             predict_images(voted, images["good"][:1], out=inside, force=True)
         assert not inside.exists()
 
@@ -293,6 +302,41 @@ def test_cli_explain_writes_one_png_per_image_and_refuses_bad_inputs(voted, prep
     assert sorted(p.stem for p in (tmp_path / "heat2").glob("*.png")) == sorted(Path(g).stem for g in good)
 
 
+def test_explain_never_replaces_a_photograph_or_a_foreign_png_and_stays_out_of_replaced_folders(
+        voted, images, tmp_path) -> None:
+    from PIL import Image
+
+    from tests.helpers import one_sentence_error, run_cli
+
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    photo = folder / "eye.png"  # the clinic's own photograph, and the folder is also --out
+    Image.open(images["good"][0]).convert("RGB").save(photo)
+    other = folder / "b.png"
+    Image.new("RGB", (4, 4)).save(other)  # a PNG another program wrote
+    (folder / "b.jpeg").write_bytes(Path(images["good"][1]).read_bytes())
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    code, out, err = run_cli("explain", "--workdir", voted, photo, folder / "b.jpeg", "--out", folder)
+    assert code == 0, err
+    assert all((folder / name).read_bytes() == data for name, data in before.items())  # nothing replaced
+    made = {line.split("\t")[0]: line.split("\t")[1] for line in out.splitlines()}
+    assert made == {str(photo): str(folder / "eye-2.png"), str(folder / "b.jpeg"): str(folder / "b-2.png")}
+    # a second run replaces its own heatmaps (tagged in the PNG), not the photographs
+    code, out2, err = run_cli("explain", "--workdir", voted, folder / "b.jpeg", "--out", folder)
+    assert code == 0 and out2.split("\t")[1].strip() == str(folder / "b-2.png"), err
+    for inside in (voted / "ensemble" / "heat", voted / "members" / "t1"):
+        one_sentence_error(*run_cli("explain", "--workdir", voted, photo, "--out", inside)[::2], "replaces whole")
+
+
+def test_predict_refuses_an_out_it_cannot_write_before_any_work(voted, images, tmp_path) -> None:
+    from tests.helpers import one_sentence_error, run_cli
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    one_sentence_error(*run_cli("predict", "--workdir", voted, images["good"][0], "--out", blocker / "p.csv")[::2],
+                       "is a file, not a folder")
+
+
 def test_thr_method_label_and_top_class_columns(voted, images, tmp_path) -> None:
     """A +thr method cuts the expected grade: label_prob is its label's probability, top_* the argmax's."""
     from ensemble.combiners import load_combiner
@@ -347,13 +391,13 @@ def test_calibrated_combiner_is_applied_by_predict(voted, images, tmp_path) -> N
 
 
 def test_predict_help_explains_every_column() -> None:
-    from ensemble.inference import CSV_COLUMNS
+    from ensemble.inference import CSV_COLUMNS, NOTE_COLUMN, REFERABLE_COLUMNS
     from tests.helpers import run_cli
 
     code, out, _ = run_cli("predict", "--help")
     assert code == 0
     rows = [line.split()[0] for line in out.splitlines() if line.strip() and line.startswith(" ")]
-    for column in (*CSV_COLUMNS, "prob_0.."):
+    for column in (*CSV_COLUMNS, "prob_0..", *REFERABLE_COLUMNS, NOTE_COLUMN):
         assert column in rows, column  # each column starts a line of the help, with its meaning
 
 
@@ -375,3 +419,34 @@ def test_a_hard_vote_tie_gives_the_same_label_and_top_class() -> None:
     thr = PredictionResult(["eye.png"], np.array([[0.6, 0.3, 0.1]]), np.array([1]), np.ones(1), np.array([0.3]),
                            np.zeros(1, bool), {}, "soft+thr", ["a", "b"], "", [0, 1, 2])
     assert thr.top_class.tolist() == [0]  # +thr: the label is not a most probable class, so they differ
+
+
+def test_flat_images_are_referred_palette_bmps_skipped_and_jfif_read(voted, images, tmp_path) -> None:
+    """What a clinic brings: a lens-cap frame, an over-exposed one, a palette BMP (TensorFlow reads its indices as
+    grey), a JPEG saved as .jfif: none is graded as a healthy eye without a word."""
+    from PIL import Image
+
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    Image.new("RGB", (64, 64), (0, 0, 0)).save(folder / "black.png")
+    Image.new("RGB", (64, 64), (255, 255, 255)).save(folder / "white.png")
+    photo = Image.open(images["good"][0]).convert("RGB")
+    photo.convert("P").save(folder / "palette.bmp")
+    photo.save(folder / "eye.jfif", format="JPEG")
+    result, table = _run(voted, [str(folder)], tmp_path)
+    rows = {Path(p).name: r for p, r in zip(table["path"], table.to_dict("records"))}
+    assert set(rows) == {"black.png", "white.png", "palette.bmp", "eye.jfif"}
+    for flat in ("black.png", "white.png"):
+        assert rows[flat]["refer"] == 1 and rows[flat]["note"].startswith("ungradable: the image is (nearly) one flat")
+    assert rows["eye.jfif"]["note"] != rows["eye.jfif"]["note"]  # NaN: graded, no note
+    assert rows["palette.bmp"]["note"] == "not graded: image format TensorFlow misreads (a palette or compressed BMP; " \
+                                          "convert it to PNG or JPEG)"
+    assert str(folder / "palette.bmp") in result.skipped
+
+
+def test_tta_falls_back_to_the_agreement_rule_and_a_missing_workdir_is_named(voted, images, tmp_path, capsys) -> None:
+    result, table = _run(voted, images["good"][:3], tmp_path, tta=True)
+    assert "--tta changes the probabilities" in result.referral_note  # the val threshold was chosen without TTA
+    assert (table["refer"] == (table["agreement"] < 0.5).astype(int)).all()
+    with pytest.raises(UserError, match=r"The workdir .*nowhere does not exist; pass the folder"):
+        predict_images(tmp_path / "nowhere", images["good"][:1])

@@ -376,7 +376,8 @@ def test_predict_takes_a_file_name_that_is_not_utf8(trained, tmp_path, demo_imag
     result = predict_images(work, [name, "=missing.png"], out=out)
     assert len(result.paths) == 1 and result.skipped == {"=missing.png": "does not exist"}
     rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8"), newline="")))
-    assert rows[1][0].endswith("\\xff\\xfeeye.jpeg") and len(rows) == 2
+    assert rows[1][0].endswith("\\xff\\xfeeye.jpeg") and len(rows) == 3
+    assert rows[2][0] == "'=missing.png" and rows[2][-1] == "not graded: does not exist"  # formula-safe, with its row
 
 
 # ----- images that change after prepare -----------------------------------------------------------

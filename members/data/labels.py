@@ -42,7 +42,8 @@ REASON_SAME_FILE = "image is the same file as another listed image (a link or an
 # pipeline reads every other format Pillow decodes with Pillow (members/data/pillow_image.py).
 TF_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"})
 # The extensions an image name without one is matched against, and a class folder's images.
-EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".jp2")
+EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".jp2",
+              ".jfif", ".jpe")  # .jfif: the name Windows gives JPEGs
 
 _INT = re.compile(r"^\+?\d+(\.0*)?$")
 _SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
