@@ -390,6 +390,7 @@ def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_col
                         f"({', '.join(f'prob_{j}' for j in range(k))} or {', '.join(names)}; any case); its columns "
                         f"are {', '.join(header)}.")
     fp_col = _find(header, ["fingerprint"])
+    note_col = _find(header, ["note"])  # predict's CSV: an input it could not read has a row with no probabilities
     rows = data.rows(split)
     exact, folded = _keys(rows["path"].tolist())
     roots = list(dict.fromkeys(_nfc(os.path.abspath(r)) for r in (data.image_root, os.path.realpath(data.image_root))))
@@ -397,6 +398,8 @@ def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_col
     lines = np.zeros(len(rows), dtype=np.int64)
     for line, rec in enumerate(records[1:], start=2):
         if not any(c.strip() for c in rec):
+            continue
+        if note_col is not None and note_col < len(rec) and rec[note_col].startswith("not graded"):
             continue
         cell = _nfc(rec[image_col].strip()) if image_col < len(rec) else ""
         if cell[:1] == "'" and cell[1:2] in TRIGGERS:

@@ -180,12 +180,13 @@ def test_predict_out_csv_with_absolute_paths_imports(workdir_copy, tmp_path):
         n = len(rows)
         result = PredictionResult(paths=[str(data.image_root / p) for p in rows["path"]], probs=probs,
                                   labels=probs.argmax(axis=1), agreement=np.ones(n), confidence=probs.max(axis=1),
-                                  refer=np.zeros(n, bool), skipped={}, method="soft", members=["a", "b"],
-                                  referral_note="", classes=data.classes)
+                                  refer=np.zeros(n, bool), skipped={"/elsewhere/unreadable.jpeg": "is empty (0 bytes)"},
+                                  method="soft", members=["a", "b"], referral_note="", classes=data.classes)
         csvs[split] = tmp_path / f"{split}_predict.csv"
         csvs[split].write_text(result.to_csv())
         expected[split] = probs[::-1]  # back in split.csv order
     assert pd.read_csv(csvs["val"]).columns[0] == "path" and pd.read_csv(csvs["val"])["path"].iloc[0].startswith("/")
+    assert pd.read_csv(csvs["val"])["note"].iloc[-1] == "not graded: is empty (0 bytes)"  # such a row is passed over
     folder = import_member(workdir_copy, "from-predict", val_csv=csvs["val"], test_csv=csvs["test"])
     for split in ("val", "test"):
         np.testing.assert_allclose(load_npz(folder / f"{split}.npz")["probs"], expected[split], atol=1e-6)
