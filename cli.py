@@ -442,8 +442,9 @@ def vote(
     select_by: Annotated[Optional[SelectBy], typer.Option(help="Val metric that picks the best member and method (log_loss is minimised); default qwk for ordered grades, macro_f1 for nominal classes.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print report.json on stdout instead of the table.")] = False,
     keep_collapsed: Annotated[bool, typer.Option("--keep-collapsed", help="Also vote members whose metrics.json says collapsed (one class on val); by default they are skipped.")] = False,
-    referable_grade: Annotated[int, typer.Option(help="Referable DR = this grade or worse (ordinal grade tasks): sensitivity/specificity, roc.png.")] = 2,
-    sensitivity_target: Annotated[float, typer.Option(help="Val sensitivity the referable-DR threshold must reach.")] = 0.9,
+    referable_grade: Annotated[Optional[int], typer.Option(help="Referable DR = this grade or worse (ordered grades, 3+ classes; default 2): sensitivity/specificity, roc.png.")] = None,
+    sensitivity_target: Annotated[float, typer.Option(help="Val sensitivity the referable-DR (or positive-class) threshold must reach.")] = 0.9,
+    positive_class: Annotated[Optional[str], typer.Option(help="Two-class tasks: the class (name or index) whose sensitivity, specificity and ROC are reported (default: the second class, index 1).")] = None,
     calibrate: Annotated[Calibrate, typer.Option(help="temperature: one temperature per member and for the combined output, fitted on val, saved in the combiner JSON, applied by predict.")] = Calibrate.none,
 ) -> None:
     """Fit combiners on validation, score everything on test, write the report."""
@@ -452,6 +453,12 @@ def vote(
     from ensemble.vote import run_vote
 
     names = [m.strip() for m in members.split(",") if m.strip()] if members else None
+    twice = sorted({n for n in names or [] if names.count(n) > 1})
+    if twice:
+        from members.infra.errors import UserError
+
+        raise UserError(f"--members lists {', '.join(twice)} more than once; name each member once. Received: "
+                        f"members={members!r}")
     import io
 
     methods = tuple(dict.fromkeys(m.value for m in method)) if method else ("all",)
@@ -459,7 +466,7 @@ def vote(
                       target_coverage=coverage, thresholds=thresholds.value,
                       select_by=select_by.value if select_by else None, keep_collapsed=keep_collapsed,
                       referable_grade=referable_grade, sensitivity_target=sensitivity_target,
-                      calibrate=calibrate.value, console=Console(file=io.StringIO()) if json_ else Console())
+                      positive_class=positive_class, calibrate=calibrate.value, console=Console(file=io.StringIO()) if json_ else Console())
     if json_:
         _print_json(report)
 

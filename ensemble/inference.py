@@ -61,6 +61,8 @@ name, ``label_prob`` its probability,
 own top class is ``label``, ``refer`` 1 = send to a human grader. On ordered grades with a
 referable-DR section in ``report.json``, :data:`REFERABLE_COLUMNS` follow the probabilities."""
 REFERABLE_COLUMNS = ("p_referable", "referable")
+POSITIVE_COLUMNS = ("p_positive", "positive")
+"""On a two-class task: ``p_positive`` = P(the report's positive class), ``positive`` 1/0 at the val-chosen threshold."""
 NOTE_COLUMN = "note"
 """The last column: ``""``, ``ungradable: ...`` (a flat image, graded but referred) or ``not graded: <reason>`` for
 an input that could not be read (its other cells empty, ``refer`` 1): every input given has a row."""
@@ -107,8 +109,10 @@ class Ensemble:
     classes: list = field(default_factory=list)
     refer_without_agreement: bool = False  # report.json referral says rows no member agrees with are referred too
     referable_cut: int | None = None  # lowest referable grade (report.json referable.cut_grade); None: not applicable
+    # (on two classes: the positive class's index, and referable_kind "positive_class")
     referable_threshold: float | None = None  # on P(grade >= cut), chosen on val for this method; None: another method
     referable_note: str = ""
+    referable_kind: str = "referable_dr"
 
 
 @dataclass
@@ -144,7 +148,13 @@ class PredictionResult:
     p_referable: np.ndarray | None = None
     referable: np.ndarray | None = None
     referable_note: str = ""
+    referable_kind: str = "referable_dr"
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def summary_columns(self) -> tuple[str, str]:
+        """:data:`REFERABLE_COLUMNS`, or :data:`POSITIVE_COLUMNS` on a two-class task."""
+        return POSITIVE_COLUMNS if self.referable_kind == "positive_class" else REFERABLE_COLUMNS
 
     def note_of(self, i: int) -> str:
         """Why row ``i`` needs a look beyond its grade (an ungradable image), or ``""``."""
@@ -188,9 +198,10 @@ class PredictionResult:
                "referral": self.referral_note, "predictions": rows,
                "skipped": {printable_path(p): why for p, why in self.skipped.items()}}
         if self.p_referable is not None:
+            p_key, key = self.summary_columns
             for i, row in enumerate(rows):
-                row["p_referable"] = float(self.p_referable[i])
-                row["referable"] = None if self.referable is None else bool(self.referable[i])
+                row[p_key] = float(self.p_referable[i])
+                row[key] = None if self.referable is None else bool(self.referable[i])
             out["referable"] = self.referable_note
         return out
 
@@ -199,7 +210,7 @@ class PredictionResult:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         k = self.probs.shape[1]
-        extra = REFERABLE_COLUMNS if self.p_referable is not None else ()
+        extra = self.summary_columns if self.p_referable is not None else ()
         writer.writerow(csvsafe.row([*CSV_COLUMNS, *(f"prob_{j}" for j in range(k)), *extra, NOTE_COLUMN]))
         top_class, top_prob = self.top_class, self.top_prob
         for i, path in enumerate(self.paths):  # csvsafe: no cell a spreadsheet would run as a formula
@@ -337,24 +348,31 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
         note = (f"referred when fewer than {AGREEMENT_FALLBACK:.0%} of members agree with the ensemble "
                 f"(report.json holds a referral threshold only for {best!r}, not {chosen!r})")
     classes = report.get("classes") or list(range(combiner.n_classes_))
-    cut, ref_threshold, ref_note = _referable_rule(report.get("referable") or {}, chosen)
+    ref = report.get("referable") or {}
+    cut, ref_threshold, ref_note = _referable_rule(ref, chosen)
+    kind = "positive_class" if ref.get("kind") == "positive_class" else "referable_dr"
     return Ensemble(workdir, chosen, combiner, members, threshold, note, list(classes), alone,
-                    cut, ref_threshold, ref_note)
+                    cut, ref_threshold, ref_note, kind)
 
 
 def _referable_rule(ref: dict, chosen: str) -> tuple[int | None, float | None, str]:
-    """``(cut grade, threshold, note)`` of ``report.json``'s referable-DR section for the method ``chosen``."""
-    cut = ref.get("cut_grade")
+    """``(cut grade or positive class index, threshold, note)`` of ``report.json``'s referable-DR (or two-class
+    positive-class) section for the method ``chosen``."""
+    two = ref.get("kind") == "positive_class"
+    cut = ref.get("positive_index") if two else ref.get("cut_grade")
     if not ref.get("applicable") or not isinstance(cut, int):
         return None, None, ""
+    score, p_col, col = ((f"P(class {ref.get('positive_class')})", "p_positive", "positive") if two else
+                         (f"P(grade >= {cut})", "p_referable", "referable"))
     point = ref.get("ensemble") or {}
     threshold = point.get("threshold")
     if point.get("name") != chosen or not isinstance(threshold, (int, float)):
-        return cut, None, (f"p_referable = P(grade >= {cut}); `referable` is left empty: vote chose its threshold for "
+        return cut, None, (f"{p_col} = {score}; `{col}` is left empty: vote chose its threshold for "
                            f"{point.get('name')!r}, not {chosen!r}")
     target = ref.get("sensitivity_target")
     why = f", chosen on val for {target:.0%} sensitivity" if isinstance(target, (int, float)) else ""
-    return cut, float(threshold), f"referable DR when P(grade >= {cut}) >= {threshold:.4g}{why}"
+    what = f"class {ref.get('positive_class')}" if two else "referable DR"
+    return cut, float(threshold), f"{what} when {score} >= {threshold:.4g}{why}"
 
 
 def _refuse_another_dataset(workdir: Path, manifest: dict) -> None:
@@ -673,11 +691,13 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
         notes = [UNIFORM_NOTE if u else "" for u in uniform.tolist()]
     p_ref = referable = None
     if ens.referable_cut is not None:
-        p_ref = probs[:, ens.referable_cut:].sum(axis=1)
+        p_ref = (probs[:, ens.referable_cut] if ens.referable_kind == "positive_class"
+                 else probs[:, ens.referable_cut:].sum(axis=1))
         referable = None if ens.referable_threshold is None else p_ref >= ens.referable_threshold
     return PredictionResult(paths, probs, labels, agreement, confidence, refer, skipped, ens.method,
-                            [m.name for m in ens.members], ens.referral_note, ens.classes, p_ref, referable,
-                            ens.referable_note, notes)
+                            [m.name for m in ens.members], ens.referral_note, ens.classes, p_referable=p_ref,
+                            referable=referable, referable_note=ens.referable_note,
+                            referable_kind=ens.referable_kind, notes=notes)
 
 
 def _report_skipped(skipped: dict[str, str]) -> None:
@@ -697,7 +717,8 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
         print(f"Ungradable: {flat} image(s) are (nearly) one flat colour (a black or white frame, or samples that decode "
               "to one value); they are referred whatever their grade (note column).", file=sys.stderr)
     if r.referable is not None:
-        print(f"Referable DR: {int(r.referable.sum())} of {len(r.paths)} image(s) ({r.referable_note}; "
-              "columns p_referable, referable).", file=sys.stderr)
+        what = "Positive" if r.referable_kind == "positive_class" else "Referable DR"
+        print(f"{what}: {int(r.referable.sum())} of {len(r.paths)} image(s) ({r.referable_note}; "
+              f"columns {', '.join(r.summary_columns)}).", file=sys.stderr)
     elif r.p_referable is not None:
         print(f"Note: {r.referable_note}.", file=sys.stderr)

@@ -1,5 +1,9 @@
 """Referable DR: grade >= a cut grade (2, moderate or worse, by default), as screening programmes judge it.
 
+On a two-class task the same summary is made for the positive class (class index 1 by default, or the
+class ``vote --positive-class`` names): its probability is the score, and the figures are the
+sensitivity and specificity of that class (``kind: "positive_class"`` in ``report.json``).
+
 For an ordinal grade task, a model's score of referable disease is the probability it puts
 on the grades at or above the cut, ``P(grade >= cut) = sum(probs[:, cut:])``. The
 operating point is chosen on val (out-of-fold rows for the ensemble): the highest
@@ -35,7 +39,9 @@ def referable_score(probs: np.ndarray, cut: int) -> np.ndarray:
 
 
 def not_applicable(classes: Sequence, ordinal: bool | None, k: int) -> str | None:
-    """Why a referable-DR summary does not apply to this task, or ``None`` when it does."""
+    """Why a referable-DR (or, on two classes, positive-class) summary does not apply, or ``None`` when it does."""
+    if k == 2:
+        return None
     if ordinal is False:
         return "dataset.json says ordinal: false (the classes are not ordered grades)"
     if any(isinstance(c, str) and not c.lstrip("-").isdigit() for c in classes):
@@ -45,13 +51,55 @@ def not_applicable(classes: Sequence, ordinal: bool | None, k: int) -> str | Non
     return None
 
 
+def positive_index(classes: Sequence, positive_class: str | int | None) -> int:
+    """The class index of ``vote --positive-class`` (a class name or index) on a two-class task; default 1.
+
+    Example:
+        >>> positive_index(["malignant", "benign"], "malignant"), positive_index([0, 1], None)
+        (0, 1)
+    """
+    if positive_class is None:
+        return 1
+    text = str(positive_class).strip()
+    names = [str(c) for c in classes]
+    if text in names:
+        return names.index(text)
+    folded = [n.casefold() for n in names]
+    if text.casefold() in folded:
+        return folded.index(text.casefold())
+    if text.isdigit() and int(text) < len(classes) and all(isinstance(c, int) or str(c).isdigit() for c in classes):
+        return int(text)
+    raise UserError(f"--positive-class {positive_class!r} is not one of this task's classes ({', '.join(names)}); "
+                    f"pass one of them, e.g. --positive-class {names[-1]}.")
+
+
+def positive_rows(labels: np.ndarray, ref: dict) -> np.ndarray:
+    """The rows of the summary's positive condition: grade >= the cut, or the positive class (two classes)."""
+    labels = np.asarray(labels)
+    if ref.get("kind") == "positive_class":
+        return labels == ref["positive_index"]
+    return labels >= ref["cut_grade"]
+
+
+def positive_score(probs: np.ndarray, ref: dict) -> np.ndarray:
+    """The score the summary thresholds: ``P(grade >= cut)``, or the positive class's probability."""
+    if ref.get("kind") == "positive_class":
+        return np.asarray(probs, dtype=np.float64)[:, ref["positive_index"]]
+    return referable_score(probs, ref["cut_grade"])
+
+
 def check_options(cut: int, target: float, k: int) -> None:
     """Raise a one-sentence error for a cut grade outside ``1..k-1`` or a target outside (0, 1]."""
+    if not 0.0 < target <= 1.0:
+        raise UserError(f"--sensitivity-target must be in (0, 1]; got {target}. Pass e.g. --sensitivity-target 0.9.")
+    if k == 2:
+        if cut != 1:
+            raise UserError(f"--referable-grade {cut} does not apply to a two-class task: its summary is of one class; "
+                            "choose which with --positive-class (default: the second class).")
+        return
     if not 1 <= cut <= k - 1:
         raise UserError(f"--referable-grade must be a grade between 1 and {k - 1} (grade >= it is referable); "
                         f"got {cut}. Pass e.g. --referable-grade 2.")
-    if not 0.0 < target <= 1.0:
-        raise UserError(f"--sensitivity-target must be in (0, 1]; got {target}. Pass e.g. --sensitivity-target 0.9.")
 
 
 def operating_point(
@@ -62,6 +110,7 @@ def operating_point(
     cut: int,
     target: float,
     indices: np.ndarray,
+    negatives: str | None = None,
 ) -> dict:
     """One model's referable-DR figures: the val-chosen threshold and the test measures.
 
@@ -98,14 +147,14 @@ def operating_point(
            "by_grade": {"sensitivity": by_grade["sensitivity"], "specificity": by_grade["specificity"],
                         "referred": int((np.asarray(test_pred) >= cut).sum())}}
     warning = degenerate_warning(name, out["val_specificity"], cut=cut, target=target,
-                                 test_specificity=out["specificity"]["value"])
+                                 test_specificity=out["specificity"]["value"], negatives=negatives)
     if warning:
         out["warning"] = warning
     return out
 
 
 def degenerate_warning(name: str, val_specificity: float, *, cut: int, target: float,
-                       test_specificity: float | None = None) -> str | None:
+                       test_specificity: float | None = None, negatives: str | None = None) -> str | None:
     """The plain warning for an operating point that refers (almost) every eye below the cut grade.
 
     On val that means the target is reached only by referring everyone; on test (the threshold
@@ -120,12 +169,13 @@ def degenerate_warning(name: str, val_specificity: float, *, cut: int, target: f
         >>> degenerate_warning("hard", 0.4, cut=2, target=0.9, test_specificity=0.0).split(":")[0]
         'hard referred 100% of the test eyes below grade 2 at its val-chosen threshold (val specificity 0.40)'
     """
+    below = negatives or f"eyes below grade {cut}"
     if np.isfinite(val_specificity) and val_specificity <= NO_SPECIFICITY:
         return (f"{name} reaches {target:.0%} sensitivity on val only by referring {1 - val_specificity:.0%} of the val "
-                f"eyes below grade {cut}: at this target it does not tell referable eyes from the rest, so do not screen "
+                f"{below}: at this target it does not tell the positive rows from the rest, so do not screen "
                 "with it; lower --sensitivity-target or improve the model.")
     if test_specificity is not None and np.isfinite(test_specificity) and test_specificity <= NO_SPECIFICITY:
-        return (f"{name} referred {1 - test_specificity:.0%} of the test eyes below grade {cut} at its val-chosen "
+        return (f"{name} referred {1 - test_specificity:.0%} of the test {below} at its val-chosen "
                 f"threshold (val specificity {val_specificity:.2f}): the operating point did not carry over to test, so "
                 "do not screen with it; more val rows (or --folds) or a better model would give a steadier threshold.")
     return None
@@ -141,6 +191,7 @@ def referable_section(
     indices: np.ndarray,
     member_auc: dict[str, float] | None = None,
     rows: str = "val",
+    positive: int = 1,
 ) -> dict:
     """``report.json``'s ``referable`` section for the best single member and the chosen ensemble.
 
@@ -154,22 +205,62 @@ def referable_section(
         indices: the test bootstrap resamples.
         member_auc: every member's test AUC of referable DR (for the ROC figure's legend).
         rows: what the selection rows are (``"val"``, or the out-of-fold train+val rows).
+        positive: on two classes, the positive class's index (:func:`positive_index`).
     """
     k = len(classes)
     why = not_applicable(classes, ordinal, k)
     if why is not None:
         return {"applicable": False, "note": f"Referable-DR summary skipped: {why}."}
+    if k == 2:
+        return _positive_class_section(models, classes, target=target, indices=indices, member_auc=member_auc,
+                                       rows=rows, positive=positive)
     check_options(cut, target, k)
     _, (val, test) = next(iter(models.values()))
     val_labels, test_labels = val[1], test[1]
     if not np.any(val_labels >= cut):
         return {"applicable": False, "note": f"Referable-DR summary skipped: no val row has grade >= {cut}, "
                                              "so no operating point can be chosen."}
-    out = {"applicable": True, "cut_grade": cut, "positive": f"grade >= {cut}", "sensitivity_target": target,
+    out = {"applicable": True, "kind": "referable_dr", "cut_grade": cut, "positive": f"grade >= {cut}",
+           "sensitivity_target": target,
            "chosen_on": f"{rows} (out-of-fold combiner predictions for the ensemble)", "score": f"P(grade >= {cut}), summed probabilities"}
     for role, (name, (val, test)) in models.items():
         out[role] = operating_point(name, val, test, cut=cut, target=target, indices=indices)
     out["test_positives"], out["test_negatives"] = int((test_labels >= cut).sum()), int((test_labels < cut).sum())
     out["member_auc"] = member_auc or {}
     out["clustered"] = isinstance(indices, stats.GroupDraws)  # intervals on patients, not eyes
+    return out
+
+
+def _positive_class_section(models, classes: Sequence, *, target: float, indices, member_auc, rows: str,
+                            positive: int) -> dict:
+    """The two-class summary: sensitivity and specificity of class ``positive`` at a val-chosen threshold on its
+    probability (computed as the referable-DR section with cut 1, the columns swapped when ``positive`` is 0)."""
+    check_options(1, target, 2)
+    flip = positive == 0
+
+    def turn(part: tuple) -> tuple:
+        if not flip:
+            return part
+        probs, labels, *pred = part
+        return (np.asarray(probs)[:, ::-1], 1 - np.asarray(labels), *(1 - np.asarray(p) for p in pred))
+
+    name = str(classes[positive])
+    other = str(classes[1 - positive])
+    _, (val, _test) = next(iter(models.values()))
+    if not np.any(np.asarray(val[1]) == positive):
+        return {"applicable": False, "note": f"Positive-class summary skipped: no val row is of class {name}, so no "
+                                             "operating point can be chosen."}
+    out = {"applicable": True, "kind": "positive_class", "cut_grade": 1, "positive_index": positive,
+           "positive_class": name, "positive": f"class {name}", "sensitivity_target": target,
+           "chosen_on": f"{rows} (out-of-fold combiner predictions for the ensemble)", "score": f"P(class {name})"}
+    for role, (model, (val, test)) in models.items():
+        point = operating_point(model, turn(val), turn(test), cut=1, target=target, indices=indices,
+                                negatives=f"images of class {other}")
+        if flip:
+            point["per_grade"] = {"0": point["per_grade"]["1"], "1": point["per_grade"]["0"]}
+        out[role] = point
+    test_labels = np.asarray(next(iter(models.values()))[1][1][1])
+    out["test_positives"], out["test_negatives"] = int((test_labels == positive).sum()), int((test_labels != positive).sum())
+    out["member_auc"] = member_auc or {}
+    out["clustered"] = isinstance(indices, stats.GroupDraws)
     return out

@@ -130,8 +130,8 @@ def render_markdown(report: dict) -> str:
         f"- Combiners: {report['combiner_protocol']}",
         f"- Grade thresholds: {report['thresholds']['note']}",
         f"- Intervals: {report['bootstrap']['note']}" + (
-            " Sensitivity and specificity of referable DR: exact (Clopper-Pearson) binomial intervals"
-            f"{_ON_EFFECTIVE if report['bootstrap'].get('clustered') else ''}."
+            f" Sensitivity and specificity of {_summary_name(report['referable'])}: exact (Clopper-Pearson) binomial "
+            f"intervals{_ON_EFFECTIVE if report['bootstrap'].get('clustered') else ''}."
             if (report.get("referable") or {}).get("applicable") else ""),
         *_calibration_setup(report.get("calibration")),
         (f"- Baseline: always predict the majority class of val (class {_class_name(report, report['baseline_class'])}), "
@@ -261,9 +261,46 @@ def _ci_text(entry: dict, digits: int = 3) -> str:
     return f"{_num(entry['value'], digits)} [{_num(lo, digits)}, {_num(hi, digits)}]"
 
 
+def _summary_name(ref: dict) -> str:
+    """``referable DR``, or ``class <name>`` on a two-class task."""
+    return f"class {ref['positive_class']}" if ref.get("kind") == "positive_class" else "referable DR"
+
+
+def _positive_md(ref: dict) -> list[str]:
+    """The two-class summary: sensitivity and specificity of the positive class at a val-chosen threshold."""
+    name = ref["positive_class"]
+    out = ["", f"## Class {name}: sensitivity and specificity (operating point chosen before test)", "",
+           (f"Positive = {ref['positive']} ({ref['test_positives']} of {ref['test_positives'] + ref['test_negatives']} "
+            f"test rows; `vote --positive-class` chooses the class). Score: {ref['score']}. Each model's threshold is "
+            f"the highest one reaching {ref['sensitivity_target']:.0%} sensitivity on {ref['chosen_on']}; test only "
+            "measures. Intervals: exact (Clopper-Pearson) for sensitivity and specificity"
+            f"{_ON_EFFECTIVE.replace('eye', 'image') if ref.get('clustered') else ''}, the paired bootstrap for AUC. "
+            f"Rows \"by its class\" call an image {name} when the model's own class is {name} (its most probable "
+            "class, `predict`'s `class`). ROC curves: `roc.png`."), "",
+           f"| model | threshold | val sensitivity | test sensitivity | test specificity | AUC ({name}) | called {name} |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for role, title in (("best_single", "best single"), ("ensemble", "best ensemble")):
+        r = ref[role]
+        out.append(f"| {r['name']} ({title}) | {_num(r['threshold'], 4)} | {_num(r['val_sensitivity'])} | "
+                   f"{_ci_text(r['sensitivity'])} | {_ci_text(r['specificity'])} | {_ci_text(r['auc'])} | "
+                   f"{r['test_referred']} |")
+        g = r.get("by_grade")
+        if g:
+            out.append(f"| {r['name']} ({title}), by its class | class {name} | | {_ci_text(g['sensitivity'])} | "
+                       f"{_ci_text(g['specificity'])} | | {g['referred']} |")
+    warnings = [f"**Warning:** {ref[role]['warning']}" for role in ("best_single", "ensemble") if ref[role].get("warning")]
+    out += ["", *warnings] if warnings else []
+    if ref.get("member_auc"):
+        out += ["", f"AUC of class {name}, every member (test): "
+                + ", ".join(f"{n} {_num(v)}" for n, v in ref["member_auc"].items()) + "."]
+    return out
+
+
 def _referable_md(ref: dict | None, report: dict | None = None) -> list[str]:
     if not ref or (report is not None and not ref.get("applicable") and not is_dr(report)):
         return []  # not a grading task: report.json keeps the note, report.md has no DR section
+    if ref.get("kind") == "positive_class":
+        return _positive_md(ref)
     out = ["", "## Referable DR (operating point chosen before test)", ""]
     if not ref.get("applicable"):
         return out + [ref["note"]]
@@ -326,7 +363,13 @@ def _glance_md(report: dict) -> list[str]:
     n = report["test_size"]
     out.append(f"- Test set: {n} images, never used to fit or choose anything; intervals are 95 %.")
     ref = report.get("referable") or {}
-    if ref.get("applicable"):
+    if ref.get("applicable") and ref.get("kind") == "positive_class":
+        for role, title in (("ensemble", "ensemble"), ("best_single", "best single member")):
+            r = ref[role]
+            out.append(f"- Class {ref['positive_class']} ({ref['test_positives']} of "
+                       f"{ref['test_positives'] + ref['test_negatives']} test images), {title} {r['name']}: sensitivity "
+                       f"{_pct(r['sensitivity'])}, specificity {_pct(r['specificity'])} at its threshold.")
+    elif ref.get("applicable"):
         for role, title in (("ensemble", "ensemble"), ("best_single", "best single member")):
             r = ref[role]
             g = r.get("by_grade") or {}
@@ -481,6 +524,10 @@ def _glossary_md(report: dict | None = None) -> list[str]:
     if report is not None and not is_dr(report):
         entries = [(term, GENERIC_GLOSSARY.get(term, words)) for term, words in entries
                    if term != "Referable DR" and not (term == "QWK" and report.get("ordinal", True) is False)]
+        ref = report.get("referable") or {}
+        if ref.get("kind") == "positive_class":
+            entries.append(("Sensitivity and specificity", f"the share of class-{ref['positive_class']} images the "
+                            "model calls that class, and the share of the other images it does not."))
     return ["", "## Glossary", ""] + [f"- **{term}**: {words}" for term, words in entries]
 
 
@@ -497,13 +544,15 @@ def summary_lines(report: dict) -> list[str]:
     if ref.get("applicable"):
         for role in ("best_single", "ensemble"):
             r = ref[role]
-            out.append(f"Referable DR ({ref['positive']}), {r['name']}: test sensitivity {_ci_text(r['sensitivity'], 2)}, "
+            what = (f"Class {ref['positive_class']}" if ref.get("kind") == "positive_class"
+                    else f"Referable DR ({ref['positive']})")
+            out.append(f"{what}, {r['name']}: test sensitivity {_ci_text(r['sensitivity'], 2)}, "
                        f"specificity {_ci_text(r['specificity'], 2)}, AUC {_ci_text(r['auc'], 2)} at threshold "
                        f"{_num(r['threshold'], 3)} (val sensitivity {_num(r['val_sensitivity'], 2)}, target "
                        f"{ref['sensitivity_target']:.0%}).")
             if r.get("warning"):
                 out.append(f"WARNING: {r['warning']}")
-    elif ref:
+    elif ref and is_dr(report):
         out.append(ref["note"])
     cal = report.get("calibration") or {}
     if cal.get("method") == "temperature" and cal.get("ensemble"):

@@ -58,8 +58,9 @@ def run_vote(
     target_coverage: float = 0.9,
     select_by: str | None = None,
     keep_collapsed: bool = False,
-    referable_grade: int = 2,
+    referable_grade: int | None = None,
     sensitivity_target: float = 0.90,
+    positive_class: str | int | None = None,
     calibrate: str = "none",
     console=None,
 ) -> dict:
@@ -86,6 +87,8 @@ def run_vote(
         referable_grade: the lowest referable grade of the referable-DR summary (ordinal
             grade tasks only; skipped with a note otherwise).
         sensitivity_target: val sensitivity of the referable-DR operating point.
+        positive_class: on a two-class task, the class (name or index) whose sensitivity and
+            specificity are reported (default: index 1).
         calibrate: ``"temperature"`` fits a temperature per member and for each combiner's
             output on val (saved in the combiner JSON, applied by ``predict``); ``"none"``.
         console: a Rich console for the table; ``None`` prints on stdout.
@@ -128,8 +131,7 @@ def run_vote(
     ms, protocol = oof_protocol(workdir, ms)  # k-fold members: "val" becomes every out-of-fold train+val row
     variants = resolve_methods(methods, thresholds, ms.num_classes, ordinal=ms.ordinal)
     select_by = default_select_by(select_by, ms.ordinal)
-    if referable.not_applicable(ms.classes, ms.ordinal, ms.num_classes) is None:
-        referable.check_options(referable_grade, sensitivity_target, ms.num_classes)
+    referable_grade, positive = _summary_options(ms, referable_grade, sensitivity_target, positive_class)
     raw, temps = ms, None
     if calibrate == "temperature":
         ms, temps = calibration.calibrate_members(ms)
@@ -177,7 +179,8 @@ def run_vote(
              "ensemble": (best_method, ((best.val_probs, ms.val_labels),
                                         (best.test_probs, ms.test_labels, best.test_pred)))},
             classes=ms.classes, ordinal=ms.ordinal, cut=referable_grade, target=sensitivity_target, indices=indices,
-            member_auc=_referable_auc(ms, models, referable_grade), rows=_rows_word(protocol)),
+            member_auc=_referable_auc(ms, models, referable_grade, positive), rows=_rows_word(protocol),
+            positive=positive),
         "calibration": calibration.calibration_section(
             raw, ms if temps else None, temps, uncal, rows=_rows_word(protocol)),
         "collapsed_kept": [n for n in ms.names if is_collapsed(ms.metrics[n])],
@@ -453,18 +456,50 @@ def _uncalibrated(raw: MemberSet, name: str, out_temps: dict[str, float], best: 
     return name, out_temps.get(name), before, best.test_probs
 
 
-def _referable_auc(ms: MemberSet, models: dict[str, Predictions], cut: int) -> dict[str, float]:
-    from ensemble.referable import not_applicable, referable_score
+def _summary_options(ms: MemberSet, referable_grade: int | None, target: float,
+                     positive_class: str | int | None) -> tuple[int, int]:
+    """``(cut grade, positive class index)`` of the referable-DR / positive-class summary, checked before any work.
+
+    ``--referable-grade`` applies to ordered grades (default 2), ``--positive-class`` to two classes (default
+    index 1); either given where it does not apply is refused, so that no option is silently ignored.
+    """
+    from ensemble import referable
+
+    k = ms.num_classes
+    if not 0.0 < target <= 1.0:
+        raise UserError(f"--sensitivity-target must be in (0, 1]; got {target}. Pass e.g. --sensitivity-target 0.9.")
+    if positive_class is not None and k != 2:
+        raise UserError(f"--positive-class applies to two-class tasks; this one has {k} classes (for ordered grades "
+                        "use --referable-grade). Received: positive_class=" + repr(positive_class))
+    if k == 2:
+        positive = referable.positive_index(ms.classes, positive_class)
+        referable.check_options(1 if referable_grade is None else referable_grade, target, k)
+        return 1, positive
+    why = referable.not_applicable(ms.classes, ms.ordinal, k)
+    if why is not None:
+        if referable_grade is not None:
+            raise UserError(f"--referable-grade does not apply here: {why}. Drop it. Received: "
+                            f"referable_grade={referable_grade}")
+        return referable.DEFAULT_CUT, 1
+    cut = referable.DEFAULT_CUT if referable_grade is None else referable_grade
+    referable.check_options(cut, target, k)
+    return cut, 1
+
+
+def _referable_auc(ms: MemberSet, models: dict[str, Predictions], cut: int, positive: int = 1) -> dict[str, float]:
+    from ensemble.referable import not_applicable, positive_rows, positive_score
     from members.scoring import score as _score
 
     if not_applicable(ms.classes, ms.ordinal, ms.num_classes) or not 1 <= cut < ms.num_classes:
         return {}
-    pos = (ms.test_labels >= cut).astype(np.int64)
+    ref = {"kind": "positive_class" if ms.num_classes == 2 else "referable_dr", "cut_grade": cut,
+           "positive_index": positive}
+    pos = positive_rows(ms.test_labels, ref).astype(np.int64)
     if pos.min() == pos.max():
         return {}
     out = {}
     for name, p in models.items():
-        s = referable_score(p.test_probs, cut)
+        s = positive_score(p.test_probs, ref)
         out[name] = _score(pos, np.stack([1 - s, s], axis=1).clip(0, 1))["auc"]
     return out
 
@@ -728,7 +763,7 @@ def _write_clinical_figures(out: Path, report: dict, ms: MemberSet, single: Pred
     """``calibration.png`` (reliability of the best single member and the ensemble) and, for
     ordinal grades, ``roc.png`` (referable DR)."""
     from ensemble import plots
-    from ensemble.referable import referable_score
+    from ensemble.referable import positive_rows, positive_score
 
     bs, bm = report["best_single"], report["best_method"]
     panels = []
@@ -745,17 +780,19 @@ def _write_clinical_figures(out: Path, report: dict, ms: MemberSet, single: Pred
         return
     from ensemble.report import chosen_on as report_chosen_on
 
-    cut, pos = ref["cut_grade"], ms.test_labels >= ref["cut_grade"]
+    pos = positive_rows(ms.test_labels, ref)
     curves = [(f"best single {name}" if name == bs else name, "single" if name == bs else "member", pos,
-               referable_score(p, cut))
+               positive_score(p, ref))
               for name, p in zip(ms.names, ms.test_probs)]
-    curves.append((f"ensemble {bm}", "ensemble", pos, referable_score(best.test_probs, cut)))
+    curves.append((f"ensemble {bm}", "ensemble", pos, positive_score(best.test_probs, ref)))
     points = []
     for role, kind in (("best_single", "single"), ("ensemble", "ensemble")):
         r = ref[role]
         if r["specificity"]["value"] is not None and r["sensitivity"]["value"] is not None:
             points.append((f"{r['name']} at val-chosen threshold {r['threshold']:.4g}", kind,
                            1 - r["specificity"]["value"], r["sensitivity"]["value"]))
+    what = (f"Class {ref['positive_class']}" if ref.get("kind") == "positive_class"
+            else f"Referable DR (grade >= {ref['cut_grade']})")
     plots.plot_roc(out / "roc.png", curves, points, title=(
-        f"Referable DR (grade >= {cut}) on test: n={len(pos)}, {int(pos.sum())} referable\n"
+        f"{what} on test: n={len(pos)}, {int(pos.sum())} positive\n"
         f"operating points: thresholds chosen on {report_chosen_on(report)} for {ref['sensitivity_target']:.0%} sensitivity"))

@@ -450,3 +450,21 @@ def test_tta_falls_back_to_the_agreement_rule_and_a_missing_workdir_is_named(vot
     assert (table["refer"] == (table["agreement"] < 0.5).astype(int)).all()
     with pytest.raises(UserError, match=r"The workdir .*nowhere does not exist; pass the folder"):
         predict_images(tmp_path / "nowhere", images["good"][:1])
+
+
+def test_a_two_class_ensemble_writes_p_positive_and_positive() -> None:
+    from ensemble.inference import POSITIVE_COLUMNS, PredictionResult, _referable_rule
+
+    ref = {"applicable": True, "kind": "positive_class", "positive_index": 0, "positive_class": "malignant",
+           "sensitivity_target": 0.9, "ensemble": {"name": "soft", "threshold": 0.3}}
+    index, threshold, note = _referable_rule(ref, "soft")
+    assert (index, threshold) == (0, 0.3) and note.startswith("class malignant when P(class malignant) >= 0.3")
+    assert _referable_rule(ref, "stack")[1] is None  # another method: no threshold
+    probs = np.array([[0.8, 0.2], [0.1, 0.9]])
+    result = PredictionResult(["a.png", "b.png"], probs, probs.argmax(1), np.ones(2), probs.max(1), np.zeros(2, bool),
+                              {}, "soft", ["m1", "m2"], "", ["malignant", "benign"], p_referable=probs[:, 0],
+                              referable=probs[:, 0] >= threshold, referable_note=note, referable_kind="positive_class")
+    table = pd.read_csv(io.StringIO(result.to_csv()))
+    assert list(table.columns[-3:]) == [*POSITIVE_COLUMNS, "note"]
+    assert table["positive"].tolist() == [1, 0] and table["p_positive"].tolist() == [0.8, 0.1]
+    assert [r["positive"] for r in result.to_json()["predictions"]] == [True, False]

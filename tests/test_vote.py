@@ -754,3 +754,53 @@ def test_a_grade_held_by_one_test_patient_gets_the_caution(tmp_path: Path) -> No
     boot = report["bootstrap"]
     assert boot["clustered"] and boot["patients"] == 17 and boot["single_patient_classes"] == [4]
     assert "a single patient has class 4 as their highest grade" in report["verdict"]
+
+
+def test_a_two_class_task_gets_sensitivity_and_specificity_of_its_positive_class(tmp_path: Path, monkeypatch) -> None:
+    """BreastMNIST-like: class names, two classes; --positive-class picks which one is reported."""
+    from ensemble.stats import exact_interval
+
+    monkeypatch.setattr(sys.modules[__name__], "K", 2)
+    monkeypatch.setattr(sys.modules[__name__], "LABELS", np.tile(np.arange(2), 30))
+    root = make_workdir(tmp_path, {"a": (0.3, 0.3), "b": (0.2, 0.25)}, incomplete=None)
+    meta = json.loads((root / "dataset.json").read_text())
+    names = ["malignant", "benign"]
+    (root / "dataset.json").write_text(json.dumps({**meta, "classes": names, "ordinal": False}))
+    for m in ("a", "b"):
+        path = root / "members" / m / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "classes": names}))
+    quiet = Console(file=io.StringIO())
+    report = run_vote(root, methods=["soft"], n_boot=100, positive_class="malignant", console=quiet)
+    ref = report["referable"]
+    assert ref["applicable"] and ref["kind"] == "positive_class" and ref["positive_index"] == 0
+    ms = load_members(root)
+    j = ms.names.index(report["best_single"])
+    score, positive = ms.test_probs[j][:, 0].astype(np.float64), ms.test_labels == 0  # class index 0 = malignant
+    r = ref["best_single"]
+    tp, pos = int(((score >= r["threshold"]) & positive).sum()), int(positive.sum())
+    assert r["sensitivity"]["value"] == pytest.approx(tp / pos) and r["sensitivity"]["ci"] == exact_interval(tp, pos)
+    assert ref["test_positives"] == pos and set(r["per_grade"]) == {"0", "1"}
+    assert r["per_grade"]["0"]["n"] == pos  # per-class rows keep the task's own class indices
+    md = (root / "ensemble" / "report.md").read_text()
+    assert "## Class malignant: sensitivity and specificity" in md and "Referable DR" not in md
+    assert (root / "ensemble" / "roc.png").is_file()
+    default = run_vote(root, methods=["soft"], n_boot=50, console=quiet)["referable"]
+    assert default["positive_class"] == "benign" and default["positive_index"] == 1
+    with pytest.raises(UserError, match="--positive-class 'cancer' is not one of this task's classes"):
+        run_vote(root, methods=["soft"], n_boot=20, positive_class="cancer", console=quiet)
+    with pytest.raises(UserError, match="--referable-grade 2 does not apply to a two-class task"):
+        run_vote(root, methods=["soft"], n_boot=20, referable_grade=2, console=quiet)
+    with pytest.raises(UserError, match=r"--sensitivity-target must be in \(0, 1\]"):
+        run_vote(root, methods=["soft"], n_boot=20, sensitivity_target=2.0, console=quiet)
+
+
+def test_summary_options_that_do_not_apply_are_refused_not_ignored(workdir: Path) -> None:
+    quiet = Console(file=io.StringIO())
+    with pytest.raises(UserError, match="--positive-class applies to two-class tasks; this one has 5 classes"):
+        run_vote(workdir, methods=["soft"], n_boot=20, positive_class="1", console=quiet)
+    meta = json.loads((workdir / "dataset.json").read_text())
+    (workdir / "dataset.json").write_text(json.dumps({**meta, "ordinal": False}))
+    with pytest.raises(UserError, match="--referable-grade does not apply here: dataset.json says ordinal: false"):
+        run_vote(workdir, methods=["soft"], n_boot=20, referable_grade=3, console=quiet)
+    code, _, err = run_cli("vote", "--workdir", workdir, "--members", "a,b,a")
+    assert code == 1 and "--members lists a more than once" in err
