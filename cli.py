@@ -198,13 +198,13 @@ def prepare(
                         "--npz FILE, or --medmnist NAME.")
     order = parse_classes_option(classes)
     if npz or medmnist:
-        if group_column or group_pattern or order:
-            raise UserError("--group-column, --group-pattern and --classes apply to a CSV or a class-folder set; an "
-                            "npz keeps its official split and integer classes: drop them.")
+        if group_column or group_pattern:
+            raise UserError("--group-column and --group-pattern apply to a CSV or a class-folder set; an npz keeps its "
+                            "official split: drop them.")
         path = npz or ds.fetch_medmnist(medmnist, size=size)
-        if ordinal is None and medmnist:
+        if ordinal is None and medmnist and not order:
             ordinal = medmnist.lower() in ORDINAL_MEDMNIST
-        result = ds.prepare_npz(workdir, path, force=force, ordinal=ordinal)
+        result = ds.prepare_npz(workdir, path, force=force, ordinal=ordinal, classes=order)
     elif not labels:
         if group_column:
             raise UserError("--group-column needs a labels CSV; for a folder per class use --group-pattern on the "

@@ -54,6 +54,20 @@ def test_prepare_npz_writes_pngs_and_keeps_official_split(tmp_path, rgb, column)
     assert (tmp_path / "work" / "data_report.csv").read_text() == "row,image,label,reason\n"
 
 
+def test_prepare_npz_takes_class_names_in_index_order(tmp_path):
+    """BreastMNIST's 0 is malignant: --classes names the indices, so reports and predict say so."""
+    from tests.helpers import one_sentence_error, run_cli
+
+    npz = tiny_npz(tmp_path / "tiny.npz", k=2)
+    code, _, err = run_cli("prepare", "--workdir", tmp_path / "w", "--npz", npz, "--classes", "malignant,benign")
+    assert code == 0, err
+    data = load_dataset(tmp_path / "w")
+    assert data.classes == ["malignant", "benign"] and data.ordinal is False  # names: unordered unless --ordinal
+    assert data.rows("train")["label"].tolist()[:2] == [0, 1]  # the indices stay as the npz has them
+    one_sentence_error(*run_cli("prepare", "--workdir", tmp_path / "w2", "--npz", npz, "--classes", "a,b,c")[::2],
+                       "--classes names 3 classes but the npz labels run from 0 to 1")
+
+
 def test_prepare_npz_again_is_a_noop_and_other_npz_needs_force(tmp_path):
     npz = tiny_npz(tmp_path / "a.npz")
     prepare_npz(tmp_path / "w", npz, progress=False)

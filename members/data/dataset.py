@@ -406,11 +406,14 @@ def _lost_splits(table: pd.DataFrame, dropped: pd.DataFrame, given: list[str], f
 
 
 def prepare_npz(workdir: str | os.PathLike, npz_path: str | os.PathLike, *, force: bool = False,
-                progress: bool = True, ordinal: bool | None = None) -> PrepareResult:
+                progress: bool = True, ordinal: bool | None = None,
+                classes: Sequence[str] | None = None) -> PrepareResult:
     """Prepare a workdir from a MedMNIST-style ``.npz``, keeping its official split.
 
     The images are written once as ``<workdir>/images/{split}_{i:05d}.png``. ``ordinal``:
-    whether the integer labels are ordered grades (default: yes).
+    whether the integer labels are ordered grades (default: yes; with ``classes``, as for named
+    classes, no). ``classes``: names of the label indices ``0..k-1``, in that order (BreastMNIST:
+    ``malignant,benign``), shown by every report and by ``predict``.
 
     Raises:
         UserError: the npz is missing, corrupt or malformed, or the workdir was prepared
@@ -427,7 +430,11 @@ def prepare_npz(workdir: str | os.PathLike, npz_path: str | os.PathLike, *, forc
     meta = {"source": f"npz:{source.path}", "image_root": str(images), "split_source": "official",
             "source_sha256": source.sha256, "seed": None, "val_fraction": None, "test_fraction": None}
     dropped = pd.DataFrame(columns=["row", "image", "label", "reason"])
-    return _commit(workdir, frame, dropped, meta, force=force, ordinal=ordinal,
+    k = int(frame["label"].max()) + 1 if len(frame) else 0
+    if classes is not None and len(classes) != k:
+        raise UserError(f"--classes names {len(classes)} classes but the npz labels run from 0 to {k - 1} ({k} "
+                        f"classes); give one name per label index, in index order. Received: classes={list(classes)}")
+    return _commit(workdir, frame, dropped, meta, force=force, ordinal=ordinal, class_names=classes,
                    write_images=lambda folder: write_pngs(source, folder, progress=progress),
                    notes=["Split: the file's official train/val/test split, kept as is (not grouped by patient)."])
 
