@@ -243,17 +243,18 @@ def presets(
         return
 
     columns = ("preset", "input", "architecture", "depth", "width", "pooling", "head", "params", "description")
-    rows = []
+    rows, specs = [], []
     for name in list_presets():
         spec = load_preset(name)
+        specs.append(spec.to_dict())
         params = build_model(spec.replace(weights="none", freeze_epochs=0), 5).count_params()  # no weights download
         depth = ("16 conv" if spec.architecture == "article" else "-" if spec.is_backbone
                  else f"{spec.depth}×{spec.convs_per_block}")
         width = "16–128" if spec.architecture == "article" else "-" if spec.is_backbone else str(spec.width)
         rows.append((name, schedule_label(spec), spec.architecture, depth, width, spec.pooling, spec.head, params,
                      spec.description))
-    if json_:
-        _print_json([dict(zip(columns, row)) for row in rows])
+    if json_:  # the table's display texts, and the resolved spec's values (input_size, depth, resize_schedule, ...)
+        _print_json([{**dict(zip(columns, row)), "spec": spec} for row, spec in zip(rows, specs)])
         return
     table = Table(title="member presets (parameters for 5 classes)")
     for col in columns:

@@ -339,8 +339,11 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     threshold, coverage = referral.get("threshold"), referral.get("target_coverage")
     alone = bool(referral.get("refer_without_agreement"))
     if chosen == best and threshold is not None:
+        kept = referral.get("val_coverage")
+        reached = (f"; it kept {kept:.0%} of val: the confidences take too few values for {coverage:.0%}"
+                   if coverage and isinstance(kept, (int, float)) and abs(kept - coverage) > 0.02 else "")
         note = (f"referred when the ensemble's confidence < {threshold:.4g} (chosen on val to keep "
-                f"{coverage:.0%} of images)" if coverage else f"referred when confidence < {threshold:.4g}")
+                f"{coverage:.0%} of images{reached})" if coverage else f"referred when confidence < {threshold:.4g}")
         note += " or when no member gives the ensemble's grade" if alone else ""
     else:
         alone = False

@@ -91,8 +91,11 @@ def plot_confusions(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], 
         classes: class names for the axes.
     """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels) + 0.8, 4.0), squeeze=False)
-    fig.subplots_adjust(left=0.08, right=0.88, bottom=0.14, top=0.9, wspace=0.3)
+    width = 4.4 * len(panels) + 0.8
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.0), squeeze=False)
+    label = max((len(str(c)) for c in classes), default=1)  # class names on the y axis: room for the longest
+    left = min(0.35, (0.45 + 0.075 * label) / width)
+    fig.subplots_adjust(left=left, right=0.88, bottom=0.14, top=0.9, wspace=0.3 + 0.03 * label)
     for ax, (title, cm) in zip(axes[0], panels):
         cm = np.asarray(cm)
         support = cm.sum(axis=1, keepdims=True)

@@ -242,7 +242,7 @@ def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bo
             "Coverage is the share of images the ensemble classifies on its own; the rest go to a human reader. "
             "This is about the ensemble's confidence in its class, not about which class it is."), "",
            (f"Rows whose {ref['confidence']} is below {_num(ref['threshold'])} (chosen on {rows} for "
-            f"{ref['target_coverage']:.0%} coverage)"
+            f"{ref['target_coverage']:.0%} coverage{_reached(ref)})"
             + (f", and rows no member grades as the ensemble does ({ref['val_without_agreement']} on {rows}, "
                f"{ref['test_without_agreement']} on test), are referred to a human grader."
                if ref.get("refer_without_agreement") else " are referred to a human grader.")), "",
@@ -254,6 +254,15 @@ def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bo
     points = zip(curve["coverage"], curve["accuracy"], curve["threshold"])
     out += [f"| {c:.2f} | {_num(a)} | {_num(t)} |" for c, a, t in points]
     return out
+
+
+def _reached(ref: dict) -> str:
+    """``; it keeps 100% of val ...`` when the coverage reached on the selection rows is not the target."""
+    got, target = ref.get("val_coverage"), ref.get("target_coverage")
+    if got is None or target is None or abs(got - target) <= 0.02:
+        return ""
+    return (f"; it keeps {got:.0%} of them: the ensemble's confidences take too few values for {target:.0%} "
+            "(a hard vote of a few members)")
 
 
 def _ci_text(entry: dict, digits: int = 3) -> str:

@@ -66,6 +66,8 @@ def test_presets_json_is_complete_and_stderr_is_quiet():
         spec = load_preset(r["preset"])
         assert r["head"] == spec.head and r["pooling"] == spec.pooling
         assert isinstance(r["params"], int) and r["params"] > 0
+        assert r["spec"] == json.loads(json.dumps(spec.to_dict()))  # values, not display texts ("64→128")
+        assert isinstance(r["spec"]["input_size"], int)
 
 
 def test_workers_inherit_the_quiet_import():

@@ -804,3 +804,15 @@ def test_summary_options_that_do_not_apply_are_refused_not_ignored(workdir: Path
         run_vote(workdir, methods=["soft"], n_boot=20, referable_grade=3, console=quiet)
     code, _, err = run_cli("vote", "--workdir", workdir, "--members", "a,b,a")
     assert code == 1 and "--members lists a more than once" in err
+
+
+def test_a_referral_target_the_confidences_cannot_reach_is_said() -> None:
+    from ensemble.report import _referral_md
+
+    ref = {"confidence": "ensemble probability of its predicted grade", "threshold": 0.667, "target_coverage": 0.9,
+           "val_coverage": 1.0, "test_coverage": 1.0, "test_referred": 0, "test_accuracy_kept": 0.8,
+           "test_accuracy_referred": None, "test_accuracy_all": 0.8,
+           "test_curve": {"coverage": [1.0], "accuracy": [0.8], "threshold": [0.667]}}
+    text = "\n".join(_referral_md(ref, "val", 10, dr=False))
+    assert "chosen on val for 90% coverage; it keeps 100% of them: the ensemble's confidences take too few values" in text
+    assert "too few values" not in "\n".join(_referral_md({**ref, "val_coverage": 0.89}, "val", 10))
