@@ -492,11 +492,44 @@ def import_member_cmd(
     print(f"imported {name} → {folder}")
 
 
+def _read_list(from_file: Optional[Path]) -> list[str]:
+    """The image paths of a ``--from-file`` list: one per line (``-``: stdin); blank and ``#`` lines skipped;
+    a relative path is taken relative to the list file's folder."""
+    from members.infra.errors import UserError
+
+    if from_file is None:
+        return []
+    if str(from_file) == "-":
+        text, base = sys.stdin.read(), Path.cwd()
+    else:
+        try:
+            text, base = from_file.read_text(encoding="utf-8"), from_file.resolve().parent
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--from-file {from_file} cannot be read ({getattr(exc, 'strerror', None) or exc}); pass a "
+                            "UTF-8 text file with one image path per line, or - for stdin.") from None
+    lines = [line.strip() for line in text.splitlines()]
+    return [str(Path(line) if Path(line).is_absolute() else base / line) for line in lines
+            if line and not line.startswith("#")]
+
+
+def _inputs(images: Optional[list[Path]], from_file: Optional[Path]) -> list[str]:
+    from members.infra.errors import UserError
+
+    paths = [str(p) for p in images or []] + _read_list(from_file)
+    if not paths:
+        raise UserError("No image given; pass image files or folders, or --from-file LIST with one path per line.")
+    return paths
+
+
+FromFileOpt = Annotated[Optional[Path], typer.Option("--from-file", help="A text file with one image path per line (a worklist; - reads stdin; relative paths are relative to the file), added to the images given.")]
+
+
 @app.command()
 @user_errors
 def predict(
     workdir: WorkdirOpt,
-    images: Annotated[list[Path], typer.Argument(help="Image files to grade, or folders of them (not searched recursively).")],
+    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files to grade, or folders of them (not searched recursively).")] = None,
+    from_file: FromFileOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout); an existing file that is not an earlier predictions CSV is refused unless --force.")] = None,
     method: Annotated[Optional[str], typer.Option(help=f"Fitted combiner to use: {METHOD_HELP} (default: the best on validation).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over flipped copies.")] = False,
@@ -522,6 +555,8 @@ def predict(
     prob_0..    the ensemble's probability of each class (calibrated when
                 vote ran with --calibrate temperature)
     p_referable P(grade >= the referable cut, default 2): ordered grades only
+                (two classes: p_positive and positive, for vote's
+                --positive-class)
     referable   1 = referable DR: p_referable at or above the threshold vote
                 chose on val for the sensitivity target (empty for another
                 --method than the one it was chosen for)
@@ -531,8 +566,8 @@ def predict(
     """
     from ensemble.inference import predict_images
 
-    result = predict_images(workdir, [str(p) for p in images], out=out, method=method, tta=tta, print_csv=not json_,
-                            force=force)
+    result = predict_images(workdir, _inputs(images, from_file), out=out, method=method, tta=tta,
+                            print_csv=not json_, force=force)
     if json_:
         _print_json(result.to_json())
 
@@ -541,15 +576,16 @@ def predict(
 @user_errors
 def explain(
     workdir: WorkdirOpt,
-    images: Annotated[list[Path], typer.Argument(help="Image files to explain, or folders of them (not searched recursively).")],
     out: Annotated[Path, typer.Option(help="Folder for one PNG per image (created when missing).")],
+    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files to explain, or folders of them (not searched recursively).")] = None,
+    from_file: FromFileOpt = None,
     method: Annotated[Optional[str], typer.Option(help=f"Fitted combiner whose grade and weights are shown: {METHOD_HELP} (default: the best on validation).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Score members over flipped copies.")] = False,
 ) -> None:
     """Grad-CAM heatmaps: where each member and the ensemble looked, titled with grade and probability."""
     from ensemble.explain import explain_images
 
-    explain_images(workdir, [str(p) for p in images], out, method=method, tta=tta)
+    explain_images(workdir, _inputs(images, from_file), out, method=method, tta=tta)
 
 
 @app.command()

@@ -468,3 +468,26 @@ def test_a_two_class_ensemble_writes_p_positive_and_positive() -> None:
     assert list(table.columns[-3:]) == [*POSITIVE_COLUMNS, "note"]
     assert table["positive"].tolist() == [1, 0] and table["p_positive"].tolist() == [0.8, 0.1]
     assert [r["positive"] for r in result.to_json()["predictions"]] == [True, False]
+
+
+def test_from_file_reads_a_worklist_relative_to_itself_and_stdin(voted, images, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    local = lists / "eye.jpeg"
+    local.write_bytes(Path(images["good"][0]).read_bytes())
+    worklist = lists / "today.txt"
+    worklist.write_text(f"# clinic worklist\neye.jpeg\n\n{images['good'][1]}\n")
+    out = tmp_path / "p.csv"
+    res = CliRunner().invoke(app, ["predict", "--workdir", str(voted), "--from-file", str(worklist), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(out)["path"].tolist() == [str(local), images["good"][1]]
+    res = CliRunner().invoke(app, ["predict", "--workdir", str(voted), images["good"][2], "--from-file", "-",
+                                   "--out", str(out)], input=f"{images['good'][3]}\n")
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(out)["path"].tolist() == [images["good"][2], images["good"][3]]
+    res = CliRunner().invoke(app, ["predict", "--workdir", str(voted)])
+    assert res.exit_code == 1 and "--from-file LIST" in res.output
