@@ -340,11 +340,12 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     alone = bool(referral.get("refer_without_agreement"))
     if chosen == best and threshold is not None:
         kept = referral.get("val_coverage")
-        reached = (f"; it kept {kept:.0%} of val: the confidences take too few values for {coverage:.0%}"
+        reached = (f"; it kept {kept:.0%} of val, see the report's referral section"
                    if coverage and isinstance(kept, (int, float)) and abs(kept - coverage) > 0.02 else "")
         note = (f"referred when the ensemble's confidence < {threshold:.4g} (chosen on val to keep "
                 f"{coverage:.0%} of images{reached})" if coverage else f"referred when confidence < {threshold:.4g}")
-        note += " or when no member gives the ensemble's grade" if alone else ""
+        graded = report.get("ordinal", True) is not False and (report.get("num_classes") or 0) > 2
+        note += f" or when no member gives the ensemble's {'grade' if graded else 'class'}" if alone else ""
     else:
         alone = False
         threshold = None
@@ -594,6 +595,10 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
         ens = replace(ens, refer_threshold=None, refer_without_agreement=False, referral_note=(
             f"referred when fewer than {AGREEMENT_FALLBACK:.0%} of members agree with the ensemble (--tta changes the "
             "probabilities, so the confidence threshold vote chose without it would not keep its coverage)"))
+        if ens.referable_threshold is not None:  # the same holds for the referable / positive-class threshold
+            ens = replace(ens, referable_threshold=None, referable_note=(
+                f"{ens.referable_note.split(' when ')[0]}: the column is left empty with --tta, since vote chose its "
+                "threshold on probabilities without TTA; the probability column is filled"))
     skipped = {p: why for p in paths if (why := check_file(p)) is not None}
     candidates = [p for p in paths if p not in skipped]
     uniform: list[bool] = []
@@ -662,8 +667,9 @@ def check_out(out: Path, *, force: bool = False, workdir: Path | None = None) ->
         parent = parent.parent
     if parent.exists() and not parent.is_dir():
         raise UserError(f"--out {out} cannot be written: {parent} is a file, not a folder; pass another --out.")
-    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+    if parent.exists() and not _writable(parent):
         raise UserError(f"--out {out} cannot be written: the folder {parent} is not writable; pass another --out.")
+
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; pass a file name for the predictions CSV, e.g. {out / 'predictions.csv'}.")
     if force or not out.exists():
@@ -676,6 +682,17 @@ def check_out(out: Path, *, force: bool = False, workdir: Path | None = None) ->
     if first[:len(CSV_COLUMNS)] != list(CSV_COLUMNS):
         raise UserError(f"--out {out} exists and is not a predictions CSV that predict wrote (its first line is not "
                         f"{','.join(CSV_COLUMNS)},prob_0,...); pass another --out, or --force to replace it.")
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder`` (tried: ``os.access`` says yes to root on any folder)."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".predict-probe-"):
+            return True
+    except OSError:
+        return False
 
 
 def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, str],

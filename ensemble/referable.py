@@ -57,6 +57,8 @@ def positive_index(classes: Sequence, positive_class: str | int | None) -> int:
     Example:
         >>> positive_index(["malignant", "benign"], "malignant"), positive_index([0, 1], None)
         (0, 1)
+        >>> positive_index(["malignant", "benign"], "0")
+        0
     """
     if positive_class is None:
         return 1
@@ -67,7 +69,7 @@ def positive_index(classes: Sequence, positive_class: str | int | None) -> int:
     folded = [n.casefold() for n in names]
     if text.casefold() in folded:
         return folded.index(text.casefold())
-    if text.isdigit() and int(text) < len(classes) and all(isinstance(c, int) or str(c).isdigit() for c in classes):
+    if text.isdigit() and int(text) < len(classes):  # an index (a name that is a number matched above)
         return int(text)
     raise UserError(f"--positive-class {positive_class!r} is not one of this task's classes ({', '.join(names)}); "
                     f"pass one of them, e.g. --positive-class {names[-1]}.")

@@ -18,10 +18,10 @@ COLUMNS = (("accuracy", "acc"), ("balanced_accuracy", "bal-acc"), ("macro_f1", "
 def columns(report: dict) -> tuple[tuple[str, str], ...]:
     """The metric columns of the report's tables: no QWK on nominal classes (it depends on an arbitrary class
     order), and QWK called kappa on two classes (there it is Cohen's kappa)."""
+    if report.get("num_classes") == 2:  # Cohen's kappa: the same whichever class comes first
+        return tuple((key, "kappa" if key == "qwk" else short) for key, short in COLUMNS)
     if report.get("ordinal", True) is False:
         return tuple(c for c in COLUMNS if c[0] != "qwk")
-    if report.get("num_classes") == 2:
-        return tuple((key, "kappa" if key == "qwk" else short) for key, short in COLUMNS)
     return COLUMNS
 
 
@@ -128,7 +128,7 @@ def render_markdown(report: dict) -> str:
         f"- Protocol: combiners fitted and models chosen on {_protocol(report)}.",
         f"- Selection (never on test): {report['selection_metric']}.",
         f"- Combiners: {report['combiner_protocol']}",
-        f"- Grade thresholds: {report['thresholds']['note']}",
+        f"- {'Grade thresholds' if is_dr(report) else 'Thresholds'}: {report['thresholds']['note']}",
         f"- Intervals: {report['bootstrap']['note']}" + (
             f" Sensitivity and specificity of {_summary_name(report['referable'])}: exact (Clopper-Pearson) binomial "
             f"intervals{_ON_EFFECTIVE if report['bootstrap'].get('clustered') else ''}."
@@ -167,7 +167,8 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| {_label(name, report)} | {kind} | {cells} |")
     lines += ["", f"## Significance: each ensemble against {report['best_single']} (test)", "",
               "McNemar's exact test on the rows exactly one of the two gets right (two-sided).", "",
-              "| ensemble | ensemble alone right | single alone right | favours | p | same grade as the single |",
+              f"| ensemble | ensemble alone right | single alone right | favours | p | same "
+              f"{'grade' if is_dr(report) else 'class'} as the single |",
               "| --- | --- | --- | --- | --- | --- |"]
     for method, s in report["significance"].items():
         favours = {"ensemble": method, "single": report["best_single"]}.get(s.get("direction"), "neither")
@@ -257,12 +258,17 @@ def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bo
 
 
 def _reached(ref: dict) -> str:
-    """``; it keeps 100% of val ...`` when the coverage reached on the selection rows is not the target."""
+    """``; it keeps 100% of val ...`` when the coverage reached on the selection rows is not the target, and why."""
     got, target = ref.get("val_coverage"), ref.get("target_coverage")
     if got is None or target is None or abs(got - target) <= 0.02:
         return ""
-    return (f"; it keeps {got:.0%} of them: the ensemble's confidences take too few values for {target:.0%} "
-            "(a hard vote of a few members)")
+    alone, rows = ref.get("val_without_agreement"), ref.get("val_rows")
+    if got < target and ref.get("refer_without_agreement") and alone and rows and alone / rows > 1 - target:
+        why = (f"{alone} of the {rows} rows ({alone / rows:.0%}) have a grade no member gives, and those are referred "
+               "whatever the threshold")
+    else:
+        why = "the ensemble's confidences take too few distinct values to stop nearer it (a hard vote of a few members)"
+    return f"; it keeps {got:.0%} of them: {why}"
 
 
 def _ci_text(entry: dict, digits: int = 3) -> str:
@@ -532,11 +538,15 @@ def _glossary_md(report: dict | None = None) -> list[str]:
     entries = list(GLOSSARY)
     if report is not None and not is_dr(report):
         entries = [(term, GENERIC_GLOSSARY.get(term, words)) for term, words in entries
-                   if term != "Referable DR" and not (term == "QWK" and report.get("ordinal", True) is False)]
+                   if term != "Referable DR" and not (term == "QWK" and report.get("ordinal", True) is False
+                                                      and report.get("num_classes") != 2)]
         ref = report.get("referable") or {}
         if ref.get("kind") == "positive_class":
             entries.append(("Sensitivity and specificity", f"the share of class-{ref['positive_class']} images the "
                             "model calls that class, and the share of the other images it does not."))
+    n_boot = ((report or {}).get("bootstrap") or {}).get("n_boot")
+    if isinstance(n_boot, int):
+        entries = [(term, words.replace("1,000 times", f"{n_boot:,} times")) for term, words in entries]
     return ["", "## Glossary", ""] + [f"- **{term}**: {words}" for term, words in entries]
 
 

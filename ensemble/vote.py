@@ -126,6 +126,9 @@ def run_vote(
     from ensemble import calibration, referable
 
     calibrate = calibration.check_calibration(calibrate)
+    if not 0.0 < sensitivity_target <= 1.0:  # before any member is read
+        raise UserError(f"--sensitivity-target must be in (0, 1]; got {sensitivity_target}. Pass e.g. "
+                        "--sensitivity-target 0.9.")
     ms = drop_collapsed(load_members(workdir, members), keep=keep_collapsed)
     _say_probabilities_only(ms)
     ms, protocol = oof_protocol(workdir, ms)  # k-fold members: "val" becomes every out-of-fold train+val row
@@ -558,7 +561,9 @@ def _referral(ms: MemberSet, best: Predictions, target: float) -> dict:
     agreement = (ms.test_probs.argmax(axis=2) == best.test_pred).mean(axis=0)
     kept, right = (conf >= threshold) & (agreement > 0), best.test_pred == ms.test_labels
     return {
-        "confidence": "ensemble probability of its predicted grade",
+        "confidence": ("ensemble probability of its predicted "
+                       f"{'grade' if getattr(ms, 'ordinal', True) and getattr(ms, 'num_classes', 3) > 2 else 'class'}"),
+        "val_rows": int(len(val_conf)),
         "tie_break": "share of members agreeing with the ensemble",
         "target_coverage": target,
         "threshold": threshold,
@@ -712,7 +717,8 @@ def _thin_test_words(r: dict) -> str:
     bootstrap stratified by class never varies), or fewer than :data:`SMALL_TEST` rows or a class
     with fewer than :data:`FEW_ROWS` (resamples of so few rows vary too little to be trusted)."""
     boot = r.get("bootstrap") or {}
-    thin = boot.get("single_row_classes") or []
+    # drawing patients, a class is fixed when one patient holds it: that list is the one that counts
+    thin = [] if boot.get("clustered") else boot.get("single_row_classes") or []
     lone = [c for c in boot.get("single_patient_classes") or [] if c not in thin]
     n, few = boot.get("test_rows"), boot.get("few_row_classes") or {}
     fix = (f"prepare a larger test split (at least {SMALL_TEST} rows and {FEW_ROWS} per class: --test-fraction, or "

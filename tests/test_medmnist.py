@@ -66,6 +66,10 @@ def test_prepare_npz_takes_class_names_in_index_order(tmp_path):
     assert data.rows("train")["label"].tolist()[:2] == [0, 1]  # the indices stay as the npz has them
     one_sentence_error(*run_cli("prepare", "--workdir", tmp_path / "w2", "--npz", npz, "--classes", "a,b,c")[::2],
                        "--classes names 3 classes but the npz labels run from 0 to 1")
+    one_sentence_error(*run_cli("prepare", "--workdir", tmp_path / "w3", "--npz", npz, "--classes", "a,a")[::2],
+                       "--classes names 'a' twice")
+    one_sentence_error(*run_cli("prepare", "--workdir", tmp_path / "w4", "--npz", npz, "--classes", "1,0")[::2],
+                       "--classes has the integer name '1'")
 
 
 def test_prepare_npz_again_is_a_noop_and_other_npz_needs_force(tmp_path):

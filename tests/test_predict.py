@@ -335,6 +335,9 @@ def test_predict_refuses_an_out_it_cannot_write_before_any_work(voted, images, t
     blocker.write_text("x")
     one_sentence_error(*run_cli("predict", "--workdir", voted, images["good"][0], "--out", blocker / "p.csv")[::2],
                        "is a file, not a folder")
+    if Path("/proc/self").is_dir():  # a folder no one can create files in, root included (os.access says yes to root)
+        one_sentence_error(*run_cli("predict", "--workdir", voted, images["good"][0], "--out", "/proc/p.csv")[::2],
+                           "the folder /proc is not writable")
 
 
 def test_thr_method_label_and_top_class_columns(voted, images, tmp_path) -> None:

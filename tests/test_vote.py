@@ -814,5 +814,30 @@ def test_a_referral_target_the_confidences_cannot_reach_is_said() -> None:
            "test_accuracy_referred": None, "test_accuracy_all": 0.8,
            "test_curve": {"coverage": [1.0], "accuracy": [0.8], "threshold": [0.667]}}
     text = "\n".join(_referral_md(ref, "val", 10, dr=False))
-    assert "chosen on val for 90% coverage; it keeps 100% of them: the ensemble's confidences take too few values" in text
+    assert ("chosen on val for 90% coverage; it keeps 100% of them: the ensemble's confidences take too few distinct "
+            "values") in text
     assert "too few values" not in "\n".join(_referral_md({**ref, "val_coverage": 0.89}, "val", 10))
+
+
+def test_review_fixes_of_the_two_class_and_nominal_reports(tmp_path: Path, monkeypatch) -> None:
+    """Named two-class classes still get the kappa column and take --positive-class by index; the referral text
+    names the real cause of a missed coverage; the glossary gives the resamples actually drawn."""
+    from ensemble.report import _reached
+
+    monkeypatch.setattr(sys.modules[__name__], "K", 2)
+    monkeypatch.setattr(sys.modules[__name__], "LABELS", np.tile(np.arange(2), 30))
+    root = make_workdir(tmp_path, {"a": (0.3, 0.3), "b": (0.2, 0.25)}, incomplete=None)
+    meta = json.loads((root / "dataset.json").read_text())
+    (root / "dataset.json").write_text(json.dumps({**meta, "classes": ["malignant", "benign"], "ordinal": False}))
+    for m in ("a", "b"):
+        path = root / "members" / m / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "classes": ["malignant", "benign"]}))
+    report = run_vote(root, methods=["soft"], n_boot=120, positive_class="0", console=Console(file=io.StringIO()))
+    assert report["referable"]["positive_class"] == "malignant"
+    md = (root / "ensemble" / "report.md").read_text()
+    assert "| kappa |" in md and "resampled with replacement 120 times" in md and "same class as the single" in md
+    assert "Grade thresholds" not in md and "predicted grade" not in md
+    why = _reached({"val_coverage": 0.7, "target_coverage": 0.9, "refer_without_agreement": True,
+                    "val_without_agreement": 30, "val_rows": 100})
+    assert "30 of the 100 rows (30%) have a grade no member gives" in why
+    assert "too few distinct values" in _reached({"val_coverage": 1.0, "target_coverage": 0.9})

@@ -158,7 +158,7 @@ def check_task(spec, ordinal: bool, log=None, preset: str | None = None):
             f"are ordered grades. Received: head={head!r}")
     if getattr(spec, "monitor", None) == "val_qwk":
         if log is not None:
-            log("Nominal classes: keeping the best epoch by val_macro_f1 instead of val_qwk (QWK assumes ordered grades).")
+            log("Nominal classes: monitoring val_macro_f1 instead of val_qwk (QWK assumes ordered grades).")
         return spec.replace(monitor="val_macro_f1")
     return spec
 

@@ -431,6 +431,12 @@ def prepare_npz(workdir: str | os.PathLike, npz_path: str | os.PathLike, *, forc
             "source_sha256": source.sha256, "seed": None, "val_fraction": None, "test_fraction": None}
     dropped = pd.DataFrame(columns=["row", "image", "label", "reason"])
     k = int(frame["label"].max()) + 1 if len(frame) else 0
+    if classes is not None:
+        twice = sorted({c for c in classes if list(classes).count(c) > 1})
+        numeric = [c for c in classes if c.lstrip("+-").isdigit()]
+        if twice or numeric:
+            raise UserError(f"--classes {'names ' + repr(twice[0]) + ' twice' if twice else 'has the integer name ' + repr(numeric[0])}"
+                            "; give one distinct, non-numeric name per label index (e.g. --classes malignant,benign).")
     if classes is not None and len(classes) != k:
         raise UserError(f"--classes names {len(classes)} classes but the npz labels run from 0 to {k - 1} ({k} "
                         f"classes); give one name per label index, in index order. Received: classes={list(classes)}")
