@@ -471,7 +471,8 @@ GLOSSARY = (
     ("ECE", "expected calibration error: how far the stated confidence is from the observed accuracy, averaged over "
      "confidence bins (0 = a model that says 80 % is right 80 % of the time). Lower is better."),
     ("McNemar's test", "looks only at the rows exactly one of two models gets right and asks whether one model wins "
-     "those rows more often than a coin flip would; a small p says the two models really differ."),
+     "those rows more often than a coin flip would; a small p says the two models really differ. It counts rows as "
+     "independent, so with two eyes per patient its p is somewhat too small."),
     ("Yule's Q", "whether two members make their mistakes on the same rows: 1 = always the same rows, 0 = unrelated, "
      "negative = different rows. Members with low or negative Q help each other most in a vote."),
     ("Referable DR", "diabetic retinopathy of the cut grade or worse (grade 2, moderate, by default): the eyes a "
