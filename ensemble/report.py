@@ -507,6 +507,9 @@ GLOSSARY = (
 
 
 GENERIC_GLOSSARY = {
+    "McNemar's test": ("looks only at the rows exactly one of two models gets right and asks whether one model wins "
+                       "those rows more often than a coin flip would; a small p says the two models really differ. It "
+                       "counts rows as independent, so with several images per patient its p is somewhat too small."),
     "QWK": ("quadratic weighted kappa; with two classes it is Cohen's kappa: agreement between predicted and true "
             "classes beyond chance, 1 = perfect, 0 = no better than chance."),
     "Referral": "sending an image to a human reader because the ensemble is not confident enough about its class.",

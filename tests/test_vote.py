@@ -720,10 +720,12 @@ def test_a_split_grouped_by_patient_is_bootstrapped_by_patient(tmp_path: Path) -
     # (rows 40..59) holds 10 patients.
     skills = {"a": (0.8, 0.1), "b": (0.4, 0.15), "c": (0.3, 0.2)}
     (tmp_path / "plain").mkdir(), (tmp_path / "grouped").mkdir()
-    plain = run_vote(make_workdir(tmp_path / "plain", skills, incomplete=None), n_boot=400)
+    quiet = Console(file=io.StringIO())
+    plain = run_vote(make_workdir(tmp_path / "plain", skills, incomplete=None), methods=["soft", "weighted"], n_boot=200,
+                     console=quiet)
     grouped_root = make_workdir(tmp_path / "grouped", skills, incomplete=None,
                                 groups=[f"p{i // 2}" for i in range(len(SPLIT))])
-    grouped = run_vote(grouped_root, n_boot=400)
+    grouped = run_vote(grouped_root, methods=["soft", "weighted"], n_boot=200, console=quiet)
     assert plain["bootstrap"]["clustered"] is False and "not grouped by patient" in plain["bootstrap"]["note"]
     assert grouped["bootstrap"]["clustered"] is True and grouped["bootstrap"]["patients"] == 10
     assert "10 test patients (20 rows)" in grouped["bootstrap"]["note"]
@@ -750,7 +752,7 @@ def test_a_grade_held_by_one_test_patient_gets_the_caution(tmp_path: Path) -> No
         if LABELS[i] == 4:
             groups[i] = "one"
     root = make_workdir(tmp_path, {"a": (0.8, 0.3), "b": (0.4, 0.3), "c": (0.3, 0.3)}, incomplete=None, groups=groups)
-    report = run_vote(root, n_boot=200)
+    report = run_vote(root, methods=["soft"], n_boot=100, console=Console(file=io.StringIO()))
     boot = report["bootstrap"]
     assert boot["clustered"] and boot["patients"] == 17 and boot["single_patient_classes"] == [4]
     assert "a single patient has class 4 as their highest grade" in report["verdict"]
