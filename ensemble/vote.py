@@ -169,7 +169,7 @@ def run_vote(
         "best_single": best_single,
         "best_method": best_method,
         "selection_metric": _selection_note(select_by, _rows_word(protocol)),
-        "significance": _significance(ms.test_labels, methods_out, best_single, single),
+        "significance": _significance(ms.test_labels, methods_out, best_single, single, groups=ms.test_groups),
         "difference": {"method": best_method, "vs": best_single, "metrics": stats.bootstrap_difference(
             ms.test_labels, (best.test_probs, best.test_pred), (single.test_probs, single.test_pred), indices=indices)},
         "diversity": stats.diversity(ms.test_labels, {n: p.test_pred for n, p in models.items()}),
@@ -534,12 +534,18 @@ def _selection_note(metric: str, rows: str = "val") -> str:
     return f"{metric} (ties: {', then '.join(_tie_breaks(metric))}), on {rows}"
 
 
-def _significance(labels, methods_out: dict[str, Predictions], vs: str, single: Predictions) -> dict:
+def _significance(labels, methods_out: dict[str, Predictions], vs: str, single: Predictions,
+                  groups=None) -> dict:
+    """McNemar per method against the best single member: exact, or clustered by patient (Durkalski) when the
+    split is grouped by patient (``mcnemar_test`` says which)."""
     out = {}
+    clustered = stats.group_codes(groups) is not None
     for name, p in methods_out.items():
         right, right_single = p.test_pred == labels, single.test_pred == labels
         only_m, only_s = int(np.sum(right & ~right_single)), int(np.sum(~right & right_single))
-        out[name] = {"vs": vs, "mcnemar_p": stats.mcnemar_exact(labels, p.test_pred, single.test_pred),
+        p_value = (stats.mcnemar_clustered(labels, p.test_pred, single.test_pred, groups) if clustered
+                   else stats.mcnemar_exact(labels, p.test_pred, single.test_pred))
+        out[name] = {"vs": vs, "mcnemar_p": p_value, "mcnemar_test": "clustered" if clustered else "exact",
                      "method_only_correct": only_m, "single_only_correct": only_s,
                      "direction": "ensemble" if only_m > only_s else "single" if only_s > only_m else "even",
                      "same_grades": float(np.mean(p.test_pred == single.test_pred)) if len(labels) else None}
@@ -679,7 +685,9 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
                 f"{_f(b['balanced_accuracy']['value'])}: {acc_words}{bal_words}.")
     p = out["mcnemar_p"]
     n_only = out["ensemble_only_correct"]
-    mcnemar = (f"McNemar's exact test: {n_only} test row{'' if n_only == 1 else 's'} only the ensemble gets right vs "
+    test = ("McNemar's test clustered by patient (Durkalski)" if (r.get("significance") or {}).get(bm, {}).get("mcnemar_test")
+            == "clustered" else "McNemar's exact test")
+    mcnemar = (f"{test}: {n_only} test row{'' if n_only == 1 else 's'} only the ensemble gets right vs "
                f"{out['single_only_correct']} only the single member gets right, p = {p:.3g} "
                f"({'significant' if p < 0.05 else 'not significant'} at 0.05).")
     same = out.get("same_grades")

@@ -214,3 +214,22 @@ def test_sensitivity_on_clustered_rows_uses_effective_counts() -> None:
     assert n == pytest.approx(19.0) and hits / n == pytest.approx(0.75)
     assert clustered["ci"] == exact_interval(hits, n) and clustered["n_effective"] == round(n, 1)
     assert clustered["ci"][0] < plain["ci"][0] and clustered["ci"][1] > plain["ci"][1]
+
+
+def test_clustered_mcnemar_matches_the_plain_statistic_on_single_rows_and_is_weaker_on_concordant_pairs() -> None:
+    from scipy.stats import chi2
+
+    from ensemble.stats import mcnemar_clustered
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 80)
+    a = np.where(rng.random(80) < 0.7, y, (y + 1) % 3)
+    b = np.where(rng.random(80) < 0.5, y, (y + 2) % 3)
+    only_a, only_b = int(np.sum((a == y) & (b != y))), int(np.sum((a != y) & (b == y)))
+    plain = chi2.sf((only_a - only_b) ** 2 / (only_a + only_b), 1)
+    assert mcnemar_clustered(y, a, b, np.arange(80)) == pytest.approx(plain)  # one row per group: McNemar's chi2
+    # the same rows doubled as two eyes of one patient: independent-eye counting halves p; patients do not
+    y2, a2, b2 = np.repeat(y, 2), np.repeat(a, 2), np.repeat(b, 2)
+    assert mcnemar_clustered(y2, a2, b2, np.repeat(np.arange(80), 2)) == pytest.approx(plain)
+    assert mcnemar_clustered(y2, a2, b2, np.arange(160)) < plain
+    assert mcnemar_clustered(y, y, y, np.arange(80)) == 1.0
