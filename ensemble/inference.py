@@ -711,8 +711,10 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
         notes = [UNIFORM_NOTE if u else "" for u in uniform.tolist()]
     p_ref = referable = None
     if ens.referable_cut is not None:
-        p_ref = (probs[:, ens.referable_cut] if ens.referable_kind == "positive_class"
-                 else probs[:, ens.referable_cut:].sum(axis=1))
+        from ensemble.referable import positive_score
+
+        p_ref = positive_score(probs, {"kind": ens.referable_kind, "cut_grade": ens.referable_cut,
+                                       "positive_index": ens.referable_cut})
         referable = None if ens.referable_threshold is None else p_ref >= ens.referable_threshold
     return PredictionResult(paths, probs, labels, agreement, confidence, refer, skipped, ens.method,
                             [m.name for m in ens.members], ens.referral_note, ens.classes, p_referable=p_ref,

@@ -279,6 +279,23 @@ def _ci_text(entry: dict, digits: int = 3) -> str:
     return f"{_num(entry['value'], digits)} [{_num(lo, digits)}, {_num(hi, digits)}]"
 
 
+def _operating_rows(ref: dict, by: str, rule: str) -> list[str]:
+    """The operating-point table rows of the best single member and the ensemble (each also "``by``" its own
+    prediction, ``rule``), then the warnings of a degenerate point."""
+    out = []
+    for role, title in (("best_single", "best single"), ("ensemble", "best ensemble")):
+        r = ref[role]
+        out.append(f"| {r['name']} ({title}) | {_num(r['threshold'], 4)} | {_num(r['val_sensitivity'])} | "
+                   f"{_ci_text(r['sensitivity'])} | {_ci_text(r['specificity'])} | {_ci_text(r['auc'])} | "
+                   f"{r['test_referred']} |")
+        g = r.get("by_grade")
+        if g:
+            out.append(f"| {r['name']} ({title}), {by} | {rule} | | {_ci_text(g['sensitivity'])} | "
+                       f"{_ci_text(g['specificity'])} | | {g['referred']} |")
+    warnings = [f"**Warning:** {ref[role]['warning']}" for role in ("best_single", "ensemble") if ref[role].get("warning")]
+    return out + (["", *warnings] if warnings else [])
+
+
 def _summary_name(ref: dict) -> str:
     """``referable DR``, or ``class <name>`` on a two-class task."""
     return f"class {ref['positive_class']}" if ref.get("kind") == "positive_class" else "referable DR"
@@ -297,17 +314,7 @@ def _positive_md(ref: dict) -> list[str]:
             "class, `predict`'s `class`). ROC curves: `roc.png`."), "",
            f"| model | threshold | val sensitivity | test sensitivity | test specificity | AUC ({name}) | called {name} |",
            "| --- | --- | --- | --- | --- | --- | --- |"]
-    for role, title in (("best_single", "best single"), ("ensemble", "best ensemble")):
-        r = ref[role]
-        out.append(f"| {r['name']} ({title}) | {_num(r['threshold'], 4)} | {_num(r['val_sensitivity'])} | "
-                   f"{_ci_text(r['sensitivity'])} | {_ci_text(r['specificity'])} | {_ci_text(r['auc'])} | "
-                   f"{r['test_referred']} |")
-        g = r.get("by_grade")
-        if g:
-            out.append(f"| {r['name']} ({title}), by its class | class {name} | | {_ci_text(g['sensitivity'])} | "
-                       f"{_ci_text(g['specificity'])} | | {g['referred']} |")
-    warnings = [f"**Warning:** {ref[role]['warning']}" for role in ("best_single", "ensemble") if ref[role].get("warning")]
-    out += ["", *warnings] if warnings else []
+    out += _operating_rows(ref, "by its class", f"class {name}")
     if ref.get("member_auc"):
         out += ["", f"AUC of class {name}, every member (test): "
                 + ", ".join(f"{n} {_num(v)}" for n, v in ref["member_auc"].items()) + "."]
@@ -333,17 +340,7 @@ def _referable_md(ref: dict | None, report: dict | None = None) -> list[str]:
              "differ from the threshold's. ROC curves: `roc.png`."), "",
             "| model | threshold | val sensitivity | test sensitivity | test specificity | AUC (referable) | referred |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for role, title in (("best_single", "best single"), ("ensemble", "best ensemble")):
-        r = ref[role]
-        out.append(f"| {r['name']} ({title}) | {_num(r['threshold'], 4)} | {_num(r['val_sensitivity'])} | "
-                   f"{_ci_text(r['sensitivity'])} | {_ci_text(r['specificity'])} | {_ci_text(r['auc'])} | "
-                   f"{r['test_referred']} |")
-        g = r.get("by_grade")
-        if g:
-            out.append(f"| {r['name']} ({title}), by its grades | grade ≥ {cut} | | {_ci_text(g['sensitivity'])} | "
-                       f"{_ci_text(g['specificity'])} | | {g['referred']} |")
-    warnings = [f"**Warning:** {ref[role]['warning']}" for role in ("best_single", "ensemble") if ref[role].get("warning")]
-    out += ["", *warnings] if warnings else []
+    out += _operating_rows(ref, "by its grades", f"grade ≥ {cut}")
     grades = list(ref["best_single"]["per_grade"])
     out += ["", "Per-grade recall on test (share of each true grade given that grade) and share referred "
             f"(score at or above the threshold; grades >= {cut} should be referred):", "",

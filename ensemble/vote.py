@@ -468,9 +468,7 @@ def _summary_options(ms: MemberSet, referable_grade: int | None, target: float,
     """
     from ensemble import referable
 
-    k = ms.num_classes
-    if not 0.0 < target <= 1.0:
-        raise UserError(f"--sensitivity-target must be in (0, 1]; got {target}. Pass e.g. --sensitivity-target 0.9.")
+    k = ms.num_classes  # the target's range was checked by run_vote before any member was read
     if positive_class is not None and k != 2:
         raise UserError(f"--positive-class applies to two-class tasks; this one has {k} classes (for ordered grades "
                         "use --referable-grade). Received: positive_class=" + repr(positive_class))
