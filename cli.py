@@ -292,6 +292,7 @@ def _trained_members(workdir: Path, json_: bool) -> None:
     from rich.table import Table
 
     from members.infra.errors import UserError
+    from members.scoring import member_headline
 
     folder = Path(workdir) / "members"
     if not folder.is_dir():
@@ -308,10 +309,12 @@ def _trained_members(workdir: Path, json_: bool) -> None:
             continue
         t = m.get("test") or {}
         base = (m.get("majority") or {}).get("test") or {}
+        headline = member_headline(m)
         rows.append({"member": metrics_path.parent.name, "preset": m.get("preset"), "input": m.get("input_size"),
                      "head": m.get("head"), "test_accuracy": t.get("accuracy"), "majority_accuracy": base.get("accuracy"),
-                     "test_balanced_accuracy": t.get("balanced_accuracy"), "test_qwk": t.get("qwk"),
-                     "test_macro_f1": t.get("macro_f1"), "nominal": m.get("monitor") == "val_macro_f1",
+                     "test_balanced_accuracy": t.get("balanced_accuracy"),
+                     "test_qwk": t.get("qwk") if headline[0] == "qwk" else None,  # QWK assumes ordered grades
+                     "test_macro_f1": t.get("macro_f1"), "nominal": headline[0] == "macro_f1", "score": headline[1],
                      "collapsed": bool(m.get("collapsed")), "below_majority": bool((m.get("below_majority") or {}).get("test")),
                      "stale": is_stale(m, fingerprint),
                      "marks": member_marks(m, fingerprint)})
@@ -323,7 +326,8 @@ def _trained_members(workdir: Path, json_: bool) -> None:
 
     table = Table(title=f"members of {workdir} († test accuracy below the majority class's)")
     nominal = any(r["nominal"] for r in rows)  # nominal classes: macro-F1, as they are chosen by; QWK needs an order
-    key, label = ("test_macro_f1", "test macro-F1") if nominal else ("test_qwk", "test QWK")
+    key, label = (("test_macro_f1", "test macro-F1") if nominal
+                  else ("test_qwk", f"test {rows[0]['score'] if rows else 'QWK'}"))
     for col in ("member", "preset", "input", "head", "test acc", "majority acc", "test bal-acc", label, "collapsed"):
         table.add_column(col)
     for r in rows:
@@ -393,7 +397,9 @@ def train_member_cmd(
     else:
         result = train_member(workdir, spec, name=member, preset=Path(preset).stem, force=force)
     m = result.metrics
-    key, label = ("macro_f1", "macro-F1") if m.get("monitor") == "val_macro_f1" else ("qwk", "QWK")
+    from members.scoring import member_headline
+
+    key, label = member_headline(m)
     print(
         f"{member}: test accuracy {m['test'].get('accuracy', float('nan')):.3f}, balanced accuracy "
         f"{m['test'].get('balanced_accuracy', float('nan')):.3f}, {label} {m['test'].get(key, float('nan')):.3f} "

@@ -531,6 +531,7 @@ def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], e
                          data.fingerprint)
         results[split] = score(labels[split], probs[split], num_classes=data.num_classes) if len(labels[split]) else {}
     metrics = {"name": name, "preset": "imported", "num_classes": data.num_classes, "classes": list(data.classes),
+               "ordinal": bool(data.ordinal),
                "fingerprint": data.fingerprint, "tta": False, "val": results["val"], "test": results["test"], **extra}
     # the same collapse and majority-baseline check as a trained member's: vote leaves a collapsed one out
     metrics.update(health(name=name, spec=None, classes=list(data.classes), labels=labels, predictions=probs,

@@ -35,6 +35,28 @@ LOWER_IS_BETTER = ("log_loss", "ece")
 ECE_BINS = 15
 
 
+def headline(num_classes: int | None, *, ordinal: bool = True) -> tuple[str, str]:
+    """``(key, label)`` of the one score a member's log lines and tables show.
+
+    Macro-F1 for unordered classes (QWK assumes ordered grades, and they are chosen by
+    macro-F1); otherwise QWK, called kappa for two classes (the quadratic weights change
+    nothing there).
+
+        >>> headline(3, ordinal=False), headline(2), headline(5)
+        (('macro_f1', 'macro-F1'), ('qwk', 'kappa'), ('qwk', 'QWK'))
+    """
+    if not ordinal:
+        return "macro_f1", "macro-F1"
+    return "qwk", "kappa" if num_classes == 2 else "QWK"
+
+
+def member_headline(metrics: dict) -> tuple[str, str]:
+    """:func:`headline` of a member's ``metrics.json`` (one written before it recorded ``ordinal``
+    counts as nominal when it monitored macro-F1)."""
+    ordinal = metrics.get("ordinal", metrics.get("monitor") != "val_macro_f1")
+    return headline(metrics.get("num_classes"), ordinal=bool(ordinal))
+
+
 def confusion(labels: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
     """The ``k x k`` confusion matrix, rows = true class, columns = predicted class.
 

@@ -293,6 +293,43 @@ def test_ordinal_head_refused_at_train_time(nominal, tmp_path):
     assert not (work / "members" / "o").exists()
 
 
+def test_a_nominal_member_shows_macro_f1_and_leaves_qwk_out_of_its_history(nominal, tmp_path):
+    import csv
+    import json
+    import shutil
+
+    work = tmp_path / "w"
+    shutil.copytree(nominal, work)
+    code, out, err = run_cli("train-member", "--workdir", work, "--preset", "tiny", "--input-size", "16",
+                             "--epochs", "1", "--name", "t")
+    assert code == 0, err
+    assert "val_macro_f1=" in err and "val_qwk=" not in err and "QWK" not in out and "macro-F1" in out
+    member = work / "members" / "t"
+    rows = list(csv.DictReader((member / "history.csv").open()))
+    assert rows and all(r["val_qwk"] == "" and float(r["val_macro_f1"]) >= 0 for r in rows)
+    assert json.loads((member / "metrics.json").read_text())["ordinal"] is False
+    code, out, err = run_cli("presets", "--workdir", work, "--json")
+    listed = {r["member"]: r for r in json.loads(out)}
+    assert listed["t"]["test_qwk"] is None and listed["t"]["score"] == "macro-F1"
+    assert isinstance(listed["t"]["test_macro_f1"], float)
+
+
+@pytest.mark.parametrize("k, ordinal, shown", [(2, True, "val_kappa=0.250"), (5, True, "val_qwk=0.250"),
+                                                (3, False, "val_macro_f1=0.500")])
+def test_the_epoch_line_names_the_score_of_the_task(k, ordinal, shown):
+    from types import SimpleNamespace
+
+    from members.training.epoch_log import EpochLog
+
+    lines: list[str] = []
+    row = {"epoch": 1, "phase": "train", "input_size": 16, "lr": 0.01, "val_loss": 1.0, "val_accuracy": 0.5,
+           "val_balanced_accuracy": 0.5, "val_qwk": 0.25, "val_macro_f1": 0.5, "seconds": 1.0}
+    EpochLog("m", 1, lines.append, num_classes=k, ordinal=ordinal).tell(
+        row, SimpleNamespace(loss=1.0, accuracy=0.5, wait_share=0.0))
+    scores = [w for w in lines[0].split() if w.startswith(("val_qwk=", "val_kappa=", "val_macro_f1="))]
+    assert scores == [shown], lines[0]
+
+
 def test_a_test_split_without_labels_is_said_to_be_carved_from_train(tmp_path):
     """A Kaggle-style CSV whose test rows have no grade: those rows were dropped and test carved from train, silently."""
     labels = [str(i % 3) for i in range(30)] + [""] * 6

@@ -22,13 +22,15 @@ HISTORY_COLUMNS = (
 )
 
 
-def write_history(path: Path, rows: list[dict]) -> None:
-    """One row per epoch, the contract's columns first."""
+def write_history(path: Path, rows: list[dict], *, ordinal: bool = True) -> None:
+    """One row per epoch, the contract's columns first; ``val_qwk`` is left empty for unordered
+    classes (QWK assumes ordered grades)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        writer.writerow({k: ("" if k == "val_qwk" and not ordinal else f"{v:.6g}" if isinstance(v, float) else v)
+                         for k, v in row.items()})
     atomic.write_text(path, buf.getvalue())
 
 

@@ -19,10 +19,13 @@ class EpochLog:
     """
 
     def __init__(self, name: str, total_epochs: int, log, *, tensorboard_dir: Path | None = None,
-                 monitor: str | None = None):
+                 num_classes: int | None = None, ordinal: bool = True):
+        from members.scoring import headline
+
         self.name, self.total_epochs, self.log = name, total_epochs, log
-        # nominal classes monitor macro-F1: QWK (an ordered-grade metric) is not shown for them
-        self.score_key = "val_macro_f1" if monitor == "val_macro_f1" else "val_qwk"
+        # nominal classes show macro-F1 (QWK is an ordered-grade metric), two classes call QWK kappa
+        key, label = headline(num_classes, ordinal=ordinal)
+        self.score_key, self.score_label = f"val_{key}", f"val_{label.replace('-', '_').lower()}"
         self.tensorboard_dir = tensorboard_dir
         self._tb = None
         self.timing = {"images": 0, "step_seconds": 0.0, "wait_seconds": 0.0, "first_wait_share": None}
@@ -48,7 +51,7 @@ class EpochLog:
             f"[{self.name}] epoch {row['epoch']}/{self.total_epochs} {row['phase']} {row['input_size']}px lr={row['lr']:.3g} "
             f"loss={stats.loss:.4f} acc={stats.accuracy:.3f} val_loss={row['val_loss']:.4f} "
             f"val_acc={row['val_accuracy']:.3f} val_bal_acc={row['val_balanced_accuracy']:.3f} "
-            f"{self.score_key}={row[self.score_key]:.3f} wait={stats.wait_share:.0%} {row['seconds']:.1f}s"
+            f"{self.score_label}={row[self.score_key]:.3f} wait={stats.wait_share:.0%} {row['seconds']:.1f}s"
         )
 
     def speed(self, history: list[dict]) -> dict:

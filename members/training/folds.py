@@ -419,6 +419,7 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
     collapsed = len(np.unique(oof_pred)) == 1 and len(np.unique(labels)) > 1
     metrics = {
         "name": name, "preset": preset, "num_classes": c, "classes": list(data.classes),
+        "ordinal": bool(data.ordinal),
         "fingerprint": data.fingerprint, "folds": k, "fold_seed": spec.seed, "oof_rows": n,
         "copies": [f"{FOLDS_DIR}/{i}" for i in range(k)],
         **{key: first.get(key) for key in ("input_size", "stage_sizes", "head", "params", "monitor", "tta")},

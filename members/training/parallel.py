@@ -384,9 +384,12 @@ def _cores() -> int:
 
 # ----- the whole run -------------------------------------------------------------------------
 def _metric(runs) -> tuple[str, str]:
-    """``(key, label)`` of the score shown: macro-F1 when the members monitor it (nominal classes), else QWK."""
-    nominal = any((r.metrics or {}).get("monitor") == "val_macro_f1" for r in runs)
-    return ("macro_f1", "macro-F1") if nominal else ("qwk", "QWK")
+    """``(key, label)`` of the score shown (:func:`members.scoring.headline`): macro-F1 for nominal
+    classes, kappa for two ordered ones, else QWK."""
+    from members.scoring import member_headline
+
+    shown = [member_headline(r.metrics) for r in runs if r.metrics]
+    return next((h for h in shown if h[0] == "macro_f1"), shown[0] if shown else ("qwk", "QWK"))
 
 
 def _line(run: MemberRun, done: int, total: int) -> str:

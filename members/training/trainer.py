@@ -91,7 +91,7 @@ class Trainer:
         self.resume = ResumePoints(self.resume_dir, spec.to_dict(), dataset.fingerprint, log=log, name=name)
         self.best = BestWeights(self.resume_dir, spec.monitor)
         self.epoch_log = EpochLog(name, spec.total_epochs, log, tensorboard_dir=member_dir if spec.tensorboard else None,
-                                  monitor=spec.monitor)
+                                  num_classes=len(dataset.classes), ordinal=dataset.ordinal)
         self.collapse = CollapseWatch(name, spec, dataset.classes, log, ordinal=dataset.ordinal)
         self._datasets: dict = {}
         self._early: tuple | None = None  # (base, its layers kept frozen by freeze_stride)
@@ -416,7 +416,7 @@ class Trainer:
             save_predictions(self.dir / f"{split}.npz", probs, self.labels[split], self.rows[split]["row_id"].to_numpy(), self.data.fingerprint)
             results[split] = score(self.labels[split], probs, num_classes=self.k) if len(probs) else {}
         save_model(model, self.dir / "model.keras")
-        write_history(self.dir / "history.csv", self.history)
+        write_history(self.dir / "history.csv", self.history, ordinal=self.data.ordinal)
         chosen = best_epoch(self.history)
         title = self.name if self.name == self.preset else f"{self.name} (preset {self.preset})"
         plot_curves(self.dir / "curves.png", self.history, title, monitor=self.spec.monitor, best_epoch=chosen,
@@ -424,6 +424,7 @@ class Trainer:
                                                       if self.spec.head == "regression" else None))
         metrics = {
             "name": self.name, "preset": self.preset, "num_classes": self.k, "classes": list(self.data.classes),
+            "ordinal": bool(self.data.ordinal),
             "fingerprint": self.data.fingerprint, "model_sha256": atomic.sha256_file(self.dir / "model.keras"),
             "input_size": size, "stage_sizes": list(self.spec.stage_sizes), "head": self.spec.head,
             "params": int(model.count_params()), "epochs_run": len(self.history),
