@@ -567,8 +567,10 @@ def predict(
                 chose on val for the sensitivity target (empty for another
                 --method than the one it was chosen for)
     note        "not graded: <reason>" (an unreadable input: its row comes
-                after the graded ones, refer 1) or "ungradable: ..." (a flat
-                black or white image: graded, but referred)
+                after the graded ones, refer 1), "ungradable: ..." (a flat
+                black or white image: graded, but referred) or "unlike the
+                training images: ..." (noise, a document, another kind of
+                photograph: graded, but referred)
     """
     from ensemble.inference import predict_images
 

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from ensemble import appearance
 from ensemble.manifest import check_files, check_member
 from members.infra import csvsafe
 from members.infra.atomic import read_json, sha256_file, write_text
@@ -113,6 +114,7 @@ class Ensemble:
     referable_threshold: float | None = None  # on P(grade >= cut), chosen on val for this method; None: another method
     referable_note: str = ""
     referable_kind: str = "referable_dr"
+    appearance: dict | None = None  # ensemble/appearance.json: the range of the training images' looks
 
 
 @dataclass
@@ -355,8 +357,12 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     ref = report.get("referable") or {}
     cut, ref_threshold, ref_note = _referable_rule(ref, chosen)
     kind = "positive_class" if ref.get("kind") == "positive_class" else "referable_dr"
+    looks = None
+    if (report_path.parent / appearance.FILE).is_file():  # older votes wrote none: no screen
+        check_files(report_path.parent, [appearance.FILE], manifest)
+        looks = appearance.load(report_path.parent)
     return Ensemble(workdir, chosen, combiner, members, threshold, note, list(classes), alone,
-                    cut, ref_threshold, ref_note, kind)
+                    cut, ref_threshold, ref_note, kind, looks)
 
 
 def _referable_rule(ref: dict, chosen: str) -> tuple[int | None, float | None, str]:
@@ -605,7 +611,11 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
     P, kept = ensemble_member_probs(ens.members, candidates, tta=tta, batch_size=batch_size,
                                     uniform=uniform) if candidates else (None, np.zeros(0, dtype=np.int64))
     settle_skipped(paths, candidates, kept, skipped)
-    result = _combine(ens, [candidates[i] for i in kept], P, skipped, uniform=np.asarray(uniform, dtype=bool))
+    graded = [candidates[i] for i in kept]
+    unlike = (appearance.screen(ens.appearance, appearance.looks(graded)) if ens.appearance is not None
+              else [""] * len(graded))  # vote's range of the training images' looks (ensemble.appearance)
+    notes = [UNIFORM_NOTE if flat else why for flat, why in zip(uniform, unlike)]
+    result = _combine(ens, graded, P, skipped, notes=notes)
     text = result.to_csv()
     if out is not None:
         write_text(out, text)
@@ -696,7 +706,7 @@ def _writable(folder: Path) -> bool:
 
 
 def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, str],
-             uniform: np.ndarray | None = None) -> PredictionResult:
+             notes: list[str] | None = None) -> PredictionResult:
     probs = np.asarray(ens.combiner.predict_proba(P), dtype=np.float64)
     labels = np.asarray(ens.combiner.predict(P), dtype=np.int64)
     agreement = (P.argmax(axis=2) == labels).mean(axis=0)
@@ -705,10 +715,9 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
         refer = (confidence < ens.refer_threshold) | ((agreement == 0) if ens.refer_without_agreement else False)
     else:
         refer = agreement < AGREEMENT_FALLBACK
-    notes = [""] * len(labels)
-    if uniform is not None and uniform.shape == refer.shape and uniform.any():
-        refer = refer | uniform  # nothing to grade: a human looks at it, whatever the members say
-        notes = [UNIFORM_NOTE if u else "" for u in uniform.tolist()]
+    notes = list(notes) if notes is not None and len(notes) == len(labels) else [""] * len(labels)
+    # nothing to grade, or unlike anything the members learned from: a human looks at it, whatever they say
+    refer = refer | np.array([bool(n) for n in notes], dtype=bool).reshape(refer.shape)
     p_ref = referable = None
     if ens.referable_cut is not None:
         from ensemble.referable import positive_score
@@ -734,10 +743,15 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
           f"({', '.join(r.members)}){where}; referred {int(r.refer.sum())}, skipped {len(r.skipped)}"
           f"{' (a row each, refer 1, with the reason in note)' if r.skipped else ''}. "
           f"Referral: {r.referral_note}.", file=sys.stderr)
-    flat = sum(1 for n in r.notes if n)
+    flat = sum(1 for n in r.notes if n == UNIFORM_NOTE)
     if flat:
         print(f"Ungradable: {flat} image(s) are (nearly) one flat colour (a black or white frame, or samples that decode "
               "to one value); they are referred whatever their grade (note column).", file=sys.stderr)
+    unlike = sum(1 for n in r.notes if n.startswith("unlike"))
+    if unlike:
+        print(f"Unlike the training images: {unlike} image(s) look unlike every image the ensemble was trained and "
+              "validated on (noise, a document or another kind of photograph?); they are referred whatever their "
+              "grade (note column).", file=sys.stderr)
     if r.referable is not None:
         what = "Positive" if r.referable_kind == "positive_class" else "Referable DR"
         print(f"{what}: {int(r.referable.sum())} of {len(r.paths)} image(s) ({r.referable_note}; "

@@ -187,6 +187,7 @@ def render_markdown(report: dict) -> str:
     lines += bagging_md(report.get("bagging"), cols)
     lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"], chosen_on(report),
                                                                report["test_size"], dr=is_dr(report))
+    lines += _screen_md(report.get("appearance"))
     lines += _calibration_md(report.get("calibration"))
     lines += _glossary_md(report)
     return "\n".join(lines) + "\n"
@@ -258,6 +259,20 @@ def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bo
     points = zip(curve["coverage"], curve["accuracy"], curve["threshold"])
     out += [f"| {c:.2f} | {_num(a)} | {_num(t)} |" for c, a, t in points]
     return out
+
+
+def _screen_md(screen: dict | None) -> list[str]:
+    """One paragraph on ``predict``'s input screen (``report.json`` ``appearance``)."""
+    if not screen:
+        return []
+    if screen.get("screen"):
+        text = (f"`predict` also refers any input that looks unlike all of the {screen['images']} {screen['source']} "
+                "images read here (noise, a scanned page, another kind of picture), with the reason in its `note` "
+                "column; ensemble/appearance.json holds their range. It screens for gross mistakes; it does not "
+                "grade image quality.")
+    else:
+        text = f"`predict` does not screen inputs for images unlike the training images: {screen.get('reason', '')}."
+    return ["", text]
 
 
 def _reached(ref: dict) -> str:

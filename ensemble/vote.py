@@ -218,6 +218,7 @@ def run_vote(
             report["combiner_protocol"] = f"{protocol.note}. Saved as ensemble/combiners/<method>.json."
     report["selection"] = _selection(ms, val, models, methods_out, (best_single, best_method), select_by,
                                      n_boot=n_boot, seed=seed, rows=_rows_word(protocol), protocol=protocol.name)
+    report["appearance"] = _appearance(workdir, out, seed)
     report["below_baseline"] = _below_baseline(report)
     report["outcome"] = _outcome(report, select_by)
     report["verdict"] = _verdict(report, select_by)
@@ -228,6 +229,28 @@ def run_vote(
 
     print_table(report, console)
     return report
+
+
+def _appearance(workdir: Path, out: Path, seed: int) -> dict:
+    """Write ``out/appearance.json``, the range of the training and validation images' looks that
+    ``predict`` screens inputs against (:mod:`ensemble.appearance`, numpy and Pillow); its summary
+    for ``report.json``."""
+    from ensemble import appearance
+    from members.data.dataset import load_dataset
+
+    try:
+        data = load_dataset(workdir)
+    except UserError as exc:  # replaced while this vote ran: the transaction refuses the vote (ensemble.manifest)
+        return {"screen": False, "reason": f"the dataset could not be read ({exc})"}
+    ref, why = appearance.fit_reference([*data.absolute_paths("train"), *data.absolute_paths("val")],
+                                        source="training and validation", seed=seed)
+    if ref is None:
+        return {"screen": False, "reason": f"{why}; predict does not screen inputs"}
+    from members.infra.atomic import write_json
+
+    write_json(out / appearance.FILE, ref)
+    return {"screen": True, "images": ref["images"], "source": ref["source"], "file": appearance.FILE,
+            "rule": ref["rule"]}
 
 
 def is_collapsed(metrics: dict) -> bool:

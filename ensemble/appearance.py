@@ -1,0 +1,156 @@
+"""Is a new image like the ones the ensemble learned from? A coarse screen for ``predict``.
+
+A member grades whatever it is given: random noise, a scanned letter or a photograph of
+another kind get a grade and often a confident one. ``vote`` therefore records how the
+workdir's own training and validation images look — the range of nine simple features
+(:data:`FEATURES`) over up to :data:`MAX_IMAGES` of them, each read by :func:`look` — in
+``ensemble/appearance.json``. ``predict`` reads each input by the same :func:`look` and
+refers one that lies outside that range by more than its width (at least
+:data:`FLOOR`), naming the feature, in the ``note`` column.
+
+The margin was chosen on validation halves (``bench/appearance.py``, BENCHMARKS.md
+"Screening inputs"): it flags no held-out image of the same set on four real sets, and every
+noise image and document. It is a screen for gross mistakes, not an image-quality grader: a
+blurred or badly exposed fundus photograph of the kind the set holds passes it.
+
+numpy and Pillow only (no TensorFlow: ``vote`` stays on numpy). The features do not change
+when an image is turned or mirrored, so EXIF orientation does not matter; JPEGs are decoded
+at a reduced scale, as :func:`members.data.labels.check_image` checks them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+SIZE = 128
+"""Each image is resized to SIZE x SIZE px before its features are taken."""
+FEATURES = ("mean_red", "mean_green", "mean_blue", "std_red", "std_green", "std_blue",
+            "red_minus_green", "green_minus_blue", "detail")
+WORDS = {"mean_red": "mean red level", "mean_green": "mean green level", "mean_blue": "mean blue level",
+         "std_red": "red contrast", "std_green": "green contrast", "std_blue": "blue contrast",
+         "red_minus_green": "red-green balance", "green_minus_blue": "green-blue balance",
+         "detail": "pixel-to-pixel change (noise, text or sharp edges)"}
+FLOOR = (5.0, 5.0, 5.0, 3.0, 3.0, 3.0, 5.0, 5.0, 0.02)
+"""The least margin per feature (grey levels; ``detail`` is a ratio), for sets whose images vary little."""
+PAD = 1.0
+"""The margin beyond the seen range, as a share of its width."""
+MIN_IMAGES = 50
+"""Fewer reference images give too narrow a range to screen with: no screen then."""
+MAX_IMAGES = 400
+FILE = "appearance.json"
+
+
+def features(images: np.ndarray) -> np.ndarray:
+    """``(n, 9)`` :data:`FEATURES` of ``(n, h, w, 3)`` images on the 0–255 scale.
+
+    ``detail`` is the mean absolute difference between neighbouring pixels over the image's
+    standard deviation (+1): near 0 for smooth photographs, near 1 for noise.
+
+        >>> flat = np.full((1, 4, 4, 3), 10.0); flat[0, :, :, 0] = 30
+        >>> features(flat).round(2).tolist()
+        [[30.0, 10.0, 10.0, 0.0, 0.0, 0.0, 20.0, 0.0, 0.0]]
+    """
+    x = np.asarray(images, dtype=np.float32)
+    mean, std = x.mean(axis=(1, 2)), x.std(axis=(1, 2))
+    step = (np.abs(np.diff(x, axis=1)).mean(axis=(1, 2, 3)) + np.abs(np.diff(x, axis=2)).mean(axis=(1, 2, 3))) / 2
+    detail = step / (x.reshape(len(x), -1).std(axis=1) + 1.0)
+    return np.column_stack([mean, std, mean[:, 0] - mean[:, 1], mean[:, 1] - mean[:, 2], detail]).astype(np.float64)
+
+
+def reference(values: np.ndarray, *, source: str) -> dict:
+    """The screen's ``appearance.json`` from the :func:`features` of the reference images."""
+    lo, hi = values.min(axis=0), values.max(axis=0)
+    pad = np.maximum(PAD * (hi - lo), FLOOR)
+    return {"features": list(FEATURES), "size": SIZE, "images": int(len(values)), "source": source,
+            "seen_min": lo.round(6).tolist(), "seen_max": hi.round(6).tolist(),
+            "low": (lo - pad).round(6).tolist(), "high": (hi + pad).round(6).tolist(),
+            "rule": f"outside the seen range by more than {PAD:g} of its width (at least the floor)",
+            "floor": list(FLOOR)}
+
+
+def screen(ref: dict | None, values: np.ndarray) -> list[str]:
+    """Per row of ``values`` (:func:`features`): ``""``, or why the image is unlike the reference.
+
+        >>> ref = reference(np.array([[100.0] * 8 + [0.05], [120.0] * 8 + [0.07]]), source="train")
+        >>> screen(ref, np.array([[110.0] * 8 + [0.06], [110.0] * 8 + [0.9]]))[1].split(";")[0]
+        'unlike the training images: its pixel-to-pixel change (noise, text or sharp edges) 0.9 lies outside the 0.05-0.07 of 2 images'
+    """
+    if not ref or not len(values):
+        return [""] * len(values)
+    low, high = np.asarray(ref["low"]), np.asarray(ref["high"])
+    seen_lo, seen_hi = np.asarray(ref["seen_min"]), np.asarray(ref["seen_max"])
+    excess = np.nan_to_num(np.maximum(low - values, values - high) / np.maximum(high - low, 1e-9), nan=-1.0)
+    notes = []
+    for row, ex in zip(values, excess):
+        if not (ex > 0).any():
+            notes.append("")
+            continue
+        j = int(np.argmax(ex))
+        name = ref["features"][j]
+        notes.append(f"unlike the training images: its {WORDS.get(name, name)} {row[j]:.3g} lies outside the "
+                     f"{seen_lo[j]:.3g}-{seen_hi[j]:.3g} of {ref['images']} images; check it is a photograph of the "
+                     "kind the ensemble was trained on; referred")
+    return notes
+
+
+def look(path: str | os.PathLike) -> np.ndarray | None:
+    """The :func:`features` of one image file (``(9,)``), or ``None`` when Pillow cannot read it."""
+    from PIL import Image
+
+    from members.data.pillow_image import to_rgb8
+
+    try:
+        with Image.open(path) as im:
+            if im.format in ("JPEG", "MPO"):
+                im.draft("RGB", (SIZE, SIZE))  # decode at the smallest scale still >= SIZE
+            rgb = Image.fromarray(to_rgb8(im)).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+    except Exception:  # noqa: BLE001 - unreadable: predict names it as not graded already
+        return None
+    return features(np.asarray(rgb)[None])[0]
+
+
+def looks(paths: Sequence[str]) -> np.ndarray:
+    """``(n, 9)`` :func:`look` of each path (a row of ``nan`` for one that cannot be read: never flagged)."""
+    rows = [look(p) for p in paths]
+    return np.array([np.full(len(FEATURES), np.nan) if r is None else r for r in rows]).reshape(len(rows), len(FEATURES))
+
+
+def fit_reference(paths: Sequence[str], *, source: str, seed: int = 0) -> tuple[dict | None, str]:
+    """``(appearance.json dict, "")``, or ``(None, why not)`` when fewer than :data:`MIN_IMAGES` images read.
+
+    Up to :data:`MAX_IMAGES` of ``paths`` (a seeded sample) are read by :func:`look`.
+    """
+    paths = list(paths)
+    if len(paths) > MAX_IMAGES:
+        pick = np.sort(np.random.default_rng(seed).choice(len(paths), MAX_IMAGES, replace=False))
+        paths = [paths[i] for i in pick]
+    values = looks(paths)
+    values = values[~np.isnan(values).any(axis=1)]
+    if len(values) < MIN_IMAGES:
+        return None, f"only {len(values)} {source} images are readable; the screen needs at least {MIN_IMAGES}"
+    return reference(values, source=source), ""
+
+
+def load(folder: Path) -> dict | None:
+    """``folder/appearance.json`` when a vote wrote one (older ensembles have none: no screen)."""
+    from members.infra.atomic import read_json
+
+    path = Path(folder) / FILE
+    if not path.is_file():
+        return None
+    try:
+        ref = read_json(path)
+    except (OSError, ValueError):
+        print(f"Warning: {path} is unreadable; inputs are not screened (run vote again).", file=sys.stderr)
+        return None
+    keys = ("features", "low", "high", "seen_min", "seen_max", "images")
+    if not isinstance(ref, dict) or any(k not in ref for k in keys) or list(ref["features"]) != list(FEATURES):
+        print(f"Warning: {path} is not this version's screen; inputs are not screened (run vote again).",
+              file=sys.stderr)
+        return None
+    return ref

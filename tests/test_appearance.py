@@ -1,0 +1,124 @@
+"""predict's input screen: vote records how the training images look, predict refers inputs unlike them."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from ensemble import appearance
+from tests.helpers import one_sentence_error, run_cli
+
+
+def _noise(path: Path, side: int = 64, seed: int = 0) -> str:
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+def _document(path: Path, side: int = 96) -> str:
+    page = np.full((side, side, 3), 240, np.uint8)
+    page[8:side - 8:8, 10:side - 10] = 20
+    Image.fromarray(page).save(path)
+    return str(path)
+
+
+def test_features_tell_noise_from_a_smooth_photograph(demo_images, tmp_path):
+    photo = appearance.look(sorted((demo_images / "images").glob("*.jpeg"))[0])
+    noise = appearance.look(_noise(tmp_path / "n.png"))
+    assert photo.shape == noise.shape == (len(appearance.FEATURES),)
+    detail = appearance.FEATURES.index("detail")
+    assert noise[detail] > 0.5 > 0.2 > photo[detail]
+    assert photo[appearance.FEATURES.index("red_minus_green")] > 10  # a fundus is red
+    # turned or mirrored, an image has the same features (EXIF orientation does not matter)
+    turned = tmp_path / "t.png"
+    with Image.open(sorted((demo_images / "images").glob("*.jpeg"))[0]) as im:
+        im.convert("RGB").transpose(Image.Transpose.ROTATE_90).save(turned)
+    np.testing.assert_allclose(appearance.look(turned), photo, atol=1.5)
+    assert appearance.look(tmp_path / "missing.png") is None
+
+
+def test_reference_margin_and_notes():
+    seen = np.array([[100.0, 80, 40, 30, 20, 10, 20, 40, 0.05], [140.0, 100, 60, 40, 30, 20, 40, 40, 0.09]])
+    ref = appearance.reference(seen, source="training")
+    assert ref["images"] == 2 and ref["features"] == list(appearance.FEATURES)
+    np.testing.assert_allclose(ref["low"][0], 100 - 40 * appearance.PAD)  # the range's width beyond each end
+    np.testing.assert_allclose(ref["high"][7], 40 + appearance.FLOOR[7])  # no spread: the floor
+    inside = seen.mean(axis=0)
+    just_out = inside.copy()
+    just_out[7] = 40 + appearance.FLOOR[7] + 1  # green-blue balance beyond its floor
+    unreadable = np.full(len(appearance.FEATURES), np.nan)
+    notes = appearance.screen(ref, np.array([inside, just_out, unreadable]))
+    assert notes[0] == "" and notes[2] == ""
+    assert notes[1].startswith("unlike the training images: its green-blue balance 46 lies outside the 40-40 of 2 images")
+    assert notes[1].endswith("referred")
+    assert appearance.screen(None, np.array([just_out])) == [""]
+
+
+def test_too_few_images_are_no_reference(demo_images):
+    paths = sorted(str(p) for p in (demo_images / "images").glob("*.jpeg"))
+    ref, why = appearance.fit_reference([*paths[:10], "/nonexistent.jpeg"], source="training")
+    assert ref is None and why == f"only 10 training images are readable; the screen needs at least {appearance.MIN_IMAGES}"
+
+
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory, trained) -> Path:
+    """``trained`` plus a second member, voted with the image floor lowered to the demo set's 41 images."""
+    from ensemble.vote import run_vote
+    from members.model.spec import load_preset
+    from members.training.trainer import train_member
+
+    work = tmp_path_factory.mktemp("screened") / "w"
+    shutil.copytree(trained, work)
+    train_member(work, load_preset("tiny").replace(input_size=16, epochs=1, seed=2), name="t2", preset="tiny",
+                 log=lambda line: None, show_progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(appearance, "MIN_IMAGES", 20)
+        run_vote(work, methods=("soft",), n_boot=20, keep_collapsed=True, console=Console(file=io.StringIO()))
+    return work
+
+
+def test_vote_records_the_training_images_and_predict_refers_what_is_unlike_them(screened, demo_images, tmp_path):
+    report = json.loads((screened / "ensemble" / "report.json").read_text())
+    assert report["appearance"]["screen"] is True and report["appearance"]["file"] == "appearance.json"
+    md = (screened / "ensemble" / "report.md").read_text()
+    assert f"looks unlike all of the {report['appearance']['images']} training and validation images" in md
+    ref = json.loads((screened / "ensemble" / "appearance.json").read_text())
+    split = (screened / "split.csv").read_text().splitlines()[1:]
+    assert ref["images"] == sum(1 for line in split if line.split(",")[2] in ("train", "val"))
+    good = sorted(str(p) for p in (demo_images / "images").glob("*.jpeg"))[:4]
+    odd = [_noise(tmp_path / "noise.png"), _document(tmp_path / "page.png")]
+    out = tmp_path / "p.csv"
+    code, _out, err = run_cli("predict", "--workdir", screened, *good, *odd, "--out", out)
+    assert code == 0, err
+    import pandas as pd
+
+    rows = pd.read_csv(out, keep_default_na=False).set_index("path")
+    for path in odd:
+        assert rows.loc[path, "note"].startswith("unlike the training images: its pixel-to-pixel change")
+        assert rows.loc[path, "refer"] == 1 and rows.loc[path, "class"] != ""  # graded, but referred
+    assert all(rows.loc[p, "note"] == "" for p in good)
+    assert "Unlike the training images: 2 image(s)" in err
+
+
+def test_a_changed_reference_is_refused_and_a_small_set_is_not_screened(screened, trained, tmp_path):
+    work = tmp_path / "w"
+    shutil.copytree(screened, work)
+    ref = work / "ensemble" / "appearance.json"
+    ref.write_text(ref.read_text().replace('"images"', '"images" ', 1))
+    code, _out, err = run_cli("predict", "--workdir", work, _noise(tmp_path / "n.png"))
+    one_sentence_error(code, err, "appearance.json")
+    small = tmp_path / "small"
+    shutil.copytree(screened, small)
+    shutil.rmtree(small / "ensemble")
+    code, _out, err = run_cli("vote", "--workdir", small, "--method", "soft", "--bootstrap", "20", "--keep-collapsed")
+    assert code == 0, err
+    report = json.loads((small / "ensemble" / "report.json").read_text())
+    assert report["appearance"]["screen"] is False and "at least 50" in report["appearance"]["reason"]
+    assert not (small / "ensemble" / "appearance.json").exists()
+    assert "`predict` does not screen inputs" in (small / "ensemble" / "report.md").read_text()
