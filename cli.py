@@ -185,9 +185,15 @@ def prepare(
     val_fraction: Annotated[float, typer.Option(help="Share of rows for validation.")] = 0.15,
     test_fraction: Annotated[float, typer.Option(help="Share of rows for test.")] = 0.15,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    exclude_label: Annotated[Optional[list[str]], typer.Option("--exclude-label", help="Leave out the rows with this label (repeatable), e.g. 5 for DDR's ungradable images or an 'ungradable' class folder; they are listed in data_report.csv.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a workdir prepared from other data.")] = False,
 ) -> None:
-    """Check every row, drop bad ones with a reason, and write the train/val/test split."""
+    """Check every row, drop bad ones with a reason, and write the train/val/test split.
+
+    A CSV may have a `split` column (train or training, val or valid or validation, test or
+    testing; an empty cell counts as train, another value drops the row): that split is kept,
+    and a missing val or test is carved from train. A headerless list of `<image> <label>`
+    lines (DDR's train.txt) is read as such."""
     from members.data import dataset as ds
     from members.data.classes import ORDINAL_MEDMNIST, parse_classes_option
     from members.infra.errors import UserError
@@ -198,6 +204,9 @@ def prepare(
                         "--npz FILE, or --medmnist NAME.")
     order = parse_classes_option(classes)
     if npz or medmnist:
+        if exclude_label:
+            raise UserError("--exclude-label applies to a CSV or a class-folder set; an npz keeps its official split "
+                            "and labels: drop it.")
         if group_column or group_pattern:
             raise UserError("--group-column and --group-pattern apply to a CSV or a class-folder set; an npz keeps its "
                             "official split: drop them.")
@@ -210,14 +219,15 @@ def prepare(
             raise UserError("--group-column needs a labels CSV; for a folder per class use --group-pattern on the "
                             "image paths instead.")
         result = ds.prepare_folders(workdir, images, val_fraction=val_fraction, test_fraction=test_fraction,
-                                    seed=seed, force=force, ordinal=ordinal, classes=order, group_pattern=group_pattern)
+                                    seed=seed, force=force, ordinal=ordinal, classes=order, group_pattern=group_pattern,
+                                    exclude=exclude_label or ())
     else:
         if not images:
             raise UserError("--labels needs --images: pass the folder holding the images named in the CSV.")
         result = ds.prepare_csv(
             workdir, labels, images, image_column=image_column, label_column=label_column,
             val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, force=force, ordinal=ordinal,
-            classes=order, group_column=group_column, group_pattern=group_pattern,
+            classes=order, group_column=group_column, group_pattern=group_pattern, exclude=exclude_label or (),
         )
     per_split = "; ".join(f"{split} {sum(c.values())}" for split, c in result.counts.items())
     dropped = sum(result.skipped.values())

@@ -44,8 +44,8 @@ def not_applicable(classes: Sequence, ordinal: bool | None, k: int) -> str | Non
         return None
     if ordinal is False:
         return "dataset.json says ordinal: false (the classes are not ordered grades)"
-    if any(isinstance(c, str) and not c.lstrip("-").isdigit() for c in classes):
-        return "the classes are names, not ordered grades"
+    if ordinal is not True and any(isinstance(c, str) and not c.lstrip("-").isdigit() for c in classes):
+        return "the classes are names, not ordered grades"  # named grades count when prepare --ordinal --classes said so
     if k < 3:
         return f"{k} classes: a referable cut needs at least three ordered grades"
     return None
@@ -222,7 +222,9 @@ def referable_section(
     if not np.any(val_labels >= cut):
         return {"applicable": False, "note": f"Referable-DR summary skipped: no val row has grade >= {cut}, "
                                              "so no operating point can be chosen."}
-    out = {"applicable": True, "kind": "referable_dr", "cut_grade": cut, "positive": f"grade >= {cut}",
+    named = cut < len(classes) and str(classes[cut]) != str(cut)  # named grades (prepare --ordinal --classes)
+    out = {"applicable": True, "kind": "referable_dr", "cut_grade": cut,
+           "positive": f"grade >= {cut}" + (f" ({classes[cut]} or worse)" if named else ""),
            "sensitivity_target": target,
            "chosen_on": f"{rows} (out-of-fold combiner predictions for the ensemble)", "score": f"P(grade >= {cut}), summed probabilities"}
     for role, (name, (val, test)) in models.items():

@@ -274,7 +274,7 @@ def test_bare_names_are_found_in_sub_folders_and_windows_paths_read(tmp_path):
     assert dict(zip(checked.kept["image"], checked.kept["path"])) == {
         "10_left": "part1/10_left.jpeg", "10_right": "part2/10_right.jpeg", "siteB\\x.png": "siteB/x.png"}
     assert dict(zip(checked.dropped["image"], checked.dropped["reason"])) == {
-        "twice": L.REASON_AMBIGUOUS, "ghost": L.REASON_MISSING, "nowhere": L.REASON_MISSING}
+        "twice": L.REASON_AMBIGUOUS_FOLDERS, "ghost": L.REASON_MISSING, "nowhere": L.REASON_MISSING}
     notes = " ".join(checked.notes)
     assert "Note: 1 image names were Windows paths" in notes
     assert "Note: 2 image names were not in" in notes and "'10_left' → part1/10_left.jpeg" in notes

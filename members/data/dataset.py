@@ -31,9 +31,9 @@ from members.infra.errors import UserError
 from members.data.classes import choose_ordinal, encode_labels
 from members.data.folders import loose_files, scan_class_folders
 from members.data.grouping import find_groups, read_group_column
-from members.data.labels import check_rows, read_labels_csv
+from members.data.labels import REASON_BAD_SPLIT, check_rows, parse_label, read_labels_csv
 from members.data.medmnist import fetch_medmnist, read_npz, write_pngs
-from members.data.split import SPLITS, assign_splits, check_fractions, class_counts, patient_groups
+from members.data.split import SPLITS, assign_splits, check_fractions, class_counts, patient_groups, spanning
 from members.infra.transaction import WorkdirLock, commit_entries, roll_forward
 
 PREPARE = "prepare"  # the name of prepare's lock and commit folder in the workdir
@@ -200,7 +200,10 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
 def _what_differs(old: dict, new: dict) -> str:
     """How a workdir's earlier ``dataset.json`` differs from this prepare's: other data, or other options."""
     if any(old.get(k) != new.get(k) for k in ("source", "image_root", "source_sha256")) or old.get("kept") != new.get("kept"):
-        return f"from other data ({old.get('source')}, {old.get('kept')} rows; now {new.get('source')}, {new.get('kept')} rows)"
+        differ = [f"{what} {old.get(k)} then, {new.get(k)} now" for k, what in
+                  (("source", "source"), ("image_root", "images in"), ("kept", "rows kept"))
+                  if old.get(k) != new.get(k)] or ["the source file's content changed"]
+        return f"from other data ({'; '.join(differ)})"
     options = [f"{k} {old.get(k)!r} then, {new.get(k)!r} now" for k in ("seed", "val_fraction", "test_fraction", "grouping")
                if old.get(k) != new.get(k)]
     if options:
@@ -220,7 +223,8 @@ def prepare_csv(workdir: str | os.PathLike, labels_csv: str | os.PathLike, image
                 image_column: str = "image", label_column: str = "level", split_column: str = "split",
                 val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0, force: bool = False,
                 progress: bool = True, ordinal: bool | None = None, classes: Sequence[str] | None = None,
-                group_column: str | None = None, group_pattern: str | None = None) -> PrepareResult:
+                group_column: str | None = None, group_pattern: str | None = None,
+                exclude: Sequence[str] = ()) -> PrepareResult:
     """Check a labels CSV against an images folder and write the workdir's split.
 
     Args:
@@ -239,6 +243,8 @@ def prepare_csv(workdir: str | os.PathLike, labels_csv: str | os.PathLike, image
         classes: the class names in order (default: sorted); only for named classes.
         group_column: a CSV column with the patient id (see :mod:`members.data.grouping`).
         group_pattern: a regex with one capture group giving the patient id from the image path.
+        exclude: labels whose rows are left out (listed in ``data_report.csv``), e.g. DDR's grade 5
+            (ungradable) or an ``ungradable`` class folder.
 
     Returns:
         What was kept, dropped and split.
@@ -260,13 +266,13 @@ def prepare_csv(workdir: str | os.PathLike, labels_csv: str | os.PathLike, image
     return _prepare_table(workdir, table, images, source=f"csv:{Path(labels_csv).resolve()}", what=str(labels_csv),
                           val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, force=force,
                           progress=progress, ordinal=ordinal, classes=classes, group_cells=column,
-                          group_column=group_column, group_pattern=group_pattern, folders=False)
+                          group_column=group_column, group_pattern=group_pattern, folders=False, exclude=exclude)
 
 
 def prepare_folders(workdir: str | os.PathLike, images_dir: str | os.PathLike, *, val_fraction: float = 0.15,
                     test_fraction: float = 0.15, seed: int = 0, force: bool = False, progress: bool = True,
                     ordinal: bool | None = None, classes: Sequence[str] | None = None,
-                    group_pattern: str | None = None) -> PrepareResult:
+                    group_pattern: str | None = None, exclude: Sequence[str] = ()) -> PrepareResult:
     """Prepare a workdir from a folder-per-class layout (``DIR/<class>/**/*.jpg``, see :mod:`members.data.folders`).
 
     Split folders ``DIR/{train,val,test}/<class>/`` are honoured when present (a missing val
@@ -289,7 +295,7 @@ def prepare_folders(workdir: str | os.PathLike, images_dir: str | os.PathLike, *
     return _prepare_table(workdir, table, Path(images_dir), source=f"folders:{Path(images_dir).resolve()}",
                           what=str(images_dir), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                           force=force, progress=progress, ordinal=ordinal, classes=classes, group_cells=None,
-                          group_column=None, group_pattern=group_pattern, folders=True)
+                          group_column=None, group_pattern=group_pattern, folders=True, exclude=exclude)
 
 
 GAP_SHARE = 0.01  # rows with a label beyond a gap in the integer labels: dropped when fewer than this share
@@ -330,9 +336,14 @@ def _drop_beyond_gap(kept: pd.DataFrame, dropped: pd.DataFrame, original: dict,
 def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: str, what: str,
                    val_fraction: float, test_fraction: float, seed: int, force: bool, progress: bool,
                    ordinal: bool | None, classes: Sequence[str] | None, group_cells: list[str] | None,
-                   group_column: str | None, group_pattern: str | None, folders: bool) -> PrepareResult:
+                   group_column: str | None, group_pattern: str | None, folders: bool,
+                   exclude: Sequence[str] = ()) -> PrepareResult:
     """Encode the labels, check every row, group, split and commit (the shared part of CSV and folders)."""
+    table, excluded = _exclude_labels(table, exclude, what)
     encoding = encode_labels(table["label_text"].tolist(), order=classes, strict=folders)
+    if not encoding.named and not exclude and {parse_label(t) for t in encoding.texts} - {None} == set(range(6)):
+        print("Note: the labels run 0-5, six grades; if one of them marks ungradable images (DDR's 5, say), pass "
+              "--exclude-label 5 to leave those rows out.", file=sys.stderr)
     if classes is not None and not encoding.named:
         raise UserError("--classes names the classes of named labels; these labels are integers, whose order is "
                         f"their value: drop --classes. Received: classes={list(classes)}")
@@ -346,10 +357,14 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     checked = check_rows(table.assign(label_text=encoding.texts), images, progress=progress)
     dropped = checked.dropped.assign(label=[original.get(r, t) for r, t in zip(checked.dropped["row"],
                                                                                 checked.dropped["label"])])
+    if len(excluded):
+        dropped = pd.concat([dropped, excluded], ignore_index=True).sort_values("row", kind="stable")
     if checked.kept.empty:
         top = dropped["reason"].value_counts()
+        fix = ("write train, val or test in the split column, or leave the column out to let prepare split"
+               if top.index[0] == REASON_BAD_SPLIT else "check --images and the image names")
         raise UserError(f"No usable row in {what}: all {len(table)} rows were dropped, mostly because "
-                        f"\"{top.index[0]}\" ({top.iloc[0]} rows); check --images and the image names.")
+                        f"\"{top.index[0]}\" ({top.iloc[0]} rows); {fix}.")
     kept, identical = checked.kept, checked.identical
     if not encoding.named:
         kept, dropped, identical = _drop_beyond_gap(kept, dropped, original, identical)
@@ -370,8 +385,9 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     lost_notes = _lost_splits(table, dropped, given, folders) if given is not None else []
     split = assign_splits(kept["label"].to_numpy(), groups=merge_groups(grouping.groups, identical, len(kept)),
                           given=given, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    if identical:  # copies of one photo stay in one split (see members.data.duplicates)
-        print(describe(paths, identical, kept["label"].tolist()), file=sys.stderr)
+    leaks = _given_split_leaks(paths, split, grouping.groups, identical) if given is not None else []
+    if identical:  # copies of one photo stay in one split (see members.data.duplicates) unless the split was given
+        print(describe(paths, identical, kept["label"].tolist(), kept_together=given is None), file=sys.stderr)
     frame = pd.DataFrame({"path": kept["path"].to_numpy(), "label": kept["label"].to_numpy(), "split": split})
     if grouping.groups is not None:
         frame["group"] = grouping.groups
@@ -380,8 +396,59 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
             "val_fraction": val_fraction, "test_fraction": test_fraction, "grouping": grouping.to_json()}
     if identical:
         meta["identical"] = [[paths[i] for i in same] for same in identical]
+    if grouping.groups is not None and given is not None:
+        spread = spanning(split, grouping.groups)
+        meta["grouped"] = not spread  # the given split, not prepare, decided where each patient's images went
+        meta["groups_across_splits"] = len(spread)
     return _commit(workdir, frame, dropped, meta, force=force, class_names=encoding.classes, ordinal=ordinal,
-                   notes=[*checked.notes, grouping.note, *lost_notes])
+                   notes=[*checked.notes, grouping.note, *lost_notes, *leaks])
+
+
+def _given_split_leaks(paths: list[str], split, groups: list[str] | None, identical: list[list[int]]) -> list[str]:
+    """Warnings for a split given by the CSV (or split folders) that puts one patient's images, or copies of one
+    photo, in two splits: prepare keeps a given split as it is, so it can only say so."""
+    notes = []
+    where = {p: s for p, s in zip(paths, split)}
+    if groups is not None:
+        spread = spanning(split, groups)
+        if spread:
+            g = spread[0]
+            shown = ", ".join(f"{p} ({where[p]})" for p, h in zip(paths, groups) if h == g)
+            notes.append(f"Warning: the given split puts the images of {len(spread)} of {len(set(groups))} patients in "
+                         f"more than one split (e.g. patient {g}: {shown}), so val and test share patients with train "
+                         "and their figures are optimistic; leave the split column (or split folders) out to let "
+                         "prepare split by patient, or move each patient's images into one split.")
+    crossed = [same for same in identical if len({split[i] for i in same}) > 1]
+    if crossed:
+        shown = " = ".join(f"{paths[i]} ({split[i]})" for i in crossed[0][:3])
+        notes.append(f"Warning: the given split puts byte-identical copies of {len(crossed)} image(s) in two splits "
+                     f"(e.g. {shown}): the same photo is then trained on and scored; remove the copies or move them "
+                     "into one split.")
+    return notes
+
+
+def _exclude_labels(table: pd.DataFrame, exclude: Sequence[str], what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``table`` without the rows whose label is in ``exclude`` (compared stripped, any case), and those rows as
+    dropped rows with their reason; a label that no row has is refused (a typo would silently keep them)."""
+    columns = ["row", "image", "label", "reason"]
+    if not exclude:
+        return table, pd.DataFrame(columns=columns)
+    texts = table["label_text"].astype(str).str.strip()
+    folded = texts.str.casefold()
+    wanted = [str(e).strip() for e in exclude]
+    missing = [e for e in wanted if e.casefold() not in set(folded)]
+    if missing:
+        shown = ", ".join(sorted(set(texts), key=lambda t: (len(t), t))[:12])
+        raise UserError(f"--exclude-label {missing[0]!r} matches no row's label in {what}; its labels are {shown}. "
+                        "Pass one of them, or drop --exclude-label.")
+    mask = folded.isin({e.casefold() for e in wanted})
+    if mask.all():
+        raise UserError(f"--exclude-label leaves no row of {what}: every row has one of the labels {', '.join(wanted)}.")
+    out = table.loc[mask]
+    excluded = pd.DataFrame({"row": out["row"].to_numpy(), "image": out["image"].to_numpy(),
+                             "label": out["label_text"].to_numpy(),
+                             "reason": "label left out (--exclude-label)"}, columns=columns)
+    return table.loc[~mask].reset_index(drop=True), excluded
 
 
 def _lost_splits(table: pd.DataFrame, dropped: pd.DataFrame, given: list[str], folders: bool) -> list[str]:

@@ -69,12 +69,16 @@ def merge_groups(groups: Sequence[str] | None, sets: list[list[int]], n: int) ->
     return [find(g) for g in base]
 
 
-def describe(paths: Sequence[str], sets: list[list[int]], labels: Sequence[int]) -> str:
-    """One line for the prepare summary: how many copies, how many with different labels, a few examples."""
+def describe(paths: Sequence[str], sets: list[list[int]], labels: Sequence[int], *, kept_together: bool = True) -> str:
+    """One line for the prepare summary: how many copies, how many with different labels, a few examples.
+
+    ``kept_together``: prepare chose the split (it keeps each set in one split); a given split is kept as
+    it is, and a set it spreads gets its own warning."""
     copies = sum(len(s) - 1 for s in sets)
     mixed = [s for s in sets if len({labels[i] for i in s}) > 1]
     shown = "; ".join(" = ".join(Path(paths[i]).as_posix() for i in s[:3]) for s in (mixed or sets)[:SHOWN])
     more = f"; and {len(sets) - SHOWN} more sets" if len(sets) > SHOWN else ""
     noise = f", {len(mixed)} of them with different labels (check those)" if mixed else ""
     return (f"Found {copies} byte-identical cop{'y' if copies == 1 else 'ies'} of other images ({len(sets)} "
-            f"set{'s' if len(sets) != 1 else ''}{noise}: {shown}{more}); each set is kept in one split.")
+            f"set{'s' if len(sets) != 1 else ''}{noise}: {shown}{more})"
+            + ("; each set is kept in one split." if kept_together else "; the given split is kept as it is."))

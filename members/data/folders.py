@@ -24,19 +24,26 @@ import pandas as pd
 from members.infra.errors import UserError
 from members.data.labels import EXTENSIONS
 
-SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                 "test": "test", "testing": "test"}
 IMAGE_EXTENSIONS = EXTENSIONS
+SYSTEM_FOLDERS = {"__macosx", "$recycle.bin", "system volume information", "@eadir"}
+"""Folders an unzip or a file system adds (macOS resource forks, Windows' bin, Synology thumbnails): never classes."""
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name.casefold() in SYSTEM_FOLDERS
 
 
 def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not _hidden(p.name))
 
 
 def _images_under(folder: Path, skip: Path | None = None) -> list[Path]:
     """Image files anywhere below ``folder`` (hidden files and folders, and the folder ``skip``, left out), sorted."""
     found = []
     for base, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _same(Path(base) / d, skip))
+        dirs[:] = sorted(d for d in dirs if not _hidden(d) and not _same(Path(base) / d, skip))
         found += [Path(base) / f for f in sorted(files)
                   if not f.startswith(".") and os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS]
     return found

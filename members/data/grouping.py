@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from members.infra.errors import UserError
-from members.data.split import patient_groups
+from members.data.split import patient_ids
 
 LEAK = ("so several images of one patient may land in different splits (leaking into val/test); "
         "pass --group-column or --group-pattern to group them")
@@ -104,13 +104,19 @@ def find_groups(paths: Sequence[str], *, column: Sequence[str] | None = None, co
         by = f"pattern {pattern}"
     else:
         names = [p.rsplit("/", 1)[-1] for p in paths] if by_file_name else list(paths)
-        groups = patient_groups(names)
-        if groups is None:
+        ids = patient_ids(names)
+        matched = sum(i is not None for i in ids)
+        if matched == 0 or matched < n / 2:  # a stray x_left.jpg among other names is no naming scheme
             return Grouping(None, None, 0, "Not grouped by patient: the image names are not <patient>_<left|right>, "
                             + LEAK + ".")
-        return Grouping(groups, "file names <patient>_<left|right>", len(set(groups)),
-                        f"Grouped by patient from the file names (<patient>_<left|right>): {len(set(groups))} "
-                        f"patients for {n} images.")
+        groups = [i if i is not None else path for i, path in zip(ids, paths)]  # other names: a group each
+        note = (f"Grouped by patient from the file names (<patient>_<left|right>): {len(set(groups)) - (n - matched)} "
+                f"patients for {matched} images")
+        if matched < n:
+            other = next(p for i, p in zip(ids, paths) if i is None)
+            note += (f"; {n - matched} image(s) named otherwise (e.g. {other}) are groups of their own: pass "
+                     "--group-column or --group-pattern if they belong to those patients")
+        return Grouping(groups, "file names <patient>_<left|right>", len(set(groups)), note + ".")
     covered = sum(i is not None for i in ids)
     if covered == 0:
         return Grouping(None, None, 0, f"Not grouped by patient: the {by} gave no patient id for any of the {n} "

@@ -12,6 +12,7 @@ import csv
 import io
 import os
 import re
+import sys
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ REASON_NO_NAME = "image name is empty"
 REASON_NO_LABEL = "label is empty"
 REASON_BAD_LABEL = "label is not a non-negative integer"
 REASON_LABEL_RANGE = "label is too large for a class index (at most 999)"
-REASON_BAD_SPLIT = "split is not train, val or test"
+REASON_BAD_SPLIT = "split is not train, val or test (or training, valid, validation, testing)"
 REASON_DUPLICATE = "image listed twice (kept the first row)"
 REASON_CONFLICT = "image listed with conflicting labels (all its rows dropped)"
 REASON_OUTSIDE = "image name points outside the images folder"
@@ -36,6 +37,8 @@ REASON_FORMAT = "image format TensorFlow misreads (a palette or compressed BMP; 
 REASON_TOO_LARGE = "image too large to decode safely (PIL decompression-bomb limit)"
 REASON_LOOP = "image file is a symlink loop (or a chain of links too long to follow)"
 REASON_AMBIGUOUS = "image name is ambiguous: several files match it (another extension or case); name it exactly"
+REASON_AMBIGUOUS_FOLDERS = ("image name is in several sub-folders; name it with its sub-folder, or point --images at "
+                            "the one sub-folder")
 REASON_SAME_FILE = "image is the same file as another listed image (a link or another spelling; kept the first)"
 
 # What tf.io.decode_image(channels=3, expand_animations=False) reads (MPO is a camera JPEG); the
@@ -46,7 +49,8 @@ EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
               ".jfif", ".jpe")  # .jfif: the name Windows gives JPEGs
 
 _INT = re.compile(r"^\+?\d+(\.0*)?$")
-_SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+_SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                "test": "test", "testing": "test"}
 PROGRESS_MIN_ROWS = 200
 
 
@@ -89,6 +93,7 @@ class NameResolver:
         self._tree: dict | None = None  # sub-folders of the root, listed on the first name not found at its place
         self.elsewhere: list[tuple[str, str]] = []  # (name, path found in a sub-folder)
         self.backslashed = 0  # names read with \ as /
+        self.reextended: list[tuple[str, str]] = []  # (name, file with another image extension)
 
     def _inside(self, real: str) -> bool:
         return real == self.root or real.startswith(self._prefix)
@@ -114,6 +119,8 @@ class NameResolver:
         ``images/part2/…``; a name found in two sub-folders is ambiguous).
         """
         found, reason = self._resolve(name)
+        if found is not None:
+            self._note_extension(name, found)
         if reason == REASON_MISSING and "\\" in name and os.sep == "/":
             found, reason = self._resolve(name.replace("\\", "/"))
             self.backslashed += reason is None
@@ -122,13 +129,25 @@ class NameResolver:
             found, reason = self._in_subfolders(name.strip("/"))
             if found is not None:
                 self.elsewhere.append((name, found))
+                self._note_extension(name, found)
         return found, reason
+
+    def _note_extension(self, name: str, found: str) -> None:
+        """Count a name whose extension is another than its file's (``x.JPG`` read as ``x.png``)."""
+        ext = os.path.splitext(name)[1].casefold()
+        if ext in EXTENSIONS and os.path.splitext(found)[1].casefold() != ext:
+            self.reextended.append((name, found))
 
     def notes(self) -> list[str]:
         """What :meth:`resolve` read otherwise than written, for prepare's output."""
         out = []
         if self.backslashed:
             out.append(f"Note: {self.backslashed} image names were Windows paths (with \\); they were read with / instead.")
+        if self.reextended:
+            name, found = self.reextended[0]
+            out.append(f"Note: {len(self.reextended)} image names named a file with another extension, which was not "
+                       f"there; each matched the one file of that name with another image extension (e.g. {name!r} → "
+                       f"{found}: converted after labelling?); check that they are the same pictures.")
         if self.elsewhere:
             name, found = self.elsewhere[0]
             out.append(f"Note: {len(self.elsewhere)} image names were not in {self.root} itself but each matched one file "
@@ -154,7 +173,7 @@ class NameResolver:
             if found is not None:
                 hits.append(os.path.relpath(os.path.join(folder, found), self.root))
         if len(hits) > 1:
-            return None, REASON_AMBIGUOUS
+            return None, REASON_AMBIGUOUS_FOLDERS
         if not hits:
             return None, REASON_MISSING
         return self._resolve(hits[0])
@@ -200,6 +219,10 @@ def _match(base: str, names: set[str], folded: dict[str, list[str]]) -> tuple[st
     candidates: list[str] = []
     for key in [_key(base)] + [_key(base + ext) for ext in EXTENSIONS]:
         candidates += [n for n in folded.get(key, []) if n not in candidates]
+    stem, ext = os.path.splitext(base)
+    if not candidates and ext.casefold() in EXTENSIONS:  # x.JPG listed, x.png on disk (converted after labelling)
+        candidates = [n for other in EXTENSIONS for n in folded.get(_key(stem + other), [])]
+        candidates = list(dict.fromkeys(candidates))
     if len(candidates) > 1:
         return None, REASON_AMBIGUOUS
     return (candidates[0], None) if candidates else (None, REASON_MISSING)
@@ -293,6 +316,12 @@ def header_delimiter(text: str) -> str:
     return max(DELIMITERS, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
+def _is_data_row(cells: list[str]) -> bool:
+    """Whether a first line is a row, not a header: an image file name, then an integer label."""
+    return (len(cells) >= 2 and os.path.splitext(cells[0])[1].casefold() in EXTENSIONS
+            and parse_label(cells[1]) is not None)
+
+
 def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column: str,
                     split_column: str) -> pd.DataFrame:
     """Read the CSV into columns ``row, image, label_text`` (+ ``split_text``), all strings.
@@ -309,9 +338,14 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             text = f.read()
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=header_delimiter(text))
-        header = next(reader, None)
-        records = [(reader.line_num, rec) for rec in reader if any(cell.strip() for cell in rec)]
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        if not any(sep in first for sep in DELIMITERS) and len(first.split()) >= 2:  # `name grade` lines (DDR)
+            lines = [(n, line.strip().rsplit(None, 1)) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+            header, records = lines[0][1], lines[1:]
+        else:
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=header_delimiter(text))
+            header = next(reader, None)
+            records = [(reader.line_num, rec) for rec in reader if any(cell.strip() for cell in rec)]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise UserError(f"Labels file {path} is not a UTF-8 CSV text file ({exc}); save it as CSV (UTF-8) "
                         f"and try again. Received: labels={path}") from None
@@ -319,6 +353,11 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
         raise UserError(f"Labels file {path} is empty; expected a header such as `image,level` and one row per "
                         f"image. Received: labels={path}")
     header = [h.strip() for h in header]
+    if _is_data_row(header) and _find_column(header, image_column) is None:  # no header: image, label, ...
+        records = [(1, header), *records]
+        header = [image_column, label_column, *(f"column {i}" for i in range(3, len(header) + 1))]
+        print(f"Note: {path} has no header; its first column is read as the image names and its second as the "
+              "labels.", file=sys.stderr)
     cols = {name: _find_column(header, name) for name in (image_column, label_column)}
     missing = [name for name, idx in cols.items() if idx is None]
     if missing:
@@ -356,7 +395,7 @@ def _first_problem(row, resolver: NameResolver, has_split: bool) -> tuple[str | 
         return None, None, REASON_BAD_LABEL
     if not label_in_range(label):
         return None, None, REASON_LABEL_RANGE
-    if has_split and row.split_text.casefold() not in _SPLIT_NAMES:
+    if has_split and row.split_text and row.split_text.casefold() not in _SPLIT_NAMES:  # empty: train
         return None, label, REASON_BAD_SPLIT
     rel, reason = resolver.resolve(row.image)
     return rel, label, reason
@@ -385,7 +424,7 @@ def check_rows(table: pd.DataFrame, images_dir: str | os.PathLike, *, progress: 
         if reason is not None:
             dropped.append((row.row, row.image, row.label_text, reason))
         else:
-            split = _SPLIT_NAMES[row.split_text.casefold()] if has_split else None
+            split = _SPLIT_NAMES.get(row.split_text.casefold(), "train") if has_split else None
             ok.append((row.row, row.image, row.label_text, rel, label, split))
 
     ids = [file_identity(root / item[3]) for item in ok]  # a link and its target are one file
@@ -413,8 +452,13 @@ def check_rows(table: pd.DataFrame, images_dir: str | os.PathLike, *, progress: 
     kept_df = kept_df.drop(columns=["label_text"] + ([] if has_split else ["split"]))
     kept_df["label"] = kept_df["label"].astype("int64")
     dropped_df = pd.DataFrame(dropped, columns=["row", "image", "label", "reason"]).sort_values("row", kind="stable")
+    notes = resolver.notes()
+    empty = int((table["split_text"] == "").sum()) if has_split else 0
+    if empty:
+        notes.append(f"Note: {empty} rows have an empty split cell; they count as train (val and test, where the file "
+                     "names none, are carved from train).")
     return CheckedRows(kept=kept_df, dropped=dropped_df.reset_index(drop=True), has_split=has_split,
-                       identical=sets, notes=resolver.notes())
+                       identical=sets, notes=notes)
 
 
 def file_identity(path: str | os.PathLike) -> tuple:

@@ -30,19 +30,26 @@ def class_counts(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.nda
     return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)[:num_classes]
 
 
-def patient_groups(paths: Sequence[str]) -> list[str] | None:
-    """Patient ids when every file is named ``<patient>_<left|right>``, else ``None``.
+def patient_ids(paths: Sequence[str]) -> list[str | None]:
+    """The patient id of each file named ``<patient>_<left|right>`` (``None`` for other names).
 
     The folder part is kept, so ``a/10_left`` and ``b/10_left`` are different patients.
+
+        >>> patient_ids(["a/10_left.jpeg", "copy.jpeg"])
+        ['a/10', None]
     """
-    groups = []
+    ids: list[str | None] = []
     for path in paths:
         folder, _, name = path.rpartition("/")
         match = _EYE.match(name.rsplit(".", 1)[0] if "." in name else name)
-        if match is None:
-            return None
-        groups.append(f"{folder}/{match['patient']}" if folder else match["patient"])
-    return groups or None
+        ids.append(None if match is None else f"{folder}/{match['patient']}" if folder else match["patient"])
+    return ids
+
+
+def patient_groups(paths: Sequence[str]) -> list[str] | None:
+    """Patient ids when every file is named ``<patient>_<left|right>``, else ``None``."""
+    ids = patient_ids(paths)
+    return None if not ids or None in ids else ids  # type: ignore[return-value]
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -202,3 +209,17 @@ def _say_missing(labels: np.ndarray, result: np.ndarray, names: list[str], group
                   f"{n_groups} patient group(s), too few for every split to get one (a group never spans two splits); "
                   f"{'members cannot learn it' if s == 'train' else 'its figures for that class are missing'}. "
                   "Add images of it, or merge it into a neighbouring class.", file=sys.stderr)
+
+
+def spanning(split: Sequence[str], groups: Sequence[str]) -> list[str]:
+    """The groups whose rows lie in more than one split (in order of first appearance).
+
+        >>> spanning(["train", "test", "train", "val"], ["a", "a", "b", "b"])
+        ['a', 'b']
+        >>> spanning(["train", "train", "test"], ["a", "a", "b"])
+        []
+    """
+    seen: dict[str, set] = {}
+    for s, g in zip(split, groups):
+        seen.setdefault(str(g), set()).add(str(s))
+    return [g for g, splits in seen.items() if len(splits) > 1]

@@ -1,0 +1,170 @@
+"""Public DR sets as they come: DDR's headerless lists and grade 5, given splits that leak, Messidor's renamed
+extensions, IDRiD's parallel folders, unzipped Mac archives, named grades in order."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from tests.helpers import add_member, one_sentence_error, run_cli
+
+RNG = np.random.default_rng(7)
+
+
+def _image(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(RNG.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
+
+
+def _eyes(folder: Path, patients: int = 12, ext: str = ".png") -> list[tuple[str, int]]:
+    """``<patient>_<left|right><ext>`` images, grades 0-4 cycling by patient."""
+    rows = []
+    for p in range(patients):
+        for eye in ("left", "right"):
+            name = f"{p + 10}_{eye}{ext}"
+            _image(folder / name)
+            rows.append((name, p % 5))
+    return rows
+
+
+def _prepare(work: Path, *args) -> tuple[int, str, str]:
+    return run_cli("prepare", "--workdir", work, *args)
+
+
+def test_a_headerless_ddr_list_with_grade_5_is_read_and_5_can_be_left_out(tmp_path):
+    rows = _eyes(tmp_path / "img", patients=15)
+    for i in range(4):  # DDR's grade 5: ungradable frames
+        _image(tmp_path / "img" / f"u{i}_left.png")
+    lines = [f"{n} {g}" for n, g in rows] + [f"u{i}_left.png 5" for i in range(4)]
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    code, _out, err = _prepare(tmp_path / "w", "--labels", tmp_path / "train.txt", "--images", tmp_path / "img")
+    assert code == 0, err
+    assert "has no header; its first column is read as the image names" in err
+    assert "--exclude-label 5" in err  # six grades: a hint that 5 may be ungradable
+    assert json.loads((tmp_path / "w" / "dataset.json").read_text())["classes"] == [0, 1, 2, 3, 4, 5]
+    code, _out, err = _prepare(tmp_path / "w5", "--labels", tmp_path / "train.txt", "--images", tmp_path / "img",
+                               "--exclude-label", "5")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "w5" / "dataset.json").read_text())
+    assert meta["classes"] == [0, 1, 2, 3, 4] and meta["kept"] == 30
+    report = pd.read_csv(tmp_path / "w5" / "data_report.csv")
+    assert len(report) == 4 and set(report["reason"]) == {"label left out (--exclude-label)"}
+    code, _out, err = _prepare(tmp_path / "w6", "--labels", tmp_path / "train.txt", "--images", tmp_path / "img",
+                               "--exclude-label", "ungradable")
+    last = err.strip().splitlines()[-1]  # after the note on the missing header
+    assert code == 1 and "Traceback" not in err and last.startswith("Error: --exclude-label 'ungradable' matches no row")
+    assert not (tmp_path / "w6" / "dataset.json").exists()
+
+
+def test_a_given_split_that_spreads_patients_or_copies_is_named_not_called_grouped(tmp_path):
+    rows = _eyes(tmp_path / "img", patients=15)
+    (tmp_path / "img" / "copy.png").write_bytes((tmp_path / "img" / "10_left.png").read_bytes())
+    split = ["train" if i % 2 else "test" for i in range(len(rows))]  # every patient's eyes in two splits
+    table = pd.DataFrame({"image": [n for n, _ in rows] + ["copy.png"], "level": [g for _, g in rows] + [0],
+                          "split": split + ["train"]})
+    table.to_csv(tmp_path / "s.csv", index=False)
+    code, out, err = _prepare(tmp_path / "w", "--labels", tmp_path / "s.csv", "--images", tmp_path / "img")
+    assert code == 0, err
+    assert "Warning: the given split puts the images of 15 of 16 patients in more than one split" in err
+    assert "Warning: the given split puts byte-identical copies of 1 image(s) in two splits" in err
+    assert "each set is kept in one split" not in err and "(not grouped by patient)" in out
+    meta = json.loads((tmp_path / "w" / "dataset.json").read_text())
+    assert meta["grouped"] is False and meta["groups_across_splits"] == 15
+    # one odd name among <patient>_<left|right> names no longer turns grouping off for the others
+    assert "1 image(s) named otherwise (e.g. copy.png) are groups of their own" in err
+
+
+def test_empty_split_cells_count_as_train_and_synonyms_are_read(tmp_path):
+    rows = _eyes(tmp_path / "img", patients=20)
+    split = ["" if i < 30 else "testing" for i in range(len(rows))]
+    pd.DataFrame({"image": [n for n, _ in rows], "level": [g for _, g in rows], "split": split}).to_csv(
+        tmp_path / "s.csv", index=False)
+    code, _out, err = _prepare(tmp_path / "w", "--labels", tmp_path / "s.csv", "--images", tmp_path / "img")
+    assert code == 0, err
+    assert "30 rows have an empty split cell; they count as train" in err
+    table = pd.read_csv(tmp_path / "w" / "split.csv")
+    assert (table["split"] == "test").sum() == 10 and set(table["split"]) == {"train", "val", "test"}
+    pd.DataFrame({"image": [n for n, _ in rows], "level": [g for _, g in rows], "split": ["holdout"] * len(rows)}).to_csv(
+        tmp_path / "bad.csv", index=False)
+    code, _out, err = _prepare(tmp_path / "w2", "--labels", tmp_path / "bad.csv", "--images", tmp_path / "img")
+    one_sentence_error(code, err, "write train, val or test in the split column")
+
+
+def test_renamed_extensions_parallel_folders_and_mac_archives(tmp_path):
+    rows = _eyes(tmp_path / "img", patients=10)
+    pd.DataFrame({"image": [n.replace(".png", ".JPG") for n, _ in rows], "level": [g for _, g in rows]}).to_csv(
+        tmp_path / "jpg.csv", index=False)
+    code, _out, err = _prepare(tmp_path / "w", "--labels", tmp_path / "jpg.csv", "--images", tmp_path / "img")
+    assert code == 0, err
+    assert "20 image names named a file with another extension" in err and "'10_left.JPG' → 10_left.png" in err
+    # IDRiD: one name in two sub-folders names them, not extensions
+    for part in ("a. Training Set", "b. Testing Set"):
+        _image(tmp_path / "par" / part / "IDRiD_001.jpg")
+    for i in range(2, 22):
+        _image(tmp_path / "par" / "a. Training Set" / f"IDRiD_{i:03d}.jpg")
+    pd.DataFrame({"image": [f"IDRiD_{i:03d}" for i in range(1, 22)], "level": [i % 3 for i in range(1, 22)]}).to_csv(
+        tmp_path / "idrid.csv", index=False)
+    code, _out, err = _prepare(tmp_path / "wi", "--labels", tmp_path / "idrid.csv", "--images", tmp_path / "par")
+    assert code == 0, err
+    report = pd.read_csv(tmp_path / "wi" / "data_report.csv")
+    assert report["reason"].tolist() == ["image name is in several sub-folders; name it with its sub-folder, or point "
+                                         "--images at the one sub-folder"]
+    # an unzipped Mac archive's __MACOSX folder is no class
+    for c in ("0 - No DR", "1 - Mild"):
+        for i in range(8):
+            _image(tmp_path / "cls" / c / f"{c[0]}_{i}.png")
+    (tmp_path / "cls" / "__MACOSX" / "0 - No DR").mkdir(parents=True)
+    (tmp_path / "cls" / "__MACOSX" / "0 - No DR" / "._0_1.png").write_bytes(b"\x00\x05\x16\x07")
+    code, _out, err = _prepare(tmp_path / "wc", "--images", tmp_path / "cls")
+    assert code == 0, err
+    assert json.loads((tmp_path / "wc" / "dataset.json").read_text())["classes"] == ["0 - No DR", "1 - Mild"]
+
+
+def test_another_source_names_what_differs(tmp_path):
+    rows = _eyes(tmp_path / "data" / "img", patients=15)
+    pd.DataFrame({"image": [n for n, _ in rows], "level": [g for _, g in rows]}).to_csv(tmp_path / "data" / "l.csv",
+                                                                                       index=False)
+    assert _prepare(tmp_path / "w", "--labels", tmp_path / "data" / "l.csv", "--images", tmp_path / "data" / "img")[0] == 0
+    (tmp_path / "data" / "img2").mkdir()
+    for n, _ in rows[2:]:
+        (tmp_path / "data" / "img2" / n).write_bytes((tmp_path / "data" / "img" / n).read_bytes())
+    code, _out, err = _prepare(tmp_path / "w", "--labels", tmp_path / "data" / "l.csv", "--images",
+                               tmp_path / "data" / "img2")
+    line = err.strip().splitlines()[-1]
+    assert code == 1 and line.startswith("Error: ") and "was prepared from other data (images in" in line
+    assert "rows kept 30 then, 28 now" in line and "source csv:" not in line  # the same labels file is no difference
+
+
+def test_named_grades_in_order_get_the_referable_summary(tmp_path):
+    from ensemble.vote import run_vote
+
+    names = ["0 - No DR", "1 - Mild", "2 - Moderate", "3 - Severe", "4 - PDR"]
+    for c in names:
+        for i in range(8):
+            _image(tmp_path / "cls" / c / f"{c[0]}_{i}.png")
+    code, _out, err = _prepare(tmp_path / "w", "--images", tmp_path / "cls", "--ordinal", "--classes", ",".join(names))
+    assert code == 0, err
+    add_member(tmp_path / "w", "a", seed=1)
+    add_member(tmp_path / "w", "b", seed=2)
+    report = run_vote(tmp_path / "w", n_boot=20, console=Console(file=io.StringIO()))
+    ref = report["referable"]
+    assert ref["applicable"] is True and ref["cut_grade"] == 2 and ref["positive"] == "grade >= 2 (2 - Moderate or worse)"
+
+
+@pytest.mark.parametrize("split", ["training", "Testing"])
+def test_split_folder_synonyms(tmp_path, split):
+    for s in ("training" if split == "training" else "train", split):
+        for c in ("a", "b"):
+            for i in range(8):
+                _image(tmp_path / "set" / s / c / f"{s}{c}{i}.png")
+    code, _out, err = _prepare(tmp_path / "w", "--images", tmp_path / "set")
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "w" / "split.csv")
+    assert set(table["split"]) == {"train", "val", "test"}
