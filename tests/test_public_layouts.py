@@ -168,3 +168,17 @@ def test_split_folder_synonyms(tmp_path, split):
     assert code == 0, err
     table = pd.read_csv(tmp_path / "w" / "split.csv")
     assert set(table["split"]) == {"train", "val", "test"}
+
+
+def test_test_rows_whose_files_are_elsewhere_point_at_images(tmp_path):
+    """DDR with --images DR_grading/train: the test rows' files are in DR_grading/test, not unlabelled."""
+    rows = _eyes(tmp_path / "DR" / "train", patients=15)
+    test = _eyes(tmp_path / "DR" / "test", patients=5)
+    table = pd.DataFrame({"image": [n for n, _ in rows] + [f"t{n}" for n, _ in test],
+                          "level": [g for _, g in rows + test], "split": ["train"] * len(rows) + ["test"] * len(test)})
+    table.to_csv(tmp_path / "s.csv", index=False)
+    code, _out, err = _prepare(tmp_path / "w", "--labels", tmp_path / "s.csv", "--images", tmp_path / "DR" / "train")
+    assert code == 0, err
+    text = " ".join(err.split())
+    assert 'all 10 test rows of the CSV were dropped, mostly because "image file not found"' in text
+    assert "check that --images is the folder above all the splits' images" in text and "unlabelled" not in text

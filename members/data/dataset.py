@@ -31,7 +31,7 @@ from members.infra.errors import UserError
 from members.data.classes import choose_ordinal, encode_labels
 from members.data.folders import loose_files, scan_class_folders
 from members.data.grouping import find_groups, read_group_column
-from members.data.labels import REASON_BAD_SPLIT, check_rows, parse_label, read_labels_csv
+from members.data.labels import REASON_BAD_SPLIT, REASON_MISSING, check_rows, parse_label, read_labels_csv
 from members.data.medmnist import fetch_medmnist, read_npz, write_pngs
 from members.data.split import SPLITS, assign_splits, check_fractions, class_counts, patient_groups, spanning
 from members.infra.transaction import WorkdirLock, commit_entries, roll_forward
@@ -466,9 +466,11 @@ def _lost_splits(table: pd.DataFrame, dropped: pd.DataFrame, given: list[str], f
             reasons = dropped.loc[dropped["row"].isin(rows), "reason"].value_counts()
             why = f', mostly because "{reasons.index[0]}" ({reasons.iloc[0]} rows)' if len(reasons) else ""
             where = "split folders" if folders else "CSV"
+            top = reasons.index[0] if len(reasons) else ""
+            advice = ("check that --images is the folder above all the splits' images" if top == REASON_MISSING else
+                      f"unlabelled images are graded with `predict`, not scored as {split}")
             notes.append(f"Note: all {len(rows)} {split} rows of the {where} were dropped{why}, so {split} was carved "
-                         f"from the train rows instead; unlabelled images are graded with `predict`, not scored as "
-                         f"{split}.")
+                         f"from the train rows instead; {advice}.")
     return notes
 
 
