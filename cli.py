@@ -398,6 +398,11 @@ def train_member_cmd(
         strategy=strategy, seed=seed, tensorboard=tensorboard or None,
     )
     spec = resolve_spec(preset, overrides, set_ or [])
+    from members.data.classes import refuse_asked_grade_head
+    from members.data.dataset import load_dataset
+    from members.model.spec import resolve_overrides
+
+    refuse_asked_grade_head(resolve_overrides(overrides, set_ or []), load_dataset(workdir).ordinal)
     member = name or Path(preset).stem
     if folds is not None:  # k-fold member: members/training/folds.py
         from members.training.folds import train_folded
@@ -523,9 +528,14 @@ def _read_list(from_file: Optional[Path]) -> list[str]:
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"--from-file {from_file} cannot be read ({getattr(exc, 'strerror', None) or exc}); pass a "
                             "UTF-8 text file with one image path per line, or - for stdin.") from None
-    lines = [line.strip() for line in text.splitlines()]
-    return [str(Path(line) if Path(line).is_absolute() else base / line) for line in lines
-            if line and not line.startswith("#")]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    paths = [str(Path(line) if Path(line).is_absolute() else base / line) for line in lines]
+    for line, path in list(zip(lines, paths))[:1]:
+        if any(sep in line for sep in (",", ";", "\t")) and not Path(path).exists():
+            raise UserError(f"--from-file {from_file} looks like a CSV (its first line is {line[:60]!r}), but it takes "
+                            "one image path per line; write the image column alone, e.g. "
+                            f"`cut -d, -f1 {from_file} | tail -n +2 > worklist.txt`.")
+    return paths
 
 
 def _inputs(images: Optional[list[Path]], from_file: Optional[Path]) -> list[str]:
@@ -537,7 +547,7 @@ def _inputs(images: Optional[list[Path]], from_file: Optional[Path]) -> list[str
     return paths
 
 
-FromFileOpt = Annotated[Optional[Path], typer.Option("--from-file", help="A text file with one image path per line (a worklist; - reads stdin; relative paths are relative to the file), added to the images given.")]
+FromFileOpt = Annotated[Optional[Path], typer.Option("--from-file", help="A text file with one image path per line (a worklist; - reads stdin; relative paths are relative to the file and written out as absolute paths), added to the images given.")]
 
 
 @app.command()
@@ -566,8 +576,9 @@ def predict(
     top_prob    the probability of top_class (the largest prob_*)
     agreement   share of members whose own top class is label (1 = all)
     refer       1 = send to a human grader: label_prob below the threshold
-                chosen on val, or agreement 0 (other methods: under half
-                the members agree)
+                chosen on val, or agreement 0 (other methods, and --tta on
+                members whose cached probabilities were not TTA: under
+                half the members agree); also every row with a note
     prob_0..    the ensemble's probability of each class (calibrated when
                 vote ran with --calibrate temperature)
     p_referable P(grade >= the referable cut, default 2): ordered grades only

@@ -332,7 +332,8 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
             _refuse_without_model(name, read_json(path))
     members = [load_member(workdir / "members" / name) for name in names]
     for name in names:
-        check_member(report_path.parent, name, read_json(workdir / "members" / name / "metrics.json"), manifest)
+        path = workdir / "members" / name / "metrics.json"
+        check_member(report_path.parent, name, read_json(path), manifest, sha256_file(path))
     for m in members:
         if m.num_classes and m.num_classes != combiner.n_classes_:
             raise UserError(f"Member {m.name!r} has {m.num_classes} classes but the {chosen!r} combiner was fitted "
@@ -344,7 +345,7 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
         kept = referral.get("val_coverage")
         reached = (f"; it kept {kept:.0%} of val, see the report's referral section"
                    if coverage and isinstance(kept, (int, float)) and abs(kept - coverage) > 0.02 else "")
-        note = (f"referred when the ensemble's confidence < {threshold:.4g} (chosen on val to keep "
+        note = (f"referred when the ensemble's confidence < {threshold:.4g} (chosen on {_rows_of(report)} to keep "
                 f"{coverage:.0%} of images{reached})" if coverage else f"referred when confidence < {threshold:.4g}")
         graded = report.get("ordinal", True) is not False and (report.get("num_classes") or 0) > 2
         note += f" or when no member gives the ensemble's {'grade' if graded else 'class'}" if alone else ""
@@ -355,7 +356,7 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
                 f"(report.json holds a referral threshold only for {best!r}, not {chosen!r})")
     classes = report.get("classes") or list(range(combiner.n_classes_))
     ref = report.get("referable") or {}
-    cut, ref_threshold, ref_note = _referable_rule(ref, chosen)
+    cut, ref_threshold, ref_note = _referable_rule(ref, chosen, _rows_of(report))
     kind = "positive_class" if ref.get("kind") == "positive_class" else "referable_dr"
     looks = None
     if (report_path.parent / appearance.FILE).is_file():  # older votes wrote none: no screen
@@ -365,7 +366,12 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
                     cut, ref_threshold, ref_note, kind, looks)
 
 
-def _referable_rule(ref: dict, chosen: str) -> tuple[int | None, float | None, str]:
+def _rows_of(report: dict) -> str:
+    """The rows vote chose its thresholds on: ``val``, or the out-of-fold rows of k-fold members."""
+    return "the out-of-fold train+val rows" if (report.get("protocol") or {}).get("name") == "oof" else "val"
+
+
+def _referable_rule(ref: dict, chosen: str, rows: str = "val") -> tuple[int | None, float | None, str]:
     """``(cut grade or positive class index, threshold, note)`` of ``report.json``'s referable-DR (or two-class
     positive-class) section for the method ``chosen``."""
     two = ref.get("kind") == "positive_class"
@@ -380,7 +386,7 @@ def _referable_rule(ref: dict, chosen: str) -> tuple[int | None, float | None, s
         return cut, None, (f"{p_col} = {score}; `{col}` is left empty: vote chose its threshold for "
                            f"{point.get('name')!r}, not {chosen!r}")
     target = ref.get("sensitivity_target")
-    why = f", chosen on val for {target:.0%} sensitivity" if isinstance(target, (int, float)) else ""
+    why = f", chosen on {rows} for {target:.0%} sensitivity" if isinstance(target, (int, float)) else ""
     what = f"class {ref.get('positive_class')}" if two else "referable DR"
     return cut, float(threshold), f"{what} when {score} >= {threshold:.4g}{why}"
 
@@ -610,20 +616,38 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
     uniform: list[bool] = []
     P, kept = ensemble_member_probs(ens.members, candidates, tta=tta, batch_size=batch_size,
                                     uniform=uniform) if candidates else (None, np.zeros(0, dtype=np.int64))
-    settle_skipped(paths, candidates, kept, skipped)
+    try:
+        settle_skipped(paths, candidates, kept, skipped)
+    except UserError:  # every input still gets its row ("not graded: <reason>"), then the one sentence
+        _write(_none_graded(ens, skipped).to_csv(), out, print_csv)
+        raise
     graded = [candidates[i] for i in kept]
     unlike = (appearance.screen(ens.appearance, appearance.looks(graded)) if ens.appearance is not None
               else [""] * len(graded))  # vote's range of the training images' looks (ensemble.appearance)
     notes = [UNIFORM_NOTE if flat else why for flat, why in zip(uniform, unlike)]
     result = _combine(ens, graded, P, skipped, notes=notes)
-    text = result.to_csv()
+    _write(result.to_csv(), out, print_csv)
+    _summary(result, out)
+    return result
+
+
+def _write(text: str, out: str | Path | None, print_csv: bool) -> None:
     if out is not None:
         write_text(out, text)
     elif print_csv:
         sys.stdout.write(text)
         sys.stdout.flush()
-    _summary(result, out)
-    return result
+
+
+def _none_graded(ens: Ensemble, skipped: dict[str, str]) -> PredictionResult:
+    """The result when no input could be read: only the "not graded" rows."""
+    k = len(ens.classes)
+    empty = np.zeros(0)
+    return PredictionResult([], np.zeros((0, k)), np.zeros(0, dtype=np.int64), empty, empty, np.zeros(0, dtype=bool),
+                            skipped, ens.method, [m.name for m in ens.members], ens.referral_note, ens.classes,
+                            p_referable=None if ens.referable_cut is None else empty,
+                            referable=None if ens.referable_threshold is None else np.zeros(0, dtype=bool),
+                            referable_note=ens.referable_note, referable_kind=ens.referable_kind)
 
 
 def expand_folders(paths: Sequence[str]) -> list[str]:

@@ -94,8 +94,9 @@ def check_files(folder: Path, names: list[str], manifest: dict | None = None) ->
     return manifest
 
 
-def check_member(folder: Path, name: str, metrics: dict, manifest: dict) -> None:
-    """Refuse a member that was retrained (or is not one of the members) since the vote."""
+def check_member(folder: Path, name: str, metrics: dict, manifest: dict, metrics_sha256: str | None = None) -> None:
+    """Refuse a member that was retrained (or is not one of the members) since the vote, or whose
+    ``metrics.json`` (``metrics_sha256``: its hash now) is not the one the vote read."""
     recorded = manifest["members"].get(name)
     if recorded is None:
         raise UserError(f"Member {name!r} is not one of the members of the vote recorded in {folder / MANIFEST}; "
@@ -103,6 +104,10 @@ def check_member(folder: Path, name: str, metrics: dict, manifest: dict) -> None
     if recorded.get("model_sha256") != metrics.get("model_sha256"):
         raise UserError(f"Member {name!r} was retrained after the vote (its model.keras is not the one the combiners "
                         f"were fitted on, per {folder / MANIFEST}); {VOTE_AGAIN.format(workdir=folder.parent)}.")
+    if metrics_sha256 and recorded.get("metrics_sha256") and recorded["metrics_sha256"] != metrics_sha256:
+        raise UserError(f"Member {name!r} has another metrics.json than the vote read (its SHA-256 differs from "
+                        f"{folder / MANIFEST}; a regression member's grade cuts live there); "
+                        f"{VOTE_AGAIN.format(workdir=folder.parent)}.")
 
 
 _STAGING: contextvars.ContextVar[Path | None] = contextvars.ContextVar("ensemble_staging", default=None)

@@ -167,7 +167,8 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| {_label(name, report)} | {kind} | {cells} |")
     lines += ["", f"## Significance: each ensemble against {report['best_single']} (test)", "",
               ("McNemar's test on the rows exactly one of the two gets right (two-sided), clustered by patient "
-               "(Durkalski: each patient's wins and losses summed, since a patient's eyes are not independent)."
+               "(Durkalski: each patient's wins and losses summed, since a patient's "
+               f"{'eyes are' if is_dr(report) else 'images are'} not independent)."
                if any(v.get("mcnemar_test") == "clustered" for v in report["significance"].values()) else
                "McNemar's exact test on the rows exactly one of the two gets right (two-sided)."), "",
               f"| ensemble | ensemble alone right | single alone right | favours | p | same "
@@ -247,7 +248,7 @@ def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bo
             "Coverage is the share of images the ensemble classifies on its own; the rest go to a human reader. "
             "This is about the ensemble's confidence in its class, not about which class it is."), "",
            (f"Rows whose {ref['confidence']} is below {_num(ref['threshold'])} (chosen on {rows} for "
-            f"{ref['target_coverage']:.0%} coverage{_reached(ref)})"
+            f"{ref['target_coverage']:.0%} coverage{_reached(ref, dr)})"
             + (f", and rows no member grades as the ensemble does ({ref['val_without_agreement']} on {rows}, "
                f"{ref['test_without_agreement']} on test), are referred to a human grader."
                if ref.get("refer_without_agreement") else " are referred to a human grader.")), "",
@@ -275,14 +276,15 @@ def _screen_md(screen: dict | None) -> list[str]:
     return ["", text]
 
 
-def _reached(ref: dict) -> str:
+def _reached(ref: dict, dr: bool = True) -> str:
     """``; it keeps 100% of val ...`` when the coverage reached on the selection rows is not the target, and why."""
     got, target = ref.get("val_coverage"), ref.get("target_coverage")
     if got is None or target is None or abs(got - target) <= 0.02:
         return ""
     alone, rows = ref.get("val_without_agreement"), ref.get("val_rows")
     if got < target and ref.get("refer_without_agreement") and alone and rows and alone / rows > 1 - target:
-        why = (f"{alone} of the {rows} rows ({alone / rows:.0%}) have a grade no member gives, and those are referred "
+        why = (f"{alone} of the {rows} rows ({alone / rows:.0%}) have a {'grade' if dr else 'class'} no member gives, "
+               "and those are referred "
                "whatever the threshold")
     else:
         why = "the ensemble's confidences take too few distinct values to stop nearer it (a hard vote of a few members)"

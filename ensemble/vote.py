@@ -195,7 +195,7 @@ def run_vote(
             "on val without in-sample optimism. Saved as ensemble/combiners/<method>.json."),
         "combiners": saved,
         "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95, "stratified": True, **_bootstrap_words(
-            indices, n_boot, seed, len(ms.test_labels)),
+            indices, n_boot, seed, len(ms.test_labels), graded=bool(ms.ordinal) and ms.num_classes >= 3),
             "single_row_classes": [ms.classes[c] if c < len(ms.classes or []) else c for c, n in
                                    enumerate(np.bincount(ms.test_labels, minlength=ms.num_classes).tolist()) if n == 1],
             "few_row_classes": {str(ms.classes[c] if c < len(ms.classes or []) else c): n for c, n in
@@ -399,15 +399,17 @@ def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int, *, temps=None
     return out, saved, out_temps
 
 
-def _bootstrap_words(indices, n_boot: int, seed: int, rows: int) -> dict:
-    """``report.json``'s bootstrap ``clustered``, ``patients`` and ``note``: how the test rows were resampled."""
+def _bootstrap_words(indices, n_boot: int, seed: int, rows: int, *, graded: bool = True) -> dict:
+    """``report.json``'s bootstrap ``clustered``, ``patients`` and ``note``: how the test rows were resampled
+    (``graded``: ordered grades of eyes, else images and classes)."""
     common = (f"seed {seed}; the same resamples for every model, so differences are paired; percentile intervals, "
               "widened to contain the point value where the resamples are shifted away from it (ECE on small sets).")
     if isinstance(indices, stats.GroupDraws):
         return {"clustered": True, "patients": indices.groups, "single_patient_classes": [], "note": (
             f"{n_boot} bootstrap resamples of the {indices.groups} test patients ({rows} rows): the rows of a patient "
-            "(both eyes) are drawn together, since they are not independent, and patients are drawn within the class "
-            f"of their highest grade (so each such stratum keeps its patient count); {common}")}
+            f"{'(both eyes) ' if graded else ''}are drawn together, since they are not independent, and patients are "
+            f"drawn within the class of their {'highest grade' if graded else 'highest-numbered class'} (so each such "
+            f"stratum keeps its patient count); {common}")}
     return {"clustered": False, "note": (
         f"{n_boot} bootstrap resamples of the test rows, stratified by class (class counts kept, as in the split), "
         f"{common} The split is not grouped by patient, so rows are resampled as independent.")}
@@ -741,6 +743,11 @@ def _say_probabilities_only(ms: MemberSet) -> None:
               "--members leaving them out for an ensemble that grades new images.", file=sys.stderr)
 
 
+def _graded(r: dict) -> bool:
+    """Whether a report is of ordered grades (three or more): its words are eyes and grades, else images and classes."""
+    return r.get("ordinal", True) is not False and (r.get("num_classes") or 0) >= 3
+
+
 def _thin_test_words(r: dict) -> str:
     """A sentence when the test split is too small for its intervals: a class with one row (which a
     bootstrap stratified by class never varies), or fewer than :data:`SMALL_TEST` rows or a class
@@ -759,8 +766,9 @@ def _thin_test_words(r: dict) -> str:
                 f"above should be trusted; {fix}.")
     if lone:
         which = f"class {lone[0]}" if len(lone) == 1 else f"classes {', '.join(map(str, lone))} (one patient each)"
-        return (f" Caution: in the test split a single patient has {which} as their highest grade; the bootstrap "
-                "draws patients within their highest grade, so it never varies that patient's rows, and the intervals "
+        top = "highest grade" if _graded(r) else "highest-numbered class"
+        return (f" Caution: in the test split a single patient has {which} as their {top}; the bootstrap "
+                f"draws patients within their {top}, so it never varies that patient's rows, and the intervals "
                 f"above are narrower than the real uncertainty: neither a 'beat' nor a difference above should be "
                 f"trusted; {fix}.")
     if n is None or (n >= SMALL_TEST and not few):

@@ -293,6 +293,20 @@ def test_ordinal_head_refused_at_train_time(nominal, tmp_path):
     assert not (work / "members" / "o").exists()
 
 
+@pytest.mark.parametrize("asked", [["--head", "regression"], ["--set", "head=regression"]])
+def test_a_grade_head_asked_for_on_nominal_classes_is_refused_even_when_it_is_the_presets(nominal, tmp_path, asked):
+    import shutil
+
+    work = tmp_path / "w"
+    shutil.copytree(nominal, work)
+    code, _out, err = run_cli("train-member", "--workdir", work, "--preset", "small", "--name", "r", *asked)
+    one_sentence_error(code, err, "The regression head predicts an ordered grade", "nominal")
+    code, _out, err = run_cli("train-members", "--workdir", work, "--preset", "small", "--preset", "wide",
+                              "--set", "head=regression")  # train-members has --set only
+    one_sentence_error(code, err, "The regression head predicts an ordered grade")
+    assert not (work / "members" / "r").exists() and not (work / "members" / "small").exists()
+
+
 def test_a_nominal_member_shows_macro_f1_and_leaves_qwk_out_of_its_history(nominal, tmp_path):
     import csv
     import json

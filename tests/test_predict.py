@@ -494,3 +494,16 @@ def test_from_file_reads_a_worklist_relative_to_itself_and_stdin(voted, images, 
     assert pd.read_csv(out)["path"].tolist() == [images["good"][2], images["good"][3]]
     res = CliRunner().invoke(app, ["predict", "--workdir", str(voted)])
     assert res.exit_code == 1 and "--from-file LIST" in res.output
+
+
+def test_no_readable_input_still_gets_its_rows_then_one_sentence(voted, images, tmp_path):
+    from tests.helpers import run_cli
+
+    out = tmp_path / "none.csv"
+    bad = images["bad"][:3]
+    code, _out, err = run_cli("predict", "--workdir", voted, *bad, "--out", out)
+    assert code == 1 and err.strip().splitlines()[-1].startswith("Error: None of the 3 image(s) could be read")
+    rows = pd.read_csv(out, keep_default_na=False)
+    assert sorted(rows["path"]) == sorted(bad) and (rows["refer"] == 1).all() and (rows["label"] == "").all()
+    assert all(note.startswith("not graded: ") for note in rows["note"])
+

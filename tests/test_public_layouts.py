@@ -35,7 +35,12 @@ def _eyes(folder: Path, patients: int = 12, ext: str = ".png") -> list[tuple[str
 
 
 def _prepare(work: Path, *args) -> tuple[int, str, str]:
-    return run_cli("prepare", "--workdir", work, *args)
+    """prepare's exit code, stdout and stderr; stderr's notes are joined into one line (the console wraps them
+    at its width, which differs between a terminal and a test worker), its last line kept apart."""
+    code, out, err = run_cli("prepare", "--workdir", work, *args)
+    lines = err.strip().splitlines()
+    notes = " ".join(" ".join(lines[:-1]).split())
+    return code, " ".join(out.split()), f"{notes}\n{lines[-1] if lines else ''}"
 
 
 def test_a_headerless_ddr_list_with_grade_5_is_read_and_5_can_be_left_out(tmp_path):
@@ -182,3 +187,18 @@ def test_test_rows_whose_files_are_elsewhere_point_at_images(tmp_path):
     text = " ".join(err.split())
     assert 'all 10 test rows of the CSV were dropped, mostly because "image file not found"' in text
     assert "check that --images is the folder above all the splits' images" in text and "unlabelled" not in text
+
+
+def test_eyes_of_a_patient_delivered_in_two_parts_are_one_patient(tmp_path):
+    """EyePACS delivered in parts: 13_left in part1, 13_right in part2 are one patient, not two."""
+    rows = _eyes(tmp_path / "img", patients=20)
+    for i, (name, _) in enumerate(rows):
+        part = tmp_path / "img" / f"part{i % 2 + 1}"
+        part.mkdir(exist_ok=True)
+        (tmp_path / "img" / name).rename(part / name)
+    pd.DataFrame({"image": [n for n, _ in rows], "level": [g for _, g in rows]}).to_csv(tmp_path / "l.csv", index=False)
+    code, _out, err = _prepare(tmp_path / "w", "--labels", tmp_path / "l.csv", "--images", tmp_path / "img")
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "w" / "split.csv", dtype=str)
+    assert table["group"].nunique() == 20 and table.groupby("group")["split"].nunique().max() == 1
+

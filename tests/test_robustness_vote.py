@@ -195,6 +195,12 @@ def test_predict_refuses_a_member_retrained_after_the_vote(tmp_path, trained):
     (folder / "metrics.json").write_text(json.dumps(metrics))
     with pytest.raises(UserError, match=r"Member 't2' was retrained after the vote"):
         _load(work)
+    assert _vote(work)[0] == 0
+    _load(work)
+    with (folder / "metrics.json").open("a") as f:  # the model is the vote's, its metrics.json is not (cuts live there)
+        f.write(" ")
+    with pytest.raises(UserError, match=r"Member 't2' has another metrics.json than the vote read"):
+        _load(work)
 
 
 # ----- prepare -------------------------------------------------------------------------------

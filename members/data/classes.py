@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from members.infra.errors import UserError
 
@@ -161,6 +162,17 @@ def check_task(spec, ordinal: bool, log=None, preset: str | None = None):
             log("Nominal classes: monitoring val_macro_f1 instead of val_qwk (QWK assumes ordered grades).")
         return spec.replace(monitor="val_macro_f1")
     return spec
+
+
+def refuse_asked_grade_head(changes: dict, ordinal: bool) -> None:
+    """Refuse an ``ordinal`` or ``regression`` head asked for (``--head``, ``--set head=``) on a nominal task.
+
+    :func:`check_task` swaps a preset's own grade head for softmax; one the user asked for is refused even
+    when it is the preset's own (the swap would ignore the request).
+    """
+    head = changes.get("head")
+    if not ordinal and head in ("ordinal", "regression"):
+        check_task(SimpleNamespace(head=head, monitor=None), ordinal)  # raises, with check_task's sentence
 
 
 def _preset_head(preset: str | None) -> str | None:

@@ -313,8 +313,12 @@ def _drop_beyond_gap(kept: pd.DataFrame, dropped: pd.DataFrame, original: dict,
         return kept, dropped, identical
     beyond = kept[kept["label"] > missing[0]]
     values = sorted(set(beyond["label"].tolist()))
-    rows = ", ".join(f"{v} ({int((beyond['label'] == v).sum())} row(s), line "
-                     f"{', '.join(map(str, beyond.loc[beyond['label'] == v, 'row'].tolist()[:3]))})" for v in values[:4])
+    def lines(v: int) -> str:
+        at = beyond.loc[beyond["label"] == v, "row"].tolist()
+        return ", ".join(map(str, at[:3])) + (f", … ({len(at) - 3} more)" if len(at) > 3 else "")
+
+    rows = ", ".join(f"{v} ({int((beyond['label'] == v).sum())} row(s), line {lines(v)})" for v in values[:4])
+    rows += f", and {len(values) - 4} more labels" if len(values) > 4 else ""
     gap = ", ".join(map(str, missing[:6])) + (", ..." if len(missing) > 6 else "")
     if missing[0] == 0 or len(beyond) >= GAP_SHARE * len(kept):
         raise UserError(f"The integer labels leave a gap: no row has {gap}, yet {len(beyond)} of the {len(kept)} rows "
@@ -380,7 +384,7 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
         by_row = dict(zip(table["row"], group_cells))
         cells = [by_row[r] for r in kept["row"]]
     grouping = find_groups(paths, column=cells, column_name=group_column, pattern=group_pattern,
-                           by_file_name=folders)
+                           by_file_name=True)
     given = kept["split"].tolist() if checked.has_split else None
     lost_notes = _lost_splits(table, dropped, given, folders) if given is not None else []
     split = assign_splits(kept["label"].to_numpy(), groups=merge_groups(grouping.groups, identical, len(kept)),
@@ -497,7 +501,8 @@ def prepare_npz(workdir: str | os.PathLike, npz_path: str | os.PathLike, *, forc
     })
     images = (workdir / "images").resolve()
     meta = {"source": f"npz:{source.path}", "image_root": str(images), "split_source": "official",
-            "source_sha256": source.sha256, "seed": None, "val_fraction": None, "test_fraction": None}
+            "source_sha256": source.sha256, "seed": None, "val_fraction": None, "test_fraction": None,
+            "grouping": {"by": None, "groups": 0}}  # an npz names no patients
     dropped = pd.DataFrame(columns=["row", "image", "label", "reason"])
     k = int(frame["label"].max()) + 1 if len(frame) else 0
     if classes is not None:

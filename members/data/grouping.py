@@ -76,7 +76,7 @@ def read_group_column(csv_path: str | os.PathLike, column: str, rows: Sequence[i
 
 
 def find_groups(paths: Sequence[str], *, column: Sequence[str] | None = None, column_name: str | None = None,
-                pattern: str | None = None, by_file_name: bool = False) -> Grouping:
+                pattern: str | None = None, by_file_name: bool = True) -> Grouping:
     """Group the kept rows (``paths`` relative to the images folder, POSIX) by patient.
 
     Args:
@@ -84,8 +84,10 @@ def find_groups(paths: Sequence[str], *, column: Sequence[str] | None = None, co
         column: the group cell of each row (from :func:`read_group_column`), or None.
         column_name: the column's name, for the note.
         pattern: a regex with one capture group, searched in each path, or None.
-        by_file_name: the default ``<patient>_<left|right>`` rule looks at file names only
-            (folder-per-class sets: the folder is the class, not the patient).
+        by_file_name: the default ``<patient>_<left|right>`` rule looks at file names only (the
+            default: a class folder, or a set delivered in parts, ``part1/13_left`` and
+            ``part2/13_right``, is no patient; two sites' patients 13 are merged, which costs a
+            little of the split's freedom but never leaks); ``False`` keeps the folders in the id.
 
     Raises:
         UserError: both a column and a pattern, or a pattern without a capture group.

@@ -183,7 +183,7 @@ def check_memory(spec: Any, num_classes: int, *, limit: int | None = None) -> in
     limit = memory_limit() if limit is None else limit
     if total > limit:
         raise UserError(
-            f"This member would need about {_gib(total)} to train ({params:,} parameters; batch "
+            f"This member would need about {_gib(total)} to train (an estimated {params:,} parameters; batch "
             f"{spec.batch_size} at {spec.input_size} px), more than the {_gib(limit)} available; lower input_size, "
             f"batch_size, width or dense_units (or raise {MEMORY_ENV} if the estimate is wrong). "
             f"Received: input_size={spec.input_size}, batch_size={spec.batch_size}")

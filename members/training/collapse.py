@@ -74,7 +74,8 @@ class CollapseWatch:
             top = int(np.bincount(val_probs.argmax(axis=1), minlength=self.k).argmax())
             what = (f"every val image was predicted as class {self.classes[top]}" if row["val_classes_predicted"] <= 1
                     else f"val balanced accuracy stayed at chance ({row['val_balanced_accuracy']:.3f} <= 1/{self.k})")
-            self.log(f"[{self.name}] WARNING: the member is collapsing: for {run} epochs {what}; it is learning the "
+            self.log(f"[{self.name}] WARNING: the member is collapsing: for {run} epoch{'s' if run != 1 else ''} {what}; it is "
+                     "learning the "
                      f"class mix, not the images. {collapse_advice(self.spec, self.ordinal)}")
             self.warned = True
 

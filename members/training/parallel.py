@@ -483,7 +483,12 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
             raise UserError("--force cannot be combined with --folds yet: a complete member is replaced only by a "
                             "plain member; choose another --name for the k-fold members.")
     workdir = Path(workdir).resolve()
-    fingerprint = load_dataset(workdir).fingerprint  # fails fast when the workdir is not prepared
+    data = load_dataset(workdir)  # fails fast when the workdir is not prepared
+    fingerprint = data.fingerprint
+    from members.data.classes import refuse_asked_grade_head
+    from members.model.spec import resolve_overrides
+
+    refuse_asked_grade_head(resolve_overrides(overrides, sets), data.ordinal)
     started = time.perf_counter()
     planned = plan_members(presets, names=names, overrides=overrides, sets=sets, seed=seed)
     runs: dict[str, MemberRun] = {}
