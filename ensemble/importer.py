@@ -38,8 +38,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import sys
+import tempfile
 import unicodedata
 import zipfile
 from pathlib import Path
@@ -96,16 +98,26 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
         given, other = ("--val-csv", "--test-csv") if val_csv is not None else ("--test-csv", "--val-csv")
         raise UserError(f"{given} needs {other} too: a member imported as probabilities has both its val and its test "
                         f"rows; pass {other} FILE.csv as well.")
+    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1):
+        raise UserError(f"--input-size must be a positive number of pixels; got {input_size!r}. Pass the side the "
+                        "model was trained on, e.g. --input-size 224.")
     data = load_dataset(workdir)
     folder = member_dir(workdir, name)
     existed = folder.exists()
-    try:
-        _import_locked(folder, name, data, model=model, val_csv=val_csv, test_csv=test_csv, input_size=input_size,
-                       force=force, image_column=image_column)
-    except BaseException:
-        if not existed and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()  # a refused import leaves no empty member folder behind (vote would list it)
-        raise
+    with tempfile.TemporaryDirectory() as tmp:
+        if model is not None and not isinstance(model, (str, os.PathLike)):  # the Python API: a keras.Model object
+            if not callable(getattr(model, "save", None)):
+                raise UserError(f"model must be the path of a .keras file or a keras.Model; got a "
+                                f"{type(model).__name__}.")
+            model.save(Path(tmp) / f"{name}.keras")
+            model = Path(tmp) / f"{name}.keras"
+        try:
+            _import_locked(folder, name, data, model=model, val_csv=val_csv, test_csv=test_csv,
+                           input_size=input_size, force=force, image_column=image_column)
+        except BaseException:
+            if not existed and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()  # a refused import leaves no empty member folder behind (vote would list it)
+            raise
     return folder
 
 
@@ -146,13 +158,31 @@ def _load_keras(path: Path):
 
     import members.model.architecture  # noqa: F401  (registers the project's custom layers for safe_mode)
 
-    if not path.is_file() or path.suffix != ".keras":
+    if not path.exists():
+        raise UserError(f"{path} does not exist; pass the path of the model's .keras file.")
+    if path.is_dir():
+        kind = ("a TensorFlow SavedModel (model.export() or tf.saved_model.save) folder, which holds a graph but no "
+                "Keras layers" if (path / "saved_model.pb").exists() else "a folder")
+        raise UserError(f"{path} is {kind}; load the original Keras model and save it with model.save('name.keras'), "
+                        "then pass that file.")
+    name = path.name.casefold()
+    if name.endswith(".weights.h5"):
+        raise UserError(f"{path} holds weights only, no model; build the model in Python, call "
+                        "model.load_weights(...) with this file and save it with model.save('name.keras').")
+    if name.endswith((".h5", ".hdf5")):
+        raise UserError(f"{path} is a legacy HDF5 model; convert it once in a session you trust with "
+                        "keras.models.load_model(PATH).save('name.keras') and pass the .keras file.")
+    if path.suffix.casefold() != ".keras":
         raise UserError(f"{path} is not a .keras file; save the model with model.save('name.keras') (Keras 3 "
-                        f"format) and pass that file. Received: model={path}")
+                        "format) and pass that file.")
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path} is not a Keras 3 .keras archive (a .keras file is a zip archive; this one is not, "
                         "so it is another format renamed, or damaged); save the model again with model.save('name.keras').")
     try:
+        if path.suffix != ".keras":  # Keras reads the suffix in lower case only: load a copy named so
+            with tempfile.TemporaryDirectory() as tmp:
+                shutil.copyfile(path, Path(tmp) / "model.keras")
+                return keras.saving.load_model(Path(tmp) / "model.keras", safe_mode=True, compile=False)
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 (zip, config and deserialisation errors all mean the same here)
         text = " ".join(str(exc).split())
@@ -160,6 +190,12 @@ def _load_keras(path: Path):
             raise UserError(f"{path} holds a Lambda layer, which safe_mode does not load (it would run code stored in "
                             "the file); rebuild the model with built-in layers (e.g. Rescaling instead of a Lambda) "
                             "and save it again.") from None
+        custom = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+        if custom:
+            raise UserError(f"{path} uses {custom.group(1)!r}, custom code (a layer, a subclassed model or a function) "
+                            "that safe loading cannot rebuild without running code; rebuild the model from built-in "
+                            "Keras layers (or register the class with keras.saving.register_keras_serializable in "
+                            "the package that defines it and save a functional model) and save it again.") from None
         first = text.split(". ")[0][:200]
         raise UserError(f"{path} could not be loaded safely ({type(exc).__name__}: {first}); it must be a Keras 3 "
                         ".keras file without Lambda layers or custom code.") from None
@@ -167,6 +203,11 @@ def _load_keras(path: Path):
 
 def _input_size(model, path: Path, given: int | None) -> int:
     shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    if shape is not None and len(shape) == 4 and shape[-1] == 1:
+        raise UserError(f"{path} takes one-channel (grey) images {model.input_shape}; the project feeds RGB: put a "
+                        "fixed grey conversion in front (inputs = keras.Input((h, w, 3)); a Dense(1, use_bias=False) "
+                        "on the channels with weights [[0.299], [0.587], [0.114]], trainable=False; then the model) "
+                        "and save that.")
     if shape is None or len(shape) != 4 or shape[-1] != 3:
         raise UserError(f"{path} takes input {model.input_shape}; an imported model needs one RGB image input "
                         "(batch, height, width, 3).")
@@ -250,17 +291,25 @@ def _sigmoid_as_two_classes(model, path: Path):
 
 
 def _predict_with_model(path: Path, data, given_size: int | None):
-    import tempfile
-
     from members.data.pipeline import make_dataset
 
     model = _load_keras(path)
+    source_spec, source_size = _source_member(path)
+    if given_size is None and source_size is not None and None in tuple(model.input_shape)[1:3]:
+        given_size = source_size  # a member of this toolkit: its metrics.json says the size it was trained at
     size = _input_size(model, path, given_size)
+    prep = source_spec.preprocessing if source_spec is not None else "none"
+    crop = bool(source_spec.fundus_crop) if source_spec is not None else False
     outputs, k = _check_output(model, path, size), data.num_classes
     sigmoid = outputs == 1 and k == 2
+    if outputs == 1 and k > 2:
+        raise UserError(f"{path} has one output unit, a grade score (a regression head), not one probability per "
+                        f"class; this workdir has {k} classes: end the model with Dense({k}, activation='softmax'), or "
+                        "cut its scores into grade probabilities yourself and import them as --val-csv/--test-csv.")
     if outputs != k and not sigmoid:
         raise UserError(f"{path} has {outputs} output{'s' if outputs != 1 else ''} but this workdir has {k} classes "
                         f"({', '.join(map(str, data.classes))}); import a model trained on these classes.")
+    _say_if_unscaled(model, path)
     if sigmoid:
         model = _sigmoid_as_two_classes(model, path)
         with tempfile.TemporaryDirectory() as tmp:  # the model predict will load: the import's own graph
@@ -275,20 +324,44 @@ def _predict_with_model(path: Path, data, given_size: int | None):
     for split in ("val", "test"):
         rows = data.rows(split)
         ds = make_dataset(data.absolute_paths(split), rows["label"].to_numpy(np.int64), size=size,
-                          batch_size=BATCH_SIZE, training=False, cache="none")
+                          batch_size=BATCH_SIZE, training=False, cache="none", preprocessing=prep, fundus_crop=crop)
         raw = np.asarray(model.predict(ds.map(lambda x, *rest: x), verbose=0), dtype=np.float64).reshape(len(rows), k)
         if sigmoid and len(raw) and (not np.isfinite(raw).all() or raw.min() < 0):
             p = raw[:, 1][np.isfinite(raw[:, 1])]
             worst = p[np.argmax(np.abs(p - 0.5))] if len(p) else float("nan")
             raise UserError(f"{path}'s one output takes values outside 0..1 on the {split} images (e.g. {worst:.4g}), "
                             "so it is not p of class 1; end the model with a sigmoid and save it again.")
-        _check_rows_sum(raw, f"{path}'s outputs on the {split} images",
-                        "end the model with a softmax so that it outputs probabilities")
+        _check_model_outputs(raw, path, split, data.absolute_paths(split))
         probs[split] = raw
     imported = {"kind": KIND_MODEL, "source": str(path.resolve()), "source_sha256": atomic.sha256_file(path)}
     if sigmoid:
         imported["output"] = "one sigmoid unit p, saved with a fixed layer giving [1 - p, p]"
-    return probs, {"imported": imported, "input_size": size, "_model": model_bytes}
+    extra = {"imported": imported, "input_size": size, "_model": model_bytes}
+    if source_spec is not None:  # predict and explain prepare its images as it was trained: the member's spec.toml
+        imported["source_member"] = str(path.parent.resolve())
+        extra["_spec"] = (path.parent / "spec.toml").read_bytes()
+    return probs, extra
+
+
+def _source_member(path: Path):
+    """``(spec, input size)`` when ``path`` is the ``model.keras`` of a member of this toolkit (its folder holds
+    ``spec.toml`` and ``metrics.json``), else ``(None, None)``: the member's preprocessing and fundus crop run
+    before its model, so an import has to run them too."""
+    from members.infra.atomic import read_json
+    from members.model.spec import load_spec_file
+
+    spec_path, metrics_path = path.parent / "spec.toml", path.parent / "metrics.json"
+    if not (spec_path.is_file() and metrics_path.is_file()):
+        return None, None
+    try:
+        spec, size = load_spec_file(spec_path), read_json(metrics_path).get("input_size")
+    except (OSError, ValueError, UserError):
+        return None, None
+    if spec.preprocessing != "none" or spec.fundus_crop:
+        print(f"{path} is a member of this toolkit trained with preprocessing = {spec.preprocessing!r} and "
+              f"fundus_crop = {str(spec.fundus_crop).lower()}: its images are prepared so for the import, predict "
+              "and explain (its spec.toml is copied).", file=sys.stderr)
+    return spec, size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
 # ---- case b: probability CSVs -------------------------------------------------------------
@@ -329,6 +402,30 @@ def _under_root(cell: str, roots: list[str]) -> str | None:
             if spelling.startswith(root + os.sep):
                 return Path(os.path.relpath(spelling, root)).as_posix()
     return None
+
+
+def _from_root(cell: str, roots: list[str], exact: dict[str, int]) -> int | None:
+    inside = _under_root(cell, roots)
+    return None if inside is None else exact.get(inside)
+
+
+def _where_else(cell: str, data, split: str, roots: list[str]) -> str:
+    """Why a CSV row's image is not one of ``split``'s: another split's (say which), outside the image root, or unknown."""
+    for other in ("train", "val", "test"):
+        if other == split:
+            continue
+        exact, folded = _keys(data.rows(other)["path"].tolist())
+        inside = _under_root(cell, roots) if cell else None
+        if any(key is not None and (key in exact or key.casefold() in folded) for key in (cell, inside)):
+            swap = " (--val-csv and --test-csv swapped?)" if other in ("val", "test") else ""
+            return f"is a {other} image of this workdir, not a {split} image{swap}"
+    base = cell.replace("\\", "/").rsplit("/", 1)[-1]
+    exact, folded = _keys(data.rows(split)["path"].tolist())
+    if base != cell and (base in exact or base.casefold() in folded):  # a copy elsewhere: never matched by name alone
+        return (f"is not under the image root {data.image_root}, though its file name is a {split} image's (a copy "
+                "elsewhere?); write the bare file name or the path under the image root, so that no other picture "
+                "of that name is taken for it")
+    return f"is not one of this workdir's {len(data.rows(split))} {split} images (see split.csv)"
 
 
 def _find(header: list[str], alternatives: list[str]) -> int | None:
@@ -396,10 +493,12 @@ def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_col
     roots = list(dict.fromkeys(_nfc(os.path.abspath(r)) for r in (data.image_root, os.path.realpath(data.image_root))))
     probs = np.full((len(rows), k), np.nan)
     lines = np.zeros(len(rows), dtype=np.int64)
+    ungraded: dict[str, str] = {}  # predict's rows for unreadable inputs: named when their image is missing
     for line, rec in enumerate(records[1:], start=2):
         if not any(c.strip() for c in rec):
             continue
         if note_col is not None and note_col < len(rec) and rec[note_col].startswith("not graded"):
+            ungraded[_nfc(rec[image_col].strip()) if image_col < len(rec) else ""] = rec[note_col]
             continue
         cell = _nfc(rec[image_col].strip()) if image_col < len(rec) else ""
         if cell[:1] == "'" and cell[1:2] in TRIGGERS:
@@ -409,10 +508,8 @@ def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_col
             inside = _under_root(cell, roots)
             i = None if inside is None else exact.get(inside, folded.get(inside.casefold()))
         if i is None:
-            where = (f" (an absolute path must lie under the image root {data.image_root})"
-                     if os.path.isabs(cell) else "")
-            raise UserError(f"{path} line {line} names {cell!r}, which is not one of this workdir's {len(rows)} {split} "
-                            f"images{where} (see split.csv); give the {split} rows of this workdir only.")
+            raise UserError(f"{path} line {line} names {cell!r}, which {_where_else(cell, data, split, roots)}; give "
+                            f"the {split} rows of this workdir only.")
         if lines[i]:
             raise UserError(f"{path} lists {cell!r} twice (lines {lines[i]} and {line}); give each {split} image once.")
         if fp_col is not None and fp_col < len(rec) and rec[fp_col].strip() not in ("", data.fingerprint):
@@ -426,9 +523,17 @@ def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_col
         probs[i] = [1.0 - values[0], values[0]] if one_column else values
         lines[i] = line
     if not lines.all():
-        missing = rows["path"].iloc[int(np.flatnonzero(lines == 0)[0])]
-        raise UserError(f"{path} lacks {int((lines == 0).sum())} of the {len(rows)} {split} images, e.g. {missing!r}; "
-                        f"give a row for every {split} image of split.csv.")
+        first = int(np.flatnonzero(lines == 0)[0])
+        missing = rows["path"].iloc[first]
+
+        def row_of(cell: str) -> int | None:
+            i = exact.get(cell, folded.get(cell.casefold()))
+            return i if i is not None else _from_root(cell, roots, exact)
+
+        why = next((note for cell, note in ungraded.items() if cell and row_of(cell) == first), None)
+        detail = f" (its row says {why!r}: the model gave it no probabilities)" if why else ""
+        raise UserError(f"{path} lacks {int((lines == 0).sum())} of the {len(rows)} {split} images, e.g. "
+                        f"{missing!r}{detail}; give a row with probabilities for every {split} image of split.csv.")
     where = [f"line {n} ({_nfc(p)!r})" for n, p in zip(lines, rows["path"])]
     if one_column:
         p1 = probs[:, 1]
@@ -499,6 +604,36 @@ def _renormalised(probs: np.ndarray, path: Path, split: str, where: list[str]) -
     return probs / sums[:, None] if len(sums) else probs
 
 
+def _check_model_outputs(raw: np.ndarray, path: Path, split: str, paths: list[str]) -> None:
+    """Refuse outputs that are no probabilities, naming what they look like: logits, or independent sigmoids."""
+    if len(raw) and (not np.isfinite(raw).all() or (raw < 0).any()):
+        i = int(np.argmax(~np.isfinite(raw).all(axis=1) | (raw < 0).any(axis=1)))
+        raise UserError(f"{path}'s outputs on the {split} images look like logits, not probabilities (e.g. "
+                        f"{np.array2string(raw[i], precision=3)} on {Path(paths[i]).name}); end the model with a "
+                        "softmax (keras.layers.Softmax()) and save it again.")
+    sums = raw.sum(axis=1)
+    if len(sums) and np.abs(sums - 1.0).max() > ROW_SUM_TOL:
+        i = int(np.abs(sums - 1.0).argmax())
+        raise UserError(f"{path}'s outputs on the {split} images do not sum to 1 (e.g. {sums[i]:.4g} on "
+                        f"{Path(paths[i]).name}): independent sigmoids (multi-label), not one probability per class; "
+                        "end the model with a softmax over the classes and save it again.")
+
+
+def _say_if_unscaled(model, path: Path) -> None:
+    """A note when no layer of the model scales its input: it gets pixels 0–255 as they are."""
+    import keras
+
+    def layers(m):
+        for layer in getattr(m, "layers", []):
+            yield layer
+            yield from layers(layer)
+
+    if not any(isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization)) for layer in layers(model)):
+        print(f"Note: {path} has no Rescaling or Normalization layer, so it gets pixels 0-255 as they are; if it was "
+              "trained on 0-1 (or -1-1) input, its grades are wrong: put keras.layers.Rescaling(1/255) (or "
+              "Rescaling(1/127.5, offset=-1)) in front of it and save it again.", file=sys.stderr)
+
+
 def _check_rows_sum(probs: np.ndarray, what, fix: str) -> None:
     if not np.isfinite(probs).all() or (probs < 0).any():
         raise UserError(f"{what} hold negative, NaN or infinite values; {fix}.")
@@ -517,6 +652,7 @@ def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], e
     from members.training.collapse import health
 
     model_src = extra.pop("_model", None)
+    spec_src = extra.pop("_spec", None)
     # an existing member (--force) is replaced only once the new one is complete: built beside it, then swapped
     target = folder.with_name(f".{name}.replacement") if _has_content(folder) else folder
     if target.exists() and target != folder:
@@ -536,6 +672,8 @@ def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], e
     # the same collapse and majority-baseline check as a trained member's: vote leaves a collapsed one out
     metrics.update(health(name=name, spec=None, classes=list(data.classes), labels=labels, predictions=probs,
                           results=results, history=[], log=lambda line: print(line, file=sys.stderr)))
+    if spec_src is not None:
+        atomic.write_bytes(target / "spec.toml", spec_src)
     if model_src is not None:
         atomic.write_bytes(target / "model.keras", model_src)
         metrics["model_sha256"] = atomic.sha256_file(target / "model.keras")

@@ -243,8 +243,8 @@ def fitted_methods(workdir: str | Path) -> list[str]:
 
 def _refuse_without_model(name: str, metrics: dict) -> None:
     if (metrics.get("imported") or {}).get("kind") == "probabilities":
-        raise UserError(f"Member {name!r} was imported as val/test probabilities and has no model, so predict cannot "
-                        f"grade new images with it: vote with --members naming only members that have a model.")
+        raise UserError(f"Member {name!r} was imported as val/test probabilities and has no model, so it cannot "
+                        f"grade or explain new images: vote with --members naming only members that have a model.")
 
 
 def load_member(member_dir: str | Path) -> LoadedMember:
@@ -273,11 +273,13 @@ def load_member(member_dir: str | Path) -> LoadedMember:
     if sha256_file(path) != metrics.get("model_sha256"):
         raise UserError(f"{path} was modified after training (SHA-256 differs from metrics.json); "
                         f"retrain the member {name!r}.")
-    try:
-        model = keras.saving.load_model(path, safe_mode=True)
+    try:  # no compile: predicting needs no loss or optimizer (an imported model's custom loss is not loadable)
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 (zip, HDF5 and config errors all mean the same to the user)
+        again = (f"import {name!r} again (import-member --force)" if metrics.get("imported")
+                 else f"retrain the member {name!r}")
         raise UserError(f"{path} could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                        f"the file is corrupt or truncated, retrain the member {name!r}.") from None
+                        f"the file is corrupt or truncated, {again}.") from None
     spec_path = member_dir / "spec.toml"
     spec = load_spec_file(spec_path) if spec_path.exists() else None
     if not isinstance(metrics["input_size"], int) or isinstance(metrics["input_size"], bool):

@@ -102,8 +102,9 @@ def check_member(folder: Path, name: str, metrics: dict, manifest: dict, metrics
         raise UserError(f"Member {name!r} is not one of the members of the vote recorded in {folder / MANIFEST}; "
                         f"{VOTE_AGAIN.format(workdir=folder.parent)}.")
     if recorded.get("model_sha256") != metrics.get("model_sha256"):
-        raise UserError(f"Member {name!r} was retrained after the vote (its model.keras is not the one the combiners "
-                        f"were fitted on, per {folder / MANIFEST}); {VOTE_AGAIN.format(workdir=folder.parent)}.")
+        raise UserError(f"Member {name!r} was retrained or replaced after the vote (its model.keras is not the one "
+                        f"the combiners were fitted on, per {folder / MANIFEST}); "
+                        f"{VOTE_AGAIN.format(workdir=folder.parent)}.")
     if metrics_sha256 and recorded.get("metrics_sha256") and recorded["metrics_sha256"] != metrics_sha256:
         raise UserError(f"Member {name!r} has another metrics.json than the vote read (its SHA-256 differs from "
                         f"{folder / MANIFEST}; a regression member's grade cuts live there); "

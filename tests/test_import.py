@@ -57,7 +57,7 @@ def test_probability_csvs_become_a_member(workdir_copy, tmp_path):
     from ensemble.inference import predict_images
 
     image = str(data.image_root / data.rows("test")["path"].iloc[0])
-    with pytest.raises(UserError, match="imported as val/test probabilities and has no model, so predict cannot"):
+    with pytest.raises(UserError, match="imported as val/test probabilities and has no model, so it cannot grade"):
         predict_images(workdir_copy, [image], method="soft")
 
 
@@ -68,7 +68,7 @@ def test_probability_csvs_become_a_member(workdir_copy, tmp_path):
     ("above one", ["holds 1.2, not a probability between 0 and 1", "not scores or logits"]),
     ("missing", ["lacks 1 of the"]),
     ("unknown", ["which is not one of this workdir's"]),
-    ("outside root", ["which is not one of this workdir's", "an absolute path must lie under the image root"]),
+    ("outside root", ["which is not under the image root", "a copy elsewhere?", "write the bare file name"]),
     ("twice", ["twice"]),
     ("columns", ["must have an image column (image, path, id_code", "and one column per class", "prob_2, prob_3"]),
     ("fingerprint", ["belong to another split"]),
@@ -262,7 +262,7 @@ def _keras_model(path: Path, *, size=(16, 16), outputs: int = 5, softmax: bool =
     heads grade and dme), ``dict`` ({"grade": ...}), ``sigmoid`` (conv, pool, one sigmoid unit)."""
     import keras
 
-    inputs = keras.Input((*size, 3))
+    inputs = keras.Input(size if len(size) == 3 else (*size, 3))
     x = keras.layers.Rescaling(1 / 255)(inputs)
     if head == "map":
         x = keras.layers.Softmax()(keras.layers.GlobalAveragePooling2D(keepdims=True)(keras.layers.Conv2D(outputs, 3)(x)))
@@ -304,13 +304,14 @@ def test_keras_model_becomes_a_member_that_predict_uses(trained, tmp_path):
 
 @pytest.mark.parametrize("kwargs,needle", [
     ({"outputs": 3}, "has 3 outputs but this workdir has 5 classes"),
-    ({"head": "sigmoid"}, "has 1 output but this workdir has 5 classes"),
+    ({"head": "sigmoid"}, "has one output unit, a grade score (a regression head), not one probability per class"),
     ({"head": "map"}, "outputs shape (None, 1, 1, 5), not (batch, classes); add a Flatten layer (or "
                       "keras.layers.Reshape((5,))) after its last layer"),
     ({"head": "spatial"}, "outputs shape (None, 14, 14, 5), not one probability per class"),
     ({"head": "two"}, "has 2 outputs (grade, dme); save a model with the grade head alone"),
     ({"head": "dict"}, "returns its output in a dict (grade), not as one tensor"),
     ({"softmax": False}, "end the model with a softmax"),
+    ({"size": (16, 16, 1)}, "takes one-channel (grey) images"),
     ({"size": (16, 24)}, "takes 16x24 images"),
 ])
 def test_bad_keras_models(workdir_copy, tmp_path, kwargs, needle):
@@ -386,7 +387,7 @@ def test_import_needs_one_source_and_a_free_name(workdir_copy, tmp_path):
     code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "taken", "--val-csv", csvs["val"],
                               "--test-csv", csvs["test"])
     one_sentence_error(code, err, "already exists", "--force")
-    not_keras = tmp_path / "m.h5"
+    not_keras = tmp_path / "m.onnx"
     not_keras.write_bytes(b"x")
     code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model", not_keras)
     one_sentence_error(code, err, "is not a .keras file")
@@ -482,3 +483,97 @@ def test_import_takes_the_member_lock_and_a_refused_one_leaves_no_folder(workdir
     again = import_member(workdir_copy, "fresh", val_csv=csvs["val"], test_csv=csvs["test"], force=True)
     assert again == folder and (folder / "metrics.json").is_file()
     assert not (folder / ".lock").exists() and not any(p.name.startswith(".fresh") for p in folder.parent.iterdir())
+
+
+def test_what_people_bring_is_named(workdir_copy, tmp_path, capsys):
+    """Other formats, custom code, logits and multi-label heads, models without input scaling, a model object."""
+    import keras
+
+    class _Doubler(keras.layers.Layer):  # custom code, not registered: safe loading cannot rebuild it
+        def call(self, x):
+            return x * 2.0
+
+    def save(path: Path, head=None, scale=True, custom=False) -> Path:
+        inputs = keras.Input((16, 16, 3))
+        x = keras.layers.Rescaling(1 / 255)(inputs) if scale else inputs
+        if custom:
+            x = _Doubler()(x)
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x))
+        model = keras.Model(inputs, keras.layers.Dense(5, activation=head)(x))
+        model.save(path) if path.suffix == ".keras" else model.save_weights(path)
+        return path
+
+    cases = [
+        (tmp_path / "nowhere.keras", "does not exist"),
+        (save(tmp_path / "w.weights.h5"), "holds weights only, no model"),
+        (save(tmp_path / "logits.keras"), "look like logits, not probabilities"),
+        (save(tmp_path / "multi.keras", head="sigmoid"), "independent sigmoids (multi-label)"),
+        (save(tmp_path / "custom.keras", head="softmax", custom=True), "uses '_Doubler', custom code"),
+    ]
+    (tmp_path / "legacy.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+    cases.append((tmp_path / "legacy.h5", "is a legacy HDF5 model"))
+    (tmp_path / "exported").mkdir()
+    (tmp_path / "exported" / "saved_model.pb").write_bytes(b"")
+    cases.append((tmp_path / "exported", "is a TensorFlow SavedModel"))
+    for path, needle in cases:
+        code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model", path)
+        one_sentence_error(code, err, needle)
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model",
+                              save(tmp_path / "any.keras", head="softmax"), "--input-size", "0")
+    one_sentence_error(code, err, "--input-size must be a positive number of pixels")
+    upper = save(tmp_path / "raw.keras", head="softmax", scale=False).rename(tmp_path / "RAW.KERAS")
+    capsys.readouterr()
+    import_member(workdir_copy, "raw", model=upper)  # an upper-case suffix is a .keras file too
+    assert "has no Rescaling or Normalization layer, so it gets pixels 0-255" in capsys.readouterr().err
+    folder = import_member(workdir_copy, "object", model=keras.saving.load_model(tmp_path / "any.keras"))
+    assert (folder / "model.keras").is_file() and not (workdir_copy / "members" / "k").exists()
+
+
+def test_a_members_own_model_imports_with_its_preprocessing_and_a_custom_loss_is_no_obstacle(trained, tmp_path, capsys):
+    import keras
+
+    from ensemble.inference import predict_images
+    from ensemble.vote import run_vote
+    from members.model.spec import load_preset
+    from members.training.trainer import train_member
+
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)
+    train_member(work, load_preset("tiny").replace(input_size=16, epochs=1, preprocessing="ben", fundus_crop=True),
+                 name="ben", preset="tiny", log=lambda line: None, show_progress=False)
+    folder = import_member(work, "ben-copy", model=work / "members" / "ben" / "model.keras")
+    assert "trained with preprocessing = 'ben' and fundus_crop = true" in capsys.readouterr().err
+    np.testing.assert_allclose(load_npz(folder / "val.npz")["probs"], load_npz(work / "members" / "ben" / "val.npz")["probs"],
+                               atol=1e-5)  # the same pixels as in training: Ben's filter and the crop ran
+    assert (folder / "spec.toml").read_bytes() == (work / "members" / "ben" / "spec.toml").read_bytes()
+
+    def focal(y, p):  # a custom loss the model was compiled with: no part of predicting
+        return keras.losses.sparse_categorical_crossentropy(y, p)
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(x))
+    model.compile("adam", focal)
+    model.save(tmp_path / "focal.keras")
+    import_member(work, "focal", model=tmp_path / "focal.keras")
+    run_vote(work, members=["ben-copy", "focal"], methods=("soft",), n_boot=10, keep_collapsed=True,
+             console=Console(file=io.StringIO()))
+    data = load_dataset(work)
+    images = [str(data.image_root / p) for p in data.rows("val")["path"].iloc[:2]]
+    result = predict_images(work, images, method="soft", print_csv=False)
+    assert result.probs.shape == (2, 5)
+
+
+def test_rows_of_another_split_or_not_graded_are_named(workdir_copy, tmp_path):
+    csvs = write_probs(workdir_copy, tmp_path)
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--val-csv", csvs["test"],
+                              "--test-csv", csvs["val"])
+    one_sentence_error(code, err, "is a test image of this workdir, not a val image (--val-csv and --test-csv swapped?)")
+    table = pd.read_csv(csvs["val"])
+    table["note"] = ""
+    table.loc[0, "note"] = "not graded: is empty (0 bytes)"
+    table.loc[0, [c for c in table.columns if c.startswith("prob_")]] = np.nan
+    table.to_csv(csvs["val"], index=False)
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--val-csv", csvs["val"],
+                              "--test-csv", csvs["test"])
+    one_sentence_error(code, err, "its row says 'not graded: is empty (0 bytes)'")

@@ -193,7 +193,7 @@ def test_predict_refuses_a_member_retrained_after_the_vote(tmp_path, trained):
     metrics = json.loads((folder / "metrics.json").read_text())
     metrics["model_sha256"] = sha256_file(folder / "model.keras")
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    with pytest.raises(UserError, match=r"Member 't2' was retrained after the vote"):
+    with pytest.raises(UserError, match=r"Member 't2' was retrained or replaced after the vote"):
         _load(work)
     assert _vote(work)[0] == 0
     _load(work)
