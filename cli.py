@@ -231,8 +231,10 @@ def prepare(
         )
     per_split = "; ".join(f"{split} {sum(c.values())}" for split, c in result.counts.items())
     dropped = sum(result.skipped.values())
-    print(f"prepared {workdir}: kept {result.kept} ({per_split}), dropped {dropped}"
-          + (" (a patient's images kept in one split)" if result.grouped else " (not grouped by patient)"))
+    grouping = (" (a patient's images kept in one split)" if result.grouped else
+                f" (the given split puts {result.groups_across_splits} patients in two splits)"
+                if result.groups_across_splits else " (not grouped by patient)")
+    print(f"prepared {workdir}: kept {result.kept} ({per_split}), dropped {dropped}{grouping}")
 
 
 @app.command()

@@ -34,7 +34,7 @@ FEATURES = ("mean_red", "mean_green", "mean_blue", "std_red", "std_green", "std_
 WORDS = {"mean_red": "mean red level", "mean_green": "mean green level", "mean_blue": "mean blue level",
          "std_red": "red contrast", "std_green": "green contrast", "std_blue": "blue contrast",
          "red_minus_green": "red-green balance", "green_minus_blue": "green-blue balance",
-         "detail": "pixel-to-pixel change (noise, text or sharp edges)"}
+         "detail": "pixel-to-pixel change"}
 FLOOR = (5.0, 5.0, 5.0, 3.0, 3.0, 3.0, 5.0, 5.0, 0.02)
 """The least margin per feature (grey levels; ``detail`` is a ratio), for sets whose images vary little."""
 PAD = 1.0
@@ -78,7 +78,7 @@ def screen(ref: dict | None, values: np.ndarray) -> list[str]:
 
         >>> ref = reference(np.array([[100.0] * 8 + [0.05], [120.0] * 8 + [0.07]]), source="train")
         >>> screen(ref, np.array([[110.0] * 8 + [0.06], [110.0] * 8 + [0.9]]))[1].split(";")[0]
-        'unlike the training images: its pixel-to-pixel change (noise, text or sharp edges) 0.9 lies outside the 0.05-0.07 of 2 images'
+        'unlike the training images: its pixel-to-pixel change 0.9 lies far above the 0.05-0.07 of 2 of them'
     """
     if not ref or not len(values):
         return [""] * len(values)
@@ -92,8 +92,9 @@ def screen(ref: dict | None, values: np.ndarray) -> list[str]:
             continue
         j = int(np.argmax(ex))
         name = ref["features"][j]
-        notes.append(f"unlike the training images: its {WORDS.get(name, name)} {row[j]:.3g} lies outside the "
-                     f"{seen_lo[j]:.3g}-{seen_hi[j]:.3g} of {ref['images']} images; check it is a photograph of the "
+        side = "above" if row[j] > seen_hi[j] else "below"
+        notes.append(f"unlike the training images: its {WORDS.get(name, name)} {row[j]:.3g} lies far {side} the "
+                     f"{seen_lo[j]:.3g}-{seen_hi[j]:.3g} of {ref['images']} of them; check it is a photograph of the "
                      "kind the ensemble was trained on; referred")
     return notes
 

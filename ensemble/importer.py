@@ -109,8 +109,8 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
             if not callable(getattr(model, "save", None)):
                 raise UserError(f"model must be the path of a .keras file or a keras.Model; got a "
                                 f"{type(model).__name__}.")
-            model.save(Path(tmp) / f"{name}.keras")
-            model = Path(tmp) / f"{name}.keras"
+            model.save(Path(tmp) / "keras.Model object.keras")  # the name its messages and metrics.json show
+            model = Path(tmp) / "keras.Model object.keras"
         try:
             _import_locked(folder, name, data, model=model, val_csv=val_csv, test_csv=test_csv,
                            input_size=input_size, force=force, image_column=image_column)
@@ -333,7 +333,8 @@ def _predict_with_model(path: Path, data, given_size: int | None):
                             "so it is not p of class 1; end the model with a sigmoid and save it again.")
         _check_model_outputs(raw, path, split, data.absolute_paths(split))
         probs[split] = raw
-    imported = {"kind": KIND_MODEL, "source": str(path.resolve()), "source_sha256": atomic.sha256_file(path)}
+    imported = {"kind": KIND_MODEL, "source": "keras.Model object (Python API)" if path.name == "keras.Model object.keras"
+                else str(path.resolve()), "source_sha256": atomic.sha256_file(path)}
     if sigmoid:
         imported["output"] = "one sigmoid unit p, saved with a fixed layer giving [1 - p, p]"
     extra = {"imported": imported, "input_size": size, "_model": model_bytes}
@@ -615,8 +616,9 @@ def _check_model_outputs(raw: np.ndarray, path: Path, split: str, paths: list[st
     if len(sums) and np.abs(sums - 1.0).max() > ROW_SUM_TOL:
         i = int(np.abs(sums - 1.0).argmax())
         raise UserError(f"{path}'s outputs on the {split} images do not sum to 1 (e.g. {sums[i]:.4g} on "
-                        f"{Path(paths[i]).name}): independent sigmoids (multi-label), not one probability per class; "
-                        "end the model with a softmax over the classes and save it again.")
+                        f"{Path(paths[i]).name}), so they are no probabilities (independent sigmoids of a multi-label "
+                        "head, or a ReLU or linear last layer); end the model with a softmax over the classes and "
+                        "save it again.")
 
 
 def _say_if_unscaled(model, path: Path) -> None:

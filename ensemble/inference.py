@@ -361,8 +361,8 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     cut, ref_threshold, ref_note = _referable_rule(ref, chosen, _rows_of(report))
     kind = "positive_class" if ref.get("kind") == "positive_class" else "referable_dr"
     looks = None
-    if (report_path.parent / appearance.FILE).is_file():  # older votes wrote none: no screen
-        check_files(report_path.parent, [appearance.FILE], manifest)
+    if appearance.FILE in manifest["files"] or (report_path.parent / appearance.FILE).is_file():  # older votes: none
+        check_files(report_path.parent, [appearance.FILE], manifest)  # a deleted one is refused, not skipped
         looks = appearance.load(report_path.parent)
     return Ensemble(workdir, chosen, combiner, members, threshold, note, list(classes), alone,
                     cut, ref_threshold, ref_note, kind, looks)
@@ -775,9 +775,9 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
               "to one value); they are referred whatever their grade (note column).", file=sys.stderr)
     unlike = sum(1 for n in r.notes if n.startswith("unlike"))
     if unlike:
-        print(f"Unlike the training images: {unlike} image(s) look unlike every image the ensemble was trained and "
-              "validated on (noise, a document or another kind of photograph?); they are referred whatever their "
-              "grade (note column).", file=sys.stderr)
+        print(f"Unlike the training images: {unlike} image(s) lie well outside the range of the training and "
+              "validation images' looks (noise, a document or another kind of photograph?); they are referred "
+              "whatever their grade (note column).", file=sys.stderr)
     if r.referable is not None:
         what = "Positive" if r.referable_kind == "positive_class" else "Referable DR"
         print(f"{what}: {int(r.referable.sum())} of {len(r.paths)} image(s) ({r.referable_note}; "

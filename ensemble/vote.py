@@ -245,7 +245,10 @@ def _appearance(workdir: Path, out: Path, seed: int) -> dict:
     ref, why = appearance.fit_reference([*data.absolute_paths("train"), *data.absolute_paths("val")],
                                         source="training and validation", seed=seed)
     if ref is None:
-        return {"screen": False, "reason": f"{why}; predict does not screen inputs"}
+        if not Path(data.image_root).is_dir():
+            why = f"the image folder {data.image_root} is not there (moved or unmounted?)"
+        print(f"Note: predict will not screen inputs for images unlike the training images: {why}.", file=sys.stderr)
+        return {"screen": False, "reason": why}
     from members.infra.atomic import write_json
 
     write_json(out / appearance.FILE, ref)

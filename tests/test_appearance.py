@@ -55,7 +55,7 @@ def test_reference_margin_and_notes():
     unreadable = np.full(len(appearance.FEATURES), np.nan)
     notes = appearance.screen(ref, np.array([inside, just_out, unreadable]))
     assert notes[0] == "" and notes[2] == ""
-    assert notes[1].startswith("unlike the training images: its green-blue balance 46 lies outside the 40-40 of 2 images")
+    assert notes[1].startswith("unlike the training images: its green-blue balance 46 lies far above the 40-40 of 2 of them")
     assert notes[1].endswith("referred")
     assert appearance.screen(None, np.array([just_out])) == [""]
 
@@ -111,6 +111,9 @@ def test_a_changed_reference_is_refused_and_a_small_set_is_not_screened(screened
     shutil.copytree(screened, work)
     ref = work / "ensemble" / "appearance.json"
     ref.write_text(ref.read_text().replace('"images"', '"images" ', 1))
+    code, _out, err = run_cli("predict", "--workdir", work, _noise(tmp_path / "n.png"))
+    one_sentence_error(code, err, "appearance.json")
+    ref.unlink()  # deleted: refused too, not a silently unscreened ensemble
     code, _out, err = run_cli("predict", "--workdir", work, _noise(tmp_path / "n.png"))
     one_sentence_error(code, err, "appearance.json")
     small = tmp_path / "small"

@@ -507,7 +507,7 @@ def test_what_people_bring_is_named(workdir_copy, tmp_path, capsys):
         (tmp_path / "nowhere.keras", "does not exist"),
         (save(tmp_path / "w.weights.h5"), "holds weights only, no model"),
         (save(tmp_path / "logits.keras"), "look like logits, not probabilities"),
-        (save(tmp_path / "multi.keras", head="sigmoid"), "independent sigmoids (multi-label)"),
+        (save(tmp_path / "multi.keras", head="sigmoid"), "independent sigmoids of a multi-label head"),
         (save(tmp_path / "custom.keras", head="softmax", custom=True), "uses '_Doubler', custom code"),
     ]
     (tmp_path / "legacy.h5").write_bytes(b"\x89HDF\r\n\x1a\n")

@@ -61,6 +61,8 @@ def test_a_headerless_ddr_list_with_grade_5_is_read_and_5_can_be_left_out(tmp_pa
     assert meta["classes"] == [0, 1, 2, 3, 4] and meta["kept"] == 30
     report = pd.read_csv(tmp_path / "w5" / "data_report.csv")
     assert len(report) == 4 and set(report["reason"]) == {"label left out (--exclude-label)"}
+    code, _out, err = _prepare(tmp_path / "w5", "--labels", tmp_path / "train.txt", "--images", tmp_path / "img")
+    assert code == 1 and "with other --exclude-label (5 then, none now)" in err
     code, _out, err = _prepare(tmp_path / "w6", "--labels", tmp_path / "train.txt", "--images", tmp_path / "img",
                                "--exclude-label", "ungradable")
     last = err.strip().splitlines()[-1]  # after the note on the missing header
@@ -79,11 +81,11 @@ def test_a_given_split_that_spreads_patients_or_copies_is_named_not_called_group
     assert code == 0, err
     assert "Warning: the given split puts the images of 15 of 16 patients in more than one split" in err
     assert "Warning: the given split puts byte-identical copies of 1 image(s) in two splits" in err
-    assert "each set is kept in one split" not in err and "(not grouped by patient)" in out
+    assert "each set is kept in one split" not in err and "(the given split puts 15 patients in two splits)" in out
     meta = json.loads((tmp_path / "w" / "dataset.json").read_text())
     assert meta["grouped"] is False and meta["groups_across_splits"] == 15
     # one odd name among <patient>_<left|right> names no longer turns grouping off for the others
-    assert "1 image(s) named otherwise (e.g. copy.png) are groups of their own" in err
+    assert "1 of the 31 images are named otherwise (e.g. copy.png) and are groups of their own" in err
 
 
 def test_empty_split_cells_count_as_train_and_synonyms_are_read(tmp_path):
@@ -201,4 +203,21 @@ def test_eyes_of_a_patient_delivered_in_two_parts_are_one_patient(tmp_path):
     assert code == 0, err
     table = pd.read_csv(tmp_path / "w" / "split.csv", dtype=str)
     assert table["group"].nunique() == 20 and table.groupby("group")["split"].nunique().max() == 1
+
+
+def test_an_exact_name_anywhere_beats_another_extension_and_headerless_bare_names_read(tmp_path):
+    """IDRiD/DRIVE-like: images/x.jpeg and masks/x.png; the CSV lists x.jpeg: the photo, not the mask."""
+    rows = _eyes(tmp_path / "R" / "images", patients=15, ext=".jpeg")
+    for name, _ in rows:
+        _image(tmp_path / "R" / "masks" / name.replace(".jpeg", ".png"))
+    (tmp_path / "l.txt").write_text("".join(f"{n.replace('.jpeg', '')} {g}\n" for n, g in rows))  # EyePACS-style
+    code, _out, err = _prepare(tmp_path / "w", "--labels", tmp_path / "l.txt", "--images", tmp_path / "R")
+    assert code == 1 and "image name is in several sub-folders" in err  # bare names: photo or mask, never guessed
+    (tmp_path / "l.txt").write_text("".join(f"{n} {g} {'test' if i % 5 == 0 else 'train'}\n"
+                                            for i, (n, g) in enumerate(rows)))
+    code, _out, err = _prepare(tmp_path / "w", "--labels", tmp_path / "l.txt", "--images", tmp_path / "R")
+    assert code == 0, err
+    assert "its third as the split" in err and "another extension" not in err
+    table = pd.read_csv(tmp_path / "w" / "split.csv")
+    assert table["path"].str.startswith("images/").all() and (table["split"] == "test").sum() == 6
 

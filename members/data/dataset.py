@@ -52,6 +52,7 @@ class PrepareResult:
     skipped: dict[str, int]
     grouped: bool
     fingerprint: str
+    groups_across_splits: int = 0  # patients a given split puts in two splits (prepare kept the split as given)
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +106,8 @@ class PreparedDataset:
 def _result(workdir: Path, info: dict) -> PrepareResult:
     counts = {s: {int(c): int(n) for c, n in info["counts"][s].items()} for s in SPLITS}
     return PrepareResult(workdir=workdir, counts=counts, kept=int(info["kept"]), skipped=dict(info["skipped"]),
-                         grouped=bool(info["grouped"]), fingerprint=info["fingerprint"])
+                         grouped=bool(info["grouped"]), fingerprint=info["fingerprint"],
+                         groups_across_splits=int(info.get("groups_across_splits") or 0))
 
 
 def _previous(workdir: Path, force: bool) -> dict | None:
@@ -199,6 +201,9 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
 
 def _what_differs(old: dict, new: dict) -> str:
     """How a workdir's earlier ``dataset.json`` differs from this prepare's: other data, or other options."""
+    if old.get("excluded_labels") != new.get("excluded_labels"):
+        shown = lambda d: ", ".join(d.get("excluded_labels") or []) or "none"  # noqa: E731
+        return f"with other --exclude-label ({shown(old)} then, {shown(new)} now)"
     if any(old.get(k) != new.get(k) for k in ("source", "image_root", "source_sha256")) or old.get("kept") != new.get("kept"):
         differ = [f"{what} {old.get(k)} then, {new.get(k)} now" for k, what in
                   (("source", "source"), ("image_root", "images in"), ("kept", "rows kept"))
@@ -385,7 +390,8 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
         cells = [by_row[r] for r in kept["row"]]
     grouping = find_groups(paths, column=cells, column_name=group_column, pattern=group_pattern,
                            by_file_name=True)
-    given = kept["split"].tolist() if checked.has_split else None
+    given_cells = table["split_text"].astype(str).str.strip() if "split_text" in table.columns else None
+    given = kept["split"].tolist() if checked.has_split and given_cells is not None and (given_cells != "").any() else None
     lost_notes = _lost_splits(table, dropped, given, folders) if given is not None else []
     split = assign_splits(kept["label"].to_numpy(), groups=merge_groups(grouping.groups, identical, len(kept)),
                           given=given, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
@@ -395,11 +401,13 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     frame = pd.DataFrame({"path": kept["path"].to_numpy(), "label": kept["label"].to_numpy(), "split": split})
     if grouping.groups is not None:
         frame["group"] = grouping.groups
-    split_source = ("split folders" if folders else "csv column") if checked.has_split else "random"
+    split_source = ("split folders" if folders else "csv column") if given is not None else "random"
     meta = {"source": source, "image_root": str(images.resolve()), "split_source": split_source, "seed": seed,
             "val_fraction": val_fraction, "test_fraction": test_fraction, "grouping": grouping.to_json()}
     if identical:
         meta["identical"] = [[paths[i] for i in same] for same in identical]
+    if exclude:
+        meta["excluded_labels"] = sorted({str(e).strip() for e in exclude})
     if grouping.groups is not None and given is not None:
         spread = spanning(split, grouping.groups)
         meta["grouped"] = not spread  # the given split, not prepare, decided where each patient's images went
@@ -421,7 +429,8 @@ def _given_split_leaks(paths: list[str], split, groups: list[str] | None, identi
             notes.append(f"Warning: the given split puts the images of {len(spread)} of {len(set(groups))} patients in "
                          f"more than one split (e.g. patient {g}: {shown}), so val and test share patients with train "
                          "and their figures are optimistic; leave the split column (or split folders) out to let "
-                         "prepare split by patient, or move each patient's images into one split.")
+                         "prepare split by patient, or move each patient's images into one split. (Patients are "
+                         "told apart by name: if each split numbers its patients anew, this is no leak.)")
     crossed = [same for same in identical if len({split[i] for i in same}) > 1]
     if crossed:
         shown = " = ".join(f"{paths[i]} ({split[i]})" for i in crossed[0][:3])

@@ -22,13 +22,11 @@ from pathlib import Path
 import pandas as pd
 
 from members.infra.errors import UserError
-from members.data.labels import EXTENSIONS
+from members.data.labels import EXTENSIONS, SYSTEM_FOLDERS
 
 SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "test": "test", "testing": "test"}
 IMAGE_EXTENSIONS = EXTENSIONS
-SYSTEM_FOLDERS = {"__macosx", "$recycle.bin", "system volume information", "@eadir"}
-"""Folders an unzip or a file system adds (macOS resource forks, Windows' bin, Synology thumbnails): never classes."""
 
 
 def _hidden(name: str) -> bool:

@@ -108,16 +108,16 @@ def find_groups(paths: Sequence[str], *, column: Sequence[str] | None = None, co
         names = [p.rsplit("/", 1)[-1] for p in paths] if by_file_name else list(paths)
         ids = patient_ids(names)
         matched = sum(i is not None for i in ids)
-        if matched == 0 or matched < n / 2:  # a stray x_left.jpg among other names is no naming scheme
+        if matched == 0:
             return Grouping(None, None, 0, "Not grouped by patient: the image names are not <patient>_<left|right>, "
                             + LEAK + ".")
         groups = [i if i is not None else path for i, path in zip(ids, paths)]  # other names: a group each
         note = (f"Grouped by patient from the file names (<patient>_<left|right>): {len(set(groups)) - (n - matched)} "
                 f"patients for {matched} images")
-        if matched < n:
+        if matched < n:  # grouping the names that match costs nothing: the others are groups of their own anyway
             other = next(p for i, p in zip(ids, paths) if i is None)
-            note += (f"; {n - matched} image(s) named otherwise (e.g. {other}) are groups of their own: pass "
-                     "--group-column or --group-pattern if they belong to those patients")
+            note += (f"; {n - matched} of the {n} images are named otherwise (e.g. {other}) and are groups of their "
+                     "own: pass --group-column or --group-pattern if they belong to patients")
         return Grouping(groups, "file names <patient>_<left|right>", len(set(groups)), note + ".")
     covered = sum(i is not None for i in ids)
     if covered == 0:

@@ -45,6 +45,9 @@ REASON_SAME_FILE = "image is the same file as another listed image (a link or an
 # pipeline reads every other format Pillow decodes with Pillow (members/data/pillow_image.py).
 TF_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"})
 # The extensions an image name without one is matched against, and a class folder's images.
+SYSTEM_FOLDERS = {"__macosx", "$recycle.bin", "system volume information", "@eadir"}
+"""Folders an unzip or a file system adds (macOS resource forks, Windows' bin, Synology thumbnails): never classes,
+never searched for images."""
 EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".jp2",
               ".jfif", ".jpe")  # .jfif: the name Windows gives JPEGs
 
@@ -118,18 +121,20 @@ class NameResolver:
         must name exactly one file (EyePACS delivered in parts, ``images/part1/…``,
         ``images/part2/…``; a name found in two sub-folders is ambiguous).
         """
-        found, reason = self._resolve(name)
+        for other_ext in (False, True):  # a file under another extension only when no exact name exists anywhere
+            found, reason = self._resolve(name, other_ext)
+            if reason == REASON_MISSING and "\\" in name and os.sep == "/":
+                found, reason = self._resolve(name.replace("\\", "/"), other_ext)
+                self.backslashed += reason is None
+                name = name.replace("\\", "/")
+            if reason == REASON_MISSING and "/" not in name.strip("/"):
+                found, reason = self._in_subfolders(name.strip("/"), other_ext)
+                if found is not None:
+                    self.elsewhere.append((name, found))
+            if reason != REASON_MISSING:
+                break
         if found is not None:
             self._note_extension(name, found)
-        if reason == REASON_MISSING and "\\" in name and os.sep == "/":
-            found, reason = self._resolve(name.replace("\\", "/"))
-            self.backslashed += reason is None
-            name = name.replace("\\", "/")
-        if reason == REASON_MISSING and "/" not in name.strip("/"):
-            found, reason = self._in_subfolders(name.strip("/"))
-            if found is not None:
-                self.elsewhere.append((name, found))
-                self._note_extension(name, found)
         return found, reason
 
     def _note_extension(self, name: str, found: str) -> None:
@@ -155,19 +160,19 @@ class NameResolver:
                        "name could mean another image.")
         return out
 
-    def _in_subfolders(self, name: str) -> tuple[str | None, str | None]:
+    def _in_subfolders(self, name: str, other_ext: bool = False) -> tuple[str | None, str | None]:
         if self._tree is None:
             self._tree = {}
             for folder, dirs, files in os.walk(self.root):
                 if folder != self.root and "dataset.json" in files:  # a workdir inside the images: not images
                     dirs[:] = []
                     continue
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d.casefold() not in SYSTEM_FOLDERS)
                 if folder != self.root:
                     self._tree[folder] = self._folder(folder)
         hits = []
         for folder, (_, names, folded, _) in self._tree.items():
-            found, reason = _match(name, names, folded)
+            found, reason = _match(name, names, folded, other_ext)
             if reason == REASON_AMBIGUOUS:
                 return None, REASON_AMBIGUOUS
             if found is not None:
@@ -178,12 +183,12 @@ class NameResolver:
             return None, REASON_MISSING
         return self._resolve(hits[0])
 
-    def _resolve(self, name: str) -> tuple[str | None, str | None]:
+    def _resolve(self, name: str, other_ext: bool = False) -> tuple[str | None, str | None]:
         folder, base = os.path.split(os.path.normpath(os.path.join(self.root, name)))
         real_folder, names, folded, links = self._folder(folder)
         if not self._inside(real_folder):
             return None, REASON_OUTSIDE
-        found, reason = _match(base, names, folded)
+        found, reason = _match(base, names, folded, other_ext)
         if found is None:
             return None, reason
         if os.path.join(folder, found) in self.loops:
@@ -212,15 +217,18 @@ def _list_files(folder: str) -> tuple[list[tuple[str, bool]], set[str]]:
     return sorted(files), loops
 
 
-def _match(base: str, names: set[str], folded: dict[str, list[str]]) -> tuple[str | None, str | None]:
-    """The one file ``base`` names: exactly, else ignoring case and the extension; two candidates are ambiguous."""
+def _match(base: str, names: set[str], folded: dict[str, list[str]],
+           other_ext: bool = False) -> tuple[str | None, str | None]:
+    """The one file ``base`` names: exactly, else ignoring case and the extension; two candidates are ambiguous.
+    ``other_ext``: also the one file of ``base``'s stem with another image extension (the last resort of
+    :meth:`NameResolver.resolve`)."""
     if base in names:
         return base, None
     candidates: list[str] = []
     for key in [_key(base)] + [_key(base + ext) for ext in EXTENSIONS]:
         candidates += [n for n in folded.get(key, []) if n not in candidates]
     stem, ext = os.path.splitext(base)
-    if not candidates and ext.casefold() in EXTENSIONS:  # x.JPG listed, x.png on disk (converted after labelling)
+    if other_ext and not candidates and ext.casefold() in EXTENSIONS:  # x.JPG listed, x.png on disk (converted)
         candidates = [n for other in EXTENSIONS for n in folded.get(_key(stem + other), [])]
         candidates = list(dict.fromkeys(candidates))
     if len(candidates) > 1:
@@ -317,9 +325,9 @@ def header_delimiter(text: str) -> str:
 
 
 def _is_data_row(cells: list[str]) -> bool:
-    """Whether a first line is a row, not a header: an image file name, then an integer label."""
-    return (len(cells) >= 2 and os.path.splitext(cells[0])[1].casefold() in EXTENSIONS
-            and parse_label(cells[1]) is not None)
+    """Whether a first line is a row, not a header: a name (an image file's, or a bare one such as EyePACS'
+    ``10_left``), then an integer label where a header has a column name."""
+    return len(cells) >= 2 and bool(cells[0].strip()) and parse_label(cells[1]) is not None
 
 
 def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column: str,
@@ -340,11 +348,13 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
             text = f.read()
         first = next((line for line in text.splitlines() if line.strip()), "")
         if not any(sep in first for sep in DELIMITERS) and len(first.split()) >= 2:  # `name grade` lines (DDR)
-            lines = [(n, line.strip().rsplit(None, 1)) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-            header, records = lines[0][1], lines[1:]
+            width = len(first.split())  # the last width-1 fields split off: a name may hold spaces
+            lines = [(n, line.strip().rsplit(None, width - 1)) for n, line in enumerate(text.splitlines(), 1)
+                     if line.strip()]
+            (header_line, header), records = lines[0], lines[1:]
         else:
             reader = csv.reader(io.StringIO(text, newline=""), delimiter=header_delimiter(text))
-            header = next(reader, None)
+            header, header_line = next(reader, None), reader.line_num
             records = [(reader.line_num, rec) for rec in reader if any(cell.strip() for cell in rec)]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise UserError(f"Labels file {path} is not a UTF-8 CSV text file ({exc}); save it as CSV (UTF-8) "
@@ -353,11 +363,14 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
         raise UserError(f"Labels file {path} is empty; expected a header such as `image,level` and one row per "
                         f"image. Received: labels={path}")
     header = [h.strip() for h in header]
-    if _is_data_row(header) and _find_column(header, image_column) is None:  # no header: image, label, ...
-        records = [(1, header), *records]
+    if _is_data_row(header) and _find_column(header, image_column) is None:  # no header: image, label[, split]
+        records = [(header_line, header), *records]
+        third = len(header) > 2 and header[2].casefold() in _SPLIT_NAMES and split_column
         header = [image_column, label_column, *(f"column {i}" for i in range(3, len(header) + 1))]
-        print(f"Note: {path} has no header; its first column is read as the image names and its second as the "
-              "labels.", file=sys.stderr)
+        if third:
+            header[2] = split_column
+        print(f"Note: {path} has no header; its first column is read as the image names, its second as the labels"
+              f"{' and its third as the split' if third else ''}.", file=sys.stderr)
     cols = {name: _find_column(header, name) for name in (image_column, label_column)}
     missing = [name for name, idx in cols.items() if idx is None]
     if missing:
