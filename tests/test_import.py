@@ -415,7 +415,7 @@ def test_an_imported_member_gets_the_collapse_check_and_vote_leaves_it_out(workd
     folder = import_member(workdir_copy, "flat", val_csv=csvs["val"], test_csv=csvs["test"])
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["collapsed"] is True and metrics["collapse"]["reason"] == "its val predictions fall into one class (3)"
-    assert "trained outside this toolkit" in metrics["collapse"]["advice"]
+    assert "It was imported: check the class balance" in metrics["collapse"]["advice"]
     assert set(metrics["majority"]) == {"val", "test"} and set(metrics["below_majority"]) == {"val", "test"}
     assert "[flat] WARNING: collapsed" in capsys.readouterr().err
     good = write_probs(workdir_copy, tmp_path, seed=1)

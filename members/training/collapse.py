@@ -74,13 +74,13 @@ class CollapseWatch:
             top = int(np.bincount(val_probs.argmax(axis=1), minlength=self.k).argmax())
             what = (f"every val image was predicted as class {self.classes[top]}" if row["val_classes_predicted"] <= 1
                     else f"val balanced accuracy stayed at chance ({row['val_balanced_accuracy']:.3f} <= 1/{self.k})")
-            self.log(f"[{self.name}] WARNING: the member is collapsing: for {run} epoch{'s' if run != 1 else ''} {what}; it is "
-                     "learning the "
+            epochs = f"{run} epoch{'s' if run != 1 else ''}"
+            self.log(f"[{self.name}] WARNING: the member is collapsing: for {epochs} {what}; it is learning the "
                      f"class mix, not the images. {collapse_advice(self.spec, self.ordinal)}")
             self.warned = True
 
 
-IMPORTED_ADVICE = ("It was trained outside this toolkit: check its class balance and its input preprocessing "
+IMPORTED_ADVICE = ("It was imported: check the class balance it was trained on and its input preprocessing "
                    "against this set's, or keep it anyway with vote --keep-collapsed.")
 
 
