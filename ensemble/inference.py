@@ -152,6 +152,7 @@ class PredictionResult:
     referable_note: str = ""
     referable_kind: str = "referable_dr"
     notes: list[str] = field(default_factory=list)
+    given: list[str] = field(default_factory=list)  # every input in order, repeats included: a row each
 
     @property
     def summary_columns(self) -> tuple[str, str]:
@@ -223,8 +224,9 @@ class PredictionResult:
                 int(top_class[i]), f"{top_prob[i]:.8g}", f"{self.agreement[i]:.6g}", int(self.refer[i]),
                 *(f"{p:.8g}" for p in self.probs[i]), *tail, self.note_of(i)]))
         blank = [""] * (len(CSV_COLUMNS) - 2 + k + len(extra))  # label .. agreement, probs, referable columns
-        for path, why in self.skipped.items():  # every input is accounted for: the ungraded ones, referred
-            row = [printable_path(path), *blank[:6], 1, *blank[6:], f"not graded: {why}"]
+        ungraded = [p for p in self.given if p in self.skipped] or list(self.skipped)  # an input given twice: 2 rows
+        for path in ungraded:  # every input is accounted for: the ungraded ones, referred
+            row = [printable_path(path), *blank[:6], 1, *blank[6:], f"not graded: {self.skipped[path]}"]
             writer.writerow(csvsafe.row(row))
         return buf.getvalue()
 
@@ -621,13 +623,13 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
     try:
         settle_skipped(paths, candidates, kept, skipped)
     except UserError:  # every input still gets its row ("not graded: <reason>"), then the one sentence
-        _write(_none_graded(ens, skipped).to_csv(), out, print_csv)
+        _write(replace(_none_graded(ens, skipped), given=list(paths)).to_csv(), out, print_csv)
         raise
     graded = [candidates[i] for i in kept]
     unlike = (appearance.screen(ens.appearance, appearance.looks(graded)) if ens.appearance is not None
               else [""] * len(graded))  # vote's range of the training images' looks (ensemble.appearance)
     notes = [UNIFORM_NOTE if flat else why for flat, why in zip(uniform, unlike)]
-    result = _combine(ens, graded, P, skipped, notes=notes)
+    result = replace(_combine(ens, graded, P, skipped, notes=notes), given=list(paths))
     _write(result.to_csv(), out, print_csv)
     _summary(result, out)
     return result

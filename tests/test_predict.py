@@ -60,7 +60,7 @@ def test_csv_rows_probabilities_agreement_and_referral(voted, images, tmp_path, 
     assert list(full.columns) == ["path", "label", "class", "label_prob", "top_class", "top_prob", "agreement",
                                   "refer", *(f"prob_{j}" for j in range(k)), "p_referable", "referable", "note"]
     # every input has a row: the graded ones in the order given, then the ones that could not be read, referred
-    assert full["path"].tolist() == good + list(result.skipped)
+    assert full["path"].tolist() == good + [p for p in mixed if p in result.skipped]  # ungraded: in input order
     ungraded = full.iloc[len(good):]
     assert (ungraded["refer"] == 1).all() and ungraded["label"].isna().all() and ungraded["prob_0"].isna().all()
     assert [n.split(":")[0] for n in ungraded["note"]] == ["not graded"] * len(bad)
@@ -500,9 +500,9 @@ def test_no_readable_input_still_gets_its_rows_then_one_sentence(voted, images, 
     from tests.helpers import run_cli
 
     out = tmp_path / "none.csv"
-    bad = images["bad"][:3]
+    bad = [*images["bad"][:3], images["bad"][1]]  # one given twice: two rows, as a graded image given twice has
     code, _out, err = run_cli("predict", "--workdir", voted, *bad, "--out", out)
-    assert code == 1 and err.strip().splitlines()[-1].startswith("Error: None of the 3 image(s) could be read")
+    assert code == 1 and err.strip().splitlines()[-1].startswith("Error: None of the 4 image(s) could be read")
     rows = pd.read_csv(out, keep_default_na=False)
     assert sorted(rows["path"]) == sorted(bad) and (rows["refer"] == 1).all() and (rows["label"] == "").all()
     assert all(note.startswith("not graded: ") for note in rows["note"])
