@@ -333,6 +333,11 @@ def _predict_with_model(path: Path, data, given_size: int | None):
                             "so it is not p of class 1; end the model with a sigmoid and save it again.")
         _check_model_outputs(raw, path, split, data.absolute_paths(split))
         probs[split] = raw
+    if len(probs["val"]) > 1 and float(probs["val"].std(axis=0).max()) < 1e-4:
+        same = np.array2string(probs["val"][0], precision=3)
+        print(f"Warning: {path} gives every val image the same probabilities ({same}): its output does not depend "
+              "on the image (an untrained model, or input it cannot see, e.g. scaled wrongly); vote will find it "
+              "collapsed.", file=sys.stderr)
     imported = {"kind": KIND_MODEL, "source": "keras.Model object (Python API)" if path.name == "keras.Model object.keras"
                 else str(path.resolve()), "source_sha256": atomic.sha256_file(path)}
     if sigmoid:
@@ -589,6 +594,8 @@ def _renormalised(probs: np.ndarray, path: Path, split: str, where: list[str]) -
     if len(bad):
         row = probs[bad[0]]
         value = row[(row < 0) | (row > 1)][0]
+        if probs.min() >= 0 and np.allclose(probs.sum(axis=1), 100.0, atol=1.0):
+            hint = "its rows sum to 100: percentages; divide them by 100"
         raise UserError(f"{path} {where[bad[0]]} holds {value:g}, not a probability between 0 and 1; {hint}.")
     sums = probs.sum(axis=1)
     deviation = np.abs(sums - 1.0)

@@ -577,3 +577,22 @@ def test_rows_of_another_split_or_not_graded_are_named(workdir_copy, tmp_path):
     code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--val-csv", csvs["val"],
                               "--test-csv", csvs["test"])
     one_sentence_error(code, err, "its row says 'not graded: is empty (0 bytes)'")
+
+
+def test_percentages_and_a_model_blind_to_its_input_are_named(workdir_copy, tmp_path, capsys):
+    import keras
+
+    csvs = write_probs(workdir_copy, tmp_path)
+    for split in ("val", "test"):
+        table = pd.read_csv(csvs[split])
+        table[[c for c in table.columns if c.startswith("prob_")]] *= 100
+        table.to_csv(csvs[split], index=False)
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "pct", "--val-csv", csvs["val"],
+                              "--test-csv", csvs["test"])
+    one_sentence_error(code, err, "its rows sum to 100: percentages; divide them by 100")
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(0.0)(inputs))  # sees nothing of the image
+    keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(x)).save(tmp_path / "blind.keras")
+    capsys.readouterr()
+    import_member(workdir_copy, "blind", model=tmp_path / "blind.keras")
+    assert "gives every val image the same probabilities" in capsys.readouterr().err

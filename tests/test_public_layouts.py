@@ -221,3 +221,11 @@ def test_an_exact_name_anywhere_beats_another_extension_and_headerless_bare_name
     table = pd.read_csv(tmp_path / "w" / "split.csv")
     assert table["path"].str.startswith("images/").all() and (table["split"] == "test").sum() == 6
 
+
+
+def test_images_pointed_at_the_parent_of_the_class_folders_says_where_they_are(tmp_path):
+    for c in ("0 - No DR", "1 - Mild"):
+        for i in range(8):
+            _image(tmp_path / "data" / "classfolders" / c / f"{c[0]}_{i}.png")
+    code, _out, err = _prepare(tmp_path / "w", "--images", tmp_path / "data")
+    assert code == 1 and f"pass --images {tmp_path / 'data' / 'classfolders'}" in err

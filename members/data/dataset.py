@@ -154,8 +154,14 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
     fingerprint = hashlib.sha256(data).hexdigest()
     k = len(class_names) if class_names else int(frame["label"].max()) + 1
     if k < 2:
-        raise UserError(f"Every kept row has the same class ({class_names[0] if class_names else 0}); a classifier "
-                        f"needs at least two classes. Received: {meta['source']}")
+        only = class_names[0] if class_names else 0
+        deeper = ""
+        if str(meta["source"]).startswith("folders:"):
+            root = Path(str(meta["source"])[len("folders:"):]) / str(only)
+            if root.is_dir() and sum(p.is_dir() for p in root.iterdir()) >= 2:
+                deeper = f"; if {root} holds the class folders, pass --images {root}"
+        raise UserError(f"Every kept row has the same class ({only}); a classifier needs at least two classes"
+                        f"{deeper}. Received: {meta['source']}")
     classes = list(class_names) if class_names else list(range(k))
     ordinal, why = choose_ordinal(bool(class_names), ordinal, classes)
     counts = {s: class_counts(frame.loc[frame["split"] == s, "label"], k) for s in SPLITS}
