@@ -242,12 +242,14 @@ def _appearance(workdir: Path, out: Path, seed: int) -> dict:
         data = load_dataset(workdir)
     except UserError as exc:  # replaced while this vote ran: the transaction refuses the vote (ensemble.manifest)
         return {"screen": False, "reason": f"the dataset could not be read ({exc})"}
-    ref, why = appearance.fit_reference([*data.absolute_paths("train"), *data.absolute_paths("val")],
-                                        source="training and validation", seed=seed)
+    listed = [*data.absolute_paths("train"), *data.absolute_paths("val")]
+    ref, why = appearance.fit_reference(listed, source="training and validation", seed=seed)
     if ref is None:
         if not Path(data.image_root).is_dir():
             why = f"the image folder {data.image_root} is not there (moved or unmounted?)"
-        print(f"Note: predict will not screen inputs for images unlike the training images: {why}.", file=sys.stderr)
+        if len(listed) >= appearance.MIN_IMAGES:  # enough images listed, too few read: say so (a small set is quiet)
+            print(f"Note: predict will not screen inputs for images unlike the training images: {why}.",
+                  file=sys.stderr)
         return {"screen": False, "reason": why}
     from members.infra.atomic import write_json
 

@@ -125,3 +125,19 @@ def test_a_changed_reference_is_refused_and_a_small_set_is_not_screened(screened
     assert report["appearance"]["screen"] is False and "at least 50" in report["appearance"]["reason"]
     assert not (small / "ensemble" / "appearance.json").exists()
     assert "`predict` does not screen inputs" in (small / "ensemble" / "report.md").read_text()
+
+
+def test_a_vote_whose_images_have_moved_says_the_screen_is_off(screened, tmp_path, monkeypatch, capsys):
+    from ensemble.vote import run_vote
+
+    work = tmp_path / "w"
+    shutil.copytree(screened, work)
+    meta = json.loads((work / "dataset.json").read_text())
+    meta["image_root"] = str(tmp_path / "moved")  # the images folder moved or unmounted since prepare
+    (work / "dataset.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(appearance, "MIN_IMAGES", 20)
+    report = run_vote(work, methods=("soft",), n_boot=10, keep_collapsed=True, console=Console(file=io.StringIO()))
+    assert report["appearance"] == {"screen": False,
+                                    "reason": f"the image folder {tmp_path / 'moved'} is not there (moved or unmounted?)"}
+    assert "Note: predict will not screen inputs" in capsys.readouterr().err
+    assert not (work / "ensemble" / "appearance.json").exists()
