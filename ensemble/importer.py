@@ -415,16 +415,19 @@ def _from_root(cell: str, roots: list[str], exact: dict[str, int]) -> int | None
     return None if inside is None else exact.get(inside)
 
 
-def _where_else(cell: str, data, split: str, roots: list[str]) -> str:
-    """Why a CSV row's image is not one of ``split``'s: another split's (say which), outside the image root, or unknown."""
+def _other_split(cell: str, data, split: str, roots: list[str]) -> str | None:
+    """The other split of this workdir whose image a CSV row names, or ``None``."""
+    inside = _under_root(cell, roots) if cell else None
     for other in ("train", "val", "test"):
-        if other == split:
-            continue
-        exact, folded = _keys(data.rows(other)["path"].tolist())
-        inside = _under_root(cell, roots) if cell else None
-        if any(key is not None and (key in exact or key.casefold() in folded) for key in (cell, inside)):
-            swap = " (--val-csv and --test-csv swapped?)" if other in ("val", "test") else ""
-            return f"is a {other} image of this workdir, not a {split} image{swap}"
+        if other != split:
+            exact, folded = _keys(data.rows(other)["path"].tolist())
+            if any(key is not None and (key in exact or key.casefold() in folded) for key in (cell, inside)):
+                return other
+    return None
+
+
+def _where_else(cell: str, data, split: str, roots: list[str]) -> str:
+    """Why a CSV row's image is not one of ``split``'s: outside the image root (a copy?), or unknown."""
     base = cell.replace("\\", "/").rsplit("/", 1)[-1]
     exact, folded = _keys(data.rows(split)["path"].tolist())
     if base != cell and (base in exact or base.casefold() in folded):  # a copy elsewhere: never matched by name alone
@@ -500,6 +503,7 @@ def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_col
     probs = np.full((len(rows), k), np.nan)
     lines = np.zeros(len(rows), dtype=np.int64)
     ungraded: dict[str, str] = {}  # predict's rows for unreadable inputs: named when their image is missing
+    others: dict[str, int] = {}  # rows of the workdir's other splits, passed over
     for line, rec in enumerate(records[1:], start=2):
         if not any(c.strip() for c in rec):
             continue
@@ -514,6 +518,10 @@ def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_col
             inside = _under_root(cell, roots)
             i = None if inside is None else exact.get(inside, folded.get(inside.casefold()))
         if i is None:
+            other = _other_split(cell, data, split, roots)
+            if other is not None:  # one predictions CSV over every image serves --val-csv and --test-csv alike
+                others[other] = others.get(other, 0) + 1
+                continue
             raise UserError(f"{path} line {line} names {cell!r}, which {_where_else(cell, data, split, roots)}; give "
                             f"the {split} rows of this workdir only.")
         if lines[i]:
@@ -538,8 +546,14 @@ def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_col
 
         why = next((note for cell, note in ungraded.items() if cell and row_of(cell) == first), None)
         detail = f" (its row says {why!r}: the model gave it no probabilities)" if why else ""
+        if not lines.any() and others:
+            detail = (f" (it holds {', '.join(f'{n} {o}' for o, n in others.items())} rows instead: "
+                      "--val-csv and --test-csv swapped?)")
         raise UserError(f"{path} lacks {int((lines == 0).sum())} of the {len(rows)} {split} images, e.g. "
                         f"{missing!r}{detail}; give a row with probabilities for every {split} image of split.csv.")
+    if others:
+        print(f"{path}: passed over its {' and '.join(f'{n} {o}' for o, n in others.items())} rows (images of this "
+              f"workdir's other splits), read its {len(rows)} {split} rows.", file=sys.stderr)
     where = [f"line {n} ({_nfc(p)!r})" for n, p in zip(lines, rows["path"])]
     if one_column:
         p1 = probs[:, 1]

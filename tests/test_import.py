@@ -568,7 +568,14 @@ def test_rows_of_another_split_or_not_graded_are_named(workdir_copy, tmp_path):
     csvs = write_probs(workdir_copy, tmp_path)
     code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--val-csv", csvs["test"],
                               "--test-csv", csvs["val"])
-    one_sentence_error(code, err, "is a test image of this workdir, not a val image (--val-csv and --test-csv swapped?)")
+    one_sentence_error(code, err, "rows instead: --val-csv and --test-csv swapped?")
+    both = tmp_path / "both.csv"  # one predictions CSV over every image serves both options
+    pd.concat([pd.read_csv(csvs["val"]), pd.read_csv(csvs["test"])]).to_csv(both, index=False)
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "both", "--val-csv", both,
+                              "--test-csv", both)
+    assert code == 0 and "passed over its" in err and "rows (images of this workdir's other splits)" in err, err
+    np.testing.assert_allclose(load_npz(workdir_copy / "members" / "both" / "val.npz")["probs"].sum(axis=1), 1.0,
+                               atol=1e-6)
     table = pd.read_csv(csvs["val"])
     table["note"] = ""
     table.loc[0, "note"] = "not graded: is empty (0 bytes)"
