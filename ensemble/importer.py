@@ -415,14 +415,12 @@ def _from_root(cell: str, roots: list[str], exact: dict[str, int]) -> int | None
     return None if inside is None else exact.get(inside)
 
 
-def _other_split(cell: str, data, split: str, roots: list[str]) -> str | None:
-    """The other split of this workdir whose image a CSV row names, or ``None``."""
+def _other_split(cell: str, others: dict[str, tuple[dict, dict]], roots: list[str]) -> str | None:
+    """The other split (``others``: its :func:`_keys`, built once per CSV) whose image a CSV row names, or ``None``."""
     inside = _under_root(cell, roots) if cell else None
-    for other in ("train", "val", "test"):
-        if other != split:
-            exact, folded = _keys(data.rows(other)["path"].tolist())
-            if any(key is not None and (key in exact or key.casefold() in folded) for key in (cell, inside)):
-                return other
+    for other, (exact, folded) in others.items():
+        if any(key is not None and (key in exact or key.casefold() in folded) for key in (cell, inside)):
+            return other
     return None
 
 
@@ -504,6 +502,7 @@ def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_col
     lines = np.zeros(len(rows), dtype=np.int64)
     ungraded: dict[str, str] = {}  # predict's rows for unreadable inputs: named when their image is missing
     others: dict[str, int] = {}  # rows of the workdir's other splits, passed over
+    other_keys: dict[str, tuple[dict, dict]] | None = None
     for line, rec in enumerate(records[1:], start=2):
         if not any(c.strip() for c in rec):
             continue
@@ -518,7 +517,9 @@ def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_col
             inside = _under_root(cell, roots)
             i = None if inside is None else exact.get(inside, folded.get(inside.casefold()))
         if i is None:
-            other = _other_split(cell, data, split, roots)
+            if other_keys is None:  # the other splits' names, built on the first row that needs them
+                other_keys = {o: _keys(data.rows(o)["path"].tolist()) for o in ("train", "val", "test") if o != split}
+            other = _other_split(cell, other_keys, roots)
             if other is not None:  # one predictions CSV over every image serves --val-csv and --test-csv alike
                 others[other] = others.get(other, 0) + 1
                 continue

@@ -707,7 +707,6 @@ def check_out(out: Path, *, force: bool = False, workdir: Path | None = None) ->
         raise UserError(f"--out {out} cannot be written: {parent} is a file, not a folder; pass another --out.")
     if parent.exists() and not _writable(parent):
         raise UserError(f"--out {out} cannot be written: the folder {parent} is not writable; pass another --out.")
-
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; pass a file name for the predictions CSV, e.g. {out / 'predictions.csv'}.")
     if force or not out.exists():
@@ -743,7 +742,7 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
         refer = (confidence < ens.refer_threshold) | ((agreement == 0) if ens.refer_without_agreement else False)
     else:
         refer = agreement < AGREEMENT_FALLBACK
-    notes = list(notes) if notes is not None and len(notes) == len(labels) else [""] * len(labels)
+    notes = [""] * len(labels) if notes is None else list(notes)  # one per graded image (a mismatch fails below)
     # nothing to grade, or unlike anything the members learned from: a human looks at it, whatever they say
     refer = refer | np.array([bool(n) for n in notes], dtype=bool).reshape(refer.shape)
     p_ref = referable = None

@@ -273,7 +273,6 @@ def _screen_md(screen: dict | None) -> list[str]:
                 "grade image quality.")
     else:
         text = f"`predict` does not screen inputs for images unlike the training images: {screen.get('reason', '')}."
-        text = text.replace("; predict does not screen inputs.", ".")  # reports written before the wording changed
     return ["", text]
 
 

@@ -748,11 +748,6 @@ def _say_probabilities_only(ms: MemberSet) -> None:
               "--members leaving them out for an ensemble that grades new images.", file=sys.stderr)
 
 
-def _graded(r: dict) -> bool:
-    """Whether a report is of ordered grades (three or more): its words are eyes and grades, else images and classes."""
-    return r.get("ordinal", True) is not False and (r.get("num_classes") or 0) >= 3
-
-
 def _thin_test_words(r: dict) -> str:
     """A sentence when the test split is too small for its intervals: a class with one row (which a
     bootstrap stratified by class never varies), or fewer than :data:`SMALL_TEST` rows or a class
@@ -771,7 +766,9 @@ def _thin_test_words(r: dict) -> str:
                 f"above should be trusted; {fix}.")
     if lone:
         which = f"class {lone[0]}" if len(lone) == 1 else f"classes {', '.join(map(str, lone))} (one patient each)"
-        top = "highest grade" if _graded(r) else "highest-numbered class"
+        from ensemble.report import is_dr
+
+        top = "highest grade" if is_dr(r) else "highest-numbered class"
         return (f" Caution: in the test split a single patient has {which} as their {top}; the bootstrap "
                 f"draws patients within their {top}, so it never varies that patient's rows, and the intervals "
                 f"above are narrower than the real uncertainty: neither a 'beat' nor a difference above should be "

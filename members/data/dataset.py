@@ -401,7 +401,7 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     lost_notes = _lost_splits(table, dropped, given, folders) if given is not None else []
     split = assign_splits(kept["label"].to_numpy(), groups=merge_groups(grouping.groups, identical, len(kept)),
                           given=given, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    leaks = _given_split_leaks(paths, split, grouping.groups, identical) if given is not None else []
+    leaks, spread = _given_split_leaks(paths, split, grouping.groups, identical) if given is not None else ([], [])
     if identical:  # copies of one photo stay in one split (see members.data.duplicates) unless the split was given
         print(describe(paths, identical, kept["label"].tolist(), kept_together=given is None), file=sys.stderr)
     frame = pd.DataFrame({"path": kept["path"].to_numpy(), "label": kept["label"].to_numpy(), "split": split})
@@ -415,35 +415,34 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     if exclude:
         meta["excluded_labels"] = sorted({str(e).strip() for e in exclude})
     if grouping.groups is not None and given is not None:
-        spread = spanning(split, grouping.groups)
         meta["grouped"] = not spread  # the given split, not prepare, decided where each patient's images went
         meta["groups_across_splits"] = len(spread)
     return _commit(workdir, frame, dropped, meta, force=force, class_names=encoding.classes, ordinal=ordinal,
                    notes=[*checked.notes, grouping.note, *lost_notes, *leaks])
 
 
-def _given_split_leaks(paths: list[str], split, groups: list[str] | None, identical: list[list[int]]) -> list[str]:
+def _given_split_leaks(paths: list[str], split, groups: list[str] | None,
+                       identical: list[list[int]]) -> tuple[list[str], list[str]]:
     """Warnings for a split given by the CSV (or split folders) that puts one patient's images, or copies of one
-    photo, in two splits: prepare keeps a given split as it is, so it can only say so."""
+    photo, in two splits (prepare keeps a given split as it is, so it can only say so), and the patients it spreads."""
     notes = []
     where = {p: s for p, s in zip(paths, split)}
-    if groups is not None:
-        spread = spanning(split, groups)
-        if spread:
-            g = spread[0]
-            shown = ", ".join(f"{p} ({where[p]})" for p, h in zip(paths, groups) if h == g)
-            notes.append(f"Warning: the given split puts the images of {len(spread)} of {len(set(groups))} patients in "
-                         f"more than one split (e.g. patient {g}: {shown}), so val and test share patients with train "
-                         "and their figures are optimistic; leave the split column (or split folders) out to let "
-                         "prepare split by patient, or move each patient's images into one split. (Patients are "
-                         "told apart by name: if each split numbers its patients anew, this is no leak.)")
+    spread = [] if groups is None else spanning(split, groups)
+    if spread:
+        g = spread[0]
+        shown = ", ".join(f"{p} ({where[p]})" for p, h in zip(paths, groups) if h == g)
+        notes.append(f"Warning: the given split puts the images of {len(spread)} of {len(set(groups))} patients in "
+                     f"more than one split (e.g. patient {g}: {shown}), so val and test share patients with train "
+                     "and their figures are optimistic; leave the split column (or split folders) out to let "
+                     "prepare split by patient, or move each patient's images into one split. (Patients are "
+                     "told apart by name: if each split numbers its patients anew, this is no leak.)")
     crossed = [same for same in identical if len({split[i] for i in same}) > 1]
     if crossed:
         shown = " = ".join(f"{paths[i]} ({split[i]})" for i in crossed[0][:3])
         notes.append(f"Warning: the given split puts byte-identical copies of {len(crossed)} image(s) in two splits "
                      f"(e.g. {shown}): the same photo is then trained on and scored; remove the copies or move them "
                      "into one split.")
-    return notes
+    return notes, spread
 
 
 def _exclude_labels(table: pd.DataFrame, exclude: Sequence[str], what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
