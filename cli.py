@@ -580,7 +580,9 @@ def predict(
     refer       1 = send to a human grader: label_prob below the threshold
                 chosen on val, or agreement 0 (other methods, and --tta on
                 members whose cached probabilities were not TTA: under
-                half the members agree); also every row with a note
+                half the members agree); refer is 1 exactly when note is
+                not empty. It is about the image needing a human look, not
+                a DR finding: see referable
     prob_0..    the ensemble's probability of each class (calibrated when
                 vote ran with --calibrate temperature)
     p_referable P(grade >= the referable cut, default 2): ordered grades only
@@ -588,9 +590,11 @@ def predict(
                 --positive-class)
     referable   1 = referable DR: p_referable at or above the threshold vote
                 chose on val for the sensitivity target (empty for another
-                --method than the one it was chosen for)
-    note        "not graded: <reason>" (an unreadable input: its row comes
-                after the graded ones, refer 1), "ungradable: ..." (a flat
+                --method than the one it was chosen for, and for ungradable
+                images and images unlike the training images)
+    note        why refer is 1: "review: ..." (low confidence, members that
+                disagree), "not graded: <reason>" (an unreadable input: its
+                row comes after the graded ones), "ungradable: ..." (a flat
                 black or white image: graded, but referred) or "unlike the
                 training images: ..." (noise, a document, another kind of
                 photograph: graded, but referred)

@@ -65,8 +65,10 @@ REFERABLE_COLUMNS = ("p_referable", "referable")
 POSITIVE_COLUMNS = ("p_positive", "positive")
 """On a two-class task: ``p_positive`` = P(the report's positive class), ``positive`` 1/0 at the val-chosen threshold."""
 NOTE_COLUMN = "note"
-"""The last column: ``""``, ``ungradable: ...`` (a flat image, graded but referred) or ``not graded: <reason>`` for
-an input that could not be read (its other cells empty, ``refer`` 1): every input given has a row."""
+"""The last column, why ``refer`` is 1 (empty exactly where it is 0): ``review: ...`` (the referral rule: low
+confidence, members that disagree), ``ungradable: ...`` (a flat image) or ``unlike the training images: ...``
+(graded, but referred, ``referable`` empty), or ``not graded: <reason>`` for an input that could not be read (its
+other cells empty): every input given has a row."""
 """``p_referable`` = P(grade >= the report's referable cut), ``referable`` 1/0 = at or above the threshold
 ``vote`` chose on val for the sensitivity target (empty for a method other than the one it was chosen for)."""
 VOTE_HINT = "run `python cli.py vote --workdir {workdir}` first"
@@ -133,7 +135,10 @@ class PredictionResult:
         classes: the class of each label index (``dataset.json``'s ``classes``: integers or names).
         p_referable: ``(n,)`` P(grade >= the referable cut), or ``None`` when the task has no referable cut.
         referable: ``(n,)`` bool at the val-chosen threshold, or ``None`` (no cut, or no threshold for this method).
-        notes: per graded row, ``""`` or why it is referred whatever its grade (:data:`UNIFORM_NOTE`).
+        notes: per graded row, ``""`` or why it is referred: an image referred whatever its grade
+            (:data:`UNIFORM_NOTE`, unlike the training images) or ``review: <reason>`` (low confidence,
+            members that disagree); ``refer`` is 1 exactly where the note is not empty.
+        assessed: ``(n,)`` bool, False for images referred whatever their grade: their ``referable`` is empty.
     """
 
     paths: list[str]
@@ -153,6 +158,14 @@ class PredictionResult:
     referable_kind: str = "referable_dr"
     notes: list[str] = field(default_factory=list)
     given: list[str] = field(default_factory=list)  # every input in order, repeats included: a row each
+    assessed: np.ndarray | None = None  # (n,) bool: the referable call stands (False: an ungradable or unlike image)
+
+    def referable_of(self, i: int) -> bool | None:
+        """Row ``i``'s referable call, or ``None``: no threshold for this method, or an image that is
+        ungradable or unlike the training images, whose grade no call can rest on."""
+        if self.referable is None or (self.assessed is not None and not self.assessed[i]):
+            return None
+        return bool(self.referable[i])
 
     @property
     def summary_columns(self) -> tuple[str, str]:
@@ -204,7 +217,7 @@ class PredictionResult:
             p_key, key = self.summary_columns
             for i, row in enumerate(rows):
                 row[p_key] = float(self.p_referable[i])
-                row[key] = None if self.referable is None else bool(self.referable[i])
+                row[key] = self.referable_of(i)
             out["referable"] = self.referable_note
         return out
 
@@ -217,8 +230,8 @@ class PredictionResult:
         writer.writerow(csvsafe.row([*CSV_COLUMNS, *(f"prob_{j}" for j in range(k)), *extra, NOTE_COLUMN]))
         top_class, top_prob = self.top_class, self.top_prob
         for i, path in enumerate(self.paths):  # csvsafe: no cell a spreadsheet would run as a formula
-            tail = [] if not extra else [f"{self.p_referable[i]:.8g}",
-                                         "" if self.referable is None else int(self.referable[i])]
+            call = self.referable_of(i)
+            tail = [] if not extra else [f"{self.p_referable[i]:.8g}", "" if call is None else int(call)]
             writer.writerow(csvsafe.row([
                 printable_path(path), int(self.labels[i]), self.class_of(int(self.labels[i])), f"{self.confidence[i]:.8g}",
                 int(top_class[i]), f"{top_prob[i]:.8g}", f"{self.agreement[i]:.6g}", int(self.refer[i]),
@@ -738,13 +751,11 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
     labels = np.asarray(ens.combiner.predict(P), dtype=np.int64)
     agreement = (P.argmax(axis=2) == labels).mean(axis=0)
     confidence = probs[np.arange(len(labels)), labels]
-    if ens.refer_threshold is not None:
-        refer = (confidence < ens.refer_threshold) | ((agreement == 0) if ens.refer_without_agreement else False)
-    else:
-        refer = agreement < AGREEMENT_FALLBACK
     notes = [""] * len(labels) if notes is None else list(notes)  # one per graded image (a mismatch fails below)
     # nothing to grade, or unlike anything the members learned from: a human looks at it, whatever they say
-    refer = refer | np.array([bool(n) for n in notes], dtype=bool).reshape(refer.shape)
+    noted = np.array([bool(n) for n in notes], dtype=bool).reshape(labels.shape)
+    notes = [n or reason for n, reason in zip(notes, _review_reasons(ens, confidence, agreement))]
+    refer = noted | np.array([bool(n) for n in notes], dtype=bool).reshape(labels.shape)
     p_ref = referable = None
     if ens.referable_cut is not None:
         from ensemble.referable import positive_score
@@ -752,10 +763,31 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
         p_ref = positive_score(probs, {"kind": ens.referable_kind, "cut_grade": ens.referable_cut,
                                        "positive_index": ens.referable_cut})
         referable = None if ens.referable_threshold is None else p_ref >= ens.referable_threshold
+        assessed = ~noted  # an ungradable image, or one unlike the training images: no finding either way
     return PredictionResult(paths, probs, labels, agreement, confidence, refer, skipped, ens.method,
                             [m.name for m in ens.members], ens.referral_note, ens.classes, p_referable=p_ref,
                             referable=referable, referable_note=ens.referable_note,
-                            referable_kind=ens.referable_kind, notes=notes)
+                            referable_kind=ens.referable_kind, notes=notes,
+                            assessed=None if referable is None else assessed)
+
+
+def _review_reasons(ens: Ensemble, confidence: np.ndarray, agreement: np.ndarray) -> list[str]:
+    """Per graded row, why the referral rule sends it to a human grader, or ``""``."""
+    word = "grade" if ens.referable_cut is not None and ens.referable_kind == "referable_dr" else "class"
+    reasons = []
+    for conf, agree in zip(confidence, agreement):
+        why = []
+        if ens.refer_threshold is not None:
+            if conf < ens.refer_threshold:
+                why.append(f"low confidence: {conf:.3f} is below {ens.refer_threshold:.3f}, the review threshold "
+                           "chosen on validation")
+            if ens.refer_without_agreement and agree == 0:
+                why.append(f"no member gives the ensemble's {word}")
+        elif agree < AGREEMENT_FALLBACK:
+            why.append(f"members disagree: {agree:.0%} of them give the ensemble's {word} (under "
+                       f"{AGREEMENT_FALLBACK:.0%})")
+        reasons.append(f"review: {'; '.join(why)}" if why else "")
+    return reasons
 
 
 def _report_skipped(skipped: dict[str, str]) -> None:
@@ -767,9 +799,9 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
     _report_skipped(r.skipped)
     where = f" → {out}" if out is not None else ""
     print(f"Predicted {len(r.paths)} image(s) with {r.method} over {len(r.members)} members "
-          f"({', '.join(r.members)}){where}; referred {int(r.refer.sum())}, skipped {len(r.skipped)}"
-          f"{' (a row each, refer 1, with the reason in note)' if r.skipped else ''}. "
-          f"Referral: {r.referral_note}.", file=sys.stderr)
+          f"({', '.join(r.members)}){where}; sent to a human grader (refer 1, the reason in note) "
+          f"{int(r.refer.sum())}, skipped {len(r.skipped)}{' (a row each, refer 1)' if r.skipped else ''}. "
+          f"Review rule: {r.referral_note}.", file=sys.stderr)
     flat = sum(1 for n in r.notes if n == UNIFORM_NOTE)
     if flat:
         print(f"Ungradable: {flat} image(s) are (nearly) one flat colour (a black or white frame, or samples that decode "
@@ -780,8 +812,12 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
               "validation images' looks (noise, a document or another kind of photograph?); they are referred "
               "whatever their grade (note column).", file=sys.stderr)
     if r.referable is not None:
-        what = "Positive" if r.referable_kind == "positive_class" else "Referable DR"
-        print(f"{what}: {int(r.referable.sum())} of {len(r.paths)} image(s) ({r.referable_note}; "
-              f"columns {', '.join(r.summary_columns)}).", file=sys.stderr)
+        what = "Positive" if r.referable_kind == "positive_class" else "Referable DR (a finding by grade, apart from refer)"
+        calls = [r.referable_of(i) for i in range(len(r.paths))]
+        unassessed = sum(c is None for c in calls)
+        print(f"{what}: {sum(c is True for c in calls)} of {len(r.paths) - unassessed} assessed image(s) "
+              f"({r.referable_note}; columns {', '.join(r.summary_columns)})"
+              + (f"; {unassessed} not assessed (ungradable, or unlike the training images: "
+                 f"{r.summary_columns[1]} empty, refer 1)" if unassessed else "") + ".", file=sys.stderr)
     elif r.p_referable is not None:
         print(f"Note: {r.referable_note}.", file=sys.stderr)

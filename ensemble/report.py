@@ -167,8 +167,9 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| {_label(name, report)} | {kind} | {cells} |")
     lines += ["", f"## Significance: each ensemble against {report['best_single']} (test)", "",
               ("McNemar's test on the rows exactly one of the two gets right (two-sided), clustered by patient "
-               "(Durkalski: each patient's wins and losses summed, since a patient's "
-               f"{'eyes are' if is_dr(report) else 'images are'} not independent)."
+               "(each patient's wins and losses summed, since a patient's "
+               f"{'eyes are' if is_dr(report) else 'images are'} not independent, and the p-value exact over "
+               "flips of whole patients)."
                if any(v.get("mcnemar_test") == "clustered" for v in report["significance"].values()) else
                "McNemar's exact test on the rows exactly one of the two gets right (two-sided)."), "",
               f"| ensemble | ensemble alone right | single alone right | favours | p | same "
@@ -489,8 +490,8 @@ GLOSSARY = (
      "confidence bins (0 = a model that says 80 % is right 80 % of the time). Lower is better."),
     ("McNemar's test", "looks only at the rows exactly one of two models gets right and asks whether one model wins "
      "those rows more often than a coin flip would; a small p says the two models really differ. When the split is "
-     "grouped by patient, each patient's wins and losses are summed first (Durkalski's version), since a patient's "
-     "two eyes are not independent; otherwise rows are counted as independent."),
+     "grouped by patient, each patient's wins and losses are summed first and the test is exact over patients, since "
+     "a patient's two eyes are not independent; otherwise rows are counted as independent."),
     ("Yule's Q", "whether two members make their mistakes on the same rows: 1 = always the same rows, 0 = unrelated, "
      "negative = different rows. Members with low or negative Q help each other most in a vote."),
     ("Referable DR", "diabetic retinopathy of the cut grade or worse (grade 2, moderate, by default): the eyes a "
@@ -527,8 +528,8 @@ GLOSSARY = (
 GENERIC_GLOSSARY = {
     "McNemar's test": ("looks only at the rows exactly one of two models gets right and asks whether one model wins "
                        "those rows more often than a coin flip would; a small p says the two models really differ. When "
-                       "the split is grouped by patient, each patient's wins and losses are summed first (Durkalski's "
-                       "version); otherwise rows are counted as independent."),
+                       "the split is grouped by patient, each patient's wins and losses are summed first and the test is "
+                       "exact over patients; otherwise rows are counted as independent."),
     "QWK": ("quadratic weighted kappa; with two classes it is Cohen's kappa: agreement between predicted and true "
             "classes beyond chance, 1 = perfect, 0 = no better than chance."),
     "Referral": "sending an image to a human reader because the ensemble is not confident enough about its class.",

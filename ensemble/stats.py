@@ -244,30 +244,39 @@ def mcnemar_exact(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) ->
 
 
 def mcnemar_clustered(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, groups) -> float:
-    """Two-sided McNemar p-value for rows clustered in groups (both eyes of a patient): Durkalski et al. (2003).
+    """Exact two-sided McNemar p-value for rows clustered in groups (both eyes of a patient).
 
-    Per group ``k``, ``d_k`` = rows only ``a`` gets right minus rows only ``b`` gets right; the statistic
-    ``(sum d_k)^2 / sum d_k^2`` is referred to chi-square with one degree of freedom. With every group of
-    one row it is the (asymptotic) McNemar statistic ``(b - c)^2 / (b + c)``; when a patient's eyes tend to
-    be won together, it is smaller than a test that counts eyes as independent. 1.0 without discordant rows.
+    Per group ``k``, ``d_k`` = rows only ``a`` gets right minus rows only ``b`` gets right. Under the
+    null hypothesis (neither model is better) each group's sign is as likely flipped, so the p-value is
+    the share of the ``2^m`` sign flips of the ``m`` groups with ``d_k != 0`` whose ``|sum d_k|`` is at
+    least the observed one, computed exactly by convolution (no sampling, no chi-square approximation,
+    which is too small with few discordant patients). With every group of one row it is
+    :func:`mcnemar_exact`; when a patient's eyes tend to be won together, it is larger than a test that
+    counts eyes as independent. 1.0 without discordant rows.
 
     Example:
         >>> y = np.zeros(8, int); a = np.r_[0, 0, 0, 0, 0, 0, 1, 1]; b = np.ones(8, int)
-        >>> round(mcnemar_clustered(y, a, b, np.repeat(np.arange(4), 2)), 4)  # a alone right on 3 patients' 6 eyes
-        0.0833
-        >>> round(mcnemar_clustered(y, a, b, np.arange(8)), 4)  # as 6 independent eyes
-        0.0143
+        >>> mcnemar_clustered(y, a, b, np.repeat(np.arange(4), 2))  # a alone right on 3 patients' 6 eyes
+        0.25
+        >>> mcnemar_clustered(y, a, b, np.arange(8))  # as 6 independent eyes: mcnemar_exact's 2/64
+        0.03125
     """
-    from scipy.stats import chi2
-
     right_a, right_b = np.asarray(pred_a) == labels, np.asarray(pred_b) == labels
-    diff = (right_a & ~right_b).astype(np.float64) - (~right_a & right_b).astype(np.float64)
+    diff = (right_a & ~right_b).astype(np.int64) - (~right_a & right_b).astype(np.int64)
     _, codes = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
-    d = np.bincount(codes, weights=diff)
-    denominator = float((d ** 2).sum())
-    if denominator == 0:
+    d = np.bincount(codes, weights=diff).round().astype(np.int64)
+    d = np.abs(d[d != 0])
+    if d.size == 0:
         return 1.0
-    return float(chi2.sf(float(d.sum()) ** 2 / denominator, 1))
+    total = int(d.sum())
+    dist = np.zeros(2 * total + 1)  # P(sum of flipped d_k = s), index s + total
+    dist[total] = 1.0
+    for dk in d:
+        dk = int(dk)
+        dist = 0.5 * (np.roll(dist, dk) + np.roll(dist, -dk))  # no wrap-around: |partial sums| <= total
+    observed = abs(int(np.bincount(codes, weights=diff).round().sum()))
+    s = np.abs(np.arange(-total, total + 1))
+    return float(min(1.0, dist[s >= observed].sum()))
 
 
 def diversity(labels: np.ndarray, preds: dict[str, np.ndarray]) -> dict:
@@ -414,22 +423,28 @@ def effective_counts(hit: np.ndarray, row_group: np.ndarray) -> tuple[float, flo
     proportion is estimated from the groups (the ratio estimator's, with the ``g / (g - 1)``
     correction) and compared with the binomial one; their ratio, the design effect (at least 1),
     divides ``n`` and ``hits`` (Korn & Graubard's effective sample size for a Clopper-Pearson
-    interval). Without repeated groups, or at 0 or 1, the counts are returned as they are.
+    interval). Without repeated groups the counts are returned as they are. At 0 or 1 the
+    groups show no variance to estimate the design effect from, so the most cautious one is
+    taken: as many observations as groups (every eye of a patient counted as one).
 
     Example:
         >>> effective_counts(np.array([1, 1, 0, 0] * 3), np.repeat(np.arange(6), 2))  # 6 patients, eyes agree
         (2.5, 5.0)
         >>> effective_counts(np.array([1, 1, 0, 0] * 3), np.arange(12))  # 12 patients
         (6.0, 12.0)
+        >>> effective_counts(np.ones(12), np.repeat(np.arange(6), 2))  # all 12 eyes right: 6 patients
+        (6.0, 6.0)
     """
     hit = np.asarray(hit, dtype=np.float64)
     n, hits = float(hit.size), float(hit.sum())
-    if n == 0 or hits in (0.0, n):
+    if n == 0:
         return hits, n
     _, codes = np.unique(np.asarray(row_group), return_inverse=True)
     g = int(codes.max()) + 1
     if g == n or g < 2:
         return hits, n
+    if hits in (0.0, n):
+        return hits / n * g, float(g)
     p = hits / n
     y, m = np.bincount(codes, weights=hit, minlength=g), np.bincount(codes, minlength=g).astype(np.float64)
     var_cluster = g / (g - 1) * float(((y - p * m) ** 2).sum()) / n ** 2

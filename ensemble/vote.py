@@ -564,8 +564,8 @@ def _selection_note(metric: str, rows: str = "val") -> str:
 
 def _significance(labels, methods_out: dict[str, Predictions], vs: str, single: Predictions,
                   groups=None) -> dict:
-    """McNemar per method against the best single member: exact, or clustered by patient (Durkalski) when the
-    split is grouped by patient (``mcnemar_test`` says which)."""
+    """McNemar per method against the best single member: exact on rows, or exact over patients' sums
+    (:func:`stats.mcnemar_clustered`) when the split is grouped by patient (``mcnemar_test`` says which)."""
     out = {}
     clustered = stats.group_codes(groups) is not None
     for name, p in methods_out.items():
@@ -713,7 +713,7 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
                 f"{_f(b['balanced_accuracy']['value'])}: {acc_words}{bal_words}.")
     p = out["mcnemar_p"]
     n_only = out["ensemble_only_correct"]
-    test = ("McNemar's test clustered by patient (Durkalski)" if (r.get("significance") or {}).get(bm, {}).get("mcnemar_test")
+    test = ("McNemar's test clustered by patient (exact over patients)" if (r.get("significance") or {}).get(bm, {}).get("mcnemar_test")
             == "clustered" else "McNemar's exact test")
     mcnemar = (f"{test}: {n_only} test row{'' if n_only == 1 else 's'} only the ensemble gets right vs "
                f"{out['single_only_correct']} only the single member gets right, p = {p:.3g} "

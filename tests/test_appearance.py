@@ -102,8 +102,11 @@ def test_vote_records_the_training_images_and_predict_refers_what_is_unlike_them
     for path in odd:
         assert rows.loc[path, "note"].startswith("unlike the training images: its pixel-to-pixel change")
         assert rows.loc[path, "refer"] == 1 and rows.loc[path, "class"] != ""  # graded, but referred
-    assert all(rows.loc[p, "note"] == "" for p in good)
+        assert rows.loc[path, "referable"] == "" and rows.loc[path, "p_referable"] != ""  # no finding on it
+    assert all(rows.loc[p, "note"] == "" or rows.loc[p, "note"].startswith("review: ") for p in good)
+    assert all(str(rows.loc[p, "referable"]) in ("0", "1") for p in good)
     assert "Unlike the training images: 2 image(s)" in err
+    assert "of 4 assessed image(s)" in err and "2 not assessed (ungradable, or unlike the training images" in err
 
 
 def test_a_changed_reference_is_refused_and_a_small_set_is_not_screened(screened, trained, tmp_path):

@@ -65,7 +65,11 @@ def test_csv_rows_probabilities_agreement_and_referral(voted, images, tmp_path, 
     assert (ungraded["refer"] == 1).all() and ungraded["label"].isna().all() and ungraded["prob_0"].isna().all()
     assert [n.split(":")[0] for n in ungraded["note"]] == ["not graded"] * len(bad)
     table = full.iloc[:len(good)].astype({"label": int, "top_class": int, "refer": int})
-    assert table["note"].isna().all()
+    # refer 1 exactly where the note says why: here only the review rule (low confidence, no member agreeing)
+    assert (table["note"].notna() == (table["refer"] == 1)).all()
+    assert all(n.startswith("review: ") for n in table["note"].dropna())
+    low = result.confidence < read_json(voted / "ensemble" / "report.json")["referral"]["threshold"]
+    assert all(("low confidence: " in n) == bool(is_low) for n, is_low in zip(table["note"].fillna(""), low))
     assert (table["class"].astype(int) == table["label"]).all()  # integer grades: the class is the label
     probs = table[[f"prob_{j}" for j in range(k)]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
@@ -158,7 +162,10 @@ def test_cli_predict(voted, images, tmp_path) -> None:
     assert res.exit_code == 0, res.output
     table = pd.read_csv(out)
     assert len(table) == 4 and table["note"].iloc[3].startswith("not graded: ")  # the unreadable input has its row
-    assert table["refer"].iloc[3] == 1 and table["note"].iloc[:3].isna().all()
+    assert table["refer"].iloc[3] == 1
+    graded = table.iloc[:3]  # --tta on members cached without it: refer by agreement, and the note says so
+    assert (graded["note"].notna() == (graded["refer"] == 1)).all()
+    assert all(n.startswith("review: members disagree: ") for n in graded["note"].dropna())
 
 
 def test_a_folder_is_graded_file_by_file_and_an_empty_one_is_skipped(voted, images, tmp_path, capsys) -> None:

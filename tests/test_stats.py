@@ -216,20 +216,35 @@ def test_sensitivity_on_clustered_rows_uses_effective_counts() -> None:
     assert clustered["ci"][0] < plain["ci"][0] and clustered["ci"][1] > plain["ci"][1]
 
 
-def test_clustered_mcnemar_matches_the_plain_statistic_on_single_rows_and_is_weaker_on_concordant_pairs() -> None:
-    from scipy.stats import chi2
-
-    from ensemble.stats import mcnemar_clustered
+def test_clustered_mcnemar_matches_the_exact_test_on_single_rows_and_is_weaker_on_concordant_pairs() -> None:
+    from ensemble.stats import mcnemar_clustered, mcnemar_exact
 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 3, 80)
     a = np.where(rng.random(80) < 0.7, y, (y + 1) % 3)
     b = np.where(rng.random(80) < 0.5, y, (y + 2) % 3)
     only_a, only_b = int(np.sum((a == y) & (b != y))), int(np.sum((a != y) & (b == y)))
-    plain = chi2.sf((only_a - only_b) ** 2 / (only_a + only_b), 1)
-    assert mcnemar_clustered(y, a, b, np.arange(80)) == pytest.approx(plain)  # one row per group: McNemar's chi2
+    assert only_a + only_b > 20
+    plain = mcnemar_exact(y, a, b)
+    assert mcnemar_clustered(y, a, b, np.arange(80)) == pytest.approx(plain)  # one row per group: the exact test
     # the same rows doubled as two eyes of one patient: independent-eye counting halves p; patients do not
     y2, a2, b2 = np.repeat(y, 2), np.repeat(a, 2), np.repeat(b, 2)
     assert mcnemar_clustered(y2, a2, b2, np.repeat(np.arange(80), 2)) == pytest.approx(plain)
     assert mcnemar_clustered(y2, a2, b2, np.arange(160)) < plain
     assert mcnemar_clustered(y, y, y, np.arange(80)) == 1.0
+
+
+def test_clustered_mcnemar_is_exact_with_few_discordant_patients() -> None:
+    from ensemble.stats import mcnemar_clustered
+
+    # four patients, one eye each won by the ensemble: the chi-square approximation gave p = 0.046,
+    # the exact sign flips of four patients give 2 / 16
+    y = np.zeros(8, int)
+    a = np.zeros(8, int)
+    b = np.r_[1, 0, 1, 0, 1, 0, 1, 0]
+    assert mcnemar_clustered(y, a, b, np.repeat(np.arange(4), 2)) == pytest.approx(0.125)
+    # unequal sums: patients won by +2, +1 and lost by -1; |sum| = 2; flips reach |s| >= 2 in 6 of 8
+    y = np.zeros(6, int)
+    a = np.r_[0, 0, 0, 0, 1, 1]
+    b = np.r_[1, 1, 1, 0, 0, 1]
+    assert mcnemar_clustered(y, a, b, np.r_[0, 0, 1, 1, 2, 2]) == pytest.approx(6 / 8)

@@ -736,11 +736,11 @@ def test_a_split_grouped_by_patient_is_bootstrapped_by_patient(tmp_path: Path) -
     assert grouped["members"]["a"]["accuracy"]["ci"] != plain["members"]["a"]["accuracy"]["ci"]
     md = (grouped_root / "ensemble" / "report.md").read_text()
     assert "whole patients are drawn" in md and "10 test patients" in md
-    # McNemar too: each patient's wins and losses summed (Durkalski), and the verdict names the test it used
+    # McNemar too: each patient's wins and losses summed, exact over patients, and the verdict names the test it used
     assert {s["mcnemar_test"] for s in grouped["significance"].values()} == {"clustered"}
     assert {s["mcnemar_test"] for s in plain["significance"].values()} == {"exact"}
-    assert "McNemar's test clustered by patient (Durkalski)" in grouped["verdict"]
-    assert "McNemar's exact test" in plain["verdict"] and "clustered by patient (Durkalski" in md
+    assert "McNemar's test clustered by patient (exact over patients)" in grouped["verdict"]
+    assert "McNemar's exact test" in plain["verdict"] and "exact over flips of whole patients" in md
     ref = grouped["referable"]
     assert ref["applicable"] and ref["clustered"] is True
     assert "effective counts" in md
