@@ -545,8 +545,9 @@ def member_probs(model, images, *, tta: bool = False) -> np.ndarray:
 
 
 UNIFORM_STD = 2.0
-"""Grey levels: a prepared image whose pixels vary less than this (standard deviation) shows nothing to grade —
-a black frame (lens cap), a white one (over-exposed), or a file whose samples decode to one value."""
+"""Grey levels: a prepared image whose pixels vary less than this in every colour (standard deviation) shows nothing
+to grade — one flat colour, a black frame (lens cap), a white one (over-exposed), or a file whose samples decode to
+one value."""
 
 
 def ensemble_member_probs(members: Sequence[LoadedMember], paths: Sequence[str], *, tta: bool = False,
@@ -562,9 +563,9 @@ def ensemble_member_probs(members: Sequence[LoadedMember], paths: Sequence[str],
     kept: list[np.ndarray] = []
     for indices, images in _progress(image_batches(paths, variants, batch_size=batch_size), len(paths), batch_size):
         kept.append(indices.numpy())
-        if uniform is not None:
-            flat = np.asarray(images[slot[0]], dtype=np.float32).reshape(len(kept[-1]), -1)
-            uniform.extend((flat.std(axis=1) < UNIFORM_STD).tolist())
+        if uniform is not None:  # per colour: a flat brown frame has a large spread across its channels
+            pixels = np.asarray(images[slot[0]], dtype=np.float32).reshape(len(kept[-1]), -1, 3)
+            uniform.extend((pixels.std(axis=1).max(axis=1) < UNIFORM_STD).tolist())
         for j, m in enumerate(members):
             parts[j].append(member_probs(m.model, images[slot[j]], tta=tta or m.tta))
     if not kept:

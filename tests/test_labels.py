@@ -110,8 +110,26 @@ def test_check_image_accepts_16_bit_png_and_png_behind_jpeg_name(tmp_path):
 
 def test_check_image_big_jpeg_uses_draft(tmp_path):
     big = tmp_path / "big.jpeg"
-    Image.new("RGB", (1600, 1200), (90, 40, 20)).save(big, quality=90)
+    pixels = np.zeros((1200, 1600, 3), np.uint8)
+    pixels[:, :800] = (90, 40, 20)  # two halves: not a flat frame
+    Image.fromarray(pixels).save(big, quality=90)
     assert L.check_image(big) is None
+
+
+def test_check_image_refuses_flat_frames_of_any_colour_and_animated_webp(tmp_path):
+    flat = {name: tmp_path / f"{name}.{ext}" for name, ext in
+            (("black", "jpeg"), ("brown", "png"), ("white", "jpeg"), ("dot", "png"))}
+    Image.new("RGB", (640, 480), (0, 0, 0)).save(flat["black"], quality=90)
+    Image.new("RGB", (64, 48), (100, 50, 20)).save(flat["brown"])  # spread across channels, flat in each
+    Image.new("RGB", (640, 480), (255, 255, 255)).save(flat["white"], quality=75)
+    Image.new("RGB", (1, 1), (100, 50, 20)).save(flat["dot"])
+    for path in flat.values():
+        assert L.check_image(path) == L.REASON_FLAT, path
+    frame = Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    frame.save(tmp_path / "still.webp")
+    frame.save(tmp_path / "anim.webp", save_all=True, append_images=[frame.rotate(90)])
+    assert L.check_image(tmp_path / "still.webp") is None
+    assert L.check_image(tmp_path / "anim.webp") == L.REASON_ANIMATED
 
 
 def test_check_image_rejects(tmp_path):

@@ -367,3 +367,21 @@ def test_collapse_advice_on_nominal_classes_does_not_suggest_a_grade_head():
     nominal_advice = collapse_advice(tiny, ordinal=False)
     assert "head=regression" not in nominal_advice and "--set sampling=balanced" in nominal_advice
     assert "fundus_crop=true (fundus photographs)" in nominal_advice
+
+
+def test_a_file_name_in_another_encoding_is_dropped_and_a_class_folder_in_one_is_refused(tmp_path):
+    import os
+
+    data = class_folders(tmp_path / "fundus", nested=False)
+    latin1 = os.fsdecode(b"caf\xe9.png")  # a Latin-1 name from a Windows zip: lone surrogates in Python
+    save(data / "normal" / latin1)
+    work = tmp_path / "w"
+    code, out, err = run_cli("prepare", "--workdir", work, "--images", data)
+    assert code == 0, err
+    assert "dropped      1  image file name is not valid UTF-8" in err
+    report = pd.read_csv(work / "data_report.csv")
+    assert report["image"].tolist() == ["normal/caf\\xe9.png"]  # escaped, so the UTF-8 report can be written
+    assert len(pd.read_csv(work / "split.csv")) == 24
+    os.rename(data / "normal", data / os.fsdecode(b"norm\xe9"))
+    code, _, err = run_cli("prepare", "--workdir", tmp_path / "w2", "--images", data)
+    one_sentence_error(code, err, "norm\\xe9 has a name that is not valid UTF-8", "rename it")

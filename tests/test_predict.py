@@ -440,13 +440,14 @@ def test_flat_images_are_referred_palette_bmps_skipped_and_jfif_read(voted, imag
     folder.mkdir()
     Image.new("RGB", (64, 64), (0, 0, 0)).save(folder / "black.png")
     Image.new("RGB", (64, 64), (255, 255, 255)).save(folder / "white.png")
+    Image.new("RGB", (64, 64), (100, 50, 20)).save(folder / "brown.png")  # flat in each colour, not across them
     photo = Image.open(images["good"][0]).convert("RGB")
     photo.convert("P").save(folder / "palette.bmp")
     photo.save(folder / "eye.jfif", format="JPEG")
     result, table = _run(voted, [str(folder)], tmp_path)
     rows = {Path(p).name: r for p, r in zip(table["path"], table.to_dict("records"))}
-    assert set(rows) == {"black.png", "white.png", "palette.bmp", "eye.jfif"}
-    for flat in ("black.png", "white.png"):
+    assert set(rows) == {"black.png", "white.png", "brown.png", "palette.bmp", "eye.jfif"}
+    for flat in ("black.png", "white.png", "brown.png"):
         assert rows[flat]["refer"] == 1 and rows[flat]["note"].startswith("ungradable: the image is (nearly) one flat")
     assert rows["eye.jfif"]["note"] != rows["eye.jfif"]["note"]  # NaN: graded, no note
     assert rows["palette.bmp"]["note"] == "not graded: image format TensorFlow misreads (a palette or compressed BMP; " \

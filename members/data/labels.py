@@ -34,11 +34,17 @@ REASON_MISSING = "image file not found"
 REASON_EMPTY = "image file is empty (0 bytes)"
 REASON_UNDECODABLE = "image file does not decode (truncated or not an image)"
 REASON_FORMAT = "image format TensorFlow misreads (a palette or compressed BMP; convert it to PNG or JPEG)"
+REASON_ANIMATED = "image is an animated WebP, which TensorFlow cannot decode; save one frame as PNG or JPEG"
+REASON_FLAT = "image is one flat colour (a black, white or blank frame, or a 1-pixel image): nothing to grade"
+FLAT_STD = 2.0
+"""Grey levels: an image whose pixels vary less than this in every colour (standard deviation) is flat."""
 REASON_TOO_LARGE = "image too large to decode safely (PIL decompression-bomb limit)"
 REASON_LOOP = "image file is a symlink loop (or a chain of links too long to follow)"
 REASON_AMBIGUOUS = "image name is ambiguous: several files match it (another extension or case); name it exactly"
 REASON_AMBIGUOUS_FOLDERS = ("image name is in several sub-folders; name it with its sub-folder, or point --images at "
                             "the one sub-folder")
+REASON_NOT_UTF8 = ("image file name is not valid UTF-8 (written in another system's encoding, e.g. a Windows zip); "
+                   "rename the file")
 REASON_SAME_FILE = "image is the same file as another listed image (a link or another spelling; kept the first)"
 
 # What tf.io.decode_image(channels=3, expand_animations=False) reads (MPO is a camera JPEG); the
@@ -252,7 +258,9 @@ def check_image(path: str | os.PathLike) -> str | None:
     Opens it with PIL, checks the format, and decodes it fully; JPEGs decode at 1/8 scale
     (``Image.draft``), which still reads every byte, so big photos verify fast. A format
     TensorFlow cannot decode (TIFF, PPM, JPEG 2000, 16-bit scans) is decoded as the pipeline
-    decodes it, by :func:`members.data.pillow_image.to_rgb8`.
+    decodes it, by :func:`members.data.pillow_image.to_rgb8`. An image of one flat colour
+    (:data:`FLAT_STD`; a lens-cap frame, a 1-pixel file) is refused: it shows nothing its
+    label could be learned from, and it would widen the range ``vote``'s input screen accepts.
     """
     from PIL import Image
 
@@ -264,19 +272,23 @@ def check_image(path: str | os.PathLike) -> str | None:
         with open(path, "rb") as f:
             head = f.read(12)
         with Image.open(path) as im:
-            if not tensorflow_decodes(head):  # the pipeline decodes it with Pillow, by this same call
-                to_rgb8(im)
-                return None
-            # TensorFlow ignores a BMP's palette: colour-palette BMPs would decode as grey indices.
-            if im.format not in TF_FORMATS or (im.format == "BMP" and (im.mode == "P" or not _bmp_decodable(path))):
-                return REASON_FORMAT
-            if im.format in ("JPEG", "MPO"):
-                im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
-            im.load()
+            if im.format == "WEBP" and int(getattr(im, "n_frames", 1)) > 1:  # predict refuses it too
+                return REASON_ANIMATED
+            if tensorflow_decodes(head):
+                # TensorFlow ignores a BMP's palette: colour-palette BMPs would decode as grey indices.
+                if im.format not in TF_FORMATS or (im.format == "BMP" and (im.mode == "P" or not _bmp_decodable(path))):
+                    return REASON_FORMAT
+                if im.format in ("JPEG", "MPO"):
+                    # at most 1/8 scale, never under 64 px: a small JPEG stays whole for the flatness check
+                    im.draft("RGB", (max(64, im.width // 8), max(64, im.height // 8)))
+                im.load()
+            pixels = to_rgb8(im)  # a format TensorFlow cannot decode: as the pipeline decodes it, by this same call
     except Image.DecompressionBombError:
         return REASON_TOO_LARGE
     except Exception:  # noqa: BLE001 - UnidentifiedImageError, truncated data, broken chunks...
         return REASON_UNDECODABLE
+    if pixels.reshape(-1, 3).std(axis=0).max() < FLAT_STD:  # a failed capture carries no label's evidence
+        return REASON_FLAT
     return None
 
 
@@ -411,7 +423,18 @@ def _first_problem(row, resolver: NameResolver, has_split: bool) -> tuple[str | 
     if has_split and row.split_text and row.split_text.casefold() not in _SPLIT_NAMES:  # empty: train
         return None, label, REASON_BAD_SPLIT
     rel, reason = resolver.resolve(row.image)
+    if rel is not None and not _utf8(rel):  # split.csv and every report are UTF-8 text
+        return None, label, REASON_NOT_UTF8
     return rel, label, reason
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: a file name in another encoding decodes to lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_rows(table: pd.DataFrame, images_dir: str | os.PathLike, *, progress: bool = True,

@@ -5,7 +5,9 @@ Excel, LibreOffice and Google Sheets run a cell that starts with ``=``, ``+``, `
 named ``=HYPERLINK(...)`` or a class folder ``+cmd`` in a CSV we write could run code in
 the reader's spreadsheet. :func:`cell` prefixes such text with a single quote, which the
 spreadsheet shows as plain text; plain numbers (``-1``, ``+0.5``, ``-1e-05``) are left as
-they are, so numeric columns stay numeric.
+they are, so numeric columns stay numeric. Text that is not valid UTF-8 (a file name in
+another system's encoding, decoded by Python to lone surrogates) gets ``\\xNN`` escapes for
+those bytes, so that the UTF-8 CSV can be written at all.
 
 Example:
     >>> cell("=1+1"), cell("-0.25"), cell("a.jpeg")
@@ -14,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -23,7 +26,14 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 def cell(value: Any) -> Any:
-    """``value`` with a leading ``'`` when it is text a spreadsheet would run as a formula; other values unchanged."""
+    """``value`` with a leading ``'`` when it is text a spreadsheet would run as a formula; other values unchanged.
+
+    Example:
+        >>> cell("caf\\udce9.jpeg")  # the file name's Latin-1 byte, escaped
+        'caf\\\\xe9.jpeg'
+    """
+    if isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
+        value = os.fsencode(value).decode("utf-8", "backslashreplace")
     if not isinstance(value, str) or not value.startswith(TRIGGERS) or _NUMBER.match(value):
         return value
     return "'" + value
