@@ -252,6 +252,31 @@ def test_a_few_rows_beyond_a_gap_in_the_grades_are_dropped_and_reported(tmp_path
     assert "Dropped 1 row(s) whose label lies beyond a gap: 7 (1 row(s), line 204)" in capsys.readouterr().err
 
 
+def test_a_top_grade_too_rare_to_split_is_dropped_and_reported(tmp_path, capsys):
+    csv, images = simple_set(tmp_path, n=200, k=5)
+    for name in ("five_a", "five_b"):
+        image(images / f"{name}.jpeg")
+    with open(csv, "a") as f:
+        f.write("five_a,5\nfive_b,5\n")  # a grade 5 typed twice in a 0-4 set: 1 % of the rows
+    result = prepare_csv(tmp_path / "w", csv, images, progress=False)
+    assert result.kept == 200
+    (reason,) = result.skipped
+    assert reason == "label 5 has only 2 row(s), too few to split into train, val and test: left out (add images of " \
+                     "it, or --exclude-label 5)"
+    assert json.loads((tmp_path / "w" / "dataset.json").read_text())["classes"] == [0, 1, 2, 3, 4]
+    report = pd.read_csv(tmp_path / "w" / "data_report.csv")
+    assert report["image"].tolist() == ["five_a", "five_b"] and report["label"].tolist() == [5, 5]
+    assert "Dropped 2 row(s) of label 5 (line 202, 203)" in capsys.readouterr().err
+    # in a small set the same two rows are a real share of it: refused by the split, as before
+    small_csv, small_images = simple_set(tmp_path / "small", n=40, k=5)
+    for name in ("five_a", "five_b"):
+        image(small_images / f"{name}.jpeg")
+    with open(small_csv, "a") as f:
+        f.write("five_a,5\nfive_b,5\n")
+    with pytest.raises(UserError, match="Class 5 has only 2 rows"):
+        prepare_csv(tmp_path / "w2", small_csv, small_images, progress=False)
+
+
 def test_many_rows_beyond_a_gap_are_refused_naming_the_gap_and_the_lines(tmp_path):
     csv, images = _with_grade_7(tmp_path, 40)
     with pytest.raises(UserError, match=r"no row has 5, 6, yet 1 of the 43 rows have a larger label: 7 \(1 row\(s\), "

@@ -337,12 +337,40 @@ def _drop_beyond_gap(kept: pd.DataFrame, dropped: pd.DataFrame, original: dict,
                         f"remove those rows (when they are under {GAP_SHARE:.0%} of the rows prepare drops and reports "
                         f"them itself).")
     reason = f"label beyond a gap in the labels (no row has {gap}): not one of this set's classes 0–{missing[0] - 1}"
-    extra = pd.DataFrame({"row": beyond["row"].to_numpy(), "image": beyond["image"].to_numpy(),
-                          "label": [original.get(r, str(v)) for r, v in zip(beyond["row"], beyond["label"])],
-                          "reason": reason})
     print(f"Dropped {len(beyond)} row(s) whose label lies beyond a gap: {rows}.", file=sys.stderr)
+    return _drop_rows(kept, dropped, original, identical, (kept["label"] > missing[0]).to_numpy(), reason)
+
+
+RARE_TOP_ROWS = 3  # one row in each of train, val and test
+
+
+def _drop_rare_top(kept: pd.DataFrame, dropped: pd.DataFrame, original: dict,
+                   identical: list[list[int]]) -> tuple[pd.DataFrame, pd.DataFrame, list[list[int]]]:
+    """A largest integer label with fewer rows than the split needs (:data:`RARE_TOP_ROWS`), under
+    :data:`GAP_SHARE` of the rows — a grade 5 typed for a 4, or a stray 'ungradable' grade — is dropped and
+    reported like a label beyond a gap; the split of the others goes on. More rows are refused by the split."""
+    labels = kept["label"].to_numpy(np.int64)
+    top = int(labels.max())
+    rare = labels == top
+    if top < 2 or int(rare.sum()) >= RARE_TOP_ROWS or rare.sum() >= GAP_SHARE * len(labels):
+        return kept, dropped, identical
+    lines = ", ".join(map(str, kept.loc[rare, "row"].tolist()))
+    reason = (f"label {top} has only {int(rare.sum())} row(s), too few to split into train, val and test: left out "
+              f"(add images of it, or --exclude-label {top})")
+    print(f"Dropped {int(rare.sum())} row(s) of label {top} (line {lines}): too few to split into train, val and test; "
+          f"the classes are 0–{top - 1}. Add images of label {top} to keep it as a class.", file=sys.stderr)
+    return _drop_rows(kept, dropped, original, identical, rare, reason)
+
+
+def _drop_rows(kept: pd.DataFrame, dropped: pd.DataFrame, original: dict, identical: list[list[int]],
+               drop: np.ndarray, reason: str) -> tuple[pd.DataFrame, pd.DataFrame, list[list[int]]]:
+    """``kept`` without the rows ``drop`` marks, which join ``dropped`` with ``reason``."""
+    gone = kept[drop]
+    extra = pd.DataFrame({"row": gone["row"].to_numpy(), "image": gone["image"].to_numpy(),
+                          "label": [original.get(r, str(v)) for r, v in zip(gone["row"], gone["label"])],
+                          "reason": reason})
     dropped = pd.concat([dropped, extra], ignore_index=True).sort_values("row", kind="stable").reset_index(drop=True)
-    keep = (kept["label"] <= missing[0]).to_numpy()
+    keep = ~drop
     new_index = np.cumsum(keep) - 1  # the sets of byte-identical rows index the kept rows
     identical = [s for s in ([int(new_index[i]) for i in group if keep[i]] for group in identical) if len(s) > 1]
     return kept[keep].reset_index(drop=True), dropped, identical
@@ -383,6 +411,7 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     kept, identical = checked.kept, checked.identical
     if not encoding.named:
         kept, dropped, identical = _drop_beyond_gap(kept, dropped, original, identical)
+        kept, dropped, identical = _drop_rare_top(kept, dropped, original, identical)
     if encoding.named:
         have = class_counts(kept["label"], len(encoding.classes))
         empty = [c for c, n in zip(encoding.classes, have) if n == 0]

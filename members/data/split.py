@@ -72,7 +72,7 @@ def _share(n: int, fraction: float) -> int:
 def _too_few(cls: int, have: int, need: int, where: str, counts: np.ndarray, total: int) -> UserError:
     hint = " (labels must be consecutive integers starting at 0)" if total == 0 else ""
     return UserError(
-        f"Class {cls} has only {have} rows{where}, too few to split: every split needs at least one row "
+        f"Class {cls} has only {have} row{'' if have == 1 else 's'}{where}, too few to split: every split needs at least one row "
         f"of every class, so it needs at least {need}{hint}; add images of class {cls} or merge it into "
         f"a neighbouring class. Received: class_counts={ {c: n for c, n in enumerate(counts.tolist()) if n} }"
     )
