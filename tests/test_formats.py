@@ -177,6 +177,30 @@ def test_an_exif_orientation_is_applied_as_photo_viewers_apply_it(tmp_path, fund
         assert np.abs(decoded - shown).mean() < 1.5, (fmt, orientation)  # JPEG: TensorFlow's and Pillow's IDCT
 
 
+def test_the_exif_block_is_found_after_a_large_icc_profile(tmp_path, fundus):
+    """Cameras write an ICC profile (APP2) of several KiB before the Exif block: it was read only in the first 4 KiB."""
+    import io
+    import struct
+
+    from members.data.pillow_image import jpeg_orientation
+
+    image = Image.fromarray(fundus)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", exif=exif.tobytes())
+    data = buf.getvalue()
+    profile = b"ICC_PROFILE\x00" + bytes(20000)
+    late = data[:2] + b"\xff\xe2" + struct.pack(">H", len(profile) + 2) + profile + data[2:]
+    (tmp_path / "late.jpeg").write_bytes(late)
+    with open(tmp_path / "late.jpeg", "rb") as f:
+        assert jpeg_orientation(f) == 6
+    with Image.open(tmp_path / "late.jpeg") as im:
+        assert im.getexif()[0x0112] == 6  # Pillow agrees that the file is tagged
+    for broken in (b"", b"\xff\xd8", b"\xff\xd8\xff\xe1\x00", b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00garbage!"):
+        assert jpeg_orientation(io.BytesIO(broken)) == 1
+
+
 def test_training_and_predict_turn_a_sideways_photo_upright(tmp_path, fundus):
     upright = Image.fromarray(fundus)
     upright.save(tmp_path / "upright.jpeg", quality=100, subsampling=0)

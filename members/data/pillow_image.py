@@ -14,6 +14,7 @@ TensorFlow reads a 16-bit PNG, so one scan saved as PNG or as TIFF gives a membe
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 
@@ -71,26 +72,39 @@ def _orientation_of(im) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def orientation(data) -> np.int32:
-    r"""The EXIF orientation (1-8; 1 when absent or unreadable) of encoded image bytes.
+def jpeg_orientation(f) -> int:
+    r"""The EXIF orientation (1-8; 1 when absent or unreadable) of the JPEG open in binary file ``f``.
 
-    Only the header is parsed (by Pillow, no pixels decoded), and only when the bytes hold an
-    ``Exif`` block near their start, so images without one cost a substring search.
+    Walks the header's segments (a few reads and seeks, no pixels) to the ``Exif`` APP1 segment wherever
+    it sits before the image data — after an ICC profile or other APPn segments too — and parses only it.
 
     Example:
-        >>> int(orientation(b"\xff\xd8\xff\xe0 no exif here"))
+        >>> jpeg_orientation(io.BytesIO(b"\xff\xd8\xff\xe0\x00\x04ab\xff\xda"))  # JFIF, then the image data
         1
     """
     from PIL import Image
 
-    data = data.item() if isinstance(data, np.ndarray) else data
-    if b"Exif" not in data[:65536]:
-        return np.int32(1)
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.int32(_orientation_of(im))
-    except Exception:  # noqa: BLE001 - not an image Pillow reads: the decoder will say so
-        return np.int32(1)
+    if f.read(2) != b"\xff\xd8":
+        return 1
+    while True:
+        marker = f.read(4)
+        if len(marker) < 4 or marker[0] != 0xFF or marker[1] in (0xD9, 0xDA):  # end, or the pixels start
+            return 1
+        length = int.from_bytes(marker[2:], "big")
+        if length < 2:
+            return 1
+        if marker[1] == 0xE1:
+            payload = f.read(length - 2)
+            if payload.startswith(b"Exif\x00\x00"):
+                try:
+                    exif = Image.Exif()
+                    exif.load(payload)
+                    value = int(exif.get(ORIENTATION_TAG, 1))
+                except Exception:  # noqa: BLE001 - a broken EXIF block: take the pixels as stored
+                    return 1
+                return value if 1 <= value <= 8 else 1
+        else:
+            f.seek(length - 2, os.SEEK_CUR)
 
 
 def orient(pixels: np.ndarray, value: int) -> np.ndarray:

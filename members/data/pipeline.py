@@ -120,26 +120,22 @@ def orientation_table(paths):
     """A lookup from path to EXIF orientation for the JPEGs among ``paths`` stored turned, or None when none is.
 
     ``decode_jpeg`` ignores the tag, so a phone or camera photo stored sideways (orientation 6, say)
-    reached the member sideways. The tag is read once per file in Python when a dataset is built:
-    4 KiB of each file, and the first 64 KiB (:func:`members.data.pillow_image.orientation`) only of a
-    JPEG with an Exif block there; the graph then turns
+    reached the member sideways. The tag is read once per file in Python when a dataset is built, by
+    walking the JPEG's header segments to its Exif block (:func:`members.data.pillow_image.jpeg_orientation`:
+    a few small reads per file, wherever the block sits); the graph then turns
     only those files (:func:`upright`), and a set without turned JPEGs — nearly every set — gets no
     extra op at all (an in-graph check per image slowed small-image epochs by a fifth). Pillow's
     formats are turned by :func:`members.data.pillow_image.decode_bytes` itself.
     """
-    from members.data.pillow_image import TF_MAGIC, orientation
+    from members.data.pillow_image import jpeg_orientation
 
     keys, values = [], []
     for path in paths:
         try:
             with open(path, "rb") as f:
-                head = f.read(4096)  # the Exif block, where there is one, starts here; most files stop here
-                if not head.startswith(TF_MAGIC["JPEG"]) or b"Exif" not in head:
-                    continue
-                head += f.read(65536 - len(head))  # the whole APP1 segment, for Pillow's parser
+                value = jpeg_orientation(f)
         except OSError:
             continue
-        value = int(orientation(head))
         if value != 1:
             keys.append(path if isinstance(path, bytes) else os.fsencode(str(path)))
             values.append(value)
