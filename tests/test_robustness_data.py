@@ -396,3 +396,30 @@ def test_npz_images_and_labels_of_different_lengths(tmp_path, existing):
 def test_npz_with_object_arrays_is_refused_without_unpickling(tmp_path, existing):
     path = _npz(tmp_path / "data.npz", train_labels=np.array([{"x": 1}] * 9, dtype=object))
     assert_fatal(tmp_path, existing, ["--npz", path], "train_labels", "must hold one integer class per image")
+
+
+def test_when_every_row_is_dropped_the_sentence_names_the_likely_cause(tmp_path):
+    images, lines = good_set(tmp_path)
+    # a ';'-separated body under a ',' header: every label empty
+    semi = write_csv(tmp_path / "semi.csv", [line.replace(",", ";") for line in lines])
+    code, _, err = prepare(tmp_path / "w1", semi, images)
+    one_sentence_error(code, err, "label is empty", "use the header's separator")
+    # names written with the images folder in front, --images pointing at that folder
+    prefixed = write_csv(tmp_path / "prefixed.csv", [f"images/{line}" for line in lines])
+    code, _, err = prepare(tmp_path / "w2", prefixed, images)
+    one_sentence_error(code, err, "the names start with 'images/'", f"--images {tmp_path}")
+    # a folder of symbolic links to files elsewhere (DVC, git-annex)
+    links = tmp_path / "links"
+    links.mkdir()
+    for path in images.iterdir():
+        (links / path.name).symlink_to(path)
+    code, _, err = prepare(tmp_path / "w3", write_csv(tmp_path / "l.csv", lines), links)
+    one_sentence_error(code, err, "are symbolic links to files outside it", "cp -rL")
+
+
+def test_one_based_grades_are_refused_with_the_renumbering_to_do(tmp_path):
+    images, lines = good_set(tmp_path)
+    shifted = [f"{line.split(',')[0]},{int(line.split(',')[1]) + 1}" for line in lines]  # grades 1-3
+    code, _, err = prepare(tmp_path / "w", write_csv(tmp_path / "one.csv", shifted), images)
+    one_sentence_error(code, err, "The integer labels start at 1, not 0 (1, 2, 3)", "subtract 1 from every label")
+    assert not (tmp_path / "w" / "split.csv").exists()

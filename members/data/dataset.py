@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import sys
 from collections.abc import Sequence
@@ -31,7 +32,8 @@ from members.infra.errors import UserError
 from members.data.classes import choose_ordinal, encode_labels
 from members.data.folders import loose_files, scan_class_folders
 from members.data.grouping import find_groups, read_group_column
-from members.data.labels import REASON_BAD_SPLIT, REASON_MISSING, check_rows, parse_label, read_labels_csv
+from members.data.labels import (REASON_BAD_SPLIT, REASON_MISSING, REASON_NO_LABEL, REASON_OUTSIDE, check_rows,
+                                  parse_label, read_labels_csv)
 from members.data.medmnist import fetch_medmnist, read_npz, write_pngs
 from members.data.split import SPLITS, assign_splits, check_fractions, class_counts, patient_groups, spanning
 from members.infra.transaction import WorkdirLock, commit_entries, roll_forward
@@ -309,6 +311,33 @@ def prepare_folders(workdir: str | os.PathLike, images_dir: str | os.PathLike, *
                           group_column=None, group_pattern=group_pattern, folders=True, exclude=exclude)
 
 
+def _no_usable_row_fix(reason: str, dropped: pd.DataFrame, images: Path) -> str:
+    """What to do when every row was dropped, mostly for ``reason``."""
+    names = dropped.loc[dropped["reason"] == reason, "image"].astype(str).tolist()
+    if reason == REASON_BAD_SPLIT:
+        return "write train, val or test in the split column, or leave the column out to let prepare split"
+    if reason == REASON_NO_LABEL:
+        return ("check that the rows use the header's separator (a ';' or tab in the rows under a ',' header leaves "
+                "every label empty) and that every row has a label")
+    if reason == REASON_OUTSIDE and _mostly_links(images):
+        return (f"the files in {images} are symbolic links to files outside it (a DVC or git-annex checkout?), which "
+                f"prepare does not follow; copy the set with `cp -rL {images} <new folder>` and pass that as --images")
+    if reason == REASON_MISSING:  # "images/x.jpeg" in the CSV, --images pointing at images/ itself
+        first = {n.replace("\\", "/").split("/")[0] for n in names}
+        if first == {images.name} and not (images / images.name).exists():
+            return f"the names start with '{images.name}/', the folder itself: pass its parent, --images {images.parent}"
+    return "check --images and the image names"
+
+
+def _mostly_links(folder: Path, look: int = 50) -> bool:
+    """Whether most of the first ``look`` entries of ``folder`` are symbolic links."""
+    try:
+        entries = [p.is_symlink() for p in itertools.islice(folder.iterdir(), look)]
+    except OSError:
+        return False
+    return bool(entries) and sum(entries) > len(entries) / 2
+
+
 GAP_SHARE = 0.01  # rows with a label beyond a gap in the integer labels: dropped when fewer than this share
 
 
@@ -331,6 +360,11 @@ def _drop_beyond_gap(kept: pd.DataFrame, dropped: pd.DataFrame, original: dict,
     rows = ", ".join(f"{v} ({int((beyond['label'] == v).sum())} row(s), line {lines(v)})" for v in values[:4])
     rows += f", and {len(values) - 4} more labels" if len(values) > 4 else ""
     gap = ", ".join(map(str, missing[:6])) + (", ..." if len(missing) > 6 else "")
+    if missing == list(range(len(missing))):  # 1-based grades: no gap above the first label
+        first = len(missing)
+        raise UserError(f"The integer labels start at {first}, not 0 ({', '.join(map(str, values[:6]))}"
+                        f"{', ...' if len(values) > 6 else ''}); labels are the class indices 0 … k-1: renumber them "
+                        f"from 0 (subtract {first} from every label in the CSV).")
     if missing[0] == 0 or len(beyond) >= GAP_SHARE * len(kept):
         raise UserError(f"The integer labels leave a gap: no row has {gap}, yet {len(beyond)} of the {len(kept)} rows "
                         f"have a larger label: {rows}. Labels are the class indices 0 … k-1, each with rows; fix or "
@@ -404,8 +438,7 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
         dropped = pd.concat([dropped, excluded], ignore_index=True).sort_values("row", kind="stable")
     if checked.kept.empty:
         top = dropped["reason"].value_counts()
-        fix = ("write train, val or test in the split column, or leave the column out to let prepare split"
-               if top.index[0] == REASON_BAD_SPLIT else "check --images and the image names")
+        fix = _no_usable_row_fix(top.index[0], dropped, Path(images))
         raise UserError(f"No usable row in {what}: all {len(table)} rows were dropped, mostly because "
                         f"\"{top.index[0]}\" ({top.iloc[0]} rows); {fix}.")
     kept, identical = checked.kept, checked.identical
