@@ -533,10 +533,15 @@ def _read_list(from_file: Optional[Path]) -> list[str]:
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     paths = [str(Path(line) if Path(line).is_absolute() else base / line) for line in lines]
     for line, path in list(zip(lines, paths))[:1]:
-        if any(sep in line for sep in (",", ";", "\t")) and not Path(path).exists():
+        sep = next((s for s in (",", ";", "\t") if s in line), None)
+        if sep is not None and not Path(path).exists():
+            name = lines[1].split(sep)[0].strip().strip('"') if len(lines) > 1 else ""
+            ext = "" if not name or Path(name).suffix else "; s|$|.jpeg|"  # bare Kaggle names: add the extension
+            cut = "cut -d, -f1" if sep == "," else ("cut -f1" if sep == "\t" else "cut -d';' -f1")
             raise UserError(f"--from-file {from_file} looks like a CSV (its first line is {line[:60]!r}), but it takes "
-                            "one image path per line; write the image column alone, e.g. "
-                            f"`cut -d, -f1 {from_file} | tail -n +2 > worklist.txt`.")
+                            "one image path per line (absolute, or relative to the list file); write the image column "
+                            f"alone with the images folder in front, e.g. `tail -n +2 {from_file} | {cut} | "
+                            f"sed 's|^|/path/to/images/|{ext}' > worklist.txt`.")
     return paths
 
 

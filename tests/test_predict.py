@@ -515,3 +515,17 @@ def test_no_readable_input_still_gets_its_rows_then_one_sentence(voted, images, 
     assert sorted(rows["path"]) == sorted(bad) and (rows["refer"] == 1).all() and (rows["label"] == "").all()
     assert all(note.startswith("not graded: ") for note in rows["note"])
 
+
+
+def test_a_labels_csv_as_worklist_is_refused_with_a_command_that_makes_one(tmp_path):
+    from tests.helpers import one_sentence_error, run_cli
+
+    labels = tmp_path / "trainLabels.csv"
+    labels.write_text("image,level\n10_left,0\n10_right,1\n")
+    code, _, err = run_cli("predict", "--workdir", tmp_path / "w", "--from-file", labels)
+    one_sentence_error(code, err, "looks like a CSV", f"tail -n +2 {labels} | cut -d, -f1 | "
+                       "sed 's|^|/path/to/images/|; s|$|.jpeg|' > worklist.txt")
+    named = tmp_path / "named.tsv"
+    named.write_text("path\tgrade\nimg/a.png\t0\n")
+    code, _, err = run_cli("predict", "--workdir", tmp_path / "w", "--from-file", named)
+    one_sentence_error(code, err, f"tail -n +2 {named} | cut -f1 | sed 's|^|/path/to/images/|' > worklist.txt")

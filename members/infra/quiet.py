@@ -22,6 +22,7 @@ import importlib.machinery
 import os
 import sys
 import tempfile
+import warnings
 
 ENV = "CNN_ENSEMBLE_QUIET"
 _PACKAGE = "tensorflow"
@@ -91,5 +92,8 @@ def install(verbose: bool = False) -> None:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ[ENV] = "1"
+    # Pillow warns of a large image below its refusal limit in a raw traceback-like line; prepare and predict
+    # decode such an image (it is a big photograph) and refuse the ones over the limit in their own words
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
     if _PACKAGE not in sys.modules and not any(isinstance(f, _QuietFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietFinder())
