@@ -16,7 +16,8 @@ is read once by ``ensemble.appearance.look``. Two protocols:
   the false alarms are counted on the test split, on the other sets' test images (a shift of
   camera and site: reported, not a target), and the catches on images that are no fundus
   photographs of the set: random noise, text documents, smooth gradients (drawn here, seeded),
-  and the set's own first test photographs turned grey or with their red and blue swapped.
+  and the set's own first test photographs turned grey, with their red and blue swapped, shrunk to
+  an eighth of their side (a thumbnail) or cut to their middle 6:1 strip.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ def _flags(values: np.ndarray, ref: np.ndarray, pad_share: float) -> np.ndarray:
 
     lo, hi = ref.min(axis=0), ref.max(axis=0)
     pad = np.maximum(pad_share * (hi - lo), appearance.FLOOR)
-    return ((values < lo - pad) | (values > hi + pad)).any(axis=1)
+    below, above = values < lo - pad, values > hi + pad
+    for j, name in enumerate(appearance.FEATURES):  # the geometry is flagged on one side, as predict flags it
+        side = appearance.ONE_SIDED.get(name)
+        (above if side == "below" else below if side == "above" else np.zeros_like(below))[:, j] = False
+    return (below | above).any(axis=1)
 
 
 def _sample(paths: list[str], n: int, seed: int) -> list[str]:
@@ -57,7 +62,8 @@ def _others(folder: Path, firsts: list[str], seed: int) -> dict[str, list[str]]:
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    kinds: dict[str, list[str]] = {"noise": [], "document": [], "gradient": [], "grey fundus": [], "red-blue swapped": []}
+    kinds: dict[str, list[str]] = {"noise": [], "document": [], "gradient": [], "grey fundus": [], "red-blue swapped": [],
+                                   "thumbnail": [], "strip": []}
     for i in range(5):
         side = int(rng.integers(128, 640))
         path = folder / f"noise{i}.png"
@@ -83,6 +89,12 @@ def _others(folder: Path, firsts: list[str], seed: int) -> dict[str, list[str]]:
         Image.fromarray(np.ascontiguousarray(rgb[:, :, ::-1])).save(folder / f"swapped{i}.png")
         kinds["grey fundus"].append(str(folder / f"grey{i}.png"))
         kinds["red-blue swapped"].append(str(folder / f"swapped{i}.png"))
+        h, w = rgb.shape[:2]  # an eighth of the photograph's side; its middle as a 6:1 strip
+        Image.fromarray(rgb).resize((max(3, w // 8), max(3, h // 8))).save(folder / f"thumb{i}.png")
+        Image.fromarray(np.ascontiguousarray(rgb[h // 2 - max(1, w // 12): h // 2 + max(1, w // 12)])).save(
+            folder / f"strip{i}.png")
+        kinds["thumbnail"].append(str(folder / f"thumb{i}.png"))
+        kinds["strip"].append(str(folder / f"strip{i}.png"))
     return kinds
 
 

@@ -2,8 +2,8 @@
 
 A member grades whatever it is given: random noise, a scanned letter or a photograph of
 another kind get a grade and often a confident one. ``vote`` therefore records how the
-workdir's own training and validation images look — the range of nine simple features
-(:data:`FEATURES`) over up to :data:`MAX_IMAGES` of them, each read by :func:`look` — in
+workdir's own training and validation images look — the range of nine simple features of
+their pixels and two of their geometry, shorter side and width-to-height ratio (:data:`FEATURES`) over up to :data:`MAX_IMAGES` of them, each read by :func:`look` — in
 ``ensemble/appearance.json``. ``predict`` reads each input by the same :func:`look` and
 refers one that lies outside that range by more than its width (at least
 :data:`FLOOR`), naming the feature, in the ``note`` column.
@@ -30,13 +30,23 @@ import numpy as np
 SIZE = 128
 """Each image is resized to SIZE x SIZE px before its features are taken."""
 FEATURES = ("mean_red", "mean_green", "mean_blue", "std_red", "std_green", "std_blue",
-            "red_minus_green", "green_minus_blue", "detail")
+            "red_minus_green", "green_minus_blue", "detail", "short_side", "aspect")
+"""The nine looks of :func:`features`, then the file's geometry (:func:`look`): ``short_side`` the log2 of its
+shorter side in pixels (a thumbnail among photographs), ``aspect`` its longer side over its shorter one (a strip)."""
+ONE_SIDED = {"short_side": "below", "aspect": "above"}
+"""Features flagged on one side only: a larger photograph is shrunk to the member's input like the training
+images were (only a smaller one lacks their detail), and a squarer one is a fundus cut closer to its disc."""
+LOOKS = 9
+"""How many of :data:`FEATURES` :func:`features` takes from the pixels (screens written before 2026-12-07 hold only
+these)."""
 WORDS = {"mean_red": "mean red level", "mean_green": "mean green level", "mean_blue": "mean blue level",
          "std_red": "red contrast", "std_green": "green contrast", "std_blue": "blue contrast",
          "red_minus_green": "red-green balance", "green_minus_blue": "green-blue balance",
-         "detail": "pixel-to-pixel change"}
-FLOOR = (5.0, 5.0, 5.0, 3.0, 3.0, 3.0, 5.0, 5.0, 0.02)
-"""The least margin per feature (grey levels; ``detail`` is a ratio), for sets whose images vary little."""
+         "detail": "pixel-to-pixel change", "short_side": "shorter side", "aspect": "width-to-height ratio"}
+FLOOR = (5.0, 5.0, 5.0, 3.0, 3.0, 3.0, 5.0, 5.0, 0.02, 1.0, 1.0)
+"""The least margin per feature (grey levels; ``detail`` is a ratio; ``short_side`` a factor of 2; ``aspect`` 1, so
+that a set of square crops still takes a 2:1 photograph), for sets whose images vary little (every image of a
+MedMNIST set is 28 px square)."""
 PAD = 1.0
 """The margin beyond the seen range, as a share of its width."""
 MIN_IMAGES = 50
@@ -46,7 +56,7 @@ FILE = "appearance.json"
 
 
 def features(images: np.ndarray) -> np.ndarray:
-    """``(n, 9)`` :data:`FEATURES` of ``(n, h, w, 3)`` images on the 0–255 scale.
+    """``(n, 9)`` the first :data:`LOOKS` :data:`FEATURES` of ``(n, h, w, 3)`` images on the 0–255 scale.
 
     ``detail`` is the mean absolute difference between neighbouring pixels over the image's
     standard deviation (+1): near 0 for smooth photographs, near 1 for noise.
@@ -65,12 +75,13 @@ def features(images: np.ndarray) -> np.ndarray:
 def reference(values: np.ndarray, *, source: str) -> dict:
     """The screen's ``appearance.json`` from the :func:`features` of the reference images."""
     lo, hi = values.min(axis=0), values.max(axis=0)
-    pad = np.maximum(PAD * (hi - lo), FLOOR)
-    return {"features": list(FEATURES), "size": SIZE, "images": int(len(values)), "source": source,
+    floor = FLOOR[:values.shape[1]]  # all of FEATURES; the nine looks alone in the examples
+    pad = np.maximum(PAD * (hi - lo), floor)
+    return {"features": list(FEATURES[:values.shape[1]]), "size": SIZE, "images": int(len(values)), "source": source,
             "seen_min": lo.round(6).tolist(), "seen_max": hi.round(6).tolist(),
             "low": (lo - pad).round(6).tolist(), "high": (hi + pad).round(6).tolist(),
             "rule": f"outside the seen range by more than {PAD:g} of its width (at least the floor)",
-            "floor": list(FLOOR)}
+            "floor": list(floor)}
 
 
 def screen(ref: dict | None, values: np.ndarray) -> list[str]:
@@ -82,9 +93,17 @@ def screen(ref: dict | None, values: np.ndarray) -> list[str]:
     """
     if not ref or not len(values):
         return [""] * len(values)
+    values = np.asarray(values)[:, :len(ref["features"])]  # a screen voted before the geometry: its nine looks
     low, high = np.asarray(ref["low"]), np.asarray(ref["high"])
     seen_lo, seen_hi = np.asarray(ref["seen_min"]), np.asarray(ref["seen_max"])
-    excess = np.nan_to_num(np.maximum(low - values, values - high) / np.maximum(high - low, 1e-9), nan=-1.0)
+    below, above = (low - values), (values - high)
+    for j, name in enumerate(ref["features"]):
+        side = ONE_SIDED.get(name)
+        if side == "below":
+            above[:, j] = -np.inf
+        elif side == "above":
+            below[:, j] = -np.inf
+    excess = np.nan_to_num(np.maximum(below, above) / np.maximum(high - low, 1e-9), nan=-1.0)
     notes = []
     for row, ex in zip(values, excess):
         if not (ex > 0).any():
@@ -93,30 +112,41 @@ def screen(ref: dict | None, values: np.ndarray) -> list[str]:
         j = int(np.argmax(ex))
         name = ref["features"][j]
         side = "above" if row[j] > seen_hi[j] else "below"
-        notes.append(f"unlike the training images: its {WORDS.get(name, name)} {row[j]:.3g} lies far {side} the "
-                     f"{seen_lo[j]:.3g}-{seen_hi[j]:.3g} of {ref['images']} of them; check it is a photograph of the "
-                     "kind the ensemble was trained on; referred")
+        shown = _shown(name)
+        notes.append(f"unlike the training images: its {WORDS.get(name, name)} {shown(row[j])} lies far {side} the "
+                     f"{shown(seen_lo[j])}-{shown(seen_hi[j])} of {ref['images']} of them; check it is a photograph of "
+                     "the kind the ensemble was trained on; referred")
     return notes
 
 
+def _shown(name: str):
+    """How a value of feature ``name`` is written in a note."""
+    if name == "short_side":
+        return lambda v: f"{2 ** v:.0f} px"
+    return lambda v: f"{v:.3g}"
+
+
 def look(path: str | os.PathLike) -> np.ndarray | None:
-    """The :func:`features` of one image file (``(9,)``), or ``None`` when Pillow cannot read it."""
+    """The :data:`FEATURES` of one image file (``(11,)``), or ``None`` when Pillow cannot read it."""
     from PIL import Image
 
     from members.data.pillow_image import to_rgb8
 
     try:
         with Image.open(path) as im:
+            short, long = sorted(im.size)  # before the reduced-scale decode; a turn changes neither
+            if short < 1:
+                return None
             if im.format in ("JPEG", "MPO"):
                 im.draft("RGB", (SIZE, SIZE))  # decode at the smallest scale still >= SIZE
             rgb = Image.fromarray(to_rgb8(im)).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
     except Exception:  # noqa: BLE001 - unreadable: predict names it as not graded already
         return None
-    return features(np.asarray(rgb)[None])[0]
+    return np.concatenate([features(np.asarray(rgb)[None])[0], [np.log2(short), long / short]])
 
 
 def looks(paths: Sequence[str]) -> np.ndarray:
-    """``(n, 9)`` :func:`look` of each path (a row of ``nan`` for one that cannot be read: never flagged)."""
+    """``(n, 11)`` :func:`look` of each path (a row of ``nan`` for one that cannot be read: never flagged)."""
     rows = [look(p) for p in paths]
     return np.array([np.full(len(FEATURES), np.nan) if r is None else r for r in rows]).reshape(len(rows), len(FEATURES))
 
@@ -150,7 +180,8 @@ def load(folder: Path) -> dict | None:
         print(f"Warning: {path} is unreadable; inputs are not screened (run vote again).", file=sys.stderr)
         return None
     keys = ("features", "low", "high", "seen_min", "seen_max", "images")
-    if not isinstance(ref, dict) or any(k not in ref for k in keys) or list(ref["features"]) != list(FEATURES):
+    known = (list(FEATURES), list(FEATURES[:LOOKS]))  # this version's, or one voted before the geometry
+    if not isinstance(ref, dict) or any(k not in ref for k in keys) or list(ref["features"]) not in known:
         print(f"Warning: {path} is not this version's screen; inputs are not screened (run vote again).",
               file=sys.stderr)
         return None

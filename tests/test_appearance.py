@@ -44,7 +44,7 @@ def test_features_tell_noise_from_a_smooth_photograph(demo_images, tmp_path):
 
 
 def test_reference_margin_and_notes():
-    seen = np.array([[100.0, 80, 40, 30, 20, 10, 20, 40, 0.05], [140.0, 100, 60, 40, 30, 20, 40, 40, 0.09]])
+    seen = np.array([[100.0, 80, 40, 30, 20, 10, 20, 40, 0.05, 9.0, 1.3], [140.0, 100, 60, 40, 30, 20, 40, 40, 0.09, 11.0, 1.5]])
     ref = appearance.reference(seen, source="training")
     assert ref["images"] == 2 and ref["features"] == list(appearance.FEATURES)
     np.testing.assert_allclose(ref["low"][0], 100 - 40 * appearance.PAD)  # the range's width beyond each end
@@ -58,6 +58,27 @@ def test_reference_margin_and_notes():
     assert notes[1].startswith("unlike the training images: its green-blue balance 46 lies far above the 40-40 of 2 of them")
     assert notes[1].endswith("referred")
     assert appearance.screen(None, np.array([just_out])) == [""]
+    # geometry: a 8-px thumbnail among 512-2048 px photographs, a 80:1 strip; shown in pixels and as a ratio
+    thumb, strip = inside.copy(), inside.copy()
+    thumb[9], strip[10] = 3.0, 80.0
+    small, long = appearance.screen(ref, np.array([thumb, strip]))
+    assert small.startswith("unlike the training images: its shorter side 8 px lies far below the 512 px-2048 px of 2")
+    assert long.startswith("unlike the training images: its width-to-height ratio 80 lies far above the 1.3-1.5 of 2")
+    # a screen voted before the geometry (nine looks) still screens by them, and ignores the geometry
+    old = appearance.reference(seen[:, :appearance.LOOKS], source="training")
+    assert old["features"] == list(appearance.FEATURES[:appearance.LOOKS])
+    assert appearance.screen(old, np.array([inside, just_out, thumb])) == ["", notes[1], ""]
+
+
+def test_look_measures_the_file_size_and_shape(demo_images, tmp_path):
+    with Image.open(sorted((demo_images / "images").glob("*.jpeg"))[0]) as im:
+        photo = im.convert("RGB")
+    photo.resize((8, 8)).save(tmp_path / "thumb.png")
+    photo.resize((400, 50)).save(tmp_path / "strip.jpeg")
+    short, aspect = appearance.FEATURES.index("short_side"), appearance.FEATURES.index("aspect")
+    thumb, strip = appearance.look(tmp_path / "thumb.png"), appearance.look(tmp_path / "strip.jpeg")
+    assert thumb[short] == 3.0 and thumb[aspect] == 1.0
+    assert strip[short] == pytest.approx(np.log2(50)) and strip[aspect] == 8.0  # before the reduced-scale decode
 
 
 def test_too_few_images_are_no_reference(demo_images):
