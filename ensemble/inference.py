@@ -71,6 +71,8 @@ confidence, members that disagree), ``ungradable: ...`` (a flat image) or ``unli
 other cells empty): every input given has a row."""
 """``p_referable`` = P(grade >= the report's referable cut), ``referable`` 1/0 = at or above the threshold
 ``vote`` chose on val for the sensitivity target (empty for a method other than the one it was chosen for)."""
+PREPARED_FILES = ("split.csv", "dataset.json", "data_report.csv")
+"""The files ``prepare`` writes at the workdir's root."""
 VOTE_HINT = "run `python cli.py vote --workdir {workdir}` first"
 UNIFORM_NOTE = ("ungradable: the image is (nearly) one flat colour — a black or white frame, or samples that decode to "
                 "one value; referred")
@@ -636,8 +638,11 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
                                     uniform=uniform) if candidates else (None, np.zeros(0, dtype=np.int64))
     try:
         settle_skipped(paths, candidates, kept, skipped)
-    except UserError:  # every input still gets its row ("not graded: <reason>"), then the one sentence
-        _write(replace(_none_graded(ens, skipped), given=list(paths)).to_csv(), out, print_csv)
+    except UserError as exc:  # every input still gets its row ("not graded: <reason>"), then the one sentence
+        rows = replace(_none_graded(ens, skipped), given=list(paths)).to_csv()
+        if out is not None and Path(out).exists():  # a run that graded nothing never replaces earlier predictions
+            raise UserError(f"{exc} {out} is left as it was; the reason for each input is above.") from None
+        _write(rows, out, print_csv)
         raise
     graded = [candidates[i] for i in kept]
     unlike = (appearance.screen(ens.appearance, appearance.looks(graded)) if ens.appearance is not None
@@ -699,8 +704,14 @@ def expand_folders(paths: Sequence[str]) -> list[str]:
 
 
 def refuse_replaced_folder(out: Path, workdir: Path, example: str) -> None:
-    """Refuse an ``--out`` inside a folder the toolkit replaces whole (``ensemble/``, a member's folder)."""
+    """Refuse an ``--out`` inside a folder the toolkit replaces whole (``ensemble/``, a member's folder) or on a file of the prepared dataset (``split.csv``, ``dataset.json``,
+    ``data_report.csv``) or a lock or commit entry of the workdir, even with ``--force``."""
     target = out.resolve()
+    root = workdir.resolve()
+    if target.parent == root and (target.name in PREPARED_FILES or target.name.startswith(".")):
+        what = "a file of the prepared dataset" if target.name in PREPARED_FILES else "a lock or commit entry"
+        raise UserError(f"--out {out} is {workdir / target.name}, {what} that the workdir needs; write elsewhere, "
+                        f"e.g. --out {workdir / example}.")
     for folder, replaced_by in ((workdir / "ensemble", "the next vote"),
                                 (workdir / "members", "a member retrained with --force")):
         if target.is_relative_to(folder.resolve()):

@@ -212,6 +212,13 @@ def test_out_never_replaces_a_file_predict_did_not_write(voted, images, tmp_path
                                             r"with --force) replaces whole, deleting it; write elsewhere"):
             predict_images(voted, images["good"][:1], out=inside, force=True)
         assert not inside.exists()
+    for name in ("split.csv", "dataset.json", "data_report.csv", ".vote.lock"):  # the prepared dataset, the locks
+        target = voted / name
+        before = target.read_bytes() if target.exists() else None
+        with pytest.raises(UserError, match=rf"--out .*{name} is .*, (a file of the prepared dataset|a lock or commit "
+                                            r"entry) that the workdir needs; write elsewhere"):
+            predict_images(voted, images["good"][:1], out=target, force=True)
+        assert (target.read_bytes() if target.exists() else None) == before
 
 
 def test_cli_predict_json(voted, images) -> None:
@@ -514,7 +521,13 @@ def test_no_readable_input_still_gets_its_rows_then_one_sentence(voted, images, 
     rows = pd.read_csv(out, keep_default_na=False)
     assert sorted(rows["path"]) == sorted(bad) and (rows["refer"] == 1).all() and (rows["label"] == "").all()
     assert all(note.startswith("not graded: ") for note in rows["note"])
-
+    # a typo the next day must not wipe out the day's predictions: an earlier CSV is left as it was
+    code, _out, err = run_cli("predict", "--workdir", voted, images["good"][0], "--out", out)
+    assert code == 0, err
+    before = out.read_bytes()
+    code, _out, err = run_cli("predict", "--workdir", voted, images["bad"][0], "--out", out)
+    assert code == 1 and f"{out} is left as it was" in err.strip().splitlines()[-1]
+    assert out.read_bytes() == before
 
 
 def test_a_labels_csv_as_worklist_is_refused_with_a_command_that_makes_one(tmp_path):

@@ -255,6 +255,9 @@ def test_chance_and_majority_baseline():
     assert _is_chance({"val_classes_predicted": 1, "val_balanced_accuracy": 0.2}, 5)
     assert _is_chance({"val_classes_predicted": 3, "val_balanced_accuracy": 0.2}, 5)
     assert not _is_chance({"val_classes_predicted": 3, "val_balanced_accuracy": 0.31}, 5)
+    # a regression member's epoch (val_auc in its row) is judged by its ranking, not its grades at the fixed cuts
+    assert not _is_chance({"val_classes_predicted": 1, "val_balanced_accuracy": 0.2, "val_auc": 0.74}, 5)
+    assert _is_chance({"val_classes_predicted": 4, "val_balanced_accuracy": 0.35, "val_auc": 0.52}, 5)
     base = majority_baseline(np.array([0, 0, 0, 1, 2]), np.array([0, 1, 1, 0]), 3)
     assert base == {"class": 0, "accuracy": 0.5, "balanced_accuracy": 0.5}
 
@@ -270,6 +273,21 @@ def test_collapse_warning_after_three_epochs_at_one_class():
         watch.after_epoch(history, probs)
         assert len(lines) == (0 if epoch < 3 else 1)  # once, at the third epoch
     assert "every val image was predicted as class 0" in lines[0] and "sampling=balanced" in lines[0]
+
+
+def test_a_regression_member_that_ranks_is_not_warned_about_while_its_grades_sit_at_zero():
+    lines = []
+    watch = CollapseWatch("r", MemberSpec(epochs=5, head="regression"), ["0", "1", "2", "3", "4"], lines.append)
+    history = []
+    probs = np.tile([0.9, 0.025, 0.025, 0.025, 0.025], (10, 1))
+    for epoch, auc in enumerate((0.5, 0.6, 0.7, 0.75, 0.8), start=1):
+        history.append({"epoch": epoch, "val_classes_predicted": 1, "val_balanced_accuracy": 0.2, "val_auc": auc})
+        watch.after_epoch(history, probs)
+    assert lines == []
+    for epoch in range(6, 9):  # then no ranking for three epochs: the warning says so
+        history.append({"epoch": epoch, "val_classes_predicted": 2, "val_balanced_accuracy": 0.25, "val_auc": 0.5})
+        watch.after_epoch(history, probs)
+    assert len(lines) == 1 and "its val AUC stayed at chance (0.500" in lines[0]
 
 
 

@@ -135,6 +135,24 @@ def test_prepare_twice_with_the_same_data_changes_nothing(workdir_copy, demo_ima
     assert snapshot(workdir_copy) == before
 
 
+def test_prepare_writes_a_deleted_or_damaged_split_again_and_the_members_stay_valid(workdir_copy, demo_images):
+    """vote says to run prepare again when split.csv is gone or changed: prepare must then mend it, not say
+    'nothing changed' and leave the workdir stuck."""
+    split = (workdir_copy / "split.csv").read_bytes()
+    for damage in ("delete", "overwrite"):
+        if damage == "delete":
+            (workdir_copy / "split.csv").unlink()
+        else:
+            (workdir_copy / "split.csv").write_text("path,label,split\n")
+        code, _out, err = run_cli(*_prepare_args(workdir_copy, demo_images))
+        assert code == 0, err
+        assert "was missing or changed: written again from the same data" in " ".join(err.split())
+        assert (workdir_copy / "split.csv").read_bytes() == split
+    from members.data.dataset import load_dataset
+
+    assert len(load_dataset(workdir_copy).table) == split.count(b"\n") - 1  # the fingerprint holds again
+
+
 def test_prepare_twice_with_other_data_needs_force(workdir_copy, demo_images, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(demo_images, other)

@@ -187,9 +187,13 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
                             "overwrite it (trained members there will be invalidated).")
     root = Path(info["image_root"])
     images_missing = write_images is not None and not all((root / p).is_file() for p in frame["path"])
-    if same and old == info and not images_missing:
+    split_intact = (workdir / "split.csv").is_file() and _sha256_of(workdir / "split.csv") == fingerprint
+    if same and old == info and not images_missing and split_intact:
         _summary(workdir, info, dropped, unchanged=True, notes=notes)
         return _result(workdir, info)
+    if same and not split_intact:
+        notes.append(f"{workdir / 'split.csv'} was missing or changed: written again from the same data, so the "
+                     "members trained on it stay valid.")
     workdir.mkdir(parents=True, exist_ok=True)
     report = csvsafe.frame(dropped[["row", "image", "label", "reason"]]).to_csv(index=False, lineterminator="\n")
     images = write_images is not None and (not same or images_missing)
@@ -222,6 +226,14 @@ def _what_differs(old: dict, new: dict) -> str:
     if options:
         return f"from the same data with other options ({'; '.join(options)}), which give another split"
     return "from the same data, but its split differs (the images or their labels changed)"
+
+
+def _sha256_of(path: Path) -> str | None:
+    """SHA-256 of a file's bytes, or None when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _check_workdir(workdir: str | os.PathLike) -> Path:

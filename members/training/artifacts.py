@@ -61,6 +61,10 @@ def plot_curves(path: Path, rows: list[dict], title: str, *, monitor: str | None
         ax.plot(x, [_num(r.get(val_key)) for r in rows], "s-", label=f"val {label}" if train_key else val_key)
         if label == "accuracy":
             ax.plot(x, [r["val_balanced_accuracy"] for r in rows], "^--", label="val balanced acc.")
+        if val_key == "val_qwk" and any(np.isfinite(_num(r.get("val_qwk_prior_matched"))) for r in rows):
+            # a regression member's grades come from cuts tuned later: at the training cuts its QWK can sit at 0
+            ax.plot(x, [_num(r.get("val_qwk_prior_matched")) for r in rows], "^--",
+                    label="val QWK, cuts at the training grade shares")
         if best_epoch is not None and 1 <= best_epoch <= len(rows):
             ax.axvline(best_epoch, color="tab:red", lw=1.0, alpha=0.6)
             if val_key == (monitor or "val_loss"):

@@ -36,7 +36,14 @@ def collapse_advice(spec: MemberSpec, ordinal: bool = True) -> str:
 
 
 def is_chance(row: dict, k: int) -> bool:
-    """Val predictions in one class, or val balanced accuracy at chance (1/k)."""
+    """Val predictions in one class, or val balanced accuracy at chance (1/k).
+
+    A regression member's epoch row (it has ``val_auc``) is judged by its ranking instead: its grades at the
+    training's fixed cuts can all be 0 while its scores already order the eyes, and its cuts are tuned after
+    training; it is at chance while its val AUC stays at or under 0.55 (:func:`health`'s test).
+    """
+    if "val_auc" in row:
+        return not (row["val_auc"] > 0.55)
     return row.get("val_classes_predicted", k) <= 1 or row["val_balanced_accuracy"] <= 1.0 / k + 1e-9
 
 
@@ -72,7 +79,9 @@ class CollapseWatch:
             run += 1
         if run >= min(COLLAPSE_EPOCHS, self.spec.total_epochs) and not self.warned:
             top = int(np.bincount(val_probs.argmax(axis=1), minlength=self.k).argmax())
-            what = (f"every val image was predicted as class {self.classes[top]}" if row["val_classes_predicted"] <= 1
+            what = (f"its val AUC stayed at chance ({row['val_auc']:.3f}: its scores do not order the eyes)"
+                    if "val_auc" in row else
+                    f"every val image was predicted as class {self.classes[top]}" if row["val_classes_predicted"] <= 1
                     else f"val balanced accuracy stayed at chance ({row['val_balanced_accuracy']:.3f} <= 1/{self.k})")
             epochs = f"{run} epoch{'s' if run != 1 else ''}"
             self.log(f"[{self.name}] WARNING: the member is collapsing: for {epochs} {what}; it is learning the "

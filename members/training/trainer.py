@@ -233,6 +233,7 @@ class Trainer:
         val = evaluate(self.labels["val"], val_probs, self.k)
         if self.spec.head == "regression" and len(self.labels["val"]):
             val["val_qwk_prior_matched"] = self._prior_matched_qwk(model, val_probs)
+            val["val_auc"] = score(self.labels["val"], val_probs, num_classes=self.k)["auc"]  # the collapse watch's
         val["val_classes_predicted"] = int(np.unique(val_probs.argmax(axis=1)).size)
         row = {
             "phase": phase, "epoch": epoch_no, "input_size": size, "lr": lr, "loss": stats.loss,
