@@ -475,12 +475,14 @@ def vote(
     from rich.console import Console
 
     from ensemble.vote import run_vote
+    from members.infra.errors import UserError
 
-    names = [m.strip() for m in members.split(",") if m.strip()] if members else None
+    names = [m.strip() for m in members.split(",") if m.strip()] if members is not None else None
+    if names == []:
+        raise UserError(f"--members {members!r} names no member; pass comma-separated names (e.g. --members small,wide), "
+                        "or leave the option out to vote every complete member.")
     twice = sorted({n for n in names or [] if names.count(n) > 1})
     if twice:
-        from members.infra.errors import UserError
-
         raise UserError(f"--members lists {', '.join(twice)} more than once; name each member once. Received: "
                         f"members={members!r}")
     import io

@@ -669,7 +669,7 @@ def _check_rows_sum(probs: np.ndarray, what, fix: str) -> None:
 
 # ---- the member files ---------------------------------------------------------------------
 def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], extra: dict) -> None:
-    from members.training.artifacts import save_predictions
+    from members.training.artifacts import predictions_sha256, save_predictions
     from members.scoring import nan_to_none, score
 
     from members.infra.transaction import replace_dir
@@ -692,7 +692,8 @@ def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], e
         results[split] = score(labels[split], probs[split], num_classes=data.num_classes) if len(labels[split]) else {}
     metrics = {"name": name, "preset": "imported", "num_classes": data.num_classes, "classes": list(data.classes),
                "ordinal": bool(data.ordinal),
-               "fingerprint": data.fingerprint, "tta": False, "val": results["val"], "test": results["test"], **extra}
+               "fingerprint": data.fingerprint, "predictions_sha256": predictions_sha256(target), "tta": False,
+               "val": results["val"], "test": results["test"], **extra}
     # the same collapse and majority-baseline check as a trained member's: vote leaves a collapsed one out
     metrics.update(health(name=name, spec=None, classes=list(data.classes), labels=labels, predictions=probs,
                           results=results, history=[], log=lambda line: print(line, file=sys.stderr)))

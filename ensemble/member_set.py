@@ -183,7 +183,29 @@ def _load_member(folder: Path, name: str, split: _Split) -> dict:
     out = {"metrics": metrics}
     for s in SPLITS:
         out[s] = _load_predictions(folder / f"{s}.npz", name, s, split)
+    _check_own_files(folder, name, metrics)  # after the content checks, whose messages say more
     return out
+
+
+def _check_own_files(folder: Path, name: str, metrics: dict) -> None:
+    """Refuse a member whose ``model.keras`` or cached predictions are not the files its training wrote
+    (``metrics.json`` ``model_sha256``, ``predictions_sha256``): ``predict`` would refuse the ensemble, or the
+    report would score another member's predictions under this one's name. Members trained before the
+    predictions were hashed have only the model checked."""
+    from members.infra.atomic import sha256_file
+
+    fix = "retrain it with train-member --force (or import it again), or leave it out with --members"
+    recorded = {"model.keras": metrics.get("model_sha256"),
+                **{f"{s}.npz": (metrics.get("predictions_sha256") or {}).get(s) for s in SPLITS}}
+    for file, sha in recorded.items():
+        if not sha:
+            continue
+        path = folder / file
+        if not path.is_file():
+            raise UserError(f"Member {name!r}: {path} does not exist; {fix}.")
+        if sha256_file(path) != sha:
+            raise UserError(f"Member {name!r}: {path} is not the file its training wrote (its SHA-256 differs from "
+                            f"metrics.json); {fix}.")
 
 
 def _load_predictions(path: Path, name: str, s: str, split: _Split) -> np.ndarray:

@@ -423,3 +423,31 @@ def test_a_file_where_a_member_folder_goes_is_named_as_such(workdir_copy):
     assert code == 1 and "Traceback" not in err
     assert "a file stands where this command needs a folder; move that file away" in " ".join(err.split())
     assert (workdir_copy / "members" / "f").read_text() == "not a folder"
+
+
+def _with_hashes(folder: Path) -> None:
+    """Give an ``add_member`` member a model file and the hashes training writes into metrics.json."""
+    from members.infra.atomic import sha256_file
+    from members.training.artifacts import predictions_sha256
+
+    (folder / "model.keras").write_bytes(b"weights of " + folder.name.encode())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics.update(model_sha256=sha256_file(folder / "model.keras"), predictions_sha256=predictions_sha256(folder))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_vote_refuses_a_member_whose_model_or_predictions_are_not_its_own(voteable):
+    """A swapped test.npz scored another member's predictions under this one's name; a deleted model.keras
+    gave an ensemble that predict then refused, after the working one had been replaced."""
+    for name in ("t1", "t2"):
+        _with_hashes(voteable / "members" / name)
+    code, _out, err = run_cli(*vote_args(voteable))
+    assert code == 0, err
+    t1 = voteable / "members" / "t1"
+    original = (t1 / "test.npz").read_bytes()
+    shutil.copy(voteable / "members" / "t2" / "test.npz", t1 / "test.npz")
+    refused(voteable, vote_args(voteable), "Member 't1'", "test.npz is not the file its training wrote",
+            "leave it out with --members")
+    (t1 / "test.npz").write_bytes(original)
+    (t1 / "model.keras").unlink()
+    refused(voteable, vote_args(voteable), "Member 't1'", "model.keras does not exist")

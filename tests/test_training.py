@@ -33,6 +33,9 @@ def test_member_leaves_every_artifact_of_the_contract(trained):
     metrics = json.loads((member / "metrics.json").read_text())
     assert metrics["fingerprint"] == data.fingerprint
     assert metrics["num_classes"] == data.num_classes == 5
+    from members.infra.atomic import sha256_file
+
+    assert metrics["predictions_sha256"] == {s: sha256_file(member / f"{s}.npz") for s in ("val", "test")}
     for split in ("val", "test"):
         arrays = load_npz(member / f"{split}.npz")
         rows = data.rows(split)

@@ -97,6 +97,12 @@ def _num(value) -> float:
         return float("nan")
 
 
+def predictions_sha256(folder: Path) -> dict[str, str]:
+    """``{"val": ..., "test": ...}``: the SHA-256 of a member's cached predictions, for ``metrics.json``
+    (``vote`` refuses an npz that is not the one its member wrote)."""
+    return {split: atomic.sha256_file(Path(folder) / f"{split}.npz") for split in ("val", "test")}
+
+
 def save_predictions(path: Path, probs: np.ndarray, labels: np.ndarray, row_ids: np.ndarray, fingerprint: str) -> None:
     """The cached predictions that ``vote`` reads: probs float32 (rows sum to 1), labels, row ids, fingerprint."""
     probs = np.asarray(probs, dtype=np.float64)

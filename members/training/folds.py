@@ -372,7 +372,7 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
     Raises:
         UserError: a copy is missing or its held-out rows are not its fold's.
     """
-    from members.training.artifacts import save_predictions
+    from members.training.artifacts import predictions_sha256, save_predictions
     from members.training.collapse import majority_section
     from members.data.dataset import load_dataset
     from members.scoring import nan_to_none, score
@@ -420,7 +420,8 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
     metrics = {
         "name": name, "preset": preset, "num_classes": c, "classes": list(data.classes),
         "ordinal": bool(data.ordinal),
-        "fingerprint": data.fingerprint, "folds": k, "fold_seed": spec.seed, "oof_rows": n,
+        "fingerprint": data.fingerprint, "predictions_sha256": predictions_sha256(folder),
+        "folds": k, "fold_seed": spec.seed, "oof_rows": n,
         "copies": [f"{FOLDS_DIR}/{i}" for i in range(k)],
         **{key: first.get(key) for key in ("input_size", "stage_sizes", "head", "params", "monitor", "tta")},
         "epochs_run": sum(int(m.get("epochs_run", 0)) for m in copies),

@@ -42,7 +42,8 @@ from members.infra.errors import UserError
 from members.infra.lock import MemberLock
 from members.model.spec import MemberSpec
 from members.scoring import nan_to_none as _jsonable, score  # the one strict-JSON cleaner
-from members.training.artifacts import plot_curves, save_model, save_predictions, save_weights, write_history
+from members.training.artifacts import (plot_curves, predictions_sha256, save_model, save_predictions, save_weights,
+                                        write_history)
 from members.training.checkpoint import BestWeights, better, best_epoch, stale_epochs
 from members.training.collapse import CollapseWatch, health
 from members.training.epoch_log import EpochLog
@@ -427,6 +428,7 @@ class Trainer:
             "name": self.name, "preset": self.preset, "num_classes": self.k, "classes": list(self.data.classes),
             "ordinal": bool(self.data.ordinal),
             "fingerprint": self.data.fingerprint, "model_sha256": atomic.sha256_file(self.dir / "model.keras"),
+            "predictions_sha256": predictions_sha256(self.dir),
             "input_size": size, "stage_sizes": list(self.spec.stage_sizes), "head": self.spec.head,
             "params": int(model.count_params()), "epochs_run": len(self.history),
             "best_epoch": chosen, "monitor": self.spec.monitor,
