@@ -119,6 +119,7 @@ class Ensemble:
     referable_note: str = ""
     referable_kind: str = "referable_dr"
     appearance: dict | None = None  # ensemble/appearance.json: the range of the training images' looks
+    synthetic: bool = False  # report.json data.synthetic: trained on demo-data's synthetic images
 
 
 @dataclass
@@ -161,6 +162,7 @@ class PredictionResult:
     notes: list[str] = field(default_factory=list)
     given: list[str] = field(default_factory=list)  # every input in order, repeats included: a row each
     assessed: np.ndarray | None = None  # (n,) bool: the referable call stands (False: an ungradable or unlike image)
+    synthetic: bool = False  # the ensemble learned from demo-data's synthetic images: its grades mean nothing for eyes
 
     def referable_of(self, i: int) -> bool | None:
         """Row ``i``'s referable call, or ``None``: no threshold for this method, or an image that is
@@ -213,6 +215,7 @@ class PredictionResult:
         for row in rows:
             row["path"] = printable_path(row["path"])  # valid UTF-8 whatever the file name's bytes
         out = {"method": self.method, "members": list(self.members), "classes": list(self.classes),
+               "synthetic": self.synthetic,
                "referral": self.referral_note, "predictions": rows,
                "skipped": {printable_path(p): why for p, why in self.skipped.items()}}
         if self.p_referable is not None:
@@ -382,7 +385,8 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
         check_files(report_path.parent, [appearance.FILE], manifest)  # a deleted one is refused, not skipped
         looks = appearance.load(report_path.parent)
     return Ensemble(workdir, chosen, combiner, members, threshold, note, list(classes), alone,
-                    cut, ref_threshold, ref_note, kind, looks)
+                    cut, ref_threshold, ref_note, kind, looks,
+                    synthetic=bool((report.get("data") or {}).get("synthetic")))
 
 
 def _rows_of(report: dict) -> str:
@@ -648,7 +652,7 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
     unlike = (appearance.screen(ens.appearance, appearance.looks(graded)) if ens.appearance is not None
               else [""] * len(graded))  # vote's range of the training images' looks (ensemble.appearance)
     notes = [UNIFORM_NOTE if flat else why for flat, why in zip(uniform, unlike)]
-    result = replace(_combine(ens, graded, P, skipped, notes=notes), given=list(paths))
+    result = replace(_combine(ens, graded, P, skipped, notes=notes), given=list(paths), synthetic=ens.synthetic)
     _write(result.to_csv(), out, print_csv)
     _summary(result, out)
     return result
@@ -809,6 +813,9 @@ def _report_skipped(skipped: dict[str, str]) -> None:
 
 def _summary(r: PredictionResult, out: str | Path | None) -> None:
     _report_skipped(r.skipped)
+    if r.synthetic:
+        print("SYNTHETIC: this ensemble learned from demo-data's synthetic images, not real eyes; its grades say "
+              "nothing about a patient.", file=sys.stderr)
     where = f" → {out}" if out is not None else ""
     print(f"Predicted {len(r.paths)} image(s) with {r.method} over {len(r.members)} members "
           f"({', '.join(r.members)}){where}; sent to a human grader (refer 1, the reason in note) "

@@ -144,6 +144,9 @@ def operating_point(
     by_grade = stats.sensitivity_specificity(pos, np.asarray(test_pred) >= cut, indices=indices)
     out = {"name": name, "threshold": threshold,
            "val_sensitivity": val_ss["sensitivity"]["value"], "val_specificity": val_ss["specificity"]["value"],
+           "val_counts": {"positives": int(val_pos.sum()), "flagged_positives": int(val_ss["sensitivity"]["hits"]),
+                          "negatives": int((~val_pos).sum()),
+                          "flagged_negatives": int((~val_pos).sum() - val_ss["specificity"]["hits"])},
            "sensitivity": test_ss["sensitivity"], "specificity": test_ss["specificity"], "auc": auc,
            "test_referred": int(flagged.sum()), "per_grade": per_grade,
            "by_grade": {"sensitivity": by_grade["sensitivity"], "specificity": by_grade["specificity"],

@@ -38,11 +38,14 @@ def write_report(folder: str | Path, report: dict) -> tuple[Path, Path]:
 
 def _short(value) -> str:
     """A CI bound as compact as the console table needs to fit 80 columns: ``-.14``, ``.60``, ``1``
-    (exactly one), ``7.8`` (one decimal at 1 and above, as log-loss can be)."""
+    (exactly one), ``>.99`` (under one, but rounding to it), ``7.8`` (one decimal at 1 and above, as log-loss
+    can be)."""
     if value is None:
         return "n/a"
-    if round(value, 2) == 1.0:
+    if value == 1.0:
         return "1"
+    if 0.995 <= value < 1.0:
+        return ">.99"
     if abs(value) >= 1:
         return f"{value:.1f}"
     text = f"{value:.2f}"
@@ -50,7 +53,16 @@ def _short(value) -> str:
 
 
 def _num(value, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    """``value`` with ``digits`` decimals; one that is under 1 but would round to it is written ``> 0.999``, so
+    that a near-perfect AUC is not read as a perfect one (and ``< 0.001`` likewise above 0)."""
+    if value is None:
+        return "n/a"
+    step = 10.0 ** -digits
+    if 1.0 - step / 2 <= value < 1.0:
+        return f"> {1.0 - step:.{digits}f}"
+    if 0.0 < value < step / 2:
+        return f"< {step:.{digits}f}"
+    return f"{value:.{digits}f}"
 
 
 def _cell(entry: dict) -> str:
@@ -102,6 +114,15 @@ def _label(name: str, report: dict, kind: str = "") -> str:
     return label + (f" {BELOW}" if kind and _below(name, kind, report) else "")
 
 
+def _weights_words(report: dict) -> str:
+    """`` Weights of <best method>: a 0.11, b 0.89.`` when the best method combines its members by weights."""
+    weights = report.get("best_method_weights") or {}
+    if len(weights) < 2:
+        return ""
+    return (f" Weights of {report['best_method']} (the best ensemble): "
+            + ", ".join(f"{name} {w:.2f}" for name, w in weights.items()) + ".")
+
+
 def _skipped_lines(report: dict) -> list[str]:
     return [f"{name}: {why}" for name, why in (report.get("skipped") or {}).items()]
 
@@ -120,7 +141,7 @@ def render_markdown(report: dict) -> str:
          f"classes: {report['num_classes']} "
          f"({', '.join(map(str, report.get('classes') or []))}; "
          f"{_order_words(report)})."),
-        f"- Members voted: {', '.join(report['members'])}.",
+        f"- Members voted: {', '.join(report['members'])}.{_weights_words(report)}",
         *([f"- **Collapsed members voted anyway** (`--keep-collapsed`): {', '.join(report['collapsed_kept'])}: each "
            "predicts one class on val (or sits at chance); their figures say nothing about the images."]
           if report.get("collapsed_kept") else []),
@@ -191,8 +212,25 @@ def render_markdown(report: dict) -> str:
                                                                report["test_size"], dr=is_dr(report))
     lines += _screen_md(report.get("appearance"))
     lines += _calibration_md(report.get("calibration"))
+    lines += _limitations_md(report)
     lines += _glossary_md(report)
     return "\n".join(lines) + "\n"
+
+
+def _limitations_md(report: dict) -> list[str]:
+    """What the figures do not say: the task's scope, the data they hold for, the input screen, the tool's status."""
+    data = (report.get("data") or {}).get("source") or "this workdir's data"
+    scope = ("It grades diabetic retinopathy only, on the grade scale of its training labels: it does not look for "
+             "diabetic macular oedema (which screening programmes refer for by itself), glaucoma, age-related macular "
+             "degeneration or any other disease, and an eye it calls below the referable grade may still need a "
+             "specialist for those." if is_dr(report) else
+             "It tells apart the classes of its training labels only: anything else in an image goes unseen.")
+    return ["", "## Limitations", "", f"- {scope}",
+            f"- The figures hold for images like its test split ({data}); another camera, clinic or population can "
+            "change them: measure it on local data before relying on it.",
+            "- `predict`'s input screen catches gross mistakes (noise, a document, a thumbnail), not poor image "
+            "quality: a blurred, dark or partly covered photograph of the usual kind is graded like any other.",
+            "- It is a research tool, not a medical device, and its output is not a diagnosis."]
 
 
 def bagging_md(bagging: dict | None, cols: tuple[tuple[str, str], ...] = COLUMNS) -> list[str]:
@@ -300,18 +338,30 @@ def _ci_text(entry: dict, digits: int = 3) -> str:
 def _operating_rows(ref: dict, by: str, rule: str) -> list[str]:
     """The operating-point table rows of the best single member and the ensemble (each also "``by``" its own
     prediction, ``rule``), then the warnings of a degenerate point."""
-    out = []
+    out, short = [], []
     for role, title in (("best_single", "best single"), ("ensemble", "best ensemble")):
         r = ref[role]
-        out.append(f"| {r['name']} ({title}) | {_num(r['threshold'], 4)} | {_num(r['val_sensitivity'])} | "
+        c = r.get("val_counts") or {}
+        val_sens = _num(r["val_sensitivity"]) + (f" ({c['flagged_positives']} of {c['positives']})" if c else "")
+        val_spec = (_num(r.get("val_specificity")) + (f" ({c['negatives'] - c['flagged_negatives']} of {c['negatives']})"
+                                                        if c else ""))
+        out.append(f"| {r['name']} ({title}) | {_num(r['threshold'], 4)} | {val_sens} | {val_spec} | "
                    f"{_ci_text(r['sensitivity'])} | {_ci_text(r['specificity'])} | {_ci_text(r['auc'])} | "
                    f"{r['test_referred']} |")
         g = r.get("by_grade")
         if g:
-            out.append(f"| {r['name']} ({title}), {by} | {rule} | | {_ci_text(g['sensitivity'])} | "
+            out.append(f"| {r['name']} ({title}), {by} | {rule} | | | {_ci_text(g['sensitivity'])} | "
                        f"{_ci_text(g['specificity'])} | | {g['referred']} |")
+        sens, target = r["sensitivity"], ref["sensitivity_target"]
+        if sens["value"] is not None and sens["value"] < target:
+            lo, hi = sens["ci"]
+            short.append(f"{r['name']}'s test sensitivity {_num(sens['value'], 2)} is below the {target:.0%} it was "
+                         f"chosen for on val ({'its interval includes it: ' if hi is not None and hi >= target else ''}"
+                         f"{sens['n']} positive test rows{' cannot tell' if hi is not None and hi >= target else ''})")
     warnings = [f"**Warning:** {ref[role]['warning']}" for role in ("best_single", "ensemble") if ref[role].get("warning")]
-    return out + (["", *warnings] if warnings else [])
+    notes = ([f"The threshold reaching the target on val did not reach it on test: {'; '.join(short)}."]
+             if short else [])
+    return out + (["", *notes] if notes else []) + (["", *warnings] if warnings else [])
 
 
 def _summary_name(ref: dict) -> str:
@@ -330,8 +380,9 @@ def _positive_md(ref: dict) -> list[str]:
             f"{_ON_EFFECTIVE.replace('eye', 'image') if ref.get('clustered') else ''}, the paired bootstrap for AUC. "
             f"Rows \"by its class\" call an image {name} when the model's own class is {name} (its most probable "
             "class, `predict`'s `class`). ROC curves: `roc.png`."), "",
-           f"| model | threshold | val sensitivity | test sensitivity | test specificity | AUC ({name}) | called {name} |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
+           f"| model | threshold | val sensitivity | val specificity | test sensitivity | test specificity | AUC ({name}) "
+           f"| called {name} |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     out += _operating_rows(ref, "by its class", f"class {name}")
     if ref.get("member_auc"):
         out += ["", f"AUC of class {name}, every member (test): "
@@ -356,8 +407,9 @@ def _referable_md(ref: dict | None, report: dict | None = None) -> list[str]:
              "Rows \"by its grades\" refer an eye when the model's own grade is "
              f"{cut} or worse — the decision a reader of its grades (and of `predict`'s `class`) makes; they can "
              "differ from the threshold's. ROC curves: `roc.png`."), "",
-            "| model | threshold | val sensitivity | test sensitivity | test specificity | AUC (referable) | referred |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+            "| model | threshold | val sensitivity | val specificity | test sensitivity | test specificity | "
+            "AUC (referable) | referred |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     out += _operating_rows(ref, "by its grades", f"grade ≥ {cut}")
     grades = list(ref["best_single"]["per_grade"])
     out += ["", "Per-grade recall on test (share of each true grade given that grade) and share referred "
@@ -394,7 +446,10 @@ def _glance_md(report: dict) -> list[str]:
         out.append("- **Synthetic demo data** (`demo-data`), not real eyes: the figures below show the tool at work, "
                    "not clinical performance.")
     n = report["test_size"]
-    out.append(f"- Test set: {n} images, never used to fit or choose anything; intervals are 95 %.")
+    boot = report.get("bootstrap") or {}
+    what = (f"{n} eyes of {boot['patients']} patients" if boot.get("clustered") and is_dr(report)
+            else f"{n} images of {boot['patients']} patients" if boot.get("clustered") else f"{n} images")
+    out.append(f"- Test set: {what}, never used to fit or choose anything; intervals are 95 %.")
     ref = report.get("referable") or {}
     if ref.get("applicable") and ref.get("kind") == "positive_class":
         for role, title in (("ensemble", "ensemble"), ("best_single", "best single member")):
@@ -581,8 +636,10 @@ def _order_words(report: dict) -> str:
 
 
 def summary_lines(report: dict) -> list[str]:
-    """Plain lines printed under the table: skipped members, referable DR, calibration."""
-    out = [f"Skipped {line}" for line in _skipped_lines(report)]
+    """Plain lines printed under the table: the synthetic-data caveat, skipped members, referable DR, calibration."""
+    out = ([f"SYNTHETIC DATA (demo-data), not real eyes: these figures show the tool at work, not clinical "
+            f"performance."] if (report.get("data") or {}).get("synthetic") else [])
+    out += [f"Skipped {line}" for line in _skipped_lines(report)]
     ref = report.get("referable") or {}
     if ref.get("applicable"):
         for role in ("best_single", "ensemble"):
@@ -600,10 +657,15 @@ def summary_lines(report: dict) -> list[str]:
     cal = report.get("calibration") or {}
     if cal.get("method") == "temperature" and cal.get("ensemble"):
         e = cal["ensemble"]["test"]
+
+        def change(entry: dict) -> str:  # lower is better for both
+            before, after = entry["before"], entry["after"]
+            word = ("" if before is None or after is None or after == before
+                    else " (better)" if after < before else " (worse)")
+            return f"{_num(before)} → {_num(after)}{word}"
+
         out.append(f"Calibration (temperature, fitted on {cal['fitted_on'].split(';')[0]}): "
-                   f"{cal['ensemble']['method']} test log-loss "
-                   f"{_num(e['log_loss']['before'])} → {_num(e['log_loss']['after'])}, ECE {_num(e['ece']['before'])} → "
-                   f"{_num(e['ece']['after'])}.")
+                   f"{cal['ensemble']['method']} test log-loss {change(e['log_loss'])}, ECE {change(e['ece'])}.")
     return out
 
 

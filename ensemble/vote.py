@@ -142,7 +142,7 @@ def run_vote(
     baseline_class, baseline = _baseline(ms)
     models = {name: Predictions(val, val.argmax(1), test, test.argmax(1))
               for name, val, test in zip(ms.names, ms.val_probs, ms.test_probs)}
-    methods_out, saved, out_temps = _fit_methods(ms, variants, out / "combiners", seed, temps=temps, raw=raw)
+    methods_out, saved, out_temps, weights = _fit_methods(ms, variants, out / "combiners", seed, temps=temps, raw=raw)
     val = {"baseline": score(ms.val_labels, baseline.val_probs, pred=baseline.val_pred),
            "members": {n: _val_score(ms, p) for n, p in models.items()},
            "ensembles": {n: _val_score(ms, p) for n, p in methods_out.items()}}
@@ -168,6 +168,7 @@ def run_vote(
         "ensembles": {n: test(p) for n, p in methods_out.items()},
         "best_single": best_single,
         "best_method": best_method,
+        "best_method_weights": weights.get(best_method),
         "selection_metric": _selection_note(select_by, _rows_word(protocol)),
         "significance": _significance(ms.test_labels, methods_out, best_single, single, groups=ms.test_groups),
         "difference": {"method": best_method, "vs": best_single, "metrics": stats.bootstrap_difference(
@@ -363,8 +364,10 @@ def _baseline(ms: MemberSet) -> tuple[int, Predictions]:
 
 
 def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int, *, temps=None,
-                 raw: MemberSet | None = None) -> tuple[dict[str, Predictions], dict[str, str], dict[str, float]]:
+                 raw: MemberSet | None = None) -> tuple[dict[str, Predictions], dict[str, str], dict[str, float],
+                                                        dict[str, dict[str, float]]]:
     """Cross-fit each base method on val (out-of-fold scores), then fit every variant on all val rows.
+    The last item returned: each variant's weight per member, where it combines by weights (not stacking).
 
     With member temperatures ``temps`` (``ms`` then holds the scaled members, ``raw`` the
     unscaled ones), each variant's output also gets a temperature fitted on its out-of-fold
@@ -379,7 +382,7 @@ def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int, *, temps=None
     from ensemble.combiners import make_combiner
 
     bases = list(dict.fromkeys(base for _, base, _ in variants))
-    out, saved, out_temps = {}, {}, {}
+    out, saved, out_temps, weights = {}, {}, {}, {}
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("Fitting combiners on val", total=len(bases) + len(variants))
         oof = {}
@@ -391,6 +394,8 @@ def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int, *, temps=None
         for name, base, thr in variants:
             progress.update(task, description=f"Fitting {name} on val")
             combiner = make_combiner(base, thresholds=thr).fit(ms.val_probs, ms.val_labels, member_names=ms.names)
+            if getattr(combiner, "weights_", None) is not None:
+                weights[name] = {m: float(w) for m, w in zip(ms.names, combiner.weights_)}
             fold = oof[base]
             val_probs, test_in = fold.probs, ms.test_probs
             if temps is not None:
@@ -401,7 +406,7 @@ def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int, *, temps=None
             out[name] = Predictions(val_probs, fold.pred_thr if thr else fold.pred,
                                     combiner.predict_proba(test_in), combiner.predict(test_in))
             progress.advance(task)
-    return out, saved, out_temps
+    return out, saved, out_temps, weights
 
 
 def _bootstrap_words(indices, n_boot: int, seed: int, rows: int, *, graded: bool = True) -> dict:
@@ -665,6 +670,10 @@ def _f(value, sign: bool = False) -> str:
     return f"{value:+.3f}" if sign else f"{value:.3f}"
 
 
+DOMINANT_WEIGHT = 0.75  # one member's share of a vote's weight from which the verdict says the vote leans on it
+DOMINANT_SAME = 0.95  # the share of test grades shared with the best single member from which it says so too
+
+
 def _verdict(r: dict, select_by: str = "qwk") -> str:
     """A few sentences: the val-chosen ensemble against the val-chosen single member, on test.
 
@@ -719,9 +728,17 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
                f"{out['single_only_correct']} only the single member gets right, p = {p:.3g} "
                f"({'significant' if p < 0.05 else 'not significant'} at 0.05).")
     same = out.get("same_grades")
+    weights = r.get("best_method_weights") or {}
+    heavy = max(weights.items(), key=lambda kv: kv[1]) if weights else None
+    heavy = heavy if heavy and heavy[1] >= DOMINANT_WEIGHT and len(weights) > 1 else None
     if same == 1.0:  # e.g. a weighted vote that put nearly all its weight on one member
         mcnemar += (f" {bm} gives every test row the grade {bs} gives it: on test it is that member in effect, "
                     "not a combination of members.")
+    elif heavy or (same is not None and same >= DOMINANT_SAME):
+        parts = ([f"puts {heavy[1]:.0%} of its weight on {heavy[0]}"] if heavy else []) + (
+            [f"gives {same:.0%} of the test rows the grade {bs} gives them"] if same is not None and same >= DOMINANT_SAME
+            else [])
+        mcnemar += f" {bm} {' and '.join(parts)}: it is close to one member, not an even combination of members."
     return f"{head}; {extra}. {baseline} {mcnemar}{_selection_words(r, label)}{_thin_test_words(r)}"
 
 

@@ -96,6 +96,7 @@ def test_csv_rows_probabilities_agreement_and_referral(voted, images, tmp_path, 
         assert f"Skipped {path}" in err
     assert "does not exist" in err and "empty" in err and "directory" in err and "cannot be decoded" in err
     assert "Predicted 5 image(s)" in err and "skipped 5" in err
+    assert "SYNTHETIC: this ensemble learned from demo-data's synthetic images" in err  # the demo set
 
 
 def test_other_method_falls_back_to_agreement(voted, images, tmp_path, capsys) -> None:
@@ -229,6 +230,7 @@ def test_cli_predict_json(voted, images) -> None:
     code, out, err = run_cli("predict", "--workdir", voted, *images["good"][:2], images["bad"][0], "--json")
     assert code == 0, err
     data = json.loads(out)  # stdout is the JSON only: no CSV before it
+    assert data["synthetic"] is True  # voted on demo-data's images
     assert [row["path"] for row in data["predictions"]] == images["good"][:2]
     assert data["classes"] == [0, 1, 2, 3, 4] and list(data["skipped"]) == [images["bad"][0]]
     for row in data["predictions"]:

@@ -747,6 +747,31 @@ def test_a_split_grouped_by_patient_is_bootstrapped_by_patient(tmp_path: Path) -
     for role in ("best_single", "ensemble"):
         sens = ref[role]["sensitivity"]
         assert 0 < sens["n_effective"] <= sens["n"] and sens["ci"][0] <= sens["value"] <= sens["ci"][1]
+        counts = ref[role]["val_counts"]  # the operating point's val rows, as counts
+        assert counts["positives"] + counts["negatives"] == grouped["val_size"]
+        assert f"{_val_pair(counts)}" in md
+    # what a clinician reads first and last: eyes of patients, the weights, the limits
+    assert "- Test set: 20 eyes of 10 patients, never used" in md
+    weights = grouped["best_method_weights"]
+    if weights:
+        assert f"Weights of {grouped['best_method']} (the best ensemble): " in md
+        assert sum(weights.values()) == pytest.approx(1.0)
+    assert "## Limitations" in md and "diabetic macular oedema" in md and "not a medical device" in md
+    # a vote leaning on one member says so below 100 % too
+    from ensemble.vote import _verdict
+
+    leaning = {**grouped, "best_method_weights": {"a": 0.9, "b": 0.06, "c": 0.04},
+               "outcome": {**grouped["outcome"], "same_grades": 0.97}}
+    words = _verdict(leaning)
+    assert (f"{grouped['best_method']} puts 90% of its weight on a and gives 97% of the test rows the grade "
+            f"{grouped['best_single']} gives them: it is close to one member") in words
+    even = {**grouped, "best_method_weights": {"a": 0.4, "b": 0.3, "c": 0.3},
+            "outcome": {**grouped["outcome"], "same_grades": 0.8}}
+    assert "close to one member" not in _verdict(even)
+
+
+def _val_pair(counts: dict) -> str:
+    return f"({counts['flagged_positives']} of {counts['positives']})"
 
 
 def test_a_grade_held_by_one_test_patient_gets_the_caution(tmp_path: Path) -> None:
