@@ -58,37 +58,59 @@ def plot_comparison(path: str | Path, report: dict) -> Path:
     y = np.arange(len(rows))[::-1]
     fig, axes = plt.subplots(1, len(HEADLINE), figsize=(3.4 * len(HEADLINE), 0.9 + 0.32 * len(rows)), sharey=True)
     for ax, (key, title) in zip(axes, HEADLINE):
-        for kind, color in (("member", MEMBER_COLOR), ("method", METHOD_COLOR)):
+        spans = []
+        for kind, color, marker in (("member", MEMBER_COLOR, "o"), ("method", METHOD_COLOR, "s")):
             pts = [(yi, m[key]["value"], *m[key]["ci"]) for yi, (name, k, m) in zip(y, rows)
                    if k == kind and m[key]["value"] is not None and m[key]["ci"][0] is not None]
             if pts:
                 yy, value, lo, hi = np.array(pts, dtype=float).T
-                ax.errorbar(value, yy, xerr=[value - lo, hi - value], fmt="o", ms=5, color=color, capsize=3, lw=1.2)
+                ax.errorbar(value, yy, xerr=[value - lo, hi - value], fmt=marker, ms=5, color=color, capsize=3, lw=1.2,
+                            label=f"{kind}s" if kind == "member" else "ensembles")
+                spans += [float(np.nanmin(lo)), float(np.nanmax(hi))]
         chosen = [(yi, m[key]["value"]) for yi, (name, _, m) in zip(y, rows)
                   if name in best and m[key]["value"] is not None]
         if chosen:
             ax.plot([v for _, v in chosen], [yi for yi, _ in chosen], "*", ms=12, color="black", zorder=3)
+        # the axis fits the models' intervals: a baseline far off them (QWK 0) would squeeze every whisker into a
+        # sliver; it is then drawn at the axis edge with its value
+        low, high = (min(spans), max(spans)) if spans else (0.0, 1.0)
+        pad = max(0.02, 0.08 * (high - low))
+        low, high = max(-1.0, low - pad), min(1.0, high + pad) if high <= 1.0 else high + pad
         base = report["baseline"][key]["value"]
-        if base is not None:
+        if base is not None and low <= base <= high:
             ax.axvline(base, color=BASELINE_COLOR, ls="--", lw=1)
+        elif base is not None:
+            left = base < low
+            ax.annotate(f"{'← ' if left else ''}majority {base:.2f}{'' if left else ' →'}",
+                        xy=(0.01 if left else 0.99, 0.01), xycoords="axes fraction", ha="left" if left else "right",
+                        va="bottom", fontsize=7, color="0.35")
+        ax.set_xlim(low, high)
         ax.set_title(title)
+        ax.set_xlabel("test value (higher is better)", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, [f"{name}{' *' if name in best else ''}" for name, _, _ in rows])
     from ensemble.report import chosen_on
 
-    fig.suptitle(f"Test set (n={report['test_size']}): members (blue), ensembles (orange), * = chosen on {chosen_on(report)}; "
-                 "whiskers = 95 % bootstrap CI; dashed = majority class (always the most common val grade)", fontsize=9)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower right", ncol=2, frameon=False)
+    fig.suptitle(f"Test set (n={report['test_size']}): members (blue circles), ensembles (orange squares), * = chosen on "
+                 f"{chosen_on(report)}; whiskers = 95 % bootstrap CI; dashed = majority class (always the most common "
+                 "val class), or its value at the edge when it lies off the axis", fontsize=9)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return _save(fig, Path(path))
 
 
-def plot_confusions(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], classes: Sequence) -> Path:
+def plot_confusions(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], classes: Sequence,
+                    *, cut: int | None = None, word: str = "class") -> Path:
     """Row-normalised confusion matrices side by side, each cell annotated with its count.
 
     Args:
         path: the PNG to write.
         panels: ``(title, k x k count matrix)`` pairs, rows = true class.
         classes: class names for the axes.
+        cut: the lowest referable grade: red lines part the grades below it from the others on both axes, so
+            that the referable eyes graded below it (missed) and the others graded at or above it stand out.
+        word: ``"grade"`` or ``"class"``, for the axis labels.
     """
     plt = _pyplot()
     width = 4.4 * len(panels) + 0.8
@@ -107,10 +129,16 @@ def plot_confusions(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], 
         ticks = np.arange(len(classes))
         ax.set_xticks(ticks, [str(c) for c in classes])
         ax.set_yticks(ticks, [str(c) for c in classes])
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
+        ax.set_xlabel(f"predicted {word}")
+        ax.set_ylabel(f"true {word}")
+        if cut is not None and 0 < cut < len(classes):
+            ax.axhline(cut - 0.5, color="tab:red", lw=1.2)
+            ax.axvline(cut - 0.5, color="tab:red", lw=1.2)
         ax.set_title(title, fontsize=9)
-    fig.colorbar(image, cax=fig.add_axes((0.9, 0.2, 0.015, 0.6)), label="share of the true class")
+    fig.colorbar(image, cax=fig.add_axes((0.9, 0.2, 0.015, 0.6)), label=f"share of the true {word}")
+    if cut is not None and 0 < cut < len(classes):
+        fig.text(0.01, 0.01, f"red lines: referable (grade >= {cut}) or not; bottom-left block of the lines = "
+                 "referable eyes graded below it (missed)", fontsize=7, color="tab:red")
     return _save(fig, Path(path))
 
 
@@ -187,6 +215,9 @@ def _unit_axes(ax, title: str, xlabel: str, ylabel: str, legend: str) -> None:
     ax.legend(fontsize=7, loc=legend)
 
 
+FEW_BIN_ROWS = 5  # a reliability bin of fewer rows is drawn hollow: its accuracy is mostly chance
+
+
 def plot_calibration(path: str | Path, panels: Sequence[tuple[str, Sequence[tuple[str, dict]]]]) -> Path:
     """Reliability diagrams: accuracy against confidence per bin, one panel per model.
 
@@ -201,9 +232,18 @@ def plot_calibration(path: str | Path, panels: Sequence[tuple[str, Sequence[tupl
         ax.plot([0, 1], [0, 1], ls=":", color="0.5", lw=1, label="perfect calibration")
         for i, (label, bins) in enumerate(series):
             conf, acc = np.array(bins["confidence"], float), np.array(bins["accuracy"], float)
-            keep = np.array(bins["count"]) > 0
-            ax.plot(conf[keep], acc[keep], "o-" if i == 0 else "s--", ms=4, lw=1.5 if i == 0 else 1,
-                    color=METHOD_COLOR if i == 0 else "0.5", label=label)
+            count = np.array(bins["count"])
+            keep = count > 0
+            color = METHOD_COLOR if i == 0 else "0.5"
+            ax.plot(conf[keep], acc[keep], "-" if i == 0 else "--", lw=1.5 if i == 0 else 1, color=color, label=label)
+            # a bin of a few rows reads 0 or 1 by chance: its marker is hollow and small, a full bin's large
+            few = keep & (count < FEW_BIN_ROWS)
+            size = 8 + 60 * np.sqrt(count / max(count.max(), 1))
+            ax.scatter(conf[keep & ~few], acc[keep & ~few], s=size[keep & ~few], color=color, zorder=3,
+                       marker="o" if i == 0 else "s")
+            ax.scatter(conf[few], acc[few], s=size[few], facecolors="none", edgecolors=color, zorder=3,
+                       marker="o" if i == 0 else "s",
+                       label=f"hollow: under {FEW_BIN_ROWS} rows" if i == 0 and few.any() else None)
         edges, counts = np.array(series[0][1]["edges"]), np.array(series[0][1]["count"], float)
         share = ax.twinx()  # the rows per bin on their own axis: on the accuracy axis a tall bar read as accuracy
         share.bar(edges[:-1], counts / max(counts.sum(), 1.0), width=np.diff(edges), align="edge", color=MEMBER_COLOR,

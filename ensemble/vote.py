@@ -806,7 +806,7 @@ def _class_label(r: dict) -> str:
 def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, best: Predictions,
                    *, before: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     from ensemble import plots
-    from ensemble.report import write_report
+    from ensemble.report import is_dr, write_report
 
     write_report(out, report)
     k = ms.num_classes
@@ -815,7 +815,8 @@ def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, 
     plots.plot_confusions(out / "confusion.png", [
         (f"best ensemble: {report['best_method']} (test, n={n})", confusion(ms.test_labels, best.test_pred, k)),
         (f"best single: {report['best_single']} (test, n={n})", confusion(ms.test_labels, single.test_pred, k))],
-        ms.classes)
+        ms.classes, cut=(report.get("referable") or {}).get("cut_grade") if is_dr(report) else None,
+        word="grade" if is_dr(report) else "class")
     plots.plot_diversity(out / "diversity.png", report["diversity"], n=len(ms.test_labels))
     _write_clinical_figures(out, report, ms, single, best, before)
 
