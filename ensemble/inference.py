@@ -163,6 +163,7 @@ class PredictionResult:
     given: list[str] = field(default_factory=list)  # every input in order, repeats included: a row each
     assessed: np.ndarray | None = None  # (n,) bool: the referable call stands (False: an ungradable or unlike image)
     synthetic: bool = False  # the ensemble learned from demo-data's synthetic images: its grades mean nothing for eyes
+    member_labels: np.ndarray | None = None  # (m, n) each member's own top class, in the order of ``members``
 
     def referable_of(self, i: int) -> bool | None:
         """Row ``i``'s referable call, or ``None``: no threshold for this method, or an image that is
@@ -212,6 +213,10 @@ class PredictionResult:
                  "top_prob": float(top_prob[i]), "agreement": float(self.agreement[i]), "refer": bool(self.refer[i]),
                  "probs": [float(p) for p in self.probs[i]], "note": self.note_of(i)}
                 for i, path in enumerate(self.paths)]
+        if self.member_labels is not None:  # who said what: agreement alone does not name the dissenting member
+            for i, row in enumerate(rows):
+                row["member_classes"] = {name: self.class_value(int(self.member_labels[j, i]))
+                                         for j, name in enumerate(self.members)}
         for row in rows:
             row["path"] = printable_path(row["path"])  # valid UTF-8 whatever the file name's bytes
         out = {"method": self.method, "members": list(self.members), "classes": list(self.classes),
@@ -784,7 +789,7 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
                             [m.name for m in ens.members], ens.referral_note, ens.classes, p_referable=p_ref,
                             referable=referable, referable_note=ens.referable_note,
                             referable_kind=ens.referable_kind, notes=notes,
-                            assessed=None if referable is None else assessed)
+                            assessed=None if referable is None else assessed, member_labels=P.argmax(axis=2))
 
 
 def _review_reasons(ens: Ensemble, confidence: np.ndarray, agreement: np.ndarray) -> list[str]:

@@ -114,6 +114,18 @@ def _label(name: str, report: dict, kind: str = "") -> str:
     return label + (f" {BELOW}" if kind and _below(name, kind, report) else "")
 
 
+READABLE = {"qwk": "QWK", "macro_f1": "macro-F1", "balanced_accuracy": "balanced accuracy", "log_loss": "log-loss",
+            "accuracy": "accuracy", "auc": "AUC", "kappa": "kappa"}
+
+
+def _readable_metrics(text: str) -> str:
+    """``qwk (ties: macro_f1), on val`` as ``QWK (ties: macro-F1), on val``."""
+    import re
+
+    return re.sub(r"\b(" + "|".join(sorted(READABLE, key=len, reverse=True)) + r")\b",
+                  lambda m: READABLE[m.group(1)], text)
+
+
 def _weights_words(report: dict) -> str:
     """`` Weights of <best method>: a 0.11, b 0.89.`` when the best method combines its members by weights."""
     weights = report.get("best_method_weights") or {}
@@ -147,7 +159,7 @@ def render_markdown(report: dict) -> str:
           if report.get("collapsed_kept") else []),
         f"- Skipped members: {'none' if not report['skipped'] else 'see Skipped below'}.",
         f"- Protocol: combiners fitted and models chosen on {_protocol(report)}.",
-        f"- Selection (never on test): {report['selection_metric']}.",
+        f"- Selection (never on test): {_readable_metrics(report['selection_metric'])}.",
         f"- Combiners: {report['combiner_protocol']}",
         f"- {'Grade thresholds' if is_dr(report) else 'Thresholds'}: {report['thresholds']['note']}",
         f"- Intervals: {report['bootstrap']['note']}" + (
@@ -171,6 +183,8 @@ def render_markdown(report: dict) -> str:
     lines += ["", "Bold: best test value among members and ensembles (log-loss and ECE: lowest). "
               f"{BELOW}: test accuracy below the majority class's ({base_acc}).", ""]
     lines += _referable_md(report.get("referable"), report)
+    if lines[-1] != "":
+        lines.append("")  # a section ends with a blank line before the next heading
     if report["skipped"]:
         lines += ["## Skipped", "", "Members left out of the vote, with the reason:", ""]
         lines += [f"- {line}" for line in _skipped_lines(report)] + [""]
@@ -554,6 +568,13 @@ GLOSSARY = (
      "specificity = share of the other eyes it lets pass."),
     ("Referral", "sending an eye to a human grader: either because it looks referable, or (the screening table) "
      "because the ensemble is not confident enough about its grade."),
+    ("Operating point", "the threshold on P(referable) at which an eye is called referable: the highest one that "
+     "flags the sensitivity target's share (90 % by default) of the referable val eyes; test then shows what that "
+     "threshold does on eyes it was not chosen on."),
+    ("Effective count", "with two eyes of a patient, which tend to agree, the eyes count as fewer independent "
+     "observations: the eye count divided by the design effect (how much more the proportion varies between "
+     "patients than it would between independent eyes). The exact (Clopper-Pearson) interval of a proportion is "
+     "computed on it, so it is as wide as the patients make it."),
     ("Majority baseline", "always answering the most common grade of val; a model below it on accuracy has learned "
      "less than the class frequencies (marked †)."),
     ("Balanced accuracy", "the mean over grades of the share of each grade's eyes graded right: every grade counts "

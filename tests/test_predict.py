@@ -231,6 +231,10 @@ def test_cli_predict_json(voted, images) -> None:
     assert code == 0, err
     data = json.loads(out)  # stdout is the JSON only: no CSV before it
     assert data["synthetic"] is True  # voted on demo-data's images
+    for row in data["predictions"]:  # each member's own grade, named: who disagrees
+        grades = list(row["member_classes"].values())
+        assert list(row["member_classes"]) == data["members"]
+        assert row["agreement"] == pytest.approx(sum(g == row["class"] for g in grades) / len(grades))
     assert [row["path"] for row in data["predictions"]] == images["good"][:2]
     assert data["classes"] == [0, 1, 2, 3, 4] and list(data["skipped"]) == [images["bad"][0]]
     for row in data["predictions"]:
