@@ -423,3 +423,10 @@ def test_one_based_grades_are_refused_with_the_renumbering_to_do(tmp_path):
     code, _, err = prepare(tmp_path / "w", write_csv(tmp_path / "one.csv", shifted), images)
     one_sentence_error(code, err, "The integer labels start at 1, not 0 (1, 2, 3)", "subtract 1 from every label")
     assert not (tmp_path / "w" / "split.csv").exists()
+
+
+def test_a_header_naming_the_label_column_twice_is_refused(tmp_path):
+    images, lines = good_set(tmp_path)
+    twice = write_csv(tmp_path / "twice.csv", [f"{line},{line.split(',')[1]}" for line in lines], header="image,level,Level")
+    code, _, err = prepare(tmp_path / "w", twice, images)
+    one_sentence_error(code, err, "has 2 columns named 'level' (columns 2, 3)", "keep one")

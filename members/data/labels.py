@@ -392,6 +392,11 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
             f"{', '.join(map(repr, header))}; name the ones to use with --image-column and --label-column. "
             f"Received: image_column={image_column!r}, label_column={label_column!r}"
         )
+    for name in (image_column, label_column, split_column):
+        same = [i + 1 for i, h in enumerate(header) if name and h.strip().casefold() == name.strip().casefold()]
+        if len(same) > 1:  # which one is meant? the first was taken silently
+            raise UserError(f"Labels file {path} has {len(same)} columns named {name!r} (columns "
+                            f"{', '.join(map(str, same))}); keep one, or rename the others. Received: labels={path}")
     split_idx = _find_column(header, split_column) if split_column else None
     if not records:
         raise UserError(f"Labels file {path} has a header but no rows; add one row per image. Received: labels={path}")
