@@ -275,6 +275,15 @@ def test_a_top_grade_too_rare_to_split_is_dropped_and_reported(tmp_path, capsys)
         f.write("five_a,5\nfive_b,5\n")
     with pytest.raises(UserError, match="Class 5 has only 2 rows"):
         prepare_csv(tmp_path / "w2", small_csv, small_images, progress=False)
+    # a split given by the CSV needs no class in every split: the two rows are kept there
+    given_csv, given_images = simple_set(tmp_path / "given", n=200, k=5, header="image,level,split")
+    lines = given_csv.read_text().splitlines()
+    body = [f"{line},{('train', 'val', 'test')[i % 3]}" for i, line in enumerate(lines[1:])]
+    for name in ("five_a", "five_b"):
+        image(given_images / f"{name}.jpeg")
+    given_csv.write_text("\n".join([lines[0], *body, "five_a,5,train", "five_b,5,test"]) + "\n")
+    result = prepare_csv(tmp_path / "w3", given_csv, given_images, progress=False)
+    assert result.kept == 202 and json.loads((tmp_path / "w3" / "dataset.json").read_text())["num_classes"] == 6
 
 
 def test_many_rows_beyond_a_gap_are_refused_naming_the_gap_and_the_lines(tmp_path):

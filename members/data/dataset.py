@@ -456,7 +456,10 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     kept, identical = checked.kept, checked.identical
     if not encoding.named:
         kept, dropped, identical = _drop_beyond_gap(kept, dropped, original, identical)
-        kept, dropped, identical = _drop_rare_top(kept, dropped, original, identical)
+        given_split = ("split_text" in table.columns and checked.has_split
+                       and (table["split_text"].astype(str).str.strip() != "").any())
+        if not given_split:  # a split prepare draws needs each class in train, val and test; a given one does not
+            kept, dropped, identical = _drop_rare_top(kept, dropped, original, identical)
     if encoding.named:
         have = class_counts(kept["label"], len(encoding.classes))
         empty = [c for c, n in zip(encoding.classes, have) if n == 0]
