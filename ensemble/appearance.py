@@ -3,7 +3,7 @@
 A member grades whatever it is given: random noise, a scanned letter or a photograph of
 another kind get a grade and often a confident one. ``vote`` therefore records how the
 workdir's own training and validation images look — the range of nine simple features of
-their pixels and two of their geometry, shorter side and width-to-height ratio (:data:`FEATURES`) over up to :data:`MAX_IMAGES` of them, each read by :func:`look` — in
+their pixels and two of their geometry, shorter side and longer-to-shorter side ratio (:data:`FEATURES`) over up to :data:`MAX_IMAGES` of them, each read by :func:`look` — in
 ``ensemble/appearance.json``. ``predict`` reads each input by the same :func:`look` and
 refers one that lies outside that range by more than its width (at least
 :data:`FLOOR`), naming the feature, in the ``note`` column.
@@ -42,7 +42,7 @@ these)."""
 WORDS = {"mean_red": "mean red level", "mean_green": "mean green level", "mean_blue": "mean blue level",
          "std_red": "red contrast", "std_green": "green contrast", "std_blue": "blue contrast",
          "red_minus_green": "red-green balance", "green_minus_blue": "green-blue balance",
-         "detail": "pixel-to-pixel change", "short_side": "shorter side", "aspect": "width-to-height ratio"}
+         "detail": "pixel-to-pixel change", "short_side": "shorter side", "aspect": "longer-to-shorter side ratio"}
 FLOOR = (5.0, 5.0, 5.0, 3.0, 3.0, 3.0, 5.0, 5.0, 0.02, 1.0, 1.0)
 """The least margin per feature (grey levels; ``detail`` is a ratio; ``short_side`` a factor of 2; ``aspect`` 1, so
 that a set of square crops still takes a 2:1 photograph), for sets whose images vary little (every image of a

@@ -47,6 +47,8 @@ import numpy as np
 
 from ensemble import appearance
 from ensemble.manifest import check_files, check_member
+from members.data.dataset import PREPARED_FILES
+from members.data.labels import FLAT_STD
 from members.infra import csvsafe
 from members.infra.atomic import read_json, sha256_file, write_text
 from members.infra.errors import UserError
@@ -71,8 +73,6 @@ confidence, members that disagree), ``ungradable: ...`` (a flat image) or ``unli
 other cells empty): every input given has a row."""
 """``p_referable`` = P(grade >= the report's referable cut), ``referable`` 1/0 = at or above the threshold
 ``vote`` chose on val for the sensitivity target (empty for a method other than the one it was chosen for)."""
-PREPARED_FILES = ("split.csv", "dataset.json", "data_report.csv")
-"""The files ``prepare`` writes at the workdir's root."""
 VOTE_HINT = "run `python cli.py vote --workdir {workdir}` first"
 UNIFORM_NOTE = ("ungradable: the image is (nearly) one flat colour — a black or white frame, or samples that decode to "
                 "one value; referred")
@@ -256,7 +256,7 @@ class PredictionResult:
 
 def printable_path(path: str) -> str:
     """``path`` as text that any UTF-8 output takes: bytes that are not UTF-8 become ``\\xNN`` escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    return csvsafe.printable(path)
 
 
 # ---- loading ---------------------------------------------------------------------------
@@ -555,8 +555,8 @@ def member_probs(model, images, *, tta: bool = False) -> np.ndarray:
     return predict_probs(model, tf.data.Dataset.from_tensors(images), tta=tta)
 
 
-UNIFORM_STD = 2.0
-"""Grey levels: a prepared image whose pixels vary less than this in every colour (standard deviation) shows nothing
+UNIFORM_STD = FLAT_STD
+"""prepare's flat-frame rule (:data:`members.data.labels.FLAT_STD`), grey levels: a prepared image whose pixels vary less than this in every colour (standard deviation) shows nothing
 to grade — one flat colour, a black frame (lens cap), a white one (over-exposed), or a file whose samples decode to
 one value."""
 

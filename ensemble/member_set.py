@@ -195,8 +195,11 @@ def _check_own_files(folder: Path, name: str, metrics: dict) -> None:
     from members.infra.atomic import sha256_file
 
     fix = "retrain it with train-member --force (or import it again), or leave it out with --members"
-    recorded = {"model.keras": metrics.get("model_sha256"),
-                **{f"{s}.npz": (metrics.get("predictions_sha256") or {}).get(s) for s in SPLITS}}
+    hashes = metrics.get("predictions_sha256") or {}
+    if not isinstance(hashes, dict):
+        raise UserError(f"Member {name!r}: {folder / 'metrics.json'} has a predictions_sha256 that is not "
+                        f"{{val, test}}; {fix}.")
+    recorded = {"model.keras": metrics.get("model_sha256"), **{f"{s}.npz": hashes.get(s) for s in SPLITS}}
     for file, sha in recorded.items():
         if not sha:
             continue

@@ -423,17 +423,18 @@ def effective_counts(hit: np.ndarray, row_group: np.ndarray) -> tuple[float, flo
     proportion is estimated from the groups (the ratio estimator's, with the ``g / (g - 1)``
     correction) and compared with the binomial one; their ratio, the design effect (at least 1),
     divides ``n`` and ``hits`` (Korn & Graubard's effective sample size for a Clopper-Pearson
-    interval). Without repeated groups the counts are returned as they are. At 0 or 1 the
-    groups show no variance to estimate the design effect from, so the most cautious one is
-    taken: as many observations as groups (every eye of a patient counted as one).
+    interval). Without repeated groups the counts are returned as they are; a single group is one
+    observation. At 0 or 1 the rows show no spread to estimate the design effect from: it is taken
+    from the same rows with one row of the largest group flipped — what one miss would have shown —
+    so that 100 of 100 eyes never reads as less certain than 99 of 100.
 
     Example:
         >>> effective_counts(np.array([1, 1, 0, 0] * 3), np.repeat(np.arange(6), 2))  # 6 patients, eyes agree
         (2.5, 5.0)
         >>> effective_counts(np.array([1, 1, 0, 0] * 3), np.arange(12))  # 12 patients
         (6.0, 12.0)
-        >>> effective_counts(np.ones(12), np.repeat(np.arange(6), 2))  # all 12 eyes right: 6 patients
-        (6.0, 6.0)
+        >>> [round(v, 1) for v in effective_counts(np.ones(100), np.repeat(np.arange(50), 2))]  # all right
+        [99.0, 99.0]
     """
     hit = np.asarray(hit, dtype=np.float64)
     n, hits = float(hit.size), float(hit.sum())
@@ -441,12 +442,17 @@ def effective_counts(hit: np.ndarray, row_group: np.ndarray) -> tuple[float, flo
         return hits, n
     _, codes = np.unique(np.asarray(row_group), return_inverse=True)
     g = int(codes.max()) + 1
-    if g == n or g < 2:
+    if g == n:
         return hits, n
-    if hits in (0.0, n):
-        return hits / n * g, float(g)
-    p = hits / n
-    y, m = np.bincount(codes, weights=hit, minlength=g), np.bincount(codes, minlength=g).astype(np.float64)
+    if g < 2:
+        return hits / n, 1.0
+    m = np.bincount(codes, minlength=g).astype(np.float64)
+    probe = hit.copy()
+    if hits in (0.0, n):  # one row of the largest group flipped: the design effect one miss would show
+        row = int(np.flatnonzero(codes == int(m.argmax()))[0])
+        probe[row] = 1.0 - probe[row]
+    p = float(probe.sum()) / n
+    y = np.bincount(codes, weights=probe, minlength=g)
     var_cluster = g / (g - 1) * float(((y - p * m) ** 2).sum()) / n ** 2
     deff = max(1.0, var_cluster / (p * (1 - p) / n))
     return hits / deff, n / deff

@@ -63,11 +63,25 @@ def test_reference_margin_and_notes():
     thumb[9], strip[10] = 3.0, 80.0
     small, long = appearance.screen(ref, np.array([thumb, strip]))
     assert small.startswith("unlike the training images: its shorter side 8 px lies far below the 512 px-2048 px of 2")
-    assert long.startswith("unlike the training images: its width-to-height ratio 80 lies far above the 1.3-1.5 of 2")
+    assert long.startswith("unlike the training images: its longer-to-shorter side ratio 80 lies far above the 1.3-1.5 of 2")
+    # one-sided: a larger photograph (shrunk like the training images were) or a squarer one is not flagged
+    big, square = inside.copy(), inside.copy()
+    big[9], square[10] = 14.0, 1.0
+    assert appearance.screen(ref, np.array([big, square])) == ["", ""]
     # a screen voted before the geometry (nine looks) still screens by them, and ignores the geometry
     old = appearance.reference(seen[:, :appearance.LOOKS], source="training")
     assert old["features"] == list(appearance.FEATURES[:appearance.LOOKS])
     assert appearance.screen(old, np.array([inside, just_out, thumb])) == ["", notes[1], ""]
+
+
+def test_an_older_nine_feature_screen_loads_and_an_unknown_one_does_not(tmp_path, capsys):
+    seen = np.array([[100.0, 80, 40, 30, 20, 10, 20, 40, 0.05], [140.0, 100, 60, 40, 30, 20, 40, 40, 0.09]])
+    (tmp_path / appearance.FILE).write_text(json.dumps(appearance.reference(seen, source="training")))
+    loaded = appearance.load(tmp_path)
+    assert loaded is not None and len(loaded["features"]) == appearance.LOOKS
+    other = {**loaded, "features": ["mean_red", "something_else"]}
+    (tmp_path / appearance.FILE).write_text(json.dumps(other))
+    assert appearance.load(tmp_path) is None and "not this version's screen" in capsys.readouterr().err
 
 
 def test_look_measures_the_file_size_and_shape(demo_images, tmp_path):

@@ -199,6 +199,9 @@ def test_the_exif_block_is_found_after_a_large_icc_profile(tmp_path, fundus):
         assert im.getexif()[0x0112] == 6  # Pillow agrees that the file is tagged
     for broken in (b"", b"\xff\xd8", b"\xff\xd8\xff\xe1\x00", b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00garbage!"):
         assert jpeg_orientation(io.BytesIO(broken)) == 1
+    # fill bytes before a marker and a standalone marker, both allowed by the JPEG standard
+    padded = data[:2] + b"\xff\xff\xff\xd0" + b"\xff\xff" + data[3:]
+    assert jpeg_orientation(io.BytesIO(padded)) == 6
 
 
 def test_training_and_predict_turn_a_sideways_photo_upright(tmp_path, fundus):

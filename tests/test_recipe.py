@@ -258,6 +258,10 @@ def test_chance_and_majority_baseline():
     # a regression member's epoch (val_auc in its row) is judged by its ranking, not its grades at the fixed cuts
     assert not _is_chance({"val_classes_predicted": 1, "val_balanced_accuracy": 0.2, "val_auc": 0.74}, 5)
     assert _is_chance({"val_classes_predicted": 4, "val_balanced_accuracy": 0.35, "val_auc": 0.52}, 5)
+    # no AUC to judge by (one val class: NaN; a row read back after a resume: None): the grade rule
+    for auc in (float("nan"), None):
+        assert not _is_chance({"val_classes_predicted": 3, "val_balanced_accuracy": 0.31, "val_auc": auc}, 5)
+        assert _is_chance({"val_classes_predicted": 1, "val_balanced_accuracy": 0.2, "val_auc": auc}, 5)
     base = majority_baseline(np.array([0, 0, 0, 1, 2]), np.array([0, 1, 1, 0]), 3)
     assert base == {"class": 0, "accuracy": 0.5, "balanced_accuracy": 0.5}
 

@@ -153,6 +153,22 @@ def test_prepare_writes_a_deleted_or_damaged_split_again_and_the_members_stay_va
     assert len(load_dataset(workdir_copy).table) == split.count(b"\n") - 1  # the fingerprint holds again
 
 
+def test_prepare_says_when_only_a_newer_drop_rule_differs(workdir_copy):
+    """A workdir prepared before a drop rule existed (one flat frame kept then): the data are the same, so the
+    refusal says the old workdir and its members still work, instead of 'prepared from other data'."""
+    from members.data.dataset import _what_differs
+
+    info = json.loads((workdir_copy / "dataset.json").read_text())
+    reason = "image is one flat colour (a black, white or blank frame, or a 1-pixel image): nothing to grade"
+    old = {**info, "kept": info["kept"] + 1, "skipped": {}}
+    words = _what_differs(old, {**info, "skipped": {reason: 1}})
+    assert words.startswith("from this same data by an earlier version of prepare, which kept rows this one drops "
+                            f"(1 row(s): {reason})") and "stay usable as they are" in words
+    # another source, or a count the new reasons do not explain: other data, as before
+    assert _what_differs({**old, "source_sha256": "other"}, {**info, "skipped": {reason: 1}}).startswith("from other data")
+    assert _what_differs({**old, "kept": info["kept"] + 5}, {**info, "skipped": {reason: 1}}).startswith("from other data")
+
+
 def test_prepare_twice_with_other_data_needs_force(workdir_copy, demo_images, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(demo_images, other)
@@ -439,10 +455,10 @@ def _with_hashes(folder: Path) -> None:
 def test_vote_refuses_a_member_whose_model_or_predictions_are_not_its_own(voteable):
     """A swapped test.npz scored another member's predictions under this one's name; a deleted model.keras
     gave an ensemble that predict then refused, after the working one had been replaced."""
-    for name in ("t1", "t2"):
-        _with_hashes(voteable / "members" / name)
+    _with_hashes(voteable / "members" / "t1")  # t2 as an older version left it: no hashes, still voted
     code, _out, err = run_cli(*vote_args(voteable))
     assert code == 0, err
+    _with_hashes(voteable / "members" / "t2")
     t1 = voteable / "members" / "t1"
     original = (t1 / "test.npz").read_bytes()
     shutil.copy(voteable / "members" / "t2" / "test.npz", t1 / "test.npz")
@@ -451,3 +467,7 @@ def test_vote_refuses_a_member_whose_model_or_predictions_are_not_its_own(voteab
     (t1 / "test.npz").write_bytes(original)
     (t1 / "model.keras").unlink()
     refused(voteable, vote_args(voteable), "Member 't1'", "model.keras does not exist")
+    metrics = json.loads((t1 / "metrics.json").read_text())
+    (t1 / "model.keras").write_bytes(b"weights of t1")
+    (t1 / "metrics.json").write_text(json.dumps({**metrics, "predictions_sha256": "abc"}))
+    refused(voteable, vote_args(voteable), "Member 't1'", "has a predictions_sha256 that is not {val, test}")

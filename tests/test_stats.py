@@ -234,6 +234,19 @@ def test_clustered_mcnemar_matches_the_exact_test_on_single_rows_and_is_weaker_o
     assert mcnemar_clustered(y, y, y, np.arange(80)) == 1.0
 
 
+def test_effective_counts_at_zero_or_one_are_never_less_certain_than_one_miss() -> None:
+    from ensemble.stats import effective_counts, exact_interval
+
+    for groups in (np.repeat(np.arange(50), 2), np.repeat(np.arange(25), 4)):
+        perfect = exact_interval(*effective_counts(np.ones(100), groups))
+        one_miss = exact_interval(*effective_counts(np.r_[np.ones(99), 0.0], groups))
+        assert perfect[0] >= one_miss[0] and perfect[1] == 1.0
+        none = exact_interval(*effective_counts(np.zeros(100), groups))
+        assert none[0] == 0.0 and none[1] <= exact_interval(*effective_counts(np.r_[1.0, np.zeros(99)], groups))[1]
+    # eyes of one patient are one observation
+    assert effective_counts(np.ones(3), np.zeros(3)) == (1.0, 1.0)
+
+
 def test_clustered_mcnemar_is_exact_with_few_discordant_patients() -> None:
     from ensemble.stats import mcnemar_clustered
 

@@ -752,10 +752,9 @@ def test_a_split_grouped_by_patient_is_bootstrapped_by_patient(tmp_path: Path) -
         assert f"{_val_pair(counts)}" in md
     # what a clinician reads first and last: eyes of patients, the weights, the limits
     assert "- Test set: 20 eyes of 10 patients, never used" in md
-    weights = grouped["best_method_weights"]
-    if weights:
-        assert f"Weights of {grouped['best_method']} (the best ensemble): " in md
-        assert sum(weights.values()) == pytest.approx(1.0)
+    weights = grouped["best_method_weights"]  # soft and weighted (and their +thr) combine by weights
+    assert set(weights) == set(skills) and sum(weights.values()) == pytest.approx(1.0)
+    assert f"Weights of {grouped['best_method']} (the best ensemble): " in md
     assert "## Limitations" in md and "diabetic macular oedema" in md and "not a medical device" in md
     # a vote leaning on one member says so below 100 % too
     from ensemble.vote import _verdict

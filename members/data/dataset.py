@@ -39,6 +39,7 @@ from members.data.split import SPLITS, assign_splits, check_fractions, class_cou
 from members.infra.transaction import WorkdirLock, commit_entries, roll_forward
 
 PREPARE = "prepare"  # the name of prepare's lock and commit folder in the workdir
+PREPARED_FILES = ("data_report.csv", "split.csv", "dataset.json")  # what prepare writes at the root (+ images/ of npz)
 
 __all__ = ["PrepareResult", "PreparedDataset", "prepare_csv", "prepare_folders", "prepare_npz", "load_dataset", "fetch_medmnist",
            "class_counts", "SPLITS"]
@@ -206,7 +207,7 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
         write_json(staging / "dataset.json", info)
 
     with WorkdirLock(workdir, PREPARE):
-        commit_entries(workdir, PREPARE, write, ["images"] * images + ["data_report.csv", "split.csv", "dataset.json"])
+        commit_entries(workdir, PREPARE, write, ["images"] * images + list(PREPARED_FILES))
     _summary(workdir, info, dropped, unchanged=False, notes=notes)
     return _result(workdir, info)
 
@@ -216,7 +217,13 @@ def _what_differs(old: dict, new: dict) -> str:
     if old.get("excluded_labels") != new.get("excluded_labels"):
         shown = lambda d: ", ".join(d.get("excluded_labels") or []) or "none"  # noqa: E731
         return f"with other --exclude-label ({shown(old)} then, {shown(new)} now)"
-    if any(old.get(k) != new.get(k) for k in ("source", "image_root", "source_sha256")) or old.get("kept") != new.get("kept"):
+    same_source = all(old.get(k) == new.get(k) for k in ("source", "image_root", "source_sha256"))
+    rules = {r: n for r, n in (new.get("skipped") or {}).items() if r not in (old.get("skipped") or {})}
+    if same_source and rules and (old.get("kept") or 0) - (new.get("kept") or 0) == sum(rules.values()):
+        reasons = "; ".join(f"{n} row(s): {r}" for r, n in rules.items())
+        return (f"from this same data by an earlier version of prepare, which kept rows this one drops ({reasons}); "
+                "the workdir and its members stay usable as they are (train-member, vote, predict)")
+    if not same_source or old.get("kept") != new.get("kept"):
         differ = [f"{what} {old.get(k)} then, {new.get(k)} now" for k, what in
                   (("source", "source"), ("image_root", "images in"), ("kept", "rows kept"))
                   if old.get(k) != new.get(k)] or ["the source file's content changed"]
@@ -231,7 +238,7 @@ def _what_differs(old: dict, new: dict) -> str:
 def _sha256_of(path: Path) -> str | None:
     """SHA-256 of a file's bytes, or None when it cannot be read."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_file(path)
     except OSError:
         return None
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from members.infra.csvsafe import is_utf8, printable
 from members.infra.errors import UserError
 from members.data.labels import EXTENSIONS, SYSTEM_FOLDERS
 
@@ -101,9 +102,8 @@ def scan_class_folders(images_dir: str | os.PathLike, *, workdir: str | os.PathL
             raise UserError(f"{where} has no class folder; expected one sub-folder per class (e.g. "
                             f"{where}/normal/*.jpg), or pass a labels CSV with --labels. Received: images={root}")
         for folder in classes:
-            if any("\udc80" <= ch <= "\udcff" for ch in folder.name):  # another system's encoding
-                shown = os.fsencode(folder.name).decode("utf-8", "backslashreplace")
-                raise UserError(f"Class folder {folder.parent / shown} has a name that is not valid UTF-8 (written in "
+            if not is_utf8(folder.name):  # another system's encoding
+                raise UserError(f"Class folder {folder.parent / printable(folder.name)} has a name that is not valid UTF-8 (written in "
                                 f"another system's encoding, e.g. a Windows zip); rename it, since its name is the "
                                 f"class name every report shows. Received: images={root}")
             files = _images_under(folder, skip)

@@ -18,8 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from members.infra.csvsafe import is_utf8
 from members.infra.errors import UserError
 
 REASON_NO_NAME = "image name is empty"
@@ -282,12 +284,15 @@ def check_image(path: str | os.PathLike) -> str | None:
                     # at most 1/8 scale, never under 64 px: a small JPEG stays whole for the flatness check
                     im.draft("RGB", (max(64, im.width // 8), max(64, im.height // 8)))
                 im.load()
-            pixels = to_rgb8(im)  # a format TensorFlow cannot decode: as the pipeline decodes it, by this same call
+            # as the pipeline decodes a format TensorFlow cannot (by this same call); the others as TensorFlow does
+            pixels = to_rgb8(im)
     except Image.DecompressionBombError:
         return REASON_TOO_LARGE
     except Exception:  # noqa: BLE001 - UnidentifiedImageError, truncated data, broken chunks...
         return REASON_UNDECODABLE
-    if pixels.reshape(-1, 3).std(axis=0).max() < FLAT_STD:  # a failed capture carries no label's evidence
+    step = max(1, max(pixels.shape[:2]) // 512)  # a sample of at most ~512 px a side: a 12-MP PNG stays fast
+    sample = pixels[::step, ::step].reshape(-1, 3).astype(np.float32)
+    if sample.std(axis=0).max() < FLAT_STD:  # a failed capture carries no label's evidence
         return REASON_FLAT
     return None
 
@@ -428,18 +433,9 @@ def _first_problem(row, resolver: NameResolver, has_split: bool) -> tuple[str | 
     if has_split and row.split_text and row.split_text.casefold() not in _SPLIT_NAMES:  # empty: train
         return None, label, REASON_BAD_SPLIT
     rel, reason = resolver.resolve(row.image)
-    if rel is not None and not _utf8(rel):  # split.csv and every report are UTF-8 text
+    if rel is not None and not is_utf8(rel):  # split.csv and every report are UTF-8 text
         return None, label, REASON_NOT_UTF8
     return rel, label, reason
-
-
-def _utf8(text: str) -> bool:
-    """Whether ``text`` encodes as UTF-8: a file name in another encoding decodes to lone surrogates."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def check_rows(table: pd.DataFrame, images_dir: str | os.PathLike, *, progress: bool = True,

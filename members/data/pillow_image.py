@@ -87,13 +87,23 @@ def jpeg_orientation(f) -> int:
     if f.read(2) != b"\xff\xd8":
         return 1
     while True:
-        marker = f.read(4)
-        if len(marker) < 4 or marker[0] != 0xFF or marker[1] in (0xD9, 0xDA):  # end, or the pixels start
+        first = f.read(1)
+        if first != b"\xff":
             return 1
-        length = int.from_bytes(marker[2:], "big")
+        code = f.read(1)
+        while code == b"\xff":  # fill bytes before a marker
+            code = f.read(1)
+        if not code or code[0] in (0xD9, 0xDA):  # end, or the pixels start
+            return 1
+        if code[0] == 0x01 or 0xD0 <= code[0] <= 0xD7:  # standalone markers: no length follows
+            continue
+        size = f.read(2)
+        if len(size) < 2:
+            return 1
+        length = int.from_bytes(size, "big")
         if length < 2:
             return 1
-        if marker[1] == 0xE1:
+        if code[0] == 0xE1:
             payload = f.read(length - 2)
             if payload.startswith(b"Exif\x00\x00"):
                 try:

@@ -25,6 +25,20 @@ TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: a file name in another system's encoding decodes to lone surrogates.
+
+        >>> is_utf8("café.png"), is_utf8(os.fsdecode(b"caf\\xe9.png"))
+        (True, False)
+    """
+    return not any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def printable(text: str) -> str:
+    """``text`` as any UTF-8 output takes it: bytes that are not UTF-8 become ``\\xNN`` escapes."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
 def cell(value: Any) -> Any:
     """``value`` with a leading ``'`` when it is text a spreadsheet would run as a formula; other values unchanged.
 
@@ -32,8 +46,8 @@ def cell(value: Any) -> Any:
         >>> cell("caf\\udce9.jpeg")  # the file name's Latin-1 byte, escaped
         'caf\\\\xe9.jpeg'
     """
-    if isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
-        value = os.fsencode(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, str) and not is_utf8(value):
+        value = printable(value)
     if not isinstance(value, str) or not value.startswith(TRIGGERS) or _NUMBER.match(value):
         return value
     return "'" + value

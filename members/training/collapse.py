@@ -5,9 +5,9 @@
   it logs one warning with the likely causes and what to try (:func:`collapse_advice`).
 - :func:`health` — the kept weights judged on val (``collapsed``, ``collapse``) and the
   majority-class baseline (``majority``, ``below_majority``) for ``metrics.json``. When the
-  watch warned but the kept weights did not collapse (a regression member whose scores drifted
-  off the grade scale until its cuts were tuned, or a late recovery), it says so in the log and
-  in ``collapse.recovered``.
+  watch warned but the kept weights did not collapse (a late recovery), it says so in the log and
+  in ``collapse.recovered``. A regression member's epochs are watched by their val AUC (its grades
+  at the training cuts can all be 0 while its scores already order the eyes; :func:`is_chance`).
 """
 
 from __future__ import annotations
@@ -42,9 +42,16 @@ def is_chance(row: dict, k: int) -> bool:
     training's fixed cuts can all be 0 while its scores already order the eyes, and its cuts are tuned after
     training; it is at chance while its val AUC stays at or under 0.55 (:func:`health`'s test).
     """
-    if "val_auc" in row:
+    if _ranks(row):
         return not (row["val_auc"] > 0.55)
     return row.get("val_classes_predicted", k) <= 1 or row["val_balanced_accuracy"] <= 1.0 / k + 1e-9
+
+
+def _ranks(row: dict) -> bool:
+    """Whether an epoch row is judged by its ranking: a regression member's row with a finite ``val_auc`` (it is
+    NaN on a one-class val split, None in a row read back after a resume: the grade rule then)."""
+    auc = row.get("val_auc")
+    return isinstance(auc, (int, float)) and bool(np.isfinite(auc))
 
 
 def majority_baseline(train_labels: np.ndarray, labels: np.ndarray, k: int) -> dict:
@@ -80,7 +87,7 @@ class CollapseWatch:
         if run >= min(COLLAPSE_EPOCHS, self.spec.total_epochs) and not self.warned:
             top = int(np.bincount(val_probs.argmax(axis=1), minlength=self.k).argmax())
             what = (f"its val AUC stayed at chance ({row['val_auc']:.3f}: its scores do not order the eyes)"
-                    if "val_auc" in row else
+                    if _ranks(row) else
                     f"every val image was predicted as class {self.classes[top]}" if row["val_classes_predicted"] <= 1
                     else f"val balanced accuracy stayed at chance ({row['val_balanced_accuracy']:.3f} <= 1/{self.k})")
             epochs = f"{run} epoch{'s' if run != 1 else ''}"
