@@ -43,11 +43,8 @@ def _flags(values: np.ndarray, ref: np.ndarray, pad_share: float) -> np.ndarray:
 
     lo, hi = ref.min(axis=0), ref.max(axis=0)
     pad = np.maximum(pad_share * (hi - lo), appearance.FLOOR)
-    below, above = values < lo - pad, values > hi + pad
-    for j, name in enumerate(appearance.FEATURES):  # the geometry is flagged on one side, as predict flags it
-        side = appearance.ONE_SIDED.get(name)
-        (above if side == "below" else below if side == "above" else np.zeros_like(below))[:, j] = False
-    return (below | above).any(axis=1)
+    below, above = appearance.outside(values, lo - pad, hi + pad, appearance.FEATURES)  # one side for the geometry
+    return ((below > 0) | (above > 0)).any(axis=1)
 
 
 def _sample(paths: list[str], n: int, seed: int) -> list[str]:

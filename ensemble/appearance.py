@@ -96,13 +96,7 @@ def screen(ref: dict | None, values: np.ndarray) -> list[str]:
     values = np.asarray(values)[:, :len(ref["features"])]  # a screen voted before the geometry: its nine looks
     low, high = np.asarray(ref["low"]), np.asarray(ref["high"])
     seen_lo, seen_hi = np.asarray(ref["seen_min"]), np.asarray(ref["seen_max"])
-    below, above = (low - values), (values - high)
-    for j, name in enumerate(ref["features"]):
-        side = ONE_SIDED.get(name)
-        if side == "below":
-            above[:, j] = -np.inf
-        elif side == "above":
-            below[:, j] = -np.inf
+    below, above = outside(values, low, high, ref["features"])
     excess = np.nan_to_num(np.maximum(below, above) / np.maximum(high - low, 1e-9), nan=-1.0)
     notes = []
     for row, ex in zip(values, excess):
@@ -117,6 +111,25 @@ def screen(ref: dict | None, values: np.ndarray) -> list[str]:
                      f"{shown(seen_lo[j])}-{shown(seen_hi[j])} of {ref['images']} of them; check it is a photograph of "
                      "the kind the ensemble was trained on; referred")
     return notes
+
+
+def outside(values: np.ndarray, low: np.ndarray, high: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(below, above)``: how far each value lies under ``low`` and over ``high`` (positive: outside), with the
+    side :data:`ONE_SIDED` leaves unflagged set to ``-inf``.
+
+        >>> below, above = outside(np.array([[2.0, 9.0]]), np.array([3.0, 3.0]), np.array([5.0, 5.0]),
+        ...                        ["detail", "short_side"])
+        >>> below.tolist(), above.tolist()
+        ([[1.0, -6.0]], [[-3.0, -inf]])
+    """
+    below, above = low - values, values - high
+    for j, name in enumerate(names):
+        side = ONE_SIDED.get(name)
+        if side == "below":
+            above[:, j] = -np.inf
+        elif side == "above":
+            below[:, j] = -np.inf
+    return below, above
 
 
 def _shown(name: str):

@@ -64,6 +64,9 @@ name, ``label_prob`` its probability,
 own top class is ``label``, ``refer`` 1 = send to a human grader. On ordered grades with a
 referable-DR section in ``report.json``, :data:`REFERABLE_COLUMNS` follow the probabilities."""
 REFERABLE_COLUMNS = ("p_referable", "referable")
+"""``p_referable`` = P(grade >= the report's referable cut), ``referable`` 1/0 = at or above the threshold
+``vote`` chose on val for the sensitivity target (empty for a method other than the one it was chosen for, and
+for an image noted as ungradable or unlike the training images; ``null`` in ``--json``)."""
 POSITIVE_COLUMNS = ("p_positive", "positive")
 """On a two-class task: ``p_positive`` = P(the report's positive class), ``positive`` 1/0 at the val-chosen threshold."""
 NOTE_COLUMN = "note"
@@ -71,8 +74,6 @@ NOTE_COLUMN = "note"
 confidence, members that disagree), ``ungradable: ...`` (a flat image) or ``unlike the training images: ...``
 (graded, but referred, ``referable`` empty), or ``not graded: <reason>`` for an input that could not be read (its
 other cells empty): every input given has a row."""
-"""``p_referable`` = P(grade >= the report's referable cut), ``referable`` 1/0 = at or above the threshold
-``vote`` chose on val for the sensitivity target (empty for a method other than the one it was chosen for)."""
 VOTE_HINT = "run `python cli.py vote --workdir {workdir}` first"
 UNIFORM_NOTE = ("ungradable: the image is (nearly) one flat colour — a black or white frame, or samples that decode to "
                 "one value; referred")
@@ -178,7 +179,7 @@ class PredictionResult:
         return POSITIVE_COLUMNS if self.referable_kind == "positive_class" else REFERABLE_COLUMNS
 
     def note_of(self, i: int) -> str:
-        """Why row ``i`` needs a look beyond its grade (an ungradable image), or ``""``."""
+        """Why row ``i`` is referred (``review: ...``, ungradable, unlike the training images), or ``""``."""
         return self.notes[i] if i < len(self.notes) else ""
 
     def class_value(self, label: int):

@@ -65,9 +65,13 @@ def _num(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _exact(value, digits: int = 3) -> str:
+    """A threshold or other cut-off as it is, rounded (never ``> 0.999``: it is a value, not a score)."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def _cell(entry: dict) -> str:
-    lo, hi = entry["ci"]
-    return f"{_num(entry['value'])} [{_num(lo)}, {_num(hi)}]"
+    return _ci_text(entry)
 
 
 def _class_name(report: dict, index: int) -> str:
@@ -300,7 +304,7 @@ def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bo
             "is about the ensemble's confidence in its grade, not about disease: referable DR is above." if dr else
             "Coverage is the share of images the ensemble classifies on its own; the rest go to a human reader. "
             "This is about the ensemble's confidence in its class, not about which class it is."), "",
-           (f"Rows whose {ref['confidence']} is below {_num(ref['threshold'])} (chosen on {rows} for "
+           (f"Rows whose {ref['confidence']} is below {_exact(ref['threshold'])} (chosen on {rows} for "
             f"{ref['target_coverage']:.0%} coverage{_reached(ref, dr)})"
             + (f", and rows no member grades as the ensemble does ({ref['val_without_agreement']} on {rows}, "
                f"{ref['test_without_agreement']} on test), are referred to a human grader."
@@ -359,7 +363,7 @@ def _operating_rows(ref: dict, by: str, rule: str) -> list[str]:
         val_sens = _num(r["val_sensitivity"]) + (f" ({c['flagged_positives']} of {c['positives']})" if c else "")
         val_spec = (_num(r.get("val_specificity")) + (f" ({c['negatives'] - c['flagged_negatives']} of {c['negatives']})"
                                                         if c else ""))
-        out.append(f"| {r['name']} ({title}) | {_num(r['threshold'], 4)} | {val_sens} | {val_spec} | "
+        out.append(f"| {r['name']} ({title}) | {_exact(r['threshold'], 4)} | {val_sens} | {val_spec} | "
                    f"{_ci_text(r['sensitivity'])} | {_ci_text(r['specificity'])} | {_ci_text(r['auc'])} | "
                    f"{r['test_referred']} |")
         g = r.get("by_grade")
@@ -369,9 +373,11 @@ def _operating_rows(ref: dict, by: str, rule: str) -> list[str]:
         sens, target = r["sensitivity"], ref["sensitivity_target"]
         if sens["value"] is not None and sens["value"] < target:
             lo, hi = sens["ci"]
+            tell = (f"its 95 % interval [{_num(lo, 2)}, {_num(hi, 2)}] includes the target: {sens['n']} positive test "
+                    "rows cannot tell the two apart" if hi is not None and hi >= target else
+                    f"its 95 % interval [{_num(lo, 2)}, {_num(hi, 2)}] lies below the target")
             short.append(f"{r['name']}'s test sensitivity {_num(sens['value'], 2)} is below the {target:.0%} it was "
-                         f"chosen for on val ({'its interval includes it: ' if hi is not None and hi >= target else ''}"
-                         f"{sens['n']} positive test rows{' cannot tell' if hi is not None and hi >= target else ''})")
+                         f"chosen for on val ({tell})")
     warnings = [f"**Warning:** {ref[role]['warning']}" for role in ("best_single", "ensemble") if ref[role].get("warning")]
     notes = ([f"The threshold reaching the target on val did not reach it on test: {'; '.join(short)}."]
              if short else [])
@@ -629,6 +635,12 @@ GENERIC_GLOSSARY = {
     "Coverage": "the share of images the ensemble classifies without sending them to a human reader.",
     "Temperature": ("one number dividing a model's logits before the softmax, fitted so that its stated probabilities "
                     "match its accuracy; it never changes which class is most probable."),
+    "Operating point": ("the threshold on P(positive class) at which an image is called positive: the highest one "
+                        "that calls the sensitivity target's share (90 % by default) of the positive val images; test "
+                        "then shows what that threshold does on images it was not chosen on."),
+    "Effective count": ("with several images of a patient, which tend to agree, the images count as fewer independent "
+                        "observations: the image count divided by the design effect. The exact (Clopper-Pearson) "
+                        "interval of a proportion is computed on it."),
 }
 
 
@@ -636,6 +648,11 @@ def _glossary_md(report: dict | None = None) -> list[str]:
     """The glossary: DR words (eyes, grades, referable DR) for a grading task, plain words (images, classes) else;
     no QWK entry on nominal classes (the tables leave it out)."""
     entries = list(GLOSSARY)
+    ref = (report or {}).get("referable") or {}
+    if report is not None and not ref.get("applicable"):  # no operating point in this report
+        entries = [(term, words) for term, words in entries if term != "Operating point"]
+    if report is not None and not ((report.get("bootstrap") or {}).get("clustered")):  # no effective counts either
+        entries = [(term, words) for term, words in entries if term != "Effective count"]
     if report is not None and not is_dr(report):
         entries = [(term, GENERIC_GLOSSARY.get(term, words)) for term, words in entries
                    if term != "Referable DR" and not (term == "QWK" and report.get("ordinal", True) is False
@@ -669,7 +686,7 @@ def summary_lines(report: dict) -> list[str]:
                     else f"Referable DR ({ref['positive']})")
             out.append(f"{what}, {r['name']}: test sensitivity {_ci_text(r['sensitivity'], 2)}, "
                        f"specificity {_ci_text(r['specificity'], 2)}, AUC {_ci_text(r['auc'], 2)} at threshold "
-                       f"{_num(r['threshold'], 3)} (val sensitivity {_num(r['val_sensitivity'], 2)}, target "
+                       f"{_exact(r['threshold'], 3)} (val sensitivity {_num(r['val_sensitivity'], 2)}, target "
                        f"{ref['sensitivity_target']:.0%}).")
             if r.get("warning"):
                 out.append(f"WARNING: {r['warning']}")

@@ -535,7 +535,7 @@ def test_referable_skipped_for_nominal_classes_and_bad_cut(workdir: Path) -> Non
     assert "| model | kind | acc | bal-acc | macro-F1 | AUC | log-loss | ECE |" in md
     assert "QWK" not in md.split("## Glossary")[0].replace("QWK assumes", "")
     assert "Referral to a human reader for low confidence" in md and " eyes" not in md
-    assert "macro_f1 (ties: balanced_accuracy)" in md
+    assert "macro-F1 (ties: balanced accuracy)" in md  # readable names in the Setup
     (workdir / "dataset.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match=r"--referable-grade must be a grade between 1 and 4.*got 5"):
         run_vote(workdir, referable_grade=5, n_boot=20, console=Console(file=io.StringIO()))
