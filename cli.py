@@ -468,7 +468,7 @@ def vote(
     keep_collapsed: Annotated[bool, typer.Option("--keep-collapsed", help="Also vote members whose metrics.json says collapsed (one class on val); by default they are skipped.")] = False,
     referable_grade: Annotated[Optional[int], typer.Option(help="Referable DR = this grade or worse (ordered grades, 3+ classes; default 2): sensitivity/specificity, roc.png.")] = None,
     sensitivity_target: Annotated[float, typer.Option(help="Val sensitivity the referable-DR (or positive-class) threshold must reach.")] = 0.9,
-    positive_class: Annotated[Optional[str], typer.Option(help="Two-class tasks: the class (name or index) whose sensitivity, specificity and ROC are reported (default: the second class, index 1).")] = None,
+    positive_class: Annotated[Optional[str], typer.Option(help="Two-class tasks: the class (name or index) whose sensitivity, specificity and ROC are reported (default: the rarer class on val; index 1 on a tie).")] = None,
     calibrate: Annotated[Calibrate, typer.Option(help="temperature: one temperature per member and for the combined output, fitted on val, saved in the combiner JSON, applied by predict.")] = Calibrate.none,
 ) -> None:
     """Fit combiners on validation, score everything on test, write the report."""

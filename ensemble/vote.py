@@ -498,8 +498,9 @@ def _summary_options(ms: MemberSet, referable_grade: int | None, target: float,
                      positive_class: str | int | None) -> tuple[int, int]:
     """``(cut grade, positive class index)`` of the referable-DR / positive-class summary, checked before any work.
 
-    ``--referable-grade`` applies to ordered grades (default 2), ``--positive-class`` to two classes (default
-    index 1); either given where it does not apply is refused, so that no option is silently ignored.
+    ``--referable-grade`` applies to ordered grades (default 2), ``--positive-class`` to two classes (default:
+    the rarer class on val, as the condition a screen looks for usually is; index 1 on a tie); either given where
+    it does not apply is refused, so that no option is silently ignored.
     """
     from ensemble import referable
 
@@ -509,6 +510,13 @@ def _summary_options(ms: MemberSet, referable_grade: int | None, target: float,
                         "use --referable-grade). Received: positive_class=" + repr(positive_class))
     if k == 2:
         positive = referable.positive_index(ms.classes, positive_class)
+        if positive_class is None:
+            counts = np.bincount(ms.val_labels, minlength=2)
+            positive = 0 if counts[0] < counts[1] else 1
+            name = ms.classes[positive] if positive < len(ms.classes or []) else positive
+            print(f"The two-class summary (sensitivity, specificity, predict's positive column) takes class {name!r} as "
+                  f"positive: the rarer class on val ({int(counts[positive])} of {int(counts.sum())} rows); pass "
+                  "--positive-class to choose another.", file=sys.stderr)
         referable.check_options(1 if referable_grade is None else referable_grade, target, k)
         return 1, positive
     why = referable.not_applicable(ms.classes, ms.ordinal, k)

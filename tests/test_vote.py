@@ -226,6 +226,19 @@ def test_run_vote_binary(tmp_path: Path, monkeypatch) -> None:
     assert "Referable DR" not in md and " eyes" not in md
 
 
+def test_the_default_positive_class_of_two_is_the_rarer_one(tmp_path: Path, monkeypatch, capsys) -> None:
+    """BreastMNIST prepared --classes malignant,benign put benign at index 1: the summary's sensitivity was the
+    share of benign lesions found. The rarer class is the condition a screen looks for."""
+    monkeypatch.setattr(sys.modules[__name__], "K", 2)
+    monkeypatch.setattr(sys.modules[__name__], "LABELS", np.array([1, 1, 0] * 20))  # class 0 is the rarer
+    make_workdir(tmp_path, {"a": (0.5, 0.5), "b": (0.3, 0.6)}, incomplete=None)
+    report = run_vote(tmp_path, methods=["soft"], n_boot=50, console=Console(file=io.StringIO()))
+    assert report["referable"]["positive_index"] == 0
+    assert "takes class 0 as positive: the rarer class on val" in capsys.readouterr().err
+    report = run_vote(tmp_path, methods=["soft"], n_boot=50, positive_class="1", console=Console(file=io.StringIO()))
+    assert report["referable"]["positive_index"] == 1 and "rarer class" not in capsys.readouterr().err
+
+
 def test_select_by_log_loss_minimises_and_names_the_metric(workdir: Path) -> None:
     report = run_vote(workdir, methods=["soft", "hard"], thresholds="off", select_by="log_loss", n_boot=50,
                       console=Console(file=io.StringIO()))
