@@ -563,11 +563,8 @@ one value."""
 
 
 def ensemble_member_probs(members: Sequence[LoadedMember], paths: Sequence[str], *, tta: bool = False,
-                          batch_size: int = BATCH_SIZE, uniform: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+                          batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """Every member's probabilities for the decodable ``paths``: ``(P (m, n, k), indices (n,))``.
-
-    ``uniform``: when a list is given, one bool per decoded image is appended to it: whether the image,
-    as the first member sees it, is (nearly) one flat colour (:data:`UNIFORM_STD`).
     """
     variants = list(dict.fromkeys(member_variant(m) for m in members))
     slot = [variants.index(member_variant(m)) for m in members]
@@ -575,9 +572,6 @@ def ensemble_member_probs(members: Sequence[LoadedMember], paths: Sequence[str],
     kept: list[np.ndarray] = []
     for indices, images in _progress(image_batches(paths, variants, batch_size=batch_size), len(paths), batch_size):
         kept.append(indices.numpy())
-        if uniform is not None:  # per colour: a flat brown frame has a large spread across its channels
-            pixels = np.asarray(images[slot[0]], dtype=np.float32).reshape(len(kept[-1]), -1, 3)
-            uniform.extend((pixels.std(axis=1).max(axis=1) < UNIFORM_STD).tolist())
         for j, m in enumerate(members):
             parts[j].append(member_probs(m.model, images[slot[j]], tta=tta or m.tta))
     if not kept:
@@ -643,9 +637,8 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
                 "threshold on probabilities without TTA; the probability column is filled"))
     skipped = {p: why for p in paths if (why := check_file(p)) is not None}
     candidates = [p for p in paths if p not in skipped]
-    uniform: list[bool] = []
-    P, kept = ensemble_member_probs(ens.members, candidates, tta=tta, batch_size=batch_size,
-                                    uniform=uniform) if candidates else (None, np.zeros(0, dtype=np.int64))
+    P, kept = (ensemble_member_probs(ens.members, candidates, tta=tta, batch_size=batch_size) if candidates
+               else (None, np.zeros(0, dtype=np.int64)))
     try:
         settle_skipped(paths, candidates, kept, skipped)
     except UserError as exc:  # every input still gets its row ("not graded: <reason>"), then the one sentence
@@ -655,13 +648,24 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
         _write(rows, out, print_csv)
         raise
     graded = [candidates[i] for i in kept]
-    unlike = (appearance.screen(ens.appearance, appearance.looks(graded)) if ens.appearance is not None
+    looks = appearance.looks(graded)  # the raw image at 128 px, as vote read the training images
+    unlike = (appearance.screen(ens.appearance, looks) if ens.appearance is not None
               else [""] * len(graded))  # vote's range of the training images' looks (ensemble.appearance)
-    notes = [UNIFORM_NOTE if flat else why for flat, why in zip(uniform, unlike)]
+    flat = flat_images(looks)
+    notes = [UNIFORM_NOTE if is_flat else why for is_flat, why in zip(flat, unlike)]
     result = replace(_combine(ens, graded, P, skipped, notes=notes), given=list(paths), synthetic=ens.synthetic)
     _write(result.to_csv(), out, print_csv)
     _summary(result, out)
     return result
+
+
+def flat_images(looks: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: the image is (nearly) one flat colour in each channel — judged on the file's own pixels
+    (:func:`ensemble.appearance.look`), not on a member's preprocessed input, where Ben's filter flattens a tiny
+    thumbnail that is not flat at all. An image Pillow cannot read (a row of ``nan``) is not called flat."""
+    stds = [appearance.FEATURES.index(f) for f in ("std_red", "std_green", "std_blue")]
+    spread = np.nan_to_num(np.asarray(looks, dtype=np.float64).reshape(len(looks), -1)[:, stds], nan=np.inf)
+    return spread.max(axis=1) < UNIFORM_STD
 
 
 def _write(text: str, out: str | Path | None, print_csv: bool) -> None:

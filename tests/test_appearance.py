@@ -92,6 +92,12 @@ def test_look_measures_the_file_size_and_shape(demo_images, tmp_path):
     short, aspect = appearance.FEATURES.index("short_side"), appearance.FEATURES.index("aspect")
     thumb, strip = appearance.look(tmp_path / "thumb.png"), appearance.look(tmp_path / "strip.jpeg")
     assert thumb[short] == 3.0 and thumb[aspect] == 1.0
+    # a thumbnail is not a flat frame (a Ben-preprocessed member input of it nearly is: it was called one)
+    from ensemble.inference import flat_images
+
+    Image.new("RGB", (64, 64), (100, 50, 20)).save(tmp_path / "brown.png")
+    looks = np.array([thumb, appearance.look(tmp_path / "brown.png"), np.full(len(appearance.FEATURES), np.nan)])
+    assert flat_images(looks).tolist() == [False, True, False]
     assert strip[short] == pytest.approx(np.log2(50)) and strip[aspect] == 8.0  # before the reduced-scale decode
 
 
