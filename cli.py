@@ -600,7 +600,7 @@ def predict(
                 --method than the one it was chosen for, and for ungradable
                 images and images unlike the training images)
     note        why refer is 1: "review: ..." (low confidence, members that
-                disagree), "not graded: <reason>" (an unreadable input: its
+                disagree, a grade and a referable call that disagree), "not graded: <reason>" (an unreadable input: its
                 row comes after the graded ones), "ungradable: ..." (a flat
                 black or white image: graded, but referred) or "unlike the
                 training images: ..." (noise, a document, another kind of

@@ -781,7 +781,6 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
     # nothing to grade, or unlike anything the members learned from: a human looks at it, whatever they say
     noted = np.array([bool(n) for n in notes], dtype=bool).reshape(labels.shape)
     notes = [n or reason for n, reason in zip(notes, _review_reasons(ens, confidence, agreement))]
-    refer = noted | np.array([bool(n) for n in notes], dtype=bool).reshape(labels.shape)
     p_ref = referable = None
     if ens.referable_cut is not None:
         from ensemble.referable import positive_score
@@ -790,11 +789,36 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
                                        "positive_index": ens.referable_cut})
         referable = None if ens.referable_threshold is None else p_ref >= ens.referable_threshold
         assessed = ~noted  # an ungradable image, or one unlike the training images: no finding either way
+    if referable is not None:  # the grade and the referable call disagree: a human settles it
+        for i, why in _call_conflicts(ens, labels, p_ref, referable, ~noted).items():
+            notes[i] = f"{notes[i]}; {why}" if notes[i] else f"review: {why}"
+    refer = noted | np.array([bool(n) for n in notes], dtype=bool).reshape(labels.shape)
     return PredictionResult(paths, probs, labels, agreement, confidence, refer, skipped, ens.method,
                             [m.name for m in ens.members], ens.referral_note, ens.classes, p_referable=p_ref,
                             referable=referable, referable_note=ens.referable_note,
                             referable_kind=ens.referable_kind, notes=notes,
                             assessed=None if referable is None else assessed, member_labels=P.argmax(axis=2))
+
+
+def _call_conflicts(ens: Ensemble, labels: np.ndarray, p_ref: np.ndarray, called: np.ndarray,
+                    judged: np.ndarray) -> dict[int, str]:
+    """Rows whose class and summary call disagree — a grade below the referable one called referable at the
+    val-chosen threshold (set for sensitivity, so lower than the grades' own boundary), or the reverse — and why."""
+    cut, thr = ens.referable_cut, ens.referable_threshold
+    name = lambda j: ens.classes[j] if 0 <= j < len(ens.classes) else j  # noqa: E731
+    out = {}
+    for i in np.flatnonzero(judged):
+        label, p, call = int(labels[i]), float(p_ref[i]), bool(called[i])
+        if ens.referable_kind == "positive_class":
+            if (label == cut) == call:
+                continue
+            out[int(i)] = (f"its class {name(label)} and the {name(cut)} call disagree: P({name(cut)}) {p:.3f} "
+                           f"{'reaches' if call else 'is under'} the threshold {thr:.3f} chosen on validation")
+        elif (label >= cut) != call:
+            out[int(i)] = (f"its grade {name(label)} is {'below the referable grade' if call else 'referable'}"
+                           f"{f' {name(cut)}' if call else ''}, yet P(grade >= {name(cut)}) {p:.3f} "
+                           f"{'reaches' if call else 'is under'} the referable threshold {thr:.3f} chosen on validation")
+    return out
 
 
 def _review_reasons(ens: Ensemble, confidence: np.ndarray, agreement: np.ndarray) -> list[str]:

@@ -548,3 +548,25 @@ def test_a_labels_csv_as_worklist_is_refused_with_a_command_that_makes_one(tmp_p
     named.write_text("path\tgrade\nimg/a.png\t0\n")
     code, _, err = run_cli("predict", "--workdir", tmp_path / "w", "--from-file", named)
     one_sentence_error(code, err, f"tail -n +2 {named} | cut -f1 | sed 's|^|/path/to/images/|' > worklist.txt")
+
+
+def test_a_grade_and_a_referable_call_that_disagree_are_sent_for_review():
+    from types import SimpleNamespace
+
+    from ensemble.inference import _call_conflicts
+
+    ens = SimpleNamespace(referable_cut=2, referable_threshold=0.3, referable_kind="referable_dr", classes=[0, 1, 2, 3, 4])
+    labels = np.array([0, 0, 3, 3, 1])
+    p_ref = np.array([0.35, 0.1, 0.25, 0.9, 0.5])
+    called = p_ref >= 0.3
+    conflicts = _call_conflicts(ens, labels, p_ref, called, np.array([True, True, True, True, False]))
+    assert conflicts == {
+        0: "its grade 0 is below the referable grade 2, yet P(grade >= 2) 0.350 reaches the referable threshold "
+           "0.300 chosen on validation",
+        2: "its grade 3 is referable, yet P(grade >= 2) 0.250 is under the referable threshold 0.300 chosen on "
+           "validation"}  # row 4 disagrees too, but it is an image no call is made on (ungradable, unlike)
+    two = SimpleNamespace(referable_cut=0, referable_threshold=0.4, referable_kind="positive_class",
+                          classes=["malignant", "benign"])
+    out = _call_conflicts(two, np.array([1, 0]), np.array([0.45, 0.6]), np.array([True, True]), np.array([True, True]))
+    assert out == {0: "its class benign and the malignant call disagree: P(malignant) 0.450 reaches the threshold "
+                      "0.400 chosen on validation"}
