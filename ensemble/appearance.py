@@ -108,7 +108,7 @@ def screen(ref: dict | None, values: np.ndarray) -> list[str]:
         side = "above" if row[j] > seen_hi[j] else "below"
         shown = _shown(name)
         notes.append(f"unlike the training images: its {WORDS.get(name, name)} {shown(row[j])} lies far {side} the "
-                     f"{shown(seen_lo[j])}-{shown(seen_hi[j])} of {ref['images']} of them; check it is a photograph of "
+                     f"{shown(seen_lo[j])}-{shown(seen_hi[j])} of {ref['images']} of them; check it is an image of "
                      "the kind the ensemble was trained on; referred")
     return notes
 

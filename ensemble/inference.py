@@ -851,19 +851,21 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
         print("SYNTHETIC: this ensemble learned from demo-data's synthetic images, not real eyes; its grades say "
               "nothing about a patient.", file=sys.stderr)
     where = f" → {out}" if out is not None else ""
+    graded = r.referable_kind == "referable_dr" and r.p_referable is not None  # DR grades, not classes
+    word, reader = ("grade", "grader") if graded else ("class", "reader")
     print(f"Predicted {len(r.paths)} image(s) with {r.method} over {len(r.members)} members "
-          f"({', '.join(r.members)}){where}; sent to a human grader (refer 1, the reason in note) "
+          f"({', '.join(r.members)}){where}; sent to a human {reader} (refer 1, the reason in note) "
           f"{int(r.refer.sum())}, skipped {len(r.skipped)}{' (a row each, refer 1)' if r.skipped else ''}. "
           f"Review rule: {r.referral_note}.", file=sys.stderr)
     flat = sum(1 for n in r.notes if n == UNIFORM_NOTE)
     if flat:
         print(f"Ungradable: {flat} image(s) are (nearly) one flat colour (a black or white frame, or samples that decode "
-              "to one value); they are referred whatever their grade (note column).", file=sys.stderr)
+              f"to one value); they are referred whatever their {word} (note column).", file=sys.stderr)
     unlike = sum(1 for n in r.notes if n.startswith("unlike"))
     if unlike:
         print(f"Unlike the training images: {unlike} image(s) lie well outside the range of the training and "
-              "validation images' looks (noise, a document or another kind of photograph?); they are referred "
-              "whatever their grade (note column).", file=sys.stderr)
+              "validation images' looks (noise, a document or another kind of picture?); they are referred "
+              f"whatever their {word} (note column).", file=sys.stderr)
     if r.referable is not None:
         what = "Positive" if r.referable_kind == "positive_class" else "Referable DR (a finding by grade, apart from refer)"
         calls = [r.referable_of(i) for i in range(len(r.paths))]

@@ -56,8 +56,13 @@ def plot_comparison(path: str | Path, report: dict) -> Path:
     rows += [(name, "method", m) for name, m in report["ensembles"].items()]
     best = {report.get("best_single"), report.get("best_method")}
     y = np.arange(len(rows))[::-1]
-    fig, axes = plt.subplots(1, len(HEADLINE), figsize=(3.4 * len(HEADLINE), 0.9 + 0.32 * len(rows)), sharey=True)
-    for ax, (key, title) in zip(axes, HEADLINE):
+    from ensemble.report import columns
+
+    shown = dict(columns(report))  # kappa on two classes, no QWK on nominal ones: as the tables name them
+    panels = [(key, {"qwk": shown.get("qwk", title)}.get(key, title)) for key, title in HEADLINE
+              if key != "qwk" or key in shown]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 0.9 + 0.32 * len(rows)), sharey=True)
+    for ax, (key, title) in zip(axes, panels):
         spans = []
         for kind, color, marker in (("member", MEMBER_COLOR, "o"), ("method", METHOD_COLOR, "s")):
             pts = [(yi, m[key]["value"], *m[key]["ci"]) for yi, (name, k, m) in zip(y, rows)
@@ -172,7 +177,7 @@ def plot_diversity(path: str | Path, diversity: dict, n: int | None = None) -> P
 
 
 def plot_roc(path: str | Path, curves: Sequence[tuple[str, str, np.ndarray, np.ndarray]],
-             points: Sequence[tuple[str, str, float, float]], title: str) -> Path:
+             points: Sequence[tuple[str, str, float, float]], title: str, *, dr: bool = True) -> Path:
     """ROC curves of referable DR: members grey, the ensemble coloured, operating points marked.
 
     Args:
@@ -202,7 +207,8 @@ def plot_roc(path: str | Path, curves: Sequence[tuple[str, str, np.ndarray, np.n
     for label, kind, fpr, tpr in points:
         ax.plot(fpr, tpr, "*" if kind == "ensemble" else "o", ms=13 if kind == "ensemble" else 8,
                 color=style[kind][0], markeredgecolor="black", zorder=4, label=label)
-    _unit_axes(ax, title, "1 - specificity (false referral rate)", "sensitivity", "lower right")
+    _unit_axes(ax, title, f"1 - specificity (false {'referral' if dr else 'positive'} rate)", "sensitivity",
+               "lower right")
     fig.tight_layout()
     return _save(fig, Path(path))
 

@@ -247,7 +247,8 @@ def _limitations_md(report: dict) -> list[str]:
             f"- The figures hold for images like its test split ({data}); another camera, clinic or population can "
             "change them: measure it on local data before relying on it.",
             "- `predict`'s input screen catches gross mistakes (noise, a document, a thumbnail), not poor image "
-            "quality: a blurred, dark or partly covered photograph of the usual kind is graded like any other.",
+            f"quality: a blurred, dark or partly covered image of the usual kind is "
+            f"{'graded' if is_dr(report) else 'classified'} like any other.",
             "- It is a research tool, not a medical device, and its output is not a diagnosis."]
 
 
@@ -306,9 +307,11 @@ def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bo
             "This is about the ensemble's confidence in its class, not about which class it is."), "",
            (f"Rows whose {ref['confidence']} is below {_exact(ref['threshold'])} (chosen on {rows} for "
             f"{ref['target_coverage']:.0%} coverage{_reached(ref, dr)})"
-            + (f", and rows no member grades as the ensemble does ({ref['val_without_agreement']} on {rows}, "
-               f"{ref['test_without_agreement']} on test), are referred to a human grader."
-               if ref.get("refer_without_agreement") else " are referred to a human grader.")), "",
+            + (f", and rows no member {'grades' if dr else 'classifies'} as the ensemble does "
+               f"({ref['val_without_agreement']} on {rows}, {ref['test_without_agreement']} on test), are referred to a "
+               f"human {'grader' if dr else 'reader'}."
+               if ref.get("refer_without_agreement") else f" are referred to a human {'grader' if dr else 'reader'}.")),
+           "",
            (f"- Test coverage {_num(ref['test_coverage'])}{counts}; accuracy on the kept rows "
             f"{_num(ref['test_accuracy_kept'])}, on the referred rows {_num(ref['test_accuracy_referred'])}, "
             f"on all rows {_num(ref['test_accuracy_all'])}."),

@@ -736,15 +736,18 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
                f"{out['single_only_correct']} only the single member gets right, p = {p:.3g} "
                f"({'significant' if p < 0.05 else 'not significant'} at 0.05).")
     same = out.get("same_grades")
+    from ensemble.report import is_dr
+
+    word = "grade" if is_dr(r) else "class"
     weights = r.get("best_method_weights") or {}
     heavy = max(weights.items(), key=lambda kv: kv[1]) if weights else None
     heavy = heavy if heavy and heavy[1] >= DOMINANT_WEIGHT and len(weights) > 1 else None
     if same == 1.0:  # e.g. a weighted vote that put nearly all its weight on one member
-        mcnemar += (f" {bm} gives every test row the grade {bs} gives it: on test it is that member in effect, "
+        mcnemar += (f" {bm} gives every test row the {word} {bs} gives it: on test it is that member in effect, "
                     "not a combination of members.")
     elif heavy or (same is not None and same >= DOMINANT_SAME):
         parts = ([f"puts {heavy[1]:.0%} of its weight on {heavy[0]}"] if heavy else []) + (
-            [f"gives {same:.0%} of the test rows the grade {bs} gives them"] if same is not None and same >= DOMINANT_SAME
+            [f"gives {same:.0%} of the test rows the {word} {bs} gives them"] if same is not None and same >= DOMINANT_SAME
             else [])
         mcnemar += f" {bm} {' and '.join(parts)}: it is close to one member, not an even combination of members."
     return f"{head}; {extra}. {baseline} {mcnemar}{_selection_words(r, label)}{_thin_test_words(r)}"
@@ -864,6 +867,6 @@ def _write_clinical_figures(out: Path, report: dict, ms: MemberSet, single: Pred
                            1 - r["specificity"]["value"], r["sensitivity"]["value"]))
     what = (f"Class {ref['positive_class']}" if ref.get("kind") == "positive_class"
             else f"Referable DR (grade >= {ref['cut_grade']})")
-    plots.plot_roc(out / "roc.png", curves, points, title=(
+    plots.plot_roc(out / "roc.png", curves, points, dr=ref.get("kind") != "positive_class", title=(
         f"{what} on test: n={len(pos)}, {int(pos.sum())} positive\n"
         f"operating points: thresholds chosen on {report_chosen_on(report)} for {ref['sensitivity_target']:.0%} sensitivity"))

@@ -224,6 +224,7 @@ def test_run_vote_binary(tmp_path: Path, monkeypatch) -> None:
     assert "classes: 2 (0, 1; two classes)" in md and "ordered grades" not in md  # it said both "ordered" and "not"
     assert "| model | kind | acc | bal-acc | macro-F1 | kappa | AUC |" in md and "by kappa" in report["verdict"]
     assert "Referable DR" not in md and " eyes" not in md
+    assert "grader" not in md and "photograph" not in md and " grade " not in md  # classes, images, readers
 
 
 def test_the_default_positive_class_of_two_is_the_rarer_one(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -353,7 +354,7 @@ def _fake_report(diff_ci: tuple[float, float], acc: tuple[float, float], base_ac
     def model(qwk: float, accuracy: float) -> dict:
         return {"qwk": entry(qwk), "accuracy": entry(accuracy), "balanced_accuracy": entry(0.4)}
 
-    return {"best_method": "stack", "best_single": "wide", "baseline_class": 0,
+    return {"best_method": "stack", "best_single": "wide", "baseline_class": 0, "num_classes": 5, "ordinal": True,
             "ensembles": {"stack": model(0.55, acc[0])}, "members": {"wide": model(0.50, acc[1])},
             "baseline": {"qwk": entry(0.0), "accuracy": entry(base_acc), "balanced_accuracy": entry(0.2)},
             "difference": {"metrics": {"qwk": {"value": 0.05, "ci": list(diff_ci)}}},
@@ -397,6 +398,9 @@ def test_verdict_compares_both_with_the_majority_class_and_gives_mcnemar_directi
             in _verdict(twin, "qwk"))
     twin["significance"]["stack"]["same_grades"] = 0.99
     assert "in effect" not in _verdict(twin, "qwk")
+    classes = {**twin, "num_classes": 2}  # two classes: classes, not grades
+    classes["significance"]["stack"]["same_grades"] = 1.0
+    assert "stack gives every test row the class wide gives it" in _verdict(classes, "qwk")
 
 
 
