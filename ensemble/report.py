@@ -90,7 +90,8 @@ def _rows(report: dict) -> list[tuple[str, str, dict]]:
 def _best_per_metric(report: dict) -> dict[str, set[str]]:
     """Names holding the best test value of each metric among members and ensembles."""
     out = {}
-    rows = [(name, m) for name, kind, m in _rows(report) if kind != "baseline"]
+    single = set(report.get("one_class") or ())  # the majority class in effect: never "best"
+    rows = [(name, m) for name, kind, m in _rows(report) if kind != "baseline" and name not in single]
     for metric in METRICS:
         values = [(m[metric]["value"], name) for name, m in rows if m[metric]["value"] is not None]
         if values:
@@ -102,6 +103,8 @@ def _best_per_metric(report: dict) -> dict[str, set[str]]:
 
 BELOW = "†"
 """Marks a model whose test accuracy is below the majority baseline's."""
+ONE_CLASS = "‡"
+"""Marks a model that gives every test row one class (a combiner can, as a member that collapsed does)."""
 
 
 def _below(name: str, kind: str, report: dict) -> bool:
@@ -115,6 +118,7 @@ def _label(name: str, report: dict, kind: str = "") -> str:
     if kind == "member" and name in (report.get("collapsed_kept") or []):
         tags.append("COLLAPSED, kept by --keep-collapsed")
     label = f"{name} ({', '.join(tags)})" if tags else name
+    label += f" {ONE_CLASS}" if kind and kind != "baseline" and name in (report.get("one_class") or ()) else ""
     return label + (f" {BELOW}" if kind and _below(name, kind, report) else "")
 
 
@@ -184,8 +188,11 @@ def render_markdown(report: dict) -> str:
         cells = [("**" + _cell(m[key]) + "**") if name in best.get(key, ()) else _cell(m[key]) for key, _ in cols]
         lines.append(f"| {_label(name, report, kind)} | {kind} | " + " | ".join(cells) + " |")
     base_acc = _num((report.get("below_baseline") or {}).get("baseline"))
+    one = report.get("one_class") or []
     lines += ["", "Bold: best test value among members and ensembles (log-loss and ECE: lowest). "
-              f"{BELOW}: test accuracy below the majority class's ({base_acc}).", ""]
+              f"{BELOW}: test accuracy below the majority class's ({base_acc})."
+              + (f" {ONE_CLASS}: gives every test row one class, as the majority class does ({', '.join(one)}); "
+                 "never bold." if one else ""), ""]
     lines += _referable_md(report.get("referable"), report)
     if lines[-1] != "":
         lines.append("")  # a section ends with a blank line before the next heading
@@ -725,7 +732,8 @@ def print_table(report: dict, console=None) -> None:
     table = Table(title=f"Test set, n={report['test_size']}: value and 95 % bootstrap CI",
                   box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False,
                   caption=(f"* best single member, ** best ensemble (chosen on {chosen_on(report)}); bold = best on test; "
-                           f"{BELOW} = accuracy below the majority class"))
+                           f"{BELOW} = accuracy below the majority class"
+                           + (f"; {ONE_CLASS} = one class for every test row" if report.get("one_class") else "")))
     table.add_column("model", no_wrap=True)
     cols = columns(report)
     for _, short in cols:
@@ -742,6 +750,7 @@ def print_table(report: dict, console=None) -> None:
             cells.append(f"[bold green]{text}[/bold green]" if name in best.get(key, ()) else text)
         end = kind == "baseline" or name == list(report["members"])[-1]
         label = "majority class" if kind == "baseline" else name + marks.get(name, "")
+        label += f" {ONE_CLASS}" if kind != "baseline" and name in (report.get("one_class") or ()) else ""
         label += f" {BELOW}" if _below(name, kind, report) else ""
         table.add_row(escape(label), *cells, end_section=end)
     console.print(table)

@@ -221,6 +221,8 @@ def run_vote(
                                      n_boot=n_boot, seed=seed, rows=_rows_word(protocol), protocol=protocol.name)
     report["appearance"] = _appearance(workdir, out, seed)
     report["below_baseline"] = _below_baseline(report)
+    report["one_class"] = [n for n, p in {**models, **methods_out}.items()  # the majority class in effect
+                           if len(np.unique(p.test_pred)) == 1 and len(np.unique(ms.test_labels)) > 1]
     report["outcome"] = _outcome(report, select_by)
     report["verdict"] = _verdict(report, select_by)
     report = nan_to_none(report)

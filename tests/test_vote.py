@@ -240,6 +240,22 @@ def test_the_default_positive_class_of_two_is_the_rarer_one(tmp_path: Path, monk
     assert report["referable"]["positive_index"] == 1 and "rarer class" not in capsys.readouterr().err
 
 
+def test_a_model_giving_one_class_to_every_test_row_is_marked_and_never_bold(workdir: Path) -> None:
+    from ensemble.report import ONE_CLASS, _best_per_metric, render_markdown
+
+    report = run_vote(workdir, methods=["soft"], thresholds="off", n_boot=30, console=Console(file=io.StringIO()))
+    assert report["one_class"] == []  # these members grade more than one class
+    best = _best_per_metric(report)["accuracy"]
+    marked = {**report, "one_class": sorted(best)}  # as if the best on accuracy gave every row the majority class
+    assert not (set(_best_per_metric(marked)["accuracy"]) & best)
+    md = render_markdown(marked)
+    assert f"{ONE_CLASS}: gives every test row one class" in md
+    test_table = md.split("## Test set")[1].split("\n## ")[0]
+    rows = [line.split("|") for line in test_table.splitlines() if line.startswith("| ")]
+    marked_rows = [cells for cells in rows if cells[1].strip().split(" ")[0] in best]
+    assert marked_rows and all(ONE_CLASS in cells[1] and "**" not in cells[3] for cells in marked_rows)
+
+
 def test_select_by_log_loss_minimises_and_names_the_metric(workdir: Path) -> None:
     report = run_vote(workdir, methods=["soft", "hard"], thresholds="off", select_by="log_loss", n_boot=50,
                       console=Console(file=io.StringIO()))
