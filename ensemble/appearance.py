@@ -107,9 +107,10 @@ def screen(ref: dict | None, values: np.ndarray) -> list[str]:
         name = ref["features"][j]
         side = "above" if row[j] > seen_hi[j] else "below"
         shown = _shown(name)
-        notes.append(f"unlike the training images: its {WORDS.get(name, name)} {shown(row[j])} lies far {side} the "
-                     f"{shown(seen_lo[j])}-{shown(seen_hi[j])} of {ref['images']} of them; check it is an image of "
-                     "the kind the ensemble was trained on; referred")
+        span = (f"the {shown(seen_lo[j])} of all {ref['images']} of them" if shown(seen_lo[j]) == shown(seen_hi[j])
+                else f"the {shown(seen_lo[j])}-{shown(seen_hi[j])} of {ref['images']} of them")
+        notes.append(f"unlike the training images: its {WORDS.get(name, name)} {shown(row[j])} lies far {side} "
+                     f"{span}; check it is an image of the kind the ensemble was trained on; referred")
     return notes
 
 

@@ -55,7 +55,7 @@ def test_reference_margin_and_notes():
     unreadable = np.full(len(appearance.FEATURES), np.nan)
     notes = appearance.screen(ref, np.array([inside, just_out, unreadable]))
     assert notes[0] == "" and notes[2] == ""
-    assert notes[1].startswith("unlike the training images: its green-blue balance 46 lies far above the 40-40 of 2 of them")
+    assert notes[1].startswith("unlike the training images: its green-blue balance 46 lies far above the 40 of all 2 of them")
     assert notes[1].endswith("referred")
     assert appearance.screen(None, np.array([just_out])) == [""]
     # geometry: a 8-px thumbnail among 512-2048 px photographs, a 80:1 strip; shown in pixels and as a ratio

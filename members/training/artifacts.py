@@ -78,6 +78,7 @@ def plot_curves(path: Path, rows: list[dict], title: str, *, monitor: str | None
                 ax.text(i + 0.6, ax.get_ylim()[1], f"{r['phase']} {r['input_size']}px", fontsize=7, va="top")
             previous = key
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
         ax.set_title(label, fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

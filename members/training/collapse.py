@@ -139,7 +139,9 @@ def health(*, name: str, spec: MemberSpec | None, classes, labels: dict, predict
         collapse["reason"] = (f"its val predictions fall into one class ({top})" if one_class
                               else f"its val balanced accuracy {bal:.3f} is at chance (1/{k}) and its val AUC {auc:.3f} near 0.5")
         collapse["advice"] = collapse_advice(spec, ordinal) if spec is not None else IMPORTED_ADVICE
-        log(f"[{name}] WARNING: collapsed: {collapse['reason']}. vote will leave it out. {collapse['advice']}")
+        warned = spec is not None and warned_run >= min(COLLAPSE_EPOCHS, spec.total_epochs)
+        log(f"[{name}] WARNING: collapsed: {collapse['reason']}. vote will leave it out. "
+            + ("What to try: see the warning above." if warned else collapse["advice"]))
     return {"collapsed": collapsed, "collapse": collapse, **majority_section(labels, results, k)}
 
 

@@ -422,7 +422,7 @@ class Trainer:
         chosen = best_epoch(self.history)
         title = self.name if self.name == self.preset else f"{self.name} (preset {self.preset})"
         plot_curves(self.dir / "curves.png", self.history, title, monitor=self.spec.monitor, best_epoch=chosen,
-                    keep=self.spec.keep, metric_note=("at the training cuts (metrics.json: the tuned cuts')"
+                    keep=self.spec.keep, metric_note=("at the training cuts; metrics.json holds the tuned cuts' scores"
                                                       if self.spec.head == "regression" else None))
         metrics = {
             "name": self.name, "preset": self.preset, "num_classes": self.k, "classes": list(self.data.classes),
