@@ -89,7 +89,7 @@ def screen(ref: dict | None, values: np.ndarray) -> list[str]:
 
         >>> ref = reference(np.array([[100.0] * 8 + [0.05], [120.0] * 8 + [0.07]]), source="train")
         >>> screen(ref, np.array([[110.0] * 8 + [0.06], [110.0] * 8 + [0.9]]))[1].split(";")[0]
-        'unlike the training images: its pixel-to-pixel change 0.9 lies far above the 0.05-0.07 of 2 of them'
+        'unlike the training images: its pixel-to-pixel change 0.9 lies far above the 0.05-0.07 of the 2 read'
     """
     if not ref or not len(values):
         return [""] * len(values)
@@ -107,8 +107,8 @@ def screen(ref: dict | None, values: np.ndarray) -> list[str]:
         name = ref["features"][j]
         side = "above" if row[j] > seen_hi[j] else "below"
         shown = _shown(name)
-        span = (f"the {shown(seen_lo[j])} of all {ref['images']} of them" if shown(seen_lo[j]) == shown(seen_hi[j])
-                else f"the {shown(seen_lo[j])}-{shown(seen_hi[j])} of {ref['images']} of them")
+        span = (f"the {shown(seen_lo[j])} of each of the {ref['images']} read" if shown(seen_lo[j]) == shown(seen_hi[j])
+                else f"the {shown(seen_lo[j])}-{shown(seen_hi[j])} of the {ref['images']} read")
         notes.append(f"unlike the training images: its {WORDS.get(name, name)} {shown(row[j])} lies far {side} "
                      f"{span}; check it is an image of the kind the ensemble was trained on; referred")
     return notes

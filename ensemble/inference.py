@@ -800,6 +800,15 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
                             assessed=None if referable is None else assessed, member_labels=P.argmax(axis=2))
 
 
+def _apart(value: float, threshold: float) -> tuple[str, str]:
+    """``value`` and ``threshold`` with as many decimals (3 to 6) as it takes to show them different."""
+    for digits in range(3, 7):
+        a, b = f"{value:.{digits}f}", f"{threshold:.{digits}f}"
+        if a != b:
+            break
+    return a, b
+
+
 def _call_conflicts(ens: Ensemble, labels: np.ndarray, p_ref: np.ndarray, called: np.ndarray,
                     judged: np.ndarray) -> dict[int, str]:
     """Rows whose class and summary call disagree — a grade below the referable one called referable at the
@@ -809,15 +818,16 @@ def _call_conflicts(ens: Ensemble, labels: np.ndarray, p_ref: np.ndarray, called
     out = {}
     for i in np.flatnonzero(judged):
         label, p, call = int(labels[i]), float(p_ref[i]), bool(called[i])
+        shown, limit = _apart(p, thr)
         if ens.referable_kind == "positive_class":
             if (label == cut) == call:
                 continue
-            out[int(i)] = (f"its class {name(label)} and the {name(cut)} call disagree: P({name(cut)}) {p:.3f} "
-                           f"{'reaches' if call else 'is under'} the threshold {thr:.3f} chosen on validation")
+            out[int(i)] = (f"its class {name(label)} and the {name(cut)} call disagree: P({name(cut)}) {shown} "
+                           f"{'reaches' if call else 'is under'} the threshold {limit} chosen on validation")
         elif (label >= cut) != call:
             out[int(i)] = (f"its grade {name(label)} is {'below the referable grade' if call else 'referable'}"
-                           f"{f' {name(cut)}' if call else ''}, yet P(grade >= {name(cut)}) {p:.3f} "
-                           f"{'reaches' if call else 'is under'} the referable threshold {thr:.3f} chosen on validation")
+                           f"{f' {name(cut)}' if call else ''}, yet P(grade >= {name(cut)}) {shown} "
+                           f"{'reaches' if call else 'is under'} the referable threshold {limit} chosen on validation")
     return out
 
 
@@ -829,8 +839,8 @@ def _review_reasons(ens: Ensemble, confidence: np.ndarray, agreement: np.ndarray
         why = []
         if ens.refer_threshold is not None:
             if conf < ens.refer_threshold:
-                why.append(f"low confidence: {conf:.3f} is below {ens.refer_threshold:.3f}, the review threshold "
-                           "chosen on validation")
+                shown, limit = _apart(float(conf), float(ens.refer_threshold))
+                why.append(f"low confidence: {shown} is below {limit}, the review threshold chosen on validation")
             if ens.refer_without_agreement and agree == 0:
                 why.append(f"no member gives the ensemble's {word}")
         elif agree < AGREEMENT_FALLBACK:

@@ -495,7 +495,8 @@ def _glance_md(report: dict) -> list[str]:
                   if g else "")
             out.append(f"- Referable DR ({ref['positive']}, {ref['test_positives']} of "
                        f"{ref['test_positives'] + ref['test_negatives']} test eyes), {title} {r['name']}: sensitivity "
-                       f"{_pct(r['sensitivity'])}, specificity {_pct(r['specificity'])} at its threshold{by}.")
+                       f"{_pct(r['sensitivity'])}, specificity {_pct(r['specificity'])} at its threshold{by}"
+                       f"{_missed_words(ref, r)}.")
         weak = [(gr, pg) for gr, pg in ref["ensemble"]["per_grade"].items()
                 if pg["n"] and pg["recall"] == pg["recall"] and pg["recall"] < 0.5]
         if weak:
@@ -506,6 +507,17 @@ def _glance_md(report: dict) -> list[str]:
     if worse:
         out.append(f"- {worse}")
     return out + [""]
+
+
+def _missed_words(ref: dict, r: dict) -> str:
+    """``; below the 90% target on test: 4 of 25 referable test eyes missed`` when the val-chosen threshold fell
+    short of the target on test, else ``""``."""
+    sens, target = r.get("sensitivity") or {}, ref.get("sensitivity_target")
+    if sens.get("value") is None or target is None or sens["value"] >= target or sens.get("n") is None:
+        return ""
+    what = f"{'positive' if ref.get('kind') == 'positive_class' else 'referable'} test " \
+           f"{'images' if ref.get('kind') == 'positive_class' else 'eyes'}"
+    return f"; below the {target:.0%} target on test: {sens['n'] - sens['hits']} of {sens['n']} {what} missed"
 
 
 def _pct(entry: dict) -> str:
@@ -697,7 +709,7 @@ def summary_lines(report: dict) -> list[str]:
             out.append(f"{what}, {r['name']}: test sensitivity {_ci_text(r['sensitivity'], 2)}, "
                        f"specificity {_ci_text(r['specificity'], 2)}, AUC {_ci_text(r['auc'], 2)} at threshold "
                        f"{_exact(r['threshold'], 3)} (val sensitivity {_num(r['val_sensitivity'], 2)}, target "
-                       f"{ref['sensitivity_target']:.0%}).")
+                       f"{ref['sensitivity_target']:.0%}){_missed_words(ref, r)}.")
             if r.get("warning"):
                 out.append(f"WARNING: {r['warning']}")
     elif ref and is_dr(report):

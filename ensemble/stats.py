@@ -425,8 +425,8 @@ def effective_counts(hit: np.ndarray, row_group: np.ndarray) -> tuple[float, flo
     divides ``n`` and ``hits`` (Korn & Graubard's effective sample size for a Clopper-Pearson
     interval). Without repeated groups the counts are returned as they are; a single group is one
     observation. At 0 or 1 the rows show no spread to estimate the design effect from: it is taken
-    from the same rows with one row of the largest group flipped — what one miss would have shown —
-    so that 100 of 100 eyes never reads as less certain than 99 of 100.
+    from the same rows with the largest group's rows flipped — what one missed patient would have
+    shown — so that 100 % over two eyes a patient is not read as if the eyes were independent.
 
     Example:
         >>> effective_counts(np.array([1, 1, 0, 0] * 3), np.repeat(np.arange(6), 2))  # 6 patients, eyes agree
@@ -434,7 +434,7 @@ def effective_counts(hit: np.ndarray, row_group: np.ndarray) -> tuple[float, flo
         >>> effective_counts(np.array([1, 1, 0, 0] * 3), np.arange(12))  # 12 patients
         (6.0, 12.0)
         >>> [round(v, 1) for v in effective_counts(np.ones(100), np.repeat(np.arange(50), 2))]  # all right
-        [99.0, 99.0]
+        [49.0, 49.0]
     """
     hit = np.asarray(hit, dtype=np.float64)
     n, hits = float(hit.size), float(hit.sum())
@@ -448,9 +448,9 @@ def effective_counts(hit: np.ndarray, row_group: np.ndarray) -> tuple[float, flo
         return hits / n, 1.0
     m = np.bincount(codes, minlength=g).astype(np.float64)
     probe = hit.copy()
-    if hits in (0.0, n):  # one row of the largest group flipped: the design effect one miss would show
-        row = int(np.flatnonzero(codes == int(m.argmax()))[0])
-        probe[row] = 1.0 - probe[row]
+    if hits in (0.0, n):  # the largest group's rows flipped: the design effect one missed patient would show
+        rows = codes == int(m.argmax())
+        probe[rows] = 1.0 - probe[rows]
     p = float(probe.sum()) / n
     y = np.bincount(codes, weights=probe, minlength=g)
     var_cluster = g / (g - 1) * float(((y - p * m) ** 2).sum()) / n ** 2

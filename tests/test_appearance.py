@@ -55,15 +55,15 @@ def test_reference_margin_and_notes():
     unreadable = np.full(len(appearance.FEATURES), np.nan)
     notes = appearance.screen(ref, np.array([inside, just_out, unreadable]))
     assert notes[0] == "" and notes[2] == ""
-    assert notes[1].startswith("unlike the training images: its green-blue balance 46 lies far above the 40 of all 2 of them")
+    assert notes[1].startswith("unlike the training images: its green-blue balance 46 lies far above the 40 of each of the 2 read")
     assert notes[1].endswith("referred")
     assert appearance.screen(None, np.array([just_out])) == [""]
     # geometry: a 8-px thumbnail among 512-2048 px photographs, a 80:1 strip; shown in pixels and as a ratio
     thumb, strip = inside.copy(), inside.copy()
     thumb[9], strip[10] = 3.0, 80.0
     small, long = appearance.screen(ref, np.array([thumb, strip]))
-    assert small.startswith("unlike the training images: its shorter side 8 px lies far below the 512 px-2048 px of 2")
-    assert long.startswith("unlike the training images: its longer-to-shorter side ratio 80 lies far above the 1.3-1.5 of 2")
+    assert small.startswith("unlike the training images: its shorter side 8 px lies far below the 512 px-2048 px of the 2 read")
+    assert long.startswith("unlike the training images: its longer-to-shorter side ratio 80 lies far above the 1.3-1.5 of the 2 read")
     # one-sided: a larger photograph (shrunk like the training images were) or a squarer one is not flagged
     big, square = inside.copy(), inside.copy()
     big[9], square[10] = 14.0, 1.0

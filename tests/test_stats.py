@@ -234,15 +234,18 @@ def test_clustered_mcnemar_matches_the_exact_test_on_single_rows_and_is_weaker_o
     assert mcnemar_clustered(y, y, y, np.arange(80)) == 1.0
 
 
-def test_effective_counts_at_zero_or_one_are_never_less_certain_than_one_miss() -> None:
+def test_effective_counts_at_zero_or_one_count_patients_not_independent_eyes() -> None:
     from ensemble.stats import effective_counts, exact_interval
 
-    for groups in (np.repeat(np.arange(50), 2), np.repeat(np.arange(25), 4)):
-        perfect = exact_interval(*effective_counts(np.ones(100), groups))
-        one_miss = exact_interval(*effective_counts(np.r_[np.ones(99), 0.0], groups))
-        assert perfect[0] >= one_miss[0] and perfect[1] == 1.0
+    for groups, size in ((np.repeat(np.arange(50), 2), 2), (np.repeat(np.arange(25), 4), 4)):
+        hits, n = effective_counts(np.ones(100), groups)
+        assert hits == n and n == pytest.approx(100 / size, rel=0.1)  # about the patient count
+        perfect = exact_interval(hits, n)
+        missed_patient = exact_interval(*effective_counts(np.r_[np.ones(100 - size), np.zeros(size)], groups))
+        assert perfect[0] > missed_patient[0] and perfect[1] == 1.0  # never less certain than one missed patient
+        assert perfect[0] < exact_interval(100, 100)[0]  # wider than the eyes-as-independent interval
         none = exact_interval(*effective_counts(np.zeros(100), groups))
-        assert none[0] == 0.0 and none[1] <= exact_interval(*effective_counts(np.r_[1.0, np.zeros(99)], groups))[1]
+        assert none[0] == 0.0 and none[1] > exact_interval(0, 100)[1]
     # eyes of one patient are one observation
     assert effective_counts(np.ones(3), np.zeros(3)) == (1.0, 1.0)
 

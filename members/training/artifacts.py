@@ -51,15 +51,17 @@ def plot_curves(path: Path, rows: list[dict], title: str, *, monitor: str | None
 
     x = np.arange(1, len(rows) + 1)
     panels = [("loss", "val_loss", "loss"), ("accuracy", "val_accuracy", "accuracy")]
+    if metric_note:  # a regression member's grades, and so its accuracy, are at its training cuts here too
+        panels[1] = ("accuracy", "val_accuracy", "accuracy\nat the training cuts, before they are tuned")
     if monitor and monitor not in ("val_loss", "val_accuracy"):
         panels.append((None, monitor, f"{monitor} ({'monitored' if keep == 'best' else 'shown, not used to choose'})"
                        + (f"\n{metric_note}" if metric_note else "")))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8))
     for ax, (train_key, val_key, label) in zip(axes, panels):
         if train_key is not None:
-            ax.plot(x, [_num(r.get(train_key)) for r in rows], "o-", label=f"train {label}")
-        ax.plot(x, [_num(r.get(val_key)) for r in rows], "s-", label=f"val {label}" if train_key else val_key)
-        if label == "accuracy":
+            ax.plot(x, [_num(r.get(train_key)) for r in rows], "o-", label=f"train {train_key}")
+        ax.plot(x, [_num(r.get(val_key)) for r in rows], "s-", label=f"val {train_key}" if train_key else val_key)
+        if train_key == "accuracy":
             ax.plot(x, [r["val_balanced_accuracy"] for r in rows], "^--", label="val balanced acc.")
         if val_key == "val_qwk" and any(np.isfinite(_num(r.get("val_qwk_prior_matched"))) for r in rows):
             # a regression member's grades come from cuts tuned later: at the training cuts its QWK can sit at 0
