@@ -151,11 +151,32 @@ def operating_point(
            "test_referred": int(flagged.sum()), "per_grade": per_grade,
            "by_grade": {"sensitivity": by_grade["sensitivity"], "specificity": by_grade["specificity"],
                         "referred": int((np.asarray(test_pred) >= cut).sum())}}
+    if isinstance(indices, stats.GroupDraws) and indices.groups < len(pos):  # two eyes a patient: refer the patient
+        out["by_patient"] = by_patient(pos, flagged, indices.row_group)
     warning = degenerate_warning(name, out["val_specificity"], cut=cut, target=target,
                                  test_specificity=out["specificity"]["value"], negatives=negatives)
     if warning:
         out["warning"] = warning
     return out
+
+
+def by_patient(positive: np.ndarray, flagged: np.ndarray, row_group: np.ndarray) -> dict:
+    """Screening refers patients: a patient is positive when any of their eyes is, and referred when any of their
+    eyes is flagged. Sensitivity and specificity over patients, with exact intervals (patients are independent).
+
+    Example:
+        >>> out = by_patient(np.array([1, 0, 0, 0, 1, 1]), np.array([0, 1, 0, 0, 1, 0]), np.repeat(np.arange(3), 2))
+        >>> out["sensitivity"]["hits"], out["sensitivity"]["n"], out["specificity"]["hits"], out["patients"]
+        (2, 2, 1, 3)
+    """
+    g = int(row_group.max()) + 1
+    pos = np.zeros(g, dtype=bool)
+    hit = np.zeros(g, dtype=bool)
+    np.logical_or.at(pos, row_group, np.asarray(positive, dtype=bool))
+    np.logical_or.at(hit, row_group, np.asarray(flagged, dtype=bool))
+    ss = stats.sensitivity_specificity(pos, hit, indices=np.zeros((1, g), dtype=np.int64))
+    return {"sensitivity": ss["sensitivity"], "specificity": ss["specificity"], "patients": g,
+            "referred": int(hit.sum())}
 
 
 def degenerate_warning(name: str, val_specificity: float, *, cut: int, target: float,

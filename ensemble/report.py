@@ -380,6 +380,12 @@ def _operating_rows(ref: dict, by: str, rule: str) -> list[str]:
         if g:
             out.append(f"| {r['name']} ({title}), {by} | {rule} | | | {_ci_text(g['sensitivity'])} | "
                        f"{_ci_text(g['specificity'])} | | {g['referred']} |")
+        pt = r.get("by_patient")
+        if pt:
+            out.append(f"| {r['name']} ({title}), by patient | either eye at the threshold | | | "
+                       f"{_ci_text(pt['sensitivity'])} ({pt['sensitivity']['hits']} of {pt['sensitivity']['n']}) | "
+                       f"{_ci_text(pt['specificity'])} ({pt['specificity']['hits']} of {pt['specificity']['n']}) | | "
+                       f"{pt['referred']} patients |")
         sens, target = r["sensitivity"], ref["sensitivity_target"]
         if sens["value"] is not None and sens["value"] < target:
             lo, hi = sens["ci"]
@@ -436,7 +442,9 @@ def _referable_md(ref: dict | None, report: dict | None = None) -> list[str]:
              f"{_ON_EFFECTIVE if ref.get('clustered') else ''}, the paired bootstrap for AUC. "
              "Rows \"by its grades\" refer an eye when the model's own grade is "
              f"{cut} or worse — the decision a reader of its grades (and of `predict`'s `class`) makes; they can "
-             "differ from the threshold's. ROC curves: `roc.png`."), "",
+             "differ from the threshold's. Rows \"by patient\" (a split grouped by patient) count patients, as a "
+             "screening programme refers them: a patient with referable DR in either eye is a positive, referred "
+             "when either eye is flagged. ROC curves: `roc.png`."), "",
             "| model | threshold | val sensitivity | val specificity | test sensitivity | test specificity | "
             "AUC (referable) | referred |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]

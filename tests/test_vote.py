@@ -780,11 +780,18 @@ def test_a_split_grouped_by_patient_is_bootstrapped_by_patient(tmp_path: Path) -
     for role in ("best_single", "ensemble"):
         sens = ref[role]["sensitivity"]
         assert 0 < sens["n_effective"] <= sens["n"] and sens["ci"][0] <= sens["value"] <= sens["ci"][1]
+        patients = ref[role]["by_patient"]  # screening refers patients: either eye
+        assert patients["patients"] == 10
+        assert patients["sensitivity"]["n"] + patients["specificity"]["n"] == 10
+        assert patients["referred"] == patients["sensitivity"]["hits"] + (patients["specificity"]["n"]
+                                                                        - patients["specificity"]["hits"])
         counts = ref[role]["val_counts"]  # the operating point's val rows, as counts
         assert counts["positives"] + counts["negatives"] == grouped["val_size"]
         assert f"{_val_pair(counts)}" in md
     # what a clinician reads first and last: eyes of patients, the weights, the limits
     assert "- Test set: 20 eyes of 10 patients, never used" in md
+    assert "(best ensemble), by patient | either eye at the threshold |" in md
+    assert "by_patient" not in json.dumps(plain["referable"])  # eyes of unknown patients: no patient rows
     weights = grouped["best_method_weights"]  # soft and weighted (and their +thr) combine by weights
     assert set(weights) == set(skills) and sum(weights.values()) == pytest.approx(1.0)
     assert f"Weights of {grouped['best_method']} (the best ensemble): " in md
