@@ -600,11 +600,12 @@ def predict(
                 --method than the one it was chosen for, and for ungradable
                 images and images unlike the training images)
     note        why refer is 1: "review: ..." (low confidence, members that
-                disagree, a grade and a referable call that disagree), "not graded: <reason>" (an unreadable input: its
-                row comes after the graded ones), "ungradable: ..." (a flat
-                black or white image: graded, but referred) or "unlike the
-                training images: ..." (noise, a document, another kind of
-                photograph: graded, but referred)
+                disagree, a grade and a referable call that disagree),
+                "not graded: <reason>" (an unreadable input: its row comes
+                after the graded ones), "ungradable: ..." (a flat
+                black or white image) or "unlike the training images: ..."
+                (noise, a document, another kind of picture): both referred,
+                their grade cells left empty
     """
     from ensemble.inference import predict_images
 

@@ -165,6 +165,13 @@ class PredictionResult:
     assessed: np.ndarray | None = None  # (n,) bool: the referable call stands (False: an ungradable or unlike image)
     synthetic: bool = False  # the ensemble learned from demo-data's synthetic images: its grades mean nothing for eyes
     member_labels: np.ndarray | None = None  # (m, n) each member's own top class, in the order of ``members``
+    withheld: np.ndarray | None = None  # (n,) bool: ungradable or unlike the training images: no grade is shown
+
+    def is_withheld(self, i: int) -> bool:
+        """Whether row ``i``'s grade is withheld: a flat frame or an image unlike the training images, whose
+        grade means nothing (its CSV cells are empty, as an unreadable input's; ``--json`` keeps the raw output
+        under ``withheld``)."""
+        return self.withheld is not None and bool(self.withheld[i])
 
     def referable_of(self, i: int) -> bool | None:
         """Row ``i``'s referable call, or ``None``: no threshold for this method, or an image that is
@@ -230,6 +237,11 @@ class PredictionResult:
                 row[p_key] = float(self.p_referable[i])
                 row[key] = self.referable_of(i)
             out["referable"] = self.referable_note
+        for i, row in enumerate(rows):
+            if self.is_withheld(i):  # the raw output, for research, away from the keys a reader acts on
+                raw = {key: row[key] for key in ("label", "class", "label_prob", "top_class", "top_prob", "agreement",
+                                                  "probs", "member_classes", *self.summary_columns) if key in row}
+                row.update({key: None for key in raw}, withheld=raw)
         return out
 
     def to_csv(self) -> str:
@@ -240,14 +252,17 @@ class PredictionResult:
         extra = self.summary_columns if self.p_referable is not None else ()
         writer.writerow(csvsafe.row([*CSV_COLUMNS, *(f"prob_{j}" for j in range(k)), *extra, NOTE_COLUMN]))
         top_class, top_prob = self.top_class, self.top_prob
+        blank = [""] * (len(CSV_COLUMNS) - 2 + k + len(extra))  # label .. agreement, probs, referable columns
         for i, path in enumerate(self.paths):  # csvsafe: no cell a spreadsheet would run as a formula
+            if self.is_withheld(i):  # ungradable, or unlike the training images: no grade to act on
+                writer.writerow(csvsafe.row([printable_path(path), *blank[:6], 1, *blank[6:], self.note_of(i)]))
+                continue
             call = self.referable_of(i)
             tail = [] if not extra else [f"{self.p_referable[i]:.8g}", "" if call is None else int(call)]
             writer.writerow(csvsafe.row([
                 printable_path(path), int(self.labels[i]), self.class_of(int(self.labels[i])), f"{self.confidence[i]:.8g}",
                 int(top_class[i]), f"{top_prob[i]:.8g}", f"{self.agreement[i]:.6g}", int(self.refer[i]),
                 *(f"{p:.8g}" for p in self.probs[i]), *tail, self.note_of(i)]))
-        blank = [""] * (len(CSV_COLUMNS) - 2 + k + len(extra))  # label .. agreement, probs, referable columns
         ungraded = [p for p in self.given if p in self.skipped] or list(self.skipped)  # an input given twice: 2 rows
         for path in ungraded:  # every input is accounted for: the ungraded ones, referred
             row = [printable_path(path), *blank[:6], 1, *blank[6:], f"not graded: {self.skipped[path]}"]
@@ -797,7 +812,8 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
                             [m.name for m in ens.members], ens.referral_note, ens.classes, p_referable=p_ref,
                             referable=referable, referable_note=ens.referable_note,
                             referable_kind=ens.referable_kind, notes=notes,
-                            assessed=None if referable is None else assessed, member_labels=P.argmax(axis=2))
+                            assessed=None if referable is None else assessed, member_labels=P.argmax(axis=2),
+                            withheld=noted)
 
 
 def _apart(value: float, threshold: float) -> tuple[str, str]:
@@ -870,12 +886,13 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
     flat = sum(1 for n in r.notes if n == UNIFORM_NOTE)
     if flat:
         print(f"Ungradable: {flat} image(s) are (nearly) one flat colour (a black or white frame, or samples that decode "
-              f"to one value); they are referred whatever their {word} (note column).", file=sys.stderr)
+              f"to one value); they are referred and their {word} is withheld (empty cells; note column).",
+              file=sys.stderr)
     unlike = sum(1 for n in r.notes if n.startswith("unlike"))
     if unlike:
         print(f"Unlike the training images: {unlike} image(s) lie well outside the range of the training and "
-              "validation images' looks (noise, a document or another kind of picture?); they are referred "
-              f"whatever their {word} (note column).", file=sys.stderr)
+              "validation images' looks (noise, a document or another kind of picture?); they are referred and their "
+              f"{word} is withheld (empty cells; --json keeps the raw output under withheld).", file=sys.stderr)
     if r.referable is not None:
         what = "Positive" if r.referable_kind == "positive_class" else "Referable DR (a finding by grade, apart from refer)"
         calls = [r.referable_of(i) for i in range(len(r.paths))]

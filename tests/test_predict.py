@@ -232,6 +232,8 @@ def test_cli_predict_json(voted, images) -> None:
     data = json.loads(out)  # stdout is the JSON only: no CSV before it
     assert data["synthetic"] is True  # voted on demo-data's images
     for row in data["predictions"]:  # each member's own grade, named: who disagrees
+        if row.get("withheld"):
+            row = {**row, **row["withheld"]}
         grades = list(row["member_classes"].values())
         assert list(row["member_classes"]) == data["members"]
         assert row["agreement"] == pytest.approx(sum(g == row["class"] for g in grades) / len(grades))
@@ -462,6 +464,10 @@ def test_flat_images_are_referred_palette_bmps_skipped_and_jfif_read(voted, imag
     assert set(rows) == {"black.png", "white.png", "brown.png", "palette.bmp", "eye.jfif"}
     for flat in ("black.png", "white.png", "brown.png"):
         assert rows[flat]["refer"] == 1 and rows[flat]["note"].startswith("ungradable: the image is (nearly) one flat")
+        assert rows[flat]["label"] != rows[flat]["label"] and rows[flat]["prob_0"] != rows[flat]["prob_0"]  # withheld
+    json_rows = {Path(r["path"]).name: r for r in result.to_json()["predictions"]}
+    assert json_rows["black.png"]["class"] is None and json_rows["black.png"]["withheld"]["class"] is not None
+    assert "withheld" not in json_rows["eye.jfif"]
     assert rows["eye.jfif"]["note"] != rows["eye.jfif"]["note"]  # NaN: graded, no note
     assert rows["palette.bmp"]["note"] == "not graded: image format TensorFlow misreads (a palette or compressed BMP; " \
                                           "convert it to PNG or JPEG)"
