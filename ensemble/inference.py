@@ -450,7 +450,11 @@ def _refuse_another_dataset(workdir: Path, manifest: dict) -> None:
     meta = workdir / "dataset.json"
     if not voted_on or not meta.is_file():
         return
-    now = read_json(meta).get("fingerprint")
+    info = read_json(meta)
+    if not isinstance(info, dict):
+        raise UserError(f"{meta} is corrupt (not a JSON object); run `python cli.py prepare --workdir {workdir} ...` "
+                        "again with the options it was prepared with.")
+    now = info.get("fingerprint")
     if now and now != voted_on:
         raise UserError(f"The ensemble in {workdir / 'ensemble'} was voted on another prepared dataset than the one "
                         f"{meta} describes now (split fingerprint {str(voted_on)[:12]}… then, {str(now)[:12]}… now), "
@@ -640,7 +644,7 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
     if not paths:
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
     if out is not None:
-        check_out(Path(out), force=force, workdir=Path(workdir))
+        check_out(Path(out), force=force, workdir=Path(workdir), inputs=paths)
     ens = load_ensemble(workdir, method)
     if tta and ens.refer_threshold is not None and not all(m.tta for m in ens.members):
         ens = replace(ens, refer_threshold=None, refer_without_agreement=False, referral_note=(
@@ -737,8 +741,9 @@ def refuse_replaced_folder(out: Path, workdir: Path, example: str) -> None:
     ``data_report.csv``) or a lock or commit entry of the workdir, even with ``--force``."""
     target = out.resolve()
     root = workdir.resolve()
-    if target.parent == root and (target.name in PREPARED_FILES or target.name.startswith(".")):
-        what = "a file of the prepared dataset" if target.name in PREPARED_FILES else "a lock or commit entry"
+    named = target.name.casefold() in {f.casefold() for f in PREPARED_FILES}  # SPLIT.CSV is split.csv on macOS
+    if target.parent == root and (named or target.name.startswith(".")):
+        what = "a file of the prepared dataset" if named else "a lock or commit entry"
         raise UserError(f"--out {out} is {workdir / target.name}, {what} that the workdir needs; write elsewhere, "
                         f"e.g. --out {workdir / example}.")
     for folder, replaced_by in ((workdir / "ensemble", "the next vote"),
@@ -748,12 +753,31 @@ def refuse_replaced_folder(out: Path, workdir: Path, example: str) -> None:
                             f"write elsewhere, e.g. --out {workdir / example}.")
 
 
-def check_out(out: Path, *, force: bool = False, workdir: Path | None = None) -> None:
+NEVER_OUT = frozenset({".keras", ".h5", ".npz", ".json", ".toml", ".weights"})
+"""Suffixes of a model, its predictions or its records: an ``--out`` of that kind is refused even with ``--force``."""
+
+
+def check_out(out: Path, *, force: bool = False, workdir: Path | None = None, inputs: Sequence[str] = ()) -> None:
     """Refuse an ``--out`` that would replace a file predict did not write (a labels CSV, say), that
     lies in a folder the toolkit replaces whole (``ensemble/``, a member's folder), or whose folder
-    cannot be written, before any work."""
+    cannot be written, before any work. Even with ``--force``: an image being graded or any image file, a
+    model, predictions or records file (:data:`NEVER_OUT`), a file of any workdir (a folder holding
+    ``dataset.json``), and this workdir's labels CSV or images."""
+    from members.data.folders import IMAGE_EXTENSIONS
+
+    target = out.resolve()
+    if any(Path(p).resolve() == target for p in inputs):
+        raise UserError(f"--out {out} is one of the images being graded; pass another --out.")
     if workdir is not None:
         refuse_replaced_folder(out, workdir, "predictions.csv")
+        _refuse_the_source(out, target, workdir)
+    for folder in (target.parent, *target.parent.parents):  # inside another workdir
+        if (folder / "dataset.json").is_file():
+            refuse_replaced_folder(out, folder, "predictions.csv")
+            break
+    if target.suffix.casefold() in IMAGE_EXTENSIONS or target.suffix.casefold() in NEVER_OUT:
+        raise UserError(f"--out {out} is a {target.suffix} file, not a CSV; predict writes a CSV there: pass a file "
+                        "name ending in .csv, e.g. --out predictions.csv.")
     parent = out.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -773,6 +797,24 @@ def check_out(out: Path, *, force: bool = False, workdir: Path | None = None) ->
     if first[:len(CSV_COLUMNS)] != list(CSV_COLUMNS):
         raise UserError(f"--out {out} exists and is not a predictions CSV that predict wrote (its first line is not "
                         f"{','.join(CSV_COLUMNS)},prob_0,...); pass another --out, or --force to replace it.")
+
+
+def _refuse_the_source(out: Path, target: Path, workdir: Path) -> None:
+    """Refuse an ``--out`` on the labels CSV this workdir was prepared from, or inside its images folder."""
+    try:
+        info = read_json(workdir / "dataset.json")
+    except (UserError, OSError):
+        return
+    if not isinstance(info, dict):
+        return
+    source = str(info.get("source") or "")
+    labels = Path(source[len("csv:"):]).resolve() if source.startswith("csv:") else None
+    root = Path(str(info.get("image_root") or "")).resolve() if info.get("image_root") else None
+    if labels is not None and target == labels:
+        raise UserError(f"--out {out} is the labels file {workdir} was prepared from; pass another --out.")
+    if root is not None and target.is_relative_to(root):
+        raise UserError(f"--out {out} is inside the images folder {root} that {workdir} was prepared from; pass "
+                        "another --out.")
 
 
 def _writable(folder: Path) -> bool:

@@ -190,23 +190,32 @@ def _load_member(folder: Path, name: str, split: _Split) -> dict:
 def _check_own_files(folder: Path, name: str, metrics: dict) -> None:
     """Refuse a member whose ``model.keras`` or cached predictions are not the files its training wrote
     (``metrics.json`` ``model_sha256``, ``predictions_sha256``): ``predict`` would refuse the ensemble, or the
-    report would score another member's predictions under this one's name. Members trained before the
-    predictions were hashed have only the model checked."""
+    report would score another member's predictions under this one's name. A hash of the wrong kind is refused
+    as a broken ``metrics.json``; a member trained before the predictions were hashed gets a note that they
+    could not be checked (a member imported as probabilities has no model to check)."""
     from members.infra.atomic import sha256_file
 
     fix = "retrain it with train-member --force (or import it again), or leave it out with --members"
-    hashes = metrics.get("predictions_sha256") or {}
-    if not isinstance(hashes, dict):
-        raise UserError(f"Member {name!r}: {folder / 'metrics.json'} has a predictions_sha256 that is not "
-                        f"{{val, test}}; {fix}.")
-    recorded = {"model.keras": metrics.get("model_sha256"), **{f"{s}.npz": hashes.get(s) for s in SPLITS}}
+    broken = f"Member {name!r}: {folder / 'metrics.json'} has a {{key}} that is not {{what}}; {fix}."
+    is_sha = lambda v: isinstance(v, str) and len(v) == 64  # noqa: E731
+    recorded = {}
+    if "model_sha256" in metrics:
+        if not is_sha(metrics["model_sha256"]):
+            raise UserError(broken.format(key="model_sha256", what="a SHA-256"))
+        recorded["model.keras"] = metrics["model_sha256"]
+    if "predictions_sha256" in metrics:
+        hashes = metrics["predictions_sha256"]
+        if not isinstance(hashes, dict) or not all(is_sha(hashes.get(s)) for s in SPLITS):
+            raise UserError(broken.format(key="predictions_sha256", what="{val, test} SHA-256s"))
+        recorded.update({f"{s}.npz": hashes[s] for s in SPLITS})
+    elif "model_sha256" in metrics:  # trained (or imported with a model) by a version before the hashes
+        print(f"Note: member {name!r} was trained before its predictions were hashed (metrics.json has no "
+              "predictions_sha256): vote cannot check that its val.npz and test.npz are its own.", file=sys.stderr)
     for file, sha in recorded.items():
-        if not sha:
-            continue
         path = folder / file
         if not path.is_file():
             raise UserError(f"Member {name!r}: {path} does not exist; {fix}.")
-        if sha256_file(path) != sha:
+        if sha256_file(path).lower() != sha.lower():
             raise UserError(f"Member {name!r}: {path} is not the file its training wrote (its SHA-256 differs from "
                             f"metrics.json); {fix}.")
 

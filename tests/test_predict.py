@@ -576,3 +576,32 @@ def test_a_grade_and_a_referable_call_that_disagree_are_sent_for_review():
     out = _call_conflicts(two, np.array([1, 0]), np.array([0.45, 0.6]), np.array([True, True]), np.array([True, True]))
     assert out == {0: "its class benign and the malignant call disagree: P(malignant) 0.450 reaches the threshold "
                       "0.400 chosen on validation"}
+
+
+def test_out_never_replaces_inputs_records_or_another_workdir_even_with_force(voted, images, tmp_path):
+    import json as _json
+
+    good = images["good"][0]
+    before = Path(good).read_bytes()
+    with pytest.raises(UserError, match="is one of the images being graded"):
+        predict_images(voted, [good], out=good, force=True)
+    assert Path(good).read_bytes() == before
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "dataset.json").write_text("{}")
+    (other / "split.csv").write_text("path,label,split\n")
+    for target, words in ((other / "split.csv", "a file of the prepared dataset"),
+                          (other / "members" / "a" / "metrics.csv", "replaces whole"),
+                          (tmp_path / "scores.json", "is a .json file, not a CSV"),
+                          (tmp_path / "model.keras", "is a .keras file, not a CSV")):
+        with pytest.raises(UserError, match=words):
+            predict_images(voted, [good], out=target, force=True)
+    assert (other / "split.csv").read_text() == "path,label,split\n"
+    info = _json.loads((voted / "dataset.json").read_text())
+    labels = Path(info["source"][len("csv:"):])
+    kept = labels.read_bytes()
+    with pytest.raises(UserError, match="is the labels file .* was prepared from"):
+        predict_images(voted, [good], out=labels, force=True)
+    with pytest.raises(UserError, match="is inside the images folder"):
+        predict_images(voted, [good], out=Path(info["image_root"]) / "p.csv", force=True)
+    assert labels.read_bytes() == kept

@@ -115,7 +115,7 @@ def test_vote_with_one_member(workdir_copy):
 def test_split_csv_edited_after_prepare(voteable):
     with open(voteable / "split.csv", "a") as f:
         f.write("extra.png,0,train\n")
-    refused(voteable, vote_args(voteable), "split.csv is missing or was changed after prepare", "--force")
+    refused(voteable, vote_args(voteable), "split.csv is missing or was changed after prepare", "the members stay valid")
 
 
 def test_corrupt_dataset_json(voteable):
@@ -162,8 +162,11 @@ def test_prepare_says_when_only_a_newer_drop_rule_differs(workdir_copy):
     reason = "image is one flat colour (a black, white or blank frame, or a 1-pixel image): nothing to grade"
     old = {**info, "kept": info["kept"] + 1, "skipped": {}}
     words = _what_differs(old, {**info, "skipped": {reason: 1}})
-    assert words.startswith("from this same data by an earlier version of prepare, which kept rows this one drops "
-                            f"(1 row(s): {reason})") and "stay usable as they are" in words
+    assert words.startswith("from this data by an earlier version of prepare, which kept rows this one drops "
+                            f"(1 row(s): {reason})") and "if nothing else changed, the workdir and its members still " \
+                                                         "work as they are" in words
+    webp = "image is an animated WebP, which TensorFlow cannot decode; save one frame as PNG or JPEG"
+    assert "cannot train on such rows" in _what_differs(old, {**info, "skipped": {webp: 1}})
     # another source, or a count the new reasons do not explain: other data, as before
     assert _what_differs({**old, "source_sha256": "other"}, {**info, "skipped": {reason: 1}}).startswith("from other data")
     assert _what_differs({**old, "kept": info["kept"] + 5}, {**info, "skipped": {reason: 1}}).startswith("from other data")
@@ -470,4 +473,35 @@ def test_vote_refuses_a_member_whose_model_or_predictions_are_not_its_own(voteab
     metrics = json.loads((t1 / "metrics.json").read_text())
     (t1 / "model.keras").write_bytes(b"weights of t1")
     (t1 / "metrics.json").write_text(json.dumps({**metrics, "predictions_sha256": "abc"}))
-    refused(voteable, vote_args(voteable), "Member 't1'", "has a predictions_sha256 that is not {val, test}")
+    refused(voteable, vote_args(voteable), "Member 't1'", "has a predictions_sha256 that is not {val, test} SHA-256s")
+
+
+def test_hash_fields_of_the_wrong_kind_are_refused_and_a_legacy_member_gets_a_note(voteable, capsys):
+    t1 = voteable / "members" / "t1"
+    _with_hashes(t1)
+    _with_hashes(voteable / "members" / "t2")
+    metrics = json.loads((t1 / "metrics.json").read_text())
+    for key, value in (("predictions_sha256", {}), ("predictions_sha256", None), ("model_sha256", ""),
+                       ("model_sha256", None), ("predictions_sha256", {"val": 5, "test": "x"})):
+        (t1 / "metrics.json").write_text(json.dumps({**metrics, key: value}))
+        refused(voteable, vote_args(voteable), "Member 't1'", f"metrics.json has a {key} that is not")
+    legacy = {k: v for k, v in metrics.items() if k != "predictions_sha256"}  # trained before the hashes
+    (t1 / "metrics.json").write_text(json.dumps(legacy))
+    code, _out, err = run_cli(*vote_args(voteable))
+    assert code == 0, err
+    assert "Note: member 't1' was trained before its predictions were hashed" in err
+
+
+def test_a_dataset_json_that_is_no_object_is_one_sentence(voteable, demo_images):
+    (voteable / "dataset.json").write_text("[]")
+    code, _out, err = run_cli(*_prepare_args(voteable, demo_images))
+    assert code == 1 and "dataset.json is corrupt (not a JSON object); pass --force" in err
+    assert "Traceback" not in err
+
+
+def test_a_deleted_dataset_json_does_not_let_prepare_cut_off_the_members(voteable, demo_images):
+    (voteable / "dataset.json").unlink()
+    split = (voteable / "split.csv").read_bytes()
+    code, _out, err = run_cli(*_prepare_args(voteable, demo_images, "--seed", "5"))
+    assert code == 1 and "has no dataset.json, yet holds t1, t2" in err and "--force" in err
+    assert (voteable / "split.csv").read_bytes() == split

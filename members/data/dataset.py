@@ -119,11 +119,14 @@ def _previous(workdir: Path, force: bool) -> dict | None:
     if not path.exists():
         return None
     try:
-        return read_json(path)
+        info = read_json(path)
     except UserError:
-        if force:
-            return None
-        raise UserError(f"{path} is corrupt; pass --force to prepare {workdir} again.") from None
+        info = None
+    if isinstance(info, dict):
+        return info
+    if force:
+        return None
+    raise UserError(f"{path} is corrupt (not a JSON object); pass --force to prepare {workdir} again.")
 
 
 def _summary(workdir: Path, info: dict, dropped: pd.DataFrame, unchanged: bool, notes: Sequence[str] = ()) -> None:
@@ -176,6 +179,8 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
     notes = [why, *notes]
     roll_forward(workdir, PREPARE)
     old = _previous(workdir, force)
+    if old is None and not force:
+        _refuse_orphans(workdir, fingerprint)
     same = (old is not None and old.get("fingerprint") == fingerprint
             and old.get("source_sha256") == info.get("source_sha256"))
     if old is not None and not same and not force:
@@ -188,7 +193,8 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
                             "overwrite it (trained members there will be invalidated).")
     root = Path(info["image_root"])
     images_missing = write_images is not None and not all((root / p).is_file() for p in frame["path"])
-    split_intact = (workdir / "split.csv").is_file() and _sha256_of(workdir / "split.csv") == fingerprint
+    split_intact = ((workdir / "split.csv").is_file() and _sha256_of(workdir / "split.csv") == fingerprint
+                    and (workdir / "data_report.csv").is_file())
     if same and old == info and not images_missing and split_intact:
         _summary(workdir, info, dropped, unchanged=True, notes=notes)
         return _result(workdir, info)
@@ -212,6 +218,29 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
     return _result(workdir, info)
 
 
+def _refuse_orphans(workdir: Path, fingerprint: str) -> None:
+    """A workdir without ``dataset.json`` (deleted) that still holds members or an ensemble fitted on another split:
+    a prepare would cut them off silently, so it needs ``--force`` as any other change of data does."""
+    fitted: dict[str, str] = {}
+    for metrics in sorted((workdir / "members").glob("*/metrics.json")):
+        try:
+            fitted[metrics.parent.name] = str(read_json(metrics).get("fingerprint") or "")
+        except (UserError, AttributeError):
+            continue
+    manifest = workdir / "ensemble" / "manifest.json"
+    if manifest.is_file():
+        try:
+            fitted["the voted ensemble"] = str(read_json(manifest).get("fingerprint") or "")
+        except (UserError, AttributeError):
+            pass
+    other = [name for name, fp in fitted.items() if fp and fp != fingerprint]
+    if other:
+        raise UserError(f"{workdir} has no dataset.json, yet holds {', '.join(other[:4])}"
+                        f"{', ...' if len(other) > 4 else ''} fitted on another split than this prepare makes; "
+                        "prepare it with the data and options used before to keep them, or pass --force to start "
+                        "over (they will be invalidated).")
+
+
 def _what_differs(old: dict, new: dict) -> str:
     """How a workdir's earlier ``dataset.json`` differs from this prepare's: other data, or other options."""
     if old.get("excluded_labels") != new.get("excluded_labels"):
@@ -220,9 +249,14 @@ def _what_differs(old: dict, new: dict) -> str:
     same_source = all(old.get(k) == new.get(k) for k in ("source", "image_root", "source_sha256"))
     rules = {r: n for r, n in (new.get("skipped") or {}).items() if r not in (old.get("skipped") or {})}
     if same_source and rules and (old.get("kept") or 0) - (new.get("kept") or 0) == sum(rules.values()):
+        from members.data.labels import REASON_FLAT
+
         reasons = "; ".join(f"{n} row(s): {r}" for r, n in rules.items())
-        return (f"from this same data by an earlier version of prepare, which kept rows this one drops ({reasons}); "
-                "the workdir and its members stay usable as they are (train-member, vote, predict)")
+        after = ("if nothing else changed, the workdir and its members still work as they are (train-member, vote, "
+                 "predict)" if set(rules) == {REASON_FLAT} else  # flat frames decode: only the new rule differs
+                 "the earlier workdir cannot train on such rows")
+        return (f"from this data by an earlier version of prepare, which kept rows this one drops ({reasons}); "
+                f"{after}")
     if not same_source or old.get("kept") != new.get("kept"):
         differ = [f"{what} {old.get(k)} then, {new.get(k)} now" for k, what in
                   (("source", "source"), ("image_root", "images in"), ("kept", "rows kept"))
@@ -640,7 +674,8 @@ def load_dataset(workdir: str | os.PathLike) -> PreparedDataset:
     split_csv = workdir / "split.csv"
     if not split_csv.is_file() or sha256_file(split_csv) != info.get("fingerprint"):
         raise UserError(f"{split_csv} is missing or was changed after prepare (its fingerprint does not match "
-                        f"{meta}); run `python cli.py prepare --workdir {workdir} ... --force` again.")
+                        f"{meta}); run the same `python cli.py prepare --workdir {workdir} ...` again: from the same "
+                        "data it writes the same split, and the members stay valid.")
     table = pd.read_csv(split_csv, dtype={"path": str, "label": "int64", "split": str, "group": str},
                         keep_default_na=False)
     outside = [p for p in table["path"] if _leaves_root(p)]
