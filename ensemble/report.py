@@ -322,10 +322,14 @@ def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bo
            (f"- Test coverage {_num(ref['test_coverage'])}{counts}; accuracy on the kept rows "
             f"{_num(ref['test_accuracy_kept'])}, on the referred rows {_num(ref['test_accuracy_referred'])}, "
             f"on all rows {_num(ref['test_accuracy_all'])}."),
-           "", "Test accuracy at each coverage:", "", "| coverage | accuracy | threshold |", "| --- | --- | --- |"]
+           "", ("Test accuracy at each coverage, by the confidence threshold alone (the rows no member agrees with "
+                "are not set apart here, as the rule above does; the thresholds are test quantiles, for reading "
+                "only):" if ref.get("refer_without_agreement") else
+                "Test accuracy at each coverage (the thresholds are test quantiles, for reading only):"),
+           "", "| coverage | accuracy | threshold |", "| --- | --- | --- |"]
     curve = ref["test_curve"]
     points = zip(curve["coverage"], curve["accuracy"], curve["threshold"])
-    out += [f"| {c:.2f} | {_num(a)} | {_num(t)} |" for c, a, t in points]
+    out += [f"| {c:.2f} | {_num(a)} | {_exact(t)} |" for c, a, t in points]
     return out
 
 
