@@ -505,6 +505,9 @@ def _glance_md(report: dict) -> list[str]:
             g = r.get("by_grade") or {}
             by = (f"; by its grades {_pct(g['sensitivity'])} and {_pct(g['specificity'])}"
                   if g else "")
+            pt = r.get("by_patient")
+            by += (f"; by patient (either eye) {_pct(pt['sensitivity'])} and {_pct(pt['specificity'])} of "
+                   f"{pt['patients']} patients" if pt else "")
             out.append(f"- Referable DR ({ref['positive']}, {ref['test_positives']} of "
                        f"{ref['test_positives'] + ref['test_negatives']} test eyes), {title} {r['name']}: sensitivity "
                        f"{_pct(r['sensitivity'])}, specificity {_pct(r['specificity'])} at its threshold{by}"
@@ -624,7 +627,8 @@ GLOSSARY = (
      "random eye of another; here the mean over grades, one against the rest (0.5 = chance, 1 = perfect). For "
      "referable DR, the AUC of P(referable)."),
     ("Log-loss", "how much probability a model gave the true grade, on a log scale; lower is better, and a "
-     "confident wrong grade costs most."),
+     "confident wrong grade costs most. A hard vote's probabilities are its vote shares, often 0 for the true grade, "
+     "so its log-loss is large by construction."),
     ("Combiners", "how member predictions are joined: hard = majority vote of their grades; soft = mean of their "
      "probabilities; weighted = a weighted mean with weights fitted on the selection rows; caruana = greedy "
      "selection of members, with repeats, that most improves the selection metric; stack = a logistic regression "
@@ -657,7 +661,8 @@ GENERIC_GLOSSARY = {
     "AUC": ("area under the ROC curve: the chance that a random image of a class scores higher for that class than a "
             "random image of another; the mean over classes, one against the rest (0.5 = chance, 1 = perfect)."),
     "Log-loss": ("how much probability a model gave the true class, on a log scale; lower is better, and a confident "
-                 "wrong class costs most."),
+                 "wrong class costs most. A hard vote's probabilities are its vote shares, often 0 for the true "
+                 "class, so its log-loss is large by construction."),
     "Combiners": ("how member predictions are joined: hard = majority vote of their classes; soft = mean of their "
                   "probabilities; weighted = a weighted mean with weights fitted on the selection rows; caruana = greedy "
                   "selection of members, with repeats, that most improves the selection metric; stack = a logistic "

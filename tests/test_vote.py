@@ -791,6 +791,7 @@ def test_a_split_grouped_by_patient_is_bootstrapped_by_patient(tmp_path: Path) -
     # what a clinician reads first and last: eyes of patients, the weights, the limits
     assert "- Test set: 20 eyes of 10 patients, never used" in md
     assert "(best ensemble), by patient | either eye at the threshold |" in md
+    assert "; by patient (either eye) " in md.split("## At a glance")[1].split("## Setup")[0]
     assert "by_patient" not in json.dumps(plain["referable"])  # eyes of unknown patients: no patient rows
     weights = grouped["best_method_weights"]  # soft and weighted (and their +thr) combine by weights
     assert set(weights) == set(skills) and sum(weights.values()) == pytest.approx(1.0)
