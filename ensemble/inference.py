@@ -142,7 +142,8 @@ class PredictionResult:
         notes: per graded row, ``""`` or why it is referred: an image referred whatever its grade
             (:data:`UNIFORM_NOTE`, unlike the training images) or ``review: <reason>`` (low confidence,
             members that disagree); ``refer`` is 1 exactly where the note is not empty.
-        assessed: ``(n,)`` bool, False for images referred whatever their grade: their ``referable`` is empty.
+        withheld: ``(n,)`` bool, True for images referred whatever their grade (ungradable, unlike the training
+            images): their grade and ``referable`` are left empty.
     """
 
     paths: list[str]
@@ -162,7 +163,6 @@ class PredictionResult:
     referable_kind: str = "referable_dr"
     notes: list[str] = field(default_factory=list)
     given: list[str] = field(default_factory=list)  # every input in order, repeats included: a row each
-    assessed: np.ndarray | None = None  # (n,) bool: the referable call stands (False: an ungradable or unlike image)
     synthetic: bool = False  # the ensemble learned from demo-data's synthetic images: its grades mean nothing for eyes
     member_labels: np.ndarray | None = None  # (m, n) each member's own top class, in the order of ``members``
     withheld: np.ndarray | None = None  # (n,) bool: ungradable or unlike the training images: no grade is shown
@@ -176,7 +176,7 @@ class PredictionResult:
     def referable_of(self, i: int) -> bool | None:
         """Row ``i``'s referable call, or ``None``: no threshold for this method, or an image that is
         ungradable or unlike the training images, whose grade no call can rest on."""
-        if self.referable is None or (self.assessed is not None and not self.assessed[i]):
+        if self.referable is None or self.is_withheld(i):
             return None
         return bool(self.referable[i])
 
@@ -846,17 +846,15 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
         p_ref = positive_score(probs, {"kind": ens.referable_kind, "cut_grade": ens.referable_cut,
                                        "positive_index": ens.referable_cut})
         referable = None if ens.referable_threshold is None else p_ref >= ens.referable_threshold
-        assessed = ~noted  # an ungradable image, or one unlike the training images: no finding either way
     if referable is not None:  # the grade and the referable call disagree: a human settles it
         for i, why in _call_conflicts(ens, labels, p_ref, referable, ~noted).items():
             notes[i] = f"{notes[i]}; {why}" if notes[i] else f"review: {why}"
-    refer = noted | np.array([bool(n) for n in notes], dtype=bool).reshape(labels.shape)
+    refer = np.array([bool(n) for n in notes], dtype=bool).reshape(labels.shape)  # refer 1 exactly where a note is
     return PredictionResult(paths, probs, labels, agreement, confidence, refer, skipped, ens.method,
                             [m.name for m in ens.members], ens.referral_note, ens.classes, p_referable=p_ref,
                             referable=referable, referable_note=ens.referable_note,
                             referable_kind=ens.referable_kind, notes=notes,
-                            assessed=None if referable is None else assessed, member_labels=P.argmax(axis=2),
-                            withheld=noted)
+                            member_labels=P.argmax(axis=2), withheld=noted)
 
 
 def _apart(value: float, threshold: float) -> tuple[str, str]:

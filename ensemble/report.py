@@ -70,10 +70,6 @@ def _exact(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _cell(entry: dict) -> str:
-    return _ci_text(entry)
-
-
 def _class_name(report: dict, index: int) -> str:
     """The display name of class ``index`` (the index itself when the report has no class list)."""
     classes = report.get("classes") or []
@@ -185,7 +181,7 @@ def render_markdown(report: dict) -> str:
     ]
     best = _best_per_metric(report)
     for name, kind, m in _rows(report):
-        cells = [("**" + _cell(m[key]) + "**") if name in best.get(key, ()) else _cell(m[key]) for key, _ in cols]
+        cells = [("**" + _ci_text(m[key]) + "**") if name in best.get(key, ()) else _ci_text(m[key]) for key, _ in cols]
         lines.append(f"| {_label(name, report, kind)} | {kind} | " + " | ".join(cells) + " |")
     base_acc = _num((report.get("below_baseline") or {}).get("baseline"))
     one = report.get("one_class") or []
@@ -231,7 +227,7 @@ def render_markdown(report: dict) -> str:
     diff = report["difference"]
     lines += ["", f"Paired bootstrap difference {diff['method']} minus {diff['vs']} on test:", "",
               "| metric | difference [95 % CI] |", "| --- | --- |"]
-    lines += [f"| {short} | {_cell(diff['metrics'][key])} |" for key, short in cols]
+    lines += [f"| {short} | {_ci_text(diff['metrics'][key])} |" for key, short in cols]
     lines += bagging_md(report.get("bagging"), cols)
     lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"], chosen_on(report),
                                                                report["test_size"], dr=is_dr(report))
@@ -272,7 +268,7 @@ def bagging_md(bagging: dict | None, cols: tuple[tuple[str, str], ...] = COLUMNS
            "| member | K | " + " | ".join(f"{short} copy 0 | {short} difference" for _, short in keys) + " |",
            "| --- | --- | " + " | ".join("--- | ---" for _ in keys) + " |"]
     for name, b in bagging.items():
-        cells = " | ".join(f"{_num(b['single_fold'][key]['value'])} | {_cell(b['difference'][key])}" for key, _ in keys)
+        cells = " | ".join(f"{_num(b['single_fold'][key]['value'])} | {_ci_text(b['difference'][key])}" for key, _ in keys)
         out.append(f"| {name} | {b['folds']} | {cells} |")
     return out
 

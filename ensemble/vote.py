@@ -511,8 +511,9 @@ def _summary_options(ms: MemberSet, referable_grade: int | None, target: float,
         raise UserError(f"--positive-class applies to two-class tasks; this one has {k} classes (for ordered grades "
                         "use --referable-grade). Received: positive_class=" + repr(positive_class))
     if k == 2:
-        positive = referable.positive_index(ms.classes, positive_class)
-        if positive_class is None:
+        if positive_class is not None:
+            positive = referable.positive_index(ms.classes, positive_class)
+        else:
             counts = np.bincount(ms.val_labels, minlength=2)
             positive = 0 if counts[0] < counts[1] else 1
             name = ms.classes[positive] if positive < len(ms.classes or []) else positive
