@@ -247,8 +247,7 @@ def presets(
     from rich.console import Console
     from rich.table import Table
 
-    from members.model.architecture import build_model
-    from members.model.spec import list_presets, load_preset, schedule_label
+    from members.model.spec import list_presets, load_preset, preset_params, schedule_label
 
     if workdir is not None:
         _trained_members(workdir, json_)
@@ -259,7 +258,7 @@ def presets(
     for name in list_presets():
         spec = load_preset(name)
         specs.append(spec.to_dict())
-        params = build_model(spec.replace(weights="none", freeze_epochs=0), 5).count_params()  # no weights download
+        params = preset_params(name, spec)  # counted once per preset spec; no weights download
         depth = ("16 conv" if spec.architecture == "article" else "-" if spec.is_backbone
                  else f"{spec.depth}×{spec.convs_per_block}")
         width = "16–128" if spec.architecture == "article" else "-" if spec.is_backbone else str(spec.width)

@@ -116,3 +116,25 @@ def test_resolve_spec_applies_options_and_sets_once():
 def test_resolve_spec_refuses_malformed_changes(options, sets, message):
     with pytest.raises(UserError, match=re.escape(message)):
         resolve_spec("tiny", options, sets)
+
+
+def test_preset_param_counts_on_file_match_the_built_models(monkeypatch):
+    import json
+
+    from members.model import spec as spec_mod
+    from members.model.architecture import build_model
+
+    counts = json.loads(spec_mod.PARAMS_FILE.read_text(encoding="utf-8"))
+    fix = 'run `python -c "from members.model.spec import write_preset_params; write_preset_params()"`'
+    assert sorted(counts) == list_presets(), fix
+    for name in list_presets():
+        spec = load_preset(name)
+        assert counts[name]["spec_sha256"] == spec_mod.spec_digest(spec), f"{name}: {fix}"
+        built = build_model(spec.replace(weights="none", freeze_epochs=0), 5).count_params()
+        assert counts[name]["params"] == built, f"{name}: {fix}"
+        assert spec_mod.preset_params(name, spec) == built
+    # a spec other than the one counted is built, not read from the file; so is every preset when the file is gone
+    wider = load_preset("tiny").replace(width=16)
+    assert spec_mod.preset_params("tiny", wider) == build_model(wider, 5).count_params() != counts["tiny"]["params"]
+    monkeypatch.setattr(spec_mod, "PARAMS_FILE", spec_mod.PRESET_DIR / "missing.json")
+    assert spec_mod.preset_params("small", load_preset("small")) == counts["small"]["params"]

