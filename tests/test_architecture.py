@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
 from members.model.architecture import OrdinalHead, build_model  # noqa: E402
 from members.model.spec import load_preset  # noqa: E402

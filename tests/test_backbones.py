@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
 from members.model import backbones  # noqa: E402
 from members.model.backbones import APPLICATIONS, build_backbone, resolve_weights  # noqa: E402

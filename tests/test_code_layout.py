@@ -8,6 +8,7 @@ validation are leaves; ``members/`` is grouped into data / model / training / in
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,13 +20,25 @@ TF_IN_ENSEMBLE = {"ensemble/inference.py", "ensemble/explain.py", "ensemble/impo
 def _imports(path: Path) -> set[str]:
     """Every module ``path`` imports, at any depth of the file (function-level imports too)."""
     out = set()
+    package = list(path.relative_to(ROOT).parent.parts)  # where ``from . import x`` starts
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module)
-            out.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []  # relative: made absolute
+            module = ".".join(base + ([node.module] if node.module else []))
+            out.add(module)
+            out.update(f"{module}.{a.name}" for a in node.names)
     return out
+
+
+def test_relative_imports_are_read_as_the_modules_they_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    src = tmp_path / "members" / "infra" / "atomic.py"
+    src.parent.mkdir(parents=True)
+    src.write_text("def f():\n    from ..training import trainer\n    from . import errors\n    from .quiet import x\n")
+    assert {"members.training", "members.training.trainer", "members.infra.errors", "members.infra.quiet",
+            "members.infra.quiet.x"} <= _imports(src)
 
 
 def _sources(package: str) -> list[Path]:

@@ -15,8 +15,9 @@ from PIL import Image
 from members.data import labels as L
 from members.data.dataset import PreparedDataset, load_dataset, prepare_csv
 from members.infra.errors import UserError
+from tests.conftest import SHARED_DATA
 
-IDRID = Path(__file__).resolve().parents[2] / "shared" / "data" / "idrid_grading_512"
+IDRID = SHARED_DATA / "idrid_grading_512"
 RNG = np.random.default_rng(0)
 
 
@@ -218,7 +219,7 @@ def test_fatal_errors_write_nothing(tmp_path, case, needle):
     assert not (tmp_path / "w").exists()
 
 
-@pytest.mark.skipif(not (IDRID / "labels.csv").exists(), reason="shared IDRiD set absent")
+@pytest.mark.skipif(not (IDRID / "labels.csv").exists(), reason=f"shared IDRiD set absent ({IDRID})")
 def test_idrid(tmp_path):
     result = prepare_csv(tmp_path / "w", IDRID / "labels.csv", IDRID / "images", progress=False)
     assert result.kept == 516 and result.skipped == {} and not result.grouped

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import tensorflow as tf
+import keras
 
 from ensemble.explain import combiner_weights, conv_target, gradcam  # noqa: E402
 from members.data.synthetic import render_fundus  # noqa: E402

@@ -286,7 +286,6 @@ def test_lock_file_is_never_seen_empty(tmp_path, monkeypatch):
 # ----- training faults (in-process) ----------------------------------------------------------
 
 def test_nan_loss_stops_with_a_lower_learning_rate_hint(workdir_copy):
-    pytest.importorskip("tensorflow")
     code, _out, err = run_cli(*_train_args(workdir_copy, "nan", "--lr", "1e9", "--l2", "0", "--class-weight", "none",
                                           "--set", "batch_norm=false", "--epochs", "2"))
     last = [line for line in err.splitlines() if line.strip()][-1]
@@ -326,7 +325,7 @@ def _crash_at_state_save(monkeypatch, n: int, after=None):
 
 def test_crash_between_the_files_of_a_resume_point_resumes_from_the_previous_one(workdir_copy, monkeypatch, tmp_path):
     """Killed after epoch 2's model and best weights were saved but before its state: resume from epoch 1, whole."""
-    keras = pytest.importorskip("keras")
+    import keras
     from members.training import trainer as training
     from members.model.spec import load_preset
 
@@ -365,7 +364,6 @@ def _history(member: Path) -> list[dict]:
 @pytest.mark.parametrize("torn", ["state", "model"])
 def test_unreadable_resume_point_is_named_and_training_starts_over(workdir_copy, torn):
     """What a kill leaves (a torn resume point, temp files of unfinished writes) is named or cleaned."""
-    pytest.importorskip("tensorflow")
     from members.training import trainer as training
     from members.data.dataset import load_dataset
     from members.model.spec import load_preset
@@ -576,7 +574,9 @@ def test_rerun_resumes_after_the_last_finished_epoch(killed):
     m = moments["rerun"]
     assert m.code == 0, m.stderr
     again = re.findall(r"resuming after epoch (\d+)", m.stderr)
-    assert again or "metrics.json" in moments["kill_in_last_epoch"].files  # resumed, or restarted from complete
+    # the kill lands in the last epoch, or (rarely, on a slow host) once the member is complete: then nothing resumes
+    complete = "metrics.json" in moments["kill_in_last_epoch"].files
+    assert (again == []) if complete else (len(again) == 1 and int(again[0]) >= saved), m.stderr
 
 
 def test_rerun_completes_a_whole_member(killed):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
 from ensemble.inference import check_file, image_batches  # noqa: E402
 from members.data import labels as L  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
 from members.data.fundus import circle_mask, crop_fundus, fundus_box  # noqa: E402
 from members.data.pipeline import fit_image  # noqa: E402

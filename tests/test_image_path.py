@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
 from ensemble.inference import LoadedMember, ensemble_member_probs, image_batches  # noqa: E402
 from members.training.loop import predict_probs  # noqa: E402

@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
 from members.infra.errors import UserError  # noqa: E402
 from members.model import backbones, lite  # noqa: E402

@@ -15,8 +15,9 @@ from PIL import Image
 from members.data.dataset import load_dataset, prepare_npz
 from members.infra.errors import UserError
 from members.data.medmnist import MEDMNIST_MD5, MEDMNIST_URL, fetch_medmnist, read_npz
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 RETINA, BREAST = DATA / "retinamnist.npz", DATA / "breastmnist.npz"
 RNG = np.random.default_rng(0)
 
@@ -89,9 +90,11 @@ def test_prepare_npz_again_is_a_noop_and_other_npz_needs_force(tmp_path):
 def test_prepare_npz_rewrites_deleted_images(tmp_path):
     npz = tiny_npz(tmp_path / "a.npz")
     prepare_npz(tmp_path / "w", npz, progress=False)
-    (tmp_path / "w" / "images" / "val_00002.png").unlink()
+    png = tmp_path / "w" / "images" / "val_00002.png"
+    png.unlink()
     prepare_npz(tmp_path / "w", npz, progress=False)
-    assert (tmp_path / "w" / "images" / "val_00002.png").is_file()
+    with Image.open(png) as im:  # the same pixels again, not just a file of that name
+        np.testing.assert_array_equal(np.asarray(im), np.load(npz)["val_images"][2])
 
 
 @pytest.mark.parametrize("override,needle", [
@@ -134,7 +137,7 @@ def test_not_an_npz_or_truncated(tmp_path, content):
         read_npz(tmp_path / "absent.npz")
 
 
-@pytest.mark.skipif(not RETINA.exists(), reason="shared RetinaMNIST file absent")
+@pytest.mark.skipif(not RETINA.exists(), reason=f"shared RetinaMNIST file absent ({RETINA})")
 def test_real_retinamnist(tmp_path):
     result = prepare_npz(tmp_path / "w", RETINA, progress=False)
     assert {s: sum(c.values()) for s, c in result.counts.items()} == {"train": 1080, "val": 120, "test": 400}
@@ -143,7 +146,7 @@ def test_real_retinamnist(tmp_path):
     assert load_dataset(tmp_path / "w").num_classes == 5
 
 
-@pytest.mark.skipif(not BREAST.exists(), reason="shared BreastMNIST file absent")
+@pytest.mark.skipif(not BREAST.exists(), reason=f"shared BreastMNIST file absent ({BREAST})")
 def test_real_breastmnist_two_classes_flat_labels(tmp_path):
     result = prepare_npz(tmp_path / "w", BREAST, progress=False)
     assert {s: sum(c.values()) for s, c in result.counts.items()} == {"train": 546, "val": 78, "test": 156}
@@ -168,7 +171,7 @@ def test_md5_table_and_url():
         "https://zenodo.org/records/10519652/files/retinamnist_64.npz?download=1"
 
 
-@pytest.mark.skipif(not RETINA.exists(), reason="shared RetinaMNIST file absent")
+@pytest.mark.skipif(not RETINA.exists(), reason=f"shared RetinaMNIST file absent ({RETINA})")
 def test_cached_file_with_right_md5_needs_no_network(tmp_path):
     shutil.copy(RETINA, tmp_path / "retinamnist.npz")
     with warnings.catch_warnings():
@@ -177,7 +180,7 @@ def test_cached_file_with_right_md5_needs_no_network(tmp_path):
     assert path == tmp_path / "retinamnist.npz"
 
 
-@pytest.mark.skipif(not RETINA.exists(), reason="shared RetinaMNIST file absent")
+@pytest.mark.skipif(not RETINA.exists(), reason=f"shared RetinaMNIST file absent ({RETINA})")
 def test_cached_file_with_wrong_md5_is_refused(tmp_path):
     data = bytearray(RETINA.read_bytes())
     data[-100] ^= 0xFF
@@ -186,7 +189,7 @@ def test_cached_file_with_wrong_md5_is_refused(tmp_path):
         fetch_medmnist("retinamnist", cache_dir=tmp_path)
 
 
-@pytest.mark.skipif(not RETINA.exists(), reason="shared RetinaMNIST file absent")
+@pytest.mark.skipif(not RETINA.exists(), reason=f"shared RetinaMNIST file absent ({RETINA})")
 def test_download_from_file_url_is_verified_and_cached(tmp_path):
     cache = tmp_path / "cache"
     path = fetch_medmnist("retinamnist", cache_dir=cache, url=RETINA.as_uri())

@@ -112,7 +112,7 @@ def test_loky_trains_two_members_and_reports_the_failed_one(workdir):
 
 
 def test_dask_cluster_trains_a_member_with_limited_threads(workdir):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     # in-process workers keep the test fast; the code path is the one of a remote scheduler
     tf_was_loaded = "tensorflow" in sys.modules
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
@@ -134,7 +134,7 @@ def test_dask_cluster_trains_a_member_with_limited_threads(workdir):
 
 
 def test_one_thread_dask_cluster_runs_on_the_cluster_and_reports_a_locked_member(workdir):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     lock = workdir / "members" / "locked" / ".lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))  # held by a live process

@@ -88,8 +88,13 @@ def test_training_augmentation_changes_images_and_is_reproducible(images):
 def test_training_reshuffles_and_reaugments_each_epoch(images):
     paths, _, labels = images
     ds = make_dataset(paths, labels, size=SIZE, batch_size=8, training=True, augmentation=FULL, seed=1)
-    (x1, _), (x2, _) = _epoch(ds), _epoch(ds)
-    assert not np.array_equal(x1, x2)
+    epochs = [_epoch(ds) for _ in range(4)]
+    orders = [tuple(y.tolist()) for _, y in epochs]
+    by_image = [x[np.argsort(y)] for x, y in epochs]  # labels 0..7 name the images
+    for e in range(3):  # every pair of consecutive epochs, the later ones from the cache included
+        assert orders[e] != orders[e + 1], e
+        for i in range(len(labels)):  # each image gets a new transform
+            assert not np.array_equal(by_image[e][i], by_image[e + 1][i]), (e, i)
 
 
 def test_memory_cache_first_epoch_streams_and_later_epochs_reshuffle_the_cache(images, tmp_path):

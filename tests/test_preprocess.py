@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
 from members.data.preprocess import ben_graham, fundus_radius, gaussian_blur  # noqa: E402
 

@@ -65,7 +65,6 @@ def test_acceptance_gives_the_target_shares():
 
 @pytest.mark.parametrize("cache", ["memory", "none", "disk"])
 def test_balanced_batches_from_an_imbalanced_set(tmp_path, cache):
-    pytest.importorskip("tensorflow")
     from PIL import Image
 
     from members.data.pipeline import make_dataset
@@ -91,7 +90,6 @@ def test_balanced_batches_from_an_imbalanced_set(tmp_path, cache):
 
 # ----- architecture and heads --------------------------------------------------------------
 def test_residual_blocks_add_a_projected_shortcut():
-    pytest.importorskip("tensorflow")
     from members.model.architecture import build_model
 
     plain = build_model(MemberSpec(input_size=32, depth=3, width=8, convs_per_block=2), 5)
@@ -106,7 +104,6 @@ def test_residual_blocks_add_a_projected_shortcut():
 
 
 def test_regression_head_probabilities_and_loss():
-    pytest.importorskip("tensorflow")
     import keras
 
     from members.model.architecture import ExpectedGradeLoss, build_model
@@ -159,7 +156,6 @@ def test_the_uniform_mix_bounds_the_log_loss_of_a_sharp_head_without_moving_any_
 
 
 def test_the_regression_head_applies_its_mix_and_a_head_saved_without_one_loads():
-    pytest.importorskip("tensorflow")
     import keras
 
     from members.model.architecture import RegressionHead, build_model
@@ -333,7 +329,6 @@ def test_a_collapse_warning_the_kept_weights_overturn_is_said_to_be_overturned()
 
 # ----- end to end --------------------------------------------------------------------------
 def test_recipe_member_end_to_end(tmp_path, prepared):
-    pytest.importorskip("tensorflow")
     import keras
 
     from members.infra.atomic import load_npz
@@ -395,7 +390,6 @@ def _qwk(y, pred):
 
 
 def test_early_stopping_and_the_chosen_epoch(tmp_path, prepared):
-    pytest.importorskip("tensorflow")
     from members.training.trainer import train_member
 
     work = tmp_path / "w"
@@ -409,7 +403,6 @@ def test_early_stopping_and_the_chosen_epoch(tmp_path, prepared):
 
 
 def test_keep_last_keeps_the_end_of_the_schedule(tmp_path, prepared):
-    pytest.importorskip("tensorflow")
     from members.training.trainer import train_member
 
     work = tmp_path / "w"

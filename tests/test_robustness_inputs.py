@@ -186,7 +186,6 @@ def test_corrupt_dataset_json_is_named_with_the_fix(workdir_copy, content):
 
 @pytest.mark.parametrize("content", ["[1, 2]", "{}", "{\"input_size\": \"big\"}"])
 def test_predict_names_a_corrupt_metrics_json(trained, tmp_path, content):
-    pytest.importorskip("tensorflow")
     from ensemble.inference import load_member
 
     member = tmp_path / "t1"
@@ -328,7 +327,6 @@ def _last_line_error(code: int, err: str, *needles: str) -> None:
 
 
 def test_a_nearly_full_disk_stops_training_with_one_sentence(trained, tmp_path, monkeypatch):
-    pytest.importorskip("tensorflow")
     work = tmp_path / "w"
     shutil.copytree(trained, work)
     before = {p.name: p.read_bytes() for p in (work / "members" / "t1").iterdir() if p.is_file()}
@@ -341,7 +339,6 @@ def test_a_nearly_full_disk_stops_training_with_one_sentence(trained, tmp_path, 
 
 
 def test_an_enospc_from_the_hdf5_writer_is_one_sentence(trained, tmp_path, monkeypatch):
-    pytest.importorskip("tensorflow")
     import keras
 
     work = tmp_path / "w"
@@ -362,7 +359,6 @@ def test_an_enospc_from_the_hdf5_writer_is_one_sentence(trained, tmp_path, monke
 
 # ----- predict: file names in any encoding ------------------------------------------------------
 def test_predict_takes_a_file_name_that_is_not_utf8(trained, tmp_path, demo_images):
-    pytest.importorskip("tensorflow")
     from ensemble.inference import predict_images
 
     work = tmp_path / "w"
@@ -405,7 +401,6 @@ def test_an_image_removed_after_prepare_is_named_before_training(own_images):
 
 @pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
 def test_an_image_corrupted_after_prepare_stops_training_with_one_sentence(own_images, fmt):
-    pytest.importorskip("tensorflow")
     work, images, split = own_images
     broken = images / split.loc[split["split"] == "train", "path"].iloc[0]
     data = broken.read_bytes()

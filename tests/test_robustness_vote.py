@@ -176,7 +176,6 @@ def test_predict_refuses_a_combiner_added_after_the_vote(voted):
 
 
 def test_predict_refuses_a_member_retrained_after_the_vote(tmp_path, trained):
-    pytest.importorskip("tensorflow")
     import keras
 
     import members.model.architecture  # noqa: F401

@@ -124,7 +124,7 @@ def test_every_model_load_in_the_package_uses_safe_mode():
 
 def test_a_lambda_model_is_refused_by_safe_mode(tmp_path):
     """The guard is real: safe_mode=True refuses a saved Lambda layer (arbitrary code) instead of running it."""
-    keras = pytest.importorskip("keras")
+    import keras
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
     model.save(tmp_path / "lambda.keras")
@@ -143,7 +143,7 @@ def test_model_sha256_is_recorded_in_metrics(trained):
 
 
 def test_trained_model_loads_with_safe_mode(trained):
-    keras = pytest.importorskip("keras")
+    import keras
     import members.model.architecture  # noqa: F401  (registers the custom layers)
 
     model = keras.saving.load_model(trained / "members" / "t1" / "model.keras", safe_mode=True)
@@ -157,15 +157,9 @@ def member_copy(tmp_path, trained) -> Path:
     return folder
 
 
-def _load_member():
-    inference = pytest.importorskip("ensemble.inference")
-    if not hasattr(inference, "load_member"):
-        pytest.skip("ensemble.inference has no load_member yet")
-    return inference.load_member
-
-
 def test_predict_refuses_a_model_changed_after_training(member_copy):
-    load_member = _load_member()
+    from ensemble.inference import load_member
+
     load_member(member_copy)  # the untouched member loads
     path = member_copy / "model.keras"
     data = bytearray(path.read_bytes())
@@ -176,7 +170,8 @@ def test_predict_refuses_a_model_changed_after_training(member_copy):
 
 
 def test_predict_names_a_truncated_model(member_copy):
-    load_member = _load_member()
+    from ensemble.inference import load_member
+
     path = member_copy / "model.keras"
     path.write_bytes(path.read_bytes()[:300])
     metrics = json.loads((member_copy / "metrics.json").read_text())

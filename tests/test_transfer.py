@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
 from members.infra.errors import UserError  # noqa: E402
 from members.model.architecture import build_model  # noqa: E402

@@ -325,6 +325,11 @@ class Trainer:
             return self._run()
         except ImageReadError as exc:
             raise self._name_unreadable(exc) from None
+        finally:
+            if self.spec.mixed_precision:  # the next model built in this process (a member, predict) is float32
+                import keras
+
+                keras.mixed_precision.set_global_policy("float32")
 
     def _name_unreadable(self, exc: Exception) -> Exception:
         """The pipeline's read error with the first listed file that no longer reads (prepare's check) named."""
