@@ -761,7 +761,7 @@ def check_out(out: Path, *, force: bool = False, workdir: Path | None = None, in
     """Refuse an ``--out`` that would replace a file predict did not write (a labels CSV, say), that
     lies in a folder the toolkit replaces whole (``ensemble/``, a member's folder), or whose folder
     cannot be written, before any work. Even with ``--force``: an image being graded or any image file, a
-    model, predictions or records file (:data:`NEVER_OUT`), a file of any workdir (a folder holding
+    model, predictions or records file (:data:`NEVER_OUT`), any file inside another workdir (a folder holding
     ``dataset.json``), and this workdir's labels CSV or images."""
     from members.data.folders import IMAGE_EXTENSIONS
 
@@ -771,9 +771,12 @@ def check_out(out: Path, *, force: bool = False, workdir: Path | None = None, in
     if workdir is not None:
         refuse_replaced_folder(out, workdir, "predictions.csv")
         _refuse_the_source(out, target, workdir)
-    for folder in (target.parent, *target.parent.parents):  # inside another workdir
+    own = workdir.resolve() if workdir is not None else None
+    for folder in (target.parent, *target.parent.parents):  # the nearest workdir holding --out
         if (folder / "dataset.json").is_file():
-            refuse_replaced_folder(out, folder, "predictions.csv")
+            if folder != own:
+                raise UserError(f"--out {out} is inside another workdir, {folder} (it holds dataset.json), whose "
+                                "files predict does not write; pass an --out outside it.")
             break
     if target.suffix.casefold() in IMAGE_EXTENSIONS or target.suffix.casefold() in NEVER_OUT:
         raise UserError(f"--out {out} is a {target.suffix} file, not a CSV; predict writes a CSV there: pass a file "

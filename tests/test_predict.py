@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -220,6 +221,9 @@ def test_out_never_replaces_a_file_predict_did_not_write(voted, images, tmp_path
                                             r"entry) that the workdir needs; write elsewhere"):
             predict_images(voted, images["good"][:1], out=target, force=True)
         assert (target.read_bytes() if target.exists() else None) == before
+    predict_images(voted, images["good"][:1], out=voted / "today.csv")  # this workdir's own top level is fine
+    assert len(pd.read_csv(voted / "today.csv")) == 1
+    (voted / "today.csv").unlink()
 
 
 def test_cli_predict_json(voted, images) -> None:
@@ -590,13 +594,15 @@ def test_out_never_replaces_inputs_records_or_another_workdir_even_with_force(vo
     other.mkdir()
     (other / "dataset.json").write_text("{}")
     (other / "split.csv").write_text("path,label,split\n")
-    for target, words in ((other / "split.csv", "a file of the prepared dataset"),
-                          (other / "members" / "a" / "metrics.csv", "replaces whole"),
+    another = rf"is inside another workdir, {re.escape(str(other))} \(it holds dataset.json\), whose files predict"
+    for target, words in ((other / "split.csv", another), (other / "members" / "a" / "metrics.csv", another),
+                          (other / "y.csv", another), (other / "sub" / "y.csv", another),
                           (tmp_path / "scores.json", "is a .json file, not a CSV"),
                           (tmp_path / "model.keras", "is a .keras file, not a CSV")):
         with pytest.raises(UserError, match=words):
             predict_images(voted, [good], out=target, force=True)
-    assert (other / "split.csv").read_text() == "path,label,split\n"
+    assert (other / "split.csv").read_text() == "path,label,split\n" and sorted(other.iterdir()) == [
+        other / "dataset.json", other / "split.csv"]
     info = _json.loads((voted / "dataset.json").read_text())
     labels = Path(info["source"][len("csv:"):])
     kept = labels.read_bytes()
