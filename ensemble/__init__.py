@@ -28,7 +28,7 @@ _EXPORTS = {
                                               "METHODS")},
     **{name: "ensemble.stats" for name in ("bootstrap_metrics", "bootstrap_difference", "bootstrap_indices",
                                           "mcnemar_exact", "diversity")},
-    "score": "members.scoring",
+    "score": "ensemble.api",
     "compare": "ensemble.api",
 }
 

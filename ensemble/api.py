@@ -25,7 +25,7 @@ import numpy as np
 from ensemble.importer import import_member
 from members.infra.errors import UserError
 
-__all__ = ["prepare", "train_member", "vote", "predict", "import_member", "compare"]
+__all__ = ["prepare", "train_member", "vote", "predict", "import_member", "compare", "score"]
 
 PathLike = str | os.PathLike
 
@@ -85,7 +85,7 @@ def vote(workdir: PathLike, *, methods: Sequence[str] = ("all",), quiet: bool = 
 
     Args:
         workdir: a workdir with at least two complete members.
-        methods: combiner methods or ``"all"``.
+        methods: combiner methods (a list, or one name or ``"a,b"`` as on the command line) or ``"all"``.
         quiet: do not print the table (it is still in ``ensemble/report.md``).
         **options: keyword options of :func:`ensemble.vote.run_vote` (``members``, ``select_by``, ...).
     """
@@ -94,10 +94,39 @@ def vote(workdir: PathLike, *, methods: Sequence[str] = ("all",), quiet: bool = 
     from ensemble.vote import run_vote
 
     console = Console(file=io.StringIO()) if quiet else None
-    return run_vote(workdir, methods=tuple(methods), console=console, **options)
+    if isinstance(options.get("members"), str):  # "a,b" as on the command line, or one name
+        options["members"] = [m.strip() for m in options["members"].split(",")]
+    return run_vote(workdir, methods=_names(methods), console=console, **options)
 
 
-def predict(workdir: PathLike, images: Sequence[PathLike], *, method: str | None = None, tta: bool = False,
+def _names(values: str | Sequence[str]) -> tuple[str, ...]:
+    """``"soft"`` or ``"soft,stack"`` as one or several names (a string is not a sequence of one-letter names)."""
+    if isinstance(values, str):
+        return tuple(v.strip() for v in values.split(","))
+    return tuple(values)
+
+
+def _paths(images: Any) -> list[str]:
+    """``images`` as a list of path strings: one path, or a sequence of them; arrays are refused in one sentence."""
+    if isinstance(images, (str, os.PathLike)):
+        return [os.fspath(images)]
+    if isinstance(images, np.ndarray):
+        items = [images]
+    else:
+        try:
+            items = list(images)
+        except TypeError:
+            items = [images]
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            shape = f" of shape {item.shape}" if isinstance(item, np.ndarray) else ""
+            raise UserError(f"predict takes image files or folders (paths); got a {type(item).__name__}{shape}. Save "
+                            "pixel arrays as PNG files first (PIL.Image.fromarray(a).save('eye.png')) and pass their "
+                            "paths, so that they go through the same image path as training.")
+    return [os.fspath(p) for p in items]
+
+
+def predict(workdir: PathLike, images: PathLike | Sequence[PathLike], *, method: str | None = None, tta: bool = False,
             out: PathLike | None = None, force: bool = False):
     """Grade images (files, or folders of them) with the fitted ensemble; returns a
     :class:`ensemble.inference.PredictionResult`.
@@ -107,8 +136,27 @@ def predict(workdir: PathLike, images: Sequence[PathLike], *, method: str | None
     """
     from ensemble.inference import predict_images
 
-    return predict_images(workdir, [str(p) for p in images], out=out, method=method, tta=tta,
+    return predict_images(workdir, _paths(images), out=out, method=method, tta=tta,
                           print_csv=False, force=force)
+
+
+def score(labels: Any, probs: Any, *, pred: Any = None, num_classes: int | None = None) -> dict[str, float]:
+    """Every metric of the report for one model's predictions: :func:`members.scoring.score`, after checking that
+    ``probs`` are probabilities (finite, >= 0, rows summing to 1) and ``labels`` whole class numbers.
+
+    Example:
+        >>> s = score([0, 1], [[0.8, 0.2], [0.3, 0.7]])
+        >>> s["accuracy"], s["auc"]
+        (1.0, 1.0)
+    """
+    from members import scoring
+
+    try:
+        if probs is not None:
+            scoring.check_probabilities(probs)
+        return scoring.score(labels, probs, pred=pred, num_classes=num_classes)
+    except ValueError as exc:
+        raise UserError(f"score: {exc}") from None
 
 
 def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed: int = 0,
@@ -135,10 +183,16 @@ def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed
         1.0
     """
     from ensemble import stats
+    from members.scoring import _check_labels, check_probabilities
 
-    labels = np.asarray(labels, dtype=np.int64)
     pa, pb = np.asarray(probs_a, dtype=np.float64), np.asarray(probs_b, dtype=np.float64)
-    if pa.shape != pb.shape or pa.ndim != 2 or pa.shape[0] != labels.shape[0]:
+    try:
+        for name, p in (("probs_a", pa), ("probs_b", pb)):
+            check_probabilities(p, name)
+        labels = _check_labels(labels, pa.shape[1])
+    except ValueError as exc:
+        raise UserError(f"compare: {exc}") from None
+    if pa.shape != pb.shape or pa.shape[0] != labels.shape[0]:
         raise UserError(f"compare needs two (n, k) probability arrays for the same n labels; got {pa.shape} and "
                         f"{pb.shape} for {labels.shape[0]} labels.")
     if groups is not None and len(groups) != len(labels):

@@ -202,10 +202,30 @@ def _validate(labels, probs, pred, num_classes):
     return labels, probs, pred, int(num_classes)
 
 
+def check_probabilities(probs, name: str = "probs") -> None:
+    """Raise ``ValueError`` unless ``probs`` is ``(n, k)`` probabilities: finite, non-negative, rows summing to 1
+    (within 1e-3) — logits, percentages and log-probabilities give figures that look right and are not."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"{name} must have shape (n, k); got {p.shape}.")
+    if not np.isfinite(p).all():
+        raise ValueError(f"{name} holds {int((~np.isfinite(p)).sum())} NaN or infinite value(s); pass probabilities.")
+    sums = p.sum(axis=1)
+    if p.size and (p.min() < 0 or np.abs(sums - 1).max() > 1e-3):
+        row = int(np.abs(sums - 1).argmax()) if p.min() >= 0 else int(np.where(p.min(axis=1) < 0)[0][0])
+        raise ValueError(f"{name} row {row} is not probabilities (it sums to {sums[row]:.6g}, minimum "
+                         f"{p[row].min():.6g}); pass softmax probabilities (each row >= 0, summing to 1), not "
+                         "logits, percentages or log-probabilities.")
+
+
 def _check_labels(values, k: int, name: str = "labels") -> np.ndarray:
     values = np.asarray(values)
     if values.ndim != 1:
-        raise ValueError(f"{name} must be 1-D; got shape {values.shape}.")
+        raise ValueError(f"{name} must be 1-D, one class number per row; got shape {values.shape} (one-hot rows: "
+                         "pass labels.argmax(axis=1)).")
+    if values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
+        raise ValueError(f"{name} must be whole class numbers 0..{k - 1}; got fractional values such as "
+                         f"{float(values[values != np.round(values)][0]):g}.")
     if values.size and (values.min() < 0 or values.max() >= k):
         raise ValueError(f"{name} must be in 0..{k - 1}; got {values.min()}..{values.max()}.")
     return values.astype(np.int64, copy=False)

@@ -89,3 +89,54 @@ def test_workflow_from_python(tmp_path):
     out = compare(y, good, flat, n_boot=50)
     assert out["difference"]["accuracy"]["value"] == pytest.approx(1.0 - out["b"]["accuracy"]["value"])
     assert 0.0 <= out["mcnemar_p"] <= 1.0
+    again = vote(tmp_path / "w", methods="soft", members="a,b", n_boot=10)  # strings as on the command line
+    assert set(again["ensembles"]) >= {"soft"} and "s" not in again["ensembles"]
+
+
+@pytest.mark.parametrize("bad, words", [
+    (lambda y, p: (y, p * 100), "probs_a row 0 is not probabilities (it sums to 100"),
+    (lambda y, p: (y, np.log(p)), "not logits, percentages or log-probabilities"),
+    (lambda y, p: (y, np.where(np.arange(6)[:, None] == 2, np.nan, p)), "probs_a holds 3 NaN or infinite value(s)"),
+    (lambda y, p: (np.eye(3)[y], p), "labels must be 1-D, one class number per row; got shape (6, 3)"),
+    (lambda y, p: (y + 0.5, p), "labels must be whole class numbers 0..2; got fractional values such as 0.5"),
+])
+def test_compare_and_score_refuse_what_is_not_probabilities_and_classes(bad, words):
+    from ensemble import compare, score
+    from members.infra.errors import UserError
+
+    y = np.array([0, 1, 2, 1, 0, 2])
+    labels, probs = bad(y, np.eye(3)[y] * 0.7 + 0.1)
+    with pytest.raises(UserError, match=r"^compare: ") as info:
+        compare(labels, probs, np.full((6, 3), 1 / 3), n_boot=10)
+    assert words in str(info.value)
+    with pytest.raises(UserError, match=r"^score: "):
+        score(labels, probs)
+
+
+def test_predict_takes_one_path_or_many_and_refuses_pixel_arrays(tmp_path, monkeypatch):
+    from ensemble import api, inference
+    from members.infra.errors import UserError
+
+    seen = []
+    monkeypatch.setattr(inference, "predict_images", lambda workdir, paths, **kw: seen.append(paths))
+    (tmp_path / "eye.png").touch()
+    for images, expected in (("eye.png", ["eye.png"]), (tmp_path / "eye.png", [str(tmp_path / "eye.png")]),
+                             (["a.png", tmp_path / "b.png"], ["a.png", str(tmp_path / "b.png")]),
+                             (("a.png",), ["a.png"])):
+        api.predict(tmp_path, images)
+        assert seen.pop() == expected  # one path is one image, not one image per character
+    for images, words in ((np.zeros((8, 8, 3), np.uint8), "got a ndarray of shape (8, 8, 3)"),
+                          ([np.zeros((8, 8, 3))], "got a ndarray of shape (8, 8, 3)"), (3, "got a int")):
+        with pytest.raises(UserError, match=r"^predict takes image files or folders \(paths\); ") as info:
+            api.predict(tmp_path, images)
+        assert words in str(info.value) and "Save pixel arrays as PNG files first" in str(info.value)
+    assert seen == []
+
+
+def test_a_spec_file_may_be_given_as_a_path(tmp_path):
+    from pathlib import Path
+
+    from members.model.spec import load_preset, resolve_spec
+
+    path = Path(__file__).resolve().parents[1] / "members" / "presets" / "tiny.toml"
+    assert load_preset(path) == load_preset("tiny") == resolve_spec(path).replace()

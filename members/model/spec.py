@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -369,12 +370,14 @@ def load_spec_file(path: str | Path, *, base: MemberSpec | None = None) -> Membe
     return dataclasses.replace(base or MemberSpec(), **data)
 
 
-def load_preset(name: str) -> MemberSpec:
+def load_preset(name: str | os.PathLike) -> MemberSpec:
     """Load a built-in preset by name, or a TOML file when ``name`` is a path.
 
     Raises:
         UserError: unknown preset (the message lists the known ones).
     """
+    if isinstance(name, os.PathLike):
+        return load_spec_file(name)
     if name.endswith(".toml") or "/" in name:
         return load_spec_file(name)
     path = PRESET_DIR / f"{name}.toml"
