@@ -24,6 +24,7 @@ cut from.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -284,9 +285,10 @@ def _display(path: str, variants: Sequence[tuple[int, str, bool]]):
     import tensorflow as tf
 
     from members.data.fundus import fundus_box
-    from members.data.pipeline import decode
+    from members.data.pipeline import decode, orientation_table, upright
 
     image = decode(tf.io.read_file(path), DISPLAY_SIZE)
+    image = upright(image, tf.constant(os.fsencode(path)), orientation_table([path]))  # as the members saw it
     h, w = int(image.shape[0]), int(image.shape[1])
     if max(h, w) > DISPLAY_SIZE:
         scale = DISPLAY_SIZE / max(h, w)
@@ -407,15 +409,19 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
     candidates = [p for p in paths if p not in skipped]
     if not candidates:
         settle_skipped(paths, candidates, [], skipped)  # refuses, naming each input, before a folder is made
-    from ensemble.inference import printable_path, refuse_replaced_folder
+    from ensemble.inference import (_refuse_the_source, printable_path, refuse_other_workdir, refuse_replaced_folder,
+                                    screen_notes)
 
     refuse_replaced_folder(Path(out), Path(workdir), "heatmaps")
+    refuse_other_workdir(Path(out), Path(out).resolve(), Path(workdir), "explain")
+    _refuse_the_source(Path(out), Path(out).resolve(), Path(workdir))  # heatmaps are no training images
+    forwards = [[_forward(c, m.name) for c in _copies(m.model)] for m in ens.members]  # refuses before a folder
     made = not Path(out).exists()
     folder = _out_folder(out)
     variants = list(dict.fromkeys(member_variant(m) for m in ens.members))
     slot = [variants.index(member_variant(m)) for m in ens.members]
-    forwards = [[_forward(c, m.name) for c in _copies(m.model)] for m in ens.members]
     written: list[Path] = []
+    withheld = 0
     used_names = _taken_names(folder, candidates)  # never replace a photograph or another program's PNG
     done = set()
     for indices, batches in image_batches(candidates, variants, batch_size=16) if candidates else []:
@@ -428,17 +434,27 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
             own.append(_scaled(_cam(m.model, batches[slot[j]], grades, forwards[j])))
             for_ensemble.append(own[-1] if np.array_equal(grades, ens_grades) else
                                 _scaled(_cam(m.model, batches[slot[j]], ens_grades, forwards[j])))
-        for row, i in enumerate(indices.numpy().tolist()):
+        rows = indices.numpy().tolist()
+        notes = screen_notes(ens, [candidates[i] for i in rows])  # predict's screen: no grade to read off them
+        for row, i in enumerate(rows):
             done.add(i)
             image, windows = _display(candidates[i], variants)
             shape = image.shape[:2]
             maps = [_paste(own[j][row], windows[slot[j]], shape) for j in range(len(ens.members))]
             combined = sum(weights[j] * _paste(for_ensemble[j][row], windows[slot[j]], shape)
                            for j in range(len(ens.members)))
-            titles = [f"{m.name}: {_label(classes, int(P[j, row].argmax()), ordinal)} (p={P[j, row].max():.2f})"
-                      for j, m in enumerate(ens.members)]
             g = int(ens_grades[row])
-            titles.append(f"ensemble ({ens.method}): {_label(classes, g, ordinal)} (p={ens_probs[row, g]:.2f})")
+            if notes[row]:  # ungradable or unlike the training images: the maps, but no grade
+                withheld += 1
+                why = notes[row].split(":")[0]
+                titles = [f"{m.name}: grade withheld" for m in ens.members]
+                titles.append(f"ensemble ({ens.method}): withheld, {why}")
+            else:
+                titles = [f"{m.name}: {_label(classes, int(P[j, row].argmax()), ordinal)} (p={P[j, row].max():.2f})"
+                          for j, m in enumerate(ens.members)]
+                titles.append(f"ensemble ({ens.method}): {_label(classes, g, ordinal)} (p={ens_probs[row, g]:.2f})")
+            titles = [t + ("\n(empty map: no region raised this output)" if not heat.any() else "")
+                      for t, heat in zip(titles, [*maps, combined])]
             explanation = Explanation(candidates[i], image, titles, np.stack([*maps, combined]))
             name = _unique(Path(candidates[i]).stem, used_names)
             written.append(_save(plot_explanation(explanation, _pyplot()), folder / f"{name}.png"))
@@ -447,6 +463,9 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
         shutil.rmtree(folder, ignore_errors=True)
     settle_skipped(paths, candidates, sorted(done), skipped)
     _report_skipped(skipped)
+    if withheld:
+        print(f"Note: {withheld} image(s) are ungradable or unlike the training images: their figures show the maps "
+              "but no grade (predict withholds their grades too and says why in its note column).", file=sys.stderr)
     print(f"Explained {len(written)} image(s) with {ens.method} over {len(ens.members)} members → {folder}; "
           f"skipped {len(skipped)}.", file=sys.stderr)
     return written

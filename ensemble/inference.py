@@ -667,15 +667,19 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
         _write(rows, out, print_csv)
         raise
     graded = [candidates[i] for i in kept]
-    looks = appearance.looks(graded)  # the raw image at 128 px, as vote read the training images
-    unlike = (appearance.screen(ens.appearance, looks) if ens.appearance is not None
-              else [""] * len(graded))  # vote's range of the training images' looks (ensemble.appearance)
-    flat = flat_images(looks)
-    notes = [UNIFORM_NOTE if is_flat else why for is_flat, why in zip(flat, unlike)]
+    notes = screen_notes(ens, graded)
     result = replace(_combine(ens, graded, P, skipped, notes=notes), given=list(paths), synthetic=ens.synthetic)
     _write(result.to_csv(), out, print_csv)
     _summary(result, out)
     return result
+
+
+def screen_notes(ens: Ensemble, paths: Sequence[str]) -> list[str]:
+    """Per image, why its grade is withheld — ungradable (:data:`UNIFORM_NOTE`) or unlike the training images
+    (vote's range of their looks, :mod:`ensemble.appearance`) — or ``""``; ``predict`` and ``explain`` alike."""
+    looks = appearance.looks(paths)  # the raw image at 128 px, as vote read the training images
+    unlike = appearance.screen(ens.appearance, looks) if ens.appearance is not None else [""] * len(paths)
+    return [UNIFORM_NOTE if is_flat else why for is_flat, why in zip(flat_images(looks), unlike)]
 
 
 def flat_images(looks: np.ndarray) -> np.ndarray:
@@ -771,13 +775,7 @@ def check_out(out: Path, *, force: bool = False, workdir: Path | None = None, in
     if workdir is not None:
         refuse_replaced_folder(out, workdir, "predictions.csv")
         _refuse_the_source(out, target, workdir)
-    own = workdir.resolve() if workdir is not None else None
-    for folder in (target.parent, *target.parent.parents):  # the nearest workdir holding --out
-        if (folder / "dataset.json").is_file():
-            if folder != own:
-                raise UserError(f"--out {out} is inside another workdir, {folder} (it holds dataset.json), whose "
-                                "files predict does not write; pass an --out outside it.")
-            break
+    refuse_other_workdir(out, target.parent, workdir, "predict")
     if target.suffix.casefold() in IMAGE_EXTENSIONS or target.suffix.casefold() in NEVER_OUT:
         raise UserError(f"--out {out} is a {target.suffix} file, not a CSV; predict writes a CSV there: pass a file "
                         "name ending in .csv, e.g. --out predictions.csv.")
@@ -800,6 +798,18 @@ def check_out(out: Path, *, force: bool = False, workdir: Path | None = None, in
     if first[:len(CSV_COLUMNS)] != list(CSV_COLUMNS):
         raise UserError(f"--out {out} exists and is not a predictions CSV that predict wrote (its first line is not "
                         f"{','.join(CSV_COLUMNS)},prob_0,...); pass another --out, or --force to replace it.")
+
+
+def refuse_other_workdir(out: Path, folder: Path, workdir: Path | None, verb: str) -> None:
+    """Refuse an ``--out`` whose files land in ``folder`` when the nearest workdir holding it (a folder with
+    ``dataset.json``) is not ``workdir``: another workdir's folders are for its own commands."""
+    own = workdir.resolve() if workdir is not None else None
+    for place in (folder, *folder.parents):
+        if (place / "dataset.json").is_file():
+            if place != own:
+                raise UserError(f"--out {out} is inside another workdir, {place} (it holds dataset.json), whose "
+                                f"files {verb} does not write; pass an --out outside it.")
+            return
 
 
 def _refuse_the_source(out: Path, target: Path, workdir: Path) -> None:

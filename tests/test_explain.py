@@ -224,6 +224,7 @@ def test_cli_explains_imported_sequential_members_and_names_one_without_convolut
     run_vote(work, methods=("soft",), members=["t1", "seq", "flat"], n_boot=10, keep_collapsed=True, console=quiet)
     one_sentence_error(*run_cli("explain", "--workdir", work, images[0], "--out", tmp_path / "heat2")[::2],
                        "Member 'flat' has no convolutional layer", "--members")
+    assert not (tmp_path / "heat2").exists()  # refused before its folder is made
 
 
 def test_combiner_weights_are_read_or_equal():

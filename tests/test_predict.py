@@ -352,6 +352,46 @@ def test_explain_never_replaces_a_photograph_or_a_foreign_png_and_stays_out_of_r
     assert code == 0 and out2.split("\t")[1].strip() == str(folder / "b-2.png"), err
     for inside in (voted / "ensemble" / "heat", voted / "members" / "t1"):
         one_sentence_error(*run_cli("explain", "--workdir", voted, photo, "--out", inside)[::2], "replaces whole")
+    other = tmp_path / "other-workdir"  # another workdir's figures and folders, as predict --out refuses them
+    (other / "ensemble").mkdir(parents=True)
+    (other / "dataset.json").write_text("{}")
+    for inside in (other, other / "ensemble", other / "new"):
+        one_sentence_error(*run_cli("explain", "--workdir", voted, photo, "--out", inside)[::2],
+                           f"is inside another workdir, {other} (it holds dataset.json), whose files explain does not")
+    assert sorted(p.name for p in other.iterdir()) == ["dataset.json", "ensemble"] and not any(other.rglob("*.png"))
+    import json as _json
+
+    root = Path(_json.loads((voted / "dataset.json").read_text())["image_root"])  # heatmaps are no training images
+    one_sentence_error(*run_cli("explain", "--workdir", voted, photo, "--out", root / "0")[::2],
+                       "is inside the images folder")
+    assert not (root / "0").exists()
+
+
+def test_explain_withholds_the_grade_predict_withholds_and_turns_exif_photos(voted, images, tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from ensemble import explain
+
+    black, noise = tmp_path / "black.png", tmp_path / "noise.png"
+    Image.new("RGB", (32, 32)).save(black)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(noise)
+    titles = {}
+    real = explain.plot_explanation
+    monkeypatch.setattr(explain, "plot_explanation", lambda e, plt: (titles.setdefault(Path(e.path).name, e.titles),
+                                                                     real(e, plt))[1])
+    explain.explain_images(voted, [str(black), images["good"][0]], tmp_path / "heat")
+    ens_title = titles["black.png"][-1]
+    assert ens_title.startswith("ensemble (") and "withheld, ungradable" in ens_title and "p=" not in ens_title
+    assert all(t.split("\n")[0].endswith("grade withheld") for t in titles["black.png"][:-1])
+    assert "p=" in titles[Path(images["good"][0]).name][-1]  # a fundus photograph keeps its grade
+    # EXIF orientation 6 (turned 90° clockwise to view): drawn upright, as the members score it
+    wide = Image.open(images["good"][0]).convert("RGB").resize((48, 32))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    wide.save(tmp_path / "turned.jpeg", exif=exif.tobytes())
+    image, windows = explain._display(str(tmp_path / "turned.jpeg"), [(16, "none", False)])
+    assert image.shape[:2] == (48, 32)  # tall, as viewers show it
 
 
 def test_predict_refuses_an_out_it_cannot_write_before_any_work(voted, images, tmp_path) -> None:
