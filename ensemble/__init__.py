@@ -11,8 +11,8 @@ The names below import lazily, so ``import ensemble`` stays light:
     1.0
 
 Combiners (scikit-learn estimators on stacked probabilities ``P``): ``HardVote``, ``SoftVote``,
-``WeightedVote``, ``CaruanaSelection``, ``Stacking``, ``GradeThresholds``, ``make_combiner``,
-``load_combiner``. Statistics of the report: ``score`` (point metrics), ``bootstrap_metrics``
+``WeightedVote``, ``CaruanaSelection``, ``Stacking``, ``make_combiner``, ``load_combiner``; and
+``GradeThresholds``, cuts of one model's ``(rows, classes)`` probabilities. Statistics of the report: ``score`` (point metrics), ``bootstrap_metrics``
 (95 % intervals), ``bootstrap_difference``, ``mcnemar_exact``, ``diversity``, ``compare``.
 The workflow verbs live in :mod:`ensemble.api` (``ensemble.vote`` is the vote module):
 ``from ensemble.api import prepare, train_member, vote, predict, import_member``.

@@ -109,16 +109,32 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
             if not callable(getattr(model, "save", None)):
                 raise UserError(f"model must be the path of a .keras file or a keras.Model; got a "
                                 f"{type(model).__name__}.")
-            model.save(Path(tmp) / "keras.Model object.keras")  # the name its messages and metrics.json show
+            try:
+                model.save(Path(tmp) / "keras.Model object.keras")  # the name metrics.json shows
+            except (ValueError, AttributeError, TypeError, NotImplementedError) as exc:
+                raise UserError(f"The keras.Model passed cannot be saved as a .keras file ({exc}); give it an input "
+                                "shape (keras.Input, or call it once on a batch) and register any custom layer with "
+                                "keras.saving.register_keras_serializable, then import it again.") from None
             model = Path(tmp) / "keras.Model object.keras"
         try:
             _import_locked(folder, name, data, model=model, val_csv=val_csv, test_csv=test_csv,
                            input_size=input_size, force=force, image_column=image_column)
+        except UserError as exc:
+            _drop_empty(folder, existed)
+            if isinstance(model, Path) and model.parent == Path(tmp):  # name the object, not the temp file behind it
+                text = str(exc).replace(str(model), "the keras.Model passed")
+                raise UserError(text[:1].upper() + text[1:]) from None
+            raise
         except BaseException:
-            if not existed and folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()  # a refused import leaves no empty member folder behind (vote would list it)
+            _drop_empty(folder, existed)
             raise
     return folder
+
+
+def _drop_empty(folder: Path, existed: bool) -> None:
+    """A refused import leaves no empty member folder behind (vote would list it)."""
+    if not existed and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _import_locked(folder: Path, name: str, data, *, model, val_csv, test_csv, input_size, force, image_column) -> None:
@@ -202,14 +218,19 @@ def _load_keras(path: Path):
 
 
 def _input_size(model, path: Path, given: int | None) -> int:
-    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    try:
+        input_shape = model.input_shape
+    except (AttributeError, ValueError):  # a Sequential never built nor called
+        raise UserError(f"{path} has no input shape (the model was never built); give it one (keras.Input((h, w, 3)) "
+                        "first, or call it once on a batch of images) and save it again.") from None
+    shape = tuple(input_shape) if not isinstance(input_shape, list) else None
     if shape is not None and len(shape) == 4 and shape[-1] == 1:
-        raise UserError(f"{path} takes one-channel (grey) images {model.input_shape}; the project feeds RGB: put a "
+        raise UserError(f"{path} takes one-channel (grey) images {input_shape}; the project feeds RGB: put a "
                         "fixed grey conversion in front (inputs = keras.Input((h, w, 3)); a Dense(1, use_bias=False) "
                         "on the channels with weights [[0.299], [0.587], [0.114]], trainable=False; then the model) "
                         "and save that.")
     if shape is None or len(shape) != 4 or shape[-1] != 3:
-        raise UserError(f"{path} takes input {model.input_shape}; an imported model needs one RGB image input "
+        raise UserError(f"{path} takes input {input_shape}; an imported model needs one RGB image input "
                         "(batch, height, width, 3).")
     h, w = shape[1], shape[2]
     if h is None or w is None:

@@ -143,7 +143,9 @@ class PredictionResult:
             (:data:`UNIFORM_NOTE`, unlike the training images) or ``review: <reason>`` (low confidence,
             members that disagree); ``refer`` is 1 exactly where the note is not empty.
         withheld: ``(n,)`` bool, True for images referred whatever their grade (ungradable, unlike the training
-            images): their grade and ``referable`` are left empty.
+            images): their grade and ``referable`` are left empty in the CSV and ``to_json`` (which keeps the raw
+            output under ``withheld``). The arrays above keep the raw output for every row, so leave these rows
+            out (``result.labels[~result.withheld]``) before counting grades or referable eyes.
     """
 
     paths: list[str]

@@ -289,6 +289,9 @@ def test_cross_argument_messages():
         fitted.predict(P3[:2])
     with pytest.raises(UserError, match="init has 2 threshold"):
         GradeThresholds(init=(0.5, 1.5)).fit(PORD[0], YORD)
+    with pytest.raises(UserError, match=r"^GradeThresholds takes one model's probabilities, shape \(rows, classes\); "
+                                        rf"got shape \({PORD.shape[0]}, {PORD.shape[1]}, {PORD.shape[2]}\)\. For the "):
+        GradeThresholds().fit(PORD, YORD)
     with pytest.raises(UserError, match="metric must be one of log_loss, accuracy, qwk; got 'auc'"):
         CaruanaSelection(metric="auc").fit(P3, Y3)
     with pytest.raises(RuntimeError, match="Stacking is not fitted yet"):

@@ -527,6 +527,14 @@ def test_what_people_bring_is_named(workdir_copy, tmp_path, capsys):
     assert "has no Rescaling or Normalization layer, so it gets pixels 0-255" in capsys.readouterr().err
     folder = import_member(workdir_copy, "object", model=keras.saving.load_model(tmp_path / "any.keras"))
     assert (folder / "model.keras").is_file() and not (workdir_copy / "members" / "k").exists()
+    grey = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(2, 3), keras.layers.GlobalAveragePooling2D(),
+                             keras.layers.Dense(5, activation="softmax")])
+    with pytest.raises(UserError) as info:  # the object is named, not the temporary file behind it
+        import_member(workdir_copy, "grey", model=grey)
+    assert "the keras.Model passed" in str(info.value) and "/tmp" not in str(info.value).split("passed")[0]
+    with pytest.raises(UserError, match=r"^The keras.Model passed has no input shape \(the model was never built\); "):
+        import_member(workdir_copy, "unbuilt", model=keras.Sequential([keras.layers.Dense(5)]))
+    assert not (workdir_copy / "members" / "grey").exists() and not (workdir_copy / "members" / "unbuilt").exists()
 
 
 def test_a_members_own_model_imports_with_its_preprocessing_and_a_custom_loss_is_no_obstacle(trained, tmp_path, capsys):

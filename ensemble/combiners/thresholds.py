@@ -52,6 +52,10 @@ class GradeThresholds:
 
     def fit(self, probs: Any, y: Any) -> GradeThresholds:
         """Tune the thresholds on probabilities (n, k) and labels (n,)."""
+        if np.ndim(probs) != 2:
+            raise UserError(f"GradeThresholds takes one model's probabilities, shape (rows, classes); got shape "
+                            f"{np.shape(probs)}. For the members' stacked P (members, rows, classes), fit a combiner "
+                            "(SoftVote, say) and pass its predict_proba(P).")
         probs = check_probs(np.asarray(probs)[None])[0]
         n, k = probs.shape
         y = check_labels(y, n, k)
