@@ -81,6 +81,43 @@ def test_a_snapshot_folder_filled_while_training_is_never_replaced(workdir_copy,
     assert any("WARNING: snapshot 1 was not written" in line and "became an imported member" in line for line in lines)
 
 
+def test_force_replaces_a_snapshot_run_whole_and_another_members_folder_is_refused_before_any_folder(workdir_copy):
+    from tests.helpers import add_member
+
+    members = workdir_copy / "members"
+    train_member(workdir_copy, TINY.replace(epochs=4, snapshots=2), name="s", preset="tiny", log=quiet,
+                 show_progress=False)
+    old = {j: (members / f"s-snap{j}" / "model.keras").read_bytes() for j in (1, 2)}
+    longer = TINY.replace(epochs=6, snapshots=2)
+    with pytest.raises(UserError, match="Member 's-snap1' in .* is already complete with another spec .*pass --force"):
+        train_member(workdir_copy, longer, name="s", preset="tiny", log=quiet, show_progress=False)
+    assert {j: (members / f"s-snap{j}" / "model.keras").read_bytes() for j in (1, 2)} == old
+    lines = []
+    train_member(workdir_copy, longer, name="s", preset="tiny", log=lines.append, show_progress=False, force=True)
+    for j, epoch in ((1, 3), (2, 6)):  # both snapshots are the new run's
+        m = read_json(members / f"s-snap{j}" / "metrics.json")
+        assert (m["snapshot_of"], m["best_epoch"]) == ("s", epoch)
+        assert (members / f"s-snap{j}" / "model.keras").read_bytes() != old[j]
+    assert sorted(p.name for p in members.iterdir()) == ["s", "s-snap1", "s-snap2"]  # no .replacement left
+    # a snapshot folder holding another member: refused at once, before this run makes any folder
+    add_member(workdir_copy, "t-snap2", seed=3)
+    with pytest.raises(UserError, match=r"^Member 't' would write its snapshot 2 to .*t-snap2, which holds another "
+                                        r"member, not a snapshot of it; .* choose another --name for this run\.$"):
+        train_member(workdir_copy, TINY.replace(epochs=4, snapshots=2), name="t", preset="tiny", log=quiet,
+                     show_progress=False, force=True)
+    assert not (members / "t").exists() and not (members / "t-snap1").exists()
+
+
+def test_with_keep_last_the_last_snapshot_is_the_member_and_is_not_written_twice(workdir_copy):
+    lines = []
+    train_member(workdir_copy, TINY.replace(epochs=4, snapshots=2, keep="last"), name="s", preset="tiny",
+                 log=lines.append, show_progress=False)
+    members = workdir_copy / "members"
+    assert sorted(p.name for p in members.iterdir()) == ["s", "s-snap1"]
+    assert read_json(members / "s" / "metrics.json")["best_epoch"] == 4  # the member is snapshot 2
+    assert any("snapshot 2/2 (epoch 4) is the member itself" in line for line in lines)
+
+
 def test_swa_member_holds_the_average_of_the_last_epochs(workdir_copy, monkeypatch):
     seen = []
     original = FreeMembers.after_epoch

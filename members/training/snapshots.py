@@ -88,11 +88,11 @@ class FreeMembers:
         """Before the first epoch: a fresh run (``None``) drops old state; a resumed one reloads the average.
 
         Raises:
-            UserError: a snapshot member's folder is complete with another spec (finished members
-                are never overwritten; see :mod:`members.training.guard`).
+            UserError: a snapshot member's folder is complete with another spec, without ``force``, or holds
+                another member (finished members are never overwritten; see :mod:`members.training.guard`).
         """
         if self.ends:
-            self._check_snapshot_folders()
+            check_snapshot_folders(self.t.data, self.t.name, self.t.spec, force=getattr(self.t, "force", False))
         if resumed_epochs is None:
             shutil.rmtree(self.snap_dir, ignore_errors=True)
             shutil.rmtree(self.swa_dir, ignore_errors=True)
@@ -144,18 +144,9 @@ class FreeMembers:
         shutil.rmtree(self.swa_dir, ignore_errors=True)
 
     # ----- snapshots -----------------------------------------------------------------------
-    def _check_snapshot_folders(self) -> None:
-        from members.training.guard import existing_member, refusal
-        from members.training.trainer import member_dir
-
-        for j in range(1, len(self.ends) + 1):
-            folder = member_dir(self.t.data.workdir, snapshot_name(self.t.name, j))
-            state = existing_member(folder, self.t.spec, self.t.data.fingerprint)
-            if state.complete and state.differences:
-                raise refusal(folder.name, folder, state.differences, option="--name for this run")
-
     def _taken_since(self, folder: Path) -> str | None:
-        """Why ``folder`` now holds another finished member (imported, or trained with another spec), else None."""
+        """Why ``folder`` now holds a finished member this run may not replace (imported, another member's, or
+        this member's snapshot with another spec without ``force``), else None."""
         from members.training.guard import existing_member
 
         state = existing_member(folder, self.t.spec, self.t.data.fingerprint)
@@ -164,11 +155,15 @@ class FreeMembers:
         if state.metrics.get("snapshot_of") != self.t.name:
             what = "an imported member" if state.metrics.get("imported") else "another member"
             return f"became {what}"
-        return f"became a member with another spec ({'; '.join(state.differences)})" if state.differences else None
+        if state.differences and not getattr(self.t, "force", False):
+            return f"became a member with another spec ({'; '.join(state.differences)})"
+        return None
 
     def _write_snapshots(self, model) -> None:
         from members.infra.lock import MemberLock
         from members.training.trainer import member_dir
+
+        from members.training.trainer import _swap_in
 
         keep = self.t.dir / SNAP_DIR / ".current.weights.h5"
         model.save_weights(keep)
@@ -176,6 +171,10 @@ class FreeMembers:
         for j, end in enumerate(self.ends, start=1):
             name = snapshot_name(self.t.name, j)
             folder = member_dir(workdir, name)
+            if j == len(self.ends) and self.is_the_member(end):
+                self.t.log(f"[{self.t.name}] snapshot {j}/{len(self.ends)} (epoch {end + 1}) is the member itself "
+                           "(keep = \"last\"): not written twice, so that vote does not count it twice")
+                continue
             with MemberLock(folder):
                 taken = self._taken_since(folder)
                 if taken:  # checked at the start, filled while this run trained: never replaced
@@ -183,19 +182,31 @@ class FreeMembers:
                                "run trained, and a finished member is never replaced; train again with another "
                                "--name to get the snapshots.")
                     continue
-                (folder / "metrics.json").unlink(missing_ok=True)
+                # a finished snapshot (an earlier run's) stays whole until its successor is complete
+                target = folder.with_name(f".{name}.replacement") if (folder / "metrics.json").is_file() else folder
+                shutil.rmtree(target, ignore_errors=True) if target != folder else None
+                target.mkdir(parents=True, exist_ok=True)
                 model.load_weights(self.snap_dir / f"snap{j}.weights.h5")
-                atomic.write_text(folder / "spec.toml", self.t.spec.to_toml(preset=self.t.preset))
+                atomic.write_text(target / "spec.toml", self.t.spec.to_toml(preset=self.t.preset))
                 snap = copy.copy(self.t)  # the same data and datasets, another folder, the history to this epoch
-                snap.dir, snap.name, snap.resume_dir, snap._datasets = folder, name, folder / ".resume", {}
+                snap.dir, snap.name, snap.resume_dir, snap._datasets = target, name, target / ".resume", {}
                 snap.history = [dict(row) for row in self.t.history[: end + 1]]
                 result = snap._finish(model, float(sum(r.get("seconds", 0.0) for r in snap.history)))
                 metrics = {**result.metrics, "snapshot": j, "snapshots": len(self.ends), "snapshot_of": self.t.name,
                            "best_epoch": end + 1}
-                atomic.write_json(folder / "metrics.json", metrics)
+                atomic.write_json(target / "metrics.json", metrics)
+                if target != folder:
+                    _swap_in(target, folder, self.t.log)
             self.t.log(f"[{self.t.name}] snapshot {j}/{len(self.ends)} (epoch {end + 1}) → {folder}")
         model.load_weights(keep)
         keep.unlink(missing_ok=True)
+
+    def is_the_member(self, end: int) -> bool:
+        """Whether the snapshot of plan epoch ``end`` has the very weights the member keeps: ``keep = "last"``, the
+        snapshot at the plan's last epoch, and nothing after it (no retraining rounds, no weight average)."""
+        s = self.t.spec
+        return (s.keep == "last" and end == self.plan_epochs - 1 and not s.retrain_rounds
+                and self.swa_from is None)
 
 
 def recompute_batch_norm(model, dataset) -> int:
@@ -266,3 +277,25 @@ def check_spec(spec) -> None:
                             f"swa={spec.swa}, retrain_rounds={spec.retrain_rounds}")
 
 
+def check_snapshot_folders(data, name: str, spec, *, force: bool = False) -> None:
+    """Before a snapshot run touches any folder: refuse when a snapshot's folder holds a finished member this run
+    may not replace — another member's (a name taken), or this member's snapshot of another spec without ``force``.
+
+    Raises:
+        UserError: naming the folder and what to do.
+    """
+    from members.infra.errors import UserError
+    from members.training.guard import existing_member, refusal
+    from members.training.trainer import member_dir
+
+    for j in range(1, spec.snapshots + 1):
+        folder = member_dir(data.workdir, snapshot_name(name, j))
+        state = existing_member(folder, spec, data.fingerprint)
+        if not state.complete:
+            continue
+        if state.metrics.get("snapshot_of") != name:
+            what = "an imported member" if state.metrics.get("imported") else "another member, not a snapshot of it"
+            raise UserError(f"Member {name!r} would write its snapshot {j} to {folder}, which holds {what}; a finished "
+                            "member is never overwritten: choose another --name for this run.")
+        if state.differences and not force:
+            raise refusal(folder.name, folder, state.differences, option="--name for this run")

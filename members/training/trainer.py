@@ -516,6 +516,10 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
     directory = member_dir(workdir, name)
     check_memory(spec, data.num_classes)
     data.check_images()  # before the member's folder is made or TensorFlow imported
+    if spec.snapshots:  # its snapshot members' folders too (checked again as each is written)
+        from members.training.snapshots import check_snapshot_folders
+
+        check_snapshot_folders(data, name, spec, force=force)
     with MemberLock(directory) as lock:
         recover_dir(directory, complete="metrics.json")
         if not lock.path.exists():  # the recovered folder came without our lock
@@ -536,6 +540,7 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
         atomic.write_text(target / "spec.toml", spec.to_toml(preset=preset))
         trainer = Trainer(data, spec, name, target, preset=preset, log=log,
                           show_progress=is_terminal() if show_progress is None else show_progress)
+        trainer.force = force  # a snapshot run replaces its earlier snapshots too
         result = trainer.run()
         if target != directory:
             _swap_in(target, directory, log)
