@@ -672,3 +672,25 @@ print("not reached", file=sys.stderr)
     assert f"Could not write {target} (File too large)" in err and "ulimit -f" in err
     assert target.read_bytes() == b"the previous weights"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.weights.h5"]  # the temp file is gone
+
+
+def test_a_run_killed_for_memory_resumes_with_the_disk_cache(workdir_copy, monkeypatch):
+    """cache (like tensorboard) changes how a member trains, not what it learns: the resume point is used."""
+    from members.training import trainer as training
+    from members.model.spec import load_preset
+
+    spec = load_preset("tiny").replace(input_size=16, epochs=2, cache="memory")
+    _crash_at_state_save(monkeypatch, 2)
+    with pytest.raises(_Crash):
+        training.train_member(workdir_copy, spec, name="c", log=lambda line: None, show_progress=False)
+    monkeypatch.undo()
+    logs = []
+    result = training.train_member(workdir_copy, spec.replace(cache="disk", tensorboard=True), name="c",
+                                   log=logs.append, show_progress=False)
+    assert any("resuming after epoch 1 (plan)" in line for line in logs), logs
+    assert any("resuming with other run settings (cache 'memory' → 'disk'; tensorboard False → True)" in line
+               for line in logs), logs
+    assert [row["epoch"] for row in _history(result.member_dir)] == ["1", "2"]
+    again = []  # complete: the same member whatever the run settings
+    training.train_member(workdir_copy, spec, name="c", log=again.append, show_progress=False)
+    assert any("already complete with the same spec and data" in line for line in again), again

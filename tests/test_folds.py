@@ -164,6 +164,19 @@ def test_another_fold_plan_drops_the_old_folds_and_makes_the_member_incomplete(f
     assert read_json(member / "folds.json")["folds"] == 3 and read_json(member / "folds.json")["rows"] == len(pool)
 
 
+def test_a_plain_run_on_a_bagged_member_is_another_spec(folded, tmp_path):
+    """train-member without --folds on a complete k-fold member: refused naming folds; --force makes it plain."""
+    from members.training.trainer import train_member
+
+    work = tmp_path / "w"
+    shutil.copytree(folded[0], work)
+    with pytest.raises(UserError, match=r"Member 'cv' .* already complete with another spec \(folds 2 → none\)"):
+        train_member(work, SPEC, name="cv", preset="tiny", log=quiet, show_progress=False)
+    assert read_json(work / "members" / "cv" / "metrics.json")["folds"] == 2
+    result = train_member(work, SPEC, name="cv", preset="tiny", log=quiet, show_progress=False, force=True)
+    assert "folds" not in result.metrics and "folds" not in read_json(work / "members" / "cv" / "metrics.json")
+
+
 def test_predict_averages_the_copies_over_one_decode(folded):
     from ensemble.inference import ensemble_member_probs, load_member
 

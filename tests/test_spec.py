@@ -138,3 +138,25 @@ def test_preset_param_counts_on_file_match_the_built_models(monkeypatch):
     assert spec_mod.preset_params("tiny", wider) == build_model(wider, 5).count_params() != counts["tiny"]["params"]
     monkeypatch.setattr(spec_mod, "PARAMS_FILE", spec_mod.PRESET_DIR / "missing.json")
     assert spec_mod.preset_params("small", load_preset("small")) == counts["small"]["params"]
+
+
+def test_a_spec_file_may_start_from_a_built_in_preset(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('preset = "tiny"\nepochs = 1\n')
+    assert load_spec_file(path) == load_preset("tiny").replace(epochs=1)  # not the field defaults
+    path.write_text('preset = "nosuch"\nepochs = 1\n')
+    with pytest.raises(UserError, match=r"starts from preset = 'nosuch', which is not a built-in preset \(known: "):
+        load_spec_file(path)
+    full = tmp_path / "spec.toml"  # a member's fully resolved spec.toml: every field set, its preset line a label
+    full.write_text(load_preset("small").replace(epochs=3).to_toml(preset="my-own"))
+    assert load_spec_file(full) == load_preset("small").replace(epochs=3)
+
+
+def test_run_settings_are_not_another_spec():
+    from members.model.spec import RUNTIME_FIELDS
+    from members.training.guard import spec_differences
+
+    old = load_preset("tiny").to_dict()
+    runtime = load_preset("tiny").replace(cache="disk", tensorboard=True, jit_compile=True, description="mine")
+    assert set(RUNTIME_FIELDS) >= {"cache", "tensorboard"} and spec_differences(old, runtime) == []
+    assert spec_differences(old, runtime.replace(epochs=7)) == [f"epochs {old['epochs']} → 7"]

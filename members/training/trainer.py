@@ -32,7 +32,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -525,6 +525,9 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
         if not lock.path.exists():  # the recovered folder came without our lock
             lock.acquire()
         existing = existing_member(directory, spec, data.fingerprint)
+        if existing.complete and existing.metrics.get("folds"):  # a bagged member is not this plain one
+            existing = replace(existing, differences=[*existing.differences,
+                                                      f"folds {existing.metrics['folds']} → none"])
         if existing.complete and not existing.differences:
             log(f"[{name}] already complete with the same spec and data: nothing to train "
                 f"(delete {directory / 'metrics.json'} to train it again)")
