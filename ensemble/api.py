@@ -58,15 +58,18 @@ def prepare(workdir: PathLike, *, labels: PathLike | None = None, images: PathLi
     return dataset.prepare_csv(workdir, labels, images, **options)
 
 
-def train_member(workdir: PathLike, preset: str = "small", *, name: str | None = None, log=None,
-                 **overrides: Any):
-    """Train one member from a preset (or a TOML spec file) with spec fields overridden.
+def train_member(workdir: PathLike, preset: str | os.PathLike = "small", *, name: str | None = None, log=None,
+                 force: bool = False, folds: int | None = None, jobs: int = 1, **overrides: Any):
+    """Train one member from a preset (or a TOML spec file) with spec fields overridden: ``train-member``.
 
     Args:
         workdir: a prepared workdir.
         preset: a built-in preset name or a TOML spec file.
         name: the member's folder name (default: the preset's).
         log: a callable for progress lines (default: stderr).
+        force: replace a complete member of another spec (``--force``), once the new one is complete.
+        folds: train a k-fold (bagged) member of ``folds`` copies with out-of-fold predictions (``--folds``).
+        jobs: with ``folds``, copies trained at once (``--jobs``).
         **overrides: any :class:`members.model.spec.MemberSpec` field, e.g. ``epochs=2, input_size=64``.
 
     Returns:
@@ -77,7 +80,11 @@ def train_member(workdir: PathLike, preset: str = "small", *, name: str | None =
 
     spec = resolve_spec(preset, overrides)
     stem = Path(preset).stem
-    return _train(workdir, spec, name=name or stem, preset=stem, log=log)
+    if folds is not None:
+        from members.training.folds import train_folded
+
+        return train_folded(workdir, spec, name=name or stem, k=folds, preset=stem, jobs=jobs, log=log, force=force)
+    return _train(workdir, spec, name=name or stem, preset=stem, log=log, force=force)
 
 
 def vote(workdir: PathLike, *, methods: Sequence[str] = ("all",), quiet: bool = True, **options: Any) -> dict:

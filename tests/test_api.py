@@ -140,3 +140,16 @@ def test_a_spec_file_may_be_given_as_a_path(tmp_path):
 
     path = Path(__file__).resolve().parents[1] / "members" / "presets" / "tiny.toml"
     assert load_preset(path) == load_preset("tiny") == resolve_spec(path).replace()
+
+
+def test_train_member_takes_the_commands_folds_jobs_and_force(tmp_path, monkeypatch):
+    from ensemble import api
+    from members.training import folds, trainer
+
+    calls = []
+    monkeypatch.setattr(folds, "train_folded", lambda workdir, spec, **kw: calls.append(("folded", spec.epochs, kw)))
+    monkeypatch.setattr(trainer, "train_member", lambda workdir, spec, **kw: calls.append(("plain", spec.epochs, kw)))
+    api.train_member(tmp_path, "tiny", name="x", folds=3, jobs=2, epochs=2)
+    api.train_member(tmp_path, "tiny", force=True, epochs=1)
+    assert calls == [("folded", 2, {"name": "x", "k": 3, "preset": "tiny", "jobs": 2, "log": None, "force": False}),
+                     ("plain", 1, {"name": "tiny", "preset": "tiny", "log": None, "force": True})]

@@ -78,7 +78,22 @@ def test_run_job_returns_a_failure_record_instead_of_raising(tmp_path):
     job = _Job(str(tmp_path), "m", "tiny", load_preset("tiny"), None, echo=False, show_progress=False)
     run = run_job(job)
     assert not run.ok and run.error.startswith("UserError: ") and "not prepared" in run.error
-    assert "Traceback" in (tmp_path / "members" / "m" / "train.log").read_text()
+    text = (tmp_path / "members" / "m" / "train.log").read_text()
+    assert "[m] failed: UserError: " in text and "Traceback" not in text  # a plain sentence needs no traceback
+
+
+def test_an_unexpected_failure_keeps_its_traceback_in_the_log_not_on_the_console(tmp_path, monkeypatch, capsys):
+    import members.training.trainer as trainer
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(trainer, "train_member", broken)
+    run = run_job(_Job(str(tmp_path), "m", "tiny", load_preset("tiny"), None, echo=True, show_progress=False))
+    assert not run.ok and run.error == "RuntimeError: a bug"
+    err = capsys.readouterr().err
+    assert "[m] failed: RuntimeError: a bug" in err and "Traceback" not in err
+    assert "Traceback (most recent call last)" in (tmp_path / "members" / "m" / "train.log").read_text()
 
 
 def test_unprepared_workdir_and_bad_options_are_user_errors(tmp_path, workdir):
@@ -99,6 +114,7 @@ def test_loky_trains_two_members_and_reports_the_failed_one(workdir):
     assert result.exit_code == 1, result.output
     assert "nope" in result.output and "Unknown preset 'nope'" in result.output
     assert "tiny-2" in result.output and "failed" in result.output  # the summary table
+    assert "1 of 3 members failed: nope; the reasons are above" in result.output and "<name>" not in result.output
     for name, seed in (("tiny", 3), ("tiny-2", 4)):
         metrics = json.loads((workdir / "members" / name / "metrics.json").read_text())
         assert metrics["name"] == name and metrics["epochs_run"] == 1 and "qwk" in metrics["val"]

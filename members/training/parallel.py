@@ -232,6 +232,14 @@ def _share(threads: int | Mapping[str, int], run: MemberRun) -> int:
     return threads.get(urlparse(worker.address).hostname or "") or max(1, _cores() // max(1, worker.state.nthreads))
 
 
+def _log_path(workdir: Path, run: MemberRun) -> Path:
+    """Where a run's ``train.log`` is: its member's folder, or its fold's for one copy of a k-fold member."""
+    from members.training.folds import fold_dir
+    from members.training.trainer import member_dir
+
+    return (member_dir(workdir, run.name) if run.fold is None else fold_dir(workdir, run.name, run.fold)) / LOG_NAME
+
+
 def run_job(job: _Job) -> MemberRun:
     """Train one member in this process and return its record; never raises for a failed member."""
     from members.training.trainer import member_dir, train_member
@@ -248,11 +256,11 @@ def run_job(job: _Job) -> MemberRun:
     lines: list[str] = []
     stamped: list[str] = []
 
-    def log(line: str) -> None:
+    def log(line: str, *, echo: bool = True) -> None:
         lines.append(line)
         stamped.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
         atomic.write_text(log_path, previous + "".join(stamped))
-        if job.echo:
+        if job.echo and echo:
             print(line, file=sys.stderr, flush=True)
 
     run = MemberRun(job.name, job.preset, job.spec.seed, 0.0, host=f"{socket.gethostname()} pid {os.getpid()}", log=lines,
@@ -270,7 +278,9 @@ def run_job(job: _Job) -> MemberRun:
     except Exception as exc:  # noqa: BLE001  (a failed member is a record, not a crash)
         run.error = _error_text(exc)
         try:
-            log(f"[{job.name}] failed: {run.error}\n{traceback.format_exc().rstrip()}")
+            log(f"[{job.name}] failed: {run.error}")
+            if not isinstance(exc, UserError):  # an unexpected error: its traceback goes to the log file only
+                log(traceback.format_exc().rstrip(), echo=False)
         except OSError:
             pass
     run.seconds = time.perf_counter() - started
@@ -543,6 +553,7 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
     outcome = TrainOutcome([runs[p.name] for p in planned], time.perf_counter() - started, backend, jobs)
     (console or Console()).print(_table(outcome))
     if outcome.failed:
+        logs = [str(path) for r in outcome.results if not r.ok and (path := _log_path(workdir, r)).is_file()]
         log(f"{len(outcome.failed)} of {len(planned)} members failed: {', '.join(n for n, _ in outcome.failed)}; "
-            f"each one's log is in {workdir / 'members'}/<name>/{LOG_NAME}")
+            + (f"the reasons are above, and in {', '.join(dict.fromkeys(logs))}" if logs else "the reasons are above"))
     return outcome
