@@ -169,6 +169,35 @@ def _accuracy(probs: np.ndarray, data, split: str) -> float:
 
 
 # ---- case a: a Keras model ----------------------------------------------------------------
+BUILT_IN_MODULES = ("keras", "members", "builtins", "numpy")  # classes every process of the toolkit can rebuild
+
+
+def _foreign_classes(path: Path) -> list[str]:
+    """Classes of the archive's ``config.json`` from another module than Keras's and the toolkit's (custom code)."""
+    import json
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []  # a damaged archive: load_model names the problem
+    found: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            module = node.get("module")
+            if isinstance(module, str) and "class_name" in node and module.split(".")[0] not in BUILT_IN_MODULES:
+                found.append(str(node.get("registered_name") or f"{module}.{node['class_name']}"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return list(dict.fromkeys(found))
+
+
 def _load_keras(path: Path):
     import keras
 
@@ -194,6 +223,11 @@ def _load_keras(path: Path):
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path} is not a Keras 3 .keras archive (a .keras file is a zip archive; this one is not, "
                         "so it is another format renamed, or damaged); save the model again with model.save('name.keras').")
+    foreign = _foreign_classes(path)
+    if foreign:  # registered in the caller's process, perhaps, but predict and vote load it in their own
+        raise UserError(f"{path} uses {', '.join(repr(c) for c in foreign[:3])}, custom code (a layer, a subclassed "
+                        "model or a function) that the toolkit's commands cannot rebuild: only built-in Keras layers "
+                        "load in predict and vote; rebuild the model from built-in layers and save it again.")
     try:
         if path.suffix != ".keras":  # Keras reads the suffix in lower case only: load a copy named so
             with tempfile.TemporaryDirectory() as tmp:
@@ -210,8 +244,7 @@ def _load_keras(path: Path):
         if custom:
             raise UserError(f"{path} uses {custom.group(1)!r}, custom code (a layer, a subclassed model or a function) "
                             "that safe loading cannot rebuild without running code; rebuild the model from built-in "
-                            "Keras layers (or register the class with keras.saving.register_keras_serializable in "
-                            "the package that defines it and save a functional model) and save it again.") from None
+                            "Keras layers and save it again.") from None
         first = text.split(". ")[0][:200]
         raise UserError(f"{path} could not be loaded safely ({type(exc).__name__}: {first}); it must be a Keras 3 "
                         ".keras file without Lambda layers or custom code.") from None
@@ -495,8 +528,9 @@ def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_col
     path = Path(path)
     option = f"--{split}-csv"
     if not path.is_file():
-        raise UserError(f"{split} probabilities file {path} does not exist; pass a CSV with an image column and one "
-                        f"column per class. Received: {split}_csv={path}")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise UserError(f"{split} probabilities file {path} {what}; pass a CSV with an image column and one "
+                        "column per class.")
     if path.suffix.casefold() == ".npz" or zipfile.is_zipfile(path):
         return _read_member_npz(path, data, split)
     records, sep = _read_records(path, split)
@@ -514,6 +548,11 @@ def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_col
         raise UserError(f"{path} must have an image column ({', '.join(IMAGE_COLUMNS)}) and one column per class "
                         f"({', '.join(f'prob_{j}' for j in range(k))} or {', '.join(names)}; any case); its columns "
                         f"are {', '.join(header)}.")
+    extra = [h for h in header if re.fullmatch(r"prob_(\d+)", h.casefold()) and int(h[5:]) >= k]
+    if extra:  # another task's classes: dropping the column would renormalise the rest without a word
+        raise UserError(f"{path} has probability columns for more classes than the workdir's {k} "
+                        f"({', '.join(extra)} beyond prob_{k - 1}): it belongs to a task with other classes; pass the "
+                        f"probabilities of this workdir's classes ({', '.join(map(str, names))}).")
     fp_col = _find(header, ["fingerprint"])
     note_col = _find(header, ["note"])  # predict's CSV: an input it could not read has a row with no probabilities
     rows = data.rows(split)

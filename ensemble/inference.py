@@ -321,6 +321,13 @@ def load_member(member_dir: str | Path) -> LoadedMember:
     except Exception as exc:  # noqa: BLE001 (zip, HDF5 and config errors all mean the same to the user)
         again = (f"import {name!r} again (import-member --force)" if metrics.get("imported")
                  else f"retrain the member {name!r}")
+        from ensemble.importer import _foreign_classes
+
+        foreign = _foreign_classes(path)
+        if foreign:  # imported before import-member refused custom code
+            raise UserError(f"{path} uses {', '.join(repr(c) for c in foreign[:3])}, custom code that only built-in "
+                            f"Keras layers can replace here; rebuild the model from built-in layers and {again}, or "
+                            f"vote with --members leaving {name!r} out.") from None
         raise UserError(f"{path} could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                         f"the file is corrupt or truncated, {again}.") from None
     spec_path = member_dir / "spec.toml"

@@ -125,6 +125,20 @@ def test_class_name_columns_on_a_named_workdir(tmp_path):
     assert json.loads((folder / "metrics.json").read_text())["classes"] == ["cat", "dog"]
 
 
+def test_probability_columns_of_more_classes_are_refused(workdir_copy, tmp_path):
+    csvs = write_probs(workdir_copy, tmp_path)
+    table = pd.read_csv(csvs["val"])
+    table[[f"prob_{j}" for j in range(5)]] *= 0.995
+    table["prob_5"] = 0.005  # a 6-class task's file: dropping prob_5 would renormalise the rest silently
+    table.to_csv(csvs["val"], index=False)
+    with pytest.raises(UserError, match=r"has probability columns for more classes than the workdir's 5 \(prob_5 "
+                                        r"beyond prob_4\)"):
+        import_member(workdir_copy, "six", val_csv=csvs["val"], test_csv=csvs["test"])
+    with pytest.raises(UserError, match=r"val probabilities file .* is a folder, not a file; pass a CSV"):
+        import_member(workdir_copy, "six", val_csv=tmp_path, test_csv=csvs["test"])
+    assert not (workdir_copy / "members" / "six").exists()
+
+
 def test_probabilities_rounded_to_three_decimals_are_renormalised(workdir_copy, tmp_path, capsys):
     csvs = write_probs(workdir_copy, tmp_path)
     for split in ("val", "test"):
@@ -532,6 +546,18 @@ def test_what_people_bring_is_named(workdir_copy, tmp_path, capsys):
     with pytest.raises(UserError) as info:  # the object is named, not the temporary file behind it
         import_member(workdir_copy, "grey", model=grey)
     assert str(info.value).startswith("The keras.Model passed takes one-channel (grey) images (None, 16, 16, 1)")
+    @keras.saving.register_keras_serializable(package="qa")
+    class MyScale(keras.layers.Layer):  # loads in this process only: predict and vote could never rebuild it
+        def call(self, x):
+            return x / 255.0
+
+    inputs = keras.Input((16, 16, 3))
+    custom = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(MyScale()(inputs)))))
+    with pytest.raises(UserError, match=r"^The keras.Model passed uses 'qa>MyScale', custom code .* only built-in "
+                                        r"Keras layers load in predict and vote"):
+        import_member(workdir_copy, "custom", model=custom)
+    assert not (workdir_copy / "members" / "custom").exists()
     with pytest.raises(UserError, match=r"^The keras.Model passed has no input shape \(the model was never built\); "):
         import_member(workdir_copy, "unbuilt", model=keras.Sequential([keras.layers.Dense(5)]))
     assert not (workdir_copy / "members" / "grey").exists() and not (workdir_copy / "members" / "unbuilt").exists()

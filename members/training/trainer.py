@@ -516,6 +516,10 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
     directory = member_dir(workdir, name)
     check_memory(spec, data.num_classes)
     data.check_images()  # before the member's folder is made or TensorFlow imported
+    if spec.is_backbone:  # a weights file that is not there, ImageNet weights offline: one sentence, no folder
+        from members.model.backbones import resolve_weights
+
+        resolve_weights(spec)
     if spec.snapshots:  # its snapshot members' folders too (checked again as each is written)
         from members.training.snapshots import check_snapshot_folders
 
