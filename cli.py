@@ -466,11 +466,11 @@ def vote(
     json_: Annotated[bool, typer.Option("--json", help="Print report.json on stdout instead of the table.")] = False,
     keep_collapsed: Annotated[bool, typer.Option("--keep-collapsed", help="Also vote members whose metrics.json says collapsed (one class on val); by default they are skipped.")] = False,
     referable_grade: Annotated[Optional[int], typer.Option(help="Referable DR = this grade or worse (ordered grades, 3+ classes; default 2): sensitivity/specificity, roc.png.")] = None,
-    sensitivity_target: Annotated[float, typer.Option(help="Val sensitivity the referable-DR (or positive-class) threshold must reach.")] = 0.9,
+    sensitivity_target: Annotated[float, typer.Option(help="Sensitivity the referable-DR (or positive-class) threshold must reach on val (on the out-of-fold rows when every member is k-fold).")] = 0.9,
     positive_class: Annotated[Optional[str], typer.Option(help="Two-class tasks: the class (name or index) whose sensitivity, specificity and ROC are reported (default: the rarer class on val; index 1 on a tie).")] = None,
-    calibrate: Annotated[Calibrate, typer.Option(help="temperature: one temperature per member and for the combined output, fitted on val, saved in the combiner JSON, applied by predict.")] = Calibrate.none,
+    calibrate: Annotated[Calibrate, typer.Option(help="temperature: one temperature per member and for the combined output, fitted on val (on the out-of-fold rows when every member is k-fold), saved in the combiner JSON, applied by predict.")] = Calibrate.none,
 ) -> None:
-    """Fit combiners on validation, score everything on test, write the report."""
+    """Fit combiners on validation (the out-of-fold rows when every member is k-fold), score everything on test, write the report."""
     from rich.console import Console
 
     from ensemble.vote import run_vote
@@ -532,7 +532,7 @@ def _read_list(from_file: Optional[Path]) -> list[str]:
             raise UserError(f"--from-file {from_file} cannot be read ({getattr(exc, 'strerror', None) or exc}); pass a "
                             "UTF-8 text file with one image path per line, or - for stdin.") from None
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-    paths = [str(Path(line) if Path(line).is_absolute() else base / line) for line in lines]
+    paths = [os.path.normpath(Path(line) if Path(line).is_absolute() else base / line) for line in lines]  # no ..
     for line, path in list(zip(lines, paths))[:1]:
         sep = next((s for s in (",", ";", "\t") if s in line), None)
         if sep is not None and not Path(path).exists():
@@ -596,8 +596,9 @@ def predict(
                 --positive-class)
     referable   1 = referable DR: p_referable at or above the threshold vote
                 chose on val for the sensitivity target (empty for another
-                --method than the one it was chosen for, and for ungradable
-                images and images unlike the training images)
+                --method than the one it was chosen for, with --tta on
+                members whose cached probabilities were not TTA, and for
+                ungradable images and images unlike the training images)
     note        why refer is 1: "review: ..." (low confidence, members that
                 disagree, a grade and a referable call that disagree),
                 "not graded: <reason>" (an unreadable input: its row comes

@@ -84,3 +84,12 @@ def test_infra_depends_on_no_other_group():
     for p in _sources("members/infra"):
         used = {n for n in _imports(p) if n.startswith("members.")}
         assert all(n.startswith(("members.infra", "members.scoring")) for n in used), (p.name, used)
+
+
+def test_every_module_is_named_in_the_readme_layout():
+    """README "How the code is organised" names every module, so that the map does not drift from the tree."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = text[text.index("## How the code is organised"):text.index("## The workdir")]
+    missing = [str(p.relative_to(ROOT)) for package in ("members", "ensemble") for p in _sources(package)
+               if p.name != "__init__.py" and p.name not in layout]
+    assert missing == []

@@ -554,11 +554,11 @@ def test_from_file_reads_a_worklist_relative_to_itself_and_stdin(voted, images, 
     local = lists / "eye.jpeg"
     local.write_bytes(Path(images["good"][0]).read_bytes())
     worklist = lists / "today.txt"
-    worklist.write_text(f"# clinic worklist\neye.jpeg\n\n{images['good'][1]}\n")
+    worklist.write_text(f"# clinic worklist\neye.jpeg\n\n{images['good'][1]}\n../lists/./eye.jpeg\n")
     out = tmp_path / "p.csv"
     res = CliRunner().invoke(app, ["predict", "--workdir", str(voted), "--from-file", str(worklist), "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert pd.read_csv(out)["path"].tolist() == [str(local), images["good"][1]]
+    assert pd.read_csv(out)["path"].tolist() == [str(local), images["good"][1], str(local)]  # no ../ nor ./ left
     res = CliRunner().invoke(app, ["predict", "--workdir", str(voted), images["good"][2], "--from-file", "-",
                                    "--out", str(out)], input=f"{images['good'][3]}\n")
     assert res.exit_code == 0, res.output

@@ -199,8 +199,11 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
         _summary(workdir, info, dropped, unchanged=True, notes=notes)
         return _result(workdir, info)
     if same and not split_intact:
-        notes.append(f"{workdir / 'split.csv'} was missing or changed: written again from the same data, so the "
-                     "members trained on it stay valid.")
+        damaged = [name for name, ok in (("split.csv", (workdir / "split.csv").is_file()
+                                          and _sha256_of(workdir / "split.csv") == fingerprint),
+                                         ("data_report.csv", (workdir / "data_report.csv").is_file())) if not ok]
+        notes.append(f"{' and '.join(str(workdir / n) for n in damaged)} {'was' if len(damaged) == 1 else 'were'} "
+                     "missing or changed: written again from the same data, so the members trained on it stay valid.")
     workdir.mkdir(parents=True, exist_ok=True)
     report = csvsafe.frame(dropped[["row", "image", "label", "reason"]]).to_csv(index=False, lineterminator="\n")
     images = write_images is not None and (not same or images_missing)
