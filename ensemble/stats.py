@@ -336,7 +336,8 @@ def coverage_curve(
         pred: predicted classes ``(n,)``.
         confidence: the score used for referral, higher = keep (e.g. top-class probability).
         agreement: optional tie-breaker, higher = keep (e.g. share of members that agree).
-        levels: coverages to report; default 0.05, 0.10, ..., 1.0.
+        levels: coverages to report; default 0.05, 0.10, ..., 1.0 (on few rows, levels that keep the same
+            rows give one point).
 
     Returns:
         A :class:`CoverageCurve`; ``threshold[i]`` is the confidence of the last row kept.
@@ -347,7 +348,7 @@ def coverage_curve(
     keys = (confidence,) if agreement is None else (np.asarray(agreement, float), confidence)
     order = np.lexsort(keys)[::-1]  # descending by confidence, then agreement
     hits = np.cumsum(pred[order] == labels[order])
-    kept = np.clip(np.ceil(levels * n - 1e-9).astype(int), 1, n)
+    kept = np.unique(np.clip(np.ceil(levels * n - 1e-9).astype(int), 1, n))  # under 20 rows: no repeated row
     return CoverageCurve(
         coverage=(kept / n).tolist(),
         accuracy=(hits[kept - 1] / kept).tolist(),

@@ -111,6 +111,8 @@ def test_coverage_curve_and_threshold() -> None:
     assert curve.threshold == [0.8, 0.7, 0.6]
     tied = coverage_curve(y, pred, np.full(4, 0.5), agreement=np.array([0.0, 1.0, 0.0, 0.0]), levels=np.array([0.25]))
     assert tied.accuracy == [1.0]  # agreement breaks the tie: row 1 (right) is kept first
+    few = coverage_curve(y, pred, conf)  # 4 rows, 20 default levels: one point per number of rows kept
+    assert few.coverage == [0.25, 0.5, 0.75, 1.0] and few.accuracy == [1.0, 1.0, pytest.approx(2 / 3), 0.5]
     assert choose_refer_threshold(conf, 0.5) == 0.8
     assert choose_refer_threshold(np.arange(1, 11) / 10, 0.9) == 0.2  # 0.9 * 10 rounds to 9.000000000000002: keep 9
     with pytest.raises(ValueError, match="target_coverage"):
