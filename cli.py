@@ -381,8 +381,8 @@ def train_member_cmd(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any spec field, FIELD=VALUE (repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a complete member trained with another spec (trained beside it, swapped in when complete).")] = False,
     folds: Annotated[Optional[int], typer.Option(help="Train K copies, each on K-1 folds of train+val (a k-fold member with out-of-fold predictions).")] = None,
-    jobs: Annotated[int, typer.Option(help="With --folds: fold copies trained at once.")] = 1,
-    backend: Annotated[Backend, typer.Option(help="With --folds and --jobs > 1: how the fold copies are run.")] = Backend.loky,
+    jobs: Annotated[Optional[int], typer.Option(help="With --folds: fold copies trained at once (default 1).", show_default=False)] = None,
+    backend: Annotated[Optional[Backend], typer.Option(help="With --folds and --jobs > 1: how the fold copies are run (default loky).", show_default=False)] = None,
 ) -> None:
     """Train one member with the article's full technique set and write its artifacts.
 
@@ -405,11 +405,16 @@ def train_member_cmd(
 
     refuse_asked_grade_head(resolve_overrides(overrides, set_ or []), load_dataset(workdir).ordinal)
     member = name or Path(preset).stem
+    if folds is None and (jobs is not None or backend is not None):
+        from members.infra.errors import UserError
+
+        raise UserError(f"{'--jobs' if jobs is not None else '--backend'} sets how the fold copies of a k-fold member "
+                        "train and needs --folds K; to train several members at once, use train-members --jobs N.")
     if folds is not None:  # k-fold member: members/training/folds.py
         from members.training.folds import train_folded
 
-        result = train_folded(workdir, spec, name=member, k=folds, preset=Path(preset).stem, jobs=jobs, backend=backend.value,
-                              force=force)
+        result = train_folded(workdir, spec, name=member, k=folds, preset=Path(preset).stem, jobs=1 if jobs is None else jobs,
+                              backend=(backend or Backend.loky).value, force=force)
     else:
         result = train_member(workdir, spec, name=member, preset=Path(preset).stem, force=force)
     m = result.metrics

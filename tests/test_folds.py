@@ -312,3 +312,13 @@ def test_a_regression_k_fold_member_cuts_the_mean_score_with_cuts_tuned_out_of_f
     each = [load_member(member / "folds" / str(i)) for i in range(2)]
     P, _ = ensemble_member_probs([bagged, *each], paths)
     np.testing.assert_allclose(P[0], averaged_head([P[1], P[2]], regression), atol=1e-5)  # predict = assemble
+
+
+def test_train_member_refuses_jobs_and_backend_without_folds(prepared, tmp_path):
+    from tests.helpers import one_sentence_error, run_cli
+
+    for option in (["--jobs", "0"], ["--backend", "dask"]):
+        code, _out, err = run_cli("train-member", "--workdir", prepared, "--preset", "tiny", "--name", "j", *option)
+        one_sentence_error(code, err, f"{option[0]} sets how the fold copies of a k-fold member train and needs "
+                                      "--folds K; to train several members at once, use train-members --jobs N.")
+    assert not (prepared / "members" / "j").exists()
