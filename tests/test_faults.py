@@ -637,6 +637,7 @@ def test_sigterm_stops_train_members_like_ctrl_c_and_ends_its_workers(prepared, 
     gone, alive = psutil.wait_procs(workers, timeout=30)
     assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], alive
     assert not (work / "members" / "p" / "metrics.json").exists()  # stopped, not finished behind the user's back
+    assert list((work / "members").glob("*/.lock")) == []  # the ended workers' locks released, as the README says
 
 
 def test_a_file_size_limit_during_a_weights_save_ends_with_one_sentence_not_a_crash(tmp_path) -> None:

@@ -119,6 +119,22 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")
 
 
+def _release_dead_locks(workdir: Path, names: list[str], wait: float = 10.0) -> None:
+    """Delete the locks of ``names`` whose holder, a worker on this host that was just ended, is gone (waiting up
+    to ``wait`` seconds for it to exit); a lock held by a live process or another host is left alone."""
+    from members.infra.lock import MemberLock
+    from members.training.trainer import member_dir
+
+    deadline = time.monotonic() + wait
+    for name in names:
+        lock = MemberLock(member_dir(workdir, name))
+        while lock.path.exists():
+            holder = lock._remove_if_stale()  # None once deleted (or when nobody holds it)
+            if holder is None or holder.get("host") != socket.gethostname() or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+
+
 def _lost(job: _Job, exc: BaseException) -> MemberRun:
     """The record of a member whose worker died or whose pool broke."""
     return MemberRun(job.name, job.preset, job.spec.seed, 0.0, error=(
@@ -544,7 +560,10 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
     try:
         for run in _execute(job_list, backend, jobs, scheduler, log):
             finished(run)
-    except (UserError, KeyboardInterrupt):
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the ended workers cannot release their members' locks
+        _release_dead_locks(workdir, [job.name for job in job_list if job.name not in runs])
+        raise
+    except UserError:
         raise
     except Exception as exc:  # noqa: BLE001  (a loky worker died: the pool and the members it had are gone)
         for job in job_list:
