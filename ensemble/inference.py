@@ -473,6 +473,9 @@ def _refuse_another_dataset(workdir: Path, manifest: dict) -> None:
 
 
 # ---- images ----------------------------------------------------------------------------
+UNDECODABLE = "cannot be decoded as an image (not an image, or truncated/corrupt)"
+
+
 def check_file(path: str) -> str | None:
     """Why ``path`` cannot be graded (missing, a folder, empty, unreadable, too large, an animated WebP), or None.
 
@@ -513,8 +516,14 @@ def _header_problem(path: Path) -> str | None:
     except Image.DecompressionBombError:
         return (f"is too large to decode safely (over Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels, "
                 "the one prepare applies); downscale it first")
-    except Exception:  # noqa: BLE001 - not identified: TensorFlow's decode gives the reason
-        return None
+    except Exception:  # noqa: BLE001 - not identified: TensorFlow's own formats go to its decoder, the rest is no image
+        try:
+            with open(path, "rb") as f:
+                head = f.read(12)
+        except OSError:
+            return None
+        ours = head.startswith((b"\xff\xd8", b"\x89PNG", b"GIF8", b"BM")) or (head[:4] == b"RIFF" and head[8:] == b"WEBP")
+        return None if ours else UNDECODABLE  # before the pipeline: no decoder traceback on stderr
     if fmt == "WEBP" and frames > 1:
         return f"is an animated WebP ({frames} frames), which TensorFlow cannot decode; save one frame as PNG or JPEG"
     return None if pixels > 0 else "has no pixels"
@@ -529,7 +538,7 @@ def settle_skipped(paths: Sequence[str], candidates: Sequence[str], kept, skippe
     decoded = set(np.asarray(kept).tolist())
     for i, p in enumerate(candidates):
         if i not in decoded:
-            skipped.setdefault(p, "cannot be decoded as an image (not an image, or truncated/corrupt)")
+            skipped.setdefault(p, UNDECODABLE)
     if not decoded:
         _report_skipped(skipped)
         raise UserError(f"None of the {len(paths)} image(s) could be read; pass image files (JPEG, PNG, TIFF, "

@@ -663,3 +663,11 @@ def test_out_in_a_workdir_kept_inside_its_images_folder_is_allowed(tmp_path):
     _refuse_the_source(work / "p.csv", (work / "p.csv").resolve(), work)  # the workdir itself: fine
     with pytest.raises(UserError, match="is inside the images folder"):
         _refuse_the_source(images / "p.csv", (images / "p.csv").resolve(), work)
+
+
+def test_a_file_that_is_no_image_is_skipped_before_the_decoder_without_a_traceback(voted, images, tmp_path, capfd):
+    np.save(tmp_path / "arr.npy", np.zeros(3))
+    result = predict_images(voted, [str(tmp_path / "arr.npy"), images["good"][0]], print_csv=False)
+    assert result.skipped == {str(tmp_path / "arr.npy"): "cannot be decoded as an image (not an image, or "
+                                                         "truncated/corrupt)"}
+    assert "Traceback" not in capfd.readouterr().err  # the API has no quiet CLI wrapper to hide TensorFlow's
