@@ -190,13 +190,13 @@ def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed
         1.0
     """
     from ensemble import stats
-    from members.scoring import _check_labels, check_probabilities
+    from members.scoring import check_labels, check_probabilities
 
     pa, pb = np.asarray(probs_a, dtype=np.float64), np.asarray(probs_b, dtype=np.float64)
     try:
         for name, p in (("probs_a", pa), ("probs_b", pb)):
             check_probabilities(p, name)
-        labels = _check_labels(labels, pa.shape[1])
+        labels = check_labels(labels, pa.shape[1])
     except ValueError as exc:
         raise UserError(f"compare: {exc}") from None
     if pa.shape != pb.shape or pa.shape[0] != labels.shape[0]:

@@ -409,12 +409,12 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
     candidates = [p for p in paths if p not in skipped]
     if not candidates:
         settle_skipped(paths, candidates, [], skipped)  # refuses, naming each input, before a folder is made
-    from ensemble.inference import (_refuse_the_source, printable_path, refuse_other_workdir, refuse_replaced_folder,
+    from ensemble.inference import (printable_path, refuse_other_workdir, refuse_replaced_folder, refuse_the_source,
                                     screen_notes)
 
     refuse_replaced_folder(Path(out), Path(workdir), "heatmaps")
     refuse_other_workdir(Path(out), Path(out).resolve(), Path(workdir), "explain")
-    _refuse_the_source(Path(out), Path(out).resolve(), Path(workdir))  # heatmaps are no training images
+    refuse_the_source(Path(out), Path(out).resolve(), Path(workdir))  # heatmaps are no training images
     forwards = [[_forward(c, m.name) for c in _copies(m.model)] for m in ens.members]  # refuses before a folder
     made = not Path(out).exists()
     folder = _out_folder(out)

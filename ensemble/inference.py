@@ -792,7 +792,7 @@ def check_out(out: Path, *, force: bool = False, workdir: Path | None = None, in
         raise UserError(f"--out {out} is one of the images being graded; pass another --out.")
     if workdir is not None:
         refuse_replaced_folder(out, workdir, "predictions.csv")
-        _refuse_the_source(out, target, workdir)
+        refuse_the_source(out, target, workdir)
     refuse_other_workdir(out, target.parent, workdir, "predict")
     if target.suffix.casefold() in IMAGE_EXTENSIONS or target.suffix.casefold() in NEVER_OUT:
         raise UserError(f"--out {out} is a {target.suffix} file, not a CSV; predict writes a CSV there: pass a file "
@@ -830,7 +830,7 @@ def refuse_other_workdir(out: Path, folder: Path, workdir: Path | None, verb: st
             return
 
 
-def _refuse_the_source(out: Path, target: Path, workdir: Path) -> None:
+def refuse_the_source(out: Path, target: Path, workdir: Path) -> None:
     """Refuse an ``--out`` on the labels CSV this workdir was prepared from, or inside its images folder."""
     try:
         info = read_json(workdir / "dataset.json")

@@ -64,7 +64,7 @@ def confusion(labels: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
         >>> confusion(np.array([0, 1, 1]), np.array([0, 1, 0]), 2).tolist()
         [[1, 0], [1, 1]]
     """
-    labels, pred = _check_labels(labels, k), _check_labels(pred, k, name="pred")
+    labels, pred = check_labels(labels, k), check_labels(pred, k, name="pred")
     return np.bincount(labels * k + pred, minlength=k * k).reshape(k, k)
 
 
@@ -190,12 +190,12 @@ def _validate(labels, probs, pred, num_classes):
         raise ValueError("num_classes is required when probs is None.")
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2; got {num_classes}.")
-    labels = _check_labels(labels, num_classes)
+    labels = check_labels(labels, num_classes)
     if pred is None:
         if probs is None:
             raise ValueError("pass pred or probs; got neither.")
         pred = probs.argmax(axis=1)
-    pred = _check_labels(pred, num_classes, name="pred")
+    pred = check_labels(pred, num_classes, name="pred")
     for name, arr in (("probs", probs), ("pred", pred)):
         if arr is not None and len(arr) != len(labels):
             raise ValueError(f"{name} has {len(arr)} rows but labels has {len(labels)}.")
@@ -218,7 +218,8 @@ def check_probabilities(probs, name: str = "probs") -> None:
                          "logits, percentages or log-probabilities.")
 
 
-def _check_labels(values, k: int, name: str = "labels") -> np.ndarray:
+def check_labels(values, k: int, name: str = "labels") -> np.ndarray:
+    """``values`` as int64 class numbers ``0..k-1``; ``ValueError`` for another shape, fractions or a class out of range."""
     values = np.asarray(values)
     if values.ndim != 1:
         raise ValueError(f"{name} must be 1-D, one class number per row; got shape {values.shape} (one-hot rows: "

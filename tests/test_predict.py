@@ -654,15 +654,15 @@ def test_out_never_replaces_inputs_records_or_another_workdir_even_with_force(vo
 
 
 def test_out_in_a_workdir_kept_inside_its_images_folder_is_allowed(tmp_path):
-    from ensemble.inference import _refuse_the_source
+    from ensemble.inference import refuse_the_source
 
     images = tmp_path / "fundus"
     work = images / "work"
     work.mkdir(parents=True)
     (work / "dataset.json").write_text(json.dumps({"source": f"folders:{images}", "image_root": str(images)}))
-    _refuse_the_source(work / "p.csv", (work / "p.csv").resolve(), work)  # the workdir itself: fine
+    refuse_the_source(work / "p.csv", (work / "p.csv").resolve(), work)  # the workdir itself: fine
     with pytest.raises(UserError, match="is inside the images folder"):
-        _refuse_the_source(images / "p.csv", (images / "p.csv").resolve(), work)
+        refuse_the_source(images / "p.csv", (images / "p.csv").resolve(), work)
 
 
 def test_a_file_that_is_no_image_is_skipped_before_the_decoder_without_a_traceback(voted, images, tmp_path, capfd):

@@ -92,7 +92,7 @@ class FreeMembers:
                 another member (finished members are never overwritten; see :mod:`members.training.guard`).
         """
         if self.ends:
-            check_snapshot_folders(self.t.data, self.t.name, self.t.spec, force=getattr(self.t, "force", False))
+            check_snapshot_folders(self.t.data, self.t.name, self.t.spec, force=self.t.force)
         if resumed_epochs is None:
             shutil.rmtree(self.snap_dir, ignore_errors=True)
             shutil.rmtree(self.swa_dir, ignore_errors=True)
@@ -155,15 +155,13 @@ class FreeMembers:
         if state.metrics.get("snapshot_of") != self.t.name:
             what = "an imported member" if state.metrics.get("imported") else "another member"
             return f"became {what}"
-        if state.differences and not getattr(self.t, "force", False):
+        if state.differences and not self.t.force:
             return f"became a member with another spec ({'; '.join(state.differences)})"
         return None
 
     def _write_snapshots(self, model) -> None:
         from members.infra.lock import MemberLock
-        from members.training.trainer import member_dir
-
-        from members.training.trainer import _swap_in
+        from members.training.trainer import _swap_in, member_dir
 
         keep = self.t.dir / SNAP_DIR / ".current.weights.h5"
         model.save_weights(keep)
@@ -184,7 +182,8 @@ class FreeMembers:
                     continue
                 # a finished snapshot (an earlier run's) stays whole until its successor is complete
                 target = folder.with_name(f".{name}.replacement") if (folder / "metrics.json").is_file() else folder
-                shutil.rmtree(target, ignore_errors=True) if target != folder else None
+                if target != folder:
+                    shutil.rmtree(target, ignore_errors=True)  # a replacement an earlier crash left half-written
                 target.mkdir(parents=True, exist_ok=True)
                 model.load_weights(self.snap_dir / f"snap{j}.weights.h5")
                 atomic.write_text(target / "spec.toml", self.t.spec.to_toml(preset=self.t.preset))

@@ -79,6 +79,7 @@ class Trainer:
         self.dir = member_dir
         self.preset = preset
         self.log = log
+        self.force = False  # train_member's --force: a snapshot run then replaces its earlier snapshots too
         self.k = dataset.num_classes
         self.progress = EpochProgress(name, enabled=show_progress)
         self.rows = {s: dataset.rows(s) for s in ("train", "val", "test")}
@@ -547,7 +548,7 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
         atomic.write_text(target / "spec.toml", spec.to_toml(preset=preset))
         trainer = Trainer(data, spec, name, target, preset=preset, log=log,
                           show_progress=is_terminal() if show_progress is None else show_progress)
-        trainer.force = force  # a snapshot run replaces its earlier snapshots too
+        trainer.force = force
         result = trainer.run()
         if target != directory:
             _swap_in(target, directory, log)
