@@ -252,7 +252,8 @@ def test_check_file(images) -> None:
     reasons = [check_file(p) for p in images["bad"]]
     assert reasons[0] == "does not exist" and reasons[2] == "is empty (0 bytes)"
     assert "directory" in reasons[4]
-    assert reasons[1] is None and reasons[3] is None  # found only by decoding
+    assert reasons[1] == "cannot be decoded as an image (not an image, or truncated/corrupt)"  # text: no magic bytes
+    assert reasons[3] is None  # a truncated JPEG: found only by decoding
     assert check_file(images["good"][0]) is None
 
 
