@@ -537,7 +537,7 @@ def _read_list(from_file: Optional[Path]) -> list[str]:
             raise UserError(f"--from-file {from_file} cannot be read ({getattr(exc, 'strerror', None) or exc}); pass a "
                             "UTF-8 text file with one image path per line, or - for stdin.") from None
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-    paths = [os.path.normpath(Path(line) if Path(line).is_absolute() else base / line) for line in lines]  # no ..
+    paths = [os.path.realpath(Path(line) if Path(line).is_absolute() else base / line) for line in lines]  # as the OS
     for line, path in list(zip(lines, paths))[:1]:
         sep = next((s for s in (",", ";", "\t") if s in line), None)
         if sep is not None and not Path(path).exists():

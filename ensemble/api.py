@@ -59,7 +59,7 @@ def prepare(workdir: PathLike, *, labels: PathLike | None = None, images: PathLi
 
 
 def train_member(workdir: PathLike, preset: str | os.PathLike = "small", *, name: str | None = None, log=None,
-                 force: bool = False, folds: int | None = None, jobs: int = 1, **overrides: Any):
+                 force: bool = False, folds: int | None = None, jobs: int | None = None, **overrides: Any):
     """Train one member from a preset (or a TOML spec file) with spec fields overridden: ``train-member``.
 
     Args:
@@ -69,7 +69,7 @@ def train_member(workdir: PathLike, preset: str | os.PathLike = "small", *, name
         log: a callable for progress lines (default: stderr).
         force: replace a complete member of another spec (``--force``), once the new one is complete.
         folds: train a k-fold (bagged) member of ``folds`` copies with out-of-fold predictions (``--folds``).
-        jobs: with ``folds``, copies trained at once (``--jobs``).
+        jobs: with ``folds``, copies trained at once (``--jobs``; default 1).
         **overrides: any :class:`members.model.spec.MemberSpec` field, e.g. ``epochs=2, input_size=64``.
 
     Returns:
@@ -78,12 +78,15 @@ def train_member(workdir: PathLike, preset: str | os.PathLike = "small", *, name
     from members.model.spec import resolve_spec
     from members.training.trainer import train_member as _train
 
+    if folds is None and jobs is not None:
+        raise UserError("jobs sets how many fold copies of a k-fold member train at once and needs folds=K.")
     spec = resolve_spec(preset, overrides)
     stem = Path(preset).stem
     if folds is not None:
         from members.training.folds import train_folded
 
-        return train_folded(workdir, spec, name=name or stem, k=folds, preset=stem, jobs=jobs, log=log, force=force)
+        return train_folded(workdir, spec, name=name or stem, k=folds, preset=stem, jobs=jobs or 1, log=log,
+                            force=force)
     return _train(workdir, spec, name=name or stem, preset=stem, log=log, force=force)
 
 

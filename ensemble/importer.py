@@ -116,19 +116,43 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
                                 "shape (keras.Input, or call it once on a batch) and register any custom layer with "
                                 "keras.saving.register_keras_serializable, then import it again.") from None
             model = Path(tmp) / "keras.Model object.keras"
+        temp = str(model) if isinstance(model, Path) and model.parent == Path(tmp) else None
         try:
-            _import_locked(folder, name, data, model=model, val_csv=val_csv, test_csv=test_csv,
-                           input_size=input_size, force=force, image_column=image_column)
+            with _shown_as(temp, "the keras.Model passed"):  # its notes name the object, not the temp file
+                _import_locked(folder, name, data, model=model, val_csv=val_csv, test_csv=test_csv,
+                               input_size=input_size, force=force, image_column=image_column)
         except UserError as exc:
             _drop_empty(folder, existed)
-            if isinstance(model, Path) and model.parent == Path(tmp):  # name the object, not the temp file behind it
-                text = str(exc).replace(str(model), "the keras.Model passed")
+            if temp is not None:  # so does a refusal
+                text = str(exc).replace(temp, "the keras.Model passed")
                 raise UserError(text[:1].upper() + text[1:]) from None
             raise
         except BaseException:
             _drop_empty(folder, existed)
             raise
     return folder
+
+
+class _shown_as:
+    """Within the block, stderr shows ``name`` wherever ``text`` (a temporary file's path) is written; no-op for None."""
+
+    def __init__(self, text: str | None, name: str):
+        self.text, self.name, self.saved = text, name, None
+
+    def write(self, data: str) -> int:
+        return self.saved.write(data.replace(self.text, self.name))
+
+    def __getattr__(self, attr):  # flush, isatty, encoding...: the real stream's
+        return getattr(self.saved, attr)
+
+    def __enter__(self):
+        if self.text is not None:
+            self.saved, sys.stderr = sys.stderr, self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.text is not None:
+            sys.stderr = self.saved
 
 
 def _drop_empty(folder: Path, existed: bool) -> None:
@@ -185,9 +209,13 @@ def _foreign_classes(path: Path) -> list[str]:
 
     def walk(node) -> None:
         if isinstance(node, dict):
-            module = node.get("module")
-            if isinstance(module, str) and "class_name" in node and module.split(".")[0] not in BUILT_IN_MODULES:
-                found.append(str(node.get("registered_name") or f"{module}.{node['class_name']}"))
+            module, registered = node.get("module"), node.get("registered_name")
+            outside = isinstance(module, str) and module.split(".")[0] not in BUILT_IN_MODULES
+            # a class registered in a script or notebook has no module, only its "package>Name"
+            registered_elsewhere = isinstance(registered, str) and ">" in registered and not registered.startswith(
+                "members>")
+            if "class_name" in node and (outside or registered_elsewhere):
+                found.append(str(registered or f"{module}.{node['class_name']}"))
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):

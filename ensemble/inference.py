@@ -485,7 +485,8 @@ def check_file(path: str) -> str | None:
     animated WebP (TensorFlow cannot decode one into RGB). An animated GIF is graded on its
     first frame, as ``decode_image`` reads it; TIFF, PPM, JPEG 2000 and the other formats TensorFlow
     cannot decode are decoded with Pillow (their first frame); a file Pillow cannot identify is left
-    to the decoder, which drops it with its own reason.
+    to TensorFlow's decoder when it starts like one of TensorFlow's formats (JPEG, PNG, GIF, BMP, WebP),
+    and is refused as no image otherwise (the decoder would print a traceback for it).
     """
     p = Path(path)
     if not p.exists():

@@ -221,6 +221,14 @@ def check_probabilities(probs, name: str = "probs") -> None:
 def check_labels(values, k: int, name: str = "labels") -> np.ndarray:
     """``values`` as int64 class numbers ``0..k-1``; ``ValueError`` for another shape, fractions or a class out of range."""
     values = np.asarray(values)
+    if values.dtype.kind not in "biuf":  # strings, None, objects: numbers or nothing
+        try:
+            values = values.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be class numbers 0..{k - 1}; got values such as "
+                             f"{values.ravel().tolist()[0]!r} (map class names to their index first).") from None
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} must be class numbers 0..{k - 1}; got missing values (NaN or None).")
     if values.ndim != 1:
         raise ValueError(f"{name} must be 1-D, one class number per row; got shape {values.shape} (one-hot rows: "
                          "pass labels.argmax(axis=1)).")

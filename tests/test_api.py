@@ -86,6 +86,7 @@ def test_workflow_from_python(tmp_path):
     y = np.array([0, 1, 2, 1, 0, 2])
     good, flat = np.eye(3)[y] * 0.7 + 0.1, np.full((6, 3), 1 / 3)
     assert score(y, good)["accuracy"] == 1.0
+    assert score([str(v) for v in y], good)["accuracy"] == 1.0  # class numbers as text, as read from a CSV
     out = compare(y, good, flat, n_boot=50)
     assert out["difference"]["accuracy"]["value"] == pytest.approx(1.0 - out["b"]["accuracy"]["value"])
     assert 0.0 <= out["mcnemar_p"] <= 1.0
@@ -99,6 +100,9 @@ def test_workflow_from_python(tmp_path):
     (lambda y, p: (y, np.where(np.arange(6)[:, None] == 2, np.nan, p)), "probs_a holds 3 NaN or infinite value(s)"),
     (lambda y, p: (np.eye(3)[y], p), "labels must be 1-D, one class number per row; got shape (6, 3)"),
     (lambda y, p: (y + 0.5, p), "labels must be whole class numbers 0..2; got fractional values such as 0.5"),
+    (lambda y, p: (np.array(["a", "b", "c", "b", "a", "c"]), p), "labels must be class numbers 0..2; got values "
+                                                                 "such as 'a' (map class names to their index first)"),
+    (lambda y, p: ([0, 1, 2, 1, None, 2], p), "labels must be class numbers 0..2; got missing values"),
 ])
 def test_compare_and_score_refuse_what_is_not_probabilities_and_classes(bad, words):
     from ensemble import compare, score
@@ -153,3 +157,7 @@ def test_train_member_takes_the_commands_folds_jobs_and_force(tmp_path, monkeypa
     api.train_member(tmp_path, "tiny", force=True, epochs=1)
     assert calls == [("folded", 2, {"name": "x", "k": 3, "preset": "tiny", "jobs": 2, "log": None, "force": False}),
                      ("plain", 1, {"name": "tiny", "preset": "tiny", "log": None, "force": True})]
+    from members.infra.errors import UserError
+
+    with pytest.raises(UserError, match="jobs sets how many fold copies .* needs folds=K"):
+        api.train_member(tmp_path, "tiny", jobs=2)

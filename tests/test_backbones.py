@@ -235,3 +235,23 @@ def test_a_backbone_run_with_weights_it_cannot_have_is_refused_before_its_folder
             train_member(work, spec("resnet50v2", weights=weights).replace(epochs=1), name="b",
                          log=lambda line: None, show_progress=False)
         assert not (work / "members" / "b").exists()
+
+
+def test_a_complete_backbone_member_reruns_without_its_weights_file(prepared, tmp_path, monkeypatch):
+    """A rerun of a finished member says it is complete; the weights it started from may be gone by then."""
+    import json
+    import shutil
+
+    from members.data.dataset import load_dataset
+    from members.training.trainer import train_member
+
+    work = tmp_path / "w"
+    shutil.copytree(prepared, work)
+    member = spec("resnet50v2", weights=str(tmp_path / "moved-away.weights.h5")).replace(epochs=1)
+    folder = work / "members" / "b"
+    folder.mkdir(parents=True)
+    (folder / "spec.toml").write_text(member.to_toml(preset="custom"))
+    (folder / "metrics.json").write_text(json.dumps({"name": "b", "fingerprint": load_dataset(work).fingerprint}))
+    lines = []
+    result = train_member(work, member, name="b", log=lines.append, show_progress=False)
+    assert result.member_dir == folder and any("already complete with the same spec and data" in x for x in lines)

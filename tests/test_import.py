@@ -637,3 +637,37 @@ def test_percentages_and_a_model_blind_to_its_input_are_named(workdir_copy, tmp_
     capsys.readouterr()
     import_member(workdir_copy, "blind", model=tmp_path / "blind.keras")
     assert "gives every val image the same probabilities" in capsys.readouterr().err
+
+
+def test_classes_registered_in_a_script_are_custom_code_and_notes_name_the_object(workdir_copy, tmp_path, capsys):
+    """A class registered in a notebook or script is saved with no module, only "package>Name": still custom code."""
+    import json
+    import zipfile
+
+    import keras
+
+    from ensemble.importer import _foreign_classes
+
+    def archive(nodes) -> Path:
+        path = tmp_path / f"m{len(list(tmp_path.glob('m*.keras')))}.keras"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("config.json", json.dumps({"class_name": "Functional", "module": "keras.src.models.functional",
+                                                  "registered_name": "Functional", "config": {"layers": nodes}}))
+        return path
+
+    assert _foreign_classes(archive([{"class_name": "Scale", "module": None, "registered_name": "mine>Scale"}])) == [
+        "mine>Scale"]
+    assert _foreign_classes(archive([{"class_name": "Scale", "module": "mypkg.layers", "registered_name": None}])) == [
+        "mypkg.layers.Scale"]
+    ours = [{"class_name": "OrdinalHead", "module": "members.model.architecture", "registered_name": "members>OrdinalHead"},
+            {"class_name": "__keras_tensor__", "module": None, "registered_name": None},
+            {"class_name": "Dense", "module": "keras.layers", "registered_name": None}]
+    assert _foreign_classes(archive(ours)) == []
+    inputs = keras.Input((16, 16, 3))  # no Rescaling: the note names the object, not its temporary file
+    plain = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(keras.layers.GlobalAveragePooling2D()(
+        keras.layers.Conv2D(2, 3)(inputs))))
+    capsys.readouterr()
+    import_member(workdir_copy, "plain", model=plain)
+    err = capsys.readouterr().err
+    assert "Note: the keras.Model passed has no Rescaling or Normalization layer" in err and "/tmp" not in err.split(
+        "Imported member")[0]

@@ -99,6 +99,12 @@ def test_force_replaces_a_snapshot_run_whole_and_another_members_folder_is_refus
         assert (m["snapshot_of"], m["best_epoch"]) == ("s", epoch)
         assert (members / f"s-snap{j}" / "model.keras").read_bytes() != old[j]
     assert sorted(p.name for p in members.iterdir()) == ["s", "s-snap1", "s-snap2"]  # no .replacement left
+    # fewer snapshots, and the last one now the member: the replaced run's s-snap2 goes, not left for vote to count
+    lines = []
+    train_member(workdir_copy, TINY.replace(epochs=4, snapshots=2, keep="last"), name="s", preset="tiny",
+                 log=lines.append, show_progress=False, force=True)
+    assert sorted(p.name for p in members.iterdir()) == ["s", "s-snap1"]
+    assert any("removed s-snap2, a snapshot of the run --force replaced" in line for line in lines)
     # a snapshot folder holding another member: refused at once, before this run makes any folder
     add_member(workdir_copy, "t-snap2", seed=3)
     with pytest.raises(UserError, match=r"^Member 't' would write its snapshot 2 to .*t-snap2, which holds another "

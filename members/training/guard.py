@@ -50,14 +50,12 @@ def _short(value) -> str:
 def spec_differences(old: dict, new: MemberSpec) -> list[str]:
     """``"field old → new"`` for every field whose value differs (a field missing on disk counts as its default),
     but :data:`members.model.spec.RUNTIME_FIELDS`, which change how a member is trained, not what it learns."""
-    from members.model.spec import RUNTIME_FIELDS
+    from members.model.spec import learned_fields
 
-    wanted = new.to_dict()
-    had = {**_defaults(), **{k: v for k, v in old.items() if k != "preset"}}
+    wanted = learned_fields(new)
+    had = learned_fields({**_defaults(), **{k: v for k, v in old.items() if k != "preset"}})
     out = []
     for key in list(wanted) + sorted(set(had) - set(wanted)):
-        if key in RUNTIME_FIELDS:
-            continue
         a, b = had.get(key, "(absent)"), wanted.get(key, "(absent)")
         if a != b:
             out.append(f"{key} {_short(a)} → {_short(b)}")

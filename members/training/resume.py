@@ -11,7 +11,7 @@ best) and ``state.json``, written last and atomically, which names both files an
 the timing and the stage. A kill at any moment leaves the previous resume point whole; files that no
 state names any more are deleted after each save. A resume point of another spec or data set, or an
 unreadable one, is dropped with a log line, and training starts over; one whose spec differs only in
-:data:`members.model.spec.RUNTIME_FIELDS` (the cache, TensorBoard logs, XLA, the strategy) is used, and the
+:data:`members.model.spec.RUNTIME_FIELDS` (the cache, TensorBoard logs, XLA) is used, and the
 log names the changed settings. Retraining rounds resume from their round's start.
 """
 
@@ -85,11 +85,10 @@ class ResumePoints:
             state["history"], state["timing"], state["stage"] = list(state["history"]), dict(state["timing"]), str(state["stage"])
         except (OSError, ValueError, KeyError, TypeError) as exc:  # torn, edited or from an older version
             return self.drop(f"the resume point {state_path} is unreadable ({exc.__class__.__name__})")
-        from members.model.spec import RUNTIME_FIELDS
+        from members.model.spec import RUNTIME_FIELDS, learned_fields
 
         saved = state.get("spec") if isinstance(state.get("spec"), dict) else {}
-        learned = lambda spec: {k: v for k, v in spec.items() if k not in RUNTIME_FIELDS}  # noqa: E731
-        if learned(saved) != learned(self.spec) or state.get("fingerprint") != self.fingerprint:
+        if learned_fields(saved) != learned_fields(self.spec) or state.get("fingerprint") != self.fingerprint:
             return self.drop("the resume point belongs to another spec or dataset")
         changed = [f"{k} {saved.get(k)!r} → {self.spec.get(k)!r}" for k in RUNTIME_FIELDS
                    if k != "description" and saved.get(k) != self.spec.get(k)]

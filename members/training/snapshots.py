@@ -169,7 +169,7 @@ class FreeMembers:
         for j, end in enumerate(self.ends, start=1):
             name = snapshot_name(self.t.name, j)
             folder = member_dir(workdir, name)
-            if j == len(self.ends) and self.is_the_member(end):
+            if j == len(self.ends) and last_snapshot_is_member(self.t.spec):
                 self.t.log(f"[{self.t.name}] snapshot {j}/{len(self.ends)} (epoch {end + 1}) is the member itself "
                            "(keep = \"last\"): not written twice, so that vote does not count it twice")
                 continue
@@ -200,12 +200,6 @@ class FreeMembers:
         model.load_weights(keep)
         keep.unlink(missing_ok=True)
 
-    def is_the_member(self, end: int) -> bool:
-        """Whether the snapshot of plan epoch ``end`` has the very weights the member keeps: ``keep = "last"``, the
-        snapshot at the plan's last epoch, and nothing after it (no retraining rounds, no weight average)."""
-        s = self.t.spec
-        return (s.keep == "last" and end == self.plan_epochs - 1 and not s.retrain_rounds
-                and self.swa_from is None)
 
 
 def recompute_batch_norm(model, dataset) -> int:
@@ -276,6 +270,44 @@ def check_spec(spec) -> None:
                             f"swa={spec.swa}, retrain_rounds={spec.retrain_rounds}")
 
 
+def last_snapshot_is_member(spec) -> bool:
+    """Whether the last snapshot has the very weights the member keeps: ``keep = "last"`` and nothing after the train
+    phase (no undersampled fine-tuning, no retraining rounds; SWA excludes snapshots)."""
+    return spec.keep == "last" and not spec.undersample_epochs and not spec.retrain_rounds
+
+
+def snapshot_names(name: str, spec) -> list[str]:
+    """The snapshot members a run of ``spec`` writes: ``<name>-snap1..M``, less the last when it is the member."""
+    count = spec.snapshots - (1 if spec.snapshots and last_snapshot_is_member(spec) else 0)
+    return [snapshot_name(name, j) for j in range(1, count + 1)]
+
+
+def retire_snapshots(workdir, name: str, spec, log) -> None:
+    """After ``--force`` replaced member ``name``: delete the complete snapshot members of the replaced run that
+    this run did not write (more snapshots then, or the last one now being the member), so vote never counts a
+    snapshot of another run as one of this member's."""
+    import json
+    import re
+
+    from members.infra.lock import MemberLock
+    from members.training.trainer import member_dir
+
+    kept = set(snapshot_names(name, spec))
+    for folder in sorted(member_dir(workdir, name).parent.glob(f"{name}-snap*")):
+        if not re.fullmatch(rf"{re.escape(name)}-snap\d+", folder.name) or folder.name in kept:
+            continue
+        try:
+            of = json.loads((folder / "metrics.json").read_text(encoding="utf-8")).get("snapshot_of")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if of == name:
+            with MemberLock(folder):
+                (folder / "metrics.json").unlink()  # first: a crash in between leaves an incomplete member, not a torn one
+                shutil.rmtree(folder)
+            log(f"[{name}] removed {folder.name}, a snapshot of the run --force replaced, which this run does not "
+                "write")
+
+
 def check_snapshot_folders(data, name: str, spec, *, force: bool = False) -> None:
     """Before a snapshot run touches any folder: refuse when a snapshot's folder holds a finished member this run
     may not replace — another member's (a name taken), or this member's snapshot of another spec without ``force``.
@@ -287,8 +319,8 @@ def check_snapshot_folders(data, name: str, spec, *, force: bool = False) -> Non
     from members.training.guard import existing_member, refusal
     from members.training.trainer import member_dir
 
-    for j in range(1, spec.snapshots + 1):
-        folder = member_dir(data.workdir, snapshot_name(name, j))
+    for j, snap in enumerate(snapshot_names(name, spec), start=1):
+        folder = member_dir(data.workdir, snap)
         state = existing_member(folder, spec, data.fingerprint)
         if not state.complete:
             continue

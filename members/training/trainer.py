@@ -502,7 +502,7 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
     """
     from members.data.classes import check_task
     from members.data.dataset import load_dataset
-    from members.training.guard import existing_member, refusal
+    from members.training.guard import refusal
     from members.infra.transaction import recover_dir
     from members.infra.validate import check_memory
 
@@ -517,10 +517,11 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
     directory = member_dir(workdir, name)
     check_memory(spec, data.num_classes)
     data.check_images()  # before the member's folder is made or TensorFlow imported
-    if spec.is_backbone:  # a weights file that is not there, ImageNet weights offline: one sentence, no folder
+    done = _existing(directory, spec, data.fingerprint)
+    if spec.is_backbone and not (done.complete and not done.differences):  # a rerun of a complete one trains nothing
         from members.model.backbones import resolve_weights
 
-        resolve_weights(spec)
+        resolve_weights(spec)  # a weights file that is not there, ImageNet weights offline: one sentence, no folder
     if spec.snapshots:  # its snapshot members' folders too (checked again as each is written)
         from members.training.snapshots import check_snapshot_folders
 
@@ -529,10 +530,7 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
         recover_dir(directory, complete="metrics.json")
         if not lock.path.exists():  # the recovered folder came without our lock
             lock.acquire()
-        existing = existing_member(directory, spec, data.fingerprint)
-        if existing.complete and existing.metrics.get("folds"):  # a bagged member is not this plain one
-            existing = replace(existing, differences=[*existing.differences,
-                                                      f"folds {existing.metrics['folds']} → none"])
+        existing = _existing(directory, spec, data.fingerprint)  # again, under the lock
         if existing.complete and not existing.differences:
             log(f"[{name}] already complete with the same spec and data: nothing to train "
                 f"(delete {directory / 'metrics.json'} to train it again)")
@@ -553,7 +551,21 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
         if target != directory:
             _swap_in(target, directory, log)
             result = TrainResult(name, directory, result.metrics)
+            from members.training.snapshots import retire_snapshots
+
+            retire_snapshots(workdir, name, spec, log)  # the replaced run's snapshots this run did not write
         return result
+
+
+def _existing(directory: Path, spec: MemberSpec, fingerprint: str):
+    """What ``directory`` holds against this plain member (:func:`members.training.guard.existing_member`); a
+    complete k-fold member differs by its folds."""
+    from members.training.guard import existing_member
+
+    existing = existing_member(directory, spec, fingerprint)
+    if existing.complete and existing.metrics.get("folds"):  # a bagged member is not this plain one
+        existing = replace(existing, differences=[*existing.differences, f"folds {existing.metrics['folds']} → none"])
+    return existing
 
 
 def _swap_in(new: Path, directory: Path, log) -> None:
