@@ -85,8 +85,8 @@ def train_member(workdir: PathLike, preset: str | os.PathLike = "small", *, name
     if folds is not None:
         from members.training.folds import train_folded
 
-        return train_folded(workdir, spec, name=name or stem, k=folds, preset=stem, jobs=jobs or 1, log=log,
-                            force=force)
+        return train_folded(workdir, spec, name=name or stem, k=folds, preset=stem, jobs=1 if jobs is None else jobs,
+                            log=log, force=force)
     return _train(workdir, spec, name=name or stem, preset=stem, log=log, force=force)
 
 
@@ -109,8 +109,10 @@ def vote(workdir: PathLike, *, methods: Sequence[str] = ("all",), quiet: bool = 
     return run_vote(workdir, methods=_names(methods), console=console, **options)
 
 
-def _names(values: str | Sequence[str]) -> tuple[str, ...]:
+def _names(values: str | Sequence[str] | None) -> tuple[str, ...]:
     """``"soft"`` or ``"soft,stack"`` as one or several names (a string is not a sequence of one-letter names)."""
+    if values is None:
+        return ("all",)
     if isinstance(values, str):
         return tuple(v.strip() for v in values.split(","))
     return tuple(values)
@@ -118,22 +120,22 @@ def _names(values: str | Sequence[str]) -> tuple[str, ...]:
 
 def _paths(images: Any) -> list[str]:
     """``images`` as a list of path strings: one path, or a sequence of them; arrays are refused in one sentence."""
-    if isinstance(images, (str, os.PathLike)):
-        return [os.fspath(images)]
-    if isinstance(images, np.ndarray):
-        items = [images]
+    if isinstance(images, (str, bytes, os.PathLike)):
+        return [os.fsdecode(images)]
+    if isinstance(images, np.ndarray):  # a column of paths (df.path.values) is paths; pixels are not
+        items = images.tolist() if images.dtype.kind in "USO" and images.ndim == 1 else [images]
     else:
         try:
             items = list(images)
         except TypeError:
             items = [images]
     for item in items:
-        if not isinstance(item, (str, os.PathLike)):
+        if not isinstance(item, (str, bytes, os.PathLike)):
             shape = f" of shape {item.shape}" if isinstance(item, np.ndarray) else ""
             raise UserError(f"predict takes image files or folders (paths); got a {type(item).__name__}{shape}. Save "
                             "pixel arrays as PNG files first (PIL.Image.fromarray(a).save('eye.png')) and pass their "
                             "paths, so that they go through the same image path as training.")
-    return [os.fspath(p) for p in items]
+    return [os.fsdecode(p) for p in items]
 
 
 def predict(workdir: PathLike, images: PathLike | Sequence[PathLike], *, method: str | None = None, tta: bool = False,
@@ -161,11 +163,13 @@ def score(labels: Any, probs: Any, *, pred: Any = None, num_classes: int | None 
     """
     from members import scoring
 
+    if np.ndim(labels) != 1:
+        raise UserError(f"score: labels must be 1-D, one class number per row; got shape {np.shape(labels)}.")
     try:
         if probs is not None:
             scoring.check_probabilities(probs)
         return scoring.score(labels, probs, pred=pred, num_classes=num_classes)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # text cells, ragged rows, a scalar
         raise UserError(f"score: {exc}") from None
 
 
@@ -195,13 +199,15 @@ def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed
     from ensemble import stats
     from members.scoring import check_labels, check_probabilities
 
-    pa, pb = np.asarray(probs_a, dtype=np.float64), np.asarray(probs_b, dtype=np.float64)
     try:
+        pa, pb = np.asarray(probs_a, dtype=np.float64), np.asarray(probs_b, dtype=np.float64)
         for name, p in (("probs_a", pa), ("probs_b", pb)):
             check_probabilities(p, name)
         labels = check_labels(labels, pa.shape[1])
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # text cells, ragged rows, a scalar
         raise UserError(f"compare: {exc}") from None
+    if labels.size == 0 or n_boot < 1:
+        raise UserError(f"compare needs at least one row and n_boot >= 1; got {labels.size} rows, n_boot={n_boot}.")
     if pa.shape != pb.shape or pa.shape[0] != labels.shape[0]:
         raise UserError(f"compare needs two (n, k) probability arrays for the same n labels; got {pa.shape} and "
                         f"{pb.shape} for {labels.shape[0]} labels.")

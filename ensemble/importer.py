@@ -212,10 +212,11 @@ def _foreign_classes(path: Path) -> list[str]:
             module, registered = node.get("module"), node.get("registered_name")
             outside = isinstance(module, str) and module.split(".")[0] not in BUILT_IN_MODULES
             # a class registered in a script or notebook has no module, only its "package>Name"
-            registered_elsewhere = isinstance(registered, str) and ">" in registered and not registered.startswith(
-                "members>")
+            config = node.get("config")  # a registered function is saved as class "function", its name the config
+            named = registered if node.get("class_name") != "function" or not isinstance(config, str) else config
+            registered_elsewhere = isinstance(named, str) and ">" in named and not named.startswith("members>")
             if "class_name" in node and (outside or registered_elsewhere):
-                found.append(str(registered or f"{module}.{node['class_name']}"))
+                found.append(str(named if registered_elsewhere else registered or f"{module}.{node['class_name']}"))
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):

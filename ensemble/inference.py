@@ -844,8 +844,10 @@ def refuse_the_source(out: Path, target: Path, workdir: Path) -> None:
     root = Path(str(info.get("image_root") or "")).resolve() if info.get("image_root") else None
     if labels is not None and target == labels:
         raise UserError(f"--out {out} is the labels file {workdir} was prepared from; pass another --out.")
-    if root is not None and target.is_relative_to(root) and not target.is_relative_to(workdir.resolve()):
-        # (a workdir kept inside its class folders' root is passed over by prepare: writing there is fine)
+    inside_workdir = target.is_relative_to(workdir.resolve())
+    if root is not None and target.is_relative_to(root) and (not inside_workdir or root.is_relative_to(workdir.resolve())):
+        # (a workdir kept inside its class folders' root is passed over by prepare: writing there is fine; but the
+        # images/ that prepare --npz writes inside the workdir is replaced whole by the next prepare)
         raise UserError(f"--out {out} is inside the images folder {root} that {workdir} was prepared from; pass "
                         "another --out.")
 

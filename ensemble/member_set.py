@@ -75,7 +75,8 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
     """Load every complete member (or the named ones) of ``workdir``.
 
     A member without ``metrics.json`` is incomplete (training did not finish): it is
-    skipped by name, with the reason logged on stderr and kept in ``skipped``.
+    skipped by name, with the reason logged on stderr and kept in ``skipped``; so is a member whose val
+    and test predictions are those of a member loaded before it (the same network twice would weigh twice).
 
     Args:
         workdir: the workdir written by ``prepare`` and ``train-member``.
@@ -118,7 +119,13 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
             skipped[name] = "incomplete: no metrics.json (training did not finish)"
             print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
             continue
-        loaded.append((name, _load_member(root / name, name, split)))
+        member = _load_member(root / name, name, split)
+        twin = next((other for other, m in loaded if all(np.array_equal(member[s], m[s]) for s in SPLITS)), None)
+        if twin is not None:  # the very same predictions (a snapshot at the epoch its member keeps, a copied folder)
+            skipped[name] = f"the same val and test predictions as {twin!r}, so it is counted once"
+            print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
+            continue
+        loaded.append((name, member))
     if len(loaded) < 2:
         found = ", ".join(name for name, _ in loaded) or "none"
         raise UserError(

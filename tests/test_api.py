@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -135,6 +137,22 @@ def test_predict_takes_one_path_or_many_and_refuses_pixel_arrays(tmp_path, monke
             api.predict(tmp_path, images)
         assert words in str(info.value) and "Save pixel arrays as PNG files first" in str(info.value)
     assert seen == []
+    api.predict(tmp_path, np.array(["a.png", "b.png"]))  # a column of paths (df.path.values)
+    assert seen.pop() == ["a.png", "b.png"]
+
+
+def test_the_api_refuses_odd_arguments_in_one_sentence():
+    from ensemble import api
+    from members.infra.errors import UserError
+
+    y, p = np.array([0, 1, 0, 1]), np.array([[.8, .2], [.3, .7], [.6, .4], [.1, .9]])
+    for call, words in ((lambda: api.compare(y, [["a", "b"]] * 4, p), "compare: could not convert string to float"),
+                        (lambda: api.compare(y, [[.5, .5], [1.0]] * 2, p), "compare: "),
+                        (lambda: api.compare(y, p, p, n_boot=0), "n_boot >= 1; got 4 rows, n_boot=0"),
+                        (lambda: api.score(1, [[.2, .8]]), "labels must be 1-D, one class number per row; got shape ()")):
+        with pytest.raises(UserError, match=re.escape(words)):
+            call()
+    assert api._names(None) == ("all",) and api._names("soft, stack") == ("soft", "stack")
 
 
 def test_a_spec_file_may_be_given_as_a_path(tmp_path):

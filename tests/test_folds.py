@@ -173,6 +173,9 @@ def test_a_plain_run_on_a_bagged_member_is_another_spec(folded, tmp_path):
     with pytest.raises(UserError, match=r"Member 'cv' .* already complete with another spec \(folds 2 → none\)"):
         train_member(work, SPEC, name="cv", preset="tiny", log=quiet, show_progress=False)
     assert read_json(work / "members" / "cv" / "metrics.json")["folds"] == 2
+    with pytest.raises(UserError, match=r"already complete with another spec \(epochs 1 → 2\).* \(or delete .*cv "
+                                        r"first: --force cannot be combined with --folds yet\)\.$"):
+        train_folded(work, SPEC.replace(epochs=2), name="cv", k=2, preset="tiny", log=quiet)  # no --force advice
     result = train_member(work, SPEC, name="cv", preset="tiny", log=quiet, show_progress=False, force=True)
     assert "folds" not in result.metrics and "folds" not in read_json(work / "members" / "cv" / "metrics.json")
 

@@ -659,6 +659,12 @@ def test_classes_registered_in_a_script_are_custom_code_and_notes_name_the_objec
         "mine>Scale"]
     assert _foreign_classes(archive([{"class_name": "Scale", "module": "mypkg.layers", "registered_name": None}])) == [
         "mypkg.layers.Scale"]
+    function = {"class_name": "function", "module": "builtins", "config": "mine>regact", "registered_name": "function"}
+    assert _foreign_classes(archive([{"class_name": "Conv2D", "module": "keras.layers", "config": {
+        "activation": function}}])) == ["mine>regact"]  # a registered activation function
+    relu = {"class_name": "function", "module": "keras.activations", "config": "relu", "registered_name": "relu"}
+    assert _foreign_classes(archive([{"class_name": "Dense", "module": "keras.layers", "config": {"activation": relu}}])
+                            ) == []
     ours = [{"class_name": "OrdinalHead", "module": "members.model.architecture", "registered_name": "members>OrdinalHead"},
             {"class_name": "__keras_tensor__", "module": None, "registered_name": None},
             {"class_name": "Dense", "module": "keras.layers", "registered_name": None}]

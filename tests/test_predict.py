@@ -664,6 +664,13 @@ def test_out_in_a_workdir_kept_inside_its_images_folder_is_allowed(tmp_path):
     refuse_the_source(work / "p.csv", (work / "p.csv").resolve(), work)  # the workdir itself: fine
     with pytest.raises(UserError, match="is inside the images folder"):
         refuse_the_source(images / "p.csv", (images / "p.csv").resolve(), work)
+    npz = tmp_path / "npz-work"  # prepare --npz writes its PNGs into the workdir's images/, replaced whole next time
+    (npz / "images").mkdir(parents=True)
+    (npz / "dataset.json").write_text(json.dumps({"source": "npz:a.npz", "image_root": str(npz / "images")}))
+    refuse_the_source(npz / "p.csv", (npz / "p.csv").resolve(), npz)
+    for inside in (npz / "images" / "p.csv", npz / "images" / "heat"):
+        with pytest.raises(UserError, match="is inside the images folder"):
+            refuse_the_source(inside, inside.resolve(), npz)
 
 
 def test_a_file_that_is_no_image_is_skipped_before_the_decoder_without_a_traceback(voted, images, tmp_path, capfd):

@@ -348,3 +348,16 @@ def test_a_file_named_ensemble_is_left_alone_and_named(voted):
     one_sentence_error(code, err, f"{voted / 'ensemble'} is a file, where this command writes its folder; move that "
                                   "file away")
     assert (voted / "ensemble").read_text() == "my notes" and _hidden(voted) == []
+
+
+def test_a_member_with_the_very_predictions_of_another_is_counted_once(voted):
+    """The same network twice (a snapshot at the epoch its member keeps, a copied folder) would weigh twice."""
+    from ensemble.member_set import load_members
+
+    shutil.copytree(voted / "members" / "t2", voted / "members" / "t2-copy")
+    code, _, err = _vote(voted, "--members", "t1,t2,t2-copy", "--method", "soft")
+    assert code == 0, err
+    assert "Skipping member 't2-copy': the same val and test predictions as 't2', so it is counted once." in err
+    report = json.loads((voted / "ensemble" / "report.json").read_text())
+    assert sorted(report["members"]) == ["t1", "t2"]
+    assert load_members(voted).names == ["t1", "t2", "t3"]  # sorted: t2 comes before its copy

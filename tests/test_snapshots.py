@@ -30,6 +30,7 @@ def test_cycles_and_cosine_restarts():
     ({"epochs": 3, "swa": 4}, "swa averages the last N epochs and must be at most the plan's 3 epochs"),
     ({"epochs": 4, "swa": 2, "snapshots": 2}, "swa and snapshots cannot be combined"),
     ({"epochs": 4, "swa": 2, "retrain_rounds": 1}, "swa cannot be combined with retrain_rounds"),
+    ({"epochs": 4, "snapshots": 2, "patience": 1}, "snapshots and patience cannot be combined"),
 ])
 def test_bad_snapshot_and_swa_settings_are_refused(changes, message):
     with pytest.raises(UserError, match=message):
@@ -112,6 +113,30 @@ def test_force_replaces_a_snapshot_run_whole_and_another_members_folder_is_refus
         train_member(workdir_copy, TINY.replace(epochs=4, snapshots=2), name="t", preset="tiny", log=quiet,
                      show_progress=False, force=True)
     assert not (members / "t").exists() and not (members / "t-snap1").exists()
+
+
+def test_force_retires_stale_snapshots_even_of_an_incomplete_member_and_a_busy_folder_is_passed_over(workdir_copy):
+    import json
+    import os
+    import socket
+
+    from tests.helpers import add_member
+
+    members = workdir_copy / "members"
+    stale = add_member(workdir_copy, "u-snap3", seed=4)  # a snapshot of an earlier run of u (u itself unfinished)
+    metrics = {**json.loads((stale / "metrics.json").read_text()), "snapshot_of": "u", "snapshot": 3}
+    (stale / "metrics.json").write_text(json.dumps(metrics))
+    (members / "u-snap1").mkdir()  # another run trains a member of that name right now
+    (members / "u-snap1" / ".lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
+    lines = []
+    train_member(workdir_copy, TINY.replace(epochs=4, snapshots=2), name="u", preset="tiny", log=lines.append,
+                 show_progress=False, force=True)
+    assert (members / "u" / "metrics.json").is_file() and (members / "u-snap2" / "metrics.json").is_file()
+    assert not stale.exists() and any("removed u-snap3" in line for line in lines)
+    assert not (members / "u-snap1" / "metrics.json").exists()  # passed over, with a warning; its lock untouched
+    assert (members / "u-snap1" / ".lock").is_file()
+    assert any("WARNING: snapshot 1 was not written" in line and "being trained by another process" in line
+               for line in lines)
 
 
 def test_with_keep_last_the_last_snapshot_is_the_member_and_is_not_written_twice(workdir_copy):

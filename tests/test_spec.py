@@ -168,3 +168,18 @@ def test_run_settings_are_not_another_spec():
     assert spec_differences(old, runtime.replace(epochs=7)) == [f"epochs {old['epochs']} → 7"]
     assert [d.split()[0] for d in spec_differences(old, load_preset("tiny").replace(strategy="mirrored"))] == [
         "strategy"]  # replicas multiply the batch: what is learned changes
+
+
+def test_presets_survive_odd_param_entries_and_preset_cycles(tmp_path, monkeypatch):
+    from members.model import spec as spec_mod
+
+    counts = tmp_path / "params.json"
+    monkeypatch.setattr(spec_mod, "PARAMS_FILE", counts)
+    tiny = load_preset("tiny")
+    for text in ('{"tiny": "x"}', '{"tiny": 5}', '{"tiny": {"spec_sha256": 1}}', "[", "null"):
+        counts.write_text(text)
+        assert spec_mod.preset_params("tiny", tiny) == 2077  # built again, never a traceback
+    looped = tmp_path / "loop.toml"  # a file naming a preset that names itself is read one level deep only
+    monkeypatch.setattr(spec_mod, "PRESET_DIR", tmp_path)
+    looped.write_text('preset = "loop"\nepochs = 3\n')
+    assert load_spec_file(looped).epochs == 3

@@ -339,7 +339,7 @@ def preset_params(name: str, spec: MemberSpec) -> int:
         entry = json.loads(PARAMS_FILE.read_text(encoding="utf-8")).get(name) or {}
     except (OSError, ValueError, AttributeError):
         entry = {}
-    if entry.get("spec_sha256") == spec_digest(spec) and isinstance(entry.get("params"), int):
+    if isinstance(entry, dict) and entry.get("spec_sha256") == spec_digest(spec) and isinstance(entry.get("params"), int):
         return entry["params"]
     from members.model.architecture import build_model
 
@@ -387,7 +387,7 @@ def load_spec_file(path: str | Path, *, base: MemberSpec | None = None) -> Membe
             raise UserError(f"Spec file {path} starts from preset = {preset!r}, which is not a built-in preset (known: "
                             f"{', '.join(list_presets())}); name one of them, or drop the line and set every field "
                             "the file needs.")
-        base = load_spec_file(PRESET_DIR / f"{preset}.toml")
+        base = load_spec_file(PRESET_DIR / f"{preset}.toml", base=MemberSpec())  # one level: no preset cycle
     return dataclasses.replace(base or MemberSpec(), **data)
 
 

@@ -592,7 +592,7 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
                          "(delete its metrics.json to train it again)")
         return TrainResult(name, member_dir(workdir, name), existing.metrics)
     if existing.complete:
-        raise refusal(name, member_dir(workdir, name), existing.differences)
+        raise refusal(name, member_dir(workdir, name), existing.differences, forceable=False)
     member = PlannedMember(name, preset, spec)
     [run] = run_folded(workdir, [member], k, jobs=jobs, backend=backend, scheduler=scheduler, log=log)
     if run.error:

@@ -539,7 +539,7 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
             finished(MemberRun(p.name, p.preset, p.spec.seed, 0.0, metrics=existing.metrics, kept=True))
         elif existing.complete and not force:  # a finished member is never overwritten
             why = refusal(p.name, workdir / "members" / p.name, existing.differences,
-                          option="--name" if names else "--name for this preset")
+                          option="--name" if names else "--name for this preset", forceable=folds is None)
             finished(MemberRun(p.name, p.preset, p.spec.seed, 0.0, error=_error_text(why)))
         else:
             todo.append(p)

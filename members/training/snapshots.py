@@ -30,6 +30,7 @@ import shutil
 import numpy as np
 
 from members.infra import atomic
+from members.infra.errors import UserError
 
 SNAP_DIR = ".snapshots"
 SWA_DIR = ".swa"
@@ -173,7 +174,14 @@ class FreeMembers:
                 self.t.log(f"[{self.t.name}] snapshot {j}/{len(self.ends)} (epoch {end + 1}) is the member itself "
                            "(keep = \"last\"): not written twice, so that vote does not count it twice")
                 continue
-            with MemberLock(folder):
+            lock = MemberLock(folder)
+            try:
+                lock.acquire()
+            except UserError as exc:  # another run is training a member of that name right now: never wait on it
+                self.t.log(f"[{self.t.name}] WARNING: snapshot {j} was not written: {exc} Train again with another "
+                           "--name to get the snapshots.")
+                continue
+            try:
                 taken = self._taken_since(folder)
                 if taken:  # checked at the start, filled while this run trained: never replaced
                     self.t.log(f"[{self.t.name}] WARNING: snapshot {j} was not written: {folder} {taken} while this "
@@ -196,10 +204,11 @@ class FreeMembers:
                 atomic.write_json(target / "metrics.json", metrics)
                 if target != folder:
                     _swap_in(target, folder, self.t.log)
+            finally:
+                lock.release()
             self.t.log(f"[{self.t.name}] snapshot {j}/{len(self.ends)} (epoch {end + 1}) → {folder}")
         model.load_weights(keep)
         keep.unlink(missing_ok=True)
-
 
 
 def recompute_batch_norm(model, dataset) -> int:
@@ -252,6 +261,10 @@ def check_spec(spec) -> None:
     if spec.snapshots and not 2 <= spec.snapshots <= train_epochs:
         raise UserError(f"snapshots must be 0 (off) or from 2 to the train phase's {train_epochs} epochs (one cycle "
                         f"each at least); raise epochs or lower snapshots. Received: snapshots={spec.snapshots}")
+    if spec.snapshots and spec.patience:
+        raise UserError("snapshots and patience cannot be combined: early stopping would end the train phase before "
+                        "its cycles end, leaving snapshots never taken; set patience = 0 (the cycles are the "
+                        f"schedule). Received: snapshots={spec.snapshots}, patience={spec.patience}")
     if spec.snapshots < 0 or spec.swa < 0:
         raise UserError(f"snapshots and swa must be non-negative (0 = off). Received: snapshots={spec.snapshots}, "
                         f"swa={spec.swa}")

@@ -551,9 +551,10 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
         if target != directory:
             _swap_in(target, directory, log)
             result = TrainResult(name, directory, result.metrics)
+        if force:  # the replaced run's snapshots this run did not write (the member complete or not before)
             from members.training.snapshots import retire_snapshots
 
-            retire_snapshots(workdir, name, spec, log)  # the replaced run's snapshots this run did not write
+            retire_snapshots(workdir, name, spec, log)
         return result
 
 
