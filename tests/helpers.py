@@ -52,3 +52,21 @@ def add_member(work: Path, name: str, *, seed: int = 0, complete: bool = True) -
         (folder / "metrics.json").write_text(json.dumps({
             "name": name, "num_classes": data.num_classes, "classes": data.classes, "fingerprint": data.fingerprint}))
     return folder
+
+
+def add_model_member(work: Path, name: str, *, seed: int = 0) -> Path:
+    """A second member that can grade images: a tiny random Keras net (16 px), imported into ``work`` (seconds);
+    a copied member folder would be counted once by vote (the same predictions)."""
+    import keras
+
+    from ensemble.importer import import_member
+    from members.data.dataset import load_dataset
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
+    outputs = keras.layers.Dense(load_dataset(work).num_classes, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(x))
+    path = work.parent / f"{name}-source.keras"
+    keras.Model(inputs, outputs).save(path)
+    return import_member(work, name, model=path)

@@ -344,8 +344,9 @@ def test_a_sigmoid_model_on_a_binary_workdir_predicts_as_it_imported(tmp_path, c
 
     work = _two_class_workdir(tmp_path)
     source = _keras_model(tmp_path / "sigmoid.keras", head="sigmoid")
-    for name in ("s1", "s2"):
-        folder = import_member(work, name, model=source)
+    other = _keras_model(tmp_path / "sigmoid-2.keras", head="sigmoid")  # two members: vote counts copies once
+    for name, model in (("s1", other), ("s2", source)):
+        folder = import_member(work, name, model=model)
     assert "has one sigmoid output: it is read as p of class dog" in capsys.readouterr().err
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["num_classes"] == 2 and "[1 - p, p]" in metrics["imported"]["output"]
@@ -361,7 +362,8 @@ def test_a_sigmoid_model_on_a_binary_workdir_predicts_as_it_imported(tmp_path, c
     data = load_dataset(work)
     images = [str(data.image_root / path) for path in data.rows("val")["path"].iloc[:2]]
     result = predict_images(work, images, method="soft", print_csv=False)
-    np.testing.assert_allclose(result.probs, val[:2], atol=1e-4)  # predict sees what the import saw
+    both = (load_npz(work / "members" / "s1" / "val.npz")["probs"] + val) / 2  # the soft vote of the two
+    np.testing.assert_allclose(result.probs, both[:2], atol=1e-4)  # predict sees what the imports saw
 
 
 def test_a_one_unit_model_without_sigmoid_is_refused_on_a_binary_workdir(tmp_path):

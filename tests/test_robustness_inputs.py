@@ -18,7 +18,7 @@ import pytest
 
 from members.infra.errors import UserError
 from members.model.spec import field_names, load_preset, load_spec_file, toml_text
-from tests.helpers import add_member, one_sentence_error, run_cli
+from tests.helpers import add_member, add_model_member, one_sentence_error, run_cli
 
 HOSTILE = ['a "quoted" word', "new\nline", "back\\slash \\n \\u0041", "tab\tand\r\nCRLF", "ünïcødé ✓ 眼底 🩺",
            "''' \"\"\" [table] = # not a comment", "\x00 nul \x7f del", ""]
@@ -363,7 +363,7 @@ def test_predict_takes_a_file_name_that_is_not_utf8(trained, tmp_path, demo_imag
 
     work = tmp_path / "w"
     shutil.copytree(trained, work)
-    shutil.copytree(work / "members" / "t1", work / "members" / "t2")
+    add_model_member(work, "t2", seed=2)
     code, _, err = run_cli("vote", "--workdir", work, "--method", "soft", "--bootstrap", "10", "--keep-collapsed")
     assert code == 0, err
     name = os.fsdecode(str(tmp_path).encode() + b"/\xff\xfeeye.jpeg")  # latin-1 bytes: not UTF-8

@@ -16,7 +16,7 @@ import pytest
 from members.infra import atomic
 from members.infra.atomic import sha256_file
 from members.infra.errors import UserError
-from tests.helpers import add_member, one_sentence_error, run_cli
+from tests.helpers import add_member, add_model_member, one_sentence_error, run_cli
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -182,7 +182,7 @@ def test_predict_refuses_a_member_retrained_after_the_vote(tmp_path, trained):
 
     work = tmp_path / "w"
     shutil.copytree(trained, work)
-    shutil.copytree(work / "members" / "t1", work / "members" / "t2")
+    add_model_member(work, "t2", seed=2)
     code, _, err = _vote(work)
     assert code == 0, err
     _load(work)  # consistent: loads
