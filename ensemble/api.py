@@ -122,8 +122,11 @@ def _paths(images: Any) -> list[str]:
     """``images`` as a list of path strings: one path, or a sequence of them; arrays are refused in one sentence."""
     if isinstance(images, (str, bytes, os.PathLike)):
         return [os.fsdecode(images)]
-    if isinstance(images, np.ndarray):  # a column of paths (df.path.values) is paths; pixels are not
-        items = images.tolist() if images.dtype.kind in "USO" and images.ndim == 1 else [images]
+    if isinstance(images, np.ndarray):  # a column of paths (df.path.values, df[["path"]].values) is paths; pixels not
+        texts = images.dtype.kind in "US" or (images.dtype.kind == "O" and all(
+            isinstance(v, (str, bytes, os.PathLike)) for v in images.ravel().tolist()))
+        items = images.ravel().tolist() if texts and images.size and (images.ndim <= 1 or images.shape[-1] == 1) \
+            else [images]
     else:
         try:
             items = list(images)
@@ -163,9 +166,9 @@ def score(labels: Any, probs: Any, *, pred: Any = None, num_classes: int | None 
     """
     from members import scoring
 
-    if np.ndim(labels) != 1:
-        raise UserError(f"score: labels must be 1-D, one class number per row; got shape {np.shape(labels)}.")
     try:
+        if np.ndim(labels) != 1:
+            raise ValueError(f"labels must be 1-D, one class number per row; got shape {np.shape(labels)}.")
         if probs is not None:
             scoring.check_probabilities(probs)
         return scoring.score(labels, probs, pred=pred, num_classes=num_classes)
@@ -206,8 +209,9 @@ def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed
         labels = check_labels(labels, pa.shape[1])
     except (ValueError, TypeError) as exc:  # text cells, ragged rows, a scalar
         raise UserError(f"compare: {exc}") from None
-    if labels.size == 0 or n_boot < 1:
-        raise UserError(f"compare needs at least one row and n_boot >= 1; got {labels.size} rows, n_boot={n_boot}.")
+    if labels.size == 0 or isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise UserError(f"compare needs at least one row and a whole n_boot >= 1; got {labels.size} rows, "
+                        f"n_boot={n_boot!r}.")
     if pa.shape != pb.shape or pa.shape[0] != labels.shape[0]:
         raise UserError(f"compare needs two (n, k) probability arrays for the same n labels; got {pa.shape} and "
                         f"{pb.shape} for {labels.shape[0]} labels.")

@@ -845,7 +845,8 @@ def refuse_the_source(out: Path, target: Path, workdir: Path) -> None:
     if labels is not None and target == labels:
         raise UserError(f"--out {out} is the labels file {workdir} was prepared from; pass another --out.")
     inside_workdir = target.is_relative_to(workdir.resolve())
-    if root is not None and target.is_relative_to(root) and (not inside_workdir or root.is_relative_to(workdir.resolve())):
+    written_here = source.startswith("npz:")  # prepare --npz writes images/ in the workdir and replaces it whole
+    if root is not None and target.is_relative_to(root) and (not inside_workdir or written_here):
         # (a workdir kept inside its class folders' root is passed over by prepare: writing there is fine; but the
         # images/ that prepare --npz writes inside the workdir is replaced whole by the next prepare)
         raise UserError(f"--out {out} is inside the images folder {root} that {workdir} was prepared from; pass "

@@ -33,7 +33,7 @@ class MemberSet:
         val_labels, test_labels: true classes ``(n,)``.
         val_row_ids, test_row_ids: row ids into ``split.csv`` ``(n,)``.
         metrics: each member's ``metrics.json``.
-        skipped: incomplete members left out, ``{name: reason}``.
+        skipped: members left out (incomplete, or the same network as one loaded), ``{name: reason}``.
         num_classes: ``k``.
         classes: the classes from ``dataset.json`` (integers or names), in index order.
         fingerprint: sha256 of ``split.csv``.
@@ -75,8 +75,8 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
     """Load every complete member (or the named ones) of ``workdir``.
 
     A member without ``metrics.json`` is incomplete (training did not finish): it is
-    skipped by name, with the reason logged on stderr and kept in ``skipped``; so is a member whose val
-    and test predictions are those of a member loaded before it (the same network twice would weigh twice).
+    skipped by name, with the reason logged on stderr and kept in ``skipped``; so is the same network loaded
+    twice (:func:`_same_network`: it would weigh twice).
 
     Args:
         workdir: the workdir written by ``prepare`` and ``train-member``.
@@ -120,16 +120,18 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
             print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
             continue
         member = _load_member(root / name, name, split)
-        twin = next((other for other, m in loaded if all(np.array_equal(member[s], m[s]) for s in SPLITS)), None)
-        if twin is not None:  # the very same predictions (a snapshot at the epoch its member keeps, a copied folder)
+        twin = next((other for other, m in loaded if _same_network(name, member, other, m)), None)
+        if twin is not None:  # a copied folder, a snapshot at the very epoch its member keeps
             skipped[name] = f"the same val and test predictions as {twin!r}, so it is counted once"
             print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
             continue
         loaded.append((name, member))
     if len(loaded) < 2:
         found = ", ".join(name for name, _ in loaded) or "none"
+        twins = [n for n, why in skipped.items() if why.startswith("the same val and test predictions")]
+        counted = f", {', '.join(twins)} counted once with it" if twins else ""
         raise UserError(
-            f"vote needs at least two complete members; found {len(loaded)} ({found}). "
+            f"vote needs at least two complete members; found {len(loaded)} ({found}{counted}). "
             f"Train another with {TRAIN_HINT.format(workdir=workdir)}."
         )
     return MemberSet(
@@ -149,6 +151,16 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
         val_groups=split.groups["val"],
         test_groups=split.groups["test"],
     )
+
+
+def _same_network(name: str, member: dict, other: str, loaded: dict) -> bool:
+    """Whether ``member`` is ``other`` again: the very same val and test predictions, and the same model file or a
+    snapshot of the other (two distinct models that happen to agree on every row, one-hot imports say, stay two)."""
+    if not all(np.array_equal(member[s], loaded[s]) for s in SPLITS):
+        return False
+    a, b = member["metrics"], loaded["metrics"]
+    same_file = a.get("model_sha256") is not None and a.get("model_sha256") == b.get("model_sha256")
+    return same_file or a.get("snapshot_of") == other or b.get("snapshot_of") == name
 
 
 def _read_split(workdir: Path) -> _Split:

@@ -62,10 +62,10 @@ def add_model_member(work: Path, name: str, *, seed: int = 0) -> Path:
     from ensemble.importer import import_member
     from members.data.dataset import load_dataset
 
-    keras.utils.set_random_seed(seed)
+    init = keras.initializers.GlorotUniform(seed=seed)  # this model's seed only, not the worker's global one
     inputs = keras.Input((16, 16, 3))
-    x = keras.layers.Conv2D(4, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
-    outputs = keras.layers.Dense(load_dataset(work).num_classes, activation="softmax")(
+    x = keras.layers.Conv2D(4, 3, activation="relu", kernel_initializer=init)(keras.layers.Rescaling(1 / 255)(inputs))
+    outputs = keras.layers.Dense(load_dataset(work).num_classes, activation="softmax", kernel_initializer=init)(
         keras.layers.GlobalAveragePooling2D()(x))
     path = work.parent / f"{name}-source.keras"
     keras.Model(inputs, outputs).save(path)

@@ -139,6 +139,8 @@ def test_predict_takes_one_path_or_many_and_refuses_pixel_arrays(tmp_path, monke
     assert seen == []
     api.predict(tmp_path, np.array(["a.png", "b.png"]))  # a column of paths (df.path.values)
     assert seen.pop() == ["a.png", "b.png"]
+    api.predict(tmp_path, np.array([["a.png"], ["b.png"]], dtype=object))  # df[["path"]].values
+    assert seen.pop() == ["a.png", "b.png"]
 
 
 def test_the_api_refuses_odd_arguments_in_one_sentence():
@@ -148,7 +150,9 @@ def test_the_api_refuses_odd_arguments_in_one_sentence():
     y, p = np.array([0, 1, 0, 1]), np.array([[.8, .2], [.3, .7], [.6, .4], [.1, .9]])
     for call, words in ((lambda: api.compare(y, [["a", "b"]] * 4, p), "compare: could not convert string to float"),
                         (lambda: api.compare(y, [[.5, .5], [1.0]] * 2, p), "compare: "),
-                        (lambda: api.compare(y, p, p, n_boot=0), "n_boot >= 1; got 4 rows, n_boot=0"),
+                        (lambda: api.compare(y, p, p, n_boot=0), "a whole n_boot >= 1; got 4 rows, n_boot=0"),
+                        (lambda: api.compare(y, p, p, n_boot="100"), "a whole n_boot >= 1; got 4 rows, n_boot='100'"),
+                        (lambda: api.score([[0], [1, 0]], p), "score: "),
                         (lambda: api.score(1, [[.2, .8]]), "labels must be 1-D, one class number per row; got shape ()")):
         with pytest.raises(UserError, match=re.escape(words)):
             call()

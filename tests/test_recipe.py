@@ -430,3 +430,23 @@ def test_tuned_cuts_stay_near_their_prior_matched_start():
     assert np.all(np.abs(cuts - start) <= 0.5 + 1e-9)
     assert np.all(np.diff(cuts) >= min(0.5, 0.5 * np.diff(start).min()) - 1e-9)
     assert fitted["val_qwk_tuned_cuts"] >= fitted["val_qwk_prior_cuts"]
+
+
+def test_kept_weights_a_hair_above_chance_that_do_not_rank_learned_nothing():
+    """An IDRiD member predicting grades 0 and 4 at balanced accuracy 0.201 (chance 0.200) and AUC 0.478 had been
+    declared recovered and voted; a real one (AUC above 0.55, or clearly above chance) is kept."""
+    from members.training.collapse import CHANCE_MARGIN, at_chance_level, health
+
+    assert at_chance_level(0.201, 0.478, 5) and at_chance_level(0.2 + CHANCE_MARGIN, float("nan"), 5)
+    assert not at_chance_level(0.201, 0.61, 5) and not at_chance_level(0.3, 0.5, 5)
+    labels = {"train": np.array([0, 0, 0, 1, 2, 3, 4]), "val": np.array([0, 0, 0, 0, 1, 2, 2, 3, 4, 4]),
+              "test": np.array([0, 1])}
+    probs = np.eye(5)[[0, 4, 0, 4, 0, 4, 0, 4, 0, 4]] * 0.9 + 0.02  # two grades, no signal
+    lines = []
+    out = health(name="m", spec=MemberSpec(epochs=5), classes=[0, 1, 2, 3, 4], labels=labels,
+                 predictions={"val": probs, "test": probs[:2]},
+                 results={"val": {"balanced_accuracy": 0.201, "auc": 0.478}, "test": {"accuracy": 0.5}},
+                 history=[], log=lines.append)
+    assert out["collapsed"] is True
+    assert out["collapse"]["reason"] == ("its val balanced accuracy 0.201 is at chance (1/5, within 0.05) and its "
+                                         "val AUC 0.478 near 0.5")

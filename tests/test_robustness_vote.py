@@ -350,14 +350,21 @@ def test_a_file_named_ensemble_is_left_alone_and_named(voted):
     assert (voted / "ensemble").read_text() == "my notes" and _hidden(voted) == []
 
 
-def test_a_member_with_the_very_predictions_of_another_is_counted_once(voted):
-    """The same network twice (a snapshot at the epoch its member keeps, a copied folder) would weigh twice."""
+def test_a_member_with_the_very_predictions_of_another_is_counted_once(tmp_path, trained):
+    """The same network twice (a copied folder, a snapshot at the very epoch its member keeps) would weigh twice;
+    two members that merely agree on every row (one-hot imports, say) stay two."""
     from ensemble.member_set import load_members
 
-    shutil.copytree(voted / "members" / "t2", voted / "members" / "t2-copy")
-    code, _, err = _vote(voted, "--members", "t1,t2,t2-copy", "--method", "soft")
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)
+    shutil.copytree(work / "members" / "t1", work / "members" / "t1-copy")
+    add_model_member(work, "t2", seed=2)
+    code, _, err = _vote(work, "--method", "soft")
     assert code == 0, err
-    assert "Skipping member 't2-copy': the same val and test predictions as 't2', so it is counted once." in err
-    report = json.loads((voted / "ensemble" / "report.json").read_text())
-    assert sorted(report["members"]) == ["t1", "t2"]
-    assert load_members(voted).names == ["t1", "t2", "t3"]  # sorted: t2 comes before its copy
+    assert "Skipping member 't1-copy': the same val and test predictions as 't1', so it is counted once." in err
+    assert sorted(json.loads((work / "ensemble" / "report.json").read_text())["members"]) == ["t1", "t2"]
+    code, _, err = _vote(work, "--members", "t1,t1-copy")
+    one_sentence_error(code, err, "vote needs at least two complete members; found 1 (t1, t1-copy counted once with it)")
+    add_member(work, "p1", seed=5)  # predictions without a model: equal predictions alone do not make a twin
+    shutil.copytree(work / "members" / "p1", work / "members" / "p2")
+    assert {"p1", "p2"} <= set(load_members(work).names)

@@ -30,11 +30,24 @@ def test_cycles_and_cosine_restarts():
     ({"epochs": 3, "swa": 4}, "swa averages the last N epochs and must be at most the plan's 3 epochs"),
     ({"epochs": 4, "swa": 2, "snapshots": 2}, "swa and snapshots cannot be combined"),
     ({"epochs": 4, "swa": 2, "retrain_rounds": 1}, "swa cannot be combined with retrain_rounds"),
-    ({"epochs": 4, "snapshots": 2, "patience": 1}, "snapshots and patience cannot be combined"),
 ])
 def test_bad_snapshot_and_swa_settings_are_refused(changes, message):
     with pytest.raises(UserError, match=message):
         TINY.replace(**changes)
+
+
+@pytest.mark.parametrize("changes", [{"snapshots": 2}, {"swa": 2}])
+def test_patience_with_snapshots_or_swa_is_refused_before_training_but_such_a_spec_still_loads(
+        workdir_copy, tmp_path, changes):
+    from members.model.spec import load_spec_file
+
+    spec = TINY.replace(epochs=4, patience=1, **changes)  # a spec.toml of a member trained before the check loads
+    (tmp_path / "spec.toml").write_text(spec.to_toml(preset="tiny"))
+    assert load_spec_file(tmp_path / "spec.toml") == spec
+    field = next(iter(changes))
+    with pytest.raises(UserError, match=f"{field} and patience cannot be combined: early stopping would end"):
+        train_member(workdir_copy, spec, name="p", preset="tiny", log=quiet, show_progress=False)
+    assert not (workdir_copy / "members" / "p").exists()
 
 
 def test_snapshots_become_members_with_every_artifact(workdir_copy):

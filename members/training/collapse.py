@@ -35,6 +35,18 @@ def collapse_advice(spec: MemberSpec, ordinal: bool = True) -> str:
             "images are too small to show what tells the classes apart (lesions, on fundus photographs), or too few epochs. Try " + ", ".join(tries) + ".")
 
 
+CHANCE_MARGIN = 0.05  # balanced accuracy within this of 1/k, on a few dozen val rows, is noise for a member that
+# does not rank either
+
+
+def at_chance_level(balanced_accuracy: float, auc: float, k: int) -> bool:
+    """Whether kept weights learned nothing: no ranking (AUC not above 0.55) and a balanced accuracy within
+    :data:`CHANCE_MARGIN` of chance (1/k) — an IDRiD member at 0.201 against 0.200 with AUC 0.478 had been called
+    learned. A grade member whose cuts squeeze the rare grades can sit at 1/k balanced accuracy with a real val
+    AUC and QWK: that one learned."""
+    return not (balanced_accuracy > 1.0 / k + CHANCE_MARGIN) and not (auc > 0.55)
+
+
 def is_chance(row: dict, k: int) -> bool:
     """Val predictions in one class, or val balanced accuracy at chance (1/k).
 
@@ -117,9 +129,7 @@ def health(*, name: str, spec: MemberSpec | None, classes, labels: dict, predict
     bal = results["val"].get("balanced_accuracy", float("nan"))
     one_class = int((counts > 0).sum()) <= 1
     auc = results["val"].get("auc", float("nan"))
-    # at chance: balanced accuracy 1/k and no ranking either (a grade member whose cuts squeeze the
-    # rare grades can sit at 1/k balanced accuracy with a real val AUC and QWK: that one learned)
-    at_chance = bal <= 1.0 / k + 1e-9 and not (auc > 0.55)
+    at_chance = at_chance_level(bal, auc, k)
     collapsed = bool(one_class or at_chance) and len(np.unique(labels["val"])) > 1
     collapse = {"judged_on": "argmax of the kept weights' val probabilities", "val_predicted_counts": counts.tolist(),
                 "val_balanced_accuracy": bal, "val_auc": auc, "chance": 1.0 / k,
@@ -137,7 +147,8 @@ def health(*, name: str, spec: MemberSpec | None, classes, labels: dict, predict
     if collapsed:
         top = classes[int(counts.argmax())]
         collapse["reason"] = (f"its val predictions fall into one class ({top})" if one_class
-                              else f"its val balanced accuracy {bal:.3f} is at chance (1/{k}) and its val AUC {auc:.3f} near 0.5")
+                              else f"its val balanced accuracy {bal:.3f} is at chance (1/{k}, within {CHANCE_MARGIN:g}) and "
+                                   f"its val AUC {auc:.3f} near 0.5")
         collapse["advice"] = collapse_advice(spec, ordinal) if spec is not None else IMPORTED_ADVICE
         warned = spec is not None and warned_run >= min(COLLAPSE_EPOCHS, spec.total_epochs)
         log(f"[{name}] WARNING: collapsed: {collapse['reason']}. vote will leave it out. "

@@ -416,7 +416,15 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
     has_test = len(test_labels) > 0
     first = copies[0]
     oof_pred = oof.argmax(axis=1)
-    collapsed = len(np.unique(oof_pred)) == 1 and len(np.unique(labels)) > 1
+    oof_scores = score(labels, oof, num_classes=c)
+    one_class = len(np.unique(oof_pred)) == 1
+    from members.training.collapse import CHANCE_MARGIN, at_chance_level  # the plain member's rule, out of fold
+
+    at_chance = at_chance_level(oof_scores["balanced_accuracy"], oof_scores["auc"], c)
+    collapsed = (one_class or at_chance) and len(np.unique(labels)) > 1
+    why = ("its out-of-fold predictions fall into one class" if one_class else
+           f"its out-of-fold balanced accuracy {oof_scores['balanced_accuracy']:.3f} is at chance (1/{c}, within "
+           f"{CHANCE_MARGIN:g}) and its out-of-fold AUC {oof_scores['auc']:.3f} near 0.5")
     metrics = {
         "name": name, "preset": preset, "num_classes": c, "classes": list(data.classes),
         "ordinal": bool(data.ordinal),
@@ -430,13 +438,14 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
         "input_wait_share": _mean_or_none([m.get("input_wait_share") for m in copies]) or 0.0,
         "train_size": n,
         "collapsed": bool(collapsed),
-        "collapse": {"judged_on": "argmax of the out-of-fold probabilities of every train+val row",
+        "collapse": {"judged_on": "the out-of-fold probabilities of every train+val row",
                      "predicted_classes": int(len(np.unique(oof_pred))),
-                     **({"reason": "its out-of-fold predictions fall into one class"} if collapsed else {})},
+                     "oof_balanced_accuracy": oof_scores["balanced_accuracy"], "oof_auc": oof_scores["auc"],
+                     **({"reason": why} if collapsed else {})},
         "fold_scores": [{"fold": i, "rows": int(np.sum(folds == i)), "best_epoch": m.get("best_epoch"),
                          "train_seconds": m.get("train_seconds"), "held_out": m.get("val", {}), "test": m.get("test", {})}
                         for i, m in enumerate(copies)],
-        "oof": score(labels, oof, num_classes=c),
+        "oof": oof_scores,
         "val": score(labels[val], oof[val], num_classes=c) if val.any() else {},
         "test": score(test_labels, test_probs, num_classes=c) if has_test else {},
         "single_fold_test": first.get("test", {}),
@@ -577,6 +586,9 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
     from members.training.trainer import TrainResult, member_dir
 
     check_folds(k)
+    from members.training.snapshots import check_early_stop
+
+    check_early_stop(spec)  # SWA works with folds; patience would cut its window
     if backend not in BACKENDS:
         raise UserError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
     if not isinstance(jobs, int) or jobs < 1:

@@ -178,8 +178,7 @@ class FreeMembers:
             try:
                 lock.acquire()
             except UserError as exc:  # another run is training a member of that name right now: never wait on it
-                self.t.log(f"[{self.t.name}] WARNING: snapshot {j} was not written: {exc} Train again with another "
-                           "--name to get the snapshots.")
+                self.t.log(f"[{self.t.name}] WARNING: snapshot {j} was not written: {exc}")
                 continue
             try:
                 taken = self._taken_since(folder)
@@ -253,6 +252,21 @@ def _all_layers(model) -> list:
     return out
 
 
+def check_early_stop(spec) -> None:
+    """Before training (not when a member's spec.toml is read back: members trained before this check still load):
+    refuse ``patience`` with ``snapshots`` or ``swa``, whose cycles and averaging window an early stop would cut.
+
+    Raises:
+        UserError: naming both settings and the fix.
+    """
+    for field, what in (("snapshots", "its cycles end, leaving snapshots never taken"),
+                        ("swa", "the averaging window, so fewer epochs than swa would be averaged")):
+        if getattr(spec, field) and spec.patience:
+            raise UserError(f"{field} and patience cannot be combined: early stopping would end the train phase "
+                            f"before {what}; set patience = 0 (the schedule is the plan). Received: "
+                            f"{field}={getattr(spec, field)}, patience={spec.patience}")
+
+
 def check_spec(spec) -> None:
     """Raise :class:`members.infra.errors.UserError` when ``snapshots`` or ``swa`` do not fit the spec's epochs."""
     from members.infra.errors import UserError
@@ -261,10 +275,6 @@ def check_spec(spec) -> None:
     if spec.snapshots and not 2 <= spec.snapshots <= train_epochs:
         raise UserError(f"snapshots must be 0 (off) or from 2 to the train phase's {train_epochs} epochs (one cycle "
                         f"each at least); raise epochs or lower snapshots. Received: snapshots={spec.snapshots}")
-    if spec.snapshots and spec.patience:
-        raise UserError("snapshots and patience cannot be combined: early stopping would end the train phase before "
-                        "its cycles end, leaving snapshots never taken; set patience = 0 (the cycles are the "
-                        f"schedule). Received: snapshots={spec.snapshots}, patience={spec.patience}")
     if spec.snapshots < 0 or spec.swa < 0:
         raise UserError(f"snapshots and swa must be non-negative (0 = off). Received: snapshots={spec.snapshots}, "
                         f"swa={spec.swa}")
@@ -314,9 +324,13 @@ def retire_snapshots(workdir, name: str, spec, log) -> None:
         except (OSError, ValueError, AttributeError):
             continue
         if of == name:
-            with MemberLock(folder):
-                (folder / "metrics.json").unlink()  # first: a crash in between leaves an incomplete member, not a torn one
-                shutil.rmtree(folder)
+            try:
+                with MemberLock(folder):
+                    (folder / "metrics.json").unlink()  # first: a crash in between leaves an incomplete member
+                    shutil.rmtree(folder)
+            except UserError as exc:  # another run holds it: leave it, the member itself is done
+                log(f"[{name}] WARNING: {folder.name}, a snapshot of the run --force replaced, was not removed: {exc}")
+                continue
             log(f"[{name}] removed {folder.name}, a snapshot of the run --force replaced, which this run does not "
                 "write")
 

@@ -517,6 +517,9 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
     directory = member_dir(workdir, name)
     check_memory(spec, data.num_classes)
     data.check_images()  # before the member's folder is made or TensorFlow imported
+    from members.training.snapshots import check_early_stop
+
+    check_early_stop(spec)
     done = _existing(directory, spec, data.fingerprint)
     if spec.is_backbone and not (done.complete and not done.differences):  # a rerun of a complete one trains nothing
         from members.model.backbones import resolve_weights
