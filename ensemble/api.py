@@ -177,7 +177,7 @@ def score(labels: Any, probs: Any, *, pred: Any = None, num_classes: int | None 
 
 
 def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed: int = 0,
-            groups: Any = None) -> dict:
+            groups: Any = None, pred_a: Any = None, pred_b: Any = None) -> dict:
     """Score two models' probabilities on the same rows with the report's statistics.
 
     Args:
@@ -188,6 +188,9 @@ def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed
         seed: seed of the resamples.
         groups: optional patient id per row; rows of one patient are then resampled together
             (a cluster bootstrap, as ``vote`` does on a split grouped by patient).
+        pred_a, pred_b: the models' predicted classes when they are not the argmax of their probabilities (a
+            ``+thr`` combiner's ``predict(P)``, whose grades come from cuts of the expected grade, as the report
+            scores it); default the argmax.
 
     Returns:
         ``{"a": metrics, "b": metrics, "difference": metrics of A minus B, "mcnemar_p": float}``
@@ -218,7 +221,14 @@ def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed
     if groups is not None and len(groups) != len(labels):
         raise UserError(f"compare got {len(groups)} groups for {len(labels)} labels; pass one patient id per row.")
     indices = stats.bootstrap_indices(len(labels), n_boot, seed, stratify=labels, groups=groups)
-    pred_a, pred_b = pa.argmax(axis=1), pb.argmax(axis=1)
+    try:
+        pred_a, pred_b = (pa.argmax(axis=1) if given is None else check_labels(given, pa.shape[1], name=name)
+                          for given, name in ((pred_a, "pred_a"), (pred_b, "pred_b")))
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"compare: {exc}") from None
+    if len(pred_a) != len(labels) or len(pred_b) != len(labels):
+        raise UserError(f"compare: pred_a and pred_b need one class per label ({len(labels)}); got {len(pred_a)} "
+                        f"and {len(pred_b)}.")
     return {
         "a": stats.bootstrap_metrics(labels, pa, pred_a, indices=indices),
         "b": stats.bootstrap_metrics(labels, pb, pred_b, indices=indices),

@@ -92,6 +92,9 @@ def test_workflow_from_python(tmp_path):
     out = compare(y, good, flat, n_boot=50)
     assert out["difference"]["accuracy"]["value"] == pytest.approx(1.0 - out["b"]["accuracy"]["value"])
     assert 0.0 <= out["mcnemar_p"] <= 1.0
+    cut = np.array([0, 1, 2, 1, 0, 0])  # a +thr combiner's grades: not the argmax of its probabilities
+    given = compare(y, good, flat, n_boot=50, pred_a=cut)
+    assert given["a"]["accuracy"]["value"] == pytest.approx(5 / 6) and given["a"]["auc"] == out["a"]["auc"]
     again = vote(tmp_path / "w", methods="soft", members="a,b", n_boot=10)  # strings as on the command line
     assert set(again["ensembles"]) >= {"soft"} and "s" not in again["ensembles"]
 

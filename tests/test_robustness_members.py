@@ -85,6 +85,7 @@ def test_force_trains_beside_and_swaps_in_only_a_complete_member(trained_copy):
     code, out, err = run_cli("train-member", "--workdir", trained_copy, *TINY, "--name", "t1", "--seed", "3", "--force")
     assert code == 0, err
     assert "replaced the previous one" in err
+    assert "was voted with the member this run replaced" not in err  # no ensemble there
     spec = (member / "spec.toml").read_text()
     assert "seed = 3" in spec
     metrics = json.loads((member / "metrics.json").read_text())
@@ -93,6 +94,10 @@ def test_force_trains_beside_and_swaps_in_only_a_complete_member(trained_copy):
     assert metrics["model_sha256"] == sha256_file(member / "model.keras")
     assert (member / "model.keras").read_bytes() != old_model
     assert _hidden(trained_copy) == [] and not (member / ".lock").exists()
+    (trained_copy / "ensemble").mkdir(exist_ok=True)  # now a voted ensemble uses t1: the replacement says so
+    (trained_copy / "ensemble" / "manifest.json").write_text(json.dumps({"members": {"t1": {}}}))
+    code, _, err = run_cli("train-member", "--workdir", trained_copy, *TINY, "--name", "t1", "--seed", "5", "--force")
+    assert code == 0 and "was voted with the member this run replaced: run vote again" in " ".join(err.split()), err
 
 
 @pytest.mark.parametrize("fault", [KeyboardInterrupt(), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))])

@@ -554,6 +554,7 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
         if target != directory:
             _swap_in(target, directory, log)
             result = TrainResult(name, directory, result.metrics)
+            _say_if_voted(Path(workdir), name, log)
         if force:  # the replaced run's snapshots this run did not write (the member complete or not before)
             from members.training.snapshots import retire_snapshots
 
@@ -570,6 +571,20 @@ def _existing(directory: Path, spec: MemberSpec, fingerprint: str):
     if existing.complete and existing.metrics.get("folds"):  # a bagged member is not this plain one
         existing = replace(existing, differences=[*existing.differences, f"folds {existing.metrics['folds']} → none"])
     return existing
+
+
+def _say_if_voted(workdir: Path, name: str, log) -> None:
+    """After ``--force`` replaced member ``name``: say so when the workdir's voted ensemble used the old one."""
+    import json
+
+    try:
+        voted = (json.loads((workdir / "ensemble" / "manifest.json").read_text(encoding="utf-8")).get("members")
+                 or {})
+    except (OSError, ValueError, AttributeError):
+        return
+    if name in voted:
+        log(f"[{name}] the ensemble in {workdir / 'ensemble'} was voted with the member this run replaced: run vote "
+            "again before predict or explain, which refuse that ensemble until then")
 
 
 def _swap_in(new: Path, directory: Path, log) -> None:
