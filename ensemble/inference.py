@@ -674,6 +674,7 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
                 f"{ens.referable_note.split(' when ')[0]}: the column is left empty with --tta, since vote chose its "
                 "threshold on probabilities without TTA; the probability column is filled"))
     skipped = {p: why for p in paths if (why := check_file(p)) is not None}
+    _hint_image_root(workdir, skipped)
     candidates = [p for p in paths if p not in skipped]
     P, kept = (ensemble_member_probs(ens.members, candidates, tta=tta, batch_size=batch_size) if candidates
                else (None, np.zeros(0, dtype=np.int64)))
@@ -699,6 +700,19 @@ def screen_notes(ens: Ensemble, paths: Sequence[str]) -> list[str]:
     looks = appearance.looks(paths)  # the raw image at 128 px, as vote read the training images
     unlike = appearance.screen(ens.appearance, looks) if ens.appearance is not None else [""] * len(paths)
     return [UNIFORM_NOTE if is_flat else why for is_flat, why in zip(flat_images(looks), unlike)]
+
+
+def _hint_image_root(workdir: str | Path, skipped: dict[str, str]) -> None:
+    """A relative path that does not exist here but does under the workdir's images folder (a ``split.csv`` path,
+    which is relative to ``dataset.json``'s ``image_root``): say so in its reason."""
+    try:
+        root = Path(str(read_json(Path(workdir) / "dataset.json").get("image_root") or ""))
+    except (UserError, OSError, AttributeError):
+        return
+    for path, why in skipped.items():
+        if why == "does not exist" and str(root) and not Path(path).is_absolute() and (root / path).is_file():
+            skipped[path] = (f"does not exist here; split.csv paths are relative to the images folder {root}: pass "
+                             f"{root / path}")
 
 
 def flat_images(looks: np.ndarray) -> np.ndarray:

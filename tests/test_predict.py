@@ -679,3 +679,13 @@ def test_a_file_that_is_no_image_is_skipped_before_the_decoder_without_a_traceba
     assert result.skipped == {str(tmp_path / "arr.npy"): "cannot be decoded as an image (not an image, or "
                                                          "truncated/corrupt)"}
     assert "Traceback" not in capfd.readouterr().err  # the API has no quiet CLI wrapper to hide TensorFlow's
+
+
+def test_a_split_csv_path_that_is_relative_to_the_images_folder_is_named_so(voted, tmp_path, monkeypatch):
+    data = json.loads((voted / "dataset.json").read_text())
+    relative = pd.read_csv(voted / "split.csv")["path"].iloc[0]
+    monkeypatch.chdir(tmp_path)  # where that relative path does not exist
+    good = str(Path(data["image_root"]) / relative)
+    result = predict_images(voted, [relative, good], print_csv=False)
+    assert result.skipped[relative] == (f"does not exist here; split.csv paths are relative to the images folder "
+                                        f"{data['image_root']}: pass {good}")
