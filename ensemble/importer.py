@@ -196,7 +196,7 @@ def _accuracy(probs: np.ndarray, data, split: str) -> float:
 BUILT_IN_MODULES = ("keras", "members", "builtins", "numpy")  # classes every process of the toolkit can rebuild
 
 
-def _foreign_classes(path: Path) -> list[str]:
+def foreign_classes(path: Path) -> list[str]:
     """Classes of the archive's ``config.json`` from another module than Keras's and the toolkit's (custom code)."""
     import json
 
@@ -252,7 +252,7 @@ def _load_keras(path: Path):
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path} is not a Keras 3 .keras archive (a .keras file is a zip archive; this one is not, "
                         "so it is another format renamed, or damaged); save the model again with model.save('name.keras').")
-    foreign = _foreign_classes(path)
+    foreign = foreign_classes(path)
     if foreign:  # registered in the caller's process, perhaps, but predict and vote load it in their own
         raise UserError(f"{path} uses {', '.join(repr(c) for c in foreign[:3])}, custom code (a layer, a subclassed "
                         "model or a function) that the toolkit's commands cannot rebuild: only built-in Keras layers "

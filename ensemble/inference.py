@@ -321,9 +321,9 @@ def load_member(member_dir: str | Path) -> LoadedMember:
     except Exception as exc:  # noqa: BLE001 (zip, HDF5 and config errors all mean the same to the user)
         again = (f"import {name!r} again (import-member --force)" if metrics.get("imported")
                  else f"retrain the member {name!r}")
-        from ensemble.importer import _foreign_classes
+        from ensemble.importer import foreign_classes
 
-        foreign = _foreign_classes(path)
+        foreign = foreign_classes(path)
         if foreign:  # imported before import-member refused custom code
             raise UserError(f"{path} uses {', '.join(repr(c) for c in foreign[:3])}, custom code that only built-in "
                             f"Keras layers can replace here; rebuild the model from built-in layers and {again}, or "
@@ -705,6 +705,8 @@ def screen_notes(ens: Ensemble, paths: Sequence[str]) -> list[str]:
 def _hint_image_root(workdir: str | Path, skipped: dict[str, str]) -> None:
     """A relative path that does not exist here but does under the workdir's images folder (a ``split.csv`` path,
     which is relative to ``dataset.json``'s ``image_root``): say so in its reason."""
+    if "does not exist" not in skipped.values():
+        return  # nothing missing: dataset.json is not read
     try:
         root = Path(str(read_json(Path(workdir) / "dataset.json").get("image_root") or ""))
     except (UserError, OSError, AttributeError):

@@ -648,7 +648,7 @@ def test_classes_registered_in_a_script_are_custom_code_and_notes_name_the_objec
 
     import keras
 
-    from ensemble.importer import _foreign_classes
+    from ensemble.importer import foreign_classes
 
     def archive(nodes) -> Path:
         path = tmp_path / f"m{len(list(tmp_path.glob('m*.keras')))}.keras"
@@ -657,20 +657,20 @@ def test_classes_registered_in_a_script_are_custom_code_and_notes_name_the_objec
                                                   "registered_name": "Functional", "config": {"layers": nodes}}))
         return path
 
-    assert _foreign_classes(archive([{"class_name": "Scale", "module": None, "registered_name": "mine>Scale"}])) == [
+    assert foreign_classes(archive([{"class_name": "Scale", "module": None, "registered_name": "mine>Scale"}])) == [
         "mine>Scale"]
-    assert _foreign_classes(archive([{"class_name": "Scale", "module": "mypkg.layers", "registered_name": None}])) == [
+    assert foreign_classes(archive([{"class_name": "Scale", "module": "mypkg.layers", "registered_name": None}])) == [
         "mypkg.layers.Scale"]
     function = {"class_name": "function", "module": "builtins", "config": "mine>regact", "registered_name": "function"}
-    assert _foreign_classes(archive([{"class_name": "Conv2D", "module": "keras.layers", "config": {
+    assert foreign_classes(archive([{"class_name": "Conv2D", "module": "keras.layers", "config": {
         "activation": function}}])) == ["mine>regact"]  # a registered activation function
     relu = {"class_name": "function", "module": "keras.activations", "config": "relu", "registered_name": "relu"}
-    assert _foreign_classes(archive([{"class_name": "Dense", "module": "keras.layers", "config": {"activation": relu}}])
+    assert foreign_classes(archive([{"class_name": "Dense", "module": "keras.layers", "config": {"activation": relu}}])
                             ) == []
     ours = [{"class_name": "OrdinalHead", "module": "members.model.architecture", "registered_name": "members>OrdinalHead"},
             {"class_name": "__keras_tensor__", "module": None, "registered_name": None},
             {"class_name": "Dense", "module": "keras.layers", "registered_name": None}]
-    assert _foreign_classes(archive(ours)) == []
+    assert foreign_classes(archive(ours)) == []
     inputs = keras.Input((16, 16, 3))  # no Rescaling: the note names the object, not its temporary file
     plain = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(keras.layers.GlobalAveragePooling2D()(
         keras.layers.Conv2D(2, 3)(inputs))))

@@ -341,6 +341,11 @@ def preset_params(name: str, spec: MemberSpec) -> int:
         entry = {}
     if isinstance(entry, dict) and entry.get("spec_sha256") == spec_digest(spec) and isinstance(entry.get("params"), int):
         return entry["params"]
+    return _built_params(spec)
+
+
+def _built_params(spec: MemberSpec) -> int:
+    """The parameter count of ``spec``'s network for 5 classes, built with TensorFlow (no weights are loaded)."""
     from members.model.architecture import build_model
 
     return build_model(spec.replace(weights="none", freeze_epochs=0), 5).count_params()
@@ -350,13 +355,11 @@ def write_preset_params() -> dict[str, dict[str, Any]]:
     """Count every built-in preset's parameters by building it, and write :data:`PARAMS_FILE` (after a preset
     changed: ``python -c "from members.model.spec import write_preset_params; write_preset_params()"``)."""
     from members.infra.atomic import write_json
-    from members.model.architecture import build_model
 
     counts = {}
     for name in list_presets():
         spec = load_preset(name)
-        counts[name] = {"spec_sha256": spec_digest(spec),
-                        "params": build_model(spec.replace(weights="none", freeze_epochs=0), 5).count_params()}
+        counts[name] = {"spec_sha256": spec_digest(spec), "params": _built_params(spec)}
     write_json(PARAMS_FILE, counts)
     return counts
 

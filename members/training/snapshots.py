@@ -153,9 +153,9 @@ class FreeMembers:
         state = existing_member(folder, self.t.spec, self.t.data.fingerprint)
         if not state.complete:
             return None
-        if state.metrics.get("snapshot_of") != self.t.name:
-            what = "an imported member" if state.metrics.get("imported") else "another member"
-            return f"became {what}"
+        other = _other_member(state, self.t.name)
+        if other:
+            return f"became {other}"
         if state.differences and not self.t.force:
             return f"became a member with another spec ({'; '.join(state.differences)})"
         return None
@@ -342,7 +342,6 @@ def check_snapshot_folders(data, name: str, spec, *, force: bool = False) -> Non
     Raises:
         UserError: naming the folder and what to do.
     """
-    from members.infra.errors import UserError
     from members.training.guard import existing_member, refusal
     from members.training.trainer import member_dir
 
@@ -351,9 +350,16 @@ def check_snapshot_folders(data, name: str, spec, *, force: bool = False) -> Non
         state = existing_member(folder, spec, data.fingerprint)
         if not state.complete:
             continue
-        if state.metrics.get("snapshot_of") != name:
-            what = "an imported member" if state.metrics.get("imported") else "another member, not a snapshot of it"
-            raise UserError(f"Member {name!r} would write its snapshot {j} to {folder}, which holds {what}; a finished "
-                            "member is never overwritten: choose another --name for this run.")
+        other = _other_member(state, name)
+        if other:
+            raise UserError(f"Member {name!r} would write its snapshot {j} to {folder}, which holds {other}; a "
+                            "finished member is never overwritten: choose another --name for this run.")
         if state.differences and not force:
             raise refusal(folder.name, folder, state.differences, option="--name for this run")
+
+
+def _other_member(state, name: str) -> str | None:
+    """What a complete snapshot folder holds when it is not a snapshot of member ``name``, in words; else None."""
+    if state.metrics.get("snapshot_of") == name:
+        return None
+    return "an imported member" if state.metrics.get("imported") else "another member, not a snapshot of it"
