@@ -390,22 +390,7 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
         if m.num_classes and m.num_classes != combiner.n_classes_:
             raise UserError(f"Member {m.name!r} has {m.num_classes} classes but the {chosen!r} combiner was fitted "
                             f"on {combiner.n_classes_}; {VOTE_HINT.format(workdir=workdir)} again.")
-    referral = report.get("referral") or {}
-    threshold, coverage = referral.get("threshold"), referral.get("target_coverage")
-    alone = bool(referral.get("refer_without_agreement"))
-    if chosen == best and threshold is not None:
-        kept = referral.get("val_coverage")
-        reached = (f"; it kept {kept:.0%} of val, see the report's referral section"
-                   if coverage and isinstance(kept, (int, float)) and abs(kept - coverage) > 0.02 else "")
-        note = (f"referred when the ensemble's confidence < {threshold:.4g} (chosen on {_rows_of(report)} to keep "
-                f"{coverage:.0%} of images{reached})" if coverage else f"referred when confidence < {threshold:.4g}")
-        graded = report.get("ordinal", True) is not False and (report.get("num_classes") or 0) > 2
-        note += f" or when no member gives the ensemble's {'grade' if graded else 'class'}" if alone else ""
-    else:
-        alone = False
-        threshold = None
-        note = (f"referred when fewer than {AGREEMENT_FALLBACK:.0%} of members agree with the ensemble "
-                f"(report.json holds a referral threshold only for {best!r}, not {chosen!r})")
+    threshold, alone, note = referral_rule(report, chosen)
     classes = report.get("classes") or list(range(combiner.n_classes_))
     ref = report.get("referable") or {}
     cut, ref_threshold, ref_note = _referable_rule(ref, chosen, _rows_of(report))
@@ -417,6 +402,29 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     return Ensemble(workdir, chosen, combiner, members, threshold, note, list(classes), alone,
                     cut, ref_threshold, ref_note, kind, looks,
                     synthetic=bool((report.get("data") or {}).get("synthetic")))
+
+
+def referral_rule(report: dict, chosen: str) -> tuple[float | None, bool, str]:
+    """``(threshold, refer_without_agreement, note)`` of ``report.json``'s referral rule for combiner ``chosen``:
+    the val-chosen rule for the best method, the agreement fallback for any other."""
+    best = report.get("best_method")
+    referral = report.get("referral") or {}
+    threshold, coverage = referral.get("threshold"), referral.get("target_coverage")
+    alone = bool(referral.get("refer_without_agreement"))
+    if chosen == best and threshold is not None:
+        from ensemble.report import coverage_reached
+
+        graded = report.get("ordinal", True) is not False and (report.get("num_classes") or 0) > 2
+        note = (f"referred when the ensemble's confidence < {threshold:.4g} (chosen on {_rows_of(report)} to keep "
+                f"{coverage:.0%} of images{coverage_reached(referral, graded)})" if coverage
+                else f"referred when confidence < {threshold:.4g}")
+        note += f" or when no member gives the ensemble's {'grade' if graded else 'class'}" if alone else ""
+    else:
+        alone = False
+        threshold = None
+        note = (f"referred when fewer than {AGREEMENT_FALLBACK:.0%} of members agree with the ensemble "
+                f"(report.json holds a referral threshold only for {best!r}, not {chosen!r})")
+    return threshold, alone, note
 
 
 def _rows_of(report: dict) -> str:

@@ -309,7 +309,7 @@ def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bo
             "Coverage is the share of images the ensemble classifies on its own; the rest go to a human reader. "
             "This is about the ensemble's confidence in its class, not about which class it is."), "",
            (f"Rows whose {ref['confidence']} is below {_exact(ref['threshold'])} (chosen on {rows} for "
-            f"{ref['target_coverage']:.0%} coverage{_reached(ref, dr)})"
+            f"{ref['target_coverage']:.0%} coverage{coverage_reached(ref, dr)})"
             + (f", and rows no member {'grades' if dr else 'classifies'} as the ensemble does "
                f"({ref['val_without_agreement']} on {rows}, {ref['test_without_agreement']} on test), are referred to a "
                f"human {'grader' if dr else 'reader'}."
@@ -343,8 +343,8 @@ def _screen_md(screen: dict | None) -> list[str]:
     return ["", text]
 
 
-def _reached(ref: dict, dr: bool = True) -> str:
-    """``; it keeps 100% of val ...`` when the coverage reached on the selection rows is not the target, and why."""
+def coverage_reached(ref: dict, dr: bool = True) -> str:
+    """``; it keeps 100% of them: ...`` when the coverage reached on the selection rows is not the target, and why."""
     got, target = ref.get("val_coverage"), ref.get("target_coverage")
     if got is None or target is None or abs(got - target) <= 0.02:
         return ""

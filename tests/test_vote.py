@@ -898,7 +898,7 @@ def test_a_referral_target_the_confidences_cannot_reach_is_said() -> None:
 def test_review_fixes_of_the_two_class_and_nominal_reports(tmp_path: Path, monkeypatch) -> None:
     """Named two-class classes still get the kappa column and take --positive-class by index; the referral text
     names the real cause of a missed coverage; the glossary gives the resamples actually drawn."""
-    from ensemble.report import _reached
+    from ensemble.report import coverage_reached
 
     monkeypatch.setattr(sys.modules[__name__], "K", 2)
     monkeypatch.setattr(sys.modules[__name__], "LABELS", np.tile(np.arange(2), 30))
@@ -913,7 +913,25 @@ def test_review_fixes_of_the_two_class_and_nominal_reports(tmp_path: Path, monke
     md = (root / "ensemble" / "report.md").read_text()
     assert "| kappa |" in md and "resampled with replacement 120 times" in md and "same class as the single" in md
     assert "Grade thresholds" not in md and "predicted grade" not in md
-    why = _reached({"val_coverage": 0.7, "target_coverage": 0.9, "refer_without_agreement": True,
+    why = coverage_reached({"val_coverage": 0.7, "target_coverage": 0.9, "refer_without_agreement": True,
                     "val_without_agreement": 30, "val_rows": 100})
     assert "30 of the 100 rows (30%) have a grade no member gives" in why
-    assert "too few distinct values" in _reached({"val_coverage": 1.0, "target_coverage": 0.9})
+    assert "too few distinct values" in coverage_reached({"val_coverage": 1.0, "target_coverage": 0.9})
+
+
+def test_predicts_referral_line_gives_the_reason_a_coverage_was_missed() -> None:
+    """predict's stderr rule names why the val coverage missed its target, as the report does: with the
+    no-agreement rule referring most rows, "chosen to keep 90% … it kept 30%" read as a contradiction."""
+    from ensemble.inference import referral_rule
+
+    report = {"best_method": "soft", "num_classes": 5, "referral": {
+        "threshold": 0.41, "target_coverage": 0.9, "refer_without_agreement": True, "val_coverage": 0.3,
+        "val_without_agreement": 70, "val_rows": 100}}
+    threshold, alone, note = referral_rule(report, "soft")
+    assert (threshold, alone) == (0.41, True)
+    assert ("chosen on val to keep 90% of images; it keeps 30% of them: 70 of the 100 rows (70%) have a grade no "
+            "member gives, and those are referred whatever the threshold) or when no member gives") in note
+    _, _, met = referral_rule({**report, "referral": {**report["referral"], "val_coverage": 0.89}}, "soft")
+    assert "it keeps" not in met and "90% of images)" in met
+    threshold, alone, other = referral_rule(report, "stack")
+    assert threshold is None and not alone and "only for 'soft', not 'stack'" in other
