@@ -1,7 +1,8 @@
 """The workflow from Python: ``prepare``, ``train_member``, ``vote``, ``predict``, and ``compare`` for arrays.
 
 Each verb is the CLI command of the same name, with the same checks and the same files
-in the workdir; errors are :class:`members.infra.errors.UserError` with the CLI's sentence.
+in the workdir; errors are :class:`members.infra.errors.UserError` with the CLI's sentence (its advice
+names options: ``--keep-collapsed`` is the keyword ``keep_collapsed=True``, ``--epochs 1`` is ``epochs=1``).
 
 Example:
     >>> from ensemble.api import prepare, train_member, vote, predict      # doctest: +SKIP

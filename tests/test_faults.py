@@ -695,3 +695,25 @@ def test_a_run_killed_for_memory_resumes_with_the_disk_cache(workdir_copy, monke
     again = []  # complete: the same member whatever the run settings
     training.train_member(workdir_copy, spec, name="c", log=again.append, show_progress=False)
     assert any("already complete with the same spec and data" in line for line in again), again
+
+
+def test_a_write_sweeps_the_temps_of_killed_writers_of_the_same_file(tmp_path: Path) -> None:
+    """A writer killed between its temp file and the rename (SIGKILL) left a hidden ``.<name>.*.tmp`` for good; the
+    next write in that folder deletes it (once per folder and process). A live process's temp is left alone, as is
+    a temp named for another host."""
+
+    from members.infra import atomic
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".preds.csv.{atomic._HOST}-{dead.pid}.x1y2.tmp"
+    live = tmp_path / f".preds.csv.{atomic._HOST}-{os.getpid()}.a1b2.tmp"
+    other = tmp_path / f".report.csv.{atomic._HOST}-{dead.pid}.x1y2.tmp"
+    foreign = tmp_path / f".preds.csv.elsewhere-{dead.pid}.x1y2.tmp"
+    for p in (stale, live, other, foreign):
+        p.write_text("half a file")
+    atomic.write_text(tmp_path / "preds.csv", "image,grade\n")
+    assert not stale.exists()
+    assert not other.exists() and live.exists() and foreign.exists()
+    assert (tmp_path / "preds.csv").read_text() == "image,grade\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, foreign.name, "preds.csv"])

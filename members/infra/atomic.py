@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import socket
 import tempfile
 import zipfile
 from pathlib import Path
@@ -23,6 +24,8 @@ from members.infra.errors import UserError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_SWEPT: set[str] = set()  # folders whose dead temps were deleted by this process
+_HOST = "".join(c for c in socket.gethostname().split(".")[0] if c.isalnum() or c in "-_")[:32] or "host"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "wb") -> Path:
@@ -43,7 +46,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _sweep_dead_temps(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise _write_error(path, exc) from exc
     try:
@@ -59,6 +63,38 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
         discard_temp(tmp, path, exc)
         raise
     return path
+
+
+def _sweep_dead_temps(folder: Path) -> None:
+    """Delete the temp files that writers killed before their rename (SIGKILL, a power cut) left in ``folder``:
+    those named for this host and a process that no longer runs. A live writer's temp is left alone, as is one
+    from another host sharing the folder. Once per folder and process, so writing many files stays linear."""
+    key = str(folder)
+    if key in _SWEPT:
+        return
+    _SWEPT.add(key)
+    marker = f".{_HOST}-"
+    try:
+        names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid = name.rpartition(marker)[2].split(".", 1)[0] if marker in name else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.unlink(folder / name)
+            except OSError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it runs under another user
+        return True
+    return True
 
 
 def discard_temp(tmp: str | os.PathLike, path: Path, exc: BaseException) -> None:
