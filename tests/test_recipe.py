@@ -450,3 +450,40 @@ def test_kept_weights_a_hair_above_chance_that_do_not_rank_learned_nothing():
     assert out["collapsed"] is True
     assert out["collapse"]["reason"] == ("its val balanced accuracy 0.201 is at chance (1/5, within 0.05) and its "
                                          "val AUC 0.478 near 0.5")
+
+
+def test_on_val_rows_of_one_class_collapse_is_not_judged_either_way():
+    """A val split of one class cannot tell a member that learned from one that did not: the kept weights
+    predicting grade 4 for every eye were written ``collapsed: false`` with a "recovered" claim. Now nothing is
+    claimed: ``collapse.unjudged`` says why and the log warns."""
+    at_chance = {"val_classes_predicted": 1, "val_balanced_accuracy": 0.2}
+    lines = []
+    from members.training.collapse import health
+
+    probs = np.tile([0.02, 0.02, 0.02, 0.02, 0.92], (6, 1))
+    out = health(name="m", spec=MemberSpec(epochs=5), classes=[0, 1, 2, 3, 4],
+                 labels={"train": np.array([0, 1, 2, 3, 4]), "val": np.zeros(6, int), "test": np.array([0, 1])},
+                 predictions={"val": probs, "test": probs[:2]},
+                 results={"val": {"balanced_accuracy": 0.0, "auc": float("nan")}, "test": {"accuracy": 0.5}},
+                 history=[dict(at_chance)] * 4, log=lines.append)
+    assert out["collapsed"] is False and "recovered" not in out["collapse"] and "reason" not in out["collapse"]
+    assert out["collapse"]["unjudged"].startswith("the rows that judge collapse hold one class (0)")
+    assert lines == [f"[m] WARNING: {out['collapse']['unjudged']}"]
+
+
+def test_k_fold_and_plain_members_write_the_same_collapse_keys():
+    """A script reading ``collapse.val_balanced_accuracy`` got a KeyError on k-fold members (their keys were
+    ``oof_balanced_accuracy``, ``predicted_classes``, no ``advice``): both kinds go through one judge."""
+    from members.training.collapse import judge
+
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    flat = np.tile([0.8, 0.1, 0.1], (6, 1))
+    scores = {"balanced_accuracy": 1 / 3, "auc": 0.5}
+    plain = judge(flat, labels, scores, [0, 1, 2], judged_on="val rows", spec=MemberSpec(), epochs_at_chance=2)
+    folded = judge(flat, labels, scores, [0, 1, 2], judged_on="out-of-fold rows", rows="out-of-fold",
+                   spec=MemberSpec(), epochs_at_chance=5)
+    assert plain[0] is folded[0] is True and set(plain[1]) == set(folded[1])
+    assert {"val_predicted_counts", "val_balanced_accuracy", "val_auc", "chance", "reason", "advice"} <= set(plain[1])
+    assert folded[1]["val_predicted_counts"] == [6, 0, 0]
+    assert folded[1]["reason"] == "its out-of-fold predictions fall into one class (0)"
+    assert plain[1]["reason"] == "its val predictions fall into one class (0)"

@@ -125,17 +125,14 @@ def health(*, name: str, spec: MemberSpec | None, classes, labels: dict, predict
         results: ``{"val", "test"}`` scores of those predictions (``members.scoring.score``).
     """
     k = len(classes)
-    counts = np.bincount(predictions["val"].argmax(axis=1), minlength=k)
-    bal = results["val"].get("balanced_accuracy", float("nan"))
-    one_class = int((counts > 0).sum()) <= 1
-    auc = results["val"].get("auc", float("nan"))
-    at_chance = at_chance_level(bal, auc, k)
-    collapsed = bool(one_class or at_chance) and len(np.unique(labels["val"])) > 1
-    collapse = {"judged_on": "argmax of the kept weights' val probabilities", "val_predicted_counts": counts.tolist(),
-                "val_balanced_accuracy": bal, "val_auc": auc, "chance": 1.0 / k,
-                "epochs_at_chance": sum(1 for r in history if is_chance(r, k))}
+    collapsed, collapse = judge(predictions["val"], labels["val"], results["val"], classes,
+                                judged_on="argmax of the kept weights' val probabilities", spec=spec, ordinal=ordinal,
+                                epochs_at_chance=sum(1 for r in history if is_chance(r, k)))
+    counts = np.asarray(collapse["val_predicted_counts"])
+    bal, auc = collapse["val_balanced_accuracy"], collapse["val_auc"]
     warned_run = longest_chance_run(history, k)
-    if spec is not None and history and not collapsed and warned_run >= min(COLLAPSE_EPOCHS, spec.total_epochs):
+    learned = "reason" not in collapse and "unjudged" not in collapse
+    if spec is not None and history and learned and warned_run >= min(COLLAPSE_EPOCHS, spec.total_epochs):
         # CollapseWatch warned while training (a regression member's fixed grade-scale cuts, or a late
         # recovery): say that the kept weights, with their tuned cuts, did not collapse after all
         shown = ", ".join(str(classes[j]) for j in np.flatnonzero(counts))
@@ -145,15 +142,46 @@ def health(*, name: str, spec: MemberSpec | None, classes, labels: dict, predict
         log(f"[{name}] the collapse warning above does not hold for the kept weights: they predict classes {shown} on "
             f"val (balanced accuracy {bal:.3f} against chance {1.0 / k:.3f}, AUC {auc:.3f}); the member is kept.")
     if collapsed:
-        top = classes[int(counts.argmax())]
-        collapse["reason"] = (f"its val predictions fall into one class ({top})" if one_class
-                              else f"its val balanced accuracy {bal:.3f} is at chance (1/{k}, within {CHANCE_MARGIN:g}) and "
-                                   f"its val AUC {auc:.3f} near 0.5")
-        collapse["advice"] = collapse_advice(spec, ordinal) if spec is not None else IMPORTED_ADVICE
         warned = spec is not None and warned_run >= min(COLLAPSE_EPOCHS, spec.total_epochs)
         log(f"[{name}] WARNING: collapsed: {collapse['reason']}. vote will leave it out. "
             + ("What to try: see the warning above." if warned else collapse["advice"]))
+    elif "unjudged" in collapse:
+        log(f"[{name}] WARNING: {collapse['unjudged']}")
     return {"collapsed": collapsed, "collapse": collapse, **majority_section(labels, results, k)}
+
+
+def judge(probs: np.ndarray, labels: np.ndarray, scores: dict, classes, *, judged_on: str, rows: str = "val",
+          spec: MemberSpec | None, ordinal: bool = True, epochs_at_chance: int | None = None) -> tuple[bool, dict]:
+    """``(collapsed, collapse)`` of predictions ``probs`` on the rows that judge them (a plain member's val rows, a
+    k-fold member's out-of-fold rows: ``rows`` names them in the reason), with the same keys for every kind of
+    member (``val_*`` then hold the out-of-fold figures; ``judged_on`` says which rows).
+
+    Collapsed: the argmax falls into one class, or balanced accuracy is at chance (:func:`at_chance_level`). On
+    rows of one class nothing can be judged (any one-class guess is at chance or perfect): ``collapsed`` is False
+    and ``collapse["unjudged"]`` says why, instead of a verdict either way.
+    """
+    k = len(classes)
+    counts = np.bincount(np.asarray(probs).argmax(axis=1), minlength=k)
+    bal = scores.get("balanced_accuracy", float("nan"))
+    auc = scores.get("auc", float("nan"))
+    one_class = int((counts > 0).sum()) <= 1
+    collapse = {"judged_on": judged_on, "val_predicted_counts": counts.tolist(), "val_balanced_accuracy": bal,
+                "val_auc": auc, "chance": 1.0 / k, "epochs_at_chance": epochs_at_chance}
+    present = np.unique(labels)
+    if len(present) <= 1:
+        held = f" ({classes[int(present[0])]})" if len(present) else ""
+        collapse["unjudged"] = (f"the rows that judge collapse hold one class{held}, so whether the member learned "
+                                "anything cannot be told from them; give val rows of every class (prepare's split) "
+                                "to have it judged")
+        return False, collapse
+    if not (one_class or at_chance_level(bal, auc, k)):
+        return False, collapse
+    top = classes[int(counts.argmax())]
+    collapse["reason"] = (f"its {rows} predictions fall into one class ({top})" if one_class
+                          else f"its {rows} balanced accuracy {bal:.3f} is at chance (1/{k}, within {CHANCE_MARGIN:g}) "
+                               f"and its {rows} AUC {auc:.3f} near 0.5")
+    collapse["advice"] = collapse_advice(spec, ordinal) if spec is not None else IMPORTED_ADVICE
+    return True, collapse
 
 
 def majority_section(labels: dict, results: dict, k: int) -> dict:

@@ -415,16 +415,14 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
     _write_history(folder / "history.csv", history)
     has_test = len(test_labels) > 0
     first = copies[0]
-    oof_pred = oof.argmax(axis=1)
     oof_scores = score(labels, oof, num_classes=c)
-    one_class = len(np.unique(oof_pred)) == 1
-    from members.training.collapse import CHANCE_MARGIN, at_chance_level  # the plain member's rule, out of fold
+    from members.training.collapse import judge  # the plain member's rule, on the out-of-fold rows
 
-    at_chance = at_chance_level(oof_scores["balanced_accuracy"], oof_scores["auc"], c)
-    collapsed = (one_class or at_chance) and len(np.unique(labels)) > 1
-    why = ("its out-of-fold predictions fall into one class" if one_class else
-           f"its out-of-fold balanced accuracy {oof_scores['balanced_accuracy']:.3f} is at chance (1/{c}, within "
-           f"{CHANCE_MARGIN:g}) and its out-of-fold AUC {oof_scores['auc']:.3f} near 0.5")
+    collapsed, collapse = judge(oof, labels, oof_scores, data.classes, rows="out-of-fold", spec=spec,
+                                ordinal=bool(data.ordinal),
+                                judged_on="argmax of the out-of-fold probabilities of every train+val row",
+                                epochs_at_chance=sum(int((m.get("collapse") or {}).get("epochs_at_chance") or 0)
+                                                     for m in copies))
     metrics = {
         "name": name, "preset": preset, "num_classes": c, "classes": list(data.classes),
         "ordinal": bool(data.ordinal),
@@ -438,10 +436,7 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
         "input_wait_share": _mean_or_none([m.get("input_wait_share") for m in copies]) or 0.0,
         "train_size": n,
         "collapsed": bool(collapsed),
-        "collapse": {"judged_on": "the out-of-fold probabilities of every train+val row",
-                     "predicted_classes": int(len(np.unique(oof_pred))),
-                     "oof_balanced_accuracy": oof_scores["balanced_accuracy"], "oof_auc": oof_scores["auc"],
-                     **({"reason": why} if collapsed else {})},
+        "collapse": collapse,
         "fold_scores": [{"fold": i, "rows": int(np.sum(folds == i)), "best_epoch": m.get("best_epoch"),
                          "train_seconds": m.get("train_seconds"), "held_out": m.get("val", {}), "test": m.get("test", {})}
                         for i, m in enumerate(copies)],
