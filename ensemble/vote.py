@@ -132,6 +132,7 @@ def run_vote(
     ms = drop_collapsed(load_members(workdir, members), keep=keep_collapsed)
     _say_probabilities_only(ms)
     ms, protocol = oof_protocol(workdir, ms)  # k-fold members: "val" becomes every out-of-fold train+val row
+    _refuse_one_class(ms, protocol)
     variants = resolve_methods(methods, thresholds, ms.num_classes, ordinal=ms.ordinal)
     select_by = default_select_by(select_by, ms.ordinal)
     referable_grade, positive = _summary_options(ms, referable_grade, sensitivity_target, positive_class)
@@ -482,6 +483,17 @@ def _selection_words(r: dict, label: str) -> str:
             + f" (95 % paired-bootstrap CIs of the {label} differences include 0){advice}.")
 
 
+def _refuse_one_class(ms: MemberSet, protocol) -> None:
+    """The rows vote fits and chooses on must hold two classes: on one, stacking cannot be fitted and every
+    ranking metric is undefined (a member right on every row and one wrong on every row tie at QWK 0)."""
+    present = np.unique(ms.val_labels)
+    if len(present) < 2:
+        held = f"one class ({ms.classes[int(present[0])]})" if len(present) else "no row"
+        raise UserError(f"vote fits its combiners and chooses the best member on {_rows_word(protocol)}, and they "
+                        f"hold {held}: nothing can be fitted or ranked on them. Prepare the workdir again with val "
+                        "rows of at least two classes (without a split column prepare draws a stratified split).")
+
+
 def _rows_word(protocol) -> str:
     """The rows that combiners, thresholds and temperatures are fitted on, in words."""
     return "val" if protocol.name == "val" else "the out-of-fold train+val rows"
@@ -654,13 +666,23 @@ def _below_baseline(r: dict) -> dict:
     return {"metric": "accuracy", "baseline": base, "members": below(r["members"]), "ensembles": below(r["ensembles"])}
 
 
+MIN_VERDICT_BOOT = 200  # fewer resamples give a 95 % percentile interval from a handful of tail draws
+
+
+def too_few_resamples(n_boot) -> bool:
+    """Whether ``n_boot`` resamples are too few for the verdict to call a difference (a report without the count,
+    from an older vote, is taken as it was)."""
+    return isinstance(n_boot, int) and n_boot < MIN_VERDICT_BOOT
+
+
 def _outcome(r: dict, select_by: str) -> dict:
     """``beat`` / ``worse`` only when the paired-bootstrap CI of the difference excludes 0, else
     ``no clear difference``."""
     diff = r["difference"]["metrics"][select_by]
     lo, hi = diff["ci"]
     sign = -1.0 if select_by in MINIMISED_SELECT_BY else 1.0
-    if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
+    n_boot = (r.get("bootstrap") or {}).get("n_boot")
+    if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)) or too_few_resamples(n_boot):
         word = "no clear difference"
     elif sign * lo > 0 and sign * hi > 0:
         word = "beat"
@@ -706,6 +728,11 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
         head = who.format("beat") + f": {figures}, which excludes 0)"
     elif out["verdict"] == "worse":
         head = who.format("did worse than") + f": {figures}, which excludes 0)"
+    elif too_few_resamples(n_boot := (r.get("bootstrap") or {}).get("n_boot")):
+        head = (f"No difference can be claimed between the best ensemble, {bm} (chosen on {on}), and the best single "
+                f"member, {bs} (chosen on {on} by {label}), on test: {figures} from only {n_boot} bootstrap "
+                f"resamples, too few for a 95 % interval; vote again with --bootstrap {MIN_VERDICT_BOOT} or more, "
+                "1000 by default)")
     else:
         head = (f"No clear difference between the best ensemble, {bm} (chosen on {on}), and the best single member, "
                 f"{bs} (chosen on {on} by {label}), on test: {figures}, which includes 0)")

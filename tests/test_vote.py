@@ -935,3 +935,34 @@ def test_predicts_referral_line_gives_the_reason_a_coverage_was_missed() -> None
     assert "it keeps" not in met and "90% of images)" in met
     threshold, alone, other = referral_rule(report, "stack")
     assert threshold is None and not alone and "only for 'soft', not 'stack'" in other
+
+
+def test_too_few_resamples_never_give_a_beat() -> None:
+    """``--bootstrap 1`` to 20 made the verdict say "beat" on data where 1000 resamples say no clear difference:
+    under MIN_VERDICT_BOOT resamples no difference is claimed, and the text says why and what to pass."""
+    from ensemble.vote import MIN_VERDICT_BOOT, _outcome, _verdict
+
+    narrow = _fake_report((0.01, 0.09), (0.75, 0.72))
+    for n_boot, verdict in ((1, "no clear difference"), (MIN_VERDICT_BOOT - 1, "no clear difference"),
+                            (MIN_VERDICT_BOOT, "beat"), (1000, "beat")):
+        r = {**narrow, "bootstrap": {"n_boot": n_boot}}
+        assert _outcome(r, "qwk")["verdict"] == verdict, n_boot
+    text = _verdict({**narrow, "bootstrap": {"n_boot": 5}}, "qwk")
+    assert text.startswith("No difference can be claimed between the best ensemble, stack")
+    assert "from only 5 bootstrap resamples, too few for a 95 % interval; vote again with --bootstrap 200" in text
+    assert "beat" not in text.split(".")[0]
+
+
+def test_vote_on_val_rows_of_one_class_is_one_sentence(tmp_path: Path, monkeypatch) -> None:
+    """A given split whose val rows are all grade 0 crashed vote in stacking's solver (a traceback) and, with
+    --method soft, ranked a member wrong on every val row above one right on every row (QWK undefined)."""
+    labels = LABELS.copy()
+    labels[20:40] = 0
+    monkeypatch.setattr(sys.modules[__name__], "LABELS", labels)
+    root = make_workdir(tmp_path, {"a": (0.9, 0.5), "b": (0.0, 0.5)}, incomplete=None)
+    for methods in (["all"], ["soft"]):
+        with pytest.raises(UserError) as err:
+            run_vote(root, methods=methods, n_boot=20, console=Console(file=io.StringIO()))
+        assert str(err.value).startswith("vote fits its combiners and chooses the best member on val, and they hold "
+                                         "one class (0): nothing can be fitted or ranked on them.")
+    assert not (root / "ensemble").exists()
