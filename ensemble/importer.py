@@ -102,7 +102,7 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
         raise UserError(f"--input-size must be a positive number of pixels; got {input_size!r}. Pass the side the "
                         "model was trained on, e.g. --input-size 224.")
     data = load_dataset(workdir)
-    folder = member_dir(workdir, name)
+    folder = member_dir(workdir, name, new=True)
     existed = folder.exists()
     with tempfile.TemporaryDirectory() as tmp:
         if model is not None and not isinstance(model, (str, os.PathLike)):  # the Python API: a keras.Model object

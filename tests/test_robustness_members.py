@@ -193,3 +193,36 @@ def test_staged_folder_appears_only_on_success(tmp_path):
     with transaction.staged(target) as tmp:
         (tmp / "report.json").write_text("new")
     assert (target / "report.json").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["ensemble"]
+
+
+def test_a_new_member_cannot_take_a_combiners_name_or_odd_characters(tmp_path) -> None:
+    """Members imported as ``soft``, ``soft+thr`` and ``majority class`` were shown in vote's tables as that
+    combiner or as the baseline (two ``soft *`` rows, a combiner labelled best single). New names keep to
+    letters, digits, '-', '_' and '.', and are not a combiner's; a folder that exists keeps its name."""
+    from ensemble.constants import METHODS
+    from members.infra.errors import UserError
+    from members.training.trainer import RESERVED_NAMES, member_dir
+
+    assert set(RESERVED_NAMES) == set(METHODS)
+    for bad, words in (("soft", "is the name of one of vote's combiners"), ("Stack", "combiners"),
+                       ("soft+thr", "characters other than"), ("majority class", "pass e.g. --name majority-class")):
+        with pytest.raises(UserError, match=words):
+            member_dir(tmp_path, bad, new=True)
+    assert member_dir(tmp_path, "lite-224_fs8.v2", new=True) == tmp_path / "members" / "lite-224_fs8.v2"
+    (tmp_path / "members" / "old name").mkdir(parents=True)
+    assert member_dir(tmp_path, "old name", new=True).name == "old name"  # an existing member is read as it is
+    assert member_dir(tmp_path, "soft").name == "soft"  # reading is not refused
+
+
+def test_train_members_and_import_refuse_a_combiners_name_before_anything_is_written(tmp_path) -> None:
+    from tests.helpers import one_sentence_error, run_cli
+
+    data, work = tmp_path / "d", tmp_path / "w"
+    assert run_cli("demo-data", data, "--images", "40", "--size", "16", "--balanced")[0] == 0
+    assert run_cli("prepare", "--workdir", work, "--labels", data / "trainLabels.csv", "--images", data / "images")[0] == 0
+    code, _, err = run_cli("import-member", "--workdir", work, "--name", "soft", "--model", tmp_path / "x.keras")
+    one_sentence_error(code, err, "is the name of one of vote's combiners")
+    code, _, err = run_cli("train-members", "--workdir", work, "--preset", "tiny", "--preset", "tiny",
+                           "--name", "a", "--name", "soft+thr", "--epochs", "1")
+    one_sentence_error(code, err, "'soft+thr' has characters other than letters")
+    assert not (work / "members").exists() or not any((work / "members").iterdir())

@@ -592,6 +592,7 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
         raise UserError("--force cannot be combined with --folds yet: a complete member is replaced only by a plain "
                         "member; choose another --name for the k-fold member.")
     workdir = Path(workdir).resolve()
+    member_dir(workdir, name, new=True)
     data = load_dataset(workdir)
     existing = existing_folded(workdir, name, spec, k, data.fingerprint, preset)
     if existing.complete and not existing.differences:

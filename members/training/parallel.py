@@ -517,6 +517,10 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
     refuse_asked_grade_head(resolve_overrides(overrides, sets), data.ordinal)
     started = time.perf_counter()
     planned = plan_members(presets, names=names, overrides=overrides, sets=sets, seed=seed)
+    from members.training.trainer import member_dir
+
+    for p in planned:  # the whole call is refused before any member trains
+        member_dir(workdir, p.name, new=True)
     runs: dict[str, MemberRun] = {}
 
     def finished(run: MemberRun) -> None:

@@ -465,11 +465,28 @@ def _remove_temp_files(directory: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def member_dir(workdir: str | Path, name: str) -> Path:
-    """``<workdir>/members/<name>``, refusing names that are not plain folder names."""
+RESERVED_NAMES = ("hard", "soft", "weighted", "caruana", "stack")  # vote's combiners (ensemble.constants.METHODS)
+
+
+def member_dir(workdir: str | Path, name: str, *, new: bool = False) -> Path:
+    """``<workdir>/members/<name>``, refusing names that are not plain folder names.
+
+    ``new``: the name of a member about to be made (its folder does not exist yet) must also keep to letters,
+    digits, '-', '_' and '.', and not be a combiner's name: a member called ``soft``, ``soft+thr`` or
+    ``majority class`` was shown in vote's tables as that combiner or baseline. Existing folders keep their names.
+    """
     if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.startswith("."):
         raise UserError(f"Member name {name!r} is not a plain folder name; use letters, digits, '-' and '_'.")
-    return Path(workdir) / "members" / name
+    path = Path(workdir) / "members" / name
+    if new and not path.exists():
+        if not all(c.isalnum() or c in "-_." for c in name):
+            raise UserError(f"Member name {name!r} has characters other than letters, digits, '-', '_' and '.'; "
+                            "vote's tables and predict's columns name members by it: pass e.g. --name "
+                            f"{''.join(c if c.isalnum() or c in '-_.' else '-' for c in name).strip('-') or 'member'}.")
+        if name.lower() in RESERVED_NAMES:
+            raise UserError(f"Member name {name!r} is the name of one of vote's combiners ({', '.join(RESERVED_NAMES)}), "
+                            f"and the report would show the two under one name; pass another --name, e.g. {name}-member.")
+    return path
 
 
 def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: str = "custom",
@@ -514,7 +531,7 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
 
     data = load_dataset(workdir)
     spec = check_task(spec, data.ordinal, log, preset)  # nominal classes: no grade heads, no QWK monitoring
-    directory = member_dir(workdir, name)
+    directory = member_dir(workdir, name, new=True)
     check_memory(spec, data.num_classes)
     data.check_images()  # before the member's folder is made or TensorFlow imported
     from members.training.snapshots import check_early_stop
