@@ -76,7 +76,8 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
 
     A member without ``metrics.json`` is incomplete (training did not finish): it is
     skipped by name, with the reason logged on stderr and kept in ``skipped``; so is the same network loaded
-    twice (:func:`_same_network`: it would weigh twice).
+    twice (:func:`_same_network`: it would weigh twice) and, when ``names`` is None, a member trained on another
+    split (the workdir was prepared again since); one named in ``names`` is refused instead.
 
     Args:
         workdir: the workdir written by ``prepare`` and ``train-member``.
@@ -119,6 +120,12 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
             skipped[name] = "incomplete: no metrics.json (training did not finish)"
             print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
             continue
+        if names is None and _other_split(root / name, split):  # prepared again since (prepare --force)
+            skipped[name] = (f"trained on another split of the data (its metrics.json fingerprint is not "
+                             f"dataset.json's: the workdir was prepared again since); retrain it with train-member "
+                             f"--force, or remove {root / name}")
+            print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
+            continue
         member = _load_member(root / name, name, split)
         twin = next((other for other, m in loaded if _same_network(name, member, other, m)), None)
         if twin is not None:  # a copied folder, a snapshot at the very epoch its member keeps
@@ -130,8 +137,10 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
         found = ", ".join(name for name, _ in loaded) or "none"
         twins = [n for n, why in skipped.items() if why.startswith("the same val and test predictions")]
         counted = f", {', '.join(twins)} counted once with it" if twins else ""
+        stale = [n for n, why in skipped.items() if why.startswith("trained on another split")]
+        others = f"; {', '.join(stale)} {'was' if len(stale) == 1 else 'were'} trained on another split" if stale else ""
         raise UserError(
-            f"vote needs at least two complete members; found {len(loaded)} ({found}{counted}). "
+            f"vote needs at least two complete members; found {len(loaded)} ({found}{counted}{others}). "
             f"Train another with {TRAIN_HINT.format(workdir=workdir)}."
         )
     return MemberSet(
@@ -185,6 +194,16 @@ def row_groups(rows) -> np.ndarray | None:
     if "group" not in rows.columns:
         return None
     return np.array(["" if v is None or v != v else str(v) for v in rows["group"].tolist()], dtype=object)
+
+
+def _other_split(folder: Path, split: _Split) -> bool:
+    """Whether the member in ``folder`` says it was trained on another split (a readable ``metrics.json`` with
+    another fingerprint); anything unreadable is left to :func:`_load_member`, which says what is wrong."""
+    try:
+        recorded = read_json(folder / "metrics.json").get("fingerprint")
+    except (UserError, AttributeError):
+        return False
+    return isinstance(recorded, str) and recorded != split.fingerprint
 
 
 def _load_member(folder: Path, name: str, split: _Split) -> dict:

@@ -194,9 +194,16 @@ def test_prepare_with_another_seed_needs_force(workdir_copy, demo_images):
 
 
 def test_members_are_refused_after_prepare_force_with_other_data(voteable, demo_images):
+    """After prepare --force, members of the old split are skipped, each named with its reason (vote named only
+    the first and told the user to delete it); named in --members, one is refused."""
     code, _, err = run_cli(*_prepare_args(voteable, demo_images, "--seed", "5", "--force"))
     assert code == 0, err
-    refused(voteable, vote_args(voteable), "Member 't1' does not match this workdir's split",
+    line = refused(voteable, vote_args(voteable), "found 0 (none; t1, t2 were trained on another split)")
+    code, _, err = run_cli(*vote_args(voteable))
+    for name in ("t1", "t2"):
+        assert f"Skipping member {name!r}: trained on another split of the data" in err
+    assert "retrain it with train-member --force" in err and line in err
+    refused(voteable, [*vote_args(voteable), "--members", "t1,t2"], "Member 't1' does not match this workdir's split",
             str(voteable / "members" / "t1" / "metrics.json"), "fingerprint")
 
 
@@ -215,9 +222,11 @@ def test_member_that_disagrees_with_the_split_is_named(voteable, case):
     named = test_npz
     if case == "npz_fingerprint":
         edit_npz(test_npz, fingerprint=np.array("0" * 64))
-    elif case == "metrics_fingerprint":
+    elif case == "metrics_fingerprint":  # another split: skipped when all members vote, refused when named
         edit_json(metrics, fingerprint="f" * 64)
-        named = metrics
+        refused(voteable, vote_args(voteable), "found 1 (t1; t2 was trained on another split)")
+        refused(voteable, [*vote_args(voteable), "--members", "t1,t2"], "Member 't2'", str(metrics), "etrain")
+        return
     elif case == "metrics_classes":
         edit_json(metrics, classes=[0, 1, 2, 3, 5])
         named = metrics
