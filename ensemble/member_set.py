@@ -132,6 +132,11 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
             skipped[name] = f"the same val and test predictions as {twin!r}, so it is counted once"
             print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
             continue
+        alike = [other for other, m in loaded if all(np.array_equal(member[x], m[x]) for x in SPLITS)]
+        if alike:  # two models, or one imported twice: both vote, which the user should know
+            print(f"Note: member {name!r} gives the very same val and test probabilities as {alike[0]!r} but is "
+                  "another model file (or a probabilities import); both vote, so if they are one model imported "
+                  "twice it weighs twice: leave one out with --members.", file=sys.stderr)
         loaded.append((name, member))
     if len(loaded) < 2:
         found = ", ".join(name for name, _ in loaded) or "none"

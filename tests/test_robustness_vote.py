@@ -368,3 +368,7 @@ def test_a_member_with_the_very_predictions_of_another_is_counted_once(tmp_path,
     add_member(work, "p1", seed=5)  # predictions without a model: equal predictions alone do not make a twin
     shutil.copytree(work / "members" / "p1", work / "members" / "p2")
     assert {"p1", "p2"} <= set(load_members(work).names)
+    code, _, err = _vote(work, "--members", "p1,p2,t2")  # both vote, and the user is told (one import twice?)
+    assert code == 0, err
+    assert ("Note: member 'p2' gives the very same val and test probabilities as 'p1' but is another model file (or "
+            "a probabilities import); both vote") in err and "Note: member 't2'" not in err
