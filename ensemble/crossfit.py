@@ -145,10 +145,12 @@ def oof_protocol(workdir, ms):
         return ms, Protocol("val", n_val)
     if len(have) < len(ms.names):
         lacking = [n for n in ms.names if n not in have]
+        trained = [n for n in lacking if not ms.metrics[n].get("imported")]  # imported members cannot be retrained
+        fix = (f"train {', '.join(trained)} with --folds K (or vote only the k-fold members with --members)" if trained
+               else "vote only the k-fold members with --members")
         note = (f"mixed workdir: {', '.join(have)} {'has' if len(have) == 1 else 'have'} out-of-fold predictions but "
                 f"{', '.join(lacking)} {'does' if len(lacking) == 1 else 'do'} not, so the combiners are fitted and the "
-                f"models chosen on the val split ({n_val} rows); train {', '.join(lacking)} with --folds K (or vote "
-                "only the k-fold members with --members) to use every train+val row")
+                f"models chosen on the val split ({n_val} rows); {fix} to use every train+val row")
         print(f"Note: {note}.", file=sys.stderr)
         return ms, Protocol("val", n_val, note)
     pool = pool_rows(load_dataset(workdir))

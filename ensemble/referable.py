@@ -113,8 +113,10 @@ def operating_point(
     target: float,
     indices: np.ndarray,
     negatives: str | None = None,
+    rows: str = "val",
 ) -> dict:
-    """One model's referable-DR figures: the val-chosen threshold and the test measures.
+    """One model's referable-DR figures: the val-chosen threshold and the test measures (``rows``: what the
+    "val" arrays are, in words: ``val``, or the out-of-fold rows of k-fold members).
 
     Args:
         name: the model's name.
@@ -137,10 +139,10 @@ def operating_point(
     k = test_probs.shape[1]
     per_grade = {}
     for g in range(k):
-        rows = test_labels == g
-        per_grade[str(g)] = {"n": int(rows.sum()),
-                             "recall": float(np.mean(test_pred[rows] == g)) if rows.any() else float("nan"),
-                             "referred": float(np.mean(flagged[rows])) if rows.any() else float("nan")}
+        of_g = test_labels == g
+        per_grade[str(g)] = {"n": int(of_g.sum()),
+                             "recall": float(np.mean(test_pred[of_g] == g)) if of_g.any() else float("nan"),
+                             "referred": float(np.mean(flagged[of_g])) if of_g.any() else float("nan")}
     by_grade = stats.sensitivity_specificity(pos, np.asarray(test_pred) >= cut, indices=indices)
     out = {"name": name, "threshold": threshold,
            "val_sensitivity": val_ss["sensitivity"]["value"], "val_specificity": val_ss["specificity"]["value"],
@@ -154,7 +156,7 @@ def operating_point(
     if isinstance(indices, stats.GroupDraws) and indices.groups < len(pos):  # two eyes a patient: refer the patient
         out["by_patient"] = by_patient(pos, flagged, indices.row_group)
     warning = degenerate_warning(name, out["val_specificity"], cut=cut, target=target,
-                                 test_specificity=out["specificity"]["value"], negatives=negatives)
+                                 test_specificity=out["specificity"]["value"], negatives=negatives, rows=rows)
     if warning:
         out["warning"] = warning
     return out
@@ -180,7 +182,8 @@ def by_patient(positive: np.ndarray, flagged: np.ndarray, row_group: np.ndarray)
 
 
 def degenerate_warning(name: str, val_specificity: float, *, cut: int, target: float,
-                       test_specificity: float | None = None, negatives: str | None = None) -> str | None:
+                       test_specificity: float | None = None, negatives: str | None = None,
+                       rows: str = "val") -> str | None:
     """The plain warning for an operating point that refers (almost) every eye below the cut grade.
 
     On val that means the target is reached only by referring everyone; on test (the threshold
@@ -197,12 +200,14 @@ def degenerate_warning(name: str, val_specificity: float, *, cut: int, target: f
     """
     below = negatives or f"eyes below grade {cut}"
     if np.isfinite(val_specificity) and val_specificity <= NO_SPECIFICITY:
-        return (f"{name} reaches {target:.0%} sensitivity on val only by referring {1 - val_specificity:.0%} of the val "
-                f"{below}: at this target it does not tell the positive rows from the rest, so do not screen "
+        on = "val" if rows == "val" else "the out-of-fold rows"
+        return (f"{name} reaches {target:.0%} sensitivity on {on} only by referring {1 - val_specificity:.0%} of "
+                f"{'the val' if rows == 'val' else 'their'} {below}: at this target it does not tell the positive rows from the rest, so do not screen "
                 "with it; lower --sensitivity-target or improve the model.")
     if test_specificity is not None and np.isfinite(test_specificity) and test_specificity <= NO_SPECIFICITY:
-        return (f"{name} referred {1 - test_specificity:.0%} of the test {below} at its val-chosen "
-                f"threshold (val specificity {val_specificity:.2f}): the operating point did not carry over to test, so "
+        word = "val" if rows == "val" else "out-of-fold"
+        return (f"{name} referred {1 - test_specificity:.0%} of the test {below} at its {word}-chosen "
+                f"threshold ({word} specificity {val_specificity:.2f}): the operating point did not carry over to test, so "
                 "do not screen with it; more val rows (or --folds) or a better model would give a steadier threshold.")
     return None
 
@@ -252,7 +257,7 @@ def referable_section(
            "sensitivity_target": target,
            "chosen_on": f"{rows} (out-of-fold combiner predictions for the ensemble)", "score": f"P(grade >= {cut}), summed probabilities"}
     for role, (name, (val, test)) in models.items():
-        out[role] = operating_point(name, val, test, cut=cut, target=target, indices=indices)
+        out[role] = operating_point(name, val, test, cut=cut, target=target, indices=indices, rows=rows)
     out["test_positives"], out["test_negatives"] = int((test_labels >= cut).sum()), int((test_labels < cut).sum())
     out["member_auc"] = member_auc or {}
     out["clustered"] = isinstance(indices, stats.GroupDraws)  # intervals on patients, not eyes
@@ -283,7 +288,7 @@ def _positive_class_section(models, classes: Sequence, *, target: float, indices
            "chosen_on": f"{rows} (out-of-fold combiner predictions for the ensemble)", "score": f"P(class {name})"}
     for role, (model, (val, test)) in models.items():
         point = operating_point(model, turn(val), turn(test), cut=1, target=target, indices=indices,
-                                negatives=f"images of class {other}")
+                                negatives=f"images of class {other}", rows=rows)
         if flip:
             point["per_grade"] = {"0": point["per_grade"]["1"], "1": point["per_grade"]["0"]}
         out[role] = point

@@ -159,7 +159,8 @@ def render_markdown(report: dict) -> str:
          f"{_order_words(report)})."),
         f"- Members voted: {', '.join(report['members'])}.{_weights_words(report)}",
         *([f"- **Collapsed members voted anyway** (`--keep-collapsed`): {', '.join(report['collapsed_kept'])}: each "
-           "predicts one class on val (or sits at chance); their figures say nothing about the images."]
+           "predicts one class (or sits at chance) on the rows that judge it — val, or a k-fold member's out-of-fold "
+           "rows; their figures say nothing about the images."]
           if report.get("collapsed_kept") else []),
         f"- Skipped members: {'none' if not report['skipped'] else 'see Skipped below'}.",
         f"- Protocol: combiners fitted and models chosen on {_protocol(report)}.",
@@ -171,8 +172,8 @@ def render_markdown(report: dict) -> str:
             f"intervals{_ON_EFFECTIVE if report['bootstrap'].get('clustered') else ''}."
             if (report.get("referable") or {}).get("applicable") else ""),
         *_calibration_setup(report.get("calibration")),
-        (f"- Baseline: always predict the majority class of val (class {_class_name(report, report['baseline_class'])}), "
-         "with the val class frequencies as probabilities."),
+        (f"- Baseline: always predict the majority class of {chosen_on(report)} (class "
+         f"{_class_name(report, report['baseline_class'])}), with their class frequencies as probabilities."),
         "",
         "## Test set (95 % bootstrap intervals)",
         "",
@@ -393,11 +394,20 @@ def _operating_rows(ref: dict, by: str, rule: str) -> list[str]:
                     "rows cannot tell the two apart" if hi is not None and hi >= target else
                     f"its 95 % interval [{_num(lo, 2)}, {_num(hi, 2)}] lies below the target")
             short.append(f"{r['name']}'s test sensitivity {_num(sens['value'], 2)} is below the {target:.0%} it was "
-                         f"chosen for on val ({tell})")
+                         f"chosen for on {_choosing(ref)} ({tell})")
     warnings = [f"**Warning:** {ref[role]['warning']}" for role in ("best_single", "ensemble") if ref[role].get("warning")]
-    notes = ([f"The threshold reaching the target on val did not reach it on test: {'; '.join(short)}."]
+    notes = ([f"The threshold reaching the target on {_choosing(ref)} did not reach it on test: {'; '.join(short)}."]
              if short else [])
     return out + (["", *notes] if notes else []) + (["", *warnings] if warnings else [])
+
+
+def _choosing(ref: dict, short: bool = False) -> str:
+    """The rows a referable section's thresholds were chosen on: ``val``, or the out-of-fold rows (``short``: as a
+    column's adjective, ``val`` / ``out-of-fold``)."""
+    chosen = str(ref.get("chosen_on") or "val")
+    if chosen.startswith("val"):
+        return "val"
+    return "out-of-fold" if short else "the out-of-fold rows"
 
 
 def _summary_name(ref: dict) -> str:
@@ -416,7 +426,8 @@ def _positive_md(ref: dict) -> list[str]:
             f"{_ON_EFFECTIVE.replace('eye', 'image') if ref.get('clustered') else ''}, the paired bootstrap for AUC. "
             f"Rows \"by its class\" call an image {name} when the model's own class is {name} (its most probable "
             "class, `predict`'s `class`). ROC curves: `roc.png`."), "",
-           f"| model | threshold | val sensitivity | val specificity | test sensitivity | test specificity | AUC ({name}) "
+           f"| model | threshold | {_choosing(ref, short=True)} sensitivity | {_choosing(ref, short=True)} specificity | "
+           f"test sensitivity | test specificity | AUC ({name}) "
            f"| called {name} |",
            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     out += _operating_rows(ref, "by its class", f"class {name}")
@@ -445,8 +456,8 @@ def _referable_md(ref: dict | None, report: dict | None = None) -> list[str]:
              "differ from the threshold's. Rows \"by patient\" (a split grouped by patient) count patients, as a "
              "screening programme refers them: a patient with referable DR in either eye is a positive, referred "
              "when either eye is flagged. ROC curves: `roc.png`."), "",
-            "| model | threshold | val sensitivity | val specificity | test sensitivity | test specificity | "
-            "AUC (referable) | referred |",
+            f"| model | threshold | {_choosing(ref, short=True)} sensitivity | {_choosing(ref, short=True)} specificity "
+            "| test sensitivity | test specificity | AUC (referable) | referred |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     out += _operating_rows(ref, "by its grades", f"grade ≥ {cut}")
     grades = list(ref["best_single"]["per_grade"])
@@ -614,7 +625,8 @@ GLOSSARY = (
      "observations: the eye count divided by the design effect (how much more the proportion varies between "
      "patients than it would between independent eyes). The exact (Clopper-Pearson) interval of a proportion is "
      "computed on it, so it is as wide as the patients make it."),
-    ("Majority baseline", "always answering the most common grade of val; a model below it on accuracy has learned "
+    ("Majority baseline", "always answering the most common grade of the rows that choose (val, or the out-of-fold "
+     "rows); a model below it on accuracy has learned "
      "less than the class frequencies (marked †)."),
     ("Balanced accuracy", "the mean over grades of the share of each grade's eyes graded right: every grade counts "
      "the same, however rare, so always answering 'no DR' scores 1/k, not the share of healthy eyes."),
@@ -649,7 +661,8 @@ GENERIC_GLOSSARY = {
     "QWK": ("quadratic weighted kappa; with two classes it is Cohen's kappa: agreement between predicted and true "
             "classes beyond chance, 1 = perfect, 0 = no better than chance."),
     "Referral": "sending an image to a human reader because the ensemble is not confident enough about its class.",
-    "Majority baseline": ("always answering the most common class of val; a model below it on accuracy has learned "
+    "Majority baseline": ("always answering the most common class of the rows that choose (val, or the "
+                          "out-of-fold rows); a model below it on accuracy has learned "
                           "less than the class frequencies (marked †)."),
     "Balanced accuracy": ("the mean over classes of the share of each class's images classified right: every class "
                           "counts the same, however rare, so always answering the majority class scores 1/k."),
@@ -721,7 +734,8 @@ def summary_lines(report: dict) -> list[str]:
                     else f"Referable DR ({ref['positive']})")
             out.append(f"{what}, {r['name']}: test sensitivity {_ci_text(r['sensitivity'], 2)}, "
                        f"specificity {_ci_text(r['specificity'], 2)}, AUC {_ci_text(r['auc'], 2)} at threshold "
-                       f"{_exact(r['threshold'], 3)} (val sensitivity {_num(r['val_sensitivity'], 2)}, target "
+                       f"{_exact(r['threshold'], 3)} ({_choosing(ref, short=True)} sensitivity "
+                       f"{_num(r['val_sensitivity'], 2)}, target "
                        f"{ref['sensitivity_target']:.0%}){_missed_words(ref, r)}.")
             if r.get("warning"):
                 out.append(f"WARNING: {r['warning']}")

@@ -190,11 +190,11 @@ def run_vote(
             raw, ms if temps else None, temps, uncal, rows=_rows_word(protocol)),
         "collapsed_kept": [n for n in ms.names if is_collapsed(ms.metrics[n])],
         "skipped": ms.skipped,
-        "thresholds": _threshold_note(thresholds, ms.num_classes, variants, ms.ordinal),
+        "thresholds": _threshold_note(thresholds, ms.num_classes, variants, ms.ordinal, _rows_word(protocol)),
         "combiner_protocol": (
-            "fitted on the val split only and evaluated on test; their val scores are out-of-fold (each val row is "
-            "predicted by a copy fitted on the other folds, up to 5 stratified folds), so the best method is chosen "
-            "on val without in-sample optimism. Saved as ensemble/combiners/<method>.json."),
+            f"fitted on {_rows_word(protocol)} only and evaluated on test; their scores there are out-of-fold (each "
+            "row is predicted by a copy fitted on the other folds, up to 5 stratified folds), so the best method is "
+            "chosen without in-sample optimism. Saved as ensemble/combiners/<method>.json."),
         "combiners": saved,
         "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95, "stratified": True, **_bootstrap_words(
             indices, n_boot, seed, len(ms.test_labels), graded=bool(ms.ordinal) and ms.num_classes >= 3),
@@ -297,7 +297,7 @@ def drop_collapsed(ms: MemberSet, *, keep: bool = False) -> MemberSet:
         left = ", ".join(ms.names[j] for j in kept) or "none"
         raise UserError(
             f"vote needs at least two members that did not collapse, but {', '.join(collapsed)} collapsed "
-            f"(metrics.json collapsed: true, they predict one class on val) and only {len(kept)} remain ({left}); "
+            f"(metrics.json collapsed: true: they predict one class or sit at chance on the rows that judge them) and only {len(kept)} remain ({left}); "
             "retrain them with the remedies their training warning names, or pass --keep-collapsed to vote them anyway.")
     skipped = dict(ms.skipped)
     for name in collapsed:
@@ -646,10 +646,10 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def _threshold_note(mode, k: int, variants, ordinal: bool = True) -> dict:
+def _threshold_note(mode, k: int, variants, ordinal: bool = True, rows: str = "val") -> dict:
     applied = any(t for _, _, t in variants)
     note = ("`<method>` predicts the most probable class (hard vote: the most votes); `<method>+thr` cuts the "
-            "expected grade of the same probabilities at k-1 thresholds tuned on val for QWK, so only its label "
+            f"expected grade of the same probabilities at k-1 thresholds tuned on {rows} for QWK, so only its label "
             "metrics differ (AUC, log-loss and ECE equal the plain method's)." if applied else
             f"not used ({'the classes are nominal (unordered)' if not ordinal else 'two classes: the most probable class is taken' if k < 3 else 'turned off'}).")
     return {"mode": {True: "on", False: "off"}.get(mode, mode), "applied": applied, "note": note}

@@ -129,3 +129,28 @@ def test_stratified_folds_takes_a_seed_or_a_generator():
     assert np.bincount(folds).tolist() == [5, 5, 5]
     assert all(np.bincount(folds[y == c], minlength=3).max() - np.bincount(folds[y == c], minlength=3).min() <= 1
                for c in range(3))
+
+
+def test_the_mixed_workdir_note_does_not_ask_to_retrain_an_imported_member(workdir: Path, capsys) -> None:
+    """An imported member cannot be trained with --folds K; the note said to."""
+    add_oof(workdir, "a", 0.5, 1)
+    add_oof(workdir, "b", 0.5, 2)
+    path = workdir / "members" / "c" / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "imported": {"kind": "probabilities"}}))
+    report = run_vote(workdir, methods=["soft"], n_boot=20)
+    assert report["protocol_note"].endswith("c does not, so the combiners are fitted and the models chosen on the "
+                                            "val split (20 rows); vote only the k-fold members with --members to use "
+                                            "every train+val row")
+
+
+def test_an_oof_report_names_the_out_of_fold_rows_not_val(workdir: Path) -> None:
+    """With every member k-fold, thresholds, the baseline and the referable operating points are chosen on the
+    out-of-fold rows; the report's columns and sentences said "val"."""
+    for name, skill, seed in (("a", 0.4, 1), ("b", 0.4, 2), ("c", 0.4, 3)):
+        add_oof(workdir, name, skill, seed)
+    report = run_vote(workdir, methods=["soft"], n_boot=20)
+    md = (workdir / "ensemble" / "report.md").read_text()
+    assert report["protocol"]["name"] == "oof"
+    assert "| out-of-fold sensitivity | out-of-fold specificity |" in md and "| val sensitivity" not in md
+    assert "Baseline: always predict the majority class of out-of-fold rows" in md
+    assert "thresholds tuned on the out-of-fold train+val rows for QWK" in md

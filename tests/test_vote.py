@@ -329,7 +329,7 @@ def test_collapsed_member_is_skipped_and_listed(tmp_path: Path, capsys) -> None:
     assert kept["collapsed_kept"] == ["b"]
     assert "Voting collapsed member 'b' anyway (--keep-collapsed): collapsed" in capsys.readouterr().err
     md = (root / "ensemble" / "report.md").read_text()
-    assert "- **Collapsed members voted anyway** (`--keep-collapsed`): b: each predicts one class on val" in md
+    assert "- **Collapsed members voted anyway** (`--keep-collapsed`): b: each predicts one class (or sits at chance) on the rows that judge it" in md
     assert "b (COLLAPSED, kept by --keep-collapsed)" in md and "a (COLLAPSED" not in md
 
 
