@@ -529,15 +529,18 @@ def _read_list(from_file: Optional[Path]) -> list[str]:
     if from_file is None:
         return []
     if str(from_file) == "-":
-        text, base = sys.stdin.read(), Path.cwd()
+        text, base = sys.stdin.read().removeprefix("\ufeff"), Path.cwd()
     else:
         try:
-            text, base = from_file.read_text(encoding="utf-8"), from_file.resolve().parent
+            text, base = from_file.read_text(encoding="utf-8-sig"), from_file.resolve().parent  # Notepad's BOM
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"--from-file {from_file} cannot be read ({getattr(exc, 'strerror', None) or exc}); pass a "
                             "UTF-8 text file with one image path per line, or - for stdin.") from None
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-    paths = [os.path.realpath(Path(line) if Path(line).is_absolute() else base / line) for line in lines]  # as the OS
+    # folders resolved as the OS resolves them ('..' after a linked folder), the file's own name kept as listed
+    # (a row named after a link's target read as another file)
+    paths = [os.path.join(os.path.realpath(os.path.dirname(full)), os.path.basename(full))
+             for full in (str(Path(line) if Path(line).is_absolute() else base / line) for line in lines)]
     for line, path in list(zip(lines, paths))[:1]:
         sep = next((s for s in (",", ";", "\t") if s in line), None)
         if sep is not None and not Path(path).exists():
@@ -614,8 +617,15 @@ def predict(
     """
     from ensemble.inference import predict_images
 
-    result = predict_images(workdir, _inputs(images, from_file), out=out, method=method, tta=tta,
-                            print_csv=not json_, force=force)
+    from members.infra.errors import UserError
+
+    try:
+        result = predict_images(workdir, _inputs(images, from_file), out=out, method=method, tta=tta,
+                                print_csv=not json_, force=force)
+    except UserError as exc:  # nothing graded: a script reading --json still gets every input's reason
+        if json_ and getattr(exc, "result", None) is not None:
+            _print_json(exc.result.to_json())
+        raise
     if json_:
         _print_json(result.to_json())
 

@@ -355,13 +355,14 @@ def _taken_names(folder: Path, inputs: Sequence[str]) -> set[str]:
     photograph, another program's figure) and every input image. An earlier explain PNG is replaced."""
     from PIL import Image
 
+    from ensemble.inference import _resolved
     from ensemble.plots import SOFTWARE
 
     taken = set()
     for png in folder.glob("*.png"):
         try:
             with Image.open(png) as im:
-                ours = im.info.get("Software") == SOFTWARE and png.resolve() not in {Path(p).resolve() for p in inputs}
+                ours = im.info.get("Software") == SOFTWARE and png.resolve() not in {_resolved(p) for p in inputs}
         except Exception:  # noqa: BLE001 - unreadable: not ours
             ours = False
         if not ours:

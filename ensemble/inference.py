@@ -232,7 +232,9 @@ class PredictionResult:
         out = {"method": self.method, "members": list(self.members), "classes": list(self.classes),
                "synthetic": self.synthetic,
                "referral": self.referral_note, "predictions": rows,
-               "skipped": {printable_path(p): why for p, why in self.skipped.items()}}
+               "skipped": {printable_path(p): why for p, why in self.skipped.items()},
+               "not_graded": [{"path": printable_path(p), "reason": self.skipped[p]}  # a row per input, repeats too
+                              for p in ([p for p in self.given if p in self.skipped] or list(self.skipped))]}
         if self.p_referable is not None:
             p_key, key = self.summary_columns
             for i, row in enumerate(rows):
@@ -484,6 +486,14 @@ def _refuse_another_dataset(workdir: Path, manifest: dict) -> None:
 UNDECODABLE = "cannot be decoded as an image (not an image, or truncated/corrupt)"
 
 
+def _resolved(path: str) -> Path | None:
+    """``path`` resolved as the OS resolves it; None for a loop of symbolic links (it is skipped with its reason)."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):
+        return None
+
+
 def check_file(path: str) -> str | None:
     """Why ``path`` cannot be graded (missing, a folder, empty, unreadable, too large, an animated WebP), or None.
 
@@ -498,6 +508,14 @@ def check_file(path: str) -> str | None:
     """
     p = Path(path)
     if not p.exists():
+        if p.is_symlink():  # a link whose target is missing, or a loop of links
+            try:
+                p.resolve(strict=True)
+            except RuntimeError:
+                return "is a loop of symbolic links"
+            except OSError:
+                pass
+            return f"is a symbolic link to {os.readlink(p)}, which does not exist"
         return "does not exist"
     if p.is_dir():
         from members.data.folders import IMAGE_EXTENSIONS
@@ -689,10 +707,13 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
     try:
         settle_skipped(paths, candidates, kept, skipped)
     except UserError as exc:  # every input still gets its row ("not graded: <reason>"), then the one sentence
-        rows = replace(_none_graded(ens, skipped), given=list(paths)).to_csv()
+        none = replace(_none_graded(ens, skipped), given=list(paths))
+        exc.result = none  # the command prints it as JSON with --json
         if out is not None and Path(out).exists():  # a run that graded nothing never replaces earlier predictions
-            raise UserError(f"{exc} {out} is left as it was; the reason for each input is above.") from None
-        _write(rows, out, print_csv)
+            err = UserError(f"{exc} {out} is left as it was; the reason for each input is above.")
+            err.result = none
+            raise err from None
+        _write(none.to_csv(), out, print_csv)
         raise
     graded = [candidates[i] for i in kept]
     notes = screen_notes(ens, graded)
@@ -813,7 +834,7 @@ def check_out(out: Path, *, force: bool = False, workdir: Path | None = None, in
     from members.data.folders import IMAGE_EXTENSIONS
 
     target = out.resolve()
-    if any(Path(p).resolve() == target for p in inputs):
+    if any(_resolved(p) == target for p in inputs):
         raise UserError(f"--out {out} is one of the images being graded; pass another --out.")
     if workdir is not None:
         refuse_replaced_folder(out, workdir, "predictions.csv")

@@ -717,3 +717,23 @@ def test_a_write_sweeps_the_temps_of_killed_writers_of_the_same_file(tmp_path: P
     assert not other.exists() and live.exists() and foreign.exists()
     assert (tmp_path / "preds.csv").read_text() == "image,grade\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, foreign.name, "preds.csv"])
+
+
+def test_a_replaced_file_keeps_its_mode_and_a_link_is_written_through(tmp_path: Path) -> None:
+    """Re-running predict --out made a private (0600) predictions file world-readable (every write was 0644),
+    and replaced a symbolic link (latest.csv -> day1.csv) by a plain file, the target keeping the old rows."""
+    from members.infra import atomic
+
+    private = tmp_path / "p.csv"
+    atomic.write_text(private, "a\n")
+    os.chmod(private, 0o600)
+    atomic.write_text(private, "b\n")
+    assert private.read_text() == "b\n" and (private.stat().st_mode & 0o777) == 0o600
+    day1, latest = tmp_path / "day1.csv", tmp_path / "latest.csv"
+    atomic.write_text(day1, "old\n")
+    latest.symlink_to(day1.name)
+    atomic.write_text(latest, "new\n")
+    assert latest.is_symlink() and day1.read_text() == "new\n" and latest.read_text() == "new\n"
+    fresh = tmp_path / "fresh.csv"
+    atomic.write_text(fresh, "x\n")
+    assert (fresh.stat().st_mode & 0o777) == (0o644 & ~atomic._UMASK)

@@ -689,3 +689,36 @@ def test_a_split_csv_path_that_is_relative_to_the_images_folder_is_named_so(vote
     result = predict_images(voted, [relative, good], print_csv=False)
     assert result.skipped[relative] == (f"does not exist here; split.csv paths are relative to the images folder "
                                         f"{data['image_root']}: pass {good}")
+
+
+def test_worklist_bom_link_loop_and_json_rows_of_inputs_not_graded(voted, images, tmp_path) -> None:
+    """A worklist saved with a BOM (Notepad) lost its first image; a loop of symbolic links with --out raised a
+    traceback (and was called missing); a link was named after its target; --json merged an unreadable input given
+    twice into one entry and printed nothing when no input was readable."""
+    from tests.helpers import run_cli
+
+    good = Path(images["good"][0])
+    (tmp_path / "l1.jpeg").symlink_to("l2.jpeg")
+    (tmp_path / "l2.jpeg").symlink_to("l1.jpeg")
+    (tmp_path / "eye.jpeg").symlink_to(good)
+    (tmp_path / "gone.jpeg").symlink_to("nowhere.jpeg")
+    worklist = tmp_path / "list.txt"
+    worklist.write_bytes(b"\xef\xbb\xbfeye.jpeg\r\nl1.jpeg\r\ngone.jpeg\r\ngone.jpeg\r\n")
+    out = tmp_path / "p.csv"
+    code, _, err = run_cli("predict", "--workdir", voted, "--from-file", worklist, "--out", out)
+    assert code == 0, err
+    rows = pd.read_csv(out, keep_default_na=False)
+    assert rows["path"].tolist() == [str(tmp_path / n) for n in ("eye.jpeg", "l1.jpeg", "gone.jpeg", "gone.jpeg")]
+    notes = rows["note"].tolist()
+    assert not notes[0].startswith("not graded") and notes[1] == "not graded: is a loop of symbolic links"
+    assert notes[2] == notes[3] == "not graded: is a symbolic link to nowhere.jpeg, which does not exist"
+    code, stdout, err = run_cli("predict", "--workdir", voted, "--from-file", worklist, "--json")
+    assert code == 0, err
+    got = json.loads(stdout)
+    assert [r["path"] for r in got["not_graded"]] == [str(tmp_path / n) for n in ("l1.jpeg", "gone.jpeg", "gone.jpeg")]
+    assert len(got["skipped"]) == 2  # the dict keeps one entry per path, as before
+    code, stdout, err = run_cli("predict", "--workdir", voted, tmp_path / "gone.jpeg", tmp_path / "l1.jpeg", "--json")
+    assert code == 1 and "could be read" in err
+    got = json.loads(stdout)
+    assert got["predictions"] == [] and [r["reason"] for r in got["not_graded"]] == [
+        "is a symbolic link to nowhere.jpeg, which does not exist", "is a loop of symbolic links"]

@@ -31,6 +31,9 @@ _HOST = "".join(c for c in socket.gethostname().split(".")[0] if c.isalnum() or 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "wb") -> Path:
     """Call ``write(fileobj)`` on a temp file beside ``path``, fsync it, then ``os.replace`` it.
 
+    A file that is replaced keeps its permission bits; a symbolic link is written through (its target is
+    replaced, the link kept).
+
     Args:
         path: the final file.
         write: a function that writes the whole content to the open file object.
@@ -44,6 +47,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
             file system...); the message names it, and the previous file is left as it was.
     """
     path = Path(path)
+    if path.is_symlink():  # write through a link (latest.csv -> day1.csv): the link stays, its target is replaced
+        path = Path(os.path.realpath(path))
+    try:
+        bits = path.stat().st_mode & 0o7777 if path.is_file() else 0o644 & ~_UMASK  # a replaced file keeps its mode
+    except OSError:
+        bits = 0o644 & ~_UMASK
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _sweep_dead_temps(path.parent)
@@ -57,7 +66,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~_UMASK)
+        os.chmod(tmp, bits)
         os.replace(tmp, path)
     except BaseException as exc:
         discard_temp(tmp, path, exc)
