@@ -215,6 +215,40 @@ def test_a_workdir_inside_the_images_folder_is_not_taken_for_a_class(tmp_path, w
         assert f"Left out {work}: it holds the workdir, not a class of images." in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["top", "in a class", "in a split", "below a plain folder"])
+@pytest.mark.parametrize("names", ["named", "integer"])
+def test_another_workdir_inside_the_images_folder_is_passed_over(tmp_path, where, names, capsys):
+    """A trained workdir (``dataset.json``, members' plots) is no class, and its PNGs are no training images,
+    whether it is the workdir prepared now or another one."""
+    from members.data.dataset import prepare_folders
+
+    data = tmp_path / "fundus"
+    if where == "in a split":
+        for split in ("train", "val", "test"):
+            class_folders(data / split, n=4, nested=False)
+    else:
+        class_folders(data, n=6)
+    if names == "integer":  # class folders 0/, 1/, 2/: a folder 'w1' beside them would read as a class name
+        for base in ([data / s for s in ("train", "val", "test")] if where == "in a split" else [data]):
+            for i, c in enumerate(CLASSES):
+                (base / c).rename(base / str(i))
+    first_class = "0" if names == "integer" else CLASSES[0]
+    other = {"top": data / "w1", "in a class": data / first_class / "w1", "in a split": data / "train" / "w1",
+             "below a plain folder": data / "runs" / "w1"}[where]
+    prepare_folders(other, data, progress=False)  # the other workdir, prepared and "trained"
+    add_member(other, "a", seed=1)
+    (other / "members" / "a" / "curves.png").write_bytes(next(data.rglob("*.png")).read_bytes())
+    capsys.readouterr()
+    result = prepare_folders(tmp_path / "w2", data, progress=False)
+    split = pd.read_csv(tmp_path / "w2" / "split.csv")
+    assert not any("w1/" in p for p in split["path"]), split["path"].tolist()
+    assert info(tmp_path / "w2")["classes"] == ([0, 1, 2] if names == "integer" else list(CLASSES))
+    assert result.kept == (36 if where == "in a split" else 18)
+    if where != "in a class":
+        left = data / "runs" if where == "below a plain folder" else other
+        assert f"Left out {left}: it holds another workdir (dataset.json)" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def nominal(tmp_path_factory) -> Path:
     """A prepared folder-per-class workdir (nominal) with two members' cached predictions."""

@@ -38,11 +38,18 @@ def _visible_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not _hidden(p.name))
 
 
+def _is_workdir(folder: Path) -> bool:
+    """Whether ``folder`` is a prepared workdir (it holds ``dataset.json``): its plots are no class's images."""
+    return (folder / "dataset.json").is_file()
+
+
 def _images_under(folder: Path, skip: Path | None = None) -> list[Path]:
-    """Image files anywhere below ``folder`` (hidden files and folders, and the folder ``skip``, left out), sorted."""
+    """Image files anywhere below ``folder`` (hidden files and folders, the folder ``skip`` and every other
+    workdir left out), sorted."""
     found = []
     for base, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not _hidden(d) and not _same(Path(base) / d, skip))
+        dirs[:] = sorted(d for d in dirs if not _hidden(d) and not _same(Path(base) / d, skip)
+                         and not _is_workdir(Path(base) / d))
         found += [Path(base) / f for f in sorted(files)
                   if not f.startswith(".") and os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS]
     return found
@@ -57,12 +64,25 @@ def _holds(folder: Path, inner: Path | None) -> bool:
     return inner is not None and inner.is_relative_to(folder.resolve())
 
 
+def _holds_a_workdir(folder: Path) -> bool:
+    """Whether a prepared workdir (a folder holding ``dataset.json``) lies somewhere below ``folder``."""
+    for base, dirs, files in os.walk(folder):
+        if base != str(folder) and "dataset.json" in files:
+            return True
+        dirs[:] = [d for d in dirs if not _hidden(d)]
+    return False
+
+
 def _not_the_workdir(dirs: list[Path], skip: Path | None, notes: list[str]) -> list[Path]:
-    """``dirs`` without the one that is (or, holding no image besides it, contains) the workdir ``skip``."""
+    """``dirs`` without the workdir ``skip`` and any other workdir (a folder holding ``dataset.json``), and
+    without a folder holding no image besides such a workdir."""
     keep = []
     for d in dirs:
         if _holds(d, skip) and (_same(d, skip) or not _images_under(d, skip)):
             notes.append(f"Left out {d}: it holds the workdir, not a class of images.")
+            continue
+        if _is_workdir(d) or (not _images_under(d, skip) and _holds_a_workdir(d)):
+            notes.append(f"Left out {d}: it holds another workdir (dataset.json), not a class of images.")
             continue
         keep.append(d)
     return keep
@@ -74,7 +94,8 @@ def scan_class_folders(images_dir: str | os.PathLike, *, workdir: str | os.PathL
     ``image`` is the path relative to ``images_dir`` (POSIX), ``label_text`` the class folder's
     name, ``row`` a 1-based row number in the sorted listing (used by ``data_report.csv``). A
     ``workdir`` inside ``images_dir`` is left out (said on stderr), so that preparing it again
-    does not take it for a class.
+    does not take it for a class; so is any other workdir there (a folder holding ``dataset.json``),
+    and its plots are no class's images.
 
     Raises:
         UserError: no class folder, split folders mixed with other folders, or a class folder
