@@ -140,6 +140,41 @@ def test_same_data_is_noop_other_data_needs_force(tmp_path):
     assert load_dataset(tmp_path / "w").fingerprint == forced.fingerprint
 
 
+def test_nominal_or_ordinal_on_a_prepared_workdir_needs_force(tmp_path):
+    """The same split read as unordered classes is another task: refused like another --seed, nothing rewritten."""
+    csv, images = simple_set(tmp_path)
+    prepare_csv(tmp_path / "w", csv, images, progress=False)
+    before = (tmp_path / "w" / "dataset.json").read_bytes()
+    with pytest.raises(UserError) as info:
+        prepare_csv(tmp_path / "w", csv, images, ordinal=False, progress=False)
+    assert str(info.value) == (f"{tmp_path / 'w'} was prepared from the same data with other options (ordered grades "
+                               "(--ordinal) then, unordered classes (--nominal) now); pass --ordinal to keep it as it "
+                               "is, or --force to change it (the members and the vote there were made for ordered "
+                               "grades: retrain and vote again).")
+    assert (tmp_path / "w" / "dataset.json").read_bytes() == before
+    prepare_csv(tmp_path / "w", csv, images, ordinal=True, progress=False)  # what it was: unchanged
+    assert (tmp_path / "w" / "dataset.json").read_bytes() == before
+    prepare_csv(tmp_path / "w", csv, images, ordinal=False, force=True, progress=False)
+    assert json.loads((tmp_path / "w" / "dataset.json").read_text())["ordinal"] is False
+    with pytest.raises(UserError, match=r"unordered classes \(--nominal\) then, ordered grades \(--ordinal\) now\); "
+                                        "pass --nominal to keep it"):
+        prepare_csv(tmp_path / "w", csv, images, progress=False)  # the default would flip it back silently
+
+
+def test_reordered_classes_are_named_as_the_difference(tmp_path):
+    names = ["No_DR", "Mild", "Moderate"]
+    csv, images = simple_set(tmp_path)
+    csv.write_text("".join(line.rsplit(",", 1)[0] + "," + names[int(line.rsplit(",", 1)[1])] + "\n"
+                           if i else line + "\n" for i, line in enumerate(csv.read_text().splitlines())))
+    prepare_csv(tmp_path / "w", csv, images, progress=False)  # alphabetical: Mild, Moderate, No_DR
+    with pytest.raises(UserError) as info:
+        prepare_csv(tmp_path / "w", csv, images, classes=names, progress=False)
+    assert str(info.value).startswith(
+        f"{tmp_path / 'w'} was prepared from the same data with other options (classes Mild, Moderate, No_DR then, "
+        "No_DR, Mild, Moderate now: another order, from --classes); pass --force")
+    assert "split differs" not in str(info.value)
+
+
 def test_split_is_deterministic_per_seed(tmp_path):
     csv, images = simple_set(tmp_path, n=60)
     a = prepare_csv(tmp_path / "a", csv, images, progress=False)

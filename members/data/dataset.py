@@ -189,8 +189,13 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
     if same and old.get("classes") != classes:
         same = False  # the same split.csv with other class names (or order): members must not carry over
         if not force:
-            raise UserError(f"{workdir} was prepared with other classes ({old.get('classes')}); pass --force to "
-                            "overwrite it (trained members there will be invalidated).")
+            raise UserError(f"{workdir} was prepared {_what_differs(old, info)}; pass --force to overwrite it "
+                            "(trained members there will be invalidated).")
+    if same and not force and bool(old.get("ordinal", True)) != ordinal:  # the same split, read another way
+        keep = "--ordinal" if old.get("ordinal", True) else "--nominal"
+        raise UserError(f"{workdir} was prepared {_what_differs(old, info)}; pass {keep} to keep it as it is, or "
+                        "--force to change it (the members and the vote there were made for "
+                        f"{'ordered grades' if keep == '--ordinal' else 'unordered classes'}: retrain and vote again).")
     root = Path(info["image_root"])
     images_missing = write_images is not None and not all((root / p).is_file() for p in frame["path"])
     split_intact = ((workdir / "split.csv").is_file() and _sha256_of(workdir / "split.csv") == fingerprint
@@ -267,9 +272,26 @@ def _what_differs(old: dict, new: dict) -> str:
         return f"from other data ({'; '.join(differ)})"
     options = [f"{k} {old.get(k)!r} then, {new.get(k)!r} now" for k in ("seed", "val_fraction", "test_fraction", "grouping")
                if old.get(k) != new.get(k)]
+    reading = _reading_differs(old, new)
     if options:
-        return f"from the same data with other options ({'; '.join(options)}), which give another split"
+        return f"from the same data with other options ({'; '.join(reading + options)}), which give another split"
+    if reading:
+        return f"from the same data with other options ({'; '.join(reading)})"
     return "from the same data, but its split differs (the images or their labels changed)"
+
+
+def _reading_differs(old: dict, new: dict) -> list[str]:
+    """How the classes are read differently now: their names or order (``--classes``), or ``--ordinal/--nominal``."""
+    out = []
+    then, now = old.get("classes"), new.get("classes")
+    if then != now:
+        how = ("another order, from --classes" if sorted(map(str, then or [])) == sorted(map(str, now or []))
+               else "other names")
+        out.append(f"classes {', '.join(map(str, then or []))} then, {', '.join(map(str, now or []))} now: {how}")
+    if bool(old.get("ordinal", True)) != bool(new.get("ordinal", True)):
+        kind = {True: "ordered grades (--ordinal)", False: "unordered classes (--nominal)"}
+        out.append(f"{kind[bool(old.get('ordinal', True))]} then, {kind[bool(new.get('ordinal', True))]} now")
+    return out
 
 
 def _sha256_of(path: Path) -> str | None:
