@@ -130,6 +130,16 @@ def test_csv_with_class_names_and_order(tmp_path):
     assert report["reason"].tolist() == ["label is empty"]
 
 
+@pytest.mark.parametrize("names", [3, 24, 25])
+def test_half_names_half_integers_is_refused_not_half_dropped(names):
+    """More than a handful of name rows beside integers is refused, whichever kind has more rows (24 names and
+    24 integers dropped 24 rows with exit 0; 25 names were refused)."""
+    labels = [str(i % 3) for i in range(24)] + [("No_DR", "Mild")[i % 2] for i in range(names)]
+    with pytest.raises(UserError, match=rf"^The labels mix class names \('Mild', 'No_DR': {names} rows\) with "
+                                        r"integers \('0', '1', '2': 24 rows\); .* --exclude-label 'Mild'\.$"):
+        encode_labels(labels)
+
+
 @pytest.mark.parametrize("labels,options,needle", [
     (["cat", "dog", "cat", "dog", "1"] * 4, [], "a class name that is also an integer is ambiguous"),
     (["cat", "dog"] * 8, ["--classes", "cat,bird"], "--classes lacks 'dog'"),
@@ -149,6 +159,7 @@ def test_bad_class_labels(tmp_path, labels, options, needle):
 
 def test_encode_labels_keeps_integer_csvs_as_they_were():
     assert encode_labels(["0", "1", "moderate"]).classes is None  # a stray name is dropped row by row
+    assert encode_labels(["0", "1"] * 200 + ["x"] * 4).classes is None  # 4 of 404: under 1 %, still a handful
     enc = encode_labels(["b", "a", "b"])
     assert enc.classes == ["a", "b"] and enc.texts == ["1", "0", "1"]
 

@@ -24,6 +24,9 @@ from members.infra.errors import UserError
 
 _INT = re.compile(r"^\+?\d+(\.0*)?$")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+MIXED_ROWS, MIXED_SHARE = 2, 0.01
+"""Integer labels with at most this many (and share of) name rows: the names are stray bad labels, dropped and
+reported; more name rows beside integers are refused (half the set dropped silently is no typo)."""
 ORDINAL_MEDMNIST = ("retinamnist",)
 """MedMNIST sets whose integer labels are ordered grades (the others are nominal)."""
 
@@ -49,9 +52,10 @@ class LabelEncoding:
 def encode_labels(texts: Sequence[str], *, order: Sequence[str] | None = None, strict: bool = False) -> LabelEncoding:
     """Integer labels stay as they are; class names become indices in ``order`` (default: sorted).
 
-    Labels are integers when at least half of the non-empty ones are (other texts are then
-    dropped as bad labels, row by row); otherwise they are class names, and an integer among
-    them is refused: it could be a grade or a name.
+    Labels are integers when at least half of the non-empty ones are and at most a handful
+    (:data:`MIXED_ROWS` rows, or :data:`MIXED_SHARE` of them) are names (those are then dropped as
+    bad labels, row by row); otherwise they are class names, and an integer among them is refused:
+    it could be a grade or a name.
 
     Args:
         texts: the label of every row, stripped.
@@ -66,13 +70,17 @@ def encode_labels(texts: Sequence[str], *, order: Sequence[str] | None = None, s
     ints = [t for t in given if _INT.match(t)]
     numeric = [t for t in given if _NUMBER.match(t)]
     names = sorted(set(given) - set(numeric))
-    if not given or not names or (order is None and not strict and 2 * len(ints) >= len(given)):
+    named_rows = sum(1 for t in given if t in set(names))
+    stray = named_rows <= max(MIXED_ROWS, MIXED_SHARE * len(given))  # a handful of names: typos, dropped row by row
+    if not given or not names or (order is None and not strict and 2 * len(ints) >= len(given) and stray):
         return LabelEncoding(None, list(texts))
     if ints:
+        first = names[0]
         raise UserError(
-            f"The labels mix class names ({', '.join(map(repr, names[:3]))}) with integers "
-            f"({', '.join(map(repr, sorted(set(ints))[:3]))}); a class name that is also an integer is ambiguous: "
-            "name every class (e.g. 'grade 3') or number every class 0..k-1.")
+            f"The labels mix class names ({', '.join(map(repr, names[:3]))}: {named_rows} rows) with integers "
+            f"({', '.join(map(repr, sorted(set(ints))[:3]))}: {len(ints)} rows); a class name that is also an integer "
+            "is ambiguous, and reading either kind as bad labels would drop too many rows: name every class (e.g. "
+            f"'grade 3') or number every class 0..k-1, or leave a name's rows out with --exclude-label {first!r}.")
     spellings: dict[str, list[str]] = {}
     for name in names:
         spellings.setdefault(" ".join(name.casefold().split()), []).append(name)
