@@ -421,8 +421,24 @@ def test_one_based_grades_are_refused_with_the_renumbering_to_do(tmp_path):
     images, lines = good_set(tmp_path)
     shifted = [f"{line.split(',')[0]},{int(line.split(',')[1]) + 1}" for line in lines]  # grades 1-3
     code, _, err = prepare(tmp_path / "w", write_csv(tmp_path / "one.csv", shifted), images)
-    one_sentence_error(code, err, "The integer labels start at 1, not 0 (1, 2, 3)", "subtract 1 from every label")
+    one_sentence_error(code, err, "The integer labels start at 1, not 0 (1, 2, 3)", "subtract 1 from every label",
+                       # a DR subset without grade 0 would have every grade shifted: the other reading, and its way
+                       "grade 0 is simply absent", "--classes grade1,grade2,grade3 --ordinal")
     assert not (tmp_path / "w" / "split.csv").exists()
+    named = [f"{line.split(',')[0]},grade{line.split(',')[1]}" for line in shifted]  # the way it advises works
+    code, _, err = prepare(tmp_path / "w", write_csv(tmp_path / "named.csv", named), images,
+                           "--classes", "grade1,grade2,grade3", "--ordinal")
+    assert code == 0, err
+
+
+def test_class_folders_from_1_are_advised_on_folders_not_the_csv(tmp_path):
+    for i in range(GOOD):
+        save(tmp_path / "cls" / str(i % 3 + 2) / f"g{i}.png")  # folders 2/ 3/ 4/: grades 0 and 1 absent
+    code, _, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", tmp_path / "cls")
+    line = one_sentence_error(code, err, "The integer labels start at 2, not 0 (2, 3, 4)",
+                              "rename the class folders 2/ … 4/ to 0/ … 2/", "grades 0–1 are simply absent",
+                              "--classes grade2,grade3,grade4 --ordinal")
+    assert "CSV" not in line
 
 
 def test_a_header_naming_the_label_column_twice_is_refused(tmp_path):

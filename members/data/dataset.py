@@ -419,11 +419,31 @@ def _mostly_links(folder: Path, look: int = 50) -> bool:
 GAP_SHARE = 0.01  # rows with a label beyond a gap in the integer labels: dropped when fewer than this share
 
 
+def _no_zero_advice(first: int, values: list[int], folders: bool) -> str:
+    """The sentence for integer labels that start above 0: they count from ``first`` (renumber them), or the
+    lower grades are simply absent (an IDRiD subset without grade 0: name the classes to keep the numbers)."""
+    shown = ", ".join(map(str, values[:6])) + (", ..." if len(values) > 6 else "")
+    absent = "grade 0 is" if first == 1 else f"grades 0–{first - 1} are"
+    names = ",".join(f"grade{v}" for v in values[:6]) + (",..." if len(values) > 6 else "")
+    if folders:
+        renumber = f"rename the class folders {values[0]}/ … {values[-1]}/ to 0/ … {values[-1] - first}/"
+        rename = f"rename the class folders to names such as grade{values[0]}/"
+    else:
+        renumber = f"subtract {first} from every label in the CSV"
+        rename = f"write the labels as names such as grade{values[0]}"
+    return (f"The integer labels start at {first}, not 0 ({shown}), but labels are the class indices 0 … k-1, each with "
+            f"rows: if they count from {first}, renumber them from 0 ({renumber}); if they are grades and {absent} "
+            f"simply absent (a subset without healthy eyes), renumbering would shift every grade, so keep the numbers "
+            f"as class names instead ({rename} and pass --classes {names} --ordinal), or add images of the absent "
+            f"grade{'' if first == 1 else 's'}.")
+
+
 def _drop_beyond_gap(kept: pd.DataFrame, dropped: pd.DataFrame, original: dict,
-                     identical: list[list[int]]) -> tuple[pd.DataFrame, pd.DataFrame, list[list[int]]]:
+                     identical: list[list[int]], folders: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, list[list[int]]]:
     """Integer labels must be the classes 0 … k-1, each with rows. A few rows whose label lies beyond a
     gap (a grade 7 in a 0–4 set: a typo) are dropped and reported like any bad row; more than
     :data:`GAP_SHARE` of the rows beyond a gap is refused in one sentence naming the gap and the rows.
+    Labels starting above 0 are refused with both readings (:func:`_no_zero_advice`).
     """
     counts = np.bincount(kept["label"].to_numpy(np.int64))
     missing = [c for c in range(len(counts)) if counts[c] == 0]
@@ -438,11 +458,8 @@ def _drop_beyond_gap(kept: pd.DataFrame, dropped: pd.DataFrame, original: dict,
     rows = ", ".join(f"{v} ({int((beyond['label'] == v).sum())} row(s), line {lines(v)})" for v in values[:4])
     rows += f", and {len(values) - 4} more labels" if len(values) > 4 else ""
     gap = ", ".join(map(str, missing[:6])) + (", ..." if len(missing) > 6 else "")
-    if missing == list(range(len(missing))):  # 1-based grades: no gap above the first label
-        first = len(missing)
-        raise UserError(f"The integer labels start at {first}, not 0 ({', '.join(map(str, values[:6]))}"
-                        f"{', ...' if len(values) > 6 else ''}); labels are the class indices 0 … k-1: renumber them "
-                        f"from 0 (subtract {first} from every label in the CSV).")
+    if missing == list(range(len(missing))):  # 1-based grades, or grade 0 absent: no gap above the first label
+        raise UserError(_no_zero_advice(len(missing), values, folders))
     if missing[0] == 0 or len(beyond) >= GAP_SHARE * len(kept):
         raise UserError(f"The integer labels leave a gap: no row has {gap}, yet {len(beyond)} of the {len(kept)} rows "
                         f"have a larger label: {rows}. Labels are the class indices 0 … k-1, each with rows; fix or "
@@ -521,7 +538,7 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
                         f"\"{top.index[0]}\" ({top.iloc[0]} rows); {fix}.")
     kept, identical = checked.kept, checked.identical
     if not encoding.named:
-        kept, dropped, identical = _drop_beyond_gap(kept, dropped, original, identical)
+        kept, dropped, identical = _drop_beyond_gap(kept, dropped, original, identical, folders)
         given_split = ("split_text" in table.columns and checked.has_split
                        and (table["split_text"].astype(str).str.strip() != "").any())
         if not given_split:  # a split prepare draws needs each class in train, val and test; a given one does not
