@@ -157,6 +157,13 @@ def test_bad_class_labels(tmp_path, labels, options, needle):
     one_sentence_error(code, err, needle)
 
 
+def test_a_named_class_too_small_to_split_is_named(tmp_path):
+    csv, images = _csv_set(tmp_path, ["cat", "dog"] * 8 + ["bird"] * 2)
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--labels", csv, "--images", images)
+    line = one_sentence_error(code, err, "Class 'bird' has only 2 rows", "add images of class 'bird'")
+    assert "Class 0" not in line and "class 0" not in line
+
+
 def test_encode_labels_keeps_integer_csvs_as_they_were():
     assert encode_labels(["0", "1", "moderate"]).classes is None  # a stray name is dropped row by row
     assert encode_labels(["0", "1"] * 200 + ["x"] * 4).classes is None  # 4 of 404: under 1 %, still a handful

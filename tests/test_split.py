@@ -148,3 +148,17 @@ def test_a_class_held_by_two_patients_goes_to_train_first_and_the_gap_is_said(ca
     err = " ".join(capsys.readouterr().err.split())
     assert (f"Warning: the {missing} split has no row of class 1: its 4 rows belong to 2 patient group(s), too few "
             "for every split to get one") in err and "members cannot learn it" not in err
+
+
+def test_named_classes_are_named_in_split_errors_and_warnings(capsys):
+    names = ["No_DR", "Mild", "Severe"]
+    with pytest.raises(UserError) as info:
+        assign_splits([0] * 10 + [1] * 10 + [2] * 2, classes=names)
+    assert str(info.value).startswith("Class 'Severe' has only 2 rows, too few to split")
+    assert "add images of class 'Severe'" in str(info.value)
+    assert "class_counts={'No_DR': 10, 'Mild': 10, 'Severe': 2}" in str(info.value)
+    labels = [0] * 60 + [1] * 30 + [2] * 4  # 'Severe' in two patients: one split goes without it
+    groups = [f"p{i // 2}" for i in range(90)] + ["q0", "q0", "q1", "q1"]
+    assign_splits(labels, groups=groups, classes=names, seed=0)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "split has no row of class 'Severe': its 4 rows belong to 2 patient group(s)" in err

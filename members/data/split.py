@@ -69,12 +69,21 @@ def _share(n: int, fraction: float) -> int:
     return max(1, int(round(n * fraction)))
 
 
-def _too_few(cls: int, have: int, need: int, where: str, counts: np.ndarray, total: int) -> UserError:
+def _name(c: int, classes: Sequence | None) -> str:
+    """Class ``c`` as the user knows it: its name (quoted) for named classes, else the integer."""
+    return repr(str(classes[c])) if classes is not None and c < len(classes) else str(c)
+
+
+def _too_few(cls: int, have: int, need: int, where: str, counts: np.ndarray, total: int,
+             classes: Sequence | None = None) -> UserError:
     hint = " (labels must be consecutive integers starting at 0)" if total == 0 else ""
+    name = _name(cls, classes)
+    shown = {(str(classes[c]) if classes is not None and c < len(classes) else c): n
+             for c, n in enumerate(counts.tolist()) if n}
     return UserError(
-        f"Class {cls} has only {have} row{'' if have == 1 else 's'}{where}, too few to split: every split needs at least one row "
-        f"of every class, so it needs at least {need}{hint}; add images of class {cls} or merge it into "
-        f"a neighbouring class. Received: class_counts={ {c: n for c, n in enumerate(counts.tolist()) if n} }"
+        f"Class {name} has only {have} row{'' if have == 1 else 's'}{where}, too few to split: every split needs at least one row "
+        f"of every class, so it needs at least {need}{hint}; add images of class {name} or merge it into "
+        f"a neighbouring class. Received: class_counts={shown}"
     )
 
 
@@ -141,6 +150,7 @@ def assign_splits(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     seed: int = 0,
+    classes: Sequence | None = None,
 ) -> np.ndarray:
     """Assign every row to ``train``, ``val`` or ``test``, stratified by class.
 
@@ -152,6 +162,7 @@ def assign_splits(
         val_fraction: share of the whole data set for val.
         test_fraction: share of the whole data set for test.
         seed: seed of the shuffle; the same inputs and seed give the same split.
+        classes: the class names in index order (named classes), used by the messages; ``None``: integers.
 
     Returns:
         An array of split names, one per row.
@@ -187,17 +198,18 @@ def assign_splits(
     for c in range(k):
         need = [_share(int(counts[c]), fractions[s]) for s in carve]
         if pool_counts[c] - sum(need) < 1:
-            raise _too_few(c, int(pool_counts[c]), sum(need) + 1, where, pool_counts, int(counts[c]))
+            raise _too_few(c, int(pool_counts[c]), sum(need) + 1, where, pool_counts, int(counts[c]), classes)
         targets[1:, c] = need
         targets[0, c] = pool_counts[c] - sum(need)
     sub_groups = None if groups_arr is None else groups_arr[pool]
     chosen = _partition(labels[pool], sub_groups, targets, rng)
     result[pool] = np.asarray(names, dtype=object)[chosen]
-    _say_missing(labels, result, names, groups_arr)
+    _say_missing(labels, result, names, groups_arr, classes)
     return result.astype(str)
 
 
-def _say_missing(labels: np.ndarray, result: np.ndarray, names: list[str], groups: np.ndarray | None) -> None:
+def _say_missing(labels: np.ndarray, result: np.ndarray, names: list[str], groups: np.ndarray | None,
+                 classes: Sequence | None = None) -> None:
     """Warn (stderr) about a split without any row of a class: its patients were too few to go round."""
     import sys
 
@@ -205,7 +217,7 @@ def _say_missing(labels: np.ndarray, result: np.ndarray, names: list[str], group
         have = set(labels[result == s].tolist())
         for c in sorted(set(labels.tolist()) - have):
             n_groups = len(set(groups[labels == c].tolist())) if groups is not None else int((labels == c).sum())
-            print(f"Warning: the {s} split has no row of class {c}: its {int((labels == c).sum())} rows belong to "
+            print(f"Warning: the {s} split has no row of class {_name(c, classes)}: its {int((labels == c).sum())} rows belong to "
                   f"{n_groups} patient group(s), too few for every split to get one (a group never spans two splits); "
                   f"{'members cannot learn it' if s == 'train' else 'its figures for that class are missing'}. "
                   "Add images of it, or merge it into a neighbouring class.", file=sys.stderr)
