@@ -164,6 +164,17 @@ def test_a_named_class_too_small_to_split_is_named(tmp_path):
     assert "Class 0" not in line and "class 0" not in line
 
 
+def test_split_folders_with_a_val_of_one_class_are_refused(tmp_path):
+    data = tmp_path / "fundus"
+    class_folders(data / "train", n=6, nested=False)
+    for i in range(3):
+        save(data / "val" / "normal" / f"v{i}.png")
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", data)
+    one_sentence_error(code, err, "The val split given by the split folders holds only rows of class 'normal' (3 rows)",
+                       "put rows of at least two classes in val, or drop the split folders")
+    assert not (tmp_path / "w" / "dataset.json").exists()
+
+
 def test_encode_labels_keeps_integer_csvs_as_they_were():
     assert encode_labels(["0", "1", "moderate"]).classes is None  # a stray name is dropped row by row
     assert encode_labels(["0", "1"] * 200 + ["x"] * 4).classes is None  # 4 of 404: under 1 %, still a handful

@@ -105,12 +105,12 @@ def test_empty_split_cells_count_as_train_and_synonyms_are_read(tmp_path):
 
 
 def test_renamed_extensions_parallel_folders_and_mac_archives(tmp_path):
-    rows = _eyes(tmp_path / "img", patients=10)
+    rows = _eyes(tmp_path / "img", patients=15)  # 3 patients a grade: one for each split
     pd.DataFrame({"image": [n.replace(".png", ".JPG") for n, _ in rows], "level": [g for _, g in rows]}).to_csv(
         tmp_path / "jpg.csv", index=False)
     code, _out, err = _prepare(tmp_path / "w", "--labels", tmp_path / "jpg.csv", "--images", tmp_path / "img")
     assert code == 0, err
-    assert "20 image names named a file with another extension" in err and "'10_left.JPG' → 10_left.png" in err
+    assert "30 image names named a file with another extension" in err and "'10_left.JPG' → 10_left.png" in err
     # IDRiD: one name in two sub-folders names them, not extensions
     for part in ("a. Training Set", "b. Testing Set"):
         _image(tmp_path / "par" / part / "IDRiD_001.jpg")

@@ -86,7 +86,7 @@ def test_given_split_is_kept_and_val_carved_from_train():
 
 def test_given_split_complete_is_untouched():
     given = ["train", "val", "test"] * 4
-    assert assign_splits([0, 1, 1] * 4, given=given).tolist() == given
+    assert assign_splits([0, 1, 1, 1, 0, 0] * 2, given=given).tolist() == given  # every split holds both classes
 
 
 def test_given_split_missing_val_and_test_carves_both():
@@ -137,10 +137,9 @@ def test_bad_fractions(val, test):
 
 
 def test_a_class_held_by_two_patients_goes_to_train_first_and_the_gap_is_said(capsys):
-    # 30 patients of class 0 (two eyes each), and class 3 in two patients only (two eyes each)
-    labels = [0] * 60 + [3] * 4
-    groups = [f"p{i // 2}" for i in range(60)] + ["q0", "q0", "q1", "q1"]
-    labels = [0 if lab == 0 else 1 for lab in labels]  # classes 0..k-1
+    # 30 patients of class 0 and 15 of class 2 (two eyes each), and class 1 in two patients only (two eyes each)
+    labels = [0] * 60 + [2] * 30 + [1] * 4
+    groups = [f"p{i // 2}" for i in range(90)] + ["q0", "q0", "q1", "q1"]
     split = assign_splits(labels, groups=groups, seed=0)
     rare = {s for s, lab in zip(split, labels) if lab == 1}
     assert "train" in rare and len(rare) == 2  # train and one of val/test; a patient never spans two splits
@@ -162,3 +161,35 @@ def test_named_classes_are_named_in_split_errors_and_warnings(capsys):
     assign_splits(labels, groups=groups, classes=names, seed=0)
     err = " ".join(capsys.readouterr().err.split())
     assert "split has no row of class 'Severe': its 4 rows belong to 2 patient group(s)" in err
+
+
+def test_a_drawn_val_of_one_class_is_refused():
+    """Two classes, the rarer in two patients: train and test get one each, val none; vote could not fit on val."""
+    labels = [0] * 60 + [1] * 4
+    groups = [f"p{i // 2}" for i in range(60)] + ["q0", "q0", "q1", "q1"]
+    with pytest.raises(UserError, match=r"^The val split prepare drew holds only rows of class 0 \(\d+ rows\): the "
+                                        r"other classes' rows belong to too few patient groups to go round"):
+        assign_splits(labels, groups=groups, seed=0)
+
+
+@pytest.mark.parametrize("given_by", ["split column", "split folders"])
+def test_a_given_val_of_one_class_is_refused(given_by):
+    labels = [0, 1] * 10 + [1] * 3
+    given = ["train"] * 20 + ["val"] * 3
+    with pytest.raises(UserError) as info:
+        assign_splits(labels, given=given, classes=["healthy", "referable"], given_by=given_by)
+    assert str(info.value) == (
+        f"The val split given by the {given_by} holds only rows of class 'referable' (3 rows); vote chooses and fits "
+        "the ensemble on val, which needs rows of at least two classes: put rows of at least two classes in val, or "
+        f"drop the {given_by} to let prepare draw a stratified split.")
+
+
+def test_a_given_split_lacking_a_class_is_warned_about(capsys):
+    labels = [0, 1, 2] * 10 + [0, 1] * 3 + [0, 1, 2] * 2
+    given = ["train"] * 30 + ["val"] * 6 + ["test"] * 6
+    split = assign_splits(labels, given=given, classes=["a", "b", "c"])
+    assert split.tolist() == given  # kept as given
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("Warning: the val split given by the split column has no row of class 'c' (12 rows in the other "
+            "splits), so its figures for that class are missing; move some of its rows into val") in err
+    assert "test split" not in err

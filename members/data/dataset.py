@@ -561,7 +561,7 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     lost_notes = _lost_splits(table, dropped, given, folders) if given is not None else []
     split = assign_splits(kept["label"].to_numpy(), groups=merge_groups(grouping.groups, identical, len(kept)),
                           given=given, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-                          classes=encoding.classes)
+                          classes=encoding.classes, given_by="split folders" if folders else "split column")
     leaks, spread = _given_split_leaks(paths, split, grouping.groups, identical) if given is not None else ([], [])
     if identical:  # copies of one photo stay in one split (see members.data.duplicates) unless the split was given
         print(describe(paths, identical, kept["label"].tolist(), kept_together=given is None), file=sys.stderr)

@@ -151,6 +151,7 @@ def assign_splits(
     test_fraction: float = 0.15,
     seed: int = 0,
     classes: Sequence | None = None,
+    given_by: str = "split column",
 ) -> np.ndarray:
     """Assign every row to ``train``, ``val`` or ``test``, stratified by class.
 
@@ -163,12 +164,14 @@ def assign_splits(
         test_fraction: share of the whole data set for test.
         seed: seed of the shuffle; the same inputs and seed give the same split.
         classes: the class names in index order (named classes), used by the messages; ``None``: integers.
+        given_by: what gave the split (``split column``, ``split folders``), for the messages.
 
     Returns:
         An array of split names, one per row.
 
     Raises:
-        UserError: bad fractions, or a class with too few rows to give every split one.
+        UserError: bad fractions, a class with too few rows to give every split one, or a val split
+            (given or drawn) of fewer than two classes. A given split lacking a class is warned about.
     """
     check_fractions(val_fraction, test_fraction)
     labels = np.asarray(labels, dtype=np.int64)
@@ -188,24 +191,63 @@ def assign_splits(
     else:
         result = np.asarray(given, dtype=object).copy()
         carve = [s for s in ("val", "test") if not np.any(result == s)]
-        if not carve:
-            return result.astype(str)
         pool = np.flatnonzero(result == "train")
         names = ["train", *carve]
-    pool_counts = class_counts(labels[pool], k)
-    where = "" if given is None else " in the train split"
-    targets = np.zeros((len(names), k), dtype=np.int64)
-    for c in range(k):
-        need = [_share(int(counts[c]), fractions[s]) for s in carve]
-        if pool_counts[c] - sum(need) < 1:
-            raise _too_few(c, int(pool_counts[c]), sum(need) + 1, where, pool_counts, int(counts[c]), classes)
-        targets[1:, c] = need
-        targets[0, c] = pool_counts[c] - sum(need)
-    sub_groups = None if groups_arr is None else groups_arr[pool]
-    chosen = _partition(labels[pool], sub_groups, targets, rng)
-    result[pool] = np.asarray(names, dtype=object)[chosen]
-    _say_missing(labels, result, names, groups_arr, classes)
+    if carve:
+        pool_counts = class_counts(labels[pool], k)
+        where = "" if given is None else " in the train split"
+        targets = np.zeros((len(names), k), dtype=np.int64)
+        for c in range(k):
+            need = [_share(int(counts[c]), fractions[s]) for s in carve]
+            if pool_counts[c] - sum(need) < 1:
+                raise _too_few(c, int(pool_counts[c]), sum(need) + 1, where, pool_counts, int(counts[c]), classes)
+            targets[1:, c] = need
+            targets[0, c] = pool_counts[c] - sum(need)
+        sub_groups = None if groups_arr is None else groups_arr[pool]
+        chosen = _partition(labels[pool], sub_groups, targets, rng)
+        result[pool] = np.asarray(names, dtype=object)[chosen]
+    _check_val(labels, result, k, given_val=given is not None and "val" not in carve, classes=classes,
+               given_by=given_by)
+    if carve:
+        _say_missing(labels, result, names, groups_arr, classes)
+    if given is not None:
+        _say_missing_given(labels, result, [s for s in SPLITS if s not in names or not carve], classes, given_by)
     return result.astype(str)
+
+
+def _check_val(labels: np.ndarray, result: np.ndarray, k: int, *, given_val: bool, classes: Sequence | None,
+               given_by: str) -> None:
+    """Refuse a val split of fewer than two classes: vote chooses and fits the ensemble on val, which cannot
+    be done on one class (it would fail there, after the members were trained)."""
+    val = labels[result == "val"]
+    have = sorted(set(val.tolist()))
+    if k < 2 or len(have) >= 2:
+        return
+    holds = f"only rows of class {_name(have[0], classes)}" if have else "no row"
+    why = "vote chooses and fits the ensemble on val, which needs rows of at least two classes"
+    if given_val:
+        raise UserError(f"The val split given by the {given_by} holds {holds} ({len(val)} rows); {why}: put rows of "
+                        f"at least two classes in val, or drop the {given_by} to let prepare draw a stratified split.")
+    raise UserError(f"The val split prepare drew holds {holds} ({len(val)} rows): the other classes' rows belong to "
+                    f"too few patient groups to go round (a group never spans two splits), and {why}; add images of "
+                    "more patients of the rarer classes, or group by a finer --group-pattern or --group-column.")
+
+
+def _say_missing_given(labels: np.ndarray, result: np.ndarray, splits: list[str], classes: Sequence | None,
+                       given_by: str) -> None:
+    """Warn (stderr) about a given split without any row of a class (prepare keeps a given split as it is)."""
+    import sys
+
+    for s in splits:
+        part = labels[result == s]
+        if not len(part):
+            continue
+        for c in sorted(set(labels.tolist()) - set(part.tolist())):
+            print(f"Warning: the {s} split given by the {given_by} has no row of class {_name(c, classes)} "
+                  f"({int((labels == c).sum())} rows in the other splits), so "
+                  f"{'members cannot learn it' if s == 'train' else 'its figures for that class are missing'}; "
+                  f"move some of its rows into {s}, or drop the {given_by} to let prepare draw a stratified split.",
+                  file=sys.stderr)
 
 
 def _say_missing(labels: np.ndarray, result: np.ndarray, names: list[str], groups: np.ndarray | None,
