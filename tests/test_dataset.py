@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from members.data import labels as L
+from members.data.split import SPLITS
 from members.data.dataset import PreparedDataset, load_dataset, prepare_csv
 from members.infra.errors import UserError
 from tests.conftest import SHARED_DATA
@@ -173,6 +174,23 @@ def test_reordered_classes_are_named_as_the_difference(tmp_path):
         f"{tmp_path / 'w'} was prepared from the same data with other options (classes Mild, Moderate, No_DR then, "
         "No_DR, Mild, Moderate now: another order, from --classes); pass --force")
     assert "split differs" not in str(info.value)
+
+
+def test_coarse_patient_groups_far_from_the_fractions_are_warned_about(tmp_path, demo_images, capsys):
+    """--group-pattern '^(\\d)' makes 5 groups of the demo's 24 patients: 70/15/15 cannot be kept, and it is said."""
+    csv, images = demo_images / "trainLabels.csv", demo_images / "images"
+    result = prepare_csv(tmp_path / "a", csv, images, group_pattern=r"^(\d)", progress=False)
+    again = prepare_csv(tmp_path / "b", csv, images, group_pattern=r"^(\d)", seed=5, progress=False)
+    share = {s: round(100 * sum(result.counts[s].values()) / result.kept) for s in SPLITS}
+    assert abs(share["train"] - 70) > 5
+    assert abs(sum(again.counts["train"].values()) / again.kept - 0.70) > 0.05  # another seed: no help, as said
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"Warning: the split by patient group is far from the shares asked (train 70 %, val 15 %, test 15 %): "
+            f"5 groups (the largest holds 12 of the 48 rows) gave train {share['train']} %, val {share['val']} %, "
+            f"test {share['test']} %") in err and "another --seed will not fix it" in err
+    capsys.readouterr()
+    prepare_csv(tmp_path / "c", csv, images, progress=False)  # by patient (two eyes): no such warning
+    assert "far from the shares asked" not in capsys.readouterr().err
 
 
 def test_split_is_deterministic_per_seed(tmp_path):

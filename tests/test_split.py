@@ -168,7 +168,7 @@ def test_a_drawn_val_of_one_class_is_refused():
     labels = [0] * 60 + [1] * 4
     groups = [f"p{i // 2}" for i in range(60)] + ["q0", "q0", "q1", "q1"]
     with pytest.raises(UserError, match=r"^The val split prepare drew holds only rows of class 0 \(\d+ rows\): the "
-                                        r"other classes' rows belong to too few patient groups to go round"):
+                                        r"rows of class 1 belong to 2 patient group\(s\), too few to go round"):
         assign_splits(labels, groups=groups, seed=0)
 
 
@@ -193,3 +193,17 @@ def test_a_given_split_lacking_a_class_is_warned_about(capsys):
     assert ("Warning: the val split given by the split column has no row of class 'c' (12 rows in the other "
             "splits), so its figures for that class are missing; move some of its rows into val") in err
     assert "test split" not in err
+
+
+def test_patient_groups_of_two_eyes_follow_the_fractions_without_a_warning(capsys):
+    groups = [str(i // 2) for i in range(len(LABELS))]
+    split = assign_splits(LABELS, groups=groups, seed=0)
+    assert abs(float(np.mean(split == "train")) - 0.70) < 0.05
+    assert "far from the shares asked" not in capsys.readouterr().err
+
+
+def test_six_equal_groups_leave_no_val_and_are_refused():
+    labels = [i % 3 for i in range(60)]
+    with pytest.raises(UserError, match=r"^The val split prepare drew holds no row \(0 rows\): the rows of classes "
+                                        r"0, 1, 2 belong to 6 patient group\(s\), too few"):
+        assign_splits(labels, groups=[str(i % 6) for i in range(60)], seed=0)

@@ -206,8 +206,11 @@ def assign_splits(
         sub_groups = None if groups_arr is None else groups_arr[pool]
         chosen = _partition(labels[pool], sub_groups, targets, rng)
         result[pool] = np.asarray(names, dtype=object)[chosen]
+        if sub_groups is not None:
+            asked = {**fractions, "train": None if given is not None else 1 - val_fraction - test_fraction}
+            _say_far(result, {s: asked[s] for s in names if asked[s] is not None}, sub_groups)
     _check_val(labels, result, k, given_val=given is not None and "val" not in carve, classes=classes,
-               given_by=given_by)
+               given_by=given_by, groups=groups_arr)
     if carve:
         _say_missing(labels, result, names, groups_arr, classes)
     if given is not None:
@@ -215,8 +218,32 @@ def assign_splits(
     return result.astype(str)
 
 
+FAR_SLACK = 0.05
+"""A split's share of the rows is far from the fraction asked when it differs by more than this and by more than
+half the fraction (coarse groups: a few big patient groups cannot be cut to measure)."""
+
+
+def _say_far(result: np.ndarray, asked: dict[str, float], groups: np.ndarray) -> None:
+    """Warn (stderr) when the grouped split's shares are far from the fractions asked (a few coarse groups)."""
+    import sys
+
+    n = len(result)
+    got = {s: float(np.sum(result == s)) / n for s in asked}
+    if not n or all(abs(got[s] - f) <= max(FAR_SLACK, f / 2) for s, f in asked.items()):
+        return
+    _, sizes = np.unique(groups, return_counts=True)
+    pct = lambda share: f"{100 * share:.0f} %"  # noqa: E731
+    print(f"Warning: the split by patient group is far from the shares asked ({', '.join(f'{s} {pct(f)}' for s, f in asked.items())}): "
+          f"{len(sizes)} groups (the largest holds {int(sizes.max())} of the {len(groups)} rows) gave "
+          f"{', '.join(f'{s} {pct(got[s])}' for s in asked)}, since a group never spans two splits, and another "
+          "--seed will not fix it (groups are placed by class and size; the seed only breaks ties between equal "
+          "ones): check that --group-pattern or --group-column captures the patient id, which gives many small "
+          "groups.",
+          file=sys.stderr)
+
+
 def _check_val(labels: np.ndarray, result: np.ndarray, k: int, *, given_val: bool, classes: Sequence | None,
-               given_by: str) -> None:
+               given_by: str, groups: np.ndarray | None = None) -> None:
     """Refuse a val split of fewer than two classes: vote chooses and fits the ensemble on val, which cannot
     be done on one class (it would fail there, after the members were trained)."""
     val = labels[result == "val"]
@@ -228,9 +255,14 @@ def _check_val(labels: np.ndarray, result: np.ndarray, k: int, *, given_val: boo
     if given_val:
         raise UserError(f"The val split given by the {given_by} holds {holds} ({len(val)} rows); {why}: put rows of "
                         f"at least two classes in val, or drop the {given_by} to let prepare draw a stratified split.")
-    raise UserError(f"The val split prepare drew holds {holds} ({len(val)} rows): the other classes' rows belong to "
-                    f"too few patient groups to go round (a group never spans two splits), and {why}; add images of "
-                    "more patients of the rarer classes, or group by a finer --group-pattern or --group-column.")
+    absent = sorted(set(labels.tolist()) - set(have))
+    rows = np.isin(labels, absent)
+    n_groups = len(set(groups[rows].tolist())) if groups is not None else int(rows.sum())
+    shown = ", ".join(_name(c, classes) for c in absent[:4]) + (", ..." if len(absent) > 4 else "")
+    raise UserError(f"The val split prepare drew holds {holds} ({len(val)} rows): the rows of class{'es' if len(absent) > 1 else ''} "
+                    f"{shown} belong to {n_groups} patient group(s), too few to go round (a group never spans two "
+                    f"splits), and {why}; add images of more patients of the rarer classes, or check that "
+                    "--group-pattern or --group-column captures the patient id.")
 
 
 def _say_missing_given(labels: np.ndarray, result: np.ndarray, splits: list[str], classes: Sequence | None,
