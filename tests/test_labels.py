@@ -296,3 +296,15 @@ def test_bare_names_are_found_in_sub_folders_and_windows_paths_read(tmp_path):
     notes = " ".join(checked.notes)
     assert "Note: 1 image names were Windows paths" in notes
     assert "Note: 2 image names were not in" in notes and "'10_left' → part1/10_left.jpeg" in notes
+
+
+@pytest.mark.parametrize("hint,sep,eol", [("sep=;", ";", "\n"), ("sep=,", ",", "\r\n"), ('"sep=;";', ";", "\n"),
+                                          ("SEP=\t", "\t", "\n")])
+def test_an_excel_separator_hint_line_is_skipped(tmp_path, hint, sep, eol):
+    """Excel writes `sep=;` above the header; it was read as the header ('has no column image; its columns are
+    'sep=', '''). Skipped, its separator used, and the rows keep their line numbers."""
+    csv = tmp_path / "labels.csv"
+    csv.write_bytes(eol.join([hint, f"image{sep}level", f"a{sep}1", f"b{sep}0", ""]).encode())
+    table = L.read_labels_csv(csv, image_column="image", label_column="level", split_column="split")
+    assert table["image"].tolist() == ["a", "b"] and table["label_text"].tolist() == ["1", "0"]
+    assert table["row"].tolist() == [3, 4]  # line numbers of the file, as data_report.csv shows them

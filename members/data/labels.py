@@ -341,6 +341,24 @@ def header_delimiter(text: str) -> str:
     return max(DELIMITERS, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
+_SEP_HINT = re.compile(r'^\s*"?sep=(.)"?[,;\t|]*\s*$', re.IGNORECASE)
+
+
+def _excel_separator_hint(text: str) -> tuple[str, str | None]:
+    r"""``text`` with an Excel separator hint (a first line ``sep=;``) blanked, and the separator it names.
+
+    The line is blanked, not removed, so that the rows keep their line numbers.
+
+        >>> _excel_separator_hint("sep=;\nimage;level\n")
+        ('\nimage;level\n', ';')
+    """
+    first, newline, rest = text.partition("\n")
+    match = _SEP_HINT.match(first)
+    if match is None:
+        return text, None
+    return ("\r" if first.endswith("\r") else "") + newline + rest, match.group(1)
+
+
 def _is_data_row(cells: list[str]) -> bool:
     """Whether a first line is a row, not a header: a name (an image file's, or a bare one such as EyePACS'
     ``10_left``), then an integer label where a header has a column name."""
@@ -351,7 +369,8 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
                     split_column: str) -> pd.DataFrame:
     """Read the CSV into columns ``row, image, label_text`` (+ ``split_text``), all strings.
 
-    UTF-8 with or without BOM, LF or CRLF. Blank lines are skipped; ``row`` is the line number.
+    UTF-8 with or without BOM, LF or CRLF. Blank lines are skipped; ``row`` is the line number. A first
+    line ``sep=;`` (Excel's separator hint) is skipped, and its separator used.
 
     Raises:
         UserError: the file is missing, not UTF-8 CSV text, lacks a column, or has no rows.
@@ -363,6 +382,7 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             text = f.read()
+        text, hinted = _excel_separator_hint(text)
         first = next((line for line in text.splitlines() if line.strip()), "")
         if not any(sep in first for sep in DELIMITERS) and len(first.split()) >= 2:  # `name grade` lines (DDR)
             width = len(first.split())  # the last width-1 fields split off: a name may hold spaces
@@ -370,8 +390,9 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
                      if line.strip()]
             (header_line, header), records = lines[0], lines[1:]
         else:
-            reader = csv.reader(io.StringIO(text, newline=""), delimiter=header_delimiter(text))
-            header, header_line = next(reader, None), reader.line_num
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=hinted or header_delimiter(text))
+            header = next((rec for rec in reader if any(cell.strip() for cell in rec)), None)
+            header_line = reader.line_num
             records = [(reader.line_num, rec) for rec in reader if any(cell.strip() for cell in rec)]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise UserError(f"Labels file {path} is not a UTF-8 CSV text file ({exc}); save it as CSV (UTF-8) "
