@@ -497,11 +497,16 @@ def plot_explanation(e: Explanation, plt):
     fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.6), squeeze=False)
     axes = axes[0]
     axes[0].imshow(e.image)
-    axes[0].set_title(Path(e.path).name, fontsize=9)
+    import textwrap
+
+    def wrapped(text: str) -> str:  # a panel is ~3 inches wide: a withheld grade's reason ran off the figure
+        return "\n".join(textwrap.wrap(text, 34, break_long_words=True)) or text
+
+    axes[0].set_title(wrapped(Path(e.path).name), fontsize=9)
     for ax, title, heat in zip(axes[1:], e.titles, e.heatmaps):
         ax.imshow(e.image)
         ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
-        ax.set_title(title, fontsize=9)
+        ax.set_title("\n".join(wrapped(part) for part in title.split("\n")), fontsize=9)
     for ax in axes:
         ax.axis("off")
     import warnings

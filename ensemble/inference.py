@@ -292,8 +292,9 @@ def _refuse_without_model(name: str, metrics: dict) -> None:
                         f"grade or explain new images: vote with --members naming only members that have a model.")
 
 
-def load_member(member_dir: str | Path) -> LoadedMember:
-    """Load one complete member, refusing a ``model.keras`` that differs from ``metrics.json``'s SHA-256.
+def load_member(member_dir: str | Path, *, of: str | None = None) -> LoadedMember:
+    """Load one complete member, refusing a ``model.keras`` that differs from ``metrics.json``'s SHA-256 (``of``:
+    the k-fold member a copy folder belongs to, named in the messages instead of the copy's number).
 
     Raises:
         UserError: no ``metrics.json``, a modified, corrupt or truncated ``model.keras``.
@@ -304,7 +305,7 @@ def load_member(member_dir: str | Path) -> LoadedMember:
     from members.model.spec import load_spec_file
 
     member_dir = Path(member_dir)
-    name = member_dir.name
+    name = of or member_dir.name
     if not (member_dir / "metrics.json").exists():
         raise UserError(f"Member {name!r} is incomplete: {member_dir / 'metrics.json'} does not exist; "
                         "finish its training or re-run vote without it.")
@@ -346,7 +347,7 @@ def _load_folded(member_dir: Path, metrics: dict) -> LoadedMember:
     """A k-fold member (``members/training/folds.py``) as one member whose model averages its K copies' probabilities."""
     from members.training.folds import FOLDS_DIR, AveragedModel
 
-    copies = [load_member(member_dir / FOLDS_DIR / str(i)) for i in range(int(metrics["folds"]))]
+    copies = [load_member(member_dir / FOLDS_DIR / str(i), of=member_dir.name) for i in range(int(metrics["folds"]))]
     return replace(copies[0], name=member_dir.name,
                    model=AveragedModel([c.model for c in copies], metrics.get("regression")))
 
@@ -648,7 +649,19 @@ def _progress(batches, n: int, batch_size: int):
     from rich.progress import Progress
 
     console = Console(stderr=True)
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+    if not console.is_terminal:  # a log file or a pipe (cron, a batch job): a line at every tenth, not silence
+        import time
+
+        start, done, step = time.perf_counter(), 0, 1
+        for batch in batches:
+            yield batch
+            done += int(batch[0].shape[0])
+            if n > 2 * batch_size and done >= step * n / 10:
+                step = int(done * 10 // n) + 1
+                print(f"Predicting: {done:,} of {n:,} images ({done / n:.0%}) in {time.perf_counter() - start:.0f} s",
+                      file=sys.stderr, flush=True)
+        return
+    with Progress(console=console, transient=True) as progress:
         task = progress.add_task("Predicting", total=n)
         for batch in batches:
             yield batch

@@ -174,6 +174,10 @@ def render_markdown(report: dict) -> str:
         *_calibration_setup(report.get("calibration")),
         (f"- Baseline: always predict the majority class of {chosen_on(report)} (class "
          f"{_class_name(report, report['baseline_class'])}), with their class frequencies as probabilities."),
+        *([f"- **The test split's most common class is another one**, {_class_name(report, t['class'])}: always "
+           f"answering it scores test accuracy {_num(t['accuracy'])}; below that: "
+           f"{', '.join([*t['members'], *t['ensembles']]) or 'no model'}."]
+          if (t := report.get("test_majority")) else []),
         "",
         "## Test set (95 % bootstrap intervals)",
         "",

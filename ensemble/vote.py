@@ -222,6 +222,9 @@ def run_vote(
                                      n_boot=n_boot, seed=seed, rows=_rows_word(protocol), protocol=protocol.name)
     report["appearance"] = _appearance(workdir, out, seed)
     report["below_baseline"] = _below_baseline(report)
+    shifted = _test_majority(report, ms.test_labels)
+    if shifted:
+        report["test_majority"] = shifted
     report["one_class"] = [n for n, p in {**models, **methods_out}.items()  # the majority class in effect
                            if len(np.unique(p.test_pred)) == 1 and len(np.unique(ms.test_labels)) > 1]
     report["outcome"] = _outcome(report, select_by)
@@ -675,6 +678,25 @@ def too_few_resamples(n_boot) -> bool:
     return isinstance(n_boot, int) and n_boot < MIN_VERDICT_BOOT
 
 
+def _test_majority(r: dict, test_labels: np.ndarray) -> dict | None:
+    """When the test split's most common class is not the choosing rows' (a class mix that shifted between the
+    splits), what always answering it scores on test and which models it beats on accuracy: the baseline row
+    compares with the choosing rows' majority class, and a model can clear that while learning less than the test
+    split's own class frequencies (the article's 80 %). None when the two classes agree."""
+    if not len(test_labels):
+        return None
+    counts = np.bincount(test_labels)
+    cls = int(counts.argmax())
+    if cls == r.get("baseline_class"):
+        return None
+    acc = float(counts[cls] / len(test_labels))
+
+    def below(block: dict) -> list[str]:
+        return [n for n, m in block.items() if m["accuracy"]["value"] is not None and m["accuracy"]["value"] < acc]
+
+    return {"class": cls, "accuracy": acc, "members": below(r["members"]), "ensembles": below(r["ensembles"])}
+
+
 def _outcome(r: dict, select_by: str) -> dict:
     """``beat`` / ``worse`` only when the paired-bootstrap CI of the difference excludes 0, else
     ``no clear difference``."""
@@ -780,7 +802,20 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
             [f"gives {same:.0%} of the test rows the {word} {bs} gives them"] if same is not None and same >= DOMINANT_SAME
             else [])
         mcnemar += f" {bm} {' and '.join(parts)}: it is close to one member, not an even combination of members."
-    return f"{head}; {extra}. {baseline} {mcnemar}{_selection_words(r, label)}{_thin_test_words(r)}"
+    return f"{head}; {extra}. {baseline}{_test_majority_words(r, bm, bs)} {mcnemar}{_selection_words(r, label)}{_thin_test_words(r)}"
+
+
+def _test_majority_words(r: dict, bm: str, bs: str) -> str:
+    """`` On test, though, the most common class is ...`` when the test split's majority class is another one."""
+    t = r.get("test_majority")
+    if not t:
+        return ""
+    under = [n for n in (bm, bs) if n in t["ensembles"] or n in t["members"]]
+    tail = (f": {' and '.join(under)} {'are' if len(under) == 2 else 'is'} below what that alone scores" if under
+            else "; neither is below it")
+    return (f" On test, though, the most common class is {_class_label({**r, 'baseline_class': t['class']})} "
+            f"(the class mix differs from that of the rows that chose): always answering it scores accuracy "
+            f"{_f(t['accuracy'])} there{tail}.")
 
 
 def _data_words(workdir: Path) -> dict:

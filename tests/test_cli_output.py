@@ -98,6 +98,10 @@ def test_quiet_capture_replays_on_failure(capfd):
         raise RuntimeError("import failed")
     err = capfd.readouterr().err
     assert "the real reason" in err and "dropped noise" not in err
+    with pytest.raises(KeyboardInterrupt), stderr_captured():  # Ctrl-C during TensorFlow's start-up: no replay
+        os.write(2, b"oneDNN custom operations are on\n")
+        raise KeyboardInterrupt
+    assert "oneDNN" not in capfd.readouterr().err
 
 
 def test_vote_json(workdir_copy):

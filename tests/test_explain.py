@@ -233,3 +233,23 @@ def test_combiner_weights_are_read_or_equal():
 
     assert combiner_weights(Weighted(), 2).tolist() == [0.75, 0.25]
     assert combiner_weights(object(), 4).tolist() == [0.25] * 4  # stacking: no per-member weights
+
+
+def test_a_long_panel_title_is_wrapped_not_cut_off() -> None:
+    """A withheld grade's reason ran off the figure ("withheld, unlike the training ima"): titles wrap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ensemble.explain import Explanation, plot_explanation
+
+    reason = "withheld, unlike the training images: noise, a document or another kind of picture"
+    e = Explanation("eye.png", np.zeros((8, 8, 3), np.uint8), ["a: grade 0 (p=0.90)", f"ensemble (stack): {reason}"],
+                    np.zeros((2, 8, 8)))
+    fig = plot_explanation(e, plt)
+    title = fig.axes[2].get_title()
+    plt.close(fig)
+    assert title.replace("\n", " ") == f"ensemble (stack): {reason}"
+    assert len(title.splitlines()) > 1 and max(len(line) for line in title.splitlines()) <= 34

@@ -325,3 +325,33 @@ def test_train_member_refuses_jobs_and_backend_without_folds(prepared, tmp_path)
         one_sentence_error(code, err, f"{option[0]} sets how the fold copies of a k-fold member train and needs "
                                       "--folds K; to train several members at once, use train-members --jobs N.")
     assert not (prepared / "members" / "j").exists()
+
+
+def test_a_modified_copy_names_its_k_fold_member(folded, tmp_path):
+    """A copy's model.keras swapped for another's said "retrain the member '0'": the member is 'cv'."""
+    from ensemble.inference import load_member
+    from members.infra.errors import UserError
+
+    work = tmp_path / "w"
+    shutil.copytree(folded[0] / "members" / "cv", work / "cv")
+    shutil.copy2(work / "cv" / "folds" / "1" / "model.keras", work / "cv" / "folds" / "0" / "model.keras")
+    with pytest.raises(UserError) as err:
+        load_member(work / "cv")
+    assert "folds/0/model.keras was modified after training" in str(err.value)
+    assert str(err.value).endswith("retrain the member 'cv'.")
+
+
+def test_a_k_fold_member_has_curves_and_a_fold_column_in_its_history(folded):
+    """DESIGN lists curves.png for every member, and history.csv held K rows per epoch with the fold only in the
+    free-text note: the member now has a curves.png of its copies and a ``fold`` column."""
+    from PIL import Image
+
+    work, _, _ = folded
+    member = work / "members" / "cv"
+    with Image.open(member / "curves.png") as im:
+        assert im.format == "PNG" and im.size[0] > 300
+    history = pd.read_csv(member / "history.csv")
+    assert list(history.columns)[-1] == "fold" and sorted(history["fold"].unique().tolist()) == [0, 1]
+    for i in (0, 1):
+        own = pd.read_csv(member / "folds" / str(i) / "history.csv")
+        assert (history["fold"] == i).sum() == len(own)

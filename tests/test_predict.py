@@ -722,3 +722,19 @@ def test_worklist_bom_link_loop_and_json_rows_of_inputs_not_graded(voted, images
     got = json.loads(stdout)
     assert got["predictions"] == [] and [r["reason"] for r in got["not_graded"]] == [
         "is a symbolic link to nowhere.jpeg, which does not exist", "is a loop of symbolic links"]
+
+
+def test_predict_progress_is_logged_when_stderr_is_no_terminal(capsys) -> None:
+    """A cron job's log got nothing for the 107 s of a 20,000-image run: off a terminal a line is written at every
+    tenth of the images (none for a run of two batches or fewer)."""
+    import numpy as np
+
+    from ensemble.inference import _progress
+
+    batches = [(np.arange(10), None) for _ in range(10)]
+    assert len(list(_progress(iter(batches), 100, 10))) == 10
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line.split(" in ")[0] for line in lines] == [
+        f"Predicting: {k * 10} of 100 images ({k * 10}%)" for k in range(1, 11)]
+    list(_progress(iter(batches[:2]), 20, 10))
+    assert capsys.readouterr().err == ""

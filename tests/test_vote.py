@@ -966,3 +966,28 @@ def test_vote_on_val_rows_of_one_class_is_one_sentence(tmp_path: Path, monkeypat
         assert str(err.value).startswith("vote fits its combiners and chooses the best member on val, and they hold "
                                          "one class (0): nothing can be fitted or ranked on them.")
     assert not (root / "ensemble").exists()
+
+
+def test_a_test_split_whose_majority_class_differs_is_said(tmp_path: Path, monkeypatch) -> None:
+    """Val mostly class 1, test mostly class 0: the baseline row (val's class 1) sat under every model while always
+    answering 0 beat them all on test, and nothing said so."""
+    labels = LABELS.copy()
+    labels[20:40] = [1] * 12 + [0, 2, 3, 4] * 2
+    labels[40:60] = [0] * 16 + [1, 2, 3, 4]
+    monkeypatch.setattr(sys.modules[__name__], "LABELS", labels)
+    root = make_workdir(tmp_path, {"a": (0.3, 0.1), "b": (0.3, 0.1)}, incomplete=None)
+    report = run_vote(root, methods=["soft"], n_boot=20, console=Console(file=io.StringIO()))
+    assert report["baseline_class"] == 1
+    t = report["test_majority"]
+    assert t["class"] == 0 and t["accuracy"] == 0.8
+    below = [n for n, m in {**report["members"], **report["ensembles"]}.items() if m["accuracy"]["value"] < 0.8]
+    assert sorted(t["members"] + t["ensembles"]) == sorted(below) and below
+    assert "On test, though, the most common class is 0" in report["verdict"]
+    assert "always answering it scores accuracy 0.800 there" in report["verdict"]
+    md = (root / "ensemble" / "report.md").read_text()
+    assert "**The test split's most common class is another one**, 0: always answering it scores test accuracy" in md
+    monkeypatch.undo()  # the same class mix in val and test: no such key, no such words
+    (tmp_path / "even").mkdir()
+    even = make_workdir(tmp_path / "even", {"a": (0.3, 0.3), "b": (0.3, 0.3)}, incomplete=None)
+    report = run_vote(even, methods=["soft"], n_boot=20, console=Console(file=io.StringIO()))
+    assert "test_majority" not in report and "On test, though" not in report["verdict"]

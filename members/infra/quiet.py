@@ -30,13 +30,16 @@ _PACKAGE = "tensorflow"
 
 @contextlib.contextmanager
 def stderr_captured():
-    """Point fd 2 at a temp file; on an exception write what was captured back to stderr."""
+    """Point fd 2 at a temp file; on an error write what was captured back to stderr (not on Ctrl-C or SIGTERM:
+    the start-up lines say nothing about an interruption)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), 2)
         try:
             yield
+        except (KeyboardInterrupt, SystemExit):
+            raise
         except BaseException:
             os.dup2(saved, 2)
             tmp.seek(0)

@@ -92,6 +92,37 @@ def plot_curves(path: Path, rows: list[dict], title: str, *, monitor: str | None
     atomic.write_bytes(path, buf.getvalue())
 
 
+def plot_fold_curves(path: Path, copies: list[list[dict]], title: str, *, monitor: str | None = None,
+                     best_epochs: list | None = None) -> None:
+    """A k-fold member's ``curves.png``: val loss and the monitored metric per epoch, one line per copy, each
+    copy's kept epoch starred (each copy's own ``folds/<i>/curves.png`` has its full panels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["val_loss"] + ([monitor] if monitor and monitor != "val_loss" else [])
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for i, rows in enumerate(copies):
+            x = np.arange(1, len(rows) + 1)
+            line, = ax.plot(x, [_num(r.get(key)) for r in rows], "o-", ms=3, label=f"copy {i}")
+            best = (best_epochs or [None] * len(copies))[i]
+            if isinstance(best, int) and 1 <= best <= len(rows):
+                ax.plot([best], [_num(rows[best - 1].get(key))], "*", color=line.get_color(), ms=13)
+        ax.set_title(f"{key} (held-out fold of each copy; * kept epoch)", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic.write_bytes(path, buf.getvalue())
+
+
 def _num(value) -> float:
     """A float for plotting (missing or None as NaN, so a regression head's absent accuracy draws nothing)."""
     try:

@@ -383,7 +383,7 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
     pool, folds = pool_folds(data, k, spec.seed)
     n, c = len(pool), data.num_classes
     oof = np.full((n, c), np.nan)
-    tests, copies, history, helds = [], [], [], []
+    tests, copies, history, helds, histories = [], [], [], [], []
     for i in range(k):
         d = fold_dir(workdir, name, i)
         metrics = finished_fold(workdir, name, i, spec, data.fingerprint)
@@ -399,8 +399,10 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
         helds.append(np.asarray(held["probs"], dtype=np.float64))
         tests.append(np.asarray(atomic.load_npz(d / "test.npz")["probs"], dtype=np.float64))
         copies.append(metrics)
-        history += [{**row, "note": f"fold {i}" + (f"; {row['note']}" if row.get("note") else "")}
-                    for row in _read_history(d / "history.csv")]
+        rows = _read_history(d / "history.csv")
+        histories.append(rows)
+        history += [{**row, "fold": i, "note": f"fold {i}" + (f"; {row['note']}" if row.get("note") else "")}
+                    for row in rows]
     labels = pool["label"].to_numpy(np.int64)
     test_rows = data.rows("test")
     test_labels, test_probs = test_rows["label"].to_numpy(np.int64), np.mean(tests, axis=0)
@@ -413,6 +415,10 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
     save_predictions(folder / "val.npz", oof[val], labels[val], pool["row_id"].to_numpy(np.int64)[val], data.fingerprint)
     save_predictions(folder / "test.npz", test_probs, test_labels, test_rows["row_id"].to_numpy(), data.fingerprint)
     _write_history(folder / "history.csv", history)
+    from members.training.artifacts import plot_fold_curves
+
+    plot_fold_curves(folder / "curves.png", histories, f"{name}: {k} copies (k-fold)", monitor=copies[0].get("monitor"),
+                     best_epochs=[m.get("best_epoch") for m in copies])
     has_test = len(test_labels) > 0
     first = copies[0]
     oof_scores = score(labels, oof, num_classes=c)
@@ -476,7 +482,7 @@ def _write_history(path: Path, rows: list[dict]) -> None:
     import io
 
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=[*HISTORY_COLUMNS, "fold"], extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic.write_text(path, buf.getvalue())
