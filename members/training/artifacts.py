@@ -84,12 +84,7 @@ def plot_curves(path: Path, rows: list[dict], title: str, *, monitor: str | None
         ax.set_title(label, fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
+    _save_png(fig, plt, path, title)
 
 
 def plot_fold_curves(path: Path, copies: list[list[dict]], title: str, *, monitor: str | None = None,
@@ -115,6 +110,11 @@ def plot_fold_curves(path: Path, copies: list[list[dict]], title: str, *, monito
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+    _save_png(fig, plt, path, title)
+
+
+def _save_png(fig, plt, path: Path, title: str) -> None:
+    """Title, lay out and write ``fig`` as a PNG (atomically), then close it."""
     fig.suptitle(title)
     fig.tight_layout()
     buf = io.BytesIO()
