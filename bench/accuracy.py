@@ -1,7 +1,7 @@
 """Accuracy benchmark on real fundus data: several members, every combiner, the honest comparison.
 
     python bench/accuracy.py retinamnist          # RetinaMNIST (MedMNIST v2), official split, ≤ 30 min on 2 cores
-    python bench/accuracy.py idrid                # IDRiD disease grading, 413 train + 103 test photographs
+    python bench/accuracy.py idrid                # IDRiD disease grading, 408 train + 102 test photographs kept
     python bench/accuracy.py eyepacs512           # 757 EyePACS photographs (Kaggle layout), every default preset
     python bench/accuracy.py eyepacs64            # 4,064 EyePACS thumbnails, every default preset
     python bench/accuracy.py idrid --members defaults   # every built-in preset at its defaults, on any set

@@ -261,10 +261,11 @@ def test_check_rows_split_values(tmp_path):
 def test_check_rows_with_progress_bar_on_many_rows(tmp_path, capsys):
     images = tmp_path / "images"
     images.mkdir()
-    data = io.BytesIO()
-    Image.fromarray(PIXELS[:8, :8]).save(data, "PNG")
     lines = ["image,level"]
-    for i in range(L.PROGRESS_MIN_ROWS + 40):
+    for i in range(L.PROGRESS_MIN_ROWS + 40):  # each its own photo: byte-identical copies under two labels are dropped
+        data, pixels = io.BytesIO(), PIXELS[:8, :8].copy()
+        pixels.reshape(-1)[:2] = (i % 256, i // 256)
+        Image.fromarray(pixels).save(data, "PNG")
         (images / f"{i}.png").write_bytes(data.getvalue())
         lines.append(f"{i},{i % 3}")
     (tmp_path / "l.csv").write_text("\n".join(lines) + "\n")

@@ -239,7 +239,7 @@ def test_two_names_for_one_file_are_duplicates(tmp_path, wild):
     assert "alias" not in split and "hard" not in split
 
 
-def test_byte_identical_images_are_reported_and_kept_in_one_split(tmp_path, wild):
+def test_byte_identical_images_are_reported_and_kept_in_one_split_unless_their_labels_differ(tmp_path, wild):
     images, rows = wild
     for i in range(4):  # four copies of one photo: without the check they would spread over the splits
         shutil.copy(images / f"{rows[0][0]}.jpeg", images / f"copy{i}.jpeg")
@@ -249,16 +249,18 @@ def test_byte_identical_images_are_reported_and_kept_in_one_split(tmp_path, wild
     work = tmp_path / "w"
     code, _, err = run_cli("prepare", "--workdir", work, "--labels", _csv(tmp_path / "l.csv", rows), "--images", images)
     assert code == 0, err
-    assert "Found 5 byte-identical copies" in err and "each set is kept in one split" in err
-    assert "1 of them with different labels" in err and "relabelled.jpeg" in err
+    assert "Found 4 byte-identical copies" in err and "each set is kept in one split" in err
     with open(work / "split.csv", newline="") as f:
         split = {r["path"]: r["split"] for r in csv.DictReader(f)}
     copies = [f"{rows[0][0]}.jpeg"] + [f"copy{i}.jpeg" for i in range(4)]
     assert len({split[c] for c in copies}) == 1
-    assert split[f"{rows[1][0]}.jpeg"] == split["relabelled.jpeg"]
+    # one photograph under two grades, as two files: both dropped, as one file listed twice with two labels is
+    assert f"{rows[1][0]}.jpeg" not in split and "relabelled.jpeg" not in split
+    report = {r["image"]: r["reason"] for r in csv.DictReader(open(work / "data_report.csv", newline=""))}
+    assert report[rows[1][0]] == report["relabelled"] == ("byte-identical to another image that has another label "
+                                                          "(every copy dropped)")
     info = json.loads((work / "dataset.json").read_text())
-    assert copies in info["identical"] and [f"{rows[1][0]}.jpeg", "relabelled.jpeg"] in info["identical"]
-    assert info["kept"] == len(rows)
+    assert info["identical"] == [copies] and info["kept"] == len(rows) - 2
 
 
 def test_the_same_stem_with_two_extensions_is_ambiguous(tmp_path, wild):

@@ -564,7 +564,7 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
                           classes=encoding.classes, given_by="split folders" if folders else "split column")
     leaks, spread = _given_split_leaks(paths, split, grouping.groups, identical) if given is not None else ([], [])
     if identical:  # copies of one photo stay in one split (see members.data.duplicates) unless the split was given
-        print(describe(paths, identical, kept["label"].tolist(), kept_together=given is None), file=sys.stderr)
+        print(describe(paths, identical, kept_together=given is None), file=sys.stderr)
     frame = pd.DataFrame({"path": kept["path"].to_numpy(), "label": kept["label"].to_numpy(), "split": split})
     if grouping.groups is not None:
         frame["group"] = grouping.groups

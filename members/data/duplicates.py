@@ -4,8 +4,8 @@ A data set copied together from several sources often holds the same photo twice
 names, or two class folders). Listed twice, it could land in train and in test and make
 the test score optimistic. :func:`identical_sets` finds such files by SHA-256 (only files
 of equal size are read, so a set without duplicates costs one ``stat`` per file);
-``prepare`` reports them (copies with different labels separately: label noise to look at)
-and :func:`merge_groups` makes every set one split group, so the copies always land in the
+``prepare`` reports them (copies with different labels are dropped before, every copy, with
+their reason: one photo under two grades is label noise) and :func:`merge_groups` makes every set one split group, so the copies always land in the
 same split; ``dataset.json`` lists the sets under ``identical``.
 
 Example:
@@ -69,16 +69,14 @@ def merge_groups(groups: Sequence[str] | None, sets: list[list[int]], n: int) ->
     return [find(g) for g in base]
 
 
-def describe(paths: Sequence[str], sets: list[list[int]], labels: Sequence[int], *, kept_together: bool = True) -> str:
-    """One line for the prepare summary: how many copies, how many with different labels, a few examples.
+def describe(paths: Sequence[str], sets: list[list[int]], *, kept_together: bool = True) -> str:
+    """One line for the prepare summary: how many copies, a few examples.
 
     ``kept_together``: prepare chose the split (it keeps each set in one split); a given split is kept as
     it is, and a set it spreads gets its own warning."""
     copies = sum(len(s) - 1 for s in sets)
-    mixed = [s for s in sets if len({labels[i] for i in s}) > 1]
-    shown = "; ".join(" = ".join(Path(paths[i]).as_posix() for i in s[:3]) for s in (mixed or sets)[:SHOWN])
+    shown = "; ".join(" = ".join(Path(paths[i]).as_posix() for i in s[:3]) for s in sets[:SHOWN])
     more = f"; and {len(sets) - SHOWN} more sets" if len(sets) > SHOWN else ""
-    noise = f", {len(mixed)} of them with different labels (check those)" if mixed else ""
     return (f"Found {copies} byte-identical cop{'y' if copies == 1 else 'ies'} of other images ({len(sets)} "
-            f"set{'s' if len(sets) != 1 else ''}{noise}: {shown}{more})"
+            f"set{'s' if len(sets) != 1 else ''}: {shown}{more})"
             + ("; each set is kept in one split." if kept_together else "; the given split is kept as it is."))

@@ -31,6 +31,7 @@ REASON_LABEL_RANGE = "label is too large for a class index (at most 999)"
 REASON_BAD_SPLIT = "split is not train, val or test (or training, valid, validation, testing)"
 REASON_DUPLICATE = "image listed twice (kept the first row)"
 REASON_CONFLICT = "image listed with conflicting labels (all its rows dropped)"
+REASON_COPY_CONFLICT = "byte-identical to another image that has another label (every copy dropped)"
 REASON_OUTSIDE = "image name points outside the images folder"
 REASON_MISSING = "image file not found"
 REASON_EMPTY = "image file is empty (0 bytes)"
@@ -506,6 +507,12 @@ def check_rows(table: pd.DataFrame, images_dir: str | os.PathLike, *, progress: 
     from members.data.duplicates import identical_sets
 
     sets = identical_sets([root / item[3] for item in kept])  # kept, each set in one split (members.data.duplicates)
+    clash = {i for group in sets if len({kept[j][4] for j in group}) > 1 for i in group}
+    if clash:  # one photograph under two grades, as files of their own: dropped like one file listed twice
+        dropped += [(*kept[i][:3], REASON_COPY_CONFLICT) for i in sorted(clash)]
+        index = {old: new for new, old in enumerate(i for i in range(len(kept)) if i not in clash)}
+        kept = [item for i, item in enumerate(kept) if i not in clash]
+        sets = [[index[i] for i in group] for group in sets if not clash.intersection(group)]
     kept_df = pd.DataFrame(kept, columns=["row", "image", "label_text", "path", "label", "split"])
     kept_df = kept_df.drop(columns=["label_text"] + ([] if has_split else ["split"]))
     kept_df["label"] = kept_df["label"].astype("int64")
