@@ -173,9 +173,8 @@ def test_a_plain_run_on_a_bagged_member_is_another_spec(folded, tmp_path):
     with pytest.raises(UserError, match=r"Member 'cv' .* already complete with another spec \(folds 2 → none\)"):
         train_member(work, SPEC, name="cv", preset="tiny", log=quiet, show_progress=False)
     assert read_json(work / "members" / "cv" / "metrics.json")["folds"] == 2
-    with pytest.raises(UserError, match=r"already complete with another spec \(epochs 1 → 2\).* \(or delete .*cv "
-                                        r"first: --force cannot be combined with --folds yet\)\.$"):
-        train_folded(work, SPEC.replace(epochs=2), name="cv", k=2, preset="tiny", log=quiet)  # no --force advice
+    with pytest.raises(UserError, match=r"already complete with another spec \(epochs 1 → 2\).* or pass --force"):
+        train_folded(work, SPEC.replace(epochs=2), name="cv", k=2, preset="tiny", log=quiet)
     result = train_member(work, SPEC, name="cv", preset="tiny", log=quiet, show_progress=False, force=True)
     assert "folds" not in result.metrics and "folds" not in read_json(work / "members" / "cv" / "metrics.json")
 
@@ -355,3 +354,38 @@ def test_a_k_fold_member_has_curves_and_a_fold_column_in_its_history(folded):
     for i in (0, 1):
         own = pd.read_csv(member / "folds" / str(i) / "history.csv")
         assert (history["fold"] == i).sum() == len(own)
+
+
+def test_force_replaces_a_complete_member_by_a_k_fold_one_only_once_it_is_complete(folded, tmp_path, monkeypatch):
+    """--force with --folds was refused ("cannot be combined yet"). The new k-fold member trains in a hidden folder
+    beside the complete one; a run that fails leaves the complete member exactly as it was (and its finished
+    copies for the next run); a complete run swaps it in whole, under the member's own name."""
+    from members.training import folds as folding
+
+    work = tmp_path / "w"
+    shutil.copytree(folded[0], work)
+    member = work / "members" / "cv"
+    before = {p.relative_to(member): p.read_bytes() for p in member.rglob("*") if p.is_file()}
+    real_assemble = folding.assemble
+
+    def dies(*args, **kwargs):
+        raise UserError("the disk filled up")
+
+    monkeypatch.setattr(folding, "assemble", dies)
+    with pytest.raises(UserError, match=r"did not finish: .*the disk filled up.* The complete member 'cv' is left as it"):
+        train_folded(work, SPEC.replace(epochs=2), name="cv", k=2, preset="tiny", log=quiet, force=True)
+    assert {p.relative_to(member): p.read_bytes() for p in member.rglob("*") if p.is_file()} == before
+    staged = work / "members" / folding.staging_name("cv")
+    assert (staged / "folds" / "0" / "metrics.json").exists()  # the new copies, kept for the next run
+    monkeypatch.setattr(folding, "assemble", real_assemble)
+    lines = []
+    result = train_folded(work, SPEC.replace(epochs=2), name="cv", k=2, preset="tiny", log=lines.append, force=True)
+    assert "[cv] 2 of 2 folds already complete: kept" not in lines  # the log names the member, not the folder
+    assert any(line.startswith("[.cv.replacement-folds] 2 of 2 folds already complete") for line in lines)
+    metrics = read_json(member / "metrics.json")
+    assert metrics["name"] == "cv" and result.metrics["name"] == "cv" and metrics["epochs_run"] == 4
+    assert not staged.exists() and not (member / ".lock").exists()
+    assert sorted(p.name for p in (work / "members").iterdir()) == ["cv"]  # no hidden folder left beside it
+    from ensemble.inference import load_member
+
+    assert load_member(member).name == "cv" and len(load_member(member).model.models) == 2

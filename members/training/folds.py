@@ -41,7 +41,7 @@ import hashlib
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from pathlib import Path
 
@@ -488,8 +488,17 @@ def _write_history(path: Path, rows: list[dict]) -> None:
     atomic.write_text(path, buf.getvalue())
 
 
+REPLACEMENT = ".replacement-folds"  # the hidden folder a k-fold member replacing a complete one trains in
+
+
+def staging_name(name: str) -> str:
+    """``.<name>.replacement-folds``: where ``--force --folds`` trains the member that replaces ``name``."""
+    return f".{name}{REPLACEMENT}"
+
+
 def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, backend: str = "sequential",
-               scheduler: str | None = None, log: Callable[[str], None] | None = None) -> list:
+               scheduler: str | None = None, log: Callable[[str], None] | None = None,
+               replacing: Collection[str] = ()) -> list:
     """Train the unfinished copies of every planned member, one task per fold, then assemble each member.
 
     Args:
@@ -498,6 +507,9 @@ def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, bac
         k: folds per member.
         jobs, backend, scheduler: as for :func:`members.training.parallel.train_members`.
         log: progress lines (default: stderr).
+        replacing: names of complete members to replace (``--force``): each new member trains beside its old
+            one, in :func:`staging_name`'s hidden folder (a killed run resumes there), and is swapped in whole
+            once assembled; until then the old member stays as it was.
 
     Returns:
         One :class:`members.training.parallel.MemberRun` per member, in the order given; a member with a
@@ -516,8 +528,15 @@ def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, bac
     with contextlib.ExitStack() as stack:
         for p in planned:
             stack.enter_context(MemberLock(member_dir(workdir, p.name)))
+            if p.name in replacing:
+                stack.enter_context(MemberLock(member_dir(workdir, staging_name(p.name))))
         todo, runs = [], []
-        planned = [replace(p, spec=_task_spec(p.spec, workdir, log, p.preset)) for p in planned]
+        owner = {staging_name(p.name): p.name for p in planned if p.name in replacing}
+        planned = [replace(p, spec=_task_spec(p.spec, workdir, log, p.preset),
+                           name=staging_name(p.name) if p.name in replacing else p.name) for p in planned]
+        for name in owner.values():
+            log(f"[{name}] training the k-fold member that replaces it beside it, in {staging_name(name)}; the "
+                "complete member stays until the new one is complete")
         for p in planned:
             _start(data, p.name, p.spec, p.preset, k, log)
             done = [i for i in range(k) if finished_fold(workdir, p.name, i, p.spec, data.fingerprint) is not None]
@@ -545,16 +564,36 @@ def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, bac
                 failed.setdefault(p.name, f"{_error_text(exc)} (run the same command again to resume)")
         seconds = time.perf_counter() - started
         for p in planned:
-            run = MemberRun(p.name, p.preset, p.spec.seed, seconds)
+            run = MemberRun(owner.get(p.name, p.name), p.preset, p.spec.seed, seconds)
             if p.name in failed:
                 run.error = failed[p.name]
             else:
                 try:
                     run.metrics = assemble(workdir, p.name, p.spec, preset=p.preset, k=k)
+                    if p.name in owner:
+                        run.metrics = _swap_in_folded(workdir, p.name, owner[p.name], run.metrics, log)
                 except UserError as exc:
                     run.error = _error_text(exc)
             runs.append(run)
     return runs
+
+
+def _swap_in_folded(workdir: Path, staged: str, name: str, metrics: dict, log) -> dict:
+    """Make the assembled k-fold member in ``staged`` the member ``name``, in one step (the caller holds both
+    locks; the staged folder's lock comes along and is released as ``name``'s)."""
+    from members.infra.transaction import replace_dir
+    from members.training.trainer import _say_if_voted, member_dir
+
+    new, directory = member_dir(workdir, staged), member_dir(workdir, name)
+    metrics = {**metrics, "name": name}
+    atomic.write_json(new / "metrics.json", metrics)
+    try:
+        replace_dir(new, directory)
+    except OSError as exc:
+        raise atomic._write_error(directory, exc) from exc
+    log(f"[{name}] the new k-fold member replaced the previous one")
+    _say_if_voted(Path(workdir), name, log)
+    return metrics
 
 
 def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, preset: str = "custom",
@@ -572,7 +611,8 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
         backend: ``loky``, ``dask``, ``ray`` or ``sequential`` (see :mod:`members.training.parallel`).
         scheduler: a Dask scheduler address.
         log: progress lines (default: stderr).
-        force: refused for now (a complete member is never overwritten by a k-fold one).
+        force: replace a complete member of another spec or K (or a plain one): the new one trains beside it
+            and is swapped in once complete (:func:`run_folded`'s ``replacing``).
 
     Returns:
         A :class:`members.training.trainer.TrainResult` of the member.
@@ -594,9 +634,6 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
         raise UserError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
     if not isinstance(jobs, int) or jobs < 1:
         raise UserError(f"--jobs must be at least 1; got {jobs}.")
-    if force:
-        raise UserError("--force cannot be combined with --folds yet: a complete member is replaced only by a plain "
-                        "member; choose another --name for the k-fold member.")
     workdir = Path(workdir).resolve()
     member_dir(workdir, name, new=True)
     data = load_dataset(workdir)
@@ -605,13 +642,16 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
         (log or _stderr)(f"[{name}] already complete with the same spec, folds and data: nothing to train "
                          "(delete its metrics.json to train it again)")
         return TrainResult(name, member_dir(workdir, name), existing.metrics)
-    if existing.complete:
-        raise refusal(name, member_dir(workdir, name), existing.differences, forceable=False)
+    if existing.complete and not force:
+        raise refusal(name, member_dir(workdir, name), existing.differences)
     member = PlannedMember(name, preset, spec)
-    [run] = run_folded(workdir, [member], k, jobs=jobs, backend=backend, scheduler=scheduler, log=log)
+    [run] = run_folded(workdir, [member], k, jobs=jobs, backend=backend, scheduler=scheduler, log=log,
+                       replacing=[name] if existing.complete else [])
     if run.error:
+        kept = (f" The complete member {name!r} is left as it was until the new one is complete." if existing.complete
+                else "")
         raise UserError(f"The k-fold member {name!r} did not finish: {run.error}. Finished folds are kept: run the "
-                        "same command again to resume.")
+                        f"same command again to resume.{kept}")
     return TrainResult(name, member_dir(workdir, name), run.metrics)
 
 

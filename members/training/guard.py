@@ -93,13 +93,11 @@ def existing_member(directory: Path, spec: MemberSpec, fingerprint: str) -> Exis
     return ExistingMember(True, metrics, differences)
 
 
-def refusal(name: str, directory: Path, differences: list[str], *, option: str = "--name",
-            forceable: bool = True) -> UserError:
-    """The one sentence that refuses to overwrite a complete member (``forceable``: ``--force`` would replace it)."""
+def refusal(name: str, directory: Path, differences: list[str], *, option: str = "--name") -> UserError:
+    """The one sentence that refuses to overwrite a complete member (``--force`` would replace it)."""
     shown = "; ".join(differences[:MAX_SHOWN]) + (f"; and {len(differences) - MAX_SHOWN} more"
                                                   if len(differences) > MAX_SHOWN else "")
-    way = (", or pass --force to train the new one beside it and replace it once the new one is complete" if forceable
-           else f" (or delete {directory} first: --force cannot be combined with --folds yet)")
+    way = ", or pass --force to train the new one beside it and replace it once the new one is complete"
     return UserError(
         f"Member {name!r} in {directory.parent} is already complete with another spec ({shown}), and a finished "
         f"member is never overwritten: choose another {option}{way}.")

@@ -505,9 +505,6 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
         from members.training.folds import check_folds, existing_folded
 
         check_folds(folds)
-        if force:
-            raise UserError("--force cannot be combined with --folds yet: a complete member is replaced only by a "
-                            "plain member; choose another --name for the k-fold members.")
     workdir = Path(workdir).resolve()
     data = load_dataset(workdir)  # fails fast when the workdir is not prepared
     fingerprint = data.fingerprint
@@ -529,7 +526,7 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
 
     from members.training.guard import refusal
 
-    todo = []
+    todo, replacing = [], []
     for p in planned:
         if p.spec is None:
             existing = None
@@ -543,14 +540,17 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
             finished(MemberRun(p.name, p.preset, p.spec.seed, 0.0, metrics=existing.metrics, kept=True))
         elif existing.complete and not force:  # a finished member is never overwritten
             why = refusal(p.name, workdir / "members" / p.name, existing.differences,
-                          option="--name" if names else "--name for this preset", forceable=folds is None)
+                          option="--name" if names else "--name for this preset")
             finished(MemberRun(p.name, p.preset, p.spec.seed, 0.0, error=_error_text(why)))
         else:
             todo.append(p)
+            if existing.complete:  # --force: trained beside the complete member, swapped in once complete
+                replacing.append(p.name)
     if folds is not None:  # k-fold members: one task per fold, then each member assembled (members/training/folds.py)
         from members.training.folds import run_folded
 
-        for run in run_folded(workdir, todo, folds, jobs=jobs, backend=backend, scheduler=scheduler, log=log):
+        for run in run_folded(workdir, todo, folds, jobs=jobs, backend=backend, scheduler=scheduler, log=log,
+                              replacing=replacing):
             finished(run)
         todo = []
     jobs = min(jobs, max(1, len(todo)))

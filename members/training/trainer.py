@@ -475,7 +475,8 @@ def member_dir(workdir: str | Path, name: str, *, new: bool = False) -> Path:
     digits, '-', '_' and '.', and not be a combiner's name: a member called ``soft``, ``soft+thr`` or
     ``majority class`` was shown in vote's tables as that combiner or baseline. Existing folders keep their names.
     """
-    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.startswith("."):
+    staging = name.startswith(".") and name.endswith(".replacement-folds") and not new  # folds.staging_name
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or (name.startswith(".") and not staging):
         raise UserError(f"Member name {name!r} is not a plain folder name; use letters, digits, '-' and '_'.")
     path = Path(workdir) / "members" / name
     if new and not path.exists():
