@@ -526,8 +526,11 @@ def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, bac
     data = load_dataset(workdir)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
+        from members.infra.transaction import recover_dir
+
         for p in planned:
             stack.enter_context(MemberLock(member_dir(workdir, p.name)))
+            recover_dir(member_dir(workdir, p.name), complete="metrics.json")  # a swap killed half-way, elsewhere
             if p.name in replacing:
                 stack.enter_context(MemberLock(member_dir(workdir, staging_name(p.name))))
         todo, runs = [], []
