@@ -770,7 +770,7 @@ def flat_images(looks: np.ndarray) -> np.ndarray:
 
 def _write(text: str, out: str | Path | None, print_csv: bool) -> None:
     if out is not None:
-        write_text(out, text)
+        write_text(out, text, follow_link=True)  # a latest.csv link the user keeps
     elif print_csv:
         sys.stdout.write(text)
         sys.stdout.flush()

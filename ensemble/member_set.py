@@ -120,10 +120,12 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
             skipped[name] = "incomplete: no metrics.json (training did not finish)"
             print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
             continue
-        if names is None and _other_split(root / name, split):  # prepared again since (prepare --force)
+        if names is None and (old := _other_split(root / name, split)) is not None:  # prepared again since
+            again = ("import it again with import-member --force" if old.get("imported") else
+                     f"retrain it with train-member --folds {old['folds']} --force" if old.get("folds") else
+                     "retrain it with train-member --force")
             skipped[name] = (f"trained on another split of the data (its metrics.json fingerprint is not "
-                             f"dataset.json's: the workdir was prepared again since); retrain it with train-member "
-                             f"--force, or remove {root / name}")
+                             f"dataset.json's: the workdir was prepared again since); {again}, or remove {root / name}")
             print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
             continue
         member = _load_member(root / name, name, split)
@@ -201,14 +203,15 @@ def row_groups(rows) -> np.ndarray | None:
     return np.array(["" if v is None or v != v else str(v) for v in rows["group"].tolist()], dtype=object)
 
 
-def _other_split(folder: Path, split: _Split) -> bool:
-    """Whether the member in ``folder`` says it was trained on another split (a readable ``metrics.json`` with
-    another fingerprint); anything unreadable is left to :func:`_load_member`, which says what is wrong."""
+def _other_split(folder: Path, split: _Split) -> dict | None:
+    """The ``metrics.json`` of the member in ``folder`` when it says it was trained on another split (another
+    fingerprint), else None; anything unreadable is left to :func:`_load_member`, which says what is wrong."""
     try:
-        recorded = read_json(folder / "metrics.json").get("fingerprint")
+        metrics = read_json(folder / "metrics.json")
+        recorded = metrics.get("fingerprint")
     except (UserError, AttributeError):
-        return False
-    return isinstance(recorded, str) and recorded != split.fingerprint
+        return None
+    return metrics if isinstance(recorded, str) and recorded != split.fingerprint else None
 
 
 def _load_member(folder: Path, name: str, split: _Split) -> dict:

@@ -685,9 +685,10 @@ def _test_majority(r: dict, test_labels: np.ndarray) -> dict | None:
     split's own class frequencies (the article's 80 %). None when the two classes agree."""
     if not len(test_labels):
         return None
-    counts = np.bincount(test_labels)
+    base = r.get("baseline_class")
+    counts = np.bincount(test_labels, minlength=(base or 0) + 1)
     cls = int(counts.argmax())
-    if cls == r.get("baseline_class"):
+    if cls == base or (isinstance(base, int) and counts[base] == counts.max()):  # a tie: the baseline's class too
         return None
     acc = float(counts[cls] / len(test_labels))
 

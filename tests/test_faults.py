@@ -699,29 +699,30 @@ def test_a_run_killed_for_memory_resumes_with_the_disk_cache(workdir_copy, monke
 
 def test_a_write_sweeps_the_temps_of_killed_writers_of_the_same_file(tmp_path: Path) -> None:
     """A writer killed between its temp file and the rename (SIGKILL) left a hidden ``.<name>.*.tmp`` for good; the
-    next write in that folder deletes it (once per folder and process). A live process's temp is left alone, as is
-    a temp named for another host."""
-
+    next write in that folder deletes such temps once untouched for an hour (once per folder and process). A
+    fresh temp is left alone whatever its pid says: a writer in another container sharing the folder and the host
+    name has a pid this process cannot see, and deleting its temp made its write fail."""
     from members.infra import atomic
 
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    stale = tmp_path / f".preds.csv.{atomic._HOST}-{dead.pid}.x1y2.tmp"
-    live = tmp_path / f".preds.csv.{atomic._HOST}-{os.getpid()}.a1b2.tmp"
-    other = tmp_path / f".report.csv.{atomic._HOST}-{dead.pid}.x1y2.tmp"
-    foreign = tmp_path / f".preds.csv.elsewhere-{dead.pid}.x1y2.tmp"
-    for p in (stale, live, other, foreign):
+    old = time.time() - atomic.STALE_TEMP_SECONDS - 60
+    stale = tmp_path / f".preds.csv.{atomic._HOST}-{2**22 + 7}.x1y2ab_c.tmp"
+    elsewhere = tmp_path / f".report.json.other-host-{2**22 + 9}.k3j9x0aa.tmp"
+    fresh_dead_pid = tmp_path / f".metrics.json.{atomic._HOST}-{2**22 + 8}.a1b2c3d4.tmp"
+    not_ours = tmp_path / ".notes.tmp"
+    for p in (stale, elsewhere, fresh_dead_pid, not_ours):
         p.write_text("half a file")
+    for p in (stale, elsewhere, not_ours):
+        os.utime(p, (old, old))
     atomic.write_text(tmp_path / "preds.csv", "image,grade\n")
-    assert not stale.exists()
-    assert not other.exists() and live.exists() and foreign.exists()
+    assert not stale.exists() and not elsewhere.exists()
+    assert fresh_dead_pid.exists() and not_ours.exists()
     assert (tmp_path / "preds.csv").read_text() == "image,grade\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, foreign.name, "preds.csv"])
 
 
 def test_a_replaced_file_keeps_its_mode_and_a_link_is_written_through(tmp_path: Path) -> None:
     """Re-running predict --out made a private (0600) predictions file world-readable (every write was 0644),
-    and replaced a symbolic link (latest.csv -> day1.csv) by a plain file, the target keeping the old rows."""
+    and replaced a symbolic link (latest.csv -> day1.csv) by a plain file, the target keeping the old rows.
+    Only predict --out follows a link: a workdir cloned as a tree of links must not rewrite the original's files."""
     from members.infra import atomic
 
     private = tmp_path / "p.csv"
@@ -732,8 +733,12 @@ def test_a_replaced_file_keeps_its_mode_and_a_link_is_written_through(tmp_path: 
     day1, latest = tmp_path / "day1.csv", tmp_path / "latest.csv"
     atomic.write_text(day1, "old\n")
     latest.symlink_to(day1.name)
-    atomic.write_text(latest, "new\n")
+    atomic.write_text(latest, "new\n", follow_link=True)
     assert latest.is_symlink() and day1.read_text() == "new\n" and latest.read_text() == "new\n"
+    clone = tmp_path / "clone.json"
+    clone.symlink_to(day1.name)
+    atomic.write_text(clone, "mine\n")  # a workdir file: the link is replaced, its target untouched
+    assert not clone.is_symlink() and clone.read_text() == "mine\n" and day1.read_text() == "new\n"
     fresh = tmp_path / "fresh.csv"
     atomic.write_text(fresh, "x\n")
     assert (fresh.stat().st_mode & 0o777) == (0o644 & ~atomic._UMASK)

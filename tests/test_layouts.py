@@ -448,3 +448,15 @@ def test_a_file_name_in_another_encoding_is_dropped_and_a_class_folder_in_one_is
     os.rename(data / "normal", data / os.fsdecode(b"norm\xe9"))
     code, _, err = run_cli("prepare", "--workdir", tmp_path / "w2", "--images", data)
     one_sentence_error(code, err, "norm\\xe9 has a name that is not valid UTF-8", "rename it")
+
+
+def test_a_data_sets_own_dataset_json_is_no_workdir(tmp_path):
+    """A metadata file called dataset.json in a class folder (a licence note) made prepare drop the whole class
+    silently: only a workdir's dataset.json (fingerprint, classes, beside split.csv) marks one."""
+    from members.data.dataset import prepare_folders
+
+    data = tmp_path / "fundus"
+    class_folders(data, n=6)
+    (data / CLASSES[1] / "dataset.json").write_text('{"license": "CC-BY"}')
+    result = prepare_folders(tmp_path / "w", data, progress=False)
+    assert info(tmp_path / "w")["classes"] == list(CLASSES) and result.kept == 18

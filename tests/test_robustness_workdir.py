@@ -173,6 +173,10 @@ def test_prepare_says_when_only_a_newer_drop_rule_differs(workdir_copy):
     assert words.startswith("from this data by an earlier version of prepare, which kept rows this one drops "
                             f"(1 row(s): {reason})") and "if nothing else changed, the workdir and its members still " \
                                                          "work as they are" in words
+    from members.data.labels import REASON_COPY_CONFLICT  # copies under two grades: images, the old split works
+
+    words = _what_differs({**info, "kept": info["kept"] + 2, "skipped": {}}, {**info, "skipped": {REASON_COPY_CONFLICT: 2}})
+    assert "the workdir and its members still work as they are" in words and "cannot train" not in words
     webp = "image is an animated WebP, which TensorFlow cannot decode; save one frame as PNG or JPEG"
     assert "cannot train on such rows" in _what_differs(old, {**info, "skipped": {webp: 1}})
     # another source, or a count the new reasons do not explain: other data, as before

@@ -991,3 +991,28 @@ def test_a_test_split_whose_majority_class_differs_is_said(tmp_path: Path, monke
     even = make_workdir(tmp_path / "even", {"a": (0.3, 0.3), "b": (0.3, 0.3)}, incomplete=None)
     report = run_vote(even, methods=["soft"], n_boot=20, console=Console(file=io.StringIO()))
     assert "test_majority" not in report and "On test, though" not in report["verdict"]
+
+
+def test_members_of_another_split_get_advice_that_fits_their_kind(tmp_path: Path, capsys) -> None:
+    """Skipped for another split, a k-fold member was told to retrain with plain --force and an imported one to
+    retrain (which would replace the import by a locally trained member)."""
+    root = make_workdir(tmp_path, {"a": (0.5, 0.5), "b": (0.5, 0.5), "kf": (0.5, 0.5), "imp": (0.5, 0.5),
+                                   "p": (0.5, 0.5)}, incomplete=None)
+    for name, extra in (("kf", {"folds": 3}), ("imp", {"imported": {"kind": "probabilities"}}), ("p", {})):
+        path = root / "members" / name / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "fingerprint": "f" * 64, **extra}))
+    ms = load_members(root)
+    assert ms.names == ["a", "b"]
+    assert "retrain it with train-member --folds 3 --force, or remove" in ms.skipped["kf"]
+    assert "import it again with import-member --force, or remove" in ms.skipped["imp"]
+    assert "retrain it with train-member --force, or remove" in ms.skipped["p"]
+
+
+def test_a_tie_for_the_test_splits_majority_is_no_shift(tmp_path: Path, monkeypatch) -> None:
+    """A balanced test split (every class as common as the baseline's) was said to have another majority class."""
+    labels = LABELS.copy()
+    labels[20:40] = [1] * 12 + [0, 2, 3, 4] * 2  # val: class 1; test: 4 of each class, as LABELS has
+    monkeypatch.setattr(sys.modules[__name__], "LABELS", labels)
+    root = make_workdir(tmp_path, {"a": (0.3, 0.3), "b": (0.3, 0.3)}, incomplete=None)
+    report = run_vote(root, methods=["soft"], n_boot=20, console=Console(file=io.StringIO()))
+    assert report["baseline_class"] == 1 and "test_majority" not in report

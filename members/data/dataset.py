@@ -257,11 +257,12 @@ def _what_differs(old: dict, new: dict) -> str:
     same_source = all(old.get(k) == new.get(k) for k in ("source", "image_root", "source_sha256"))
     rules = {r: n for r, n in (new.get("skipped") or {}).items() if r not in (old.get("skipped") or {})}
     if same_source and rules and (old.get("kept") or 0) - (new.get("kept") or 0) == sum(rules.values()):
-        from members.data.labels import REASON_FLAT
+        from members.data.labels import REASON_COPY_CONFLICT, REASON_FLAT
 
         reasons = "; ".join(f"{n} row(s): {r}" for r, n in rules.items())
+        # flat frames decode and conflicting copies are images: only the new rule differs, the old split works
         after = ("if nothing else changed, the workdir and its members still work as they are (train-member, vote, "
-                 "predict)" if set(rules) == {REASON_FLAT} else  # flat frames decode: only the new rule differs
+                 "predict)" if set(rules) <= {REASON_FLAT, REASON_COPY_CONFLICT} else
                  "the earlier workdir cannot train on such rows")
         return (f"from this data by an earlier version of prepare, which kept rows this one drops ({reasons}); "
                 f"{after}")

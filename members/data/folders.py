@@ -39,8 +39,17 @@ def _visible_dirs(folder: Path) -> list[Path]:
 
 
 def _is_workdir(folder: Path) -> bool:
-    """Whether ``folder`` is a prepared workdir (it holds ``dataset.json``): its plots are no class's images."""
-    return (folder / "dataset.json").is_file()
+    """Whether ``folder`` is a prepared workdir — a ``dataset.json`` with ``fingerprint`` and ``classes`` beside a
+    ``split.csv`` (a data set's own metadata file called dataset.json is not one): its plots are no class's images."""
+    import json
+
+    if not ((folder / "dataset.json").is_file() and (folder / "split.csv").is_file()):
+        return False
+    try:
+        meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "fingerprint" in meta and "classes" in meta
 
 
 def _images_under(folder: Path, skip: Path | None = None) -> list[Path]:
@@ -67,7 +76,7 @@ def _holds(folder: Path, inner: Path | None) -> bool:
 def _holds_a_workdir(folder: Path) -> bool:
     """Whether a prepared workdir (a folder holding ``dataset.json``) lies somewhere below ``folder``."""
     for base, dirs, files in os.walk(folder):
-        if base != str(folder) and "dataset.json" in files:
+        if base != str(folder) and "dataset.json" in files and _is_workdir(Path(base)):
             return True
         dirs[:] = [d for d in dirs if not _hidden(d)]
     return False

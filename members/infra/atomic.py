@@ -11,8 +11,10 @@ import errno
 import hashlib
 import json
 import os
+import re
 import socket
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -25,14 +27,18 @@ from members.infra.errors import UserError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _SWEPT: set[str] = set()  # folders whose dead temps were deleted by this process
+_TEMP_TAG = re.compile(r"\.[A-Za-z0-9_-]+-\d+\.[^.]+\.tmp$")  # .<host>-<pid>.<random>.tmp of atomic_write
 _HOST = "".join(c for c in socket.gethostname().split(".")[0] if c.isalnum() or c in "-_")[:32] or "host"
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "wb") -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "wb",
+                 follow_link: bool = False) -> Path:
     """Call ``write(fileobj)`` on a temp file beside ``path``, fsync it, then ``os.replace`` it.
 
-    A file that is replaced keeps its permission bits; a symbolic link is written through (its target is
-    replaced, the link kept).
+    A file that is replaced keeps its permission bits. A symbolic link at ``path`` is replaced by the file,
+    unless ``follow_link`` (``predict --out latest.csv``, a link the user keeps): then its target is replaced and
+    the link kept. Workdir files never follow links (a workdir cloned as a tree of links must not rewrite the
+    original's files).
 
     Args:
         path: the final file.
@@ -47,7 +53,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
             file system...); the message names it, and the previous file is left as it was.
     """
     path = Path(path)
-    if path.is_symlink():  # write through a link (latest.csv -> day1.csv): the link stays, its target is replaced
+    if follow_link and path.is_symlink():  # latest.csv -> day1.csv: the link stays, its target is replaced
         path = Path(os.path.realpath(path))
     try:
         bits = path.stat().st_mode & 0o7777 if path.is_file() else 0o644 & ~_UMASK  # a replaced file keeps its mode
@@ -74,36 +80,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
     return path
 
 
+STALE_TEMP_SECONDS = 3600  # a temp file untouched this long belongs to a writer that was killed (a write takes
+# seconds): whose pid is alive cannot be told across containers sharing a host name and a folder
+
+
 def _sweep_dead_temps(folder: Path) -> None:
     """Delete the temp files that writers killed before their rename (SIGKILL, a power cut) left in ``folder``:
-    those named for this host and a process that no longer runs. A live writer's temp is left alone, as is one
-    from another host sharing the folder. Once per folder and process, so writing many files stays linear."""
+    those with this toolkit's ``.<name>.<host>-<pid>.<random>.tmp`` form, untouched for
+    :data:`STALE_TEMP_SECONDS`. A live writer's temp is never that old. Once per folder and process, so writing
+    many files stays linear."""
     key = str(folder)
     if key in _SWEPT:
         return
     _SWEPT.add(key)
-    marker = f".{_HOST}-"
+    cutoff = time.time() - STALE_TEMP_SECONDS
     try:
-        names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".tmp")]
+        entries = [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".tmp")
+                   and _TEMP_TAG.search(e.name)]
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
     except OSError:
         return
-    for name in names:
-        pid = name.rpartition(marker)[2].split(".", 1)[0] if marker in name else ""
-        if pid.isdigit() and not _alive(int(pid)):
-            try:
-                os.unlink(folder / name)
-            except OSError:
-                pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it runs under another user
-        return True
-    return True
 
 
 def discard_temp(tmp: str | os.PathLike, path: Path, exc: BaseException) -> None:
@@ -130,9 +131,9 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, lambda f: f.write(data))
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    return atomic_write(path, lambda f: f.write(text), mode="w")
+def write_text(path: str | os.PathLike, text: str, *, follow_link: bool = False) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically (``follow_link``: see :func:`atomic_write`)."""
+    return atomic_write(path, lambda f: f.write(text), mode="w", follow_link=follow_link)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
