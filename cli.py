@@ -314,6 +314,8 @@ def _trained_members(workdir: Path, json_: bool) -> None:
         fingerprint = None
     rows = []
     for metrics_path in sorted(folder.glob("*/metrics.json")):
+        if metrics_path.parent.name.startswith("."):  # a replacement being trained, not a member (vote skips it)
+            continue
         try:
             m = _json.loads(metrics_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 
 import numpy as np
@@ -389,3 +390,79 @@ def test_force_replaces_a_complete_member_by_a_k_fold_one_only_once_it_is_comple
     from ensemble.inference import load_member
 
     assert load_member(member).name == "cv" and len(load_member(member).model.models) == 2
+
+
+def test_a_member_finished_by_another_run_meanwhile_is_not_overwritten(folded, tmp_path):
+    """run_folded decides again under the lock: a plain member completed by another run after the caller looked
+    was turned into a k-fold member without --force."""
+    from members.training.folds import run_folded
+    from members.training.parallel import PlannedMember
+    from members.training.trainer import train_member
+
+    work = tmp_path / "w"
+    shutil.copytree(folded[0], work)
+    train_member(work, SPEC, name="r", preset="tiny", log=quiet, show_progress=False)  # "meanwhile"
+    before = (work / "members" / "r" / "metrics.json").read_bytes()
+    [run] = run_folded(work, [PlannedMember("r", "tiny", SPEC)], 2, log=quiet)
+    assert run.error and "already complete with another spec (folds none → 2" in run.error.replace("None", "none")
+    assert (work / "members" / "r" / "metrics.json").read_bytes() == before
+
+
+def test_staging_leftovers_are_never_built_on_and_a_finished_replacement_is_swapped_in(folded, tmp_path):
+    """A kill right after the swap's exchange left the old member in the hidden folder, and the next forced run
+    trained on top of it (a k-fold member carrying a plain model.keras); a replacement finished but not yet swapped
+    in is swapped in, not trained again. A member named 'cv.old-1' is no set-aside folder of 'cv'."""
+    from members.infra.transaction import recover_dir
+    from members.training import folds as folding
+
+    work = tmp_path / "w"
+    shutil.copytree(folded[0], work)
+    members = work / "members"
+    staged = members / folding.staging_name("cv")
+    shutil.copytree(members / "cv", staged)  # a complete member of another spec (epochs 1) left in the staging
+    (staged / "model.keras").write_bytes(b"a plain member's model")
+    lines = []
+    train_folded(work, SPEC.replace(epochs=2), name="cv", k=2, preset="tiny", log=lines.append, force=True)
+    assert not any("folds already complete: kept" in line for line in lines)  # it started empty
+    assert not (members / "cv" / "model.keras").exists() and read_json(members / "cv" / "metrics.json")["epochs_run"] == 4
+    assert read_json(members / "cv" / "folds" / "0" / "metrics.json")["name"] == "cv/fold0"
+    # a finished replacement (epochs 3) that a kill kept from its swap: the next forced run swaps it in
+    shutil.copytree(members / "cv", staged)
+    path = staged / "metrics.json"
+    path.write_text(json.dumps({**read_json(path), "marker": "the staged one"}))
+    for i in (0, 1):
+        copy = staged / "folds" / str(i) / "spec.toml"
+        copy.write_text(copy.read_text().replace("epochs = 2", "epochs = 3"))
+    (staged / "spec.toml").write_text((staged / "spec.toml").read_text().replace("epochs = 2", "epochs = 3"))
+    train_folded(work, SPEC.replace(epochs=3), name="cv", k=2, preset="tiny", log=quiet, force=True)
+    assert read_json(members / "cv" / "metrics.json")["marker"] == "the staged one" and not staged.exists()
+    # a member whose name extends another's is not that one's set-aside folder
+    (members / ".cv.old-1.replacement-folds").mkdir()
+    recover_dir(members / "cv", complete="metrics.json")
+    assert (members / ".cv.old-1.replacement-folds").exists()
+
+
+def test_presets_workdir_does_not_list_a_replacement_being_trained(folded, tmp_path):
+    """presets --workdir listed .cv.replacement-folds as a member (vote, rightly, never sees it)."""
+    from tests.helpers import run_cli
+
+    work = tmp_path / "w"
+    shutil.copytree(folded[0], work)
+    shutil.copytree(work / "members" / "cv", work / "members" / ".cv.replacement-folds")
+    code, out, err = run_cli("presets", "--workdir", work, "--json")
+    assert code == 0, err
+    assert [row["member"] for row in json.loads(out)] == ["cv"]
+
+
+def test_a_plain_force_run_never_builds_on_a_set_aside_k_fold_member(folded, tmp_path):
+    """The reverse crossing: a plain --force run reused a staging folder holding the old k-fold member (left by a
+    kill after the swap's exchange), and the new plain member carried its folds/, folds.json and oof.npz."""
+    from members.training.trainer import train_member
+
+    work = tmp_path / "w"
+    shutil.copytree(folded[0], work)
+    members = work / "members"
+    shutil.copytree(members / "cv", members / ".cv.replacement")
+    train_member(work, SPEC, name="cv", preset="tiny", log=quiet, show_progress=False, force=True)
+    assert not (members / "cv" / "folds").exists() and not (members / "cv" / "oof.npz").exists()
+    assert "folds" not in read_json(members / "cv" / "metrics.json") and not (members / ".cv.replacement").exists()

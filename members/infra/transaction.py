@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,8 +97,8 @@ def recover_dir(target: str | os.PathLike, *, complete: str | None = None) -> No
     target = Path(target)
     if not target.parent.is_dir():
         return
-    prefix = f".{target.name}"
-    asides = sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix + ASIDE) and p.is_dir())
+    pattern = re.compile(re.escape(f".{target.name}{ASIDE}") + r"\d+")  # exactly ours: a member 'a.old-1' is not 'a'
+    asides = sorted(p for p in target.parent.iterdir() if pattern.fullmatch(p.name) and p.is_dir())
     for aside in asides:
         missing = not target.exists() or (complete is not None and not (target / complete).exists()
                                           and (aside / complete).exists())
@@ -112,8 +113,9 @@ def remove_staging(target: str | os.PathLike, *, keep: Path | None = None) -> No
     target = Path(target)
     if not target.parent.is_dir():
         return
+    pattern = re.compile(re.escape(f".{target.name}{STAGING}") + r"\d+")
     for path in target.parent.iterdir():
-        if path.name.startswith(f".{target.name}{STAGING}") and path != keep and path.is_dir():
+        if pattern.fullmatch(path.name) and path != keep and path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
 
 

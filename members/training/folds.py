@@ -352,8 +352,11 @@ def _start(data, name: str, spec: MemberSpec, preset: str, k: int, log) -> dict:
         log(f"[{name}] the fold plan changed ({old.get('folds')} → {k} folds, or another seed or split); "
             "training its folds over")
         shutil.rmtree(folder / FOLDS_DIR, ignore_errors=True)
-    for stale in (OOF_FILE, "val.npz", "test.npz"):
+    for stale in (OOF_FILE, "val.npz", "test.npz", "model.keras"):  # model.keras: a plain run's, killed here before
         (folder / stale).unlink(missing_ok=True)
+    from members.training.resume import RESUME_DIR
+
+    shutil.rmtree(folder / RESUME_DIR, ignore_errors=True)  # a killed plain run's state: no k-fold member resumes it
     atomic.write_text(folder / "spec.toml", spec.to_toml(preset=preset))
     atomic.write_json(folder / PLAN_FILE, plan)
     return plan
@@ -540,7 +543,23 @@ def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, bac
         for name in owner.values():
             log(f"[{name}] training the k-fold member that replaces it beside it, in {staging_name(name)}; the "
                 "complete member stays until the new one is complete")
+        settled: dict[str, tuple] = {}  # decided under the lock: (metrics, None) kept as is, (None, why) refused
         for p in planned:
+            state = existing_folded(workdir, p.name, p.spec, k, data.fingerprint, p.preset)
+            if state.complete and p.name not in owner:  # finished by another run since the caller looked
+                from members.training.guard import refusal
+
+                settled[p.name] = ((state.metrics, None) if not state.differences else
+                                   (None, str(refusal(p.name, member_dir(workdir, p.name), state.differences))))
+                continue
+            if state.complete and not state.differences:  # a finished replacement a killed run did not swap in
+                settled[p.name] = (state.metrics, "swap")
+                continue
+            if state.complete:  # a staging folder holding another complete member (the one a swap killed before
+                # its clean-up set aside, or a replacement of another spec): not this run's, so it starts empty
+                shutil.rmtree(member_dir(workdir, p.name), ignore_errors=True)
+                member_dir(workdir, p.name).mkdir(parents=True)
+                MemberLock(member_dir(workdir, p.name)).acquire()
             _start(data, p.name, p.spec, p.preset, k, log)
             done = [i for i in range(k) if finished_fold(workdir, p.name, i, p.spec, data.fingerprint) is not None]
             if done:
@@ -568,26 +587,43 @@ def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, bac
         seconds = time.perf_counter() - started
         for p in planned:
             run = MemberRun(owner.get(p.name, p.name), p.preset, p.spec.seed, seconds)
-            if p.name in failed:
+            if p.name in settled and settled[p.name][1] != "swap":
+                run.metrics, run.error = settled[p.name]
+                run.kept = run.metrics is not None
+            elif p.name in settled:
+                run.metrics = _swap_in_folded(workdir, p.name, owner[p.name], settled[p.name][0], log, k)
+            elif p.name in failed:
                 run.error = failed[p.name]
             else:
                 try:
                     run.metrics = assemble(workdir, p.name, p.spec, preset=p.preset, k=k)
                     if p.name in owner:
-                        run.metrics = _swap_in_folded(workdir, p.name, owner[p.name], run.metrics, log)
+                        run.metrics = _swap_in_folded(workdir, p.name, owner[p.name], run.metrics, log, k)
                 except UserError as exc:
                     run.error = _error_text(exc)
             runs.append(run)
     return runs
 
 
-def _swap_in_folded(workdir: Path, staged: str, name: str, metrics: dict, log) -> dict:
+def _swap_in_folded(workdir: Path, staged: str, name: str, metrics: dict, log, k: int) -> dict:
     """Make the assembled k-fold member in ``staged`` the member ``name``, in one step (the caller holds both
-    locks; the staged folder's lock comes along and is released as ``name``'s)."""
+    locks; the staged folder's lock comes along and is released as ``name``'s). Its copies and its figure are
+    named for ``name`` first, not for the hidden folder they trained in."""
     from members.infra.transaction import replace_dir
+    from members.training.artifacts import plot_fold_curves
     from members.training.trainer import _say_if_voted, member_dir
 
     new, directory = member_dir(workdir, staged), member_dir(workdir, name)
+    copies = []
+    for i in range(k):
+        path = new / FOLDS_DIR / str(i) / "metrics.json"
+        copy = atomic.read_json(path)
+        if copy.get("name") != f"{name}/fold{i}":
+            atomic.write_json(path, {**copy, "name": f"{name}/fold{i}"})
+        copies.append(copy)
+    plot_fold_curves(new / "curves.png", [_read_history(new / FOLDS_DIR / str(i) / "history.csv") for i in range(k)],
+                     f"{name}: {k} copies (k-fold)", monitor=copies[0].get("monitor"),
+                     best_epochs=[c.get("best_epoch") for c in copies])
     metrics = {**metrics, "name": name}
     atomic.write_json(new / "metrics.json", metrics)
     try:
@@ -653,7 +689,8 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
     if run.error:
         kept = (f" The complete member {name!r} is left as it was until the new one is complete." if existing.complete
                 else "")
-        raise UserError(f"The k-fold member {name!r} did not finish: {run.error}. Finished folds are kept: run the "
+        reason = run.error.removeprefix("UserError: ").rstrip(".")
+        raise UserError(f"The k-fold member {name!r} did not finish: {reason}. Finished folds are kept: run the "
                         f"same command again to resume.{kept}")
     return TrainResult(name, member_dir(workdir, name), run.metrics)
 

@@ -562,6 +562,16 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
         from members.training.loop import is_terminal
 
         target = directory.with_name(f".{name}.replacement") if existing.complete else directory
+        if target != directory and (target / "metrics.json").exists():
+            staged = _existing(target, spec, data.fingerprint)
+            if staged.complete and not staged.differences:  # finished by a run killed before its swap: swap now
+                _swap_in(target, directory, log)
+                _say_if_voted(Path(workdir), name, log)
+                from members.training.snapshots import retire_snapshots
+
+                retire_snapshots(workdir, name, spec, log)
+                return TrainResult(name, directory, staged.metrics)
+            shutil.rmtree(target, ignore_errors=True)  # another complete member (one a killed swap set aside)
         target.mkdir(parents=True, exist_ok=True)
         _remove_temp_files(target)
         atomic.write_text(target / "spec.toml", spec.to_toml(preset=preset))
