@@ -91,8 +91,17 @@ def tables(out: dict) -> str:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if not argv or any(a in ("-h", "--help") for a in argv):
+        print(__doc__.strip())
+        return 0 if argv else 2
     for path in argv:
-        print(tables(json.loads(Path(path).read_text(encoding="utf-8"))))
+        try:
+            result = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"{path} cannot be read as a bench/accuracy.py result ({getattr(exc, 'strerror', None) or exc}); "
+                  "pass a bench/results/<set>.json file.", file=sys.stderr)
+            return 1
+        print(tables(result))
         print()
     return 0
 
