@@ -136,7 +136,7 @@ def test_a_messidor_like_set_of_tiffs_named_without_extension_is_prepared(tmp_pa
         for i in range(6):
             path = tmp_path / "classes" / str(grade) / f"eye{grade}{i}.tif"
             path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.roll(fundus, i, axis=1)).save(path)
+            Image.fromarray(np.roll(fundus, 6 * grade + i, axis=1)).save(path)  # each its own photo
     assert prepare_folders(tmp_path / "w1", tmp_path / "classes", progress=False).kept == 12
     flat = tmp_path / "flat"
     flat.mkdir()
