@@ -22,10 +22,27 @@ from ensemble.constants import CALIBRATIONS, METHODS, SELECT_BY, THR, THRESHOLD_
 from members.model.spec import BACKENDS, CACHES, CLASS_WEIGHTS, HEADS, OPTIMIZERS, PREPROCESSING, STRATEGIES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if not os.environ.get("COLUMNS", "").strip().isdigit() or int(os.environ["COLUMNS"]) < 20:
+    os.environ.pop("COLUMNS", None)  # COLUMNS=0 (or junk) made Rich print nothing at all, errors included
 if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
     os.environ["COLUMNS"] = "200"  # piped or captured: render tables and --help wide instead of cutting them at 80
 
+class _Commands(typer.core.TyperGroup):
+    """The command group, refusing an empty argument (``-w ''``): Typer turns it into the path ``.``, so a workdir,
+    an --out or an --images given as an unset shell variable meant the current folder."""
+
+    def parse_args(self, ctx, args):
+        for i, arg in enumerate(args):
+            empty = not arg.strip() or (arg.startswith("--") and arg.endswith("=") and "=" not in arg[:-1])
+            if empty:
+                after = f"after {args[i - 1]}" if i and args[i - 1].startswith("-") else f"as argument {i + 1}"
+                raise typer.BadParameter(f"an empty value {after} (an unset shell variable?); pass a real value.",
+                                         ctx=ctx)
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
+    cls=_Commands,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -104,11 +121,20 @@ def user_errors(func):
                 _stderr("Interrupted. Nothing finished was changed (what this run had begun is discarded): run the "
                         "same command again.")
             raise typer.Exit(code=130) from None
+        except BrokenPipeError:  # `... | head`: the reader left; nothing is wrong with the work
+            try:
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (no second error while Python flushes stdout)
+            except OSError:
+                pass
+            raise typer.Exit(code=0) from None
         except OSError as exc:  # a full disk, a missing permission... outside the atomic writes
             import errno
 
             where = f" ({exc.filename})" if exc.filename else ""
-            if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+            if exc.errno == errno.ENAMETOOLONG:
+                _stderr(f"Error: a file name is too long{where}; choose a shorter --name or path, then run the "
+                        "command again.")
+            elif exc.errno in (errno.EEXIST, errno.ENOTDIR):
                 _stderr(f"Error: {exc.strerror or exc}{where}: a file stands where this command needs a folder; "
                         "move that file away (or choose another name or path), then run the command again.")
             else:
@@ -538,6 +564,10 @@ def _read_list(from_file: Optional[Path]) -> list[str]:
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"--from-file {from_file} cannot be read ({getattr(exc, 'strerror', None) or exc}); pass a "
                             "UTF-8 text file with one image path per line, or - for stdin.") from None
+    if "\0" in text:  # no path holds a NUL byte (realpath raised a traceback on one)
+        line = text[:text.index("\0")].count("\n") + 1
+        raise UserError(f"--from-file {from_file} holds a NUL byte (line {line}): it is not a text list of paths; "
+                        "pass a UTF-8 text file with one image path per line.")
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     # folders resolved as the OS resolves them ('..' after a linked folder), the file's own name kept as listed
     # (a row named after a link's target read as another file)

@@ -53,6 +53,23 @@ def _member_done(member_dir: Path, spec) -> bool:
         return False
 
 
+def _refuse_work_of_others(workdir: Path) -> None:
+    """demo re-prepares and retrains with ``force`` in its folder: only in an empty folder or an earlier demo's
+    (its ``data/.demo-params``), never over a workdir, a data set or anything else it did not make."""
+    from members.infra.errors import UserError
+
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"--workdir {workdir} is a file; pass a new folder for the demo, e.g. --workdir demo-work.")
+    if not workdir.is_dir() or (workdir / "data" / ".demo-params").exists():
+        return
+    found = sorted(p.name for p in workdir.iterdir())
+    if found:
+        shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
+        raise UserError(f"--workdir {workdir} already holds files the demo did not make ({shown}); the demo prepares, "
+                        "trains and votes there with --force and would replace them: pass a new or empty folder, e.g. "
+                        "--workdir demo-work.")
+
+
 def run_demo(workdir: str | Path, *, images: int = 800, seed: int = 0, quick: bool = False) -> DemoResult:
     """Run the demo end to end and print the comparison table on stdout.
 
@@ -73,6 +90,7 @@ def run_demo(workdir: str | Path, *, images: int = 800, seed: int = 0, quick: bo
     started = time.perf_counter()
     workdir = Path(workdir)
     data = workdir / "data"
+    _refuse_work_of_others(workdir)
     if quick:
         images = min(images, 200)
     size = 64 if quick else 128

@@ -65,6 +65,9 @@ KIND_MODEL, KIND_PROBS = "keras", "probabilities"
 BATCH_SIZE = 32
 
 
+MAX_INPUT_SIZE = 2048  # a square side; beyond it one image alone needs gigabytes
+
+
 def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.PathLike | None = None,
                   val_csv: str | os.PathLike | None = None, test_csv: str | os.PathLike | None = None,
                   input_size: int | None = None, force: bool = False, image_column: str | None = None) -> Path:
@@ -98,9 +101,13 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
         given, other = ("--val-csv", "--test-csv") if val_csv is not None else ("--test-csv", "--val-csv")
         raise UserError(f"{given} needs {other} too: a member imported as probabilities has both its val and its test "
                         f"rows; pass {other} FILE.csv as well.")
-    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1):
-        raise UserError(f"--input-size must be a positive number of pixels; got {input_size!r}. Pass the side the "
-                        "model was trained on, e.g. --input-size 224.")
+    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int)
+                                   or not 8 <= input_size <= MAX_INPUT_SIZE):
+        raise UserError(f"--input-size must be a number of pixels from 8 to {MAX_INPUT_SIZE}; got {input_size!r}. "
+                        "Pass the side the model was trained on, e.g. --input-size 224.")
+    if input_size is not None and model is None:
+        raise UserError("--input-size is the side of the images a --model takes; a member imported as probabilities "
+                        "(--val-csv, --test-csv) has no input: leave --input-size out.")
     data = load_dataset(workdir)
     folder = member_dir(workdir, name, new=True)
     existed = folder.exists()
@@ -181,15 +188,21 @@ def _import_locked(folder: Path, name: str, data, *, model, val_csv, test_csv, i
                                                           (("val", val_csv), ("test", test_csv))},
                                   **{f"{s}_sha256": atomic.sha256_file(p) for s, p in
                                      (("val", val_csv), ("test", test_csv))}}}
+        replaced = (folder / "metrics.json").exists()  # a complete member, which this import replaces
         _write_member(folder, name, data, probs, extra)
-    print(f"Imported member {name!r} ({extra['imported']['kind']}) into {folder}: val accuracy "
-          f"{_accuracy(probs['val'], data, 'val'):.3f}, test accuracy {_accuracy(probs['test'], data, 'test'):.3f}.",
-          file=sys.stderr)
+    from members.scoring import member_headline
 
+    metrics = atomic.read_json(folder / "metrics.json")
+    key, label = member_headline(metrics)
+    test, majority = metrics.get("test") or {}, ((metrics.get("majority") or {}).get("test") or {}).get("accuracy")
+    shown = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"Imported member {name!r} ({extra['imported']['kind']}) into {folder}: test accuracy "
+          f"{shown(test.get('accuracy'))} (majority class {shown(majority)}), balanced accuracy "
+          f"{shown(test.get('balanced_accuracy'))}, {label} {shown(test.get(key))}.", file=sys.stderr)
+    if replaced:
+        from members.training.trainer import _say_if_voted
 
-def _accuracy(probs: np.ndarray, data, split: str) -> float:
-    labels = data.rows(split)["label"].to_numpy(np.int64)
-    return float((probs.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
+        _say_if_voted(folder.parent.parent, name, lambda line: print(line, file=sys.stderr))
 
 
 # ---- case a: a Keras model ----------------------------------------------------------------

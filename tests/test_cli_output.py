@@ -138,3 +138,43 @@ def test_tensorboard_logs(workdir_copy):
                 seen.setdefault(value.tag, []).append(event.step)
         assert tags <= set(seen), (split, seen)
         assert seen["epoch_loss"] == [1, 2]
+
+
+def test_an_empty_argument_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch):
+    """`-w ''` (an unset shell variable) became the path '.', so prepare wrote dataset.json into the current
+    folder; `demo-data ' '` made a folder named by a space."""
+    from tests.helpers import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("prepare", "-w", "", "--labels", "x.csv", "--images", "img")
+    assert code == 2 and "an empty value after -w (an unset shell variable?)" in err
+    code, _, err = run_cli("demo-data", " ")
+    assert code == 2 and "an empty value as argument 2" in err
+    code, _, err = run_cli("predict", "--workdir=", "x.jpeg")
+    assert code == 2 and "an empty value" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_columns_zero_does_not_blank_the_output():
+    """COLUMNS=0 made Rich print nothing at all, usage errors included."""
+    import subprocess
+
+    env = {**os.environ, "COLUMNS": "0"}
+    out = subprocess.run([sys.executable, "cli.py", "--help"], capture_output=True, text=True, env=env,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert "Usage" in out.stdout and "train-member" in out.stdout
+
+
+def test_set_takes_one_field_once_and_width_is_not_cut_silently():
+    """--set $'epochs=1\\nlr=5' set epochs and dropped lr; --set lr=0.1 --set lr=0.2 kept the last; a width above
+    max_width was cut to it silently while spec.toml recorded the width asked."""
+    from members.infra.errors import UserError
+    from members.model.spec import MemberSpec, parse_set
+
+    with pytest.raises(UserError, match="holds more"):
+        parse_set(["epochs=1\nlr=5"])
+    with pytest.raises(UserError, match="is given twice"):
+        parse_set(["lr=0.1", "lr=0.2"])
+    assert parse_set(["head=ordinal", "resize_schedule=[16, 32]"]) == {"head": "ordinal", "resize_schedule": [16, 32]}
+    with pytest.raises(UserError, match=r"width \(100000\) is the first block's filters and max_width \(256\)"):
+        MemberSpec().replace(width=100_000)

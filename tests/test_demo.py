@@ -45,3 +45,22 @@ def test_quick_demo_votes_its_collapsed_members_and_says_so(tmp_path, stand_ins,
     err = capsys.readouterr().err
     said = "[demo] --quick: tiny-a, tiny-c collapsed (see the warnings above)"
     assert (said in err) is quick and ("votes them anyway, as `vote --keep-collapsed` would" in err) is quick
+
+
+def test_demo_never_replaces_work_it_did_not_make(tmp_path):
+    """demo -w on an existing workdir re-prepared it with --force (every member went stale, the vote was
+    replaced); on a demo-data folder it wrote into it. Only an empty folder or an earlier demo's is used."""
+    from members.infra.errors import UserError
+
+    from ensemble.demo import run_demo
+
+    work = tmp_path / "w"
+    (work / "members" / "mine").mkdir(parents=True)
+    (work / "dataset.json").write_text("{}")
+    before = sorted(p.relative_to(work) for p in work.rglob("*"))
+    with pytest.raises(UserError, match=r"already holds files the demo did not make \(dataset.json, members\)"):
+        run_demo(work, quick=True)
+    assert sorted(p.relative_to(work) for p in work.rglob("*")) == before
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        run_demo(tmp_path / "f", quick=True)

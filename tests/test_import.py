@@ -536,7 +536,7 @@ def test_what_people_bring_is_named(workdir_copy, tmp_path, capsys):
         one_sentence_error(code, err, needle)
     code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model",
                               save(tmp_path / "any.keras", head="softmax"), "--input-size", "0")
-    one_sentence_error(code, err, "--input-size must be a positive number of pixels")
+    one_sentence_error(code, err, "--input-size must be a number of pixels from 8 to 2048; got 0")
     upper = save(tmp_path / "raw.keras", head="softmax", scale=False).rename(tmp_path / "RAW.KERAS")
     capsys.readouterr()
     import_member(workdir_copy, "raw", model=upper)  # an upper-case suffix is a .keras file too
@@ -679,3 +679,23 @@ def test_classes_registered_in_a_script_are_custom_code_and_notes_name_the_objec
     err = capsys.readouterr().err
     assert "Note: the keras.Model passed has no Rescaling or Normalization layer" in err and "/tmp" not in err.split(
         "Imported member")[0]
+
+
+def test_the_import_line_shows_the_baseline_and_a_forced_import_says_the_vote_is_stale(workdir_copy, tmp_path, capsys):
+    """The summary said accuracy alone (even for a one-class member), and --force over a voted member said nothing
+    until predict refused the ensemble; --input-size with probability CSVs was accepted and ignored."""
+    from ensemble.vote import run_vote
+
+    good = write_probs(workdir_copy, tmp_path, seed=1)
+    import_member(workdir_copy, "fine", val_csv=good["val"], test_csv=good["test"])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "test accuracy" in line and "(majority class 0." in line and "balanced accuracy" in line and "QWK" in line
+    add_member(workdir_copy, "other", seed=4)
+    run_vote(workdir_copy, methods=("soft",), n_boot=10, keep_collapsed=True, console=Console(file=io.StringIO()))
+    capsys.readouterr()
+    (tmp_path / "o").mkdir()
+    other = write_probs(workdir_copy, tmp_path / "o", seed=2)
+    import_member(workdir_copy, "fine", val_csv=other["val"], test_csv=other["test"], force=True)
+    assert "[fine] the ensemble in" in capsys.readouterr().err
+    with pytest.raises(UserError, match="a member imported as probabilities .* has no input: leave --input-size out"):
+        import_member(workdir_copy, "more", val_csv=good["val"], test_csv=good["test"], input_size=64)

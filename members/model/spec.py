@@ -239,6 +239,9 @@ def validate(spec: MemberSpec) -> None:
     _check(spec.keep == "best" or spec.patience == 0,
            f'patience = {spec.patience} stops a stage when {spec.monitor} stops improving, but keep = "last" keeps the '
            'last epoch of the schedule whatever it scores; set patience = 0 or keep = "best".')
+    _check(spec.width <= spec.max_width, f"width ({spec.width}) is the first block's filters and max_width "
+           f"({spec.max_width}) caps every block's, so width above it is cut to it silently; raise max_width too "
+           f"(--set max_width={spec.width}) or lower width. Received: width={spec.width}")
     _check(spec.input_size >= 8, f"input_size must be at least 8 pixels; got {spec.input_size}.")
     _check(0.0 <= spec.dropout < 1.0, f"dropout must be in [0, 1); got {spec.dropout}. Use e.g. 0.3.")
     _check(spec.l2 >= 0, f"l2 must be non-negative; got {spec.l2}.")
@@ -438,10 +441,16 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise UserError(f"--set takes FIELD=VALUE (e.g. --set l2=0.001); got {item!r}.")
+        if key in values:
+            raise UserError(f"--set {key}=... is given twice ({values[key]!r} and {value.strip()!r}); give it once.")
         try:
-            values[key] = tomllib.loads(f"v = {value.strip()}")["v"]
+            parsed = tomllib.loads(f"v = {value.strip()}")
         except tomllib.TOMLDecodeError:
-            values[key] = value.strip()
+            parsed = {"v": value.strip()}
+        if set(parsed) != {"v"}:  # "epochs=1\nlr=5": a second line sets nothing, silently
+            raise UserError(f"--set takes one FIELD=VALUE per --set; {item!r} holds more (a line break?): give each "
+                            "field its own --set.")
+        values[key] = parsed["v"]
     return values
 
 

@@ -205,8 +205,12 @@ def plan_members(presets: list[str], *, names: list[str] | None = None, override
             spec = resolve_spec(preset, changes)
             spec = spec.replace(seed=(spec.seed if seed is None else seed) + i)
             planned.append(PlannedMember(name, Path(preset).stem, spec))
-        except (UserError, TypeError, ValueError) as exc:
+        except UserError as exc:  # the user's sentence, without a class name
+            planned.append(PlannedMember(name, Path(preset).stem, None, str(exc)))
+        except (TypeError, ValueError) as exc:
             planned.append(PlannedMember(name, Path(preset).stem, None, _error_text(exc)))
+    if planned and all(p.spec is None for p in planned) and len({p.error for p in planned}) == 1:
+        raise UserError(planned[0].error)  # the same mistake for every member (--set bogus=1): one sentence
     return planned
 
 
@@ -305,6 +309,19 @@ def run_job(job: _Job) -> MemberRun:
 
 
 # ----- backends (parent) ---------------------------------------------------------------------
+def _check_scheduler_address(scheduler: str) -> None:
+    """A malformed Dask address is refused before any work (it failed every member as "incomplete: run again")."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(scheduler)
+        if scheme in ("tcp", "tls", "ws", "wss", "ucx"):  # network schemes need host:port (inproc:// does not)
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"--scheduler {scheduler!r} is not a Dask scheduler address ({exc}); pass the address "
+                        "`dask scheduler` prints, e.g. tcp://host:8786.") from None
+
+
 def _dask_client(scheduler: str | None, jobs: int):
     from distributed import Client, LocalCluster
 
@@ -382,6 +399,8 @@ def _dask_runs(job_list: list[_Job], jobs: int, scheduler: str | None, log: Call
 
     from distributed import as_completed
 
+    if not job_list:  # nothing left to train: no cluster to start or reach
+        return
     client, cluster = _dask_client(scheduler, jobs)
     try:
         threads = _dask_threads(client, log)
@@ -501,6 +520,8 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
         raise UserError(f"--jobs must be at least 1; got {jobs}.")
     if scheduler and backend not in ("dask", "ray"):
         raise UserError(f"--scheduler is used by --backend dask (or ray) only; got backend {backend!r}. Received: scheduler={scheduler!r}")
+    if scheduler and backend == "dask":
+        _check_scheduler_address(scheduler)
     if folds is not None:
         from members.training.folds import check_folds, existing_folded
 

@@ -465,7 +465,8 @@ def _remove_temp_files(directory: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-RESERVED_NAMES = ("hard", "soft", "weighted", "caruana", "stack")  # vote's combiners (ensemble.constants.METHODS)
+RESERVED_NAMES = ("hard", "soft", "weighted", "caruana", "stack")
+MAX_NAME = 100  # a member's name is part of file names (snapshots add -snapN, staging folders a suffix)  # vote's combiners (ensemble.constants.METHODS)
 
 
 def member_dir(workdir: str | Path, name: str, *, new: bool = False) -> Path:
@@ -479,6 +480,9 @@ def member_dir(workdir: str | Path, name: str, *, new: bool = False) -> Path:
     if not name or name in (".", "..") or any(c in name for c in "/\\\0") or (name.startswith(".") and not staging):
         raise UserError(f"Member name {name!r} is not a plain folder name; use letters, digits, '-' and '_'.")
     path = Path(workdir) / "members" / name
+    if new and len(name) > MAX_NAME:
+        raise UserError(f"Member name {name[:20]!r}... is {len(name)} characters long; names of at most {MAX_NAME} "
+                        "keep every file name under the file system's limit: pass a shorter --name.")
     if new and not path.exists():
         if not all(c.isalnum() or c in "-_." for c in name):
             raise UserError(f"Member name {name!r} has characters other than letters, digits, '-', '_' and '.'; "
