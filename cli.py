@@ -22,7 +22,8 @@ from ensemble.constants import CALIBRATIONS, METHODS, SELECT_BY, THR, THRESHOLD_
 from members.model.spec import BACKENDS, CACHES, CLASS_WEIGHTS, HEADS, OPTIMIZERS, PREPROCESSING, STRATEGIES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-if not os.environ.get("COLUMNS", "").strip().isdigit() or int(os.environ["COLUMNS"]) < 20:
+if not (os.environ.get("COLUMNS", "").strip().isascii() and os.environ.get("COLUMNS", "").strip().isdigit()
+        and int(os.environ["COLUMNS"]) >= 20):
     os.environ.pop("COLUMNS", None)  # COLUMNS=0 (or junk) made Rich print nothing at all, errors included
 if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
     os.environ["COLUMNS"] = "200"  # piped or captured: render tables and --help wide instead of cutting them at 80
@@ -33,9 +34,10 @@ class _Commands(typer.core.TyperGroup):
 
     def parse_args(self, ctx, args):
         for i, arg in enumerate(args):
-            empty = not arg.strip() or (arg.startswith("--") and arg.endswith("=") and "=" not in arg[:-1])
-            if empty:
-                after = f"after {args[i - 1]}" if i and args[i - 1].startswith("-") else f"as argument {i + 1}"
+            inline = arg.startswith("-") and arg.endswith("=") and "=" not in arg[:-1]  # --members= or -w=
+            if not arg.strip() or inline:
+                after = (f"for {arg[:-1]}" if inline else f"after {args[i - 1]}" if i and args[i - 1].startswith("-")
+                         else f"as argument {i + 1}")
                 raise typer.BadParameter(f"an empty value {after} (an unset shell variable?); pass a real value.",
                                          ctx=ctx)
         return super().parse_args(ctx, args)

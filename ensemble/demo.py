@@ -63,6 +63,8 @@ def _refuse_work_of_others(workdir: Path) -> None:
     if not workdir.is_dir() or (workdir / "data" / ".demo-params").exists():
         return
     found = sorted(p.name for p in workdir.iterdir())
+    if found == ["data"] and (workdir / "data" / "demo-data.json").exists():  # a demo killed while writing its images
+        return
     if found:
         shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
         raise UserError(f"--workdir {workdir} already holds files the demo did not make ({shown}); the demo prepares, "

@@ -151,7 +151,9 @@ def test_an_empty_argument_is_refused_not_read_as_the_current_folder(tmp_path, m
     code, _, err = run_cli("demo-data", " ")
     assert code == 2 and "an empty value as argument 2" in err
     code, _, err = run_cli("predict", "--workdir=", "x.jpeg")
-    assert code == 2 and "an empty value" in err
+    assert code == 2 and "an empty value for --workdir" in err
+    code, _, err = run_cli("prepare", "-w=", "--labels", "x.csv", "--images", "img")  # click read '=' as the value
+    assert code == 2 and "an empty value for -w" in err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -159,10 +161,11 @@ def test_columns_zero_does_not_blank_the_output():
     """COLUMNS=0 made Rich print nothing at all, usage errors included."""
     import subprocess
 
-    env = {**os.environ, "COLUMNS": "0"}
-    out = subprocess.run([sys.executable, "cli.py", "--help"], capture_output=True, text=True, env=env,
-                         cwd=Path(__file__).resolve().parents[1])
-    assert "Usage" in out.stdout and "train-member" in out.stdout
+    for columns in ("0", "²", "abc"):  # '²' is a digit to str.isdigit, not to int()
+        env = {**os.environ, "COLUMNS": columns}
+        out = subprocess.run([sys.executable, "cli.py", "--help"], capture_output=True, text=True, env=env,
+                             cwd=Path(__file__).resolve().parents[1])
+        assert "Usage" in out.stdout and "train-member" in out.stdout and "Traceback" not in out.stderr
 
 
 def test_set_takes_one_field_once_and_width_is_not_cut_silently():
@@ -176,5 +179,9 @@ def test_set_takes_one_field_once_and_width_is_not_cut_silently():
     with pytest.raises(UserError, match="is given twice"):
         parse_set(["lr=0.1", "lr=0.2"])
     assert parse_set(["head=ordinal", "resize_schedule=[16, 32]"]) == {"head": "ordinal", "resize_schedule": [16, 32]}
+    from members.model.spec import check_trainable
+
+    wide = MemberSpec().replace(width=100_000)  # a member trained before the check must still load for predict
     with pytest.raises(UserError, match=r"width \(100000\) is the first block's filters and max_width \(256\)"):
-        MemberSpec().replace(width=100_000)
+        check_trainable(wide)
+    check_trainable(MemberSpec())

@@ -64,3 +64,17 @@ def test_demo_never_replaces_work_it_did_not_make(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(UserError, match="is a file"):
         run_demo(tmp_path / "f", quick=True)
+
+
+def test_a_demo_killed_while_writing_its_images_can_run_again(tmp_path, monkeypatch):
+    """Killed before its data/.demo-params stamp, a demo left data/ with demo-data.json, and every rerun was refused
+    as "files the demo did not make" although the interruption said to run it again."""
+    from ensemble import demo
+
+    work = tmp_path / "w"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "demo-data.json").write_text("{}")
+    demo._refuse_work_of_others(work)  # no refusal
+    (work / "notes.txt").write_text("mine")
+    with pytest.raises(Exception, match="already holds files the demo did not make"):
+        demo._refuse_work_of_others(work)

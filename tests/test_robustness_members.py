@@ -212,6 +212,11 @@ def test_a_new_member_cannot_take_a_combiners_name_or_odd_characters(tmp_path) -
     (tmp_path / "members" / "old name").mkdir(parents=True)
     assert member_dir(tmp_path, "old name", new=True).name == "old name"  # an existing member is read as it is
     assert member_dir(tmp_path, "soft").name == "soft"  # reading is not refused
+    long = "m" * 120  # allowed before the limit: an existing one is still resumed, re-confirmed, replaced
+    (tmp_path / "members" / long).mkdir()
+    assert member_dir(tmp_path, long, new=True).name == long
+    with pytest.raises(UserError, match="120 characters long"):
+        member_dir(tmp_path, "n" * 120, new=True)
 
 
 def test_train_members_and_import_refuse_a_combiners_name_before_anything_is_written(tmp_path) -> None:

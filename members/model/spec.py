@@ -239,9 +239,6 @@ def validate(spec: MemberSpec) -> None:
     _check(spec.keep == "best" or spec.patience == 0,
            f'patience = {spec.patience} stops a stage when {spec.monitor} stops improving, but keep = "last" keeps the '
            'last epoch of the schedule whatever it scores; set patience = 0 or keep = "best".')
-    _check(spec.width <= spec.max_width, f"width ({spec.width}) is the first block's filters and max_width "
-           f"({spec.max_width}) caps every block's, so width above it is cut to it silently; raise max_width too "
-           f"(--set max_width={spec.width}) or lower width. Received: width={spec.width}")
     _check(spec.input_size >= 8, f"input_size must be at least 8 pixels; got {spec.input_size}.")
     _check(0.0 <= spec.dropout < 1.0, f"dropout must be in [0, 1); got {spec.dropout}. Use e.g. 0.3.")
     _check(spec.l2 >= 0, f"l2 must be non-negative; got {spec.l2}.")
@@ -421,6 +418,19 @@ def schedule_label(spec: MemberSpec) -> str:
     return "→".join(str(s) for s in spec.stage_sizes)
 
 
+def check_trainable(spec: MemberSpec) -> None:
+    """Checks made before training, not when a finished member's spec.toml is read back (members trained before
+    a check was added must still load for vote and predict).
+
+    Raises:
+        UserError: a width above max_width (it was cut to max_width silently while spec.toml kept the width asked).
+    """
+    if spec.width > spec.max_width:
+        raise UserError(f"width ({spec.width}) is the first block's filters and max_width ({spec.max_width}) caps "
+                        f"every block's, so width above it would be cut to it silently; raise max_width too (--set "
+                        f"max_width={spec.width}) or lower width. Received: width={spec.width}")
+
+
 def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Parse ``FIELD=VALUE`` strings (the CLI's ``--set``) into spec overrides.
 
@@ -436,13 +446,15 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         {'l2': 0.001, 'head': 'ordinal', 'resize_schedule': [16, 32]}
     """
     values: dict[str, Any] = {}
+    raw: dict[str, str] = {}
     for item in items:
         key, sep, value = str(item).partition("=")
         key = key.strip()
         if not sep or not key:
             raise UserError(f"--set takes FIELD=VALUE (e.g. --set l2=0.001); got {item!r}.")
         if key in values:
-            raise UserError(f"--set {key}=... is given twice ({values[key]!r} and {value.strip()!r}); give it once.")
+            raise UserError(f"--set {key}=... is given twice ({raw[key]} and {value.strip()}); give it once.")
+        raw[key] = value.strip()
         try:
             parsed = tomllib.loads(f"v = {value.strip()}")
         except tomllib.TOMLDecodeError:

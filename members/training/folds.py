@@ -669,6 +669,9 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
     from members.training.snapshots import check_early_stop
 
     check_early_stop(spec)  # SWA works with folds; patience would cut its window
+    from members.model.spec import check_trainable
+
+    check_trainable(spec)
     if backend not in BACKENDS:
         raise UserError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
     if not isinstance(jobs, int) or jobs < 1:

@@ -204,6 +204,9 @@ def plan_members(presets: list[str], *, names: list[str] | None = None, override
         try:
             spec = resolve_spec(preset, changes)
             spec = spec.replace(seed=(spec.seed if seed is None else seed) + i)
+            from members.model.spec import check_trainable
+
+            check_trainable(spec)
             planned.append(PlannedMember(name, Path(preset).stem, spec))
         except UserError as exc:  # the user's sentence, without a class name
             planned.append(PlannedMember(name, Path(preset).stem, None, str(exc)))

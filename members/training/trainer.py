@@ -480,10 +480,14 @@ def member_dir(workdir: str | Path, name: str, *, new: bool = False) -> Path:
     if not name or name in (".", "..") or any(c in name for c in "/\\\0") or (name.startswith(".") and not staging):
         raise UserError(f"Member name {name!r} is not a plain folder name; use letters, digits, '-' and '_'.")
     path = Path(workdir) / "members" / name
-    if new and len(name) > MAX_NAME:
-        raise UserError(f"Member name {name[:20]!r}... is {len(name)} characters long; names of at most {MAX_NAME} "
-                        "keep every file name under the file system's limit: pass a shorter --name.")
-    if new and not path.exists():
+    try:
+        exists = new and path.exists()
+    except OSError:  # a name longer than the file system allows
+        exists = False
+    if new and not exists:
+        if len(name) > MAX_NAME:
+            raise UserError(f"Member name {name[:20]!r}... is {len(name)} characters long; names of at most "
+                            f"{MAX_NAME} keep every file name under the file system's limit: pass a shorter --name.")
         if not all(c.isalnum() or c in "-_." for c in name):
             raise UserError(f"Member name {name!r} has characters other than letters, digits, '-', '_' and '.'; "
                             "vote's tables and predict's columns name members by it: pass e.g. --name "
@@ -542,6 +546,9 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
     from members.training.snapshots import check_early_stop
 
     check_early_stop(spec)
+    from members.model.spec import check_trainable
+
+    check_trainable(spec)
     done = _existing(directory, spec, data.fingerprint)
     if spec.is_backbone and not (done.complete and not done.differences):  # a rerun of a complete one trains nothing
         from members.model.backbones import resolve_weights
