@@ -22,11 +22,12 @@ from ensemble.constants import CALIBRATIONS, METHODS, SELECT_BY, THR, THRESHOLD_
 from members.model.spec import BACKENDS, CACHES, CLASS_WEIGHTS, HEADS, OPTIMIZERS, PREPROCESSING, STRATEGIES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-if not (os.environ.get("COLUMNS", "").strip().isascii() and os.environ.get("COLUMNS", "").strip().isdigit()
-        and int(os.environ["COLUMNS"]) >= 20):
+_columns = os.environ.get("COLUMNS", "").strip()
+if not (_columns.isascii() and _columns.isdigit() and int(_columns) >= 20):
     os.environ.pop("COLUMNS", None)  # COLUMNS=0 (or junk) made Rich print nothing at all, errors included
 if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
     os.environ["COLUMNS"] = "200"  # piped or captured: render tables and --help wide instead of cutting them at 80
+
 
 class _Commands(typer.core.TyperGroup):
     """The command group, refusing an empty argument (``-w ''``): Typer turns it into the path ``.``, so a workdir,
