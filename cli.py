@@ -204,7 +204,7 @@ def prepare(
     images: Annotated[Optional[Path], typer.Option(help="Folder with the images named in the CSV, or (alone) with one sub-folder per class, optionally under train/ val/ test/.")] = None,
     npz: Annotated[Optional[Path], typer.Option(help="A MedMNIST-style .npz (train/val/test images and labels).")] = None,
     medmnist: Annotated[Optional[str], typer.Option(help="Download a MedMNIST dataset by name (e.g. retinamnist).")] = None,
-    size: Annotated[int, typer.Option(help="MedMNIST image size: 28, 64, 128 or 224.")] = 28,
+    size: Annotated[Optional[int], typer.Option(help="MedMNIST image size: 28, 64, 128 or 224 (with --medmnist; default 28).")] = None,
     image_column: Annotated[str, typer.Option(help="CSV column holding image names.")] = "image",
     label_column: Annotated[str, typer.Option(help="CSV column holding the labels: integers 0..k-1 or class names.")] = "level",
     classes: Annotated[Optional[str], typer.Option(help="Class names in order, comma-separated (default: alphabetical).")] = None,
@@ -232,6 +232,9 @@ def prepare(
         raise UserError("Give exactly one data source: --labels CSV --images DIR, --images DIR (a folder per class), "
                         "--npz FILE, or --medmnist NAME.")
     order = parse_classes_option(classes)
+    if size is not None and not medmnist:  # it was ignored: an npz has the size it was saved with
+        kept = "an npz keeps the size it was saved with" if npz else "a CSV or folder set keeps its images as they are"
+        raise UserError(f"--size chooses the size of a --medmnist download; {kept}: drop --size {size}.")
     if npz or medmnist:
         if exclude_label:
             raise UserError("--exclude-label applies to a CSV or a class-folder set; an npz keeps its official split "
@@ -239,7 +242,7 @@ def prepare(
         if group_column or group_pattern:
             raise UserError("--group-column and --group-pattern apply to a CSV or a class-folder set; an npz keeps its "
                             "official split: drop them.")
-        path = npz or ds.fetch_medmnist(medmnist, size=size)
+        path = npz or ds.fetch_medmnist(medmnist, size=28 if size is None else size)
         if ordinal is None and medmnist and not order:
             ordinal = medmnist.lower() in ORDINAL_MEDMNIST
         result = ds.prepare_npz(workdir, path, force=force, ordinal=ordinal, classes=order)

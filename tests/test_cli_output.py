@@ -185,3 +185,13 @@ def test_set_takes_one_field_once_and_width_is_not_cut_silently():
     with pytest.raises(UserError, match=r"width \(100000\) is the first block's filters and max_width \(256\)"):
         check_trainable(wide)
     check_trainable(MemberSpec())
+
+
+def test_prepare_refuses_a_size_it_would_ignore(tmp_path):
+    """prepare --npz FILE --size 30 was accepted and the size ignored (it only chooses a --medmnist download)."""
+    from tests.helpers import one_sentence_error, run_cli
+
+    code, _, err = run_cli("prepare", "-w", tmp_path / "w", "--npz", tmp_path / "x.npz", "--size", "30")
+    one_sentence_error(code, err, "--size chooses the size of a --medmnist download; an npz keeps the size it was "
+                                  "saved with: drop --size 30.")
+    assert not (tmp_path / "w").exists()

@@ -209,6 +209,7 @@ def test_group_pattern_on_a_folder_set(tmp_path):
 
 @pytest.mark.parametrize("pattern,needle,ok", [
     (r"\d+_left", "has no capture group", False),
+    (r"([0-9]+)(_left)", "has 2 capture groups; keep one for the patient id", False),  # the first was taken silently
     (r"([", "is not a valid regular expression", False),
     (r"(zzz)", "gave no patient id for any of the", True),
 ])

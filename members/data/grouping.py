@@ -54,6 +54,9 @@ def _compile(pattern: str) -> re.Pattern:
     if rx.groups < 1:
         raise UserError(f"--group-pattern {pattern!r} has no capture group; put the patient id in parentheses, "
                         r"e.g. '(\d+)_(?:left|right)'." f" Received: group_pattern={pattern!r}")
+    if rx.groups > 1:  # which one is the patient? (the first was taken, silently)
+        raise UserError(f"--group-pattern {pattern!r} has {rx.groups} capture groups; keep one for the patient id and "
+                        r"make the others non-capturing with (?:...), e.g. '(\d+)_(?:left|right)'.")
     return rx
 
 
