@@ -117,8 +117,10 @@ def user_errors(func):
         except UserError as exc:
             _stderr(f"Error: {exc}")
             raise typer.Exit(code=1) from None
-        except KeyboardInterrupt:
-            if func.__name__.startswith("train_member"):  # train-member, train-members: epochs to resume
+        except KeyboardInterrupt as exc:
+            if getattr(exc, "note", ""):  # predict: the rows graded before the interruption were kept
+                _stderr(f"Interrupted. {exc.note}")
+            elif func.__name__.startswith("train_member"):  # train-member, train-members: epochs to resume
                 _stderr("Interrupted. Finished epochs are kept: run the same command again to resume.")
             else:
                 _stderr("Interrupted. Nothing finished was changed (what this run had begun is discarded): run the "

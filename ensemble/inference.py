@@ -627,6 +627,15 @@ to grade — one flat colour, a black frame (lens cap), a white one (over-expose
 one value."""
 
 
+class PartlyDone(KeyboardInterrupt):
+    """An interruption of :func:`ensemble_member_probs` carrying what every member finished: ``probs`` (m, n, k) and
+    the ``indices`` of those paths (None when no batch was finished)."""
+
+    probs: np.ndarray | None = None
+    indices: np.ndarray | None = None
+    note: str = ""
+
+
 def ensemble_member_probs(members: Sequence[LoadedMember], paths: Sequence[str], *, tta: bool = False,
                           batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """Every member's probabilities for the decodable ``paths``: ``(P (m, n, k), indices (n,))``.
@@ -635,10 +644,19 @@ def ensemble_member_probs(members: Sequence[LoadedMember], paths: Sequence[str],
     slot = [variants.index(member_variant(m)) for m in members]
     parts: list[list[np.ndarray]] = [[] for _ in members]
     kept: list[np.ndarray] = []
-    for indices, images in _progress(image_batches(paths, variants, batch_size=batch_size), len(paths), batch_size):
-        kept.append(indices.numpy())
-        for j, m in enumerate(members):
-            parts[j].append(member_probs(m.model, images[slot[j]], tta=tta or m.tta))
+    try:
+        for indices, images in _progress(image_batches(paths, variants, batch_size=batch_size), len(paths),
+                                         batch_size):
+            kept.append(indices.numpy())
+            for j, m in enumerate(members):
+                parts[j].append(member_probs(m.model, images[slot[j]], tta=tta or m.tta))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the batches every member finished go with the interruption
+        done = min(len(p) for p in parts)
+        stop = PartlyDone()
+        if done:
+            stop.probs = np.stack([np.concatenate(p[:done]) for p in parts])
+            stop.indices = np.concatenate(kept[:done])
+        raise stop from None
     if not kept:
         return np.zeros((len(members), 0, 0)), np.zeros(0, dtype=np.int64)
     return np.stack([np.concatenate(p) for p in parts]), np.concatenate(kept)
@@ -715,8 +733,19 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
     skipped = {p: why for p in paths if (why := check_file(p)) is not None}
     _hint_image_root(workdir, skipped)
     candidates = [p for p in paths if p not in skipped]
-    P, kept = (ensemble_member_probs(ens.members, candidates, tta=tta, batch_size=batch_size) if candidates
-               else (None, np.zeros(0, dtype=np.int64)))
+    try:
+        P, kept = (ensemble_member_probs(ens.members, candidates, tta=tta, batch_size=batch_size) if candidates
+                   else (None, np.zeros(0, dtype=np.int64)))
+    except PartlyDone as stop:  # a long batch interrupted: the rows graded so far are kept beside --out
+        if out is not None and stop.indices is not None and len(stop.indices):
+            graded = [candidates[i] for i in stop.indices]
+            partial = Path(out).with_name(f"{Path(out).stem}.partial.csv")
+            done = replace(_combine(ens, graded, stop.probs, {}, notes=screen_notes(ens, graded)), given=graded,
+                           synthetic=ens.synthetic)
+            _write(done.to_csv(), partial, False)
+            stop.note = (f"{len(graded)} of {len(candidates)} images were graded before it: their rows are in "
+                         f"{partial}; {out} is left as it was. Run the same command again to grade them all.")
+        raise
     try:
         settle_skipped(paths, candidates, kept, skipped)
     except UserError as exc:  # every input still gets its row ("not graded: <reason>"), then the one sentence

@@ -738,3 +738,49 @@ def test_predict_progress_is_logged_when_stderr_is_no_terminal(capsys) -> None:
         f"Predicting: {k * 10} of 100 images ({k * 10}%)" for k in range(1, 11)]
     list(_progress(iter(batches[:2]), 20, 10))
     assert capsys.readouterr().err == ""
+
+
+def test_an_interrupted_predict_keeps_the_rows_it_graded(voted, images, tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM on a long batch threw every graded row away: the batches every member finished are
+    written to <out>.partial.csv, --out is left as it was, and the interruption says where the rows are."""
+    from ensemble import inference
+
+    out = tmp_path / "today.csv"
+    inference.predict_images(voted, images["good"][:1], out=out, print_csv=False)  # yesterday's predictions
+    before = out.read_bytes()
+    real, calls = inference.member_probs, []
+
+    def stops_at_the_third_batch(model, batch, **kw):
+        calls.append(1)
+        if len(calls) > 4:  # two members: batches 1 and 2 finished, batch 3 interrupted
+            raise KeyboardInterrupt
+        return real(model, batch, **kw)
+
+    monkeypatch.setattr(inference, "member_probs", stops_at_the_third_batch)
+    with pytest.raises(inference.PartlyDone) as stop:
+        inference.predict_images(voted, images["good"], out=out, batch_size=2, print_csv=False)
+    assert out.read_bytes() == before
+    partial = pd.read_csv(tmp_path / "today.partial.csv")
+    assert partial["path"].tolist() == images["good"][:4] and partial["label"].notna().all()
+    assert stop.value.note.startswith(f"4 of 5 images were graded before it: their rows are in {tmp_path / 'today.partial.csv'}")
+    monkeypatch.setattr(inference, "member_probs", real)
+    full = inference.predict_images(voted, images["good"], out=tmp_path / "all.csv", print_csv=False)
+    np.testing.assert_allclose(partial[[c for c in partial.columns if c.startswith("prob_")]].to_numpy(),
+                               full.probs[:4], atol=1e-5)  # the same rows a full run gives
+
+
+def test_the_interruption_line_says_where_the_graded_rows_went(capsys):
+    import typer
+
+    import cli
+    from ensemble.inference import PartlyDone
+
+    def predict_like():
+        stop = PartlyDone()
+        stop.note = "4 of 5 images were graded before it: their rows are in x.partial.csv"
+        raise stop
+
+    with pytest.raises(typer.Exit) as done:
+        cli.user_errors(predict_like)()
+    assert done.value.exit_code == 130
+    assert capsys.readouterr().err.strip() == "Interrupted. 4 of 5 images were graded before it: their rows are in x.partial.csv"
