@@ -183,3 +183,14 @@ def test_presets_survive_odd_param_entries_and_preset_cycles(tmp_path, monkeypat
     monkeypatch.setattr(spec_mod, "PRESET_DIR", tmp_path)
     looped.write_text('preset = "loop"\nepochs = 3\n')
     assert load_spec_file(looped).epochs == 3
+
+
+def test_a_resize_schedule_with_a_size_left_out_is_refused():
+    """--resize-schedule 16,,32 was read as 16,32 and ' , ' as no schedule at all."""
+    from members.infra.errors import UserError
+    from members.model.spec import parse_schedule
+
+    assert parse_schedule("64, 128") == (64, 128) and parse_schedule("64→128") == (64, 128)
+    for text in ("16,,32", " , ", "64,"):
+        with pytest.raises(UserError, match="takes sizes separated by commas"):
+            parse_schedule(text)

@@ -476,8 +476,11 @@ def parse_schedule(text: str) -> tuple[int, ...]:
         >>> parse_schedule("64, 128")
         (64, 128)
     """
+    parts = [v.strip() for v in text.replace("→", ",").split(",")]
     try:
-        return tuple(int(v) for v in text.replace("→", ",").split(",") if v.strip())
+        if not all(parts):  # "16,,32" or " , ": a size left out, not a schedule to guess
+            raise ValueError
+        return tuple(int(v) for v in parts)
     except ValueError:
         raise UserError(f"--resize-schedule takes sizes separated by commas (e.g. 64,128); got {text!r}.") from None
 
