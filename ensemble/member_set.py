@@ -129,14 +129,14 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
             print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
             continue
         member = _load_member(root / name, name, split)
-        twin = next((other for other, m in loaded if _same_network(name, member, other, m)), None)
+        alike = [(other, m) for other, m in loaded if all(np.array_equal(member[x], m[x]) for x in SPLITS)]
+        twin = next((other for other, m in alike if _same_network(name, member, other, m)), None)
         if twin is not None:  # a copied folder, a snapshot at the very epoch its member keeps
             skipped[name] = f"the same val and test predictions as {twin!r}, so it is counted once"
             print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
             continue
-        alike = [other for other, m in loaded if all(np.array_equal(member[x], m[x]) for x in SPLITS)]
         if alike:  # two models, or one imported twice: both vote, which the user should know
-            print(f"Note: member {name!r} gives the very same val and test probabilities as {alike[0]!r} but is "
+            print(f"Note: member {name!r} gives the very same val and test probabilities as {alike[0][0]!r} but is "
                   "another model file (or a probabilities import); both vote, so if they are one model imported "
                   "twice it weighs twice: leave one out with --members.", file=sys.stderr)
         loaded.append((name, member))
@@ -170,10 +170,9 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
 
 
 def _same_network(name: str, member: dict, other: str, loaded: dict) -> bool:
-    """Whether ``member`` is ``other`` again: the very same val and test predictions, and the same model file or a
-    snapshot of the other (two distinct models that happen to agree on every row, one-hot imports say, stay two)."""
-    if not all(np.array_equal(member[s], loaded[s]) for s in SPLITS):
-        return False
+    """Whether ``member``, whose val and test predictions equal ``other``'s, is ``other`` again: the same model file
+    or a snapshot of the other (two distinct models that happen to agree on every row, one-hot imports say, stay
+    two)."""
     a, b = member["metrics"], loaded["metrics"]
     same_file = a.get("model_sha256") is not None and a.get("model_sha256") == b.get("model_sha256")
     return same_file or a.get("snapshot_of") == other or b.get("snapshot_of") == name

@@ -658,15 +658,19 @@ def _threshold_note(mode, k: int, variants, ordinal: bool = True, rows: str = "v
     return {"mode": {True: "on", False: "off"}.get(mode, mode), "applied": applied, "note": note}
 
 
+def _below(r: dict, accuracy: float | None) -> dict[str, list[str]]:
+    """``{"members", "ensembles"}``: the models whose test accuracy is below ``accuracy``."""
+    def below(block: dict) -> list[str]:
+        return [name for name, m in block.items()
+                if accuracy is not None and m["accuracy"]["value"] is not None and m["accuracy"]["value"] < accuracy]
+
+    return {"members": below(r["members"]), "ensembles": below(r["ensembles"])}
+
+
 def _below_baseline(r: dict) -> dict:
     """The members and methods whose test accuracy is below the majority baseline's."""
     base = r["baseline"]["accuracy"]["value"]
-
-    def below(block: dict) -> list[str]:
-        return [name for name, m in block.items()
-                if base is not None and m["accuracy"]["value"] is not None and m["accuracy"]["value"] < base]
-
-    return {"metric": "accuracy", "baseline": base, "members": below(r["members"]), "ensembles": below(r["ensembles"])}
+    return {"metric": "accuracy", "baseline": base, **_below(r, base)}
 
 
 MIN_VERDICT_BOOT = 200  # fewer resamples give a 95 % percentile interval from a handful of tail draws
@@ -691,11 +695,7 @@ def _test_majority(r: dict, test_labels: np.ndarray) -> dict | None:
     if cls == base or (isinstance(base, int) and counts[base] == counts.max()):  # a tie: the baseline's class too
         return None
     acc = float(counts[cls] / len(test_labels))
-
-    def below(block: dict) -> list[str]:
-        return [n for n, m in block.items() if m["accuracy"]["value"] is not None and m["accuracy"]["value"] < acc]
-
-    return {"class": cls, "accuracy": acc, "members": below(r["members"]), "ensembles": below(r["ensembles"])}
+    return {"class": cls, "accuracy": acc, **_below(r, acc)}
 
 
 def _outcome(r: dict, select_by: str) -> dict:
@@ -814,7 +814,7 @@ def _test_majority_words(r: dict, bm: str, bs: str) -> str:
     under = [n for n in (bm, bs) if n in t["ensembles"] or n in t["members"]]
     tail = (f": {' and '.join(under)} {'are' if len(under) == 2 else 'is'} below what that alone scores" if under
             else "; neither is below it")
-    return (f" On test, though, the most common class is {_class_label({**r, 'baseline_class': t['class']})} "
+    return (f" On test, though, the most common class is {_class_label(r, t['class'])} "
             f"(the class mix differs from that of the rows that chose): always answering it scores accuracy "
             f"{_f(t['accuracy'])} there{tail}.")
 
@@ -874,9 +874,9 @@ def _thin_test_words(r: dict) -> str:
             f"than the real uncertainty, so neither a 'beat' nor a difference above should be trusted; {fix}.")
 
 
-def _class_label(r: dict) -> str:
-    """The baseline's class as shown: its name when the classes are named."""
-    classes, c = r.get("classes") or [], r["baseline_class"]
+def _class_label(r: dict, c: int | None = None) -> str:
+    """Class ``c`` (default: the baseline's) as shown: its name when the classes are named."""
+    classes, c = r.get("classes") or [], r["baseline_class"] if c is None else c
     return str(classes[c]) if 0 <= c < len(classes) else str(c)
 
 
