@@ -424,18 +424,20 @@ def effective_counts(hit: np.ndarray, row_group: np.ndarray) -> tuple[float, flo
     proportion is estimated from the groups (the ratio estimator's, with the ``g / (g - 1)``
     correction) and compared with the binomial one; their ratio, the design effect (at least 1),
     divides ``n`` and ``hits`` (Korn & Graubard's effective sample size for a Clopper-Pearson
-    interval). Without repeated groups the counts are returned as they are; a single group is one
-    observation. At 0 or 1 the rows show no spread to estimate the design effect from: it is taken
+    interval). The design effect is at most ``n / g`` (what eyes that always agree give: one
+    observation per patient), so the effective ``n`` is never below the number of groups, which the
+    small-sample correction alone could push it under. Without repeated groups the counts are
+    returned as they are; a single group is one observation. At 0 or 1 the rows show no spread to estimate the design effect from: it is taken
     from the same rows with the largest group's rows flipped — what one missed patient would have
     shown — so that 100 % over two eyes a patient is not read as if the eyes were independent.
 
     Example:
         >>> effective_counts(np.array([1, 1, 0, 0] * 3), np.repeat(np.arange(6), 2))  # 6 patients, eyes agree
-        (2.5, 5.0)
+        (3.0, 6.0)
         >>> effective_counts(np.array([1, 1, 0, 0] * 3), np.arange(12))  # 12 patients
         (6.0, 12.0)
         >>> [round(v, 1) for v in effective_counts(np.ones(100), np.repeat(np.arange(50), 2))]  # all right
-        [49.0, 49.0]
+        [50.0, 50.0]
     """
     hit = np.asarray(hit, dtype=np.float64)
     n, hits = float(hit.size), float(hit.sum())
@@ -455,7 +457,7 @@ def effective_counts(hit: np.ndarray, row_group: np.ndarray) -> tuple[float, flo
     p = float(probe.sum()) / n
     y = np.bincount(codes, weights=probe, minlength=g)
     var_cluster = g / (g - 1) * float(((y - p * m) ** 2).sum()) / n ** 2
-    deff = max(1.0, var_cluster / (p * (1 - p) / n))
+    deff = min(max(1.0, var_cluster / (p * (1 - p) / n)), n / g)
     return hits / deff, n / deff
 
 

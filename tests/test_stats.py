@@ -213,7 +213,7 @@ def test_sensitivity_on_clustered_rows_uses_effective_counts() -> None:
     plain = sensitivity_specificity(positive, flagged, indices=bootstrap_indices(40, 10, seed=0))["sensitivity"]
     assert clustered["value"] == plain["value"] == 0.75 and plain["ci"] == exact_interval(30, 40)
     hits, n = effective_counts(flagged, groups)
-    assert n == pytest.approx(19.0) and hits / n == pytest.approx(0.75)
+    assert n == pytest.approx(20.0) and hits / n == pytest.approx(0.75)  # eyes that agree: one per patient
     assert clustered["ci"] == exact_interval(hits, n) and clustered["n_effective"] == round(n, 1)
     assert clustered["ci"][0] < plain["ci"][0] and clustered["ci"][1] > plain["ci"][1]
 
@@ -250,6 +250,11 @@ def test_effective_counts_at_zero_or_one_count_patients_not_independent_eyes() -
         assert none[0] == 0.0 and none[1] > exact_interval(0, 100)[1]
     # eyes of one patient are one observation
     assert effective_counts(np.ones(3), np.zeros(3)) == (1.0, 1.0)
+    # never fewer observations than patients, however few patients (the g / (g - 1) correction alone gave 1 of 2)
+    for hit, groups in ((np.ones(4), np.repeat([0, 1], 2)), (np.ones(6), np.repeat([0, 1, 2], 2)),
+                        (np.r_[1, 1, 0, 0, 1, 1], np.repeat([0, 1, 2], 2))):
+        hits, n = effective_counts(hit, groups)
+        assert len(set(groups)) <= n <= len(hit) and hits / n == pytest.approx(hit.mean())
 
 
 def test_clustered_mcnemar_is_exact_with_few_discordant_patients() -> None:
