@@ -101,6 +101,8 @@ BELOW = "†"
 """Marks a model whose test accuracy is below the majority baseline's."""
 ONE_CLASS = "‡"
 """Marks a model that gives every test row one class (a combiner can, as a member that collapsed does)."""
+BEST_MARK = "▲"
+"""Marks the best test value in the printed table where the console shows no bold (a file, a pipe)."""
 
 
 def _below(name: str, kind: str, report: dict) -> bool:
@@ -193,7 +195,10 @@ def render_markdown(report: dict) -> str:
     lines += ["", "Bold: best test value among members and ensembles (log-loss and ECE: lowest). "
               f"{BELOW}: test accuracy below the majority class's ({base_acc})."
               + (f" {ONE_CLASS}: gives every test row one class, as the majority class does ({', '.join(one)}); "
-                 "never bold." if one else ""), ""]
+                 "never bold." if one else "")
+              + (" Intervals of zero width on a member or an ensemble (e.g. [0.600, 0.600]) mean the bootstrap never "
+                 "varied those rows (see the caution in the verdict), not that the figure is certain."
+                 if _zero_width(report) else ""), ""]
     lines += _referable_md(report.get("referable"), report)
     if lines[-1] != "":
         lines.append("")  # a section ends with a blank line before the next heading
@@ -212,6 +217,10 @@ def render_markdown(report: dict) -> str:
         for name, m in block.items():
             cells = " | ".join(_num(m[key]) for key, _ in cols)
             lines.append(f"| {_label(name, report)} | {kind} | {cells} |")
+    if chosen_on(report) == "val":
+        lines += ["", "A member's val figures are in-sample wherever it fitted something on these rows (a regression "
+                  "head's cuts, the epoch it kept when chosen by a val metric), so they flatter it beside the "
+                  "ensembles' out-of-fold figures; the test table above is the fair comparison."]
     lines += ["", f"## Significance: each ensemble against {report['best_single']} (test)", "",
               ("McNemar's test on the rows exactly one of the two gets right (two-sided), clustered by patient "
                "(each patient's wins and losses summed, since a patient's "
@@ -305,7 +314,7 @@ def _diversity_md(div: dict) -> list[str]:
 def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bool = True) -> list[str]:
     n = ref.get("test_referred")
     what, done = ("eyes", "graded") if dr else ("images", "classified")
-    counts = (f" ({n} test {what} referred" + (f", {n_test - n} {done} automatically" if n_test is not None else "")
+    counts = (f" ({n} test {what} sent for review" + (f", {n_test - n} {done} automatically" if n_test is not None else "")
               + ")") if n is not None else ""
     out = ["## Referral to a human grader for low confidence (not referable DR)" if dr else
            "## Referral to a human reader for low confidence", "",
@@ -313,15 +322,16 @@ def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bo
             "is about the ensemble's confidence in its grade, not about disease: referable DR is above." if dr else
             "Coverage is the share of images the ensemble classifies on its own; the rest go to a human reader. "
             "This is about the ensemble's confidence in its class, not about which class it is."), "",
-           (f"Rows whose {ref['confidence']} is below {_exact(ref['threshold'])} (chosen on {rows} for "
+           (f"Rows whose {ref['confidence']} is below {ref['threshold']:.4g} (chosen on {rows} for "  # as predict says it
             f"{ref['target_coverage']:.0%} coverage{coverage_reached(ref, dr)})"
             + (f", and rows no member {'grades' if dr else 'classifies'} as the ensemble does "
-               f"({ref['val_without_agreement']} on {rows}, {ref['test_without_agreement']} on test), are referred to a "
-               f"human {'grader' if dr else 'reader'}."
-               if ref.get("refer_without_agreement") else f" are referred to a human {'grader' if dr else 'reader'}.")),
+               f"({ref['val_without_agreement']} on {rows}, {ref['test_without_agreement']} on test), are sent to a "
+               f"human {'grader' if dr else 'reader'} for review (the `refer` column of `predict`)."
+               if ref.get("refer_without_agreement") else
+               f" are sent to a human {'grader' if dr else 'reader'} for review (the `refer` column of `predict`).")),
            "",
            (f"- Test coverage {_num(ref['test_coverage'])}{counts}; accuracy on the kept rows "
-            f"{_num(ref['test_accuracy_kept'])}, on the referred rows {_num(ref['test_accuracy_referred'])}, "
+            f"{_num(ref['test_accuracy_kept'])}, on the rows sent for review {_num(ref['test_accuracy_referred'])}, "
             f"on all rows {_num(ref['test_accuracy_all'])}."),
            "", ("Test accuracy at each coverage, by the confidence threshold alone (the rows no member agrees with "
                 "are not set apart here, as the rule above does; the thresholds are test quantiles, for reading "
@@ -361,6 +371,15 @@ def coverage_reached(ref: dict, dr: bool = True) -> str:
     else:
         why = "the ensemble's confidences take too few distinct values to stop nearer it (a hard vote of a few members)"
     return f"; it keeps {got:.0%} of them: {why}"
+
+
+def _zero_width(report: dict) -> bool:
+    """Whether a member's or an ensemble's test interval has zero width away from the ends of its scale (a
+    bootstrap that never varied its rows; every resample of a perfect model, or of one that gives one class,
+    scores 1 or 0 as it does)."""
+    return any(isinstance(m.get(key), dict) and m[key].get("value") not in (None, 0.0, 1.0)
+               and m[key].get("ci") is not None and m[key]["ci"][0] == m[key]["ci"][1] for kind in ("members", "ensembles")
+               for m in (report.get(kind) or {}).values() for key in ("accuracy", "balanced_accuracy", "qwk", "auc"))
 
 
 def _ci_text(entry: dict, digits: int = 3) -> str:
@@ -657,6 +676,9 @@ GLOSSARY = (
 )
 
 
+DR_GRADES = ("0 no diabetic retinopathy, 1 mild, 2 moderate, 3 severe non-proliferative, 4 proliferative "
+             "(the International Clinical Diabetic Retinopathy scale, as EyePACS, IDRiD and APTOS grade).")
+
 GENERIC_GLOSSARY = {
     "McNemar's test": ("looks only at the rows exactly one of two models gets right and asks whether one model wins "
                        "those rows more often than a coin flip would; a small p says the two models really differ. When "
@@ -716,6 +738,9 @@ def _glossary_md(report: dict | None = None) -> list[str]:
     n_boot = ((report or {}).get("bootstrap") or {}).get("n_boot")
     if isinstance(n_boot, int):
         entries = [(term, words.replace("1,000 times", f"{n_boot:,} times")) for term, words in entries]
+    if report is not None and is_dr(report) and report.get("num_classes") == 5 and all(
+            str(c) == str(i) for i, c in enumerate(report.get("classes") or range(5))):
+        entries.insert(0, ("Grades", DR_GRADES))
     return ["", "## Glossary", ""] + [f"- **{term}**: {words}" for term, words in entries]
 
 
@@ -772,9 +797,11 @@ def print_table(report: dict, console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
+    styled = console.color_system is not None  # redirected to a file or a pipe, bold is lost: a mark instead
     table = Table(title=f"Test set, n={report['test_size']}: value and 95 % bootstrap CI",
                   box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False,
-                  caption=(f"* best single member, ** best ensemble (chosen on {chosen_on(report)}); bold = best on test; "
+                  caption=(f"* best single member, ** best ensemble (chosen on {chosen_on(report)}); "
+                           f"{'bold' if styled else BEST_MARK} = best on test; "
                            f"{BELOW} = accuracy below the majority class"
                            + (f"; {ONE_CLASS} = one class for every test row" if report.get("one_class") else "")))
     table.add_column("model", no_wrap=True)
@@ -786,11 +813,12 @@ def print_table(report: dict, console=None) -> None:
     for name, kind, m in _rows(report):
         cells = []
         for key, _ in cols:
-            text = _num(m[key]["value"])
+            top = name in best.get(key, ())
+            text = _num(m[key]["value"]) + (BEST_MARK if top and not styled else "")
             if m[key].get("ci") is not None:
                 lo, hi = m[key]["ci"]
                 text += f"\n[dim]{_short(lo)}–{_short(hi)}[/dim]"
-            cells.append(f"[bold green]{text}[/bold green]" if name in best.get(key, ()) else text)
+            cells.append(f"[bold green]{text}[/bold green]" if top and styled else text)
         end = kind == "baseline" or name == list(report["members"])[-1]
         label = "majority class" if kind == "baseline" else name + marks.get(name, "")
         label += f" {ONE_CLASS}" if kind != "baseline" and name in (report.get("one_class") or ()) else ""

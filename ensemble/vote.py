@@ -705,7 +705,8 @@ def _outcome(r: dict, select_by: str) -> dict:
     lo, hi = diff["ci"]
     sign = -1.0 if select_by in MINIMISED_SELECT_BY else 1.0
     n_boot = (r.get("bootstrap") or {}).get("n_boot")
-    if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)) or too_few_resamples(n_boot):
+    if (lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)) or too_few_resamples(n_boot)
+            or any(_fixed_classes(r))):
         word = "no clear difference"
     elif sign * lo > 0 and sign * hi > 0:
         word = "beat"
@@ -751,6 +752,10 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
         head = who.format("beat") + f": {figures}, which excludes 0)"
     elif out["verdict"] == "worse":
         head = who.format("did worse than") + f": {figures}, which excludes 0)"
+    elif any(fixed := _fixed_classes(r)):
+        head = (f"No difference can be claimed between the best ensemble, {bm} (chosen on {on}), and the best single "
+                f"member, {bs} (chosen on {on} by {label}), on test: {figures}, from a bootstrap that never varies "
+                f"the rows of {_fixed_words(r, *fixed)}, see the caution below)")
     elif too_few_resamples(n_boot := (r.get("bootstrap") or {}).get("n_boot")):
         head = (f"No difference can be claimed between the best ensemble, {bm} (chosen on {on}), and the best single "
                 f"member, {bs} (chosen on {on} by {label}), on test: {figures} from only {n_boot} bootstrap "
@@ -842,14 +847,35 @@ def _say_probabilities_only(ms: MemberSet) -> None:
               "--members leaving them out for an ensemble that grades new images.", file=sys.stderr)
 
 
+def _fixed_classes(r: dict) -> tuple[list, list]:
+    """The test classes the bootstrap never varies: ``(one row each, one patient each)``. It draws rows within
+    their class (patients within their highest class when grouped), so a class of one row or one patient is in
+    every resample as it is, and the intervals are narrower than the real uncertainty: no difference may be
+    claimed from them."""
+    boot = r.get("bootstrap") or {}
+    # drawing patients, a class is fixed when one patient holds it: that list is the one that counts
+    thin = [] if boot.get("clustered") else boot.get("single_row_classes") or []
+    return thin, [c for c in boot.get("single_patient_classes") or [] if c not in thin]
+
+
+def _fixed_words(r: dict, thin: list, lone: list) -> str:
+    """``class 3`` / ``classes 1, 3 and 4``, each with a single row (or patient) in the test split."""
+    from ensemble.report import is_dr
+
+    classes = thin or lone
+    word = ("grade" if is_dr(r) else "class") + ("s" if len(classes) > 1 else "")
+    names = [_class_label(r, c) for c in classes]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    what = "row" if thin else "patient"
+    return f"{word} {listed}, {'each ' if len(names) > 1 else ''}with a single test {what}"
+
+
 def _thin_test_words(r: dict) -> str:
     """A sentence when the test split is too small for its intervals: a class with one row (which a
     bootstrap stratified by class never varies), or fewer than :data:`SMALL_TEST` rows or a class
     with fewer than :data:`FEW_ROWS` (resamples of so few rows vary too little to be trusted)."""
     boot = r.get("bootstrap") or {}
-    # drawing patients, a class is fixed when one patient holds it: that list is the one that counts
-    thin = [] if boot.get("clustered") else boot.get("single_row_classes") or []
-    lone = [c for c in boot.get("single_patient_classes") or [] if c not in thin]
+    thin, lone = _fixed_classes(r)
     n, few = boot.get("test_rows"), boot.get("few_row_classes") or {}
     fix = (f"prepare a larger test split (at least {SMALL_TEST} rows and {FEW_ROWS} per class: --test-fraction, or "
            "more images)")
@@ -859,12 +885,11 @@ def _thin_test_words(r: dict) -> str:
                 "real uncertainty (zero-wide when every class has one row) and neither a 'beat' nor a difference "
                 f"above should be trusted; {fix}.")
     if lone:
-        which = f"class {lone[0]}" if len(lone) == 1 else f"classes {', '.join(map(str, lone))} (one patient each)"
         from ensemble.report import is_dr
 
         top = "highest grade" if is_dr(r) else "highest-numbered class"
-        return (f" Caution: in the test split a single patient has {which} as their {top}; the bootstrap "
-                f"draws patients within their {top}, so it never varies that patient's rows, and the intervals "
+        return (f" Caution: {_fixed_words(r, [], lone)} (patients counted by their {top}); the bootstrap "
+                f"draws patients within their {top}, so it never varies {'that patient' if len(lone) == 1 else 'those patients'}' rows, and the intervals "
                 f"above are narrower than the real uncertainty: neither a 'beat' nor a difference above should be "
                 f"trusted; {fix}.")
     if n is None or (n >= SMALL_TEST and not few):

@@ -190,6 +190,47 @@ def test_console_table_gives_every_metric_its_ci_within_80_columns(voted) -> Non
             assert shown == pytest.approx(bound, abs=5e-3 if abs(bound) < 0.995 else 0.05), key
 
 
+def test_the_best_test_values_are_marked_where_the_console_shows_no_bold(voted) -> None:
+    from ensemble.report import BEST_MARK, _best_per_metric, print_table
+
+    _, report, _ = voted
+    plain = Console(file=io.StringIO(), width=120)  # a file: Rich drops the bold
+    print_table(report, plain)
+    text = plain.file.getvalue()
+    assert f"{BEST_MARK} = best on test" in " ".join(text.split()) and "bold = best" not in text
+    best = _best_per_metric(report)
+    marked = sum(len(names) for names in best.values())
+    assert marked > 0 and text.count(BEST_MARK) == marked + 1  # each best cell, and the caption
+    styled = Console(file=io.StringIO(), width=120, force_terminal=True, color_system="standard")
+    print_table(report, styled)
+    assert BEST_MARK not in styled.file.getvalue() and "bold" in styled.file.getvalue()
+
+
+def test_report_md_says_what_zero_wide_intervals_and_in_sample_member_figures_are(voted, tmp_path) -> None:
+    import copy
+
+    from ensemble.report import write_report
+
+    _, report, _ = voted
+    write_report(tmp_path / "plain", report)
+    md = (tmp_path / "plain" / "report.md").read_text()
+    assert "zero width" not in md  # 200 resamples of 20 rows: every interval has a width
+    assert "A member's val figures are in-sample wherever it fitted something on these rows" in md
+    assert "- **Grades**: 0 no diabetic retinopathy, 1 mild, 2 moderate, 3 severe non-proliferative, 4 proliferative" in md
+    threshold = report["referral"]["threshold"]  # written as predict writes it, so both readings cut alike
+    assert f"is below {threshold:.4g} (chosen on val" in md and "test eyes sent for review" in md
+    named = copy.deepcopy(report)
+    named["classes"] = ["none", "mild", "moderate", "severe", "proliferative"]
+    write_report(tmp_path / "named", named)
+    assert "**Grades**" not in (tmp_path / "named" / "report.md").read_text()  # the names say it already
+    stuck = copy.deepcopy(report)
+    entry = next(m[key] for m in stuck["members"].values() for key in ("accuracy", "qwk") if 0 < m[key]["value"] < 1)
+    entry["ci"] = [entry["value"], entry["value"]]
+    write_report(tmp_path / "stuck", stuck)
+    assert ("Intervals of zero width on a member or an ensemble (e.g. [0.600, 0.600]) mean the bootstrap never varied "
+            "those rows") in (tmp_path / "stuck" / "report.md").read_text()
+
+
 def test_best_single_is_chosen_on_val_not_test(voted) -> None:
     _, report, _ = voted
     assert report["best_single"] == "a"
@@ -826,7 +867,17 @@ def test_a_grade_held_by_one_test_patient_gets_the_caution(tmp_path: Path) -> No
     report = run_vote(root, methods=["soft"], n_boot=100, console=Console(file=io.StringIO()))
     boot = report["bootstrap"]
     assert boot["clustered"] and boot["patients"] == 17 and boot["single_patient_classes"] == [4]
-    assert "a single patient has class 4 as their highest grade" in report["verdict"]
+    assert "Caution: grade 4, with a single test patient (patients counted by their highest grade)" in report["verdict"]
+    # a bootstrap that never varies a class claims nothing, whatever its interval (1000 resamples, enough otherwise)
+    again = run_vote(root, methods=["soft"], n_boot=1000, console=Console(file=io.StringIO()))
+    assert again["outcome"]["verdict"] == "no clear difference"
+    assert again["verdict"].startswith("No difference can be claimed between the best ensemble") and (
+        "from a bootstrap that never varies the rows of grade 4, with a single test patient" in again["verdict"])
+    from ensemble.vote import _outcome
+
+    sure = {**again, "difference": {"metrics": {"qwk": {"value": 0.1, "ci": [0.05, 0.15]}}}}
+    assert _outcome(sure, "qwk")["verdict"] == "no clear difference"
+    assert _outcome({**sure, "bootstrap": {**again["bootstrap"], "single_patient_classes": []}}, "qwk")["verdict"] == "beat"
 
 
 def test_a_two_class_task_gets_sensitivity_and_specificity_of_its_positive_class(tmp_path: Path, monkeypatch) -> None:
