@@ -49,12 +49,15 @@ class Explanation:
         image: ``uint8`` (h, w, 3), the photograph as displayed.
         titles: one per panel after the photograph: each member, then the ensemble.
         heatmaps: ``(members + 1, h, w)`` float in [0, 1] over ``image``; the last is the ensemble's.
+        withheld: the grade is withheld (ungradable, or unlike the training images): the panels show the
+            photograph and the reason, no map (a map of an image the members never saw reads as a finding).
     """
 
     path: str
     image: np.ndarray
     titles: list[str]
     heatmaps: np.ndarray
+    withheld: bool = False
 
 
 # ---- Grad-CAM ----------------------------------------------------------------------------
@@ -453,10 +456,15 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
             else:
                 titles = [f"{m.name}: {_label(classes, int(P[j, row].argmax()), ordinal)} (p={P[j, row].max():.2f})"
                           for j, m in enumerate(ens.members)]
-                titles.append(f"ensemble ({ens.method}): {_label(classes, g, ordinal)} (p={ens_probs[row, g]:.2f})")
-            titles = [t + ("\n(empty map: no region raised this output)" if not heat.any() else "")
-                      for t, heat in zip(titles, [*maps, combined])]
-            explanation = Explanation(candidates[i], image, titles, np.stack([*maps, combined]))
+                top = int(ens_probs[row].argmax())
+                likeliest = ("" if top == g else  # a combiner with thresholds grades another than its likeliest
+                             f"; its most probable {_label(classes, top, ordinal)}, p={ens_probs[row, top]:.2f}")
+                titles.append(f"ensemble ({ens.method}): {_label(classes, g, ordinal)} (p={ens_probs[row, g]:.2f}"
+                              f"{likeliest})")
+                titles = [t + ("\n(empty map: no region raised this output)" if not heat.any() else "")
+                          for t, heat in zip(titles, [*maps, combined])]
+            explanation = Explanation(candidates[i], image, titles, np.stack([*maps, combined]),
+                                      withheld=bool(notes[row]))
             name = _unique(Path(candidates[i]).stem, used_names)
             written.append(_save(plot_explanation(explanation, _pyplot()), folder / f"{name}.png"))
             print(f"{printable_path(candidates[i])}\t{printable_path(str(written[-1]))}", flush=True)  # input → figure
@@ -465,8 +473,9 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
     settle_skipped(paths, candidates, sorted(done), skipped)
     _report_skipped(skipped)
     if withheld:
-        print(f"Note: {withheld} image(s) are ungradable or unlike the training images: their figures show the maps "
-              "but no grade (predict withholds their grades too and says why in its note column).", file=sys.stderr)
+        print(f"Note: {withheld} image(s) are ungradable or unlike the training images: their figures show the "
+              "photograph and the reason, no map and no grade (predict withholds their grades too and says why in its "
+              "note column).", file=sys.stderr)
     print(f"Explained {len(written)} image(s) with {ens.method} over {len(ens.members)} members → {folder}; "
           f"skipped {len(skipped)}.", file=sys.stderr)
     return written
@@ -491,27 +500,39 @@ def _unique(stem: str, used: set[str]) -> str:
     return name
 
 
+HEAT_LABEL = "Grad-CAM: how much a region raised the grade above it (0 none, 1 most)"
+
+
 def plot_explanation(e: Explanation, plt):
-    """The figure: the photograph, then one heatmap overlay per member and the ensemble's."""
-    panels = 1 + len(e.titles)
-    fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.6), squeeze=False)
-    axes = axes[0]
-    axes[0].imshow(e.image)
+    """The figure: the photograph, then one heatmap overlay per member and the ensemble's, with a colour key.
+
+    Every title is shown whole (the figure grows with the longest); a withheld grade's panels show the
+    photograph and the reason only (see :class:`Explanation`).
+    """
     import textwrap
+
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
     def wrapped(text: str) -> str:  # a panel is ~3 inches wide: a withheld grade's reason ran off the figure
         return "\n".join(textwrap.wrap(text, 34, break_long_words=True)) or text
 
-    axes[0].set_title(wrapped(Path(e.path).name), fontsize=9)
-    for ax, title, heat in zip(axes[1:], e.titles, e.heatmaps):
+    titles = [wrapped(Path(e.path).name), *("\n".join(wrapped(part) for part in t.split("\n")) for t in e.titles)]
+    lines = max(len(t.splitlines()) for t in titles)
+    panels = len(titles)
+    fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.5 + 0.18 * lines + (0 if e.withheld else 0.45)),
+                             squeeze=False, layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.08)  # the default 0.04 in let a four-line title touch the top edge
+    axes = axes[0]
+    for i, (ax, title) in enumerate(zip(axes, titles)):
         ax.imshow(e.image)
-        ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
-        ax.set_title("\n".join(wrapped(part) for part in title.split("\n")), fontsize=9)
-    for ax in axes:
+        if i and not e.withheld:
+            ax.imshow(e.heatmaps[i - 1], cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+        ax.set_title(title, fontsize=9)
         ax.axis("off")
-    import warnings
-
-    with warnings.catch_warnings():  # a file name in a script the font lacks (CJK, say): boxes, not a warning
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        fig.tight_layout()
-    return fig
+    if not e.withheld:
+        key = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap="jet"), ax=list(axes[1:]), location="bottom",
+                           shrink=0.6, aspect=40, pad=0.02)
+        key.set_label(HEAT_LABEL, fontsize=8)
+        key.ax.tick_params(labelsize=7)
+    return fig  # laid out when saved (plots._save), where a glyph the font lacks is drawn as a box, silently
