@@ -544,7 +544,9 @@ def _header_problem(path: Path) -> str | None:
     except Image.DecompressionBombError:
         return (f"is too large to decode safely (over Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels, "
                 "the one prepare applies); downscale it first")
-    except Exception:  # noqa: BLE001 - not identified: TensorFlow's own formats go to its decoder, the rest is no image
+    except Exception as exc:  # noqa: BLE001 - not identified: TensorFlow's own formats go to its decoder, the rest is no image
+        if "truncated" in str(exc).casefold():  # the file ends inside its header: libjpeg would print its own line
+            return UNDECODABLE
         try:
             with open(path, "rb") as f:
                 head = f.read(12)
@@ -817,29 +819,27 @@ def _none_graded(ens: Ensemble, skipped: dict[str, str]) -> PredictionResult:
 
 
 def expand_folders(paths: Sequence[str]) -> list[str]:
-    """``paths`` with each folder replaced by its entries with an image extension (sorted, hidden files and
-    sub-folders left out); files are kept as given, whatever their extension, and so is a folder
-    without image files (which :func:`check_file` then skips). An entry with an image extension that is not
-    a regular file (a broken link, a FIFO) is kept too, so that it is skipped with its reason; the other
-    entries are named on stderr, so that every entry of the folder is accounted for."""
+    """``paths`` with each folder replaced by its files (sorted; hidden files and sub-folders left out), so that
+    every file of the folder gets its row: an image is graded whatever its extension, and another file (a DICOM,
+    a note) is skipped with its reason, as a file given by name is. A folder without files is kept (which
+    :func:`check_file` then skips); an entry with an image extension that is not a regular file (a broken link,
+    a FIFO) is kept too, so that it is skipped with its reason; the sub-folders are named on stderr."""
     from members.data.folders import IMAGE_EXTENSIONS
 
     out: list[str] = []
     for p in paths:
         if os.path.isdir(p):
             entries = sorted(f for f in os.listdir(p) if not f.startswith("."))
-            found = [os.path.join(p, f) for f in entries if os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS
-                     and not os.path.isdir(os.path.join(p, f))]
+            found = [os.path.join(p, f) for f in entries if not os.path.isdir(os.path.join(p, f))
+                     and (os.path.isfile(os.path.join(p, f)) or os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS)]
             if not found:  # left in: check_file skips it with its reason
                 out.append(p)
                 continue
-            taken = {os.path.basename(f) for f in found}
-            others = [f + ("/" if os.path.isdir(os.path.join(p, f)) else "") for f in entries if f not in taken]
-            also = (f"; {len(others)} other entr{'y is' if len(others) == 1 else 'ies are'} not graded (no image "
-                    f"extension, or a sub-folder): {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}"
-                    if others else "")
-            print(f"{printable_path(p)}: a folder; its {len(found)} image file(s) are graded (sub-folders are not "
-                  f"searched){also}.", file=sys.stderr)
+            subs = [f + "/" for f in entries if os.path.isdir(os.path.join(p, f))]
+            also = (f"; {len(subs)} sub-folder{' is' if len(subs) == 1 else 's are'} not searched: "
+                    f"{', '.join(subs[:5])}{', ...' if len(subs) > 5 else ''}" if subs else " (sub-folders are not searched)")
+            print(f"{printable_path(p)}: a folder; its {len(found)} file(s) are graded, those that are no image listed "
+                  f"as not graded{also}.", file=sys.stderr)
             out += found
         else:
             out.append(p)

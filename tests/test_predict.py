@@ -187,11 +187,12 @@ def test_a_folder_is_graded_file_by_file_and_an_empty_one_is_skipped(voted, imag
     empty.mkdir()
     result, table = _run(voted, [str(folder), str(empty), images["good"][4]], tmp_path)
     expected = sorted(str(folder / Path(p).name) for p in images["good"][:2]) + [str(folder / "third.tif")]
-    assert table["path"].tolist() == sorted(expected) + [images["good"][4], str(empty)]
+    notes = str(folder / "notes.txt")
+    assert table["path"].tolist() == sorted(expected) + [images["good"][4], notes, str(empty)]  # every file a row
     err = " ".join(capsys.readouterr().err.split())
-    assert ("a folder; its 3 image file(s) are graded (sub-folders are not searched); 2 other entries are not graded "
-            "(no image extension, or a sub-folder): notes.txt, sub/.") in err
-    assert result.skipped == {str(empty): result.skipped[str(empty)]}
+    assert ("a folder; its 4 file(s) are graded, those that are no image listed as not graded; 1 sub-folder is not "
+            "searched: sub/.") in err
+    assert set(result.skipped) == {str(empty), notes} and "image" in result.skipped[notes]
     assert result.skipped[str(empty)].startswith("is a directory with no image file in it (.jpeg .jpg .png")
 
 
@@ -253,8 +254,18 @@ def test_check_file(images) -> None:
     assert reasons[0] == "does not exist" and reasons[2] == "is empty (0 bytes)"
     assert "directory" in reasons[4]
     assert reasons[1] == "cannot be decoded as an image (not an image, or truncated/corrupt)"  # text: no magic bytes
-    assert reasons[3] is None  # a truncated JPEG: found only by decoding
+    assert reasons[3] == reasons[1]  # a JPEG cut inside its header: Pillow says so, before the decoder would
     assert check_file(images["good"][0]) is None
+
+
+def test_a_jpeg_cut_inside_its_header_is_skipped_before_the_decoder(images, tmp_path, capfd) -> None:
+    """libjpeg printed "Improper call to JPEG library in state 201" on stderr before the one-sentence skip."""
+    from ensemble.inference import UNDECODABLE
+
+    cut = tmp_path / "cut.jpeg"
+    cut.write_bytes(Path(images["good"][0]).read_bytes()[:300])
+    assert check_file(str(cut)) == UNDECODABLE
+    assert "Improper call" not in capfd.readouterr().err
 
 
 def _tiny_model(flatten: bool):
