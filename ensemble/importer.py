@@ -101,13 +101,15 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
         given, other = ("--val-csv", "--test-csv") if val_csv is not None else ("--test-csv", "--val-csv")
         raise UserError(f"{given} needs {other} too: a member imported as probabilities has both its val and its test "
                         f"rows; pass {other} FILE.csv as well.")
-    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int)
-                                   or not 8 <= input_size <= MAX_INPUT_SIZE):
+    from members.infra.validate import is_int
+
+    if input_size is not None and (not is_int(input_size) or not 8 <= input_size <= MAX_INPUT_SIZE):
         raise UserError(f"--input-size must be a number of pixels from 8 to {MAX_INPUT_SIZE}; got {input_size!r}. "
                         "Pass the side the model was trained on, e.g. --input-size 224.")
     if input_size is not None and model is None:
         raise UserError("--input-size is the side of the images a --model takes; a member imported as probabilities "
                         "(--val-csv, --test-csv) has no input: leave --input-size out.")
+    input_size = None if input_size is None else int(input_size)
     data = load_dataset(workdir)
     folder = member_dir(workdir, name, new=True)
     existed = folder.exists()

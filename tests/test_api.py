@@ -186,3 +186,29 @@ def test_train_member_takes_the_commands_folds_jobs_and_force(tmp_path, monkeypa
 
     with pytest.raises(UserError, match="jobs sets how many fold copies .* needs folds=K"):
         api.train_member(tmp_path, "tiny", jobs=2)
+
+
+def test_numpy_numbers_count_as_numbers_and_bools_do_not():
+    from ensemble.importer import import_member
+    from members.data.split import check_fractions
+    from members.infra.errors import UserError
+    from members.infra.validate import _type_ok, check_seed
+    from members.training.folds import check_folds
+
+    assert check_seed(np.int64(1)) == 1 and type(check_seed(np.uint32(7))) is int
+    assert check_folds(np.int64(3)) == 3 and type(check_folds(np.int32(2))) is int
+    assert check_fractions(np.float32(0.25), np.float64(0.125)) == (0.25, 0.125)
+    assert _type_ok(np.int64(2), "int") is None and _type_ok(np.float32(0.5), "float") is None
+    assert _type_ok(np.int64(2), "float") is None and _type_ok(np.bool_(True), "int") == "an integer"
+    assert _type_ok(True, "int") == "an integer" and _type_ok(np.float64(2.0), "int").startswith("an integer")
+    for call, words in ((lambda: check_seed(True, "--seed"), "--seed must be an integer from 0 to 4294967295; got True"),
+                        (lambda: check_seed(np.int64(-1), "seed"), "seed must be an integer from 0 to 4294967295"),
+                        (lambda: check_folds(np.bool_(True)), "--folds must be a whole number from 2 to 20"),
+                        (lambda: check_fractions("0.2", 0.1), "val_fraction must be between 0 and 1 (exclusive), a "
+                                                            "number; pass e.g. 0.15. Received: val_fraction='0.2'"),
+                        (lambda: import_member("w", "x", val_csv="v.csv", test_csv="t.csv", input_size=np.int64(32)),
+                         "--input-size is the side of the images a --model takes"),  # the number itself is fine
+                        (lambda: import_member("w", "x", model="m.keras", input_size=np.bool_(True)),
+                         "--input-size must be a number of pixels from 8 to")):
+        with pytest.raises(UserError, match=re.escape(words)):
+            call()

@@ -347,8 +347,8 @@ def prepare_csv(workdir: str | os.PathLike, labels_csv: str | os.PathLike, image
     """
     from members.infra.validate import check_seed
 
-    check_fractions(val_fraction, test_fraction)
-    check_seed(seed, "--seed")
+    val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
+    seed = check_seed(seed, "--seed")
     workdir, images = _check_workdir(workdir), Path(images_dir)
     if not images.is_dir():
         raise UserError(f"Images folder {images} does not exist or is not a folder; pass the folder holding the "
@@ -376,8 +376,8 @@ def prepare_folders(workdir: str | os.PathLike, images_dir: str | os.PathLike, *
     """
     from members.infra.validate import check_seed
 
-    check_fractions(val_fraction, test_fraction)
-    check_seed(seed, "--seed")
+    val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
+    seed = check_seed(seed, "--seed")
     workdir = _check_workdir(workdir)
     table = scan_class_folders(images_dir, workdir=workdir)
     loose = loose_files(images_dir)

@@ -52,16 +52,20 @@ def patient_groups(paths: Sequence[str]) -> list[str] | None:
     return None if not ids or None in ids else ids  # type: ignore[return-value]
 
 
-def check_fractions(val_fraction: float, test_fraction: float) -> None:
-    """Raise :class:`UserError` unless both fractions are in (0, 1) and leave room for train."""
+def check_fractions(val_fraction: float, test_fraction: float) -> tuple[float, float]:
+    """Both fractions as floats; a :class:`UserError` unless both are numbers in (0, 1) that leave room for train."""
+    from members.infra.validate import is_real
+
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0 < value < 1:
-            raise UserError(f"{name} must be between 0 and 1 (exclusive); pass e.g. 0.15. Received: {name}={value}")
+        if not is_real(value) or not 0 < value < 1:
+            raise UserError(f"{name} must be between 0 and 1 (exclusive), a number; pass e.g. 0.15. Received: "
+                            f"{name}={value!r}")
     if val_fraction + test_fraction >= 1:
         raise UserError(
             "val_fraction + test_fraction must be below 1 so that rows are left for training; "
             f"lower them. Received: val_fraction={val_fraction}, test_fraction={test_fraction}"
         )
+    return float(val_fraction), float(test_fraction)
 
 
 def _share(n: int, fraction: float) -> int:

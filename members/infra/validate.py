@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import re
 from typing import Any
@@ -33,8 +34,14 @@ BYTES_PER_FLOAT = 4
 UNKNOWN_ARCH_FLOATS_PER_PIXEL = 300  # Keras applications: a rough activation count per input pixel
 UNKNOWN_ARCH_PARAMS = 30_000_000
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is a whole number: an int or a NumPy integer (``np.int64(2)``), never a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a number: an int, a float or a NumPy number (``np.float32(0.1)``), never a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _split_union(annotation: str) -> list[str]:
@@ -65,12 +72,12 @@ def _type_ok(value: Any, annotation: str) -> str | None:
 
 def _one_type(value: Any, option: str) -> str | None:
     if option == "float":
-        if not (_is_int(value) or isinstance(value, float)):
+        if not is_real(value):
             return "a number"
-        finite = abs(value) <= 1e300 if _is_int(value) else math.isfinite(value)
+        finite = abs(value) <= 1e300 if is_int(value) else math.isfinite(value)
         return None if finite else "a finite number"
     if option == "int":
-        if not _is_int(value):
+        if not is_int(value):
             return "an integer" + (" (a whole number, without a decimal point)" if isinstance(value, float) else "")
         return None if abs(value) <= MAX_INT else f"an integer of at most {MAX_INT}"
     if option == "bool":
@@ -109,11 +116,11 @@ def _show(value: Any) -> str:
 
 
 def check_seed(value: Any, name: str = "seed") -> int:
-    """``value`` as a seed: an integer from 0 to 2³²-1, else a :class:`UserError` naming ``name``."""
-    if not _is_int(value) or not 0 <= value <= MAX_SEED:
+    """``value`` as a seed (a Python int): an integer from 0 to 2³²-1, else a :class:`UserError` naming ``name``."""
+    if not is_int(value) or not 0 <= value <= MAX_SEED:
         raise UserError(f"{name} must be an integer from 0 to {MAX_SEED}; got {_show(value)}. "
                         f"Received: {name}={_show(value)}")
-    return value
+    return int(value)
 
 
 def memory_limit() -> int:

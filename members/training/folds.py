@@ -61,11 +61,13 @@ POOL = ("train", "val")
 
 # ----- the folds ---------------------------------------------------------------------------
 def check_folds(k: int) -> int:
-    """``k`` when it is a usable number of folds (2..20), else a :class:`UserError`."""
-    if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= MAX_FOLDS:
+    """``k`` as an int when it is a usable number of folds (2..20; a NumPy integer too), else a :class:`UserError`."""
+    from members.infra.validate import is_int
+
+    if not is_int(k) or not 2 <= k <= MAX_FOLDS:
         raise UserError(f"--folds must be a whole number from 2 to {MAX_FOLDS} (each copy trains on K-1 folds); "
                         f"pass e.g. --folds 5. Received: folds={k!r}")
-    return k
+    return int(k)
 
 
 def pool_rows(data) -> pd.DataFrame:
@@ -91,7 +93,7 @@ def assign_folds(labels: np.ndarray, k: int, *, groups: np.ndarray | None = None
     from members.data.split import _partition, class_counts
 
     labels = np.asarray(labels, dtype=np.int64)
-    check_folds(k)
+    k = check_folds(k)
     units = len(set(groups.tolist())) if groups is not None else len(labels)
     if units < k:
         what = "patient groups" if groups is not None else "rows"
@@ -524,7 +526,7 @@ def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, bac
     from members.training.trainer import member_dir
 
     log = log or _stderr
-    check_folds(k)
+    k = check_folds(k)
     workdir = Path(workdir).resolve()
     data = load_dataset(workdir)
     started = time.perf_counter()
@@ -665,7 +667,7 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
     from members.training.parallel import BACKENDS, PlannedMember
     from members.training.trainer import TrainResult, member_dir
 
-    check_folds(k)
+    k = check_folds(k)
     from members.training.snapshots import check_early_stop
 
     check_early_stop(spec)  # SWA works with folds; patience would cut its window
@@ -674,9 +676,11 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
     check_trainable(spec)
     if backend not in BACKENDS:
         raise UserError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
-    if not isinstance(jobs, int) or jobs < 1:
-        raise UserError(f"--jobs must be at least 1; got {jobs}.")
-    workdir = Path(workdir).resolve()
+    from members.infra.validate import is_int
+
+    if not is_int(jobs) or jobs < 1:
+        raise UserError(f"--jobs must be at least 1, a whole number; got {jobs!r}.")
+    workdir, jobs = Path(workdir).resolve(), int(jobs)
     member_dir(workdir, name, new=True)
     data = load_dataset(workdir)
     existing = existing_folded(workdir, name, spec, k, data.fingerprint, preset)

@@ -528,7 +528,7 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
     if folds is not None:
         from members.training.folds import check_folds, existing_folded
 
-        check_folds(folds)
+        folds = check_folds(folds)
     workdir = Path(workdir).resolve()
     data = load_dataset(workdir)  # fails fast when the workdir is not prepared
     fingerprint = data.fingerprint
