@@ -225,44 +225,12 @@ def prepare(
     testing; an empty cell counts as train, another value drops the row): that split is kept,
     and a missing val or test is carved from train. A headerless list of `<image> <label>`
     lines (DDR's train.txt) is read as such."""
-    from members.data import dataset as ds
-    from members.data.classes import ORDINAL_MEDMNIST, parse_classes_option
-    from members.infra.errors import UserError
+    from ensemble.api import prepare as prepare_workdir
 
-    sources = [s for s in (labels or images, npz, medmnist) if s]
-    if len(sources) != 1:
-        raise UserError("Give exactly one data source: --labels CSV --images DIR, --images DIR (a folder per class), "
-                        "--npz FILE, or --medmnist NAME.")
-    order = parse_classes_option(classes)
-    if size is not None and not medmnist:  # it was ignored: an npz has the size it was saved with
-        kept = "an npz keeps the size it was saved with" if npz else "a CSV or folder set keeps its images as they are"
-        raise UserError(f"--size chooses the size of a --medmnist download; {kept}: drop --size {size}.")
-    if npz or medmnist:
-        if exclude_label:
-            raise UserError("--exclude-label applies to a CSV or a class-folder set; an npz keeps its official split "
-                            "and labels: drop it.")
-        if group_column or group_pattern:
-            raise UserError("--group-column and --group-pattern apply to a CSV or a class-folder set; an npz keeps its "
-                            "official split: drop them.")
-        path = npz or ds.fetch_medmnist(medmnist, size=28 if size is None else size)
-        if ordinal is None and medmnist and not order:
-            ordinal = medmnist.lower() in ORDINAL_MEDMNIST
-        result = ds.prepare_npz(workdir, path, force=force, ordinal=ordinal, classes=order)
-    elif not labels:
-        if group_column:
-            raise UserError("--group-column needs a labels CSV; for a folder per class use --group-pattern on the "
-                            "image paths instead.")
-        result = ds.prepare_folders(workdir, images, val_fraction=val_fraction, test_fraction=test_fraction,
-                                    seed=seed, force=force, ordinal=ordinal, classes=order, group_pattern=group_pattern,
-                                    exclude=exclude_label or ())
-    else:
-        if not images:
-            raise UserError("--labels needs --images: pass the folder holding the images named in the CSV.")
-        result = ds.prepare_csv(
-            workdir, labels, images, image_column=image_column, label_column=label_column,
-            val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, force=force, ordinal=ordinal,
-            classes=order, group_column=group_column, group_pattern=group_pattern, exclude=exclude_label or (),
-        )
+    result = prepare_workdir(workdir, labels=labels, images=images, npz=npz, medmnist=medmnist, size=size,
+                             image_column=image_column, label_column=label_column, classes=classes, ordinal=ordinal,
+                             group_column=group_column, group_pattern=group_pattern, val_fraction=val_fraction,
+                             test_fraction=test_fraction, seed=seed, exclude=exclude_label, force=force)
     per_split = "; ".join(f"{split} {sum(c.values())}" for split, c in result.counts.items())
     dropped = sum(result.skipped.values())
     grouping = (" (a patient's images kept in one split)" if result.grouped else

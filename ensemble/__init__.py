@@ -15,7 +15,7 @@ Combiners (scikit-learn estimators on stacked probabilities ``P``): ``HardVote``
 ``GradeThresholds``, cuts of one model's ``(rows, classes)`` probabilities. Statistics of the report: ``score`` (point metrics), ``bootstrap_metrics``
 (95 % intervals), ``bootstrap_difference``, ``mcnemar_exact``, ``diversity``, ``compare``.
 The workflow verbs live in :mod:`ensemble.api` (``ensemble.vote`` is the vote module):
-``from ensemble.api import prepare, train_member, vote, predict, import_member``.
+``from ensemble.api import prepare, train_member, vote, predict, explain, import_member``.
 """
 
 from __future__ import annotations

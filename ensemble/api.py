@@ -1,8 +1,13 @@
-"""The workflow from Python: ``prepare``, ``train_member``, ``vote``, ``predict``, and ``compare`` for arrays.
+"""The workflow from Python: ``prepare``, ``train_member``, ``vote``, ``predict``, ``explain``, ``import_member``,
+and ``compare``, ``score``, ``diversity`` for arrays.
 
 Each verb is the CLI command of the same name, with the same checks and the same files
 in the workdir; errors are :class:`members.infra.errors.UserError` with the CLI's sentence (its advice
 names options: ``--keep-collapsed`` is the keyword ``keep_collapsed=True``, ``--epochs 1`` is ``epochs=1``).
+The CLI's own spellings are taken too (``bootstrap=`` for ``n_boot=``, ``method=`` for ``methods=``,
+``nominal=True`` for ``ordinal=False``, ``exclude_label=`` for ``exclude=``); NumPy numbers and strings count
+as Python's; a text where a list of names is read may be one name or ``"a,b"`` as on the command line; a
+keyword no verb takes, a DataFrame where a path is read, or a value of the wrong kind is refused in one sentence.
 
 Example:
     >>> from ensemble.api import prepare, train_member, vote, predict      # doctest: +SKIP
@@ -15,52 +20,226 @@ Example:
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ensemble.importer import import_member
 from members.infra.errors import UserError
 
-__all__ = ["prepare", "train_member", "vote", "predict", "import_member", "compare", "score"]
+__all__ = ["prepare", "train_member", "vote", "predict", "explain", "import_member", "compare", "score", "diversity"]
 
 PathLike = str | os.PathLike
 
+# The CLI's spelling of an option where it is not the keyword: --method is methods=, --bootstrap n_boot=, ...
+ALIASES = {
+    "prepare": {"exclude_label": "exclude"},
+    "vote": {"method": "methods", "bootstrap": "n_boot", "coverage": "target_coverage"},
+}
+# CLI options with no keyword, and what to do instead
+NO_KEYWORD = {
+    "json": "the function returns the result itself (a dict or an object with .to_json())",
+    "from_file": "read the list yourself and pass the paths, e.g. images=open('list.txt').read().split()",
+    "verbose": "TensorFlow's logging is left as the notebook set it",
+}
 
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars as Python's (``np.int64(2)`` -> ``2``, ``np.str_('a')`` -> ``'a'``), in lists and tuples too."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if type(value) in (list, tuple):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def _verb(takes: Callable[[], Iterable[str]] | None = None):
+    """A verb of the API: its arguments as Python values (:func:`_plain`), the CLI's spellings turned into keywords
+    (:data:`ALIASES`), and a keyword it does not take (``takes``: those its ``**options`` pass on) refused in one
+    sentence naming the closest, instead of Python's TypeError."""
+
+    def wrap(func):
+        own = [n for n, p in inspect.signature(func).parameters.items()
+               if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+        @functools.wraps(func)
+        def verb(*args, **kwargs):
+            known = [*own, *(takes() if takes else ())]
+            aliases = ALIASES.get(func.__name__, {})
+            options = {}
+            for key, value in kwargs.items():
+                target = aliases.get(key, key)
+                if target != key and target in kwargs:
+                    raise UserError(f"{func.__name__} got both {key}= and {target}=, two spellings of one option; "
+                                    f"pass {target}= alone.")
+                if target not in known:
+                    close = difflib.get_close_matches(key, [*known, *aliases], n=1)
+                    why = (f": {NO_KEYWORD[key]}" if key in NO_KEYWORD else
+                           f"; did you mean {close[0]}=?" if close else "")
+                    listed = [k for k in known if k not in ("workdir", "images")]
+                    raise UserError(f"{func.__name__} takes no keyword {key}={why} (" + (
+                        f"its keywords: {', '.join(listed)}" if len(listed) <= 20 else
+                        f"help({func.__name__}) lists its keywords") + ").")
+                options[target] = _plain(value)
+            return func(*(_plain(a) for a in args), **options)
+
+        return verb
+
+    return wrap
+
+
+def _is_table(value: Any) -> bool:
+    """Whether ``value`` is a pandas DataFrame or a dict: a table, where a path or a list is read."""
+    return isinstance(value, dict) or (hasattr(value, "columns") and hasattr(value, "iloc"))
+
+
+def _path(verb: str, name: str, value: Any, *, csv: bool = False) -> Any:
+    """``value`` when it is a path (or None); a table, a list or anything else is refused in one sentence."""
+    if value is None or (isinstance(value, os.PathLike) or (isinstance(value, str) and value)):
+        return value
+    if csv and _is_table(value):
+        raise UserError(f"{verb} takes {name} as the path of a CSV file; got a {type(value).__name__}: save it first "
+                        f"(df.to_csv('{name}.csv', index=False)) and pass that path, {name}='{name}.csv'.")
+    what = "an empty string" if value == "" else f"a {type(value).__name__} ({_show(value)})"
+    one = " (one path, not a list)" if isinstance(value, (list, tuple, np.ndarray)) else ""
+    raise UserError(f"{verb} takes {name} as a path{one}, a str or pathlib.Path; got {what}.")
+
+
+def _flag(verb: str, name: str, value: Any) -> bool:
+    """``value`` when it is True or False (a NumPy bool too); 'no', 0 or None for a switch is refused."""
+    if not isinstance(value, bool):
+        raise UserError(f"{verb} takes {name} as True or False; got {_show(value)} ({type(value).__name__}): pass "
+                        f"{name}=True to turn it on.")
+    return value
+
+
+def _member_name(verb: str, name: Any) -> str:
+    """A member name: a non-empty string (a Path or a number is refused, not turned into a folder name)."""
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f"{verb} takes name as a member name, a non-empty string such as 'a'; got {_show(name)} "
+                        f"({type(name).__name__}).")
+    return name
+
+
+def _texts(verb: str, name: str, values: Any) -> list[str] | None:
+    """``"a"``, ``"a,b"`` (as on the command line) or a list of texts as a list of names; None stays None."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        return [v.strip() for v in values.split(",") if v.strip()]
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        values = values.tolist()
+    if isinstance(values, (list, tuple)) and all(isinstance(v, (str, np.str_)) for v in values):
+        return [str(v) for v in values]
+    raise UserError(f"{verb} takes {name} as a list of names, or one text 'a,b' as on the command line; got "
+                    f"{_show(values)} ({type(values).__name__}).")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _taken(func: Callable, options: dict) -> dict:
+    """The ``options`` that ``func`` takes: the CLI passes a CSV's columns and split shares to an npz, which keeps its
+    own split, and a folder set has no columns."""
+    names = inspect.signature(func).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in names.values()):
+        return options
+    return {k: v for k, v in options.items() if k in names}
+
+
+def _prepare_keywords() -> list[str]:
+    from members.data import dataset
+
+    return [n for f in (dataset.prepare_csv, dataset.prepare_folders, dataset.prepare_npz)
+            for n in inspect.signature(f).parameters if n not in ("workdir", "labels_csv", "images_dir", "npz_path")]
+
+
+@_verb(_prepare_keywords)
 def prepare(workdir: PathLike, *, labels: PathLike | None = None, images: PathLike | None = None,
-            npz: PathLike | None = None, **options: Any):
-    """Prepare a workdir from a labels CSV + images folder, a folder per class, or an npz.
+            npz: PathLike | None = None, medmnist: str | None = None, size: int | None = None,
+            nominal: bool | None = None, **options: Any):
+    """Prepare a workdir from a labels CSV + images folder, a folder per class, an npz or a MedMNIST download.
 
     Args:
         workdir: the folder to prepare.
         labels: a labels CSV (with ``images``); omit it for a folder-per-class ``images``.
         images: the image folder.
         npz: a MedMNIST-style ``.npz`` instead.
+        medmnist: a MedMNIST data set to download instead (e.g. ``"retinamnist"``), at ``size`` px (default 28).
+        nominal: ``--nominal``: ``nominal=True`` is ``ordinal=False``.
         **options: keyword options of :func:`members.data.dataset.prepare_csv` (``ordinal``,
-            ``classes``, ``group_column``, ``group_pattern``, ``seed``, ``force``, ...).
+            ``classes`` (a list or ``"a,b"``), ``exclude`` (or ``exclude_label``), ``group_column``,
+            ``group_pattern``, ``seed``, ``force``, ...).
 
     Returns:
         A :class:`members.data.dataset.PrepareResult`.
     """
-    from members.data import dataset
+    from members.data import dataset as ds
+    from members.data.classes import ORDINAL_MEDMNIST, parse_classes_option
 
-    if npz is not None:
-        if labels is not None or images is not None:
-            raise UserError("Give either npz or labels/images, not both.")
-        return dataset.prepare_npz(workdir, npz, **options)
-    if images is None:
-        raise UserError("prepare needs images (a folder), with labels (a CSV) unless it holds a folder per class.")
-    if labels is None:
-        return dataset.prepare_folders(workdir, images, **options)
-    return dataset.prepare_csv(workdir, labels, images, **options)
+    workdir = _path("prepare", "workdir", workdir)
+    labels, npz = _path("prepare", "labels", labels, csv=True), _path("prepare", "npz", npz)
+    images = _path("prepare", "images", images)
+    if nominal is not None:
+        if options.get("ordinal") is not None:
+            raise UserError("prepare got both nominal= and ordinal=, two spellings of one option; pass ordinal= alone.")
+        options["ordinal"] = not _flag("prepare", "nominal", nominal)
+    for name in ("ordinal", "force", "progress"):
+        if options.get(name) is not None:
+            _flag("prepare", name, options[name])
+    if isinstance(options.get("classes"), str):
+        options["classes"] = parse_classes_option(options["classes"])
+    options["classes"] = _texts("prepare", "classes", options.get("classes"))
+    exclude = _texts("prepare", "exclude", options.pop("exclude", None)) or []
+    group = options.get("group_column") or options.get("group_pattern")
+    sources = [s for s in (labels or images, npz, medmnist) if s]
+    if len(sources) != 1:
+        raise UserError("Give exactly one data source: --labels CSV --images DIR, --images DIR (a folder per class), "
+                        "--npz FILE, or --medmnist NAME.")
+    if size is not None and not medmnist:  # it was ignored: an npz has the size it was saved with
+        kept = "an npz keeps the size it was saved with" if npz else "a CSV or folder set keeps its images as they are"
+        raise UserError(f"--size chooses the size of a --medmnist download; {kept}: drop --size {size}.")
+    if npz or medmnist:
+        if exclude:
+            raise UserError("--exclude-label applies to a CSV or a class-folder set; an npz keeps its official split "
+                            "and labels: drop it.")
+        if group:
+            raise UserError("--group-column and --group-pattern apply to a CSV or a class-folder set; an npz keeps its "
+                            "official split: drop them.")
+        path = npz or ds.fetch_medmnist(medmnist, size=28 if size is None else size)
+        if options.get("ordinal") is None and medmnist and not options.get("classes"):
+            options["ordinal"] = medmnist.lower() in ORDINAL_MEDMNIST
+        return ds.prepare_npz(workdir, path, **_taken(ds.prepare_npz, options))
+    if not labels:
+        if options.get("group_column"):
+            raise UserError("--group-column needs a labels CSV; for a folder per class use --group-pattern on the "
+                            "image paths instead.")
+        return ds.prepare_folders(workdir, images, exclude=exclude, **_taken(ds.prepare_folders, options))
+    if not images:
+        raise UserError("--labels needs --images: pass the folder holding the images named in the CSV.")
+    return ds.prepare_csv(workdir, labels, images, exclude=exclude, **options)
 
 
+def _spec_keywords() -> list[str]:
+    import dataclasses
+
+    from members.model.spec import MemberSpec
+
+    return ["set", *(f.name for f in dataclasses.fields(MemberSpec))]
+
+
+@_verb(_spec_keywords)
 def train_member(workdir: PathLike, preset: str | os.PathLike = "small", *, name: str | None = None, log=None,
-                 force: bool = False, folds: int | None = None, jobs: int | None = None, **overrides: Any):
+                 force: bool = False, folds: int | None = None, jobs: int | None = None, backend: str | None = None,
+                 **overrides: Any):
     """Train one member from a preset (or a TOML spec file) with spec fields overridden: ``train-member``.
 
     Args:
@@ -71,7 +250,9 @@ def train_member(workdir: PathLike, preset: str | os.PathLike = "small", *, name
         force: replace a complete member of another spec (``--force``), once the new one is complete.
         folds: train a k-fold (bagged) member of ``folds`` copies with out-of-fold predictions (``--folds``).
         jobs: with ``folds``, copies trained at once (``--jobs``; default 1).
-        **overrides: any :class:`members.model.spec.MemberSpec` field, e.g. ``epochs=2, input_size=64``.
+        backend: with ``folds``, how the copies are run (``--backend``; default loky).
+        **overrides: any :class:`members.model.spec.MemberSpec` field, e.g. ``epochs=2, input_size=64``; or
+            ``set=["epochs=2"]``, ``--set``'s ``FIELD=VALUE`` texts.
 
     Returns:
         A :class:`members.training.trainer.TrainResult`.
@@ -79,18 +260,35 @@ def train_member(workdir: PathLike, preset: str | os.PathLike = "small", *, name
     from members.model.spec import resolve_spec
     from members.training.trainer import train_member as _train
 
-    if folds is None and jobs is not None:
-        raise UserError("jobs sets how many fold copies of a k-fold member train at once and needs folds=K.")
-    spec = resolve_spec(preset, overrides)
+    workdir, preset = _path("train_member", "workdir", workdir), _path("train_member", "preset", preset)
+    if name is not None:
+        _member_name("train_member", name)
+    if log is not None and not callable(log):
+        raise UserError(f"train_member takes log as a function of one line of text (e.g. log=print); got "
+                        f"{_show(log)} ({type(log).__name__}).")
+    force = _flag("train_member", "force", force)
+    if folds is None and (jobs is not None or backend is not None):
+        raise UserError("jobs sets how many fold copies of a k-fold member train at once and needs folds=K."
+                        if jobs is not None else "backend sets how the fold copies of a k-fold member are run and "
+                        "needs folds=K.")
+    sets = _texts("train_member", "set", overrides.pop("set", None)) or []
+    spec = resolve_spec(preset, overrides, sets)
     stem = Path(preset).stem
     if folds is not None:
         from members.training.folds import train_folded
 
         return train_folded(workdir, spec, name=name or stem, k=folds, preset=stem, jobs=1 if jobs is None else jobs,
-                            log=log, force=force)
+                            log=log, force=force, **({} if backend is None else {"backend": backend}))
     return _train(workdir, spec, name=name or stem, preset=stem, log=log, force=force)
 
 
+def _vote_keywords() -> list[str]:
+    from ensemble.vote import run_vote
+
+    return [n for n in inspect.signature(run_vote).parameters if n not in ("workdir", "console")]
+
+
+@_verb(_vote_keywords)
 def vote(workdir: PathLike, *, methods: Sequence[str] = ("all",), quiet: bool = True, **options: Any) -> dict:
     """Fit the combiners on val, score everything on test, write the report; returns ``report.json``'s dict.
 
@@ -98,31 +296,35 @@ def vote(workdir: PathLike, *, methods: Sequence[str] = ("all",), quiet: bool = 
         workdir: a workdir with at least two complete members.
         methods: combiner methods (a list, or one name or ``"a,b"`` as on the command line) or ``"all"``.
         quiet: do not print the table (it is still in ``ensemble/report.md``).
-        **options: keyword options of :func:`ensemble.vote.run_vote` (``members``, ``select_by``, ...).
+        **options: keyword options of :func:`ensemble.vote.run_vote` (``members`` (a list or ``"a,b"``),
+            ``n_boot`` (or ``bootstrap``), ``target_coverage`` (or ``coverage``), ``select_by``, ...).
     """
     from rich.console import Console
 
     from ensemble.vote import run_vote
 
-    console = Console(file=io.StringIO()) if quiet else None
-    if isinstance(options.get("members"), str):  # "a,b" as on the command line, or one name
-        options["members"] = [m.strip() for m in options["members"].split(",")]
+    workdir = _path("vote", "workdir", workdir)
+    console = Console(file=io.StringIO()) if _flag("vote", "quiet", quiet) else None
+    if "members" in options:
+        options["members"] = _texts("vote", "members", options["members"])
+    if "keep_collapsed" in options:
+        _flag("vote", "keep_collapsed", options["keep_collapsed"])
     return run_vote(workdir, methods=_names(methods), console=console, **options)
 
 
 def _names(values: str | Sequence[str] | None) -> tuple[str, ...]:
     """``"soft"`` or ``"soft,stack"`` as one or several names (a string is not a sequence of one-letter names)."""
-    if values is None:
-        return ("all",)
-    if isinstance(values, str):
-        return tuple(v.strip() for v in values.split(","))
-    return tuple(values)
+    return tuple(_texts("vote", "methods", values) or ("all",))
 
 
-def _paths(images: Any) -> list[str]:
-    """``images`` as a list of path strings: one path, or a sequence of them; arrays are refused in one sentence."""
+def image_paths(images: Any, verb: str = "predict") -> list[str]:
+    """``images`` as a list of path strings: one path, or a sequence of them; arrays, DataFrames and dicts are
+    refused in one sentence."""
     if isinstance(images, (str, bytes, os.PathLike)):
         return [os.fsdecode(images)]
+    if _is_table(images):
+        raise UserError(f"{verb} takes image files or folders (paths); got a {type(images).__name__}, whose items are "
+                        "its column names or keys: pass its column of paths (df['path']) or a list of paths.")
     if isinstance(images, np.ndarray):  # a column of paths (df.path.values, df[["path"]].values) is paths; pixels not
         texts = images.dtype.kind in "US" or (images.dtype.kind == "O" and all(
             isinstance(v, (str, bytes, os.PathLike)) for v in images.ravel().tolist()))
@@ -136,12 +338,13 @@ def _paths(images: Any) -> list[str]:
     for item in items:
         if not isinstance(item, (str, bytes, os.PathLike)):
             shape = f" of shape {item.shape}" if isinstance(item, np.ndarray) else ""
-            raise UserError(f"predict takes image files or folders (paths); got a {type(item).__name__}{shape}. Save "
+            raise UserError(f"{verb} takes image files or folders (paths); got a {type(item).__name__}{shape}. Save "
                             "pixel arrays as PNG files first (PIL.Image.fromarray(a).save('eye.png')) and pass their "
                             "paths, so that they go through the same image path as training.")
     return [os.fsdecode(p) for p in items]
 
 
+@_verb()
 def predict(workdir: PathLike, images: PathLike | Sequence[PathLike], *, method: str | None = None, tta: bool = False,
             out: PathLike | None = None, force: bool = False):
     """Grade images (files, or folders of them) with the fitted ensemble; returns a
@@ -152,10 +355,45 @@ def predict(workdir: PathLike, images: PathLike | Sequence[PathLike], *, method:
     """
     from ensemble.inference import predict_images
 
-    return predict_images(workdir, _paths(images), out=out, method=method, tta=tta,
-                          print_csv=False, force=force)
+    return predict_images(_path("predict", "workdir", workdir), image_paths(images), out=_path("predict", "out", out),
+                          method=method, tta=_flag("predict", "tta", tta), print_csv=False,
+                          force=_flag("predict", "force", force))
 
 
+@_verb()
+def explain(workdir: PathLike, images: PathLike | Sequence[PathLike], out: PathLike, *, method: str | None = None,
+            tta: bool = False) -> list[Path]:
+    """Grad-CAM figures of images (files, or folders of them): ``out/<image stem>.png`` each, as ``explain`` writes.
+
+    Nothing goes to stdout (the command prints each input and its figure there); notes go to stderr.
+
+    Returns:
+        The PNGs written, in the order of the readable images.
+    """
+    from ensemble.explain import explain_images
+
+    return explain_images(_path("explain", "workdir", workdir), image_paths(images, "explain"),
+                          _path("explain", "out", out), method=method, tta=_flag("explain", "tta", tta),
+                          print_paths=False)
+
+
+@_verb()
+def import_member(workdir: PathLike, name: str, *, model: Any = None, val_csv: PathLike | None = None,
+                  test_csv: PathLike | None = None, input_size: int | None = None, force: bool = False,
+                  image_column: str | None = None) -> Path:
+    """Add a member trained elsewhere: a Keras model (a ``.keras`` file or a ``keras.Model``), or its val and test
+    probabilities (CSV files, or a member's ``val.npz``/``test.npz``); returns its folder. See
+    :func:`ensemble.importer.import_member`."""
+    from ensemble.importer import import_member as _import
+
+    return _import(_path("import_member", "workdir", workdir), _member_name("import_member", name),
+                   model=_path("import_member", "model", model) if _is_table(model) or isinstance(model, str) else model,
+                   val_csv=_path("import_member", "val_csv", val_csv, csv=True),
+                   test_csv=_path("import_member", "test_csv", test_csv, csv=True), input_size=input_size,
+                   force=_flag("import_member", "force", force), image_column=image_column)
+
+
+@_verb()
 def score(labels: Any, probs: Any, *, pred: Any = None, num_classes: int | None = None) -> dict[str, float]:
     """Every metric of the report for one model's predictions: :func:`members.scoring.score`, after checking that
     ``probs`` are probabilities (finite, >= 0, rows summing to 1) and ``labels`` whole class numbers.
@@ -177,6 +415,7 @@ def score(labels: Any, probs: Any, *, pred: Any = None, num_classes: int | None 
         raise UserError(f"score: {exc}") from None
 
 
+@_verb()
 def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed: int = 0,
             groups: Any = None, pred_a: Any = None, pred_b: Any = None) -> dict:
     """Score two models' probabilities on the same rows with the report's statistics.
@@ -204,6 +443,7 @@ def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed
         1.0
     """
     from ensemble import stats
+    from members.infra.validate import check_seed
     from members.scoring import check_labels, check_probabilities
 
     try:
@@ -221,6 +461,7 @@ def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed
                         f"{pb.shape} for {labels.shape[0]} labels.")
     if groups is not None and len(groups) != len(labels):
         raise UserError(f"compare got {len(groups)} groups for {len(labels)} labels; pass one patient id per row.")
+    seed = check_seed(seed, "compare: seed")
     indices = stats.bootstrap_indices(len(labels), n_boot, seed, stratify=labels, groups=groups)
     try:
         pred_a, pred_b = (pa.argmax(axis=1) if given is None else check_labels(given, pa.shape[1], name=name)

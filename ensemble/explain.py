@@ -373,16 +373,17 @@ def _taken_names(folder: Path, inputs: Sequence[str]) -> set[str]:
     return taken
 
 
-def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *, method: str | None = None,
-                   tta: bool = False) -> list[Path]:
+def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | Path, *, method: str | None = None,
+                   tta: bool = False, print_paths: bool = True) -> list[Path]:
     """Write ``out/<image stem>.png`` per readable image: the photograph, each member's heatmap, the ensemble's.
 
     Args:
         workdir: a workdir where ``vote`` has run.
-        paths: image files; unreadable ones are listed on stderr and skipped.
+        paths: image files (one path, or a list of them); unreadable ones are listed on stderr and skipped.
         out: the folder for the PNGs (created when missing).
         method: the fitted combiner whose grade and weights are shown (default: the report's best).
         tta: score members over four flips (members trained with TTA always are).
+        print_paths: print each input and its figure on stdout (the Python API turns it off).
 
     Returns:
         The PNGs written, in the order of the readable images.
@@ -402,7 +403,9 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
     )
     from ensemble.plots import _pyplot, _save
 
-    paths = expand_folders([str(p) for p in paths])
+    from ensemble.api import image_paths
+
+    paths = expand_folders(image_paths(paths, "explain"))  # one path is one image, not one per character
     if not paths:
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
     ens = load_ensemble(workdir, method)
@@ -467,7 +470,8 @@ def explain_images(workdir: str | Path, paths: Sequence[str], out: str | Path, *
                                       withheld=bool(notes[row]))
             name = _unique(Path(candidates[i]).stem, used_names)
             written.append(_save(plot_explanation(explanation, _pyplot()), folder / f"{name}.png"))
-            print(f"{printable_path(candidates[i])}\t{printable_path(str(written[-1]))}", flush=True)  # input → figure
+            if print_paths:
+                print(f"{printable_path(candidates[i])}\t{printable_path(str(written[-1]))}", flush=True)  # input → figure
     if not done and made:  # nothing decoded: leave no empty folder behind
         shutil.rmtree(folder, ignore_errors=True)
     settle_skipped(paths, candidates, sorted(done), skipped)

@@ -689,7 +689,7 @@ def _progress(batches, n: int, batch_size: int):
 
 
 # ---- the verb --------------------------------------------------------------------------
-def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path | None = None,
+def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str | Path | None = None,
                    method: str | None = None, tta: bool = False, batch_size: int = BATCH_SIZE,
                    print_csv: bool = True, force: bool = False) -> PredictionResult:
     """Grade ``paths`` with the fitted ensemble; write the CSV to ``out`` (or stdout) and a summary to stderr.
@@ -718,7 +718,9 @@ def predict_images(workdir: str | Path, paths: Sequence[str], *, out: str | Path
         >>> r.probs.shape  # doctest: +SKIP
         (2, 5)
     """
-    paths = expand_folders([str(p) for p in paths])
+    from ensemble.api import image_paths
+
+    paths = expand_folders(image_paths(paths))  # one path is one image, not one per character
     if not paths:
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
     if out is not None:

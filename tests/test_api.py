@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +214,107 @@ def test_numpy_numbers_count_as_numbers_and_bools_do_not():
                          "--input-size must be a number of pixels from 8 to")):
         with pytest.raises(UserError, match=re.escape(words)):
             call()
+
+
+def test_tables_and_values_of_the_wrong_kind_are_refused_in_one_sentence(tmp_path):
+    import pandas as pd
+
+    from ensemble import api
+    from members.infra.errors import UserError
+
+    frame = pd.DataFrame({"path": ["a.png"], "prob_0": [1.0]})
+    y, p = np.array([0, 1]), np.array([[.8, .2], [.3, .7]])
+    for call, words in (
+            (lambda: api.predict(tmp_path, frame), "predict takes image files or folders (paths); got a DataFrame, "
+                                                   "whose items are its column names or keys: pass its column of paths"),
+            (lambda: api.predict(tmp_path, {"a.png": 1}), "got a dict, whose items are its column names or keys"),
+            (lambda: api.import_member(tmp_path, "x", val_csv=frame, test_csv=frame),
+             "import_member takes val_csv as the path of a CSV file; got a DataFrame: save it first "
+             "(df.to_csv('val_csv.csv', index=False))"),
+            (lambda: api.prepare(tmp_path / "w", labels=frame, images=tmp_path),
+             "prepare takes labels as the path of a CSV file; got a DataFrame"),
+            (lambda: api.prepare(tmp_path / "w", images=[str(tmp_path)]),
+             "prepare takes images as a path (one path, not a list), a str or pathlib.Path; got a list"),
+            (lambda: api.prepare(tmp_path / "w", images=tmp_path, val_fraction="0.2"),
+             "val_fraction must be between 0 and 1 (exclusive), a number; pass e.g. 0.15. Received: val_fraction='0.2'"),
+            (lambda: api.train_member(tmp_path, "tiny", name=Path("x")),
+             "train_member takes name as a member name, a non-empty string such as 'a'; got PosixPath('x')"),
+            (lambda: api.train_member(tmp_path, "tiny", name=7), "a non-empty string such as 'a'; got 7 (int)"),
+            (lambda: api.train_member(tmp_path, "tiny", name=""), "a non-empty string such as 'a'; got '' (str)"),
+            (lambda: api.import_member(tmp_path, Path("k"), model="m.keras"), "import_member takes name as a member name"),
+            (lambda: api.train_member(tmp_path, "tiny", log="x"),
+             "train_member takes log as a function of one line of text (e.g. log=print); got 'x' (str)"),
+            (lambda: api.compare(y, p, p, n_boot=10, seed=-1), "compare: seed must be an integer from 0 to 4294967295"),
+            (lambda: api.predict(tmp_path, ["a.png"], tta="no"),
+             "predict takes tta as True or False; got 'no' (str): pass tta=True to turn it on"),
+            (lambda: api.vote(tmp_path, keep_collapsed=1), "vote takes keep_collapsed as True or False; got 1 (int)"),
+            (lambda: api.vote(tmp_path, members=[1, 2]), "vote takes members as a list of names, or one text 'a,b'"),
+    ):
+        with pytest.raises(UserError) as info:
+            call()
+        assert words in str(info.value)
+        assert "\n" not in str(info.value)
+
+
+def test_the_commands_spellings_are_keywords_and_an_unknown_keyword_is_named(tmp_path, monkeypatch):
+    from ensemble import api, inference, vote
+    from members.data import dataset
+    from members.infra.errors import UserError
+    from members.training import folds
+
+    seen = {}
+    monkeypatch.setattr(dataset, "prepare_folders", lambda workdir, images, **kw: seen.update(kw))
+    api.prepare(tmp_path / "w", images=tmp_path, nominal=True, exclude_label="ungradable", seed=np.int64(1),
+                classes="No_DR, Mild,Moderate,Severe,PDR", val_fraction=np.float32(0.25))
+    assert seen["ordinal"] is False and seen["exclude"] == ["ungradable"] and type(seen["seed"]) is int
+    assert seen["classes"] == ["No_DR", "Mild", "Moderate", "Severe", "PDR"] and type(seen["val_fraction"]) is float
+    monkeypatch.setattr(dataset, "fetch_medmnist", lambda name, size: seen.update(download=(name, size)) or "m.npz")
+    monkeypatch.setattr(dataset, "prepare_npz", lambda workdir, path, **kw: seen.update(npz=(path, kw)))
+    api.prepare(tmp_path / "w", medmnist="retinamnist", size=np.int64(64))
+    assert seen["download"] == ("retinamnist", 64) and seen["npz"] == ("m.npz", {"ordinal": True, "classes": None})
+    monkeypatch.setattr(vote, "run_vote", functools.wraps(vote.run_vote)(lambda workdir, **kw: seen.update(vote=kw)))
+    api.vote(tmp_path, method="soft,stack", bootstrap=np.int64(100), coverage=0.8, members=np.array(["a", "b"]))
+    kw = seen["vote"]
+    assert kw["methods"] == ("soft", "stack") and kw["n_boot"] == 100 and type(kw["n_boot"]) is int
+    assert kw["target_coverage"] == 0.8 and kw["members"] == ["a", "b"] and type(kw["members"][0]) is str
+    monkeypatch.setattr(folds, "train_folded", lambda workdir, spec, **kw: seen.update(folded=(spec, kw)))
+    api.train_member(tmp_path, "tiny", name="x", folds=np.int64(2), epochs=np.int64(2), input_size=np.int64(32),
+                     batch_size=np.int64(4), lr=np.float32(0.5), set=["seed=3"])
+    spec, kw = seen["folded"]
+    assert (spec.epochs, spec.input_size, spec.batch_size, spec.seed, kw["k"]) == (2, 32, 4, 3, 2)
+    assert type(spec.epochs) is int and type(spec.lr) is float and type(kw["k"]) is int
+    monkeypatch.setattr(inference, "predict_images", lambda workdir, paths, **kw: seen.update(paths=paths))
+    for call, words in (
+            (lambda: api.prepare(tmp_path / "w", images=tmp_path, exclude_labels="5"),
+             "prepare takes no keyword exclude_labels=; did you mean exclude_label=?"),
+            (lambda: api.vote(tmp_path, json=True), "vote takes no keyword json=: the function returns the result "
+                                                     "itself"),
+            (lambda: api.vote(tmp_path, bootstrap=10, n_boot=10), "vote got both bootstrap= and n_boot=, two "
+                                                                  "spellings of one option; pass n_boot= alone."),
+            (lambda: api.predict(tmp_path, "a.png", from_file="list.txt"), "predict takes no keyword from_file=: read"),
+            (lambda: api.prepare(tmp_path / "w", images=tmp_path, nominal=True, ordinal=True),
+             "prepare got both nominal= and ordinal="),
+            (lambda: api.train_member(tmp_path, "tiny", epoch=2), "train_member takes no keyword epoch=; did you mean "
+                                                                  "epochs=? (help(train_member) lists its keywords)."),
+    ):
+        with pytest.raises(UserError) as info:
+            call()
+        assert words in str(info.value)
+    assert "paths" not in seen
+
+
+def test_a_text_is_one_path_for_explain_images(tmp_path, monkeypatch):
+    from ensemble import inference
+    from ensemble.explain import explain_images
+
+    seen = []
+
+    def expand(paths):
+        seen.append(paths)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inference, "expand_folders", expand)
+    for given in ("img.jpeg", Path("img.jpeg"), ["img.jpeg"]):
+        with pytest.raises(KeyboardInterrupt):
+            explain_images(tmp_path, given, tmp_path / "out")
+        assert seen.pop() == ["img.jpeg"]  # one path, not one path per character

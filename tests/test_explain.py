@@ -283,3 +283,20 @@ def test_every_title_fits_the_figure_and_the_maps_have_a_colour_key() -> None:
         assert len(keys) == (0 if withheld else 1)
         assert [len(ax.images) for ax in panels] == ([1, 1, 1, 1] if withheld else [1, 2, 2, 2])
         plt.close(fig)
+
+
+def test_the_python_api_explains_one_path_and_returns_the_figures_without_printing(trained, tmp_path, capsys):
+    from ensemble import api
+    from members.data.dataset import load_dataset
+    from tests.helpers import add_model_member
+
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)
+    add_model_member(work, "m2")
+    api.vote(work, methods="soft", members="t1,m2", n_boot=10, keep_collapsed=True)
+    data = load_dataset(work)
+    image = str(data.image_root / data.rows("test")["path"].iloc[0])
+    capsys.readouterr()
+    written = api.explain(work, image, tmp_path / "heat")  # one path: one image, not one per character
+    assert written == [tmp_path / "heat" / f"{Path(image).stem}.png"] and written[0].is_file()
+    assert capsys.readouterr().out == ""
