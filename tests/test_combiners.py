@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 
 from ensemble.combiners import (
     METHODS,
@@ -18,6 +20,7 @@ from ensemble.combiners import (
     load_combiner,
     make_combiner,
 )
+from ensemble.combiners.temperature import TemperatureScaling
 from ensemble.combiners.thresholds import _best_cut, kappa_or_zero
 from members.infra.errors import UserError
 from members.scoring import qwk
@@ -294,8 +297,19 @@ def test_cross_argument_messages():
         GradeThresholds().fit(PORD, YORD)
     with pytest.raises(UserError, match="metric must be one of log_loss, accuracy, qwk; got 'auc'"):
         CaruanaSelection(metric="auc").fit(P3, Y3)
-    with pytest.raises(RuntimeError, match="Stacking is not fitted yet"):
+    with pytest.raises(NotFittedError, match=r"^Stacking is not fitted yet; call fit\(P, y\) first\.$"):
         Stacking().predict(P3)
+
+
+@pytest.mark.parametrize("unfitted, call", [
+    (lambda: SoftVote().predict_proba(P3), "fit(P, y)"), (lambda: Stacking().predict_proba(P3), "fit(P, y)"),
+    (lambda: GradeThresholds().predict(P3[0]), "fit(probs, y)"),
+    (lambda: TemperatureScaling().predict_proba(P3[0]), "fit(probs, y)"),
+])
+def test_an_unfitted_combiner_raises_scikit_learns_not_fitted_error(unfitted, call):
+    with pytest.raises(NotFittedError, match="is not fitted yet; call " + re.escape(call) + " first") as info:
+        unfitted()
+    assert isinstance(info.value, ValueError) and isinstance(info.value, AttributeError)  # as sklearn's own
 
 
 def test_grade_thresholds_start_prior_matched_and_stay_within_reach():

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ensemble.combiners._validation import ROW_SUM_TOL, check_labels, check_member_names, check_probs  # noqa: F401  (re-exported)
+from ensemble.combiners._validation import ROW_SUM_TOL, check_labels, check_member_names, check_probs, require_fitted  # noqa: F401  (re-exported)
 from ensemble.combiners.thresholds import GradeThresholds
 from members.infra.atomic import write_json
 from members.infra.errors import UserError
@@ -170,8 +170,7 @@ class Combiner(ClassifierMixin, BaseEstimator):
 
     # ---- helpers ----------------------------------------------------------------------
     def _require_fitted(self) -> None:
-        if not hasattr(self, "n_members_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted yet; call fit(P, y) first.")
+        require_fitted(self, "n_members_")
 
     def _check_predict(self, P: Any) -> np.ndarray:
         self._require_fitted()

@@ -99,3 +99,12 @@ def check_member_names(names: Sequence[str] | None, m: int) -> list[str]:
     if len(names) != m:
         raise UserError(f"P has {m} members but member_names has {len(names)}; pass one name per member.")
     return names
+
+
+def require_fitted(estimator: Any, attribute: str, call: str = "fit(P, y)") -> None:
+    """Raise scikit-learn's ``NotFittedError`` (a ValueError and an AttributeError) unless ``estimator`` has
+    ``attribute``, the mark of a fitted one."""
+    if not hasattr(estimator, attribute):
+        from sklearn.exceptions import NotFittedError
+
+        raise NotFittedError(f"{type(estimator).__name__} is not fitted yet; call {call} first.")

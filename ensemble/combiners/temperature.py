@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ensemble.combiners._base import FORMAT_VERSION
-from ensemble.combiners._validation import check_labels, check_probs
+from ensemble.combiners._validation import check_labels, check_probs, require_fitted
 from members.infra.atomic import write_json
 from members.infra.errors import UserError
 
@@ -89,8 +89,7 @@ class TemperatureScaling:
 
     def predict_proba(self, probs: Any) -> np.ndarray:
         """Calibrated probabilities ``(n, k)``, float64."""
-        if not hasattr(self, "temperature_"):
-            raise RuntimeError("TemperatureScaling is not fitted yet; call fit(probs, y) first.")
+        require_fitted(self, "temperature_", "fit(probs, y)")
         return apply_temperature(probs, self.temperature_)
 
     def to_dict(self) -> dict[str, Any]:

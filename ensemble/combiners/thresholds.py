@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.combiners._validation import check_labels, check_probs
+from ensemble.combiners._validation import check_labels, check_probs, require_fitted
 from members.infra.atomic import write_json
 from members.infra.errors import UserError
 from members.model.cuts import _best_cut, kappa_or_zero, prior_cuts, reach_for, tune_cuts  # noqa: F401  (re-exported)
@@ -78,8 +78,7 @@ class GradeThresholds:
 
     def predict(self, probs: Any) -> np.ndarray:
         """Grades (n,) for probabilities (n, k)."""
-        if not hasattr(self, "thresholds_"):
-            raise RuntimeError("GradeThresholds is not fitted yet; call fit(probs, y) first.")
+        require_fitted(self, "thresholds_", "fit(probs, y)")
         probs = np.asarray(probs, dtype=np.float64)
         if probs.ndim != 2 or probs.shape[1] != self.thresholds_.size + 1:
             raise UserError(
