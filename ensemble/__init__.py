@@ -27,9 +27,8 @@ _EXPORTS = {
                                               "GradeThresholds", "Combiner", "make_combiner", "load_combiner",
                                               "METHODS")},
     **{name: "ensemble.stats" for name in ("bootstrap_metrics", "bootstrap_difference", "bootstrap_indices",
-                                          "mcnemar_exact", "diversity")},
-    "score": "ensemble.api",
-    "compare": "ensemble.api",
+                                          "mcnemar_exact")},
+    **{name: "ensemble.api" for name in ("score", "compare", "diversity")},
 }
 
 __all__ = sorted(_EXPORTS)

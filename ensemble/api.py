@@ -477,3 +477,38 @@ def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed
         "difference": stats.bootstrap_difference(labels, (pa, pred_a), (pb, pred_b), indices=indices),
         "mcnemar_p": stats.mcnemar_exact(labels, pred_a, pred_b),
     }
+
+
+@_verb()
+def diversity(labels: Any, preds: Any) -> dict:
+    """Pairwise diversity of models' predicted classes (:func:`ensemble.stats.diversity`), after checking that
+    ``labels`` are class numbers and ``preds`` a dict ``{name: predicted classes}`` of one class per label.
+
+    Example:
+        >>> d = diversity([0, 1, 1, 0], {"a": [0, 1, 1, 0], "b": [0, 1, 0, 0]})
+        >>> d["members"], d["disagreement"][0][1]
+        (['a', 'b'], 0.25)
+    """
+    from ensemble import stats
+    from members.infra.validate import MAX_CLASSES
+    from members.scoring import check_labels
+
+    if isinstance(labels, dict) and not isinstance(preds, dict):
+        raise UserError("diversity takes the labels first and then the dict of predictions; got a dict first: swap "
+                        "them, diversity(labels, {name: predicted classes}).")
+    if not isinstance(preds, dict) or len(preds) < 2:
+        got = f"a dict of {len(preds)} model(s)" if isinstance(preds, dict) else f"a {type(preds).__name__}"
+        raise UserError(f"diversity takes preds as a dict of two or more models' predicted classes, {{name: classes}}; "
+                        f"got {got}: name each model, e.g. {{'a': pred_a, 'b': pred_b}}.")
+    try:
+        if np.ndim(labels) != 1:
+            raise ValueError(f"labels must be 1-D, one class number per row; got shape {np.shape(labels)}.")
+        labels = check_labels(labels, MAX_CLASSES)
+        given = {str(name): check_labels(p, MAX_CLASSES, name=f"preds[{name!r}]") for name, p in preds.items()}
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"diversity: {exc}") from None
+    wrong = {name: len(p) for name, p in given.items() if len(p) != len(labels)}
+    if wrong:
+        raise UserError(f"diversity needs one predicted class per label ({len(labels)}); got "
+                        f"{', '.join(f'{n} for {name!r}' for name, n in wrong.items())}.")
+    return stats.diversity(labels, given)

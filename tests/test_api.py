@@ -318,3 +318,27 @@ def test_a_text_is_one_path_for_explain_images(tmp_path, monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             explain_images(tmp_path, given, tmp_path / "out")
         assert seen.pop() == ["img.jpeg"]  # one path, not one path per character
+
+
+def test_diversity_checks_its_arguments():
+    import ensemble
+    from ensemble import api
+    from members.infra.errors import UserError
+
+    y, preds = [0, 1, 1, 0], {"a": np.array([0, 1, 1, 0]), "b": [0, 1, 0, 0]}
+    assert ensemble.diversity is api.diversity
+    assert api.diversity(y, preds)["disagreement"] == [[0.0, 0.25], [0.25, 0.0]]
+    for call, words in (
+            (lambda: api.diversity(y, [[0, 1, 1, 0], [0, 1, 0, 0]]),
+             "diversity takes preds as a dict of two or more models' predicted classes, {name: classes}; got a list"),
+            (lambda: api.diversity(preds, y), "diversity takes the labels first and then the dict of predictions; "
+                                              "got a dict first: swap them"),
+            (lambda: api.diversity(y, {"a": [0, 1]}), "got a dict of 1 model(s): name each model"),
+            (lambda: api.diversity(y, {"a": [0, 1], "b": [0, 1, 0, 0]}),
+             "diversity needs one predicted class per label (4); got 2 for 'a'."),
+            (lambda: api.diversity(y, {"a": ["x"] * 4, "b": y}), "diversity: preds['a'] must be class numbers"),
+            (lambda: api.diversity(np.eye(2), preds), "diversity: labels must be 1-D"),
+    ):
+        with pytest.raises(UserError) as info:
+            call()
+        assert words in str(info.value)
