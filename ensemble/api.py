@@ -386,8 +386,9 @@ def import_member(workdir: PathLike, name: str, *, model: Any = None, val_csv: P
     :func:`ensemble.importer.import_member`."""
     from ensemble.importer import import_member as _import
 
-    return _import(_path("import_member", "workdir", workdir), _member_name("import_member", name),
-                   model=_path("import_member", "model", model) if _is_table(model) or isinstance(model, str) else model,
+    if _is_table(model) or isinstance(model, str):  # else a path or a keras.Model, which the importer checks
+        model = _path("import_member", "model", model)
+    return _import(_path("import_member", "workdir", workdir), _member_name("import_member", name), model=model,
                    val_csv=_path("import_member", "val_csv", val_csv, csv=True),
                    test_csv=_path("import_member", "test_csv", test_csv, csv=True), input_size=input_size,
                    force=_flag("import_member", "force", force), image_column=image_column)

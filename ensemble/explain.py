@@ -404,7 +404,9 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
     from ensemble.plots import _pyplot, _save
 
     from ensemble.api import image_paths
+    from ensemble.inference import require_report
 
+    require_report(Path(workdir))  # before the folders are listed
     paths = expand_folders(image_paths(paths, "explain"))  # one path is one image, not one per character
     if not paths:
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")

@@ -352,6 +352,18 @@ def _load_folded(member_dir: Path, metrics: dict) -> LoadedMember:
                    model=AveragedModel([c.model for c in copies], metrics.get("regression")))
 
 
+def require_report(workdir: Path) -> Path:
+    """``workdir``'s ``ensemble/report.json``; a :class:`UserError` when the workdir is missing or vote never ran."""
+    if not workdir.is_dir():
+        raise UserError(f"The workdir {workdir} {'is a file' if workdir.exists() else 'does not exist'}; pass the "
+                        "folder that prepare, train-member and vote wrote (--workdir).")
+    report_path = workdir / "ensemble" / "report.json"
+    if not report_path.is_file():
+        raise UserError(f"No fitted ensemble in {workdir}: {report_path} does not exist; "
+                        f"{VOTE_HINT.format(workdir=workdir)}.")
+    return report_path
+
+
 def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     """The fitted combiner ``method`` (default: the report's best) with its members loaded.
 
@@ -362,13 +374,7 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     from ensemble.combiners import load_combiner
 
     workdir = Path(workdir)
-    if not workdir.is_dir():
-        raise UserError(f"The workdir {workdir} {'is a file' if workdir.exists() else 'does not exist'}; pass the "
-                        "folder that prepare, train-member and vote wrote (--workdir).")
-    report_path = workdir / "ensemble" / "report.json"
-    if not report_path.is_file():
-        raise UserError(f"No fitted ensemble in {workdir}: {report_path} does not exist; "
-                        f"{VOTE_HINT.format(workdir=workdir)}.")
+    report_path = require_report(workdir)
     manifest = check_files(report_path.parent, ["report.json"])  # one vote wrote it: see ensemble.manifest
     _refuse_another_dataset(workdir, manifest)
     report = read_json(report_path, keys=("best_method",), fix=VOTE_HINT.format(workdir=workdir))
@@ -720,6 +726,7 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
     """
     from ensemble.api import image_paths
 
+    require_report(Path(workdir))  # before the folders are listed: their notes would say they are graded
     paths = expand_folders(image_paths(paths))  # one path is one image, not one per character
     if not paths:
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")

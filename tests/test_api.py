@@ -314,6 +314,7 @@ def test_a_text_is_one_path_for_explain_images(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(inference, "expand_folders", expand)
+    monkeypatch.setattr(inference, "require_report", lambda workdir: workdir / "ensemble" / "report.json")
     for given in ("img.jpeg", Path("img.jpeg"), ["img.jpeg"]):
         with pytest.raises(KeyboardInterrupt):
             explain_images(tmp_path, given, tmp_path / "out")
@@ -342,3 +343,25 @@ def test_diversity_checks_its_arguments():
         with pytest.raises(UserError) as info:
             call()
         assert words in str(info.value)
+
+
+def test_a_train_result_names_its_member_by_an_absolute_path(tmp_path, monkeypatch):
+    from members.training.trainer import TrainResult
+
+    monkeypatch.chdir(tmp_path)
+    result = TrainResult("a", Path("w") / "members" / "a", {})
+    assert result.member_dir == tmp_path / "w" / "members" / "a" and result.member_dir.is_absolute()
+
+
+def test_predict_without_an_ensemble_says_so_before_listing_a_folder(tmp_path, capsys):
+    from ensemble import api
+    from members.infra.errors import UserError
+
+    (tmp_path / "w").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "eye.png").write_bytes(b"")
+    for call in (lambda: api.predict(tmp_path / "w", tmp_path / "images"),
+                 lambda: api.explain(tmp_path / "w", tmp_path / "images", tmp_path / "out")):
+        with pytest.raises(UserError, match=r"^No fitted ensemble in "):
+            call()
+        assert "are graded" not in capsys.readouterr().err  # no note on the folder before the refusal

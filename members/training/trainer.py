@@ -56,11 +56,15 @@ from members.training.snapshots import FreeMembers
 
 @dataclass
 class TrainResult:
-    """What ``train_member`` returns: where the member is and its metrics (the content of metrics.json)."""
+    """What ``train_member`` returns: where the member is (an absolute path, as for a k-fold member) and its metrics
+    (the content of metrics.json)."""
 
     name: str
     member_dir: Path
     metrics: dict = field(repr=False)
+
+    def __post_init__(self) -> None:
+        self.member_dir = Path(self.member_dir).resolve()
 
     @property
     def seconds(self) -> float:
