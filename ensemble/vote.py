@@ -706,7 +706,7 @@ def _outcome(r: dict, select_by: str) -> dict:
     sign = -1.0 if select_by in MINIMISED_SELECT_BY else 1.0
     n_boot = (r.get("bootstrap") or {}).get("n_boot")
     if (lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)) or too_few_resamples(n_boot)
-            or any(_fixed_classes(r))):
+            or _too_thin(r)):
         word = "no clear difference"
     elif sign * lo > 0 and sign * hi > 0:
         word = "beat"
@@ -752,10 +752,9 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
         head = who.format("beat") + f": {figures}, which excludes 0)"
     elif out["verdict"] == "worse":
         head = who.format("did worse than") + f": {figures}, which excludes 0)"
-    elif any(fixed := _fixed_classes(r)):
+    elif why := _too_thin(r):
         head = (f"No difference can be claimed between the best ensemble, {bm} (chosen on {on}), and the best single "
-                f"member, {bs} (chosen on {on} by {label}), on test: {figures}, from a bootstrap that never varies "
-                f"the rows of {_fixed_words(r, *fixed)}, see the caution below)")
+                f"member, {bs} (chosen on {on} by {label}), on test: {figures}, {why}; see the caution below)")
     elif too_few_resamples(n_boot := (r.get("bootstrap") or {}).get("n_boot")):
         head = (f"No difference can be claimed between the best ensemble, {bm} (chosen on {on}), and the best single "
                 f"member, {bs} (chosen on {on} by {label}), on test: {figures} from only {n_boot} bootstrap "
@@ -847,11 +846,26 @@ def _say_probabilities_only(ms: MemberSet) -> None:
               "--members leaving them out for an ensemble that grades new images.", file=sys.stderr)
 
 
+def _too_thin(r: dict) -> str:
+    """Why the test split is too thin for the verdict to claim any difference, or ``""``: fewer than
+    :data:`SMALL_TEST` rows, or half its classes or more fixed in every resample (:func:`_fixed_classes`; a
+    bootstrap of 5 patients over 5 grades barely varies, however its interval looks). A larger split with one
+    fixed class gets the caution only: its intervals are somewhat too narrow, not meaningless."""
+    boot = r.get("bootstrap") or {}
+    n, (thin, lone) = boot.get("test_rows"), _fixed_classes(r)
+    fixed = thin or lone
+    k = r.get("num_classes") or len(r.get("classes") or []) or 0
+    if fixed and k and 2 * len(fixed) >= k:
+        return f"from a bootstrap that never varies the rows of {_fixed_words(r, thin, lone)}"
+    if isinstance(n, int) and n < SMALL_TEST:
+        return f"from {n} test rows, too few for its intervals to be trusted"
+    return ""
+
+
 def _fixed_classes(r: dict) -> tuple[list, list]:
     """The test classes the bootstrap never varies: ``(one row each, one patient each)``. It draws rows within
     their class (patients within their highest class when grouped), so a class of one row or one patient is in
-    every resample as it is, and the intervals are narrower than the real uncertainty: no difference may be
-    claimed from them."""
+    every resample as it is, and the intervals are narrower than the real uncertainty."""
     boot = r.get("bootstrap") or {}
     # drawing patients, a class is fixed when one patient holds it: that list is the one that counts
     thin = [] if boot.get("clustered") else boot.get("single_row_classes") or []
@@ -888,8 +902,9 @@ def _thin_test_words(r: dict) -> str:
         from ensemble.report import is_dr
 
         top = "highest grade" if is_dr(r) else "highest-numbered class"
+        whose = "that patient's" if len(lone) == 1 else "those patients'"
         return (f" Caution: {_fixed_words(r, [], lone)} (patients counted by their {top}); the bootstrap "
-                f"draws patients within their {top}, so it never varies {'that patient' if len(lone) == 1 else 'those patients'}' rows, and the intervals "
+                f"draws patients within their {top}, so it never varies {whose} rows, and the intervals "
                 f"above are narrower than the real uncertainty: neither a 'beat' nor a difference above should be "
                 f"trusted; {fix}.")
     if n is None or (n >= SMALL_TEST and not few):

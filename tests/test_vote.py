@@ -872,12 +872,18 @@ def test_a_grade_held_by_one_test_patient_gets_the_caution(tmp_path: Path) -> No
     again = run_vote(root, methods=["soft"], n_boot=1000, console=Console(file=io.StringIO()))
     assert again["outcome"]["verdict"] == "no clear difference"
     assert again["verdict"].startswith("No difference can be claimed between the best ensemble") and (
-        "from a bootstrap that never varies the rows of grade 4, with a single test patient" in again["verdict"])
-    from ensemble.vote import _outcome
+        "from 20 test rows, too few for its intervals to be trusted; see the caution below)" in again["verdict"])
+    from ensemble.vote import _outcome, _verdict
 
     sure = {**again, "difference": {"metrics": {"qwk": {"value": 0.1, "ci": [0.05, 0.15]}}}}
     assert _outcome(sure, "qwk")["verdict"] == "no clear difference"
-    assert _outcome({**sure, "bootstrap": {**again["bootstrap"], "single_patient_classes": []}}, "qwk")["verdict"] == "beat"
+    large = {**sure, "bootstrap": {**again["bootstrap"], "test_rows": 113}}  # one fixed grade of five: caution only
+    assert _outcome(large, "qwk")["verdict"] == "beat"
+    three = {**large, "bootstrap": {**large["bootstrap"], "single_patient_classes": [1, 3, 4]}}  # most grades fixed
+    assert _outcome(three, "qwk")["verdict"] == "no clear difference"
+    words = _verdict({**three, "outcome": _outcome(three, "qwk")})
+    assert ("from a bootstrap that never varies the rows of grades 1, 3 and 4, each with a single test patient; see "
+            "the caution below)") in words and "never varies those patients' rows" in words
 
 
 def test_a_two_class_task_gets_sensitivity_and_specificity_of_its_positive_class(tmp_path: Path, monkeypatch) -> None:
