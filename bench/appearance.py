@@ -41,9 +41,8 @@ MAX_FALSE_ALARMS = 0.01
 def _flags(values: np.ndarray, ref: np.ndarray, pad_share: float) -> np.ndarray:
     from ensemble import appearance
 
-    lo, hi = ref.min(axis=0), ref.max(axis=0)
-    pad = np.maximum(pad_share * (hi - lo), appearance.FLOOR)
-    below, above = appearance.outside(values, lo - pad, hi + pad, appearance.FEATURES)  # one side for the geometry
+    low, high = appearance.bounds(ref, pad_share)
+    below, above = appearance.outside(values, low, high, appearance.FEATURES)  # one side for the geometry and colour
     return ((below > 0) | (above > 0)).any(axis=1)
 
 

@@ -30,10 +30,11 @@ import numpy as np
 SIZE = 128
 """Each image is resized to SIZE x SIZE px before its features are taken."""
 FEATURES = ("mean_red", "mean_green", "mean_blue", "std_red", "std_green", "std_blue",
-            "red_minus_green", "green_minus_blue", "detail", "short_side", "aspect")
+            "red_minus_green", "green_minus_blue", "detail", "short_side", "aspect", "colour")
 """The nine looks of :func:`features`, then the file's geometry (:func:`look`): ``short_side`` the log2 of its
-shorter side in pixels (a thumbnail among photographs), ``aspect`` its longer side over its shorter one (a strip)."""
-ONE_SIDED = {"short_side": "below", "aspect": "above"}
+shorter side in pixels (a thumbnail among photographs), ``aspect`` its longer side over its shorter one (a strip);
+then ``colour``, the mean spread between a pixel's channels (0 for a greyscale or red-free image)."""
+ONE_SIDED = {"short_side": "below", "aspect": "above", "colour": "below"}
 """Features flagged on one side only: a larger photograph is shrunk to the member's input like the training
 images were (only a smaller one lacks their detail), and a squarer one is a fundus cut closer to its disc."""
 LOOKS = 9
@@ -42,13 +43,19 @@ these)."""
 WORDS = {"mean_red": "mean red level", "mean_green": "mean green level", "mean_blue": "mean blue level",
          "std_red": "red contrast", "std_green": "green contrast", "std_blue": "blue contrast",
          "red_minus_green": "red-green balance", "green_minus_blue": "green-blue balance",
-         "detail": "pixel-to-pixel change", "short_side": "shorter side", "aspect": "longer-to-shorter side ratio"}
-FLOOR = (5.0, 5.0, 5.0, 3.0, 3.0, 3.0, 5.0, 5.0, 0.02, 1.0, 1.0)
+         "detail": "pixel-to-pixel change", "short_side": "shorter side", "aspect": "longer-to-shorter side ratio",
+         "colour": "colour (mean spread between its red, green and blue; 0 is greyscale)"}
+FLOOR = (5.0, 5.0, 5.0, 3.0, 3.0, 3.0, 5.0, 5.0, 0.02, 1.0, 1.0, 0.0)
 """The least margin per feature (grey levels; ``detail`` is a ratio; ``short_side`` a factor of 2; ``aspect`` 1, so
 that a set of square crops still takes a 2:1 photograph), for sets whose images vary little (every image of a
 MedMNIST set is 28 px square)."""
 PAD = 1.0
 """The margin beyond the seen range, as a share of its width."""
+COLOUR_SET = 8.0
+"""Training images whose least ``colour`` is at least this many grey levels are a colour set: an input with under a
+quarter of that least colour (a greyscale copy, a red-free photograph) is referred, whatever the margin above gives
+(the range of colour in a set of photographs is wide, and its margin would reach below 0). A set with greyer images
+(BreastMNIST, a red-free archive) is not screened on colour."""
 MIN_IMAGES = 50
 """Fewer reference images give too narrow a range to screen with: no screen then."""
 MAX_IMAGES = 400
@@ -72,14 +79,26 @@ def features(images: np.ndarray) -> np.ndarray:
     return np.column_stack([mean, std, mean[:, 0] - mean[:, 1], mean[:, 1] - mean[:, 2], detail]).astype(np.float64)
 
 
+def bounds(values: np.ndarray, pad_share: float = PAD) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)``: the range of ``values`` (rows of the reference images) widened by ``pad_share`` of its
+    width on each side (at least :data:`FLOOR`), and the colour rule (:data:`COLOUR_SET`) for ``colour``."""
+    lo, hi = values.min(axis=0), values.max(axis=0)
+    pad = np.maximum(pad_share * (hi - lo), FLOOR[:values.shape[1]])  # all of FEATURES; fewer in older screens
+    low, high = lo - pad, hi + pad
+    if len(lo) > FEATURES.index("colour"):
+        j = FEATURES.index("colour")
+        low[j] = lo[j] / 4 if lo[j] >= COLOUR_SET else -1.0  # -1: never below (a spread is >= 0)
+    return low, high
+
+
 def reference(values: np.ndarray, *, source: str) -> dict:
     """The screen's ``appearance.json`` from the :func:`features` of the reference images."""
     lo, hi = values.min(axis=0), values.max(axis=0)
-    floor = FLOOR[:values.shape[1]]  # all of FEATURES; the nine looks alone in the examples
-    pad = np.maximum(PAD * (hi - lo), floor)
+    floor = FLOOR[:values.shape[1]]
+    low, high = bounds(values)
     return {"features": list(FEATURES[:values.shape[1]]), "size": SIZE, "images": int(len(values)), "source": source,
             "seen_min": lo.round(6).tolist(), "seen_max": hi.round(6).tolist(),
-            "low": (lo - pad).round(6).tolist(), "high": (hi + pad).round(6).tolist(),
+            "low": low.round(6).tolist(), "high": high.round(6).tolist(),
             "rule": f"outside the seen range by more than {PAD:g} of its width (at least the floor)",
             "floor": list(floor)}
 
@@ -141,7 +160,7 @@ def _shown(name: str):
 
 
 def look(path: str | os.PathLike) -> np.ndarray | None:
-    """The :data:`FEATURES` of one image file (``(11,)``), or ``None`` when Pillow cannot read it."""
+    """The :data:`FEATURES` of one image file (``(12,)``), or ``None`` when Pillow cannot read it."""
     from PIL import Image
 
     from members.data.pillow_image import to_rgb8
@@ -156,11 +175,12 @@ def look(path: str | os.PathLike) -> np.ndarray | None:
             rgb = Image.fromarray(to_rgb8(im)).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
     except Exception:  # noqa: BLE001 - unreadable: predict names it as not graded already
         return None
-    return np.concatenate([features(np.asarray(rgb)[None])[0], [np.log2(short), long / short]])
+    x = np.asarray(rgb, dtype=np.float32)
+    return np.concatenate([features(x[None])[0], [np.log2(short), long / short], [float(np.ptp(x, axis=2).mean())]])
 
 
 def looks(paths: Sequence[str]) -> np.ndarray:
-    """``(n, 11)`` :func:`look` of each path (a row of ``nan`` for one that cannot be read: never flagged)."""
+    """``(n, 12)`` :func:`look` of each path (a row of ``nan`` for one that cannot be read: never flagged)."""
     rows = [look(p) for p in paths]
     return np.array([np.full(len(FEATURES), np.nan) if r is None else r for r in rows]).reshape(len(rows), len(FEATURES))
 
@@ -194,7 +214,8 @@ def load(folder: Path) -> dict | None:
         print(f"Warning: {path} is unreadable; inputs are not screened (run vote again).", file=sys.stderr)
         return None
     keys = ("features", "low", "high", "seen_min", "seen_max", "images")
-    known = (list(FEATURES), list(FEATURES[:LOOKS]))  # this version's, or one voted before the geometry
+    # this version's, one voted before the colour rule (2026-12-07), or one voted before the geometry
+    known = (list(FEATURES), list(FEATURES[:LOOKS + 2]), list(FEATURES[:LOOKS]))
     if not isinstance(ref, dict) or any(k not in ref for k in keys) or list(ref["features"]) not in known:
         print(f"Warning: {path} is not this version's screen; inputs are not screened (run vote again).",
               file=sys.stderr)

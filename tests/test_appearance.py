@@ -35,6 +35,10 @@ def test_features_tell_noise_from_a_smooth_photograph(demo_images, tmp_path):
     detail = appearance.FEATURES.index("detail")
     assert noise[detail] > 0.5 > 0.2 > photo[detail]
     assert photo[appearance.FEATURES.index("red_minus_green")] > 10  # a fundus is red
+    with Image.open(sorted((demo_images / "images").glob("*.jpeg"))[0]) as im:
+        im.convert("L").save(tmp_path / "grey.png")
+    colour = appearance.FEATURES.index("colour")
+    assert photo[colour] > 2 * appearance.COLOUR_SET and appearance.look(tmp_path / "grey.png")[colour] == 0.0
     # turned or mirrored, an image has the same features (EXIF orientation does not matter)
     turned = tmp_path / "t.png"
     with Image.open(sorted((demo_images / "images").glob("*.jpeg"))[0]) as im:
@@ -44,7 +48,8 @@ def test_features_tell_noise_from_a_smooth_photograph(demo_images, tmp_path):
 
 
 def test_reference_margin_and_notes():
-    seen = np.array([[100.0, 80, 40, 30, 20, 10, 20, 40, 0.05, 9.0, 1.3], [140.0, 100, 60, 40, 30, 20, 40, 40, 0.09, 11.0, 1.5]])
+    seen = np.array([[100.0, 80, 40, 30, 20, 10, 20, 40, 0.05, 9.0, 1.3, 24.0],
+                     [140.0, 100, 60, 40, 30, 20, 40, 40, 0.09, 11.0, 1.5, 90.0]])
     ref = appearance.reference(seen, source="training")
     assert ref["images"] == 2 and ref["features"] == list(appearance.FEATURES)
     np.testing.assert_allclose(ref["low"][0], 100 - 40 * appearance.PAD)  # the range's width beyond each end
@@ -68,6 +73,20 @@ def test_reference_margin_and_notes():
     big, square = inside.copy(), inside.copy()
     big[9], square[10] = 14.0, 1.0
     assert appearance.screen(ref, np.array([big, square])) == ["", ""]
+    # colour: a greyscale copy (or a red-free photograph) of a colour set is referred, though the margin of the wide
+    # range of colour (24-90, so 66 each side) would reach below 0; a quarter of the least colour seen passes
+    colour = appearance.FEATURES.index("colour")
+    grey, faint = inside.copy(), inside.copy()
+    grey[colour], faint[colour] = 0.0, 24.0 / 4 + 0.5
+    grey_note, faint_note = appearance.screen(ref, np.array([grey, faint]))
+    assert grey_note.startswith("unlike the training images: its colour (mean spread between its red, green and blue; "
+                                "0 is greyscale) 0 lies far below the 24-90 of the 2 read") and faint_note == ""
+    greyish = seen.copy()
+    greyish[0, colour] = appearance.COLOUR_SET - 1  # a set that holds greyish images is not screened on colour
+    assert appearance.screen(appearance.reference(greyish, source="training"), np.array([grey])) == [""]
+    # a screen voted before the colour rule (eleven features) screens by those, and ignores the colour
+    before = appearance.reference(seen[:, :appearance.LOOKS + 2], source="training")
+    assert appearance.screen(before, np.array([grey, just_out])) == ["", notes[1]]
     # a screen voted before the geometry (nine looks) still screens by them, and ignores the geometry
     old = appearance.reference(seen[:, :appearance.LOOKS], source="training")
     assert old["features"] == list(appearance.FEATURES[:appearance.LOOKS])
@@ -79,6 +98,9 @@ def test_an_older_nine_feature_screen_loads_and_an_unknown_one_does_not(tmp_path
     (tmp_path / appearance.FILE).write_text(json.dumps(appearance.reference(seen, source="training")))
     loaded = appearance.load(tmp_path)
     assert loaded is not None and len(loaded["features"]) == appearance.LOOKS
+    eleven = np.column_stack([seen, [[9.0, 1.3], [11.0, 1.5]]])  # voted before the colour rule
+    (tmp_path / appearance.FILE).write_text(json.dumps(appearance.reference(eleven, source="training")))
+    assert appearance.load(tmp_path)["features"] == list(appearance.FEATURES[:appearance.LOOKS + 2])
     other = {**loaded, "features": ["mean_red", "something_else"]}
     (tmp_path / appearance.FILE).write_text(json.dumps(other))
     assert appearance.load(tmp_path) is None and "not this version's screen" in capsys.readouterr().err
