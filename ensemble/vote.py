@@ -878,7 +878,7 @@ def _fixed_words(r: dict, thin: list, lone: list) -> str:
 
     classes = thin or lone
     word = ("grade" if is_dr(r) else "class") + ("s" if len(classes) > 1 else "")
-    names = [_class_label(r, c) for c in classes]
+    names = [_class_label(r, c) if isinstance(c, int) else str(c) for c in classes]  # indices, or names already
     listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
     what = "row" if thin else "patient"
     return f"{word} {listed}, {'each ' if len(names) > 1 else ''}with a single test {what}"
