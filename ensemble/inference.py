@@ -727,7 +727,8 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
     from ensemble.api import image_paths
 
     require_report(Path(workdir))  # before the folders are listed: their notes would say they are graded
-    paths = expand_folders(image_paths(paths))  # one path is one image, not one per character
+    own = [] if out is None else [Path(out), Path(out).with_name(f"{Path(out).stem}.partial.csv")]
+    paths = expand_folders(image_paths(paths), leave_out=own)  # one path is one image, not one per character
     if not paths:
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
     if out is not None:
@@ -827,20 +828,19 @@ def _none_graded(ens: Ensemble, skipped: dict[str, str]) -> PredictionResult:
                             referable_note=ens.referable_note, referable_kind=ens.referable_kind)
 
 
-def expand_folders(paths: Sequence[str]) -> list[str]:
-    """``paths`` with each folder replaced by its files (sorted; hidden files and sub-folders left out), so that
-    every file of the folder gets its row: an image is graded whatever its extension, and another file (a DICOM,
-    a note) is skipped with its reason, as a file given by name is. A folder without files is kept (which
-    :func:`check_file` then skips); an entry with an image extension that is not a regular file (a broken link,
-    a FIFO) is kept too, so that it is skipped with its reason; the sub-folders are named on stderr."""
-    from members.data.folders import IMAGE_EXTENSIONS
-
+def expand_folders(paths: Sequence[str], leave_out: Sequence[str | os.PathLike] = ()) -> list[str]:
+    """``paths`` with each folder replaced by its entries (sorted; hidden ones and sub-folders left out), so that
+    every entry of the folder gets its row: an image is graded whatever its extension, and anything else (a
+    DICOM, a note, a broken link, a FIFO) is skipped with its reason, as a path given by name is. A folder without
+    entries is kept (which :func:`check_file` then skips); the sub-folders are named on stderr. ``leave_out``:
+    files of a folder not to list (predict's own ``--out`` and its partial file, written there by an earlier run)."""
+    skip = {os.path.realpath(p) for p in leave_out}
     out: list[str] = []
     for p in paths:
         if os.path.isdir(p):
-            entries = sorted(f for f in os.listdir(p) if not f.startswith("."))
-            found = [os.path.join(p, f) for f in entries if not os.path.isdir(os.path.join(p, f))
-                     and (os.path.isfile(os.path.join(p, f)) or os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS)]
+            entries = sorted(f for f in os.listdir(p) if not f.startswith(".")
+                             and os.path.realpath(os.path.join(p, f)) not in skip)
+            found = [os.path.join(p, f) for f in entries if not os.path.isdir(os.path.join(p, f))]
             if not found:  # left in: check_file skips it with its reason
                 out.append(p)
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -194,6 +195,28 @@ def test_a_folder_is_graded_file_by_file_and_an_empty_one_is_skipped(voted, imag
             "searched: sub/.") in err
     assert set(result.skipped) == {str(empty), notes} and "image" in result.skipped[notes]
     assert result.skipped[str(empty)].startswith("is a directory with no image file in it (.jpeg .jpg .png")
+
+
+def test_a_folder_holding_predicts_own_out_is_graded_again_and_odd_entries_get_rows(voted, images, tmp_path) -> None:
+    """A rerun with --out inside the graded folder was refused ("--out ... is one of the images being graded"), and a
+    broken link or a FIFO in a folder vanished without a word."""
+    import shutil
+
+    folder = tmp_path / "eyes"
+    folder.mkdir()
+    for p in images["good"][:2]:
+        shutil.copy(p, folder)
+    out = folder / "pred.csv"
+    for _ in range(2):  # the second run replaces its own earlier CSV and does not grade it
+        predict_images(voted, [str(folder)], out=out)
+        table = pd.read_csv(out)
+        assert sorted(table["path"]) == sorted(str(folder / Path(p).name) for p in images["good"][:2])
+    (folder / "gone.jpeg").symlink_to(tmp_path / "nowhere.jpeg")
+    os.mkfifo(folder / "pipe")
+    result = predict_images(voted, [str(folder)], out=tmp_path / "other.csv")
+    assert result.skipped[str(folder / "gone.jpeg")].startswith("is a symbolic link to")
+    assert result.skipped[str(folder / "pipe")] == "is not a regular file"
+    assert str(out) in result.skipped  # a CSV written by someone else's run is any other file of the folder
 
 
 def test_out_never_replaces_a_file_predict_did_not_write(voted, images, tmp_path) -> None:
