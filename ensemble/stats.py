@@ -424,9 +424,9 @@ def effective_counts(hit: np.ndarray, row_group: np.ndarray) -> tuple[float, flo
     proportion is estimated from the groups (the ratio estimator's, with the ``g / (g - 1)``
     correction) and compared with the binomial one; their ratio, the design effect (at least 1),
     divides ``n`` and ``hits`` (Korn & Graubard's effective sample size for a Clopper-Pearson
-    interval). The design effect is at most ``n / g`` (what eyes that always agree give: one
-    observation per patient), so the effective ``n`` is never below the number of groups, which the
-    small-sample correction alone could push it under. Without repeated groups the counts are
+    interval). The design effect is at most ``sum(m_i^2) / n`` over the groups' sizes ``m_i`` (what
+    rows that always agree within their group give: ``n / g``, one observation per patient, when the
+    groups are of one size), which the small-sample correction alone could push it over. Without repeated groups the counts are
     returned as they are; a single group is one observation. At 0 or 1 the rows show no spread to estimate the design effect from: it is taken
     from the same rows with the largest group's rows flipped — what one missed patient would have
     shown — so that 100 % over two eyes a patient is not read as if the eyes were independent.
@@ -457,7 +457,7 @@ def effective_counts(hit: np.ndarray, row_group: np.ndarray) -> tuple[float, flo
     p = float(probe.sum()) / n
     y = np.bincount(codes, weights=probe, minlength=g)
     var_cluster = g / (g - 1) * float(((y - p * m) ** 2).sum()) / n ** 2
-    deff = min(max(1.0, var_cluster / (p * (1 - p) / n)), n / g)
+    deff = min(max(1.0, var_cluster / (p * (1 - p) / n)), float((m ** 2).sum()) / n)
     return hits / deff, n / deff
 
 

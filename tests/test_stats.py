@@ -255,6 +255,10 @@ def test_effective_counts_at_zero_or_one_count_patients_not_independent_eyes() -
                         (np.r_[1, 1, 0, 0, 1, 1], np.repeat([0, 1, 2], 2))):
         hits, n = effective_counts(hit, groups)
         assert len(set(groups)) <= n <= len(hit) and hits / n == pytest.approx(hit.mean())
+    # groups of unequal size: the ceiling is Kish's sum(m^2) / n, not n / g (one patient of 10 images all wrong
+    # beside 10 patients of one image: n / g gave 11 observations, too narrow an interval)
+    hits, n = effective_counts(np.r_[[0] * 10, [1] * 10], np.r_[[0] * 10, np.arange(1, 11)])
+    assert n == pytest.approx(20 / (110 / 20)) and hits / n == pytest.approx(0.5)
 
 
 def test_clustered_mcnemar_is_exact_with_few_discordant_patients() -> None:
