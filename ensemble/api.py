@@ -127,16 +127,22 @@ def _member_name(verb: str, name: Any) -> str:
     return name
 
 
-def _texts(verb: str, name: str, values: Any) -> list[str] | None:
-    """``"a"``, ``"a,b"`` (as on the command line) or a list of texts as a list of names; None stays None."""
+def _texts(verb: str, name: str, values: Any, *, numbers: bool = False) -> list[str] | None:
+    """``"a"``, ``"a,b"`` (as on the command line) or a list of texts as a list of names; None stays None.
+    ``numbers``: integers are taken too, as their text (labels: ``exclude=[5]``)."""
     if values is None:
         return None
+    def whole(v: Any) -> bool:
+        return numbers and isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
     if isinstance(values, str):
         return [v.strip() for v in values.split(",") if v.strip()]
+    if whole(values):
+        values = [values]  # one integer label: exclude=5 (DDR's ungradable)
     if isinstance(values, np.ndarray) and values.ndim == 1:
         values = values.tolist()
-    if isinstance(values, (list, tuple)) and all(isinstance(v, (str, np.str_)) for v in values):
-        return [str(v) for v in values]
+    if isinstance(values, (list, tuple)) and all(isinstance(v, (str, np.str_)) or whole(v) for v in values):
+        return [str(v) for v in values]  # integer labels are matched as the CSV writes them
     raise UserError(f"{verb} takes {name} as a list of names, or one text 'a,b' as on the command line; got "
                     f"{_show(values)} ({type(values).__name__}).")
 
@@ -146,12 +152,20 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _taken(func: Callable, options: dict) -> dict:
-    """The ``options`` that ``func`` takes: the CLI passes a CSV's columns and split shares to an npz, which keeps its
-    own split, and a folder set has no columns."""
+def _taken(func: Callable, options: dict, source: str) -> dict:
+    """The ``options`` that ``func`` takes. The CLI passes every option, at its default when not given (a CSV's
+    columns and split shares to an npz, which keeps its own split); an option ``func`` does not take is dropped at
+    its default and refused in one sentence at any other value (``source`` says what the data is)."""
+    from members.data.dataset import prepare_csv
+
     names = inspect.signature(func).parameters
     if any(p.kind is p.VAR_KEYWORD for p in names.values()):
         return options
+    defaults = {k: p.default for k, p in inspect.signature(prepare_csv).parameters.items()}
+    for key, value in options.items():
+        if key not in names and value is not None and value != defaults.get(key):
+            raise UserError(f"--{key.replace('_', '-')} does not apply to {source}: drop it "
+                            f"({key}={_show(value)}).")
     return {k: v for k, v in options.items() if k in names}
 
 
@@ -188,6 +202,11 @@ def prepare(workdir: PathLike, *, labels: PathLike | None = None, images: PathLi
     workdir = _path("prepare", "workdir", workdir)
     labels, npz = _path("prepare", "labels", labels, csv=True), _path("prepare", "npz", npz)
     images = _path("prepare", "images", images)
+    for name, value in (("medmnist", medmnist), ("group_column", options.get("group_column")),
+                        ("group_pattern", options.get("group_pattern")), ("image_column", options.get("image_column")),
+                        ("label_column", options.get("label_column"))):
+        if value is not None and not isinstance(value, str):
+            raise UserError(f"prepare takes {name} as a text; got {_show(value)} ({type(value).__name__}).")
     if nominal is not None:
         if options.get("ordinal") is not None:
             raise UserError("prepare got both nominal= and ordinal=, two spellings of one option; pass ordinal= alone.")
@@ -198,7 +217,7 @@ def prepare(workdir: PathLike, *, labels: PathLike | None = None, images: PathLi
     if isinstance(options.get("classes"), str):
         options["classes"] = parse_classes_option(options["classes"])
     options["classes"] = _texts("prepare", "classes", options.get("classes"))
-    exclude = _texts("prepare", "exclude", options.pop("exclude", None)) or []
+    exclude = _texts("prepare", "exclude", options.pop("exclude", None), numbers=True) or []
     group = options.get("group_column") or options.get("group_pattern")
     sources = [s for s in (labels or images, npz, medmnist) if s]
     if len(sources) != 1:
@@ -217,12 +236,14 @@ def prepare(workdir: PathLike, *, labels: PathLike | None = None, images: PathLi
         path = npz or ds.fetch_medmnist(medmnist, size=28 if size is None else size)
         if options.get("ordinal") is None and medmnist and not options.get("classes"):
             options["ordinal"] = medmnist.lower() in ORDINAL_MEDMNIST
-        return ds.prepare_npz(workdir, path, **_taken(ds.prepare_npz, options))
+        return ds.prepare_npz(workdir, path, **_taken(ds.prepare_npz, options,
+                                                      "an npz, which keeps its official split and labels"))
     if not labels:
         if options.get("group_column"):
             raise UserError("--group-column needs a labels CSV; for a folder per class use --group-pattern on the "
                             "image paths instead.")
-        return ds.prepare_folders(workdir, images, exclude=exclude, **_taken(ds.prepare_folders, options))
+        return ds.prepare_folders(workdir, images, exclude=exclude, **_taken(
+            ds.prepare_folders, options, "a folder per class, whose labels are its folder names"))
     if not images:
         raise UserError("--labels needs --images: pass the folder holding the images named in the CSV.")
     return ds.prepare_csv(workdir, labels, images, exclude=exclude, **options)

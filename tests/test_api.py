@@ -249,6 +249,15 @@ def test_tables_and_values_of_the_wrong_kind_are_refused_in_one_sentence(tmp_pat
              "predict takes tta as True or False; got 'no' (str): pass tta=True to turn it on"),
             (lambda: api.vote(tmp_path, keep_collapsed=1), "vote takes keep_collapsed as True or False; got 1 (int)"),
             (lambda: api.vote(tmp_path, members=[1, 2]), "vote takes members as a list of names, or one text 'a,b'"),
+            (lambda: api.prepare(tmp_path / "w", medmnist=["retinamnist"]),
+             "prepare takes medmnist as a text; got ['retinamnist'] (list)"),
+            (lambda: api.prepare(tmp_path / "w", labels=tmp_path / "l.csv", images=tmp_path, group_column=3),
+             "prepare takes group_column as a text; got 3 (int)"),
+            (lambda: api.prepare(tmp_path / "w", npz=tmp_path / "x.npz", val_fraction=0.3),
+             "--val-fraction does not apply to an npz, which keeps its official split and labels: drop it "
+             "(val_fraction=0.3)"),
+            (lambda: api.prepare(tmp_path / "w", images=tmp_path, label_column="grade"),
+             "--label-column does not apply to a folder per class, whose labels are its folder names: drop it"),
     ):
         with pytest.raises(UserError) as info:
             call()
@@ -365,3 +374,16 @@ def test_predict_without_an_ensemble_says_so_before_listing_a_folder(tmp_path, c
         with pytest.raises(UserError, match=r"^No fitted ensemble in "):
             call()
         assert "are graded" not in capsys.readouterr().err  # no note on the folder before the refusal
+
+
+def test_integer_labels_are_excluded_as_the_cli_excludes_them(demo_images, tmp_path):
+    """exclude=[4] (or exclude=4, DDR's ungradable grade 5) worked before the argument layer and must still."""
+    import pandas as pd
+
+    from ensemble import api
+
+    for i, exclude in enumerate(([4], 4, np.int64(4), "4")):
+        result = api.prepare(tmp_path / f"w{i}", labels=demo_images / "trainLabels.csv",
+                             images=demo_images / "images", exclude=exclude)
+        split = pd.read_csv(tmp_path / f"w{i}" / "split.csv")
+        assert result.kept == 48 - 48 // 5 and 4 not in set(split["label"])  # balanced grades: 9 rows of grade 4
