@@ -197,7 +197,8 @@ def render_markdown(report: dict) -> str:
               + (f" {ONE_CLASS}: gives every test row one class, as the majority class does ({', '.join(one)}); "
                  "never bold." if one else "")
               + (" Intervals of zero width on a member or an ensemble (e.g. [0.600, 0.600]) mean the bootstrap never "
-                 "varied those rows (see the caution in the verdict), not that the figure is certain."
+                 "varied the rows that decide that figure (a class of one row or one patient, which every resample "
+                 "keeps as it is), not that the figure is certain."
                  if _zero_width(report) else ""), ""]
     lines += _referable_md(report.get("referable"), report)
     if lines[-1] != "":
@@ -377,9 +378,11 @@ def _zero_width(report: dict) -> bool:
     """Whether a member's or an ensemble's test interval has zero width away from the ends of its scale (a
     bootstrap that never varied its rows; every resample of a perfect model, or of one that gives one class,
     scores 1 or 0 as it does)."""
+    one = set(report.get("one_class") or ())  # one class for every row: a class-stratified resample keeps its score
     return any(isinstance(m.get(key), dict) and m[key].get("value") not in (None, 0.0, 1.0)
-               and m[key].get("ci") is not None and m[key]["ci"][0] == m[key]["ci"][1] for kind in ("members", "ensembles")
-               for m in (report.get(kind) or {}).values() for key in ("accuracy", "balanced_accuracy", "qwk", "auc"))
+               and m[key].get("ci") is not None and m[key]["ci"][0] == m[key]["ci"][1]
+               for kind in ("members", "ensembles") for name, m in (report.get(kind) or {}).items() if name not in one
+               for key in ("accuracy", "balanced_accuracy", "qwk", "auc"))
 
 
 def _ci_text(entry: dict, digits: int = 3) -> str:
@@ -676,8 +679,8 @@ GLOSSARY = (
 )
 
 
-DR_GRADES = ("0 no diabetic retinopathy, 1 mild, 2 moderate, 3 severe non-proliferative, 4 proliferative "
-             "(the International Clinical Diabetic Retinopathy scale, as EyePACS, IDRiD and APTOS grade).")
+DR_GRADES = ("for diabetic retinopathy on the International Clinical DR scale (as EyePACS, IDRiD and APTOS grade): "
+             "0 no diabetic retinopathy, 1 mild, 2 moderate, 3 severe non-proliferative, 4 proliferative.")
 
 GENERIC_GLOSSARY = {
     "McNemar's test": ("looks only at the rows exactly one of two models gets right and asks whether one model wins "

@@ -216,7 +216,8 @@ def test_report_md_says_what_zero_wide_intervals_and_in_sample_member_figures_ar
     md = (tmp_path / "plain" / "report.md").read_text()
     assert "zero width" not in md  # 200 resamples of 20 rows: every interval has a width
     assert "A member's val figures are in-sample wherever it fitted something on these rows" in md
-    assert "- **Grades**: 0 no diabetic retinopathy, 1 mild, 2 moderate, 3 severe non-proliferative, 4 proliferative" in md
+    assert ("- **Grades**: for diabetic retinopathy on the International Clinical DR scale (as EyePACS, IDRiD and APTOS "
+            "grade): 0 no diabetic retinopathy, 1 mild, 2 moderate, 3 severe non-proliferative, 4 proliferative.") in md
     threshold = report["referral"]["threshold"]  # written as predict writes it, so both readings cut alike
     assert f"is below {threshold:.4g} (chosen on val" in md and "test eyes sent for review" in md
     named = copy.deepcopy(report)
@@ -228,7 +229,10 @@ def test_report_md_says_what_zero_wide_intervals_and_in_sample_member_figures_ar
     entry["ci"] = [entry["value"], entry["value"]]
     write_report(tmp_path / "stuck", stuck)
     assert ("Intervals of zero width on a member or an ensemble (e.g. [0.600, 0.600]) mean the bootstrap never varied "
-            "those rows") in (tmp_path / "stuck" / "report.md").read_text()
+            "the rows that decide that figure") in (tmp_path / "stuck" / "report.md").read_text()
+    owner = next(name for name, m in stuck["members"].items() if entry is m.get("accuracy") or entry is m.get("qwk"))
+    write_report(tmp_path / "one", {**stuck, "one_class": [owner]})  # one class for every row: nothing to explain
+    assert "zero width" not in (tmp_path / "one" / "report.md").read_text()
 
 
 def test_best_single_is_chosen_on_val_not_test(voted) -> None:
