@@ -285,6 +285,19 @@ def test_member_scales_its_input_and_moves_its_base_between_members(tmp_path):
     np.testing.assert_allclose(loaded(probe).numpy(), model(probe).numpy(), atol=1e-6)
 
 
+def test_a_base_of_another_lite_is_refused_in_one_sentence_without_keras_warnings(tmp_path, recwarn):
+    """A Lite2 base's weights loaded into Lite1 printed 99 Keras "Skipping ..." warnings before the refusal."""
+    other = lite.build_lite((32, 32, 3), "efficientnet_lite2")
+    saved = tmp_path / "lite2-base.weights.h5"
+    other.save_weights(saved)
+    recwarn.clear()
+    with pytest.raises(UserError) as err:
+        build_backbone(spec(architecture="efficientnet_lite1", weights=str(saved)), 5, None)
+    message = str(err.value)
+    assert str(saved) in message and "efficientnet_lite1" in message and "\n" not in message
+    assert not [w for w in recwarn if "Skipping" in str(w.message)]
+
+
 def test_the_lite_preset_is_pretrained_and_freezes_first():
     preset = load_preset("lite")
     assert preset.architecture == "efficientnet_lite0" and preset.weights == "imagenet"

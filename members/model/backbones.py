@@ -250,10 +250,15 @@ def _build_lite_base(spec: MemberSpec, input_shape: tuple):
         lite.load_state_dict(base, read_state_dict(path), path, arch)
         return base
     try:
-        if path.endswith(".keras") and _is_member_file(path):
-            _load_member_base(base, path)
-        else:
-            base.load_weights(path)
+        with warnings.catch_warnings(record=True) as caught:  # Keras warns per layer it skips (99 for Lite2 in Lite1)
+            warnings.simplefilter("always")
+            if path.endswith(".keras") and _is_member_file(path):
+                _load_member_base(base, path)
+            else:
+                base.load_weights(path)
+        skipped = [w for w in caught if "could not be loaded" in str(w.message) or "Skipping" in str(w.message)]
+        if skipped:  # a partial load would train from half-random weights
+            raise ValueError(str(skipped[0].message))
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001  (another network's file, not a weights file)
