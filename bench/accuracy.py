@@ -8,7 +8,7 @@
     python bench/accuracy.py eyepacs512 --members pretrained   # three ImageNet EfficientNet-Lite0 members (192/224/256 px)
     python bench/accuracy.py eyepacs512 --members pretrained-fs8   # four, early stages frozen (224/256/288/320 px)
     python bench/accuracy.py eyepacs512 --members pretrained-fs8 --only lite-224-fs8,lite-256-fs8,lite-288-fs8 --folds 3   # chosen on 644 OOF rows (80 min)
-    python bench/accuracy.py eyepacs512 --members pretrained-scaled --train-only   # EfficientNet-Lite0/1/2: val figures only
+    python bench/accuracy.py eyepacs512 --members pretrained-scaled --train-only   # EfficientNet-Lite0/1/2: val figures printed
     python bench/accuracy.py retinamnist --quick  # a few minutes: fewer epochs
     python bench/accuracy.py retinamnist --folds 5 --jobs 2   # the bagged protocol: k-fold members, vote on OOF rows
     python bench/accuracy.py synthetic --folds 2 --quick      # a smoke run on the synthetic demo set (no shared data)
@@ -153,8 +153,10 @@ def main(argv=None) -> int:
                              "pretrained-fs8: lite with freeze_stride = 8 at 224, 256, 288 and 320 px; "
                              "pretrained-scaled: EfficientNet-Lite0/1/2 at 224/240/260 px with freeze_stride = 8")
     parser.add_argument("--train-only", action="store_true",
-                        help="train the member set and print its validation figures only: no vote, test never read "
-                             "(a later run with the same arguments reuses the complete members and scores test)")
+                        help="train the member set and print its validation figures only, no vote (each member's "
+                             "metrics.json still holds its test figures, as training writes them: do not open them "
+                             "before choosing); a later run with the same arguments reuses the complete members "
+                             "and scores test")
     parser.add_argument("--only", default=None,
                         help="comma-separated member names: train and vote only these of the member set (to fit a time budget)")
     parser.add_argument("--workdir", type=Path, default=None, help="default: bench/work/<dataset>")
