@@ -118,6 +118,10 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
             if not callable(getattr(model, "save", None)):
                 raise UserError(f"model must be the path of a .keras file or a keras.Model; got a "
                                 f"{type(model).__name__}.")
+            if getattr(model, "built", True) is False:  # refused as a file is below, without Keras's save warning
+                raise UserError("The keras.Model passed has no input shape (the model was never built); give it one "
+                                "(keras.Input((h, w, 3)) as its first layer, or call it once on a batch), then import "
+                                "it again.")
             try:
                 model.save(Path(tmp) / "keras.Model object.keras")  # the name metrics.json shows
             except (ValueError, AttributeError, TypeError, NotImplementedError) as exc:
