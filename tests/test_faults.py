@@ -147,6 +147,7 @@ def test_prepare_on_a_full_disk_is_one_sentence_and_keeps_the_split(workdir_copy
     code, _out, err = run_cli("prepare", "--workdir", workdir_copy, "--labels", demo_images / "trainLabels.csv",
                              "--images", demo_images / "images", "--seed", "9", "--force")
     one_sentence_error(code, err, "Could not write", "No space left on device", "free some disk space")
+    assert f"Could not write {workdir_copy}/" in " ".join(err.split()) and ".prepare" not in err  # named as known
     assert (workdir_copy / "split.csv").read_bytes() == before
     assert temp_files(workdir_copy) == []
 
@@ -654,8 +655,10 @@ sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
 import keras
 from pathlib import Path
 from members.infra.errors import UserError
+from members.training import artifacts
 from members.training.artifacts import save_weights
 import cli
+artifacts.ensure_free_space = lambda *args, **kwargs: None  # a quota the pre-check cannot see: the write itself fails
 model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256), keras.layers.Dense(256)])
 resource.setrlimit(resource.RLIMIT_FSIZE, (40 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 try:
@@ -742,3 +745,23 @@ def test_a_replaced_file_keeps_its_mode_and_a_link_is_written_through(tmp_path: 
     fresh = tmp_path / "fresh.csv"
     atomic.write_text(fresh, "x\n")
     assert (fresh.stat().st_mode & 0o777) == (0o644 & ~atomic._UMASK)
+
+
+def test_a_file_size_limit_is_refused_before_hdf5_writes(tmp_path):
+    """Under `ulimit -f` HDF5 segfaulted in its own close (exit 139, no word); the limit is checked first."""
+    import subprocess
+    import sys
+
+    script = ("import resource, signal, sys; from pathlib import Path\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (40 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+              "from members.training.artifacts import ensure_free_space\n"
+              "from members.infra.errors import UserError\n"
+              "try:\n    ensure_free_space(Path(sys.argv[1]), 2 * 2**20)\n"
+              "except UserError as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m")], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"Could not write in {tmp_path / 'm'} (File too large: the file-size limit of this "
+                                  "process, ulimit -f, is 40 KiB and the file needs about 2,304 KiB)")
+    assert "ulimit -f unlimited" in done.stdout and not (tmp_path / "m").exists()  # refused before any folder

@@ -176,11 +176,16 @@ def _weight_bytes(model) -> int:
     return total
 
 
-def ensure_free_space(folder: Path, needed: int) -> None:
-    """Refuse (one sentence, ENOSPC wording) to write ``needed`` bytes where the disk has less free.
+FILE_OVERHEAD = 256 * 2**10  # an HDF5 or .keras file's metadata beyond its weights (a few KiB per variable)
 
-    HDF5 and zip writers may crash the process when the disk fills mid-file, so every
-    model and weights file checks first.
+
+def ensure_free_space(folder: Path, needed: int, largest_file: int | None = None) -> None:
+    """Refuse (one sentence, ENOSPC / EFBIG wording) to write ``needed`` bytes where the disk has less free,
+    or a file of about ``largest_file`` bytes (default ``needed``) above the process's file-size limit
+    (``ulimit -f``).
+
+    HDF5 and zip writers may crash the process when the disk fills or the limit is reached mid-file
+    (HDF5 segfaulted in its own close under ``ulimit -f``), so every model and weights file checks first.
     """
     import errno
     import os
@@ -188,6 +193,20 @@ def ensure_free_space(folder: Path, needed: int) -> None:
 
     from members.infra.errors import UserError
 
+    largest = (needed if largest_file is None else largest_file) + FILE_OVERHEAD
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        unlimited = limit == resource.RLIM_INFINITY
+    except (ImportError, OSError, ValueError):  # no such limit here (Windows)
+        limit, unlimited = 0, True
+    if not unlimited and limit < largest:
+        raise UserError(
+            f"Could not write in {folder} ({os.strerror(errno.EFBIG)}: the file-size limit of this process, ulimit -f, "
+            f"is {limit / 2**10:,.0f} KiB and the file needs about {largest / 2**10:,.0f} KiB); the files already "
+            "written are unchanged: raise the limit (ulimit -f unlimited) and run the command again (a training run "
+            "resumes after its last finished epoch).")
     folder.mkdir(parents=True, exist_ok=True)
     try:
         free = shutil.disk_usage(folder).free
@@ -236,7 +255,7 @@ def _plain_os_error(exc: OSError) -> OSError:
 
 def save_model(model, path: Path) -> None:
     """``model.save`` to a temp ``.keras`` file beside ``path``, then ``os.replace`` (free space checked first)."""
-    ensure_free_space(path.parent, 2 * _weight_bytes(model))
+    ensure_free_space(path.parent, 2 * _weight_bytes(model), _weight_bytes(model))
     _write_model_file(path, path.with_name(f".{path.stem}.tmp.keras"), model.save)
 
 
