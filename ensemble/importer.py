@@ -777,11 +777,7 @@ def _check_rows_sum(probs: np.ndarray, what, fix: str) -> None:
 
 # ---- the member files ---------------------------------------------------------------------
 def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], extra: dict) -> None:
-    from members.training.artifacts import predictions_sha256, save_predictions
-    from members.scoring import nan_to_none, score
-
     from members.infra.transaction import replace_dir
-    from members.training.collapse import health
 
     model_src = extra.pop("_model", None)
     spec_src = extra.pop("_spec", None)
@@ -789,6 +785,30 @@ def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], e
     target = folder.with_name(f".{name}.replacement") if _has_content(folder) else folder
     if target.exists() and target != folder:
         shutil.rmtree(target)  # a replacement left by an import that died
+    try:
+        _write_files(target, name, data, probs, extra, model_src, spec_src)
+    except BaseException as exc:  # a full disk, say: the replacement goes, the old member stands, named as known
+        from members.infra.transaction import raise_as_known
+
+        if target != folder:
+            shutil.rmtree(target, ignore_errors=True)
+        raise_as_known(exc, target, folder)
+    if target != folder:
+        from members.infra.lock import MemberLock
+
+        MemberLock(target).acquire()  # the swapped-in folder carries our lock (the caller releases it)
+        try:
+            replace_dir(target, folder)
+        except OSError as exc:
+            raise atomic._write_error(folder, exc) from exc
+
+
+def _write_files(target: Path, name: str, data, probs: dict[str, np.ndarray], extra: dict, model_src, spec_src) -> None:
+    """The member's files in ``target``, ``metrics.json`` last (the mark of a complete member)."""
+    from members.scoring import nan_to_none, score
+    from members.training.artifacts import predictions_sha256, save_predictions
+    from members.training.collapse import health
+
     target.mkdir(parents=True, exist_ok=True)
     (target / "metrics.json").unlink(missing_ok=True)  # incomplete until the end
     results, labels = {}, {"train": data.rows("train")["label"].to_numpy(np.int64)}
@@ -811,14 +831,6 @@ def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], e
         atomic.write_bytes(target / "model.keras", model_src)
         metrics["model_sha256"] = atomic.sha256_file(target / "model.keras")
     atomic.write_json(target / "metrics.json", nan_to_none(metrics))
-    if target != folder:
-        from members.infra.lock import MemberLock
-
-        MemberLock(target).acquire()  # the swapped-in folder carries our lock (the caller releases it)
-        try:
-            replace_dir(target, folder)
-        except OSError as exc:
-            raise atomic._write_error(folder, exc) from exc
 
 
 def _has_content(folder: Path) -> bool:

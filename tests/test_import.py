@@ -702,3 +702,22 @@ def test_the_import_line_shows_the_baseline_and_a_forced_import_says_the_vote_is
     assert "[fine] the ensemble in" in capsys.readouterr().err
     with pytest.raises(UserError, match="a member imported as probabilities .* has no input: leave --input-size out"):
         import_member(workdir_copy, "more", val_csv=good["val"], test_csv=good["test"], input_size=64)
+
+
+def test_a_forced_import_on_a_full_disk_keeps_the_member_and_names_its_folder(workdir_copy, tmp_path, monkeypatch):
+    """The error named the hidden members/.x.replacement/ and left it behind until the next import."""
+    from members.infra import atomic
+
+    csvs = write_probs(workdir_copy, tmp_path)
+    folder = import_member(workdir_copy, "x", val_csv=csvs["val"], test_csv=csvs["test"])
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
+
+    def full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fdopen", full)
+    with pytest.raises(UserError) as err:
+        import_member(workdir_copy, "x", val_csv=csvs["val"], test_csv=csvs["test"], force=True)
+    assert str(folder) in str(err.value) and ".x.replacement" not in str(err.value)
+    assert not (folder.parent / ".x.replacement").exists()
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")} == before

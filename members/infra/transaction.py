@@ -136,17 +136,18 @@ def staged(target: str | os.PathLike) -> Iterator[Path]:
         tmp.mkdir(parents=True)
         yield tmp
         replace_dir(tmp, target)
-    except UserError as exc:  # name the files as the user knows them, not the staging folder
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise_as_known(exc, tmp, target)
+
+
+def raise_as_known(exc: BaseException, tmp: Path, target: Path):
+    """Raise ``exc`` naming the files as the user knows them (``target``), not the staging folder ``tmp``."""
+    if isinstance(exc, UserError):
         raise UserError(str(exc).replace(str(tmp), str(target))) from None
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if exc.filename and str(exc.filename).startswith(str(tmp)):
-            exc.filename = str(target) + str(exc.filename)[len(str(tmp)):]
-        raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename).startswith(str(tmp)):
+        exc.filename = str(target) + str(exc.filename)[len(str(tmp)):]
+    raise exc
 
 
 class WorkdirLock(MemberLock):
@@ -200,9 +201,9 @@ def commit_entries(folder: str | os.PathLike, what: str, write, order: list[str]
         if missing:
             raise RuntimeError(f"commit_entries: {missing} were not written")
         write_text(staging / JOURNAL, json.dumps(order))
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+        raise_as_known(exc, staging, Path(folder))
     roll_forward(folder, what, locked=True)
 
 
