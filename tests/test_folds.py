@@ -434,8 +434,11 @@ def test_staging_leftovers_are_never_built_on_and_a_finished_replacement_is_swap
         copy = staged / "folds" / str(i) / "spec.toml"
         copy.write_text(copy.read_text().replace("epochs = 2", "epochs = 3"))
     (staged / "spec.toml").write_text((staged / "spec.toml").read_text().replace("epochs = 2", "epochs = 3"))
+    (staged / "folds" / "0" / ".metrics.json.host-1.abc.tmp").write_text("a killed writer's")  # the kill's scratch
+    (staged / "folds" / "1" / ".resume").mkdir()
     train_folded(work, SPEC.replace(epochs=3), name="cv", k=2, preset="tiny", log=quiet, force=True)
     assert read_json(members / "cv" / "metrics.json")["marker"] == "the staged one" and not staged.exists()
+    assert not list((members / "cv").rglob("*.tmp")) and not list((members / "cv").rglob(".resume"))
     # a member whose name extends another's is not that one's set-aside folder
     (members / ".cv.old-1.replacement-folds").mkdir()
     recover_dir(members / "cv", complete="metrics.json")

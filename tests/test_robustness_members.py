@@ -231,3 +231,22 @@ def test_train_members_and_import_refuse_a_combiners_name_before_anything_is_wri
                            "--name", "a", "--name", "soft+thr", "--epochs", "1")
     one_sentence_error(code, err, "'soft+thr' has characters other than letters")
     assert not (work / "members").exists() or not any((work / "members").iterdir())
+
+
+def test_a_finished_replacement_swapped_in_by_the_next_run_carries_no_scratch(trained_copy):
+    """A kill between a forced run's last write and its swap left .resume/ and temp files in the replacement; the
+    next forced run swapped them into the finished member."""
+    members = trained_copy / "members"
+    code, _, err = run_cli("train-member", "--workdir", trained_copy, *TINY, "--name", "t1", "--seed", "3", "--force")
+    assert code == 0, err
+    staged = members / ".t1.replacement"
+    shutil.copytree(members / "t1", staged, ignore=shutil.ignore_patterns(".lock*"))  # finished (seed 3), not swapped
+    (staged / ".resume").mkdir()
+    (staged / ".resume" / "last-2.keras").write_bytes(b"a resume point")
+    (staged / ".metrics.json.host-1.abc.tmp").write_text("a killed writer's")
+    spec = members / "t1" / "spec.toml"
+    spec.write_text(spec.read_text().replace("seed = 3", "seed = 2"))  # the member in place: another spec
+    code, _, err = run_cli("train-member", "--workdir", trained_copy, *TINY, "--name", "t1", "--seed", "3", "--force")
+    assert code == 0 and "replaced the previous one" in err, err
+    assert "seed = 3" in spec.read_text() and not staged.exists() and "epoch 1/" not in err  # swapped, not trained
+    assert not (members / "t1" / ".resume").exists() and not list((members / "t1").glob("*.tmp"))

@@ -613,9 +613,10 @@ def _swap_in_folded(workdir: Path, staged: str, name: str, metrics: dict, log, k
     named for ``name`` first, not for the hidden folder they trained in."""
     from members.infra.transaction import replace_dir
     from members.training.artifacts import plot_fold_curves
-    from members.training.trainer import _say_if_voted, member_dir
+    from members.training.trainer import _say_if_voted, member_dir, tidy_complete
 
     new, directory = member_dir(workdir, staged), member_dir(workdir, name)
+    tidy_complete(new)
     copies = []
     for i in range(k):
         path = new / FOLDS_DIR / str(i) / "metrics.json"

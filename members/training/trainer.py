@@ -469,6 +469,16 @@ def _remove_temp_files(directory: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def tidy_complete(directory: Path) -> None:
+    """Clear a complete member's folder (and its fold copies) of what a killed run left in it: resume points
+    (a run that ends deletes its own) and the temp files of unfinished writes. Called before it is swapped in,
+    so that the finished member carries no scratch a later run could mistake for work to resume."""
+    for resume in [directory / RESUME_DIR, *directory.glob(f"*/*/{RESUME_DIR}")]:
+        shutil.rmtree(resume, ignore_errors=True)
+    for folder in [directory, *(p.parent for p in directory.glob("*/*/metrics.json"))]:
+        _remove_temp_files(folder)
+
+
 RESERVED_NAMES = ("hard", "soft", "weighted", "caruana", "stack")
 MAX_NAME = 100  # a member's name is part of file names (snapshots add -snapN, staging folders a suffix)  # vote's combiners (ensemble.constants.METHODS)
 
@@ -636,6 +646,7 @@ def _swap_in(new: Path, directory: Path, log) -> None:
 
     if (directory / "train.log").exists() and not (new / "train.log").exists():
         shutil.copy2(directory / "train.log", new / "train.log")
+    tidy_complete(new)
     MemberLock(new).acquire()  # the swapped-in folder carries our lock (the caller releases it)
     try:
         replace_dir(new, directory)
