@@ -687,7 +687,7 @@ def train_folded(workdir: str | Path, spec: MemberSpec, *, name: str, k: int, pr
     existing = existing_folded(workdir, name, spec, k, data.fingerprint, preset)
     if existing.complete and not existing.differences:
         (log or _stderr)(f"[{name}] already complete with the same spec, folds and data: nothing to train "
-                         "(delete its metrics.json to train it again)")
+                         "(another copy trains under another --name with another --seed)")
         return TrainResult(name, member_dir(workdir, name), existing.metrics)
     if existing.complete and not force:
         raise refusal(name, member_dir(workdir, name), existing.differences)

@@ -444,7 +444,7 @@ def _line(run: MemberRun, done: int, total: int) -> str:
     key, label = _metric([run])
     if run.kept:
         return (f"[{run.name}] already complete with the same spec and data: kept, val {label} "
-                f"{_fmt(run.score('val', key))} (delete its metrics.json to train it again) ({done}/{total})")
+                f"{_fmt(run.score('val', key))} (another copy trains under another --name with another --seed) ({done}/{total})")
     if run.ok:
         val, test = run.score("val", key), run.score("test", key)
         shown = f"val {label} {_fmt(val)}" + (f", test {label} {test:.3f}" if test is not None else "")

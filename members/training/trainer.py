@@ -579,7 +579,7 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
         existing = _existing(directory, spec, data.fingerprint)  # again, under the lock
         if existing.complete and not existing.differences:
             log(f"[{name}] already complete with the same spec and data: nothing to train "
-                f"(delete {directory / 'metrics.json'} to train it again)")
+                "(another copy trains under another --name with another --seed)")
             return TrainResult(name, directory, existing.metrics)
         if existing.complete and not force:
             raise refusal(name, directory, existing.differences)
