@@ -381,8 +381,8 @@ def test_force_replaces_a_complete_member_by_a_k_fold_one_only_once_it_is_comple
     monkeypatch.setattr(folding, "assemble", real_assemble)
     lines = []
     result = train_folded(work, SPEC.replace(epochs=2), name="cv", k=2, preset="tiny", log=lines.append, force=True)
-    assert "[cv] 2 of 2 folds already complete: kept" not in lines  # the log names the member, not the folder
-    assert any(line.startswith("[.cv.replacement-folds] 2 of 2 folds already complete") for line in lines)
+    assert "[cv] 2 of 2 folds already complete: kept" in lines  # the log names the member, not the hidden folder
+    assert not any(line.startswith("[.cv.replacement-folds]") for line in lines)
     metrics = read_json(member / "metrics.json")
     assert metrics["name"] == "cv" and result.metrics["name"] == "cv" and metrics["epochs_run"] == 4
     assert not staged.exists() and not (member / ".lock").exists()

@@ -565,7 +565,7 @@ def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, bac
             _start(data, p.name, p.spec, p.preset, k, log)
             done = [i for i in range(k) if finished_fold(workdir, p.name, i, p.spec, data.fingerprint) is not None]
             if done:
-                log(f"[{p.name}] {len(done)} of {k} folds already complete: kept")
+                log(f"[{owner.get(p.name, p.name)}] {len(done)} of {k} folds already complete: kept")
             todo += [(p, i) for i in range(k) if i not in done]
         jobs = min(jobs, max(1, len(todo)))
         local = _in_process(backend, jobs)
@@ -577,7 +577,7 @@ def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, bac
         failed: dict[str, str] = {}
         try:
             for run in _execute(job_list, backend, jobs, scheduler, log):
-                log(f"[{run.name}/fold{run.fold}] " + ("done" if run.ok else f"FAILED — {run.error}")
+                log(f"[{owner.get(run.name, run.name)}/fold{run.fold}] " + ("done" if run.ok else f"FAILED — {run.error}")
                     + f" in {run.seconds:.1f}s")
                 if not run.ok:
                     failed.setdefault(run.name, f"fold {run.fold}: {run.error}")
