@@ -42,6 +42,9 @@ ALIASES = {
     "prepare": {"exclude_label": "exclude"},
     "vote": {"method": "methods", "bootstrap": "n_boot", "coverage": "target_coverage"},
 }
+# what a verb's **options are, for the message that names a keyword it does not take
+TAKES = {"train_member": "any field of members.model.spec.MemberSpec (help(MemberSpec) lists them)",
+         "prepare": "the options of members.data.dataset.prepare_csv"}
 # CLI options with no keyword, and what to do instead
 NO_KEYWORD = {
     "json": "the function returns the result itself (a dict or an object with .to_json())",
@@ -82,10 +85,11 @@ def _verb(takes: Callable[[], Iterable[str]] | None = None):
                     close = difflib.get_close_matches(key, [*known, *aliases], n=1)
                     why = (f": {NO_KEYWORD[key]}" if key in NO_KEYWORD else
                            f"; did you mean {close[0]}=?" if close else "")
-                    listed = [k for k in known if k not in ("workdir", "images")]
+                    listed = list(dict.fromkeys(k for k in known if k not in ("workdir", "images")))
                     raise UserError(f"{func.__name__} takes no keyword {key}={why} (" + (
                         f"its keywords: {', '.join(listed)}" if len(listed) <= 20 else
-                        f"help({func.__name__}) lists its keywords") + ").")
+                        f"its keywords: {', '.join(k for k in own if k not in ('workdir', 'images'))}, and "
+                        f"{TAKES.get(func.__name__, 'the options it passes on')}") + ").")
                 options[target] = _plain(value)
             return func(*(_plain(a) for a in args), **options)
 
@@ -106,7 +110,9 @@ def _path(verb: str, name: str, value: Any, *, csv: bool = False) -> Any:
     if csv and _is_table(value):
         raise UserError(f"{verb} takes {name} as the path of a CSV file; got a {type(value).__name__}: save it first "
                         f"(df.to_csv('{name}.csv', index=False)) and pass that path, {name}='{name}.csv'.")
-    what = "an empty string" if value == "" else f"a {type(value).__name__} ({_show(value)})"
+    if _is_table(value):
+        raise UserError(f"{verb} takes {name} as a path, a str or pathlib.Path; got a {type(value).__name__}.")
+    what = "an empty string" if isinstance(value, str) else f"a {type(value).__name__} ({_show(value)})"
     one = " (one path, not a list)" if isinstance(value, (list, tuple, np.ndarray)) else ""
     raise UserError(f"{verb} takes {name} as a path{one}, a str or pathlib.Path; got {what}.")
 
@@ -292,7 +298,8 @@ def train_member(workdir: PathLike, preset: str | os.PathLike = "small", *, name
         raise UserError("jobs sets how many fold copies of a k-fold member train at once and needs folds=K."
                         if jobs is not None else "backend sets how the fold copies of a k-fold member are run and "
                         "needs folds=K.")
-    sets = _texts("train_member", "set", overrides.pop("set", None)) or []
+    sets = overrides.pop("set", None)  # one FIELD=VALUE text (its value may hold commas: [16,32]), or a list of them
+    sets = [sets] if isinstance(sets, str) else _texts("train_member", "set", sets) or []
     spec = resolve_spec(preset, overrides, sets)
     stem = Path(preset).stem
     if folds is not None:

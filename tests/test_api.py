@@ -266,6 +266,8 @@ def test_tables_and_values_of_the_wrong_kind_are_refused_in_one_sentence(tmp_pat
 
 
 def test_the_commands_spellings_are_keywords_and_an_unknown_keyword_is_named(tmp_path, monkeypatch):
+    import pandas as pd
+
     from ensemble import api, inference, vote
     from members.data import dataset
     from members.infra.errors import UserError
@@ -304,7 +306,15 @@ def test_the_commands_spellings_are_keywords_and_an_unknown_keyword_is_named(tmp
             (lambda: api.prepare(tmp_path / "w", images=tmp_path, nominal=True, ordinal=True),
              "prepare got both nominal= and ordinal="),
             (lambda: api.train_member(tmp_path, "tiny", epoch=2), "train_member takes no keyword epoch=; did you mean "
-                                                                  "epochs=? (help(train_member) lists its keywords)."),
+                                                                  "epochs=? (its keywords: preset, name, log, force, "
+                                                                  "folds, jobs, backend, and any field of "
+                                                                  "members.model.spec.MemberSpec (help(MemberSpec) "
+                                                                  "lists them))."),
+            (lambda: api.vote(tmp_path, methd="soft"), "(its keywords: methods, quiet, members,"),  # each named once
+            (lambda: api.vote(pd.DataFrame({"a": [1]})), "vote takes workdir as a path, a str or pathlib.Path; got a "
+                                                        "DataFrame."),
+            (lambda: api.train_member(tmp_path / "none", "tiny", name="z", set="resize_schedule=[16,32]"),
+             "is not prepared"),  # one --set text, commas and all: the spec is fine, the workdir is not
     ):
         with pytest.raises(UserError) as info:
             call()
