@@ -194,3 +194,14 @@ def test_a_resize_schedule_with_a_size_left_out_is_refused():
     for text in ("16,,32", " , ", "64,"):
         with pytest.raises(UserError, match="takes sizes separated by commas"):
             parse_schedule(text)
+
+
+def test_a_preset_changed_in_what_its_description_names_says_so():
+    """`--preset lite --set architecture=efficientnet_lite2` kept 'EfficientNet-Lite0 ... 224 px' in its spec.toml."""
+    from members.model.spec import load_preset, resolve_spec
+
+    changed = resolve_spec("lite", {}, ["architecture=efficientnet_lite2", "input_size=260"])
+    assert changed.description == (f"{load_preset('lite').description} [changed: architecture=efficientnet_lite2, "
+                                   "input_size=260]")
+    assert resolve_spec("lite", {"epochs": 3}).description == load_preset("lite").description  # the schedule: as is
+    assert resolve_spec("lite", {"input_size": 260, "description": "mine"}).description == "mine"

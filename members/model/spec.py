@@ -38,6 +38,7 @@ BACKBONES = ("efficientnetb0", "resnet50v2", "mobilenetv3small", "densenet121", 
 # member "another spec" nor throws away a resume point (a run killed for memory may come back with cache = "disk").
 # (Not ``strategy``: a mirrored run's global batch is batch_size x replicas, and the learning rate is not rescaled.)
 RUNTIME_FIELDS = ("description", "cache", "tensorboard", "jit_compile")
+DESCRIBED = ("architecture", "input_size", "depth", "width", "head")  # what a preset's description names
 FREEZE_STRIDES = (0, 2, 4, 8, 16, 32)  # output strides a backbone's early stages can stay frozen up to
 ARCHITECTURES = ("convnet", "article", *BACKBONES)
 HEADS = ("softmax", "ordinal", "regression")
@@ -526,4 +527,7 @@ def resolve_spec(preset: str, options: Mapping[str, Any] | None = None, sets: It
     """
     changes = resolve_overrides(options, sets)
     spec = load_preset(preset)
+    shape = {k: v for k, v in changes.items() if k in DESCRIBED and getattr(spec, k) != v}
+    if shape and "description" not in changes and spec.description:  # the preset's words no longer describe it
+        changes["description"] = f"{spec.description} [changed: {', '.join(f'{k}={v}' for k, v in shape.items())}]"
     return spec.replace(**changes) if changes else spec
