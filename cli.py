@@ -151,6 +151,7 @@ def user_errors(func):
 
 
 WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="The workdir (prepared by `prepare`).")]
+NewWorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="The workdir to write (created if missing).")]
 
 
 def _choices(name: str, values: tuple[str, ...], doc: str) -> type[Enum]:
@@ -201,7 +202,7 @@ def demo_data(
 @app.command()
 @user_errors
 def prepare(
-    workdir: WorkdirOpt,
+    workdir: NewWorkdirOpt,
     labels: Annotated[Optional[Path], typer.Option(help="Labels CSV (Kaggle trainLabels.csv: image,level); without it --images is a folder per class.")] = None,
     images: Annotated[Optional[Path], typer.Option(help="Folder with the images named in the CSV, or (alone) with one sub-folder per class, optionally under train/ val/ test/.")] = None,
     npz: Annotated[Optional[Path], typer.Option(help="A MedMNIST-style .npz (train/val/test images and labels).")] = None,

@@ -847,8 +847,8 @@ def expand_folders(paths: Sequence[str], leave_out: Sequence[str | os.PathLike] 
             subs = [f + "/" for f in entries if os.path.isdir(os.path.join(p, f))]
             also = (f"; {len(subs)} sub-folder{' is' if len(subs) == 1 else 's are'} not searched: "
                     f"{', '.join(subs[:5])}{', ...' if len(subs) > 5 else ''}" if subs else " (sub-folders are not searched)")
-            print(f"{printable_path(p)}: a folder; its {len(found)} file(s) are graded, those that are no image listed "
-                  f"as not graded{also}.", file=sys.stderr)
+            print(f"{printable_path(p)}: a folder; its {len(found)} file(s) are taken (one that is no image is skipped "
+                  f"with its reason){also}.", file=sys.stderr)
             out += found
         else:
             out.append(p)

@@ -191,7 +191,7 @@ def test_a_folder_is_graded_file_by_file_and_an_empty_one_is_skipped(voted, imag
     notes = str(folder / "notes.txt")
     assert table["path"].tolist() == sorted(expected) + [images["good"][4], notes, str(empty)]  # every file a row
     err = " ".join(capsys.readouterr().err.split())
-    assert ("a folder; its 4 file(s) are graded, those that are no image listed as not graded; 1 sub-folder is not "
+    assert ("a folder; its 4 file(s) are taken (one that is no image is skipped with its reason); 1 sub-folder is not "
             "searched: sub/.") in err
     assert set(result.skipped) == {str(empty), notes} and "image" in result.skipped[notes]
     assert result.skipped[str(empty)].startswith("is a directory with no image file in it (.jpeg .jpg .png")
