@@ -177,7 +177,7 @@ def main(argv=None) -> int:
 
     from ensemble.vote import run_vote
     from members.infra.atomic import write_json
-    from members.model.spec import load_preset
+    from members.model.spec import load_preset, resolve_spec
     from members.training.trainer import train_member
 
     workdir = args.workdir or ROOT / "bench" / "work" / args.dataset
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
             overrides["epochs"] = max(1, overrides.get("epochs", load_preset(preset).epochs) // 4)
         if args.start_from:
             overrides["weights"] = str(source_member(args.start_from, name))
-        spec = load_preset(preset).replace(seed=args.seed + i, **overrides)
+        spec = resolve_spec(preset, {**overrides, "seed": args.seed + i})  # a changed architecture or size is named
         why = unavailable(spec)
         if why:
             print(f"[accuracy] not training {name}: {why}", file=sys.stderr, flush=True)
