@@ -277,9 +277,24 @@ def gradcam(model, images, grades: Sequence[int], *, forward=None) -> np.ndarray
     return cam.numpy()
 
 
-def _scaled(maps: np.ndarray) -> np.ndarray:
+def _unit(maps: np.ndarray) -> np.ndarray:
+    """Each map over its maximum (an all-zero map stays zero)."""
     top = maps.reshape(len(maps), -1).max(axis=1)
     return maps / np.where(top > 0, top, 1.0)[:, None, None]
+
+
+def _scaled(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each map over its maximum, and which maps are uniform: ``(scaled, uniform (n,) bool)``.
+
+    A uniform positive map (a last feature map of 1×1, e.g. an EfficientNet at 32 px, resized) says nothing
+    about where the member looked; scaled to 1 it would be drawn as a solid finding, so it is drawn empty.
+    """
+    flat = maps.reshape(len(maps), -1)
+    top, low = flat.max(axis=1), flat.min(axis=1)
+    uniform = (top > 0) & (top - low <= 1e-6 * top)
+    scaled = _unit(maps)
+    scaled[uniform] = 0.0
+    return scaled, uniform
 
 
 # ---- geometry: where each member's square lies on the photograph --------------------------
@@ -437,12 +452,14 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
         P = np.stack([member_probs(m.model, batches[slot[j]], tta=tta or m.tta) for j, m in enumerate(ens.members)])
         ens_probs = np.asarray(ens.combiner.predict_proba(P), dtype=np.float64)
         ens_grades = np.asarray(ens.combiner.predict(P), dtype=np.int64)
-        own, for_ensemble = [], []
+        own, for_ensemble, uniform = [], [], []
         for j, m in enumerate(ens.members):
             grades = P[j].argmax(axis=1)
-            own.append(_scaled(_cam(m.model, batches[slot[j]], grades, forwards[j])))
-            for_ensemble.append(own[-1] if np.array_equal(grades, ens_grades) else
-                                _scaled(_cam(m.model, batches[slot[j]], ens_grades, forwards[j])))
+            mine, uniform_j = _scaled(_cam(m.model, batches[slot[j]], grades, forwards[j]))
+            own.append(mine)
+            uniform.append(uniform_j)
+            for_ensemble.append(mine if np.array_equal(grades, ens_grades) else
+                                _scaled(_cam(m.model, batches[slot[j]], ens_grades, forwards[j]))[0])
         rows = indices.numpy().tolist()
         notes = screen_notes(ens, [candidates[i] for i in rows])  # predict's screen: no grade to read off them
         for row, i in enumerate(rows):
@@ -466,8 +483,10 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
                              f"; its most probable {_label(classes, top, ordinal)}, p={ens_probs[row, top]:.2f}")
                 titles.append(f"ensemble ({ens.method}): {_label(classes, g, ordinal)} (p={ens_probs[row, g]:.2f}"
                               f"{likeliest})")
-                titles = [t + ("\n(empty map: no region raised this output)" if not heat.any() else "")
-                          for t, heat in zip(titles, [*maps, combined])]
+                titles = [t + (f"\n({COARSE_NOTE})" if flat else
+                               "\n(empty map: no region raised this output)" if not heat.any() else "")
+                          for t, heat, flat in zip(titles, [*maps, combined],
+                                                   [*(u[row] for u in uniform), False])]
             explanation = Explanation(candidates[i], image, titles, np.stack([*maps, combined]),
                                       withheld=bool(notes[row]))
             name = _unique(Path(candidates[i]).stem, used_names)
@@ -494,7 +513,7 @@ def _copies(model) -> list:
 
 def _cam(model, images, grades, forwards) -> np.ndarray:
     """Grad-CAM of one member; a k-fold member's is the mean of its copies' (each copy's map scaled alike)."""
-    return np.mean([_scaled(gradcam(c, images, grades, forward=f)) for c, f in zip(_copies(model), forwards)], axis=0)
+    return np.mean([_unit(gradcam(c, images, grades, forward=f)) for c, f in zip(_copies(model), forwards)], axis=0)
 
 
 def _unique(stem: str, used: set[str]) -> str:
@@ -506,6 +525,7 @@ def _unique(stem: str, used: set[str]) -> str:
     return name
 
 
+COARSE_NOTE = "no map: its last feature map is too coarse at this input size to show where it looked"
 HEAT_LABEL = "Grad-CAM: how much a region raised the grade above it (0 none, 1 most)"
 
 

@@ -144,7 +144,7 @@ def test_a_sequential_model_loaded_from_a_keras_file_is_explained(tmp_path):
 
 
 def test_a_sequential_with_a_nested_application_backbone_matches_its_functional_twin():
-    from ensemble.explain import _scaled
+    from ensemble.explain import _unit
 
     keras.utils.set_random_seed(0)  # unseeded, some draws of weights give an all-zero map (ReLUs dead on 2 images)
     backbone = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3),
@@ -158,7 +158,7 @@ def test_a_sequential_with_a_nested_application_backbone_matches_its_functional_
     images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3)).astype(np.float32)
     maps = gradcam(seq, images, [0, 2])
     assert maps.shape == (2, 32, 32) and np.isfinite(maps).all() and np.all(maps >= 0) and maps.std() > 0
-    np.testing.assert_allclose(_scaled(maps), _scaled(gradcam(twin, images, [0, 2])), atol=1e-4)
+    np.testing.assert_allclose(_unit(maps), _unit(gradcam(twin, images, [0, 2])), atol=1e-4)
 
 
 @pytest.mark.parametrize("layers", [
@@ -300,3 +300,39 @@ def test_the_python_api_explains_one_path_and_returns_the_figures_without_printi
     written = api.explain(work, image, tmp_path / "heat")  # one path: one image, not one per character
     assert written == [tmp_path / "heat" / f"{Path(image).stem}.png"] and written[0].is_file()
     assert capsys.readouterr().out == ""
+
+
+def test_a_uniform_map_is_scaled_to_nothing_and_flagged_not_drawn_solid():
+    from ensemble.explain import _scaled
+
+    maps = np.stack([np.full((4, 4), 0.3), np.zeros((4, 4)), np.arange(16.0).reshape(4, 4)])
+    scaled, uniform = _scaled(maps)
+    assert uniform.tolist() == [True, False, False]
+    assert not scaled[0].any() and not scaled[1].any() and scaled[2].max() == 1.0 and scaled[2, 0, 0] == 0.0
+
+
+def test_a_member_too_coarse_to_localise_gets_no_solid_map_and_says_why(trained, tmp_path, monkeypatch):
+    """A last convolution of 1×1 (e.g. an EfficientNet at 32 px) gives a constant map: drawn empty, named."""
+    from ensemble import api, explain
+    from ensemble.importer import import_member
+    from members.data.dataset import load_dataset
+
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)
+    data = load_dataset(work)
+    keras.utils.set_random_seed(0)
+    coarse = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255),
+                               keras.layers.Conv2D(4, 16, activation="relu", bias_initializer="ones"),
+                               keras.layers.Flatten(), keras.layers.Dense(data.num_classes, activation="softmax")])
+    import_member(work, "coarse", model=_save(coarse, tmp_path / "coarse.keras"))
+    api.vote(work, methods="soft", members="t1,coarse", n_boot=10, keep_collapsed=True)
+    shown = []
+    real = explain.plot_explanation
+    monkeypatch.setattr(explain, "plot_explanation", lambda e, plt: shown.append(e) or real(e, plt))
+    image = str(data.image_root / data.rows("test")["path"].iloc[0])
+    api.explain(work, image, tmp_path / "heat")
+    [e] = shown
+    names = [t.split(":")[0] for t in e.titles]
+    at = names.index("coarse")
+    assert explain.COARSE_NOTE in e.titles[at] and not e.heatmaps[at].any()
+    assert explain.COARSE_NOTE not in e.titles[names.index("t1")]

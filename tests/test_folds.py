@@ -223,7 +223,7 @@ def test_train_members_with_folds_runs_one_task_per_fold(workdir_copy):
 
 
 def test_explain_maps_a_k_fold_member_as_the_mean_of_its_copies(folded):
-    from ensemble.explain import _cam, _copies, _forward, _scaled, gradcam
+    from ensemble.explain import _cam, _copies, _forward, _unit, gradcam
     from ensemble.inference import image_batches, load_member, member_variant
 
     work, _, _ = folded
@@ -237,7 +237,7 @@ def test_explain_maps_a_k_fold_member_as_the_mean_of_its_copies(folded):
     grades = np.array([0, 1, 2])
     cam = _cam(bagged.model, images, grades, forwards)
     assert cam.shape == (3, 16, 16) and np.isfinite(cam).all() and cam.min() >= 0
-    each = [_scaled(gradcam(c, images, grades, forward=f)) for c, f in zip(copies, forwards)]
+    each = [_unit(gradcam(c, images, grades, forward=f)) for c, f in zip(copies, forwards)]
     np.testing.assert_allclose(cam, np.mean(each, axis=0), atol=1e-6)
 
 
