@@ -727,7 +727,7 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
     from ensemble.api import image_paths
 
     require_report(Path(workdir))  # before the folders are listed: their notes would say they are graded
-    own = [] if out is None else [Path(out), Path(out).with_name(f"{Path(out).stem}.partial.csv")]
+    own = [] if out is None else [Path(out), *partial_files(out)]
     paths = expand_folders(image_paths(paths), leave_out=own)  # one path is one image, not one per character
     if not paths:
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
@@ -745,19 +745,29 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
     skipped = {p: why for p in paths if (why := check_file(p)) is not None}
     _hint_image_root(workdir, skipped)
     candidates = [p for p in paths if p not in skipped]
+    key = _members_key(ens, tta) if out is not None else ""
+    before, P0 = _resume(out, key, candidates) if out is not None and candidates else ([], None)
+    todo = [i for i in range(len(candidates)) if i not in set(before)]
     try:
-        P, kept = (ensemble_member_probs(ens.members, candidates, tta=tta, batch_size=batch_size) if candidates
-                   else (None, np.zeros(0, dtype=np.int64)))
+        P, kept = (ensemble_member_probs(ens.members, [candidates[i] for i in todo], tta=tta, batch_size=batch_size)
+                   if todo else (None, np.zeros(0, dtype=np.int64)))
     except PartlyDone as stop:  # a long batch interrupted: the rows graded so far are kept beside --out
-        if out is not None and stop.indices is not None and len(stop.indices):
-            graded = [candidates[i] for i in stop.indices]
-            partial = Path(out).with_name(f"{Path(out).stem}.partial.csv")
-            done = replace(_combine(ens, graded, stop.probs, {}, notes=screen_notes(ens, graded)), given=graded,
+        P, kept = _joined(P0, before, stop.probs, None if stop.indices is None else np.asarray(todo)[stop.indices])
+        if out is not None and len(kept):
+            graded = [candidates[i] for i in kept]
+            csv_path, npz_path = partial_files(out)
+            done = replace(_combine(ens, graded, P, {}, notes=screen_notes(ens, graded)), given=graded,
                            synthetic=ens.synthetic)
-            _write(done.to_csv(), partial, False)
+            _write(done.to_csv(), csv_path, False)
+            _save_partial(npz_path, key, graded, P)
             stop.note = (f"{len(graded)} of {len(candidates)} images were graded before it: their rows are in "
-                         f"{partial}; {out} is left as it was. Run the same command again to grade them all.")
+                         f"{csv_path}; {out} is left as it was. Run the same command again to grade the other "
+                         f"{len(candidates) - len(graded)} (the graded ones are taken from {npz_path.name}).")
         raise
+    P, kept = _joined(P0, before, P, np.asarray(todo, dtype=np.int64)[kept] if len(kept) else kept)
+    if before:
+        print(f"Resumed: {len(before)} image(s) graded by an interrupted run with the same members were taken from "
+              f"{partial_files(out)[1]}; {len(kept) - len(before)} graded now.", file=sys.stderr)
     try:
         settle_skipped(paths, candidates, kept, skipped)
     except UserError as exc:  # every input still gets its row ("not graded: <reason>"), then the one sentence
@@ -773,8 +783,89 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
     notes = screen_notes(ens, graded)
     result = replace(_combine(ens, graded, P, skipped, notes=notes), given=list(paths), synthetic=ens.synthetic)
     _write(result.to_csv(), out, print_csv)
+    if out is not None:  # the complete CSV supersedes an interrupted run's rows
+        for leftover in partial_files(out):
+            leftover.unlink(missing_ok=True)
     _summary(result, out)
     return result
+
+
+def partial_files(out: str | Path) -> tuple[Path, Path]:
+    """An interrupted predict's rows beside ``out``: ``<stem>.partial.csv`` to read, ``<stem>.partial.npz`` to resume
+    from (every member's probabilities of the graded images, the files' sizes and times, and the members' identity)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.partial.csv"), out.with_name(f"{out.stem}.partial.npz")
+
+
+def _members_key(ens: Ensemble, tta: bool) -> str:
+    """What a member's probabilities depend on: each member's model and metrics as the vote's manifest records them
+    (a retrained member has another), and whether it is averaged over flips."""
+    import json
+
+    try:
+        recorded = read_json(Path(ens.workdir) / "ensemble" / "manifest.json").get("members") or {}
+    except (UserError, AttributeError):
+        recorded = {}
+    return json.dumps([[m.name, recorded.get(m.name), bool(tta or m.tta), m.input_size, m.preprocessing,
+                        m.fundus_crop] for m in ens.members], sort_keys=True)
+
+
+def _stamp(path: str) -> str:
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _save_partial(path: Path, key: str, graded: Sequence[str], P: np.ndarray) -> None:
+    from members.infra.atomic import save_npz
+
+    try:
+        save_npz(path, key=np.array(key), paths=np.array([os.path.abspath(p) for p in graded], dtype=str),
+                 stamps=np.array([_stamp(p) for p in graded], dtype=str), probs=P)
+    except (OSError, UserError) as exc:  # the CSV beside it still holds the rows; the next run grades them again
+        print(f"Note: could not keep {path} to resume from ({exc}); the next run grades every image again.",
+              file=sys.stderr)
+
+
+def _resume(out: str | Path, key: str, candidates: Sequence[str]) -> tuple[list[int], np.ndarray | None]:
+    """The ``candidates`` an interrupted run with the same members graded (unchanged files only) and their
+    probabilities ``(m, len(indices), k)``; nothing when there is no such run."""
+    from members.infra.atomic import load_npz
+
+    path = partial_files(out)[1]
+    if not path.is_file():
+        return [], None
+    try:
+        saved = load_npz(path)
+        same = str(saved["key"]) == key
+        where = {p: i for i, p in enumerate(saved["paths"].tolist())}
+        stamps, probs = saved["stamps"].tolist(), saved["probs"]
+    except (UserError, KeyError) as exc:
+        print(f"Note: {path} cannot be resumed from ({exc}); every image is graded again.", file=sys.stderr)
+        return [], None
+    if not same:
+        print(f"Note: {path} was written with other members (or another --tta): every image is graded again.",
+              file=sys.stderr)
+        return [], None
+    indices, rows = [], []
+    for i, p in enumerate(candidates):
+        j = where.get(os.path.abspath(p))
+        if j is not None and stamps[j] == _stamp(p):  # a file changed since is graded again
+            indices.append(i)
+            rows.append(j)
+    return indices, (probs[:, rows] if indices else None)
+
+
+def _joined(P0: np.ndarray | None, before: Sequence[int], P1: np.ndarray | None,
+            kept1: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray]:
+    """Resumed and newly graded probabilities ``(m, n, k)`` and their candidate indices, in the candidates' order."""
+    parts = [(P0, np.asarray(before, dtype=np.int64))] if before else []
+    if P1 is not None and kept1 is not None and len(kept1):
+        parts.append((P1, np.asarray(kept1, dtype=np.int64)))
+    if not parts:
+        return None, np.zeros(0, dtype=np.int64)
+    indices = np.concatenate([i for _, i in parts])
+    order = np.argsort(indices, kind="stable")
+    return np.concatenate([p for p, _ in parts], axis=1)[:, order], indices[order]
 
 
 def screen_notes(ens: Ensemble, paths: Sequence[str]) -> list[str]:

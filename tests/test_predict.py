@@ -803,6 +803,64 @@ def test_an_interrupted_predict_keeps_the_rows_it_graded(voted, images, tmp_path
                                full.probs[:4], atol=1e-5)  # the same rows a full run gives
 
 
+def test_a_rerun_resumes_from_the_interrupted_rows_and_grades_only_the_rest(voted, images, tmp_path, monkeypatch,
+                                                                          capsys):
+    """A 100,000-image run stopped at 90 % graded everything again: the rerun takes the graded images' member
+    probabilities from <out>.partial.npz (same members, unchanged files), grades the rest, gives the very rows an
+    uninterrupted run gives, and removes the partial files; a changed file or other members are graded again."""
+    from ensemble import inference
+
+    out = tmp_path / "today.csv"
+    real, seen = inference.member_probs, []
+
+    def stops_at_the_third_batch(model, batch, **kw):
+        seen.append(int(batch.shape[0]))
+        if len(seen) > 4:  # two members: batches 1 and 2 finished, batch 3 interrupted
+            raise KeyboardInterrupt
+        return real(model, batch, **kw)
+
+    monkeypatch.setattr(inference, "member_probs", stops_at_the_third_batch)
+    with pytest.raises(inference.PartlyDone):
+        inference.predict_images(voted, images["good"], out=out, batch_size=2, print_csv=False)
+    csv_path, npz_path = inference.partial_files(out)
+    assert csv_path.is_file() and npz_path.is_file()
+    seen.clear()
+    monkeypatch.setattr(inference, "member_probs", lambda model, batch, **kw: seen.append(int(batch.shape[0]))
+                        or real(model, batch, **kw))
+    capsys.readouterr()
+    resumed = inference.predict_images(voted, images["good"], out=out, batch_size=2, print_csv=False)
+    assert sum(seen) == 2 * 1  # two members, one image left of five
+    assert "Resumed: 4 image(s)" in capsys.readouterr().err
+    assert not csv_path.exists() and not npz_path.exists()
+    full = inference.predict_images(voted, images["good"], out=tmp_path / "all.csv", print_csv=False)
+    assert resumed.paths == full.paths
+    np.testing.assert_array_equal(resumed.probs, full.probs)
+    assert out.read_text().replace("today", "x") == (tmp_path / "all.csv").read_text().replace("all", "x")
+
+    monkeypatch.setattr(inference, "member_probs", stops_at_the_third_batch)  # again, then one file changes
+    seen.clear()
+    with pytest.raises(inference.PartlyDone):
+        inference.predict_images(voted, images["good"], out=out, batch_size=2, print_csv=False)
+    changed = Path(images["good"][0])
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    seen.clear()
+    monkeypatch.setattr(inference, "member_probs", lambda model, batch, **kw: seen.append(int(batch.shape[0]))
+                        or real(model, batch, **kw))
+    inference.predict_images(voted, images["good"], out=out, batch_size=2, print_csv=False)
+    assert sum(seen) == 2 * 2  # the changed image and the one never graded
+
+    with pytest.raises(inference.PartlyDone):  # other flips (--tta): nothing is taken over
+        monkeypatch.setattr(inference, "member_probs", stops_at_the_third_batch)
+        seen.clear()
+        inference.predict_images(voted, images["good"], out=out, batch_size=2, print_csv=False)
+    seen.clear()
+    monkeypatch.setattr(inference, "member_probs", lambda model, batch, **kw: seen.append(int(batch.shape[0]))
+                        or real(model, batch, **kw))
+    capsys.readouterr()
+    inference.predict_images(voted, images["good"], out=out, batch_size=2, print_csv=False, tta=True)
+    assert sum(seen) == 2 * 5 and "every image is graded again" in capsys.readouterr().err
+
+
 def test_the_interruption_line_says_where_the_graded_rows_went(capsys):
     import typer
 
