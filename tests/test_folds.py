@@ -357,7 +357,8 @@ def test_a_k_fold_member_has_curves_and_a_fold_column_in_its_history(folded):
         assert (history["fold"] == i).sum() == len(own)
 
 
-def test_force_replaces_a_complete_member_by_a_k_fold_one_only_once_it_is_complete(folded, tmp_path, monkeypatch):
+def test_force_replaces_a_complete_member_by_a_k_fold_one_only_once_it_is_complete(folded, tmp_path, monkeypatch,
+                                                                                   capfd):
     """--force with --folds was refused ("cannot be combined yet"). The new k-fold member trains in a hidden folder
     beside the complete one; a run that fails leaves the complete member exactly as it was (and its finished
     copies for the next run); a complete run swaps it in whole, under the member's own name."""
@@ -373,8 +374,12 @@ def test_force_replaces_a_complete_member_by_a_k_fold_one_only_once_it_is_comple
         raise UserError("the disk filled up")
 
     monkeypatch.setattr(folding, "assemble", dies)
+    first = []
     with pytest.raises(UserError, match=r"did not finish: .*the disk filled up.* The complete member 'cv' is left as it"):
-        train_folded(work, SPEC.replace(epochs=2), name="cv", k=2, preset="tiny", log=quiet, force=True)
+        train_folded(work, SPEC.replace(epochs=2), name="cv", k=2, preset="tiny", log=first.append, force=True)
+    lines = first + capfd.readouterr().err.splitlines()  # the copies' own lines (epochs, cuts) name the member too
+    assert any(line.startswith("[cv/fold1] ") and "done" not in line for line in lines), lines
+    assert not any(line.startswith("[.cv") for line in lines), lines
     assert {p.relative_to(member): p.read_bytes() for p in member.rglob("*") if p.is_file()} == before
     staged = work / "members" / folding.staging_name("cv")
     assert (staged / "folds" / "0" / "metrics.json").exists()  # the new copies, kept for the next run

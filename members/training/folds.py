@@ -292,7 +292,8 @@ def train_fold(workdir: str | Path, spec: MemberSpec, *, name: str, fold: int, k
         (directory / "metrics.json").unlink(missing_ok=True)
         _remove_temp_files(directory)
         atomic.write_text(directory / "spec.toml", this.to_toml(preset=preset))
-        trainer = Trainer(FoldView(data, pool, folds, fold), this, f"{name}/fold{fold}", directory, preset=preset,
+        shown = name[1:-len(REPLACEMENT)] if name.startswith(".") and name.endswith(REPLACEMENT) else name
+        trainer = Trainer(FoldView(data, pool, folds, fold), this, f"{shown}/fold{fold}", directory, preset=preset,
                           log=log, show_progress=is_terminal() if show_progress is None else show_progress)
         return trainer.run()
 
