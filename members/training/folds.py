@@ -292,9 +292,8 @@ def train_fold(workdir: str | Path, spec: MemberSpec, *, name: str, fold: int, k
         (directory / "metrics.json").unlink(missing_ok=True)
         _remove_temp_files(directory)
         atomic.write_text(directory / "spec.toml", this.to_toml(preset=preset))
-        shown = name[1:-len(REPLACEMENT)] if name.startswith(".") and name.endswith(REPLACEMENT) else name
-        trainer = Trainer(FoldView(data, pool, folds, fold), this, f"{shown}/fold{fold}", directory, preset=preset,
-                          log=log, show_progress=is_terminal() if show_progress is None else show_progress)
+        trainer = Trainer(FoldView(data, pool, folds, fold), this, f"{shown_name(name)}/fold{fold}", directory,
+                          preset=preset, log=log, show_progress=is_terminal() if show_progress is None else show_progress)
         return trainer.run()
 
 
@@ -500,6 +499,11 @@ REPLACEMENT = ".replacement-folds"  # the hidden folder a k-fold member replacin
 def staging_name(name: str) -> str:
     """``.<name>.replacement-folds``: where ``--force --folds`` trains the member that replaces ``name``."""
     return f".{name}{REPLACEMENT}"
+
+
+def shown_name(name: str) -> str:
+    """The member a folder name stands for in the log: ``cv`` for :func:`staging_name`'s ``.cv.replacement-folds``."""
+    return name[1:-len(REPLACEMENT)] if name.startswith(".") and name.endswith(REPLACEMENT) else name
 
 
 def run_folded(workdir: str | Path, planned: list, k: int, *, jobs: int = 1, backend: str = "sequential",

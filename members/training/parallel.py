@@ -271,7 +271,7 @@ def run_job(job: _Job) -> MemberRun:
     if job.fold is not None:  # one copy of a k-fold member: its own folder, the same training
         import functools
 
-        from members.training.folds import fold_dir, train_fold
+        from members.training.folds import fold_dir, shown_name, train_fold
 
         train_member = functools.partial(train_fold, fold=job.fold[0], k=job.fold[1])  # noqa: F811
     log_path = (member_dir(job.workdir, job.name) if job.fold is None else fold_dir(job.workdir, job.name, job.fold[0])) / LOG_NAME
@@ -291,7 +291,7 @@ def run_job(job: _Job) -> MemberRun:
     try:
         if job.threads is not None:
             run.threads = limit_threads(_share(job.threads, run))
-        who = job.name if job.fold is None else f"{job.name}/fold{job.fold[0]}"
+        who = job.name if job.fold is None else f"{shown_name(job.name)}/fold{job.fold[0]}"
         seed = job.spec.seed + (job.fold[0] if job.fold is not None else 0)  # copy i trains with seed + i
         log(f"[{who}] started (preset {job.preset}, seed {seed}) on {run.host}"
             + (f", {run.threads} TensorFlow threads" if run.threads else ""))
