@@ -229,3 +229,91 @@ def test_images_pointed_at_the_parent_of_the_class_folders_says_where_they_are(t
             _image(tmp_path / "data" / "classfolders" / c / f"{c[0]}_{i}.png")
     code, _out, err = _prepare(tmp_path / "w", "--images", tmp_path / "data")
     assert code == 1 and f"pass --images {tmp_path / 'data' / 'classfolders'}" in err
+
+
+def test_grades_with_a_decimal_comma_in_a_semicolon_file_are_grades_and_the_group_column_is_read_alike(tmp_path):
+    """Excel in de/fr locales writes `2,0` in a `;` file: it became five unordered classes '0,0' … '4,0'. And
+    --group-column read the same file with commas only: 'no column patient'."""
+    rows = _eyes(tmp_path / "img", patients=15)
+    (tmp_path / "l.csv").write_text("image;level;patient\n" + "".join(
+        f"{n};{g},0;P{n.split('_')[0]}\n" for n, g in rows))
+    code, _out, err = _prepare(tmp_path / "w", "--labels", tmp_path / "l.csv", "--images", tmp_path / "img",
+                               "--group-column", "patient")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "w" / "dataset.json").read_text())
+    assert meta["classes"] == [0, 1, 2, 3, 4] and meta["ordinal"] is True and meta["grouped"] is True
+    table = pd.read_csv(tmp_path / "w" / "split.csv")
+    assert (table.groupby(table["path"].str.split("_").str[0])["split"].nunique() == 1).all()  # eyes kept together
+
+
+def test_a_csv_layout_given_without_labels_is_refused_with_the_labels_and_folder_to_pass(tmp_path):
+    """APTOS' train.csv + train_images/ + test_images/ passed as --images alone trained a 'which folder' task."""
+    for split in ("train_images", "test_images"):
+        for i in range(4):
+            _image(tmp_path / "aptos" / split / f"{split[:2]}{i}.png")
+    (tmp_path / "aptos" / "train.csv").write_text("id_code,diagnosis\n" + "".join(f"tr{i},{i}\n" for i in range(4)))
+    code, _out, err = _prepare(tmp_path / "w", "--images", tmp_path / "aptos")
+    assert code == 1 and "look like the split folders" in err
+    assert f"--labels {tmp_path / 'aptos' / 'train.csv'} --images {tmp_path / 'aptos' / 'train_images'}" in err
+    assert not (tmp_path / "w" / "dataset.json").exists()
+
+
+def test_a_chain_of_single_folders_above_the_classes_is_named_before_any_image_is_decoded(tmp_path, monkeypatch):
+    deep = tmp_path / "x" / "gaussian_filtered_images" / "gaussian_filtered_images"
+    for c in ("Mild", "No_DR"):
+        for i in range(3):
+            _image(deep / c / f"{c}{i}.png")
+    from members.data import labels
+
+    monkeypatch.setattr(labels, "_decode_all", lambda *a, **k: pytest.fail("decoded before the refusal"))
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", tmp_path / "x")
+    one_sentence_error(code, err, f"pass --images {deep}")
+
+
+def test_class_folder_files_without_an_image_extension_are_rows_kept_or_dropped_with_a_reason(tmp_path):
+    """A camera's IMG_0001 (a PNG without extension) was left out unsaid; so was a note beside the images."""
+    for c in ("0", "1"):
+        for i in range(8):
+            _image(tmp_path / "cls" / c / f"{c}_{i}.png")
+    Image.fromarray(RNG.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "cls" / "1" / "IMG_0001",
+                                                                          format="PNG")
+    (tmp_path / "cls" / "0" / "notes.txt").write_text("graded by Dr X\n")
+    (tmp_path / "cls" / "0" / "Thumbs.db").write_bytes(b"\0" * 64)
+    code, _out, err = _prepare(tmp_path / "w", "--images", tmp_path / "cls")
+    assert code == 0, err
+    paths = pd.read_csv(tmp_path / "w" / "split.csv")["path"].tolist()
+    assert "1/IMG_0001" in paths and len(paths) == 17
+    report = pd.read_csv(tmp_path / "w" / "data_report.csv")
+    assert report["image"].tolist() == ["0/notes.txt"] and "does not decode" in report["reason"].iloc[0]
+
+
+def test_absolute_paths_of_another_machine_are_matched_by_their_end_and_unlisted_files_are_noted(tmp_path):
+    """Colab's /content/drive/… and Windows' C:\\… names dropped every row as 'outside the images folder'."""
+    rows = _eyes(tmp_path / "d" / "train_images", patients=15)
+    _image(tmp_path / "d" / "train_images" / "stray.png")
+    for prefix, sep in (("/content/drive/MyDrive/aptos/train_images/", "/"),
+                        ("C:\\Users\\me\\aptos\\train_images\\", "\\")):
+        (tmp_path / "l.csv").write_text("image,level\n" + "".join(f"{prefix}{n},{g}\n" for n, g in rows))
+        for images, rel in ((tmp_path / "d" / "train_images", ""), (tmp_path / "d", "train_images/")):
+            work = tmp_path / f"w{len(sep)}{len(rel)}"
+            code, _out, err = _prepare(work, "--labels", tmp_path / "l.csv", "--images", images)
+            assert code == 0, err
+            assert "absolute paths that do not exist here" in err
+            assert pd.read_csv(work / "split.csv")["path"].str.startswith(rel).all()
+            assert len(pd.read_csv(work / "split.csv")) == len(rows)
+            assert "1 image file(s) in" in err and "(e.g. stray.png)" in err
+    (tmp_path / "l.csv").write_text("image,level\n" + "".join(f"/elsewhere/{n}x,{g}\n" for n, g in rows))
+    code, _out, err = _prepare(tmp_path / "wx", "--labels", tmp_path / "l.csv", "--images", tmp_path / "d")
+    assert code == 1 and "absolute path that does not exist here" in err
+
+
+def test_files_gone_since_the_last_prepare_are_named_as_a_data_change_not_a_new_version(tmp_path):
+    rows = _eyes(tmp_path / "img", patients=15)
+    (tmp_path / "l.csv").write_text("image,level\n" + "".join(f"{n},{g}\n" for n, g in rows))
+    args = ("--labels", tmp_path / "l.csv", "--images", tmp_path / "img")
+    assert _prepare(tmp_path / "w", *args)[0] == 0
+    (tmp_path / "img" / rows[0][0]).unlink()
+    code, _out, err = _prepare(tmp_path / "w", *args)
+    line = err.strip().splitlines()[-1]
+    assert code == 1 and line.startswith("Error: ") and "the images or labels changed since" in line
+    assert "earlier version of prepare" not in err and "1 row(s): image file not found" in line

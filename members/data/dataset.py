@@ -254,8 +254,17 @@ def _what_differs(old: dict, new: dict) -> str:
     if old.get("excluded_labels") != new.get("excluded_labels"):
         shown = lambda d: ", ".join(d.get("excluded_labels") or []) or "none"  # noqa: E731
         return f"with other --exclude-label ({shown(old)} then, {shown(new)} now)"
+    from members.data import labels as reasons
+
     same_source = all(old.get(k) == new.get(k) for k in ("source", "image_root", "source_sha256"))
     rules = {r: n for r, n in (new.get("skipped") or {}).items() if r not in (old.get("skipped") or {})}
+    changed = {reasons.REASON_MISSING, reasons.REASON_EMPTY, reasons.REASON_UNDECODABLE, reasons.REASON_NO_NAME,
+               reasons.REASON_NO_LABEL, reasons.REASON_BAD_LABEL, reasons.REASON_LABEL_RANGE, reasons.REASON_BAD_SPLIT,
+               reasons.REASON_DUPLICATE, reasons.REASON_CONFLICT, reasons.REASON_OUTSIDE, reasons.REASON_LOOP}
+    if same_source and rules and not set(rules) - changed:  # files gone, broken or relabelled: the data changed
+        shown = "; ".join(f"{n} row(s): {r}" for r, n in rules.items())
+        return (f"from other data: the images or labels changed since (rows kept {old.get('kept')} then, "
+                f"{new.get('kept')} now; dropped now and not then: {shown})")
     if same_source and rules and (old.get("kept") or 0) - (new.get("kept") or 0) == sum(rules.values()):
         from members.data.labels import REASON_COPY_CONFLICT, REASON_FLAT
 
@@ -522,10 +531,13 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
                         f"their value: drop --classes. Received: classes={list(classes)}")
     if ordinal and encoding.named and classes is None:
         shown = ",".join(map(str, encoding.classes))
+        how = (f"pass --classes with every name from lowest to highest grade, e.g. --classes \"{shown}\" reordered"
+               if not any("," in str(c) for c in encoding.classes) else
+               "--classes separates names by commas, and some of these hold one: rename those labels in the file "
+               "(or give them as grade numbers 0..k-1), then pass --classes in grade order")
         raise UserError(f"--ordinal says the named classes ({', '.join(map(str, encoding.classes))}) are ordered grades, "
                         "but not in which order (alphabetical order would make QWK, the grade thresholds and referable "
-                        f"DR meaningless); pass --classes with every name from lowest to highest grade, e.g. "
-                        f"--classes \"{shown}\" reordered.")
+                        f"DR meaningless); {how}.")
     original = dict(zip(table["row"], table["label_text"]))
     checked = check_rows(table.assign(label_text=encoding.texts), images, progress=progress)
     dropped = checked.dropped.assign(label=[original.get(r, t) for r, t in zip(checked.dropped["row"],

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -62,6 +63,59 @@ def _images_under(folder: Path, skip: Path | None = None) -> list[Path]:
         found += [Path(base) / f for f in sorted(files)
                   if not f.startswith(".") and os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS]
     return found
+
+
+JUNK_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
+"""Files Windows leaves in picture folders: never rows."""
+
+
+def _other_files_under(folder: Path, skip: Path | None = None) -> list[Path]:
+    """The visible files below ``folder`` without an image extension (a camera's ``IMG_0001``, a browser's
+    ``x.jpg_large``, a note): rows like any other, so the decodable ones are kept and the rest are dropped with
+    their reason in ``data_report.csv``, never left out unsaid."""
+    found = []
+    for base, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not _hidden(d) and not _same(Path(base) / d, skip)
+                         and not _is_workdir(Path(base) / d))
+        found += [Path(base) / f for f in sorted(files) if not f.startswith(".") and f.casefold() not in JUNK_FILES
+                  and os.path.splitext(f)[1].casefold() not in IMAGE_EXTENSIONS]
+    return found
+
+
+_SPLIT_LIKE = re.compile(r"(^|[\W_])(train|training|test|testing|val|valid|validation)([\W_]|$)", re.IGNORECASE)
+LABEL_FILE_SUFFIXES = (".csv", ".tsv", ".txt", ".xls", ".xlsx")
+
+
+def _refuse_split_like(root: Path, top: list[Path]) -> None:
+    """Refuse class folders named like a download's split folders (APTOS' ``train_images``, IDRiD's ``a. Training
+    Set``): that is a set whose labels are in a file, and read as classes it would train a "which folder" task."""
+    alike = [d for d in top if _SPLIT_LIKE.search(d.name)]
+    if not alike:
+        return
+    lists = sorted(p for folder in (root, root.parent) if folder.is_dir() for p in folder.iterdir()
+                   if p.is_file() and p.suffix.casefold() in LABEL_FILE_SUFFIXES and not p.name.startswith("."))
+    first = (lambda p: (not re.search(r"train|label", p.name, re.IGNORECASE), p.name))  # noqa: E731 - train first
+    folder, listed = min(alike, key=first), sorted(lists, key=first)
+    example = f"--labels {listed[0] if listed else '<its labels CSV>'} --images {folder}"
+    raise UserError(f"{root}'s folders {', '.join(repr(d.name) for d in alike[:3])} look like the split folders of a "
+                    "set whose labels are in a file, not like classes (without --labels, each sub-folder of --images "
+                    f"is a class); pass the labels file and the folder of its images, e.g. {example}. "
+                    f"Received: images={root}")
+
+
+def _refuse_one_class(root: Path, only: Path) -> None:
+    """One class folder: if a chain of single folders leads to several (a zip's ``x/x/<class>/``), name it."""
+    deep = only
+    while True:
+        inner = _visible_dirs(deep)
+        if len(inner) != 1 or any(p.is_file() and p.suffix.casefold() in IMAGE_EXTENSIONS for p in deep.iterdir()):
+            break
+        deep = inner[0]
+    if len(_visible_dirs(deep)) >= 2:
+        raise UserError(f"{root} holds one folder, {only.name!r}, so every image would have the same class; the "
+                        f"class folders seem to be in {deep}: pass --images {deep}. Received: images={root}")
+    raise UserError(f"{root} holds one class folder, {only.name!r}; a classifier needs at least two classes (one "
+                    f"sub-folder per class of --images), or pass a labels CSV with --labels. Received: images={root}")
 
 
 def _same(folder: Path, other: Path | None) -> bool:
@@ -123,6 +177,10 @@ def scan_class_folders(images_dir: str | os.PathLike, *, workdir: str | os.PathL
         raise UserError(f"{root} mixes split folders ({', '.join(d.name for d in splits)}) with other folders "
                         f"({', '.join(others[:3])}); put every class folder inside train/, val/ or test/, or use "
                         f"no split folders at all. Received: images={root}")
+    if not splits:
+        _refuse_split_like(root, top)
+        if len(top) == 1:  # one class can train nothing: said now, before every image is decoded
+            _refuse_one_class(root, top[0])
     parts = [(SPLIT_FOLDERS[d.name.casefold()], d) for d in splits] if splits else [(None, root)]
     rows: list[tuple[str, str, str | None]] = []
     for split, base in parts:
@@ -140,6 +198,7 @@ def scan_class_folders(images_dir: str | os.PathLike, *, workdir: str | os.PathL
             if not files:
                 raise UserError(f"Class folder {folder} holds no image file ({', '.join(IMAGE_EXTENSIONS[:4])}, ...); "
                                 f"add images of class {folder.name!r} or remove the folder. Received: images={root}")
+            files = sorted(files + _other_files_under(folder, skip))  # no image extension: checked, kept or dropped
             rows += [(Path(os.path.relpath(f, root)).as_posix(), folder.name, split) for f in files]
     table = pd.DataFrame({"row": range(1, len(rows) + 1), "image": [r[0] for r in rows],
                           "label_text": [r[1] for r in rows]})

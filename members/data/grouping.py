@@ -19,11 +19,11 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from members.infra.errors import UserError
 from members.data.split import patient_ids
@@ -66,15 +66,14 @@ def read_group_column(csv_path: str | os.PathLike, column: str, rows: Sequence[i
     Raises:
         UserError: the CSV has no such column.
     """
-    with open(csv_path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        folded = [h.casefold() for h in header]
-        if column not in header and column.casefold() not in folded:
-            raise UserError(f"Labels file {csv_path} has no column {column!r} for --group-column; its columns are "
-                            f"{', '.join(map(repr, header))}. Received: group_column={column!r}")
-        idx = header.index(column) if column in header else folded.index(column.casefold())
-        cells = {reader.line_num: (rec[idx].strip() if idx < len(rec) else "") for rec in reader}
+    from members.data.labels import find_column, parse_table
+
+    header, _, records, _ = parse_table(Path(csv_path))  # the separator and header rules of the labels themselves
+    idx = find_column(header, column)
+    if idx is None:
+        raise UserError(f"Labels file {csv_path} has no column {column!r} for --group-column; its columns are "
+                        f"{', '.join(map(repr, header))}. Received: group_column={column!r}")
+    cells = {line: (rec[idx].strip() if idx < len(rec) else "") for line, rec in records}
     return [cells.get(int(r), "") for r in rows]
 
 

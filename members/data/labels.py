@@ -48,6 +48,8 @@ REASON_AMBIGUOUS_FOLDERS = ("image name is in several sub-folders; name it with 
                             "the one sub-folder")
 REASON_NOT_UTF8 = ("image file name is not valid UTF-8 (written in another system's encoding, e.g. a Windows zip); "
                    "rename the file")
+REASON_FOREIGN = ("image name is an absolute path that does not exist here, and no file under the images folder "
+                  "matches its end (a path from another machine?)")
 REASON_SAME_FILE = "image is the same file as another listed image (a link or another spelling; kept the first)"
 
 # What tf.io.decode_image(channels=3, expand_animations=False) reads (MPO is a camera JPEG); the
@@ -60,6 +62,7 @@ never searched for images."""
 EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".jp2",
               ".jfif", ".jpe")  # .jfif: the name Windows gives JPEGs
 
+_FOREIGN = re.compile(r"^(/|\\\\|[A-Za-z]:[\\/])")  # /…, \\server\…, C:\… or C:/…
 _INT = re.compile(r"^\+?\d+(\.0*)?$")
 _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                 "test": "test", "testing": "test"}
@@ -106,6 +109,7 @@ class NameResolver:
         self.elsewhere: list[tuple[str, str]] = []  # (name, path found in a sub-folder)
         self.backslashed = 0  # names read with \ as /
         self.reextended: list[tuple[str, str]] = []  # (name, file with another image extension)
+        self.foreign: list[tuple[str, str]] = []  # (another machine's absolute path, the file its end names)
 
     def _inside(self, real: str) -> bool:
         return real == self.root or real.startswith(self._prefix)
@@ -142,9 +146,27 @@ class NameResolver:
                     self.elsewhere.append((name, found))
             if reason != REASON_MISSING:
                 break
+        if found is None and _FOREIGN.match(name) and not os.path.exists(name):
+            found, reason = self._by_its_end(name)
         if found is not None:
             self._note_extension(name, found)
         return found, reason
+
+    def _by_its_end(self, name: str) -> tuple[str | None, str | None]:
+        """An absolute path of another machine (Colab's ``/content/drive/…``, ``C:\\Users\\…``) matched by its
+        longest end that names a file under the root (``train_images/x.png``, else ``x.png`` anywhere below)."""
+        parts = [p for p in re.split(r"[\\/]+", name) if p and not re.fullmatch(r"[A-Za-z]:", p)]
+        for i in range(1, len(parts)):
+            tail = "/".join(parts[i:])
+            found, reason = self._resolve(tail)
+            if found is None and i == len(parts) - 1:
+                found, reason = self._in_subfolders(tail)
+            if found is not None:
+                self.foreign.append((name, found))
+                return found, None
+            if reason in (REASON_AMBIGUOUS, REASON_AMBIGUOUS_FOLDERS):
+                return None, reason
+        return None, REASON_FOREIGN
 
     def _note_extension(self, name: str, found: str) -> None:
         """Count a name whose extension is another than its file's (``x.JPG`` read as ``x.png``)."""
@@ -162,6 +184,10 @@ class NameResolver:
             out.append(f"Note: {len(self.reextended)} image names named a file with another extension, which was not "
                        f"there; each matched the one file of that name with another image extension (e.g. {name!r} → "
                        f"{found}: converted after labelling?); check that they are the same pictures.")
+        if self.foreign:
+            name, found = self.foreign[0]
+            out.append(f"Note: {len(self.foreign)} image names were absolute paths that do not exist here (another "
+                       f"machine's?); each was matched by its end inside {self.root} (e.g. {name!r} → {found}).")
         if self.elsewhere:
             name, found = self.elsewhere[0]
             out.append(f"Note: {len(self.elsewhere)} image names were not in {self.root} itself but each matched one file "
@@ -314,7 +340,7 @@ def label_in_range(label: int) -> bool:
     return 0 <= label < MAX_CLASSES
 
 
-def _find_column(header: list[str], wanted: str) -> int | None:
+def find_column(header: list[str], wanted: str) -> int | None:
     """Index of ``wanted`` in the (stripped) header: exact name first, then ignoring case; spaces around
     ``wanted`` do not count (a name copied from a header cell with a trailing space still matches)."""
     wanted = wanted.strip()
@@ -366,6 +392,47 @@ def _is_data_row(cells: list[str]) -> bool:
     return len(cells) >= 2 and bool(cells[0].strip()) and parse_label(cells[1]) is not None
 
 
+def parse_table(path: Path) -> tuple[list[str], int, list[tuple[int, list[str]]], str]:
+    """A labels file's ``(header, its line number, [(line number, cells)], separator)``: a CSV with the separator its
+    header (or an Excel ``sep=`` line) names, or headerless ``name grade`` lines (DDR; separator ``" "``); blank lines
+    are skipped. :func:`read_labels_csv` and the group column (:mod:`members.data.grouping`) read it alike.
+
+    Raises:
+        UserError: not UTF-8 CSV text, or empty.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+        text, hinted = _excel_separator_hint(text)
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        if not any(sep in first for sep in DELIMITERS) and len(first.split()) >= 2:  # `name grade` lines (DDR)
+            width = len(first.split())  # the last width-1 fields split off: a name may hold spaces
+            lines = [(n, line.strip().rsplit(None, width - 1)) for n, line in enumerate(text.splitlines(), 1)
+                     if line.strip()]
+            (header_line, header), records, delimiter = lines[0], lines[1:], " "
+        else:
+            delimiter = hinted or header_delimiter(text)
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+            header = next((rec for rec in reader if any(cell.strip() for cell in rec)), None)
+            header_line = reader.line_num
+            records = [(reader.line_num, rec) for rec in reader if any(cell.strip() for cell in rec)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"Labels file {path} is not a UTF-8 CSV text file ({exc}); save it as CSV (UTF-8) "
+                        f"and try again. Received: labels={path}") from None
+    if not header or not any(h.strip() for h in header):
+        raise UserError(f"Labels file {path} is empty; expected a header such as `image,level` and one row per "
+                        f"image. Received: labels={path}")
+    return [h.strip() for h in header], header_line, records, delimiter
+
+
+_DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d+,\d+\s*$")
+
+
+def _decimal_point(text: str, delimiter: str) -> str:
+    """``2,0`` as ``2.0`` in a file whose separator is not the comma (Excel in many locales writes grades so)."""
+    return text.replace(",", ".") if delimiter != "," and _DECIMAL_COMMA.match(text) else text
+
+
 def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column: str,
                     split_column: str) -> pd.DataFrame:
     """Read the CSV into columns ``row, image, label_text`` (+ ``split_text``), all strings.
@@ -380,29 +447,9 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
     if not path.is_file():
         raise UserError(f"Labels file {path} does not exist or is not a file; pass a CSV with one row per image "
                         f"via --labels. Received: labels={path}")
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            text = f.read()
-        text, hinted = _excel_separator_hint(text)
-        first = next((line for line in text.splitlines() if line.strip()), "")
-        if not any(sep in first for sep in DELIMITERS) and len(first.split()) >= 2:  # `name grade` lines (DDR)
-            width = len(first.split())  # the last width-1 fields split off: a name may hold spaces
-            lines = [(n, line.strip().rsplit(None, width - 1)) for n, line in enumerate(text.splitlines(), 1)
-                     if line.strip()]
-            (header_line, header), records = lines[0], lines[1:]
-        else:
-            reader = csv.reader(io.StringIO(text, newline=""), delimiter=hinted or header_delimiter(text))
-            header = next((rec for rec in reader if any(cell.strip() for cell in rec)), None)
-            header_line = reader.line_num
-            records = [(reader.line_num, rec) for rec in reader if any(cell.strip() for cell in rec)]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise UserError(f"Labels file {path} is not a UTF-8 CSV text file ({exc}); save it as CSV (UTF-8) "
-                        f"and try again. Received: labels={path}") from None
-    if not header or not any(h.strip() for h in header):
-        raise UserError(f"Labels file {path} is empty; expected a header such as `image,level` and one row per "
-                        f"image. Received: labels={path}")
+    header, header_line, records, delimiter = parse_table(path)
     header = [h.strip() for h in header]
-    if _is_data_row(header) and _find_column(header, image_column) is None:  # no header: image, label[, split]
+    if _is_data_row(header) and find_column(header, image_column) is None:  # no header: image, label[, split]
         records = [(header_line, header), *records]
         third = len(header) > 2 and header[2].casefold() in _SPLIT_NAMES and split_column
         header = [image_column, label_column, *(f"column {i}" for i in range(3, len(header) + 1))]
@@ -410,7 +457,7 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
             header[2] = split_column
         print(f"Note: {path} has no header; its first column is read as the image names, its second as the labels"
               f"{' and its third as the split' if third else ''}.", file=sys.stderr)
-    cols = {name: _find_column(header, name) for name in (image_column, label_column)}
+    cols = {name: find_column(header, name) for name in (image_column, label_column)}
     missing = [name for name, idx in cols.items() if idx is None]
     if missing:
         hint = ""
@@ -424,7 +471,7 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
         if len(same) > 1:  # which one is meant? the first was taken silently
             raise UserError(f"Labels file {path} has {len(same)} columns named {name!r} (columns "
                             f"{', '.join(map(str, same))}); keep one, or rename the others. Received: labels={path}")
-    split_idx = _find_column(header, split_column) if split_column else None
+    split_idx = find_column(header, split_column) if split_column else None
     if not records:
         raise UserError(f"Labels file {path} has a header but no rows; add one row per image. Received: labels={path}")
 
@@ -434,11 +481,29 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
     data = {
         "row": [line for line, _ in records],
         "image": [cell(rec, cols[image_column]) for _, rec in records],
-        "label_text": [cell(rec, cols[label_column]) for _, rec in records],
+        "label_text": [_decimal_point(cell(rec, cols[label_column]), delimiter) for _, rec in records],
     }
     if split_idx is not None:
         data["split_text"] = [cell(rec, split_idx) for _, rec in records]
     return pd.DataFrame(data)
+
+
+def _unlisted_note(table: pd.DataFrame, root: Path, found: list[str]) -> list[str]:
+    """A note on the image files beside the listed ones (in the images folder and in each folder a row was found
+    in) that no row names: a labels file for part of the set, or another set's, would go unnoticed."""
+    stems = {_key(os.path.splitext(re.split(r"[\\/]", str(name))[-1])[0]) for name in table["image"]}
+    unlisted: list[Path] = []
+    for folder in sorted({root} | {(root / rel).parent for rel in found}):
+        files, _ = _list_files(str(folder))
+        unlisted += [folder / name for name, _ in files if not name.startswith(".")
+                     and os.path.splitext(name)[1].casefold() in EXTENSIONS
+                     and _key(os.path.splitext(name)[0]) not in stems]
+    if not unlisted:
+        return []
+    where = sorted({str(p.parent) for p in unlisted})
+    return [f"Note: {len(unlisted)} image file(s) in {', '.join(where[:2])}{' …' if len(where) > 2 else ''} are in no "
+            f"row of the labels file (e.g. {unlisted[0].name}), so they are not used; check that the labels file is "
+            "the whole set's."]
 
 
 def _first_problem(row, resolver: NameResolver, has_split: bool) -> tuple[str | None, int | None, str | None]:
@@ -517,7 +582,7 @@ def check_rows(table: pd.DataFrame, images_dir: str | os.PathLike, *, progress: 
     kept_df = kept_df.drop(columns=["label_text"] + ([] if has_split else ["split"]))
     kept_df["label"] = kept_df["label"].astype("int64")
     dropped_df = pd.DataFrame(dropped, columns=["row", "image", "label", "reason"]).sort_values("row", kind="stable")
-    notes = resolver.notes()
+    notes = resolver.notes() + _unlisted_note(table, root, [item[3] for item in ok])
     empty = int((table["split_text"] == "").sum()) if has_split else 0
     if empty:
         notes.append(f"Note: {empty} rows have an empty split cell; they count as train (val and test, where the file "
