@@ -527,7 +527,8 @@ def check_file(path: str) -> str | None:
     if p.is_dir():
         from members.data.folders import IMAGE_EXTENSIONS
 
-        return f"is a directory with no image file in it ({' '.join(IMAGE_EXTENSIONS)}; sub-folders are not searched)"
+        return _images_below(path) or (f"is a directory with no image file in it ({' '.join(IMAGE_EXTENSIONS)}; "
+                                        "sub-folders are not searched)")
     if not p.is_file():
         return "is not a regular file"
     if p.stat().st_size == 0:
@@ -535,6 +536,35 @@ def check_file(path: str) -> str | None:
     if not os.access(p, os.R_OK):
         return "cannot be read (permission denied)"
     return _header_problem(p)
+
+
+def _images_below(folder: str) -> str | None:
+    """Why a folder of sub-folders only (a folder per class, ``DIR/test/0/``) gave no image, with the glob that
+    reaches the images one or two levels down (counted by extension); None when none lies there."""
+    import shlex
+
+    from members.data.folders import IMAGE_EXTENSIONS
+
+    def entries(d: str) -> list[os.DirEntry]:
+        try:
+            return [e for e in os.scandir(d) if not e.name.startswith(".")]
+        except OSError:
+            return []
+
+    level, subs = [folder], 0
+    for glob in ("/*/", "/*/*/"):
+        level = [e.path for d in level for e in entries(d) if e.is_dir()]
+        subs = subs or len(level)
+        n = sum(e.is_file() and os.path.splitext(e.name)[1].casefold() in IMAGE_EXTENSIONS
+                for d in level for e in entries(d))
+        if n:
+            where = (f"its {subs} sub-folder{'s hold' if subs != 1 else ' holds'}" if glob == "/*/" else
+                     f"the {len(level)} folder{'s' if len(level) != 1 else ''} inside its {subs} sub-folder"
+                     f"{'s' if subs != 1 else ''} hold{'s' if len(level) == 1 else ''}")
+            shown = shlex.quote(printable_path(folder.rstrip(os.sep) or folder))
+            return (f"is a directory with no image file in it (sub-folders are not searched); {where} {n} "
+                    f"image{'s' if n != 1 else ''}: pass {shown}{glob}")
+    return None
 
 
 def _header_problem(path: Path) -> str | None:
@@ -925,6 +955,8 @@ def expand_folders(paths: Sequence[str], leave_out: Sequence[str | os.PathLike] 
     DICOM, a note, a broken link, a FIFO) is skipped with its reason, as a path given by name is. A folder without
     entries is kept (which :func:`check_file` then skips); the sub-folders are named on stderr. ``leave_out``:
     files of a folder not to list (predict's own ``--out`` and its partial file, written there by an earlier run)."""
+    from members.data.folders import IMAGE_EXTENSIONS
+
     skip = {os.path.realpath(p) for p in leave_out}
     out: list[str] = []
     for p in paths:
@@ -938,8 +970,11 @@ def expand_folders(paths: Sequence[str], leave_out: Sequence[str | os.PathLike] 
             subs = [f + "/" for f in entries if os.path.isdir(os.path.join(p, f))]
             also = (f"; {len(subs)} sub-folder{' is' if len(subs) == 1 else 's are'} not searched: "
                     f"{', '.join(subs[:5])}{', ...' if len(subs) > 5 else ''}" if subs else " (sub-folders are not searched)")
-            print(f"{printable_path(p)}: a folder; its {len(found)} file(s) are taken (one that is no image is skipped "
-                  f"with its reason){also}.", file=sys.stderr)
+            others = [f for f in found if os.path.splitext(f)[1].casefold() not in IMAGE_EXTENSIONS and check_file(f)]
+            skips = (f" ({len(others)} of them {'is' if len(others) == 1 else 'are'} no image: skipped with "
+                     f"{'its' if len(others) == 1 else 'their'} reason)" if others else "")
+            print(f"{printable_path(p)}: a folder; its {len(found)} file{'s are' if len(found) != 1 else ' is'} "
+                  f"taken{skips}{also}.", file=sys.stderr)
             out += found
         else:
             out.append(p)

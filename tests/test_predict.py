@@ -191,10 +191,42 @@ def test_a_folder_is_graded_file_by_file_and_an_empty_one_is_skipped(voted, imag
     notes = str(folder / "notes.txt")
     assert table["path"].tolist() == sorted(expected) + [images["good"][4], notes, str(empty)]  # every file a row
     err = " ".join(capsys.readouterr().err.split())
-    assert ("a folder; its 4 file(s) are taken (one that is no image is skipped with its reason); 1 sub-folder is not "
+    assert ("a folder; its 4 files are taken (1 of them is no image: skipped with its reason); 1 sub-folder is not "
             "searched: sub/.") in err
     assert set(result.skipped) == {str(empty), notes} and "image" in result.skipped[notes]
     assert result.skipped[str(empty)].startswith("is a directory with no image file in it (.jpeg .jpg .png")
+
+
+def test_a_folder_of_class_folders_says_the_glob_that_reaches_its_images(voted, images, tmp_path, capsys) -> None:
+    """A folder-per-class layout (cls/0/*.jpeg) was skipped as "a directory with no image file in it", and a folder of
+    images alone was said to skip "one that is no image"."""
+    import glob
+    import shutil
+
+    from tests.helpers import run_cli
+
+    cls = tmp_path / "cls"
+    for grade, picks in (("0", images["good"][:2]), ("1", images["good"][2:3])):
+        (cls / grade).mkdir(parents=True)
+        for p in picks:
+            shutil.copy(p, cls / grade)
+    (cls / "0" / "notes.txt").write_text("not counted: no image extension")
+    code, _, err = run_cli("predict", "--workdir", voted, cls)
+    assert code == 1 and err.strip().splitlines()[-1].startswith("Error: None of the 1 image(s) could be read")
+    assert (f"Skipped {cls}: is a directory with no image file in it (sub-folders are not searched); its 2 "
+            f"sub-folders hold 3 images: pass {cls}/*/.") in err
+    split = tmp_path / "DIR"
+    shutil.copytree(cls, split / "test")
+    (split / "train").mkdir()
+    assert check_file(str(split) + "/") == ("is a directory with no image file in it (sub-folders are not searched); "
+                                            f"the 2 folders inside its 2 sub-folders hold 3 images: pass {split}/*/*/")
+    assert check_file(str(split / "train")).startswith("is a directory with no image file in it (.jpeg .jpg .png")
+    capsys.readouterr()
+    result, table = _run(voted, sorted(glob.glob(f"{cls}/*/")), tmp_path)  # the glob it gives reaches every image
+    assert len(result.paths) == 3 and list(result.skipped) == [str(cls / "0" / "notes.txt")]
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{cls}/0/: a folder; its 3 files are taken (1 of them is no image: skipped with its reason)" in err
+    assert f"{cls}/1/: a folder; its 1 file is taken (sub-folders are not searched)." in err  # nothing skipped there
 
 
 def test_a_folder_holding_predicts_own_out_is_graded_again_and_odd_entries_get_rows(voted, images, tmp_path) -> None:
@@ -628,11 +660,83 @@ def test_a_labels_csv_as_worklist_is_refused_with_a_command_that_makes_one(tmp_p
     labels.write_text("image,level\n10_left,0\n10_right,1\n")
     code, _, err = run_cli("predict", "--workdir", tmp_path / "w", "--from-file", labels)
     one_sentence_error(code, err, "looks like a CSV", f"tail -n +2 {labels} | cut -d, -f1 | "
-                       "sed 's|^|/path/to/images/|; s|$|.jpeg|' > worklist.txt")
+                       "sed 's|^|/path/to/images/|; s|$|.jpeg|' > worklist.txt` (the names carry no extension: put "
+                       "your images' one for .jpeg).")  # no workdir, no image found: the extension is a guess
     named = tmp_path / "named.tsv"
     named.write_text("path\tgrade\nimg/a.png\t0\n")
     code, _, err = run_cli("predict", "--workdir", tmp_path / "w", "--from-file", named)
-    one_sentence_error(code, err, f"tail -n +2 {named} | cut -f1 | sed 's|^|/path/to/images/|' > worklist.txt")
+    one_sentence_error(code, err, f"tail -n +2 {named} | cut -f1 | sed 's|^|/path/to/images/|' > worklist.txt`.")
+
+
+def _worklist_from_hint(line: str, cwd: Path) -> list[str]:
+    """Run the command an error line suggests (between backticks) in ``cwd``; the lines of the worklist it writes."""
+    import subprocess
+
+    command = line.split("`")[1]
+    subprocess.run(["bash", "-c", command], cwd=cwd, check=True)
+    return (cwd / "worklist.txt").read_text().splitlines()
+
+
+def test_a_labels_csv_hint_takes_the_extension_and_folder_of_the_images(tmp_path):
+    """The hint's sed appended .jpeg to every bare name: APTOS's .png (IDRiD's .jpg) names then missed every file."""
+    from tests.helpers import one_sentence_error, run_cli
+
+    aptos = tmp_path / "aptos folder"
+    (aptos / "train_images").mkdir(parents=True)
+    for name in ("000c1434d8d7", "001639a390f0"):
+        (aptos / "train_images" / f"{name}.png").write_bytes(b"png")
+    labels = aptos / "train.csv"
+    labels.write_text("id_code,diagnosis\n000c1434d8d7,2\n001639a390f0,4\n")
+    code, _, err = run_cli("predict", "--workdir", tmp_path / "w", "--from-file", labels)
+    line = one_sentence_error(code, err, f"tail -n +2 '{labels}' | cut -d, -f1 | sed 's|^|{aptos}/train_images/|; "
+                              "s|$|.png|' > worklist.txt`.")
+    worklist = _worklist_from_hint(line, tmp_path)
+    assert len(worklist) == 2 and all(Path(p).is_file() for p in worklist)  # following the advice works
+    # the images elsewhere: the extension of the workdir's split.csv paths (the most common one)
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "split.csv").write_text("path,label,split,group\na/1.jpg,0,train,\na/2.jpg,1,val,\nb.png,0,test,\n")
+    idrid = tmp_path / "a. IDRiD_Training Set.csv"
+    idrid.write_text("Image name,Retinopathy grade,Risk of macular edema \nIDRiD_001,3,2\n")
+    code, _, err = run_cli("predict", "--workdir", work, "--from-file", idrid)
+    line = one_sentence_error(code, err, "sed 's|^|/path/to/images/|; s|$|.jpg|' > worklist.txt`.")
+    assert "(the names carry no extension" not in line
+    # names that carry their extension get nothing appended, whatever split.csv holds
+    ddr = tmp_path / "ddr.csv"
+    ddr.write_text("image,grade\n007-0004-000.jpg,0\n")
+    code, _, err = run_cli("predict", "--workdir", work, "--from-file", ddr)
+    one_sentence_error(code, err, "cut -d, -f1 | sed 's|^|/path/to/images/|' > worklist.txt`.")
+
+
+def test_a_ddr_name_and_grade_list_is_refused_with_a_command_that_makes_a_worklist(voted, images, tmp_path):
+    """DDR's test.txt ('007-0004-000.jpg 0' lines) was read line by line as paths: every image "does not exist"."""
+    import shutil
+
+    from tests.helpers import one_sentence_error, run_cli
+
+    ddr = tmp_path / "DR_grading"
+    (ddr / "test").mkdir(parents=True)
+    for i, p in enumerate(images["good"][:3]):
+        shutil.copy(p, ddr / "test" / f"007-000{i}-000.jpg")
+    listed = ddr / "test.txt"
+    listed.write_text("".join(f"007-000{i}-000.jpg {i}\n" for i in range(3)))
+    code, _, err = run_cli("predict", "--workdir", voted, "--from-file", listed)
+    line = one_sentence_error(code, err, f"{listed} looks like a labels list (its first line '007-0000-000.jpg 0' is "
+                              f"a name and a grade)", f"`cut -d' ' -f1 {listed} | sed 's|^|{ddr}/test/|' > "
+                              "worklist.txt`.")
+    assert "does not exist" not in err
+    worklist = tmp_path / "worklist.txt"
+    assert _worklist_from_hint(line, tmp_path) == [str(ddr / "test" / f"007-000{i}-000.jpg") for i in range(3)]
+    out = tmp_path / "p.csv"
+    code, _, err = run_cli("predict", "--workdir", voted, "--from-file", worklist, "--out", out)
+    assert code == 0, err
+    assert len(pd.read_csv(out)) == 3 and "Skipped" not in err
+    # a worklist of files whose names hold a space and a number is still a worklist
+    (ddr / "scan 2").write_bytes(Path(images["good"][0]).read_bytes())
+    (ddr / "odd.txt").write_text("scan 2\n")
+    code, _, err = run_cli("predict", "--workdir", voted, "--from-file", ddr / "odd.txt", "--out", out)
+    assert code == 0, err
+    assert pd.read_csv(out)["path"].tolist() == [str(ddr / "scan 2")]
 
 
 def test_a_grade_and_a_referable_call_that_disagree_are_sent_for_review():
