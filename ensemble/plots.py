@@ -122,7 +122,9 @@ def plot_confusions(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], 
     fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.0), squeeze=False)
     label = max((len(str(c)) for c in classes), default=1)  # class names on the y axis: room for the longest
     left = min(0.35, (0.45 + 0.075 * label) / width)
-    fig.subplots_adjust(left=left, right=0.88, bottom=0.14, top=0.9, wspace=0.3 + 0.03 * label)
+    crowded = len(classes) * label > 24  # more characters than a 4.4-inch panel holds side by side: slanted names
+    fig.subplots_adjust(left=left, right=0.88, bottom=min(0.4, 0.14 + (0.055 * label if crowded else 0)), top=0.9,
+                        wspace=0.3 + 0.03 * label)
     for ax, (title, cm) in zip(axes[0], panels):
         cm = np.asarray(cm)
         support = cm.sum(axis=1, keepdims=True)
@@ -132,7 +134,7 @@ def plot_confusions(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], 
             ax.text(j, i, f"{count}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=7,
                     color="white" if share[i, j] > 0.55 else "black")
         ticks = np.arange(len(classes))
-        ax.set_xticks(ticks, [str(c) for c in classes])
+        ax.set_xticks(ticks, [str(c) for c in classes], **({"rotation": 45, "ha": "right"} if crowded else {}))
         ax.set_yticks(ticks, [str(c) for c in classes])
         ax.set_xlabel(f"predicted {word}")
         ax.set_ylabel(f"true {word}")

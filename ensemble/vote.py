@@ -532,9 +532,11 @@ def _summary_options(ms: MemberSet, referable_grade: int | None, target: float,
             counts = np.bincount(ms.val_labels, minlength=2)
             positive = 0 if counts[0] < counts[1] else 1
             name = ms.classes[positive] if positive < len(ms.classes or []) else positive
+            why = (f"the rarer class on val ({int(counts[positive])} of {int(counts.sum())} rows)"
+                   if counts[0] != counts[1] else
+                   f"the second class, as the two are equally common on val ({int(counts[0])} rows each)")
             print(f"The two-class summary (sensitivity, specificity, predict's positive column) takes class {name!r} as "
-                  f"positive: the rarer class on val ({int(counts[positive])} of {int(counts.sum())} rows); pass "
-                  "--positive-class to choose another.", file=sys.stderr)
+                  f"positive: {why}; pass --positive-class to choose another.", file=sys.stderr)
         referable.check_options(1 if referable_grade is None else referable_grade, target, k)
         return 1, positive
     why = referable.not_applicable(ms.classes, ms.ordinal, k)

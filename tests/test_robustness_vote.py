@@ -372,3 +372,29 @@ def test_a_member_with_the_very_predictions_of_another_is_counted_once(tmp_path,
     assert code == 0, err
     assert ("Note: member 'p2' gives the very same val and test probabilities as 'p1' but is another model file (or "
             "a probabilities import); both vote") in err and "Note: member 't2'" not in err
+
+
+def test_ten_named_classes_get_slanted_names_inside_the_figure(tmp_path, monkeypatch):
+    """A 10-class set's confusion.png read 'airplaneautobird catdeerdog…' along its x axis."""
+    from ensemble import plots
+
+    shown = {}
+
+    def keep(fig, path, **kw):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        labels = fig.axes[0].get_xticklabels()
+        shown[path.name] = ([t.get_rotation() for t in labels],
+                            [t.get_window_extent(renderer) for t in labels], fig.bbox)
+        return path
+
+    monkeypatch.setattr(plots, "_save", keep)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    cm = np.arange(100).reshape(10, 10)
+    plots.plot_confusions(tmp_path / "ten.png", [("a", cm), ("b", cm)], names, word="class")
+    plots.plot_confusions(tmp_path / "five.png", [("a", cm[:5, :5])], [0, 1, 2, 3, 4])
+    rotation, boxes, page = shown["ten.png"]
+    assert set(rotation) == {45.0} and all(b.y0 >= page.y0 for b in boxes)  # slanted, and inside the figure
+    # slanted names overlap only where their boxes' corners meet: their left ends stay apart and in order
+    assert all(a.x1 <= b.x1 for a, b in zip(boxes, boxes[1:]))
+    assert set(shown["five.png"][0]) == {0.0}  # grades 0-4 stay level

@@ -283,6 +283,12 @@ def test_the_default_positive_class_of_two_is_the_rarer_one(tmp_path: Path, monk
     assert "takes class 0 as positive: the rarer class on val" in capsys.readouterr().err
     report = run_vote(tmp_path, methods=["soft"], n_boot=50, positive_class="1", console=Console(file=io.StringIO()))
     assert report["referable"]["positive_index"] == 1 and "rarer class" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.modules[__name__], "LABELS", np.array([0, 1] * 30))  # a tie: neither is the rarer
+    (tmp_path / "tie").mkdir()
+    make_workdir(tmp_path / "tie", {"a": (0.5, 0.5), "b": (0.3, 0.6)}, incomplete=None)
+    report = run_vote(tmp_path / "tie", methods=["soft"], n_boot=50, console=Console(file=io.StringIO()))
+    err = capsys.readouterr().err
+    assert report["referable"]["positive_index"] == 1 and "rarer" not in err and "equally common on val" in err
 
 
 def test_a_model_giving_one_class_to_every_test_row_is_marked_and_never_bold(workdir: Path) -> None:
