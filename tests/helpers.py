@@ -70,3 +70,19 @@ def add_model_member(work: Path, name: str, *, seed: int = 0) -> Path:
     path = work.parent / f"{name}-source.keras"
     keras.Model(inputs, outputs).save(path)
     return import_member(work, name, model=path)
+
+
+def killed_once(job):
+    """A loky worker's task that kills its own process the first time it runs member ``a`` (a worker lost to the
+    out-of-memory killer) and otherwise reports the member done at once."""
+    import os
+    import time
+
+    from members.training.parallel import MemberRun
+
+    marker = Path(job.workdir) / f".killed-{job.name}"
+    if job.name == "a" and not marker.exists():
+        marker.write_text("once")
+        os._exit(9)
+    time.sleep(0.5)  # long enough for the pool to be running both members when the other one dies
+    return MemberRun(job.name, job.preset, job.spec.seed, 0.5, metrics={"name": job.name})

@@ -141,6 +141,36 @@ def test_same_data_is_noop_other_data_needs_force(tmp_path):
     assert load_dataset(tmp_path / "w").fingerprint == forced.fingerprint
 
 
+def test_prepare_force_waits_for_a_training_member_and_decides_under_its_lock(tmp_path, monkeypatch):
+    """prepare --force replaced a workdir's images and split under a member that was training (it finished on
+    both); and two prepares could both pass the "already prepared?" check before either took the lock."""
+    import json
+    import os
+    import socket
+
+    from members.data import dataset
+
+    csv, images = simple_set(tmp_path)
+    work = tmp_path / "w"
+    first = prepare_csv(work, csv, images, progress=False)
+    lock = work / "members" / "d" / ".lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))  # a live trainer: this process
+    with pytest.raises(UserError, match=r"^Member 'd' is being trained in .* right now \(pid \d+ on .*\); prepare "
+                                        "would change its images or split under it"):
+        prepare_csv(work, csv, images, seed=1, force=True, progress=False)
+    assert load_dataset(work).fingerprint == first.fingerprint  # nothing written
+    assert prepare_csv(work, csv, images, progress=False) == first  # the same data: no change, no refusal
+    lock.write_text(json.dumps({"pid": 2 ** 22 + 12345, "host": socket.gethostname()}))  # its process is gone
+    under_lock = []
+    real = dataset._previous
+    monkeypatch.setattr(dataset, "_previous", lambda w, f: under_lock.append((w / ".prepare.lock").exists())
+                        or real(w, f))
+    forced = prepare_csv(work, csv, images, seed=1, force=True, progress=False)
+    assert forced.fingerprint != first.fingerprint and under_lock == [True]
+    assert not (work / ".prepare.lock").exists()
+
+
 def test_nominal_or_ordinal_on_a_prepared_workdir_needs_force(tmp_path):
     """The same split read as unordered classes is another task: refused like another --seed, nothing rewritten."""
     csv, images = simple_set(tmp_path)

@@ -185,3 +185,18 @@ def test_mirrored_strategy_trains_one_epoch_on_two_logical_cpus(workdir):
     assert "mirrored strategy over 2 devices: global batch 32" in proc.stderr
     metrics = json.loads((workdir / "members" / "mirrored" / "metrics.json").read_text())
     assert metrics["epochs_run"] == 1
+
+
+def test_a_killed_loky_worker_does_not_fail_the_members_beside_it(tmp_path):
+    """kill -9 (or the out-of-memory killer) on one loky worker failed every member then running, healthy ones too:
+    the unfinished members train once more in a new pool; a second break is reported."""
+    from members.model.spec import MemberSpec
+    from members.training.parallel import _execute, _Job
+    from tests.helpers import killed_once
+
+    jobs = [_Job(str(tmp_path), name, "tiny", MemberSpec(), 1, echo=False, show_progress=False) for name in "abc"]
+    lines = []
+    runs = list(_execute(jobs, "loky", 2, None, lines.append, run=killed_once))
+    assert sorted(r.name for r in runs) == ["a", "b", "c"] and all(r.ok for r in runs)
+    assert (tmp_path / ".killed-a").exists()
+    assert sum("a worker process was killed" in line for line in lines) == 1, lines

@@ -177,7 +177,17 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
             "kept": len(frame), "counts": {s: {str(c): int(n) for c, n in enumerate(counts[s])} for s in SPLITS},
             "grouped": "group" in frame.columns, **meta}
     notes = [why, *notes]
-    roll_forward(workdir, PREPARE)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with WorkdirLock(workdir, PREPARE):  # the checks and the write under one lock: two prepares never both pass them
+        roll_forward(workdir, PREPARE, locked=True)
+        return _check_and_write(workdir, frame, data, dropped, info, classes, ordinal, fingerprint, force=force,
+                                write_images=write_images, notes=notes)
+
+
+def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: pd.DataFrame, info: dict,
+                     classes: list, ordinal: bool, fingerprint: str, *, force: bool,
+                     write_images: Callable[[Path], None] | None, notes: list[str]) -> PrepareResult:
+    """:func:`_commit`'s decision (the same data, other data, other options) and its files, under the prepare lock."""
     old = _previous(workdir, force)
     if old is None and not force:
         _refuse_orphans(workdir, fingerprint)
@@ -209,7 +219,8 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
                                          ("data_report.csv", (workdir / "data_report.csv").is_file())) if not ok]
         notes.append(f"{' and '.join(str(workdir / n) for n in damaged)} {'was' if len(damaged) == 1 else 'were'} "
                      "missing or changed: written again from the same data, so the members trained on it stay valid.")
-    workdir.mkdir(parents=True, exist_ok=True)
+    if not same:  # the split or the images change: never under a member that is training or a vote that is reading
+        _refuse_while_in_use(workdir)
     report = csvsafe.frame(dropped[["row", "image", "label", "reason"]]).to_csv(index=False, lineterminator="\n")
     images = write_images is not None and (not same or images_missing)
 
@@ -220,10 +231,27 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
         write_bytes(staging / "split.csv", data)
         write_json(staging / "dataset.json", info)
 
-    with WorkdirLock(workdir, PREPARE):
-        commit_entries(workdir, PREPARE, write, ["images"] * images + list(PREPARED_FILES))
+    commit_entries(workdir, PREPARE, write, ["images"] * images + list(PREPARED_FILES))
     _summary(workdir, info, dropped, unchanged=False, notes=notes)
     return _result(workdir, info)
+
+
+def _refuse_while_in_use(workdir: Path) -> None:
+    """Refuse to change the data of a workdir where a member is training or a vote is running (a live lock)."""
+    from members.infra.lock import live_holder
+
+    members = workdir / "members"
+    busy = [(d, h) for d in (sorted(members.iterdir()) if members.is_dir() else [])
+            if d.is_dir() and (h := live_holder(d / ".lock")) is not None]
+    if busy:
+        folder, holder = busy[0]
+        raise UserError(f"Member {folder.name.strip('.')!r} is being trained in {workdir} right now (pid "
+                        f"{holder.get('pid')} on {holder.get('host')}); prepare would change its images or split under "
+                        "it. Wait for the training to finish (or stop it), then run prepare again.")
+    holder = live_holder(workdir / ".vote.lock")
+    if holder is not None:
+        raise UserError(f"A vote is running on {workdir} (pid {holder.get('pid')}); prepare would change the data it "
+                        "reads. Wait for it to finish, then run prepare again.")
 
 
 def _refuse_orphans(workdir: Path, fingerprint: str) -> None:

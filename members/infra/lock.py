@@ -53,6 +53,17 @@ class _folder_guard:
             os.close(self.fd)  # closing the descriptor releases the flock
 
 
+def live_holder(path: str | os.PathLike) -> dict | None:
+    """The ``{"pid", "host"}`` of the lock file at ``path`` while its process runs (one on another host counts as
+    running); None when there is no lock or its process is gone. Read only: a stale lock is left where it is."""
+    lock = MemberLock(Path(path).parent)
+    lock.path = Path(path)
+    holder = lock._holder()
+    if holder is None or (holder.get("host") == socket.gethostname() and not _alive(holder["pid"])):
+        return None
+    return holder
+
+
 class MemberLock:
     """Context manager holding ``<member_dir>/.lock``.
 

@@ -119,20 +119,28 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")
 
 
-def _release_dead_locks(workdir: Path, names: list[str], wait: float = 10.0) -> None:
-    """Delete the locks of ``names`` whose holder, a worker on this host that was just ended, is gone (waiting up
-    to ``wait`` seconds for it to exit); a lock held by a live process or another host is left alone."""
+def _release_dead_locks(folders: Iterable[Path], wait: float = 10.0) -> None:
+    """Delete the locks of the member (or fold copy) ``folders`` whose holder, a worker on this host that was just
+    ended, is gone (waiting up to ``wait`` seconds for it to exit); a lock held by a live process or another host is
+    left alone."""
     from members.infra.lock import MemberLock
-    from members.training.trainer import member_dir
 
     deadline = time.monotonic() + wait
-    for name in names:
-        lock = MemberLock(member_dir(workdir, name))
+    for folder in folders:
+        lock = MemberLock(folder)
         while lock.path.exists():
             holder = lock._remove_if_stale()  # None once deleted (or when nobody holds it)
             if holder is None or holder.get("host") != socket.gethostname() or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
+
+
+def _job_folder(job: _Job) -> Path:
+    """The folder whose lock ``job``'s worker holds: the member's, or its fold copy's."""
+    from members.training.folds import fold_dir
+    from members.training.trainer import member_dir
+
+    return member_dir(job.workdir, job.name) if job.fold is None else fold_dir(job.workdir, job.name, job.fold[0])
 
 
 def _lost(job: _Job, exc: BaseException) -> MemberRun:
@@ -367,21 +375,20 @@ def _dask_threads(client, log: Callable[[str], None]) -> dict[str, int]:
 
 
 def _execute(job_list: list[_Job], backend: str, jobs: int, scheduler: str | None,
-             log: Callable[[str], None]) -> Iterable[MemberRun]:
-    """Yield each member's record as it finishes."""
+             log: Callable[[str], None], run: Callable[[_Job], MemberRun] | None = None) -> Iterable[MemberRun]:
+    """Yield each member's record as it finishes (``run``: what a worker runs per job, :func:`run_job`)."""
+    run = run or run_job
     if _in_process(backend, jobs):
         for job in job_list:
-            yield run_job(job)
+            yield run(job)
     elif backend == "dask":
         yield from _dask_runs(job_list, jobs, scheduler, log)
+    elif backend == "loky":
+        yield from _loky_runs(job_list, jobs, log, run)
     else:
         from joblib import Parallel, delayed, parallel_config
 
-        calls = (delayed(run_job)(job) for job in job_list)
-        if backend == "loky":
-            with parallel_config(backend="loky", inner_max_num_threads=max(1, _cores() // jobs)):
-                yield from Parallel(n_jobs=jobs, batch_size=1, pre_dispatch="n_jobs", return_as="generator_unordered")(calls)
-            return
+        calls = (delayed(run)(job) for job in job_list)
         try:
             import ray
             from ray.util.joblib import register_ray
@@ -393,6 +400,31 @@ def _execute(job_list: list[_Job], backend: str, jobs: int, scheduler: str | Non
         register_ray()
         with parallel_config(backend="ray"):
             yield from Parallel(n_jobs=jobs, batch_size=1, return_as="generator")(calls)
+
+
+def _loky_runs(job_list: list[_Job], jobs: int, log: Callable[[str], None],
+               run: Callable[[_Job], MemberRun]) -> Iterable[MemberRun]:
+    """Local worker processes. A worker killed (out of memory, ``kill -9``) breaks the whole pool and ends every
+    member it ran: those not finished are trained once more in a new pool, each resuming after its last finished
+    epoch, so one killed worker does not fail the healthy members beside it; a second break is raised."""
+    from joblib import Parallel, delayed, parallel_config
+
+    left = list(job_list)
+    for attempt in (1, 2):
+        try:
+            with parallel_config(backend="loky", inner_max_num_threads=max(1, _cores() // jobs)):
+                for done in Parallel(n_jobs=jobs, batch_size=1, pre_dispatch="n_jobs",
+                                     return_as="generator_unordered")(delayed(run)(job) for job in left):
+                    left = [j for j in left if (j.name, None if j.fold is None else j.fold[0]) != (done.name, done.fold)]
+                    yield done
+            return
+        except Exception as exc:  # noqa: BLE001  (TerminatedWorkerError: the pool is gone with every member it ran)
+            if attempt == 2 or not left or "Terminated" not in type(exc).__name__:
+                raise
+            log(f"a worker process was killed ({_error_text(exc)[:160]}; out of memory?): the worker pool is gone, "
+                f"so the {len(left)} unfinished member(s) train once more in a new pool, each resuming after its "
+                "last finished epoch")
+            _release_dead_locks(_job_folder(job) for job in left)
 
 
 def _dask_runs(job_list: list[_Job], jobs: int, scheduler: str | None, log: Callable[[str], None]) -> Iterable[MemberRun]:
@@ -589,7 +621,7 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
         for run in _execute(job_list, backend, jobs, scheduler, log):
             finished(run)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the ended workers cannot release their members' locks
-        _release_dead_locks(workdir, [job.name for job in job_list if job.name not in runs])
+        _release_dead_locks(_job_folder(job) for job in job_list if job.name not in runs)
         raise
     except UserError:
         raise
