@@ -18,6 +18,7 @@ import contextvars
 import functools
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from members.infra.atomic import read_json, sha256_file, write_json
@@ -113,6 +114,17 @@ def check_member(folder: Path, name: str, metrics: dict, manifest: dict, metrics
 
 _STAGING: contextvars.ContextVar[Path | None] = contextvars.ContextVar("ensemble_staging", default=None)
 _LOADED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("ensemble_loaded", default=None)
+_AFTER: contextvars.ContextVar[list | None] = contextvars.ContextVar("ensemble_after", default=None)
+
+
+def after_commit(show: Callable[[], None]) -> None:
+    """Run ``show`` (printing the vote's results) once the running vote's ensemble is swapped in — never for a vote
+    that is then discarded (a member or the dataset replaced while it ran); at once outside :func:`transactional`."""
+    pending = _AFTER.get()
+    if pending is None:
+        show()
+    else:
+        pending.append(show)
 
 
 def output_folder(workdir: Path) -> Path:
@@ -171,19 +183,22 @@ def transactional(func):
         root = workdir / "members"
         with WorkdirLock(workdir, "vote"), staged(workdir / ENSEMBLE) as out:
             before = sorted(p.stem for p in (workdir / ENSEMBLE / "combiners").glob("*.json"))
-            loaded = {"members": {}}
-            token, token_loaded = _STAGING.set(out), _LOADED.set(loaded)
+            loaded, pending = {"members": {}}, []
+            token, token_loaded, token_after = _STAGING.set(out), _LOADED.set(loaded), _AFTER.set(pending)
             try:
                 report = func(workdir, *args, **kwargs)
             finally:
                 _STAGING.reset(token)
                 _LOADED.reset(token_loaded)
+                _AFTER.reset(token_after)
             names = list(report.get("members", {}))
             _check_unchanged(workdir, loaded, names)
             members = {name: read_json(root / name / "metrics.json") for name in names}
             fingerprint = loaded.get("fingerprint") or read_json(workdir / "dataset.json").get("fingerprint", "")
             write_manifest(out, members, fingerprint, member_root=root, metrics_sha256=loaded["members"])
             now = sorted(p.stem for p in (out / "combiners").glob("*.json"))
+        for show in pending:  # the results of the ensemble that now stands
+            show()
         gone = [m for m in before if m not in now]
         if gone:  # a vote is the whole ensemble: say which fitted combiners the new one no longer has
             print(f"This vote replaced the previous ensemble in {workdir / ENSEMBLE}; its combiners {', '.join(gone)} are "

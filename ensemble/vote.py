@@ -23,7 +23,7 @@ import numpy as np
 from ensemble import stats
 from ensemble.constants import MINIMISED_SELECT_BY, SELECT_BY, THR, THRESHOLD_MODES
 from ensemble.crossfit import bagging_gain, cross_fit, oof_protocol
-from ensemble.manifest import output_folder, transactional
+from ensemble.manifest import after_commit, output_folder, transactional
 from ensemble.member_set import MemberSet, load_members
 from members.infra.errors import UserError
 from members.scoring import confusion, nan_to_none, score
@@ -234,7 +234,7 @@ def run_vote(
     _write_outputs(out, report, ms, single, best, before=before)
     from ensemble.report import print_table
 
-    print_table(report, console)
+    after_commit(lambda: print_table(report, console))  # not for a vote discarded at its end
     return report
 
 

@@ -333,7 +333,8 @@ def test_a_member_or_dataset_replaced_while_the_vote_runs_is_refused_and_the_old
         return ms
 
     monkeypatch.setattr(vote_module, "load_members", load_then_replace)
-    code, _, err = _vote(voted, "--members", "t1,t2", "--method", "hard")
+    code, out, err = _vote(voted, "--members", "t1,t2", "--method", "hard")
+    assert out == ""  # no table of results for an ensemble that was discarded
     expected = ("Member 't2' was replaced while this vote ran" if replaced == "member"
                 else f"The dataset of {voted} was replaced while this vote ran")
     one_sentence_error(code, err, expected, "the previous ensemble is kept")
