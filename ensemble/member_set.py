@@ -117,7 +117,12 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
     loaded, skipped = [], {}
     for name in chosen:
         if not (root / name / "metrics.json").exists():
-            skipped[name] = "incomplete: no metrics.json (training did not finish)"
+            from members.infra.lock import live_holder
+
+            holder = live_holder(root / name / ".lock")
+            skipped[name] = ("incomplete: no metrics.json (training did not finish)" if holder is None else
+                             f"incomplete: it is training right now (pid {holder.get('pid')} on {holder.get('host')}); "
+                             "vote again once it is done to include it")
             print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
             continue
         if names is None and (old := _other_split(root / name, split)) is not None:  # prepared again since

@@ -297,9 +297,15 @@ def test_incomplete_member_is_skipped_by_name(voteable):
     add_member(voteable, "t3", seed=3, complete=False)
     code, _out, err = run_cli(*vote_args(voteable), "--method", "soft", "--thresholds", "off")
     assert code == 0, err
-    assert "Skipping member 't3': incomplete: no metrics.json" in err
+    assert "Skipping member 't3': incomplete: no metrics.json (training did not finish)" in err
     report = json.loads((voteable / "ensemble" / "report.json").read_text())
     assert sorted(report["members"]) == ["t1", "t2"] and "t3" in report["skipped"]
+    import os
+    import socket
+
+    (voteable / "members" / "t3" / ".lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    code, _out, err = run_cli(*vote_args(voteable), "--method", "soft", "--thresholds", "off")
+    assert code == 0 and f"Skipping member 't3': incomplete: it is training right now (pid {os.getpid()}" in err
 
 
 def test_asking_for_an_incomplete_member_by_name(voteable):

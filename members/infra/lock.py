@@ -53,6 +53,10 @@ class _folder_guard:
             os.close(self.fd)  # closing the descriptor releases the flock
 
 
+class LockBusy(UserError):
+    """The lock is held by another live process (its sentence names it)."""
+
+
 def live_holder(path: str | os.PathLike) -> dict | None:
     """The ``{"pid", "host"}`` of the lock file at ``path`` while its process runs (one on another host counts as
     running); None when there is no lock or its process is gone. Read only: a stale lock is left where it is."""
@@ -115,7 +119,7 @@ class MemberLock:
                 return
             holder = self._remove_if_stale()
             if holder is not None:
-                raise UserError(self.busy_message(holder))
+                raise LockBusy(self.busy_message(holder))
         raise UserError(f"Could not take the lock {self.path}; delete it and try again.")
 
     def _remove_if_stale(self) -> dict | None:

@@ -36,6 +36,7 @@ from urllib.parse import urlparse
 
 from members.infra import atomic
 from members.infra.errors import UserError
+from members.infra.lock import LockBusy
 from members.model.spec import BACKENDS, MemberSpec, resolve_overrides, resolve_spec
 
 LOG_NAME = "train.log"
@@ -68,6 +69,7 @@ class MemberRun:
     threads: int | None = None
     kept: bool = False
     log: list[str] = field(default_factory=list, repr=False)
+    log_file: bool = True  # its lines are in the member's train.log (not for a run refused by another's lock)
     fold: int | None = None  # the copy, for one fold of a k-fold member (members/training/folds.py)
 
     @property
@@ -287,10 +289,11 @@ def run_job(job: _Job) -> MemberRun:
     lines: list[str] = []
     stamped: list[str] = []
 
-    def log(line: str, *, echo: bool = True) -> None:
+    def log(line: str, *, echo: bool = True, to_file: bool = True) -> None:
         lines.append(line)
         stamped.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-        atomic.write_text(log_path, previous + "".join(stamped))
+        if to_file:  # (with the lines held back before it)
+            atomic.write_text(log_path, previous + "".join(stamped))
         if job.echo and echo:
             print(line, file=sys.stderr, flush=True)
 
@@ -302,14 +305,16 @@ def run_job(job: _Job) -> MemberRun:
         who = job.name if job.fold is None else f"{shown_name(job.name)}/fold{job.fold[0]}"
         seed = job.spec.seed + (job.fold[0] if job.fold is not None else 0)  # copy i trains with seed + i
         log(f"[{who}] started (preset {job.preset}, seed {seed}) on {run.host}"
-            + (f", {run.threads} TensorFlow threads" if run.threads else ""))
+            + (f", {run.threads} TensorFlow threads" if run.threads else ""), to_file=False)  # written with the next
+        # line: a run refused by another's lock never writes into (and over) the log of the member training there
         result = train_member(job.workdir, job.spec, name=job.name, preset=job.preset, log=log,
                               show_progress=job.show_progress, force=job.force)
         run.metrics = result.metrics
     except Exception as exc:  # noqa: BLE001  (a failed member is a record, not a crash)
         run.error = _error_text(exc)
+        run.log_file = not isinstance(exc, LockBusy)
         try:
-            log(f"[{job.name}] failed: {run.error}")
+            log(f"[{job.name}] failed: {run.error}", to_file=run.log_file)
             if not isinstance(exc, UserError):  # an unexpected error: its traceback goes to the log file only
                 log(traceback.format_exc().rstrip(), echo=False)
         except OSError:
@@ -632,7 +637,8 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
     outcome = TrainOutcome([runs[p.name] for p in planned], time.perf_counter() - started, backend, jobs)
     (console or Console()).print(_table(outcome))
     if outcome.failed:
-        logs = [str(path) for r in outcome.results if not r.ok and (path := _log_path(workdir, r)).is_file()]
+        logs = [str(path) for r in outcome.results
+                if not r.ok and r.log_file and (path := _log_path(workdir, r)).is_file()]
         log(f"{len(outcome.failed)} of {len(planned)} members failed: {', '.join(n for n, _ in outcome.failed)}; "
             + (f"the reasons are above, and in {', '.join(dict.fromkeys(logs))}" if logs else "the reasons are above"))
     return outcome
