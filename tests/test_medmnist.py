@@ -85,6 +85,16 @@ def test_prepare_npz_again_is_a_noop_and_other_npz_needs_force(tmp_path):
     prepare_npz(tmp_path / "w", other, force=True, progress=False)
     assert load_dataset(tmp_path / "w").info["source"] == f"npz:{other.resolve()}"
     assert not list((tmp_path / "w").glob(".images.*"))
+    # a member made on b's images would pass as trained on c's (same rows, labels, so the same fingerprint): refused
+    (tmp_path / "w" / "members" / "m").mkdir(parents=True)
+    (tmp_path / "w" / "members" / "m" / "metrics.json").write_text("{}")
+    third = tiny_npz(tmp_path / "c.npz")
+    before = (tmp_path / "w" / "images" / "train_00000.png").read_bytes()
+    with pytest.raises(UserError, match=r"holds other images under the same rows and labels, so the members made "
+                                        r"there \(m\) would pass as trained on them; prepare it into a new workdir"):
+        prepare_npz(tmp_path / "w", third, force=True, progress=False)
+    assert (tmp_path / "w" / "images" / "train_00000.png").read_bytes() == before
+    assert load_dataset(tmp_path / "w").info["source"] == f"npz:{other.resolve()}"
 
 
 def test_prepare_npz_rewrites_deleted_images(tmp_path):

@@ -221,6 +221,8 @@ def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: p
                      "missing or changed: written again from the same data, so the members trained on it stay valid.")
     if not same:  # the split or the images change: never under a member that is training or a vote that is reading
         _refuse_while_in_use(workdir)
+        if old is not None and old.get("fingerprint") == fingerprint:
+            _refuse_same_split_other_images(workdir, old, info)
     report = csvsafe.frame(dropped[["row", "image", "label", "reason"]]).to_csv(index=False, lineterminator="\n")
     images = write_images is not None and (not same or images_missing)
 
@@ -234,6 +236,20 @@ def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: p
     commit_entries(workdir, PREPARE, write, ["images"] * images + list(PREPARED_FILES))
     _summary(workdir, info, dropped, unchanged=False, notes=notes)
     return _result(workdir, info)
+
+
+def _refuse_same_split_other_images(workdir: Path, old: dict, info: dict) -> None:
+    """Refuse new images under the very same ``split.csv`` (another .npz with the same labels: other pictures, or the
+    same at another size) where members or an ensemble were made: they are told apart from the new data by the split's
+    fingerprint only, so they would pass as trained on it."""
+    made = sorted(p.parent.name for p in (workdir / "members").glob("*/metrics.json"))
+    if (workdir / "ensemble" / "report.json").is_file():
+        made.append("the voted ensemble")
+    if made:
+        raise UserError(f"{workdir} was prepared from {old.get('source')}, and {info.get('source')} holds other images "
+                        f"under the same rows and labels, so the members made there ({', '.join(made[:4])}"
+                        f"{', …' if len(made) > 4 else ''}) would pass as trained on them; prepare it into a new workdir, "
+                        f"or move {workdir / 'members'} and {workdir / 'ensemble'} away first.")
 
 
 def _refuse_while_in_use(workdir: Path) -> None:
