@@ -11,10 +11,10 @@ it like a trained one.
   ``(batch, 1, 1, k)`` map are refused with the fix, since ``predict`` would get the same). It is
   run on the val and test images through the project's own image path
   (:func:`members.data.pipeline.make_dataset`: decode, centre crop, resize, RGB 0–255 — the
-  model must do its own rescaling) and copied to ``model.keras``. On a two-class workdir a
-  one-unit sigmoid model is read as ``p`` of class 1: ``model.keras`` is then the same graph
-  plus a fixed ``Dense`` layer giving ``[1 - p, p]``, so ``predict`` and ``explain`` see what the
-  import saw.
+  model must do its own rescaling; a val or test image gone since ``prepare`` is named before
+  anything is loaded) and copied to ``model.keras``. On a two-class workdir a one-unit sigmoid
+  model is read as ``p`` of class 1: ``model.keras`` is then the same graph plus a fixed
+  ``Dense`` layer giving ``[1 - p, p]``, so ``predict`` and ``explain`` see what the import saw.
 - Probability CSVs (one for val, one for test) have an image column (the first of
   :data:`IMAGE_COLUMNS`, any case) and one column per class (``prob_0..prob_{k-1}`` or the
   class names, any case; on a two-class workdir ``prob_1`` alone is read as ``[1 - p, p]``);
@@ -84,11 +84,11 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
         image_column: the CSVs' image column (any case); default: the first of :data:`IMAGE_COLUMNS` they have.
 
     Raises:
-        UserError: not exactly one source, an existing member without ``force``, a model that
-            does not load safely, has several outputs, an output that is not ``(batch, k)``, the
-            wrong number of outputs, no square RGB input or no probabilities out, or a CSV with
-            missing, extra, unknown or duplicated rows, wrong columns, values outside 0..1, or
-            rows more than :data:`SUM_RENORMALISED` from 1.
+        UserError: not exactly one source, an existing member without ``force``, val or test
+            images gone since prepare (for a model), a model that does not load safely, has
+            several outputs, an output that is not ``(batch, k)``, the wrong number of outputs, no
+            square RGB input or no probabilities out, or a CSV with missing, extra, unknown or
+            duplicated rows, wrong columns, values outside 0..1, or rows more than :data:`SUM_RENORMALISED` from 1.
     """
     from members.data.dataset import load_dataset
     from members.training.trainer import member_dir
@@ -112,6 +112,8 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
     input_size = None if input_size is None else int(input_size)
     data = load_dataset(workdir)
     folder = member_dir(workdir, name, new=True)
+    if model is not None:  # the model runs on these images: a missing one is named here, not by TensorFlow mid-way
+        data.check_images(("val", "test"))
     existed = folder.exists()
     with tempfile.TemporaryDirectory() as tmp:
         if model is not None and not isinstance(model, (str, os.PathLike)):  # the Python API: a keras.Model object

@@ -334,6 +334,36 @@ def test_bad_keras_models(workdir_copy, tmp_path, kwargs, needle):
     one_sentence_error(code, err, needle)
 
 
+def test_a_model_import_with_val_or_test_images_gone_names_them_and_writes_nothing(workdir_copy, tmp_path):
+    """A val/test image moved since prepare ended in TensorFlow's NotFoundError mid-predict (a traceback; the API
+    raised it). A missing train image is no obstacle: the model runs on val and test only."""
+    data = load_dataset(workdir_copy)
+    images = tmp_path / "images"
+    shutil.copytree(data.image_root, images)  # the session's demo images stay whole
+    meta = json.loads((workdir_copy / "dataset.json").read_text())
+    meta["image_root"] = str(images)
+    (workdir_copy / "dataset.json").write_text(json.dumps(meta))
+    gone, unused = data.rows("test")["path"].iloc[0], data.rows("train")["path"].iloc[0]
+    (images / gone).rename(tmp_path / "elsewhere.jpeg")
+    (images / unused).unlink()
+    model = _keras_model(tmp_path / "m.keras")
+    n = len(data.rows("val")) + len(data.rows("test"))
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model", model)
+    one_sentence_error(code, err, f"1 of the {n} val and test images listed in", "split.csv are no longer in",
+                       repr(gone), "Restore them, or run `python cli.py prepare")
+    with pytest.raises(UserError, match=f"^1 of the {n} val and test images"):
+        import_member(workdir_copy, "k", model=model)
+    assert not (workdir_copy / "members" / "k").exists()
+    (tmp_path / "elsewhere.jpeg").rename(images / gone)  # restored: the import goes through
+    folder = import_member(workdir_copy, "k", model=model)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    (images / gone).unlink()
+    with pytest.raises(UserError, match="are no longer in"):  # --force over the member: it stays as it was
+        import_member(workdir_copy, "k", model=_keras_model(tmp_path / "m2.keras"), force=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert [p.name for p in folder.parent.iterdir()] == ["k"]
+
+
 def test_a_sigmoid_model_on_a_binary_workdir_predicts_as_it_imported(tmp_path, capsys):
     """One sigmoid unit p becomes [1 - p, p] in val.npz and in the saved model.keras that predict and explain load."""
     import keras

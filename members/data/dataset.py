@@ -91,17 +91,23 @@ class PreparedDataset:
         """Absolute image paths of one split, in ``rows(split)`` order."""
         return [str(self.image_root / p) for p in self.rows(split)["path"]]
 
-    def check_images(self) -> None:
+    def check_images(self, splits: Sequence[str] | None = None) -> None:
         """Refuse, before any training, a workdir whose listed images are not all there any more.
+
+        Args:
+            splits: check the images of these splits only (``import-member`` runs a model on val
+                and test); default every row of ``split.csv``.
 
         Raises:
             UserError: one sentence with the count and the first missing file (removed, moved or
                 renamed after ``prepare``).
         """
-        missing = [p for p in self.table["path"] if not os.path.isfile(self.image_root / p)]
+        table = self.table if splits is None else self.table[self.table["split"].isin(list(splits))]
+        what = "images" if splits is None else f"{' and '.join(splits)} images"
+        missing = [p for p in table["path"] if not os.path.isfile(self.image_root / p)]
         if missing:
             raise UserError(
-                f"{len(missing)} of the {len(self.table)} images listed in {self.workdir / 'split.csv'} are no longer "
+                f"{len(missing)} of the {len(table)} {what} listed in {self.workdir / 'split.csv'} are no longer "
                 f"in {self.image_root} (e.g. {missing[0]!r}): they were removed, moved or renamed after prepare. "
                 f"Restore them, or run `python cli.py prepare --workdir {self.workdir} ... --force` again.")
 
