@@ -13,7 +13,7 @@ it like a trained one.
   (:func:`members.data.pipeline.make_dataset`: decode, centre crop, resize, RGB 0–255 — the
   model must do its own rescaling; a val or test image gone since ``prepare`` is named before
   anything is loaded) and copied to ``model.keras``. On a two-class workdir a one-unit sigmoid
-  model is read as ``p`` of class 1: ``model.keras`` is then the same graph plus a fixed
+  model (a sigmoid layer or op: the graph's last operation is read) is read as ``p`` of class 1: ``model.keras`` is then the same graph plus a fixed
   ``Dense`` layer giving ``[1 - p, p]``, so ``predict`` and ``explain`` see what the import saw.
 - Probability CSVs (one for val, one for test) have an image column (the first of
   :data:`IMAGE_COLUMNS`, any case) and one column per class (``prob_0..prob_{k-1}`` or the
@@ -366,6 +366,56 @@ def _check_output(model, path: Path, size: int) -> int:
     return int(shape[1])
 
 
+PASS_THROUGH = ("Reshape", "Flatten", "Identity", "Dropout", "Squeeze", "ExpandDims", "Cast")
+"""Layers and ops (class names) that move or retype values but change none: looked through, never an activation."""
+ACTIVATIONS = {"Sigmoid": "sigmoid", "HardSigmoid": "hard_sigmoid", "LogSigmoid": "log_sigmoid", "Softmax": "softmax",
+               "LogSoftmax": "log_softmax", "Relu": "relu", "ReLU": "relu", "Relu6": "relu6", "LeakyRelu": "leaky_relu",
+               "LeakyReLU": "leaky_relu", "Elu": "elu", "ELU": "elu", "PReLU": "prelu", "Selu": "selu", "Gelu": "gelu",
+               "Silu": "silu", "Softplus": "softplus", "Softsign": "softsign", "Tanh": "tanh"}
+"""Activation layers without an ``activation`` attribute (``Softmax``, ``ReLU``) and ops (``keras.ops.sigmoid``,
+``keras.activations.sigmoid`` on a tensor), by class name: the activation each applies."""
+
+
+def _graph_inputs(tensor) -> tuple[object, list] | None:
+    """``(operation, its input tensors)`` that made a symbolic tensor of a functional graph, or None (not known).
+
+    ``model.layers`` lists layers only: an op (``keras.ops.sigmoid(x)``, ``x / 127.5``) is seen
+    through the graph's history alone.
+    """
+    history = getattr(tensor, "_keras_history", None)
+    try:
+        operation = history.operation
+        return operation, list(operation._inbound_nodes[history.node_index].input_tensors)
+    except (AttributeError, IndexError, TypeError):
+        return None
+
+
+def _output_activation(model) -> str | None:
+    """The activation that makes the model's (first) output — an ``activation=`` of its last layer, an
+    ``Activation``/``Softmax`` layer or an op such as ``keras.ops.sigmoid`` — looked up through layers and ops
+    that only reshape (:data:`PASS_THROUGH`) and into a nested model; None when the graph does not say."""
+    tensor = (getattr(model, "outputs", None) or [None])[0]
+    for _ in range(1000):  # a graph is finite; the bound only guards against a cycle in a damaged one
+        made = _graph_inputs(tensor)
+        if made is None:
+            return None
+        operation, inputs = made
+        activation = getattr(getattr(operation, "activation", None), "__name__", None)
+        name = type(operation).__name__
+        if activation is not None and not (name == "Activation" and activation == "linear"):
+            return activation
+        if name in ACTIVATIONS:
+            return ACTIVATIONS[name]
+        inner = getattr(operation, "outputs", None)
+        if inner:  # a nested model: its own output
+            tensor = inner[getattr(tensor._keras_history, "tensor_index", 0)]
+        elif (name in PASS_THROUGH or activation == "linear") and len(inputs) == 1:
+            tensor = inputs[0]
+        else:
+            return None
+    return None
+
+
 def _sigmoid_as_two_classes(model, path: Path):
     """A one-unit sigmoid model as a two-class one: the same graph plus a fixed layer ``p -> [1 - p, p]``.
 
@@ -378,8 +428,7 @@ def _sigmoid_as_two_classes(model, path: Path):
     refuse = (f"{path} has one sigmoid output (p of class 1) that could not be turned into two; this toolkit needs "
               "one probability per class: add a layer that outputs [1-p, p] (e.g. keras.layers.Concatenate()"
               "([1 - p, p])) and save again.")
-    last = model.layers[-1] if model.layers else None
-    activation = getattr(getattr(last, "activation", None), "__name__", None)
+    activation = _output_activation(model)  # an op's too (model.layers lists no op): keras.ops.sigmoid(Dense(1)(x))
     if activation is not None and activation != "sigmoid":
         raise UserError(f"{path} has one output unit with a {activation!r} activation, so it is not p of class 1; "
                         "end the model with Dense(1, activation='sigmoid') (or a softmax with one unit per class) "

@@ -404,6 +404,34 @@ def test_a_one_unit_model_without_sigmoid_is_refused_on_a_binary_workdir(tmp_pat
                        "Dense(1, activation='sigmoid')")
 
 
+@pytest.mark.filterwarnings("ignore:You are using a softmax over axis")  # the one-unit softmax, refused here
+def test_a_sigmoid_applied_as_an_op_is_a_sigmoid(tmp_path):
+    """keras.ops.sigmoid / keras.activations.sigmoid on a Dense(1) are no layer: the import judged model.layers[-1]
+    (the Dense, 'linear') and refused a model that ends in a sigmoid; it reads the graph's last operation now."""
+    import keras
+
+    work = _two_class_workdir(tmp_path)
+
+    def save(name: str, head) -> Path:
+        inputs = keras.Input((16, 16, 3))
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(inputs)))
+        keras.Model(inputs, head(keras.layers.Dense(1)(x))).save(tmp_path / f"{name}.keras")
+        return tmp_path / f"{name}.keras"
+
+    x = np.random.default_rng(1).uniform(0, 255, (3, 16, 16, 3)).astype(np.float32)
+    for name, head in (("ops", keras.ops.sigmoid), ("activations", keras.activations.sigmoid),
+                       ("reshaped", lambda t: keras.layers.Reshape((1,))(keras.ops.sigmoid(t)))):
+        source = save(name, head)
+        folder = import_member(work, name, model=source)
+        p = np.asarray(keras.saving.load_model(source, safe_mode=True)(x)).ravel()
+        saved = keras.saving.load_model(folder / "model.keras", safe_mode=True)
+        np.testing.assert_allclose(np.asarray(saved(x)), np.stack([1 - p, p], axis=1), atol=1e-6)
+        assert "[1 - p, p]" in json.loads((folder / "metrics.json").read_text())["imported"]["output"]
+    for name, head, activation in (("relu", keras.ops.relu, "'relu'"), ("one", keras.layers.Softmax(), "'softmax'")):
+        code, _out, err = run_cli("import-member", "--workdir", work, "--name", name, "--model", save(name, head))
+        one_sentence_error(code, err, f"has one output unit with a {activation} activation, so it is not p of class 1")
+
+
 def test_models_that_are_not_safe_keras_archives_get_their_own_sentence(workdir_copy, tmp_path):
     import keras
 
