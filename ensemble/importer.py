@@ -802,19 +802,60 @@ def _check_model_outputs(raw: np.ndarray, path: Path, split: str, paths: list[st
                         "save it again.")
 
 
-def _say_if_unscaled(model, path: Path) -> None:
-    """A note when no layer of the model scales its input: it gets pixels 0–255 as they are."""
+def _scales_with_ops(model) -> bool:
+    """Whether the graph works on its raw input with ops before any layer with weights: ``inputs / 127.5 - 1.0``
+    or ``keras.applications.*.preprocess_input(inputs)`` scale it so, and ``model.layers`` lists no op.
+
+    An op that only reshapes or casts (:data:`PASS_THROUGH`) does not count; nor does an op on
+    what a layer with weights (a convolution, say) made of the input.
+    """
     import keras
 
-    def layers(m):
-        for layer in getattr(m, "layers", []):
-            yield layer
-            yield from layers(layer)
+    def raw(tensor, inputs: set[int], memo: dict[int, bool]) -> bool:  # made of the input by weightless steps alone
+        key = id(tensor)
+        if key in inputs:
+            return True
+        if key not in memo:
+            memo[key] = False  # a cycle (a damaged graph) ends here
+            made = _graph_inputs(tensor)
+            memo[key] = made is not None and not getattr(made[0], "weights", None) and any(
+                raw(t, inputs, memo) for t in made[1])
+        return memo[key]
 
-    if not any(isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization)) for layer in layers(model)):
-        print(f"Note: {path} has no Rescaling or Normalization layer, so it gets pixels 0-255 as they are; if it was "
-              "trained on 0-1 (or -1-1) input, its grades are wrong: put keras.layers.Rescaling(1/255) (or "
-              "Rescaling(1/127.5, offset=-1)) in front of it and save it again.", file=sys.stderr)
+    for graph in (model, *_nested_layers(model)):
+        inputs, memo = {id(t) for t in getattr(graph, "inputs", None) or []}, {}
+        for operation in getattr(graph, "operations", None) or []:
+            if isinstance(operation, keras.layers.Layer) or type(operation).__name__ in PASS_THROUGH:
+                continue
+            for node in getattr(operation, "_inbound_nodes", []):
+                if any(raw(t, inputs, memo) for t in getattr(node, "input_tensors", [])):
+                    return True
+    return False
+
+
+def _nested_layers(model):
+    """Every layer of ``model``, those of nested models included."""
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _nested_layers(layer)
+
+
+def _say_if_unscaled(model, path: Path) -> None:
+    """A note when the model shows no scaling of its input — no Rescaling or Normalization layer, no op on the raw
+    input (:func:`_scales_with_ops`): it gets pixels 0–255 as they are.
+
+    The note says what to check (the training code) rather than telling to add a scaling: a model
+    trained on 0–255 pixels needs none, and one that scales in a way not seen here would get it twice.
+    """
+    import keras
+
+    scaling = (keras.layers.Rescaling, keras.layers.Normalization)
+    if any(isinstance(layer, scaling) for layer in _nested_layers(model)) or _scales_with_ops(model):
+        return
+    print(f"Note: {path} has no Rescaling or Normalization layer and no op on its input, so it gets pixels 0-255 as "
+          "they are; check its training code: if the model was fed 0-255 pixels, all is well, and only if the images "
+          "were scaled before the model (to 0-1 or -1-1, e.g. by a preprocess_input) put that same step in front of "
+          "it (e.g. keras.layers.Rescaling(1/255)) and save it again.", file=sys.stderr)
 
 
 def _check_rows_sum(probs: np.ndarray, what, fix: str) -> None:

@@ -601,7 +601,8 @@ def test_what_people_bring_is_named(workdir_copy, tmp_path, capsys):
     upper = save(tmp_path / "raw.keras", head="softmax", scale=False).rename(tmp_path / "RAW.KERAS")
     capsys.readouterr()
     import_member(workdir_copy, "raw", model=upper)  # an upper-case suffix is a .keras file too
-    assert "has no Rescaling or Normalization layer, so it gets pixels 0-255" in capsys.readouterr().err
+    assert "has no Rescaling or Normalization layer and no op on its input, so it gets pixels 0-255" in (
+        capsys.readouterr().err)
     folder = import_member(workdir_copy, "object", model=keras.saving.load_model(tmp_path / "any.keras"))
     assert (folder / "model.keras").is_file() and not (workdir_copy / "members" / "k").exists()
     grey = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(2, 3), keras.layers.GlobalAveragePooling2D(),
@@ -700,6 +701,31 @@ def test_percentages_and_a_model_blind_to_its_input_are_named(workdir_copy, tmp_
     capsys.readouterr()
     import_member(workdir_copy, "blind", model=tmp_path / "blind.keras")
     assert "gives every val image the same probabilities" in capsys.readouterr().err
+
+
+def test_a_model_that_scales_its_input_with_ops_gets_no_note_and_the_note_advises_no_second_scaling(
+        workdir_copy, tmp_path, capsys):
+    """preprocess_input(inputs) and inputs / 127.5 - 1 are ops, not layers: the note said the model got 0-255 unscaled
+    and told to put Rescaling(1/255) in front, which scaled the input twice."""
+    import keras
+
+    def save(name: str, scale) -> Path:
+        inputs = keras.Input((16, 16, 3))
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(scale(inputs)))
+        keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(x)).save(tmp_path / f"{name}.keras")
+        return tmp_path / f"{name}.keras"
+
+    for name, scale in (("mobilenet", keras.applications.mobilenet_v2.preprocess_input),
+                        ("caffe", keras.applications.resnet50.preprocess_input),  # channels flipped, means off
+                        ("arithmetic", lambda t: t / 127.5 - 1.0)):
+        capsys.readouterr()
+        import_member(workdir_copy, name, model=save(name, scale))
+        assert "Note:" not in capsys.readouterr().err, name
+    capsys.readouterr()
+    import_member(workdir_copy, "cast", model=save("cast", lambda t: keras.ops.cast(t, "float32")))  # no scaling
+    note = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("Note:"))
+    assert "gets pixels 0-255 as they are; check its training code: if the model was fed 0-255 pixels, all is well" in (
+        note) and "only if the images were scaled before the model" in note
 
 
 def test_classes_registered_in_a_script_are_custom_code_and_notes_name_the_object(workdir_copy, tmp_path, capsys):
