@@ -5,7 +5,8 @@ labels, row_ids, fingerprint of this workdir's split) and, last, ``metrics.json`
 ``imported`` entry saying what it came from — so ``vote``, the report and ``predict`` treat
 it like a trained one.
 
-- A Keras ``.keras`` model is loaded with ``safe_mode=True`` (no Lambda layers, no pickle),
+- A Keras 3 ``.keras`` model is loaded with ``safe_mode=True`` (no Lambda layers, no pickle; one
+  saved by Keras 2, as its ``metadata.json`` says, is refused with the way to convert it),
   its square input size read from the model, its output checked on one image: one
   ``(batch, k)`` tensor with one unit per class of the workdir (a dict, several heads or a
   ``(batch, 1, 1, k)`` map are refused with the fix, since ``predict`` would get the same). It is
@@ -248,6 +249,18 @@ def foreign_classes(path: Path) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def saved_by(path: Path) -> str | None:
+    """The Keras version in the archive's ``metadata.json`` (``"2.15.0"`` for Keras 2), or None when it has none."""
+    import json
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            version = json.loads(archive.read("metadata.json")).get("keras_version")
+    except (OSError, KeyError, ValueError, AttributeError, zipfile.BadZipFile):
+        return None  # no metadata (or damaged): load_model names the problem
+    return version.strip() if isinstance(version, str) and version.strip() else None
+
+
 def _load_keras(path: Path):
     import keras
 
@@ -273,6 +286,12 @@ def _load_keras(path: Path):
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path} is not a Keras 3 .keras archive (a .keras file is a zip archive; this one is not, "
                         "so it is another format renamed, or damaged); save the model again with model.save('name.keras').")
+    version = saved_by(path)
+    if version is not None and version.split(".")[0] in ("1", "2"):  # its config names tf_keras classes and arguments
+        raise UserError(f"{path} was saved by Keras {version} (tf_keras, or tf.keras of TensorFlow 2.15 or older), "
+                        "whose .keras files Keras 3 cannot read; convert it once in a session you trust: load it with "
+                        "Keras 2 and save it as HDF5 (tf_keras.models.load_model(PATH).save('name.h5')), then "
+                        "keras.models.load_model('name.h5').save('name.keras') with Keras 3, and pass that file.")
     foreign = foreign_classes(path)
     if foreign:  # registered in the caller's process, perhaps, but predict and vote load it in their own
         raise UserError(f"{path} uses {', '.join(repr(c) for c in foreign[:3])}, custom code (a layer, a subclassed "

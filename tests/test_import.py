@@ -453,6 +453,51 @@ def test_models_that_are_not_safe_keras_archives_get_their_own_sentence(workdir_
     one_sentence_error(code, err, "not both kinds")
 
 
+@pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")  # the conversion the sentence gives
+@pytest.mark.filterwarnings("ignore:The structure of `inputs` doesn't match")  # the HDF5 model's list of one input
+def test_a_keras_2_file_is_named_with_the_way_to_keras_3(workdir_copy, tmp_path):
+    """A .keras file saved by Keras 2 (tf_keras, or tf.keras of TensorFlow <= 2.15) was refused as custom code
+    ('Functional') or with Rescaling's 'batch_input_shape'; its metadata.json says which Keras saved it."""
+    import zipfile
+
+    import keras
+
+    hand = tmp_path / "tf215.keras"  # as TensorFlow 2.15's tf.keras writes one (no TF 2.15 here: built by hand)
+    with zipfile.ZipFile(hand, "w") as z:
+        z.writestr("metadata.json", json.dumps({"keras_version": "2.15.0", "date_saved": "2024-01-05@10:00:00"}))
+        z.writestr("config.json", json.dumps({"module": "keras.src.engine.functional", "class_name": "Functional",
+                                              "config": {"name": "model", "layers": []}, "registered_name": "Functional"}))
+        z.writestr("model.weights.h5", b"")
+    files = {hand: "2.15.0"}
+    try:
+        import tf_keras
+    except ImportError:  # the benchmarks' dependency; the hand-made file stands for it
+        tf_keras = None
+    if tf_keras is not None:  # real ones: a functional model and a Sequential one
+        inputs = tf_keras.Input((16, 16, 3))
+        x = tf_keras.layers.GlobalAveragePooling2D()(tf_keras.layers.Conv2D(4, 3)(tf_keras.layers.Rescaling(1 / 255)(
+            inputs)))
+        functional = tf_keras.Model(inputs, tf_keras.layers.Dense(5, activation="softmax")(x))
+        functional.save(tmp_path / "functional.keras")
+        tf_keras.Sequential([tf_keras.layers.Rescaling(1 / 255, input_shape=(16, 16, 3)), tf_keras.layers.Flatten(),
+                             tf_keras.layers.Dense(5, activation="softmax")]).save(tmp_path / "sequential.keras")
+        files.update({tmp_path / "functional.keras": tf_keras.__version__, tmp_path / "sequential.keras":
+                      tf_keras.__version__})
+    for path, version in files.items():
+        code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model", path)
+        one_sentence_error(code, err, f"was saved by Keras {version} (tf_keras, or tf.keras of TensorFlow 2.15 or older)",
+                           "tf_keras.models.load_model(PATH).save('name.h5')",
+                           "keras.models.load_model('name.h5').save('name.keras') with Keras 3")
+    assert not (workdir_copy / "members" / "k").exists()
+    if tf_keras is not None:  # the way the sentence gives works, and keeps the model's outputs
+        tf_keras.models.load_model(tmp_path / "functional.keras").save(tmp_path / "functional.h5")
+        keras.models.load_model(tmp_path / "functional.h5", compile=False).save(tmp_path / "converted.keras")
+        folder = import_member(workdir_copy, "converted", model=tmp_path / "converted.keras")
+        x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+        np.testing.assert_allclose(np.asarray(keras.saving.load_model(folder / "model.keras", safe_mode=True)(x)),
+                                   functional(x).numpy(), atol=1e-5)
+
+
 def test_import_needs_one_source_and_a_free_name(workdir_copy, tmp_path):
     code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k")
     one_sentence_error(code, err, "Give the member to import: --model FILE.keras, or both --val-csv and --test-csv")
