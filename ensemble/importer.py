@@ -8,8 +8,9 @@ it like a trained one.
 - A Keras 3 ``.keras`` model is loaded with ``safe_mode=True`` (no Lambda layers, no pickle; one
   saved by Keras 2, as its ``metadata.json`` says, is refused with the way to convert it),
   its square input size read from the model, its output checked on one image: one
-  ``(batch, k)`` tensor with one unit per class of the workdir (a dict, several heads or a
-  ``(batch, 1, 1, k)`` map are refused with the fix, since ``predict`` would get the same). It is
+  ``(batch, k)`` tensor with one unit per class of the workdir (a dict, several heads, a
+  ``(batch, 1, 1, k)`` map or a squeezed ``(batch,)`` are refused with the fix, since ``predict``
+  would get the same). It is
   run on the val and test images through the project's own image path
   (:func:`members.data.pipeline.make_dataset`: decode, centre crop, resize, RGB 0–255 — the
   model must do its own rescaling; a val or test image gone since ``prepare`` is named before
@@ -348,11 +349,13 @@ def _input_size(model, path: Path, given: int | None) -> int:
 
 
 def _shape_text(shape) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+    """A shape as Python writes the tuple: ``(None, 1, 1, 5)``, and ``(None,)`` for one dimension."""
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _check_output(model, path: Path, size: int) -> int:
-    """The number of output units, after refusing an output ``predict`` could not use as it is.
+def _check_output(model, path: Path, size: int, classes: int) -> int:
+    """The number of output units, after refusing an output ``predict`` could not use as it is
+    (``classes``: the workdir's, for the fix of a one-value-per-image output).
 
     One zero image is run through the model: ``predict`` (and ``explain``) call it the same way,
     so what passes here is exactly what they get — one ``(batch, k)`` tensor, not a dict, a list
@@ -374,6 +377,12 @@ def _check_output(model, path: Path, size: int) -> int:
                         "not as one tensor; save keras.Model(model.inputs, model.outputs[0]) so that it returns the "
                         "probabilities themselves.")
     shape = (None, *tuple(out.shape)[1:])
+    if len(shape) == 1:  # one value per image: a squeezed Dense(1); Reshape((None,)) is no layer Keras builds
+        fix = ("if it is p of class 1, end the model with Dense(1, activation='sigmoid') without squeezing that "
+               "output (or add keras.layers.Reshape((1,)) after its last layer)" if classes == 2 else
+               f"end the model with Dense({classes}, activation='softmax'), one probability per class")
+        raise UserError(f"{path} outputs shape {_shape_text(shape)}, one value per image, not (batch, classes); {fix}, "
+                        "and save it again.")
     if len(shape) != 2:
         extra, k = shape[1:-1], shape[-1]
         if all(d == 1 for d in extra):
@@ -472,7 +481,7 @@ def _predict_with_model(path: Path, data, given_size: int | None):
     size = _input_size(model, path, given_size)
     prep = source_spec.preprocessing if source_spec is not None else "none"
     crop = bool(source_spec.fundus_crop) if source_spec is not None else False
-    outputs, k = _check_output(model, path, size), data.num_classes
+    outputs, k = _check_output(model, path, size, data.num_classes), data.num_classes
     sigmoid = outputs == 1 and k == 2
     if outputs == 1 and k > 2:
         raise UserError(f"{path} has one output unit, a grade score (a regression head), not one probability per "

@@ -432,6 +432,32 @@ def test_a_sigmoid_applied_as_an_op_is_a_sigmoid(tmp_path):
         one_sentence_error(code, err, f"has one output unit with a {activation} activation, so it is not p of class 1")
 
 
+def test_a_squeezed_output_gets_a_fix_keras_builds(workdir_copy, tmp_path):
+    """keras.ops.squeeze(Dense(1, 'sigmoid')(x), -1) was told 'outputs shape (None)' and to add
+    keras.layers.Reshape((None,)), which Keras cannot build; the fix given now imports."""
+    import keras
+
+    def save(name: str, units: int, *after) -> Path:
+        inputs = keras.Input((16, 16, 3))
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(inputs)))
+        x = keras.ops.squeeze(keras.layers.Dense(units, activation="sigmoid" if units == 1 else "softmax")(x), -1)
+        for layer in after:
+            x = layer(x)
+        keras.Model(inputs, x).save(tmp_path / f"{name}.keras")
+        return tmp_path / f"{name}.keras"
+
+    binary = _two_class_workdir(tmp_path / "binary")
+    code, _out, err = run_cli("import-member", "--workdir", binary, "--name", "k", "--model", save("squeezed", 1))
+    line = one_sentence_error(code, err, "outputs shape (None,), one value per image, not (batch, classes)",
+                              "Dense(1, activation='sigmoid') without squeezing", "keras.layers.Reshape((1,))")
+    assert "(None)" not in line and "Reshape((None,))" not in line
+    folder = import_member(binary, "k", model=save("reshaped", 1, keras.layers.Reshape((1,))))  # the fix given
+    assert "[1 - p, p]" in json.loads((folder / "metrics.json").read_text())["imported"]["output"]
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model", save("five", 1))
+    one_sentence_error(code, err, "outputs shape (None,), one value per image",
+                       "end the model with Dense(5, activation='softmax'), one probability per class")
+
+
 def test_models_that_are_not_safe_keras_archives_get_their_own_sentence(workdir_copy, tmp_path):
     import keras
 
