@@ -10,13 +10,13 @@ it like a trained one.
   its square input size read from the model, its output checked on one image: one
   ``(batch, k)`` tensor with one unit per class of the workdir (a dict, several heads, a
   ``(batch, 1, 1, k)`` map or a squeezed ``(batch,)`` are refused with the fix, since ``predict``
-  would get the same). It is
-  run on the val and test images through the project's own image path
+  would get the same). It is run on the val and test images through the project's own image path
   (:func:`members.data.pipeline.make_dataset`: decode, centre crop, resize, RGB 0–255 — the
   model must do its own rescaling; a val or test image gone since ``prepare`` is named before
   anything is loaded) and copied to ``model.keras``. On a two-class workdir a one-unit sigmoid
-  model (a sigmoid layer or op: the graph's last operation is read) is read as ``p`` of class 1: ``model.keras`` is then the same graph plus a fixed
-  ``Dense`` layer giving ``[1 - p, p]``, so ``predict`` and ``explain`` see what the import saw.
+  model (a sigmoid layer or op: the graph's last operation is read) is read as ``p`` of class 1:
+  ``model.keras`` is then the same graph plus a fixed ``Dense`` layer giving ``[1 - p, p]``, so
+  ``predict`` and ``explain`` see what the import saw.
 - Probability CSVs (one for val, one for test) have an image column (the first of
   :data:`IMAGE_COLUMNS`, any case) and one column per class (``prob_0..prob_{k-1}`` or the
   class names, any case; on a two-class workdir ``prob_1`` alone is read as ``[1 - p, p]``);
@@ -90,7 +90,8 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
             images gone since prepare (for a model), a model that does not load safely, has
             several outputs, an output that is not ``(batch, k)``, the wrong number of outputs, no
             square RGB input or no probabilities out, or a CSV with missing, extra, unknown or
-            duplicated rows, wrong columns, values outside 0..1, or rows more than :data:`SUM_RENORMALISED` from 1.
+            duplicated rows, wrong columns, values outside 0..1, or rows more than
+            :data:`SUM_RENORMALISED` from 1.
     """
     from members.data.dataset import load_dataset
     from members.training.trainer import member_dir
@@ -878,7 +879,10 @@ def _say_if_unscaled(model, path: Path) -> None:
     import keras
 
     scaling = (keras.layers.Rescaling, keras.layers.Normalization)
-    if any(isinstance(layer, scaling) for layer in _nested_layers(model)) or _scales_with_ops(model):
+    try:
+        if any(isinstance(layer, scaling) for layer in _nested_layers(model)) or _scales_with_ops(model):
+            return
+    except RecursionError:  # a graph too deep to walk: no note rather than a wrong one
         return
     print(f"Note: {path} has no Rescaling or Normalization layer and no op on its input, so it gets pixels 0-255 as "
           "they are; check its training code: if the model was fed 0-255 pixels, all is well, and only if the images "
