@@ -3,7 +3,9 @@
 Every benchmark is a script (``python bench/<name>.py [--quick] [--json PATH] [--repeats N]``)
 that prints a table on stdout and writes its figures to ``bench/results/<name>.json``.
 Importing this module puts the repository root on ``sys.path`` so the scripts run from
-anywhere without installing the package.
+anywhere without installing the package. Every script ends with ``run_script(main)``: bad input
+(a :class:`~members.infra.errors.UserError`, a path that is not there) is one sentence on stderr
+and exit code 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from members.infra import atomic  # noqa: E402  (after the sys.path insert)
+from members.infra.errors import UserError  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DATA_ROOT = Path(os.environ.get("BENCH_DATA", Path(tempfile.gettempdir()) / "cnn-ensemble-bench"))
@@ -61,6 +64,94 @@ def parse_args(description: str, *, name: str, repeats: int = 3,
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1; got {args.repeats}")
     return args
+
+
+def run_script(main: Callable[..., int | None], *args: Any) -> NoReturn:
+    """Run a benchmark's ``main`` as the CLI runs a command, then exit with its code.
+
+    A :class:`UserError` becomes ``Error: <its sentence>`` on stderr and exit code 1; an OSError
+    (a path that is not there, a file where a folder is wanted, a full disk) one sentence naming
+    the path, exit code 1; Ctrl-C exit code 130. Nothing of it is a traceback.
+    """
+    try:
+        code = main(*args)
+    except UserError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        code = 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"Error: {exc.strerror or exc}{where}; check that path (a workdir is a folder made by "
+              "`python cli.py prepare`), then run the command again.", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        code = 130
+    raise SystemExit(code or 0)
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository root when it lies inside it (help texts, messages), else as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def check_workdirs(workdirs: Iterable[Path]) -> list[Path]:
+    """Each workdir resolved; one that is missing or no folder is refused in one sentence, before any work."""
+    out = []
+    for work in workdirs:
+        if not Path(work).is_dir():
+            what = "is a file" if Path(work).exists() else "does not exist"
+            raise UserError(f"Workdir {work} {what}; pass a folder prepared by `python cli.py prepare` "
+                            "(and trained by bench/accuracy.py or train-member where members are read).")
+        out.append(Path(work).resolve())
+    return out
+
+
+def recorded_workdirs(result: Any) -> set[str] | None:
+    """The resolved workdirs a result file of a workdir benchmark was written from, or None when unknown.
+
+    Files written since the workdirs are recorded hold ``workdir_paths``; older ones only name their
+    workdirs (``clustered``: by the path as typed, relative to the repository root; ``appearance``:
+    ``scored`` by folder name; ``cuts`` and ``mix``: ``<folder name>/<member>``), read as the bench's
+    own ``bench/work/<name>``.
+    """
+    if not isinstance(result, dict):
+        return None
+    if isinstance(result.get("workdir_paths"), list):
+        return {str(p) for p in result["workdir_paths"]}
+    names: set[str] = set()
+    if isinstance(result.get("workdirs"), dict):  # clustered: keyed by the path as it was typed
+        return {str((ROOT / key).resolve()) for key in result["workdirs"]}
+    if isinstance(result.get("scored"), dict):  # appearance
+        names = set(result["scored"])
+    elif isinstance(result.get("members"), dict):  # cuts, mix
+        names = {key.split("/")[0] for key in result["members"] if "/" in key}
+    return {str((ROOT / "bench" / "work" / name).resolve()) for name in names} or None
+
+
+def guard_default_output(path: Path | None, default: Path, workdirs: Sequence[Path], option: str) -> Path:
+    """Where a workdir benchmark writes: ``path`` when given, else ``default`` unless that holds other workdirs' figures.
+
+    The default result files are committed figures of real runs: a run on other workdirs (a demo set, another
+    seed's members) must not replace them unnoticed, so it is refused, before any work, naming the option
+    that writes elsewhere (or, given the default path itself, replaces them on purpose).
+    """
+    if path is not None:
+        return path
+    if default.exists():
+        try:
+            then = recorded_workdirs(atomic.read_json(default))
+        except UserError:
+            then = None
+        now = {str(Path(w).resolve()) for w in workdirs}
+        if then != now:
+            shown = ", ".join(sorted(shown_path(Path(w)) for w in then)) if then else "unknown workdirs"
+            raise UserError(f"{shown_path(default)} holds the committed figures of other workdirs ({shown}), "
+                            f"not of {', '.join(shown_path(Path(w)) for w in workdirs)}; pass {option} PATH to "
+                            f"write this run's figures elsewhere, or {option} {shown_path(default)} to replace them.")
+    return default
 
 
 def load_average() -> list[float] | None:

@@ -9,7 +9,7 @@
     python bench/accuracy.py eyepacs512 --members pretrained-fs8   # four, early stages frozen (224/256/288/320 px)
     python bench/accuracy.py eyepacs512 --members pretrained-fs8 --only lite-224-fs8,lite-256-fs8,lite-288-fs8 --folds 3   # chosen on 644 OOF rows (80 min)
     python bench/accuracy.py eyepacs512 --members pretrained-scaled --train-only   # EfficientNet-Lite0/1/2: val figures printed
-    python bench/accuracy.py retinamnist --quick  # a few minutes: fewer epochs
+    python bench/accuracy.py retinamnist --quick  # a few minutes: fewer epochs, in bench/work/retinamnist-quick
     python bench/accuracy.py retinamnist --folds 5 --jobs 2   # the bagged protocol: k-fold members, vote on OOF rows
     python bench/accuracy.py synthetic --folds 2 --quick      # a smoke run on the synthetic demo set (no shared data)
     python bench/accuracy.py eyepacs64 --folds 2 --only small,wide   # a subset of the member set, to fit a budget
@@ -25,6 +25,10 @@ With ``--folds K`` every member is a k-fold member (``members/training/folds.py`
 K-1 folds of train+val; ``vote`` then fits and chooses on every out-of-fold train+val row,
 and the report's ``bagging`` section shows each member's K-fold average against its
 single-fold copy on test (paired CIs). The result goes to ``<dataset>[-<member set>]-folds<K>[-<only>].json``.
+
+The default workdir is ``bench/work/<dataset>`` (``-quick`` with ``--quick``, so a smoke run's
+members never meet a full run's). A ``--workdir`` that holds another dataset (a user's own) is
+refused, in one sentence, unless ``--force``: the benchmark never prepares it again on its own.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.sets import SETS, prepare_set  # noqa: E402
+from bench._common import run_script  # noqa: E402
+from bench.sets import SETS, check_workdir, prepare_set  # noqa: E402
 
 # Presets that are not meant to learn real photographs at their defaults: the article's own
 # recipe (a reference) and the test-sized one.
@@ -159,8 +164,16 @@ def main(argv=None) -> int:
                              "and scores test")
     parser.add_argument("--only", default=None,
                         help="comma-separated member names: train and vote only these of the member set (to fit a time budget)")
-    parser.add_argument("--workdir", type=Path, default=None, help="default: bench/work/<dataset>")
-    parser.add_argument("--quick", action="store_true", help="a quarter of the epochs (smoke run)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="default: bench/work/<dataset> (bench/work/<dataset>-quick with --quick; synthetic "
+                             "with --seed N > 0: bench/work/synthetic-sN[-quick]); a workdir that holds another "
+                             "dataset is refused unless --force")
+    parser.add_argument("--force", action="store_true",
+                        help="prepare --workdir from the set even when it holds another dataset, and retrain members "
+                             "there that are complete with another spec (what was trained or voted there before "
+                             "stops counting)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a quarter of the epochs (smoke run), in its own workdir and result file (-quick)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folds", type=int, default=None,
@@ -177,15 +190,26 @@ def main(argv=None) -> int:
 
     from ensemble.vote import run_vote
     from members.infra.atomic import write_json
+    from members.infra.errors import UserError
+    from members.infra.validate import check_seed
     from members.model.spec import load_preset, resolve_spec
     from members.training.trainer import train_member
 
-    workdir = args.workdir or ROOT / "bench" / "work" / args.dataset
+    # bad options are refused in one sentence before any data is written
+    check_seed(args.seed, "--seed")
+    if args.folds is not None:
+        from members.training.folds import check_folds
+
+        check_folds(args.folds)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1 (fold copies trained at once); got {args.jobs}. Pass e.g. --jobs 2.")
+    workdir = args.workdir or default_workdir(args.dataset, args.quick, args.seed)
+    check_workdir(workdir)
     started = time.perf_counter()
     if args.dataset == "synthetic":
-        _prepare_synthetic(workdir, args.seed)
+        _prepare_synthetic(workdir, args.seed, force=args.force)
     else:
-        prepare_set(args.dataset, workdir)
+        prepare_set(args.dataset, workdir, force=args.force)
     which = args.members or ("tuned" if args.dataset in MEMBERS else "defaults")
     member_set = MEMBERS[args.dataset] if which == "tuned" else MEMBER_SETS.get(which) or default_members()
     if args.only:
@@ -210,12 +234,16 @@ def main(argv=None) -> int:
             continue
         shape = spec.architecture if spec.is_backbone else f"depth {spec.depth}, width {spec.width}"
         print(f"[accuracy] training {name} ({spec.input_size}px, {shape}, head {spec.head})", file=sys.stderr, flush=True)
-        if args.folds:
-            from members.training.folds import train_folded
+        try:
+            if args.folds:
+                from members.training.folds import train_folded
 
-            result = train_folded(workdir, spec, name=name, k=args.folds, preset=preset, jobs=args.jobs)
-        else:
-            result = train_member(workdir, spec, name=name, preset=preset)
+                result = train_folded(workdir, spec, name=name, k=args.folds, preset=preset, jobs=args.jobs,
+                                      force=args.force)
+            else:
+                result = train_member(workdir, spec, name=name, preset=preset, force=args.force)
+        except UserError as exc:  # a finished member of another spec: the names are fixed, so the way out is a workdir
+            raise UserError(str(exc).replace("choose another --name", "choose another --workdir")) from None
         members[name] = {"train_seconds": result.metrics["train_seconds"], "params": result.metrics["params"],
                          "collapsed": bool(result.metrics.get("collapsed", False)), "spec": spec.to_dict()}
     if args.train_only:
@@ -223,8 +251,6 @@ def main(argv=None) -> int:
         return 0
     # Only this run's members: a workdir reused from an older member set keeps the old members'
     # folders (prepare keeps members whose split is unchanged), and they must not be voted.
-    from members.infra.errors import UserError
-
     try:
         report = run_vote(workdir, methods=("all",), members=list(members), n_boot=1000, seed=args.seed,
                           select_by=args.select_by or SELECT_BY.get(args.dataset, "qwk"), console=Console(stderr=True))
@@ -251,14 +277,33 @@ def main(argv=None) -> int:
     return 0
 
 
-def _prepare_synthetic(workdir: Path, seed: int) -> None:
+def default_workdir(dataset: str, quick: bool, seed: int) -> Path:
+    """``bench/work/<dataset>``, ``-quick`` for a smoke run (its members have other epochs: they must not meet a
+    full run's); the synthetic set's data and split follow the seed, so a seed other than 0 has its own."""
+    name = dataset + (f"-s{seed}" if dataset == "synthetic" and seed else "") + ("-quick" if quick else "")
+    return ROOT / "bench" / "work" / name
+
+
+def _prepare_synthetic(workdir: Path, seed: int, *, force: bool = False) -> None:
     from members.data.dataset import prepare_csv
     from members.data.synthetic import write_demo_data
 
+    from bench.sets import bench_refusal, other_dataset
+    from members.infra.errors import UserError
+
     data = workdir.parent / f"{workdir.name}-data"
     if not (data / "trainLabels.csv").exists():
+        if (workdir / "dataset.json").exists() and not force:  # prepared, yet not from this set: say so, write nothing
+            from members.infra.atomic import read_json
+
+            try:
+                source = read_json(workdir / "dataset.json").get("source") or "another source"
+            except (UserError, AttributeError):
+                source = "another source"
+            raise other_dataset("synthetic", workdir, f"from {source}, not from {data}")
         write_demo_data(data, seed=seed, progress=False, **SYNTHETIC)
-    prepare_csv(workdir, data / "trainLabels.csv", data / "images", seed=seed, force=True, progress=False)
+    with bench_refusal("synthetic", workdir):
+        prepare_csv(workdir, data / "trainLabels.csv", data / "images", seed=seed, force=force, progress=False)
 
 
 def _member_metrics(workdir: Path, name: str) -> dict:
@@ -321,4 +366,4 @@ def summarize(out: dict) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

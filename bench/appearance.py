@@ -18,6 +18,10 @@ is read once by ``ensemble.appearance.look``. Two protocols:
   photographs of the set: random noise, text documents, smooth gradients (drawn here, seeded),
   and the set's own first test photographs turned grey, with their red and blue swapped, shrunk to
   an eighth of their side (a thumbnail) or cut to their middle 6:1 strip.
+
+The figures go to ``bench/results/appearance.json`` (committed), which records the workdirs and the
+seed; a run on other workdirs than those the file holds is refused before any image is read unless
+``--out`` names the file (another path, or that one to replace it on purpose).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import machine_info, print_table, write_result  # noqa: E402
+from bench._common import (  # noqa: E402
+    check_workdirs, guard_default_output, machine_info, print_table, run_script, write_result)
 
 PADS = (0.25, 0.5, 1.0)
 MAX_FALSE_ALARMS = 0.01
@@ -94,16 +99,29 @@ def _others(folder: Path, firsts: list[str], seed: int) -> dict[str, list[str]]:
     return kinds
 
 
-def main() -> None:
+DEFAULT_OUT = ROOT / "bench" / "results" / "appearance.json"
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("workdirs", nargs="+", type=Path)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "appearance.json")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: bench/results/appearance.json (committed figures: refused when it holds other "
+                             "workdirs' figures; name it here to replace them)")
+    args = parser.parse_args(argv)
 
     from ensemble import appearance
     from members.data.dataset import load_dataset
+    from members.infra.errors import UserError
+    from members.infra.validate import check_seed
 
+    check_seed(args.seed, "--seed")
+    resolved = check_workdirs(args.workdirs)
+    twice = sorted({w.name for w in resolved if sum(v.name == w.name for v in resolved) > 1})
+    if twice:  # the sets are keyed by folder name
+        raise UserError(f"Two workdirs are named {', '.join(twice)}; pass workdirs with distinct folder names.")
+    out_path = guard_default_output(args.out, DEFAULT_OUT, resolved, "--out")
     sets: dict[str, dict] = {}
     for work in args.workdirs:
         data = load_dataset(work)
@@ -116,7 +134,7 @@ def main() -> None:
             "choice_ref": appearance.looks(_sample(train + kept, appearance.MAX_IMAGES, args.seed)),
             "held": appearance.looks(held),
             "ref": appearance.looks(_sample(train + val, appearance.MAX_IMAGES, args.seed)),
-            "test": appearance.looks(test), "firsts": test[:3]}
+            "test": appearance.looks(test), "firsts": test[:3], "workdir": str(work.resolve())}
     with tempfile.TemporaryDirectory() as tmp:
         for name, s in sets.items():
             s["others"] = {k: appearance.looks(v) for k, v in _others(Path(tmp), s["firsts"], args.seed).items()}
@@ -134,12 +152,13 @@ def main() -> None:
     for name, s in sets.items():
         ref = s["ref"]
         scored[name] = {
-            "reference_images": len(ref),
+            "workdir": s["workdir"], "reference_images": len(ref),
             "test_flagged": int(_flags(s["test"], ref, appearance.PAD).sum()), "test_images": len(s["test"]),
             "other_sets_test_flagged": {o: [int(_flags(t["test"], ref, appearance.PAD).sum()), len(t["test"])]
                                         for o, t in sets.items() if o != name},
             "caught": {k: [int(_flags(v, ref, appearance.PAD).sum()), len(v)] for k, v in s["others"].items()}}
-    result = {"machine": machine_info(), "pads": list(PADS), "pad_used": appearance.PAD,
+    result = {"machine": machine_info(), "workdir_paths": [str(w) for w in resolved], "seed": args.seed,
+              "pads": list(PADS), "pad_used": appearance.PAD,
               "rule": f"the smallest margin whose pooled held-out false-alarm rate has a 95 % upper bound "
                       f"(Clopper-Pearson) under {MAX_FALSE_ALARMS:.0%}",
               "pad_chosen_on_val_halves": chosen, "choice": choice, "scored": scored,
@@ -153,7 +172,8 @@ def main() -> None:
     print_table(f"margin {appearance.PAD} (chosen: {chosen}): test false alarms and catches", ["set", "test", *kinds],
                 [[n, f"{s['test_flagged']}/{s['test_images']}", *(f"{a}/{b}" for a, b in s["caught"].values())]
                  for n, s in scored.items()])
-    write_result(args.out, result)
+    write_result(out_path, result)
+    return 0
 
 
 def _upper(k: int, n: int) -> float:
@@ -164,4 +184,4 @@ def _upper(k: int, n: int) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

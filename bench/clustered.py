@@ -10,6 +10,10 @@ the table gives each interval and the ratio of the widths. Nothing is chosen: th
 the members' cached ``test.npz``, already scored, so this is no new look at test. It also gives the
 referable-DR sensitivity of the soft vote at P(grade >= 2) >= 0.5 with both exact intervals (eyes
 and effective counts).
+
+The figures go to ``bench/results/clustered-bootstrap.json`` (committed), which records the workdirs
+and the seed; a run on other workdirs than those the file holds is refused before any work unless
+``--json`` names the file (another path, or that one to replace it on purpose).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import machine_info, write_result  # noqa: E402
+from bench._common import check_workdirs, guard_default_output, machine_info, run_script, write_result  # noqa: E402
 
 METRICS = ("qwk", "accuracy", "balanced_accuracy", "auc")
 
@@ -32,15 +36,18 @@ def one_workdir(work: Path, n_boot: int, seed: int) -> dict:
     from ensemble import stats
     from ensemble.member_set import load_members
 
+    from members.infra.errors import UserError
+
     ms = load_members(work)
     if ms.test_groups is None:
-        raise SystemExit(f"{work}/split.csv has no group column: the split is not grouped by patient.")
+        raise UserError(f"{work}/split.csv has no group column: the split is not grouped by patient; pass workdirs "
+                        "prepared from <patient>_<eye> names or with --group-column.")
     y = ms.test_labels
     eyes = stats.bootstrap_indices(len(y), n_boot, seed, stratify=y)
     patients = stats.bootstrap_indices(len(y), n_boot, seed, stratify=y, groups=ms.test_groups)
     models = {name: p.astype(np.float64) for name, p in zip(ms.names, ms.test_probs)}
     models["soft vote (all)"] = ms.test_probs.astype(np.float64).mean(axis=0)
-    out = {"test_rows": int(len(y)), "patients": int(patients.groups), "models": {}}
+    out = {"workdir": str(work.resolve()), "test_rows": int(len(y)), "patients": int(patients.groups), "models": {}}
     for name, probs in models.items():
         a = stats.bootstrap_metrics(y, probs, indices=eyes)
         b = stats.bootstrap_metrics(y, probs, indices=patients)
@@ -54,15 +61,25 @@ def one_workdir(work: Path, n_boot: int, seed: int) -> dict:
     return out
 
 
-def main() -> None:
+DEFAULT_JSON = ROOT / "bench" / "results" / "clustered-bootstrap.json"
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workdirs", nargs="+", type=Path)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "clustered-bootstrap.json")
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, default=None,
+                        help="default: bench/results/clustered-bootstrap.json (committed figures: refused when it "
+                             "holds other workdirs' figures; name it here to replace them)")
+    args = parser.parse_args(argv)
+    from members.infra.validate import check_seed
+
+    check_seed(args.seed, "--seed")
+    resolved = check_workdirs(args.workdirs)
+    out_path = guard_default_output(args.json, DEFAULT_JSON, resolved, "--json")
     result = {"benchmark": "clustered", "machine": machine_info(), "n_boot": args.bootstrap, "seed": args.seed,
-              "workdirs": {}}
+              "workdir_paths": [str(w) for w in resolved], "workdirs": {}}
     for work in args.workdirs:
         r = one_workdir(work, args.bootstrap, args.seed)
         result["workdirs"][str(work)] = r
@@ -79,9 +96,10 @@ def main() -> None:
             s = ss["sensitivity"]
             print(f"soft vote, referable sensitivity ({how}): {s['value']:.3f} [{s['ci'][0]:.3f}, {s['ci'][1]:.3f}]"
                   f" n={s['n']}{'' if 'n_effective' not in s else ', effective n=' + str(s['n_effective'])}")
-    write_result(args.json, result)
-    print(f"\nWrote {args.json}")
+    write_result(out_path, result)
+    print(f"\nWrote {out_path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -22,6 +22,10 @@ workdir's soft vote (the mean of its non-collapsed members' val probabilities), 
 grade is cut by: ``grade scale + free QWK`` (the rule before), ``prior-matched``, and
 ``prior-matched + QWK`` (:class:`ensemble.combiners.GradeThresholds` now: within
 :func:`members.model.cuts.reach_for` of the prior-matched start).
+
+The figures go to ``bench/results/cuts.json`` (committed), which records the workdirs and the seed; a
+run on other workdirs than those the file holds is refused before any work unless ``--json`` names
+the file (another path, or that one to replace it on purpose).
 """
 
 from __future__ import annotations
@@ -143,11 +147,17 @@ def main(argv=None) -> int:
     parser.add_argument("workdirs", nargs="+", type=Path)
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "cuts.json")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="default: bench/results/cuts.json (committed figures: refused when it holds other "
+                             "workdirs' figures; name it here to replace them)")
     args = parser.parse_args(argv)
 
-    from bench._common import write_result
+    from bench._common import check_workdirs, guard_default_output, write_result
+    from members.infra.validate import check_seed
 
+    check_seed(args.seed, "--seed")
+    resolved = check_workdirs(args.workdirs)
+    out_path = guard_default_output(args.json, ROOT / "bench" / "results" / "cuts.json", resolved, "--json")
     members = {}
     for workdir in args.workdirs:
         for folder in sorted((workdir / "members").iterdir()) if (workdir / "members").is_dir() else []:
@@ -156,7 +166,7 @@ def main(argv=None) -> int:
                 continue
             score, y, k = found
             members[f"{workdir.name}/{folder.name}"] = {
-                "val_rows": int(len(y)), "majority_accuracy": round(float(np.mean(y == np.bincount(y).argmax())), 4),
+                "workdir": str(workdir.resolve()), "val_rows": int(len(y)), "majority_accuracy": round(float(np.mean(y == np.bincount(y).argmax())), 4),
                 "rules": split_half(score, y, k, args.repeats, args.seed)}
     if not members:
         print("No finished regression member with val.npz was found under the given workdirs; pass workdirs "
@@ -174,8 +184,9 @@ def main(argv=None) -> int:
         if found is not None:
             ensembles[workdir.name] = split_half(*found, args.repeats, args.seed, rules=THRESHOLD_RULES,
                                                  placer=place_thresholds)
-    write_result(args.json, {"protocol": f"split-half on val rows, {args.repeats} repeats; test never read",
-                             "members": members, "means": means, "ensemble_thresholds": ensembles})
+    write_result(out_path, {"workdir_paths": [str(w) for w in resolved], "seed": args.seed,
+                            "protocol": f"split-half on val rows, {args.repeats} repeats; test never read",
+                            "members": members, "means": means, "ensemble_thresholds": ensembles})
     print("| member | val rows | majority acc | " + " | ".join(RULES) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in RULES) + " |")
     rows = [*members.items(), *((f"**{n}**", {"val_rows": "", "majority_accuracy": "", "rules": m}) for n, m in means.items())]
@@ -194,4 +205,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bench._common import run_script
+
+    run_script(main)

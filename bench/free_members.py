@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from bench._common import run_script  # noqa: E402
 from bench.sets import SETS, prepare_set  # noqa: E402
 
 METRICS = ("accuracy", "balanced_accuracy", "qwk", "auc")
@@ -42,7 +43,12 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="default: the preset's")
     parser.add_argument("--snapshots", type=int, default=4)
     parser.add_argument("--swa", type=int, default=None, help="default: a quarter of the epochs")
-    parser.add_argument("--workdir", type=Path, default=None, help="default: bench/work/free-<dataset>")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="default: bench/work/free-<dataset>; a workdir that holds another dataset is refused "
+                             "unless --force")
+    parser.add_argument("--force", action="store_true",
+                        help="prepare --workdir from the set even when it holds another dataset, and retrain its "
+                             "plain/swa/snap members when complete with another spec (what was there stops counting)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args(argv)
@@ -57,7 +63,7 @@ def main(argv=None) -> int:
 
     workdir = args.workdir or ROOT / "bench" / "work" / f"free-{args.dataset}"
     started = time.perf_counter()
-    prepare_set(args.dataset, workdir)
+    prepare_set(args.dataset, workdir, force=args.force)
     base = load_preset(args.preset)
     epochs = args.epochs or base.epochs
     swa = args.swa or max(2, epochs // 4)
@@ -67,14 +73,16 @@ def main(argv=None) -> int:
     for name, extra in runs.items():
         spec = base.replace(**common, **extra)
         print(f"[free] training {name}: {args.preset}, {epochs} epochs {extra or ''}", file=sys.stderr, flush=True)
-        seconds[name] = train_member(workdir, spec, name=name, preset=args.preset).metrics["train_seconds"]
+        seconds[name] = train_member(workdir, spec, name=name, preset=args.preset,
+                                     force=args.force).metrics["train_seconds"]
 
     def probs(member: str, split: str):
         data = load_npz(workdir / "members" / member / f"{split}.npz")
         return data["probs"], data["labels"]
 
     snaps = [snapshot_name("snap", j) for j in range(1, args.snapshots + 1)]
-    out = {"dataset": args.dataset, "preset": args.preset, "epochs": epochs, "swa": swa, "snapshots": args.snapshots,
+    out = {"dataset": args.dataset, "workdir": str(workdir.resolve()), "seed": args.seed, "preset": args.preset,
+           "epochs": epochs, "swa": swa, "snapshots": args.snapshots,
            "train_seconds": seconds, "val": {}, "test": {}, "test_difference_vs_plain": {}}
     for split in ("val", "test"):
         plain, labels = probs("plain", split)
@@ -121,4 +129,4 @@ def table(out: dict) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

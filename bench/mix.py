@@ -11,6 +11,10 @@ and the other half is scored: log-loss, expected calibration error (10 bins of t
 probability), QWK of the argmax and the share of rows whose argmax is the cut grade. A uniform guess
 (log-loss ln k) and the fitting half's label shares (the best constant guess) are the references.
 The test split is never read.
+
+The figures go to ``bench/results/mix.json`` (figures of real runs, once written), which records the workdirs and the seed; a
+run on other workdirs than those the file holds is refused before any work unless ``--json`` names
+the file (another path, or that one to replace it on purpose).
 """
 
 from __future__ import annotations
@@ -99,11 +103,17 @@ def main(argv=None) -> int:
     parser.add_argument("workdirs", nargs="+", type=Path)
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "mix.json")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="default: bench/results/mix.json (refused when it holds other "
+                             "workdirs' figures; name it here to replace them)")
     args = parser.parse_args(argv)
 
-    from bench._common import write_result
+    from bench._common import check_workdirs, guard_default_output, write_result
+    from members.infra.validate import check_seed
 
+    check_seed(args.seed, "--seed")
+    resolved = check_workdirs(args.workdirs)
+    out_path = guard_default_output(args.json, ROOT / "bench" / "results" / "mix.json", resolved, "--json")
     members = {}
     for workdir in args.workdirs:
         for folder in sorted((workdir / "members").iterdir()) if (workdir / "members").is_dir() else []:
@@ -112,7 +122,7 @@ def main(argv=None) -> int:
                 continue
             score, y, k, rows = found
             members[f"{workdir.name}/{folder.name}"] = {
-                "rows": rows, "n": int(len(y)), "figures": split_half(score, y, k, args.repeats, args.seed)}
+                "workdir": str(workdir.resolve()), "rows": rows, "n": int(len(y)), "figures": split_half(score, y, k, args.repeats, args.seed)}
     if not members:
         print("No finished regression member with oof.npz or val.npz was found under the given workdirs; pass "
               "workdirs written by bench/accuracy.py or train-member.", file=sys.stderr)
@@ -124,8 +134,9 @@ def main(argv=None) -> int:
 
     mean = {name: {key: average(name, key) for key in ("log_loss", "ece", "qwk", "argmax_on_cut_grade", "mix")}
             for name in names}
-    write_result(args.json, {"protocol": f"split-half on held-out (out-of-fold or val) rows, {args.repeats} repeats; "
-                                         "test never read", "members": members, "mean": mean})
+    write_result(out_path, {"workdir_paths": [str(w) for w in resolved], "seed": args.seed,
+                            "protocol": f"split-half on held-out (out-of-fold or val) rows, {args.repeats} repeats; "
+                                        "test never read", "members": members, "mean": mean})
     print("| member | rows | " + " | ".join(names) + " | mix fitted | argmax on the cut grade (no mix / mix) |")
     print("| --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- |")
     for name, m in [*members.items(), ("**mean**", {"rows": "", "n": "", "figures": mean})]:
@@ -138,4 +149,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bench._common import run_script
+
+    run_script(main)

@@ -34,13 +34,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from bench._common import run_script  # noqa: E402
 from bench.sets import SETS, prepare_set  # noqa: E402
 
 RULES = ("val_qwk at 0.5, 1.5, …", "val_qwk prior-matched", "val_loss", "val_auc", "last epoch")
 
 
-def train_capturing(workdir: Path, preset: str, seed: int, patience: int | None = None) -> Path:
-    """Train ``preset`` with early stopping off; write every epoch's val probabilities to ``epochs.npz``."""
+def train_capturing(workdir: Path, preset: str, seed: int, patience: int | None = None, *,
+                    force: bool = False) -> Path:
+    """Train ``preset`` with early stopping off; write every epoch's val probabilities to ``epochs.npz``.
+
+    A member whose ``epochs.npz`` exists and was trained on the workdir's split is not trained again;
+    one trained on another split (the workdir prepared again with ``--force``) is retrained with ``force``.
+    """
     import members.training.loop as loop
     from members.infra import atomic
     from members.model.spec import load_preset
@@ -48,7 +54,7 @@ def train_capturing(workdir: Path, preset: str, seed: int, patience: int | None 
 
     name = f"mon-{preset}"
     out = workdir / "members" / name / "epochs.npz"
-    if out.exists():
+    if out.exists() and _same_split(workdir, name):
         return out
     spec = load_preset(preset)
     patience = spec.patience if patience is None else patience
@@ -63,7 +69,7 @@ def train_capturing(workdir: Path, preset: str, seed: int, patience: int | None 
     loop.evaluate = evaluate
     started = time.perf_counter()
     try:
-        result = train_member(workdir, spec, name=name, preset=preset)
+        result = train_member(workdir, spec, name=name, preset=preset, force=force)
     finally:
         loop.evaluate = original
     import pandas as pd
@@ -75,6 +81,18 @@ def train_capturing(workdir: Path, preset: str, seed: int, patience: int | None 
                     patience=np.array(patience), train_counts=np.bincount(_train_labels(workdir), minlength=result.metrics["num_classes"]),
                     seconds=np.array(time.perf_counter() - started))
     return out
+
+
+def _same_split(workdir: Path, name: str) -> bool:
+    """Whether member ``name`` was trained on the split ``workdir`` holds now (its metrics.json's fingerprint)."""
+    from members.infra import atomic
+    from members.infra.errors import UserError
+
+    try:
+        trained = atomic.read_json(workdir / "members" / name / "metrics.json").get("fingerprint")
+        return trained == atomic.read_json(workdir / "dataset.json").get("fingerprint")
+    except (UserError, OSError, AttributeError):
+        return False
 
 
 def _train_labels(workdir: Path) -> np.ndarray:
@@ -161,7 +179,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sorted(SETS))
     parser.add_argument("--preset", action="append", default=None, help="default: deep fundus hires small wide")
-    parser.add_argument("--workdir", type=Path, default=None, help="default: bench/work/monitor-<dataset>")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="default: bench/work/monitor-<dataset>; a workdir that holds another dataset is refused "
+                             "unless --force")
+    parser.add_argument("--force", action="store_true",
+                        help="prepare --workdir from the set even when it holds another dataset, and retrain its "
+                             "mon-<preset> members (what was trained or voted there stops counting)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--patience", type=int, default=8,
@@ -173,16 +196,16 @@ def main(argv=None) -> int:
 
     presets = args.preset or ["deep", "fundus", "hires", "small", "wide"]
     workdir = args.workdir or ROOT / "bench" / "work" / f"monitor-{args.dataset}"
-    if not (workdir / "members").is_dir():
-        prepare_set(args.dataset, workdir)
+    prepare_set(args.dataset, workdir, force=args.force)  # a workdir holding the set is kept as it is, members too
     members = {}
     for preset in presets:
         print(f"[monitor] {preset}", file=sys.stderr, flush=True)
-        members[preset] = split_half(train_capturing(workdir, preset, args.seed, args.patience), args.repeats, args.seed)
+        members[preset] = split_half(train_capturing(workdir, preset, args.seed, args.patience, force=args.force),
+                                     args.repeats, args.seed)
     means = {rule: {m: round(float(np.mean([members[p][rule][m] for p in presets])), 4)
                     for m in ("qwk", "accuracy", "balanced_accuracy", "auc")} for rule in RULES}
     write_result(args.json or ROOT / "bench" / "results" / f"monitor-{args.dataset}.json", {
-        "dataset": args.dataset, "seed": args.seed,
+        "dataset": args.dataset, "seed": args.seed, "workdir": str(workdir.resolve()),
         "protocol": f"split-half on val rows, {args.repeats} repeats; early stopping simulated; test never read",
         "members": members, "mean": means})
     print(f"| {args.dataset} member | " + " | ".join(RULES) + " |")
@@ -195,4 +218,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

@@ -1,13 +1,20 @@
 """The real sets of ``../shared/data`` that the accuracy benchmarks run on, and how each is prepared.
 
 Each set is prepared with the same public functions a user calls (``prepare_csv``,
-``prepare_npz``); a missing folder exits with one sentence naming it.
+``prepare_npz``); a missing folder exits with one sentence naming it. A workdir is never
+prepared again from the set when it holds another dataset (a user's workdir passed as
+``--workdir``: its members and ensemble would stop counting) unless the script's ``--force`` asks;
+preparing a workdir that already holds the set changes nothing and keeps its members.
+
+    python bench/sets.py          # the sets, where they live, whether they are there
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,16 +56,27 @@ SETS = {
 }
 
 
-def prepare_set(name: str, workdir: Path) -> None:
-    """Prepare ``workdir`` from set ``name`` (idempotent: an unchanged split is kept, with its members)."""
+def prepare_set(name: str, workdir: Path, *, force: bool = False) -> None:
+    """Prepare ``workdir`` from set ``name``.
+
+    Idempotent: a workdir that already holds the set's split is kept as it is, with its members.
+    A workdir prepared from other data (or other options) is refused, in one sentence naming it and
+    ``--force``, unless ``force``: then it is prepared again and what was trained or voted there
+    stops counting.
+
+    Raises:
+        UserError: ``workdir`` is a file, or holds another dataset and ``force`` is not set.
+    """
     from members.data.dataset import prepare_csv, prepare_npz
 
+    check_workdir(workdir)
     s = SETS[name]
     if s.npz:
         source = s.path / s.npz
         if not source.exists():
             sys.exit(f"{source} is missing; this benchmark needs ../shared/data (see its README).")
-        prepare_npz(workdir, source, force=True)
+        with bench_refusal(name, workdir):
+            prepare_npz(workdir, source, force=force)
         return
     if not (s.path / s.labels).exists():
         sys.exit(f"{s.path / s.labels} is missing; this benchmark needs ../shared/data (see its README).")
@@ -66,7 +84,41 @@ def prepare_set(name: str, workdir: Path) -> None:
     if s.without_patients_of:
         labels = _without_patients(labels, SHARED / s.without_patients_of / "trainLabels.csv",
                                    workdir.parent / f"{workdir.name}.labels.csv")
-    prepare_csv(workdir, labels, s.path / "images", force=True)
+    with bench_refusal(name, workdir):
+        prepare_csv(workdir, labels, s.path / "images", force=force)
+
+
+def check_workdir(workdir: Path) -> None:
+    """Refuse a ``--workdir`` that is a file, before anything is written."""
+    from members.infra.errors import UserError
+
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"--workdir {workdir} is a file; pass a folder (it is created if missing).")
+
+
+@contextmanager
+def bench_refusal(name: str, workdir: Path):
+    """Say a refused prepare as the benchmark's own one sentence: the workdir, what it holds, ``--force``."""
+    from members.infra.errors import UserError
+
+    try:
+        yield
+    except UserError as exc:
+        text = str(exc)
+        if not text.startswith(f"{workdir} was prepared ") and "no dataset.json, yet holds" not in text:
+            raise
+        what = text[len(f"{workdir} was prepared "):].split("; pass ")[0] if text.startswith(f"{workdir} was ") else \
+            "without a dataset.json, yet holds members fitted on another split"
+        raise other_dataset(name, workdir, what) from None
+
+
+def other_dataset(name: str, workdir: Path, what: str):
+    """The one sentence that refuses to prepare a workdir holding another dataset (``what``: how it was prepared)."""
+    from members.infra.errors import UserError
+
+    return UserError(f"--workdir {workdir} holds another dataset than the benchmark's {name} set: it was prepared "
+                     f"{what}; a benchmark never prepares such a workdir again on its own, so pass --force to prepare "
+                     f"it from {name} (its members and ensemble stop counting), or choose another --workdir.")
 
 
 def _without_patients(labels: Path, other: Path, out: Path) -> Path:
@@ -90,3 +142,21 @@ def _without_patients(labels: Path, other: Path, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, table[keep].to_csv(index=False))
     return out
+
+
+def main(argv=None) -> int:
+    """List the sets: name, folder, whether it is there, what it is."""
+    parser = argparse.ArgumentParser(
+        description="The real sets the accuracy benchmarks (accuracy.py, ablate.py, monitor.py, free_members.py) "
+                    f"run on, read from {SHARED} (set CNN_ENSEMBLE_SHARED_DATA to read them elsewhere).")
+    parser.parse_args(argv)
+    for s in SETS.values():
+        source = s.path / (s.npz or s.labels or "")
+        print(f"{s.name:20s} {'present' if source.exists() else 'MISSING'}  {source}\n{'':20s} {s.note}")
+    return 0
+
+
+if __name__ == "__main__":
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())

@@ -89,6 +89,21 @@ def tables(out: dict) -> str:
     return "\n".join(lines)
 
 
+def not_an_accuracy_result(out) -> str | None:
+    """Why ``out`` is not what ``bench/accuracy.py`` writes (the tables read), or None when it is."""
+    if not isinstance(out, dict):
+        return f"it holds a JSON {type(out).__name__}, not an object"
+    if not isinstance(out.get("benchmark"), dict):
+        what = out.get("benchmark")
+        return f"its benchmark is {what!r}" if what is not None else "it has no benchmark section"
+    if "vote_error" in out:
+        return None
+    missing = [key for key in ("baseline", "members", "best_single") if key not in out]
+    if missing or not isinstance(out.get("members"), dict):
+        return f"it has no {', '.join(missing) or 'members table'}"
+    return None
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or any(a in ("-h", "--help") for a in argv):
@@ -101,10 +116,18 @@ def main(argv=None) -> int:
             print(f"{path} cannot be read as a bench/accuracy.py result ({getattr(exc, 'strerror', None) or exc}); "
                   "pass a bench/results/<set>.json file.", file=sys.stderr)
             return 1
+        why = not_an_accuracy_result(result)
+        if why:
+            print(f"{path} is not a bench/accuracy.py result ({why}); pass a bench/results/<set>.json file that "
+                  "bench/accuracy.py wrote (e.g. bench/results/idrid-defaults.json).", file=sys.stderr)
+            return 1
         print(tables(result))
         print()
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import run_script
+
+    run_script(main)

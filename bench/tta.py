@@ -95,9 +95,17 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="", help="comma-separated member names (default: every k-fold member)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
-    src = args.workdir.resolve()
-    names = [n for n in (args.only.split(",") if args.only else sorted(p.name for p in (src / "members").iterdir()))
-             if (src / "members" / n / "folds.json").is_file()]
+    from bench._common import check_workdirs
+
+    src = check_workdirs([args.workdir])[0]
+    if not (src / "dataset.json").is_file():
+        print(f"{args.workdir} is not a prepared workdir (no dataset.json); pass a workdir with k-fold members "
+              "(python cli.py prepare, then train-members --folds K).", file=sys.stderr)
+        return 1
+    folder = src / "members"
+    names = [n for n in (args.only.split(",") if args.only else
+                         sorted(p.name for p in folder.iterdir()) if folder.is_dir() else [])
+             if (folder / n / "folds.json").is_file()]
     if not names:
         print(f"{src} has no k-fold member; train some with train-members --folds K.", file=sys.stderr)
         return 1
@@ -123,4 +131,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bench._common import run_script
+
+    run_script(main)

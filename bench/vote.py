@@ -18,6 +18,9 @@ strengths spread evenly from 0.5 to 3.0; classes are imbalanced like DR grades
 
 Usage (from the repo root):
     python bench/vote.py [--quick] [--json PATH] [--repeats R]
+
+The figures go to ``bench/results/vote.json``, and ``vote-quick.json`` with ``--quick``: a smoke
+run never replaces the full run's figures.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from rich.table import Table  # noqa: E402
 from ensemble.combiners import METHODS, make_combiner  # noqa: E402
 from members.infra.atomic import write_json  # noqa: E402
 
-DEFAULT_JSON = ROOT / "bench" / "results" / "vote.json"
+RESULTS = ROOT / "bench" / "results"
 TARGET_SECONDS = 2.0
 CLASS_SHARES = (0.45, 0.20, 0.15, 0.12, 0.08)
 MEMBERS, ROWS, CLASSES = 20, 100_000, 5
@@ -130,11 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the tables, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one repeat and a smaller scaling table (under a minute)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the results (default {DEFAULT_JSON})")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="where to write the results (default bench/results/vote.json, vote-quick.json with --quick)")
     parser.add_argument("--repeats", type=int, default=None, help="timed passes per setting (default 3, quick 1)")
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error(f"--repeats must be at least 1; got {args.repeats}.")
+    if args.json is None:
+        args.json = RESULTS / f"vote{'-quick' if args.quick else ''}.json"
     repeats = args.repeats or (1 if args.quick else 3)
     out, err = Console(width=None if sys.stdout.isatty() else 132), Console(stderr=True)
 
@@ -229,4 +235,6 @@ def _print(console: Console, result: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench._common import run_script
+
+    run_script(main)
