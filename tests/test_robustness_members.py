@@ -250,3 +250,18 @@ def test_a_finished_replacement_swapped_in_by_the_next_run_carries_no_scratch(tr
     assert code == 0 and "replaced the previous one" in err, err
     assert "seed = 3" in spec.read_text() and not staged.exists() and "epoch 1/" not in err  # swapped, not trained
     assert not (members / "t1" / ".resume").exists() and not list((members / "t1").glob("*.tmp"))
+
+
+def test_an_unfinished_replacement_beside_a_complete_member_is_named_not_left_unsaid(trained_copy):
+    """A --force run killed mid-training leaves its epochs in .t1.replacement; rerunning the old spec ("already
+    complete") kept them without a word, for good."""
+    members = trained_copy / "members"
+    spec = (members / "t1" / "spec.toml").read_text()
+    seed = next(line.split("=")[1].strip() for line in spec.splitlines() if line.startswith("seed"))
+    staged = members / ".t1.replacement"
+    (staged / ".resume").mkdir(parents=True)
+    (staged / ".resume" / "last-1.keras").write_bytes(b"a resume point")
+    code, _, err = run_cli("train-member", "--workdir", trained_copy, *TINY, "--name", "t1", "--seed", seed)
+    assert code == 0 and "already complete with the same spec and data" in err, err
+    assert f"{staged} holds the unfinished replacement an interrupted --force run began" in " ".join(err.split())
+    assert (staged / ".resume" / "last-1.keras").exists()  # its epochs are kept for that command

@@ -580,6 +580,10 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
         if existing.complete and not existing.differences:
             log(f"[{name}] already complete with the same spec and data: nothing to train "
                 "(another copy trains under another --name with another --seed)")
+            begun = directory.with_name(f".{name}.replacement")
+            if begun.is_dir() and not (begun / "metrics.json").exists():  # a killed --force run's epochs, kept
+                log(f"[{name}] note: {begun} holds the unfinished replacement an interrupted --force run began; run "
+                    "that command again to resume it, or delete the folder to free its space")
             return TrainResult(name, directory, existing.metrics)
         if existing.complete and not force:
             raise refusal(name, directory, existing.differences)
