@@ -486,7 +486,7 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
                 titles = [t + (f"\n({COARSE_NOTE})" if flat else
                                "\n(empty map: no region raised this output)" if not heat.any() else "")
                           for t, heat, flat in zip(titles, [*maps, combined],
-                                                   [*(u[row] for u in uniform), False])]
+                                                   [*(u[row] for u in uniform), all(u[row] for u in uniform)])]
             explanation = Explanation(candidates[i], image, titles, np.stack([*maps, combined]),
                                       withheld=bool(notes[row]))
             name = _unique(Path(candidates[i]).stem, used_names)

@@ -777,7 +777,8 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
     candidates = [p for p in paths if p not in skipped]
     key = _members_key(ens, tta) if out is not None else ""
     before, P0 = _resume(out, key, candidates) if out is not None and candidates else ([], None)
-    todo = [i for i in range(len(candidates)) if i not in set(before)]
+    taken = set(before)
+    todo = [i for i in range(len(candidates)) if i not in taken]
     try:
         P, kept = (ensemble_member_probs(ens.members, [candidates[i] for i in todo], tta=tta, batch_size=batch_size)
                    if todo else (None, np.zeros(0, dtype=np.int64)))

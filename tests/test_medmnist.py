@@ -95,6 +95,12 @@ def test_prepare_npz_again_is_a_noop_and_other_npz_needs_force(tmp_path):
         prepare_npz(tmp_path / "w", third, force=True, progress=False)
     assert (tmp_path / "w" / "images" / "train_00000.png").read_bytes() == before
     assert load_dataset(tmp_path / "w").info["source"] == f"npz:{other.resolve()}"
+    # but other class names for the same file, or the same pictures saved again (compressed), are no other images
+    prepare_npz(tmp_path / "w", other, classes=["a", "b", "c"], force=True, progress=False)
+    with np.load(other) as arrays:
+        np.savez_compressed(tmp_path / "b-again.npz", **arrays)
+    prepare_npz(tmp_path / "w", tmp_path / "b-again.npz", classes=["a", "b", "c"], force=True, progress=False)
+    assert load_dataset(tmp_path / "w").info["source"] == f"npz:{(tmp_path / 'b-again.npz').resolve()}"
 
 
 def test_prepare_npz_rewrites_deleted_images(tmp_path):

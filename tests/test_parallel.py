@@ -169,12 +169,19 @@ def test_one_thread_dask_cluster_runs_on_the_cluster_and_reports_a_locked_member
 def test_a_run_refused_by_a_live_lock_leaves_the_training_members_log_alone(workdir):
     """The loser of a train-members race wrote its lines into (and over) the winner's train.log, and the summary
     sent the user there for a reason that log did not hold."""
+    import subprocess
+
     folder = workdir / "members" / "locked"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / ".lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    winner = subprocess.Popen(["sleep", "60"])  # another live process holds the member
+    (folder / ".lock").write_text(json.dumps({"pid": winner.pid, "host": socket.gethostname()}))
     (folder / "train.log").write_text("the winner's epoch lines\n")
     lines = []
-    outcome = train_members(workdir, ["tiny"], names=["locked"], backend="sequential", log=lines.append)
+    try:
+        outcome = train_members(workdir, ["tiny"], names=["locked"], backend="sequential", log=lines.append)
+    finally:
+        winner.kill()
+        winner.wait()
     (run,) = outcome.results
     assert "is being trained by another process" in run.error and not run.log_file
     assert (folder / "train.log").read_text() == "the winner's epoch lines\n"

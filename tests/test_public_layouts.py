@@ -270,8 +270,8 @@ def test_a_chain_of_single_folders_above_the_classes_is_named_before_any_image_i
     one_sentence_error(code, err, f"pass --images {deep}")
 
 
-def test_class_folder_files_without_an_image_extension_are_rows_kept_or_dropped_with_a_reason(tmp_path):
-    """A camera's IMG_0001 (a PNG without extension) was left out unsaid; so was a note beside the images."""
+def test_class_folder_files_without_an_image_extension_are_counted_in_a_note(tmp_path):
+    """A camera's IMG_0001 (a PNG without extension) was left out unsaid; sidecar notes stay out of the rows."""
     for c in ("0", "1"):
         for i in range(8):
             _image(tmp_path / "cls" / c / f"{c}_{i}.png")
@@ -281,10 +281,19 @@ def test_class_folder_files_without_an_image_extension_are_rows_kept_or_dropped_
     (tmp_path / "cls" / "0" / "Thumbs.db").write_bytes(b"\0" * 64)
     code, _out, err = _prepare(tmp_path / "w", "--images", tmp_path / "cls")
     assert code == 0, err
-    paths = pd.read_csv(tmp_path / "w" / "split.csv")["path"].tolist()
-    assert "1/IMG_0001" in paths and len(paths) == 17
-    report = pd.read_csv(tmp_path / "w" / "data_report.csv")
-    assert report["image"].tolist() == ["0/notes.txt"] and "does not decode" in report["reason"].iloc[0]
+    assert len(pd.read_csv(tmp_path / "w" / "split.csv")) == 16
+    assert not (pd.read_csv(tmp_path / "w" / "data_report.csv")["image"].tolist())
+    assert "2 file(s) in the class folders have no image extension and are not used (e.g. 0/notes.txt, 1/IMG_0001)" in err
+
+
+def test_split_like_folders_holding_class_folders_are_told_the_names_prepare_reads(tmp_path):
+    for split in ("training_set", "test_set"):
+        for c in ("cats", "dogs"):
+            for i in range(3):
+                _image(tmp_path / "ds" / split / c / f"{c}{i}.png")
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", tmp_path / "ds")
+    one_sentence_error(code, err, "look like split folders holding class folders", "rename them so",
+                       f"--images {tmp_path / 'ds' / 'training_set'}")
 
 
 def test_absolute_paths_of_another_machine_are_matched_by_their_end_and_unlisted_files_are_noted(tmp_path):
@@ -317,3 +326,22 @@ def test_files_gone_since_the_last_prepare_are_named_as_a_data_change_not_a_new_
     line = err.strip().splitlines()[-1]
     assert code == 1 and line.startswith("Error: ") and "the images or labels changed since" in line
     assert "earlier version of prepare" not in err and "1 row(s): image file not found" in line
+
+
+def test_a_local_absolute_path_gone_is_missing_not_foreign_and_dotted_names_count_as_listed(tmp_path):
+    """A file of the images folder itself, listed by its absolute path and deleted since, was called "a path from
+    another machine" (and the refusal blamed an earlier prepare); names with dots (DICOM UIDs) listed without their
+    extension were noted as "in no row"."""
+    folder = tmp_path / "img"
+    rows = [(f"1.2.826.0.1.3680043.8.498.100{i:02d}", i % 5) for i in range(30)]
+    for name, _ in rows:
+        _image(folder / f"{name}.png")
+    (tmp_path / "l.csv").write_text("image,level\n" + "".join(f"{folder / n},{g}\n" for n, g in rows))
+    args = ("--labels", tmp_path / "l.csv", "--images", folder)
+    code, _out, err = _prepare(tmp_path / "w", *args)
+    assert code == 0 and "in no row of the labels file" not in err, err
+    (folder / f"{rows[0][0]}.png").unlink()
+    code, _out, err = _prepare(tmp_path / "w", *args)
+    line = err.strip().splitlines()[-1]
+    assert code == 1 and "the images or labels changed since" in line and "image file not found" in line, line
+    assert "another machine" not in line

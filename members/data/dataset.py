@@ -227,7 +227,8 @@ def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: p
                      "missing or changed: written again from the same data, so the members trained on it stay valid.")
     if not same:  # the split or the images change: never under a member that is training or a vote that is reading
         _refuse_while_in_use(workdir)
-        if old is not None and old.get("fingerprint") == fingerprint:
+        if (old is not None and old.get("fingerprint") == fingerprint and write_images is not None
+                and old.get("source_sha256") != info.get("source_sha256")):  # another .npz, not other names
             _refuse_same_split_other_images(workdir, old, info)
     report = csvsafe.frame(dropped[["row", "image", "label", "reason"]]).to_csv(index=False, lineterminator="\n")
     images = write_images is not None and (not same or images_missing)
@@ -251,11 +252,29 @@ def _refuse_same_split_other_images(workdir: Path, old: dict, info: dict) -> Non
     made = sorted(p.parent.name for p in (workdir / "members").glob("*/metrics.json"))
     if (workdir / "ensemble" / "report.json").is_file():
         made.append("the voted ensemble")
-    if made:
+    if made and not _same_pixels(workdir / "images", str(info.get("source", "")).removeprefix("npz:")):
         raise UserError(f"{workdir} was prepared from {old.get('source')}, and {info.get('source')} holds other images "
                         f"under the same rows and labels, so the members made there ({', '.join(made[:4])}"
                         f"{', …' if len(made) > 4 else ''}) would pass as trained on them; prepare it into a new workdir, "
                         f"or move {workdir / 'members'} and {workdir / 'ensemble'} away first.")
+
+
+def _same_pixels(images: Path, npz: str) -> bool:
+    """Whether every image of ``npz`` is the PNG an earlier prepare wrote for it in ``images`` (an .npz saved again,
+    compressed, or copied: another file, the same pictures); read one split at a time, and only on this rare path."""
+    from PIL import Image
+
+    try:
+        with np.load(npz, allow_pickle=False) as data:
+            for split in SPLITS:
+                for i, image in enumerate(data[f"{split}_images"]):
+                    with Image.open(images / f"{split}_{i:05d}.png") as png:
+                        if not np.array_equal(np.asarray(png), np.squeeze(image, axis=-1) if image.ndim == 3
+                                              and image.shape[-1] == 1 else image):
+                            return False
+    except (OSError, KeyError, ValueError):
+        return False
+    return True
 
 
 def _refuse_while_in_use(workdir: Path) -> None:
@@ -269,7 +288,8 @@ def _refuse_while_in_use(workdir: Path) -> None:
         folder, holder = busy[0]
         raise UserError(f"Member {folder.name.strip('.')!r} is being trained in {workdir} right now (pid "
                         f"{holder.get('pid')} on {holder.get('host')}); prepare would change its images or split under "
-                        "it. Wait for the training to finish (or stop it), then run prepare again.")
+                        "it. Wait for the training to finish (or stop it), then run prepare again; if that process is "
+                        f"gone (a worker on another machine that died), delete {folder / '.lock'}.")
     holder = live_holder(workdir / ".vote.lock")
     if holder is not None:
         raise UserError(f"A vote is running on {workdir} (pid {holder.get('pid')}); prepare would change the data it "
@@ -310,7 +330,8 @@ def _what_differs(old: dict, new: dict) -> str:
     rules = {r: n for r, n in (new.get("skipped") or {}).items() if r not in (old.get("skipped") or {})}
     changed = {reasons.REASON_MISSING, reasons.REASON_EMPTY, reasons.REASON_UNDECODABLE, reasons.REASON_NO_NAME,
                reasons.REASON_NO_LABEL, reasons.REASON_BAD_LABEL, reasons.REASON_LABEL_RANGE, reasons.REASON_BAD_SPLIT,
-               reasons.REASON_DUPLICATE, reasons.REASON_CONFLICT, reasons.REASON_OUTSIDE, reasons.REASON_LOOP}
+               reasons.REASON_DUPLICATE, reasons.REASON_CONFLICT, reasons.REASON_OUTSIDE, reasons.REASON_LOOP,
+               reasons.REASON_FOREIGN}
     if same_source and rules and not set(rules) - changed:  # files gone, broken or relabelled: the data changed
         shown = "; ".join(f"{n} row(s): {r}" for r, n in rules.items())
         return (f"from other data: the images or labels changed since (rows kept {old.get('kept')} then, "

@@ -71,8 +71,7 @@ JUNK_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
 
 def _other_files_under(folder: Path, skip: Path | None = None) -> list[Path]:
     """The visible files below ``folder`` without an image extension (a camera's ``IMG_0001``, a browser's
-    ``x.jpg_large``, a note): rows like any other, so the decodable ones are kept and the rest are dropped with
-    their reason in ``data_report.csv``, never left out unsaid."""
+    ``x.jpg_large``, a sidecar ``.json``): not rows, but counted in a note, never left out unsaid."""
     found = []
     for base, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not _hidden(d) and not _same(Path(base) / d, skip)
@@ -92,6 +91,12 @@ def _refuse_split_like(root: Path, top: list[Path]) -> None:
     alike = [d for d in top if _SPLIT_LIKE.search(d.name)]
     if not alike:
         return
+    if all(_visible_dirs(d) for d in alike):  # a tutorial's training_set/<class>/, test_set/<class>/
+        raise UserError(f"{root}'s folders {', '.join(repr(d.name) for d in alike[:3])} look like split folders "
+                        "holding class folders, but only train/, val/ and test/ (or training, valid, validation, "
+                        "testing) are read as the split; rename them so, or pass one of them as --images "
+                        f"(e.g. --images {min(alike, key=lambda d: (not re.search('train', d.name, re.I), d.name))}) "
+                        f"to split it into train, val and test. Received: images={root}")
     lists = sorted(p for folder in (root, root.parent) if folder.is_dir() for p in folder.iterdir()
                    if p.is_file() and p.suffix.casefold() in LABEL_FILE_SUFFIXES and not p.name.startswith("."))
     first = (lambda p: (not re.search(r"train|label", p.name, re.IGNORECASE), p.name))  # noqa: E731 - train first
@@ -183,6 +188,7 @@ def scan_class_folders(images_dir: str | os.PathLike, *, workdir: str | os.PathL
             _refuse_one_class(root, top[0])
     parts = [(SPLIT_FOLDERS[d.name.casefold()], d) for d in splits] if splits else [(None, root)]
     rows: list[tuple[str, str, str | None]] = []
+    others: list[Path] = []  # files without an image extension: named in a note, never rows
     for split, base in parts:
         classes = _not_the_workdir(_visible_dirs(base), skip, notes) if split else top
         if not classes:
@@ -198,12 +204,17 @@ def scan_class_folders(images_dir: str | os.PathLike, *, workdir: str | os.PathL
             if not files:
                 raise UserError(f"Class folder {folder} holds no image file ({', '.join(IMAGE_EXTENSIONS[:4])}, ...); "
                                 f"add images of class {folder.name!r} or remove the folder. Received: images={root}")
-            files = sorted(files + _other_files_under(folder, skip))  # no image extension: checked, kept or dropped
+            others += _other_files_under(folder, skip)
             rows += [(Path(os.path.relpath(f, root)).as_posix(), folder.name, split) for f in files]
     table = pd.DataFrame({"row": range(1, len(rows) + 1), "image": [r[0] for r in rows],
                           "label_text": [r[1] for r in rows]})
     if splits:
         table["split_text"] = [r[2] for r in rows]
+    if others:
+        shown = ", ".join(Path(os.path.relpath(f, root)).as_posix() for f in others[:2])
+        notes.append(f"Note: {len(others)} file(s) in the class folders have no image extension and are not used "
+                     f"(e.g. {shown}); one that is an image (a camera's IMG_0001, a browser's x.jpg_large) needs its "
+                     "extension, .jpg or .png, to be read.")
     for note in notes:
         print(note, file=sys.stderr)
     return table

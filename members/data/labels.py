@@ -146,8 +146,9 @@ class NameResolver:
                     self.elsewhere.append((name, found))
             if reason != REASON_MISSING:
                 break
-        if found is None and _FOREIGN.match(name) and not os.path.exists(name):
-            found, reason = self._by_its_end(name)
+        here = name.startswith("/") and self._inside(os.path.realpath(os.path.dirname(name)))
+        if found is None and _FOREIGN.match(name) and not os.path.exists(name) and not here:
+            found, reason = self._by_its_end(name)  # (a missing file of this very folder is just missing)
         if found is not None:
             self._note_extension(name, found)
         return found, reason
@@ -491,13 +492,14 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
 def _unlisted_note(table: pd.DataFrame, root: Path, found: list[str]) -> list[str]:
     """A note on the image files beside the listed ones (in the images folder and in each folder a row was found
     in) that no row names: a labels file for part of the set, or another set's, would go unnoticed."""
-    stems = {_key(os.path.splitext(re.split(r"[\\/]", str(name))[-1])[0]) for name in table["image"]}
+    bases = [_key(re.split(r"[\\/]", str(name))[-1]) for name in table["image"]]
+    named = set(bases) | {os.path.splitext(base)[0] for base in bases}  # `x.png`, `x`, or a UID `1.2.840.10008`
     unlisted: list[Path] = []
     for folder in sorted({root} | {(root / rel).parent for rel in found}):
         files, _ = _list_files(str(folder))
         unlisted += [folder / name for name, _ in files if not name.startswith(".")
                      and os.path.splitext(name)[1].casefold() in EXTENSIONS
-                     and _key(os.path.splitext(name)[0]) not in stems]
+                     and _key(name) not in named and _key(os.path.splitext(name)[0]) not in named]
     if not unlisted:
         return []
     where = sorted({str(p.parent) for p in unlisted})

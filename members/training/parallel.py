@@ -121,6 +121,14 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")
 
 
+def _holds_lock(folder: Path) -> bool:
+    """Whether this process holds ``folder``'s member lock."""
+    from members.infra.lock import MemberLock
+
+    holder = MemberLock(folder)._holder()
+    return holder is not None and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+
+
 def _release_dead_locks(folders: Iterable[Path], wait: float = 10.0) -> None:
     """Delete the locks of the member (or fold copy) ``folders`` whose holder, a worker on this host that was just
     ended, is gone (waiting up to ``wait`` seconds for it to exit); a lock held by a live process or another host is
@@ -285,15 +293,19 @@ def run_job(job: _Job) -> MemberRun:
 
         train_member = functools.partial(train_fold, fold=job.fold[0], k=job.fold[1])  # noqa: F811
     log_path = (member_dir(job.workdir, job.name) if job.fold is None else fold_dir(job.workdir, job.name, job.fold[0])) / LOG_NAME
-    previous = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
     lines: list[str] = []
     stamped: list[str] = []
+    owned = {"previous": None}  # the log file's text when this run took the member's lock (None: not yet)
 
-    def log(line: str, *, echo: bool = True, to_file: bool = True) -> None:
+    def log(line: str, *, echo: bool = True, to_file: bool = False) -> None:
+        """One line to stderr and, once this process holds the member's (or copy's) lock, to its train.log, with
+        the lines held back before: a run refused by another's lock never writes into (and over) that one's log."""
         lines.append(line)
         stamped.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-        if to_file:  # (with the lines held back before it)
-            atomic.write_text(log_path, previous + "".join(stamped))
+        if owned["previous"] is None and (to_file or _holds_lock(log_path.parent)):
+            owned["previous"] = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
+        if owned["previous"] is not None:
+            atomic.write_text(log_path, owned["previous"] + "".join(stamped))
         if job.echo and echo:
             print(line, file=sys.stderr, flush=True)
 
@@ -305,18 +317,20 @@ def run_job(job: _Job) -> MemberRun:
         who = job.name if job.fold is None else f"{shown_name(job.name)}/fold{job.fold[0]}"
         seed = job.spec.seed + (job.fold[0] if job.fold is not None else 0)  # copy i trains with seed + i
         log(f"[{who}] started (preset {job.preset}, seed {seed}) on {run.host}"
-            + (f", {run.threads} TensorFlow threads" if run.threads else ""), to_file=False)  # written with the next
-        # line: a run refused by another's lock never writes into (and over) the log of the member training there
+            + (f", {run.threads} TensorFlow threads" if run.threads else ""))
         result = train_member(job.workdir, job.spec, name=job.name, preset=job.preset, log=log,
                               show_progress=job.show_progress, force=job.force)
         run.metrics = result.metrics
     except Exception as exc:  # noqa: BLE001  (a failed member is a record, not a crash)
         run.error = _error_text(exc)
-        run.log_file = not isinstance(exc, LockBusy)
+        from members.infra.lock import live_holder
+
+        holder = live_holder(log_path.parent / ".lock")  # refused (or failed) before the lock: whose log is it?
+        run.log_file = not isinstance(exc, LockBusy) and (holder is None or holder.get("pid") == os.getpid())
         try:
             log(f"[{job.name}] failed: {run.error}", to_file=run.log_file)
             if not isinstance(exc, UserError):  # an unexpected error: its traceback goes to the log file only
-                log(traceback.format_exc().rstrip(), echo=False)
+                log(traceback.format_exc().rstrip(), echo=False, to_file=run.log_file)
         except OSError:
             pass
     run.seconds = time.perf_counter() - started
