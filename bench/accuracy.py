@@ -174,7 +174,9 @@ def main(argv=None) -> int:
                              "stops counting)")
     parser.add_argument("--quick", action="store_true",
                         help="a quarter of the epochs (smoke run), in its own workdir and result file (-quick)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="write the result here instead of bench/results/<set>[-<member set>…].json (the "
+                             "committed figures of the documented runs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folds", type=int, default=None,
                         help="train every member as K copies on K-1 folds of train+val and vote on the OOF rows")
@@ -270,9 +272,8 @@ def main(argv=None) -> int:
         },
     }
     name = f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}{'-' + which if which.startswith('pretrained') else ''}{f'-folds{args.folds}' if args.folds else ''}{'-' + '-'.join(m[0] for m in member_set) if args.only else ''}{'-from-' + args.start_from.name if args.start_from else ''}{'-quick' if args.quick else ''}.json"
-    write_json(ROOT / "bench" / "results" / name, out)
-    if args.json:
-        write_json(args.json, out)
+    written = write_json(args.json or ROOT / "bench" / "results" / name, out)  # --json: the committed file untouched
+    print(f"[accuracy] result written to {written}", file=sys.stderr)
     summarize(out)
     return 0
 
