@@ -56,29 +56,24 @@ def _is_workdir(folder: Path) -> bool:
 def _images_under(folder: Path, skip: Path | None = None) -> list[Path]:
     """Image files anywhere below ``folder`` (hidden files and folders, the folder ``skip`` and every other
     workdir left out), sorted."""
-    found = []
-    for base, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not _hidden(d) and not _same(Path(base) / d, skip)
-                         and not _is_workdir(Path(base) / d))
-        found += [Path(base) / f for f in sorted(files)
-                  if not f.startswith(".") and os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS]
-    return found
+    return _files_under(folder, skip)[0]
 
 
 JUNK_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
-"""Files Windows leaves in picture folders: never rows."""
+"""Files Windows leaves in picture folders: never rows, never counted."""
 
 
-def _other_files_under(folder: Path, skip: Path | None = None) -> list[Path]:
-    """The visible files below ``folder`` without an image extension (a camera's ``IMG_0001``, a browser's
-    ``x.jpg_large``, a sidecar ``.json``): not rows, but counted in a note, never left out unsaid."""
-    found = []
+def _files_under(folder: Path, skip: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """``(image files, other files)`` anywhere below ``folder``, by extension, in one walk: the others (a camera's
+    ``IMG_0001``, a browser's ``x.jpg_large``, a sidecar ``.json``) are no rows, but a note counts them."""
+    images, others = [], []
     for base, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not _hidden(d) and not _same(Path(base) / d, skip)
                          and not _is_workdir(Path(base) / d))
-        found += [Path(base) / f for f in sorted(files) if not f.startswith(".") and f.casefold() not in JUNK_FILES
-                  and os.path.splitext(f)[1].casefold() not in IMAGE_EXTENSIONS]
-    return found
+        for f in sorted(files):
+            if not f.startswith(".") and f.casefold() not in JUNK_FILES:
+                (images if os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS else others).append(Path(base) / f)
+    return images, others
 
 
 _SPLIT_LIKE = re.compile(r"(^|[\W_])(train|training|test|testing|val|valid|validation)([\W_]|$)", re.IGNORECASE)
@@ -200,11 +195,11 @@ def scan_class_folders(images_dir: str | os.PathLike, *, workdir: str | os.PathL
                 raise UserError(f"Class folder {folder.parent / printable(folder.name)} has a name that is not valid UTF-8 (written in "
                                 f"another system's encoding, e.g. a Windows zip); rename it, since its name is the "
                                 f"class name every report shows. Received: images={root}")
-            files = _images_under(folder, skip)
+            files, other = _files_under(folder, skip)
             if not files:
                 raise UserError(f"Class folder {folder} holds no image file ({', '.join(IMAGE_EXTENSIONS[:4])}, ...); "
                                 f"add images of class {folder.name!r} or remove the folder. Received: images={root}")
-            others += _other_files_under(folder, skip)
+            others += other
             rows += [(Path(os.path.relpath(f, root)).as_posix(), folder.name, split) for f in files]
     table = pd.DataFrame({"row": range(1, len(rows) + 1), "image": [r[0] for r in rows],
                           "label_text": [r[1] for r in rows]})
