@@ -789,11 +789,14 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
             csv_path, npz_path = partial_files(out)
             done = replace(_combine(ens, graded, P, {}, notes=screen_notes(ens, graded)), given=graded,
                            synthetic=ens.synthetic)
-            _write(done.to_csv(), csv_path, False)
-            _save_partial(npz_path, key, graded, P)
-            stop.note = (f"{len(graded)} of {len(candidates)} images were graded before it: their rows are in "
-                         f"{csv_path}; {out} is left as it was. Run the same command again to grade the other "
-                         f"{len(candidates) - len(graded)} (the graded ones are taken from {npz_path.name}).")
+            rows, resumable = _keep_partial(csv_path, done.to_csv()), _save_partial(npz_path, key, graded, P)
+            left = f"{out} is left as it was" if Path(out).exists() else f"{out} is not written"
+            where = (f"their rows are in {csv_path}" if rows else
+                     f"their rows could not be kept beside {out} (see the note above)")
+            again = (f"grade the other {len(candidates) - len(graded)} (the graded ones are taken from "
+                     f"{npz_path.name})" if resumable else "grade them all")
+            stop.note = (f"{len(graded)} of {len(candidates)} images were graded before it: {where}; {left}. Run the "
+                         f"same command again to {again}.")
         raise
     P, kept = _joined(P0, before, P, np.asarray(todo, dtype=np.int64)[kept] if len(kept) else kept)
     if before:
@@ -814,9 +817,8 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
     notes = screen_notes(ens, graded)
     result = replace(_combine(ens, graded, P, skipped, notes=notes), given=list(paths), synthetic=ens.synthetic)
     _write(result.to_csv(), out, print_csv)
-    if out is not None:  # the complete CSV supersedes an interrupted run's rows
-        for leftover in partial_files(out):
-            leftover.unlink(missing_ok=True)
+    if out is not None:  # the complete CSV supersedes an interrupted run's rows (only files predict wrote there)
+        _remove_partial(out)
     _summary(result, out)
     return result
 
@@ -846,15 +848,60 @@ def _stamp(path: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def _save_partial(path: Path, key: str, graded: Sequence[str], P: np.ndarray) -> None:
+def _keep_partial(path: Path, text: str) -> bool:
+    """Write the interrupted run's rows to ``path``, unless it is something predict did not write; False if not."""
+    if path.exists() and not (path.is_file() and _is_predictions_csv(path)):
+        print(f"Note: {path} exists and is no predictions CSV that predict wrote, so the graded rows are not written "
+              "there.", file=sys.stderr)
+        return False
+    try:
+        _write(text, path, False)
+    except (OSError, UserError) as exc:
+        print(f"Note: could not write the graded rows to {path} ({exc}).", file=sys.stderr)
+        return False
+    return True
+
+
+def _save_partial(path: Path, key: str, graded: Sequence[str], P: np.ndarray) -> bool:
+    """Keep what a rerun resumes from in ``path``; False (said on stderr) when it cannot be written."""
     from members.infra.atomic import save_npz
 
     try:
+        if path.exists() and not path.is_file():
+            raise IsADirectoryError(f"{path} is a folder")
         save_npz(path, key=np.array(key), paths=np.array([os.path.abspath(p) for p in graded], dtype=str),
                  stamps=np.array([_stamp(p) for p in graded], dtype=str), probs=P)
     except (OSError, UserError) as exc:  # the CSV beside it still holds the rows; the next run grades them again
         print(f"Note: could not keep {path} to resume from ({exc}); the next run grades every image again.",
               file=sys.stderr)
+        return False
+    return True
+
+
+def _is_predictions_csv(path: Path) -> bool:
+    """Whether ``path`` begins with the header predict writes."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return next(csv.reader(f), [])[:len(CSV_COLUMNS)] == list(CSV_COLUMNS)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+
+
+def _remove_partial(out: str | Path) -> None:
+    """Delete the interrupted run's files beside ``out`` — only files predict wrote (its CSV header, its npz keys)."""
+    csv_path, npz_path = partial_files(out)
+    if csv_path.is_file() and _is_predictions_csv(csv_path):
+        csv_path.unlink(missing_ok=True)
+    if npz_path.is_file():
+        import zipfile
+
+        try:
+            with np.load(npz_path, allow_pickle=False) as saved:
+                ours = {"key", "paths", "stamps", "probs"} <= set(saved.files)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError):  # (a .npy has no .files)
+            ours = False
+        if ours:
+            npz_path.unlink(missing_ok=True)
 
 
 def _resume(out: str | Path, key: str, candidates: Sequence[str]) -> tuple[list[int], np.ndarray | None]:
@@ -1032,12 +1079,7 @@ def check_out(out: Path, *, force: bool = False, workdir: Path | None = None, in
         raise UserError(f"--out {out} is a folder; pass a file name for the predictions CSV, e.g. {out / 'predictions.csv'}.")
     if force or not out.exists():
         return
-    try:
-        with open(out, encoding="utf-8", newline="") as f:
-            first = next(csv.reader(f), [])
-    except (OSError, UnicodeDecodeError, csv.Error):
-        first = []
-    if first[:len(CSV_COLUMNS)] != list(CSV_COLUMNS):
+    if not _is_predictions_csv(out):
         raise UserError(f"--out {out} exists and is not a predictions CSV that predict wrote (its first line is not "
                         f"{','.join(CSV_COLUMNS)},prob_0,...); pass another --out, or --force to replace it.")
 

@@ -980,3 +980,39 @@ def test_the_interruption_line_says_where_the_graded_rows_went(capsys):
         cli.user_errors(predict_like)()
     assert done.value.exit_code == 130
     assert capsys.readouterr().err.strip() == "Interrupted. 4 of 5 images were graded before it: their rows are in x.partial.csv"
+
+
+def test_partial_files_predict_did_not_write_are_never_deleted_and_an_unkept_run_says_so(voted, images, tmp_path,
+                                                                                        monkeypatch):
+    """A finished run deleted any <stem>.partial.csv/.npz beside --out; a partial path that is a folder broke the run
+    after its work; and the interruption said "taken from <stem>.partial.npz" when that could not be written."""
+    from ensemble import inference
+
+    out = tmp_path / "mine.csv"
+    (tmp_path / "mine.partial.csv").write_text("my notes\n")
+    (tmp_path / "mine.partial.npz").write_text("not ours\n")
+    inference.predict_images(voted, images["good"], out=out, print_csv=False)
+    assert (tmp_path / "mine.partial.csv").read_text() == "my notes\n"
+    assert (tmp_path / "mine.partial.npz").read_text() == "not ours\n"
+
+    other = tmp_path / "c.csv"
+    (tmp_path / "c.partial.npz").mkdir()  # a folder where the resume file goes
+    full = inference.predict_images(voted, images["good"], out=other, print_csv=False)
+    assert len(full.paths) == len(images["good"]) and (tmp_path / "c.partial.npz").is_dir()
+    real, calls = inference.member_probs, []
+
+    def stops_at_the_third_batch(model, batch, **kw):
+        calls.append(1)
+        if len(calls) > 4:
+            raise KeyboardInterrupt
+        return real(model, batch, **kw)
+
+    monkeypatch.setattr(inference, "member_probs", stops_at_the_third_batch)
+    with pytest.raises(inference.PartlyDone) as stop:
+        inference.predict_images(voted, images["good"], out=tmp_path / "new.csv", batch_size=2, print_csv=False)
+    assert "is not written" in stop.value.note and "left as it was" not in stop.value.note
+    calls.clear()
+    with pytest.raises(inference.PartlyDone) as stop:
+        inference.predict_images(voted, images["good"], out=other, batch_size=2, print_csv=False)
+    assert "their rows are in" in stop.value.note and "grade them all" in stop.value.note
+    assert "taken from" not in stop.value.note  # the resume file could not be written: no promise to resume

@@ -190,6 +190,10 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except ValueError as exc:
+        with open(path, "rb") as f:
+            head = f.read(6)
+        if head[:2] != b"PK" and head != b"\x93NUMPY":  # numpy's fallback for any other file is to unpickle it
+            raise UserError(f"{path} is not an .npz file (it does not begin as a zip archive); re-create it.") from None
         if "pickle" in str(exc).lower():
             raise UserError(f"{path} holds pickled objects, which are never loaded; re-create it.") from None
         raise UserError(f"{path} is corrupt or not an .npz file ({exc}); re-create it.") from None
