@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import socket
 import warnings
@@ -87,11 +88,12 @@ def test_prepare_npz_again_is_a_noop_and_other_npz_needs_force(tmp_path):
     assert not list((tmp_path / "w").glob(".images.*"))
     # a member made on b's images would pass as trained on c's (same rows, labels, so the same fingerprint): refused
     (tmp_path / "w" / "members" / "m").mkdir(parents=True)
-    (tmp_path / "w" / "members" / "m" / "metrics.json").write_text("{}")
+    (tmp_path / "w" / "members" / "m" / "metrics.json").write_text(
+        json.dumps({"fingerprint": load_dataset(tmp_path / "w").fingerprint}))
     third = tiny_npz(tmp_path / "c.npz")
     before = (tmp_path / "w" / "images" / "train_00000.png").read_bytes()
-    with pytest.raises(UserError, match=r"holds other images under the same rows and labels, so the members made "
-                                        r"there \(m\) would pass as trained on them; prepare it into a new workdir"):
+    with pytest.raises(UserError, match=r"holds other images under the rows and labels that the members made there "
+                                        r"\(m\) were trained on, so they would pass as trained on the new images"):
         prepare_npz(tmp_path / "w", third, force=True, progress=False)
     assert (tmp_path / "w" / "images" / "train_00000.png").read_bytes() == before
     assert load_dataset(tmp_path / "w").info["source"] == f"npz:{other.resolve()}"
@@ -101,6 +103,14 @@ def test_prepare_npz_again_is_a_noop_and_other_npz_needs_force(tmp_path):
         np.savez_compressed(tmp_path / "b-again.npz", **arrays)
     prepare_npz(tmp_path / "w", tmp_path / "b-again.npz", classes=["a", "b", "c"], force=True, progress=False)
     assert load_dataset(tmp_path / "w").info["source"] == f"npz:{(tmp_path / 'b-again.npz').resolve()}"
+    # a re-saved copy is the same data even without --force: no refusal, no word of members invalidated
+    with np.load(other) as arrays:
+        np.savez_compressed(tmp_path / "b-third.npz", **arrays)
+    prepare_npz(tmp_path / "w", tmp_path / "b-third.npz", classes=["a", "b", "c"], progress=False)
+    # another set in between, then c (the rows of m, other pixels): m would pass as trained on c — refused
+    prepare_npz(tmp_path / "w", tiny_npz(tmp_path / "d.npz", sizes=(15, 4, 6)), force=True, progress=False)
+    with pytest.raises(UserError, match=r"were trained on, so they would pass as trained on the new images"):
+        prepare_npz(tmp_path / "w", third, force=True, progress=False)
 
 
 def test_prepare_npz_rewrites_deleted_images(tmp_path):

@@ -345,3 +345,19 @@ def test_a_local_absolute_path_gone_is_missing_not_foreign_and_dotted_names_coun
     line = err.strip().splitlines()[-1]
     assert code == 1 and "the images or labels changed since" in line and "image file not found" in line, line
     assert "another machine" not in line
+
+
+def test_idrids_download_tree_given_as_images_points_to_its_labels_file(tmp_path):
+    """IDRiD unzipped: B. Disease Grading/{1. Original Images/a. Training Set, 2. Groundtruths/*.csv}; the labels
+    folder was taken for an empty class."""
+    root = tmp_path / "B. Disease Grading"
+    for i in range(4):
+        _image(root / "1. Original Images" / "a. Training Set" / f"IDRiD_{i:03d}.jpg")
+    labels = root / "2. Groundtruths" / "a. IDRiD_Disease Grading_Training Labels.csv"
+    labels.parent.mkdir(parents=True)
+    labels.write_text("Image name,Retinopathy grade\n" + "".join(f"IDRiD_{i:03d},{i % 2}\n" for i in range(4)))
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", root)
+    one_sentence_error(code, err, "holds labels files", "is a set whose labels are in a file",
+                       f"--labels '{labels}'")
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", root / "1. Original Images")
+    one_sentence_error(code, err, f"--images '{root / '1. Original Images' / 'a. Training Set'}'")

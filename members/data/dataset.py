@@ -199,6 +199,9 @@ def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: p
         _refuse_orphans(workdir, fingerprint)
     same = (old is not None and old.get("fingerprint") == fingerprint
             and old.get("source_sha256") == info.get("source_sha256"))
+    if (not same and old is not None and old.get("fingerprint") == fingerprint and write_images is not None
+            and _same_pixels(workdir / "images", _npz_of(info))):
+        same = True  # the same pictures in another file (saved again, compressed, copied): the same data
     if old is not None and not same and not force:
         raise UserError(f"{workdir} was prepared {_what_differs(old, info)}; pass --force to overwrite it "
                         "(trained members there will be invalidated).")
@@ -227,9 +230,8 @@ def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: p
                      "missing or changed: written again from the same data, so the members trained on it stay valid.")
     if not same:  # the split or the images change: never under a member that is training or a vote that is reading
         _refuse_while_in_use(workdir)
-        if (old is not None and old.get("fingerprint") == fingerprint and write_images is not None
-                and old.get("source_sha256") != info.get("source_sha256")):  # another .npz, not other names
-            _refuse_same_split_other_images(workdir, old, info)
+        if write_images is not None:  # new pictures for the rows of members made on other ones?
+            _refuse_same_split_other_images(workdir, old, info, fingerprint)
     report = csvsafe.frame(dropped[["row", "image", "label", "reason"]]).to_csv(index=False, lineterminator="\n")
     images = write_images is not None and (not same or images_missing)
 
@@ -245,18 +247,33 @@ def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: p
     return _result(workdir, info)
 
 
-def _refuse_same_split_other_images(workdir: Path, old: dict, info: dict) -> None:
-    """Refuse new images under the very same ``split.csv`` (another .npz with the same labels: other pictures, or the
-    same at another size) where members or an ensemble were made: they are told apart from the new data by the split's
-    fingerprint only, so they would pass as trained on it."""
-    made = sorted(p.parent.name for p in (workdir / "members").glob("*/metrics.json"))
-    if (workdir / "ensemble" / "report.json").is_file():
-        made.append("the voted ensemble")
-    if made and not _same_pixels(workdir / "images", str(info.get("source", "")).removeprefix("npz:")):
-        raise UserError(f"{workdir} was prepared from {old.get('source')}, and {info.get('source')} holds other images "
-                        f"under the same rows and labels, so the members made there ({', '.join(made[:4])}"
-                        f"{', …' if len(made) > 4 else ''}) would pass as trained on them; prepare it into a new workdir, "
+def _refuse_same_split_other_images(workdir: Path, old: dict | None, info: dict, fingerprint: str) -> None:
+    """Refuse new .npz images where members or an ensemble were made on this very ``split.csv`` (the same rows and
+    labels) but the images on disk are not the new ones (another set with the same labels, the same at another size,
+    or an earlier prepare of this workdir in between): they are told apart from the new data by the split's
+    fingerprint only, so they would pass as trained on the new images."""
+    made = []
+    for path in sorted((workdir / "members").glob("*/metrics.json")):
+        try:
+            if read_json(path).get("fingerprint") == fingerprint:
+                made.append(path.parent.name)
+        except (UserError, AttributeError):
+            continue
+    try:
+        if read_json(workdir / "ensemble" / "manifest.json").get("fingerprint") == fingerprint:
+            made.append("the voted ensemble")
+    except (UserError, AttributeError):
+        pass
+    if made and not _same_pixels(workdir / "images", _npz_of(info)):
+        then = f"prepared from {old.get('source')}" if old else "prepared before"
+        raise UserError(f"{workdir} was {then}, and {info.get('source')} holds other images under the rows and labels "
+                        f"that the members made there ({', '.join(made[:4])}{', …' if len(made) > 4 else ''}) were "
+                        "trained on, so they would pass as trained on the new images; prepare it into a new workdir, "
                         f"or move {workdir / 'members'} and {workdir / 'ensemble'} away first.")
+
+
+def _npz_of(info: dict) -> str:
+    return str(info.get("source", "")).removeprefix("npz:")
 
 
 def _same_pixels(images: Path, npz: str) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -87,16 +88,18 @@ def _refuse_split_like(root: Path, top: list[Path]) -> None:
     if not alike:
         return
     if all(_visible_dirs(d) for d in alike):  # a tutorial's training_set/<class>/, test_set/<class>/
+        train = min(alike, key=lambda d: (not re.search("train", d.name, re.IGNORECASE), d.name))
         raise UserError(f"{root}'s folders {', '.join(repr(d.name) for d in alike[:3])} look like split folders "
                         "holding class folders, but only train/, val/ and test/ (or training, valid, validation, "
                         "testing) are read as the split; rename them so, or pass one of them as --images "
-                        f"(e.g. --images {min(alike, key=lambda d: (not re.search('train', d.name, re.I), d.name))}) "
+                        f"(e.g. --images {shlex.quote(str(train))}) "
                         f"to split it into train, val and test. Received: images={root}")
     lists = sorted(p for folder in (root, root.parent) if folder.is_dir() for p in folder.iterdir()
                    if p.is_file() and p.suffix.casefold() in LABEL_FILE_SUFFIXES and not p.name.startswith("."))
     first = (lambda p: (not re.search(r"train|label", p.name, re.IGNORECASE), p.name))  # noqa: E731 - train first
     folder, listed = min(alike, key=first), sorted(lists, key=first)
-    example = f"--labels {listed[0] if listed else '<its labels CSV>'} --images {folder}"
+    example = (f"--labels {shlex.quote(str(listed[0])) if listed else '<its labels CSV>'} "
+               f"--images {shlex.quote(str(folder))}")
     raise UserError(f"{root}'s folders {', '.join(repr(d.name) for d in alike[:3])} look like the split folders of a "
                     "set whose labels are in a file, not like classes (without --labels, each sub-folder of --images "
                     f"is a class); pass the labels file and the folder of its images, e.g. {example}. "
@@ -196,6 +199,12 @@ def scan_class_folders(images_dir: str | os.PathLike, *, workdir: str | os.PathL
                                 f"another system's encoding, e.g. a Windows zip); rename it, since its name is the "
                                 f"class name every report shows. Received: images={root}")
             files, other = _files_under(folder, skip)
+            lists = [f for f in other if f.suffix.casefold() in LABEL_FILE_SUFFIXES]
+            if not files and lists:  # IDRiD's "2. Groundtruths" beside "1. Original Images"
+                raise UserError(f"{folder} holds labels files ({lists[0].name}), no images: {root} is a set whose "
+                                "labels are in a file, not a folder per class; pass the labels file and the folder "
+                                f"of its images, e.g. --labels {shlex.quote(str(lists[0]))} --images <its images "
+                                f"folder>. Received: images={root}")
             if not files:
                 raise UserError(f"Class folder {folder} holds no image file ({', '.join(IMAGE_EXTENSIONS[:4])}, ...); "
                                 f"add images of class {folder.name!r} or remove the folder. Received: images={root}")

@@ -153,9 +153,9 @@ def _job_folder(job: _Job) -> Path:
     return member_dir(job.workdir, job.name) if job.fold is None else fold_dir(job.workdir, job.name, job.fold[0])
 
 
-def _lost(job: _Job, exc: BaseException) -> MemberRun:
-    """The record of a member whose worker died or whose pool broke."""
-    return MemberRun(job.name, job.preset, job.spec.seed, 0.0, error=(
+def _lost(job: _Job, exc: BaseException, seconds: float = 0.0) -> MemberRun:
+    """The record of a member whose worker died or whose pool broke (``seconds``: the run's time until then)."""
+    return MemberRun(job.name, job.preset, job.spec.seed, seconds, error=(
         f"{_error_text(exc)} (the member is incomplete: run the same command again to resume it)"))
 
 
@@ -439,6 +439,7 @@ def _loky_runs(job_list: list[_Job], jobs: int, log: Callable[[str], None],
             return
         except Exception as exc:  # noqa: BLE001  (TerminatedWorkerError: the pool is gone with every member it ran)
             if attempt == 2 or not left or "Terminated" not in type(exc).__name__:
+                _release_dead_locks(_job_folder(job) for job in left)  # the ended workers' locks, for the next run
                 raise
             log(f"a worker process was killed ({_error_text(exc)[:160]}; out of memory?): the worker pool is gone, "
                 f"so the {len(left)} unfinished member(s) train once more in a new pool, each resuming after its "
@@ -647,7 +648,7 @@ def train_members(workdir: str | os.PathLike, presets: list[str], *, names: list
     except Exception as exc:  # noqa: BLE001  (a loky worker died: the pool and the members it had are gone)
         for job in job_list:
             if job.name not in runs:
-                finished(_lost(job, exc))
+                finished(_lost(job, exc, time.perf_counter() - started))
     outcome = TrainOutcome([runs[p.name] for p in planned], time.perf_counter() - started, backend, jobs)
     (console or Console()).print(_table(outcome))
     if outcome.failed:
