@@ -81,6 +81,13 @@ _SPLIT_LIKE = re.compile(r"(^|[\W_])(train|training|test|testing|val|valid|valid
 LABEL_FILE_SUFFIXES = (".csv", ".tsv", ".txt", ".xls", ".xlsx")
 
 
+def _labels_like(path: Path) -> bool:
+    """A labels file by its name: a spreadsheet or CSV, or a text list named for labels or a split (DDR's
+    ``train.txt``); a ``readme.txt`` is not one."""
+    suffix, stem = path.suffix.casefold(), path.stem.casefold()
+    return suffix in LABEL_FILE_SUFFIXES and (suffix != ".txt" or bool(re.search(r"label|grade|train|test|val", stem)))
+
+
 def _refuse_split_like(root: Path, top: list[Path]) -> None:
     """Refuse class folders named like a download's split folders (APTOS' ``train_images``, IDRiD's ``a. Training
     Set``): that is a set whose labels are in a file, and read as classes it would train a "which folder" task."""
@@ -95,7 +102,7 @@ def _refuse_split_like(root: Path, top: list[Path]) -> None:
                         f"(e.g. --images {shlex.quote(str(train))}) "
                         f"to split it into train, val and test. Received: images={root}")
     lists = sorted(p for folder in (root, root.parent) if folder.is_dir() for p in folder.iterdir()
-                   if p.is_file() and p.suffix.casefold() in LABEL_FILE_SUFFIXES and not p.name.startswith("."))
+                   if p.is_file() and _labels_like(p) and not p.name.startswith("."))
     first = (lambda p: (not re.search(r"train|label", p.name, re.IGNORECASE), p.name))  # noqa: E731 - train first
     folder, listed = min(alike, key=first), sorted(lists, key=first)
     example = (f"--labels {shlex.quote(str(listed[0])) if listed else '<its labels CSV>'} "
@@ -199,7 +206,7 @@ def scan_class_folders(images_dir: str | os.PathLike, *, workdir: str | os.PathL
                                 f"another system's encoding, e.g. a Windows zip); rename it, since its name is the "
                                 f"class name every report shows. Received: images={root}")
             files, other = _files_under(folder, skip)
-            lists = [f for f in other if f.suffix.casefold() in LABEL_FILE_SUFFIXES]
+            lists = [f for f in other if _labels_like(f)]
             if not files and lists:  # IDRiD's "2. Groundtruths" beside "1. Original Images"
                 raise UserError(f"{folder} holds labels files ({lists[0].name}), no images: {root} is a set whose "
                                 "labels are in a file, not a folder per class; pass the labels file and the folder "
