@@ -831,12 +831,18 @@ def _check_model_outputs(raw: np.ndarray, path: Path, split: str, paths: list[st
                         "save it again.")
 
 
+SCALING_OPS = frozenset({"Add", "Subtract", "Multiply", "Divide", "TrueDivide", "FloorDivide", "Power", "Negative",
+                         "Clip", "Maximum", "Minimum"})
+"""Keras ops that scale or shift pixel values (``x / 127.5 - 1``; ``preprocess_input`` in its tf, torch and caffe
+forms is made of them)."""
+
+
 def _scales_with_ops(model) -> bool:
     """Whether the graph works on its raw input with ops before any layer with weights: ``inputs / 127.5 - 1.0``
     or ``keras.applications.*.preprocess_input(inputs)`` scale it so, and ``model.layers`` lists no op.
 
-    An op that only reshapes or casts (:data:`PASS_THROUGH`) does not count; nor does an op on
-    what a layer with weights (a convolution, say) made of the input.
+    Only arithmetic counts (:data:`SCALING_OPS`): a resize, a transpose, a reshape or a cast of the input scales
+    nothing; nor does an op on what a layer with weights (a convolution, say) made of the input.
     """
     import keras
 
@@ -854,7 +860,7 @@ def _scales_with_ops(model) -> bool:
     for graph in (model, *_nested_layers(model)):
         inputs, memo = {id(t) for t in getattr(graph, "inputs", None) or []}, {}
         for operation in getattr(graph, "operations", None) or []:
-            if isinstance(operation, keras.layers.Layer) or type(operation).__name__ in PASS_THROUGH:
+            if isinstance(operation, keras.layers.Layer) or type(operation).__name__ not in SCALING_OPS:
                 continue
             for node in getattr(operation, "_inbound_nodes", []):
                 if any(raw(t, inputs, memo) for t in getattr(node, "input_tensors", [])):
@@ -884,8 +890,8 @@ def _say_if_unscaled(model, path: Path) -> None:
             return
     except RecursionError:  # a graph too deep to walk: no note rather than a wrong one
         return
-    print(f"Note: {path} has no Rescaling or Normalization layer and no op on its input, so it gets pixels 0-255 as "
-          "they are; check its training code: if the model was fed 0-255 pixels, all is well, and only if the images "
+    print(f"Note: {path} has no Rescaling or Normalization layer and no arithmetic op on its input, so it gets "
+          "pixels 0-255 as they are; check its training code: if the model was fed 0-255 pixels, all is well, and only if the images "
           "were scaled before the model (to 0-1 or -1-1, e.g. by a preprocess_input) put that same step in front of "
           "it (e.g. keras.layers.Rescaling(1/255)) and save it again.", file=sys.stderr)
 

@@ -672,7 +672,7 @@ def test_what_people_bring_is_named(workdir_copy, tmp_path, capsys):
     upper = save(tmp_path / "raw.keras", head="softmax", scale=False).rename(tmp_path / "RAW.KERAS")
     capsys.readouterr()
     import_member(workdir_copy, "raw", model=upper)  # an upper-case suffix is a .keras file too
-    assert "has no Rescaling or Normalization layer and no op on its input, so it gets pixels 0-255" in (
+    assert "has no Rescaling or Normalization layer and no arithmetic op on its input, so it gets pixels 0-255" in (
         capsys.readouterr().err)
     folder = import_member(workdir_copy, "object", model=keras.saving.load_model(tmp_path / "any.keras"))
     assert (folder / "model.keras").is_file() and not (workdir_copy / "members" / "k").exists()
@@ -797,6 +797,11 @@ def test_a_model_that_scales_its_input_with_ops_gets_no_note_and_the_note_advise
     note = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("Note:"))
     assert "gets pixels 0-255 as they are; check its training code: if the model was fed 0-255 pixels, all is well" in (
         note) and "only if the images were scaled before the model" in note
+    for name, op in (("resized", lambda t: keras.ops.image.resize(t, (16, 16))),  # ops that scale no pixel value
+                     ("flipped", lambda t: keras.ops.flip(t, axis=2))):
+        capsys.readouterr()
+        import_member(workdir_copy, name, model=save(name, op))
+        assert "gets pixels 0-255 as they are" in capsys.readouterr().err, name
 
 
 def test_classes_registered_in_a_script_are_custom_code_and_notes_name_the_object(workdir_copy, tmp_path, capsys):
