@@ -546,7 +546,7 @@ def predict(
     workdir: WorkdirOpt,
     images: Annotated[Optional[list[Path]], typer.Argument(help="Image files to grade, or folders of them (not searched recursively).")] = None,
     from_file: FromFileOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout); an existing file that is not an earlier predictions CSV is refused unless --force.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout); an existing file that is not an earlier predictions CSV is refused unless --force. Interrupted, a run keeps its graded rows in <stem>.partial.csv, and the same command resumes from <stem>.partial.npz.")] = None,
     method: Annotated[Optional[str], typer.Option(help=f"Fitted combiner to use: {METHOD_HELP} (default: the best on validation).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over flipped copies.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON on stdout instead of CSV.")] = False,
