@@ -97,6 +97,36 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
+def add_set_workdir_arguments(parser: argparse.ArgumentParser, default: str, retrains: str) -> None:
+    """``--workdir`` and ``--force`` of a benchmark that prepares one of the sets (:mod:`bench.sets`) and trains in
+    it: ``default`` names its own workdir, ``retrains`` the members ``--force`` trains again there."""
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help=f"default: {default}; a workdir that holds another dataset is refused unless --force")
+    parser.add_argument("--force", action="store_true",
+                        help="prepare --workdir from the set even when it holds another dataset, and retrain "
+                             f"{retrains} (what was trained or voted there stops counting)")
+
+
+def add_workdir_arguments(parser: argparse.ArgumentParser, default: Path, option: str = "--json") -> None:
+    """What every benchmark over prepared workdirs takes: the workdirs, ``--seed``, and where its result goes
+    (``option``; ``default`` is the committed figures' file, see :func:`guard_default_output`)."""
+    parser.add_argument("workdirs", nargs="+", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(option, type=Path, default=None,
+                        help=f"default: {os.path.relpath(default, ROOT)} (committed figures: refused when it holds other "
+                             "workdirs' figures; name it here to replace them)")
+
+
+def checked_workdir_arguments(args: argparse.Namespace, default: Path,
+                              option: str = "--json") -> tuple[list[Path], Path]:
+    """:func:`add_workdir_arguments`' values checked before any work: ``(resolved workdirs, result path)``."""
+    from members.infra.validate import check_seed
+
+    check_seed(args.seed, "--seed")
+    resolved = check_workdirs(args.workdirs)
+    return resolved, guard_default_output(getattr(args, option.lstrip("-")), default, resolved, option)
+
+
 def check_workdirs(workdirs: Iterable[Path]) -> list[Path]:
     """Each workdir resolved; one that is missing or no folder is refused in one sentence, before any work."""
     out = []

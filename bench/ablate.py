@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench._common import run_script  # noqa: E402
+from bench._common import add_set_workdir_arguments, run_script  # noqa: E402
 from bench.sets import SETS, prepare_set  # noqa: E402
 
 
@@ -89,12 +89,7 @@ def main(argv=None) -> int:
     parser.add_argument("--variant", action="append", default=[],
                         help='"name[@preset]: FIELD=VALUE ..." (repeatable; "name:" for no override); the base '
                              'preset is the first --base')
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="default: bench/work/<dataset>; a workdir that holds another dataset is refused unless "
-                             "--force")
-    parser.add_argument("--force", action="store_true",
-                        help="prepare --workdir from the set even when it holds another dataset, and retrain variants "
-                             "complete there with another spec (what was trained or voted there stops counting)")
+    add_set_workdir_arguments(parser, "bench/work/<dataset>", "variants complete there with another spec")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None,
                         help="default: bench/results/ablate-<dataset>.json, merged only with rows of the same seed "

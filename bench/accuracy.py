@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench._common import run_script  # noqa: E402
+from bench._common import add_set_workdir_arguments, run_script  # noqa: E402
 from bench.sets import SETS, check_workdir, prepare_set  # noqa: E402
 
 # Presets that are not meant to learn real photographs at their defaults: the article's own
@@ -164,14 +164,9 @@ def main(argv=None) -> int:
                              "and scores test")
     parser.add_argument("--only", default=None,
                         help="comma-separated member names: train and vote only these of the member set (to fit a time budget)")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="default: bench/work/<dataset> (bench/work/<dataset>-quick with --quick; synthetic "
-                             "with --seed N > 0: bench/work/synthetic-sN[-quick]); a workdir that holds another "
-                             "dataset is refused unless --force")
-    parser.add_argument("--force", action="store_true",
-                        help="prepare --workdir from the set even when it holds another dataset, and retrain members "
-                             "there that are complete with another spec (what was trained or voted there before "
-                             "stops counting)")
+    add_set_workdir_arguments(parser, "bench/work/<dataset> (bench/work/<dataset>-quick with --quick; synthetic "
+                                      "with --seed N > 0: bench/work/synthetic-sN[-quick])",
+                              "members there that are complete with another spec")
     parser.add_argument("--quick", action="store_true",
                         help="a quarter of the epochs (smoke run), in its own workdir and result file (-quick)")
     parser.add_argument("--json", type=Path, default=None,

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import (  # noqa: E402
-    check_workdirs, guard_default_output, machine_info, print_table, run_script, write_result)
+    add_workdir_arguments, checked_workdir_arguments, machine_info, print_table, run_script, write_result)
 
 PADS = (0.25, 0.5, 1.0)
 MAX_FALSE_ALARMS = 0.01
@@ -104,24 +104,17 @@ DEFAULT_OUT = ROOT / "bench" / "results" / "appearance.json"
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("workdirs", nargs="+", type=Path)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="default: bench/results/appearance.json (committed figures: refused when it holds other "
-                             "workdirs' figures; name it here to replace them)")
+    add_workdir_arguments(parser, DEFAULT_OUT, "--out")
     args = parser.parse_args(argv)
 
     from ensemble import appearance
     from members.data.dataset import load_dataset
     from members.infra.errors import UserError
-    from members.infra.validate import check_seed
 
-    check_seed(args.seed, "--seed")
-    resolved = check_workdirs(args.workdirs)
+    resolved, out_path = checked_workdir_arguments(args, DEFAULT_OUT, "--out")
     twice = sorted({w.name for w in resolved if sum(v.name == w.name for v in resolved) > 1})
     if twice:  # the sets are keyed by folder name
         raise UserError(f"Two workdirs are named {', '.join(twice)}; pass workdirs with distinct folder names.")
-    out_path = guard_default_output(args.out, DEFAULT_OUT, resolved, "--out")
     sets: dict[str, dict] = {}
     for work in args.workdirs:
         data = load_dataset(work)

@@ -27,7 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import check_workdirs, guard_default_output, machine_info, run_script, write_result  # noqa: E402
+from bench._common import (  # noqa: E402
+    add_workdir_arguments, checked_workdir_arguments, machine_info, run_script, write_result)
 
 METRICS = ("qwk", "accuracy", "balanced_accuracy", "auc")
 
@@ -66,18 +67,10 @@ DEFAULT_JSON = ROOT / "bench" / "results" / "clustered-bootstrap.json"
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("workdirs", nargs="+", type=Path)
+    add_workdir_arguments(parser, DEFAULT_JSON)
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None,
-                        help="default: bench/results/clustered-bootstrap.json (committed figures: refused when it "
-                             "holds other workdirs' figures; name it here to replace them)")
     args = parser.parse_args(argv)
-    from members.infra.validate import check_seed
-
-    check_seed(args.seed, "--seed")
-    resolved = check_workdirs(args.workdirs)
-    out_path = guard_default_output(args.json, DEFAULT_JSON, resolved, "--json")
+    resolved, out_path = checked_workdir_arguments(args, DEFAULT_JSON)
     result = {"benchmark": "clustered", "machine": machine_info(), "n_boot": args.bootstrap, "seed": args.seed,
               "workdir_paths": [str(w) for w in resolved], "workdirs": {}}
     for work in args.workdirs:

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench._common import run_script  # noqa: E402
+from bench._common import add_set_workdir_arguments, run_script  # noqa: E402
 from bench.sets import SETS, prepare_set  # noqa: E402
 
 METRICS = ("accuracy", "balanced_accuracy", "qwk", "auc")
@@ -43,12 +43,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="default: the preset's")
     parser.add_argument("--snapshots", type=int, default=4)
     parser.add_argument("--swa", type=int, default=None, help="default: a quarter of the epochs")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="default: bench/work/free-<dataset>; a workdir that holds another dataset is refused "
-                             "unless --force")
-    parser.add_argument("--force", action="store_true",
-                        help="prepare --workdir from the set even when it holds another dataset, and retrain its "
-                             "plain/swa/snap members when complete with another spec (what was there stops counting)")
+    add_set_workdir_arguments(parser, "bench/work/free-<dataset>",
+                              "its plain/swa/snap members when complete with another spec")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args(argv)

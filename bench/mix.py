@@ -99,21 +99,14 @@ def split_half(score: np.ndarray, y: np.ndarray, k: int, repeats: int, seed: int
 
 
 def main(argv=None) -> int:
+    from bench._common import add_workdir_arguments, checked_workdir_arguments, write_result
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("workdirs", nargs="+", type=Path)
+    default = ROOT / "bench" / "results" / "mix.json"
+    add_workdir_arguments(parser, default)
     parser.add_argument("--repeats", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None,
-                        help="default: bench/results/mix.json (refused when it holds other "
-                             "workdirs' figures; name it here to replace them)")
     args = parser.parse_args(argv)
-
-    from bench._common import check_workdirs, guard_default_output, write_result
-    from members.infra.validate import check_seed
-
-    check_seed(args.seed, "--seed")
-    resolved = check_workdirs(args.workdirs)
-    out_path = guard_default_output(args.json, ROOT / "bench" / "results" / "mix.json", resolved, "--json")
+    resolved, out_path = checked_workdir_arguments(args, default)
     members = {}
     for workdir in args.workdirs:
         for folder in sorted((workdir / "members").iterdir()) if (workdir / "members").is_dir() else []:

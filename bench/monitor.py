@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench._common import run_script  # noqa: E402
+from bench._common import add_set_workdir_arguments, run_script  # noqa: E402
 from bench.sets import SETS, prepare_set  # noqa: E402
 
 RULES = ("val_qwk at 0.5, 1.5, …", "val_qwk prior-matched", "val_loss", "val_auc", "last epoch")
@@ -179,12 +179,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sorted(SETS))
     parser.add_argument("--preset", action="append", default=None, help="default: deep fundus hires small wide")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="default: bench/work/monitor-<dataset>; a workdir that holds another dataset is refused "
-                             "unless --force")
-    parser.add_argument("--force", action="store_true",
-                        help="prepare --workdir from the set even when it holds another dataset, and retrain its "
-                             "mon-<preset> members (what was trained or voted there stops counting)")
+    add_set_workdir_arguments(parser, "bench/work/monitor-<dataset>", "its mon-<preset> members")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--patience", type=int, default=8,
