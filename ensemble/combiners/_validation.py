@@ -48,7 +48,8 @@ def check_probs(P: Any) -> np.ndarray:
         raise UserError(f"P has {m} members and {n} rows; at least 1 of each is needed. Received: P.shape={P.shape}")
     if k < 2:
         raise UserError(f"P has {k} class column(s); at least 2 are needed. Received: P.shape={P.shape}")
-    sums = P.reshape(-1, k) @ np.ones(k, dtype=P.dtype)  # NaN/inf propagate into the sums
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf propagate into the sums, checked next (a BLAS
+        sums = P.reshape(-1, k) @ np.ones(k, dtype=P.dtype)  # may also raise its FP flag spuriously on finite input)
     if not np.isfinite(sums).all():
         bad = int((~np.isfinite(P)).sum())
         raise UserError(f"P holds {bad} NaN or infinite value(s); probabilities must be finite. Check the members' outputs.")
