@@ -15,6 +15,7 @@ import datetime as _dt
 import os
 import platform
 import resource
+import shlex
 import statistics
 import sys
 import tempfile
@@ -107,6 +108,21 @@ def add_set_workdir_arguments(parser: argparse.ArgumentParser, default: str, ret
                              f"{retrains} (what was trained or voted there stops counting)")
 
 
+def add_set_result_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--json`` of a set benchmark whose default result file holds committed figures (:func:`guard_set_output`)."""
+    parser.add_argument("--json", type=Path, default=None,
+                        help=f"default: {default} (committed figures: refused when they are another workdir's; "
+                             "name it here to write elsewhere or to replace them)")
+
+
+def workdir_from(build_parser: Callable[[], argparse.ArgumentParser], prefix: str) -> Callable[[list[str]], Path]:
+    """``workdir_of(argv)`` of a set benchmark whose own workdir is ``bench/work/<prefix>-<dataset>``."""
+    def workdir_of(argv: list[str]) -> Path:
+        args, _ = build_parser().parse_known_args(argv)
+        return args.workdir or ROOT / "bench" / "work" / f"{prefix}-{args.dataset}"
+    return workdir_of
+
+
 def add_workdir_arguments(parser: argparse.ArgumentParser, default: Path, option: str = "--json") -> None:
     """What every benchmark over prepared workdirs takes: the workdirs, ``--seed``, and where its result goes
     (``option``; ``default`` is the committed figures' file, see :func:`guard_default_output`)."""
@@ -182,6 +198,66 @@ def guard_default_output(path: Path | None, default: Path, workdirs: Sequence[Pa
                             f"not of {', '.join(shown_path(Path(w)) for w in workdirs)}; pass {option} PATH to "
                             f"write this run's figures elsewhere, or {option} {shown_path(default)} to replace them.")
     return default
+
+
+def _bench_work_tail(path: Path) -> tuple[str, ...] | None:
+    """``("bench", "work", name, …)`` of a path inside some clone's ``bench/work`` (a bench's own workdirs), else None."""
+    parts = path.parts
+    starts = [j for j in range(len(parts) - 2) if parts[j:j + 2] == ("bench", "work")]
+    return parts[starts[-1]:] if starts else None
+
+
+def recorded_set_workdir(result: Any, workdir_of: Callable[[list[str]], Path]) -> Path | None:
+    """The workdir a set benchmark's result file was written from, or None when unknown.
+
+    Its ``workdir`` key where it has one; else the ``--workdir`` of its recorded ``command`` (``workdir_of``
+    its arguments: the script's own default where the command named none), relative to the repository root.
+    """
+    if not isinstance(result, dict):
+        return None
+    bench = result.get("benchmark") if isinstance(result.get("benchmark"), dict) else {}
+    for holder in (result, bench):
+        if isinstance(holder.get("workdir"), str):
+            return Path(holder["workdir"])
+    command = bench.get("command") or result.get("command")
+    if not isinstance(command, str):
+        return None
+    try:
+        argv = shlex.split(command)[2:]  # after "python bench/<script>.py"
+        return ROOT / workdir_of(argv)
+    except (ValueError, SystemExit):  # a command the parser of today no longer takes
+        return None
+
+
+def _same_workdir(a: Path, b: Path) -> bool:
+    """The same folder, or the same place under two clones' ``bench/work``."""
+    a, b = Path(a).resolve(), Path(b).resolve()
+    return a == b or (_bench_work_tail(a) is not None and _bench_work_tail(a) == _bench_work_tail(b))
+
+
+def guard_set_output(path: Path | None, default: Path, workdir: Path, own: Path,
+                     workdir_of: Callable[[list[str]], Path], option: str = "--json") -> Path:
+    """Where a benchmark that trains on one of the sets writes: ``path`` when given, else ``default`` unless this
+    run's ``workdir`` is not the script's ``own`` default workdir for its arguments and ``default`` holds the
+    committed figures of a run on another workdir (:func:`recorded_set_workdir`).
+
+    Like :func:`guard_default_output`, before any work: a run on a user's own workdir must not replace the
+    documented figures unnoticed, while the documented command run as it is (in its own workdir, in any clone)
+    reproduces them in place.
+    """
+    if path is not None or not default.exists() or _same_workdir(workdir, own):
+        return path or default
+    try:
+        then = recorded_set_workdir(atomic.read_json(default), workdir_of)
+    except UserError:
+        then = None
+    now = Path(workdir).resolve()
+    if then is not None and _same_workdir(then, now):
+        return default
+    shown = shown_path(then) if then is not None else "an unknown workdir"
+    raise UserError(f"{shown_path(default)} holds the committed figures of a run on {shown}, not on "
+                    f"{shown_path(now)}; pass {option} PATH to write this run's figures elsewhere, or "
+                    f"{option} {shown_path(default)} to replace them.")
 
 
 def load_average() -> list[float] | None:

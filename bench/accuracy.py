@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench._common import add_set_workdir_arguments, run_script  # noqa: E402
+from bench._common import add_set_workdir_arguments, guard_set_output, run_script  # noqa: E402
 from bench.sets import SETS, check_workdir, prepare_set  # noqa: E402
 
 # Presets that are not meant to learn real photographs at their defaults: the article's own
@@ -146,7 +146,7 @@ def unavailable(spec) -> str | None:
     return None
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     from ensemble.vote import SELECT_BY as SELECT_METRICS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -181,6 +181,25 @@ def main(argv=None) -> int:
                              "(weights = <WORKDIR>/members/<name>/model.keras; a k-fold member's copy 0)")
     parser.add_argument("--select-by", default=None, choices=SELECT_METRICS,
                         help="val selection metric (default: per dataset, see SELECT_BY)")
+    return parser
+
+
+def workdir_of(argv: list[str]) -> Path:
+    """The workdir a run with these arguments trains in (its ``--workdir``, else :func:`default_workdir`)."""
+    args, _ = build_parser().parse_known_args(argv)
+    return args.workdir or default_workdir(args.dataset, args.quick, args.seed)
+
+
+def result_name(args: argparse.Namespace, which: str, member_set) -> str:
+    """The committed result file of a run: ``<set>[-defaults][-<pretrained set>][-folds<K>][-<only>][-from-<w>][-quick].json``."""
+    return (f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}"
+            f"{'-' + which if which.startswith('pretrained') else ''}{f'-folds{args.folds}' if args.folds else ''}"
+            f"{'-' + '-'.join(m[0] for m in member_set) if args.only else ''}"
+            f"{'-from-' + args.start_from.name if args.start_from else ''}{'-quick' if args.quick else ''}.json")
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -202,11 +221,6 @@ def main(argv=None) -> int:
         raise UserError(f"--jobs must be at least 1 (fold copies trained at once); got {args.jobs}. Pass e.g. --jobs 2.")
     workdir = args.workdir or default_workdir(args.dataset, args.quick, args.seed)
     check_workdir(workdir)
-    started = time.perf_counter()
-    if args.dataset == "synthetic":
-        _prepare_synthetic(workdir, args.seed, force=args.force)
-    else:
-        prepare_set(args.dataset, workdir, force=args.force)
     which = args.members or ("tuned" if args.dataset in MEMBERS else "defaults")
     member_set = MEMBERS[args.dataset] if which == "tuned" else MEMBER_SETS.get(which) or default_members()
     if args.only:
@@ -216,6 +230,14 @@ def main(argv=None) -> int:
             parser.error(f"--only names members that are not in the {which} set: {', '.join(unknown)}; "
                          f"choose from {', '.join(name for name, _, _ in member_set)}")
         member_set = tuple(m for m in member_set if m[0] in wanted)
+    # --json: the committed file untouched; without it, the committed figures of another workdir are not replaced
+    result_path = guard_set_output(args.json, ROOT / "bench" / "results" / result_name(args, which, member_set),
+                                   workdir, default_workdir(args.dataset, args.quick, args.seed), workdir_of)
+    started = time.perf_counter()
+    if args.dataset == "synthetic":
+        _prepare_synthetic(workdir, args.seed, force=args.force)
+    else:
+        prepare_set(args.dataset, workdir, force=args.force)
     members, not_run = {}, {}
     for i, (name, preset, overrides) in enumerate(member_set):
         overrides = dict(overrides)
@@ -260,14 +282,14 @@ def main(argv=None) -> int:
         "benchmark": {
             "dataset": args.dataset, "member_set": which, "quick": args.quick, "seconds_total": round(seconds, 1),
             "folds": args.folds, "only": args.only, "start_from": str(args.start_from) if args.start_from else None,
-            "members": members, "not_run": not_run, "published": PUBLISHED if args.dataset == "retinamnist" else None,
+            "workdir": str(Path(workdir).resolve()), "members": members, "not_run": not_run,
+            "published": PUBLISHED if args.dataset == "retinamnist" else None,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
             "date": time.strftime("%Y-%m-%d"),
             "command": "python bench/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         },
     }
-    name = f"{args.dataset}{'-defaults' if which == 'defaults' and args.dataset in MEMBERS else ''}{'-' + which if which.startswith('pretrained') else ''}{f'-folds{args.folds}' if args.folds else ''}{'-' + '-'.join(m[0] for m in member_set) if args.only else ''}{'-from-' + args.start_from.name if args.start_from else ''}{'-quick' if args.quick else ''}.json"
-    written = write_json(args.json or ROOT / "bench" / "results" / name, out)  # --json: the committed file untouched
+    written = write_json(result_path, out)
     print(f"[accuracy] result written to {written}", file=sys.stderr)
     summarize(out)
     return 0

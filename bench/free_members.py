@@ -30,13 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench._common import add_set_workdir_arguments, run_script  # noqa: E402
+from bench._common import (  # noqa: E402
+    add_set_result_argument, add_set_workdir_arguments, guard_set_output, run_script, workdir_from)
 from bench.sets import SETS, prepare_set  # noqa: E402
 
 METRICS = ("accuracy", "balanced_accuracy", "qwk", "auc")
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sorted(SETS))
     parser.add_argument("--preset", default="small")
@@ -47,7 +48,15 @@ def main(argv=None) -> int:
                               "its plain/swa/snap members when complete with another spec")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bootstrap", type=int, default=1000)
-    args = parser.parse_args(argv)
+    add_set_result_argument(parser, "bench/results/free-members-<dataset>.json")
+    return parser
+
+
+workdir_of = workdir_from(build_parser, "free")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
 
     import numpy as np
 
@@ -57,7 +66,10 @@ def main(argv=None) -> int:
     from members.training.snapshots import snapshot_name
     from members.training.trainer import train_member
 
-    workdir = args.workdir or ROOT / "bench" / "work" / f"free-{args.dataset}"
+    own = workdir_of([args.dataset])
+    workdir = args.workdir or own
+    result_path = guard_set_output(args.json, ROOT / "bench" / "results" / f"free-members-{args.dataset}.json",
+                                   workdir, own, workdir_of)
     started = time.perf_counter()
     prepare_set(args.dataset, workdir, force=args.force)
     base = load_preset(args.preset)
@@ -98,7 +110,7 @@ def main(argv=None) -> int:
     out["benchmark"] = {"seconds_total": round(time.perf_counter() - started, 1), "date": time.strftime("%Y-%m-%d"),
                         "cpus": os.cpu_count(),
                         "command": "python bench/free_members.py " + " ".join(argv if argv is not None else sys.argv[1:])}
-    write_json(ROOT / "bench" / "results" / f"free-members-{args.dataset}.json", out)
+    write_json(result_path, out)
     print(table(out))
     return 0
 

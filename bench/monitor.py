@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench._common import add_set_workdir_arguments, run_script  # noqa: E402
+from bench._common import (  # noqa: E402
+    add_set_result_argument, add_set_workdir_arguments, guard_set_output, run_script, workdir_from)
 from bench.sets import SETS, prepare_set  # noqa: E402
 
 RULES = ("val_qwk at 0.5, 1.5, …", "val_qwk prior-matched", "val_loss", "val_auc", "last epoch")
@@ -175,7 +176,7 @@ def split_half(file: Path, repeats: int, seed: int) -> dict:
         "_epochs": int(len(probs)), "_val_rows": int(len(y)), "_train_seconds": round(float(d["seconds"]), 1)}
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sorted(SETS))
     parser.add_argument("--preset", action="append", default=None, help="default: deep fundus hires small wide")
@@ -184,13 +185,23 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--patience", type=int, default=8,
                         help="the early stopping the picking rules simulate (8: the recipe presets' before keep = last)")
-    parser.add_argument("--json", type=Path, default=None, help="default: bench/results/monitor-<dataset>.json")
-    args = parser.parse_args(argv)
+    add_set_result_argument(parser, "bench/results/monitor-<dataset>.json")
+    return parser
+
+
+workdir_of = workdir_from(build_parser, "monitor")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
 
     from bench._common import write_result
 
     presets = args.preset or ["deep", "fundus", "hires", "small", "wide"]
-    workdir = args.workdir or ROOT / "bench" / "work" / f"monitor-{args.dataset}"
+    own = workdir_of([args.dataset])
+    workdir = args.workdir or own
+    result_path = guard_set_output(args.json, ROOT / "bench" / "results" / f"monitor-{args.dataset}.json",
+                                   workdir, own, workdir_of)
     prepare_set(args.dataset, workdir, force=args.force)  # a workdir holding the set is kept as it is, members too
     members = {}
     for preset in presets:
@@ -199,7 +210,7 @@ def main(argv=None) -> int:
                                      args.repeats, args.seed)
     means = {rule: {m: round(float(np.mean([members[p][rule][m] for p in presets])), 4)
                     for m in ("qwk", "accuracy", "balanced_accuracy", "auc")} for rule in RULES}
-    write_result(args.json or ROOT / "bench" / "results" / f"monitor-{args.dataset}.json", {
+    write_result(result_path, {
         "dataset": args.dataset, "seed": args.seed, "workdir": str(workdir.resolve()),
         "protocol": f"split-half on val rows, {args.repeats} repeats; early stopping simulated; test never read",
         "members": members, "mean": means})

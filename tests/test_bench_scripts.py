@@ -152,6 +152,54 @@ def test_guard_reads_the_older_files_that_only_name_their_workdirs(tmp_path):
     assert _common.guard_default_output(explicit, default, [tmp_path / "demo"], "--json") == explicit
 
 
+# ----- the committed result files of the set benchmarks (accuracy, free_members, monitor) ------------------------
+def test_a_set_benchmark_on_a_users_workdir_keeps_the_committed_figures(tmp_path, monkeypatch, other_workdir):
+    from bench import accuracy, free_members, monitor
+
+    committed = {"benchmark": {"command": "python bench/accuracy.py synthetic --quick --workdir /work/runs/q"}}
+    results = tmp_path / "bench" / "results"
+    results.mkdir(parents=True)
+    (results / "synthetic-quick.json").write_text(json.dumps(committed))
+    (results / "free-members-demo.json").write_text(json.dumps({"workdir": "/work/runs/free-demo"}))
+    (results / "monitor-demo.json").write_text(json.dumps({"workdir": "/work/runs/monitor-demo"}))
+    monkeypatch.setattr(accuracy, "ROOT", tmp_path)
+    monkeypatch.setattr(free_members, "ROOT", tmp_path)
+    monkeypatch.setattr(monitor, "ROOT", tmp_path)
+    monkeypatch.setitem(free_members.SETS, "demo", None)
+    monkeypatch.setitem(monitor.SETS, "demo", None)
+    before = _snapshot(other_workdir)
+    for main, argv, name in ((accuracy.main, ["synthetic", "--quick"], "synthetic-quick.json"),
+                             (free_members.main, ["demo"], "free-members-demo.json"),
+                             (monitor.main, ["demo"], "monitor-demo.json")):
+        with pytest.raises(UserError, match=f"holds the committed figures of a run on /work/runs/.*pass --json PATH"):
+            main([*argv, "--workdir", str(other_workdir), "--force"])
+        assert (results / name).read_text() != ""
+    assert _snapshot(other_workdir) == before  # refused before any work, --force or not
+    assert json.loads((results / "synthetic-quick.json").read_text()) == committed
+
+
+def test_set_guard_allows_the_documented_command_and_the_recorded_workdir(tmp_path):
+    from bench import accuracy
+
+    default = tmp_path / "retinamnist-defaults.json"
+    default.write_text(json.dumps({"benchmark": {"command": "python bench/accuracy.py retinamnist --members "
+                                                            "defaults --workdir bench/work/rmn-x"}}))
+    own = accuracy.default_workdir("retinamnist", False, 0)
+    recorded = ROOT / "bench" / "work" / "rmn-x"
+    assert _common.recorded_set_workdir(json.loads(default.read_text()), accuracy.workdir_of) == recorded
+    # the script's own workdir (here or in another clone's bench/work) and the recorded one may replace the figures
+    assert _common.guard_set_output(None, default, own, own, accuracy.workdir_of) == default
+    clone = tmp_path / "clone" / "bench" / "work" / "rmn-x"
+    assert _common.guard_set_output(None, default, clone, own, accuracy.workdir_of) == default
+    with pytest.raises(UserError, match="bench/work/rmn-x"):
+        _common.guard_set_output(None, default, tmp_path / "mine", own, accuracy.workdir_of)
+    mine = tmp_path / "mine.json"
+    assert _common.guard_set_output(mine, default, tmp_path / "mine", own, accuracy.workdir_of) == mine
+    # a command without --workdir ran in the script's default for its arguments (the seed's own synthetic set)
+    seeded = {"benchmark": {"command": "python bench/accuracy.py synthetic --seed 3"}}
+    assert _common.recorded_set_workdir(seeded, accuracy.workdir_of) == ROOT / "bench" / "work" / "synthetic-s3"
+
+
 def test_ablate_merges_only_rows_of_the_same_seed_and_split(tmp_path):
     from bench.ablate import check_merge
 
