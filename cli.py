@@ -29,6 +29,24 @@ if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
     os.environ["COLUMNS"] = "200"  # piped or captured: render tables and --help wide instead of cutting them at 80
 
 
+def _bare_flags() -> None:
+    """Show flags bare in ``--help``: Typer 0.29 prints every flag with a type (``--force <bool>``, even ``--help
+    <bool>``), as though it took a value, and ``--force true`` is then refused as an extra argument."""
+    option = getattr(typer.core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "bare_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) and not getattr(self, "count", False) else shown(self, ctx)
+
+    display_type_rich.bare_flags = True
+    option.display_type_rich = display_type_rich
+
+
+_bare_flags()
+
+
 class _Commands(typer.core.TyperGroup):
     """The command group, refusing an empty argument (``-w ''``): Typer turns it into the path ``.``, so a workdir,
     an --out or an --images given as an unset shell variable meant the current folder."""

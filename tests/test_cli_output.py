@@ -56,6 +56,19 @@ def test_help_shows_choices_and_defaults_without_numpy():
     assert result.returncode == 0 and "numpy" not in result.stderr
 
 
+def test_flags_are_shown_bare_in_every_help():
+    """A flag takes no value: ``--force <bool>`` (Typer 0.29's rendering) read as ``--force true``, then refused."""
+    import cli
+
+    names = {c.name or c.callback.__name__.replace("_", "-") for c in cli.app.registered_commands}
+    commands = [[], *[[name] for name in sorted(names)]]
+    assert len(commands) > 8
+    for command in commands:
+        shown = _run("cli.py", *command, "--help").stdout
+        assert "--help" in shown and "<bool>" not in shown, command
+    assert "<path>" in _run("cli.py", "presets", "--help").stdout  # an option with a value keeps its type
+
+
 def test_presets_json_is_complete_and_stderr_is_quiet():
     result = _run("cli.py", "presets", "--json")
     assert result.returncode == 0, result.stderr
