@@ -89,9 +89,16 @@ def run_demo(workdir: str | Path, *, images: int = 800, seed: int = 0, quick: bo
     from members.data.synthetic import write_demo_data
     from members.training.trainer import member_dir, train_member
 
+    from members.data.synthetic import MIN_PER_GRADE, NUM_GRADES
+    from members.infra.errors import UserError
+
     started = time.perf_counter()
     workdir = Path(workdir)
     data = workdir / "data"
+    if images < NUM_GRADES * MIN_PER_GRADE:  # demo-data's own minimum: every grade in train, val and test
+        raise UserError(f"--images {images} is too few for the demo: prepare needs {MIN_PER_GRADE} images of each "
+                        f"of the {NUM_GRADES} grades to put one in train, val and test; pass --images "
+                        f"{NUM_GRADES * MIN_PER_GRADE} or more (the default is 800).")
     _refuse_work_of_others(workdir)
     if quick:
         images = min(images, 200)
@@ -107,10 +114,12 @@ def run_demo(workdir: str | Path, *, images: int = 800, seed: int = 0, quick: bo
     _log("[demo] 2/4 preparing the workdir (checks every image, stratified split by patient)")
     prepare_csv(workdir, data / "trainLabels.csv", data / "images", seed=seed, force=True)
     members = QUICK_MEMBERS if quick else DEMO_MEMBERS
+    reused = []
     for i, (name, preset, overrides) in enumerate(members, 1):
         spec = resolve_spec(preset, {**overrides, "seed": seed + i})
         if _member_done(member_dir(workdir, name), spec):
             _log(f"[demo] 3/4 member {i}/{len(members)} {name}: already trained, reused")
+            reused.append(name)
             continue
         _log(f"[demo] 3/4 training member {i}/{len(members)}: {name} (preset {preset}, "
              f"{spec.input_size}px, depth {spec.depth}, width {spec.width})")
@@ -118,14 +127,16 @@ def run_demo(workdir: str | Path, *, images: int = 800, seed: int = 0, quick: bo
         t = result.metrics["test"]
         _log(f"[demo]     {name}: test balanced accuracy {t['balanced_accuracy']:.3f}, QWK {t['qwk']:.3f}, "
              f"{result.seconds:.0f}s")
-    _log("[demo] 4/4 voting: fitting the combiners on validation, scoring on test")
+    _log("[demo] 4/4 voting (`vote --calibrate temperature`): fitting the combiners on validation, scoring on test")
     from ensemble.vote import is_collapsed, run_vote
     from members.infra.atomic import read_json
 
     collapsed = [name for name, _, _ in members if is_collapsed(read_json(member_dir(workdir, name) / "metrics.json"))]
     keep = quick and bool(collapsed)
     if keep:  # a smoke run of the pipeline: its members train for seconds on 200 images
-        _log(f"[demo] --quick: {', '.join(collapsed)} collapsed (see the warnings above): members trained for seconds "
+        where = ("the warnings above" if not set(collapsed) & set(reused)
+                 else "their metrics.json: reused members were trained by an earlier run")
+        _log(f"[demo] --quick: {', '.join(collapsed)} collapsed (see {where}): members trained for seconds "
              "on 200 images learn little. This smoke run votes them anyway, as `vote --keep-collapsed` would, so "
              "that it reaches the report (report.json collapsed_kept names them); the full demo's members learn.")
     report = run_vote(workdir, methods=("all",), n_boot=1000, seed=seed, calibrate="temperature", console=Console(),

@@ -25,6 +25,7 @@ def stand_ins(monkeypatch):
                    "test": {"balanced_accuracy": 0.2, "qwk": 0.0}}
         folder = trainer.member_dir(workdir, name)
         write_json(folder / "metrics.json", metrics)  # as the trainer leaves it
+        (folder / "spec.toml").write_text(spec.to_toml(preset=preset))
         return TrainResult(name, folder, metrics)
 
     def fake_vote(workdir, **kwargs):
@@ -45,6 +46,24 @@ def test_quick_demo_votes_its_collapsed_members_and_says_so(tmp_path, stand_ins,
     err = capsys.readouterr().err
     said = "[demo] --quick: tiny-a, tiny-c collapsed (see the warnings above)"
     assert (said in err) is quick and ("votes them anyway, as `vote --keep-collapsed` would" in err) is quick
+
+
+def test_a_rerun_that_reuses_collapsed_members_points_to_their_metrics(tmp_path, stand_ins, capsys):
+    demo.run_demo(tmp_path / "d", images=120, quick=True)
+    capsys.readouterr()
+    demo.run_demo(tmp_path / "d", images=120, quick=True)  # every member complete with the same spec: reused
+    err = capsys.readouterr().err
+    assert "already trained, reused" in err and "see the warnings above" not in err
+    assert "collapsed (see their metrics.json: reused members were trained by an earlier run)" in err
+    assert "`vote --calibrate temperature`" in err  # the vote the demo runs, as README says
+
+
+def test_too_few_demo_images_are_refused_before_anything_is_written(tmp_path):
+    from members.infra.errors import UserError
+
+    with pytest.raises(UserError, match=r"--images 10 is too few for the demo.*pass --images 30 or more"):
+        demo.run_demo(tmp_path / "d", images=10, quick=True)
+    assert not (tmp_path / "d").exists()
 
 
 def test_demo_never_replaces_work_it_did_not_make(tmp_path):
