@@ -58,6 +58,10 @@ def test_progressive_resizing_on_flatten_head_is_explained():
         load_preset("article").replace(resize_schedule=(128, 256))
     with pytest.raises(UserError, match="pooling 'flatten'"):
         load_preset("small").replace(pooling="flatten", resize_schedule=(64, 96))
+    # a schedule that does not end at input_size is refused for the Flatten head first: the advice to end it at
+    # 256 or set input_size 128 led to a second refusal; and pooling cannot free the article's network
+    with pytest.raises(UserError, match=r"Flatten by design\)\. Remove resize_schedule, or take a network with global"):
+        load_preset("article").replace(resize_schedule=(64, 128))
 
 
 def test_unknown_preset_lists_the_known_ones():

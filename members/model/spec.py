@@ -285,20 +285,22 @@ def validate(spec: MemberSpec) -> None:
     sizes = spec.stage_sizes
     _check(all(isinstance(s, int) and not isinstance(s, bool) and s >= 8 for s in sizes),
            f"resize_schedule must list input sizes of at least 8 pixels; got {list(spec.resize_schedule)}.")
+    flatten = spec.architecture == "article" or spec.pooling == "flatten"
+    if flatten and len(sizes) > 1:
+        raise UserError(
+            "Progressive resizing needs a resolution-agnostic head, but this spec ends in Flatten, which fixes the "
+            f"input size; got resize_schedule {list(sizes)} with "
+            + ("architecture 'article' (the article's network, Flatten by design). Remove resize_schedule, or take a "
+               "network with global pooling (architecture = \"convnet\", e.g. --preset hires, which resizes 64 → 128)."
+               if spec.architecture == "article" else
+               "pooling 'flatten'. Use pooling = \"avgmax\" or \"avg\" (global pooling) or remove resize_schedule.")
+        )
     if spec.resize_schedule:
         _check(list(sizes) == sorted(set(sizes)),
                f"resize_schedule must increase strictly (e.g. [64, 128]); got {list(sizes)}.")
         _check(sizes[-1] == spec.input_size,
                f"resize_schedule must end at input_size; got schedule {list(sizes)} and input_size {spec.input_size}. "
                f"Set input_size = {sizes[-1]} or end the schedule at {spec.input_size}.")
-    flatten = spec.architecture == "article" or spec.pooling == "flatten"
-    if flatten and len(sizes) > 1:
-        raise UserError(
-            "Progressive resizing needs a resolution-agnostic head, but this spec ends in Flatten, which fixes the "
-            f"input size; got resize_schedule {list(sizes)} with "
-            + ("architecture 'article'" if spec.architecture == "article" else "pooling 'flatten'")
-            + ". Use pooling = \"avgmax\" or \"avg\" (global pooling) or remove resize_schedule."
-        )
     if spec.is_backbone:
         _check(min(sizes) >= 32, f"{spec.architecture} needs input sizes of at least 32 pixels; got {min(sizes)}.")
     elif spec.architecture == "convnet":
