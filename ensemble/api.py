@@ -68,8 +68,10 @@ def _verb(takes: Callable[[], Iterable[str]] | None = None):
     sentence naming the closest, instead of Python's TypeError."""
 
     def wrap(func):
-        own = [n for n, p in inspect.signature(func).parameters.items()
-               if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        params = inspect.signature(func).parameters.items()
+        own = [n for n, p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        # the arguments passed by position (workdir; predict's images) are not listed as its keywords
+        positional = {n for n, p in params if p.kind == p.POSITIONAL_OR_KEYWORD and p.default is p.empty}
 
         @functools.wraps(func)
         def verb(*args, **kwargs):
@@ -85,10 +87,10 @@ def _verb(takes: Callable[[], Iterable[str]] | None = None):
                     close = difflib.get_close_matches(key, [*known, *aliases], n=1)
                     why = (f": {NO_KEYWORD[key]}" if key in NO_KEYWORD else
                            f"; did you mean {close[0]}=?" if close else "")
-                    listed = list(dict.fromkeys(k for k in known if k not in ("workdir", "images")))
+                    listed = list(dict.fromkeys(k for k in known if k not in positional))
                     raise UserError(f"{func.__name__} takes no keyword {key}={why} (" + (
                         f"its keywords: {', '.join(listed)}" if len(listed) <= 20 else
-                        f"its keywords: {', '.join(k for k in own if k not in ('workdir', 'images'))}, and "
+                        f"its keywords: {', '.join(k for k in own if k not in positional)}, and "
                         f"{TAKES.get(func.__name__, 'the options it passes on')}") + ").")
                 options[target] = _plain(value)
             return func(*(_plain(a) for a in args), **options)
