@@ -557,8 +557,10 @@ def plot_explanation(e: Explanation, plt):
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     if not e.withheld:
+        # the key's thickness is its length / aspect: kept about 0.2 in, whatever the number of panels it spans
+        # (aspect 40 over ten panels made it 0.4 in thick and pushed the ensemble's title off the top)
         key = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap="jet"), ax=list(axes[1:]), location="bottom",
-                           shrink=0.6, aspect=40, pad=0.02)
+                           shrink=0.6, aspect=max(40, 10 * (panels - 1)), pad=0.02)
         key.set_label(HEAT_LABEL, fontsize=8)
         key.ax.tick_params(labelsize=7)
     return fig  # laid out when saved (plots._save), where a glyph the font lacks is drawn as a box, silently

@@ -266,22 +266,23 @@ def test_every_title_fits_the_figure_and_the_maps_have_a_colour_key() -> None:
 
     from ensemble.explain import HEAT_LABEL, Explanation, plot_explanation
 
-    heat = np.random.default_rng(0).random((3, 16, 16))
     titles = ["a: grade 0 (p=0.90)\n(empty map: no region raised this output)",
               "b-with-a-long-member-name: grade 2 (p=0.41)\n(empty map: no region raised this output)",
               "ensemble (soft+thr): grade 2 (p=0.26; its most probable grade 3, p=0.43)"]
-    for withheld in (False, True):
+    many = [f"m{i}: grade 0 (p=0.51)\nweight 0.1" for i in range(9)] + ["ensemble (weighted+thr): grade 0\np=0.52"]
+    for titles, withheld in ((titles, False), (titles, True), (many, False)):  # ten maps: the key grew thick
+        heat = np.random.default_rng(0).random((len(titles), 16, 16))
         fig = plot_explanation(Explanation("eye.png", np.zeros((16, 16, 3), np.uint8), titles, heat,
                                            withheld=withheld), plt)
         fig.canvas.draw()
         renderer, box = fig.canvas.get_renderer(), fig.bbox
-        panels = fig.axes[:4]
+        panels = fig.axes[:len(titles) + 1]
         for ax in panels:
             extent = ax.title.get_window_extent(renderer)
             assert box.y0 <= extent.y0 and extent.y1 <= box.y1 and box.x0 <= extent.x0 and extent.x1 <= box.x1
-        keys = [ax for ax in fig.axes[4:] if ax.get_xlabel() == HEAT_LABEL]
+        keys = [ax for ax in fig.axes[len(panels):] if ax.get_xlabel() == HEAT_LABEL]
         assert len(keys) == (0 if withheld else 1)
-        assert [len(ax.images) for ax in panels] == ([1, 1, 1, 1] if withheld else [1, 2, 2, 2])
+        assert [len(ax.images) for ax in panels] == [1] + [1 if withheld else 2] * len(titles)
         plt.close(fig)
 
 
