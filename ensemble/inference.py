@@ -571,6 +571,7 @@ def _header_problem(path: Path) -> str | None:
     from PIL import Image
 
     from members.data.labels import REASON_FORMAT, _bmp_decodable
+    from members.infra.archives import file_kind, how_to_open
 
     try:
         with Image.open(path) as im:
@@ -589,6 +590,9 @@ def _header_problem(path: Path) -> str | None:
         except OSError:
             return None
         ours = head.startswith((b"\xff\xd8", b"\x89PNG", b"GIF8", b"BM")) or (head[:4] == b"RIFF" and head[8:] == b"WEBP")
+        kind = None if ours else file_kind(path)  # a download's train.zip passed as it came
+        if kind is not None:
+            return f"is {kind}, not an image: {how_to_open(path, kind, 'the images it holds')}"
         return None if ours else UNDECODABLE  # before the pipeline: no decoder traceback on stderr
     if fmt == "WEBP" and frames > 1:
         return f"is an animated WebP ({frames} frames), which TensorFlow cannot decode; save one frame as PNG or JPEG"

@@ -90,6 +90,16 @@ def _save(path, frames, fmt, **kwargs) -> str:
     return str(path)
 
 
+def test_predict_names_a_zip_passed_as_an_image(tmp_path):
+    import zipfile
+
+    from ensemble.inference import check_file
+
+    with zipfile.ZipFile(tmp_path / "test.zip", "w") as z:
+        z.writestr("test/a.png", b"not really")
+    assert check_file(str(tmp_path / "test.zip")).startswith("is a zip archive, not an image: extract it first")
+
+
 def test_predict_refuses_bombs_and_animated_webp_but_reads_a_gif_and_a_tiff(tmp_path, monkeypatch):
     from ensemble.inference import check_file
 

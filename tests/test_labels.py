@@ -203,6 +203,34 @@ def test_read_csv_fatal_errors(tmp_path, content, needle):
     assert needle in str(info.value)
 
 
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("name,make,needle", [
+    ("trainLabels.csv.zip", lambda p: _zip(p, {"trainLabels.csv": b"image,level\na,1\n"}),
+     "is a zip archive, not a CSV text file: extract it first (e.g. `unzip "),
+    ("trainLabels.csv.gz", lambda p: p.write_bytes(__import__("gzip").compress(b"image,level\na,1\n")),
+     "is a gzip archive, not a CSV text file: extract it first (e.g. `gunzip -k "),
+    ("labels.xlsx", lambda p: _zip(p, {"[Content_Types].xml": b"<x/>", "xl/workbook.xml": b"<x/>"}),
+     "is an Excel workbook (.xlsx), not a CSV text file: open it in Excel or LibreOffice and save it as CSV (UTF-8)"),
+    ("labels.xls", lambda p: p.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504)),
+     "is an Excel workbook (.xls), not a CSV text file: open it in Excel"),
+])
+def test_an_archive_or_a_workbook_passed_as_labels_is_named_not_a_codec_error(tmp_path, name, make, needle):
+    """A zipped trainLabels.csv or an Excel file got 'is not a UTF-8 CSV text file (codec can't decode…)'."""
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(UserError) as info:
+        L.read_labels_csv(path, image_column="image", label_column="level", split_column="split")
+    assert needle in str(info.value) and "codec" not in str(info.value)
+
+
 @pytest.mark.parametrize("sep", [";", "\t", "|"])
 def test_semicolon_tab_and_bar_separated_labels_are_read(tmp_path, sep):
     """Excel in many locales saves CSV with ';' (and TSV exports use tabs): prepare used to refuse them."""

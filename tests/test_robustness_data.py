@@ -242,6 +242,24 @@ def test_not_a_text_file(tmp_path, existing):
     assert_fatal(tmp_path, existing, ["--labels", tmp_path / "labels.csv", "--images", images], "is not a UTF-8 CSV")
 
 
+@pytest.mark.parametrize("name,needle", [
+    ("train.zip", "is a zip archive, not a folder: extract it first (e.g. `unzip "),
+    ("train.zip.001", "is one part of a split archive, not a folder: put all its parts in one folder and extract"),
+])
+@pytest.mark.parametrize("with_labels", [True, False], ids=["csv", "folders"])
+def test_an_archive_passed_as_the_images_folder_says_to_extract_it(tmp_path, existing, name, needle, with_labels):
+    """Kaggle's train.zip passed as --images got "does not exist or is not a folder"."""
+    import zipfile
+
+    images, lines = good_set(tmp_path)
+    with zipfile.ZipFile(tmp_path / name, "w") as z:
+        z.write(images / "g0.png", "train/g0.png")
+    labels = ["--labels", write_csv(tmp_path / "labels.csv", lines)] if with_labels else []
+    assert_fatal(tmp_path, existing, [*labels, "--images", tmp_path / name], needle, "via --images")
+    code, _, err = run_cli("prepare", "--workdir", tmp_path / "w", *labels, "--images", tmp_path / "train")
+    one_sentence_error(code, err, f"train does not exist, but {tmp_path / name} does: extract it first")
+
+
 @pytest.mark.parametrize("bom,eol", [(True, "\n"), (False, "\r\n"), (True, "\r\n")], ids=["bom", "crlf", "bom_crlf"])
 def test_bom_and_crlf_are_read_transparently(tmp_path, bom, eol):
     images, lines = good_set(tmp_path)

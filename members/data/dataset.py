@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from members.infra import csvsafe
+from members.infra.archives import not_a_folder
 from members.infra.atomic import read_json, sha256_file, write_bytes, write_json, write_text
 from members.data.duplicates import describe, merge_groups
 from members.infra.errors import UserError
@@ -448,8 +449,8 @@ def prepare_csv(workdir: str | os.PathLike, labels_csv: str | os.PathLike, image
     seed = check_seed(seed, "--seed")
     workdir, images = _check_workdir(workdir), Path(images_dir)
     if not images.is_dir():
-        raise UserError(f"Images folder {images} does not exist or is not a folder; pass the folder holding the "
-                        f"images via --images. Received: images={images}")
+        fix = "pass the folder holding the images via --images"
+        raise UserError(f"Images folder {images} {not_a_folder(images, fix)}. Received: images={images}")
     table = read_labels_csv(labels_csv, image_column=image_column, label_column=label_column, split_column=split_column)
     column = None if group_column is None else read_group_column(labels_csv, group_column, table["row"].tolist())
     return _prepare_table(workdir, table, images, source=f"csv:{Path(labels_csv).resolve()}", what=str(labels_csv),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from members.infra.archives import not_a_folder
 from members.infra.csvsafe import is_utf8, printable
 from members.infra.errors import UserError
 from members.data.labels import EXTENSIONS, SYSTEM_FOLDERS
@@ -176,8 +177,8 @@ def scan_class_folders(images_dir: str | os.PathLike, *, workdir: str | os.PathL
     """
     root = Path(images_dir)
     if not root.is_dir():
-        raise UserError(f"Images folder {root} does not exist or is not a folder; pass a folder with one "
-                        f"sub-folder per class via --images. Received: images={root}")
+        fix = "pass a folder with one sub-folder per class via --images"
+        raise UserError(f"Images folder {root} {not_a_folder(root, fix)}. Received: images={root}")
     skip = Path(workdir).resolve() if workdir is not None else None
     notes: list[str] = []
     top = _not_the_workdir(_visible_dirs(root), skip, notes)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from members.infra.archives import file_kind, how_to_open
 from members.infra.csvsafe import is_utf8
 from members.infra.errors import UserError
 
@@ -399,8 +400,12 @@ def parse_table(path: Path) -> tuple[list[str], int, list[tuple[int, list[str]]]
     are skipped. :func:`read_labels_csv` and the group column (:mod:`members.data.grouping`) read it alike.
 
     Raises:
-        UserError: not UTF-8 CSV text, or empty.
+        UserError: not UTF-8 CSV text (an archive or a workbook, said so), or empty.
     """
+    kind = file_kind(path)
+    if kind is not None:  # a download's trainLabels.csv.zip, an Excel file: not a codec error
+        raise UserError(f"Labels file {path} is {kind}, not a CSV text file: "
+                        f"{how_to_open(path, kind, 'the CSV inside via --labels')}. Received: labels={path}")
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             text = f.read()
