@@ -70,6 +70,20 @@ def test_a_headerless_ddr_list_with_grade_5_is_read_and_5_can_be_left_out(tmp_pa
     assert not (tmp_path / "w6" / "dataset.json").exists()
 
 
+def test_images_of_excluded_rows_are_listed_not_reported_as_in_no_row(tmp_path):
+    """--exclude-label 5 left its rows out before the check, so their images were "in no row of the labels file"."""
+    rows = _eyes(tmp_path / "img", patients=15)
+    for i in range(4):
+        _image(tmp_path / "img" / f"u{i}_left.png")
+    _image(tmp_path / "img" / "stray.png")  # truly in no row: still reported
+    pd.DataFrame({"image": [n for n, _ in rows] + [f"u{i}_left.png" for i in range(4)],
+                  "level": [g for _, g in rows] + [5] * 4}).to_csv(tmp_path / "l.csv", index=False)
+    code, _out, err = _prepare(tmp_path / "w", "--labels", tmp_path / "l.csv", "--images", tmp_path / "img",
+                               "--exclude-label", "5")
+    assert code == 0, err
+    assert "Note: 1 image file(s) in" in err and "(e.g. stray.png)" in err
+
+
 def test_a_given_split_that_spreads_patients_or_copies_is_named_not_called_grouped(tmp_path):
     rows = _eyes(tmp_path / "img", patients=15)
     (tmp_path / "img" / "copy.png").write_bytes((tmp_path / "img" / "10_left.png").read_bytes())

@@ -628,7 +628,8 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
                         "but not in which order (alphabetical order would make QWK, the grade thresholds and referable "
                         f"DR meaningless); {how}.")
     original = dict(zip(table["row"], table["label_text"]))
-    checked = check_rows(table.assign(label_text=encoding.texts), images, progress=progress)
+    checked = check_rows(table.assign(label_text=encoding.texts), images, progress=progress,
+                         listed=excluded["image"].tolist())
     dropped = checked.dropped.assign(label=[original.get(r, t) for r, t in zip(checked.dropped["row"],
                                                                                 checked.dropped["label"])])
     if len(excluded):

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import unicodedata
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -494,10 +495,10 @@ def read_labels_csv(path: str | os.PathLike, *, image_column: str, label_column:
     return pd.DataFrame(data)
 
 
-def _unlisted_note(table: pd.DataFrame, root: Path, found: list[str]) -> list[str]:
-    """A note on the image files beside the listed ones (in the images folder and in each folder a row was found
-    in) that no row names: a labels file for part of the set, or another set's, would go unnoticed."""
-    bases = [_key(re.split(r"[\\/]", str(name))[-1]) for name in table["image"]]
+def _unlisted_note(names: Sequence[str], root: Path, found: list[str]) -> list[str]:
+    """A note on the image files beside the listed ones (``names``; in the images folder and in each folder a row
+    was found in) that no row names: a labels file for part of the set, or another set's, would go unnoticed."""
+    bases = [_key(re.split(r"[\\/]", str(name))[-1]) for name in names]
     named = set(bases) | {os.path.splitext(base)[0] for base in bases}  # `x.png`, `x`, or a UID `1.2.840.10008`
     unlisted: list[Path] = []
     for folder in sorted({root} | {(root / rel).parent for rel in found}):
@@ -533,7 +534,7 @@ def _first_problem(row, resolver: NameResolver, has_split: bool) -> tuple[str | 
 
 
 def check_rows(table: pd.DataFrame, images_dir: str | os.PathLike, *, progress: bool = True,
-               workers: int = 4) -> CheckedRows:
+               workers: int = 4, listed: Sequence[str] = ()) -> CheckedRows:
     """Check every row of :func:`read_labels_csv`'s table against the images folder.
 
     Args:
@@ -541,6 +542,8 @@ def check_rows(table: pd.DataFrame, images_dir: str | os.PathLike, *, progress: 
         images_dir: the folder the image names are relative to.
         progress: show a progress bar on stderr for the decode checks of large sets.
         workers: threads for the decode checks.
+        listed: image names of the labels file's other rows, left out before the check (``--exclude-label``):
+            their files are no unlisted images.
 
     Returns:
         The kept and dropped rows.
@@ -589,7 +592,7 @@ def check_rows(table: pd.DataFrame, images_dir: str | os.PathLike, *, progress: 
     kept_df = kept_df.drop(columns=["label_text"] + ([] if has_split else ["split"]))
     kept_df["label"] = kept_df["label"].astype("int64")
     dropped_df = pd.DataFrame(dropped, columns=["row", "image", "label", "reason"]).sort_values("row", kind="stable")
-    notes = resolver.notes() + _unlisted_note(table, root, [item[3] for item in ok])
+    notes = resolver.notes() + _unlisted_note([*table["image"], *listed], root, [item[3] for item in ok])
     empty = int((table["split_text"] == "").sum()) if has_split else 0
     if empty:
         notes.append(f"Note: {empty} rows have an empty split cell; they count as train (val and test, where the file "
