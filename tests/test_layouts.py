@@ -105,6 +105,23 @@ def test_bad_folder_layouts(tmp_path, case, needle):
     assert not (tmp_path / "w" / "dataset.json").exists()
 
 
+def test_a_nested_copy_with_its_own_split_folders_names_the_images_to_pass(tmp_path):
+    """Kaggle's chest-xray-pneumonia: chest_xray/{train,val,test} beside chest_xray/chest_xray/{train,val,test} (and
+    __MACOSX) was refused as split folders mixed with a class folder 'chest_xray'; reading both doubles the set."""
+    data = tmp_path / "chest_xray"
+    for base in (data, data / "chest_xray"):
+        for split in ("train", "val", "test"):
+            for c in ("NORMAL", "PNEUMONIA"):
+                for i in range(3):
+                    save(base / split / c / f"{split}_{c}_{i}.png")
+    (data / "__MACOSX" / "chest_xray").mkdir(parents=True)
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", data)
+    one_sentence_error(code, err, "holds split folders (test, train, val) and a folder 'chest_xray' with split "
+                       "folders of its own (test, train, val)", f"--images {data / 'chest_xray'} (or delete")
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", data / "chest_xray")
+    assert code == 0, err
+
+
 def _csv_set(tmp_path: Path, labels: list[str], extra: dict[str, list[str]] | None = None) -> tuple[Path, Path]:
     images = tmp_path / "images"
     for i in range(len(labels)):

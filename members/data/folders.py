@@ -114,6 +114,21 @@ def _refuse_split_like(root: Path, top: list[Path]) -> None:
                     f"Received: images={root}")
 
 
+def _refuse_nested_copy(root: Path, splits: list[Path], others: list[Path]) -> None:
+    """Refuse split folders beside a folder that holds split folders of its own: a second copy of the set (Kaggle's
+    chest-xray-pneumonia unzips to ``chest_xray/{train,val,test}`` beside ``chest_xray/chest_xray/{train,val,test}``);
+    read both, every image would count twice."""
+    nested = [d for d in others if any(p.name.casefold() in SPLIT_FOLDERS for p in _visible_dirs(d))]
+    if not nested:
+        return
+    inner = nested[0]
+    inside = ", ".join(p.name for p in _visible_dirs(inner) if p.name.casefold() in SPLIT_FOLDERS)
+    raise UserError(f"{root} holds split folders ({', '.join(d.name for d in splits)}) and a folder {inner.name!r} with "
+                    f"split folders of its own ({inside}): a second copy of the set, it seems, whose images would count twice; "
+                    f"pass one of them, --images {shlex.quote(str(inner))} (or delete {shlex.quote(str(inner))} and "
+                    f"pass --images {shlex.quote(str(root))}). Received: images={root}")
+
+
 def _refuse_one_class(root: Path, only: Path) -> None:
     """One class folder: if a chain of single folders leads to several (a zip's ``x/x/<class>/``), name it."""
     deep = only
@@ -184,6 +199,7 @@ def scan_class_folders(images_dir: str | os.PathLike, *, workdir: str | os.PathL
     top = _not_the_workdir(_visible_dirs(root), skip, notes)
     splits = [d for d in top if d.name.casefold() in SPLIT_FOLDERS]
     if splits and len(splits) != len(top):
+        _refuse_nested_copy(root, splits, [d for d in top if d not in splits])
         others = [d.name for d in top if d not in splits]
         raise UserError(f"{root} mixes split folders ({', '.join(d.name for d in splits)}) with other folders "
                         f"({', '.join(others[:3])}); put every class folder inside train/, val/ or test/, or use "
