@@ -435,6 +435,21 @@ def test_when_every_row_is_dropped_the_sentence_names_the_likely_cause(tmp_path)
     one_sentence_error(code, err, "are symbolic links to files outside it", "cp -rL")
 
 
+@pytest.mark.parametrize("missing", [31, 5])
+def test_most_rows_without_their_image_warn_that_the_folder_looks_incomplete(tmp_path, missing):
+    """A partial download (one part of a multi-part archive extracted) passed quietly: "kept 54, dropped 248"."""
+    images, lines = good_set(tmp_path)
+    absent = [f"lost{i},{i % 3}" for i in range(missing)]
+    code, out, err = prepare(tmp_path / "w", write_csv(tmp_path / "l.csv", lines + absent), images)
+    assert code == 0, err
+    warning = " ".join(err.split())
+    if missing == 31:  # over half of 61 rows, and at least 20
+        assert f"Warning: 31 of the 61 rows name an image file that is not in {images} (e.g. 'lost0')" in warning
+        assert "looks incomplete" in warning and "multi-part archive" in warning
+    else:
+        assert "looks incomplete" not in warning
+
+
 def test_one_based_grades_are_refused_with_the_renumbering_to_do(tmp_path):
     images, lines = good_set(tmp_path)
     shifted = [f"{line.split(',')[0]},{int(line.split(',')[1]) + 1}" for line in lines]  # grades 1-3

@@ -506,6 +506,22 @@ def _no_usable_row_fix(reason: str, dropped: pd.DataFrame, images: Path) -> str:
     return "check --images and the image names"
 
 
+INCOMPLETE_SHARE, INCOMPLETE_ROWS = 0.5, 20
+"""More than this share of the rows, and at least this many, naming an image file that is not there: the images
+folder looks incomplete (a partial download), said in a warning."""
+
+
+def _incomplete_images_warning(dropped: pd.DataFrame, rows: int, images: Path) -> str | None:
+    """A warning when most rows name a missing image file (only part of a multi-part download extracted), else None."""
+    missing = dropped.loc[dropped["reason"] == REASON_MISSING, "image"]
+    if len(missing) < INCOMPLETE_ROWS or len(missing) <= INCOMPLETE_SHARE * rows:
+        return None
+    return (f"Warning: {len(missing)} of the {rows} rows name an image file that is not in {images} (e.g. "
+            f"{missing.iloc[0]!r}), so the images folder looks incomplete: only part of a multi-part archive "
+            "extracted (train.zip.001, .002, …), or a download cut short? Extract every part into it, or check "
+            "--images.")
+
+
 def _mostly_links(folder: Path, look: int = 50) -> bool:
     """Whether most of the first ``look`` entries of ``folder`` are symbolic links."""
     try:
@@ -639,6 +655,9 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
         fix = _no_usable_row_fix(top.index[0], dropped, Path(images))
         raise UserError(f"No usable row in {what}: all {len(table)} rows were dropped, mostly because "
                         f"\"{top.index[0]}\" ({top.iloc[0]} rows); {fix}.")
+    incomplete = _incomplete_images_warning(dropped, len(table), images)
+    if incomplete:  # said now: a refusal further on (a class too small to split) would hide the cause
+        print(incomplete, file=sys.stderr)
     kept, identical = checked.kept, checked.identical
     if not encoding.named:
         kept, dropped, identical = _drop_beyond_gap(kept, dropped, original, identical, folders)
