@@ -310,7 +310,7 @@ def test_bare_names_are_found_in_sub_folders_and_windows_paths_read(tmp_path):
     save(images / "part1" / "10_left.jpeg")
     save(images / "part2" / "10_right.jpeg")
     save(images / "part1" / "twice.jpeg")
-    save(images / "part2" / "twice.jpeg")
+    save(images / "part2" / "twice.jpeg", quality=50)  # another file under the same name
     save(images / "siteB" / "x.png")
     save(images / "work" / "ghost.png")
     (images / "work" / "dataset.json").write_text("{}")  # a workdir inside the images folder is not searched
@@ -321,7 +321,9 @@ def test_bare_names_are_found_in_sub_folders_and_windows_paths_read(tmp_path):
     assert dict(zip(checked.kept["image"], checked.kept["path"])) == {
         "10_left": "part1/10_left.jpeg", "10_right": "part2/10_right.jpeg", "siteB\\x.png": "siteB/x.png"}
     assert dict(zip(checked.dropped["image"], checked.dropped["reason"])) == {
-        "twice": L.REASON_AMBIGUOUS_FOLDERS, "ghost": L.REASON_MISSING, "nowhere": L.REASON_MISSING}
+        "twice": L.ambiguous_folders(["part1", "part2"]), "ghost": L.REASON_MISSING, "nowhere": L.REASON_MISSING}
+    assert L.ambiguous_folders(["part1", "part2"]).startswith(
+        "image name is in several sub-folders (part1, part2) as different files; name it with its sub-folder")
     notes = " ".join(checked.notes)
     assert "Note: 1 image names were Windows paths" in notes
     assert "Note: 2 image names were not in" in notes and "'10_left' → part1/10_left.jpeg" in notes

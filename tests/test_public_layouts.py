@@ -70,6 +70,33 @@ def test_a_headerless_ddr_list_with_grade_5_is_read_and_5_can_be_left_out(tmp_pa
     assert not (tmp_path / "w6" / "dataset.json").exists()
 
 
+def test_byte_identical_copies_in_several_sub_folders_are_read_once(tmp_path):
+    """HAM10000 from Kaggle: HAM10000_images_part_1/, _part_2/ and their lowercase copies ham10000_images_part_1/,
+    _part_2/; every row was dropped as "in several sub-folders", with advice that cannot work for a set in parts."""
+    rows = _eyes(tmp_path / "flat", patients=15)
+    for i, (name, _) in enumerate(rows):
+        for part in (f"HAM10000_images_part_{i % 2 + 1}", f"ham10000_images_part_{i % 2 + 1}"):
+            (tmp_path / "h" / part).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "h" / part / name).write_bytes((tmp_path / "flat" / name).read_bytes())
+    pd.DataFrame({"image": [n[:-4] for n, _ in rows], "level": [g for _, g in rows]}).to_csv(tmp_path / "l.csv",
+                                                                                           index=False)
+    code, _out, err = _prepare(tmp_path / "w", "--labels", tmp_path / "l.csv", "--images", tmp_path / "h")
+    assert code == 0, err
+    assert ("30 image names are in several sub-folders" in err and "as byte-identical files "
+            "(ham10000_images_part_1 holds copies of HAM10000_images_part_1; ham10000_images_part_2 holds copies of "
+            "HAM10000_images_part_2); each was read from the first" in err)
+    split = pd.read_csv(tmp_path / "w" / "split.csv")
+    assert len(split) == 30 and split["path"].str.startswith("HAM10000_images_part_").all()
+    # a copy that differs: its rows are dropped, naming the sub-folders, and so is the error when every row is
+    for name, _ in rows:
+        part = tmp_path / "h" / f"ham10000_images_part_{rows.index((name, _)) % 2 + 1}"
+        (part / name).write_bytes((part / name).read_bytes() + b"\0")
+    code, _out, err = _prepare(tmp_path / "w2", "--labels", tmp_path / "l.csv", "--images", tmp_path / "h")
+    line = one_sentence_error(code, err, "all 30 rows were dropped", "as different files",
+                              "remove the sub-folders that do not belong")
+    assert any(f"several sub-folders (HAM10000_images_part_{i}, ham10000_images_part_{i})" in line for i in (1, 2))
+
+
 def test_images_of_excluded_rows_are_listed_not_reported_as_in_no_row(tmp_path):
     """--exclude-label 5 left its rows out before the check, so their images were "in no row of the labels file"."""
     rows = _eyes(tmp_path / "img", patients=15)
@@ -135,8 +162,9 @@ def test_renamed_extensions_parallel_folders_and_mac_archives(tmp_path):
     code, _out, err = _prepare(tmp_path / "wi", "--labels", tmp_path / "idrid.csv", "--images", tmp_path / "par")
     assert code == 0, err
     report = pd.read_csv(tmp_path / "wi" / "data_report.csv")
-    assert report["reason"].tolist() == ["image name is in several sub-folders; name it with its sub-folder, or point "
-                                         "--images at the one sub-folder"]
+    assert report["reason"].tolist() == ["image name is in several sub-folders (a. Training Set, b. Testing Set) as "
+                                         "different files; name it with its sub-folder in the labels file, or remove "
+                                         "the folder that does not belong"]
     # an unzipped Mac archive's __MACOSX folder is no class
     for c in ("0 - No DR", "1 - Mild"):
         for i in range(8):

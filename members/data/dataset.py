@@ -33,8 +33,8 @@ from members.infra.errors import UserError
 from members.data.classes import choose_ordinal, encode_labels
 from members.data.folders import loose_files, scan_class_folders
 from members.data.grouping import find_groups, read_group_column
-from members.data.labels import (REASON_BAD_SPLIT, REASON_MISSING, REASON_NO_LABEL, REASON_OUTSIDE, check_rows,
-                                  parse_label, read_labels_csv)
+from members.data.labels import (REASON_AMBIGUOUS_FOLDERS, REASON_BAD_SPLIT, REASON_MISSING, REASON_NO_LABEL,
+                                  REASON_OUTSIDE, check_rows, parse_label, read_labels_csv)
 from members.data.medmnist import fetch_medmnist, read_npz, write_pngs
 from members.data.split import SPLITS, assign_splits, check_fractions, class_counts, patient_groups, spanning
 from members.infra.transaction import WorkdirLock, commit_entries, roll_forward
@@ -496,6 +496,9 @@ def _no_usable_row_fix(reason: str, dropped: pd.DataFrame, images: Path) -> str:
     if reason == REASON_NO_LABEL:
         return ("check that the rows use the header's separator (a ';' or tab in the rows under a ',' header leaves "
                 "every label empty) and that every row has a label")
+    if reason.startswith(REASON_AMBIGUOUS_FOLDERS):
+        return ("remove the sub-folders that do not belong (a resized or older copy of the set?), or name each image "
+                "with its sub-folder in the labels file")
     if reason == REASON_OUTSIDE and _mostly_links(images):
         return (f"the files in {images} are symbolic links to files outside it (a DVC or git-annex checkout?), which "
                 f"prepare does not follow; copy the set with `cp -rL {images} <new folder>` and pass that as --images")

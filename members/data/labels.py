@@ -46,8 +46,9 @@ FLAT_STD = 2.0
 REASON_TOO_LARGE = "image too large to decode safely (PIL decompression-bomb limit)"
 REASON_LOOP = "image file is a symlink loop (or a chain of links too long to follow)"
 REASON_AMBIGUOUS = "image name is ambiguous: several files match it (another extension or case); name it exactly"
-REASON_AMBIGUOUS_FOLDERS = ("image name is in several sub-folders; name it with its sub-folder, or point --images at "
-                            "the one sub-folder")
+REASON_AMBIGUOUS_FOLDERS = "image name is in several sub-folders"
+"""The start of the reason for a name found as different files in several sub-folders; the reason names them
+(:func:`ambiguous_folders`). Byte-identical copies are no ambiguity: the first is read, with a note."""
 REASON_NOT_UTF8 = ("image file name is not valid UTF-8 (written in another system's encoding, e.g. a Windows zip); "
                    "rename the file")
 REASON_FOREIGN = ("image name is an absolute path that does not exist here, and no file under the images folder "
@@ -112,6 +113,7 @@ class NameResolver:
         self.backslashed = 0  # names read with \ as /
         self.reextended: list[tuple[str, str]] = []  # (name, file with another image extension)
         self.foreign: list[tuple[str, str]] = []  # (another machine's absolute path, the file its end names)
+        self.copies: dict[tuple[str, ...], int] = {}  # sub-folders holding a name as byte-identical files -> names
 
     def _inside(self, real: str) -> bool:
         return real == self.root or real.startswith(self._prefix)
@@ -134,7 +136,8 @@ class NameResolver:
         A name not found where it points is looked for again with ``\\`` read as ``/`` (a path
         written on Windows) and, for a bare file name, in the sub-folders of the root, where it
         must name exactly one file (EyePACS delivered in parts, ``images/part1/…``,
-        ``images/part2/…``; a name found in two sub-folders is ambiguous).
+        ``images/part2/…``; a name found as different files in two sub-folders is ambiguous, as byte-identical
+        ones it is read from the first, HAM10000's ``ham10000_images_part_1/`` copy of ``HAM10000_images_part_1/``).
         """
         for other_ext in (False, True):  # a file under another extension only when no exact name exists anywhere
             found, reason = self._resolve(name, other_ext)
@@ -167,7 +170,7 @@ class NameResolver:
             if found is not None:
                 self.foreign.append((name, found))
                 return found, None
-            if reason in (REASON_AMBIGUOUS, REASON_AMBIGUOUS_FOLDERS):
+            if reason == REASON_AMBIGUOUS or (reason or "").startswith(REASON_AMBIGUOUS_FOLDERS):
                 return None, reason
         return None, REASON_FOREIGN
 
@@ -196,6 +199,12 @@ class NameResolver:
             out.append(f"Note: {len(self.elsewhere)} image names were not in {self.root} itself but each matched one file "
                        f"in its sub-folders (e.g. {name!r} → {found}); name the sub-folder in the labels file if a "
                        "name could mean another image.")
+        if self.copies:
+            copies = "; ".join(f"{', '.join(others)} {'holds' if len(others) == 1 else 'hold'} copies of {first}"
+                               for first, *others in list(self.copies)[:3])
+            more = " …" if len(self.copies) > 3 else ""
+            out.append(f"Note: {sum(self.copies.values())} image names are in several sub-folders of {self.root} as "
+                       f"byte-identical files ({copies}{more}); each was read from the first.")
         return out
 
     def _in_subfolders(self, name: str, other_ext: bool = False) -> tuple[str | None, str | None]:
@@ -215,10 +224,13 @@ class NameResolver:
                 return None, REASON_AMBIGUOUS
             if found is not None:
                 hits.append(os.path.relpath(os.path.join(folder, found), self.root))
-        if len(hits) > 1:
-            return None, REASON_AMBIGUOUS_FOLDERS
+        if len(hits) > 1 and not _same_bytes([os.path.join(self.root, h) for h in hits]):
+            return None, ambiguous_folders([os.path.dirname(h) for h in hits])
         if not hits:
             return None, REASON_MISSING
+        if len(hits) > 1:  # HAM10000 from Kaggle: HAM10000_images_part_1/ and its copy ham10000_images_part_1/
+            folders = tuple(Path(os.path.dirname(h)).as_posix() for h in hits)
+            self.copies[folders] = self.copies.get(folders, 0) + 1
         return self._resolve(hits[0])
 
     def _resolve(self, name: str, other_ext: bool = False) -> tuple[str | None, str | None]:
@@ -237,6 +249,25 @@ class NameResolver:
             return None, REASON_OUTSIDE
         rel = os.path.relpath(path, self.root)
         return Path(rel if not rel.startswith("..") else os.path.relpath(real, self.root)).as_posix(), None
+
+
+def ambiguous_folders(folders: Sequence[str]) -> str:
+    """The reason for a name found as different files in ``folders`` (relative to the images folder), naming them."""
+    shown = ", ".join(Path(f).as_posix() or "." for f in folders[:3]) + (" …" if len(folders) > 3 else "")
+    return (f"{REASON_AMBIGUOUS_FOLDERS} ({shown}) as different files; name it with its sub-folder in the labels "
+            "file, or remove the folder that does not belong")
+
+
+def _same_bytes(paths: Sequence[str]) -> bool:
+    """Whether the files ``paths`` hold the same bytes: sizes first, then the contents of same-sized files only."""
+    import filecmp
+
+    try:
+        if len({os.path.getsize(p) for p in paths}) > 1:
+            return False
+        return all(filecmp.cmp(paths[0], p, shallow=False) for p in paths[1:])
+    except OSError:
+        return False
 
 
 def _list_files(folder: str) -> tuple[list[tuple[str, bool]], set[str]]:
