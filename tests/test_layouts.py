@@ -147,13 +147,57 @@ def test_csv_with_class_names_and_order(tmp_path):
     assert report["reason"].tolist() == ["label is empty"]
 
 
+MARKERS = ["nan", "NaN", "NA", "N/A", "?", "-", "null", "None"]
+
+
+def test_missing_value_markers_in_a_named_label_column_are_missing_labels_not_classes(tmp_path):
+    """`none/mild/moderate` with some NaN, NA, ?, None … cells trained a model with classes 'nan', '?', …"""
+    names = ["mild", "moderate", "none"]
+    csv, images = _csv_set(tmp_path, [names[i % 3] for i in range(24)] + MARKERS + ["NA", "NA"])
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--labels", csv, "--images", images)
+    assert code == 0, err
+    assert info(tmp_path / "w")["classes"] == names and info(tmp_path / "w")["kept"] == 24
+    report = pd.read_csv(tmp_path / "w" / "data_report.csv", keep_default_na=False)
+    assert sorted(report["label"].str.lstrip("'")) == sorted(MARKERS + ["NA", "NA"])
+    assert set(report["reason"]) == {"label is a missing-value marker (NaN, NA, N/A, null, None, ?, -): no label"}
+    said = " ".join(err.split())
+    assert "Note: 10 rows have a missing-value marker as their label ('NA' 3, " in said and "'NaN' 1" in said
+    assert "dropped 10 label is a missing-value marker" in said  # the summary's count
+    assert "a class really named 'NA' is kept by listing it in --classes" in said  # 'None' would clash with 'none'
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w2", "--labels", csv, "--images", images,
+                              "--classes", "mild,moderate,none,NA")
+    assert code == 0, err  # listed in --classes, a marker is a class
+    assert info(tmp_path / "w2")["classes"] == [*names, "NA"] and info(tmp_path / "w2")["kept"] == 27
+
+
+def test_missing_value_markers_beside_integer_labels_are_dropped_not_refused_as_names(tmp_path):
+    """0..4 with '?' and 'NaN' cells was refused: "The labels mix class names ('?', 'NaN') with integers"."""
+    csv, images = _csv_set(tmp_path, [str(i % 3) for i in range(24)] + ["?", "NaN", "NA"] * 2)
+    code, _out, err = run_cli("prepare", "--workdir", tmp_path / "w", "--labels", csv, "--images", images)
+    assert code == 0, err
+    assert info(tmp_path / "w")["classes"] == [0, 1, 2] and info(tmp_path / "w")["skipped"] == {
+        "label is a missing-value marker (NaN, NA, N/A, null, None, ?, -): no label": 6}
+    assert "--classes" not in err.split("Note: 6 rows have a missing-value marker")[1].split("\n")[0]
+
+
+def test_a_marker_that_could_be_a_class_as_frequent_as_one_is_refused_with_both_readings():
+    labels = ["None", "Mild", "Severe"] * 6
+    with pytest.raises(UserError, match=r"^The label 'None' \(6 rows\) is a missing-value marker, yet as frequent as "
+                                        r"a class .*--classes Mild,None,Severe\).*--exclude-label 'None'\.$"):
+        encode_labels(labels)
+    assert encode_labels(labels, order=["None", "Mild", "Severe"]).classes == ["None", "Mild", "Severe"]
+    assert encode_labels(labels, strict=True).classes == ["Mild", "None", "Severe"]  # a folder is a class
+    assert encode_labels(["Mild", "Severe"] * 6 + ["None"]).missing == {"None": 1}
+
+
 @pytest.mark.parametrize("names", [3, 24, 25])
 def test_half_names_half_integers_is_refused_not_half_dropped(names):
     """More than a handful of name rows beside integers is refused, whichever kind has more rows (24 names and
     24 integers dropped 24 rows with exit 0; 25 names were refused)."""
     labels = [str(i % 3) for i in range(24)] + [("No_DR", "Mild")[i % 2] for i in range(names)]
     with pytest.raises(UserError, match=rf"^The labels mix class names \('Mild', 'No_DR': {names} rows\) with "
-                                        r"integers \('0', '1', '2': 24 rows\); .* --exclude-label 'Mild'\.$"):
+                                        r"integers \('0', '1', '2': 24 rows\); .* --exclude-label 'Mild' "
+                                        r"--exclude-label 'No_DR'\.$"):
         encode_labels(labels)
 
 

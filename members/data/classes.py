@@ -17,13 +17,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from members.infra.errors import UserError
 
 _INT = re.compile(r"^\+?\d+(\.0*)?$")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+MISSING_LABELS = frozenset({"nan", "NaN", "NAN", "-nan", "NA", "N/A", "n/a", "#N/A", "#NA", "<NA>", "null", "NULL",
+                            "Null", "None", "?", "-", "--"})
+"""Label cells that mean "no label" (what pandas, R, Excel and Python write for a missing value, and the ``?`` and
+``-`` of hand-made tables): their rows are dropped as unlabelled, like an empty cell. Case counts: a lower-case
+``none`` or ``na`` is a class name."""
+WORD_MARKERS = frozenset({"None", "NA"})
+"""The markers that could also name a class (no DR, not applicable): as frequent as a class, they are refused."""
 MIXED_ROWS, MIXED_SHARE = 2, 0.01
 """Integer labels with at most this many (and share of) name rows: the names are stray bad labels, dropped and
 reported; more name rows beside integers are refused (half the set dropped silently is no typo)."""
@@ -38,11 +45,13 @@ class LabelEncoding:
     Attributes:
         classes: the class names in index order, or ``None`` for integer labels (the index is the label).
         texts: one text per input label: the index as text for a name, the label itself otherwise
-            (empty stays empty, so the row is dropped with its reason).
+            (empty stays empty and a missing-value marker stays as it is, so the row is dropped with its reason).
+        missing: the missing-value markers (:data:`MISSING_LABELS`) read as no label, and their rows.
     """
 
     classes: list[str] | None
     texts: list[str]
+    missing: dict[str, int] = field(default_factory=dict)
 
     @property
     def named(self) -> bool:
@@ -62,25 +71,29 @@ def encode_labels(texts: Sequence[str], *, order: Sequence[str] | None = None, s
         order: the class names in order (``--classes``); every name must be among them.
         strict: every label is a class (folder names): any integer beside a name is refused.
 
+    A missing-value marker (:data:`MISSING_LABELS`: ``NaN``, ``NA``, ``?`` …) counts as no label, unless ``order``
+    names it or the labels are folder names (``strict``).
+
     Raises:
-        UserError: names mixed with integers, a name missing from ``order``, or ``order``
-            naming a class twice or one without rows.
+        UserError: names mixed with integers, a name missing from ``order``, ``order``
+            naming a class twice or one without rows, or a marker that could be a class as frequent as one.
     """
-    given = [t for t in texts if t]
+    missing = _missing_markers(texts, order, strict)
+    given = [t for t in texts if t and t not in missing]
     ints = [t for t in given if _INT.match(t)]
     numeric = [t for t in given if _NUMBER.match(t)]
     names = sorted(set(given) - set(numeric))
     named_rows = sum(1 for t in given if t in set(names))
     stray = named_rows <= max(MIXED_ROWS, MIXED_SHARE * len(given))  # a handful of names: typos, dropped row by row
     if not given or not names or (order is None and not strict and 2 * len(ints) >= len(given) and stray):
-        return LabelEncoding(None, list(texts))
+        return LabelEncoding(None, list(texts), missing)
     if ints:
-        first = names[0]
+        leave_out = " ".join(f"--exclude-label {n!r}" for n in names[:3])
         raise UserError(
             f"The labels mix class names ({', '.join(map(repr, names[:3]))}: {named_rows} rows) with integers "
             f"({', '.join(map(repr, sorted(set(ints))[:3]))}: {len(ints)} rows); a class name that is also an integer "
             "is ambiguous, and reading either kind as bad labels would drop too many rows: name every class (e.g. "
-            f"'grade 3') or number every class 0..k-1, or leave a name's rows out with --exclude-label {first!r}.")
+            f"'grade 3') or number every class 0..k-1, or leave the names' rows out with {leave_out}.")
     spellings: dict[str, list[str]] = {}
     for name in names:
         spellings.setdefault(" ".join(name.casefold().split()), []).append(name)
@@ -101,7 +114,33 @@ def encode_labels(texts: Sequence[str], *, order: Sequence[str] | None = None, s
             raise UserError(f"--classes {what}; list every class of the labels exactly once, in order. "
                             f"Received: classes={list(order)}, labels={names[:10]}")
     index = {name: str(i) for i, name in enumerate(classes)}
-    return LabelEncoding(classes, [index.get(t, t) if t else "" for t in texts])
+    return LabelEncoding(classes, [index.get(t, t) if t else "" for t in texts], missing)
+
+
+def _missing_markers(texts: Sequence[str], order: Sequence[str] | None, strict: bool) -> dict[str, int]:
+    """The missing-value markers among ``texts`` that mean no label, and their rows (see :func:`encode_labels`).
+
+    Raises:
+        UserError: ``None`` or ``NA`` beside class names with as many rows as a class: a class or no label?
+    """
+    if strict:  # a folder is a class the user made
+        return {}
+    counts: dict[str, int] = {}
+    for t in texts:
+        counts[t] = counts.get(t, 0) + 1
+    missing = {t: n for t, n in counts.items() if t in MISSING_LABELS and t not in (order or ())}
+    if order is not None:  # every class listed: a marker listed is one, any other is no label
+        return missing
+    names = {t: n for t, n in counts.items() if t and t not in missing and not _NUMBER.match(t)}
+    word = next((t for t in sorted(missing) if t in WORD_MARKERS and names and missing[t] >= min(names.values())),
+                None)
+    if word is not None:
+        smallest = min(names, key=lambda t: (names[t], t))
+        raise UserError(f"The label {word!r} ({missing[word]} rows) is a missing-value marker, yet as frequent as a "
+                        f"class ({smallest!r}: {names[smallest]} rows): if {word!r} is a class, list it in --classes "
+                        f"with the others (e.g. --classes {','.join(sorted([*names, word]))}); if its rows are "
+                        f"unlabelled, leave them out with --exclude-label {word!r}.")
+    return missing
 
 
 def choose_ordinal(named: bool, ordinal: bool | None, classes: Sequence) -> tuple[bool, str]:

@@ -33,8 +33,8 @@ from members.infra.errors import UserError
 from members.data.classes import choose_ordinal, encode_labels
 from members.data.folders import loose_files, scan_class_folders
 from members.data.grouping import find_groups, read_group_column
-from members.data.labels import (REASON_AMBIGUOUS_FOLDERS, REASON_BAD_SPLIT, REASON_MISSING, REASON_NO_LABEL,
-                                  REASON_OUTSIDE, check_rows, parse_label, read_labels_csv)
+from members.data.labels import (REASON_AMBIGUOUS_FOLDERS, REASON_BAD_SPLIT, REASON_MISSING, REASON_MISSING_LABEL,
+                                  REASON_NO_LABEL, REASON_OUTSIDE, check_rows, parse_label, read_labels_csv)
 from members.data.medmnist import fetch_medmnist, read_npz, write_pngs
 from members.data.split import SPLITS, assign_splits, check_fractions, class_counts, patient_groups, spanning
 from members.infra.transaction import WorkdirLock, commit_entries, roll_forward
@@ -347,7 +347,7 @@ def _what_differs(old: dict, new: dict) -> str:
     same_source = all(old.get(k) == new.get(k) for k in ("source", "image_root", "source_sha256"))
     rules = {r: n for r, n in (new.get("skipped") or {}).items() if r not in (old.get("skipped") or {})}
     changed = {reasons.REASON_MISSING, reasons.REASON_EMPTY, reasons.REASON_UNDECODABLE, reasons.REASON_NO_NAME,
-               reasons.REASON_NO_LABEL, reasons.REASON_BAD_LABEL, reasons.REASON_LABEL_RANGE, reasons.REASON_BAD_SPLIT,
+               reasons.REASON_NO_LABEL, reasons.REASON_MISSING_LABEL, reasons.REASON_BAD_LABEL, reasons.REASON_LABEL_RANGE, reasons.REASON_BAD_SPLIT,
                reasons.REASON_DUPLICATE, reasons.REASON_CONFLICT, reasons.REASON_OUTSIDE, reasons.REASON_LOOP,
                reasons.REASON_FOREIGN}
     if same_source and rules and not set(rules) - changed:  # files gone, broken or relabelled: the data changed
@@ -496,6 +496,9 @@ def _no_usable_row_fix(reason: str, dropped: pd.DataFrame, images: Path) -> str:
     if reason == REASON_NO_LABEL:
         return ("check that the rows use the header's separator (a ';' or tab in the rows under a ',' header leaves "
                 "every label empty) and that every row has a label")
+    if reason == REASON_MISSING_LABEL:
+        return ("the label column holds no labels (an unlabelled test list?): check --label-column, and grade "
+                "unlabelled images with `predict`")
     if reason.startswith(REASON_AMBIGUOUS_FOLDERS):
         return ("remove the sub-folders that do not belong (a resized or older copy of the set?), or name each image "
                 "with its sub-folder in the labels file")
@@ -631,6 +634,8 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     """Encode the labels, check every row, group, split and commit (the shared part of CSV and folders)."""
     table, excluded = _exclude_labels(table, exclude, what)
     encoding = encode_labels(table["label_text"].tolist(), order=classes, strict=folders)
+    if encoding.missing:
+        print(_missing_note(encoding), file=sys.stderr)
     if not encoding.named and not exclude and {parse_label(t) for t in encoding.texts} - {None} == set(range(6)):
         print("Note: the labels run 0-5, six grades; if one of them marks ungradable images (DDR's 5, say), pass "
               "--exclude-label 5 to leave those rows out.", file=sys.stderr)
@@ -705,6 +710,20 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
         meta["groups_across_splits"] = len(spread)
     return _commit(workdir, frame, dropped, meta, force=force, class_names=encoding.classes, ordinal=ordinal,
                    notes=[*checked.notes, grouping.note, *lost_notes, *leaks])
+
+
+def _missing_note(encoding) -> str:
+    """The note on labels read as missing-value markers (``NaN``, ``NA``, ``?`` …): how many, and how to keep one as
+    a class."""
+    from members.data.classes import WORD_MARKERS
+
+    shown = ", ".join(f"{t!r} {n}" for t, n in sorted(encoding.missing.items(), key=lambda x: (-x[1], x[0])))
+    named = {str(c).casefold() for c in encoding.classes or ()}
+    words = sorted(w for w in WORD_MARKERS & set(encoding.missing) if w.casefold() not in named)  # 'none' is a class
+    keep = (f"; a class really named {' or '.join(map(repr, words))} is kept by listing it in --classes (e.g. "
+            f"--classes {','.join([*encoding.classes, *words])})" if encoding.named and words else "")
+    return (f"Note: {sum(encoding.missing.values())} rows have a missing-value marker as their label ({shown}): they "
+            f"are unlabelled, dropped and listed in data_report.csv{keep}.")
 
 
 def _given_split_leaks(paths: list[str], split, groups: list[str] | None,

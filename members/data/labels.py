@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from members.data.classes import MISSING_LABELS
 from members.infra.archives import file_kind, how_to_open
 from members.infra.csvsafe import is_utf8
 from members.infra.errors import UserError
 
 REASON_NO_NAME = "image name is empty"
 REASON_NO_LABEL = "label is empty"
+REASON_MISSING_LABEL = "label is a missing-value marker (NaN, NA, N/A, null, None, ?, -): no label"
 REASON_BAD_LABEL = "label is not a non-negative integer"
 REASON_LABEL_RANGE = "label is too large for a class index (at most 999)"
 REASON_BAD_SPLIT = "split is not train, val or test (or training, valid, validation, testing)"
@@ -551,6 +553,8 @@ def _first_problem(row, resolver: NameResolver, has_split: bool) -> tuple[str | 
         return None, None, REASON_NO_NAME
     if not row.label_text:
         return None, None, REASON_NO_LABEL
+    if row.label_text in MISSING_LABELS:  # left as it is by encode_labels: not a class (members.data.classes)
+        return None, None, REASON_MISSING_LABEL
     label = parse_label(row.label_text)
     if label is None:
         return None, None, REASON_BAD_LABEL
