@@ -128,7 +128,7 @@ def _good_rows(demo_images: Path) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("label, reason", [
     ("99999999999999999999999999", "too large"), ("1" * 5000, "too large"), ("1000", "too large"),
-    ("inf", "not a non-negative integer"), ("1e400", "not a non-negative integer"), ("nan", "not a non-negative"),
+    ("inf", "not a non-negative integer"), ("1e400", "not a non-negative integer"), ("nan", "missing-value marker"),
     ("-1", "not a non-negative integer"), ("2.5", "not a non-negative integer"),
 ])
 def test_bad_csv_labels_drop_their_row_only(tmp_path, demo_images, label, reason):
