@@ -240,6 +240,60 @@ def test_moved_images_folder_updates_image_root_only(tmp_path):
     assert load_dataset(tmp_path / "w").image_root == moved.resolve()
 
 
+def test_other_pictures_under_the_same_names_are_noticed_by_prepare_and_training(tmp_path, capsys):
+    """A labels file's images are read where they lie and split.csv names files, not pixels: new pictures copied over
+    the old names passed as 'nothing changed', and a member trained on them was voted with members of the old ones."""
+    from members.data.stamps import STAMPS
+
+    csv, images = simple_set(tmp_path)
+    work = tmp_path / "w"
+    first = prepare_csv(work, csv, images, progress=False)
+    assert len(pd.read_csv(work / STAMPS)) == first.kept
+    for path in images.iterdir():  # a touch (or a copy that keeps the bytes) changes no picture
+        path.touch()
+    assert prepare_csv(work, csv, images, progress=False) == first
+    load_dataset(work).check_images()
+    (work / "members" / "m").mkdir(parents=True)
+    (work / "members" / "m" / "metrics.json").write_text(json.dumps({"fingerprint": first.fingerprint}))
+    for name in ("img3.jpeg", "img7.jpeg"):
+        image(images / name)  # other random pixels under the same names
+    for force in (False, True):  # a member made on the old pictures: refused, --force or not
+        with pytest.raises(UserError, match=r"prepared from other pictures under the same file names: 2 of the 24 "
+                                            r"images differ .*\(e\.g\. 'img3\.jpeg'\), so the members made there \(m\)"):
+            prepare_csv(work, csv, images, force=force, progress=False)
+    with pytest.raises(UserError, match=r"2 of the 24 images listed in .* are other pictures now than the ones "
+                                        r"prepare recorded \(e\.g\. 'img3\.jpeg'"):
+        load_dataset(work).check_images()  # what train-member, import-member and k-fold training run first
+    shutil.rmtree(work / "members")
+    with pytest.raises(UserError, match="pass --force to prepare the new pictures here"):
+        prepare_csv(work, csv, images, progress=False)
+    again = prepare_csv(work, csv, images, force=True, progress=False)
+    assert again.fingerprint == first.fingerprint  # the same rows and labels: only the pictures changed
+    load_dataset(work).check_images()
+
+
+def test_an_older_workdir_gets_its_pictures_recorded_and_keeps_its_members(tmp_path, capsys):
+    from members.data.stamps import STAMPS
+
+    csv, images = simple_set(tmp_path)
+    work = tmp_path / "w"
+    first = prepare_csv(work, csv, images, progress=False)
+    info = json.loads((work / "dataset.json").read_text())
+    del info["images_digest"]  # as prepare wrote it before the stamps
+    (work / "dataset.json").write_text(json.dumps(info))
+    (work / STAMPS).unlink()
+    load_dataset(work).check_images()  # nothing recorded: nothing to compare
+    capsys.readouterr()
+    again = prepare_csv(work, csv, images, progress=False)
+    assert again.fingerprint == first.fingerprint and (work / STAMPS).is_file()
+    assert "Recorded which pictures the 24 images are" in " ".join(capsys.readouterr().err.split())
+    (work / STAMPS).write_text("path,bytes,mtime_ns,digest\n")  # edited: not the file dataset.json names
+    load_dataset(work).check_images()
+    prepare_csv(work, csv, images, progress=False)
+    assert "was missing or changed: written again from the same data" in " ".join(capsys.readouterr().err.split())
+    assert len(pd.read_csv(work / STAMPS)) == 24
+
+
 def test_patient_names_are_grouped(tmp_path):
     images = tmp_path / "images"
     lines = ["image,level"]

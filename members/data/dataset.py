@@ -28,6 +28,7 @@ import pandas as pd
 from members.infra import csvsafe
 from members.infra.archives import not_a_folder
 from members.infra.atomic import read_json, sha256_file, write_bytes, write_json, write_text
+from members.data import stamps
 from members.data.duplicates import describe, merge_groups
 from members.infra.errors import UserError
 from members.data.classes import choose_ordinal, encode_labels
@@ -111,6 +112,14 @@ class PreparedDataset:
                 f"{len(missing)} of the {len(table)} {what} listed in {self.workdir / 'split.csv'} are no longer "
                 f"in {self.image_root} (e.g. {missing[0]!r}): they were removed, moved or renamed after prepare. "
                 f"Restore them, or run `python cli.py prepare --workdir {self.workdir} ... --force` again.")
+        recorded = stamps.read(self.workdir, self.info.get("images_digest"))
+        other = stamps.changed(self.image_root, recorded, table["path"]) if recorded else []
+        if other:
+            raise UserError(
+                f"{len(other)} of the {len(table)} {what} listed in {self.workdir / 'split.csv'} are other pictures "
+                f"now than the ones prepare recorded (e.g. {other[0]!r}: other bytes under the same name), so this "
+                "member would not learn the pictures the others did. Restore them, or prepare the new pictures into "
+                f"a new workdir (`python cli.py prepare --workdir NEW ...`).")
 
 
 def _result(workdir: Path, info: dict) -> PrepareResult:
@@ -184,16 +193,41 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
             "kept": len(frame), "counts": {s: {str(c): int(n) for c, n in enumerate(counts[s])} for s in SPLITS},
             "grouped": "group" in frame.columns, **meta}
     notes = [why, *notes]
+    stamped = None
+    if write_images is None:  # images read where they lie: record which pictures they are (members.data.stamps)
+        stamped = stamps.take(Path(info["image_root"]), frame["path"], _earlier_stamps(workdir, info["image_root"]))
+        info["images_digest"] = stamps.set_digest(stamped)
     workdir.mkdir(parents=True, exist_ok=True)
     with WorkdirLock(workdir, PREPARE):  # the checks and the write under one lock: two prepares never both pass them
         roll_forward(workdir, PREPARE, locked=True)
         return _check_and_write(workdir, frame, data, dropped, info, classes, ordinal, fingerprint, force=force,
-                                write_images=write_images, notes=notes)
+                                write_images=write_images, notes=notes, stamped=stamped)
+
+
+def _earlier_stamps(workdir: Path, image_root: str) -> dict | None:
+    """The stamps an earlier prepare recorded for the same images folder (their digests are reused for files whose
+    size and mtime did not change), or None."""
+    try:
+        old = read_json(workdir / "dataset.json")
+    except UserError:
+        return None
+    if not isinstance(old, dict) or old.get("image_root") != image_root:
+        return None
+    return stamps.read(workdir, old.get("images_digest"))
+
+
+def _other_pictures(workdir: Path, old: dict, stamped: pd.DataFrame) -> list[str]:
+    """The kept paths whose picture is not the one the earlier prepare recorded (by the stamps file, or, without a
+    readable one, every path: the set digest differs)."""
+    earlier = stamps.read(workdir, old.get("images_digest")) or {}
+    new = dict(zip(stamped["path"], stamped["digest"]))
+    return [p for p in stamped["path"] if p in earlier and earlier[p][2] != new[p]] or list(stamped["path"])
 
 
 def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: pd.DataFrame, info: dict,
                      classes: list, ordinal: bool, fingerprint: str, *, force: bool,
-                     write_images: Callable[[Path], None] | None, notes: list[str]) -> PrepareResult:
+                     write_images: Callable[[Path], None] | None, notes: list[str],
+                     stamped: pd.DataFrame | None = None) -> PrepareResult:
     """:func:`_commit`'s decision (the same data, other data, other options) and its files, under the prepare lock."""
     old = _previous(workdir, force)
     if old is None and not force:
@@ -203,6 +237,19 @@ def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: p
     if (not same and old is not None and old.get("fingerprint") == fingerprint and write_images is not None
             and _same_pixels(workdir / "images", _npz_of(info))):
         same = True  # the same pictures in another file (saved again, compressed, copied): the same data
+    if same and stamped is not None and old.get("images_digest") not in (None, info.get("images_digest")):
+        # the same names and labels, other pictures: split.csv's fingerprint cannot tell the members apart
+        other = _other_pictures(workdir, old, stamped)
+        made = _made_on(workdir, fingerprint)
+        if not force or made:
+            raise UserError(
+                f"{workdir} was prepared from other pictures under the same file names: {len(other)} of the "
+                f"{len(stamped)} images differ from the ones prepare recorded (e.g. {other[0]!r}), so "
+                + (f"the members made there ({', '.join(made[:4])}{', …' if len(made) > 4 else ''}) would pass as "
+                   "trained on the new ones; prepare the new pictures into a new workdir, or move "
+                   f"{workdir / 'members'} and {workdir / 'ensemble'} away first and pass --force."
+                   if made else "pass --force to prepare the new pictures here (or restore the old ones)."))
+        same = False
     if old is not None and not same and not force:
         raise UserError(f"{workdir} was prepared {_what_differs(old, info)}; pass --force to overwrite it "
                         "(trained members there will be invalidated).")
@@ -219,16 +266,25 @@ def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: p
     root = Path(info["image_root"])
     images_missing = write_images is not None and not all((root / p).is_file() for p in frame["path"])
     split_intact = ((workdir / "split.csv").is_file() and _sha256_of(workdir / "split.csv") == fingerprint
-                    and (workdir / "data_report.csv").is_file())
+                    and (workdir / "data_report.csv").is_file()
+                    and (stamped is None or stamps.read(workdir, info.get("images_digest")) is not None))
+    if same and stamped is not None and old.get("images_digest") is None:
+        notes.append(f"Recorded which pictures the {len(stamped)} images are ({stamps.STAMPS}: their sizes and "
+                     "digests), so that later runs notice other pictures put under the same file names.")
     if same and old == info and not images_missing and split_intact:
         _summary(workdir, info, dropped, unchanged=True, notes=notes)
         return _result(workdir, info)
     if same and not split_intact:
         damaged = [name for name, ok in (("split.csv", (workdir / "split.csv").is_file()
                                           and _sha256_of(workdir / "split.csv") == fingerprint),
-                                         ("data_report.csv", (workdir / "data_report.csv").is_file())) if not ok]
-        notes.append(f"{' and '.join(str(workdir / n) for n in damaged)} {'was' if len(damaged) == 1 else 'were'} "
-                     "missing or changed: written again from the same data, so the members trained on it stay valid.")
+                                         ("data_report.csv", (workdir / "data_report.csv").is_file()),
+                                         (stamps.STAMPS, stamped is None or old.get("images_digest") is None
+                                          or stamps.read(workdir, info.get("images_digest")) is not None))
+                   if not ok]
+        if damaged:
+            notes.append(f"{' and '.join(str(workdir / n) for n in damaged)} "
+                         f"{'was' if len(damaged) == 1 else 'were'} missing or changed: written again from the same "
+                         "data, so the members trained on it stay valid.")
     if not same:  # the split or the images change: never under a member that is training or a vote that is reading
         _refuse_while_in_use(workdir)
         if write_images is not None:  # new pictures for the rows of members made on other ones?
@@ -240,19 +296,19 @@ def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: p
         if images:
             write_images(staging / "images")
         write_text(staging / "data_report.csv", report)
+        if stamped is not None:
+            write_text(staging / stamps.STAMPS, stamps.to_csv(stamped))
         write_bytes(staging / "split.csv", data)
         write_json(staging / "dataset.json", info)
 
-    commit_entries(workdir, PREPARE, write, ["images"] * images + list(PREPARED_FILES))
+    commit_entries(workdir, PREPARE, write,
+                   ["images"] * images + [stamps.STAMPS] * (stamped is not None) + list(PREPARED_FILES))
     _summary(workdir, info, dropped, unchanged=False, notes=notes)
     return _result(workdir, info)
 
 
-def _refuse_same_split_other_images(workdir: Path, old: dict | None, info: dict, fingerprint: str) -> None:
-    """Refuse new .npz images where members or an ensemble were made on this very ``split.csv`` (the same rows and
-    labels) but the images on disk are not the new ones (another set with the same labels, the same at another size,
-    or an earlier prepare of this workdir in between): they are told apart from the new data by the split's
-    fingerprint only, so they would pass as trained on the new images."""
+def _made_on(workdir: Path, fingerprint: str) -> list[str]:
+    """The members (and ``the voted ensemble``) of ``workdir`` made on the split whose fingerprint is ``fingerprint``."""
     made = []
     for path in sorted((workdir / "members").glob("*/metrics.json")):
         try:
@@ -265,6 +321,15 @@ def _refuse_same_split_other_images(workdir: Path, old: dict | None, info: dict,
             made.append("the voted ensemble")
     except (UserError, AttributeError):
         pass
+    return made
+
+
+def _refuse_same_split_other_images(workdir: Path, old: dict | None, info: dict, fingerprint: str) -> None:
+    """Refuse new .npz images where members or an ensemble were made on this very ``split.csv`` (the same rows and
+    labels) but the images on disk are not the new ones (another set with the same labels, the same at another size,
+    or an earlier prepare of this workdir in between): they are told apart from the new data by the split's
+    fingerprint only, so they would pass as trained on the new images."""
+    made = _made_on(workdir, fingerprint)
     if made and not _same_pixels(workdir / "images", _npz_of(info)):
         then = f"prepared from {old.get('source')}" if old else "prepared before"
         raise UserError(f"{workdir} was {then}, and {info.get('source')} holds other images under the rows and labels "
