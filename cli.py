@@ -584,9 +584,11 @@ def predict(
     top_prob    the probability of top_class (the largest prob_*)
     agreement   share of members whose own top class is label (1 = all)
     refer       1 = send to a human grader: label_prob below the threshold
-                chosen on val, or agreement 0 (other methods, and --tta on
-                members whose cached probabilities were not TTA: under
-                half the members agree); refer is 1 exactly when note is
+                chosen on val, agreement 0, or a grade the referable call
+                contradicts (other methods, and --tta on members whose
+                cached probabilities were not TTA: under half the members
+                agree); vote's referral figures count this rule, and refer
+                is 1 exactly when note is
                 not empty. It is about the image needing a human look, not
                 a DR finding: see referable
     prob_0..    the ensemble's probability of each class (calibrated when

@@ -47,6 +47,7 @@ import numpy as np
 
 from ensemble import appearance
 from ensemble.manifest import check_files, check_member
+from ensemble.referral import AGREEMENT_FALLBACK, ReviewRule, call_score, conflict_words, review_flags
 from members.data.dataset import PREPARED_FILES
 from members.data.labels import FLAT_STD
 from members.infra import csvsafe
@@ -54,7 +55,6 @@ from members.infra.atomic import read_json, sha256_file, write_text
 from members.infra.errors import UserError
 
 BATCH_SIZE = 64
-AGREEMENT_FALLBACK = 0.5
 CSV_COLUMNS = ("path", "label", "class", "label_prob", "top_class", "top_prob", "agreement", "refer")
 """The ``predict`` CSV's leading columns (then ``prob_0..prob_{k-1}``); their meaning is in
 ``predict --help`` and the README: ``label`` the ensemble's class index, ``class`` its grade or
@@ -121,6 +121,12 @@ class Ensemble:
     referable_kind: str = "referable_dr"
     appearance: dict | None = None  # ensemble/appearance.json: the range of the training images' looks
     synthetic: bool = False  # report.json data.synthetic: trained on demo-data's synthetic images
+
+    @property
+    def review_rule(self) -> ReviewRule:
+        """The rule that sets ``refer`` (:mod:`ensemble.referral`, the one ``vote``'s referral figures count)."""
+        return ReviewRule(self.refer_threshold, self.refer_without_agreement, self.referable_cut,
+                          self.referable_threshold, self.referable_kind)
 
 
 @dataclass
@@ -404,6 +410,9 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     ref = report.get("referable") or {}
     cut, ref_threshold, ref_note = _referable_rule(ref, chosen, _rows_of(report))
     kind = "positive_class" if ref.get("kind") == "positive_class" else "referable_dr"
+    if ref_threshold is not None:  # a grade the call contradicts is referred too (ensemble.referral)
+        name = ref.get("positive_class") if kind == "positive_class" else classes[cut] if 0 <= cut < len(classes) else cut
+        note += f"; or when {conflict_words(kind, str(name))}"
     looks = None
     if appearance.FILE in manifest["files"] or (report_path.parent / appearance.FILE).is_file():  # older votes: none
         check_files(report_path.parent, [appearance.FILE], manifest)  # a deleted one is refused, not skipped
@@ -1142,17 +1151,15 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
     notes = [""] * len(labels) if notes is None else list(notes)  # one per graded image (a mismatch fails below)
     # nothing to grade, or unlike anything the members learned from: a human looks at it, whatever they say
     noted = np.array([bool(n) for n in notes], dtype=bool).reshape(labels.shape)
-    notes = [n or reason for n, reason in zip(notes, _review_reasons(ens, confidence, agreement))]
     p_ref = referable = None
     if ens.referable_cut is not None:
-        from ensemble.referable import positive_score
-
-        p_ref = positive_score(probs, {"kind": ens.referable_kind, "cut_grade": ens.referable_cut,
-                                       "positive_index": ens.referable_cut})
+        p_ref = call_score(probs, ens.referable_cut, ens.referable_kind)
         referable = None if ens.referable_threshold is None else p_ref >= ens.referable_threshold
-    if referable is not None:  # the grade and the referable call disagree: a human settles it
-        for i, why in _call_conflicts(ens, labels, p_ref, referable, ~noted).items():
-            notes[i] = f"{notes[i]}; {why}" if notes[i] else f"review: {why}"
+    flags = review_flags(ens.review_rule, labels, confidence, agreement, p_ref)  # the rule vote's figures count
+    notes = [n or reason for n, reason in zip(notes, _review_reasons(ens, confidence, agreement, flags))]
+    conflicts = np.flatnonzero(flags["call_conflict"] & ~noted)  # the grade and the referable call disagree
+    for i, why in _call_conflicts(ens, labels, p_ref, conflicts).items():
+        notes[i] = f"{notes[i]}; {why}" if notes[i] else f"review: {why}"
     refer = np.array([bool(n) for n in notes], dtype=bool).reshape(labels.shape)  # refer 1 exactly where a note is
     return PredictionResult(paths, probs, labels, agreement, confidence, refer, skipped, ens.method,
                             [m.name for m in ens.members], ens.referral_note, ens.classes, p_referable=p_ref,
@@ -1170,41 +1177,41 @@ def _apart(value: float, threshold: float) -> tuple[str, str]:
     return a, b
 
 
-def _call_conflicts(ens: Ensemble, labels: np.ndarray, p_ref: np.ndarray, called: np.ndarray,
-                    judged: np.ndarray) -> dict[int, str]:
-    """Rows whose class and summary call disagree — a grade below the referable one called referable at the
-    val-chosen threshold (set for sensitivity, so lower than the grades' own boundary), or the reverse — and why."""
+def _call_conflicts(ens: Ensemble, labels: np.ndarray, p_ref: np.ndarray, rows: np.ndarray) -> dict[int, str]:
+    """Why each of ``rows`` (the ``call_conflict`` rows of :func:`ensemble.referral.review_flags`) is referred:
+    a grade below the referable one called referable at the val-chosen threshold (set for sensitivity, so lower
+    than the grades' own boundary), or the reverse; on two classes, the class and the positive call."""
     cut, thr = ens.referable_cut, ens.referable_threshold
     name = lambda j: ens.classes[j] if 0 <= j < len(ens.classes) else j  # noqa: E731
     out = {}
-    for i in np.flatnonzero(judged):
-        label, p, call = int(labels[i]), float(p_ref[i]), bool(called[i])
+    for i in rows:
+        label, p = int(labels[i]), float(p_ref[i])
+        call = p >= thr
         shown, limit = _apart(p, thr)
         if ens.referable_kind == "positive_class":
-            if (label == cut) == call:
-                continue
             out[int(i)] = (f"its class {name(label)} and the {name(cut)} call disagree: P({name(cut)}) {shown} "
                            f"{'reaches' if call else 'is under'} the threshold {limit} chosen on validation")
-        elif (label >= cut) != call:
+        else:
             out[int(i)] = (f"its grade {name(label)} is {'below the referable grade' if call else 'referable'}"
                            f"{f' {name(cut)}' if call else ''}, yet P(grade >= {name(cut)}) {shown} "
                            f"{'reaches' if call else 'is under'} the referable threshold {limit} chosen on validation")
     return out
 
 
-def _review_reasons(ens: Ensemble, confidence: np.ndarray, agreement: np.ndarray) -> list[str]:
-    """Per graded row, why the referral rule sends it to a human grader, or ``""``."""
+def _review_reasons(ens: Ensemble, confidence: np.ndarray, agreement: np.ndarray,
+                    flags: dict[str, np.ndarray]) -> list[str]:
+    """Per graded row, why the referral rule (``flags``: :func:`ensemble.referral.review_flags`) sends it to a
+    human grader for its confidence or its members, or ``""`` (a call that contradicts the grade: :func:`_call_conflicts`)."""
     word = "grade" if ens.referable_cut is not None and ens.referable_kind == "referable_dr" else "class"
     reasons = []
-    for conf, agree in zip(confidence, agreement):
+    for i, (conf, agree) in enumerate(zip(confidence, agreement)):
         why = []
-        if ens.refer_threshold is not None:
-            if conf < ens.refer_threshold:
-                shown, limit = _apart(float(conf), float(ens.refer_threshold))
-                why.append(f"low confidence: {shown} is below {limit}, the review threshold chosen on validation")
-            if ens.refer_without_agreement and agree == 0:
-                why.append(f"no member gives the ensemble's {word}")
-        elif agree < AGREEMENT_FALLBACK:
+        if flags["low_confidence"][i]:
+            shown, limit = _apart(float(conf), float(ens.refer_threshold))
+            why.append(f"low confidence: {shown} is below {limit}, the review threshold chosen on validation")
+        if flags["no_agreement"][i]:
+            why.append(f"no member gives the ensemble's {word}")
+        if flags["members_disagree"][i]:
             why.append(f"members disagree: {agree:.0%} of them give the ensemble's {word} (under "
                        f"{AGREEMENT_FALLBACK:.0%})")
         reasons.append(f"review: {'; '.join(why)}" if why else "")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ensemble.referral import conflict_words
 from members.infra.atomic import write_json, write_text
 from members.scoring import LOWER_IS_BETTER, METRICS
 
@@ -245,7 +246,7 @@ def render_markdown(report: dict) -> str:
     lines += [f"| {short} | {_ci_text(diff['metrics'][key])} |" for key, short in cols]
     lines += bagging_md(report.get("bagging"), cols)
     lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"], chosen_on(report),
-                                                               report["test_size"], dr=is_dr(report))
+                                                               report["test_size"], dr=is_dr(report), report=report)
     lines += _screen_md(report.get("appearance"))
     lines += _calibration_md(report.get("calibration"))
     lines += _limitations_md(report)
@@ -312,31 +313,44 @@ def _diversity_md(div: dict) -> list[str]:
     return out
 
 
-def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bool = True) -> list[str]:
+def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bool = True,
+                 report: dict | None = None) -> list[str]:
+    """The review section: the rule ``predict``'s ``refer`` applies (:mod:`ensemble.referral`) and what it does on
+    test (``report``: the whole report, whose ``referable`` call a contradicted grade is referred by)."""
     n = ref.get("test_referred")
     what, done = ("eyes", "graded") if dr else ("images", "classified")
     counts = (f" ({n} test {what} sent for review" + (f", {n_test - n} {done} automatically" if n_test is not None else "")
               + ")") if n is not None else ""
-    out = ["## Referral to a human grader for low confidence (not referable DR)" if dr else
-           "## Referral to a human reader for low confidence", "",
+    who, verb = ("grader", "grades") if dr else ("reader", "classifies")
+    reasons = [f"Rows whose {ref['confidence']} is below {ref['threshold']:.4g} (chosen on {rows} for "  # as predict says it
+               f"{ref['target_coverage']:.0%} coverage{coverage_reached(ref, dr)})"]
+    if ref.get("refer_without_agreement"):
+        reasons.append(f"rows no member {verb} as the ensemble does ({ref['val_without_agreement']} on {rows}, "
+                       f"{ref['test_without_agreement']} on test)")
+    summary = (report or {}).get("referable") or {}
+    if ref.get("refer_call_conflicts") and summary.get("applicable"):
+        two = summary.get("kind") == "positive_class"
+        name = str(summary["positive_class"]) if two else _class_name(report, summary["cut_grade"])
+        seen = f"{ref.get('val_call_conflicts', 0)} on {rows}, {ref.get('test_call_conflicts', 0)} on test"
+        reasons.append("rows where " + conflict_words("positive_class" if two else "referable_dr", name, dr, seen))
+    rule = (reasons[0] if len(reasons) == 1 else ", ".join(reasons[:-1]) + ", and " + reasons[-1])
+    set_apart = ["the rows no member agrees with"] * bool(ref.get("refer_without_agreement")) + (
+        ["those whose call disagrees"] if ref.get("refer_call_conflicts") else [])
+    out = ["## Referral to a human grader for review (not referable DR)" if dr else
+           "## Referral to a human reader for review", "",
            ("Coverage is the share of eyes the ensemble grades on its own; the rest go to a human grader. This "
-            "is about the ensemble's confidence in its grade, not about disease: referable DR is above." if dr else
+            "is about whether its grade can stand alone, not about disease: referable DR is above." if dr else
             "Coverage is the share of images the ensemble classifies on its own; the rest go to a human reader. "
-            "This is about the ensemble's confidence in its class, not about which class it is."), "",
-           (f"Rows whose {ref['confidence']} is below {ref['threshold']:.4g} (chosen on {rows} for "  # as predict says it
-            f"{ref['target_coverage']:.0%} coverage{coverage_reached(ref, dr)})"
-            + (f", and rows no member {'grades' if dr else 'classifies'} as the ensemble does "
-               f"({ref['val_without_agreement']} on {rows}, {ref['test_without_agreement']} on test), are sent to a "
-               f"human {'grader' if dr else 'reader'} for review (the `refer` column of `predict`)."
-               if ref.get("refer_without_agreement") else
-               f" are sent to a human {'grader' if dr else 'reader'} for review (the `refer` column of `predict`).")),
+            "This is about whether its class can stand alone, not about which class it is."), "",
+           f"{rule} are sent to a human {who} for review: the `refer` column of `predict`, whose rule the figures "
+           "below count (a row sent for more than one reason counts once).",
            "",
            (f"- Test coverage {_num(ref['test_coverage'])}{counts}; accuracy on the kept rows "
             f"{_num(ref['test_accuracy_kept'])}, on the rows sent for review {_num(ref['test_accuracy_referred'])}, "
             f"on all rows {_num(ref['test_accuracy_all'])}."),
-           "", ("Test accuracy at each coverage, by the confidence threshold alone (the rows no member agrees with "
-                "are not set apart here, as the rule above does; the thresholds are test quantiles, for reading "
-                "only):" if ref.get("refer_without_agreement") else
+           "", (f"Test accuracy at each coverage, by the confidence threshold alone ({' and '.join(set_apart)} are not "
+                "set apart here, as the rule above does; the thresholds are test quantiles, for reading only):"
+                if set_apart else
                 "Test accuracy at each coverage (the thresholds are test quantiles, for reading only):"),
            "", "| coverage | accuracy | threshold |", "| --- | --- | --- |"]
     curve = ref["test_curve"]
@@ -364,11 +378,12 @@ def coverage_reached(ref: dict, dr: bool = True) -> str:
     got, target = ref.get("val_coverage"), ref.get("target_coverage")
     if got is None or target is None or abs(got - target) <= 0.02:
         return ""
-    alone, rows = ref.get("val_without_agreement"), ref.get("val_rows")
+    alone, rows = ref.get("val_referred_anyway", ref.get("val_without_agreement")), ref.get("val_rows")
     if got < target and ref.get("refer_without_agreement") and alone and rows and alone / rows > 1 - target:
-        why = (f"{alone} of the {rows} rows ({alone / rows:.0%}) have a {'grade' if dr else 'class'} no member gives, "
-               "and those are referred "
-               "whatever the threshold")
+        word = "grade" if dr else "class"
+        what = (f"a {word} no member gives or one the {'referable' if dr else 'positive-class'} call contradicts"
+                if ref.get("val_call_conflicts") else f"a {word} no member gives")
+        why = f"{alone} of the {rows} rows ({alone / rows:.0%}) have {what}, and those are referred whatever the threshold"
     else:
         why = "the ensemble's confidences take too few distinct values to stop nearer it (a hard vote of a few members)"
     return f"; it keeps {got:.0%} of them: {why}"
@@ -642,8 +657,9 @@ GLOSSARY = (
     ("Referable DR", "diabetic retinopathy of the cut grade or worse (grade 2, moderate, by default): the eyes a "
      "screening programme sends to an eye specialist. Sensitivity = share of those eyes the model flags; "
      "specificity = share of the other eyes it lets pass."),
-    ("Referral", "sending an eye to a human grader: either because it looks referable, or (the screening table) "
-     "because the ensemble is not confident enough about its grade."),
+    ("Referral", "sending an eye to a human grader: either because it looks referable, or (`predict`'s `refer`) "
+     "because the ensemble is not confident enough about its grade, no member gives that grade, or the grade and "
+     "the referable call disagree."),
     ("Operating point", "the threshold on P(referable) at which an eye is called referable: the highest one that "
      "flags the sensitivity target's share (90 % by default) of the referable val eyes; test then shows what that "
      "threshold does on eyes it was not chosen on."),
@@ -689,7 +705,9 @@ GENERIC_GLOSSARY = {
                        "exact over patients; otherwise rows are counted as independent."),
     "QWK": ("quadratic weighted kappa; with two classes it is Cohen's kappa: agreement between predicted and true "
             "classes beyond chance, 1 = perfect, 0 = no better than chance."),
-    "Referral": "sending an image to a human reader because the ensemble is not confident enough about its class.",
+    "Referral": ("sending an image to a human reader (`predict`'s `refer`) because the ensemble is not confident "
+                 "enough about its class, no member gives that class, or (two classes) the class and the positive "
+                 "call disagree."),
     "Majority baseline": ("always answering the most common class of the rows that choose (val, or the "
                           "out-of-fold rows); a model below it on accuracy has learned "
                           "less than the class frequencies (marked †)."),

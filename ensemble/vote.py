@@ -25,6 +25,7 @@ from ensemble.constants import MINIMISED_SELECT_BY, SELECT_BY, THR, THRESHOLD_MO
 from ensemble.crossfit import bagging_gain, cross_fit, oof_protocol
 from ensemble.manifest import after_commit, output_folder, transactional
 from ensemble.member_set import MemberSet, load_members
+from ensemble.referral import ReviewRule, call_score, referred, review_flags
 from members.infra.errors import UserError
 from members.scoring import confusion, nan_to_none, score
 
@@ -155,6 +156,14 @@ def run_vote(
         return stats.bootstrap_metrics(ms.test_labels, p.test_probs, p.test_pred, indices=indices)
 
     single, best = models[best_single], methods_out[best_method]
+    summary = referable.referable_section(
+        {"best_single": (best_single, ((single.val_probs, ms.val_labels),
+                                       (single.test_probs, ms.test_labels, single.test_pred))),
+         "ensemble": (best_method, ((best.val_probs, ms.val_labels),
+                                    (best.test_probs, ms.test_labels, best.test_pred)))},
+        classes=ms.classes, ordinal=ms.ordinal, cut=referable_grade, target=sensitivity_target, indices=indices,
+        member_auc=_referable_auc(ms, models, referable_grade, positive), rows=_rows_word(protocol),
+        positive=positive)
     uncal = _uncalibrated(raw, best_method, out_temps, best) if temps else None
     report = {
         "test_size": len(ms.test_labels),
@@ -177,15 +186,8 @@ def run_vote(
         "diversity": stats.diversity(ms.test_labels, {n: p.test_pred for n, p in models.items()}),
         "val": val,
         "data": _data_words(workdir),
-        "referral": _referral(ms, best, target_coverage),
-        "referable": referable.referable_section(
-            {"best_single": (best_single, ((single.val_probs, ms.val_labels),
-                                           (single.test_probs, ms.test_labels, single.test_pred))),
-             "ensemble": (best_method, ((best.val_probs, ms.val_labels),
-                                        (best.test_probs, ms.test_labels, best.test_pred)))},
-            classes=ms.classes, ordinal=ms.ordinal, cut=referable_grade, target=sensitivity_target, indices=indices,
-            member_auc=_referable_auc(ms, models, referable_grade, positive), rows=_rows_word(protocol),
-            positive=positive),
+        "referable": summary,
+        "referral": _referral(ms, best, target_coverage, call=call_rule(summary)),
         "calibration": calibration.calibration_section(
             raw, ms if temps else None, temps, uncal, rows=_rows_word(protocol)),
         "collapsed_kept": [n for n in ms.names if is_collapsed(ms.metrics[n])],
@@ -617,16 +619,39 @@ def _confidence(p_probs: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return p_probs[np.arange(len(pred)), pred]
 
 
-def _referral(ms: MemberSet, best: Predictions, target: float) -> dict:
-    """``report.json`` ``referral``: a row is referred when the ensemble's probability of its grade is
-    below the val-chosen threshold, or when no member grades it as the ensemble does (a grade
-    only the combination gives, e.g. the expected grade between members that say 0 and 4)."""
+def call_rule(summary: dict) -> ReviewRule:
+    """The referable-DR (or positive-class) call of ``report.json``'s ``referable`` section for its ensemble, as
+    ``predict`` makes it: a grade it contradicts is referred (:mod:`ensemble.referral`); no call when not applicable."""
+    point = summary.get("ensemble") or {}
+    if not summary.get("applicable") or not isinstance(point.get("threshold"), (int, float)):
+        return ReviewRule()
+    kind = "positive_class" if summary.get("kind") == "positive_class" else "referable_dr"
+    cut = summary["positive_index"] if kind == "positive_class" else summary["cut_grade"]
+    return ReviewRule(cut=int(cut), call_threshold=float(point["threshold"]), kind=kind)
+
+
+def _referral(ms: MemberSet, best: Predictions, target: float, *, call: ReviewRule | None = None) -> dict:
+    """``report.json`` ``referral``: the rows ``predict`` refers, by its rule (:func:`ensemble.referral.review_flags`):
+    the ensemble's probability of its grade below the val-chosen threshold, no member grading it as the ensemble
+    does (a grade only the combination gives, e.g. the expected grade between members that say 0 and 4), or a
+    grade the referable / positive-class ``call`` (:func:`call_rule`) contradicts. The threshold is chosen among
+    the rows the other reasons leave, so that all of them together keep ``target`` of val where they can."""
+    rule = replace(call or ReviewRule(), threshold=0.0, without_agreement=True)  # 0: no row is low on confidence
+
+    def flags(probs: np.ndarray, pred: np.ndarray, member_probs: np.ndarray) -> dict[str, np.ndarray]:
+        agreement = (member_probs.argmax(axis=2) == pred).mean(axis=0)
+        p_call = call_score(probs, rule.cut, rule.kind) if rule.calls else None
+        return review_flags(rule, pred, _confidence(probs, pred), agreement, p_call)
+
     val_conf = _confidence(best.val_probs, best.val_pred)
-    val_alone = (ms.val_probs.argmax(axis=2) == best.val_pred).mean(axis=0) == 0
-    threshold = stats.choose_refer_threshold(val_conf, target, referred=val_alone)
+    val_fixed = referred(flags(best.val_probs, best.val_pred, ms.val_probs))  # referred whatever the threshold
+    threshold = stats.choose_refer_threshold(val_conf, target, referred=val_fixed)
+    rule = replace(rule, threshold=threshold)
+    val_flags, test_flags = (flags(best.val_probs, best.val_pred, ms.val_probs),
+                             flags(best.test_probs, best.test_pred, ms.test_probs))
     conf = _confidence(best.test_probs, best.test_pred)
     agreement = (ms.test_probs.argmax(axis=2) == best.test_pred).mean(axis=0)
-    kept, right = (conf >= threshold) & (agreement > 0), best.test_pred == ms.test_labels
+    kept, right = ~referred(test_flags), best.test_pred == ms.test_labels
     return {
         "confidence": ("ensemble probability of its predicted "
                        f"{'grade' if getattr(ms, 'ordinal', True) and getattr(ms, 'num_classes', 3) > 2 else 'class'}"),
@@ -635,10 +660,14 @@ def _referral(ms: MemberSet, best: Predictions, target: float) -> dict:
         "target_coverage": target,
         "threshold": threshold,
         "refer_without_agreement": True,
-        "val_coverage": float(np.mean((val_conf >= threshold) & ~val_alone)),
-        "val_without_agreement": int(val_alone.sum()),
+        "refer_call_conflicts": rule.calls,
+        "val_coverage": float(np.mean(~referred(val_flags))),
+        "val_without_agreement": int(val_flags["no_agreement"].sum()),
+        "val_call_conflicts": int(val_flags["call_conflict"].sum()),
+        "val_referred_anyway": int(val_fixed.sum()),
         "test_coverage": float(kept.mean()),
-        "test_without_agreement": int((agreement == 0).sum()),
+        "test_without_agreement": int(test_flags["no_agreement"].sum()),
+        "test_call_conflicts": int(test_flags["call_conflict"].sum()),
         "test_referred": int((~kept).sum()),
         "test_accuracy_kept": _mean(right[kept]),
         "test_accuracy_referred": _mean(right[~kept]),

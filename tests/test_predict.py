@@ -579,7 +579,8 @@ def test_flat_images_are_referred_palette_bmps_skipped_and_jfif_read(voted, imag
     json_rows = {Path(r["path"]).name: r for r in result.to_json()["predictions"]}
     assert json_rows["black.png"]["class"] is None and json_rows["black.png"]["withheld"]["class"] is not None
     assert "withheld" not in json_rows["eye.jfif"]
-    assert rows["eye.jfif"]["note"] != rows["eye.jfif"]["note"]  # NaN: graded, no note
+    jfif = rows["eye.jfif"]["note"]  # graded: no note, or the review rule's (its tiny members are unsure)
+    assert jfif != jfif or jfif.startswith("review: ")
     assert rows["palette.bmp"]["note"] == "not graded: image format TensorFlow misreads (a palette or compressed BMP; " \
                                           "convert it to PNG or JPEG)"
     assert str(folder / "palette.bmp") in result.skipped
@@ -743,12 +744,17 @@ def test_a_grade_and_a_referable_call_that_disagree_are_sent_for_review():
     from types import SimpleNamespace
 
     from ensemble.inference import _call_conflicts
+    from ensemble.referral import ReviewRule, review_flags
+
+    def rows(ens, labels, p_ref, judged):  # the rows the shared rule refers for a contradicted call
+        rule = ReviewRule(cut=ens.referable_cut, call_threshold=ens.referable_threshold, kind=ens.referable_kind)
+        ones = np.ones(len(labels))
+        return np.flatnonzero(review_flags(rule, labels, ones, ones, p_ref)["call_conflict"] & judged)
 
     ens = SimpleNamespace(referable_cut=2, referable_threshold=0.3, referable_kind="referable_dr", classes=[0, 1, 2, 3, 4])
     labels = np.array([0, 0, 3, 3, 1])
     p_ref = np.array([0.35, 0.1, 0.25, 0.9, 0.5])
-    called = p_ref >= 0.3
-    conflicts = _call_conflicts(ens, labels, p_ref, called, np.array([True, True, True, True, False]))
+    conflicts = _call_conflicts(ens, labels, p_ref, rows(ens, labels, p_ref, np.array([True, True, True, True, False])))
     assert conflicts == {
         0: "its grade 0 is below the referable grade 2, yet P(grade >= 2) 0.350 reaches the referable threshold "
            "0.300 chosen on validation",
@@ -756,7 +762,8 @@ def test_a_grade_and_a_referable_call_that_disagree_are_sent_for_review():
            "validation"}  # row 4 disagrees too, but it is an image no call is made on (ungradable, unlike)
     two = SimpleNamespace(referable_cut=0, referable_threshold=0.4, referable_kind="positive_class",
                           classes=["malignant", "benign"])
-    out = _call_conflicts(two, np.array([1, 0]), np.array([0.45, 0.6]), np.array([True, True]), np.array([True, True]))
+    labels, p_pos = np.array([1, 0]), np.array([0.45, 0.6])
+    out = _call_conflicts(two, labels, p_pos, rows(two, labels, p_pos, np.array([True, True])))
     assert out == {0: "its class benign and the malignant call disagree: P(malignant) 0.450 reaches the threshold "
                       "0.400 chosen on validation"}
 

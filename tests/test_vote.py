@@ -618,7 +618,7 @@ def test_referable_skipped_for_nominal_classes_and_bad_cut(workdir: Path) -> Non
     assert "Referable DR" not in md and "referable DR" not in md and "Kaggle DR" not in md
     assert "| model | kind | acc | bal-acc | macro-F1 | AUC | log-loss | ECE |" in md
     assert "QWK" not in md.split("## Glossary")[0].replace("QWK assumes", "")
-    assert "Referral to a human reader for low confidence" in md and " eyes" not in md
+    assert "Referral to a human reader for review" in md and " eyes" not in md
     assert "macro-F1 (ties: balanced accuracy)" in md  # readable names in the Setup
     (workdir / "dataset.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match=r"--referable-grade must be a grade between 1 and 4.*got 5"):
@@ -691,6 +691,65 @@ def test_referral_refers_rows_no_member_agrees_with_and_keeps_the_val_coverage()
     assert kept.sum() == 30 and ref["val_coverage"] == pytest.approx(0.75)  # 30 of 40 kept: the 75 % target
     assert ref["test_referred"] == 10 and ref["test_coverage"] == pytest.approx(kept.mean())
     assert ref["test_accuracy_kept"] == 1.0  # the contested rows are all wrong, and all referred
+
+
+@pytest.mark.parametrize("kind,k,cut", [("positive_class", 2, 1), ("positive_class", 2, 0), ("referable_dr", 5, 2)])
+def test_the_referral_figures_count_the_rows_predict_refers(kind, k, cut) -> None:
+    """report.json referral (coverage, rows referred, kept and referred accuracy) is what predict's refer column
+    gives on the same rows: low confidence, no member agreeing, and a class the summary call contradicts (a
+    QA vote reported 21 test rows referred where predict referred 64)."""
+    from types import SimpleNamespace
+
+    from ensemble.combiners import make_combiner
+    from ensemble.inference import Ensemble, _combine
+    from ensemble.vote import Predictions, _referral, call_rule
+
+    rng = np.random.default_rng(7)
+    n = 80
+    labels = {s: rng.integers(0, k, n) for s in ("val", "test")}
+    probs = {s: np.stack([_noisy(labels[s], k, 0.3, seed) for seed in (1, 2, 3)]) for s in ("val", "test")}
+    soft = make_combiner("soft").fit(probs["val"], labels["val"], member_names=["a", "b", "c"])
+    out = {s: (soft.predict_proba(probs[s]), soft.predict(probs[s])) for s in ("val", "test")}
+    best = Predictions(*out["val"], *out["test"])
+    summary = {"applicable": True, "kind": kind, "cut_grade": 1 if kind == "positive_class" else cut,
+               "positive_index": cut, "positive_class": str(cut), "ensemble": {"name": "soft", "threshold": 0.45}}
+    ms = SimpleNamespace(val_probs=probs["val"], test_probs=probs["test"], test_labels=labels["test"],
+                         num_classes=k, ordinal=True)
+    ref = _referral(ms, best, 0.9, call=call_rule(summary))
+    assert ref["refer_call_conflicts"] and ref["test_call_conflicts"] > 0  # the case the old figures left out
+    for split in ("val", "test"):
+        ens = Ensemble(Path("."), "soft", soft, [], ref["threshold"], "", [str(c) for c in range(k)], True,
+                       cut, 0.45, "", kind)
+        refer = _combine(ens, [f"{i}.png" for i in range(n)], probs[split].astype(np.float64), {}).refer
+        if split == "val":
+            assert ref["val_coverage"] == pytest.approx(1 - refer.mean())
+            continue
+        right = out["test"][1] == labels["test"]
+        assert ref["test_referred"] == int(refer.sum()) and ref["test_coverage"] == pytest.approx(1 - refer.mean())
+        assert ref["test_accuracy_kept"] == pytest.approx(right[~refer].mean())
+        assert ref["test_accuracy_referred"] == pytest.approx(right[refer].mean())
+
+
+def test_the_referral_section_says_a_contradicted_call_is_referred_too() -> None:
+    from ensemble.report import _referral_md
+
+    ref = {"confidence": "ensemble probability of its predicted class", "threshold": 0.5, "target_coverage": 0.9,
+           "refer_without_agreement": True, "refer_call_conflicts": True, "val_without_agreement": 0,
+           "test_without_agreement": 1, "val_call_conflicts": 4, "test_call_conflicts": 7, "val_coverage": 0.9,
+           "test_coverage": 0.5, "test_referred": 10, "test_accuracy_kept": 0.8, "test_accuracy_referred": 0.4,
+           "test_accuracy_all": 0.6, "test_curve": {"coverage": [1.0], "accuracy": [0.6], "threshold": [0.5]}}
+    report = {"classes": ["healthy", "sick"], "referable": {"applicable": True, "kind": "positive_class",
+                                                            "positive_class": "sick", "positive_index": 1}}
+    text = "\n".join(_referral_md(ref, "val", 20, dr=False, report=report))
+    assert "and rows where its class and the sick call disagree" in text and "4 on val, 7 on test" in text
+    assert "(10 test images sent for review, 10 classified automatically)" in text
+    assert "those whose call disagrees are not set apart here" in text
+
+
+def _noisy(labels: np.ndarray, k: int, skill: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    p = (1 - skill) * rng.dirichlet(np.ones(k), size=len(labels)) + skill * np.eye(k)[labels]
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def test_an_operating_point_that_refers_every_eye_is_called_out() -> None:
