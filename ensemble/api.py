@@ -461,7 +461,7 @@ def compare(labels: Any, probs_a: Any, probs_b: Any, *, n_boot: int = 1000, seed
             (a cluster bootstrap, as ``vote`` does on a split grouped by patient).
         pred_a, pred_b: the models' predicted classes when they are not the argmax of their probabilities (a
             ``+thr`` combiner's ``predict(P)``, whose grades come from cuts of the expected grade, as the report
-            scores it); default the argmax.
+            scores it); default the argmax. The label metrics and ECE judge these labels.
 
     Returns:
         ``{"a": metrics, "b": metrics, "difference": metrics of A minus B, "mcnemar_p": float}``

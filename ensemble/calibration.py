@@ -59,8 +59,9 @@ def warn_at_bound(fitted: list[tuple[str, TemperatureScaling]], rows: int) -> li
     return hit
 
 
-def _pair(labels: np.ndarray, before: np.ndarray, after: np.ndarray) -> dict:
-    b, a = score(labels, before), score(labels, after)
+def _pair(labels: np.ndarray, before: np.ndarray, after: np.ndarray, preds: tuple = (None, None)) -> dict:
+    """Log-loss and ECE before and after; ``preds``: the labels each reports (``None``: the argmax), which ECE judges."""
+    b, a = score(labels, before, pred=preds[0]), score(labels, after, pred=preds[1])
     return {m: {"before": b[m], "after": a[m]} for m in ("log_loss", "ece")}
 
 
@@ -68,7 +69,7 @@ def calibration_section(
     raw: MemberSet,
     scaled: MemberSet | None,
     temps: list[TemperatureScaling] | None,
-    ensemble: tuple[str, float | None, np.ndarray | None, np.ndarray] | None,
+    ensemble: tuple | None,
     *,
     rows: str = "val",
 ) -> dict:
@@ -78,8 +79,9 @@ def calibration_section(
         raw: the members as trained.
         scaled: the temperature-scaled members (``None`` without calibration).
         temps: their temperatures.
-        ensemble: ``(method, output temperature, test probabilities before, after)`` for the
-            chosen ensemble; ``before`` is the method fitted on the unscaled members.
+        ensemble: ``(method, output temperature, test probabilities before, after[, labels before, after])``
+            for the chosen ensemble; ``before`` is the method fitted on the unscaled members. ECE judges the
+            labels it reports (a hard vote's tie-break, a ``+thr`` grade) where they are given, else the argmax.
         rows: what the fitted rows are (``"val"``, or the out-of-fold train+val rows).
     """
     if scaled is None or temps is None:
@@ -97,7 +99,7 @@ def calibration_section(
                     "tables above are the calibrated ones. Member 'val' figures are on the rows T was fitted on."),
            "members": members}
     if ensemble is not None:
-        method, t_out, before, after = ensemble
+        method, t_out, before, after, *preds = ensemble
         out["ensemble"] = {"method": method, "output_temperature": t_out,
-                           "test": _pair(raw.test_labels, before, after)}
+                           "test": _pair(raw.test_labels, before, after, tuple(preds) or (None, None))}
     return out

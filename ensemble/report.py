@@ -647,7 +647,9 @@ GLOSSARY = (
     ("QWK", "quadratic weighted kappa: agreement between predicted and true grades, 1 = perfect, 0 = no better than "
      "chance; a prediction two grades off costs four times as much as one grade off. The Kaggle DR metric."),
     ("ECE", "expected calibration error: how far the stated confidence is from the observed accuracy, averaged over "
-     "confidence bins (0 = a model that says 80 % is right 80 % of the time). Lower is better."),
+     "confidence bins (0 = a model that says 80 % is right 80 % of the time). The confidence is the model's "
+     "probability of the grade it gives and the accuracy that grade's (a hard vote's tie-break, a '+thr' grade). "
+     "Lower is better."),
     ("McNemar's test", "looks only at the rows exactly one of two models gets right and asks whether one model wins "
      "those rows more often than a coin flip would; a small p says the two models really differ. When the split is "
      "grouped by patient, each patient's wins and losses are summed first and the test is exact over patients, since "
@@ -699,6 +701,10 @@ DR_GRADES = ("for diabetic retinopathy on the International Clinical DR scale (a
              "0 no diabetic retinopathy, 1 mild, 2 moderate, 3 severe non-proliferative, 4 proliferative.")
 
 GENERIC_GLOSSARY = {
+    "ECE": ("expected calibration error: how far the stated confidence is from the observed accuracy, averaged over "
+            "confidence bins (0 = a model that says 80 % is right 80 % of the time). The confidence is the model's "
+            "probability of the class it gives and the accuracy that class's (a hard vote's tie-break). Lower is "
+            "better."),
     "McNemar's test": ("looks only at the rows exactly one of two models gets right and asks whether one model wins "
                        "those rows more often than a coin flip would; a small p says the two models really differ. When "
                        "the split is grouped by patient, each patient's wins and losses are summed first and the test is "

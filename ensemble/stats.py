@@ -494,20 +494,20 @@ def sensitivity_specificity(
     return out
 
 
-def reliability(labels: np.ndarray, probs: np.ndarray, bins: int | None = None) -> dict[str, list]:
-    """Reliability-diagram bins of the top-class confidence (the bins of ECE in :mod:`members.scoring`).
+def reliability(labels: np.ndarray, probs: np.ndarray, pred: np.ndarray | None = None) -> dict[str, list]:
+    """Reliability-diagram bins of the confidence in the reported labels ``pred`` (default the argmax; a
+    combiner's own labels otherwise): the bins and the confidence and hit of ECE in :mod:`members.scoring`.
 
     Returns:
         ``{"edges": [...], "confidence": [...], "accuracy": [...], "count": [...]}``, one entry per
         bin ``(lo, hi]`` (``nan`` confidence and accuracy in empty bins).
     """
-    from members.scoring import ECE_BINS
+    from members.scoring import ECE_BINS, ece_bins, label_confidence
 
-    bins = bins or ECE_BINS
-    probs = np.asarray(probs, dtype=np.float64)
-    conf, hit = probs.max(axis=1), probs.argmax(axis=1) == np.asarray(labels)
+    bins = ECE_BINS
+    conf, hit = label_confidence(labels, probs, pred)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)  # (lo, hi]
+    which = ece_bins(conf)  # (lo, hi]
     count = np.bincount(which, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(which, conf, minlength=bins) / count

@@ -232,7 +232,7 @@ def run_vote(
     report["outcome"] = _outcome(report, select_by)
     report["verdict"] = _verdict(report, select_by)
     report = nan_to_none(report)
-    before = None if uncal is None else (raw.test_probs[raw.names.index(best_single)], uncal[2])
+    before = None if uncal is None else ((raw.test_probs[raw.names.index(best_single)], None), (uncal[2], uncal[4]))
     _write_outputs(out, report, ms, single, best, before=before)
     from ensemble.report import print_table
 
@@ -505,12 +505,14 @@ def _rows_word(protocol) -> str:
 
 
 def _uncalibrated(raw: MemberSet, name: str, out_temps: dict[str, float], best: Predictions):
-    """``(method, output temperature, test probs of the method fitted on the raw members, calibrated test probs)``."""
+    """``(method, output temperature, test probs of the method fitted on the raw members, calibrated test probs,
+    their labels before, after)``: ECE and the reliability diagram judge the labels each one reports."""
     from ensemble.combiners import make_combiner
 
     combiner = make_combiner(name.removesuffix(THR), thresholds=name.endswith(THR))
-    before = combiner.fit(raw.val_probs, raw.val_labels, member_names=raw.names).predict_proba(raw.test_probs)
-    return name, out_temps.get(name), before, best.test_probs
+    combiner.fit(raw.val_probs, raw.val_labels, member_names=raw.names)
+    return (name, out_temps.get(name), combiner.predict_proba(raw.test_probs), best.test_probs,
+            combiner.predict(raw.test_probs), best.test_pred)
 
 
 def _summary_options(ms: MemberSet, referable_grade: int | None, target: float,
@@ -684,7 +686,8 @@ def _threshold_note(mode, k: int, variants, ordinal: bool = True, rows: str = "v
     applied = any(t for _, _, t in variants)
     note = ("`<method>` predicts the most probable class (hard vote: the most votes); `<method>+thr` cuts the "
             f"expected grade of the same probabilities at k-1 thresholds tuned on {rows} for QWK, so only its label "
-            "metrics differ (AUC, log-loss and ECE equal the plain method's)." if applied else
+            "metrics differ, ECE among them (it judges the grade each gives, at its probability); AUC and log-loss "
+            "equal the plain method's." if applied else
             f"not used ({'the classes are nominal (unordered)' if not ordinal else 'two classes: the most probable class is taken' if k < 3 else 'turned off'}).")
     return {"mode": {True: "on", False: "off"}.get(mode, mode), "applied": applied, "note": note}
 
@@ -952,7 +955,7 @@ def _class_label(r: dict, c: int | None = None) -> str:
 
 
 def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, best: Predictions,
-                   *, before: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                   *, before: tuple[tuple, tuple] | None = None) -> None:
     from ensemble import plots
     from ensemble.report import is_dr, write_report
 
@@ -970,20 +973,20 @@ def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, 
 
 
 def _write_clinical_figures(out: Path, report: dict, ms: MemberSet, single: Predictions, best: Predictions,
-                            before: tuple[np.ndarray, np.ndarray] | None) -> None:
-    """``calibration.png`` (reliability of the best single member and the ensemble) and, for
-    ordinal grades, ``roc.png`` (referable DR)."""
+                            before: tuple[tuple, tuple] | None) -> None:
+    """``calibration.png`` (reliability of the best single member's and the ensemble's own labels: a hard vote's
+    tie-break, a ``+thr`` grade) and, for ordinal grades, ``roc.png`` (referable DR). ``before``: the best single
+    member's and the ensemble's ``(test probs, labels or None for the argmax)`` before calibration."""
     from ensemble import plots
     from ensemble.referable import positive_rows, positive_score
 
     bs, bm = report["best_single"], report["best_method"]
     panels = []
-    base = bm[:-len("+thr")] if bm.endswith("+thr") else None  # +thr grades differ, its probabilities are base's
-    ens_title = f"best ensemble: {bm}" + (f"\nits probabilities' top class (= {base}'s)" if base else "")
-    for j, (title, probs) in enumerate(((f"best single: {bs}", single.test_probs), (ens_title, best.test_probs))):
-        series = [("calibrated" if before is not None else "test", stats.reliability(ms.test_labels, probs))]
+    for j, (title, p) in enumerate(((f"best single: {bs}", single), (f"best ensemble: {bm}", best))):
+        series = [("calibrated" if before is not None else "test",
+                   stats.reliability(ms.test_labels, p.test_probs, p.test_pred))]
         if before is not None:
-            series.append(("before calibration", stats.reliability(ms.test_labels, before[j])))
+            series.append(("before calibration", stats.reliability(ms.test_labels, *before[j])))
         panels.append((f"{title} (test, n={len(ms.test_labels)})", series))
     plots.plot_calibration(out / "calibration.png", panels)
     ref = report.get("referable") or {}

@@ -16,8 +16,10 @@ Definitions (they match scikit-learn to 1e-9 on float64 input):
   negatives; for ``k == 2`` the binary AUC of ``probs[:, 1]``.
 - ``log_loss``: mean ``-log p[true]`` with ``p`` clipped to ``[eps, 1 - eps]``, ``eps``
   the machine epsilon of the probabilities' dtype (scikit-learn's rule).
-- ``ece``: expected calibration error of the top-class confidence ``max(probs)``
-  against the correctness of ``argmax(probs)``, 15 equal-width bins ``(lo, hi]``.
+- ``ece``: expected calibration error of the confidence in the predicted label,
+  ``probs[pred]``, against the correctness of ``pred`` (the labels the model reports: a
+  hard vote's tie-break, a ``+thr`` grade; ``max(probs)`` and ``argmax(probs)`` when
+  ``pred`` is not given), 15 equal-width bins ``(lo, hi]``.
 
 Undefined values (AUC with one class, kappa with no spread) are ``nan``; convert
 them to ``None`` only at the JSON boundary (:func:`nan_to_none`).
@@ -136,7 +138,7 @@ def score_weighted(
     # One matrix product gathers every linear statistic: confusion cells, row losses, ECE bins.
     columns = [np.eye(k * k)[labels * k + pred]]
     if probs is not None:
-        columns += _probability_columns(labels, probs)
+        columns += _probability_columns(labels, probs, pred)
     stats = weights.T @ np.concatenate(columns, axis=1)
     cm = stats[:, : k * k].reshape(-1, k, k)
     total = cm.sum(axis=(1, 2))
@@ -240,16 +242,37 @@ def check_labels(values, k: int, name: str = "labels") -> np.ndarray:
     return values.astype(np.int64, copy=False)
 
 
-def _probability_columns(labels, probs) -> list[np.ndarray]:
+def _probability_columns(labels, probs, pred) -> list[np.ndarray]:
+    """Per row: the log-loss term and the ECE bin's confidence and hit of the predicted label ``pred``."""
     eps = np.finfo(probs.dtype if np.issubdtype(probs.dtype, np.floating) else np.float64).eps
     p64 = probs.astype(np.float64)
     true_p = np.clip(p64[np.arange(len(labels)), labels], eps, 1 - eps)
-    conf = p64.max(axis=1)
-    hit = (p64.argmax(axis=1) == labels).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
-    bins = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, ECE_BINS - 1)
+    conf, hit = label_confidence(labels, p64, pred)
+    bins = ece_bins(conf)
     onehot = np.eye(ECE_BINS)[bins]
     return [-np.log(true_p)[:, None], onehot * conf[:, None], onehot * hit[:, None]]
+
+
+def label_confidence(labels, probs, pred=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(confidence, hit)`` of the labels a model reports, as ECE and the reliability diagrams measure them:
+    its probability of ``pred`` and whether ``pred`` is right (``pred`` defaults to ``argmax(probs)``). A
+    combiner's own labels (a hard vote's tie-break, a ``+thr`` grade) are the ones judged, not the argmax.
+
+    Example:
+        >>> conf, hit = label_confidence(np.array([1, 1]), np.array([[0.5, 0.5], [0.6, 0.4]]), np.array([1, 1]))
+        >>> conf.tolist(), hit.tolist()
+        ([0.5, 0.4], [1.0, 1.0])
+    """
+    p64 = np.asarray(probs, dtype=np.float64)
+    pred = p64.argmax(axis=1) if pred is None else np.asarray(pred)
+    conf = p64[np.arange(len(pred)), pred]
+    return conf, (pred == np.asarray(labels)).astype(np.float64)
+
+
+def ece_bins(conf: np.ndarray) -> np.ndarray:
+    """The ECE bin of each confidence: :data:`ECE_BINS` equal-width bins ``(lo, hi]`` (0 falls in the first)."""
+    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
+    return np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, ECE_BINS - 1)
 
 
 def _label_metrics(cm: np.ndarray, total: np.ndarray) -> dict[str, np.ndarray]:

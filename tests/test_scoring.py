@@ -43,14 +43,28 @@ def test_matches_sklearn(k: int, n: int) -> None:
         assert got[name] == pytest.approx(want, abs=1e-9), name
 
 
-def test_pred_overrides_label_metrics_only() -> None:
+def test_pred_overrides_label_metrics_and_the_labels_ece_judges() -> None:
     y, p = _data(5, 200, seed=1)
     pred = np.clip(p.argmax(1) + 1, 0, 4)
     got, plain = score(y, p, pred=pred), score(y, p)
     for name, want in _sklearn(y, p, pred, 5).items():
         assert got[name] == pytest.approx(want, abs=1e-9), name
-    for name in ("auc", "log_loss", "ece"):
+    for name in ("auc", "log_loss"):
         assert got[name] == plain[name]
+    conf, hit = p[np.arange(len(y)), pred], (pred == y).astype(float)  # ECE of the labels reported, not the argmax
+    bins = np.clip(np.ceil(conf * 15).astype(int) - 1, 0, 14)
+    want = sum(abs(hit[bins == b].sum() - conf[bins == b].sum()) for b in range(15)) / len(y)
+    assert got["ece"] == pytest.approx(want, abs=1e-12) and got["ece"] != plain["ece"]
+
+
+@pytest.mark.parametrize("p,pred,want,argmax_want", [
+    ([[0.4, 0.4, 0.2]], [1], 0.6, 0.4),  # a hard vote's 1-1 tie, broken toward class 1 (right): |1 - 0.4|
+    ([[0.6, 0.3, 0.1]], [1], 0.7, 0.6),  # a +thr grade other than the argmax (right), at its probability 0.3
+])
+def test_ece_judges_the_reported_label_at_its_probability(p, pred, want, argmax_want) -> None:
+    y = np.array([1])
+    assert score(y, np.array(p), pred=np.array(pred))["ece"] == pytest.approx(want)
+    assert score(y, np.array(p))["ece"] == pytest.approx(argmax_want)
 
 
 def test_qwk_known_value_and_full_grade_scale() -> None:

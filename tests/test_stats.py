@@ -163,6 +163,11 @@ def test_reliability_bins_reproduce_ece() -> None:
     conf, acc = np.nan_to_num(bins["confidence"]), np.nan_to_num(bins["accuracy"])
     ece = float(np.sum(count * np.abs(acc - conf)) / 200)
     assert ece == pytest.approx(score(labels, probs)["ece"], abs=1e-12)
+    pred = (probs.argmax(axis=1) + 1) % 4  # a combiner's own labels (a +thr grade): the diagram judges those
+    bins = reliability(labels, probs, pred)
+    count, conf, acc = np.array(bins["count"]), np.nan_to_num(bins["confidence"]), np.nan_to_num(bins["accuracy"])
+    assert float(np.sum(count * np.abs(acc - conf)) / 200) == pytest.approx(score(labels, probs, pred=pred)["ece"],
+                                                                           abs=1e-12)
 
 
 def test_cluster_bootstrap_draws_whole_patients_within_their_worst_grade() -> None:
