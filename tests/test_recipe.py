@@ -448,8 +448,22 @@ def test_kept_weights_a_hair_above_chance_that_do_not_rank_learned_nothing():
                  results={"val": {"balanced_accuracy": 0.201, "auc": 0.478}, "test": {"accuracy": 0.5}},
                  history=[], log=lines.append)
     assert out["collapsed"] is True
-    assert out["collapse"]["reason"] == ("its val balanced accuracy 0.201 is at chance (1/5, within 0.05) and its "
-                                         "val AUC 0.478 near 0.5")
+    assert out["collapse"]["reason"] == ("its val balanced accuracy 0.201 is at or below chance (not above 1/5 + "
+                                         "0.05) and its val AUC 0.478 is not above 0.55")
+
+
+def test_the_collapse_reason_says_the_chance_rule_is_one_sided():
+    """A two-class member at balanced accuracy 0.385 (well below 1/2) with AUC 0.420 is collapsed by the rule
+    (not above 1/k + 0.05, AUC not above 0.55); its reason read "at chance (1/2, within 0.05)", which 0.385 is not."""
+    from members.training.collapse import judge
+
+    labels = np.array([0] * 6 + [1] * 4)
+    probs = np.eye(2)[[0, 1, 1, 0, 1, 0, 0, 1, 0, 0]] * 0.8 + 0.1
+    collapsed, out = judge(probs, labels, {"balanced_accuracy": 0.385, "auc": 0.420}, ["healthy", "sick"],
+                           judged_on="argmax", spec=None)
+    assert collapsed and out["reason"] == ("its val balanced accuracy 0.385 is at or below chance (not above 1/2 + "
+                                           "0.05) and its val AUC 0.420 is not above 0.55")
+    assert "within" not in out["reason"]
 
 
 def test_on_val_rows_of_one_class_collapse_is_not_judged_either_way():

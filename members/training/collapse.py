@@ -35,14 +35,14 @@ def collapse_advice(spec: MemberSpec, ordinal: bool = True) -> str:
             "images are too small to show what tells the classes apart (lesions, on fundus photographs), or too few epochs. Try " + ", ".join(tries) + ".")
 
 
-CHANCE_MARGIN = 0.05  # balanced accuracy within this of 1/k, on a few dozen val rows, is noise for a member that
-# does not rank either
+CHANCE_MARGIN = 0.05  # balanced accuracy not above 1/k + this, on a few dozen val rows, is noise (or worse) for a
+# member that does not rank either
 
 
 def at_chance_level(balanced_accuracy: float, auc: float, k: int) -> bool:
-    """Whether kept weights learned nothing: no ranking (AUC not above 0.55) and a balanced accuracy within
-    :data:`CHANCE_MARGIN` of chance (1/k) — an IDRiD member at 0.201 against 0.200 with AUC 0.478 had been called
-    learned. A grade member whose cuts squeeze the rare grades can sit at 1/k balanced accuracy with a real val
+    """Whether kept weights learned nothing: no ranking (AUC not above 0.55) and a balanced accuracy at or below
+    chance, not above 1/k + :data:`CHANCE_MARGIN` (one-sided: below chance is no better) — an IDRiD member at 0.201
+    against 0.200 with AUC 0.478 had been called learned. A grade member whose cuts squeeze the rare grades can sit at 1/k balanced accuracy with a real val
     AUC and QWK: that one learned."""
     return not (balanced_accuracy > 1.0 / k + CHANCE_MARGIN) and not (auc > 0.55)
 
@@ -178,8 +178,8 @@ def judge(probs: np.ndarray, labels: np.ndarray, scores: dict, classes, *, judge
         return False, collapse
     top = classes[int(counts.argmax())]
     collapse["reason"] = (f"its {rows} predictions fall into one class ({top})" if one_class
-                          else f"its {rows} balanced accuracy {bal:.3f} is at chance (1/{k}, within {CHANCE_MARGIN:g}) "
-                               f"and its {rows} AUC {auc:.3f} near 0.5")
+                          else f"its {rows} balanced accuracy {bal:.3f} is at or below chance (not above 1/{k} + "
+                               f"{CHANCE_MARGIN:g}) and its {rows} AUC {auc:.3f} is not above 0.55")
     collapse["advice"] = collapse_advice(spec, ordinal) if spec is not None else IMPORTED_ADVICE
     return True, collapse
 
