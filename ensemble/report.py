@@ -176,7 +176,13 @@ def render_markdown(report: dict) -> str:
             if (report.get("referable") or {}).get("applicable") else ""),
         *_calibration_setup(report.get("calibration")),
         (f"- Baseline: always predict the majority class of {chosen_on(report)} (class "
-         f"{_class_name(report, report['baseline_class'])}), with their class frequencies as probabilities."),
+         f"{_class_name(report, report['baseline_class'])}), with their class frequencies as probabilities, add-one "
+         "(Laplace) smoothed, (count + 1) / (rows + classes), so that a class they lack is not given 0."),
+        *([f"- **The {'val' if chosen_on(report) == 'val' else 'out-of-fold'} rows hold no row of "
+           f"{'grade' if is_dr(report) else 'class'}{'s' if len(lacking) > 1 else ''} "
+           f"{', '.join(map(str, lacking))}**, which the test or train split has: the combiners fitted on them cannot "
+           "learn it (stack never predicts it), and the members and methods are chosen without it."]
+          if (lacking := report.get("val_missing_classes")) else []),
         *([f"- **The test split's most common class is another one**, {_class_name(report, t['class'])}: always "
            f"answering it scores test accuracy {_num(t['accuracy'])}; below that: "
            f"{', '.join([*t['members'], *t['ensembles']]) or 'no model'}."]

@@ -134,6 +134,7 @@ def run_vote(
     _say_probabilities_only(ms)
     ms, protocol = oof_protocol(workdir, ms)  # k-fold members: "val" becomes every out-of-fold train+val row
     _refuse_one_class(ms, protocol)
+    lacking = _missing_classes(workdir, ms, protocol)
     variants = resolve_methods(methods, thresholds, ms.num_classes, ordinal=ms.ordinal)
     select_by = default_select_by(select_by, ms.ordinal)
     referable_grade, positive = _summary_options(ms, referable_grade, sensitivity_target, positive_class)
@@ -191,6 +192,7 @@ def run_vote(
         "calibration": calibration.calibration_section(
             raw, ms if temps else None, temps, uncal, rows=_rows_word(protocol)),
         "collapsed_kept": [n for n in ms.names if is_collapsed(ms.metrics[n])],
+        "val_missing_classes": lacking,
         "skipped": ms.skipped,
         "thresholds": _threshold_note(thresholds, ms.num_classes, variants, ms.ordinal, _rows_word(protocol)),
         "combiner_protocol": (
@@ -363,9 +365,13 @@ def resolve_methods(methods: Sequence[str], thresholds: str | bool, num_classes:
 
 
 def _baseline(ms: MemberSet) -> tuple[int, Predictions]:
+    """The majority baseline: always the most common class of the choosing rows, with their class frequencies as
+    probabilities, add-one (Laplace) smoothed — ``(count + 1) / (n + k)`` — so that a class those rows lack gets a
+    small probability instead of 0 (whose clipped log-loss would swamp the baseline's)."""
     k = ms.num_classes
-    freq = np.bincount(ms.val_labels, minlength=k) / len(ms.val_labels)
-    cls = int(freq.argmax())
+    counts = np.bincount(ms.val_labels, minlength=k)
+    freq = (counts + 1.0) / (len(ms.val_labels) + k)
+    cls = int(counts.argmax())
     n_val, n_test = len(ms.val_labels), len(ms.test_labels)
     return cls, Predictions(np.tile(freq, (n_val, 1)), np.full(n_val, cls),
                             np.tile(freq, (n_test, 1)), np.full(n_test, cls))
@@ -497,6 +503,34 @@ def _refuse_one_class(ms: MemberSet, protocol) -> None:
         raise UserError(f"vote fits its combiners and chooses the best member on {_rows_word(protocol)}, and they "
                         f"hold {held}: nothing can be fitted or ranked on them. Prepare the workdir again with val "
                         "rows of at least two classes (without a split column prepare draws a stratified split).")
+
+
+def _missing_classes(workdir: Path, ms: MemberSet, protocol) -> list:
+    """The classes the test or train split holds and the rows that fit and choose (val, or the out-of-fold rows)
+    do not, said on stderr in one sentence: nothing fitted on those rows can learn them."""
+    splits = {"test": set(np.unique(ms.test_labels).tolist())}
+    try:
+        from members.data.dataset import load_dataset
+
+        splits["train"] = set(load_dataset(workdir).rows("train")["label"].astype(int).tolist())
+    except (UserError, KeyError, ValueError, TypeError):  # replaced while this vote ran: the transaction refuses it
+        pass
+    have = set(np.unique(ms.val_labels).tolist())
+    missing = sorted(set().union(*splits.values()) - have)
+    if not missing:
+        return []
+    names = [ms.classes[c] if c < len(ms.classes or []) else c for c in missing]
+    word = ("grade" if ms.ordinal and ms.num_classes >= 3 else "class") + ("s" if len(names) > 1 else "")
+    shown = ", ".join(map(str, names))
+    where = " and ".join(s for s, held in splits.items() if held & set(missing))
+    it = "them" if len(names) > 1 else "it"
+    rows, split = ("the val rows", "val") if protocol.name == "val" else (_rows_word(protocol), "train and val")
+    print(f"Warning: {rows} hold no row of {word} {shown}, which {where} {'have' if ' and ' in where else 'has'}: "
+          f"the combiners are fitted on those rows and cannot learn {it} (stack gives {it} a probability near 0 and "
+          f"never predicts {it}; grade thresholds and the best member and method are chosen without {it}); prepare "
+          f"the workdir again with every class in {split} (without a split column prepare draws a stratified split).",
+          file=sys.stderr)
+    return names
 
 
 def _rows_word(protocol) -> str:

@@ -778,6 +778,26 @@ def test_a_combiners_ece_judges_the_labels_it_reports(tmp_path: Path, calibrate:
             report["ensembles"][best]["ece"]["value"])
 
 
+def test_a_class_missing_from_val_is_warned_about_and_the_baseline_is_smoothed(tmp_path: Path, monkeypatch,
+                                                                                capsys) -> None:
+    """Val without grade 4 (train and test have it): the baseline gave it probability 0 (its test log-loss then
+    rested on clipped rows) and stack never predicts it, with no word; now add-one frequencies and one sentence."""
+    labels = LABELS.copy()
+    labels[20:40][labels[20:40] == 4] = 3  # val: 4 rows each of grades 0-2, 8 of grade 3, none of grade 4
+    monkeypatch.setattr(sys.modules[__name__], "LABELS", labels)
+    root = make_workdir(tmp_path, {"a": (0.5, 0.5), "b": (0.4, 0.4)}, incomplete=None)
+    report = run_vote(root, methods=["soft", "stack"], thresholds="off", n_boot=50, console=Console(file=io.StringIO()))
+    err = capsys.readouterr().err
+    assert ("Warning: the val rows hold no row of grade 4, which test and train have: the combiners are fitted on "
+            "those rows and cannot learn it (stack gives it a probability near 0 and never predicts it;") in err
+    assert report["val_missing_classes"] == [4]
+    freq = (np.array([4, 4, 4, 8, 0]) + 1) / (20 + 5)  # (count + 1) / (rows + classes)
+    want = -np.mean(np.log(freq[labels[40:]]))
+    assert report["baseline"]["log_loss"]["value"] == pytest.approx(want) and report["baseline_class"] == 3
+    md = (root / "ensemble" / "report.md").read_text()
+    assert "add-one (Laplace) smoothed" in md and "**The val rows hold no row of grade 4**" in md
+
+
 def test_an_operating_point_that_refers_every_eye_is_called_out() -> None:
     from ensemble import stats
     from ensemble.referable import operating_point
