@@ -678,12 +678,14 @@ GLOSSARY = (
     ("Majority baseline", "always answering the most common grade of the rows that choose (val, or the out-of-fold "
      "rows); a model below it on accuracy has learned "
      "less than the class frequencies (marked †)."),
-    ("Balanced accuracy", "the mean over grades of the share of each grade's eyes graded right: every grade counts "
-     "the same, however rare, so always answering 'no DR' scores 1/k, not the share of healthy eyes."),
-    ("Macro-F1", "the mean over grades of F1 (the harmonic mean of precision and recall for that grade)."),
+    ("Balanced accuracy", "the mean, over the grades present in the split, of the share of each grade's eyes graded "
+     "right: every grade counts the same, however rare, so always answering 'no DR' scores 1/k with k the grades "
+     "present (a grade with no eye in the split is left out, as scikit-learn does), not the share of healthy eyes."),
+    ("Macro-F1", "the mean of F1 (the harmonic mean of precision and recall for that grade) over the grades present "
+     "in the split or predicted."),
     ("AUC", "area under the ROC curve: the chance that a random eye of a grade scores higher for that grade than a "
-     "random eye of another; here the mean over grades, one against the rest (0.5 = chance, 1 = perfect). For "
-     "referable DR, the AUC of P(referable)."),
+     "random eye of another; here the mean over the grades present in the split, one against the rest (0.5 = "
+     "chance, 1 = perfect). For referable DR, the AUC of P(referable)."),
     ("Log-loss", "how much probability a model gave the true grade, on a log scale; lower is better, and a "
      "confident wrong grade costs most. A hard vote's probabilities are its vote shares, often 0 for the true grade, "
      "so its log-loss is large by construction."),
@@ -723,11 +725,15 @@ GENERIC_GLOSSARY = {
     "Majority baseline": ("always answering the most common class of the rows that choose (val, or the "
                           "out-of-fold rows); a model below it on accuracy has learned "
                           "less than the class frequencies (marked †)."),
-    "Balanced accuracy": ("the mean over classes of the share of each class's images classified right: every class "
-                          "counts the same, however rare, so always answering the majority class scores 1/k."),
-    "Macro-F1": "the mean over classes of F1 (the harmonic mean of precision and recall for that class).",
+    "Balanced accuracy": ("the mean, over the classes present in the split, of the share of each class's images "
+                          "classified right: every class counts the same, however rare, so always answering the "
+                          "majority class scores 1/k with k the classes present (a class with no image in the split "
+                          "is left out, as scikit-learn does)."),
+    "Macro-F1": ("the mean of F1 (the harmonic mean of precision and recall for that class) over the classes present "
+                 "in the split or predicted."),
     "AUC": ("area under the ROC curve: the chance that a random image of a class scores higher for that class than a "
-            "random image of another; the mean over classes, one against the rest (0.5 = chance, 1 = perfect)."),
+            "random image of another; the mean over the classes present in the split, one against the rest (0.5 = "
+            "chance, 1 = perfect)."),
     "Log-loss": ("how much probability a model gave the true class, on a log scale; lower is better, and a confident "
                  "wrong class costs most. A hard vote's probabilities are its vote shares, often 0 for the true "
                  "class, so its log-loss is large by construction."),

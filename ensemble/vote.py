@@ -955,10 +955,33 @@ def _fixed_words(r: dict, thin: list, lone: list) -> str:
 def _thin_test_words(r: dict) -> str:
     """A sentence when the test split is too small for its intervals: a class with one row (which a
     bootstrap stratified by class never varies), or fewer than :data:`SMALL_TEST` rows or a class
-    with fewer than :data:`FEW_ROWS` (resamples of so few rows vary too little to be trusted)."""
+    with fewer than :data:`FEW_ROWS` (resamples of so few rows vary too little to be trusted); then one naming a
+    class with no test row at all (:func:`_absent_words`)."""
+    return _thin_words(r) + _absent_words(r)
+
+
+def _absent_words(r: dict) -> str:
+    """A caution naming the classes with no test row (``bootstrap.few_row_classes`` at 0): balanced accuracy,
+    macro-F1 and AUC average over the classes present, so always answering one class scores 1/(classes present)."""
+    from ensemble.report import is_dr
+
+    absent = [c for c, n in ((r.get("bootstrap") or {}).get("few_row_classes") or {}).items() if n == 0]
+    k = r.get("num_classes") or len(r.get("classes") or [])
+    if not absent or not k:
+        return ""
+    word = "grade" if is_dr(r) else "class"
+    names = absent[0] if len(absent) == 1 else f"{', '.join(absent[:-1])} and {absent[-1]}"
+    held, it = k - len(absent), "it" if len(absent) == 1 else "them"
+    return (f" Caution: {word}{'s' if len(absent) > 1 else ''} {names} {'has' if len(absent) == 1 else 'have'} no "
+            f"test row: balanced accuracy, macro-F1 and AUC average over the {held} {word}s present (always answering "
+            f"one {word} scores 1/{held} on balanced accuracy, not 1/{k}), and no figure above measures {it}.")
+
+
+def _thin_words(r: dict) -> str:
     boot = r.get("bootstrap") or {}
     thin, lone = _fixed_classes(r)
-    n, few = boot.get("test_rows"), boot.get("few_row_classes") or {}
+    n = boot.get("test_rows")
+    few = {c: rows for c, rows in (boot.get("few_row_classes") or {}).items() if rows > 0}  # none: _absent_words
     fix = (f"prepare a larger test split (at least {SMALL_TEST} rows and {FEW_ROWS} per class: --test-fraction, or "
            "more images)")
     if thin:

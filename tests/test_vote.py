@@ -798,6 +798,31 @@ def test_a_class_missing_from_val_is_warned_about_and_the_baseline_is_smoothed(t
     assert "add-one (Laplace) smoothed" in md and "**The val rows hold no row of grade 4**" in md
 
 
+def test_a_grade_with_no_test_row_is_named_and_the_glossary_says_present_grades(tmp_path: Path, monkeypatch) -> None:
+    """Test without grade 3: balanced accuracy averages over the 4 grades present (always answering grade 0 scores
+    0.25, not 1/5), which the glossary said it did not, and no caution named the empty grade."""
+    from ensemble.vote import _thin_test_words
+
+    labels = LABELS.copy()
+    labels[40:60][labels[40:60] == 3] = 0
+    monkeypatch.setattr(sys.modules[__name__], "LABELS", labels)
+    root = make_workdir(tmp_path, {"a": (0.5, 0.5), "b": (0.4, 0.4)}, incomplete=None)
+    report = run_vote(root, methods=["soft"], thresholds="off", n_boot=50, console=Console(file=io.StringIO()))
+    assert report["baseline"]["balanced_accuracy"]["value"] == pytest.approx(0.25)
+    assert report["bootstrap"]["few_row_classes"] == {"3": 0}
+    caution = ("Caution: grade 3 has no test row: balanced accuracy, macro-F1 and AUC average over the 4 grades "
+               "present (always answering one grade scores 1/4 on balanced accuracy, not 1/5), and no figure above "
+               "measures it.")
+    assert caution in report["verdict"]
+    md = (root / "ensemble" / "report.md").read_text()
+    assert caution in md and "scores 1/k with k the grades present" in md
+    assert "the mean over the grades present in the split, one against the rest" in md
+    # beside another caution (a grade held by one patient, as in the QA's workdir) it is said too
+    r = {**report, "bootstrap": {**report["bootstrap"], "single_patient_classes": [4], "few_row_classes": {"3": 0}}}
+    words = _thin_test_words(r)
+    assert "grade 4, with a single test patient" in words and caution in words
+
+
 def test_an_operating_point_that_refers_every_eye_is_called_out() -> None:
     from ensemble import stats
     from ensemble.referable import operating_point
