@@ -37,20 +37,31 @@ def write_report(folder: str | Path, report: dict) -> tuple[Path, Path]:
     return write_json(folder / "report.json", report), write_text(folder / "report.md", render_markdown(report))
 
 
-def _short(value) -> str:
-    """A CI bound as compact as the console table needs to fit 80 columns: ``-.14``, ``.60``, ``1``
-    (exactly one), ``>.99`` (under one, but rounding to it), ``7.8`` (one decimal at 1 and above, as log-loss
-    can be)."""
+def _short(value, side: str = "") -> str:
+    """A CI bound as compact as the console table needs to fit 80 columns: ``-.14``, ``.60``, ``1`` (exactly
+    one), ``>.99`` (an upper bound under one that would round to it), ``7.8`` (one decimal at 1 and above, as
+    log-loss can be). ``side`` ``"lo"`` / ``"hi"`` rounds the bound outward (down / up), so that the interval
+    always holds the 3-decimal value printed above it (``0.075`` over ``.07–.08``, not ``.07–.07``).
+
+    Example:
+        >>> _short(0.0701, "lo"), _short(0.0746, "hi"), _short(0.991, "hi"), _short(1.234, "hi"), _short(-0.141, "lo")
+        ('.07', '.08', '>.99', '1.3', '-.15')
+    """
+    import math
+
     if value is None:
         return "n/a"
     if value == 1.0:
         return "1"
-    if 0.995 <= value < 1.0:
-        return ">.99"
-    if abs(value) >= 1:
-        return f"{value:.1f}"
-    text = f"{value:.2f}"
-    return text.replace("0.", ".", 1)
+    digits = 1 if abs(value) >= 1 else 2
+    scale = 10 ** digits
+    rounded = {"lo": math.floor(value * scale + 1e-9) / scale,  # the 1e-9: a bound already on the grid stays
+               "hi": math.ceil(value * scale - 1e-9) / scale}.get(side, value)
+    if value < 1.0 and (rounded >= 1.0 or (not side and value >= 0.995)):
+        return ">.99"  # under one, never written as one
+    if digits == 1:
+        return f"{rounded:.1f}"
+    return f"{rounded:.2f}".replace("0.", ".", 1)
 
 
 def _num(value, digits: int = 3) -> str:
@@ -856,7 +867,7 @@ def print_table(report: dict, console=None) -> None:
             text = _num(m[key]["value"]) + (BEST_MARK if top and not styled else "")
             if m[key].get("ci") is not None:
                 lo, hi = m[key]["ci"]
-                text += f"\n[dim]{_short(lo)}–{_short(hi)}[/dim]"
+                text += f"\n[dim]{_short(lo, 'lo')}–{_short(hi, 'hi')}[/dim]"  # outward: it holds the value
             cells.append(f"[bold green]{text}[/bold green]" if top and styled else text)
         end = kind == "baseline" or name == list(report["members"])[-1]
         label = "majority class" if kind == "baseline" else name + marks.get(name, "")

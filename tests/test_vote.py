@@ -186,8 +186,8 @@ def test_console_table_gives_every_metric_its_ci_within_80_columns(voted) -> Non
                                  values, bounds):
         lo, hi = (float(b) for b in bound.replace("–", " ").split())
         assert float(value) == pytest.approx(a[key]["value"], abs=5e-4)
-        for shown, bound in zip((lo, hi), a[key]["ci"]):  # two decimals; one at 1 and above
-            assert shown == pytest.approx(bound, abs=5e-3 if abs(bound) < 0.995 else 0.05), key
+        for shown, bound, sign in zip((lo, hi), a[key]["ci"], (1, -1)):  # two decimals, one at 1 and above: outward
+            assert 0 <= sign * (bound - shown) <= (0.01 if abs(bound) < 1 else 0.1) + 1e-9, key
 
 
 def test_the_best_test_values_are_marked_where_the_console_shows_no_bold(voted) -> None:
@@ -821,6 +821,26 @@ def test_a_grade_with_no_test_row_is_named_and_the_glossary_says_present_grades(
     r = {**report, "bootstrap": {**report["bootstrap"], "single_patient_classes": [4], "few_row_classes": {"3": 0}}}
     words = _thin_test_words(r)
     assert "grade 4, with a single test patient" in words and caution in words
+
+
+def test_the_consoles_compact_interval_always_holds_the_value_printed_above_it() -> None:
+    """The console wrote 0.075 over .07–.07 and 0.343 over .34–.34: bounds rounded to nearest, not outward."""
+    from ensemble.report import _num, _short
+
+    assert (_short(0.0705, "lo"), _short(0.0746, "hi")) == (".07", ".08")  # 0.075 over .07–.08
+    assert (_short(0.3411, "lo"), _short(0.3434, "hi")) == (".34", ".35")
+
+    def number(text: str) -> float:
+        return 0.995 if text == ">.99" else float(text.replace("> ", "").replace("−", "-"))
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        value = float(rng.choice([rng.uniform(-1, 1), rng.uniform(0.95, 1.0), rng.uniform(0, 8)]))
+        lo, hi = value - float(rng.uniform(0, 0.02)), value + float(rng.uniform(0, 0.02))
+        shown = number(_num(value))
+        low, high = _short(lo, "lo"), _short(hi, "hi")
+        assert number(low) <= shown + 1e-12, (value, lo, low)
+        assert high == ">.99" or high == "1" or shown <= number(high) + 1e-12, (value, hi, high)
 
 
 def test_an_operating_point_that_refers_every_eye_is_called_out() -> None:
