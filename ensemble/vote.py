@@ -275,8 +275,10 @@ def is_collapsed(metrics: dict) -> bool:
 
 
 def _collapse_reason(metrics: dict) -> str:
+    from members.training.collapse import one_sided_words
+
     info = metrics.get("collapse")
-    detail = next((info[key] for key in ("reason", "message", "note")
+    detail = next((one_sided_words(info[key]) for key in ("reason", "message", "note")  # an older member's words too
                    if isinstance(info, dict) and isinstance(info.get(key), str)), None)
     return (f"collapsed: {detail or 'its val predictions fall into one class'} "
             "(metrics.json collapsed: true; vote --keep-collapsed keeps it)")

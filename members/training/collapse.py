@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from members.model.spec import MemberSpec
@@ -182,6 +184,20 @@ def judge(probs: np.ndarray, labels: np.ndarray, scores: dict, classes, *, judge
                                f"{CHANCE_MARGIN:g}) and its {rows} AUC {auc:.3f} is not above 0.55")
     collapse["advice"] = collapse_advice(spec, ordinal) if spec is not None else IMPORTED_ADVICE
     return True, collapse
+
+
+_TWO_SIDED = re.compile(r"is at chance \(1/(\d+), within ([0-9.]+)\) and its (.+?) AUC (\S+) near 0\.5")
+
+
+def one_sided_words(reason: str) -> str:
+    """A ``collapse.reason`` that an older training wrote as if the rule were two-sided ("at chance (1/2, within
+    0.05) ... AUC 0.420 near 0.5"), in the words of the rule :func:`at_chance_level` applies; the figures kept.
+
+    Example:
+        >>> one_sided_words("its val balanced accuracy 0.385 is at chance (1/2, within 0.05) and its val AUC 0.420 near 0.5")
+        'its val balanced accuracy 0.385 is at or below chance (not above 1/2 + 0.05) and its val AUC 0.420 is not above 0.55'
+    """
+    return _TWO_SIDED.sub(r"is at or below chance (not above 1/\1 + \2) and its \3 AUC \4 is not above 0.55", reason)
 
 
 def majority_section(labels: dict, results: dict, k: int) -> dict:
