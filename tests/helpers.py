@@ -86,3 +86,17 @@ def killed_once(job):
         os._exit(9)
     time.sleep(0.5)  # long enough for the pool to be running both members when the other one dies
     return MemberRun(job.name, job.preset, job.spec.seed, 0.5, metrics={"name": job.name})
+
+
+def locked_sleeper(job):
+    """A loky worker's task that takes member ``job.name``'s lock, notes its pid in ``<name>.pid`` and sleeps a
+    minute (a member training when the run is killed)."""
+    import os
+    import time
+
+    from members.infra.lock import MemberLock
+
+    folder = Path(job.workdir) / "members" / job.name
+    with MemberLock(folder):
+        (Path(job.workdir) / f"{job.name}.pid").write_text(str(os.getpid()))
+        time.sleep(60)

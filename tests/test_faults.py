@@ -240,6 +240,23 @@ def test_stale_or_unreadable_lock_is_taken_over(tmp_path, content):
     assert list(tmp_path.iterdir()) == []  # released, and no temp file left
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_lock_whose_holder_is_a_zombie_is_taken_over(tmp_path):
+    """A killed run's worker re-parented to a container's PID 1 that does not reap it stays a zombie for good:
+    os.kill(pid, 0) still succeeds, and its lock was held for ever."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        (tmp_path / ".lock").write_text(json.dumps({"pid": child.pid, "host": socket.gethostname()}))
+        with MemberLock(tmp_path):
+            assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    finally:
+        child.wait()
+
+
 def test_two_takeovers_of_one_stale_lock_cannot_both_hold_it(tmp_path):
     """Both saw the dead run's lock; the first took it over. The second must read the first's fresh lock
     (under the folder guard), not delete it as the stale one it saw: 3 of 30 races ended with two holders."""

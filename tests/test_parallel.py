@@ -222,3 +222,56 @@ def test_a_killed_loky_worker_does_not_fail_the_members_beside_it(tmp_path):
     assert sorted(r.name for r in runs) == ["a", "b", "c"] and all(r.ok for r in runs)
     assert (tmp_path / ".killed-a").exists()
     assert sum("a worker process was killed" in line for line in lines) == 1, lines
+
+
+KILLED_RUN = textwrap.dedent("""
+    import sys
+    from members.model.spec import MemberSpec
+    from members.training.parallel import _execute, _Job
+    from tests.helpers import locked_sleeper
+
+    jobs = [_Job(sys.argv[1], name, "tiny", MemberSpec(), 1, echo=False, show_progress=False) for name in "ab"]
+    list(_execute(jobs, "loky", 2, None, print, run=locked_sleeper))
+""")
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (one re-parented to a PID 1 that does not reap)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_loky_workers_end_with_a_killed_run_and_their_locks_are_taken_over(tmp_path):
+    """kill -9 of train-members left its loky workers training on, re-parented to init: they held the members'
+    locks (a rerun at once failed them as busy) and their memory for minutes. They now end within seconds."""
+    import signal
+    import time
+
+    from members.infra.lock import MemberLock
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_files = [tmp_path / "a.pid", tmp_path / "b.pid"]
+    deadline = time.monotonic() + 40
+    while not all(p.exists() and p.read_text() for p in pid_files):
+        assert proc.poll() is None and time.monotonic() < deadline, "the workers never started"
+        time.sleep(0.2)
+    workers = [int(p.read_text()) for p in pid_files]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while any(map(_running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert not any(map(_running, workers)), "loky workers outlived the killed run"
+    finally:
+        for pid in workers:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+    for name in "ab":  # a rerun takes the dead workers' locks over
+        with MemberLock(tmp_path / "members" / name):
+            pass

@@ -17,13 +17,19 @@ from members.infra.errors import UserError
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: a zombie (ended, not yet reaped: under a container's PID 1 that does not reap,
+    a killed run's worker stays one for good) holds no lock."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):  # no /proc (macOS): as os.kill said
+        return True
 
 
 class _folder_guard:

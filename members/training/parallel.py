@@ -338,6 +338,40 @@ def run_job(job: _Job) -> MemberRun:
     return run
 
 
+PARENT_POLL = 1.0  # seconds between a loky worker's checks that the process that started it is still there
+_watching: dict[str, int] = {}  # this worker's watched parent pid (a reused worker starts one watch)
+
+
+def watch_parent(parent: int, poll: float = PARENT_POLL) -> None:
+    """End this worker process as soon as ``parent`` (the run that started it) is gone.
+
+    A ``kill -9`` of ``train-members`` left its loky workers training on, re-parented to init: they held their
+    members' locks (a rerun at once failed them as busy) and kept their memory for minutes. A daemon thread
+    polls :func:`os.getppid` and ends the process with ``os._exit`` when it changes: its member lock then
+    names a dead process and the next run takes it over; its files are whole (every write is atomic) and the
+    member resumes after its last finished epoch. (``prctl(PR_SET_PDEATHSIG)`` is not used: it fires when the
+    *thread* that started the worker ends, and loky starts workers from its manager thread.)
+    """
+    import threading
+
+    if _watching.get("parent") == parent:
+        return
+    _watching["parent"] = parent
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(143)  # as SIGTERM would: locks and resume points are left for the next run
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def _watched(run: Callable[[_Job], MemberRun], parent: int, job: _Job) -> MemberRun:
+    """What a loky worker runs: ``run(job)``, in a process that ends when ``parent`` dies (:func:`watch_parent`)."""
+    watch_parent(parent)
+    return run(job)
+
+
 # ----- backends (parent) ---------------------------------------------------------------------
 def _check_scheduler_address(scheduler: str) -> None:
     """A malformed Dask address is refused before any work (it failed every member as "incomplete: run again")."""
@@ -425,15 +459,16 @@ def _loky_runs(job_list: list[_Job], jobs: int, log: Callable[[str], None],
                run: Callable[[_Job], MemberRun]) -> Iterable[MemberRun]:
     """Local worker processes. A worker killed (out of memory, ``kill -9``) breaks the whole pool and ends every
     member it ran: those not finished are trained once more in a new pool, each resuming after its last finished
-    epoch, so one killed worker does not fail the healthy members beside it; a second break is raised."""
+    epoch, so one killed worker does not fail the healthy members beside it; a second break is raised. The
+    workers end within a second of this process when it is killed (:func:`watch_parent`)."""
     from joblib import Parallel, delayed, parallel_config
 
     left = list(job_list)
     for attempt in (1, 2):
         try:
             with parallel_config(backend="loky", inner_max_num_threads=max(1, _cores() // jobs)):
-                for done in Parallel(n_jobs=jobs, batch_size=1, pre_dispatch="n_jobs",
-                                     return_as="generator_unordered")(delayed(run)(job) for job in left):
+                for done in Parallel(n_jobs=jobs, batch_size=1, pre_dispatch="n_jobs", return_as="generator_unordered")(
+                        delayed(_watched)(run, os.getpid(), job) for job in left):
                     left = [j for j in left if (j.name, None if j.fold is None else j.fold[0]) != (done.name, done.fold)]
                     yield done
             return
