@@ -160,9 +160,18 @@ def user_errors(func):
             elif exc.errno in (errno.EEXIST, errno.ENOTDIR):
                 _stderr(f"Error: {exc.strerror or exc}{where}: a file stands where this command needs a folder; "
                         "move that file away (or choose another name or path), then run the command again.")
+            elif exc.filename and os.path.exists(exc.filename) and not os.access(exc.filename, os.R_OK):
+                _stderr(f"Error: {exc.strerror or exc}{where}: no read permission for it; fix it with `chmod u+r "
+                        f"{exc.filename}` or run the command as its owner, then run the command again.")
+            elif exc.filename:  # the one cause (no space, no write permission, a read-only file system) and its fix
+                from members.infra.errors import write_refusal
+
+                _stderr(f"Error: {write_refusal(exc.filename, exc)}")
             else:
-                _stderr(f"Error: {exc.strerror or exc}{where}; files already written are complete: free some disk "
-                        "space or fix the permissions, then run the command again.")
+                fix = ("free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "fix the permissions"
+                       if exc.errno in (errno.EACCES, errno.EPERM) else "fix the cause")
+                _stderr(f"Error: {exc.strerror or exc}; files already written are complete: {fix}, then run the "
+                        "command again.")
             raise typer.Exit(code=1) from None
 
     return wrapper

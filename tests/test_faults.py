@@ -197,6 +197,27 @@ def test_full_disk_while_writing_pngs_keeps_the_images_folder(tmp_path, monkeypa
     one_sentence_error(code, err, "No space left on device")
 
 
+@pytest.mark.parametrize("code, cause, not_said", [(errno.EACCES, "no write permission for it", "disk space"),
+                                                   (errno.ENOSPC, "no space left on the device holding it", "chmod")])
+def test_an_oserror_outside_the_atomic_writes_says_its_one_cause(tmp_path, capsys, code, cause, not_said):
+    """"Permission denied (…/members/imp2); files already written are complete: free some disk space or fix the
+    permissions": two causes for one, and a path that does not exist instead of the folder that refused it."""
+    import typer
+
+    import cli
+
+    (tmp_path / "members").mkdir()
+
+    def import_like():
+        raise OSError(code, os.strerror(code), str(tmp_path / "members" / "imp2"))
+
+    with pytest.raises(typer.Exit) as done:
+        cli.user_errors(import_like)()
+    err = capsys.readouterr().err.strip()
+    assert done.value.exit_code == 1 and err.startswith(f"Error: Could not write in {tmp_path / 'members'}: {cause}")
+    assert not_said not in err and len(err.splitlines()) == 1
+
+
 # ----- locks ---------------------------------------------------------------------------------
 
 def _dead_pid() -> int:
@@ -255,6 +276,60 @@ def test_a_lock_whose_holder_is_a_zombie_is_taken_over(tmp_path):
             assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
     finally:
         child.wait()
+
+
+def test_a_lock_that_cannot_be_written_leaves_no_temp_and_names_the_folder_and_the_one_cause(tmp_path, monkeypatch):
+    """A full disk left an empty .vote.lock.<pid>.<n>.tmp that nothing cleaned, and the error named that temp file
+    and said "free some disk space or fix the permissions" for a permission problem."""
+    from members.infra.lock import LockUnwritable
+    from members.infra.transaction import WorkdirLock
+
+    real_fdopen, real_open = os.fdopen, os.open
+
+    class Full:  # the temp file is created, its content does not fit
+        def __init__(self, fd, *args, **kwargs):
+            self.f = real_fdopen(fd, *args, **kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fdopen", Full)
+    with pytest.raises(LockUnwritable) as full:
+        WorkdirLock(tmp_path, "vote").acquire()
+    assert str(full.value).startswith(f"Could not write in {tmp_path}: no space left on the device holding it")
+    assert "free some disk space" in str(full.value) and "permission" not in str(full.value)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+
+    def denied(path, *args, **kwargs):
+        if ".lock." in str(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", denied)
+    member = tmp_path / "members" / "t1"
+    member.mkdir(parents=True)
+    with pytest.raises(LockUnwritable) as refused:
+        MemberLock(member).acquire()
+    assert str(refused.value).startswith(f"Could not write in {member}: no write permission for it")
+    assert f"chmod u+w {member}" in str(refused.value) and "disk space" not in str(refused.value)
+    assert list(member.iterdir()) == []
+
+
+def test_a_killed_runs_lock_temp_has_the_form_the_sweep_deletes(tmp_path, monkeypatch):
+    """A lock temp a killed run left (between its write and its unlink) is swept as the atomic writes' are."""
+    seen = []
+    real_link = os.link
+    monkeypatch.setattr(os, "link", lambda src, dst: (seen.append(Path(src).name), real_link(src, dst)))
+    with MemberLock(tmp_path):
+        pass
+    assert len(seen) == 1 and atomic._TEMP_TAG.search(seen[0]), seen
 
 
 def test_two_takeovers_of_one_stale_lock_cannot_both_hold_it(tmp_path):

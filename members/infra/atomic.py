@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import tempfile
 import time
 import zipfile
@@ -22,13 +21,13 @@ from typing import Any, Callable
 import numpy as np
 
 from members.infra.errors import UserError
+from members.infra.lock import HOST_TAG
 
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _SWEPT: set[str] = set()  # folders whose dead temps were deleted by this process
 _TEMP_TAG = re.compile(r"\.[A-Za-z0-9_-]+-\d+\.[^.]+\.tmp$")  # .<host>-<pid>.<random>.tmp of atomic_write
-_HOST = "".join(c for c in socket.gethostname().split(".")[0] if c.isalnum() or c in "-_")[:32] or "host"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "wb",
@@ -62,7 +61,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _sweep_dead_temps(path.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{HOST_TAG}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise _write_error(path, exc) from exc
     try:

@@ -19,6 +19,34 @@ class UserError(Exception):
     """
 
 
+def write_refusal(path, exc: OSError) -> str:
+    """One sentence for an ``OSError`` writing ``path`` (a file or folder; one not made yet counts as its nearest
+    existing folder): what could not be written and its one cause with the fix, never "disk space or permissions".
+
+    Example:
+        >>> write_refusal("/nonexistent-root-x/w/.vote.lock.tmp", PermissionError(13, "Permission denied"))
+        'Could not write in /: no write permission for it (Permission denied); fix it with `chmod u+w /` or run the command as the owner of /, then run the command again.'
+    """
+    import errno
+    from pathlib import Path
+
+    where = Path(path)
+    while not where.exists() and where != where.parent:  # the folder that refused the new entry
+        where = where.parent
+    what = f"Could not write {where}" if where.is_file() else f"Could not write in {where}"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"{what}: no space left on the device holding it ({reason}); free some disk space there, then run "
+                "the command again.")
+    if exc.errno == errno.EROFS:
+        return (f"{what}: it is on a read-only file system ({reason}); remount it writable or choose a workdir or "
+                "path elsewhere, then run the command again.")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"{what}: no write permission for it ({reason}); fix it with `chmod u+w {where}` or run the command "
+                f"as the owner of {where}, then run the command again.")
+    return f"{what} ({reason}); files already written are complete: fix the cause, then run the command again."
+
+
 def quiet_h5py_unraisable() -> None:
     """Stop printing h5py's unraisable errors (tracebacks "Exception ignored in h5py._objects.ObjectID.__dealloc__").
 

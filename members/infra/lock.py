@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
+import secrets
 from pathlib import Path
 
-from members.infra.errors import UserError
+from members.infra.errors import UserError, write_refusal
+
+# this host's name as temp file names carry it (``.<name>.<host>-<pid>.<random>.tmp``)
+HOST_TAG = "".join(c for c in socket.gethostname().split(".")[0] if c.isalnum() or c in "-_")[:32] or "host"
 
 
 def _alive(pid: int) -> bool:
@@ -63,6 +66,10 @@ class LockBusy(UserError):
     """The lock is held by another live process (its sentence names it)."""
 
 
+class LockUnwritable(UserError):
+    """The lock file cannot be written: a full disk, a folder without write permission (its sentence says which)."""
+
+
 def live_holder(path: str | os.PathLike) -> dict | None:
     """The ``{"pid", "host"}`` of the lock file at ``path`` while its process runs (one on another host counts as
     running); None when there is no lock or its process is gone. Read only: a stale lock is left where it is."""
@@ -100,30 +107,56 @@ class MemberLock:
         The content goes to a private temp file that is then hard-linked to the lock's name, so
         another process never sees an empty lock (which it would take for a stale one).
         """
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(content)
+        # named as the atomic writes' temps are (members.infra.atomic), so that one a killed run left is swept later
+        tmp = self.path.with_name(f"{self.path.name}.{HOST_TAG}-{os.getpid()}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         try:
-            os.link(tmp, self.path)
-        except FileExistsError:
-            return False
-        except OSError:  # no hard links on this file system: exclusive create, then write
+            with os.fdopen(fd, "w") as f:  # a full disk fails here (or as the file closes): no lock, no temp left
+                f.write(content)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                os.link(tmp, self.path)
             except FileExistsError:
                 return False
+            except OSError:  # no hard links on this file system: exclusive create, then write
+                return self._create_in_place(content)
+        finally:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        return True
+
+    def _create_in_place(self, content: str) -> bool:
+        """:meth:`_create` where hard links fail: create the lock exclusively, then write it (deleted if that fails)."""
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        try:
             with os.fdopen(fd, "w") as f:
                 f.write(content)
-        finally:
-            tmp.unlink(missing_ok=True)
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
         return True
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Take the lock.
+
+        Raises:
+            LockBusy: another live process holds it.
+            LockUnwritable: the lock cannot be written (a full disk, a folder without write permission): one
+                sentence naming the folder and that cause.
+        """
         me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
         for _ in range(3):
-            if self._create(me):
-                return
-            holder = self._remove_if_stale()
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self._create(me):
+                    return
+                holder = self._remove_if_stale()
+            except OSError as exc:
+                raise LockUnwritable(write_refusal(self.path.parent, exc)) from None
             if holder is not None:
                 raise LockBusy(self.busy_message(holder))
         raise UserError(f"Could not take the lock {self.path}; delete it and try again.")

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from members.infra.errors import UserError
-from members.infra.lock import MemberLock
+from members.infra.lock import LockUnwritable, MemberLock
 
 STAGING = ".staging-"
 ASIDE = ".old-"
@@ -224,14 +224,14 @@ def roll_forward(folder: str | os.PathLike, what: str, *, locked: bool = False) 
     lock = WorkdirLock(folder, what)
     try:
         lock.acquire()
+    except (LockUnwritable, OSError):
+        return  # a read-only workdir (or a full disk): nothing this reader may change
     except UserError:
         if (staging / JOURNAL).is_file():
             holder = lock._holder() or {}
             raise UserError(f"A `{what}` (pid {holder.get('pid')}) is replacing the files of {folder} right now; wait "
                             "for it to finish and run the command again.") from None
         return  # it is still writing its new files beside the old ones, which stand until its commit point
-    except OSError:
-        return  # a read-only workdir: nothing this reader may change
     try:
         _roll_forward(folder, staging)
     finally:
