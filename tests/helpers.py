@@ -100,3 +100,32 @@ def locked_sleeper(job):
     with MemberLock(folder):
         (Path(job.workdir) / f"{job.name}.pid").write_text(str(os.getpid()))
         time.sleep(60)
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which file permissions hold (root's override dropped with ``setpriv``); the test is
+    skipped where that cannot be done."""
+    import os
+    import shutil
+
+    import pytest
+
+    if not hasattr(os, "geteuid"):
+        pytest.skip("POSIX permissions only")
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: permissions are not enforced")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--inh-caps", "-all", "--"]
+
+
+def run_cli_unprivileged(*args, timeout: float = 300) -> tuple[int, str, str]:
+    """Run ``python cli.py ARGS`` in a subprocess under :func:`unprivileged`."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([*unprivileged(), sys.executable, str(root / "cli.py"), *map(str, args)], cwd=root,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    return proc.returncode, proc.stdout, proc.stderr

@@ -265,3 +265,28 @@ def test_an_unfinished_replacement_beside_a_complete_member_is_named_not_left_un
     assert code == 0 and "already complete with the same spec and data" in err, err
     assert f"{staged} holds the unfinished replacement an interrupted --force run began" in " ".join(err.split())
     assert (staged / ".resume" / "last-1.keras").exists()  # its epochs are kept for that command
+
+
+def test_reruns_that_change_nothing_pass_on_a_read_only_workdir(trained_copy, demo_images):
+    """On a read-only workdir, `train-member` of a complete member with the same spec and `prepare` with the same
+    data both failed with "Permission denied" on their lock's temp file, though neither writes anything."""
+    from tests.helpers import run_cli_unprivileged
+
+    before, entries = _snapshot(trained_copy), sorted(trained_copy.rglob("*"))
+    folders = [trained_copy, *(p for p in trained_copy.rglob("*") if p.is_dir())]
+    for folder in folders:
+        folder.chmod(0o555)
+    try:
+        code, _out, err = run_cli_unprivileged("train-member", "--workdir", trained_copy, *TINY, "--name", "t1")
+        assert code == 0 and "already complete with the same spec and data" in err, err
+        prepare = ("prepare", "--workdir", trained_copy, "--labels", demo_images / "trainLabels.csv",
+                   "--images", demo_images / "images")
+        code, _out, err = run_cli_unprivileged(*prepare)
+        assert code == 0 and "nothing changed" in " ".join(err.split()), err
+        code, _out, err = run_cli_unprivileged(*prepare, "--seed", "1", "--force")  # a change: refused, plainly
+        one_sentence_error(code, err, f"Could not write in {trained_copy}: no write permission for it",
+                           f"chmod u+w {trained_copy}")
+    finally:
+        for folder in folders:
+            folder.chmod(0o755)
+    assert _snapshot(trained_copy) == before and sorted(trained_copy.rglob("*")) == entries

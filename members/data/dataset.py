@@ -38,7 +38,7 @@ from members.data.labels import (REASON_AMBIGUOUS_FOLDERS, REASON_BAD_SPLIT, REA
                                   REASON_NO_LABEL, REASON_OUTSIDE, check_rows, parse_label, read_labels_csv)
 from members.data.medmnist import fetch_medmnist, read_npz, write_pngs
 from members.data.split import SPLITS, assign_splits, check_fractions, class_counts, patient_groups, spanning
-from members.infra.transaction import WorkdirLock, commit_entries, roll_forward
+from members.infra.transaction import WorkdirLock, commit_entries, journal_path, roll_forward
 
 PREPARE = "prepare"  # the name of prepare's lock and commit folder in the workdir
 PREPARED_FILES = ("data_report.csv", "split.csv", "dataset.json")  # what prepare writes at the root (+ images/ of npz)
@@ -197,6 +197,9 @@ def _commit(workdir: Path, frame: pd.DataFrame, dropped: pd.DataFrame, meta: dic
     if write_images is None:  # images read where they lie: record which pictures they are (members.data.stamps)
         stamped = stamps.take(Path(info["image_root"]), frame["path"], _earlier_stamps(workdir, info["image_root"]))
         info["images_digest"] = stamps.set_digest(stamped)
+    if not journal_path(workdir, PREPARE).exists() and _unchanged(workdir, frame, info, write_images):
+        _summary(workdir, info, dropped, unchanged=True, notes=notes)  # read only: a rerun that changes nothing
+        return _result(workdir, info)  # writes nothing and takes no lock (a read-only workdir is no obstacle)
     workdir.mkdir(parents=True, exist_ok=True)
     with WorkdirLock(workdir, PREPARE):  # the checks and the write under one lock: two prepares never both pass them
         roll_forward(workdir, PREPARE, locked=True)
@@ -263,11 +266,8 @@ def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: p
         raise UserError(f"{workdir} was prepared {_what_differs(old, info)}; pass {keep} to keep it as it is, or "
                         "--force to change it (the members and the vote there were made for "
                         f"{'ordered grades' if keep == '--ordinal' else 'unordered classes'}: retrain and vote again).")
-    root = Path(info["image_root"])
-    images_missing = write_images is not None and not all((root / p).is_file() for p in frame["path"])
-    split_intact = ((workdir / "split.csv").is_file() and _sha256_of(workdir / "split.csv") == fingerprint
-                    and (workdir / "data_report.csv").is_file()
-                    and (stamped is None or stamps.read(workdir, info.get("images_digest")) is not None))
+    images_missing = _images_missing(frame, info, write_images)
+    split_intact = _split_intact(workdir, info)
     if same and stamped is not None and old.get("images_digest") is None:
         notes.append(f"Recorded which pictures the {len(stamped)} images are ({stamps.STAMPS}: their sizes and "
                      "digests), so that later runs notice other pictures put under the same file names.")
@@ -305,6 +305,30 @@ def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: p
                    ["images"] * images + [stamps.STAMPS] * (stamped is not None) + list(PREPARED_FILES))
     _summary(workdir, info, dropped, unchanged=False, notes=notes)
     return _result(workdir, info)
+
+
+def _images_missing(frame: pd.DataFrame, info: dict, write_images: Callable[[Path], None] | None) -> bool:
+    """Whether some of the images prepare writes itself (from an .npz) are not in the image root."""
+    root = Path(info["image_root"])
+    return write_images is not None and not all((root / p).is_file() for p in frame["path"])
+
+
+def _split_intact(workdir: Path, info: dict) -> bool:
+    """Whether the workdir's split.csv is the one of ``info``'s fingerprint, its data_report.csv is there, and so is
+    the image_stamps.csv of its ``images_digest`` (when it has one)."""
+    return ((workdir / "split.csv").is_file() and _sha256_of(workdir / "split.csv") == info["fingerprint"]
+            and (workdir / "data_report.csv").is_file()
+            and (not info.get("images_digest") or stamps.read(workdir, info["images_digest"]) is not None))
+
+
+def _unchanged(workdir: Path, frame: pd.DataFrame, info: dict, write_images: Callable[[Path], None] | None) -> bool:
+    """Whether the workdir already holds exactly this preparation (:func:`_check_and_write`'s "nothing changed"),
+    read without the lock; a False answer is decided again under it."""
+    try:
+        old = read_json(workdir / "dataset.json")
+    except UserError:
+        return False
+    return old == info and not _images_missing(frame, info, write_images) and _split_intact(workdir, info)
 
 
 def _made_on(workdir: Path, fingerprint: str) -> list[str]:

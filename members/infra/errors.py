@@ -7,6 +7,8 @@ with a message that says what was wrong, what was expected and how to fix it.
 
 from __future__ import annotations
 
+import errno
+
 
 class UserError(Exception):
     """A problem the user can fix: bad data, bad options, a workdir in the wrong state.
@@ -19,6 +21,9 @@ class UserError(Exception):
     """
 
 
+REFUSED_WRITES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)  # what write_refusal explains
+
+
 def write_refusal(path, exc: OSError) -> str:
     """One sentence for an ``OSError`` writing ``path`` (a file or folder; one not made yet counts as its nearest
     existing folder): what could not be written and its one cause with the fix, never "disk space or permissions".
@@ -27,7 +32,6 @@ def write_refusal(path, exc: OSError) -> str:
         >>> write_refusal("/nonexistent-root-x/w/.vote.lock.tmp", PermissionError(13, "Permission denied"))
         'Could not write in /: no write permission for it (Permission denied); fix it with `chmod u+w /` or run the command as the owner of /, then run the command again.'
     """
-    import errno
     from pathlib import Path
 
     where = Path(path)

@@ -13,7 +13,7 @@ import socket
 import secrets
 from pathlib import Path
 
-from members.infra.errors import UserError, write_refusal
+from members.infra.errors import REFUSED_WRITES, UserError, write_refusal
 
 # this host's name as temp file names carry it (``.<name>.<host>-<pid>.<random>.tmp``)
 HOST_TAG = "".join(c for c in socket.gethostname().split(".")[0] if c.isalnum() or c in "-_")[:32] or "host"
@@ -156,6 +156,8 @@ class MemberLock:
                     return
                 holder = self._remove_if_stale()
             except OSError as exc:
+                if exc.errno not in REFUSED_WRITES:  # a file where the folder goes, a name too long: said as such
+                    raise
                 raise LockUnwritable(write_refusal(self.path.parent, exc)) from None
             if holder is not None:
                 raise LockBusy(self.busy_message(holder))

@@ -564,6 +564,8 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
 
     check_trainable(spec)
     done = _existing(directory, spec, data.fingerprint)
+    if done.complete and not done.differences:  # read only, no lock: a rerun that trains nothing writes nothing
+        return _kept(directory, done, log)  # (a read-only workdir is no obstacle); else decided again under the lock
     if spec.is_backbone and not (done.complete and not done.differences):  # a rerun of a complete one trains nothing
         from members.model.backbones import resolve_weights
 
@@ -578,13 +580,7 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
             lock.acquire()
         existing = _existing(directory, spec, data.fingerprint)  # again, under the lock
         if existing.complete and not existing.differences:
-            log(f"[{name}] already complete with the same spec and data: nothing to train "
-                "(another copy trains under another --name with another --seed)")
-            begun = directory.with_name(f".{name}.replacement")
-            if begun.is_dir() and not (begun / "metrics.json").exists():  # a killed --force run's epochs, kept
-                log(f"[{name}] note: {begun} holds the unfinished replacement an interrupted --force run began; run "
-                    "that command again to resume it, or delete the folder to free its space")
-            return TrainResult(name, directory, existing.metrics)
+            return _kept(directory, existing, log)
         if existing.complete and not force:
             raise refusal(name, directory, existing.differences)
         # imports TensorFlow: only once the workdir and the lock are fine, so refusals come at once
@@ -617,6 +613,18 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
 
             retire_snapshots(workdir, name, spec, log)
         return result
+
+
+def _kept(directory: Path, existing, log) -> TrainResult:
+    """The complete member ``directory``, kept: it has this spec and data, so nothing is trained."""
+    name = directory.name
+    log(f"[{name}] already complete with the same spec and data: nothing to train "
+        "(another copy trains under another --name with another --seed)")
+    begun = directory.with_name(f".{name}.replacement")
+    if begun.is_dir() and not (begun / "metrics.json").exists():  # a killed --force run's epochs, kept
+        log(f"[{name}] note: {begun} holds the unfinished replacement an interrupted --force run began; run "
+            "that command again to resume it, or delete the folder to free its space")
+    return TrainResult(name, directory, existing.metrics)
 
 
 def _existing(directory: Path, spec: MemberSpec, fingerprint: str):
