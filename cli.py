@@ -8,6 +8,7 @@ sentence and exits 1 (bad options exit 2, typer's convention), never a traceback
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -49,7 +50,19 @@ _bare_flags()
 
 class _Commands(typer.core.TyperGroup):
     """The command group, refusing an empty argument (``-w ''``): Typer turns it into the path ``.``, so a workdir,
-    an --out or an --images given as an unset shell variable meant the current folder."""
+    an --out or an --images given as an unset shell variable meant the current folder. Ctrl-C before a command
+    runs (while the options are read) says so too; Typer ended it with exit 130 and nothing on stderr."""
+
+    def make_context(self, *args, **kwargs):
+        from members.infra.interrupts import forget
+
+        forget()  # a new run (CliRunner runs several in one process): nothing committed yet
+        with _said_if_interrupted():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _said_if_interrupted():
+            return super().invoke(ctx)
 
     def parse_args(self, ctx, args):
         for i, arg in enumerate(args):
@@ -60,6 +73,15 @@ class _Commands(typer.core.TyperGroup):
                 raise typer.BadParameter(f"an empty value {after} (an unset shell variable?); pass a real value.",
                                          ctx=ctx)
         return super().parse_args(ctx, args)
+
+
+@contextlib.contextmanager
+def _said_if_interrupted():
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        _stderr(_interruption(exc))
+        raise typer.Exit(code=130) from None
 
 
 app = typer.Typer(
@@ -123,26 +145,35 @@ def _exit_now_if_hdf5_broke(code: int) -> None:
         os._exit(code)
 
 
+def _interruption(exc: KeyboardInterrupt, command: str = "") -> str:
+    """The line for Ctrl-C or SIGTERM: what was committed before it (a commit is never cut in half), the rows
+    predict kept, the epochs a training run kept, or else that nothing finished was changed."""
+    from members.infra.interrupts import committed
+
+    note = getattr(exc, "note", "") or committed()
+    if note:
+        return f"Interrupted. {note}"
+    if command.startswith("train_member"):  # train-member, train-members: epochs to resume
+        return "Interrupted. Finished epochs are kept: run the same command again to resume."
+    return "Interrupted. Nothing finished was changed (what this run had begun is discarded): run the same command again."
+
+
 def user_errors(func):
     """Turn a UserError into one plain sentence on stderr and exit code 1; Ctrl-C into exit 130."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from members.infra.errors import UserError
+        from members.infra.interrupts import forget
 
+        forget()  # nothing committed yet by this command
         try:
             return func(*args, **kwargs)
         except UserError as exc:
             _stderr(f"Error: {exc}")
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt as exc:
-            if getattr(exc, "note", ""):  # predict: the rows graded before the interruption were kept
-                _stderr(f"Interrupted. {exc.note}")
-            elif func.__name__.startswith("train_member"):  # train-member, train-members: epochs to resume
-                _stderr("Interrupted. Finished epochs are kept: run the same command again to resume.")
-            else:
-                _stderr("Interrupted. Nothing finished was changed (what this run had begun is discarded): run the "
-                        "same command again.")
+            _stderr(_interruption(exc, func.__name__))
             raise typer.Exit(code=130) from None
         except BrokenPipeError:  # `... | head`: the reader left; nothing is wrong with the work
             try:

@@ -181,7 +181,8 @@ def transactional(func):
         if not (workdir / "dataset.json").is_file():
             return func(workdir, *args, **kwargs)  # refuses (not prepared) without creating anything
         root = workdir / "members"
-        with WorkdirLock(workdir, "vote"), staged(workdir / ENSEMBLE) as out:
+        with WorkdirLock(workdir, "vote"), staged(workdir / ENSEMBLE, note=f"The new ensemble was committed: "
+                                                   f"{workdir / ENSEMBLE} holds it now.") as out:
             before = sorted(p.stem for p in (workdir / ENSEMBLE / "combiners").glob("*.json"))
             loaded, pending = {"members": {}}, []
             token, token_loaded, token_after = _STAGING.set(out), _LOADED.set(loaded), _AFTER.set(pending)

@@ -218,6 +218,108 @@ def test_an_oserror_outside_the_atomic_writes_says_its_one_cause(tmp_path, capsy
     assert not_said not in err and len(err.splitlines()) == 1
 
 
+@pytest.fixture
+def signal_on_rename(monkeypatch):
+    """``arm(sig, nth, inside)``: send ``sig`` to this process right after the ``nth`` rename whose source path holds
+    ``inside`` (a Ctrl-C or SIGTERM that lands at that very moment); SIGTERM stops as main() sets it up."""
+    import cli
+
+    previous = signal.getsignal(signal.SIGTERM)
+    cli._terminate_as_interrupt()
+    real_replace, real_rename = os.replace, os.rename
+
+    def arm(sig: int, nth: int, inside: str, *, into_workdir: bool = True) -> None:
+        seen = {"n": 0}
+
+        def hook(real):
+            def move(src, dst, *args, **kwargs):
+                real(src, dst, *args, **kwargs)
+                if inside in str(src) and not (into_workdir and inside in str(dst)):
+                    seen["n"] += 1
+                    if seen["n"] == nth:
+                        os.kill(os.getpid(), sig)
+            return move
+
+        monkeypatch.setattr(os, "replace", hook(real_replace))
+        monkeypatch.setattr(os, "rename", hook(real_rename))
+
+    yield arm
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("sig, nth", [(signal.SIGINT, 1), (signal.SIGTERM, 2)], ids=["sigint", "sigterm"])
+def test_an_interruption_during_prepares_commit_waits_for_it_and_says_the_new_dataset_stands(
+        workdir_copy, demo_images, signal_on_rename, sig, nth):
+    """A Ctrl-C or SIGTERM after prepare's commit point cut the moves half-way (a .prepare.commit left to roll
+    forward) and said "Nothing finished was changed", while the old dataset was already being replaced."""
+    old = read_json(workdir_copy / "dataset.json")["fingerprint"]
+    signal_on_rename(sig, nth, ".prepare.commit")
+    code, _out, err = run_cli("prepare", "--workdir", workdir_copy, "--labels", demo_images / "trainLabels.csv",
+                              "--images", demo_images / "images", "--seed", "1", "--force")
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert code == 130 and last == (f"Interrupted. The new dataset was committed: {workdir_copy} holds it now, and the "
+                                    "members trained on the previous one are stale (vote refuses them): train them "
+                                    "again."), err
+    new = read_json(workdir_copy / "dataset.json")["fingerprint"]
+    assert new != old and sha256_file(workdir_copy / "split.csv") == new  # whole, not half-moved
+    assert sorted(p.name for p in workdir_copy.iterdir() if p.name.startswith(".")) == []
+
+
+def test_an_interruption_before_prepares_commit_point_changes_nothing_and_says_so(workdir_copy, demo_images,
+                                                                                   signal_on_rename):
+    before = files(workdir_copy)
+    signal_on_rename(signal.SIGINT, 1, ".prepare.commit", into_workdir=False)  # a new file written into the staging
+    code, _out, err = run_cli("prepare", "--workdir", workdir_copy, "--labels", demo_images / "trainLabels.csv",
+                              "--images", demo_images / "images", "--seed", "1", "--force")
+    assert code == 130 and err.strip().splitlines()[-1].startswith("Interrupted. Nothing finished was changed"), err
+    assert files(workdir_copy) == before and not (workdir_copy / ".prepare.commit").exists()
+
+
+def test_an_interruption_during_votes_swap_waits_for_it_and_says_the_new_ensemble_stands(workdir_copy,
+                                                                                         monkeypatch):
+    """vote's folder swap: a SIGTERM right after the exchange deleted the new ensemble's staging (then holding the
+    old one) and said "Nothing finished was changed" over the new ensemble."""
+    import cli
+    from members.infra import transaction
+
+    add_member(workdir_copy, "a", seed=1)
+    add_member(workdir_copy, "b", seed=2)
+    vote = ("vote", "--workdir", workdir_copy, "--method", "soft", "--bootstrap", "10", "--keep-collapsed")
+    assert run_cli(*vote)[0] == 0
+    before = files(workdir_copy / "ensemble")
+    real = transaction._exchange
+    previous = signal.getsignal(signal.SIGTERM)
+    cli._terminate_as_interrupt()
+
+    def exchange(a, b):
+        done = real(a, b)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return done
+
+    monkeypatch.setattr(transaction, "_exchange", exchange)
+    try:
+        code, _out, err = run_cli(*vote, "--seed", "3")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 130 and err.strip().splitlines()[-1] == (
+        f"Interrupted. The new ensemble was committed: {workdir_copy / 'ensemble'} holds it now."), err
+    assert files(workdir_copy / "ensemble") != before
+    assert sorted(p.name for p in workdir_copy.iterdir() if p.name.startswith(".")) == []
+
+
+def test_ctrl_c_while_the_options_are_read_says_it_was_interrupted(monkeypatch):
+    """A SIGINT half a second into prepare (before the command ran) exited 130 with nothing on stderr."""
+    import typer
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(typer.core.TyperGroup, "make_context", interrupted)
+    code, _out, err = run_cli("prepare", "--workdir", "w")
+    assert code == 130 and err.strip() == ("Interrupted. Nothing finished was changed (what this run had begun is "
+                                           "discarded): run the same command again.")
+
+
 # ----- locks ---------------------------------------------------------------------------------
 
 def _dead_pid() -> int:

@@ -170,6 +170,20 @@ def test_replace_dir_swaps_whole_folders(tmp_path, monkeypatch, exchange):
     assert sorted(p.name for p in target.iterdir()) == ["report.json"] and (target / "report.json").read_text() == "new"
 
 
+@pytest.mark.parametrize("exchange", [True, False])
+def test_a_previous_folder_that_cannot_be_deleted_is_named_in_one_line(tmp_path, monkeypatch, capsys, exchange):
+    """vote left the old ensemble in a hidden, write-protected .ensemble.staging-<pid> for good, and said nothing."""
+    if not exchange:
+        monkeypatch.setattr(transaction, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(transaction, "remove_tree", lambda path: False)
+    target = _folder(tmp_path / "ensemble", **{"report.json": "old"})
+    replace_dir(_folder(tmp_path / ".ensemble.staging-1", **{"report.json": "new"}), target)
+    left = next(p for p in tmp_path.iterdir() if p.name != "ensemble")
+    assert capsys.readouterr().err == (f"Note: the previous {target} is left in {left}, which could not be deleted; "
+                                       f"delete it with `chmod -R u+w {left} && rm -rf {left}`.\n")
+    assert (target / "report.json").read_text() == "new"
+
+
 def test_a_kill_between_the_two_renames_is_recovered(tmp_path):
     target = tmp_path / "members" / "a"
     aside = _folder(tmp_path / "members" / f".a{transaction.ASIDE}123", **{"metrics.json": "{}", "model.keras": "m"})

@@ -242,19 +242,17 @@ def test_a_re_prepare_killed_after_its_commit_point_is_finished_by_the_next_read
 
     work = tmp_path / "w"
     assert run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "a.npz", 2))[0] == 0
-    real = transaction.roll_forward
-    state = {"calls": 0}
+    real = transaction._roll_forward
 
-    def killed_after_journal(folder, what, **kwargs):
-        state["calls"] += 1
-        if state["calls"] == 2:  # the commit_entries call after the journal: the process "dies" here
+    def killed_after_journal(folder, staging, note=None):
+        if note == "":  # commit_entries' own moves, after the journal: the process "dies" here
             raise KeyboardInterrupt
-        real(folder, what, **kwargs)
+        real(folder, staging, note)
 
-    monkeypatch.setattr(transaction, "roll_forward", killed_after_journal)
+    monkeypatch.setattr(transaction, "_roll_forward", killed_after_journal)
     code, _, _ = run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "b.npz", 3), "--force")
     assert code == 130 and (work / ".prepare.commit" / "journal.json").is_file()
-    monkeypatch.setattr(transaction, "roll_forward", real)
+    monkeypatch.setattr(transaction, "_roll_forward", real)
     data = load_dataset(work)  # finishes the commit: the new dataset, whole
     assert data.num_classes == 3 and not (work / ".prepare.commit").exists()
     assert sorted(p.name for p in (work / "images").iterdir())[:1] == ["test_00000.png"]
@@ -339,6 +337,31 @@ def test_a_member_or_dataset_replaced_while_the_vote_runs_is_refused_and_the_old
                 else f"The dataset of {voted} was replaced while this vote ran")
     one_sentence_error(code, err, expected, "the previous ensemble is kept")
     assert _files(voted / "ensemble") == before and _hidden(voted) == []
+
+
+def test_a_write_protected_ensemble_is_refused_before_the_vote_and_stale_staging_is_deleted(voted):
+    """With ensemble/ write-protected, vote swapped it out anyway and left the old one in a hidden, write-protected
+    .ensemble.staging-<pid> for good, saying nothing; later votes could not delete that folder either."""
+    from tests.helpers import run_cli_unprivileged
+
+    ensemble, stale = voted / "ensemble", voted / ".ensemble.staging-1"
+    shutil.copytree(ensemble, stale)  # what such a vote left
+    before = _files(ensemble)
+    protected = [p for p in [ensemble, stale, *ensemble.rglob("*"), *stale.rglob("*")]]
+    for path in sorted(protected, key=lambda p: -len(p.parts)):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        code, _, err = run_cli_unprivileged("vote", "--workdir", voted, "--bootstrap", "10", "--keep-collapsed",
+                                            "--members", "t1,t3")
+        one_sentence_error(code, err, f"{ensemble} is write-protected", f"chmod -R u+w {ensemble}")
+        assert _files(ensemble) == before and _hidden(voted) == []  # kept; the stale staging deleted, no lock left
+    finally:
+        for path in [ensemble, *ensemble.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    code, _, err = run_cli_unprivileged("vote", "--workdir", voted, "--bootstrap", "10", "--keep-collapsed",
+                                        "--members", "t1,t3", "--method", "soft")
+    assert code == 0 and "Note:" not in err, err
+    assert _files(ensemble) != before and _hidden(voted) == []
 
 
 def test_a_file_named_ensemble_is_left_alone_and_named(voted):

@@ -301,8 +301,12 @@ def _check_and_write(workdir: Path, frame: pd.DataFrame, data: bytes, dropped: p
         write_bytes(staging / "split.csv", data)
         write_json(staging / "dataset.json", info)
 
+    after = (f"The dataset was committed: {workdir} holds it now." if old is None else
+             "The dataset was written again from the same data and committed: the members trained on it stay valid."
+             if same else f"The new dataset was committed: {workdir} holds it now, and the members trained on the "
+             "previous one are stale (vote refuses them): train them again.")
     commit_entries(workdir, PREPARE, write,
-                   ["images"] * images + [stamps.STAMPS] * (stamped is not None) + list(PREPARED_FILES))
+                   ["images"] * images + [stamps.STAMPS] * (stamped is not None) + list(PREPARED_FILES), note=after)
     _summary(workdir, info, dropped, unchanged=False, notes=notes)
     return _result(workdir, info)
 

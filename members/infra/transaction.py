@@ -21,10 +21,13 @@ import ctypes
 import os
 import re
 import shutil
+import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from members.infra.errors import UserError
+from members.infra.interrupts import uninterrupted
 from members.infra.lock import LockUnwritable, MemberLock
 
 STAGING = ".staging-"
@@ -63,28 +66,74 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def remove_tree(path: str | os.PathLike) -> bool:
+    """Delete a folder of this toolkit's own scratch (a staging folder, a folder set aside); folders in it that are
+    write-protected are made writable first, as its owner may. Returns False when it could not be deleted."""
+    path = Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path) or path.is_symlink():
+        return not os.path.lexists(path)
+    for folder in [path, *(p for p in path.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        try:
+            os.chmod(folder, folder.stat().st_mode | stat.S_IWUSR | stat.S_IXUSR | stat.S_IRUSR)
+        except OSError:
+            pass
+    shutil.rmtree(path, ignore_errors=True)
+    return not os.path.lexists(path)
+
+
+def _remove_or_say(path: Path, what: str) -> None:
+    """:func:`remove_tree`, and one line on stderr naming ``path`` (holding ``what``) and how to delete it when it
+    stays (the work is done: nothing fails for it)."""
+    if not remove_tree(path):
+        print(f"Note: {what} is left in {path}, which could not be deleted; delete it with "
+              f"`chmod -R u+w {path} && rm -rf {path}`.", file=sys.stderr, flush=True)
+
+
+def refuse_write_protected(target: str | os.PathLike) -> None:
+    """Refuse, before any work, to replace a folder whose old version could not be deleted afterwards: ``target`` or
+    a folder in it is write-protected (``chmod -R a-w``), which says it is to be kept.
+
+    Raises:
+        UserError: naming the first such folder and how to allow the replacement.
+    """
+    target = Path(target)
+    if not target.is_dir() or target.is_symlink():
+        return
+    for folder in [target, *sorted(p for p in target.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            inside = "" if folder == target else f" ({folder} in it is not writable)"
+            raise UserError(f"{target} is write-protected{inside}, and this command replaces that whole folder; make "
+                            f"it writable with `chmod -R u+w {target}` to let it, or run the command on a copy of the "
+                            "workdir.")
+
+
 def staging_path(target: Path) -> Path:
     """A fresh staging folder name beside ``target`` (hidden: ``.<name>.staging-<pid>``)."""
     return target.with_name(f".{target.name}{STAGING}{os.getpid()}")
 
 
-def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
+def replace_dir(new: str | os.PathLike, target: str | os.PathLike, *, note: str | None = None) -> None:
     """Make folder ``new`` appear at ``target`` at once; the previous ``target`` is deleted afterwards.
+
+    Ctrl-C and SIGTERM are held until both are done (:func:`members.infra.interrupts.uninterrupted`, with
+    ``note``, default "<target> holds the new version.", as what an interruption then says).
 
     Raises:
         OSError: the rename failed (then ``target`` is unchanged).
     """
     new, target = Path(new), Path(target)
-    if not target.exists():
-        os.rename(new, target)
-    elif _exchange(new, target):
-        shutil.rmtree(new, ignore_errors=True)  # now holds the previous folder
-    else:
-        aside = target.with_name(f".{target.name}{ASIDE}{os.getpid()}")
-        os.rename(target, aside)
-        os.rename(new, target)  # a kill between the two renames: recover_dir puts ``aside`` back
-        shutil.rmtree(aside, ignore_errors=True)
-    _fsync_dir(target.parent)
+    with uninterrupted(f"{target} holds the new version." if note is None else note):
+        if not target.exists():
+            os.rename(new, target)
+        elif _exchange(new, target):
+            _remove_or_say(new, f"the previous {target}")  # ``new`` now holds the previous folder
+        else:
+            aside = target.with_name(f".{target.name}{ASIDE}{os.getpid()}")
+            os.rename(target, aside)
+            os.rename(new, target)  # a kill between the two renames: recover_dir puts ``aside`` back
+            _remove_or_say(aside, f"the previous {target}")
+        _fsync_dir(target.parent)
 
 
 def recover_dir(target: str | os.PathLike, *, complete: str | None = None) -> None:
@@ -103,9 +152,9 @@ def recover_dir(target: str | os.PathLike, *, complete: str | None = None) -> No
         missing = not target.exists() or (complete is not None and not (target / complete).exists()
                                           and (aside / complete).exists())
         if missing:
-            replace_dir(aside, target)
+            replace_dir(aside, target, note=f"{target} was put back as it was before an interrupted run.")
         else:
-            shutil.rmtree(aside, ignore_errors=True)
+            remove_tree(aside)
 
 
 def remove_staging(target: str | os.PathLike, *, keep: Path | None = None) -> None:
@@ -116,14 +165,14 @@ def remove_staging(target: str | os.PathLike, *, keep: Path | None = None) -> No
     pattern = re.compile(re.escape(f".{target.name}{STAGING}") + r"\d+")
     for path in target.parent.iterdir():
         if pattern.fullmatch(path.name) and path != keep and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path)  # a write-protected one too (the old folder of a swap that could not delete it)
 
 
 @contextlib.contextmanager
-def staged(target: str | os.PathLike) -> Iterator[Path]:
+def staged(target: str | os.PathLike, *, note: str | None = None) -> Iterator[Path]:
     """Yield an empty staging folder; on a clean exit swap it in as ``target``, else delete it.
 
-    The caller holds the lock that guards ``target``.
+    The caller holds the lock that guards ``target``; ``note``: see :func:`replace_dir`.
     """
     target = Path(target)
     recover_dir(target)
@@ -131,13 +180,14 @@ def staged(target: str | os.PathLike) -> Iterator[Path]:
         raise UserError(f"{target} is a file, where this command writes its folder; move that file away (it is "
                         "left as it is), then run the command again.")
     remove_staging(target)
+    refuse_write_protected(target)
     tmp = staging_path(target)
     try:
         tmp.mkdir(parents=True)
         yield tmp
-        replace_dir(tmp, target)
+        replace_dir(tmp, target, note=note)
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         raise_as_known(exc, tmp, target)
 
 
@@ -178,14 +228,17 @@ def journal_path(folder: str | os.PathLike, what: str) -> Path:
     return Path(folder) / f".{what}.commit"
 
 
-def commit_entries(folder: str | os.PathLike, what: str, write, order: list[str]) -> None:
+def commit_entries(folder: str | os.PathLike, what: str, write, order: list[str], *, note: str | None = None) -> None:
     """Replace several entries of ``folder`` (files or folders) as one transaction, rolled forward after a kill.
 
     ``write(staging)`` writes every new entry into an empty staging folder; then a journal
     naming ``order`` is written there (the commit point), and the entries are moved into
     ``folder`` in that order (put the file that marks the whole as valid last). A kill
     before the journal leaves ``folder`` as it was; a kill after it is finished by
-    :func:`roll_forward`, which the readers of ``folder`` call first.
+    :func:`roll_forward`, which the readers of ``folder`` call first. Ctrl-C and SIGTERM are
+    held from the journal until the last move (:func:`members.infra.interrupts.uninterrupted`,
+    with ``note``, default "<folder> holds the new files of this <what>.", as what an
+    interruption then says). A folder entry that is write-protected is refused before any work.
     """
     import json
 
@@ -193,18 +246,23 @@ def commit_entries(folder: str | os.PathLike, what: str, write, order: list[str]
 
     staging = journal_path(folder, what)
     roll_forward(folder, what, locked=True)
-    shutil.rmtree(staging, ignore_errors=True)
+    for name in dict.fromkeys(order):
+        refuse_write_protected(Path(folder) / name)
+    remove_tree(staging)
     staging.mkdir(parents=True)
+    journal = staging / JOURNAL
     try:
         write(staging)
         missing = [name for name in order if not (staging / name).exists()]
         if missing:
             raise RuntimeError(f"commit_entries: {missing} were not written")
-        write_text(staging / JOURNAL, json.dumps(order))
+        with uninterrupted(f"{folder} holds the new files of this `{what}`." if note is None else note):
+            write_text(journal, json.dumps(order))  # the commit point
+            _roll_forward(Path(folder), staging, note="")
     except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not journal.exists():  # before the commit point: the old entries stand, the new ones go
+            remove_tree(staging)
         raise_as_known(exc, staging, Path(folder))
-    roll_forward(folder, what, locked=True)
 
 
 def roll_forward(folder: str | os.PathLike, what: str, *, locked: bool = False) -> None:
@@ -238,7 +296,9 @@ def roll_forward(folder: str | os.PathLike, what: str, *, locked: bool = False) 
         lock.release()
 
 
-def _roll_forward(folder: Path, staging: Path) -> None:
+def _roll_forward(folder: Path, staging: Path, note: str | None = None) -> None:
+    """Move a committed transaction's entries in (``note``: see :func:`members.infra.interrupts.uninterrupted`;
+    None says an earlier run's commit was finished, "" nothing of its own, inside a commit that says it)."""
     import json
 
     if not staging.is_dir():
@@ -246,20 +306,23 @@ def _roll_forward(folder: Path, staging: Path) -> None:
     try:
         order = json.loads((staging / JOURNAL).read_text(encoding="utf-8"))
     except (OSError, ValueError):  # no journal: the transaction never reached its commit point
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
         return
-    for name in order:
-        new, old = staging / name, folder / name
-        try:
-            if new.is_dir():
-                aside = staging / f"{ASIDE}{name}"
-                if old.exists():
-                    shutil.rmtree(aside, ignore_errors=True)
-                    os.rename(old, aside)
-                os.rename(new, old)  # a kill between the renames: ``new`` is still there, moved next time
-            elif new.exists():
-                os.replace(new, old)
-        except FileNotFoundError:  # moved already (by a concurrent reader finishing the same commit)
-            continue
-    _fsync_dir(folder)
-    shutil.rmtree(staging, ignore_errors=True)
+    with uninterrupted(f"{folder} now holds the files an earlier interrupted run had committed."
+                       if note is None else note):
+        for name in order:
+            new, old = staging / name, folder / name
+            try:
+                if new.is_dir():
+                    aside = staging / f"{ASIDE}{name}"
+                    if old.exists():
+                        remove_tree(aside)
+                        os.rename(old, aside)
+                    os.rename(new, old)  # a kill between the renames: ``new`` is still there, moved next time
+                elif new.exists():
+                    os.replace(new, old)
+            except FileNotFoundError:  # moved already (by a concurrent reader finishing the same commit)
+                continue
+        _fsync_dir(folder)
+        (staging / JOURNAL).unlink(missing_ok=True)  # done: what is left is only the replaced entries
+        _remove_or_say(staging, f"what {folder} held before")

@@ -661,7 +661,7 @@ def _swap_in(new: Path, directory: Path, log) -> None:
     tidy_complete(new)
     MemberLock(new).acquire()  # the swapped-in folder carries our lock (the caller releases it)
     try:
-        replace_dir(new, directory)
+        replace_dir(new, directory, note=f"The new member was committed: {directory} holds it now.")
     except OSError as exc:
         raise atomic._write_error(directory, exc) from exc
     log(f"[{directory.name}] the new member replaced the previous one")
