@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from members.infra.atomic import read_json
+from members.infra.atomic import read_json, read_only
 from members.infra.errors import UserError
 
 DISPLAY_SIZE = 320  # the photograph's longer side in the figure (reduced-scale decode)
@@ -370,7 +370,8 @@ def _label(classes: Sequence, grade: int, ordinal: bool = True) -> str:
 
 def _taken_names(folder: Path, inputs: Sequence[str]) -> set[str]:
     """Stems in ``folder`` that a heatmap must not replace: every ``.png`` this toolkit did not write (a
-    photograph, another program's figure) and every input image. An earlier explain PNG is replaced."""
+    photograph, another program's figure), every input image and every read-only one (write-protected to be kept;
+    the heatmap goes to ``<stem>-2.png``). An earlier explain PNG is replaced."""
     from PIL import Image
 
     from ensemble.inference import _resolved
@@ -383,7 +384,7 @@ def _taken_names(folder: Path, inputs: Sequence[str]) -> set[str]:
                 ours = im.info.get("Software") == SOFTWARE and png.resolve() not in {_resolved(p) for p in inputs}
         except Exception:  # noqa: BLE001 - unreadable: not ours
             ours = False
-        if not ours:
+        if not ours or read_only(png):
             taken.add(png.stem)
     return taken
 

@@ -1066,10 +1066,11 @@ NEVER_OUT = frozenset({".keras", ".h5", ".npz", ".json", ".toml", ".weights"})
 def check_out(out: Path, *, force: bool = False, workdir: Path | None = None, inputs: Sequence[str] = ()) -> None:
     """Refuse an ``--out`` that would replace a file predict did not write (a labels CSV, say), that
     lies in a folder the toolkit replaces whole (``ensemble/``, a member's folder), or whose folder
-    cannot be written, before any work. Even with ``--force``: an image being graded or any image file, a
+    cannot be written, or that is read-only, before any work. Even with ``--force``: an image being graded or any image file, a
     model, predictions or records file (:data:`NEVER_OUT`), any file inside another workdir (a folder holding
     ``dataset.json``), and this workdir's labels CSV or images."""
     from members.data.folders import IMAGE_EXTENSIONS
+    from members.infra.atomic import refuse_read_only
 
     target = out.resolve()
     if any(_resolved(p) == target for p in inputs):
@@ -1092,6 +1093,7 @@ def check_out(out: Path, *, force: bool = False, workdir: Path | None = None, in
         raise UserError(f"--out {out} is a folder; pass a file name for the predictions CSV, e.g. {out / 'predictions.csv'}.")
     if force or not out.exists():
         return
+    refuse_read_only(out, "--out")  # a write-protected earlier result is kept (the rename would not ask)
     if not _is_predictions_csv(out):
         raise UserError(f"--out {out} exists and is not a predictions CSV that predict wrote (its first line is not "
                         f"{','.join(CSV_COLUMNS)},prob_0,...); pass another --out, or --force to replace it.")

@@ -461,6 +461,35 @@ def test_explain_withholds_the_grade_predict_withholds_and_turns_exif_photos(vot
     assert image.shape[:2] == (48, 32)  # tall, as viewers show it
 
 
+def test_a_read_only_earlier_result_is_kept_unless_forced_and_explain_writes_beside_it(voted, images, tmp_path):
+    """predict --out silently replaced an earlier result the user had write-protected (chmod 444): the rename into
+    place does not ask the file. explain likewise replaced a read-only heatmap of its own."""
+    import stat
+
+    from tests.helpers import one_sentence_error, run_cli
+
+    out = tmp_path / "prev.csv"
+    predict_images(voted, images["good"][:1], out=out, print_csv=False)
+    out.chmod(0o444)
+    before = out.read_bytes()
+    one_sentence_error(*run_cli("predict", "--workdir", voted, *images["good"][:2], "--out", out)[::2],
+                       f"--out {out} is read-only; chmod u+w it, or pass another --out or --force.")
+    assert out.read_bytes() == before
+    code, _out, err = run_cli("predict", "--workdir", voted, *images["good"][:2], "--out", out, "--force")
+    assert code == 0 and len(pd.read_csv(out)) == 2, err
+    assert stat.S_IMODE(out.stat().st_mode) == 0o444  # replaced as asked, still write-protected
+
+    heat = tmp_path / "heat"
+    code, made, err = run_cli("explain", "--workdir", voted, images["good"][0], "--out", heat)
+    assert code == 0, err
+    first = Path(made.split("\t")[1].strip())
+    first.chmod(0o444)
+    kept = first.read_bytes()
+    code, made, err = run_cli("explain", "--workdir", voted, images["good"][0], "--out", heat)
+    assert code == 0 and made.split("\t")[1].strip() == str(first.with_name(f"{first.stem}-2.png")), err
+    assert first.read_bytes() == kept
+
+
 def test_predict_refuses_an_out_it_cannot_write_before_any_work(voted, images, tmp_path) -> None:
     from tests.helpers import one_sentence_error, run_cli
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 import zipfile
@@ -77,6 +78,26 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
         discard_temp(tmp, path, exc)
         raise
     return path
+
+
+def read_only(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an existing file that is write-protected: no write bit for its owner (``chmod a-w``, which
+    root's writes would ignore), or one this process may not write. A link counts as its target. :func:`atomic_write`
+    would replace it all the same (a rename needs only its folder writable): a command writing to a file the user
+    named asks :func:`refuse_read_only` first."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(mode) and (not mode & stat.S_IWUSR or not os.access(path, os.W_OK))
+
+
+def refuse_read_only(path: str | os.PathLike, option: str, *, force: str | None = "--force") -> None:
+    """Refuse, before any work, a user-named output ``path`` (given as ``option``) that is write-protected; the
+    ``force`` option, when the command has one, replaces it anyway (the caller skips this check then)."""
+    if read_only(path):
+        raise UserError(f"{option} {path} is read-only; chmod u+w it, or pass another {option}"
+                        f"{f' or {force}' if force else ''}.")
 
 
 STALE_TEMP_SECONDS = 3600  # a temp file untouched this long belongs to a writer that was killed (a write takes
