@@ -386,28 +386,18 @@ def test_a_lock_that_cannot_be_written_leaves_no_temp_and_names_the_folder_and_t
     from members.infra.lock import LockUnwritable
     from members.infra.transaction import WorkdirLock
 
-    real_fdopen, real_open = os.fdopen, os.open
+    real_open = os.open
 
-    class Full:  # the temp file is created, its content does not fit
-        def __init__(self, fd, *args, **kwargs):
-            self.f = real_fdopen(fd, *args, **kwargs)
+    def full(fd, data):  # the temp file is created, its content does not fit
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, text):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(os, "fdopen", Full)
-    with pytest.raises(LockUnwritable) as full:
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(LockUnwritable) as refused:
         WorkdirLock(tmp_path, "vote").acquire()
-    assert str(full.value).startswith(f"Could not write in {tmp_path}: no space left on the device holding it")
-    assert "free some disk space" in str(full.value) and "permission" not in str(full.value)
+    monkeypatch.undo()
+    assert str(refused.value).startswith(f"Could not write in {tmp_path}: no space left on the device holding it")
+    assert "free some disk space" in str(refused.value) and "permission" not in str(refused.value)
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(os, "fdopen", real_fdopen)
 
     def denied(path, *args, **kwargs):
         if ".lock." in str(path):

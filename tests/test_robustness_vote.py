@@ -243,11 +243,13 @@ def test_a_re_prepare_killed_after_its_commit_point_is_finished_by_the_next_read
     work = tmp_path / "w"
     assert run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "a.npz", 2))[0] == 0
     real = transaction._roll_forward
+    state = {"calls": 0}
 
-    def killed_after_journal(folder, staging, note=None):
-        if note == "":  # commit_entries' own moves, after the journal: the process "dies" here
+    def killed_after_journal(folder, staging):
+        state["calls"] += 1
+        if state["calls"] == 1:  # commit_entries' own moves, after the journal: the process "dies" here
             raise KeyboardInterrupt
-        real(folder, staging, note)
+        real(folder, staging)
 
     monkeypatch.setattr(transaction, "_roll_forward", killed_after_journal)
     code, _, _ = run_cli("prepare", "--workdir", work, "--npz", _npz(tmp_path / "b.npz", 3), "--force")

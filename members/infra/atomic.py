@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from members.infra.errors import UserError
-from members.infra.lock import HOST_TAG
+from members.infra.lock import HOST_TAG as _HOST  # the host as temp names carry it
 
 
 _UMASK = os.umask(0)
@@ -62,7 +62,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _sweep_dead_temps(path.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{HOST_TAG}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise _write_error(path, exc) from exc
     try:

@@ -62,6 +62,16 @@ class _folder_guard:
             os.close(self.fd)  # closing the descriptor releases the flock
 
 
+def _write_all(fd: int, content: str) -> None:
+    """Write ``content`` to the new file ``fd`` and close it (the descriptor is closed on failure too)."""
+    try:
+        data = content.encode("utf-8")
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
+
+
 class LockBusy(UserError):
     """The lock is held by another live process (its sentence names it)."""
 
@@ -111,8 +121,7 @@ class MemberLock:
         tmp = self.path.with_name(f"{self.path.name}.{HOST_TAG}-{os.getpid()}.{secrets.token_hex(6)}.tmp")
         fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         try:
-            with os.fdopen(fd, "w") as f:  # a full disk fails here (or as the file closes): no lock, no temp left
-                f.write(content)
+            _write_all(fd, content)  # a full disk fails here: no lock, and no temp left
             try:
                 os.link(tmp, self.path)
             except FileExistsError:
@@ -133,8 +142,7 @@ class MemberLock:
         except FileExistsError:
             return False
         try:
-            with os.fdopen(fd, "w") as f:
-                f.write(content)
+            _write_all(fd, content)
         except BaseException:
             self.path.unlink(missing_ok=True)
             raise

@@ -152,7 +152,7 @@ def recover_dir(target: str | os.PathLike, *, complete: str | None = None) -> No
         missing = not target.exists() or (complete is not None and not (target / complete).exists()
                                           and (aside / complete).exists())
         if missing:
-            replace_dir(aside, target, note=f"{target} was put back as it was before an interrupted run.")
+            replace_dir(aside, target, note="")  # the state before an interrupted run: nothing new to tell
         else:
             remove_tree(aside)
 
@@ -258,7 +258,7 @@ def commit_entries(folder: str | os.PathLike, what: str, write, order: list[str]
             raise RuntimeError(f"commit_entries: {missing} were not written")
         with uninterrupted(f"{folder} holds the new files of this `{what}`." if note is None else note):
             write_text(journal, json.dumps(order))  # the commit point
-            _roll_forward(Path(folder), staging, note="")
+            _roll_forward(Path(folder), staging)
     except BaseException as exc:
         if not journal.exists():  # before the commit point: the old entries stand, the new ones go
             remove_tree(staging)
@@ -296,9 +296,9 @@ def roll_forward(folder: str | os.PathLike, what: str, *, locked: bool = False) 
         lock.release()
 
 
-def _roll_forward(folder: Path, staging: Path, note: str | None = None) -> None:
-    """Move a committed transaction's entries in (``note``: see :func:`members.infra.interrupts.uninterrupted`;
-    None says an earlier run's commit was finished, "" nothing of its own, inside a commit that says it)."""
+def _roll_forward(folder: Path, staging: Path) -> None:
+    """Move a committed transaction's entries in, Ctrl-C and SIGTERM held meanwhile (what was committed is told by
+    the run that committed it: :func:`commit_entries`)."""
     import json
 
     if not staging.is_dir():
@@ -308,8 +308,7 @@ def _roll_forward(folder: Path, staging: Path, note: str | None = None) -> None:
     except (OSError, ValueError):  # no journal: the transaction never reached its commit point
         remove_tree(staging)
         return
-    with uninterrupted(f"{folder} now holds the files an earlier interrupted run had committed."
-                       if note is None else note):
+    with uninterrupted(""):
         for name in order:
             new, old = staging / name, folder / name
             try:
