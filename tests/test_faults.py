@@ -884,6 +884,28 @@ def test_a_run_killed_for_memory_resumes_with_the_disk_cache(workdir_copy, monke
     assert any("already complete with the same spec and data" in line for line in again), again
 
 
+def test_a_resume_point_of_an_older_version_lacking_newer_fields_is_used(workdir_copy, monkeypatch):
+    """A run killed under an older version saved a spec without the fields added since (freeze_stride, ...): each
+    counts as its default, as for a member's spec.toml (guard.spec_differences), so the run resumes."""
+    from members.training import trainer as training
+    from members.model.spec import load_preset
+
+    spec = load_preset("tiny").replace(input_size=16, epochs=2)
+    _crash_at_state_save(monkeypatch, 2)
+    with pytest.raises(_Crash):
+        training.train_member(workdir_copy, spec, name="o", log=lambda line: None, show_progress=False)
+    monkeypatch.undo()
+    state_path = workdir_copy / "members" / "o" / ".resume" / "state.json"
+    state = json.loads(state_path.read_text())
+    for added in ("freeze_stride", "swa", "snapshots"):  # fields an older version did not know
+        state["spec"].pop(added, None)
+    state_path.write_text(json.dumps(state))
+    logs = []
+    training.train_member(workdir_copy, spec, name="o", log=logs.append, show_progress=False)
+    assert any("resuming after epoch 1" in line for line in logs), logs
+    assert not any("starting over" in line for line in logs), logs
+
+
 def test_a_write_sweeps_the_temps_of_killed_writers_of_the_same_file(tmp_path: Path) -> None:
     """A writer killed between its temp file and the rename (SIGKILL) left a hidden ``.<name>.*.tmp`` for good; the
     next write in that folder deletes such temps once untouched for an hour (once per folder and process). A

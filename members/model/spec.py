@@ -320,9 +320,23 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
+def spec_defaults() -> dict[str, Any]:
+    """Every field of :class:`MemberSpec` at its default (tuples as lists, as :meth:`MemberSpec.to_dict` gives them)."""
+    out = {}
+    for f in fields(MemberSpec):
+        value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def learned_fields(spec: MemberSpec | Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of ``spec`` (a spec or its dict) that change what a member learns: all but :data:`RUNTIME_FIELDS`."""
-    data = spec.to_dict() if isinstance(spec, MemberSpec) else dict(spec)
+    """The fields of ``spec`` (a spec or its dict) that change what a member learns: all but :data:`RUNTIME_FIELDS`.
+
+    A dict read back from disk (a member's ``spec.toml``, a resume point's spec) written by an older version lacks
+    the fields added since: each counts as its default, and the ``preset`` label is no field.
+    """
+    data = spec.to_dict() if isinstance(spec, MemberSpec) else {
+        **spec_defaults(), **{k: v for k, v in spec.items() if k != "preset"}}
     return {k: v for k, v in data.items() if k not in RUNTIME_FIELDS}
 
 

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,14 +33,6 @@ class ExistingMember:
     differences: list[str] = field(default_factory=list)
 
 
-def _defaults() -> dict:
-    out = {}
-    for f in dataclasses.fields(MemberSpec):
-        value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -53,7 +44,7 @@ def spec_differences(old: dict, new: MemberSpec) -> list[str]:
     from members.model.spec import learned_fields
 
     wanted = learned_fields(new)
-    had = learned_fields({**_defaults(), **{k: v for k, v in old.items() if k != "preset"}})
+    had = learned_fields(old)
     out = []
     for key in list(wanted) + sorted(set(had) - set(wanted)):
         a, b = had.get(key, "(absent)"), wanted.get(key, "(absent)")

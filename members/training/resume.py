@@ -10,7 +10,8 @@ A resume point is the model with its optimizer state (``last-<n>.keras``), the b
 best) and ``state.json``, written last and atomically, which names both files and holds the history,
 the timing and the stage. A kill at any moment leaves the previous resume point whole; files that no
 state names any more are deleted after each save. A resume point of another spec or data set, or an
-unreadable one, is dropped with a log line, and training starts over; one whose spec differs only in
+unreadable one, is dropped with a log line, and training starts over (a field the saved spec lacks, written by an
+older version, counts as its default); one whose spec differs only in
 :data:`members.model.spec.RUNTIME_FIELDS` (the cache, TensorBoard logs, XLA) is used, and the
 log names the changed settings. Retraining rounds resume from their round's start.
 """
