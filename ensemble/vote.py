@@ -895,13 +895,15 @@ def _test_majority_words(r: dict, bm: str, bs: str) -> str:
 
 def _data_words(workdir: Path) -> dict:
     """``report.json`` ``data``: where the images came from (``dataset.json`` ``source``), and whether they are
-    the synthetic set of ``demo-data`` (its ``demo-data.json`` beside the images), so no reader takes its
-    figures for real eyes."""
+    the synthetic set of ``demo-data`` (``dataset.json`` ``synthetic``, recorded by prepare; for a workdir prepared
+    before, its ``demo-data.json`` beside the images now), so no reader takes its figures for real eyes."""
+    from members.data.synthetic import made_by_demo_data
     from members.infra.atomic import read_json
 
     info = read_json(workdir / "dataset.json")
-    root = Path(str(info.get("image_root", "")))
-    synthetic = bool(str(info.get("image_root", ""))) and (root.parent / "demo-data.json").is_file()
+    synthetic = info.get("synthetic")
+    if not isinstance(synthetic, bool):
+        synthetic = made_by_demo_data(str(info.get("image_root", "")))
     return {"source": info.get("source"), "image_root": info.get("image_root"), "synthetic": synthetic}
 
 

@@ -945,8 +945,17 @@ def test_a_workdir_of_demo_data_is_named_synthetic(tmp_path) -> None:
     report = {"data": words, "test_size": 6}
     assert "not photographs of real eyes" in _data_lines(report)[0]
     assert any("**Synthetic demo data**" in line for line in _glance_md(report))
+    info = json.loads((tmp_path / "w" / "dataset.json").read_text())
+    assert info["synthetic"] is True  # recorded by prepare: moving the data folder later keeps the banner
+    moved = data.rename(tmp_path / "moved")
+    assert _data_words(tmp_path / "w")["synthetic"] is True
+    (tmp_path / "w" / "dataset.json").write_text(json.dumps({k: v for k, v in info.items() if k != "synthetic"}))
+    assert _data_words(tmp_path / "w")["synthetic"] is False  # prepared before: judged by the folder it names
+    moved.rename(data)
+    assert _data_words(tmp_path / "w")["synthetic"] is True
     (data / "demo-data.json").unlink()  # the same files without demo-data's record: taken as real
-    assert _data_words(tmp_path / "w")["synthetic"] is False
+    prepare_csv(tmp_path / "w2", data / "trainLabels.csv", data / "images", progress=False)
+    assert _data_words(tmp_path / "w2")["synthetic"] is False
 
 
 def test_a_split_grouped_by_patient_is_bootstrapped_by_patient(tmp_path: Path) -> None:

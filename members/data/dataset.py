@@ -792,8 +792,11 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     if grouping.groups is not None:
         frame["group"] = grouping.groups
     split_source = ("split folders" if folders else "csv column") if given is not None else "random"
+    from members.data.synthetic import made_by_demo_data
+
     meta = {"source": source, "image_root": str(images.resolve()), "split_source": split_source, "seed": seed,
-            "val_fraction": val_fraction, "test_fraction": test_fraction, "grouping": grouping.to_json()}
+            "val_fraction": val_fraction, "test_fraction": test_fraction, "grouping": grouping.to_json(),
+            "synthetic": made_by_demo_data(images.resolve())}  # recorded now: the images may be moved later
     if identical:
         meta["identical"] = [[paths[i] for i in same] for same in identical]
     if exclude:
@@ -914,7 +917,7 @@ def prepare_npz(workdir: str | os.PathLike, npz_path: str | os.PathLike, *, forc
     images = (workdir / "images").resolve()
     meta = {"source": f"npz:{source.path}", "image_root": str(images), "split_source": "official",
             "source_sha256": source.sha256, "seed": None, "val_fraction": None, "test_fraction": None,
-            "grouping": {"by": None, "groups": 0}}  # an npz names no patients
+            "grouping": {"by": None, "groups": 0}, "synthetic": False}  # an npz names no patients
     dropped = pd.DataFrame(columns=["row", "image", "label", "reason"])
     k = int(frame["label"].max()) + 1 if len(frame) else 0
     if classes is not None:

@@ -47,6 +47,11 @@ LABELS_NAME = "trainLabels.csv"
 MARKER_NAME = "demo-data.json"
 MAX_IMAGES = 1_000_000  # a synthetic set larger than this is a typo
 
+
+def made_by_demo_data(images: str | Path) -> bool:
+    """Whether the images folder ``images`` is the one ``demo-data`` wrote (its ``demo-data.json`` beside it)."""
+    return bool(str(images)) and (Path(images).parent / MARKER_NAME).is_file()
+
 # ---------------------------------------------------------------- difficulty knobs
 # Mean lesion counts per grade (index = grade). An image draws Poisson(mean * severity)
 # with severity ~ LogNormal(0, SEVERITY_SIGMA), so neighbouring grades overlap.
