@@ -184,6 +184,27 @@ def test_prepare_says_when_only_a_newer_drop_rule_differs(workdir_copy):
     assert _what_differs({**old, "kept": info["kept"] + 5}, {**info, "skipped": {reason: 1}}).startswith("from other data")
 
 
+def test_images_moved_after_prepare_are_prepared_again_from_their_new_place_without_force(tmp_path, demo_images):
+    """train-member advised `prepare ... --force` for images moved away, which invalidates the members; a plain
+    prepare from the new place keeps them."""
+    data = tmp_path / "d"
+    shutil.copytree(demo_images, data)
+    work = tmp_path / "w"
+    code, _out, err = run_cli(*_prepare_args(work, data))
+    assert code == 0, err
+    add_member(work, "t1", seed=1)
+    add_member(work, "t2", seed=2)
+    moved = data.rename(tmp_path / "moved")
+    line = refused(work, ["train-member", "--workdir", work, "--preset", "tiny"], "are no longer in",
+                   f"If they were moved, run `python cli.py prepare --workdir {work} --labels <the labels CSV> "
+                   "--images <their new folder>` with the options used before and without --force")
+    assert line.endswith("if they are gone, restore them.")
+    code, _out, err = run_cli(*_prepare_args(work, moved))
+    assert code == 0, err
+    code, _out, err = run_cli(*vote_args(work))
+    assert code == 0 and "Skipping" not in err, err  # the members were kept
+
+
 def test_prepare_twice_with_other_data_needs_force(workdir_copy, demo_images, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(demo_images, other)

@@ -111,7 +111,7 @@ class PreparedDataset:
             raise UserError(
                 f"{len(missing)} of the {len(table)} {what} listed in {self.workdir / 'split.csv'} are no longer "
                 f"in {self.image_root} (e.g. {missing[0]!r}): they were removed, moved or renamed after prepare. "
-                f"Restore them, or run `python cli.py prepare --workdir {self.workdir} ... --force` again.")
+                f"{_moved_hint(self.workdir, self.info, everyone=len(missing) == len(table))}")
         recorded = stamps.read(self.workdir, self.info.get("images_digest"))
         other = stamps.changed(self.image_root, recorded, table["path"]) if recorded else []
         if other:
@@ -120,6 +120,27 @@ class PreparedDataset:
                 f"now than the ones prepare recorded (e.g. {other[0]!r}: other bytes under the same name), so this "
                 "member would not learn the pictures the others did. Restore them, or prepare the new pictures into "
                 f"a new workdir (`python cli.py prepare --workdir NEW ...`).")
+
+
+def _moved_hint(workdir: Path, info: dict, *, everyone: bool) -> str:
+    """What to do about images gone from where prepare found them. All of them (``everyone``): the folder was moved,
+    so prepare again from its new place, without --force (the same data keeps the members). Some: restore them, or
+    prepare without them with --force (which invalidates the members)."""
+    import shlex
+
+    work = shlex.quote(str(workdir))
+    if not everyone:
+        return (f"Restore them, or run `python cli.py prepare --workdir {work} ... --force` again to prepare without "
+                "them (the members trained on them are then invalidated).")
+    kind, _, where = str(info.get("source", "")).partition(":")
+    if kind not in ("csv", "folders"):  # prepare wrote them itself (--npz, --medmnist): the same command writes them again
+        return (f"Run the same `python cli.py prepare --workdir {work} ...` again, without --force: it writes them "
+                "again from the same source and keeps the members trained on them.")
+    labels = (f"--labels {shlex.quote(where) if Path(where).is_file() else '<the labels CSV>'} " if kind == "csv"
+              else "")
+    return (f"If they were moved, run `python cli.py prepare --workdir {work} {labels}--images <their new folder>` "
+            "with the options used before and without --force: the same data at its new place keeps the members "
+            "trained on it; if they are gone, restore them.")
 
 
 def _result(workdir: Path, info: dict) -> PrepareResult:
