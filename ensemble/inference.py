@@ -47,6 +47,7 @@ import numpy as np
 
 from ensemble import appearance
 from ensemble.manifest import check_files, check_member
+from ensemble.member_set import repair_hint
 from ensemble.referral import AGREEMENT_FALLBACK, ReviewRule, call_score, conflict_words, review_flags
 from members.data.dataset import PREPARED_FILES
 from members.data.labels import FLAT_STD
@@ -312,19 +313,21 @@ def load_member(member_dir: str | Path, *, of: str | None = None) -> LoadedMembe
 
     member_dir = Path(member_dir)
     name = of or member_dir.name
+    if of is None:
+        _refuse_gone(member_dir)
+    fix = repair_hint(member_dir.parent.parent if of else member_dir, then_vote=True)
     if not (member_dir / "metrics.json").exists():
         raise UserError(f"Member {name!r} is incomplete: {member_dir / 'metrics.json'} does not exist; "
                         "finish its training or re-run vote without it.")
-    metrics = read_json(member_dir / "metrics.json", keys=("input_size",), fix=f"retrain the member {name!r}")
+    metrics = read_json(member_dir / "metrics.json", keys=("input_size",), fix=fix)
     _refuse_without_model(name, metrics)
     if metrics.get("folds"):  # a k-fold member: its K copies, averaged over one shared decode
         return _load_folded(member_dir, metrics)
     path = member_dir / "model.keras"
     if not path.is_file():
-        raise UserError(f"{path} does not exist; retrain the member {name!r}.")
+        raise UserError(f"{path} does not exist; {fix}.")
     if sha256_file(path) != metrics.get("model_sha256"):
-        raise UserError(f"{path} was modified after training (SHA-256 differs from metrics.json); "
-                        f"retrain the member {name!r}.")
+        raise UserError(f"{path} was modified after training (SHA-256 differs from metrics.json); {fix}.")
     try:  # no compile: predicting needs no loss or optimizer (an imported model's custom loss is not loadable)
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 (zip, HDF5 and config errors all mean the same to the user)
@@ -343,10 +346,41 @@ def load_member(member_dir: str | Path, *, of: str | None = None) -> LoadedMembe
     spec = load_spec_file(spec_path) if spec_path.exists() else None
     if not isinstance(metrics["input_size"], int) or isinstance(metrics["input_size"], bool):
         raise UserError(f"{member_dir / 'metrics.json'} is corrupt: input_size is {metrics['input_size']!r}, not an "
-                        f"integer; retrain the member {name!r}.")
+                        f"integer; {fix}.")
     return LoadedMember(name=name, model=model, input_size=int(metrics["input_size"]),
                         preprocessing=spec.preprocessing if spec else "none",
                         fundus_crop=spec.fundus_crop if spec else False, tta=bool(metrics.get("tta", False)), num_classes=int(metrics.get("num_classes", 0)))
+
+
+def _refuse_gone(member_dir: Path) -> None:
+    """Refuse, with the vote that does without it, a member whose whole folder is gone (deleted or renamed)."""
+    if member_dir.is_dir():
+        return
+    import shlex
+
+    raise UserError(f"Member {member_dir.name!r} of this ensemble is gone: its folder {member_dir} does not exist "
+                    f"(deleted or renamed); run `python cli.py vote --workdir {shlex.quote(str(member_dir.parent.parent))}` "
+                    "to combine the members that are there, or restore the folder.")
+
+
+def _check_member_files(report_folder: Path, name: str, manifest: dict) -> None:
+    """Before any model loads, refuse member ``name`` of the vote in ``report_folder`` whose folder is gone, whose
+    ``metrics.json`` is corrupt, that has only probabilities, or that lacks files its training wrote."""
+    from members.training.guard import damage, missing_files
+
+    folder = report_folder.parent / "members" / name
+    _refuse_gone(folder)
+    path = folder / "metrics.json"
+    if not path.is_file():
+        return  # load_member says it is incomplete
+    fix = repair_hint(folder, then_vote=True)
+    metrics = read_json(path, fix=fix)
+    if not isinstance(metrics, dict):
+        raise UserError(f"{path} is corrupt: it holds no JSON object; {fix}.")
+    _refuse_without_model(name, metrics)
+    missing = missing_files(folder, metrics)
+    if missing:
+        raise UserError(f"{damage(name, folder, missing)}; {fix}.")
 
 
 def _load_folded(member_dir: Path, metrics: dict) -> LoadedMember:
@@ -394,9 +428,7 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     combiner = load_combiner(workdir / "ensemble" / "combiners" / f"{chosen}.json")
     names = list(getattr(combiner, "member_names_", []))
     for name in names:  # before any model loads: one sentence, not a half-loaded ensemble
-        path = workdir / "members" / name / "metrics.json"
-        if path.is_file():
-            _refuse_without_model(name, read_json(path))
+        _check_member_files(report_path.parent, name, manifest)
     members = [load_member(workdir / "members" / name) for name in names]
     for name in names:
         path = workdir / "members" / name / "metrics.json"

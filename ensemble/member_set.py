@@ -145,6 +145,7 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
                   "another model file (or a probabilities import); both vote, so if they are one model imported "
                   "twice it weighs twice: leave one out with --members.", file=sys.stderr)
         loaded.append((name, member))
+    _say_unhashed(workdir, [name for name, m in loaded if m["unhashed"]], {name: m["metrics"] for name, m in loaded})
     if len(loaded) < 2:
         found = ", ".join(name for name, _ in loaded) or "none"
         twins = [n for n, why in skipped.items() if why.startswith("the same val and test predictions")]
@@ -172,6 +173,47 @@ def load_members(workdir: str | Path, names: Sequence[str] | None = None) -> Mem
         val_groups=split.groups["val"],
         test_groups=split.groups["test"],
     )
+
+
+def repair_hint(folder: str | Path, *, then_vote: bool = False) -> str:
+    """How to mend the member in ``folder`` (``<workdir>/members/<name>``) whose files are missing or broken: the
+    command that trains it again (from its own ``spec.toml``, with its ``--folds``) and the vote that leaves it out;
+    ``then_vote``: for predict, whose ensemble has to be voted again after a retrain. Outside a workdir: the short
+    form.
+
+    Example:
+        >>> repair_hint("work/members/tiny-2")  # doctest: +SKIP
+        "retrain the member 'tiny-2' (`python cli.py train-member --workdir work --preset work/members/tiny-2/spec.toml
+        --name tiny-2 --force`), or leave it out (`python cli.py vote --workdir work --members tiny,tiny-3`)"
+    """
+    import shlex
+
+    folder = Path(folder)
+    name, root = folder.name, folder.parent
+    if root.name != "members":
+        return f"retrain the member {name!r}"
+    workdir = shlex.quote(str(root.parent))
+    metrics, plan = _json_or_empty(folder / "metrics.json"), _json_or_empty(folder / "folds.json")
+    if metrics.get("imported"):
+        again = f"import the member {name!r} again (`python cli.py import-member --workdir {workdir} --name {name} --force ...`)"
+    else:
+        preset = shlex.quote(str(folder / "spec.toml")) if (folder / "spec.toml").is_file() else "<preset>"
+        folds = metrics.get("folds") or plan.get("folds")
+        again = (f"retrain the member {name!r} (`python cli.py train-member --workdir {workdir} --preset {preset} "
+                 f"--name {name}{f' --folds {folds}' if isinstance(folds, int) else ''} --force`)")
+    others = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != name
+                    and (p / "metrics.json").is_file()) if root.is_dir() else []
+    leave = (f"leave it out (`python cli.py vote --workdir {workdir} --members {','.join(others)}`)" if len(others) >= 2
+             else "leave it out (vote --members, once two other members are complete)")
+    return f"{again}{' and vote again' if then_vote else ''}, or {leave}"
+
+
+def _json_or_empty(path: Path) -> dict:
+    try:
+        data = read_json(path)
+    except UserError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _same_network(name: str, member: dict, other: str, loaded: dict) -> bool:
@@ -223,29 +265,34 @@ def _load_member(folder: Path, name: str, split: _Split) -> dict:
 
     metrics_path = folder / "metrics.json"
     note_loaded(member=name, metrics_path=metrics_path)  # hashed before it is read: a swap after it is caught
-    metrics = read_json(metrics_path)
+    fix = repair_hint(folder)
+    metrics = read_json(metrics_path, fix=fix)
     if not isinstance(metrics, dict):
-        raise UserError(f"Member {name!r}: {metrics_path} is not a JSON object; retrain the member.")
+        raise UserError(f"Member {name!r}: {metrics_path} is not a JSON object; {fix}.")
+    from members.training.guard import damage, missing_files
+
+    missing = missing_files(folder, metrics)
+    if missing:  # its training finished, then its model or predictions went
+        raise UserError(f"{damage(name, folder, missing)}; {fix}.")
     expected = {"fingerprint": split.fingerprint, "num_classes": split.num_classes, "classes": split.classes}
     for key, want in expected.items():
         if key in metrics and metrics[key] != want:
             raise _mismatch(name, metrics_path, key, want, metrics[key])
     out = {"metrics": metrics}
     for s in SPLITS:
-        out[s] = _load_predictions(folder / f"{s}.npz", name, s, split)
-    _check_own_files(folder, name, metrics)  # after the content checks, whose messages say more
+        out[s] = _load_predictions(folder / f"{s}.npz", name, s, split, fix)
+    out["unhashed"] = _check_own_files(folder, name, metrics, fix)  # after the content checks, which say more
     return out
 
 
-def _check_own_files(folder: Path, name: str, metrics: dict) -> None:
+def _check_own_files(folder: Path, name: str, metrics: dict, fix: str) -> bool:
     """Refuse a member whose ``model.keras`` or cached predictions are not the files its training wrote
     (``metrics.json`` ``model_sha256``, ``predictions_sha256``): ``predict`` would refuse the ensemble, or the
     report would score another member's predictions under this one's name. A hash of the wrong kind is refused
-    as a broken ``metrics.json``; a member trained before the predictions were hashed gets a note that they
-    could not be checked (a member imported as probabilities has no model to check)."""
+    as a broken ``metrics.json``. Returns whether the member was trained before the predictions were hashed, so
+    they could not be checked (:func:`_say_unhashed`; a member imported as probabilities has no model to check)."""
     from members.infra.atomic import sha256_file
 
-    fix = "retrain it with train-member --force (or import it again), or leave it out with --members"
     broken = f"Member {name!r}: {folder / 'metrics.json'} has a {{key}} that is not {{what}}; {fix}."
     is_sha = lambda v: isinstance(v, str) and len(v) == 64  # noqa: E731
     recorded = {}
@@ -258,9 +305,6 @@ def _check_own_files(folder: Path, name: str, metrics: dict) -> None:
         if not isinstance(hashes, dict) or not all(is_sha(hashes.get(s)) for s in SPLITS):
             raise UserError(broken.format(key="predictions_sha256", what="{val, test} SHA-256s"))
         recorded.update({f"{s}.npz": hashes[s] for s in SPLITS})
-    elif "model_sha256" in metrics:  # trained (or imported with a model) by a version before the hashes
-        print(f"Note: member {name!r} was trained before its predictions were hashed (metrics.json has no "
-              "predictions_sha256): vote cannot check that its val.npz and test.npz are its own.", file=sys.stderr)
     for file, sha in recorded.items():
         path = folder / file
         if not path.is_file():
@@ -268,25 +312,46 @@ def _check_own_files(folder: Path, name: str, metrics: dict) -> None:
         if sha256_file(path).lower() != sha.lower():
             raise UserError(f"Member {name!r}: {path} is not the file its training wrote (its SHA-256 differs from "
                             f"metrics.json); {fix}.")
+    return "predictions_sha256" not in metrics and "model_sha256" in metrics  # trained by a version before the hashes
 
 
-def _load_predictions(path: Path, name: str, s: str, split: _Split) -> np.ndarray:
-    data = load_npz(path)
+def _say_unhashed(workdir: Path, names: list[str], metrics: dict[str, dict]) -> None:
+    """One note for all the voted members trained (or imported) before their predictions were hashed: vote uses their
+    val.npz and test.npz unchecked. Only training (or import-member) writes the hashes: vote never writes into a
+    member, and hashing the files there now would vouch for the very files the check is there to catch."""
+    import shlex
+
+    if not names:
+        return
+    one = names[0] if len(names) == 1 else "<name>"
+    spec = f"{shlex.quote(str(workdir / 'members'))}/{one}/spec.toml"  # a member name needs no quotes
+    how = (f"`python cli.py train-member --workdir {shlex.quote(str(workdir))} --preset {spec} --name {one} --force`"
+           f"{' for each' if len(names) > 1 else ''}")
+    if any(metrics[n].get("imported") for n in names):
+        how += " (import-member --force for an imported one)"
+    they = ("member", "was", "its") if len(names) == 1 else ("members", "were", "their")
+    print(f"Note: {they[0]} {', '.join(names)} {they[1]} trained before predictions were hashed (metrics.json has no "
+          f"predictions_sha256), so vote uses {they[2]} val.npz and test.npz unchecked; only retraining records the "
+          f"hashes: {how}.", file=sys.stderr)
+
+
+def _load_predictions(path: Path, name: str, s: str, split: _Split, fix: str) -> np.ndarray:
+    data = load_npz(path, fix=fix)
     missing = {"probs", "labels", "row_ids", "fingerprint"} - set(data)
     if missing:
-        raise UserError(f"Member {name!r}: {path} lacks the array(s) {sorted(missing)}; retrain the member.")
+        raise UserError(f"Member {name!r}: {path} lacks the array(s) {sorted(missing)}; {fix}.")
     if str(data["fingerprint"]) != split.fingerprint:
         raise _mismatch(name, path, "fingerprint", split.fingerprint, str(data["fingerprint"]))
     probs, n, k = data["probs"], split.row_ids[s].size, split.num_classes
     if probs.shape != (n, k):
         raise _mismatch(name, path, "probs shape", (n, k), probs.shape)
     if not np.issubdtype(probs.dtype, np.floating) or not np.isfinite(probs).all():
-        raise UserError(f"Member {name!r}: {path} holds non-finite or non-float probabilities; retrain the member.")
+        raise UserError(f"Member {name!r}: {path} holds non-finite or non-float probabilities; {fix}.")
     worst = float(np.abs(probs.sum(axis=1, dtype=np.float64) - 1.0).max())
     if worst > ROW_SUM_TOL or probs.min() < 0:
         raise UserError(
-            f"Member {name!r}: {path} probabilities must be >= 0 with rows summing to 1; a row is off by {worst:.3g}. "
-            "Retrain the member."
+            f"Member {name!r}: {path} probabilities must be >= 0 with rows summing to 1; a row is off by {worst:.3g}; "
+            f"{fix}."
         )
     for key, want in (("row_ids", split.row_ids[s]), ("labels", split.labels[s])):
         got = np.asarray(data[key])

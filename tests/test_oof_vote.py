@@ -28,6 +28,10 @@ def add_oof(root: Path, name: str, skill: float, seed: int) -> np.ndarray:
              fingerprint=np.array(fingerprint))
     metrics = json.loads((folder / "metrics.json").read_text())
     (folder / "metrics.json").write_text(json.dumps({**metrics, "folds": 2}))
+    for i in range(2):  # its copies, which a complete k-fold member holds (guard.missing_files)
+        (folder / "folds" / str(i)).mkdir(parents=True, exist_ok=True)
+        for file in ("metrics.json", "model.keras"):
+            (folder / "folds" / str(i) / file).write_text("{}")
     return probs
 
 
@@ -107,7 +111,7 @@ def test_the_bagging_gain_is_shown_per_k_fold_member(workdir: Path) -> None:
     folder = workdir / "members" / "b"
     test = load_npz(folder / "test.npz")
     copy = _probs(test["labels"], 0.2, seed=9)  # a weaker single-fold copy than the K-fold average
-    (folder / "folds" / "0").mkdir(parents=True)
+    (folder / "folds" / "0").mkdir(parents=True, exist_ok=True)
     save_npz(folder / "folds" / "0" / "test.npz", **{**test, "probs": copy})
     report = run_vote(workdir, methods=["soft"], n_boot=50)
     assert list(report["bagging"]) == ["b"]  # only members with a copy on disk

@@ -154,6 +154,31 @@ def test_corrupt_model_is_refused(voted, images, tmp_path) -> None:
         load_ensemble(work)
 
 
+def test_a_member_folder_gone_names_the_vote_that_does_without_it(voted, images, tmp_path) -> None:
+    work = tmp_path / "w"
+    shutil.copytree(voted, work)
+    (work / "members" / "t2").rename(work / "members" / "t2-old")
+    with pytest.raises(UserError, match=r"Member 't2' of this ensemble is gone: its folder .*t2 does not exist "
+                                        r"\(deleted or renamed\); run `python cli\.py vote --workdir .*` to combine the "
+                                        "members that are there, or restore the folder"):
+        predict_images(work, images["good"][:1])
+
+
+def test_a_damaged_or_corrupt_member_names_the_retrain_command(voted, images, tmp_path) -> None:
+    work = tmp_path / "w"
+    shutil.copytree(voted, work)
+    folder = work / "members" / "t2"
+    (folder / "test.npz").unlink()
+    with pytest.raises(UserError, match=r"Member 't2' is damaged: .* but .*t2/test\.npz is missing .*retrain the "
+                                        r"member 't2' \(`python cli\.py train-member --workdir .* --preset "
+                                        r".*t2/spec\.toml --name t2 --force`\) and vote again"):
+        load_ensemble(work)
+    (folder / "metrics.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"t2/metrics\.json is not valid JSON .*; retrain the member 't2' "
+                                        r"\(`python cli\.py train-member"):
+        load_ensemble(work)
+
+
 def test_cli_predict(voted, images, tmp_path) -> None:
     from typer.testing import CliRunner
 

@@ -57,6 +57,46 @@ def test_the_same_spec_is_already_complete_and_nothing_is_retrained(trained_copy
     assert _snapshot(member) == before
 
 
+@pytest.mark.parametrize("gone", ["model.keras", "val.npz", "test.npz"])
+def test_a_complete_member_missing_a_file_is_named_damaged_and_force_trains_it_again(trained_copy, gone):
+    """metrics.json alone made a member complete: with its model or predictions deleted, the same spec said
+    "nothing to train" and vote only "val.npz does not exist"."""
+    member = trained_copy / "members" / "t1"
+    (member / gone).unlink()
+    before = _snapshot(member)
+    code, out, err = run_cli("train-member", "--workdir", trained_copy, *TINY, "--name", "t1")
+    one_sentence_error(code, err, "Member 't1' is damaged: its metrics.json says its training finished, but",
+                       f"{member / gone} is missing", "pass --force to train it again", "--members")
+    assert "nothing to train" not in err and _snapshot(member) == before
+    code, out, err = run_cli("train-member", "--workdir", trained_copy, *TINY, "--name", "t1", "--force")
+    assert code == 0, err
+    assert (member / gone).is_file() and "replaced the previous one" in err
+
+
+def test_a_k_fold_member_needs_its_copies_files(tmp_path):
+    from members.training.guard import missing_files
+
+    folder = tmp_path / "cv"
+    for f in ("val.npz", "test.npz", "oof.npz", "folds/0/metrics.json", "folds/0/model.keras", "folds/1/metrics.json"):
+        (folder / f).parent.mkdir(parents=True, exist_ok=True)
+        (folder / f).write_bytes(b"x")
+    assert missing_files(folder, {"folds": 2}) == ["folds/1/model.keras"]
+    assert missing_files(folder, {"model_sha256": "0" * 64}) == ["model.keras"]  # a plain member: its own model
+    assert missing_files(folder, {}) == []  # imported as probabilities: no model
+
+
+def test_a_model_without_metrics_is_said_to_be_replaced(trained_copy):
+    """A member folder holding a model.keras but no metrics.json (a killed run, a deleted metrics.json) was
+    trained over without a word."""
+    member = trained_copy / "members" / "t1"
+    (member / "metrics.json").unlink()
+    code, _, err = run_cli("train-member", "--workdir", trained_copy, *TINY, "--name", "t1")
+    assert code == 0, err
+    said = [line for line in err.splitlines() if "holds a model.keras but no metrics.json" in line]
+    assert len(said) == 1 and "replaces its files" in said[0], err
+    assert (member / "metrics.json").is_file()
+
+
 @pytest.mark.parametrize("extra, needle", [
     (("--seed", "-1"), "seed must be an integer from 0 to 4294967295"),
     (("--seed", str(2**40)), "seed must be an integer from 0"),

@@ -205,6 +205,19 @@ def test_images_moved_after_prepare_are_prepared_again_from_their_new_place_with
     assert code == 0 and "Skipping" not in err, err  # the members were kept
 
 
+def test_a_corrupt_member_metrics_json_names_the_retrain_command_and_the_vote_without_it(voteable):
+    add_member(voteable, "t3", seed=3)
+    t1 = voteable / "members" / "t1"
+    (t1 / "spec.toml").write_text('preset = "tiny"\n')
+    (t1 / "metrics.json").write_text("{broken")
+    refused(voteable, vote_args(voteable), f"{t1 / 'metrics.json'} is not valid JSON",
+            f"retrain the member 't1' (`python cli.py train-member --workdir {voteable} --preset {t1 / 'spec.toml'} "
+            f"--name t1 --force`), or leave it out (`python cli.py vote --workdir {voteable} --members t2,t3`)")
+    (t1 / "metrics.json").write_text("{}")
+    (t1 / "val.npz").write_bytes(b"PK not really")
+    refused(voteable, vote_args(voteable), f"Error: {t1 / 'val.npz'} ", "retrain the member 't1'", "--members t2,t3")
+
+
 def test_prepare_twice_with_other_data_needs_force(workdir_copy, demo_images, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(demo_images, other)
@@ -297,7 +310,7 @@ def test_corrupt_npz_is_named(voteable, case):
 def test_missing_npz_of_a_complete_member_is_named(voteable):
     path = voteable / "members" / "t2" / "test.npz"
     path.unlink()
-    refused(voteable, vote_args(voteable), str(path), "does not exist")
+    refused(voteable, vote_args(voteable), "Member 't2' is damaged", f"{path} is missing", "--force")
 
 
 @pytest.mark.parametrize("content", ['{"name": "t2", ', "[1, 2, 3]", "\xff\xfe"], ids=["truncated", "not_object", "binary"])
@@ -514,10 +527,11 @@ def test_vote_refuses_a_member_whose_model_or_predictions_are_not_its_own(voteab
     original = (t1 / "test.npz").read_bytes()
     shutil.copy(voteable / "members" / "t2" / "test.npz", t1 / "test.npz")
     refused(voteable, vote_args(voteable), "Member 't1'", "test.npz is not the file its training wrote",
-            "leave it out with --members")
+            "retrain the member 't1' (`python cli.py train-member --workdir", "--name t1 --force`), or leave it out")
     (t1 / "test.npz").write_bytes(original)
     (t1 / "model.keras").unlink()
-    refused(voteable, vote_args(voteable), "Member 't1'", "model.keras does not exist")
+    refused(voteable, vote_args(voteable), "Member 't1' is damaged: its metrics.json says its training finished, but",
+            "t1/model.keras is missing", "--force")
     metrics = json.loads((t1 / "metrics.json").read_text())
     (t1 / "model.keras").write_bytes(b"weights of t1")
     (t1 / "metrics.json").write_text(json.dumps({**metrics, "predictions_sha256": "abc"}))
@@ -537,7 +551,15 @@ def test_hash_fields_of_the_wrong_kind_are_refused_and_a_legacy_member_gets_a_no
     (t1 / "metrics.json").write_text(json.dumps(legacy))
     code, _out, err = run_cli(*vote_args(voteable))
     assert code == 0, err
-    assert "Note: member 't1' was trained before its predictions were hashed" in err
+    assert "Note: member t1 was trained before predictions were hashed" in err
+    assert f"only retraining records the hashes: `python cli.py train-member --workdir {voteable} --preset " in err
+    t2 = voteable / "members" / "t2"  # two such members: one line for both, not one per member
+    t2_metrics = json.loads((t2 / "metrics.json").read_text())
+    (t2 / "metrics.json").write_text(json.dumps({k: v for k, v in t2_metrics.items() if k != "predictions_sha256"}))
+    code, _out, err = run_cli(*vote_args(voteable))
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if "before predictions were hashed" in line]
+    assert len(notes) == 1 and "members t1, t2 were trained" in notes[0] and "--name <name> --force` for each" in notes[0]
 
 
 def test_a_dataset_json_that_is_no_object_is_one_sentence(voteable, demo_images):

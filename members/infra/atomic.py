@@ -196,8 +196,13 @@ def save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def load_npz(path: str | os.PathLike, *, fix: str | None = None) -> dict[str, np.ndarray]:
     """Load every array of an ``.npz`` eagerly, never with pickle.
+
+    Args:
+        path: the file.
+        fix: what the user should do about a missing or corrupt file (ends the message; a corrupt one: "re-create
+            it" when not given).
 
     Raises:
         UserError: the file is missing, truncated, not an npz, or holds pickled objects;
@@ -205,7 +210,8 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     if not path.exists():
-        raise UserError(f"{path} does not exist.")
+        raise UserError(f"{path} does not exist{f'; {fix}' if fix else ''}.")
+    fix = fix or "re-create it"
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
@@ -213,12 +219,12 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with open(path, "rb") as f:
             head = f.read(6)
         if head[:2] != b"PK" and head != b"\x93NUMPY":  # numpy's fallback for any other file is to unpickle it
-            raise UserError(f"{path} is not an .npz file (it does not begin as a zip archive); re-create it.") from None
+            raise UserError(f"{path} is not an .npz file (it does not begin as a zip archive); {fix}.") from None
         if "pickle" in str(exc).lower():
-            raise UserError(f"{path} holds pickled objects, which are never loaded; re-create it.") from None
-        raise UserError(f"{path} is corrupt or not an .npz file ({exc}); re-create it.") from None
+            raise UserError(f"{path} holds pickled objects, which are never loaded; {fix}.") from None
+        raise UserError(f"{path} is corrupt or not an .npz file ({exc}); {fix}.") from None
     except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise UserError(f"{path} is corrupt or not an .npz file ({exc}); re-create it.") from None
+        raise UserError(f"{path} is corrupt or not an .npz file ({exc}); {fix}.") from None
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

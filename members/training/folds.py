@@ -298,14 +298,17 @@ def train_fold(workdir: str | Path, spec: MemberSpec, *, name: str, fold: int, k
 
 
 def finished_fold(workdir: str | Path, name: str, fold: int, spec: MemberSpec, fingerprint: str) -> dict | None:
-    """The metrics of copy ``fold`` when it is complete with its spec (run settings aside) on this data, else None."""
+    """The metrics of copy ``fold`` when it is complete (its files all there) with its spec (run settings aside) on this
+    data, else None."""
     from members.model.spec import learned_fields, load_spec_file
+    from members.training.guard import missing_files
 
     directory = fold_dir(workdir, name, fold)
     try:
         metrics = atomic.read_json(directory / "metrics.json")
         same = learned_fields(load_spec_file(directory / "spec.toml")) == learned_fields(copy_spec(spec, fold))
-        return metrics if same and metrics.get("fingerprint") == fingerprint else None
+        whole = not missing_files(directory, metrics)  # its model or predictions deleted since: trained again
+        return metrics if same and whole and metrics.get("fingerprint") == fingerprint else None
     except (UserError, OSError, ValueError, TypeError, AttributeError):
         return None
 

@@ -1,7 +1,8 @@
 """Finished members are sacred: what a member folder already holds, compared with a new run.
 
 A member is complete once its ``metrics.json`` exists. A run with the same spec on the
-same data finds it complete and trains nothing; a run with another spec (or after the
+same data finds it complete and trains nothing, unless files it needs are gone since (:func:`missing_files`: a
+damaged member, refused by name; ``--force`` trains it again); a run with another spec (or after the
 workdir was prepared again) is refused with the differing fields named, unless
 ``--force``, which trains the new member beside the old one and swaps it in only when it
 is complete (see :func:`members.training.trainer.train_member`).
@@ -22,6 +23,7 @@ from members.infra.errors import UserError
 from members.model.spec import MemberSpec
 
 MAX_SHOWN = 6
+DAMAGED = "files missing:"  # the difference a complete member lacking files it needs has (see missing_files)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,30 @@ def spec_differences(old: dict, new: MemberSpec) -> list[str]:
     return out
 
 
+def missing_files(directory: Path, metrics: dict) -> list[str]:
+    """The files of a complete member (``metrics.json`` written) that ``directory`` lacks, relative to it: ``val.npz``
+    and ``test.npz``; ``model.keras`` where ``metrics.json`` records its ``model_sha256`` (an import of probabilities
+    has none); for a k-fold member ``oof.npz`` and each copy's ``metrics.json`` and ``model.keras``."""
+    from members.training.folds import FOLDS_DIR, OOF_FILE
+
+    need = ["val.npz", "test.npz"]
+    folds = metrics.get("folds")
+    if isinstance(folds, int) and not isinstance(folds, bool) and folds > 0:
+        need += [OOF_FILE, *(f"{FOLDS_DIR}/{i}/{f}" for i in range(folds) for f in ("metrics.json", "model.keras"))]
+    elif metrics.get("model_sha256"):
+        need.append("model.keras")
+    return [f for f in need if not (directory / f).is_file()]
+
+
+def damage(name: str, directory: Path, missing: list[str]) -> str:
+    """The start of the sentence naming member ``name`` in ``directory`` as damaged: ``missing`` files
+    (:func:`missing_files`) gone though its ``metrics.json`` says it is complete; the caller adds the fix."""
+    shown = ", ".join(str(directory / f) for f in missing[:3]) + (f" and {len(missing) - 3} more"
+                                                                  if len(missing) > 3 else "")
+    return (f"Member {name!r} is damaged: its metrics.json says its training finished, but {shown} "
+            f"{'is' if len(missing) == 1 else 'are'} missing (deleted or moved since)")
+
+
 def existing_member(directory: Path, spec: MemberSpec, fingerprint: str) -> ExistingMember:
     """What ``directory`` holds compared with training ``spec`` on data ``fingerprint``.
 
@@ -81,11 +107,20 @@ def existing_member(directory: Path, spec: MemberSpec, fingerprint: str) -> Exis
         differences.append(f"spec.toml unreadable ({exc.__class__.__name__})")
     if metrics and metrics.get("fingerprint") != fingerprint:
         differences.append("data (the workdir was prepared again since)")
+    missing = missing_files(directory, metrics)
+    if missing:  # never "nothing to train" for a member whose model or predictions are gone
+        differences.insert(0, f"{DAMAGED} {', '.join(missing)}")
     return ExistingMember(True, metrics, differences)
 
 
 def refusal(name: str, directory: Path, differences: list[str], *, option: str = "--name") -> UserError:
-    """The one sentence that refuses to overwrite a complete member (``--force`` would replace it)."""
+    """The one sentence that refuses to overwrite a complete member (``--force`` would replace it), or a damaged one
+    (:data:`DAMAGED`: ``--force`` trains it again)."""
+    gone = next((d for d in differences if d.startswith(DAMAGED)), None)
+    if gone is not None:
+        return UserError(f"{damage(name, directory, gone[len(DAMAGED):].strip().split(', '))}; pass --force to train "
+                         "it again (the new one replaces it once complete), or leave it out of the vote with "
+                         "`python cli.py vote --members` naming the others.")
     shown = "; ".join(differences[:MAX_SHOWN]) + (f"; and {len(differences) - MAX_SHOWN} more"
                                                   if len(differences) > MAX_SHOWN else "")
     way = ", or pass --force to train the new one beside it and replace it once the new one is complete"

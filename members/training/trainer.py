@@ -583,6 +583,7 @@ def train_member(workdir: str | Path, spec: MemberSpec, *, name: str, preset: st
             return _kept(directory, existing, log)
         if existing.complete and not force:
             raise refusal(name, directory, existing.differences)
+        _say_unfinished(directory, name, log)
         # imports TensorFlow: only once the workdir and the lock are fine, so refusals come at once
         from members.training.loop import is_terminal
 
@@ -636,6 +637,17 @@ def _existing(directory: Path, spec: MemberSpec, fingerprint: str):
     if existing.complete and existing.metrics.get("folds"):  # a bagged member is not this plain one
         existing = replace(existing, differences=[*existing.differences, f"folds {existing.metrics['folds']} → none"])
     return existing
+
+
+def _say_unfinished(directory: Path, name: str, log) -> None:
+    """Before a run trains into a member folder holding a ``model.keras`` but no ``metrics.json`` (a run killed before
+    its last write, or a metrics.json deleted since): say that its files are replaced, unless a resume point goes on
+    from it (the trainer says so)."""
+    if (directory / "model.keras").is_file() and not (directory / "metrics.json").exists() \
+            and not (directory / RESUME_DIR / "state.json").is_file():
+        log(f"[{name}] {directory} holds a model.keras but no metrics.json (a run that did not finish, or its "
+            "metrics.json deleted since): that unfinished member is not used, this run trains it anew and replaces "
+            "its files")
 
 
 def _say_if_voted(workdir: Path, name: str, log) -> None:
