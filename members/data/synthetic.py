@@ -52,6 +52,7 @@ def made_by_demo_data(images: str | Path) -> bool:
     """Whether the images folder ``images`` is the one ``demo-data`` wrote (its ``demo-data.json`` beside it)."""
     return bool(str(images)) and (Path(images).parent / MARKER_NAME).is_file()
 
+
 # ---------------------------------------------------------------- difficulty knobs
 # Mean lesion counts per grade (index = grade). An image draws Poisson(mean * severity)
 # with severity ~ LogNormal(0, SEVERITY_SIGMA), so neighbouring grades overlap.
