@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from ensemble import appearance
-from ensemble.manifest import check_files, check_member
+from ensemble.manifest import SPEC, check_files, check_member, check_spec, missing_spec
 from ensemble.member_set import repair_hint
 from ensemble.referral import AGREEMENT_FALLBACK, ReviewRule, call_score, conflict_words, review_flags
 from members.data.dataset import PREPARED_FILES
@@ -342,7 +342,9 @@ def load_member(member_dir: str | Path, *, of: str | None = None) -> LoadedMembe
                             f"vote with --members leaving {name!r} out.") from None
         raise UserError(f"{path} could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                         f"the file is corrupt or truncated, {again}.") from None
-    spec_path = member_dir / "spec.toml"
+    spec_path = member_dir / SPEC
+    if not spec_path.exists() and (not metrics.get("imported") or (metrics["imported"] or {}).get("source_member")):
+        raise UserError(missing_spec(name, spec_path, fix))  # trained (or imported from a member) with one
     spec = load_spec_file(spec_path) if spec_path.exists() else None
     if not isinstance(metrics["input_size"], int) or isinstance(metrics["input_size"], bool):
         raise UserError(f"{member_dir / 'metrics.json'} is corrupt: input_size is {metrics['input_size']!r}, not an "
@@ -365,7 +367,8 @@ def _refuse_gone(member_dir: Path) -> None:
 
 def _check_member_files(report_folder: Path, name: str, manifest: dict) -> None:
     """Before any model loads, refuse member ``name`` of the vote in ``report_folder`` whose folder is gone, whose
-    ``metrics.json`` is corrupt, that has only probabilities, or that lacks files its training wrote."""
+    ``metrics.json`` is corrupt, that has only probabilities, that lacks files its training wrote, or whose
+    ``spec.toml`` is missing or not the one the vote recorded."""
     from members.training.guard import damage, missing_files
 
     folder = report_folder.parent / "members" / name
@@ -381,6 +384,7 @@ def _check_member_files(report_folder: Path, name: str, manifest: dict) -> None:
     missing = missing_files(folder, metrics)
     if missing:
         raise UserError(f"{damage(name, folder, missing)}; {fix}.")
+    check_spec(report_folder, name, folder, manifest, fix)
 
 
 def _load_folded(member_dir: Path, metrics: dict) -> LoadedMember:

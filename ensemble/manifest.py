@@ -3,8 +3,8 @@
 ``vote`` writes the whole ``ensemble/`` folder in a staging folder and swaps it in at once
 (:func:`members.infra.transaction.staged`); the manifest is the staging folder's last file. It
 holds the SHA-256 of every other file of the folder (combiners, report, plots), the
-members voted with the identity of each one (the SHA-256 of its ``model.keras`` and of its
-``metrics.json``) and the dataset fingerprint. ``predict`` checks the report and the
+members voted with the identity of each one (the SHA-256 of its ``model.keras``, of its
+``metrics.json`` and of its ``spec.toml`` files) and the dataset fingerprint. ``predict`` checks the report and the
 combiner it uses against it, and each member it loads, and refuses a mismatch by name.
 
 Example:
@@ -26,6 +26,7 @@ from members.infra.errors import UserError
 
 ENSEMBLE = "ensemble"
 MANIFEST = "manifest.json"
+SPEC = "spec.toml"
 VERSION = 1
 VOTE_AGAIN = "run `python cli.py vote --workdir {workdir}` again to write a consistent ensemble"
 
@@ -50,7 +51,8 @@ def write_manifest(folder: Path, members: dict[str, dict], fingerprint: str, *, 
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fingerprint": fingerprint,
         "members": {name: {"model_sha256": m.get("model_sha256"),
-                           "metrics_sha256": metrics_sha256.get(name) or _sha_or_none(member_root / name / "metrics.json")}
+                           "metrics_sha256": metrics_sha256.get(name) or _sha_or_none(member_root / name / "metrics.json"),
+                           "spec_sha256": spec_hashes(member_root / name, m)}
                     for name, m in members.items()},
         "files": files,
     }
@@ -60,6 +62,41 @@ def write_manifest(folder: Path, members: dict[str, dict], fingerprint: str, *, 
 
 def _sha_or_none(path: Path) -> str | None:
     return sha256_file(path) if path.is_file() else None
+
+
+def spec_files(metrics: dict) -> list[str]:
+    """The ``spec.toml`` files of a member, relative to its folder, that decide how ``predict`` prepares its images
+    (preprocessing, fundus_crop): its own, and each copy's of a k-fold member (``metrics.json`` ``copies``)."""
+    copies = metrics.get("copies") if isinstance(metrics.get("copies"), list) else []
+    return [SPEC, *(f"{c}/{SPEC}" for c in copies if isinstance(c, str))]
+
+
+def spec_hashes(member_dir: Path, metrics: dict) -> dict[str, str]:
+    """``{file: sha256}`` of the member's :func:`spec_files` that exist (an import of a foreign model has none)."""
+    return {f: sha256_file(member_dir / f) for f in spec_files(metrics) if (member_dir / f).is_file()}
+
+
+def check_spec(folder: Path, name: str, member_dir: Path, manifest: dict, fix: str) -> None:
+    """Refuse member ``name`` whose ``spec.toml`` (or a k-fold copy's) is missing or not the one the vote recorded in
+    the manifest (votes before the manifest held ``spec_sha256``: nothing to compare): predict would prepare its
+    images otherwise than it was trained. ``fix``: how to do without the member (see
+    :func:`ensemble.member_set.repair_hint`)."""
+    recorded = (manifest["members"].get(name) or {}).get("spec_sha256")
+    for file, sha in (recorded.items() if isinstance(recorded, dict) else ()):
+        path = member_dir / file
+        if not path.is_file():
+            raise UserError(missing_spec(name, path, fix))
+        if sha256_file(path) != sha:
+            raise UserError(f"Member {name!r} has another {path} than the vote recorded (its SHA-256 differs from "
+                            f"{folder / MANIFEST}), and it decides how its images are prepared (preprocessing, "
+                            f"fundus_crop): restore the spec.toml it was trained with, or run `python cli.py vote "
+                            f"--workdir {folder.parent}` again to vote with the edited one.")
+
+
+def missing_spec(name: str, path: Path, fix: str) -> str:
+    """The sentence refusing member ``name`` whose ``spec.toml`` at ``path`` is gone."""
+    return (f"Member {name!r} has lost {path}, which says how its images are prepared before its model "
+            f"(preprocessing, fundus_crop): restore it, {fix}.")
 
 
 def read_manifest(folder: Path) -> dict:

@@ -154,6 +154,30 @@ def test_corrupt_model_is_refused(voted, images, tmp_path) -> None:
         load_ensemble(work)
 
 
+def test_a_missing_or_edited_spec_toml_is_refused_by_name(voted, images, tmp_path) -> None:
+    """spec.toml decides a member's preprocessing and fundus crop: predict used defaults without it, and an edited one
+    as it was; the vote's manifest now pins it, and a member trained with one is refused without it even under an
+    older manifest."""
+    work = tmp_path / "w"
+    shutil.copytree(voted, work)
+    spec = work / "members" / "t1" / "spec.toml"
+    manifest = read_json(work / "ensemble" / "manifest.json")
+    assert manifest["members"]["t1"]["spec_sha256"] == {"spec.toml": sha256_file(spec)}
+    text = spec.read_text()
+    spec.write_text(text.replace('preprocessing = "none"', 'preprocessing = "ben"'))
+    with pytest.raises(UserError, match=r"Member 't1' has another .*t1/spec\.toml than the vote recorded.*restore the "
+                                        r"spec\.toml it was trained with, or run `python cli\.py vote --workdir"):
+        load_ensemble(work)
+    spec.unlink()
+    with pytest.raises(UserError, match=r"Member 't1' has lost .*t1/spec\.toml.*restore it, retrain the member 't1'"):
+        predict_images(work, images["good"][:1])
+    for member in manifest["members"].values():  # a vote written before spec.toml was pinned
+        member.pop("spec_sha256")
+    write_json(work / "ensemble" / "manifest.json", manifest)
+    with pytest.raises(UserError, match=r"Member 't1' has lost .*t1/spec\.toml"):
+        load_ensemble(work)
+
+
 def test_a_member_folder_gone_names_the_vote_that_does_without_it(voted, images, tmp_path) -> None:
     work = tmp_path / "w"
     shutil.copytree(voted, work)
