@@ -111,6 +111,7 @@ class NameResolver:
         self._folders: dict[str, tuple[str, set[str], dict[str, list[str]], set[str]]] = {}
         self.loops: set[str] = set()  # symlinks that cannot be followed (loops), as full paths
         self._tree: dict | None = None  # sub-folders of the root, listed on the first name not found at its place
+        self._where: dict[str, list[str]] = {}  # with _tree: a case-folded file name -> the sub-folders holding it
         self.elsewhere: list[tuple[str, str]] = []  # (name, path found in a sub-folder)
         self.backslashed = 0  # names read with \ as /
         self.reextended: list[tuple[str, str]] = []  # (name, file with another image extension)
@@ -219,8 +220,17 @@ class NameResolver:
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d.casefold() not in SYSTEM_FOLDERS)
                 if folder != self.root:
                     self._tree[folder] = self._folder(folder)
+            self._where = {}  # case-folded file name -> the sub-folders holding it, in the tree's order
+            for folder, (_, _, folded, _) in self._tree.items():
+                for key in folded:
+                    self._where.setdefault(key, []).append(folder)
+        stem = os.path.splitext(name)[0]
+        keys = [_key(name), *(_key(name + ext) for ext in EXTENSIONS), *(_key(stem + ext) for ext in EXTENSIONS)]
+        order = {folder: i for i, folder in enumerate(self._tree)}
+        near = sorted({f for key in keys for f in self._where.get(key, ())}, key=order.__getitem__)
         hits = []
-        for folder, (_, names, folded, _) in self._tree.items():
+        for folder in near:  # only the folders holding one of the names _match may take: one lookup, not a scan
+            _, names, folded, _ = self._tree[folder]
             found, reason = _match(name, names, folded, other_ext)
             if reason == REASON_AMBIGUOUS:
                 return None, REASON_AMBIGUOUS
