@@ -768,9 +768,13 @@ def _test_majority(r: dict, test_labels: np.ndarray) -> dict | None:
     return {"class": cls, "accuracy": acc, **_below(r, acc)}
 
 
+AHEAD, BEHIND = "ahead, not claimed", "behind, not claimed"  # outcomes of a CI that excludes 0 on a thin class
+
+
 def _outcome(r: dict, select_by: str) -> dict:
     """``beat`` / ``worse`` only when the paired-bootstrap CI of the difference excludes 0, else
-    ``no clear difference``."""
+    ``no clear difference``; :data:`AHEAD` / :data:`BEHIND` when it excludes 0 but leaves out the variation of a
+    test class the bootstrap cannot vary (:func:`_unclaimable`): no win or loss is claimed then."""
     diff = r["difference"]["metrics"][select_by]
     lo, hi = diff["ci"]
     sign = -1.0 if select_by in MINIMISED_SELECT_BY else 1.0
@@ -779,9 +783,9 @@ def _outcome(r: dict, select_by: str) -> dict:
             or _too_thin(r)):
         word = "no clear difference"
     elif sign * lo > 0 and sign * hi > 0:
-        word = "beat"
+        word = AHEAD if _unclaimable(r) else "beat"
     elif sign * lo < 0 and sign * hi < 0:
-        word = "worse"
+        word = BEHIND if _unclaimable(r) else "worse"
     else:
         word = "no clear difference"
     s = r["significance"][r["best_method"]]
@@ -805,8 +809,10 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
     """A few sentences: the val-chosen ensemble against the val-chosen single member, on test.
 
     "Beat" only when the 95 % paired-bootstrap CI of the difference in the selection metric
-    excludes 0; otherwise "no clear difference". Both are compared with the majority class on
-    accuracy and balanced accuracy, and McNemar's test is given with its direction.
+    excludes 0 and no test class is too thin for the bootstrap to vary (then "ahead of ... by the
+    paired bootstrap, but a win cannot be claimed"); otherwise "no clear difference". Both are
+    compared with the majority class on accuracy and balanced accuracy, and McNemar's test is given
+    with its direction.
     """
     bm, bs = r["best_method"], r["best_single"]
     a, b, base = r["ensembles"][bm], r["members"][bs], r["baseline"]
@@ -822,6 +828,12 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
         head = who.format("beat") + f": {figures}, which excludes 0)"
     elif out["verdict"] == "worse":
         head = who.format("did worse than") + f": {figures}, which excludes 0)"
+    elif out["verdict"] in (AHEAD, BEHIND):
+        ahead = out["verdict"] == AHEAD
+        head = (f"the best ensemble, {bm} (chosen on {on}), is {'ahead of' if ahead else 'behind'} the best single "
+                f"member, {bs} (chosen on {on} by {label}), on test by the paired bootstrap, but "
+                f"{'a win' if ahead else 'a loss'} cannot be claimed: {figures}, which excludes 0 but "
+                f"{_unclaimable(r)}; see the caution below)")
     elif why := _too_thin(r):
         head = (f"No difference can be claimed between the best ensemble, {bm} (chosen on {on}), and the best single "
                 f"member, {bs} (chosen on {on} by {label}), on test: {figures}, {why}; see the caution below)")
@@ -932,6 +944,26 @@ def _too_thin(r: dict) -> str:
     if isinstance(n, int) and n < SMALL_TEST:
         return f"from {n} test rows, too few for its intervals to be trusted"
     return ""
+
+
+def _unclaimable(r: dict) -> str:
+    """Why an interval that excludes 0 still cannot carry a "beat" (or "did worse than"), as the clause that
+    follows "which excludes 0 but", or ``""``: a test class the bootstrap never varies (one row, or one patient when
+    patients are drawn), or one of fewer than :data:`FEW_ROWS` rows, which it barely varies. The interval then
+    leaves out that class's variation: the caution at the end of the verdict says the same."""
+    from ensemble.report import is_dr
+
+    thin, lone = _fixed_classes(r)
+    word = "grade" if is_dr(r) else "class"
+    if thin or lone:
+        kept = "which every resample keeps" if thin else "whose rows every resample keeps"
+        return f"leaves out the variation of {_fixed_words(r, thin, lone)}, {kept} unchanged"
+    few = {c: n for c, n in ((r.get("bootstrap") or {}).get("few_row_classes") or {}).items() if n > 0}
+    if not few:
+        return ""
+    c = min(few, key=few.get)
+    return (f"rests on {word} {c}'s {few[c]} test row{'s' * (few[c] != 1)}, too few for the bootstrap to vary as "
+            "another sample would, so it leaves out most of that " + word + "'s variation")
 
 
 def _fixed_classes(r: dict) -> tuple[list, list]:

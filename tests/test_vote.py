@@ -1046,13 +1046,44 @@ def test_a_grade_held_by_one_test_patient_gets_the_caution(tmp_path: Path) -> No
 
     sure = {**again, "difference": {"metrics": {"qwk": {"value": 0.1, "ci": [0.05, 0.15]}}}}
     assert _outcome(sure, "qwk")["verdict"] == "no clear difference"
-    large = {**sure, "bootstrap": {**again["bootstrap"], "test_rows": 113}}  # one fixed grade of five: caution only
-    assert _outcome(large, "qwk")["verdict"] == "beat"
+    large = {**sure, "bootstrap": {**again["bootstrap"], "test_rows": 113}}  # one fixed grade of five: no "beat" either
+    assert _outcome(large, "qwk")["verdict"] == "ahead, not claimed"
     three = {**large, "bootstrap": {**large["bootstrap"], "single_patient_classes": [1, 3, 4]}}  # most grades fixed
     assert _outcome(three, "qwk")["verdict"] == "no clear difference"
     words = _verdict({**three, "outcome": _outcome(three, "qwk")})
     assert ("from a bootstrap that never varies the rows of grades 1, 3 and 4, each with a single test patient; see "
             "the caution below)") in words and "never varies those patients' rows" in words
+
+
+def test_a_grade_held_by_one_test_patient_turns_a_beat_into_ahead_not_claimed() -> None:
+    """EyePACS-512 said "beat" and ended "Caution: grade 4, with a single test patient … neither a 'beat' … should be
+    trusted": a reader stops at the first word. With any class the bootstrap cannot vary the verdict says the
+    ensemble is ahead by the paired bootstrap and that a win cannot be claimed, with the figures and the reason."""
+    from ensemble.vote import _outcome, _verdict
+
+    narrow = _fake_report((0.01, 0.09), (0.75, 0.72))
+    lone = {**narrow, "bootstrap": {"n_boot": 1000, "test_rows": 113, "clustered": True,
+                                    "single_patient_classes": [4], "few_row_classes": {"4": 2}}}
+    assert _outcome(lone, "qwk")["verdict"] == "ahead, not claimed"
+    text = _verdict(lone, "qwk")
+    head = text.split(";")[0]
+    assert "beat" not in head and head.startswith(
+        "The best ensemble, stack (chosen on val), is ahead of the best single member, wide (chosen on val by QWK), on "
+        "test by the paired bootstrap, but a win cannot be claimed: QWK 0.550 vs 0.500 (difference +0.050, 95 % "
+        "paired-bootstrap CI [+0.010, +0.090], which excludes 0 but leaves out the variation of grade 4, with a single "
+        "test patient, whose rows every resample keeps unchanged")
+    assert "Caution: grade 4, with a single test patient" in text
+    behind = {**lone, "difference": {"metrics": {"qwk": {"value": -0.05, "ci": [-0.09, -0.01]}}}}
+    assert _outcome(behind, "qwk")["verdict"] == "behind, not claimed"
+    assert "is behind the best single member" in _verdict(behind, "qwk") and "did worse" not in _verdict(behind, "qwk")
+    rows = {**narrow, "bootstrap": {"n_boot": 1000, "test_rows": 113, "clustered": False,
+                                    "single_row_classes": [], "few_row_classes": {"3": 2}}}  # 2 rows: barely varied
+    assert _outcome(rows, "qwk")["verdict"] == "ahead, not claimed"
+    assert "rests on grade 3's 2 test rows, too few for the bootstrap to vary" in _verdict(rows, "qwk")
+    enough = {**narrow, "bootstrap": {"n_boot": 1000, "test_rows": 113, "clustered": True,
+                                      "single_patient_classes": [], "few_row_classes": {}}}
+    assert _outcome(enough, "qwk")["verdict"] == "beat"  # no caution: a beat stays a beat
+    assert _verdict(enough, "qwk").startswith("The best ensemble, stack (chosen on val), beat the best single member")
 
 
 def test_a_two_class_task_gets_sensitivity_and_specificity_of_its_positive_class(tmp_path: Path, monkeypatch) -> None:
