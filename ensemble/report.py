@@ -261,6 +261,8 @@ def render_markdown(report: dict) -> str:
     lines += ["", f"Paired bootstrap difference {diff['method']} minus {diff['vs']} on test:", "",
               "| metric | difference [95 % CI] |", "| --- | --- |"]
     lines += [f"| {short} | {_ci_text(diff['metrics'][key])} |" for key, short in cols]
+    if diff.get("referable_auc"):
+        lines.append(f"| AUC of referable DR | {_ci_text(diff['referable_auc'])} |")
     lines += bagging_md(report.get("bagging"), cols)
     lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"], chosen_on(report),
                                                                report["test_size"], dr=is_dr(report), report=report)

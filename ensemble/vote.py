@@ -166,6 +166,10 @@ def run_vote(
         member_auc=_referable_auc(ms, models, referable_grade, positive), rows=_rows_word(protocol),
         positive=positive)
     uncal = _uncalibrated(raw, best_method, out_temps, best) if temps else None
+    difference = {"method": best_method, "vs": best_single, "metrics": stats.bootstrap_difference(
+        ms.test_labels, (best.test_probs, best.test_pred), (single.test_probs, single.test_pred), indices=indices)}
+    if summary.get("applicable") and summary.get("kind") == "referable_dr":
+        difference["referable_auc"] = _referable_difference(ms.test_labels, summary, best, single, indices)
     report = {
         "test_size": len(ms.test_labels),
         "val_size": len(ms.val_labels),
@@ -182,8 +186,7 @@ def run_vote(
         "best_method_weights": weights.get(best_method),
         "selection_metric": _selection_note(select_by, _rows_word(protocol)),
         "significance": _significance(ms.test_labels, methods_out, best_single, single, groups=ms.test_groups),
-        "difference": {"method": best_method, "vs": best_single, "metrics": stats.bootstrap_difference(
-            ms.test_labels, (best.test_probs, best.test_pred), (single.test_probs, single.test_pred), indices=indices)},
+        "difference": difference,
         "diversity": stats.diversity(ms.test_labels, {n: p.test_pred for n, p in models.items()}),
         "val": val,
         "data": _data_words(workdir),
@@ -635,6 +638,18 @@ def _selection_note(metric: str, rows: str = "val") -> str:
     return f"{metric} (ties: {', then '.join(_tie_breaks(metric))}), on {rows}"
 
 
+def _referable_difference(labels: np.ndarray, summary: dict, a: Predictions, b: Predictions, indices) -> dict:
+    """The paired-bootstrap difference ``a`` minus ``b`` of the referable-DR AUC (of ``P(grade >= cut)``) on test."""
+    from ensemble.referable import positive_rows, positive_score
+
+    def binary(p: Predictions) -> np.ndarray:
+        score = positive_score(p.test_probs, summary)
+        return np.stack([1.0 - score, score], axis=1).clip(0.0, 1.0)
+
+    positive = positive_rows(labels, summary).astype(np.int64)
+    return stats.bootstrap_difference(positive, (binary(a), None), (binary(b), None), indices=indices)["auc"]
+
+
 def _significance(labels, methods_out: dict[str, Predictions], vs: str, single: Predictions,
                   groups=None) -> dict:
     """McNemar per method against the best single member: exact on rows, or exact over patients' sums
@@ -845,7 +860,7 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
     else:
         head = (f"No clear difference between the best ensemble, {bm} (chosen on {on}), and the best single member, "
                 f"{bs} (chosen on {on} by {label}), on test: {figures}, which includes 0)")
-    head = head[0].upper() + head[1:]
+    head = head[0].upper() + head[1:] + _other_differences(r, select_by, out["verdict"], labels)
     extra = ", ".join(f"{labels[m]} {_f(a[m]['value'])} vs {_f(b[m]['value'])}"
                       for m in (("qwk",) if r.get("ordinal", True) else ()) + ("accuracy", "balanced_accuracy")
                       if m != select_by)
@@ -890,6 +905,52 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
             else [])
         mcnemar += f" {bm} {' and '.join(parts)}: it is close to one member, not an even combination of members."
     return f"{head}; {extra}. {baseline}{_test_majority_words(r, bm, bs)} {mcnemar}{_selection_words(r, label)}{_thin_test_words(r)}"
+
+
+OTHER_WORDS = {  # what the ensemble does when a paired difference excludes 0: (better, worse); {rows}, {word}
+    "accuracy": ("{verb} more {rows} right", "{verb} fewer {rows} right"),
+    "balanced_accuracy": ("does better across the {word}s", "does worse across the {word}s"),
+    "macro_f1": ("does better across the {word}s", "does worse across the {word}s"),
+    "qwk": ("{verb} closer to the true {word}s", "{verb} further from the true {word}s"),
+    "auc": ("ranks {rows} better", "ranks {rows} worse"),
+    "log_loss": ("gives the true {word} more probability", "gives the true {word} less probability"),
+    "ece": ("is better calibrated", "is worse calibrated"),
+    "referable_auc": ("tells referable {rows} apart better", "tells referable {rows} apart worse"),
+}
+
+
+def _other_differences(r: dict, select_by: str, verdict: str, labels: dict[str, str]) -> str:
+    """``, but soft ranks eyes worse (AUC -0.078 [-0.143, -0.008])``: the other reported metrics (and the
+    referable-DR AUC) whose paired-bootstrap CI of the ensemble-minus-member difference excludes 0, in one clause
+    ("" when none), so that a verdict on the selection metric alone does not hide them."""
+    from ensemble.report import columns, is_dr
+
+    diff = r.get("difference") or {}
+    entries = {key: diff.get("metrics", {}).get(key) for key, _ in columns(r) if key != select_by}
+    entries["referable_auc"] = diff.get("referable_auc")
+    names = {**labels, "ece": "ECE", "referable_auc": "referable-DR AUC"}
+    dr = is_dr(r)
+    fill = {"verb": "grades" if dr else "classifies", "rows": "eyes" if dr else "images", "word": "grade" if dr else "class"}
+    found: dict[tuple[str, bool], list[str]] = {}
+    for key, e in entries.items():
+        lo, hi = (e or {}).get("ci") or (None, None)
+        if lo is None or hi is None or math.isnan(lo) or math.isnan(hi) or lo <= 0.0 <= hi:
+            continue
+        better = (lo > 0) != (key in ("log_loss", "ece"))  # lower is better for those two
+        phrase = OTHER_WORDS[key][0 if better else 1].format(**fill)
+        found.setdefault((phrase, better), []).append(f"{names[key]} {_f(e['value'], True)} [{_f(lo, True)}, "
+                                                      f"{_f(hi, True)}]")
+    if not found:
+        return ""
+    ahead = {"beat": True, AHEAD: True, "worse": False, BEHIND: False}.get(verdict)
+    words = {True: [], False: []}
+    for (phrase, better), figures in found.items():
+        words[better].append(f"{phrase} ({'; '.join(figures)})")
+    same, other = (words[ahead], words[not ahead]) if ahead is not None else ([], words[True] + words[False])
+    bm = r["best_method"]
+    parts = ([f"and {bm} also {' and '.join(same)}"] if same else []) + (
+        [f"but {bm} {' and '.join(other)}"] if other else [])
+    return ", " + ", ".join(parts)
 
 
 def _test_majority_words(r: dict, bm: str, bs: str) -> str:

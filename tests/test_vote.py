@@ -471,6 +471,38 @@ def test_verdict_compares_both_with_the_majority_class_and_gives_mcnemar_directi
 
 
 
+def test_the_verdict_names_another_metric_whose_paired_interval_excludes_zero(voted) -> None:
+    """demo-data said "No difference can be claimed between soft and wide" on QWK while the paired table showed AUC
+    -0.078 [-0.143, -0.008] and referable-DR AUC 0.696 vs 0.876: a metric whose paired CI excludes 0, either way,
+    is named in one clause of the verdict's first sentence."""
+    from ensemble.vote import _verdict
+
+    def entry(value: float, lo: float, hi: float) -> dict:
+        return {"value": value, "ci": [lo, hi]}
+
+    wide = _fake_report((-0.18, 0.17), (0.767, 0.767))
+    wide["difference"] = {"metrics": {"qwk": entry(-0.005, -0.185, 0.169), "accuracy": entry(0.0, -0.133, 0.133),
+                                      "auc": entry(-0.078, -0.143, -0.008), "log_loss": entry(0.044, -0.004, 0.09)},
+                          "referable_auc": entry(-0.18, -0.29, -0.097)}
+    head = _verdict(wide, "qwk").split("; accuracy")[0]
+    assert head.endswith("which includes 0), but stack ranks eyes worse (AUC -0.078 [-0.143, -0.008]) and tells "
+                         "referable eyes apart worse (referable-DR AUC -0.180 [-0.290, -0.097])")
+    assert "log-loss" not in head and "accuracy" not in head.split("which includes 0")[1]  # their CIs include 0
+    beat = _fake_report((0.01, 0.09), (0.75, 0.72))
+    beat["difference"]["metrics"]["log_loss"] = entry(-0.127, -0.211, -0.044)  # lower is better: also ahead
+    beat["difference"]["metrics"]["auc"] = entry(-0.05, -0.09, -0.01)
+    head = _verdict(beat, "qwk").split("; accuracy")[0]
+    assert head.endswith("which excludes 0), and stack also gives the true grade more probability (log-loss -0.127 "
+                         "[-0.211, -0.044]), but stack ranks eyes worse (AUC -0.050 [-0.090, -0.010])")
+    _, report, _ = voted  # a real vote: the referable-DR AUC difference is in report.json and report.md
+    ref = report["difference"]["referable_auc"]
+    assert ref["ci"][0] <= ref["value"] <= ref["ci"][1]
+    a, b = (report["referable"][role]["auc"]["value"] for role in ("ensemble", "best_single"))
+    assert ref["value"] == pytest.approx(a - b)
+    root, _, _ = voted
+    assert "| AUC of referable DR | " in (root / "ensemble" / "report.md").read_text()
+
+
 def test_selection_lists_the_candidates_the_val_rows_cannot_tell_from_the_chosen(voted) -> None:
     """report.json ``selection``: every other candidate's val difference from the chosen member/method,
     with a paired-bootstrap CI; ``within_ci`` is exactly those whose CI includes 0."""
