@@ -115,6 +115,8 @@ ONE_CLASS = "‡"
 """Marks a model that gives every test row one class (a combiner can, as a member that collapsed does)."""
 BEST_MARK = "▲"
 """Marks the best test value in the printed table where the console shows no bold (a file, a pipe)."""
+ZERO_WIDTH = "°"
+"""Marks a test interval of zero width: conditional on the test split's grade mix, not a sign of an exact figure."""
 
 
 def _below(name: str, kind: str, report: dict) -> bool:
@@ -206,7 +208,8 @@ def render_markdown(report: dict) -> str:
     ]
     best = _best_per_metric(report)
     for name, kind, m in _rows(report):
-        cells = [("**" + _ci_text(m[key]) + "**") if name in best.get(key, ()) else _ci_text(m[key]) for key, _ in cols]
+        cells = [(("**" + _ci_text(m[key]) + "**") if name in best.get(key, ()) else _ci_text(m[key]))
+                 + (ZERO_WIDTH if _flat(report, name, kind, key) else "") for key, _ in cols]
         lines.append(f"| {_label(name, report, kind)} | {kind} | " + " | ".join(cells) + " |")
     base_acc = _num((report.get("below_baseline") or {}).get("baseline"))
     one = report.get("one_class") or []
@@ -214,10 +217,7 @@ def render_markdown(report: dict) -> str:
               f"{BELOW}: test accuracy below the majority class's ({base_acc})."
               + (f" {ONE_CLASS}: gives every test row one class, as the majority class does ({', '.join(one)}); "
                  "never bold." if one else "")
-              + (" Intervals of zero width on a member or an ensemble (e.g. [0.600, 0.600]) mean the bootstrap never "
-                 "varied the rows that decide that figure (a class of one row or one patient, which every resample "
-                 "keeps as it is), not that the figure is certain."
-                 if _zero_width(report) else ""), ""]
+              + _zero_width_note(report), ""]
     lines += _referable_md(report.get("referable"), report)
     if lines[-1] != "":
         lines.append("")  # a section ends with a blank line before the next heading
@@ -408,15 +408,48 @@ def coverage_reached(ref: dict, dr: bool = True) -> str:
     return f"; it keeps {got:.0%} of them: {why}"
 
 
-def _zero_width(report: dict) -> bool:
-    """Whether a member's or an ensemble's test interval has zero width away from the ends of its scale (a
-    bootstrap that never varied its rows; every resample of a perfect model, or of one that gives one class,
-    scores 1 or 0 as it does)."""
-    one = set(report.get("one_class") or ())  # one class for every row: a class-stratified resample keeps its score
-    return any(isinstance(m.get(key), dict) and m[key].get("value") not in (None, 0.0, 1.0)
-               and m[key].get("ci") is not None and m[key]["ci"][0] == m[key]["ci"][1]
-               for kind in ("members", "ensembles") for name, m in (report.get(kind) or {}).items() if name not in one
-               for key in ("accuracy", "balanced_accuracy", "qwk", "auc"))
+def _flat(report: dict, name: str, kind: str, key: str) -> bool:
+    """Whether the test interval of ``key`` of a member or an ensemble has zero width away from the ends of its
+    scale: the stratified bootstrap never moved it (a perfect model scores 1 in every resample, and one that gives
+    one class scores 1/k on balanced accuracy and 0 on QWK by definition: those are exact, not flat)."""
+    if kind == "baseline":
+        return False
+    if name in (report.get("one_class") or ()) and key in ("balanced_accuracy", "qwk"):
+        return False
+    entry = ((report.get({"member": "members"}.get(kind, "ensembles")) or {}).get(name) or {}).get(key)
+    ci = entry.get("ci") if isinstance(entry, dict) else None
+    return (ci is not None and entry.get("value") not in (None, 0.0, 1.0) and None not in ci
+            and abs(ci[1] - ci[0]) < 1e-12)
+
+
+def _zero_width(report: dict) -> list[tuple[str, str]]:
+    """The ``(model, metric)`` test intervals of zero width (:func:`_flat`), in table order."""
+    return [(name, key) for name, kind, _ in _rows(report) for key, _ in columns(report)
+            if _flat(report, name, kind, key)]
+
+
+def _zero_width_note(report: dict) -> str:
+    """Why an interval can have zero width, for the test table's footnote ("" when none has): the bootstrap keeps
+    each grade's count, so its intervals are conditional on the split's grade mix, and a model whose patients (rows)
+    score alike within every grade gets the same figure in every resample. Such a figure is not exact."""
+    flat = _zero_width(report)
+    if not flat:
+        return ""
+    name, key = flat[0]
+    m = (report["members"].get(name) or report["ensembles"][name])[key]
+    word = "grade" if is_dr(report) else "class"
+    short = dict(columns(report))[key]
+    label = short if key == "qwk" else READABLE.get(key, short)  # QWK, or kappa on two classes
+    drawn = ((f"draws patients within the {word} of their {'worst eye' if is_dr(report) else 'highest-numbered image'}"
+              f" and keeps each {word}'s patient count", f"a model whose patients score alike within every {word}")
+             if (report.get("bootstrap") or {}).get("clustered") else
+             (f"draws rows within their {word} and keeps each {word}'s row count",
+              f"a model that gets every row of a {word} right, or every one wrong, {word} by {word},"))
+    return (f" {ZERO_WIDTH}: an interval of zero width (e.g. {name}'s {label} {_ci_text(m)}) does not mean the "
+            f"figure is exact. The bootstrap {drawn[0]}, so every interval here is conditional on the test split's "
+            f"{word} mix, and {drawn[1]} gets the same figure in every resample: its interval leaves out the "
+            f"uncertainty that other {'patients' if (report.get('bootstrap') or {}).get('clustered') else 'rows'} or "
+            f"another {word} mix would bring.")
 
 
 def _ci_text(entry: dict, digits: int = 3) -> str:
@@ -855,7 +888,10 @@ def print_table(report: dict, console=None) -> None:
                   caption=(f"* best single member, ** best ensemble (chosen on {chosen_on(report)}); "
                            f"{'bold' if styled else BEST_MARK} = best on test; "
                            f"{BELOW} = accuracy below the majority class"
-                           + (f"; {ONE_CLASS} = one class for every test row" if report.get("one_class") else "")))
+                           + (f"; {ONE_CLASS} = one class for every test row" if report.get("one_class") else "")
+                           + (f"; {ZERO_WIDTH} = an interval of zero width: conditional on the test split's "
+                              f"{'grade' if is_dr(report) else 'class'} mix, not exact (report.md says why)"
+                              if _zero_width(report) else "")))
     table.add_column("model", no_wrap=True)
     cols = columns(report)
     for _, short in cols:
@@ -867,7 +903,9 @@ def print_table(report: dict, console=None) -> None:
         for key, _ in cols:
             top = name in best.get(key, ())
             text = _num(m[key]["value"]) + (BEST_MARK if top and not styled else "")
-            if m[key].get("ci") is not None:
+            if _flat(report, name, kind, key):  # rounded outward it would look wide: as it is, marked
+                text += f"\n[dim]{_short(m[key]['ci'][0])}–{_short(m[key]['ci'][1])}{ZERO_WIDTH}[/dim]"
+            elif m[key].get("ci") is not None:
                 lo, hi = m[key]["ci"]
                 text += f"\n[dim]{_short(lo, 'lo')}–{_short(hi, 'hi')}[/dim]"  # outward: it holds the value
             cells.append(f"[bold green]{text}[/bold green]" if top and styled else text)

@@ -209,7 +209,7 @@ def test_the_best_test_values_are_marked_where_the_console_shows_no_bold(voted) 
 def test_report_md_says_what_zero_wide_intervals_and_in_sample_member_figures_are(voted, tmp_path) -> None:
     import copy
 
-    from ensemble.report import write_report
+    from ensemble.report import print_table, write_report
 
     _, report, _ = voted
     write_report(tmp_path / "plain", report)
@@ -224,15 +224,33 @@ def test_report_md_says_what_zero_wide_intervals_and_in_sample_member_figures_ar
     named["classes"] = ["none", "mild", "moderate", "severe", "proliferative"]
     write_report(tmp_path / "named", named)
     assert "**Grades**" not in (tmp_path / "named" / "report.md").read_text()  # the names say it already
+
+    # demo-data: soft's accuracy 0.767 [0.767, 0.767] beside wide's [0.633, 0.900], with a footnote that blamed "a
+    # class of one row or one patient". The cause is the stratified bootstrap itself: each grade keeps its count, so
+    # a model whose rows score alike within every grade never moves. The footnote says so, and the cell is marked.
     stuck = copy.deepcopy(report)
-    entry = next(m[key] for m in stuck["members"].values() for key in ("accuracy", "qwk") if 0 < m[key]["value"] < 1)
+    name = next(n for n, m in stuck["members"].items() if 0 < m["accuracy"]["value"] < 1)
+    entry = stuck["members"][name]["accuracy"]
     entry["ci"] = [entry["value"], entry["value"]]
     write_report(tmp_path / "stuck", stuck)
-    assert ("Intervals of zero width on a member or an ensemble (e.g. [0.600, 0.600]) mean the bootstrap never varied "
-            "the rows that decide that figure") in (tmp_path / "stuck" / "report.md").read_text()
-    owner = next(name for name, m in stuck["members"].items() if entry is m.get("accuracy") or entry is m.get("qwk"))
-    write_report(tmp_path / "one", {**stuck, "one_class": [owner]})  # one class for every row: nothing to explain
-    assert "zero width" not in (tmp_path / "one" / "report.md").read_text()
+    text = (tmp_path / "stuck" / "report.md").read_text()
+    value = f"{entry['value']:.3f}"
+    row = next(line for line in text.splitlines() if line.startswith(f"| {name}"))
+    assert row.split(" | ")[2] == f"{value} [{value}, {value}]°"
+    note = " ".join(text.split("°: ")[1].split("\n")[0].split())
+    assert note.startswith(f"an interval of zero width (e.g. {name}'s accuracy {value} [{value}, {value}]) does not mean "
+                           "the figure is exact. The bootstrap draws rows within their grade and keeps each grade's row "
+                           "count, so every interval here is conditional on the test split's grade mix")
+    assert "one row or one patient" not in text
+    console = Console(file=io.StringIO(), width=80)
+    print_table(stuck, console)
+    shown = console.file.getvalue()
+    assert f"{value[1:4]}–{value[1:4]}°" in shown and "° = an interval of zero width: conditional on the test" in (
+        " ".join(shown.split()))
+    one = copy.deepcopy(report)  # one class for every row: 1/k balanced accuracy and QWK 0 are exact, not flat
+    one["members"][name]["balanced_accuracy"] = {"value": 0.2, "ci": [0.2, 0.2]}
+    write_report(tmp_path / "one", {**one, "one_class": [name]})
+    assert "°" not in (tmp_path / "one" / "report.md").read_text()
 
 
 def test_best_single_is_chosen_on_val_not_test(voted) -> None:
