@@ -364,18 +364,52 @@ def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bo
            f"{rule} are sent to a human {who} for review: the `refer` column of `predict`, whose rule the figures "
            "below count (a row sent for more than one reason counts once).",
            "",
-           (f"- Test coverage {_num(ref['test_coverage'])}{counts}; accuracy on the kept rows "
-            f"{_num(ref['test_accuracy_kept'])}, on the rows sent for review {_num(ref['test_accuracy_referred'])}, "
-            f"on all rows {_num(ref['test_accuracy_all'])}."),
+           f"- Test coverage {_num(ref['test_coverage'])}{counts}{_kept_words(ref, report, what)}",
+           *([f"", f"**Warning:** {ref['warning']}"] if ref.get("warning") else []),
            "", (f"Test accuracy at each coverage, by the confidence threshold alone ({' and '.join(set_apart)} are not "
                 "set apart here, as the rule above does; the thresholds are test quantiles, for reading only):"
                 if set_apart else
-                "Test accuracy at each coverage (the thresholds are test quantiles, for reading only):"),
-           "", "| coverage | accuracy | threshold |", "| --- | --- | --- |"]
+                "Test accuracy at each coverage (the thresholds are test quantiles, for reading only):"), ""]
     curve = ref["test_curve"]
-    points = zip(curve["coverage"], curve["accuracy"], curve["threshold"])
-    out += [f"| {c:.2f} | {_num(a)} | {_exact(t)} |" for c, a, t in points]
+    base = ref.get("majority_class")
+    always = (f"always {'grade' if dr else 'class'} {_class_name(report or {}, base)}"
+              if base is not None and curve.get("majority_accuracy") else None)
+    out += ["| coverage | " + (f"{what} kept | " if curve.get("rows") else "") + "accuracy | "
+            + ("balanced accuracy | " if curve.get("balanced_accuracy") else "")
+            + (f"{always} (accuracy) | " if always else "") + "threshold |",
+            "| --- | " + "--- | " * (bool(curve.get("rows")) + 1 + bool(curve.get("balanced_accuracy")) + bool(always))
+            + "--- |"]
+    for i, (c, a, t) in enumerate(zip(curve["coverage"], curve["accuracy"], curve["threshold"])):
+        cells = ([str(curve["rows"][i])] if curve.get("rows") else []) + [_num(a)] + (
+            [_num(curve["balanced_accuracy"][i])] if curve.get("balanced_accuracy") else []) + (
+            [_num(curve["majority_accuracy"][i])] if always else [])
+        out.append(f"| {c:.2f} | " + " | ".join(cells) + f" | {_exact(t)} |")
     return out
+
+
+def _kept_words(ref: dict, report: dict | None, what: str) -> str:
+    """``; on the 109 kept eyes accuracy 0.752 (82 right), balanced accuracy 0.244, while always answering grade 0
+    would score 0.771 on them (no better than it) …``: the review figures with their row counts and the majority
+    baseline on the kept rows (older reports: accuracy alone)."""
+    kept = ref.get("test_kept")
+    if kept is None:  # a report written before the counts
+        return (f"; accuracy on the kept rows {_num(ref['test_accuracy_kept'])}, on the rows sent for review "
+                f"{_num(ref['test_accuracy_referred'])}, on all rows {_num(ref['test_accuracy_all'])}.")
+    sent = ref["test_referred"]
+    base, majority = ref.get("majority_class"), ref.get("test_majority_kept")
+    dr = what == "eyes"
+    baseline = ""
+    if base is not None and majority is not None:
+        name = f"{'grade' if dr else 'class'} {_class_name(report or {}, base)}"
+        no_better = (" — the ensemble is no better than that on the rows it keeps"
+                     if ref["test_accuracy_kept"] is not None and ref["test_accuracy_kept"] <= majority else "")
+        baseline = f"; always answering {name} would score {_num(majority)} on them{no_better}"
+    out = (f". On the {kept} kept {what}: accuracy {_num(ref['test_accuracy_kept'])} ({ref['test_kept_right']} right), "
+           f"balanced accuracy {_num(ref.get('test_balanced_accuracy_kept'))}{baseline}.")
+    if sent:
+        out += (f" On the {sent} {what} sent for review: accuracy {_num(ref['test_accuracy_referred'])} "
+                f"({ref['test_referred_right']} right).")
+    return out + f" On all {kept + sent}: accuracy {_num(ref['test_accuracy_all'])}."
 
 
 def _screen_md(screen: dict | None) -> list[str]:
@@ -855,6 +889,8 @@ def summary_lines(report: dict) -> list[str]:
                 out.append(f"WARNING: {r['warning']}")
     elif ref and is_dr(report):
         out.append(ref["note"])
+    if (report.get("referral") or {}).get("warning"):
+        out.append(f"WARNING (review referral, `predict`'s refer): {report['referral']['warning']}")
     cal = report.get("calibration") or {}
     if cal.get("method") == "temperature" and cal.get("ensemble"):
         e = cal["ensemble"]["test"]

@@ -9,7 +9,7 @@ resamples. Pass the same ``indices`` to every model so that comparisons are pair
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -315,6 +315,9 @@ class CoverageCurve:
     coverage: list[float]
     accuracy: list[float]
     threshold: list[float]
+    rows: list[int] = field(default_factory=list)
+    balanced_accuracy: list[float] = field(default_factory=list)
+    majority_accuracy: list[float] = field(default_factory=list)  # always answering the baseline's class
 
     def to_dict(self) -> dict:
         """JSON-ready dict of the three lists."""
@@ -328,8 +331,11 @@ def coverage_curve(
     agreement: np.ndarray | None = None,
     *,
     levels: np.ndarray | None = None,
+    majority: int | None = None,
 ) -> CoverageCurve:
-    """Accuracy against coverage when rows are kept from most to least confident.
+    """Accuracy against coverage when rows are kept from most to least confident, with the rows kept, their
+    balanced accuracy (mean recall over the classes among them) and what always answering ``majority`` scores on
+    them: on rows a model keeps because it is sure, the majority class can score as much as it does.
 
     Args:
         labels: true classes ``(n,)``.
@@ -338,6 +344,7 @@ def coverage_curve(
         agreement: optional tie-breaker, higher = keep (e.g. share of members that agree).
         levels: coverages to report; default 0.05, 0.10, ..., 1.0 (on few rows, levels that keep the same
             rows give one point).
+        majority: the majority baseline's class (``None``: no ``majority_accuracy``).
 
     Returns:
         A :class:`CoverageCurve`; ``threshold[i]`` is the confidence of the last row kept.
@@ -349,10 +356,19 @@ def coverage_curve(
     order = np.lexsort(keys)[::-1]  # descending by confidence, then agreement
     hits = np.cumsum(pred[order] == labels[order])
     kept = np.unique(np.clip(np.ceil(levels * n - 1e-9).astype(int), 1, n))  # under 20 rows: no repeated row
+    y, right = labels[order], pred[order] == labels[order]
+    classes = np.unique(y)
+    seen = np.cumsum(y[:, None] == classes, axis=0)[kept - 1]  # (levels, classes): rows of each class kept
+    found = np.cumsum((y[:, None] == classes) & right[:, None], axis=0)[kept - 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        balanced = np.nanmean(np.where(seen > 0, found / seen, np.nan), axis=1)
     return CoverageCurve(
         coverage=(kept / n).tolist(),
         accuracy=(hits[kept - 1] / kept).tolist(),
         threshold=confidence[order][kept - 1].tolist(),
+        rows=kept.tolist(),
+        balanced_accuracy=balanced.tolist(),
+        majority_accuracy=([] if majority is None else (np.cumsum(y == majority)[kept - 1] / kept).tolist()),
     )
 
 

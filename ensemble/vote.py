@@ -191,7 +191,7 @@ def run_vote(
         "val": val,
         "data": _data_words(workdir),
         "referable": summary,
-        "referral": _referral(ms, best, target_coverage, call=call_rule(summary)),
+        "referral": _referral(ms, best, target_coverage, call=call_rule(summary), majority=baseline_class),
         "calibration": calibration.calibration_section(
             raw, ms if temps else None, temps, uncal, rows=_rows_word(protocol)),
         "collapsed_kept": [n for n in ms.names if is_collapsed(ms.metrics[n])],
@@ -683,12 +683,16 @@ def call_rule(summary: dict) -> ReviewRule:
     return ReviewRule(cut=int(cut), call_threshold=float(point["threshold"]), kind=kind)
 
 
-def _referral(ms: MemberSet, best: Predictions, target: float, *, call: ReviewRule | None = None) -> dict:
+def _referral(ms: MemberSet, best: Predictions, target: float, *, call: ReviewRule | None = None,
+              majority: int | None = None) -> dict:
     """``report.json`` ``referral``: the rows ``predict`` refers, by its rule (:func:`ensemble.referral.review_flags`):
     the ensemble's probability of its grade below the val-chosen threshold, no member grading it as the ensemble
     does (a grade only the combination gives, e.g. the expected grade between members that say 0 and 4), or a
     grade the referable / positive-class ``call`` (:func:`call_rule`) contradicts. The threshold is chosen among
-    the rows the other reasons leave, so that all of them together keep ``target`` of val where they can."""
+    the rows the other reasons leave, so that all of them together keep ``target`` of val where they can.
+
+    The kept and referred test rows are counted, with what always answering ``majority`` (the baseline's class;
+    default: val's most common) scores on the kept ones, and a ``warning`` when the threshold is below 1/k."""
     rule = replace(call or ReviewRule(), threshold=0.0, without_agreement=True)  # 0: no row is low on confidence
 
     def flags(probs: np.ndarray, pred: np.ndarray, member_probs: np.ndarray) -> dict[str, np.ndarray]:
@@ -705,7 +709,19 @@ def _referral(ms: MemberSet, best: Predictions, target: float, *, call: ReviewRu
     conf = _confidence(best.test_probs, best.test_pred)
     agreement = (ms.test_probs.argmax(axis=2) == best.test_pred).mean(axis=0)
     kept, right = ~referred(test_flags), best.test_pred == ms.test_labels
-    return {
+    val_labels = getattr(ms, "val_labels", None)
+    if majority is None and val_labels is not None and len(val_labels):
+        majority = int(np.bincount(val_labels).argmax())
+    k = getattr(ms, "num_classes", None) or best.test_probs.shape[1]
+    counts = {"test_kept": int(kept.sum()), "test_kept_right": int(right[kept].sum()),
+              "test_referred_right": int(right[~kept].sum()), "majority_class": majority,
+              "test_majority_kept": None if majority is None else _mean(ms.test_labels[kept] == majority),
+              "test_balanced_accuracy_kept": (score(ms.test_labels[kept], None, pred=best.test_pred[kept],
+                                                    num_classes=k)["balanced_accuracy"] if kept.any() else float("nan"))}
+    low = _low_threshold(threshold, k, val_conf, best, rows=int(len(val_conf)),
+                         dr=bool(getattr(ms, "ordinal", True)) and k > 2, test_low=int((conf < threshold).sum()),
+                         n_test=len(conf))
+    return {**({"warning": low} if low else {}), **counts, 
         "confidence": ("ensemble probability of its predicted "
                        f"{'grade' if getattr(ms, 'ordinal', True) and getattr(ms, 'num_classes', 3) > 2 else 'class'}"),
         "val_rows": int(len(val_conf)),
@@ -725,8 +741,29 @@ def _referral(ms: MemberSet, best: Predictions, target: float, *, call: ReviewRu
         "test_accuracy_kept": _mean(right[kept]),
         "test_accuracy_referred": _mean(right[~kept]),
         "test_accuracy_all": float(right.mean()),
-        "test_curve": stats.coverage_curve(ms.test_labels, best.test_pred, conf, agreement).to_dict(),
+        "test_curve": stats.coverage_curve(ms.test_labels, best.test_pred, conf, agreement,
+                                           majority=majority).to_dict(),
     }
+
+
+def _low_threshold(threshold: float, k: int, val_conf: np.ndarray, best: Predictions, *, rows: int, dr: bool,
+                   test_low: int, n_test: int) -> str:
+    """A warning when the review threshold is below 1/k, the probability of every class when the ensemble cannot
+    tell them apart (a model's most probable class always has at least that): the rule then accepts a grade
+    given almost no probability and sends hardly a row for review on confidence, since the probabilities are
+    spread out, uncalibrated, or (``+thr``) the grade given is not the most probable one. ``""`` otherwise."""
+    if not k or threshold >= 1.0 / k:
+        return ""
+    word, what = ("grade", "eye") if dr else ("class", "image")
+    off = float(np.mean(best.val_pred != best.val_probs.argmax(axis=1))) if len(best.val_pred) else 0.0
+    why = (f", and {off:.0%} of its val {word}s are not its most probable one (a `+thr` {word} cuts the expected "
+           f"{word})" if off > 0 else "")
+    return (f"the confidence threshold, {threshold:.4g}, is below 1/{k} = {1.0 / k:.3f}, what every {word} gets when "
+            f"the ensemble cannot tell them apart: a {word} it gives {threshold:.0%} probability or more is accepted "
+            f"without review, and the rule sends almost no {what} for review on confidence ({int((val_conf < threshold).sum())} "
+            f"of {rows} val rows, {test_low} of {n_test} test rows). The ensemble's probabilities are too spread out, "
+            f"or not calibrated, for its confidence to pick out the {what}s it gets wrong{why}. Do not count on this "
+            f"rule to catch its errors; a lower `--coverage` sends more {what}s for review.")
 
 
 def _mean(values: np.ndarray) -> float:

@@ -113,6 +113,12 @@ def test_coverage_curve_and_threshold() -> None:
     assert tied.accuracy == [1.0]  # agreement breaks the tie: row 1 (right) is kept first
     few = coverage_curve(y, pred, conf)  # 4 rows, 20 default levels: one point per number of rows kept
     assert few.coverage == [0.25, 0.5, 0.75, 1.0] and few.accuracy == [1.0, 1.0, pytest.approx(2 / 3), 0.5]
+    counted = coverage_curve(np.array([0, 1, 0, 2]), np.array([0, 0, 0, 2]), conf, levels=np.array([0.5, 1.0]),
+                             majority=0)
+    assert counted.rows == [2, 4] and counted.accuracy == [0.5, 0.75]
+    assert counted.balanced_accuracy == [0.5, pytest.approx((1 + 0 + 1) / 3)]  # mean recall of the classes kept
+    assert counted.majority_accuracy == [0.5, 0.5]  # always 0 scores as much on the two most confident rows
+    assert coverage_curve(y, pred, conf).majority_accuracy == []  # no baseline class given: none
     assert choose_refer_threshold(conf, 0.5) == 0.8
     assert choose_refer_threshold(np.arange(1, 11) / 10, 0.9) == 0.2  # 0.9 * 10 rounds to 9.000000000000002: keep 9
     with pytest.raises(ValueError, match="target_coverage"):

@@ -743,6 +743,48 @@ def test_referral_refers_rows_no_member_agrees_with_and_keeps_the_val_coverage()
     assert ref["test_accuracy_kept"] == 1.0  # the contested rows are all wrong, and all referred
 
 
+def test_the_review_section_counts_rows_beside_the_majority_class_and_warns_of_a_threshold_below_one_in_k(
+        voted, tmp_path) -> None:
+    """EyePACS-512 gave "accuracy on the kept rows 0.752" (the majority class's own) with no counts, and a rule
+    that graded an eye automatically at 4 % probability of its grade without a word."""
+    from types import SimpleNamespace
+
+    from ensemble.report import summary_lines, write_report
+    from ensemble.vote import Predictions, _referral
+
+    root, report, _ = voted
+    ref = report["referral"]
+    assert ref["test_kept"] + ref["test_referred"] == report["test_size"]
+    assert ref["test_kept_right"] == round(ref["test_accuracy_kept"] * ref["test_kept"])
+    assert ref["majority_class"] == report["baseline_class"] and 0 <= ref["test_majority_kept"] <= 1
+    md = (root / "ensemble" / "report.md").read_text()
+    assert (f"On the {ref['test_kept']} kept eyes: accuracy {ref['test_accuracy_kept']:.3f} ({ref['test_kept_right']} "
+            f"right), balanced accuracy {ref['test_balanced_accuracy_kept']:.3f}; always answering grade "
+            f"{report['baseline_class']} would score {ref['test_majority_kept']:.3f} on them") in md
+    assert "| coverage | eyes kept | accuracy | balanced accuracy | always grade 0 (accuracy) | threshold |" in md
+    assert "**Warning:** the confidence threshold" not in md  # argmax grades: never below 1/k
+    # a +thr-like grade the ensemble gives 4 % probability: the threshold falls under 1/5 and the report says so
+    k, n = 5, 40
+    y = np.arange(n) % k
+    probs = np.full((n, k), 0.01)
+    probs[:, 0] = 0.96
+    probs[np.arange(n), y] += 0.03 * (y > 0)
+    probs /= probs.sum(axis=1, keepdims=True)
+    members = np.stack([np.eye(k)[y], np.eye(k)[y]])
+    ms = SimpleNamespace(val_probs=members, test_probs=members, val_labels=y, test_labels=y, num_classes=k,
+                         ordinal=True)
+    low = _referral(ms, Predictions(probs, y, probs, y), 0.9)
+    assert low["threshold"] < 1 / k and low["test_majority_kept"] is not None
+    assert low["warning"].startswith(f"the confidence threshold, {low['threshold']:.4g}, is below 1/5 = 0.200")
+    assert "80% of its val grades are not its most probable one" in low["warning"]
+    from members.scoring import nan_to_none
+
+    shown = {**report, "referral": nan_to_none(low)}
+    write_report(tmp_path, shown)
+    assert f"**Warning:** {low['warning']}" in (tmp_path / "report.md").read_text()
+    assert any(line.startswith("WARNING (review referral") for line in summary_lines(shown))
+
+
 @pytest.mark.parametrize("kind,k,cut", [("positive_class", 2, 1), ("positive_class", 2, 0), ("referable_dr", 5, 2)])
 def test_the_referral_figures_count_the_rows_predict_refers(kind, k, cut) -> None:
     """report.json referral (coverage, rows referred, kept and referred accuracy) is what predict's refer column
