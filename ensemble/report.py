@@ -164,10 +164,10 @@ def render_markdown(report: dict) -> str:
     calibration, glossary."""
     cols = columns(report)
     lines = ["# Ensemble vote report", "", f"**Verdict.** {report['verdict']}", ""]
+    lines += _data_md(report)
     lines += _glance_md(report)
     lines += ["## Setup", ""]
     lines += [
-        *_data_lines(report),
         (f"- Test rows: {report['test_size']}; "
          f"{'out-of-fold (train+val) rows' if chosen_on(report) != 'val' else 'val rows'}: {report['val_size']}; "
          f"classes: {report['num_classes']} "
@@ -417,10 +417,13 @@ def _screen_md(screen: dict | None) -> list[str]:
     if not screen:
         return []
     if screen.get("screen"):
-        text = (f"`predict` also refers any input that looks unlike all of the {screen['images']} {screen['source']} "
-                "images read here (noise, a scanned page, another kind of picture), with the reason in its `note` "
-                "column; ensemble/appearance.json holds their range. It screens for gross mistakes; it does not "
-                "grade image quality.")
+        listed = screen.get("listed")
+        which = (f"a sample of {screen['images']} of the {listed} {screen['source']} images"
+                 if isinstance(listed, int) and listed > screen["images"] else
+                 f"all of the {screen['images']} {screen['source']} images read here")
+        text = (f"`predict` also refers any input that looks unlike {which} (noise, a scanned page, another kind of "
+                "picture), with the reason in its `note` column; ensemble/appearance.json holds their range. It "
+                "screens for gross mistakes; it does not grade image quality.")
     else:
         text = f"`predict` does not screen inputs for images unlike the training images: {screen.get('reason', '')}."
     return ["", text]
@@ -606,12 +609,51 @@ def _referable_md(ref: dict | None, report: dict | None = None) -> list[str]:
 
 
 def _data_lines(report: dict) -> list[str]:
+    """Where the images came from (``dataset.json`` ``source``), flagged when they are `demo-data`'s."""
     data = report.get("data") or {}
     if not data.get("source"):
         return []
     synthetic = (" — **synthetic images written by `demo-data`, not photographs of real eyes: these figures say "
                  "nothing about patients**") if data.get("synthetic") else ""
-    return [f"- Data: {data['source']}{synthetic}."]
+    root = f", images under {data['image_root']}" if data.get("image_root") else ""
+    return [f"- Source: {data['source']} (`dataset.json` `source`){root}{synthetic}."]
+
+
+def _data_md(report: dict) -> list[str]:
+    """The Data section: the source, images (and patients) in all and per split with their class counts, and the
+    model ``predict`` uses by default (the best ensemble's combiner over the members voted)."""
+    data = report.get("data") or {}
+    source = _data_lines(report)
+    if not source:
+        return []
+    out = ["## Data", "", *source]
+    splits = data.get("splits")
+    dr = is_dr(report)
+    if splits:
+        patients = data.get("patients") is not None
+        of = f" of {data['patients']} patients" if patients else ""
+        how = (f" (grouped by patient: `{data['grouping']}`), a patient's images all in one split"
+               if patients and data.get("grouping")
+               else ", a patient's images all in one split" if patients else
+               " (not grouped by patient: two images of one patient can fall in two splits)")
+        out.append(f"- {data['images']} images{of}{how}:")
+        names = list(next(iter(splits.values()))["classes"])
+        word = "grade" if dr else "class"
+        out += ["", "| split | images | " + ("patients | " if patients else "")
+                + " | ".join(f"{word} {c}" for c in names) + " |",
+                "| --- | --- | " + ("--- | " if patients else "") + " | ".join("---" for _ in names) + " |"]
+        total = {"images": data["images"], "patients": data.get("patients"),
+                 "classes": {c: sum(part["classes"][c] for part in splits.values()) for c in names}}
+        for split, part in [*splits.items(), ("all", total)]:
+            out.append(f"| {split} | {part['images']} | " + (f"{part['patients']} | " if patients else "")
+                       + " | ".join(str(part["classes"][c]) for c in names) + " |")
+        out.append("")
+    bm = report.get("best_method")
+    if bm:
+        out.append(f"- `predict` {'grades' if dr else 'classifies'} new images with the best ensemble, {bm} "
+                   f"(`ensemble/combiners/{bm}.json`, over {', '.join(report.get('members') or [])}), unless "
+                   "`--method` names another fitted combiner.")
+    return out + [""]
 
 
 def _glance_md(report: dict) -> list[str]:

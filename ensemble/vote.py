@@ -268,8 +268,8 @@ def _appearance(workdir: Path, out: Path, seed: int) -> dict:
     from members.infra.atomic import write_json
 
     write_json(out / appearance.FILE, ref)
-    return {"screen": True, "images": ref["images"], "source": ref["source"], "file": appearance.FILE,
-            "rule": ref["rule"]}
+    return {"screen": True, "images": ref["images"], "listed": len(listed), "source": ref["source"],
+            "file": appearance.FILE, "rule": ref["rule"]}
 
 
 def is_collapsed(metrics: dict) -> bool:
@@ -1014,7 +1014,31 @@ def _data_words(workdir: Path) -> dict:
     synthetic = info.get("synthetic")
     if not isinstance(synthetic, bool):
         synthetic = made_by_demo_data(str(info.get("image_root", "")))
-    return {"source": info.get("source"), "image_root": info.get("image_root"), "synthetic": synthetic}
+    out = {"source": info.get("source"), "image_root": info.get("image_root"), "synthetic": synthetic}
+    return {**out, **_split_counts(workdir, info)}
+
+
+def _split_counts(workdir: Path, info: dict) -> dict:
+    """``report.json`` ``data``'s ``images``, ``patients`` (``None`` on a split not grouped by patient), ``grouping``
+    and ``splits`` {split: {images, patients, classes: {class: rows}}}, from ``split.csv``; ``{}`` when it cannot be
+    read (replaced while the vote ran: the transaction refuses the vote then)."""
+    from members.data.dataset import load_dataset
+
+    try:
+        table = load_dataset(workdir).table
+        k = int(info["num_classes"])
+    except (UserError, KeyError, ValueError, TypeError):
+        return {}
+    grouped = "group" in table.columns
+    classes = [str(c) for c in info.get("classes") or range(k)]
+    splits = {}
+    for split in ("train", "val", "test"):
+        part = table[table["split"] == split]
+        counts = np.bincount(part["label"].to_numpy(dtype=np.int64), minlength=k)[:k]
+        splits[split] = {"images": int(len(part)), "patients": int(part["group"].nunique()) if grouped else None,
+                         "classes": dict(zip(classes, counts.tolist()))}
+    return {"images": int(len(table)), "patients": int(table["group"].nunique()) if grouped else None,
+            "grouping": (info.get("grouping") or {}).get("by") if grouped else None, "splits": splits}
 
 
 def _say_probabilities_only(ms: MemberSet) -> None:

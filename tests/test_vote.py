@@ -1050,6 +1050,44 @@ def test_a_workdir_of_demo_data_is_named_synthetic(tmp_path) -> None:
     assert _data_words(tmp_path / "w2")["synthetic"] is False
 
 
+def test_the_report_opens_with_the_data_it_rests_on(tmp_path) -> None:
+    """The report never said how many images and patients, of which grades, in which split, nor which model
+    predict uses; and "unlike all of the 400 training and validation images" was a sample of 400 of 644."""
+    from ensemble.report import _screen_md, render_markdown
+    from ensemble.vote import _data_words
+    from members.data.dataset import prepare_csv
+    from members.data.synthetic import write_demo_data
+
+    data = write_demo_data(tmp_path / "d", images=40, size=16, seed=1, balanced=True, progress=False).out
+    prepare_csv(tmp_path / "w", data / "trainLabels.csv", data / "images", progress=False)
+    words = _data_words(tmp_path / "w")
+    split = (tmp_path / "w" / "split.csv").read_text().splitlines()[1:]
+    assert words["images"] == len(split) == sum(part["images"] for part in words["splits"].values())
+    assert words["patients"] == len({line.split(",")[3] for line in split})
+    test = [line.split(",") for line in split if line.split(",")[2] == "test"]
+    assert words["splits"]["test"]["classes"] == {str(c): sum(int(row[1]) == c for row in test) for c in range(5)}
+    assert words["splits"]["test"]["patients"] == len({row[3] for row in test})
+
+    (tmp_path / "v").mkdir()
+    voted = run_vote(make_workdir(tmp_path / "v", {"a": (0.8, 0.3), "b": (0.4, 0.3)}, incomplete=None),
+                     methods=["soft"], n_boot=20, console=Console(file=io.StringIO()))
+    report = {**voted, "data": words}
+    md = render_markdown(report)
+    assert md.index("## Data") < md.index("## At a glance") < md.index("## Setup")
+    section = md.split("## Data")[1].split("## At a glance")[0]
+    assert f"- {words['images']} images of {words['patients']} patients (grouped by patient" in section
+    assert "| split | images | patients | grade 0 | grade 1 | grade 2 | grade 3 | grade 4 |" in section
+    test_counts = " | ".join(str(n) for n in words["splits"]["test"]["classes"].values())
+    assert f"| test | {len(test)} | {words['splits']['test']['patients']} | {test_counts} |" in section
+    assert (f"- `predict` grades new images with the best ensemble, {voted['best_method']} "
+            f"(`ensemble/combiners/{voted['best_method']}.json`, over a, b)") in section
+    assert "(`dataset.json` `source`)" in section and "not photographs of real eyes" in section
+    sample = _screen_md({"screen": True, "images": 400, "listed": 644, "source": "training and validation"})
+    assert "looks unlike a sample of 400 of the 644 training and validation images (" in sample[1]
+    every = _screen_md({"screen": True, "images": 30, "listed": 30, "source": "training and validation"})
+    assert "looks unlike all of the 30 training and validation images read here" in every[1]
+
+
 def test_a_split_grouped_by_patient_is_bootstrapped_by_patient(tmp_path: Path) -> None:
     # Rows 2i and 2i+1 are one patient's two eyes (neighbouring grades: LABELS cycles 0..4); the test split
     # (rows 40..59) holds 10 patients.
