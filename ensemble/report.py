@@ -922,8 +922,10 @@ def summary_lines(report: dict) -> list[str]:
             r = ref[role]
             what = (f"Class {ref['positive_class']}" if ref.get("kind") == "positive_class"
                     else f"Referable DR ({ref['positive']})")
-            out.append(f"{what}, {r['name']}: test sensitivity {_ci_text(r['sensitivity'], 2)}, "
-                       f"specificity {_ci_text(r['specificity'], 2)}, AUC {_ci_text(r['auc'], 2)} at threshold "
+            exact = "exact 95 % intervals" + (" on effective counts" if ref.get("clustered") else "")
+            out.append(f"{what}, {r['name']}: test sensitivity {_ci_text(r['sensitivity'], 2)} and "
+                       f"specificity {_ci_text(r['specificity'], 2)} ({exact}), AUC {_ci_text(r['auc'], 2)} "
+                       f"(95 % bootstrap CI) at threshold "
                        f"{_exact(r['threshold'], 3)} ({_choosing(ref, short=True)} sensitivity "
                        f"{_num(r['val_sensitivity'], 2)}, target "
                        f"{ref['sensitivity_target']:.0%}){_missed_words(ref, r)}.")

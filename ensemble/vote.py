@@ -239,10 +239,20 @@ def run_vote(
     report = nan_to_none(report)
     before = None if uncal is None else ((raw.test_probs[raw.names.index(best_single)], None), (uncal[2], uncal[4]))
     _write_outputs(out, report, ms, single, best, before=before)
+    after_commit(lambda: _show(report, console, workdir))  # not for a vote discarded at its end
+    return report
+
+
+def _show(report: dict, console, workdir: Path) -> None:
+    """The table and verdict on ``console``, then on stderr where the full report and its figures are."""
+    from ensemble.manifest import ENSEMBLE
     from ensemble.report import print_table
 
-    after_commit(lambda: print_table(report, console))  # not for a vote discarded at its end
-    return report
+    print_table(report, console)
+    folder = Path(workdir) / ENSEMBLE
+    figures = sorted(p.name for p in folder.glob("*.png"))
+    print(f"Report: {folder / 'report.md'} (report.json for scripts)"
+          + (f"; figures beside it: {', '.join(figures)}" if figures else "") + ".", file=sys.stderr)
 
 
 def _appearance(workdir: Path, out: Path, seed: int) -> dict:

@@ -253,6 +253,21 @@ def test_report_md_says_what_zero_wide_intervals_and_in_sample_member_figures_ar
     assert "°" not in (tmp_path / "one" / "report.md").read_text()
 
 
+def test_vote_says_where_the_report_is_and_labels_the_referable_intervals(tmp_path, capsys) -> None:
+    """The console never named ensemble/report.md or the figures, and under a table titled "95 % bootstrap CI" the
+    referable lines gave Clopper-Pearson intervals on effective counts unlabelled."""
+    root = make_workdir(tmp_path, {"a": (0.8, 0.3), "b": (0.4, 0.3)}, incomplete=None,
+                        groups=[f"p{i // 2}" for i in range(len(SPLIT))])
+    console = Console(file=io.StringIO(), width=400)
+    run_vote(root, methods=["soft"], n_boot=20, console=console)
+    err = capsys.readouterr().err
+    assert (f"Report: {root / 'ensemble' / 'report.md'} (report.json for scripts); figures beside it: "
+            "calibration.png, comparison.png, confusion.png, diversity.png, roc.png.") in err
+    lines = [line for line in console.file.getvalue().splitlines() if line.startswith("Referable DR")]
+    assert len(lines) == 2 and all("(exact 95 % intervals on effective counts), AUC " in line
+                                   and "(95 % bootstrap CI) at threshold" in line for line in lines)
+
+
 def test_best_single_is_chosen_on_val_not_test(voted) -> None:
     _, report, _ = voted
     assert report["best_single"] == "a"
