@@ -119,19 +119,25 @@ ZERO_WIDTH = "°"
 """Marks a test interval of zero width: conditional on the test split's grade mix, not a sign of an exact figure."""
 
 
-def _below(name: str, kind: str, report: dict) -> bool:
-    block = (report.get("below_baseline") or {}).get({"member": "members"}.get(kind, "ensembles"), ())
+def _below(name: str, kind: str, report: dict, split: str = "test") -> bool:
+    """Whether ``name`` is below the majority class on ``split`` accuracy (``report.json`` ``below_baseline``,
+    ``val_below_baseline``)."""
+    key = "below_baseline" if split == "test" else f"{split}_below_baseline"
+    block = (report.get(key) or {}).get({"member": "members"}.get(kind, "ensembles"), ())
     return kind != "baseline" and name in block
 
 
-def _label(name: str, report: dict, kind: str = "") -> str:
+def _label(name: str, report: dict, kind: str = "", split: str = "test") -> str:
+    """The row label: its roles, a collapsed member kept, and the marks ‡ (one class for every ``split`` row) and
+    † (below the majority class on ``split`` accuracy)."""
     roles = (("best_single", "best single"), ("best_method", "best ensemble"))
     tags = [tag for key, tag in roles if report.get(key) == name]
     if kind == "member" and name in (report.get("collapsed_kept") or []):
         tags.append("COLLAPSED, kept by --keep-collapsed")
     label = f"{name} ({', '.join(tags)})" if tags else name
-    label += f" {ONE_CLASS}" if kind and kind != "baseline" and name in (report.get("one_class") or ()) else ""
-    return label + (f" {BELOW}" if kind and _below(name, kind, report) else "")
+    one = report.get("one_class" if split == "test" else f"{split}_one_class") or ()
+    label += f" {ONE_CLASS}" if kind and kind != "baseline" and name in one else ""
+    return label + (f" {BELOW}" if kind and _below(name, kind, report, split) else "")
 
 
 READABLE = {"qwk": "QWK", "macro_f1": "macro-F1", "balanced_accuracy": "balanced accuracy", "log_loss": "log-loss",
@@ -235,7 +241,8 @@ def render_markdown(report: dict) -> str:
                         ("ensemble (out-of-fold)", val["ensembles"])):
         for name, m in block.items():
             cells = " | ".join(_num(m[key]) for key, _ in cols)
-            lines.append(f"| {_label(name, report)} | {kind} | {cells} |")
+            lines.append(f"| {_label(name, report, kind.split()[0], split='val')} | {kind} | {cells} |")
+    lines += _val_marks_note(report)
     if chosen_on(report) == "val":
         lines += ["", "A member's val figures are in-sample wherever it fitted something on these rows (a regression "
                   "head's cuts, the epoch it kept when chosen by a val metric), so they flatter it beside the "
@@ -271,6 +278,17 @@ def render_markdown(report: dict) -> str:
     lines += _limitations_md(report)
     lines += _glossary_md(report)
     return "\n".join(lines) + "\n"
+
+
+def _val_marks_note(report: dict) -> list[str]:
+    """The validation table's footnote on † and ‡ (none from an older report without the val marks)."""
+    below, one = report.get("val_below_baseline"), report.get("val_one_class") or []
+    if not below:
+        return []
+    rows = "val" if chosen_on(report) == "val" else "out-of-fold"
+    return ["", f"{BELOW}: {rows} accuracy below the majority class's ({_num(below.get('baseline'))})."
+            + (f" {ONE_CLASS}: gives every {rows} row one class, as the majority class does ({', '.join(one)})."
+               if one else "")]
 
 
 def _limitations_md(report: dict) -> list[str]:

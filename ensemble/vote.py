@@ -234,6 +234,7 @@ def run_vote(
         report["test_majority"] = shifted
     report["one_class"] = [n for n, p in {**models, **methods_out}.items()  # the majority class in effect
                            if len(np.unique(p.test_pred)) == 1 and len(np.unique(ms.test_labels)) > 1]
+    report["val_below_baseline"], report["val_one_class"] = _val_marks(val, {**models, **methods_out}, ms.val_labels)
     report["outcome"] = _outcome(report, select_by)
     report["verdict"] = _verdict(report, select_by)
     report = nan_to_none(report)
@@ -797,6 +798,16 @@ def _below(r: dict, accuracy: float | None) -> dict[str, list[str]]:
                 if accuracy is not None and m["accuracy"]["value"] is not None and m["accuracy"]["value"] < accuracy]
 
     return {"members": below(r["members"]), "ensembles": below(r["ensembles"])}
+
+
+def _val_marks(val: dict, preds: dict[str, Predictions], labels: np.ndarray) -> tuple[dict, list[str]]:
+    """The validation table's marks, by the test table's rules: ``({"baseline", "members", "ensembles"}`` below the
+    majority class on val accuracy``)`` and the models that give every val row one class."""
+    base = val["baseline"]["accuracy"]
+    below = {kind: [n for n, m in val[kind].items() if m["accuracy"] is not None and m["accuracy"] < base]
+             for kind in ("members", "ensembles")}
+    one = [n for n, p in preds.items() if len(np.unique(p.val_pred)) == 1 and len(np.unique(labels)) > 1]
+    return {"metric": "accuracy", "baseline": base, **below}, one
 
 
 def _below_baseline(r: dict) -> dict:

@@ -340,6 +340,35 @@ def test_a_model_giving_one_class_to_every_test_row_is_marked_and_never_bold(wor
     assert marked_rows and all(ONE_CLASS in cells[1] and "**" not in cells[3] for cells in marked_rows)
 
 
+def test_the_validation_table_marks_below_the_majority_and_one_class_by_the_test_tables_rules(tmp_path) -> None:
+    """The test table had † and ‡, the validation table (where the choices are made) neither."""
+    from ensemble.report import BELOW, ONE_CLASS
+
+    root = make_workdir(tmp_path, {"a": (0.8, 0.3), "b": (0.0, 0.3), "c": (0.3, 0.3)}, incomplete=None)
+    path = root / "members" / "c" / "val.npz"
+    data = dict(np.load(path))
+    data["probs"] = np.tile(np.array([0.6, 0.1, 0.1, 0.1, 0.1], np.float32), (len(data["labels"]), 1))
+    save_npz(path, **data)  # c gives every val row grade 0
+    path = root / "members" / "b" / "val.npz"
+    data = dict(np.load(path))
+    data["probs"] = _probs((data["labels"] + 1) % K, 0.6, seed=3)  # b is one grade off on every val row
+    save_npz(path, **data)
+    report = run_vote(root, methods=["soft"], thresholds="off", n_boot=20, console=Console(file=io.StringIO()))
+    val = report["val"]
+    base = val["baseline"]["accuracy"]
+    below = [n for n, m in {**val["members"], **val["ensembles"]}.items() if m["accuracy"] < base]
+    assert report["val_one_class"] == ["c"] and below
+    assert report["val_below_baseline"]["members"] + report["val_below_baseline"]["ensembles"] == below
+    md = (root / "ensemble" / "report.md").read_text()
+    table = md.split("## Validation set")[1].split("\n## ")[0]
+    labels = {line.split(" | ")[0][2:] for line in table.splitlines() if line.startswith("| ") and " | " in line}
+    for name in [*val["members"], *val["ensembles"]]:
+        shown = next(label for label in labels if label.split(" ")[0] == name)
+        assert (BELOW in shown) == (name in below) and (ONE_CLASS in shown) == (name == "c"), shown
+    assert (f"{BELOW}: val accuracy below the majority class's ({base:.3f}). {ONE_CLASS}: gives every val row one "
+            "class, as the majority class does (c).") in table
+
+
 def test_select_by_log_loss_minimises_and_names_the_metric(workdir: Path) -> None:
     report = run_vote(workdir, methods=["soft", "hard"], thresholds="off", select_by="log_loss", n_boot=50,
                       console=Console(file=io.StringIO()))
