@@ -235,7 +235,7 @@ def test_report_md_says_what_zero_wide_intervals_and_in_sample_member_figures_ar
     write_report(tmp_path / "stuck", stuck)
     text = (tmp_path / "stuck" / "report.md").read_text()
     value = f"{entry['value']:.3f}"
-    row = next(line for line in text.splitlines() if line.startswith(f"| {name}"))
+    row = next(line for line in text.split("## Test set")[1].splitlines() if line.startswith(f"| {name} "))
     assert row.split(" | ")[2] == f"{value} [{value}, {value}]°"
     note = " ".join(text.split("°: ")[1].split("\n")[0].split())
     assert note.startswith(f"an interval of zero width (e.g. {name}'s accuracy {value} [{value}, {value}]) does not mean "
