@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from fractions import Fraction
 
 import numpy as np
@@ -128,8 +129,10 @@ def bootstrap_samples(
     *,
     indices: np.ndarray | GroupDraws,
     num_classes: int | None = None,
+    metrics: Sequence[str] = METRICS,
 ) -> dict[str, np.ndarray]:
-    """Every metric on every resample: ``{metric: array (n_boot,)}`` (``nan`` where undefined)."""
+    """Each of ``metrics`` (default: every one) on every resample: ``{metric: array (n_boot,)}`` (``nan`` where
+    undefined)."""
     if not isinstance(indices, GroupDraws):
         indices = np.asarray(indices)
     n_boot, n = indices.shape
@@ -145,8 +148,8 @@ def bootstrap_samples(
             b = len(block)
             offsets = (block * b + np.arange(b)[:, None]).ravel()  # counts laid out rows first
             counts = np.bincount(offsets, minlength=n * b).reshape(n, b).astype(np.float64)
-        parts.append(score_weighted(labels, probs, counts, pred=pred, num_classes=num_classes))
-    return {name: np.concatenate([p[name] for p in parts]) for name in METRICS}
+        parts.append(score_weighted(labels, probs, counts, pred=pred, num_classes=num_classes, metrics=metrics))
+    return {name: np.concatenate([p[name] for p in parts]) for name in metrics}
 
 
 def percentile_interval(samples: np.ndarray, value: float, level: float = 0.95) -> list[float]:

@@ -470,7 +470,8 @@ def _selection(ms: MemberSet, val: dict, models: dict[str, Predictions], methods
     out = {"rows": int(len(labels)), "on": rows, "protocol": protocol, "metric": metric, "level": 0.95}
 
     def samples(p: Predictions) -> np.ndarray:
-        return stats.bootstrap_samples(labels, p.val_probs, p.val_pred, indices=indices, num_classes=k)[metric]
+        return stats.bootstrap_samples(labels, p.val_probs, p.val_pred, indices=indices, num_classes=k,
+                                       metrics=(metric,))[metric]  # the others (the AUC above all) cost and go unread
 
     for role, name, pool, preds in (("best_single", chosen[0], val["members"], models),
                                     ("best_method", chosen[1], val["ensembles"], methods_out)):

@@ -28,6 +28,7 @@ them to ``None`` only at the JSON boundary (:func:`nan_to_none`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -116,6 +117,7 @@ def score_weighted(
     *,
     pred: np.ndarray | None = None,
     num_classes: int | None = None,
+    metrics: Sequence[str] = METRICS,
 ) -> dict[str, np.ndarray]:
     """Every metric for ``B`` weightings of the same rows at once (bootstrap = draw counts).
 
@@ -127,9 +129,10 @@ def score_weighted(
             rows copies contiguous memory).
         pred: predicted classes ``(n,)``; defaults to ``argmax(probs)``.
         num_classes: ``k``; defaults to ``probs.shape[1]``.
+        metrics: the metrics wanted (the AUC, the costly one, is computed only when asked for).
 
     Returns:
-        ``{metric: array of shape (B,)}``.
+        ``{metric: array of shape (B,)}`` for each of ``metrics``.
     """
     labels, probs, pred, k = _validate(labels, probs, pred, num_classes)
     weights = np.asarray(weights, dtype=np.float64)
@@ -152,8 +155,8 @@ def score_weighted(
             out["log_loss"] = rest[:, 0] / total
             ece_conf, ece_hit = rest[:, 1 : 1 + ECE_BINS], rest[:, 1 + ECE_BINS :]
             out["ece"] = np.abs(ece_hit - ece_conf).sum(axis=1) / total
-        out["auc"] = _macro_auc(labels, probs, weights, k)
-    return {name: out[name] for name in METRICS}
+        out["auc"] = _macro_auc(labels, probs, weights, k) if "auc" in metrics else None
+    return {name: out[name] for name in metrics}
 
 
 def nan_to_none(obj: Any) -> Any:

@@ -286,3 +286,20 @@ def test_clustered_mcnemar_is_exact_with_few_discordant_patients() -> None:
     a = np.r_[0, 0, 0, 0, 1, 1]
     b = np.r_[1, 1, 1, 0, 0, 1]
     assert mcnemar_clustered(y, a, b, np.r_[0, 0, 1, 1, 2, 2]) == pytest.approx(6 / 8)
+
+
+def test_bootstrap_samples_of_one_metric_skip_the_auc_and_equal_the_full_run(monkeypatch):
+    from ensemble import stats
+    """vote's selection CIs read one metric but scored all seven on every resample, the per-class AUC (a third of
+    vote's CPU on 8,000 rows) included; asked for one, the others are not computed."""
+    from members import scoring
+
+    rng = np.random.default_rng(3)
+    labels, probs = rng.integers(0, 4, 300), rng.dirichlet(np.ones(4), 300)
+    indices = stats.bootstrap_indices(300, 50, 0, stratify=labels)
+    full = stats.bootstrap_samples(labels, probs, indices=indices, num_classes=4)
+    monkeypatch.setattr(scoring, "_macro_auc", lambda *a, **k: pytest.fail("the AUC was computed unasked"))
+    one = stats.bootstrap_samples(labels, probs, indices=indices, num_classes=4, metrics=("qwk",))
+    assert list(one) == ["qwk"] and np.array_equal(one["qwk"], full["qwk"])
+    assert set(stats.bootstrap_samples(labels, probs, indices=indices, num_classes=4,
+                                       metrics=("log_loss", "ece"))) == {"log_loss", "ece"}
