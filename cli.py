@@ -528,7 +528,7 @@ def vote(
     members: Annotated[Optional[str], typer.Option(help="Comma-separated member names (default: every complete member).")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % intervals.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
-    coverage: Annotated[float, typer.Option(help="Target coverage of the refer threshold (screening).")] = 0.9,
+    coverage: Annotated[float, typer.Option(help="Target coverage of the review threshold: the share of images predict leaves unreviewed (review 0).")] = 0.9,
     thresholds: Annotated[Thresholds, typer.Option(help="Grade thresholds on the expected grade, fitted for QWK: auto (3+ ordered classes), on, off.")] = Thresholds.auto,
     select_by: Annotated[Optional[SelectBy], typer.Option(help="Val metric that picks the best member and method (log_loss is minimised); default qwk for ordered grades, macro_f1 for nominal classes.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print report.json on stdout instead of the table.")] = False,
@@ -604,7 +604,7 @@ def predict(
     workdir: WorkdirOpt,
     images: Annotated[Optional[list[Path]], typer.Argument(help="Image files to grade, or folders of them (not searched recursively).")] = None,
     from_file: FromFileOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout); an existing file that is not an earlier predictions CSV is refused unless --force. Interrupted, a run keeps its graded rows in <stem>.partial.csv, and the same command resumes from <stem>.partial.npz.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout); an existing file that is not an earlier predictions CSV (its header, with review or before 2026-12-08 refer) is refused unless --force. Interrupted, a run keeps its graded rows in <stem>.partial.csv, and the same command resumes from <stem>.partial.npz.")] = None,
     method: Annotated[Optional[str], typer.Option(help=f"Fitted combiner to use: {METHOD_HELP} (default: the best on validation).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over flipped copies.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON on stdout instead of CSV.")] = False,
@@ -619,34 +619,37 @@ def predict(
     label       the ensemble's class index (+thr methods: expected grade cut
                 at thresholds tuned on val)
     class       that class's grade or name (dataset.json classes)
-    label_prob  the ensemble's probability of label (refer uses it)
+    label_prob  the ensemble's probability of label (review uses it)
     top_class   the most probable class; differs from label only for +thr
     top_prob    the probability of top_class (the largest prob_*)
     agreement   share of members whose own top class is label (1 = all)
-    refer       1 = send to a human grader: label_prob below the threshold
-                chosen on val, agreement 0, or a grade the referable call
-                contradicts (other methods, and --tta on members whose
-                cached probabilities were not TTA: under half the members
-                agree); vote's referral figures count this rule, and refer
-                is 1 exactly when note is
-                not empty. It is about the image needing a human look, not
-                a DR finding: see referable
+    review      1 = a human grader should look at the image: label_prob
+                below the threshold chosen on val, agreement 0, or a grade
+                the referable call contradicts (other methods, and --tta on
+                members whose cached probabilities were not TTA: under half
+                the members agree); vote's referral figures count this rule,
+                and review is 1 exactly when note is not empty. It is not a
+                referral to an eye specialist: a confident grade 4 has
+                review 0 and referable 1. Called refer before 2026-12-08
+                (every reader of a predictions CSV takes either)
     prob_0..    the ensemble's probability of each class (calibrated when
                 vote ran with --calibrate temperature)
     p_referable P(grade >= the referable cut, default 2): ordered grades only
                 (two classes: p_positive and positive, for vote's
                 --positive-class)
     referable   1 = referable DR: p_referable at or above the threshold vote
-                chose on val for the sensitivity target (empty for another
+                chose on val for the sensitivity target, whatever the class
+                column says (a grade below the cut can be called referable,
+                and is then sent for review) (empty for another
                 --method than the one it was chosen for, with --tta on
                 members whose cached probabilities were not TTA, and for
                 ungradable images and images unlike the training images)
-    note        why refer is 1: "review: ..." (low confidence, members that
+    note        why review is 1: "review: ..." (low confidence, members that
                 disagree, a grade and a referable call that disagree),
                 "not graded: <reason>" (an unreadable input: its row comes
                 after the graded ones), "ungradable: ..." (a flat
                 black or white image) or "unlike the training images: ..."
-                (noise, a document, another kind of picture): both referred,
+                (noise, a document, another kind of picture): both review 1,
                 their grade cells left empty
     """
     from ensemble.inference import predict_images

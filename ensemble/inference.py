@@ -56,14 +56,19 @@ from members.infra.atomic import read_json, sha256_file, write_text
 from members.infra.errors import UserError
 
 BATCH_SIZE = 64
-CSV_COLUMNS = ("path", "label", "class", "label_prob", "top_class", "top_prob", "agreement", "refer")
+CSV_COLUMNS = ("path", "label", "class", "label_prob", "top_class", "top_prob", "agreement", "review")
 """The ``predict`` CSV's leading columns (then ``prob_0..prob_{k-1}``); their meaning is in
 ``predict --help`` and the README: ``label`` the ensemble's class index, ``class`` its grade or
 name, ``label_prob`` its probability,
 ``top_class``/``top_prob`` the most probable class and its probability (they differ from
 ``label``/``label_prob`` only for ``+thr`` methods), ``agreement`` the share of members whose
-own top class is ``label``, ``refer`` 1 = send to a human grader. On ordered grades with a
-referable-DR section in ``report.json``, :data:`REFERABLE_COLUMNS` follow the probabilities."""
+own top class is ``label``, ``review`` 1 = a human grader should look (low confidence, members that disagree, a
+grade the referable call contradicts, an image that cannot be graded): not a referral to an eye specialist, which
+is ``referable``. On ordered grades with a referable-DR section in ``report.json``, :data:`REFERABLE_COLUMNS`
+follow the probabilities. Predictions written before 2026-12-08 call ``review`` ``refer``
+(:data:`OLD_CSV_COLUMNS`): every reader of a predictions CSV takes both."""
+OLD_CSV_COLUMNS = (*CSV_COLUMNS[:-1], "refer")
+"""The header predict wrote before 2026-12-08, when ``review`` was called ``refer``."""
 REFERABLE_COLUMNS = ("p_referable", "referable")
 """``p_referable`` = P(grade >= the report's referable cut), ``referable`` 1/0 = at or above the threshold
 ``vote`` chose on val for the sensitivity target (empty for a method other than the one it was chosen for, and
@@ -71,7 +76,7 @@ for an image noted as ungradable or unlike the training images; ``null`` in ``--
 POSITIVE_COLUMNS = ("p_positive", "positive")
 """On a two-class task: ``p_positive`` = P(the report's positive class), ``positive`` 1/0 at the val-chosen threshold."""
 NOTE_COLUMN = "note"
-"""The last column, why ``refer`` is 1 (empty exactly where it is 0): ``review: ...`` (the referral rule: low
+"""The last column, why ``review`` is 1 (empty exactly where it is 0): ``review: ...`` (the referral rule: low
 confidence, members that disagree), ``ungradable: ...`` (a flat image) or ``unlike the training images: ...``
 (graded, but referred, ``referable`` empty), or ``not graded: <reason>`` for an input that could not be read (its
 other cells empty): every input given has a row."""
@@ -125,7 +130,7 @@ class Ensemble:
 
     @property
     def review_rule(self) -> ReviewRule:
-        """The rule that sets ``refer`` (:mod:`ensemble.referral`, the one ``vote``'s referral figures count)."""
+        """The rule that sets ``review`` (:mod:`ensemble.referral`, the one ``vote``'s referral figures count)."""
         return ReviewRule(self.refer_threshold, self.refer_without_agreement, self.referable_cut,
                           self.referable_threshold, self.referable_kind)
 
@@ -140,15 +145,17 @@ class PredictionResult:
         labels: ``(n,)`` ensemble labels.
         agreement: ``(n,)`` share of members whose argmax equals the ensemble label.
         confidence: ``(n,)`` ensemble probability of its label (``label_prob`` in the CSV).
-        refer: ``(n,)`` bool, True where the image should go to a human grader.
+        review: ``(n,)`` bool, True where a human grader should look at the image (the CSV's ``review``; not a
+            referral to an eye specialist, which is ``referable``).
         skipped: unreadable inputs, ``{path: reason}``.
         method: the combiner used; ``members``: its members; ``referral_note``: the rule used.
         classes: the class of each label index (``dataset.json``'s ``classes``: integers or names).
         p_referable: ``(n,)`` P(grade >= the referable cut), or ``None`` when the task has no referable cut.
         referable: ``(n,)`` bool at the val-chosen threshold, or ``None`` (no cut, or no threshold for this method).
+        referable_cut: the lowest referable grade (two classes: the positive class's index), or ``None``.
         notes: per graded row, ``""`` or why it is referred: an image referred whatever its grade
             (:data:`UNIFORM_NOTE`, unlike the training images) or ``review: <reason>`` (low confidence,
-            members that disagree); ``refer`` is 1 exactly where the note is not empty.
+            members that disagree); ``review`` is 1 exactly where the note is not empty.
         withheld: ``(n,)`` bool, True for images referred whatever their grade (ungradable, unlike the training
             images): their grade and ``referable`` are left empty in the CSV and ``to_json`` (which keeps the raw
             output under ``withheld``). The arrays above keep the raw output for every row, so leave these rows
@@ -160,7 +167,7 @@ class PredictionResult:
     labels: np.ndarray
     agreement: np.ndarray
     confidence: np.ndarray
-    refer: np.ndarray
+    review: np.ndarray
     skipped: dict[str, str]
     method: str
     members: list[str]
@@ -170,6 +177,7 @@ class PredictionResult:
     referable: np.ndarray | None = None
     referable_note: str = ""
     referable_kind: str = "referable_dr"
+    referable_cut: int | None = None  # the lowest referable grade (two classes: the positive class's index)
     notes: list[str] = field(default_factory=list)
     given: list[str] = field(default_factory=list)  # every input in order, repeats included: a row each
     synthetic: bool = False  # the ensemble learned from demo-data's synthetic images: its grades mean nothing for eyes
@@ -227,7 +235,7 @@ class PredictionResult:
         top_class, top_prob = self.top_class, self.top_prob
         rows = [{"path": path, "label": int(self.labels[i]), "class": self.class_value(int(self.labels[i])),
                  "label_prob": float(self.confidence[i]), "top_class": int(top_class[i]),
-                 "top_prob": float(top_prob[i]), "agreement": float(self.agreement[i]), "refer": bool(self.refer[i]),
+                 "top_prob": float(top_prob[i]), "agreement": float(self.agreement[i]), "review": bool(self.review[i]),
                  "probs": [float(p) for p in self.probs[i]], "note": self.note_of(i)}
                 for i, path in enumerate(self.paths)]
         if self.member_labels is not None:  # who said what: agreement alone does not name the dissenting member
@@ -272,7 +280,7 @@ class PredictionResult:
             tail = [] if not extra else [f"{self.p_referable[i]:.8g}", "" if call is None else int(call)]
             writer.writerow(csvsafe.row([
                 printable_path(path), int(self.labels[i]), self.class_of(int(self.labels[i])), f"{self.confidence[i]:.8g}",
-                int(top_class[i]), f"{top_prob[i]:.8g}", f"{self.agreement[i]:.6g}", int(self.refer[i]),
+                int(top_class[i]), f"{top_prob[i]:.8g}", f"{self.agreement[i]:.6g}", int(self.review[i]),
                 *(f"{p:.8g}" for p in self.probs[i]), *tail, self.note_of(i)]))
         ungraded = [p for p in self.given if p in self.skipped] or list(self.skipped)  # an input given twice: 2 rows
         for path in ungraded:  # every input is accounted for: the ungraded ones, referred
@@ -469,15 +477,15 @@ def referral_rule(report: dict, chosen: str) -> tuple[float | None, bool, str]:
         from ensemble.report import coverage_reached
 
         graded = report.get("ordinal", True) is not False and (report.get("num_classes") or 0) > 2
-        note = (f"referred when the ensemble's confidence < {threshold:.4g} (chosen on {_rows_of(report)} to keep "
-                f"{coverage:.0%} of images{coverage_reached(referral, graded)})" if coverage
-                else f"referred when confidence < {threshold:.4g}")
+        note = (f"sent for review when the ensemble's confidence < {threshold:.4g} (chosen on {_rows_of(report)} to "
+                f"keep {coverage:.0%} of images{coverage_reached(referral, graded)})" if coverage
+                else f"sent for review when confidence < {threshold:.4g}")
         note += f" or when no member gives the ensemble's {'grade' if graded else 'class'}" if alone else ""
     else:
         alone = False
         threshold = None
-        note = (f"referred when fewer than {AGREEMENT_FALLBACK:.0%} of members agree with the ensemble "
-                f"(report.json holds a referral threshold only for {best!r}, not {chosen!r})")
+        note = (f"sent for review when fewer than {AGREEMENT_FALLBACK:.0%} of members agree with the ensemble "
+                f"(report.json holds a review threshold only for {best!r}, not {chosen!r})")
     return threshold, alone, note
 
 
@@ -784,7 +792,8 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
         paths: image files, or folders whose image files (by extension, not recursing) are graded;
             missing or unreadable ones are listed on stderr and skipped.
         out: the CSV to write (atomically); ``None`` prints it on stdout. An existing file is only
-            replaced when it is an earlier predictions CSV (its header is this one's), or with ``force``.
+            replaced when it is an earlier predictions CSV (its header is this one's, or the one before 2026-12-08 that
+            named ``review`` ``refer``), or with ``force``.
         method: a fitted combiner (``ensemble/combiners/<method>.json``); default: the report's best.
         tta: average every member over four flips (members trained with TTA always get it).
         batch_size: images per batch.
@@ -928,10 +937,10 @@ def _save_partial(path: Path, key: str, graded: Sequence[str], P: np.ndarray) ->
 
 
 def _is_predictions_csv(path: Path) -> bool:
-    """Whether ``path`` begins with the header predict writes."""
+    """Whether ``path`` begins with the header predict writes, or wrote before 2026-12-08 (:data:`OLD_CSV_COLUMNS`)."""
     try:
         with open(path, encoding="utf-8", newline="") as f:
-            return next(csv.reader(f), [])[:len(CSV_COLUMNS)] == list(CSV_COLUMNS)
+            return tuple(next(csv.reader(f), [])[:len(CSV_COLUMNS)]) in (CSV_COLUMNS, OLD_CSV_COLUMNS)
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
 
@@ -1043,7 +1052,8 @@ def _none_graded(ens: Ensemble, skipped: dict[str, str]) -> PredictionResult:
                             skipped, ens.method, [m.name for m in ens.members], ens.referral_note, ens.classes,
                             p_referable=None if ens.referable_cut is None else empty,
                             referable=None if ens.referable_threshold is None else np.zeros(0, dtype=bool),
-                            referable_note=ens.referable_note, referable_kind=ens.referable_kind)
+                            referable_note=ens.referable_note, referable_kind=ens.referable_kind,
+                            referable_cut=ens.referable_cut)
 
 
 def expand_folders(paths: Sequence[str], leave_out: Sequence[str | os.PathLike] = ()) -> list[str]:
@@ -1198,11 +1208,11 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
     conflicts = np.flatnonzero(flags["call_conflict"] & ~noted)  # the grade and the referable call disagree
     for i, why in _call_conflicts(ens, labels, p_ref, conflicts).items():
         notes[i] = f"{notes[i]}; {why}" if notes[i] else f"review: {why}"
-    refer = np.array([bool(n) for n in notes], dtype=bool).reshape(labels.shape)  # refer 1 exactly where a note is
-    return PredictionResult(paths, probs, labels, agreement, confidence, refer, skipped, ens.method,
+    review = np.array([bool(n) for n in notes], dtype=bool).reshape(labels.shape)  # review 1 exactly where a note is
+    return PredictionResult(paths, probs, labels, agreement, confidence, review, skipped, ens.method,
                             [m.name for m in ens.members], ens.referral_note, ens.classes, p_referable=p_ref,
                             referable=referable, referable_note=ens.referable_note,
-                            referable_kind=ens.referable_kind, notes=notes,
+                            referable_kind=ens.referable_kind, referable_cut=ens.referable_cut, notes=notes,
                             member_labels=P.argmax(axis=2), withheld=noted)
 
 
@@ -1270,8 +1280,8 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
     graded = r.referable_kind == "referable_dr" and r.p_referable is not None  # DR grades, not classes
     word, reader = ("grade", "grader") if graded else ("class", "reader")
     print(f"Predicted {len(r.paths)} image(s) with {r.method} over {len(r.members)} members "
-          f"({', '.join(r.members)}){where}; sent to a human {reader} (refer 1, the reason in note) "
-          f"{int(r.refer.sum())}, skipped {len(r.skipped)}{' (a row each, refer 1)' if r.skipped else ''}. "
+          f"({', '.join(r.members)}){where}; sent to a human {reader} (review 1, the reason in note) "
+          f"{int(r.review.sum())}, skipped {len(r.skipped)}{' (a row each, review 1)' if r.skipped else ''}. "
           f"Review rule: {r.referral_note}.", file=sys.stderr)
     flat = sum(1 for n in r.notes if n == UNIFORM_NOTE)
     if flat:
@@ -1284,12 +1294,31 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
               "validation images' looks (noise, a document or another kind of picture?); they are referred and their "
               f"{word} is withheld (empty cells; --json keeps the raw output under withheld).", file=sys.stderr)
     if r.referable is not None:
-        what = "Positive" if r.referable_kind == "positive_class" else "Referable DR (a finding by grade, apart from refer)"
+        what = "Positive" if r.referable_kind == "positive_class" else "Referable DR"
         calls = [r.referable_of(i) for i in range(len(r.paths))]
         unassessed = sum(c is None for c in calls)
         print(f"{what}: {sum(c is True for c in calls)} of {len(r.paths) - unassessed} assessed image(s) "
               f"({r.referable_note}; columns {', '.join(r.summary_columns)})"
               + (f"; {unassessed} not assessed (ungradable, or unlike the training images: "
-                 f"{r.summary_columns[1]} empty, refer 1)" if unassessed else "") + ".", file=sys.stderr)
+                 f"{r.summary_columns[1]} empty, review 1)" if unassessed else "") + ". " + _call_basis(r, calls),
+              file=sys.stderr)
     elif r.p_referable is not None:
         print(f"Note: {r.referable_note}.", file=sys.stderr)
+
+
+def _call_basis(r: PredictionResult, calls: Sequence[bool | None]) -> str:
+    """What the referable (two classes: positive) call rests on — P(grade >= cut) at the val-chosen threshold, not
+    the grade — and how many calls the class column contradicts; the call is a finding apart from ``review``."""
+    name = r.class_of(r.referable_cut)
+    if r.referable_kind == "positive_class":
+        score, column, own = f"P(class {name})", "the class column", lambda label: label == r.referable_cut
+        above, below = f"have another class than {name}", f"of class {name}"
+    else:
+        score, column, own = f"P(grade >= {name})", "the class column (the grade)", lambda label: label >= r.referable_cut
+        above, below = f"are graded below {name}", f"graded {name} or above"
+    called = [i for i, c in enumerate(calls) if c is True]
+    against = sum(not own(int(r.labels[i])) for i in called)
+    missed = sum(c is False and own(int(r.labels[i])) for i, c in enumerate(calls))
+    return (f"The call rests on {score} at that threshold, not on {column}: {against} of the {len(called)} called "
+            f"{above}, and {missed} {below} are not called (each such image has review 1, its note says why); the "
+            "call is a finding, apart from review.")

@@ -1,6 +1,6 @@
 """The review rule: which graded rows go to a human, decided in one place for ``predict`` and ``vote``.
 
-:func:`review_flags` gives ``predict``'s ``refer`` column (the reason in ``note``) and ``report.json``
+:func:`review_flags` gives ``predict``'s ``review`` column (the reason in ``note``) and ``report.json``
 ``referral`` (coverage, rows referred, accuracy of the kept and the referred rows), so the report counts
 what ``predict`` does on the same rows. With the rule ``vote`` chose for its best method, a row is referred
 

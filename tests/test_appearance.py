@@ -164,7 +164,7 @@ def test_vote_records_the_training_images_and_predict_refers_what_is_unlike_them
     rows = pd.read_csv(out, keep_default_na=False).set_index("path")
     for path in odd:
         assert rows.loc[path, "note"].startswith("unlike the training images: its pixel-to-pixel change")
-        assert rows.loc[path, "refer"] == 1 and rows.loc[path, "class"] == ""  # referred, its grade withheld
+        assert rows.loc[path, "review"] == 1 and rows.loc[path, "class"] == ""  # referred, its grade withheld
         assert rows.loc[path, "referable"] == "" and rows.loc[path, "p_referable"] == ""  # no finding on it
     assert all(rows.loc[p, "note"] == "" or rows.loc[p, "note"].startswith("review: ") for p in good)
     assert all(str(rows.loc[p, "referable"]) in ("0", "1") for p in good)

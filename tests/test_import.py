@@ -181,8 +181,10 @@ def test_a_binary_workdir_takes_prob_1_alone(tmp_path, capsys):
     one_sentence_error(code, err, "gives 1.5 for class dog, not a probability between 0 and 1")
 
 
-def test_predict_out_csv_with_absolute_paths_imports(workdir_copy, tmp_path):
-    """The CSV ``predict --out`` writes (absolute ``path`` column, then label, class, ..., prob_k) is a valid import."""
+@pytest.mark.parametrize("header", ["review", "refer"])
+def test_predict_out_csv_with_absolute_paths_imports(workdir_copy, tmp_path, header):
+    """The CSV ``predict --out`` writes (absolute ``path`` column, then label, class, ..., prob_k) is a valid import,
+    with its ``review`` column or, written before 2026-12-08, ``refer``."""
     from ensemble.inference import PredictionResult
 
     data = load_dataset(workdir_copy)
@@ -194,10 +196,12 @@ def test_predict_out_csv_with_absolute_paths_imports(workdir_copy, tmp_path):
         n = len(rows)
         result = PredictionResult(paths=[str(data.image_root / p) for p in rows["path"]], probs=probs,
                                   labels=probs.argmax(axis=1), agreement=np.ones(n), confidence=probs.max(axis=1),
-                                  refer=np.zeros(n, bool), skipped={"/elsewhere/unreadable.jpeg": "is empty (0 bytes)"},
+                                  review=np.zeros(n, bool), skipped={"/elsewhere/unreadable.jpeg": "is empty (0 bytes)"},
                                   method="soft", members=["a", "b"], referral_note="", classes=data.classes)
         csvs[split] = tmp_path / f"{split}_predict.csv"
-        csvs[split].write_text(result.to_csv())
+        text = result.to_csv()
+        assert ",agreement,review,prob_0," in text.splitlines()[0]
+        csvs[split].write_text(text.replace(",agreement,review,", f",agreement,{header},", 1))
         expected[split] = probs[::-1]  # back in split.csv order
     assert pd.read_csv(csvs["val"]).columns[0] == "path" and pd.read_csv(csvs["val"])["path"].iloc[0].startswith("/")
     assert pd.read_csv(csvs["val"])["note"].iloc[-1] == "not graded: is empty (0 bytes)"  # such a row is passed over

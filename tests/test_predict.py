@@ -60,15 +60,15 @@ def test_csv_rows_probabilities_agreement_and_referral(voted, images, tmp_path, 
     result, full = _run(voted, mixed, tmp_path)
     k = 5
     assert list(full.columns) == ["path", "label", "class", "label_prob", "top_class", "top_prob", "agreement",
-                                  "refer", *(f"prob_{j}" for j in range(k)), "p_referable", "referable", "note"]
+                                  "review", *(f"prob_{j}" for j in range(k)), "p_referable", "referable", "note"]
     # every input has a row: the graded ones in the order given, then the ones that could not be read, referred
     assert full["path"].tolist() == good + [p for p in mixed if p in result.skipped]  # ungraded: in input order
     ungraded = full.iloc[len(good):]
-    assert (ungraded["refer"] == 1).all() and ungraded["label"].isna().all() and ungraded["prob_0"].isna().all()
+    assert (ungraded["review"] == 1).all() and ungraded["label"].isna().all() and ungraded["prob_0"].isna().all()
     assert [n.split(":")[0] for n in ungraded["note"]] == ["not graded"] * len(bad)
-    table = full.iloc[:len(good)].astype({"label": int, "top_class": int, "refer": int})
-    # refer 1 exactly where the note says why: here only the review rule (low confidence, no member agreeing)
-    assert (table["note"].notna() == (table["refer"] == 1)).all()
+    table = full.iloc[:len(good)].astype({"label": int, "top_class": int, "review": int})
+    # review 1 exactly where the note says why: here only the review rule (low confidence, no member agreeing)
+    assert (table["note"].notna() == (table["review"] == 1)).all()
     assert all(n.startswith("review: ") for n in table["note"].dropna())
     low = result.confidence < read_json(voted / "ensemble" / "report.json")["referral"]["threshold"]
     assert all(("low confidence: " in n) == bool(is_low) for n, is_low in zip(table["note"].fillna(""), low))
@@ -84,9 +84,9 @@ def test_csv_rows_probabilities_agreement_and_referral(voted, images, tmp_path, 
     report = read_json(voted / "ensemble" / "report.json")
     assert result.method == report["best_method"]
     threshold = report["referral"]["threshold"]
-    assert set(table["refer"]) <= {0, 1}
+    assert set(table["review"]) <= {0, 1}
     assert report["referral"]["refer_without_agreement"] is True
-    assert (table["refer"] == ((result.confidence < threshold) | (table["agreement"] == 0)).astype(int)).all()
+    assert (table["review"] == ((result.confidence < threshold) | (table["agreement"] == 0)).astype(int)).all()
     # referable DR: P(grade >= 2) against the ensemble's val-chosen operating point in report.json
     ref = report["referable"]
     assert ref["applicable"] and ref["ensemble"]["name"] == result.method and ref["cut_grade"] == 2
@@ -106,14 +106,14 @@ def test_other_method_falls_back_to_agreement(voted, images, tmp_path, capsys) -
     other = "hard" if best != "hard" else "soft"
     result, table = _run(voted, images["good"], tmp_path, method=other)
     assert result.method == other
-    assert (table["refer"] == (table["agreement"] < 0.5).astype(int)).all()
+    assert (table["review"] == (table["agreement"] < 0.5).astype(int)).all()
     assert "fewer than 50% of members agree" in capsys.readouterr().err
 
 
 def test_stdout_when_no_out(voted, images, capsys) -> None:
     predict_images(voted, images["good"][:2])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("path,label,class,label_prob,top_class,top_prob,agreement,refer,prob_0") and len(lines) == 3
+    assert lines[0].startswith("path,label,class,label_prob,top_class,top_prob,agreement,review,prob_0") and len(lines) == 3
 
 
 def test_unknown_method_lists_fitted_ones(voted, images) -> None:
@@ -214,9 +214,9 @@ def test_cli_predict(voted, images, tmp_path) -> None:
     assert res.exit_code == 0, res.output
     table = pd.read_csv(out)
     assert len(table) == 4 and table["note"].iloc[3].startswith("not graded: ")  # the unreadable input has its row
-    assert table["refer"].iloc[3] == 1
-    graded = table.iloc[:3]  # --tta on members cached without it: refer by agreement, and the note says so
-    assert (graded["note"].notna() == (graded["refer"] == 1)).all()
+    assert table["review"].iloc[3] == 1
+    graded = table.iloc[:3]  # --tta on members cached without it: review by agreement, and the note says so
+    assert (graded["note"].notna() == (graded["review"] == 1)).all()
     assert all(n.startswith("review: members disagree: ") for n in graded["note"].dropna())
 
 
@@ -350,7 +350,7 @@ def test_cli_predict_json(voted, images) -> None:
     assert data["classes"] == [0, 1, 2, 3, 4] and list(data["skipped"]) == [images["bad"][0]]
     for row in data["predictions"]:
         assert abs(sum(row["probs"]) - 1) < 1e-6 and row["class"] == row["label"]  # an integer grade, as in classes
-        assert isinstance(row["refer"], bool)
+        assert isinstance(row["review"], bool)
 
 
 def test_check_file(images) -> None:
@@ -652,7 +652,7 @@ def test_flat_images_are_referred_palette_bmps_skipped_and_jfif_read(voted, imag
     rows = {Path(p).name: r for p, r in zip(table["path"], table.to_dict("records"))}
     assert set(rows) == {"black.png", "white.png", "brown.png", "palette.bmp", "eye.jfif"}
     for flat in ("black.png", "white.png", "brown.png"):
-        assert rows[flat]["refer"] == 1 and rows[flat]["note"].startswith("ungradable: the image is (nearly) one flat")
+        assert rows[flat]["review"] == 1 and rows[flat]["note"].startswith("ungradable: the image is (nearly) one flat")
         assert rows[flat]["label"] != rows[flat]["label"] and rows[flat]["prob_0"] != rows[flat]["prob_0"]  # withheld
     json_rows = {Path(r["path"]).name: r for r in result.to_json()["predictions"]}
     assert json_rows["black.png"]["class"] is None and json_rows["black.png"]["withheld"]["class"] is not None
@@ -667,7 +667,7 @@ def test_flat_images_are_referred_palette_bmps_skipped_and_jfif_read(voted, imag
 def test_tta_falls_back_to_the_agreement_rule_and_a_missing_workdir_is_named(voted, images, tmp_path, capsys) -> None:
     result, table = _run(voted, images["good"][:3], tmp_path, tta=True)
     assert "--tta changes the probabilities" in result.referral_note  # the val threshold was chosen without TTA
-    assert (table["refer"] == (table["agreement"] < 0.5).astype(int)).all()
+    assert (table["review"] == (table["agreement"] < 0.5).astype(int)).all()
     with pytest.raises(UserError, match=r"The workdir .*nowhere does not exist; pass the folder"):
         predict_images(tmp_path / "nowhere", images["good"][:1])
 
@@ -721,7 +721,7 @@ def test_no_readable_input_still_gets_its_rows_then_one_sentence(voted, images, 
     code, _out, err = run_cli("predict", "--workdir", voted, *bad, "--out", out)
     assert code == 1 and err.strip().splitlines()[-1].startswith("Error: None of the 4 image(s) could be read")
     rows = pd.read_csv(out, keep_default_na=False)
-    assert sorted(rows["path"]) == sorted(bad) and (rows["refer"] == 1).all() and (rows["label"] == "").all()
+    assert sorted(rows["path"]) == sorted(bad) and (rows["review"] == 1).all() and (rows["label"] == "").all()
     assert all(note.startswith("not graded: ") for note in rows["note"])
     # a typo the next day must not wipe out the day's predictions: an earlier CSV is left as it was
     code, _out, err = run_cli("predict", "--workdir", voted, images["good"][0], "--out", out)
@@ -1101,3 +1101,57 @@ def test_partial_files_predict_did_not_write_are_never_deleted_and_an_unkept_run
         inference.predict_images(voted, images["good"], out=other, batch_size=2, print_csv=False)
     assert "their rows are in" in stop.value.note and "grade them all" in stop.value.note
     assert "taken from" not in stop.value.note  # the resume file could not be written: no promise to resume
+
+
+def _graded_result(labels, p_referable, threshold=0.2):
+    """A five-grade result whose referable call thresholds ``p_referable`` at ``threshold`` (cut grade 2)."""
+    from ensemble.inference import PredictionResult
+
+    labels = np.asarray(labels)
+    n = len(labels)
+    probs = np.full((n, 5), 0.1)
+    probs[np.arange(n), labels] = 0.6
+    p = np.asarray(p_referable, dtype=float)
+    return PredictionResult([f"{i}.png" for i in range(n)], probs, labels, np.ones(n), np.full(n, 0.6),
+                            np.zeros(n, bool), {}, "soft", ["m1", "m2"], "sent for review when ...", list(range(5)),
+                            p_referable=p, referable=p >= threshold, referable_kind="referable_dr", referable_cut=2,
+                            referable_note=f"referable DR when P(grade >= 2) >= {threshold}, chosen on val",
+                            notes=[""] * n, withheld=np.zeros(n, bool))
+
+
+def test_the_review_column_is_named_review_and_old_refer_predictions_are_still_read(voted, images, tmp_path):
+    """``refer`` read as "send to the eye specialist": a confident grade-4 eye had refer 0. The column is ``review``;
+    a CSV predict wrote before (header ``...,agreement,refer,...``) is still an earlier predictions CSV for --out
+    and for an interrupted run's partial file."""
+    from ensemble import inference
+
+    result = _graded_result([4, 0], [0.95, 0.05])
+    header = result.to_csv().splitlines()[0].split(",")
+    assert "review" in header and "refer" not in header and "referable" in header
+    row = result.to_json()["predictions"][0]
+    assert row["review"] is False and "refer" not in row and row["referable"] is True  # a confident grade 4
+    old = ",".join(inference.OLD_CSV_COLUMNS) + ",prob_0,prob_1,prob_2,prob_3,prob_4,note\na.png,0,0,0.9,0,0.9,1,0,1,0,0,0,0,\n"
+    assert "agreement,refer,prob_0" in old
+    out = tmp_path / "earlier.csv"
+    out.write_text(old)
+    predict_images(voted, images["good"][:1], out=out)  # replaced without --force: predict wrote it
+    assert pd.read_csv(out).columns[7] == "review"
+    partial_csv, _ = inference.partial_files(tmp_path / "today.csv")
+    partial_csv.write_text(old)
+    assert inference._keep_partial(partial_csv, result.to_csv())  # an old partial file is predict's own
+    partial_csv.write_text(old)
+    inference._remove_partial(tmp_path / "today.csv")
+    assert not partial_csv.exists()
+
+
+def test_the_referable_line_says_it_rests_on_p_referable_not_the_grade(capsys):
+    """stderr said "Referable DR (a finding by grade, apart from refer): 7 of 10" where three of the 7 had grade 0:
+    the call thresholds P(grade >= 2), not the grade."""
+    from ensemble.inference import _summary
+
+    _summary(_graded_result([0, 4, 3, 0, 1], [0.3, 0.9, 0.1, 0.05, 0.25]), None)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "a finding by grade" not in err and "refer 1" not in err
+    assert "Referable DR: 3 of 5 assessed image(s) (referable DR when P(grade >= 2) >= 0.2" in err
+    assert ("The call rests on P(grade >= 2) at that threshold, not on the class column (the grade): 2 of the 3 called "
+            "are graded below 2, and 1 graded 2 or above are not called (each such image has review 1, its note says why)") in err

@@ -305,7 +305,7 @@ def test_prediction_csv_cells_never_start_a_formula():
 
     n = len(EVIL)
     result = PredictionResult(paths=EVIL, probs=np.full((n, 2), 0.5), labels=np.zeros(n, np.int64),
-                              agreement=np.ones(n), confidence=np.full(n, 0.5), refer=np.zeros(n, bool), skipped={},
+                              agreement=np.ones(n), confidence=np.full(n, 0.5), review=np.zeros(n, bool), skipped={},
                               method="soft", members=["a", "b"], referral_note="", classes=["=evil", "-1"])
     rows = list(csv.reader(io.StringIO(result.to_csv(), newline="")))
     cells = [c for row in rows for c in row]

@@ -856,7 +856,7 @@ def test_the_referral_figures_count_the_rows_predict_refers(kind, k, cut) -> Non
     for split in ("val", "test"):
         ens = Ensemble(Path("."), "soft", soft, [], ref["threshold"], "", [str(c) for c in range(k)], True,
                        cut, 0.45, "", kind)
-        refer = _combine(ens, [f"{i}.png" for i in range(n)], probs[split].astype(np.float64), {}).refer
+        refer = _combine(ens, [f"{i}.png" for i in range(n)], probs[split].astype(np.float64), {}).review
         if split == "val":
             assert ref["val_coverage"] == pytest.approx(1 - refer.mean())
             continue
