@@ -17,6 +17,9 @@ from members.infra.atomic import write_bytes
 
 HEADLINE = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro-F1"), ("qwk", "QWK"), ("auc", "AUC"))
 MEMBER_COLOR, METHOD_COLOR, BASELINE_COLOR = "tab:blue", "tab:orange", "grey"
+CHOSEN_LABEL = "chosen (black ring)"
+DIVERSITY_KEY = "one scale for all panels\n(Yule's Q runs -1 to 1, the others 0 to 1)"
+OTHER_MEMBERS = "other members (grey)"
 
 
 def _pyplot():
@@ -55,13 +58,15 @@ def plot_comparison(path: str | Path, report: dict) -> Path:
     rows = [(name, "member", m) for name, m in report["members"].items()]
     rows += [(name, "method", m) for name, m in report["ensembles"].items()]
     best = {report.get("best_single"), report.get("best_method")}
+    one = set(report.get("one_class") or ())  # one class for every test row: the majority class in effect
     y = np.arange(len(rows))[::-1]
-    from ensemble.report import columns
+    from ensemble.report import ONE_CLASS, columns
 
     shown = dict(columns(report))  # kappa on two classes, no QWK on nominal ones: as the tables name them
     panels = [(key, {"qwk": shown.get("qwk", title)}.get(key, title)) for key, title in HEADLINE
               if key != "qwk" or key in shown]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 0.9 + 0.32 * len(rows)), sharey=True)
+    ringed = False
     for ax, (key, title) in zip(axes, panels):
         spans = []
         for kind, color, marker in (("member", MEMBER_COLOR, "o"), ("method", METHOD_COLOR, "s")):
@@ -74,8 +79,10 @@ def plot_comparison(path: str | Path, report: dict) -> Path:
                 spans += [float(np.nanmin(lo)), float(np.nanmax(hi))]
         chosen = [(yi, m[key]["value"]) for yi, (name, _, m) in zip(y, rows)
                   if name in best and m[key]["value"] is not None]
-        if chosen:
-            ax.plot([v for _, v in chosen], [yi for yi, _ in chosen], "*", ms=12, color="black", zorder=3)
+        if chosen:  # a ring around the chosen ones' points: a filled mark on top hid whether it is a member or not
+            ax.plot([v for _, v in chosen], [yi for yi, _ in chosen], "o", ms=13, mfc="none", mec="black", mew=1.2,
+                    zorder=3, label=None if ringed else CHOSEN_LABEL)
+            ringed = True
         # the axis fits the models' intervals: a baseline far off them (QWK 0) would squeeze every whisker into a
         # sliver; it is then drawn at the axis edge with its value
         low, high = (min(spans), max(spans)) if spans else (0.0, 1.0)
@@ -93,14 +100,17 @@ def plot_comparison(path: str | Path, report: dict) -> Path:
         ax.set_title(title)
         ax.set_xlabel("test value (higher is better)", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(y, [f"{name}{' *' if name in best else ''}" for name, _, _ in rows])
+    axes[0].set_yticks(y, [f"{name}{' *' if name in best else ''}{f' {ONE_CLASS}' if name in one else ''}"
+                           for name, _, _ in rows])  # the marks report.md gives
     from ensemble.report import chosen_on
 
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, loc="lower right", ncol=2, frameon=False)
-    fig.suptitle(f"Test set (n={report['test_size']}): members (blue circles), ensembles (orange squares), * = chosen on "
-                 f"{chosen_on(report)}; whiskers = 95 % bootstrap CI; dashed = majority class (always the most common "
-                 "val class), or its value at the edge when it lies off the axis", fontsize=9)
+    keys = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(list(keys.values()), list(keys), fontsize=7, loc="lower right", ncol=3, frameon=False)
+    fig.suptitle(f"Test set (n={report['test_size']}): members (blue circles), ensembles (orange squares); * and a "
+                 f"black ring = chosen on {chosen_on(report)}"
+                 + (f"; {ONE_CLASS} = gives every test row one class (the majority class in effect)" if one else "")
+                 + "\nwhiskers = 95 % bootstrap CI; dashed = majority class (always the most common val class), or its "
+                 "value at the edge when it lies off the axis", fontsize=9)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return _save(fig, Path(path))
 
@@ -114,16 +124,22 @@ def plot_confusions(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], 
         panels: ``(title, k x k count matrix)`` pairs, rows = true class.
         classes: class names for the axes.
         cut: the lowest referable grade: red lines part the grades below it from the others on both axes, so
-            that the referable eyes graded below it (missed) and the others graded at or above it stand out.
+            that the referable eyes graded below it and the others graded at or above it stand out. These count
+            by grade; the referable call (a threshold on P(grade >= cut)) misses other eyes, and the caption says
+            it is reported separately (report.md's referable-DR section, roc.png).
         word: ``"grade"`` or ``"class"``, for the axis labels.
     """
     plt = _pyplot()
     width = 4.4 * len(panels) + 0.8
-    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.0), squeeze=False)
+    lines = cut is not None and 0 < cut < len(classes)  # the red lines, and their two-line caption under the axes
+    caption = 0.35 if lines else 0.0  # inches
+    height = 4.0 + caption
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, height), squeeze=False)
     label = max((len(str(c)) for c in classes), default=1)  # class names on the y axis: room for the longest
     left = min(0.35, (0.45 + 0.075 * label) / width)
     crowded = len(classes) * label > 24  # more characters than a 4.4-inch panel holds side by side: slanted names
-    fig.subplots_adjust(left=left, right=0.88, bottom=min(0.4, 0.14 + (0.055 * label if crowded else 0)), top=0.9,
+    bottom = min(0.4, 0.14 + (0.055 * label if crowded else 0)) * 4.0 + caption
+    fig.subplots_adjust(left=left, right=0.88, bottom=bottom / height, top=1 - 0.4 / height,
                         wspace=0.3 + 0.03 * label)
     for ax, (title, cm) in zip(axes[0], panels):
         cm = np.asarray(cm)
@@ -138,33 +154,43 @@ def plot_confusions(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], 
         ax.set_yticks(ticks, [str(c) for c in classes])
         ax.set_xlabel(f"predicted {word}")
         ax.set_ylabel(f"true {word}")
-        if cut is not None and 0 < cut < len(classes):
+        if lines:
             ax.axhline(cut - 0.5, color="tab:red", lw=1.2)
             ax.axvline(cut - 0.5, color="tab:red", lw=1.2)
         ax.set_title(title, fontsize=9)
-    fig.colorbar(image, cax=fig.add_axes((0.9, 0.2, 0.015, 0.6)), label=f"share of the true {word}")
-    if cut is not None and 0 < cut < len(classes):
-        fig.text(0.01, 0.01, f"red lines: referable (grade >= {cut}) or not; bottom-left block of the lines = "
-                 "referable eyes graded below it (missed)", fontsize=7, color="tab:red")
+    fig.colorbar(image, cax=fig.add_axes((0.9, bottom / height + 0.06, 0.015, 0.6 * 4.0 / height)),
+                 label=f"share of the true {word}")
+    if lines:
+        fig.text(0.01, 0.01, confusion_caption(cut), fontsize=7, color="tab:red", va="bottom")
     return _save(fig, Path(path))
+
+
+def confusion_caption(cut) -> str:
+    """The red lines' key: the blocks count by grade, and the referable call is counted elsewhere."""
+    return (f"red lines: referable (grade >= {cut}) or not, counted by grade: the bottom-left block = referable eyes graded "
+            f"below {cut}.\nThe referable call (a threshold on P(grade >= {cut}), chosen on validation) flags other "
+            "eyes than the grades do: its misses are reported separately (report.md Referable DR, roc.png).")
 
 
 def plot_diversity(path: str | Path, diversity: dict, n: int | None = None) -> Path:
     """Heatmaps of pairwise disagreement, Yule's Q and double fault between members (test predictions).
 
+    Every panel is drawn on one fixed scale (-1 to 1 with Yule's Q, else 0 to 1), keyed by one colour bar: a
+    panel scaled to its own values made Q 0.70 green and 0.94 yellow with nothing to read them by.
     ``n`` (the test rows) goes in the figure's title.
     """
     plt = _pyplot()
     names = diversity["members"]
-    panels = [("disagreement", "disagreement\n(share exactly one gets right)", 0.0),
-              ("q_statistic", "Yule's Q\n(1 = err on the same rows)", -1.0),
-              ("double_fault", "double fault\n(share both get wrong)", 0.0)]
+    panels = [("disagreement", "disagreement\n(share exactly one gets right)"),
+              ("q_statistic", "Yule's Q\n(1 = err on the same rows)"),
+              ("double_fault", "double fault\n(share both get wrong)")]
     panels = [p for p in panels if p[0] in diversity]
-    fig, axes = plt.subplots(1, len(panels), figsize=(1.0 + 1.9 * len(panels) + 0.6 * len(names) * len(panels),
-                                                       1.9 + 0.6 * len(names)), squeeze=False)
-    for ax, (key, title, vmin) in zip(axes[0], panels):
+    vmin = -1.0 if any(key == "q_statistic" for key, _ in panels) else 0.0
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.8 + 1.9 * len(panels) + 0.6 * len(names) * len(panels),
+                                                       1.9 + 0.6 * len(names)), squeeze=False, layout="constrained")
+    for ax, (key, title) in zip(axes[0], panels):
         values = np.array([[np.nan if v is None else v for v in row] for row in diversity[key]], dtype=float)
-        ax.imshow(values, vmin=vmin, vmax=1.0, cmap="viridis")
+        image = ax.imshow(values, vmin=vmin, vmax=1.0, cmap="viridis")
         for (i, j), v in np.ndenumerate(values):
             light = np.isnan(v) or (v - vmin) / (1.0 - vmin) > 0.6
             ax.text(j, i, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
@@ -174,7 +200,8 @@ def plot_diversity(path: str | Path, diversity: dict, n: int | None = None) -> P
         ax.set_title(title, fontsize=9)
     fig.suptitle("Diversity of the members on test" + (f" (n={n})" if n is not None else "")
                  + ": right/wrong per row, pair by pair", fontsize=10)
-    fig.tight_layout()
+    key = fig.colorbar(image, ax=list(axes[0]), shrink=0.8, aspect=25, pad=0.02)
+    key.set_label(DIVERSITY_KEY if vmin < 0 else DIVERSITY_KEY.split("\n")[0], fontsize=8)
     return _save(fig, Path(path))
 
 
@@ -205,7 +232,9 @@ def plot_roc(path: str | Path, curves: Sequence[tuple[str, str, np.ndarray, np.n
         ax.plot(fpr, tpr, color=color, lw=lw, ls="--" if kind == "ensemble" else "-",
                 label=label if kind != "member" else None)
     if any(kind == "member" for _, kind, _, _ in curves):
-        ax.plot([], [], color="0.7", lw=1, label="other members")
+        others = [label for label, kind, _, _ in curves if kind == "member"]
+        ax.plot([], [], color="0.7", lw=1, label=f"{OTHER_MEMBERS}: {', '.join(others[:6])}"
+                + (f" and {len(others) - 6} more" if len(others) > 6 else ""))
     for label, kind, fpr, tpr in points:
         ax.plot(fpr, tpr, "*" if kind == "ensemble" else "o", ms=13 if kind == "ensemble" else 8,
                 color=style[kind][0], markeredgecolor="black", zorder=4, label=label)

@@ -1219,7 +1219,8 @@ def _write_clinical_figures(out: Path, report: dict, ms: MemberSet, single: Pred
 
     bs, bm = report["best_single"], report["best_method"]
     panels = []
-    for j, (title, p) in enumerate(((f"best single: {bs}", single), (f"best ensemble: {bm}", best))):
+    # the ensemble left, the best single member right, as in confusion.png (``before`` is single's, then ensemble's)
+    for j, (title, p) in ((1, (f"best ensemble: {bm}", best)), (0, (f"best single: {bs}", single))):
         series = [("calibrated" if before is not None else "test",
                    stats.reliability(ms.test_labels, p.test_probs, p.test_pred))]
         if before is not None:
