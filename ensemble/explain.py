@@ -408,6 +408,7 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
         UserError: no fitted ensemble, ``out`` is a file, or no readable image.
     """
     from ensemble.inference import (
+        _combine,
         _report_skipped,
         check_file,
         image_batches,
@@ -416,6 +417,7 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
         member_variant,
         expand_folders,
         settle_skipped,
+        with_tta,
     )
     from ensemble.plots import _pyplot, _save
 
@@ -426,7 +428,7 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
     paths = expand_folders(image_paths(paths, "explain"))  # one path is one image, not one per character
     if not paths:
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
-    ens = load_ensemble(workdir, method)
+    ens = with_tta(load_ensemble(workdir, method), tta)  # predict's review and referable rules, --tta included
     dataset = read_json(Path(workdir) / "dataset.json") if (Path(workdir) / "dataset.json").is_file() else {}
     classes, ordinal = list(dataset.get("classes", [])), dataset.get("ordinal", True) is not False
     weights = combiner_weights(ens.combiner, len(ens.members))
@@ -463,6 +465,7 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
                                 _scaled(_cam(m.model, batches[slot[j]], ens_grades, forwards[j]))[0])
         rows = indices.numpy().tolist()
         notes = screen_notes(ens, [candidates[i] for i in rows])  # predict's screen: no grade to read off them
+        calls = _combine(ens, [candidates[i] for i in rows], P, {}, notes=notes)  # predict's review and referable
         for row, i in enumerate(rows):
             done.add(i)
             image, windows = _display(candidates[i], variants)
@@ -470,6 +473,8 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
             maps = [_paste(own[j][row], windows[slot[j]], shape) for j in range(len(ens.members))]
             combined = sum(weights[j] * _paste(for_ensemble[j][row], windows[slot[j]], shape)
                            for j in range(len(ens.members)))
+            cover = sum(_paste(np.ones_like(own[j][row]), windows[slot[j]], shape) for j in range(len(ens.members)))
+            diffuse = [*(_diffuse(own[j][row]) for j in range(len(ens.members))), _diffuse(combined[cover > 0])]
             g = int(ens_grades[row])
             if notes[row]:  # ungradable or unlike the training images: the maps, but no grade
                 withheld += 1
@@ -483,11 +488,13 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
                 likeliest = ("" if top == g else  # a combiner with thresholds grades another than its likeliest
                              f"; its most probable {_label(classes, top, ordinal)}, p={ens_probs[row, top]:.2f}")
                 titles.append(f"ensemble ({ens.method}): {_label(classes, g, ordinal)} (p={ens_probs[row, g]:.2f}"
-                              f"{likeliest})")
-                titles = [t + (f"\n({COARSE_NOTE})" if flat else
-                               "\n(empty map: no region raised this output)" if not heat.any() else "")
-                          for t, heat, flat in zip(titles, [*maps, combined],
-                                                   [*(u[row] for u in uniform), all(u[row] for u in uniform)])]
+                              f"{likeliest})\n{call_line(ens, calls, row)}")
+                word = "grade" if ordinal and not any(isinstance(c, str) for c in classes) else "class"
+                titles = [t + (f"\n({COARSE_NOTE})" if flat else f"\n({EMPTY_NOTE.format(word=word)})"
+                               if not heat.any() else f"\n({DIFFUSE_NOTE})" if spread else "")
+                          for t, heat, flat, spread in zip(titles, [*maps, combined],
+                                                           [*(u[row] for u in uniform), all(u[row] for u in uniform)],
+                                                           diffuse)]
             explanation = Explanation(candidates[i], image, titles, np.stack([*maps, combined]),
                                       withheld=bool(notes[row]))
             name = _unique(Path(candidates[i]).stem, used_names)
@@ -527,7 +534,36 @@ def _unique(stem: str, used: set[str]) -> str:
 
 
 COARSE_NOTE = "no map: its last feature map is too coarse at this input size to show where it looked"
-HEAT_LABEL = "Grad-CAM: how much a region raised the grade above it (0 none, 1 most)"
+EMPTY_NOTE = "blank map: no region of the image supports this {word}"
+DIFFUSE_SHARE = 0.6
+"""A map is diffuse when nine tenths of it reach this share of its maximum: scaled to that maximum, it colours the
+whole photograph alike, and no region stands out."""
+DIFFUSE_NOTE = "diffuse: no region stands out"
+HEAT_LABEL = ("Grad-CAM: how much a region supports the grade (class) in the panel's title: 0 none, 1 the most in that "
+              "map.\nEach member's map is scaled to its own maximum, so a faint map looks as strong as a clear one; "
+              "the ensemble's is their weighted mean.")
+
+
+def _diffuse(values: np.ndarray) -> bool:
+    """Whether a map (its values over the square it covers) is diffuse (:data:`DIFFUSE_SHARE`)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    top = values.max(initial=0.0)
+    return bool(top > 0 and np.percentile(values, 10) >= DIFFUSE_SHARE * top)
+
+
+def call_line(ens, calls, row: int) -> str:
+    """The ensemble's review and referable (two classes: positive) call on row ``row`` of ``calls`` (a
+    :class:`ensemble.inference.PredictionResult`), as ``predict``'s columns give them."""
+    from ensemble.inference import _apart
+
+    review = f"review {int(calls.review[row])}"
+    call = calls.referable_of(row)
+    if call is None:  # no call for this method (or with --tta on members cached without it)
+        return review
+    name = calls.class_of(ens.referable_cut)
+    score = f"P({name})" if ens.referable_kind == "positive_class" else f"P(grade >= {name})"
+    shown, limit = _apart(float(calls.p_referable[row]), float(ens.referable_threshold))
+    return f"{calls.summary_columns[1]} {int(call)}: {score} {shown} {'>=' if call else '<'} {limit}; {review}"
 
 
 def plot_explanation(e: Explanation, plt):
@@ -547,8 +583,9 @@ def plot_explanation(e: Explanation, plt):
     titles = [wrapped(Path(e.path).name), *("\n".join(wrapped(part) for part in t.split("\n")) for t in e.titles)]
     lines = max(len(t.splitlines()) for t in titles)
     panels = len(titles)
-    fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.5 + 0.18 * lines + (0 if e.withheld else 0.45)),
-                             squeeze=False, layout="constrained")
+    key = 0 if e.withheld else 0.7  # the colour key and its two-line label
+    fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.5 + 0.2 * lines + key), squeeze=False,
+                             layout="constrained")
     fig.get_layout_engine().set(h_pad=0.08)  # the default 0.04 in let a four-line title touch the top edge
     axes = axes[0]
     for i, (ax, title) in enumerate(zip(axes, titles)):

@@ -821,15 +821,7 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
     if out is not None:
         check_out(Path(out), force=force, workdir=Path(workdir), inputs=paths)
-    ens = load_ensemble(workdir, method)
-    if tta and ens.refer_threshold is not None and not all(m.tta for m in ens.members):
-        ens = replace(ens, refer_threshold=None, refer_without_agreement=False, referral_note=(
-            f"referred when fewer than {AGREEMENT_FALLBACK:.0%} of members agree with the ensemble (--tta changes the "
-            "probabilities, so the confidence threshold vote chose without it would not keep its coverage)"))
-        if ens.referable_threshold is not None:  # the same holds for the referable / positive-class threshold
-            ens = replace(ens, referable_threshold=None, referable_note=(
-                f"{ens.referable_note.split(' when ')[0]}: the column is left empty with --tta, since vote chose its "
-                "threshold on probabilities without TTA; the probability column is filled"))
+    ens = with_tta(load_ensemble(workdir, method), tta)
     skipped = {p: why for p in paths if (why := check_file(p)) is not None}
     _hint_image_root(workdir, skipped)
     candidates = [p for p in paths if p not in skipped]
@@ -879,6 +871,22 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
         _remove_partial(out)
     _summary(result, out)
     return result
+
+
+def with_tta(ens: Ensemble, tta: bool) -> Ensemble:
+    """``ens`` with the rules ``--tta`` leaves standing: on members whose cached probabilities were not TTA, the
+    thresholds vote chose without it would not keep their coverage or sensitivity, so review falls back to the
+    members' agreement and the referable (positive-class) call is not made; ``predict`` and ``explain`` alike."""
+    if not tta or ens.refer_threshold is None or all(m.tta for m in ens.members):
+        return ens
+    ens = replace(ens, refer_threshold=None, refer_without_agreement=False, referral_note=(
+        f"sent for review when fewer than {AGREEMENT_FALLBACK:.0%} of members agree with the ensemble (--tta "
+        "changes the probabilities, so the confidence threshold vote chose without it would not keep its coverage)"))
+    if ens.referable_threshold is not None:  # the same holds for the referable / positive-class threshold
+        ens = replace(ens, referable_threshold=None, referable_note=(
+            f"{ens.referable_note.split(' when ')[0]}: the column is left empty with --tta, since vote chose its "
+            "threshold on probabilities without TTA; the probability column is filled"))
+    return ens
 
 
 def partial_files(out: str | Path) -> tuple[Path, Path]:

@@ -266,9 +266,10 @@ def test_every_title_fits_the_figure_and_the_maps_have_a_colour_key() -> None:
 
     from ensemble.explain import HEAT_LABEL, Explanation, plot_explanation
 
-    titles = ["a: grade 0 (p=0.90)\n(empty map: no region raised this output)",
-              "b-with-a-long-member-name: grade 2 (p=0.41)\n(empty map: no region raised this output)",
-              "ensemble (soft+thr): grade 2 (p=0.26; its most probable grade 3, p=0.43)"]
+    titles = ["a: grade 0 (p=0.90)\n(blank map: no region of the image supports this grade)",
+              "b-with-a-long-member-name: grade 2 (p=0.41)\n(diffuse: no region stands out)",
+              "ensemble (soft+thr): grade 2 (p=0.26; its most probable grade 3, p=0.43)\nreferable 1: P(grade >= 2) "
+              "0.238 >= 0.164; review 1"]
     many = [f"m{i}: grade 0 (p=0.51)\nweight 0.1" for i in range(9)] + ["ensemble (weighted+thr): grade 0\np=0.52"]
     for titles, withheld in ((titles, False), (titles, True), (many, False)):  # ten maps: the key grew thick
         heat = np.random.default_rng(0).random((len(titles), 16, 16))
@@ -337,3 +338,48 @@ def test_a_member_too_coarse_to_localise_gets_no_solid_map_and_says_why(trained,
     at = names.index("coarse")
     assert explain.COARSE_NOTE in e.titles[at] and not e.heatmaps[at].any()
     assert explain.COARSE_NOTE not in e.titles[names.index("t1")]
+
+
+def test_the_colour_key_says_support_for_the_panels_grade_and_a_diffuse_map_is_named():
+    """The key read "how much a region raised the grade above it" even on a grade-0 panel, and said nothing of each
+    map being scaled to its own maximum, so a faint diffuse map painted the whole fundus red unremarked."""
+    from ensemble.explain import DIFFUSE_NOTE, EMPTY_NOTE, HEAT_LABEL, _diffuse
+
+    assert "supports the grade (class) in the panel's title" in HEAT_LABEL and "raised" not in HEAT_LABEL
+    assert "scaled to its own maximum" in HEAT_LABEL
+    assert "raised" not in EMPTY_NOTE and "no region of the image supports this" in EMPTY_NOTE
+    yy, xx = np.mgrid[:16, :16]
+    peaked = np.exp(-((yy - 8) ** 2 + (xx - 8) ** 2) / 8.0)
+    assert not _diffuse(peaked) and _diffuse(0.8 + 0.2 * peaked) and not _diffuse(np.zeros((16, 16)))
+    assert DIFFUSE_NOTE == "diffuse: no region stands out"
+
+
+def test_the_ensemble_panel_gives_predicts_referable_call_and_review(trained, tmp_path, monkeypatch):
+    """The ensemble's panel said only "grade 0 (p=0.72)" for an image predict calls referable 1 and review 1."""
+    from ensemble import api, explain
+    from ensemble.inference import predict_images
+    from members.data.dataset import load_dataset
+    from members.infra.atomic import read_json
+    from tests.helpers import add_model_member
+
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)
+    add_model_member(work, "m2")
+    api.vote(work, methods="soft", members="t1,m2", n_boot=10, keep_collapsed=True)
+    report = read_json(work / "ensemble" / "report.json")
+    assert report["referable"]["ensemble"]["name"] == report["best_method"]  # explain's default: a call is made
+    data = load_dataset(work)
+    images = [str(data.image_root / p) for p in data.rows("test")["path"].iloc[:4]]
+    shown = []
+    real = explain.plot_explanation
+    monkeypatch.setattr(explain, "plot_explanation", lambda e, plt: shown.append(e) or real(e, plt))
+    api.explain(work, images, tmp_path / "heat")
+    result = predict_images(work, images, print_csv=False)
+    assert len(shown) == len(images)
+    for i, e in enumerate(shown):
+        last = e.titles[-1].splitlines()[1]
+        call = int(result.referable_of(i))
+        words = last.split()
+        assert words[:5] == ["referable", f"{call}:", "P(grade", ">=", "2)"] and words[6] == (">=" if call else "<")
+        assert float(words[5]) == pytest.approx(result.p_referable[i], abs=1e-3)
+        assert last.endswith(f"; review {int(result.review[i])}")

@@ -428,7 +428,7 @@ def test_cli_explain_writes_one_png_per_image_and_refuses_bad_inputs(voted, prep
     pngs = sorted(out.glob("*.png"))
     assert [p.stem for p in pngs] == sorted(Path(g).stem for g in good)
     with Image.open(pngs[0]) as im:
-        assert im.format == "PNG" and im.width > 2.5 * im.height  # photograph + 2 members + ensemble side by side
+        assert im.format == "PNG" and im.width > 2 * im.height  # photograph + 2 members + ensemble side by side
     assert f"Skipped {bad}" in err and "Explained 2 image(s)" in err
     one_sentence_error(*run_cli("explain", "--workdir", voted, good[0], "--out", pngs[0])[::2], "is a file")
     one_sentence_error(*run_cli("explain", "--workdir", prepared, good[0], "--out", out)[::2], "vote")
