@@ -352,7 +352,7 @@ def _diversity_md(div: dict) -> list[str]:
 
 def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bool = True,
                  report: dict | None = None) -> list[str]:
-    """The review section: the rule ``predict``'s ``refer`` applies (:mod:`ensemble.referral`) and what it does on
+    """The review section: the rule ``predict``'s ``review`` applies (:mod:`ensemble.referral`) and what it does on
     test (``report``: the whole report, whose ``referable`` call a contradicted grade is referred by)."""
     n = ref.get("test_referred")
     what, done = ("eyes", "graded") if dr else ("images", "classified")
@@ -379,7 +379,7 @@ def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bo
             "is about whether its grade can stand alone, not about disease: referable DR is above." if dr else
             "Coverage is the share of images the ensemble classifies on its own; the rest go to a human reader. "
             "This is about whether its class can stand alone, not about which class it is."), "",
-           f"{rule} are sent to a human {who} for review: the `refer` column of `predict`, whose rule the figures "
+           f"{rule} are sent to a human {who} for review: the `review` column of `predict`, whose rule the figures "
            "below count (a row sent for more than one reason counts once).",
            "",
            f"- Test coverage {_num(ref['test_coverage'])}{counts}{_kept_words(ref, report, what)}",
@@ -803,7 +803,7 @@ GLOSSARY = (
     ("Referable DR", "diabetic retinopathy of the cut grade or worse (grade 2, moderate, by default): the eyes a "
      "screening programme sends to an eye specialist. Sensitivity = share of those eyes the model flags; "
      "specificity = share of the other eyes it lets pass."),
-    ("Referral", "sending an eye to a human grader: either because it looks referable, or (`predict`'s `refer`) "
+    ("Referral", "sending an eye to a human grader: either because it looks referable, or (`predict`'s `review`) "
      "because the ensemble is not confident enough about its grade, no member gives that grade, or the grade and "
      "the referable call disagree."),
     ("Operating point", "the threshold on P(referable) at which an eye is called referable: the highest one that "
@@ -857,7 +857,7 @@ GENERIC_GLOSSARY = {
                        "exact over patients; otherwise rows are counted as independent."),
     "QWK": ("quadratic weighted kappa; with two classes it is Cohen's kappa: agreement between predicted and true "
             "classes beyond chance, 1 = perfect, 0 = no better than chance."),
-    "Referral": ("sending an image to a human reader (`predict`'s `refer`) because the ensemble is not confident "
+    "Referral": ("sending an image to a human reader (`predict`'s `review`) because the ensemble is not confident "
                  "enough about its class, no member gives that class, or (two classes) the class and the positive "
                  "call disagree."),
     "Majority baseline": ("always answering the most common class of the rows that choose (val, or the "

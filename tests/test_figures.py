@@ -111,3 +111,9 @@ def test_comparison_rings_the_chosen_models_and_marks_one_class_ones(voted, tmp_
     assert "‡ = gives every test row one class" in fig._suptitle.get_text()
     legend = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
     assert plots.CHOSEN_LABEL in legend
+
+
+def test_the_report_names_predicts_review_column(voted):
+    """predict's column is `review` (called `refer` before 2026-12-08): report.md names it so."""
+    md = (voted / "ensemble" / "report.md").read_text()
+    assert "the `review` column of `predict`" in md and "`refer`" not in md
