@@ -623,6 +623,7 @@ def _images_below(folder: str) -> str | None:
 def _header_problem(path: Path) -> str | None:
     from PIL import Image
 
+    from members.data.integrity import REASON_DAMAGED_PNG, png_damage
     from members.data.labels import REASON_FORMAT, _bmp_decodable
     from members.infra.archives import file_kind, how_to_open
 
@@ -649,6 +650,8 @@ def _header_problem(path: Path) -> str | None:
         return None if ours else UNDECODABLE  # before the pipeline: no decoder traceback on stderr
     if fmt == "WEBP" and frames > 1:
         return f"is an animated WebP ({frames} frames), which TensorFlow cannot decode; save one frame as PNG or JPEG"
+    if fmt == "PNG" and png_damage(path):  # prepare's check: Pillow reads past it, TensorFlow's libpng refuses it
+        return REASON_DAMAGED_PNG.removeprefix("image file ")
     return None if pixels > 0 else "has no pixels"
 
 

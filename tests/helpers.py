@@ -129,3 +129,20 @@ def run_cli_unprivileged(*args, timeout: float = 300) -> tuple[int, str, str]:
     proc = subprocess.run([*unprivileged(), sys.executable, str(root / "cli.py"), *map(str, args)], cwd=root,
                           capture_output=True, text=True, timeout=timeout, check=False)
     return proc.returncode, proc.stdout, proc.stderr
+
+
+def damaged_png(pixels: np.ndarray, damage: str) -> bytes:
+    """A PNG of ``pixels`` (uint8 RGB) that Pillow decodes and libpng (TensorFlow) refuses: ``"crc"`` flips a byte of
+    its IDAT chunk's CRC; ``"short"`` holds a complete zlib stream of only the first half of its rows."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc ^ (kind == b"IDAT" and damage == "crc"))
+
+    h, w = pixels.shape[:2]
+    rows = h // 2 if damage == "short" else h
+    raw = b"".join(b"\x00" + pixels[y].tobytes() for y in range(rows))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))

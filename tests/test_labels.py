@@ -7,6 +7,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -150,6 +151,31 @@ def test_check_image_rejects(tmp_path):
     assert L.check_image(save(tmp_path / "mono.bmp", "1", "BMP")) == L.REASON_FORMAT
     assert L.check_image(save(tmp_path / "palette.bmp", "P", "BMP")) == L.REASON_FORMAT  # TF ignores palettes
     assert "convert it to PNG or JPEG" in L.REASON_FORMAT
+
+
+@pytest.mark.parametrize("damage", ["crc", "short"])
+def test_check_image_drops_a_png_pillow_reads_and_tensorflow_refuses(tmp_path, damage):
+    import tensorflow as tf
+
+    from ensemble.inference import check_file
+    from members.data.integrity import REASON_DAMAGED_PNG
+    from tests.helpers import damaged_png
+
+    path = tmp_path / "eye.png"
+    path.write_bytes(damaged_png(PIXELS, damage))
+    Image.open(path).load()  # Pillow reads it: its check alone kept the file
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Invalid PNG data"):
+        tf.io.decode_image(path.read_bytes(), channels=3)
+    assert L.check_image(path) == REASON_DAMAGED_PNG
+    assert check_file(str(path)) == "is a damaged PNG" + REASON_DAMAGED_PNG.split("a damaged PNG")[1]  # predict alike
+    path.write_bytes(damaged_png(PIXELS, "none"))
+    assert L.check_image(path) is None and check_file(str(path)) is None
+    table = pd.DataFrame({"row": [2, 3], "image": ["eye.png", "ok.png"], "label_text": ["1", "0"]})
+    path.write_bytes(damaged_png(PIXELS, damage))
+    save(tmp_path / "ok.png", fmt="PNG")
+    checked = L.check_rows(table, tmp_path, progress=False)
+    assert checked.kept["image"].tolist() == ["ok.png"]
+    assert checked.dropped[["image", "reason"]].values.tolist() == [["eye.png", REASON_DAMAGED_PNG]]
 
 
 def test_check_image_decompression_bomb(tmp_path, monkeypatch):

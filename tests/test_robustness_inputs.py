@@ -401,13 +401,20 @@ def test_an_image_removed_after_prepare_is_named_before_training(own_images):
     assert not (work / "members" / "t").exists()  # refused before any folder was made
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF", "PNG"])
 def test_an_image_corrupted_after_prepare_stops_training_with_one_sentence(own_images, fmt):
+    from PIL import Image
+
+    from members.data.integrity import REASON_DAMAGED_PNG
+    from tests.helpers import damaged_png
+
     work, images, split = own_images
     broken = images / split.loc[split["split"] == "train", "path"].iloc[0]
     data = broken.read_bytes()
     if fmt == "TIFF":  # a TIFF header with nothing behind it: Pillow's branch of the decoder
         data = b"II*\x00" + bytes(60)
+    if fmt == "PNG":  # a PNG with a broken IDAT checksum, which Pillow reads and libpng refuses
+        data = damaged_png(np.asarray(Image.open(broken).convert("RGB")), "crc")
     broken.write_bytes(data[:20] if fmt == "JPEG" else data)
     args = ("train-member", "--workdir", work, "--preset", "tiny", "--input-size", "16", "--epochs", "1", "--name",
             "t", "--set", "cache=none")
@@ -416,8 +423,9 @@ def test_an_image_corrupted_after_prepare_stops_training_with_one_sentence(own_i
                      repr(broken.relative_to(images).as_posix()))
     (work / "image_stamps.csv").unlink()  # a workdir prepared before the stamps: the decoder finds it
     code, _, err = run_cli(*args)
-    _last_line_error(code, err, f"{broken} could not be read: image file does not decode", "changed since",
-                     "--force")
-    detail = "cannot be decoded by Pillow (not an image Pillow recognises)" if fmt == "TIFF" else "Invalid JPEG data"
+    reason = REASON_DAMAGED_PNG if fmt == "PNG" else "image file does not decode"
+    _last_line_error(code, err, f"{broken} could not be read: {reason}", "changed after prepare", "--force")
+    detail = {"TIFF": "cannot be decoded by Pillow (not an image Pillow recognises)", "JPEG": "Invalid JPEG data",
+              "PNG": "Invalid PNG data"}[fmt]
     assert detail in err
     assert not (work / "members" / "t" / "metrics.json").exists()

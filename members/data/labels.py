@@ -335,10 +335,13 @@ def check_image(path: str | os.PathLike) -> str | None:
     TensorFlow cannot decode (TIFF, PPM, JPEG 2000, 16-bit scans) is decoded as the pipeline
     decodes it, by :func:`members.data.pillow_image.to_rgb8`. An image of one flat colour
     (:data:`FLAT_STD`; a lens-cap frame, a 1-pixel file) is refused: it shows nothing its
-    label could be learned from, and it would widen the range ``vote``'s input screen accepts.
+    label could be learned from, and it would widen the range ``vote``'s input screen accepts. A PNG Pillow decodes
+    has its chunks checked as libpng, TensorFlow's decoder, checks them (:func:`members.data.integrity.png_damage`:
+    Pillow skips the pixel data's CRC and pads a short stream).
     """
     from PIL import Image
 
+    from members.data.integrity import PNG_SIGNATURE, REASON_DAMAGED_PNG, png_damage
     from members.data.pillow_image import tensorflow_decodes, to_rgb8
 
     try:
@@ -359,6 +362,8 @@ def check_image(path: str | os.PathLike) -> str | None:
                 im.load()
             # as the pipeline decodes a format TensorFlow cannot (by this same call); the others as TensorFlow does
             pixels = to_rgb8(im)
+        if head.startswith(PNG_SIGNATURE) and png_damage(path):  # damage Pillow reads past and libpng refuses
+            return REASON_DAMAGED_PNG
     except Image.DecompressionBombError:
         return REASON_TOO_LARGE
     except Exception:  # noqa: BLE001 - UnidentifiedImageError, truncated data, broken chunks...

@@ -9,9 +9,11 @@ averaged over flips: test-time augmentation) and scores them with ``members.scor
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,25 +99,46 @@ class ImageReadError(UserError):
     """An image listed in ``split.csv`` could not be read or decoded while training or evaluating."""
 
 
-def image_read_error(exc: Exception, *, path: str | None = None, reason: str | None = None) -> ImageReadError:
+def image_read_error(exc: Exception, *, path: str | None = None, reason: str | None = None,
+                     then: str = "train again") -> ImageReadError:
     """One sentence for a failed read in the input pipeline: the file changed after ``prepare``.
 
     Args:
         exc: TensorFlow's error (its message is cleaned of graph node names and Python tracebacks),
             or an earlier :class:`ImageReadError`, whose ``detail`` is reused.
         path, reason: the file found unreadable and why (``prepare``'s reason), when known.
+        then: what to do after prepare (the command that failed, again).
     """
     detail = getattr(exc, "detail", None)
     if detail is None:
         text = str(getattr(exc, "message", exc)).split("Traceback (most recent call last)")[0]
         text = re.sub(r"\{\{function_node [^}]*\}\}", "", text).split("[[{{node")[0].split("[Op:")[0]
         detail = f"{type(exc).__name__}: {' '.join(text.split())[:300]}"
-    what = f"{path} could not be read: {reason} ({detail})" if path else f"An image could not be read ({detail})"
+    what = (f"{path} could not be read: {reason} ({detail}); it changed after prepare checked it (or an older "
+            "version of prepare let it through)" if path else
+            f"An image could not be read ({detail}); the images prepare checked have changed since (a file removed, "
+            "moved or corrupted)")
     error = ImageReadError(
-        f"{what}; the images prepare checked have changed since (a file removed, moved or corrupted). Restore it, "
-        "or run `python cli.py prepare ... --force` again to re-check the images, then train again.")
+        f"{what}. Restore it, or run `python cli.py prepare ... --force` again to re-check the images (it drops "
+        f"such a file), then {then}.")
     error.detail = detail
     return error
+
+
+def name_unreadable(exc: Exception, paths: Iterable[str], *, then: str = "train again") -> Exception:
+    """:func:`image_read_error` naming the first of ``paths`` that prepare's own check
+    (:func:`members.data.labels.check_image`) finds undecodable or missing; ``exc`` as it is when none is.
+
+    The pipeline's error does not say which file failed (``ignore_errors`` aside, tf.data gives no name).
+    """
+    from members.data.integrity import REASON_DAMAGED_JPEG
+    from members.data.labels import REASON_FLAT, REASON_MISSING, check_image
+
+    for path in paths:
+        reason = check_image(path) if os.path.exists(path) else REASON_MISSING
+        if reason and reason not in (REASON_FLAT, REASON_DAMAGED_JPEG):  # those decode: not what failed
+            return image_read_error(exc, path=path, reason=reason, then=then)
+    return exc
 
 
 def _lower_lr(model) -> float:
@@ -144,15 +167,21 @@ def predict_probs(model, dataset: tf.data.Dataset, *, tta: bool = False) -> np.n
     total = None
     for axes in FLIP_AXES if tta else FLIP_AXES[:1]:
         ds = images_only.map(lambda x, a=list(axes): tf.reverse(x, axis=a)) if axes else images_only
-        try:
-            probs = np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
-        except tf.errors.OpError as exc:
-            if "IteratorGetNext" not in str(exc):  # not the input pipeline
-                raise
-            raise image_read_error(exc) from None
+        probs = model_outputs(model, ds)
         total = probs if total is None else total + probs
     probs = np.clip(total / (len(FLIP_AXES) if tta else 1), 1e-7, None)
     return probs / probs.sum(axis=1, keepdims=True)
+
+
+def model_outputs(model, images: tf.data.Dataset) -> np.ndarray:
+    """``model.predict`` over batches of images, float64; a file the input pipeline cannot read or decode raises
+    :class:`ImageReadError` (name it with :func:`name_unreadable`), not TensorFlow's traceback."""
+    try:
+        return np.asarray(model.predict(images, verbose=0), dtype=np.float64)
+    except tf.errors.OpError as exc:
+        if "IteratorGetNext" not in str(exc):  # not the input pipeline
+            raise
+        raise image_read_error(exc) from None
 
 
 def evaluate(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> dict[str, float]:

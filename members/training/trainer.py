@@ -29,7 +29,6 @@ The custom epoch loop (:mod:`members.training.loop`) measures the input wait of 
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -338,16 +337,11 @@ class Trainer:
 
     def _name_unreadable(self, exc: Exception) -> Exception:
         """The pipeline's read error with the first listed file that no longer reads (prepare's check) named."""
-        from members.data.labels import check_image
-        from members.training.loop import image_read_error
+        from members.training.loop import name_unreadable
 
         self.log(f"[{self.name}] an image could not be read; checking the listed images to name it ...")
-        for split in ("train", "val", "test"):
-            for path in self.data.absolute_paths(split):
-                reason = check_image(path) if os.path.exists(path) else "image file not found"
-                if reason:
-                    return image_read_error(exc, path=path, reason=reason)
-        return exc
+        return name_unreadable(exc, (path for split in ("train", "val", "test")
+                                     for path in self.data.absolute_paths(split)))
 
     def _run(self) -> TrainResult:
         started = time.perf_counter()
