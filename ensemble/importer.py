@@ -474,6 +474,7 @@ def _sigmoid_as_two_classes(model, path: Path):
 
 def _predict_with_model(path: Path, data, given_size: int | None):
     from members.data.pipeline import make_dataset
+    from members.training.loop import ImageReadError, model_outputs, name_unreadable
 
     model = _load_keras(path)
     source_spec, source_size = _source_member(path)
@@ -507,7 +508,10 @@ def _predict_with_model(path: Path, data, given_size: int | None):
         rows = data.rows(split)
         ds = make_dataset(data.absolute_paths(split), rows["label"].to_numpy(np.int64), size=size,
                           batch_size=BATCH_SIZE, training=False, cache="none", preprocessing=prep, fundus_crop=crop)
-        raw = np.asarray(model.predict(ds.map(lambda x, *rest: x), verbose=0), dtype=np.float64).reshape(len(rows), k)
+        try:
+            raw = model_outputs(model, ds.map(lambda x, *rest: x)).reshape(len(rows), k)
+        except ImageReadError as exc:  # an image changed after prepare: named, as train-member names it
+            raise name_unreadable(exc, data.absolute_paths(split), then="import the model again") from None
         if sigmoid and len(raw) and (not np.isfinite(raw).all() or raw.min() < 0):
             p = raw[:, 1][np.isfinite(raw[:, 1])]
             worst = p[np.argmax(np.abs(p - 0.5))] if len(p) else float("nan")

@@ -368,6 +368,24 @@ def test_a_model_import_with_val_or_test_images_gone_names_them_and_writes_nothi
     assert [p.name for p in folder.parent.iterdir()] == ["k"]
 
 
+def test_a_model_import_with_a_test_image_truncated_since_prepare_names_it(workdir_copy, tmp_path):
+    """A val/test image that no longer decodes stopped the import with TensorFlow's traceback (``jpeg::Uncompress
+    failed ... [Op:IteratorGetNext]``); now with train-member's sentence, naming the file."""
+    data = load_dataset(workdir_copy)
+    images = tmp_path / "images"
+    shutil.copytree(data.image_root, images)
+    meta = json.loads((workdir_copy / "dataset.json").read_text())
+    meta["image_root"] = str(images)
+    (workdir_copy / "dataset.json").write_text(json.dumps(meta))
+    broken = images / data.rows("test")["path"].iloc[1]
+    broken.write_bytes(broken.read_bytes()[:300])
+    model = _keras_model(tmp_path / "m.keras")
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model", model)
+    one_sentence_error(code, err, f"{broken} could not be read: image file does not decode", "Invalid JPEG data",
+                       "prepare ... --force", "then import the model again")
+    assert not (workdir_copy / "members" / "k").exists()
+
+
 def test_a_sigmoid_model_on_a_binary_workdir_predicts_as_it_imported(tmp_path, capsys):
     """One sigmoid unit p becomes [1 - p, p] in val.npz and in the saved model.keras that predict and explain load."""
     import keras
