@@ -305,8 +305,9 @@ def _display(path: str, variants: Sequence[tuple[int, str, bool]]):
     from members.data.fundus import fundus_box
     from members.data.pipeline import decode, orientation_table, upright
 
-    image = decode(tf.io.read_file(path), DISPLAY_SIZE)
-    image = upright(image, tf.constant(os.fsencode(path)), orientation_table([path]))  # as the members saw it
+    name = tf.constant(os.fsencode(path))  # bytes: a file name in any encoding reaches the file system as it is
+    image = decode(tf.io.read_file(name), DISPLAY_SIZE)
+    image = upright(image, name, orientation_table([path]))  # as the members saw it
     h, w = int(image.shape[0]), int(image.shape[1])
     if max(h, w) > DISPLAY_SIZE:
         scale = DISPLAY_SIZE / max(h, w)
@@ -577,10 +578,12 @@ def plot_explanation(e: Explanation, plt):
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
+    from members.infra.csvsafe import printable  # a name that is not UTF-8: its bytes as \xNN, as stdout shows it
+
     def wrapped(text: str) -> str:  # a panel is ~3 inches wide: a withheld grade's reason ran off the figure
         return "\n".join(textwrap.wrap(text, 34, break_long_words=True)) or text
 
-    titles = [wrapped(Path(e.path).name), *("\n".join(wrapped(part) for part in t.split("\n")) for t in e.titles)]
+    titles = [wrapped(printable(Path(e.path).name)), *("\n".join(wrapped(part) for part in t.split("\n")) for t in e.titles)]
     lines = max(len(t.splitlines()) for t in titles)
     panels = len(titles)
     key = 0 if e.withheld else 0.7  # the colour key and its two-line label

@@ -304,6 +304,26 @@ def test_the_python_api_explains_one_path_and_returns_the_figures_without_printi
     assert capsys.readouterr().out == ""
 
 
+def test_an_image_whose_name_is_not_utf8_is_explained(trained, tmp_path):
+    """``tf.io.read_file`` took the name as a str and failed to convert it (``Error converting unicode string``): no
+    figure was written for any image; predict, which passes bytes, graded it."""
+    import os
+
+    from ensemble import api
+    from members.data.dataset import load_dataset
+    from tests.helpers import add_model_member
+
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)
+    add_model_member(work, "m2")
+    api.vote(work, methods="soft", members="t1,m2", n_boot=10, keep_collapsed=True)
+    data = load_dataset(work)
+    latin = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.jpg")  # a Windows zip's name: not UTF-8
+    shutil.copy(data.image_root / data.rows("test")["path"].iloc[0], latin)
+    written = api.explain(work, [latin], tmp_path / "heat")
+    assert len(written) == 1 and written[0].is_file() and written[0].stat().st_size > 0
+
+
 def test_a_uniform_map_is_scaled_to_nothing_and_flagged_not_drawn_solid():
     from ensemble.explain import _scaled
 

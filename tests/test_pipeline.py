@@ -248,3 +248,17 @@ def test_cache_mode():
     assert cache_mode("none", 10**9, 512) == "none"
     assert cache_mode("memory", 10**9, 512) == "memory"
     assert cache_mode("auto", 10, 32) == "memory"  # the default budget is a quarter of RAM
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk", "none"])
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path, cache):
+    """A str name with undecodable bytes (``os.fsdecode(b'caf\\xe9.png')``) could not become a string tensor; the
+    datasets take bytes, as predict's did."""
+    import os
+
+    pixels = RNG.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    latin = _write(Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.png")), pixels, "PNG")
+    np.testing.assert_array_equal(load_images([latin], SIZE)[0], pixels)
+    ds = make_dataset([latin], [1], size=SIZE, batch_size=1, training=True, cache=cache, cache_dir=tmp_path / "c")
+    x, y = _epoch(ds)
+    assert x.shape == (1, SIZE, SIZE, 3) and y.tolist() == [1]

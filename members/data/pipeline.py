@@ -361,7 +361,7 @@ def cache_mode(cache: str, n_images: int, size: int, budget_bytes: int | None = 
 def _cache_prefix(folder: Path, paths: list[str], size: int, preprocessing: str, tag: str) -> str:
     """A cache file prefix unique to the image list, size and preparation (``preprocessing`` names it
     all, fundus crop included): subsets never collide."""
-    digest = hashlib.sha1("\n".join(paths).encode("utf-8"))
+    digest = hashlib.sha1("\n".join(paths).encode("utf-8", "surrogateescape"))
     digest.update(f"|{size}|{preprocessing}|{tag}".encode())
     prefix = folder / f"cache_{size}px_{digest.hexdigest()[:16]}"
     if not Path(f"{prefix}.index").exists():
@@ -381,7 +381,8 @@ def _disk_shards(items: tuple, n: int, load, folder: Path, size: int, preprocess
     parts = []
     for k, chunk in enumerate(np.array_split(order, shards)):
         sub = tuple(np.asarray(a)[chunk] for a in items)
-        prefix = _cache_prefix(folder, list(sub[0]), size, preprocessing, f"train{seed}_{k}of{shards}")
+        names = [os.fsdecode(p) for p in sub[0]]
+        prefix = _cache_prefix(folder, names, size, preprocessing, f"train{seed}_{k}of{shards}")
         parts.append(tf.data.Dataset.from_tensor_slices(sub).map(load, num_parallel_calls=AUTOTUNE).cache(prefix))
     if len(parts) == 1:
         return parts[0]
@@ -437,10 +438,11 @@ def make_dataset(
         >>> ds = make_dataset(["a.jpeg", "b.jpeg"], [0, 1], size=64, batch_size=2)  # doctest: +SKIP
     """
     paths = list(map(str, paths))
+    names = [os.fsencode(p) for p in paths]  # bytes: a file name in any encoding reaches the file system as it is
     n = len(paths)
     labels = np.asarray(labels, dtype=np.int32)
-    items = (paths, labels) if sample_weights is None else (paths, labels, np.asarray(sample_weights, dtype=np.float32))
-    turns = orientation_table(paths)
+    items = (names, labels) if sample_weights is None else (names, labels, np.asarray(sample_weights, dtype=np.float32))
+    turns = orientation_table(names)
     load = lambda p, *rest: (load_image(p, size, preprocessing, fundus_crop, turns), *rest)  # noqa: E731
     prepared_as = preprocessing + ("+fundus" if fundus_crop else "") + ("+exif" if turns is not None else "")
     mode = cache_mode(cache, n, size)
@@ -531,8 +533,9 @@ class FirstEpochFirst:
 def load_images(paths: list[str], size: int, preprocessing: str = "none", batch_size: int = 64, *,
                 fundus_crop: bool = False) -> np.ndarray:
     """Decode and resize ``paths`` into one ``uint8`` array ``(n, size, size, 3)`` (parallel, ordered)."""
-    turns = orientation_table(list(map(str, paths)))
-    ds = tf.data.Dataset.from_tensor_slices(list(map(str, paths)))
+    names = [os.fsencode(str(p)) for p in paths]  # bytes, as make_dataset reads them
+    turns = orientation_table(names)
+    ds = tf.data.Dataset.from_tensor_slices(names)
     ds = ds.map(lambda p: load_image(p, size, preprocessing, fundus_crop, turns),
                 num_parallel_calls=AUTOTUNE).batch(batch_size)
     parts = [b.numpy() for b in ds]
