@@ -14,8 +14,9 @@ noise image and document. It is a screen for gross mistakes, not an image-qualit
 blurred or badly exposed fundus photograph of the kind the set holds passes it.
 
 numpy and Pillow only (no TensorFlow: ``vote`` stays on numpy). The features do not change
-when an image is turned or mirrored, so EXIF orientation does not matter; JPEGs are decoded
-at a reduced scale, as :func:`members.data.labels.check_image` checks them.
+when an image is turned or mirrored, so EXIF orientation does not matter; each image is read as
+:func:`members.data.thumbnail.small` (a JPEG at a reduced scale), the picture
+:func:`members.data.labels.check_image` judges flatness on.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
-SIZE = 128
-"""Each image is resized to SIZE x SIZE px before its features are taken."""
+from members.data.thumbnail import SIZE, small, spread  # SIZE: each image is resized to SIZE x SIZE px first
+
 FEATURES = ("mean_red", "mean_green", "mean_blue", "std_red", "std_green", "std_blue",
             "red_minus_green", "green_minus_blue", "detail", "short_side", "aspect", "colour")
 """The nine looks of :func:`features`, then the file's geometry (:func:`look`): ``short_side`` the log2 of its
@@ -73,7 +74,7 @@ def features(images: np.ndarray) -> np.ndarray:
         [[30.0, 10.0, 10.0, 0.0, 0.0, 0.0, 20.0, 0.0, 0.0]]
     """
     x = np.asarray(images, dtype=np.float32)
-    mean, std = x.mean(axis=(1, 2)), x.std(axis=(1, 2))
+    mean, std = x.mean(axis=(1, 2)), spread(x)  # the spread prepare's and predict's flatness rule reads
     step = (np.abs(np.diff(x, axis=1)).mean(axis=(1, 2, 3)) + np.abs(np.diff(x, axis=2)).mean(axis=(1, 2, 3))) / 2
     detail = step / (x.reshape(len(x), -1).std(axis=1) + 1.0)
     return np.column_stack([mean, std, mean[:, 0] - mean[:, 1], mean[:, 1] - mean[:, 2], detail]).astype(np.float64)
@@ -163,16 +164,12 @@ def look(path: str | os.PathLike) -> np.ndarray | None:
     """The :data:`FEATURES` of one image file (``(12,)``), or ``None`` when Pillow cannot read it."""
     from PIL import Image
 
-    from members.data.pillow_image import to_rgb8
-
     try:
         with Image.open(path) as im:
             short, long = sorted(im.size)  # before the reduced-scale decode; a turn changes neither
             if short < 1:
                 return None
-            if im.format in ("JPEG", "MPO"):
-                im.draft("RGB", (SIZE, SIZE))  # decode at the smallest scale still >= SIZE
-            rgb = Image.fromarray(to_rgb8(im)).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+            rgb = small(im)  # the picture prepare judges flatness on (a JPEG at the smallest scale still >= SIZE)
     except Exception:  # noqa: BLE001 - unreadable: predict names it as not graded already
         return None
     x = np.asarray(rgb, dtype=np.float32)

@@ -50,7 +50,6 @@ from ensemble.manifest import SPEC, check_files, check_member, check_spec, missi
 from ensemble.member_set import repair_hint
 from ensemble.referral import AGREEMENT_FALLBACK, ReviewRule, call_score, conflict_words, review_flags
 from members.data.dataset import PREPARED_FILES
-from members.data.labels import FLAT_STD
 from members.infra import csvsafe
 from members.infra.atomic import read_json, sha256_file, write_text
 from members.infra.errors import UserError
@@ -719,12 +718,6 @@ def member_probs(model, images, *, tta: bool = False) -> np.ndarray:
     return predict_probs(model, tf.data.Dataset.from_tensors(images), tta=tta)
 
 
-UNIFORM_STD = FLAT_STD
-"""prepare's flat-frame rule (:data:`members.data.labels.FLAT_STD`), grey levels: a prepared image whose pixels vary less than this in every colour (standard deviation) shows nothing
-to grade — one flat colour, a black frame (lens cap), a white one (over-exposed), or a file whose samples decode to
-one value."""
-
-
 class PartlyDone(KeyboardInterrupt):
     """An interruption of :func:`ensemble_member_probs` carrying what every member finished: ``probs`` (m, n, k) and
     the ``indices`` of those paths (None when no batch was finished)."""
@@ -1041,10 +1034,12 @@ def _hint_image_root(workdir: str | Path, skipped: dict[str, str]) -> None:
 def flat_images(looks: np.ndarray) -> np.ndarray:
     """``(n,)`` bool: the image is (nearly) one flat colour in each channel — judged on the file's own pixels
     (:func:`ensemble.appearance.look`), not on a member's preprocessed input, where Ben's filter flattens a tiny
-    thumbnail that is not flat at all. An image Pillow cannot read (a row of ``nan``) is not called flat."""
+    thumbnail that is not flat at all; by prepare's rule on prepare's picture (:mod:`members.data.thumbnail`), so
+    the two commands decide alike. An image Pillow cannot read (a row of ``nan``) is not called flat."""
+    from members.data.thumbnail import is_flat
+
     stds = [appearance.FEATURES.index(f) for f in ("std_red", "std_green", "std_blue")]
-    spread = np.nan_to_num(np.asarray(looks, dtype=np.float64).reshape(len(looks), -1)[:, stds], nan=np.inf)
-    return spread.max(axis=1) < UNIFORM_STD
+    return is_flat(np.asarray(looks, dtype=np.float64).reshape(len(looks), -1)[:, stds])  # prepare's own rule
 
 
 def _write(text: str, out: str | Path | None, print_csv: bool) -> None:

@@ -123,6 +123,30 @@ def test_look_measures_the_file_size_and_shape(demo_images, tmp_path):
     assert strip[short] == pytest.approx(np.log2(50)) and strip[aspect] == 8.0  # before the reduced-scale decode
 
 
+def test_prepare_and_predict_call_the_same_images_flat(tmp_path):
+    """prepare judged flatness on the raw pixels (step-sampled, a JPEG at 1/8 scale), predict on the 128 px picture:
+    a noisy black 1024 px PNG was kept by one and withheld by the other, a 256 px JPEG of noise σ 6 the other way."""
+    from ensemble.inference import check_file, flat_images
+    from members.data.labels import REASON_FLAT, check_image
+
+    rng = np.random.default_rng(0)
+
+    def noisy(side: int, sigma: float) -> Image.Image:
+        return Image.fromarray(np.clip(12 + rng.normal(0, sigma, (side, side, 3)), 0, 255).astype(np.uint8))
+
+    files = {"noisy_dark.png": noisy(512, 3.0), "noisy_small.jpeg": noisy(256, 6.0),
+             "plain.png": Image.new("RGB", (48, 40), (90, 30, 10)), "noise.png": noisy(40, 30.0)}
+    for name, im in files.items():
+        im.save(tmp_path / name, **({"quality": 95} if name.endswith("jpeg") else {}))
+    paths = [str(tmp_path / name) for name in files]
+    by_prepare = [check_image(p) == REASON_FLAT for p in paths]
+    by_predict = flat_images(appearance.looks(paths)).tolist()
+    assert by_prepare == by_predict  # one rule, one picture
+    assert by_predict[2:] == [True, False]  # a plain frame is flat, strong noise is not
+    assert by_predict[0]  # sensor noise on a black frame averages out at 128 px: nothing to grade
+    assert all(check_file(p) is None for p in paths)  # predict reads them all (and withholds the flat ones' grades)
+
+
 def test_too_few_images_are_no_reference(demo_images):
     paths = sorted(str(p) for p in (demo_images / "images").glob("*.jpeg"))
     ref, why = appearance.fit_reference([*paths[:10], "/nonexistent.jpeg"], source="training")

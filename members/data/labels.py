@@ -330,19 +330,21 @@ def _bmp_decodable(path: str | os.PathLike) -> bool:
 def check_image(path: str | os.PathLike) -> str | None:
     """None when the pipeline will decode the file, else the reason it will not.
 
-    Opens it with PIL, checks the format, and decodes it fully; JPEGs decode at 1/8 scale
-    (``Image.draft``), which still reads every byte, so big photos verify fast. A format
-    TensorFlow cannot decode (TIFF, PPM, JPEG 2000, 16-bit scans) is decoded as the pipeline
-    decodes it, by :func:`members.data.pillow_image.to_rgb8`. An image of one flat colour
-    (:data:`FLAT_STD`; a lens-cap frame, a 1-pixel file) is refused: it shows nothing its
-    label could be learned from, and it would widen the range ``vote``'s input screen accepts. A PNG Pillow decodes
+    Opens it with PIL, checks the format, and decodes it fully to :func:`members.data.thumbnail.small`'s picture;
+    JPEGs decode at the smallest scale still 128 px (``Image.draft``, up to 1/8), which still reads every byte, so
+    big photos verify fast. A format TensorFlow cannot decode (TIFF, PPM, JPEG 2000, 16-bit scans) is decoded as the
+    pipeline decodes it, by :func:`members.data.pillow_image.to_rgb8`. An image of one flat colour
+    (:func:`members.data.thumbnail.is_flat` on that picture, ``predict``'s rule; a lens-cap frame, a 1-pixel file) is
+    refused: it shows nothing its label could be learned from, and it would widen the range ``vote``'s input screen
+    accepts. A PNG Pillow decodes
     has its chunks checked as libpng, TensorFlow's decoder, checks them (:func:`members.data.integrity.png_damage`:
     Pillow skips the pixel data's CRC and pads a short stream).
     """
     from PIL import Image
 
     from members.data.integrity import PNG_SIGNATURE, REASON_DAMAGED_PNG, png_damage
-    from members.data.pillow_image import tensorflow_decodes, to_rgb8
+    from members.data.pillow_image import tensorflow_decodes
+    from members.data.thumbnail import is_flat, small, spread
 
     try:
         if os.path.getsize(path) == 0:
@@ -356,21 +358,15 @@ def check_image(path: str | os.PathLike) -> str | None:
                 # TensorFlow ignores a BMP's palette: colour-palette BMPs would decode as grey indices.
                 if im.format not in TF_FORMATS or (im.format == "BMP" and (im.mode == "P" or not _bmp_decodable(path))):
                     return REASON_FORMAT
-                if im.format in ("JPEG", "MPO"):
-                    # at most 1/8 scale, never under 64 px: a small JPEG stays whole for the flatness check
-                    im.draft("RGB", (max(64, im.width // 8), max(64, im.height // 8)))
-                im.load()
-            # as the pipeline decodes a format TensorFlow cannot (by this same call); the others as TensorFlow does
-            pixels = to_rgb8(im)
+            # decoded whole (a JPEG at a reduced scale), a format TensorFlow cannot as the pipeline decodes it (to_rgb8)
+            picture = small(im)
         if head.startswith(PNG_SIGNATURE) and png_damage(path):  # damage Pillow reads past and libpng refuses
             return REASON_DAMAGED_PNG
     except Image.DecompressionBombError:
         return REASON_TOO_LARGE
     except Exception:  # noqa: BLE001 - UnidentifiedImageError, truncated data, broken chunks...
         return REASON_UNDECODABLE
-    step = max(1, max(pixels.shape[:2]) // 512)  # a sample of at most ~512 px a side: a 12-MP PNG stays fast
-    sample = pixels[::step, ::step].reshape(-1, 3).astype(np.float32)
-    if sample.std(axis=0).max() < FLAT_STD:  # a failed capture carries no label's evidence
+    if is_flat(spread(picture[None]))[0]:  # a failed capture carries no label's evidence; predict's rule
         return REASON_FLAT
     return None
 
