@@ -504,7 +504,7 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
                 print(f"{printable_path(candidates[i])}\t{printable_path(str(written[-1]))}", flush=True)  # input → figure
     if not done and made:  # nothing decoded: leave no empty folder behind
         shutil.rmtree(folder, ignore_errors=True)
-    settle_skipped(paths, candidates, sorted(done), skipped)
+    settle_skipped(paths, candidates, sorted(done), skipped, variants)
     _report_skipped(skipped)
     if withheld:
         print(f"Note: {withheld} image(s) are ungradable or unlike the training images: their figures show the "

@@ -16,7 +16,8 @@ How one call works:
    evaluation gave it (decode at the member's reduced JPEG scale, shared by members whose
    sizes share that scale; fundus crop, resize, Ben preprocessing as its spec says). An image
    that fails to decode (not an image, truncated) is dropped by ``ignore_errors`` *before*
-   batching, so it never costs the other images of its batch; it is listed on stderr.
+   batching, so it never costs the other images of its batch; it is listed on stderr, with why (it is read
+   again alone: out of memory is "too large to decode in the memory available", not corrupt).
 3. Batches of 64 images go through every member with training's own evaluation
    (:func:`members.training.loop.predict_probs`); with ``tta`` the member's probabilities are
    averaged over four flips (identity, horizontal, vertical, both). A member trained with
@@ -543,6 +544,8 @@ def _refuse_another_dataset(workdir: Path, manifest: dict) -> None:
 
 # ---- images ----------------------------------------------------------------------------
 UNDECODABLE = "cannot be decoded as an image (not an image, or truncated/corrupt)"
+TOO_LARGE = ("is too large to decode in the memory available ({size}); downscale it (to 4096 px on its longer side, "
+             "say) or free memory, and grade it again")
 
 
 def _resolved(path: str) -> Path | None:
@@ -654,21 +657,53 @@ def _header_problem(path: Path) -> str | None:
     return None if pixels > 0 else "has no pixels"
 
 
-def settle_skipped(paths: Sequence[str], candidates: Sequence[str], kept, skipped: dict[str, str]) -> None:
-    """Add the ``candidates`` the decoder dropped (not in ``kept``) to ``skipped``; refuse when none is left.
+def settle_skipped(paths: Sequence[str], candidates: Sequence[str], kept, skipped: dict[str, str],
+                   variants: Sequence[tuple[int, str, bool]] = ()) -> None:
+    """Add the ``candidates`` the decoder dropped (not in ``kept``) to ``skipped``, each with why
+    (:func:`undecoded_reason`, reading it alone for ``variants``); refuse when none is left.
 
     Raises:
         UserError: no image of ``paths`` could be read (the reasons are listed on stderr first).
     """
     decoded = set(np.asarray(kept).tolist())
     for i, p in enumerate(candidates):
-        if i not in decoded:
-            skipped.setdefault(p, UNDECODABLE)
+        if i not in decoded and p not in skipped:
+            skipped[p] = undecoded_reason(p, variants) if variants else UNDECODABLE
     if not decoded:
         _report_skipped(skipped)
         raise UserError(f"None of the {len(paths)} image(s) could be read; pass image files (JPEG, PNG, TIFF, "
                         "or another format Pillow reads) or folders of them "
                         f"(see the list above). Received: paths={list(paths[:3])}{'...' if len(paths) > 3 else ''}")
+
+
+def undecoded_reason(path: str, variants: Sequence[tuple[int, str, bool]]) -> str:
+    """Why the pipeline dropped ``path``: it is read again, alone, as :func:`image_batches` reads it. Out of memory
+    (TensorFlow's ``ResourceExhaustedError``, Python's ``MemoryError``) is :data:`TOO_LARGE`, not corruption; any
+    other failure is :data:`UNDECODABLE`; a file that decodes alone failed for want of memory beside the others."""
+    import tensorflow as tf
+
+    from members.data.pipeline import load_variants, orientation_table
+
+    name = os.fsencode(str(path))
+    try:
+        load_variants(tf.constant(name), variants, orientation_table([name]))
+    except (tf.errors.ResourceExhaustedError, MemoryError):
+        return TOO_LARGE.format(size=_pixel_size(path))
+    except Exception:  # noqa: BLE001 - the decoder's many errors: not an image, truncated, corrupt
+        return UNDECODABLE
+    return (f"could not be decoded beside the other images, though it decodes alone ({_pixel_size(path)}: out of "
+            "memory with several large images at once?); grade it on its own")
+
+
+def _pixel_size(path: str) -> str:
+    """``"12000 × 12000 px"`` from the file's header, or ``"its size unknown"``."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return f"{im.width} × {im.height} px"
+    except Exception:  # noqa: BLE001 - only for the message
+        return "its size unknown"
 
 
 def member_variant(member: LoadedMember) -> tuple[int, str, bool]:
@@ -849,7 +884,7 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
         print(f"Resumed: {len(before)} image(s) graded by an interrupted run with the same members were taken from "
               f"{partial_files(out)[1]}; {len(kept) - len(before)} graded now.", file=sys.stderr)
     try:
-        settle_skipped(paths, candidates, kept, skipped)
+        settle_skipped(paths, candidates, kept, skipped, [member_variant(m) for m in ens.members])
     except UserError as exc:  # every input still gets its row ("not graded: <reason>"), then the one sentence
         none = replace(_none_graded(ens, skipped), given=list(paths))
         exc.result = none  # the command prints it as JSON with --json

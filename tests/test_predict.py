@@ -362,6 +362,43 @@ def test_check_file(images) -> None:
     assert check_file(images["good"][0]) is None
 
 
+def test_an_image_too_large_for_memory_is_not_called_corrupt(voted, images, tmp_path, monkeypatch) -> None:
+    """Every image the pipeline dropped was "cannot be decoded (not an image, or truncated/corrupt)", an out-of-memory
+    decode too; it is read again alone, and out of memory is said as such (here a decode of over 40 px runs out)."""
+    import tensorflow as tf
+    from PIL import Image
+
+    from ensemble.inference import TOO_LARGE, UNDECODABLE
+    from members.data import pipeline
+
+    def out_of_memory(image, size):
+        def run(x):
+            if x.shape[0] > 40:
+                raise MemoryError("cannot allocate")  # as TensorFlow's allocator fails: ResourceExhaustedError
+            return x
+        checked = tf.numpy_function(run, [image], tf.uint8, stateful=False)
+        checked.set_shape(image.shape)
+        return tf.image.resize(checked, [size, size], method="bilinear", antialias=True)
+
+    monkeypatch.setattr(pipeline, "_resized", out_of_memory)
+    big, small, cut = tmp_path / "big.png", tmp_path / "small.png", tmp_path / "cut.jpeg"
+    photo = Image.open(images["good"][0]).convert("RGB")
+    photo.resize((64, 64)).save(big)
+    photo.resize((36, 36)).save(small)
+    photo.resize((36, 36)).save(cut, quality=95)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 4 // 5])  # its header whole: the decoder finds it cut
+    result, _ = _run(voted, [str(big), str(small), str(cut)], tmp_path)
+    assert result.paths == [str(small)]
+    assert result.skipped == {str(big): TOO_LARGE.format(size="64 × 64 px"), str(cut): UNDECODABLE}
+    assert "too large to decode in the memory available" in TOO_LARGE and "corrupt" not in TOO_LARGE
+    from members.training.loop import image_read_error
+
+    sentence = str(image_read_error(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")))
+    assert sentence.startswith("An image was too large to decode in the memory available") and "changed" not in sentence
+    with pytest.raises(UserError, match="None of the 1 image"):
+        _run(voted, [str(big)], tmp_path)
+
+
 def test_a_jpeg_cut_inside_its_header_is_skipped_before_the_decoder(images, tmp_path, capfd) -> None:
     """libjpeg printed "Improper call to JPEG library in state 201" on stderr before the one-sentence skip."""
     from ensemble.inference import UNDECODABLE

@@ -18,6 +18,8 @@ import numpy as np
 
 SIZE = 128
 """Each image is resized to SIZE x SIZE px before it is judged (and :mod:`ensemble.appearance`'s features taken)."""
+EIGHT_BIT = frozenset({"1", "L", "LA", "P", "PA", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
+"""Pillow modes of 8-bit samples whose ``convert("RGB")`` gives :func:`members.data.pillow_image.to_rgb8`'s pixels."""
 
 
 def small(im) -> np.ndarray:
@@ -33,7 +35,14 @@ def small(im) -> np.ndarray:
 
     if im.format in ("JPEG", "MPO"):
         im.draft("RGB", (SIZE, SIZE))
-    return np.asarray(Image.fromarray(to_rgb8(im)).resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+    im.seek(0)
+    if im.mode == "RGB":  # resized as decoded: no copy of a large image (a 12000 px PNG is 432 MB a copy)
+        rgb = im
+    elif im.mode in EIGHT_BIT:  # the pixels to_rgb8 gives (an alpha channel dropped), in one copy, not two
+        rgb = im.convert("RGB")
+    else:  # deep samples: their high byte, as the pipeline reads them
+        rgb = Image.fromarray(to_rgb8(im))
+    return np.asarray(rgb.resize((SIZE, SIZE), Image.Resampling.BILINEAR))
 
 
 def spread(images: np.ndarray) -> np.ndarray:

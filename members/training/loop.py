@@ -114,6 +114,13 @@ def image_read_error(exc: Exception, *, path: str | None = None, reason: str | N
         text = str(getattr(exc, "message", exc)).split("Traceback (most recent call last)")[0]
         text = re.sub(r"\{\{function_node [^}]*\}\}", "", text).split("[[{{node")[0].split("[Op:")[0]
         detail = f"{type(exc).__name__}: {' '.join(text.split())[:300]}"
+    if isinstance(exc, (tf.errors.ResourceExhaustedError, MemoryError)) or detail.startswith("ResourceExhausted"):
+        error = ImageReadError(
+            f"An image was too large to decode in the memory available ({detail}); downscale the largest images "
+            "(to 4096 px on their longer side, say), or free memory (a smaller --batch-size, fewer members at once), "
+            f"then {then}.")
+        error.detail = detail
+        return error
     what = (f"{path} could not be read: {reason} ({detail}); it changed after prepare checked it (or an older "
             "version of prepare let it through)" if path else
             f"An image could not be read ({detail}); the images prepare checked have changed since (a file removed, "
@@ -134,6 +141,8 @@ def name_unreadable(exc: Exception, paths: Iterable[str], *, then: str = "train 
     from members.data.integrity import REASON_DAMAGED_JPEG
     from members.data.labels import REASON_FLAT, REASON_MISSING, check_image
 
+    if str(getattr(exc, "detail", "")).startswith("ResourceExhausted"):  # out of memory: no file is to blame
+        return exc
     for path in paths:
         reason = check_image(path) if os.path.exists(path) else REASON_MISSING
         if reason and reason not in (REASON_FLAT, REASON_DAMAGED_JPEG):  # those decode: not what failed
