@@ -625,7 +625,7 @@ def _images_below(folder: str) -> str | None:
 def _header_problem(path: Path) -> str | None:
     from PIL import Image
 
-    from members.data.integrity import REASON_DAMAGED_PNG, png_damage
+    from members.data.integrity import REASON_DAMAGED_JPEG, REASON_DAMAGED_PNG, png_damage
     from members.data.labels import REASON_FORMAT, _bmp_decodable
     from members.infra.archives import file_kind, how_to_open
 
@@ -654,7 +654,23 @@ def _header_problem(path: Path) -> str | None:
         return f"is an animated WebP ({frames} frames), which TensorFlow cannot decode; save one frame as PNG or JPEG"
     if fmt == "PNG" and png_damage(path):  # prepare's check: Pillow reads past it, TensorFlow's libpng refuses it
         return REASON_DAMAGED_PNG.removeprefix("image file ")
+    if fmt in ("JPEG", "MPO") and _cut_short(path):  # prepare's check: its grade would rest on blank grey blocks
+        return REASON_DAMAGED_JPEG.removeprefix("image file ")
     return None if pixels > 0 else "has no pixels"
+
+
+def _cut_short(path: Path) -> bool:
+    """Whether a JPEG's data ends early (:func:`members.data.thumbnail.glance`, at a reduced scale); one that does
+    not decode at all is left to the decoder, which names it undecodable."""
+    from PIL import Image
+
+    from members.data.thumbnail import glance
+
+    try:
+        with Image.open(path) as im:
+            return glance(im)[1]
+    except Exception:  # noqa: BLE001 - truncated, broken: not this check's to say
+        return False
 
 
 def settle_skipped(paths: Sequence[str], candidates: Sequence[str], kept, skipped: dict[str, str],

@@ -146,3 +146,23 @@ def damaged_png(pixels: np.ndarray, damage: str) -> bytes:
     raw = b"".join(b"\x00" + pixels[y].tobytes() for y in range(rows))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def cut_short_jpeg() -> bytes:
+    """A 128 px JPEG (a smooth gradient) with a tenth of its scan data zeroed in the middle: Pillow and TensorFlow
+    decode it without an error, libjpeg prints "Corrupt JPEG data: premature end of data segment" and leaves the
+    blocks after the break blank grey."""
+    import io
+
+    from PIL import Image
+
+    yy, xx = np.mgrid[:128, :128]
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([xx * 2, yy * 2, xx + yy], -1).astype(np.uint8)).save(buffer, "JPEG", quality=90)
+    data = bytearray(buffer.getvalue())
+    sos = data.find(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big")  # the scan data after the SOS header
+    n = (len(data) - start) // 10
+    middle = start + (len(data) - start) // 2
+    data[middle:middle + n] = bytes(n)
+    return bytes(data)

@@ -178,6 +178,33 @@ def test_check_image_drops_a_png_pillow_reads_and_tensorflow_refuses(tmp_path, d
     assert checked.dropped[["image", "reason"]].values.tolist() == [["eye.png", REASON_DAMAGED_PNG]]
 
 
+def test_a_jpeg_whose_data_ends_early_is_dropped_by_prepare_and_not_graded_by_predict(tmp_path, capfd):
+    """libjpeg said "Corrupt JPEG data: premature end of data segment" on every pass, naming no file, and filled the
+    rest of the picture with grey; prepare kept the file, predict graded it."""
+    import tensorflow as tf
+
+    from ensemble.inference import check_file
+    from members.data.integrity import REASON_DAMAGED_JPEG
+    from tests.helpers import cut_short_jpeg
+
+    path = tmp_path / "eye.jpeg"
+    path.write_bytes(cut_short_jpeg())
+    capfd.readouterr()
+    pixels = tf.io.decode_jpeg(path.read_bytes(), channels=3).numpy()  # decodes: no error to catch
+    assert "premature end of data segment" in capfd.readouterr().err
+    assert (pixels[-8:, -8:] == 128).all()
+    assert L.check_image(path) == REASON_DAMAGED_JPEG
+    assert check_file(str(path)) == REASON_DAMAGED_JPEG.replace("image file is", "is")
+    table = pd.DataFrame({"row": [2], "image": ["eye.jpeg"], "label_text": ["1"]})
+    assert L.check_rows(table, tmp_path, progress=False).dropped["reason"].tolist() == [REASON_DAMAGED_JPEG]
+    whole = tmp_path / "whole.jpeg"  # the same picture undamaged, and one of flat grey (flat, not damaged)
+    yy, xx = np.mgrid[:128, :128]
+    Image.fromarray(np.stack([xx * 2, yy * 2, xx + yy], -1).astype(np.uint8)).save(whole, quality=90)
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(tmp_path / "grey.jpeg")
+    assert L.check_image(whole) is None and check_file(str(whole)) is None
+    assert L.check_image(tmp_path / "grey.jpeg") == L.REASON_FLAT and check_file(str(tmp_path / "grey.jpeg")) is None
+
+
 def test_check_image_decompression_bomb(tmp_path, monkeypatch):
     path = save(tmp_path / "img.png", fmt="PNG")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # 16*16 = 256 > 2 * 50

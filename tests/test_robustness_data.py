@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 from members.data import labels as L
-from tests.helpers import one_sentence_error, run_cli  # noqa: E402
+from members.data.integrity import REASON_DAMAGED_JPEG, REASON_DAMAGED_PNG
+from tests.helpers import cut_short_jpeg, damaged_png, one_sentence_error, run_cli  # noqa: E402
 
 RNG = np.random.default_rng(7)
 PIXELS = RNG.integers(0, 255, (16, 16, 3), dtype=np.uint8)
@@ -128,6 +129,9 @@ IMAGE_CASES = {
     "png_16_bit": ("deep.png", _png16, None),
     "name_with_spaces": ("fundus left eye 1.png", lambda p: save(p), None),
     "name_non_ascii": ("ñandú 眼底 é.jpeg", lambda p: save(p, fmt="JPEG"), None),
+    "png_idat_crc_broken": ("crc.png", lambda p: p.write_bytes(damaged_png(PIXELS, "crc")), REASON_DAMAGED_PNG),
+    "png_rows_missing": ("short.png", lambda p: p.write_bytes(damaged_png(PIXELS, "short")), REASON_DAMAGED_PNG),
+    "jpeg_data_ends_early": ("zeroed.jpeg", lambda p: p.write_bytes(cut_short_jpeg()), REASON_DAMAGED_JPEG),
 }
 
 
@@ -150,7 +154,7 @@ def test_image_is_kept_or_dropped_with_its_reason(tmp_path, case):
     else:
         assert f"kept {GOOD} " in out and "dropped 1" in out
         assert dropped == [{"row": str(GOOD + 2), "image": name, "label": "1", "reason": reason}]
-        assert reason in " ".join(err.split())  # the summary on stderr names the reason (rich wraps lines)
+        assert f"{reason} (e.g. {name})" in " ".join(err.split())  # the summary names the reason and the file
         assert name not in split_paths(tmp_path / "w")
 
 

@@ -178,8 +178,10 @@ def _summary(workdir: Path, info: dict, dropped: pd.DataFrame, unchanged: bool, 
         return
     console.print(f"Prepared {workdir}: kept {info['kept']} rows, dropped {len(dropped)}"
                   f"{', split by patient' if info['grouped'] else ''}.", markup=False)
-    for reason, n in info["skipped"].items():
-        console.print(f"  dropped {n:>6}  {reason}", markup=False)
+    for reason, n in info["skipped"].items():  # one file by name; every one is in data_report.csv
+        names = dropped.loc[dropped["reason"] == reason, "image"] if len(dropped) else []
+        example = f" (e.g. {csvsafe.printable(str(names.iloc[0]))})" if len(names) and str(names.iloc[0]) else ""
+        console.print(f"  dropped {n:>6}  {reason}{example}", markup=False)
     if len(dropped):
         console.print(f"  every dropped row is listed in {workdir / 'data_report.csv'}", markup=False)
     table = Table("split", *map(str, info["classes"]), "total")

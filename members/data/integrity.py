@@ -11,7 +11,8 @@ A JPEG whose scan data is damaged (a run of bytes zeroed or lost) decodes withou
 both libraries; libjpeg prints ``Corrupt JPEG data: premature end of data segment`` and fills
 the blocks it could not read with zero coefficients, which decode to exactly mid-grey
 (128, 128, 128). :func:`blank_tail` finds that grey at the end of the scan, the bottom-right
-corner of the picture.
+corner of the picture. (A picture whose last block is exactly that grey — one padded with 128 grey — reads as damaged
+too; a camera's photograph all but never ends so.)
 """
 
 from __future__ import annotations
@@ -103,14 +104,14 @@ def _inflated(inflate, data: bytes) -> int:
 
 
 def blank_tail(pixels: np.ndarray, scale: float = 1.0) -> bool:
-    """Whether a decoded JPEG's bottom-right corner — the end of its scan, the last 16 × 16 px (two MCUs of
-    4:2:0 at full scale, ``16 * scale`` px in a reduced-scale decode) — is exactly mid-grey, as libjpeg leaves the
-    blocks after its data ended early.
+    """Whether a decoded JPEG's bottom-right corner — the end of its scan, its last 8 × 8 block (``8 * scale`` px in
+    a reduced-scale decode; the bottom half of a 4:2:0 MCU, where no colour is blended in from the MCU above) — is
+    exactly mid-grey, as libjpeg leaves the blocks after its data ended early.
 
         >>> grey = np.full((32, 32, 3), 128, np.uint8)
         >>> blank_tail(grey), blank_tail(np.full((32, 32, 3), 40, np.uint8))
         (True, False)
     """
-    side = max(1, int(round(16 * scale)))
+    side = max(1, int(round(8 * scale)))
     corner = np.asarray(pixels)[-side:, -side:]
     return corner.size > 0 and bool((corner == 128).all())

@@ -338,13 +338,14 @@ def check_image(path: str | os.PathLike) -> str | None:
     refused: it shows nothing its label could be learned from, and it would widen the range ``vote``'s input screen
     accepts. A PNG Pillow decodes
     has its chunks checked as libpng, TensorFlow's decoder, checks them (:func:`members.data.integrity.png_damage`:
-    Pillow skips the pixel data's CRC and pads a short stream).
+    Pillow skips the pixel data's CRC and pads a short stream). A JPEG whose data ends early (its last blocks decode
+    as blank grey: :func:`members.data.thumbnail.glance`) is refused; ``predict`` does not grade it either.
     """
     from PIL import Image
 
-    from members.data.integrity import PNG_SIGNATURE, REASON_DAMAGED_PNG, png_damage
+    from members.data.integrity import PNG_SIGNATURE, REASON_DAMAGED_JPEG, REASON_DAMAGED_PNG, png_damage
     from members.data.pillow_image import tensorflow_decodes
-    from members.data.thumbnail import is_flat, small, spread
+    from members.data.thumbnail import glance, is_flat, spread
 
     try:
         if os.path.getsize(path) == 0:
@@ -359,7 +360,7 @@ def check_image(path: str | os.PathLike) -> str | None:
                 if im.format not in TF_FORMATS or (im.format == "BMP" and (im.mode == "P" or not _bmp_decodable(path))):
                     return REASON_FORMAT
             # decoded whole (a JPEG at a reduced scale), a format TensorFlow cannot as the pipeline decodes it (to_rgb8)
-            picture = small(im)
+            picture, cut_short = glance(im)
         if head.startswith(PNG_SIGNATURE) and png_damage(path):  # damage Pillow reads past and libpng refuses
             return REASON_DAMAGED_PNG
     except Image.DecompressionBombError:
@@ -368,6 +369,8 @@ def check_image(path: str | os.PathLike) -> str | None:
         return REASON_UNDECODABLE
     if is_flat(spread(picture[None]))[0]:  # a failed capture carries no label's evidence; predict's rule
         return REASON_FLAT
+    if cut_short:  # libjpeg fills what it could not read with grey, and says so on stderr naming no file
+        return REASON_DAMAGED_JPEG
     return None
 
 

@@ -9,7 +9,8 @@ mostly skipped), resized bilinearly. Judged on the full-resolution pixels instea
 a black frame reads as contrast in a large file and not in a small one, and the two commands
 disagreed on the same file.
 
-numpy and Pillow only: ``vote`` and ``prepare`` import no TensorFlow.
+:func:`glance` also finds a JPEG whose data ended early in that same decode (``prepare`` drops it, ``predict`` does
+not grade it). numpy and Pillow only: ``vote`` and ``prepare`` import no TensorFlow.
 """
 
 from __future__ import annotations
@@ -43,6 +44,23 @@ def small(im) -> np.ndarray:
     else:  # deep samples: their high byte, as the pipeline reads them
         rgb = Image.fromarray(to_rgb8(im))
     return np.asarray(rgb.resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+
+
+def glance(im) -> tuple[np.ndarray, bool]:
+    """``(small(im), cut short)``: the picture, and whether ``im`` is a JPEG whose data ended early — its last blocks
+    decoded as blank mid-grey (:func:`members.data.integrity.blank_tail`), libjpeg's "Corrupt JPEG data: premature
+    end of data segment" (a frame of one flat grey is flat, not cut short). Call it on an image not loaded yet, as
+    :func:`small`."""
+    width = im.width
+    picture = small(im)
+    if im.format not in ("JPEG", "MPO") or im.mode not in ("RGB", "L"):
+        return picture, False
+    from members.data.integrity import blank_tail
+
+    scale = im.width / max(width, 1)  # the reduced-scale decode's share of the stored size
+    side = max(1, round(16 * scale))
+    corner = np.asarray(im.crop((im.width - side, im.height - side, im.width, im.height)))
+    return picture, blank_tail(corner, scale) and not is_flat(spread(picture[None]))[0]  # a grey frame is flat
 
 
 def spread(images: np.ndarray) -> np.ndarray:
