@@ -627,6 +627,7 @@ def _header_problem(path: Path) -> str | None:
 
     from members.data.integrity import REASON_DAMAGED_JPEG, REASON_DAMAGED_PNG, png_damage
     from members.data.labels import REASON_FORMAT, _bmp_decodable
+    from members.data.pillow_image import REASON_HEIF, heif_file
     from members.infra.archives import file_kind, how_to_open
 
     try:
@@ -638,6 +639,8 @@ def _header_problem(path: Path) -> str | None:
         return (f"is too large to decode safely (over Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels, "
                 "the one prepare applies); downscale it first")
     except Exception as exc:  # noqa: BLE001 - not identified: TensorFlow's own formats go to its decoder, the rest is no image
+        if heif_file(path):  # prepare's reason: a phone's HEIC is no corrupt file, it wants converting
+            return REASON_HEIF.removeprefix("image ")
         if "truncated" in str(exc).casefold():  # the file ends inside its header: libjpeg would print its own line
             return UNDECODABLE
         try:

@@ -512,6 +512,39 @@ def test_a_file_name_in_another_encoding_is_dropped_and_a_class_folder_in_one_is
     one_sentence_error(code, err, "norm\\xe9 has a name that is not valid UTF-8", "rename it")
 
 
+HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)  # an iPhone photo's header (no pixels)
+
+
+@pytest.mark.parametrize("layout", ["folders", "csv"])
+def test_phone_heic_photos_and_broken_links_are_dropped_saying_what_they_are(tmp_path, layout):
+    """A HEIC photo was "no image extension ... needs its extension, .jpg or .png" (folders) or "does not decode
+    (truncated or not an image)" (CSV); a link to nothing was "image file not found", where predict says it is a
+    symbolic link."""
+    from ensemble.inference import check_file
+    from members.data.labels import REASON_BROKEN_LINK
+    from members.data.pillow_image import REASON_HEIF
+
+    data = class_folders(tmp_path / "fundus", nested=False)
+    (data / "normal" / "IMG_0001.HEIC").write_bytes(HEIC)
+    (data / "normal" / "IMG_0002").write_bytes(HEIC.replace(b"ftypheic", b"ftypmif1"))  # no extension: its brand
+    (data / "glaucoma" / "scan.avif").write_bytes(HEIC.replace(b"heic", b"avif"))
+    (data / "normal" / "gone.png").symlink_to("nothere.png")
+    args = ["--images", data]
+    if layout == "csv":
+        names = [p.relative_to(data).as_posix() for p in sorted(data.rglob("*")) if p.is_symlink() or p.is_file()]
+        (tmp_path / "labels.csv").write_text("image,level\n" + "".join(f"{n},{n.split('/')[0]}\n" for n in names))
+        args += ["--labels", tmp_path / "labels.csv", "--label-column", "level"]
+    code, _, err = run_cli("prepare", "--workdir", tmp_path / "w", *args)
+    assert code == 0, err
+    report = pd.read_csv(tmp_path / "w" / "data_report.csv")
+    reasons = dict(zip(report["image"], report["reason"]))
+    heif = {"normal/IMG_0001.HEIC", "normal/IMG_0002", "glaucoma/scan.avif"}
+    assert reasons == {**{name: REASON_HEIF for name in heif}, "normal/gone.png": REASON_BROKEN_LINK}
+    assert "convert it to JPEG or PNG" in REASON_HEIF and "no image extension" not in err
+    assert check_file(str(data / "normal" / "IMG_0002")) == REASON_HEIF.removeprefix("image ")  # predict alike
+    assert check_file(str(data / "normal" / "gone.png")) == "is a symbolic link to nothere.png, which does not exist"
+
+
 def test_a_data_sets_own_dataset_json_is_no_workdir(tmp_path):
     """A metadata file called dataset.json in a class folder (a licence note) made prepare drop the whole class
     silently: only a workdir's dataset.json (fingerprint, classes, beside split.csv) marks one."""

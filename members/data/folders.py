@@ -27,6 +27,7 @@ from members.infra.archives import not_a_folder
 from members.infra.csvsafe import is_utf8, printable
 from members.infra.errors import UserError
 from members.data.labels import EXTENSIONS, SYSTEM_FOLDERS
+from members.data.pillow_image import heif_file
 
 SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "test": "test", "testing": "test"}
@@ -74,7 +75,9 @@ def _files_under(folder: Path, skip: Path | None = None) -> tuple[list[Path], li
                          and not _is_workdir(Path(base) / d))
         for f in sorted(files):
             if not f.startswith(".") and f.casefold() not in JUNK_FILES:
-                (images if os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS else others).append(Path(base) / f)
+                path = Path(base) / f  # a phone's HEIC without its extension is a row too: prepare says to convert it
+                image = os.path.splitext(f)[1].casefold() in IMAGE_EXTENSIONS or heif_file(path)
+                (images if image else others).append(path)
     return images, others
 
 

@@ -47,6 +47,7 @@ FLAT_STD = 2.0
 """Grey levels: an image whose pixels vary less than this in every colour (standard deviation) is flat."""
 REASON_TOO_LARGE = "image too large to decode safely (PIL decompression-bomb limit)"
 REASON_LOOP = "image file is a symlink loop (or a chain of links too long to follow)"
+REASON_BROKEN_LINK = "image file is a symbolic link to a file that does not exist (moved or deleted?)"
 REASON_AMBIGUOUS = "image name is ambiguous: several files match it (another extension or case); name it exactly"
 REASON_AMBIGUOUS_FOLDERS = "image name is in several sub-folders"
 """The start of the reason for a name found as different files in several sub-folders; the reason names them
@@ -65,7 +66,8 @@ SYSTEM_FOLDERS = {"__macosx", "$recycle.bin", "system volume information", "@ead
 """Folders an unzip or a file system adds (macOS resource forks, Windows' bin, Synology thumbnails): never classes,
 never searched for images."""
 EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".jp2",
-              ".jfif", ".jpe")  # .jfif: the name Windows gives JPEGs
+              ".jfif", ".jpe", ".heic", ".heif", ".avif")  # .jfif: the name Windows gives JPEGs; .heic: phones'
+# photos (an AVIF Pillow reads is decoded by Pillow; the rest is dropped by check_image, saying to convert them)
 
 _FOREIGN = re.compile(r"^(/|\\\\|[A-Za-z]:[\\/])")  # /…, \\server\…, C:\… or C:/…
 _INT = re.compile(r"^\+?\d+(\.0*)?$")
@@ -109,7 +111,7 @@ class NameResolver:
         self.root = os.path.realpath(root)
         self._prefix = self.root.rstrip(os.sep) + os.sep
         self._folders: dict[str, tuple[str, set[str], dict[str, list[str]], set[str]]] = {}
-        self.loops: set[str] = set()  # symlinks that cannot be followed (loops), as full paths
+        self.loops: set[str] = set()  # symlinks that cannot be followed (loops, links to nothing), full paths
         self._tree: dict | None = None  # sub-folders of the root, listed on the first name not found at its place
         self._where: dict[str, list[str]] = {}  # with _tree: a case-folded file name -> the sub-folders holding it
         self.elsewhere: list[tuple[str, str]] = []  # (name, path found in a sub-folder)
@@ -253,8 +255,8 @@ class NameResolver:
         found, reason = _match(base, names, folded, other_ext)
         if found is None:
             return None, reason
-        if os.path.join(folder, found) in self.loops:
-            return None, REASON_LOOP
+        if os.path.join(folder, found) in self.loops:  # a loop, or a link whose target is gone
+            return None, REASON_BROKEN_LINK if _dangling(os.path.join(folder, found)) else REASON_LOOP
         path = os.path.join(folder, found)
         real = os.path.realpath(path) if found in links else os.path.join(real_folder, found)
         if not self._inside(real):
@@ -282,8 +284,20 @@ def _same_bytes(paths: Sequence[str]) -> bool:
         return False
 
 
+def _dangling(path: str) -> bool:
+    """Whether ``path`` is a symbolic link whose target does not exist (not a loop of links)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _list_files(folder: str) -> tuple[list[tuple[str, bool]], set[str]]:
-    """``([(file name, is a symlink)], {names of links that loop})``: one bad entry never hides the others."""
+    """``([(file name, is a symlink)], {names of links that cannot be followed: loops, links to nothing})``: one bad
+    entry never hides the others."""
     files, loops = [], set()
     try:
         with os.scandir(folder) as entries:
@@ -291,6 +305,8 @@ def _list_files(folder: str) -> tuple[list[tuple[str, bool]], set[str]]:
                 try:
                     if entry.is_file():
                         files.append((entry.name, entry.is_symlink()))
+                    elif entry.is_symlink() and not os.path.exists(entry.path):  # a link to nothing: named as one
+                        loops.add(entry.name)
                 except OSError:  # ELOOP: a link to itself, or a chain too long
                     loops.add(entry.name)
     except OSError:
@@ -344,7 +360,7 @@ def check_image(path: str | os.PathLike) -> str | None:
     from PIL import Image
 
     from members.data.integrity import PNG_SIGNATURE, REASON_DAMAGED_JPEG, REASON_DAMAGED_PNG, png_damage
-    from members.data.pillow_image import tensorflow_decodes
+    from members.data.pillow_image import REASON_HEIF, heif_file, tensorflow_decodes
     from members.data.thumbnail import glance, is_flat, spread
 
     try:
@@ -366,7 +382,7 @@ def check_image(path: str | os.PathLike) -> str | None:
     except Image.DecompressionBombError:
         return REASON_TOO_LARGE
     except Exception:  # noqa: BLE001 - UnidentifiedImageError, truncated data, broken chunks...
-        return REASON_UNDECODABLE
+        return REASON_HEIF if heif_file(path) else REASON_UNDECODABLE  # a phone's HEIC: convert it, not "truncated"
     if is_flat(spread(picture[None]))[0]:  # a failed capture carries no label's evidence; predict's rule
         return REASON_FLAT
     if cut_short:  # libjpeg fills what it could not read with grey, and says so on stderr naming no file

@@ -18,6 +18,13 @@ import os
 
 import numpy as np
 
+HEIF_EXTENSIONS = (".heic", ".heif", ".hif", ".avif")
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"})
+"""The ``ftyp`` brands of HEIF files: HEIC (an iPhone's photos, many Android phones') and AVIF."""
+REASON_HEIF = ("image is HEIC/AVIF (a phone camera's format), which is not supported here (Pillow cannot decode it): "
+               "convert it to JPEG or PNG (e.g. `magick IMG_0001.HEIC IMG_0001.jpg`, or on a Mac "
+               "`sips -s format jpeg IMG_0001.HEIC --out IMG_0001.jpg`)")
+
 # The leading bytes by which TensorFlow's decode_image recognises its formats (WebP also needs
 # "WEBP" at offset 8): any other file is Pillow's.
 TF_MAGIC = {"JPEG": b"\xff\xd8\xff", "PNG": b"\x89PNG\r\n\x1a\n", "GIF": b"GIF", "BMP": b"BM"}
@@ -123,6 +130,31 @@ def orient(pixels: np.ndarray, value: int) -> np.ndarray:
              5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, 3), 7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
              8: lambda a: np.rot90(a, 1)}
     return np.ascontiguousarray(turns.get(int(value), turns[1])(pixels))
+
+
+def heif_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a HEIC/HEIF or AVIF file: by its extension, or by the brands of its ``ftyp`` box (the
+    major brand or a compatible one: ``heic``, ``heix``, ``mif1``, ``avif``, ...), whatever it is called.
+
+    Example:
+        >>> heif_head(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"), heif_head(b"\x00\x00\x00\x14ftypisom")
+        (True, False)
+    """
+    if os.path.splitext(os.fspath(path))[1].casefold() in HEIF_EXTENSIONS:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return heif_head(f.read(64))
+    except OSError:
+        return False
+
+
+def heif_head(head: bytes) -> bool:
+    """Whether a file's first bytes are a HEIF ``ftyp`` box (see :func:`heif_file`)."""
+    if head[4:8] != b"ftyp":
+        return False
+    box = head[8:max(16, int.from_bytes(head[:4], "big"))]  # major brand, minor version, compatible brands
+    return any(box[i:i + 4] in HEIF_BRANDS for i in [0, *range(8, len(box) - 3, 4)])
 
 
 def tensorflow_decodes(head: bytes) -> bool:
