@@ -134,6 +134,8 @@ def test_check_image_refuses_flat_frames_of_any_colour_and_animated_webp(tmp_pat
 
 
 def test_check_image_rejects(tmp_path):
+    from members.data.integrity import REASON_DAMAGED_PNG
+
     empty = tmp_path / "empty.jpeg"
     empty.write_bytes(b"")
     text = tmp_path / "text.jpeg"
@@ -146,7 +148,7 @@ def test_check_image_rejects(tmp_path):
     assert L.check_image(empty) == L.REASON_EMPTY
     assert L.check_image(text) == L.REASON_UNDECODABLE
     assert L.check_image(cut) == L.REASON_UNDECODABLE
-    assert L.check_image(cut_png) == L.REASON_UNDECODABLE
+    assert L.check_image(cut_png) == REASON_DAMAGED_PNG  # its end missing: predict's reason for it too
     assert L.check_image(save(tmp_path / "t.tiff", fmt="TIFF")) is None  # decoded by Pillow
     assert L.check_image(save(tmp_path / "mono.bmp", "1", "BMP")) == L.REASON_FORMAT
     assert L.check_image(save(tmp_path / "palette.bmp", "P", "BMP")) == L.REASON_FORMAT  # TF ignores palettes

@@ -114,7 +114,7 @@ IMAGE_CASES = {
     # case: (file name, how to make it, reason or None when kept)
     "zero_bytes": ("empty.jpeg", lambda p: p.write_bytes(b""), L.REASON_EMPTY),
     "truncated_jpeg": ("cut.jpeg", lambda p: _truncated(p, "JPEG"), L.REASON_UNDECODABLE),
-    "truncated_png": ("cut.png", lambda p: _truncated(p, "PNG"), L.REASON_UNDECODABLE),
+    "truncated_png": ("cut.png", lambda p: _truncated(p, "PNG"), REASON_DAMAGED_PNG),  # predict's reason too
     "not_an_image": ("notes.jpeg", lambda p: p.write_text("this is not an image\n"), L.REASON_UNDECODABLE),
     "palette_bmp": ("scan.bmp", lambda p: save(p, "P", fmt="BMP"), L.REASON_FORMAT),
     "truncated_tiff": ("cut.tif", lambda p: _truncated(p, "TIFF"), L.REASON_UNDECODABLE),

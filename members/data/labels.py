@@ -352,14 +352,14 @@ def check_image(path: str | os.PathLike) -> str | None:
     pipeline decodes it, by :func:`members.data.pillow_image.to_rgb8`. An image of one flat colour
     (:func:`members.data.thumbnail.is_flat` on that picture, ``predict``'s rule; a lens-cap frame, a 1-pixel file) is
     refused: it shows nothing its label could be learned from, and it would widen the range ``vote``'s input screen
-    accepts. A PNG Pillow decodes
-    has its chunks checked as libpng, TensorFlow's decoder, checks them (:func:`members.data.integrity.png_damage`:
+    accepts. A PNG has its
+    chunks checked as libpng, TensorFlow's decoder, checks them (:func:`members.data.integrity.png_damage`:
     Pillow skips the pixel data's CRC and pads a short stream). A JPEG whose data ends early (its last blocks decode
     as blank grey: :func:`members.data.thumbnail.glance`) is refused; ``predict`` does not grade it either.
     """
     from PIL import Image
 
-    from members.data.integrity import PNG_SIGNATURE, REASON_DAMAGED_JPEG, REASON_DAMAGED_PNG, png_damage
+    from members.data.integrity import REASON_DAMAGED_JPEG, REASON_DAMAGED_PNG, png_damage
     from members.data.pillow_image import REASON_HEIF, heif_file, tensorflow_decodes
     from members.data.thumbnail import glance, is_flat, spread
 
@@ -371,14 +371,14 @@ def check_image(path: str | os.PathLike) -> str | None:
         with Image.open(path) as im:
             if im.format == "WEBP" and int(getattr(im, "n_frames", 1)) > 1:  # predict refuses it too
                 return REASON_ANIMATED
+            if im.format == "PNG" and png_damage(path):  # damage Pillow reads past and libpng refuses; predict's check
+                return REASON_DAMAGED_PNG
             if tensorflow_decodes(head):
                 # TensorFlow ignores a BMP's palette: colour-palette BMPs would decode as grey indices.
                 if im.format not in TF_FORMATS or (im.format == "BMP" and (im.mode == "P" or not _bmp_decodable(path))):
                     return REASON_FORMAT
             # decoded whole (a JPEG at a reduced scale), a format TensorFlow cannot as the pipeline decodes it (to_rgb8)
             picture, cut_short = glance(im)
-        if head.startswith(PNG_SIGNATURE) and png_damage(path):  # damage Pillow reads past and libpng refuses
-            return REASON_DAMAGED_PNG
     except Image.DecompressionBombError:
         return REASON_TOO_LARGE
     except Exception:  # noqa: BLE001 - UnidentifiedImageError, truncated data, broken chunks...
