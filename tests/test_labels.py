@@ -205,6 +205,12 @@ def test_a_jpeg_whose_data_ends_early_is_dropped_by_prepare_and_not_graded_by_pr
     Image.new("RGB", (64, 64), (128, 128, 128)).save(tmp_path / "grey.jpeg")
     assert L.check_image(whole) is None and check_file(str(whole)) is None
     assert L.check_image(tmp_path / "grey.jpeg") == L.REASON_FLAT and check_file(str(tmp_path / "grey.jpeg")) is None
+    noise = np.clip(np.random.default_rng(0).normal(100, 40, (256, 256, 3)), 0, 255).astype(np.uint8)
+    for name, pad in (("band", (slice(200, None), slice(None))), ("strip", (slice(None), slice(192, None)))):
+        padded = noise.copy()
+        padded[pad] = 128  # letterboxed or pillarboxed with mid-grey: whole, not damaged
+        Image.fromarray(padded).save(tmp_path / f"{name}.jpeg", quality=90)
+        assert L.check_image(tmp_path / f"{name}.jpeg") is None and check_file(str(tmp_path / f"{name}.jpeg")) is None
 
 
 def test_check_image_decompression_bomb(tmp_path, monkeypatch):

@@ -10,9 +10,9 @@ header's size needs, and an IEND chunk — without keeping the pixels (a few MiB
 A JPEG whose scan data is damaged (a run of bytes zeroed or lost) decodes without error in
 both libraries; libjpeg prints ``Corrupt JPEG data: premature end of data segment`` and fills
 the blocks it could not read with zero coefficients, which decode to exactly mid-grey
-(128, 128, 128). :func:`blank_tail` finds that grey at the end of the scan, the bottom-right
-corner of the picture. (A picture whose last block is exactly that grey — one padded with 128 grey — reads as damaged
-too; a camera's photograph all but never ends so.)
+(128, 128, 128). :func:`ends_early` finds that grey from a point inside a row of blocks to the end of the scan;
+a picture padded with that grey (rows at the bottom, a strip at the right) is told apart and kept. (The data
+ending exactly at a row's start reads as a grey band and is not found.)
 """
 
 from __future__ import annotations
@@ -103,15 +103,31 @@ def _inflated(inflate, data: bytes) -> int:
     return total
 
 
-def blank_tail(pixels: np.ndarray, scale: float = 1.0) -> bool:
-    """Whether a decoded JPEG's bottom-right corner — the end of its scan, its last 8 × 8 block (``8 * scale`` px in
-    a reduced-scale decode; the bottom half of a 4:2:0 MCU, where no colour is blended in from the MCU above) — is
-    exactly mid-grey, as libjpeg leaves the blocks after its data ended early.
+def ends_early(pixels: np.ndarray) -> bool:
+    """Whether a decoded JPEG ends in the blank mid-grey (128, 128, 128) that libjpeg leaves for every block after its
+    data ended early: grey from a point inside a row of blocks to the end of the scan, with picture above that
+    point. A picture padded with that grey is not it: rows at the bottom (the grey starts at a row's start) or a strip
+    at the right (grey above the point too, up to the top).
 
-        >>> grey = np.full((32, 32, 3), 128, np.uint8)
-        >>> blank_tail(grey), blank_tail(np.full((32, 32, 3), 40, np.uint8))
-        (True, False)
+        >>> picture = np.full((32, 32, 3), 60, np.uint8); cut = picture.copy(); cut[24:, 16:] = 128; cut[28:] = 128
+        >>> band = picture.copy(); band[24:] = 128; strip = picture.copy(); strip[:, 16:] = 128
+        >>> ends_early(cut), ends_early(band), ends_early(strip), ends_early(np.full((8, 8, 3), 128, np.uint8))
+        (True, False, False, False)
     """
-    side = max(1, int(round(8 * scale)))
-    corner = np.asarray(pixels)[-side:, -side:]
-    return corner.size > 0 and bool((corner == 128).all())
+    values = np.asarray(pixels)
+    grey = (values == 128).all(axis=-1) if values.ndim == 3 else values == 128
+    rows = grey.all(axis=1)
+    r = len(grey) - 1
+    while r >= 0 and rows[r]:  # whole grey rows at the end
+        r -= 1
+    if r < 0:
+        return False  # all grey: a flat frame, judged as such
+    c = grey.shape[1]
+    while c > 0 and grey[r, c - 1]:  # the grey at the end of the last row with picture
+        c -= 1
+    if c in (0, grey.shape[1]):
+        return False  # none, or the grey starts at a row's start (a band at the bottom)
+    top = r
+    while top > 0 and grey[top - 1, c:].all():  # the row of blocks the point is in (a strip goes to the top)
+        top -= 1
+    return top > 0

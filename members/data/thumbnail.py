@@ -48,19 +48,15 @@ def small(im) -> np.ndarray:
 
 def glance(im) -> tuple[np.ndarray, bool]:
     """``(small(im), cut short)``: the picture, and whether ``im`` is a JPEG whose data ended early — its last blocks
-    decoded as blank mid-grey (:func:`members.data.integrity.blank_tail`), libjpeg's "Corrupt JPEG data: premature
+    decoded as blank mid-grey (:func:`members.data.integrity.ends_early`), libjpeg's "Corrupt JPEG data: premature
     end of data segment" (a frame of one flat grey is flat, not cut short). Call it on an image not loaded yet, as
     :func:`small`."""
-    width = im.width
     picture = small(im)
     if im.format not in ("JPEG", "MPO") or im.mode not in ("RGB", "L"):
         return picture, False
-    from members.data.integrity import blank_tail
+    from members.data.integrity import ends_early
 
-    scale = im.width / max(width, 1)  # the reduced-scale decode's share of the stored size
-    side = max(1, round(16 * scale))
-    corner = np.asarray(im.crop((im.width - side, im.height - side, im.width, im.height)))
-    return picture, blank_tail(corner, scale) and not is_flat(spread(picture[None]))[0]  # a grey frame is flat
+    return picture, ends_early(np.asarray(im)) and not is_flat(spread(picture[None]))[0]  # a grey frame is flat
 
 
 def spread(images: np.ndarray) -> np.ndarray:
