@@ -885,18 +885,7 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
     except PartlyDone as stop:  # a long batch interrupted: the rows graded so far are kept beside --out
         P, kept = _joined(P0, before, stop.probs, None if stop.indices is None else np.asarray(todo)[stop.indices])
         if out is not None and len(kept):
-            graded = [candidates[i] for i in kept]
-            csv_path, npz_path = partial_files(out)
-            done = replace(_combine(ens, graded, P, {}, notes=screen_notes(ens, graded)), given=graded,
-                           synthetic=ens.synthetic)
-            rows, resumable = _keep_partial(csv_path, done.to_csv()), _save_partial(npz_path, key, graded, P)
-            left = f"{out} is left as it was" if Path(out).exists() else f"{out} is not written"
-            where = (f"their rows are in {csv_path}" if rows else
-                     f"their rows could not be kept beside {out} (see the note above)")
-            again = (f"grade the other {len(candidates) - len(graded)} (the graded ones are taken from "
-                     f"{npz_path.name})" if resumable else "grade them all")
-            stop.note = (f"{len(graded)} of {len(candidates)} images were graded before it: {where}; {left}. Run the "
-                         f"same command again to {again}.")
+            stop.note = _keep_interrupted(ens, out, key, [candidates[i] for i in kept], P, len(candidates))
         raise
     P, kept = _joined(P0, before, P, np.asarray(todo, dtype=np.int64)[kept] if len(kept) else kept)
     if before:
@@ -914,7 +903,13 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
         _write(none.to_csv(), out, print_csv)
         raise
     graded = [candidates[i] for i in kept]
-    notes = screen_notes(ens, graded)
+    try:
+        notes = screen_notes(ens, graded)
+    except KeyboardInterrupt:  # every image graded, the input screen under way: the grading is kept all the same
+        stop = PartlyDone()
+        if out is not None and len(graded):
+            stop.note = _keep_interrupted(ens, out, key, graded, P, len(candidates), rows=False)
+        raise stop from None
     result = replace(_combine(ens, graded, P, skipped, notes=notes), given=list(paths), synthetic=ens.synthetic)
     _write(result.to_csv(), out, print_csv)
     if out is not None:  # the complete CSV supersedes an interrupted run's rows (only files predict wrote there)
@@ -937,6 +932,34 @@ def with_tta(ens: Ensemble, tta: bool) -> Ensemble:
             f"{ens.referable_note.split(' when ')[0]}: the column is left empty with --tta, since vote chose its "
             "threshold on probabilities without TTA; the probability column is filled"))
     return ens
+
+
+def _keep_interrupted(ens: "Ensemble", out: str | Path, key: str, graded: Sequence[str], P: np.ndarray, total: int,
+                      *, rows: bool = True) -> str:
+    """Keep an interrupted run's grading beside ``out`` and say so: the members' probabilities first (a quick
+    ``.partial.npz`` the same command resumes from), then, with ``rows``, their CSV rows, whose input screen takes
+    longer; an interruption of that screen keeps the npz. The sentence the interruption ends with."""
+    csv_path, npz_path = partial_files(out)
+    resumable = _save_partial(npz_path, key, graded, P)
+    kept = False
+    if rows:
+        try:
+            done = replace(_combine(ens, graded, P, {}, notes=screen_notes(ens, graded)), given=list(graded),
+                           synthetic=ens.synthetic)
+            kept = _keep_partial(csv_path, done.to_csv())
+        except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: the npz above is kept, the rows are not written
+            pass
+    left = f"{out} is left as it was" if Path(out).exists() else f"{out} is not written"
+    where = (f"their rows are in {csv_path}; " if kept else f"their rows are not written beside {out}; " if rows
+             else "")
+    if resumable and len(graded) == total:
+        again = f"write {Path(out).name} without grading them again (they are taken from {npz_path.name})"
+    elif resumable:
+        again = f"grade the other {total - len(graded)} (the graded ones are taken from {npz_path.name})"
+    else:
+        again = "grade them all"
+    return (f"{len(graded)} of {total} images were graded before it: {where}{left}. Run the same command again to "
+            f"{again}.")
 
 
 def partial_files(out: str | Path) -> tuple[Path, Path]:

@@ -1029,6 +1029,54 @@ def test_an_interrupted_predict_keeps_the_rows_it_graded(voted, images, tmp_path
                                full.probs[:4], atol=1e-5)  # the same rows a full run gives
 
 
+def test_an_interruption_during_the_input_screen_keeps_every_graded_image(voted, images, tmp_path, monkeypatch,
+                                                                            capsys):
+    """The input screen runs after the last batch and took longer than the grading (35 s after a 4,000-image bar had
+    reached 100 %): a SIGTERM then said 'Nothing finished was changed' and every graded image was lost. The members'
+    probabilities are kept first (a quick .partial.npz), and the rerun writes --out without grading anything again;
+    interrupted while the partial rows are screened, a run still keeps the npz."""
+    from ensemble import inference
+
+    out = tmp_path / "today.csv"
+    real_screen = inference.screen_notes
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inference, "screen_notes", interrupted)
+    with pytest.raises(inference.PartlyDone) as stop:
+        inference.predict_images(voted, images["good"], out=out, batch_size=2, print_csv=False)
+    csv_path, npz_path = inference.partial_files(out)
+    assert npz_path.is_file() and not out.exists()
+    assert stop.value.note == (f"5 of 5 images were graded before it: {out} is not written. Run the same command "
+                               f"again to write today.csv without grading them again (they are taken from "
+                               f"{npz_path.name}).")
+    monkeypatch.setattr(inference, "screen_notes", real_screen)
+    seen = []
+    real = inference.member_probs
+    monkeypatch.setattr(inference, "member_probs", lambda model, batch, **kw: seen.append(1) or real(model, batch, **kw))
+    capsys.readouterr()
+    resumed = inference.predict_images(voted, images["good"], out=out, batch_size=2, print_csv=False)
+    assert seen == [] and len(resumed.probs) == 5 and "Resumed: 5 image(s)" in capsys.readouterr().err
+    assert not npz_path.exists() and not csv_path.exists()
+    # a batch interrupted, then the screen of its partial rows interrupted too: the npz is kept, the rows are not
+    calls = []
+
+    def stops_at_the_third_batch(model, batch, **kw):
+        calls.append(1)
+        if len(calls) > 4:
+            raise KeyboardInterrupt
+        return real(model, batch, **kw)
+
+    monkeypatch.setattr(inference, "member_probs", stops_at_the_third_batch)
+    monkeypatch.setattr(inference, "screen_notes", interrupted)
+    out.unlink()
+    with pytest.raises(inference.PartlyDone) as stop:
+        inference.predict_images(voted, images["good"], out=out, batch_size=2, print_csv=False)
+    assert npz_path.is_file() and not csv_path.exists()
+    assert stop.value.note.startswith(f"4 of 5 images were graded before it: their rows are not written beside {out};")
+
+
 def test_a_rerun_resumes_from_the_interrupted_rows_and_grades_only_the_rest(voted, images, tmp_path, monkeypatch,
                                                                           capsys):
     """A 100,000-image run stopped at 90 % graded everything again: the rerun takes the graded images' member
