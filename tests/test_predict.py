@@ -1029,6 +1029,19 @@ def test_an_interrupted_predict_keeps_the_rows_it_graded(voted, images, tmp_path
                                full.probs[:4], atol=1e-5)  # the same rows a full run gives
 
 
+def _stops_at_the_third_batch(real):
+    """``member_probs`` interrupted (Ctrl-C) at the third batch of a two-member ensemble: batches 1 and 2 finished."""
+    calls = []
+
+    def member_probs(model, batch, **kw):
+        calls.append(1)
+        if len(calls) > 4:
+            raise KeyboardInterrupt
+        return real(model, batch, **kw)
+
+    return member_probs
+
+
 def test_an_interruption_during_the_input_screen_keeps_every_graded_image(voted, images, tmp_path, monkeypatch,
                                                                             capsys):
     """The input screen runs after the last batch and took longer than the grading (35 s after a 4,000-image bar had
@@ -1060,15 +1073,7 @@ def test_an_interruption_during_the_input_screen_keeps_every_graded_image(voted,
     assert seen == [] and len(resumed.probs) == 5 and "Resumed: 5 image(s)" in capsys.readouterr().err
     assert not npz_path.exists() and not csv_path.exists()
     # a batch interrupted, then the screen of its partial rows interrupted too: the npz is kept, the rows are not
-    calls = []
-
-    def stops_at_the_third_batch(model, batch, **kw):
-        calls.append(1)
-        if len(calls) > 4:
-            raise KeyboardInterrupt
-        return real(model, batch, **kw)
-
-    monkeypatch.setattr(inference, "member_probs", stops_at_the_third_batch)
+    monkeypatch.setattr(inference, "member_probs", _stops_at_the_third_batch(real))
     monkeypatch.setattr(inference, "screen_notes", interrupted)
     out.unlink()
     with pytest.raises(inference.PartlyDone) as stop:
@@ -1169,19 +1174,12 @@ def test_partial_files_predict_did_not_write_are_never_deleted_and_an_unkept_run
     (tmp_path / "c.partial.npz").mkdir()  # a folder where the resume file goes
     full = inference.predict_images(voted, images["good"], out=other, print_csv=False)
     assert len(full.paths) == len(images["good"]) and (tmp_path / "c.partial.npz").is_dir()
-    real, calls = inference.member_probs, []
-
-    def stops_at_the_third_batch(model, batch, **kw):
-        calls.append(1)
-        if len(calls) > 4:
-            raise KeyboardInterrupt
-        return real(model, batch, **kw)
-
-    monkeypatch.setattr(inference, "member_probs", stops_at_the_third_batch)
+    real = inference.member_probs
+    monkeypatch.setattr(inference, "member_probs", _stops_at_the_third_batch(real))
     with pytest.raises(inference.PartlyDone) as stop:
         inference.predict_images(voted, images["good"], out=tmp_path / "new.csv", batch_size=2, print_csv=False)
     assert "is not written" in stop.value.note and "left as it was" not in stop.value.note
-    calls.clear()
+    monkeypatch.setattr(inference, "member_probs", _stops_at_the_third_batch(real))
     with pytest.raises(inference.PartlyDone) as stop:
         inference.predict_images(voted, images["good"], out=other, batch_size=2, print_csv=False)
     assert "their rows are in" in stop.value.note and "grade them all" in stop.value.note
