@@ -328,3 +328,21 @@ def test_grade_thresholds_start_prior_matched_and_stay_within_reach():
     assert abs(np.mean(gt.predict(probs) == 0) - 0.75) < 0.1  # the grade-0 share of the labels, not of the scores
     free = GradeThresholds(init=(0.5, 1.5, 2.5, 3.5)).fit(probs, y)  # an explicit start is tuned without limits
     assert free.init_kappa_ < gt.init_kappa_ and GradeThresholds.from_dict(gt.to_dict()).thresholds_.tolist() == gt.thresholds_.tolist()
+
+
+@pytest.mark.parametrize("counts", [(9, 1), (18, 2), (6, 1, 1), (4, 1, 1, 0, 0)])
+def test_stack_fits_when_a_fold_holds_one_class(counts):
+    """A val class of 1-2 rows left a fold (of the C search, or of cross-fitting) with one class, and scikit-learn's
+    'needs samples of at least 2 classes' reached the user as a traceback from the default vote."""
+    from ensemble.crossfit import cross_fit
+
+    rng = np.random.default_rng(0)
+    k = len(counts)
+    y = np.repeat(np.arange(k), counts)
+    P = rng.dirichlet(np.ones(k), (3, len(y)))
+    P[:, np.arange(len(y)), y] += 1.0
+    P /= P.sum(axis=2, keepdims=True)
+    oof = cross_fit("stack", P, y)
+    assert oof.probs.shape == (len(y), k) and np.allclose(oof.probs.sum(axis=1), 1.0)
+    fitted = Stacking().fit(P, y)
+    assert np.allclose(fitted.predict_proba(P).sum(axis=1), 1.0)

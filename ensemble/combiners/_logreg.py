@@ -61,6 +61,8 @@ def fit_logreg(XT: np.ndarray, y: np.ndarray, C: float, *, init: tuple[np.ndarra
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    if np.unique(y).size < 2:  # a fold of one class (a class of 1-2 rows on val): its constant model
+        return OneClassModel(np.unique(y), XT.shape[0])
     if init is not None and not np.array_equal(init[2], np.unique(y)):
         init = None
     model = LogisticRegression(C=float(C), max_iter=int(max_iter), tol=float(tol), warm_start=init is not None)
@@ -70,6 +72,17 @@ def fit_logreg(XT: np.ndarray, y: np.ndarray, C: float, *, init: tuple[np.ndarra
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(XT.T, y)
     return model
+
+
+class OneClassModel:
+    """What :func:`fit_logreg` returns for labels of one class, which scikit-learn refuses to fit ("needs samples
+    of at least 2 classes"): that class for every row (zero coefficients; :func:`embed_classes` puts the absent
+    classes :data:`ABSENT_LOGIT_GAP` below it)."""
+
+    def __init__(self, classes: np.ndarray, d: int):
+        self.classes_ = np.asarray(classes, dtype=np.int64)
+        self.coef_, self.intercept_ = np.zeros((1, d)), np.zeros(1)
+        self.n_iter_ = np.zeros(1, dtype=np.int64)
 
 
 ABSENT_LOGIT_GAP = 30.0
@@ -84,9 +97,9 @@ def embed_classes(model, k: int) -> tuple[np.ndarray, np.ndarray]:
     zero coefficients and an intercept :data:`ABSENT_LOGIT_GAP` below the others.
     """
     coef, intercept = np.asarray(model.coef_, dtype=np.float64), np.asarray(model.intercept_, dtype=np.float64)
-    if coef.shape[0] == 1:
-        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
     present = np.asarray(model.classes_, dtype=np.int64)
+    if coef.shape[0] == 1 and present.size == 2:
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
     full_coef = np.zeros((k, coef.shape[1]))
     full_intercept = np.full(k, intercept.min() - ABSENT_LOGIT_GAP)
     full_coef[present], full_intercept[present] = coef, intercept
