@@ -474,7 +474,7 @@ def _sigmoid_as_two_classes(model, path: Path):
 
 def _predict_with_model(path: Path, data, given_size: int | None):
     from members.data.pipeline import make_dataset
-    from members.training.loop import ImageReadError, model_outputs, name_unreadable
+    from members.training.loop import ImageReadError, floored, model_outputs, name_unreadable
 
     model = _load_keras(path)
     source_spec, source_size = _source_member(path)
@@ -518,7 +518,8 @@ def _predict_with_model(path: Path, data, given_size: int | None):
             raise UserError(f"{path}'s one output takes values outside 0..1 on the {split} images (e.g. {worst:.4g}), "
                             "so it is not p of class 1; end the model with a sigmoid and save it again.")
         _check_model_outputs(raw, path, split, data.absolute_paths(split))
-        probs[split] = raw
+        probs[split] = floored(raw)  # as predict will compute them (a 1e-18 became 1e-7 there, and a calibrated
+        # combiner's referable calls on the very test images differed from vote's)
     if len(probs["val"]) > 1 and float(probs["val"].std(axis=0).max()) < 1e-4:
         same = np.array2string(probs["val"][0], precision=3)
         print(f"Warning: {path} gives every val image the same probabilities ({same}): its output does not depend "

@@ -320,6 +320,30 @@ def test_keras_model_becomes_a_member_that_predict_uses(trained, tmp_path):
     assert result.members == ["keras-in", "t1"] and result.probs.shape == (2, k)
 
 
+def test_a_keras_members_cached_probabilities_are_the_ones_predict_computes(trained, tmp_path, monkeypatch):
+    """The import kept the model's raw outputs (2.6e-18) where predict floors them at 1e-7 and renormalises: with
+    --calibrate temperature (log p / T) the combiner met other numbers in predict, and its referable calls on the
+    very test images differed from vote's."""
+    from members.training import loop
+
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)
+    k = load_dataset(work).num_classes
+    real = loop.model_outputs
+
+    def extreme(model, images):
+        raw = real(model, images)
+        raw[:, 1:] = 1e-18  # a confident softmax: the other classes far below the floor
+        raw[:, 0] = 1.0 - (k - 1) * 1e-18
+        return raw
+
+    monkeypatch.setattr(loop, "model_outputs", extreme)
+    folder = import_member(work, "sharp", model=_keras_model(tmp_path / "m.keras", outputs=k))
+    probs = load_npz(folder / "test.npz")["probs"]
+    np.testing.assert_allclose(probs, loop.floored(np.tile([1.0] + [1e-18] * (k - 1), (len(probs), 1))))
+    assert probs.min() > 0.9e-7 and np.allclose(probs.sum(axis=1), 1.0)
+
+
 @pytest.mark.parametrize("kwargs,needle", [
     ({"outputs": 3}, "has 3 outputs but this workdir has 5 classes"),
     ({"head": "sigmoid"}, "has one output unit, a grade score (a regression head), not one probability per class"),

@@ -178,7 +178,16 @@ def predict_probs(model, dataset: tf.data.Dataset, *, tta: bool = False) -> np.n
         ds = images_only.map(lambda x, a=list(axes): tf.reverse(x, axis=a)) if axes else images_only
         probs = model_outputs(model, ds)
         total = probs if total is None else total + probs
-    probs = np.clip(total / (len(FLIP_AXES) if tta else 1), 1e-7, None)
+    return floored(total / (len(FLIP_AXES) if tta else 1))
+
+
+PROB_FLOOR = 1e-7
+
+
+def floored(probs: np.ndarray) -> np.ndarray:
+    """Model outputs as the toolkit keeps them: each probability at least :data:`PROB_FLOOR`, rows renormalised to 1
+    (training's caches, ``predict``, and ``import-member``'s val/test, so that a combiner meets the same numbers)."""
+    probs = np.clip(probs, PROB_FLOOR, None)
     return probs / probs.sum(axis=1, keepdims=True)
 
 
