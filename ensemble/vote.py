@@ -412,7 +412,7 @@ def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int, *, temps=None
     from ensemble.combiners import make_combiner
 
     bases = list(dict.fromkeys(base for _, base, _ in variants))
-    out, saved, out_temps, weights = {}, {}, {}, {}
+    out, saved, out_temps, weights, outputs = {}, {}, {}, {}, []
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("Fitting combiners on val", total=len(bases) + len(variants))
         oof = {}
@@ -432,10 +432,15 @@ def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int, *, temps=None
                 output = TemperatureScaling().fit(fold.probs, ms.val_labels)
                 combiner, test_in = Calibrated(combiner, temps, output), raw.test_probs
                 val_probs, out_temps[name] = output.predict_proba(fold.probs), output.temperature_
+                outputs.append((name, output))
             saved[name] = (Path("ensemble") / combiner.save(folder / f"{name}.json").relative_to(folder.parent)).as_posix()
             out[name] = Predictions(val_probs, fold.pred_thr if thr else fold.pred,
                                     combiner.predict_proba(test_in), combiner.predict(test_in))
             progress.advance(task)
+    if outputs:  # an output temperature at its bound, as a member's is: near one-hot shares (T 0.05), or flat ones
+        from ensemble.calibration import warn_at_bound
+
+        warn_at_bound(outputs, len(ms.val_labels))
     return out, saved, out_temps, weights
 
 

@@ -1068,6 +1068,29 @@ def test_a_temperature_at_the_end_of_its_range_is_warned(capsys) -> None:
     assert "the 12 rows it was fitted on are too few" in err and " b (" not in err
 
 
+def test_a_methods_output_temperature_at_its_bound_is_warned_too(tmp_path, monkeypatch) -> None:
+    """Members' temperatures at 0.05 or 20 were warned about, a method's output temperature never: the hard vote of
+    members always right on val got T 0.05 (near one-hot shares) and the report said '(better)'."""
+    root = make_workdir(tmp_path, {"a": (0.9, 0.9), "b": (0.9, 0.9), "c": (0.9, 0.9)}, incomplete=None)
+    for name in ("a", "b", "c"):
+        for s in ("val", "test"):
+            path = root / "members" / name / f"{s}.npz"
+            data = dict(np.load(path))
+            probs = np.full(data["probs"].shape, 0.1)
+            probs[np.arange(len(probs)), data["labels"]] = 0.6  # always right on val, never sure
+            data["probs"] = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+            save_npz(path, **data)
+    from ensemble import calibration
+
+    judged, real = [], calibration.warn_at_bound
+    monkeypatch.setattr(calibration, "warn_at_bound", lambda fitted, rows: judged.append([n for n, _ in fitted])
+                        or real(fitted, rows))
+    report = run_vote(root, methods=["hard", "soft"], thresholds="off", n_boot=20, calibrate="temperature",
+                      console=Console(file=io.StringIO()))
+    assert judged[-1] == ["hard", "soft"]  # after the members' own temperatures, each method's output one
+    assert report["calibration"]["ensemble"]["output_temperature"] > 0
+
+
 def test_a_workdir_of_demo_data_is_named_synthetic(tmp_path) -> None:
     from ensemble.report import _data_lines, _glance_md
     from ensemble.vote import _data_words
