@@ -472,7 +472,11 @@ def _selection(ms: MemberSet, val: dict, models: dict[str, Predictions], methods
     labels, k = ms.val_labels, ms.num_classes
     indices = stats.bootstrap_indices(len(labels), n_boot, seed + 1, stratify=labels, groups=ms.val_groups)
     sign = -1.0 if metric in MINIMISED_SELECT_BY else 1.0
-    out = {"rows": int(len(labels)), "on": rows, "protocol": protocol, "metric": metric, "level": 0.95}
+    out = {"rows": int(len(labels)), "on": rows, "protocol": protocol, "metric": metric, "level": 0.95,
+           "n_boot": int(n_boot)}
+    if isinstance(indices, stats.GroupDraws):  # a class held by one patient never varies in these draws
+        out["single_patient_classes"] = [ms.classes[c] for c in range(k)
+                                         if len(np.unique(np.asarray(ms.val_groups)[labels == c])) == 1]
 
     def samples(p: Predictions) -> np.ndarray:
         return stats.bootstrap_samples(labels, p.val_probs, p.val_pred, indices=indices, num_classes=k,
@@ -507,9 +511,19 @@ def _selection_words(r: dict, label: str) -> str:
             shown = ", ".join(c["within_ci"][:3]) + (", …" if len(c["within_ci"]) > 3 else "")
             parts.append(f"{c['name']} is not clearly ahead of {len(c['within_ci'])} of the other {c['candidates']} "
                          f"{kind} ({shown})")
+    where = "val" if sel["protocol"] == "val" else "out-of-fold train+val"
+    thin = [why for why, yes in (
+        (f"only {sel['rows']} rows", sel["rows"] < 50),
+        (f"{sel.get('n_boot')} bootstrap resamples", (sel.get("n_boot") or 1000) < 200),
+        (f"class{'es' if len(sel.get('single_patient_classes') or []) > 1 else ''} "
+         f"{', '.join(map(str, sel.get('single_patient_classes') or []))} held by one patient each",
+         bool(sel.get("single_patient_classes")))) if yes]
+    if thin:  # the intervals below cannot vary enough to say a choice is clear (zero-wide, or from a resample)
+        return (f" The {sel['rows']} {where} rows that made the choices cannot show whether they are clear "
+                f"({'; '.join(thin)}): take {sel['best_single']['name']} and {sel['best_method']['name']} as "
+                "choices among near-equals.")
     if not parts:
         return ""
-    where = "val" if sel["protocol"] == "val" else "out-of-fold train+val"
     advice = ("; k-fold members (`train-member --folds K`) let vote choose on every train+val row"
               if sel["protocol"] == "val" else "")
     return (f" On the {sel['rows']} {where} rows that made the choices, " + " and ".join(parts)

@@ -1471,3 +1471,24 @@ def test_a_tie_for_the_test_splits_majority_is_no_shift(tmp_path: Path, monkeypa
     root = make_workdir(tmp_path, {"a": (0.3, 0.3), "b": (0.3, 0.3)}, incomplete=None)
     report = run_vote(root, methods=["soft"], n_boot=20, console=Console(file=io.StringIO()))
     assert report["baseline_class"] == 1 and "test_majority" not in report
+
+
+def test_choices_made_on_too_few_rows_or_resamples_are_not_called_clear() -> None:
+    """On 10 val rows of 5 patients (each class one patient) every selection interval had zero width, and on
+    --bootstrap 1 the 'not clearly ahead' sentence vanished: the report read as if every choice were clear."""
+    from ensemble.vote import _selection_words
+
+    def sel(rows, n_boot, single=()):
+        role = {"name": "x", "within_ci": [], "candidates": 3, "others": {}}
+        return {"selection": {"rows": rows, "n_boot": n_boot, "protocol": "val", "single_patient_classes": list(single),
+                              "best_single": {**role, "name": "m1"}, "best_method": {**role, "name": "soft"}}}
+
+    assert _selection_words(sel(120, 1000), "QWK") == ""  # enough rows and resamples, every other clearly behind
+    few = _selection_words(sel(10, 1000, single=[3, 4]), "QWK")
+    assert few == (" The 10 val rows that made the choices cannot show whether they are clear (only 10 rows; classes "
+                   "3, 4 held by one patient each): take m1 and soft as choices among near-equals.")
+    assert "(1 bootstrap resamples)" in _selection_words(sel(122, 1), "QWK")
+    assert _selection_words({"selection": {"rows": 120, "protocol": "val",  # a report written before these keys
+                                           "best_single": {"name": "m1", "within_ci": [], "candidates": 2},
+                                           "best_method": {"name": "soft", "within_ci": [], "candidates": 2}}},
+                            "QWK") == ""
