@@ -186,12 +186,15 @@ def plot_diversity(path: str | Path, diversity: dict, n: int | None = None) -> P
               ("double_fault", "double fault\n(share both get wrong)")]
     panels = [p for p in panels if p[0] in diversity]
     vmin = -1.0 if any(key == "q_statistic" for key, _ in panels) else 0.0
-    fig, axes = plt.subplots(1, len(panels), figsize=(1.8 + 1.9 * len(panels) + 0.6 * len(names) * len(panels),
-                                                       1.9 + 0.6 * len(names)), squeeze=False, layout="constrained")
+    # a cell is 0.6 in up to a dozen members, then each panel stays 7 in wide (20 members made a 43 in figure, its
+    # size and drawing time growing with the square of the members); past a dozen the cells are too small for text
+    cell = min(0.6, 7.0 / max(len(names), 1))
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.8 + 1.9 * len(panels) + cell * len(names) * len(panels),
+                                                       1.9 + cell * len(names)), squeeze=False, layout="constrained")
     for ax, (key, title) in zip(axes[0], panels):
         values = np.array([[np.nan if v is None else v for v in row] for row in diversity[key]], dtype=float)
         image = ax.imshow(values, vmin=vmin, vmax=1.0, cmap="viridis")
-        for (i, j), v in np.ndenumerate(values):
+        for (i, j), v in (np.ndenumerate(values) if len(names) <= 12 else ()):
             light = np.isnan(v) or (v - vmin) / (1.0 - vmin) > 0.6
             ax.text(j, i, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
                     color="black" if light else "white")

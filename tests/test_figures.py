@@ -84,6 +84,20 @@ def test_diversity_has_one_fixed_scale_and_a_colour_bar(voted, figures):
     assert len(keys) == 1
 
 
+def test_diversity_of_many_members_stays_a_readable_size(tmp_path, figures):
+    """20 members made a 4270 x 1390 px figure (40: 20 MP, 9 s to draw) and crowded its titles: past a dozen
+    members each panel keeps its width and the cells drop their numbers."""
+    names = [f"m{i}" for i in range(20)]
+    square = [[0.5] * 20 for _ in range(20)]
+    plots.plot_diversity(tmp_path / "d.png", {"members": names, "disagreement": square, "q_statistic": square,
+                                              "double_fault": square}, n=100)
+    fig = figures["d.png"]
+    width, height = fig.get_size_inches()
+    assert width < 30 and height < 10
+    panels = [ax for ax in fig.axes if ax.images and ax.get_title()]
+    assert all(not ax.texts for ax in panels)  # colour alone, the key beside it
+
+
 def test_roc_names_the_grey_curves(voted, figures):
     report = read_json(voted / "ensemble" / "report.json")
     others = [n for n in ("a", "b", "c") if n != report["best_single"]]
