@@ -28,7 +28,6 @@ them to ``None`` only at the JSON boundary (:func:`nan_to_none`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -117,7 +116,7 @@ def score_weighted(
     *,
     pred: np.ndarray | None = None,
     num_classes: int | None = None,
-    metrics: Sequence[str] = METRICS,
+    metrics: tuple[str, ...] = METRICS,
 ) -> dict[str, np.ndarray]:
     """Every metric for ``B`` weightings of the same rows at once (bootstrap = draw counts).
 

@@ -252,6 +252,8 @@ def test_a_complete_backbone_member_reruns_without_its_weights_file(prepared, tm
     folder.mkdir(parents=True)
     (folder / "spec.toml").write_text(member.to_toml(preset="custom"))
     (folder / "metrics.json").write_text(json.dumps({"name": "b", "fingerprint": load_dataset(work).fingerprint}))
+    for cached in ("val.npz", "test.npz"):  # a complete member holds its predictions
+        (folder / cached).write_bytes(b"")
     lines = []
     result = train_member(work, member, name="b", log=lines.append, show_progress=False)
     assert result.member_dir == folder and any("already complete with the same spec and data" in x for x in lines)

@@ -405,6 +405,10 @@ def test_a_model_import_with_a_test_image_truncated_since_prepare_names_it(workd
     broken.write_bytes(broken.read_bytes()[:300])
     model = _keras_model(tmp_path / "m.keras")
     code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model", model)
+    one_sentence_error(code, err, "are other pictures now than the ones prepare recorded",
+                       repr(broken.relative_to(images).as_posix()))  # prepare's stamps, before any decoding
+    (workdir_copy / "image_stamps.csv").unlink(missing_ok=True)  # a workdir prepared before them: the decoder
+    code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model", model)
     one_sentence_error(code, err, f"{broken} could not be read: image file does not decode", "Invalid JPEG data",
                        "prepare ... --force", "then import the model again")
     assert not (workdir_copy / "members" / "k").exists()

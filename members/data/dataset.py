@@ -117,8 +117,9 @@ class PreparedDataset:
         if other:
             raise UserError(
                 f"{len(other)} of the {len(table)} {what} listed in {self.workdir / 'split.csv'} are other pictures "
-                f"now than the ones prepare recorded (e.g. {other[0]!r}: other bytes under the same name), so this "
-                "member would not learn the pictures the others did. Restore them, or prepare the new pictures into "
+                f"now than the ones prepare recorded (e.g. {other[0]!r}: other bytes under the same name), so a "
+                "member trained or imported now would not meet the pictures the others did. Restore them, or prepare "
+                "the new pictures into "
                 f"a new workdir (`python cli.py prepare --workdir NEW ...`).")
 
 

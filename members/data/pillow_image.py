@@ -133,7 +133,7 @@ def orient(pixels: np.ndarray, value: int) -> np.ndarray:
 
 
 def heif_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a HEIC/HEIF or AVIF file: by its extension, or by the brands of its ``ftyp`` box (the
+    r"""Whether ``path`` is a HEIC/HEIF or AVIF file: by its extension, or by the brands of its ``ftyp`` box (the
     major brand or a compatible one: ``heic``, ``heix``, ``mif1``, ``avif``, ...), whatever it is called.
 
     Example:
