@@ -177,8 +177,19 @@ def look(path: str | os.PathLike) -> np.ndarray | None:
 
 
 def looks(paths: Sequence[str]) -> np.ndarray:
-    """``(n, 12)`` :func:`look` of each path (a row of ``nan`` for one that cannot be read: never flagged)."""
-    rows = [look(p) for p in paths]
+    """``(n, 12)`` :func:`look` of each path (a row of ``nan`` for one that cannot be read: never flagged).
+
+    Read in threads, one per core (Pillow's decode and NumPy's reductions release the GIL): predict's input screen
+    took longer than the grading itself on thousands of small images, one after another.
+    """
+    paths = list(paths)
+    if len(paths) > 32 and (os.cpu_count() or 1) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+            rows = list(pool.map(look, paths, chunksize=16))
+    else:
+        rows = [look(p) for p in paths]
     return np.array([np.full(len(FEATURES), np.nan) if r is None else r for r in rows]).reshape(len(rows), len(FEATURES))
 
 

@@ -253,3 +253,19 @@ def test_a_vote_whose_images_have_moved_says_the_screen_is_off(screened, tmp_pat
                                     "reason": f"the image folder {tmp_path / 'moved'} is not there (moved or unmounted?)"}
     assert "Note: predict will not screen inputs" in capsys.readouterr().err
     assert not (work / "ensemble" / "appearance.json").exists()
+
+
+def test_many_looks_are_read_in_threads_in_order(demo_images, tmp_path):
+    """predict's input screen read thousands of images one after another (35 s after the grading of 4,000); read in
+    threads, each row is still its own path's, an unreadable file's row still nan."""
+    import numpy as np
+
+    from ensemble import appearance
+
+    files = sorted(str(p) for p in (demo_images / "images").iterdir())[:40]
+    (tmp_path / "bad.jpeg").write_bytes(b"not an image")
+    paths = files[:20] + [str(tmp_path / "bad.jpeg")] + files[20:]
+    rows = appearance.looks(paths)
+    assert rows.shape == (41, len(appearance.FEATURES)) and np.isnan(rows[20]).all()
+    one_by_one = [appearance.look(p) for p in paths]
+    assert all(np.array_equal(r, o) for r, o in zip(np.delete(rows, 20, 0), one_by_one[:20] + one_by_one[21:]))
