@@ -298,8 +298,27 @@ def _collapse_reason(metrics: dict) -> str:
             "(metrics.json collapsed: true; vote --keep-collapsed keeps it)")
 
 
+def _judged_again(ms: MemberSet, j: int) -> str | None:
+    """The collapse reason of member ``j`` judged again on its ``val.npz`` by training's rule
+    (:func:`members.training.collapse.judge`), when its ``metrics.json`` says it did not collapse: a hand-edited or
+    older ``collapsed: false`` is not taken on trust. None when it learned, or for a k-fold member (judged on its
+    out-of-fold rows, not on ``val.npz``)."""
+    from members.training.collapse import judge
+
+    if ms.metrics[ms.names[j]].get("folds"):
+        return None
+    probs = ms.val_probs[j]
+    collapsed, info = judge(probs, ms.val_labels, score(ms.val_labels, probs, num_classes=ms.num_classes), ms.classes,
+                            judged_on="argmax of val.npz", spec=None, ordinal=ms.ordinal)
+    if not collapsed:
+        return None
+    return (f"collapsed: {info['reason']} (judged again on its val.npz; its metrics.json says collapsed: false; "
+            "vote --keep-collapsed keeps it)")
+
+
 def drop_collapsed(ms: MemberSet, *, keep: bool = False) -> MemberSet:
-    """``ms`` without the members whose ``metrics.json`` says ``collapsed: true``, listed in ``skipped``.
+    """``ms`` without the members whose ``metrics.json`` says ``collapsed: true``, or whose ``val.npz`` training's
+    rule judges collapsed (:func:`_judged_again`), listed in ``skipped``.
 
     Args:
         ms: the loaded members.
@@ -308,11 +327,17 @@ def drop_collapsed(ms: MemberSet, *, keep: bool = False) -> MemberSet:
     Raises:
         UserError: fewer than two members left; the message names the collapsed ones.
     """
-    collapsed = [name for name in ms.names if is_collapsed(ms.metrics[name])]
+    reasons = {name: _collapse_reason(ms.metrics[name]) for name in ms.names if is_collapsed(ms.metrics[name])}
+    metrics = dict(ms.metrics)
+    for j, name in enumerate(ms.names):  # metrics.json's word is not taken for it: its val.npz is judged again
+        if name not in reasons and (again := _judged_again(ms, j)):
+            reasons[name] = again  # and marked so in memory, for report.json's collapsed_kept (the file is left as is)
+            metrics[name] = {**metrics[name], "collapsed": True}
+    ms = replace(ms, metrics=metrics)
+    collapsed = [name for name in ms.names if name in reasons]
     if keep and collapsed:
         for name in collapsed:
-            print(f"Voting collapsed member {name!r} anyway (--keep-collapsed): {_collapse_reason(ms.metrics[name])}.",
-                  file=sys.stderr)
+            print(f"Voting collapsed member {name!r} anyway (--keep-collapsed): {reasons[name]}.", file=sys.stderr)
     if keep or not collapsed:
         return ms
     kept = [j for j, name in enumerate(ms.names) if name not in collapsed]
@@ -320,11 +345,11 @@ def drop_collapsed(ms: MemberSet, *, keep: bool = False) -> MemberSet:
         left = ", ".join(ms.names[j] for j in kept) or "none"
         raise UserError(
             f"vote needs at least two members that did not collapse, but {', '.join(collapsed)} collapsed "
-            f"(metrics.json collapsed: true: they predict one class or sit at chance on the rows that judge them) and only {len(kept)} remain ({left}); "
+            f"(they predict one class or sit at chance on the rows that judge them) and only {len(kept)} remain ({left}); "
             "retrain them with the remedies their training warning names, or pass --keep-collapsed to vote them anyway.")
     skipped = dict(ms.skipped)
     for name in collapsed:
-        skipped[name] = _collapse_reason(ms.metrics[name])
+        skipped[name] = reasons[name]
         print(f"Skipping member {name!r}: {skipped[name]}.", file=sys.stderr)
     return replace(ms, names=[ms.names[j] for j in kept], val_probs=ms.val_probs[kept], test_probs=ms.test_probs[kept],
                    metrics={ms.names[j]: ms.metrics[ms.names[j]] for j in kept}, skipped=skipped)

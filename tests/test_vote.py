@@ -353,7 +353,13 @@ def test_the_validation_table_marks_below_the_majority_and_one_class_by_the_test
     data = dict(np.load(path))
     data["probs"] = _probs((data["labels"] + 1) % K, 0.6, seed=3)  # b is one grade off on every val row
     save_npz(path, **data)
-    report = run_vote(root, methods=["soft"], thresholds="off", n_boot=20, console=Console(file=io.StringIO()))
+    # b and c sit at chance on val although metrics.json says they learned: vote judges val.npz again and keeps
+    # them only with keep_collapsed
+    with pytest.raises(UserError, match="b, c collapsed"):
+        run_vote(root, methods=["soft"], thresholds="off", n_boot=20, console=Console(file=io.StringIO()))
+    report = run_vote(root, methods=["soft"], thresholds="off", n_boot=20, console=Console(file=io.StringIO()),
+                      keep_collapsed=True)
+    assert report["collapsed_kept"] == ["b", "c"]
     val = report["val"]
     base = val["baseline"]["accuracy"]
     below = [n for n, m in {**val["members"], **val["ensembles"]}.items() if m["accuracy"] < base]
@@ -1492,3 +1498,19 @@ def test_choices_made_on_too_few_rows_or_resamples_are_not_called_clear() -> Non
                                            "best_single": {"name": "m1", "within_ci": [], "candidates": 2},
                                            "best_method": {"name": "soft", "within_ci": [], "candidates": 2}}},
                             "QWK") == ""
+
+
+def test_a_member_whose_val_npz_is_one_class_is_left_out_though_metrics_json_says_it_learned(tmp_path) -> None:
+    """metrics.json's ``collapsed: false`` (hand-edited, or written by an older rule) is not taken on trust."""
+    root = make_workdir(tmp_path, {"a": (0.8, 0.3), "b": (0.7, 0.3), "c": (0.6, 0.3)}, incomplete=None)
+    folder = root / "members" / "c"
+    data = dict(np.load(folder / "val.npz"))
+    data["probs"] = np.tile(np.array([0.6, 0.1, 0.1, 0.1, 0.1], np.float32), (len(data["labels"]), 1))
+    save_npz(folder / "val.npz", **data)  # c gives every val row grade 0
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "collapsed": False}))
+    report = run_vote(root, methods=["soft"], thresholds="off", n_boot=20, console=Console(file=io.StringIO()))
+    assert "c" not in report["members"] and sorted(report["members"]) == ["a", "b"]
+    assert report["skipped"]["c"].startswith("collapsed: its val predictions fall into one class (0)")
+    assert "judged again on its val.npz; its metrics.json says collapsed: false" in report["skipped"]["c"]
+    assert json.loads((folder / "metrics.json").read_text())["collapsed"] is False  # the member's files are left as they are
