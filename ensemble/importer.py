@@ -52,7 +52,7 @@ import numpy as np
 
 from ensemble.constants import ROW_SUM_TOL
 from members.infra import atomic
-from members.infra.csvsafe import TRIGGERS
+from members.infra.csvsafe import uncell
 from members.infra.errors import UserError
 
 IMAGE_COLUMNS = ("image", "path", "id_code", "image_id", "filename", "file", "name")
@@ -703,8 +703,7 @@ def read_probability_csv(path: str | os.PathLike, data, split: str, *, image_col
             ungraded[_nfc(rec[image_col].strip()) if image_col < len(rec) else ""] = rec[note_col]
             continue
         cell = _nfc(rec[image_col].strip()) if image_col < len(rec) else ""
-        if cell[:1] == "'" and cell[1:2] in TRIGGERS:
-            cell = cell[1:]  # the quote our own CSVs put before a name a spreadsheet would run as a formula
+        cell = uncell(cell)  # the quote our own CSVs put before a name a spreadsheet would run as a formula
         i = exact.get(cell, folded.get(cell.casefold()))
         if i is None and cell:
             inside = _under_root(cell, roots)

@@ -320,6 +320,17 @@ def test_csvsafe_leaves_numbers_alone():
     assert [cell(v) for v in ("-1", "+0.5", "-1e-05", "3", 4, "-", "-x")] == ["-1", "+0.5", "-1e-05", "3", 4, "'-", "'-x"]
 
 
+def test_csvsafe_escaping_is_undone_without_doubt():
+    """`-dash.jpg` and `'-dash.jpg` were both written `'-dash.jpg`: a leading quote was left as it was."""
+    from members.infra.csvsafe import cell, uncell
+
+    names = ["-dash.jpg", "'-dash.jpg", "''x.jpg", "'plain.jpg", "plain.jpg", "=1+1", "'", "-1", "'-1"]
+    written = [cell(n) for n in names]
+    assert len(set(written)) == len(names)  # no two names share a cell
+    assert written[:2] == ["'-dash.jpg", "''-dash.jpg"] and written[3] == "''plain.jpg"
+    assert [uncell(w) for w in written] == names  # the README's rule reads each name back
+
+
 # ----- a full disk during training (item 6) -----------------------------------------------------
 def _last_line_error(code: int, err: str, *needles: str) -> None:
     """Exit 1 and one ``Error:`` sentence last (epoch log lines may come before it), no traceback."""
