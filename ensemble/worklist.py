@@ -24,7 +24,8 @@ from members.infra.errors import UserError
 
 
 def read_list(from_file: Path | None, workdir: Path | None = None) -> list[str]:
-    """The image paths of a ``--from-file`` list: one per line (``-``: stdin); blank and ``#`` lines skipped;
+    """The image paths of a ``--from-file`` list: one per line (``-``: stdin); blank and ``#`` lines skipped, and a
+    first line that names the column (:data:`HEADERS`, any case) when no file of that name exists, said on stderr;
     a relative path is taken relative to the list file's folder. A labels file given instead (a CSV, or DDR's
     ``<name> <grade>`` lines) is refused with the command that makes a worklist of it (``workdir``: where the
     images' extension and folder are looked up)."""
@@ -47,6 +48,10 @@ def read_list(from_file: Path | None, workdir: Path | None = None) -> list[str]:
     # (a row named after a link's target read as another file)
     paths = [os.path.join(os.path.realpath(os.path.dirname(full)), os.path.basename(full))
              for full in (str(Path(line) if Path(line).is_absolute() else base / line) for line in lines)]
+    if lines and _is_header(lines[0]) and not os.path.lexists(paths[0]):
+        print(f"Note: the first line of --from-file {from_file}, {lines[0]!r}, is taken as a column header and skipped "
+              "(no file of that name exists).", file=sys.stderr)
+        lines, paths = lines[1:], paths[1:]
     if not lines or Path(paths[0]).exists():
         return paths
     sep = next((s for s in (",", ";", "\t") if s in lines[0]), None)
@@ -64,6 +69,16 @@ def read_list(from_file: Path | None, workdir: Path | None = None) -> list[str]:
                         "file); write the names alone with the images folder in front, e.g. `cut -d' ' -f1 "
                         f"{shlex.quote(str(from_file))} | {_worklist_sed(name, base, workdir)}.")
     return paths
+
+
+HEADERS = frozenset({"path", "paths", "file", "files", "filename", "filenames", "file_name", "filepath", "file_path",
+                     "image", "images", "image_path", "imagepath", "image_name", "image_file", "name"})
+"""A worklist's first line that names its column, not an image (compared ignoring case, quotes and a BOM)."""
+
+
+def _is_header(line: str) -> bool:
+    """Whether ``line`` is one of :data:`HEADERS` (``Path``, ``"filename"``, ``image path``)."""
+    return line.strip().strip("\"'").strip().casefold().replace(" ", "_").replace("-", "_") in HEADERS
 
 
 def _worklist_sed(name: str, base: Path, workdir: Path | None) -> str:

@@ -784,6 +784,24 @@ def test_a_labels_csv_as_worklist_is_refused_with_a_command_that_makes_one(tmp_p
     one_sentence_error(code, err, f"tail -n +2 {named} | cut -f1 | sed 's|^|/path/to/images/|' > worklist.txt`.")
 
 
+def test_a_worklist_whose_first_line_is_a_header_skips_it_and_says_so(tmp_path, capsys):
+    """A list exported with its column name first (`path`, `Filename`, ...) graded the header as an image: a "does
+    not exist" row."""
+    from ensemble.worklist import read_list
+
+    folder = Path(os.path.realpath(tmp_path))
+    (folder / "a.jpeg").write_bytes(b"x")
+    worklist = folder / "list.txt"
+    for header in ("path", "FILE", "Filename", '"image"', "Image Path"):
+        worklist.write_text(f"{header}\na.jpeg\n")
+        assert read_list(worklist) == [str(folder / "a.jpeg")]
+        assert f"{header!r}, is taken as a column header and skipped" in capsys.readouterr().err
+    (folder / "image").write_bytes(b"x")  # a file of that name: the line is a path
+    worklist.write_text("image\na.jpeg\n")
+    assert read_list(worklist) == [str(folder / "image"), str(folder / "a.jpeg")]
+    assert capsys.readouterr().err == ""
+
+
 def _worklist_from_hint(line: str, cwd: Path) -> list[str]:
     """Run the command an error line suggests (between backticks) in ``cwd``; the lines of the worklist it writes."""
     import subprocess
