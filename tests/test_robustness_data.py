@@ -335,6 +335,20 @@ def test_class_too_small_to_split(tmp_path, existing):
                  "Class 2 has only 2 rows, too few to split", "add images of class 2")
 
 
+def test_a_class_too_small_after_drops_says_the_counts_are_of_the_rows_kept(tmp_path, existing):
+    """A flat frame dropped, then "Class 3 has only 2 rows ... class_counts={0: 10, ...}" while the CSV has 3 rows of
+    class 3: nothing said the counts were of the rows kept, nor why one was dropped."""
+    images, lines = good_set(tmp_path)
+    for i in range(2):
+        save(images / f"r{i}.png")
+    Image.new("RGB", (16, 16), (0, 0, 0)).save(images / "black.png")
+    labels = write_csv(tmp_path / "labels.csv", lines + ["r0,3", "r1,3", "black,3", "gone,0"])
+    assert_fatal(tmp_path, existing, ["--labels", labels, "--images", images],
+                 "Class 3 has only 2 rows, too few to split",
+                 f"(counted on the 32 rows kept: 2 of the 34 rows were dropped first — 1 {L.REASON_MISSING}; 1 "
+                 f"{L.REASON_FLAT}). Received: class_counts=")
+
+
 def test_every_row_dropped(tmp_path, existing):
     images, _ = good_set(tmp_path)
     labels = write_csv(tmp_path / "labels.csv", [f"missing{i},{i % 3}" for i in range(6)])

@@ -794,8 +794,8 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
         have = class_counts(kept["label"], len(encoding.classes))
         empty = [c for c, n in zip(encoding.classes, have) if n == 0]
         if empty:
-            raise UserError(f"Class {empty[0]!r} has no usable image: all its rows were dropped (see the reasons "
-                            f"above); add readable images of {empty[0]!r} or remove the class.")
+            raise UserError(_after_drops(f"Class {empty[0]!r} has no usable image: all its rows were dropped; add "
+                                         f"readable images of {empty[0]!r} or remove the class.", dropped, len(kept)))
     paths = kept["path"].tolist()
     cells = None
     if group_cells is not None:
@@ -806,9 +806,12 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
     given_cells = table["split_text"].astype(str).str.strip() if "split_text" in table.columns else None
     given = kept["split"].tolist() if checked.has_split and given_cells is not None and (given_cells != "").any() else None
     lost_notes = _lost_splits(table, dropped, given, folders) if given is not None else []
-    split = assign_splits(kept["label"].to_numpy(), groups=merge_groups(grouping.groups, identical, len(kept)),
-                          given=given, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-                          classes=encoding.classes, given_by="split folders" if folders else "split column")
+    try:
+        split = assign_splits(kept["label"].to_numpy(), groups=merge_groups(grouping.groups, identical, len(kept)),
+                              given=given, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                              classes=encoding.classes, given_by="split folders" if folders else "split column")
+    except UserError as exc:  # its class counts are of the rows kept, not of the user's file
+        raise UserError(_after_drops(str(exc), dropped, len(kept))) from None
     leaks, spread = _given_split_leaks(paths, split, grouping.groups, identical) if given is not None else ([], [])
     if identical:  # copies of one photo stay in one split (see members.data.duplicates) unless the split was given
         print(describe(paths, identical, kept_together=given is None), file=sys.stderr)
@@ -830,6 +833,21 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
         meta["groups_across_splits"] = len(spread)
     return _commit(workdir, frame, dropped, meta, force=force, class_names=encoding.classes, ordinal=ordinal,
                    notes=[*checked.notes, grouping.note, *lost_notes, *leaks])
+
+
+def _after_drops(message: str, dropped: pd.DataFrame, kept: int) -> str:
+    """``message``, a refusal that counts the rows kept, saying so and why the others were dropped first (each
+    reason's count, the commonest three): ``data_report.csv``, which lists them, is not written on a refusal."""
+    if not len(dropped):
+        return message
+    head, received = message.partition(" Received: ")[::2]
+    counts = sorted(dropped["reason"].value_counts().items(), key=lambda kv: (-kv[1], kv[0]))  # ties: by name
+    reasons = "; ".join(f"{n} {reason}" for reason, n in counts[:3])
+    more = f"; {len(counts) - 3} other reasons" if len(counts) > 3 else ""
+    total = kept + len(dropped)
+    clause = (f" (counted on the {kept} row{'s' if kept != 1 else ''} kept: {len(dropped)} of the {total} rows were "
+              f"dropped first — {reasons}{more})")
+    return head.removesuffix(".") + clause + "." + (f" Received: {received}" if received else "")
 
 
 def _missing_note(encoding) -> str:
