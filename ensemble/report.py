@@ -115,6 +115,8 @@ ONE_CLASS = "‡"
 """Marks a model that gives every test row one class (a combiner can, as a member that collapsed does)."""
 BEST_MARK = "▲"
 """Marks the best test value in the printed table where the console shows no bold (a file, a pipe)."""
+COLLAPSED = "COLLAPSED"
+"""Marks a member voted by ``--keep-collapsed`` though it collapsed (``report.json`` ``collapsed_kept``)."""
 ZERO_WIDTH = "°"
 """Marks a test interval of zero width: conditional on the test split's grade mix, not a sign of an exact figure."""
 
@@ -133,7 +135,7 @@ def _label(name: str, report: dict, kind: str = "", split: str = "test") -> str:
     roles = (("best_single", "best single"), ("best_method", "best ensemble"))
     tags = [tag for key, tag in roles if report.get(key) == name]
     if kind == "member" and name in (report.get("collapsed_kept") or []):
-        tags.append("COLLAPSED, kept by --keep-collapsed")
+        tags.append(f"{COLLAPSED}, kept by --keep-collapsed")
     label = f"{name} ({', '.join(tags)})" if tags else name
     one = report.get("one_class" if split == "test" else f"{split}_one_class") or ()
     label += f" {ONE_CLASS}" if kind and kind != "baseline" and name in one else ""
@@ -985,6 +987,8 @@ def print_table(report: dict, console=None) -> None:
                            f"{'bold' if styled else BEST_MARK} = best on test; "
                            f"{BELOW} = accuracy below the majority class"
                            + (f"; {ONE_CLASS} = one class for every test row" if report.get("one_class") else "")
+                           + (f"; {COLLAPSED} = a collapsed member (one class or chance on the rows that judged it), "
+                              "voted by --keep-collapsed" if report.get("collapsed_kept") else "")
                            + (f"; {ZERO_WIDTH} = an interval of zero width: conditional on the test split's "
                               f"{'grade' if is_dr(report) else 'class'} mix, not exact (report.md says why)"
                               if _zero_width(report) else "")))
@@ -1007,6 +1011,7 @@ def print_table(report: dict, console=None) -> None:
             cells.append(f"[bold green]{text}[/bold green]" if top and styled else text)
         end = kind == "baseline" or name == list(report["members"])[-1]
         label = "majority class" if kind == "baseline" else name + marks.get(name, "")
+        label += f" {COLLAPSED}" if kind == "member" and name in (report.get("collapsed_kept") or ()) else ""
         label += f" {ONE_CLASS}" if kind != "baseline" and name in (report.get("one_class") or ()) else ""
         label += f" {BELOW}" if _below(name, kind, report) else ""
         table.add_row(escape(label), *cells, end_section=end)

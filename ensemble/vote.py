@@ -1007,7 +1007,18 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
             [f"gives {same:.0%} of the test rows the {word} {bs} gives them"] if same is not None and same >= DOMINANT_SAME
             else [])
         mcnemar += f" {bm} {' and '.join(parts)}: it is close to one member, not an even combination of members."
-    return f"{head}; {extra}. {baseline}{_test_majority_words(r, bm, bs)} {mcnemar}{_selection_words(r, label)}{_thin_test_words(r)}"
+    return (f"{head}; {extra}.{_collapsed_words(r, bs)} {baseline}{_test_majority_words(r, bm, bs)} {mcnemar}"
+            f"{_selection_words(r, label)}{_thin_test_words(r)}")
+
+
+def _collapsed_words(r: dict, bs: str) -> str:
+    """A sentence when the best single member is a collapsed one that ``--keep-collapsed`` voted: the comparison is
+    then with a member that learned next to nothing, not with a working single model; else ``""``."""
+    if bs not in (r.get("collapsed_kept") or []):
+        return ""
+    return (f" {bs}, the best single member, is COLLAPSED (one class or chance on the rows that judged it; voted by "
+            "--keep-collapsed): the ensemble is compared with a member that learned next to nothing, not with a "
+            "working single model.")
 
 
 OTHER_WORDS = {  # what the ensemble does when a paired difference excludes 0: (better, worse); {rows}, {word}

@@ -452,6 +452,26 @@ def test_collapsed_member_is_skipped_and_listed(tmp_path: Path, capsys) -> None:
     assert "b (COLLAPSED, kept by --keep-collapsed)" in md and "a (COLLAPSED" not in md
 
 
+def test_the_console_table_and_verdict_mark_a_collapsed_member_kept(tmp_path: Path) -> None:
+    """Only stderr and report.md said "COLLAPSED, kept by --keep-collapsed": the console table showed the member as
+    any other, and a verdict against it as the best single member did not say what it was compared with."""
+    root = make_workdir(tmp_path, {"a": (0.8, 0.0), "b": (0.1, 0.7), "c": (0.05, 0.6)})
+    _mark_collapsed(root, "a")
+    console = Console(file=io.StringIO(), width=80)
+    report = run_vote(root, methods=["soft"], thresholds="off", n_boot=20, keep_collapsed=True, console=console)
+    assert report["collapsed_kept"] == ["a"] and report["best_single"] == "a"
+    shown = console.file.getvalue()
+    rows = [line.split() for line in shown.splitlines()]
+    assert ["a", "*", "COLLAPSED"] in [row[:3] for row in rows] and not any(r[:2] == ["c", "COLLAPSED"] for r in rows)
+    assert "COLLAPSED = a collapsed member (one class or chance on the rows that judged it), voted by --keep-collapsed" \
+        in " ".join(shown.split())
+    assert max(len(line) for line in shown.splitlines()) <= 80
+    assert ("a, the best single member, is COLLAPSED (one class or chance on the rows that judged it; voted by "
+            "--keep-collapsed)") in report["verdict"] and report["verdict"] in " ".join(shown.split())
+    plain = run_vote(root, methods=["soft"], thresholds="off", n_boot=20, console=Console(file=io.StringIO()))
+    assert "COLLAPSED" not in plain["verdict"]  # a left out: nothing to say
+
+
 def test_too_few_members_after_collapse_is_one_sentence(tmp_path: Path) -> None:
     root = make_workdir(tmp_path, {"a": (0.8, 0.0), "b": (0.1, 0.7)}, incomplete=None)
     _mark_collapsed(root, "b")
