@@ -418,6 +418,7 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
         member_variant,
         expand_folders,
         settle_skipped,
+        warn_of,
         with_tta,
     )
     from ensemble.plots import _pyplot, _save
@@ -430,6 +431,7 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
     if not paths:
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
     ens = with_tta(load_ensemble(workdir, method), tta)  # predict's review and referable rules, --tta included
+    warn_of(ens)  # collapsed members voted anyway, a combiner below the majority class
     dataset = read_json(Path(workdir) / "dataset.json") if (Path(workdir) / "dataset.json").is_file() else {}
     classes, ordinal = list(dataset.get("classes", [])), dataset.get("ordinal", True) is not False
     weights = combiner_weights(ens.combiner, len(ens.members))

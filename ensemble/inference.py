@@ -127,6 +127,8 @@ class Ensemble:
     referable_kind: str = "referable_dr"
     appearance: dict | None = None  # ensemble/appearance.json: the range of the training images' looks
     synthetic: bool = False  # report.json data.synthetic: trained on demo-data's synthetic images
+    collapsed_kept: list[str] = field(default_factory=list)  # its members that collapsed, voted by --keep-collapsed
+    below_majority: dict | None = None  # its test accuracy below the majority class's (report.json below_baseline)
 
     @property
     def review_rule(self) -> ReviewRule:
@@ -156,6 +158,9 @@ class PredictionResult:
         notes: per graded row, ``""`` or why it is referred: an image referred whatever its grade
             (:data:`UNIFORM_NOTE`, unlike the training images) or ``review: <reason>`` (low confidence,
             members that disagree); ``review`` is 1 exactly where the note is not empty.
+        collapsed_kept: the members that collapsed and were voted by ``vote --keep-collapsed`` (``report.json``
+            ``collapsed_kept``); ``below_majority``: ``{method, accuracy, majority_accuracy, majority_class}`` when
+            the method's test accuracy was below the majority class's (``below_baseline``), else ``None``.
         withheld: ``(n,)`` bool, True for images referred whatever their grade (ungradable, unlike the training
             images): their grade and ``referable`` are left empty in the CSV and ``to_json`` (which keeps the raw
             output under ``withheld``). The arrays above keep the raw output for every row, so leave these rows
@@ -183,6 +188,8 @@ class PredictionResult:
     synthetic: bool = False  # the ensemble learned from demo-data's synthetic images: its grades mean nothing for eyes
     member_labels: np.ndarray | None = None  # (m, n) each member's own top class, in the order of ``members``
     withheld: np.ndarray | None = None  # (n,) bool: ungradable or unlike the training images: no grade is shown
+    collapsed_kept: list[str] = field(default_factory=list)  # members that collapsed, voted by --keep-collapsed
+    below_majority: dict | None = None  # the method's test accuracy below the majority class's (figures in it)
 
     def is_withheld(self, i: int) -> bool:
         """Whether row ``i``'s grade is withheld: a flat frame or an image unlike the training images, whose
@@ -245,7 +252,8 @@ class PredictionResult:
         for row in rows:
             row["path"] = printable_path(row["path"])  # valid UTF-8 whatever the file name's bytes
         out = {"method": self.method, "members": list(self.members), "classes": list(self.classes),
-               "synthetic": self.synthetic,
+               "synthetic": self.synthetic, "collapsed_kept": list(self.collapsed_kept),
+               "below_majority": self.below_majority,
                "referral": self.referral_note, "predictions": rows,
                "skipped": {printable_path(p): why for p, why in self.skipped.items()},
                "not_graded": [{"path": printable_path(p), "reason": self.skipped[p]}  # a row per input, repeats too
@@ -461,9 +469,52 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     if appearance.FILE in manifest["files"] or (report_path.parent / appearance.FILE).is_file():  # older votes: none
         check_files(report_path.parent, [appearance.FILE], manifest)  # a deleted one is refused, not skipped
         looks = appearance.load(report_path.parent)
+    kept = report.get("collapsed_kept")
     return Ensemble(workdir, chosen, combiner, members, threshold, note, list(classes), alone,
                     cut, ref_threshold, ref_note, kind, looks,
-                    synthetic=bool((report.get("data") or {}).get("synthetic")))
+                    synthetic=bool((report.get("data") or {}).get("synthetic")),
+                    collapsed_kept=[n for n in names if isinstance(kept, list) and n in kept],  # older votes: none
+                    below_majority=_below_majority(report, chosen, list(classes)))
+
+
+def _below_majority(report: dict, chosen: str, classes: list) -> dict | None:
+    """``{method, accuracy, majority_accuracy, majority_class}`` when ``report.json`` ``below_baseline`` lists the
+    combiner ``chosen`` (its test accuracy below always answering the majority class); None otherwise, and for a
+    report written before the key."""
+    below = report.get("below_baseline")
+    if not isinstance(below, dict) or chosen not in (below.get("ensembles") or []):
+        return None
+    accuracy = (((report.get("ensembles") or {}).get(chosen) or {}).get("accuracy") or {}).get("value")
+    c = report.get("baseline_class")
+    return {"method": chosen, "accuracy": accuracy, "majority_accuracy": below.get("baseline"),
+            "majority_class": classes[c] if isinstance(c, int) and 0 <= c < len(classes) else c}
+
+
+def ensemble_warnings(ens: Ensemble) -> list[str]:
+    """The warnings ``predict`` and ``explain`` give each time they load ``ens``: members that collapsed and were
+    voted by ``--keep-collapsed`` (``report.json`` ``collapsed_kept``), and a combiner whose test accuracy was below
+    the majority class's (``below_baseline``)."""
+    out = []
+    if ens.collapsed_kept:
+        many = len(ens.collapsed_kept) > 1
+        out.append(f"WARNING: this ensemble ({ens.method}) votes collapsed member{'s' if many else ''} "
+                   f"{', '.join(ens.collapsed_kept)} (kept by vote --keep-collapsed): {'each' if many else 'it'} "
+                   "predicts one class (or sits at chance) on the rows that judged it, yet weighs in every grade the "
+                   f"ensemble gives; retrain {'them' if many else 'it'}, or vote again without --keep-collapsed.")
+    b = ens.below_majority
+    if b:
+        figures = ("" if not all(isinstance(b.get(k), (int, float)) for k in ("accuracy", "majority_accuracy")) else
+                   f" ({b['accuracy']:.3f} against {b['majority_accuracy']:.3f})")
+        out.append(f"WARNING: {ens.method}'s test accuracy was below the majority class's{figures}: always answering "
+                   f"class {b.get('majority_class')} got more test images right than these grades do (report.json "
+                   "below_baseline); do not act on them.")
+    return out
+
+
+def warn_of(ens: Ensemble) -> None:
+    """Print :func:`ensemble_warnings` on stderr."""
+    for line in ensemble_warnings(ens):
+        print(line, file=sys.stderr, flush=True)
 
 
 def referral_rule(report: dict, chosen: str) -> tuple[float | None, bool, str]:
@@ -872,6 +923,7 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
     if out is not None:
         check_out(Path(out), force=force, workdir=Path(workdir), inputs=paths)
     ens = with_tta(load_ensemble(workdir, method), tta)
+    warn_of(ens)
     skipped = {p: why for p in paths if (why := check_file(p)) is not None}
     _hint_image_root(workdir, skipped)
     candidates = [p for p in paths if p not in skipped]
@@ -1136,7 +1188,8 @@ def _none_graded(ens: Ensemble, skipped: dict[str, str]) -> PredictionResult:
                             p_referable=None if ens.referable_cut is None else empty,
                             referable=None if ens.referable_threshold is None else np.zeros(0, dtype=bool),
                             referable_note=ens.referable_note, referable_kind=ens.referable_kind,
-                            referable_cut=ens.referable_cut)
+                            referable_cut=ens.referable_cut, collapsed_kept=list(ens.collapsed_kept),
+                            below_majority=ens.below_majority)
 
 
 def expand_folders(paths: Sequence[str], leave_out: Sequence[str | os.PathLike] = ()) -> list[str]:
@@ -1296,7 +1349,8 @@ def _combine(ens: Ensemble, paths: list[str], P: np.ndarray, skipped: dict[str, 
                             [m.name for m in ens.members], ens.referral_note, ens.classes, p_referable=p_ref,
                             referable=referable, referable_note=ens.referable_note,
                             referable_kind=ens.referable_kind, referable_cut=ens.referable_cut, notes=notes,
-                            member_labels=P.argmax(axis=2), withheld=noted)
+                            member_labels=P.argmax(axis=2), withheld=noted, collapsed_kept=list(ens.collapsed_kept),
+                            below_majority=ens.below_majority)
 
 
 def _apart(value: float, threshold: float) -> tuple[str, str]:

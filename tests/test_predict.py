@@ -353,6 +353,60 @@ def test_cli_predict_json(voted, images) -> None:
         assert isinstance(row["review"], bool)
 
 
+def _edit_report(work: Path, edit) -> None:
+    """Change ``work``'s report.json with ``edit(report)`` and record its new SHA-256 in the vote's manifest."""
+    report = read_json(work / "ensemble" / "report.json")
+    edit(report)
+    write_json(work / "ensemble" / "report.json", report)
+    manifest = read_json(work / "ensemble" / "manifest.json")
+    manifest["files"]["report.json"] = sha256_file(work / "ensemble" / "report.json")
+    write_json(work / "ensemble" / "manifest.json", manifest)
+
+
+def test_predict_and_explain_warn_of_collapsed_members_and_a_method_below_the_majority(voted, images, tmp_path):
+    """An ensemble voted with --keep-collapsed, or whose combiner scored below the majority class on test, graded
+    new images without a word: only the synthetic warning existed."""
+    import json
+
+    from tests.helpers import run_cli
+
+    work = tmp_path / "w"
+    shutil.copytree(voted, work)
+    report = read_json(work / "ensemble" / "report.json")
+    best = report["best_method"]
+    accuracy = report["ensembles"][best]["accuracy"]["value"]
+
+    def bad(r):
+        r["collapsed_kept"] = ["t1"]
+        r["below_baseline"] = {"metric": "accuracy", "baseline": accuracy + 0.1, "members": [], "ensembles": [best]}
+        r["baseline_class"] = 0
+
+    _edit_report(work, bad)
+    code, out, err = run_cli("predict", "--workdir", work, images["good"][0], "--json")
+    assert code == 0, err
+    err = " ".join(err.split())
+    assert (f"WARNING: this ensemble ({best}) votes collapsed member t1 (kept by vote --keep-collapsed): it predicts "
+            "one class (or sits at chance) on the rows that judged it") in err
+    assert (f"WARNING: {best}'s test accuracy was below the majority class's ({accuracy:.3f} against "
+            f"{accuracy + 0.1:.3f}): always answering class 0 got more test images right") in err
+    data = json.loads(out)
+    assert data["collapsed_kept"] == ["t1"]
+    assert data["below_majority"] == {"method": best, "accuracy": accuracy, "majority_accuracy": accuracy + 0.1,
+                                      "majority_class": 0}
+    code, out, err = run_cli("explain", "--workdir", work, images["good"][0], "--out", tmp_path / "maps")
+    assert code == 0, err
+    assert "votes collapsed member t1" in err and "below the majority class's" in err
+
+    def old(r):  # a report.json written before the keys: loads, and warns of nothing
+        for key in ("collapsed_kept", "below_baseline"):
+            r.pop(key, None)
+
+    _edit_report(work, old)
+    code, out, err = run_cli("predict", "--workdir", work, images["good"][0], "--json")
+    assert code == 0 and "WARNING" not in err, err
+    assert json.loads(out)["collapsed_kept"] == [] and json.loads(out)["below_majority"] is None
+
+
 def test_check_file(images) -> None:
     reasons = [check_file(p) for p in images["bad"]]
     assert reasons[0] == "does not exist" and reasons[2] == "is empty (0 bytes)"
