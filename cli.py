@@ -604,7 +604,7 @@ def predict(
     workdir: WorkdirOpt,
     images: Annotated[Optional[list[Path]], typer.Argument(help="Image files to grade, or folders of them (not searched recursively).")] = None,
     from_file: FromFileOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout); an existing file that is not an earlier predictions CSV (its header, with review or before 2026-12-08 refer) is refused unless --force. Interrupted, a run keeps its graded rows in <stem>.partial.csv, and the same command resumes from <stem>.partial.npz.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout). An earlier predictions CSV there (its header, with review or before 2026-12-08 refer) is replaced, and stderr says how many rows it held; any other existing file is refused unless --force. Interrupted, a run keeps its graded rows in <stem>.partial.csv, and the same command resumes from <stem>.partial.npz.")] = None,
     method: Annotated[Optional[str], typer.Option(help=f"Fitted combiner to use: {METHOD_HELP} (default: the best on validation).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over flipped copies.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON on stdout instead of CSV.")] = False,

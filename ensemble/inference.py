@@ -963,7 +963,10 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
             stop.note = _keep_interrupted(ens, out, key, graded, P, len(candidates), rows=False)
         raise stop from None
     result = replace(_combine(ens, graded, P, skipped, notes=notes), given=list(paths), synthetic=ens.synthetic)
+    earlier = _earlier(out) if out is not None else None
     _write(result.to_csv(), out, print_csv)
+    if earlier is not None:  # replaceable, but never without a word
+        print(f"Replaced {out} ({earlier}).", file=sys.stderr)
     if out is not None:  # the complete CSV supersedes an interrupted run's rows (only files predict wrote there)
         _remove_partial(out)
     _summary(result, out)
@@ -1076,6 +1079,22 @@ def _is_predictions_csv(path: Path) -> bool:
             return tuple(next(csv.reader(f), [])[:len(CSV_COLUMNS)]) in (CSV_COLUMNS, OLD_CSV_COLUMNS)
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
+
+
+def _earlier(out: str | Path) -> str | None:
+    """What an existing ``out`` holds, for the line that says it is replaced (``"12 earlier rows"``); None when
+    there is no file."""
+    path = Path(out)
+    if not path.is_file():
+        return None
+    if not _is_predictions_csv(path):
+        return "a file that was not a predictions CSV, replaced by --force"
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            n = max(sum(1 for _ in csv.reader(f)) - 1, 0)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return "its earlier rows"
+    return f"{n} earlier row{'s' if n != 1 else ''}"
 
 
 def _remove_partial(out: str | Path) -> None:

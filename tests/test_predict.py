@@ -300,7 +300,7 @@ def test_a_folder_holding_predicts_own_out_is_graded_again_and_odd_entries_get_r
     assert str(out) in result.skipped  # a CSV written by someone else's run is any other file of the folder
 
 
-def test_out_never_replaces_a_file_predict_did_not_write(voted, images, tmp_path) -> None:
+def test_out_never_replaces_a_file_predict_did_not_write(voted, images, tmp_path, capsys) -> None:
     labels = tmp_path / "trainLabels.csv"
     labels.write_text("image,level\n1_left,0\n")
     with pytest.raises(UserError, match=r"--out .*trainLabels.csv exists and is not a predictions CSV .* --force"):
@@ -309,11 +309,16 @@ def test_out_never_replaces_a_file_predict_did_not_write(voted, images, tmp_path
     with pytest.raises(UserError, match="is a folder; pass a file name"):
         predict_images(voted, images["good"][:1], out=tmp_path)
     out = tmp_path / "pred.csv"
+    capsys.readouterr()
     predict_images(voted, images["good"][:1], out=out)
-    predict_images(voted, images["good"][:2], out=out)  # an earlier predictions CSV is replaced
+    assert "Replaced" not in capsys.readouterr().err  # nothing was there
+    predict_images(voted, [images["good"][0], images["bad"][0]], out=out)
+    predict_images(voted, images["good"][:2], out=out)  # an earlier predictions CSV is replaced, and that is said
     assert len(pd.read_csv(out)) == 2
+    assert f"Replaced {out} (2 earlier rows)." in capsys.readouterr().err.splitlines()  # a graded and an ungraded row
     predict_images(voted, images["good"][:3], out=labels, force=True)
     assert len(pd.read_csv(labels)) == 3
+    assert f"Replaced {labels} (a file that was not a predictions CSV, replaced by --force)." in capsys.readouterr().err
     for inside in (voted / "ensemble" / "mine.csv", voted / "members" / "t1" / "mine.csv"):  # deleted by the next swap
         with pytest.raises(UserError, match=r"--out .*mine.csv is inside .*, which (the next vote|a member retrained "
                                             r"with --force) replaces whole, deleting it; write elsewhere"):
