@@ -595,6 +595,7 @@ def _inputs(images: Optional[list[Path]], from_file: Optional[Path], workdir: Op
     return paths
 
 
+RecursiveOpt = Annotated[bool, typer.Option("--recursive", help="Search the sub-folders of a folder given, at any depth (sorted by path; hidden files and folders left out, a folder reached twice through links searched once).")]
 FromFileOpt = Annotated[Optional[Path], typer.Option("--from-file", help="A text file with one image path per line (a worklist; - reads stdin; relative paths are relative to the file and written out as absolute paths), added to the images given.")]
 
 
@@ -602,8 +603,9 @@ FromFileOpt = Annotated[Optional[Path], typer.Option("--from-file", help="A text
 @user_errors
 def predict(
     workdir: WorkdirOpt,
-    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files to grade, or folders of them (not searched recursively).")] = None,
+    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files to grade, or folders of them (their sub-folders only with --recursive).")] = None,
     from_file: FromFileOpt = None,
+    recursive: RecursiveOpt = False,
     out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout). An earlier predictions CSV there (its header, with review or before 2026-12-08 refer) is replaced, and stderr says how many rows it held; any other existing file is refused unless --force. Interrupted, a run keeps its graded rows in <stem>.partial.csv, and the same command resumes from <stem>.partial.npz.")] = None,
     method: Annotated[Optional[str], typer.Option(help=f"Fitted combiner to use: {METHOD_HELP} (default: the best on validation).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over flipped copies.")] = False,
@@ -658,7 +660,7 @@ def predict(
 
     try:
         result = predict_images(workdir, _inputs(images, from_file, workdir), out=out, method=method, tta=tta,
-                                print_csv=not json_, force=force)
+                                print_csv=not json_, force=force, recursive=recursive)
     except UserError as exc:  # nothing graded: a script reading --json still gets every input's reason
         if json_ and getattr(exc, "result", None) is not None:
             _print_json(exc.result.to_json())
@@ -672,15 +674,16 @@ def predict(
 def explain(
     workdir: WorkdirOpt,
     out: Annotated[Path, typer.Option(help="Folder for one PNG per image (created when missing).")],
-    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files to explain, or folders of them (not searched recursively).")] = None,
+    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files to explain, or folders of them (their sub-folders only with --recursive).")] = None,
     from_file: FromFileOpt = None,
+    recursive: RecursiveOpt = False,
     method: Annotated[Optional[str], typer.Option(help=f"Fitted combiner whose grade and weights are shown: {METHOD_HELP} (default: the best on validation).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Score members over flipped copies.")] = False,
 ) -> None:
     """Grad-CAM heatmaps: where each member and the ensemble looked, titled with grade and probability."""
     from ensemble.explain import explain_images
 
-    explain_images(workdir, _inputs(images, from_file, workdir), out, method=method, tta=tta)
+    explain_images(workdir, _inputs(images, from_file, workdir), out, method=method, tta=tta, recursive=recursive)
 
 
 @app.command()

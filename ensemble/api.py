@@ -376,7 +376,7 @@ def image_paths(images: Any, verb: str = "predict") -> list[str]:
 
 @_verb()
 def predict(workdir: PathLike, images: PathLike | Sequence[PathLike], *, method: str | None = None, tta: bool = False,
-            out: PathLike | None = None, force: bool = False):
+            out: PathLike | None = None, force: bool = False, recursive: bool = False):
     """Grade images (files, or folders of them) with the fitted ensemble; returns a
     :class:`ensemble.inference.PredictionResult`.
 
@@ -387,12 +387,12 @@ def predict(workdir: PathLike, images: PathLike | Sequence[PathLike], *, method:
 
     return predict_images(_path("predict", "workdir", workdir), image_paths(images), out=_path("predict", "out", out),
                           method=method, tta=_flag("predict", "tta", tta), print_csv=False,
-                          force=_flag("predict", "force", force))
+                          force=_flag("predict", "force", force), recursive=_flag("predict", "recursive", recursive))
 
 
 @_verb()
 def explain(workdir: PathLike, images: PathLike | Sequence[PathLike], out: PathLike, *, method: str | None = None,
-            tta: bool = False) -> list[Path]:
+            tta: bool = False, recursive: bool = False) -> list[Path]:
     """Grad-CAM figures of images (files, or folders of them): ``out/<image stem>.png`` each, as ``explain`` writes.
 
     Nothing goes to stdout (the command prints each input and its figure there); notes go to stderr.
@@ -404,7 +404,7 @@ def explain(workdir: PathLike, images: PathLike | Sequence[PathLike], out: PathL
 
     return explain_images(_path("explain", "workdir", workdir), image_paths(images, "explain"),
                           _path("explain", "out", out), method=method, tta=_flag("explain", "tta", tta),
-                          print_paths=False)
+                          print_paths=False, recursive=_flag("explain", "recursive", recursive))
 
 
 @_verb()

@@ -391,7 +391,7 @@ def _taken_names(folder: Path, inputs: Sequence[str]) -> set[str]:
 
 
 def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | Path, *, method: str | None = None,
-                   tta: bool = False, print_paths: bool = True) -> list[Path]:
+                   tta: bool = False, print_paths: bool = True, recursive: bool = False) -> list[Path]:
     """Write ``out/<image stem>.png`` per readable image: the photograph, each member's heatmap, the ensemble's.
 
     Args:
@@ -401,6 +401,7 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
         method: the fitted combiner whose grade and weights are shown (default: the report's best).
         tta: score members over four flips (members trained with TTA always are).
         print_paths: print each input and its figure on stdout (the Python API turns it off).
+        recursive: explain the files of a folder's sub-folders too, at any depth (as ``predict --recursive``).
 
     Returns:
         The PNGs written, in the order of the readable images.
@@ -427,15 +428,14 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
     from ensemble.inference import require_report
 
     require_report(Path(workdir))  # before the folders are listed
-    paths = expand_folders(image_paths(paths, "explain"))  # one path is one image, not one per character
+    paths = expand_folders(image_paths(paths, "explain"), recursive=recursive)  # a path is one image, not one per character
     if not paths:
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
     ens = with_tta(load_ensemble(workdir, method), tta)  # predict's review and referable rules, --tta included
-    warn_of(ens)  # collapsed members voted anyway, a combiner below the majority class
     dataset = read_json(Path(workdir) / "dataset.json") if (Path(workdir) / "dataset.json").is_file() else {}
     classes, ordinal = list(dataset.get("classes", [])), dataset.get("ordinal", True) is not False
     weights = combiner_weights(ens.combiner, len(ens.members))
-    skipped = {p: why for p in paths if (why := check_file(p)) is not None}
+    skipped = {p: why for p in paths if (why := check_file(p, recursive=recursive)) is not None}
     candidates = [p for p in paths if p not in skipped]
     if not candidates:
         settle_skipped(paths, candidates, [], skipped)  # refuses, naming each input, before a folder is made
@@ -512,6 +512,7 @@ def explain_images(workdir: str | Path, paths: str | Sequence[str], out: str | P
         print(f"Note: {withheld} image(s) are ungradable or unlike the training images: their figures show the "
               "photograph and the reason, no map and no grade (predict withholds their grades too and says why in its "
               "note column).", file=sys.stderr)
+    warn_of(ens)  # collapsed members voted anyway, a combiner below the majority class
     print(f"Explained {len(written)} image(s) with {ens.method} over {len(ens.members)} members → {folder}; "
           f"skipped {len(skipped)}.", file=sys.stderr)
     return written

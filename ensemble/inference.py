@@ -490,10 +490,10 @@ def _below_majority(report: dict, chosen: str, classes: list) -> dict | None:
             "majority_class": classes[c] if isinstance(c, int) and 0 <= c < len(classes) else c}
 
 
-def ensemble_warnings(ens: Ensemble) -> list[str]:
-    """The warnings ``predict`` and ``explain`` give each time they load ``ens``: members that collapsed and were
-    voted by ``--keep-collapsed`` (``report.json`` ``collapsed_kept``), and a combiner whose test accuracy was below
-    the majority class's (``below_baseline``)."""
+def ensemble_warnings(ens: "Ensemble | PredictionResult") -> list[str]:
+    """The warnings ``predict`` and ``explain`` give with their summary each time they use an ensemble (``ens``, or a
+    result it gave): members that collapsed and were voted by ``--keep-collapsed`` (``report.json``
+    ``collapsed_kept``), and a combiner whose test accuracy was below the majority class's (``below_baseline``)."""
     out = []
     if ens.collapsed_kept:
         many = len(ens.collapsed_kept) > 1
@@ -511,7 +511,7 @@ def ensemble_warnings(ens: Ensemble) -> list[str]:
     return out
 
 
-def warn_of(ens: Ensemble) -> None:
+def warn_of(ens: "Ensemble | PredictionResult") -> None:
     """Print :func:`ensemble_warnings` on stderr."""
     for line in ensemble_warnings(ens):
         print(line, file=sys.stderr, flush=True)
@@ -607,8 +607,9 @@ def _resolved(path: str) -> Path | None:
         return None
 
 
-def check_file(path: str) -> str | None:
-    """Why ``path`` cannot be graded (missing, a folder, empty, unreadable, too large, an animated WebP), or None.
+def check_file(path: str, *, recursive: bool = False) -> str | None:
+    """Why ``path`` cannot be graded (missing, a folder, empty, unreadable, too large, an animated WebP), or None
+    (``recursive``: a folder left in by :func:`expand_folders` with ``recursive`` holds no file at any depth).
 
     Besides the file checks, the header is read with Pillow (no pixels are decoded): a
     decompression bomb (more pixels than Pillow's ``Image.MAX_IMAGE_PIXELS`` limit allows, the
@@ -633,6 +634,10 @@ def check_file(path: str) -> str | None:
     if p.is_dir():
         from members.data.folders import IMAGE_EXTENSIONS
 
+        if not os.access(p, os.R_OK | os.X_OK):
+            return "is a folder that cannot be read (permission denied)"
+        if recursive:
+            return "is a directory with no file in it or in its sub-folders (hidden ones aside)"
         return _images_below(path) or (f"is a directory with no image file in it ({' '.join(IMAGE_EXTENSIONS)}; "
                                         "sub-folders are not searched)")
     if not p.is_file():
@@ -645,32 +650,88 @@ def check_file(path: str) -> str | None:
 
 
 def _images_below(folder: str) -> str | None:
-    """Why a folder of sub-folders only (a folder per class, ``DIR/test/0/``) gave no image, with the glob that
-    reaches the images one or two levels down (counted by extension); None when none lies there."""
+    """Why a folder of sub-folders only (a folder per class, ``DIR/test/0/``) gave no image: the images every folder
+    below it holds (counted by extension) and how to reach them, ``--recursive`` (or the glob, when they all lie one
+    or two levels down); None when none lies there."""
     import shlex
+    from collections import Counter
 
     from members.data.folders import IMAGE_EXTENSIONS
 
-    def entries(d: str) -> list[os.DirEntry]:
-        try:
-            return [e for e in os.scandir(d) if not e.name.startswith(".")]
-        except OSError:
-            return []
+    below = _walk(folder, limit=WALK_LIMIT)
+    depths = Counter(depth for depth, path in below.files  # depth 2: in a sub-folder
+                     if depth > 1 and os.path.splitext(path)[1].casefold() in IMAGE_EXTENSIONS and os.path.isfile(path))
+    n = sum(depths.values())
+    if not n:
+        return None
+    subs = sum(1 for depth, _ in below.folders if depth == 1)
+    s_ = lambda k: "s" if k != 1 else ""  # noqa: E731
+    count = f"{'at least ' if below.cut else ''}{n} image{s_(n)}"
+    shown = shlex.quote(printable_path(folder.rstrip(os.sep) or folder))
+    head = "is a directory with no image file in it (sub-folders are not searched); "
+    if set(depths) == {3}:
+        inner = sum(1 for depth, _ in below.folders if depth == 2)
+        return (f"{head}the {inner} folder{s_(inner)} inside its {subs} sub-folder{s_(subs)} "
+                f"hold{'s' if inner == 1 else ''} {count}: pass {shown}/*/*/, or --recursive")
+    if set(depths) == {2}:
+        return f"{head}its {subs} sub-folder{s_(subs)} hold{'s' if subs == 1 else ''} {count}: pass {shown}/*/, or --recursive"
+    levels = ", ".join(f"{depths[d]} {_LEVELS.get(d - 1, f'{d - 1} levels')} down" for d in sorted(depths))
+    return (f"{head}its {subs} sub-folder{s_(subs)} and the folders below them hold {count} ({levels}): pass "
+            "--recursive to search them all")
 
-    level, subs = [folder], 0
-    for glob in ("/*/", "/*/*/"):
-        level = [e.path for d in level for e in entries(d) if e.is_dir()]
-        subs = subs or len(level)
-        n = sum(e.is_file() and os.path.splitext(e.name)[1].casefold() in IMAGE_EXTENSIONS
-                for d in level for e in entries(d))
-        if n:
-            where = (f"its {subs} sub-folder{'s hold' if subs != 1 else ' holds'}" if glob == "/*/" else
-                     f"the {len(level)} folder{'s' if len(level) != 1 else ''} inside its {subs} sub-folder"
-                     f"{'s' if subs != 1 else ''} hold{'s' if len(level) == 1 else ''}")
-            shown = shlex.quote(printable_path(folder.rstrip(os.sep) or folder))
-            return (f"is a directory with no image file in it (sub-folders are not searched); {where} {n} "
-                    f"image{'s' if n != 1 else ''}: pass {shown}{glob}")
-    return None
+
+_LEVELS = {1: "one level", 2: "two levels", 3: "three levels"}
+WALK_LIMIT = 200_000
+"""Entries a folder's hint counts at most (it then says "at least"): a folder of sub-folders given by mistake may
+be a whole disk."""
+
+
+@dataclass
+class Below:
+    """What lies below a folder, depth first in sorted order (hidden entries aside): ``files`` ``(depth, path)``
+    (1 = in the folder itself; anything that is not a folder: a file, a broken link, a loop of links, a FIFO),
+    ``folders`` ``(depth, path)`` searched, ``again`` linked folders not searched twice (a link back up the tree,
+    or a second link to one), ``unreadable`` folders that could not be listed, ``cut``: stopped at the limit."""
+
+    files: list[tuple[int, str]] = field(default_factory=list)
+    folders: list[tuple[int, str]] = field(default_factory=list)
+    again: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    cut: bool = False
+
+
+def _walk(folder: str, skip: frozenset[str] | set[str] = frozenset(), limit: int | None = None) -> Below:
+    """Every entry below ``folder`` (:class:`Below`), leaving out the files whose real path is in ``skip``; a folder
+    reached twice (links make cycles) is searched once."""
+    below = Below()
+    seen = {os.path.realpath(folder)}
+
+    def entries(d: str, depth: int) -> list[tuple[str, int]]:
+        try:
+            names = sorted(n for n in os.listdir(d) if not n.startswith("."))
+        except OSError:
+            below.unreadable.append(d)
+            return []
+        return [(os.path.join(d, n), depth) for n in reversed(names)]
+
+    stack = entries(folder, 1)
+    while stack:
+        if limit is not None and len(below.files) + len(below.folders) >= limit:
+            below.cut = True
+            break
+        path, depth = stack.pop()
+        if not os.path.isdir(path):
+            if os.path.realpath(path) not in skip:
+                below.files.append((depth, path))
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            below.again.append(path)
+            continue
+        seen.add(real)
+        below.folders.append((depth, path))
+        stack += entries(path, depth + 1)
+    return below
 
 
 def _header_problem(path: Path) -> str | None:
@@ -885,13 +946,13 @@ def _progress(batches, n: int, batch_size: int):
 # ---- the verb --------------------------------------------------------------------------
 def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str | Path | None = None,
                    method: str | None = None, tta: bool = False, batch_size: int = BATCH_SIZE,
-                   print_csv: bool = True, force: bool = False) -> PredictionResult:
+                   print_csv: bool = True, force: bool = False, recursive: bool = False) -> PredictionResult:
     """Grade ``paths`` with the fitted ensemble; write the CSV to ``out`` (or stdout) and a summary to stderr.
 
     Args:
         workdir: a workdir where ``vote`` has run.
-        paths: image files, or folders whose image files (by extension, not recursing) are graded;
-            missing or unreadable ones are listed on stderr and skipped.
+        paths: image files, or folders whose files are graded (each gets a row; not recursing unless
+            ``recursive``); missing or unreadable ones are listed on stderr and skipped.
         out: the CSV to write (atomically); ``None`` prints it on stdout. An existing file is only
             replaced when it is an earlier predictions CSV (its header is this one's, or the one before 2026-12-08 that
             named ``review`` ``refer``), or with ``force``.
@@ -900,6 +961,7 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
         batch_size: images per batch.
         print_csv: print the CSV on stdout when ``out`` is None (the Python API turns it off).
         force: replace ``out`` whatever it holds.
+        recursive: grade the files of a folder's sub-folders too, at any depth (:func:`expand_folders`).
 
     Returns:
         A :class:`PredictionResult`.
@@ -917,14 +979,13 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
 
     require_report(Path(workdir))  # before the folders are listed: their notes would say they are graded
     own = [] if out is None else [Path(out), *partial_files(out)]
-    paths = expand_folders(image_paths(paths), leave_out=own)  # one path is one image, not one per character
+    paths = expand_folders(image_paths(paths), leave_out=own, recursive=recursive)  # a path is one image, not one per character
     if not paths:
         raise UserError("No image given; pass one or more image files (or folders of them). Received: paths=[]")
     if out is not None:
         check_out(Path(out), force=force, workdir=Path(workdir), inputs=paths)
     ens = with_tta(load_ensemble(workdir, method), tta)
-    warn_of(ens)
-    skipped = {p: why for p in paths if (why := check_file(p)) is not None}
+    skipped = {p: why for p in paths if (why := check_file(p, recursive=recursive)) is not None}
     _hint_image_root(workdir, skipped)
     candidates = [p for p in paths if p not in skipped]
     key = _members_key(ens, tta) if out is not None else ""
@@ -1211,35 +1272,49 @@ def _none_graded(ens: Ensemble, skipped: dict[str, str]) -> PredictionResult:
                             below_majority=ens.below_majority)
 
 
-def expand_folders(paths: Sequence[str], leave_out: Sequence[str | os.PathLike] = ()) -> list[str]:
+def expand_folders(paths: Sequence[str], leave_out: Sequence[str | os.PathLike] = (), *,
+                   recursive: bool = False) -> list[str]:
     """``paths`` with each folder replaced by its entries (sorted; hidden ones and sub-folders left out), so that
     every entry of the folder gets its row: an image is graded whatever its extension, and anything else (a
     DICOM, a note, a broken link, a FIFO) is skipped with its reason, as a path given by name is. A folder without
     entries is kept (which :func:`check_file` then skips); the sub-folders are named on stderr. ``leave_out``:
-    files of a folder not to list (predict's own ``--out`` and its partial file, written there by an earlier run)."""
+    files of a folder not to list (predict's own ``--out`` and its partial file, written there by an earlier run).
+    ``recursive``: the entries of its sub-folders too, at any depth (:func:`_walk`: sorted by path, hidden ones
+    left out, a folder reached twice through links searched once, one that cannot be listed kept for its row)."""
     from members.data.folders import IMAGE_EXTENSIONS
 
     skip = {os.path.realpath(p) for p in leave_out}
     out: list[str] = []
     for p in paths:
-        if os.path.isdir(p):
+        if not os.path.isdir(p):
+            out.append(p)
+            continue
+        if recursive:
+            below = _walk(p, skip)
+            found = [f for _, f in below.files] + [d for d in below.unreadable if d != p]
+            n = len(below.folders)
+            also = (f" (searched with --recursive: it and {n} sub-folder{'s' if n != 1 else ''}"
+                    + (f"; {len(below.again)} linked folder{'s' if len(below.again) != 1 else ''} reached a second "
+                       f"time not searched again: {', '.join(map(printable_path, below.again[:3]))}"
+                       f"{', ...' if len(below.again) > 3 else ''}"
+                       if below.again else "") + ")")
+        else:
             entries = sorted(f for f in os.listdir(p) if not f.startswith(".")
                              and os.path.realpath(os.path.join(p, f)) not in skip)
             found = [os.path.join(p, f) for f in entries if not os.path.isdir(os.path.join(p, f))]
-            if not found:  # left in: check_file skips it with its reason
-                out.append(p)
-                continue
             subs = [f + "/" for f in entries if os.path.isdir(os.path.join(p, f))]
-            also = (f"; {len(subs)} sub-folder{' is' if len(subs) == 1 else 's are'} not searched: "
-                    f"{', '.join(subs[:5])}{', ...' if len(subs) > 5 else ''}" if subs else " (sub-folders are not searched)")
-            others = [f for f in found if os.path.splitext(f)[1].casefold() not in IMAGE_EXTENSIONS and check_file(f)]
-            skips = (f" ({len(others)} of them {'is' if len(others) == 1 else 'are'} no image: skipped with "
-                     f"{'its' if len(others) == 1 else 'their'} reason)" if others else "")
-            print(f"{printable_path(p)}: a folder; its {len(found)} file{'s are' if len(found) != 1 else ' is'} "
-                  f"taken{skips}{also}.", file=sys.stderr)
-            out += found
-        else:
+            also = (f"; {len(subs)} sub-folder{' is' if len(subs) == 1 else 's are'} not searched (pass --recursive): "
+                    f"{', '.join(subs[:5])}{', ...' if len(subs) > 5 else ''}" if subs
+                    else " (sub-folders are not searched)")
+        if not found:  # left in: check_file skips it with its reason
             out.append(p)
+            continue
+        others = [f for f in found if os.path.splitext(f)[1].casefold() not in IMAGE_EXTENSIONS and check_file(f)]
+        skips = (f" ({len(others)} of them {'is' if len(others) == 1 else 'are'} no image: skipped with "
+                 f"{'its' if len(others) == 1 else 'their'} reason)" if others else "")
+        print(f"{printable_path(p)}: a folder; its {len(found)} file{'s are' if len(found) != 1 else ' is'} "
+              f"taken{skips}{also}.", file=sys.stderr)
+        out += found
     return out
 
 
@@ -1432,6 +1507,7 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
     if r.synthetic:
         print("SYNTHETIC: this ensemble learned from demo-data's synthetic images, not real eyes; its grades say "
               "nothing about a patient.", file=sys.stderr)
+    warn_of(r)
     where = f" → {out}" if out is not None else ""
     graded = r.referable_kind == "referable_dr" and r.p_referable is not None  # DR grades, not classes
     word, reader = ("grade", "grader") if graded else ("class", "reader")

@@ -313,7 +313,7 @@ def test_the_commands_spellings_are_keywords_and_an_unknown_keyword_is_named(tmp
             (lambda: api.vote(tmp_path, methd="soft"), "(its keywords: methods, quiet, members,"),  # each named once
             (lambda: api.prepare(tmp_path / "w", images=tmp_path, val_fracton=0.2),
              "did you mean val_fraction=? (its keywords: labels, images, npz,"),  # images= is prepare's keyword
-            (lambda: api.predict(tmp_path, ["a.png"], methd="soft"), "(its keywords: method, tta, out, force)."),
+            (lambda: api.predict(tmp_path, ["a.png"], methd="soft"), "(its keywords: method, tta, out, force, recursive)."),
             (lambda: api.vote(pd.DataFrame({"a": [1]})), "vote takes workdir as a path, a str or pathlib.Path; got a "
                                                         "DataFrame."),
             (lambda: api.train_member(tmp_path / "none", "tiny", name="z", set="resize_schedule=[16,32]"),

@@ -241,7 +241,7 @@ def test_a_folder_is_graded_file_by_file_and_an_empty_one_is_skipped(voted, imag
     assert table["path"].tolist() == sorted(expected) + [images["good"][4], notes, str(empty)]  # every file a row
     err = " ".join(capsys.readouterr().err.split())
     assert ("a folder; its 4 files are taken (1 of them is no image: skipped with its reason); 1 sub-folder is not "
-            "searched: sub/.") in err
+            "searched (pass --recursive): sub/.") in err
     assert set(result.skipped) == {str(empty), notes} and "image" in result.skipped[notes]
     assert result.skipped[str(empty)].startswith("is a directory with no image file in it (.jpeg .jpg .png")
 
@@ -263,12 +263,13 @@ def test_a_folder_of_class_folders_says_the_glob_that_reaches_its_images(voted, 
     code, _, err = run_cli("predict", "--workdir", voted, cls)
     assert code == 1 and err.strip().splitlines()[-1].startswith("Error: None of the 1 image(s) could be read")
     assert (f"Skipped {cls}: is a directory with no image file in it (sub-folders are not searched); its 2 "
-            f"sub-folders hold 3 images: pass {cls}/*/.") in err
+            f"sub-folders hold 3 images: pass {cls}/*/, or --recursive.") in err
     split = tmp_path / "DIR"
     shutil.copytree(cls, split / "test")
     (split / "train").mkdir()
     assert check_file(str(split) + "/") == ("is a directory with no image file in it (sub-folders are not searched); "
-                                            f"the 2 folders inside its 2 sub-folders hold 3 images: pass {split}/*/*/")
+                                            f"the 2 folders inside its 2 sub-folders hold 3 images: pass {split}/*/*/, "
+                                            "or --recursive")
     assert check_file(str(split / "train")).startswith("is a directory with no image file in it (.jpeg .jpg .png")
     capsys.readouterr()
     result, table = _run(voted, sorted(glob.glob(f"{cls}/*/")), tmp_path)  # the glob it gives reaches every image
@@ -276,6 +277,44 @@ def test_a_folder_of_class_folders_says_the_glob_that_reaches_its_images(voted, 
     err = " ".join(capsys.readouterr().err.split())
     assert f"{cls}/0/: a folder; its 3 files are taken (1 of them is no image: skipped with its reason)" in err
     assert f"{cls}/1/: a folder; its 1 file is taken (sub-folders are not searched)." in err  # nothing skipped there
+
+
+def test_a_nested_tree_is_counted_whole_and_searched_with_recursive(voted, images, tmp_path, capsys) -> None:
+    """nest/2024/p1/a, nest/2024/p2/b, nest/2025/p3/c, nest/2025/x: the hint said "its 2 sub-folders hold 1 image:
+    pass nest/*/" (one level only), and nothing searched a tree."""
+    import pandas as pd
+
+    from tests.helpers import run_cli
+
+    nest = tmp_path / "nest"
+    layout = {"2024/p1/a.jpeg": 0, "2024/p2/b.jpeg": 1, "2025/p3/c.jpeg": 2, "2025/x.jpeg": 3, "2025/.hidden.jpeg": 4}
+    for name, i in layout.items():
+        (nest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(images["good"][i], nest / name)
+    (nest / "2024" / "p1" / "up").symlink_to("../..")  # a link back up the tree: searched once
+    (nest / "2025" / "p3" / "loop_a.jpeg").symlink_to("loop_b.jpeg")  # a loop of links: its row, as in a flat folder
+    (nest / "2025" / "p3" / "loop_b.jpeg").symlink_to("loop_a.jpeg")
+    (nest / ".cache").mkdir()
+    shutil.copy(images["good"][0], nest / ".cache")  # a hidden folder: left out, as hidden files are
+    code, _, err = run_cli("predict", "--workdir", voted, nest)
+    assert code == 1 and (f"Skipped {nest}: is a directory with no image file in it (sub-folders are not searched); "
+                          "its 2 sub-folders and the folders below them hold 4 images (1 one level down, 3 two levels "
+                          "down): pass --recursive to search them all.") in err
+    out = tmp_path / "nest.csv"
+    for _ in range(2):  # the same order every time
+        code, _, err = run_cli("predict", "--workdir", voted, nest, "--recursive", "--out", out)
+        assert code == 0, err
+        table = pd.read_csv(out)
+        graded = [str(nest / n) for n in ("2024/p1/a.jpeg", "2024/p2/b.jpeg", "2025/p3/c.jpeg", "2025/x.jpeg")]
+        loops = [str(nest / "2025" / "p3" / n) for n in ("loop_a.jpeg", "loop_b.jpeg")]
+        assert table["path"].tolist() == graded + loops  # graded in path order, then the ungraded rows
+        assert table["note"].iloc[4:].tolist() == ["not graded: is a loop of symbolic links"] * 2
+    assert (f"{nest}: a folder; its 6 files are taken (searched with --recursive: it and 5 sub-folders; 1 linked "
+            f"folder reached a second time not searched again: {nest}/2024/p1/up).") in " ".join(err.split())
+    empty = tmp_path / "empty tree"
+    (empty / "a" / "b").mkdir(parents=True)
+    code, _, err = run_cli("predict", "--workdir", voted, empty, "--recursive")
+    assert code == 1 and f"Skipped {empty}: is a directory with no file in it or in its sub-folders" in err
 
 
 def test_a_folder_holding_predicts_own_out_is_graded_again_and_odd_entries_get_rows(voted, images, tmp_path) -> None:
