@@ -584,7 +584,9 @@ def import_member_cmd(
     print(f"imported {name} → {folder}")
 
 
-def _inputs(images: Optional[list[Path]], from_file: Optional[Path], workdir: Optional[Path] = None) -> list[str]:
+def _inputs(images: Optional[list[str]], from_file: Optional[Path], workdir: Optional[Path] = None) -> list[str]:
+    """The image paths given as arguments, as typed (``./x.jpg`` stays ``./x.jpg``: a ``Path`` would drop the ``./``),
+    then those of ``--from-file``."""
     from members.infra.errors import UserError
 
     from ensemble.worklist import read_list
@@ -603,7 +605,7 @@ FromFileOpt = Annotated[Optional[Path], typer.Option("--from-file", help="A text
 @user_errors
 def predict(
     workdir: WorkdirOpt,
-    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files to grade, or folders of them (their sub-folders only with --recursive).")] = None,
+    images: Annotated[Optional[list[str]], typer.Argument(help="Image files to grade, or folders of them (their sub-folders only with --recursive); written out as typed.")] = None,
     from_file: FromFileOpt = None,
     recursive: RecursiveOpt = False,
     out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: print to stdout). An earlier predictions CSV there (its header, with review or before 2026-12-08 refer) is replaced, and stderr says how many rows it held; any other existing file is refused unless --force. Interrupted, a run keeps its graded rows in <stem>.partial.csv, and the same command resumes from <stem>.partial.npz.")] = None,
@@ -674,7 +676,7 @@ def predict(
 def explain(
     workdir: WorkdirOpt,
     out: Annotated[Path, typer.Option(help="Folder for one PNG per image (created when missing).")],
-    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files to explain, or folders of them (their sub-folders only with --recursive).")] = None,
+    images: Annotated[Optional[list[str]], typer.Argument(help="Image files to explain, or folders of them (their sub-folders only with --recursive); written out as typed.")] = None,
     from_file: FromFileOpt = None,
     recursive: RecursiveOpt = False,
     method: Annotated[Optional[str], typer.Option(help=f"Fitted combiner whose grade and weights are shown: {METHOD_HELP} (default: the best on validation).")] = None,

@@ -220,6 +220,20 @@ def test_cli_predict(voted, images, tmp_path) -> None:
     assert all(n.startswith("review: members disagree: ") for n in graded["note"].dropna())
 
 
+def test_paths_given_as_arguments_are_written_as_typed(voted, images, tmp_path, monkeypatch) -> None:
+    """`./messy/x.jpg` was written `messy/x.jpg`: typer turned the argument into a Path, against the README."""
+    from tests.helpers import run_cli
+
+    (tmp_path / "messy").mkdir()
+    for name, i in (("x.jpeg", 0), ("y.jpeg", 1)):
+        shutil.copy(images["good"][i], tmp_path / "messy" / name)
+    monkeypatch.chdir(tmp_path)
+    typed = ["./messy/x.jpeg", "messy//y.jpeg", "./messy/../messy/x.jpeg"]
+    code, out, err = run_cli("predict", "--workdir", voted, *typed)
+    assert code == 0, err
+    assert [line.split(",")[0] for line in out.splitlines()[1:]] == typed
+
+
 def test_a_folder_is_graded_file_by_file_and_an_empty_one_is_skipped(voted, images, tmp_path, capsys) -> None:
     import shutil
 
