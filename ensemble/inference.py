@@ -789,12 +789,14 @@ def _cut_short(path: Path) -> bool:
 
 
 def settle_skipped(paths: Sequence[str], candidates: Sequence[str], kept, skipped: dict[str, str],
-                   variants: Sequence[tuple[int, str, bool]] = ()) -> None:
+                   variants: Sequence[tuple[int, str, bool]] = (), *, left: str = "") -> None:
     """Add the ``candidates`` the decoder dropped (not in ``kept``) to ``skipped``, each with why
-    (:func:`undecoded_reason`, reading it alone for ``variants``); refuse when none is left.
+    (:func:`undecoded_reason`, reading it alone for ``variants``); refuse when none is left (``left``: what the
+    refusal adds before its ``Received:``, e.g. that ``--out`` is left as it was).
 
     Raises:
-        UserError: no image of ``paths`` could be read (the reasons are listed on stderr first).
+        UserError: no input of ``paths`` (files, or a folder without any) could be read (the reasons are listed on
+            stderr first).
     """
     decoded = set(np.asarray(kept).tolist())
     for i, p in enumerate(candidates):
@@ -802,9 +804,12 @@ def settle_skipped(paths: Sequence[str], candidates: Sequence[str], kept, skippe
             skipped[p] = undecoded_reason(p, variants) if variants else UNDECODABLE
     if not decoded:
         _report_skipped(skipped)
-        raise UserError(f"None of the {len(paths)} image(s) could be read; pass image files (JPEG, PNG, TIFF, "
-                        "or another format Pillow reads) or folders of them "
-                        f"(see the list above). Received: paths={list(paths[:3])}{'...' if len(paths) > 3 else ''}")
+        n = len(paths)  # a file or a folder: inputs, not images
+        head = ("The one input could not be read (its reason is above)" if n == 1 else
+                f"None of the {n} inputs could be read (the reason for each is above)")
+        raise UserError(f"{head}: pass image files (JPEG, PNG, TIFF, or another format Pillow reads) or folders of "
+                        f"them{'; ' + left if left else ''}. Received: paths={list(paths[:3])}"
+                        f"{'...' if n > 3 else ''}")
 
 
 def undecoded_reason(path: str, variants: Sequence[tuple[int, str, bool]]) -> str:
@@ -1004,16 +1009,14 @@ def predict_images(workdir: str | Path, paths: str | Sequence[str], *, out: str 
     if before:
         print(f"Resumed: {len(before)} image(s) graded by an interrupted run with the same members were taken from "
               f"{partial_files(out)[1]}; {len(kept) - len(before)} graded now.", file=sys.stderr)
+    kept_out = out is not None and Path(out).exists()  # a run that graded nothing never replaces earlier predictions
     try:
-        settle_skipped(paths, candidates, kept, skipped, [member_variant(m) for m in ens.members])
+        settle_skipped(paths, candidates, kept, skipped, [member_variant(m) for m in ens.members],
+                       left=f"{out} is left as it was" if kept_out else "")
     except UserError as exc:  # every input still gets its row ("not graded: <reason>"), then the one sentence
-        none = replace(_none_graded(ens, skipped), given=list(paths))
-        exc.result = none  # the command prints it as JSON with --json
-        if out is not None and Path(out).exists():  # a run that graded nothing never replaces earlier predictions
-            err = UserError(f"{exc} {out} is left as it was; the reason for each input is above.")
-            err.result = none
-            raise err from None
-        _write(none.to_csv(), out, print_csv)
+        exc.result = replace(_none_graded(ens, skipped), given=list(paths))  # the command prints it with --json
+        if not kept_out:
+            _write(exc.result.to_csv(), out, print_csv)
         raise
     graded = [candidates[i] for i in kept]
     try:
@@ -1529,8 +1532,9 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
         what = "Positive" if r.referable_kind == "positive_class" else "Referable DR"
         calls = [r.referable_of(i) for i in range(len(r.paths))]
         unassessed = sum(c is None for c in calls)
-        print(f"{what}: {sum(c is True for c in calls)} of {len(r.paths) - unassessed} assessed image(s) "
-              f"({r.referable_note}; columns {', '.join(r.summary_columns)})"
+        assessed = len(r.paths) - unassessed
+        print(f"{what}: {sum(c is True for c in calls)} of the {assessed} assessed image{'s' if assessed != 1 else ''} "
+              f"called {what.split()[0].lower()} ({r.referable_note}; columns {', '.join(r.summary_columns)})"
               + (f"; {unassessed} not assessed (ungradable, or unlike the training images: "
                  f"{r.summary_columns[1]} empty, review 1)" if unassessed else "") + ". " + _call_basis(r, calls),
               file=sys.stderr)

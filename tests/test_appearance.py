@@ -215,7 +215,8 @@ def test_vote_records_the_training_images_and_predict_refers_what_is_unlike_them
     assert all(rows.loc[p, "note"] == "" or rows.loc[p, "note"].startswith("review: ") for p in good)
     assert all(str(rows.loc[p, "referable"]) in ("0", "1") for p in good)
     assert "Unlike the training images: 2 image(s)" in err
-    assert "of 4 assessed image(s)" in err and "2 not assessed (ungradable, or unlike the training images" in err
+    assert "of the 4 assessed images called referable" in err
+    assert "2 not assessed (ungradable, or unlike the training images" in err
 
 
 def test_a_changed_reference_is_refused_and_a_small_set_is_not_screened(screened, trained, tmp_path):

@@ -127,7 +127,7 @@ def test_vote_never_run(trained, images) -> None:
 
 
 def test_no_readable_image(voted, images) -> None:
-    with pytest.raises(UserError, match="None of the 5 image"):
+    with pytest.raises(UserError, match="None of the 5 inputs could be read"):
         predict_images(voted, images["bad"])
 
 
@@ -275,7 +275,8 @@ def test_a_folder_of_class_folders_says_the_glob_that_reaches_its_images(voted, 
             shutil.copy(p, cls / grade)
     (cls / "0" / "notes.txt").write_text("not counted: no image extension")
     code, _, err = run_cli("predict", "--workdir", voted, cls)
-    assert code == 1 and err.strip().splitlines()[-1].startswith("Error: None of the 1 image(s) could be read")
+    assert code == 1 and err.strip().splitlines()[-1].startswith("Error: The one input could not be read (its reason "
+                                                                 "is above): pass image files")
     assert (f"Skipped {cls}: is a directory with no image file in it (sub-folders are not searched); its 2 "
             f"sub-folders hold 3 images: pass {cls}/*/, or --recursive.") in err
     split = tmp_path / "DIR"
@@ -507,7 +508,7 @@ def test_an_image_too_large_for_memory_is_not_called_corrupt(voted, images, tmp_
 
     sentence = str(image_read_error(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")))
     assert sentence.startswith("An image was too large to decode in the memory available") and "changed" not in sentence
-    with pytest.raises(UserError, match="None of the 1 image"):
+    with pytest.raises(UserError, match="The one input could not be read"):
         _run(voted, [str(big)], tmp_path)
 
 
@@ -582,7 +583,7 @@ def test_cli_explain_writes_one_png_per_image_and_refuses_bad_inputs(voted, prep
     one_sentence_error(*run_cli("explain", "--workdir", voted, good[0], "--out", pngs[0])[::2], "is a file")
     one_sentence_error(*run_cli("explain", "--workdir", prepared, good[0], "--out", out)[::2], "vote")
     code, _, err = run_cli("explain", "--workdir", voted, bad, "--out", tmp_path / "never")
-    assert code == 1 and err.splitlines()[-1].startswith("Error: None of the 1 image(s) could be read")
+    assert code == 1 and err.splitlines()[-1].startswith("Error: The one input could not be read")
     assert "Traceback" not in err and not (tmp_path / "never").exists()  # no empty folder left behind
     folder = tmp_path / "eyes"
     folder.mkdir()
@@ -868,7 +869,8 @@ def test_no_readable_input_still_gets_its_rows_then_one_sentence(voted, images, 
     out = tmp_path / "none.csv"
     bad = [*images["bad"][:3], images["bad"][1]]  # one given twice: two rows, as a graded image given twice has
     code, _out, err = run_cli("predict", "--workdir", voted, *bad, "--out", out)
-    assert code == 1 and err.strip().splitlines()[-1].startswith("Error: None of the 4 image(s) could be read")
+    assert code == 1 and err.strip().splitlines()[-1].startswith("Error: None of the 4 inputs could be read (the "
+                                                                 "reason for each is above)")
     rows = pd.read_csv(out, keep_default_na=False)
     assert sorted(rows["path"]) == sorted(bad) and (rows["review"] == 1).all() and (rows["label"] == "").all()
     assert all(note.startswith("not graded: ") for note in rows["note"])
@@ -877,7 +879,13 @@ def test_no_readable_input_still_gets_its_rows_then_one_sentence(voted, images, 
     assert code == 0, err
     before = out.read_bytes()
     code, _out, err = run_cli("predict", "--workdir", voted, images["bad"][0], "--out", out)
-    assert code == 1 and f"{out} is left as it was" in err.strip().splitlines()[-1]
+    assert code == 1 and err.strip().splitlines()[-1] == (  # one sentence, a folder or a file counted as an input
+        "Error: The one input could not be read (its reason is above): pass image files (JPEG, PNG, TIFF, or another "
+        f"format Pillow reads) or folders of them; {out} is left as it was. Received: paths={[images['bad'][0]]}")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _out, err = run_cli("predict", "--workdir", voted, empty, "--out", out)
+    assert code == 1 and err.strip().splitlines()[-1].startswith("Error: The one input could not be read")
     assert out.read_bytes() == before
 
 
@@ -1108,7 +1116,7 @@ def test_worklist_bom_link_loop_and_json_rows_of_inputs_not_graded(voted, images
     assert [r["path"] for r in got["not_graded"]] == [str(tmp_path / n) for n in ("l1.jpeg", "gone.jpeg", "gone.jpeg")]
     assert len(got["skipped"]) == 2  # the dict keeps one entry per path, as before
     code, stdout, err = run_cli("predict", "--workdir", voted, tmp_path / "gone.jpeg", tmp_path / "l1.jpeg", "--json")
-    assert code == 1 and "could be read" in err
+    assert code == 1 and "None of the 2 inputs could be read" in err
     got = json.loads(stdout)
     assert got["predictions"] == [] and [r["reason"] for r in got["not_graded"]] == [
         "is a symbolic link to nowhere.jpeg, which does not exist", "is a loop of symbolic links"]
@@ -1365,6 +1373,6 @@ def test_the_referable_line_says_it_rests_on_p_referable_not_the_grade(capsys):
     _summary(_graded_result([0, 4, 3, 0, 1], [0.3, 0.9, 0.1, 0.05, 0.25]), None)
     err = " ".join(capsys.readouterr().err.split())
     assert "a finding by grade" not in err and "refer 1" not in err
-    assert "Referable DR: 3 of 5 assessed image(s) (referable DR when P(grade >= 2) >= 0.2" in err
+    assert "Referable DR: 3 of the 5 assessed images called referable (referable DR when P(grade >= 2) >= 0.2" in err
     assert ("The call rests on P(grade >= 2) at that threshold, not on the class column (the grade): 2 of the 3 called "
             "are graded below 2, and 1 graded 2 or above are not called (each such image has review 1, its note says why)") in err
