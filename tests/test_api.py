@@ -331,7 +331,7 @@ def test_a_text_is_one_path_for_explain_images(tmp_path, monkeypatch):
 
     seen = []
 
-    def expand(paths):
+    def expand(paths, **kwargs):
         seen.append(paths)
         raise KeyboardInterrupt
 
