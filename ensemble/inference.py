@@ -721,7 +721,7 @@ def _walk(folder: str, skip: frozenset[str] | set[str] = frozenset(), limit: int
             break
         path, depth = stack.pop()
         if not os.path.isdir(path):
-            if os.path.realpath(path) not in skip:
+            if not skip or os.path.realpath(path) not in skip:
                 below.files.append((depth, path))
             continue
         real = os.path.realpath(path)
