@@ -337,25 +337,6 @@ def presets(
     Console().print(table)
 
 
-def is_stale(m: dict, fingerprint: str | None) -> bool:
-    """Whether a member's metrics.json was written on another prepared dataset than ``fingerprint``."""
-    return bool(fingerprint and m.get("fingerprint") and m["fingerprint"] != fingerprint)
-
-
-def member_marks(m: dict, fingerprint: str | None = None) -> str:
-    """The warnings of a member's metrics.json as words: stale (trained on another prepared dataset than the
-    workdir's ``fingerprint``), collapsed, † below the majority class on test."""
-    marks = []
-    if is_stale(m, fingerprint):
-        marks.append("STALE (trained on another prepared dataset than this workdir's; vote refuses it: train it again)")
-    if m.get("collapsed"):
-        marks.append(f"COLLAPSED ({(m.get('collapse') or {}).get('reason', 'one class on val')}; vote leaves it out)")
-    base = (m.get("majority") or {}).get("test") or {}
-    if (m.get("below_majority") or {}).get("test"):
-        marks.append(f"† test accuracy below the majority class's {base.get('accuracy', float('nan')):.3f}")
-    return "; ".join(marks)
-
-
 def _trained_members(workdir: Path, json_: bool) -> None:
     """The members of ``workdir``: test figures beside the majority baseline, collapsed and † marks."""
     import json as _json
@@ -365,6 +346,7 @@ def _trained_members(workdir: Path, json_: bool) -> None:
 
     from members.infra.errors import UserError
     from members.scoring import member_headline
+    from members.training.collapse import is_stale, member_marks
 
     folder = Path(workdir) / "members"
     if not folder.is_dir():
@@ -490,8 +472,7 @@ def train_member_cmd(
         f"(val {label} {m['val'].get(key, float('nan')):.3f}); {m['params']:,} parameters, {m['train_seconds']:.0f}s, "
         f"{m['images_per_second']:.0f} images/s, input wait {m['input_wait_share']:.0%} → {result.member_dir}"
     )
-    if member_marks(m):
-        print(f"{member}: {member_marks(m)}")
+    _say_marks(member, m)
 
 
 @app.command("train-members")
@@ -582,6 +563,18 @@ def import_member_cmd(
     folder = import_member(workdir, name, model=model, val_csv=val_csv, test_csv=test_csv, input_size=input_size,
                            force=force, image_column=image_column)
     print(f"imported {name} → {folder}")
+    from members.infra.atomic import read_json
+
+    _say_marks(name, read_json(folder / "metrics.json"))
+
+
+def _say_marks(member: str, metrics: dict) -> None:
+    """train-member's (and import-member's) second line: the member's COLLAPSED and † marks, when it has any."""
+    from members.training.collapse import member_marks
+
+    marks = member_marks(metrics)
+    if marks:
+        print(f"{member}: {marks}")
 
 
 def _inputs(images: Optional[list[str]], from_file: Optional[Path], workdir: Optional[Path] = None) -> list[str]:

@@ -202,14 +202,17 @@ def _import_locked(folder: Path, name: str, data, *, model, val_csv, test_csv, i
         replaced = (folder / "metrics.json").exists()  # a complete member, which this import replaces
         _write_member(folder, name, data, probs, extra)
     from members.scoring import member_headline
+    from members.training.collapse import member_marks
 
     metrics = atomic.read_json(folder / "metrics.json")
     key, label = member_headline(metrics)
     test, majority = metrics.get("test") or {}, ((metrics.get("majority") or {}).get("test") or {}).get("accuracy")
     shown = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    marks = member_marks(metrics)  # COLLAPSED and the † below the majority class, in train-member's words
     print(f"Imported member {name!r} ({extra['imported']['kind']}) into {folder}: test accuracy "
           f"{shown(test.get('accuracy'))} (majority class {shown(majority)}), balanced accuracy "
-          f"{shown(test.get('balanced_accuracy'))}, {label} {shown(test.get(key))}.", file=sys.stderr)
+          f"{shown(test.get('balanced_accuracy'))}, {label} {shown(test.get(key))}{'; ' + marks if marks else ''}.",
+          file=sys.stderr)
     if replaced:
         from members.training.trainer import _say_if_voted
 

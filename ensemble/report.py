@@ -95,6 +95,11 @@ def _rows(report: dict) -> list[tuple[str, str, dict]]:
     return rows
 
 
+def _kind(name: str, kind: str, report: dict) -> str:
+    """The kind column's text: ``member (imported)`` for a member import-member brought in."""
+    return f"{kind} (imported)" if kind == "member" and name in (report.get("imported") or ()) else kind
+
+
 def _best_per_metric(report: dict) -> dict[str, set[str]]:
     """Names holding the best test value of each metric among members and ensembles."""
     out = {}
@@ -218,7 +223,7 @@ def render_markdown(report: dict) -> str:
     for name, kind, m in _rows(report):
         cells = [(("**" + _ci_text(m[key]) + "**") if name in best.get(key, ()) else _ci_text(m[key]))
                  + (ZERO_WIDTH if _flat(report, name, kind, key) else "") for key, _ in cols]
-        lines.append(f"| {_label(name, report, kind)} | {kind} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(name, report, kind)} | {_kind(name, kind, report)} | " + " | ".join(cells) + " |")
     base_acc = _num((report.get("below_baseline") or {}).get("baseline"))
     one = report.get("one_class") or []
     lines += ["", "Bold: best test value among members and ensembles (log-loss and ECE: lowest). "
@@ -243,7 +248,8 @@ def render_markdown(report: dict) -> str:
                         ("ensemble (out-of-fold)", val["ensembles"])):
         for name, m in block.items():
             cells = " | ".join(_num(m[key]) for key, _ in cols)
-            lines.append(f"| {_label(name, report, kind.split()[0], split='val')} | {kind} | {cells} |")
+            lines.append(f"| {_label(name, report, kind.split()[0], split='val')} | {_kind(name, kind, report)} | "
+                         f"{cells} |")
     lines += _val_marks_note(report)
     if chosen_on(report) == "val":
         lines += ["", "A member's val figures are in-sample wherever it fitted something on these rows (a regression "

@@ -195,6 +195,7 @@ def run_vote(
         "calibration": calibration.calibration_section(
             raw, ms if temps else None, temps, uncal, rows=_rows_word(protocol)),
         "collapsed_kept": [n for n in ms.names if is_collapsed(ms.metrics[n])],
+        "imported": [n for n in ms.names if (ms.metrics[n] or {}).get("imported")],  # report.md's kind column says so
         "val_missing_classes": lacking,
         "skipped": ms.skipped,
         "thresholds": _threshold_note(thresholds, ms.num_classes, variants, ms.ordinal, _rows_word(protocol)),

@@ -931,3 +931,28 @@ def test_a_forced_import_on_a_full_disk_keeps_the_member_and_names_its_folder(wo
     assert str(folder) in str(err.value) and ".x.replacement" not in str(err.value)
     assert not (folder.parent / ".x.replacement").exists()
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")} == before
+
+
+def test_a_collapsed_import_closes_as_train_member_does_and_report_marks_imports(workdir_copy, tmp_path):
+    """import-member's closing lines said neither COLLAPSED nor †, which train-member's print; report.md's kind
+    column said "member" for a member brought in from outside."""
+    from ensemble.vote import run_vote
+
+    csvs = _one_class_csvs(workdir_copy, tmp_path, cls=3)
+    code, out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "flat", "--val-csv", csvs["val"],
+                             "--test-csv", csvs["test"])
+    assert code == 0, err
+    summary = err.strip().splitlines()[-1]
+    assert summary.startswith("Imported member 'flat'") and "; COLLAPSED (its val predictions fall into one class (3); " \
+        "vote leaves it out); † test accuracy below the majority class's" in summary, summary
+    assert out.splitlines()[-1].startswith("flat: COLLAPSED (its val predictions fall into one class (3); vote leaves "
+                                           "it out); † test accuracy below"), out
+    good = write_probs(workdir_copy, tmp_path, seed=1)
+    import_member(workdir_copy, "fine", val_csv=good["val"], test_csv=good["test"])
+    add_member(workdir_copy, "other", seed=4)
+    run_vote(workdir_copy, methods=("soft",), n_boot=10, console=Console(file=io.StringIO()))
+    report = (workdir_copy / "ensemble" / "report.md").read_text()
+    import re
+
+    assert re.search(r"\| fine[^|]* \| member \(imported\) \|", report), report
+    assert re.search(r"\| other[^|]* \| member \|", report)

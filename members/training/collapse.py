@@ -210,3 +210,27 @@ def majority_section(labels: dict, results: dict, k: int) -> dict:
         acc = (results.get(split) or {}).get("accuracy")
         below[split] = None if acc is None or base["accuracy"] is None else bool(acc < base["accuracy"])
     return {"majority": majority, "below_majority": below}
+
+def is_stale(m: dict, fingerprint: str | None) -> bool:
+    """Whether a member's metrics.json was written on another prepared dataset than ``fingerprint``."""
+    return bool(fingerprint and m.get("fingerprint") and m["fingerprint"] != fingerprint)
+
+
+def member_marks(m: dict, fingerprint: str | None = None) -> str:
+    """The warnings of a member's metrics.json as words: stale (trained on another prepared dataset than the
+    workdir's ``fingerprint``), collapsed, † below the majority class on test — what train-member, import-member
+    and ``presets --workdir`` print.
+
+    Example:
+        >>> member_marks({"collapsed": True, "collapse": {"reason": "one class"}})
+        'COLLAPSED (one class; vote leaves it out)'
+    """
+    marks = []
+    if is_stale(m, fingerprint):
+        marks.append("STALE (trained on another prepared dataset than this workdir's; vote refuses it: train it again)")
+    if m.get("collapsed"):
+        marks.append(f"COLLAPSED ({(m.get('collapse') or {}).get('reason', 'one class on val')}; vote leaves it out)")
+    base = (m.get("majority") or {}).get("test") or {}
+    if (m.get("below_majority") or {}).get("test"):
+        marks.append(f"† test accuracy below the majority class's {base.get('accuracy', float('nan')):.3f}")
+    return "; ".join(marks)
