@@ -365,8 +365,11 @@ def _check_output(model, path: Path, size: int, classes: int) -> int:
     so what passes here is exactly what they get — one ``(batch, k)`` tensor, not a dict, a list
     or a ``(batch, 1, 1, k)`` map.
     """
+    from members.infra.quiet import library_warnings_off
+
     try:
-        out = model(np.zeros((1, size, size, 3), np.float32), training=False)
+        with library_warnings_off():  # Keras's warning (a softmax over one unit, say) would come before our sentence
+            out = model(np.zeros((1, size, size, 3), np.float32), training=False)
     except Exception as exc:  # noqa: BLE001 (any failure here is the model's: the same call predict makes)
         first = " ".join(str(exc).split()).split(". ")[0][:200]
         raise UserError(f"{path} fails on a {size}x{size} RGB image ({type(exc).__name__}: {first}); it must "
@@ -477,6 +480,7 @@ def _sigmoid_as_two_classes(model, path: Path):
 
 def _predict_with_model(path: Path, data, given_size: int | None):
     from members.data.pipeline import make_dataset
+    from members.infra.quiet import library_warnings_off
     from members.training.loop import ImageReadError, floored, model_outputs, name_unreadable
 
     model = _load_keras(path)
@@ -512,7 +516,8 @@ def _predict_with_model(path: Path, data, given_size: int | None):
         ds = make_dataset(data.absolute_paths(split), rows["label"].to_numpy(np.int64), size=size,
                           batch_size=BATCH_SIZE, training=False, cache="none", preprocessing=prep, fundus_crop=crop)
         try:
-            raw = model_outputs(model, ds.map(lambda x, *rest: x)).reshape(len(rows), k)
+            with library_warnings_off():
+                raw = model_outputs(model, ds.map(lambda x, *rest: x)).reshape(len(rows), k)
         except ImageReadError as exc:  # an image changed after prepare: named, as train-member names it
             raise name_unreadable(exc, data.absolute_paths(split), then="import the model again") from None
         if sigmoid and len(raw) and (not np.isfinite(raw).all() or raw.min() < 0):

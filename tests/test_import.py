@@ -454,7 +454,6 @@ def test_a_one_unit_model_without_sigmoid_is_refused_on_a_binary_workdir(tmp_pat
                        "Dense(1, activation='sigmoid')")
 
 
-@pytest.mark.filterwarnings("ignore:You are using a softmax over axis")  # the one-unit softmax, refused here
 def test_a_sigmoid_applied_as_an_op_is_a_sigmoid(tmp_path):
     """keras.ops.sigmoid / keras.activations.sigmoid on a Dense(1) are no layer: the import judged model.layers[-1]
     (the Dense, 'linear') and refused a model that ends in a sigmoid; it reads the graph's last operation now."""
@@ -956,3 +955,21 @@ def test_a_collapsed_import_closes_as_train_member_does_and_report_marks_imports
 
     assert re.search(r"\| fine[^|]* \| member \(imported\) \|", report), report
     assert re.search(r"\| other[^|]* \| member \|", report)
+
+
+def test_a_models_probe_shows_no_library_warning_before_the_refusal(tmp_path):
+    """Keras's "You are using a softmax over axis -1 of a tensor of shape (1, 1)" UserWarning and its
+    ``warnings.warn(`` line came on stderr before the refusal of a one-unit softmax."""
+    import warnings
+
+    import keras
+
+    work = _two_class_workdir(tmp_path)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(inputs)))
+    keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(1)(x))).save(tmp_path / "softmax1.keras")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(UserError, match="has one output unit with a 'softmax' activation"):
+            import_member(work, "s1", model=tmp_path / "softmax1.keras")
+    assert not [w for w in seen if "softmax over axis" in str(w.message)], [str(w.message) for w in seen]

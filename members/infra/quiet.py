@@ -50,6 +50,16 @@ def stderr_captured():
             os.close(saved)
 
 
+@contextlib.contextmanager
+def library_warnings_off():
+    """Within the block, Python warnings (Keras's, TensorFlow's, NumPy's) are not shown: a call the toolkit makes to
+    probe a user's model (``import-member``) says what it finds in its own sentence, and a raw ``UserWarning``
+    with its ``warnings.warn(`` line before that sentence only confused it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 class _QuietLoader(importlib.abc.Loader):
     def __init__(self, inner):
         self.inner = inner
