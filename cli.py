@@ -555,13 +555,14 @@ def import_member_cmd(
     test_csv: Annotated[Optional[Path], typer.Option(help="Test probabilities, same columns (or a member's test.npz).")] = None,
     image_column: Annotated[Optional[str], typer.Option(help="Image column of the probability CSVs (default: the first of image, path, id_code, image_id, filename, file, name; any case).")] = None,
     input_size: Annotated[Optional[int], typer.Option(help="Input size for a model that accepts any size.")] = None,
+    positive_class: Annotated[Optional[str], typer.Option(help="Two-class workdirs: the class (name or index) whose probability a model's one sigmoid unit gives (default: the second class).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing member of that name.")] = False,
 ) -> None:
     """Add a member trained elsewhere: a Keras model, or its val/test probabilities."""
     from ensemble.importer import import_member
 
     folder = import_member(workdir, name, model=model, val_csv=val_csv, test_csv=test_csv, input_size=input_size,
-                           force=force, image_column=image_column)
+                           force=force, image_column=image_column, positive_class=positive_class)
     print(f"imported {name} → {folder}")
     from members.infra.atomic import read_json
 

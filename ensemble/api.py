@@ -410,7 +410,7 @@ def explain(workdir: PathLike, images: PathLike | Sequence[PathLike], out: PathL
 @_verb()
 def import_member(workdir: PathLike, name: str, *, model: Any = None, val_csv: PathLike | None = None,
                   test_csv: PathLike | None = None, input_size: int | None = None, force: bool = False,
-                  image_column: str | None = None) -> Path:
+                  image_column: str | None = None, positive_class: str | int | None = None) -> Path:
     """Add a member trained elsewhere: a Keras model (a ``.keras`` file or a ``keras.Model``), or its val and test
     probabilities (CSV files, or a member's ``val.npz``/``test.npz``); returns its folder. See
     :func:`ensemble.importer.import_member`."""
@@ -421,7 +421,8 @@ def import_member(workdir: PathLike, name: str, *, model: Any = None, val_csv: P
     return _import(_path("import_member", "workdir", workdir), _member_name("import_member", name), model=model,
                    val_csv=_path("import_member", "val_csv", val_csv, csv=True),
                    test_csv=_path("import_member", "test_csv", test_csv, csv=True), input_size=input_size,
-                   force=_flag("import_member", "force", force), image_column=image_column)
+                   force=_flag("import_member", "force", force), image_column=image_column,
+                   positive_class=positive_class)
 
 
 @_verb()

@@ -14,9 +14,12 @@ it like a trained one.
   (:func:`members.data.pipeline.make_dataset`: decode, centre crop, resize, RGB 0–255 — the
   model must do its own rescaling; a val or test image gone since ``prepare`` is named before
   anything is loaded) and copied to ``model.keras``. On a two-class workdir a one-unit sigmoid
-  model (a sigmoid layer or op: the graph's last operation is read) is read as ``p`` of class 1:
-  ``model.keras`` is then the same graph plus a fixed ``Dense`` layer giving ``[1 - p, p]``, so
-  ``predict`` and ``explain`` see what the import saw.
+  model (a sigmoid layer or op: the graph's last operation is read) is read as ``p`` of class 1, or
+  of ``positive_class``: ``model.keras`` is then the same graph plus a fixed ``Dense`` layer giving
+  ``[1 - p, p]`` (or ``[p, 1 - p]``), so ``predict`` and ``explain`` see what the import saw. A
+  model of this toolkit's members says how its images are prepared (:mod:`members.model.stamp`, or
+  the ``spec.toml`` beside it), and the import prepares them so. Which output is taken as which
+  class is said on stderr; val figures far below chance are said to hint at another class order.
 - Probability CSVs (one for val, one for test) have an image column (the first of
   :data:`IMAGE_COLUMNS`, any case) and one column per class (``prob_0..prob_{k-1}`` or the
   class names, any case; on a two-class workdir ``prob_1`` alone is read as ``[1 - p, p]``);
@@ -46,6 +49,7 @@ import sys
 import tempfile
 import unicodedata
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +76,8 @@ MAX_INPUT_SIZE = 2048  # a square side; beyond it one image alone needs gigabyte
 
 def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.PathLike | None = None,
                   val_csv: str | os.PathLike | None = None, test_csv: str | os.PathLike | None = None,
-                  input_size: int | None = None, force: bool = False, image_column: str | None = None) -> Path:
+                  input_size: int | None = None, force: bool = False, image_column: str | None = None,
+                  positive_class: str | int | None = None) -> Path:
     """Add an outside member to ``workdir``; returns its folder.
 
     Args:
@@ -84,6 +89,8 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
         input_size: the input size for a model whose input size is not fixed.
         force: replace an existing member of that name.
         image_column: the CSVs' image column (any case); default: the first of :data:`IMAGE_COLUMNS` they have.
+        positive_class: the class (name or index) whose probability a model's one sigmoid unit gives, on a
+            two-class workdir (default: the second class).
 
     Raises:
         UserError: not exactly one source, an existing member without ``force``, val or test
@@ -112,6 +119,10 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
     if input_size is not None and model is None:
         raise UserError("--input-size is the side of the images a --model takes; a member imported as probabilities "
                         "(--val-csv, --test-csv) has no input: leave --input-size out.")
+    if positive_class is not None and model is None:
+        raise UserError("--positive-class names the class whose probability a --model's one sigmoid unit gives; "
+                        "probability CSVs name their classes by column (prob_0, prob_1 or the class names): leave "
+                        "--positive-class out.")
     input_size = None if input_size is None else int(input_size)
     data = load_dataset(workdir)
     folder = member_dir(workdir, name, new=True)
@@ -138,7 +149,8 @@ def import_member(workdir: str | os.PathLike, name: str, *, model: str | os.Path
         try:
             with _shown_as(temp, "the keras.Model passed"):  # its notes name the object, not the temp file
                 _import_locked(folder, name, data, model=model, val_csv=val_csv, test_csv=test_csv,
-                               input_size=input_size, force=force, image_column=image_column)
+                               input_size=input_size, force=force, image_column=image_column,
+                               positive_class=positive_class)
         except UserError as exc:
             _drop_empty(folder, existed)
             if temp is not None:  # so does a refusal
@@ -179,7 +191,8 @@ def _drop_empty(folder: Path, existed: bool) -> None:
         folder.rmdir()
 
 
-def _import_locked(folder: Path, name: str, data, *, model, val_csv, test_csv, input_size, force, image_column) -> None:
+def _import_locked(folder: Path, name: str, data, *, model, val_csv, test_csv, input_size, force, image_column,
+                   positive_class) -> None:
     from members.infra.lock import MemberLock
     from members.infra.transaction import recover_dir
 
@@ -191,7 +204,7 @@ def _import_locked(folder: Path, name: str, data, *, model, val_csv, test_csv, i
             raise UserError(f"Member {name!r} already exists in {folder.parent}; pass --force to replace it or choose "
                             "another --name.")
         if model is not None:
-            probs, extra = _predict_with_model(Path(model), data, input_size)
+            probs, extra = _predict_with_model(Path(model), data, input_size, positive_class)
         else:
             probs = {split: read_probability_csv(csv_path, data, split, image_column=image_column)
                      for split, csv_path in (("val", val_csv), ("test", test_csv))}
@@ -199,6 +212,8 @@ def _import_locked(folder: Path, name: str, data, *, model, val_csv, test_csv, i
                                                           (("val", val_csv), ("test", test_csv))},
                                   **{f"{s}_sha256": atomic.sha256_file(p) for s, p in
                                      (("val", val_csv), ("test", test_csv))}}}
+            if _say_if_hard(list(probs.values()), f"{val_csv} and {test_csv}", model=False):
+                extra["imported"]["output"] = HARD_LABELS
         replaced = (folder / "metrics.json").exists()  # a complete member, which this import replaces
         _write_member(folder, name, data, probs, extra)
     from members.scoring import member_headline
@@ -451,66 +466,97 @@ def _output_activation(model) -> str | None:
     return None
 
 
-def _sigmoid_as_two_classes(model, path: Path):
-    """A one-unit sigmoid model as a two-class one: the same graph plus a fixed layer ``p -> [1 - p, p]``.
+def _pair(positive: int) -> str:
+    """The two probabilities a one-unit sigmoid ``p`` of class ``positive`` (0 or 1) becomes, in class order."""
+    return "[1 - p, p]" if positive == 1 else "[p, 1 - p]"
 
-    The extra layer is a plain ``Dense`` (kernel ``[[-1, 1]]``, bias ``[1, 0]``, not trainable), so
-    the saved ``model.keras`` loads with ``safe_mode`` and ``predict``/``explain`` see two
+
+def _sigmoid_as_two_classes(model, path: Path, positive: int = 1, name: str = "1"):
+    """A one-unit sigmoid model (``p`` of class ``positive``, called ``name``) as a two-class one: the same graph
+    plus a fixed layer ``p -> [1 - p, p]`` (``[p, 1 - p]`` when ``p`` is class 0's).
+
+    The extra layer is a plain ``Dense`` (kernel ``[[-1, 1]]``, bias ``[1, 0]``, or their mirror; not
+    trainable), so the saved ``model.keras`` loads with ``safe_mode`` and ``predict``/``explain`` see two
     probabilities per image, as the import did.
     """
     import keras
 
-    refuse = (f"{path} has one sigmoid output (p of class 1) that could not be turned into two; this toolkit needs "
-              "one probability per class: add a layer that outputs [1-p, p] (e.g. keras.layers.Concatenate()"
-              "([1 - p, p])) and save again.")
+    refuse = (f"{path} has one sigmoid output (p of class {name}) that could not be turned into two; this toolkit "
+              f"needs one probability per class: add a layer that outputs {_pair(positive)} (e.g. "
+              "keras.layers.Concatenate()([1 - p, p])) and save again.")
     activation = _output_activation(model)  # an op's too (model.layers lists no op): keras.ops.sigmoid(Dense(1)(x))
     if activation is not None and activation != "sigmoid":
-        raise UserError(f"{path} has one output unit with a {activation!r} activation, so it is not p of class 1; "
-                        "end the model with Dense(1, activation='sigmoid') (or a softmax with one unit per class) "
-                        "and save it again.")
+        raise UserError(f"{path} has one output unit with a {activation!r} activation, so it is not p of class "
+                        f"{name}; end the model with Dense(1, activation='sigmoid') (or a softmax with one unit per "
+                        "class) and save it again.")
+    kernel, bias = ([[-1.0, 1.0]], [1.0, 0.0]) if positive == 1 else ([[1.0, -1.0]], [0.0, 1.0])
     try:
         to_two = keras.layers.Dense(2, name="sigmoid_to_two_classes", trainable=False, dtype="float32")
         out = to_two(model.outputs[0])
-        to_two.set_weights([np.array([[-1.0, 1.0]], np.float32), np.array([1.0, 0.0], np.float32)])
+        to_two.set_weights([np.array(kernel, np.float32), np.array(bias, np.float32)])
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # called with one tensor, as predict does
         return keras.Model(inputs, out, name=model.name)
     except Exception:  # noqa: BLE001 (a graph that cannot be extended: the user adds the layer)
         raise UserError(refuse) from None
 
 
-def _predict_with_model(path: Path, data, given_size: int | None):
+def _predict_with_model(path: Path, data, given_size: int | None, positive_class: str | int | None = None):
     from members.data.pipeline import make_dataset
     from members.infra.quiet import library_warnings_off
     from members.training.loop import ImageReadError, floored, model_outputs, name_unreadable
 
     model = _load_keras(path)
-    source_spec, source_size = _source_member(path)
-    if given_size is None and source_size is not None and None in tuple(model.input_shape)[1:3]:
-        given_size = source_size  # a member of this toolkit: its metrics.json says the size it was trained at
+    source = _source_member(path, model)
+    if given_size is None and source is not None and source.size is not None and None in tuple(model.input_shape)[1:3]:
+        given_size = source.size  # a member of this toolkit: it says the size it was trained at
     size = _input_size(model, path, given_size)
-    prep = source_spec.preprocessing if source_spec is not None else "none"
-    crop = bool(source_spec.fundus_crop) if source_spec is not None else False
+    prep = source.spec.preprocessing if source is not None else "none"
+    crop = bool(source.spec.fundus_crop) if source is not None else False
     outputs, k = _check_output(model, path, size, data.num_classes), data.num_classes
+    names = [str(c) for c in data.class_names]
     sigmoid = outputs == 1 and k == 2
     if outputs == 1 and k > 2:
+        if _output_activation(model) == "sigmoid":
+            raise UserError(f"{path} has one sigmoid output unit, the probability of one class, which fits a two-class "
+                            f"task only; this workdir has {k} classes ({', '.join(names)}): end the model with "
+                            f"Dense({k}, activation='softmax'), one probability per class, or import it into a "
+                            "two-class workdir.")
         raise UserError(f"{path} has one output unit, a grade score (a regression head), not one probability per "
                         f"class; this workdir has {k} classes: end the model with Dense({k}, activation='softmax'), or "
                         "cut its scores into grade probabilities yourself and import them as --val-csv/--test-csv.")
     if outputs != k and not sigmoid:
         raise UserError(f"{path} has {outputs} output{'s' if outputs != 1 else ''} but this workdir has {k} classes "
                         f"({', '.join(map(str, data.classes))}); import a model trained on these classes.")
+    order = ", ".join(f"{j} = {n}" for j, n in enumerate(names))
+    if positive_class is not None and not sigmoid:
+        raise UserError(f"--positive-class names the class whose probability a model's one sigmoid unit gives; {path} "
+                        f"has {outputs} outputs, one per class, read in this workdir's class order ({order}): leave "
+                        "--positive-class out, and if the model orders its classes otherwise, prepare the workdir "
+                        "with --classes in the model's order.")
+    if source is not None:
+        source.check_classes(path, data)
     _say_if_unscaled(model, path)
+    positive = None
     if sigmoid:
-        model = _sigmoid_as_two_classes(model, path)
+        from ensemble.referable import positive_index
+
+        positive = positive_index(names, positive_class)
+        model = _sigmoid_as_two_classes(model, path, positive, names[positive])
         with tempfile.TemporaryDirectory() as tmp:  # the model predict will load: the import's own graph
             model.save(Path(tmp) / "model.keras")
             model_bytes = (Path(tmp) / "model.keras").read_bytes()
-        print(f"{path} has one sigmoid output: it is read as p of class {data.class_names[1]} and the member's "
-              f"model.keras ends in a fixed layer giving [1 - p, p] (classes {', '.join(data.class_names)}).",
-              file=sys.stderr)
+        how = ("as --positive-class says" if positive_class is not None else
+               f"this workdir's second class; if the unit gives {names[1 - positive]}'s, pass --positive-class "
+               f"{names[1 - positive]}")
+        assumed = (f"{path} has one sigmoid output: it is read as p of class {names[positive]} ({how}) and the "
+                   f"member's model.keras ends in a fixed layer giving {_pair(positive)} (classes {', '.join(names)}).")
     else:
         model_bytes = path.read_bytes()
-    probs = {}
+        listed = f"classes 0..{k - 1} in that order" if names == [str(j) for j in range(k)] else \
+            f"this workdir's classes in its order ({order})"
+        assumed = (f"{path}: its {k} outputs are read as {listed}; if the model orders its classes otherwise, "
+                   "prepare the workdir with --classes in the model's order.")
+    probs, raws = {}, []
     for split in ("val", "test"):
         rows = data.rows(split)
         ds = make_dataset(data.absolute_paths(split), rows["label"].to_numpy(np.int64), size=size,
@@ -520,14 +566,18 @@ def _predict_with_model(path: Path, data, given_size: int | None):
                 raw = model_outputs(model, ds.map(lambda x, *rest: x)).reshape(len(rows), k)
         except ImageReadError as exc:  # an image changed after prepare: named, as train-member names it
             raise name_unreadable(exc, data.absolute_paths(split), then="import the model again") from None
-        if sigmoid and len(raw) and (not np.isfinite(raw).all() or raw.min() < 0):
-            p = raw[:, 1][np.isfinite(raw[:, 1])]
-            worst = p[np.argmax(np.abs(p - 0.5))] if len(p) else float("nan")
+        _refuse_non_finite(raw, path, split, data.absolute_paths(split))
+        if sigmoid and len(raw) and raw.min() < 0:
+            p = raw[:, positive]
+            worst = p[np.argmax(np.abs(p - 0.5))]
             raise UserError(f"{path}'s one output takes values outside 0..1 on the {split} images (e.g. {worst:.4g}), "
-                            "so it is not p of class 1; end the model with a sigmoid and save it again.")
+                            f"so it is not p of class {names[positive]}; end the model with a sigmoid and save it "
+                            "again.")
         _check_model_outputs(raw, path, split, data.absolute_paths(split))
+        raws.append(raw)
         probs[split] = floored(raw)  # as predict will compute them (a 1e-18 became 1e-7 there, and a calibrated
         # combiner's referable calls on the very test images differed from vote's)
+    print(assumed, file=sys.stderr)  # once the outputs passed: a refused model gets its one sentence alone
     if len(probs["val"]) > 1 and float(probs["val"].std(axis=0).max()) < 1e-4:
         same = np.array2string(probs["val"][0], precision=3)
         print(f"Warning: {path} gives every val image the same probabilities ({same}): its output does not depend "
@@ -536,33 +586,133 @@ def _predict_with_model(path: Path, data, given_size: int | None):
     imported = {"kind": KIND_MODEL, "source": "keras.Model object (Python API)" if path.name == "keras.Model object.keras"
                 else str(path.resolve()), "source_sha256": atomic.sha256_file(path)}
     if sigmoid:
-        imported["output"] = "one sigmoid unit p, saved with a fixed layer giving [1 - p, p]"
+        imported["output"] = (f"one sigmoid unit p of class {names[positive]}, saved with a fixed layer giving "
+                              f"{_pair(positive)}")
+        imported["positive_class"] = names[positive]
+    if _say_if_hard(raws, str(path), model=True):
+        imported["output"] = HARD_LABELS
     extra = {"imported": imported, "input_size": size, "_model": model_bytes}
-    if source_spec is not None:  # predict and explain prepare its images as it was trained: the member's spec.toml
-        imported["source_member"] = str(path.parent.resolve())
-        extra["_spec"] = (path.parent / "spec.toml").read_bytes()
+    if source is not None:  # predict and explain prepare its images as it was trained: the member's spec.toml
+        imported["source_member"] = source.where
+        extra["_spec"] = source.spec_bytes
     return probs, extra
 
 
-def _source_member(path: Path):
-    """``(spec, input size)`` when ``path`` is the ``model.keras`` of a member of this toolkit (its folder holds
-    ``spec.toml`` and ``metrics.json``), else ``(None, None)``: the member's preprocessing and fundus crop run
-    before its model, so an import has to run them too."""
+@dataclass(frozen=True)
+class _Source:
+    """What a model of this toolkit says of itself: the member's spec (its ``preprocessing`` and ``fundus_crop``
+    run before the model), the spec's bytes (copied as the import's ``spec.toml``), its input size and classes."""
+
+    spec: object
+    spec_bytes: bytes
+    size: int | None
+    classes: list | None
+    where: str  # the member folder, or the model file whose stamp told
+    told_by: str  # "its spec.toml" or "the model file itself"
+
+    @classmethod
+    def of(cls, spec, spec_bytes: bytes, size, classes, *, where: str, told_by: str) -> "_Source":
+        """A source whose recorded ``size`` and ``classes`` are kept only when they are what they should be."""
+        return cls(spec=spec, spec_bytes=spec_bytes,
+                   size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                   classes=classes if isinstance(classes, list) else None, where=where, told_by=told_by)
+
+    def check_classes(self, path: Path, data) -> None:
+        """Refuse a member trained on this workdir's classes in another order: its outputs would be misread."""
+        mine = [str(c) for c in data.classes]
+        theirs = [str(c) for c in self.classes or []]
+        if theirs != mine and sorted(theirs) == sorted(mine):
+            raise UserError(f"{path} is a member of this toolkit trained with its classes in the order "
+                            f"{', '.join(theirs)}, and this workdir orders them {', '.join(mine)}, so its outputs "
+                            "would be read as other classes; import it into a workdir prepared with --classes "
+                            f"{','.join(theirs)}.")
+
+
+def _source_member(path: Path, model=None) -> _Source | None:
+    """What ``path`` says it is when it is the ``model.keras`` of a member of this toolkit — the stamp in the archive
+    (:mod:`members.model.stamp`), else ``spec.toml`` and ``metrics.json`` beside it — or None: the member's
+    preprocessing and fundus crop run before its model, so an import has to run them too. A copy of an older
+    member (no stamp, no ``spec.toml`` beside it) that ``model`` shows to be one of ours gets a warning instead."""
+    from members.model.stamp import read_stamp
+
+    stamp = read_stamp(path)
+    if stamp is not None:
+        source = _stamped_source(path, stamp)
+    else:
+        source = _folder_source(path)
+    if source is None:
+        if stamp is None and model is not None and _looks_like_member(model):
+            print(f"Warning: {path} looks like the model.keras of a member of this toolkit saved before models "
+                  "recorded their spec (its layers bear our names) and has no spec.toml beside it, so if it was "
+                  "trained with preprocessing = \"ben\" or fundus_crop = true its images are not prepared so here "
+                  "and its probabilities differ from its own; import it from its member folder, or put its spec.toml "
+                  "and metrics.json beside it.", file=sys.stderr)
+        return None
+    if source.spec.preprocessing != "none" or source.spec.fundus_crop:
+        print(f"{path} is a member of this toolkit trained with preprocessing = {source.spec.preprocessing!r} and "
+              f"fundus_crop = {str(source.spec.fundus_crop).lower()} (as {source.told_by} says): its images are "
+              "prepared so for the import, predict and explain (its spec is copied as spec.toml).", file=sys.stderr)
+    return source
+
+
+def _stamped_source(path: Path, stamp: dict) -> _Source | None:
+    """The :class:`_Source` of a stamped model file; a spec this version cannot read gets a warning and None."""
+    import tomllib
+
+    from members.model.spec import load_spec_file
+
+    text = stamp["spec_toml"]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "spec.toml").write_text(text, encoding="utf-8")
+            spec = load_spec_file(Path(tmp) / "spec.toml")
+    except (OSError, UserError) as exc:
+        try:
+            told = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            told = {}
+        steps = f"preprocessing = {told.get('preprocessing', '?')!r}, fundus_crop = {told.get('fundus_crop', '?')}"
+        print(f"Warning: {path} is a member of this toolkit ({steps}) whose recorded spec this version cannot read "
+              f"({' '.join(str(exc).split())[:160]}), so its images are not prepared as it was trained and its "
+              "probabilities may differ from its own; import it with the toolkit version that trained it.",
+              file=sys.stderr)
+        return None
+    folder = (path.parent / "spec.toml").is_file() and (path.parent / "metrics.json").is_file()
+    return _Source.of(spec, text.encode("utf-8"), stamp.get("input_size"), stamp.get("classes"),
+                      where=str((path.parent if folder else path).resolve()), told_by="the model file itself")
+
+
+def _folder_source(path: Path) -> _Source | None:
+    """The :class:`_Source` of a member folder's ``model.keras`` (``spec.toml`` and ``metrics.json`` beside it)."""
     from members.infra.atomic import read_json
     from members.model.spec import load_spec_file
 
     spec_path, metrics_path = path.parent / "spec.toml", path.parent / "metrics.json"
     if not (spec_path.is_file() and metrics_path.is_file()):
-        return None, None
+        return None
     try:
-        spec, size = load_spec_file(spec_path), read_json(metrics_path).get("input_size")
+        spec, metrics = load_spec_file(spec_path), read_json(metrics_path)
+        spec_bytes = spec_path.read_bytes()
     except (OSError, ValueError, UserError):
-        return None, None
-    if spec.preprocessing != "none" or spec.fundus_crop:
-        print(f"{path} is a member of this toolkit trained with preprocessing = {spec.preprocessing!r} and "
-              f"fundus_crop = {str(spec.fundus_crop).lower()}: its images are prepared so for the import, predict "
-              "and explain (its spec.toml is copied).", file=sys.stderr)
-    return spec, size if isinstance(size, int) and not isinstance(size, bool) else None
+        return None
+    metrics = metrics if isinstance(metrics, dict) else {}
+    return _Source.of(spec, spec_bytes, metrics.get("input_size"), metrics.get("classes"),
+                      where=str(path.parent.resolve()), told_by="its spec.toml")
+
+
+MEMBER_INPUT, MEMBER_HEADS = "image", ("probs", "ordinal_head", "regression_head")
+"""The names this toolkit gives a member's input layer and its head (:mod:`members.model.architecture`)."""
+
+
+def _looks_like_member(model) -> bool:
+    """Whether a model bears the layer names of this toolkit's members: an input ``image``, a head among
+    :data:`MEMBER_HEADS`."""
+    try:
+        inputs = [t.name for t in model.inputs]
+        last = model.layers[-1].name
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return False
+    return inputs == [MEMBER_INPUT] and last in MEMBER_HEADS
 
 
 # ---- case b: probability CSVs -------------------------------------------------------------
@@ -809,7 +959,7 @@ def _renormalised(probs: np.ndarray, path: Path, split: str, where: list[str]) -
     if len(bad):
         row = probs[bad[0]]
         value = row[(row < 0) | (row > 1)][0]
-        if probs.min() >= 0 and np.allclose(probs.sum(axis=1), 100.0, atol=1.0):
+        if _percentages(probs):
             hint = "its rows sum to 100: percentages; divide them by 100"
         raise UserError(f"{path} {where[bad[0]]} holds {value:g}, not a probability between 0 and 1; {hint}.")
     sums = probs.sum(axis=1)
@@ -827,16 +977,38 @@ def _renormalised(probs: np.ndarray, path: Path, split: str, where: list[str]) -
     return probs / sums[:, None] if len(sums) else probs
 
 
+def _percentages(values: np.ndarray) -> bool:
+    """Whether ``(n, k)`` values are percentages: none negative, every row summing to 100 (within 1)."""
+    return bool(len(values)) and values.min() >= 0 and np.allclose(values.sum(axis=1), 100.0, atol=1.0)
+
+
+def _refuse_non_finite(raw: np.ndarray, path: Path, split: str, paths: list[str]) -> None:
+    """Refuse NaN or infinite model outputs, in their own words (they are no logits either)."""
+    bad = ~np.isfinite(raw).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise UserError(f"{path} gives non-finite outputs (NaN or infinite) on {int(bad.sum())} of the {len(raw)} "
+                        f"{split} images (e.g. {np.array2string(raw[i], precision=3)} on {Path(paths[i]).name}), so "
+                        "they are no probabilities: its weights hold NaN or infinite values (a training that "
+                        "diverged) or its arithmetic overflows; check the model on one of these images in Keras and "
+                        "save it again from weights whose outputs are finite.")
+
+
 def _check_model_outputs(raw: np.ndarray, path: Path, split: str, paths: list[str]) -> None:
-    """Refuse outputs that are no probabilities, naming what they look like: logits, or independent sigmoids."""
-    if len(raw) and (not np.isfinite(raw).all() or (raw < 0).any()):
-        i = int(np.argmax(~np.isfinite(raw).all(axis=1) | (raw < 0).any(axis=1)))
+    """Refuse finite outputs that are no probabilities, naming what they look like: logits, percentages, or
+    independent sigmoids."""
+    if len(raw) and (raw < 0).any():
+        i = int(np.argmax((raw < 0).any(axis=1)))
         raise UserError(f"{path}'s outputs on the {split} images look like logits, not probabilities (e.g. "
                         f"{np.array2string(raw[i], precision=3)} on {Path(paths[i]).name}); end the model with a "
                         "softmax (keras.layers.Softmax()) and save it again.")
     sums = raw.sum(axis=1)
     if len(sums) and np.abs(sums - 1.0).max() > ROW_SUM_TOL:
         i = int(np.abs(sums - 1.0).argmax())
+        if _percentages(raw):
+            raise UserError(f"{path}'s outputs on the {split} images sum to 100 (e.g. {sums[i]:.4g} on "
+                            f"{Path(paths[i]).name}): percentages, not probabilities; divide them by 100 in the model "
+                            "(keras.layers.Rescaling(0.01) after its softmax) and save it again.")
         raise UserError(f"{path}'s outputs on the {split} images do not sum to 1 (e.g. {sums[i]:.4g} on "
                         f"{Path(paths[i]).name}), so they are no probabilities (independent sigmoids of a multi-label "
                         "head, or a ReLU or linear last layer); end the model with a softmax over the classes and "
@@ -908,6 +1080,23 @@ def _say_if_unscaled(model, path: Path) -> None:
           "it (e.g. keras.layers.Rescaling(1/255)) and save it again.", file=sys.stderr)
 
 
+HARD_LABELS = "hard 0/1 labels, not probabilities"
+
+
+def _say_if_hard(values: list[np.ndarray], what: str, *, model: bool) -> bool:
+    """A note when every value is exactly 0 or 1 (a ``one_hot(argmax(...))`` or a threshold at the model's end):
+    hard labels, whose ranking, log-loss and soft average mean little; returns whether it noted it."""
+    if not any(len(v) for v in values) or not all(np.isin(v, (0.0, 1.0)).all() for v in values):
+        return False
+    print(f"Note: {what} {'outputs' if model else 'hold'} hard 0/1 labels, not probabilities (every val and test "
+          f"value is 0 or 1{', as a one_hot(argmax(...)) or a threshold at its end gives' if model else ''}): AUC, "
+          "log-loss and soft combining lose their meaning"
+          + (", and explain cannot draw it (no gradient passes an argmax); import the model without that last step "
+             "(its softmax output) if you can." if model else
+             "; import the probabilities the model computed, if you have them."), file=sys.stderr)
+    return True
+
+
 def _check_rows_sum(probs: np.ndarray, what, fix: str) -> None:
     if not np.isfinite(probs).all() or (probs < 0).any():
         raise UserError(f"{what} hold negative, NaN or infinite values; {fix}.")
@@ -964,15 +1153,68 @@ def _write_files(target: Path, name: str, data, probs: dict[str, np.ndarray], ex
                "ordinal": bool(data.ordinal),
                "fingerprint": data.fingerprint, "predictions_sha256": predictions_sha256(target), "tta": False,
                "val": results["val"], "test": results["test"], **extra}
-    # the same collapse and majority-baseline check as a trained member's: vote leaves a collapsed one out
+    # the same collapse and majority-baseline check as a trained member's: vote leaves a collapsed one out; outputs
+    # far worse than chance are said first to be in another class order (the likelier cause in an import)
+    from members.training.collapse import IMPORTED_ADVICE
+
+    order = _class_order_note(labels["val"], probs["val"], results["val"], data, extra.get("imported") or {})
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     metrics.update(health(name=name, spec=None, classes=list(data.classes), labels=labels, predictions=probs,
-                          results=results, history=[], log=lambda line: print(line, file=sys.stderr)))
+                          results=results, history=[], log=log,
+                          imported_advice=IMPORTED_ADVICE if order is None else f"{order[:1].upper()}{order[1:]} "
+                                                                                  f"{IMPORTED_ADVICE}"))
+    if order is not None:
+        metrics["class_order_suspect"] = order
+        if not metrics["collapsed"]:  # a collapsed one said it in its warning's advice
+            log(f"[{name}] WARNING: {order}")
     if spec_src is not None:
         atomic.write_bytes(target / "spec.toml", spec_src)
     if model_src is not None:
         atomic.write_bytes(target / "model.keras", model_src)
         metrics["model_sha256"] = atomic.sha256_file(target / "model.keras")
     atomic.write_json(target / "metrics.json", nan_to_none(metrics))
+
+
+REVERSED_AUC, REVERSED_KAPPA = 0.3, -0.3
+"""A val AUC below this, or a val QWK (kappa) below that, is far worse than chance (0.5, 0): outputs read as other
+classes, more often than a model that learned the opposite."""
+
+
+def _class_order_note(labels: np.ndarray, probs: np.ndarray, scores: dict, data, imported: dict) -> str | None:
+    """A sentence when the val figures say the outputs are likely in another class order than the workdir's — AUC
+    under :data:`REVERSED_AUC`, QWK under :data:`REVERSED_KAPPA`, or the reverse order scoring far better — with
+    the fix for this kind of import; else None."""
+    from members.scoring import headline, score
+
+    if len(labels) < 2 or len(np.unique(labels)) < 2:
+        return None
+    k, names = data.num_classes, [str(c) for c in data.class_names]
+    auc, kappa = scores.get("auc"), scores.get("qwk") if (data.ordinal or k == 2) else None
+    flipped = score(labels, probs[:, ::-1], num_classes=k).get("auc")
+    finite = lambda v: v is not None and bool(np.isfinite(v))  # noqa: E731
+    parts = [f"AUC {auc:.3f}"] if finite(auc) and auc < REVERSED_AUC else []
+    parts += [f"{headline(k)[1]} {kappa:.3f}"] if finite(kappa) and kappa < REVERSED_KAPPA else []
+    better = finite(auc) and finite(flipped) and flipped >= 0.7 and flipped - auc >= 0.25
+    if not (parts or better):
+        return None
+    lead = (f"its val {' and '.join(parts)} {'are' if len(parts) > 1 else 'is'} far below chance" if parts else
+            f"its val AUC {auc:.3f} is no better than chance")
+    reverse = (f"; read in the reverse order ({', '.join(reversed(names))}) its val AUC would be {flipped:.3f}"
+               if finite(flipped) and finite(auc) and flipped > auc else "")
+    if imported.get("positive_class") in names:
+        other = names[1 - names.index(imported["positive_class"])]
+        fix = f"if its unit gives the probability of {other}, import it again with --positive-class {other} --force."
+    elif imported.get("kind") == KIND_MODEL:
+        fix = ("if the model orders its classes otherwise, prepare the workdir again with --classes in the model's "
+               f"output order (e.g. --classes {','.join(reversed(names))}) and import it again.")
+    elif names == [str(j) for j in range(k)]:
+        fix = ("if the CSVs' columns hold the classes in another order, put class j's probabilities in prob_j and "
+               "import them again.")
+    else:
+        fix = (f"if the CSVs' columns hold the classes in another order, name each column by its class "
+               f"({', '.join(names)}) and import them again.")
+    return (f"{lead}: its outputs are likely in another class order than this workdir's ({', '.join(names)})"
+            f"{reverse}; {fix}")
 
 
 def _has_content(folder: Path) -> bool:

@@ -346,7 +346,10 @@ def test_a_keras_members_cached_probabilities_are_the_ones_predict_computes(trai
 
 @pytest.mark.parametrize("kwargs,needle", [
     ({"outputs": 3}, "has 3 outputs but this workdir has 5 classes"),
-    ({"head": "sigmoid"}, "has one output unit, a grade score (a regression head), not one probability per class"),
+    ({"head": "sigmoid", "softmax": False}, "has one output unit, a grade score (a regression head), not one "
+                                            "probability per class"),
+    ({"head": "sigmoid"}, "has one sigmoid output unit, the probability of one class, which fits a two-class task "
+                          "only; this workdir has 5 classes"),
     ({"head": "map"}, "outputs shape (None, 1, 1, 5), not (batch, classes); add a Flatten layer (or "
                       "keras.layers.Reshape((5,))) after its last layer"),
     ({"head": "spatial"}, "outputs shape (None, 14, 14, 5), not one probability per class"),
@@ -450,7 +453,7 @@ def test_a_one_unit_model_without_sigmoid_is_refused_on_a_binary_workdir(tmp_pat
     work = _two_class_workdir(tmp_path)
     model = _keras_model(tmp_path / "logit.keras", head="sigmoid", softmax=False)
     code, _out, err = run_cli("import-member", "--workdir", work, "--name", "k", "--model", model)
-    one_sentence_error(code, err, "has one output unit with a 'linear' activation, so it is not p of class 1",
+    one_sentence_error(code, err, "has one output unit with a 'linear' activation, so it is not p of class dog",
                        "Dense(1, activation='sigmoid')")
 
 
@@ -478,7 +481,7 @@ def test_a_sigmoid_applied_as_an_op_is_a_sigmoid(tmp_path):
         assert "[1 - p, p]" in json.loads((folder / "metrics.json").read_text())["imported"]["output"]
     for name, head, activation in (("relu", keras.ops.relu, "'relu'"), ("one", keras.layers.Softmax(), "'softmax'")):
         code, _out, err = run_cli("import-member", "--workdir", work, "--name", name, "--model", save(name, head))
-        one_sentence_error(code, err, f"has one output unit with a {activation} activation, so it is not p of class 1")
+        one_sentence_error(code, err, f"has one output unit with a {activation} activation, so it is not p of class dog")
 
 
 def test_a_squeezed_output_gets_a_fix_keras_builds(workdir_copy, tmp_path):
@@ -932,6 +935,138 @@ def test_a_forced_import_on_a_full_disk_keeps_the_member_and_names_its_folder(wo
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")} == before
 
 
+def _two_class_csvs(work: Path, folder: Path, *, swapped: bool) -> dict[str, Path]:
+    """val/test CSVs of a perfect predictor on a two-class workdir, its columns swapped when ``swapped``."""
+    data = load_dataset(work)
+    out = {}
+    for split in ("val", "test"):
+        rows = data.rows(split)
+        probs = np.where(np.eye(2)[rows["label"]] == 1, 0.9, 0.1)
+        probs = probs[:, ::-1] if swapped else probs
+        table = pd.DataFrame(probs, columns=["prob_0", "prob_1"])
+        table.insert(0, "image", [Path(p).stem for p in rows["path"]])
+        out[split] = folder / f"{split}.csv"
+        table.to_csv(out[split], index=False)
+    return out
+
+
+def test_the_import_says_which_output_is_which_class_and_a_sigmoid_unit_can_name_its_class(tmp_path, capsys):
+    """A sigmoid unit was read as p of the second class (alphabetical: dog) with no way to say it is cat's, and a
+    softmax model got no line saying which output is taken as which class."""
+    import keras
+
+    work = _two_class_workdir(tmp_path)
+    source = _keras_model(tmp_path / "sigmoid.keras", head="sigmoid")
+    folder = import_member(work, "cat-unit", model=source, positive_class="cat")
+    err = capsys.readouterr().err
+    assert "it is read as p of class cat (as --positive-class says)" in err and "giving [p, 1 - p]" in err
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["imported"]["positive_class"] == "cat"
+    x = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 3)).astype(np.float32)
+    p = np.asarray(keras.saving.load_model(source, safe_mode=True)(x)).ravel()
+    saved = keras.saving.load_model(folder / "model.keras", safe_mode=True)
+    np.testing.assert_allclose(np.asarray(saved(x)), np.stack([p, 1 - p], axis=1), atol=1e-6)  # column 0 is cat
+    import_member(work, "dog-unit", model=source)
+    assert "read as p of class dog (this workdir's second class; if the unit gives cat's, pass --positive-class cat)" in (
+        capsys.readouterr().err)
+    np.testing.assert_allclose(load_npz(work / "members" / "dog-unit" / "val.npz")["probs"],
+                               load_npz(folder / "val.npz")["probs"][:, ::-1], atol=1e-6)
+    softmax = _keras_model(tmp_path / "softmax.keras", outputs=2)
+    code, _out, err = run_cli("import-member", "--workdir", work, "--name", "two", "--model", softmax)
+    assert code == 0 and "its 2 outputs are read as this workdir's classes in its order (0 = cat, 1 = dog); if the " \
+                         "model orders its classes otherwise, prepare the workdir with --classes" in err, err
+    code, _out, err = run_cli("import-member", "--workdir", work, "--name", "k", "--model", softmax,
+                              "--positive-class", "cat")
+    one_sentence_error(code, err, "--positive-class names the class whose probability a model's one sigmoid unit "
+                                  "gives", "has 2 outputs, one per class", "leave --positive-class out")
+    code, _out, err = run_cli("import-member", "--workdir", work, "--name", "k", "--model", source,
+                              "--positive-class", "bird")
+    one_sentence_error(code, err, "--positive-class 'bird' is not one of this task's classes (cat, dog)")
+    csvs = _two_class_csvs(work, tmp_path, swapped=False)
+    code, _out, err = run_cli("import-member", "--workdir", work, "--name", "k", "--val-csv", csvs["val"],
+                              "--test-csv", csvs["test"], "--positive-class", "cat")
+    one_sentence_error(code, err, "probability CSVs name their classes by column", "leave --positive-class out")
+
+
+def test_outputs_in_another_class_order_are_named_before_the_class_balance_advice(tmp_path, workdir_copy, capsys):
+    """A perfect predictor with its columns swapped was reported as collapsed (val AUC 0.000) with advice on class
+    balance and preprocessing; a five-grade one in reverse order was not said to be reversed at all."""
+    two = tmp_path / "two"  # workdir_copy is tmp_path / "w"
+    two.mkdir()
+    work = _two_class_workdir(two)
+    csvs = _two_class_csvs(work, two, swapped=True)
+    folder = import_member(work, "swapped", val_csv=csvs["val"], test_csv=csvs["test"])
+    err = " ".join(capsys.readouterr().err.split())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    advice = metrics["collapse"]["advice"]
+    assert metrics["collapsed"] and advice.startswith("Its val AUC 0.000 and kappa -1.000 are far below chance: its "
+                                                      "outputs are likely in another class order than this workdir's "
+                                                      "(cat, dog); read in the reverse order (dog, cat) its val AUC "
+                                                      "would be 1.000; if the CSVs' columns hold the classes in "
+                                                      "another order, name each column by its class (cat, dog)"), advice
+    assert advice.index("another class order") < advice.index("check the class balance")
+    assert err.index("another class order") < err.index("check the class balance")
+    (two / "r").mkdir()
+    right = _two_class_csvs(work, two / "r", swapped=False)
+    good = import_member(work, "right", val_csv=right["val"], test_csv=right["test"])
+    assert "class_order_suspect" not in json.loads((good / "metrics.json").read_text())
+    assert "another class order" not in capsys.readouterr().err
+    data = load_dataset(workdir_copy)  # five ordered grades, predicted in reverse
+    for split in ("val", "test"):
+        rows = data.rows(split)
+        probs = 0.02 + 0.9 * np.eye(5)[4 - rows["label"].to_numpy()]
+        table = pd.DataFrame(probs, columns=[f"prob_{j}" for j in range(5)])
+        table.insert(0, "image", [Path(p).stem for p in rows["path"]])
+        table.to_csv(two / f"rev_{split}.csv", index=False)
+    folder = import_member(workdir_copy, "reversed", val_csv=two / "rev_val.csv", test_csv=two / "rev_test.csv")
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Its val QWK -0.983 is far below chance: its outputs are likely in another class order than this " \
+           "workdir's (0, 1, 2, 3, 4); read in the reverse order (4, 3, 2, 1, 0) its val AUC would be 1.000" in err, err
+    assert json.loads((folder / "metrics.json").read_text())["class_order_suspect"].startswith("its val QWK")
+
+
+def test_a_models_probe_shows_no_library_warning_before_the_refusal(tmp_path):
+    """Keras's "You are using a softmax over axis -1 of a tensor of shape (1, 1)" UserWarning and its
+    ``warnings.warn(`` line came on stderr before the refusal of a one-unit softmax."""
+    import warnings
+
+    import keras
+
+    work = _two_class_workdir(tmp_path)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(inputs)))
+    keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(1)(x))).save(tmp_path / "softmax1.keras")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(UserError, match="has one output unit with a 'softmax' activation"):
+            import_member(work, "s1", model=tmp_path / "softmax1.keras")
+    assert not [w for w in seen if "softmax over axis" in str(w.message)], [str(w.message) for w in seen]
+
+
+def test_refusals_name_non_finite_outputs_percentages_and_one_sigmoid_unit(workdir_copy, tmp_path):
+    """NaN outputs were called logits, a softmax x 100 independent sigmoids or a ReLU head."""
+    import keras
+
+    def save(name: str, end, nan: bool = False) -> Path:
+        inputs = keras.Input((16, 16, 3))
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(inputs)))
+        dense = keras.layers.Dense(5)
+        model = keras.Model(inputs, end(dense(x)))
+        if nan:
+            dense.set_weights([w * np.nan for w in dense.get_weights()])
+        model.save(tmp_path / f"{name}.keras")
+        return tmp_path / f"{name}.keras"
+
+    cases = [(save("nan", keras.layers.Softmax(), nan=True), "gives non-finite outputs (NaN or infinite) on"),
+             (save("pct", lambda t: keras.layers.Rescaling(100.0)(keras.layers.Softmax()(t))),
+              "sum to 100 (e.g. 100 on")]
+    for path, needle in cases:
+        code, _out, err = run_cli("import-member", "--workdir", workdir_copy, "--name", "k", "--model", path)
+        line = one_sentence_error(code, err, needle)
+        assert "logits" not in line and "sigmoid" not in line and "ReLU" not in line, line
+    assert "percentages, not probabilities; divide them by 100 in the model" in line
+
+
 def test_a_collapsed_import_closes_as_train_member_does_and_report_marks_imports(workdir_copy, tmp_path):
     """import-member's closing lines said neither COLLAPSED nor †, which train-member's print; report.md's kind
     column said "member" for a member brought in from outside."""
@@ -957,19 +1092,78 @@ def test_a_collapsed_import_closes_as_train_member_does_and_report_marks_imports
     assert re.search(r"\| other[^|]* \| member \|", report)
 
 
-def test_a_models_probe_shows_no_library_warning_before_the_refusal(tmp_path):
-    """Keras's "You are using a softmax over axis -1 of a tensor of shape (1, 1)" UserWarning and its
-    ``warnings.warn(`` line came on stderr before the refusal of a one-unit softmax."""
-    import warnings
+def test_hard_labels_are_noted_as_no_probabilities(workdir_copy, tmp_path, capsys):
+    """A model ending in one_hot(argmax(...)) was imported without a word: its AUC, log-loss and soft vote mean little."""
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(inputs)))
+    x = keras.layers.Dense(5)(x)
+    keras.Model(inputs, keras.ops.one_hot(keras.ops.argmax(x, axis=-1), 5)).save(tmp_path / "hard.keras")
+    folder = import_member(workdir_copy, "onehot", model=tmp_path / "hard.keras")
+    err = " ".join(capsys.readouterr().err.split())
+    assert "outputs hard 0/1 labels, not probabilities" in err and "explain cannot draw it" in err
+    assert json.loads((folder / "metrics.json").read_text())["imported"]["output"] == "hard 0/1 labels, not probabilities"
+    csvs = _one_class_csvs(workdir_copy, tmp_path, cls=2)
+    for split in ("val", "test"):
+        table = pd.read_csv(csvs[split])
+        probs = [c for c in table.columns if c.startswith("prob_")]
+        table[probs] = np.eye(5)[np.arange(len(table)) % 5]
+        table.to_csv(csvs[split], index=False)
+    import_member(workdir_copy, "hard-csv", val_csv=csvs["val"], test_csv=csvs["test"])
+    assert "hold hard 0/1 labels, not probabilities" in " ".join(capsys.readouterr().err.split())
+    fine = write_probs(workdir_copy, tmp_path, seed=1)
+    import_member(workdir_copy, "probs", val_csv=fine["val"], test_csv=fine["test"])
+    assert "hard 0/1" not in capsys.readouterr().err
+
+
+def test_a_members_model_copied_away_still_prepares_its_images(trained, tmp_path, capsys):
+    """A member's model.keras copied away from its spec.toml was imported without its Ben filter and fundus crop
+    (val probabilities off by up to 0.08), silently; now the model file records its spec, and a copy of an older
+    member without that record is warned about."""
+    import zipfile
 
     import keras
 
+    from members.model.spec import load_preset
+    from members.model.stamp import ENTRY, read_stamp
+    from members.training.trainer import train_member
+
+    work = tmp_path / "w"
+    shutil.copytree(trained, work)
+    train_member(work, load_preset("tiny").replace(input_size=16, epochs=1, preprocessing="ben", fundus_crop=True),
+                 name="ben", preset="tiny", log=lambda line: None, show_progress=False)
+    original = work / "members" / "ben"
+    assert read_stamp(original / "model.keras")["input_size"] == 16
+    keras.saving.load_model(original / "model.keras", safe_mode=True)  # the stamp changes nothing in loading
+    copy = tmp_path / "away" / "ben.keras"
+    copy.parent.mkdir()
+    shutil.copyfile(original / "model.keras", copy)
+    capsys.readouterr()
+    folder = import_member(work, "copied", model=copy)
+    assert "trained with preprocessing = 'ben' and fundus_crop = true (as the model file itself says)" in (
+        capsys.readouterr().err)
+    np.testing.assert_allclose(load_npz(folder / "val.npz")["probs"], load_npz(original / "val.npz")["probs"], atol=1e-5)
+    assert (folder / "spec.toml").read_bytes() == (original / "spec.toml").read_bytes()
+    older = tmp_path / "older.keras"  # a member saved before models recorded their spec
+    with zipfile.ZipFile(copy) as src, zipfile.ZipFile(older, "w") as dst:
+        for item in src.infolist():
+            if item.filename != ENTRY:
+                dst.writestr(item, src.read(item.filename))
+    import_member(work, "older", model=older, input_size=16)  # a member's graph takes any size
+    err = " ".join(capsys.readouterr().err.split())
+    assert "looks like the model.keras of a member of this toolkit saved before models recorded their spec" in err
+    import_member(work, "outside", model=_keras_model(tmp_path / "m.keras"))
+    assert "looks like the model.keras" not in capsys.readouterr().err  # a model from elsewhere: no such warning
+
+
+def test_a_member_trained_on_its_classes_in_another_order_is_refused(tmp_path):
+    from ensemble.importer import _Source
+
     work = _two_class_workdir(tmp_path)
-    inputs = keras.Input((16, 16, 3))
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(inputs)))
-    keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(1)(x))).save(tmp_path / "softmax1.keras")
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        with pytest.raises(UserError, match="has one output unit with a 'softmax' activation"):
-            import_member(work, "s1", model=tmp_path / "softmax1.keras")
-    assert not [w for w in seen if "softmax over axis" in str(w.message)], [str(w.message) for w in seen]
+    source = _Source(spec=None, spec_bytes=b"", size=16, classes=["dog", "cat"], where="x", told_by="its spec.toml")
+    with pytest.raises(UserError, match=r"trained with its classes in the order dog, cat, and this workdir orders them "
+                                        r"cat, dog.*prepared with --classes dog,cat"):
+        source.check_classes(Path("m.keras"), load_dataset(work))
+    _Source(spec=None, spec_bytes=b"", size=16, classes=["cat", "dog"], where="x",
+            told_by="x").check_classes(Path("m.keras"), load_dataset(work))

@@ -253,10 +253,18 @@ def _plain_os_error(exc: OSError) -> OSError:
     return exc if number is None else OSError(number, os.strerror(number))
 
 
-def save_model(model, path: Path) -> None:
-    """``model.save`` to a temp ``.keras`` file beside ``path``, then ``os.replace`` (free space checked first)."""
+def save_model(model, path: Path, *, stamp: dict | None = None) -> None:
+    """``model.save`` to a temp ``.keras`` file beside ``path``, then ``os.replace`` (free space checked first);
+    ``stamp`` (:func:`members.model.stamp.member_record`) goes into the archive, so a copy names its member."""
+    def save(tmp: Path) -> None:
+        model.save(tmp)
+        if stamp is not None:
+            from members.model.stamp import write_stamp
+
+            write_stamp(tmp, stamp)
+
     ensure_free_space(path.parent, 2 * _weight_bytes(model), _weight_bytes(model))
-    _write_model_file(path, path.with_name(f".{path.stem}.tmp.keras"), model.save)
+    _write_model_file(path, path.with_name(f".{path.stem}.tmp.keras"), save)
 
 
 def save_weights(model, path: Path) -> None:

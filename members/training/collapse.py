@@ -115,13 +115,13 @@ IMPORTED_ADVICE = ("It was imported: check the class balance it was trained on a
 
 
 def health(*, name: str, spec: MemberSpec | None, classes, labels: dict, predictions: dict, results: dict,
-           history: list[dict], log, ordinal: bool = True) -> dict:
+           history: list[dict], log, ordinal: bool = True, imported_advice: str = IMPORTED_ADVICE) -> dict:
     """``collapsed`` / ``collapse`` (the kept weights on val) and the majority baseline (``majority``,
     ``below_majority``) for metrics.json.
 
     Args:
         spec: the member's spec; None for a member imported from outside (no training history, and
-            the advice is :data:`IMPORTED_ADVICE`).
+            the advice is ``imported_advice``: :data:`IMPORTED_ADVICE`, or what the import found first).
         labels: ``{"train", "val", "test"}`` label arrays.
         predictions: ``{"val", "test"}`` probabilities of the kept weights.
         results: ``{"val", "test"}`` scores of those predictions (``members.scoring.score``).
@@ -129,7 +129,8 @@ def health(*, name: str, spec: MemberSpec | None, classes, labels: dict, predict
     k = len(classes)
     collapsed, collapse = judge(predictions["val"], labels["val"], results["val"], classes,
                                 judged_on="argmax of the kept weights' val probabilities", spec=spec, ordinal=ordinal,
-                                epochs_at_chance=sum(1 for r in history if is_chance(r, k)))
+                                epochs_at_chance=sum(1 for r in history if is_chance(r, k)),
+                                imported_advice=imported_advice)
     counts = np.asarray(collapse["val_predicted_counts"])
     bal, auc = collapse["val_balanced_accuracy"], collapse["val_auc"]
     warned_run = longest_chance_run(history, k)
@@ -153,7 +154,8 @@ def health(*, name: str, spec: MemberSpec | None, classes, labels: dict, predict
 
 
 def judge(probs: np.ndarray, labels: np.ndarray, scores: dict, classes, *, judged_on: str, rows: str = "val",
-          spec: MemberSpec | None, ordinal: bool = True, epochs_at_chance: int | None = None) -> tuple[bool, dict]:
+          spec: MemberSpec | None, ordinal: bool = True, epochs_at_chance: int | None = None,
+          imported_advice: str = IMPORTED_ADVICE) -> tuple[bool, dict]:
     """``(collapsed, collapse)`` of predictions ``probs`` on the rows that judge them (a plain member's val rows, a
     k-fold member's out-of-fold rows: ``rows`` names them in the reason), with the same keys for every kind of
     member (``val_*`` then hold the out-of-fold figures; ``judged_on`` says which rows).
@@ -182,7 +184,7 @@ def judge(probs: np.ndarray, labels: np.ndarray, scores: dict, classes, *, judge
     collapse["reason"] = (f"its {rows} predictions fall into one class ({top})" if one_class
                           else f"its {rows} balanced accuracy {bal:.3f} is at or below chance (not above 1/{k} + "
                                f"{CHANCE_MARGIN:g}) and its {rows} AUC {auc:.3f} is not above 0.55")
-    collapse["advice"] = collapse_advice(spec, ordinal) if spec is not None else IMPORTED_ADVICE
+    collapse["advice"] = collapse_advice(spec, ordinal) if spec is not None else imported_advice
     return True, collapse
 
 
@@ -210,6 +212,7 @@ def majority_section(labels: dict, results: dict, k: int) -> dict:
         acc = (results.get(split) or {}).get("accuracy")
         below[split] = None if acc is None or base["accuracy"] is None else bool(acc < base["accuracy"])
     return {"majority": majority, "below_majority": below}
+
 
 def is_stale(m: dict, fingerprint: str | None) -> bool:
     """Whether a member's metrics.json was written on another prepared dataset than ``fingerprint``."""

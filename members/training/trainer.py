@@ -421,7 +421,10 @@ class Trainer:
             predictions[split] = probs
             save_predictions(self.dir / f"{split}.npz", probs, self.labels[split], self.rows[split]["row_id"].to_numpy(), self.data.fingerprint)
             results[split] = score(self.labels[split], probs, num_classes=self.k) if len(probs) else {}
-        save_model(model, self.dir / "model.keras")
+        from members.model.stamp import member_record
+
+        save_model(model, self.dir / "model.keras",  # a copy taken elsewhere still says how its images are prepared
+                   stamp=member_record(self.spec.to_toml(preset=self.preset), size, self.data.classes))
         write_history(self.dir / "history.csv", self.history, ordinal=self.data.ordinal)
         chosen = best_epoch(self.history)
         title = self.name if self.name == self.preset else f"{self.name} (preset {self.preset})"
