@@ -268,7 +268,7 @@ def prepare(
     size: Annotated[Optional[int], typer.Option(help="MedMNIST image size: 28, 64, 128 or 224 (with --medmnist; default 28).")] = None,
     image_column: Annotated[str, typer.Option(help="CSV column holding image names.")] = "image",
     label_column: Annotated[str, typer.Option(help="CSV column holding the labels: integers 0..k-1 or class names.")] = "level",
-    classes: Annotated[Optional[str], typer.Option(help="Class names in order, comma-separated (default: alphabetical).")] = None,
+    classes: Annotated[Optional[list[str]], typer.Option(help="Class names in order, comma-separated (default: alphabetical); repeat it, one name each, for names that hold a comma.")] = None,
     ordinal: Annotated[Optional[bool], typer.Option("--ordinal/--nominal", help="Ordered grades or unordered classes (default: ordinal for integer labels, nominal for names).")] = None,
     group_column: Annotated[Optional[str], typer.Option(help="CSV column with the patient id: a patient's images stay in one split.")] = None,
     group_pattern: Annotated[Optional[str], typer.Option(help="Regex with one capture group giving the patient id from the image path, e.g. '(\\d+)_(?:left|right)'.")] = None,

@@ -222,8 +222,11 @@ def prepare(workdir: PathLike, *, labels: PathLike | None = None, images: PathLi
     for name in ("ordinal", "force", "progress"):
         if options.get(name) is not None:
             _flag("prepare", name, options[name])
-    if isinstance(options.get("classes"), str):
-        options["classes"] = parse_classes_option(options["classes"])
+    given = options.get("classes")
+    if isinstance(given, (list, tuple)) and len(given) == 1 and isinstance(given[0], str):
+        given = given[0]  # `--classes a,b` once: names split at commas; repeated, each value is one name (`a, b`)
+    if isinstance(given, str):
+        options["classes"] = parse_classes_option(given)
     options["classes"] = _texts("prepare", "classes", options.get("classes"))
     exclude = _texts("prepare", "exclude", options.pop("exclude", None), numbers=True) or []
     group = options.get("group_column") or options.get("group_pattern")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -474,12 +475,12 @@ def test_one_based_grades_are_refused_with_the_renumbering_to_do(tmp_path):
     code, _, err = prepare(tmp_path / "w", write_csv(tmp_path / "one.csv", shifted), images)
     one_sentence_error(code, err, "The integer labels start at 1, not 0 (1, 2, 3)", "subtract 1 from every label",
                        # a DR subset without grade 0 would have every grade shifted: the other reading, and its way
-                       "grade 0 is simply absent", "--classes grade1,grade2,grade3 --ordinal")
+                       "grade 0 is simply absent", "--classes 1,2,3 --ordinal")
     assert not (tmp_path / "w" / "split.csv").exists()
-    named = [f"{line.split(',')[0]},grade{line.split(',')[1]}" for line in shifted]  # the way it advises works
-    code, _, err = prepare(tmp_path / "w", write_csv(tmp_path / "named.csv", named), images,
-                           "--classes", "grade1,grade2,grade3", "--ordinal")
+    code, _, err = prepare(tmp_path / "w", tmp_path / "one.csv", images,  # the way it advises works: the numbers as
+                           "--classes", "1,2,3", "--ordinal")            # names, on the file as it is
     assert code == 0, err
+    assert json.loads((tmp_path / "w" / "dataset.json").read_text())["classes"] == ["1", "2", "3"]
 
 
 def test_class_folders_from_1_are_advised_on_folders_not_the_csv(tmp_path):
@@ -488,8 +489,10 @@ def test_class_folders_from_1_are_advised_on_folders_not_the_csv(tmp_path):
     code, _, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", tmp_path / "cls")
     line = one_sentence_error(code, err, "The integer labels start at 2, not 0 (2, 3, 4)",
                               "rename the class folders 2/ … 4/ to 0/ … 2/", "grades 0–1 are simply absent",
-                              "--classes grade2,grade3,grade4 --ordinal")
+                              "--classes 2,3,4 --ordinal")
     assert "CSV" not in line
+    code, _, err = run_cli("prepare", "--workdir", tmp_path / "w", "--images", tmp_path / "cls", "--nominal")
+    assert code == 0, err  # the other advice works on the folders as they are
 
 
 def test_a_header_naming_the_label_column_twice_is_refused(tmp_path):

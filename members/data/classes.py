@@ -16,6 +16,9 @@ Example:
 from __future__ import annotations
 
 import re
+import shlex
+import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -34,6 +37,9 @@ WORD_MARKERS = frozenset({"None", "NA"})
 MIXED_ROWS, MIXED_SHARE = 2, 0.01
 """Integer labels with at most this many (and share of) name rows: the names are stray bad labels, dropped and
 reported; more name rows beside integers are refused (half the set dropped silently is no typo)."""
+GAP_SHARE = 0.01
+"""Integer labels with a gap (no row has 3, yet some have 4): fewer rows than this share beyond it are typos, dropped
+and reported; more are refused (or, with ``--nominal``, the numbers are class names)."""
 ORDINAL_MEDMNIST = ("retinamnist",)
 """MedMNIST sets whose integer labels are ordered grades (the others are nominal)."""
 
@@ -47,53 +53,159 @@ class LabelEncoding:
         texts: one text per input label: the index as text for a name, the label itself otherwise
             (empty stays empty and a missing-value marker stays as it is, so the row is dropped with its reason).
         missing: the missing-value markers (:data:`MISSING_LABELS`) read as no label, and their rows.
+        merged: {a number: its spellings} where the labels spell one number several ways (``1``, ``01``): one class.
     """
 
     classes: list[str] | None
     texts: list[str]
     missing: dict[str, int] = field(default_factory=dict)
+    merged: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def named(self) -> bool:
         return self.classes is not None
 
 
-def encode_labels(texts: Sequence[str], *, order: Sequence[str] | None = None, strict: bool = False) -> LabelEncoding:
+def encode_labels(texts: Sequence[str], *, order: Sequence[str] | None = None, strict: bool = False,
+                  nominal: bool = False) -> LabelEncoding:
     """Integer labels stay as they are; class names become indices in ``order`` (default: sorted).
 
     Labels are integers when at least half of the non-empty ones are and at most a handful
     (:data:`MIXED_ROWS` rows, or :data:`MIXED_SHARE` of them) are names (those are then dropped as
-    bad labels, row by row); otherwise they are class names, and an integer among them is refused:
-    it could be a grade or a name.
+    bad labels, row by row); otherwise they are class names, and a number among them is refused:
+    it could be a grade or a name. Numbers that are no class index (negative, fractional, 1000 or more) are
+    refused past that handful too (:func:`_numbers`): dropped row by row they would drop a class silently.
+    Labels are compared in Unicode NFC (an accent composed or not, as macOS folder names keep it, is one class),
+    and one integer spelled several ways (``1``, ``01``, ``1.0``) is one class, said in ``merged``.
 
     Args:
         texts: the label of every row, stripped.
-        order: the class names in order (``--classes``); every name must be among them.
+        order: the class names in order (``--classes``); every label is then a name (numbers too:
+            ``--classes -1,0,1``), and must be among them.
         strict: every label is a class (folder names): any integer beside a name is refused.
+        nominal: ``--nominal``: numbers that are not the class indices 0..k-1 (negative, starting above 0, or
+            with a gap) are class names, in numeric order.
 
     A missing-value marker (:data:`MISSING_LABELS`: ``NaN``, ``NA``, ``?`` …) counts as no label, unless ``order``
     names it or the labels are folder names (``strict``).
 
     Raises:
-        UserError: names mixed with integers, a name missing from ``order``, ``order``
-            naming a class twice or one without rows, or a marker that could be a class as frequent as one.
+        UserError: names mixed with numbers, numbers that are no class index, a name missing from ``order``,
+            ``order`` naming a class twice or one without rows, or a marker that could be a class as frequent as one.
     """
+    texts = [unicodedata.normalize("NFC", t) for t in texts]
+    order = None if order is None else [unicodedata.normalize("NFC", str(c)) for c in order]
     missing = _missing_markers(texts, order, strict)
     given = [t for t in texts if t and t not in missing]
+    if order is not None:
+        return _in_order(texts, given, order, missing)
     ints = [t for t in given if _INT.match(t)]
     numeric = [t for t in given if _NUMBER.match(t)]
     names = sorted(set(given) - set(numeric))
     named_rows = sum(1 for t in given if t in set(names))
-    stray = named_rows <= max(MIXED_ROWS, MIXED_SHARE * len(given))  # a handful of names: typos, dropped row by row
-    if not given or not names or (order is None and not strict and 2 * len(ints) >= len(given) and stray):
-        return LabelEncoding(None, list(texts), missing)
-    if ints:
-        leave_out = " ".join(f"--exclude-label {n!r}" for n in names[:3])
-        raise UserError(
-            f"The labels mix class names ({', '.join(map(repr, names[:3]))}: {named_rows} rows) with integers "
-            f"({', '.join(map(repr, sorted(set(ints))[:3]))}: {len(ints)} rows); a class name that is also an integer "
-            "is ambiguous, and reading either kind as bad labels would drop too many rows: name every class (e.g. "
-            f"'grade 3') or number every class 0..k-1, or leave the names' rows out with {leave_out}.")
+    stray = named_rows <= _few(given)  # a handful of names: typos, dropped row by row
+    if not given or not names or (not strict and 2 * len(ints) >= len(given) and stray):
+        return _numbers(texts, given, numeric, missing, nominal)
+    if numeric:
+        raise UserError(_mixed_sentence(names, named_rows, numeric))
+    _refuse_spellings(names, given)
+    index = {name: str(i) for i, name in enumerate(names)}
+    return LabelEncoding(names, [index.get(t, t) if t else "" for t in texts], missing)
+
+
+def _few(given: Sequence[str]) -> float:
+    """How many rows of odd labels are a handful of typos, dropped row by row (:data:`MIXED_ROWS`, :data:`MIXED_SHARE`)."""
+    return max(MIXED_ROWS, MIXED_SHARE * len(given))
+
+
+def _canonical(text: str) -> str:
+    """A number label as one spelling: ``01``, ``+1`` and ``1.0`` are ``1``; a fraction stays as written."""
+    value = float(text)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else text
+
+
+def _merged(spellings: Sequence[str]) -> dict[str, list[str]]:
+    """{one spelling: the spellings of that number, when more than one} (``01`` and ``1``: one class)."""
+    out: dict[str, set[str]] = {}
+    for t in spellings:
+        out.setdefault(_canonical(t), set()).add(t)
+    return {c: sorted(v, key=lambda s: (len(s), s)) for c, v in out.items() if len(v) > 1}
+
+
+def _numbers(texts: list[str], given: list[str], numeric: list[str], missing: dict[str, int],
+             nominal: bool) -> LabelEncoding:
+    """Number labels: the class indices as they are, or (``nominal`` and not the indices 0..k-1) class names.
+
+    More than a handful (:func:`_few`) of rows whose number is no class index (negative, fractional, 1000 or
+    more) are refused: dropped row by row as bad labels, a class ``-1`` went silently.
+    """
+    from members.data.labels import label_in_range, parse_label
+
+    value = {t: parse_label(t) for t in set(numeric)}
+    odd = Counter(t for t in numeric if value[t] is None or not label_in_range(value[t]))
+    counts = Counter(value[t] for t in numeric if t not in odd)
+    if nominal and (sum(odd.values()) > _few(given) or not_indices(counts)):
+        kept = [t for t in numeric if sum(odd.values()) > _few(given) or t not in odd]
+        classes = sorted({_canonical(t) for t in kept}, key=float)
+        index = {t: str(classes.index(_canonical(t))) for t in set(kept)}
+        return LabelEncoding(classes, [index.get(t, t) for t in texts], missing, _merged(kept))
+    if sum(odd.values()) > _few(given):
+        raise UserError(_odd_numbers_sentence(odd, counts, numeric, len(given)))
+    return LabelEncoding(None, list(texts), missing, _merged([t for t in numeric if t not in odd]))
+
+
+def not_indices(counts: Counter) -> bool:
+    """Whether integer labels (``{value: rows}``) are no class indices 0..k-1 that prepare takes (or mends by
+    dropping a few rows beyond a gap, :data:`GAP_SHARE`): a negative value, no 0, or more rows beyond a gap."""
+    if not counts:
+        return False
+    if min(counts) < 0:
+        return True
+    gap = next((v for v in range(max(counts) + 1) if v not in counts), None)
+    if gap is None:
+        return False
+    return gap == 0 or sum(n for v, n in counts.items() if v > gap) >= GAP_SHARE * sum(counts.values())
+
+
+def _odd_numbers_sentence(odd: Counter, counts: Counter, numeric: list[str], rows: int) -> str:
+    """The refusal of numbers that are no class index, naming them, with the ways to keep or leave them."""
+    values = sorted(odd, key=float)
+    negative = [float(t) for t in values if float(t) < 0]
+    kinds = [kind for kind, hit in ((f"negative {'integers' if all(v.is_integer() for v in negative) else 'numbers'}",
+                                     bool(negative)),
+                                    ("numbers that are not integers", any(not float(t).is_integer() for t in values)),
+                                    ("numbers too large for a class index (at most 999)",
+                                     any(float(t) >= 1000 for t in values))) if hit]
+    shown = ", ".join(f"{t!r}: {odd[t]} rows" for t in values[:6]) + (", …" if len(values) > 6 else "")
+    every = sorted({_canonical(t) for t in numeric}, key=float)
+    example = ",".join(every[:10]) + (",…" if len(every) > 10 else "")
+    leave = (f", or leave their rows out with {' '.join(f'--exclude-label {t}' for t in values)}"
+             if len(values) <= 6 and len(counts) >= 2 else "")
+    return (f"The labels include {' and '.join(kinds)} ({shown}; {sum(odd.values())} of the {rows} rows), but number "
+            "labels are the class indices 0..k-1, and dropping those rows as bad labels would lose a class silently: "
+            f"keep the numbers as class names with --classes={example} (every label once, in order; add --ordinal if "
+            f"they are ordered grades) or --nominal (unordered classes){leave}.")
+
+
+def _mixed_sentence(names: list[str], named_rows: int, numeric: list[str]) -> str:
+    """The refusal of class names beside numbers, with advice that works: leave out the kind with fewer rows (every
+    label of it), or keep the numbers as names with ``--classes``."""
+    numbers = sorted(set(numeric), key=float)
+    few, whose = (numbers, "numbers'") if len(numeric) < named_rows else (names, "names'")
+    leave = (f", or leave the {whose} rows out with {' '.join(f'--exclude-label {n!r}' for n in few)}"
+             if len(few) <= 6 else "")
+    every = names + numbers
+    example = (shlex.quote(",".join(every[:10])) + (",…" if len(every) > 10 else "")
+               if not any("," in n for n in every[:10]) else " ".join(f"--classes {n!r}" for n in every[:4]) + " …")
+    return (f"The labels mix class names ({', '.join(map(repr, names[:3]))}{', …' if len(names) > 3 else ''}: "
+            f"{named_rows} rows) with integers ({', '.join(map(repr, numbers[:3]))}{', …' if len(numbers) > 3 else ''}: "
+            f"{len(numeric)} rows); a class name that is also an integer is ambiguous, and reading either kind as bad "
+            "labels would drop too many rows: name every class (e.g. 'grade 3') or number every class 0..k-1, keep "
+            f"the numbers as class names with --classes listing every label in order (e.g. --classes {example}){leave}.")
+
+
+def _refuse_spellings(names: list[str], given: list[str]) -> None:
+    """Refuse class names that differ only in case or spacing (``Benign`` and ``benign``): one class or two?"""
     spellings: dict[str, list[str]] = {}
     for name in names:
         spellings.setdefault(" ".join(name.casefold().split()), []).append(name)
@@ -103,18 +215,36 @@ def encode_labels(texts: Sequence[str], *, order: Sequence[str] | None = None, s
         raise UserError(f"The labels {' and '.join(f'{v!r} ({counts[v]} rows)' for v in clash)} differ only in case or "
                         "spacing, so they would be two classes; spell each class one way in the labels file (or pass "
                         "--classes listing one spelling after fixing the file).")
-    classes = list(order) if order is not None else names
-    if order is not None:
-        twice = sorted({c for c in classes if classes.count(c) > 1})
-        unknown = sorted(set(given) - set(classes))
-        absent = [c for c in classes if c not in set(given)]
-        if twice or unknown or absent:
-            what = (f"names {twice[0]!r} twice" if twice else f"lacks {unknown[0]!r}, a label of the data" if unknown
-                    else f"names {absent[0]!r}, which no row has")
-            raise UserError(f"--classes {what}; list every class of the labels exactly once, in order. "
-                            f"Received: classes={list(order)}, labels={names[:10]}")
-    index = {name: str(i) for i, name in enumerate(classes)}
-    return LabelEncoding(classes, [index.get(t, t) if t else "" for t in texts], missing)
+
+
+def _in_order(texts: list[str], given: list[str], order: list[str], missing: dict[str, int]) -> LabelEncoding:
+    """Every label a class name, indexed in ``order`` (``--classes``); a number not listed as written is matched by
+    its value (``2.0`` as ``2``)."""
+    listed = set(order)
+    numbers = [t for t in set(given) if t not in listed and _NUMBER.match(t) and _canonical(t) in listed]
+    spelled = {t: _canonical(t) for t in numbers}
+    texts = [spelled.get(t, t) for t in texts]
+    merged = _merged([t for t in given if _NUMBER.match(t) and (t in spelled or _canonical(t) in spelled.values())])
+    given = [spelled.get(t, t) for t in given]
+    if given and all(_NUMBER.match(t) for t in given) and not listed & set(given):
+        raise UserError("--classes names the classes of named labels; these labels are integers, whose order is their "
+                        "value: drop --classes, or list the numbers themselves to keep them as class names (e.g. "
+                        f"--classes={','.join(sorted(set(given), key=float)[:10])}). Received: classes={order}")
+    names = sorted(set(given))
+    _refuse_spellings(names, given)
+    twice = sorted({c for c in order if order.count(c) > 1})
+    unknown = sorted(set(given) - listed)
+    absent = [c for c in order if c not in set(given)]
+    if twice or unknown or absent:
+        what = (f"names {twice[0]!r} twice" if twice else f"lacks {unknown[0]!r}, a label of the data" if unknown
+                else f"names {absent[0]!r}, which no row has")
+        comma = [n for n in names if "," in n]
+        hint = (f" (a name that holds a comma is given whole with one --classes per name: --classes {comma[0]!r} "
+                "--classes …)" if comma else "")
+        raise UserError(f"--classes {what}; list every class of the labels exactly once, in order{hint}. "
+                        f"Received: classes={order}, labels={names[:10]}")
+    index = {name: str(i) for i, name in enumerate(order)}
+    return LabelEncoding(list(order), [index.get(t, t) if t else "" for t in texts], missing, merged)
 
 
 def _missing_markers(texts: Sequence[str], order: Sequence[str] | None, strict: bool) -> dict[str, int]:
@@ -148,7 +278,7 @@ def choose_ordinal(named: bool, ordinal: bool | None, classes: Sequence) -> tupl
 
     Default: integer grades are ordinal, class names are not.
     """
-    shown = ", ".join(map(str, classes[:8])) + (", ..." if len(classes) > 8 else "")
+    shown = ", ".join(repr(c) if "," in str(c) else str(c) for c in classes[:8]) + (", ..." if len(classes) > 8 else "")
     if ordinal is None:
         ordinal = not named
         why = ("integer labels are taken as ordered grades; pass --nominal if they are unordered classes"
@@ -164,12 +294,14 @@ def choose_ordinal(named: bool, ordinal: bool | None, classes: Sequence) -> tupl
 
 
 def parse_classes_option(text: str | None) -> list[str] | None:
-    """``--classes "a, b,c"`` -> ``["a", "b", "c"]``; None stays None."""
+    """``--classes "a, b,c"`` -> ``["a", "b", "c"]``; None stays None. (A name holding a comma is given whole with
+    one ``--classes`` per name: ``prepare`` then takes the values as they are.)"""
     if text is None:
         return None
     names = [t.strip() for t in text.split(",") if t.strip()]
     if len(names) < 2:
-        raise UserError(f"--classes takes at least two class names separated by commas; got {text!r}.")
+        raise UserError(f"--classes takes at least two class names separated by commas (or one per --classes, for "
+                        f"names that hold a comma); got {text!r}.")
     return names
 
 

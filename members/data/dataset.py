@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import os
 import sys
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from members.infra.atomic import read_json, sha256_file, write_bytes, write_json
 from members.data import stamps
 from members.data.duplicates import describe, merge_groups
 from members.infra.errors import UserError
-from members.data.classes import choose_ordinal, encode_labels
+from members.data.classes import GAP_SHARE, choose_ordinal, encode_labels
 from members.data.folders import loose_files, scan_class_folders
 from members.data.grouping import find_groups, read_group_column
 from members.data.labels import (REASON_AMBIGUOUS_FOLDERS, REASON_BAD_SPLIT, REASON_MISSING, REASON_MISSING_LABEL,
@@ -654,26 +655,21 @@ def _mostly_links(folder: Path, look: int = 50) -> bool:
     return bool(entries) and sum(entries) > len(entries) / 2
 
 
-GAP_SHARE = 0.01  # rows with a label beyond a gap in the integer labels: dropped when fewer than this share
-
-
 def _no_zero_advice(first: int, values: list[int], folders: bool) -> str:
     """The sentence for integer labels that start above 0: they count from ``first`` (renumber them), or the
     lower grades are simply absent (an IDRiD subset without grade 0: name the classes to keep the numbers)."""
     shown = ", ".join(map(str, values[:6])) + (", ..." if len(values) > 6 else "")
     absent = "grade 0 is" if first == 1 else f"grades 0–{first - 1} are"
-    names = ",".join(f"grade{v}" for v in values[:6]) + (",..." if len(values) > 6 else "")
+    names = ",".join(map(str, values[:10])) + (",..." if len(values) > 10 else "")
     if folders:
         renumber = f"rename the class folders {values[0]}/ … {values[-1]}/ to 0/ … {values[-1] - first}/"
-        rename = f"rename the class folders to names such as grade{values[0]}/"
     else:
         renumber = f"subtract {first} from every label in the CSV"
-        rename = f"write the labels as names such as grade{values[0]}"
     return (f"The integer labels start at {first}, not 0 ({shown}), but labels are the class indices 0 … k-1, each with "
             f"rows: if they count from {first}, renumber them from 0 ({renumber}); if they are grades and {absent} "
             f"simply absent (a subset without healthy eyes), renumbering would shift every grade, so keep the numbers "
-            f"as class names instead ({rename} and pass --classes {names} --ordinal), or add images of the absent "
-            f"grade{'' if first == 1 else 's'}.")
+            f"as class names instead (--classes {names} --ordinal, or --nominal for unordered classes), or add images "
+            f"of the absent grade{'' if first == 1 else 's'}.")
 
 
 def _drop_beyond_gap(kept: pd.DataFrame, dropped: pd.DataFrame, original: dict,
@@ -699,10 +695,14 @@ def _drop_beyond_gap(kept: pd.DataFrame, dropped: pd.DataFrame, original: dict,
     if missing == list(range(len(missing))):  # 1-based grades, or grade 0 absent: no gap above the first label
         raise UserError(_no_zero_advice(len(missing), values, folders))
     if missing[0] == 0 or len(beyond) >= GAP_SHARE * len(kept):
+        every = sorted(set(kept["label"].tolist()))
+        names = ",".join(map(str, every[:10])) + (",..." if len(every) > 10 else "")
         raise UserError(f"The integer labels leave a gap: no row has {gap}, yet {len(beyond)} of the {len(kept)} rows "
-                        f"have a larger label: {rows}. Labels are the class indices 0 … k-1, each with rows; fix or "
-                        f"remove those rows (when they are under {GAP_SHARE:.0%} of the rows prepare drops and reports "
-                        f"them itself).")
+                        f"have a larger label: {rows}. Labels are the class indices 0 … k-1, each with rows: if the "
+                        f"numbers are the classes, keep them as class names (--classes {names}, adding --ordinal if "
+                        "they are ordered grades, or --nominal); if the larger labels are mistakes, fix or remove those "
+                        f"rows (when they are under {GAP_SHARE:.0%} of the rows prepare drops and reports them "
+                        "itself).")
     reason = f"label beyond a gap in the labels (no row has {gap}): not one of this set's classes 0–{missing[0] - 1}"
     print(f"Dropped {len(beyond)} row(s) whose label lies beyond a gap: {rows}.", file=sys.stderr)
     return _drop_rows(kept, dropped, original, identical, (kept["label"] > missing[0]).to_numpy(), reason)
@@ -749,23 +749,30 @@ def _prepare_table(workdir: Path, table: pd.DataFrame, images: Path, *, source: 
                    group_column: str | None, group_pattern: str | None, folders: bool,
                    exclude: Sequence[str] = ()) -> PrepareResult:
     """Encode the labels, check every row, group, split and commit (the shared part of CSV and folders)."""
-    table, excluded = _exclude_labels(table, exclude, what)
-    encoding = encode_labels(table["label_text"].tolist(), order=classes, strict=folders)
+    composed = [unicodedata.normalize("NFC", t) for t in table["label_text"]]
+    if len(set(composed)) < len(set(table["label_text"])):  # macOS writes folder names decomposed
+        twice = sorted({c for t, c in zip(table["label_text"], composed) if t != c and c in set(table["label_text"])})
+        print(f"Note: the {'class folder names' if folders else 'labels'} {', '.join(map(repr, twice[:3]))} are written "
+              "in two Unicode forms (an accent composed or as a separate mark, as macOS and other systems write it); "
+              "each is read as one class.", file=sys.stderr)
+    table = table.assign(label_text=composed)  # encode_labels compares labels in NFC too
+    table, excluded = _exclude_labels(table, [unicodedata.normalize("NFC", str(e)) for e in exclude], what)
+    encoding = encode_labels(table["label_text"].tolist(), order=classes, strict=folders, nominal=ordinal is False)
     if encoding.missing:
         print(_missing_note(encoding), file=sys.stderr)
+    if encoding.merged:
+        print(_merged_note(encoding, folders), file=sys.stderr)
     if not encoding.named and not exclude and {parse_label(t) for t in encoding.texts} - {None} == set(range(6)):
         print("Note: the labels run 0-5, six grades; if one of them marks ungradable images (DDR's 5, say), pass "
               "--exclude-label 5 to leave those rows out.", file=sys.stderr)
-    if classes is not None and not encoding.named:
-        raise UserError("--classes names the classes of named labels; these labels are integers, whose order is "
-                        f"their value: drop --classes. Received: classes={list(classes)}")
     if ordinal and encoding.named and classes is None:
         shown = ",".join(map(str, encoding.classes))
         how = (f"pass --classes with every name from lowest to highest grade, e.g. --classes \"{shown}\" reordered"
                if not any("," in str(c) for c in encoding.classes) else
-               "--classes separates names by commas, and some of these hold one: rename those labels in the file "
-               "(or give them as grade numbers 0..k-1), then pass --classes in grade order")
-        raise UserError(f"--ordinal says the named classes ({', '.join(map(str, encoding.classes))}) are ordered grades, "
+               "some names hold a comma, so give each whole with one --classes per name, from lowest to highest "
+               "grade (--classes " + " --classes ".join(repr(c) for c in encoding.classes[:3]) + " … reordered)")
+        named = ", ".join(repr(c) if "," in c else c for c in encoding.classes)
+        raise UserError(f"--ordinal says the named classes ({named}) are ordered grades, "
                         "but not in which order (alphabetical order would make QWK, the grade thresholds and referable "
                         f"DR meaningless); {how}.")
     original = dict(zip(table["row"], table["label_text"]))
@@ -848,6 +855,17 @@ def _after_drops(message: str, dropped: pd.DataFrame, kept: int) -> str:
     clause = (f" (counted on the {kept} row{'s' if kept != 1 else ''} kept: {len(dropped)} of the {total} rows were "
               f"dropped first — {reasons}{more})")
     return head.removesuffix(".") + clause + "." + (f" Received: {received}" if received else "")
+
+
+def _merged_note(encoding, folders: bool) -> str:
+    """The note on one number spelled several ways (``0`` and ``00``), read as one class, and how to keep them apart."""
+    shown = "; ".join(f"{' and '.join(map(repr, spellings))} as {number}" for number, spellings in
+                      list(encoding.merged.items())[:4]) + (" …" if len(encoding.merged) > 4 else "")
+    every = [s for spellings in encoding.merged.values() for s in spellings]
+    where = "class folders" if folders else "labels"
+    return (f"Note: the {where} spell one number several ways, read as one class each ({shown}); if the spellings are "
+            f"different classes, list each in --classes (e.g. --classes {','.join(every[:6])}{',…' if len(every) > 6 else ''}, "
+            "with the other labels).")
 
 
 def _missing_note(encoding) -> str:
