@@ -90,15 +90,18 @@ def positive_score(probs: np.ndarray, ref: dict) -> np.ndarray:
     return referable_score(probs, ref["cut_grade"])
 
 
-def check_options(cut: int, target: float, k: int) -> None:
-    """Raise a one-sentence error for a cut grade outside ``1..k-1`` or a target outside (0, 1]."""
+def check_options(cut: int | None, target: float, k: int) -> None:
+    """Raise a one-sentence error for a target outside (0, 1], a cut grade outside ``1..k-1``, or any cut grade
+    on two classes (``None``: no ``--referable-grade`` given; its default applies to three or more grades)."""
     if not 0.0 < target <= 1.0:
         raise UserError(f"--sensitivity-target must be in (0, 1]; got {target}. Pass e.g. --sensitivity-target 0.9.")
     if k == 2:
-        if cut != 1:
+        if cut is not None:
             raise UserError(f"--referable-grade {cut} does not apply to a two-class task: its summary is of one class; "
-                            "choose which with --positive-class (default: the second class).")
+                            "choose which with --positive-class (default: the rarer class on val), and drop "
+                            "--referable-grade.")
         return
+    cut = DEFAULT_CUT if cut is None else cut
     if not 1 <= cut <= k - 1:
         raise UserError(f"--referable-grade must be a grade between 1 and {k - 1} (grade >= it is referable); "
                         f"got {cut}. Pass e.g. --referable-grade 2.")
@@ -268,7 +271,7 @@ def _positive_class_section(models, classes: Sequence, *, target: float, indices
                             positive: int) -> dict:
     """The two-class summary: sensitivity and specificity of class ``positive`` at a val-chosen threshold on its
     probability (computed as the referable-DR section with cut 1, the columns swapped when ``positive`` is 0)."""
-    check_options(1, target, 2)
+    check_options(None, target, 2)
     flip = positive == 0
 
     def turn(part: tuple) -> tuple:
@@ -283,7 +286,7 @@ def _positive_class_section(models, classes: Sequence, *, target: float, indices
     if not np.any(np.asarray(val[1]) == positive):
         return {"applicable": False, "note": f"Positive-class summary skipped: no val row is of class {name}, so no "
                                              "operating point can be chosen."}
-    out = {"applicable": True, "kind": "positive_class", "cut_grade": 1, "positive_index": positive,
+    out = {"applicable": True, "kind": "positive_class", "cut_grade": None, "positive_index": positive,
            "positive_class": name, "positive": f"class {name}", "sensitivity_target": target,
            "chosen_on": f"{rows} (out-of-fold combiner predictions for the ensemble)", "score": f"P(class {name})"}
     for role, (model, (val, test)) in models.items():

@@ -637,7 +637,7 @@ def _summary_options(ms: MemberSet, referable_grade: int | None, target: float,
                    f"the second class, as the two are equally common on val ({int(counts[0])} rows each)")
             print(f"The two-class summary (sensitivity, specificity, predict's positive column) takes class {name!r} as "
                   f"positive: {why}; pass --positive-class to choose another.", file=sys.stderr)
-        referable.check_options(1 if referable_grade is None else referable_grade, target, k)
+        referable.check_options(referable_grade, target, k)  # any --referable-grade is refused on two classes
         return 1, positive
     why = referable.not_applicable(ms.classes, ms.ordinal, k)
     if why is not None:

@@ -1326,6 +1326,7 @@ def test_a_two_class_task_gets_sensitivity_and_specificity_of_its_positive_class
     report = run_vote(root, methods=["soft"], n_boot=100, positive_class="malignant", console=quiet)
     ref = report["referable"]
     assert ref["applicable"] and ref["kind"] == "positive_class" and ref["positive_index"] == 0
+    assert ref["cut_grade"] is None  # was 1 beside positive_index 0: no grade cut on two classes
     ms = load_members(root)
     j = ms.names.index(report["best_single"])
     score, positive = ms.test_probs[j][:, 0].astype(np.float64), ms.test_labels == 0  # class index 0 = malignant
@@ -1341,8 +1342,10 @@ def test_a_two_class_task_gets_sensitivity_and_specificity_of_its_positive_class
     assert default["positive_class"] == "benign" and default["positive_index"] == 1
     with pytest.raises(UserError, match="--positive-class 'cancer' is not one of this task's classes"):
         run_vote(root, methods=["soft"], n_boot=20, positive_class="cancer", console=quiet)
-    with pytest.raises(UserError, match="--referable-grade 2 does not apply to a two-class task"):
-        run_vote(root, methods=["soft"], n_boot=20, referable_grade=2, console=quiet)
+    for grade in (2, 1):  # 1 was accepted and ignored, though the help says it is refused
+        with pytest.raises(UserError, match=rf"--referable-grade {grade} does not apply to a two-class task.*"
+                                            r"\(default: the rarer class on val\), and drop --referable-grade\.$"):
+            run_vote(root, methods=["soft"], n_boot=20, referable_grade=grade, console=quiet)
     with pytest.raises(UserError, match=r"--sensitivity-target must be in \(0, 1\]"):
         run_vote(root, methods=["soft"], n_boot=20, sensitivity_target=2.0, console=quiet)
 
