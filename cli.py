@@ -514,7 +514,7 @@ def vote(
     select_by: Annotated[Optional[SelectBy], typer.Option(help="Val metric that picks the best member and method (log_loss is minimised); default qwk for ordered grades, macro_f1 for nominal classes.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print report.json on stdout instead of the table.")] = False,
     keep_collapsed: Annotated[bool, typer.Option("--keep-collapsed", help="Also vote members whose metrics.json says collapsed (one class on val); by default they are skipped.")] = False,
-    referable_grade: Annotated[Optional[int], typer.Option(help="Referable DR = this grade or worse (ordered grades, 3+ classes; default 2): sensitivity/specificity, roc.png.")] = None,
+    referable_grade: Annotated[Optional[int], typer.Option(help="Referable DR (positive, on grades other than DR's 0-4) = this grade or worse (ordered grades, 3+ classes; default 2): sensitivity/specificity, roc.png.")] = None,
     sensitivity_target: Annotated[float, typer.Option(help="Sensitivity the referable-DR (or positive-class) threshold must reach on val (on the out-of-fold rows when every member is k-fold).")] = 0.9,
     positive_class: Annotated[Optional[str], typer.Option(help="Two-class tasks: the class (name or index) whose sensitivity, specificity and ROC are reported (default: the rarer class on val; index 1 on a tie).")] = None,
     calibrate: Annotated[Calibrate, typer.Option(help="temperature: one temperature per member and for the combined output, fitted on val (on the out-of-fold rows when every member is k-fold), saved in the combiner JSON, applied by predict.")] = Calibrate.none,

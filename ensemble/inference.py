@@ -50,6 +50,7 @@ from ensemble import appearance
 from ensemble.manifest import SPEC, check_files, check_member, check_spec, missing_spec
 from ensemble.member_set import repair_hint
 from ensemble.referral import AGREEMENT_FALLBACK, ReviewRule, call_score, conflict_words, review_flags
+from ensemble.referable import dr_grades, summary_name
 from members.data.dataset import PREPARED_FILES
 from members.infra import csvsafe
 from members.infra.atomic import read_json, sha256_file, write_text
@@ -460,7 +461,7 @@ def load_ensemble(workdir: str | Path, method: str | None = None) -> Ensemble:
     threshold, alone, note = referral_rule(report, chosen)
     classes = report.get("classes") or list(range(combiner.n_classes_))
     ref = report.get("referable") or {}
-    cut, ref_threshold, ref_note = _referable_rule(ref, chosen, _rows_of(report))
+    cut, ref_threshold, ref_note = _referable_rule(ref, chosen, _rows_of(report), classes)
     kind = "positive_class" if ref.get("kind") == "positive_class" else "referable_dr"
     if ref_threshold is not None:  # a grade the call contradicts is referred too (ensemble.referral)
         name = ref.get("positive_class") if kind == "positive_class" else classes[cut] if 0 <= cut < len(classes) else cut
@@ -545,9 +546,10 @@ def _rows_of(report: dict) -> str:
     return "the out-of-fold train+val rows" if (report.get("protocol") or {}).get("name") == "oof" else "val"
 
 
-def _referable_rule(ref: dict, chosen: str, rows: str = "val") -> tuple[int | None, float | None, str]:
+def _referable_rule(ref: dict, chosen: str, rows: str = "val",
+                    classes: Sequence = range(5)) -> tuple[int | None, float | None, str]:
     """``(cut grade or positive class index, threshold, note)`` of ``report.json``'s referable-DR (or two-class
-    positive-class) section for the method ``chosen``."""
+    positive-class, or other ordered grades': positive at the cut) section for the method ``chosen``."""
     two = ref.get("kind") == "positive_class"
     cut = ref.get("positive_index") if two else ref.get("cut_grade")
     if not ref.get("applicable") or not isinstance(cut, int):
@@ -561,7 +563,7 @@ def _referable_rule(ref: dict, chosen: str, rows: str = "val") -> tuple[int | No
                            f"{point.get('name')!r}, not {chosen!r}")
     target = ref.get("sensitivity_target")
     why = f", chosen on {rows} for {target:.0%} sensitivity" if isinstance(target, (int, float)) else ""
-    what = f"class {ref.get('positive_class')}" if two else "referable DR"
+    what = summary_name(ref, classes)
     return cut, float(threshold), f"{what} when {score} >= {threshold:.4g}{why}"
 
 
@@ -1529,7 +1531,7 @@ def _summary(r: PredictionResult, out: str | Path | None) -> None:
               "validation images' looks (noise, a document or another kind of picture?); they are referred and their "
               f"{word} is withheld (empty cells; --json keeps the raw output under withheld).", file=sys.stderr)
     if r.referable is not None:
-        what = "Positive" if r.referable_kind == "positive_class" else "Referable DR"
+        what = "Referable DR" if r.referable_kind == "referable_dr" and dr_grades(r.classes) else "Positive"
         calls = [r.referable_of(i) for i in range(len(r.paths))]
         unassessed = sum(c is None for c in calls)
         assessed = len(r.paths) - unassessed

@@ -116,7 +116,7 @@ def plot_comparison(path: str | Path, report: dict) -> Path:
 
 
 def plot_confusions(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], classes: Sequence,
-                    *, cut: int | None = None, word: str = "class") -> Path:
+                    *, cut: int | None = None, word: str = "class", eyes: bool = True) -> Path:
     """Row-normalised confusion matrices side by side, each cell annotated with its count.
 
     Args:
@@ -128,6 +128,7 @@ def plot_confusions(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], 
             by grade; the referable call (a threshold on P(grade >= cut)) misses other eyes, and the caption says
             it is reported separately (report.md's referable-DR section, roc.png).
         word: ``"grade"`` or ``"class"``, for the axis labels.
+        eyes: the DR grades, whose caption speaks of referable eyes; other ordered grades get images, positive.
     """
     plt = _pyplot()
     width = 4.4 * len(panels) + 0.8
@@ -161,12 +162,18 @@ def plot_confusions(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], 
     fig.colorbar(image, cax=fig.add_axes((0.9, bottom / height + 0.06, 0.015, 0.6 * 4.0 / height)),
                  label=f"share of the true {word}")
     if lines:
-        fig.text(0.01, 0.01, confusion_caption(cut), fontsize=7, color="tab:red", va="bottom")
+        fig.text(0.01, 0.01, confusion_caption(cut, eyes=eyes), fontsize=7, color="tab:red", va="bottom")
     return _save(fig, Path(path))
 
 
-def confusion_caption(cut) -> str:
-    """The red lines' key: the blocks count by grade, and the referable call is counted elsewhere."""
+def confusion_caption(cut, *, eyes: bool = True) -> str:
+    """The red lines' key: the blocks count by grade, and the referable call is counted elsewhere (``eyes``: DR
+    grades; else positive images at the cut)."""
+    if not eyes:
+        return (f"red lines: grade >= {cut} (positive) or not, counted by grade: the bottom-left block = positive "
+                f"images graded below {cut}.\nThe call at the cut (a threshold on P(grade >= {cut}), chosen on "
+                "validation) flags other images than the grades do: its misses are reported separately (report.md, "
+                "roc.png).")
     return (f"red lines: referable (grade >= {cut}) or not, counted by grade: the bottom-left block = referable eyes graded "
             f"below {cut}.\nThe referable call (a threshold on P(grade >= {cut}), chosen on validation) flags other "
             "eyes than the grades do: its misses are reported separately (report.md Referable DR, roc.png).")

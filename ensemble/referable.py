@@ -1,5 +1,8 @@
 """Referable DR: grade >= a cut grade (2, moderate or worse, by default), as screening programmes judge it.
 
+Other ordered grades get the same summary, called what it is — positive at grade >= the cut, over images — since
+only the five DR grades 0-4 (:func:`dr_grades`) are diabetic retinopathy's.
+
 On a two-class task the same summary is made for the positive class (class index 1 by default, or the
 class ``vote --positive-class`` names): its probability is the score, and the figures are the
 sensitivity and specificity of that class (``kind: "positive_class"`` in ``report.json``).
@@ -36,6 +39,34 @@ def referable_score(probs: np.ndarray, cut: int) -> np.ndarray:
         [0.3]
     """
     return np.asarray(probs, dtype=np.float64)[:, cut:].sum(axis=1)
+
+
+def dr_grades(classes: Sequence) -> bool:
+    """Whether ``classes`` are diabetic retinopathy's grades, the International Clinical DR scale's 0-4: exactly five,
+    numbered 0 to 4 in order (integers, or those digits as names). Other ordered grades (``low, mid, high``, a 3-grade
+    integer task) are graded in neutral words: images, not eyes; positive at grade >= N, not referable DR.
+
+    Example:
+        >>> dr_grades([0, 1, 2, 3, 4]), dr_grades(["0", "1", "2", "3", "4"]), dr_grades([0, 1, 2])
+        (True, True, False)
+    """
+    return len(classes) == 5 and all(str(c).strip() == str(i) for i, c in enumerate(classes))
+
+
+def summary_name(ref: dict, classes: Sequence) -> str:
+    """The summary's condition in a sentence: ``referable DR``, ``class malignant`` or ``grade >= 2 (high or worse)``."""
+    if ref.get("kind") == "positive_class":
+        return f"class {ref.get('positive_class')}"
+    return "referable DR" if dr_grades(classes) else str(ref.get("positive") or f"grade >= {ref.get('cut_grade')}")
+
+
+def summary_title(ref: dict, classes: Sequence) -> str:
+    """The summary as a title: ``Referable DR (grade >= 2)``, ``Class malignant``, ``Positive at grade >= 2 (high or
+    worse)``."""
+    if ref.get("kind") == "positive_class":
+        return f"Class {ref.get('positive_class')}"
+    positive = ref.get("positive") or f"grade >= {ref.get('cut_grade')}"
+    return f"Referable DR ({positive})" if dr_grades(classes) else f"Positive at {positive}"
 
 
 def not_applicable(classes: Sequence, ordinal: bool | None, k: int) -> str | None:
@@ -243,8 +274,9 @@ def referable_section(
     """
     k = len(classes)
     why = not_applicable(classes, ordinal, k)
+    title = "Referable-DR summary" if dr_grades(classes) else "Summary at a grade cut"
     if why is not None:
-        return {"applicable": False, "note": f"Referable-DR summary skipped: {why}."}
+        return {"applicable": False, "note": f"{title} skipped: {why}."}
     if k == 2:
         return _positive_class_section(models, classes, target=target, indices=indices, member_auc=member_auc,
                                        rows=rows, positive=positive)
@@ -252,7 +284,7 @@ def referable_section(
     _, (val, test) = next(iter(models.values()))
     val_labels, test_labels = val[1], test[1]
     if not np.any(val_labels >= cut):
-        return {"applicable": False, "note": f"Referable-DR summary skipped: no val row has grade >= {cut}, "
+        return {"applicable": False, "note": f"{title} skipped: no val row has grade >= {cut}, "
                                              "so no operating point can be chosen."}
     named = cut < len(classes) and str(classes[cut]) != str(cut)  # named grades (prepare --ordinal --classes)
     out = {"applicable": True, "kind": "referable_dr", "cut_grade": cut,
@@ -260,7 +292,8 @@ def referable_section(
            "sensitivity_target": target,
            "chosen_on": f"{rows} (out-of-fold combiner predictions for the ensemble)", "score": f"P(grade >= {cut}), summed probabilities"}
     for role, (name, (val, test)) in models.items():
-        out[role] = operating_point(name, val, test, cut=cut, target=target, indices=indices, rows=rows)
+        out[role] = operating_point(name, val, test, cut=cut, target=target, indices=indices, rows=rows,
+                                    negatives=None if dr_grades(classes) else f"images below grade {cut}")
     out["test_positives"], out["test_negatives"] = int((test_labels >= cut).sum()), int((test_labels < cut).sum())
     out["member_auc"] = member_auc or {}
     out["clustered"] = isinstance(indices, stats.GroupDraws)  # intervals on patients, not eyes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ensemble.referable import dr_grades, summary_name, summary_title
 from ensemble.referral import conflict_words
 from members.infra.atomic import write_json, write_text
 from members.scoring import LOWER_IS_BETTER, METRICS
@@ -26,9 +27,19 @@ def columns(report: dict) -> tuple[tuple[str, str], ...]:
     return COLUMNS
 
 
-def is_dr(report: dict) -> bool:
-    """Whether the report speaks of eyes and grades: ordered grades, at least three (a DR-like grading task)."""
+def is_graded(report: dict) -> bool:
+    """Whether the report speaks of grades (and a referable cut): ordered grades, at least three."""
     return report.get("ordinal", True) is not False and (report.get("num_classes") or 0) >= 3
+
+
+def is_dr(report: dict) -> bool:
+    """Whether the report speaks of eyes and referable DR: the five DR grades 0-4 (:func:`ensemble.referable.dr_grades`;
+    a report without ``classes`` has them as indices). Other ordered grades are graded in neutral words."""
+    return is_graded(report) and dr_grades(report.get("classes") or range(report.get("num_classes") or 0))
+
+
+def _classes(report: dict | None) -> list:
+    return list((report or {}).get("classes") or range((report or {}).get("num_classes") or 0))
 
 
 def write_report(folder: str | Path, report: dict) -> tuple[Path, Path]:
@@ -195,17 +206,17 @@ def render_markdown(report: dict) -> str:
         f"- Protocol: combiners fitted and models chosen on {_protocol(report)}.",
         f"- Selection (never on test): {_readable_metrics(report['selection_metric'])}.",
         f"- Combiners: {report['combiner_protocol']}",
-        f"- {'Grade thresholds' if is_dr(report) else 'Thresholds'}: {report['thresholds']['note']}",
+        f"- {'Grade thresholds' if is_graded(report) else 'Thresholds'}: {report['thresholds']['note']}",
         f"- Intervals: {report['bootstrap']['note']}" + (
-            f" Sensitivity and specificity of {_summary_name(report['referable'])}: exact (Clopper-Pearson) binomial "
-            f"intervals{_ON_EFFECTIVE if report['bootstrap'].get('clustered') else ''}."
+            f" Sensitivity and specificity of {summary_name(report['referable'], _classes(report))}: exact "
+            f"(Clopper-Pearson) binomial intervals{_on_effective(report) if report['bootstrap'].get('clustered') else ''}."
             if (report.get("referable") or {}).get("applicable") else ""),
         *_calibration_setup(report.get("calibration")),
         (f"- Baseline: always predict the majority class of {chosen_on(report)} (class "
          f"{_class_name(report, report['baseline_class'])}), with their class frequencies as probabilities, add-one "
          "(Laplace) smoothed, (count + 1) / (rows + classes), so that a class they lack is not given 0."),
         *([f"- **The {'val' if chosen_on(report) == 'val' else 'out-of-fold'} rows hold no row of "
-           f"{'grade' if is_dr(report) else 'class'}{'s' if len(lacking) > 1 else ''} "
+           f"{'grade' if is_graded(report) else 'class'}{'s' if len(lacking) > 1 else ''} "
            f"{', '.join(map(str, lacking))}**, which the test or train split has: the combiners fitted on them cannot "
            "learn it (stack never predicts it), and the members and methods are chosen without it."]
           if (lacking := report.get("val_missing_classes")) else []),
@@ -263,7 +274,7 @@ def render_markdown(report: dict) -> str:
                if any(v.get("mcnemar_test") == "clustered" for v in report["significance"].values()) else
                "McNemar's exact test on the rows exactly one of the two gets right (two-sided)."), "",
               f"| ensemble | ensemble alone right | single alone right | favours | p | same "
-              f"{'grade' if is_dr(report) else 'class'} as the single |",
+              f"{'grade' if is_graded(report) else 'class'} as the single |",
               "| --- | --- | --- | --- | --- | --- |"]
     for method, s in report["significance"].items():
         favours = {"ensemble": method, "single": report["best_single"]}.get(s.get("direction"), "neither")
@@ -277,10 +288,11 @@ def render_markdown(report: dict) -> str:
               "| metric | difference [95 % CI] |", "| --- | --- |"]
     lines += [f"| {short} | {_ci_text(diff['metrics'][key])} |" for key, short in cols]
     if diff.get("referable_auc"):
-        lines.append(f"| AUC of referable DR | {_ci_text(diff['referable_auc'])} |")
+        lines.append(f"| AUC of {summary_name(report.get('referable') or {}, _classes(report))} | "
+                     f"{_ci_text(diff['referable_auc'])} |")
     lines += bagging_md(report.get("bagging"), cols)
     lines += _diversity_md(report["diversity"]) + _referral_md(report["referral"], chosen_on(report),
-                                                               report["test_size"], dr=is_dr(report), report=report)
+                                                               report["test_size"], dr=is_graded(report), report=report)
     lines += _screen_md(report.get("appearance"))
     lines += _calibration_md(report.get("calibration"))
     lines += _limitations_md(report)
@@ -306,13 +318,15 @@ def _limitations_md(report: dict) -> list[str]:
              "diabetic macular oedema (which screening programmes refer for by itself), glaucoma, age-related macular "
              "degeneration or any other disease, and an eye it calls below the referable grade may still need a "
              "specialist for those." if is_dr(report) else
+             "It grades on the scale of its training labels only: anything else in an image goes unseen."
+             if is_graded(report) else
              "It tells apart the classes of its training labels only: anything else in an image goes unseen.")
     return ["", "## Limitations", "", f"- {scope}",
             f"- The figures hold for images like its test split ({data}); another camera, clinic or population can "
             "change them: measure it on local data before relying on it.",
             "- `predict`'s input screen catches gross mistakes (noise, a document, a thumbnail), not poor image "
             f"quality: a blurred, dark or partly covered image of the usual kind is "
-            f"{'graded' if is_dr(report) else 'classified'} like any other.",
+            f"{'graded' if is_graded(report) else 'classified'} like any other.",
             "- It is a research tool, not a medical device, and its output is not a diagnosis."]
 
 
@@ -361,9 +375,11 @@ def _diversity_md(div: dict) -> list[str]:
 def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bool = True,
                  report: dict | None = None) -> list[str]:
     """The review section: the rule ``predict``'s ``review`` applies (:mod:`ensemble.referral`) and what it does on
-    test (``report``: the whole report, whose ``referable`` call a contradicted grade is referred by)."""
+    test (``report``: the whole report, whose ``referable`` call a contradicted grade is referred by; ``dr``: ordered
+    grades, of eyes when the report's are the DR grades)."""
     n = ref.get("test_referred")
-    what, done = ("eyes", "graded") if dr else ("images", "classified")
+    eyes = dr and (report is None or is_dr(report))
+    what, done = ("eyes" if eyes else "images", "graded") if dr else ("images", "classified")
     counts = (f" ({n} test {what} sent for review" + (f", {n_test - n} {done} automatically" if n_test is not None else "")
               + ")") if n is not None else ""
     who, verb = ("grader", "grades") if dr else ("reader", "classifies")
@@ -381,10 +397,12 @@ def _referral_md(ref: dict, rows: str = "val", n_test: int | None = None, dr: bo
     rule = (reasons[0] if len(reasons) == 1 else ", ".join(reasons[:-1]) + ", and " + reasons[-1])
     set_apart = ["the rows no member agrees with"] * bool(ref.get("refer_without_agreement")) + (
         ["those whose call disagrees"] if ref.get("refer_call_conflicts") else [])
-    out = ["## Referral to a human grader for review (not referable DR)" if dr else
-           "## Referral to a human reader for review", "",
+    out = ["## Referral to a human grader for review (not referable DR)" if eyes else
+           "## Referral to a human grader for review" if dr else "## Referral to a human reader for review", "",
            ("Coverage is the share of eyes the ensemble grades on its own; the rest go to a human grader. This "
-            "is about whether its grade can stand alone, not about disease: referable DR is above." if dr else
+            "is about whether its grade can stand alone, not about disease: referable DR is above." if eyes else
+            "Coverage is the share of images the ensemble grades on its own; the rest go to a human grader. This "
+            "is about whether its grade can stand alone, not about which grade it is." if dr else
             "Coverage is the share of images the ensemble classifies on its own; the rest go to a human reader. "
             "This is about whether its class can stand alone, not about which class it is."), "",
            f"{rule} are sent to a human {who} for review: the `review` column of `predict`, whose rule the figures "
@@ -421,7 +439,7 @@ def _kept_words(ref: dict, report: dict | None, what: str) -> str:
                 f"{_num(ref['test_accuracy_referred'])}, on all rows {_num(ref['test_accuracy_all'])}.")
     sent = ref["test_referred"]
     base, majority = ref.get("majority_class"), ref.get("test_majority_kept")
-    dr = what == "eyes"
+    dr = is_graded(report) if report else what == "eyes"
     baseline = ""
     if base is not None and majority is not None:
         name = f"{'grade' if dr else 'class'} {_class_name(report or {}, base)}"
@@ -498,10 +516,11 @@ def _zero_width_note(report: dict) -> str:
         return ""
     name, key = flat[0]
     m = (report["members"].get(name) or report["ensembles"][name])[key]
-    word = "grade" if is_dr(report) else "class"
+    word = "grade" if is_graded(report) else "class"
     short = dict(columns(report))[key]
     label = short if key == "qwk" else READABLE.get(key, short)  # QWK, or kappa on two classes
-    drawn = ((f"draws patients within the {word} of their {'worst eye' if is_dr(report) else 'highest-numbered image'}"
+    worst = "worst eye" if is_dr(report) else "highest-graded image" if is_graded(report) else "highest-numbered image"
+    drawn = ((f"draws patients within the {word} of their {worst}"
               f" and keeps each {word}'s patient count", f"a model whose patients score alike within every {word}")
              if (report.get("bootstrap") or {}).get("clustered") else
              (f"draws rows within their {word} and keeps each {word}'s row count",
@@ -518,9 +537,10 @@ def _ci_text(entry: dict, digits: int = 3) -> str:
     return f"{_num(entry['value'], digits)} [{_num(lo, digits)}, {_num(hi, digits)}]"
 
 
-def _operating_rows(ref: dict, by: str, rule: str) -> list[str]:
+def _operating_rows(ref: dict, by: str, rule: str, *, eyes: bool = True) -> list[str]:
     """The operating-point table rows of the best single member and the ensemble (each also "``by``" its own
-    prediction, ``rule``), then the warnings of a degenerate point."""
+    prediction, ``rule``; by patient: either eye, or any image where ``eyes`` is false), then the warnings of a
+    degenerate point."""
     out, short = [], []
     for role, title in (("best_single", "best single"), ("ensemble", "best ensemble")):
         r = ref[role]
@@ -537,7 +557,7 @@ def _operating_rows(ref: dict, by: str, rule: str) -> list[str]:
                        f"{_ci_text(g['specificity'])} | | {g['referred']} |")
         pt = r.get("by_patient")
         if pt:
-            out.append(f"| {r['name']} ({title}), by patient | either eye at the threshold | | | "
+            out.append(f"| {r['name']} ({title}), by patient | {'either eye' if eyes else 'any image'} at the threshold | | | "
                        f"{_ci_text(pt['sensitivity'])} ({pt['sensitivity']['hits']} of {pt['sensitivity']['n']}) | "
                        f"{_ci_text(pt['specificity'])} ({pt['specificity']['hits']} of {pt['specificity']['n']}) | | "
                        f"{pt['referred']} patients |")
@@ -564,11 +584,6 @@ def _choosing(ref: dict, short: bool = False) -> str:
     return "out-of-fold" if short else "the out-of-fold rows"
 
 
-def _summary_name(ref: dict) -> str:
-    """``referable DR``, or ``class <name>`` on a two-class task."""
-    return f"class {ref['positive_class']}" if ref.get("kind") == "positive_class" else "referable DR"
-
-
 def _positive_md(ref: dict) -> list[str]:
     """The two-class summary: sensitivity and specificity of the positive class at a val-chosen threshold."""
     name = ref["positive_class"]
@@ -577,14 +592,14 @@ def _positive_md(ref: dict) -> list[str]:
             f"test rows; `vote --positive-class` chooses the class). Score: {ref['score']}. Each model's threshold is "
             f"the highest one reaching {ref['sensitivity_target']:.0%} sensitivity on {ref['chosen_on']}; test only "
             "measures. Intervals: exact (Clopper-Pearson) for sensitivity and specificity"
-            f"{_ON_EFFECTIVE.replace('eye', 'image') if ref.get('clustered') else ''}, the paired bootstrap for AUC. "
+            f"{_on_effective(None, eyes=False) if ref.get('clustered') else ''}, the paired bootstrap for AUC. "
             f"Rows \"by its class\" call an image {name} when the model's own class is {name} (its most probable "
             "class, `predict`'s `class`). ROC curves: `roc.png`."), "",
            f"| model | threshold | {_choosing(ref, short=True)} sensitivity | {_choosing(ref, short=True)} specificity | "
            f"test sensitivity | test specificity | AUC ({name}) "
            f"| called {name} |",
            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    out += _operating_rows(ref, "by its class", f"class {name}")
+    out += _operating_rows(ref, "by its class", f"class {name}", eyes=False)
     if ref.get("member_auc"):
         out += ["", f"AUC of class {name}, every member (test): "
                 + ", ".join(f"{n} {_num(v)}" for n, v in ref["member_auc"].items()) + "."]
@@ -592,32 +607,39 @@ def _positive_md(ref: dict) -> list[str]:
 
 
 def _referable_md(ref: dict | None, report: dict | None = None) -> list[str]:
-    if not ref or (report is not None and not ref.get("applicable") and not is_dr(report)):
-        return []  # not a grading task: report.json keeps the note, report.md has no DR section
+    """The section at the referable cut: referable DR on the DR grades, "positive at grade >= N" on other ordered
+    grades (images, not eyes), the positive class on two classes."""
+    if not ref or (report is not None and not ref.get("applicable") and not is_graded(report)):
+        return []  # not a grading task: report.json keeps the note, report.md has no such section
     if ref.get("kind") == "positive_class":
         return _positive_md(ref)
-    out = ["", "## Referable DR (operating point chosen before test)", ""]
+    dr = report is None or is_dr(report)
+    title = "Referable DR" if dr else summary_title(ref, _classes(report))
+    out = ["", f"## {title} (operating point chosen before test)", ""]
     if not ref.get("applicable"):
         return out + [ref["note"]]
     cut = ref["cut_grade"]
-    out += [(f"Referable = {ref['positive']} ({ref['test_positives']} of {ref['test_positives'] + ref['test_negatives']} "
-             f"test rows). Score: {ref['score']}. Each model's threshold is the highest one reaching "
-             f"{ref['sensitivity_target']:.0%} sensitivity on {ref['chosen_on']}; test only measures. "
-             "Intervals: exact (Clopper-Pearson) for sensitivity and specificity"
-             f"{_ON_EFFECTIVE if ref.get('clustered') else ''}, the paired bootstrap for AUC. "
-             "Rows \"by its grades\" refer an eye when the model's own grade is "
+    refer, eye = ("referred", "eye") if dr else ("flagged", "image")
+    patients = ("as a screening programme refers them: a patient with referable DR in either eye is a positive, "
+                "referred when either eye is flagged" if dr else
+                "a patient with any image at the cut or above is a positive, flagged when any of their images is")
+    out += [(f"{'Referable' if dr else 'Positive'} = {ref['positive']} ({ref['test_positives']} of "
+             f"{ref['test_positives'] + ref['test_negatives']} test rows). Score: {ref['score']}. Each model's "
+             f"threshold is the highest one reaching {ref['sensitivity_target']:.0%} sensitivity on {ref['chosen_on']}; "
+             "test only measures. Intervals: exact (Clopper-Pearson) for sensitivity and specificity"
+             f"{_on_effective(report) if ref.get('clustered') else ''}, the paired bootstrap for AUC. "
+             f"Rows \"by its grades\" {'refer an eye' if dr else 'flag an image'} when the model's own grade is "
              f"{cut} or worse — the decision a reader of its grades (and of `predict`'s `class`) makes; they can "
-             "differ from the threshold's. Rows \"by patient\" (a split grouped by patient) count patients, as a "
-             "screening programme refers them: a patient with referable DR in either eye is a positive, referred "
-             "when either eye is flagged. ROC curves: `roc.png`."), "",
+             f"differ from the threshold's. Rows \"by patient\" (a split grouped by patient) count patients, {patients}"
+             ". ROC curves: `roc.png`."), "",
             f"| model | threshold | {_choosing(ref, short=True)} sensitivity | {_choosing(ref, short=True)} specificity "
-            "| test sensitivity | test specificity | AUC (referable) | referred |",
+            f"| test sensitivity | test specificity | AUC ({'referable' if dr else 'positive'}) | {refer} |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    out += _operating_rows(ref, "by its grades", f"grade ≥ {cut}")
+    out += _operating_rows(ref, "by its grades", f"grade ≥ {cut}", eyes=dr)
     grades = list(ref["best_single"]["per_grade"])
-    out += ["", "Per-grade recall on test (share of each true grade given that grade) and share referred "
-            f"(score at or above the threshold; grades >= {cut} should be referred):", "",
-            "| grade | n | " + " | ".join(f"{ref[r]['name']} recall | {ref[r]['name']} referred"
+    out += ["", f"Per-grade recall on test (share of each true grade given that grade) and share {refer} "
+            f"(score at or above the threshold; grades >= {cut} should be {refer}):", "",
+            "| grade | n | " + " | ".join(f"{ref[r]['name']} recall | {ref[r]['name']} {refer}"
                                        for r in ("best_single", "ensemble")) + " |",
             "| --- | --- |" + " --- | --- |" * 2]
     for g in grades:
@@ -627,8 +649,8 @@ def _referable_md(ref: dict | None, report: dict | None = None) -> list[str]:
             cells += [_num(pg["recall"]), _num(pg["referred"])]
         out.append(f"| {g} | {ref['best_single']['per_grade'][g]['n']} | " + " | ".join(cells) + " |")
     if ref.get("member_auc"):
-        out += ["", "AUC of referable DR, every member (test): "
-                + ", ".join(f"{n} {_num(v)}" for n, v in ref["member_auc"].items()) + "."]
+        out += ["", f"AUC of {summary_name(ref, _classes(report)) if report else 'referable DR'}, every member "
+                "(test): " + ", ".join(f"{n} {_num(v)}" for n, v in ref["member_auc"].items()) + "."]
     return out
 
 
@@ -652,7 +674,7 @@ def _data_md(report: dict) -> list[str]:
         return []
     out = ["## Data", "", *source]
     splits = data.get("splits")
-    dr = is_dr(report)
+    dr = is_graded(report)
     if splits:
         patients = data.get("patients") is not None
         of = f" of {data['patients']} patients" if patients else ""
@@ -700,23 +722,25 @@ def _glance_md(report: dict) -> list[str]:
                        f"{ref['test_positives'] + ref['test_negatives']} test images), {title} {r['name']}: sensitivity "
                        f"{_pct(r['sensitivity'])}, specificity {_pct(r['specificity'])} at its threshold.")
     elif ref.get("applicable"):
+        dr = is_dr(report)
+        rows = "eyes" if dr else "images"
         for role, title in (("ensemble", "ensemble"), ("best_single", "best single member")):
             r = ref[role]
             g = r.get("by_grade") or {}
             by = (f"; by its grades {_pct(g['sensitivity'])} and {_pct(g['specificity'])}"
                   if g else "")
             pt = r.get("by_patient")
-            by += (f"; by patient (either eye) {_pct(pt['sensitivity'])} and {_pct(pt['specificity'])} of "
-                   f"{pt['patients']} patients" if pt else "")
-            out.append(f"- Referable DR ({ref['positive']}, {ref['test_positives']} of "
-                       f"{ref['test_positives'] + ref['test_negatives']} test eyes), {title} {r['name']}: sensitivity "
-                       f"{_pct(r['sensitivity'])}, specificity {_pct(r['specificity'])} at its threshold{by}"
-                       f"{_missed_words(ref, r)}.")
+            by += (f"; by patient ({'either eye' if dr else 'any image'}) {_pct(pt['sensitivity'])} and "
+                   f"{_pct(pt['specificity'])} of {pt['patients']} patients" if pt else "")
+            name = f"Referable DR ({ref['positive']}, " if dr else f"{summary_title(ref, _classes(report))} ("
+            out.append(f"- {name}{ref['test_positives']} of {ref['test_positives'] + ref['test_negatives']} test "
+                       f"{rows}), {title} {r['name']}: sensitivity {_pct(r['sensitivity'])}, specificity "
+                       f"{_pct(r['specificity'])} at its threshold{by}{_missed_words(ref, r, dr)}.")
         weak = [(gr, pg) for gr, pg in ref["ensemble"]["per_grade"].items()
                 if pg["n"] and pg["recall"] == pg["recall"] and pg["recall"] < 0.5]
         if weak:
             out.append("- Grades the ensemble mostly misses on test (recall below 0.5): " + ", ".join(
-                f"grade {gr} ({round(pg['recall'] * pg['n'])} of {pg['n']} eyes right)" for gr, pg in weak) + ".")
+                f"grade {gr} ({round(pg['recall'] * pg['n'])} of {pg['n']} {rows} right)" for gr, pg in weak) + ".")
     cal = report.get("calibration") or {}
     worse = _calibration_worse(cal)
     if worse:
@@ -724,14 +748,14 @@ def _glance_md(report: dict) -> list[str]:
     return out + [""]
 
 
-def _missed_words(ref: dict, r: dict) -> str:
+def _missed_words(ref: dict, r: dict, dr: bool = True) -> str:
     """``; below the 90% target on test: 4 of 25 referable test eyes missed`` when the val-chosen threshold fell
-    short of the target on test, else ``""``."""
+    short of the target on test, else ``""`` (``dr``: eyes of referable DR, else positive images)."""
     sens, target = r.get("sensitivity") or {}, ref.get("sensitivity_target")
     if sens.get("value") is None or target is None or sens["value"] >= target or sens.get("n") is None:
         return ""
-    what = f"{'positive' if ref.get('kind') == 'positive_class' else 'referable'} test " \
-           f"{'images' if ref.get('kind') == 'positive_class' else 'eyes'}"
+    dr = dr and ref.get("kind") != "positive_class"
+    what = "referable test eyes" if dr else "positive test images"
     return f"; below the {target:.0%} target on test: {sens['n'] - sens['hits']} of {sens['n']} {what} missed"
 
 
@@ -790,6 +814,12 @@ def _calibration_md(cal: dict | None) -> list[str]:
 
 _ON_EFFECTIVE = (" on effective counts (the eye count divided by the design effect of patients' eyes, which are not "
                  "independent)")
+
+
+def _on_effective(report: dict | None, *, eyes: bool | None = None) -> str:
+    """:data:`_ON_EFFECTIVE`, of eyes on the DR grades and of images otherwise (``eyes`` decides when given)."""
+    eyes = (report is None or is_dr(report)) if eyes is None else eyes
+    return _ON_EFFECTIVE if eyes else _ON_EFFECTIVE.replace("eye", "image")
 
 GLOSSARY = (
     ("Out-of-fold (OOF)", "a prediction for a row made by a copy of the model that did not see that row while "
@@ -903,16 +933,41 @@ GENERIC_GLOSSARY = {
 }
 
 
+GRADED_GLOSSARY = {
+    "QWK": ("quadratic weighted kappa: agreement between predicted and true grades, 1 = perfect, 0 = no better than "
+            "chance; a prediction two grades off costs four times as much as one grade off."),
+    "Referable DR": ("Positive at the cut grade", "a grade at or above the cut grade (`vote --referable-grade`, 2 by "
+                     "default): sensitivity = share of those images the model flags (P(grade >= cut) at or above its "
+                     "threshold); specificity = share of the other images it lets pass."),
+    "Referral": ("sending an image to a human grader (`predict`'s `review`) because the ensemble is not confident enough "
+                 "about its grade, no member gives that grade, or the grade and the call at the cut grade disagree."),
+    "Operating point": ("the threshold on P(grade >= cut) at which an image is flagged: the highest one that flags the "
+                        "sensitivity target's share (90 % by default) of the positive val images; test then shows what "
+                        "that threshold does on images it was not chosen on."),
+    "AUC": ("area under the ROC curve: the chance that a random image of a grade scores higher for that grade than a "
+            "random image of another; the mean over the grades present in the split, one against the rest (0.5 = "
+            "chance, 1 = perfect). At the cut grade, the AUC of P(grade >= cut)."),
+    "Coverage": "the share of images the ensemble grades without sending them to a human grader.",
+}
+"""Ordered grades that are not DR's: :data:`GLOSSARY`'s grade words without eyes or DR (``Referable DR`` renamed), the
+generic entries of :data:`GRADED_FROM_GENERIC`."""
+GRADED_FROM_GENERIC = ("McNemar's test", "Effective count", "Balanced accuracy", "Paired bootstrap")
+
+
 def _glossary_md(report: dict | None = None) -> list[str]:
-    """The glossary: DR words (eyes, grades, referable DR) for a grading task, plain words (images, classes) else;
-    no QWK entry on nominal classes (the tables leave it out)."""
+    """The glossary: DR words (eyes, grades, referable DR) for DR grades, grade words without eyes for other ordered
+    grades, plain words (images, classes) else; no QWK entry on nominal classes (the tables leave it out)."""
     entries = list(GLOSSARY)
     ref = (report or {}).get("referable") or {}
     if report is not None and not ref.get("applicable"):  # no operating point in this report
         entries = [(term, words) for term, words in entries if term != "Operating point"]
     if report is not None and not ((report.get("bootstrap") or {}).get("clustered")):  # no effective counts either
         entries = [(term, words) for term, words in entries if term != "Effective count"]
-    if report is not None and not is_dr(report):
+    if report is not None and is_graded(report) and not is_dr(report):
+        entries = [GRADED_GLOSSARY[term] if term == "Referable DR" else
+                   (term, GENERIC_GLOSSARY[term] if term in GRADED_FROM_GENERIC else GRADED_GLOSSARY.get(term, words))
+                   for term, words in entries]
+    elif report is not None and not is_dr(report):
         entries = [(term, GENERIC_GLOSSARY.get(term, words)) for term, words in entries
                    if term != "Referable DR" and not (term == "QWK" and report.get("ordinal", True) is False
                                                       and report.get("num_classes") != 2)]
@@ -944,18 +999,17 @@ def summary_lines(report: dict) -> list[str]:
     if ref.get("applicable"):
         for role in ("best_single", "ensemble"):
             r = ref[role]
-            what = (f"Class {ref['positive_class']}" if ref.get("kind") == "positive_class"
-                    else f"Referable DR ({ref['positive']})")
+            what = summary_title(ref, _classes(report))
             exact = "exact 95 % intervals" + (" on effective counts" if ref.get("clustered") else "")
             out.append(f"{what}, {r['name']}: test sensitivity {_ci_text(r['sensitivity'], 2)} and "
                        f"specificity {_ci_text(r['specificity'], 2)} ({exact}), AUC {_ci_text(r['auc'], 2)} "
                        f"(95 % bootstrap CI) at threshold "
                        f"{_exact(r['threshold'], 3)} ({_choosing(ref, short=True)} sensitivity "
                        f"{_num(r['val_sensitivity'], 2)}, target "
-                       f"{ref['sensitivity_target']:.0%}){_missed_words(ref, r)}.")
+                       f"{ref['sensitivity_target']:.0%}){_missed_words(ref, r, is_dr(report))}.")
             if r.get("warning"):
                 out.append(f"WARNING: {r['warning']}")
-    elif ref and is_dr(report):
+    elif ref and is_graded(report):
         out.append(ref["note"])
     if (report.get("referral") or {}).get("warning"):
         out.append(f"WARNING (review referral, `predict`'s refer): {report['referral']['warning']}")

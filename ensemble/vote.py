@@ -205,7 +205,8 @@ def run_vote(
             "chosen without in-sample optimism. Saved as ensemble/combiners/<method>.json."),
         "combiners": saved,
         "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95, "stratified": True, **_bootstrap_words(
-            indices, n_boot, seed, len(ms.test_labels), graded=bool(ms.ordinal) and ms.num_classes >= 3),
+            indices, n_boot, seed, len(ms.test_labels), graded=bool(ms.ordinal) and ms.num_classes >= 3,
+            eyes=bool(ms.ordinal) and referable.dr_grades(ms.classes or range(ms.num_classes))),
             "single_row_classes": [ms.classes[c] if c < len(ms.classes or []) else c for c, n in
                                    enumerate(np.bincount(ms.test_labels, minlength=ms.num_classes).tolist()) if n == 1],
             "few_row_classes": {str(ms.classes[c] if c < len(ms.classes or []) else c): n for c, n in
@@ -470,15 +471,15 @@ def _fit_methods(ms: MemberSet, variants, folder: Path, seed: int, *, temps=None
     return out, saved, out_temps, weights
 
 
-def _bootstrap_words(indices, n_boot: int, seed: int, rows: int, *, graded: bool = True) -> dict:
+def _bootstrap_words(indices, n_boot: int, seed: int, rows: int, *, graded: bool = True, eyes: bool = True) -> dict:
     """``report.json``'s bootstrap ``clustered``, ``patients`` and ``note``: how the test rows were resampled
-    (``graded``: ordered grades of eyes, else images and classes)."""
+    (``graded``: ordered grades, else classes; ``eyes``: the DR grades, of a patient's eyes)."""
     common = (f"seed {seed}; the same resamples for every model, so differences are paired; percentile intervals, "
               "widened to contain the point value where the resamples are shifted away from it (ECE on small sets).")
     if isinstance(indices, stats.GroupDraws):
         return {"clustered": True, "patients": indices.groups, "single_patient_classes": [], "note": (
             f"{n_boot} bootstrap resamples of the {indices.groups} test patients ({rows} rows): the rows of a patient "
-            f"{'(both eyes) ' if graded else ''}are drawn together, since they are not independent, and patients are "
+            f"{'(both eyes) ' if graded and eyes else ''}are drawn together, since they are not independent, and patients are "
             f"drawn within the class of their {'highest grade' if graded else 'highest-numbered class'} (so each such "
             f"stratum keeps its patient count); {common}")}
     return {"clustered": False, "note": (
@@ -775,9 +776,11 @@ def _referral(ms: MemberSet, best: Predictions, target: float, *, call: ReviewRu
               "test_majority_kept": None if majority is None else _mean(ms.test_labels[kept] == majority),
               "test_balanced_accuracy_kept": (score(ms.test_labels[kept], None, pred=best.test_pred[kept],
                                                     num_classes=k)["balanced_accuracy"] if kept.any() else float("nan"))}
+    from ensemble.referable import dr_grades
+
     low = _low_threshold(threshold, k, val_conf, best, rows=int(len(val_conf)),
                          dr=bool(getattr(ms, "ordinal", True)) and k > 2, test_low=int((conf < threshold).sum()),
-                         n_test=len(conf))
+                         n_test=len(conf), eyes=dr_grades(getattr(ms, "classes", None) or range(k)))
     return {**({"warning": low} if low else {}), **counts, 
         "confidence": ("ensemble probability of its predicted "
                        f"{'grade' if getattr(ms, 'ordinal', True) and getattr(ms, 'num_classes', 3) > 2 else 'class'}"),
@@ -804,14 +807,14 @@ def _referral(ms: MemberSet, best: Predictions, target: float, *, call: ReviewRu
 
 
 def _low_threshold(threshold: float, k: int, val_conf: np.ndarray, best: Predictions, *, rows: int, dr: bool,
-                   test_low: int, n_test: int) -> str:
+                   test_low: int, n_test: int, eyes: bool = True) -> str:
     """A warning when the review threshold is below 1/k, the probability of every class when the ensemble cannot
     tell them apart (a model's most probable class always has at least that): the rule then accepts a grade
     given almost no probability and sends hardly a row for review on confidence, since the probabilities are
     spread out, uncalibrated, or (``+thr``) the grade given is not the most probable one. ``""`` otherwise."""
     if not k or threshold >= 1.0 / k:
         return ""
-    word, what = ("grade", "eye") if dr else ("class", "image")
+    word, what = ("grade", "eye" if eyes else "image") if dr else ("class", "image")
     off = float(np.mean(best.val_pred != best.val_probs.argmax(axis=1))) if len(best.val_pred) else 0.0
     why = (f", and {off:.0%} of its val {word}s are not its most probable one (a `+thr` {word} cuts the expected "
            f"{word})" if off > 0 else "")
@@ -994,9 +997,9 @@ def _verdict(r: dict, select_by: str = "qwk") -> str:
                f"{out['single_only_correct']} only the single member gets right, p = {p:.3g} "
                f"({'significant' if p < 0.05 else 'not significant'} at 0.05).")
     same = out.get("same_grades")
-    from ensemble.report import is_dr
+    from ensemble.report import is_graded
 
-    word = "grade" if is_dr(r) else "class"
+    word = "grade" if is_graded(r) else "class"
     weights = r.get("best_method_weights") or {}
     heavy = max(weights.items(), key=lambda kv: kv[1]) if weights else None
     heavy = heavy if heavy and heavy[1] >= DOMINANT_WEIGHT and len(weights) > 1 else None
@@ -1030,7 +1033,7 @@ OTHER_WORDS = {  # what the ensemble does when a paired difference excludes 0: (
     "auc": ("ranks {rows} better", "ranks {rows} worse"),
     "log_loss": ("gives the true {word} more probability", "gives the true {word} less probability"),
     "ece": ("is better calibrated", "is worse calibrated"),
-    "referable_auc": ("tells referable {rows} apart better", "tells referable {rows} apart worse"),
+    "referable_auc": ("tells {call} {rows} apart better", "tells {call} {rows} apart worse"),
 }
 
 
@@ -1038,14 +1041,15 @@ def _other_differences(r: dict, select_by: str, verdict: str, labels: dict[str, 
     """``, but soft ranks eyes worse (AUC -0.078 [-0.143, -0.008])``: the other reported metrics (and the
     referable-DR AUC) whose paired-bootstrap CI of the ensemble-minus-member difference excludes 0, in one clause
     ("" when none), so that a verdict on the selection metric alone does not hide them."""
-    from ensemble.report import columns, is_dr
+    from ensemble.report import columns, is_dr, is_graded
 
     diff = r.get("difference") or {}
     entries = {key: diff.get("metrics", {}).get(key) for key, _ in columns(r) if key != select_by}
     entries["referable_auc"] = diff.get("referable_auc")
-    names = {**labels, "ece": "ECE", "referable_auc": "referable-DR AUC"}
-    dr = is_dr(r)
-    fill = {"verb": "grades" if dr else "classifies", "rows": "eyes" if dr else "images", "word": "grade" if dr else "class"}
+    dr, graded = is_dr(r), is_graded(r)
+    names = {**labels, "ece": "ECE", "referable_auc": "referable-DR AUC" if dr else "AUC at the cut grade"}
+    fill = {"verb": "grades" if graded else "classifies", "rows": "eyes" if dr else "images",
+            "word": "grade" if graded else "class", "call": "referable" if dr else "positive"}
     found: dict[tuple[str, bool], list[str]] = {}
     for key, e in entries.items():
         lo, hi = (e or {}).get("ci") or (None, None)
@@ -1151,10 +1155,10 @@ def _unclaimable(r: dict) -> str:
     follows "which excludes 0 but", or ``""``: a test class the bootstrap never varies (one row, or one patient when
     patients are drawn), or one of fewer than :data:`FEW_ROWS` rows, which it barely varies. The interval then
     leaves out that class's variation: the caution at the end of the verdict says the same."""
-    from ensemble.report import is_dr
+    from ensemble.report import is_graded
 
     thin, lone = _fixed_classes(r)
-    word = "grade" if is_dr(r) else "class"
+    word = "grade" if is_graded(r) else "class"
     if thin or lone:
         kept = "which every resample keeps" if thin else "whose rows every resample keeps"
         return f"leaves out the variation of {_fixed_words(r, thin, lone)}, {kept} unchanged"
@@ -1178,10 +1182,10 @@ def _fixed_classes(r: dict) -> tuple[list, list]:
 
 def _fixed_words(r: dict, thin: list, lone: list) -> str:
     """``class 3`` / ``classes 1, 3 and 4``, each with a single row (or patient) in the test split."""
-    from ensemble.report import is_dr
+    from ensemble.report import is_graded
 
     classes = thin or lone
-    word = ("grade" if is_dr(r) else "class") + ("s" if len(classes) > 1 else "")
+    word = ("grade" if is_graded(r) else "class") + ("s" if len(classes) > 1 else "")
     names = [_class_label(r, c) if isinstance(c, int) else str(c) for c in classes]  # indices, or names already
     listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
     what = "row" if thin else "patient"
@@ -1199,13 +1203,13 @@ def _thin_test_words(r: dict) -> str:
 def _absent_words(r: dict) -> str:
     """A caution naming the classes with no test row (``bootstrap.few_row_classes`` at 0): balanced accuracy,
     macro-F1 and AUC average over the classes present, so always answering one class scores 1/(classes present)."""
-    from ensemble.report import is_dr
+    from ensemble.report import is_graded
 
     absent = [c for c, n in ((r.get("bootstrap") or {}).get("few_row_classes") or {}).items() if n == 0]
     k = r.get("num_classes") or len(r.get("classes") or [])
     if not absent or not k:
         return ""
-    word = "grade" if is_dr(r) else "class"
+    word = "grade" if is_graded(r) else "class"
     names = absent[0] if len(absent) == 1 else f"{', '.join(absent[:-1])} and {absent[-1]}"
     held, it = k - len(absent), "it" if len(absent) == 1 else "them"
     return (f" Caution: {word}{'s' if len(absent) > 1 else ''} {names} {'has' if len(absent) == 1 else 'have'} no "
@@ -1226,9 +1230,9 @@ def _thin_words(r: dict) -> str:
                 "real uncertainty (zero-wide when every class has one row) and neither a 'beat' nor a difference "
                 f"above should be trusted; {fix}.")
     if lone:
-        from ensemble.report import is_dr
+        from ensemble.report import is_graded
 
-        top = "highest grade" if is_dr(r) else "highest-numbered class"
+        top = "highest grade" if is_graded(r) else "highest-numbered class"
         whose = "that patient's" if len(lone) == 1 else "those patients'"
         return (f" Caution: {_fixed_words(r, [], lone)} (patients counted by their {top}); the bootstrap "
                 f"draws patients within their {top}, so it never varies {whose} rows, and the intervals "
@@ -1250,7 +1254,7 @@ def _class_label(r: dict, c: int | None = None) -> str:
 def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, best: Predictions,
                    *, before: tuple[tuple, tuple] | None = None) -> None:
     from ensemble import plots
-    from ensemble.report import is_dr, write_report
+    from ensemble.report import is_dr, is_graded, write_report
 
     write_report(out, report)
     k = ms.num_classes
@@ -1259,8 +1263,8 @@ def _write_outputs(out: Path, report: dict, ms: MemberSet, single: Predictions, 
     plots.plot_confusions(out / "confusion.png", [
         (f"best ensemble: {report['best_method']} (test, n={n})", confusion(ms.test_labels, best.test_pred, k)),
         (f"best single: {report['best_single']} (test, n={n})", confusion(ms.test_labels, single.test_pred, k))],
-        ms.classes, cut=(report.get("referable") or {}).get("cut_grade") if is_dr(report) else None,
-        word="grade" if is_dr(report) else "class")
+        ms.classes, cut=(report.get("referable") or {}).get("cut_grade") if is_graded(report) else None,
+        word="grade" if is_graded(report) else "class", eyes=is_dr(report))
     plots.plot_diversity(out / "diversity.png", report["diversity"], n=len(ms.test_labels))
     _write_clinical_figures(out, report, ms, single, best, before)
 
@@ -1271,7 +1275,7 @@ def _write_clinical_figures(out: Path, report: dict, ms: MemberSet, single: Pred
     tie-break, a ``+thr`` grade) and, for ordinal grades, ``roc.png`` (referable DR). ``before``: the best single
     member's and the ensemble's ``(test probs, labels or None for the argmax)`` before calibration."""
     from ensemble import plots
-    from ensemble.referable import positive_rows, positive_score
+    from ensemble.referable import dr_grades, positive_rows, positive_score, summary_title
 
     bs, bm = report["best_single"], report["best_method"]
     panels = []
@@ -1299,8 +1303,8 @@ def _write_clinical_figures(out: Path, report: dict, ms: MemberSet, single: Pred
         if r["specificity"]["value"] is not None and r["sensitivity"]["value"] is not None:
             points.append((f"{r['name']} at val-chosen threshold {r['threshold']:.4g}", kind,
                            1 - r["specificity"]["value"], r["sensitivity"]["value"]))
-    what = (f"Class {ref['positive_class']}" if ref.get("kind") == "positive_class"
-            else f"Referable DR (grade >= {ref['cut_grade']})")
-    plots.plot_roc(out / "roc.png", curves, points, dr=ref.get("kind") != "positive_class", title=(
+    dr = ref.get("kind") != "positive_class" and dr_grades(ms.classes or range(ms.num_classes))
+    what = f"Referable DR (grade >= {ref['cut_grade']})" if dr else summary_title(ref, ms.classes)
+    plots.plot_roc(out / "roc.png", curves, points, dr=dr, title=(
         f"{what} on test: n={len(pos)}, {int(pos.sum())} positive\n"
         f"operating points: thresholds chosen on {report_chosen_on(report)} for {ref['sensitivity_target']:.0%} sensitivity"))

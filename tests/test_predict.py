@@ -1376,3 +1376,16 @@ def test_the_referable_line_says_it_rests_on_p_referable_not_the_grade(capsys):
     assert "Referable DR: 3 of the 5 assessed images called referable (referable DR when P(grade >= 2) >= 0.2" in err
     assert ("The call rests on P(grade >= 2) at that threshold, not on the class column (the grade): 2 of the 3 called "
             "are graded below 2, and 1 graded 2 or above are not called (each such image has review 1, its note says why)") in err
+
+
+def test_the_call_line_of_ordered_grades_that_are_not_dr_says_positive(capsys):
+    """predict said "Referable DR: …" for low/mid/high grades: only the DR grades 0-4 are DR's."""
+    from dataclasses import replace
+
+    from ensemble.inference import _summary
+
+    result = _graded_result([0, 4, 3, 0, 1], [0.3, 0.9, 0.1, 0.05, 0.25])
+    _summary(replace(result, classes=["a", "b", "c", "d", "e"],
+                     referable_note="grade >= 2 (c or worse) when P(grade >= 2) >= 0.2, chosen on val"), None)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Positive: 3 of 5 assessed image(s) (grade >= 2 (c or worse) when" in err and "Referable DR" not in err

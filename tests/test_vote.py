@@ -1537,3 +1537,63 @@ def test_a_member_whose_val_npz_is_one_class_is_left_out_though_metrics_json_say
     assert report["skipped"]["c"].startswith("collapsed: its val predictions fall into one class (0)")
     assert "judged again on its val.npz; its metrics.json says collapsed: false" in report["skipped"]["c"]
     assert json.loads((folder / "metrics.json").read_text())["collapsed"] is False  # the member's files are left as they are
+
+
+DR_WORDS = ("Referable DR", "referable DR", "referable-DR", "diabetic", "Kaggle DR", "no DR", " eyes", " eye ",
+            "either eye", "worst eye", "grade 2, moderate")
+
+
+@pytest.mark.parametrize("classes", [["low", "mid", "high"], [0, 1, 2]], ids=["named", "integers"])
+def test_ordered_grades_that_are_not_dr_get_no_dr_words(tmp_path: Path, monkeypatch, classes) -> None:
+    """low/mid/high --ordinal (or any 3-grade integer task) got "Referable DR (grade >= 2 (high or worse))", "It
+    grades diabetic retinopathy only", "(grade 2, moderate, by default)", eyes and "no DR": only the DR grades 0-4
+    are DR's; other ordered grades are positive at grade >= N, over images."""
+    from ensemble import plots
+    from ensemble.inference import _referable_rule
+
+    monkeypatch.setattr(sys.modules[__name__], "K", 3)
+    monkeypatch.setattr(sys.modules[__name__], "LABELS", np.tile(np.arange(3), 20))
+    root = make_workdir(tmp_path, {"a": (0.5, 0.5), "b": (0.4, 0.45)}, incomplete=None,
+                        groups=[f"p{i // 2}" for i in range(60)])
+    meta = json.loads((root / "dataset.json").read_text())
+    (root / "dataset.json").write_text(json.dumps({**meta, "classes": classes, "ordinal": True}))
+    for m in ("a", "b"):
+        path = root / "members" / m / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "classes": classes}))
+    console = Console(file=io.StringIO(), width=200)
+    report = run_vote(root, n_boot=50, console=console)
+    ref = report["referable"]
+    assert ref["applicable"] and ref["kind"] == "referable_dr" and ref["cut_grade"] == 2  # the same summary
+    md = (root / "ensemble" / "report.md").read_text()
+    text = md + console.file.getvalue() + report["verdict"] + report["bootstrap"]["note"]
+    assert [w for w in DR_WORDS if w in text] == []
+    title = "Positive at grade >= 2 (high or worse)" if classes[0] == "low" else "Positive at grade >= 2"
+    assert f"## {title} (operating point chosen before test)" in md and f"- {title} (" in md
+    assert "It grades on the scale of its training labels only" in md and "**Positive at the cut grade**" in md
+    assert "any image at the threshold" in md and f"{title}, " in console.file.getvalue()
+    assert "eyes" not in plots.confusion_caption(2, eyes=False)
+    ref_ens = {**ref, "ensemble": {**ref["ensemble"], "name": "soft"}}
+    assert _referable_rule(ref_ens, "soft", "val", classes)[2].startswith(ref["positive"] + " when P(grade >= 2)")
+    assert _referable_rule(ref_ens, "soft", "val", list(range(5)))[2].startswith("referable DR when")  # DR: as before
+
+
+def test_a_two_class_report_grouped_by_patient_speaks_of_images_not_eyes(tmp_path: Path, monkeypatch) -> None:
+    """"the eye count divided by the design effect of patients' eyes" and "either eye at the threshold" in a
+    benign/malignant report grouped by patient."""
+    monkeypatch.setattr(sys.modules[__name__], "K", 2)
+    monkeypatch.setattr(sys.modules[__name__], "LABELS", np.tile(np.arange(2), 30))
+    root = make_workdir(tmp_path, {"a": (0.4, 0.4), "b": (0.3, 0.35)}, incomplete=None,
+                        groups=[f"p{i // 2}" for i in range(60)])
+    meta = json.loads((root / "dataset.json").read_text())
+    (root / "dataset.json").write_text(json.dumps({**meta, "classes": ["benign", "malignant"], "ordinal": False}))
+    for m in ("a", "b"):
+        path = root / "members" / m / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "classes": ["benign", "malignant"]}))
+    console = Console(file=io.StringIO(), width=200)
+    report = run_vote(root, n_boot=50, console=console)
+    assert report["bootstrap"]["clustered"] and report["referable"]["kind"] == "positive_class"
+    md = (root / "ensemble" / "report.md").read_text()
+    text = md + console.file.getvalue() + report["verdict"] + report["bootstrap"]["note"]
+    assert [w for w in DR_WORDS if w in text] == [] and "eye" not in text.replace("Yule", "")
+    assert "the image count divided by the design effect of patients' images" in md
+    assert "by patient | any image at the threshold" in md
