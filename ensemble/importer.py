@@ -1136,7 +1136,7 @@ def _write_member(folder: Path, name: str, data, probs: dict[str, np.ndarray], e
 
 def _write_files(target: Path, name: str, data, probs: dict[str, np.ndarray], extra: dict, model_src, spec_src) -> None:
     """The member's files in ``target``, ``metrics.json`` last (the mark of a complete member)."""
-    from members.scoring import nan_to_none, score
+    from members.scoring import nan_to_none, qwk_for_task, score
     from members.training.artifacts import predictions_sha256, save_predictions
     from members.training.collapse import health
 
@@ -1172,6 +1172,7 @@ def _write_files(target: Path, name: str, data, probs: dict[str, np.ndarray], ex
     if model_src is not None:
         atomic.write_bytes(target / "model.keras", model_src)
         metrics["model_sha256"] = atomic.sha256_file(target / "model.keras")
+    metrics = qwk_for_task(metrics, ordinal=bool(data.ordinal), num_classes=data.num_classes)  # no order: no QWK
     atomic.write_json(target / "metrics.json", nan_to_none(metrics))
 
 

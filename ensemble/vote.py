@@ -27,7 +27,7 @@ from ensemble.manifest import after_commit, output_folder, transactional
 from ensemble.member_set import MemberSet, load_members
 from ensemble.referral import ReviewRule, call_score, referred, review_flags
 from members.infra.errors import UserError
-from members.scoring import confusion, nan_to_none, score
+from members.scoring import confusion, nan_to_none, qwk_for_task, score
 
 MAX_BOOT = 100_000  # resamples × test rows are held in memory at once
 METRIC_LABELS = {"qwk": "QWK", "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
@@ -239,7 +239,7 @@ def run_vote(
     report["val_below_baseline"], report["val_one_class"] = _val_marks(val, {**models, **methods_out}, ms.val_labels)
     report["outcome"] = _outcome(report, select_by)
     report["verdict"] = _verdict(report, select_by)
-    report = nan_to_none(report)
+    report = nan_to_none(qwk_for_task(report, ordinal=ms.ordinal, num_classes=ms.num_classes))  # no order: no QWK
     before = None if uncal is None else ((raw.test_probs[raw.names.index(best_single)], None), (uncal[2], uncal[4]))
     _write_outputs(out, report, ms, single, best, before=before)
     after_commit(lambda: _show(report, console, workdir))  # not for a vote discarded at its end

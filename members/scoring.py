@@ -158,6 +158,29 @@ def score_weighted(
     return {name: out[name] for name in metrics}
 
 
+def qwk_for_task(obj: Any, *, ordinal: bool | None, num_classes: int | None) -> Any:
+    """``obj`` (scores, or a metrics.json / report.json holding them at any depth) with every ``qwk`` null where it
+    depends on an arbitrary class order: unordered classes, three or more (they are indexed alphabetically). Two
+    classes keep it: Cohen's kappa, the same whichever comes first. A ``{value, ci}`` entry keeps its shape.
+
+        >>> qwk_for_task({"test": {"qwk": 0.4, "accuracy": 0.5}}, ordinal=False, num_classes=3)
+        {'test': {'qwk': None, 'accuracy': 0.5}}
+        >>> qwk_for_task({"qwk": {"value": 0.4, "ci": [0.1, 0.6]}}, ordinal=False, num_classes=3)
+        {'qwk': {'value': None, 'ci': [None, None]}}
+        >>> qwk_for_task({"qwk": 0.4}, ordinal=True, num_classes=3)
+        {'qwk': 0.4}
+    """
+    if ordinal is not False or (num_classes or 0) <= 2:
+        return obj
+    if isinstance(obj, dict):
+        return {key: (({**value, "value": None, "ci": [None, None]} if isinstance(value, dict) else None)
+                      if key == "qwk" else qwk_for_task(value, ordinal=ordinal, num_classes=num_classes))
+                for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [qwk_for_task(value, ordinal=ordinal, num_classes=num_classes) for value in obj]
+    return obj
+
+
 def nan_to_none(obj: Any) -> Any:
     """Strict-JSON values: every ``nan``/``inf`` float becomes ``None``, numpy scalars and arrays Python ones.
 

@@ -366,6 +366,39 @@ def test_nominal_vote_has_no_thresholds_and_selects_by_macro_f1(nominal, capsys)
     assert "cataract, glaucoma, normal; nominal" in md
 
 
+def test_nominal_tasks_hold_no_qwk_in_report_json_or_metrics_json(nominal, tmp_path):
+    """report.json and metrics.json held QWK on alphabetical class indices for nominal classes, where `presets
+    --json` gave null: null in every file now (a {value, ci} entry keeps its shape for readers)."""
+    import shutil
+
+    from ensemble.importer import import_member
+    from ensemble.vote import run_vote
+    from tests.test_import import write_probs
+
+    work = tmp_path / "w"
+    shutil.copytree(nominal, work)
+    csvs = write_probs(work, tmp_path)
+    folder = import_member(work, "imported", val_csv=csvs["val"], test_csv=csvs["test"])
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["test"]["qwk"] is None and metrics["val"]["qwk"] is None and metrics["test"]["macro_f1"] > 0
+    from members.training.trainer import train_member
+
+    train_member(work, load_preset("tiny").replace(input_size=16, epochs=1, monitor="val_macro_f1"), name="t",
+                 preset="tiny", log=lambda line: None, show_progress=False)
+    metrics = json.loads((work / "members" / "t" / "metrics.json").read_text())
+    assert metrics["test"]["qwk"] is None and metrics["val"]["qwk"] is None and metrics["test"]["accuracy"] >= 0
+    run_vote(work, n_boot=20, console=Console(file=io.StringIO()))
+    report = json.loads((work / "ensemble" / "report.json").read_text())
+    entries = [report["baseline"], *report["members"].values(), *report["ensembles"].values(),
+               report["difference"]["metrics"]]
+    assert all(e["qwk"] == {"value": None, "ci": [None, None]} for e in entries)
+    assert all(m["qwk"] is None for m in report["val"]["members"].values())
+    assert all(e["macro_f1"]["value"] is not None for e in entries[:-1])
+    code, out, err = run_cli("presets", "--workdir", work, "--json")
+    assert code == 0, err
+    assert {r["test_qwk"] for r in json.loads(out)} == {None}
+
+
 @pytest.mark.parametrize("options,needle", [
     (["--thresholds", "on"], "Grade thresholds cut the expected grade"),
     (["--method", "soft"], None),

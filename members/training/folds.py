@@ -383,7 +383,7 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
     from members.training.artifacts import predictions_sha256, save_predictions
     from members.training.collapse import majority_section
     from members.data.dataset import load_dataset
-    from members.scoring import nan_to_none, score
+    from members.scoring import nan_to_none, qwk_for_task, score
     from members.training.trainer import member_dir
 
     data = load_dataset(workdir)
@@ -466,7 +466,7 @@ def assemble(workdir: str | Path, name: str, spec: MemberSpec, *, preset: str, k
         metrics["regression"] = regression
     # the copies learned from the train+val pool: its most frequent class is the baseline's
     metrics.update(majority_section({"train": labels, "val": labels[val], "test": test_labels}, metrics, c))
-    metrics = nan_to_none(metrics)
+    metrics = nan_to_none(qwk_for_task(metrics, ordinal=bool(data.ordinal), num_classes=c))
     atomic.write_json(folder / "metrics.json", metrics)
     return metrics
 

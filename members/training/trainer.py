@@ -40,7 +40,7 @@ from members.infra import atomic
 from members.infra.errors import UserError
 from members.infra.lock import MemberLock
 from members.model.spec import MemberSpec
-from members.scoring import nan_to_none as _jsonable, score  # the one strict-JSON cleaner
+from members.scoring import nan_to_none as _jsonable, qwk_for_task, score  # the one strict-JSON cleaner
 from members.training.artifacts import (plot_curves, predictions_sha256, save_model, save_predictions, save_weights,
                                         write_history)
 from members.training.checkpoint import BestWeights, better, best_epoch, stale_epochs
@@ -450,6 +450,7 @@ class Trainer:
         }
         if regression is not None:
             metrics["regression"] = regression
+        metrics = qwk_for_task(metrics, ordinal=bool(self.data.ordinal), num_classes=self.k)  # no order: no QWK
         shutil.rmtree(self.dir / ".cache", ignore_errors=True)
         atomic.write_json(self.dir / "metrics.json", _jsonable(metrics))
         shutil.rmtree(self.resume_dir, ignore_errors=True)
