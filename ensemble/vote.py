@@ -1055,6 +1055,8 @@ def _other_differences(r: dict, select_by: str, verdict: str, labels: dict[str, 
         lo, hi = (e or {}).get("ci") or (None, None)
         if lo is None or hi is None or math.isnan(lo) or math.isnan(hi) or lo <= 0.0 <= hi:
             continue
+        if float(_f(e["value"], True)) == 0.0:  # it would read "+0.000 [+0.000, +0.000]": no difference to name
+            continue
         better = (lo > 0) != (key in ("log_loss", "ece"))  # lower is better for those two
         phrase = OTHER_WORDS[key][0 if better else 1].format(**fill)
         found.setdefault((phrase, better), []).append(f"{names[key]} {_f(e['value'], True)} [{_f(lo, True)}, "

@@ -576,6 +576,8 @@ def test_the_verdict_names_another_metric_whose_paired_interval_excludes_zero(vo
     assert head.endswith("which includes 0), but stack ranks eyes worse (AUC -0.078 [-0.143, -0.008]) and tells "
                          "referable eyes apart worse (referable-DR AUC -0.180 [-0.290, -0.097])")
     assert "log-loss" not in head and "accuracy" not in head.split("which includes 0")[1]  # their CIs include 0
+    wide["difference"]["metrics"]["log_loss"] = entry(0.0002, 0.0001, 0.0004)  # excludes 0, yet prints as +0.000
+    assert "log-loss" not in _verdict(wide, "qwk").split("; accuracy")[0]  # "less probability (log-loss +0.000 …)"
     beat = _fake_report((0.01, 0.09), (0.75, 0.72))
     beat["difference"]["metrics"]["log_loss"] = entry(-0.127, -0.211, -0.044)  # lower is better: also ahead
     beat["difference"]["metrics"]["auc"] = entry(-0.05, -0.09, -0.01)
