@@ -659,14 +659,12 @@ def _stamped_source(path: Path, stamp: dict) -> _Source | None:
     """The :class:`_Source` of a stamped model file; a spec this version cannot read gets a warning and None."""
     import tomllib
 
-    from members.model.spec import load_spec_file
+    from members.model.spec import load_spec_text
 
     text = stamp["spec_toml"]
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "spec.toml").write_text(text, encoding="utf-8")
-            spec = load_spec_file(Path(tmp) / "spec.toml")
-    except (OSError, UserError) as exc:
+        spec = load_spec_text(text, str(path))
+    except UserError as exc:
         try:
             told = tomllib.loads(text)
         except tomllib.TOMLDecodeError:

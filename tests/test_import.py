@@ -1167,3 +1167,15 @@ def test_a_member_trained_on_its_classes_in_another_order_is_refused(tmp_path):
         source.check_classes(Path("m.keras"), load_dataset(work))
     _Source(spec=None, spec_bytes=b"", size=16, classes=["cat", "dog"], where="x",
             told_by="x").check_classes(Path("m.keras"), load_dataset(work))
+
+
+def test_a_stamp_whose_spec_this_version_cannot_read_gives_a_warning_and_no_source(tmp_path, capsys) -> None:
+    """A model file stamped by another version (a spec field unknown here) is imported without its steps, said so."""
+    from ensemble.importer import _stamped_source
+    from members.model.stamp import member_record
+
+    stamp = member_record('preprocessing = "ben"\nfundus_crop = true\nfuture_field = 3\n', 32, [0, 1])
+    assert _stamped_source(tmp_path / "model.keras", stamp) is None
+    err = capsys.readouterr().err
+    assert "(preprocessing = 'ben', fundus_crop = True) whose recorded spec this version cannot read" in err
+    assert "future_field" in err

@@ -397,10 +397,24 @@ def load_spec_file(path: str | Path, *, base: MemberSpec | None = None) -> Membe
         raise UserError(f"Spec file {path} cannot be read ({exc.strerror or exc}); pass a readable TOML file.") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"Spec file {path} is not valid TOML ({exc}); fix the line it names.") from None
+    return _spec_from(text, data, str(path), base)
+
+
+def load_spec_text(text: str, where: str) -> MemberSpec:
+    """:func:`load_spec_file` of a spec's TOML ``text`` held elsewhere (a model file's stamp), named ``where``."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"The spec of {where} is not valid TOML ({exc}).") from None
+    return _spec_from(text, data, where, None)
+
+
+def _spec_from(text: str, data: dict, path: str, base: MemberSpec | None) -> MemberSpec:
+    """The spec of the parsed TOML ``data`` (its ``text`` as read), from ``path``, over ``base``."""
     preset = data.pop("preset", None)
     unknown = sorted(set(data) - field_names())
     if unknown:
-        raise UserError(_unknown_fields_message(unknown, str(path)))
+        raise UserError(_unknown_fields_message(unknown, path))
     resolved = text.startswith(RESOLVED_HEADER)  # a member's spec.toml: its preset line is a label, a field it
     # lacks (one added since it was trained) has its default, as when it trained
     if preset is not None and base is None and not resolved and set(data) != field_names():  # the rest: the preset's
