@@ -1388,4 +1388,5 @@ def test_the_call_line_of_ordered_grades_that_are_not_dr_says_positive(capsys):
     _summary(replace(result, classes=["a", "b", "c", "d", "e"],
                      referable_note="grade >= 2 (c or worse) when P(grade >= 2) >= 0.2, chosen on val"), None)
     err = " ".join(capsys.readouterr().err.split())
-    assert "Positive: 3 of 5 assessed image(s) (grade >= 2 (c or worse) when" in err and "Referable DR" not in err
+    assert "Positive: 3 of the 5 assessed images called positive (grade >= 2 (c or worse) when" in err \
+        and "Referable DR" not in err
